@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: MIT */
+/* Small helpers: clocks, files, names. */
+#ifndef FERRY_COMMON_UTIL_H
+#define FERRY_COMMON_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+#include "common/err.h"
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Monotonic milliseconds, for deadlines and durations. */
+uint64_t now_mono_ms(void);
+/* Wall clock milliseconds since the epoch, for records shown to users. */
+uint64_t now_wall_ms(void);
+
+/* Creates dir and its parents with mode; existing dirs are fine. */
+int mkdir_p(const char *path, unsigned mode, struct ferr *e);
+/* Reads a whole file (at most max bytes) into a new NUL-terminated buffer that the
+ * caller frees. On failure *out is untouched. */
+int file_read_all(const char *path, size_t max, char **out, size_t *len, struct ferr *e);
+/* Writes data to path atomically (temp file, fsync, rename). */
+int file_write_atomic(const char *path, const void *data, size_t len, struct ferr *e);
+/* Removes a directory tree (rm -rf semantics, no symlink following). */
+int rm_rf(const char *path);
+
+/* A name of a VM, node, bridge-independent object: 1..max chars of [a-z0-9-], starting with
+ * a letter, not ending with '-'. Returns true if valid. */
+bool name_valid(const char *s, size_t max);
+
+/* Safe bounded formatting that fails instead of truncating: returns 0 or -ENAMETOOLONG. */
+int fmt_path(char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+#endif

@@ -1,0 +1,96 @@
+/* SPDX-License-Identifier: MIT */
+/* The VM spec: what a VM is (CPU, memory, disks, NICs, boot), parsed and validated from JSON. */
+#ifndef FERRY_VM_SPEC_H
+#define FERRY_VM_SPEC_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/err.h"
+
+#define VM_NAME_MAX 63
+#define VM_PATH_MAX 1024
+#define VM_CMDLINE_MAX 2048
+#define VM_MAX_DISKS 8
+#define VM_MAX_NICS 8
+#define VM_MAX_LABELS 32
+#define VM_MAX_SOCKETS 8
+#define VM_MAX_CORES 64
+#define VM_MAX_THREADS 2
+#define VM_MAX_VCPUS 256
+#define VM_MIN_MEMORY_MIB 32
+#define VM_BRIDGE_MAX 15 /* IFNAMSIZ - 1 */
+#define VM_DEFAULT_BUDGET_MS 300
+#define VM_MIN_BUDGET_MS 10
+#define VM_MAX_BUDGET_MS 60000
+#define VM_DEFAULT_PRIORITY 500
+#define VM_MAX_PRIORITY 1000
+
+struct vm_disk {
+    char path[VM_PATH_MAX]; /* absolute path of a VHD file */
+    uint64_t size_mib;      /* if the file does not exist yet: create a fixed VHD this big; 0 = must exist */
+    bool readonly;
+};
+
+struct vm_nic {
+    char bridge[VM_BRIDGE_MAX + 1]; /* host bridge the tap joins */
+    char mac[18];                   /* "52:54:00:xx:xx:xx", generated when absent */
+};
+
+struct vm_label {
+    char key[64];
+    char value[256];
+};
+
+struct vm_spec {
+    char name[VM_NAME_MAX + 1];
+    unsigned sockets, cores, threads; /* vCPUs = sockets * cores * threads */
+    uint64_t memory_mib;
+    unsigned ndisks;
+    struct vm_disk disks[VM_MAX_DISKS];
+    unsigned nnics;
+    struct vm_nic nics[VM_MAX_NICS];
+    struct {
+        char kernel[VM_PATH_MAX]; /* empty: boot from the first disk */
+        char initrd[VM_PATH_MAX];
+        char cmdline[VM_CMDLINE_MAX];
+    } boot;
+    unsigned blackout_budget_ms;
+    unsigned priority; /* 0..1000, higher is more important */
+    unsigned nlabels;
+    struct vm_label labels[VM_MAX_LABELS];
+};
+
+/*
+ * What validation may ask of the host. Each hook is optional (NULL skips that check);
+ * hooks return true if the thing exists. Keeps the parser free of I/O for unit tests.
+ */
+struct vm_spec_env {
+    uint64_t host_memory_mib; /* 0 = do not check against the host */
+    bool (*bridge_exists)(const char *name, void *data);
+    bool (*dir_exists)(const char *path, void *data);
+    bool (*file_exists)(const char *path, void *data);
+    void *data;
+};
+
+/*
+ * Parses and validates a spec. j is borrowed. Unknown fields are refused. Missing optional
+ * fields get defaults (1 socket/1 core/1 thread, budget 300 ms, priority 500, generated MACs).
+ * On error returns FERR_INVALID with a message naming the field and the accepted range,
+ * e.g. "cpu.sockets: 9 is out of range 1..8"; *out is then unspecified.
+ */
+int vm_spec_from_json(const json_t *j, const struct vm_spec_env *env, struct vm_spec *out,
+                      struct ferr *e);
+
+/* Returns a new JSON object (caller owns the reference) that vm_spec_from_json parses back
+ * to an equal spec. NULL only on allocation failure. */
+json_t *vm_spec_to_json(const struct vm_spec *s);
+
+/* vCPU count of a spec. */
+unsigned vm_spec_vcpus(const struct vm_spec *s);
+
+/* Writes the stable MAC of NIC idx of VM name into mac (18 bytes): 52:54:00 + 3 bytes of a hash. */
+void vm_spec_gen_mac(const char *name, unsigned idx, char mac[18]);
+
+#endif
