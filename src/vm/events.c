@@ -1,0 +1,135 @@
+/* SPDX-License-Identifier: MIT */
+/* Recent events of this host, kept in memory and appended to a JSON-lines file. */
+#include "vm/events.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "common/log.h"
+#include "common/util.h"
+
+#define EVENTS_FILE_MAX (1024 * 1024)
+
+struct events {
+    char path[4096];
+    unsigned keep;
+    unsigned count; /* events in ring */
+    unsigned head;  /* index of the oldest */
+    uint64_t next_id;
+    json_t **ring;
+};
+
+static void ring_push(struct events *ev, json_t *o)
+{
+    if (ev->count < ev->keep) {
+        ev->ring[(ev->head + ev->count) % ev->keep] = o;
+        ev->count++;
+    } else {
+        json_decref(ev->ring[ev->head]);
+        ev->ring[ev->head] = o;
+        ev->head = (ev->head + 1) % ev->keep;
+    }
+}
+
+int events_open(const char *path, unsigned keep, struct events **out, struct ferr *e)
+{
+    struct events *ev = calloc(1, sizeof(*ev));
+    if (!ev || keep == 0)
+        goto err_alloc;
+    ev->ring = calloc(keep, sizeof(*ev->ring));
+    if (!ev->ring)
+        goto err_alloc;
+    if (fmt_path(ev->path, sizeof(ev->path), "%s", path) < 0) {
+        free(ev->ring);
+        free(ev);
+        return ferr_set(e, -ENAMETOOLONG, "events: path too long: %s", path);
+    }
+    ev->keep = keep;
+    ev->next_id = 1;
+    FILE *f = fopen(path, "r");
+    if (f) {
+        char line[8192];
+        while (fgets(line, sizeof(line), f)) {
+            json_t *o = json_loads(line, 0, NULL);
+            json_t *id = o ? json_object_get(o, "id") : NULL;
+            if (!json_is_integer(id)) {
+                json_decref(o);
+                continue; /* a torn last line after a crash is skipped */
+            }
+            if ((uint64_t)json_integer_value(id) >= ev->next_id)
+                ev->next_id = (uint64_t)json_integer_value(id) + 1;
+            ring_push(ev, o);
+        }
+        fclose(f);
+    }
+    *out = ev;
+    return 0;
+err_alloc:
+    if (ev)
+        free(ev->ring);
+    free(ev);
+    return ferr_set(e, -ENOMEM, "events: out of memory");
+}
+
+void events_close(struct events *ev)
+{
+    if (!ev)
+        return;
+    for (unsigned i = 0; i < ev->count; i++)
+        json_decref(ev->ring[(ev->head + i) % ev->keep]);
+    free(ev->ring);
+    free(ev);
+}
+
+static void append_file(struct events *ev, const char *line)
+{
+    struct stat st;
+    if (stat(ev->path, &st) == 0 && st.st_size > EVENTS_FILE_MAX) {
+        char old[4200];
+        snprintf(old, sizeof(old), "%s.1", ev->path);
+        rename(ev->path, old);
+    }
+    FILE *f = fopen(ev->path, "a");
+    if (!f) {
+        log_warn("events: cannot append to %s: %s", ev->path, strerror(errno));
+        return;
+    }
+    fprintf(f, "%s\n", line);
+    fclose(f);
+}
+
+void events_add(struct events *ev, const char *vm, const char *type, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    json_t *o = json_pack("{s:I, s:I, s:s, s:s, s:s}", "id", (json_int_t)ev->next_id++,
+                          "time_ms", (json_int_t)now_wall_ms(), "vm", vm ? vm : "", "type",
+                          type, "message", msg);
+    if (!o)
+        return;
+    log_info("event %s%s%s: %s", type, vm && *vm ? " " : "", vm ? vm : "", msg);
+    char *line = json_dumps(o, JSON_COMPACT);
+    if (line) {
+        append_file(ev, line);
+        free(line);
+    }
+    ring_push(ev, o);
+}
+
+json_t *events_list(const struct events *ev, uint64_t since, unsigned limit)
+{
+    json_t *arr = json_array();
+    for (unsigned i = 0; arr && i < ev->count && json_array_size(arr) < limit; i++) {
+        json_t *o = ev->ring[(ev->head + i) % ev->keep];
+        if ((uint64_t)json_integer_value(json_object_get(o, "id")) > since)
+            json_array_append(arr, o);
+    }
+    return arr;
+}

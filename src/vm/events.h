@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: MIT */
+/* Recent events of this host (VM lifecycle, failures), kept in memory and appended to a file. */
+#ifndef FERRY_VM_EVENTS_H
+#define FERRY_VM_EVENTS_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "common/err.h"
+
+struct events;
+
+/* Opens the event log at path (created if missing); the last events of the file are loaded so
+ * ids keep increasing across restarts. keep = how many events stay in memory. */
+int events_open(const char *path, unsigned keep, struct events **out, struct ferr *e);
+void events_close(struct events *ev);
+
+/* Records an event; vm may be NULL or "". type like "vm.started". Never fails the caller:
+ * a write error is logged. */
+void events_add(struct events *ev, const char *vm, const char *type, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Events with id > since, oldest first, at most limit. Returns a new JSON array. */
+json_t *events_list(const struct events *ev, uint64_t since, unsigned limit);
+
+#endif

@@ -1,0 +1,677 @@
+/* SPDX-License-Identifier: MIT */
+/* The VM spec: parsing and validating it from JSON, and writing it back. */
+#include "vm/spec.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+#include "storage/vhd.h"
+
+/* Above this QEMU itself refuses -m; also keeps MiB -> bytes far from overflowing. */
+#define MEMORY_MAX_MIB (16ull * 1024 * 1024)
+#define LABEL_KEY_MAX 63
+#define LABEL_VALUE_MAX 255
+
+_Static_assert(LABEL_KEY_MAX < sizeof(((struct vm_label *)0)->key), "label key fits");
+_Static_assert(LABEL_VALUE_MAX < sizeof(((struct vm_label *)0)->value), "label value fits");
+
+/* Field paths in messages are at most this long ("disks[7].size_mib", "labels.<63 chars>"). */
+#define FIELD_MAX 96
+
+/*
+ * Writes s into buf as a double-quoted string for a message: control characters, quotes and
+ * backslashes are escaped and long strings are cut with "..." so that one bad field cannot
+ * flood the message or the terminal.
+ */
+static const char *quote(const char *s, char *buf, size_t size)
+{
+    size_t n = 0, limit = size - 10; /* room for one escape, "...", '"' and NUL */
+    buf[n++] = '"';
+    for (; *s && n < limit; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            buf[n++] = '\\';
+            buf[n++] = (char)c;
+        } else if (c < 0x20 || c == 0x7f) {
+            n += (size_t)snprintf(buf + n, size - n, "\\x%02x", c);
+        } else {
+            buf[n++] = (char)c;
+        }
+    }
+    if (*s) {
+        memcpy(buf + n, "...", 3);
+        n += 3;
+    }
+    buf[n++] = '"';
+    buf[n] = '\0';
+    return buf;
+}
+
+static const char *type_name(const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: return "an object";
+    case JSON_ARRAY: return "an array";
+    case JSON_STRING: return "a string";
+    case JSON_INTEGER: return "an integer";
+    case JSON_REAL: return "a fractional number";
+    case JSON_TRUE:
+    case JSON_FALSE: return "a boolean";
+    case JSON_NULL: return "null";
+    }
+    return "something else";
+}
+
+/* Refuses members of obj that are not in the NULL-terminated list accepted. */
+static int check_fields(const json_t *obj, const char *where, const char *const *accepted,
+                        struct ferr *e)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)obj, key, v)
+    {
+        bool ok = false;
+        for (size_t i = 0; accepted[i]; i++)
+            if (strcmp(key, accepted[i]) == 0)
+                ok = true;
+        if (ok)
+            continue;
+        char list[256] = "", q[80];
+        size_t n = 0;
+        for (size_t i = 0; accepted[i]; i++)
+            n += (size_t)snprintf(list + n, sizeof(list) - n, "%s%s", i ? ", " : "", accepted[i]);
+        if (where)
+            return ferr_set(e, FERR_INVALID, "%s: unknown field %s (accepted: %s)", where,
+                            quote(key, q, sizeof(q)), list);
+        return ferr_set(e, FERR_INVALID, "unknown field %s (accepted: %s)", quote(key, q, sizeof(q)),
+                        list);
+    }
+    return 0;
+}
+
+/* Reads an integer field; numbers written as strings or with a fraction are refused. */
+static int get_integer(const json_t *v, const char *field, json_int_t *out, struct ferr *e)
+{
+    if (json_is_string(v))
+        return ferr_set(e, FERR_INVALID, "%s: expected an integer, not a string", field);
+    if (!json_is_integer(v))
+        return ferr_set(e, FERR_INVALID, "%s: expected an integer, not %s", field, type_name(v));
+    *out = json_integer_value(v);
+    return 0;
+}
+
+/* Reads an integer field into *out if it is in lo..hi. */
+static int get_uint(const json_t *v, const char *field, uint64_t lo, uint64_t hi, uint64_t *out,
+                    struct ferr *e)
+{
+    json_int_t n = 0;
+    int rc = get_integer(v, field, &n, e);
+    if (rc < 0)
+        return rc;
+    if (n < 0 || (uint64_t)n < lo || (uint64_t)n > hi)
+        return ferr_set(e, FERR_INVALID, "%s: %" JSON_INTEGER_FORMAT " is out of range %" PRIu64
+                        "..%" PRIu64, field, n, lo, hi);
+    *out = (uint64_t)n;
+    return 0;
+}
+
+static int get_unsigned(const json_t *v, const char *field, unsigned lo, unsigned hi, unsigned *out,
+                        struct ferr *e)
+{
+    uint64_t n = 0;
+    int rc = get_uint(v, field, lo, hi, &n, e);
+    if (rc == 0)
+        *out = (unsigned)n;
+    return rc;
+}
+
+/*
+ * Reads a string field of at most max bytes into out (which has room for max + 1). Strings with
+ * a NUL inside are refused: C code after us would silently cut them.
+ */
+static int get_string(const json_t *v, const char *field, size_t max, char *out, struct ferr *e)
+{
+    if (!json_is_string(v))
+        return ferr_set(e, FERR_INVALID, "%s: expected a string, not %s", field, type_name(v));
+    const char *s = json_string_value(v);
+    size_t len = json_string_length(v);
+    if (strlen(s) != len)
+        return ferr_set(e, FERR_INVALID, "%s: contains a NUL character", field);
+    if (len > max)
+        return ferr_set(e, FERR_INVALID, "%s: %zu characters exceed the maximum of %zu", field, len,
+                        max);
+    memcpy(out, s, len + 1);
+    return 0;
+}
+
+static bool has_control_chars(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return true;
+    return false;
+}
+
+/*
+ * Absolute, no ".." or "." component, no control characters. Those rules let us compare paths
+ * as strings (duplicate disks) and keep a path from walking out of a volume.
+ */
+static int check_abs_path(const char *p, const char *field, struct ferr *e)
+{
+    char q[80];
+    if (p[0] != '/')
+        return ferr_set(e, FERR_INVALID, "%s: %s is not an absolute path (it must start with /)",
+                        field, quote(p, q, sizeof(q)));
+    if (has_control_chars(p))
+        return ferr_set(e, FERR_INVALID, "%s: %s contains control characters", field,
+                        quote(p, q, sizeof(q)));
+    for (const char *c = p; *c;) {
+        while (*c == '/')
+            c++;
+        size_t n = strcspn(c, "/");
+        if ((n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' && c[1] == '.'))
+            return ferr_set(e, FERR_INVALID,
+                            "%s: %s must not contain \".\" or \"..\" components", field,
+                            quote(p, q, sizeof(q)));
+        c += n;
+    }
+    if (p[strlen(p) - 1] == '/')
+        return ferr_set(e, FERR_INVALID, "%s: %s names a directory, not a file", field,
+                        quote(p, q, sizeof(q)));
+    return 0;
+}
+
+/* Lowercases and checks "xx:xx:xx:xx:xx:xx"; refuses multicast, broadcast and all-zero. */
+static int check_mac(char *mac, const char *field, struct ferr *e)
+{
+    char q[80];
+    unsigned char b[6];
+    bool ok = strlen(mac) == 17;
+    for (int i = 0; ok && i < 6; i++) {
+        char hex[3] = {mac[i * 3], mac[i * 3 + 1], '\0'};
+        for (int k = 0; k < 2; k++)
+            if (!((hex[k] >= '0' && hex[k] <= '9') || (hex[k] >= 'a' && hex[k] <= 'f') ||
+                  (hex[k] >= 'A' && hex[k] <= 'F')))
+                ok = false;
+        if (i < 5 && mac[i * 3 + 2] != ':')
+            ok = false;
+        if (ok)
+            b[i] = (unsigned char)strtoul(hex, NULL, 16);
+    }
+    if (!ok)
+        return ferr_set(e, FERR_INVALID,
+                        "%s: %s is not a MAC address: use six hex pairs like 52:54:00:12:34:56",
+                        field, quote(mac, q, sizeof(q)));
+    if (b[0] & 1)
+        return ferr_set(e, FERR_INVALID,
+                        "%s: %s is a multicast address: a NIC needs a unicast one (first byte even)",
+                        field, quote(mac, q, sizeof(q)));
+    if (!(b[0] | b[1] | b[2] | b[3] | b[4] | b[5]))
+        return ferr_set(e, FERR_INVALID, "%s: 00:00:00:00:00:00 is not a usable address", field);
+    for (char *c = mac; *c; c++)
+        if (*c >= 'A' && *c <= 'F')
+            *c = (char)(*c - 'A' + 'a');
+    return 0;
+}
+
+/* Linux interface name rules, narrowed to characters that are safe on a QEMU command line. */
+static bool ifname_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > VM_BRIDGE_MAX || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '.' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+static bool label_key_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > LABEL_KEY_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+        if (!alnum && (i == 0 || !(c == '.' || c == '_' || c == '-' || c == '/')))
+            return false;
+    }
+    return true;
+}
+
+static const char *const top_fields[] = {"name",  "cpu",  "memory_mib",         "disks",
+                                         "nics",  "boot", "blackout_budget_ms", "priority",
+                                         "labels", NULL};
+static const char *const cpu_fields[] = {"sockets", "cores", "threads", NULL};
+static const char *const disk_fields[] = {"path", "size_mib", "readonly", NULL};
+static const char *const nic_fields[] = {"bridge", "mac", NULL};
+static const char *const boot_fields[] = {"kernel", "initrd", "cmdline", NULL};
+
+/* A member that is missing or JSON null counts as absent. */
+static json_t *member(const json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+    return json_is_null(v) ? NULL : v;
+}
+
+static int parse_cpu(const json_t *cpu, struct vm_spec *s, struct ferr *e)
+{
+    s->sockets = s->cores = s->threads = 1;
+    if (!cpu)
+        return 0;
+    if (!json_is_object(cpu))
+        return ferr_set(e, FERR_INVALID, "cpu: expected an object like {\"sockets\": 1, "
+                        "\"cores\": 2, \"threads\": 1}, not %s", type_name(cpu));
+    int rc = check_fields(cpu, "cpu", cpu_fields, e);
+    json_t *v;
+    if (rc == 0 && (v = member(cpu, "sockets")))
+        rc = get_unsigned(v, "cpu.sockets", 1, VM_MAX_SOCKETS, &s->sockets, e);
+    if (rc == 0 && (v = member(cpu, "cores")))
+        rc = get_unsigned(v, "cpu.cores", 1, VM_MAX_CORES, &s->cores, e);
+    if (rc == 0 && (v = member(cpu, "threads")))
+        rc = get_unsigned(v, "cpu.threads", 1, VM_MAX_THREADS, &s->threads, e);
+    if (rc == 0 && vm_spec_vcpus(s) > VM_MAX_VCPUS)
+        rc = ferr_set(e, FERR_INVALID,
+                      "cpu: %u sockets x %u cores x %u threads = %u vCPUs exceeds the maximum of %u",
+                      s->sockets, s->cores, s->threads, vm_spec_vcpus(s), VM_MAX_VCPUS);
+    return rc;
+}
+
+static int parse_disk(const json_t *d, unsigned i, const struct vm_spec_env *env, struct vm_spec *s,
+                      struct ferr *e)
+{
+    char where[32], field[FIELD_MAX], q[80];
+    struct vm_disk *disk = &s->disks[i];
+    snprintf(where, sizeof(where), "disks[%u]", i);
+    if (!json_is_object(d))
+        return ferr_set(e, FERR_INVALID, "%s: expected an object like {\"path\": \"/csv/vm.vhd\"}, "
+                        "not %s", where, type_name(d));
+    int rc = check_fields(d, where, disk_fields, e);
+    if (rc < 0)
+        return rc;
+
+    json_t *v = member(d, "path");
+    snprintf(field, sizeof(field), "%s.path", where);
+    if (!v)
+        return ferr_set(e, FERR_INVALID, "%s: missing (the absolute path of a VHD file)", field);
+    if ((rc = get_string(v, field, VM_PATH_MAX - 1, disk->path, e)) < 0 ||
+        (rc = check_abs_path(disk->path, field, e)) < 0)
+        return rc;
+    for (unsigned k = 0; k < i; k++)
+        if (strcmp(s->disks[k].path, disk->path) == 0)
+            return ferr_set(e, FERR_INVALID, "%s: %s is already used by disks[%u]", field,
+                            quote(disk->path, q, sizeof(q)), k);
+
+    disk->size_mib = 0;
+    if ((v = member(d, "size_mib"))) {
+        snprintf(field, sizeof(field), "%s.size_mib", where);
+        if ((rc = get_uint(v, field, 1, VHD_MAX_SIZE_MIB, &disk->size_mib, e)) < 0)
+            return rc;
+    }
+    disk->readonly = false;
+    if ((v = member(d, "readonly"))) {
+        if (!json_is_boolean(v))
+            return ferr_set(e, FERR_INVALID, "%s.readonly: expected true or false, not %s", where,
+                            type_name(v));
+        disk->readonly = json_is_true(v);
+    }
+    if (disk->readonly && disk->size_mib)
+        return ferr_set(e, FERR_INVALID, "%s.size_mib: a readonly disk cannot be created (it would "
+                        "stay empty); drop size_mib or readonly", where);
+
+    /* Host checks last, so that format errors are reported even where the hooks are absent. */
+    snprintf(field, sizeof(field), "%s.path", where);
+    char dir[VM_PATH_MAX];
+    strcpy(dir, disk->path);
+    char *slash = strrchr(dir, '/');
+    if (slash == dir)
+        slash[1] = '\0';
+    else
+        *slash = '\0';
+    if (env && env->dir_exists && !env->dir_exists(dir, env->data))
+        return ferr_set(e, FERR_INVALID, "%s: directory %s does not exist", field,
+                        quote(dir, q, sizeof(q)));
+    if (env && env->file_exists && disk->size_mib == 0 && !env->file_exists(disk->path, env->data))
+        return ferr_set(e, FERR_INVALID,
+                        "%s: file %s does not exist (give size_mib to create a new disk)", field,
+                        quote(disk->path, q, sizeof(q)));
+    return 0;
+}
+
+static int parse_disks(const json_t *disks, const struct vm_spec_env *env, struct vm_spec *s,
+                       struct ferr *e)
+{
+    s->ndisks = 0;
+    if (!disks)
+        return 0;
+    if (!json_is_array(disks))
+        return ferr_set(e, FERR_INVALID, "disks: expected an array of disk objects, not %s",
+                        type_name(disks));
+    if (json_array_size(disks) > VM_MAX_DISKS)
+        return ferr_set(e, FERR_INVALID, "disks: %zu disks exceed the maximum of %d",
+                        json_array_size(disks), VM_MAX_DISKS);
+    for (size_t i = 0; i < json_array_size(disks); i++) {
+        int rc = parse_disk(json_array_get(disks, i), (unsigned)i, env, s, e);
+        if (rc < 0)
+            return rc;
+        s->ndisks++;
+    }
+    return 0;
+}
+
+static int parse_nic(const json_t *n, unsigned i, const struct vm_spec_env *env, struct vm_spec *s,
+                     struct ferr *e)
+{
+    char where[32], field[FIELD_MAX], q[80];
+    struct vm_nic *nic = &s->nics[i];
+    snprintf(where, sizeof(where), "nics[%u]", i);
+    if (!json_is_object(n))
+        return ferr_set(e, FERR_INVALID, "%s: expected an object like {\"bridge\": \"br0\"}, not %s",
+                        where, type_name(n));
+    int rc = check_fields(n, where, nic_fields, e);
+    if (rc < 0)
+        return rc;
+
+    json_t *v = member(n, "bridge");
+    snprintf(field, sizeof(field), "%s.bridge", where);
+    if (!v)
+        return ferr_set(e, FERR_INVALID, "%s: missing (the host bridge the NIC joins)", field);
+    if (!json_is_string(v))
+        return ferr_set(e, FERR_INVALID, "%s: expected a string, not %s", field, type_name(v));
+    if (!ifname_valid(json_string_value(v)) || strlen(json_string_value(v)) != json_string_length(v))
+        return ferr_set(e, FERR_INVALID, "%s: %s is invalid: use 1-%d of A-Z a-z 0-9 _ . -", field,
+                        quote(json_string_value(v), q, sizeof(q)), VM_BRIDGE_MAX);
+    strcpy(nic->bridge, json_string_value(v));
+
+    snprintf(field, sizeof(field), "%s.mac", where);
+    if ((v = member(n, "mac"))) {
+        if (!json_is_string(v))
+            return ferr_set(e, FERR_INVALID, "%s: expected a string like \"52:54:00:12:34:56\", "
+                            "not %s", field, type_name(v));
+        const char *m = json_string_value(v);
+        if (strlen(m) != 17 || json_string_length(v) != 17)
+            return ferr_set(e, FERR_INVALID,
+                            "%s: %s is not a MAC address: use six hex pairs like 52:54:00:12:34:56",
+                            field, quote(m, q, sizeof(q)));
+        strcpy(nic->mac, m);
+        if ((rc = check_mac(nic->mac, field, e)) < 0)
+            return rc;
+    } else {
+        vm_spec_gen_mac(s->name, i, nic->mac);
+    }
+    for (unsigned k = 0; k < i; k++)
+        if (strcmp(s->nics[k].mac, nic->mac) == 0)
+            return ferr_set(e, FERR_INVALID, "%s: %s is already used by nics[%u]", field, nic->mac,
+                            k);
+
+    if (env && env->bridge_exists && !env->bridge_exists(nic->bridge, env->data))
+        return ferr_set(e, FERR_INVALID, "%s.bridge: bridge %s does not exist", where, nic->bridge);
+    return 0;
+}
+
+static int parse_nics(const json_t *nics, const struct vm_spec_env *env, struct vm_spec *s,
+                      struct ferr *e)
+{
+    s->nnics = 0;
+    if (!nics)
+        return 0;
+    if (!json_is_array(nics))
+        return ferr_set(e, FERR_INVALID, "nics: expected an array of NIC objects, not %s",
+                        type_name(nics));
+    if (json_array_size(nics) > VM_MAX_NICS)
+        return ferr_set(e, FERR_INVALID, "nics: %zu NICs exceed the maximum of %d",
+                        json_array_size(nics), VM_MAX_NICS);
+    for (size_t i = 0; i < json_array_size(nics); i++) {
+        int rc = parse_nic(json_array_get(nics, i), (unsigned)i, env, s, e);
+        if (rc < 0)
+            return rc;
+        s->nnics++;
+    }
+    return 0;
+}
+
+static int parse_boot_file(const json_t *v, const char *field, const struct vm_spec_env *env,
+                           char out[VM_PATH_MAX], struct ferr *e)
+{
+    char q[80];
+    int rc = get_string(v, field, VM_PATH_MAX - 1, out, e);
+    if (rc == 0)
+        rc = check_abs_path(out, field, e);
+    if (rc == 0 && env && env->file_exists && !env->file_exists(out, env->data))
+        rc = ferr_set(e, FERR_INVALID, "%s: file %s does not exist", field, quote(out, q, sizeof(q)));
+    return rc;
+}
+
+static int parse_boot(const json_t *boot, const struct vm_spec_env *env, struct vm_spec *s,
+                      struct ferr *e)
+{
+    s->boot.kernel[0] = s->boot.initrd[0] = s->boot.cmdline[0] = '\0';
+    if (!boot)
+        return 0;
+    if (!json_is_object(boot))
+        return ferr_set(e, FERR_INVALID, "boot: expected an object like {\"kernel\": "
+                        "\"/csv/vmlinuz\"}, not %s", type_name(boot));
+    int rc = check_fields(boot, "boot", boot_fields, e);
+    if (rc < 0)
+        return rc;
+    json_t *kernel = member(boot, "kernel"), *initrd = member(boot, "initrd"),
+           *cmdline = member(boot, "cmdline");
+    if (kernel && (rc = parse_boot_file(kernel, "boot.kernel", env, s->boot.kernel, e)) < 0)
+        return rc;
+    if (initrd) {
+        if (!kernel)
+            return ferr_set(e, FERR_INVALID, "boot.initrd: needs boot.kernel as well");
+        if ((rc = parse_boot_file(initrd, "boot.initrd", env, s->boot.initrd, e)) < 0)
+            return rc;
+    }
+    if (cmdline) {
+        if (!kernel)
+            return ferr_set(e, FERR_INVALID, "boot.cmdline: needs boot.kernel as well");
+        if ((rc = get_string(cmdline, "boot.cmdline", VM_CMDLINE_MAX - 1, s->boot.cmdline, e)) < 0)
+            return rc;
+        if (has_control_chars(s->boot.cmdline))
+            return ferr_set(e, FERR_INVALID, "boot.cmdline: must not contain control characters "
+                            "(newlines, tabs)");
+    }
+    return 0;
+}
+
+static int parse_labels(const json_t *labels, struct vm_spec *s, struct ferr *e)
+{
+    char q[80], field[FIELD_MAX];
+    s->nlabels = 0;
+    if (!labels)
+        return 0;
+    if (!json_is_object(labels))
+        return ferr_set(e, FERR_INVALID, "labels: expected an object of strings like "
+                        "{\"tier\": \"web\"}, not %s", type_name(labels));
+    if (json_object_size(labels) > VM_MAX_LABELS)
+        return ferr_set(e, FERR_INVALID, "labels: %zu labels exceed the maximum of %d",
+                        json_object_size(labels), VM_MAX_LABELS);
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)labels, key, v)
+    {
+        struct vm_label *l = &s->labels[s->nlabels];
+        if (!label_key_valid(key))
+            return ferr_set(e, FERR_INVALID,
+                            "labels: key %s is invalid: use 1-%d of a-z A-Z 0-9 . _ - /, "
+                            "starting with a letter or digit",
+                            quote(key, q, sizeof(q)), LABEL_KEY_MAX);
+        snprintf(field, sizeof(field), "labels.%s", key);
+        int rc = get_string(v, field, LABEL_VALUE_MAX, l->value, e);
+        if (rc < 0)
+            return rc;
+        if (has_control_chars(l->value))
+            return ferr_set(e, FERR_INVALID, "%s: must not contain control characters", field);
+        strcpy(l->key, key);
+        s->nlabels++;
+    }
+    return 0;
+}
+
+int vm_spec_from_json(const json_t *j, const struct vm_spec_env *env, struct vm_spec *out,
+                      struct ferr *e)
+{
+    char q[80];
+    int rc;
+    if (!json_is_object(j))
+        return ferr_set(e, FERR_INVALID, "spec: expected a JSON object at the top level, not %s",
+                        j ? type_name(j) : "nothing");
+    memset(out, 0, sizeof(*out));
+    if ((rc = check_fields(j, NULL, top_fields, e)) < 0)
+        return rc;
+
+    /* The name comes first: generated MACs depend on it. */
+    json_t *v = member(j, "name");
+    if (!v)
+        return ferr_set(e, FERR_INVALID, "name: missing (1-%d of a-z 0-9 -, starting with a letter)",
+                        VM_NAME_MAX);
+    if (!json_is_string(v))
+        return ferr_set(e, FERR_INVALID, "name: expected a string, not %s", type_name(v));
+    if (!name_valid(json_string_value(v), VM_NAME_MAX) ||
+        strlen(json_string_value(v)) != json_string_length(v))
+        return ferr_set(e, FERR_INVALID, "name: %s is invalid: use 1-%d of a-z 0-9 -, starting "
+                        "with a letter and not ending with -",
+                        quote(json_string_value(v), q, sizeof(q)), VM_NAME_MAX);
+    strcpy(out->name, json_string_value(v));
+
+    if ((rc = parse_cpu(member(j, "cpu"), out, e)) < 0)
+        return rc;
+
+    if (!(v = member(j, "memory_mib")))
+        return ferr_set(e, FERR_INVALID, "memory_mib: missing (the VM's memory in MiB, at least %d)",
+                        VM_MIN_MEMORY_MIB);
+    /* The range shown is the one that applies here: up to the host's memory when it is known. */
+    uint64_t host = env ? env->host_memory_mib : 0;
+    uint64_t max = host && host < MEMORY_MAX_MIB ? host : MEMORY_MAX_MIB;
+    json_int_t mem = 0;
+    if ((rc = get_integer(v, "memory_mib", &mem, e)) < 0)
+        return rc;
+    if (host && mem > 0 && (uint64_t)mem > host && mem >= VM_MIN_MEMORY_MIB)
+        return ferr_set(e, FERR_INVALID, "memory_mib: %" JSON_INTEGER_FORMAT " exceeds the host's %"
+                        PRIu64 " MiB", mem, host);
+    if (mem < VM_MIN_MEMORY_MIB || (uint64_t)mem > max)
+        return ferr_set(e, FERR_INVALID, "memory_mib: %" JSON_INTEGER_FORMAT " is out of range %d..%"
+                        PRIu64, mem, VM_MIN_MEMORY_MIB, max);
+    out->memory_mib = (uint64_t)mem;
+
+    if ((rc = parse_disks(member(j, "disks"), env, out, e)) < 0 ||
+        (rc = parse_nics(member(j, "nics"), env, out, e)) < 0 ||
+        (rc = parse_boot(member(j, "boot"), env, out, e)) < 0)
+        return rc;
+    if (!out->boot.kernel[0] && out->ndisks == 0)
+        return ferr_set(e, FERR_INVALID, "disks: at least one disk is needed to boot from when "
+                        "boot.kernel is not set");
+
+    out->blackout_budget_ms = VM_DEFAULT_BUDGET_MS;
+    if ((v = member(j, "blackout_budget_ms")) &&
+        (rc = get_unsigned(v, "blackout_budget_ms", VM_MIN_BUDGET_MS, VM_MAX_BUDGET_MS,
+                           &out->blackout_budget_ms, e)) < 0)
+        return rc;
+    out->priority = VM_DEFAULT_PRIORITY;
+    if ((v = member(j, "priority")) &&
+        (rc = get_unsigned(v, "priority", 0, VM_MAX_PRIORITY, &out->priority, e)) < 0)
+        return rc;
+    return parse_labels(member(j, "labels"), out, e);
+}
+
+/* json_object_set_new that remembers a failure, so building stays a flat list of calls. */
+static void set(json_t *obj, const char *key, json_t *v, bool *ok)
+{
+    if (!v || json_object_set_new(obj, key, v) < 0)
+        *ok = false;
+}
+
+static void append(json_t *arr, json_t *v, bool *ok)
+{
+    if (!v || json_array_append_new(arr, v) < 0)
+        *ok = false;
+}
+
+json_t *vm_spec_to_json(const struct vm_spec *s)
+{
+    bool ok = true;
+    json_t *j = json_object(), *cpu = json_object(), *disks = json_array(), *nics = json_array(),
+           *labels = json_object();
+    if (!j) {
+        json_decref(cpu);
+        json_decref(disks);
+        json_decref(nics);
+        json_decref(labels);
+        return NULL;
+    }
+    set(j, "name", json_string(s->name), &ok);
+    if (cpu) {
+        set(cpu, "sockets", json_integer(s->sockets), &ok);
+        set(cpu, "cores", json_integer(s->cores), &ok);
+        set(cpu, "threads", json_integer(s->threads), &ok);
+    }
+    set(j, "cpu", cpu, &ok);
+    set(j, "memory_mib", json_integer((json_int_t)s->memory_mib), &ok);
+    for (unsigned i = 0; disks && i < s->ndisks; i++) {
+        json_t *d = json_object();
+        if (d) {
+            set(d, "path", json_string(s->disks[i].path), &ok);
+            if (s->disks[i].size_mib)
+                set(d, "size_mib", json_integer((json_int_t)s->disks[i].size_mib), &ok);
+            set(d, "readonly", json_boolean(s->disks[i].readonly), &ok);
+        }
+        append(disks, d, &ok);
+    }
+    set(j, "disks", disks, &ok);
+    for (unsigned i = 0; nics && i < s->nnics; i++) {
+        json_t *n = json_object();
+        if (n) {
+            set(n, "bridge", json_string(s->nics[i].bridge), &ok);
+            set(n, "mac", json_string(s->nics[i].mac), &ok);
+        }
+        append(nics, n, &ok);
+    }
+    set(j, "nics", nics, &ok);
+    if (s->boot.kernel[0]) {
+        json_t *b = json_object();
+        if (b) {
+            set(b, "kernel", json_string(s->boot.kernel), &ok);
+            if (s->boot.initrd[0])
+                set(b, "initrd", json_string(s->boot.initrd), &ok);
+            if (s->boot.cmdline[0])
+                set(b, "cmdline", json_string(s->boot.cmdline), &ok);
+        }
+        set(j, "boot", b, &ok);
+    }
+    set(j, "blackout_budget_ms", json_integer(s->blackout_budget_ms), &ok);
+    set(j, "priority", json_integer(s->priority), &ok);
+    for (unsigned i = 0; labels && i < s->nlabels; i++)
+        set(labels, s->labels[i].key, json_string(s->labels[i].value), &ok);
+    set(j, "labels", labels, &ok);
+    if (!ok) {
+        json_decref(j);
+        return NULL;
+    }
+    return j;
+}
+
+unsigned vm_spec_vcpus(const struct vm_spec *s)
+{
+    return s->sockets * s->cores * s->threads;
+}
+
+void vm_spec_gen_mac(const char *name, unsigned idx, char mac[18])
+{
+    /* FNV-1a over the name, a separator and the index: stable across hosts and restarts. */
+    uint32_t h = 2166136261u;
+    for (const char *c = name; *c; c++)
+        h = (h ^ (unsigned char)*c) * 16777619u;
+    h = (h ^ 0xffu) * 16777619u;
+    for (int i = 0; i < 4; i++)
+        h = (h ^ ((idx >> (8 * i)) & 0xffu)) * 16777619u;
+    snprintf(mac, 18, "52:54:00:%02x:%02x:%02x", (h >> 16) & 0xffu, (h >> 8) & 0xffu, h & 0xffu);
+}

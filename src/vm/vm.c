@@ -1,0 +1,924 @@
+/* SPDX-License-Identifier: MIT */
+/* One VM on this host: start QEMU, watch it through QMP and a pidfd, stop, pause, console. */
+#include "vm/vm_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "host/host.h"
+#include "net/tap.h"
+#include "qemu/cmdline.h"
+#include "qemu/qmp.h"
+#include "storage/vhd.h"
+
+#define CONSOLE_RING (256 * 1024)
+#define CONSOLE_FILE_MAX (1024 * 1024)
+#define CONSOLE_CHUNK 65536
+#define STATS_EVERY_MS 2000
+#define QMP_RETRY_MS 20
+
+static const char *state_names[] = {"stopped", "starting", "running", "paused", "stopping", "failed"};
+
+const char *vm_state_name(enum vm_state s)
+{
+    return (unsigned)s < ARRAY_SIZE(state_names) ? state_names[s] : "unknown";
+}
+
+const char *vm_name(const struct vm *vm)
+{
+    return vm->spec.name;
+}
+
+enum vm_state vm_state(const struct vm *vm)
+{
+    return vm->state;
+}
+
+const struct vm_spec *vm_spec(const struct vm *vm)
+{
+    return &vm->spec;
+}
+
+static bool has_qemu(const struct vm *vm)
+{
+    return vm->state == VM_STARTING || vm->state == VM_RUNNING || vm->state == VM_PAUSED ||
+           vm->state == VM_STOPPING;
+}
+
+/* ---- waiters: API requests waiting for the VM to settle ---- */
+
+static int add_waiter(struct vm *vm, vm_done_cb cb, void *data, struct ferr *e)
+{
+    if (!cb)
+        return 0;
+    struct vm_waiter *w = calloc(1, sizeof(*w));
+    if (!w)
+        return ferr_set(e, -ENOMEM, "%s: out of memory", vm->spec.name);
+    w->cb = cb;
+    w->data = data;
+    struct vm_waiter **p = &vm->waiters;
+    while (*p)
+        p = &(*p)->next;
+    *p = w;
+    return 0;
+}
+
+void vm__notify(struct vm *vm, int status, const struct ferr *e)
+{
+    struct vm_waiter *w = vm->waiters;
+    vm->waiters = NULL;
+    while (w) {
+        struct vm_waiter *next = w->next;
+        w->cb(vm->set, vm, status, e, w->data);
+        free(w);
+        w = next;
+    }
+}
+
+static void set_state(struct vm *vm, enum vm_state s)
+{
+    if (vm->state != s)
+        log_debug("vm %s: %s -> %s", vm->spec.name, vm_state_name(vm->state), vm_state_name(s));
+    vm->state = s;
+}
+
+/* ---- teardown after QEMU is gone ---- */
+
+static void cleanup_runtime(struct vm *vm)
+{
+    struct ferr e = {0};
+    for (unsigned i = 0; i < vm->spec.nnics; i++)
+        if (vm->taps[i][0] && tap_delete(vm->taps[i], &e) < 0)
+            log_warn("vm %s: %s", vm->spec.name, e.msg);
+    char p[700];
+    snprintf(p, sizeof(p), "%s/qmp.sock", vm->run);
+    unlink(p);
+    snprintf(p, sizeof(p), "%s/qemu.pid", vm->run);
+    unlink(p);
+    vm->pid = 0;
+}
+
+/* The last non-empty line QEMU wrote to its log: usually the reason it failed. */
+static void qemu_log_tail(const struct vm *vm, char *out, size_t size)
+{
+    char p[700], *text = NULL;
+    size_t len = 0;
+    out[0] = '\0';
+    snprintf(p, sizeof(p), "%s/qemu.log", vm->run);
+    if (file_read_all(p, 1 << 20, &text, &len, NULL) < 0)
+        return;
+    while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
+        text[--len] = '\0';
+    char *line = strrchr(text, '\n');
+    snprintf(out, size, "%s", line ? line + 1 : text);
+    free(text);
+}
+
+static void drain_console(struct vm *vm);
+static void drain_console_timer(uv_timer_t *t);
+static void handle_closed(uv_handle_t *h);
+
+/* QEMU is gone (pidfd readable and, for our child, reaped). Settle the state. */
+static void qemu_gone(struct vm *vm)
+{
+    if (vm->qmp) {
+        qmp_conn_close(vm->qmp);
+        vm->qmp = NULL;
+    }
+    vm->qmp_ready = false;
+    uv_timer_stop(&vm->timer);
+    uv_timer_stop(&vm->poll);
+    enum vm_state was = vm->state;
+    struct ferr e = {0};
+    char tail[300];
+    qemu_log_tail(vm, tail, sizeof(tail));
+    if (vm->fail_pending) {
+        set_state(vm, VM_FAILED);
+    } else if (vm->stop_requested || vm->guest_shutdown) {
+        set_state(vm, VM_STOPPED);
+        snprintf(vm->reason, sizeof(vm->reason), "%s",
+                 vm->stop_requested ? "stopped by request" : "guest powered off");
+    } else {
+        set_state(vm, VM_FAILED);
+        if (vm->proc_exited && vm->term_signal)
+            snprintf(vm->reason, sizeof(vm->reason), "QEMU was killed by signal %d%s%s",
+                     vm->term_signal, tail[0] ? ": " : "", tail);
+        else if (vm->proc_exited)
+            snprintf(vm->reason, sizeof(vm->reason), "QEMU exited with status %lld%s%s",
+                     (long long)vm->exit_status, tail[0] ? ": " : "", tail);
+        else
+            snprintf(vm->reason, sizeof(vm->reason), "QEMU exited unexpectedly%s%s",
+                     tail[0] ? ": " : "", tail);
+    }
+    cleanup_runtime(vm);
+    vm->stop_requested = false;
+    vm->guest_shutdown = false;
+    vm->fail_pending = false;
+    vm->attaching = false;
+    if (vm->state == VM_FAILED) {
+        events_add(vm->set->events, vm->spec.name, "vm.failed", "%s", vm->reason);
+        ferr_set(&e, FERR_QEMU, "%s: %s", vm->spec.name, vm->reason);
+        vm__notify(vm, was == VM_STOPPING ? 0 : FERR_QEMU, &e);
+    } else {
+        events_add(vm->set->events, vm->spec.name, "vm.stopped", "%s", vm->reason);
+        vm__notify(vm, 0, NULL);
+    }
+}
+
+static void pidfd_closed(uv_handle_t *h)
+{
+    struct vm *vm = h->data;
+    close(vm->pidfd);
+    vm->pidfd = -1;
+    handle_closed(h);
+}
+
+static void stop_pidfd(struct vm *vm)
+{
+    if (!vm->pidfd_active)
+        return;
+    vm->pidfd_active = false;
+    vm->closing++;
+    uv_close((uv_handle_t *)&vm->pidfd_poll, pidfd_closed);
+}
+
+static void on_proc_exit(uv_process_t *p, int64_t status, int sig)
+{
+    struct vm *vm = p->data;
+    vm->proc_exited = true;
+    vm->exit_status = status;
+    vm->term_signal = sig;
+    vm->proc_active = false;
+    vm->closing++;
+    uv_close((uv_handle_t *)p, handle_closed);
+    /* If the pidfd already fired it waited for us; otherwise it fires next. */
+    if (!vm->pidfd_active)
+        qemu_gone(vm);
+}
+
+static void on_pidfd(uv_poll_t *h, int status, int events)
+{
+    struct vm *vm = h->data;
+    stop_pidfd(vm);
+    /* Our own child is reaped by libuv; wait for its exit status to explain the failure. */
+    if (vm->proc_active)
+        return;
+    qemu_gone(vm);
+}
+
+static int watch_pid(struct vm *vm, struct ferr *e)
+{
+    int fd = (int)syscall(SYS_pidfd_open, vm->pid, 0);
+    if (fd < 0)
+        return ferr_set(e, -errno, "pidfd_open %d: %s", vm->pid, strerror(errno));
+    vm->pidfd = fd;
+    uv_poll_init(vm->set->loop, &vm->pidfd_poll, fd);
+    vm->pidfd_poll.data = vm;
+    uv_poll_start(&vm->pidfd_poll, UV_READABLE, on_pidfd);
+    vm->pidfd_active = true;
+    return 0;
+}
+
+/* QMP broke while QEMU still runs: we cannot manage it any more, so it must not keep running
+ * unmanaged. Mark failed and kill it; qemu_gone() finishes when it exits. */
+static void fail_and_kill(struct vm *vm, const char *why)
+{
+    snprintf(vm->reason, sizeof(vm->reason), "%s", why);
+    vm->fail_pending = true;
+    if (vm->pid > 0 && (vm->pidfd_active || vm->proc_active))
+        kill(vm->pid, SIGKILL);
+    else
+        qemu_gone(vm);
+}
+
+/* ---- QMP ---- */
+
+static void connect_qmp(struct vm *vm);
+
+static void connect_qmp_timer(uv_timer_t *t)
+{
+    connect_qmp(t->data);
+}
+
+static void on_qmp_event(struct qmp_conn *c, const char *event, json_t *data, uint64_t ts,
+                         void *user)
+{
+    struct vm *vm = user;
+    if (strcmp(event, "SHUTDOWN") == 0) {
+        vm->guest_shutdown = true;
+    } else if (strcmp(event, "STOP") == 0) {
+        if (vm->state == VM_RUNNING) {
+            set_state(vm, VM_PAUSED);
+            events_add(vm->set->events, vm->spec.name, "vm.paused", "QEMU stopped the vCPUs");
+        }
+    } else if (strcmp(event, "RESUME") == 0) {
+        if (vm->state == VM_PAUSED) {
+            set_state(vm, VM_RUNNING);
+            events_add(vm->set->events, vm->spec.name, "vm.resumed", "vCPUs running again");
+        }
+    } else if (strcmp(event, "GUEST_PANICKED") == 0) {
+        events_add(vm->set->events, vm->spec.name, "guest.panicked", "the guest kernel panicked");
+    }
+}
+
+static void on_qmp_closed(struct qmp_conn *c, int status, const char *msg, void *user)
+{
+    struct vm *vm = user;
+    vm->qmp = NULL;
+    vm->qmp_ready = false;
+    if (vm->state == VM_STARTING && !vm->attaching && now_mono_ms() < vm->deadline_ms &&
+        (status == -ECONNREFUSED || status == -ENOENT)) {
+        /* QEMU has not bound its QMP socket yet: try again shortly. */
+        uv_timer_start(&vm->timer, connect_qmp_timer, QMP_RETRY_MS, 0);
+        return;
+    }
+    if (vm->state == VM_STOPPING || vm->stop_requested || vm->guest_shutdown)
+        return; /* QEMU is on its way out; the pidfd tells us when it is gone */
+    char why[FERR_MSG_MAX];
+    snprintf(why, sizeof(why), "lost QMP connection: %.400s", msg);
+    log_warn("vm %s: %s", vm->spec.name, why);
+    fail_and_kill(vm, why);
+}
+
+static void on_status(struct qmp_conn *c, int status, json_t *result, const char *err, void *d)
+{
+    if (status == -ECANCELED)
+        return;
+    struct vm *vm = d;
+    if (status < 0) {
+        char why[FERR_MSG_MAX];
+        snprintf(why, sizeof(why), "query-status failed: %.400s", err ? err : ferr_str(status));
+        fail_and_kill(vm, why);
+        return;
+    }
+    const char *st = json_string_value(json_object_get(result, "status"));
+    bool paused = st && (strcmp(st, "paused") == 0 || strcmp(st, "prelaunch") == 0);
+    bool was_attaching = vm->attaching;
+    vm->attaching = false;
+    set_state(vm, paused ? VM_PAUSED : VM_RUNNING);
+    vm->reason[0] = '\0';
+    if (was_attaching)
+        events_add(vm->set->events, vm->spec.name, "vm.attached",
+                   "re-attached to QEMU pid %d (%s)", vm->pid, st ? st : "?");
+    else
+        events_add(vm->set->events, vm->spec.name, "vm.started", "QEMU pid %d, accel %s",
+                   vm->pid, vm->set->cfg.accel);
+    uv_timer_stop(&vm->timer);
+    uv_timer_start(&vm->poll, drain_console_timer, 0, vm->set->cfg.console_poll_ms);
+    vm__notify(vm, 0, NULL);
+}
+
+static void on_qmp_ready(struct qmp_conn *c, void *user)
+{
+    struct vm *vm = user;
+    vm->qmp_ready = true;
+    qmp_conn_execute(c, "query-status", NULL, on_status, vm);
+}
+
+static void connect_qmp(struct vm *vm)
+{
+    struct qmp_callbacks cb = {
+        .on_ready = on_qmp_ready,
+        .on_event = on_qmp_event,
+        .on_closed = on_qmp_closed,
+        .data = vm,
+    };
+    char path[700];
+    struct ferr e = {0};
+    snprintf(path, sizeof(path), "%s/qmp.sock", vm->run);
+    if (qmp_conn_open(vm->set->loop, path, &cb, &vm->qmp, &e) < 0)
+        fail_and_kill(vm, e.msg);
+}
+
+/* ---- console and counters ---- */
+
+static void on_ringbuf(struct qmp_conn *c, int status, json_t *result, const char *err, void *d)
+{
+    if (status == -ECANCELED)
+        return;
+    struct vm *vm = d;
+    vm->console_busy = false;
+    if (status < 0 || !json_is_string(result))
+        return;
+    size_t n = json_string_length(result);
+    console_append(vm->console, json_string_value(result), n);
+    /* A full chunk means more is waiting in QEMU's ring. */
+    if (n >= CONSOLE_CHUNK / 2)
+        drain_console(vm);
+}
+
+static uint64_t jint(const json_t *o, const char *k)
+{
+    json_t *v = json_object_get(o, k);
+    return json_is_integer(v) && json_integer_value(v) > 0 ? (uint64_t)json_integer_value(v) : 0;
+}
+
+static void on_blockstats(struct qmp_conn *c, int status, json_t *result, const char *err,
+                          void *d)
+{
+    if (status == -ECANCELED)
+        return;
+    struct vm *vm = d;
+    if (status < 0 || !json_is_array(result))
+        return;
+    size_t i;
+    json_t *dev;
+    json_array_foreach(result, i, dev) {
+        const char *node = json_string_value(json_object_get(dev, "node-name"));
+        const char *qdev = json_string_value(json_object_get(dev, "qdev"));
+        json_t *st = json_object_get(dev, "stats");
+        for (unsigned k = 0; k < vm->spec.ndisks && json_is_object(st); k++) {
+            char want[16], wantdev[24];
+            snprintf(want, sizeof(want), "disk%u", k);
+            snprintf(wantdev, sizeof(wantdev), "disk%u-dev", k);
+            if (!((node && strcmp(node, want) == 0) || (qdev && strstr(qdev, wantdev))))
+                continue;
+            snprintf(vm->stats.disks[k].name, sizeof(vm->stats.disks[k].name), "%s", want);
+            vm->stats.disks[k].rd_bytes = jint(st, "rd_bytes");
+            vm->stats.disks[k].wr_bytes = jint(st, "wr_bytes");
+            vm->stats.disks[k].rd_ops = jint(st, "rd_operations");
+            vm->stats.disks[k].wr_ops = jint(st, "wr_operations");
+        }
+    }
+    vm->stats.ndisks = vm->spec.ndisks;
+}
+
+static void drain_console(struct vm *vm)
+{
+    if (!vm->qmp || !vm->qmp_ready)
+        return;
+    if (!vm->console_busy) {
+        json_t *args = json_pack("{s:s, s:i, s:s}", "device", "console", "size", CONSOLE_CHUNK,
+                                 "format", "utf8");
+        if (qmp_conn_execute(vm->qmp, "ringbuf-read", args, on_ringbuf, vm) == 0)
+            vm->console_busy = true;
+    }
+    uint64_t now = now_mono_ms();
+    if (now - vm->last_stats_ms >= STATS_EVERY_MS) {
+        vm->last_stats_ms = now;
+        qmp_conn_execute(vm->qmp, "query-blockstats", NULL, on_blockstats, vm);
+    }
+}
+
+static void drain_console_timer(uv_timer_t *t)
+{
+    drain_console(t->data);
+}
+
+/* ---- start ---- */
+
+static void start_timeout(uv_timer_t *t)
+{
+    struct vm *vm = t->data;
+    if (vm->state != VM_STARTING)
+        return;
+    fail_and_kill(vm, vm->attaching ? "QEMU did not answer on QMP after the ferryd restart"
+                                    : "QEMU did not answer on QMP in time");
+}
+
+struct start_work {
+    uv_work_t req;
+    struct vm *vm;
+    struct vm_spec spec;
+    char qemu_img[256];
+    uint64_t bytes[VM_MAX_DISKS];
+    struct host_info host;
+    int status;
+    struct ferr e;
+};
+
+/* Thread pool: qemu-img info on every disk, and host memory. Touches only sw. */
+static void start_work(uv_work_t *req)
+{
+    struct start_work *sw = req->data;
+    for (unsigned i = 0; i < sw->spec.ndisks; i++) {
+        struct vhd_info info;
+        sw->status = vhd_info_read(sw->qemu_img, sw->spec.disks[i].path, &info, &sw->e);
+        if (sw->status < 0) {
+            ferr_prefix(&sw->e, "disks[%u]", i);
+            return;
+        }
+        if (strcmp(info.subformat, "fixed") != 0) {
+            sw->status = ferr_set(&sw->e, FERR_INVALID,
+                                  "disks[%u]: %.300s is a %s VHD; only fixed VHDs can be attached "
+                                  "now (convert: qemu-img convert -O vpc -o subformat=fixed)",
+                                  i, sw->spec.disks[i].path,
+                                  info.subformat[0] ? info.subformat : "non-fixed");
+            return;
+        }
+        sw->bytes[i] = info.virtual_size;
+    }
+    sw->status = host_info_read(&sw->host, &sw->e);
+}
+
+static int spawn_qemu(struct vm *vm, struct ferr *e)
+{
+    const char *taps[VM_MAX_NICS];
+    for (unsigned i = 0; i < vm->spec.nnics; i++)
+        taps[i] = vm->taps[i];
+    struct qemu_launch l = {
+        .spec = &vm->spec,
+        .qemu_binary = vm->set->cfg.qemu_binary,
+        .accel = vm->set->cfg.accel,
+        .run_dir = vm->run,
+        .taps = taps,
+        .disk_bytes = vm->disk_bytes,
+    };
+    char **argv = NULL;
+    int rc = qemu_argv_build(&l, &argv, e);
+    if (rc < 0)
+        return rc;
+    char logp[700];
+    snprintf(logp, sizeof(logp), "%s/qemu.log", vm->run);
+    int logfd = open(logp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (logfd < 0) {
+        rc = ferr_set(e, -errno, "open %s: %s", logp, strerror(errno));
+        goto out;
+    }
+    uv_stdio_container_t stdio[3] = {
+        {.flags = UV_IGNORE},
+        {.flags = UV_INHERIT_FD, .data.fd = logfd},
+        {.flags = UV_INHERIT_FD, .data.fd = logfd},
+    };
+    uv_process_options_t opt = {
+        .file = argv[0],
+        .args = argv,
+        .exit_cb = on_proc_exit,
+        .flags = UV_PROCESS_DETACHED, /* own session: QEMU outlives a ferryd restart */
+        .stdio_count = 3,
+        .stdio = stdio,
+    };
+    vm->proc.data = vm;
+    vm->proc_exited = false;
+    vm->term_signal = 0;
+    vm->exit_status = 0;
+    rc = uv_spawn(vm->set->loop, &vm->proc, &opt);
+    close(logfd);
+    if (rc < 0) {
+        ferr_set(e, rc, "spawn %s: %s", argv[0], uv_strerror(rc));
+        /* uv_spawn initialised the handle even on failure: it must be closed. */
+        vm->closing++;
+        uv_close((uv_handle_t *)&vm->proc, handle_closed);
+        goto out;
+    }
+    vm->proc_active = true;
+    vm->pid = vm->proc.pid;
+    log_info("vm %s: QEMU pid %d started", vm->spec.name, vm->pid);
+    if (watch_pid(vm, e) < 0)
+        log_warn("vm %s: %s; relying on the exit status alone", vm->spec.name, e->msg);
+    rc = 0;
+out:
+    qemu_argv_free(argv);
+    return rc;
+}
+
+static void start_fail(struct vm *vm, struct ferr *e)
+{
+    cleanup_runtime(vm);
+    set_state(vm, VM_FAILED);
+    snprintf(vm->reason, sizeof(vm->reason), "%s", e->msg);
+    events_add(vm->set->events, vm->spec.name, "vm.failed", "%s", e->msg);
+    vm__notify(vm, e->code ? e->code : FERR_INTERNAL, e);
+}
+
+static void start_after_work(uv_work_t *req, int status)
+{
+    struct start_work *sw = req->data;
+    struct vm *vm = sw->vm;
+    struct ferr *e = &sw->e;
+    if (sw->status < 0)
+        goto fail;
+    if (sw->host.mem_avail_mib && vm->spec.memory_mib > sw->host.mem_avail_mib) {
+        ferr_set(e, FERR_LIMIT,
+                 "memory_mib: %llu MiB wanted but the host has only %llu MiB available",
+                 (unsigned long long)vm->spec.memory_mib,
+                 (unsigned long long)sw->host.mem_avail_mib);
+        goto fail;
+    }
+    memcpy(vm->disk_bytes, sw->bytes, sizeof(vm->disk_bytes));
+    if (mkdir_p(vm->run, 0700, e) < 0)
+        goto fail;
+    for (unsigned i = 0; i < vm->spec.nnics; i++) {
+        tap_name_for(vm->spec.name, i, vm->taps[i]);
+        if (tap_create(vm->taps[i], vm->spec.nics[i].bridge, e) < 0) {
+            ferr_prefix(e, "nics[%u]", i);
+            goto fail;
+        }
+    }
+    if (spawn_qemu(vm, e) < 0)
+        goto fail;
+    vm->deadline_ms = now_mono_ms() + vm->set->cfg.start_timeout_ms;
+    vm->started_ms = now_wall_ms();
+    uv_timer_start(&vm->poll, start_timeout, vm->set->cfg.start_timeout_ms, 0);
+    uv_timer_start(&vm->timer, connect_qmp_timer, QMP_RETRY_MS, 0);
+    free(sw);
+    return;
+fail:
+    ferr_prefix(e, "start %s", vm->spec.name);
+    start_fail(vm, e);
+    free(sw);
+}
+
+int vm_start(struct vm *vm, vm_done_cb cb, void *data, struct ferr *e)
+{
+    if (vm->state == VM_RUNNING || vm->state == VM_PAUSED)
+        return ferr_set(e, FERR_STATE, "%s is already %s", vm->spec.name,
+                        vm_state_name(vm->state));
+    if (vm->state != VM_STOPPED && vm->state != VM_FAILED)
+        return ferr_set(e, FERR_STATE, "%s is %s; wait until it settles", vm->spec.name,
+                        vm_state_name(vm->state));
+    if (vm->closing > 0)
+        return ferr_set(e, FERR_STATE, "%s is still cleaning up; try again", vm->spec.name);
+    struct start_work *sw = calloc(1, sizeof(*sw));
+    if (!sw)
+        return ferr_set(e, -ENOMEM, "%s: out of memory", vm->spec.name);
+    int rc = add_waiter(vm, cb, data, e);
+    if (rc < 0) {
+        free(sw);
+        return rc;
+    }
+    sw->vm = vm;
+    sw->spec = vm->spec;
+    snprintf(sw->qemu_img, sizeof(sw->qemu_img), "%s", vm->set->cfg.qemu_img);
+    sw->req.data = sw;
+    set_state(vm, VM_STARTING);
+    vm->reason[0] = '\0';
+    vm->stop_requested = vm->guest_shutdown = vm->fail_pending = vm->attaching = false;
+    uv_queue_work(vm->set->loop, &sw->req, start_work, start_after_work);
+    return 0;
+}
+
+/* ---- stop, kill, pause, resume ---- */
+
+static void stop_deadline(uv_timer_t *t)
+{
+    struct vm *vm = t->data;
+    if (vm->state != VM_STOPPING || vm->pid <= 0)
+        return;
+    log_info("vm %s: no power-off within the timeout; killing QEMU", vm->spec.name);
+    events_add(vm->set->events, vm->spec.name, "vm.killed", "guest did not power off in time");
+    kill(vm->pid, SIGKILL);
+}
+
+static void on_powerdown(struct qmp_conn *c, int status, json_t *r, const char *err, void *d)
+{
+    if (status == -ECANCELED)
+        return;
+    struct vm *vm = d;
+    if (status < 0 && vm->pid > 0 && vm->state == VM_STOPPING) {
+        log_warn("vm %s: system_powerdown failed (%s); killing QEMU", vm->spec.name, err);
+        kill(vm->pid, SIGKILL);
+    }
+}
+
+int vm_stop(struct vm *vm, unsigned timeout_s, vm_done_cb cb, void *data, struct ferr *e)
+{
+    if (vm->state == VM_STOPPED || vm->state == VM_FAILED)
+        return ferr_set(e, FERR_STATE, "%s is not running", vm->spec.name);
+    if (vm->state == VM_STARTING)
+        return ferr_set(e, FERR_STATE, "%s is starting; wait, or use kill", vm->spec.name);
+    int rc = add_waiter(vm, cb, data, e);
+    if (rc < 0)
+        return rc;
+    if (vm->state == VM_STOPPING)
+        return 0; /* joins the stop already under way */
+    enum vm_state was = vm->state;
+    set_state(vm, VM_STOPPING);
+    vm->stop_requested = true;
+    if (was == VM_PAUSED || !vm->qmp_ready) {
+        /* A paused guest cannot react to the power button. */
+        kill(vm->pid, SIGKILL);
+        return 0;
+    }
+    qmp_conn_execute(vm->qmp, "system_powerdown", NULL, on_powerdown, vm);
+    uv_timer_start(&vm->timer, stop_deadline, (uint64_t)timeout_s * 1000, 0);
+    return 0;
+}
+
+int vm_kill(struct vm *vm, vm_done_cb cb, void *data, struct ferr *e)
+{
+    if (!has_qemu(vm) || vm->pid <= 0)
+        return ferr_set(e, FERR_STATE, "%s is not running", vm->spec.name);
+    int rc = add_waiter(vm, cb, data, e);
+    if (rc < 0)
+        return rc;
+    set_state(vm, VM_STOPPING);
+    vm->stop_requested = true;
+    kill(vm->pid, SIGKILL);
+    return 0;
+}
+
+struct pr_ctx {
+    struct vm *vm;
+    bool pause;
+};
+
+static void on_pause_reply(struct qmp_conn *c, int status, json_t *r, const char *err, void *d)
+{
+    struct pr_ctx *pc = d;
+    struct vm *vm = pc->vm;
+    bool pause = pc->pause;
+    free(pc);
+    if (status == -ECANCELED)
+        return;
+    if (status < 0) {
+        struct ferr e;
+        ferr_set(&e, FERR_QEMU, "%s %s: %.400s", pause ? "pause" : "resume", vm->spec.name,
+                 err ? err : ferr_str(status));
+        vm__notify(vm, e.code, &e);
+        return;
+    }
+    if (vm->state == VM_RUNNING || vm->state == VM_PAUSED) {
+        if (vm->state != (pause ? VM_PAUSED : VM_RUNNING))
+            events_add(vm->set->events, vm->spec.name, pause ? "vm.paused" : "vm.resumed",
+                       "by request");
+        set_state(vm, pause ? VM_PAUSED : VM_RUNNING);
+    }
+    vm__notify(vm, 0, NULL);
+}
+
+static int pause_resume(struct vm *vm, bool pause, vm_done_cb cb, void *data, struct ferr *e)
+{
+    enum vm_state need = pause ? VM_RUNNING : VM_PAUSED;
+    if (vm->state != need || !vm->qmp_ready)
+        return ferr_set(e, FERR_STATE, "%s is %s; %s needs it %s", vm->spec.name,
+                        vm_state_name(vm->state), pause ? "pause" : "resume",
+                        vm_state_name(need));
+    struct pr_ctx *pc = malloc(sizeof(*pc));
+    if (!pc)
+        return ferr_set(e, -ENOMEM, "out of memory");
+    pc->vm = vm;
+    pc->pause = pause;
+    int rc = add_waiter(vm, cb, data, e);
+    if (rc < 0) {
+        free(pc);
+        return rc;
+    }
+    rc = qmp_conn_execute(vm->qmp, pause ? "stop" : "cont", NULL, on_pause_reply, pc);
+    if (rc < 0) {
+        free(pc);
+        ferr_set(e, rc, "%s: QMP is closing", vm->spec.name);
+        vm__notify(vm, rc, e);
+    }
+    return 0;
+}
+
+int vm_pause(struct vm *vm, vm_done_cb cb, void *data, struct ferr *e)
+{
+    return pause_resume(vm, true, cb, data, e);
+}
+
+int vm_resume(struct vm *vm, vm_done_cb cb, void *data, struct ferr *e)
+{
+    return pause_resume(vm, false, cb, data, e);
+}
+
+/* ---- attach after a ferryd restart ---- */
+
+/* True if pid is a live (not zombie) process whose command line names this VM. */
+static bool pid_is_our_qemu(int pid, const char *name)
+{
+    char p[64], *text = NULL;
+    size_t len = 0;
+    snprintf(p, sizeof(p), "/proc/%d/stat", pid);
+    if (file_read_all(p, 4096, &text, &len, NULL) < 0)
+        return false;
+    char *rp = strrchr(text, ')');
+    bool alive = rp && rp[1] == ' ' && rp[2] != 'Z' && rp[2] != 'X';
+    free(text);
+    if (!alive)
+        return false;
+    snprintf(p, sizeof(p), "/proc/%d/cmdline", pid);
+    if (file_read_all(p, 1 << 20, &text, &len, NULL) < 0)
+        return false;
+    char want[VM_NAME_MAX + 16];
+    snprintf(want, sizeof(want), "guest=%s,", name);
+    bool ok = false;
+    for (size_t i = 0; i < len; i += strlen(text + i) + 1)
+        if (strncmp(text + i, want, strlen(want)) == 0)
+            ok = true;
+    free(text);
+    return ok;
+}
+
+void vm__attach(struct vm *vm)
+{
+    char p[700], *text = NULL;
+    snprintf(p, sizeof(p), "%s/qemu.pid", vm->run);
+    if (file_read_all(p, 64, &text, NULL, NULL) < 0)
+        return; /* it was not running */
+    int pid = atoi(text);
+    free(text);
+    for (unsigned i = 0; i < vm->spec.nnics; i++)
+        tap_name_for(vm->spec.name, i, vm->taps[i]);
+    if (pid <= 0 || !pid_is_our_qemu(pid, vm->spec.name)) {
+        cleanup_runtime(vm);
+        snprintf(vm->reason, sizeof(vm->reason), "QEMU exited while ferryd was not running");
+        set_state(vm, VM_FAILED);
+        events_add(vm->set->events, vm->spec.name, "vm.failed", "%s", vm->reason);
+        return;
+    }
+    vm->pid = pid;
+    struct ferr e = {0};
+    set_state(vm, VM_STARTING);
+    vm->attaching = true;
+    if (watch_pid(vm, &e) < 0)
+        log_warn("vm %s: %s", vm->spec.name, e.msg);
+    vm->deadline_ms = now_mono_ms() + vm->set->cfg.start_timeout_ms;
+    uv_timer_start(&vm->poll, start_timeout, vm->set->cfg.start_timeout_ms, 0);
+    connect_qmp(vm);
+}
+
+/* ---- object lifetime ---- */
+
+int vm__new(struct vmset *set, const struct vm_spec *spec, uint64_t created_ms, struct vm **out,
+            struct ferr *e)
+{
+    struct vm *vm = calloc(1, sizeof(*vm));
+    if (!vm)
+        return ferr_set(e, -ENOMEM, "out of memory");
+    vm->set = set;
+    vm->spec = *spec;
+    vm->created_ms = created_ms;
+    vm->pidfd = -1;
+    if (fmt_path(vm->dir, sizeof(vm->dir), "%s/vms/%s", set->cfg.state_dir, spec->name) < 0 ||
+        fmt_path(vm->run, sizeof(vm->run), "%s/%s", set->cfg.run_dir, spec->name) < 0) {
+        free(vm);
+        return ferr_set(e, FERR_INVALID, "name: state or run path for %s is too long", spec->name);
+    }
+    char cpath[1300];
+    snprintf(cpath, sizeof(cpath), "%s/console.log", vm->dir);
+    int rc = console_open(cpath, CONSOLE_RING, CONSOLE_FILE_MAX, &vm->console, e);
+    if (rc < 0) {
+        free(vm);
+        return rc;
+    }
+    uv_timer_init(set->loop, &vm->timer);
+    uv_timer_init(set->loop, &vm->poll);
+    vm->timer.data = vm;
+    vm->poll.data = vm;
+    vm->stats.nnics = spec->nnics;
+    *out = vm;
+    return 0;
+}
+
+static void free_now(struct vm *vm)
+{
+    console_close(vm->console);
+    void (*fn)(struct vm *) = vm->on_freed;
+    struct vm_waiter *w = vm->waiters;
+    while (w) {
+        struct vm_waiter *n = w->next;
+        free(w);
+        w = n;
+    }
+    free(vm);
+    if (fn)
+        fn(NULL);
+}
+
+/* Every close callback of a VM's handles ends here; the VM is freed after the last one once
+ * vm__release asked for it. */
+static void handle_closed(uv_handle_t *h)
+{
+    struct vm *vm = h->data;
+    vm->closing--;
+    if (vm->releasing && vm->closing == 0)
+        free_now(vm);
+}
+
+void vm__release(struct vm *vm, void (*on_freed)(struct vm *vm))
+{
+    if (vm->qmp) {
+        qmp_conn_close(vm->qmp);
+        vm->qmp = NULL;
+    }
+    vm->on_freed = on_freed;
+    vm->releasing = true;
+    if (vm->proc_active) {
+        /* Forget our child; it runs on as its own session and is re-attached later. */
+        vm->proc_active = false;
+        vm->closing++;
+        uv_close((uv_handle_t *)&vm->proc, handle_closed);
+    }
+    if (vm->pidfd_active) {
+        vm->pidfd_active = false;
+        vm->closing++;
+        uv_close((uv_handle_t *)&vm->pidfd_poll, pidfd_closed);
+    }
+    vm->closing += 2;
+    uv_close((uv_handle_t *)&vm->timer, handle_closed);
+    uv_close((uv_handle_t *)&vm->poll, handle_closed);
+}
+
+/* ---- views ---- */
+
+static double proc_cpu_seconds(int pid)
+{
+    char p[64], *text = NULL;
+    if (pid <= 0)
+        return 0;
+    snprintf(p, sizeof(p), "/proc/%d/stat", pid);
+    if (file_read_all(p, 4096, &text, NULL, NULL) < 0)
+        return 0;
+    double s = 0;
+    char *rp = strrchr(text, ')');
+    unsigned long ut = 0, st = 0;
+    /* Fields after the command: state(3) ... utime(14) stime(15). */
+    if (rp && sscanf(rp + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) == 2)
+        s = (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+    free(text);
+    return s;
+}
+
+void vm_stats_get(const struct vm *vm, struct vm_stats *out)
+{
+    *out = vm->stats;
+    out->cpu_seconds = proc_cpu_seconds(vm->pid);
+    out->nnics = 0;
+    for (unsigned i = 0; i < vm->spec.nnics && vm->pid > 0; i++) {
+        struct tap_stats ts;
+        if (tap_stats_read(vm->taps[i], &ts, NULL) < 0)
+            continue;
+        unsigned k = out->nnics++;
+        snprintf(out->nics[k].tap, sizeof(out->nics[k].tap), "%s", vm->taps[i]);
+        /* The host's rx on the tap is what the guest sent. */
+        out->nics[k].rx_bytes = ts.tx_bytes;
+        out->nics[k].tx_bytes = ts.rx_bytes;
+    }
+}
+
+json_t *vm_to_json(const struct vm *vm)
+{
+    json_t *taps = json_array();
+    for (unsigned i = 0; i < vm->spec.nnics; i++) {
+        char t[16];
+        tap_name_for(vm->spec.name, i, t);
+        json_array_append_new(taps, json_string(t));
+    }
+    return json_pack("{s:s, s:s, s:s, s:o, s:i, s:s, s:i, s:I, s:I, s:I, s:o, s:f}",
+                     "name", vm->spec.name, "state", vm_state_name(vm->state), "reason",
+                     vm->reason, "spec", vm_spec_to_json(&vm->spec), "pid", has_qemu(vm) ? vm->pid : 0,
+                     "accel", vm->set->cfg.accel, "vcpus", (int)vm_spec_vcpus(&vm->spec),
+                     "memory_mib", (json_int_t)vm->spec.memory_mib, "created_ms",
+                     (json_int_t)vm->created_ms, "started_ms",
+                     (json_int_t)(has_qemu(vm) ? vm->started_ms : 0), "taps", taps,
+                     "qemu_cpu_s", proc_cpu_seconds(has_qemu(vm) ? vm->pid : 0));
+}
+
+int vm_console_read(const struct vm *vm, uint64_t offset, size_t max, char **out, size_t *len,
+                    uint64_t *from, uint64_t *start, uint64_t *end)
+{
+    *start = console_start(vm->console);
+    *end = console_end(vm->console);
+    return console_read(vm->console, offset, max, out, len, from);
+}

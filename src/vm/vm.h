@@ -1,0 +1,102 @@
+/* SPDX-License-Identifier: MIT */
+/* The VMs of this host: their specs on disk, the QEMU process each runs in, its QMP
+ * connection, console and state machine. */
+#ifndef FERRY_VM_VM_H
+#define FERRY_VM_VM_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "common/err.h"
+#include "vm/events.h"
+#include "vm/spec.h"
+
+/*
+ * States (QEMU's own run states are in the QMP schema, RunState; ours are coarser):
+ *   stopped  --start-->  starting  --QMP ready-->  running <--pause/resume--> paused
+ *   running/paused --stop--> stopping --QEMU exits--> stopped
+ *   any state with a QEMU --QEMU dies / QMP breaks--> failed (reason kept) --start--> starting
+ */
+enum vm_state { VM_STOPPED, VM_STARTING, VM_RUNNING, VM_PAUSED, VM_STOPPING, VM_FAILED };
+const char *vm_state_name(enum vm_state s);
+
+struct vm;
+struct vmset;
+
+struct vm_config {
+    char state_dir[1024]; /* specs and console logs: STATE/vms/NAME/ */
+    char run_dir[512];    /* per-VM runtime files: RUN/NAME/{qmp.sock,qemu.pid,qemu.log} */
+    char qemu_binary[256];
+    char qemu_img[256];
+    char accel[8];              /* "kvm" or "tcg", already decided */
+    unsigned console_poll_ms;   /* how often the console ring is drained */
+    unsigned start_timeout_ms;  /* QEMU must answer QMP within this */
+};
+
+/* Result of an asynchronous operation. status 0 or negative with e filled. vm may be NULL
+ * when the operation removed it (delete) or never made it (failed create). */
+typedef void (*vm_done_cb)(struct vmset *set, struct vm *vm, int status, const struct ferr *e,
+                           void *data);
+
+/* Loads every VM under cfg->state_dir and re-attaches to QEMUs that still run (their pid
+ * files and QMP sockets), so a ferryd restart never stops a VM. cfg is copied. */
+int vmset_open(uv_loop_t *loop, const struct vm_config *cfg, struct events *ev,
+               struct vmset **out, struct ferr *e);
+/* Detaches from all VMs (QEMUs keep running), then frees everything; cb runs when done. */
+void vmset_close(struct vmset *set, void (*cb)(void *data), void *data);
+
+/* Host memory in MiB used by spec validation (0 = unchecked). */
+void vmset_set_host_memory(struct vmset *set, uint64_t mib);
+
+struct vm *vmset_find(struct vmset *set, const char *name);
+/* Calls fn for every VM in name order. */
+void vmset_foreach(struct vmset *set, void (*fn)(struct vm *vm, void *data), void *data);
+unsigned vmset_count(const struct vmset *set);
+/* Memory of VMs that have a QEMU (starting, running, paused, stopping). */
+uint64_t vmset_allocated_mib(const struct vmset *set);
+
+/* Validates spec_json (borrowed) and creates a stopped VM: fixed VHDs that do not exist and
+ * have size_mib are created (in the thread pool). Synchronous errors (bad spec, duplicate)
+ * return negative and change nothing; otherwise returns 0 and cb reports the outcome. */
+int vmset_create(struct vmset *set, const json_t *spec_json, vm_done_cb cb, void *data,
+                 struct ferr *e);
+/* Deletes a stopped or failed VM (force: kill it first). Disk files are kept. */
+int vmset_delete(struct vmset *set, struct vm *vm, bool force, vm_done_cb cb, void *data,
+                 struct ferr *e);
+
+/* Lifecycle operations. Each validates the state synchronously (FERR_STATE with a message
+ * that says what to do) and otherwise returns 0 and calls cb once the VM settled. */
+int vm_start(struct vm *vm, vm_done_cb cb, void *data, struct ferr *e);
+int vm_stop(struct vm *vm, unsigned timeout_s, vm_done_cb cb, void *data, struct ferr *e);
+int vm_kill(struct vm *vm, vm_done_cb cb, void *data, struct ferr *e);
+int vm_pause(struct vm *vm, vm_done_cb cb, void *data, struct ferr *e);
+int vm_resume(struct vm *vm, vm_done_cb cb, void *data, struct ferr *e);
+
+const char *vm_name(const struct vm *vm);
+enum vm_state vm_state(const struct vm *vm);
+const struct vm_spec *vm_spec(const struct vm *vm);
+/* The API's VM object (docs/api.md); caller owns the reference. */
+json_t *vm_to_json(const struct vm *vm);
+/* Console bytes from offset; see console_read. */
+int vm_console_read(const struct vm *vm, uint64_t offset, size_t max, char **out, size_t *len,
+                    uint64_t *from, uint64_t *start, uint64_t *end);
+
+struct vm_stats {
+    double cpu_seconds; /* QEMU process user+system time */
+    unsigned ndisks;
+    struct {
+        char name[16];
+        uint64_t rd_bytes, wr_bytes, rd_ops, wr_ops;
+    } disks[VM_MAX_DISKS];
+    unsigned nnics;
+    struct {
+        char tap[16];
+        uint64_t rx_bytes, tx_bytes; /* as the guest sees them */
+    } nics[VM_MAX_NICS];
+};
+/* Latest counters (disk counters are refreshed from QMP query-blockstats in the background). */
+void vm_stats_get(const struct vm *vm, struct vm_stats *out);
+
+#endif

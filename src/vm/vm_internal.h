@@ -1,0 +1,88 @@
+/* SPDX-License-Identifier: MIT */
+/* What vm.c and vmset.c share about a VM and the set; not for other subsystems. */
+#ifndef FERRY_VM_VM_INTERNAL_H
+#define FERRY_VM_VM_INTERNAL_H
+
+#include "vm/console.h"
+#include "vm/vm.h"
+
+struct qmp_conn;
+
+struct vm_waiter {
+    vm_done_cb cb;
+    void *data;
+    struct vm_waiter *next;
+};
+
+struct vm {
+    struct vmset *set;
+    struct vm *next; /* in set->vms, sorted by name */
+    struct vm_spec spec;
+    char dir[1200]; /* STATE/vms/NAME */
+    char run[600];  /* RUN/NAME */
+    enum vm_state state;
+    char reason[FERR_MSG_MAX];
+    uint64_t created_ms;
+    uint64_t started_ms;
+    int pid;
+    char taps[VM_MAX_NICS][16];
+    uint64_t disk_bytes[VM_MAX_DISKS];
+
+    uv_process_t proc; /* only while we are QEMU's parent */
+    bool proc_active;
+    bool proc_exited;
+    int64_t exit_status;
+    int term_signal;
+    int pidfd;
+    uv_poll_t pidfd_poll;
+    bool pidfd_active;
+
+    struct qmp_conn *qmp;
+    bool qmp_ready;
+    uv_timer_t timer; /* start: wait for QMP; stop: deadline */
+    uv_timer_t poll;  /* console and counters */
+    uint64_t deadline_ms;
+    uint64_t last_stats_ms;
+    bool console_busy;
+
+    struct console *console;
+    struct vm_waiter *waiters;
+
+    bool stop_requested; /* stop/kill asked: an exit is expected */
+    bool guest_shutdown; /* QEMU said SHUTDOWN (guest powered off or ACPI) */
+    bool attaching;      /* re-attaching after a ferryd restart */
+    bool deleting;
+    bool fail_pending;   /* QMP broke: failed once QEMU is gone */
+    bool releasing;      /* vm__release called: free after the last handle closed */
+    unsigned closing;    /* uv handles still closing */
+    void (*on_freed)(struct vm *vm);
+
+    struct vm_stats stats;
+};
+
+struct vmset {
+    uv_loop_t *loop;
+    struct vm_config cfg;
+    struct events *events;
+    struct vm *vms;
+    unsigned count;
+    uint64_t host_memory_mib;
+    struct pending_name {
+        char name[VM_NAME_MAX + 1];
+        struct pending_name *next;
+    } *pending;
+    void (*close_cb)(void *data);
+    void *close_data;
+    unsigned live; /* VMs not yet freed during close */
+};
+
+/* vm.c */
+int vm__new(struct vmset *set, const struct vm_spec *spec, uint64_t created_ms, struct vm **out,
+            struct ferr *e);
+/* Re-attaches to a QEMU left running by a previous ferryd, if any. */
+void vm__attach(struct vm *vm);
+/* Stops watching QEMU (it keeps running) and frees the VM once its handles closed. */
+void vm__release(struct vm *vm, void (*on_freed)(struct vm *vm));
+void vm__notify(struct vm *vm, int status, const struct ferr *e);
+
+#endif
