@@ -1,0 +1,54 @@
+# SPDX-License-Identifier: MIT
+# The front door: `make demo` runs ferry end to end, `make check` runs every test.
+# The build itself is meson + ninja; this file only strings the steps together.
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+PREFIX     ?= /usr/local
+PYTHON     ?= /usr/bin/python3
+APPLIANCE  := $(BUILD)/appliance
+PYTEST_ARGS ?=
+
+.PHONY: all deps build appliance check unit asan e2e demo install clean
+
+all: build
+
+deps:
+	@bash scripts/install-deps
+
+$(BUILD)/build.ninja:
+	meson setup $(BUILD) --prefix $(PREFIX)
+
+build: deps $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+	@$(MAKE) --no-print-directory appliance
+
+appliance: $(BUILD)/build.ninja
+	bash guest/build-appliance --tools $(BUILD)/guest --out $(APPLIANCE)
+
+unit: build
+	meson test -C $(BUILD) --suite unit --print-errorlogs
+
+$(ASAN_BUILD)/build.ninja:
+	meson setup $(ASAN_BUILD) -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
+
+asan: deps $(ASAN_BUILD)/build.ninja
+	ninja -C $(ASAN_BUILD)
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	  meson test -C $(ASAN_BUILD) --suite unit --print-errorlogs
+
+e2e: build
+	FERRY_BUILD=$(abspath $(BUILD)) FERRY_GUEST_DIR=$(abspath $(APPLIANCE)) \
+	  $(PYTHON) -m pytest -v -p no:cacheprovider tests/e2e $(PYTEST_ARGS)
+
+check: unit asan e2e
+
+demo: build
+	FERRY_BUILD=$(abspath $(BUILD)) FERRY_GUEST_DIR=$(abspath $(APPLIANCE)) bash scripts/demo
+
+install: build
+	meson install -C $(BUILD)
+	install -d $(DESTDIR)$(PREFIX)/share/ferry/guest
+	install -m 0644 $(APPLIANCE)/vmlinuz $(APPLIANCE)/initrd.img $(DESTDIR)$(PREFIX)/share/ferry/guest/
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)
