@@ -23,6 +23,8 @@ static const struct {
     {FERR_UNAVAIL, "unavailable", "service unavailable", 503},
     {FERR_TIMEOUT, "timeout", "timed out", 504},
     {FERR_AUTH, "unauthorized", "unauthorized", 401},
+    {FERR_METHOD, "method_not_allowed", "method not allowed", 405},
+    {FERR_TOOBIG, "too_large", "request body too large", 413},
 };
 
 static int find(int code)

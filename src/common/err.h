@@ -22,6 +22,8 @@ enum {
     FERR_UNAVAIL = -10009,  /* a service (daemon, peer) is unreachable */
     FERR_TIMEOUT = -10010,  /* a deadline passed */
     FERR_AUTH = -10011,     /* missing or wrong credentials */
+    FERR_METHOD = -10012,   /* the HTTP method is not allowed on that path */
+    FERR_TOOBIG = -10013,   /* a request body over the limit */
 };
 
 #define FERR_MSG_MAX 512

@@ -814,7 +814,8 @@ int vm__new(struct vmset *set, const struct vm_spec *spec, uint64_t created_ms, 
 static void free_now(struct vm *vm)
 {
     console_close(vm->console);
-    void (*fn)(struct vm *) = vm->on_freed;
+    void (*fn)(struct vmset *) = vm->on_freed;
+    struct vmset *set = vm->set;
     struct vm_waiter *w = vm->waiters;
     while (w) {
         struct vm_waiter *n = w->next;
@@ -823,7 +824,7 @@ static void free_now(struct vm *vm)
     }
     free(vm);
     if (fn)
-        fn(NULL);
+        fn(set);
 }
 
 /* Every close callback of a VM's handles ends here; the VM is freed after the last one once
@@ -836,7 +837,7 @@ static void handle_closed(uv_handle_t *h)
         free_now(vm);
 }
 
-void vm__release(struct vm *vm, void (*on_freed)(struct vm *vm))
+void vm__release(struct vm *vm, void (*on_freed)(struct vmset *set))
 {
     if (vm->qmp) {
         qmp_conn_close(vm->qmp);

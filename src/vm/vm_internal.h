@@ -55,7 +55,7 @@ struct vm {
     bool fail_pending;   /* QMP broke: failed once QEMU is gone */
     bool releasing;      /* vm__release called: free after the last handle closed */
     unsigned closing;    /* uv handles still closing */
-    void (*on_freed)(struct vm *vm);
+    void (*on_freed)(struct vmset *set);
 
     struct vm_stats stats;
 };
@@ -82,7 +82,7 @@ int vm__new(struct vmset *set, const struct vm_spec *spec, uint64_t created_ms, 
 /* Re-attaches to a QEMU left running by a previous ferryd, if any. */
 void vm__attach(struct vm *vm);
 /* Stops watching QEMU (it keeps running) and frees the VM once its handles closed. */
-void vm__release(struct vm *vm, void (*on_freed)(struct vm *vm));
+void vm__release(struct vm *vm, void (*on_freed)(struct vmset *set));
 void vm__notify(struct vm *vm, int status, const struct ferr *e);
 
 #endif

@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: MIT */
+/* The v1 HTTP API of ferryd: routes, handlers and the Prometheus metrics page. */
+#ifndef FERRY_API_API_H
+#define FERRY_API_API_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "host/host.h"
+#include "vm/events.h"
+#include "vm/vm.h"
+
+struct http_req;
+
+/* What the handlers may use; owned by the daemon, outlives the HTTP server. */
+struct api_ctx {
+    struct vmset *vms;
+    struct events *events;
+    struct host_info host;
+    const char *node_name;
+    const char *accel;
+    const char *accel_reason;
+    bool accel_forced;
+    const char *state_dir;
+    const char *api_socket;
+    const char *qemu_img;
+    const char *version;
+    uint64_t start_mono_ms;
+    uv_loop_t *loop;
+};
+
+/* The http_handler of ferryd: routes every request (data is a struct api_ctx). */
+void api_handle(struct http_req *req, void *data);
+
+/* Renders the Prometheus text exposition (format 0.0.4) into a new buffer the caller frees. */
+int metrics_render(struct api_ctx *ctx, char **out, size_t *len);
+
+#endif

@@ -1,0 +1,463 @@
+/* SPDX-License-Identifier: MIT */
+/* The v1 routes of ferryd: validate each request, call the VM set, answer JSON (docs/api.md). */
+#include "api/api.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "api/http.h"
+#include "api/router.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "storage/vhd.h"
+
+#define CONSOLE_MAX_READ (1024 * 1024)
+#define CONSOLE_DEFAULT_READ 65536
+
+typedef void (*handler_fn)(struct api_ctx *ctx, struct http_req *req,
+                           const struct route_match *m);
+
+static void reply_err(struct http_req *req, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void reply_err(struct http_req *req, int code, const char *fmt, ...)
+{
+    struct ferr e = {.code = code};
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e.msg, sizeof(e.msg), fmt, ap);
+    va_end(ap);
+    http_reply_error(req, &e);
+}
+
+/* Parses the body as a JSON object; an empty body gives an empty object when allowed. */
+static json_t *body_object(struct http_req *req, bool allow_empty)
+{
+    size_t len;
+    const char *body = http_req_body(req, &len);
+    if (len == 0 && allow_empty)
+        return json_object();
+    json_error_t je;
+    json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
+    if (!j) {
+        reply_err(req, FERR_INVALID, "body: invalid JSON at line %d column %d: %s", je.line,
+                  je.column, je.text);
+        return NULL;
+    }
+    if (!json_is_object(j)) {
+        json_decref(j);
+        reply_err(req, FERR_INVALID, "body: expected a JSON object");
+        return NULL;
+    }
+    return j;
+}
+
+static struct vm *find_vm(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
+{
+    const char *name = route_param(m, "name");
+    struct vm *vm = name ? vmset_find(ctx->vms, name) : NULL;
+    if (!vm)
+        reply_err(req, FERR_NOTFOUND, "no VM named %s (ferry vm list shows them)",
+                  name ? name : "?");
+    return vm;
+}
+
+/* Completion of an async VM operation: answer the request that waited for it. */
+static void reply_vm_done(struct vmset *set, struct vm *vm, int status, const struct ferr *e,
+                          void *data)
+{
+    struct http_req *req = data;
+    if (status < 0) {
+        http_reply_error(req, e);
+        return;
+    }
+    http_reply_json(req, 200, vm_to_json(vm));
+}
+
+static void reply_created(struct vmset *set, struct vm *vm, int status, const struct ferr *e,
+                          void *data)
+{
+    struct http_req *req = data;
+    if (status < 0) {
+        http_reply_error(req, e);
+        return;
+    }
+    http_reply_json(req, 201, vm_to_json(vm));
+}
+
+static void reply_deleted(struct vmset *set, struct vm *vm, int status, const struct ferr *e,
+                          void *data)
+{
+    struct http_req *req = data;
+    if (status < 0) {
+        http_reply_error(req, e);
+        return;
+    }
+    http_reply_json(req, 200, json_pack("{s:b}", "deleted", 1));
+}
+
+static void count_running(struct vm *vm, void *data);
+
+/* ---- node ---- */
+
+static void h_node(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
+{
+    struct host_info h;
+    struct ferr e = {0};
+    if (host_info_read(&h, &e) < 0)
+        h = ctx->host;
+    int running = 0;
+    vmset_foreach(ctx->vms, count_running, &running);
+    json_t *o = json_pack(
+        "{s:s, s:s, s:s, s:s, s:s, s:b, s:i, s:i, s:s, s:b, s:b, "
+        "s:{s:I, s:I, s:I}, s:i, s:i, s:s, s:s, s:I}",
+        "name", ctx->node_name, "hostname", h.hostname, "version", ctx->version, "accel",
+        ctx->accel, "accel_reason", ctx->accel_reason, "accel_forced", ctx->accel_forced, "cpus",
+        (int)h.cpus, "sockets", (int)h.sockets, "cpu_model", h.cpu_model, "hw_virt", h.hw_virt,
+        "kvm_usable", h.kvm_usable, "memory", "total_mib", (json_int_t)h.mem_total_mib,
+        "available_mib", (json_int_t)h.mem_avail_mib, "allocated_mib",
+        (json_int_t)vmset_allocated_mib(ctx->vms), "vms", (int)vmset_count(ctx->vms),
+        "running", running,
+        "state_dir", ctx->state_dir, "api_socket", ctx->api_socket ? ctx->api_socket : "",
+        "uptime_s", (json_int_t)((now_mono_ms() - ctx->start_mono_ms) / 1000));
+    http_reply_json(req, 200, o);
+}
+
+/* ---- VMs ---- */
+
+static void add_vm(struct vm *vm, void *data)
+{
+    json_array_append_new(data, vm_to_json(vm));
+}
+
+static void count_running(struct vm *vm, void *data)
+{
+    if (vm_state(vm) == VM_RUNNING)
+        (*(int *)data)++;
+}
+
+static void h_vms_list(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
+{
+    json_t *arr = json_array();
+    vmset_foreach(ctx->vms, add_vm, arr);
+    http_reply_json(req, 200, json_pack("{s:o}", "vms", arr));
+}
+
+static void h_vm_create(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
+{
+    json_t *spec = body_object(req, false);
+    if (!spec)
+        return;
+    struct ferr e = {0};
+    int rc = vmset_create(ctx->vms, spec, reply_created, req, &e);
+    json_decref(spec);
+    if (rc < 0)
+        http_reply_error(req, &e);
+}
+
+static void h_vm_get(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
+{
+    struct vm *vm = find_vm(ctx, req, m);
+    if (vm)
+        http_reply_json(req, 200, vm_to_json(vm));
+}
+
+static void h_vm_delete(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
+{
+    struct vm *vm = find_vm(ctx, req, m);
+    if (!vm)
+        return;
+    const char *force = http_req_query(req, "force");
+    if (force && strcmp(force, "1") != 0 && strcmp(force, "0") != 0 &&
+        strcmp(force, "true") != 0 && strcmp(force, "false") != 0) {
+        reply_err(req, FERR_INVALID, "force: expected 1 or 0, got %.40s", force);
+        return;
+    }
+    bool f = force && (strcmp(force, "1") == 0 || strcmp(force, "true") == 0);
+    struct ferr e = {0};
+    if (vmset_delete(ctx->vms, vm, f, reply_deleted, req, &e) < 0)
+        http_reply_error(req, &e);
+}
+
+static void h_vm_action(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
+{
+    struct vm *vm = find_vm(ctx, req, m);
+    if (!vm)
+        return;
+    const char *action = route_param(m, "action");
+    struct ferr e = {0};
+    int rc;
+    if (strcmp(action, "stop") == 0) {
+        json_t *body = body_object(req, true);
+        if (!body)
+            return;
+        json_int_t timeout = 30;
+        const char *key;
+        json_t *val;
+        json_object_foreach(body, key, val) {
+            if (strcmp(key, "timeout_s") != 0) {
+                json_decref(body);
+                reply_err(req, FERR_INVALID, "unknown field \"%.60s\" (accepted: timeout_s)", key);
+                return;
+            }
+            if (!json_is_integer(val) || json_integer_value(val) < 1 ||
+                json_integer_value(val) > 3600) {
+                json_decref(body);
+                reply_err(req, FERR_INVALID, "timeout_s: expected an integer in 1..3600");
+                return;
+            }
+            timeout = json_integer_value(val);
+        }
+        json_decref(body);
+        rc = vm_stop(vm, (unsigned)timeout, reply_vm_done, req, &e);
+    } else if (strcmp(action, "start") == 0) {
+        rc = vm_start(vm, reply_vm_done, req, &e);
+    } else if (strcmp(action, "kill") == 0) {
+        rc = vm_kill(vm, reply_vm_done, req, &e);
+    } else if (strcmp(action, "pause") == 0) {
+        rc = vm_pause(vm, reply_vm_done, req, &e);
+    } else if (strcmp(action, "resume") == 0) {
+        rc = vm_resume(vm, reply_vm_done, req, &e);
+    } else {
+        reply_err(req, FERR_NOTFOUND,
+                  "no action %.40s (accepted: start, stop, kill, pause, resume)", action);
+        return;
+    }
+    if (rc < 0)
+        http_reply_error(req, &e);
+}
+
+/* Parses a non-negative decimal query argument; returns false after answering 400. */
+static bool query_u64(struct http_req *req, const char *key, uint64_t max, uint64_t *out)
+{
+    const char *s = http_req_query(req, key);
+    if (!s)
+        return true;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (*s == '\0' || *s == '-' || *end != '\0' || errno || v > max) {
+        reply_err(req, FERR_INVALID, "%s: expected an integer in 0..%llu, got \"%.40s\"", key,
+                  (unsigned long long)max, s);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+static void h_vm_console(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
+{
+    struct vm *vm = find_vm(ctx, req, m);
+    if (!vm)
+        return;
+    uint64_t max = CONSOLE_DEFAULT_READ, offset = UINT64_MAX;
+    if (!query_u64(req, "max", CONSOLE_MAX_READ, &max) ||
+        !query_u64(req, "offset", UINT64_MAX - 1, &offset))
+        return;
+    char *data;
+    size_t len;
+    uint64_t from, start, end;
+    /* Without an offset: the last max bytes. */
+    int rc = vm_console_read(vm, 0, 0, &data, &len, &from, &start, &end);
+    if (rc == 0)
+        free(data);
+    if (offset == UINT64_MAX)
+        offset = end > max ? end - max : 0;
+    rc = vm_console_read(vm, offset, (size_t)max, &data, &len, &from, &start, &end);
+    if (rc < 0) {
+        reply_err(req, rc, "console: out of memory");
+        return;
+    }
+    json_t *o = json_pack("{s:I, s:I, s:I, s:s%}", "start", (json_int_t)start, "from",
+                          (json_int_t)from, "offset", (json_int_t)(from + len), "data", data, len);
+    free(data);
+    if (!o) {
+        /* Console bytes that are not UTF-8 (jansson refuses them) are sent escaped. */
+        reply_err(req, FERR_INTERNAL, "console: output is not valid UTF-8");
+        return;
+    }
+    http_reply_json(req, 200, o);
+}
+
+/* ---- disks ---- */
+
+struct disk_work {
+    uv_work_t req;
+    struct http_req *http;
+    char qemu_img[256];
+    char path[VM_PATH_MAX];
+    uint64_t size_mib;
+    bool create;
+    struct vhd_info info;
+    int status;
+    struct ferr e;
+};
+
+static void disk_work(uv_work_t *req)
+{
+    struct disk_work *dw = req->data;
+    if (dw->create) {
+        dw->status = vhd_create_fixed(dw->qemu_img, dw->path, dw->size_mib, &dw->e);
+        if (dw->status < 0)
+            return;
+    }
+    dw->status = vhd_info_read(dw->qemu_img, dw->path, &dw->info, &dw->e);
+}
+
+static void disk_after(uv_work_t *req, int status)
+{
+    struct disk_work *dw = req->data;
+    if (dw->status < 0) {
+        http_reply_error(dw->http, &dw->e);
+    } else {
+        http_reply_json(dw->http, dw->create ? 201 : 200,
+                        json_pack("{s:s, s:s, s:s, s:I, s:I, s:I}", "path", dw->path, "format",
+                                  dw->info.format, "subformat", dw->info.subformat,
+                                  "virtual_size", (json_int_t)dw->info.virtual_size,
+                                  "actual_size", (json_int_t)dw->info.actual_size, "file_size",
+                                  (json_int_t)dw->info.file_size));
+    }
+    free(dw);
+}
+
+static bool check_abs_path(struct http_req *req, const char *field, const char *path)
+{
+    if (!path || path[0] != '/' || strlen(path) >= VM_PATH_MAX || strstr(path, "/../") ||
+        (strlen(path) >= 3 && strcmp(path + strlen(path) - 3, "/..") == 0)) {
+        reply_err(req, FERR_INVALID, "%s: expected an absolute path without \"..\" (under %d chars)",
+                  field, VM_PATH_MAX);
+        return false;
+    }
+    return true;
+}
+
+static void start_disk_work(struct api_ctx *ctx, struct http_req *req, const char *path,
+                            uint64_t size_mib, bool create)
+{
+    struct disk_work *dw = calloc(1, sizeof(*dw));
+    if (!dw) {
+        reply_err(req, -ENOMEM, "out of memory");
+        return;
+    }
+    dw->http = req;
+    snprintf(dw->qemu_img, sizeof(dw->qemu_img), "%s", ctx->qemu_img);
+    snprintf(dw->path, sizeof(dw->path), "%s", path);
+    dw->size_mib = size_mib;
+    dw->create = create;
+    dw->req.data = dw;
+    uv_queue_work(ctx->loop, &dw->req, disk_work, disk_after);
+}
+
+static void h_disk_create(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
+{
+    json_t *b = body_object(req, false);
+    if (!b)
+        return;
+    const char *key;
+    json_t *val;
+    json_object_foreach(b, key, val) {
+        if (strcmp(key, "path") && strcmp(key, "size_mib") && strcmp(key, "type")) {
+            json_decref(b);
+            reply_err(req, FERR_INVALID, "unknown field \"%.60s\" (accepted: path, size_mib, type)",
+                      key);
+            return;
+        }
+    }
+    const char *path = json_string_value(json_object_get(b, "path"));
+    json_t *size = json_object_get(b, "size_mib");
+    json_t *type = json_object_get(b, "type");
+    if (!check_abs_path(req, "path", path))
+        goto out;
+    if (!json_is_integer(size) || json_integer_value(size) < 1 ||
+        (uint64_t)json_integer_value(size) > VHD_MAX_SIZE_MIB) {
+        reply_err(req, FERR_INVALID, "size_mib: expected an integer in 1..%llu",
+                  (unsigned long long)VHD_MAX_SIZE_MIB);
+        goto out;
+    }
+    if (type && !(json_is_string(type) && strcmp(json_string_value(type), "fixed") == 0)) {
+        reply_err(req, FERR_INVALID,
+                  "type: only \"fixed\" VHDs for now (dynamic ones come with shared volumes)");
+        goto out;
+    }
+    start_disk_work(ctx, req, path, (uint64_t)json_integer_value(size), true);
+out:
+    json_decref(b);
+}
+
+static void h_disk_info(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
+{
+    const char *path = http_req_query(req, "path");
+    if (!check_abs_path(req, "path", path))
+        return;
+    struct stat st;
+    if (stat(path, &st) < 0) {
+        reply_err(req, FERR_NOTFOUND, "path: %.400s: %s", path, strerror(errno));
+        return;
+    }
+    start_disk_work(ctx, req, path, 0, false);
+}
+
+/* ---- events and metrics ---- */
+
+static void h_events(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
+{
+    uint64_t since = 0, limit = 100;
+    if (!query_u64(req, "since", UINT64_MAX - 1, &since) ||
+        !query_u64(req, "limit", 1000, &limit))
+        return;
+    http_reply_json(req, 200,
+                    json_pack("{s:o}", "events", events_list(ctx->events, since, (unsigned)limit)));
+}
+
+static void h_metrics(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
+{
+    char *text;
+    size_t len;
+    if (metrics_render(ctx, &text, &len) < 0) {
+        reply_err(req, -ENOMEM, "metrics: out of memory");
+        return;
+    }
+    http_reply_data(req, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+    free(text);
+}
+
+static const struct route routes[] = {
+    {"GET", "/v1/node", (void *)h_node},
+    {"GET", "/v1/vms", (void *)h_vms_list},
+    {"POST", "/v1/vms", (void *)h_vm_create},
+    {"GET", "/v1/vms/{name}", (void *)h_vm_get},
+    {"DELETE", "/v1/vms/{name}", (void *)h_vm_delete},
+    {"GET", "/v1/vms/{name}/console", (void *)h_vm_console},
+    {"POST", "/v1/vms/{name}/{action}", (void *)h_vm_action},
+    {"POST", "/v1/disks", (void *)h_disk_create},
+    {"GET", "/v1/disks/info", (void *)h_disk_info},
+    {"GET", "/v1/events", (void *)h_events},
+    {"GET", "/metrics", (void *)h_metrics},
+};
+
+void api_handle(struct http_req *req, void *data)
+{
+    struct api_ctx *ctx = data;
+    struct route_match m;
+    const char *method = http_req_method(req), *path = http_req_path(req);
+    int rc = router_match(routes, ARRAY_SIZE(routes), method, path, &m);
+    log_debug("api: %s %s", method, path);
+    switch (rc) {
+    case ROUTER_OK:
+        ((handler_fn)m.route->handler)(ctx, req, &m);
+        return;
+    case ROUTER_BAD_METHOD:
+        reply_err(req, FERR_METHOD, "%s is not allowed on %.200s", method, path);
+        return;
+    case ROUTER_BAD_PATH:
+        reply_err(req, FERR_INVALID, "path %.200s is malformed", path);
+        return;
+    default:
+        reply_err(req, FERR_NOTFOUND, "no route %s %.200s (see docs/api.md)", method, path);
+        return;
+    }
+}

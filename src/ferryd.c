@@ -1,0 +1,394 @@
+/* SPDX-License-Identifier: MIT */
+/* ferryd: the per-host daemon. One libuv loop runs the API, the VMs' QMP links and timers. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "api/api.h"
+#include "api/http.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "host/host.h"
+#include "vm/events.h"
+#include "vm/vm.h"
+
+#define FERRY_VERSION "0.1.0"
+
+struct ferryd_config {
+    char state_dir[1024];
+    char run_dir[512];
+    char socket[108];
+    char listen[128];
+    char token_file[1024];
+    char accel[8];
+    char qemu[256];
+    char qemu_img[256];
+    char name[64];
+    unsigned console_poll_ms;
+    unsigned start_timeout_ms;
+};
+
+struct ferryd {
+    uv_loop_t *loop;
+    struct ferryd_config cfg;
+    struct api_ctx api;
+    struct events *events;
+    struct vmset *vms;
+    struct http_server *http;
+    uv_signal_t sigterm, sigint;
+    int exit_code;
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: ferryd [options]\n"
+            "  --config FILE        JSON config (keys: state_dir, run_dir, socket, listen,\n"
+            "                       token_file, accel, qemu, qemu_img, name, log_level)\n"
+            "  --state-dir DIR      VM definitions, consoles, events (default /var/lib/ferry)\n"
+            "  --run-dir DIR        per-VM runtime files: QMP sockets, pid files (default /run/ferry/vms)\n"
+            "  --socket PATH        API unix socket (default /run/ferry/ferryd.sock)\n"
+            "  --listen ADDR:PORT   also serve the API on TCP (needs a bearer token)\n"
+            "  --token-file FILE    token for TCP clients (created if missing)\n"
+            "  --accel auto|kvm|tcg accelerator (default auto: kvm if the CPU has vmx/svm)\n"
+            "  --qemu PATH          QEMU binary (default qemu-system-x86_64)\n"
+            "  --qemu-img PATH      qemu-img binary (default qemu-img)\n"
+            "  --name NAME          node name (default: the hostname)\n"
+            "  --log-level LEVEL    debug, info, warn, error (default info)\n"
+            "  --version, --help\n");
+}
+
+static int copy_opt(char *dst, size_t size, const char *what, const char *val)
+{
+    if (!val || strlen(val) >= size || !val[0]) {
+        fprintf(stderr, "ferryd: %s: expected a value of 1..%zu characters\n", what, size - 1);
+        return -1;
+    }
+    memcpy(dst, val, strlen(val) + 1);
+    return 0;
+}
+
+static int apply_opt(struct ferryd_config *c, const char *key, const char *val)
+{
+    if (strcmp(key, "state_dir") == 0)
+        return copy_opt(c->state_dir, sizeof(c->state_dir), "state_dir", val);
+    if (strcmp(key, "run_dir") == 0)
+        return copy_opt(c->run_dir, sizeof(c->run_dir), "run_dir", val);
+    if (strcmp(key, "socket") == 0)
+        return copy_opt(c->socket, sizeof(c->socket), "socket (unix socket path)", val);
+    if (strcmp(key, "listen") == 0)
+        return copy_opt(c->listen, sizeof(c->listen), "listen", val);
+    if (strcmp(key, "token_file") == 0)
+        return copy_opt(c->token_file, sizeof(c->token_file), "token_file", val);
+    if (strcmp(key, "accel") == 0) {
+        if (!val || (strcmp(val, "auto") && strcmp(val, "kvm") && strcmp(val, "tcg"))) {
+            fprintf(stderr, "ferryd: accel: expected auto, kvm or tcg\n");
+            return -1;
+        }
+        return copy_opt(c->accel, sizeof(c->accel), "accel", val);
+    }
+    if (strcmp(key, "qemu") == 0)
+        return copy_opt(c->qemu, sizeof(c->qemu), "qemu", val);
+    if (strcmp(key, "qemu_img") == 0)
+        return copy_opt(c->qemu_img, sizeof(c->qemu_img), "qemu_img", val);
+    if (strcmp(key, "name") == 0) {
+        if (!name_valid(val, 63)) {
+            fprintf(stderr, "ferryd: name: use 1-63 of a-z 0-9 -, starting with a letter\n");
+            return -1;
+        }
+        return copy_opt(c->name, sizeof(c->name), "name", val);
+    }
+    if (strcmp(key, "log_level") == 0) {
+        enum log_level l;
+        if (!val || log_level_parse(val, &l) < 0) {
+            fprintf(stderr, "ferryd: log_level: expected debug, info, warn or error\n");
+            return -1;
+        }
+        log_threshold = l;
+        return 0;
+    }
+    fprintf(stderr, "ferryd: unknown config key \"%s\"\n", key);
+    return -1;
+}
+
+static int load_config_file(struct ferryd_config *c, const char *path)
+{
+    json_error_t je;
+    json_t *j = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+    if (!j) {
+        fprintf(stderr, "ferryd: config %s: line %d: %s\n", path, je.line, je.text);
+        return -1;
+    }
+    if (!json_is_object(j)) {
+        fprintf(stderr, "ferryd: config %s: expected a JSON object\n", path);
+        json_decref(j);
+        return -1;
+    }
+    const char *key;
+    json_t *val;
+    json_object_foreach(j, key, val) {
+        if (!json_is_string(val)) {
+            fprintf(stderr, "ferryd: config %s: %s: expected a string\n", path, key);
+            json_decref(j);
+            return -1;
+        }
+        if (apply_opt(c, key, json_string_value(val)) < 0) {
+            json_decref(j);
+            return -1;
+        }
+    }
+    json_decref(j);
+    return 0;
+}
+
+static int parse_args(struct ferryd_config *c, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, 0, 'c'},     {"state-dir", required_argument, 0, 's'},
+        {"run-dir", required_argument, 0, 'r'},    {"socket", required_argument, 0, 'S'},
+        {"listen", required_argument, 0, 'l'},     {"token-file", required_argument, 0, 't'},
+        {"accel", required_argument, 0, 'a'},      {"qemu", required_argument, 0, 'q'},
+        {"qemu-img", required_argument, 0, 'i'},   {"name", required_argument, 0, 'n'},
+        {"log-level", required_argument, 0, 'L'},  {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},          {0, 0, 0, 0},
+    };
+    static const char *keys[128] = {
+        ['s'] = "state_dir", ['r'] = "run_dir", ['S'] = "socket",   ['l'] = "listen",
+        ['t'] = "token_file", ['a'] = "accel",  ['q'] = "qemu",     ['i'] = "qemu_img",
+        ['n'] = "name",       ['L'] = "log_level",
+    };
+    /* The config file first, so flags override it. */
+    for (int i = 1; i < argc - 1; i++)
+        if (strcmp(argv[i], "--config") == 0 && load_config_file(c, argv[i + 1]) < 0)
+            return -1;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'c':
+            break;
+        case 'h':
+            usage(stdout);
+            exit(0);
+        case 'V':
+            printf("ferryd %s\n", FERRY_VERSION);
+            exit(0);
+        case '?':
+            usage(stderr);
+            return -1;
+        default:
+            if (apply_opt(c, keys[ch], optarg) < 0)
+                return -1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "ferryd: unexpected argument \"%s\" (see --help)\n", argv[optind]);
+        return -1;
+    }
+    return 0;
+}
+
+static int read_or_make_token(const char *path, char *out, size_t size, struct ferr *e)
+{
+    char *text = NULL;
+    if (file_read_all(path, 4096, &text, NULL, NULL) == 0) {
+        size_t n = strcspn(text, "\r\n");
+        text[n] = '\0';
+        if (n < 16 || n >= size) {
+            free(text);
+            return ferr_set(e, FERR_INVALID, "token file %s: token must be 16..%zu characters",
+                            path, size - 1);
+        }
+        memcpy(out, text, n + 1);
+        free(text);
+        return 0;
+    }
+    unsigned char raw[24];
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || read(fd, raw, sizeof(raw)) != (ssize_t)sizeof(raw)) {
+        if (fd >= 0)
+            close(fd);
+        return ferr_set(e, -EIO, "token: cannot read /dev/urandom");
+    }
+    close(fd);
+    for (size_t i = 0; i < sizeof(raw); i++)
+        snprintf(out + 2 * i, 3, "%02x", raw[i]);
+    char line[80];
+    snprintf(line, sizeof(line), "%s\n", out);
+    return file_write_atomic(path, line, strlen(line), e);
+}
+
+static void on_closed_all(void *data)
+{
+    struct ferryd *d = data;
+    uv_close((uv_handle_t *)&d->sigterm, NULL);
+    uv_close((uv_handle_t *)&d->sigint, NULL);
+}
+
+static void http_closed(void *data)
+{
+    struct ferryd *d = data;
+    d->http = NULL;
+    vmset_close(d->vms, on_closed_all, d);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    struct ferryd *d = s->data;
+    log_info("signal %d: shutting down; VMs keep running", signum);
+    uv_signal_stop(&d->sigterm);
+    uv_signal_stop(&d->sigint);
+    if (d->http)
+        http_server_close(d->http, http_closed, d);
+}
+
+int main(int argc, char **argv)
+{
+    struct ferryd d = {0};
+    struct ferryd_config *c = &d.cfg;
+    strcpy(c->state_dir, "/var/lib/ferry");
+    strcpy(c->run_dir, "/run/ferry/vms");
+    strcpy(c->socket, "/run/ferry/ferryd.sock");
+    strcpy(c->accel, "auto");
+    strcpy(c->qemu, "qemu-system-x86_64");
+    strcpy(c->qemu_img, "qemu-img");
+    c->console_poll_ms = 200;
+    c->start_timeout_ms = 30000;
+    if (parse_args(c, argc, argv) < 0)
+        return 2;
+    signal(SIGPIPE, SIG_IGN);
+
+    struct ferr e = {0};
+    struct host_info *h = &d.api.host;
+    if (host_info_read(h, &e) < 0) {
+        log_error("%s", e.msg);
+        return 1;
+    }
+    if (!c->name[0]) {
+        /* Node names follow VM naming rules; derive one from the hostname. */
+        size_t j = 0;
+        for (size_t i = 0; h->hostname[i] && j < 63; i++) {
+            char ch = h->hostname[i];
+            if (ch >= 'A' && ch <= 'Z')
+                ch = (char)(ch - 'A' + 'a');
+            if (ch == '.')
+                break;
+            if ((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-')
+                c->name[j++] = ch;
+        }
+        if (j == 0 || !name_valid(c->name, 63))
+            strcpy(c->name, "node");
+    }
+    const char *accel, *why;
+    const char *forced = strcmp(c->accel, "auto") == 0 ? NULL : c->accel;
+    if (host_accel_pick(h, forced, &accel, &why, &e) < 0) {
+        log_error("accel: %s", e.msg);
+        return 2;
+    }
+
+    d.loop = uv_default_loop();
+    if (mkdir_p(c->state_dir, 0700, &e) < 0) {
+        log_error("state dir: %s", e.msg);
+        return 1;
+    }
+    char evpath[1100];
+    snprintf(evpath, sizeof(evpath), "%s/events.jsonl", c->state_dir);
+    if (events_open(evpath, 1000, &d.events, &e) < 0) {
+        log_error("%s", e.msg);
+        return 1;
+    }
+    struct vm_config vc = {0};
+    snprintf(vc.state_dir, sizeof(vc.state_dir), "%s", c->state_dir);
+    snprintf(vc.run_dir, sizeof(vc.run_dir), "%s", c->run_dir);
+    snprintf(vc.qemu_binary, sizeof(vc.qemu_binary), "%s", c->qemu);
+    snprintf(vc.qemu_img, sizeof(vc.qemu_img), "%s", c->qemu_img);
+    snprintf(vc.accel, sizeof(vc.accel), "%s", accel);
+    vc.console_poll_ms = c->console_poll_ms;
+    vc.start_timeout_ms = c->start_timeout_ms;
+    if (vmset_open(d.loop, &vc, d.events, &d.vms, &e) < 0) {
+        log_error("%s", e.msg);
+        goto err_after_events;
+    }
+    vmset_set_host_memory(d.vms, h->mem_total_mib);
+
+    d.api = (struct api_ctx){
+        .vms = d.vms,
+        .events = d.events,
+        .host = *h,
+        .node_name = c->name,
+        .accel = accel,
+        .accel_reason = why,
+        .accel_forced = forced != NULL,
+        .state_dir = c->state_dir,
+        .api_socket = c->socket,
+        .qemu_img = c->qemu_img,
+        .version = FERRY_VERSION,
+        .start_mono_ms = now_mono_ms(),
+        .loop = d.loop,
+    };
+    if (http_server_new(d.loop, api_handle, &d.api, &d.http, &e) < 0) {
+        log_error("%s", e.msg);
+        goto err_after_vms;
+    }
+    char sockdir[108];
+    snprintf(sockdir, sizeof(sockdir), "%s", c->socket);
+    char *slash = strrchr(sockdir, '/');
+    if (slash && slash != sockdir) {
+        *slash = '\0';
+        if (mkdir_p(sockdir, 0755, &e) < 0) {
+            log_error("socket dir: %s", e.msg);
+            goto err_after_http;
+        }
+    }
+    if (http_server_listen_unix(d.http, c->socket, 0600, &e) < 0) {
+        log_error("%s", e.msg);
+        goto err_after_http;
+    }
+    if (c->listen[0]) {
+        char addr[128], token[128];
+        snprintf(addr, sizeof(addr), "%s", c->listen);
+        char *colon = strrchr(addr, ':');
+        int port = colon ? atoi(colon + 1) : 0;
+        if (!colon || port <= 0 || port > 65535) {
+            log_error("listen: expected ADDR:PORT, got %s", c->listen);
+            goto err_after_http;
+        }
+        *colon = '\0';
+        if (!c->token_file[0])
+            snprintf(c->token_file, sizeof(c->token_file), "%s/api.token", c->state_dir);
+        if (read_or_make_token(c->token_file, token, sizeof(token), &e) < 0 ||
+            http_server_listen_tcp(d.http, addr, port, token, &e) < 0) {
+            log_error("%s", e.msg);
+            goto err_after_http;
+        }
+    }
+    uv_signal_init(d.loop, &d.sigterm);
+    uv_signal_init(d.loop, &d.sigint);
+    d.sigterm.data = d.sigint.data = &d;
+    uv_signal_start(&d.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&d.sigint, on_signal, SIGINT);
+    log_info("ferryd %s node %s: accel %s (%s), %u VMs, api %s%s%s", FERRY_VERSION, c->name,
+             accel, why, vmset_count(d.vms), c->socket, c->listen[0] ? " and tcp " : "",
+             c->listen);
+    events_add(d.events, NULL, "daemon.started", "ferryd %s, accel %s", FERRY_VERSION, accel);
+    uv_run(d.loop, UV_RUN_DEFAULT);
+    events_close(d.events);
+    uv_loop_close(d.loop);
+    log_info("ferryd stopped");
+    return 0;
+
+err_after_http:
+    http_server_close(d.http, NULL, NULL);
+err_after_vms:
+    vmset_close(d.vms, NULL, NULL);
+    uv_run(d.loop, UV_RUN_DEFAULT);
+err_after_events:
+    events_close(d.events);
+    return 1;
+}

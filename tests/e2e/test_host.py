@@ -1,0 +1,235 @@
+# SPDX-License-Identifier: MIT
+"""End to end on one host: the real ferry CLI against a real ferryd running real TCG guests."""
+import json
+import os
+import signal
+import socket
+import http.client
+import time
+
+from ferrytest import GUEST, pid_alive, run, wait_for
+
+
+def test_node_show_reports_accelerator(host):
+    node = host.cli_json("node", "show")
+    with open("/proc/cpuinfo") as f:
+        hw = any(w in ("vmx", "svm") for line in f if line.startswith("flags") for w in line.split())
+    assert node["accel"] == ("kvm" if hw and os.access("/dev/kvm", os.W_OK) else "tcg")
+    assert node["accel_reason"]
+    assert node["accel_forced"] is False
+    assert node["memory"]["total_mib"] > 0
+    text = host.cli("node", "show").stdout
+    assert node["accel"] in text
+
+
+def test_forced_tcg_is_shown(host):
+    host.kill_ferryd(signal.SIGTERM)
+    host.start_ferryd("--accel", "tcg")
+    node = host.cli_json("node", "show")
+    assert node["accel"] == "tcg" and node["accel_forced"] is True
+
+
+def test_lifecycle_probe_console_pause_stop_delete(host):
+    ip = host.create_appliance_vm("web1", 1)
+    vm = host.vm("web1")
+    assert vm["state"] == "running"
+    assert vm["pid"] > 0 and pid_alive(vm["pid"])
+    host.wait_guest(ip)
+
+    listing = host.cli_json("vm", "list")
+    assert [v["name"] for v in listing["vms"]] == ["web1"]
+    assert "web1" in host.cli("vm", "list").stdout
+
+    wait_for(lambda: "ferry-guest: ready" in host.console("web1"), 30, "guest ready on console")
+    console = host.console("web1")
+    assert "Linux version" in console
+
+    # Pause: the guest stops answering; resume: it answers again.
+    host.cli("vm", "pause", "web1")
+    assert host.vm_state("web1") == "paused"
+    r = host.probe("udp", ip, "--interval-ms", "10", "--duration-s", "1", "--json")
+    assert json.loads(r.stdout)["received"] == 0
+    host.cli("vm", "resume", "web1")
+    assert host.vm_state("web1") == "running"
+    host.wait_guest(ip, timeout=10)
+
+    # A graceful stop: ACPI power button, the guest powers itself off.
+    host.cli("vm", "stop", "web1", "--timeout", "60")
+    vm = host.vm("web1")
+    assert vm["state"] == "stopped"
+    assert "request" in vm["reason"]
+    assert "ferry-guest: powering off" in host.console("web1")
+    assert not pid_alive(vm["pid"]) if vm["pid"] else True
+    # The tap is gone with the VM.
+    links = host.ip("-o", "link", "show").stdout
+    assert all(t not in links for t in vm["taps"])
+
+    host.cli("vm", "delete", "web1")
+    assert host.cli_json("vm", "list")["vms"] == []
+    assert os.path.exists(f"{host.disks}/web1.vhd"), "delete must keep the disk file"
+    events = [e["type"] for e in host.cli_json("events")["events"] if e["vm"] == "web1"]
+    for t in ("vm.created", "vm.started", "vm.paused", "vm.resumed", "vm.stopped", "vm.deleted"):
+        assert t in events
+
+
+def test_recorder_acknowledged_writes_are_on_disk(host):
+    ip = host.create_appliance_vm("rec1", 2, workload="probe,recorder")
+    host.wait_guest(ip)
+    r = host.probe("recorder", ip, "--duration-s", "4", "--json", timeout=60)
+    acks = json.loads(r.stdout)
+    assert acks["acked_count"] > 10, acks
+    host.cli("vm", "stop", "rec1")
+    out = host.probe("verify-disk", f"{host.disks}/rec1.vhd", "--acked", str(acks["acked_max"]),
+                     "--json")
+    report = json.loads(out.stdout)
+    assert report["max_seq"] >= acks["acked_max"]
+    # The fixed VHD footer is intact: qemu-img still reads it as a fixed VHD.
+    info = host.cli_json("disk", "info", f"{host.disks}/rec1.vhd")
+    assert info["format"] == "vpc" and info["subformat"] == "fixed"
+
+
+def test_ferryd_restart_keeps_vm_running(host):
+    ip = host.create_appliance_vm("keep1", 3)
+    host.wait_guest(ip)
+    pid = host.vm("keep1")["pid"]
+    prober = host.probe_bg("udp", ip, "--interval-ms", "1", "--json")
+    time.sleep(1)
+    host.kill_ferryd(signal.SIGKILL)
+    time.sleep(1)
+    assert pid_alive(pid), "QEMU must survive ferryd's death"
+    host.start_ferryd()
+    wait_for(lambda: host.vm_state("keep1") == "running", 20, "re-attach")
+    assert host.vm("keep1")["pid"] == pid
+    time.sleep(1)
+    res = host.probe_result(prober)
+    assert res["received"] > 1000
+    assert res["longest_gap_ms"] < 500, res
+    # Managed again: pause/resume and console work through the new ferryd.
+    host.cli("vm", "pause", "keep1")
+    host.cli("vm", "resume", "keep1")
+    host.wait_guest(ip, timeout=10)
+    assert "ferry-guest: ready" in host.console("keep1")
+    events = [e["type"] for e in host.cli_json("events")["events"]]
+    assert "vm.attached" in events
+
+
+def test_dead_qemu_marks_vm_failed_and_others_keep_running(host):
+    ip1 = host.create_appliance_vm("a1", 4)
+    ip2 = host.create_appliance_vm("a2", 5)
+    host.wait_guest(ip1)
+    host.wait_guest(ip2)
+    os.kill(host.vm("a1")["pid"], signal.SIGKILL)
+    wait_for(lambda: host.vm_state("a1") == "failed", 10, "a1 failed")
+    assert "signal 9" in host.vm("a1")["reason"]
+    assert host.vm_state("a2") == "running"
+    host.wait_guest(ip2, timeout=10)
+    # A failed VM can be started again.
+    host.cli("vm", "start", "a1")
+    host.wait_guest(ip1)
+
+
+def test_kill_and_metrics(host):
+    ip = host.create_appliance_vm("m1", 6)
+    host.wait_guest(ip)
+    c = UnixHTTP(host.sock)
+    status, text = c.request("GET", "/metrics")
+    assert status == 200
+    assert 'ferry_vm_state{vm="m1",state="running"} 1' in text
+    assert 'ferry_vm_memory_bytes{vm="m1"} 268435456' in text
+    assert "ferry_vm_cpu_seconds_total" in text
+    assert 'ferry_vm_disk_read_bytes_total{vm="m1",disk="disk0"}' in text
+    assert 'ferry_vm_net_tx_bytes_total{vm="m1"' in text
+    host.cli("vm", "kill", "m1")
+    assert host.vm_state("m1") == "stopped"
+
+
+class UnixHTTP:
+    """A raw HTTP client on ferryd's unix socket, for inputs the CLI would never send."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def request(self, method, url, body=None, headers=None):
+        conn = http.client.HTTPConnection("localhost")
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(self.path)
+        conn.sock = s
+        conn.request(method, url, body=body, headers=headers or {})
+        r = conn.getresponse()
+        data = r.read().decode()
+        conn.close()
+        return r.status, data
+
+
+def error_of(text):
+    return json.loads(text)["error"]
+
+
+def test_bad_input_changes_nothing(host):
+    c = UnixHTTP(host.sock)
+    kernel = os.path.join(GUEST, "vmlinuz")
+    good = {"name": "ok1", "memory_mib": 128, "boot": {"kernel": kernel}}
+
+    def bad(spec, status, words):
+        st, text = c.request("POST", "/v1/vms", json.dumps(spec) if not isinstance(spec, str) else spec)
+        assert st == status, (spec, st, text)
+        msg = error_of(text)["message"]
+        for w in words:
+            assert w in msg, (spec, msg)
+
+    bad({**good, "name": "Bad_Name"}, 400, ["name"])
+    bad({**good, "name": ""}, 400, ["name"])
+    bad({**good, "memory_mib": 0}, 400, ["memory_mib"])
+    bad({**good, "memory_mib": 1 << 30}, 400, ["memory_mib"])
+    bad({**good, "cpu": {"sockets": 9}}, 400, ["cpu.sockets", "8"])
+    bad({**good, "disks": [{"path": "/nonexistent-dir/x.vhd", "size_mib": 10}]}, 400, ["disks[0].path"])
+    bad({**good, "nics": [{"bridge": "nosuchbr"}]}, 400, ["nics[0].bridge", "nosuchbr"])
+    bad({**good, "frobnicate": 1}, 400, ["frobnicate"])
+    bad({**good, "memory_mib": "128"}, 400, ["memory_mib"])
+    bad("{not json", 400, ["JSON"])
+    bad("[1,2]", 400, ["object"])
+    st, text = c.request("POST", "/v1/vms", "x" * (2 * 1024 * 1024))
+    assert st == 413, st
+
+    # Unknown VM, unknown route, wrong method.
+    st, text = c.request("GET", "/v1/vms/ghost")
+    assert st == 404 and "ghost" in error_of(text)["message"]
+    st, _ = c.request("GET", "/v1/nothing")
+    assert st == 404
+    st, _ = c.request("DELETE", "/v1/node")
+    assert st == 405
+    st, text = c.request("POST", "/v1/vms/ghost/start")
+    assert st == 404
+
+    # Nothing was created by any of that.
+    assert host.cli_json("vm", "list")["vms"] == []
+    assert os.listdir(host.disks) == []
+    assert not os.path.exists("/nonexistent-dir")
+
+    # A good spec works, then a duplicate is refused and the first VM is unchanged.
+    st, text = c.request("POST", "/v1/vms", json.dumps({**good, "disks": [{"path": f"{host.disks}/ok1.vhd", "size_mib": 16}]}))
+    assert st == 201, text
+    st, text = c.request("POST", "/v1/vms", json.dumps({**good, "memory_mib": 64}))
+    assert st == 409 and "exists" in error_of(text)["message"]
+    assert host.vm("ok1")["memory_mib"] == 128
+
+    # The CLI: clear message and non-zero exit, nothing created.
+    p = host.cli("vm", "create", "Bad_Name", "--memory", "64", check=False)
+    assert p.returncode != 0 and "name" in p.stderr
+    p = host.cli("vm", "create", "x2", "--memory", "64", "--nic", "nosuchbr", "--kernel", kernel, check=False)
+    assert p.returncode != 0 and "nosuchbr" in p.stderr
+    p = host.cli("vm", "create", "x3", "--memory", "64", "--sockets", "9", "--kernel", kernel, check=False)
+    assert p.returncode != 0 and "sockets" in p.stderr
+    p = host.cli("vm", "show", "ghost", check=False)
+    assert p.returncode != 0 and "ghost" in p.stderr
+    p = host.cli("vm", "stop", "ok1", check=False)
+    assert p.returncode != 0 and "not running" in p.stderr
+    p = host.cli("vm", "frobnicate", check=False)
+    assert p.returncode != 0
+    assert [v["name"] for v in host.cli_json("vm", "list")["vms"]] == ["ok1"]
+
+    # A disk the VM needs vanished: start fails with a clear reason, no QEMU, no tap left.
+    os.unlink(f"{host.disks}/ok1.vhd")
+    p = host.cli("vm", "start", "ok1", check=False)
+    assert p.returncode != 0 and "ok1.vhd" in p.stderr
+    assert host.qemu_pids() == []
