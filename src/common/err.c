@@ -104,7 +104,17 @@ int ferr_prefix(struct ferr *e, const char *fmt, ...)
     vsnprintf(pre, sizeof(pre), fmt, ap);
     va_end(ap);
     memcpy(old, e->msg, sizeof(old));
-    snprintf(e->msg, sizeof(e->msg), "%s: %s", pre, old);
+    /* Truncating the tail of a long message is fine; the prefix must come first. */
+    size_t n = strlen(pre);
+    if (n > sizeof(e->msg) - 3)
+        n = sizeof(e->msg) - 3;
+    memcpy(e->msg, pre, n);
+    e->msg[n] = ':';
+    e->msg[n + 1] = ' ';
+    size_t rest = sizeof(e->msg) - n - 2;
+    size_t m = strnlen(old, rest - 1);
+    memcpy(e->msg + n + 2, old, m);
+    e->msg[n + 2 + m] = '\0';
     return e->code;
 }
 

@@ -59,6 +59,8 @@ int qmp_conn_execute(struct qmp_conn *c, const char *cmd, json_t *args, qmp_repl
  * is freed on a later loop pass. Safe to call from inside any callback of this connection. */
 void qmp_conn_close(struct qmp_conn *c);
 
+/* Note: when QEMU hangs up (EOF, reset) pending callbacks and on_closed get -ECONNRESET. */
+
 /* Pure framing and classification, exported for unit tests and reuse. */
 struct qmp_parser;
 /* Called for each complete JSON message (borrowed). Return non-zero to stop parsing. */

@@ -1,0 +1,383 @@
+/* SPDX-License-Identifier: MIT */
+/* Unit tests of the QEMU command line builder (src/qemu/cmdline.c). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qemu/cmdline.h"
+
+struct fixture {
+    struct vm_spec spec;
+    const char *taps[VM_MAX_NICS];
+    uint64_t disk_bytes[VM_MAX_DISKS];
+    struct qemu_launch l;
+};
+
+static void fixture_init(struct fixture *f)
+{
+    memset(f, 0, sizeof(*f));
+    struct vm_spec *s = &f->spec;
+    snprintf(s->name, sizeof(s->name), "web1");
+    s->sockets = 2;
+    s->cores = 2;
+    s->threads = 1;
+    s->memory_mib = 512;
+    s->ndisks = 2;
+    snprintf(s->disks[0].path, sizeof(s->disks[0].path), "/csv/vol1/web1.vhd");
+    snprintf(s->disks[1].path, sizeof(s->disks[1].path), "/csv/vol1/data.vhd");
+    s->disks[1].readonly = true;
+    s->nnics = 1;
+    snprintf(s->nics[0].mac, sizeof(s->nics[0].mac), "52:54:00:12:34:56");
+    snprintf(s->nics[0].bridge, sizeof(s->nics[0].bridge), "br0");
+    s->blackout_budget_ms = VM_DEFAULT_BUDGET_MS;
+    s->priority = VM_DEFAULT_PRIORITY;
+    f->taps[0] = "fy-web1-0";
+    f->disk_bytes[0] = 64ull << 20;
+    f->disk_bytes[1] = 1ull << 30;
+    f->l.spec = s;
+    f->l.qemu_binary = "qemu-system-x86_64";
+    f->l.accel = "tcg";
+    f->l.run_dir = "/run/ferry/vms/web1";
+    f->l.taps = f->taps;
+    f->l.disk_bytes = f->disk_bytes;
+}
+
+static int count_opt(char **argv, const char *opt)
+{
+    int n = 0;
+    for (char **p = argv + 1; *p; p++)
+        if (strcmp(*p, opt) == 0)
+            n++;
+    return n;
+}
+
+/* Value after the nth (0-based) occurrence of opt, or NULL. */
+static const char *opt_val(char **argv, const char *opt, int nth)
+{
+    for (char **p = argv + 1; *p; p++) {
+        if (strcmp(*p, opt) != 0)
+            continue;
+        if (nth-- == 0)
+            return p[1];
+    }
+    return NULL;
+}
+
+static bool has_arg(char **argv, const char *arg)
+{
+    for (char **p = argv; *p; p++)
+        if (strcmp(*p, arg) == 0)
+            return true;
+    return false;
+}
+
+static char **build_ok(struct fixture *f)
+{
+    char **argv = NULL;
+    struct ferr e;
+    ferr_clear(&e);
+    int rc = qemu_argv_build(&f->l, &argv, &e);
+    if (rc != 0)
+        fprintf(stderr, "unexpected error: %s\n", e.msg);
+    assert_int_equal(rc, 0);
+    assert_non_null(argv);
+    return argv;
+}
+
+static void test_typical(void **state)
+{
+    (void)state;
+    struct fixture f;
+    fixture_init(&f);
+    char **argv = build_ok(&f);
+
+    assert_string_equal(argv[0], "qemu-system-x86_64");
+    assert_string_equal(opt_val(argv, "-name", 0), "guest=web1,debug-threads=on");
+    assert_string_equal(opt_val(argv, "-machine", 0), "pc,accel=tcg");
+    assert_string_equal(opt_val(argv, "-cpu", 0), "max");
+    assert_string_equal(opt_val(argv, "-smp", 0), "sockets=2,cores=2,threads=1,maxcpus=4");
+    assert_string_equal(opt_val(argv, "-m", 0), "512M");
+    assert_true(has_arg(argv, "-nodefaults"));
+    assert_true(has_arg(argv, "-no-user-config"));
+    assert_false(has_arg(argv, "-no-reboot"));
+    assert_false(has_arg(argv, "-S"));
+    assert_string_equal(opt_val(argv, "-display", 0), "none");
+    assert_string_equal(opt_val(argv, "-vga", 0), "none");
+    assert_string_equal(opt_val(argv, "-chardev", 0), "ringbuf,id=console,size=1048576");
+    assert_string_equal(opt_val(argv, "-serial", 0), "chardev:console");
+    assert_string_equal(opt_val(argv, "-qmp", 0),
+                        "unix:/run/ferry/vms/web1/qmp.sock,server=on,wait=off");
+    assert_string_equal(opt_val(argv, "-pidfile", 0), "/run/ferry/vms/web1/qemu.pid");
+
+    assert_int_equal(count_opt(argv, "-blockdev"), 4);
+    assert_string_equal(opt_val(argv, "-blockdev", 0),
+                        "driver=file,filename=/csv/vol1/web1.vhd,node-name=disk0-file,"
+                        "cache.direct=off,cache.no-flush=off");
+    assert_string_equal(opt_val(argv, "-blockdev", 1),
+                        "driver=raw,file=disk0-file,node-name=disk0,size=67108864");
+    assert_string_equal(opt_val(argv, "-blockdev", 2),
+                        "driver=file,filename=/csv/vol1/data.vhd,node-name=disk1-file,"
+                        "cache.direct=off,cache.no-flush=off,read-only=on");
+    assert_string_equal(opt_val(argv, "-blockdev", 3),
+                        "driver=raw,file=disk1-file,node-name=disk1,size=1073741824,read-only=on");
+    assert_int_equal(count_opt(argv, "-device"), 3);
+    assert_string_equal(opt_val(argv, "-device", 0), "virtio-blk-pci,drive=disk0,id=disk0-dev");
+    assert_string_equal(opt_val(argv, "-device", 1), "virtio-blk-pci,drive=disk1,id=disk1-dev");
+    assert_string_equal(opt_val(argv, "-netdev", 0),
+                        "tap,id=net0,ifname=fy-web1-0,script=no,downscript=no,vhost=off");
+    assert_string_equal(opt_val(argv, "-device", 2),
+                        "virtio-net-pci,netdev=net0,mac=52:54:00:12:34:56,id=net0-dev");
+
+    /* No kernel: boot from the disk; no -incoming unless migrating. */
+    assert_string_equal(opt_val(argv, "-boot", 0), "c");
+    assert_null(opt_val(argv, "-kernel", 0));
+    assert_null(opt_val(argv, "-append", 0));
+    assert_null(opt_val(argv, "-incoming", 0));
+
+    /* Every option that takes a value has one: argv is NULL-terminated right after the last. */
+    size_t n = 0;
+    while (argv[n])
+        n++;
+    assert_true(n > 30);
+    qemu_argv_free(argv);
+}
+
+static void test_kvm_vs_tcg(void **state)
+{
+    (void)state;
+    struct fixture f;
+    fixture_init(&f);
+    f.l.accel = "kvm";
+    char **argv = build_ok(&f);
+    assert_string_equal(opt_val(argv, "-machine", 0), "pc,accel=kvm");
+    assert_string_equal(opt_val(argv, "-cpu", 0), "host");
+    assert_int_equal(count_opt(argv, "-cpu"), 1);
+    qemu_argv_free(argv);
+
+    f.l.accel = "tcg";
+    argv = build_ok(&f);
+    assert_string_equal(opt_val(argv, "-machine", 0), "pc,accel=tcg");
+    assert_string_equal(opt_val(argv, "-cpu", 0), "max");
+    qemu_argv_free(argv);
+}
+
+static void test_comma_escaping(void **state)
+{
+    (void)state;
+    struct fixture f;
+    fixture_init(&f);
+    snprintf(f.spec.disks[0].path, sizeof(f.spec.disks[0].path), "/csv/a,b/x,,y.vhd");
+    f.l.run_dir = "/run/fer,ry";
+    f.taps[0] = "tap,0";
+    snprintf(f.spec.boot.kernel, sizeof(f.spec.boot.kernel), "/boot/vmlinuz,1");
+    snprintf(f.spec.boot.cmdline, sizeof(f.spec.boot.cmdline), "console=ttyS0,115200 quiet");
+    char **argv = build_ok(&f);
+    assert_string_equal(opt_val(argv, "-blockdev", 0),
+                        "driver=file,filename=/csv/a,,b/x,,,,y.vhd,node-name=disk0-file,"
+                        "cache.direct=off,cache.no-flush=off");
+    assert_string_equal(opt_val(argv, "-qmp", 0), "unix:/run/fer,,ry/qmp.sock,server=on,wait=off");
+    assert_string_equal(opt_val(argv, "-netdev", 0),
+                        "tap,id=net0,ifname=tap,,0,script=no,downscript=no,vhost=off");
+    /* Options that take a plain string are not escaped. */
+    assert_string_equal(opt_val(argv, "-pidfile", 0), "/run/fer,ry/qemu.pid");
+    assert_string_equal(opt_val(argv, "-kernel", 0), "/boot/vmlinuz,1");
+    assert_string_equal(opt_val(argv, "-append", 0), "console=ttyS0,115200 quiet");
+    qemu_argv_free(argv);
+}
+
+static void test_kernel_boot(void **state)
+{
+    (void)state;
+    struct fixture f;
+    fixture_init(&f);
+    snprintf(f.spec.boot.kernel, sizeof(f.spec.boot.kernel), "/img/vmlinuz");
+    snprintf(f.spec.boot.initrd, sizeof(f.spec.boot.initrd), "/img/initrd.gz");
+    snprintf(f.spec.boot.cmdline, sizeof(f.spec.boot.cmdline), "root=/dev/vda quiet");
+    char **argv = build_ok(&f);
+    assert_string_equal(opt_val(argv, "-kernel", 0), "/img/vmlinuz");
+    assert_string_equal(opt_val(argv, "-initrd", 0), "/img/initrd.gz");
+    assert_string_equal(opt_val(argv, "-append", 0), "console=ttyS0 root=/dev/vda quiet");
+    assert_null(opt_val(argv, "-boot", 0));
+    qemu_argv_free(argv);
+
+    /* Present already: kept as is. "console=ttyS01" or "xconsole=ttyS0" do not count. */
+    snprintf(f.spec.boot.cmdline, sizeof(f.spec.boot.cmdline), "quiet console=ttyS0");
+    argv = build_ok(&f);
+    assert_string_equal(opt_val(argv, "-append", 0), "quiet console=ttyS0");
+    qemu_argv_free(argv);
+    snprintf(f.spec.boot.cmdline, sizeof(f.spec.boot.cmdline), "console=ttyS01 xconsole=ttyS0");
+    argv = build_ok(&f);
+    assert_string_equal(opt_val(argv, "-append", 0), "console=ttyS0 console=ttyS01 xconsole=ttyS0");
+    qemu_argv_free(argv);
+
+    /* No initrd, empty cmdline. */
+    f.spec.boot.initrd[0] = '\0';
+    f.spec.boot.cmdline[0] = '\0';
+    argv = build_ok(&f);
+    assert_null(opt_val(argv, "-initrd", 0));
+    assert_string_equal(opt_val(argv, "-append", 0), "console=ttyS0");
+    qemu_argv_free(argv);
+
+    /* A kernel boot needs no disk. */
+    f.spec.ndisks = 0;
+    f.l.disk_bytes = NULL;
+    argv = build_ok(&f);
+    assert_int_equal(count_opt(argv, "-blockdev"), 0);
+    qemu_argv_free(argv);
+}
+
+static void test_incoming_and_minimal(void **state)
+{
+    (void)state;
+    struct fixture f;
+    fixture_init(&f);
+    f.l.incoming = "defer";
+    f.spec.nnics = 0;
+    f.l.taps = NULL;
+    f.spec.ndisks = 1;
+    f.spec.sockets = f.spec.cores = f.spec.threads = 1;
+    char **argv = build_ok(&f);
+    assert_string_equal(opt_val(argv, "-incoming", 0), "defer");
+    assert_int_equal(count_opt(argv, "-netdev"), 0);
+    assert_int_equal(count_opt(argv, "-blockdev"), 2);
+    assert_string_equal(opt_val(argv, "-smp", 0), "sockets=1,cores=1,threads=1,maxcpus=1");
+    qemu_argv_free(argv);
+}
+
+/* Builds with one field broken and checks the error; nothing is returned then. */
+#define EXPECT_INVALID(f, needle)                                                                  \
+    do {                                                                                           \
+        char **argv_ = (char **)0x1;                                                               \
+        struct ferr e_;                                                                            \
+        ferr_clear(&e_);                                                                           \
+        assert_int_equal(qemu_argv_build(&(f)->l, &argv_, &e_), FERR_INVALID);                     \
+        assert_ptr_equal(argv_, (char **)0x1);                                                     \
+        if (!strstr(e_.msg, (needle))) {                                                           \
+            fprintf(stderr, "message \"%s\" lacks \"%s\"\n", e_.msg, (needle));                    \
+            fail();                                                                                \
+        }                                                                                          \
+    } while (0)
+
+static void test_bad_inputs(void **state)
+{
+    (void)state;
+    struct fixture f;
+    char **argv = NULL;
+    struct ferr e;
+
+    assert_int_equal(qemu_argv_build(NULL, &argv, &e), FERR_INVALID);
+    fixture_init(&f);
+    assert_int_equal(qemu_argv_build(&f.l, NULL, &e), FERR_INVALID);
+
+    fixture_init(&f);
+    f.l.spec = NULL;
+    EXPECT_INVALID(&f, "spec");
+    fixture_init(&f);
+    f.l.accel = NULL;
+    EXPECT_INVALID(&f, "accelerator");
+    fixture_init(&f);
+    f.l.accel = "xen";
+    EXPECT_INVALID(&f, "\"xen\" is not kvm or tcg");
+    fixture_init(&f);
+    f.l.run_dir = NULL;
+    EXPECT_INVALID(&f, "run_dir");
+    fixture_init(&f);
+    f.l.run_dir = "relative/dir";
+    EXPECT_INVALID(&f, "run_dir");
+    fixture_init(&f);
+    f.l.qemu_binary = NULL;
+    EXPECT_INVALID(&f, "binary");
+
+    /* run_dir/qmp.sock must fit in sun_path (107 bytes). */
+    char longdir[200];
+    memset(longdir, 'd', sizeof(longdir));
+    longdir[0] = '/';
+    longdir[99] = '\0';
+    fixture_init(&f);
+    f.l.run_dir = longdir;
+    EXPECT_INVALID(&f, "too long");
+    longdir[98] = '\0'; /* 98 + 9 = 107: fits */
+    argv = build_ok(&f);
+    qemu_argv_free(argv);
+
+    fixture_init(&f);
+    f.l.taps = NULL;
+    EXPECT_INVALID(&f, "tap");
+    fixture_init(&f);
+    f.taps[0] = "";
+    EXPECT_INVALID(&f, "tap");
+    fixture_init(&f);
+    f.taps[0] = "a-very-long-tap-name";
+    EXPECT_INVALID(&f, "tap");
+    fixture_init(&f);
+    snprintf(f.spec.nics[0].mac, sizeof(f.spec.nics[0].mac), "52:54:00:12:34");
+    EXPECT_INVALID(&f, "MAC");
+
+    fixture_init(&f);
+    f.l.disk_bytes = NULL;
+    EXPECT_INVALID(&f, "disk sizes");
+    fixture_init(&f);
+    f.disk_bytes[1] = 0;
+    EXPECT_INVALID(&f, "disks[1]");
+    fixture_init(&f);
+    f.disk_bytes[0] = 1000;
+    EXPECT_INVALID(&f, "multiple of 512");
+    fixture_init(&f);
+    snprintf(f.spec.disks[0].path, sizeof(f.spec.disks[0].path), "rel.vhd");
+    EXPECT_INVALID(&f, "not absolute");
+    fixture_init(&f);
+    memset(f.spec.disks[0].path, 'p', sizeof(f.spec.disks[0].path)); /* no NUL */
+    f.spec.disks[0].path[0] = '/';
+    EXPECT_INVALID(&f, "path too long");
+
+    fixture_init(&f);
+    f.spec.ndisks = 0;
+    f.l.disk_bytes = NULL;
+    EXPECT_INVALID(&f, "nothing to boot");
+    fixture_init(&f);
+    snprintf(f.spec.boot.initrd, sizeof(f.spec.boot.initrd), "/img/initrd");
+    EXPECT_INVALID(&f, "need boot.kernel");
+
+    fixture_init(&f);
+    f.spec.cores = 0;
+    EXPECT_INVALID(&f, ">= 1");
+    fixture_init(&f);
+    f.spec.sockets = 8;
+    f.spec.cores = 64;
+    f.spec.threads = 2;
+    EXPECT_INVALID(&f, "vCPUs");
+    fixture_init(&f);
+    f.spec.memory_mib = 16;
+    EXPECT_INVALID(&f, "memory");
+    fixture_init(&f);
+    f.spec.name[0] = '\0';
+    EXPECT_INVALID(&f, "name");
+    fixture_init(&f);
+    f.spec.ndisks = VM_MAX_DISKS + 1;
+    EXPECT_INVALID(&f, "disks");
+    fixture_init(&f);
+    f.l.incoming = "";
+    EXPECT_INVALID(&f, "incoming");
+
+    qemu_argv_free(NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_typical),
+        cmocka_unit_test(test_kvm_vs_tcg),
+        cmocka_unit_test(test_comma_escaping),
+        cmocka_unit_test(test_kernel_boot),
+        cmocka_unit_test(test_incoming_and_minimal),
+        cmocka_unit_test(test_bad_inputs),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
