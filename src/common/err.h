@@ -44,7 +44,8 @@ int ferr_http_status(int code);
 /* Sets code and message (printf-style); returns code so callers can `return ferr_set(...)`.
  * A NULL e is allowed and ignored. */
 int ferr_set(struct ferr *e, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-/* Prefixes the existing message with "prefix: " (printf-style); returns e->code. */
+/* Prefixes the existing message with "prefix: " (printf-style); returns e->code. Never
+ * `return ferr_prefix(e, ...)` with a possibly NULL e: it returns 0 then. */
 int ferr_prefix(struct ferr *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Clears e to "no error". */
 void ferr_clear(struct ferr *e);

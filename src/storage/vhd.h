@@ -31,4 +31,13 @@ int vhd_info_read(const char *qemu_img, const char *path, struct vhd_info *out, 
 /* Parses qemu-img's JSON info text (pure, for unit tests). file_size is not touched. */
 int vhd_info_parse(const char *json_text, struct vhd_info *out, struct ferr *e);
 
+#define VHD_FOOTER_SIZE 512
+
+/* Parses a VHD footer, the last 512 bytes of every VHD file (Microsoft's "Virtual Hard Disk
+ * Image Format Specification"): checks the "conectix" cookie and the checksum, writes the disk
+ * type ("fixed", "dynamic", "differencing") into subformat and the disk's current size in bytes
+ * into *current_size (may be NULL). Pure. FERR_INVALID if it is no valid footer. */
+int vhd_footer_parse(const uint8_t footer[VHD_FOOTER_SIZE], char subformat[16],
+                     uint64_t *current_size, struct ferr *e);
+
 #endif

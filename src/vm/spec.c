@@ -336,12 +336,11 @@ static int parse_disk(const json_t *d, unsigned i, const struct vm_spec_env *env
     else
         *slash = '\0';
     if (env && env->dir_exists && !env->dir_exists(dir, env->data))
-        return ferr_set(e, FERR_INVALID, "%s: directory %s does not exist", field,
-                        quote(dir, q, sizeof(q)));
+        return ferr_set(e, FERR_INVALID, "%s: directory %s does not exist", field, dir);
     if (env && env->file_exists && disk->size_mib == 0 && !env->file_exists(disk->path, env->data))
         return ferr_set(e, FERR_INVALID,
                         "%s: file %s does not exist (give size_mib to create a new disk)", field,
-                        quote(disk->path, q, sizeof(q)));
+                        disk->path);
     return 0;
 }
 
@@ -440,12 +439,11 @@ static int parse_nics(const json_t *nics, const struct vm_spec_env *env, struct 
 static int parse_boot_file(const json_t *v, const char *field, const struct vm_spec_env *env,
                            char out[VM_PATH_MAX], struct ferr *e)
 {
-    char q[80];
     int rc = get_string(v, field, VM_PATH_MAX - 1, out, e);
     if (rc == 0)
         rc = check_abs_path(out, field, e);
     if (rc == 0 && env && env->file_exists && !env->file_exists(out, env->data))
-        rc = ferr_set(e, FERR_INVALID, "%s: file %s does not exist", field, quote(out, q, sizeof(q)));
+        rc = ferr_set(e, FERR_INVALID, "%s: file %s does not exist", field, out);
     return rc;
 }
 

@@ -1,0 +1,229 @@
+/* SPDX-License-Identifier: MIT */
+/* Facts about this host from /proc, and the choice between KVM and TCG. */
+#include "host/host.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/util.h"
+
+#define MAX_PACKAGES 256
+#define PROC_MAX (16u << 20) /* cpuinfo of a 1024-CPU host is a few MiB */
+
+/* Splits "key\t\t: value" into a trimmed key and value; false if the line has no colon. */
+static bool split_line(char *line, char **key, char **value)
+{
+    char *colon = strchr(line, ':');
+    if (!colon)
+        return false;
+    *colon = '\0';
+    char *end = colon;
+    while (end > line && (end[-1] == ' ' || end[-1] == '\t'))
+        *--end = '\0';
+    char *v = colon + 1;
+    while (*v == ' ' || *v == '\t')
+        v++;
+    end = v + strlen(v);
+    while (end > v && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r'))
+        *--end = '\0';
+    *key = line;
+    *value = v;
+    return true;
+}
+
+/* True if the space-separated list has word as a whole word ("vmx", not "vmxfoo"). */
+static bool has_word(const char *list, const char *word)
+{
+    size_t n = strlen(word);
+    for (const char *p = list; *p;) {
+        while (*p == ' ' || *p == '\t')
+            p++;
+        size_t len = strcspn(p, " \t");
+        if (len == n && memcmp(p, word, n) == 0)
+            return true;
+        p += len;
+    }
+    return false;
+}
+
+void host_parse_cpuinfo(const char *text, struct host_info *out)
+{
+    long ids[MAX_PACKAGES];
+    unsigned nids = 0;
+    out->cpus = 0;
+    out->sockets = 0;
+    out->hw_virt = false;
+    out->cpu_model[0] = '\0';
+
+    const char *p = text;
+    while (*p) {
+        size_t len = strcspn(p, "\n");
+        char line[8192];
+        size_t copy = len < sizeof(line) - 1 ? len : sizeof(line) - 1;
+        /* A flags line longer than the buffer would lose words at its end: it is ~1.5 KiB
+         * today, and a cut line at worst misses vmx/svm, never invents it. */
+        memcpy(line, p, copy);
+        line[copy] = '\0';
+        p += len;
+        if (*p == '\n')
+            p++;
+
+        char *key, *value;
+        if (!split_line(line, &key, &value))
+            continue;
+        if (strcmp(key, "processor") == 0) {
+            out->cpus++;
+        } else if (strcmp(key, "physical id") == 0) {
+            char *end;
+            long id = strtol(value, &end, 10);
+            if (end == value)
+                continue;
+            bool seen = false;
+            for (unsigned i = 0; i < nids; i++)
+                if (ids[i] == id)
+                    seen = true;
+            if (!seen && nids < MAX_PACKAGES)
+                ids[nids++] = id;
+        } else if (strcmp(key, "model name") == 0) {
+            if (!out->cpu_model[0])
+                snprintf(out->cpu_model, sizeof(out->cpu_model), "%s", value);
+        } else if (strcmp(key, "flags") == 0) {
+            if (has_word(value, "vmx") || has_word(value, "svm"))
+                out->hw_virt = true;
+        }
+    }
+    /* Without "physical id" lines (some VMs, other architectures) all CPUs count as one package. */
+    out->sockets = nids ? nids : (out->cpus ? 1 : 0);
+}
+
+int host_parse_meminfo(const char *text, struct host_info *out)
+{
+    uint64_t total = 0, avail = 0, free_kib = 0;
+    bool have_total = false, have_avail = false, have_free = false;
+    const char *p = text;
+    while (*p) {
+        size_t len = strcspn(p, "\n");
+        char line[256];
+        size_t copy = len < sizeof(line) - 1 ? len : sizeof(line) - 1;
+        memcpy(line, p, copy);
+        line[copy] = '\0';
+        p += len;
+        if (*p == '\n')
+            p++;
+
+        char *key, *value, *end;
+        if (!split_line(line, &key, &value))
+            continue;
+        bool *have;
+        uint64_t *dst;
+        if (strcmp(key, "MemTotal") == 0) {
+            have = &have_total;
+            dst = &total;
+        } else if (strcmp(key, "MemAvailable") == 0) {
+            have = &have_avail;
+            dst = &avail;
+        } else if (strcmp(key, "MemFree") == 0) {
+            have = &have_free;
+            dst = &free_kib;
+        } else {
+            continue;
+        }
+        if (value[0] < '0' || value[0] > '9')
+            return FERR_INVALID;
+        errno = 0;
+        unsigned long long n = strtoull(value, &end, 10);
+        while (*end == ' ')
+            end++;
+        if (errno || strcmp(end, "kB") != 0)
+            return FERR_INVALID;
+        *dst = n;
+        *have = true;
+    }
+    if (!have_total)
+        return FERR_INVALID;
+    /* Kernels before 3.14 have no MemAvailable; MemFree is the cautious stand-in. */
+    if (!have_avail)
+        avail = have_free ? free_kib : 0;
+    out->mem_total_mib = total / 1024;
+    out->mem_avail_mib = avail / 1024;
+    return 0;
+}
+
+int host_info_read(struct host_info *out, struct ferr *e)
+{
+    struct host_info h;
+    memset(&h, 0, sizeof(h));
+    char *text = NULL;
+    int rc;
+
+    if (gethostname(h.hostname, sizeof(h.hostname) - 1) < 0)
+        return ferr_set(e, -errno, "host: gethostname: %s", strerror(errno));
+
+    if ((rc = file_read_all("/proc/cpuinfo", PROC_MAX, &text, NULL, e)) < 0) {
+        ferr_prefix(e, "host");
+        return rc;
+    }
+    host_parse_cpuinfo(text, &h);
+    free(text);
+    if (h.cpus == 0)
+        return ferr_set(e, FERR_INVALID, "host: /proc/cpuinfo lists no processors");
+
+    if ((rc = file_read_all("/proc/meminfo", PROC_MAX, &text, NULL, e)) < 0) {
+        ferr_prefix(e, "host");
+        return rc;
+    }
+    rc = host_parse_meminfo(text, &h);
+    free(text);
+    if (rc < 0)
+        return ferr_set(e, rc, "host: /proc/meminfo has no readable MemTotal line");
+
+    /* Usable means what QEMU will do with it: open read-write. Closed at once. */
+    int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+    if (fd >= 0) {
+        h.kvm_usable = true;
+        close(fd);
+    }
+    *out = h;
+    return 0;
+}
+
+int host_accel_pick(const struct host_info *h, const char *forced, const char **accel,
+                    const char **why, struct ferr *e)
+{
+    if (!forced || !forced[0] || strcmp(forced, "auto") == 0) {
+        if (h->hw_virt && h->kvm_usable) {
+            *accel = "kvm";
+            *why = "cpu has vmx/svm and /dev/kvm opens";
+        } else if (h->kvm_usable) {
+            *accel = "tcg";
+            *why = "cpu has no vmx/svm: /dev/kvm would be nested emulation, slower than tcg";
+        } else if (h->hw_virt) {
+            *accel = "tcg";
+            *why = "cpu has vmx/svm but /dev/kvm does not open read-write (kvm module, permissions)";
+        } else {
+            *accel = "tcg";
+            *why = "cpu has no vmx/svm and /dev/kvm does not open";
+        }
+        return 0;
+    }
+    if (strcmp(forced, "kvm") == 0) {
+        if (!h->kvm_usable)
+            return ferr_set(e, FERR_INVALID,
+                            "accel: kvm was forced but /dev/kvm does not open read-write on this "
+                            "host (load the kvm module, check permissions, or use auto or tcg)");
+        *accel = "kvm";
+        *why = h->hw_virt ? "forced; cpu has vmx/svm and /dev/kvm opens"
+                          : "forced; cpu has no vmx/svm, so kvm may be nested and slow";
+        return 0;
+    }
+    if (strcmp(forced, "tcg") == 0) {
+        *accel = "tcg";
+        *why = "forced";
+        return 0;
+    }
+    return ferr_set(e, FERR_INVALID, "accel: \"%.32s\" is not one of auto, kvm, tcg", forced);
+}

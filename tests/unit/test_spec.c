@@ -1,0 +1,656 @@
+/* SPDX-License-Identifier: MIT */
+/* Unit tests of the VM spec: defaults, round trips, and every kind of bad input. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/err.h"
+#include "storage/vhd.h"
+#include "vm/spec.h"
+
+/* A fake host: two bridges, a few directories and files, 24000 MiB of memory. */
+static bool in_list(const char *s, const char *const *list)
+{
+    for (size_t i = 0; list[i]; i++)
+        if (strcmp(s, list[i]) == 0)
+            return true;
+    return false;
+}
+static bool fake_bridge(const char *name, void *data)
+{
+    static const char *const l[] = {"br0", "br1", NULL};
+    (void)data;
+    return in_list(name, l);
+}
+static bool fake_dir(const char *path, void *data)
+{
+    static const char *const l[] = {"/", "/csv", "/csv/sub", "/boot", NULL};
+    (void)data;
+    return in_list(path, l);
+}
+static bool fake_file(const char *path, void *data)
+{
+    static const char *const l[] = {"/csv/a.vhd", "/csv/b.vhd", "/csv/sub/c.vhd", "/boot/vmlinuz",
+                                    "/boot/initrd.img", "/root.vhd", NULL};
+    (void)data;
+    return in_list(path, l);
+}
+static const struct vm_spec_env env = {
+    .host_memory_mib = 24000,
+    .bridge_exists = fake_bridge,
+    .dir_exists = fake_dir,
+    .file_exists = fake_file,
+};
+
+/* Tests write JSON with single quotes; this turns them into double quotes and parses. */
+static json_t *sq(const char *text)
+{
+    char *t = strdup(text);
+    assert_non_null(t);
+    for (char *c = t; *c; c++)
+        if (*c == '\'')
+            *c = '"';
+    json_error_t jerr;
+    /* JSON_ALLOW_NUL: the spec must cope with strings that hide a NUL inside. */
+    json_t *j = json_loads(t, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+    free(t);
+    if (!j)
+        fail_msg("bad test JSON %s: %s", text, jerr.text);
+    return j;
+}
+
+static int parse_text(const char *text, const struct vm_spec_env *en, struct vm_spec *s,
+                      struct ferr *e)
+{
+    json_t *j = sq(text);
+    int rc = vm_spec_from_json(j, en, s, e);
+    json_decref(j);
+    return rc;
+}
+
+static void expect_ok(const char *text, struct vm_spec *s)
+{
+    struct ferr e = {0};
+    int rc = parse_text(text, &env, s, &e);
+    if (rc != 0)
+        fail_msg("expected %s to parse, got %d: %s", text, rc, e.msg);
+}
+
+static void expect_invalid_j(json_t *j, const char *want)
+{
+    struct vm_spec *s = malloc(sizeof(*s));
+    assert_non_null(s);
+    struct ferr e = {0};
+    int rc = vm_spec_from_json(j, &env, s, &e);
+    free(s);
+    assert_int_equal(rc, FERR_INVALID);
+    assert_int_equal(e.code, FERR_INVALID);
+    if (!strstr(e.msg, want))
+        fail_msg("message \"%s\" does not contain \"%s\"", e.msg, want);
+}
+
+/* ---- bad input, one cmocka test per row ---------------------------------------------------- */
+
+struct bad {
+    const char *json;
+    const char *want; /* substring of the message; always names the field */
+};
+
+#define BASE "'name':'web-1','memory_mib':512"
+#define DISK "'disks':[{'path':'/csv/a.vhd'}]"
+
+static const struct bad bad_cases[] = {
+    /* top level */
+    {"[]", "spec: expected a JSON object at the top level, not an array"},
+    {"'web'", "spec: expected a JSON object at the top level, not a string"},
+    {"{" BASE "," DISK ",'foo':1}", "unknown field \"foo\" (accepted: name, cpu, memory_mib, disks, "
+                                    "nics, boot, blackout_budget_ms, priority, labels)"},
+    {"{" BASE "," DISK ",'Name':'x'}", "unknown field \"Name\""},
+    /* name */
+    {"{'memory_mib':512," DISK "}", "name: missing"},
+    {"{'name':5,'memory_mib':512," DISK "}", "name: expected a string, not an integer"},
+    {"{'name':null,'memory_mib':512," DISK "}", "name: missing"},
+    {"{'name':'Web_1','memory_mib':512," DISK "}",
+     "name: \"Web_1\" is invalid: use 1-63 of a-z 0-9 -, starting with a letter"},
+    {"{'name':'1web','memory_mib':512," DISK "}", "name: \"1web\" is invalid"},
+    {"{'name':'web-','memory_mib':512," DISK "}", "name: \"web-\" is invalid"},
+    {"{'name':'','memory_mib':512," DISK "}", "name: \"\" is invalid"},
+    {"{'name':'a234567890123456789012345678901234567890123456789012345678901234',"
+     "'memory_mib':512," DISK "}",
+     "name: \"a23456789"},
+    {"{'name':'we\\u0000b','memory_mib':512," DISK "}", "name: \"we\" is invalid"},
+    {"{'name':'we\\nb','memory_mib':512," DISK "}", "name: \"we\\x0ab\" is invalid"},
+    /* memory */
+    {"{'name':'web-1'," DISK "}", "memory_mib: missing"},
+    {"{'name':'web-1','memory_mib':'512'," DISK "}", "memory_mib: expected an integer, not a string"},
+    {"{'name':'web-1','memory_mib':512.5," DISK "}",
+     "memory_mib: expected an integer, not a fractional number"},
+    {"{'name':'web-1','memory_mib':true," DISK "}", "memory_mib: expected an integer, not a boolean"},
+    {"{'name':'web-1','memory_mib':-1," DISK "}", "memory_mib: -1 is out of range 32..24000"},
+    {"{'name':'web-1','memory_mib':16," DISK "}", "memory_mib: 16 is out of range 32..24000"},
+    {"{'name':'web-1','memory_mib':999999," DISK "}",
+     "memory_mib: 999999 exceeds the host's 24000 MiB"},
+    /* cpu */
+    {"{" BASE "," DISK ",'cpu':4}", "cpu: expected an object"},
+    {"{" BASE "," DISK ",'cpu':{'sockets':9}}", "cpu.sockets: 9 is out of range 1..8"},
+    {"{" BASE "," DISK ",'cpu':{'sockets':0}}", "cpu.sockets: 0 is out of range 1..8"},
+    {"{" BASE "," DISK ",'cpu':{'sockets':-2}}", "cpu.sockets: -2 is out of range 1..8"},
+    {"{" BASE "," DISK ",'cpu':{'cores':65}}", "cpu.cores: 65 is out of range 1..64"},
+    {"{" BASE "," DISK ",'cpu':{'threads':3}}", "cpu.threads: 3 is out of range 1..2"},
+    {"{" BASE "," DISK ",'cpu':{'threads':'2'}}", "cpu.threads: expected an integer, not a string"},
+    {"{" BASE "," DISK ",'cpu':{'cores':2.0}}", "cpu.cores: expected an integer"},
+    {"{" BASE "," DISK ",'cpu':{'numa':1}}",
+     "cpu: unknown field \"numa\" (accepted: sockets, cores, threads)"},
+    {"{" BASE "," DISK ",'cpu':{'sockets':8,'cores':64}}",
+     "cpu: 8 sockets x 64 cores x 1 threads = 512 vCPUs exceeds the maximum of 256"},
+    /* disks */
+    {"{" BASE ",'disks':{}}", "disks: expected an array of disk objects, not an object"},
+    {"{" BASE ",'disks':['/csv/a.vhd']}", "disks[0]: expected an object"},
+    {"{" BASE ",'disks':[{'size_mib':10}]}", "disks[0].path: missing"},
+    {"{" BASE ",'disks':[{'path':5}]}", "disks[0].path: expected a string, not an integer"},
+    {"{" BASE ",'disks':[{'path':'a.vhd'}]}", "disks[0].path: \"a.vhd\" is not an absolute path"},
+    {"{" BASE ",'disks':[{'path':'/csv/../etc/x.vhd'}]}",
+     "disks[0].path: \"/csv/../etc/x.vhd\" must not contain \".\" or \"..\" components"},
+    {"{" BASE ",'disks':[{'path':'/csv/./a.vhd'}]}", "disks[0].path: \"/csv/./a.vhd\" must not"},
+    {"{" BASE ",'disks':[{'path':'/csv/'}]}", "disks[0].path: \"/csv/\" names a directory"},
+    {"{" BASE ",'disks':[{'path':'/csv/a\\tb.vhd'}]}", "disks[0].path: \"/csv/a\\x09b.vhd\" contains "
+                                                      "control characters"},
+    {"{" BASE ",'disks':[{'path':'/csv/a.vhd'},{'path':'/nope/b.vhd','size_mib':10}]}",
+     "disks[1].path: directory /nope does not exist"},
+    {"{" BASE ",'disks':[{'path':'/csv/new.vhd'}]}",
+     "disks[0].path: file /csv/new.vhd does not exist (give size_mib to create a new disk)"},
+    {"{" BASE ",'disks':[{'path':'/csv/a.vhd'},{'path':'/csv/b.vhd'},{'path':'/csv/a.vhd'}]}",
+     "disks[2].path: \"/csv/a.vhd\" is already used by disks[0]"},
+    {"{" BASE ",'disks':[{'path':'/csv/n.vhd','size_mib':0}]}",
+     "disks[0].size_mib: 0 is out of range 1..2088960"},
+    {"{" BASE ",'disks':[{'path':'/csv/n.vhd','size_mib':2088961}]}",
+     "disks[0].size_mib: 2088961 is out of range 1..2088960"},
+    {"{" BASE ",'disks':[{'path':'/csv/n.vhd','size_mib':-10}]}", "disks[0].size_mib: -10 is out of"},
+    {"{" BASE ",'disks':[{'path':'/csv/n.vhd','size_mib':'10'}]}",
+     "disks[0].size_mib: expected an integer, not a string"},
+    {"{" BASE ",'disks':[{'path':'/csv/a.vhd','readonly':'yes'}]}",
+     "disks[0].readonly: expected true or false, not a string"},
+    {"{" BASE ",'disks':[{'path':'/csv/a.vhd','readonly':1}]}", "disks[0].readonly: expected true"},
+    {"{" BASE ",'disks':[{'path':'/csv/n.vhd','readonly':true,'size_mib':10}]}",
+     "disks[0].size_mib: a readonly disk cannot be created"},
+    {"{" BASE ",'disks':[{'path':'/csv/a.vhd','format':'qcow2'}]}",
+     "disks[0]: unknown field \"format\" (accepted: path, size_mib, readonly)"},
+    {"{" BASE ",'disks':[{'path':'/csv/a.vhd'},{'path':'/csv/b.vhd'},{'path':'/csv/sub/c.vhd'},"
+     "{'path':'/csv/d1.vhd','size_mib':1},{'path':'/csv/d2.vhd','size_mib':1},"
+     "{'path':'/csv/d3.vhd','size_mib':1},{'path':'/csv/d4.vhd','size_mib':1},"
+     "{'path':'/csv/d5.vhd','size_mib':1},{'path':'/csv/d6.vhd','size_mib':1}]}",
+     "disks: 9 disks exceed the maximum of 8"},
+    {"{" BASE ",'disks':[{'path':'/csv/a\\u0000.vhd'}]}", "disks[0].path: contains a NUL character"},
+    /* nics */
+    {"{" BASE "," DISK ",'nics':'br0'}", "nics: expected an array of NIC objects, not a string"},
+    {"{" BASE "," DISK ",'nics':[5]}", "nics[0]: expected an object"},
+    {"{" BASE "," DISK ",'nics':[{'mac':'52:54:00:00:00:01'}]}", "nics[0].bridge: missing"},
+    {"{" BASE "," DISK ",'nics':[{'bridge':'br0'},{'bridge':'br9'}]}",
+     "nics[1].bridge: bridge br9 does not exist"},
+    {"{" BASE "," DISK ",'nics':[{'bridge':'abcdefghijklmnop'}]}",
+     "nics[0].bridge: \"abcdefghijklmnop\" is invalid: use 1-15 of A-Z a-z 0-9 _ . -"},
+    {"{" BASE "," DISK ",'nics':[{'bridge':'br 0'}]}", "nics[0].bridge: \"br 0\" is invalid"},
+    {"{" BASE "," DISK ",'nics':[{'bridge':'..'}]}", "nics[0].bridge: \"..\" is invalid"},
+    {"{" BASE "," DISK ",'nics':[{'bridge':['br0']}]}", "nics[0].bridge: expected a string"},
+    {"{" BASE "," DISK ",'nics':[{'bridge':'br0','mac':'01:00:5e:00:00:01'}]}",
+     "nics[0].mac: \"01:00:5e:00:00:01\" is a multicast address"},
+    {"{" BASE "," DISK ",'nics':[{'bridge':'br0','mac':'ff:ff:ff:ff:ff:ff'}]}",
+     "nics[0].mac: \"ff:ff:ff:ff:ff:ff\" is a multicast address"},
+    {"{" BASE "," DISK ",'nics':[{'bridge':'br0','mac':'00:00:00:00:00:00'}]}",
+     "nics[0].mac: 00:00:00:00:00:00 is not a usable address"},
+    {"{" BASE "," DISK ",'nics':[{'bridge':'br0','mac':'52:54:00:zz:00:01'}]}",
+     "nics[0].mac: \"52:54:00:zz:00:01\" is not a MAC address: use six hex pairs"},
+    {"{" BASE "," DISK ",'nics':[{'bridge':'br0','mac':'52-54-00-00-00-01'}]}",
+     "nics[0].mac: \"52-54-00-00-00-01\" is not a MAC address"},
+    {"{" BASE "," DISK ",'nics':[{'bridge':'br0','mac':'52:54:00:00:00:1'}]}",
+     "nics[0].mac: \"52:54:00:00:00:1\" is not a MAC address"},
+    {"{" BASE "," DISK ",'nics':[{'bridge':'br0','mac':525400000001}]}",
+     "nics[0].mac: expected a string"},
+    {"{" BASE "," DISK ",'nics':[{'bridge':'br0','mac':'52:54:00:00:00:01'},"
+     "{'bridge':'br1','mac':'52:54:00:00:00:01'}]}",
+     "nics[1].mac: 52:54:00:00:00:01 is already used by nics[0]"},
+    {"{" BASE "," DISK ",'nics':[{'bridge':'br0','model':'e1000'}]}",
+     "nics[0]: unknown field \"model\" (accepted: bridge, mac)"},
+    {"{" BASE "," DISK ",'nics':[{'bridge':'br0'},{'bridge':'br0'},{'bridge':'br0'},"
+     "{'bridge':'br0'},{'bridge':'br0'},{'bridge':'br0'},{'bridge':'br0'},{'bridge':'br0'},"
+     "{'bridge':'br0'}]}",
+     "nics: 9 NICs exceed the maximum of 8"},
+    /* boot */
+    {"{" BASE ",'boot':'/boot/vmlinuz'}", "boot: expected an object"},
+    {"{" BASE ",'boot':{'kernel':'vmlinuz'}}", "boot.kernel: \"vmlinuz\" is not an absolute path"},
+    {"{" BASE ",'boot':{'kernel':'/boot/../boot/vmlinuz'}}", "boot.kernel: \"/boot/../boot/vmlinuz\""
+                                                            " must not contain"},
+    {"{" BASE ",'boot':{'kernel':'/boot/nope'}}", "boot.kernel: file /boot/nope does not exist"},
+    {"{" BASE ",'boot':{'kernel':7}}", "boot.kernel: expected a string, not an integer"},
+    {"{" BASE ",'boot':{'kernel':'/boot/vmlinuz','initrd':'/boot/nope.img'}}",
+     "boot.initrd: file /boot/nope.img does not exist"},
+    {"{" BASE ",'boot':{'kernel':'/boot/vmlinuz','initrd':'initrd.img'}}",
+     "boot.initrd: \"initrd.img\" is not an absolute path"},
+    {"{" BASE "," DISK ",'boot':{'initrd':'/boot/initrd.img'}}",
+     "boot.initrd: needs boot.kernel as well"},
+    {"{" BASE "," DISK ",'boot':{'cmdline':'console=ttyS0'}}",
+     "boot.cmdline: needs boot.kernel as well"},
+    {"{" BASE ",'boot':{'kernel':'/boot/vmlinuz','cmdline':'a\\nb'}}",
+     "boot.cmdline: must not contain control characters"},
+    {"{" BASE ",'boot':{'kernel':'/boot/vmlinuz','cmdline':['a']}}",
+     "boot.cmdline: expected a string, not an array"},
+    {"{" BASE ",'boot':{'kernel':'/boot/vmlinuz','bios':'seabios'}}",
+     "boot: unknown field \"bios\" (accepted: kernel, initrd, cmdline)"},
+    {"{" BASE "}", "disks: at least one disk is needed to boot from when boot.kernel is not set"},
+    {"{" BASE ",'boot':{}}", "disks: at least one disk is needed"},
+    /* budget and priority */
+    {"{" BASE "," DISK ",'blackout_budget_ms':5}", "blackout_budget_ms: 5 is out of range 10..60000"},
+    {"{" BASE "," DISK ",'blackout_budget_ms':60001}",
+     "blackout_budget_ms: 60001 is out of range 10..60000"},
+    {"{" BASE "," DISK ",'blackout_budget_ms':'300'}",
+     "blackout_budget_ms: expected an integer, not a string"},
+    {"{" BASE "," DISK ",'blackout_budget_ms':-300}", "blackout_budget_ms: -300 is out of range"},
+    {"{" BASE "," DISK ",'priority':1001}", "priority: 1001 is out of range 0..1000"},
+    {"{" BASE "," DISK ",'priority':-1}", "priority: -1 is out of range 0..1000"},
+    {"{" BASE "," DISK ",'priority':1.5}", "priority: expected an integer, not a fractional number"},
+    {"{" BASE "," DISK ",'priority':{}}", "priority: expected an integer, not an object"},
+    /* labels */
+    {"{" BASE "," DISK ",'labels':['a']}", "labels: expected an object of strings"},
+    {"{" BASE "," DISK ",'labels':{'bad key':'x'}}",
+     "labels: key \"bad key\" is invalid: use 1-63 of a-z A-Z 0-9 . _ - /"},
+    {"{" BASE "," DISK ",'labels':{'':'x'}}", "labels: key \"\" is invalid"},
+    {"{" BASE "," DISK ",'labels':{'-x':'x'}}", "labels: key \"-x\" is invalid"},
+    {"{" BASE "," DISK ",'labels':{'tier':5}}", "labels.tier: expected a string, not an integer"},
+    {"{" BASE "," DISK ",'labels':{'tier':null}}", "labels.tier: expected a string, not null"},
+    {"{" BASE "," DISK ",'labels':{'tier':'a\\u0007'}}",
+     "labels.tier: must not contain control characters"},
+};
+
+static void test_bad(void **state)
+{
+    const struct bad *b = *state;
+    json_t *j = sq(b->json);
+    expect_invalid_j(j, b->want);
+    json_decref(j);
+}
+
+/* ---- bad input that is easier to build in code ------------------------------------------- */
+
+static json_t *base_spec(void)
+{
+    return sq("{" BASE "," DISK "}");
+}
+
+static char *repeat(char c, size_t n)
+{
+    char *s = malloc(n + 1);
+    assert_non_null(s);
+    memset(s, c, n);
+    s[n] = '\0';
+    return s;
+}
+
+static void test_bad_long_path(void **state)
+{
+    (void)state;
+    char *p = repeat('a', 1030);
+    p[0] = '/';
+    json_t *j = sq("{" BASE ",'disks':[{}]}");
+    json_object_set_new(json_array_get(json_object_get(j, "disks"), 0), "path", json_string(p));
+    expect_invalid_j(j, "disks[0].path: 1030 characters exceed the maximum of 1023");
+    json_decref(j);
+    free(p);
+}
+
+static void test_bad_long_cmdline(void **state)
+{
+    (void)state;
+    char *c = repeat('x', VM_CMDLINE_MAX);
+    json_t *j = sq("{" BASE ",'boot':{'kernel':'/boot/vmlinuz'}}");
+    json_object_set_new(json_object_get(j, "boot"), "cmdline", json_string(c));
+    expect_invalid_j(j, "boot.cmdline: 2048 characters exceed the maximum of 2047");
+    json_decref(j);
+    free(c);
+}
+
+static void test_bad_too_many_labels(void **state)
+{
+    (void)state;
+    json_t *j = base_spec(), *l = json_object();
+    for (int i = 0; i <= VM_MAX_LABELS; i++) {
+        char k[16];
+        snprintf(k, sizeof(k), "k%d", i);
+        json_object_set_new(l, k, json_string("v"));
+    }
+    json_object_set_new(j, "labels", l);
+    expect_invalid_j(j, "labels: 33 labels exceed the maximum of 32");
+    json_decref(j);
+}
+
+static void test_bad_long_label(void **state)
+{
+    (void)state;
+    char *v = repeat('v', 256), *k = repeat('k', 64);
+    json_t *j = base_spec(), *l = json_object();
+    json_object_set_new(l, "tier", json_string(v));
+    json_object_set_new(j, "labels", l);
+    expect_invalid_j(j, "labels.tier: 256 characters exceed the maximum of 255");
+    json_object_clear(l);
+    json_object_set_new(l, k, json_string("x"));
+    expect_invalid_j(j, "labels: key \"kkkk");
+    json_decref(j);
+    free(v);
+    free(k);
+}
+
+static void test_bad_long_unknown_field_is_cut(void **state)
+{
+    (void)state;
+    char *k = repeat('z', 5000);
+    json_t *j = base_spec();
+    json_object_set_new(j, k, json_true());
+    expect_invalid_j(j, "unknown field \"zzzz");
+    expect_invalid_j(j, "...\" (accepted: name,");
+    json_decref(j);
+    free(k);
+}
+
+static void test_bad_null_and_empty(void **state)
+{
+    (void)state;
+    struct vm_spec s;
+    struct ferr e = {0};
+    assert_int_equal(vm_spec_from_json(NULL, &env, &s, &e), FERR_INVALID);
+    assert_non_null(strstr(e.msg, "spec: expected a JSON object"));
+    json_t *j = json_object();
+    expect_invalid_j(j, "name: missing");
+    json_decref(j);
+}
+
+/* ---- good input ------------------------------------------------------------------------------ */
+
+static void test_defaults(void **state)
+{
+    (void)state;
+    struct vm_spec s;
+    expect_ok("{" BASE "," DISK "}", &s);
+    assert_string_equal(s.name, "web-1");
+    assert_int_equal(s.sockets, 1);
+    assert_int_equal(s.cores, 1);
+    assert_int_equal(s.threads, 1);
+    assert_int_equal(vm_spec_vcpus(&s), 1);
+    assert_int_equal(s.memory_mib, 512);
+    assert_int_equal(s.ndisks, 1);
+    assert_string_equal(s.disks[0].path, "/csv/a.vhd");
+    assert_int_equal(s.disks[0].size_mib, 0);
+    assert_false(s.disks[0].readonly);
+    assert_int_equal(s.nnics, 0);
+    assert_string_equal(s.boot.kernel, "");
+    assert_int_equal(s.blackout_budget_ms, VM_DEFAULT_BUDGET_MS);
+    assert_int_equal(s.priority, VM_DEFAULT_PRIORITY);
+    assert_int_equal(s.nlabels, 0);
+}
+
+static void test_kernel_boot_without_disks(void **state)
+{
+    (void)state;
+    struct vm_spec s;
+    expect_ok("{" BASE ",'boot':{'kernel':'/boot/vmlinuz','initrd':'/boot/initrd.img',"
+              "'cmdline':'console=ttyS0 quiet'}}",
+              &s);
+    assert_int_equal(s.ndisks, 0);
+    assert_string_equal(s.boot.kernel, "/boot/vmlinuz");
+    assert_string_equal(s.boot.initrd, "/boot/initrd.img");
+    assert_string_equal(s.boot.cmdline, "console=ttyS0 quiet");
+}
+
+static void test_nulls_are_absent(void **state)
+{
+    (void)state;
+    struct vm_spec s;
+    expect_ok("{" BASE "," DISK ",'cpu':null,'nics':null,'boot':null,'labels':null,"
+              "'priority':null,'blackout_budget_ms':null}",
+              &s);
+    assert_int_equal(s.priority, VM_DEFAULT_PRIORITY);
+    assert_int_equal(s.sockets, 1);
+}
+
+static void test_limits_accepted(void **state)
+{
+    (void)state;
+    struct vm_spec s;
+    /* 8 x 32 x 1 = 256 vCPUs is exactly the maximum; the other bounds are inclusive too. */
+    expect_ok("{'name':'a','memory_mib':24000,'cpu':{'sockets':8,'cores':32,'threads':1},"
+              "'disks':[{'path':'/csv/n.vhd','size_mib':2088960},{'path':'/root.vhd'}],"
+              "'blackout_budget_ms':60000,'priority':0}",
+              &s);
+    assert_int_equal(vm_spec_vcpus(&s), 256);
+    assert_int_equal(s.disks[0].size_mib, VHD_MAX_SIZE_MIB);
+    assert_int_equal(s.priority, 0);
+    expect_ok("{'name':'a','memory_mib':32," DISK ",'cpu':{'sockets':1,'cores':64,'threads':2},"
+              "'blackout_budget_ms':10,'priority':1000}",
+              &s);
+    assert_int_equal(vm_spec_vcpus(&s), 128);
+    assert_int_equal(s.priority, 1000);
+}
+
+static void test_no_env_skips_host_checks(void **state)
+{
+    (void)state;
+    struct vm_spec s;
+    struct ferr e = {0};
+    int rc = parse_text("{'name':'a','memory_mib':100000,'disks':[{'path':'/x/y.vhd'}],"
+                        "'nics':[{'bridge':'nosuchbr'}]}",
+                        NULL, &s, &e);
+    assert_int_equal(rc, 0);
+    struct vm_spec_env none = {0};
+    rc = parse_text("{'name':'a','memory_mib':100000,'disks':[{'path':'/x/y.vhd'}]}", &none, &s, &e);
+    assert_int_equal(rc, 0);
+    rc = parse_text("{'name':'a','memory_mib':16777217,'disks':[{'path':'/x/y.vhd'}]}", &none, &s,
+                    &e);
+    assert_int_equal(rc, FERR_INVALID);
+    assert_non_null(strstr(e.msg, "memory_mib: 16777217 is out of range 32..16777216"));
+}
+
+static void test_new_disk_in_existing_dir(void **state)
+{
+    (void)state;
+    struct vm_spec s;
+    expect_ok("{" BASE ",'disks':[{'path':'/csv/sub/new.vhd','size_mib':1024},"
+              "{'path':'/csv/a.vhd','readonly':true},{'path':'/csv/b.vhd','size_mib':10}]}",
+              &s);
+    assert_int_equal(s.ndisks, 3);
+    assert_int_equal(s.disks[0].size_mib, 1024);
+    assert_true(s.disks[1].readonly);
+    assert_int_equal(s.disks[2].size_mib, 10);
+}
+
+static void test_generated_macs(void **state)
+{
+    (void)state;
+    struct vm_spec s;
+    expect_ok("{" BASE "," DISK ",'nics':[{'bridge':'br0'},{'bridge':'br1'},"
+              "{'bridge':'br0','mac':'0A:1B:2C:3D:4E:5F'}]}",
+              &s);
+    assert_int_equal(s.nnics, 3);
+    char mac[18];
+    vm_spec_gen_mac("web-1", 0, mac);
+    assert_string_equal(s.nics[0].mac, mac);
+    vm_spec_gen_mac("web-1", 1, mac);
+    assert_string_equal(s.nics[1].mac, mac);
+    assert_string_not_equal(s.nics[0].mac, s.nics[1].mac);
+    assert_memory_equal(s.nics[0].mac, "52:54:00:", 9);
+    assert_int_equal(strlen(s.nics[0].mac), 17);
+    /* Explicit MACs are kept, in lower case. */
+    assert_string_equal(s.nics[2].mac, "0a:1b:2c:3d:4e:5f");
+    /* Stable: same input, same MAC; another VM, another MAC. */
+    char again[18], other[18];
+    vm_spec_gen_mac("web-1", 0, again);
+    vm_spec_gen_mac("web-2", 0, other);
+    assert_string_equal(again, s.nics[0].mac);
+    assert_string_not_equal(other, s.nics[0].mac);
+}
+
+static void test_gen_mac_is_valid_and_spread(void **state)
+{
+    (void)state;
+    /* Generated MACs must pass our own validation and rarely collide between VMs. */
+    static char seen[2000][18];
+    unsigned dup = 0;
+    for (unsigned i = 0; i < 2000; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "vm-%u", i);
+        vm_spec_gen_mac(name, 0, seen[i]);
+        assert_memory_equal(seen[i], "52:54:00:", 9);
+        for (unsigned k = 0; k < i; k++)
+            if (strcmp(seen[k], seen[i]) == 0)
+                dup++;
+    }
+    /* 2000 of 2^24: the birthday bound expects about 0.12 collisions. */
+    assert_true(dup <= 2);
+}
+
+static void test_labels_kept_in_order(void **state)
+{
+    (void)state;
+    struct vm_spec s;
+    expect_ok("{" BASE "," DISK ",'labels':{'tier':'web','team.io/owner':'ops','empty':''}}", &s);
+    assert_int_equal(s.nlabels, 3);
+    assert_string_equal(s.labels[0].key, "tier");
+    assert_string_equal(s.labels[0].value, "web");
+    assert_string_equal(s.labels[1].key, "team.io/owner");
+    assert_string_equal(s.labels[2].value, "");
+}
+
+static void assert_spec_equal(const struct vm_spec *a, const struct vm_spec *b)
+{
+    assert_string_equal(a->name, b->name);
+    assert_int_equal(a->sockets, b->sockets);
+    assert_int_equal(a->cores, b->cores);
+    assert_int_equal(a->threads, b->threads);
+    assert_int_equal(a->memory_mib, b->memory_mib);
+    assert_int_equal(a->ndisks, b->ndisks);
+    for (unsigned i = 0; i < a->ndisks; i++) {
+        assert_string_equal(a->disks[i].path, b->disks[i].path);
+        assert_int_equal(a->disks[i].size_mib, b->disks[i].size_mib);
+        assert_int_equal(a->disks[i].readonly, b->disks[i].readonly);
+    }
+    assert_int_equal(a->nnics, b->nnics);
+    for (unsigned i = 0; i < a->nnics; i++) {
+        assert_string_equal(a->nics[i].bridge, b->nics[i].bridge);
+        assert_string_equal(a->nics[i].mac, b->nics[i].mac);
+    }
+    assert_string_equal(a->boot.kernel, b->boot.kernel);
+    assert_string_equal(a->boot.initrd, b->boot.initrd);
+    assert_string_equal(a->boot.cmdline, b->boot.cmdline);
+    assert_int_equal(a->blackout_budget_ms, b->blackout_budget_ms);
+    assert_int_equal(a->priority, b->priority);
+    assert_int_equal(a->nlabels, b->nlabels);
+    for (unsigned i = 0; i < a->nlabels; i++) {
+        assert_string_equal(a->labels[i].key, b->labels[i].key);
+        assert_string_equal(a->labels[i].value, b->labels[i].value);
+    }
+}
+
+static void round_trip(const char *text)
+{
+    struct vm_spec *a = calloc(1, sizeof(*a)), *b = calloc(1, sizeof(*b));
+    assert_non_null(a);
+    assert_non_null(b);
+    expect_ok(text, a);
+    json_t *j = vm_spec_to_json(a);
+    assert_non_null(j);
+    struct ferr e = {0};
+    if (vm_spec_from_json(j, &env, b, &e) != 0)
+        fail_msg("round trip of %s failed: %s", text, e.msg);
+    assert_spec_equal(a, b);
+    /* And the JSON is a fixed point: writing the parsed copy gives the same document. */
+    json_t *j2 = vm_spec_to_json(b);
+    assert_true(json_equal(j, j2));
+    json_decref(j);
+    json_decref(j2);
+    free(a);
+    free(b);
+}
+
+static void test_round_trip_minimal(void **state)
+{
+    (void)state;
+    round_trip("{" BASE "," DISK "}");
+    round_trip("{" BASE ",'boot':{'kernel':'/boot/vmlinuz'}}");
+}
+
+static void test_round_trip_full(void **state)
+{
+    (void)state;
+    round_trip("{'name':'db-primary-02','cpu':{'sockets':2,'cores':4,'threads':2},"
+               "'memory_mib':8192,"
+               "'disks':[{'path':'/csv/a.vhd','readonly':true},"
+               "{'path':'/csv/sub/data.vhd','size_mib':20480,'readonly':false}],"
+               "'nics':[{'bridge':'br0'},{'bridge':'br1','mac':'02:00:00:AA:BB:CC'}],"
+               "'boot':{'kernel':'/boot/vmlinuz','initrd':'/boot/initrd.img',"
+               "'cmdline':'console=ttyS0 root=/dev/vda rw \\\"quoted\\\" ü'},"
+               "'blackout_budget_ms':150,'priority':900,"
+               "'labels':{'tier':'db','team.io/owner':'ops','note':'hello, world'}}");
+}
+
+static void test_to_json_shape(void **state)
+{
+    (void)state;
+    struct vm_spec s;
+    expect_ok("{" BASE "," DISK ",'nics':[{'bridge':'br0'}]}", &s);
+    json_t *j = vm_spec_to_json(&s);
+    assert_non_null(j);
+    assert_string_equal(json_string_value(json_object_get(j, "name")), "web-1");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "cpu"), "cores")), 1);
+    json_t *d0 = json_array_get(json_object_get(j, "disks"), 0);
+    assert_string_equal(json_string_value(json_object_get(d0, "path")), "/csv/a.vhd");
+    /* size_mib 0 means "must exist" and is written as absent, since 0 is not a valid size. */
+    assert_null(json_object_get(d0, "size_mib"));
+    assert_true(json_is_false(json_object_get(d0, "readonly")));
+    json_t *n0 = json_array_get(json_object_get(j, "nics"), 0);
+    assert_string_equal(json_string_value(json_object_get(n0, "mac")), s.nics[0].mac);
+    assert_null(json_object_get(j, "boot"));
+    assert_int_equal(json_integer_value(json_object_get(j, "blackout_budget_ms")), 300);
+    assert_int_equal(json_integer_value(json_object_get(j, "priority")), 500);
+    assert_true(json_is_object(json_object_get(j, "labels")));
+    json_decref(j);
+}
+
+int main(void)
+{
+    static const struct CMUnitTest fixed[] = {
+        cmocka_unit_test(test_bad_long_path),
+        cmocka_unit_test(test_bad_long_cmdline),
+        cmocka_unit_test(test_bad_too_many_labels),
+        cmocka_unit_test(test_bad_long_label),
+        cmocka_unit_test(test_bad_long_unknown_field_is_cut),
+        cmocka_unit_test(test_bad_null_and_empty),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_kernel_boot_without_disks),
+        cmocka_unit_test(test_nulls_are_absent),
+        cmocka_unit_test(test_limits_accepted),
+        cmocka_unit_test(test_no_env_skips_host_checks),
+        cmocka_unit_test(test_new_disk_in_existing_dir),
+        cmocka_unit_test(test_generated_macs),
+        cmocka_unit_test(test_gen_mac_is_valid_and_spread),
+        cmocka_unit_test(test_labels_kept_in_order),
+        cmocka_unit_test(test_round_trip_minimal),
+        cmocka_unit_test(test_round_trip_full),
+        cmocka_unit_test(test_to_json_shape),
+    };
+    enum { NBAD = sizeof(bad_cases) / sizeof(bad_cases[0]), NFIXED = sizeof(fixed) / sizeof(fixed[0]) };
+    /* One named test per bad input, so a failure report says which input broke. */
+    static struct CMUnitTest tests[NBAD + NFIXED];
+    static char names[NBAD][48];
+    for (size_t i = 0; i < NBAD; i++) {
+        snprintf(names[i], sizeof(names[i]), "bad_%02zu: %.30s", i, bad_cases[i].want);
+        tests[i] = (struct CMUnitTest){.name = names[i],
+                                       .test_func = test_bad,
+                                       .initial_state = (void *)&bad_cases[i]};
+    }
+    for (size_t i = 0; i < NFIXED; i++)
+        tests[NBAD + i] = fixed[i];
+    return _cmocka_run_group_tests("spec", tests, NBAD + NFIXED, NULL, NULL);
+}
