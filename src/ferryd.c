@@ -360,8 +360,11 @@ int main(int argc, char **argv)
             goto err_after_http;
         }
         *colon = '\0';
-        if (!c->token_file[0])
-            snprintf(c->token_file, sizeof(c->token_file), "%s/api.token", c->state_dir);
+        if (!c->token_file[0] &&
+            fmt_path(c->token_file, sizeof(c->token_file), "%s/api.token", c->state_dir) < 0) {
+            log_error("token_file: path too long; give --token-file");
+            goto err_after_http;
+        }
         if (read_or_make_token(c->token_file, token, sizeof(token), &e) < 0 ||
             http_server_listen_tcp(d.http, addr, port, token, &e) < 0) {
             log_error("%s", e.msg);

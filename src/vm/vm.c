@@ -25,6 +25,7 @@
 #define CONSOLE_CHUNK 65536
 #define STATS_EVERY_MS 2000
 #define QMP_RETRY_MS 20
+#define QMP_LOST_GRACE_MS 500
 
 static const char *state_names[] = {"stopped", "starting", "running", "paused", "stopping", "failed"};
 
@@ -146,7 +147,9 @@ static void qemu_gone(struct vm *vm)
     } else if (vm->stop_requested || vm->guest_shutdown) {
         set_state(vm, VM_STOPPED);
         snprintf(vm->reason, sizeof(vm->reason), "%s",
-                 vm->stop_requested ? "stopped by request" : "guest powered off");
+                 vm->killed_after_timeout ? "killed: the guest did not power off in time"
+                 : vm->stop_requested     ? "stopped by request"
+                                          : "guest powered off");
     } else {
         set_state(vm, VM_FAILED);
         if (vm->proc_exited && vm->term_signal)
@@ -164,6 +167,7 @@ static void qemu_gone(struct vm *vm)
     vm->guest_shutdown = false;
     vm->fail_pending = false;
     vm->attaching = false;
+    vm->killed_after_timeout = false;
     if (vm->state == VM_FAILED) {
         events_add(vm->set->events, vm->spec.name, "vm.failed", "%s", vm->reason);
         ferr_set(&e, FERR_QEMU, "%s: %s", vm->spec.name, vm->reason);
@@ -270,6 +274,15 @@ static void on_qmp_event(struct qmp_conn *c, const char *event, json_t *data, ui
     }
 }
 
+static void qmp_lost_timer(uv_timer_t *t)
+{
+    struct vm *vm = t->data;
+    if (!has_qemu(vm) || vm->qmp)
+        return;
+    log_warn("vm %s: %s", vm->spec.name, vm->qmp_lost);
+    fail_and_kill(vm, vm->qmp_lost);
+}
+
 static void on_qmp_closed(struct qmp_conn *c, int status, const char *msg, void *user)
 {
     struct vm *vm = user;
@@ -283,10 +296,10 @@ static void on_qmp_closed(struct qmp_conn *c, int status, const char *msg, void 
     }
     if (vm->state == VM_STOPPING || vm->stop_requested || vm->guest_shutdown)
         return; /* QEMU is on its way out; the pidfd tells us when it is gone */
-    char why[FERR_MSG_MAX];
-    snprintf(why, sizeof(why), "lost QMP connection: %.400s", msg);
-    log_warn("vm %s: %s", vm->spec.name, why);
-    fail_and_kill(vm, why);
+    /* QEMU closes QMP when it exits, usually a moment before the pidfd fires: give the exit
+     * a grace period to explain itself before blaming the QMP link. */
+    snprintf(vm->qmp_lost, sizeof(vm->qmp_lost), "lost QMP connection: %.400s", msg);
+    uv_timer_start(&vm->timer, qmp_lost_timer, QMP_LOST_GRACE_MS, 0);
 }
 
 static void on_status(struct qmp_conn *c, int status, json_t *result, const char *err, void *d)
@@ -606,6 +619,7 @@ static void stop_deadline(uv_timer_t *t)
         return;
     log_info("vm %s: no power-off within the timeout; killing QEMU", vm->spec.name);
     events_add(vm->set->events, vm->spec.name, "vm.killed", "guest did not power off in time");
+    vm->killed_after_timeout = true;
     kill(vm->pid, SIGKILL);
 }
 

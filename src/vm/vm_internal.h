@@ -53,6 +53,8 @@ struct vm {
     bool attaching;      /* re-attaching after a ferryd restart */
     bool deleting;
     bool fail_pending;   /* QMP broke: failed once QEMU is gone */
+    bool killed_after_timeout;
+    char qmp_lost[FERR_MSG_MAX];
     bool releasing;      /* vm__release called: free after the last handle closed */
     unsigned closing;    /* uv handles still closing */
     void (*on_freed)(struct vmset *set);

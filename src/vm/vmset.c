@@ -153,8 +153,9 @@ static int load_vm(struct vmset *set, const char *name, struct ferr *e)
         return ferr_prefix(e, "%s", path);
     }
     if (strcmp(spec->name, name) != 0) {
+        ferr_set(e, FERR_INVALID, "%s: names VM %s, expected %s", path, spec->name, name);
         free(spec);
-        return ferr_set(e, FERR_INVALID, "%s: names VM %s, expected %s", path, spec->name, name);
+        return FERR_INVALID;
     }
     struct vm *vm;
     rc = vm__new(set, spec, (uint64_t)created, &vm, e);
