@@ -19,7 +19,9 @@
 #include "vm/events.h"
 #include "vm/vm.h"
 
-#define FERRY_VERSION "0.1.0"
+#ifndef FERRY_VERSION
+#define FERRY_VERSION "0.0.0-dev"
+#endif
 
 struct ferryd_config {
     char state_dir[1024];
@@ -219,8 +221,10 @@ static int read_or_make_token(const char *path, char *out, size_t size, struct f
     close(fd);
     for (size_t i = 0; i < sizeof(raw); i++)
         snprintf(out + 2 * i, 3, "%02x", raw[i]);
-    char line[80];
-    snprintf(line, sizeof(line), "%s\n", out);
+    char line[2 * sizeof(raw) + 2];
+    memcpy(line, out, 2 * sizeof(raw));
+    line[2 * sizeof(raw)] = '\n';
+    line[2 * sizeof(raw) + 1] = '\0';
     return file_write_atomic(path, line, strlen(line), e);
 }
 
@@ -263,6 +267,7 @@ int main(int argc, char **argv)
     if (parse_args(c, argc, argv) < 0)
         return 2;
     signal(SIGPIPE, SIG_IGN);
+    umask(0077); /* the API socket and state files are root's alone */
 
     struct ferr e = {0};
     struct host_info *h = &d.api.host;

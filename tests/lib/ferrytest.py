@@ -11,9 +11,9 @@ import time
 
 BUILD = os.environ.get("FERRY_BUILD", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "build")))
 GUEST = os.environ.get("FERRY_GUEST_DIR", os.path.join(BUILD, "appliance"))
-FERRY = os.path.join(BUILD, "ferry")
-FERRYD = os.path.join(BUILD, "ferryd")
-PROBE = os.path.join(BUILD, "ferry-probe")
+FERRY = os.path.join(BUILD, "src", "ferry")
+FERRYD = os.path.join(BUILD, "src", "ferryd")
+PROBE = os.path.join(BUILD, "src", "ferry-probe")
 
 
 def run(cmd, check=True, timeout=60, **kw):

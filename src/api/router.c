@@ -1,0 +1,143 @@
+/* SPDX-License-Identifier: MIT */
+/* Route matcher: splits a path into percent-decoded segments and compares them to patterns. */
+#include "api/router.h"
+
+#include <assert.h>
+#include <stdbool.h>
+#include <string.h>
+
+/* Paths deeper than this cannot match any route; patterns must stay within it. */
+#define ROUTER_MAX_SEGMENTS 16
+
+struct segments {
+    size_t n;
+    char v[ROUTER_MAX_SEGMENTS][ROUTER_PARAM_MAX];
+};
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/*
+ * Decodes the len bytes at src into out (ROUTER_PARAM_MAX bytes). Refuses an empty
+ * segment, a '%' not followed by two hex digits, %00, and a decoded value that does not fit.
+ */
+static bool segment_decode(const char *src, size_t len, char *out)
+{
+    size_t n = 0;
+    if (len == 0)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = src[i];
+        if (c == '%') {
+            if (i + 2 >= len)
+                return false;
+            int hi = hexval(src[i + 1]), lo = hexval(src[i + 2]);
+            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
+                return false;
+            c = (char)(hi * 16 + lo);
+            i += 2;
+        }
+        if (n + 1 >= ROUTER_PARAM_MAX)
+            return false;
+        out[n++] = c;
+    }
+    out[n] = '\0';
+    return true;
+}
+
+/* Splits "/a/b%20c" into {"a", "b c"}; "/" has no segments. */
+static int path_split(const char *path, struct segments *sg)
+{
+    sg->n = 0;
+    if (!path || path[0] != '/')
+        return ROUTER_BAD_PATH;
+    if (path[1] == '\0')
+        return ROUTER_OK;
+    const char *p = path + 1;
+    for (;;) {
+        const char *slash = strchr(p, '/');
+        size_t len = slash ? (size_t)(slash - p) : strlen(p);
+        if (sg->n == ROUTER_MAX_SEGMENTS)
+            return ROUTER_NOT_FOUND;
+        if (!segment_decode(p, len, sg->v[sg->n]))
+            return ROUTER_BAD_PATH;
+        sg->n++;
+        if (!slash)
+            return ROUTER_OK;
+        p = slash + 1;
+    }
+}
+
+/* Compares pattern against the segments; on a match fills m's params. */
+static bool pattern_match(const char *pattern, const struct segments *sg, struct route_match *m)
+{
+    const char *p = pattern;
+    size_t i = 0;
+    m->nparams = 0;
+    assert(p[0] == '/');
+    p++;
+    while (*p) {
+        const char *slash = strchr(p, '/');
+        size_t len = slash ? (size_t)(slash - p) : strlen(p);
+        if (i == sg->n)
+            return false;
+        if (len >= 2 && p[0] == '{' && p[len - 1] == '}') {
+            size_t nlen = len - 2;
+            assert(m->nparams < ROUTER_MAX_PARAMS);
+            assert(nlen < sizeof(m->params[0].name));
+            if (m->nparams >= ROUTER_MAX_PARAMS || nlen >= sizeof(m->params[0].name))
+                return false;
+            memcpy(m->params[m->nparams].name, p + 1, nlen);
+            m->params[m->nparams].name[nlen] = '\0';
+            strcpy(m->params[m->nparams].value, sg->v[i]);
+            m->nparams++;
+        } else if (strlen(sg->v[i]) != len || memcmp(sg->v[i], p, len) != 0) {
+            return false;
+        }
+        i++;
+        if (!slash)
+            break;
+        p = slash + 1;
+    }
+    return i == sg->n;
+}
+
+int router_match(const struct route *routes, size_t n, const char *method, const char *path,
+                 struct route_match *m)
+{
+    struct segments sg;
+    memset(m, 0, sizeof(*m));
+    int rc = path_split(path, &sg);
+    if (rc != ROUTER_OK)
+        return rc;
+    bool path_known = false;
+    for (size_t i = 0; i < n; i++) {
+        struct route_match tmp;
+        memset(&tmp, 0, sizeof(tmp));
+        if (!pattern_match(routes[i].pattern, &sg, &tmp))
+            continue;
+        path_known = true;
+        if (strcmp(routes[i].method, method) != 0)
+            continue;
+        *m = tmp;
+        m->route = &routes[i];
+        return ROUTER_OK;
+    }
+    return path_known ? ROUTER_BAD_METHOD : ROUTER_NOT_FOUND;
+}
+
+const char *route_param(const struct route_match *m, const char *name)
+{
+    for (size_t i = 0; i < m->nparams; i++)
+        if (strcmp(m->params[i].name, name) == 0)
+            return m->params[i].value;
+    return NULL;
+}

@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: MIT */
+/* The CLI's HTTP client of ferryd: libcurl over the unix socket, or TCP with a bearer token. */
+#ifndef FERRY_CLI_CLIENT_H
+#define FERRY_CLI_CLIENT_H
+
+#include <jansson.h>
+
+#include "common/err.h"
+
+#define CLIENT_DEFAULT_SOCKET "/run/ferry/ferryd.sock"
+
+struct client;
+
+struct client_opts {
+    const char *socket_path; /* unix socket, used when url is NULL; NULL means the default */
+    const char *url;         /* "http://host:port" of a remote ferryd, or NULL */
+    const char *token;       /* bearer token sent with url */
+};
+
+/* Makes a client; nothing is connected yet. Strings in o are copied. */
+int client_new(const struct client_opts *o, struct client **out, struct ferr *e);
+void client_free(struct client *c);
+
+/* "/run/ferry/ferryd.sock" or "http://host:port": where this client talks to, for messages. */
+const char *client_where(const struct client *c);
+
+/*
+ * Sends method to path (which may carry a query string) with body (borrowed; NULL sends no
+ * body) and waits for the whole answer. Returns 0 with *status and *reply (a new reference
+ * the caller owns, NULL if the answer had no JSON body). A ferryd that cannot be reached is
+ * FERR_UNAVAIL: "cannot reach ferryd at PATH: REASON (is ferryd running?)".
+ */
+int client_request(struct client *c, const char *method, const char *path, const json_t *body,
+                   long *status, json_t **reply, struct ferr *e);
+
+/*
+ * Like client_request, but an answer outside 2xx is an error whose message is the API's
+ * message and whose code matches the API's error code (FERR_NOTFOUND for "not_found", ...).
+ * On success *reply is the answer's JSON (caller owns; never NULL).
+ */
+int client_call(struct client *c, const char *method, const char *path, const json_t *body,
+                json_t **reply, struct ferr *e);
+
+/* Percent-encodes s for use as one path segment or query value. Caller frees; NULL on ENOMEM. */
+char *client_escape(const char *s);
+
+#endif

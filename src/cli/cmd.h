@@ -1,0 +1,88 @@
+/* SPDX-License-Identifier: MIT */
+/* What the ferry subcommands share: their context, their entry points, option helpers. */
+#ifndef FERRY_CLI_CMD_H
+#define FERRY_CLI_CMD_H
+
+#include <getopt.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cli/client.h"
+#include "cli/output.h"
+
+/* Exit codes of every command. */
+enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
+
+/* Passed to every command; lives in main. */
+struct cli {
+    struct client *client;
+    enum output_format fmt;
+};
+
+/* A command (or subcommand) of a dispatch table, kvmtool builtin style. argv[0] is the
+ * command's own name; the function returns an exit code. */
+struct cli_cmd {
+    const char *name;
+    int (*run)(struct cli *cli, int argc, char **argv);
+    const char *summary;
+};
+
+int cmd_vm(struct cli *cli, int argc, char **argv);
+int cmd_node(struct cli *cli, int argc, char **argv);
+int cmd_events(struct cli *cli, int argc, char **argv);
+int cmd_disk(struct cli *cli, int argc, char **argv);
+
+/* Runs the entry of table named argv[0]; "help"/--help/no name print the table under title
+ * (exit 0, or 2 when the name is missing or unknown). */
+int cli_dispatch(struct cli *cli, const char *title, const struct cli_cmd *table, size_t n,
+                 int argc, char **argv);
+
+/* Options every command accepts; put them into each option table. */
+#define CLI_COMMON_SHORTOPTS ":ho:"
+#define CLI_COMMON_LONGOPTS                                                                        \
+    {"help", no_argument, NULL, 'h'},                                                              \
+    {                                                                                              \
+        "output", required_argument, NULL, 'o'                                                     \
+    }
+
+/* What cli_getopt returns besides an option character and -1 (end of options). */
+#define CLI_OPT_BAD 0x7fff
+
+/*
+ * getopt_long over argv (argv[0] is the command), quiet: an unknown option, a missing value
+ * or a bad -o prints a usage error for cmd ("ferry vm create") and returns CLI_OPT_BAD.
+ * Handles -o/--output itself. The first call must come with *first set; it resets getopt.
+ */
+int cli_getopt(struct cli *cli, const char *cmd, int argc, char **argv, const char *shortopts,
+               const struct option *longopts, bool *first);
+
+/* Prints "ferry CMD: MESSAGE" and "Try 'ferry CMD --help'." to stderr; returns EXIT_USAGE. */
+int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prints "ferry: MESSAGE" to stderr; returns EXIT_FAIL. */
+int cli_fail(const struct ferr *e);
+
+/* Parses a decimal number in [min, max]; returns 0 or -1. */
+int cli_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+/* Parses a size in MiB: "512", "512M", "512MiB", "2G", "2GiB", "1T"; returns 0 or -1. */
+int cli_parse_size_mib(const char *s, uint64_t *mib);
+/* Makes path absolute: the realpath of its directory plus its last component (which may not
+ * exist yet). Returns 0 or -ENAMETOOLONG. */
+int cli_abspath(const char *path, char *out, size_t size);
+
+/* client_call on cli's client; on error prints "ferry: MESSAGE" and returns EXIT_FAIL with
+ * *reply NULL. On success *reply (caller owns) is set and EXIT_OK returned. */
+int cli_call(struct cli *cli, const char *method, const char *path, const json_t *body,
+             json_t **reply);
+
+/* Blocks until ms pass or Ctrl-C; returns false once Ctrl-C was pressed. cli_follow_begin
+ * installs the SIGINT handler that makes the follow loops of -f end cleanly. */
+void cli_follow_begin(void);
+bool cli_follow_sleep(unsigned ms);
+bool cli_interrupted(void);
+
+/* Small JSON getters that tolerate missing fields. */
+const char *cli_jstr(const json_t *o, const char *key); /* NULL if absent or not a string */
+uint64_t cli_jnum(const json_t *o, const char *key);    /* 0 if absent; reals are truncated */
+
+#endif

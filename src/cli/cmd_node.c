@@ -1,0 +1,193 @@
+/* SPDX-License-Identifier: MIT */
+/* ferry node show and ferry events: what this host is, and what happened on it. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cmd.h"
+#include "common/util.h"
+
+#define EVENTS_POLL_MS 500
+
+/* ---- node show --------------------------------------------------------------------------- */
+
+static void show_node(const json_t *n)
+{
+    const json_t *mem = json_object_get(n, "memory");
+    char a[32], b[32], c[32];
+    const char *s;
+
+    output_kv(stdout, "name", "%s", (s = cli_jstr(n, "name")) ? s : "-");
+    output_kv(stdout, "hostname", "%s", (s = cli_jstr(n, "hostname")) ? s : "-");
+    output_kv(stdout, "version", "%s", (s = cli_jstr(n, "version")) ? s : "-");
+    const char *reason = cli_jstr(n, "accel_reason");
+    bool forced = json_is_true(json_object_get(n, "accel_forced"));
+    output_kv(stdout, "accelerator", "%s (%s%s%s)", (s = cli_jstr(n, "accel")) ? s : "-",
+              forced ? "forced" : "auto", reason && reason[0] ? ": " : "", reason ? reason : "");
+    output_kv(stdout, "hw virt", "%s",
+              json_is_true(json_object_get(n, "hw_virt")) ? "yes (cpu has vmx or svm)" : "no");
+    output_kv(stdout, "kvm usable", "%s",
+              json_is_true(json_object_get(n, "kvm_usable")) ? "yes (/dev/kvm opens)" : "no");
+    uint64_t sockets = cli_jnum(n, "sockets");
+    output_kv(stdout, "cpus", "%" PRIu64 " in %" PRIu64 " socket%s", cli_jnum(n, "cpus"), sockets,
+              sockets == 1 ? "" : "s");
+    output_kv(stdout, "cpu model", "%s", (s = cli_jstr(n, "cpu_model")) ? s : "-");
+    output_kv(stdout, "memory", "%s total, %s available, %s allocated to VMs",
+              output_bytes(cli_jnum(mem, "total_mib") << 20, a, sizeof(a)),
+              output_bytes(cli_jnum(mem, "available_mib") << 20, b, sizeof(b)),
+              output_bytes(cli_jnum(mem, "allocated_mib") << 20, c, sizeof(c)));
+    output_kv(stdout, "vms", "%" PRIu64 " (%" PRIu64 " running)", cli_jnum(n, "vms"),
+              cli_jnum(n, "running"));
+    output_kv(stdout, "state dir", "%s", (s = cli_jstr(n, "state_dir")) ? s : "-");
+    output_kv(stdout, "api socket", "%s", (s = cli_jstr(n, "api_socket")) ? s : "-");
+    output_kv(stdout, "uptime", "%s", output_duration(cli_jnum(n, "uptime_s"), a, sizeof(a)));
+}
+
+static int node_show(struct cli *cli, int argc, char **argv)
+{
+    static const struct option opts[] = {CLI_COMMON_LONGOPTS, {NULL, 0, NULL, 0}};
+    bool first = true;
+    int c;
+    while ((c = cli_getopt(cli, "node show", argc, argv, CLI_COMMON_SHORTOPTS, opts, &first)) !=
+           -1) {
+        if (c == 'h') {
+            printf("Usage: ferry node show [-o table|json]\n\n"
+                   "Shows this host: CPUs, memory, VMs, and the accelerator VMs get (KVM or\n"
+                   "TCG), why, and whether it was forced.\n");
+            return EXIT_OK;
+        }
+        return EXIT_USAGE;
+    }
+    if (optind < argc)
+        return cli_usage("node show", "unexpected argument '%s'", argv[optind]);
+    json_t *node;
+    int rc = cli_call(cli, "GET", "/v1/node", NULL, &node);
+    if (rc != EXIT_OK)
+        return rc;
+    if (cli->fmt == OUTPUT_JSON)
+        output_json(stdout, node);
+    else
+        show_node(node);
+    json_decref(node);
+    return EXIT_OK;
+}
+
+static const struct cli_cmd node_cmds[] = {
+    {"show", node_show, "show this host: CPUs, memory, accelerator"},
+};
+
+int cmd_node(struct cli *cli, int argc, char **argv)
+{
+    return cli_dispatch(cli, "node", node_cmds, ARRAY_SIZE(node_cmds), argc - 1, argv + 1);
+}
+
+/* ---- events ------------------------------------------------------------------------------ */
+
+static const char events_help[] = "Usage: ferry events [--since ID] [-f]\n"
+                                  "\n"
+                                  "Prints the event log of this host, oldest first.\n"
+                                  "\n"
+                                  "Options:\n"
+                                  "  --since ID     only events after event ID\n"
+                                  "  -f, --follow   keep printing new events until Ctrl-C\n"
+                                  "  -o, --output table|json\n";
+
+#define EVENT_FMT "%-6s  %-19s  %-14s  %-16s  %s\n"
+
+/* Prints the events of reply newer than *last and moves *last on. */
+static void events_print(struct cli *cli, const json_t *reply, uint64_t *last, bool follow)
+{
+    size_t i;
+    json_t *ev;
+    json_array_foreach(json_object_get(reply, "events"), i, ev)
+    {
+        uint64_t id = cli_jnum(ev, "id");
+        if (id <= *last && *last)
+            continue;
+        *last = id;
+        if (cli->fmt == OUTPUT_JSON) {
+            json_dumpf(ev, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER); /* one per line */
+            fputc('\n', stdout);
+            continue;
+        }
+        char ids[24], when[32];
+        const char *vm = cli_jstr(ev, "vm"), *type = cli_jstr(ev, "type"),
+                   *msg = cli_jstr(ev, "message");
+        snprintf(ids, sizeof(ids), "%" PRIu64, id);
+        printf(EVENT_FMT, ids, output_time(cli_jnum(ev, "time_ms"), when, sizeof(when)),
+               vm && vm[0] ? vm : "-", type ? type : "-", msg ? msg : "");
+    }
+    if (follow)
+        fflush(stdout);
+}
+
+static int events_get(struct cli *cli, uint64_t since, bool has_since, json_t **reply)
+{
+    char path[64];
+    if (has_since)
+        snprintf(path, sizeof(path), "/v1/events?since=%" PRIu64, since);
+    else
+        snprintf(path, sizeof(path), "/v1/events");
+    return cli_call(cli, "GET", path, NULL, reply);
+}
+
+int cmd_events(struct cli *cli, int argc, char **argv)
+{
+    enum { O_SINCE = 256 };
+    static const struct option opts[] = {
+        {"since", required_argument, NULL, O_SINCE},
+        {"follow", no_argument, NULL, 'f'},
+        CLI_COMMON_LONGOPTS,
+        {NULL, 0, NULL, 0},
+    };
+    uint64_t since = 0;
+    bool has_since = false, follow = false, first = true;
+    int c;
+    while ((c = cli_getopt(cli, "events", argc, argv, CLI_COMMON_SHORTOPTS "f", opts, &first)) !=
+           -1) {
+        switch (c) {
+        case 'h':
+            fputs(events_help, stdout);
+            return EXIT_OK;
+        case 'f':
+            follow = true;
+            break;
+        case O_SINCE:
+            if (cli_parse_u64(optarg, 0, INT64_MAX, &since) < 0)
+                return cli_usage("events", "--since: '%s' is not an event ID", optarg);
+            has_since = true;
+            break;
+        default:
+            return EXIT_USAGE;
+        }
+    }
+    if (optind < argc)
+        return cli_usage("events", "unexpected argument '%s'", argv[optind]);
+
+    json_t *reply;
+    int rc = events_get(cli, since, has_since, &reply);
+    if (rc != EXIT_OK)
+        return rc;
+    if (!follow && cli->fmt == OUTPUT_JSON) {
+        output_json(stdout, reply);
+        json_decref(reply);
+        return EXIT_OK;
+    }
+    uint64_t last = since;
+    if (cli->fmt != OUTPUT_JSON)
+        printf(EVENT_FMT, "ID", "TIME", "VM", "TYPE", "MESSAGE");
+    events_print(cli, reply, &last, follow);
+    json_decref(reply);
+    if (!follow)
+        return EXIT_OK;
+    cli_follow_begin();
+    while (cli_follow_sleep(EVENTS_POLL_MS)) {
+        rc = events_get(cli, last, last > 0 || has_since, &reply);
+        if (rc != EXIT_OK)
+            return cli_interrupted() ? EXIT_OK : rc;
+        events_print(cli, reply, &last, true);
+        json_decref(reply);
+    }
+    return EXIT_OK;
+}
