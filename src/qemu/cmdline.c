@@ -256,6 +256,9 @@ int qemu_argv_build(const struct qemu_launch *l, char ***argv_out, struct ferr *
     argv_addf(&b, "%lluM", (unsigned long long)s->memory_mib);
     argv_addf(&b, "-nodefaults");
     argv_addf(&b, "-no-user-config");
+    /* A guest power-off stops the VM instead of ending QEMU, so ferryd can drain the console
+     * ring before it sends "quit" (libvirt does the same). */
+    argv_addf(&b, "-no-shutdown");
     argv_add2(&b, "-display", "none");
     argv_add2(&b, "-vga", "none");
     argv_addf(&b, "-chardev");

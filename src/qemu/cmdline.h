@@ -24,6 +24,7 @@ struct qemu_launch {
  * attached as "raw" limited to their virtual size, so the footer is never touched and the
  * disk migrates. The console is a QEMU ring buffer chardev "console" (read with ringbuf-read)
  * so it survives a ferryd restart. QMP at run_dir/qmp.sock, pid file run_dir/qemu.pid.
+ * -no-shutdown: a guest power-off leaves QEMU in "shutdown" state until told to quit.
  */
 int qemu_argv_build(const struct qemu_launch *l, char ***argv_out, struct ferr *e);
 void qemu_argv_free(char **argv);

@@ -126,6 +126,7 @@ static void qemu_log_tail(const struct vm *vm, char *out, size_t size)
 
 static void drain_console(struct vm *vm);
 static void drain_console_timer(uv_timer_t *t);
+static void on_ringbuf(struct qmp_conn *c, int status, json_t *result, const char *err, void *d);
 static void handle_closed(uv_handle_t *h);
 
 /* QEMU is gone (pidfd readable and, for our child, reaped). Settle the state. */
@@ -253,12 +254,26 @@ static void connect_qmp_timer(uv_timer_t *t)
     connect_qmp(t->data);
 }
 
+/* The guest powered off; QEMU (-no-shutdown) waits. Read the last console output, then quit.
+ * QMP answers in order, so the ring is read before QEMU goes. */
+static void finish_shutdown(struct vm *vm)
+{
+    if (!vm->qmp || !vm->qmp_ready)
+        return;
+    json_t *args = json_pack("{s:s, s:i, s:s}", "device", "console", "size", CONSOLE_CHUNK,
+                             "format", "utf8");
+    qmp_conn_execute(vm->qmp, "ringbuf-read", args, on_ringbuf, vm);
+    vm->console_busy = true;
+    qmp_conn_execute(vm->qmp, "quit", NULL, NULL, NULL);
+}
+
 static void on_qmp_event(struct qmp_conn *c, const char *event, json_t *data, uint64_t ts,
                          void *user)
 {
     struct vm *vm = user;
     if (strcmp(event, "SHUTDOWN") == 0) {
         vm->guest_shutdown = true;
+        finish_shutdown(vm);
     } else if (strcmp(event, "STOP") == 0) {
         if (vm->state == VM_RUNNING) {
             set_state(vm, VM_PAUSED);
@@ -314,6 +329,14 @@ static void on_status(struct qmp_conn *c, int status, json_t *result, const char
         return;
     }
     const char *st = json_string_value(json_object_get(result, "status"));
+    if (st && strcmp(st, "shutdown") == 0) {
+        /* The guest powered off while nobody listened (a ferryd restart): finish it now. */
+        vm->guest_shutdown = true;
+        vm->attaching = false;
+        set_state(vm, VM_STOPPING);
+        finish_shutdown(vm);
+        return;
+    }
     bool paused = st && (strcmp(st, "paused") == 0 || strcmp(st, "prelaunch") == 0);
     bool was_attaching = vm->attaching;
     vm->attaching = false;
