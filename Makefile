@@ -49,6 +49,9 @@ install: build
 	meson install -C $(BUILD)
 	install -d $(DESTDIR)$(PREFIX)/share/ferry/guest
 	install -m 0644 $(APPLIANCE)/vmlinuz $(APPLIANCE)/initrd.img $(DESTDIR)$(PREFIX)/share/ferry/guest/
+	install -d $(DESTDIR)$(PREFIX)/share/ferry/lab
+	install -m 0755 lab/ferry-lab $(DESTDIR)$(PREFIX)/share/ferry/lab/
+	install -m 0644 lab/ferrylab.py $(DESTDIR)$(PREFIX)/share/ferry/lab/
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

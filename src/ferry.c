@@ -258,6 +258,7 @@ static const struct cli_cmd commands[] = {
     {"node", cmd_node, "show this host: CPUs, memory, accelerator"},
     {"disk", cmd_disk, "create and inspect VHD disk files"},
     {"events", cmd_events, "show (and follow) the event log"},
+    {"lab", cmd_lab, "N simulated hosts on this machine: up, status, exec, down"},
     {"version", cmd_version, "print the version of ferry"},
 };
 

@@ -32,6 +32,7 @@ int cmd_vm(struct cli *cli, int argc, char **argv);
 int cmd_node(struct cli *cli, int argc, char **argv);
 int cmd_events(struct cli *cli, int argc, char **argv);
 int cmd_disk(struct cli *cli, int argc, char **argv);
+int cmd_lab(struct cli *cli, int argc, char **argv); /* execs lab/ferry-lab */
 
 /* Runs the entry of table named argv[0]; "help"/--help/no name print the table under title
  * (exit 0, or 2 when the name is missing or unknown). */
