@@ -5,7 +5,7 @@ BUILD      ?= build
 ASAN_BUILD ?= build-asan
 PREFIX     ?= /usr/local
 PYTHON     ?= /usr/bin/python3
-APPLIANCE  := $(BUILD)/appliance
+APPLIANCE  := $(BUILD)/guest
 PYTEST_ARGS ?=
 
 .PHONY: all deps build appliance check unit asan e2e demo install clean
@@ -20,10 +20,10 @@ $(BUILD)/build.ninja:
 
 build: deps $(BUILD)/build.ninja
 	ninja -C $(BUILD)
-	@$(MAKE) --no-print-directory appliance
+	ninja -C $(BUILD) guest/vmlinuz
 
 appliance: $(BUILD)/build.ninja
-	bash guest/build-appliance --tools $(BUILD)/guest --out $(APPLIANCE)
+	ninja -C $(BUILD) guest/vmlinuz
 
 unit: build
 	meson test -C $(BUILD) --suite unit --print-errorlogs

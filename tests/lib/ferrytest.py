@@ -10,7 +10,7 @@ import tempfile
 import time
 
 BUILD = os.environ.get("FERRY_BUILD", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "build")))
-GUEST = os.environ.get("FERRY_GUEST_DIR", os.path.join(BUILD, "appliance"))
+GUEST = os.environ.get("FERRY_GUEST_DIR", os.path.join(BUILD, "guest"))
 FERRY = os.path.join(BUILD, "src", "ferry")
 FERRYD = os.path.join(BUILD, "src", "ferryd")
 PROBE = os.path.join(BUILD, "src", "ferry-probe")
