@@ -48,6 +48,8 @@ struct http_server {
     unsigned nclosing; /* uv handles whose close callback is still due */
     void (*close_cb)(void *data);
     void *close_data;
+    http_authorizer authorize; /* NULL: the listener's token alone */
+    void *authorize_data;
 };
 
 struct kv {
@@ -75,6 +77,7 @@ struct http_req {
     bool too_large;
     bool unauthorized;
     bool remote; /* came on the TCP listener */
+    int principal; /* what the authorizer said (HTTP_PRINCIPAL_*) */
     bool queued; /* MHD has the answer */
     char *method;
     char *path;
@@ -264,8 +267,10 @@ static bool token_equal(const char *got, const char *want)
     return diff == 0;
 }
 
-static bool req_authorized(const struct listener *l, struct MHD_Connection *conn)
+static bool req_authorized(const struct listener *l, struct MHD_Connection *conn,
+                           const char *url, int *principal)
 {
+    *principal = HTTP_PRINCIPAL_LOCAL;
     if (!l->token)
         return true;
     const char *auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
@@ -274,7 +279,31 @@ static bool req_authorized(const struct listener *l, struct MHD_Connection *conn
     auth += 7;
     while (*auth == ' ')
         auth++;
-    return token_equal(auth, l->token);
+    if (token_equal(auth, l->token)) {
+        *principal = HTTP_PRINCIPAL_CLIENT;
+        return true;
+    }
+    if (l->s->authorize) {
+        *principal = l->s->authorize(url, auth, l->s->authorize_data);
+        return *principal != HTTP_PRINCIPAL_NONE;
+    }
+    return false;
+}
+
+bool http_token_equal(const char *got, const char *want)
+{
+    return token_equal(got, want);
+}
+
+void http_server_set_authorizer(struct http_server *s, http_authorizer fn, void *data)
+{
+    s->authorize = fn;
+    s->authorize_data = data;
+}
+
+int http_req_principal(const struct http_req *r)
+{
+    return r->principal;
 }
 
 /* ---- answers ----------------------------------------------------------------------------- */
@@ -420,7 +449,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         if (!r)
             return MHD_NO;
         *con_cls = r;
-        r->unauthorized = !req_authorized(l, conn);
+        r->unauthorized = !req_authorized(l, conn, url, &r->principal);
         return MHD_YES;
     }
     if (*upload_size > 0) {

@@ -5,6 +5,7 @@
 #define FERRY_API_HTTP_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <uv.h>
 
@@ -44,6 +45,24 @@ const char *http_req_header(const struct http_req *r, const char *name);
 const char *http_req_body(const struct http_req *r, size_t *len);
 /* True if the request came on the TCP listener (a peer or a remote CLI), false for unix. */
 int http_req_is_remote(const struct http_req *r);
+
+/* Who sent a request: the unix socket (root on this host), a TCP client with the API token,
+ * or whatever else an authorizer accepted (a cluster peer, a node that joins). */
+enum {
+    HTTP_PRINCIPAL_NONE = 0,
+    HTTP_PRINCIPAL_LOCAL = 1,
+    HTTP_PRINCIPAL_CLIENT = 2,
+    HTTP_PRINCIPAL_PEER = 3,
+    HTTP_PRINCIPAL_JOINER = 4,
+};
+int http_req_principal(const struct http_req *r);
+
+/* Decides about a TCP request whose bearer token is not the listener's own: returns an
+ * HTTP_PRINCIPAL_* (NONE refuses with 401). path is the raw request path. */
+typedef int (*http_authorizer)(const char *path, const char *bearer, void *data);
+void http_server_set_authorizer(struct http_server *s, http_authorizer fn, void *data);
+/* Constant-time string comparison for secrets. */
+bool http_token_equal(const char *got, const char *want);
 
 /* Answers with JSON; body is stolen. Frees the request afterwards. */
 void http_reply_json(struct http_req *r, unsigned status, json_t *body);
