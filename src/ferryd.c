@@ -13,6 +13,7 @@
 
 #include "api/api.h"
 #include "api/http.h"
+#include "cluster/cluster.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "host/host.h"
@@ -35,6 +36,9 @@ struct ferryd_config {
     char name[64];
     unsigned console_poll_ms;
     unsigned start_timeout_ms;
+    unsigned raft_port;
+    unsigned heartbeat_ms;
+    unsigned down_after;
 };
 
 struct ferryd {
@@ -44,6 +48,7 @@ struct ferryd {
     struct events *events;
     struct vmset *vms;
     struct http_server *http;
+    struct cluster *cluster;
     uv_signal_t sigterm, sigint;
     int exit_code;
 };
@@ -63,6 +68,9 @@ static void usage(FILE *f)
             "  --qemu PATH          QEMU binary (default qemu-system-x86_64)\n"
             "  --qemu-img PATH      qemu-img binary (default qemu-img)\n"
             "  --name NAME          node name (default: the hostname)\n"
+            "  --raft-port PORT     cluster Raft port on the --listen address (default: its port + 1)\n"
+            "  --heartbeat-ms MS    node heartbeat interval, 250..2000 (default 1000)\n"
+            "  --down-after N       missed heartbeats before a node is down, 3..10 (default 5)\n"
             "  --log-level LEVEL    debug, info, warn, error (default info)\n"
             "  --version, --help\n");
 }
@@ -106,6 +114,19 @@ static int apply_opt(struct ferryd_config *c, const char *key, const char *val)
             return -1;
         }
         return copy_opt(c->name, sizeof(c->name), "name", val);
+    }
+    if (strcmp(key, "raft_port") == 0 || strcmp(key, "heartbeat_ms") == 0 ||
+        strcmp(key, "down_after") == 0) {
+        char *end;
+        unsigned long v = val ? strtoul(val, &end, 10) : 0;
+        bool port = strcmp(key, "raft_port") == 0, hb = strcmp(key, "heartbeat_ms") == 0;
+        unsigned long lo = port ? 1 : hb ? 250 : 3, hi = port ? 65535 : hb ? 2000 : 10;
+        if (!val || !*val || *end || v < lo || v > hi) {
+            fprintf(stderr, "ferryd: %s: expected an integer in %lu..%lu\n", key, lo, hi);
+            return -1;
+        }
+        *(port ? &c->raft_port : hb ? &c->heartbeat_ms : &c->down_after) = (unsigned)v;
+        return 0;
     }
     if (strcmp(key, "log_level") == 0) {
         enum log_level l;
@@ -159,12 +180,15 @@ static int parse_args(struct ferryd_config *c, int argc, char **argv)
         {"accel", required_argument, 0, 'a'},      {"qemu", required_argument, 0, 'q'},
         {"qemu-img", required_argument, 0, 'i'},   {"name", required_argument, 0, 'n'},
         {"log-level", required_argument, 0, 'L'},  {"help", no_argument, 0, 'h'},
+        {"raft-port", required_argument, 0, 'R'},  {"heartbeat-ms", required_argument, 0, 'H'},
+        {"down-after", required_argument, 0, 'D'},
         {"version", no_argument, 0, 'V'},          {0, 0, 0, 0},
     };
     static const char *keys[128] = {
         ['s'] = "state_dir", ['r'] = "run_dir", ['S'] = "socket",   ['l'] = "listen",
         ['t'] = "token_file", ['a'] = "accel",  ['q'] = "qemu",     ['i'] = "qemu_img",
-        ['n'] = "name",       ['L'] = "log_level",
+        ['n'] = "name",       ['L'] = "log_level", ['R'] = "raft_port",
+        ['H'] = "heartbeat_ms", ['D'] = "down_after",
     };
     /* The config file first, so flags override it. */
     for (int i = 1; i < argc - 1; i++)
@@ -235,11 +259,34 @@ static void on_closed_all(void *data)
     uv_close((uv_handle_t *)&d->sigint, NULL);
 }
 
+static void cluster_closed(void *data)
+{
+    struct ferryd *d = data;
+    d->cluster = NULL;
+    vmset_close(d->vms, on_closed_all, d);
+}
+
 static void http_closed(void *data)
 {
     struct ferryd *d = data;
     d->http = NULL;
-    vmset_close(d->vms, on_closed_all, d);
+    cluster_close(d->cluster, cluster_closed, d);
+}
+
+/* What heartbeats and node lists say about this node. */
+static void self_info(json_t *info, void *data)
+{
+    struct ferryd *d = data;
+    struct host_info h;
+    if (host_info_read(&h, NULL) < 0)
+        h = d->api.host;
+    uint64_t used = vmset_allocated_mib(d->vms);
+    json_object_set_new(info, "memory",
+                        json_pack("{s:I, s:I}", "total_mib", (json_int_t)h.mem_total_mib,
+                                  "free_mib",
+                                  (json_int_t)(h.mem_total_mib > used ? h.mem_total_mib - used : 0)));
+    json_object_set_new(info, "vms", json_integer(vmset_count(d->vms)));
+    json_object_set_new(info, "accel", json_string(d->api.accel));
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -264,9 +311,14 @@ int main(int argc, char **argv)
     strcpy(c->qemu_img, "qemu-img");
     c->console_poll_ms = 200;
     c->start_timeout_ms = 30000;
+    c->heartbeat_ms = CLUSTER_HEARTBEAT_MS;
+    c->down_after = CLUSTER_DOWN_AFTER;
     if (parse_args(c, argc, argv) < 0)
         return 2;
     signal(SIGPIPE, SIG_IGN);
+    /* Heartbeats and peer calls block pool threads for up to a heartbeat; keep room for
+     * qemu-img work. Must be set before the loop's first queued work. */
+    setenv("UV_THREADPOOL_SIZE", "16", 0);
     umask(0077); /* the API socket and state files are root's alone */
 
     struct ferr e = {0};
@@ -355,6 +407,13 @@ int main(int argc, char **argv)
         log_error("%s", e.msg);
         goto err_after_http;
     }
+    struct cluster_config cc = {0};
+    snprintf(cc.state_dir, sizeof(cc.state_dir), "%s", c->state_dir);
+    snprintf(cc.node_name, sizeof(cc.node_name), "%s", c->name);
+    cc.heartbeat_ms = c->heartbeat_ms;
+    cc.down_after = c->down_after;
+    cc.self_info = self_info;
+    cc.self_data = &d;
     if (c->listen[0]) {
         char addr[128], token[128];
         snprintf(addr, sizeof(addr), "%s", c->listen);
@@ -375,7 +434,23 @@ int main(int argc, char **argv)
             log_error("%s", e.msg);
             goto err_after_http;
         }
+        unsigned rport = c->raft_port ? c->raft_port : (unsigned)port + 1;
+        if (rport > 65535 || rport == (unsigned)port) {
+            log_error("raft_port: %u is not usable next to the API port %d; give --raft-port", rport, port);
+            goto err_after_http;
+        }
+        if (fmt_path(cc.api_addr, sizeof(cc.api_addr), "%s:%d", addr, port) < 0 ||
+            fmt_path(cc.raft_addr, sizeof(cc.raft_addr), "%s:%u", addr, rport) < 0) {
+            log_error("listen: address too long: %s", c->listen);
+            goto err_after_http;
+        }
     }
+    if (cluster_open(d.loop, &cc, d.events, &d.cluster, &e) < 0) {
+        log_error("%s", e.msg);
+        goto err_after_http;
+    }
+    d.api.cluster = d.cluster;
+    http_server_set_authorizer(d.http, cluster_authorize, d.cluster);
     uv_signal_init(d.loop, &d.sigterm);
     uv_signal_init(d.loop, &d.sigint);
     d.sigterm.data = d.sigint.data = &d;

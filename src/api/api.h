@@ -12,6 +12,7 @@
 #include "vm/vm.h"
 
 struct http_req;
+struct cluster;
 
 /* What the handlers may use; owned by the daemon, outlives the HTTP server. */
 struct api_ctx {
@@ -28,6 +29,7 @@ struct api_ctx {
     const char *version;
     uint64_t start_mono_ms;
     uv_loop_t *loop;
+    struct cluster *cluster;
 };
 
 /* The http_handler of ferryd: routes every request (data is a struct api_ctx). */

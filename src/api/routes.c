@@ -11,6 +11,7 @@
 
 #include "api/http.h"
 #include "api/router.h"
+#include "cluster/cluster.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "storage/vhd.h"
@@ -125,6 +126,21 @@ static void h_node(struct api_ctx *ctx, struct http_req *req, const struct route
         "state_dir", ctx->state_dir, "api_socket", ctx->api_socket ? ctx->api_socket : "",
         "uptime_s", (json_int_t)((now_mono_ms() - ctx->start_mono_ms) / 1000));
     http_reply_json(req, 200, o);
+}
+
+static void self_node(struct api_ctx *ctx, json_t *arr)
+{
+    struct host_info h;
+    if (host_info_read(&h, NULL) < 0)
+        h = ctx->host;
+    uint64_t used = vmset_allocated_mib(ctx->vms);
+    json_array_append_new(
+        arr, json_pack("{s:I, s:s, s:s, s:b, s:s, s:i, s:{s:I, s:I, s:I}, s:s, s:i, s:s}", "id",
+                       (json_int_t)0, "name", ctx->node_name, "state", "up", "leader", 0, "role",
+                       "standalone", "vms", (int)vmset_count(ctx->vms), "memory", "total_mib",
+                       (json_int_t)h.mem_total_mib, "used_mib", (json_int_t)used, "free_mib",
+                       (json_int_t)(h.mem_total_mib > used ? h.mem_total_mib - used : 0),
+                       "accel", ctx->accel, "last_heartbeat_ms", 0, "api_addr", ""));
 }
 
 /* ---- VMs ---- */
@@ -425,7 +441,144 @@ static void h_metrics(struct api_ctx *ctx, struct http_req *req, const struct ro
     free(text);
 }
 
+/* ---- cluster ---- */
+
+static void reply_cluster(int status, json_t *body, const struct ferr *e, void *data)
+{
+    struct http_req *req = data;
+    if (e) {
+        json_decref(body);
+        http_reply_error(req, e);
+        return;
+    }
+    http_reply_json(req, (unsigned)status, body ? body : json_object());
+}
+
+/* Internal routes answer only other members of the cluster. */
+static bool from_peer(struct http_req *req)
+{
+    int p = http_req_principal(req);
+    if (p == HTTP_PRINCIPAL_PEER || p == HTTP_PRINCIPAL_JOINER)
+        return true;
+    reply_err(req, FERR_AUTH, "internal cluster API: only cluster members may call it");
+    return false;
+}
+
+static void h_cluster_init(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
+{
+    json_t *b = body_object(req, true);
+    if (!b)
+        return;
+    const char *key;
+    json_t *val;
+    json_object_foreach(b, key, val) {
+        if (strcmp(key, "name") != 0 || !json_is_string(val)) {
+            json_decref(b);
+            reply_err(req, FERR_INVALID, "body: accepted: {\"name\": \"cluster name\"}");
+            return;
+        }
+    }
+    struct ferr e = {0};
+    if (cluster_init(ctx->cluster, json_string_value(json_object_get(b, "name")), reply_cluster,
+                     req, &e) < 0)
+        http_reply_error(req, &e);
+    json_decref(b);
+}
+
+static void h_cluster_join(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
+{
+    json_t *b = body_object(req, false);
+    if (!b)
+        return;
+    const char *key;
+    json_t *val;
+    json_object_foreach(b, key, val) {
+        if ((strcmp(key, "address") && strcmp(key, "token")) || !json_is_string(val)) {
+            json_decref(b);
+            reply_err(req, FERR_INVALID, "body: accepted: {\"address\": \"IP:PORT\", \"token\": \"...\"}");
+            return;
+        }
+    }
+    struct ferr e = {0};
+    if (cluster_join(ctx->cluster, json_string_value(json_object_get(b, "address")),
+                     json_string_value(json_object_get(b, "token")), reply_cluster, req, &e) < 0)
+        http_reply_error(req, &e);
+    json_decref(b);
+}
+
+static void h_cluster_leave(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
+{
+    struct ferr e = {0};
+    if (cluster_leave(ctx->cluster, reply_cluster, req, &e) < 0)
+        http_reply_error(req, &e);
+}
+
+static void h_cluster_status(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
+{
+    struct ferr e = {0};
+    json_t *o;
+    if (cluster_status(ctx->cluster, &o, &e) < 0)
+        http_reply_error(req, &e);
+    else
+        http_reply_json(req, 200, o);
+}
+
+static void self_node(struct api_ctx *ctx, json_t *arr);
+
+static void h_nodes(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
+{
+    if (cluster_active(ctx->cluster)) {
+        http_reply_json(req, 200, cluster_nodes(ctx->cluster));
+        return;
+    }
+    json_t *arr = json_array();
+    self_node(ctx, arr);
+    http_reply_json(req, 200, json_pack("{s:o, s:i}", "nodes", arr, "stale_ms", 0));
+}
+
+typedef void (*internal_fn)(struct cluster *c, const json_t *body, cluster_reply_cb cb, void *data);
+
+static void internal(struct api_ctx *ctx, struct http_req *req, internal_fn fn)
+{
+    if (!from_peer(req))
+        return;
+    json_t *b = body_object(req, false);
+    if (!b)
+        return;
+    fn(ctx->cluster, b, reply_cluster, req);
+    json_decref(b);
+}
+
+static void h_int_join(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
+{
+    internal(ctx, req, cluster_on_join);
+}
+
+static void h_int_heartbeat(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
+{
+    internal(ctx, req, cluster_on_heartbeat);
+}
+
+static void h_int_apply(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
+{
+    internal(ctx, req, cluster_on_apply);
+}
+
+static void h_int_remove(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
+{
+    internal(ctx, req, cluster_on_remove);
+}
+
 static const struct route routes[] = {
+    {"POST", "/v1/cluster/init", (void *)h_cluster_init},
+    {"POST", "/v1/cluster/join", (void *)h_cluster_join},
+    {"POST", "/v1/cluster/leave", (void *)h_cluster_leave},
+    {"GET", "/v1/cluster/status", (void *)h_cluster_status},
+    {"GET", "/v1/nodes", (void *)h_nodes},
+    {"POST", "/v1/internal/join", (void *)h_int_join},
+    {"POST", "/v1/internal/heartbeat", (void *)h_int_heartbeat},
+    {"POST", "/v1/internal/apply", (void *)h_int_apply},
+    {"POST", "/v1/internal/remove", (void *)h_int_remove},
     {"GET", "/v1/node", (void *)h_node},
     {"GET", "/v1/vms", (void *)h_vms_list},
     {"POST", "/v1/vms", (void *)h_vm_create},

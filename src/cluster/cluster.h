@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: MIT */
+/* This node's membership in a ferry cluster: init, join, leave, node health, and writes to the
+ * cluster database forwarded to the Raft leader. */
+#ifndef FERRY_CLUSTER_CLUSTER_H
+#define FERRY_CLUSTER_CLUSTER_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "cluster/cdb.h"
+#include "common/err.h"
+#include "vm/events.h"
+
+#define CLUSTER_HEARTBEAT_MS 1000
+#define CLUSTER_HEARTBEAT_MIN_MS 250
+#define CLUSTER_HEARTBEAT_MAX_MS 2000
+#define CLUSTER_DOWN_AFTER 5
+#define CLUSTER_DOWN_AFTER_MIN 3
+#define CLUSTER_DOWN_AFTER_MAX 10
+
+struct cluster;
+
+struct cluster_config {
+    char state_dir[1024]; /* cluster.json and raft/ live here */
+    char node_name[64];
+    char api_addr[64];  /* "IP:PORT" of this node's TCP API; "" when it has none */
+    char raft_addr[64]; /* "IP:PORT" for Raft */
+    unsigned heartbeat_ms;
+    unsigned down_after;
+    /* Fills info (an object) with this node's "memory": {"total_mib", "free_mib"}, "vms" and
+     * "accel" for heartbeats and node lists. */
+    void (*self_info)(json_t *info, void *data);
+    void *self_data;
+};
+
+/* Answer to an API call: an HTTP status and a JSON body (stolen; may be NULL), or, when e is
+ * not NULL, an error to answer with. */
+typedef void (*cluster_reply_cb)(int status, json_t *body, const struct ferr *e, void *data);
+
+/* Opens the cluster state in cfg->state_dir; if this node is a member, starts its Raft node
+ * (it catches up from its log and its peers). cfg is copied. */
+int cluster_open(uv_loop_t *loop, const struct cluster_config *cfg, struct events *ev,
+                 struct cluster **out, struct ferr *e);
+void cluster_close(struct cluster *c, void (*cb)(void *data), void *data);
+
+bool cluster_active(const struct cluster *c);
+const struct cdb *cluster_db(const struct cluster *c);
+/* This node's name as the cluster knows it. */
+const char *cluster_self(const struct cluster *c);
+
+/* The http_authorizer for the TCP listener: the cluster secret makes a peer, the join token
+ * a joiner (on /v1/internal/join only). */
+int cluster_authorize(const char *path, const char *bearer, void *cluster);
+
+/* User operations (docs/api.md, Cluster). Synchronous refusals return negative with e set;
+ * otherwise cb answers later. */
+int cluster_init(struct cluster *c, const char *name, cluster_reply_cb cb, void *data,
+                 struct ferr *e);
+int cluster_join(struct cluster *c, const char *addr, const char *token, cluster_reply_cb cb,
+                 void *data, struct ferr *e);
+int cluster_leave(struct cluster *c, cluster_reply_cb cb, void *data, struct ferr *e);
+/* New JSON (caller owns); FERR_STATE when not in a cluster. */
+int cluster_status(struct cluster *c, json_t **out, struct ferr *e);
+json_t *cluster_nodes(struct cluster *c);
+
+/* Requests from other nodes (body borrowed). */
+void cluster_on_join(struct cluster *c, const json_t *body, cluster_reply_cb cb, void *data);
+void cluster_on_heartbeat(struct cluster *c, const json_t *body, cluster_reply_cb cb, void *data);
+void cluster_on_apply(struct cluster *c, const json_t *body, cluster_reply_cb cb, void *data);
+void cluster_on_remove(struct cluster *c, const json_t *body, cluster_reply_cb cb, void *data);
+
+/* Writes one command to the cluster database: applied on the leader (forwarded there from a
+ * follower); cb gets 200 and {"index": N} once this node has applied it too, or an error
+ * (FERR_UNAVAIL when there is no quorum). cmd borrowed. */
+int cluster_write(struct cluster *c, const json_t *cmd, cluster_reply_cb cb, void *data,
+                  struct ferr *e);
+
+/* Sends an API request to another node with the cluster secret and relays its answer. */
+int cluster_forward(struct cluster *c, const char *node, const char *method, const char *path,
+                    const char *body, cluster_reply_cb cb, void *data, struct ferr *e);
+
+#endif
