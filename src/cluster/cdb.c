@@ -1,0 +1,1571 @@
+/* SPDX-License-Identifier: MIT */
+/* The cluster database state machine: command checks, apply, snapshot, restore, queries. */
+#include "cluster/cdb.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+
+#define NAME_MAX_LEN 63
+#define REASON_MAX 256
+#define MESSAGE_MAX 1024
+#define STATE_TOKEN_MAX 32
+#define TYPE_TOKEN_MAX 64
+#define CLUSTER_ID_MAX 64
+#define TIME_MAX ((json_int_t)CDB_ID_MAX) /* ms since the epoch, JSON-safe */
+#define MIB_MAX ((json_int_t)1 << 40)
+#define VM_COUNT_MAX 1000000
+#define CMD_VERSION_LIMIT 1000
+
+/*
+ * The state is kept as JSON, the shape the queries and snapshots show, so a record is
+ * checked by one function whether it was built by a command or read from a snapshot.
+ */
+struct cdb {
+    json_t *meta;           /* object: {} or {"id", "name", "created_ms"} */
+    json_t *nodes;          /* object: decimal id -> node record */
+    json_t *vms;            /* object: name -> vm record */
+    json_t *events;         /* array of event records, oldest first, ids increasing */
+    uint64_t next_event_id; /* id the next event gets */
+    uint64_t applied_index;
+    uint64_t applied_wall_ms;
+};
+
+/* ---- small helpers ---- */
+
+static const char *type_name(const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: return "an object";
+    case JSON_ARRAY: return "an array";
+    case JSON_STRING: return "a string";
+    case JSON_INTEGER: return "an integer";
+    case JSON_REAL: return "a number with a fraction";
+    case JSON_TRUE:
+    case JSON_FALSE: return "a boolean";
+    case JSON_NULL: return "null";
+    }
+    return "something else";
+}
+
+/* Renders s quoted for a message, cut short and with control characters as '?'. */
+static const char *quote(const char *s, char *buf, size_t size)
+{
+    size_t n = 0;
+    buf[n++] = '"';
+    for (; *s && n + 5 < size; s++)
+        buf[n++] = (unsigned char)*s < 0x20 ? '?' : *s;
+    if (*s) {
+        memcpy(buf + n, "...", 3);
+        n += 3;
+    }
+    buf[n++] = '"';
+    buf[n] = '\0';
+    return buf;
+}
+
+static bool in_list(const char *s, const char *const *list)
+{
+    for (size_t i = 0; list[i]; i++)
+        if (strcmp(s, list[i]) == 0)
+            return true;
+    return false;
+}
+
+static const char *const node_roles[] = {"voter", "standby", "spare", NULL};
+static const char *const node_states[] = {"up", "down", "paused", "draining", NULL};
+static const char *const accels[] = {"", "kvm", "tcg", NULL};
+
+/* ---- string forms; each returns NULL when s is fine, else what is expected ---- */
+
+typedef const char *(*str_form)(const char *s);
+
+static const char *form_name(const char *s)
+{
+    return name_valid(s, NAME_MAX_LEN) ? NULL
+                                       : "use 1-63 of a-z 0-9 -, starting with a letter and not "
+                                         "ending with -";
+}
+
+static const char *form_name_or_empty(const char *s)
+{
+    return !*s || name_valid(s, NAME_MAX_LEN) ? NULL : "use \"\" or a name (1-63 of a-z 0-9 -)";
+}
+
+static const char *token(const char *s, size_t max, const char *hint)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > max)
+        return hint;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+              c == '-'))
+            return hint;
+    }
+    return NULL;
+}
+
+static const char *form_state_token(const char *s)
+{
+    return token(s, STATE_TOKEN_MAX, "use 1-32 of a-z 0-9 _ . -");
+}
+
+static const char *form_type_token(const char *s)
+{
+    return token(s, TYPE_TOKEN_MAX, "use 1-64 of a-z 0-9 _ . -");
+}
+
+static const char *form_cluster_id(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > CLUSTER_ID_MAX)
+        return "use 1-64 of A-Z a-z 0-9 -";
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-'))
+            return "use 1-64 of A-Z a-z 0-9 -";
+    }
+    return NULL;
+}
+
+/* "A.B.C.D:PORT" or "[V6]:PORT" with a port of 1..65535. Pure: inet_pton does no I/O. */
+static const char *form_addr(const char *s)
+{
+    static const char *const hint = "use IP:PORT, e.g. 10.0.0.1:7000 or [fd00::1]:7000";
+    char host[64];
+    const char *colon = strrchr(s, ':');
+    if (!colon || colon == s)
+        return hint;
+    const char *port = colon + 1;
+    size_t plen = strlen(port);
+    if (plen == 0 || plen > 5)
+        return hint;
+    unsigned long p = 0;
+    for (size_t i = 0; i < plen; i++) {
+        if (port[i] < '0' || port[i] > '9')
+            return hint;
+        p = p * 10 + (unsigned long)(port[i] - '0');
+    }
+    if (p == 0 || p > 65535 || (plen > 1 && port[0] == '0'))
+        return hint;
+    size_t hlen = (size_t)(colon - s);
+    unsigned char addr[16];
+    if (s[0] == '[') {
+        if (hlen < 3 || s[hlen - 1] != ']' || hlen - 2 >= sizeof(host))
+            return hint;
+        memcpy(host, s + 1, hlen - 2);
+        host[hlen - 2] = '\0';
+        return inet_pton(AF_INET6, host, addr) == 1 ? NULL : hint;
+    }
+    if (hlen >= sizeof(host))
+        return hint;
+    memcpy(host, s, hlen);
+    host[hlen] = '\0';
+    return inet_pton(AF_INET, host, addr) == 1 ? NULL : hint;
+}
+
+static const char *form_role(const char *s)
+{
+    return in_list(s, node_roles) ? NULL : "use voter, standby or spare";
+}
+
+static const char *form_node_state(const char *s)
+{
+    return in_list(s, node_states) ? NULL : "use up, down, paused or draining";
+}
+
+static const char *form_accel(const char *s)
+{
+    return in_list(s, accels) ? NULL : "use \"\", kvm or tcg";
+}
+
+static const char *form_reason(const char *s)
+{
+    return strlen(s) <= REASON_MAX ? NULL : "at most 256 bytes";
+}
+
+static const char *form_message(const char *s)
+{
+    return strlen(s) <= MESSAGE_MAX ? NULL : "at most 1024 bytes";
+}
+
+/* ---- typed field access; every one sets a message naming the field ---- */
+
+/* Checks that obj holds only the fields in allowed (a NULL-terminated list). */
+static int check_fields(const json_t *obj, const char *const *allowed, struct ferr *e)
+{
+    const char *key;
+    json_t *v;
+    char q[80];
+    json_object_foreach((json_t *)obj, key, v) {
+        if (!in_list(key, allowed))
+            return ferr_set(e, FERR_INVALID, "unknown field %s", quote(key, q, sizeof(q)));
+    }
+    return 0;
+}
+
+/* A string field. *out is NULL when absent and not required. */
+static int get_str(const json_t *obj, const char *key, bool required, str_form form,
+                   const char **out, struct ferr *e)
+{
+    char q[80];
+    json_t *v = json_object_get(obj, key);
+    *out = NULL;
+    if (!v) {
+        if (required)
+            return ferr_set(e, FERR_INVALID, "%s: missing", key);
+        return 0;
+    }
+    if (!json_is_string(v))
+        return ferr_set(e, FERR_INVALID, "%s: expected a string, not %s", key, type_name(v));
+    const char *s = json_string_value(v);
+    if (strlen(s) != json_string_length(v))
+        return ferr_set(e, FERR_INVALID, "%s: must not contain NUL characters", key);
+    const char *hint = form ? form(s) : NULL;
+    if (hint)
+        return ferr_set(e, FERR_INVALID, "%s: %s is invalid: %s", key, quote(s, q, sizeof(q)),
+                        hint);
+    *out = s;
+    return 0;
+}
+
+/* An integer field in min..max. *present says whether it was there. */
+static int get_int(const json_t *obj, const char *key, bool required, json_int_t min,
+                   json_int_t max, json_int_t *out, bool *present, struct ferr *e)
+{
+    json_t *v = json_object_get(obj, key);
+    if (present)
+        *present = v != NULL;
+    if (!v) {
+        if (required)
+            return ferr_set(e, FERR_INVALID, "%s: missing", key);
+        return 0;
+    }
+    if (!json_is_integer(v))
+        return ferr_set(e, FERR_INVALID, "%s: expected an integer, not %s", key, type_name(v));
+    json_int_t i = json_integer_value(v);
+    if (i < min || i > max)
+        return ferr_set(e, FERR_INVALID, "%s: %" JSON_INTEGER_FORMAT " is out of range %"
+                        JSON_INTEGER_FORMAT "..%" JSON_INTEGER_FORMAT, key, i, min, max);
+    *out = i;
+    return 0;
+}
+
+static int get_id(const json_t *obj, const char *key, uint64_t *out, struct ferr *e)
+{
+    json_int_t i = 0;
+    int rc = get_int(obj, key, true, 1, (json_int_t)CDB_ID_MAX, &i, NULL, e);
+    if (rc == 0)
+        *out = (uint64_t)i;
+    return rc;
+}
+
+static int check_memory(const json_t *m, struct ferr *e)
+{
+    static const char *const fields[] = {"total_mib", "free_mib", NULL};
+    json_int_t total = 0, freem = 0;
+    int rc;
+    if (!json_is_object(m))
+        return ferr_set(e, FERR_INVALID, "memory: expected an object, not %s", type_name(m));
+    if ((rc = check_fields(m, fields, e)) < 0 ||
+        (rc = get_int(m, "total_mib", true, 0, MIB_MAX, &total, NULL, e)) < 0 ||
+        (rc = get_int(m, "free_mib", true, 0, MIB_MAX, &freem, NULL, e)) < 0)
+        return ferr_prefix(e, "memory");
+    if (freem > total)
+        return ferr_set(e, FERR_INVALID, "memory: free_mib %" JSON_INTEGER_FORMAT
+                        " exceeds total_mib %" JSON_INTEGER_FORMAT, freem, total);
+    return 0;
+}
+
+static const char *str_of(const json_t *obj, const char *key)
+{
+    const char *s = json_string_value(json_object_get(obj, key));
+    return s ? s : "";
+}
+
+static json_int_t int_of(const json_t *obj, const char *key)
+{
+    return json_integer_value(json_object_get(obj, key));
+}
+
+/* ---- records: the one check for records built by commands and read from snapshots ---- */
+
+static int node_record_check(const json_t *n, struct ferr *e)
+{
+    static const char *const fields[] = {
+        "id", "name", "api_addr", "raft_addr", "role", "state", "state_reason",
+        "state_changed_ms", "memory", "vm_count", "accel", "last_heartbeat_ms", "cmd_version",
+        NULL};
+    const char *s;
+    json_int_t i;
+    uint64_t id;
+    int rc;
+    if (!json_is_object(n))
+        return ferr_set(e, FERR_INVALID, "expected an object, not %s", type_name(n));
+    if ((rc = check_fields(n, fields, e)) < 0 || (rc = get_id(n, "id", &id, e)) < 0 ||
+        (rc = get_str(n, "name", true, form_name, &s, e)) < 0 ||
+        (rc = get_str(n, "api_addr", true, form_addr, &s, e)) < 0 ||
+        (rc = get_str(n, "raft_addr", true, form_addr, &s, e)) < 0 ||
+        (rc = get_str(n, "role", true, form_role, &s, e)) < 0 ||
+        (rc = get_str(n, "state", true, form_node_state, &s, e)) < 0 ||
+        (rc = get_str(n, "state_reason", true, form_reason, &s, e)) < 0 ||
+        (rc = get_int(n, "state_changed_ms", true, 0, TIME_MAX, &i, NULL, e)) < 0 ||
+        (rc = get_int(n, "vm_count", true, 0, VM_COUNT_MAX, &i, NULL, e)) < 0 ||
+        (rc = get_str(n, "accel", true, form_accel, &s, e)) < 0 ||
+        (rc = get_int(n, "last_heartbeat_ms", true, 0, TIME_MAX, &i, NULL, e)) < 0 ||
+        (rc = get_int(n, "cmd_version", true, 1, CMD_VERSION_LIMIT, &i, NULL, e)) < 0)
+        return rc;
+    json_t *m = json_object_get(n, "memory");
+    if (!m)
+        return ferr_set(e, FERR_INVALID, "memory: missing");
+    return check_memory(m, e);
+}
+
+static int vm_record_check(const json_t *v, struct ferr *e)
+{
+    static const char *const fields[] = {"name", "spec", "owner", "state", "reason",
+                                         "generation", NULL};
+    const char *name, *s;
+    json_int_t i;
+    int rc;
+    if (!json_is_object(v))
+        return ferr_set(e, FERR_INVALID, "expected an object, not %s", type_name(v));
+    if ((rc = check_fields(v, fields, e)) < 0 ||
+        (rc = get_str(v, "name", true, form_name, &name, e)) < 0 ||
+        (rc = get_str(v, "owner", true, form_name_or_empty, &s, e)) < 0 ||
+        (rc = get_str(v, "state", true, form_state_token, &s, e)) < 0 ||
+        (rc = get_str(v, "reason", true, form_reason, &s, e)) < 0 ||
+        (rc = get_int(v, "generation", true, 1, TIME_MAX, &i, NULL, e)) < 0)
+        return rc;
+    json_t *spec = json_object_get(v, "spec");
+    if (!spec)
+        return ferr_set(e, FERR_INVALID, "spec: missing");
+    if (!json_is_object(spec))
+        return ferr_set(e, FERR_INVALID, "spec: expected an object, not %s", type_name(spec));
+    json_t *sn = json_object_get(spec, "name");
+    if (sn && !(json_is_string(sn) && strcmp(json_string_value(sn), name) == 0))
+        return ferr_set(e, FERR_INVALID, "spec: name must be the VM's name \"%s\"", name);
+    return 0;
+}
+
+static int event_record_check(const json_t *ev, struct ferr *e)
+{
+    static const char *const fields[] = {"id", "time_ms", "type", "node", "vm", "message",
+                                         NULL};
+    const char *s;
+    json_int_t i;
+    uint64_t id;
+    int rc;
+    if (!json_is_object(ev))
+        return ferr_set(e, FERR_INVALID, "expected an object, not %s", type_name(ev));
+    if ((rc = check_fields(ev, fields, e)) < 0 || (rc = get_id(ev, "id", &id, e)) < 0 ||
+        (rc = get_int(ev, "time_ms", true, 0, TIME_MAX, &i, NULL, e)) < 0 ||
+        (rc = get_str(ev, "type", true, form_type_token, &s, e)) < 0 ||
+        (rc = get_str(ev, "node", true, form_name_or_empty, &s, e)) < 0 ||
+        (rc = get_str(ev, "vm", true, form_name_or_empty, &s, e)) < 0 ||
+        (rc = get_str(ev, "message", true, form_message, &s, e)) < 0)
+        return rc;
+    return 0;
+}
+
+static int meta_record_check(const json_t *m, struct ferr *e)
+{
+    static const char *const fields[] = {"id", "name", "created_ms", NULL};
+    const char *s;
+    json_int_t i;
+    int rc;
+    if (!json_is_object(m))
+        return ferr_set(e, FERR_INVALID, "expected an object, not %s", type_name(m));
+    if (json_object_size(m) == 0)
+        return 0;
+    if ((rc = check_fields(m, fields, e)) < 0 ||
+        (rc = get_str(m, "id", true, form_cluster_id, &s, e)) < 0 ||
+        (rc = get_str(m, "name", true, form_name, &s, e)) < 0 ||
+        (rc = get_int(m, "created_ms", true, 0, TIME_MAX, &i, NULL, e)) < 0)
+        return rc;
+    return 0;
+}
+
+/* ---- lookups ---- */
+
+static void id_key(uint64_t id, char key[24])
+{
+    snprintf(key, 24, "%" PRIu64, id);
+}
+
+static json_t *node_by_id(const struct cdb *db, uint64_t id)
+{
+    char key[24];
+    id_key(id, key);
+    return json_object_get(db->nodes, key);
+}
+
+static json_t *node_by_name(const struct cdb *db, const char *name)
+{
+    const char *key;
+    json_t *n;
+    json_object_foreach(db->nodes, key, n) {
+        if (strcmp(str_of(n, "name"), name) == 0)
+            return n;
+    }
+    return NULL;
+}
+
+static size_t vms_owned_by(const struct cdb *db, const char *node)
+{
+    const char *key;
+    json_t *v;
+    size_t count = 0;
+    json_object_foreach(db->vms, key, v) {
+        if (strcmp(str_of(v, "owner"), node) == 0)
+            count++;
+    }
+    return count;
+}
+
+/* ---- ops: a syntax check (no state) and an apply (state checks, then one change) ---- */
+
+struct op {
+    const char *name;
+    const char *const *fields; /* besides "v" and "op" */
+    int (*check)(const json_t *cmd, struct ferr *e);
+    int (*apply)(struct cdb *db, const json_t *cmd, struct ferr *e);
+};
+
+static const char *const node_upsert_fields[] = {
+    "id", "name", "api_addr", "raft_addr", "role", "state", "memory", "vm_count", "accel",
+    "last_heartbeat_ms", "cmd_version", NULL};
+
+static int node_upsert_check(const json_t *c, struct ferr *e)
+{
+    const char *s;
+    json_int_t i;
+    uint64_t id;
+    int rc;
+    if ((rc = get_id(c, "id", &id, e)) < 0 ||
+        (rc = get_str(c, "name", false, form_name, &s, e)) < 0 ||
+        (rc = get_str(c, "api_addr", false, form_addr, &s, e)) < 0 ||
+        (rc = get_str(c, "raft_addr", false, form_addr, &s, e)) < 0 ||
+        (rc = get_str(c, "role", false, form_role, &s, e)) < 0 ||
+        (rc = get_str(c, "state", false, form_node_state, &s, e)) < 0 ||
+        (rc = get_int(c, "vm_count", false, 0, VM_COUNT_MAX, &i, NULL, e)) < 0 ||
+        (rc = get_str(c, "accel", false, form_accel, &s, e)) < 0 ||
+        (rc = get_int(c, "last_heartbeat_ms", false, 0, TIME_MAX, &i, NULL, e)) < 0 ||
+        (rc = get_int(c, "cmd_version", false, 1, CMD_VERSION_LIMIT, &i, NULL, e)) < 0)
+        return rc;
+    json_t *m = json_object_get(c, "memory");
+    return m ? check_memory(m, e) : 0;
+}
+
+/* Sets key of rec to a copy of the command's field, if the command has it. */
+static int copy_field(json_t *rec, const json_t *cmd, const char *key)
+{
+    json_t *v = json_object_get(cmd, key);
+    if (!v)
+        return 0;
+    json_t *c = json_deep_copy(v);
+    if (!c || json_object_set_new(rec, key, c) < 0)
+        return -ENOMEM;
+    return 0;
+}
+
+/* Stores rec (stolen) under key in obj, after a last check of the finished record. */
+static int store(json_t *obj, const char *key, json_t *rec,
+                 int (*check)(const json_t *, struct ferr *), struct ferr *e)
+{
+    struct ferr le;
+    if (check(rec, &le) < 0) {
+        json_decref(rec);
+        return ferr_set(e, FERR_INTERNAL, "built a bad record: %s", le.msg);
+    }
+    if (json_object_set_new(obj, key, rec) < 0)
+        return ferr_set(e, -ENOMEM, "out of memory");
+    return 0;
+}
+
+static int node_upsert_apply(struct cdb *db, const json_t *c, struct ferr *e)
+{
+    static const char *const copied[] = {"name", "api_addr", "raft_addr", "role", "state",
+                                         "memory", "vm_count", "accel", "last_heartbeat_ms",
+                                         "cmd_version", NULL};
+    char key[24];
+    uint64_t id = (uint64_t)int_of(c, "id");
+    const char *name = json_string_value(json_object_get(c, "name"));
+    json_t *old = node_by_id(db, id);
+    json_t *rec;
+
+    if (old) {
+        if (name && strcmp(name, str_of(old, "name")) != 0)
+            return ferr_set(e, FERR_INVALID, "node %" PRIu64 " is named \"%s\": a node's name "
+                            "never changes", id, str_of(old, "name"));
+        rec = json_deep_copy(old);
+    } else {
+        if (!name)
+            return ferr_set(e, FERR_INVALID, "name: missing (required for a new node)");
+        if (!json_object_get(c, "api_addr"))
+            return ferr_set(e, FERR_INVALID, "api_addr: missing (required for a new node)");
+        if (!json_object_get(c, "raft_addr"))
+            return ferr_set(e, FERR_INVALID, "raft_addr: missing (required for a new node)");
+        json_t *other = node_by_name(db, name);
+        if (other)
+            return ferr_set(e, FERR_EXISTS, "name \"%s\" is taken by node %" JSON_INTEGER_FORMAT,
+                            name, int_of(other, "id"));
+        json_int_t hb = json_integer_value(json_object_get(c, "last_heartbeat_ms"));
+        rec = json_pack("{sI s{sIsI} sI ss ss ss sI sI}", "id", (json_int_t)id, "memory",
+                        "total_mib", (json_int_t)0, "free_mib", (json_int_t)0, "vm_count",
+                        (json_int_t)0, "accel", "", "role", "spare", "state", "up",
+                        "state_changed_ms", hb, "last_heartbeat_ms", hb);
+        if (rec && (json_object_set_new(rec, "state_reason", json_string("")) < 0 ||
+                    json_object_set_new(rec, "cmd_version", json_integer(1)) < 0)) {
+            json_decref(rec);
+            rec = NULL;
+        }
+    }
+    if (!rec)
+        return ferr_set(e, -ENOMEM, "out of memory");
+    for (size_t i = 0; copied[i]; i++) {
+        if (copy_field(rec, c, copied[i]) < 0) {
+            json_decref(rec);
+            return ferr_set(e, -ENOMEM, "out of memory");
+        }
+    }
+    id_key(id, key);
+    return store(db->nodes, key, rec, node_record_check, e);
+}
+
+static const char *const id_fields[] = {"id", NULL};
+
+static int id_check(const json_t *c, struct ferr *e)
+{
+    uint64_t id;
+    return get_id(c, "id", &id, e);
+}
+
+static int node_remove_apply(struct cdb *db, const json_t *c, struct ferr *e)
+{
+    char key[24];
+    uint64_t id = (uint64_t)int_of(c, "id");
+    json_t *n = node_by_id(db, id);
+    if (!n)
+        return ferr_set(e, FERR_NOTFOUND, "no node %" PRIu64, id);
+    size_t owned = vms_owned_by(db, str_of(n, "name"));
+    if (owned)
+        return ferr_set(e, FERR_STATE, "node %" PRIu64 " (%s) still owns %zu VM(s): move or "
+                        "remove them first", id, str_of(n, "name"), owned);
+    id_key(id, key);
+    json_object_del(db->nodes, key);
+    return 0;
+}
+
+static const char *const node_state_fields[] = {"id", "state", "reason", "time_ms", NULL};
+
+static int node_state_check(const json_t *c, struct ferr *e)
+{
+    const char *s;
+    json_int_t i;
+    uint64_t id;
+    int rc;
+    if ((rc = get_id(c, "id", &id, e)) < 0 ||
+        (rc = get_str(c, "state", true, form_node_state, &s, e)) < 0 ||
+        (rc = get_str(c, "reason", false, form_reason, &s, e)) < 0 ||
+        (rc = get_int(c, "time_ms", true, 0, TIME_MAX, &i, NULL, e)) < 0)
+        return rc;
+    return 0;
+}
+
+static int node_state_apply(struct cdb *db, const json_t *c, struct ferr *e)
+{
+    char key[24];
+    uint64_t id = (uint64_t)int_of(c, "id");
+    json_t *n = node_by_id(db, id);
+    if (!n)
+        return ferr_set(e, FERR_NOTFOUND, "no node %" PRIu64, id);
+    json_t *rec = json_deep_copy(n);
+    const char *reason = json_string_value(json_object_get(c, "reason"));
+    if (!rec || copy_field(rec, c, "state") < 0 ||
+        json_object_set_new(rec, "state_reason", json_string(reason ? reason : "")) < 0 ||
+        json_object_set_new(rec, "state_changed_ms", json_integer(int_of(c, "time_ms"))) < 0) {
+        json_decref(rec);
+        return ferr_set(e, -ENOMEM, "out of memory");
+    }
+    id_key(id, key);
+    return store(db->nodes, key, rec, node_record_check, e);
+}
+
+static const char *const vm_put_fields[] = {"name", "spec", "owner", "state", "reason", NULL};
+
+static int vm_put_check(const json_t *c, struct ferr *e)
+{
+    const char *name, *s;
+    int rc;
+    if ((rc = get_str(c, "name", true, form_name, &name, e)) < 0 ||
+        (rc = get_str(c, "owner", false, form_name_or_empty, &s, e)) < 0 ||
+        (rc = get_str(c, "state", false, form_state_token, &s, e)) < 0 ||
+        (rc = get_str(c, "reason", false, form_reason, &s, e)) < 0)
+        return rc;
+    json_t *spec = json_object_get(c, "spec");
+    if (!spec)
+        return ferr_set(e, FERR_INVALID, "spec: missing");
+    if (!json_is_object(spec))
+        return ferr_set(e, FERR_INVALID, "spec: expected an object, not %s", type_name(spec));
+    json_t *sn = json_object_get(spec, "name");
+    if (sn && !(json_is_string(sn) && strcmp(json_string_value(sn), name) == 0))
+        return ferr_set(e, FERR_INVALID, "spec: name must be the VM's name \"%s\"", name);
+    return 0;
+}
+
+static int owner_exists(const struct cdb *db, const char *owner, struct ferr *e)
+{
+    if (owner && *owner && !node_by_name(db, owner))
+        return ferr_set(e, FERR_NOTFOUND, "owner: no node named \"%s\"", owner);
+    return 0;
+}
+
+static int vm_put_apply(struct cdb *db, const json_t *c, struct ferr *e)
+{
+    const char *name = str_of(c, "name");
+    json_t *old = json_object_get(db->vms, name);
+    int rc = owner_exists(db, json_string_value(json_object_get(c, "owner")), e);
+    if (rc < 0)
+        return rc;
+    json_t *rec;
+    if (old) {
+        rec = json_deep_copy(old);
+        if (rec && json_object_set_new(rec, "generation",
+                                       json_integer(int_of(old, "generation") + 1)) < 0) {
+            json_decref(rec);
+            rec = NULL;
+        }
+    } else {
+        rec = json_pack("{ss ss ss ss sI}", "name", name, "owner", "", "state", "stopped",
+                        "reason", "", "generation", (json_int_t)1);
+    }
+    if (!rec || copy_field(rec, c, "spec") < 0 || copy_field(rec, c, "owner") < 0 ||
+        copy_field(rec, c, "state") < 0 || copy_field(rec, c, "reason") < 0) {
+        json_decref(rec);
+        return ferr_set(e, -ENOMEM, "out of memory");
+    }
+    return store(db->vms, name, rec, vm_record_check, e);
+}
+
+static const char *const vm_owner_fields[] = {"name", "owner", "expect_owner", NULL};
+
+static int vm_owner_check(const json_t *c, struct ferr *e)
+{
+    const char *s;
+    int rc;
+    if ((rc = get_str(c, "name", true, form_name, &s, e)) < 0 ||
+        (rc = get_str(c, "owner", true, form_name_or_empty, &s, e)) < 0 ||
+        (rc = get_str(c, "expect_owner", false, form_name_or_empty, &s, e)) < 0)
+        return rc;
+    return 0;
+}
+
+/* Copies the VM record named by the command, bumps its generation; FERR_NOTFOUND. */
+static int vm_edit(struct cdb *db, const json_t *c, json_t **out, struct ferr *e)
+{
+    const char *name = str_of(c, "name");
+    json_t *old = json_object_get(db->vms, name);
+    if (!old)
+        return ferr_set(e, FERR_NOTFOUND, "no VM named \"%s\"", name);
+    json_t *rec = json_deep_copy(old);
+    if (!rec ||
+        json_object_set_new(rec, "generation", json_integer(int_of(old, "generation") + 1)) < 0) {
+        json_decref(rec);
+        return ferr_set(e, -ENOMEM, "out of memory");
+    }
+    *out = rec;
+    return 0;
+}
+
+static int vm_owner_apply(struct cdb *db, const json_t *c, struct ferr *e)
+{
+    const char *name = str_of(c, "name");
+    const char *expect = json_string_value(json_object_get(c, "expect_owner"));
+    json_t *old = json_object_get(db->vms, name);
+    json_t *rec;
+    int rc;
+    if (!old)
+        return ferr_set(e, FERR_NOTFOUND, "no VM named \"%s\"", name);
+    if (expect && strcmp(expect, str_of(old, "owner")) != 0)
+        return ferr_set(e, FERR_STATE, "VM \"%s\" is owned by \"%s\", not \"%s\"", name,
+                        str_of(old, "owner"), expect);
+    if ((rc = owner_exists(db, str_of(c, "owner"), e)) < 0 || (rc = vm_edit(db, c, &rec, e)) < 0)
+        return rc;
+    if (copy_field(rec, c, "owner") < 0) {
+        json_decref(rec);
+        return ferr_set(e, -ENOMEM, "out of memory");
+    }
+    return store(db->vms, name, rec, vm_record_check, e);
+}
+
+static const char *const vm_state_fields[] = {"name", "state", "reason", NULL};
+
+static int vm_state_check(const json_t *c, struct ferr *e)
+{
+    const char *s;
+    int rc;
+    if ((rc = get_str(c, "name", true, form_name, &s, e)) < 0 ||
+        (rc = get_str(c, "state", true, form_state_token, &s, e)) < 0 ||
+        (rc = get_str(c, "reason", false, form_reason, &s, e)) < 0)
+        return rc;
+    return 0;
+}
+
+static int vm_state_apply(struct cdb *db, const json_t *c, struct ferr *e)
+{
+    json_t *rec;
+    const char *reason = json_string_value(json_object_get(c, "reason"));
+    int rc = vm_edit(db, c, &rec, e);
+    if (rc < 0)
+        return rc;
+    if (copy_field(rec, c, "state") < 0 ||
+        json_object_set_new(rec, "reason", json_string(reason ? reason : "")) < 0) {
+        json_decref(rec);
+        return ferr_set(e, -ENOMEM, "out of memory");
+    }
+    return store(db->vms, str_of(c, "name"), rec, vm_record_check, e);
+}
+
+static const char *const name_fields[] = {"name", NULL};
+
+static int name_check(const json_t *c, struct ferr *e)
+{
+    const char *s;
+    return get_str(c, "name", true, form_name, &s, e);
+}
+
+static int vm_remove_apply(struct cdb *db, const json_t *c, struct ferr *e)
+{
+    const char *name = str_of(c, "name");
+    if (json_object_del(db->vms, name) < 0)
+        return ferr_set(e, FERR_NOTFOUND, "no VM named \"%s\"", name);
+    return 0;
+}
+
+static const char *const event_add_fields[] = {"time_ms", "type", "node", "vm", "message",
+                                               NULL};
+
+static int event_add_check(const json_t *c, struct ferr *e)
+{
+    const char *s;
+    json_int_t i;
+    int rc;
+    if ((rc = get_int(c, "time_ms", true, 0, TIME_MAX, &i, NULL, e)) < 0 ||
+        (rc = get_str(c, "type", true, form_type_token, &s, e)) < 0 ||
+        (rc = get_str(c, "node", false, form_name_or_empty, &s, e)) < 0 ||
+        (rc = get_str(c, "vm", false, form_name_or_empty, &s, e)) < 0 ||
+        (rc = get_str(c, "message", false, form_message, &s, e)) < 0)
+        return rc;
+    return 0;
+}
+
+static int event_add_apply(struct cdb *db, const json_t *c, struct ferr *e)
+{
+    if (db->next_event_id > CDB_ID_MAX)
+        return ferr_set(e, FERR_LIMIT, "event ids are exhausted");
+    json_t *ev = json_pack("{sI sI ss ss ss ss}", "id", (json_int_t)db->next_event_id, "time_ms",
+                           int_of(c, "time_ms"), "type", str_of(c, "type"), "node",
+                           str_of(c, "node"), "vm", str_of(c, "vm"), "message",
+                           str_of(c, "message"));
+    if (!ev)
+        return ferr_set(e, -ENOMEM, "out of memory");
+    if (json_array_append_new(db->events, ev) < 0)
+        return ferr_set(e, -ENOMEM, "out of memory");
+    while (json_array_size(db->events) > CDB_EVENTS_MAX)
+        json_array_remove(db->events, 0);
+    db->next_event_id++;
+    return 0;
+}
+
+static const char *const meta_fields[] = {"id", "name", "created_ms", NULL};
+
+static int meta_check(const json_t *c, struct ferr *e)
+{
+    const char *s;
+    json_int_t i;
+    int rc;
+    if ((rc = get_str(c, "id", true, form_cluster_id, &s, e)) < 0 ||
+        (rc = get_str(c, "name", true, form_name, &s, e)) < 0 ||
+        (rc = get_int(c, "created_ms", true, 0, TIME_MAX, &i, NULL, e)) < 0)
+        return rc;
+    return 0;
+}
+
+static int meta_apply(struct cdb *db, const json_t *c, struct ferr *e)
+{
+    if (json_object_size(db->meta) > 0) {
+        if (strcmp(str_of(db->meta, "id"), str_of(c, "id")) != 0)
+            return ferr_set(e, FERR_STATE, "this cluster's id is \"%s\"; it never changes",
+                            str_of(db->meta, "id"));
+        if (int_of(db->meta, "created_ms") != int_of(c, "created_ms"))
+            return ferr_set(e, FERR_STATE, "created_ms is %" JSON_INTEGER_FORMAT
+                            "; it never changes", int_of(db->meta, "created_ms"));
+    }
+    json_t *m = json_pack("{ss ss sI}", "id", str_of(c, "id"), "name", str_of(c, "name"),
+                          "created_ms", int_of(c, "created_ms"));
+    if (!m)
+        return ferr_set(e, -ENOMEM, "out of memory");
+    json_decref(db->meta);
+    db->meta = m;
+    return 0;
+}
+
+static const struct op ops[] = {
+    {"node_upsert", node_upsert_fields, node_upsert_check, node_upsert_apply},
+    {"node_remove", id_fields, id_check, node_remove_apply},
+    {"node_state", node_state_fields, node_state_check, node_state_apply},
+    {"vm_put", vm_put_fields, vm_put_check, vm_put_apply},
+    {"vm_owner", vm_owner_fields, vm_owner_check, vm_owner_apply},
+    {"vm_state", vm_state_fields, vm_state_check, vm_state_apply},
+    {"vm_remove", name_fields, name_check, vm_remove_apply},
+    {"event_add", event_add_fields, event_add_check, event_add_apply},
+    {"cluster_meta", meta_fields, meta_check, meta_apply},
+};
+
+/* Checks the envelope and the fields; on 0 *out is the op. Messages lack the "cdb: " part. */
+static int cmd_check(const json_t *cmd, const struct op **out, struct ferr *e)
+{
+    char q[80];
+    if (!json_is_object(cmd))
+        return ferr_set(e, FERR_INVALID, "command: expected an object, not %s",
+                        cmd ? type_name(cmd) : "nothing");
+    json_t *v = json_object_get(cmd, "v");
+    if (!v)
+        return ferr_set(e, FERR_INVALID, "command: v (the command version) is missing");
+    if (!json_is_integer(v))
+        return ferr_set(e, FERR_INVALID, "command: v: expected an integer, not %s",
+                        type_name(v));
+    if (json_integer_value(v) != CDB_CMD_VERSION)
+        return ferr_set(e, FERR_INVALID, "command version %" JSON_INTEGER_FORMAT
+                        " is not supported (this node applies version %d): upgrade ferry on "
+                        "this node", json_integer_value(v), CDB_CMD_VERSION);
+    json_t *o = json_object_get(cmd, "op");
+    if (!o)
+        return ferr_set(e, FERR_INVALID, "command: op is missing");
+    if (!json_is_string(o))
+        return ferr_set(e, FERR_INVALID, "command: op: expected a string, not %s", type_name(o));
+    const struct op *op = NULL;
+    for (size_t i = 0; i < ARRAY_SIZE(ops); i++)
+        if (strcmp(ops[i].name, json_string_value(o)) == 0 &&
+            strlen(json_string_value(o)) == json_string_length(o))
+            op = &ops[i];
+    if (!op)
+        return ferr_set(e, FERR_INVALID, "command: unknown op %s",
+                        quote(json_string_value(o), q, sizeof(q)));
+    const char *key;
+    json_t *val;
+    json_object_foreach((json_t *)cmd, key, val) {
+        if (strcmp(key, "v") != 0 && strcmp(key, "op") != 0 && !in_list(key, op->fields)) {
+            ferr_set(e, FERR_INVALID, "unknown field %s", quote(key, q, sizeof(q)));
+            return ferr_prefix(e, "%s", op->name);
+        }
+    }
+    int rc = op->check(cmd, e);
+    if (rc < 0)
+        return ferr_prefix(e, "%s", op->name);
+    *out = op;
+    return 0;
+}
+
+int cdb_cmd_check(const json_t *cmd, struct ferr *e)
+{
+    struct ferr le;
+    const struct op *op;
+    int rc = cmd_check(cmd, &op, &le);
+    if (rc < 0) {
+        ferr_prefix(&le, "cdb");
+        ferr_set(e, rc, "%s", le.msg);
+    }
+    return rc;
+}
+
+int cdb_cmd_encode(const json_t *cmd, char **out, size_t *len, struct ferr *e)
+{
+    int rc = cdb_cmd_check(cmd, e);
+    if (rc < 0)
+        return rc;
+    size_t n = json_dumpb(cmd, NULL, 0, JSON_COMPACT);
+    if (n == 0)
+        return ferr_set(e, -ENOMEM, "cdb: encode: out of memory");
+    size_t padded = (n + 7) & ~(size_t)7;
+    if (padded > CDB_CMD_MAX)
+        return ferr_set(e, FERR_TOOBIG, "cdb: command of %zu bytes is over the limit of %d", n,
+                        CDB_CMD_MAX);
+    char *buf = calloc(1, padded);
+    if (!buf)
+        return ferr_set(e, -ENOMEM, "cdb: encode: out of memory");
+    if (json_dumpb(cmd, buf, n, JSON_COMPACT) != n) {
+        free(buf);
+        return ferr_set(e, -ENOMEM, "cdb: encode: out of memory");
+    }
+    *out = buf;
+    *len = padded;
+    return 0;
+}
+
+/* Length of buf without its padding: trailing NULs and JSON whitespace. */
+static size_t unpadded(const void *buf, size_t len)
+{
+    const unsigned char *p = buf;
+    while (len > 0 && (p[len - 1] == '\0' || p[len - 1] == ' ' || p[len - 1] == '\n' ||
+                       p[len - 1] == '\t' || p[len - 1] == '\r'))
+        len--;
+    return len;
+}
+
+/*
+ * Whether jansson would accept text (as json_loadb(text, 0) does: an object or array at the
+ * top, no \u0000, valid UTF-8, integers that fit, reals that do not overflow, at most 2048
+ * levels). It allocates nothing, so when jansson fails on text this says why: the input or a
+ * memory shortage, which jansson cannot tell apart. That must never be confused: an entry that
+ * is bad everywhere counts as applied, one that met a memory shortage on one node must be
+ * retried. Where in doubt it says "valid", which turns a mistake into a retried entry (a
+ * stall that shows) rather than into nodes that disagree.
+ */
+struct scan {
+    const unsigned char *p, *end;
+    int depth;
+};
+
+static void scan_ws(struct scan *s)
+{
+    while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
+        s->p++;
+}
+
+static bool scan_hex4(const unsigned char *p, const unsigned char *end, unsigned *out)
+{
+    unsigned u = 0;
+    if (end - p < 4)
+        return false;
+    for (int i = 0; i < 4; i++) {
+        unsigned char c = p[i];
+        unsigned d = c >= '0' && c <= '9'   ? (unsigned)(c - '0')
+                     : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10)
+                     : c >= 'A' && c <= 'F' ? (unsigned)(c - 'A' + 10)
+                                            : 16u;
+        if (d > 15)
+            return false;
+        u = u * 16 + d;
+    }
+    *out = u;
+    return true;
+}
+
+/* One UTF-8 sequence at s->p, the way jansson's utf8.c checks it. */
+static bool scan_utf8(struct scan *s)
+{
+    unsigned char c = *s->p;
+    int n;
+    unsigned u;
+    if (c >= 0xC2 && c <= 0xDF) {
+        n = 2;
+        u = c & 0x1F;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        n = 3;
+        u = c & 0x0F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4;
+        u = c & 0x07;
+    } else {
+        return false;
+    }
+    if (s->end - s->p < n)
+        return false;
+    for (int i = 1; i < n; i++) {
+        if ((s->p[i] & 0xC0) != 0x80)
+            return false;
+        u = (u << 6) | (s->p[i] & 0x3F);
+    }
+    if ((n == 3 && u < 0x800) || (n == 4 && u < 0x10000) || (u >= 0xD800 && u <= 0xDFFF) ||
+        u > 0x10FFFF)
+        return false;
+    s->p += n;
+    return true;
+}
+
+static bool scan_string(struct scan *s)
+{
+    unsigned u, u2;
+    s->p++; /* the opening quote */
+    while (s->p < s->end) {
+        unsigned char c = *s->p;
+        if (c == '"') {
+            s->p++;
+            return true;
+        }
+        if (c < 0x20)
+            return false;
+        if (c >= 0x80) {
+            if (!scan_utf8(s))
+                return false;
+            continue;
+        }
+        s->p++;
+        if (c != '\\')
+            continue;
+        if (s->p >= s->end)
+            return false;
+        c = *s->p++;
+        if (strchr("\"\\/bfnrt", c) && c)
+            continue;
+        if (c != 'u' || !scan_hex4(s->p, s->end, &u) || u == 0)
+            return false;
+        s->p += 4;
+        if (u >= 0xDC00 && u <= 0xDFFF)
+            return false;
+        if (u >= 0xD800 && u <= 0xDBFF) {
+            if (s->end - s->p < 6 || s->p[0] != '\\' || s->p[1] != 'u' ||
+                !scan_hex4(s->p + 2, s->end, &u2) || u2 < 0xDC00 || u2 > 0xDFFF)
+                return false;
+            s->p += 6;
+        }
+    }
+    return false;
+}
+
+static bool scan_digits(struct scan *s)
+{
+    const unsigned char *start = s->p;
+    while (s->p < s->end && *s->p >= '0' && *s->p <= '9')
+        s->p++;
+    return s->p > start;
+}
+
+static bool scan_number(struct scan *s)
+{
+    const unsigned char *start = s->p;
+    bool real = false;
+    char buf[512];
+    if (*s->p == '-')
+        s->p++;
+    if (s->p < s->end && *s->p == '0')
+        s->p++;
+    else if (!(s->p < s->end && *s->p >= '1' && *s->p <= '9') || !scan_digits(s))
+        return false;
+    if (s->p < s->end && *s->p == '.') {
+        s->p++;
+        real = true;
+        if (!scan_digits(s))
+            return false;
+    }
+    if (s->p < s->end && (*s->p == 'e' || *s->p == 'E')) {
+        s->p++;
+        real = true;
+        if (s->p < s->end && (*s->p == '+' || *s->p == '-'))
+            s->p++;
+        if (!scan_digits(s))
+            return false;
+    }
+    size_t n = (size_t)(s->p - start);
+    if (!real && n > 24)
+        return false; /* certainly beyond 64 bits */
+    if (n >= sizeof(buf))
+        return true; /* in doubt: valid */
+    memcpy(buf, start, n);
+    buf[n] = '\0';
+    errno = 0;
+    if (!real) {
+        (void)strtoll(buf, NULL, 10);
+        return errno != ERANGE;
+    }
+    double d = strtod(buf, NULL);
+    return !((d == HUGE_VAL || d == -HUGE_VAL) && errno == ERANGE);
+}
+
+static bool scan_literal(struct scan *s, const char *word)
+{
+    size_t n = strlen(word);
+    if ((size_t)(s->end - s->p) < n || memcmp(s->p, word, n) != 0)
+        return false;
+    s->p += n;
+    return true;
+}
+
+static bool scan_value(struct scan *s)
+{
+    if (s->p >= s->end)
+        return false;
+    switch (*s->p) {
+    case '"': return scan_string(s);
+    case 't': return scan_literal(s, "true");
+    case 'f': return scan_literal(s, "false");
+    case 'n': return scan_literal(s, "null");
+    case '{':
+    case '[': break;
+    default: return scan_number(s);
+    }
+    bool object = *s->p == '{';
+    unsigned char close = object ? '}' : ']';
+    if (++s->depth > 2048) /* jansson's JSON_PARSER_MAX_DEPTH */
+        return false;
+    s->p++;
+    scan_ws(s);
+    if (s->p < s->end && *s->p == close) {
+        s->p++;
+        s->depth--;
+        return true;
+    }
+    for (;;) {
+        if (object) {
+            if (s->p >= s->end || *s->p != '"' || !scan_string(s))
+                return false;
+            scan_ws(s);
+            if (s->p >= s->end || *s->p != ':')
+                return false;
+            s->p++;
+            scan_ws(s);
+        }
+        if (!scan_value(s))
+            return false;
+        scan_ws(s);
+        if (s->p >= s->end)
+            return false;
+        if (*s->p == close) {
+            s->p++;
+            s->depth--;
+            return true;
+        }
+        if (*s->p != ',')
+            return false;
+        s->p++;
+        scan_ws(s);
+    }
+}
+
+static bool json_text_valid(const void *buf, size_t len)
+{
+    struct scan s = {buf, (const unsigned char *)buf + len, 0};
+    scan_ws(&s);
+    if (s.p >= s.end || (*s.p != '{' && *s.p != '['))
+        return false;
+    if (!scan_value(&s))
+        return false;
+    scan_ws(&s);
+    return s.p == s.end;
+}
+
+/* Why jansson failed on text: FERR_INVALID (the text) or -ENOMEM. */
+static bool parse_oom(const json_error_t *jerr, const void *text, size_t len)
+{
+    return json_error_code(jerr) == json_error_out_of_memory || json_text_valid(text, len);
+}
+
+int cdb_cmd_decode(const void *buf, size_t len, json_t **out, struct ferr *e)
+{
+    if (len > CDB_CMD_MAX)
+        return ferr_set(e, FERR_TOOBIG, "cdb: command of %zu bytes is over the limit of %d", len,
+                        CDB_CMD_MAX);
+    size_t n = buf ? unpadded(buf, len) : 0;
+    if (n == 0)
+        return ferr_set(e, FERR_INVALID, "cdb: command is empty");
+    json_error_t jerr;
+    json_t *j = json_loadb(buf, n, 0, &jerr);
+    if (!j && parse_oom(&jerr, buf, n))
+        return ferr_set(e, -ENOMEM, "cdb: decode: out of memory");
+    if (!j)
+        return ferr_set(e, FERR_INVALID, "cdb: command is not JSON: %s at byte %d", jerr.text,
+                        jerr.position);
+    if (!json_is_object(j)) {
+        json_decref(j);
+        return ferr_set(e, FERR_INVALID, "cdb: command is not a JSON object");
+    }
+    *out = j;
+    return 0;
+}
+
+int cdb_apply_cmd(struct cdb *db, uint64_t index, const json_t *cmd, uint64_t now_ms,
+                  struct ferr *e)
+{
+    struct ferr le;
+    const struct op *op = NULL;
+    if (index <= db->applied_index)
+        return ferr_set(e, FERR_STATE, "cdb: entry %" PRIu64 " is not after the applied one (%"
+                        PRIu64 ")", index, db->applied_index);
+    ferr_clear(&le);
+    int rc = cmd_check(cmd, &op, &le);
+    if (rc == 0) {
+        rc = op->apply(db, cmd, &le);
+        if (rc < 0)
+            ferr_prefix(&le, "%s", op->name);
+    }
+    if (rc == -ENOMEM) {
+        ferr_set(e, rc, "cdb: out of memory applying entry %" PRIu64, index);
+        return rc;
+    }
+    db->applied_index = index;
+    db->applied_wall_ms = now_ms;
+    if (rc < 0) {
+        ferr_prefix(&le, "cdb");
+        ferr_set(e, rc, "%s", le.msg);
+    }
+    return rc;
+}
+
+int cdb_apply(struct cdb *db, uint64_t index, const void *buf, size_t len, uint64_t now_ms,
+              struct ferr *e)
+{
+    struct ferr le;
+    json_t *cmd;
+    if (index <= db->applied_index)
+        return ferr_set(e, FERR_STATE, "cdb: entry %" PRIu64 " is not after the applied one (%"
+                        PRIu64 ")", index, db->applied_index);
+    int rc = cdb_cmd_decode(buf, len, &cmd, &le);
+    if (rc == -ENOMEM)
+        return ferr_set(e, rc, "cdb: out of memory applying entry %" PRIu64, index);
+    if (rc < 0) {
+        /* Undecodable bytes are a rejected command like any other: every node sees them. */
+        db->applied_index = index;
+        db->applied_wall_ms = now_ms;
+        ferr_set(e, rc, "%s", le.msg);
+        return rc;
+    }
+    rc = cdb_apply_cmd(db, index, cmd, now_ms, e);
+    json_decref(cmd);
+    return rc;
+}
+
+/* ---- lifecycle ---- */
+
+struct cdb *cdb_new(void)
+{
+    struct cdb *db = calloc(1, sizeof(*db));
+    if (!db)
+        return NULL;
+    db->meta = json_object();
+    db->nodes = json_object();
+    db->vms = json_object();
+    db->events = json_array();
+    db->next_event_id = 1;
+    if (!db->meta || !db->nodes || !db->vms || !db->events) {
+        cdb_free(db);
+        return NULL;
+    }
+    return db;
+}
+
+void cdb_free(struct cdb *db)
+{
+    if (!db)
+        return;
+    json_decref(db->meta);
+    json_decref(db->nodes);
+    json_decref(db->vms);
+    json_decref(db->events);
+    free(db);
+}
+
+void cdb_clear(struct cdb *db)
+{
+    json_object_clear(db->meta);
+    json_object_clear(db->nodes);
+    json_object_clear(db->vms);
+    json_array_clear(db->events);
+    db->next_event_id = 1;
+    db->applied_index = 0;
+    db->applied_wall_ms = 0;
+}
+
+uint64_t cdb_applied_index(const struct cdb *db)
+{
+    return db->applied_index;
+}
+
+uint64_t cdb_applied_wall_ms(const struct cdb *db)
+{
+    return db->applied_wall_ms;
+}
+
+int cdb_cmd_version_min(const struct cdb *db)
+{
+    int min = CDB_CMD_VERSION;
+    bool any = false;
+    const char *key;
+    json_t *n;
+    json_object_foreach(db->nodes, key, n) {
+        int v = (int)int_of(n, "cmd_version");
+        if (!any || v < min)
+            min = v;
+        any = true;
+    }
+    return min;
+}
+
+/* ---- queries ---- */
+
+static int cmp_id(const void *a, const void *b)
+{
+    json_int_t x = int_of(*(json_t *const *)a, "id"), y = int_of(*(json_t *const *)b, "id");
+    return x < y ? -1 : x > y;
+}
+
+static int cmp_name(const void *a, const void *b)
+{
+    return strcmp(str_of(*(json_t *const *)a, "name"), str_of(*(json_t *const *)b, "name"));
+}
+
+/* Deep copies of the values of obj passing keep (NULL: all), sorted by cmp, as an array. */
+static json_t *sorted_copy(const json_t *obj, int (*cmp)(const void *, const void *),
+                           bool (*keep)(const json_t *, const void *), const void *arg)
+{
+    size_t n = json_object_size(obj), k = 0;
+    json_t **items = calloc(n ? n : 1, sizeof(*items));
+    json_t *arr = json_array();
+    const char *key;
+    json_t *v;
+    if (!items || !arr)
+        goto fail;
+    json_object_foreach((json_t *)obj, key, v) {
+        if (!keep || keep(v, arg))
+            items[k++] = v;
+    }
+    qsort(items, k, sizeof(*items), cmp);
+    for (size_t i = 0; i < k; i++)
+        if (json_array_append_new(arr, json_deep_copy(items[i])) < 0)
+            goto fail;
+    free(items);
+    return arr;
+fail:
+    free(items);
+    json_decref(arr);
+    return NULL;
+}
+
+json_t *cdb_nodes(const struct cdb *db)
+{
+    return sorted_copy(db->nodes, cmp_id, NULL, NULL);
+}
+
+int cdb_node_get(const struct cdb *db, uint64_t id, json_t **out, struct ferr *e)
+{
+    json_t *n = node_by_id(db, id);
+    if (!n)
+        return ferr_set(e, FERR_NOTFOUND, "cdb: no node %" PRIu64, id);
+    json_t *c = json_deep_copy(n);
+    if (!c)
+        return ferr_set(e, -ENOMEM, "cdb: out of memory");
+    *out = c;
+    return 0;
+}
+
+int cdb_node_find(const struct cdb *db, const char *name, json_t **out, struct ferr *e)
+{
+    char q[80];
+    json_t *n = name ? node_by_name(db, name) : NULL;
+    if (!n)
+        return ferr_set(e, FERR_NOTFOUND, "cdb: no node named %s",
+                        quote(name ? name : "", q, sizeof(q)));
+    json_t *c = json_deep_copy(n);
+    if (!c)
+        return ferr_set(e, -ENOMEM, "cdb: out of memory");
+    *out = c;
+    return 0;
+}
+
+static bool owned_by(const json_t *vm, const void *owner)
+{
+    return strcmp(str_of(vm, "owner"), owner) == 0;
+}
+
+json_t *cdb_vms(const struct cdb *db, const char *owner)
+{
+    return sorted_copy(db->vms, cmp_name, owner ? owned_by : NULL, owner);
+}
+
+int cdb_vm_get(const struct cdb *db, const char *name, json_t **out, struct ferr *e)
+{
+    char q[80];
+    json_t *v = name ? json_object_get(db->vms, name) : NULL;
+    if (!v)
+        return ferr_set(e, FERR_NOTFOUND, "cdb: no VM named %s",
+                        quote(name ? name : "", q, sizeof(q)));
+    json_t *c = json_deep_copy(v);
+    if (!c)
+        return ferr_set(e, -ENOMEM, "cdb: out of memory");
+    *out = c;
+    return 0;
+}
+
+json_t *cdb_events(const struct cdb *db, uint64_t since, size_t limit)
+{
+    json_t *arr = json_array();
+    size_t i;
+    json_t *ev;
+    if (!arr)
+        return NULL;
+    json_array_foreach(db->events, i, ev) {
+        if ((uint64_t)int_of(ev, "id") <= since)
+            continue;
+        if (limit && json_array_size(arr) >= limit)
+            break;
+        if (json_array_append_new(arr, json_deep_copy(ev)) < 0) {
+            json_decref(arr);
+            return NULL;
+        }
+    }
+    return arr;
+}
+
+json_t *cdb_meta(const struct cdb *db)
+{
+    return json_deep_copy(db->meta);
+}
+
+/* ---- snapshots ---- */
+
+int cdb_snapshot(const struct cdb *db, char **out, size_t *len, struct ferr *e)
+{
+    json_t *nodes = cdb_nodes(db);
+    json_t *vms = cdb_vms(db, NULL);
+    json_t *snap = NULL;
+    if (nodes && vms)
+        snap = json_pack("{si sI sI sO so so sO}", "format", CDB_SNAPSHOT_FORMAT, "index",
+                         (json_int_t)db->applied_index, "next_event_id",
+                         (json_int_t)db->next_event_id, "meta", db->meta, "nodes", nodes, "vms",
+                         vms, "events", db->events);
+    else {
+        json_decref(nodes);
+        json_decref(vms);
+    }
+    char *text = snap ? json_dumps(snap, JSON_COMPACT) : NULL;
+    json_decref(snap);
+    if (!text)
+        return ferr_set(e, -ENOMEM, "cdb: snapshot: out of memory");
+    *out = text;
+    *len = strlen(text);
+    return 0;
+}
+
+/* Fills db (new, empty) from the parsed snapshot s, checking every record. */
+static int restore_into(struct cdb *db, const json_t *s, struct ferr *e)
+{
+    static const char *const fields[] = {"format", "index", "next_event_id", "meta", "nodes",
+                                         "vms", "events", NULL};
+    json_int_t index = 0, next = 0;
+    size_t i;
+    json_t *v;
+    char key[24];
+    int rc;
+    if ((rc = check_fields(s, fields, e)) < 0 ||
+        (rc = get_int(s, "index", true, 0, INT64_MAX, &index, NULL, e)) < 0 ||
+        (rc = get_int(s, "next_event_id", true, 1, (json_int_t)CDB_ID_MAX + 1, &next, NULL, e)) <
+            0)
+        return rc;
+    json_t *meta = json_object_get(s, "meta");
+    json_t *nodes = json_object_get(s, "nodes");
+    json_t *vms = json_object_get(s, "vms");
+    json_t *events = json_object_get(s, "events");
+    if (!meta || !nodes || !vms || !events)
+        return ferr_set(e, FERR_INVALID, "meta, nodes, vms and events are all required");
+    if (!json_is_array(nodes) || !json_is_array(vms) || !json_is_array(events))
+        return ferr_set(e, FERR_INVALID, "nodes, vms and events must be arrays");
+    if ((rc = meta_record_check(meta, e)) < 0)
+        return ferr_prefix(e, "meta");
+    json_t *m = json_deep_copy(meta);
+    if (!m)
+        return ferr_set(e, -ENOMEM, "out of memory");
+    json_decref(db->meta);
+    db->meta = m;
+
+    json_array_foreach(nodes, i, v) {
+        if ((rc = node_record_check(v, e)) < 0)
+            return ferr_prefix(e, "nodes[%zu]", i);
+        const char *name = str_of(v, "name");
+        id_key((uint64_t)int_of(v, "id"), key);
+        if (json_object_get(db->nodes, key))
+            return ferr_set(e, FERR_INVALID, "nodes[%zu]: id %s appears twice", i, key);
+        if (node_by_name(db, name))
+            return ferr_set(e, FERR_INVALID, "nodes[%zu]: name \"%s\" appears twice", i, name);
+        if (json_object_set_new(db->nodes, key, json_deep_copy(v)) < 0)
+            return ferr_set(e, -ENOMEM, "out of memory");
+    }
+    json_array_foreach(vms, i, v) {
+        if ((rc = vm_record_check(v, e)) < 0)
+            return ferr_prefix(e, "vms[%zu]", i);
+        const char *name = str_of(v, "name"), *owner = str_of(v, "owner");
+        if (json_object_get(db->vms, name))
+            return ferr_set(e, FERR_INVALID, "vms[%zu]: name \"%s\" appears twice", i, name);
+        if (*owner && !node_by_name(db, owner))
+            return ferr_set(e, FERR_INVALID, "vms[%zu]: owner \"%s\" is not a node", i, owner);
+        if (json_object_set_new(db->vms, name, json_deep_copy(v)) < 0)
+            return ferr_set(e, -ENOMEM, "out of memory");
+    }
+    if (json_array_size(events) > CDB_EVENTS_MAX)
+        return ferr_set(e, FERR_INVALID, "events: %zu is more than %d", json_array_size(events),
+                        CDB_EVENTS_MAX);
+    json_int_t last = 0;
+    json_array_foreach(events, i, v) {
+        if ((rc = event_record_check(v, e)) < 0)
+            return ferr_prefix(e, "events[%zu]", i);
+        json_int_t id = int_of(v, "id");
+        if (id <= last || id >= next)
+            return ferr_set(e, FERR_INVALID, "events[%zu]: id %" JSON_INTEGER_FORMAT
+                            " is out of order", i, id);
+        last = id;
+        if (json_array_append_new(db->events, json_deep_copy(v)) < 0)
+            return ferr_set(e, -ENOMEM, "out of memory");
+    }
+    db->next_event_id = (uint64_t)next;
+    db->applied_index = (uint64_t)index;
+    return 0;
+}
+
+int cdb_restore(struct cdb *db, const void *buf, size_t len, uint64_t now_ms, struct ferr *e)
+{
+    struct ferr le;
+    if (len > CDB_SNAPSHOT_MAX)
+        return ferr_set(e, FERR_TOOBIG, "cdb: snapshot of %zu bytes is over the limit of %u",
+                        len, CDB_SNAPSHOT_MAX);
+    size_t n = buf ? unpadded(buf, len) : 0;
+    if (n == 0)
+        return ferr_set(e, FERR_INVALID, "cdb: snapshot is empty");
+    json_error_t jerr;
+    json_t *s = json_loadb(buf, n, 0, &jerr);
+    if (!s && parse_oom(&jerr, buf, n))
+        return ferr_set(e, -ENOMEM, "cdb: restore: out of memory");
+    if (!s)
+        return ferr_set(e, FERR_INVALID, "cdb: snapshot is not JSON: %s at byte %d", jerr.text,
+                        jerr.position);
+    json_t *f = json_is_object(s) ? json_object_get(s, "format") : NULL;
+    if (!json_is_integer(f)) {
+        json_decref(s);
+        return ferr_set(e, FERR_INVALID, "cdb: not a cluster database snapshot (no format)");
+    }
+    if (json_integer_value(f) != CDB_SNAPSHOT_FORMAT) {
+        ferr_set(e, FERR_INVALID, "cdb: snapshot format %" JSON_INTEGER_FORMAT " is not "
+                 "supported (this node reads format %d): upgrade ferry on this node",
+                 json_integer_value(f), CDB_SNAPSHOT_FORMAT);
+        json_decref(s);
+        return FERR_INVALID;
+    }
+    struct cdb *fresh = cdb_new();
+    if (!fresh) {
+        json_decref(s);
+        return ferr_set(e, -ENOMEM, "cdb: restore: out of memory");
+    }
+    int rc = restore_into(fresh, s, &le);
+    json_decref(s);
+    if (rc < 0) {
+        cdb_free(fresh);
+        ferr_prefix(&le, "cdb: snapshot");
+        ferr_set(e, rc, "%s", le.msg);
+        return rc;
+    }
+    /* Swap the contents so the caller's pointer stays valid. */
+    struct cdb old = *db;
+    *db = *fresh;
+    *fresh = old;
+    cdb_free(fresh);
+    db->applied_wall_ms = now_ms;
+    return 0;
+}

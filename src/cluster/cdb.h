@@ -1,0 +1,158 @@
+/* SPDX-License-Identifier: MIT */
+/* The cluster database: a pure state machine of nodes, VMs, owners and events, replicated by Raft. */
+#ifndef FERRY_CLUSTER_CDB_H
+#define FERRY_CLUSTER_CDB_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+
+/*
+ * The database changes only through commands, JSON objects encoded to bytes by
+ * cdb_cmd_encode() and applied in log order by cdb_apply() on every node. There is no I/O
+ * and no clock in here: the log index and the local wall time are passed in, and a command
+ * carries every time it needs ("time_ms", ...), so every node reaches the same state.
+ * Every node rejects a bad command the same way and the rejection changes nothing but the
+ * applied index. Nothing here knows about Raft; raftnode.c glues the two.
+ *
+ * Commands (version 1). Every command is {"v": 1, "op": OP, ...fields}; unknown fields,
+ * unknown ops and other versions are rejected. Names are 1-63 of [a-z0-9-], starting with a
+ * letter. Node ids are integers 1..2^53-1 (exact in JavaScript too) and equal the node's Raft
+ * id. Addresses are "A.B.C.D:PORT" or "[V6]:PORT".
+ *
+ *   node_upsert  id; name, api_addr, raft_addr (required when the node is new);
+ *                role "voter"|"standby"|"spare" (default spare); state "up"|"down"|
+ *                "paused"|"draining" (default up); memory {"total_mib", "free_mib"};
+ *                vm_count; accel ""|"kvm"|"tcg"; last_heartbeat_ms; cmd_version (the newest
+ *                command version the node understands, default 1). Creates the node or
+ *                replaces the fields given. A node's name never changes; names are unique.
+ *   node_remove  id. Refused (FERR_STATE) while the node owns VMs.
+ *   node_state   id, state, time_ms; reason (optional, default "").
+ *   vm_put       name, spec (a JSON object; its "name", if any, must equal name); owner (a
+ *                node name or "" for none; default: kept, or "" for a new VM); state (a
+ *                token of 1-32 [a-z0-9_.-]; default: kept, or "stopped"); reason (optional).
+ *   vm_owner     name, owner; expect_owner (optional: the command fails with FERR_STATE
+ *                unless the current owner is this, which makes moves compare-and-set).
+ *   vm_state     name, state; reason (optional, default "").
+ *   vm_remove    name.
+ *   event_add    time_ms, type (a token of 1-64 [a-z0-9_.-], e.g. "vm.failover"); node, vm
+ *                (names or "", optional); message (optional, at most 1024 bytes). The event
+ *                gets the next id; only the last CDB_EVENTS_MAX events are kept.
+ *   cluster_meta id (1-64 of [A-Za-z0-9-]; once set it never changes), name, created_ms.
+ *
+ * Records returned by the queries:
+ *   node  {"id", "name", "api_addr", "raft_addr", "role", "state", "state_reason",
+ *          "state_changed_ms", "memory": {"total_mib", "free_mib"}, "vm_count", "accel",
+ *          "last_heartbeat_ms", "cmd_version"}
+ *   vm    {"name", "spec", "owner", "state", "reason", "generation"} (generation counts the
+ *          changes of the record, starting at 1)
+ *   event {"id", "time_ms", "type", "node", "vm", "message"}
+ *   meta  {"id", "name", "created_ms"} or {} before the first cluster_meta
+ *
+ * Upgrades: a node rejects a command version it does not know, so a cluster stays
+ * consistent only if the leader never proposes a version above cdb_cmd_version_min().
+ */
+
+#define CDB_CMD_VERSION 1          /* version of the commands this code writes and applies */
+#define CDB_SNAPSHOT_FORMAT 1      /* format of the snapshots this code writes and reads */
+#define CDB_EVENTS_MAX 1000        /* events kept */
+#define CDB_CMD_MAX (1024 * 1024)  /* largest encoded command, padding included */
+#define CDB_SNAPSHOT_MAX (256u * 1024 * 1024) /* largest snapshot restored */
+#define CDB_ID_MAX ((1ULL << 53) - 1) /* largest node id */
+
+struct cdb;
+
+/* A new, empty database (applied index 0). NULL when out of memory. */
+struct cdb *cdb_new(void);
+/* Frees db and everything in it. NULL is fine. */
+void cdb_free(struct cdb *db);
+
+/*
+ * Checks that cmd is a well-formed command of a known version and op: field names, types,
+ * ranges and syntax. It does not look at any state, so a command that passes can still be
+ * rejected by cdb_apply() (a missing node, a duplicate name). Returns 0 or FERR_INVALID.
+ */
+int cdb_cmd_check(const json_t *cmd, struct ferr *e);
+
+/*
+ * Checks cmd (cdb_cmd_check) and encodes it as compact JSON padded with NULs to a multiple of
+ * 8 bytes: libraft 0.15 garbles entries of other sizes when several share one message
+ * (canonical/raft #189, #304). On 0, *out is a new malloc()ed buffer of *len bytes that the
+ * caller frees. Returns FERR_INVALID, FERR_TOOBIG (over CDB_CMD_MAX) or -ENOMEM; then *out
+ * is untouched. cmd stays the caller's.
+ */
+int cdb_cmd_encode(const json_t *cmd, char **out, size_t *len, struct ferr *e);
+
+/*
+ * Decodes an encoded command: trailing NULs and whitespace (the padding) are stripped, the
+ * rest must be one JSON object (of duplicate keys the last wins, as in jansson; the encoder
+ * never writes them). Only the syntax of JSON is checked here. On 0, *out is a new reference
+ * the caller owns. Returns FERR_INVALID, FERR_TOOBIG, or -ENOMEM when jansson ran out of
+ * memory on text that is valid: callers must not mistake that for a bad command.
+ */
+int cdb_cmd_decode(const void *buf, size_t len, json_t **out, struct ferr *e);
+
+/*
+ * Applies the command encoded in buf as log entry number index, at local wall time now_ms
+ * (recorded for staleness reports, never stored in the state). index must be above the
+ * applied index (else FERR_STATE and nothing changes). A valid command changes the state;
+ * a rejected one (FERR_INVALID, FERR_NOTFOUND, FERR_EXISTS, FERR_STATE: message in e,
+ * prefixed "cdb: OP: ") leaves the state as it was, but the index still counts as applied,
+ * because every node rejects that entry identically. -ENOMEM is the only error that leaves
+ * the applied index behind too: the same entry may be applied again later. buf is borrowed.
+ */
+int cdb_apply(struct cdb *db, uint64_t index, const void *buf, size_t len, uint64_t now_ms,
+              struct ferr *e);
+/* The same for a command already decoded (cmd borrowed). */
+int cdb_apply_cmd(struct cdb *db, uint64_t index, const json_t *cmd, uint64_t now_ms,
+                  struct ferr *e);
+
+/*
+ * Serializes the whole state as JSON {"format": 1, "index", "next_event_id", "meta", "nodes",
+ * "vms", "events"}. On 0, *out is a new malloc()ed buffer of *len bytes (not NUL-terminated
+ * as far as the length goes; a NUL follows it) the caller frees. Returns -ENOMEM.
+ */
+int cdb_snapshot(const struct cdb *db, char **out, size_t *len, struct ferr *e);
+
+/*
+ * Replaces the whole state with a snapshot from cdb_snapshot(), taken at applied index
+ * "index" inside it; now_ms becomes the applied wall time. Every record is checked as if it
+ * came from a command. Returns FERR_INVALID (not a snapshot, a bad record, an unknown format:
+ * the message names it), FERR_TOOBIG or -ENOMEM; then db is exactly as before. buf borrowed;
+ * trailing NULs are ignored.
+ */
+int cdb_restore(struct cdb *db, const void *buf, size_t len, uint64_t now_ms, struct ferr *e);
+
+/* Empties db back to how cdb_new() made it (applied index 0). Never fails. */
+void cdb_clear(struct cdb *db);
+
+/* Index of the last command applied (or of the restored snapshot); 0 for a new database. */
+uint64_t cdb_applied_index(const struct cdb *db);
+/* Local wall time (as passed in) of the last apply or restore; 0 if none. Reads served from
+ * this node are at least as old as this. */
+uint64_t cdb_applied_wall_ms(const struct cdb *db);
+/* The lowest cmd_version of all nodes (CDB_CMD_VERSION when there are none): the newest
+ * command version the leader may propose. */
+int cdb_cmd_version_min(const struct cdb *db);
+
+/*
+ * Queries. Each returns new JSON that the caller owns (json_decref), deep copies that later
+ * commands do not change. The list functions return NULL only when out of memory.
+ */
+/* All nodes, as an array sorted by id. */
+json_t *cdb_nodes(const struct cdb *db);
+/* One node by id or by name; FERR_NOTFOUND when absent (-ENOMEM). *out untouched on error. */
+int cdb_node_get(const struct cdb *db, uint64_t id, json_t **out, struct ferr *e);
+int cdb_node_find(const struct cdb *db, const char *name, json_t **out, struct ferr *e);
+/* VMs as an array sorted by name; owner NULL for all, "" for unowned ones, else that node's. */
+json_t *cdb_vms(const struct cdb *db, const char *owner);
+/* One VM; FERR_NOTFOUND when absent (-ENOMEM). */
+int cdb_vm_get(const struct cdb *db, const char *name, json_t **out, struct ferr *e);
+/* Events with id > since, oldest first, at most limit of them (0: no limit). */
+json_t *cdb_events(const struct cdb *db, uint64_t since, size_t limit);
+/* The cluster's identity, {} until set. */
+json_t *cdb_meta(const struct cdb *db);
+
+#endif
