@@ -8,8 +8,12 @@ Layout (NAME is the lab's name, P the /24 prefix, 10.77.0 by default):
     netns NAME-h<i>     bridge br0 (P.<10+i>/24) enslaving uplink veth up0 (peer of h<i>);
                         ferryd --name host<i> listening on P.<10+i>:7443; VM taps join br0
     netns NAME-client   veth eth0 (P.2/24), for probing VMs from outside any host
-    DIR/                lab.json (everything made), token (0600), csv/ (shared volume),
-                        host<i>/{state,run,ferryd.sock,ferryd.log}
+    DIR/                lab.json (everything made), token (0600), cluster-token (0600),
+                        csv/ (shared volume), host<i>/{state,run,ferryd.sock,ferryd.log}
+
+The hosts then form one cluster (form_cluster): `ferry cluster init` on host1, `ferry cluster
+join P.11:7443 --token T` on the others. Tests break it on purpose with kill_ferryd (SIGKILL,
+SIGSTOP), start_ferryd, link_down/link_up, and find the leader with leader().
 
 Every VM tap joins its host's br0, and every br0 is bridged onto the segment, so a VM keeps
 its address (P.<100+k>) on whichever host runs it: what live migration needs.
@@ -47,6 +51,9 @@ HOST_BRIDGE = "br0"
 HOST_UPLINK = "up0"
 CLIENT_IF = "eth0"
 FERRYD_READY_S = 30  # a ferryd answers in well under a second; this is for a loaded machine
+CLUSTER_CALL_S = 60  # cluster init / join: a join waits for its Raft configuration change
+CLUSTER_QUERY_S = 5  # cluster status: a local read
+CLUSTER_FORM_S = 60  # all hosts up voters agreeing on a leader; seconds normally
 STOP_GRACE_S = 10
 LINKS_READY_S = 10
 DIR_MAX = 64  # DIR/host8/run/VM/qmp.sock must fit in a unix socket path (108 bytes)
@@ -413,16 +420,20 @@ class Lab:
     # -- status ---------------------------------------------------------------------------
 
     def status(self):
-        """A dict for `status -o json`: the lab, each host (ferryd alive, accel, VMs), the client
-        namespace and the shared directory. Asks each live ferryd over its unix socket."""
+        """A dict for `status -o json`: the lab, each host (ferryd alive, accel, VMs, its view
+        of the cluster), the client namespace, the shared directory and the cluster. Asks each
+        live ferryd over its unix socket."""
         hosts = []
+        cl = self.state.get("cluster")
         for h in self.hosts:
             alive = h.ferryd_alive()
             entry = {"name": h.name, "ns": h.ns, "ns_exists": _netns_exists(h.ns), "ip": h.ip,
                      "url": h.url, "socket": h.sock, "state_dir": h.state_dir, "log": h.log,
-                     "ferryd_pid": h.pid, "ferryd_alive": alive, "accel": None, "vms": None,
-                     "error": None}
-            if alive:
+                     "ferryd_pid": h.pid, "ferryd_alive": alive,
+                     "ferryd_stopped": bool(h.rec.get("stopped")),
+                     "link": h.rec.get("link", "up"), "accel": None, "vms": None,
+                     "cluster": None, "error": None}
+            if alive and not h.rec.get("stopped"):
                 try:
                     entry["accel"] = h.cli_json("node", "show", timeout=10).get("accel")
                     entry["vms"] = [{"name": v.get("name"), "state": v.get("state"),
@@ -430,9 +441,31 @@ class Lab:
                                     for v in h.cli_json("vm", "list", timeout=10).get("vms", [])]
                 except (LabError, ValueError) as e:
                     entry["error"] = str(e)
+                if cl and h.name in cl.get("members", []):
+                    st, err = self.cluster_status(h)
+                    if st is None:
+                        entry["error"] = entry["error"] or f"cluster status: {err}"
+                    else:
+                        entry["cluster"] = {
+                            "state": st.get("state"), "term": st.get("term"),
+                            "commit_index": st.get("commit_index"),
+                            "leader": (st.get("leader") or {}).get("name"),
+                            "quorum": st.get("quorum")}
             hosts.append(entry)
         healthy = self.state.get("phase") == "up" and all(
-            h["ferryd_alive"] and h["ns_exists"] and not h["error"] for h in hosts)
+            h["ferryd_alive"] and not h["ferryd_stopped"] and h["ns_exists"] and
+            h["link"] == "up" and not h["error"] for h in hosts)
+        cluster = None
+        if cl:
+            views = [h["cluster"] for h in hosts if h["cluster"]]
+            leaders = {v["leader"] for v in views}
+            leader = max(views, key=lambda v: v["term"] or 0)["leader"] if views else None
+            cluster = {"id": cl.get("id"), "name": cl.get("name"), "api_addr": cl.get("api_addr"),
+                       "members": cl.get("members"), "token_file": cl.get("token_file"),
+                       "formed_s": cl.get("formed_s"), "leader": leader,
+                       "agreed": len(views) == len(cl.get("members", [])) and len(leaders) == 1
+                       and None not in leaders and all(v["quorum"] for v in views)}
+            healthy = healthy and cluster["agreed"]
         return {"name": self.name, "dir": self.dir, "phase": self.state.get("phase"),
                 "healthy": healthy, "created": self.state.get("created"),
                 "subnet": self.state.get("subnet"), "accel": self.state.get("accel"),
@@ -441,16 +474,17 @@ class Lab:
                 "client": {"ns": self.client_ns, "ip": self.client_ip,
                            "ns_exists": _netns_exists(self.client_ns)},
                 "csv": self.csv, "token_file": self.token_file,
-                "cluster": self.state.get("cluster"), "hosts": hosts}
+                "cluster": cluster, "hosts": hosts}
 
     # -- up -------------------------------------------------------------------------------
 
     @classmethod
     def up(cls, name=DEFAULT_NAME, hosts=3, dir=None, subnet=DEFAULT_SUBNET, accel="auto",
-           progress=None):
-        """Builds a lab of hosts simulated hosts and returns it, ferryds answering. On any
-        failure (also Ctrl-C) everything made so far is removed and LabError raised.
-        progress(msg) is called with a line per step if given."""
+           progress=None, cluster=True):
+        """Builds a lab of hosts simulated hosts and returns it, ferryds answering and, with
+        cluster, formed into one cluster (form_cluster). On any failure (also Ctrl-C)
+        everything made so far is removed and LabError raised. progress(msg) is called with
+        a line per step if given."""
         say = progress or (lambda msg: None)
         if not isinstance(name, str) or not NAME_RE.match(name):
             raise LabError(f"--name {name!r}: use 1-24 letters, digits, '-' or '_', starting "
@@ -511,7 +545,10 @@ class Lab:
             lab._build(hosts, say)
             lab._start_ferryds(say)
             lab._wait_links()
-            lab.form_cluster(say)
+            if cluster:
+                lab.form_cluster(say)
+            else:
+                lab._check_segment(lab.hosts, say)
             lab.state["phase"] = "up"
             lab._save()
         except BaseException as e:
@@ -602,40 +639,52 @@ class Lab:
         self._ip(cns, "link", "set", CLIENT_IF, "up")
         self._save()
 
+    def _ferryd_argv(self, h):
+        """The command line of host h's ferryd: the same at `up` and at every restart."""
+        argv = ["ip", "netns", "exec", h.ns, self.bins["ferryd"], "--name", h.name,
+                "--state-dir", h.state_dir, "--run-dir", h.run_dir, "--socket", h.sock,
+                "--listen", f"{h.ip}:{API_PORT}", "--token-file", self.token_file]
+        if self.state["accel"] != "auto":
+            argv += ["--accel", self.state["accel"]]
+        return argv
+
+    def _spawn_ferryd(self, h, say):
+        """Starts h's ferryd detached in its namespace and records its pid."""
+        with open(h.log, "ab") as log:
+            # `ip netns exec` execs ferryd in place, so this pid is ferryd's. Its own
+            # session: Ctrl-C on `ferry lab up` or the caller's exit does not reach it.
+            p = subprocess.Popen(self._ferryd_argv(h), stdin=subprocess.DEVNULL, stdout=log,
+                                 stderr=log, start_new_session=True, close_fds=True)
+        self._children[p.pid] = p
+        h.rec["pid"] = p.pid
+        h.rec.pop("stopped", None)
+        self._save()
+        say(f"{h.name}: ferryd pid {p.pid}, api {h.sock} and {h.url}, log {h.log}")
+
+    def _wait_ferryd(self, h, deadline):
+        """Waits until h's ferryd answers `node show` on its unix socket."""
+        while True:
+            p = self._children.get(h.pid)
+            if p is not None and p.poll() is not None:
+                raise LabError(f"{h.name}: ferryd exited with {p.returncode} at start; "
+                               f"its log {h.log} ends with:\n{h.log_tail(2000)}")
+            if os.path.exists(h.sock) and h.cli("node", "show", check=False,
+                                                timeout=10).returncode == 0:
+                return
+            if time.monotonic() >= deadline:
+                raise LabError(f"{h.name}: ferryd does not answer on {h.sock} after "
+                               f"{FERRYD_READY_S}s; its log {h.log} ends with:\n"
+                               f"{h.log_tail(2000)}")
+            time.sleep(0.05)
+
     def _start_ferryds(self, say):
         """Starts every host's ferryd detached in its namespace, then waits until each answers
         `node show` on its unix socket."""
         for h in self.hosts:
-            argv = ["ip", "netns", "exec", h.ns, self.bins["ferryd"], "--name", h.name,
-                    "--state-dir", h.state_dir, "--run-dir", h.run_dir, "--socket", h.sock,
-                    "--listen", f"{h.ip}:{API_PORT}", "--token-file", self.token_file]
-            if self.state["accel"] != "auto":
-                argv += ["--accel", self.state["accel"]]
-            with open(h.log, "ab") as log:
-                # `ip netns exec` execs ferryd in place, so this pid is ferryd's. Its own
-                # session: Ctrl-C on `ferry lab up` or the caller's exit does not reach it.
-                p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                     start_new_session=True, close_fds=True)
-            self._children[p.pid] = p
-            h.rec["pid"] = p.pid
-            self._save()
-            say(f"{h.name}: ferryd pid {p.pid}, api {h.sock} and {h.url}, log {h.log}")
-
+            self._spawn_ferryd(h, say)
         deadline = time.monotonic() + FERRYD_READY_S
         for h in self.hosts:
-            while True:
-                p = self._children.get(h.pid)
-                if p is not None and p.poll() is not None:
-                    raise LabError(f"{h.name}: ferryd exited with {p.returncode} at start; "
-                                   f"its log {h.log} ends with:\n{h.log_tail(2000)}")
-                if os.path.exists(h.sock) and h.cli("node", "show", check=False,
-                                                    timeout=10).returncode == 0:
-                    break
-                if time.monotonic() >= deadline:
-                    raise LabError(f"{h.name}: ferryd does not answer on {h.sock} after "
-                                   f"{FERRYD_READY_S}s; its log {h.log} ends with:\n"
-                                   f"{h.log_tail(2000)}")
-                time.sleep(0.05)
+            self._wait_ferryd(h, deadline)
 
     def _wait_links(self):
         """Waits until every link of the lab is up. The kernel applies carrier changes of
@@ -659,15 +708,10 @@ class Lab:
                 raise LabError(f"links still down after {LINKS_READY_S}s: {', '.join(down)}")
             time.sleep(0.05)
 
-    def form_cluster(self, say=lambda msg: None):
-        """The step after the ferryds start where the hosts become one cluster.
-
-        Cluster formation (`ferry cluster init` on host1, `ferry cluster join` on the others)
-        does not exist yet; when it does, it goes here. Today this only checks that every
-        ferryd answers `node show` under its own name, over the segment: over TCP with the
-        lab token, asked from the next host's namespace (so host i's mgmt address, the
-        segment and the token work). It records no cluster: state["cluster"] stays None."""
-        hosts = self.hosts
+    def _check_segment(self, hosts, say):
+        """Checks that every ferryd of hosts answers `node show` under its own name over the
+        segment: over TCP with the lab token, asked from the next host's namespace (so host
+        i's mgmt address, the segment and the token work, which joining needs)."""
         for k, h in enumerate(hosts):
             asker = hosts[(k + 1) % len(hosts)]
             p = self._ns_run(asker.ns, [self.bins["ferry"], "--url", h.url, "-o", "json",
@@ -681,8 +725,245 @@ class Lab:
                 got = None
             if got != h.name:
                 raise LabError(f"{h.name}: {h.url} answers as node {got!r}")
-        say(f"hosts answer over the segment: {', '.join(h.name for h in hosts)} "
-            "(no cluster formed: cluster init/join is not built yet)")
+        say(f"hosts answer over the segment: {', '.join(h.name for h in hosts)}")
+
+    # -- the cluster ----------------------------------------------------------------------
+
+    def cluster_name(self):
+        """The name the lab gives its cluster: the lab's name in [a-z0-9-], starting with a
+        letter (what the cluster database accepts as a name)."""
+        n = re.sub(r"[^a-z0-9-]", "-", self.name.lower())
+        return n if n[0].isalpha() else f"lab-{n}"
+
+    def form_cluster(self, say=lambda msg: None, hosts=None):
+        """Makes hosts (default: all) one cluster: `ferry cluster init` on the first (through
+        its unix socket), `ferry cluster join FIRST-API-ADDR --token T` on each other one in
+        turn (each waited for until it is a voter, so one membership change runs at a time),
+        then waits until the first host sees every one of them as an up voter with a leader
+        and every host agrees on that leader. Records the cluster in lab.json (the join token
+        goes to DIR/cluster-token, 0600). Raises LabError saying which step failed and what
+        the ferryds said; Lab.up then removes everything."""
+        hosts = list(hosts) if hosts is not None else self.hosts
+        if not hosts:
+            raise LabError("form_cluster: no hosts")
+        if self.state.get("cluster"):
+            raise LabError(f"lab {self.name} has a cluster already "
+                           f"({self.state['cluster'].get('id')})")
+        t0 = time.monotonic()
+        self._check_segment(hosts, say)
+        first = hosts[0]
+        p = first.cli("-o", "json", "cluster", "init", "--name", self.cluster_name(),
+                      check=False, timeout=CLUSTER_CALL_S)
+        if p.returncode != 0:
+            raise LabError(f"{first.name}: ferry cluster init: exit {p.returncode}: "
+                           f"{(p.stderr or p.stdout).strip()}; its log {first.log} ends with:\n"
+                           f"{first.log_tail(1500)}")
+        try:
+            init = json.loads(p.stdout)
+            cid, token, addr = init["cluster_id"], init["token"], init["api_addr"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise LabError(f"{first.name}: ferry cluster init answered without "
+                           f"cluster_id/token/api_addr ({e}): {p.stdout.strip()}") from None
+        token_file = os.path.join(self.dir, "cluster-token")
+        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+        self.state["cluster"] = {"id": cid, "name": init.get("name"), "api_addr": addr,
+                                 "token_file": token_file, "members": [first.name],
+                                 "leader": None, "formed_s": None}
+        self._save()
+        say(f"{first.name}: cluster {cid} initialized, joins go to {addr}")
+        self.wait_cluster([first], say=None)
+        for h in hosts[1:]:
+            self.join_cluster(h, say)
+            self.wait_cluster([first] + [self.host(n) for n in
+                                         self.state["cluster"]["members"][1:]], say=None)
+        leader = self.wait_cluster(hosts, say=None)
+        self.state["cluster"]["formed_s"] = round(time.monotonic() - t0, 3)
+        self._save()
+        say(f"cluster {cid}: {len(hosts)} voter(s) up, leader {leader.name}, formed in "
+            f"{self.state['cluster']['formed_s']:.1f} s")
+
+    def join_cluster(self, h, say=lambda msg: None):
+        """`ferry cluster join` on host h (not yet a member) with the lab cluster's address
+        and token; records h as a member. Does not wait for h to become a voter
+        (wait_cluster does)."""
+        cl = self.state.get("cluster")
+        if not cl:
+            raise LabError(f"lab {self.name} has no cluster to join; form_cluster first")
+        if h.name in cl["members"]:
+            raise LabError(f"{h.name} is a member of cluster {cl['id']} already")
+        with open(cl["token_file"]) as f:
+            token = f.read().strip()
+        p = h.cli("-o", "json", "cluster", "join", cl["api_addr"], "--token", token,
+                  check=False, timeout=CLUSTER_CALL_S)
+        if p.returncode != 0:
+            raise LabError(f"{h.name}: ferry cluster join {cl['api_addr']}: exit "
+                           f"{p.returncode}: {(p.stderr or p.stdout).strip()}; its log {h.log} "
+                           f"ends with:\n{h.log_tail(1500)}")
+        cl["members"].append(h.name)
+        self._save()
+        say(f"{h.name}: joined cluster {cl['id']}")
+
+    def cluster_status(self, h, timeout=CLUSTER_QUERY_S):
+        """`ferry cluster status` of host h: (status dict, None), or (None, what went wrong)
+        when h's ferryd does not answer or refuses (not in a cluster). Never raises."""
+        try:
+            p = h.cli("-o", "json", "cluster", "status", check=False, timeout=timeout)
+        except LabError as e:
+            return None, str(e)
+        if p.returncode != 0:
+            return None, (p.stderr or p.stdout).strip()
+        try:
+            return json.loads(p.stdout), None
+        except ValueError as e:
+            return None, f"not JSON: {e}"
+
+    def _converged(self, hosts):
+        """(leader name, None) when hosts[0] sees exactly hosts as up voters with a leader
+        among them and a quorum, and every host of hosts names the same leader; else (None,
+        why)."""
+        names = sorted(h.name for h in hosts)
+        st, err = self.cluster_status(hosts[0])
+        if st is None:
+            return None, f"{hosts[0].name}: {err}"
+        members = st.get("members") or []
+        got = sorted(m.get("name") for m in members)
+        if got != names:
+            return None, f"{hosts[0].name} sees members {got}, expected {names}"
+        bad = [f"{m.get('name')} ({m.get('role')}, {m.get('state')})" for m in members
+               if m.get("role") != "voter" or m.get("state") != "up"]
+        if bad:
+            return None, f"{hosts[0].name}: not yet up voters: {', '.join(bad)}"
+        leader = (st.get("leader") or {}).get("name")
+        if not leader or not st.get("quorum"):
+            return None, f"{hosts[0].name}: leader {leader}, quorum {st.get('quorum')}"
+        for h in hosts[1:]:
+            o, err = self.cluster_status(h)
+            if o is None:
+                return None, f"{h.name}: {err}"
+            ol = (o.get("leader") or {}).get("name")
+            if ol != leader:
+                return None, f"{h.name} names leader {ol}, {hosts[0].name} names {leader}"
+            if o.get("cluster_id") != st.get("cluster_id"):
+                return None, (f"{h.name} is in cluster {o.get('cluster_id')}, "
+                              f"{hosts[0].name} in {st.get('cluster_id')}")
+        return leader, None
+
+    def wait_cluster(self, hosts=None, timeout=CLUSTER_FORM_S, say=lambda msg: None):
+        """Polls until hosts (default: the recorded members) form one cluster as _converged
+        says; records and returns the leader's LabHost. LabError after timeout seconds with
+        the last reason."""
+        if hosts is None:
+            hosts = [self.host(n) for n in (self.state.get("cluster") or {}).get("members", [])]
+        if not hosts:
+            raise LabError(f"lab {self.name} has no cluster")
+        deadline = time.monotonic() + timeout
+        while True:
+            leader, why = self._converged(hosts)
+            if leader:
+                cl = self.state.get("cluster")
+                if cl is not None and cl.get("leader") != leader:
+                    cl["leader"] = leader
+                    self._save()
+                if say:
+                    say(f"cluster: {len(hosts)} up voter(s), leader {leader}")
+                return self.host(leader)
+            if time.monotonic() >= deadline:
+                raise LabError(f"the cluster of {', '.join(h.name for h in hosts)} did not "
+                               f"form within {timeout}s: {why}")
+            time.sleep(0.1)
+
+    def leader(self, timeout=CLUSTER_QUERY_S):
+        """The LabHost of the current leader as the reachable ferryds see it: of all answers
+        naming a leader, the one of the highest term (a node that calls itself leader wins a
+        tie). None when no reachable node knows a leader. Stopped (SIGSTOP) and dead ferryds
+        are not asked."""
+        best = None
+        for h in self.hosts:
+            if h.rec.get("stopped") or not h.ferryd_alive():
+                continue
+            st, _ = self.cluster_status(h, timeout=timeout)
+            name = ((st or {}).get("leader") or {}).get("name")
+            if not name:
+                continue
+            key = (st.get("term") or 0, st.get("state") == "leader")
+            if best is None or key > best[0]:
+                best = (key, name)
+        return self.host(best[1]) if best else None
+
+    # -- faults ---------------------------------------------------------------------------
+
+    def kill_ferryd(self, h, sig=signal.SIGKILL):
+        """Sends sig to host h's ferryd (after checking the pid is still our ferryd) and
+        returns time.monotonic() taken just before. SIGSTOP/SIGCONT freeze and thaw it (the
+        lab remembers, so `down` thaws it first); any other signal is expected to end it and
+        is waited for (LabError if it lives on after STOP_GRACE_S)."""
+        if not self._is_our_ferryd(h.rec):
+            raise LabError(f"{h.name}: no ferryd of this lab runs (pid {h.pid}); "
+                           "start it with start_ferryd")
+        pid = h.pid
+        t = time.monotonic()
+        os.kill(pid, sig)
+        if sig == signal.SIGSTOP:
+            h.rec["stopped"] = True
+            self._save()
+            return t
+        if sig == signal.SIGCONT:
+            h.rec.pop("stopped", None)
+            self._save()
+            return t
+        child = self._children.pop(pid, None)
+        if child is not None:
+            try:
+                child.wait(STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                pass
+        if _wait_gone([pid], STOP_GRACE_S if child is None else 1):
+            raise LabError(f"{h.name}: ferryd pid {pid} lives on after signal {sig}")
+        h.rec.pop("stopped", None)
+        self._save()
+        return t
+
+    def start_ferryd(self, h, timeout=FERRYD_READY_S, say=lambda msg: None):
+        """Starts host h's ferryd again, with the arguments `up` gave it, and waits until it
+        answers on its unix socket. LabError if one still runs or it does not come up."""
+        if self._is_our_ferryd(h.rec):
+            raise LabError(f"{h.name}: ferryd pid {h.pid} still runs")
+        self._spawn_ferryd(h, say)
+        self._wait_ferryd(h, time.monotonic() + timeout)
+
+    def _uplink(self, h):
+        return self.state["seg"]["ns"], f"h{h.index}"
+
+    def link_down(self, h):
+        """Cuts host h off the segment: its uplink veth (the end in the segment namespace)
+        goes down. Its ferryd keeps running and answers on its unix socket."""
+        seg, ifname = self._uplink(h)
+        self._ip(seg, "link", "set", ifname, "down")
+        h.rec["link"] = "down"
+        self._save()
+
+    def link_up(self, h, timeout=LINKS_READY_S):
+        """Puts host h back on the segment and waits until both ends of its uplink are up."""
+        seg, ifname = self._uplink(h)
+        self._ip(seg, "link", "set", ifname, "up")
+        deadline = time.monotonic() + timeout
+        for ns, dev in ((seg, ifname), (h.ns, HOST_UPLINK)):
+            while True:
+                p = _run(["ip", "-n", ns, "-j", "link", "show", "dev", dev], check=False)
+                try:
+                    state = json.loads(p.stdout)[0].get("operstate") if p.returncode == 0 \
+                        else None
+                except (ValueError, IndexError):
+                    state = None
+                if state == "UP":
+                    break
+                if time.monotonic() >= deadline:
+                    raise LabError(f"{ns}/{dev} is {state} {timeout}s after link up")
+                time.sleep(0.05)
+        h.rec.pop("link", None)
+        self._save()
 
     # -- down -----------------------------------------------------------------------------
 
@@ -705,6 +986,11 @@ class Lab:
                 say(f"{h.name}: pid {h.pid} is no longer our ferryd; not touching it")
         if ferryds:
             say(f"stopping ferryd {' '.join(map(str, ferryds))}")
+        for p in ferryds:  # a ferryd frozen by kill_ferryd(SIGSTOP) must run to see SIGTERM
+            try:
+                os.kill(p, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
         left = _stop_pids(ferryds, STOP_GRACE_S)
         for p in list(self._children.values()):
             if p.poll() is None:

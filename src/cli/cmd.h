@@ -33,6 +33,7 @@ int cmd_node(struct cli *cli, int argc, char **argv);
 int cmd_events(struct cli *cli, int argc, char **argv);
 int cmd_disk(struct cli *cli, int argc, char **argv);
 int cmd_lab(struct cli *cli, int argc, char **argv); /* execs lab/ferry-lab */
+int cmd_cluster(struct cli *cli, int argc, char **argv);
 
 /* Runs the entry of table named argv[0]; "help"/--help/no name print the table under title
  * (exit 0, or 2 when the name is missing or unknown). */
@@ -81,6 +82,13 @@ int cli_call(struct cli *cli, const char *method, const char *path, const json_t
 void cli_follow_begin(void);
 bool cli_follow_sleep(unsigned ms);
 bool cli_interrupted(void);
+
+/* How long ago v (a JSON number of ms) was: "0.4s ago", "5m03s ago"; "-" when v is not a
+ * number. Values that are wall-clock times (ms since 1970) are turned into ages against the
+ * local clock; smaller ones are ages already. Returns buf. (cmd_cluster.c) */
+char *cli_ago(const json_t *v, char *buf, size_t size);
+/* Prints a note to stderr when a read's "stale_ms" says the answer may be old. (cmd_cluster.c) */
+void cli_stale_note(const json_t *reply);
 
 /* Small JSON getters that tolerate missing fields. */
 const char *cli_jstr(const json_t *o, const char *key); /* NULL if absent or not a string */

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* ferry node show and ferry events: what this host is, and what happened on it. */
+/* ferry node show, node list and ferry events: this host, the cluster's nodes, what happened. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,8 +73,82 @@ static int node_show(struct cli *cli, int argc, char **argv)
     return EXIT_OK;
 }
 
+/* ---- node list --------------------------------------------------------------------------- */
+
+static int print_nodes(const json_t *reply)
+{
+    static const char *const headers[] = {"NAME",  "STATE",         "LEADER",   "ROLE",
+                                          "VMS",   "MEM-TOTAL",     "MEM-USED", "MEM-FREE",
+                                          "ACCEL", "LAST-HEARTBEAT"};
+    struct output_table *t = output_table_new(ARRAY_SIZE(headers), headers);
+    if (!t)
+        return EXIT_FAIL;
+    size_t i;
+    json_t *n;
+    json_array_foreach(json_object_get(reply, "nodes"), i, n)
+    {
+        const json_t *mem = json_object_get(n, "memory");
+        char vms[24], total[32], used[32], freem[32], hb[48];
+        snprintf(vms, sizeof(vms), "%" PRIu64, cli_jnum(n, "vms"));
+        const char *accel = cli_jstr(n, "accel");
+        const char *cells[] = {cli_jstr(n, "name"),
+                               cli_jstr(n, "state"),
+                               json_is_true(json_object_get(n, "leader")) ? "*" : "",
+                               cli_jstr(n, "role"),
+                               vms,
+                               output_bytes(cli_jnum(mem, "total_mib") << 20, total, sizeof(total)),
+                               output_bytes(cli_jnum(mem, "used_mib") << 20, used, sizeof(used)),
+                               output_bytes(cli_jnum(mem, "free_mib") << 20, freem, sizeof(freem)),
+                               accel && accel[0] ? accel : NULL,
+                               cli_ago(json_object_get(n, "last_heartbeat_ms"), hb, sizeof(hb))};
+        if (output_table_add(t, cells) < 0) {
+            output_table_free(t);
+            return EXIT_FAIL;
+        }
+    }
+    output_table_print(t, stdout);
+    output_table_free(t);
+    return EXIT_OK;
+}
+
+static int node_list(struct cli *cli, int argc, char **argv)
+{
+    static const struct option opts[] = {CLI_COMMON_LONGOPTS, {NULL, 0, NULL, 0}};
+    bool first = true;
+    int c;
+    while ((c = cli_getopt(cli, "node list", argc, argv, CLI_COMMON_SHORTOPTS, opts, &first)) !=
+           -1) {
+        if (c == 'h') {
+            printf("Usage: ferry node list [-o table|json]\n\n"
+                   "Lists the nodes of the cluster as this node's copy of the cluster database\n"
+                   "has them: state (up, down, paused, draining), the leader (*), Raft role,\n"
+                   "VM count, memory, accelerator and the last heartbeat. Outside a cluster:\n"
+                   "this node alone. Any node answers; a note on stderr says when its copy may\n"
+                   "be old.\n");
+            return EXIT_OK;
+        }
+        return EXIT_USAGE;
+    }
+    if (optind < argc)
+        return cli_usage("node list", "unexpected argument '%s'", argv[optind]);
+    json_t *reply;
+    int rc = cli_call(cli, "GET", "/v1/nodes", NULL, &reply);
+    if (rc != EXIT_OK)
+        return rc;
+    if (cli->fmt == OUTPUT_JSON) {
+        output_json(stdout, reply);
+    } else if (print_nodes(reply) != EXIT_OK) {
+        fprintf(stderr, "ferry: out of memory\n");
+        rc = EXIT_FAIL;
+    }
+    cli_stale_note(reply);
+    json_decref(reply);
+    return rc;
+}
+
 static const struct cli_cmd node_cmds[] = {
     {"show", node_show, "show this host: CPUs, memory, accelerator"},
+    {"list", node_list, "list the cluster's nodes: state, leader, VMs, memory"},
 };
 
 int cmd_node(struct cli *cli, int argc, char **argv)

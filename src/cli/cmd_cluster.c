@@ -1,0 +1,395 @@
+/* SPDX-License-Identifier: MIT */
+/* ferry cluster: init, join, leave and status of the cluster this host's ferryd belongs to. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli/cmd.h"
+#include "common/util.h"
+
+#define JOIN_TOKEN_MAX 1024
+/* Above this a "ms" value is a wall-clock time (ms since 1970, after 2001), not an age. */
+#define WALL_MS_MIN 1000000000000ULL
+/* node list warns on stderr when its answer may be older than this. */
+#define STALE_WARN_MS 2000
+#define STALE_NO_LEADER_MS (86400ULL * 1000) /* a day: "never", as the API may say */
+
+static int nomem(void)
+{
+    struct ferr e;
+    ferr_set(&e, -ENOMEM, "out of memory");
+    return cli_fail(&e);
+}
+
+/* s, or dflt when s is NULL or empty. */
+static const char *str_or(const char *s, const char *dflt)
+{
+    return s && s[0] ? s : dflt;
+}
+
+/* No arguments may be left after the options of cmd. */
+static int no_args(const char *cmd, int argc, char **argv)
+{
+    if (optind < argc)
+        return cli_usage(cmd, "unexpected argument '%s'", argv[optind]);
+    return EXIT_OK;
+}
+
+char *cli_ago(const json_t *v, char *buf, size_t size)
+{
+    if (!json_is_integer(v) && !json_is_real(v)) {
+        snprintf(buf, size, "-");
+        return buf;
+    }
+    double d = json_is_integer(v) ? (double)json_integer_value(v) : json_real_value(v);
+    uint64_t ms = d > 0 ? (uint64_t)d : 0;
+    if (ms >= WALL_MS_MIN) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        uint64_t now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+        ms = now > ms ? now - ms : 0;
+    }
+    if (ms < 10000) {
+        snprintf(buf, size, "%" PRIu64 ".%" PRIu64 "s ago", ms / 1000, ms % 1000 / 100);
+    } else {
+        char d2[32];
+        snprintf(buf, size, "%s ago", output_duration(ms / 1000, d2, sizeof(d2)));
+    }
+    return buf;
+}
+
+/*
+ * Checks that s is an API address "A.B.C.D:PORT" or "[V6]:PORT" (what the join API takes).
+ * Returns 0 or -1 with why set.
+ */
+static int check_address(const char *s, char *why, size_t whylen)
+{
+    char host[INET6_ADDRSTRLEN + 2];
+    const char *colon = strrchr(s, ':');
+    if (!colon || colon == s) {
+        snprintf(why, whylen, "'%s' is not an API address IP:PORT (like 10.77.0.11:7443)", s);
+        return -1;
+    }
+    size_t hl = (size_t)(colon - s);
+    uint64_t port;
+    if (hl >= sizeof(host) || cli_parse_u64(colon + 1, 1, 65535, &port) < 0) {
+        snprintf(why, whylen, "'%s': expected IP:PORT with a port in 1..65535", s);
+        return -1;
+    }
+    memcpy(host, s, hl);
+    host[hl] = '\0';
+    unsigned char bin[16];
+    bool ok;
+    if (host[0] == '[') {
+        ok = hl > 2 && host[hl - 1] == ']';
+        if (ok) {
+            host[hl - 1] = '\0';
+            ok = inet_pton(AF_INET6, host + 1, bin) == 1;
+        }
+    } else {
+        ok = inet_pton(AF_INET, host, bin) == 1;
+    }
+    if (!ok) {
+        snprintf(why, whylen, "'%s': '%.*s' is not an IPv4 address (or [IPv6])", s, (int)hl, s);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- cluster init ------------------------------------------------------------------------ */
+
+static const char init_help[] =
+    "Usage: ferry cluster init [--name NAME] [-o table|json]\n"
+    "\n"
+    "Makes this host's ferryd a one-node cluster and prints the cluster id, the join token\n"
+    "and the command that adds another host. ferryd must listen on TCP (--listen ADDR:PORT):\n"
+    "that address is where the other hosts join. Refused if this node is in a cluster.\n"
+    "\n"
+    "Options:\n"
+    "  --name NAME              a name for the cluster\n"
+    "  -o, --output table|json  output format\n";
+
+static int cluster_init(struct cli *cli, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"name", required_argument, NULL, 'n'},
+        CLI_COMMON_LONGOPTS,
+        {NULL, 0, NULL, 0},
+    };
+    const char *cmd = "cluster init", *name = NULL;
+    bool first = true;
+    int c;
+    while ((c = cli_getopt(cli, cmd, argc, argv, CLI_COMMON_SHORTOPTS "n:", opts, &first)) != -1) {
+        switch (c) {
+        case 'h':
+            fputs(init_help, stdout);
+            return EXIT_OK;
+        case 'n':
+            if (!optarg[0])
+                return cli_usage(cmd, "--name: the name is empty");
+            name = optarg;
+            break;
+        default:
+            return EXIT_USAGE;
+        }
+    }
+    if (no_args(cmd, argc, argv) != EXIT_OK)
+        return EXIT_USAGE;
+
+    json_t *body = json_object();
+    if (!body || (name && json_object_set_new(body, "name", json_string(name)) < 0)) {
+        json_decref(body);
+        return nomem();
+    }
+    json_t *r;
+    int rc = cli_call(cli, "POST", "/v1/cluster/init", body, &r);
+    json_decref(body);
+    if (rc != EXIT_OK)
+        return rc;
+    if (cli->fmt == OUTPUT_JSON) {
+        output_json(stdout, r);
+        json_decref(r);
+        return EXIT_OK;
+    }
+    const char *cname = cli_jstr(r, "name"), *token = str_or(cli_jstr(r, "token"), "TOKEN"),
+               *addr = str_or(cli_jstr(r, "api_addr"), "ADDRESS");
+    bool named = cname && cname[0];
+    output_kv(stdout, "cluster", "%s%s%s%s", str_or(cli_jstr(r, "cluster_id"), "?"),
+              named ? " (" : "", named ? cname : "", named ? ")" : "");
+    output_kv(stdout, "node id", "%" PRIu64, cli_jnum(r, "node_id"));
+    output_kv(stdout, "api address", "%s", addr);
+    output_kv(stdout, "join token", "%s", token);
+    printf("\nTo add a host, run on it:\n  ferry cluster join %s --token %s\n", addr, token);
+    json_decref(r);
+    return EXIT_OK;
+}
+
+/* ---- cluster join ------------------------------------------------------------------------ */
+
+static const char join_help[] =
+    "Usage: ferry cluster join ADDRESS --token TOKEN [-o table|json]\n"
+    "\n"
+    "Adds this host's ferryd to the cluster that the member at ADDRESS (its API address,\n"
+    "IP:PORT, as `ferry cluster init` printed it) belongs to. The node joins as a non-voter\n"
+    "and becomes a voter once it caught up with the cluster's log. This ferryd must listen\n"
+    "on TCP (--listen ADDR:PORT) and must not be in a cluster yet.\n"
+    "\n"
+    "Options:\n"
+    "  --token TOKEN            the join token `ferry cluster init` printed\n"
+    "  -o, --output table|json  output format\n";
+
+static int cluster_join(struct cli *cli, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"token", required_argument, NULL, 't'},
+        CLI_COMMON_LONGOPTS,
+        {NULL, 0, NULL, 0},
+    };
+    const char *cmd = "cluster join", *token = NULL;
+    bool first = true;
+    int c;
+    while ((c = cli_getopt(cli, cmd, argc, argv, CLI_COMMON_SHORTOPTS "t:", opts, &first)) != -1) {
+        switch (c) {
+        case 'h':
+            fputs(join_help, stdout);
+            return EXIT_OK;
+        case 't':
+            token = optarg;
+            break;
+        default:
+            return EXIT_USAGE;
+        }
+    }
+    if (optind >= argc)
+        return cli_usage(cmd, "the ADDRESS (IP:PORT) of a cluster member is needed");
+    if (optind + 1 < argc)
+        return cli_usage(cmd, "unexpected argument '%s'", argv[optind + 1]);
+    const char *addr = argv[optind];
+    char why[256];
+    if (check_address(addr, why, sizeof(why)) < 0)
+        return cli_usage(cmd, "%s", why);
+    if (!token)
+        return cli_usage(cmd, "--token TOKEN is needed (`ferry cluster init` printed it)");
+    if (!token[0] || strlen(token) > JOIN_TOKEN_MAX)
+        return cli_usage(cmd, "--token: expected 1..%d characters", JOIN_TOKEN_MAX);
+
+    json_t *body = json_pack("{s:s, s:s}", "address", addr, "token", token);
+    if (!body)
+        return nomem();
+    json_t *r;
+    int rc = cli_call(cli, "POST", "/v1/cluster/join", body, &r);
+    json_decref(body);
+    if (rc != EXIT_OK)
+        return rc;
+    if (cli->fmt == OUTPUT_JSON) {
+        output_json(stdout, r);
+    } else {
+        const char *cname = cli_jstr(r, "name");
+        bool named = cname && cname[0];
+        uint64_t n = cli_jnum(r, "members");
+        printf("joined cluster %s%s%s%s as node %" PRIu64 " (%" PRIu64 " member%s); it "
+               "becomes a voter once it caught up\n",
+               str_or(cli_jstr(r, "cluster_id"), "?"), named ? " (" : "", named ? cname : "",
+               named ? ")" : "", cli_jnum(r, "node_id"), n, n == 1 ? "" : "s");
+    }
+    json_decref(r);
+    return EXIT_OK;
+}
+
+/* ---- cluster leave ----------------------------------------------------------------------- */
+
+static int cluster_leave(struct cli *cli, int argc, char **argv)
+{
+    static const struct option opts[] = {CLI_COMMON_LONGOPTS, {NULL, 0, NULL, 0}};
+    const char *cmd = "cluster leave";
+    bool first = true;
+    int c;
+    while ((c = cli_getopt(cli, cmd, argc, argv, CLI_COMMON_SHORTOPTS, opts, &first)) != -1) {
+        if (c == 'h') {
+            printf("Usage: ferry cluster leave [-o table|json]\n\n"
+                   "Takes this host's ferryd out of its cluster. Refused while this node owns\n"
+                   "VMs: move or delete them first.\n");
+            return EXIT_OK;
+        }
+        return EXIT_USAGE;
+    }
+    if (no_args(cmd, argc, argv) != EXIT_OK)
+        return EXIT_USAGE;
+    json_t *r;
+    int rc = cli_call(cli, "POST", "/v1/cluster/leave", NULL, &r);
+    if (rc != EXIT_OK)
+        return rc;
+    if (cli->fmt == OUTPUT_JSON) {
+        output_json(stdout, r);
+    } else {
+        printf("left cluster %s\n", str_or(cli_jstr(r, "left"), "?"));
+    }
+    json_decref(r);
+    return EXIT_OK;
+}
+
+/* ---- cluster status ---------------------------------------------------------------------- */
+
+static void show_status(const json_t *s)
+{
+    const json_t *leader = json_object_get(s, "leader");
+    const json_t *to = json_object_get(s, "timeouts");
+    const char *name = cli_jstr(s, "name");
+    bool named = name && name[0];
+
+    output_kv(stdout, "cluster", "%s%s%s%s", str_or(cli_jstr(s, "cluster_id"), "?"),
+              named ? " (" : "", named ? name : "", named ? ")" : "");
+    output_kv(stdout, "this node", "%s (id %" PRIu64 "), %s", str_or(cli_jstr(s, "node_name"), "?"),
+              cli_jnum(s, "node_id"), str_or(cli_jstr(s, "state"), "?"));
+    if (json_is_object(leader))
+        output_kv(stdout, "leader", "%s (id %" PRIu64 ", %s)",
+                  str_or(cli_jstr(leader, "name"), "?"), cli_jnum(leader, "id"),
+                  str_or(cli_jstr(leader, "api_addr"), "-"));
+    else
+        output_kv(stdout, "leader", "none known");
+    output_kv(stdout, "quorum", "%s (%" PRIu64 " voter%s)",
+              json_is_true(json_object_get(s, "quorum")) ? "yes" : "NO", cli_jnum(s, "voters"),
+              cli_jnum(s, "voters") == 1 ? "" : "s");
+    output_kv(stdout, "term", "%" PRIu64, cli_jnum(s, "term"));
+    output_kv(stdout, "commit index", "%" PRIu64, cli_jnum(s, "commit_index"));
+    output_kv(stdout, "last applied", "%" PRIu64, cli_jnum(s, "last_applied"));
+    output_kv(stdout, "stale", "%" PRIu64 " ms", cli_jnum(s, "stale_ms"));
+    output_kv(stdout, "timeouts",
+              "election %" PRIu64 " ms, raft heartbeat %" PRIu64 " ms, node heartbeat %" PRIu64
+              " ms, down after %" PRIu64 " missed",
+              cli_jnum(to, "election_ms"), cli_jnum(to, "heartbeat_ms"),
+              cli_jnum(to, "node_heartbeat_ms"), cli_jnum(to, "node_down_after"));
+}
+
+static int print_members(const json_t *s)
+{
+    static const char *const headers[] = {"ID",     "NAME",         "ROLE", "STATE",
+                                          "LEADER", "LAST-CONTACT", "API"};
+    struct output_table *t = output_table_new(ARRAY_SIZE(headers), headers);
+    if (!t)
+        return nomem();
+    size_t i;
+    json_t *m;
+    json_array_foreach(json_object_get(s, "members"), i, m)
+    {
+        char id[24], ago[48];
+        snprintf(id, sizeof(id), "%" PRIu64, cli_jnum(m, "id"));
+        const char *cells[] = {id,
+                               cli_jstr(m, "name"),
+                               cli_jstr(m, "role"),
+                               cli_jstr(m, "state"),
+                               json_is_true(json_object_get(m, "leader")) ? "*" : "",
+                               cli_ago(json_object_get(m, "last_contact_ms"), ago, sizeof(ago)),
+                               cli_jstr(m, "api_addr")};
+        if (output_table_add(t, cells) < 0) {
+            output_table_free(t);
+            return nomem();
+        }
+    }
+    output_table_print(t, stdout);
+    output_table_free(t);
+    return EXIT_OK;
+}
+
+static int cluster_status(struct cli *cli, int argc, char **argv)
+{
+    static const struct option opts[] = {CLI_COMMON_LONGOPTS, {NULL, 0, NULL, 0}};
+    const char *cmd = "cluster status";
+    bool first = true;
+    int c;
+    while ((c = cli_getopt(cli, cmd, argc, argv, CLI_COMMON_SHORTOPTS, opts, &first)) != -1) {
+        if (c == 'h') {
+            printf("Usage: ferry cluster status [-o table|json]\n\n"
+                   "Shows the cluster as this node sees it: its Raft state, the leader, whether\n"
+                   "a quorum of voters is reachable, the term, commit and applied index, how\n"
+                   "stale this node's copy of the database may be, the timeouts, and each\n"
+                   "member with its role, health state and last contact.\n");
+            return EXIT_OK;
+        }
+        return EXIT_USAGE;
+    }
+    if (no_args(cmd, argc, argv) != EXIT_OK)
+        return EXIT_USAGE;
+    json_t *r;
+    int rc = cli_call(cli, "GET", "/v1/cluster/status", NULL, &r);
+    if (rc != EXIT_OK)
+        return rc;
+    if (cli->fmt == OUTPUT_JSON) {
+        output_json(stdout, r);
+    } else {
+        show_status(r);
+        putchar('\n');
+        rc = print_members(r);
+    }
+    json_decref(r);
+    return rc;
+}
+
+static const struct cli_cmd cluster_cmds[] = {
+    {"init", cluster_init, "make this node a one-node cluster; prints the join token"},
+    {"join", cluster_join, "join the cluster of the member at ADDRESS"},
+    {"leave", cluster_leave, "take this node out of its cluster"},
+    {"status", cluster_status, "members, leader, quorum, Raft term and indexes"},
+};
+
+int cmd_cluster(struct cli *cli, int argc, char **argv)
+{
+    return cli_dispatch(cli, "cluster", cluster_cmds, ARRAY_SIZE(cluster_cmds), argc - 1, argv + 1);
+}
+
+void cli_stale_note(const json_t *reply)
+{
+    uint64_t stale = cli_jnum(reply, "stale_ms");
+    if (stale >= STALE_NO_LEADER_MS)
+        fprintf(stderr, "ferry: note: this node knows no cluster leader; what it shows may be "
+                        "out of date\n");
+    else if (stale > STALE_WARN_MS)
+        fprintf(stderr,
+                "ferry: note: this node last heard from the cluster leader %" PRIu64
+                " ms ago; what it shows may be that old\n",
+                stale);
+}
