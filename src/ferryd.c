@@ -50,6 +50,8 @@ struct ferryd {
     struct http_server *http;
     struct cluster *cluster;
     uv_signal_t sigterm, sigint;
+    uv_timer_t sync; /* pushes local VM states into the cluster database */
+    json_t *syncing; /* names whose vm_state write is in flight */
     int exit_code;
 };
 
@@ -255,6 +257,9 @@ static int read_or_make_token(const char *path, char *out, size_t size, struct f
 static void on_closed_all(void *data)
 {
     struct ferryd *d = data;
+    uv_close((uv_handle_t *)&d->sync, NULL);
+    json_decref(d->syncing);
+    d->syncing = NULL;
     uv_close((uv_handle_t *)&d->sigterm, NULL);
     uv_close((uv_handle_t *)&d->sigint, NULL);
 }
@@ -263,6 +268,7 @@ static void cluster_closed(void *data)
 {
     struct ferryd *d = data;
     d->cluster = NULL;
+    uv_timer_stop(&d->sync);
     vmset_close(d->vms, on_closed_all, d);
 }
 
@@ -271,6 +277,71 @@ static void http_closed(void *data)
     struct ferryd *d = data;
     d->http = NULL;
     cluster_close(d->cluster, cluster_closed, d);
+}
+
+/* ---- the cluster's copy of our VMs' states ---- */
+
+struct sync_write {
+    struct ferryd *d;
+    char name[VM_NAME_MAX + 1];
+};
+
+static void sync_done(int status, json_t *body, const struct ferr *e, void *data)
+{
+    struct sync_write *w = data;
+    json_decref(body);
+    if (e)
+        log_debug("vm %s: state not yet in the cluster database: %s", w->name, e->msg);
+    if (w->d->syncing)
+        json_object_del(w->d->syncing, w->name);
+    free(w);
+}
+
+static void sync_one(struct vm *vm, void *data)
+{
+    struct ferryd *d = data;
+    const char *name = vm_name(vm);
+    json_t *rec = NULL;
+    if (json_object_get(d->syncing, name) ||
+        cdb_vm_get(cluster_db(d->cluster), name, &rec, NULL) < 0)
+        return;
+    const char *owner = json_string_value(json_object_get(rec, "owner"));
+    const char *state = json_string_value(json_object_get(rec, "state"));
+    const char *reason = json_string_value(json_object_get(rec, "reason"));
+    bool mine = owner && strcmp(owner, d->cfg.name) == 0;
+    bool same = state && strcmp(state, vm_state_name(vm_state(vm))) == 0 && reason &&
+                strcmp(reason, vm_reason(vm)) == 0;
+    json_decref(rec);
+    if (!mine || same)
+        return;
+    struct sync_write *w = calloc(1, sizeof(*w));
+    if (!w)
+        return;
+    w->d = d;
+    snprintf(w->name, sizeof(w->name), "%s", name);
+    char why[256];
+    snprintf(why, sizeof(why), "%s", vm_reason(vm));
+    json_t *cmd = json_pack("{s:i, s:s, s:s, s:s, s:s}", "v", 1, "op", "vm_state", "name", name,
+                            "state", vm_state_name(vm_state(vm)), "reason", why);
+    struct ferr e = {0};
+    json_object_set_new(d->syncing, name, json_true());
+    if (!cmd || cluster_write(d->cluster, cmd, sync_done, w, &e) < 0)
+        sync_done(0, NULL, &e, w);
+    json_decref(cmd);
+}
+
+static void sync_tick(uv_timer_t *t)
+{
+    struct ferryd *d = t->data;
+    if (d->cluster && cluster_active(d->cluster) && d->vms)
+        vmset_foreach(d->vms, sync_one, d);
+}
+
+static void vm_changed(void *data)
+{
+    struct ferryd *d = data;
+    /* Soon, not now: the VM is still finishing its transition (reason, cleanup). */
+    uv_timer_start(&d->sync, sync_tick, 10, 2000);
 }
 
 /* What heartbeats and node lists say about this node. */
@@ -368,6 +439,11 @@ int main(int argc, char **argv)
     snprintf(vc.accel, sizeof(vc.accel), "%s", accel);
     vc.console_poll_ms = c->console_poll_ms;
     vc.start_timeout_ms = c->start_timeout_ms;
+    vc.on_change = vm_changed;
+    vc.change_data = &d;
+    d.syncing = json_object();
+    uv_timer_init(d.loop, &d.sync);
+    d.sync.data = &d;
     if (vmset_open(d.loop, &vc, d.events, &d.vms, &e) < 0) {
         log_error("%s", e.msg);
         goto err_after_events;
@@ -450,6 +526,7 @@ int main(int argc, char **argv)
         goto err_after_http;
     }
     d.api.cluster = d.cluster;
+    uv_timer_start(&d.sync, sync_tick, 2000, 2000);
     http_server_set_authorizer(d.http, cluster_authorize, d.cluster);
     uv_signal_init(d.loop, &d.sigterm);
     uv_signal_init(d.loop, &d.sigint);

@@ -12,6 +12,7 @@
 #include "api/http.h"
 #include "api/router.h"
 #include "cluster/cluster.h"
+#include "cluster/placement.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "storage/vhd.h"
@@ -57,48 +58,191 @@ static json_t *body_object(struct http_req *req, bool allow_empty)
     return j;
 }
 
+static void reply_cluster(int status, json_t *body, const struct ferr *e, void *data);
+
+/* The query arguments worth passing on, re-encoded; values are checked by the owner. */
+static int forward_path(struct http_req *req, char *out, size_t size)
+{
+    static const char *keys[] = {"offset", "max", "force", "node"};
+    int n = snprintf(out, size, "%s", http_req_path(req));
+    char sep = '?';
+    for (size_t i = 0; i < ARRAY_SIZE(keys) && n > 0 && (size_t)n < size; i++) {
+        const char *v = http_req_query(req, keys[i]);
+        if (!v)
+            continue;
+        for (const char *p = v; *p; p++)
+            if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+                  *p == '-' || *p == '.' || *p == '_'))
+                return FERR_INVALID;
+        n += snprintf(out + n, size - (size_t)n, "%c%s=%s", sep, keys[i], v);
+        sep = '&';
+    }
+    return n > 0 && (size_t)n < size ? 0 : FERR_INVALID;
+}
+
+/*
+ * In a cluster a VM runs on its owner: a request for a VM that is not here goes there and its
+ * answer comes back unchanged. Requests that other nodes forwarded are never forwarded again.
+ * Returns true if the request was handed on (and will be answered).
+ */
+static bool forward_to_owner(struct api_ctx *ctx, struct http_req *req, const char *name)
+{
+    if (!cluster_active(ctx->cluster) || http_req_principal(req) == HTTP_PRINCIPAL_PEER)
+        return false;
+    json_t *rec = NULL;
+    if (cdb_vm_get(cluster_db(ctx->cluster), name, &rec, NULL) < 0)
+        return false;
+    char owner[64];
+    snprintf(owner, sizeof(owner), "%s", json_string_value(json_object_get(rec, "owner")));
+    json_decref(rec);
+    if (!owner[0] || strcmp(owner, cluster_self(ctx->cluster)) == 0)
+        return false;
+    char path[1024];
+    struct ferr e = {0};
+    size_t len;
+    const char *body = http_req_body(req, &len);
+    if (forward_path(req, path, sizeof(path)) < 0) {
+        reply_err(req, FERR_INVALID, "query: a value has characters that cannot be forwarded");
+        return true;
+    }
+    if (cluster_forward(ctx->cluster, owner, http_req_method(req), path, len ? body : NULL,
+                        reply_cluster, req, &e) < 0)
+        http_reply_error(req, &e);
+    return true;
+}
+
 static struct vm *find_vm(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
 {
     const char *name = route_param(m, "name");
     struct vm *vm = name ? vmset_find(ctx->vms, name) : NULL;
+    if (!vm && name && forward_to_owner(ctx, req, name))
+        return NULL;
     if (!vm)
         reply_err(req, FERR_NOTFOUND, "no VM named %s (ferry vm list shows them)",
                   name ? name : "?");
     return vm;
 }
 
+/* The API's VM object, with the node that owns it. */
+static json_t *vm_json(struct api_ctx *ctx, struct vm *vm)
+{
+    json_t *o = vm_to_json(vm);
+    if (o)
+        json_object_set_new(o, "owner", json_string(ctx->node_name));
+    return o;
+}
+
 /* Completion of an async VM operation: answer the request that waited for it. */
+/* A VM operation in flight: the request and what the cluster must learn when it is done. */
+struct vm_op {
+    struct api_ctx *ctx;
+    struct http_req *req;
+    char name[VM_NAME_MAX + 1];
+    struct vm *vm;
+};
+
+static struct vm_op *vm_op_new(struct api_ctx *ctx, struct http_req *req, const char *name)
+{
+    struct vm_op *op = calloc(1, sizeof(*op));
+    if (!op) {
+        reply_err(req, -ENOMEM, "out of memory");
+        return NULL;
+    }
+    op->ctx = ctx;
+    op->req = req;
+    snprintf(op->name, sizeof(op->name), "%s", name ? name : "");
+    return op;
+}
+
 static void reply_vm_done(struct vmset *set, struct vm *vm, int status, const struct ferr *e,
                           void *data)
 {
-    struct http_req *req = data;
-    if (status < 0) {
-        http_reply_error(req, e);
-        return;
+    struct vm_op *op = data;
+    if (status < 0)
+        http_reply_error(op->req, e);
+    else
+        http_reply_json(op->req, 200, vm_json(op->ctx, vm));
+    free(op);
+}
+
+static void removed_after_failed_publish(struct vmset *set, struct vm *vm, int status,
+                                         const struct ferr *e, void *data)
+{
+    (void)data;
+}
+
+/* The cluster database took (or refused) the new VM's record. */
+static void published(int status, json_t *body, const struct ferr *e, void *data)
+{
+    struct vm_op *op = data;
+    json_decref(body);
+    struct vm *vm = vmset_find(op->ctx->vms, op->name);
+    if (e) {
+        /* Nothing half-written: without its record the VM is removed here too. */
+        struct ferr e2 = *e, e3 = {0};
+        ferr_prefix(&e2, "create %s: the cluster database refused it", op->name);
+        if (vm)
+            vmset_delete(op->ctx->vms, vm, true, removed_after_failed_publish, NULL, &e3);
+        http_reply_error(op->req, &e2);
+    } else if (!vm) {
+        reply_err(op->req, FERR_INTERNAL, "create %s: the VM vanished", op->name);
+    } else {
+        http_reply_json(op->req, 201, vm_json(op->ctx, vm));
     }
-    http_reply_json(req, 200, vm_to_json(vm));
+    free(op);
 }
 
 static void reply_created(struct vmset *set, struct vm *vm, int status, const struct ferr *e,
                           void *data)
 {
-    struct http_req *req = data;
+    struct vm_op *op = data;
     if (status < 0) {
-        http_reply_error(req, e);
+        http_reply_error(op->req, e);
+        free(op);
         return;
     }
-    http_reply_json(req, 201, vm_to_json(vm));
+    if (!cluster_active(op->ctx->cluster)) {
+        http_reply_json(op->req, 201, vm_json(op->ctx, vm));
+        free(op);
+        return;
+    }
+    struct ferr e2 = {0};
+    json_t *cmd = json_pack("{s:i, s:s, s:s, s:o, s:s, s:s}", "v", 1, "op", "vm_put", "name",
+                            vm_name(vm), "spec", vm_spec_to_json(vm_spec(vm)), "owner",
+                            op->ctx->node_name, "state", vm_state_name(vm_state(vm)));
+    if (cluster_write(op->ctx->cluster, cmd, published, op, &e2) < 0)
+        published(0, NULL, &e2, op);
+    json_decref(cmd);
+}
+
+static void unpublished(int status, json_t *body, const struct ferr *e, void *data)
+{
+    struct vm_op *op = data;
+    json_decref(body);
+    if (e)
+        log_warn("delete %s: the cluster database still lists it: %s", op->name, e->msg);
+    http_reply_json(op->req, 200, json_pack("{s:b}", "deleted", 1));
+    free(op);
 }
 
 static void reply_deleted(struct vmset *set, struct vm *vm, int status, const struct ferr *e,
                           void *data)
 {
-    struct http_req *req = data;
+    struct vm_op *op = data;
     if (status < 0) {
-        http_reply_error(req, e);
+        http_reply_error(op->req, e);
+        free(op);
         return;
     }
-    http_reply_json(req, 200, json_pack("{s:b}", "deleted", 1));
+    if (!cluster_active(op->ctx->cluster)) {
+        unpublished(200, NULL, NULL, op);
+        return;
+    }
+    struct ferr e2 = {0};
+    json_t *cmd = json_pack("{s:i, s:s, s:s}", "v", 1, "op", "vm_remove", "name", op->name);
+    if (cluster_write(op->ctx->cluster, cmd, unpublished, op, &e2) < 0)
+        unpublished(0, NULL, &e2, op);
+    json_decref(cmd);
 }
 
 static void count_running(struct vm *vm, void *data);
@@ -156,11 +300,92 @@ static void count_running(struct vm *vm, void *data)
         (*(int *)data)++;
 }
 
+/* A VM of another node, as the cluster database knows it. */
+static json_t *remote_vm_json(const json_t *rec)
+{
+    json_t *spec = json_object_get(rec, "spec");
+    json_t *cpu = json_object_get(spec, "cpu");
+    json_int_t s = json_integer_value(json_object_get(cpu, "sockets"));
+    json_int_t c = json_integer_value(json_object_get(cpu, "cores"));
+    json_int_t t = json_integer_value(json_object_get(cpu, "threads"));
+    return json_pack("{s:O, s:O, s:O, s:O, s:O, s:i, s:I, s:s, s:i}", "name",
+                     json_object_get(rec, "name"), "state", json_object_get(rec, "state"),
+                     "reason", json_object_get(rec, "reason"), "owner",
+                     json_object_get(rec, "owner"), "spec", spec, "vcpus",
+                     (int)((s ? s : 1) * (c ? c : 1) * (t ? t : 1)), "memory_mib",
+                     json_integer_value(json_object_get(spec, "memory_mib")), "accel", "", "pid", 0);
+}
+
+struct list_ctx {
+    struct api_ctx *ctx;
+    json_t *arr;
+    json_t *known; /* names in the cluster database */
+};
+
+static void add_local_unlisted(struct vm *vm, void *data)
+{
+    struct list_ctx *l = data;
+    if (!json_object_get(l->known, vm_name(vm)))
+        json_array_append_new(l->arr, vm_json(l->ctx, vm));
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(json_string_value(json_object_get(*(json_t *const *)a, "name")),
+                  json_string_value(json_object_get(*(json_t *const *)b, "name")));
+}
+
 static void h_vms_list(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
 {
     json_t *arr = json_array();
-    vmset_foreach(ctx->vms, add_vm, arr);
-    http_reply_json(req, 200, json_pack("{s:o}", "vms", arr));
+    if (!cluster_active(ctx->cluster)) {
+        vmset_foreach(ctx->vms, add_vm, arr);
+        http_reply_json(req, 200, json_pack("{s:o}", "vms", arr));
+        return;
+    }
+    /* Every VM of the cluster: ours with their live state, the others as the database says. */
+    struct list_ctx l = {ctx, arr, json_object()};
+    json_t *recs = cdb_vms(cluster_db(ctx->cluster), NULL);
+    size_t i;
+    json_t *rec;
+    json_array_foreach(recs, i, rec) {
+        const char *name = json_string_value(json_object_get(rec, "name"));
+        json_object_set_new(l.known, name, json_true());
+        struct vm *vm = vmset_find(ctx->vms, name);
+        json_array_append_new(arr, vm ? vm_json(ctx, vm) : remote_vm_json(rec));
+    }
+    vmset_foreach(ctx->vms, add_local_unlisted, &l);
+    json_decref(recs);
+    json_decref(l.known);
+    /* Sorted by name, as on a single host. */
+    size_t n = json_array_size(arr);
+    json_t **items = calloc(n ? n : 1, sizeof(*items));
+    json_t *sorted = json_array();
+    if (items && sorted) {
+        for (i = 0; i < n; i++)
+            items[i] = json_array_get(arr, i);
+        qsort(items, n, sizeof(*items), by_name);
+        for (i = 0; i < n; i++)
+            json_array_append(sorted, items[i]);
+        json_decref(arr);
+        arr = sorted;
+    } else {
+        json_decref(sorted);
+    }
+    free(items);
+    http_reply_json(req, 200, json_pack("{s:o, s:I}", "vms", arr, "stale_ms", (json_int_t)0));
+}
+
+static void create_here(struct api_ctx *ctx, struct http_req *req, json_t *spec)
+{
+    struct ferr e = {0};
+    struct vm_op *op = vm_op_new(ctx, req, json_string_value(json_object_get(spec, "name")));
+    if (!op)
+        return;
+    if (vmset_create(ctx->vms, spec, reply_created, op, &e) < 0) {
+        free(op);
+        http_reply_error(req, &e);
+    }
 }
 
 static void h_vm_create(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
@@ -168,18 +393,66 @@ static void h_vm_create(struct api_ctx *ctx, struct http_req *req, const struct 
     json_t *spec = body_object(req, false);
     if (!spec)
         return;
+    const char *want = http_req_query(req, "node");
+    if (!cluster_active(ctx->cluster)) {
+        if (want && strcmp(want, ctx->node_name) != 0)
+            reply_err(req, FERR_STATE, "node: this host is not in a cluster; it can only place "
+                                       "VMs on itself (%s)", ctx->node_name);
+        else
+            create_here(ctx, req, spec);
+        json_decref(spec);
+        return;
+    }
+    /* Check the spec before choosing a node (the owner checks it against its host again). */
+    struct vm_spec *parsed = calloc(1, sizeof(*parsed));
+    struct vm_spec_env env = {0};
     struct ferr e = {0};
-    int rc = vmset_create(ctx->vms, spec, reply_created, req, &e);
-    json_decref(spec);
-    if (rc < 0)
+    char node[64];
+    if (!parsed) {
+        reply_err(req, -ENOMEM, "out of memory");
+        goto out;
+    }
+    if (vm_spec_from_json(spec, &env, parsed, &e) < 0) {
+        ferr_prefix(&e, "spec");
         http_reply_error(req, &e);
+        goto out;
+    }
+    json_t *rec = NULL;
+    if (cdb_vm_get(cluster_db(ctx->cluster), parsed->name, &rec, NULL) == 0) {
+        reply_err(req, FERR_EXISTS, "a VM named %s already exists (on %s)", parsed->name,
+                  json_string_value(json_object_get(rec, "owner")));
+        json_decref(rec);
+        goto out;
+    }
+    json_t *nodes = cluster_nodes(ctx->cluster);
+    int rc = placement_pick(json_object_get(nodes, "nodes"), parsed->memory_mib, want, node, &e);
+    json_decref(nodes);
+    if (rc < 0) {
+        http_reply_error(req, &e);
+        goto out;
+    }
+    if (strcmp(node, ctx->node_name) == 0) {
+        create_here(ctx, req, spec);
+    } else if (http_req_principal(req) == HTTP_PRINCIPAL_PEER) {
+        reply_err(req, FERR_STATE, "placement changed while the request was forwarded; retry");
+    } else {
+        char path[128];
+        size_t len;
+        const char *body = http_req_body(req, &len);
+        snprintf(path, sizeof(path), "/v1/vms?node=%s", node);
+        if (cluster_forward(ctx->cluster, node, "POST", path, body, reply_cluster, req, &e) < 0)
+            http_reply_error(req, &e);
+    }
+out:
+    free(parsed);
+    json_decref(spec);
 }
 
 static void h_vm_get(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
 {
     struct vm *vm = find_vm(ctx, req, m);
     if (vm)
-        http_reply_json(req, 200, vm_to_json(vm));
+        http_reply_json(req, 200, vm_json(ctx, vm));
 }
 
 static void h_vm_delete(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
@@ -195,8 +468,11 @@ static void h_vm_delete(struct api_ctx *ctx, struct http_req *req, const struct 
     }
     bool f = force && (strcmp(force, "1") == 0 || strcmp(force, "true") == 0);
     struct ferr e = {0};
-    if (vmset_delete(ctx->vms, vm, f, reply_deleted, req, &e) < 0)
+    struct vm_op *op = vm_op_new(ctx, req, vm_name(vm));
+    if (op && vmset_delete(ctx->vms, vm, f, reply_deleted, op, &e) < 0) {
+        free(op);
         http_reply_error(req, &e);
+    }
 }
 
 static void h_vm_action(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
@@ -206,12 +482,11 @@ static void h_vm_action(struct api_ctx *ctx, struct http_req *req, const struct 
         return;
     const char *action = route_param(m, "action");
     struct ferr e = {0};
-    int rc;
+    json_int_t timeout = 30;
     if (strcmp(action, "stop") == 0) {
         json_t *body = body_object(req, true);
         if (!body)
             return;
-        json_int_t timeout = 30;
         const char *key;
         json_t *val;
         json_object_foreach(body, key, val) {
@@ -229,22 +504,30 @@ static void h_vm_action(struct api_ctx *ctx, struct http_req *req, const struct 
             timeout = json_integer_value(val);
         }
         json_decref(body);
-        rc = vm_stop(vm, (unsigned)timeout, reply_vm_done, req, &e);
-    } else if (strcmp(action, "start") == 0) {
-        rc = vm_start(vm, reply_vm_done, req, &e);
-    } else if (strcmp(action, "kill") == 0) {
-        rc = vm_kill(vm, reply_vm_done, req, &e);
-    } else if (strcmp(action, "pause") == 0) {
-        rc = vm_pause(vm, reply_vm_done, req, &e);
-    } else if (strcmp(action, "resume") == 0) {
-        rc = vm_resume(vm, reply_vm_done, req, &e);
-    } else {
+    } else if (strcmp(action, "start") && strcmp(action, "kill") && strcmp(action, "pause") &&
+               strcmp(action, "resume")) {
         reply_err(req, FERR_NOTFOUND,
                   "no action %.40s (accepted: start, stop, kill, pause, resume)", action);
         return;
     }
-    if (rc < 0)
+    struct vm_op *op = vm_op_new(ctx, req, vm_name(vm));
+    if (!op)
+        return;
+    int rc;
+    if (strcmp(action, "stop") == 0)
+        rc = vm_stop(vm, (unsigned)timeout, reply_vm_done, op, &e);
+    else if (strcmp(action, "start") == 0)
+        rc = vm_start(vm, reply_vm_done, op, &e);
+    else if (strcmp(action, "kill") == 0)
+        rc = vm_kill(vm, reply_vm_done, op, &e);
+    else if (strcmp(action, "pause") == 0)
+        rc = vm_pause(vm, reply_vm_done, op, &e);
+    else
+        rc = vm_resume(vm, reply_vm_done, op, &e);
+    if (rc < 0) {
+        free(op);
         http_reply_error(req, &e);
+    }
 }
 
 /* Parses a non-negative decimal query argument; returns false after answering 400. */

@@ -95,6 +95,8 @@ static const char create_help[] =
     "  --budget-ms N            live migration blackout budget in ms\n"
     "  --priority N             failover priority, 0..1000, higher first\n"
     "  --label K=V              a label (repeatable)\n"
+    "  --node NODE              in a cluster: the node that runs it (default: the up node\n"
+    "                           with the most free memory)\n"
     "  --start                  start the VM once it is created\n"
     "  -f, --file SPEC.json     start from a spec file ('-' for stdin); options override it\n"
     "  -o, --output table|json  output format\n"
@@ -112,6 +114,7 @@ struct create_args {
     const char *kernel, *initrd, *cmdline;
     bool appliance;
     const char *guest_ip, *guest_gw, *workload;
+    const char *node;
     bool start;
 };
 
@@ -407,6 +410,7 @@ static int vm_create(struct cli *cli, int argc, char **argv)
         O_PRIORITY,
         O_LABEL,
         O_START,
+        O_NODE,
     };
     static const struct option opts[] = {
         {"cpus", required_argument, NULL, O_CPUS},
@@ -427,6 +431,7 @@ static int vm_create(struct cli *cli, int argc, char **argv)
         {"priority", required_argument, NULL, O_PRIORITY},
         {"label", required_argument, NULL, O_LABEL},
         {"start", no_argument, NULL, O_START},
+        {"node", required_argument, NULL, O_NODE},
         {"file", required_argument, NULL, 'f'},
         CLI_COMMON_LONGOPTS,
         {NULL, 0, NULL, 0},
@@ -544,6 +549,13 @@ static int vm_create(struct cli *cli, int argc, char **argv)
         case O_START:
             a.start = true;
             break;
+        case O_NODE:
+            if (!*optarg || strspn(optarg, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(optarg)) {
+                cli_usage(cmd, "--node: '%s' is not a node name", optarg);
+                goto out;
+            }
+            a.node = optarg;
+            break;
         default:
             cli_usage(cmd, "unhandled option");
             goto out;
@@ -578,19 +590,25 @@ static int vm_create(struct cli *cli, int argc, char **argv)
     rc = spec_build(&a, &spec);
     if (rc != EXIT_OK)
         goto out;
-    rc = cli_call(cli, "POST", "/v1/vms", spec, &vm);
+    char create_path[128];
+    if (a.node)
+        snprintf(create_path, sizeof(create_path), "/v1/vms?node=%.64s", a.node);
+    else
+        snprintf(create_path, sizeof(create_path), "/v1/vms");
+    rc = cli_call(cli, "POST", create_path, spec, &vm);
     if (rc != EXIT_OK)
         goto out;
+    const char *owner = cli_jstr(vm, "owner");
     const char *name = cli_jstr(vm, "name") ? cli_jstr(vm, "name") : cli_jstr(spec, "name");
     if (!a.start) {
         if (cli->fmt == OUTPUT_JSON)
             output_json(stdout, vm);
         else
-            printf("%s: created\n", name);
+            printf("%s: created on %s\n", name, owner ? owner : "this node");
         goto out;
     }
     if (cli->fmt != OUTPUT_JSON)
-        printf("%s: created\n", name);
+        printf("%s: created on %s\n", name, owner ? owner : "this node");
     path = vm_path(name, "/start");
     if (!path) {
         rc = nomem();
@@ -647,13 +665,14 @@ static char *vm_uptime(const json_t *vm, char *buf, size_t size)
 static int vm_list(struct cli *cli, int argc, char **argv)
 {
     static const struct option opts[] = {CLI_COMMON_LONGOPTS, {NULL, 0, NULL, 0}};
-    static const char *const headers[] = {"NAME",  "STATE", "VCPUS", "MEMORY",
-                                          "ACCEL", "PID",   "UPTIME"};
+    static const char *const headers[] = {"NAME", "STATE", "NODE",   "VCPUS",
+                                          "MEMORY", "ACCEL", "PID", "UPTIME"};
     bool first = true;
     int c;
     while ((c = cli_getopt(cli, "vm list", argc, argv, CLI_COMMON_SHORTOPTS, opts, &first)) != -1) {
         if (c == 'h') {
-            printf("Usage: ferry vm list [-o table|json]\n\nLists the VMs of this host.\n");
+            printf("Usage: ferry vm list [-o table|json]\n\nLists the VMs of this host, or of the "
+                   "whole cluster with the node that runs each.\n");
             return EXIT_OK;
         }
         return EXIT_USAGE;
@@ -670,7 +689,7 @@ static int vm_list(struct cli *cli, int argc, char **argv)
         json_decref(reply);
         return EXIT_OK;
     }
-    struct output_table *t = output_table_new(7, headers);
+    struct output_table *t = output_table_new(8, headers);
     if (!t) {
         json_decref(reply);
         return nomem();
@@ -687,6 +706,7 @@ static int vm_list(struct cli *cli, int argc, char **argv)
         const char *accel = cli_jstr(vm, "accel");
         const char *cells[] = {cli_jstr(vm, "name"),
                                cli_jstr(vm, "state"),
+                               cli_jstr(vm, "owner"),
                                vcpus,
                                mem,
                                accel && accel[0] && vm_is_up(vm) ? accel : NULL,

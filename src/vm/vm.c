@@ -34,6 +34,11 @@ const char *vm_state_name(enum vm_state s)
     return (unsigned)s < ARRAY_SIZE(state_names) ? state_names[s] : "unknown";
 }
 
+const char *vm_reason(const struct vm *vm)
+{
+    return vm->reason;
+}
+
 const char *vm_name(const struct vm *vm)
 {
     return vm->spec.name;
@@ -87,9 +92,12 @@ void vm__notify(struct vm *vm, int status, const struct ferr *e)
 
 static void set_state(struct vm *vm, enum vm_state s)
 {
-    if (vm->state != s)
-        log_debug("vm %s: %s -> %s", vm->spec.name, vm_state_name(vm->state), vm_state_name(s));
+    if (vm->state == s)
+        return;
+    log_debug("vm %s: %s -> %s", vm->spec.name, vm_state_name(vm->state), vm_state_name(s));
     vm->state = s;
+    if (vm->set->cfg.on_change)
+        vm->set->cfg.on_change(vm->set->cfg.change_data);
 }
 
 /* ---- teardown after QEMU is gone ---- */

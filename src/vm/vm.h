@@ -33,6 +33,9 @@ struct vm_config {
     char accel[8];              /* "kvm" or "tcg", already decided */
     unsigned console_poll_ms;   /* how often the console ring is drained */
     unsigned start_timeout_ms;  /* QEMU must answer QMP within this */
+    /* Called after any VM changed state (may be NULL); the cluster copy follows from it. */
+    void (*on_change)(void *data);
+    void *change_data;
 };
 
 /* Result of an asynchronous operation. status 0 or negative with e filled. vm may be NULL
@@ -75,6 +78,8 @@ int vm_pause(struct vm *vm, vm_done_cb cb, void *data, struct ferr *e);
 int vm_resume(struct vm *vm, vm_done_cb cb, void *data, struct ferr *e);
 
 const char *vm_name(const struct vm *vm);
+/* Why the VM is failed or last stopped ("" if nothing to say). */
+const char *vm_reason(const struct vm *vm);
 enum vm_state vm_state(const struct vm *vm);
 const struct vm_spec *vm_spec(const struct vm *vm);
 /* The API's VM object (docs/api.md); caller owns the reference. */
