@@ -403,6 +403,13 @@ static void h_vm_create(struct api_ctx *ctx, struct http_req *req, const struct 
         json_decref(spec);
         return;
     }
+    if (!cluster_quorum(ctx->cluster)) {
+        reply_err(req, FERR_UNAVAIL,
+                  "no quorum: this node cannot reach the cluster's leader, so nothing can be "
+                  "created now; try again when it can (ferry cluster status)");
+        json_decref(spec);
+        return;
+    }
     /* Check the spec before choosing a node (the owner checks it against its host again). */
     struct vm_spec *parsed = calloc(1, sizeof(*parsed));
     struct vm_spec_env env = {0};
@@ -796,6 +803,20 @@ static void h_cluster_leave(struct api_ctx *ctx, struct http_req *req, const str
         http_reply_error(req, &e);
 }
 
+static void h_cluster_remove(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
+{
+    json_t *b = body_object(req, false);
+    if (!b)
+        return;
+    const char *node = json_string_value(json_object_get(b, "node"));
+    struct ferr e = {0};
+    if (json_object_size(b) != 1 || !node)
+        reply_err(req, FERR_INVALID, "body: accepted: {\"node\": \"NAME\"}");
+    else if (cluster_remove(ctx->cluster, node, reply_cluster, req, &e) < 0)
+        http_reply_error(req, &e);
+    json_decref(b);
+}
+
 static void h_cluster_status(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
 {
     struct ferr e = {0};
@@ -856,6 +877,7 @@ static const struct route routes[] = {
     {"POST", "/v1/cluster/init", (void *)h_cluster_init},
     {"POST", "/v1/cluster/join", (void *)h_cluster_join},
     {"POST", "/v1/cluster/leave", (void *)h_cluster_leave},
+    {"POST", "/v1/cluster/remove", (void *)h_cluster_remove},
     {"GET", "/v1/cluster/status", (void *)h_cluster_status},
     {"GET", "/v1/nodes", (void *)h_nodes},
     {"POST", "/v1/internal/join", (void *)h_int_join},

@@ -1336,9 +1336,7 @@ int cluster_status(struct cluster *c, json_t **out, struct ferr *e)
         json_decref(n);
     }
     json_decref(raft_members);
-    bool quorum = ri.state == RAFTNODE_LEADER ||
-                  (ri.leader_id && ri.leader_contact_ms != UINT64_MAX &&
-                   ri.leader_contact_ms < 2 * RAFTNODE_ELECTION_TIMEOUT_MS);
+    bool quorum = cluster_quorum(c);
     *out = json_pack(
         "{s:s, s:s, s:I, s:s, s:s, s:I, s:I, s:I, s:o, s:b, s:i, s:I, "
         "s:{s:i, s:i, s:i, s:i}, s:o}",
@@ -1389,6 +1387,34 @@ int cluster_authorize(const char *path, const char *bearer, void *data)
     if (c->token[0] && strcmp(path, "/v1/internal/join") == 0 && http_token_equal(bearer, c->token))
         return HTTP_PRINCIPAL_JOINER;
     return HTTP_PRINCIPAL_NONE;
+}
+
+bool cluster_quorum(const struct cluster *c)
+{
+    if (!c->active || !c->rn)
+        return false;
+    struct raftnode_info ri;
+    raftnode_info(c->rn, &ri);
+    return ri.state == RAFTNODE_LEADER ||
+           (ri.leader_id && ri.leader_contact_ms != UINT64_MAX &&
+            ri.leader_contact_ms < 2 * RAFTNODE_ELECTION_TIMEOUT_MS);
+}
+
+int cluster_remove(struct cluster *c, const char *node, cluster_reply_cb cb, void *data,
+                   struct ferr *e)
+{
+    if (!c->active || !c->db)
+        return ferr_set(e, FERR_STATE, "not in a cluster");
+    if (!node || strcmp(node, c->cfg.node_name) == 0)
+        return ferr_set(e, FERR_INVALID, "node: to take this node out, use ferry cluster leave");
+    json_t *n = NULL;
+    if (cdb_node_find(c->db, node, &n, NULL) < 0)
+        return ferr_set(e, FERR_NOTFOUND, "no node named %s in the cluster", node);
+    json_t *body = json_pack("{s:O}", "id", json_object_get(n, "id"));
+    json_decref(n);
+    cluster_on_remove(c, body, cb, data);
+    json_decref(body);
+    return 0;
 }
 
 bool cluster_active(const struct cluster *c)

@@ -46,6 +46,8 @@ int cluster_open(uv_loop_t *loop, const struct cluster_config *cfg, struct event
 void cluster_close(struct cluster *c, void (*cb)(void *data), void *data);
 
 bool cluster_active(const struct cluster *c);
+/* True when this node knows a leader it heard from recently (or leads): writes can commit. */
+bool cluster_quorum(const struct cluster *c);
 const struct cdb *cluster_db(const struct cluster *c);
 /* This node's name as the cluster knows it. */
 const char *cluster_self(const struct cluster *c);
@@ -61,6 +63,9 @@ int cluster_init(struct cluster *c, const char *name, cluster_reply_cb cb, void 
 int cluster_join(struct cluster *c, const char *addr, const char *token, cluster_reply_cb cb,
                  void *data, struct ferr *e);
 int cluster_leave(struct cluster *c, cluster_reply_cb cb, void *data, struct ferr *e);
+/* Removes another member (e.g. a dead host) by name; refused while it owns VMs. */
+int cluster_remove(struct cluster *c, const char *node, cluster_reply_cb cb, void *data,
+                   struct ferr *e);
 /* New JSON (caller owns); FERR_STATE when not in a cluster. */
 int cluster_status(struct cluster *c, json_t **out, struct ferr *e);
 json_t *cluster_nodes(struct cluster *c);
