@@ -43,14 +43,21 @@ struct cdb {
 static const char *type_name(const json_t *v)
 {
     switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a number with a fraction";
+    case JSON_OBJECT:
+        return "an object";
+    case JSON_ARRAY:
+        return "an array";
+    case JSON_STRING:
+        return "a string";
+    case JSON_INTEGER:
+        return "an integer";
+    case JSON_REAL:
+        return "a number with a fraction";
     case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    case JSON_NULL: return "null";
+    case JSON_FALSE:
+        return "a boolean";
+    case JSON_NULL:
+        return "null";
     }
     return "something else";
 }
@@ -106,8 +113,7 @@ static const char *token(const char *s, size_t max, const char *hint)
         return hint;
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
-              c == '-'))
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-'))
             return hint;
     }
     return NULL;
@@ -206,7 +212,8 @@ static int check_fields(const json_t *obj, const char *const *allowed, struct fe
     const char *key;
     json_t *v;
     char q[80];
-    json_object_foreach((json_t *)obj, key, v) {
+    json_object_foreach((json_t *)obj, key, v)
+    {
         if (!in_list(key, allowed))
             return ferr_set(e, FERR_INVALID, "unknown field %s", quote(key, q, sizeof(q)));
     }
@@ -254,8 +261,10 @@ static int get_int(const json_t *obj, const char *key, bool required, json_int_t
         return ferr_set(e, FERR_INVALID, "%s: expected an integer, not %s", key, type_name(v));
     json_int_t i = json_integer_value(v);
     if (i < min || i > max)
-        return ferr_set(e, FERR_INVALID, "%s: %" JSON_INTEGER_FORMAT " is out of range %"
-                        JSON_INTEGER_FORMAT "..%" JSON_INTEGER_FORMAT, key, i, min, max);
+        return ferr_set(e, FERR_INVALID,
+                        "%s: %" JSON_INTEGER_FORMAT " is out of range %" JSON_INTEGER_FORMAT
+                        "..%" JSON_INTEGER_FORMAT,
+                        key, i, min, max);
     *out = i;
     return 0;
 }
@@ -281,8 +290,10 @@ static int check_memory(const json_t *m, struct ferr *e)
         (rc = get_int(m, "free_mib", true, 0, MIB_MAX, &freem, NULL, e)) < 0)
         return ferr_prefix(e, "memory");
     if (freem > total)
-        return ferr_set(e, FERR_INVALID, "memory: free_mib %" JSON_INTEGER_FORMAT
-                        " exceeds total_mib %" JSON_INTEGER_FORMAT, freem, total);
+        return ferr_set(e, FERR_INVALID,
+                        "memory: free_mib %" JSON_INTEGER_FORMAT
+                        " exceeds total_mib %" JSON_INTEGER_FORMAT,
+                        freem, total);
     return 0;
 }
 
@@ -302,9 +313,10 @@ static json_int_t int_of(const json_t *obj, const char *key)
 static int node_record_check(const json_t *n, struct ferr *e)
 {
     static const char *const fields[] = {
-        "id", "name", "api_addr", "raft_addr", "role", "state", "state_reason",
-        "state_changed_ms", "memory", "vm_count", "accel", "last_heartbeat_ms", "cmd_version",
-        NULL};
+        "id",          "name",     "api_addr",     "raft_addr",
+        "role",        "state",    "state_reason", "state_changed_ms",
+        "memory",      "vm_count", "accel",        "last_heartbeat_ms",
+        "cmd_version", NULL};
     const char *s;
     json_int_t i;
     uint64_t id;
@@ -332,8 +344,8 @@ static int node_record_check(const json_t *n, struct ferr *e)
 
 static int vm_record_check(const json_t *v, struct ferr *e)
 {
-    static const char *const fields[] = {"name", "spec", "owner", "state", "reason",
-                                         "generation", NULL};
+    static const char *const fields[] = {"name",   "spec",       "owner", "state",
+                                         "reason", "generation", NULL};
     const char *name, *s;
     json_int_t i;
     int rc;
@@ -359,8 +371,7 @@ static int vm_record_check(const json_t *v, struct ferr *e)
 
 static int event_record_check(const json_t *ev, struct ferr *e)
 {
-    static const char *const fields[] = {"id", "time_ms", "type", "node", "vm", "message",
-                                         NULL};
+    static const char *const fields[] = {"id", "time_ms", "type", "node", "vm", "message", NULL};
     const char *s;
     json_int_t i;
     uint64_t id;
@@ -413,7 +424,8 @@ static json_t *node_by_name(const struct cdb *db, const char *name)
 {
     const char *key;
     json_t *n;
-    json_object_foreach(db->nodes, key, n) {
+    json_object_foreach(db->nodes, key, n)
+    {
         if (strcmp(str_of(n, "name"), name) == 0)
             return n;
     }
@@ -425,7 +437,8 @@ static size_t vms_owned_by(const struct cdb *db, const char *node)
     const char *key;
     json_t *v;
     size_t count = 0;
-    json_object_foreach(db->vms, key, v) {
+    json_object_foreach(db->vms, key, v)
+    {
         if (strcmp(str_of(v, "owner"), node) == 0)
             count++;
     }
@@ -442,8 +455,8 @@ struct op {
 };
 
 static const char *const node_upsert_fields[] = {
-    "id", "name", "api_addr", "raft_addr", "role", "state", "memory", "vm_count", "accel",
-    "last_heartbeat_ms", "cmd_version", NULL};
+    "id",     "name",     "api_addr", "raft_addr",         "role",        "state",
+    "memory", "vm_count", "accel",    "last_heartbeat_ms", "cmd_version", NULL};
 
 static int node_upsert_check(const json_t *c, struct ferr *e)
 {
@@ -494,9 +507,9 @@ static int store(json_t *obj, const char *key, json_t *rec,
 
 static int node_upsert_apply(struct cdb *db, const json_t *c, struct ferr *e)
 {
-    static const char *const copied[] = {"name", "api_addr", "raft_addr", "role", "state",
-                                         "memory", "vm_count", "accel", "last_heartbeat_ms",
-                                         "cmd_version", NULL};
+    static const char *const copied[] = {
+        "name",     "api_addr", "raft_addr",         "role",        "state", "memory",
+        "vm_count", "accel",    "last_heartbeat_ms", "cmd_version", NULL};
     char key[24];
     uint64_t id = (uint64_t)int_of(c, "id");
     const char *name = json_string_value(json_object_get(c, "name"));
@@ -505,8 +518,10 @@ static int node_upsert_apply(struct cdb *db, const json_t *c, struct ferr *e)
 
     if (old) {
         if (name && strcmp(name, str_of(old, "name")) != 0)
-            return ferr_set(e, FERR_INVALID, "node %" PRIu64 " is named \"%s\": a node's name "
-                            "never changes", id, str_of(old, "name"));
+            return ferr_set(e, FERR_INVALID,
+                            "node %" PRIu64 " is named \"%s\": a node's name "
+                            "never changes",
+                            id, str_of(old, "name"));
         rec = json_deep_copy(old);
     } else {
         if (!name)
@@ -559,8 +574,10 @@ static int node_remove_apply(struct cdb *db, const json_t *c, struct ferr *e)
         return ferr_set(e, FERR_NOTFOUND, "no node %" PRIu64, id);
     size_t owned = vms_owned_by(db, str_of(n, "name"));
     if (owned)
-        return ferr_set(e, FERR_STATE, "node %" PRIu64 " (%s) still owns %zu VM(s): move or "
-                        "remove them first", id, str_of(n, "name"), owned);
+        return ferr_set(e, FERR_STATE,
+                        "node %" PRIu64 " (%s) still owns %zu VM(s): move or "
+                        "remove them first",
+                        id, str_of(n, "name"), owned);
     id_key(id, key);
     json_object_del(db->nodes, key);
     return 0;
@@ -646,8 +663,8 @@ static int vm_put_apply(struct cdb *db, const json_t *c, struct ferr *e)
             rec = NULL;
         }
     } else {
-        rec = json_pack("{ss ss ss ss sI}", "name", name, "owner", "", "state", "stopped",
-                        "reason", "", "generation", (json_int_t)1);
+        rec = json_pack("{ss ss ss ss sI}", "name", name, "owner", "", "state", "stopped", "reason",
+                        "", "generation", (json_int_t)1);
     }
     if (!rec || copy_field(rec, c, "spec") < 0 || copy_field(rec, c, "owner") < 0 ||
         copy_field(rec, c, "state") < 0 || copy_field(rec, c, "reason") < 0) {
@@ -752,8 +769,7 @@ static int vm_remove_apply(struct cdb *db, const json_t *c, struct ferr *e)
     return 0;
 }
 
-static const char *const event_add_fields[] = {"time_ms", "type", "node", "vm", "message",
-                                               NULL};
+static const char *const event_add_fields[] = {"time_ms", "type", "node", "vm", "message", NULL};
 
 static int event_add_check(const json_t *c, struct ferr *e)
 {
@@ -773,10 +789,10 @@ static int event_add_apply(struct cdb *db, const json_t *c, struct ferr *e)
 {
     if (db->next_event_id > CDB_ID_MAX)
         return ferr_set(e, FERR_LIMIT, "event ids are exhausted");
-    json_t *ev = json_pack("{sI sI ss ss ss ss}", "id", (json_int_t)db->next_event_id, "time_ms",
-                           int_of(c, "time_ms"), "type", str_of(c, "type"), "node",
-                           str_of(c, "node"), "vm", str_of(c, "vm"), "message",
-                           str_of(c, "message"));
+    json_t *ev =
+        json_pack("{sI sI ss ss ss ss}", "id", (json_int_t)db->next_event_id, "time_ms",
+                  int_of(c, "time_ms"), "type", str_of(c, "type"), "node", str_of(c, "node"), "vm",
+                  str_of(c, "vm"), "message", str_of(c, "message"));
     if (!ev)
         return ferr_set(e, -ENOMEM, "out of memory");
     if (json_array_append_new(db->events, ev) < 0)
@@ -808,8 +824,9 @@ static int meta_apply(struct cdb *db, const json_t *c, struct ferr *e)
             return ferr_set(e, FERR_STATE, "this cluster's id is \"%s\"; it never changes",
                             str_of(db->meta, "id"));
         if (int_of(db->meta, "created_ms") != int_of(c, "created_ms"))
-            return ferr_set(e, FERR_STATE, "created_ms is %" JSON_INTEGER_FORMAT
-                            "; it never changes", int_of(db->meta, "created_ms"));
+            return ferr_set(e, FERR_STATE,
+                            "created_ms is %" JSON_INTEGER_FORMAT "; it never changes",
+                            int_of(db->meta, "created_ms"));
     }
     json_t *m = json_pack("{ss ss sI}", "id", str_of(c, "id"), "name", str_of(c, "name"),
                           "created_ms", int_of(c, "created_ms"));
@@ -843,12 +860,13 @@ static int cmd_check(const json_t *cmd, const struct op **out, struct ferr *e)
     if (!v)
         return ferr_set(e, FERR_INVALID, "command: v (the command version) is missing");
     if (!json_is_integer(v))
-        return ferr_set(e, FERR_INVALID, "command: v: expected an integer, not %s",
-                        type_name(v));
+        return ferr_set(e, FERR_INVALID, "command: v: expected an integer, not %s", type_name(v));
     if (json_integer_value(v) != CDB_CMD_VERSION)
-        return ferr_set(e, FERR_INVALID, "command version %" JSON_INTEGER_FORMAT
+        return ferr_set(e, FERR_INVALID,
+                        "command version %" JSON_INTEGER_FORMAT
                         " is not supported (this node applies version %d): upgrade ferry on "
-                        "this node", json_integer_value(v), CDB_CMD_VERSION);
+                        "this node",
+                        json_integer_value(v), CDB_CMD_VERSION);
     json_t *o = json_object_get(cmd, "op");
     if (!o)
         return ferr_set(e, FERR_INVALID, "command: op is missing");
@@ -864,7 +882,8 @@ static int cmd_check(const json_t *cmd, const struct op **out, struct ferr *e)
                         quote(json_string_value(o), q, sizeof(q)));
     const char *key;
     json_t *val;
-    json_object_foreach((json_t *)cmd, key, val) {
+    json_object_foreach((json_t *)cmd, key, val)
+    {
         if (strcmp(key, "v") != 0 && strcmp(key, "op") != 0 && !in_list(key, op->fields)) {
             ferr_set(e, FERR_INVALID, "unknown field %s", quote(key, q, sizeof(q)));
             return ferr_prefix(e, "%s", op->name);
@@ -1097,13 +1116,19 @@ static bool scan_value(struct scan *s)
     if (s->p >= s->end)
         return false;
     switch (*s->p) {
-    case '"': return scan_string(s);
-    case 't': return scan_literal(s, "true");
-    case 'f': return scan_literal(s, "false");
-    case 'n': return scan_literal(s, "null");
+    case '"':
+        return scan_string(s);
+    case 't':
+        return scan_literal(s, "true");
+    case 'f':
+        return scan_literal(s, "false");
+    case 'n':
+        return scan_literal(s, "null");
     case '{':
-    case '[': break;
-    default: return scan_number(s);
+    case '[':
+        break;
+    default:
+        return scan_number(s);
     }
     bool object = *s->p == '{';
     unsigned char close = object ? '}' : ']';
@@ -1190,8 +1215,9 @@ int cdb_apply_cmd(struct cdb *db, uint64_t index, const json_t *cmd, uint64_t no
     struct ferr le;
     const struct op *op = NULL;
     if (index <= db->applied_index)
-        return ferr_set(e, FERR_STATE, "cdb: entry %" PRIu64 " is not after the applied one (%"
-                        PRIu64 ")", index, db->applied_index);
+        return ferr_set(e, FERR_STATE,
+                        "cdb: entry %" PRIu64 " is not after the applied one (%" PRIu64 ")", index,
+                        db->applied_index);
     ferr_clear(&le);
     int rc = cmd_check(cmd, &op, &le);
     if (rc == 0) {
@@ -1218,8 +1244,9 @@ int cdb_apply(struct cdb *db, uint64_t index, const void *buf, size_t len, uint6
     struct ferr le;
     json_t *cmd;
     if (index <= db->applied_index)
-        return ferr_set(e, FERR_STATE, "cdb: entry %" PRIu64 " is not after the applied one (%"
-                        PRIu64 ")", index, db->applied_index);
+        return ferr_set(e, FERR_STATE,
+                        "cdb: entry %" PRIu64 " is not after the applied one (%" PRIu64 ")", index,
+                        db->applied_index);
     int rc = cdb_cmd_decode(buf, len, &cmd, &le);
     if (rc == -ENOMEM)
         return ferr_set(e, rc, "cdb: out of memory applying entry %" PRIu64, index);
@@ -1292,7 +1319,8 @@ int cdb_cmd_version_min(const struct cdb *db)
     bool any = false;
     const char *key;
     json_t *n;
-    json_object_foreach(db->nodes, key, n) {
+    json_object_foreach(db->nodes, key, n)
+    {
         int v = (int)int_of(n, "cmd_version");
         if (!any || v < min)
             min = v;
@@ -1325,7 +1353,8 @@ static json_t *sorted_copy(const json_t *obj, int (*cmp)(const void *, const voi
     json_t *v;
     if (!items || !arr)
         goto fail;
-    json_object_foreach((json_t *)obj, key, v) {
+    json_object_foreach((json_t *)obj, key, v)
+    {
         if (!keep || keep(v, arg))
             items[k++] = v;
     }
@@ -1403,7 +1432,8 @@ json_t *cdb_events(const struct cdb *db, uint64_t since, size_t limit)
     json_t *ev;
     if (!arr)
         return NULL;
-    json_array_foreach(db->events, i, ev) {
+    json_array_foreach(db->events, i, ev)
+    {
         if ((uint64_t)int_of(ev, "id") <= since)
             continue;
         if (limit && json_array_size(arr) >= limit)
@@ -1429,10 +1459,10 @@ int cdb_snapshot(const struct cdb *db, char **out, size_t *len, struct ferr *e)
     json_t *vms = cdb_vms(db, NULL);
     json_t *snap = NULL;
     if (nodes && vms)
-        snap = json_pack("{si sI sI sO so so sO}", "format", CDB_SNAPSHOT_FORMAT, "index",
-                         (json_int_t)db->applied_index, "next_event_id",
-                         (json_int_t)db->next_event_id, "meta", db->meta, "nodes", nodes, "vms",
-                         vms, "events", db->events);
+        snap =
+            json_pack("{si sI sI sO so so sO}", "format", CDB_SNAPSHOT_FORMAT, "index",
+                      (json_int_t)db->applied_index, "next_event_id", (json_int_t)db->next_event_id,
+                      "meta", db->meta, "nodes", nodes, "vms", vms, "events", db->events);
     else {
         json_decref(nodes);
         json_decref(vms);
@@ -1449,8 +1479,8 @@ int cdb_snapshot(const struct cdb *db, char **out, size_t *len, struct ferr *e)
 /* Fills db (new, empty) from the parsed snapshot s, checking every record. */
 static int restore_into(struct cdb *db, const json_t *s, struct ferr *e)
 {
-    static const char *const fields[] = {"format", "index", "next_event_id", "meta", "nodes",
-                                         "vms", "events", NULL};
+    static const char *const fields[] = {"format", "index", "next_event_id", "meta",
+                                         "nodes",  "vms",   "events",        NULL};
     json_int_t index = 0, next = 0;
     size_t i;
     json_t *v;
@@ -1458,8 +1488,7 @@ static int restore_into(struct cdb *db, const json_t *s, struct ferr *e)
     int rc;
     if ((rc = check_fields(s, fields, e)) < 0 ||
         (rc = get_int(s, "index", true, 0, INT64_MAX, &index, NULL, e)) < 0 ||
-        (rc = get_int(s, "next_event_id", true, 1, (json_int_t)CDB_ID_MAX + 1, &next, NULL, e)) <
-            0)
+        (rc = get_int(s, "next_event_id", true, 1, (json_int_t)CDB_ID_MAX + 1, &next, NULL, e)) < 0)
         return rc;
     json_t *meta = json_object_get(s, "meta");
     json_t *nodes = json_object_get(s, "nodes");
@@ -1477,7 +1506,8 @@ static int restore_into(struct cdb *db, const json_t *s, struct ferr *e)
     json_decref(db->meta);
     db->meta = m;
 
-    json_array_foreach(nodes, i, v) {
+    json_array_foreach(nodes, i, v)
+    {
         if ((rc = node_record_check(v, e)) < 0)
             return ferr_prefix(e, "nodes[%zu]", i);
         const char *name = str_of(v, "name");
@@ -1489,7 +1519,8 @@ static int restore_into(struct cdb *db, const json_t *s, struct ferr *e)
         if (json_object_set_new(db->nodes, key, json_deep_copy(v)) < 0)
             return ferr_set(e, -ENOMEM, "out of memory");
     }
-    json_array_foreach(vms, i, v) {
+    json_array_foreach(vms, i, v)
+    {
         if ((rc = vm_record_check(v, e)) < 0)
             return ferr_prefix(e, "vms[%zu]", i);
         const char *name = str_of(v, "name"), *owner = str_of(v, "owner");
@@ -1504,13 +1535,14 @@ static int restore_into(struct cdb *db, const json_t *s, struct ferr *e)
         return ferr_set(e, FERR_INVALID, "events: %zu is more than %d", json_array_size(events),
                         CDB_EVENTS_MAX);
     json_int_t last = 0;
-    json_array_foreach(events, i, v) {
+    json_array_foreach(events, i, v)
+    {
         if ((rc = event_record_check(v, e)) < 0)
             return ferr_prefix(e, "events[%zu]", i);
         json_int_t id = int_of(v, "id");
         if (id <= last || id >= next)
-            return ferr_set(e, FERR_INVALID, "events[%zu]: id %" JSON_INTEGER_FORMAT
-                            " is out of order", i, id);
+            return ferr_set(e, FERR_INVALID,
+                            "events[%zu]: id %" JSON_INTEGER_FORMAT " is out of order", i, id);
         last = id;
         if (json_array_append_new(db->events, json_deep_copy(v)) < 0)
             return ferr_set(e, -ENOMEM, "out of memory");
@@ -1524,8 +1556,8 @@ int cdb_restore(struct cdb *db, const void *buf, size_t len, uint64_t now_ms, st
 {
     struct ferr le;
     if (len > CDB_SNAPSHOT_MAX)
-        return ferr_set(e, FERR_TOOBIG, "cdb: snapshot of %zu bytes is over the limit of %u",
-                        len, CDB_SNAPSHOT_MAX);
+        return ferr_set(e, FERR_TOOBIG, "cdb: snapshot of %zu bytes is over the limit of %u", len,
+                        CDB_SNAPSHOT_MAX);
     size_t n = buf ? unpadded(buf, len) : 0;
     if (n == 0)
         return ferr_set(e, FERR_INVALID, "cdb: snapshot is empty");
@@ -1542,7 +1574,8 @@ int cdb_restore(struct cdb *db, const void *buf, size_t len, uint64_t now_ms, st
         return ferr_set(e, FERR_INVALID, "cdb: not a cluster database snapshot (no format)");
     }
     if (json_integer_value(f) != CDB_SNAPSHOT_FORMAT) {
-        ferr_set(e, FERR_INVALID, "cdb: snapshot format %" JSON_INTEGER_FORMAT " is not "
+        ferr_set(e, FERR_INVALID,
+                 "cdb: snapshot format %" JSON_INTEGER_FORMAT " is not "
                  "supported (this node reads format %d): upgrade ferry on this node",
                  json_integer_value(f), CDB_SNAPSHOT_FORMAT);
         json_decref(s);

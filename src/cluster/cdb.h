@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* The cluster database: a pure state machine of nodes, VMs, owners and events, replicated by Raft. */
+/* The cluster database: a pure state machine of nodes, VMs, owners and events, replicated by Raft.
+ */
 #ifndef FERRY_CLUSTER_CDB_H
 #define FERRY_CLUSTER_CDB_H
 
@@ -55,12 +56,12 @@
  * consistent only if the leader never proposes a version above cdb_cmd_version_min().
  */
 
-#define CDB_CMD_VERSION 1          /* version of the commands this code writes and applies */
-#define CDB_SNAPSHOT_FORMAT 1      /* format of the snapshots this code writes and reads */
-#define CDB_EVENTS_MAX 1000        /* events kept */
-#define CDB_CMD_MAX (1024 * 1024)  /* largest encoded command, padding included */
+#define CDB_CMD_VERSION 1         /* version of the commands this code writes and applies */
+#define CDB_SNAPSHOT_FORMAT 1     /* format of the snapshots this code writes and reads */
+#define CDB_EVENTS_MAX 1000       /* events kept */
+#define CDB_CMD_MAX (1024 * 1024) /* largest encoded command, padding included */
 #define CDB_SNAPSHOT_MAX (256u * 1024 * 1024) /* largest snapshot restored */
-#define CDB_ID_MAX ((1ULL << 53) - 1) /* largest node id */
+#define CDB_ID_MAX ((1ULL << 53) - 1)         /* largest node id */
 
 struct cdb;
 

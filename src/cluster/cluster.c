@@ -161,12 +161,14 @@ static int save_state(struct cluster *c, struct ferr *e)
     return rc;
 }
 
+/* Forgets membership: cluster.json goes now; the raft dir goes with stop_raft_wipe (or here
+ * when no Raft member runs). */
 static void forget_state(struct cluster *c)
 {
     char p[1200];
     if (path_of(c, "cluster.json", p, sizeof(p)) == 0)
         unlink(p);
-    if (path_of(c, "raft", p, sizeof(p)) == 0)
+    if (!c->rn && path_of(c, "raft", p, sizeof(p)) == 0)
         rm_rf(p);
     c->active = false;
     c->cluster_id[0] = c->name[0] = c->secret[0] = c->token[0] = '\0';
@@ -278,21 +280,44 @@ static int start_raft(struct cluster *c, bool bootstrap, struct ferr *e)
     return 0;
 }
 
-static void raft_closed_free_db(void *data)
+struct raft_closing {
+    struct cdb *db;
+    char wipe[1200]; /* the raft dir to remove once libraft let go of it; "" keeps it */
+};
+
+static void raft_closed(void *data)
 {
-    cdb_free(data);
+    struct raft_closing *rc = data;
+    cdb_free(rc->db);
+    if (rc->wipe[0])
+        rm_rf(rc->wipe);
+    free(rc);
 }
 
-/* Stops this node's Raft member; its database is freed once libraft has closed. */
-static void stop_raft(struct cluster *c, void (*cb)(void *), void *data)
+/* Stops this node's Raft member; its database is freed (and, with wipe, its data dir removed)
+ * once libraft has closed its files. */
+static void stop_raft_wipe(struct cluster *c, bool wipe)
 {
-    if (c->rn)
-        raftnode_close(c->rn, raft_closed_free_db, c->db);
-    else
-        cdb_free(c->db);
+    struct raft_closing *rc = calloc(1, sizeof(*rc));
+    if (rc) {
+        rc->db = c->db;
+        if (wipe)
+            path_of(c, "raft", rc->wipe, sizeof(rc->wipe));
+    }
+    if (c->rn && rc)
+        raftnode_close(c->rn, raft_closed, rc);
+    else if (c->rn)
+        raftnode_close(c->rn, NULL, NULL); /* out of memory: leak the db rather than crash */
+    else if (rc)
+        raft_closed(rc);
     c->rn = NULL;
     c->db = NULL;
     c->leader_since = 0;
+}
+
+static void stop_raft(struct cluster *c, void (*cb)(void *), void *data)
+{
+    stop_raft_wipe(c, false);
     if (cb)
         cb(data);
 }
@@ -499,7 +524,7 @@ static void init_wrote_self(int status, json_t *body, const struct ferr *e, void
     if (e) {
         struct ferr e2 = *e;
         ferr_prefix(&e2, "cluster init");
-        stop_raft(c, NULL, NULL);
+        stop_raft_wipe(c, true);
         forget_state(c);
         finish_op(c, 0, NULL, &e2);
         return;
@@ -548,7 +573,7 @@ static void op_timeout(uv_timer_t *t)
         c->init_pending = false;
         struct ferr e;
         ferr_set(&e, FERR_TIMEOUT, "cluster init: this node did not become leader in time");
-        stop_raft(c, NULL, NULL);
+        stop_raft_wipe(c, true);
         forget_state(c);
         finish_op(c, 0, NULL, &e);
     }
@@ -616,7 +641,7 @@ static void join_fail(struct cluster *c, int code, const char *msg)
 {
     struct ferr e;
     ferr_set(&e, code, "cluster join: %s", msg);
-    stop_raft(c, NULL, NULL);
+    stop_raft_wipe(c, true);
     forget_state(c);
     finish_op(c, 0, NULL, &e);
 }
@@ -1024,7 +1049,7 @@ static void left(struct cluster *c)
 {
     char id[40];
     snprintf(id, sizeof(id), "%s", c->cluster_id);
-    stop_raft(c, NULL, NULL);
+    stop_raft_wipe(c, true);
     forget_state(c);
     events_add(c->events, NULL, "cluster.left", "left cluster %s", id);
     finish_op(c, 200, json_pack("{s:s}", "left", id), NULL);

@@ -3,11 +3,14 @@
 #include "cluster/raftnode.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <raft.h>
 #include <raft/uv.h>
@@ -15,16 +18,25 @@
 #include "common/util.h"
 
 /*
- * Timeouts. libraft waits a random 1x..2x election timeout without hearing from a leader
- * before it campaigns, and a leader that has not heard from a majority for one election
- * timeout steps down. Measured with this file on the 2-CPU development machine, 3 nodes in
- * 3 processes on loopback, leader SIGKILLed 10 times per setting, time from the kill to the
- * first write committed by the new leader (median / max), pre-vote on:
- *     1000/100 ms: see the report in the commit notes; 300/30 ms: ~0.5 s / ~0.7 s.
- * With both CPUs saturated by busy loops (nice 0) no leader changed in 10 minutes at
- * 300/30, so the heartbeat has a 10x margin over the longest loop stall we saw. Hosts on a
- * real LAN have similar round trips; fsync latency does not delay heartbeats (libraft
- * writes from the thread pool). Raise election_timeout_ms for WAN-stretched clusters.
+ * Timeouts (Raft thesis 3.4, 9.6). A follower campaigns after a random 1x..2x election timeout
+ * without a message from the leader; pre-vote keeps a node that was cut off from deposing a
+ * healthy leader; a leader that hears from no majority for one election timeout steps down.
+ * Measured with this file on the 2-CPU development VM: 3 processes on loopback, the leader
+ * SIGKILLed 10 times per setting (40 at 500/50, 20 at 300/30), kill to first write committed
+ * by the new leader:
+ *     election/heartbeat  1000/100  700/70  500/50  300/30  200/20  150/15 ms
+ *     median                 1.80     1.35    0.95    0.60    0.38    0.27 s  (pre-vote on)
+ *     max                    2.01     1.54    1.19    0.74    0.41    0.31 s
+ * (pre-vote off: 2.91 s at 1000/100, 0.89 s at 300/30.)
+ * Flapping, with 3 busy loops on the 2 CPUs, 120 s runs: no election at any setting down to
+ * 150/15 without writes, none at 300/30 or 500/50 with 20 writes/s; with 200 writes/s
+ * sustained there were 1-4 elections per run at 300/30 and at 500/50, none at 700/70. The
+ * cause: followers answer AppendEntries only once the entries are on disk, and a starved
+ * thread pool delays that (commit latency peaks reached 0.76 s), so the leader sees no
+ * majority and steps down. 500/50 is the default: failover in about a second, and half a
+ * second of tolerance for a stalled loop or a slow fsync, which ferryd's single loop and the
+ * lab (many ferryds and QEMUs on one machine) need. Dedicated hosts may go to 300/30; hosts
+ * saturated with a heavy write load want 700/70 or more.
  */
 
 struct apply_result {
@@ -45,6 +57,7 @@ struct raftnode {
     uint64_t id;
     char *address;
     char *data_dir;
+    int lock_fd; /* flock()ed data_dir/ferry.lock: one node per dir, also across processes */
     unsigned heartbeat_ms;
     bool started;
     bool closing;
@@ -88,10 +101,14 @@ struct change_req {
 const char *raftnode_state_name(enum raftnode_state s)
 {
     switch (s) {
-    case RAFTNODE_FOLLOWER: return "follower";
-    case RAFTNODE_CANDIDATE: return "candidate";
-    case RAFTNODE_LEADER: return "leader";
-    case RAFTNODE_UNAVAILABLE: break;
+    case RAFTNODE_FOLLOWER:
+        return "follower";
+    case RAFTNODE_CANDIDATE:
+        return "candidate";
+    case RAFTNODE_LEADER:
+        return "leader";
+    case RAFTNODE_UNAVAILABLE:
+        break;
     }
     return "unavailable";
 }
@@ -99,9 +116,12 @@ const char *raftnode_state_name(enum raftnode_state s)
 const char *raftnode_role_name(enum raftnode_role r)
 {
     switch (r) {
-    case RAFTNODE_VOTER: return "voter";
-    case RAFTNODE_STANDBY: return "standby";
-    case RAFTNODE_SPARE: break;
+    case RAFTNODE_VOTER:
+        return "voter";
+    case RAFTNODE_STANDBY:
+        return "standby";
+    case RAFTNODE_SPARE:
+        break;
     }
     return "spare";
 }
@@ -133,10 +153,14 @@ static enum raftnode_state state_of(const struct raftnode *rn)
     if (!rn->started || rn->closing)
         return RAFTNODE_UNAVAILABLE;
     switch (raft_state((struct raft *)&rn->raft)) {
-    case RAFT_FOLLOWER: return RAFTNODE_FOLLOWER;
-    case RAFT_CANDIDATE: return RAFTNODE_CANDIDATE;
-    case RAFT_LEADER: return RAFTNODE_LEADER;
-    default: return RAFTNODE_UNAVAILABLE;
+    case RAFT_FOLLOWER:
+        return RAFTNODE_FOLLOWER;
+    case RAFT_CANDIDATE:
+        return RAFTNODE_CANDIDATE;
+    case RAFT_LEADER:
+        return RAFTNODE_LEADER;
+    default:
+        return RAFTNODE_UNAVAILABLE;
     }
 }
 
@@ -176,8 +200,7 @@ static int not_leader(const struct raftnode *rn, struct ferr *e)
     const char *addr = NULL;
     uint64_t id = raftnode_leader(rn, &addr);
     if (id)
-        return ferr_set(e, FERR_STATE, "not the leader; leader is id %" PRIu64 " at %s", id,
-                        addr);
+        return ferr_set(e, FERR_STATE, "not the leader; leader is id %" PRIu64 " at %s", id, addr);
     return ferr_set(e, FERR_UNAVAIL,
                     "raft: not the leader and no leader is known (election running); retry "
                     "shortly");
@@ -188,14 +211,17 @@ static int map_call_error(struct raftnode *rn, int rv, const char *what, uint64_
                           struct ferr *e)
 {
     switch (rv) {
-    case RAFT_NOTLEADER: return not_leader(rn, e);
-    case RAFT_NOMEM: return ferr_set(e, -ENOMEM, "raft: %s: out of memory", what);
+    case RAFT_NOTLEADER:
+        return not_leader(rn, e);
+    case RAFT_NOMEM:
+        return ferr_set(e, -ENOMEM, "raft: %s: out of memory", what);
     case RAFT_CANTCHANGE:
-        return ferr_set(e, FERR_STATE, "raft: %s: another membership change is in progress; "
-                        "retry when it is done", what);
+        return ferr_set(e, FERR_STATE,
+                        "raft: %s: another membership change is in progress; "
+                        "retry when it is done",
+                        what);
     case RAFT_DUPLICATEID:
-        return ferr_set(e, FERR_EXISTS, "raft: %s: node %" PRIu64 " is already a member", what,
-                        id);
+        return ferr_set(e, FERR_EXISTS, "raft: %s: node %" PRIu64 " is already a member", what, id);
     case RAFT_DUPLICATEADDRESS:
         return ferr_set(e, FERR_EXISTS, "raft: %s: that address is already a member's", what);
     case RAFT_BADROLE:
@@ -222,7 +248,8 @@ static int map_async_status(const struct raftnode *rn, int rv, char *msg, size_t
         return -ECANCELED;
     }
     if (rv == RAFT_LEADERSHIPLOST || rv == RAFT_NOTLEADER) {
-        snprintf(msg, size, "raft: leadership lost before the request committed; it may still "
+        snprintf(msg, size,
+                 "raft: leadership lost before the request committed; it may still "
                  "commit under the next leader: check before retrying");
         return FERR_UNAVAIL;
     }
@@ -352,27 +379,33 @@ void raftnode_config_init(struct raftnode_config *c)
     c->snapshot_threshold = RAFTNODE_SNAPSHOT_THRESHOLD;
     c->snapshot_trailing = RAFTNODE_SNAPSHOT_TRAILING;
     c->connect_retry_ms = RAFTNODE_CONNECT_RETRY_MS;
+    c->install_snapshot_timeout_ms = RAFTNODE_INSTALL_SNAPSHOT_TIMEOUT_MS;
 }
 
 static int config_check(const struct raftnode_config *c, struct ferr *e)
 {
     if (c->id == 0 || c->id > CDB_ID_MAX)
-        return ferr_set(e, FERR_INVALID, "raft: node id %" PRIu64 " is out of range 1..%llu",
-                        c->id, (unsigned long long)CDB_ID_MAX);
+        return ferr_set(e, FERR_INVALID, "raft: node id %" PRIu64 " is out of range 1..%llu", c->id,
+                        (unsigned long long)CDB_ID_MAX);
     if (!ipv4_addr_valid(c->address))
-        return ferr_set(e, FERR_INVALID, "raft: address \"%s\": use A.B.C.D:PORT (libraft "
-                        "0.15 speaks IPv4 only)", c->address ? c->address : "");
+        return ferr_set(e, FERR_INVALID,
+                        "raft: address \"%s\": use A.B.C.D:PORT (libraft "
+                        "0.15 speaks IPv4 only)",
+                        c->address ? c->address : "");
     if (c->bind_address && !ipv4_addr_valid(c->bind_address))
         return ferr_set(e, FERR_INVALID, "raft: bind address \"%s\": use A.B.C.D:PORT",
                         c->bind_address);
     if (c->bind_address && strcmp(port_of(c->bind_address), port_of(c->address)) != 0)
-        return ferr_set(e, FERR_INVALID, "raft: bind address %s and address %s must have the "
-                        "same port", c->bind_address, c->address);
+        return ferr_set(e, FERR_INVALID,
+                        "raft: bind address %s and address %s must have the "
+                        "same port",
+                        c->bind_address, c->address);
     if (!c->data_dir || !*c->data_dir)
         return ferr_set(e, FERR_INVALID, "raft: no data dir given");
     if (c->heartbeat_timeout_ms == 0 || c->election_timeout_ms > 60000 ||
         c->heartbeat_timeout_ms >= c->election_timeout_ms)
-        return ferr_set(e, FERR_INVALID, "raft: heartbeat timeout %u ms must be above 0 and "
+        return ferr_set(e, FERR_INVALID,
+                        "raft: heartbeat timeout %u ms must be above 0 and "
                         "below the election timeout %u ms (at most 60000)",
                         c->heartbeat_timeout_ms, c->election_timeout_ms);
     if (c->snapshot_threshold == 0)
@@ -383,10 +416,32 @@ static int config_check(const struct raftnode_config *c, struct ferr *e)
 /* The message for a data dir that libraft found damaged. */
 static int damaged(const struct raftnode *rn, int rv, const char *detail, struct ferr *e)
 {
-    return ferr_set(e, FERR_STATE, "raft: data dir %s is damaged (%s: %s): this node will not "
+    return ferr_set(e, FERR_STATE,
+                    "raft: data dir %s is damaged (%s: %s): this node will not "
                     "serve from it; remove the node from the cluster, delete the directory and "
-                    "join again to copy the state from its peers", rn->data_dir,
-                    raft_strerror(rv), detail);
+                    "join again to copy the state from its peers",
+                    rn->data_dir, raft_strerror(rv), detail);
+}
+
+/* Takes the data dir's lock: two nodes writing one dir would corrupt it silently. */
+static int lock_dir(struct raftnode *rn, struct ferr *e)
+{
+    char path[4096];
+    if (fmt_path(path, sizeof(path), "%s/ferry.lock", rn->data_dir) < 0)
+        return ferr_set(e, -ENAMETOOLONG, "raft: data dir %s: path too long", rn->data_dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return ferr_set(e, -errno, "raft: open %s: %s", path, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        int err = errno;
+        close(fd);
+        if (err == EWOULDBLOCK)
+            return ferr_set(e, FERR_STATE, "raft: data dir %s is in use by another node",
+                            rn->data_dir);
+        return ferr_set(e, -err, "raft: lock %s: %s", path, strerror(err));
+    }
+    rn->lock_fd = fd;
+    return 0;
 }
 
 int raftnode_new(uv_loop_t *loop, const struct raftnode_config *cfg, struct cdb *db,
@@ -398,7 +453,8 @@ int raftnode_new(uv_loop_t *loop, const struct raftnode_config *cfg, struct cdb 
     if (rc < 0)
         return rc;
     if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
-        return ferr_set(e, FERR_STATE, "raft: SIGPIPE is not ignored: a peer that disconnects "
+        return ferr_set(e, FERR_STATE,
+                        "raft: SIGPIPE is not ignored: a peer that disconnects "
                         "would kill this process (call signal(SIGPIPE, SIG_IGN) at start)");
     if (!db || cdb_applied_index(db) != 0)
         return ferr_set(e, FERR_STATE, "raft: the cluster database must be new and empty");
@@ -414,12 +470,15 @@ int raftnode_new(uv_loop_t *loop, const struct raftnode_config *cfg, struct cdb 
     rn->heartbeat_ms = cfg->heartbeat_timeout_ms;
     if (cb)
         rn->cb = *cb;
+    rn->lock_fd = -1;
     rn->address = strdup(cfg->address);
     rn->data_dir = strdup(cfg->data_dir);
     if (!rn->address || !rn->data_dir) {
         rc = ferr_set(e, -ENOMEM, "raft: out of memory");
         goto err_after_alloc;
     }
+    if ((rc = lock_dir(rn, e)) < 0)
+        goto err_after_alloc;
 
     rv = raft_uv_tcp_init(&rn->transport, loop);
     if (rv != 0) {
@@ -427,8 +486,8 @@ int raftnode_new(uv_loop_t *loop, const struct raftnode_config *cfg, struct cdb 
                       raft_strerror(rv));
         goto err_after_alloc;
     }
-    if (cfg->bind_address && (rv = raft_uv_tcp_set_bind_address(&rn->transport,
-                                                                cfg->bind_address)) != 0) {
+    if (cfg->bind_address &&
+        (rv = raft_uv_tcp_set_bind_address(&rn->transport, cfg->bind_address)) != 0) {
         rc = ferr_set(e, FERR_INVALID, "raft: bind address %s: %s", cfg->bind_address,
                       raft_strerror(rv));
         goto err_after_transport;
@@ -442,7 +501,7 @@ int raftnode_new(uv_loop_t *loop, const struct raftnode_config *cfg, struct cdb 
     /* Never drop damaged segments silently: that loses entries this node acknowledged. */
     raft_uv_set_auto_recovery(&rn->io, false);
     raft_uv_set_connect_retry_delay(&rn->io, cfg->connect_retry_ms ? cfg->connect_retry_ms
-                                                                    : RAFTNODE_CONNECT_RETRY_MS);
+                                                                   : RAFTNODE_CONNECT_RETRY_MS);
     if (cfg->segment_size)
         raft_uv_set_segment_size(&rn->io, cfg->segment_size);
 
@@ -467,6 +526,9 @@ int raftnode_new(uv_loop_t *loop, const struct raftnode_config *cfg, struct cdb 
     raft_set_pre_vote(&rn->raft, cfg->pre_vote);
     raft_set_snapshot_threshold(&rn->raft, cfg->snapshot_threshold);
     raft_set_snapshot_trailing(&rn->raft, cfg->snapshot_trailing);
+    raft_set_install_snapshot_timeout(&rn->raft, cfg->install_snapshot_timeout_ms
+                                                     ? cfg->install_snapshot_timeout_ms
+                                                     : RAFTNODE_INSTALL_SNAPSHOT_TIMEOUT_MS);
 
     uv_timer_init(loop, &rn->timer); /* cannot fail */
     rn->timer.data = rn;
@@ -478,6 +540,8 @@ err_after_io:
 err_after_transport:
     raft_uv_tcp_close(&rn->transport);
 err_after_alloc:
+    if (rn->lock_fd >= 0)
+        close(rn->lock_fd);
     free(rn->address);
     free(rn->data_dir);
     free(rn);
@@ -488,7 +552,8 @@ int raftnode_start(struct raftnode *rn, bool bootstrap, struct ferr *e)
 {
     int rv;
     if (rn->started || rn->closing)
-        return ferr_set(e, FERR_STATE, "raft: node already %s", rn->closing ? "closing" : "started");
+        return ferr_set(e, FERR_STATE, "raft: node already %s",
+                        rn->closing ? "closing" : "started");
     if (bootstrap) {
         struct raft_configuration conf;
         raft_configuration_init(&conf);
@@ -509,13 +574,15 @@ int raftnode_start(struct raftnode *rn, bool bootstrap, struct ferr *e)
         /* Whatever a failed start restored must not be served. */
         cdb_clear(rn->db);
         if (rn->restore_err.code)
-            rc = ferr_set(e, FERR_STATE, "raft: the snapshot in %s cannot be restored, this "
-                          "node will not serve from it: %s", rn->data_dir, rn->restore_err.msg);
+            rc = ferr_set(e, FERR_STATE,
+                          "raft: the snapshot in %s cannot be restored, this "
+                          "node will not serve from it: %s",
+                          rn->data_dir, rn->restore_err.msg);
         else if (rv == RAFT_CORRUPT || rv == RAFT_MALFORMED)
             rc = damaged(rn, rv, raft_errmsg(&rn->raft), e);
         else if (strstr(raft_errmsg(&rn->raft), "address already in use"))
-            rc = ferr_set(e, -EADDRINUSE, "raft: listen on %s: address already in use",
-                          rn->address);
+            rc =
+                ferr_set(e, -EADDRINUSE, "raft: listen on %s: address already in use", rn->address);
         else
             rc = ferr_set(e, rv == RAFT_NOMEM ? -ENOMEM : FERR_INTERNAL, "raft: start %s: %s (%s)",
                           rn->data_dir, raft_strerror(rv), raft_errmsg(&rn->raft));
@@ -533,6 +600,7 @@ static void close_step(struct raftnode *rn)
         return;
     void (*cb)(void *) = rn->close_cb;
     void *data = rn->close_data;
+    close(rn->lock_fd); /* the dir is free for a new node from here */
     free(rn->address);
     free(rn->data_dir);
     free(rn);
@@ -605,7 +673,8 @@ int raftnode_apply(struct raftnode *rn, const json_t *cmd, raftnode_apply_cb cb,
     char *text;
     size_t len;
     if (rn->in_fsm)
-        return ferr_set(e, FERR_STATE, "raft: cannot propose from inside on_apply; defer it to "
+        return ferr_set(e, FERR_STATE,
+                        "raft: cannot propose from inside on_apply; defer it to "
                         "the next loop pass");
     if (rn->closing || !rn->started || state_of(rn) != RAFTNODE_LEADER || rn->raft.transfer)
         return not_leader(rn, e);
@@ -653,11 +722,15 @@ static void change_done(struct raft_change *req, int status)
 static int change_begin(struct raftnode *rn, uint64_t id, const char *what, raftnode_done_cb cb,
                         void *data, struct change_req **out, struct ferr *e)
 {
+    if (rn->in_fsm)
+        return ferr_set(e, FERR_STATE,
+                        "raft: %s: not from inside on_apply; defer it to the next "
+                        "loop pass",
+                        what);
     if (rn->closing || !rn->started || state_of(rn) != RAFTNODE_LEADER)
         return not_leader(rn, e);
     if (id == 0 || id > CDB_ID_MAX)
-        return ferr_set(e, FERR_INVALID, "raft: %s: node id %" PRIu64 " is out of range", what,
-                        id);
+        return ferr_set(e, FERR_INVALID, "raft: %s: node id %" PRIu64 " is out of range", what, id);
     struct change_req *c = calloc(1, sizeof(*c));
     if (!c)
         return ferr_set(e, -ENOMEM, "raft: %s: out of memory", what);
@@ -692,8 +765,8 @@ int raftnode_add(struct raftnode *rn, uint64_t id, const char *address, raftnode
     return change_end(rn, c, raft_add(&rn->raft, &c->req, id, address, change_done), e);
 }
 
-int raftnode_assign(struct raftnode *rn, uint64_t id, enum raftnode_role role,
-                    raftnode_done_cb cb, void *data, struct ferr *e)
+int raftnode_assign(struct raftnode *rn, uint64_t id, enum raftnode_role role, raftnode_done_cb cb,
+                    void *data, struct ferr *e)
 {
     struct change_req *c;
     int rc = change_begin(rn, id, "assign", cb, data, &c, e);
@@ -725,8 +798,10 @@ static void transfer_done(struct raft_transfer *req)
         snprintf(msg, sizeof(msg), "raft: the node closed before the transfer completed");
     } else if (leader != req->id) {
         rc = FERR_TIMEOUT;
-        snprintf(msg, sizeof(msg), "raft: node %llu did not take over leadership within an "
-                 "election timeout", req->id);
+        snprintf(msg, sizeof(msg),
+                 "raft: node %llu did not take over leadership within an "
+                 "election timeout",
+                 req->id);
     }
     if (rn->transfer_cb)
         rn->transfer_cb(rn, rc, msg, rn->transfer_data);
@@ -736,6 +811,10 @@ static void transfer_done(struct raft_transfer *req)
 int raftnode_transfer(struct raftnode *rn, uint64_t id, raftnode_done_cb cb, void *data,
                       struct ferr *e)
 {
+    if (rn->in_fsm)
+        return ferr_set(e, FERR_STATE,
+                        "raft: transfer: not from inside on_apply; defer it to "
+                        "the next loop pass");
     if (rn->closing || !rn->started || state_of(rn) != RAFTNODE_LEADER)
         return not_leader(rn, e);
     if (rn->transfer_busy || rn->raft.transfer)
@@ -794,6 +873,21 @@ void raftnode_info(const struct raftnode *rn, struct raftnode_info *out)
         uint64_t now = uv_now(rn->loop);
         out->leader_contact_ms = now > r->election_timer_start ? now - r->election_timer_start : 0;
     }
+}
+
+json_t *raftnode_info_json(const struct raftnode *rn)
+{
+    struct raftnode_info i;
+    raftnode_info(rn, &i);
+    json_t *contact = i.leader_contact_ms == UINT64_MAX
+                          ? json_null()
+                          : json_integer((json_int_t)i.leader_contact_ms);
+    return json_pack("{sI ss sI sI ss sI sI sI sI so}", "id", (json_int_t)i.id, "state",
+                     raftnode_state_name(i.state), "term", (json_int_t)i.term, "leader_id",
+                     (json_int_t)i.leader_id, "leader_address", i.leader_address, "commit_index",
+                     (json_int_t)i.commit_index, "last_applied", (json_int_t)i.last_applied,
+                     "last_index", (json_int_t)i.last_index, "snapshot_index",
+                     (json_int_t)i.snapshot_index, "leader_contact_ms", contact);
 }
 
 static int cmp_member(const void *a, const void *b)

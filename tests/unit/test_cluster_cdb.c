@@ -1,0 +1,757 @@
+/* SPDX-License-Identifier: MIT */
+/* Unit tests of the cluster database state machine: apply, bad commands, snapshots, padding. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster/cdb.h"
+#include "common/err.h"
+
+/* Tests write JSON with single quotes; this turns them into double quotes and parses. */
+static json_t *sq(const char *text)
+{
+    char *t = strdup(text);
+    assert_non_null(t);
+    for (char *c = t; *c; c++)
+        if (*c == '\'')
+            *c = '"';
+    json_error_t jerr;
+    json_t *j = json_loads(t, JSON_ALLOW_NUL, &jerr);
+    if (!j)
+        fail_msg("bad test JSON %s: %s", t, jerr.text);
+    free(t);
+    return j;
+}
+
+/* Encodes and applies a command at the next index; returns the code, message in e. */
+static int run(struct cdb *db, const char *text, struct ferr *e)
+{
+    json_t *cmd = sq(text);
+    char *buf = NULL;
+    size_t len = 0;
+    uint64_t index = cdb_applied_index(db) + 1;
+    int rc = cdb_cmd_encode(cmd, &buf, &len, e);
+    if (rc == 0) {
+        assert_int_equal(len % 8, 0);
+        rc = cdb_apply(db, index, buf, len, 1000 + index, e);
+        assert_int_equal(cdb_applied_index(db), index);
+        free(buf);
+    } else {
+        /* What the encoder refuses, apply refuses the same way when it arrives anyway. */
+        struct ferr e2;
+        int rc2 = cdb_apply_cmd(db, index, cmd, 1000 + index, &e2);
+        assert_int_equal(rc2, rc);
+        assert_string_equal(e2.msg, e->msg);
+    }
+    json_decref(cmd);
+    return rc;
+}
+
+static void ok(struct cdb *db, const char *text)
+{
+    struct ferr e;
+    int rc = run(db, text, &e);
+    if (rc != 0)
+        fail_msg("%s: %s", text, e.msg);
+}
+
+#define NODE1                                                                                      \
+    "{'v':1,'op':'node_upsert','id':1,'name':'n1','api_addr':'127.0.0.1:7001',"                    \
+    "'raft_addr':'127.0.0.1:8001','role':'voter','memory':{'total_mib':8000,"                      \
+    "'free_mib':6000},'vm_count':0,'accel':'kvm','last_heartbeat_ms':100}"
+#define NODE2                                                                                      \
+    "{'v':1,'op':'node_upsert','id':2,'name':'n2','api_addr':'[::1]:7002',"                        \
+    "'raft_addr':'127.0.0.1:8002'}"
+
+/* A database with a cluster, two nodes, one VM and one event. */
+static struct cdb *populated(void)
+{
+    struct cdb *db = cdb_new();
+    assert_non_null(db);
+    ok(db, "{'v':1,'op':'cluster_meta','id':'c-123','name':'lab','created_ms':5}");
+    ok(db, NODE1);
+    ok(db, NODE2);
+    ok(db, "{'v':1,'op':'vm_put','name':'web1','spec':{'name':'web1','memory_mib':256},"
+           "'owner':'n1','state':'running'}");
+    ok(db, "{'v':1,'op':'event_add','time_ms':7,'type':'vm.started','node':'n1','vm':'web1',"
+           "'message':'started'}");
+    return db;
+}
+
+/* The replicated state without the applied index, as text (caller frees). */
+static char *state_text(const struct cdb *db)
+{
+    json_t *s = json_pack("{so so so so}", "meta", cdb_meta(db), "nodes", cdb_nodes(db), "vms",
+                          cdb_vms(db, NULL), "events", cdb_events(db, 0, 0));
+    assert_non_null(s);
+    char *t = json_dumps(s, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(s);
+    assert_non_null(t);
+    return t;
+}
+
+static void test_apply_sequence(void **state)
+{
+    (void)state;
+    struct ferr e;
+    struct cdb *db = populated();
+    assert_int_equal(cdb_applied_index(db), 5);
+    assert_int_equal(cdb_applied_wall_ms(db), 1005);
+
+    json_t *n = NULL;
+    assert_int_equal(cdb_node_get(db, 1, &n, &e), 0);
+    assert_string_equal(json_string_value(json_object_get(n, "name")), "n1");
+    assert_string_equal(json_string_value(json_object_get(n, "role")), "voter");
+    assert_string_equal(json_string_value(json_object_get(n, "state")), "up");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(n, "memory"), "free_mib")),
+                     6000);
+    json_decref(n);
+
+    /* Defaults of a node created with the required fields only. */
+    assert_int_equal(cdb_node_find(db, "n2", &n, &e), 0);
+    assert_string_equal(json_string_value(json_object_get(n, "role")), "spare");
+    assert_string_equal(json_string_value(json_object_get(n, "accel")), "");
+    assert_int_equal(json_integer_value(json_object_get(n, "cmd_version")), 1);
+    json_decref(n);
+
+    /* An upsert replaces only the fields given. */
+    ok(db, "{'v':1,'op':'node_upsert','id':2,'role':'voter','vm_count':3,'cmd_version':2}");
+    assert_int_equal(cdb_node_get(db, 2, &n, &e), 0);
+    assert_string_equal(json_string_value(json_object_get(n, "role")), "voter");
+    assert_string_equal(json_string_value(json_object_get(n, "api_addr")), "[::1]:7002");
+    assert_int_equal(json_integer_value(json_object_get(n, "vm_count")), 3);
+    json_decref(n);
+    assert_int_equal(cdb_cmd_version_min(db), 1);
+
+    ok(db, "{'v':1,'op':'node_state','id':2,'state':'draining','reason':'maintenance',"
+           "'time_ms':50}");
+    assert_int_equal(cdb_node_get(db, 2, &n, &e), 0);
+    assert_string_equal(json_string_value(json_object_get(n, "state")), "draining");
+    assert_string_equal(json_string_value(json_object_get(n, "state_reason")), "maintenance");
+    assert_int_equal(json_integer_value(json_object_get(n, "state_changed_ms")), 50);
+    json_decref(n);
+
+    /* Owner moves are compare-and-set when asked. */
+    assert_int_equal(run(db,
+                         "{'v':1,'op':'vm_owner','name':'web1','owner':'n2',"
+                         "'expect_owner':'n2'}",
+                         &e),
+                     FERR_STATE);
+    assert_non_null(strstr(e.msg, "owned by \"n1\""));
+    ok(db, "{'v':1,'op':'vm_owner','name':'web1','owner':'n2','expect_owner':'n1'}");
+    ok(db, "{'v':1,'op':'vm_state','name':'web1','state':'failed','reason':'host died'}");
+    json_t *vm = NULL;
+    assert_int_equal(cdb_vm_get(db, "web1", &vm, &e), 0);
+    assert_string_equal(json_string_value(json_object_get(vm, "owner")), "n2");
+    assert_string_equal(json_string_value(json_object_get(vm, "state")), "failed");
+    assert_string_equal(json_string_value(json_object_get(vm, "reason")), "host died");
+    assert_int_equal(json_integer_value(json_object_get(vm, "generation")), 3);
+    json_decref(vm);
+
+    /* vm_put keeps owner and state when they are not given. */
+    ok(db, "{'v':1,'op':'vm_put','name':'web1','spec':{'memory_mib':512}}");
+    ok(db, "{'v':1,'op':'vm_put','name':'db1','spec':{}}");
+    assert_int_equal(cdb_vm_get(db, "web1", &vm, &e), 0);
+    assert_string_equal(json_string_value(json_object_get(vm, "owner")), "n2");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(vm, "spec"), "memory_mib")),
+                     512);
+    json_decref(vm);
+    assert_int_equal(cdb_vm_get(db, "db1", &vm, &e), 0);
+    assert_string_equal(json_string_value(json_object_get(vm, "owner")), "");
+    assert_string_equal(json_string_value(json_object_get(vm, "state")), "stopped");
+    json_decref(vm);
+
+    json_t *l = cdb_vms(db, NULL);
+    assert_int_equal(json_array_size(l), 2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(l, 0), "name")), "db1");
+    json_decref(l);
+    l = cdb_vms(db, "n2");
+    assert_int_equal(json_array_size(l), 1);
+    json_decref(l);
+    l = cdb_vms(db, "");
+    assert_int_equal(json_array_size(l), 1);
+    json_decref(l);
+
+    /* A node that owns VMs cannot go; once they are gone it can. */
+    assert_int_equal(run(db, "{'v':1,'op':'node_remove','id':2}", &e), FERR_STATE);
+    assert_non_null(strstr(e.msg, "still owns 1 VM"));
+    ok(db, "{'v':1,'op':'vm_remove','name':'web1'}");
+    ok(db, "{'v':1,'op':'node_remove','id':2}");
+    assert_int_equal(cdb_node_get(db, 2, &n, &e), FERR_NOTFOUND);
+    l = cdb_nodes(db);
+    assert_int_equal(json_array_size(l), 1);
+    json_decref(l);
+
+    /* The name of a removed node is free again. */
+    ok(db, "{'v':1,'op':'node_upsert','id':9,'name':'n2','api_addr':'10.0.0.9:1',"
+           "'raft_addr':'10.0.0.9:2'}");
+    json_t *m = cdb_meta(db);
+    assert_string_equal(json_string_value(json_object_get(m, "id")), "c-123");
+    json_decref(m);
+    ok(db, "{'v':1,'op':'cluster_meta','id':'c-123','name':'renamed','created_ms':5}");
+    cdb_free(db);
+}
+
+/* Every kind of bad command: the right code, a message naming the problem, no change. */
+static void test_bad_commands(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *cmd;
+        int code;
+        const char *msg;
+    } cases[] = {
+        {"{'op':'vm_remove','name':'web1'}", FERR_INVALID, "v (the command version) is missing"},
+        {"{'v':'1','op':'vm_remove','name':'web1'}", FERR_INVALID, "v: expected an integer"},
+        {"{'v':2,'op':'vm_remove','name':'web1'}", FERR_INVALID, "command version 2 is not"},
+        {"{'v':0,'op':'vm_remove','name':'web1'}", FERR_INVALID, "command version 0 is not"},
+        {"{'v':1,'name':'web1'}", FERR_INVALID, "op is missing"},
+        {"{'v':1,'op':7}", FERR_INVALID, "op: expected a string"},
+        {"{'v':1,'op':'vm_explode','name':'web1'}", FERR_INVALID, "unknown op \"vm_explode\""},
+        {"{'v':1,'op':'vm_remove\\u0000x','name':'web1'}", FERR_INVALID, "unknown op"},
+        {"{'v':1,'op':'vm_remove','name':'web1','force':true}", FERR_INVALID,
+         "vm_remove: unknown field \"force\""},
+        {"[1,2]", FERR_INVALID, "expected an object, not an array"},
+        /* node_upsert */
+        {"{'v':1,'op':'node_upsert'}", FERR_INVALID, "node_upsert: id: missing"},
+        {"{'v':1,'op':'node_upsert','id':0}", FERR_INVALID, "id: 0 is out of range"},
+        {"{'v':1,'op':'node_upsert','id':9007199254740992}", FERR_INVALID, "out of range"},
+        {"{'v':1,'op':'node_upsert','id':-3}", FERR_INVALID, "out of range"},
+        {"{'v':1,'op':'node_upsert','id':1.5}", FERR_INVALID, "expected an integer"},
+        {"{'v':1,'op':'node_upsert','id':3}", FERR_INVALID, "name: missing (required for a new"},
+        {"{'v':1,'op':'node_upsert','id':3,'name':'n3','raft_addr':'1.2.3.4:5'}", FERR_INVALID,
+         "api_addr: missing"},
+        {"{'v':1,'op':'node_upsert','id':3,'name':'n3','api_addr':'1.2.3.4:5'}", FERR_INVALID,
+         "raft_addr: missing"},
+        {"{'v':1,'op':'node_upsert','id':3,'name':'N3'}", FERR_INVALID, "name: \"N3\" is invalid"},
+        {"{'v':1,'op':'node_upsert','id':3,'name':'n1','api_addr':'1.2.3.4:5',"
+         "'raft_addr':'1.2.3.4:6'}",
+         FERR_EXISTS, "taken by node 1"},
+        {"{'v':1,'op':'node_upsert','id':1,'name':'other'}", FERR_INVALID, "never changes"},
+        {"{'v':1,'op':'node_upsert','id':1,'api_addr':'1.2.3.4'}", FERR_INVALID,
+         "api_addr: \"1.2.3.4\" is invalid: use IP:PORT"},
+        {"{'v':1,'op':'node_upsert','id':1,'api_addr':'1.2.3.4:0'}", FERR_INVALID, "IP:PORT"},
+        {"{'v':1,'op':'node_upsert','id':1,'api_addr':'1.2.3.4:65536'}", FERR_INVALID, "IP:PORT"},
+        {"{'v':1,'op':'node_upsert','id':1,'api_addr':'1.2.3.4:08'}", FERR_INVALID, "IP:PORT"},
+        {"{'v':1,'op':'node_upsert','id':1,'api_addr':'host.example:80'}", FERR_INVALID, "IP:PORT"},
+        {"{'v':1,'op':'node_upsert','id':1,'raft_addr':'::1:80'}", FERR_INVALID, "IP:PORT"},
+        {"{'v':1,'op':'node_upsert','id':1,'raft_addr':'[::1]'}", FERR_INVALID, "IP:PORT"},
+        {"{'v':1,'op':'node_upsert','id':1,'raft_addr':7}", FERR_INVALID, "expected a string"},
+        {"{'v':1,'op':'node_upsert','id':1,'role':'king'}", FERR_INVALID,
+         "use voter, standby or spare"},
+        {"{'v':1,'op':'node_upsert','id':1,'state':'sleepy'}", FERR_INVALID, "use up, down"},
+        {"{'v':1,'op':'node_upsert','id':1,'accel':'xen'}", FERR_INVALID, "kvm or tcg"},
+        {"{'v':1,'op':'node_upsert','id':1,'memory':5}", FERR_INVALID,
+         "memory: expected an object"},
+        {"{'v':1,'op':'node_upsert','id':1,'memory':{'total_mib':5}}", FERR_INVALID,
+         "memory: free_mib: missing"},
+        {"{'v':1,'op':'node_upsert','id':1,'memory':{'total_mib':5,'free_mib':6}}", FERR_INVALID,
+         "exceeds total_mib"},
+        {"{'v':1,'op':'node_upsert','id':1,'memory':{'total_mib':5,'free_mib':1,'x':1}}",
+         FERR_INVALID, "unknown field \"x\""},
+        {"{'v':1,'op':'node_upsert','id':1,'vm_count':-1}", FERR_INVALID, "vm_count: -1"},
+        {"{'v':1,'op':'node_upsert','id':1,'last_heartbeat_ms':true}", FERR_INVALID,
+         "expected an integer, not a boolean"},
+        {"{'v':1,'op':'node_upsert','id':1,'cmd_version':0}", FERR_INVALID, "cmd_version"},
+        {"{'v':1,'op':'node_upsert','id':1,'state_reason':'x'}", FERR_INVALID,
+         "unknown field \"state_reason\""},
+        /* node_remove, node_state */
+        {"{'v':1,'op':'node_remove','id':44}", FERR_NOTFOUND, "no node 44"},
+        {"{'v':1,'op':'node_remove','id':1}", FERR_STATE, "still owns 1 VM"},
+        {"{'v':1,'op':'node_remove'}", FERR_INVALID, "id: missing"},
+        {"{'v':1,'op':'node_state','id':44,'state':'down','time_ms':1}", FERR_NOTFOUND,
+         "no node 44"},
+        {"{'v':1,'op':'node_state','id':1,'state':'down'}", FERR_INVALID, "time_ms: missing"},
+        {"{'v':1,'op':'node_state','id':1,'state':'gone','time_ms':1}", FERR_INVALID, "use up"},
+        {"{'v':1,'op':'node_state','id':1,'state':'down','time_ms':1,'reason':7}", FERR_INVALID,
+         "reason: expected a string"},
+        /* vm_put */
+        {"{'v':1,'op':'vm_put','spec':{}}", FERR_INVALID, "vm_put: name: missing"},
+        {"{'v':1,'op':'vm_put','name':'web1'}", FERR_INVALID, "spec: missing"},
+        {"{'v':1,'op':'vm_put','name':'web1','spec':[]}", FERR_INVALID, "spec: expected an object"},
+        {"{'v':1,'op':'vm_put','name':'web1','spec':{'name':'web2'}}", FERR_INVALID,
+         "must be the VM's name"},
+        {"{'v':1,'op':'vm_put','name':'-web','spec':{}}", FERR_INVALID, "name: \"-web\""},
+        {"{'v':1,'op':'vm_put','name':'web\\u0000x','spec':{}}", FERR_INVALID, "NUL"},
+        {"{'v':1,'op':'vm_put','name':'web1','spec':{},'owner':'n7'}", FERR_NOTFOUND,
+         "no node named \"n7\""},
+        {"{'v':1,'op':'vm_put','name':'web1','spec':{},'state':'Running'}", FERR_INVALID,
+         "use 1-32 of a-z"},
+        {"{'v':1,'op':'vm_put','name':'web1','spec':{},'state':''}", FERR_INVALID,
+         "use 1-32 of a-z"},
+        /* vm_owner, vm_state, vm_remove */
+        {"{'v':1,'op':'vm_owner','name':'web9','owner':'n1'}", FERR_NOTFOUND, "no VM named"},
+        {"{'v':1,'op':'vm_owner','name':'web1'}", FERR_INVALID, "owner: missing"},
+        {"{'v':1,'op':'vm_owner','name':'web1','owner':'n7'}", FERR_NOTFOUND, "no node named"},
+        {"{'v':1,'op':'vm_owner','name':'web1','owner':'n2','expect_owner':''}", FERR_STATE,
+         "owned by \"n1\", not \"\""},
+        {"{'v':1,'op':'vm_state','name':'web9','state':'running'}", FERR_NOTFOUND, "no VM"},
+        {"{'v':1,'op':'vm_state','name':'web1'}", FERR_INVALID, "state: missing"},
+        {"{'v':1,'op':'vm_remove','name':'web9'}", FERR_NOTFOUND, "no VM named \"web9\""},
+        /* event_add */
+        {"{'v':1,'op':'event_add','type':'x'}", FERR_INVALID, "time_ms: missing"},
+        {"{'v':1,'op':'event_add','time_ms':1}", FERR_INVALID, "type: missing"},
+        {"{'v':1,'op':'event_add','time_ms':1,'type':'A B'}", FERR_INVALID, "type: \"A B\""},
+        {"{'v':1,'op':'event_add','time_ms':1,'type':'x','vm':'Bad'}", FERR_INVALID, "vm: "},
+        {"{'v':1,'op':'event_add','time_ms':-1,'type':'x'}", FERR_INVALID, "time_ms: -1"},
+        /* cluster_meta */
+        {"{'v':1,'op':'cluster_meta','id':'c-999','name':'lab','created_ms':5}", FERR_STATE,
+         "cluster's id is \"c-123\""},
+        {"{'v':1,'op':'cluster_meta','id':'c-123','name':'lab','created_ms':6}", FERR_STATE,
+         "created_ms is 5"},
+        {"{'v':1,'op':'cluster_meta','id':'c 1','name':'lab','created_ms':5}", FERR_INVALID,
+         "id: \"c 1\" is invalid"},
+        {"{'v':1,'op':'cluster_meta','id':'c-123','created_ms':5}", FERR_INVALID, "name: missing"},
+    };
+    struct cdb *db = populated();
+    char *before = state_text(db);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct ferr e;
+        uint64_t index = cdb_applied_index(db);
+        int rc = run(db, cases[i].cmd, &e);
+        if (rc != cases[i].code || !strstr(e.msg, cases[i].msg))
+            fail_msg("%s: got %d \"%s\", want %d \"...%s...\"", cases[i].cmd, rc, e.msg,
+                     cases[i].code, cases[i].msg);
+        assert_true(strncmp(e.msg, "cdb: ", 5) == 0);
+        assert_int_equal(cdb_applied_index(db), index + 1);
+        char *after = state_text(db);
+        assert_string_equal(after, before);
+        free(after);
+    }
+    free(before);
+    cdb_free(db);
+}
+
+/* Bytes that are not a command at all are rejected like any bad command. */
+static void test_bad_bytes(void **state)
+{
+    (void)state;
+    /* Each is text jansson refuses for what it is, never for want of memory; cdb must say
+     * FERR_INVALID (counted as applied everywhere), not -ENOMEM (retried). */
+    static const char *const bad[] = {
+        "\0\0\0\0\0\0\0\0",
+        "{",
+        "{\"v\":1,\"v\":1}",
+        "nul\0l",
+        "{}x",
+        "\"str\"",
+        "{\"v\":1}\0{\"v\":1}",
+        "{\"a\":\"x\001\"}",
+        "{\"a\":\"\xc3\x28\"}",
+        "{\"a\":\"\xed\xa0\x80\"}",
+        "{\"a\":\"\xe0\x80\xaf\"}",
+        "{\"a\":\"\\u0000\"}",
+        "{\"a\":\"\\udc00\"}",
+        "{\"a\":\"\\ud800x\"}",
+        "{\"a\":\"\\q\"}",
+        "{\"a\":9223372036854775808}",
+        "{\"a\":-9223372036854775809}",
+        "{\"a\":1e999}",
+        "{\"a\":01}",
+        "{\"a\":1.}",
+        "{\"a\":-}",
+        "{\"a\":tru}",
+        "{\"a\" 1}",
+        "{\"a\":1,}",
+        "[1,]",
+        "{1:2}",
+        "{\"a\":[1 2]}",
+        "  7  ",
+        "{\"a\":\"\xf5\x80\x80\x80\"}",
+        "{\"a\":\"unterminated}",
+    };
+    struct cdb *db = populated();
+    char *before = state_text(db);
+    struct ferr e;
+    assert_int_equal(cdb_apply(db, cdb_applied_index(db) + 1, "", 0, 1, &e), FERR_INVALID);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        uint64_t index = cdb_applied_index(db) + 1;
+        size_t len = i == 0 ? 8 : i == 3 ? 5 : i == 6 ? 16 : strlen(bad[i]);
+        int rc = cdb_apply(db, index, bad[i], len, 1, &e);
+        if (rc != FERR_INVALID)
+            fail_msg("bad[%zu]: got %d %s", i, rc, e.msg);
+        assert_int_equal(cdb_applied_index(db), index);
+    }
+    /* Nesting beyond jansson's 2048 levels. */
+    char *deep = malloc(2 * 2049 + 16);
+    size_t n = 0;
+    deep[n++] = '{';
+    memcpy(deep + n, "\"a\":", 4);
+    n += 4;
+    for (int i = 0; i < 2048; i++)
+        deep[n++] = '[';
+    for (int i = 0; i < 2048; i++)
+        deep[n++] = ']';
+    deep[n++] = '}';
+    assert_int_equal(cdb_apply(db, cdb_applied_index(db) + 1, deep, n, 1, &e), FERR_INVALID);
+    assert_null(strstr(e.msg, "memory"));
+    free(deep);
+    /* An index that does not move forward is refused and changes nothing at all. */
+    uint64_t index = cdb_applied_index(db);
+    assert_int_equal(cdb_apply(db, index, "{}", 2, 1, &e), FERR_STATE);
+    assert_int_equal(cdb_applied_index(db), index);
+    char *after = state_text(db);
+    assert_string_equal(after, before);
+    free(after);
+    free(before);
+    /* An oversized command is refused before it is ever proposed. */
+    json_t *cmd = json_pack("{si ss sI ss ss}", "v", 1, "op", "event_add", "time_ms", (json_int_t)1,
+                            "type", "x", "message", "m");
+    char *big = malloc(CDB_CMD_MAX);
+    memset(big, 'a', CDB_CMD_MAX - 1);
+    big[CDB_CMD_MAX - 1] = '\0';
+    json_object_set_new(cmd, "message", json_string(big));
+    char *buf;
+    size_t len;
+    assert_int_equal(cdb_cmd_encode(cmd, &buf, &len, &e), FERR_INVALID); /* message > 1024 */
+    json_object_set_new(cmd, "op", json_string("vm_put"));
+    json_object_clear(cmd);
+    json_object_set_new(cmd, "v", json_integer(1));
+    json_object_set_new(cmd, "op", json_string("vm_put"));
+    json_object_set_new(cmd, "name", json_string("big"));
+    json_object_set_new(cmd, "spec", json_pack("{ss}", "blob", big));
+    assert_int_equal(cdb_cmd_encode(cmd, &buf, &len, &e), FERR_TOOBIG);
+    assert_int_equal(cdb_apply(db, cdb_applied_index(db) + 1, big, CDB_CMD_MAX + 1, 1, &e),
+                     FERR_TOOBIG);
+    free(big);
+    json_decref(cmd);
+    cdb_free(db);
+}
+
+static void test_snapshot_round_trip(void **state)
+{
+    (void)state;
+    struct ferr e;
+    struct cdb *db = populated();
+    for (int i = 0; i < 30; i++) {
+        char cmd[200];
+        snprintf(cmd, sizeof(cmd),
+                 "{'v':1,'op':'event_add','time_ms':%d,'type':'t.%d',"
+                 "'message':'m\\u00e9 %d'}",
+                 i, i, i);
+        ok(db, cmd);
+    }
+    char *snap;
+    size_t len;
+    assert_int_equal(cdb_snapshot(db, &snap, &len, &e), 0);
+    struct cdb *copy = cdb_new();
+    assert_int_equal(cdb_restore(copy, snap, len, 777, &e), 0);
+    assert_int_equal(cdb_applied_index(copy), cdb_applied_index(db));
+    assert_int_equal(cdb_applied_wall_ms(copy), 777);
+    char *a = state_text(db), *b = state_text(copy);
+    assert_string_equal(a, b);
+    free(a);
+    free(b);
+    char *snap2;
+    size_t len2;
+    assert_int_equal(cdb_snapshot(copy, &snap2, &len2, &e), 0);
+    assert_int_equal(len, len2);
+    assert_memory_equal(snap, snap2, len);
+    free(snap2);
+
+    /* The copy goes on exactly like the original: event ids continue. */
+    ok(db, "{'v':1,'op':'event_add','time_ms':1,'type':'after'}");
+    ok(copy, "{'v':1,'op':'event_add','time_ms':1,'type':'after'}");
+    a = state_text(db);
+    b = state_text(copy);
+    assert_string_equal(a, b);
+    free(a);
+    free(b);
+
+    /* A restore replaces what was there; padding after the JSON is fine. */
+    char *padded = calloc(1, len + 8);
+    memcpy(padded, snap, len);
+    assert_int_equal(cdb_restore(copy, padded, len + 5, 1, &e), 0);
+    assert_int_equal(cdb_applied_index(copy), cdb_applied_index(db) - 1);
+    free(padded);
+    free(snap);
+    cdb_free(copy);
+    cdb_free(db);
+}
+
+/* Replaces the first occurrence of from with to in s (caller frees the result). */
+static char *replace(const char *s, const char *from, const char *to)
+{
+    const char *p = strstr(s, from);
+    assert_non_null(p);
+    size_t n = strlen(s) - strlen(from) + strlen(to);
+    char *r = malloc(n + 1);
+    size_t head = (size_t)(p - s);
+    memcpy(r, s, head);
+    strcpy(r + head, to);
+    strcat(r, p + strlen(from));
+    return r;
+}
+
+static void test_snapshot_refusals(void **state)
+{
+    (void)state;
+    struct ferr e;
+    struct cdb *db = populated();
+    char *snap;
+    size_t len;
+    assert_int_equal(cdb_snapshot(db, &snap, &len, &e), 0);
+    assert_non_null(strstr(snap, "\"format\":1"));
+    static const struct {
+        const char *from, *to, *msg;
+    } edits[] = {
+        {"\"format\":1", "\"format\":2", "snapshot format 2 is not supported"},
+        {"\"format\":1", "\"format\":\"1\"", "no format"},
+        {"\"format\":1", "\"formats\":1", "no format"},
+        {"\"name\":\"n2\"", "\"name\":\"n1\"", "nodes[1]: name \"n1\" appears twice"},
+        {"\"id\":2", "\"id\":1", "nodes[1]: id 1 appears twice"},
+        {"\"owner\":\"n1\"", "\"owner\":\"n5\"", "owner \"n5\" is not a node"},
+        {"\"role\":\"voter\"", "\"role\":\"boss\"", "nodes[0]: role"},
+        {"\"generation\":1", "\"generation\":0", "vms[0]: generation"},
+        {"\"type\":\"vm.started\"", "\"type\":\"VM\"", "events[0]: type"},
+        {"\"next_event_id\":2", "\"next_event_id\":1", "events[0]: id 1 is out of order"},
+        {"\"vms\":[", "\"x\":1,\"vms\":[", "unknown field \"x\""},
+        {"\"index\":5", "\"index\":-5", "index: -5"},
+        {"\"meta\":{", "\"meta\":{\"y\":0,", "meta: unknown field"},
+        {"{", "[", "not JSON"},
+    };
+    struct cdb *other = populated();
+    ok(other, "{'v':1,'op':'vm_put','name':'x','spec':{}}");
+    char *before = state_text(other);
+    uint64_t index = cdb_applied_index(other);
+    for (size_t i = 0; i < sizeof(edits) / sizeof(edits[0]); i++) {
+        char *bad = replace(snap, edits[i].from, edits[i].to);
+        int rc = cdb_restore(other, bad, strlen(bad), 1, &e);
+        if (rc != FERR_INVALID || !strstr(e.msg, edits[i].msg))
+            fail_msg("edit %zu: got %d \"%s\", want \"...%s...\"", i, rc, e.msg, edits[i].msg);
+        free(bad);
+        char *after = state_text(other);
+        assert_string_equal(after, before);
+        assert_int_equal(cdb_applied_index(other), index);
+        free(after);
+    }
+    assert_int_equal(cdb_restore(other, "", 0, 1, &e), FERR_INVALID);
+    free(before);
+    free(snap);
+    cdb_free(other);
+    cdb_free(db);
+}
+
+/* Builds a JSON object text of exactly n bytes (n >= 2): {} or {"a":"xxx"} or {"aaa":1}. */
+static void json_of_len(char *buf, size_t n)
+{
+    if (n < 8) {
+        /* {} then {"":0}-like shapes are not all possible below 8; use spaces inside. */
+        buf[0] = '{';
+        memset(buf + 1, ' ', n - 2);
+        buf[n - 1] = '}';
+    } else {
+        size_t fill = n - 8; /* {"a":""} is 8 bytes */
+        memcpy(buf, "{\"a\":\"", 6);
+        memset(buf + 6, 'x', fill);
+        memcpy(buf + 6 + fill, "\"}", 2);
+    }
+    buf[n] = '\0';
+}
+
+/* Entries of every length 1..64 pad to a multiple of 8 and decode to what went in, also
+ * when several padded entries share one buffer, as they do in one Raft message. */
+static void test_padding(void **state)
+{
+    (void)state;
+    struct ferr e;
+    char text[80];
+    for (size_t n = 1; n <= 64; n++) {
+        char buf[80] = {0};
+        size_t padded = (n + 7) & ~(size_t)7;
+        json_t *j = NULL;
+        if (n == 1) {
+            assert_int_equal(cdb_cmd_decode("{\0\0\0\0\0\0\0", 8, &j, &e), FERR_INVALID);
+            continue;
+        }
+        json_of_len(text, n);
+        memcpy(buf, text, n);
+        assert_int_equal(cdb_cmd_decode(buf, padded, &j, &e), 0);
+        json_t *want = json_loads(text, 0, NULL);
+        assert_non_null(want);
+        assert_true(json_equal(j, want));
+        json_decref(j);
+        /* Space padding is stripped the same way. */
+        memset(buf + n, ' ', padded - n);
+        assert_int_equal(cdb_cmd_decode(buf, padded, &j, &e), 0);
+        assert_true(json_equal(j, want));
+        json_decref(j);
+        json_decref(want);
+    }
+
+    /* Real commands whose JSON has every length modulo 8, applied from one shared buffer. */
+    struct cdb *db = cdb_new();
+    char *batch = NULL;
+    size_t batch_len = 0, count = 0, lens[64];
+    for (size_t m = 0; m < 64; m++) {
+        char msg[80];
+        memset(msg, 'm', m);
+        msg[m] = '\0';
+        json_t *cmd = json_pack("{si ss sI ss ss}", "v", 1, "op", "event_add", "time_ms",
+                                (json_int_t)m, "type", "pad", "message", msg);
+        char *buf;
+        size_t len;
+        assert_int_equal(cdb_cmd_encode(cmd, &buf, &len, &e), 0);
+        size_t raw = json_dumpb(cmd, NULL, 0, JSON_COMPACT);
+        assert_int_equal(len % 8, 0);
+        assert_true(len >= raw && len - raw < 8);
+        batch = realloc(batch, batch_len + len);
+        memcpy(batch + batch_len, buf, len);
+        lens[count++] = len;
+        batch_len += len;
+        free(buf);
+        json_decref(cmd);
+    }
+    size_t off = 0;
+    for (size_t i = 0; i < count; i++) {
+        assert_int_equal(off % 8, 0);
+        assert_int_equal(cdb_apply(db, i + 1, batch + off, lens[i], 1, &e), 0);
+        off += lens[i];
+    }
+    json_t *evs = cdb_events(db, 0, 0);
+    assert_int_equal(json_array_size(evs), 64);
+    for (size_t i = 0; i < 64; i++)
+        assert_int_equal(
+            strlen(json_string_value(json_object_get(json_array_get(evs, i), "message"))), i);
+    json_decref(evs);
+    free(batch);
+    cdb_free(db);
+}
+
+static void test_events_ring(void **state)
+{
+    (void)state;
+    struct cdb *db = cdb_new();
+    for (int i = 1; i <= CDB_EVENTS_MAX + 5; i++) {
+        char cmd[160];
+        snprintf(cmd, sizeof(cmd), "{'v':1,'op':'event_add','time_ms':%d,'type':'tick'}", i);
+        ok(db, cmd);
+    }
+    json_t *all = cdb_events(db, 0, 0);
+    assert_int_equal(json_array_size(all), CDB_EVENTS_MAX);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(all, 0), "id")), 6);
+    json_decref(all);
+    json_t *some = cdb_events(db, 1000, 3);
+    assert_int_equal(json_array_size(some), 3);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(some, 0), "id")), 1001);
+    json_decref(some);
+    json_t *none = cdb_events(db, 5000, 0);
+    assert_int_equal(json_array_size(none), 0);
+    json_decref(none);
+    /* The ring survives a snapshot. */
+    struct ferr e;
+    char *snap;
+    size_t len;
+    assert_int_equal(cdb_snapshot(db, &snap, &len, &e), 0);
+    struct cdb *copy = cdb_new();
+    assert_int_equal(cdb_restore(copy, snap, len, 1, &e), 0);
+    ok(copy, "{'v':1,'op':'event_add','time_ms':1,'type':'tick'}");
+    all = cdb_events(copy, 1004, 0);
+    assert_int_equal(json_array_size(all), 2);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(all, 1), "id")), 1006);
+    json_decref(all);
+    free(snap);
+    cdb_free(copy);
+    cdb_free(db);
+}
+
+/* ---- allocation failures: a failed apply is -ENOMEM and changes nothing ---- */
+
+static long alloc_budget = -1; /* allocations left before failing; -1: never fail */
+
+static void *counting_malloc(size_t n)
+{
+    if (alloc_budget == 0)
+        return NULL;
+    if (alloc_budget > 0)
+        alloc_budget--;
+    return malloc(n);
+}
+
+static void test_alloc_failures(void **state)
+{
+    (void)state;
+    static const char *const cmds[] = {
+        "{'v':1,'op':'cluster_meta','id':'c-1','name':'lab','created_ms':5}",
+        NODE1,
+        "{'v':1,'op':'node_upsert','id':1,'vm_count':4}",
+        "{'v':1,'op':'node_state','id':1,'state':'down','time_ms':9}",
+        "{'v':1,'op':'vm_put','name':'a','spec':{'k':[1,2,{'z':null}]},'owner':'n1'}",
+        "{'v':1,'op':'vm_owner','name':'a','owner':''}",
+        "{'v':1,'op':'vm_state','name':'a','state':'running'}",
+        "{'v':1,'op':'event_add','time_ms':1,'type':'x','message':'hello'}",
+        "{'v':1,'op':'vm_remove','name':'a'}",
+        "{'v':1,'op':'node_remove','id':1}",
+    };
+    json_set_alloc_funcs(counting_malloc, free);
+    struct cdb *db = cdb_new();
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+        json_t *cmd = sq(cmds[i]);
+        char *buf;
+        size_t len;
+        struct ferr e;
+        assert_int_equal(cdb_cmd_encode(cmd, &buf, &len, &e), 0);
+        json_decref(cmd);
+        char *before = state_text(db);
+        uint64_t index = cdb_applied_index(db) + 1;
+        int rc;
+        long budget = 0;
+        do {
+            alloc_budget = budget++;
+            rc = cdb_apply(db, index, buf, len, 1, &e);
+            alloc_budget = -1;
+            if (rc == -ENOMEM) {
+                assert_int_equal(cdb_applied_index(db), index - 1);
+                char *after = state_text(db);
+                assert_string_equal(after, before);
+                free(after);
+            }
+        } while (rc == -ENOMEM);
+        if (rc != 0)
+            fail_msg("%s: %s", cmds[i], e.msg);
+        assert_true(budget > 1);
+        free(before);
+        free(buf);
+    }
+    cdb_free(db);
+    json_set_alloc_funcs(malloc, free);
+}
+
+/* Two databases fed the same entries end in the same bytes. */
+static void test_determinism(void **state)
+{
+    (void)state;
+    struct cdb *a = populated(), *b = populated();
+    struct ferr e;
+    run(a, "{'v':1,'op':'vm_owner','name':'web1','owner':'n2','expect_owner':'n9'}", &e);
+    run(b, "{'v':1,'op':'vm_owner','name':'web1','owner':'n2','expect_owner':'n9'}", &e);
+    char *sa, *sb;
+    size_t la, lb;
+    assert_int_equal(cdb_snapshot(a, &sa, &la, &e), 0);
+    assert_int_equal(cdb_snapshot(b, &sb, &lb, &e), 0);
+    assert_int_equal(la, lb);
+    assert_memory_equal(sa, sb, la);
+    free(sa);
+    free(sb);
+    cdb_free(a);
+    cdb_free(b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_apply_sequence),    cmocka_unit_test(test_bad_commands),
+        cmocka_unit_test(test_bad_bytes),         cmocka_unit_test(test_snapshot_round_trip),
+        cmocka_unit_test(test_snapshot_refusals), cmocka_unit_test(test_padding),
+        cmocka_unit_test(test_events_ring),       cmocka_unit_test(test_alloc_failures),
+        cmocka_unit_test(test_determinism),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
