@@ -55,3 +55,7 @@ install: build
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
+
+.PHONY: bench-election
+bench-election: build
+	$(PYTHON) bench/election --idle-minutes 10

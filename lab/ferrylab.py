@@ -29,12 +29,14 @@ are created inside the segment namespace and die with it.
     finally:
         lab.down()
 """
+import http.client
 import ipaddress
 import json
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -234,6 +236,17 @@ def _write_json_atomic(path, obj):
     os.replace(tmp, path)
 
 
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path, timeout):
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self._path)
+
+
 # ---- one host --------------------------------------------------------------------------------
 
 class LabHost:
@@ -272,6 +285,26 @@ class LabHost:
 
     def cli_json(self, *args, timeout=120):
         return json.loads(self.cli("-o", "json", *args, timeout=timeout).stdout)
+
+    def api(self, method, path, body=None, timeout=30):
+        """One HTTP request to this host's ferryd on its unix socket, bypassing the CLI (for
+        tests that check status codes). Returns (status, parsed JSON body or None). Raises
+        LabError when the ferryd cannot be reached or does not answer in time."""
+        conn = _UnixHTTPConnection(self.sock, timeout)
+        try:
+            data = json.dumps(body) if body is not None else None
+            conn.request(method, path, body=data,
+                         headers={"Content-Type": "application/json"} if data else {})
+            r = conn.getresponse()
+            raw = r.read()
+        except (OSError, http.client.HTTPException) as e:
+            raise LabError(f"{self.name}: {method} {path} on {self.sock}: {e}") from None
+        finally:
+            conn.close()
+        try:
+            return r.status, json.loads(raw) if raw else None
+        except ValueError:
+            return r.status, None
 
     def exec(self, cmd, check=True, timeout=120, **kw):
         """Runs cmd (a list) inside this host's namespace with FERRY_SOCKET set to its ferryd."""
@@ -436,9 +469,11 @@ class Lab:
             if alive and not h.rec.get("stopped"):
                 try:
                     entry["accel"] = h.cli_json("node", "show", timeout=10).get("accel")
+                    # In a cluster every node lists every VM: keep the ones this host runs.
                     entry["vms"] = [{"name": v.get("name"), "state": v.get("state"),
                                      "pid": v.get("pid")}
-                                    for v in h.cli_json("vm", "list", timeout=10).get("vms", [])]
+                                    for v in h.cli_json("vm", "list", timeout=10).get("vms", [])
+                                    if v.get("owner", h.name) == h.name]
                 except (LabError, ValueError) as e:
                     entry["error"] = str(e)
                 if cl and h.name in cl.get("members", []):
@@ -891,6 +926,19 @@ class Lab:
             if best is None or key > best[0]:
                 best = (key, name)
         return self.host(best[1]) if best else None
+
+    def write_vm(self, h, name, node=None, timeout=10):
+        """One write through the cluster database, asked of host h: POST /v1/vms[?node=NODE]
+        with a stopped 32 MiB VM called name (never started; its "kernel" is an empty file
+        on the shared volume). Returns (HTTP status, body): 201 when the cluster took it,
+        with body["owner"] set when VMs are cluster objects. Raises LabError only when h
+        does not answer within timeout."""
+        kernel = os.path.join(self.csv, "probe.kernel")
+        if not os.path.exists(kernel):
+            open(kernel, "a").close()
+        path = "/v1/vms" + (f"?node={node}" if node else "")
+        return h.api("POST", path, {"name": name, "memory_mib": 32, "boot": {"kernel": kernel}},
+                     timeout=timeout)
 
     # -- faults ---------------------------------------------------------------------------
 

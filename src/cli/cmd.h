@@ -83,11 +83,11 @@ void cli_follow_begin(void);
 bool cli_follow_sleep(unsigned ms);
 bool cli_interrupted(void);
 
-/* How long ago v (a JSON number of ms) was: "0.4s ago", "5m03s ago"; "-" when v is not a
- * number. Values that are wall-clock times (ms since 1970) are turned into ages against the
- * local clock; smaller ones are ages already. Returns buf. (cmd_cluster.c) */
+/* An age in ms (a JSON integer, like "last_contact_ms") as "0.4s ago", "5m03s ago"; "-" when v
+ * is null, negative or not an integer. Returns buf. (cmd_cluster.c) */
 char *cli_ago(const json_t *v, char *buf, size_t size);
-/* Prints a note to stderr when a read's "stale_ms" says the answer may be old. (cmd_cluster.c) */
+/* Prints a note to stderr when a read's "stale_ms" says the answer may be old (over 2 s, or -1:
+ * no leader known). (cmd_cluster.c) */
 void cli_stale_note(const json_t *reply);
 
 /* Small JSON getters that tolerate missing fields. */

@@ -6,17 +6,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli/cmd.h"
 #include "common/util.h"
 
 #define JOIN_TOKEN_MAX 1024
-/* Above this a "ms" value is a wall-clock time (ms since 1970, after 2001), not an age. */
-#define WALL_MS_MIN 1000000000000ULL
 /* node list warns on stderr when its answer may be older than this. */
 #define STALE_WARN_MS 2000
-#define STALE_NO_LEADER_MS (86400ULL * 1000) /* a day: "never", as the API may say */
 
 static int nomem(void)
 {
@@ -41,23 +37,16 @@ static int no_args(const char *cmd, int argc, char **argv)
 
 char *cli_ago(const json_t *v, char *buf, size_t size)
 {
-    if (!json_is_integer(v) && !json_is_real(v)) {
+    if (!json_is_integer(v) || json_integer_value(v) < 0) {
         snprintf(buf, size, "-");
         return buf;
     }
-    double d = json_is_integer(v) ? (double)json_integer_value(v) : json_real_value(v);
-    uint64_t ms = d > 0 ? (uint64_t)d : 0;
-    if (ms >= WALL_MS_MIN) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        uint64_t now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-        ms = now > ms ? now - ms : 0;
-    }
+    uint64_t ms = (uint64_t)json_integer_value(v);
     if (ms < 10000) {
         snprintf(buf, size, "%" PRIu64 ".%" PRIu64 "s ago", ms / 1000, ms % 1000 / 100);
     } else {
-        char d2[32];
-        snprintf(buf, size, "%s ago", output_duration(ms / 1000, d2, sizeof(d2)));
+        char d[32];
+        snprintf(buf, size, "%s ago", output_duration(ms / 1000, d, sizeof(d)));
     }
     return buf;
 }
@@ -297,7 +286,12 @@ static void show_status(const json_t *s)
     output_kv(stdout, "term", "%" PRIu64, cli_jnum(s, "term"));
     output_kv(stdout, "commit index", "%" PRIu64, cli_jnum(s, "commit_index"));
     output_kv(stdout, "last applied", "%" PRIu64, cli_jnum(s, "last_applied"));
-    output_kv(stdout, "stale", "%" PRIu64 " ms", cli_jnum(s, "stale_ms"));
+    json_t *stale = json_object_get(s, "stale_ms");
+    if (json_is_integer(stale) && json_integer_value(stale) >= 0)
+        output_kv(stdout, "stale", "%" PRIu64 " ms (how old this node's copy may be)",
+                  cli_jnum(s, "stale_ms"));
+    else
+        output_kv(stdout, "stale", "unknown: no contact with a leader");
     output_kv(stdout, "timeouts",
               "election %" PRIu64 " ms, raft heartbeat %" PRIu64 " ms, node heartbeat %" PRIu64
               " ms, down after %" PRIu64 " missed",
@@ -383,10 +377,13 @@ int cmd_cluster(struct cli *cli, int argc, char **argv)
 
 void cli_stale_note(const json_t *reply)
 {
+    json_t *v = json_object_get(reply, "stale_ms");
+    if (!json_is_integer(v))
+        return;
     uint64_t stale = cli_jnum(reply, "stale_ms");
-    if (stale >= STALE_NO_LEADER_MS)
-        fprintf(stderr, "ferry: note: this node knows no cluster leader; what it shows may be "
-                        "out of date\n");
+    if (json_integer_value(v) < 0)
+        fprintf(stderr, "ferry: note: this node has no contact with a cluster leader; what it "
+                        "shows may be out of date\n");
     else if (stale > STALE_WARN_MS)
         fprintf(stderr,
                 "ferry: note: this node last heard from the cluster leader %" PRIu64

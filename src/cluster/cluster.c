@@ -26,9 +26,11 @@
 
 struct peer_state {
     uint64_t id;
+    uint64_t first_seen; /* monotonic ms this node first knew of it */
     uint64_t last_heard; /* monotonic ms; 0 = never */
     json_t *info;        /* last heartbeat body */
-    bool proposing;      /* a node_state write is in flight */
+    char proposed[16];   /* a node_state write in flight ("" = none) */
+    uint64_t proposed_at;
 };
 
 struct pending {
@@ -55,6 +57,7 @@ struct cluster {
     bool init_pending;     /* waiting to lead, to write the cluster's first records */
     uint64_t catchup_deadline;
     uv_timer_t hb;
+    uv_timer_t health;
     uv_timer_t op_timer;
     struct peer_state peers[MAX_PEERS];
     unsigned npeers;
@@ -133,6 +136,7 @@ static struct peer_state *peer(struct cluster *c, uint64_t id)
     struct peer_state *p = &c->peers[c->npeers++];
     memset(p, 0, sizeof(*p));
     p->id = id;
+    p->first_seen = now_mono_ms();
     return p;
 }
 
@@ -1157,10 +1161,14 @@ static void hb_sent(int status, json_t *body, const char *raw, size_t len, const
     (void)body;
 }
 
+#define PROPOSE_RETRY_MS 3000
+#define HEALTH_CHECK_MS 100
+
 static void propose_state(struct cluster *c, struct peer_state *p, const char *name,
                           const char *state, const char *reason)
 {
-    p->proposing = true;
+    snprintf(p->proposed, sizeof(p->proposed), "%s", state);
+    p->proposed_at = now_mono_ms();
     write_bg(c,
              json_pack("{s:i, s:s, s:I, s:s, s:I, s:s}", "v", 1, "op", "node_state", "id",
                        (json_int_t)p->id, "state", state, "time_ms", (json_int_t)now_wall_ms(),
@@ -1172,6 +1180,13 @@ static void propose_state(struct cluster *c, struct peer_state *p, const char *n
                name, reason);
 }
 
+/*
+ * The leader's judgement of every node, itself included. A node is down once nothing was
+ * heard from it for down_after heartbeat periods, counted from its last heartbeat, or, if none
+ * came yet, from when this leader first knew of it or took office, whichever is later. All on
+ * the monotonic clock. A write in flight is not repeated until it shows in the database or a
+ * few seconds passed.
+ */
 static void check_health(struct cluster *c, json_t *nodes)
 {
     uint64_t now = now_mono_ms();
@@ -1180,32 +1195,47 @@ static void check_health(struct cluster *c, json_t *nodes)
     json_t *n;
     json_array_foreach(nodes, i, n) {
         uint64_t id = (uint64_t)json_integer_value(json_object_get(n, "id"));
-        if (id == c->node_id)
-            continue;
-        struct peer_state *p = peer(c, id);
-        if (!p)
-            continue;
         const char *state = json_string_value(json_object_get(n, "state"));
         const char *name = json_string_value(json_object_get(n, "name"));
-        /* A new leader gives every node a full period before judging it. */
-        uint64_t base = p->last_heard > c->leader_since ? p->last_heard : c->leader_since;
-        bool silent = now - base > limit;
-        bool heard = p->last_heard && now - p->last_heard <= limit;
-        if (p->proposing) {
-            if ((silent && state && strcmp(state, "down") == 0) ||
-                (heard && state && strcmp(state, "down") != 0))
-                p->proposing = false;
+        struct peer_state *p = peer(c, id);
+        if (!p || !state || !name)
+            continue;
+        if (p->proposed[0]) {
+            bool landed = strcmp(p->proposed, "down") == 0 ? strcmp(state, "down") == 0
+                                                           : strcmp(state, "down") != 0;
+            if (!landed && now - p->proposed_at < PROPOSE_RETRY_MS)
+                continue;
+            p->proposed[0] = '\0';
+        }
+        bool down = strcmp(state, "down") == 0;
+        if (id == c->node_id) {
+            if (down)
+                propose_state(c, p, name, "up", "it leads the cluster");
             continue;
         }
-        char why[96];
-        if (silent && state && strcmp(state, "down") != 0) {
+        uint64_t base = p->last_heard;
+        if (!base)
+            base = p->first_seen > c->leader_since ? p->first_seen : c->leader_since;
+        bool silent = now - base > limit;
+        if (silent && !down) {
+            char why[96];
             snprintf(why, sizeof(why), "no heartbeat for %llu ms",
                      (unsigned long long)(now - base));
             propose_state(c, p, name, "down", why);
-        } else if (heard && state && strcmp(state, "down") == 0) {
+        } else if (!silent && down && p->last_heard) {
             propose_state(c, p, name, "up", "heartbeats again");
         }
     }
+}
+
+static void health_tick(uv_timer_t *t)
+{
+    struct cluster *c = t->data;
+    if (!c->active || !c->rn || !c->db || !raftnode_is_leader(c->rn))
+        return;
+    json_t *nodes = cdb_nodes(c->db);
+    check_health(c, nodes);
+    json_decref(nodes);
 }
 
 static void hb_tick(uv_timer_t *t)
@@ -1233,8 +1263,6 @@ static void hb_tick(uv_timer_t *t)
                      c->cfg.heartbeat_ms, hb_sent, NULL, NULL);
     }
     free(text);
-    if (raftnode_is_leader(c->rn))
-        check_health(c, nodes);
     json_decref(nodes);
 }
 
@@ -1497,10 +1525,13 @@ int cluster_open(uv_loop_t *loop, const struct cluster_config *cfg, struct event
                  (unsigned long long)c->node_id);
     }
     uv_timer_init(loop, &c->hb);
+    uv_timer_init(loop, &c->health);
     uv_timer_init(loop, &c->op_timer);
     c->hb.data = c;
+    c->health.data = c;
     c->op_timer.data = c;
     uv_timer_start(&c->hb, hb_tick, c->cfg.heartbeat_ms, c->cfg.heartbeat_ms);
+    uv_timer_start(&c->health, health_tick, HEALTH_CHECK_MS, HEALTH_CHECK_MS);
     *out = c;
     return 0;
 }
@@ -1524,8 +1555,9 @@ static void raft_done_close(void *data)
     struct cluster *c = data;
     cdb_free(c->db);
     c->db = NULL;
-    c->close_pending = 2;
+    c->close_pending = 3;
     uv_close((uv_handle_t *)&c->hb, handle_closed);
+    uv_close((uv_handle_t *)&c->health, handle_closed);
     uv_close((uv_handle_t *)&c->op_timer, handle_closed);
 }
 
@@ -1540,6 +1572,7 @@ void cluster_close(struct cluster *c, void (*cb)(void *data), void *data)
         finish_op(c, 0, NULL, &e);
     }
     uv_timer_stop(&c->hb);
+    uv_timer_stop(&c->health);
     if (c->rn) {
         struct raftnode *rn = c->rn;
         c->rn = NULL;

@@ -115,7 +115,12 @@ def test_layout_and_every_ferryd_answers(lab):
     for h in lab.hosts:
         r = lab.client_exec([FERRY, "--url", h.url, "-o", "json", "node", "show"])
         assert json.loads(r.stdout)["name"] == h.name
-    assert lab.state["cluster"] is None  # formation is not built yet: nothing may claim it
+    # The hosts formed a cluster: every ferryd agrees on it.
+    cluster = lab.state["cluster"]
+    assert cluster and cluster["id"]
+    for h in lab.hosts:
+        st = h.cli_json("cluster", "status")
+        assert st["cluster_id"] == cluster["id"] and st["quorum"] and st["voters"] == 3
 
 
 def test_up_refuses_an_existing_lab(lab):
@@ -157,13 +162,13 @@ def test_vm_on_host2_is_reached_across_the_segment(lab):
     h2.exec([PROBE, "wait", ip2, "--timeout-s", "90"], timeout=100)
     lab.client_exec([PROBE, "wait", ip2, "--timeout-s", "30"], timeout=40)
 
-    # `ferry lab exec host2 -- ferry vm list` talks to host2's ferryd.
+    # `ferry lab exec host2 -- ferry vm list` talks to host2's ferryd, which lists the whole
+    # cluster's VMs with the node that runs each.
     r = ferry_lab("exec", "--name", NAME, "host2", "--", "ferry", "-o", "json", "vm", "list")
-    assert [v["name"] for v in json.loads(r.stdout)["vms"]] == ["vm1"]
-    r = ferry_lab("exec", "--name", NAME, "host2", "--", "ferry", "vm", "list")
-    assert "vm1" in r.stdout and "running" in r.stdout
-    r = ferry_lab("exec", "--name", NAME, "host3", "--", "ferry", "vm", "list")
-    assert "vm2" in r.stdout and "vm1" not in r.stdout
+    assert {v["name"]: v["owner"] for v in json.loads(r.stdout)["vms"]} == {"vm1": "host2",
+                                                                           "vm2": "host3"}
+    r = ferry_lab("exec", "--name", NAME, "host1", "--", "ferry", "vm", "list")
+    assert "vm1" in r.stdout and "vm2" in r.stdout and "running" in r.stdout
     # exec passes the command's exit status through.
     r = ferry_lab("exec", "--name", NAME, "client", "--", "sh", "-c", "exit 7", check=False)
     assert r.returncode == 7
@@ -190,7 +195,7 @@ def create_vm(lab, host, name, ip, disk):
     env = dict(lab.env(host), FERRY_GUEST_DIR=GUEST_DIR)
     run([FERRY, "--socket", host.sock, "vm", "create", name, "--memory", "256", "--appliance",
          "--guest-ip", f"{ip}/24", "--workload", "probe", "--nic", "br0",
-         "--disk", f"{disk},size=64"], env=env)
+         "--disk", f"{disk},size=64", "--node", host.name], env=env)
 
 
 def test_down_removes_everything_and_is_idempotent(lab):

@@ -1,0 +1,404 @@
+# SPDX-License-Identifier: MIT
+"""The cluster end to end on labs: three hosts form a cluster (and bad joins change nothing),
+`node list` from any node, the leader's ferryd killed (a new leader takes writes; the time is
+printed), the killed node restarted (it catches up), a follower and then the leader cut off
+the segment (each loses quorum and refuses writes, the others mark it down and keep working,
+it catches up when the link returns), and a five-host lab where a frozen ferryd is marked down
+within threshold x interval + 1 s (and not before threshold - 1 intervals)."""
+import json
+import os
+import signal
+import sys
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "lab"))
+
+import ferrylab  # noqa: E402
+from ferrylab import Lab, LabError  # noqa: E402
+from ferrytest import BUILD, FERRY, pid_alive, run, wait_for  # noqa: E402
+
+NAME = f"c{os.getpid()}"
+SUBNET = "10.81.0.0/24"
+NAME5 = f"c{os.getpid()}f"
+SUBNET5 = "10.82.0.0/24"
+NOWHERE = "10.81.0.99:7443"  # on the segment, but no host has that address
+POLL_S = 0.02
+ELECTION_MAX_MS = 5000  # generous for a loaded CI machine; the bench tracks the real median
+CATCH_UP_S = 20
+QUORUM_LOST_S = 5  # "within a few seconds"
+
+
+def missing():
+    if os.geteuid() != 0:
+        return "needs root (network namespaces, bridges)"
+    for b in (FERRY, os.path.join(BUILD, "src", "ferryd")):
+        if not os.access(b, os.X_OK):
+            return f"{b} is not built"
+    return None
+
+
+pytestmark = pytest.mark.skipif(missing() is not None, reason=str(missing()))
+
+
+# ---- helpers ---------------------------------------------------------------------------------
+
+def leftovers(name, dir):
+    found = [f"netns {n}" for n in ferrylab.stray_namespaces(name)]
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if dir + "/" in cmd and pid_alive(int(d)):
+            found.append(f"pid {d}: {cmd}")
+    if os.path.exists(dir):
+        found.append(f"dir {dir}")
+    return found
+
+
+def lab_down(lab, name):
+    """Removes lab (or whatever lab.json of name records) and checks nothing is left."""
+    dir = Lab.default_dir(name)
+    try:
+        if lab is not None:
+            lab.down()
+        elif os.path.exists(os.path.join(dir, ferrylab.STATE_FILE)):
+            Lab.load(dir).down()
+    finally:
+        left = []
+        try:
+            wait_for(lambda: not (left.clear() or left.extend(leftovers(name, dir)) or left), 10,
+                     "the lab to be gone")
+        except AssertionError:
+            raise AssertionError(f"lab {name} left behind: {left}") from None
+
+
+def status(lab, h):
+    st, err = lab.cluster_status(h)
+    assert st is not None, f"{h.name}: cluster status: {err}"
+    return st
+
+
+def member(st, name):
+    return next(m for m in st["members"] if m["name"] == name)
+
+
+def down_limit_ms(st):
+    t = st["timeouts"]
+    return t["node_heartbeat_ms"] * t["node_down_after"] + 1000
+
+
+def logs(lab):
+    return "\n".join(f"--- {h.name} ({h.log}):\n{h.log_tail(1500)}" for h in lab.hosts)
+
+
+def run_lab(*args):
+    """The real `ferry lab ARGS --name NAME`; returns its stdout."""
+    return run([FERRY, "lab", *args, "--name", NAME],
+               env=dict(os.environ, FERRY_BUILD=BUILD)).stdout
+
+
+def ms_since(t0):
+    return round((time.monotonic() - t0) * 1000)
+
+
+class Writes:
+    """Cluster writes for the tests: VM records created through POST /v1/vms (placed on the
+    host asked, so a dead node is never the owner), named PREFIX1, PREFIX2, ..."""
+
+    def __init__(self, lab, prefix):
+        self.lab, self.prefix, self.n = lab, prefix, 0
+
+    @property
+    def last(self):
+        return f"{self.prefix}{self.n}"
+
+    def try_once(self, h, timeout=5):
+        """(status, body) of one write asked of h; status None when h did not answer."""
+        self.n += 1
+        try:
+            return self.lab.write_vm(h, self.last, node=h.name, timeout=timeout)
+        except LabError as e:
+            return None, {"error": {"message": str(e)}}
+
+
+def wait_caught_up(lab, h, others, timeout=CATCH_UP_S):
+    """Waits until h has applied at least what the others had committed when this started and
+    names the same leader; returns the ms it took."""
+    t0 = time.monotonic()
+    target = max(status(lab, o)["commit_index"] for o in others)
+    last = {}
+
+    def ok():
+        st, err = lab.cluster_status(h)
+        if st is None:
+            last["err"] = err
+            return False
+        last["st"] = {k: st.get(k) for k in ("state", "term", "commit_index", "last_applied",
+                                              "quorum")}
+        leader = (st.get("leader") or {}).get("name")
+        return (st["commit_index"] >= target and st["last_applied"] >= target and leader and
+                leader == (status(lab, others[0]).get("leader") or {}).get("name"))
+    try:
+        wait_for(ok, timeout, f"{h.name} to catch up to index {target}", interval=POLL_S)
+    except AssertionError as e:
+        raise AssertionError(f"{e}; last seen {last}\n{logs(lab)}") from None
+    return ms_since(t0)
+
+
+# ---- the 3-host lab --------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def lab():
+    lab = None
+    try:
+        lab = Lab.up(NAME, hosts=3, subnet=SUBNET, cluster=False)
+        yield lab
+    finally:
+        lab_down(lab, NAME)
+
+
+def test_three_hosts_form_a_cluster_and_bad_joins_change_nothing(lab):
+    h1, h2, h3 = lab.host(1), lab.host(2), lab.host(3)
+
+    # Outside a cluster: the 409 is printed as the daemon says it; node list shows this node.
+    r = h3.cli("cluster", "status", check=False)
+    assert r.returncode == 1 and r.stderr.startswith("ferry: not in a cluster"), r.stderr
+    code, body = h3.api("GET", "/v1/cluster/status")
+    assert code == 409, (code, body)
+    alone = h3.cli_json("node", "list")["nodes"]
+    assert [n["name"] for n in alone] == ["host3"]
+
+    # host1 + host2 form a cluster the way `ferry lab up` does it (init, join, wait).
+    lab.form_cluster(hosts=[h1, h2])
+    cl = lab.state["cluster"]
+    before = status(lab, h1)
+    names_before = sorted((m["name"], m["role"]) for m in before["members"])
+    assert names_before == [("host1", "voter"), ("host2", "voter")]
+
+    # A wrong token: 401, from the CLI exit 1 with the daemon's message; nothing changes.
+    body = {"address": cl["api_addr"], "token": "0" * 32}
+    code, reply = h3.api("POST", "/v1/cluster/join", body)
+    assert code == 401, (code, reply)
+    r = h3.cli("cluster", "join", cl["api_addr"], "--token", "0" * 32, check=False)
+    assert r.returncode == 1 and r.stderr.startswith("ferry: ") and r.stdout == "", r
+    print(f"\nwrong token: {r.stderr.strip()}")
+    # No such address: a clear error in bounded time; nothing changes.
+    t0 = time.monotonic()
+    r = h3.cli("cluster", "join", NOWHERE, "--token", "0" * 32, check=False, timeout=60)
+    took = ms_since(t0)
+    assert r.returncode == 1 and NOWHERE in r.stderr, r.stderr
+    print(f"join to {NOWHERE}: exit {r.returncode} after {took} ms: {r.stderr.strip()}")
+    code, reply = h3.api("POST", "/v1/cluster/join", {"address": NOWHERE, "token": "x"},
+                         timeout=60)
+    assert code == 503, (code, reply)
+    # Usage errors never reach the daemon.
+    for args in (["cluster", "join", "10.81.0.11"], ["cluster", "join", NOWHERE],
+                 ["cluster", "join", "nohost:7443", "--token", "x"]):
+        r = h3.cli(*args, check=False)
+        assert r.returncode == 2 and "Try 'ferry cluster join --help'" in r.stderr, (args, r)
+    # A second init on a member: 409, exit 1.
+    for h in (h1, h2):
+        code, reply = h.api("POST", "/v1/cluster/init", {})
+        assert code == 409, (h.name, code, reply)
+        r = h.cli("cluster", "init", check=False)
+        assert r.returncode == 1 and r.stderr.startswith("ferry: "), r.stderr
+    # A member joining again: 409.
+    code, reply = h2.api("POST", "/v1/cluster/join",
+                         {"address": cl["api_addr"], "token": open(cl["token_file"]).read().strip()})
+    assert code == 409, (code, reply)
+
+    assert h3.cli("cluster", "status", check=False).returncode == 1
+    after = status(lab, h1)
+    assert sorted((m["name"], m["role"]) for m in after["members"]) == names_before
+    assert sorted(n["name"] for n in h1.cli_json("node", "list")["nodes"]) == ["host1", "host2"]
+    assert after["cluster_id"] == before["cluster_id"]
+
+    # host3 joins for real: three up voters that agree on the leader, on every node.
+    lab.join_cluster(h3)
+    leader = lab.wait_cluster()
+    ids = set()
+    for h in lab.hosts:
+        st = status(lab, h)
+        ids.add(st["cluster_id"])
+        assert st["voters"] == 3 and st["quorum"] is True, (h.name, st)
+        assert st["leader"]["name"] == leader.name, (h.name, st["leader"])
+        assert sorted(m["name"] for m in st["members"]) == ["host1", "host2", "host3"]
+        assert all(m["role"] == "voter" for m in st["members"]), st["members"]
+        assert [m["name"] for m in st["members"] if m["leader"]] == [leader.name]
+        assert st["timeouts"]["election_ms"] > st["timeouts"]["heartbeat_ms"] > 0
+    assert ids == {lab.state["cluster"]["id"]}
+    with open(lab.path) as f:
+        assert json.load(f)["cluster"]["id"] == lab.state["cluster"]["id"]
+    # The human table of cluster status.
+    out = h2.cli("cluster", "status").stdout
+    for word in ("quorum:", "yes (3 voters)", "term:", "commit index:", "timeouts:",
+                 "LAST-CONTACT", f"leader:       {leader.name}"):
+        assert word in out, (word, out)
+    # ferry lab status shows the cluster.
+    lst = json.loads(run_lab("status", "-o", "json"))
+    assert lst["healthy"] and lst["cluster"]["id"] == lab.state["cluster"]["id"], lst
+    assert lst["cluster"]["leader"] == leader.name and lst["cluster"]["agreed"]
+
+
+def test_node_list_from_any_node(lab):
+    h3 = lab.host(3)
+    leader = lab.leader()
+    # Nodes heartbeat each other every node_heartbeat_ms; a node that joined a moment ago may
+    # not have been heard from yet.
+    hb = status(lab, h3)["timeouts"]["node_heartbeat_ms"]
+    wait_for(lambda: all(n["last_heartbeat_ms"] is not None
+                         for n in h3.cli_json("node", "list")["nodes"]),
+             3 * hb / 1000, "host3 to have heard from every node", interval=POLL_S)
+    reply = h3.cli_json("node", "list")
+    nodes = {n["name"]: n for n in reply["nodes"]}
+    assert sorted(nodes) == ["host1", "host2", "host3"]
+    for n in nodes.values():
+        assert n["state"] == "up" and n["role"] == "voter", n
+        assert n["memory"]["total_mib"] > 0 and n["memory"]["free_mib"] > 0, n
+        assert n["memory"]["used_mib"] + n["memory"]["free_mib"] == n["memory"]["total_mib"]
+        assert n["accel"] in ("kvm", "tcg"), n
+        assert n["last_heartbeat_ms"] is not None and n["last_heartbeat_ms"] < 2 * hb, n
+    assert [n for n in nodes if nodes[n]["leader"]] == [leader.name]
+    table = h3.cli("node", "list").stdout.splitlines()
+    assert table[0].split() == ["NAME", "STATE", "LEADER", "ROLE", "VMS", "MEM-TOTAL",
+                                "MEM-USED", "MEM-FREE", "ACCEL", "LAST-HEARTBEAT"]
+    rows = {line.split()[0]: line.split() for line in table[1:]}
+    assert sorted(rows) == ["host1", "host2", "host3"]
+    assert [n for n, cells in rows.items() if "*" in cells] == [leader.name], table
+
+
+def test_leader_killed_a_new_one_takes_writes_and_the_old_catches_up(lab):
+    writes = Writes(lab, "k")
+    old = lab.leader()
+    assert old is not None, logs(lab)
+    survivors = [h for h in lab.hosts if h.name != old.name]
+    code, body = writes.try_once(survivors[0])
+    assert code == 201 and body.get("owner") == survivors[0].name, (code, body)
+    term = status(lab, survivors[0])["term"]
+
+    t0 = lab.kill_ferryd(old, signal.SIGKILL)
+    accepted, last = None, None
+    while accepted is None and time.monotonic() - t0 < 30:
+        for h in survivors:
+            code, body = writes.try_once(h, timeout=5)
+            last = (h.name, code, body)
+            if code == 201:
+                accepted = (ms_since(t0), h)
+                break
+        else:
+            time.sleep(POLL_S)
+    assert accepted, f"no write accepted 30 s after the leader died; last: {last}\n{logs(lab)}"
+    ms, h = accepted
+    new = lab.leader()
+    print(f"\nleader {old.name} killed: write accepted on {h.name} after {ms} ms "
+          f"(new leader {new.name if new else None}, {writes.n} write attempts)")
+    assert new is not None and new.name != old.name
+    assert status(lab, new)["term"] > term
+    assert ms < ELECTION_MAX_MS, f"kill -> write took {ms} ms"
+
+    # The old leader restarts with the same arguments and catches up from its log + the leader.
+    lab.start_ferryd(old)
+    took = wait_caught_up(lab, old, survivors)
+    print(f"{old.name} restarted: caught up in {took} ms")
+    # Its status agrees with the others', and it is marked up again.
+    lab.wait_cluster(timeout=CATCH_UP_S)
+    vms = {v["name"] for v in old.cli_json("vm", "list")["vms"]}
+    assert writes.last in vms, sorted(vms)
+
+
+def cut_off(lab, victim, tag):
+    """Cuts victim off the segment and checks: it reports no quorum within QUORUM_LOST_S and
+    refuses a write; the other two mark it down within threshold x interval + 1 s and keep
+    taking writes; once the link is back it catches up and is marked up again."""
+    writes = Writes(lab, tag)
+    others = [h for h in lab.hosts if h.name != victim.name]
+    limit = down_limit_ms(status(lab, others[0]))
+    role = "leader" if lab.leader().name == victim.name else "follower"
+
+    t0 = time.monotonic()
+    lab.link_down(victim)
+    try:
+        wait_for(lambda: status(lab, victim)["quorum"] is False, QUORUM_LOST_S,
+                 f"{victim.name} to report no quorum", interval=POLL_S)
+        lost = ms_since(t0)
+        code, body = writes.try_once(victim, timeout=15)
+        assert code == 503, (code, body)
+        print(f"\n{victim.name} ({role}) cut off: no quorum after {lost} ms; a write there: "
+              f"{code} {(body.get('error') or {}).get('message')}")
+
+        def marked_down():
+            return all(member(status(lab, o), victim.name)["state"] == "down" for o in others)
+        wait_for(marked_down, (limit + 3000) / 1000,
+                 f"{others[0].name} and {others[1].name} to mark {victim.name} down",
+                 interval=POLL_S)
+        down = ms_since(t0)
+        print(f"{victim.name} marked down by the others after {down} ms (limit {limit} ms)")
+        # The other two keep working: a leader among them with quorum, and writes.
+        for o in others:
+            st = status(lab, o)
+            assert st["quorum"] and st["leader"]["name"] in [h.name for h in others], st
+        code, body = writes.try_once(others[0])
+        assert code == 201, (code, body)
+        assert down <= limit, f"marked down after {down} ms, over {limit} ms"
+    finally:
+        lab.link_up(victim)
+    t1 = time.monotonic()
+    took = wait_caught_up(lab, victim, others)
+    wait_for(lambda: member(status(lab, others[0]), victim.name)["state"] == "up", 10,
+             f"{victim.name} to be marked up again", interval=POLL_S)
+    print(f"{victim.name} back: caught up in {took} ms, marked up after {ms_since(t1)} ms")
+    assert writes.last in {v["name"] for v in victim.cli_json("vm", "list")["vms"]}
+    lab.wait_cluster(timeout=CATCH_UP_S)
+
+
+def test_follower_cut_off_loses_quorum_and_catches_up(lab):
+    lab.wait_cluster(timeout=CATCH_UP_S)
+    leader = lab.leader()
+    victim = lab.host(3) if leader.name != "host3" else lab.host(2)
+    cut_off(lab, victim, "f")
+
+
+def test_leader_cut_off_steps_down_and_catches_up(lab):
+    lab.wait_cluster(timeout=CATCH_UP_S)
+    cut_off(lab, lab.leader(), "l")
+
+
+# ---- the 5-host lab --------------------------------------------------------------------------
+
+def test_five_hosts_a_frozen_ferryd_is_marked_down_in_time():
+    lab = None
+    try:
+        lab = Lab.up(NAME5, hosts=5, subnet=SUBNET5)  # formed by `up` itself
+        leader = lab.wait_cluster()
+        assert len(status(lab, leader)["members"]) == 5
+        victim = next(h for h in reversed(lab.hosts) if h.name != leader.name)
+        to = status(lab, leader)["timeouts"]
+        limit = down_limit_ms(status(lab, leader))
+        # Sooner than threshold - 1 missed heartbeats would be a false alarm.
+        floor = to["node_heartbeat_ms"] * (to["node_down_after"] - 1)
+        t0 = lab.kill_ferryd(victim, signal.SIGSTOP)
+        wait_for(lambda: member(status(lab, leader), victim.name)["state"] == "down",
+                 (limit + 3000) / 1000, f"{victim.name} to be marked down", interval=POLL_S)
+        took = ms_since(t0)
+        print(f"\n5 hosts: {victim.name} stopped (SIGSTOP), marked down after {took} ms "
+              f"(expected {floor}..{limit} ms)")
+        assert took <= limit, f"marked down after {took} ms, over {limit} ms"
+        assert took >= floor, f"marked down after {took} ms: before {floor} ms, too soon"
+        # Every other node applies that within a moment (followers apply what the leader
+        # committed with its next Raft heartbeat).
+        others = [h for h in lab.hosts if h.name != victim.name]
+        wait_for(lambda: all(member(status(lab, h), victim.name)["state"] == "down"
+                             for h in others), 2, "every node to see it down", interval=POLL_S)
+        assert all(status(lab, h)["quorum"] for h in others)
+        lab.kill_ferryd(victim, signal.SIGCONT)
+        wait_for(lambda: member(status(lab, leader), victim.name)["state"] == "up", 15,
+                 f"{victim.name} to be marked up again", interval=POLL_S)
+        lab.wait_cluster()
+    finally:
+        lab_down(lab, NAME5)
