@@ -376,6 +376,54 @@ static void h_vms_list(struct api_ctx *ctx, struct http_req *req, const struct r
     http_reply_json(req, 200, json_pack("{s:o, s:I}", "vms", arr, "stale_ms", (json_int_t)0));
 }
 
+/* The owner created the VM and its record committed; answer once this node has applied the
+ * record too, so the caller's next request here (start, show) finds it. */
+struct created_wait {
+    struct vm_op *op;
+    json_t *body;
+    int status;
+    uint64_t deadline;
+    uv_timer_t timer;
+};
+
+static void created_wait_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void created_wait_tick(uv_timer_t *t)
+{
+    struct created_wait *w = t->data;
+    json_t *rec = NULL;
+    bool have = cluster_active(w->op->ctx->cluster) &&
+                cdb_vm_get(cluster_db(w->op->ctx->cluster), w->op->name, &rec, NULL) == 0;
+    json_decref(rec);
+    if (!have && now_mono_ms() < w->deadline)
+        return;
+    uv_timer_stop(t);
+    http_reply_json(w->op->req, (unsigned)w->status, w->body);
+    free(w->op);
+    uv_close((uv_handle_t *)t, created_wait_closed);
+}
+
+static void created_elsewhere(int status, json_t *body, const struct ferr *e, void *data)
+{
+    struct vm_op *op = data;
+    struct created_wait *w = NULL;
+    if (e || status != 201 || !(w = calloc(1, sizeof(*w)))) {
+        reply_cluster(status, body, e, op->req);
+        free(op);
+        return;
+    }
+    w->op = op;
+    w->body = body;
+    w->status = status;
+    w->deadline = now_mono_ms() + 3000;
+    uv_timer_init(op->ctx->loop, &w->timer);
+    w->timer.data = w;
+    uv_timer_start(&w->timer, created_wait_tick, 0, 10);
+}
+
 static void create_here(struct api_ctx *ctx, struct http_req *req, json_t *spec)
 {
     struct ferr e = {0};
@@ -447,8 +495,12 @@ static void h_vm_create(struct api_ctx *ctx, struct http_req *req, const struct 
         size_t len;
         const char *body = http_req_body(req, &len);
         snprintf(path, sizeof(path), "/v1/vms?node=%s", node);
-        if (cluster_forward(ctx->cluster, node, "POST", path, body, reply_cluster, req, &e) < 0)
+        struct vm_op *op = vm_op_new(ctx, req, parsed->name);
+        if (op && cluster_forward(ctx->cluster, node, "POST", path, body, created_elsewhere, op,
+                                  &e) < 0) {
+            free(op);
             http_reply_error(req, &e);
+        }
     }
 out:
     free(parsed);

@@ -63,7 +63,7 @@ struct cluster {
     unsigned npeers;
     /* join retries */
     char join_addr[64];
-    char join_body[512];
+    char join_body[1024];
     char join_token[100];
     unsigned join_tries;
     bool closing;
@@ -752,6 +752,15 @@ int cluster_join(struct cluster *c, const char *addr, const char *token, cluster
     json_t *body = json_pack("{s:I, s:s, s:s, s:s}", "id", (json_int_t)c->node_id, "name",
                              c->cfg.node_name, "api_addr", c->cfg.api_addr, "raft_addr",
                              c->cfg.raft_addr);
+    /* What node lists show about this node until its first heartbeat arrives. */
+    json_t *info = json_object();
+    if (c->cfg.self_info && info)
+        c->cfg.self_info(info, c->cfg.self_data);
+    if (body && json_is_object(json_object_get(info, "memory")))
+        json_object_set(body, "memory", json_object_get(info, "memory"));
+    if (body && json_is_string(json_object_get(info, "accel")))
+        json_object_set(body, "accel", json_object_get(info, "accel"));
+    json_decref(info);
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     if (!text || strlen(text) >= sizeof(c->join_body)) {
@@ -961,6 +970,15 @@ void cluster_on_join(struct cluster *c, const json_t *body, cluster_reply_cb cb,
     a->record = json_pack("{s:i, s:s, s:I, s:s, s:s, s:s, s:s, s:s}", "v", 1, "op",
                             "node_upsert", "id", (json_int_t)id, "name", name, "api_addr", api,
                             "raft_addr", raft, "role", "spare", "state", "up");
+    json_t *mem = json_object_get(body, "memory");
+    json_t *accel = json_object_get(body, "accel");
+    if (a->record && json_is_object(mem) &&
+        json_is_integer(json_object_get(mem, "total_mib")) &&
+        json_is_integer(json_object_get(mem, "free_mib")) && json_object_size(mem) == 2)
+        json_object_set(a->record, "memory", mem);
+    if (a->record && json_is_string(accel) &&
+        (strcmp(json_string_value(accel), "kvm") == 0 || strcmp(json_string_value(accel), "tcg") == 0))
+        json_object_set(a->record, "accel", accel);
     int rc = a->record ? raftnode_add(c->rn, id, raft, admit_added, a, &e)
                        : ferr_set(&e, -ENOMEM, "out of memory");
     if (rc < 0) {
