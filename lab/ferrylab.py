@@ -683,13 +683,15 @@ class Lab:
             argv += ["--accel", self.state["accel"]]
         return argv
 
-    def _spawn_ferryd(self, h, say):
-        """Starts h's ferryd detached in its namespace and records its pid."""
+    def _spawn_ferryd(self, h, say, env=None):
+        """Starts h's ferryd detached in its namespace and records its pid. env: extra
+        environment variables (tests use it to give ferryd a wall clock of its own)."""
         with open(h.log, "ab") as log:
             # `ip netns exec` execs ferryd in place, so this pid is ferryd's. Its own
             # session: Ctrl-C on `ferry lab up` or the caller's exit does not reach it.
             p = subprocess.Popen(self._ferryd_argv(h), stdin=subprocess.DEVNULL, stdout=log,
-                                 stderr=log, start_new_session=True, close_fds=True)
+                                 stderr=log, start_new_session=True, close_fds=True,
+                                 env=dict(os.environ, **env) if env else None)
         self._children[p.pid] = p
         h.rec["pid"] = p.pid
         h.rec.pop("stopped", None)
@@ -973,12 +975,12 @@ class Lab:
         self._save()
         return t
 
-    def start_ferryd(self, h, timeout=FERRYD_READY_S, say=lambda msg: None):
+    def start_ferryd(self, h, timeout=FERRYD_READY_S, say=lambda msg: None, env=None):
         """Starts host h's ferryd again, with the arguments `up` gave it, and waits until it
         answers on its unix socket. LabError if one still runs or it does not come up."""
         if self._is_our_ferryd(h.rec):
             raise LabError(f"{h.name}: ferryd pid {h.pid} still runs")
-        self._spawn_ferryd(h, say)
+        self._spawn_ferryd(h, say, env)
         self._wait_ferryd(h, time.monotonic() + timeout)
 
     def _uplink(self, h):

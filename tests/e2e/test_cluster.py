@@ -369,6 +369,65 @@ def test_leader_cut_off_steps_down_and_catches_up(lab):
     cut_off(lab, lab.leader(), "l")
 
 
+FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+
+
+def test_restart_keeps_vms_running_and_a_wall_clock_jump_changes_nothing(lab, tmp_path):
+    """A follower's ferryd is killed while its VM runs: the VM never stops answering, and the
+    restarted ferryd catches up and manages it again. That ferryd then sees its wall clock jump
+    two hours ahead and one hour back (libfaketime; the monotonic clock is left alone): nobody
+    marks it down, no election happens, writes through it still work."""
+    from ferrytest import GUEST, PROBE
+    lab.wait_cluster(timeout=CATCH_UP_S)
+    leader = lab.leader()
+    f = next(h for h in lab.hosts if h.name != leader.name)
+    ip = lab.guest_ip(9)
+    env = dict(os.environ, FERRY_GUEST_DIR=GUEST)
+    run([FERRY, "--socket", f.sock, "vm", "create", "clk1", "--node", f.name, "--memory", "128",
+         "--appliance", "--guest-ip", f"{ip}/24", "--workload", "probe", "--nic", "br0",
+         "--disk", f"{lab.csv}/clk1.vhd,size=32", "--start"], env=env)
+    lab.client_exec([PROBE, "wait", ip, "--timeout-s", "90"], timeout=100)
+    pid = f.cli_json("vm", "show", "clk1")["pid"]
+    out = tmp_path / "probe.json"
+    with open(out, "w") as o:
+        prober = lab.client_popen([PROBE, "udp", ip, "--interval-ms", "2", "--json"], stdout=o)
+    try:
+        lab.kill_ferryd(f, signal.SIGKILL)
+        clock = tmp_path / "faketime"
+        clock.write_text("+0\n")
+        lab.start_ferryd(f, env={"LD_PRELOAD": FAKETIME_LIB, "FAKETIME_NO_CACHE": "1",
+                                 "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+                                 "FAKETIME_TIMESTAMP_FILE": str(clock)})
+        wait_caught_up(lab, f, [leader])
+        wait_for(lambda: f.cli_json("vm", "show", "clk1")["state"] == "running", 20, "re-attach")
+        assert f.cli_json("vm", "show", "clk1")["pid"] == pid, "the VM's QEMU must be the same"
+        time.sleep(1)
+    finally:
+        prober.send_signal(signal.SIGINT)
+        prober.wait(30)
+    res = json.loads(out.read_text())
+    print(f"\n{f.name} ferryd killed and restarted: VM longest gap {res['longest_gap_ms']} ms, "
+          f"{res['lost']} of {res['sent']} probes lost")
+    assert res["received"] > 100 and res["longest_gap_ms"] < 1000, res
+
+    term = status(lab, leader)["term"]
+    limit_s = down_limit_ms(status(lab, leader)) / 1000
+    writes = Writes(lab, "jump")
+    for jump in ("+7200", "-3600"):
+        clock.write_text(jump + "\n")
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < limit_s + 1:
+            st = status(lab, leader)
+            assert member(st, f.name)["state"] == "up", (jump, st, logs(lab))
+            assert st["term"] == term, f"an election happened after the jump {jump}"
+            time.sleep(0.2)
+        code, body = writes.try_once(f)
+        assert code == 201, (jump, code, body)
+        fst = status(lab, f)
+        assert fst["quorum"] and fst["term"] == term, fst
+    run([FERRY, "--socket", f.sock, "vm", "delete", "clk1", "--force"])
+
+
 # ---- the 5-host lab --------------------------------------------------------------------------
 
 def test_five_hosts_a_frozen_ferryd_is_marked_down_in_time():
