@@ -261,6 +261,42 @@ static int cluster_leave(struct cli *cli, int argc, char **argv)
     return EXIT_OK;
 }
 
+/* ---- cluster remove ---------------------------------------------------------------------- */
+
+static int cluster_remove(struct cli *cli, int argc, char **argv)
+{
+    static const struct option opts[] = {CLI_COMMON_LONGOPTS, {NULL, 0, NULL, 0}};
+    const char *cmd = "cluster remove";
+    bool first = true;
+    int c;
+    while ((c = cli_getopt(cli, cmd, argc, argv, CLI_COMMON_SHORTOPTS, opts, &first)) != -1) {
+        if (c == 'h') {
+            printf("Usage: ferry cluster remove NODE [-o table|json]\n\n"
+                   "Removes another member, e.g. a host that died for good, from the cluster.\n"
+                   "Refused while it owns VMs. To take this node out, use ferry cluster leave.\n");
+            return EXIT_OK;
+        }
+        return EXIT_USAGE;
+    }
+    if (optind + 1 != argc)
+        return cli_usage(cmd, "expected exactly one NODE name");
+    const char *node = argv[optind];
+    if (!*node || strspn(node, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(node))
+        return cli_usage(cmd, "'%s' is not a node name", node);
+    json_t *body = json_pack("{s:s}", "node", node);
+    json_t *r;
+    int rc = body ? cli_call(cli, "POST", "/v1/cluster/remove", body, &r) : EXIT_FAIL;
+    json_decref(body);
+    if (rc != EXIT_OK)
+        return rc;
+    if (cli->fmt == OUTPUT_JSON)
+        output_json(stdout, r);
+    else
+        printf("%s: removed from the cluster\n", node);
+    json_decref(r);
+    return EXIT_OK;
+}
+
 /* ---- cluster status ---------------------------------------------------------------------- */
 
 static void show_status(const json_t *s)
@@ -367,6 +403,7 @@ static const struct cli_cmd cluster_cmds[] = {
     {"init", cluster_init, "make this node a one-node cluster; prints the join token"},
     {"join", cluster_join, "join the cluster of the member at ADDRESS"},
     {"leave", cluster_leave, "take this node out of its cluster"},
+    {"remove", cluster_remove, "remove another member (a dead host) from the cluster"},
     {"status", cluster_status, "members, leader, quorum, Raft term and indexes"},
 };
 

@@ -459,5 +459,20 @@ def test_five_hosts_a_frozen_ferryd_is_marked_down_in_time():
         wait_for(lambda: member(status(lab, leader), victim.name)["state"] == "up", 15,
                  f"{victim.name} to be marked up again", interval=POLL_S)
         lab.wait_cluster()
+
+        # A host that died for good is removed by an operator from any other node.
+        lab.kill_ferryd(victim, signal.SIGKILL)
+        asker = next(h for h in others if h.name != leader.name)
+        bad = asker.cli("cluster", "remove", "nosuchnode", check=False)
+        assert bad.returncode == 1 and "nosuchnode" in bad.stderr, bad.stderr
+        asker.cli("cluster", "remove", victim.name)
+        wait_for(lambda: all(victim.name not in [m["name"] for m in status(lab, h)["members"]]
+                             for h in others), 10, f"{victim.name} gone from every member")
+        st = status(lab, asker)
+        assert st["voters"] == 4 and st["quorum"], st
+        # Reads are local and may lag the leader by a moment (stale_ms says how much).
+        wait_for(lambda: victim.name not in [n["name"] for n in
+                                             asker.cli_json("node", "list")["nodes"]],
+                 5, f"{victim.name} gone from node list")
     finally:
         lab_down(lab, NAME5)
