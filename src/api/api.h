@@ -30,6 +30,7 @@ struct api_ctx {
     uint64_t start_mono_ms;
     uv_loop_t *loop;
     struct cluster *cluster;
+    struct migrator *migrator; /* made by the first migration request (routes.c) */
 };
 
 /* The http_handler of ferryd: routes every request (data is a struct api_ctx). */

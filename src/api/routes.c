@@ -15,6 +15,7 @@
 #include "cluster/placement.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "migrate/migrate.h"
 #include "storage/vhd.h"
 
 #define CONSOLE_MAX_READ (1024 * 1024)
@@ -352,6 +353,8 @@ static void h_vms_list(struct api_ctx *ctx, struct http_req *req, const struct r
         const char *name = json_string_value(json_object_get(rec, "name"));
         json_object_set_new(l.known, name, json_true());
         struct vm *vm = vmset_find(ctx->vms, name);
+        if (vm && vm_state(vm) == VM_INCOMING)
+            vm = NULL; /* a migration's destination copy: the owner's view counts */
         json_array_append_new(arr, vm ? vm_json(ctx, vm) : remote_vm_json(rec));
     }
     vmset_foreach(ctx->vms, add_local_unlisted, &l);
@@ -925,6 +928,99 @@ static void h_int_remove(struct api_ctx *ctx, struct http_req *req, const struct
     internal(ctx, req, cluster_on_remove);
 }
 
+/* ---- live migration (src/migrate/) ---- */
+
+static struct migrator *migrator(struct api_ctx *ctx, struct http_req *req)
+{
+    if (ctx->migrator)
+        return ctx->migrator;
+    struct migrator_env env = {ctx->loop, ctx->vms, ctx->events, ctx->cluster, ctx->node_name};
+    struct ferr e = {0};
+    if (migrator_new(&env, &ctx->migrator, &e) < 0) {
+        http_reply_error(req, &e);
+        return NULL;
+    }
+    return ctx->migrator;
+}
+
+static void h_vm_migrate(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
+{
+    struct vm *vm = find_vm(ctx, req, m);
+    struct migrator *mg = vm ? migrator(ctx, req) : NULL;
+    if (!mg)
+        return;
+    json_t *b = body_object(req, true);
+    if (!b)
+        return;
+    const char *key;
+    json_t *val;
+    const char *to = NULL;
+    uint64_t budget = 0, bandwidth = 0;
+    json_object_foreach(b, key, val) {
+        if (strcmp(key, "to") == 0 && json_is_string(val) &&
+            name_valid(json_string_value(val), 63)) {
+            to = json_string_value(val);
+        } else if (strcmp(key, "budget_ms") == 0 && json_is_integer(val) &&
+                   json_integer_value(val) >= 1 && json_integer_value(val) <= 60000) {
+            budget = (uint64_t)json_integer_value(val);
+        } else if (strcmp(key, "max_bandwidth_mib") == 0 && json_is_integer(val) &&
+                   json_integer_value(val) >= 1 && json_integer_value(val) <= 1048576) {
+            bandwidth = (uint64_t)json_integer_value(val);
+        } else {
+            reply_err(req, FERR_INVALID, "body: accepted: {\"to\": \"NODE\" (optional), "
+                                         "\"budget_ms\": 1..60000, \"max_bandwidth_mib\": 1..1048576 (optional)}; bad \"%.60s\"",
+                      key);
+            json_decref(b);
+            return;
+        }
+    }
+    struct ferr e = {0};
+    if (migrate_start(mg, vm, to, budget, bandwidth, reply_cluster, req, &e) < 0)
+        http_reply_error(req, &e);
+    json_decref(b);
+}
+
+static void h_vm_migrate_cancel(struct api_ctx *ctx, struct http_req *req,
+                                const struct route_match *m)
+{
+    struct vm *vm = find_vm(ctx, req, m);
+    struct migrator *mg = vm ? migrator(ctx, req) : NULL;
+    struct ferr e = {0};
+    if (!mg)
+        return;
+    if (migrate_cancel(mg, vm_name(vm), &e) < 0)
+        http_reply_error(req, &e);
+    else
+        http_reply_json(req, 200, json_pack("{s:s, s:b}", "vm", vm_name(vm), "cancelling", 1));
+}
+
+static void h_int_migrate(struct api_ctx *ctx, struct http_req *req, bool prepare)
+{
+    struct migrator *mg;
+    if (!from_peer(req) || !(mg = migrator(ctx, req)))
+        return;
+    json_t *b = body_object(req, false);
+    if (!b)
+        return;
+    if (prepare)
+        migrate_on_prepare(mg, b, reply_cluster, req);
+    else
+        migrate_on_abort(mg, b, reply_cluster, req);
+    json_decref(b);
+}
+
+static void h_int_migrate_prepare(struct api_ctx *ctx, struct http_req *req,
+                                  const struct route_match *m)
+{
+    h_int_migrate(ctx, req, true);
+}
+
+static void h_int_migrate_abort(struct api_ctx *ctx, struct http_req *req,
+                                const struct route_match *m)
+{
+    h_int_migrate(ctx, req, false);
+}
+
 static const struct route routes[] = {
     {"POST", "/v1/cluster/init", (void *)h_cluster_init},
     {"POST", "/v1/cluster/join", (void *)h_cluster_join},
@@ -936,12 +1032,16 @@ static const struct route routes[] = {
     {"POST", "/v1/internal/heartbeat", (void *)h_int_heartbeat},
     {"POST", "/v1/internal/apply", (void *)h_int_apply},
     {"POST", "/v1/internal/remove", (void *)h_int_remove},
+    {"POST", "/v1/internal/migrate/prepare", (void *)h_int_migrate_prepare},
+    {"POST", "/v1/internal/migrate/abort", (void *)h_int_migrate_abort},
     {"GET", "/v1/node", (void *)h_node},
     {"GET", "/v1/vms", (void *)h_vms_list},
     {"POST", "/v1/vms", (void *)h_vm_create},
     {"GET", "/v1/vms/{name}", (void *)h_vm_get},
     {"DELETE", "/v1/vms/{name}", (void *)h_vm_delete},
     {"GET", "/v1/vms/{name}/console", (void *)h_vm_console},
+    {"POST", "/v1/vms/{name}/migrate", (void *)h_vm_migrate},
+    {"POST", "/v1/vms/{name}/migrate/cancel", (void *)h_vm_migrate_cancel},
     {"POST", "/v1/vms/{name}/{action}", (void *)h_vm_action},
     {"POST", "/v1/disks", (void *)h_disk_create},
     {"GET", "/v1/disks/info", (void *)h_disk_info},

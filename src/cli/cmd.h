@@ -34,6 +34,7 @@ int cmd_events(struct cli *cli, int argc, char **argv);
 int cmd_disk(struct cli *cli, int argc, char **argv);
 int cmd_lab(struct cli *cli, int argc, char **argv); /* execs lab/ferry-lab */
 int cmd_cluster(struct cli *cli, int argc, char **argv);
+int cmd_vm_migrate(struct cli *cli, int argc, char **argv); /* cmd_migrate.c */
 
 /* Runs the entry of table named argv[0]; "help"/--help/no name print the table under title
  * (exit 0, or 2 when the name is missing or unknown). */

@@ -1090,6 +1090,7 @@ static const struct cli_cmd vm_cmds[] = {
     {"resume", vm_resume, "resume a paused VM"},
     {"delete", vm_delete, "remove a stopped VM (--force kills it first)"},
     {"console", vm_console, "print (and follow) a VM's serial console"},
+    {"migrate", cmd_vm_migrate, "live-migrate a running VM to another node"},
 };
 
 int cmd_vm(struct cli *cli, int argc, char **argv)

@@ -27,7 +27,8 @@
 #define QMP_RETRY_MS 20
 #define QMP_LOST_GRACE_MS 500
 
-static const char *state_names[] = {"stopped", "starting", "running", "paused", "stopping", "failed"};
+static const char *state_names[] = {"stopped", "starting", "running", "paused",
+                                    "stopping", "failed",  "incoming"};
 
 const char *vm_state_name(enum vm_state s)
 {
@@ -57,7 +58,7 @@ const struct vm_spec *vm_spec(const struct vm *vm)
 static bool has_qemu(const struct vm *vm)
 {
     return vm->state == VM_STARTING || vm->state == VM_RUNNING || vm->state == VM_PAUSED ||
-           vm->state == VM_STOPPING;
+           vm->state == VM_STOPPING || vm->state == VM_INCOMING;
 }
 
 /* ---- waiters: API requests waiting for the VM to settle ---- */
@@ -134,6 +135,7 @@ static void qemu_log_tail(const struct vm *vm, char *out, size_t size)
 
 static void drain_console(struct vm *vm);
 static void drain_console_timer(uv_timer_t *t);
+static void incoming_ready(struct vm *vm);
 static void on_ringbuf(struct qmp_conn *c, int status, json_t *result, const char *err, void *d);
 static void handle_closed(uv_handle_t *h);
 
@@ -172,6 +174,7 @@ static void qemu_gone(struct vm *vm)
                      tail[0] ? ": " : "", tail);
     }
     cleanup_runtime(vm);
+    vm->incoming = false;
     vm->stop_requested = false;
     vm->guest_shutdown = false;
     vm->fail_pending = false;
@@ -279,6 +282,17 @@ static void on_qmp_event(struct qmp_conn *c, const char *event, json_t *data, ui
                          void *user)
 {
     struct vm *vm = user;
+    if (vm->mig_event)
+        vm->mig_event(vm, event, data, vm->mig_data);
+    if (strcmp(event, "RESUME") == 0 && vm->state == VM_INCOMING) {
+        /* Destination: the migration completed and QEMU started the guest. */
+        vm->incoming = false;
+        set_state(vm, VM_RUNNING);
+        events_add(vm->set->events, vm->spec.name, "vm.migrated_in", "running here now");
+        return;
+    }
+    if (strcmp(event, "STOP") == 0 && vm->migrating_out)
+        return; /* the switchover of a live migration, not a pause */
     if (strcmp(event, "SHUTDOWN") == 0) {
         vm->guest_shutdown = true;
         finish_shutdown(vm);
@@ -345,6 +359,10 @@ static void on_status(struct qmp_conn *c, int status, json_t *result, const char
         finish_shutdown(vm);
         return;
     }
+    if (vm->incoming && !vm->attaching) {
+        incoming_ready(vm);
+        return;
+    }
     bool paused = st && (strcmp(st, "paused") == 0 || strcmp(st, "prelaunch") == 0);
     bool was_attaching = vm->attaching;
     vm->attaching = false;
@@ -359,6 +377,38 @@ static void on_status(struct qmp_conn *c, int status, json_t *result, const char
     uv_timer_stop(&vm->timer);
     uv_timer_start(&vm->poll, drain_console_timer, 0, vm->set->cfg.console_poll_ms);
     vm__notify(vm, 0, NULL);
+}
+
+static void on_migrate_incoming(struct qmp_conn *c, int status, json_t *r, const char *err,
+                                void *d)
+{
+    if (status == -ECANCELED)
+        return;
+    struct vm *vm = d;
+    if (status < 0) {
+        char why[FERR_MSG_MAX];
+        snprintf(why, sizeof(why), "migrate-incoming %.120s: %.300s", vm->incoming_uri,
+                 err ? err : ferr_str(status));
+        struct ferr e;
+        ferr_set(&e, FERR_QEMU, "%s", why);
+        vm__notify(vm, FERR_QEMU, &e);
+        fail_and_kill(vm, why);
+        return;
+    }
+    vm__notify(vm, 0, NULL);
+}
+
+/* Destination: QEMU waits in "inmigrate"; make it listen where the source will send. */
+static void incoming_ready(struct vm *vm)
+{
+    set_state(vm, VM_INCOMING);
+    vm->reason[0] = '\0';
+    events_add(vm->set->events, vm->spec.name, "vm.incoming", "QEMU pid %d waits for %s",
+               vm->pid, vm->incoming_uri);
+    uv_timer_stop(&vm->timer);
+    uv_timer_start(&vm->poll, drain_console_timer, 0, vm->set->cfg.console_poll_ms);
+    json_t *args = json_pack("{s:s}", "uri", vm->incoming_uri);
+    qmp_conn_execute(vm->qmp, "migrate-incoming", args, on_migrate_incoming, vm);
 }
 
 static void on_qmp_ready(struct qmp_conn *c, void *user)
@@ -516,6 +566,7 @@ static int spawn_qemu(struct vm *vm, struct ferr *e)
         .run_dir = vm->run,
         .taps = taps,
         .disk_bytes = vm->disk_bytes,
+        .incoming = vm->incoming ? "defer" : NULL,
     };
     char **argv = NULL;
     int rc = qemu_argv_build(&l, &argv, e);
@@ -967,4 +1018,57 @@ int vm_console_read(const struct vm *vm, uint64_t offset, size_t max, char **out
     *start = console_start(vm->console);
     *end = console_end(vm->console);
     return console_read(vm->console, offset, max, out, len, from);
+}
+
+/* ---- live migration hooks (src/migrate/) ---- */
+
+int vm__start_incoming(struct vm *vm, const char *uri, vm_done_cb cb, void *data,
+                       struct ferr *e)
+{
+    if (snprintf(vm->incoming_uri, sizeof(vm->incoming_uri), "%s", uri) >=
+        (int)sizeof(vm->incoming_uri))
+        return ferr_set(e, FERR_INVALID, "incoming uri too long");
+    vm->incoming = true;
+    int rc = vm_start(vm, cb, data, e);
+    if (rc < 0)
+        vm->incoming = false;
+    return rc;
+}
+
+int vm__qmp_execute(struct vm *vm, const char *cmd, json_t *args, vm__qmp_cb cb, void *data,
+                    struct ferr *e)
+{
+    if (!vm->qmp || !vm->qmp_ready) {
+        json_decref(args);
+        return ferr_set(e, FERR_STATE, "%s: no QMP connection to its QEMU", vm->spec.name);
+    }
+    int rc = qmp_conn_execute(vm->qmp, cmd, args, cb, data);
+    if (rc < 0)
+        return ferr_set(e, rc, "%s: QMP is closing", vm->spec.name);
+    return 0;
+}
+
+void vm__set_migrating(struct vm *vm,
+                       void (*fn)(struct vm *vm, const char *event, json_t *data, void *d),
+                       void *d)
+{
+    vm->mig_event = fn;
+    vm->mig_data = d;
+    vm->migrating_out = fn != NULL;
+}
+
+int vm__quit(struct vm *vm, vm_done_cb cb, void *data, struct ferr *e)
+{
+    if (!has_qemu(vm) || vm->pid <= 0)
+        return ferr_set(e, FERR_STATE, "%s is not running", vm->spec.name);
+    int rc = add_waiter(vm, cb, data, e);
+    if (rc < 0)
+        return rc;
+    set_state(vm, VM_STOPPING);
+    vm->stop_requested = true;
+    if (!vm->qmp_ready || qmp_conn_execute(vm->qmp, "quit", NULL, NULL, NULL) < 0)
+        kill(vm->pid, SIGKILL);
+    else
+        uv_timer_start(&vm->timer, stop_deadline, 5000, 0);
+    return 0;
 }

@@ -18,8 +18,10 @@
  *   stopped  --start-->  starting  --QMP ready-->  running <--pause/resume--> paused
  *   running/paused --stop--> stopping --QEMU exits--> stopped
  *   any state with a QEMU --QEMU dies / QMP breaks--> failed (reason kept) --start--> starting
+ *   (migration destination) starting --QMP ready, migrate-incoming--> incoming --RESUME--> running
  */
-enum vm_state { VM_STOPPED, VM_STARTING, VM_RUNNING, VM_PAUSED, VM_STOPPING, VM_FAILED };
+enum vm_state { VM_STOPPED, VM_STARTING, VM_RUNNING, VM_PAUSED, VM_STOPPING, VM_FAILED,
+                VM_INCOMING };
 const char *vm_state_name(enum vm_state s);
 
 struct vm;

@@ -60,6 +60,13 @@ struct vm {
     void (*on_freed)(struct vmset *set);
 
     struct vm_stats stats;
+
+    /* Live migration (src/migrate/): see the vm__ functions at the end. */
+    bool incoming;            /* destination: QEMU runs with -incoming defer */
+    char incoming_uri[128];   /* what migrate-incoming listens on */
+    bool migrating_out;       /* source: a migration is under way; its STOP is not a pause */
+    void (*mig_event)(struct vm *vm, const char *event, json_t *data, void *d);
+    void *mig_data;
 };
 
 struct vmset {
@@ -86,5 +93,26 @@ void vm__attach(struct vm *vm);
 /* Stops watching QEMU (it keeps running) and frees the VM once its handles closed. */
 void vm__release(struct vm *vm, void (*on_freed)(struct vmset *set));
 void vm__notify(struct vm *vm, int status, const struct ferr *e);
+
+/* ---- live migration (for src/migrate/ only) ---- */
+struct qmp_conn;
+typedef void (*vm__qmp_cb)(struct qmp_conn *c, int status, json_t *result, const char *errmsg,
+                           void *data);
+/* Destination: starts the stopped VM's QEMU with "-incoming defer", then QMP migrate-incoming
+ * uri; cb runs once QEMU listens (VM_INCOMING) or failed. The VM becomes running when QEMU
+ * says RESUME after the migration. Same refusals as vm_start. */
+int vm__start_incoming(struct vm *vm, const char *uri, vm_done_cb cb, void *data,
+                       struct ferr *e);
+/* Sends a QMP command to the VM's QEMU (args stolen). FERR_STATE without a ready QMP link. */
+int vm__qmp_execute(struct vm *vm, const char *cmd, json_t *args, vm__qmp_cb cb, void *data,
+                    struct ferr *e);
+/* Source: marks the VM as migrating out (fn != NULL) or not; fn sees every QMP event. While
+ * set, QEMU's STOP (the switchover) does not make the VM "paused". */
+void vm__set_migrating(struct vm *vm,
+                       void (*fn)(struct vm *vm, const char *event, json_t *data, void *d),
+                       void *d);
+/* Source after a completed migration: QMP quit (SIGKILL after 5 s); cb once QEMU is gone and
+ * the VM is stopped. */
+int vm__quit(struct vm *vm, vm_done_cb cb, void *data, struct ferr *e);
 
 #endif

@@ -63,7 +63,7 @@ uint64_t vmset_allocated_mib(const struct vmset *set)
     uint64_t sum = 0;
     for (const struct vm *vm = set->vms; vm; vm = vm->next)
         if (vm->state == VM_STARTING || vm->state == VM_RUNNING || vm->state == VM_PAUSED ||
-            vm->state == VM_STOPPING)
+            vm->state == VM_STOPPING || vm->state == VM_INCOMING)
             sum += vm->spec.memory_mib;
     return sum;
 }
@@ -430,6 +430,9 @@ static void delete_after_kill(struct vmset *set, struct vm *vm, int status, cons
 int vmset_delete(struct vmset *set, struct vm *vm, bool force, vm_done_cb cb, void *data,
                  struct ferr *e)
 {
+    if (vm->migrating_out)
+        return ferr_set(e, FERR_STATE, "%s is migrating; cancel it first (ferry vm migrate --cancel %s)",
+                        vm->spec.name, vm->spec.name);
     if (vm->state != VM_STOPPED && vm->state != VM_FAILED) {
         if (!force)
             return ferr_set(e, FERR_STATE, "%s is %s; stop it first (or delete --force)",

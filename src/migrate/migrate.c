@@ -1,0 +1,783 @@
+/* SPDX-License-Identifier: MIT */
+/* Live migration, pre-copy: the source drives QEMU's migration to an incoming QEMU that the
+ * destination ferryd prepared, then hands the VM's ownership over in the cluster database. */
+#include "migrate/migrate.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "cluster/cluster.h"
+#include "cluster/placement.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "vm/vm_internal.h"
+
+#define POLL_MS 50                  /* query-migrate while QEMU migrates */
+#define MAX_BANDWIDTH (10ULL << 30) /* bytes/s: "unlimited" for a LAN */
+#define COMPLETED_REPOLLS 40        /* QEMU 7.2 may say completed before its figures */
+/* Downtime limit policy: QEMU stops the guest once it expects to send the rest within the
+ * limit, and its estimate is rough (measured here: at a 300 ms limit it sometimes stopped with
+ * 100-180 ms left to send). So start tight, at a tenth of the budget (at least 20 ms), and
+ * raise the limit to the full budget only if pre-copy has not converged after RAISE_PASSES
+ * passes or RAISE_MS. */
+#define TIGHT_DIVISOR 10
+#define TIGHT_MIN_MS 20
+#define RAISE_PASSES 6
+#define RAISE_MS 5000
+
+struct mig {
+    struct migrator *m;
+    struct mig *next;
+    unsigned refs; /* the list, the timer, every call in flight */
+    struct vm *vm;
+    char name[VM_NAME_MAX + 1];
+    char to[64];
+    char uri[160];
+    uint64_t budget_ms;
+    uint64_t bandwidth; /* bytes/s, QEMU's max-bandwidth */
+    migrate_cb cb;
+    void *data;
+    bool prepared, started, cancelled, finished, query_busy, raised;
+    uint64_t limit_ms; /* the downtime-limit QEMU has now */
+    unsigned completed_polls;
+    uint64_t t0_ms;
+    uv_timer_t timer;
+    json_int_t total_ms, downtime_ms, setup_ms, bytes, passes;
+};
+
+struct migrator {
+    struct migrator_env env;
+    struct mig *migs;
+};
+
+int migrator_new(const struct migrator_env *env, struct migrator **out, struct ferr *e)
+{
+    struct migrator *m = calloc(1, sizeof(*m));
+    if (!m)
+        return ferr_set(e, -ENOMEM, "migrate: out of memory");
+    m->env = *env;
+    *out = m;
+    return 0;
+}
+
+static struct mig *find_mig(struct migrator *m, const char *name)
+{
+    for (struct mig *g = m->migs; g; g = g->next)
+        if (strcmp(g->name, name) == 0)
+            return g;
+    return NULL;
+}
+
+/* Not inlined: the compiler cannot see that the references outnumber the calls. */
+__attribute__((noinline)) static void mig_unref(struct mig *g)
+{
+    if (--g->refs == 0)
+        free(g);
+}
+
+static void timer_closed(uv_handle_t *h)
+{
+    mig_unref(h->data);
+}
+
+static void ignore_reply(int status, json_t *body, const struct ferr *e, void *data)
+{
+    json_decref(body);
+    if (e)
+        log_warn("migrate: %s", e->msg);
+}
+
+/* A cluster event (migration history); best effort. */
+static void cluster_event(struct migrator *m, const char *vm, const char *type, const char *msg)
+{
+    struct ferr e = {0};
+    json_t *cmd = json_pack("{s:i, s:s, s:I, s:s, s:s, s:s, s:s}", "v", 1, "op", "event_add",
+                            "time_ms", (json_int_t)now_wall_ms(), "type", type, "node",
+                            m->env.node_name, "vm", vm, "message", msg);
+    if (cmd && cluster_write(m->env.cluster, cmd, ignore_reply, NULL, &e) < 0)
+        log_warn("migrate %s: event not recorded: %s", vm, e.msg);
+    json_decref(cmd);
+}
+
+/* ---- source: the end of a migration ---- */
+
+static void unlist(struct mig *g)
+{
+    for (struct mig **p = &g->m->migs; *p; p = &(*p)->next)
+        if (*p == g) {
+            *p = g->next;
+            return;
+        }
+}
+
+/* Leaves the list; the memory goes once the last call in flight returned. */
+static void finish(struct mig *g)
+{
+    g->finished = true;
+    unlist(g);
+    uv_close((uv_handle_t *)&g->timer, timer_closed);
+    mig_unref(g); /* the list's reference */
+}
+
+static void after_cont(struct qmp_conn *c, int status, json_t *r, const char *err, void *d)
+{
+    struct mig *g = d;
+    if (status < 0 && status != -ECANCELED)
+        log_warn("migrate %s: cont after the failure: %s", g->name, err ? err : ferr_str(status));
+    mig_unref(g);
+}
+
+static void after_status(struct qmp_conn *c, int status, json_t *r, const char *err, void *d)
+{
+    struct mig *g = d;
+    const char *st = status == 0 ? json_string_value(json_object_get(r, "status")) : NULL;
+    /* QEMU stops the guest for the switchover; a failure after that leaves it paused. */
+    if (st && strcmp(st, "running") != 0 && strcmp(st, "shutdown") != 0) {
+        struct ferr e = {0};
+        g->refs++;
+        if (vm__qmp_execute(g->vm, "cont", NULL, after_cont, g, &e) < 0) {
+            g->refs--;
+            log_warn("migrate %s: %s", g->name, e.msg);
+        } else {
+            log_info("migrate %s: QEMU was %s after the failure; cont", g->name, st);
+        }
+    }
+    mig_unref(g);
+}
+
+/* Failure before completion: the VM keeps running here, the destination is cleaned up. */
+static void fail(struct mig *g, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void fail(struct mig *g, int code, const char *fmt, ...)
+{
+    if (g->finished)
+        return;
+    struct ferr e = {.code = code};
+    va_list ap;
+    va_start(ap, fmt);
+    char why[300];
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    if (snprintf(e.msg, sizeof(e.msg), "migrate %.64s to %.63s: %s; %.64s keeps running on %.63s",
+                 g->name, g->to, why, g->name, g->m->env.node_name) < 0)
+        e.msg[0] = '\0';
+    uv_timer_stop(&g->timer);
+    vm__set_migrating(g->vm, NULL, NULL);
+    if (g->prepared) {
+        struct ferr fe = {0};
+        json_t *body = json_pack("{s:s}", "name", g->name);
+        char *text = json_dumps(body, JSON_COMPACT);
+        if (cluster_forward(g->m->env.cluster, g->to, "POST", "/v1/internal/migrate/abort", text,
+                            ignore_reply, NULL, &fe) < 0)
+            log_warn("migrate %s: abort on %s: %s", g->name, g->to, fe.msg);
+        free(text);
+        json_decref(body);
+    }
+    struct ferr qe = {0};
+    g->refs++;
+    if (vm__qmp_execute(g->vm, "query-status", NULL, after_status, g, &qe) < 0)
+        g->refs--;
+    log_warn("%s", e.msg);
+    events_add(g->m->env.events, g->name,
+               g->cancelled ? "vm.migrate_cancelled" : "vm.migrate_failed", "%s", e.msg);
+    cluster_event(g->m, g->name, g->cancelled ? "vm.migrate_cancelled" : "vm.migrate_failed",
+                  e.msg);
+    g->cb(0, NULL, &e, g->data);
+    finish(g);
+}
+
+static json_t *figures(const struct mig *g)
+{
+    return json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I}",
+                     "downtime_limit_ms", (json_int_t)g->limit_ms, "vm", g->name, "status",
+                     "completed", "from", g->m->env.node_name, "to", g->to, "strategy", "pre-copy",
+                     "total_ms", g->total_ms, "downtime_ms", g->downtime_ms, "setup_ms",
+                     g->setup_ms, "bytes", g->bytes, "passes", g->passes, "budget_ms",
+                     (json_int_t)g->budget_ms);
+}
+
+static void source_removed(struct vmset *set, struct vm *vm, int status, const struct ferr *e,
+                           void *data)
+{
+    struct mig *g = data;
+    if (status < 0)
+        log_warn("migrate %s: removing the source definition: %s", g->name, e->msg);
+    char msg[400];
+    snprintf(msg, sizeof(msg),
+             "to %s: pre-copy, total %lld ms, downtime %lld ms, setup %lld ms, %lld bytes, "
+             "%lld passes, budget %llu ms, downtime-limit %llu ms",
+             g->to, (long long)g->total_ms, (long long)g->downtime_ms, (long long)g->setup_ms,
+             (long long)g->bytes, (long long)g->passes, (unsigned long long)g->budget_ms,
+             (unsigned long long)g->limit_ms);
+    events_add(g->m->env.events, g->name, "vm.migrated", "%s", msg);
+    cluster_event(g->m, g->name, "vm.migrated", msg);
+    log_info("migrate %s %s", g->name, msg);
+    g->cb(200, figures(g), NULL, g->data);
+    finish(g);
+    mig_unref(g); /* the quit/delete chain */
+}
+
+static void source_quit(struct vmset *set, struct vm *vm, int status, const struct ferr *e,
+                        void *data)
+{
+    struct mig *g = data;
+    struct ferr e2 = {0};
+    if (!vm || vmset_delete(set, vm, true, source_removed, g, &e2) < 0)
+        source_removed(set, vm, vm ? e2.code : 0, &e2, g);
+}
+
+/* The cluster database took the new owner: the source QEMU and definition go (disks stay). */
+static void owner_switched(int status, json_t *body, const struct ferr *e, void *data)
+{
+    struct mig *g = data;
+    json_decref(body);
+    if (g->finished) {
+        mig_unref(g);
+        return;
+    }
+    if (e) {
+        /* The destination has the newest state but no record says so: it must not run. The
+         * abort kills it there; the source QEMU can continue (cont re-activates its disks). */
+        fail(g, e->code, "the cluster database refused the owner change: %.200s", e->msg);
+        mig_unref(g);
+        return;
+    }
+    vm__set_migrating(g->vm, NULL, NULL);
+    struct ferr qe = {0};
+    if (vm__quit(g->vm, source_quit, g, &qe) < 0)
+        source_quit(g->vm->set, g->vm, 0, NULL, g);
+    /* the reference of this call passes to the quit/delete chain */
+}
+
+static json_int_t jint(const json_t *o, const char *k)
+{
+    json_t *v = json_object_get(o, k);
+    return json_is_integer(v) ? json_integer_value(v) : 0;
+}
+
+static void completed(struct mig *g, json_t *r)
+{
+    json_t *ram = json_object_get(r, "ram");
+    g->total_ms = jint(r, "total-time");
+    g->downtime_ms = jint(r, "downtime");
+    g->setup_ms = jint(r, "setup-time");
+    g->bytes = jint(ram, "transferred");
+    g->passes = jint(ram, "dirty-sync-count");
+    uv_timer_stop(&g->timer);
+    struct ferr e = {0};
+    json_t *cmd = json_pack("{s:i, s:s, s:s, s:s, s:s}", "v", 1, "op", "vm_owner", "name", g->name,
+                            "owner", g->to, "expect_owner", g->m->env.node_name);
+    g->refs++;
+    if (!cmd || cluster_write(g->m->env.cluster, cmd, owner_switched, g, &e) < 0)
+        owner_switched(0, NULL, &e, g);
+    json_decref(cmd);
+}
+
+static void poll_timer(uv_timer_t *t);
+static int qmp_step(struct mig *g, const char *cmd, json_t *args, vm__qmp_cb cb);
+static void on_setup(struct qmp_conn *c, int status, json_t *r, const char *err, void *d);
+
+static void on_query(struct qmp_conn *c, int status, json_t *r, const char *err, void *d)
+{
+    struct mig *g = d;
+    g->query_busy = false;
+    if (g->finished)
+        goto out;
+    if (status < 0) {
+        fail(g, FERR_QEMU, "query-migrate: %.300s", err ? err : ferr_str(status));
+        goto out;
+    }
+    const char *st = json_string_value(json_object_get(r, "status"));
+    if (!st)
+        goto out;
+    if (strcmp(st, "completed") == 0) {
+        /* QEMU 7.2 can answer completed with total-time and downtime still 0. */
+        if ((jint(r, "total-time") == 0 || jint(r, "downtime") == 0) &&
+            ++g->completed_polls < COMPLETED_REPOLLS) {
+            uv_timer_start(&g->timer, poll_timer, 5, POLL_MS);
+            goto out;
+        }
+        completed(g, r);
+    } else if (strcmp(st, "failed") == 0) {
+        const char *desc = json_string_value(json_object_get(r, "error-desc"));
+        fail(g, FERR_QEMU, "QEMU: migration failed: %.300s", desc ? desc : "no reason given");
+    } else if (strcmp(st, "cancelled") == 0) {
+        fail(g, FERR_STATE, "%s", g->cancelled ? "cancelled by request" : "QEMU cancelled it");
+    } else if (strcmp(st, "active") == 0 && !g->raised && g->limit_ms < g->budget_ms &&
+               (jint(json_object_get(r, "ram"), "dirty-sync-count") >= RAISE_PASSES ||
+                now_mono_ms() - g->t0_ms >= RAISE_MS)) {
+        /* Not converging at the tight limit: allow the whole budget. */
+        g->raised = true;
+        g->limit_ms = g->budget_ms;
+        log_info("migrate %s: not converged yet; downtime-limit raised to %llu ms", g->name,
+                 (unsigned long long)g->budget_ms);
+        qmp_step(g, "migrate-set-parameters",
+                 json_pack("{s:I}", "downtime-limit", (json_int_t)g->budget_ms), on_setup);
+    }
+out:
+    mig_unref(g);
+}
+
+static void poll_now(struct mig *g)
+{
+    if (g->finished || g->query_busy)
+        return;
+    struct ferr e = {0};
+    g->refs++;
+    g->query_busy = true;
+    if (vm__qmp_execute(g->vm, "query-migrate", NULL, on_query, g, &e) < 0) {
+        g->query_busy = false;
+        g->refs--;
+        fail(g, FERR_QEMU, "%s", e.msg);
+    }
+}
+
+static void poll_timer(uv_timer_t *t)
+{
+    poll_now(t->data);
+}
+
+/* QMP events of the source QEMU while migrating: MIGRATION says the status changed. */
+static void on_vm_event(struct vm *vm, const char *event, json_t *data, void *d)
+{
+    struct mig *g = d;
+    if (strcmp(event, "MIGRATION") == 0 && g->started)
+        poll_now(g);
+}
+
+static void on_migrate(struct qmp_conn *c, int status, json_t *r, const char *err, void *d)
+{
+    struct mig *g = d;
+    if (!g->finished) {
+        if (status < 0) {
+            fail(g, FERR_QEMU, "migrate %.160s: %.300s", g->uri, err ? err : ferr_str(status));
+        } else {
+            g->started = true;
+            uv_timer_start(&g->timer, poll_timer, POLL_MS, POLL_MS);
+        }
+    }
+    mig_unref(g);
+}
+
+static void on_setup(struct qmp_conn *c, int status, json_t *r, const char *err, void *d)
+{
+    struct mig *g = d;
+    if (!g->finished && status < 0)
+        fail(g, FERR_QEMU, "migration parameters: %.300s", err ? err : ferr_str(status));
+    mig_unref(g);
+}
+
+static int qmp_step(struct mig *g, const char *cmd, json_t *args, vm__qmp_cb cb)
+{
+    struct ferr e = {0};
+    g->refs++;
+    if (vm__qmp_execute(g->vm, cmd, args, cb, g, &e) < 0) {
+        g->refs--;
+        fail(g, FERR_QEMU, "%s: %s", cmd, e.msg);
+        return -1;
+    }
+    return 0;
+}
+
+/* The destination listens: set QEMU's migration policy, then start. QMP answers in order, so
+ * the three commands go out at once. */
+static void prepared(int status, json_t *body, const struct ferr *e, void *data)
+{
+    struct mig *g = data;
+    const char *uri = json_string_value(json_object_get(body, "uri"));
+    if (!e && uri)
+        g->prepared = true;
+    if (uri)
+        snprintf(g->uri, sizeof(g->uri), "%s", uri);
+    json_decref(body);
+    if (g->finished)
+        goto out;
+    if (e) {
+        fail(g, e->code, "prepare on %s: %.300s", g->to, e->msg);
+        goto out;
+    }
+    if (!uri) {
+        fail(g, FERR_PROTO, "prepare on %s: the answer has no uri", g->to);
+        goto out;
+    }
+    if (g->cancelled) {
+        fail(g, FERR_STATE, "cancelled by request");
+        goto out;
+    }
+    if (vm_state(g->vm) != VM_RUNNING) {
+        fail(g, FERR_STATE, "the VM is %s now", vm_state_name(vm_state(g->vm)));
+        goto out;
+    }
+    json_t *caps =
+        json_pack("{s:[{s:s, s:b}]}", "capabilities", "capability", "events", "state", 1);
+    g->limit_ms = g->budget_ms / TIGHT_DIVISOR;
+    if (g->limit_ms < TIGHT_MIN_MS)
+        g->limit_ms = TIGHT_MIN_MS;
+    if (g->limit_ms > g->budget_ms)
+        g->limit_ms = g->budget_ms;
+    json_t *params = json_pack("{s:I, s:I}", "downtime-limit", (json_int_t)g->limit_ms,
+                               "max-bandwidth", (json_int_t)g->bandwidth);
+    json_t *mig = json_pack("{s:s}", "uri", g->uri);
+    if (qmp_step(g, "migrate-set-capabilities", caps, on_setup) < 0) {
+        json_decref(params);
+        json_decref(mig);
+    } else if (qmp_step(g, "migrate-set-parameters", params, on_setup) < 0) {
+        json_decref(mig);
+    } else if (qmp_step(g, "migrate", mig, on_migrate) == 0) {
+        log_info("migrate %s: to %s at %s, downtime-limit %llu ms (budget %llu ms)", g->name, g->to,
+                 g->uri, (unsigned long long)g->limit_ms, (unsigned long long)g->budget_ms);
+    }
+out:
+    mig_unref(g);
+}
+
+/* The destination: the named node, or the up node with the most free memory but this one. */
+static int pick_destination(struct migrator *m, struct vm *vm, const char *to, char out[64],
+                            struct ferr *e)
+{
+    if (to && strcmp(to, m->env.node_name) == 0)
+        return ferr_set(e, FERR_INVALID, "to: %s already runs on %s", vm_name(vm), to);
+    json_t *nodes = cluster_nodes(m->env.cluster);
+    json_t *others = json_array();
+    size_t i;
+    json_t *n;
+    json_array_foreach(json_object_get(nodes, "nodes"), i, n)
+    {
+        const char *name = json_string_value(json_object_get(n, "name"));
+        if (name && strcmp(name, m->env.node_name) != 0)
+            json_array_append(others, n);
+    }
+    int rc = placement_pick(others, vm_spec(vm)->memory_mib, to, out, e);
+    json_decref(others);
+    json_decref(nodes);
+    if (rc < 0)
+        ferr_prefix(e, "to");
+    return rc;
+}
+
+int migrate_start(struct migrator *m, struct vm *vm, const char *to, uint64_t budget_ms,
+                  uint64_t bandwidth_mib, migrate_cb cb, void *data, struct ferr *e)
+{
+    const char *name = vm_name(vm);
+    struct mig *busy = find_mig(m, name);
+    if (busy || vm->migrating_out)
+        return ferr_set(e, FERR_STATE,
+                        "%s is already migrating to %s (ferry vm migrate --cancel %s)", name,
+                        busy ? busy->to : "another node", name);
+    switch (vm_state(vm)) {
+    case VM_RUNNING:
+        break;
+    case VM_PAUSED:
+        return ferr_set(e, FERR_STATE,
+                        "%s is paused; resume it first (ferry vm resume %s): a "
+                        "live migration moves a running VM",
+                        name, name);
+    case VM_STOPPED:
+    case VM_FAILED:
+        return ferr_set(e, FERR_STATE, "%s is %s; only a running VM can be live-migrated", name,
+                        vm_state_name(vm_state(vm)));
+    default:
+        return ferr_set(e, FERR_STATE, "%s is %s; wait until it runs", name,
+                        vm_state_name(vm_state(vm)));
+    }
+    if (!m->env.cluster || !cluster_active(m->env.cluster))
+        return ferr_set(e, FERR_STATE,
+                        "this host is not in a cluster: there is nowhere to "
+                        "migrate %s to",
+                        name);
+    if (!cluster_quorum(m->env.cluster))
+        return ferr_set(e, FERR_UNAVAIL,
+                        "no quorum: the owner change could not be recorded; "
+                        "try again when the cluster has a leader");
+    if (budget_ms == 0)
+        budget_ms = vm_spec(vm)->blackout_budget_ms;
+    if (budget_ms == 0)
+        budget_ms = 300;
+    struct mig *g = calloc(1, sizeof(*g));
+    if (!g)
+        return ferr_set(e, -ENOMEM, "out of memory");
+    int rc = pick_destination(m, vm, to, g->to, e);
+    if (rc < 0) {
+        free(g);
+        return rc;
+    }
+    json_t *body = json_pack("{s:s, s:o}", "name", name, "spec", vm_spec_to_json(vm_spec(vm)));
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (!text) {
+        free(g);
+        return ferr_set(e, -ENOMEM, "out of memory");
+    }
+    g->m = m;
+    g->vm = vm;
+    snprintf(g->name, sizeof(g->name), "%s", name);
+    g->budget_ms = budget_ms;
+    g->bandwidth = bandwidth_mib ? bandwidth_mib << 20 : MAX_BANDWIDTH;
+    g->cb = cb;
+    g->data = data;
+    g->t0_ms = now_mono_ms();
+    g->refs = 3; /* the list, the timer, the prepare call */
+    uv_timer_init(m->env.loop, &g->timer);
+    g->timer.data = g;
+    g->next = m->migs;
+    m->migs = g;
+    vm__set_migrating(vm, on_vm_event, g);
+    rc = cluster_forward(m->env.cluster, g->to, "POST", "/v1/internal/migrate/prepare", text,
+                         prepared, g, e);
+    free(text);
+    if (rc < 0) {
+        ferr_prefix(e, "migrate %s: prepare on %s", name, g->to);
+        vm__set_migrating(vm, NULL, NULL);
+        g->refs--; /* no prepare call */
+        finish(g);
+        return rc;
+    }
+    events_add(m->env.events, name, "vm.migrating", "to %s, pre-copy, budget %llu ms", g->to,
+               (unsigned long long)budget_ms);
+    return 0;
+}
+
+static void after_cancel(struct qmp_conn *c, int status, json_t *r, const char *err, void *d)
+{
+    struct mig *g = d;
+    if (status < 0 && status != -ECANCELED && !g->finished)
+        log_warn("migrate %s: migrate_cancel: %s", g->name, err ? err : ferr_str(status));
+    poll_now(g);
+    mig_unref(g);
+}
+
+int migrate_cancel(struct migrator *m, const char *name, struct ferr *e)
+{
+    struct mig *g = find_mig(m, name);
+    if (!g)
+        return ferr_set(e, FERR_STATE, "%s is not migrating", name);
+    g->cancelled = true;
+    if (!g->started)
+        return 0; /* prepared() sees the flag */
+    struct ferr qe = {0};
+    g->refs++;
+    if (vm__qmp_execute(g->vm, "migrate_cancel", NULL, after_cancel, g, &qe) < 0) {
+        g->refs--;
+        fail(g, FERR_STATE, "cancelled by request");
+    }
+    return 0;
+}
+
+/* ---- destination ---- */
+
+struct prep {
+    struct migrator *m;
+    migrate_cb cb;
+    void *data;
+    char name[VM_NAME_MAX + 1];
+    char uri[160];
+    struct ferr e;
+};
+
+/* A free TCP port on ip, for QEMU to listen on (the kernel picks it). */
+static int free_port(const char *ip, int *port, struct ferr *e)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    if (inet_pton(AF_INET, ip, &sa.sin_addr) != 1)
+        return ferr_set(e, FERR_INVALID, "migration address %s is not an IPv4 address", ip);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return ferr_set(e, -errno, "socket: %s", strerror(errno));
+    socklen_t len = sizeof(sa);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+        getsockname(fd, (struct sockaddr *)&sa, &len) < 0) {
+        int err = errno;
+        close(fd);
+        return ferr_set(e, -err, "bind %s:0: %s", ip, strerror(err));
+    }
+    close(fd);
+    *port = ntohs(sa.sin_port);
+    return 0;
+}
+
+/* This node's management address: the host part of its API address in the cluster. */
+static int mgmt_ip(struct migrator *m, char out[64], struct ferr *e)
+{
+    json_t *rec = NULL;
+    int rc = cdb_node_find(cluster_db(m->env.cluster), m->env.node_name, &rec, e);
+    if (rc < 0)
+        return rc;
+    const char *api = json_string_value(json_object_get(rec, "api_addr"));
+    const char *colon = api ? strrchr(api, ':') : NULL;
+    if (!colon || colon == api || (size_t)(colon - api) >= 64) {
+        json_decref(rec);
+        return ferr_set(e, FERR_STATE, "this node has no API address in the cluster");
+    }
+    memcpy(out, api, (size_t)(colon - api));
+    out[colon - api] = '\0';
+    json_decref(rec);
+    return 0;
+}
+
+static void prep_removed(struct vmset *set, struct vm *vm, int status, const struct ferr *e,
+                         void *data)
+{
+    struct prep *p = data;
+    p->cb(0, NULL, &p->e, p->data);
+    free(p);
+}
+
+/* Undoes a half-made incoming VM, then answers with p->e. */
+static void prep_fail(struct prep *p)
+{
+    ferr_prefix(&p->e, "prepare %s on %s", p->name, p->m->env.node_name);
+    log_warn("migrate: %s", p->e.msg);
+    struct vm *vm = vmset_find(p->m->env.vms, p->name);
+    struct ferr e2 = {0};
+    if (!vm || vmset_delete(p->m->env.vms, vm, true, prep_removed, p, &e2) < 0)
+        prep_removed(p->m->env.vms, NULL, 0, NULL, p);
+}
+
+static void prep_started(struct vmset *set, struct vm *vm, int status, const struct ferr *e,
+                         void *data)
+{
+    struct prep *p = data;
+    if (status < 0) {
+        p->e = *e;
+        prep_fail(p);
+        return;
+    }
+    log_info("migrate %s: incoming at %s", p->name, p->uri);
+    p->cb(200, json_pack("{s:s, s:s}", "uri", p->uri, "node", p->m->env.node_name), NULL, p->data);
+    free(p);
+}
+
+static void prep_created(struct vmset *set, struct vm *vm, int status, const struct ferr *e,
+                         void *data)
+{
+    struct prep *p = data;
+    if (status < 0) {
+        p->cb(0, NULL, e, p->data);
+        free(p);
+        return;
+    }
+    char ip[64];
+    int port = 0;
+    if (mgmt_ip(p->m, ip, &p->e) < 0 || free_port(ip, &port, &p->e) < 0) {
+        prep_fail(p);
+        return;
+    }
+    snprintf(p->uri, sizeof(p->uri), "tcp:%s:%d", ip, port);
+    if (vm__start_incoming(vm, p->uri, prep_started, p, &p->e) < 0)
+        prep_fail(p);
+}
+
+static void reply_err(migrate_cb cb, void *data, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void reply_err(migrate_cb cb, void *data, int code, const char *fmt, ...)
+{
+    struct ferr e = {.code = code};
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e.msg, sizeof(e.msg), fmt, ap);
+    va_end(ap);
+    cb(0, NULL, &e, data);
+}
+
+/* True (after answering) when the cluster database says this node owns the VM: then it is
+ * no incoming copy to make or throw away. */
+static bool owned_here(struct migrator *m, const char *name, migrate_cb cb, void *data)
+{
+    json_t *rec = NULL;
+    if (cdb_vm_get(cluster_db(m->env.cluster), name, &rec, NULL) < 0)
+        return false;
+    const char *owner = json_string_value(json_object_get(rec, "owner"));
+    bool mine = owner && strcmp(owner, m->env.node_name) == 0;
+    json_decref(rec);
+    if (mine)
+        reply_err(cb, data, FERR_STATE, "%s is owned by %s in the cluster database", name,
+                  m->env.node_name);
+    return mine;
+}
+
+void migrate_on_prepare(struct migrator *m, const json_t *body, migrate_cb cb, void *data)
+{
+    const char *name = json_string_value(json_object_get(body, "name"));
+    json_t *spec = json_object_get(body, "spec");
+    const char *sname = json_string_value(json_object_get(spec, "name"));
+    if (!name || !json_is_object(spec) || !sname || strcmp(name, sname) != 0 ||
+        json_object_size(body) != 2) {
+        reply_err(cb, data, FERR_INVALID,
+                  "body: expected {\"name\": NAME, \"spec\": {the VM's spec, same name}}");
+        return;
+    }
+    if (!m->env.cluster || !cluster_active(m->env.cluster)) {
+        reply_err(cb, data, FERR_STATE, "prepare %s: this node is not in a cluster", name);
+        return;
+    }
+    if (owned_here(m, name, cb, data))
+        return;
+    struct prep *p = calloc(1, sizeof(*p));
+    if (!p) {
+        reply_err(cb, data, -ENOMEM, "out of memory");
+        return;
+    }
+    p->m = m;
+    p->cb = cb;
+    p->data = data;
+    snprintf(p->name, sizeof(p->name), "%s", name);
+    struct ferr e = {0};
+    if (vmset_create(m->env.vms, spec, prep_created, p, &e) < 0) {
+        ferr_prefix(&e, "prepare %s on %s", name, m->env.node_name);
+        cb(0, NULL, &e, data);
+        free(p);
+    }
+}
+
+struct abort_ctx {
+    migrate_cb cb;
+    void *data;
+};
+
+static void aborted(struct vmset *set, struct vm *vm, int status, const struct ferr *e, void *data)
+{
+    struct abort_ctx *a = data;
+    if (status < 0)
+        a->cb(0, NULL, e, a->data);
+    else
+        a->cb(200, json_pack("{s:b}", "aborted", 1), NULL, a->data);
+    free(a);
+}
+
+void migrate_on_abort(struct migrator *m, const json_t *body, migrate_cb cb, void *data)
+{
+    const char *name = json_string_value(json_object_get(body, "name"));
+    if (!name || json_object_size(body) != 1) {
+        reply_err(cb, data, FERR_INVALID, "body: expected {\"name\": NAME}");
+        return;
+    }
+    struct vm *vm = vmset_find(m->env.vms, name);
+    if (!vm) {
+        cb(200, json_pack("{s:b}", "aborted", 0), NULL, data); /* nothing (left) here */
+        return;
+    }
+    if (owned_here(m, name, cb, data))
+        return;
+    struct abort_ctx *a = calloc(1, sizeof(*a));
+    if (!a) {
+        reply_err(cb, data, -ENOMEM, "out of memory");
+        return;
+    }
+    a->cb = cb;
+    a->data = data;
+    struct ferr e = {0};
+    events_add(m->env.events, name, "vm.migrate_aborted", "the source gave up the migration");
+    if (vmset_delete(m->env.vms, vm, true, aborted, a, &e) < 0) {
+        free(a);
+        cb(0, NULL, &e, data);
+    }
+}
