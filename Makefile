@@ -59,3 +59,7 @@ clean:
 .PHONY: bench-election
 bench-election: build
 	$(PYTHON) bench/election --idle-minutes 10
+
+.PHONY: bench-migration
+bench-migration: build
+	$(PYTHON) bench/migration

@@ -17,6 +17,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "host/host.h"
+#include "migrate/migrate.h"
 #include "vm/events.h"
 #include "vm/vm.h"
 
@@ -39,6 +40,7 @@ struct ferryd_config {
     unsigned raft_port;
     unsigned heartbeat_ms;
     unsigned down_after;
+    unsigned max_migrations;
 };
 
 struct ferryd {
@@ -73,6 +75,7 @@ static void usage(FILE *f)
             "  --raft-port PORT     cluster Raft port on the --listen address (default: its port + 1)\n"
             "  --heartbeat-ms MS    node heartbeat interval, 250..2000 (default 1000)\n"
             "  --down-after N       missed heartbeats before a node is down, 3..10 (default 5)\n"
+            "  --max-migrations N   concurrent outgoing live migrations, 1..16 (default 2)\n"
             "  --log-level LEVEL    debug, info, warn, error (default info)\n"
             "  --version, --help\n");
 }
@@ -130,6 +133,17 @@ static int apply_opt(struct ferryd_config *c, const char *key, const char *val)
         *(port ? &c->raft_port : hb ? &c->heartbeat_ms : &c->down_after) = (unsigned)v;
         return 0;
     }
+    if (strcmp(key, "max_migrations") == 0) {
+        char *end;
+        unsigned long v = val ? strtoul(val, &end, 10) : 0;
+        if (!val || !*val || *end || v < 1 || v > MIGRATE_MAX_OUT) {
+            fprintf(stderr, "ferryd: max_migrations: expected an integer in 1..%d\n",
+                    MIGRATE_MAX_OUT);
+            return -1;
+        }
+        c->max_migrations = (unsigned)v;
+        return 0;
+    }
     if (strcmp(key, "log_level") == 0) {
         enum log_level l;
         if (!val || log_level_parse(val, &l) < 0) {
@@ -183,14 +197,14 @@ static int parse_args(struct ferryd_config *c, int argc, char **argv)
         {"qemu-img", required_argument, 0, 'i'},   {"name", required_argument, 0, 'n'},
         {"log-level", required_argument, 0, 'L'},  {"help", no_argument, 0, 'h'},
         {"raft-port", required_argument, 0, 'R'},  {"heartbeat-ms", required_argument, 0, 'H'},
-        {"down-after", required_argument, 0, 'D'},
+        {"down-after", required_argument, 0, 'D'}, {"max-migrations", required_argument, 0, 'M'},
         {"version", no_argument, 0, 'V'},          {0, 0, 0, 0},
     };
     static const char *keys[128] = {
         ['s'] = "state_dir", ['r'] = "run_dir", ['S'] = "socket",   ['l'] = "listen",
         ['t'] = "token_file", ['a'] = "accel",  ['q'] = "qemu",     ['i'] = "qemu_img",
         ['n'] = "name",       ['L'] = "log_level", ['R'] = "raft_port",
-        ['H'] = "heartbeat_ms", ['D'] = "down_after",
+        ['H'] = "heartbeat_ms", ['D'] = "down_after", ['M'] = "max_migrations",
     };
     /* The config file first, so flags override it. */
     for (int i = 1; i < argc - 1; i++)
@@ -384,6 +398,7 @@ int main(int argc, char **argv)
     c->start_timeout_ms = 30000;
     c->heartbeat_ms = CLUSTER_HEARTBEAT_MS;
     c->down_after = CLUSTER_DOWN_AFTER;
+    c->max_migrations = MIGRATE_DEFAULT_OUT;
     if (parse_args(c, argc, argv) < 0)
         return 2;
     signal(SIGPIPE, SIG_IGN);
@@ -464,6 +479,7 @@ int main(int argc, char **argv)
         .version = FERRY_VERSION,
         .start_mono_ms = now_mono_ms(),
         .loop = d.loop,
+        .max_migrations = c->max_migrations,
     };
     if (http_server_new(d.loop, api_handle, &d.api, &d.http, &e) < 0) {
         log_error("%s", e.msg);

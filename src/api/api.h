@@ -31,6 +31,7 @@ struct api_ctx {
     uv_loop_t *loop;
     struct cluster *cluster;
     struct migrator *migrator; /* made by the first migration request (routes.c) */
+    unsigned max_migrations;   /* concurrent outgoing migrations (ferryd --max-migrations) */
 };
 
 /* The http_handler of ferryd: routes every request (data is a struct api_ctx). */

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common/util.h"
+#include "migrate/migrate.h"
 
 struct out {
     char *buf;
@@ -113,6 +114,35 @@ static void one_vm(struct vm *vm, void *data)
     }
 }
 
+static void histogram(struct out *o, const char *name, const char *text,
+                      const struct migrate_hist *h)
+{
+    static const double bounds[MIGRATE_HIST_N] = MIGRATE_HIST_BOUNDS;
+    help(o, name, "histogram", text);
+    uint64_t cum = 0;
+    for (unsigned i = 0; i < MIGRATE_HIST_N; i++) {
+        cum += h->buckets[i];
+        put(o, "%s_bucket{le=\"%g\"} %llu\n", name, bounds[i], (unsigned long long)cum);
+    }
+    put(o, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)h->count);
+    put(o, "%s_sum %.3f\n%s_count %llu\n", name, h->sum_s, name, (unsigned long long)h->count);
+}
+
+/* Migrations this node ran as source (src/migrate/). */
+static void migrations(struct out *o, const struct api_ctx *ctx)
+{
+    struct migrate_stats st;
+    migrator_stats(ctx->migrator, &st);
+    help(o, "ferry_migrations_total", "counter", "live migrations this node ran as source");
+    for (unsigned i = 0; i < MIGRATE_OUTCOMES; i++)
+        put(o, "ferry_migrations_total{status=\"%s\"} %llu\n", migrate_outcome_name(i),
+            (unsigned long long)st.outcomes[i]);
+    histogram(o, "ferry_migration_blackout_seconds",
+              "QEMU's downtime of completed migrations this node ran as source", &st.blackout);
+    histogram(o, "ferry_migration_total_seconds",
+              "total time of completed migrations this node ran as source", &st.total);
+}
+
 int metrics_render(struct api_ctx *ctx, char **out_text, size_t *len)
 {
     struct out o = {.buf = malloc(8192), .cap = 8192};
@@ -157,6 +187,7 @@ int metrics_render(struct api_ctx *ctx, char **out_text, size_t *len)
         struct pass p = {&o, fams[i].what};
         vmset_foreach(ctx->vms, one_vm, &p);
     }
+    migrations(&o, ctx);
     if (o.failed) {
         free(o.buf);
         return -ENOMEM;

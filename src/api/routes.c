@@ -15,6 +15,7 @@
 #include "cluster/placement.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "migrate/drain.h"
 #include "migrate/migrate.h"
 #include "storage/vhd.h"
 
@@ -934,7 +935,8 @@ static struct migrator *migrator(struct api_ctx *ctx, struct http_req *req)
 {
     if (ctx->migrator)
         return ctx->migrator;
-    struct migrator_env env = {ctx->loop, ctx->vms, ctx->events, ctx->cluster, ctx->node_name};
+    struct migrator_env env = {ctx->loop,   ctx->vms,       ctx->events,
+                               ctx->cluster, ctx->node_name, ctx->max_migrations};
     struct ferr e = {0};
     if (migrator_new(&env, &ctx->migrator, &e) < 0) {
         http_reply_error(req, &e);
@@ -994,6 +996,56 @@ static void h_vm_migrate_cancel(struct api_ctx *ctx, struct http_req *req,
         http_reply_json(req, 200, json_pack("{s:s, s:b}", "vm", vm_name(vm), "cancelling", 1));
 }
 
+/* GET /v1/vms/{name}/migration: the running migration's live figures, on its source. A
+ * destination's incoming copy hands the request to the owner. */
+static void h_vm_migration(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
+{
+    struct vm *vm = find_vm(ctx, req, m);
+    if (!vm)
+        return;
+    json_t *p = migrate_progress(ctx->migrator, vm_name(vm));
+    if (p) {
+        http_reply_json(req, 200, p);
+        return;
+    }
+    if (vm_state(vm) == VM_INCOMING && forward_to_owner(ctx, req, vm_name(vm)))
+        return;
+    reply_err(req, FERR_NOTFOUND, "%s is not migrating", vm_name(vm));
+}
+
+/* GET /v1/migrations?vm=NAME: the "vm.migration" records of the cluster database, newest
+ * first. Any node answers from its own copy of the database. */
+static void h_migrations(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
+{
+    const char *want = http_req_query(req, "vm");
+    if (want && !name_valid(want, 63)) {
+        reply_err(req, FERR_INVALID, "vm: \"%.70s\" is not a VM name", want);
+        return;
+    }
+    json_t *list = json_array();
+    json_t *evs = cluster_active(ctx->cluster) ? cdb_events(cluster_db(ctx->cluster), 0, 0)
+                                               : NULL;
+    for (size_t i = json_array_size(evs); i-- > 0;) {
+        json_t *ev = json_array_get(evs, i);
+        const char *type = json_string_value(json_object_get(ev, "type"));
+        const char *vm = json_string_value(json_object_get(ev, "vm"));
+        const char *msg = json_string_value(json_object_get(ev, "message"));
+        if (!type || strcmp(type, "vm.migration") != 0 || !msg ||
+            (want && (!vm || strcmp(vm, want) != 0)))
+            continue;
+        json_t *rec = json_loads(msg, 0, NULL);
+        if (!json_is_object(rec)) {
+            json_decref(rec);
+            continue;
+        }
+        json_object_set(rec, "id", json_object_get(ev, "id"));
+        json_object_set(rec, "time_ms", json_object_get(ev, "time_ms"));
+        json_array_append_new(list, rec);
+    }
+    json_decref(evs);
+    http_reply_json(req, 200, json_pack("{s:o}", "migrations", list));
+}
+
 static void h_int_migrate(struct api_ctx *ctx, struct http_req *req, bool prepare)
 {
     struct migrator *mg;
@@ -1021,6 +1073,69 @@ static void h_int_migrate_abort(struct api_ctx *ctx, struct http_req *req,
     h_int_migrate(ctx, req, false);
 }
 
+/* ---- node drain and resume (src/migrate/drain.c) ---- */
+
+/* The drain runs on the node itself (it owns the VMs): a request made elsewhere goes there.
+ * Returns true if the request was handed on or answered. */
+static bool forward_to_node(struct api_ctx *ctx, struct http_req *req, const char *node)
+{
+    if (!cluster_active(ctx->cluster)) {
+        reply_err(req, FERR_STATE, "this host is not in a cluster: there is nowhere to move its VMs");
+        return true;
+    }
+    if (strcmp(node, ctx->node_name) == 0)
+        return false;
+    if (http_req_principal(req) == HTTP_PRINCIPAL_PEER) {
+        reply_err(req, FERR_STATE, "%s is not %s; the request was forwarded to the wrong node",
+                  ctx->node_name, node);
+        return true;
+    }
+    size_t len;
+    const char *body = http_req_body(req, &len);
+    struct ferr e = {0};
+    if (cluster_forward(ctx->cluster, node, "POST", http_req_path(req), len ? body : NULL,
+                        reply_cluster, req, &e) < 0)
+        http_reply_error(req, &e);
+    return true;
+}
+
+static void h_node_drain(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
+{
+    const char *node = route_param(m, "name");
+    if (forward_to_node(ctx, req, node))
+        return;
+    json_t *b = body_object(req, true);
+    if (!b)
+        return;
+    json_t *par = json_object_get(b, "parallel");
+    if (json_object_size(b) > (par ? 1u : 0u) ||
+        (par && (!json_is_integer(par) || json_integer_value(par) < 1 ||
+                 json_integer_value(par) > DRAIN_PARALLEL_MAX))) {
+        reply_err(req, FERR_INVALID, "body: accepted: {\"parallel\": 1..%d (optional)}",
+                  DRAIN_PARALLEL_MAX);
+        json_decref(b);
+        return;
+    }
+    struct migrator *mg = migrator(ctx, req);
+    struct ferr e = {0};
+    struct drain_env env = {ctx->loop, ctx->vms, ctx->events, ctx->cluster, mg, ctx->node_name};
+    if (mg && drain_start(&env, par ? (unsigned)json_integer_value(par) : 0, reply_cluster, req,
+                          &e) < 0)
+        http_reply_error(req, &e);
+    json_decref(b);
+}
+
+static void h_node_resume(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
+{
+    const char *node = route_param(m, "name");
+    if (forward_to_node(ctx, req, node))
+        return;
+    struct ferr e = {0};
+    struct drain_env env = {ctx->loop, ctx->vms, ctx->events, ctx->cluster, NULL, ctx->node_name};
+    if (drain_resume(&env, node, reply_cluster, req, &e) < 0)
+        http_reply_error(req, &e);
+}
+
 static const struct route routes[] = {
     {"POST", "/v1/cluster/init", (void *)h_cluster_init},
     {"POST", "/v1/cluster/join", (void *)h_cluster_join},
@@ -1028,6 +1143,8 @@ static const struct route routes[] = {
     {"POST", "/v1/cluster/remove", (void *)h_cluster_remove},
     {"GET", "/v1/cluster/status", (void *)h_cluster_status},
     {"GET", "/v1/nodes", (void *)h_nodes},
+    {"POST", "/v1/nodes/{name}/drain", (void *)h_node_drain},
+    {"POST", "/v1/nodes/{name}/resume", (void *)h_node_resume},
     {"POST", "/v1/internal/join", (void *)h_int_join},
     {"POST", "/v1/internal/heartbeat", (void *)h_int_heartbeat},
     {"POST", "/v1/internal/apply", (void *)h_int_apply},
@@ -1042,6 +1159,8 @@ static const struct route routes[] = {
     {"GET", "/v1/vms/{name}/console", (void *)h_vm_console},
     {"POST", "/v1/vms/{name}/migrate", (void *)h_vm_migrate},
     {"POST", "/v1/vms/{name}/migrate/cancel", (void *)h_vm_migrate_cancel},
+    {"GET", "/v1/migrations", (void *)h_migrations},
+    {"GET", "/v1/vms/{name}/migration", (void *)h_vm_migration},
     {"POST", "/v1/vms/{name}/{action}", (void *)h_vm_action},
     {"POST", "/v1/disks", (void *)h_disk_create},
     {"GET", "/v1/disks/info", (void *)h_disk_info},

@@ -1,9 +1,14 @@
 /* SPDX-License-Identifier: MIT */
-/* ferry vm migrate: live-migrate a VM to another node of the cluster, or cancel that. */
+/* ferry vm migrate: live-migrate a VM to another node of the cluster, or cancel that;
+ * ferry vm migrations: the history of migrations from the cluster database. */
 #include <errno.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "cli/cmd.h"
 #include "common/util.h"
@@ -12,9 +17,12 @@ static const char migrate_help[] =
     "Usage: ferry vm migrate NAME [--to NODE] [--budget-ms N] [--bandwidth-mib N]\n"
     "       ferry vm migrate --cancel NAME\n"
     "\n"
-    "Live-migrates a running VM to another node (pre-copy) and answers when it is done:\n"
+    "Live-migrates a running VM to another node (pre-copy; post-copy when the guest dirties\n"
+    "memory faster than the link sends it) and answers when it is done:\n"
     "total time, QEMU's downtime (the blackout), bytes sent, passes and strategy.\n"
-    "On any failure the VM keeps running where it was.\n"
+    "On any failure the VM keeps running where it was. Meanwhile it shows the progress\n"
+    "(a bar on a terminal, a line per second otherwise; nothing with -o json); Ctrl-C asks\n"
+    "whether to cancel the migration.\n"
     "\n"
     "  --to NODE       destination (default: the up node with the most free memory)\n"
     "  --budget-ms N   blackout budget, QEMU's downtime-limit (default: the VM's spec)\n"
@@ -42,6 +50,169 @@ static int print_figures(struct cli *cli, const json_t *r)
               (double)cli_jnum(r, "bytes") / (1024.0 * 1024.0));
     output_kv(stdout, "passes", "%llu", (unsigned long long)cli_jnum(r, "passes"));
     return EXIT_OK;
+}
+
+#define PROGRESS_POLL_MS 200
+
+static volatile sig_atomic_t got_sigint;
+
+static void on_sigint(int sig)
+{
+    got_sigint = 1;
+}
+
+/* One progress line from GET /v1/vms/NAME/migration: a bar redrawn in place on a terminal,
+ * else a plain line at most every second (and when the pass changes). */
+static void draw_progress(const json_t *p, bool tty, uint64_t *last_ms, uint64_t *last_pass)
+{
+    const json_t *mem = json_object_get(p, "memory");
+    uint64_t sent = cli_jnum(mem, "transferred"), left = cli_jnum(mem, "remaining"),
+             total = cli_jnum(mem, "total"), pass = cli_jnum(p, "pass"),
+             elapsed = cli_jnum(p, "elapsed_ms"), now = now_mono_ms();
+    if (!tty && now - *last_ms < 1000 && pass == *last_pass)
+        return;
+    *last_ms = now;
+    *last_pass = pass;
+    unsigned pct = total ? (unsigned)((total - (left < total ? left : total)) * 100 / total) : 0;
+    char bar[21], s_sent[32], s_left[32], s_dirty[32];
+    for (unsigned i = 0; i < 20; i++)
+        bar[i] = i < pct / 5 ? '#' : '-';
+    bar[20] = '\0';
+    output_bytes(sent, s_sent, sizeof(s_sent));
+    output_bytes(left, s_left, sizeof(s_left));
+    output_bytes(cli_jnum(p, "dirty_rate_bytes_per_s"), s_dirty, sizeof(s_dirty));
+    json_t *exp = json_object_get(p, "expected_downtime_ms");
+    char s_exp[32] = "-";
+    if (json_is_integer(exp))
+        snprintf(s_exp, sizeof(s_exp), "%lld ms", (long long)json_integer_value(exp));
+    printf("%s[%s] %3u%% %s pass %llu, sent %s, left %s, dirty %s/s, %.0f Mbps, "
+           "expected blackout %s, %.1fs%s",
+           tty ? "\r" : "", bar, pct, cli_jstr(p, "status") ? cli_jstr(p, "status") : "?",
+           (unsigned long long)pass, s_sent, s_left, s_dirty,
+           json_number_value(json_object_get(p, "throughput_mbps")), s_exp, elapsed / 1000.0,
+           tty ? "\033[K" : "\n");
+    fflush(stdout);
+}
+
+/* Ctrl-C: asks on the terminal; true when the answer is yes. */
+static bool ask_cancel(bool tty)
+{
+    FILE *in = fopen("/dev/tty", "r");
+    if (!in)
+        return false;
+    fprintf(stderr, "%scancel the migration? [y/N] ", tty ? "\n" : "");
+    fflush(stderr);
+    char line[16] = "";
+    bool yes = fgets(line, sizeof(line), in) && (line[0] == 'y' || line[0] == 'Y');
+    fclose(in);
+    return yes;
+}
+
+/*
+ * Runs the migration request in a child process (the request answers only when the
+ * migration is over) and, meanwhile, polls its progress and handles Ctrl-C here. The child
+ * prints the error itself and hands the answer over a pipe; its exit code is ours.
+ */
+static int migrate_watched(struct cli *cli, const char *name, const char *path, const json_t *body)
+{
+    int fds[2];
+    if (pipe(fds) < 0) {
+        fprintf(stderr, "ferry: pipe: %s\n", strerror(errno));
+        return EXIT_FAIL;
+    }
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        fprintf(stderr, "ferry: fork: %s\n", strerror(errno));
+        close(fds[0]);
+        close(fds[1]);
+        return EXIT_FAIL;
+    }
+    if (pid == 0) {
+        signal(SIGINT, SIG_IGN); /* Ctrl-C is the parent's question */
+        close(fds[0]);
+        json_t *reply = NULL;
+        int rc = cli_call(cli, "POST", path, body, &reply);
+        char *text = reply ? json_dumps(reply, JSON_COMPACT) : NULL;
+        for (size_t off = 0, n = text ? strlen(text) : 0; off < n;) {
+            ssize_t w = write(fds[1], text + off, n - off);
+            if (w <= 0)
+                break;
+            off += (size_t)w;
+        }
+        _exit(rc);
+    }
+    close(fds[1]);
+    struct sigaction sa = {.sa_handler = on_sigint}, old;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old);
+    bool tty = cli->fmt != OUTPUT_JSON && isatty(STDOUT_FILENO);
+    bool show = cli->fmt != OUTPUT_JSON, drawn = false;
+    uint64_t last_ms = 0, last_pass = 0;
+    char *esc = client_escape(name), ppath[512];
+    snprintf(ppath, sizeof(ppath), "/v1/vms/%s/migration", esc ? esc : name);
+    char cpath[512];
+    snprintf(cpath, sizeof(cpath), "/v1/vms/%s/migrate/cancel", esc ? esc : name);
+    free(esc);
+    char *answer = NULL;
+    size_t len = 0;
+    for (;;) {
+        struct pollfd pfd = {.fd = fds[0], .events = POLLIN};
+        int n = poll(&pfd, 1, PROGRESS_POLL_MS);
+        if (n > 0) {
+            char buf[4096];
+            ssize_t r = read(fds[0], buf, sizeof(buf));
+            if (r <= 0)
+                break; /* the answer is complete */
+            char *na = realloc(answer, len + (size_t)r + 1);
+            if (!na)
+                break;
+            answer = na;
+            memcpy(answer + len, buf, (size_t)r);
+            len += (size_t)r;
+            answer[len] = '\0';
+            continue;
+        }
+        if (got_sigint) {
+            got_sigint = 0;
+            if (ask_cancel(tty)) {
+                json_t *reply = NULL;
+                if (cli_call(cli, "POST", cpath, NULL, &reply) == EXIT_OK)
+                    fprintf(stderr, "%s: cancelling the migration\n", name);
+                json_decref(reply);
+            }
+            continue;
+        }
+        long status = 0;
+        json_t *p = NULL;
+        struct ferr e = {0};
+        if (show && client_request(cli->client, "GET", ppath, NULL, &status, &p, &e) == 0 &&
+            status == 200 && p) {
+            draw_progress(p, tty, &last_ms, &last_pass);
+            drawn = true;
+        }
+        json_decref(p);
+    }
+    close(fds[0]);
+    if (tty && drawn)
+        putchar('\n');
+    int st = 0, rc = EXIT_FAIL;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    sigaction(SIGINT, &old, NULL);
+    if (WIFEXITED(st))
+        rc = WEXITSTATUS(st);
+    if (rc == EXIT_OK) {
+        json_t *r = answer ? json_loads(answer, 0, NULL) : NULL;
+        if (r)
+            rc = print_figures(cli, r);
+        else
+            rc = cli_fail(
+                &(struct ferr){.code = FERR_PROTO, .msg = "the migration's answer was lost"});
+        json_decref(r);
+    }
+    free(answer);
+    return rc;
 }
 
 int cmd_vm_migrate(struct cli *cli, int argc, char **argv)
@@ -102,19 +273,105 @@ int cmd_vm_migrate(struct cli *cli, int argc, char **argv)
         json_object_set_new(body, "budget_ms", json_integer((json_int_t)budget));
     if (bw)
         json_object_set_new(body, "max_bandwidth_mib", json_integer((json_int_t)bw));
+    if (!cancel) {
+        int rc = migrate_watched(cli, argv[optind], path, body);
+        json_decref(body);
+        return rc;
+    }
     json_t *reply = NULL;
     int rc = cli_call(cli, "POST", path, body, &reply);
     json_decref(body);
     if (rc != EXIT_OK)
         return rc;
-    if (cancel) {
-        if (cli->fmt == OUTPUT_JSON)
-            output_json(stdout, reply);
-        else
-            printf("%s: cancelling the migration\n", argv[optind]);
-    } else {
-        rc = print_figures(cli, reply);
-    }
+    if (cli->fmt == OUTPUT_JSON)
+        output_json(stdout, reply);
+    else
+        printf("%s: cancelling the migration\n", argv[optind]);
     json_decref(reply);
     return rc;
+}
+
+static const char migrations_help[] =
+    "Usage: ferry vm migrations [NAME] [-o table|json]\n"
+    "\n"
+    "Lists finished live migrations (completed, failed, cancelled), newest first, from the\n"
+    "cluster database (its last 1000 events), of every VM or of NAME.\n";
+
+/* "12 ms" or "-" for a null/missing figure. */
+static const char *ms_cell(const json_t *r, const char *key, char *buf, size_t size)
+{
+    json_t *v = json_object_get(r, key);
+    if (!json_is_integer(v))
+        return "-";
+    snprintf(buf, size, "%lld ms", (long long)json_integer_value(v));
+    return buf;
+}
+
+int cmd_vm_migrations(struct cli *cli, int argc, char **argv)
+{
+    static const struct option opts[] = {CLI_COMMON_LONGOPTS, {NULL, 0, NULL, 0}};
+    static const char *const headers[] = {"WHEN",     "VM",    "FROM",     "TO",    "STATUS",
+                                          "STRATEGY", "TOTAL", "DOWNTIME", "BYTES", "PASSES"};
+    const char *cmd = "vm migrations";
+    bool first = true;
+    int c;
+    while ((c = cli_getopt(cli, cmd, argc, argv, CLI_COMMON_SHORTOPTS, opts, &first)) != -1) {
+        if (c == 'h') {
+            fputs(migrations_help, stdout);
+            return EXIT_OK;
+        }
+        return EXIT_USAGE;
+    }
+    if (optind + 1 < argc)
+        return cli_usage(cmd, "unexpected argument '%s'", argv[optind + 1]);
+    char path[512] = "/v1/migrations";
+    if (optind < argc) {
+        char *esc = client_escape(argv[optind]);
+        if (!esc ||
+            snprintf(path, sizeof(path), "/v1/migrations?vm=%s", esc) >= (int)sizeof(path)) {
+            free(esc);
+            return cli_usage(cmd, "NAME is too long");
+        }
+        free(esc);
+    }
+    json_t *reply = NULL;
+    int rc = cli_call(cli, "GET", path, NULL, &reply);
+    if (rc != EXIT_OK)
+        return rc;
+    if (cli->fmt == OUTPUT_JSON) {
+        output_json(stdout, reply);
+        json_decref(reply);
+        return EXIT_OK;
+    }
+    struct output_table *t = output_table_new(10, headers);
+    size_t i;
+    json_t *r;
+    json_array_foreach(json_object_get(reply, "migrations"), i, r)
+    {
+        char when[40], total[32], down[32], bytes[32], passes[24];
+        output_time(cli_jnum(r, "time_ms"), when, sizeof(when));
+        output_bytes(cli_jnum(r, "bytes"), bytes, sizeof(bytes));
+        snprintf(passes, sizeof(passes), "%llu", (unsigned long long)cli_jnum(r, "passes"));
+        const char *cells[] = {when,
+                               cli_jstr(r, "vm"),
+                               cli_jstr(r, "from"),
+                               cli_jstr(r, "to"),
+                               cli_jstr(r, "status"),
+                               cli_jstr(r, "strategy"),
+                               ms_cell(r, "total_ms", total, sizeof(total)),
+                               ms_cell(r, "downtime_ms", down, sizeof(down)),
+                               bytes,
+                               passes};
+        if (!t || output_table_add(t, cells) < 0) {
+            output_table_free(t);
+            json_decref(reply);
+            fputs("ferry: out of memory\n", stderr);
+            return EXIT_FAIL;
+        }
+    }
+    if (t)
+        output_table_print(t, stdout);
+    output_table_free(t);
+    json_decref(reply);
+    return EXIT_OK;
 }

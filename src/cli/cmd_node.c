@@ -149,6 +149,8 @@ static int node_list(struct cli *cli, int argc, char **argv)
 static const struct cli_cmd node_cmds[] = {
     {"show", node_show, "show this host: CPUs, memory, accelerator"},
     {"list", node_list, "list the cluster's nodes: state, leader, VMs, memory"},
+    {"drain", cmd_node_drain, "live-migrate every VM off a node, then pause it"},
+    {"resume", cmd_node_resume, "let a paused or draining node take new VMs again"},
 };
 
 int cmd_node(struct cli *cli, int argc, char **argv)

@@ -1091,6 +1091,7 @@ static const struct cli_cmd vm_cmds[] = {
     {"delete", vm_delete, "remove a stopped VM (--force kills it first)"},
     {"console", vm_console, "print (and follow) a VM's serial console"},
     {"migrate", cmd_vm_migrate, "live-migrate a running VM to another node"},
+    {"migrations", cmd_vm_migrations, "history of live migrations (cluster database)"},
 };
 
 int cmd_vm(struct cli *cli, int argc, char **argv)

@@ -1198,6 +1198,18 @@ static void propose_state(struct cluster *c, struct peer_state *p, const char *n
                name, reason);
 }
 
+/* Health sets and clears only "down": a paused or draining node that goes silent says so in
+ * the reason of its down state, and gets that administrative state back when it returns. */
+static const char *state_after_down(const json_t *n)
+{
+    const char *why = json_string_value(json_object_get(n, "state_reason"));
+    if (why && strstr(why, "(was paused)"))
+        return "paused";
+    if (why && strstr(why, "(was draining)"))
+        return "draining";
+    return "up";
+}
+
 /*
  * The leader's judgement of every node, itself included. A node is down once nothing was
  * heard from it for down_after heartbeat periods, counted from its last heartbeat, or, if none
@@ -1228,7 +1240,7 @@ static void check_health(struct cluster *c, json_t *nodes)
         bool down = strcmp(state, "down") == 0;
         if (id == c->node_id) {
             if (down)
-                propose_state(c, p, name, "up", "it leads the cluster");
+                propose_state(c, p, name, state_after_down(n), "it leads the cluster");
             continue;
         }
         uint64_t base = p->last_heard;
@@ -1236,12 +1248,14 @@ static void check_health(struct cluster *c, json_t *nodes)
             base = p->first_seen > c->leader_since ? p->first_seen : c->leader_since;
         bool silent = now - base > limit;
         if (silent && !down) {
-            char why[96];
-            snprintf(why, sizeof(why), "no heartbeat for %llu ms",
-                     (unsigned long long)(now - base));
+            char why[128];
+            bool admin = strcmp(state, "paused") == 0 || strcmp(state, "draining") == 0;
+            snprintf(why, sizeof(why), "no heartbeat for %llu ms%s%s%s",
+                     (unsigned long long)(now - base), admin ? " (was " : "",
+                     admin ? state : "", admin ? ")" : "");
             propose_state(c, p, name, "down", why);
         } else if (!silent && down && p->last_heard) {
-            propose_state(c, p, name, "up", "heartbeats again");
+            propose_state(c, p, name, state_after_down(n), "heartbeats again");
         }
     }
 }

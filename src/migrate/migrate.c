@@ -17,6 +17,7 @@
 #include "cluster/placement.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "migrate/destwatch.h"
 #include "vm/vm_internal.h"
 
 #define POLL_MS 50                  /* query-migrate while QEMU migrates */
@@ -31,6 +32,13 @@
 #define TIGHT_MIN_MS 20
 #define RAISE_PASSES 6
 #define RAISE_MS 5000
+/* Escalation: still no convergence ESCALATE_PASSES passes or ESCALATE_MS after the raise means
+ * the guest dirties memory faster than the link sends it; switch to post-copy (the guest runs
+ * on the destination, which fetches the pages still missing). Post-copy was chosen over
+ * auto-converge by measurement (issue 4): throttling gave a 151 ms switchover gap and ~100
+ * gaps of 30+ ms; post-copy's switchover gaps were 120-210 ms with none before it. */
+#define ESCALATE_PASSES 4
+#define ESCALATE_MS 5000
 
 struct mig {
     struct migrator *m;
@@ -45,17 +53,50 @@ struct mig {
     migrate_cb cb;
     void *data;
     bool prepared, started, cancelled, finished, query_busy, raised;
+    bool postcopy;        /* migrate-start-postcopy sent: the VM's state may be split */
+    uint64_t raised_ms;   /* when the downtime limit was raised (monotonic) */
+    json_int_t raised_passes;
     uint64_t limit_ms; /* the downtime-limit QEMU has now */
     unsigned completed_polls;
     uint64_t t0_ms;
     uv_timer_t timer;
     json_int_t total_ms, downtime_ms, setup_ms, bytes, passes;
+    json_t *last; /* QEMU's last query-migrate answer (owned), for migrate_progress */
+    struct destwatch *watch; /* destwatch.c: the destination's ferryd still answers */
+    char lost[400];          /* why the destination was given up, "" while it answers */
 };
 
 struct migrator {
     struct migrator_env env;
     struct mig *migs;
+    struct migrate_stats stats;
 };
+
+static const double hist_bounds[MIGRATE_HIST_N] = MIGRATE_HIST_BOUNDS;
+
+void migrator_stats(const struct migrator *m, struct migrate_stats *out)
+{
+    if (m)
+        *out = m->stats;
+    else
+        memset(out, 0, sizeof(*out));
+}
+
+const char *migrate_outcome_name(enum migrate_outcome o)
+{
+    static const char *names[] = {"completed", "failed", "cancelled"};
+    return o < MIGRATE_OUTCOMES ? names[o] : "?";
+}
+
+static void hist_observe(struct migrate_hist *h, double s)
+{
+    unsigned i = 0;
+    while (i < MIGRATE_HIST_N && s > hist_bounds[i])
+        i++;
+    h->buckets[i]++;
+    h->count++;
+    h->sum_s += s;
+}
 
 int migrator_new(const struct migrator_env *env, struct migrator **out, struct ferr *e)
 {
@@ -78,8 +119,10 @@ static struct mig *find_mig(struct migrator *m, const char *name)
 /* Not inlined: the compiler cannot see that the references outnumber the calls. */
 __attribute__((noinline)) static void mig_unref(struct mig *g)
 {
-    if (--g->refs == 0)
+    if (--g->refs == 0) {
+        json_decref(g->last);
         free(g);
+    }
 }
 
 static void timer_closed(uv_handle_t *h)
@@ -106,6 +149,45 @@ static void cluster_event(struct migrator *m, const char *vm, const char *type, 
     json_decref(cmd);
 }
 
+static const char *strategy(const struct mig *g)
+{
+    return g->postcopy ? "post-copy" : "pre-copy";
+}
+
+/*
+ * The migration's record: a cluster event "vm.migration" whose message is compact JSON
+ * (docs/api.md, GET /v1/migrations), and this node's metrics. Figures QEMU did not report
+ * (a migration that failed) are what the last query-migrate said; downtime is null then.
+ */
+static void record(struct mig *g, enum migrate_outcome o, const char *error)
+{
+    struct migrate_stats *st = &g->m->stats;
+    st->outcomes[o]++;
+    bool done = o == MIGRATE_COMPLETED;
+    json_int_t total = done ? g->total_ms : (json_int_t)(now_mono_ms() - g->t0_ms);
+    if (done) {
+        hist_observe(&st->blackout, (double)g->downtime_ms / 1000.0);
+        hist_observe(&st->total, (double)total / 1000.0);
+    }
+    char err[400];
+    snprintf(err, sizeof(err), "%s", error ? error : "");
+    json_t *r = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:o, s:I, s:I, s:I, s:I, s:I, s:n, s:o}",
+                          "vm", g->name, "from", g->m->env.node_name, "to", g->to, "status",
+                          migrate_outcome_name(o), "strategy", strategy(g), "total_ms", total,
+                          "downtime_ms", done ? json_integer(g->downtime_ms) : json_null(),
+                          "setup_ms", g->setup_ms, "bytes", g->bytes, "passes", g->passes,
+                          "budget_ms", (json_int_t)g->budget_ms, "downtime_limit_ms",
+                          (json_int_t)g->limit_ms, "client_gap_ms", "error",
+                          error ? json_string(err) : json_null());
+    char *text = r ? json_dumps(r, JSON_COMPACT) : NULL;
+    if (text)
+        cluster_event(g->m, g->name, "vm.migration", text);
+    else
+        log_warn("migrate %s: no record: out of memory", g->name);
+    free(text);
+    json_decref(r);
+}
+
 /* ---- source: the end of a migration ---- */
 
 static void unlist(struct mig *g)
@@ -122,6 +204,8 @@ static void finish(struct mig *g)
 {
     g->finished = true;
     unlist(g);
+    destwatch_stop(g->watch);
+    g->watch = NULL;
     uv_close((uv_handle_t *)&g->timer, timer_closed);
     mig_unref(g); /* the list's reference */
 }
@@ -166,30 +250,42 @@ static void fail(struct mig *g, int code, const char *fmt, ...)
     char why[300];
     vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
-    if (snprintf(e.msg, sizeof(e.msg), "migrate %.64s to %.63s: %s; %.64s keeps running on %.63s",
-                 g->name, g->to, why, g->name, g->m->env.node_name) < 0)
+    /* After migrate-start-postcopy the guest may already run on the destination with part of
+     * its memory still on the source: neither copy is whole, and no copy may run on. Say so;
+     * the VM is stopped here (its disks are as the destination left them) and must boot
+     * again. (QEMU's postcopy recovery, migrate-recover, would be the way to save it.) */
+    int n = g->postcopy
+                ? snprintf(e.msg, sizeof(e.msg),
+                           "migrate %.64s to %.63s: %s, after the post-copy switchover: the "
+                           "VM's memory was split between %.63s and %.63s and neither copy "
+                           "is complete; %.64s is stopped on %.63s (start it again: ferry vm "
+                           "start %.64s)",
+                           g->name, g->to, why, g->m->env.node_name, g->to, g->name,
+                           g->m->env.node_name, g->name)
+                : snprintf(e.msg, sizeof(e.msg),
+                           "migrate %.64s to %.63s: %s; %.64s keeps running on %.63s", g->name,
+                           g->to, why, g->name, g->m->env.node_name);
+    if (n < 0)
         e.msg[0] = '\0';
     uv_timer_stop(&g->timer);
     vm__set_migrating(g->vm, NULL, NULL);
-    if (g->prepared) {
-        struct ferr fe = {0};
-        json_t *body = json_pack("{s:s}", "name", g->name);
-        char *text = json_dumps(body, JSON_COMPACT);
-        if (cluster_forward(g->m->env.cluster, g->to, "POST", "/v1/internal/migrate/abort", text,
-                            ignore_reply, NULL, &fe) < 0)
-            log_warn("migrate %s: abort on %s: %s", g->name, g->to, fe.msg);
-        free(text);
-        json_decref(body);
-    }
+    if (g->prepared) /* retried while the destination cannot be reached (destwatch.c) */
+        destwatch_abort(g->m->env.loop, g->m->env.cluster, g->to, g->name);
     struct ferr qe = {0};
-    g->refs++;
-    if (vm__qmp_execute(g->vm, "query-status", NULL, after_status, g, &qe) < 0)
-        g->refs--;
+    if (g->postcopy) {
+        if (vm_kill(g->vm, NULL, NULL, &qe) < 0)
+            log_warn("migrate %s: kill after the failed post-copy: %s", g->name, qe.msg);
+    } else {
+        g->refs++;
+        if (vm__qmp_execute(g->vm, "query-status", NULL, after_status, g, &qe) < 0)
+            g->refs--;
+    }
     log_warn("%s", e.msg);
     events_add(g->m->env.events, g->name,
                g->cancelled ? "vm.migrate_cancelled" : "vm.migrate_failed", "%s", e.msg);
     cluster_event(g->m, g->name, g->cancelled ? "vm.migrate_cancelled" : "vm.migrate_failed",
                   e.msg);
+    record(g, g->cancelled ? MIGRATE_CANCELLED : MIGRATE_FAILED, e.msg);
     g->cb(0, NULL, &e, g->data);
     finish(g);
 }
@@ -198,7 +294,7 @@ static json_t *figures(const struct mig *g)
 {
     return json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I}",
                      "downtime_limit_ms", (json_int_t)g->limit_ms, "vm", g->name, "status",
-                     "completed", "from", g->m->env.node_name, "to", g->to, "strategy", "pre-copy",
+                     "completed", "from", g->m->env.node_name, "to", g->to, "strategy", strategy(g),
                      "total_ms", g->total_ms, "downtime_ms", g->downtime_ms, "setup_ms",
                      g->setup_ms, "bytes", g->bytes, "passes", g->passes, "budget_ms",
                      (json_int_t)g->budget_ms);
@@ -212,13 +308,14 @@ static void source_removed(struct vmset *set, struct vm *vm, int status, const s
         log_warn("migrate %s: removing the source definition: %s", g->name, e->msg);
     char msg[400];
     snprintf(msg, sizeof(msg),
-             "to %s: pre-copy, total %lld ms, downtime %lld ms, setup %lld ms, %lld bytes, "
+             "to %s: %s, total %lld ms, downtime %lld ms, setup %lld ms, %lld bytes, "
              "%lld passes, budget %llu ms, downtime-limit %llu ms",
-             g->to, (long long)g->total_ms, (long long)g->downtime_ms, (long long)g->setup_ms,
+             g->to, strategy(g), (long long)g->total_ms, (long long)g->downtime_ms, (long long)g->setup_ms,
              (long long)g->bytes, (long long)g->passes, (unsigned long long)g->budget_ms,
              (unsigned long long)g->limit_ms);
     events_add(g->m->env.events, g->name, "vm.migrated", "%s", msg);
     cluster_event(g->m, g->name, "vm.migrated", msg);
+    record(g, MIGRATE_COMPLETED, NULL);
     log_info("migrate %s %s", g->name, msg);
     g->cb(200, figures(g), NULL, g->data);
     finish(g);
@@ -298,6 +395,14 @@ static void on_query(struct qmp_conn *c, int status, json_t *r, const char *err,
     const char *st = json_string_value(json_object_get(r, "status"));
     if (!st)
         goto out;
+    json_decref(g->last);
+    g->last = json_incref(r);
+    json_t *ram = json_object_get(r, "ram");
+    if (ram) {
+        g->bytes = jint(ram, "transferred");
+        g->passes = jint(ram, "dirty-sync-count");
+        g->setup_ms = jint(r, "setup-time");
+    }
     if (strcmp(st, "completed") == 0) {
         /* QEMU 7.2 can answer completed with total-time and downtime still 0. */
         if ((jint(r, "total-time") == 0 || jint(r, "downtime") == 0) &&
@@ -310,12 +415,27 @@ static void on_query(struct qmp_conn *c, int status, json_t *r, const char *err,
         const char *desc = json_string_value(json_object_get(r, "error-desc"));
         fail(g, FERR_QEMU, "QEMU: migration failed: %.300s", desc ? desc : "no reason given");
     } else if (strcmp(st, "cancelled") == 0) {
-        fail(g, FERR_STATE, "%s", g->cancelled ? "cancelled by request" : "QEMU cancelled it");
-    } else if (strcmp(st, "active") == 0 && !g->raised && g->limit_ms < g->budget_ms &&
+        fail(g, g->lost[0] ? FERR_UNAVAIL : FERR_STATE, "%s",
+             g->lost[0] ? g->lost : g->cancelled ? "cancelled by request" : "QEMU cancelled it");
+    } else if (strcmp(st, "postcopy-paused") == 0 || strcmp(st, "postcopy-recover") == 0) {
+        fail(g, FERR_QEMU, "QEMU: post-copy is %s (the link to %s broke)", st, g->to);
+    } else if (strcmp(st, "active") == 0 && g->raised && !g->postcopy &&
+               (jint(json_object_get(r, "ram"), "dirty-sync-count") >=
+                    g->raised_passes + ESCALATE_PASSES ||
+                now_mono_ms() - g->raised_ms >= ESCALATE_MS)) {
+        g->postcopy = true;
+        log_info("migrate %s: pre-copy does not converge at a %llu ms limit; post-copy",
+                 g->name, (unsigned long long)g->limit_ms);
+        events_add(g->m->env.events, g->name, "vm.migrating",
+                   "to %s: pre-copy does not converge; switching to post-copy", g->to);
+        qmp_step(g, "migrate-start-postcopy", NULL, on_setup);
+    } else if (strcmp(st, "active") == 0 && !g->raised &&
                (jint(json_object_get(r, "ram"), "dirty-sync-count") >= RAISE_PASSES ||
                 now_mono_ms() - g->t0_ms >= RAISE_MS)) {
         /* Not converging at the tight limit: allow the whole budget. */
         g->raised = true;
+        g->raised_ms = now_mono_ms();
+        g->raised_passes = jint(json_object_get(r, "ram"), "dirty-sync-count");
         g->limit_ms = g->budget_ms;
         log_info("migrate %s: not converged yet; downtime-limit raised to %llu ms", g->name,
                  (unsigned long long)g->budget_ms);
@@ -353,6 +473,30 @@ static void on_vm_event(struct vm *vm, const char *event, json_t *data, void *d)
         poll_now(g);
 }
 
+/* ---- destination watch (destwatch.c) ---- */
+
+static void after_cancel(struct qmp_conn *c, int status, json_t *r, const char *err, void *d);
+
+/* The destination's ferryd stopped answering (killed, cut off) or lost the incoming VM:
+ * cancel QEMU's pre-copy, so the migration fails with this reason and the VM stays here,
+ * instead of completing into a QEMU that no ferryd manages. Post-copy cannot go back. */
+static void dest_lost(const char *why, void *data)
+{
+    struct mig *g = data;
+    if (g->finished || g->lost[0] || g->postcopy)
+        return;
+    snprintf(g->lost, sizeof(g->lost), "%s", why);
+    log_warn("migrate %s: %s; cancelling", g->name, why);
+    struct ferr qe = {0};
+    g->refs++;
+    if (vm__qmp_execute(g->vm, "migrate_cancel", NULL, after_cancel, g, &qe) < 0) {
+        g->refs--;
+        fail(g, FERR_UNAVAIL, "%s", g->lost);
+    }
+}
+
+/* ---- source: start ---- */
+
 static void on_migrate(struct qmp_conn *c, int status, json_t *r, const char *err, void *d)
 {
     struct mig *g = d;
@@ -362,6 +506,8 @@ static void on_migrate(struct qmp_conn *c, int status, json_t *r, const char *er
         } else {
             g->started = true;
             uv_timer_start(&g->timer, poll_timer, POLL_MS, POLL_MS);
+            g->watch = destwatch_start(g->m->env.loop, g->m->env.cluster, g->to, g->name,
+                                       dest_lost, g);
         }
     }
     mig_unref(g);
@@ -416,8 +562,8 @@ static void prepared(int status, json_t *body, const struct ferr *e, void *data)
         fail(g, FERR_STATE, "the VM is %s now", vm_state_name(vm_state(g->vm)));
         goto out;
     }
-    json_t *caps =
-        json_pack("{s:[{s:s, s:b}]}", "capabilities", "capability", "events", "state", 1);
+    json_t *caps = json_pack("{s:[{s:s, s:b}, {s:s, s:b}]}", "capabilities", "capability",
+                             "events", "state", 1, "capability", "postcopy-ram", "state", 1);
     g->limit_ms = g->budget_ms / TIGHT_DIVISOR;
     if (g->limit_ms < TIGHT_MIN_MS)
         g->limit_ms = TIGHT_MIN_MS;
@@ -488,6 +634,14 @@ int migrate_start(struct migrator *m, struct vm *vm, const char *to, uint64_t bu
         return ferr_set(e, FERR_STATE, "%s is %s; wait until it runs", name,
                         vm_state_name(vm_state(vm)));
     }
+    unsigned max = m->env.max_out ? m->env.max_out : MIGRATE_DEFAULT_OUT, running = 0;
+    for (struct mig *o = m->migs; o; o = o->next)
+        running++;
+    if (running >= max)
+        return ferr_set(e, FERR_STATE,
+                        "%s already runs %u outgoing live migration%s (at most %u at once: "
+                        "ferryd --max-migrations); migrate %s when one has finished",
+                        m->env.node_name, running, running == 1 ? "" : "s", max, name);
     if (!m->env.cluster || !cluster_active(m->env.cluster))
         return ferr_set(e, FERR_STATE,
                         "this host is not in a cluster: there is nowhere to "
@@ -509,7 +663,8 @@ int migrate_start(struct migrator *m, struct vm *vm, const char *to, uint64_t bu
         free(g);
         return rc;
     }
-    json_t *body = json_pack("{s:s, s:o}", "name", name, "spec", vm_spec_to_json(vm_spec(vm)));
+    json_t *body = json_pack("{s:s, s:o, s:b}", "name", name, "spec",
+                             vm_spec_to_json(vm_spec(vm)), "postcopy", 1);
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     if (!text) {
@@ -559,6 +714,13 @@ int migrate_cancel(struct migrator *m, const char *name, struct ferr *e)
     struct mig *g = find_mig(m, name);
     if (!g)
         return ferr_set(e, FERR_STATE, "%s is not migrating", name);
+    /* After migrate-start-postcopy the guest may run on the destination already, with part of
+     * its memory still here: a cancel would leave no complete copy anywhere. */
+    if (g->postcopy)
+        return ferr_set(e, FERR_STATE,
+                        "%s: the migration to %s is in post-copy: the VM already runs there "
+                        "and a cancel now would leave no complete copy; it ends shortly",
+                        name, g->to);
     g->cancelled = true;
     if (!g->started)
         return 0; /* prepared() sees the flag */
@@ -571,6 +733,31 @@ int migrate_cancel(struct migrator *m, const char *name, struct ferr *e)
     return 0;
 }
 
+json_t *migrate_progress(struct migrator *m, const char *name)
+{
+    struct mig *g = m ? find_mig(m, name) : NULL;
+    if (!g)
+        return NULL;
+    const json_t *r = g->last;
+    const json_t *ram = json_object_get(r, "ram");
+    const char *st = json_string_value(json_object_get(r, "status"));
+    json_t *mbps = json_object_get(ram, "mbps");
+    json_int_t page = jint(ram, "page-size") ? jint(ram, "page-size") : 4096;
+    json_t *exp = json_object_get(r, "expected-downtime");
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:{s:I, s:I, s:I}, s:I, s:f, s:o, s:I, "
+                     "s:I, s:I}",
+                     "vm", g->name, "from", g->m->env.node_name, "to", g->to, "status",
+                     st ? st : (g->started ? "setup" : "preparing"), "strategy", strategy(g),
+                     "pass", jint(ram, "dirty-sync-count"), "memory", "transferred",
+                     jint(ram, "transferred"), "remaining", jint(ram, "remaining"), "total",
+                     jint(ram, "total"), "dirty_rate_bytes_per_s",
+                     jint(ram, "dirty-pages-rate") * page, "throughput_mbps",
+                     json_is_number(mbps) ? json_number_value(mbps) : 0.0,
+                     "expected_downtime_ms", json_is_integer(exp) ? json_incref(exp) : json_null(),
+                     "elapsed_ms", (json_int_t)(now_mono_ms() - g->t0_ms), "budget_ms",
+                     (json_int_t)g->budget_ms, "downtime_limit_ms", (json_int_t)g->limit_ms);
+}
+
 /* ---- destination ---- */
 
 struct prep {
@@ -579,6 +766,7 @@ struct prep {
     void *data;
     char name[VM_NAME_MAX + 1];
     char uri[160];
+    bool postcopy;
     struct ferr e;
 };
 
@@ -671,6 +859,7 @@ static void prep_created(struct vmset *set, struct vm *vm, int status, const str
         return;
     }
     snprintf(p->uri, sizeof(p->uri), "tcp:%s:%d", ip, port);
+    vm->incoming_postcopy = p->postcopy;
     if (vm__start_incoming(vm, p->uri, prep_started, p, &p->e) < 0)
         prep_fail(p);
 }
@@ -709,10 +898,12 @@ void migrate_on_prepare(struct migrator *m, const json_t *body, migrate_cb cb, v
     const char *name = json_string_value(json_object_get(body, "name"));
     json_t *spec = json_object_get(body, "spec");
     const char *sname = json_string_value(json_object_get(spec, "name"));
+    json_t *pc = json_object_get(body, "postcopy");
     if (!name || !json_is_object(spec) || !sname || strcmp(name, sname) != 0 ||
-        json_object_size(body) != 2) {
+        (pc && !json_is_boolean(pc)) || json_object_size(body) != (pc ? 3 : 2)) {
         reply_err(cb, data, FERR_INVALID,
-                  "body: expected {\"name\": NAME, \"spec\": {the VM's spec, same name}}");
+                  "body: expected {\"name\": NAME, \"spec\": {the VM's spec, same name}, "
+                  "\"postcopy\": BOOL (optional)}");
         return;
     }
     if (!m->env.cluster || !cluster_active(m->env.cluster)) {
@@ -729,6 +920,7 @@ void migrate_on_prepare(struct migrator *m, const json_t *body, migrate_cb cb, v
     p->m = m;
     p->cb = cb;
     p->data = data;
+    p->postcopy = json_is_true(pc);
     snprintf(p->name, sizeof(p->name), "%s", name);
     struct ferr e = {0};
     if (vmset_create(m->env.vms, spec, prep_created, p, &e) < 0) {

@@ -23,7 +23,11 @@ struct migrator_env {
     struct events *events;
     struct cluster *cluster;
     const char *node_name; /* borrowed; outlives the migrator */
+    unsigned max_out;      /* concurrent outgoing migrations, 1..MIGRATE_MAX_OUT (0: default) */
 };
+
+#define MIGRATE_DEFAULT_OUT 2
+#define MIGRATE_MAX_OUT 16
 
 /* Answer of a migration or of a destination call: HTTP status and a JSON body (stolen), or
  * e set on failure. */
@@ -35,15 +39,41 @@ int migrator_new(const struct migrator_env *env, struct migrator **out, struct f
 /*
  * Source: live-migrates vm (which must be running here) to node `to` (NULL: the up node with
  * the most free memory other than this one) with downtime-limit budget_ms (0: the spec's
- * blackout budget). Synchronous refusals (state, no cluster, no destination) return negative
- * with e set and change nothing. Otherwise cb answers once the migration completed (body:
+ * blackout budget). Synchronous refusals (state, no cluster, no destination; FERR_STATE when
+ * env.max_out migrations already leave this node: no queue, the caller retries) return
+ * negative with e set and change nothing. Otherwise cb answers once the migration completed (body:
  * the figures) or failed (the VM keeps running here, the destination is cleaned up).
  */
 int migrate_start(struct migrator *m, struct vm *vm, const char *to, uint64_t budget_ms,
                   uint64_t bandwidth_mib, migrate_cb cb, void *data, struct ferr *e);
 /* Source: cancels the migration of the VM named name; its migrate_start answer reports the
- * cancel. FERR_NOTFOUND/FERR_STATE when none runs. */
+ * cancel. FERR_NOTFOUND/FERR_STATE when none runs; FERR_STATE once post-copy has started. */
 int migrate_cancel(struct migrator *m, const char *name, struct ferr *e);
+
+/* Source: the live figures of the migration of the VM named name (docs/api.md, GET
+ * /v1/vms/{name}/migration) from QEMU's last query-migrate (polled every 50 ms), as new
+ * JSON the caller owns; NULL when no migration of it runs here (m may be NULL). */
+json_t *migrate_progress(struct migrator *m, const char *name);
+
+/* Figures of the migrations this node ran as source since ferryd started, for /metrics.
+ * The histograms count completed migrations only (a failed one has no blackout); their
+ * buckets are MIGRATE_HIST_BOUNDS (seconds, upper bounds), not cumulative, the last one
+ * being +Inf. */
+#define MIGRATE_HIST_BOUNDS {0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 5, 10, 30, 60}
+#define MIGRATE_HIST_N 13
+enum migrate_outcome { MIGRATE_COMPLETED, MIGRATE_FAILED, MIGRATE_CANCELLED, MIGRATE_OUTCOMES };
+struct migrate_hist {
+    uint64_t buckets[MIGRATE_HIST_N + 1];
+    uint64_t count;
+    double sum_s;
+};
+struct migrate_stats {
+    uint64_t outcomes[MIGRATE_OUTCOMES];
+    struct migrate_hist blackout, total;
+};
+/* Copies the figures into *out; m may be NULL (no migration yet: all zero). */
+void migrator_stats(const struct migrator *m, struct migrate_stats *out);
+const char *migrate_outcome_name(enum migrate_outcome o);
 
 /* Destination: body {"name", "spec"} (borrowed). Creates the VM here and starts QEMU
  * listening; cb gets {"uri": "tcp:IP:PORT"}. */

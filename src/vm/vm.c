@@ -398,7 +398,18 @@ static void on_migrate_incoming(struct qmp_conn *c, int status, json_t *r, const
     vm__notify(vm, 0, NULL);
 }
 
-/* Destination: QEMU waits in "inmigrate"; make it listen where the source will send. */
+static void on_incoming_caps(struct qmp_conn *c, int status, json_t *r, const char *err,
+                             void *d)
+{
+    struct vm *vm = d;
+    if (status < 0 && status != -ECANCELED)
+        log_warn("vm %s: migrate-set-capabilities postcopy-ram: %s", vm->spec.name,
+                 err ? err : ferr_str(status)); /* the source's post-copy then fails */
+}
+
+/* Destination: QEMU waits in "inmigrate"; make it listen where the source will send. A
+ * post-copy migration needs postcopy-ram on both sides before it starts (QEMU's
+ * docs/devel/migration.rst); QMP answers in order, so both commands go out at once. */
 static void incoming_ready(struct vm *vm)
 {
     set_state(vm, VM_INCOMING);
@@ -407,6 +418,11 @@ static void incoming_ready(struct vm *vm)
                vm->pid, vm->incoming_uri);
     uv_timer_stop(&vm->timer);
     uv_timer_start(&vm->poll, drain_console_timer, 0, vm->set->cfg.console_poll_ms);
+    if (vm->incoming_postcopy)
+        qmp_conn_execute(vm->qmp, "migrate-set-capabilities",
+                         json_pack("{s:[{s:s, s:b}]}", "capabilities", "capability",
+                                   "postcopy-ram", "state", 1),
+                         on_incoming_caps, vm);
     json_t *args = json_pack("{s:s}", "uri", vm->incoming_uri);
     qmp_conn_execute(vm->qmp, "migrate-incoming", args, on_migrate_incoming, vm);
 }
@@ -850,8 +866,18 @@ void vm__attach(struct vm *vm)
 {
     char p[700], *text = NULL;
     snprintf(p, sizeof(p), "%s/qemu.pid", vm->run);
-    if (file_read_all(p, 64, &text, NULL, NULL) < 0)
-        return; /* it was not running */
+    if (file_read_all(p, 64, &text, NULL, NULL) < 0) {
+        /* Not running. A QEMU that exited while ferryd was down unlinked its pid file itself
+         * (an incoming QEMU whose migration failed, say), but the taps ferryd made for it
+         * stay behind: remove them (deleting an absent tap is no error). */
+        struct ferr te = {0};
+        for (unsigned i = 0; i < vm->spec.nnics; i++) {
+            tap_name_for(vm->spec.name, i, vm->taps[i]);
+            if (tap_delete(vm->taps[i], &te) < 0)
+                log_warn("vm %s: %s", vm->spec.name, te.msg);
+        }
+        return;
+    }
     int pid = atoi(text);
     free(text);
     for (unsigned i = 0; i < vm->spec.nnics; i++)

@@ -64,6 +64,7 @@ struct vm {
     /* Live migration (src/migrate/): see the vm__ functions at the end. */
     bool incoming;            /* destination: QEMU runs with -incoming defer */
     char incoming_uri[128];   /* what migrate-incoming listens on */
+    bool incoming_postcopy;   /* destination: enable postcopy-ram before migrate-incoming */
     bool migrating_out;       /* source: a migration is under way; its STOP is not a pause */
     void (*mig_event)(struct vm *vm, const char *event, json_t *data, void *d);
     void *mig_data;

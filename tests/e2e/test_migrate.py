@@ -7,6 +7,8 @@ killed mid-migration and a cancel from a third node both leave the VM answering 
 source and nothing on the destination; paused / stopped / already-migrating VMs are refused."""
 import json
 import os
+import pty
+import select
 import signal
 import subprocess
 import sys
@@ -93,11 +95,11 @@ def logs(lab):
     return "\n".join(f"--- {h.name} ({h.log}):\n{h.log_tail(2500)}" for h in lab.hosts)
 
 
-def create_vm(lab, host, name, k, workload="probe"):
+def create_vm(lab, host, name, k, workload="probe", extra=()):
     ip = lab.guest_ip(k)
     host.cli("vm", "create", name, "--node", host.name, "--memory", "256", "--appliance",
              "--workload", workload, "--guest-ip", f"{ip}/24", "--nic", "br0", "--disk",
-             f"{lab.csv}/{name}.vhd,size=64", "--start")
+             f"{lab.csv}/{name}.vhd,size=64", *extra, "--start")
     lab.client_exec(["ferry-probe", "wait", ip], timeout=90)
     return ip
 
@@ -287,9 +289,19 @@ def test_destination_qemu_killed_and_cancel(lab):
     assert_nothing_on(h2, "mv2", taps)
     assert vm_on(lab, h3, "mv2")["owner"] == "host1"
 
-    # 2. Cancelled from a third node.
+    # 2. Cancelled from a third node, after its progress was read there (forwarded to the
+    # source) and on the destination (its incoming copy hands the request on too).
     p, inc = start_long_migration(lab, h1, h3, "mv2")
     try:
+        for viewer in (h2, h3):
+            st, prog = viewer.api("GET", "/v1/vms/mv2/migration")
+            assert st == 200, (viewer.name, st, prog)
+            mem = prog["memory"]
+            assert prog["status"] == "active" and prog["from"] == "host1" and \
+                prog["to"] == "host3" and prog["pass"] >= 1 and \
+                0 < mem["transferred"] < mem["total"] and mem["remaining"] > 0 and \
+                prog["elapsed_ms"] > 0 and 0 < prog["throughput_mbps"] < 100, prog
+        print(f"progress: {prog}")
         h2.cli("vm", "migrate", "--cancel", "mv2")
         out, err = p.communicate(timeout=60)
     finally:
@@ -297,6 +309,12 @@ def test_destination_qemu_killed_and_cancel(lab):
             p.kill()
             p.wait()
     assert p.returncode != 0 and "cancelled by request" in err, (out, err, logs(lab))
+    # Not a terminal: a plain progress line per second.
+    lines = [ln for ln in out.splitlines() if " pass " in ln and "sent" in ln]
+    assert lines and all(ln.startswith("[") for ln in lines), out
+    print(f"CLI progress: {lines[-1]}")
+    st, body = h1.api("GET", "/v1/vms/mv2/migration")
+    assert st == 404 and "not migrating" in body["error"]["message"], (st, body)
     print(f"cancelled: {err.strip()}")
     v = local_vm(h1, "mv2")
     assert v and v["state"] == "running", v
@@ -309,3 +327,225 @@ def test_destination_qemu_killed_and_cancel(lab):
     r = h1.cli("vm", "migrate", "mv2", check=False)
     assert r.returncode != 0 and "only a running VM" in r.stderr, r.stderr
     h1.cli("vm", "delete", "mv2")
+
+
+def metrics(host):
+    """host's /metrics as {series (name and labels as printed): value}."""
+    conn = ferrylab._UnixHTTPConnection(host.sock, 10)
+    try:
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+    finally:
+        conn.close()
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            k, v = line.rsplit(" ", 1)
+            out[k] = float(v)
+    return out
+
+
+def test_records_and_metrics(lab):
+    """The migrations of the tests above, as every node reads them from the cluster database
+    (newest first), and as /metrics of the source nodes counts them."""
+    h1, h2, h3 = lab.hosts
+    recs = {}
+    for h in lab.hosts:
+        recs[h.name] = h.cli_json("vm", "migrations")["migrations"]
+    assert recs["host1"] == recs["host2"] == recs["host3"] or \
+        wait_for(lambda: len(h3.cli_json("vm", "migrations")["migrations"]) ==
+                 len(recs["host1"]), 10, "host3 to catch up")
+    mv1 = h3.cli_json("vm", "migrations", "mv1")["migrations"]
+    assert [(r["from"], r["to"], r["status"]) for r in mv1] == [
+        ("host1", "host2", "completed"), ("host2", "host1", "completed"),
+        ("host1", "host2", "completed")], mv1
+    for r in mv1:
+        assert r["strategy"] == "pre-copy" and r["error"] is None and r["client_gap_ms"] is None
+        assert r["total_ms"] > 0 and r["downtime_ms"] > 0 and r["bytes"] > 0 and \
+            r["passes"] >= 1 and r["budget_ms"] == BUDGET_MS and r["setup_ms"] >= 0, r
+    assert mv1[0]["id"] > mv1[1]["id"] > mv1[2]["id"]
+    mv2 = h2.cli_json("vm", "migrations", "mv2")["migrations"]
+    assert [(r["from"], r["to"], r["status"]) for r in mv2] == [
+        ("host1", "host3", "cancelled"), ("host1", "host2", "failed")], mv2
+    assert "cancelled by request" in mv2[0]["error"] and mv2[0]["downtime_ms"] is None, mv2
+    assert mv2[1]["error"] and mv2[1]["total_ms"] > 0, mv2
+    table = h1.cli("vm", "migrations").stdout
+    print("\n" + table)
+    assert table.splitlines()[0].split() == ["WHEN", "VM", "FROM", "TO", "STATUS", "STRATEGY",
+                                             "TOTAL", "DOWNTIME", "BYTES", "PASSES"], table
+    assert len(table.splitlines()) == 1 + len(recs["host1"])
+
+    m1, m2, m3 = (metrics(h) for h in lab.hosts)
+    for m, done, failed, cancelled in ((m1, 2, 1, 1), (m2, 1, 0, 0), (m3, 0, 0, 0)):
+        assert m['ferry_migrations_total{status="completed"}'] == done, m
+        assert m['ferry_migrations_total{status="failed"}'] == failed, m
+        assert m['ferry_migrations_total{status="cancelled"}'] == cancelled, m
+        for hist in ("ferry_migration_blackout_seconds", "ferry_migration_total_seconds"):
+            assert m[f"{hist}_count"] == done and m[f'{hist}_bucket{{le="+Inf"}}'] == done, m
+            bounds = ["0.01", "0.025", "0.05", "0.1", "0.2", "0.3", "0.5", "1", "2", "5", "10",
+                      "30", "60"]
+            counts = [m[f'{hist}_bucket{{le="{b}"}}'] for b in bounds]
+            assert counts == sorted(counts) and counts[-1] <= done, (hist, counts)
+    # Host1's completed migrations: QEMU downtime under the budget, so within le="0.3".
+    assert m1['ferry_migration_blackout_seconds_bucket{le="0.3"}'] == 2, m1
+    total_ms = sum(r["total_ms"] for r in mv1 if r["from"] == "host1")
+    assert abs(m1["ferry_migration_total_seconds_sum"] - total_ms / 1000) < 0.01, m1
+
+
+def test_postcopy_when_precopy_cannot_converge(lab):
+    """A guest dirtying 64 MB as fast as it can, over a link capped at 32 MiB/s: pre-copy
+    cannot converge, so after the raised downtime limit ferry switches to post-copy; the
+    migration completes, and the client sees a gap under the budget."""
+    h1, h2, h3 = lab.hosts
+    done = metrics(h1)['ferry_migrations_total{status="completed"}']
+    ip = create_vm(lab, h1, "mv3", 3, workload="probe,dirtier",
+                   extra=("--cmdline", "ferry.dirty_mb=64 ferry.dirty_rate=0"))
+    # The dirtier's first pass touches 64 MB: the guest answers late meanwhile (no migration
+    # yet); probe once it runs steadily.
+    wait_answering(lab, ip, 3)
+    probe = Probe(lab, ip)
+    t0 = time.monotonic()
+    try:
+        wait_answering(lab, ip, 1)
+        t1 = time.monotonic()
+        r = h1.cli("-o", "json", "vm", "migrate", "mv3", "--to", "host2", "--bandwidth-mib",
+                   "32", timeout=180, check=False)
+        t2 = time.monotonic()
+        assert r.returncode == 0, f"migrate mv3: {r.stderr}\n{logs(lab)}"
+        fig = json.loads(r.stdout)
+        wait_answering(lab, ip, 1)
+        res = probe.stop()
+    finally:
+        probe.kill()
+    print(f"\nmv3 post-copy host1->host2: client-observed gap {res['longest_gap_ms']} ms, "
+          f"QEMU downtime {fig['downtime_ms']} ms, total {fig['total_ms']} ms, "
+          f"{fig['bytes']} bytes, {fig['passes']} passes, lost {res['lost']}/{res['sent']}, "
+          f"TCP gap {res['tcp_longest_gap_ms']} ms (at {res['longest_gap_at_s']} s of "
+          f"{res['duration_s']} s probed; the migration ran from {t1 - t0:.1f} to "
+          f"{t2 - t0:.1f} s)")
+    assert fig["status"] == "completed" and fig["strategy"] == "post-copy", fig
+    assert res["tcp_survived"], res
+    assert res["longest_gap_ms"] < BUDGET_MS, f"client-observed gap over the budget: {res}"
+    wait_for(lambda: (lambda v: v and v.get("owner") == "host2" and v.get("state") == "running")(
+        vm_on(lab, h3, "mv3")), 10, "host3 to list mv3 as running on host2")
+    assert len(qemus_of("mv3")) == 1
+    rec = h3.cli_json("vm", "migrations", "mv3")["migrations"][0]
+    assert rec["status"] == "completed" and rec["strategy"] == "post-copy", rec
+    assert metrics(h1)['ferry_migrations_total{status="completed"}'] == done + 1
+    h2.cli("vm", "delete", "--force", "mv3")
+
+
+def test_max_concurrent_migrations(lab):
+    """ferryd --max-migrations (default 2): a third outgoing migration from host1 while two
+    run is refused with 409 and a message that says why; nothing is queued."""
+    h1, h2, h3 = lab.hosts
+    for i in range(3):
+        create_vm(lab, h1, f"mc{i}", 4 + i)
+    before = metrics(h1)['ferry_migrations_total{status="cancelled"}']
+    procs = []
+    try:
+        for i, dst in ((0, h2), (1, h3)):
+            procs.append(start_long_migration(lab, h1, dst, f"mc{i}")[0])
+        st, body = h1.api("POST", "/v1/vms/mc2/migrate", {"to": "host2"})
+        assert st == 409 and "at most 2 at once" in body["error"]["message"], (st, body)
+        print(f"\nrefused: {body['error']['message']}")
+        r = h3.cli("vm", "migrate", "mc2", "--to", "host2", check=False)  # via the owner
+        assert r.returncode != 0 and "--max-migrations" in r.stderr, r.stderr
+        assert local_vm(h1, "mc2")["state"] == "running"
+    finally:
+        for i, p in enumerate(procs):
+            h1.cli("vm", "migrate", "--cancel", f"mc{i}", check=False)
+            p.communicate(timeout=60)
+    assert all(p.returncode != 0 for p in procs)
+    assert metrics(h1)['ferry_migrations_total{status="cancelled"}'] == before + 2
+    for i in range(3):
+        h1.cli("vm", "delete", "--force", f"mc{i}")
+
+
+def test_ctrl_c_asks_then_cancels(lab):
+    """On a terminal, `ferry vm migrate` draws a progress bar; Ctrl-C asks whether to cancel:
+    "n" lets the migration go on, "y" cancels it and the VM keeps running on the source."""
+    h1, h2, h3 = lab.hosts
+    ip = create_vm(lab, h1, "mv4", 7)
+    ferry = lab.bins["ferry"]
+    pid, fd = pty.fork()
+    if pid == 0:
+        try:
+            os.execve(ferry, [ferry, "--socket", h1.sock, "vm", "migrate", "mv4", "--to",
+                              "host2", "--bandwidth-mib", "4"], lab.env(h1))
+        finally:
+            os._exit(127)
+    out = bytearray()
+
+    def read_until(pat, seconds, start=0):
+        deadline = time.monotonic() + seconds
+        while out.find(pat, start) < 0:
+            assert time.monotonic() < deadline, f"no {pat!r} in {bytes(out)!r}"
+            if select.select([fd], [], [], 0.2)[0]:
+                try:
+                    out.extend(os.read(fd, 4096))
+                except OSError:
+                    break
+        return out.find(pat, start)
+
+    try:
+        read_until(b"active pass", 30)
+        os.write(fd, b"\x03")  # Ctrl-C through the terminal: the foreground group gets SIGINT
+        at = read_until(b"cancel the migration? [y/N]", 10)
+        os.write(fd, b"n\n")
+        read_until(b"\r[", 10, at)  # the bar goes on
+        assert local_vm(h2, "mv4")["state"] == "incoming"
+        os.write(fd, b"\x03")
+        at = read_until(b"cancel the migration? [y/N]", 10, at + 1)
+        os.write(fd, b"y\n")
+        read_until(b"cancelled by request", 60, at)
+        _, st = os.waitpid(pid, 0)
+        pid = 0
+        assert os.WIFEXITED(st) and os.WEXITSTATUS(st) == 1, st
+    finally:
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        os.close(fd)
+    print(f"\nterminal: {bytes(out).decode(errors='replace')[-400:]!r}")
+    assert local_vm(h1, "mv4")["state"] == "running"
+    wait_answering(lab, ip)
+    assert_nothing_on(h2, "mv4", local_vm(h1, "mv4")["taps"])
+    h1.cli("vm", "delete", "--force", "mv4")
+
+
+def test_postcopy_failure_is_reported_honestly(lab):
+    """A cancel is refused once post-copy runs. The destination's QEMU killed while post-copy
+    runs: the VM's memory is split, so no side can go on; the error says so, the VM is stopped on the source (not running stale
+    memory), nothing is left on the destination, and the record says failed / post-copy."""
+    h1, h2, h3 = lab.hosts
+    create_vm(lab, h1, "mv5", 8, workload="probe,dirtier",
+              extra=("--cmdline", "ferry.dirty_mb=64 ferry.dirty_rate=0"))
+    taps = local_vm(h1, "mv5")["taps"]
+    p = subprocess.Popen([lab.bins["ferry"], "--socket", h1.sock, "vm", "migrate", "mv5",
+                          "--to", "host2", "--bandwidth-mib", "8"], env=lab.env(h1),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        def in_postcopy():
+            st, prog = h1.api("GET", "/v1/vms/mv5/migration")
+            return st == 200 and prog["status"] == "postcopy-active" and prog
+        wait_for(in_postcopy, 60, "mv5 to be in post-copy")
+        st, body = h3.api("POST", "/v1/vms/mv5/migrate/cancel")
+        assert st == 409 and "in post-copy" in body["error"]["message"], (st, body)
+        inc = local_vm(h2, "mv5")
+        os.kill(inc["pid"], signal.SIGKILL)
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    print(f"\npost-copy failure: {err.strip()}")
+    assert p.returncode != 0 and "split" in err and "stopped on host1" in err, (out, err)
+    wait_for(lambda: (local_vm(h1, "mv5") or {}).get("state") in ("stopped", "failed"), 10,
+             "mv5 to be stopped on host1")
+    assert not qemus_of("mv5")
+    assert_nothing_on(h2, "mv5", taps)
+    rec = h3.cli_json("vm", "migrations", "mv5")["migrations"][0]
+    assert rec["status"] == "failed" and rec["strategy"] == "post-copy" and \
+        "split" in rec["error"], rec
+    h1.cli("vm", "delete", "--force", "mv5")

@@ -1,0 +1,413 @@
+/* SPDX-License-Identifier: MIT */
+/* Draining a node: mark it draining, live-migrate its running VMs away a few at a time, then
+ * mark it paused; resuming marks it up again. Health (cluster.c) only ever sets and clears
+ * "down", so these administrative states stay while the node heartbeats. */
+#include "migrate/drain.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster/cluster.h"
+#include "cluster/placement.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#define DRAIN_BUSY_RETRY_MS 500
+
+struct drain_item {
+    char name[VM_NAME_MAX + 1];
+    const char *outcome; /* "pending", "migrating", "migrated", "failed", "stayed" */
+    char to[64];
+    char msg[FERR_MSG_MAX];
+    json_t *figures; /* the migration's answer, owned */
+};
+
+struct drain {
+    struct drain_env env;
+    migrate_cb cb;
+    void *data;
+    unsigned parallel, running, failed, migrated, stayed;
+    size_t n, next;
+    struct drain_item *items;
+    uint64_t node_id;
+    uint64_t t0_ms;
+    bool finishing;
+    uv_timer_t timer; /* the next pump: after a migration's answer, or while the host is busy */
+    json_t *sent;     /* node name -> MiB this drain moved there, owned */
+};
+
+/* The drain of this process, if one runs: a second one for the same node would only race the
+ * first for the same VMs. */
+static struct drain *running_drain;
+
+static void drain_closed(uv_handle_t *h)
+{
+    struct drain *d = h->data;
+    for (size_t i = 0; i < d->n; i++)
+        json_decref(d->items[i].figures);
+    free(d->items);
+    json_decref(d->sent);
+    free(d);
+}
+
+/* The memory goes once the timer is closed. */
+static void drain_free(struct drain *d)
+{
+    if (running_drain == d)
+        running_drain = NULL;
+    uv_close((uv_handle_t *)&d->timer, drain_closed);
+}
+
+static json_t *node_state_cmd(uint64_t id, const char *state, const char *reason)
+{
+    return json_pack("{s:i, s:s, s:I, s:s, s:I, s:s}", "v", 1, "op", "node_state", "id",
+                     (json_int_t)id, "state", state, "time_ms", (json_int_t)now_wall_ms(),
+                     "reason", reason);
+}
+
+/* The node's id and state from this node's copy of the cluster database. */
+static int node_lookup(struct cluster *c, const char *node, uint64_t *id, char state[16],
+                       struct ferr *e)
+{
+    json_t *rec = NULL;
+    if (cdb_node_find(cluster_db(c), node, &rec, e) < 0)
+        return ferr_set(e, FERR_NOTFOUND, "no node named %s in the cluster (ferry node list)",
+                        node);
+    *id = (uint64_t)json_integer_value(json_object_get(rec, "id"));
+    snprintf(state, 16, "%s", json_string_value(json_object_get(rec, "state")) ?: "");
+    json_decref(rec);
+    return 0;
+}
+
+static json_t *result(struct drain *d, const char *state)
+{
+    json_t *vms = json_array();
+    for (size_t i = 0; i < d->n; i++) {
+        struct drain_item *it = &d->items[i];
+        json_t *o = json_pack("{s:s, s:s, s:s, s:s}", "name", it->name, "outcome", it->outcome,
+                              "to", it->to, "message", it->msg);
+        json_t *f = it->figures;
+        if (o && f) {
+            const char *keys[] = {"total_ms", "downtime_ms", "bytes", "passes", "strategy"};
+            for (size_t k = 0; k < ARRAY_SIZE(keys); k++)
+                if (json_object_get(f, keys[k]))
+                    json_object_set(o, keys[k], json_object_get(f, keys[k]));
+        }
+        json_array_append_new(vms, o);
+    }
+    return json_pack("{s:s, s:s, s:i, s:I, s:i, s:i, s:i, s:o}", "node", d->env.node_name,
+                     "state", state, "parallel", (int)d->parallel, "total_ms",
+                     (json_int_t)(now_mono_ms() - d->t0_ms), "migrated", (int)d->migrated,
+                     "failed", (int)d->failed, "stayed", (int)d->stayed, "vms", vms);
+}
+
+static void marked_paused(int status, json_t *body, const struct ferr *e, void *data)
+{
+    struct drain *d = data;
+    json_decref(body);
+    if (e) {
+        struct ferr e2 = *e;
+        ferr_prefix(&e2, "drain %s: every VM moved, but marking the node paused failed",
+                    d->env.node_name);
+        d->cb(0, NULL, &e2, d->data);
+    } else {
+        events_add(d->env.events, NULL, "node.drained", "%s paused: %u VMs migrated, %u stayed",
+                   d->env.node_name, d->migrated, d->stayed);
+        log_info("drain %s: done, paused (%u migrated, %u stayed)", d->env.node_name, d->migrated,
+                 d->stayed);
+        d->cb(200, result(d, "paused"), NULL, d->data);
+    }
+    drain_free(d);
+}
+
+static void finish(struct drain *d)
+{
+    d->finishing = true;
+    if (d->failed) {
+        events_add(d->env.events, NULL, "node.drain_failed",
+                   "%s stays draining: %u of %zu VMs could not be migrated", d->env.node_name,
+                   d->failed, d->n);
+        log_warn("drain %s: %u VMs could not be migrated; the node stays draining",
+                 d->env.node_name, d->failed);
+        d->cb(200, result(d, "draining"), NULL, d->data);
+        drain_free(d);
+        return;
+    }
+    struct ferr e = {0};
+    json_t *cmd = node_state_cmd(d->node_id, "paused", "drained");
+    if (!cmd || cluster_write(d->env.cluster, cmd, marked_paused, d, &e) < 0) {
+        if (!cmd)
+            ferr_set(&e, -ENOMEM, "out of memory");
+        marked_paused(0, NULL, &e, d);
+    }
+    json_decref(cmd);
+}
+
+/*
+ * The destination for vm: the up node but this one with the most free memory, counting the
+ * memory of the VMs this drain already sent there (heartbeats report it only later, and
+ * without this every VM of a burst would go to the same node).
+ */
+static int pick(struct drain *d, struct vm *vm, char out[64], struct ferr *e)
+{
+    json_t *nodes = cluster_nodes(d->env.cluster);
+    json_t *others = json_array();
+    size_t i;
+    json_t *n;
+    json_array_foreach(json_object_get(nodes, "nodes"), i, n) {
+        const char *name = json_string_value(json_object_get(n, "name"));
+        json_t *mem = json_object_get(n, "memory");
+        if (!name || strcmp(name, d->env.node_name) == 0)
+            continue;
+        json_int_t freem = json_integer_value(json_object_get(mem, "free_mib")) -
+                           json_integer_value(json_object_get(d->sent, name));
+        json_t *copy = json_deep_copy(n);
+        if (copy && json_is_object(json_object_get(copy, "memory")))
+            json_object_set_new(json_object_get(copy, "memory"), "free_mib",
+                                json_integer(freem > 0 ? freem : 0));
+        json_array_append_new(others, copy);
+    }
+    int rc = placement_pick(others, vm_spec(vm)->memory_mib, NULL, out, e);
+    json_decref(others);
+    json_decref(nodes);
+    if (rc < 0)
+        ferr_prefix(e, "no destination");
+    return rc;
+}
+
+static void pump(struct drain *d);
+
+static void pump_tick(uv_timer_t *t)
+{
+    pump(t->data);
+}
+
+struct drain_call {
+    struct drain *d;
+    struct drain_item *it;
+};
+
+static void migrated(int status, json_t *body, const struct ferr *e, void *data)
+{
+    struct drain_call *call = data;
+    struct drain *d = call->d;
+    struct drain_item *it = call->it;
+    free(call);
+    d->running--;
+    if (e) {
+        it->outcome = "failed";
+        snprintf(it->msg, sizeof(it->msg), "%s", e->msg);
+        d->failed++;
+        json_decref(body);
+    } else {
+        it->outcome = "migrated";
+        snprintf(it->to, sizeof(it->to), "%s",
+                 json_string_value(json_object_get(body, "to")) ?: it->to);
+        it->figures = body;
+        d->migrated++;
+    }
+    events_add(d->env.events, it->name, "node.drain_vm", "%s: %s%s%s", it->outcome,
+               it->to[0] ? "to " : "", it->to, it->msg[0] ? it->msg : "");
+    log_info("drain %s: %s %s %s", d->env.node_name, it->name, it->outcome, it->msg);
+    /* Next loop pass: the migrator still counts the migration that answers now. */
+    uv_timer_start(&d->timer, pump_tick, 0, 0);
+}
+
+/* Starts migrations until parallel run or none is left; finishes once all have answered. */
+static void pump(struct drain *d)
+{
+    while (d->running < d->parallel && d->next < d->n) {
+        struct drain_item *it = &d->items[d->next++];
+        struct vm *vm = vmset_find(d->env.vms, it->name);
+        struct ferr e = {0};
+        if (!vm) {
+            it->outcome = "failed";
+            snprintf(it->msg, sizeof(it->msg), "the cluster database says %s owns %s, but it "
+                     "has no such VM", d->env.node_name, it->name);
+            d->failed++;
+            continue;
+        }
+        enum vm_state st = vm_state(vm);
+        if (st == VM_STOPPED || st == VM_FAILED) {
+            it->outcome = "stayed";
+            snprintf(it->msg, sizeof(it->msg), "%s: stays here; start it after ferry node "
+                     "resume, or delete it", vm_state_name(st));
+            d->stayed++;
+            continue;
+        }
+        struct drain_call *call = calloc(1, sizeof(*call));
+        if (!call) {
+            it->outcome = "failed";
+            snprintf(it->msg, sizeof(it->msg), "out of memory");
+            d->failed++;
+            continue;
+        }
+        call->d = d;
+        call->it = it;
+        it->outcome = "migrating";
+        d->running++;
+        if (pick(d, vm, it->to, &e) < 0 ||
+            migrate_start(d->env.migrator, vm, it->to, 0, 0, migrated, call, &e) < 0) {
+            d->running--;
+            free(call);
+            if (strstr(e.msg, "outgoing live migration")) {
+                /* The host runs its most migrations at once (ferryd --max-migrations, some
+                 * perhaps not ours): this VM waits for a slot. */
+                it->outcome = "pending";
+                d->next--;
+                uv_timer_start(&d->timer, pump_tick, DRAIN_BUSY_RETRY_MS, 0);
+                break;
+            }
+            it->outcome = "failed";
+            snprintf(it->msg, sizeof(it->msg), "%s", e.msg);
+            d->failed++;
+            events_add(d->env.events, it->name, "node.drain_vm", "failed: %s", e.msg);
+            continue;
+        }
+        json_object_set_new(d->sent, it->to,
+                            json_integer(json_integer_value(json_object_get(d->sent, it->to)) +
+                                         (json_int_t)vm_spec(vm)->memory_mib));
+        log_info("drain %s: migrating %s to %s", d->env.node_name, it->name, it->to);
+    }
+    if (d->running == 0 && d->next == d->n && !d->finishing)
+        finish(d);
+}
+
+static void marked_draining(int status, json_t *body, const struct ferr *e, void *data)
+{
+    struct drain *d = data;
+    json_decref(body);
+    if (e) {
+        struct ferr e2 = *e;
+        ferr_prefix(&e2, "drain %s: marking the node draining", d->env.node_name);
+        d->cb(0, NULL, &e2, d->data);
+        drain_free(d);
+        return;
+    }
+    /* The VMs this node owns now; the node takes no new ones from here on. */
+    json_t *recs = cdb_vms(cluster_db(d->env.cluster), d->env.node_name);
+    d->n = json_array_size(recs);
+    d->items = calloc(d->n ? d->n : 1, sizeof(*d->items));
+    if (!d->items) {
+        json_decref(recs);
+        struct ferr e2 = {0};
+        ferr_set(&e2, -ENOMEM, "drain %s: out of memory", d->env.node_name);
+        d->cb(0, NULL, &e2, d->data);
+        drain_free(d);
+        return;
+    }
+    size_t i;
+    json_t *rec;
+    json_array_foreach(recs, i, rec) {
+        snprintf(d->items[i].name, sizeof(d->items[i].name), "%s",
+                 json_string_value(json_object_get(rec, "name")) ?: "");
+        d->items[i].outcome = "pending";
+    }
+    json_decref(recs);
+    events_add(d->env.events, NULL, "node.draining", "%s: %zu VMs, %u at a time",
+               d->env.node_name, d->n, d->parallel);
+    log_info("drain %s: %zu VMs, %u at a time", d->env.node_name, d->n, d->parallel);
+    pump(d);
+}
+
+int drain_start(const struct drain_env *env, unsigned parallel, migrate_cb cb, void *data,
+                struct ferr *e)
+{
+    if (!env->cluster || !cluster_active(env->cluster))
+        return ferr_set(e, FERR_STATE,
+                        "drain: this host is not in a cluster: there is nowhere to move its VMs");
+    if (!cluster_quorum(env->cluster))
+        return ferr_set(e, FERR_UNAVAIL, "drain: no quorum: the node state cannot be recorded; "
+                                         "try again when the cluster has a leader");
+    if (running_drain)
+        return ferr_set(e, FERR_STATE, "drain: %s is being drained already; wait for it",
+                        env->node_name);
+    uint64_t id;
+    char state[16];
+    int rc = node_lookup(env->cluster, env->node_name, &id, state, e);
+    if (rc < 0)
+        return rc;
+    if (strcmp(state, "down") == 0)
+        return ferr_set(e, FERR_STATE, "drain: %s is down", env->node_name);
+    struct drain *d = calloc(1, sizeof(*d));
+    if (!d)
+        return ferr_set(e, -ENOMEM, "drain: out of memory");
+    d->env = *env;
+    d->cb = cb;
+    d->data = data;
+    d->parallel = parallel ? parallel : DRAIN_PARALLEL_DEFAULT;
+    d->node_id = id;
+    d->t0_ms = now_mono_ms();
+    d->sent = json_object();
+    uv_timer_init(env->loop, &d->timer);
+    d->timer.data = d;
+    json_t *cmd = node_state_cmd(id, "draining", "drain requested");
+    rc = cmd ? cluster_write(env->cluster, cmd, marked_draining, d, e)
+             : ferr_set(e, -ENOMEM, "out of memory");
+    json_decref(cmd);
+    if (rc < 0) {
+        ferr_prefix(e, "drain %s", env->node_name);
+        drain_free(d);
+        return rc;
+    }
+    running_drain = d;
+    return 0;
+}
+
+struct resume_call {
+    migrate_cb cb;
+    void *data;
+    char node[64];
+};
+
+static void resumed(int status, json_t *body, const struct ferr *e, void *data)
+{
+    struct resume_call *r = data;
+    json_decref(body);
+    if (e) {
+        struct ferr e2 = *e;
+        ferr_prefix(&e2, "resume %s", r->node);
+        r->cb(0, NULL, &e2, r->data);
+    } else {
+        r->cb(200, json_pack("{s:s, s:s}", "node", r->node, "state", "up"), NULL, r->data);
+    }
+    free(r);
+}
+
+int drain_resume(const struct drain_env *env, const char *node, migrate_cb cb, void *data,
+                 struct ferr *e)
+{
+    if (!env->cluster || !cluster_active(env->cluster))
+        return ferr_set(e, FERR_STATE, "resume: this host is not in a cluster");
+    if (running_drain && strcmp(node, env->node_name) == 0)
+        return ferr_set(e, FERR_STATE,
+                        "resume: %s is being drained; wait until the drain answers", node);
+    uint64_t id;
+    char state[16];
+    int rc = node_lookup(env->cluster, node, &id, state, e);
+    if (rc < 0)
+        return rc;
+    if (strcmp(state, "down") == 0)
+        return ferr_set(e, FERR_STATE,
+                        "resume: %s is down; it comes up by itself when it heartbeats again",
+                        node);
+    struct resume_call *r = calloc(1, sizeof(*r));
+    if (!r)
+        return ferr_set(e, -ENOMEM, "resume: out of memory");
+    r->cb = cb;
+    r->data = data;
+    snprintf(r->node, sizeof(r->node), "%s", node);
+    json_t *cmd = node_state_cmd(id, "up", "resumed");
+    rc = cmd ? cluster_write(env->cluster, cmd, resumed, r, e)
+             : ferr_set(e, -ENOMEM, "out of memory");
+    json_decref(cmd);
+    if (rc < 0) {
+        ferr_prefix(e, "resume %s", node);
+        free(r);
+        return rc;
+    }
+    events_add(env->events, NULL, "node.resumed", "%s takes new VMs again", node);
+    return 0;
+}

@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: MIT */
+/* Draining a node for maintenance: mark it draining, live-migrate every running VM it owns to
+ * the other up nodes (a few at a time), then mark it paused; and resuming it. */
+#ifndef FERRY_MIGRATE_DRAIN_H
+#define FERRY_MIGRATE_DRAIN_H
+
+#include <jansson.h>
+#include <uv.h>
+
+#include "common/err.h"
+#include "migrate/migrate.h"
+
+#define DRAIN_PARALLEL_DEFAULT 2
+#define DRAIN_PARALLEL_MAX 16
+
+struct drain_env {
+    uv_loop_t *loop;
+    struct vmset *vms;
+    struct events *events;
+    struct cluster *cluster;
+    struct migrator *migrator;
+    const char *node_name; /* borrowed; outlives the drain */
+};
+
+/*
+ * Drains this node (env->node_name): node_state "draining", then every running VM the cluster
+ * database says this node owns is live-migrated (migrate_start, destination: the up node with
+ * the most free memory), at most parallel at a time. Stopped and failed VMs stay here (their
+ * definition and disks live with their owner; they are listed as "stayed"). When every
+ * migration succeeded the node becomes "paused"; when one failed, that VM keeps running here,
+ * the node stays "draining" and the answer says so ("failed" > 0).
+ * Synchronous refusals (no cluster, no quorum, a drain already running) return negative with
+ * e set. Otherwise cb answers once, 200 with {"node", "state", "parallel", "total_ms",
+ * "migrated", "failed", "stayed", "vms": [{"name", "outcome", "to", "message", ...}]}, or
+ * with e when the node could not be marked. env copied. One drain at a time per process.
+ */
+int drain_start(const struct drain_env *env, unsigned parallel, migrate_cb cb, void *data,
+                struct ferr *e);
+
+/* Marks node (any member but a down one) "up" again; cb gets {"node", "state": "up"}.
+ * Refused while this process drains it. */
+int drain_resume(const struct drain_env *env, const char *node, migrate_cb cb, void *data,
+                 struct ferr *e);
+
+#endif

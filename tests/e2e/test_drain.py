@@ -1,0 +1,171 @@
+# SPDX-License-Identifier: MIT
+"""ferry node drain / node resume on a 3-host lab: three appliance VMs (probe workload,
+128 MiB each, disks on the shared volume) on host1; draining host1 live-migrates all of them
+to host2/host3, two at a time, and they answer probes from the client namespace afterwards;
+host1 is paused (a create with --node host1 is refused, the leader's health check leaves it
+paused), stays paused while it heartbeats, and resume makes it up again. Three at a time
+asked, two allowed by ferryd: the third waits for a slot."""
+import json
+import os
+import signal
+import sys
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "lab"))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+
+from labvm import (assert_nothing_on, create_vm, lab_session, local_vm, logs, missing,  # noqa: E402
+                   qemus_of, vm_on, wait_answering)
+from ferrytest import wait_for  # noqa: E402
+
+NAME = f"d{os.getpid()}"
+SUBNET = "10.84.0.0/24"
+
+pytestmark = pytest.mark.skipif(missing() is not None, reason=str(missing()))
+
+
+@pytest.fixture(scope="module")
+def lab():
+    yield from lab_session(NAME, SUBNET)
+
+
+def node_state(viewer, node):
+    nodes = viewer.cli_json("node", "list")["nodes"]
+    return next(n["state"] for n in nodes if n["name"] == node)
+
+
+def test_drain_and_resume(lab):
+    h1, h2, h3 = lab.hosts
+    names = ["dv1", "dv2", "dv3"]
+    ips = {n: create_vm(lab, h1, n, k + 1, memory=128) for k, n in enumerate(names)}
+    taps = {n: local_vm(h1, n)["taps"] for n in names}
+    # A stopped VM stays on the node (its definition lives with its owner).
+    h1.cli("vm", "create", "dstop", "--node", "host1", "--memory", "64", "--appliance")
+
+    # Asked of host3, forwarded to host1, which drains itself. Three at a time is more than
+    # ferryd's limit of outgoing migrations (2): the third waits for a slot.
+    t0 = time.monotonic()
+    r = h3.cli("-o", "json", "node", "drain", "host1", "--parallel", "3", timeout=300,
+               check=False)
+    took = time.monotonic() - t0
+    assert r.returncode == 0, f"drain failed: {r.stdout}\n{r.stderr}\n{logs(lab)}"
+    res = json.loads(r.stdout)
+    print(f"\ndrain host1: {took:.1f} s; " + "; ".join(
+        f"{v['name']} {v['outcome']} {v.get('to', '')} downtime {v.get('downtime_ms', '-')} ms"
+        for v in res["vms"]))
+    assert res["node"] == "host1" and res["state"] == "paused" and res["parallel"] == 3, res
+    assert res["migrated"] == 3 and res["failed"] == 0 and res["stayed"] == 1, res
+    outcome = {v["name"]: v for v in res["vms"]}
+    assert outcome["dstop"]["outcome"] == "stayed", outcome
+    for n in names:
+        assert outcome[n]["outcome"] == "migrated" and outcome[n]["to"] in ("host2", "host3"), \
+            outcome[n]
+    # Placement counts what the drain already sent: the VMs spread over both nodes.
+    assert {outcome[n]["to"] for n in names} == {"host2", "host3"}, outcome
+
+    # Every VM runs (once) on its new owner and answers from the client namespace.
+    for n in names:
+        dst = lab.host(outcome[n]["to"])
+        wait_for(lambda: (lambda v: v and v["owner"] == dst.name and v["state"] == "running")(
+            vm_on(h1, n)), 10, f"{n} to be listed running on {dst.name}")
+        v = local_vm(dst, n)
+        assert v and v["state"] == "running", v
+        assert len(qemus_of(n)) == 1, f"{n} must run in exactly one QEMU"
+        wait_answering(lab, ips[n], 1)
+        assert_nothing_on(h1, n, taps[n])
+    assert vm_on(h2, "dstop")["owner"] == "host1"
+
+    # host1 is paused, in everyone's view, and takes no new VMs.
+    for viewer in (h1, h2, h3):
+        wait_for(lambda: node_state(viewer, "host1") == "paused", 10,
+                 f"{viewer.name} to list host1 paused")
+    st, body = lab.write_vm(h2, "dnew", node="host1")
+    assert st >= 400 and "paused" in json.dumps(body), (st, body)
+    r = h1.cli("vm", "create", "dnew2", "--node", "host1", "--memory", "32", "--appliance",
+               check=False)
+    assert r.returncode != 0 and "host1 is paused" in r.stderr, r.stderr
+    # Health leaves the administrative state alone while host1 heartbeats.
+    time.sleep(3)
+    assert node_state(h2, "host1") == "paused"
+    # Without --node, nothing lands on host1 either; migrating to it is refused.
+    r = h2.cli("vm", "migrate", names[0], "--to", "host1", check=False)
+    assert r.returncode != 0 and "paused" in r.stderr, r.stderr
+
+    # Draining again finds nothing to move.
+    r = h1.cli("-o", "json", "node", "drain", "host1", check=False)
+    assert r.returncode == 0 and json.loads(r.stdout)["migrated"] == 0, r
+
+    # Resume, asked of host2.
+    r = h2.cli("node", "resume", "host1")
+    assert "host1 is up" in r.stdout, r.stdout
+    for viewer in (h1, h2, h3):
+        wait_for(lambda: node_state(viewer, "host1") == "up", 10, f"{viewer.name}: host1 up")
+    st, body = lab.write_vm(h3, "dnew", node="host1")
+    assert st == 201, (st, body)
+    h3.cli("vm", "delete", "dnew")
+
+    # Bad requests.
+    r = h1.cli("node", "drain", "nosuch", check=False)
+    assert r.returncode != 0 and "nosuch" in r.stderr, r.stderr
+    r = h1.cli("node", "drain", "host1", "--parallel", "0", check=False)
+    assert r.returncode == 2, r.stderr
+
+    for n in names:
+        h1.cli("vm", "delete", "--force", n)
+    h1.cli("vm", "delete", "dstop")
+
+
+def test_drain_with_a_vm_that_cannot_move(lab):
+    """A VM that cannot be migrated (paused) keeps running where it is; the drain says so
+    (exit 1) and the node stays draining; once the VM runs again a second drain finishes."""
+    h1, h2, h3 = lab.hosts
+    ip1 = create_vm(lab, h2, "dp1", 5, memory=128)
+    create_vm(lab, h2, "dp2", 6, memory=128)
+    h2.cli("vm", "pause", "dp2")
+    r = h1.cli("-o", "json", "node", "drain", "host2", timeout=300, check=False)
+    assert r.returncode == 1 and "stays draining" in r.stderr, (r.stdout, r.stderr)
+    res = json.loads(r.stdout)
+    outcome = {v["name"]: v for v in res["vms"]}
+    assert res["state"] == "draining" and res["failed"] == 1, res
+    assert outcome["dp1"]["outcome"] == "migrated", outcome
+    assert outcome["dp2"]["outcome"] == "failed" and "paused" in outcome["dp2"]["message"], outcome
+    v = local_vm(h2, "dp2")
+    assert v and v["state"] == "paused", v
+    assert node_state(h3, "host2") == "draining"
+    wait_answering(lab, ip1, 1)
+    r = h3.cli("vm", "create", "dp3", "--node", "host2", "--memory", "32", "--appliance",
+               check=False)
+    assert r.returncode != 0 and "draining" in r.stderr, r.stderr
+
+    h2.cli("vm", "resume", "dp2")
+    r = h2.cli("-o", "json", "node", "drain", "host2", "--parallel", "1", timeout=300,
+               check=False)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    res = json.loads(r.stdout)
+    assert res["state"] == "paused" and res["migrated"] == 1, res
+    wait_for(lambda: node_state(h1, "host2") == "paused", 10, "host2 paused")
+    h2.cli("node", "resume", "host2")
+    wait_for(lambda: node_state(h1, "host2") == "up", 10, "host2 up")
+    for n in ("dp1", "dp2"):
+        h1.cli("vm", "delete", "--force", n)
+
+
+def test_paused_node_stays_paused_across_down(lab):
+    """Health sets and clears only "down": a paused node that stops heartbeating is down, and
+    paused again (not up) once it heartbeats again."""
+    h1, h2, h3 = lab.hosts
+    r = h1.cli("-o", "json", "node", "drain", "host3", check=False)
+    assert r.returncode == 0 and json.loads(r.stdout)["state"] == "paused", (r.stdout, r.stderr)
+    wait_for(lambda: node_state(h1, "host3") == "paused", 10, "host3 paused")
+    lab.kill_ferryd(h3, signal.SIGSTOP)
+    try:
+        wait_for(lambda: node_state(h1, "host3") == "down", 30, "host3 down")
+    finally:
+        lab.kill_ferryd(h3, signal.SIGCONT)
+    wait_for(lambda: node_state(h1, "host3") == "paused", 30, "host3 paused again")
+    time.sleep(2)
+    assert node_state(h2, "host3") == "paused"
+    h1.cli("node", "resume", "host3")
+    wait_for(lambda: node_state(h2, "host3") == "up", 10, "host3 up")

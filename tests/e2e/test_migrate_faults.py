@@ -1,0 +1,154 @@
+# SPDX-License-Identifier: MIT
+"""Live migration under faults on a 3-host lab. A slow migration (capped bandwidth) of a VM
+running the probe workload is broken mid-way: the destination host's ferryd is killed, or the
+destination host's link is cut. Each time the VM keeps answering probes on the source,
+`ferry vm show` says it runs there, and the destination keeps nothing (no VM dir, no tap, no
+QEMU). Then the recorder workload: every record the guest acknowledged while it migrated
+three times back and forth is on its disk after it stopped."""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "lab"))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+
+from labvm import (assert_nothing_on, create_vm, lab_session, local_vm, logs, missing,  # noqa: E402
+                   qemus_of, qemus_under, vm_on, wait_answering)
+from ferrytest import wait_for  # noqa: E402
+
+NAME = f"f{os.getpid()}"
+SUBNET = "10.85.0.0/24"
+
+pytestmark = pytest.mark.skipif(missing() is not None, reason=str(missing()))
+
+
+@pytest.fixture(scope="module")
+def lab():
+    yield from lab_session(NAME, SUBNET)
+
+
+def start_slow_migration(lab, src, dst, name, mib=4):
+    """`ferry vm migrate` capped at mib MiB/s (some seconds for an idle 128 MiB guest); returns
+    the CLI process once the destination's QEMU listens and pre-copy runs."""
+    p = subprocess.Popen([lab.bins["ferry"], "--socket", src.sock, "vm", "migrate", name,
+                          "--to", dst.name, "--bandwidth-mib", str(mib)], env=lab.env(src),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: (lambda v: v and v["state"] == "incoming")(local_vm(dst, name)), 30,
+                 f"{name} to be incoming on {dst.name}")
+        time.sleep(1.0)  # pre-copy under way
+        assert p.poll() is None, f"the migration ended early: {p.communicate()}"
+    except BaseException:
+        p.kill()
+        p.wait()
+        raise
+    return p
+
+
+def finish(p, timeout=90):
+    try:
+        out, err = p.communicate(timeout=timeout)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    return p.returncode, out, err
+
+
+def assert_on_source(lab, src, name, ip, only=True):
+    """name runs on src, in src's QEMU, answering; with only, in no other QEMU either (a host
+    cut off keeps its idle incoming QEMU until it hears the migration is over)."""
+    v = local_vm(src, name)
+    assert v and v["state"] == "running", v
+    show = json.loads(src.cli("-o", "json", "vm", "show", name).stdout)
+    assert show["state"] == "running" and show["owner"] == src.name, show
+    wait_answering(lab, ip)
+    assert qemus_under(src, name) == [v["pid"]], (qemus_under(src, name), v)
+    if only:
+        assert qemus_of(name) == [v["pid"]], f"{name} must run in one QEMU: {qemus_of(name)}"
+
+
+def test_destination_ferryd_killed(lab):
+    h1, h2, h3 = lab.hosts
+    ip = create_vm(lab, h1, "fk1", 1, memory=128)
+    taps = local_vm(h1, "fk1")["taps"]
+    p = start_slow_migration(lab, h1, h2, "fk1")
+    t0 = time.monotonic()
+    lab.kill_ferryd(h2)
+    rc, out, err = finish(p)
+    print(f"\ndestination ferryd killed: answered after {time.monotonic() - t0:.1f} s: "
+          f"{err.strip()}")
+    assert rc != 0 and "keeps running on host1" in err, (out, err, logs(lab))
+    assert_on_source(lab, h1, "fk1", ip)
+    assert vm_on(h3, "fk1")["owner"] == "host1"
+    # The incoming QEMU on host2 goes with the migration it waited for.
+    wait_for(lambda: not qemus_under(h2, "fk1"), 20, "host2's incoming QEMU to exit")
+    lab.start_ferryd(h2)
+    assert_nothing_on(h2, "fk1", taps, timeout=30)
+    assert_on_source(lab, h1, "fk1", ip)
+    h1.cli("vm", "delete", "--force", "fk1")
+
+
+def test_destination_link_cut(lab):
+    h1, h2, h3 = lab.hosts
+    ip = create_vm(lab, h1, "fl1", 2, memory=128)
+    taps = local_vm(h1, "fl1")["taps"]
+    p = start_slow_migration(lab, h1, h3, "fl1")
+    t0 = time.monotonic()
+    lab.link_down(h3)
+    try:
+        rc, out, err = finish(p, timeout=120)
+        print(f"\ndestination link cut: answered after {time.monotonic() - t0:.1f} s: "
+              f"{err.strip()}")
+        assert rc != 0 and "keeps running on host1" in err, (out, err, logs(lab))
+        assert_on_source(lab, h1, "fl1", ip, only=False)
+        time.sleep(2)  # the cut outlasts the failure a little
+    finally:
+        lab.link_up(h3)
+    # host3 learns the outcome once it is back: nothing of fl1 stays there.
+    assert_nothing_on(h3, "fl1", taps, timeout=60)
+    assert_on_source(lab, h1, "fl1", ip)
+    wait_for(lambda: (lambda n: n and n["state"] == "up")(next(
+        (n for n in h1.cli_json("node", "list")["nodes"] if n["name"] == "host3"), None)),
+        30, "host3 to be up again")
+    h1.cli("vm", "delete", "--force", "fl1")
+
+
+def test_recorder_acks_survive_migrations(lab):
+    h1, h2, h3 = lab.hosts
+    disk = f"{lab.csv}/fr1.vhd"
+    ip = create_vm(lab, h1, "fr1", 3, workload="probe,recorder", memory=128, disk=disk)
+    rec = lab.client_popen(["ferry-probe", "recorder", ip, "--duration-s", "40", "--json"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(2)
+        path = [(h1, h2), (h2, h1), (h1, h2)]
+        for src, dst in path:
+            r = src.cli("-o", "json", "vm", "migrate", "fr1", "--to", dst.name, timeout=120,
+                        check=False)
+            assert r.returncode == 0, f"{src.name}->{dst.name}: {r.stderr}\n{logs(lab)}"
+            fig = json.loads(r.stdout)
+            print(f"\nfr1 {src.name}->{dst.name}: downtime {fig['downtime_ms']} ms, "
+                  f"total {fig['total_ms']} ms")
+            time.sleep(2)
+        out, err = rec.communicate(timeout=90)
+    finally:
+        if rec.poll() is None:
+            rec.kill()
+            rec.wait()
+    assert rec.returncode == 0, err
+    res = json.loads(out.strip().splitlines()[-1])
+    print(f"recorder: {res}")
+    assert res["acked_count"] > 0 and res["out_of_order"] == 0, res
+    assert not res["connection_lost"], res
+    h3.cli("vm", "stop", "fr1", "--timeout", "60")
+    wait_for(lambda: vm_on(h3, "fr1")["state"] == "stopped", 30, "fr1 to be stopped")
+    v = json.loads(lab.client_exec(["ferry-probe", "verify-disk", disk, "--acked",
+                                    str(res["acked_max"]), "--json"], check=False).stdout)
+    print(f"verify-disk: {v}")
+    assert v["acked_ok"] and v["first_bad"] is None and v["max_seq"] >= res["acked_max"], v
+    h3.cli("vm", "delete", "fr1")

@@ -1,0 +1,148 @@
+# SPDX-License-Identifier: MIT
+"""Helpers for end-to-end tests of VMs on a lab (lab/ferrylab.py): a module-scoped lab that
+cleans up after itself, appliance VMs, where a VM lives (state dir, tap, QEMU), probes."""
+import json
+import os
+
+import ferrylab
+from ferrylab import Lab
+from ferrytest import BUILD, FERRY, GUEST, pid_alive, run, wait_for
+
+
+def missing():
+    """Why the lab tests cannot run here, or None."""
+    if os.geteuid() != 0:
+        return "needs root (network namespaces, bridges)"
+    for b in (FERRY, os.path.join(BUILD, "src", "ferryd"), os.path.join(BUILD, "src", "ferry-probe")):
+        if not os.access(b, os.X_OK):
+            return f"{b} is not built"
+    for f in ("vmlinuz", "initrd.img"):
+        if not os.path.exists(os.path.join(GUEST, f)):
+            return f"no {f} in {GUEST} (build the appliance or set FERRY_GUEST_DIR)"
+    return None
+
+
+def leftovers(name, dir):
+    found = [f"netns {n}" for n in ferrylab.stray_namespaces(name)]
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if dir + "/" in cmd and pid_alive(int(d)):
+            found.append(f"pid {d}: {cmd}")
+    if os.path.exists(dir):
+        found.append(f"dir {dir}")
+    return found
+
+
+def lab_session(name, subnet, hosts=3):
+    """Generator for a module fixture: a formed lab, torn down (VMs deleted, then `down`)
+    and checked for leftovers afterwards, also when the test failed."""
+    os.environ.setdefault("FERRY_GUEST_DIR", GUEST)
+    lab = None
+    dir = Lab.default_dir(name)
+    try:
+        lab = Lab.up(name, hosts=hosts, subnet=subnet)
+        yield lab
+    finally:
+        try:
+            if lab is not None:
+                for h in lab.hosts:
+                    try:
+                        if lab._is_our_ferryd(h.rec):
+                            for vm in h.cli_json("vm", "list").get("vms", []):
+                                if vm.get("owner") == h.name:
+                                    h.cli("vm", "delete", "--force", vm["name"], check=False)
+                    except Exception as e:  # noqa: BLE001 - cleanup goes on; down() kills QEMUs
+                        print(f"cleanup on {h.name}: {e}")
+                lab.down()
+            elif os.path.exists(os.path.join(dir, ferrylab.STATE_FILE)):
+                Lab.load(dir).down()
+        finally:
+            left = []
+            try:
+                wait_for(lambda: not (left.clear() or left.extend(leftovers(name, dir)) or left),
+                         10, "the lab to be gone")
+            except AssertionError:
+                raise AssertionError(f"lab {name} left behind: {left}") from None
+
+
+def logs(lab):
+    return "\n".join(f"--- {h.name} ({h.log}):\n{h.log_tail(2500)}" for h in lab.hosts)
+
+
+def create_vm(lab, host, name, k, workload="probe", memory=256, disk=None):
+    """An appliance VM on host with guest IP number k, started, answering probes."""
+    ip = lab.guest_ip(k)
+    disk = disk or f"{lab.csv}/{name}.vhd"
+    host.cli("vm", "create", name, "--node", host.name, "--memory", str(memory), "--appliance",
+             "--workload", workload, "--guest-ip", f"{ip}/24", "--nic", "br0", "--disk",
+             f"{disk},size=64", "--start")
+    lab.client_exec(["ferry-probe", "wait", ip], timeout=90)
+    return ip
+
+
+def vm_on(viewer, name):
+    """The VM as viewer's `ferry vm list` shows it."""
+    return next((v for v in viewer.cli_json("vm", "list")["vms"] if v["name"] == name), None)
+
+
+def local_vm(host, name):
+    """The VM as host's own ferryd has it, or None (not forwarded to another owner)."""
+    if not os.path.exists(os.path.join(host.state_dir, "vms", name)):
+        return None
+    st, body = host.api("GET", f"/v1/vms/{name}")
+    return body if st == 200 and body.get("owner") == host.name else None
+
+
+def tap_exists(host, tap):
+    return run(["ip", "-n", host.ns, "link", "show", tap], check=False).returncode == 0
+
+
+def qemus_of(name):
+    found = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/cmdline", "rb") as f:
+                    if f"guest={name},".encode() in f.read() and pid_alive(int(d)):
+                        found.append(int(d))
+            except OSError:
+                pass
+    return found
+
+
+def qemus_under(host, name):
+    """QEMUs of VM name whose command line points into host's directories."""
+    out = []
+    for pid in qemus_of(name):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().decode(errors="replace")
+        except OSError:
+            continue
+        if host.run_dir in cmd or host.state_dir in cmd:
+            out.append(pid)
+    return out
+
+
+def assert_nothing_on(host, name, taps, timeout=10):
+    """No VM dir, no tap, no QEMU of name on host."""
+    wait_for(lambda: not os.path.exists(os.path.join(host.state_dir, "vms", name)), timeout,
+             f"{name}'s VM dir to be gone from {host.name}")
+    for t in taps:
+        wait_for(lambda: not tap_exists(host, t), 5, f"tap {t} to be gone from {host.name}")
+    wait_for(lambda: not qemus_under(host, name), 5, f"{name}'s QEMU to be gone from {host.name}")
+
+
+def wait_answering(lab, ip, seconds=3):
+    """The VM answers UDP probes from the client namespace."""
+    r = lab.client_exec(["ferry-probe", "udp", ip, "--interval-ms", "5", "--duration-s",
+                         str(seconds), "--json"], timeout=30)
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["received"] > 0 and res["last_reply_age_ms"] < 100, f"{ip} does not answer: {res}"
+    return res
