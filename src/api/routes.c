@@ -377,7 +377,11 @@ static void h_vms_list(struct api_ctx *ctx, struct http_req *req, const struct r
         json_decref(sorted);
     }
     free(items);
-    http_reply_json(req, 200, json_pack("{s:o, s:I}", "vms", arr, "stale_ms", (json_int_t)0));
+    /* How old this node's copy of the cluster database may be (-1: no leader known). */
+    json_t *nodes = cluster_nodes(ctx->cluster);
+    json_int_t stale = json_integer_value(json_object_get(nodes, "stale_ms"));
+    json_decref(nodes);
+    http_reply_json(req, 200, json_pack("{s:o, s:I}", "vms", arr, "stale_ms", stale));
 }
 
 /* The owner created the VM and its record committed; answer once this node has applied the

@@ -684,6 +684,7 @@ static int vm_list(struct cli *cli, int argc, char **argv)
     int rc = cli_call(cli, "GET", "/v1/vms", NULL, &reply);
     if (rc != EXIT_OK)
         return rc;
+    cli_stale_note(reply);
     if (cli->fmt == OUTPUT_JSON) {
         output_json(stdout, reply);
         json_decref(reply);
