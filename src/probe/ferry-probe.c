@@ -748,7 +748,9 @@ static void recorder_help(FILE *f)
             "Connects to the guest's recorder and collects its \"ACK <seq>\" lines until N\n"
             "seconds passed, N acks arrived, or SIGINT/SIGTERM (0 = no limit, the default).\n"
             "Reports acked_max, acked_count and first_acked. Exit 0 when a limit or signal\n"
-            "ended the run, 1 when the connection failed or was lost, 2 on bad arguments.\n");
+            "ended the run, 1 when the connection failed or was lost, 2 on bad arguments.\n"
+            "A refused connection is retried for up to 10 s (the recorder starts listening a\n"
+            "moment after the guest answers probes); the duration counts from the connection.\n");
 }
 
 struct ack_stats {
@@ -831,11 +833,28 @@ static int cmd_recorder(int argc, char **argv)
     a.gaps.start = start;
     if (sfd < 0)
         goto report;
-    fd = tcp_connect_start(&sa, &pending, &e);
-    if (fd < 0 || (pending && connect_wait(fd, sfd, &sa, start + 5 * NS_PER_S, &e) < 0)) {
-        lost = true;
-        goto report;
+    /* The recorder starts listening a moment after the guest answers probes: a refused
+     * connection is retried for up to 10 s before it counts as a failure. */
+    for (uint64_t give_up = start + 10 * NS_PER_S;;) {
+        fd = tcp_connect_start(&sa, &pending, &e);
+        if (fd >= 0 && (!pending || connect_wait(fd, sfd, &sa, start + 15 * NS_PER_S, &e) == 0))
+            break;
+        if (fd >= 0)
+            close(fd);
+        fd = -1;
+        if (e.code != -ECONNREFUSED || mono_ns() >= give_up) {
+            lost = true;
+            goto report;
+        }
+        struct pollfd sp = {.fd = sfd, .events = POLLIN};
+        if (poll(&sp, 1, 100) > 0) {
+            lost = true;
+            goto report;
+        }
     }
+    start = mono_ns();
+    end = duration_s ? start + duration_s * NS_PER_S : 0;
+    a.gaps.start = start;
     char buf[4096];
     size_t len = 0;
     bool done = false;
