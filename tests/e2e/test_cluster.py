@@ -16,8 +16,9 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "lab"))
 
 import ferrylab  # noqa: E402
+from labvm import leftovers  # noqa: E402
 from ferrylab import Lab, LabError  # noqa: E402
-from ferrytest import BUILD, FERRY, pid_alive, run, wait_for  # noqa: E402
+from ferrytest import BUILD, FERRY, run, wait_for  # noqa: E402
 
 NAME = f"c{os.getpid()}"
 SUBNET = "10.81.0.0/24"
@@ -43,23 +44,6 @@ pytestmark = pytest.mark.skipif(missing() is not None, reason=str(missing()))
 
 
 # ---- helpers ---------------------------------------------------------------------------------
-
-def leftovers(name, dir):
-    found = [f"netns {n}" for n in ferrylab.stray_namespaces(name)]
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/cmdline", "rb") as f:
-                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if dir + "/" in cmd and pid_alive(int(d)):
-            found.append(f"pid {d}: {cmd}")
-    if os.path.exists(dir):
-        found.append(f"dir {dir}")
-    return found
-
 
 def lab_down(lab, name):
     """Removes lab (or whatever lab.json of name records) and checks nothing is left."""

@@ -54,12 +54,15 @@ def test_lifecycle_probe_console_pause_stop_delete(host):
     host.wait_guest(ip, timeout=10)
 
     # A graceful stop: ACPI power button, the guest powers itself off.
+    qemu_pid = host.vm("web1")["pid"]
     host.cli("vm", "stop", "web1", "--timeout", "60")
     vm = host.vm("web1")
     assert vm["state"] == "stopped"
     assert "request" in vm["reason"]
     assert "ferry-guest: powering off" in host.console("web1")
-    assert not pid_alive(vm["pid"]) if vm["pid"] else True
+    assert vm["pid"] == 0 and not pid_alive(qemu_pid)
+    assert not any(e["type"] == "vm.killed" for e in host.cli_json("events")["events"]), \
+        "the guest must power off by itself, not be killed after the timeout"
     # The tap is gone with the VM.
     links = host.ip("-o", "link", "show").stdout
     assert all(t not in links for t in vm["taps"])

@@ -14,6 +14,7 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "lab"))
 
 import ferrylab  # noqa: E402
+from labvm import leftovers  # noqa: E402
 from ferrylab import Lab, LabError  # noqa: E402
 from ferrytest import BUILD, FERRY, PROBE, pid_alive, run, wait_for  # noqa: E402
 
@@ -44,25 +45,6 @@ def ferry_lab(*args, check=True, timeout=120, env=None):
     """The real `ferry lab` (C CLI exec'ing lab/ferry-lab)."""
     e = {**os.environ, "FERRY_BUILD": BUILD, **(env or {})}
     return run([FERRY, "lab", *args], check=check, timeout=timeout, env=e)
-
-
-def leftovers(name, dir):
-    """Everything of lab name that could outlive it: namespaces, live processes naming its dir,
-    the dir."""
-    found = [f"netns {n}" for n in ferrylab.stray_namespaces(name)]
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/cmdline", "rb") as f:
-                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if dir + "/" in cmd and pid_alive(int(d)):
-            found.append(f"pid {d}: {cmd}")
-    if os.path.exists(dir):
-        found.append(f"dir {dir}")
-    return found
 
 
 def assert_gone(name, dir):

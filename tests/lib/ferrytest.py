@@ -43,6 +43,22 @@ def pid_alive(pid):
         return False
 
 
+def processes_naming(text):
+    """Live processes whose command line contains text: [(pid, command line)]."""
+    found = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmd and pid_alive(int(d)):
+            found.append((int(d), cmd))
+    return found
+
+
 class Host:
     """One simulated host: network namespace + bridge br0 (10.88.N.1/24) + ferryd."""
 
@@ -173,18 +189,7 @@ class Host:
 
     def our_processes(self):
         """Live processes whose command line names this host's base dir."""
-        found = []
-        for d in os.listdir("/proc"):
-            if not d.isdigit():
-                continue
-            try:
-                with open(f"/proc/{d}/cmdline", "rb") as f:
-                    cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            if self.base in cmd and pid_alive(int(d)):
-                found.append((int(d), cmd))
-        return found
+        return processes_naming(self.base)
 
     def close(self):
         for p in self.children:

@@ -6,7 +6,7 @@ import os
 
 import ferrylab
 from ferrylab import Lab
-from ferrytest import BUILD, FERRY, GUEST, pid_alive, run, wait_for
+from ferrytest import BUILD, FERRY, GUEST, processes_naming, run, wait_for
 
 
 def missing():
@@ -23,17 +23,10 @@ def missing():
 
 
 def leftovers(name, dir):
+    """Everything of lab name that could outlive it: namespaces, live processes naming its dir,
+    the dir."""
     found = [f"netns {n}" for n in ferrylab.stray_namespaces(name)]
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/cmdline", "rb") as f:
-                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if dir + "/" in cmd and pid_alive(int(d)):
-            found.append(f"pid {d}: {cmd}")
+    found += [f"pid {pid}: {cmd}" for pid, cmd in processes_naming(dir + "/")]
     if os.path.exists(dir):
         found.append(f"dir {dir}")
     return found
@@ -75,13 +68,14 @@ def logs(lab):
     return "\n".join(f"--- {h.name} ({h.log}):\n{h.log_tail(2500)}" for h in lab.hosts)
 
 
-def create_vm(lab, host, name, k, workload="probe", memory=256, disk=None):
-    """An appliance VM on host with guest IP number k, started, answering probes."""
+def create_vm(lab, host, name, k, workload="probe", memory=256, disk=None, extra=()):
+    """An appliance VM on host with guest IP number k, started, answering probes; extra: more
+    `vm create` arguments."""
     ip = lab.guest_ip(k)
     disk = disk or f"{lab.csv}/{name}.vhd"
     host.cli("vm", "create", name, "--node", host.name, "--memory", str(memory), "--appliance",
              "--workload", workload, "--guest-ip", f"{ip}/24", "--nic", "br0", "--disk",
-             f"{disk},size=64", "--start")
+             f"{disk},size=64", *extra, "--start")
     lab.client_exec(["ferry-probe", "wait", ip], timeout=90)
     return ip
 
@@ -104,30 +98,14 @@ def tap_exists(host, tap):
 
 
 def qemus_of(name):
-    found = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/cmdline", "rb") as f:
-                    if f"guest={name},".encode() in f.read() and pid_alive(int(d)):
-                        found.append(int(d))
-            except OSError:
-                pass
-    return found
+    """Live QEMUs of VM name, on any host."""
+    return [pid for pid, _ in processes_naming(f"guest={name},")]
 
 
 def qemus_under(host, name):
     """QEMUs of VM name whose command line points into host's directories."""
-    out = []
-    for pid in qemus_of(name):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmd = f.read().decode(errors="replace")
-        except OSError:
-            continue
-        if host.run_dir in cmd or host.state_dir in cmd:
-            out.append(pid)
-    return out
+    return [pid for pid, cmd in processes_naming(f"guest={name},")
+            if host.run_dir in cmd or host.state_dir in cmd]
 
 
 def assert_nothing_on(host, name, taps, timeout=10):
