@@ -87,7 +87,9 @@ static bool in_list(const char *s, const char *const *list)
 }
 
 static const char *const node_roles[] = {"voter", "standby", "spare", NULL};
-static const char *const node_states[] = {"up", "down", "paused", "draining", NULL};
+static const char *const node_healths[] = {"up", "down", NULL};
+static const char *const node_states_v1[] = {"up", "down", "paused", "draining", NULL};
+static const char *const node_admins[] = {"active", "draining", "paused", NULL};
 static const char *const accels[] = {"", "kvm", "tcg", NULL};
 
 /* ---- string forms; each returns NULL when s is fine, else what is expected ---- */
@@ -186,7 +188,23 @@ static const char *form_role(const char *s)
 
 static const char *form_node_state(const char *s)
 {
-    return in_list(s, node_states) ? NULL : "use up, down, paused or draining";
+    if (in_list(s, node_healths))
+        return NULL;
+    return in_list(s, node_states_v1)
+               ? "use up or down: since command version 2 the state is the node's health, "
+                 "and paused and draining are admin states (node_admin)"
+               : "use up or down";
+}
+
+/* Version 1 had one word for health and admin state. */
+static const char *form_node_state_v1(const char *s)
+{
+    return in_list(s, node_states_v1) ? NULL : "use up, down, paused or draining";
+}
+
+static const char *form_admin(const char *s)
+{
+    return in_list(s, node_admins) ? NULL : "use active, draining or paused";
 }
 
 static const char *form_accel(const char *s)
@@ -313,10 +331,11 @@ static json_int_t int_of(const json_t *obj, const char *key)
 static int node_record_check(const json_t *n, struct ferr *e)
 {
     static const char *const fields[] = {
-        "id",          "name",     "api_addr",     "raft_addr",
-        "role",        "state",    "state_reason", "state_changed_ms",
-        "memory",      "vm_count", "accel",        "last_heartbeat_ms",
-        "cmd_version", NULL};
+        "id",       "name",         "api_addr",          "raft_addr",
+        "role",     "state",        "state_reason",      "state_changed_ms",
+        "admin",    "admin_reason", "admin_changed_ms",  "memory",
+        "vm_count", "accel",        "last_heartbeat_ms", "cmd_version",
+        NULL};
     const char *s;
     json_int_t i;
     uint64_t id;
@@ -331,6 +350,9 @@ static int node_record_check(const json_t *n, struct ferr *e)
         (rc = get_str(n, "state", true, form_node_state, &s, e)) < 0 ||
         (rc = get_str(n, "state_reason", true, form_reason, &s, e)) < 0 ||
         (rc = get_int(n, "state_changed_ms", true, 0, TIME_MAX, &i, NULL, e)) < 0 ||
+        (rc = get_str(n, "admin", true, form_admin, &s, e)) < 0 ||
+        (rc = get_str(n, "admin_reason", true, form_reason, &s, e)) < 0 ||
+        (rc = get_int(n, "admin_changed_ms", true, 0, TIME_MAX, &i, NULL, e)) < 0 ||
         (rc = get_int(n, "vm_count", true, 0, VM_COUNT_MAX, &i, NULL, e)) < 0 ||
         (rc = get_str(n, "accel", true, form_accel, &s, e)) < 0 ||
         (rc = get_int(n, "last_heartbeat_ms", true, 0, TIME_MAX, &i, NULL, e)) < 0 ||
@@ -340,6 +362,65 @@ static int node_record_check(const json_t *n, struct ferr *e)
     if (!m)
         return ferr_set(e, FERR_INVALID, "memory: missing");
     return check_memory(m, e);
+}
+
+/*
+ * Version 1 (commands and snapshot format 1) had one node state for health and admin state:
+ * "up" (healthy, active), "paused" and "draining" (healthy, in that admin state) and "down",
+ * which hid the admin state. Version 1's health check kept that in the reason of the down
+ * state ("no heartbeat for 5012 ms (was paused)") to restore it when the node came back, so
+ * the marker is read here, and only here. *health is "up" or "down"; *admin is "active",
+ * "draining", "paused", or NULL when a down state does not say (keep what is known).
+ */
+static void v1_state_split(const char *state, const char *reason, const char **health,
+                           const char **admin)
+{
+    bool down = strcmp(state, "down") == 0;
+    *health = down ? "down" : "up";
+    if (!down)
+        *admin = strcmp(state, "up") == 0       ? "active"
+                 : strcmp(state, "paused") == 0 ? "paused"
+                                                : "draining";
+    else if (reason && strstr(reason, "(was paused)"))
+        *admin = "paused";
+    else if (reason && strstr(reason, "(was draining)"))
+        *admin = "draining";
+    else
+        *admin = NULL;
+}
+
+/*
+ * A node record of snapshot format 1 as format 2 has it: on 0, *out is a new record the
+ * caller owns and checks (node_record_check). The admin state comes from the old state
+ * (v1_state_split; a down node that does not say is taken as active) and, for a paused or
+ * draining node, its reason and time too.
+ */
+static int node_record_from_v1(const json_t *n, json_t **out, struct ferr *e)
+{
+    static const char *const added[] = {"admin", "admin_reason", "admin_changed_ms", NULL};
+    const char *state, *reason, *health, *admin;
+    int rc;
+    if (!json_is_object(n))
+        return ferr_set(e, FERR_INVALID, "expected an object, not %s", type_name(n));
+    for (size_t i = 0; added[i]; i++)
+        if (json_object_get(n, added[i]))
+            return ferr_set(e, FERR_INVALID, "unknown field \"%s\" (format 1 has none)", added[i]);
+    if ((rc = get_str(n, "state", true, form_node_state_v1, &state, e)) < 0 ||
+        (rc = get_str(n, "state_reason", true, form_reason, &reason, e)) < 0)
+        return rc;
+    v1_state_split(state, reason, &health, &admin);
+    bool took = admin && strcmp(state, "down") != 0 && strcmp(state, "up") != 0;
+    json_t *rec = json_deep_copy(n);
+    if (!rec || json_object_set_new(rec, "state", json_string(health)) < 0 ||
+        json_object_set_new(rec, "admin", json_string(admin ? admin : "active")) < 0 ||
+        json_object_set_new(rec, "admin_reason", json_string(took ? reason : "")) < 0 ||
+        json_object_set_new(rec, "admin_changed_ms",
+                            json_integer(took ? int_of(n, "state_changed_ms") : 0)) < 0) {
+        json_decref(rec);
+        return ferr_set(e, -ENOMEM, "out of memory");
+    }
+    *out = rec;
+    return 0;
 }
 
 static int vm_record_check(const json_t *v, struct ferr *e)
@@ -449,6 +530,7 @@ static size_t vms_owned_by(const struct cdb *db, const char *node)
 
 struct op {
     const char *name;
+    int since, until;          /* the command versions it has this form in */
     const char *const *fields; /* besides "v" and "op" */
     int (*check)(const json_t *cmd, struct ferr *e);
     int (*apply)(struct cdb *db, const json_t *cmd, struct ferr *e);
@@ -458,7 +540,7 @@ static const char *const node_upsert_fields[] = {
     "id",     "name",     "api_addr", "raft_addr",         "role",        "state",
     "memory", "vm_count", "accel",    "last_heartbeat_ms", "cmd_version", NULL};
 
-static int node_upsert_check(const json_t *c, struct ferr *e)
+static int upsert_check(const json_t *c, str_form state_form, struct ferr *e)
 {
     const char *s;
     json_int_t i;
@@ -469,7 +551,7 @@ static int node_upsert_check(const json_t *c, struct ferr *e)
         (rc = get_str(c, "api_addr", false, form_addr, &s, e)) < 0 ||
         (rc = get_str(c, "raft_addr", false, form_addr, &s, e)) < 0 ||
         (rc = get_str(c, "role", false, form_role, &s, e)) < 0 ||
-        (rc = get_str(c, "state", false, form_node_state, &s, e)) < 0 ||
+        (rc = get_str(c, "state", false, state_form, &s, e)) < 0 ||
         (rc = get_int(c, "vm_count", false, 0, VM_COUNT_MAX, &i, NULL, e)) < 0 ||
         (rc = get_str(c, "accel", false, form_accel, &s, e)) < 0 ||
         (rc = get_int(c, "last_heartbeat_ms", false, 0, TIME_MAX, &i, NULL, e)) < 0 ||
@@ -477,6 +559,40 @@ static int node_upsert_check(const json_t *c, struct ferr *e)
         return rc;
     json_t *m = json_object_get(c, "memory");
     return m ? check_memory(m, e) : 0;
+}
+
+static int node_upsert_check(const json_t *c, struct ferr *e)
+{
+    return upsert_check(c, form_node_state, e);
+}
+
+static int node_upsert_check_v1(const json_t *c, struct ferr *e)
+{
+    return upsert_check(c, form_node_state_v1, e);
+}
+
+/*
+ * Sets the health of node record rec, and its admin state when admin is not NULL and differs
+ * (with the same reason and time). reason NULL keeps the record's reasons, time_ms < 0 its
+ * times. -ENOMEM.
+ */
+static int set_node_state(json_t *rec, const char *health, const char *admin, const char *reason,
+                          json_int_t time_ms)
+{
+    if (health && json_object_set_new(rec, "state", json_string(health)) < 0)
+        return -ENOMEM;
+    if (health && reason && json_object_set_new(rec, "state_reason", json_string(reason)) < 0)
+        return -ENOMEM;
+    if (health && time_ms >= 0 &&
+        json_object_set_new(rec, "state_changed_ms", json_integer(time_ms)) < 0)
+        return -ENOMEM;
+    if (!admin || strcmp(admin, str_of(rec, "admin")) == 0)
+        return 0;
+    if (json_object_set_new(rec, "admin", json_string(admin)) < 0 ||
+        (reason && json_object_set_new(rec, "admin_reason", json_string(reason)) < 0) ||
+        (time_ms >= 0 && json_object_set_new(rec, "admin_changed_ms", json_integer(time_ms)) < 0))
+        return -ENOMEM;
+    return 0;
 }
 
 /* Sets key of rec to a copy of the command's field, if the command has it. */
@@ -505,10 +621,11 @@ static int store(json_t *obj, const char *key, json_t *rec,
     return 0;
 }
 
-static int node_upsert_apply(struct cdb *db, const json_t *c, struct ferr *e)
+/* v1: the command's state is version 1's (v1_state_split). */
+static int upsert_apply(struct cdb *db, const json_t *c, bool v1, struct ferr *e)
 {
     static const char *const copied[] = {
-        "name",     "api_addr", "raft_addr",         "role",        "state", "memory",
+        "name",     "api_addr", "raft_addr",         "role",        "memory",
         "vm_count", "accel",    "last_heartbeat_ms", "cmd_version", NULL};
     char key[24];
     uint64_t id = (uint64_t)int_of(c, "id");
@@ -535,11 +652,13 @@ static int node_upsert_apply(struct cdb *db, const json_t *c, struct ferr *e)
             return ferr_set(e, FERR_EXISTS, "name \"%s\" is taken by node %" JSON_INTEGER_FORMAT,
                             name, int_of(other, "id"));
         json_int_t hb = json_integer_value(json_object_get(c, "last_heartbeat_ms"));
-        rec = json_pack("{sI s{sIsI} sI ss ss ss sI sI}", "id", (json_int_t)id, "memory",
+        rec = json_pack("{sI s{sIsI} sI ss ss ss sI sI ss sI}", "id", (json_int_t)id, "memory",
                         "total_mib", (json_int_t)0, "free_mib", (json_int_t)0, "vm_count",
                         (json_int_t)0, "accel", "", "role", "spare", "state", "up",
-                        "state_changed_ms", hb, "last_heartbeat_ms", hb);
+                        "state_changed_ms", hb, "last_heartbeat_ms", hb, "admin", "active",
+                        "admin_changed_ms", hb);
         if (rec && (json_object_set_new(rec, "state_reason", json_string("")) < 0 ||
+                    json_object_set_new(rec, "admin_reason", json_string("")) < 0 ||
                     json_object_set_new(rec, "cmd_version", json_integer(1)) < 0)) {
             json_decref(rec);
             rec = NULL;
@@ -553,8 +672,29 @@ static int node_upsert_apply(struct cdb *db, const json_t *c, struct ferr *e)
             return ferr_set(e, -ENOMEM, "out of memory");
         }
     }
+    const char *state = json_string_value(json_object_get(c, "state")), *health = state;
+    const char *admin = NULL;
+    if (state && v1)
+        v1_state_split(state, NULL, &health, &admin);
+    /* An upsert has no time and no reason: the admin state's are cleared when it changes. */
+    if (state && (set_node_state(rec, health, NULL, NULL, -1) < 0 ||
+                  (admin && strcmp(admin, str_of(rec, "admin")) != 0 &&
+                   set_node_state(rec, NULL, admin, "", 0) < 0))) {
+        json_decref(rec);
+        return ferr_set(e, -ENOMEM, "out of memory");
+    }
     id_key(id, key);
     return store(db->nodes, key, rec, node_record_check, e);
+}
+
+static int node_upsert_apply(struct cdb *db, const json_t *c, struct ferr *e)
+{
+    return upsert_apply(db, c, false, e);
+}
+
+static int node_upsert_apply_v1(struct cdb *db, const json_t *c, struct ferr *e)
+{
+    return upsert_apply(db, c, true, e);
 }
 
 static const char *const id_fields[] = {"id", NULL};
@@ -585,38 +725,72 @@ static int node_remove_apply(struct cdb *db, const json_t *c, struct ferr *e)
 
 static const char *const node_state_fields[] = {"id", "state", "reason", "time_ms", NULL};
 
-static int node_state_check(const json_t *c, struct ferr *e)
+static int state_check(const json_t *c, const char *key, str_form form, struct ferr *e)
 {
     const char *s;
     json_int_t i;
     uint64_t id;
     int rc;
-    if ((rc = get_id(c, "id", &id, e)) < 0 ||
-        (rc = get_str(c, "state", true, form_node_state, &s, e)) < 0 ||
+    if ((rc = get_id(c, "id", &id, e)) < 0 || (rc = get_str(c, key, true, form, &s, e)) < 0 ||
         (rc = get_str(c, "reason", false, form_reason, &s, e)) < 0 ||
         (rc = get_int(c, "time_ms", true, 0, TIME_MAX, &i, NULL, e)) < 0)
         return rc;
     return 0;
 }
 
-static int node_state_apply(struct cdb *db, const json_t *c, struct ferr *e)
+static int node_state_check(const json_t *c, struct ferr *e)
+{
+    return state_check(c, "state", form_node_state, e);
+}
+
+static int node_state_check_v1(const json_t *c, struct ferr *e)
+{
+    return state_check(c, "state", form_node_state_v1, e);
+}
+
+static int node_admin_check(const json_t *c, struct ferr *e)
+{
+    return state_check(c, "admin", form_admin, e);
+}
+
+/* Sets the health (state) or the admin state (admin) of the command's node; v1: the state is
+ * version 1's, health and maybe admin state in one (v1_state_split). */
+static int state_apply(struct cdb *db, const json_t *c, bool v1, struct ferr *e)
 {
     char key[24];
     uint64_t id = (uint64_t)int_of(c, "id");
     json_t *n = node_by_id(db, id);
     if (!n)
         return ferr_set(e, FERR_NOTFOUND, "no node %" PRIu64, id);
-    json_t *rec = json_deep_copy(n);
     const char *reason = json_string_value(json_object_get(c, "reason"));
-    if (!rec || copy_field(rec, c, "state") < 0 ||
-        json_object_set_new(rec, "state_reason", json_string(reason ? reason : "")) < 0 ||
-        json_object_set_new(rec, "state_changed_ms", json_integer(int_of(c, "time_ms"))) < 0) {
+    const char *health = json_string_value(json_object_get(c, "state"));
+    const char *admin = json_string_value(json_object_get(c, "admin"));
+    if (!reason)
+        reason = "";
+    if (v1)
+        v1_state_split(health, reason, &health, &admin);
+    json_t *rec = json_deep_copy(n);
+    /* node_admin records its reason and time even when the admin state stays. */
+    if (!rec || (!health && json_object_set_new(rec, "admin", json_string("")) < 0) ||
+        set_node_state(rec, health, admin, reason, int_of(c, "time_ms")) < 0) {
         json_decref(rec);
         return ferr_set(e, -ENOMEM, "out of memory");
     }
     id_key(id, key);
     return store(db->nodes, key, rec, node_record_check, e);
 }
+
+static int node_state_apply(struct cdb *db, const json_t *c, struct ferr *e)
+{
+    return state_apply(db, c, false, e);
+}
+
+static int node_state_apply_v1(struct cdb *db, const json_t *c, struct ferr *e)
+{
+    return state_apply(db, c, true, e);
+}
+
+static const char *const node_admin_fields[] = {"id", "admin", "reason", "time_ms", NULL};
 
 static const char *const vm_put_fields[] = {"name", "spec", "owner", "state", "reason", NULL};
 
@@ -837,16 +1011,20 @@ static int meta_apply(struct cdb *db, const json_t *c, struct ferr *e)
     return 0;
 }
 
+/* An op whose form changed has one entry per range of versions. */
 static const struct op ops[] = {
-    {"node_upsert", node_upsert_fields, node_upsert_check, node_upsert_apply},
-    {"node_remove", id_fields, id_check, node_remove_apply},
-    {"node_state", node_state_fields, node_state_check, node_state_apply},
-    {"vm_put", vm_put_fields, vm_put_check, vm_put_apply},
-    {"vm_owner", vm_owner_fields, vm_owner_check, vm_owner_apply},
-    {"vm_state", vm_state_fields, vm_state_check, vm_state_apply},
-    {"vm_remove", name_fields, name_check, vm_remove_apply},
-    {"event_add", event_add_fields, event_add_check, event_add_apply},
-    {"cluster_meta", meta_fields, meta_check, meta_apply},
+    {"node_upsert", 1, 1, node_upsert_fields, node_upsert_check_v1, node_upsert_apply_v1},
+    {"node_upsert", 2, 2, node_upsert_fields, node_upsert_check, node_upsert_apply},
+    {"node_remove", 1, 2, id_fields, id_check, node_remove_apply},
+    {"node_state", 1, 1, node_state_fields, node_state_check_v1, node_state_apply_v1},
+    {"node_state", 2, 2, node_state_fields, node_state_check, node_state_apply},
+    {"node_admin", 2, 2, node_admin_fields, node_admin_check, node_state_apply},
+    {"vm_put", 1, 2, vm_put_fields, vm_put_check, vm_put_apply},
+    {"vm_owner", 1, 2, vm_owner_fields, vm_owner_check, vm_owner_apply},
+    {"vm_state", 1, 2, vm_state_fields, vm_state_check, vm_state_apply},
+    {"vm_remove", 1, 2, name_fields, name_check, vm_remove_apply},
+    {"event_add", 1, 2, event_add_fields, event_add_check, event_add_apply},
+    {"cluster_meta", 1, 2, meta_fields, meta_check, meta_apply},
 };
 
 /* Checks the envelope and the fields; on 0 *out is the op. Messages lack the "cdb: " part. */
@@ -861,25 +1039,35 @@ static int cmd_check(const json_t *cmd, const struct op **out, struct ferr *e)
         return ferr_set(e, FERR_INVALID, "command: v (the command version) is missing");
     if (!json_is_integer(v))
         return ferr_set(e, FERR_INVALID, "command: v: expected an integer, not %s", type_name(v));
-    if (json_integer_value(v) != CDB_CMD_VERSION)
+    json_int_t ver = json_integer_value(v);
+    if (ver < CDB_CMD_VERSION_OLDEST || ver > CDB_CMD_VERSION)
         return ferr_set(e, FERR_INVALID,
                         "command version %" JSON_INTEGER_FORMAT
-                        " is not supported (this node applies version %d): upgrade ferry on "
-                        "this node",
-                        json_integer_value(v), CDB_CMD_VERSION);
+                        " is not supported (this node applies versions %d to %d)%s",
+                        ver, CDB_CMD_VERSION_OLDEST, CDB_CMD_VERSION,
+                        ver > CDB_CMD_VERSION ? ": upgrade ferry on this node" : "");
     json_t *o = json_object_get(cmd, "op");
     if (!o)
         return ferr_set(e, FERR_INVALID, "command: op is missing");
     if (!json_is_string(o))
         return ferr_set(e, FERR_INVALID, "command: op: expected a string, not %s", type_name(o));
-    const struct op *op = NULL;
-    for (size_t i = 0; i < ARRAY_SIZE(ops); i++)
-        if (strcmp(ops[i].name, json_string_value(o)) == 0 &&
-            strlen(json_string_value(o)) == json_string_length(o))
+    const struct op *op = NULL, *named = NULL;
+    for (size_t i = 0; i < ARRAY_SIZE(ops); i++) {
+        if (strcmp(ops[i].name, json_string_value(o)) != 0 ||
+            strlen(json_string_value(o)) != json_string_length(o))
+            continue;
+        named = &ops[i];
+        if (ver >= ops[i].since && ver <= ops[i].until)
             op = &ops[i];
-    if (!op)
+    }
+    if (!named)
         return ferr_set(e, FERR_INVALID, "command: unknown op %s",
                         quote(json_string_value(o), q, sizeof(q)));
+    if (!op)
+        return ferr_set(e, FERR_INVALID,
+                        "command: op %s is not in command version %" JSON_INTEGER_FORMAT
+                        " (it is new in version %d)",
+                        named->name, ver, named->since);
     const char *key;
     json_t *val;
     json_object_foreach((json_t *)cmd, key, val)
@@ -1329,6 +1517,33 @@ int cdb_cmd_version_min(const struct cdb *db)
     return min;
 }
 
+json_t *cdb_node_cmd(int version, const json_t *rec, const char *state, const char *admin,
+                     const char *reason, uint64_t time_ms)
+{
+    json_int_t id = int_of(rec, "id");
+    if (!reason)
+        reason = "";
+    if (version >= 2)
+        return json_pack("{si ss sI ss ss sI}", "v", 2, "op", state ? "node_state" : "node_admin",
+                         "id", id, state ? "state" : "admin", state ? state : admin, "reason",
+                         reason, "time_ms", (json_int_t)time_ms);
+    /* Version 1: one word for both, the admin state of a down node in its reason. */
+    const char *health = state ? state : str_of(rec, "state");
+    const char *adm = admin ? admin : str_of(rec, "admin");
+    bool active = !*adm || strcmp(adm, "active") == 0;
+    char why[REASON_MAX + 1];
+    if (strcmp(health, "down") == 0 && !active) {
+        char marker[32];
+        snprintf(marker, sizeof(marker), " (was %s)", adm);
+        snprintf(why, sizeof(why), "%.*s%s", (int)(REASON_MAX - strlen(marker)), reason, marker);
+    } else {
+        snprintf(why, sizeof(why), "%s", reason);
+    }
+    const char *word = strcmp(health, "down") == 0 ? "down" : active ? "up" : adm;
+    return json_pack("{si ss sI ss ss sI}", "v", 1, "op", "node_state", "id", id, "state", word,
+                     "reason", why, "time_ms", (json_int_t)time_ms);
+}
+
 /* ---- queries ---- */
 
 static int cmp_id(const void *a, const void *b)
@@ -1476,8 +1691,9 @@ int cdb_snapshot(const struct cdb *db, char **out, size_t *len, struct ferr *e)
     return 0;
 }
 
-/* Fills db (new, empty) from the parsed snapshot s, checking every record. */
-static int restore_into(struct cdb *db, const json_t *s, struct ferr *e)
+/* Fills db (new, empty) from the parsed snapshot s of the given format, checking every
+ * record; node records of format 1 are converted first (node_record_from_v1). */
+static int restore_into(struct cdb *db, const json_t *s, json_int_t format, struct ferr *e)
 {
     static const char *const fields[] = {"format", "index", "next_event_id", "meta",
                                          "nodes",  "vms",   "events",        NULL};
@@ -1508,15 +1724,26 @@ static int restore_into(struct cdb *db, const json_t *s, struct ferr *e)
 
     json_array_foreach(nodes, i, v)
     {
-        if ((rc = node_record_check(v, e)) < 0)
+        json_t *rec = NULL;
+        if (format == 1 && (rc = node_record_from_v1(v, &rec, e)) < 0)
             return ferr_prefix(e, "nodes[%zu]", i);
-        const char *name = str_of(v, "name");
-        id_key((uint64_t)int_of(v, "id"), key);
+        if (!rec && !(rec = json_deep_copy(v)))
+            return ferr_set(e, -ENOMEM, "out of memory");
+        if ((rc = node_record_check(rec, e)) < 0) {
+            json_decref(rec);
+            return ferr_prefix(e, "nodes[%zu]", i);
+        }
+        const char *name = str_of(rec, "name");
+        id_key((uint64_t)int_of(rec, "id"), key);
         if (json_object_get(db->nodes, key))
-            return ferr_set(e, FERR_INVALID, "nodes[%zu]: id %s appears twice", i, key);
-        if (node_by_name(db, name))
-            return ferr_set(e, FERR_INVALID, "nodes[%zu]: name \"%s\" appears twice", i, name);
-        if (json_object_set_new(db->nodes, key, json_deep_copy(v)) < 0)
+            rc = ferr_set(e, FERR_INVALID, "nodes[%zu]: id %s appears twice", i, key);
+        else if (node_by_name(db, name))
+            rc = ferr_set(e, FERR_INVALID, "nodes[%zu]: name \"%s\" appears twice", i, name);
+        if (rc < 0) {
+            json_decref(rec);
+            return rc;
+        }
+        if (json_object_set_new(db->nodes, key, rec) < 0)
             return ferr_set(e, -ENOMEM, "out of memory");
     }
     json_array_foreach(vms, i, v)
@@ -1573,11 +1800,13 @@ int cdb_restore(struct cdb *db, const void *buf, size_t len, uint64_t now_ms, st
         json_decref(s);
         return ferr_set(e, FERR_INVALID, "cdb: not a cluster database snapshot (no format)");
     }
-    if (json_integer_value(f) != CDB_SNAPSHOT_FORMAT) {
+    json_int_t format = json_integer_value(f);
+    if (format < CDB_SNAPSHOT_FORMAT_OLDEST || format > CDB_SNAPSHOT_FORMAT) {
         ferr_set(e, FERR_INVALID,
                  "cdb: snapshot format %" JSON_INTEGER_FORMAT " is not "
-                 "supported (this node reads format %d): upgrade ferry on this node",
-                 json_integer_value(f), CDB_SNAPSHOT_FORMAT);
+                 "supported (this node reads formats %d to %d)%s",
+                 format, CDB_SNAPSHOT_FORMAT_OLDEST, CDB_SNAPSHOT_FORMAT,
+                 format > CDB_SNAPSHOT_FORMAT ? ": upgrade ferry on this node" : "");
         json_decref(s);
         return FERR_INVALID;
     }
@@ -1586,7 +1815,7 @@ int cdb_restore(struct cdb *db, const void *buf, size_t len, uint64_t now_ms, st
         json_decref(s);
         return ferr_set(e, -ENOMEM, "cdb: restore: out of memory");
     }
-    int rc = restore_into(fresh, s, &le);
+    int rc = restore_into(fresh, s, format, &le);
     json_decref(s);
     if (rc < 0) {
         cdb_free(fresh);

@@ -18,19 +18,26 @@
  * Every node rejects a bad command the same way and the rejection changes nothing but the
  * applied index. Nothing here knows about Raft; raftnode.c glues the two.
  *
- * Commands (version 1). Every command is {"v": 1, "op": OP, ...fields}; unknown fields,
- * unknown ops and other versions are rejected. Names are 1-63 of [a-z0-9-], starting with a
+ * Commands (version 2; version 1 is still applied, see below). Every command is {"v": 2,
+ * "op": OP, ...fields}; unknown fields, unknown ops and other versions are rejected. A node
+ * has two independent states: its health, "state" ("up"|"down", set by the leader's health
+ * check), and its admin state, "admin" ("active"|"draining"|"paused", set by drain and
+ * resume; only an up, active node takes new VMs). Names are 1-63 of [a-z0-9-], starting with a
  * letter. Node ids are integers 1..2^53-1 (exact in JavaScript too) and equal the node's Raft
  * id. Addresses are "A.B.C.D:PORT" or "[V6]:PORT".
  *
  *   node_upsert  id; name, api_addr, raft_addr (required when the node is new);
- *                role "voter"|"standby"|"spare" (default spare); state "up"|"down"|
- *                "paused"|"draining" (default up); memory {"total_mib", "free_mib"};
+ *                role "voter"|"standby"|"spare" (default spare); state "up"|"down"
+ *                (default up; a new node's admin state is "active"); memory {"total_mib",
+ *                "free_mib"};
  *                vm_count; accel ""|"kvm"|"tcg"; last_heartbeat_ms; cmd_version (the newest
  *                command version the node understands, default 1). Creates the node or
  *                replaces the fields given. A node's name never changes; names are unique.
  *   node_remove  id. Refused (FERR_STATE) while the node owns VMs.
- *   node_state   id, state, time_ms; reason (optional, default "").
+ *   node_state   id, state ("up"|"down"), time_ms; reason (optional, default ""). Sets the
+ *                health only.
+ *   node_admin   id, admin ("active"|"draining"|"paused"), time_ms; reason (optional,
+ *                default ""). Sets the admin state only. New in version 2.
  *   vm_put       name, spec (a JSON object; its "name", if any, must equal name); owner (a
  *                node name or "" for none; default: kept, or "" for a new VM); state (a
  *                token of 1-32 [a-z0-9_.-]; default: kept, or "stopped"); reason (optional).
@@ -45,21 +52,30 @@
  *
  * Records returned by the queries:
  *   node  {"id", "name", "api_addr", "raft_addr", "role", "state", "state_reason",
- *          "state_changed_ms", "memory": {"total_mib", "free_mib"}, "vm_count", "accel",
- *          "last_heartbeat_ms", "cmd_version"}
+ *          "state_changed_ms", "admin", "admin_reason", "admin_changed_ms", "memory":
+ *          {"total_mib", "free_mib"}, "vm_count", "accel", "last_heartbeat_ms", "cmd_version"}
  *   vm    {"name", "spec", "owner", "state", "reason", "generation"} (generation counts the
  *          changes of the record, starting at 1)
  *   event {"id", "time_ms", "type", "node", "vm", "message"}
  *   meta  {"id", "name", "created_ms"} or {} before the first cluster_meta
  *
+ * Version 1 differs only in the node state: one word for health and admin state, "up"
+ * (health up, admin active), "paused" or "draining" (health up, that admin state), or "down"
+ * (health down; the admin state stays, or is the one a reason containing "(was paused)" or
+ * "(was draining)" names: version 1's health check kept it there), in node_state and
+ * node_upsert; there is no node_admin. Snapshot format 1 has node records without the admin
+ * fields and that state; they are read the same way (a down node that does not say is active).
+ *
  * Upgrades: a node rejects a command version it does not know, so a cluster stays
  * consistent only if the leader never proposes a version above cdb_cmd_version_min().
  */
 
-#define CDB_CMD_VERSION 1         /* version of the commands this code writes and applies */
-#define CDB_SNAPSHOT_FORMAT 1     /* format of the snapshots this code writes and reads */
-#define CDB_EVENTS_MAX 1000       /* events kept */
-#define CDB_CMD_MAX (1024 * 1024) /* largest encoded command, padding included */
+#define CDB_CMD_VERSION 2            /* version of the commands this code writes and applies */
+#define CDB_CMD_VERSION_OLDEST 1     /* oldest command version this code still applies */
+#define CDB_SNAPSHOT_FORMAT 2        /* format of the snapshots this code writes */
+#define CDB_SNAPSHOT_FORMAT_OLDEST 1 /* oldest snapshot format this code still reads */
+#define CDB_EVENTS_MAX 1000          /* events kept */
+#define CDB_CMD_MAX (1024 * 1024)    /* largest encoded command, padding included */
 #define CDB_SNAPSHOT_MAX (256u * 1024 * 1024) /* largest snapshot restored */
 #define CDB_ID_MAX ((1ULL << 53) - 1)         /* largest node id */
 
@@ -111,7 +127,7 @@ int cdb_apply_cmd(struct cdb *db, uint64_t index, const json_t *cmd, uint64_t no
                   struct ferr *e);
 
 /*
- * Serializes the whole state as JSON {"format": 1, "index", "next_event_id", "meta", "nodes",
+ * Serializes the whole state as JSON {"format": 2, "index", "next_event_id", "meta", "nodes",
  * "vms", "events"}. On 0, *out is a new malloc()ed buffer of *len bytes (not NUL-terminated
  * as far as the length goes; a NUL follows it) the caller frees. Returns -ENOMEM.
  */
@@ -137,6 +153,18 @@ uint64_t cdb_applied_wall_ms(const struct cdb *db);
 /* The lowest cmd_version of all nodes (CDB_CMD_VERSION when there are none): the newest
  * command version the leader may propose. */
 int cdb_cmd_version_min(const struct cdb *db);
+
+/*
+ * Builds the command that sets the health (state "up"|"down", admin NULL) or the admin state
+ * (admin "active"|"draining"|"paused", state NULL) of the node whose record is rec, in command
+ * version `version` (cdb_cmd_version_min()): node_state or node_admin from version 2 on; for
+ * version 1 a node_state whose one word carries what rec says of the other half (and a down
+ * node's admin state in its reason), so nodes of both versions reach the same state. reason
+ * may be NULL (""). Returns a new command the caller owns, NULL when out of memory; its
+ * values are checked when it is written. rec borrowed.
+ */
+json_t *cdb_node_cmd(int version, const json_t *rec, const char *state, const char *admin,
+                     const char *reason, uint64_t time_ms);
 
 /*
  * Queries. Each returns new JSON that the caller owns (json_decref), deep copies that later

@@ -130,12 +130,13 @@ static void test_apply_sequence(void **state)
     json_decref(n);
     assert_int_equal(cdb_cmd_version_min(db), 1);
 
-    ok(db, "{'v':1,'op':'node_state','id':2,'state':'draining','reason':'maintenance',"
+    ok(db, "{'v':2,'op':'node_admin','id':2,'admin':'draining','reason':'maintenance',"
            "'time_ms':50}");
     assert_int_equal(cdb_node_get(db, 2, &n, &e), 0);
-    assert_string_equal(json_string_value(json_object_get(n, "state")), "draining");
-    assert_string_equal(json_string_value(json_object_get(n, "state_reason")), "maintenance");
-    assert_int_equal(json_integer_value(json_object_get(n, "state_changed_ms")), 50);
+    assert_string_equal(json_string_value(json_object_get(n, "state")), "up");
+    assert_string_equal(json_string_value(json_object_get(n, "admin")), "draining");
+    assert_string_equal(json_string_value(json_object_get(n, "admin_reason")), "maintenance");
+    assert_int_equal(json_integer_value(json_object_get(n, "admin_changed_ms")), 50);
     json_decref(n);
 
     /* Owner moves are compare-and-set when asked. */
@@ -199,6 +200,162 @@ static void test_apply_sequence(void **state)
     cdb_free(db);
 }
 
+/* Asserts node id's health and admin state (and, when not NULL, the admin state's reason). */
+static void node_is(const struct cdb *db, uint64_t id, const char *health, const char *admin,
+                    const char *admin_reason)
+{
+    json_t *n = NULL;
+    struct ferr e;
+    assert_int_equal(cdb_node_get(db, id, &n, &e), 0);
+    const char *h = json_string_value(json_object_get(n, "state"));
+    const char *a = json_string_value(json_object_get(n, "admin"));
+    const char *r = json_string_value(json_object_get(n, "admin_reason"));
+    if (!h || !a || strcmp(h, health) != 0 || strcmp(a, admin) != 0 ||
+        (admin_reason && (!r || strcmp(r, admin_reason) != 0)))
+        fail_msg("node %llu is %s/%s (%s), want %s/%s (%s)", (unsigned long long)id, h, a, r,
+                 health, admin, admin_reason ? admin_reason : "any");
+    json_decref(n);
+}
+
+/* Version 2: health (node_state) and admin state (node_admin) change apart. */
+static void test_health_and_admin(void **state)
+{
+    (void)state;
+    struct cdb *db = populated();
+    json_t *n = NULL;
+    struct ferr e;
+    /* A new node is up and active. */
+    node_is(db, 2, "up", "active", "");
+    assert_int_equal(cdb_node_get(db, 2, &n, &e), 0);
+    assert_int_equal(json_integer_value(json_object_get(n, "admin_changed_ms")), 0);
+    json_decref(n);
+
+    ok(db, "{'v':2,'op':'node_admin','id':1,'admin':'draining','reason':'drain requested',"
+           "'time_ms':60}");
+    node_is(db, 1, "up", "draining", "drain requested");
+    ok(db, "{'v':2,'op':'node_admin','id':1,'admin':'paused','reason':'drained','time_ms':61}");
+    node_is(db, 1, "up", "paused", "drained");
+    /* Health goes down and up again; the admin state stays, with its reason and time. */
+    ok(db, "{'v':2,'op':'node_state','id':1,'state':'down','reason':'no heartbeat for 5000 ms',"
+           "'time_ms':70}");
+    node_is(db, 1, "down", "paused", "drained");
+    ok(db, "{'v':2,'op':'node_state','id':1,'state':'up','reason':'heartbeats again',"
+           "'time_ms':80}");
+    node_is(db, 1, "up", "paused", "drained");
+    assert_int_equal(cdb_node_get(db, 1, &n, &e), 0);
+    assert_string_equal(json_string_value(json_object_get(n, "state_reason")), "heartbeats again");
+    assert_int_equal(json_integer_value(json_object_get(n, "state_changed_ms")), 80);
+    assert_int_equal(json_integer_value(json_object_get(n, "admin_changed_ms")), 61);
+    json_decref(n);
+    /* The admin state changes while the node is down, too; health is left alone. */
+    ok(db, "{'v':2,'op':'node_state','id':1,'state':'down','time_ms':90}");
+    ok(db, "{'v':2,'op':'node_admin','id':1,'admin':'active','time_ms':91}");
+    node_is(db, 1, "down", "active", "");
+    /* The same admin state again records the new reason and time. */
+    ok(db, "{'v':2,'op':'node_admin','id':1,'admin':'active','reason':'again','time_ms':92}");
+    node_is(db, 1, "down", "active", "again");
+    /* A version 2 upsert sets the health only. */
+    ok(db, "{'v':2,'op':'node_admin','id':2,'admin':'paused','time_ms':93}");
+    ok(db, "{'v':2,'op':'node_upsert','id':2,'state':'down','vm_count':1}");
+    node_is(db, 2, "down", "paused", "");
+    ok(db, "{'v':2,'op':'node_upsert','id':2,'state':'up'}");
+    node_is(db, 2, "up", "paused", "");
+    /* Other ops are the same in both versions. */
+    ok(db, "{'v':2,'op':'vm_state','name':'web1','state':'stopped'}");
+    cdb_free(db);
+}
+
+/*
+ * Version 1 entries still in a Raft log: one state word for both, and version 1's health
+ * check kept a down node's admin state in the reason. Replayed, they give what version 2
+ * says directly.
+ */
+static void test_v1_node_states(void **state)
+{
+    (void)state;
+    struct cdb *db = populated();
+    ok(db, "{'v':1,'op':'node_state','id':1,'state':'draining','reason':'drain requested',"
+           "'time_ms':10}");
+    node_is(db, 1, "up", "draining", "drain requested");
+    ok(db, "{'v':1,'op':'node_state','id':1,'state':'paused','reason':'drained','time_ms':11}");
+    node_is(db, 1, "up", "paused", "drained");
+    ok(db, "{'v':1,'op':'node_state','id':1,'state':'down','reason':'no heartbeat for 5012 ms "
+           "(was paused)','time_ms':12}");
+    node_is(db, 1, "down", "paused", "drained");
+    ok(db, "{'v':1,'op':'node_state','id':1,'state':'paused','reason':'heartbeats again',"
+           "'time_ms':13}");
+    node_is(db, 1, "up", "paused", "drained");
+    ok(db, "{'v':1,'op':'node_state','id':1,'state':'up','reason':'resumed','time_ms':14}");
+    node_is(db, 1, "up", "active", "resumed");
+    /* A down state that does not say keeps the admin state known; "up" means active. */
+    ok(db, "{'v':1,'op':'node_state','id':1,'state':'draining','time_ms':15}");
+    ok(db, "{'v':1,'op':'node_state','id':1,'state':'down','reason':'no heartbeat','time_ms':16}");
+    node_is(db, 1, "down", "draining", "");
+    ok(db, "{'v':1,'op':'node_state','id':1,'state':'up','reason':'heartbeats again',"
+           "'time_ms':17}");
+    node_is(db, 1, "up", "active", "heartbeats again");
+    /* A down state that names another admin state than the known one wins (version 1 would
+     * have brought the node back in it). */
+    ok(db, "{'v':1,'op':'node_state','id':2,'state':'down','reason':'x (was draining)',"
+           "'time_ms':18}");
+    node_is(db, 2, "down", "draining", "x (was draining)");
+    /* A version 1 upsert's state is the one word too. */
+    ok(db, "{'v':1,'op':'node_upsert','id':2,'state':'paused'}");
+    node_is(db, 2, "up", "paused", "");
+    ok(db, "{'v':1,'op':'node_upsert','id':2,'state':'up'}");
+    node_is(db, 2, "up", "active", "");
+    cdb_free(db);
+}
+
+/* cdb_node_cmd writes version 2 when every node applies it, else version 1 that old nodes
+ * understand; new nodes reach the same state from either. */
+static void test_node_cmd_versions(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *state, *admin, *reason, *health_after, *admin_after;
+    } steps[] = {
+        {NULL, "draining", "drain requested", "up", "draining"},
+        {NULL, "paused", "drained", "up", "paused"},
+        {"down", NULL, "no heartbeat for 5000 ms", "down", "paused"},
+        {"up", NULL, "heartbeats again", "up", "paused"},
+        {NULL, "active", "resumed", "up", "active"},
+        {"down", NULL, "no heartbeat", "down", "active"},
+        {NULL, "draining", NULL, "down", "draining"},
+        {"up", NULL, "heartbeats again", "up", "draining"},
+    };
+    struct cdb *v2 = populated(), *v1 = populated();
+    for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+        struct cdb *dbs[] = {v1, v2};
+        for (int k = 0; k < 2; k++) {
+            json_t *rec = NULL, *cmd;
+            struct ferr e;
+            char *buf;
+            size_t len;
+            assert_int_equal(cdb_node_get(dbs[k], 1, &rec, &e), 0);
+            cmd =
+                cdb_node_cmd(k + 1, rec, steps[i].state, steps[i].admin, steps[i].reason, 100 + i);
+            json_decref(rec);
+            assert_non_null(cmd);
+            assert_int_equal(json_integer_value(json_object_get(cmd, "v")), k + 1);
+            const char *op = json_string_value(json_object_get(cmd, "op"));
+            assert_string_equal(op, k == 0 || steps[i].state ? "node_state" : "node_admin");
+            if (k == 0 && steps[i].state && strcmp(steps[i].state, "down") == 0 &&
+                strcmp(steps[i].admin_after, "active") != 0)
+                assert_non_null(
+                    strstr(json_string_value(json_object_get(cmd, "reason")), "(was paused)"));
+            assert_int_equal(cdb_cmd_encode(cmd, &buf, &len, &e), 0);
+            if (cdb_apply(dbs[k], cdb_applied_index(dbs[k]) + 1, buf, len, 1, &e) != 0)
+                fail_msg("step %zu, version %d: %s", i, k + 1, e.msg);
+            free(buf);
+            json_decref(cmd);
+            node_is(dbs[k], 1, steps[i].health_after, steps[i].admin_after, NULL);
+        }
+    }
+    cdb_free(v1);
+    cdb_free(v2);
+}
+
 /* Every kind of bad command: the right code, a message naming the problem, no change. */
 static void test_bad_commands(void **state)
 {
@@ -210,7 +367,8 @@ static void test_bad_commands(void **state)
     } cases[] = {
         {"{'op':'vm_remove','name':'web1'}", FERR_INVALID, "v (the command version) is missing"},
         {"{'v':'1','op':'vm_remove','name':'web1'}", FERR_INVALID, "v: expected an integer"},
-        {"{'v':2,'op':'vm_remove','name':'web1'}", FERR_INVALID, "command version 2 is not"},
+        {"{'v':3,'op':'vm_remove','name':'web1'}", FERR_INVALID,
+         "command version 3 is not supported (this node applies versions 1 to 2): upgrade"},
         {"{'v':0,'op':'vm_remove','name':'web1'}", FERR_INVALID, "command version 0 is not"},
         {"{'v':1,'name':'web1'}", FERR_INVALID, "op is missing"},
         {"{'v':1,'op':7}", FERR_INVALID, "op: expected a string"},
@@ -272,6 +430,32 @@ static void test_bad_commands(void **state)
         {"{'v':1,'op':'node_state','id':1,'state':'gone','time_ms':1}", FERR_INVALID, "use up"},
         {"{'v':1,'op':'node_state','id':1,'state':'down','time_ms':1,'reason':7}", FERR_INVALID,
          "reason: expected a string"},
+        /* health and admin state apart, from version 2 on */
+        {"{'v':2,'op':'node_state','id':1,'state':'paused','time_ms':1}", FERR_INVALID,
+         "node_state: state: \"paused\" is invalid: use up or down: since command version 2"},
+        {"{'v':2,'op':'node_state','id':1,'state':'active','time_ms':1}", FERR_INVALID,
+         "state: \"active\" is invalid: use up or down"},
+        {"{'v':2,'op':'node_upsert','id':1,'state':'draining'}", FERR_INVALID,
+         "node_upsert: state: \"draining\" is invalid: use up or down"},
+        {"{'v':2,'op':'node_upsert','id':1,'admin':'paused'}", FERR_INVALID,
+         "node_upsert: unknown field \"admin\""},
+        {"{'v':2,'op':'node_state','id':1,'admin':'paused','state':'up','time_ms':1}", FERR_INVALID,
+         "node_state: unknown field \"admin\""},
+        {"{'v':1,'op':'node_admin','id':1,'admin':'paused','time_ms':1}", FERR_INVALID,
+         "op node_admin is not in command version 1 (it is new in version 2)"},
+        {"{'v':2,'op':'node_admin','id':1,'admin':'asleep','time_ms':1}", FERR_INVALID,
+         "node_admin: admin: \"asleep\" is invalid: use active, draining or paused"},
+        {"{'v':2,'op':'node_admin','id':1,'admin':'up','time_ms':1}", FERR_INVALID,
+         "use active, draining or paused"},
+        {"{'v':2,'op':'node_admin','id':1,'admin':7,'time_ms':1}", FERR_INVALID,
+         "admin: expected a string, not an integer"},
+        {"{'v':2,'op':'node_admin','id':1,'time_ms':1}", FERR_INVALID, "admin: missing"},
+        {"{'v':2,'op':'node_admin','id':1,'admin':'paused'}", FERR_INVALID, "time_ms: missing"},
+        {"{'v':2,'op':'node_admin','admin':'paused','time_ms':1}", FERR_INVALID, "id: missing"},
+        {"{'v':2,'op':'node_admin','id':44,'admin':'paused','time_ms':1}", FERR_NOTFOUND,
+         "node_admin: no node 44"},
+        {"{'v':2,'op':'node_admin','id':1,'admin':'paused','state':'up','time_ms':1}", FERR_INVALID,
+         "node_admin: unknown field \"state\""},
         /* vm_put */
         {"{'v':1,'op':'vm_put','spec':{}}", FERR_INVALID, "vm_put: name: missing"},
         {"{'v':1,'op':'vm_put','name':'web1'}", FERR_INVALID, "spec: missing"},
@@ -498,13 +682,21 @@ static void test_snapshot_refusals(void **state)
     char *snap;
     size_t len;
     assert_int_equal(cdb_snapshot(db, &snap, &len, &e), 0);
-    assert_non_null(strstr(snap, "\"format\":1"));
+    assert_non_null(strstr(snap, "\"format\":2"));
     static const struct {
         const char *from, *to, *msg;
     } edits[] = {
-        {"\"format\":1", "\"format\":2", "snapshot format 2 is not supported"},
-        {"\"format\":1", "\"format\":\"1\"", "no format"},
-        {"\"format\":1", "\"formats\":1", "no format"},
+        {"\"format\":2", "\"format\":3",
+         "snapshot format 3 is not supported (this node reads "
+         "formats 1 to 2): upgrade"},
+        {"\"format\":2", "\"format\":0", "snapshot format 0 is not supported"},
+        {"\"format\":2", "\"format\":\"2\"", "no format"},
+        {"\"format\":2", "\"formats\":2", "no format"},
+        {"\"admin\":\"active\"", "\"admin\":\"asleep\"", "nodes[0]: admin: \"asleep\" is invalid"},
+        {"\"state\":\"up\"", "\"state\":\"paused\"", "nodes[0]: state: \"paused\" is invalid"},
+        {",\"admin_reason\":\"\"", "", "nodes[0]: admin_reason: missing"},
+        /* A format 2 snapshot does not pass for format 1. */
+        {"\"format\":2", "\"format\":1", "nodes[0]: unknown field \"admin\" (format 1 has none)"},
         {"\"name\":\"n2\"", "\"name\":\"n1\"", "nodes[1]: name \"n1\" appears twice"},
         {"\"id\":2", "\"id\":1", "nodes[1]: id 1 appears twice"},
         {"\"owner\":\"n1\"", "\"owner\":\"n5\"", "owner \"n5\" is not a node"},
@@ -536,6 +728,111 @@ static void test_snapshot_refusals(void **state)
     free(before);
     free(snap);
     cdb_free(other);
+    cdb_free(db);
+}
+
+/* A snapshot as ferry wrote it before admin states were apart (format 1), with a node of each
+ * kind: up, paused, down after paused (the admin state in the reason), down, draining. */
+#define SNAPSHOT_V1                                                                                \
+    "{'format':1,'index':12,'next_event_id':1,'meta':{'id':'c-1','name':'lab','created_ms':5},"    \
+    "'nodes':[" V1_NODE(1, "up", "") "," V1_NODE(2, "paused", "drained") "," V1_NODE(              \
+        3, "down", "no heartbeat for 5012 ms (was paused)") "," V1_NODE(4, "down",                 \
+                                                                        "no heartbeat for 6000 "   \
+                                                                        "ms") "," V1_NODE(5,       \
+                                                                                          "draini" \
+                                                                                          "ng",    \
+                                                                                          "drain " \
+                                                                                          "reques" \
+                                                                                          "ted") "],'vms':[],'events':[]}"
+#define V1_NODE(id, state, reason)                                                                 \
+    "{'id':" #id ",'name':'n" #id "','api_addr':'10.0.0." #id ":7000','raft_addr':'10.0.0." #id    \
+    ":7001','role':'voter','state':'" state "','state_reason':'" reason "',"                       \
+    "'state_changed_ms':" #id "00,'memory':{'total_mib':100,'free_mib':50},'vm_count':0,"          \
+    "'accel':'kvm','last_heartbeat_ms':9,'cmd_version':1}"
+
+/* Turns single quotes into double quotes (caller frees). */
+static char *dq(const char *text)
+{
+    char *t = strdup(text);
+    assert_non_null(t);
+    for (char *c = t; *c; c++)
+        if (*c == '\'')
+            *c = '"';
+    return t;
+}
+
+static void test_snapshot_format_1(void **state)
+{
+    (void)state;
+    struct ferr e;
+    struct cdb *db = cdb_new();
+    char *text = dq(SNAPSHOT_V1);
+    if (cdb_restore(db, text, strlen(text), 3, &e) != 0)
+        fail_msg("format 1: %s", e.msg);
+    assert_int_equal(cdb_applied_index(db), 12);
+    node_is(db, 1, "up", "active", "");
+    node_is(db, 2, "up", "paused", "drained");
+    node_is(db, 3, "down", "paused", "");
+    node_is(db, 4, "down", "active", "");
+    node_is(db, 5, "up", "draining", "drain requested");
+    json_t *n = NULL;
+    assert_int_equal(cdb_node_get(db, 2, &n, &e), 0);
+    assert_int_equal(json_integer_value(json_object_get(n, "admin_changed_ms")), 200);
+    assert_string_equal(json_string_value(json_object_get(n, "state_reason")), "drained");
+    json_decref(n);
+    assert_int_equal(cdb_node_get(db, 3, &n, &e), 0);
+    assert_string_equal(json_string_value(json_object_get(n, "state_reason")),
+                        "no heartbeat for 5012 ms (was paused)");
+    json_decref(n);
+
+    /* Written again it is format 2, and reads back the same. */
+    char *snap;
+    size_t len;
+    assert_int_equal(cdb_snapshot(db, &snap, &len, &e), 0);
+    assert_non_null(strstr(snap, "\"format\":2"));
+    struct cdb *copy = cdb_new();
+    assert_int_equal(cdb_restore(copy, snap, len, 3, &e), 0);
+    char *a = state_text(db), *b = state_text(copy);
+    assert_string_equal(a, b);
+    free(a);
+    free(b);
+    free(snap);
+
+    /* A node that comes back from a format 1 snapshot goes on as in version 2. */
+    ok(db, "{'v':2,'op':'node_state','id':3,'state':'up','reason':'heartbeats again',"
+           "'time_ms':500}");
+    node_is(db, 3, "up", "paused", "");
+
+    /* Bad format 1 records are refused with the record named; nothing changes. */
+    static const struct {
+        const char *from, *to, *msg;
+    } edits[] = {
+        {"'state':'paused'", "'state':'sleepy'",
+         "nodes[1]: state: \"sleepy\" is invalid: use up, down, paused or draining"},
+        {"'state':'paused'", "'state':'paused','admin':'paused'",
+         "nodes[1]: unknown field \"admin\" (format 1 has none)"},
+        {"'state_reason':'drained'", "'state_reasons':'drained'",
+         "nodes[1]: state_reason: missing"},
+        {"'state_changed_ms':200", "'state_changed_ms':-1", "nodes[1]: state_changed_ms"},
+        {"'role':'voter'", "'role':'boss'", "nodes[0]: role"},
+        {V1_NODE(1, "up", ""), "7", "nodes[0]: expected an object, not an integer"},
+    };
+    char *before = state_text(copy);
+    for (size_t i = 0; i < sizeof(edits) / sizeof(edits[0]); i++) {
+        char *edited = replace(SNAPSHOT_V1, edits[i].from, edits[i].to);
+        char *bad = dq(edited);
+        free(edited);
+        int rc = cdb_restore(copy, bad, strlen(bad), 1, &e);
+        if (rc != FERR_INVALID || !strstr(e.msg, edits[i].msg))
+            fail_msg("edit %zu: got %d \"%s\", want \"...%s...\"", i, rc, e.msg, edits[i].msg);
+        free(bad);
+        char *after = state_text(copy);
+        assert_string_equal(after, before);
+        free(after);
+    }
+    free(before);
+    free(text);
+    cdb_free(copy);
     cdb_free(db);
 }
 
@@ -683,6 +980,9 @@ static void test_alloc_failures(void **state)
         NODE1,
         "{'v':1,'op':'node_upsert','id':1,'vm_count':4}",
         "{'v':1,'op':'node_state','id':1,'state':'down','time_ms':9}",
+        "{'v':1,'op':'node_state','id':1,'state':'paused','reason':'x','time_ms':10}",
+        "{'v':2,'op':'node_state','id':1,'state':'down','reason':'y','time_ms':11}",
+        "{'v':2,'op':'node_admin','id':1,'admin':'draining','reason':'z','time_ms':12}",
         "{'v':1,'op':'vm_put','name':'a','spec':{'k':[1,2,{'z':null}]},'owner':'n1'}",
         "{'v':1,'op':'vm_owner','name':'a','owner':''}",
         "{'v':1,'op':'vm_state','name':'a','state':'running'}",
@@ -751,7 +1051,9 @@ int main(void)
         cmocka_unit_test(test_bad_bytes),         cmocka_unit_test(test_snapshot_round_trip),
         cmocka_unit_test(test_snapshot_refusals), cmocka_unit_test(test_padding),
         cmocka_unit_test(test_events_ring),       cmocka_unit_test(test_alloc_failures),
-        cmocka_unit_test(test_determinism),
+        cmocka_unit_test(test_determinism),       cmocka_unit_test(test_health_and_admin),
+        cmocka_unit_test(test_v1_node_states),    cmocka_unit_test(test_node_cmd_versions),
+        cmocka_unit_test(test_snapshot_format_1),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
