@@ -271,6 +271,18 @@ static void h_node(struct api_ctx *ctx, struct http_req *req, const struct route
         "running", running,
         "state_dir", ctx->state_dir, "api_socket", ctx->api_socket ? ctx->api_socket : "",
         "uptime_s", (json_int_t)((now_mono_ms() - ctx->start_mono_ms) / 1000));
+    /* Health and admin state as the cluster database has them; alone, a node is up, active. */
+    json_t *rec = NULL;
+    if (cluster_active(ctx->cluster))
+        cdb_node_find(cluster_db(ctx->cluster), ctx->node_name, &rec, NULL);
+    const char *health = json_string_value(json_object_get(rec, "state"));
+    const char *admin = json_string_value(json_object_get(rec, "admin"));
+    if (o && (json_object_set_new(o, "state", json_string(health ? health : "up")) < 0 ||
+              json_object_set_new(o, "admin", json_string(admin ? admin : "active")) < 0)) {
+        json_decref(o);
+        o = NULL;
+    }
+    json_decref(rec);
     http_reply_json(req, 200, o);
 }
 
@@ -281,8 +293,9 @@ static void self_node(struct api_ctx *ctx, json_t *arr)
         h = ctx->host;
     uint64_t used = vmset_allocated_mib(ctx->vms);
     json_array_append_new(
-        arr, json_pack("{s:I, s:s, s:s, s:b, s:s, s:i, s:{s:I, s:I, s:I}, s:s, s:i, s:s}", "id",
-                       (json_int_t)0, "name", ctx->node_name, "state", "up", "leader", 0, "role",
+        arr, json_pack("{s:I, s:s, s:s, s:s, s:b, s:s, s:i, s:{s:I, s:I, s:I}, s:s, s:i, s:s}",
+                       "id", (json_int_t)0, "name", ctx->node_name, "state", "up", "admin",
+                       "active", "leader", 0, "role",
                        "standalone", "vms", (int)vmset_count(ctx->vms), "memory", "total_mib",
                        (json_int_t)h.mem_total_mib, "used_mib", (json_int_t)used, "free_mib",
                        (json_int_t)(h.mem_total_mib > used ? h.mem_total_mib - used : 0),

@@ -337,8 +337,8 @@ static void show_status(const json_t *s)
 
 static int print_members(const json_t *s)
 {
-    static const char *const headers[] = {"ID",     "NAME",         "ROLE", "STATE",
-                                          "LEADER", "LAST-CONTACT", "API"};
+    static const char *const headers[] = {"ID",    "NAME",   "ROLE",         "HEALTH",
+                                          "ADMIN", "LEADER", "LAST-CONTACT", "API"};
     struct output_table *t = output_table_new(ARRAY_SIZE(headers), headers);
     if (!t)
         return nomem();
@@ -352,6 +352,7 @@ static int print_members(const json_t *s)
                                cli_jstr(m, "name"),
                                cli_jstr(m, "role"),
                                cli_jstr(m, "state"),
+                               cli_jstr(m, "admin"),
                                json_is_true(json_object_get(m, "leader")) ? "*" : "",
                                cli_ago(json_object_get(m, "last_contact_ms"), ago, sizeof(ago)),
                                cli_jstr(m, "api_addr")};

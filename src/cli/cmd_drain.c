@@ -10,8 +10,10 @@
 static const char drain_help[] =
     "Usage: ferry node drain NODE [--parallel N]\n"
     "\n"
-    "Marks NODE draining (it takes no new VMs), live-migrates every running VM it owns to\n"
-    "the up node with the most free memory, at most N at a time, then marks it paused.\n"
+    "Sets NODE's admin state to draining (it takes no new VMs), live-migrates every running\n"
+    "VM it owns to the up, active node with the most free memory, at most N at a time, then\n"
+    "sets it to paused. The admin state is apart from the node's health (up or down): a\n"
+    "paused node stays paused when it goes down and comes back, until ferry node resume.\n"
     "Stopped VMs stay on NODE (their definition lives with their owner): start them after\n"
     "ferry node resume, or delete them. A VM whose migration fails keeps running on NODE,\n"
     "NODE stays draining, and the command exits 1; run it again to retry.\n"
@@ -21,7 +23,8 @@ static const char drain_help[] =
 
 static const char resume_help[] = "Usage: ferry node resume NODE\n"
                                   "\n"
-                                  "Marks a paused or draining NODE up: it takes new VMs again.\n";
+                                  "Sets the admin state of a paused or draining NODE to active:\n"
+                                  "it takes new VMs again. NODE must be up.\n";
 
 static void print_result(const json_t *r)
 {
@@ -41,7 +44,7 @@ static void print_result(const json_t *r)
     }
     printf("%s is %s: %llu migrated, %llu failed, %llu stayed, in %llu ms\n",
            cli_jstr(r, "node") ? cli_jstr(r, "node") : "?",
-           cli_jstr(r, "state") ? cli_jstr(r, "state") : "?",
+           cli_jstr(r, "admin") ? cli_jstr(r, "admin") : "?",
            (unsigned long long)cli_jnum(r, "migrated"), (unsigned long long)cli_jnum(r, "failed"),
            (unsigned long long)cli_jnum(r, "stayed"), (unsigned long long)cli_jnum(r, "total_ms"));
 }
@@ -125,7 +128,8 @@ int cmd_node_resume(struct cli *cli, int argc, char **argv)
     if (cli->fmt == OUTPUT_JSON)
         output_json(stdout, reply);
     else
-        printf("%s is %s\n", node, cli_jstr(reply, "state") ? cli_jstr(reply, "state") : "?");
+        printf("%s is %s: it takes new VMs again\n", node,
+               cli_jstr(reply, "admin") ? cli_jstr(reply, "admin") : "?");
     json_decref(reply);
     return EXIT_OK;
 }

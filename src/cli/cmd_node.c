@@ -21,6 +21,10 @@ static void show_node(const json_t *n)
     output_kv(stdout, "name", "%s", (s = cli_jstr(n, "name")) ? s : "-");
     output_kv(stdout, "hostname", "%s", (s = cli_jstr(n, "hostname")) ? s : "-");
     output_kv(stdout, "version", "%s", (s = cli_jstr(n, "version")) ? s : "-");
+    output_kv(stdout, "health", "%s", (s = cli_jstr(n, "state")) ? s : "-");
+    s = cli_jstr(n, "admin");
+    output_kv(stdout, "admin", "%s%s", s ? s : "-",
+              s && strcmp(s, "active") != 0 ? " (takes no new VMs; ferry node resume)" : "");
     const char *reason = cli_jstr(n, "accel_reason");
     bool forced = json_is_true(json_object_get(n, "accel_forced"));
     output_kv(stdout, "accelerator", "%s (%s%s%s)", (s = cli_jstr(n, "accel")) ? s : "-",
@@ -53,8 +57,9 @@ static int node_show(struct cli *cli, int argc, char **argv)
            -1) {
         if (c == 'h') {
             printf("Usage: ferry node show [-o table|json]\n\n"
-                   "Shows this host: CPUs, memory, VMs, and the accelerator VMs get (KVM or\n"
-                   "TCG), why, and whether it was forced.\n");
+                   "Shows this host: its health (up, down) and admin state (active, draining,\n"
+                   "paused) in the cluster, CPUs, memory, VMs, and the accelerator VMs get (KVM\n"
+                   "or TCG), why, and whether it was forced.\n");
             return EXIT_OK;
         }
         return EXIT_USAGE;
@@ -77,9 +82,9 @@ static int node_show(struct cli *cli, int argc, char **argv)
 
 static int print_nodes(const json_t *reply)
 {
-    static const char *const headers[] = {"NAME",  "STATE",         "LEADER",   "ROLE",
-                                          "VMS",   "MEM-TOTAL",     "MEM-USED", "MEM-FREE",
-                                          "ACCEL", "LAST-HEARTBEAT"};
+    static const char *const headers[] = {"NAME",     "HEALTH", "ADMIN",         "LEADER",
+                                          "ROLE",     "VMS",    "MEM-TOTAL",     "MEM-USED",
+                                          "MEM-FREE", "ACCEL",  "LAST-HEARTBEAT"};
     struct output_table *t = output_table_new(ARRAY_SIZE(headers), headers);
     if (!t)
         return EXIT_FAIL;
@@ -93,6 +98,7 @@ static int print_nodes(const json_t *reply)
         const char *accel = cli_jstr(n, "accel");
         const char *cells[] = {cli_jstr(n, "name"),
                                cli_jstr(n, "state"),
+                               cli_jstr(n, "admin"),
                                json_is_true(json_object_get(n, "leader")) ? "*" : "",
                                cli_jstr(n, "role"),
                                vms,
@@ -121,10 +127,10 @@ static int node_list(struct cli *cli, int argc, char **argv)
         if (c == 'h') {
             printf("Usage: ferry node list [-o table|json]\n\n"
                    "Lists the nodes of the cluster as this node's copy of the cluster database\n"
-                   "has them: state (up, down, paused, draining), the leader (*), Raft role,\n"
-                   "VM count, memory, accelerator and the last heartbeat. Outside a cluster:\n"
-                   "this node alone. Any node answers; a note on stderr says when its copy may\n"
-                   "be old.\n");
+                   "has them: health (up, down), admin state (active, draining, paused: only\n"
+                   "an up, active node takes new VMs), the leader (*), Raft role, VM count,\n"
+                   "memory, accelerator and the last heartbeat. Outside a cluster: this node\n"
+                   "alone. Any node answers; a note on stderr says when its copy may be old.\n");
             return EXIT_OK;
         }
         return EXIT_USAGE;

@@ -29,7 +29,7 @@ struct peer_state {
     uint64_t first_seen; /* monotonic ms this node first knew of it */
     uint64_t last_heard; /* monotonic ms; 0 = never */
     json_t *info;        /* last heartbeat body */
-    char proposed[16];   /* a node_state write in flight ("" = none) */
+    char proposed[16];   /* a health write ("up"|"down") in flight ("" = none) */
     uint64_t proposed_at;
 };
 
@@ -52,6 +52,7 @@ struct cluster {
     struct cdb *db;
     struct raftnode *rn;
     uint64_t leader_since; /* monotonic ms when this node last became leader; 0 otherwise */
+    uint64_t announced_at; /* monotonic ms of the last write of this node's cmd_version */
     bool busy;             /* an init, join or leave is under way */
     struct pending op;     /* its caller */
     bool init_pending;     /* waiting to lead, to write the cluster's first records */
@@ -506,11 +507,11 @@ static json_t *self_upsert(struct cluster *c, const char *role)
     json_t *info = json_object();
     if (c->cfg.self_info)
         c->cfg.self_info(info, c->cfg.self_data);
-    json_t *cmd = json_pack("{s:i, s:s, s:I, s:s, s:s, s:s, s:s, s:s, s:I}", "v", 1, "op",
+    json_t *cmd = json_pack("{s:i, s:s, s:I, s:s, s:s, s:s, s:s, s:s, s:I, s:i}", "v", 1, "op",
                             "node_upsert", "id", (json_int_t)c->node_id, "name",
                             c->cfg.node_name, "api_addr", c->cfg.api_addr, "raft_addr",
                             c->cfg.raft_addr, "role", role, "state", "up", "last_heartbeat_ms",
-                            (json_int_t)now_wall_ms());
+                            (json_int_t)now_wall_ms(), "cmd_version", CDB_CMD_VERSION);
     json_t *mem = json_object_get(info, "memory");
     if (cmd && json_is_object(mem))
         json_object_set(cmd, "memory", mem);
@@ -1182,32 +1183,19 @@ static void hb_sent(int status, json_t *body, const char *raw, size_t len, const
 #define PROPOSE_RETRY_MS 3000
 #define HEALTH_CHECK_MS 100
 
-static void propose_state(struct cluster *c, struct peer_state *p, const char *name,
-                          const char *state, const char *reason)
+/* Writes node n's health; its admin state is not health's business (cdb_node_cmd keeps it
+ * when the cluster still speaks command version 1). */
+static void propose_state(struct cluster *c, struct peer_state *p, const json_t *n,
+                          const char *name, const char *state, const char *reason)
 {
     snprintf(p->proposed, sizeof(p->proposed), "%s", state);
     p->proposed_at = now_mono_ms();
-    write_bg(c,
-             json_pack("{s:i, s:s, s:I, s:s, s:I, s:s}", "v", 1, "op", "node_state", "id",
-                       (json_int_t)p->id, "state", state, "time_ms", (json_int_t)now_wall_ms(),
-                       "reason", reason),
+    write_bg(c, cdb_node_cmd(cdb_cmd_version_min(c->db), n, state, NULL, reason, now_wall_ms()),
              "node state");
     add_event(c, strcmp(state, "down") == 0 ? "node.down" : "node.up", NULL, "%s: %s", name,
               reason);
     events_add(c->events, NULL, strcmp(state, "down") == 0 ? "node.down" : "node.up", "%s: %s",
                name, reason);
-}
-
-/* Health sets and clears only "down": a paused or draining node that goes silent says so in
- * the reason of its down state, and gets that administrative state back when it returns. */
-static const char *state_after_down(const json_t *n)
-{
-    const char *why = json_string_value(json_object_get(n, "state_reason"));
-    if (why && strstr(why, "(was paused)"))
-        return "paused";
-    if (why && strstr(why, "(was draining)"))
-        return "draining";
-    return "up";
 }
 
 /*
@@ -1231,8 +1219,7 @@ static void check_health(struct cluster *c, json_t *nodes)
         if (!p || !state || !name)
             continue;
         if (p->proposed[0]) {
-            bool landed = strcmp(p->proposed, "down") == 0 ? strcmp(state, "down") == 0
-                                                           : strcmp(state, "down") != 0;
+            bool landed = strcmp(p->proposed, state) == 0;
             if (!landed && now - p->proposed_at < PROPOSE_RETRY_MS)
                 continue;
             p->proposed[0] = '\0';
@@ -1240,7 +1227,7 @@ static void check_health(struct cluster *c, json_t *nodes)
         bool down = strcmp(state, "down") == 0;
         if (id == c->node_id) {
             if (down)
-                propose_state(c, p, name, state_after_down(n), "it leads the cluster");
+                propose_state(c, p, n, name, "up", "it leads the cluster");
             continue;
         }
         uint64_t base = p->last_heard;
@@ -1248,14 +1235,11 @@ static void check_health(struct cluster *c, json_t *nodes)
             base = p->first_seen > c->leader_since ? p->first_seen : c->leader_since;
         bool silent = now - base > limit;
         if (silent && !down) {
-            char why[128];
-            bool admin = strcmp(state, "paused") == 0 || strcmp(state, "draining") == 0;
-            snprintf(why, sizeof(why), "no heartbeat for %llu ms%s%s%s",
-                     (unsigned long long)(now - base), admin ? " (was " : "",
-                     admin ? state : "", admin ? ")" : "");
-            propose_state(c, p, name, "down", why);
+            char why[64];
+            snprintf(why, sizeof(why), "no heartbeat for %llu ms", (unsigned long long)(now - base));
+            propose_state(c, p, n, name, "down", why);
         } else if (!silent && down && p->last_heard) {
-            propose_state(c, p, name, state_after_down(n), "heartbeats again");
+            propose_state(c, p, n, name, "up", "heartbeats again");
         }
     }
 }
@@ -1270,11 +1254,35 @@ static void health_tick(uv_timer_t *t)
     json_decref(nodes);
 }
 
+/*
+ * Writes this node's cmd_version (the command version it applies) when its record says
+ * another: after it joined (the leader wrote its record) or ferry was upgraded or downgraded
+ * here. The leader proposes the lowest version of all nodes (cdb_cmd_version_min), so a
+ * newer version is used only once every node applies it.
+ */
+static void announce_version(struct cluster *c)
+{
+    json_t *n = NULL;
+    if (!cluster_quorum(c) || cdb_node_get(c->db, c->node_id, &n, NULL) < 0)
+        return;
+    json_int_t v = json_integer_value(json_object_get(n, "cmd_version"));
+    json_decref(n);
+    uint64_t now = now_mono_ms();
+    if (v == CDB_CMD_VERSION || (c->announced_at && now - c->announced_at < PROPOSE_RETRY_MS))
+        return;
+    c->announced_at = now;
+    write_bg(c,
+             json_pack("{s:i, s:s, s:I, s:i}", "v", 1, "op", "node_upsert", "id",
+                       (json_int_t)c->node_id, "cmd_version", CDB_CMD_VERSION),
+             "command version");
+}
+
 static void hb_tick(uv_timer_t *t)
 {
     struct cluster *c = t->data;
     if (!c->active || !c->rn || !c->db)
         return;
+    announce_version(c);
     json_t *info = json_object();
     if (c->cfg.self_info)
         c->cfg.self_info(info, c->cfg.self_data);
@@ -1342,9 +1350,10 @@ static json_t *node_view(struct cluster *c, const json_t *n, uint64_t leader)
     if (!accel)
         accel = json_string_value(json_object_get(n, "accel"));
     json_t *o = json_pack(
-        "{s:I, s:s, s:s, s:b, s:s, s:i, s:{s:I, s:I, s:I}, s:s, s:O, s:s, s:s}", "id",
+        "{s:I, s:s, s:s, s:s, s:b, s:s, s:i, s:{s:I, s:I, s:I}, s:s, s:O, s:s, s:s}", "id",
         (json_int_t)id, "name", json_string_value(json_object_get(n, "name")), "state",
-        json_string_value(json_object_get(n, "state")), "leader", id == leader, "role",
+        json_string_value(json_object_get(n, "state")), "admin",
+        json_string_value(json_object_get(n, "admin")), "leader", id == leader, "role",
         json_string_value(json_object_get(n, "role")), "vms",
         (int)json_integer_value(json_object_get(info, "vms")), "memory", "total_mib", total,
         "used_mib", total - freem, "free_mib", freem, "accel", accel ? accel : "",
@@ -1406,11 +1415,12 @@ int cluster_status(struct cluster *c, json_t **out, struct ferr *e)
         const char *name = n ? json_string_value(json_object_get(n, "name")) : NULL;
         json_array_append_new(
             members,
-            json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:b, s:o}", "id", (json_int_t)id, "name",
-                      name ? name : "?", "api_addr",
+            json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:o}", "id", (json_int_t)id,
+                      "name", name ? name : "?", "api_addr",
                       n ? json_string_value(json_object_get(n, "api_addr")) : "", "raft_addr",
                       json_string_value(json_object_get(m, "address")), "role", role ? role : "?",
                       "state", n ? json_string_value(json_object_get(n, "state")) : "joining",
+                      "admin", n ? json_string_value(json_object_get(n, "admin")) : "active",
                       "leader", id == ri.leader_id,
                       "last_contact_ms", contact >= 0 ? json_integer(contact) : json_null()));
         if (id == ri.leader_id) {

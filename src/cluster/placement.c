@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Where a new VM goes: the up node with the most free memory that fits it. */
+/* Where a new VM goes: the up, active node with the most free memory that fits it. */
 #include "cluster/placement.h"
 
 #include <stdbool.h>
@@ -16,23 +16,31 @@ int placement_pick(const json_t *nodes, uint64_t memory_mib, const char *want, c
     json_array_foreach(nodes, i, n) {
         const char *name = json_string_value(json_object_get(n, "name"));
         const char *state = json_string_value(json_object_get(n, "state"));
+        const char *admin = json_string_value(json_object_get(n, "admin"));
         json_int_t freem = json_integer_value(json_object_get(json_object_get(n, "memory"), "free_mib"));
         if (!name)
             continue;
         bool up = state && strcmp(state, "up") == 0;
+        bool active = admin && strcmp(admin, "active") == 0;
         if (want) {
             if (strcmp(name, want) != 0)
                 continue;
             if (!up)
-                return ferr_set(e, FERR_STATE, "node %s is %s; it takes no new VMs", name,
-                                state ? state : "unknown");
+                return ferr_set(e, FERR_STATE, "node %s is %s%s%s; it takes no new VMs", name,
+                                state ? state : "in no known state", active ? "" : " and ",
+                                active ? "" : admin ? admin : "in no known admin state");
+            if (!active)
+                return ferr_set(e, FERR_STATE,
+                                "node %s is %s; it takes no new VMs until it is resumed "
+                                "(ferry node resume %s)",
+                                name, admin ? admin : "in no known admin state", name);
             if ((uint64_t)(freem < 0 ? 0 : freem) < memory_mib)
                 return ferr_set(e, FERR_LIMIT, "node %s has %lld MiB free; the VM needs %llu",
                                 name, (long long)freem, (unsigned long long)memory_mib);
             snprintf(out, 64, "%s", name);
             return 0;
         }
-        if (!up)
+        if (!up || !active)
             continue;
         if (freem > largest)
             largest = freem;
@@ -46,7 +54,7 @@ int placement_pick(const json_t *nodes, uint64_t memory_mib, const char *want, c
                         want);
     if (!best)
         return ferr_set(e, FERR_LIMIT,
-                        "no up node has %llu MiB free (the most free is %lld MiB)",
+                        "no up, active node has %llu MiB free (the most free is %lld MiB)",
                         (unsigned long long)memory_mib, (long long)largest);
     snprintf(out, 64, "%s", json_string_value(json_object_get(best, "name")));
     return 0;

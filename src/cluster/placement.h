@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Where a new VM goes: the up node with the most free memory that fits it. Pure. */
+/* Where a new VM goes: the up, active node with the most free memory that fits it. Pure. */
 #ifndef FERRY_CLUSTER_PLACEMENT_H
 #define FERRY_CLUSTER_PLACEMENT_H
 
@@ -10,10 +10,12 @@
 
 /*
  * Picks a node for a VM of memory_mib MiB from nodes (the "nodes" array of GET /v1/nodes:
- * objects with "name", "state" and "memory": {"free_mib"}). want: a node the user named, or
- * NULL to choose. The choice: state "up", free_mib >= memory_mib, most free memory, then the
- * first name. Writes the name into out. Errors: FERR_NOTFOUND (want is not a member),
- * FERR_STATE (want is not up), FERR_LIMIT (nothing fits; the message says the largest free).
+ * objects with "name", "state", "admin" and "memory": {"free_mib"}). want: a node the user
+ * named, or NULL to choose. The choice: state (health) "up" and admin "active" (a node without
+ * an admin state is never chosen), free_mib >= memory_mib, most free memory, then the first
+ * name. Writes the name into out. Errors: FERR_NOTFOUND (want is not a member), FERR_STATE
+ * (want is down, draining or paused), FERR_LIMIT (nothing fits; the message says the largest
+ * free).
  */
 int placement_pick(const json_t *nodes, uint64_t memory_mib, const char *want, char out[64],
                    struct ferr *e);

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* Draining a node: mark it draining, live-migrate its running VMs away a few at a time, then
- * mark it paused; resuming marks it up again. Health (cluster.c) only ever sets and clears
- * "down", so these administrative states stay while the node heartbeats. */
+/* Draining a node: set its admin state to draining, live-migrate its running VMs away a few at
+ * a time, then to paused; resuming sets it to active again. Health (cluster.c) is a separate
+ * state ("up"|"down"), so the admin state stays whatever the node's health does. */
 #include "migrate/drain.h"
 
 #include <errno.h>
@@ -31,7 +31,7 @@ struct drain {
     unsigned parallel, running, failed, migrated, stayed;
     size_t n, next;
     struct drain_item *items;
-    uint64_t node_id;
+    json_t *node;     /* the node's record when the drain started, owned */
     uint64_t t0_ms;
     bool finishing;
     uv_timer_t timer; /* the next pump: after a migration's answer, or while the host is busy */
@@ -49,6 +49,7 @@ static void drain_closed(uv_handle_t *h)
         json_decref(d->items[i].figures);
     free(d->items);
     json_decref(d->sent);
+    json_decref(d->node);
     free(d);
 }
 
@@ -60,28 +61,40 @@ static void drain_free(struct drain *d)
     uv_close((uv_handle_t *)&d->timer, drain_closed);
 }
 
-static json_t *node_state_cmd(uint64_t id, const char *state, const char *reason)
+/* The write that sets the admin state of the node whose record is rec (borrowed). */
+static json_t *node_admin_cmd(struct cluster *c, const json_t *rec, const char *admin,
+                              const char *reason)
 {
-    return json_pack("{s:i, s:s, s:I, s:s, s:I, s:s}", "v", 1, "op", "node_state", "id",
-                     (json_int_t)id, "state", state, "time_ms", (json_int_t)now_wall_ms(),
-                     "reason", reason);
+    return cdb_node_cmd(cdb_cmd_version_min(cluster_db(c)), rec, NULL, admin, reason,
+                        now_wall_ms());
 }
 
-/* The node's id and state from this node's copy of the cluster database. */
-static int node_lookup(struct cluster *c, const char *node, uint64_t *id, char state[16],
+/* The node's record from this node's copy of the cluster database (*rec: new, the caller's),
+ * refused while the node is down. */
+static int node_lookup(struct cluster *c, const char *node, const char *what, json_t **rec,
                        struct ferr *e)
 {
-    json_t *rec = NULL;
-    if (cdb_node_find(cluster_db(c), node, &rec, e) < 0)
+    if (cdb_node_find(cluster_db(c), node, rec, e) < 0)
         return ferr_set(e, FERR_NOTFOUND, "no node named %s in the cluster (ferry node list)",
                         node);
-    *id = (uint64_t)json_integer_value(json_object_get(rec, "id"));
-    snprintf(state, 16, "%s", json_string_value(json_object_get(rec, "state")) ?: "");
-    json_decref(rec);
+    const char *health = json_string_value(json_object_get(*rec, "state"));
+    if (health && strcmp(health, "down") == 0) {
+        char admin[16];
+        snprintf(admin, sizeof(admin), "%s",
+                 json_string_value(json_object_get(*rec, "admin")) ?: "?");
+        json_decref(*rec);
+        *rec = NULL;
+        if (strcmp(what, "resume") == 0)
+            return ferr_set(e, FERR_STATE,
+                            "resume: %s is down (and %s); it comes up by itself when it "
+                            "heartbeats again, then resume it",
+                            node, admin);
+        return ferr_set(e, FERR_STATE, "%s: %s is down", what, node);
+    }
     return 0;
 }
 
-static json_t *result(struct drain *d, const char *state)
+static json_t *result(struct drain *d, const char *admin)
 {
     json_t *vms = json_array();
     for (size_t i = 0; i < d->n; i++) {
@@ -98,7 +111,7 @@ static json_t *result(struct drain *d, const char *state)
         json_array_append_new(vms, o);
     }
     return json_pack("{s:s, s:s, s:i, s:I, s:i, s:i, s:i, s:o}", "node", d->env.node_name,
-                     "state", state, "parallel", (int)d->parallel, "total_ms",
+                     "admin", admin, "parallel", (int)d->parallel, "total_ms",
                      (json_int_t)(now_mono_ms() - d->t0_ms), "migrated", (int)d->migrated,
                      "failed", (int)d->failed, "stayed", (int)d->stayed, "vms", vms);
 }
@@ -136,7 +149,7 @@ static void finish(struct drain *d)
         return;
     }
     struct ferr e = {0};
-    json_t *cmd = node_state_cmd(d->node_id, "paused", "drained");
+    json_t *cmd = node_admin_cmd(d->env.cluster, d->node, "paused", "drained");
     if (!cmd || cluster_write(d->env.cluster, cmd, marked_paused, d, &e) < 0) {
         if (!cmd)
             ferr_set(&e, -ENOMEM, "out of memory");
@@ -324,26 +337,25 @@ int drain_start(const struct drain_env *env, unsigned parallel, migrate_cb cb, v
     if (running_drain)
         return ferr_set(e, FERR_STATE, "drain: %s is being drained already; wait for it",
                         env->node_name);
-    uint64_t id;
-    char state[16];
-    int rc = node_lookup(env->cluster, env->node_name, &id, state, e);
+    json_t *rec;
+    int rc = node_lookup(env->cluster, env->node_name, "drain", &rec, e);
     if (rc < 0)
         return rc;
-    if (strcmp(state, "down") == 0)
-        return ferr_set(e, FERR_STATE, "drain: %s is down", env->node_name);
     struct drain *d = calloc(1, sizeof(*d));
-    if (!d)
+    if (!d) {
+        json_decref(rec);
         return ferr_set(e, -ENOMEM, "drain: out of memory");
+    }
     d->env = *env;
     d->cb = cb;
     d->data = data;
     d->parallel = parallel ? parallel : DRAIN_PARALLEL_DEFAULT;
-    d->node_id = id;
+    d->node = rec;
     d->t0_ms = now_mono_ms();
     d->sent = json_object();
     uv_timer_init(env->loop, &d->timer);
     d->timer.data = d;
-    json_t *cmd = node_state_cmd(id, "draining", "drain requested");
+    json_t *cmd = node_admin_cmd(env->cluster, rec, "draining", "drain requested");
     rc = cmd ? cluster_write(env->cluster, cmd, marked_draining, d, e)
              : ferr_set(e, -ENOMEM, "out of memory");
     json_decref(cmd);
@@ -371,7 +383,7 @@ static void resumed(int status, json_t *body, const struct ferr *e, void *data)
         ferr_prefix(&e2, "resume %s", r->node);
         r->cb(0, NULL, &e2, r->data);
     } else {
-        r->cb(200, json_pack("{s:s, s:s}", "node", r->node, "state", "up"), NULL, r->data);
+        r->cb(200, json_pack("{s:s, s:s}", "node", r->node, "admin", "active"), NULL, r->data);
     }
     free(r);
 }
@@ -384,22 +396,20 @@ int drain_resume(const struct drain_env *env, const char *node, migrate_cb cb, v
     if (running_drain && strcmp(node, env->node_name) == 0)
         return ferr_set(e, FERR_STATE,
                         "resume: %s is being drained; wait until the drain answers", node);
-    uint64_t id;
-    char state[16];
-    int rc = node_lookup(env->cluster, node, &id, state, e);
+    json_t *rec;
+    int rc = node_lookup(env->cluster, node, "resume", &rec, e);
     if (rc < 0)
         return rc;
-    if (strcmp(state, "down") == 0)
-        return ferr_set(e, FERR_STATE,
-                        "resume: %s is down; it comes up by itself when it heartbeats again",
-                        node);
     struct resume_call *r = calloc(1, sizeof(*r));
-    if (!r)
+    if (!r) {
+        json_decref(rec);
         return ferr_set(e, -ENOMEM, "resume: out of memory");
+    }
     r->cb = cb;
     r->data = data;
     snprintf(r->node, sizeof(r->node), "%s", node);
-    json_t *cmd = node_state_cmd(id, "up", "resumed");
+    json_t *cmd = node_admin_cmd(env->cluster, rec, "active", "resumed");
+    json_decref(rec);
     rc = cmd ? cluster_write(env->cluster, cmd, resumed, r, e)
              : ferr_set(e, -ENOMEM, "out of memory");
     json_decref(cmd);

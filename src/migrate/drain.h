@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Draining a node for maintenance: mark it draining, live-migrate every running VM it owns to
- * the other up nodes (a few at a time), then mark it paused; and resuming it. */
+/* Draining a node for maintenance: set its admin state to draining, live-migrate every running
+ * VM it owns to the other up, active nodes (a few at a time), then to paused; and resuming it. */
 #ifndef FERRY_MIGRATE_DRAIN_H
 #define FERRY_MIGRATE_DRAIN_H
 
@@ -23,22 +23,23 @@ struct drain_env {
 };
 
 /*
- * Drains this node (env->node_name): node_state "draining", then every running VM the cluster
- * database says this node owns is live-migrated (migrate_start, destination: the up node with
- * the most free memory), at most parallel at a time. Stopped and failed VMs stay here (their
- * definition and disks live with their owner; they are listed as "stayed"). When every
- * migration succeeded the node becomes "paused"; when one failed, that VM keeps running here,
- * the node stays "draining" and the answer says so ("failed" > 0).
- * Synchronous refusals (no cluster, no quorum, a drain already running) return negative with
- * e set. Otherwise cb answers once, 200 with {"node", "state", "parallel", "total_ms",
- * "migrated", "failed", "stayed", "vms": [{"name", "outcome", "to", "message", ...}]}, or
- * with e when the node could not be marked. env copied. One drain at a time per process.
+ * Drains this node (env->node_name): admin state "draining", then every running VM the
+ * cluster database says this node owns is live-migrated (migrate_start, destination: the up,
+ * active node with the most free memory), at most parallel at a time. Stopped and failed VMs
+ * stay here (their definition and disks live with their owner; they are listed as "stayed").
+ * When every migration succeeded the node's admin state becomes "paused"; when one failed,
+ * that VM keeps running here, the node stays "draining" and the answer says so ("failed" > 0).
+ * Synchronous refusals (no cluster, no quorum, a drain already running, the node is down)
+ * return negative with e set. Otherwise cb answers once, 200 with {"node", "admin",
+ * "parallel", "total_ms", "migrated", "failed", "stayed", "vms": [{"name", "outcome", "to",
+ * "message", ...}]}, or with e when the node could not be marked. env copied. One drain at a time
+ * per process.
  */
 int drain_start(const struct drain_env *env, unsigned parallel, migrate_cb cb, void *data,
                 struct ferr *e);
 
-/* Marks node (any member but a down one) "up" again; cb gets {"node", "state": "up"}.
- * Refused while this process drains it. */
+/* Sets the admin state of node (any member but a down one) to "active" again; cb gets
+ * {"node", "admin": "active"}. Refused while this process drains it. */
 int drain_resume(const struct drain_env *env, const char *node, migrate_cb cb, void *data,
                  struct ferr *e);
 
