@@ -571,28 +571,31 @@ static int node_upsert_check_v1(const json_t *c, struct ferr *e)
     return upsert_check(c, form_node_state_v1, e);
 }
 
-/*
- * Sets the health of node record rec, and its admin state when admin is not NULL and differs
- * (with the same reason and time). reason NULL keeps the record's reasons, time_ms < 0 its
- * times. -ENOMEM.
- */
-static int set_node_state(json_t *rec, const char *health, const char *admin, const char *reason,
-                          json_int_t time_ms)
+/* Sets the health ("up"|"down") of node record rec; reason NULL keeps its reason, time_ms < 0
+ * its time. -ENOMEM. */
+static int set_health(json_t *rec, const char *health, const char *reason, json_int_t time_ms)
 {
-    if (health && json_object_set_new(rec, "state", json_string(health)) < 0)
-        return -ENOMEM;
-    if (health && reason && json_object_set_new(rec, "state_reason", json_string(reason)) < 0)
-        return -ENOMEM;
-    if (health && time_ms >= 0 &&
-        json_object_set_new(rec, "state_changed_ms", json_integer(time_ms)) < 0)
-        return -ENOMEM;
-    if (!admin || strcmp(admin, str_of(rec, "admin")) == 0)
-        return 0;
-    if (json_object_set_new(rec, "admin", json_string(admin)) < 0 ||
-        (reason && json_object_set_new(rec, "admin_reason", json_string(reason)) < 0) ||
-        (time_ms >= 0 && json_object_set_new(rec, "admin_changed_ms", json_integer(time_ms)) < 0))
+    if (json_object_set_new(rec, "state", json_string(health)) < 0 ||
+        (reason && json_object_set_new(rec, "state_reason", json_string(reason)) < 0) ||
+        (time_ms >= 0 && json_object_set_new(rec, "state_changed_ms", json_integer(time_ms)) < 0))
         return -ENOMEM;
     return 0;
+}
+
+/* Sets the admin state of node record rec, with its reason and time. -ENOMEM. */
+static int set_admin(json_t *rec, const char *admin, const char *reason, json_int_t time_ms)
+{
+    if (json_object_set_new(rec, "admin", json_string(admin)) < 0 ||
+        json_object_set_new(rec, "admin_reason", json_string(reason)) < 0 ||
+        json_object_set_new(rec, "admin_changed_ms", json_integer(time_ms)) < 0)
+        return -ENOMEM;
+    return 0;
+}
+
+/* Whether admin is a change of rec's admin state (NULL: none). */
+static bool admin_changes(const json_t *rec, const char *admin)
+{
+    return admin && strcmp(admin, str_of(rec, "admin")) != 0;
 }
 
 /* Sets key of rec to a copy of the command's field, if the command has it. */
@@ -677,9 +680,8 @@ static int upsert_apply(struct cdb *db, const json_t *c, bool v1, struct ferr *e
     if (state && v1)
         v1_state_split(state, NULL, &health, &admin);
     /* An upsert has no time and no reason: the admin state's are cleared when it changes. */
-    if (state && (set_node_state(rec, health, NULL, NULL, -1) < 0 ||
-                  (admin && strcmp(admin, str_of(rec, "admin")) != 0 &&
-                   set_node_state(rec, NULL, admin, "", 0) < 0))) {
+    if (state && (set_health(rec, health, NULL, -1) < 0 ||
+                  (admin_changes(rec, admin) && set_admin(rec, admin, "", 0) < 0))) {
         json_decref(rec);
         return ferr_set(e, -ENOMEM, "out of memory");
     }
@@ -769,10 +771,12 @@ static int state_apply(struct cdb *db, const json_t *c, bool v1, struct ferr *e)
         reason = "";
     if (v1)
         v1_state_split(health, reason, &health, &admin);
+    json_int_t t = int_of(c, "time_ms");
     json_t *rec = json_deep_copy(n);
-    /* node_admin records its reason and time even when the admin state stays. */
-    if (!rec || (!health && json_object_set_new(rec, "admin", json_string("")) < 0) ||
-        set_node_state(rec, health, admin, reason, int_of(c, "time_ms")) < 0) {
+    /* node_admin records its reason and time even when the admin state stays; a version 1
+     * state touches the admin fields only when it changes the admin state. */
+    if (!rec || (health && set_health(rec, health, reason, t) < 0) ||
+        ((health ? admin_changes(rec, admin) : true) && set_admin(rec, admin, reason, t) < 0)) {
         json_decref(rec);
         return ferr_set(e, -ENOMEM, "out of memory");
     }
