@@ -1119,6 +1119,11 @@ static bool forward_to_node(struct api_ctx *ctx, struct http_req *req, const cha
 static void h_node_drain(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
 {
     const char *node = route_param(m, "name");
+    struct ferr e0 = {0};
+    if (drain_check_node(ctx->cluster, node, "drain", &e0) < 0) {
+        http_reply_error(req, &e0);
+        return;
+    }
     if (forward_to_node(ctx, req, node))
         return;
     json_t *b = body_object(req, true);
@@ -1145,9 +1150,13 @@ static void h_node_drain(struct api_ctx *ctx, struct http_req *req, const struct
 static void h_node_resume(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
 {
     const char *node = route_param(m, "name");
+    struct ferr e = {0};
+    if (drain_check_node(ctx->cluster, node, "resume", &e) < 0) {
+        http_reply_error(req, &e);
+        return;
+    }
     if (forward_to_node(ctx, req, node))
         return;
-    struct ferr e = {0};
     struct drain_env env = {ctx->loop, ctx->vms, ctx->events, ctx->cluster, NULL, ctx->node_name};
     if (drain_resume(&env, node, reply_cluster, req, &e) < 0)
         http_reply_error(req, &e);

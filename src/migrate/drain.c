@@ -71,8 +71,8 @@ static json_t *node_admin_cmd(struct cluster *c, const json_t *rec, const char *
 
 /* The node's record from this node's copy of the cluster database (*rec: new, the caller's),
  * refused while the node is down. */
-static int node_lookup(struct cluster *c, const char *node, const char *what, json_t **rec,
-                       struct ferr *e)
+static int node_lookup(const struct cluster *c, const char *node, const char *what,
+                       json_t **rec, struct ferr *e)
 {
     if (cdb_node_find(cluster_db(c), node, rec, e) < 0)
         return ferr_set(e, FERR_NOTFOUND, "no node named %s in the cluster (ferry node list)",
@@ -366,6 +366,17 @@ int drain_start(const struct drain_env *env, unsigned parallel, migrate_cb cb, v
     }
     running_drain = d;
     return 0;
+}
+
+int drain_check_node(const struct cluster *c, const char *node, const char *what,
+                     struct ferr *e)
+{
+    json_t *rec = NULL;
+    if (!c || !cluster_active(c))
+        return 0; /* drain_start and drain_resume say what is wrong */
+    int rc = node_lookup(c, node, what, &rec, e);
+    json_decref(rec);
+    return rc;
 }
 
 struct resume_call {
