@@ -214,6 +214,7 @@ def test_three_hosts_form_a_cluster_and_bad_joins_change_nothing(lab):
         assert st["leader"]["name"] == leader.name, (h.name, st["leader"])
         assert sorted(m["name"] for m in st["members"]) == ["host1", "host2", "host3"]
         assert all(m["role"] == "voter" for m in st["members"]), st["members"]
+        assert all(m["state"] == "up" and m["admin"] == "active" for m in st["members"]), st
         assert [m["name"] for m in st["members"] if m["leader"]] == [leader.name]
         assert st["timeouts"]["election_ms"] > st["timeouts"]["heartbeat_ms"] > 0
     assert ids == {lab.state["cluster"]["id"]}
@@ -222,7 +223,7 @@ def test_three_hosts_form_a_cluster_and_bad_joins_change_nothing(lab):
     # The human table of cluster status.
     out = h2.cli("cluster", "status").stdout
     for word in ("quorum:", "yes (3 voters)", "term:", "commit index:", "timeouts:",
-                 "LAST-CONTACT", f"leader:       {leader.name}"):
+                 "HEALTH", "ADMIN", "LAST-CONTACT", f"leader:       {leader.name}"):
         assert word in out, (word, out)
     # ferry lab status shows the cluster.
     lst = json.loads(run_lab("status", "-o", "json"))
@@ -243,17 +244,18 @@ def test_node_list_from_any_node(lab):
     nodes = {n["name"]: n for n in reply["nodes"]}
     assert sorted(nodes) == ["host1", "host2", "host3"]
     for n in nodes.values():
-        assert n["state"] == "up" and n["role"] == "voter", n
+        assert n["state"] == "up" and n["admin"] == "active" and n["role"] == "voter", n
         assert n["memory"]["total_mib"] > 0 and n["memory"]["free_mib"] > 0, n
         assert n["memory"]["used_mib"] + n["memory"]["free_mib"] == n["memory"]["total_mib"]
         assert n["accel"] in ("kvm", "tcg"), n
         assert n["last_heartbeat_ms"] is not None and n["last_heartbeat_ms"] < 2 * hb, n
     assert [n for n in nodes if nodes[n]["leader"]] == [leader.name]
     table = h3.cli("node", "list").stdout.splitlines()
-    assert table[0].split() == ["NAME", "STATE", "LEADER", "ROLE", "VMS", "MEM-TOTAL",
-                                "MEM-USED", "MEM-FREE", "ACCEL", "LAST-HEARTBEAT"]
+    assert table[0].split() == ["NAME", "HEALTH", "ADMIN", "LEADER", "ROLE", "VMS",
+                                "MEM-TOTAL", "MEM-USED", "MEM-FREE", "ACCEL", "LAST-HEARTBEAT"]
     rows = {line.split()[0]: line.split() for line in table[1:]}
     assert sorted(rows) == ["host1", "host2", "host3"]
+    assert all(cells[1:3] == ["up", "active"] for cells in rows.values()), table
     assert [n for n, cells in rows.items() if "*" in cells] == [leader.name], table
 
 
@@ -323,6 +325,8 @@ def cut_off(lab, victim, tag):
                  interval=POLL_S)
         down = ms_since(t0)
         print(f"{victim.name} marked down by the others after {down} ms (limit {limit} ms)")
+        # Health is not the admin state: a node that is down is still active.
+        assert member(status(lab, others[0]), victim.name)["admin"] == "active"
         # The other two keep working: a leader among them with quorum, and writes.
         for o in others:
             st = status(lab, o)
@@ -336,6 +340,7 @@ def cut_off(lab, victim, tag):
     took = wait_caught_up(lab, victim, others)
     wait_for(lambda: member(status(lab, others[0]), victim.name)["state"] == "up", 10,
              f"{victim.name} to be marked up again", interval=POLL_S)
+    assert member(status(lab, others[0]), victim.name)["admin"] == "active"
     print(f"{victim.name} back: caught up in {took} ms, marked up after {ms_since(t1)} ms")
     assert writes.last in {v["name"] for v in victim.cli_json("vm", "list")["vms"]}
     lab.wait_cluster(timeout=CATCH_UP_S)
@@ -439,6 +444,8 @@ def test_five_hosts_a_frozen_ferryd_is_marked_down_in_time():
         wait_for(lambda: all(member(status(lab, h), victim.name)["state"] == "down"
                              for h in others), 2, "every node to see it down", interval=POLL_S)
         assert all(status(lab, h)["quorum"] for h in others)
+        down = {n["name"]: n for n in leader.cli_json("node", "list")["nodes"]}[victim.name]
+        assert down["state"] == "down" and down["admin"] == "active", down
         lab.kill_ferryd(victim, signal.SIGCONT)
         wait_for(lambda: member(status(lab, leader), victim.name)["state"] == "up", 15,
                  f"{victim.name} to be marked up again", interval=POLL_S)

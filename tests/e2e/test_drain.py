@@ -2,9 +2,11 @@
 """ferry node drain / node resume on a 3-host lab: three appliance VMs (probe workload,
 128 MiB each, disks on the shared volume) on host1; draining host1 live-migrates all of them
 to host2/host3, two at a time, and they answer probes from the client namespace afterwards;
-host1 is paused (a create with --node host1 is refused, the leader's health check leaves it
-paused), stays paused while it heartbeats, and resume makes it up again. Three at a time
-asked, two allowed by ferryd: the third waits for a slot."""
+host1 is up and paused (a node's health, up or down, and its admin state, active, draining or
+paused, are apart): a create with --node host1 is refused, it stays paused while it
+heartbeats, and resume makes it active again. Three at a time asked, two allowed by ferryd:
+the third waits for a slot. A paused host whose ferryd is killed is down and still paused,
+and up and still paused once it is restarted."""
 import json
 import os
 import signal
@@ -32,8 +34,16 @@ def lab():
 
 
 def node_state(viewer, node):
+    """(health, admin state) of node in viewer's node list."""
     nodes = viewer.cli_json("node", "list")["nodes"]
-    return next(n["state"] for n in nodes if n["name"] == node)
+    return next((n["state"], n["admin"]) for n in nodes if n["name"] == node)
+
+
+def table_row(viewer, node):
+    """node's row of viewer's `ferry node list` table, as words."""
+    lines = viewer.cli("node", "list").stdout.splitlines()
+    assert lines[0].split()[:3] == ["NAME", "HEALTH", "ADMIN"], lines
+    return next(line.split() for line in lines[1:] if line.split()[0] == node)
 
 
 def test_drain_and_resume(lab):
@@ -55,7 +65,7 @@ def test_drain_and_resume(lab):
     print(f"\ndrain host1: {took:.1f} s; " + "; ".join(
         f"{v['name']} {v['outcome']} {v.get('to', '')} downtime {v.get('downtime_ms', '-')} ms"
         for v in res["vms"]))
-    assert res["node"] == "host1" and res["state"] == "paused" and res["parallel"] == 3, res
+    assert res["node"] == "host1" and res["admin"] == "paused" and res["parallel"] == 3, res
     assert res["migrated"] == 3 and res["failed"] == 0 and res["stayed"] == 1, res
     outcome = {v["name"]: v for v in res["vms"]}
     assert outcome["dstop"]["outcome"] == "stayed", outcome
@@ -77,10 +87,14 @@ def test_drain_and_resume(lab):
         assert_nothing_on(h1, n, taps[n])
     assert vm_on(h2, "dstop")["owner"] == "host1"
 
-    # host1 is paused, in everyone's view, and takes no new VMs.
+    # host1 is up and paused, in everyone's view, and takes no new VMs.
     for viewer in (h1, h2, h3):
-        wait_for(lambda: node_state(viewer, "host1") == "paused", 10,
-                 f"{viewer.name} to list host1 paused")
+        wait_for(lambda: node_state(viewer, "host1") == ("up", "paused"), 10,
+                 f"{viewer.name} to list host1 up and paused")
+    assert table_row(h2, "host1")[1:3] == ["up", "paused"]
+    me = h1.cli_json("node", "show")
+    assert me["state"] == "up" and me["admin"] == "paused", me
+    assert "paused (takes no new VMs" in h1.cli("node", "show").stdout
     st, body = lab.write_vm(h2, "dnew", node="host1")
     assert st >= 400 and "paused" in json.dumps(body), (st, body)
     r = h1.cli("vm", "create", "dnew2", "--node", "host1", "--memory", "32", "--appliance",
@@ -88,7 +102,7 @@ def test_drain_and_resume(lab):
     assert r.returncode != 0 and "host1 is paused" in r.stderr, r.stderr
     # Health leaves the administrative state alone while host1 heartbeats.
     time.sleep(3)
-    assert node_state(h2, "host1") == "paused"
+    assert node_state(h2, "host1") == ("up", "paused")
     # Without --node, nothing lands on host1 either; migrating to it is refused.
     r = h2.cli("vm", "migrate", names[0], "--to", "host1", check=False)
     assert r.returncode != 0 and "paused" in r.stderr, r.stderr
@@ -99,9 +113,10 @@ def test_drain_and_resume(lab):
 
     # Resume, asked of host2.
     r = h2.cli("node", "resume", "host1")
-    assert "host1 is up" in r.stdout, r.stdout
+    assert "host1 is active" in r.stdout, r.stdout
     for viewer in (h1, h2, h3):
-        wait_for(lambda: node_state(viewer, "host1") == "up", 10, f"{viewer.name}: host1 up")
+        wait_for(lambda: node_state(viewer, "host1") == ("up", "active"), 10,
+                 f"{viewer.name}: host1 up and active")
     st, body = lab.write_vm(h3, "dnew", node="host1")
     assert st == 201, (st, body)
     h3.cli("vm", "delete", "dnew")
@@ -128,12 +143,12 @@ def test_drain_with_a_vm_that_cannot_move(lab):
     assert r.returncode == 1 and "stays draining" in r.stderr, (r.stdout, r.stderr)
     res = json.loads(r.stdout)
     outcome = {v["name"]: v for v in res["vms"]}
-    assert res["state"] == "draining" and res["failed"] == 1, res
+    assert res["admin"] == "draining" and res["failed"] == 1, res
     assert outcome["dp1"]["outcome"] == "migrated", outcome
     assert outcome["dp2"]["outcome"] == "failed" and "paused" in outcome["dp2"]["message"], outcome
     v = local_vm(h2, "dp2")
     assert v and v["state"] == "paused", v
-    assert node_state(h3, "host2") == "draining"
+    assert node_state(h3, "host2") == ("up", "draining")
     wait_answering(lab, ip1, 1)
     r = h3.cli("vm", "create", "dp3", "--node", "host2", "--memory", "32", "--appliance",
                check=False)
@@ -144,28 +159,48 @@ def test_drain_with_a_vm_that_cannot_move(lab):
                check=False)
     assert r.returncode == 0, (r.stdout, r.stderr)
     res = json.loads(r.stdout)
-    assert res["state"] == "paused" and res["migrated"] == 1, res
-    wait_for(lambda: node_state(h1, "host2") == "paused", 10, "host2 paused")
+    assert res["admin"] == "paused" and res["migrated"] == 1, res
+    wait_for(lambda: node_state(h1, "host2") == ("up", "paused"), 10, "host2 paused")
     h2.cli("node", "resume", "host2")
-    wait_for(lambda: node_state(h1, "host2") == "up", 10, "host2 up")
+    wait_for(lambda: node_state(h1, "host2") == ("up", "active"), 10, "host2 active")
     for n in ("dp1", "dp2"):
         h1.cli("vm", "delete", "--force", n)
 
 
-def test_paused_node_stays_paused_across_down(lab):
-    """Health sets and clears only "down": a paused node that stops heartbeating is down, and
-    paused again (not up) once it heartbeats again."""
+def test_paused_node_stays_paused_across_a_ferryd_restart(lab):
+    """Health and admin state are apart: a drained (paused) node whose ferryd is killed is
+    down and still paused; restarted, it is up and still paused, takes no new VMs, and only
+    resume makes it active."""
     h1, h2, h3 = lab.hosts
     r = h1.cli("-o", "json", "node", "drain", "host3", check=False)
-    assert r.returncode == 0 and json.loads(r.stdout)["state"] == "paused", (r.stdout, r.stderr)
-    wait_for(lambda: node_state(h1, "host3") == "paused", 10, "host3 paused")
-    lab.kill_ferryd(h3, signal.SIGSTOP)
-    try:
-        wait_for(lambda: node_state(h1, "host3") == "down", 30, "host3 down")
-    finally:
-        lab.kill_ferryd(h3, signal.SIGCONT)
-    wait_for(lambda: node_state(h1, "host3") == "paused", 30, "host3 paused again")
+    assert r.returncode == 0 and json.loads(r.stdout)["admin"] == "paused", (r.stdout, r.stderr)
+    wait_for(lambda: node_state(h1, "host3") == ("up", "paused"), 10, "host3 up and paused")
+    lab.kill_ferryd(h3, signal.SIGKILL)
+    for viewer in (h1, h2):
+        wait_for(lambda: node_state(viewer, "host3") == ("down", "paused"), 30,
+                 f"{viewer.name} to list host3 down and paused")
+    assert table_row(h1, "host3")[1:3] == ["down", "paused"]
+    r = h2.cli("vm", "create", "dx1", "--node", "host3", "--memory", "32", "--appliance",
+               check=False)
+    assert r.returncode != 0 and "host3 is down and paused" in r.stderr, r.stderr
+    r = h1.cli("node", "resume", "host3", check=False)
+    assert r.returncode != 0 and "host3" in r.stderr, r.stderr
+
+    lab.start_ferryd(h3)
+    for viewer in (h1, h2, h3):
+        wait_for(lambda: node_state(viewer, "host3") == ("up", "paused"), 30,
+                 f"{viewer.name} to list host3 up and still paused")
+    assert h3.cli_json("node", "show")["admin"] == "paused"
+    # Heartbeats go on; health leaves the admin state alone.
     time.sleep(2)
-    assert node_state(h2, "host3") == "paused"
-    h1.cli("node", "resume", "host3")
-    wait_for(lambda: node_state(h2, "host3") == "up", 10, "host3 up")
+    assert node_state(h2, "host3") == ("up", "paused")
+    r = h2.cli("vm", "create", "dx2", "--node", "host3", "--memory", "32", "--appliance",
+               check=False)
+    assert r.returncode != 0 and "host3 is paused" in r.stderr, r.stderr
+
+    r = h1.cli("node", "resume", "host3")
+    assert "host3 is active" in r.stdout, r.stdout
+    for viewer in (h1, h2, h3):
+        wait_for(lambda: node_state(viewer, "host3") == ("up", "active"), 10,
+                 f"{viewer.name} to list host3 up and active")
+    assert table_row(h2, "host3")[1:3] == ["up", "active"]
