@@ -1090,8 +1090,8 @@ static json_t *migration_find(struct api_ctx *ctx, json_int_t id)
         return NULL;
     json_t *evs = cdb_events(cluster_db(ctx->cluster), (uint64_t)id - 1, 1);
     json_t *ev = json_array_get(evs, 0);
-    json_t *rec = ev && json_integer_value(json_object_get(ev, "id")) == id ? migration_record(ev)
-                                                                            : NULL;
+    json_t *rec =
+        ev && json_integer_value(json_object_get(ev, "id")) == id ? migration_record(ev) : NULL;
     json_decref(evs);
     return rec;
 }
@@ -1165,7 +1165,8 @@ static void h_migration_measure(struct api_ctx *ctx, struct http_req *req,
     const char *key, *source = "manual";
     json_t *val, *gap = NULL;
     bool force = false;
-    json_object_foreach(b, key, val) {
+    json_object_foreach(b, key, val)
+    {
         if (strcmp(key, "client_gap_ms") == 0) {
             gap = val;
         } else if (strcmp(key, "source") == 0 && json_is_string(val)) {

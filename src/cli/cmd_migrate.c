@@ -317,9 +317,9 @@ static const char *ms_cell(const json_t *r, const char *key, char *buf, size_t s
 int cmd_vm_migrations(struct cli *cli, int argc, char **argv)
 {
     static const struct option opts[] = {CLI_COMMON_LONGOPTS, {NULL, 0, NULL, 0}};
-    static const char *const headers[] = {"ID",       "WHEN",   "VM",         "FROM",
-                                          "TO",       "STATUS", "STRATEGY",   "TOTAL",
-                                          "DOWNTIME", "CLIENT GAP", "BYTES", "PASSES"};
+    static const char *const headers[] = {"ID",       "WHEN",       "VM",       "FROM",
+                                          "TO",       "STATUS",     "STRATEGY", "TOTAL",
+                                          "DOWNTIME", "CLIENT GAP", "BYTES",    "PASSES"};
     const char *cmd = "vm migrations";
     bool first = true;
     int c;

@@ -813,8 +813,8 @@ static int event_add_apply(struct cdb *db, const json_t *c, struct ferr *e)
  * migration's record, the "vm.migration" event of GET /v1/migrations. The record stays an
  * event (same id, same time), its message gains "client_gap_ms" and "client_gap_source".
  */
-static const char *const migration_measure_fields[] = {"id", "client_gap_ms", "source",
-                                                       "replace", NULL};
+static const char *const migration_measure_fields[] = {"id", "client_gap_ms", "source", "replace",
+                                                       NULL};
 static const char *const migration_statuses[] = {"completed", "failed", "cancelled", NULL};
 
 static int migration_measure_check(const json_t *c, struct ferr *e)

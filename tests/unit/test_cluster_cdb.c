@@ -727,8 +727,7 @@ static void test_migration_measure(void **state)
             FERR_NOTFOUND, "no migration 1");
     refused(db, "{'v':1,'op':'migration_measure','id':2,'client_gap_ms':-1,'source':'lab-probe'}",
             FERR_INVALID, "client_gap_ms: -1 is out of range 0..3600000");
-    refused(db,
-            "{'v':1,'op':'migration_measure','id':2,'client_gap_ms':-0.5,'source':'lab-probe'}",
+    refused(db, "{'v':1,'op':'migration_measure','id':2,'client_gap_ms':-0.5,'source':'lab-probe'}",
             FERR_INVALID, "out of range");
     refused(db,
             "{'v':1,'op':'migration_measure','id':2,'client_gap_ms':3600001,'source':'lab-probe'}",
@@ -761,8 +760,8 @@ static void test_migration_measure(void **state)
     json_t *evs = cdb_events(db, 1, 1);
     json_t *ev = json_array_get(evs, 0);
     assert_int_equal(json_integer_value(json_object_get(ev, "time_ms")), 50);
-    assert_non_null(strstr(json_string_value(json_object_get(ev, "message")),
-                           "\"client_gap_ms\":64.1,"));
+    assert_non_null(
+        strstr(json_string_value(json_object_get(ev, "message")), "\"client_gap_ms\":64.1,"));
     assert_non_null(strstr(json_string_value(json_object_get(ev, "message")),
                            "\"client_gap_source\":\"lab-probe\"}"));
     json_decref(evs);
@@ -923,11 +922,16 @@ static void test_determinism(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_apply_sequence),    cmocka_unit_test(test_bad_commands),
-        cmocka_unit_test(test_bad_bytes),         cmocka_unit_test(test_snapshot_round_trip),
-        cmocka_unit_test(test_snapshot_refusals), cmocka_unit_test(test_padding),
-        cmocka_unit_test(test_events_ring),       cmocka_unit_test(test_alloc_failures),
-        cmocka_unit_test(test_determinism),       cmocka_unit_test(test_migration_measure),
+        cmocka_unit_test(test_apply_sequence),
+        cmocka_unit_test(test_bad_commands),
+        cmocka_unit_test(test_bad_bytes),
+        cmocka_unit_test(test_snapshot_round_trip),
+        cmocka_unit_test(test_snapshot_refusals),
+        cmocka_unit_test(test_padding),
+        cmocka_unit_test(test_events_ring),
+        cmocka_unit_test(test_alloc_failures),
+        cmocka_unit_test(test_determinism),
+        cmocka_unit_test(test_migration_measure),
         cmocka_unit_test(test_migration_measure_replay),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
