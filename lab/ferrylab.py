@@ -60,6 +60,12 @@ STOP_GRACE_S = 10
 LINKS_READY_S = 10
 DIR_MAX = 64  # DIR/host8/run/VM/qmp.sock must fit in a unix socket path (108 bytes)
 
+PROBE_INTERVAL_MS = 1  # migrate_measured: a UDP probe every ms from the client namespace
+PROBE_LEAD_S = 1.0     # probing before the migration and after the guest answers again
+PROBE_ANSWER_S = 10    # after the migration, how long the guest may take to answer again
+RECORD_WAIT_S = 10     # until the migration's record is in the database of the host asked
+GAP_SOURCE = "lab-probe"
+
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,23}$")
 HOST_RE = re.compile(r"^host([1-9][0-9]*)$")
 
@@ -941,6 +947,135 @@ class Lab:
         path = "/v1/vms" + (f"?node={node}" if node else "")
         return h.api("POST", path, {"name": name, "memory_mib": 32, "boot": {"kernel": kernel}},
                      timeout=timeout)
+
+    # -- migrating under probes -----------------------------------------------------------
+
+    def find_vm(self, name):
+        """(record as `ferry vm list` shows it, a live host to ask) for VM name; the host is
+        the VM's owner when its ferryd lives. Raises LabError when no host knows the VM."""
+        asked = []
+        for h in self.hosts:
+            if not h.ferryd_alive():
+                continue
+            asked.append(h.name)
+            p = h.cli("-o", "json", "vm", "list", check=False, timeout=30)
+            if p.returncode != 0:
+                continue
+            for v in json.loads(p.stdout).get("vms", []):
+                if v.get("name") == name:
+                    owner = v.get("owner")
+                    if owner and owner != h.name:
+                        try:
+                            o = self.host(owner)
+                            if o.ferryd_alive():
+                                h = o
+                        except LabError:
+                            pass
+                    return v, h
+        if not asked:
+            raise LabError(f"lab {self.name}: no ferryd is alive")
+        raise LabError(f"lab {self.name}: no VM named {name} (asked {', '.join(asked)})")
+
+    @staticmethod
+    def vm_guest_ip(vm):
+        """The appliance's address from its kernel command line (ferry.ip=A.B.C.D/NN), or
+        None."""
+        cmdline = ((vm.get("spec") or {}).get("boot") or {}).get("cmdline") or ""
+        m = re.search(r"(?:^|\s)ferry\.ip=([0-9.]+)(?:/\d+)?(?:\s|$)", cmdline)
+        return m.group(1) if m else None
+
+    def migrate_measured(self, name, to=None, budget_ms=None, ip=None, say=lambda msg: None):
+        """Live-migrates VM name (`ferry vm migrate` on its owner) while ferry-probe udp in the
+        client namespace probes its guest every PROBE_INTERVAL_MS, then records the
+        client-observed gap on the migration (`ferry vm measure-migration`, source
+        lab-probe). The gap is the longest gap between replies, or the time since the last
+        reply when the guest never answered again. Returns {"vm", "ip", "ok" (the migration
+        completed), "error" (migrate's message or None), "figures" (migrate's answer or None),
+        "probe" (ferry-probe's report), "client_gap_ms", "migration" (the record after the
+        measurement, or None when none was found)}. Raises LabError when nothing could be
+        measured (the guest does not answer probes, ferry-probe failed)."""
+        say = say or (lambda msg: None)
+        vm, h = self.find_vm(name)
+        ip = ip or self.vm_guest_ip(vm)
+        if not ip:
+            raise LabError(f"{name} has no ferry.ip= on its kernel command line (an appliance "
+                           "made with --guest-ip); give its address with --ip")
+        w = self.client_exec(["ferry-probe", "wait", ip, "--timeout-s", "5"], check=False,
+                             timeout=30)
+        if w.returncode != 0:
+            raise LabError(f"{name} ({ip}) does not answer probes from the client namespace: "
+                           "measuring the client gap needs the guest's probe responder (an "
+                           "appliance VM); `ferry vm migrate` migrates without measuring")
+        before = [r["id"] for r in h.cli_json("vm", "migrations", name)["migrations"]]
+        say(f"probing {ip} every {PROBE_INTERVAL_MS} ms from the client namespace")
+        probe = self.client_popen(["ferry-probe", "udp", ip, "--interval-ms",
+                                   str(PROBE_INTERVAL_MS), "--json"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            time.sleep(PROBE_LEAD_S)
+            if probe.poll() is not None:
+                raise LabError(f"ferry-probe udp {ip} ended at once: "
+                               f"{probe.stderr.read().strip()[-300:]}")
+            say(f"migrating {name} from {vm.get('owner') or h.name}"
+                f"{' to ' + to if to else ''}")
+            argv = ["-o", "json", "vm", "migrate", name]
+            if to:
+                argv += ["--to", to]
+            if budget_ms:
+                argv += ["--budget-ms", str(budget_ms)]
+            m = h.cli(*argv, check=False, timeout=3600)
+            figures = json.loads(m.stdout) if m.returncode == 0 and m.stdout.strip() else None
+            error = None if figures else ((m.stderr or m.stdout).strip() or
+                                          f"ferry vm migrate: exit {m.returncode}")
+            res = self._probe_stop(probe, ip)
+        finally:
+            if probe.poll() is None:
+                probe.kill()
+                probe.wait()
+        if not res.get("received"):
+            raise LabError(f"ferry-probe got no reply from {ip} at all: {res}"
+                           + (f"; the migration: {error}" if error else ""))
+        gap = max(res["longest_gap_ms"], res.get("last_reply_age_ms") or 0)
+        rec = self._measure(h, name, before, gap)
+        return {"vm": name, "ip": ip, "ok": figures is not None, "error": error,
+                "figures": figures, "probe": res, "client_gap_ms": gap, "migration": rec}
+
+    def _probe_stop(self, probe, ip):
+        """Ends ferry-probe PROBE_LEAD_S after the guest answers again (at most
+        PROBE_ANSWER_S), so a gap longer than the lead is measured whole; its report."""
+        w = self.client_exec(["ferry-probe", "wait", ip, "--timeout-s", str(PROBE_ANSWER_S)],
+                             check=False, timeout=PROBE_ANSWER_S + 20)
+        if w.returncode == 0:
+            time.sleep(PROBE_LEAD_S)
+        if probe.poll() is None:
+            probe.send_signal(signal.SIGINT)
+        try:
+            out, err = probe.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            raise LabError(f"ferry-probe udp {ip} did not stop on SIGINT") from None
+        try:
+            res = json.loads(out.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            raise LabError(f"ferry-probe udp {ip}: no report: {err.strip()[-300:]}") from None
+        res["answering"] = w.returncode == 0
+        return res
+
+    def _measure(self, h, name, before, gap):
+        """Records gap on the migration of name that h's database gained since `before` (ids
+        seen then); the record afterwards, or None if none appeared in RECORD_WAIT_S."""
+        deadline = time.monotonic() + RECORD_WAIT_S
+        while True:
+            recs = [r for r in h.cli_json("vm", "migrations", name)["migrations"]
+                    if r["id"] not in before]
+            if recs:
+                break
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.2)
+        rid = max(r["id"] for r in recs)
+        return h.cli_json("vm", "measure-migration", str(rid), "--client-gap-ms", f"{gap:.1f}",
+                          "--source", GAP_SOURCE)
+
 
     # -- faults ---------------------------------------------------------------------------
 

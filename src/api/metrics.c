@@ -141,6 +141,9 @@ static void migrations(struct out *o, const struct api_ctx *ctx)
               "QEMU's downtime of completed migrations this node ran as source", &st.blackout);
     histogram(o, "ferry_migration_total_seconds",
               "total time of completed migrations this node ran as source", &st.total);
+    histogram(o, "ferry_migration_client_gap_seconds",
+              "client-observed gaps recorded on migrations through this node's API",
+              &st.client_gap);
 }
 
 int metrics_render(struct api_ctx *ctx, char **out_text, size_t *len)

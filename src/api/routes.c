@@ -948,6 +948,7 @@ static void h_int_remove(struct api_ctx *ctx, struct http_req *req, const struct
 
 /* ---- live migration (src/migrate/) ---- */
 
+/* The migrator, made on first use; NULL after answering req (if any) with the error. */
 static struct migrator *migrator(struct api_ctx *ctx, struct http_req *req)
 {
     if (ctx->migrator)
@@ -956,7 +957,8 @@ static struct migrator *migrator(struct api_ctx *ctx, struct http_req *req)
                                ctx->cluster, ctx->node_name, ctx->max_migrations};
     struct ferr e = {0};
     if (migrator_new(&env, &ctx->migrator, &e) < 0) {
-        http_reply_error(req, &e);
+        if (req)
+            http_reply_error(req, &e);
         return NULL;
     }
     return ctx->migrator;
@@ -1030,6 +1032,28 @@ static void h_vm_migration(struct api_ctx *ctx, struct http_req *req, const stru
     reply_err(req, FERR_NOTFOUND, "%s is not migrating", vm_name(vm));
 }
 
+/* The API's migration record from a "vm.migration" cluster event (borrowed); NULL when the
+ * event is something else or its message is not a record. New JSON the caller owns. */
+static json_t *migration_record(const json_t *ev)
+{
+    const char *type = json_string_value(json_object_get(ev, "type"));
+    const char *msg = json_string_value(json_object_get(ev, "message"));
+    if (!type || strcmp(type, "vm.migration") != 0 || !msg)
+        return NULL;
+    json_t *rec = json_loads(msg, 0, NULL);
+    if (!json_is_object(rec)) {
+        json_decref(rec);
+        return NULL;
+    }
+    json_object_set(rec, "id", json_object_get(ev, "id"));
+    json_object_set(rec, "time_ms", json_object_get(ev, "time_ms"));
+    if (!json_object_get(rec, "client_gap_ms"))
+        json_object_set_new(rec, "client_gap_ms", json_null());
+    if (!json_object_get(rec, "client_gap_source"))
+        json_object_set_new(rec, "client_gap_source", json_null());
+    return rec;
+}
+
 /* GET /v1/migrations?vm=NAME: the "vm.migration" records of the cluster database, newest
  * first. Any node answers from its own copy of the database. */
 static void h_migrations(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
@@ -1044,23 +1068,156 @@ static void h_migrations(struct api_ctx *ctx, struct http_req *req, const struct
                                                : NULL;
     for (size_t i = json_array_size(evs); i-- > 0;) {
         json_t *ev = json_array_get(evs, i);
-        const char *type = json_string_value(json_object_get(ev, "type"));
         const char *vm = json_string_value(json_object_get(ev, "vm"));
-        const char *msg = json_string_value(json_object_get(ev, "message"));
-        if (!type || strcmp(type, "vm.migration") != 0 || !msg ||
-            (want && (!vm || strcmp(vm, want) != 0)))
+        if (want && (!vm || strcmp(vm, want) != 0))
             continue;
-        json_t *rec = json_loads(msg, 0, NULL);
-        if (!json_is_object(rec)) {
-            json_decref(rec);
-            continue;
-        }
-        json_object_set(rec, "id", json_object_get(ev, "id"));
-        json_object_set(rec, "time_ms", json_object_get(ev, "time_ms"));
-        json_array_append_new(list, rec);
+        json_t *rec = migration_record(ev);
+        if (rec)
+            json_array_append_new(list, rec);
     }
     json_decref(evs);
     http_reply_json(req, 200, json_pack("{s:o}", "migrations", list));
+}
+
+/* The id in /v1/migrations/{id}; false after answering 400. */
+static bool migration_id(struct http_req *req, const struct route_match *m, json_int_t *out)
+{
+    const char *s = route_param(m, "id");
+    char *end;
+    errno = 0;
+    unsigned long long v = s ? strtoull(s, &end, 10) : 0;
+    if (!s || *s < '0' || *s > '9' || *end != '\0' || errno || v < 1 || v > CDB_ID_MAX) {
+        reply_err(req, FERR_INVALID,
+                  "migration id: \"%.40s\" is not a number (ferry vm migrations shows the ids)",
+                  s ? s : "");
+        return false;
+    }
+    *out = (json_int_t)v;
+    return true;
+}
+
+/* The record of migration id from this node's copy of the database, or NULL. */
+static json_t *migration_find(struct api_ctx *ctx, json_int_t id)
+{
+    if (!cluster_active(ctx->cluster))
+        return NULL;
+    json_t *evs = cdb_events(cluster_db(ctx->cluster), (uint64_t)id - 1, 1);
+    json_t *ev = json_array_get(evs, 0);
+    json_t *rec =
+        ev && json_integer_value(json_object_get(ev, "id")) == id ? migration_record(ev) : NULL;
+    json_decref(evs);
+    return rec;
+}
+
+/* GET /v1/migrations/{id}: one record. */
+static void h_migration_get(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
+{
+    json_int_t id;
+    if (!migration_id(req, m, &id))
+        return;
+    json_t *rec = migration_find(ctx, id);
+    if (rec)
+        http_reply_json(req, 200, rec);
+    else
+        reply_err(req, FERR_NOTFOUND,
+                  "no migration %lld (ferry vm migrations lists them; only the last %d events "
+                  "are kept)",
+                  (long long)id, CDB_EVENTS_MAX);
+}
+
+struct measure_op {
+    struct api_ctx *ctx;
+    struct http_req *req;
+    json_int_t id;
+    double gap_ms;
+};
+
+/* The measurement was applied here (cluster_write answers then): the record as it is now. */
+static void measured(int status, json_t *body, const struct ferr *e, void *data)
+{
+    struct measure_op *op = data;
+    if (e || status != 200) {
+        /* Refused here, or by the leader (its error answer is relayed as it came). */
+        reply_cluster(status, body, e, op->req);
+        free(op);
+        return;
+    }
+    json_decref(body);
+    json_t *rec = migration_find(op->ctx, op->id);
+    if (!rec) {
+        reply_err(op->req, FERR_NOTFOUND,
+                  "migration %lld: measured, but its record has left the event window already",
+                  (long long)op->id);
+    } else {
+        struct migrator *mg = migrator(op->ctx, NULL);
+        if (mg)
+            migrator_note_client_gap(mg, op->gap_ms);
+        http_reply_json(op->req, 200, rec);
+    }
+    free(op);
+}
+
+/*
+ * POST /v1/migrations/{id}/measurements {"client_gap_ms": N, "source": "lab-probe", "force":
+ * false}: a figure measured by a client of the VM joins the record, through the cluster
+ * database (migration_measure, which makes the checks that need the state: the record exists,
+ * no client gap yet unless force).
+ */
+static void h_migration_measure(struct api_ctx *ctx, struct http_req *req,
+                                const struct route_match *m)
+{
+    static const char usage[] = "body: accepted: {\"client_gap_ms\": 0..3600000, \"source\": "
+                                "\"1-32 of a-z 0-9 _ . -\" (optional, default \"manual\"), "
+                                "\"force\": true|false (optional)}";
+    json_int_t id;
+    if (!migration_id(req, m, &id))
+        return;
+    json_t *b = body_object(req, false);
+    if (!b)
+        return;
+    const char *key, *source = "manual";
+    json_t *val, *gap = NULL;
+    bool force = false;
+    json_object_foreach(b, key, val)
+    {
+        if (strcmp(key, "client_gap_ms") == 0) {
+            gap = val;
+        } else if (strcmp(key, "source") == 0 && json_is_string(val)) {
+            source = json_string_value(val);
+        } else if (strcmp(key, "force") == 0 && json_is_boolean(val)) {
+            force = json_is_true(val);
+        } else {
+            reply_err(req, FERR_INVALID, "%s; bad \"%.60s\"", usage, key);
+            json_decref(b);
+            return;
+        }
+    }
+    double ms = json_number_value(gap);
+    if (!json_is_number(gap) || !(ms >= 0 && ms <= CDB_CLIENT_GAP_MAX_MS)) {
+        reply_err(req, FERR_INVALID,
+                  "client_gap_ms: expected a number of milliseconds in 0..%d; %s",
+                  CDB_CLIENT_GAP_MAX_MS, usage);
+        json_decref(b);
+        return;
+    }
+    json_t *cmd = json_pack("{s:i, s:s, s:I, s:O, s:s, s:b}", "v", 1, "op", "migration_measure",
+                            "id", id, "client_gap_ms", gap, "source", source, "replace", force);
+    json_decref(b);
+    struct measure_op *op = calloc(1, sizeof(*op));
+    struct ferr e = {0};
+    if (!cmd || !op) {
+        json_decref(cmd);
+        free(op);
+        reply_err(req, -ENOMEM, "out of memory");
+        return;
+    }
+    *op = (struct measure_op){ctx, req, id, ms};
+    /* The cluster database checks the source token and answers with its own message. */
+    if (cluster_write(ctx->cluster, cmd, measured, op, &e) < 0) {
+        free(op);
+        http_reply_error(req, &e);
+    }
+    json_decref(cmd);
 }
 
 static void h_int_migrate(struct api_ctx *ctx, struct http_req *req, bool prepare)
@@ -1186,6 +1343,8 @@ static const struct route routes[] = {
     {"POST", "/v1/vms/{name}/migrate", (void *)h_vm_migrate},
     {"POST", "/v1/vms/{name}/migrate/cancel", (void *)h_vm_migrate_cancel},
     {"GET", "/v1/migrations", (void *)h_migrations},
+    {"GET", "/v1/migrations/{id}", (void *)h_migration_get},
+    {"POST", "/v1/migrations/{id}/measurements", (void *)h_migration_measure},
     {"GET", "/v1/vms/{name}/migration", (void *)h_vm_migration},
     {"POST", "/v1/vms/{name}/{action}", (void *)h_vm_action},
     {"POST", "/v1/disks", (void *)h_disk_create},

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* ferry vm migrate: live-migrate a VM to another node of the cluster, or cancel that;
- * ferry vm migrations: the history of migrations from the cluster database. */
+ * ferry vm migrations: the history of migrations from the cluster database;
+ * ferry vm measure-migration: add a client-observed gap to a migration's record. */
 #include <errno.h>
+#include <math.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -295,23 +297,29 @@ static const char migrations_help[] =
     "Usage: ferry vm migrations [NAME] [-o table|json]\n"
     "\n"
     "Lists finished live migrations (completed, failed, cancelled), newest first, from the\n"
-    "cluster database (its last 1000 events), of every VM or of NAME.\n";
+    "cluster database (its last 1000 events), of every VM or of NAME. DOWNTIME is QEMU's\n"
+    "blackout; CLIENT GAP the longest gap a client of the VM saw, where it was measured\n"
+    "(ferry lab migrate; ferry vm measure-migration).\n";
 
-/* "12 ms" or "-" for a null/missing figure. */
+/* "12 ms", "64.1 ms" or "-" for a null/missing figure. */
 static const char *ms_cell(const json_t *r, const char *key, char *buf, size_t size)
 {
     json_t *v = json_object_get(r, key);
-    if (!json_is_integer(v))
+    if (json_is_integer(v))
+        snprintf(buf, size, "%lld ms", (long long)json_integer_value(v));
+    else if (json_is_real(v))
+        snprintf(buf, size, "%.1f ms", json_real_value(v));
+    else
         return "-";
-    snprintf(buf, size, "%lld ms", (long long)json_integer_value(v));
     return buf;
 }
 
 int cmd_vm_migrations(struct cli *cli, int argc, char **argv)
 {
     static const struct option opts[] = {CLI_COMMON_LONGOPTS, {NULL, 0, NULL, 0}};
-    static const char *const headers[] = {"WHEN",     "VM",    "FROM",     "TO",    "STATUS",
-                                          "STRATEGY", "TOTAL", "DOWNTIME", "BYTES", "PASSES"};
+    static const char *const headers[] = {"ID",       "WHEN",       "VM",       "FROM",
+                                          "TO",       "STATUS",     "STRATEGY", "TOTAL",
+                                          "DOWNTIME", "CLIENT GAP", "BYTES",    "PASSES"};
     const char *cmd = "vm migrations";
     bool first = true;
     int c;
@@ -343,16 +351,18 @@ int cmd_vm_migrations(struct cli *cli, int argc, char **argv)
         json_decref(reply);
         return EXIT_OK;
     }
-    struct output_table *t = output_table_new(10, headers);
+    struct output_table *t = output_table_new(12, headers);
     size_t i;
     json_t *r;
     json_array_foreach(json_object_get(reply, "migrations"), i, r)
     {
-        char when[40], total[32], down[32], bytes[32], passes[24];
+        char id[24], when[40], total[32], down[32], gap[32], bytes[32], passes[24];
+        snprintf(id, sizeof(id), "%llu", (unsigned long long)cli_jnum(r, "id"));
         output_time(cli_jnum(r, "time_ms"), when, sizeof(when));
         output_bytes(cli_jnum(r, "bytes"), bytes, sizeof(bytes));
         snprintf(passes, sizeof(passes), "%llu", (unsigned long long)cli_jnum(r, "passes"));
-        const char *cells[] = {when,
+        const char *cells[] = {id,
+                               when,
                                cli_jstr(r, "vm"),
                                cli_jstr(r, "from"),
                                cli_jstr(r, "to"),
@@ -360,6 +370,7 @@ int cmd_vm_migrations(struct cli *cli, int argc, char **argv)
                                cli_jstr(r, "strategy"),
                                ms_cell(r, "total_ms", total, sizeof(total)),
                                ms_cell(r, "downtime_ms", down, sizeof(down)),
+                               ms_cell(r, "client_gap_ms", gap, sizeof(gap)),
                                bytes,
                                passes};
         if (!t || output_table_add(t, cells) < 0) {
@@ -373,5 +384,91 @@ int cmd_vm_migrations(struct cli *cli, int argc, char **argv)
         output_table_print(t, stdout);
     output_table_free(t);
     json_decref(reply);
+    return EXIT_OK;
+}
+
+static const char measure_help[] =
+    "Usage: ferry vm measure-migration ID --client-gap-ms MS [--source SRC] [--force]\n"
+    "\n"
+    "Records on migration ID (the ID column of ferry vm migrations) the longest gap a client\n"
+    "of the VM saw during it, as measured outside ferry (ferry lab migrate measures and\n"
+    "records it by itself). Written to the cluster database: every node shows it.\n"
+    "\n"
+    "  --client-gap-ms MS  the gap in milliseconds, 0..3600000 (e.g. 64.1)\n"
+    "  --source SRC        how it was measured, 1-32 of a-z 0-9 _ . - (default: manual)\n"
+    "  --force             replace a client gap the record has already\n"
+    "  -o json             print the record as JSON\n";
+
+int cmd_vm_measure_migration(struct cli *cli, int argc, char **argv)
+{
+    enum { O_GAP = 256, O_SOURCE, O_FORCE };
+    static const struct option opts[] = {{"client-gap-ms", required_argument, NULL, O_GAP},
+                                         {"source", required_argument, NULL, O_SOURCE},
+                                         {"force", no_argument, NULL, O_FORCE},
+                                         CLI_COMMON_LONGOPTS,
+                                         {NULL, 0, NULL, 0}};
+    const char *cmd = "vm measure-migration", *source = NULL;
+    double gap = -1;
+    bool force = false, first = true;
+    uint64_t id = 0;
+    int c;
+    while ((c = cli_getopt(cli, cmd, argc, argv, CLI_COMMON_SHORTOPTS, opts, &first)) != -1) {
+        switch (c) {
+        case 'h':
+            fputs(measure_help, stdout);
+            return EXIT_OK;
+        case O_GAP: {
+            char *end;
+            errno = 0;
+            gap = strtod(optarg, &end);
+            if (*optarg == '\0' || *end != '\0' || errno || !isfinite(gap) || gap < 0 ||
+                gap > 3600000)
+                return cli_usage(cmd, "--client-gap-ms: '%s' is not a number of ms in 0..3600000",
+                                 optarg);
+            break;
+        }
+        case O_SOURCE:
+            source = optarg;
+            break;
+        case O_FORCE:
+            force = true;
+            break;
+        default:
+            return EXIT_USAGE;
+        }
+    }
+    if (optind >= argc)
+        return cli_usage(cmd, "a migration ID is needed (ferry vm migrations shows them)");
+    if (optind + 1 < argc)
+        return cli_usage(cmd, "unexpected argument '%s'", argv[optind + 1]);
+    if (cli_parse_u64(argv[optind], 1, (1ULL << 53) - 1, &id) < 0)
+        return cli_usage(cmd, "ID: '%s' is not a migration id (ferry vm migrations shows them)",
+                         argv[optind]);
+    if (gap < 0)
+        return cli_usage(cmd, "--client-gap-ms MS is needed");
+    char path[64];
+    snprintf(path, sizeof(path), "/v1/migrations/%llu/measurements", (unsigned long long)id);
+    json_t *body = json_pack("{s:f, s:b}", "client_gap_ms", gap, "force", force);
+    if (body && source)
+        json_object_set_new(body, "source", json_string(source));
+    json_t *r = NULL;
+    int rc = body ? cli_call(cli, "POST", path, body, &r) : EXIT_FAIL;
+    json_decref(body);
+    if (rc != EXIT_OK)
+        return rc;
+    if (cli->fmt == OUTPUT_JSON) {
+        output_json(stdout, r);
+    } else {
+        char down[32];
+        printf("migration %llu (%s %s -> %s, %s): client gap %.1f ms (%s), QEMU downtime %s\n",
+               (unsigned long long)id, cli_jstr(r, "vm") ? cli_jstr(r, "vm") : "?",
+               cli_jstr(r, "from") ? cli_jstr(r, "from") : "?",
+               cli_jstr(r, "to") ? cli_jstr(r, "to") : "?",
+               cli_jstr(r, "status") ? cli_jstr(r, "status") : "?",
+               json_number_value(json_object_get(r, "client_gap_ms")),
+               cli_jstr(r, "client_gap_source") ? cli_jstr(r, "client_gap_source") : "?",
+               ms_cell(r, "downtime_ms", down, sizeof(down)));
+    }
+    json_decref(r);
     return EXIT_OK;
 }

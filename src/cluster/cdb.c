@@ -217,6 +217,11 @@ static const char *form_reason(const char *s)
     return strlen(s) <= REASON_MAX ? NULL : "at most 256 bytes";
 }
 
+static const char *form_source(const char *s)
+{
+    return token(s, STATE_TOKEN_MAX, "use 1-32 of a-z 0-9 _ . -");
+}
+
 static const char *form_message(const char *s)
 {
     return strlen(s) <= MESSAGE_MAX ? NULL : "at most 1024 bytes";
@@ -981,6 +986,116 @@ static int event_add_apply(struct cdb *db, const json_t *c, struct ferr *e)
     return 0;
 }
 
+/*
+ * migration_measure: a figure measured outside ferryd (by a client of the VM) joins the
+ * migration's record, the "vm.migration" event of GET /v1/migrations. The record stays an
+ * event (same id, same time), its message gains "client_gap_ms" and "client_gap_source".
+ */
+static const char *const migration_measure_fields[] = {"id", "client_gap_ms", "source", "replace",
+                                                       NULL};
+static const char *const migration_statuses[] = {"completed", "failed", "cancelled", NULL};
+
+static int migration_measure_check(const json_t *c, struct ferr *e)
+{
+    const char *s;
+    uint64_t id;
+    int rc;
+    if ((rc = get_id(c, "id", &id, e)) < 0 ||
+        (rc = get_str(c, "source", true, form_source, &s, e)) < 0)
+        return rc;
+    json_t *gap = json_object_get(c, "client_gap_ms");
+    if (!gap)
+        return ferr_set(e, FERR_INVALID, "client_gap_ms: missing");
+    if (!json_is_number(gap))
+        return ferr_set(e, FERR_INVALID, "client_gap_ms: expected a number, not %s",
+                        type_name(gap));
+    double ms = json_number_value(gap);
+    if (!(ms >= 0 && ms <= CDB_CLIENT_GAP_MAX_MS))
+        return ferr_set(e, FERR_INVALID, "client_gap_ms: %g is out of range 0..%d", ms,
+                        CDB_CLIENT_GAP_MAX_MS);
+    json_t *r = json_object_get(c, "replace");
+    if (r && !json_is_boolean(r))
+        return ferr_set(e, FERR_INVALID, "replace: expected a boolean, not %s", type_name(r));
+    return 0;
+}
+
+/* The event with this id, or NULL; ids increase along the array. */
+static json_t *event_by_id(const struct cdb *db, json_int_t id)
+{
+    size_t lo = 0, hi = json_array_size(db->events);
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        json_t *ev = json_array_get(db->events, mid);
+        json_int_t x = int_of(ev, "id");
+        if (x == id)
+            return ev;
+        if (x < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+static bool parse_oom(const json_error_t *jerr, const void *text, size_t len);
+
+static int migration_measure_apply(struct cdb *db, const json_t *c, struct ferr *e)
+{
+    json_int_t id = int_of(c, "id");
+    json_t *ev = event_by_id(db, id);
+    if (!ev || strcmp(str_of(ev, "type"), "vm.migration") != 0)
+        return ferr_set(e, FERR_NOTFOUND,
+                        "no migration %" JSON_INTEGER_FORMAT
+                        " (ferry vm migrations lists them; only the last %d events are kept)",
+                        id, CDB_EVENTS_MAX);
+    const char *msg = str_of(ev, "message");
+    json_error_t jerr;
+    json_t *rec = json_loads(msg, 0, &jerr);
+    /* Out of memory must not pass for an unreadable record: this node alone would refuse. */
+    if (!rec && parse_oom(&jerr, msg, strlen(msg)))
+        return ferr_set(e, -ENOMEM, "out of memory");
+    const char *status = json_string_value(json_object_get(rec, "status"));
+    if (!json_is_object(rec) || !status || !in_list(status, migration_statuses)) {
+        json_decref(rec);
+        return ferr_set(e, FERR_STATE,
+                        "migration %" JSON_INTEGER_FORMAT " has no readable record to add to", id);
+    }
+    json_t *old = json_object_get(rec, "client_gap_ms");
+    if (json_is_number(old) && !json_is_true(json_object_get(c, "replace"))) {
+        const char *src = json_string_value(json_object_get(rec, "client_gap_source"));
+        int rc = ferr_set(e, FERR_EXISTS,
+                          "migration %" JSON_INTEGER_FORMAT
+                          " already has a client gap of %g ms (source %s); replacing it needs "
+                          "force",
+                          id, json_number_value(old), src ? src : "unknown");
+        json_decref(rec);
+        return rc;
+    }
+    /* A tenth of a millisecond is finer than a 1 ms probe interval can tell. The check kept
+     * the value in 0..CDB_CLIENT_GAP_MAX_MS, so the cast cannot overflow. */
+    double raw = json_number_value(json_object_get(c, "client_gap_ms"));
+    double ms = (double)(int64_t)(raw * 10.0 + 0.5) / 10.0;
+    char *text = NULL;
+    if (json_object_set_new(rec, "client_gap_ms", json_real(ms)) == 0 &&
+        json_object_set_new(rec, "client_gap_source", json_string(str_of(c, "source"))) == 0)
+        text = json_dumps(rec, JSON_COMPACT | JSON_REAL_PRECISION(12));
+    json_decref(rec);
+    if (!text)
+        return ferr_set(e, -ENOMEM, "out of memory");
+    if (strlen(text) > MESSAGE_MAX) {
+        free(text);
+        return ferr_set(e, FERR_LIMIT,
+                        "migration %" JSON_INTEGER_FORMAT
+                        "'s record would be over %d bytes with the measurement",
+                        id, MESSAGE_MAX);
+    }
+    int rc = json_object_set_new(ev, "message", json_string(text));
+    free(text);
+    if (rc < 0)
+        return ferr_set(e, -ENOMEM, "out of memory");
+    return 0;
+}
+
 static const char *const meta_fields[] = {"id", "name", "created_ms", NULL};
 
 static int meta_check(const json_t *c, struct ferr *e)
@@ -1029,6 +1144,8 @@ static const struct op ops[] = {
     {"vm_remove", 1, 2, name_fields, name_check, vm_remove_apply},
     {"event_add", 1, 2, event_add_fields, event_add_check, event_add_apply},
     {"cluster_meta", 1, 2, meta_fields, meta_check, meta_apply},
+    {"migration_measure", 1, 2, migration_measure_fields, migration_measure_check,
+     migration_measure_apply},
 };
 
 /* Checks the envelope and the fields; on 0 *out is the op. Messages lack the "cdb: " part. */

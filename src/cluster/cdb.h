@@ -49,6 +49,14 @@
  *                (names or "", optional); message (optional, at most 1024 bytes). The event
  *                gets the next id; only the last CDB_EVENTS_MAX events are kept.
  *   cluster_meta id (1-64 of [A-Za-z0-9-]; once set it never changes), name, created_ms.
+ *   migration_measure  id (of a "vm.migration" event: a migration's record), client_gap_ms
+ *                (a number 0..CDB_CLIENT_GAP_MAX_MS: the longest gap a client of the VM saw,
+ *                stored to 0.1 ms), source (a token of 1-32 [a-z0-9_.-] saying how it was
+ *                measured, e.g. "lab-probe"); replace (optional bool, default false). Adds
+ *                "client_gap_ms" and "client_gap_source" to the record (the event's message);
+ *                FERR_NOTFOUND when no such record is kept, FERR_EXISTS when it has a client
+ *                gap already and replace is not true, FERR_LIMIT when the message would grow
+ *                over 1024 bytes. The event keeps its id and time.
  *
  * Records returned by the queries:
  *   node  {"id", "name", "api_addr", "raft_addr", "role", "state", "state_reason",
@@ -78,6 +86,7 @@
 #define CDB_CMD_MAX (1024 * 1024)    /* largest encoded command, padding included */
 #define CDB_SNAPSHOT_MAX (256u * 1024 * 1024) /* largest snapshot restored */
 #define CDB_ID_MAX ((1ULL << 53) - 1)         /* largest node id */
+#define CDB_CLIENT_GAP_MAX_MS 3600000         /* largest client gap recorded (an hour) */
 
 struct cdb;
 

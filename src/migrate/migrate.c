@@ -98,6 +98,11 @@ static void hist_observe(struct migrate_hist *h, double s)
     h->sum_s += s;
 }
 
+void migrator_note_client_gap(struct migrator *m, double gap_ms)
+{
+    hist_observe(&m->stats.client_gap, gap_ms / 1000.0);
+}
+
 int migrator_new(const struct migrator_env *env, struct migrator **out, struct ferr *e)
 {
     struct migrator *m = calloc(1, sizeof(*m));

@@ -70,10 +70,14 @@ struct migrate_hist {
 struct migrate_stats {
     uint64_t outcomes[MIGRATE_OUTCOMES];
     struct migrate_hist blackout, total;
+    struct migrate_hist client_gap; /* client-observed gaps recorded through this node */
 };
 /* Copies the figures into *out; m may be NULL (no migration yet: all zero). */
 void migrator_stats(const struct migrator *m, struct migrate_stats *out);
 const char *migrate_outcome_name(enum migrate_outcome o);
+/* Counts a client-observed gap (ms) that was recorded on a migration through this node's API
+ * (POST /v1/migrations/{id}/measurements), for the client_gap histogram. */
+void migrator_note_client_gap(struct migrator *m, double gap_ms);
 
 /* Destination: body {"name", "spec"} (borrowed). Creates the VM here and starts QEMU
  * listening; cb gets {"uri": "tcp:IP:PORT"}. */

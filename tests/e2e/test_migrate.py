@@ -250,8 +250,9 @@ def test_records_and_metrics(lab):
     assert mv2[1]["error"] and mv2[1]["total_ms"] > 0, mv2
     table = h1.cli("vm", "migrations").stdout
     print("\n" + table)
-    assert table.splitlines()[0].split() == ["WHEN", "VM", "FROM", "TO", "STATUS", "STRATEGY",
-                                             "TOTAL", "DOWNTIME", "BYTES", "PASSES"], table
+    assert table.splitlines()[0].split() == ["ID", "WHEN", "VM", "FROM", "TO", "STATUS",
+                                             "STRATEGY", "TOTAL", "DOWNTIME", "CLIENT", "GAP",
+                                             "BYTES", "PASSES"], table
     assert len(table.splitlines()) == 1 + len(recs["host1"])
 
     m1, m2, m3 = (metrics(h) for h in lab.hosts)

@@ -959,6 +959,178 @@ static void test_events_ring(void **state)
     cdb_free(db);
 }
 
+/* ---- migration_measure: a client-observed gap joins a migration's record ---- */
+
+#define MIG_EVENT                                                                                  \
+    "{'v':1,'op':'event_add','time_ms':50,'type':'vm.migration','node':'n1','vm':'web1',"          \
+    "'message':'{\\'vm\\':\\'web1\\',\\'from\\':\\'n1\\',\\'to\\':\\'n2\\',\\'status\\':"          \
+    "\\'completed\\',\\'total_ms\\':900,\\'downtime_ms\\':5,\\'client_gap_ms\\':null,"             \
+    "\\'error\\':null}'}"
+
+/* The record (the parsed message) of event id; caller decrefs. */
+static json_t *record_of(const struct cdb *db, json_int_t id)
+{
+    json_t *evs = cdb_events(db, (uint64_t)id - 1, 1);
+    json_t *ev = json_array_get(evs, 0);
+    assert_non_null(ev);
+    assert_int_equal(json_integer_value(json_object_get(ev, "id")), id);
+    json_t *rec = json_loads(json_string_value(json_object_get(ev, "message")), 0, NULL);
+    assert_true(json_is_object(rec));
+    json_decref(evs);
+    return rec;
+}
+
+/* Applies text, expects code, that the message has want in it, and that nothing but the
+ * applied index changed. */
+static void refused(struct cdb *db, const char *text, int code, const char *want)
+{
+    struct ferr e;
+    char *before = state_text(db);
+    uint64_t index = cdb_applied_index(db);
+    int rc = run(db, text, &e);
+    if (rc != code)
+        fail_msg("%s: expected %d, got %d (%s)", text, code, rc, rc ? e.msg : "");
+    if (!strstr(e.msg, want))
+        fail_msg("%s: message \"%s\" lacks \"%s\"", text, e.msg, want);
+    assert_int_equal(cdb_applied_index(db), index + 1);
+    char *after = state_text(db);
+    assert_string_equal(after, before);
+    free(before);
+    free(after);
+}
+
+static const char *const measure_log[] = {
+    MIG_EVENT, /* event 2 (the populated database has event 1, a vm.started) */
+    "{'v':1,'op':'migration_measure','id':2,'client_gap_ms':64.123,'source':'lab-probe'}",
+    "{'v':1,'op':'migration_measure','id':2,'client_gap_ms':70,'source':'lab-probe'}",
+    "{'v':1,'op':'migration_measure','id':9,'client_gap_ms':1,'source':'x'}",
+    "{'v':1,'op':'migration_measure','id':2,'client_gap_ms':71.04,'source':'manual',"
+    "'replace':true}",
+};
+
+static void test_migration_measure(void **state)
+{
+    (void)state;
+    struct cdb *db = populated();
+    ok(db, MIG_EVENT);
+    json_t *rec = record_of(db, 2);
+    assert_true(json_is_null(json_object_get(rec, "client_gap_ms")));
+    json_decref(rec);
+
+    /* Bad input: refused by every node alike, nothing changes. */
+    refused(db, "{'v':1,'op':'migration_measure','id':99,'client_gap_ms':5,'source':'lab-probe'}",
+            FERR_NOTFOUND, "no migration 99");
+    refused(db, "{'v':1,'op':'migration_measure','id':1,'client_gap_ms':5,'source':'lab-probe'}",
+            FERR_NOTFOUND, "no migration 1");
+    refused(db, "{'v':1,'op':'migration_measure','id':2,'client_gap_ms':-1,'source':'lab-probe'}",
+            FERR_INVALID, "client_gap_ms: -1 is out of range 0..3600000");
+    refused(db, "{'v':1,'op':'migration_measure','id':2,'client_gap_ms':-0.5,'source':'lab-probe'}",
+            FERR_INVALID, "out of range");
+    refused(db,
+            "{'v':1,'op':'migration_measure','id':2,'client_gap_ms':3600001,'source':'lab-probe'}",
+            FERR_INVALID, "out of range");
+    refused(db, "{'v':1,'op':'migration_measure','id':2,'client_gap_ms':'5','source':'lab-probe'}",
+            FERR_INVALID, "client_gap_ms: expected a number, not a string");
+    refused(db, "{'v':1,'op':'migration_measure','id':2,'source':'lab-probe'}", FERR_INVALID,
+            "client_gap_ms: missing");
+    refused(db, "{'v':1,'op':'migration_measure','id':2,'client_gap_ms':5}", FERR_INVALID,
+            "source: missing");
+    refused(db, "{'v':1,'op':'migration_measure','id':2,'client_gap_ms':5,'source':'Lab Probe'}",
+            FERR_INVALID, "source: \"Lab Probe\" is invalid");
+    refused(db,
+            "{'v':1,'op':'migration_measure','id':2,'client_gap_ms':5,'source':'p','replace':1}",
+            FERR_INVALID, "replace: expected a boolean");
+    refused(db, "{'v':1,'op':'migration_measure','id':0,'client_gap_ms':5,'source':'p'}",
+            FERR_INVALID, "id: 0 is out of range");
+    refused(db, "{'v':1,'op':'migration_measure','id':2,'client_gap_ms':5,'source':'p','x':1}",
+            FERR_INVALID, "unknown field \"x\"");
+
+    /* The first measurement: 0.1 ms, the source, the event's id and time kept. */
+    ok(db, "{'v':1,'op':'migration_measure','id':2,'client_gap_ms':64.123,'source':'lab-probe'}");
+    rec = record_of(db, 2);
+    assert_true(json_is_real(json_object_get(rec, "client_gap_ms")));
+    assert_true(json_real_value(json_object_get(rec, "client_gap_ms")) == 64.1);
+    assert_string_equal(json_string_value(json_object_get(rec, "client_gap_source")), "lab-probe");
+    assert_string_equal(json_string_value(json_object_get(rec, "status")), "completed");
+    assert_int_equal(json_integer_value(json_object_get(rec, "downtime_ms")), 5);
+    json_decref(rec);
+    json_t *evs = cdb_events(db, 1, 1);
+    json_t *ev = json_array_get(evs, 0);
+    assert_int_equal(json_integer_value(json_object_get(ev, "time_ms")), 50);
+    assert_non_null(
+        strstr(json_string_value(json_object_get(ev, "message")), "\"client_gap_ms\":64.1,"));
+    assert_non_null(strstr(json_string_value(json_object_get(ev, "message")),
+                           "\"client_gap_source\":\"lab-probe\"}"));
+    json_decref(evs);
+
+    /* Once set, it stays unless replaced on purpose. */
+    refused(db, "{'v':1,'op':'migration_measure','id':2,'client_gap_ms':70,'source':'lab-probe'}",
+            FERR_EXISTS, "already has a client gap of 64.1 ms (source lab-probe)");
+    refused(db,
+            "{'v':1,'op':'migration_measure','id':2,'client_gap_ms':70,'source':'lab-probe',"
+            "'replace':false}",
+            FERR_EXISTS, "needs force");
+    ok(db, "{'v':1,'op':'migration_measure','id':2,'client_gap_ms':0,'source':'manual',"
+           "'replace':true}");
+    rec = record_of(db, 2);
+    assert_true(json_real_value(json_object_get(rec, "client_gap_ms")) == 0.0);
+    assert_string_equal(json_string_value(json_object_get(rec, "client_gap_source")), "manual");
+    json_decref(rec);
+
+    /* A vm.migration event whose message is not a record, and one too long to grow. */
+    ok(db, "{'v':1,'op':'event_add','time_ms':60,'type':'vm.migration','message':'oops'}");
+    refused(db, "{'v':1,'op':'migration_measure','id':3,'client_gap_ms':5,'source':'p'}",
+            FERR_STATE, "no readable record");
+    char big[1200];
+    int n = snprintf(big, sizeof(big),
+                     "{'v':1,'op':'event_add','time_ms':61,'type':'vm.migration','message':'{"
+                     "\\'status\\':\\'failed\\',\\'error\\':\\'");
+    while (n < 1000 + 80)
+        big[n++] = 'x';
+    snprintf(big + n, sizeof(big) - (size_t)n, "\\'}'}");
+    ok(db, big);
+    refused(db, "{'v':1,'op':'migration_measure','id':4,'client_gap_ms':5,'source':'p'}",
+            FERR_LIMIT, "over 1024 bytes");
+    cdb_free(db);
+}
+
+/* The same log (refusals included) gives the same state on every node, and a snapshot keeps
+ * the measurement and its refusal of a second one. */
+static void test_migration_measure_replay(void **state)
+{
+    (void)state;
+    struct cdb *a = populated(), *b = populated();
+    struct ferr e;
+    for (size_t i = 0; i < sizeof(measure_log) / sizeof(measure_log[0]); i++) {
+        int ra = run(a, measure_log[i], &e);
+        int rb = run(b, measure_log[i], &e);
+        assert_int_equal(ra, rb);
+    }
+    char *sa, *sb;
+    size_t la, lb;
+    assert_int_equal(cdb_snapshot(a, &sa, &la, &e), 0);
+    assert_int_equal(cdb_snapshot(b, &sb, &lb, &e), 0);
+    assert_int_equal(la, lb);
+    assert_memory_equal(sa, sb, la);
+    json_t *rec = record_of(a, 2);
+    assert_true(json_real_value(json_object_get(rec, "client_gap_ms")) == 71.0);
+    assert_string_equal(json_string_value(json_object_get(rec, "client_gap_source")), "manual");
+    json_decref(rec);
+
+    struct cdb *c = cdb_new();
+    assert_int_equal(cdb_restore(c, sa, la, 1, &e), 0);
+    rec = record_of(c, 2);
+    assert_true(json_real_value(json_object_get(rec, "client_gap_ms")) == 71.0);
+    json_decref(rec);
+    refused(c, "{'v':1,'op':'migration_measure','id':2,'client_gap_ms':3,'source':'p'}",
+            FERR_EXISTS, "already has a client gap of 71 ms (source manual)");
+    free(sa);
+    free(sb);
+    cdb_free(a);
+    cdb_free(b);
+    cdb_free(c);
+}
+
 /* ---- allocation failures: a failed apply is -ENOMEM and changes nothing ---- */
 
 static long alloc_budget = -1; /* allocations left before failing; -1: never fail */
@@ -987,6 +1159,9 @@ static void test_alloc_failures(void **state)
         "{'v':1,'op':'vm_owner','name':'a','owner':''}",
         "{'v':1,'op':'vm_state','name':'a','state':'running'}",
         "{'v':1,'op':'event_add','time_ms':1,'type':'x','message':'hello'}",
+        "{'v':1,'op':'event_add','time_ms':2,'type':'vm.migration','message':'{\\'status\\':"
+        "\\'completed\\',\\'client_gap_ms\\':null}'}",
+        "{'v':1,'op':'migration_measure','id':2,'client_gap_ms':12.5,'source':'lab-probe'}",
         "{'v':1,'op':'vm_remove','name':'a'}",
         "{'v':1,'op':'node_remove','id':1}",
     };
@@ -1054,6 +1229,7 @@ int main(void)
         cmocka_unit_test(test_determinism),       cmocka_unit_test(test_health_and_admin),
         cmocka_unit_test(test_v1_node_states),    cmocka_unit_test(test_node_cmd_versions),
         cmocka_unit_test(test_snapshot_format_1),
+        cmocka_unit_test(test_migration_measure), cmocka_unit_test(test_migration_measure_replay),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
