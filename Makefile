@@ -63,3 +63,7 @@ bench-election: build
 .PHONY: bench-migration
 bench-migration: build
 	$(PYTHON) bench/migration
+
+.PHONY: bench-soak
+bench-soak: build
+	$(PYTHON) bench/migration-soak

@@ -27,7 +27,8 @@ static const char migrate_help[] =
     "whether to cancel the migration.\n"
     "\n"
     "  --to NODE       destination (default: the up node with the most free memory)\n"
-    "  --budget-ms N   blackout budget, QEMU's downtime-limit (default: the VM's spec)\n"
+    "  --budget-ms N   blackout budget (default: the VM's spec); QEMU's downtime-limit is\n"
+    "                  a third of it, at least 100 ms (or the budget if smaller)\n"
     "  --bandwidth-mib N  cap the migration at N MiB/s (default: unlimited)\n"
     "  --cancel        cancel the migration of NAME under way\n"
     "  -o json         print the answer as JSON\n";

@@ -18,27 +18,13 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "migrate/destwatch.h"
+#include "migrate/policy.h"
 #include "vm/vm_internal.h"
 
 #define POLL_MS 50                  /* query-migrate while QEMU migrates */
 #define MAX_BANDWIDTH (10ULL << 30) /* bytes/s: "unlimited" for a LAN */
 #define COMPLETED_REPOLLS 40        /* QEMU 7.2 may say completed before its figures */
-/* Downtime limit policy: QEMU stops the guest once it expects to send the rest within the
- * limit, and its estimate is rough (measured here: at a 300 ms limit it sometimes stopped with
- * 100-180 ms left to send). So start tight, at a tenth of the budget (at least 20 ms), and
- * raise the limit to the full budget only if pre-copy has not converged after RAISE_PASSES
- * passes or RAISE_MS. */
-#define TIGHT_DIVISOR 10
-#define TIGHT_MIN_MS 20
-#define RAISE_PASSES 6
-#define RAISE_MS 5000
-/* Escalation: still no convergence ESCALATE_PASSES passes or ESCALATE_MS after the raise means
- * the guest dirties memory faster than the link sends it; switch to post-copy (the guest runs
- * on the destination, which fetches the pages still missing). Post-copy was chosen over
- * auto-converge by measurement (issue 4): throttling gave a 151 ms switchover gap and ~100
- * gaps of 30+ ms; post-copy's switchover gaps were 120-210 ms with none before it. */
-#define ESCALATE_PASSES 4
-#define ESCALATE_MS 5000
+/* The convergence policy (downtime-limit, when to escalate to post-copy) is in policy.c. */
 
 struct mig {
     struct migrator *m;
@@ -52,11 +38,10 @@ struct mig {
     uint64_t bandwidth; /* bytes/s, QEMU's max-bandwidth */
     migrate_cb cb;
     void *data;
-    bool prepared, started, cancelled, finished, query_busy, raised;
-    bool postcopy;        /* migrate-start-postcopy sent: the VM's state may be split */
-    uint64_t raised_ms;   /* when the downtime limit was raised (monotonic) */
-    json_int_t raised_passes;
-    uint64_t limit_ms; /* the downtime-limit QEMU has now */
+    bool prepared, started, cancelled, finished, query_busy;
+    bool postcopy;     /* migrate-start-postcopy sent: the VM's state may be split */
+    struct mig_policy policy;
+    uint64_t limit_ms; /* the downtime-limit QEMU has */
     unsigned completed_polls;
     uint64_t t0_ms;
     uv_timer_t timer;
@@ -387,6 +372,21 @@ static void poll_timer(uv_timer_t *t);
 static int qmp_step(struct mig *g, const char *cmd, json_t *args, vm__qmp_cb cb);
 static void on_setup(struct qmp_conn *c, int status, json_t *r, const char *err, void *d);
 
+/* query-migrate's figures as the policy wants them. */
+static struct mig_observation observe(const struct mig *g, const json_t *r)
+{
+    const json_t *ram = json_object_get(r, "ram");
+    json_int_t page = jint(ram, "page-size") ? jint(ram, "page-size") : 4096;
+    const json_t *mbps = json_object_get(ram, "mbps");
+    double bps = json_is_number(mbps) ? json_number_value(mbps) * 1e6 / 8 : 0;
+    return (struct mig_observation){
+        .elapsed_ms = now_mono_ms() - g->t0_ms,
+        .passes = jint(ram, "dirty-sync-count"),
+        .dirty_rate = (uint64_t)(jint(ram, "dirty-pages-rate") * page),
+        .throughput = bps > 0 ? (uint64_t)bps : 0,
+    };
+}
+
 static void on_query(struct qmp_conn *c, int status, json_t *r, const char *err, void *d)
 {
     struct mig *g = d;
@@ -424,28 +424,18 @@ static void on_query(struct qmp_conn *c, int status, json_t *r, const char *err,
              g->lost[0] ? g->lost : g->cancelled ? "cancelled by request" : "QEMU cancelled it");
     } else if (strcmp(st, "postcopy-paused") == 0 || strcmp(st, "postcopy-recover") == 0) {
         fail(g, FERR_QEMU, "QEMU: post-copy is %s (the link to %s broke)", st, g->to);
-    } else if (strcmp(st, "active") == 0 && g->raised && !g->postcopy &&
-               (jint(json_object_get(r, "ram"), "dirty-sync-count") >=
-                    g->raised_passes + ESCALATE_PASSES ||
-                now_mono_ms() - g->raised_ms >= ESCALATE_MS)) {
-        g->postcopy = true;
-        log_info("migrate %s: pre-copy does not converge at a %llu ms limit; post-copy",
-                 g->name, (unsigned long long)g->limit_ms);
-        events_add(g->m->env.events, g->name, "vm.migrating",
-                   "to %s: pre-copy does not converge; switching to post-copy", g->to);
-        qmp_step(g, "migrate-start-postcopy", NULL, on_setup);
-    } else if (strcmp(st, "active") == 0 && !g->raised &&
-               (jint(json_object_get(r, "ram"), "dirty-sync-count") >= RAISE_PASSES ||
-                now_mono_ms() - g->t0_ms >= RAISE_MS)) {
-        /* Not converging at the tight limit: allow the whole budget. */
-        g->raised = true;
-        g->raised_ms = now_mono_ms();
-        g->raised_passes = jint(json_object_get(r, "ram"), "dirty-sync-count");
-        g->limit_ms = g->budget_ms;
-        log_info("migrate %s: not converged yet; downtime-limit raised to %llu ms", g->name,
-                 (unsigned long long)g->budget_ms);
-        qmp_step(g, "migrate-set-parameters",
-                 json_pack("{s:I}", "downtime-limit", (json_int_t)g->budget_ms), on_setup);
+    } else if (strcmp(st, "active") == 0 && !g->postcopy) {
+        struct mig_observation o = observe(g, r);
+        if (mig_policy_step(&g->policy, &o) == MIG_POSTCOPY) {
+            char why[200];
+            mig_policy_reason(&g->policy, &o, why, sizeof(why));
+            g->postcopy = true;
+            log_info("migrate %s: pre-copy does not converge (%s); post-copy", g->name, why);
+            events_add(g->m->env.events, g->name, "vm.migrating",
+                       "to %s: pre-copy does not converge (%s); switching to post-copy", g->to,
+                       why);
+            qmp_step(g, "migrate-start-postcopy", NULL, on_setup);
+        }
     }
 out:
     mig_unref(g);
@@ -569,11 +559,7 @@ static void prepared(int status, json_t *body, const struct ferr *e, void *data)
     }
     json_t *caps = json_pack("{s:[{s:s, s:b}, {s:s, s:b}]}", "capabilities", "capability",
                              "events", "state", 1, "capability", "postcopy-ram", "state", 1);
-    g->limit_ms = g->budget_ms / TIGHT_DIVISOR;
-    if (g->limit_ms < TIGHT_MIN_MS)
-        g->limit_ms = TIGHT_MIN_MS;
-    if (g->limit_ms > g->budget_ms)
-        g->limit_ms = g->budget_ms;
+    g->limit_ms = mig_policy_limit_ms(&g->policy);
     json_t *params = json_pack("{s:I, s:I}", "downtime-limit", (json_int_t)g->limit_ms,
                                "max-bandwidth", (json_int_t)g->bandwidth);
     json_t *mig = json_pack("{s:s}", "uri", g->uri);
@@ -680,6 +666,7 @@ int migrate_start(struct migrator *m, struct vm *vm, const char *to, uint64_t bu
     g->vm = vm;
     snprintf(g->name, sizeof(g->name), "%s", name);
     g->budget_ms = budget_ms;
+    g->policy = (struct mig_policy){.budget_ms = budget_ms, .postcopy = true};
     g->bandwidth = bandwidth_mib ? bandwidth_mib << 20 : MAX_BANDWIDTH;
     g->cb = cb;
     g->data = data;

@@ -18,8 +18,8 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "lab"))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 
-from labvm import (assert_nothing_on, create_vm, lab_session, local_vm, logs, missing,  # noqa: E402
-                   qemus_of, vm_on, wait_answering)
+from labvm import (assert_guest_sane, assert_nothing_on, create_vm, lab_session,  # noqa: E402
+                   local_vm, logs, missing, qemus_of, vm_on, wait_answering)
 from ferrytest import wait_for  # noqa: E402
 
 NAME = f"d{os.getpid()}"
@@ -84,6 +84,7 @@ def test_drain_and_resume(lab):
         assert v and v["state"] == "running", v
         assert len(qemus_of(n)) == 1, f"{n} must run in exactly one QEMU"
         wait_answering(lab, ips[n], 1)
+        assert_guest_sane(h1, n)
         assert_nothing_on(h1, n, taps[n])
     assert vm_on(h2, "dstop")["owner"] == "host1"
 

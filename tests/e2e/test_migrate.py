@@ -20,8 +20,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "lab"))
 
 import ferrylab  # noqa: E402
 from ferrytest import wait_for  # noqa: E402
-from labvm import (assert_nothing_on, create_vm, lab_session, local_vm, logs,  # noqa: E402
-                   missing, qemus_of, vm_on, wait_answering)
+from labvm import (assert_guest_sane, assert_nothing_on, create_vm, lab_session,  # noqa: E402
+                   local_vm, logs, missing, qemus_of, vm_on, wait_answering)
 
 NAME = f"m{os.getpid()}"
 SUBNET = "10.83.0.0/24"
@@ -84,6 +84,7 @@ def migrate_probed(lab, src, dst, name, ip, viewer):
         v = vm_on(viewer, name)
         return v and v.get("owner") == dst.name and v.get("state") == "running" and v
     wait_for(owner_seen, 10, f"{viewer.name} to list {name} as running on {dst.name}")
+    assert_guest_sane(viewer, name)
     return fig, res
 
 
@@ -274,7 +275,8 @@ def test_records_and_metrics(lab):
 
 def test_postcopy_when_precopy_cannot_converge(lab):
     """A guest dirtying 64 MB as fast as it can, over a link capped at 32 MiB/s: pre-copy
-    cannot converge, so after the raised downtime limit ferry switches to post-copy; the
+    cannot converge, so ferry switches to post-copy (policy.c: the dirty rate outpaces the
+    link); the
     migration completes, and the client sees a gap under the budget."""
     h1, h2, h3 = lab.hosts
     done = metrics(h1)['ferry_migrations_total{status="completed"}']
@@ -314,6 +316,7 @@ def test_postcopy_when_precopy_cannot_converge(lab):
     wait_for(lambda: (lambda v: v and v.get("owner") == "host2" and v.get("state") == "running")(
         vm_on(h3, "mv3")), 10, "host3 to list mv3 as running on host2")
     assert len(qemus_of("mv3")) == 1
+    assert_guest_sane(h3, "mv3")
     rec = h3.cli_json("vm", "migrations", "mv3")["migrations"][0]
     assert rec["status"] == "completed" and rec["strategy"] == "post-copy", rec
     assert metrics(h1)['ferry_migrations_total{status="completed"}'] == done + 1

@@ -16,8 +16,8 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "lab"))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 
-from labvm import (assert_nothing_on, create_vm, lab_session, local_vm, logs, missing,  # noqa: E402
-                   qemus_of, qemus_under, vm_on, wait_answering)
+from labvm import (assert_guest_sane, assert_nothing_on, create_vm, lab_session,  # noqa: E402
+                   local_vm, logs, missing, qemus_of, qemus_under, vm_on, wait_answering)
 from ferrytest import wait_for  # noqa: E402
 
 NAME = f"f{os.getpid()}"
@@ -135,6 +135,7 @@ def test_recorder_acks_survive_migrations(lab):
             print(f"\nfr1 {src.name}->{dst.name}: downtime {fig['downtime_ms']} ms, "
                   f"total {fig['total_ms']} ms")
             time.sleep(2)
+            assert_guest_sane(h3, "fr1")
         out, err = rec.communicate(timeout=90)
     finally:
         if rec.poll() is None:

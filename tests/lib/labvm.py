@@ -3,6 +3,7 @@
 cleans up after itself, appliance VMs, where a VM lives (state dir, tap, QEMU), probes."""
 import json
 import os
+import re
 
 import ferrylab
 from ferrylab import Lab
@@ -124,3 +125,17 @@ def wait_answering(lab, ip, seconds=3):
     res = json.loads(r.stdout.strip().splitlines()[-1])
     assert res["received"] > 0 and res["last_reply_age_ms"] < 100, f"{ip} does not answer: {res}"
     return res
+
+
+# What a guest kernel prints when its memory or CPU state went wrong (a migration that lost
+# pages shows these, often while the guest still answers for a moment).
+GUEST_TROUBLE = re.compile(r"BUG: |Oops|Kernel panic|general protection fault|"
+                           r"is not a head!|WARNING: CPU|rcu_sched self-detected stall|"
+                           r"soft lockup")
+
+
+def assert_guest_sane(viewer, name):
+    """The VM's console (as its owner has it, read through viewer) shows no kernel trouble."""
+    con = viewer.cli("vm", "console", name).stdout
+    m = GUEST_TROUBLE.search(con)
+    assert not m, f"{name}'s guest kernel is in trouble ({m.group(0)!r}):\n{con[-2000:]}"
