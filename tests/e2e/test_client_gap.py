@@ -13,9 +13,8 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "lab"))
 
-import ferrylab  # noqa: E402
 from ferrytest import FERRY, run, wait_for  # noqa: E402
-from labvm import create_vm, lab_session, logs, missing, vm_on  # noqa: E402
+from labvm import create_vm, lab_session, logs, metrics, missing, vm_on  # noqa: E402
 
 NAME = f"cg{os.getpid()}"
 SUBNET = "10.93.0.0/24"
@@ -40,21 +39,6 @@ def lab_cli(*args, timeout=300):
 def records(h, vm=None):
     return h.cli_json("vm", "migrations", *([vm] if vm else []))["migrations"]
 
-
-def metrics(host):
-    """host's /metrics as {series: value}."""
-    conn = ferrylab._UnixHTTPConnection(host.sock, 10)
-    try:
-        conn.request("GET", "/metrics")
-        text = conn.getresponse().read().decode()
-    finally:
-        conn.close()
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            k, v = line.rsplit(" ", 1)
-            out[k] = float(v)
-    return out
 
 
 state = {}

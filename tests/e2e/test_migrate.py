@@ -18,10 +18,9 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "lab"))
 
-import ferrylab  # noqa: E402
 from ferrytest import wait_for  # noqa: E402
 from labvm import (assert_guest_sane, assert_nothing_on, create_vm, lab_session,  # noqa: E402
-                   local_vm, logs, missing, qemus_of, vm_on, wait_answering)
+                   local_vm, logs, metrics, missing, qemus_of, vm_on, wait_answering)
 
 NAME = f"m{os.getpid()}"
 SUBNET = "10.83.0.0/24"
@@ -208,21 +207,6 @@ def test_destination_qemu_killed_and_cancel(lab):
     assert r.returncode != 0 and "only a running VM" in r.stderr, r.stderr
     h1.cli("vm", "delete", "mv2")
 
-
-def metrics(host):
-    """host's /metrics as {series (name and labels as printed): value}."""
-    conn = ferrylab._UnixHTTPConnection(host.sock, 10)
-    try:
-        conn.request("GET", "/metrics")
-        text = conn.getresponse().read().decode()
-    finally:
-        conn.close()
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            k, v = line.rsplit(" ", 1)
-            out[k] = float(v)
-    return out
 
 
 def test_records_and_metrics(lab):

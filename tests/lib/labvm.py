@@ -139,3 +139,19 @@ def assert_guest_sane(viewer, name):
     con = viewer.cli("vm", "console", name).stdout
     m = GUEST_TROUBLE.search(con)
     assert not m, f"{name}'s guest kernel is in trouble ({m.group(0)!r}):\n{con[-2000:]}"
+
+
+def metrics(host):
+    """host's /metrics as {series (name and labels as printed): value}."""
+    conn = ferrylab._UnixHTTPConnection(host.sock, 10)
+    try:
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+    finally:
+        conn.close()
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            k, v = line.rsplit(" ", 1)
+            out[k] = float(v)
+    return out
