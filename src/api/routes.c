@@ -25,10 +25,10 @@
 typedef void (*handler_fn)(struct api_ctx *ctx, struct http_req *req,
                            const struct route_match *m);
 
-static void reply_err(struct http_req *req, int code, const char *fmt, ...)
+static void req_err(struct http_req *req, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-static void reply_err(struct http_req *req, int code, const char *fmt, ...)
+static void req_err(struct http_req *req, int code, const char *fmt, ...)
 {
     struct ferr e = {.code = code};
     va_list ap;
@@ -48,13 +48,13 @@ static json_t *body_object(struct http_req *req, bool allow_empty)
     json_error_t je;
     json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
     if (!j) {
-        reply_err(req, FERR_INVALID, "body: invalid JSON at line %d column %d: %s", je.line,
+        req_err(req, FERR_INVALID, "body: invalid JSON at line %d column %d: %s", je.line,
                   je.column, je.text);
         return NULL;
     }
     if (!json_is_object(j)) {
         json_decref(j);
-        reply_err(req, FERR_INVALID, "body: expected a JSON object");
+        req_err(req, FERR_INVALID, "body: expected a JSON object");
         return NULL;
     }
     return j;
@@ -104,7 +104,7 @@ static bool forward_to_owner(struct api_ctx *ctx, struct http_req *req, const ch
     size_t len;
     const char *body = http_req_body(req, &len);
     if (forward_path(req, path, sizeof(path)) < 0) {
-        reply_err(req, FERR_INVALID, "query: a value has characters that cannot be forwarded");
+        req_err(req, FERR_INVALID, "query: a value has characters that cannot be forwarded");
         return true;
     }
     if (cluster_forward(ctx->cluster, owner, http_req_method(req), path, len ? body : NULL,
@@ -120,7 +120,7 @@ static struct vm *find_vm(struct api_ctx *ctx, struct http_req *req, const struc
     if (!vm && name && forward_to_owner(ctx, req, name))
         return NULL;
     if (!vm)
-        reply_err(req, FERR_NOTFOUND, "no VM named %s (ferry vm list shows them)",
+        req_err(req, FERR_NOTFOUND, "no VM named %s (ferry vm list shows them)",
                   name ? name : "?");
     return vm;
 }
@@ -147,7 +147,7 @@ static struct vm_op *vm_op_new(struct api_ctx *ctx, struct http_req *req, const 
 {
     struct vm_op *op = calloc(1, sizeof(*op));
     if (!op) {
-        reply_err(req, -ENOMEM, "out of memory");
+        req_err(req, -ENOMEM, "out of memory");
         return NULL;
     }
     op->ctx = ctx;
@@ -187,7 +187,7 @@ static void published(int status, json_t *body, const struct ferr *e, void *data
             vmset_delete(op->ctx->vms, vm, true, removed_after_failed_publish, NULL, &e3);
         http_reply_error(op->req, &e2);
     } else if (!vm) {
-        reply_err(op->req, FERR_INTERNAL, "create %s: the VM vanished", op->name);
+        req_err(op->req, FERR_INTERNAL, "create %s: the VM vanished", op->name);
     } else {
         http_reply_json(op->req, 201, vm_json(op->ctx, vm));
     }
@@ -465,7 +465,7 @@ static void h_vm_create(struct api_ctx *ctx, struct http_req *req, const struct 
     const char *want = http_req_query(req, "node");
     if (!cluster_active(ctx->cluster)) {
         if (want && strcmp(want, ctx->node_name) != 0)
-            reply_err(req, FERR_STATE, "node: this host is not in a cluster; it can only place "
+            req_err(req, FERR_STATE, "node: this host is not in a cluster; it can only place "
                                        "VMs on itself (%s)", ctx->node_name);
         else
             create_here(ctx, req, spec);
@@ -473,7 +473,7 @@ static void h_vm_create(struct api_ctx *ctx, struct http_req *req, const struct 
         return;
     }
     if (!cluster_quorum(ctx->cluster)) {
-        reply_err(req, FERR_UNAVAIL,
+        req_err(req, FERR_UNAVAIL,
                   "no quorum: this node cannot reach the cluster's leader, so nothing can be "
                   "created now; try again when it can (ferry cluster status)");
         json_decref(spec);
@@ -485,7 +485,7 @@ static void h_vm_create(struct api_ctx *ctx, struct http_req *req, const struct 
     struct ferr e = {0};
     char node[64];
     if (!parsed) {
-        reply_err(req, -ENOMEM, "out of memory");
+        req_err(req, -ENOMEM, "out of memory");
         goto out;
     }
     if (vm_spec_from_json(spec, &env, parsed, &e) < 0) {
@@ -495,7 +495,7 @@ static void h_vm_create(struct api_ctx *ctx, struct http_req *req, const struct 
     }
     json_t *rec = NULL;
     if (cdb_vm_get(cluster_db(ctx->cluster), parsed->name, &rec, NULL) == 0) {
-        reply_err(req, FERR_EXISTS, "a VM named %s already exists (on %s)", parsed->name,
+        req_err(req, FERR_EXISTS, "a VM named %s already exists (on %s)", parsed->name,
                   json_string_value(json_object_get(rec, "owner")));
         json_decref(rec);
         goto out;
@@ -510,7 +510,7 @@ static void h_vm_create(struct api_ctx *ctx, struct http_req *req, const struct 
     if (strcmp(node, ctx->node_name) == 0) {
         create_here(ctx, req, spec);
     } else if (http_req_principal(req) == HTTP_PRINCIPAL_PEER) {
-        reply_err(req, FERR_STATE, "placement changed while the request was forwarded; retry");
+        req_err(req, FERR_STATE, "placement changed while the request was forwarded; retry");
     } else {
         char path[128];
         size_t len;
@@ -543,7 +543,7 @@ static void h_vm_delete(struct api_ctx *ctx, struct http_req *req, const struct 
     const char *force = http_req_query(req, "force");
     if (force && strcmp(force, "1") != 0 && strcmp(force, "0") != 0 &&
         strcmp(force, "true") != 0 && strcmp(force, "false") != 0) {
-        reply_err(req, FERR_INVALID, "force: expected 1 or 0, got %.40s", force);
+        req_err(req, FERR_INVALID, "force: expected 1 or 0, got %.40s", force);
         return;
     }
     bool f = force && (strcmp(force, "1") == 0 || strcmp(force, "true") == 0);
@@ -572,13 +572,13 @@ static void h_vm_action(struct api_ctx *ctx, struct http_req *req, const struct 
         json_object_foreach(body, key, val) {
             if (strcmp(key, "timeout_s") != 0) {
                 json_decref(body);
-                reply_err(req, FERR_INVALID, "unknown field \"%.60s\" (accepted: timeout_s)", key);
+                req_err(req, FERR_INVALID, "unknown field \"%.60s\" (accepted: timeout_s)", key);
                 return;
             }
             if (!json_is_integer(val) || json_integer_value(val) < 1 ||
                 json_integer_value(val) > 3600) {
                 json_decref(body);
-                reply_err(req, FERR_INVALID, "timeout_s: expected an integer in 1..3600");
+                req_err(req, FERR_INVALID, "timeout_s: expected an integer in 1..3600");
                 return;
             }
             timeout = json_integer_value(val);
@@ -586,7 +586,7 @@ static void h_vm_action(struct api_ctx *ctx, struct http_req *req, const struct 
         json_decref(body);
     } else if (strcmp(action, "start") && strcmp(action, "kill") && strcmp(action, "pause") &&
                strcmp(action, "resume")) {
-        reply_err(req, FERR_NOTFOUND,
+        req_err(req, FERR_NOTFOUND,
                   "no action %.40s (accepted: start, stop, kill, pause, resume)", action);
         return;
     }
@@ -620,7 +620,7 @@ static bool query_u64(struct http_req *req, const char *key, uint64_t max, uint6
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
     if (*s == '\0' || *s == '-' || *end != '\0' || errno || v > max) {
-        reply_err(req, FERR_INVALID, "%s: expected an integer in 0..%llu, got \"%.40s\"", key,
+        req_err(req, FERR_INVALID, "%s: expected an integer in 0..%llu, got \"%.40s\"", key,
                   (unsigned long long)max, s);
         return false;
     }
@@ -648,7 +648,7 @@ static void h_vm_console(struct api_ctx *ctx, struct http_req *req, const struct
         offset = end > max ? end - max : 0;
     rc = vm_console_read(vm, offset, (size_t)max, &data, &len, &from, &start, &end);
     if (rc < 0) {
-        reply_err(req, rc, "console: out of memory");
+        req_err(req, rc, "console: out of memory");
         return;
     }
     json_t *o = json_pack("{s:I, s:I, s:I, s:s%}", "start", (json_int_t)start, "from",
@@ -656,7 +656,7 @@ static void h_vm_console(struct api_ctx *ctx, struct http_req *req, const struct
     free(data);
     if (!o) {
         /* Console bytes that are not UTF-8 (jansson refuses them) are sent escaped. */
-        reply_err(req, FERR_INTERNAL, "console: output is not valid UTF-8");
+        req_err(req, FERR_INTERNAL, "console: output is not valid UTF-8");
         return;
     }
     http_reply_json(req, 200, o);
@@ -707,7 +707,7 @@ static bool check_abs_path(struct http_req *req, const char *field, const char *
 {
     if (!path || path[0] != '/' || strlen(path) >= VM_PATH_MAX || strstr(path, "/../") ||
         (strlen(path) >= 3 && strcmp(path + strlen(path) - 3, "/..") == 0)) {
-        reply_err(req, FERR_INVALID, "%s: expected an absolute path without \"..\" (under %d chars)",
+        req_err(req, FERR_INVALID, "%s: expected an absolute path without \"..\" (under %d chars)",
                   field, VM_PATH_MAX);
         return false;
     }
@@ -719,7 +719,7 @@ static void start_disk_work(struct api_ctx *ctx, struct http_req *req, const cha
 {
     struct disk_work *dw = calloc(1, sizeof(*dw));
     if (!dw) {
-        reply_err(req, -ENOMEM, "out of memory");
+        req_err(req, -ENOMEM, "out of memory");
         return;
     }
     dw->http = req;
@@ -741,7 +741,7 @@ static void h_disk_create(struct api_ctx *ctx, struct http_req *req, const struc
     json_object_foreach(b, key, val) {
         if (strcmp(key, "path") && strcmp(key, "size_mib") && strcmp(key, "type")) {
             json_decref(b);
-            reply_err(req, FERR_INVALID, "unknown field \"%.60s\" (accepted: path, size_mib, type)",
+            req_err(req, FERR_INVALID, "unknown field \"%.60s\" (accepted: path, size_mib, type)",
                       key);
             return;
         }
@@ -753,12 +753,12 @@ static void h_disk_create(struct api_ctx *ctx, struct http_req *req, const struc
         goto out;
     if (!json_is_integer(size) || json_integer_value(size) < 1 ||
         (uint64_t)json_integer_value(size) > VHD_MAX_SIZE_MIB) {
-        reply_err(req, FERR_INVALID, "size_mib: expected an integer in 1..%llu",
+        req_err(req, FERR_INVALID, "size_mib: expected an integer in 1..%llu",
                   (unsigned long long)VHD_MAX_SIZE_MIB);
         goto out;
     }
     if (type && !(json_is_string(type) && strcmp(json_string_value(type), "fixed") == 0)) {
-        reply_err(req, FERR_INVALID,
+        req_err(req, FERR_INVALID,
                   "type: only \"fixed\" VHDs for now (dynamic ones come with shared volumes)");
         goto out;
     }
@@ -774,7 +774,7 @@ static void h_disk_info(struct api_ctx *ctx, struct http_req *req, const struct 
         return;
     struct stat st;
     if (stat(path, &st) < 0) {
-        reply_err(req, FERR_NOTFOUND, "path: %.400s: %s", path, strerror(errno));
+        req_err(req, FERR_NOTFOUND, "path: %.400s: %s", path, strerror(errno));
         return;
     }
     start_disk_work(ctx, req, path, 0, false);
@@ -797,7 +797,7 @@ static void h_metrics(struct api_ctx *ctx, struct http_req *req, const struct ro
     char *text;
     size_t len;
     if (metrics_render(ctx, &text, &len) < 0) {
-        reply_err(req, -ENOMEM, "metrics: out of memory");
+        req_err(req, -ENOMEM, "metrics: out of memory");
         return;
     }
     http_reply_data(req, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
@@ -823,7 +823,7 @@ static bool from_peer(struct http_req *req)
     int p = http_req_principal(req);
     if (p == HTTP_PRINCIPAL_PEER || p == HTTP_PRINCIPAL_JOINER)
         return true;
-    reply_err(req, FERR_AUTH, "internal cluster API: only cluster members may call it");
+    req_err(req, FERR_AUTH, "internal cluster API: only cluster members may call it");
     return false;
 }
 
@@ -837,7 +837,7 @@ static void h_cluster_init(struct api_ctx *ctx, struct http_req *req, const stru
     json_object_foreach(b, key, val) {
         if (strcmp(key, "name") != 0 || !json_is_string(val)) {
             json_decref(b);
-            reply_err(req, FERR_INVALID, "body: accepted: {\"name\": \"cluster name\"}");
+            req_err(req, FERR_INVALID, "body: accepted: {\"name\": \"cluster name\"}");
             return;
         }
     }
@@ -858,7 +858,7 @@ static void h_cluster_join(struct api_ctx *ctx, struct http_req *req, const stru
     json_object_foreach(b, key, val) {
         if ((strcmp(key, "address") && strcmp(key, "token")) || !json_is_string(val)) {
             json_decref(b);
-            reply_err(req, FERR_INVALID, "body: accepted: {\"address\": \"IP:PORT\", \"token\": \"...\"}");
+            req_err(req, FERR_INVALID, "body: accepted: {\"address\": \"IP:PORT\", \"token\": \"...\"}");
             return;
         }
     }
@@ -884,7 +884,7 @@ static void h_cluster_remove(struct api_ctx *ctx, struct http_req *req, const st
     const char *node = json_string_value(json_object_get(b, "node"));
     struct ferr e = {0};
     if (json_object_size(b) != 1 || !node)
-        reply_err(req, FERR_INVALID, "body: accepted: {\"node\": \"NAME\"}");
+        req_err(req, FERR_INVALID, "body: accepted: {\"node\": \"NAME\"}");
     else if (cluster_remove(ctx->cluster, node, reply_cluster, req, &e) < 0)
         http_reply_error(req, &e);
     json_decref(b);
@@ -988,7 +988,7 @@ static void h_vm_migrate(struct api_ctx *ctx, struct http_req *req, const struct
                    json_integer_value(val) >= 1 && json_integer_value(val) <= 1048576) {
             bandwidth = (uint64_t)json_integer_value(val);
         } else {
-            reply_err(req, FERR_INVALID, "body: accepted: {\"to\": \"NODE\" (optional), "
+            req_err(req, FERR_INVALID, "body: accepted: {\"to\": \"NODE\" (optional), "
                                          "\"budget_ms\": 1..60000, \"max_bandwidth_mib\": 1..1048576 (optional)}; bad \"%.60s\"",
                       key);
             json_decref(b);
@@ -1029,7 +1029,7 @@ static void h_vm_migration(struct api_ctx *ctx, struct http_req *req, const stru
     }
     if (vm_state(vm) == VM_INCOMING && forward_to_owner(ctx, req, vm_name(vm)))
         return;
-    reply_err(req, FERR_NOTFOUND, "%s is not migrating", vm_name(vm));
+    req_err(req, FERR_NOTFOUND, "%s is not migrating", vm_name(vm));
 }
 
 /* The API's migration record from a "vm.migration" cluster event (borrowed); NULL when the
@@ -1060,7 +1060,7 @@ static void h_migrations(struct api_ctx *ctx, struct http_req *req, const struct
 {
     const char *want = http_req_query(req, "vm");
     if (want && !name_valid(want, 63)) {
-        reply_err(req, FERR_INVALID, "vm: \"%.70s\" is not a VM name", want);
+        req_err(req, FERR_INVALID, "vm: \"%.70s\" is not a VM name", want);
         return;
     }
     json_t *list = json_array();
@@ -1087,7 +1087,7 @@ static bool migration_id(struct http_req *req, const struct route_match *m, json
     errno = 0;
     unsigned long long v = s ? strtoull(s, &end, 10) : 0;
     if (!s || *s < '0' || *s > '9' || *end != '\0' || errno || v < 1 || v > CDB_ID_MAX) {
-        reply_err(req, FERR_INVALID,
+        req_err(req, FERR_INVALID,
                   "migration id: \"%.40s\" is not a number (ferry vm migrations shows the ids)",
                   s ? s : "");
         return false;
@@ -1119,7 +1119,7 @@ static void h_migration_get(struct api_ctx *ctx, struct http_req *req, const str
     if (rec)
         http_reply_json(req, 200, rec);
     else
-        reply_err(req, FERR_NOTFOUND,
+        req_err(req, FERR_NOTFOUND,
                   "no migration %lld (ferry vm migrations lists them; only the last %d events "
                   "are kept)",
                   (long long)id, CDB_EVENTS_MAX);
@@ -1145,7 +1145,7 @@ static void measured(int status, json_t *body, const struct ferr *e, void *data)
     json_decref(body);
     json_t *rec = migration_find(op->ctx, op->id);
     if (!rec) {
-        reply_err(op->req, FERR_NOTFOUND,
+        req_err(op->req, FERR_NOTFOUND,
                   "migration %lld: measured, but its record has left the event window already",
                   (long long)op->id);
     } else {
@@ -1187,14 +1187,14 @@ static void h_migration_measure(struct api_ctx *ctx, struct http_req *req,
         } else if (strcmp(key, "force") == 0 && json_is_boolean(val)) {
             force = json_is_true(val);
         } else {
-            reply_err(req, FERR_INVALID, "%s; bad \"%.60s\"", usage, key);
+            req_err(req, FERR_INVALID, "%s; bad \"%.60s\"", usage, key);
             json_decref(b);
             return;
         }
     }
     double ms = json_number_value(gap);
     if (!json_is_number(gap) || !(ms >= 0 && ms <= CDB_CLIENT_GAP_MAX_MS)) {
-        reply_err(req, FERR_INVALID,
+        req_err(req, FERR_INVALID,
                   "client_gap_ms: expected a number of milliseconds in 0..%d; %s",
                   CDB_CLIENT_GAP_MAX_MS, usage);
         json_decref(b);
@@ -1208,7 +1208,7 @@ static void h_migration_measure(struct api_ctx *ctx, struct http_req *req,
     if (!cmd || !op) {
         json_decref(cmd);
         free(op);
-        reply_err(req, -ENOMEM, "out of memory");
+        req_err(req, -ENOMEM, "out of memory");
         return;
     }
     *op = (struct measure_op){ctx, req, id, ms};
@@ -1254,13 +1254,13 @@ static void h_int_migrate_abort(struct api_ctx *ctx, struct http_req *req,
 static bool forward_to_node(struct api_ctx *ctx, struct http_req *req, const char *node)
 {
     if (!cluster_active(ctx->cluster)) {
-        reply_err(req, FERR_STATE, "this host is not in a cluster: there is nowhere to move its VMs");
+        req_err(req, FERR_STATE, "this host is not in a cluster: there is nowhere to move its VMs");
         return true;
     }
     if (strcmp(node, ctx->node_name) == 0)
         return false;
     if (http_req_principal(req) == HTTP_PRINCIPAL_PEER) {
-        reply_err(req, FERR_STATE, "%s is not %s; the request was forwarded to the wrong node",
+        req_err(req, FERR_STATE, "%s is not %s; the request was forwarded to the wrong node",
                   ctx->node_name, node);
         return true;
     }
@@ -1290,7 +1290,7 @@ static void h_node_drain(struct api_ctx *ctx, struct http_req *req, const struct
     if (json_object_size(b) > (par ? 1u : 0u) ||
         (par && (!json_is_integer(par) || json_integer_value(par) < 1 ||
                  json_integer_value(par) > DRAIN_PARALLEL_MAX))) {
-        reply_err(req, FERR_INVALID, "body: accepted: {\"parallel\": 1..%d (optional)}",
+        req_err(req, FERR_INVALID, "body: accepted: {\"parallel\": 1..%d (optional)}",
                   DRAIN_PARALLEL_MAX);
         json_decref(b);
         return;
@@ -1365,13 +1365,13 @@ void api_handle(struct http_req *req, void *data)
         ((handler_fn)m.route->handler)(ctx, req, &m);
         return;
     case ROUTER_BAD_METHOD:
-        reply_err(req, FERR_METHOD, "%s is not allowed on %.200s", method, path);
+        req_err(req, FERR_METHOD, "%s is not allowed on %.200s", method, path);
         return;
     case ROUTER_BAD_PATH:
-        reply_err(req, FERR_INVALID, "path %.200s is malformed", path);
+        req_err(req, FERR_INVALID, "path %.200s is malformed", path);
         return;
     default:
-        reply_err(req, FERR_NOTFOUND, "no route %s %.200s (see docs/api.md)", method, path);
+        req_err(req, FERR_NOTFOUND, "no route %s %.200s (see docs/api.md)", method, path);
         return;
     }
 }

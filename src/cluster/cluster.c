@@ -102,19 +102,6 @@ static void reply(cluster_reply_cb cb, void *data, int status, json_t *body)
     cb(status, body, NULL, data);
 }
 
-static void reply_err(cluster_reply_cb cb, void *data, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static void reply_err(cluster_reply_cb cb, void *data, int code, const char *fmt, ...)
-{
-    struct ferr e = {.code = code};
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(e.msg, sizeof(e.msg), fmt, ap);
-    va_end(ap);
-    cb(0, NULL, &e, data);
-}
-
 static void finish_op(struct cluster *c, int status, json_t *body, const struct ferr *e)
 {
     struct pending op = c->op;

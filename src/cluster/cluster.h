@@ -11,6 +11,7 @@
 
 #include "cluster/cdb.h"
 #include "common/err.h"
+#include "common/reply.h"
 #include "vm/events.h"
 
 #define CLUSTER_HEARTBEAT_MS 1000
@@ -35,9 +36,8 @@ struct cluster_config {
     void *self_data;
 };
 
-/* Answer to an API call: an HTTP status and a JSON body (stolen; may be NULL), or, when e is
- * not NULL, an error to answer with. */
-typedef void (*cluster_reply_cb)(int status, json_t *body, const struct ferr *e, void *data);
+/* Answer to an API call (common/reply.h). */
+typedef reply_cb cluster_reply_cb;
 
 /* Opens the cluster state in cfg->state_dir; if this node is a member, starts its Raft node
  * (it catches up from its log and its peers). cfg is copied. */

@@ -856,19 +856,6 @@ static void prep_created(struct vmset *set, struct vm *vm, int status, const str
         prep_fail(p);
 }
 
-static void reply_err(migrate_cb cb, void *data, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static void reply_err(migrate_cb cb, void *data, int code, const char *fmt, ...)
-{
-    struct ferr e = {.code = code};
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(e.msg, sizeof(e.msg), fmt, ap);
-    va_end(ap);
-    cb(0, NULL, &e, data);
-}
-
 /* True (after answering) when the cluster database says this node owns the VM: then it is
  * no incoming copy to make or throw away. */
 static bool owned_here(struct migrator *m, const char *name, migrate_cb cb, void *data)

@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "common/err.h"
+#include "common/reply.h"
 #include "vm/events.h"
 #include "vm/vm.h"
 
@@ -29,9 +30,8 @@ struct migrator_env {
 #define MIGRATE_DEFAULT_OUT 2
 #define MIGRATE_MAX_OUT 16
 
-/* Answer of a migration or of a destination call: HTTP status and a JSON body (stolen), or
- * e set on failure. */
-typedef void (*migrate_cb)(int status, json_t *body, const struct ferr *e, void *data);
+/* Answer of a migration or of a destination call (common/reply.h). */
+typedef reply_cb migrate_cb;
 
 /* env copied. */
 int migrator_new(const struct migrator_env *env, struct migrator **out, struct ferr *e);
