@@ -60,6 +60,29 @@ static json_t *body_object(struct http_req *req, bool allow_empty)
     return j;
 }
 
+/* body_object whose keys are all in keys (NULL-terminated); else 400 naming the unknown key
+ * after usage (what the body accepts), and NULL. */
+static json_t *body_keys(struct http_req *req, bool allow_empty, const char *const *keys,
+                         const char *usage)
+{
+    json_t *b = body_object(req, allow_empty);
+    if (!b)
+        return NULL;
+    const char *key;
+    json_t *val;
+    json_object_foreach(b, key, val) {
+        const char *const *k = keys;
+        while (*k && strcmp(*k, key) != 0)
+            k++;
+        if (!*k) {
+            req_err(req, FERR_INVALID, "%s; unknown field \"%.60s\"", usage, key);
+            json_decref(b);
+            return NULL;
+        }
+    }
+    return b;
+}
+
 static void reply_cluster(int status, json_t *body, const struct ferr *e, void *data);
 
 /* The query arguments worth passing on, re-encoded; values are checked by the owner. */
@@ -564,25 +587,19 @@ static void h_vm_action(struct api_ctx *ctx, struct http_req *req, const struct 
     struct ferr e = {0};
     json_int_t timeout = 30;
     if (strcmp(action, "stop") == 0) {
-        json_t *body = body_object(req, true);
+        static const char *const keys[] = {"timeout_s", NULL};
+        json_t *body = body_keys(req, true, keys, "body: accepted: {\"timeout_s\": 1..3600}");
         if (!body)
             return;
-        const char *key;
-        json_t *val;
-        json_object_foreach(body, key, val) {
-            if (strcmp(key, "timeout_s") != 0) {
-                json_decref(body);
-                req_err(req, FERR_INVALID, "unknown field \"%.60s\" (accepted: timeout_s)", key);
-                return;
-            }
-            if (!json_is_integer(val) || json_integer_value(val) < 1 ||
-                json_integer_value(val) > 3600) {
-                json_decref(body);
-                req_err(req, FERR_INVALID, "timeout_s: expected an integer in 1..3600");
-                return;
-            }
-            timeout = json_integer_value(val);
+        json_t *val = json_object_get(body, "timeout_s");
+        if (val && (!json_is_integer(val) || json_integer_value(val) < 1 ||
+                    json_integer_value(val) > 3600)) {
+            json_decref(body);
+            req_err(req, FERR_INVALID, "timeout_s: expected an integer in 1..3600");
+            return;
         }
+        if (val)
+            timeout = json_integer_value(val);
         json_decref(body);
     } else if (strcmp(action, "start") && strcmp(action, "kill") && strcmp(action, "pause") &&
                strcmp(action, "resume")) {
@@ -733,19 +750,10 @@ static void start_disk_work(struct api_ctx *ctx, struct http_req *req, const cha
 
 static void h_disk_create(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
 {
-    json_t *b = body_object(req, false);
+    static const char *const keys[] = {"path", "size_mib", "type", NULL};
+    json_t *b = body_keys(req, false, keys, "body: accepted: path, size_mib, type");
     if (!b)
         return;
-    const char *key;
-    json_t *val;
-    json_object_foreach(b, key, val) {
-        if (strcmp(key, "path") && strcmp(key, "size_mib") && strcmp(key, "type")) {
-            json_decref(b);
-            req_err(req, FERR_INVALID, "unknown field \"%.60s\" (accepted: path, size_mib, type)",
-                      key);
-            return;
-        }
-    }
     const char *path = json_string_value(json_object_get(b, "path"));
     json_t *size = json_object_get(b, "size_mib");
     json_t *type = json_object_get(b, "type");
@@ -829,42 +837,33 @@ static bool from_peer(struct http_req *req)
 
 static void h_cluster_init(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
 {
-    json_t *b = body_object(req, true);
+    static const char usage[] = "body: accepted: {\"name\": \"cluster name\"}";
+    static const char *const keys[] = {"name", NULL};
+    json_t *b = body_keys(req, true, keys, usage);
     if (!b)
         return;
-    const char *key;
-    json_t *val;
-    json_object_foreach(b, key, val) {
-        if (strcmp(key, "name") != 0 || !json_is_string(val)) {
-            json_decref(b);
-            req_err(req, FERR_INVALID, "body: accepted: {\"name\": \"cluster name\"}");
-            return;
-        }
-    }
+    json_t *name = json_object_get(b, "name");
     struct ferr e = {0};
-    if (cluster_init(ctx->cluster, json_string_value(json_object_get(b, "name")), reply_cluster,
-                     req, &e) < 0)
+    if (name && !json_is_string(name))
+        req_err(req, FERR_INVALID, "%s; name is not a string", usage);
+    else if (cluster_init(ctx->cluster, json_string_value(name), reply_cluster, req, &e) < 0)
         http_reply_error(req, &e);
     json_decref(b);
 }
 
 static void h_cluster_join(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
 {
-    json_t *b = body_object(req, false);
+    static const char usage[] = "body: accepted: {\"address\": \"IP:PORT\", \"token\": \"...\"}";
+    static const char *const keys[] = {"address", "token", NULL};
+    json_t *b = body_keys(req, false, keys, usage);
     if (!b)
         return;
-    const char *key;
-    json_t *val;
-    json_object_foreach(b, key, val) {
-        if ((strcmp(key, "address") && strcmp(key, "token")) || !json_is_string(val)) {
-            json_decref(b);
-            req_err(req, FERR_INVALID, "body: accepted: {\"address\": \"IP:PORT\", \"token\": \"...\"}");
-            return;
-        }
-    }
+    json_t *addr = json_object_get(b, "address"), *token = json_object_get(b, "token");
     struct ferr e = {0};
-    if (cluster_join(ctx->cluster, json_string_value(json_object_get(b, "address")),
-                     json_string_value(json_object_get(b, "token")), reply_cluster, req, &e) < 0)
+    if ((addr && !json_is_string(addr)) || (token && !json_is_string(token)))
+        req_err(req, FERR_INVALID, "%s; address and token are strings", usage);
+    else if (cluster_join(ctx->cluster, json_string_value(addr), json_string_value(token),
+                          reply_cluster, req, &e) < 0)
         http_reply_error(req, &e);
     json_decref(b);
 }
@@ -878,13 +877,15 @@ static void h_cluster_leave(struct api_ctx *ctx, struct http_req *req, const str
 
 static void h_cluster_remove(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
 {
-    json_t *b = body_object(req, false);
+    static const char usage[] = "body: accepted: {\"node\": \"NAME\"}";
+    static const char *const keys[] = {"node", NULL};
+    json_t *b = body_keys(req, false, keys, usage);
     if (!b)
         return;
     const char *node = json_string_value(json_object_get(b, "node"));
     struct ferr e = {0};
-    if (json_object_size(b) != 1 || !node)
-        req_err(req, FERR_INVALID, "body: accepted: {\"node\": \"NAME\"}");
+    if (!node)
+        req_err(req, FERR_INVALID, "%s", usage);
     else if (cluster_remove(ctx->cluster, node, reply_cluster, req, &e) < 0)
         http_reply_error(req, &e);
     json_decref(b);

@@ -204,6 +204,19 @@ def test_bad_input_changes_nothing(host):
     st, text = c.request("POST", "/v1/vms/ghost/start")
     assert st == 404
 
+    # Bodies of other calls: unknown fields and bad values are refused with what is accepted.
+    for method, path, body, words in (
+            ("POST", "/v1/disks", {"path": f"{host.disks}/d.vhd", "size_mib": 8, "x": 1},
+             ["unknown field \"x\"", "size_mib"]),
+            ("POST", "/v1/disks", {"path": f"{host.disks}/d.vhd", "size_mib": 0}, ["size_mib"]),
+            ("POST", "/v1/cluster/init", {"name": 5}, ["name"]),
+            ("POST", "/v1/cluster/init", {"nom": "x"}, ["unknown field \"nom\""]),
+            ("POST", "/v1/cluster/join", {"address": "10.0.0.1:7443", "token": 1}, ["token"]),
+            ("POST", "/v1/cluster/remove", {}, ["node"])):
+        st, text = c.request(method, path, json.dumps(body))
+        msg = error_of(text)["message"]
+        assert st == 400 and all(w in msg for w in words), (path, body, st, msg)
+
     # Nothing was created by any of that.
     assert host.cli_json("vm", "list")["vms"] == []
     assert os.listdir(host.disks) == []
@@ -215,6 +228,9 @@ def test_bad_input_changes_nothing(host):
     st, text = c.request("POST", "/v1/vms", json.dumps({**good, "memory_mib": 64}))
     assert st == 409 and "exists" in error_of(text)["message"]
     assert host.vm("ok1")["memory_mib"] == 128
+    for body, word in (({"timeout_s": 0}, "1..3600"), ({"timeout": 5}, "unknown field")):
+        st, text = c.request("POST", "/v1/vms/ok1/stop", json.dumps(body))
+        assert st == 400 and word in error_of(text)["message"], (body, st, text)
 
     # The CLI: clear message and non-zero exit, nothing created.
     p = host.cli("vm", "create", "Bad_Name", "--memory", "64", check=False)
