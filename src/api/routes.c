@@ -22,8 +22,7 @@
 #define CONSOLE_MAX_READ (1024 * 1024)
 #define CONSOLE_DEFAULT_READ 65536
 
-typedef void (*handler_fn)(struct api_ctx *ctx, struct http_req *req,
-                           const struct route_match *m);
+typedef void (*handler_fn)(struct api_ctx *ctx, struct http_req *req, const struct route_match *m);
 
 static void req_err(struct http_req *req, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -49,7 +48,7 @@ static json_t *body_object(struct http_req *req, bool allow_empty)
     json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
     if (!j) {
         req_err(req, FERR_INVALID, "body: invalid JSON at line %d column %d: %s", je.line,
-                  je.column, je.text);
+                je.column, je.text);
         return NULL;
     }
     if (!json_is_object(j)) {
@@ -70,7 +69,8 @@ static json_t *body_keys(struct http_req *req, bool allow_empty, const char *con
         return NULL;
     const char *key;
     json_t *val;
-    json_object_foreach(b, key, val) {
+    json_object_foreach(b, key, val)
+    {
         const char *const *k = keys;
         while (*k && strcmp(*k, key) != 0)
             k++;
@@ -96,8 +96,8 @@ static int forward_path(struct http_req *req, char *out, size_t size)
         if (!v)
             continue;
         for (const char *p = v; *p; p++)
-            if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-                  *p == '-' || *p == '.' || *p == '_'))
+            if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                  (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' || *p == '_'))
                 return FERR_INVALID;
         n += snprintf(out + n, size - (size_t)n, "%c%s=%s", sep, keys[i], v);
         sep = '&';
@@ -143,8 +143,7 @@ static struct vm *find_vm(struct api_ctx *ctx, struct http_req *req, const struc
     if (!vm && name && forward_to_owner(ctx, req, name))
         return NULL;
     if (!vm)
-        req_err(req, FERR_NOTFOUND, "no VM named %s (ferry vm list shows them)",
-                  name ? name : "?");
+        req_err(req, FERR_NOTFOUND, "no VM named %s (ferry vm list shows them)", name ? name : "?");
     return vm;
 }
 
@@ -290,9 +289,8 @@ static void h_node(struct api_ctx *ctx, struct http_req *req, const struct route
         (int)h.cpus, "sockets", (int)h.sockets, "cpu_model", h.cpu_model, "hw_virt", h.hw_virt,
         "kvm_usable", h.kvm_usable, "memory", "total_mib", (json_int_t)h.mem_total_mib,
         "available_mib", (json_int_t)h.mem_avail_mib, "allocated_mib",
-        (json_int_t)vmset_allocated_mib(ctx->vms), "vms", (int)vmset_count(ctx->vms),
-        "running", running,
-        "state_dir", ctx->state_dir, "api_socket", ctx->api_socket ? ctx->api_socket : "",
+        (json_int_t)vmset_allocated_mib(ctx->vms), "vms", (int)vmset_count(ctx->vms), "running",
+        running, "state_dir", ctx->state_dir, "api_socket", ctx->api_socket ? ctx->api_socket : "",
         "uptime_s", (json_int_t)((now_mono_ms() - ctx->start_mono_ms) / 1000));
     /* Health and admin state as the cluster database has them; alone, a node is up, active. */
     json_t *rec = NULL;
@@ -316,13 +314,13 @@ static void self_node(struct api_ctx *ctx, json_t *arr)
         h = ctx->host;
     uint64_t used = vmset_allocated_mib(ctx->vms);
     json_array_append_new(
-        arr, json_pack("{s:I, s:s, s:s, s:s, s:b, s:s, s:i, s:{s:I, s:I, s:I}, s:s, s:i, s:s}",
-                       "id", (json_int_t)0, "name", ctx->node_name, "state", "up", "admin",
-                       "active", "leader", 0, "role",
-                       "standalone", "vms", (int)vmset_count(ctx->vms), "memory", "total_mib",
-                       (json_int_t)h.mem_total_mib, "used_mib", (json_int_t)used, "free_mib",
-                       (json_int_t)(h.mem_total_mib > used ? h.mem_total_mib - used : 0),
-                       "accel", ctx->accel, "last_heartbeat_ms", 0, "api_addr", ""));
+        arr,
+        json_pack("{s:I, s:s, s:s, s:s, s:b, s:s, s:i, s:{s:I, s:I, s:I}, s:s, s:i, s:s}", "id",
+                  (json_int_t)0, "name", ctx->node_name, "state", "up", "admin", "active", "leader",
+                  0, "role", "standalone", "vms", (int)vmset_count(ctx->vms), "memory", "total_mib",
+                  (json_int_t)h.mem_total_mib, "used_mib", (json_int_t)used, "free_mib",
+                  (json_int_t)(h.mem_total_mib > used ? h.mem_total_mib - used : 0), "accel",
+                  ctx->accel, "last_heartbeat_ms", 0, "api_addr", ""));
 }
 
 /* ---- VMs ---- */
@@ -347,11 +345,11 @@ static json_t *remote_vm_json(const json_t *rec)
     json_int_t c = json_integer_value(json_object_get(cpu, "cores"));
     json_int_t t = json_integer_value(json_object_get(cpu, "threads"));
     return json_pack("{s:O, s:O, s:O, s:O, s:O, s:i, s:I, s:s, s:i}", "name",
-                     json_object_get(rec, "name"), "state", json_object_get(rec, "state"),
-                     "reason", json_object_get(rec, "reason"), "owner",
-                     json_object_get(rec, "owner"), "spec", spec, "vcpus",
-                     (int)((s ? s : 1) * (c ? c : 1) * (t ? t : 1)), "memory_mib",
-                     json_integer_value(json_object_get(spec, "memory_mib")), "accel", "", "pid", 0);
+                     json_object_get(rec, "name"), "state", json_object_get(rec, "state"), "reason",
+                     json_object_get(rec, "reason"), "owner", json_object_get(rec, "owner"), "spec",
+                     spec, "vcpus", (int)((s ? s : 1) * (c ? c : 1) * (t ? t : 1)), "memory_mib",
+                     json_integer_value(json_object_get(spec, "memory_mib")), "accel", "", "pid",
+                     0);
 }
 
 struct list_ctx {
@@ -386,7 +384,8 @@ static void h_vms_list(struct api_ctx *ctx, struct http_req *req, const struct r
     json_t *recs = cdb_vms(cluster_db(ctx->cluster), NULL);
     size_t i;
     json_t *rec;
-    json_array_foreach(recs, i, rec) {
+    json_array_foreach(recs, i, rec)
+    {
         const char *name = json_string_value(json_object_get(rec, "name"));
         json_object_set_new(l.known, name, json_true());
         struct vm *vm = vmset_find(ctx->vms, name);
@@ -488,8 +487,10 @@ static void h_vm_create(struct api_ctx *ctx, struct http_req *req, const struct 
     const char *want = http_req_query(req, "node");
     if (!cluster_active(ctx->cluster)) {
         if (want && strcmp(want, ctx->node_name) != 0)
-            req_err(req, FERR_STATE, "node: this host is not in a cluster; it can only place "
-                                       "VMs on itself (%s)", ctx->node_name);
+            req_err(req, FERR_STATE,
+                    "node: this host is not in a cluster; it can only place "
+                    "VMs on itself (%s)",
+                    ctx->node_name);
         else
             create_here(ctx, req, spec);
         json_decref(spec);
@@ -497,8 +498,8 @@ static void h_vm_create(struct api_ctx *ctx, struct http_req *req, const struct 
     }
     if (!cluster_quorum(ctx->cluster)) {
         req_err(req, FERR_UNAVAIL,
-                  "no quorum: this node cannot reach the cluster's leader, so nothing can be "
-                  "created now; try again when it can (ferry cluster status)");
+                "no quorum: this node cannot reach the cluster's leader, so nothing can be "
+                "created now; try again when it can (ferry cluster status)");
         json_decref(spec);
         return;
     }
@@ -519,7 +520,7 @@ static void h_vm_create(struct api_ctx *ctx, struct http_req *req, const struct 
     json_t *rec = NULL;
     if (cdb_vm_get(cluster_db(ctx->cluster), parsed->name, &rec, NULL) == 0) {
         req_err(req, FERR_EXISTS, "a VM named %s already exists (on %s)", parsed->name,
-                  json_string_value(json_object_get(rec, "owner")));
+                json_string_value(json_object_get(rec, "owner")));
         json_decref(rec);
         goto out;
     }
@@ -564,8 +565,8 @@ static void h_vm_delete(struct api_ctx *ctx, struct http_req *req, const struct 
     if (!vm)
         return;
     const char *force = http_req_query(req, "force");
-    if (force && strcmp(force, "1") != 0 && strcmp(force, "0") != 0 &&
-        strcmp(force, "true") != 0 && strcmp(force, "false") != 0) {
+    if (force && strcmp(force, "1") != 0 && strcmp(force, "0") != 0 && strcmp(force, "true") != 0 &&
+        strcmp(force, "false") != 0) {
         req_err(req, FERR_INVALID, "force: expected 1 or 0, got %.40s", force);
         return;
     }
@@ -603,8 +604,8 @@ static void h_vm_action(struct api_ctx *ctx, struct http_req *req, const struct 
         json_decref(body);
     } else if (strcmp(action, "start") && strcmp(action, "kill") && strcmp(action, "pause") &&
                strcmp(action, "resume")) {
-        req_err(req, FERR_NOTFOUND,
-                  "no action %.40s (accepted: start, stop, kill, pause, resume)", action);
+        req_err(req, FERR_NOTFOUND, "no action %.40s (accepted: start, stop, kill, pause, resume)",
+                action);
         return;
     }
     struct vm_op *op = vm_op_new(ctx, req, vm_name(vm));
@@ -638,7 +639,7 @@ static bool query_u64(struct http_req *req, const char *key, uint64_t max, uint6
     unsigned long long v = strtoull(s, &end, 10);
     if (*s == '\0' || *s == '-' || *end != '\0' || errno || v > max) {
         req_err(req, FERR_INVALID, "%s: expected an integer in 0..%llu, got \"%.40s\"", key,
-                  (unsigned long long)max, s);
+                (unsigned long long)max, s);
         return false;
     }
     *out = v;
@@ -712,9 +713,9 @@ static void disk_after(uv_work_t *req, int status)
     } else {
         http_reply_json(dw->http, dw->create ? 201 : 200,
                         json_pack("{s:s, s:s, s:s, s:I, s:I, s:I}", "path", dw->path, "format",
-                                  dw->info.format, "subformat", dw->info.subformat,
-                                  "virtual_size", (json_int_t)dw->info.virtual_size,
-                                  "actual_size", (json_int_t)dw->info.actual_size, "file_size",
+                                  dw->info.format, "subformat", dw->info.subformat, "virtual_size",
+                                  (json_int_t)dw->info.virtual_size, "actual_size",
+                                  (json_int_t)dw->info.actual_size, "file_size",
                                   (json_int_t)dw->info.file_size));
     }
     free(dw);
@@ -725,7 +726,7 @@ static bool check_abs_path(struct http_req *req, const char *field, const char *
     if (!path || path[0] != '/' || strlen(path) >= VM_PATH_MAX || strstr(path, "/../") ||
         (strlen(path) >= 3 && strcmp(path + strlen(path) - 3, "/..") == 0)) {
         req_err(req, FERR_INVALID, "%s: expected an absolute path without \"..\" (under %d chars)",
-                  field, VM_PATH_MAX);
+                field, VM_PATH_MAX);
         return false;
     }
     return true;
@@ -762,12 +763,12 @@ static void h_disk_create(struct api_ctx *ctx, struct http_req *req, const struc
     if (!json_is_integer(size) || json_integer_value(size) < 1 ||
         (uint64_t)json_integer_value(size) > VHD_MAX_SIZE_MIB) {
         req_err(req, FERR_INVALID, "size_mib: expected an integer in 1..%llu",
-                  (unsigned long long)VHD_MAX_SIZE_MIB);
+                (unsigned long long)VHD_MAX_SIZE_MIB);
         goto out;
     }
     if (type && !(json_is_string(type) && strcmp(json_string_value(type), "fixed") == 0)) {
         req_err(req, FERR_INVALID,
-                  "type: only \"fixed\" VHDs for now (dynamic ones come with shared volumes)");
+                "type: only \"fixed\" VHDs for now (dynamic ones come with shared volumes)");
         goto out;
     }
     start_disk_work(ctx, req, path, (uint64_t)json_integer_value(size), true);
@@ -793,8 +794,7 @@ static void h_disk_info(struct api_ctx *ctx, struct http_req *req, const struct 
 static void h_events(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
 {
     uint64_t since = 0, limit = 100;
-    if (!query_u64(req, "since", UINT64_MAX - 1, &since) ||
-        !query_u64(req, "limit", 1000, &limit))
+    if (!query_u64(req, "since", UINT64_MAX - 1, &since) || !query_u64(req, "limit", 1000, &limit))
         return;
     http_reply_json(req, 200,
                     json_pack("{s:o}", "events", events_list(ctx->events, since, (unsigned)limit)));
@@ -954,7 +954,7 @@ static struct migrator *migrator(struct api_ctx *ctx, struct http_req *req)
 {
     if (ctx->migrator)
         return ctx->migrator;
-    struct migrator_env env = {ctx->loop,   ctx->vms,       ctx->events,
+    struct migrator_env env = {ctx->loop,    ctx->vms,       ctx->events,
                                ctx->cluster, ctx->node_name, ctx->max_migrations};
     struct ferr e = {0};
     if (migrator_new(&env, &ctx->migrator, &e) < 0) {
@@ -978,7 +978,8 @@ static void h_vm_migrate(struct api_ctx *ctx, struct http_req *req, const struct
     json_t *val;
     const char *to = NULL;
     uint64_t budget = 0, bandwidth = 0;
-    json_object_foreach(b, key, val) {
+    json_object_foreach(b, key, val)
+    {
         if (strcmp(key, "to") == 0 && json_is_string(val) &&
             name_valid(json_string_value(val), 63)) {
             to = json_string_value(val);
@@ -989,9 +990,11 @@ static void h_vm_migrate(struct api_ctx *ctx, struct http_req *req, const struct
                    json_integer_value(val) >= 1 && json_integer_value(val) <= 1048576) {
             bandwidth = (uint64_t)json_integer_value(val);
         } else {
-            req_err(req, FERR_INVALID, "body: accepted: {\"to\": \"NODE\" (optional), "
-                                         "\"budget_ms\": 1..60000, \"max_bandwidth_mib\": 1..1048576 (optional)}; bad \"%.60s\"",
-                      key);
+            req_err(req, FERR_INVALID,
+                    "body: accepted: {\"to\": \"NODE\" (optional), "
+                    "\"budget_ms\": 1..60000, \"max_bandwidth_mib\": 1..1048576 (optional)}; bad "
+                    "\"%.60s\"",
+                    key);
             json_decref(b);
             return;
         }
@@ -1065,8 +1068,7 @@ static void h_migrations(struct api_ctx *ctx, struct http_req *req, const struct
         return;
     }
     json_t *list = json_array();
-    json_t *evs = cluster_active(ctx->cluster) ? cdb_events(cluster_db(ctx->cluster), 0, 0)
-                                               : NULL;
+    json_t *evs = cluster_active(ctx->cluster) ? cdb_events(cluster_db(ctx->cluster), 0, 0) : NULL;
     for (size_t i = json_array_size(evs); i-- > 0;) {
         json_t *ev = json_array_get(evs, i);
         const char *vm = json_string_value(json_object_get(ev, "vm"));
@@ -1089,8 +1091,8 @@ static bool migration_id(struct http_req *req, const struct route_match *m, json
     unsigned long long v = s ? strtoull(s, &end, 10) : 0;
     if (!s || *s < '0' || *s > '9' || *end != '\0' || errno || v < 1 || v > CDB_ID_MAX) {
         req_err(req, FERR_INVALID,
-                  "migration id: \"%.40s\" is not a number (ferry vm migrations shows the ids)",
-                  s ? s : "");
+                "migration id: \"%.40s\" is not a number (ferry vm migrations shows the ids)",
+                s ? s : "");
         return false;
     }
     *out = (json_int_t)v;
@@ -1121,9 +1123,9 @@ static void h_migration_get(struct api_ctx *ctx, struct http_req *req, const str
         http_reply_json(req, 200, rec);
     else
         req_err(req, FERR_NOTFOUND,
-                  "no migration %lld (ferry vm migrations lists them; only the last %d events "
-                  "are kept)",
-                  (long long)id, CDB_EVENTS_MAX);
+                "no migration %lld (ferry vm migrations lists them; only the last %d events "
+                "are kept)",
+                (long long)id, CDB_EVENTS_MAX);
 }
 
 struct measure_op {
@@ -1147,8 +1149,8 @@ static void measured(int status, json_t *body, const struct ferr *e, void *data)
     json_t *rec = migration_find(op->ctx, op->id);
     if (!rec) {
         req_err(op->req, FERR_NOTFOUND,
-                  "migration %lld: measured, but its record has left the event window already",
-                  (long long)op->id);
+                "migration %lld: measured, but its record has left the event window already",
+                (long long)op->id);
     } else {
         struct migrator *mg = migrator(op->ctx, NULL);
         if (mg)
@@ -1195,9 +1197,8 @@ static void h_migration_measure(struct api_ctx *ctx, struct http_req *req,
     }
     double ms = json_number_value(gap);
     if (!json_is_number(gap) || !(ms >= 0 && ms <= CDB_CLIENT_GAP_MAX_MS)) {
-        req_err(req, FERR_INVALID,
-                  "client_gap_ms: expected a number of milliseconds in 0..%d; %s",
-                  CDB_CLIENT_GAP_MAX_MS, usage);
+        req_err(req, FERR_INVALID, "client_gap_ms: expected a number of milliseconds in 0..%d; %s",
+                CDB_CLIENT_GAP_MAX_MS, usage);
         json_decref(b);
         return;
     }
@@ -1262,7 +1263,7 @@ static bool forward_to_node(struct api_ctx *ctx, struct http_req *req, const cha
         return false;
     if (http_req_principal(req) == HTTP_PRINCIPAL_PEER) {
         req_err(req, FERR_STATE, "%s is not %s; the request was forwarded to the wrong node",
-                  ctx->node_name, node);
+                ctx->node_name, node);
         return true;
     }
     size_t len;
@@ -1292,15 +1293,15 @@ static void h_node_drain(struct api_ctx *ctx, struct http_req *req, const struct
         (par && (!json_is_integer(par) || json_integer_value(par) < 1 ||
                  json_integer_value(par) > DRAIN_PARALLEL_MAX))) {
         req_err(req, FERR_INVALID, "body: accepted: {\"parallel\": 1..%d (optional)}",
-                  DRAIN_PARALLEL_MAX);
+                DRAIN_PARALLEL_MAX);
         json_decref(b);
         return;
     }
     struct migrator *mg = migrator(ctx, req);
     struct ferr e = {0};
     struct drain_env env = {ctx->loop, ctx->vms, ctx->events, ctx->cluster, mg, ctx->node_name};
-    if (mg && drain_start(&env, par ? (unsigned)json_integer_value(par) : 0, reply_cluster, req,
-                          &e) < 0)
+    if (mg &&
+        drain_start(&env, par ? (unsigned)json_integer_value(par) : 0, reply_cluster, req, &e) < 0)
         http_reply_error(req, &e);
     json_decref(b);
 }
