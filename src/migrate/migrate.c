@@ -34,19 +34,17 @@ struct mig {
     char name[VM_NAME_MAX + 1];
     char to[64];
     char uri[160];
-    uint64_t budget_ms;
     uint64_t bandwidth; /* bytes/s, QEMU's max-bandwidth */
     migrate_cb cb;
     void *data;
     bool prepared, started, cancelled, finished, query_busy;
-    bool postcopy;     /* migrate-start-postcopy sent: the VM's state may be split */
+    bool postcopy; /* migrate-start-postcopy sent: the VM's state may be split */
     struct mig_policy policy;
-    uint64_t limit_ms; /* the downtime-limit QEMU has */
     unsigned completed_polls;
     uint64_t t0_ms;
     uv_timer_t timer;
     json_int_t total_ms, downtime_ms, setup_ms, bytes, passes;
-    json_t *last; /* QEMU's last query-migrate answer (owned), for migrate_progress */
+    json_t *last;            /* QEMU's last query-migrate answer (owned), for migrate_progress */
     struct destwatch *watch; /* destwatch.c: the destination's ferryd still answers */
     char lost[400];          /* why the destination was given up, "" while it answers */
 };
@@ -139,6 +137,12 @@ static void cluster_event(struct migrator *m, const char *vm, const char *type, 
     json_decref(cmd);
 }
 
+/* QEMU's downtime-limit for this migration (policy.c). */
+static uint64_t limit_ms(const struct mig *g)
+{
+    return mig_policy_limit_ms(&g->policy);
+}
+
 static const char *strategy(const struct mig *g)
 {
     return g->postcopy ? "post-copy" : "pre-copy";
@@ -161,14 +165,14 @@ static void record(struct mig *g, enum migrate_outcome o, const char *error)
     }
     char err[400];
     snprintf(err, sizeof(err), "%s", error ? error : "");
-    json_t *r = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:o, s:I, s:I, s:I, s:I, s:I, s:n, s:o}",
-                          "vm", g->name, "from", g->m->env.node_name, "to", g->to, "status",
-                          migrate_outcome_name(o), "strategy", strategy(g), "total_ms", total,
-                          "downtime_ms", done ? json_integer(g->downtime_ms) : json_null(),
-                          "setup_ms", g->setup_ms, "bytes", g->bytes, "passes", g->passes,
-                          "budget_ms", (json_int_t)g->budget_ms, "downtime_limit_ms",
-                          (json_int_t)g->limit_ms, "client_gap_ms", "error",
-                          error ? json_string(err) : json_null());
+    json_t *r =
+        json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:o, s:I, s:I, s:I, s:I, s:I, s:n, s:o}", "vm",
+                  g->name, "from", g->m->env.node_name, "to", g->to, "status",
+                  migrate_outcome_name(o), "strategy", strategy(g), "total_ms", total,
+                  "downtime_ms", done ? json_integer(g->downtime_ms) : json_null(), "setup_ms",
+                  g->setup_ms, "bytes", g->bytes, "passes", g->passes, "budget_ms",
+                  (json_int_t)g->policy.budget_ms, "downtime_limit_ms", (json_int_t)limit_ms(g),
+                  "client_gap_ms", "error", error ? json_string(err) : json_null());
     char *text = r ? json_dumps(r, JSON_COMPACT) : NULL;
     if (text)
         cluster_event(g->m, g->name, "vm.migration", text);
@@ -283,11 +287,11 @@ static void fail(struct mig *g, int code, const char *fmt, ...)
 static json_t *figures(const struct mig *g)
 {
     return json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I}",
-                     "downtime_limit_ms", (json_int_t)g->limit_ms, "vm", g->name, "status",
+                     "downtime_limit_ms", (json_int_t)limit_ms(g), "vm", g->name, "status",
                      "completed", "from", g->m->env.node_name, "to", g->to, "strategy", strategy(g),
                      "total_ms", g->total_ms, "downtime_ms", g->downtime_ms, "setup_ms",
                      g->setup_ms, "bytes", g->bytes, "passes", g->passes, "budget_ms",
-                     (json_int_t)g->budget_ms);
+                     (json_int_t)g->policy.budget_ms);
 }
 
 static void source_removed(struct vmset *set, struct vm *vm, int status, const struct ferr *e,
@@ -300,9 +304,9 @@ static void source_removed(struct vmset *set, struct vm *vm, int status, const s
     snprintf(msg, sizeof(msg),
              "to %s: %s, total %lld ms, downtime %lld ms, setup %lld ms, %lld bytes, "
              "%lld passes, budget %llu ms, downtime-limit %llu ms",
-             g->to, strategy(g), (long long)g->total_ms, (long long)g->downtime_ms, (long long)g->setup_ms,
-             (long long)g->bytes, (long long)g->passes, (unsigned long long)g->budget_ms,
-             (unsigned long long)g->limit_ms);
+             g->to, strategy(g), (long long)g->total_ms, (long long)g->downtime_ms,
+             (long long)g->setup_ms, (long long)g->bytes, (long long)g->passes,
+             (unsigned long long)g->policy.budget_ms, (unsigned long long)limit_ms(g));
     events_add(g->m->env.events, g->name, "vm.migrated", "%s", msg);
     cluster_event(g->m, g->name, "vm.migrated", msg);
     record(g, MIGRATE_COMPLETED, NULL);
@@ -421,7 +425,9 @@ static void on_query(struct qmp_conn *c, int status, json_t *r, const char *err,
         fail(g, FERR_QEMU, "QEMU: migration failed: %.300s", desc ? desc : "no reason given");
     } else if (strcmp(st, "cancelled") == 0) {
         fail(g, g->lost[0] ? FERR_UNAVAIL : FERR_STATE, "%s",
-             g->lost[0] ? g->lost : g->cancelled ? "cancelled by request" : "QEMU cancelled it");
+             g->lost[0]     ? g->lost
+             : g->cancelled ? "cancelled by request"
+                            : "QEMU cancelled it");
     } else if (strcmp(st, "postcopy-paused") == 0 || strcmp(st, "postcopy-recover") == 0) {
         fail(g, FERR_QEMU, "QEMU: post-copy is %s (the link to %s broke)", st, g->to);
     } else if (strcmp(st, "active") == 0 && !g->postcopy) {
@@ -501,8 +507,8 @@ static void on_migrate(struct qmp_conn *c, int status, json_t *r, const char *er
         } else {
             g->started = true;
             uv_timer_start(&g->timer, poll_timer, POLL_MS, POLL_MS);
-            g->watch = destwatch_start(g->m->env.loop, g->m->env.cluster, g->to, g->name,
-                                       dest_lost, g);
+            g->watch =
+                destwatch_start(g->m->env.loop, g->m->env.cluster, g->to, g->name, dest_lost, g);
         }
     }
     mig_unref(g);
@@ -557,10 +563,9 @@ static void prepared(int status, json_t *body, const struct ferr *e, void *data)
         fail(g, FERR_STATE, "the VM is %s now", vm_state_name(vm_state(g->vm)));
         goto out;
     }
-    json_t *caps = json_pack("{s:[{s:s, s:b}, {s:s, s:b}]}", "capabilities", "capability",
-                             "events", "state", 1, "capability", "postcopy-ram", "state", 1);
-    g->limit_ms = mig_policy_limit_ms(&g->policy);
-    json_t *params = json_pack("{s:I, s:I}", "downtime-limit", (json_int_t)g->limit_ms,
+    json_t *caps = json_pack("{s:[{s:s, s:b}, {s:s, s:b}]}", "capabilities", "capability", "events",
+                             "state", 1, "capability", "postcopy-ram", "state", 1);
+    json_t *params = json_pack("{s:I, s:I}", "downtime-limit", (json_int_t)limit_ms(g),
                                "max-bandwidth", (json_int_t)g->bandwidth);
     json_t *mig = json_pack("{s:s}", "uri", g->uri);
     if (qmp_step(g, "migrate-set-capabilities", caps, on_setup) < 0) {
@@ -570,7 +575,7 @@ static void prepared(int status, json_t *body, const struct ferr *e, void *data)
         json_decref(mig);
     } else if (qmp_step(g, "migrate", mig, on_migrate) == 0) {
         log_info("migrate %s: to %s at %s, downtime-limit %llu ms (budget %llu ms)", g->name, g->to,
-                 g->uri, (unsigned long long)g->limit_ms, (unsigned long long)g->budget_ms);
+                 g->uri, (unsigned long long)limit_ms(g), (unsigned long long)g->policy.budget_ms);
     }
 out:
     mig_unref(g);
@@ -654,8 +659,8 @@ int migrate_start(struct migrator *m, struct vm *vm, const char *to, uint64_t bu
         free(g);
         return rc;
     }
-    json_t *body = json_pack("{s:s, s:o, s:b}", "name", name, "spec",
-                             vm_spec_to_json(vm_spec(vm)), "postcopy", 1);
+    json_t *body = json_pack("{s:s, s:o, s:b}", "name", name, "spec", vm_spec_to_json(vm_spec(vm)),
+                             "postcopy", 1);
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     if (!text) {
@@ -665,7 +670,6 @@ int migrate_start(struct migrator *m, struct vm *vm, const char *to, uint64_t bu
     g->m = m;
     g->vm = vm;
     snprintf(g->name, sizeof(g->name), "%s", name);
-    g->budget_ms = budget_ms;
     g->policy = (struct mig_policy){.budget_ms = budget_ms, .postcopy = true};
     g->bandwidth = bandwidth_mib ? bandwidth_mib << 20 : MAX_BANDWIDTH;
     g->cb = cb;
@@ -744,10 +748,10 @@ json_t *migrate_progress(struct migrator *m, const char *name)
                      jint(ram, "transferred"), "remaining", jint(ram, "remaining"), "total",
                      jint(ram, "total"), "dirty_rate_bytes_per_s",
                      jint(ram, "dirty-pages-rate") * page, "throughput_mbps",
-                     json_is_number(mbps) ? json_number_value(mbps) : 0.0,
-                     "expected_downtime_ms", json_is_integer(exp) ? json_incref(exp) : json_null(),
-                     "elapsed_ms", (json_int_t)(now_mono_ms() - g->t0_ms), "budget_ms",
-                     (json_int_t)g->budget_ms, "downtime_limit_ms", (json_int_t)g->limit_ms);
+                     json_is_number(mbps) ? json_number_value(mbps) : 0.0, "expected_downtime_ms",
+                     json_is_integer(exp) ? json_incref(exp) : json_null(), "elapsed_ms",
+                     (json_int_t)(now_mono_ms() - g->t0_ms), "budget_ms",
+                     (json_int_t)g->policy.budget_ms, "downtime_limit_ms", (json_int_t)limit_ms(g));
 }
 
 /* ---- destination ---- */

@@ -50,8 +50,7 @@ static void test_converging_guest_stays_precopy(void **state)
     (void)state;
     /* a guest dirtying 8 MB/s over a 100 MB/s link: pre-copy, however long it takes */
     for (int64_t pass = 1; pass < MIG_POLICY_ESCALATE_PASSES; pass++)
-        assert_int_equal(step(&pol, obs(pass * 900, pass, 8000000, 100000000)),
-                         MIG_CONTINUE);
+        assert_int_equal(step(&pol, obs(pass * 900, pass, 8000000, 100000000)), MIG_CONTINUE);
 }
 
 static void test_outpaced_link_escalates_early(void **state)
@@ -60,18 +59,17 @@ static void test_outpaced_link_escalates_early(void **state)
     uint64_t link = 100000000;
     /* too early: the first passes send the bulk of memory, their rates mean little */
     assert_int_equal(step(&pol, obs(1000, 2, link * 2, link)), MIG_CONTINUE);
-    assert_int_equal(step(&pol, obs(MIG_POLICY_EARLY_MS - 1, 5, link * 2, link)),
-                     MIG_CONTINUE);
-    assert_int_equal(step(&pol, obs(MIG_POLICY_EARLY_MS, MIG_POLICY_EARLY_PASSES - 1,
-                                                link * 2, link)),
-                     MIG_CONTINUE);
+    assert_int_equal(step(&pol, obs(MIG_POLICY_EARLY_MS - 1, 5, link * 2, link)), MIG_CONTINUE);
+    assert_int_equal(
+        step(&pol, obs(MIG_POLICY_EARLY_MS, MIG_POLICY_EARLY_PASSES - 1, link * 2, link)),
+        MIG_CONTINUE);
     /* from EARLY_PASSES and EARLY_MS on, a rate of 90 % of the link is enough */
-    assert_int_equal(step(&pol, obs(MIG_POLICY_EARLY_MS, MIG_POLICY_EARLY_PASSES,
-                                                link * 9 / 10, link)),
-                     MIG_POSTCOPY);
-    assert_int_equal(step(&pol, obs(MIG_POLICY_EARLY_MS, MIG_POLICY_EARLY_PASSES,
-                                                link * 9 / 10 - 1, link)),
-                     MIG_CONTINUE);
+    assert_int_equal(
+        step(&pol, obs(MIG_POLICY_EARLY_MS, MIG_POLICY_EARLY_PASSES, link * 9 / 10, link)),
+        MIG_POSTCOPY);
+    assert_int_equal(
+        step(&pol, obs(MIG_POLICY_EARLY_MS, MIG_POLICY_EARLY_PASSES, link * 9 / 10 - 1, link)),
+        MIG_CONTINUE);
     /* no throughput figure yet (QEMU reports 0 at first): never "outpaced" */
     assert_int_equal(step(&pol, obs(4000, 5, link, 0)), MIG_CONTINUE);
     char why[200];
@@ -83,16 +81,14 @@ static void test_outpaced_link_escalates_early(void **state)
 static void test_late_escalation_by_passes_or_time(void **state)
 {
     (void)state;
-    assert_int_equal(step(&pol, obs(2000, MIG_POLICY_ESCALATE_PASSES, 1, 100)),
-                     MIG_POSTCOPY);
-    assert_int_equal(step(&pol, obs(MIG_POLICY_ESCALATE_MS, 3, 1, 100)),
-                     MIG_POSTCOPY);
+    assert_int_equal(step(&pol, obs(2000, MIG_POLICY_ESCALATE_PASSES, 1, 100)), MIG_POSTCOPY);
+    assert_int_equal(step(&pol, obs(MIG_POLICY_ESCALATE_MS, 3, 1, 100)), MIG_POSTCOPY);
     assert_int_equal(step(&pol, obs(MIG_POLICY_ESCALATE_MS, 2, 1, 100)), MIG_POSTCOPY);
     /* still in the first pass (a big guest, a slow link): converging, whatever the time */
     assert_int_equal(step(&pol, obs(60000, 1, 1, 100)), MIG_CONTINUE);
-    assert_int_equal(step(&pol, obs(MIG_POLICY_ESCALATE_MS - 1,
-                                                MIG_POLICY_ESCALATE_PASSES - 1, 1, 100)),
-                     MIG_CONTINUE);
+    assert_int_equal(
+        step(&pol, obs(MIG_POLICY_ESCALATE_MS - 1, MIG_POLICY_ESCALATE_PASSES - 1, 1, 100)),
+        MIG_CONTINUE);
     char why[200];
     reason(obs(MIG_POLICY_ESCALATE_MS, 3, 1, 100), why, sizeof(why));
     assert_string_equal(why, "not converged after 3 passes and 10000 ms");
