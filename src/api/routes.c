@@ -413,10 +413,8 @@ static void h_vms_list(struct api_ctx *ctx, struct http_req *req, const struct r
     }
     free(items);
     /* How old this node's copy of the cluster database may be (-1: no leader known). */
-    json_t *nodes = cluster_nodes(ctx->cluster);
-    json_int_t stale = json_integer_value(json_object_get(nodes, "stale_ms"));
-    json_decref(nodes);
-    http_reply_json(req, 200, json_pack("{s:o, s:I}", "vms", arr, "stale_ms", stale));
+    http_reply_json(req, 200,
+                    json_pack("{s:o, s:I}", "vms", arr, "stale_ms", cluster_stale_ms(ctx->cluster)));
 }
 
 /* The owner created the VM and its record committed; answer once this node has applied the

@@ -1351,10 +1351,24 @@ static json_t *node_view(struct cluster *c, const json_t *n, uint64_t leader)
     return o;
 }
 
+static json_int_t stale_of(const struct raftnode_info *ri)
+{
+    return ri->leader_contact_ms == UINT64_MAX ? -1 : (json_int_t)ri->leader_contact_ms;
+}
+
+json_int_t cluster_stale_ms(struct cluster *c)
+{
+    if (!c || !c->active || !c->rn)
+        return 0;
+    struct raftnode_info ri;
+    raftnode_info(c->rn, &ri);
+    return stale_of(&ri);
+}
+
 json_t *cluster_nodes(struct cluster *c)
 {
     json_t *arr = json_array();
-    uint64_t stale = 0;
+    json_int_t stale = 0;
     if (c->active && c->db) {
         struct raftnode_info ri;
         raftnode_info(c->rn, &ri);
@@ -1367,10 +1381,9 @@ json_t *cluster_nodes(struct cluster *c)
                 json_array_append_new(arr, v);
         }
         json_decref(nodes);
-        stale = ri.leader_contact_ms;
+        stale = stale_of(&ri);
     }
-    return json_pack("{s:o, s:I}", "nodes", arr,
-                     "stale_ms", (json_int_t)(stale == UINT64_MAX ? -1 : (json_int_t)stale));
+    return json_pack("{s:o, s:I}", "nodes", arr, "stale_ms", stale);
 }
 
 int cluster_status(struct cluster *c, json_t **out, struct ferr *e)
@@ -1426,7 +1439,7 @@ int cluster_status(struct cluster *c, json_t **out, struct ferr *e)
         "node_name", c->cfg.node_name, "state", raftnode_state_name(ri.state), "term",
         (json_int_t)ri.term, "commit_index", (json_int_t)ri.commit_index, "last_applied",
         (json_int_t)ri.last_applied, "leader", leader, "quorum", quorum, "voters", (int)voters,
-        "stale_ms", (json_int_t)(ri.leader_contact_ms == UINT64_MAX ? -1 : (json_int_t)ri.leader_contact_ms),
+        "stale_ms", stale_of(&ri),
         "timeouts", "election_ms", RAFTNODE_ELECTION_TIMEOUT_MS, "heartbeat_ms",
         RAFTNODE_HEARTBEAT_TIMEOUT_MS, "node_heartbeat_ms", (int)c->cfg.heartbeat_ms,
         "node_down_after", (int)c->cfg.down_after, "members", members);

@@ -69,6 +69,9 @@ int cluster_remove(struct cluster *c, const char *node, cluster_reply_cb cb, voi
 /* New JSON (caller owns); FERR_STATE when not in a cluster. */
 int cluster_status(struct cluster *c, json_t **out, struct ferr *e);
 json_t *cluster_nodes(struct cluster *c);
+/* How old this node's copy of the cluster database may be: ms since the leader was last heard
+ * (0 on the leader and outside a cluster), -1 when no leader is known. */
+json_int_t cluster_stale_ms(struct cluster *c);
 
 /* Requests from other nodes (body borrowed). */
 void cluster_on_join(struct cluster *c, const json_t *body, cluster_reply_cb cb, void *data);
