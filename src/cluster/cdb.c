@@ -801,6 +801,18 @@ static int node_state_apply_v1(struct cdb *db, const json_t *c, struct ferr *e)
 
 static const char *const node_admin_fields[] = {"id", "admin", "reason", "time_ms", NULL};
 
+/* A copy of a VM record with its generation one higher; NULL when out of memory. */
+static json_t *next_generation(const json_t *old)
+{
+    json_t *rec = json_deep_copy(old);
+    if (rec &&
+        json_object_set_new(rec, "generation", json_integer(int_of(old, "generation") + 1)) < 0) {
+        json_decref(rec);
+        rec = NULL;
+    }
+    return rec;
+}
+
 static const char *const vm_put_fields[] = {"name", "spec", "owner", "state", "reason", NULL};
 
 static int vm_put_check(const json_t *c, struct ferr *e)
@@ -839,12 +851,7 @@ static int vm_put_apply(struct cdb *db, const json_t *c, struct ferr *e)
         return rc;
     json_t *rec;
     if (old) {
-        rec = json_deep_copy(old);
-        if (rec && json_object_set_new(rec, "generation",
-                                       json_integer(int_of(old, "generation") + 1)) < 0) {
-            json_decref(rec);
-            rec = NULL;
-        }
+        rec = next_generation(old);
     } else {
         rec = json_pack("{ss ss ss ss sI}", "name", name, "owner", "", "state", "stopped", "reason",
                         "", "generation", (json_int_t)1);
@@ -877,13 +884,8 @@ static int vm_edit(struct cdb *db, const json_t *c, json_t **out, struct ferr *e
     json_t *old = json_object_get(db->vms, name);
     if (!old)
         return ferr_set(e, FERR_NOTFOUND, "no VM named \"%s\"", name);
-    json_t *rec = json_deep_copy(old);
-    if (!rec ||
-        json_object_set_new(rec, "generation", json_integer(int_of(old, "generation") + 1)) < 0) {
-        json_decref(rec);
+    if (!(*out = next_generation(old)))
         return ferr_set(e, -ENOMEM, "out of memory");
-    }
-    *out = rec;
     return 0;
 }
 
