@@ -37,7 +37,7 @@ asan: deps $(ASAN_BUILD)/build.ninja
 	  meson test -C $(ASAN_BUILD) --suite unit --print-errorlogs
 
 e2e: build
-	FERRY_BUILD=$(abspath $(BUILD)) FERRY_GUEST_DIR=$(abspath $(APPLIANCE)) \
+	FERRY_BUILD=$(abspath $(BUILD)) FERRY_GUEST_DIR=$(abspath $(APPLIANCE)) FERRY_NO_SKIP=1 \
 	  $(PYTHON) -m pytest -v -p no:cacheprovider tests/e2e $(PYTEST_ARGS)
 
 check: unit asan e2e

@@ -16,7 +16,8 @@ import time
 
 import pytest
 
-BUILD = os.environ.get("FERRY_BUILD", "/work/main/build")
+from ferrytest import BUILD, run, wait_for  # noqa: E402 (tests/lib, on the path by conftest)
+
 GUEST_DIR = os.environ.get("FERRY_GUEST_DIR", os.path.join(BUILD, "guest"))
 QEMU = shutil.which("qemu-system-x86_64") or "/usr/bin/qemu-system-x86_64"
 HOST_IP = "10.99.0.1"
@@ -51,25 +52,6 @@ def missing_prerequisites():
 
 pytestmark = pytest.mark.skipif(missing_prerequisites() is not None,
                                 reason=str(missing_prerequisites()))
-
-
-def run(cmd, check=True, timeout=60):
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    if check and p.returncode != 0:
-        raise AssertionError(f"{cmd} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
-    return p
-
-
-def wait_for(cond, timeout, what, interval=0.05):
-    """Polls cond() until it returns a true value or the deadline passes."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = cond()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 class Netns:
