@@ -31,6 +31,16 @@ int cli_usage(const char *cmd, const char *fmt, ...)
     return EXIT_USAGE;
 }
 
+int cli_one_operand(const char *cmd, int argc, char **argv, const char *what, const char **out)
+{
+    if (optind >= argc)
+        return cli_usage(cmd, "%s is needed", what);
+    if (optind + 1 < argc)
+        return cli_usage(cmd, "unexpected argument '%s'", argv[optind + 1]);
+    *out = argv[optind];
+    return EXIT_OK;
+}
+
 int cli_fail(const struct ferr *e)
 {
     fprintf(stderr, "ferry: %s\n", e->msg[0] ? e->msg : ferr_str(e->code));

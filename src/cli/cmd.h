@@ -66,6 +66,9 @@ int cli_getopt(struct cli *cli, const char *cmd, int argc, char **argv, const ch
 
 /* Prints "ferry CMD: MESSAGE" and "Try 'ferry CMD --help'." to stderr; returns EXIT_USAGE. */
 int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The one operand left after the options (*out), or a usage error: what ("a VM NAME") is
+ * missing, or an unexpected second operand. Returns EXIT_OK or EXIT_USAGE. */
+int cli_one_operand(const char *cmd, int argc, char **argv, const char *what, const char **out);
 /* Prints "ferry: MESSAGE" to stderr; returns EXIT_FAIL. */
 int cli_fail(const struct ferr *e);
 

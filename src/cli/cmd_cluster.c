@@ -193,11 +193,10 @@ static int cluster_join(struct cli *cli, int argc, char **argv)
             return EXIT_USAGE;
         }
     }
-    if (optind >= argc)
-        return cli_usage(cmd, "the ADDRESS (IP:PORT) of a cluster member is needed");
-    if (optind + 1 < argc)
-        return cli_usage(cmd, "unexpected argument '%s'", argv[optind + 1]);
-    const char *addr = argv[optind];
+    const char *addr;
+    int urc = cli_one_operand(cmd, argc, argv, "the ADDRESS (IP:PORT) of a cluster member", &addr);
+    if (urc != EXIT_OK)
+        return urc;
     char why[256];
     if (check_address(addr, why, sizeof(why)) < 0)
         return cli_usage(cmd, "%s", why);
@@ -278,10 +277,11 @@ static int cluster_remove(struct cli *cli, int argc, char **argv)
         }
         return EXIT_USAGE;
     }
-    if (optind + 1 != argc)
-        return cli_usage(cmd, "expected exactly one NODE name");
-    const char *node = argv[optind];
-    if (!*node || strspn(node, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(node))
+    const char *node;
+    int urc = cli_one_operand(cmd, argc, argv, "a NODE name", &node);
+    if (urc != EXIT_OK)
+        return urc;
+    if (!name_valid(node, 63))
         return cli_usage(cmd, "'%s' is not a node name", node);
     json_t *body = json_pack("{s:s}", "node", node);
     json_t *r;

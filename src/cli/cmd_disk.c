@@ -27,12 +27,12 @@ static void show_disk(const json_t *d)
 /* The one PATH argument, made absolute into abs. */
 static int one_path(const char *cmd, int argc, char **argv, char *abs, size_t size)
 {
-    if (optind >= argc)
-        return cli_usage(cmd, "a PATH is needed");
-    if (optind + 1 < argc)
-        return cli_usage(cmd, "unexpected argument '%s'", argv[optind + 1]);
-    if (cli_abspath(argv[optind], abs, size) < 0)
-        return cli_usage(cmd, "'%s': path is too long", argv[optind]);
+    const char *path;
+    int rc = cli_one_operand(cmd, argc, argv, "a PATH", &path);
+    if (rc != EXIT_OK)
+        return rc;
+    if (cli_abspath(path, abs, size) < 0)
+        return cli_usage(cmd, "'%s': path is too long", path);
     return EXIT_OK;
 }
 

@@ -36,8 +36,7 @@ static void print_result(const json_t *r)
                    *msg = cli_jstr(v, "message");
         if (out && strcmp(out, "migrated") == 0)
             printf("  %-20s migrated to %s (total %llu ms, downtime %llu ms)\n",
-                   cli_jstr(v, "name"), to ? to : "?",
-                   (unsigned long long)cli_jnum(v, "total_ms"),
+                   cli_jstr(v, "name"), to ? to : "?", (unsigned long long)cli_jnum(v, "total_ms"),
                    (unsigned long long)cli_jnum(v, "downtime_ms"));
         else
             printf("  %-20s %s: %s\n", cli_jstr(v, "name"), out ? out : "?", msg ? msg : "");
@@ -52,9 +51,8 @@ static void print_result(const json_t *r)
 int cmd_node_drain(struct cli *cli, int argc, char **argv)
 {
     enum { O_PARALLEL = 256 };
-    static const struct option opts[] = {{"parallel", required_argument, NULL, O_PARALLEL},
-                                         CLI_COMMON_LONGOPTS,
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        {"parallel", required_argument, NULL, O_PARALLEL}, CLI_COMMON_LONGOPTS, {NULL, 0, NULL, 0}};
     const char *cmd = "node drain";
     uint64_t parallel = 2;
     bool first = true;
@@ -72,9 +70,10 @@ int cmd_node_drain(struct cli *cli, int argc, char **argv)
             return EXIT_USAGE;
         }
     }
-    if (optind + 1 != argc)
-        return cli_usage(cmd, optind < argc ? "one NODE expected" : "missing NODE");
-    const char *node = argv[optind];
+    const char *node;
+    int urc = cli_one_operand(cmd, argc, argv, "a NODE", &node);
+    if (urc != EXIT_OK)
+        return urc;
     if (!name_valid(node, 63))
         return cli_usage(cmd, "'%s' is not a node name", node);
     char path[128];
@@ -94,8 +93,9 @@ int cmd_node_drain(struct cli *cli, int argc, char **argv)
         print_result(reply);
     rc = cli_jnum(reply, "failed") ? EXIT_FAIL : EXIT_OK;
     if (rc != EXIT_OK)
-        fprintf(stderr, "ferry: %s stays draining: %llu VMs could not be migrated and keep "
-                        "running there\n",
+        fprintf(stderr,
+                "ferry: %s stays draining: %llu VMs could not be migrated and keep "
+                "running there\n",
                 node, (unsigned long long)cli_jnum(reply, "failed"));
     json_decref(reply);
     return rc;
@@ -114,9 +114,10 @@ int cmd_node_resume(struct cli *cli, int argc, char **argv)
         }
         return EXIT_USAGE;
     }
-    if (optind + 1 != argc)
-        return cli_usage(cmd, optind < argc ? "one NODE expected" : "missing NODE");
-    const char *node = argv[optind];
+    const char *node;
+    int urc = cli_one_operand(cmd, argc, argv, "a NODE", &node);
+    if (urc != EXIT_OK)
+        return urc;
     if (!name_valid(node, 63))
         return cli_usage(cmd, "'%s' is not a node name", node);
     char path[128];

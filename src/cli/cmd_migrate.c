@@ -255,13 +255,13 @@ int cmd_vm_migrate(struct cli *cli, int argc, char **argv)
             return EXIT_USAGE;
         }
     }
-    if (optind >= argc)
-        return cli_usage(cmd, "a VM NAME is needed");
-    if (optind + 1 < argc)
-        return cli_usage(cmd, "unexpected argument '%s'", argv[optind + 1]);
+    const char *name;
+    int urc = cli_one_operand(cmd, argc, argv, "a VM NAME", &name);
+    if (urc != EXIT_OK)
+        return urc;
     if (cancel && (to || budget || bw))
         return cli_usage(cmd, "--cancel takes no --to, --budget-ms or --bandwidth-mib");
-    char *esc = client_escape(argv[optind]);
+    char *esc = client_escape(name);
     char path[512];
     if (!esc || snprintf(path, sizeof(path), "/v1/vms/%s/migrate%s", esc,
                          cancel ? "/cancel" : "") >= (int)sizeof(path)) {
@@ -277,7 +277,7 @@ int cmd_vm_migrate(struct cli *cli, int argc, char **argv)
     if (bw)
         json_object_set_new(body, "max_bandwidth_mib", json_integer((json_int_t)bw));
     if (!cancel) {
-        int rc = migrate_watched(cli, argv[optind], path, body);
+        int rc = migrate_watched(cli, name, path, body);
         json_decref(body);
         return rc;
     }
@@ -289,7 +289,7 @@ int cmd_vm_migrate(struct cli *cli, int argc, char **argv)
     if (cli->fmt == OUTPUT_JSON)
         output_json(stdout, reply);
     else
-        printf("%s: cancelling the migration\n", argv[optind]);
+        printf("%s: cancelling the migration\n", name);
     json_decref(reply);
     return rc;
 }
@@ -438,13 +438,13 @@ int cmd_vm_measure_migration(struct cli *cli, int argc, char **argv)
             return EXIT_USAGE;
         }
     }
-    if (optind >= argc)
-        return cli_usage(cmd, "a migration ID is needed (ferry vm migrations shows them)");
-    if (optind + 1 < argc)
-        return cli_usage(cmd, "unexpected argument '%s'", argv[optind + 1]);
-    if (cli_parse_u64(argv[optind], 1, (1ULL << 53) - 1, &id) < 0)
+    const char *arg;
+    int urc = cli_one_operand(cmd, argc, argv, "a migration ID (see ferry vm migrations)", &arg);
+    if (urc != EXIT_OK)
+        return urc;
+    if (cli_parse_u64(arg, 1, (1ULL << 53) - 1, &id) < 0)
         return cli_usage(cmd, "ID: '%s' is not a migration id (ferry vm migrations shows them)",
-                         argv[optind]);
+                         arg);
     if (gap < 0)
         return cli_usage(cmd, "--client-gap-ms MS is needed");
     char path[64];

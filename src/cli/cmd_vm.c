@@ -60,12 +60,7 @@ static int print_state(struct cli *cli, const json_t *vm)
 /* The single NAME argument left after the options, or a usage error. */
 static int one_name(const char *cmd, int argc, char **argv, const char **name)
 {
-    if (optind >= argc)
-        return cli_usage(cmd, "a VM NAME is needed");
-    if (optind + 1 < argc)
-        return cli_usage(cmd, "unexpected argument '%s'", argv[optind + 1]);
-    *name = argv[optind];
-    return EXIT_OK;
+    return cli_one_operand(cmd, argc, argv, "a VM NAME", name);
 }
 
 /* ---- vm create --------------------------------------------------------------------------- */
@@ -550,7 +545,7 @@ static int vm_create(struct cli *cli, int argc, char **argv)
             a.start = true;
             break;
         case O_NODE:
-            if (!*optarg || strspn(optarg, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(optarg)) {
+            if (!name_valid(optarg, 63)) {
                 cli_usage(cmd, "--node: '%s' is not a node name", optarg);
                 goto out;
             }

@@ -245,6 +245,15 @@ def test_bad_input_changes_nothing(host):
     assert p.returncode != 0 and "not running" in p.stderr
     p = host.cli("vm", "frobnicate", check=False)
     assert p.returncode != 0
+    # Operands: one expected, none or two is a usage error (exit 2) naming what is wrong.
+    for args, word in ((["vm", "show"], "a VM NAME is needed"),
+                       (["vm", "migrate", "a", "b"], "unexpected argument 'b'"),
+                       (["node", "drain"], "a NODE is needed"),
+                       (["cluster", "remove", "Bad_x"], "not a node name"),
+                       (["vm", "create", "x4", "--node", "Bad_x"], "not a node name"),
+                       (["vm", "measure-migration", "--client-gap-ms", "1"], "migration ID")):
+        p = host.cli(*args, check=False)
+        assert p.returncode == 2 and word in p.stderr and "Try 'ferry" in p.stderr, (args, p)
     assert [v["name"] for v in host.cli_json("vm", "list")["vms"]] == ["ok1"]
 
     # A disk the VM needs vanished: start fails with a clear reason, no QEMU, no tap left.
