@@ -15,6 +15,22 @@
 #define PROC_MAX (16u << 20) /* cpuinfo of a 1024-CPU host is a few MiB */
 
 /* Splits "key\t\t: value" into a trimmed key and value; false if the line has no colon. */
+/* Copies the line at *p (cut to size - 1 bytes) into buf and moves *p past it; false at the
+ * end of the text. */
+static bool next_line(const char **p, char *buf, size_t size)
+{
+    if (!**p)
+        return false;
+    size_t len = strcspn(*p, "\n");
+    size_t copy = len < size - 1 ? len : size - 1;
+    memcpy(buf, *p, copy);
+    buf[copy] = '\0';
+    *p += len;
+    if (**p == '\n')
+        (*p)++;
+    return true;
+}
+
 static bool split_line(char *line, char **key, char **value)
 {
     char *colon = strchr(line, ':');
@@ -60,18 +76,10 @@ void host_parse_cpuinfo(const char *text, struct host_info *out)
     out->cpu_model[0] = '\0';
 
     const char *p = text;
-    while (*p) {
-        size_t len = strcspn(p, "\n");
-        char line[8192];
-        size_t copy = len < sizeof(line) - 1 ? len : sizeof(line) - 1;
-        /* A flags line longer than the buffer would lose words at its end: it is ~1.5 KiB
-         * today, and a cut line at worst misses vmx/svm, never invents it. */
-        memcpy(line, p, copy);
-        line[copy] = '\0';
-        p += len;
-        if (*p == '\n')
-            p++;
-
+    /* A flags line longer than the buffer would lose words at its end: it is ~1.5 KiB today,
+     * and a cut line at worst misses vmx/svm, never invents it. */
+    char line[8192];
+    while (next_line(&p, line, sizeof(line))) {
         char *key, *value;
         if (!split_line(line, &key, &value))
             continue;
@@ -105,16 +113,8 @@ int host_parse_meminfo(const char *text, struct host_info *out)
     uint64_t total = 0, avail = 0, free_kib = 0;
     bool have_total = false, have_avail = false, have_free = false;
     const char *p = text;
-    while (*p) {
-        size_t len = strcspn(p, "\n");
-        char line[256];
-        size_t copy = len < sizeof(line) - 1 ? len : sizeof(line) - 1;
-        memcpy(line, p, copy);
-        line[copy] = '\0';
-        p += len;
-        if (*p == '\n')
-            p++;
-
+    char line[256];
+    while (next_line(&p, line, sizeof(line))) {
         char *key, *value, *end;
         if (!split_line(line, &key, &value))
             continue;
