@@ -756,7 +756,8 @@ int vm_stop(struct vm *vm, unsigned timeout_s, vm_done_cb cb, void *data, struct
     return 0;
 }
 
-int vm_kill(struct vm *vm, vm_done_cb cb, void *data, struct ferr *e)
+/* The start of kill and quit: a QEMU to end, cb waiting for it, the VM stopping. */
+static int begin_end(struct vm *vm, vm_done_cb cb, void *data, struct ferr *e)
 {
     if (!has_qemu(vm) || vm->pid <= 0)
         return ferr_set(e, FERR_STATE, "%s is not running", vm->spec.name);
@@ -765,6 +766,14 @@ int vm_kill(struct vm *vm, vm_done_cb cb, void *data, struct ferr *e)
         return rc;
     set_state(vm, VM_STOPPING);
     vm->stop_requested = true;
+    return 0;
+}
+
+int vm_kill(struct vm *vm, vm_done_cb cb, void *data, struct ferr *e)
+{
+    int rc = begin_end(vm, cb, data, e);
+    if (rc < 0)
+        return rc;
     kill(vm->pid, SIGKILL);
     return 0;
 }
@@ -1085,13 +1094,9 @@ void vm__set_migrating(struct vm *vm,
 
 int vm__quit(struct vm *vm, vm_done_cb cb, void *data, struct ferr *e)
 {
-    if (!has_qemu(vm) || vm->pid <= 0)
-        return ferr_set(e, FERR_STATE, "%s is not running", vm->spec.name);
-    int rc = add_waiter(vm, cb, data, e);
+    int rc = begin_end(vm, cb, data, e);
     if (rc < 0)
         return rc;
-    set_state(vm, VM_STOPPING);
-    vm->stop_requested = true;
     if (!vm->qmp_ready || qmp_conn_execute(vm->qmp, "quit", NULL, NULL, NULL) < 0)
         kill(vm->pid, SIGKILL);
     else
