@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/util.h"
 
 #define LISTEN_BACKLOG 128
 #define IDLE_TIMEOUT_S 120              /* an idle keep-alive connection is closed after this */
@@ -144,17 +145,6 @@ static void req_orphan(struct http_req *r)
     r->conn = NULL;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Decodes '+' and %XX in place (query strings); a bad escape is kept as it is. */
 static void query_decode(char *s)
 {
@@ -162,9 +152,9 @@ static void query_decode(char *s)
     for (const char *p = s; *p; p++) {
         if (*p == '+') {
             *w++ = ' ';
-        } else if (*p == '%' && hexval(p[1]) >= 0 && hexval(p[2]) >= 0 &&
-                   (hexval(p[1]) | hexval(p[2])) != 0) {
-            *w++ = (char)(hexval(p[1]) * 16 + hexval(p[2]));
+        } else if (*p == '%' && hex_value(p[1]) >= 0 && hex_value(p[2]) >= 0 &&
+                   (hex_value(p[1]) | hex_value(p[2])) != 0) {
+            *w++ = (char)(hex_value(p[1]) * 16 + hex_value(p[2]));
             p += 2;
         } else {
             *w++ = *p;

@@ -6,6 +6,8 @@
 #include <stdbool.h>
 #include <string.h>
 
+#include "common/util.h"
+
 /* Paths deeper than this cannot match any route; patterns must stay within it. */
 #define ROUTER_MAX_SEGMENTS 16
 
@@ -13,17 +15,6 @@ struct segments {
     size_t n;
     char v[ROUTER_MAX_SEGMENTS][ROUTER_PARAM_MAX];
 };
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 /*
  * Decodes the len bytes at src into out (ROUTER_PARAM_MAX bytes). Refuses an empty
@@ -39,7 +30,7 @@ static bool segment_decode(const char *src, size_t len, char *out)
         if (c == '%') {
             if (i + 2 >= len)
                 return false;
-            int hi = hexval(src[i + 1]), lo = hexval(src[i + 2]);
+            int hi = hex_value(src[i + 1]), lo = hex_value(src[i + 2]);
             if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
                 return false;
             c = (char)(hi * 16 + lo);

@@ -152,6 +152,17 @@ int rm_rf(const char *path)
     return 0;
 }
 
+int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 bool name_valid(const char *s, size_t max)
 {
     size_t n = s ? strlen(s) : 0;

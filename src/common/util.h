@@ -26,6 +26,9 @@ int file_write_atomic(const char *path, const void *data, size_t len, struct fer
 /* Removes a directory tree (rm -rf semantics, no symlink following). */
 int rm_rf(const char *path);
 
+/* The value of a hex digit (0-9, a-f, A-F), or -1. */
+int hex_value(char c);
+
 /* A name of a VM, node, bridge-independent object: 1..max chars of [a-z0-9-], starting with
  * a letter, not ending with '-'. Returns true if valid. */
 bool name_valid(const char *s, size_t max);
