@@ -148,31 +148,37 @@ static const char *strategy(const struct mig *g)
     return g->postcopy ? "post-copy" : "pre-copy";
 }
 
+/* The migration's figures: the answer of a completed migration and its record. Figures QEMU
+ * did not report (a migration that failed) are what the last query-migrate said; downtime is
+ * null then, and the total time is ferry's own. */
+static json_t *figures(const struct mig *g, enum migrate_outcome o, const char *error)
+{
+    bool done = o == MIGRATE_COMPLETED;
+    json_int_t total = done ? g->total_ms : (json_int_t)(now_mono_ms() - g->t0_ms);
+    char err[400];
+    snprintf(err, sizeof(err), "%s", error ? error : "");
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:o, s:I, s:I, s:I, s:I, s:I, s:n, s:o}", "vm",
+                     g->name, "from", g->m->env.node_name, "to", g->to, "status",
+                     migrate_outcome_name(o), "strategy", strategy(g), "total_ms", total,
+                     "downtime_ms", done ? json_integer(g->downtime_ms) : json_null(), "setup_ms",
+                     g->setup_ms, "bytes", g->bytes, "passes", g->passes, "budget_ms",
+                     (json_int_t)g->policy.budget_ms, "downtime_limit_ms", (json_int_t)limit_ms(g),
+                     "client_gap_ms", "error", error ? json_string(err) : json_null());
+}
+
 /*
- * The migration's record: a cluster event "vm.migration" whose message is compact JSON
- * (docs/api.md, GET /v1/migrations), and this node's metrics. Figures QEMU did not report
- * (a migration that failed) are what the last query-migrate said; downtime is null then.
+ * The migration's record: a cluster event "vm.migration" whose message is its figures as
+ * compact JSON (docs/api.md, GET /v1/migrations), and this node's metrics.
  */
 static void record(struct mig *g, enum migrate_outcome o, const char *error)
 {
     struct migrate_stats *st = &g->m->stats;
     st->outcomes[o]++;
-    bool done = o == MIGRATE_COMPLETED;
-    json_int_t total = done ? g->total_ms : (json_int_t)(now_mono_ms() - g->t0_ms);
-    if (done) {
+    json_t *r = figures(g, o, error);
+    if (o == MIGRATE_COMPLETED) {
         hist_observe(&st->blackout, (double)g->downtime_ms / 1000.0);
-        hist_observe(&st->total, (double)total / 1000.0);
+        hist_observe(&st->total, (double)g->total_ms / 1000.0);
     }
-    char err[400];
-    snprintf(err, sizeof(err), "%s", error ? error : "");
-    json_t *r =
-        json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:o, s:I, s:I, s:I, s:I, s:I, s:n, s:o}", "vm",
-                  g->name, "from", g->m->env.node_name, "to", g->to, "status",
-                  migrate_outcome_name(o), "strategy", strategy(g), "total_ms", total,
-                  "downtime_ms", done ? json_integer(g->downtime_ms) : json_null(), "setup_ms",
-                  g->setup_ms, "bytes", g->bytes, "passes", g->passes, "budget_ms",
-                  (json_int_t)g->policy.budget_ms, "downtime_limit_ms", (json_int_t)limit_ms(g),
-                  "client_gap_ms", "error", error ? json_string(err) : json_null());
     char *text = r ? json_dumps(r, JSON_COMPACT) : NULL;
     if (text)
         cluster_event(g->m, g->name, "vm.migration", text);
@@ -277,21 +283,9 @@ static void fail(struct mig *g, int code, const char *fmt, ...)
     log_warn("%s", e.msg);
     events_add(g->m->env.events, g->name,
                g->cancelled ? "vm.migrate_cancelled" : "vm.migrate_failed", "%s", e.msg);
-    cluster_event(g->m, g->name, g->cancelled ? "vm.migrate_cancelled" : "vm.migrate_failed",
-                  e.msg);
     record(g, g->cancelled ? MIGRATE_CANCELLED : MIGRATE_FAILED, e.msg);
     g->cb(0, NULL, &e, g->data);
     finish(g);
-}
-
-static json_t *figures(const struct mig *g)
-{
-    return json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I}",
-                     "downtime_limit_ms", (json_int_t)limit_ms(g), "vm", g->name, "status",
-                     "completed", "from", g->m->env.node_name, "to", g->to, "strategy", strategy(g),
-                     "total_ms", g->total_ms, "downtime_ms", g->downtime_ms, "setup_ms",
-                     g->setup_ms, "bytes", g->bytes, "passes", g->passes, "budget_ms",
-                     (json_int_t)g->policy.budget_ms);
 }
 
 static void source_removed(struct vmset *set, struct vm *vm, int status, const struct ferr *e,
@@ -308,10 +302,9 @@ static void source_removed(struct vmset *set, struct vm *vm, int status, const s
              (long long)g->setup_ms, (long long)g->bytes, (long long)g->passes,
              (unsigned long long)g->policy.budget_ms, (unsigned long long)limit_ms(g));
     events_add(g->m->env.events, g->name, "vm.migrated", "%s", msg);
-    cluster_event(g->m, g->name, "vm.migrated", msg);
     record(g, MIGRATE_COMPLETED, NULL);
     log_info("migrate %s %s", g->name, msg);
-    g->cb(200, figures(g), NULL, g->data);
+    g->cb(200, figures(g, MIGRATE_COMPLETED, NULL), NULL, g->data);
     finish(g);
     mig_unref(g); /* the quit/delete chain */
 }
