@@ -427,7 +427,7 @@ static void on_query(struct qmp_conn *c, int status, json_t *r, const char *err,
         struct mig_observation o = observe(g, r);
         if (mig_policy_step(&g->policy, &o) == MIG_POSTCOPY) {
             char why[200];
-            mig_policy_reason(&g->policy, &o, why, sizeof(why));
+            mig_policy_reason(&o, why, sizeof(why));
             g->postcopy = true;
             log_info("migrate %s: pre-copy does not converge (%s); post-copy", g->name, why);
             events_add(g->m->env.events, g->name, "vm.migrating",

@@ -38,10 +38,8 @@ enum mig_action mig_policy_step(const struct mig_policy *p, const struct mig_obs
     return early(o) || late(o) ? MIG_POSTCOPY : MIG_CONTINUE;
 }
 
-const char *mig_policy_reason(const struct mig_policy *p, const struct mig_observation *o,
-                              char *buf, unsigned len)
+const char *mig_policy_reason(const struct mig_observation *o, char *buf, unsigned len)
 {
-    (void)p;
     if (early(o) && !late(o))
         snprintf(buf, len,
                  "the guest dirties %.1f MB/s, the link sends %.1f MB/s (pass %lld, %llu ms)",

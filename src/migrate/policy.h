@@ -53,7 +53,6 @@ uint64_t mig_policy_limit_ms(const struct mig_policy *p);
 enum mig_action mig_policy_step(const struct mig_policy *p, const struct mig_observation *o);
 
 /* Why the last step escalated, for events and logs ("10 passes", "dirty rate ... >= ..."). */
-const char *mig_policy_reason(const struct mig_policy *p, const struct mig_observation *o,
-                              char *buf, unsigned len);
+const char *mig_policy_reason(const struct mig_observation *o, char *buf, unsigned len);
 
 #endif

@@ -25,7 +25,7 @@ static enum mig_action step(const struct mig_policy *p, struct mig_observation o
 
 static const char *reason(struct mig_observation o, char *buf, unsigned len)
 {
-    return mig_policy_reason(&pol, &o, buf, len);
+    return mig_policy_reason(&o, buf, len);
 }
 
 static uint64_t limit(uint64_t budget)
