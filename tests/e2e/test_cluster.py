@@ -15,8 +15,7 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "lab"))
 
-import ferrylab  # noqa: E402
-from labvm import leftovers  # noqa: E402
+from labvm import lab_down  # noqa: E402
 from ferrylab import Lab, LabError  # noqa: E402
 from ferrytest import BUILD, FERRY, run, wait_for  # noqa: E402
 
@@ -44,23 +43,6 @@ pytestmark = pytest.mark.skipif(missing() is not None, reason=str(missing()))
 
 
 # ---- helpers ---------------------------------------------------------------------------------
-
-def lab_down(lab, name):
-    """Removes lab (or whatever lab.json of name records) and checks nothing is left."""
-    dir = Lab.default_dir(name)
-    try:
-        if lab is not None:
-            lab.down()
-        elif os.path.exists(os.path.join(dir, ferrylab.STATE_FILE)):
-            Lab.load(dir).down()
-    finally:
-        left = []
-        try:
-            wait_for(lambda: not (left.clear() or left.extend(leftovers(name, dir)) or left), 10,
-                     "the lab to be gone")
-        except AssertionError:
-            raise AssertionError(f"lab {name} left behind: {left}") from None
-
 
 def status(lab, h):
     st, err = lab.cluster_status(h)

@@ -14,7 +14,7 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "lab"))
 
 import ferrylab  # noqa: E402
-from labvm import leftovers  # noqa: E402
+from labvm import assert_lab_gone, lab_down  # noqa: E402
 from ferrylab import Lab, LabError  # noqa: E402
 from ferrytest import BUILD, FERRY, PROBE, pid_alive, run, wait_for  # noqa: E402
 
@@ -47,31 +47,14 @@ def ferry_lab(*args, check=True, timeout=120, env=None):
     return run([FERRY, "lab", *args], check=check, timeout=timeout, env=e)
 
 
-def assert_gone(name, dir):
-    # Processes of a netns being torn down can take a moment to be reaped.
-    left = []
-    try:
-        wait_for(lambda: not (left.clear() or left.extend(leftovers(name, dir)) or left), 10,
-                 "the lab to be gone")
-    except AssertionError:
-        raise AssertionError(f"lab {name} left behind: {left}") from None
-
-
 @pytest.fixture(scope="module")
 def lab():
-    dir = Lab.default_dir(NAME)
     lab = None
     try:
         lab = Lab.up(NAME, hosts=3, subnet=SUBNET)
         yield lab
     finally:
-        try:
-            if lab is not None:
-                lab.down()
-            elif os.path.exists(os.path.join(dir, ferrylab.STATE_FILE)):
-                Lab.load(dir).down()
-        finally:
-            assert_gone(NAME, dir)
+        lab_down(lab, NAME)
 
 
 def test_layout_and_every_ferryd_answers(lab):
@@ -190,7 +173,7 @@ def test_down_removes_everything_and_is_idempotent(lab):
     stray = lab.host(1).popen(["sleep", "300"])
     try:
         ferry_lab("down", "--name", NAME)
-        assert_gone(NAME, lab.dir)
+        assert_lab_gone(NAME, lab.dir)
         for p in pids + qemus:
             assert not pid_alive(p)
         stray.wait(10)
@@ -217,7 +200,7 @@ def test_failed_up_removes_what_it_made():
                       check=False, env={"FERRY_BUILD": tmp})
         assert r.returncode == 1
         assert "exited with 3" in r.stderr and "fake ferryd: cannot start" in r.stderr
-        assert_gone(name, Lab.default_dir(name))
+        assert_lab_gone(name, Lab.default_dir(name))
     finally:
         d = Lab.default_dir(name)
         if os.path.exists(os.path.join(d, ferrylab.STATE_FILE)):

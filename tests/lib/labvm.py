@@ -33,36 +33,47 @@ def leftovers(name, dir):
     return found
 
 
+def assert_lab_gone(name, dir):
+    """Nothing of lab name is left (processes of a torn-down netns take a moment to go)."""
+    left = []
+    try:
+        wait_for(lambda: not (left.clear() or left.extend(leftovers(name, dir)) or left), 10,
+                 "the lab to be gone")
+    except AssertionError:
+        raise AssertionError(f"lab {name} left behind: {left}") from None
+
+
+def lab_down(lab, name, delete_vms=False):
+    """Removes lab (or, when it never came up, whatever lab.json of name records), first its
+    VMs when delete_vms, then checks nothing is left, also when the removal failed."""
+    dir = Lab.default_dir(name)
+    try:
+        if lab is not None:
+            for h in lab.hosts if delete_vms else ():
+                try:
+                    if lab._is_our_ferryd(h.rec):
+                        for vm in h.cli_json("vm", "list").get("vms", []):
+                            if vm.get("owner") == h.name:
+                                h.cli("vm", "delete", "--force", vm["name"], check=False)
+                except Exception as e:  # noqa: BLE001 - cleanup goes on; down() kills QEMUs
+                    print(f"cleanup on {h.name}: {e}")
+            lab.down()
+        elif os.path.exists(os.path.join(dir, ferrylab.STATE_FILE)):
+            Lab.load(dir).down()
+    finally:
+        assert_lab_gone(name, dir)
+
+
 def lab_session(name, subnet, hosts=3):
     """Generator for a module fixture: a formed lab, torn down (VMs deleted, then `down`)
     and checked for leftovers afterwards, also when the test failed."""
     os.environ.setdefault("FERRY_GUEST_DIR", GUEST)
     lab = None
-    dir = Lab.default_dir(name)
     try:
         lab = Lab.up(name, hosts=hosts, subnet=subnet)
         yield lab
     finally:
-        try:
-            if lab is not None:
-                for h in lab.hosts:
-                    try:
-                        if lab._is_our_ferryd(h.rec):
-                            for vm in h.cli_json("vm", "list").get("vms", []):
-                                if vm.get("owner") == h.name:
-                                    h.cli("vm", "delete", "--force", vm["name"], check=False)
-                    except Exception as e:  # noqa: BLE001 - cleanup goes on; down() kills QEMUs
-                        print(f"cleanup on {h.name}: {e}")
-                lab.down()
-            elif os.path.exists(os.path.join(dir, ferrylab.STATE_FILE)):
-                Lab.load(dir).down()
-        finally:
-            left = []
-            try:
-                wait_for(lambda: not (left.clear() or left.extend(leftovers(name, dir)) or left),
-                         10, "the lab to be gone")
-            except AssertionError:
-                raise AssertionError(f"lab {name} left behind: {left}") from None
+        lab_down(lab, name, delete_vms=True)
 
 
 def logs(lab):
