@@ -41,6 +41,7 @@ struct ferryd_config {
     unsigned heartbeat_ms;
     unsigned down_after;
     unsigned max_migrations;
+    bool migrate_prealloc;
 };
 
 struct ferryd {
@@ -61,8 +62,8 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: ferryd [options]\n"
-            "  --config FILE        JSON config (keys: state_dir, run_dir, socket, listen,\n"
-            "                       token_file, accel, qemu, qemu_img, name, log_level)\n"
+            "  --config FILE        JSON config: an object of strings, its keys the long options\n"
+            "                       below with _ for - (e.g. {\"max_migrations\": \"4\"})\n"
             "  --state-dir DIR      VM definitions, consoles, events (default /var/lib/ferry)\n"
             "  --run-dir DIR        per-VM runtime files: QMP sockets, pid files (default /run/ferry/vms)\n"
             "  --socket PATH        API unix socket (default /run/ferry/ferryd.sock)\n"
@@ -76,6 +77,8 @@ static void usage(FILE *f)
             "  --heartbeat-ms MS    node heartbeat interval, 250..2000 (default 1000)\n"
             "  --down-after N       missed heartbeats before a node is down, 3..10 (default 5)\n"
             "  --max-migrations N   concurrent outgoing live migrations, 1..16 (default 2)\n"
+            "  --migrate-prealloc on|off  an incoming VM's QEMU touches all its memory before\n"
+            "                       the migration starts (default on)\n"
             "  --log-level LEVEL    debug, info, warn, error (default info)\n"
             "  --version, --help\n");
 }
@@ -144,6 +147,14 @@ static int apply_opt(struct ferryd_config *c, const char *key, const char *val)
         c->max_migrations = (unsigned)v;
         return 0;
     }
+    if (strcmp(key, "migrate_prealloc") == 0) {
+        if (!val || (strcmp(val, "on") && strcmp(val, "off"))) {
+            fprintf(stderr, "ferryd: migrate_prealloc: expected on or off\n");
+            return -1;
+        }
+        c->migrate_prealloc = strcmp(val, "on") == 0;
+        return 0;
+    }
     if (strcmp(key, "log_level") == 0) {
         enum log_level l;
         if (!val || log_level_parse(val, &l) < 0) {
@@ -198,6 +209,7 @@ static int parse_args(struct ferryd_config *c, int argc, char **argv)
         {"log-level", required_argument, 0, 'L'},  {"help", no_argument, 0, 'h'},
         {"raft-port", required_argument, 0, 'R'},  {"heartbeat-ms", required_argument, 0, 'H'},
         {"down-after", required_argument, 0, 'D'}, {"max-migrations", required_argument, 0, 'M'},
+        {"migrate-prealloc", required_argument, 0, 'P'},
         {"version", no_argument, 0, 'V'},          {0, 0, 0, 0},
     };
     static const char *keys[128] = {
@@ -205,6 +217,7 @@ static int parse_args(struct ferryd_config *c, int argc, char **argv)
         ['t'] = "token_file", ['a'] = "accel",  ['q'] = "qemu",     ['i'] = "qemu_img",
         ['n'] = "name",       ['L'] = "log_level", ['R'] = "raft_port",
         ['H'] = "heartbeat_ms", ['D'] = "down_after", ['M'] = "max_migrations",
+        ['P'] = "migrate_prealloc",
     };
     /* The config file first, so flags override it. */
     for (int i = 1; i < argc - 1; i++)
@@ -399,6 +412,7 @@ int main(int argc, char **argv)
     c->heartbeat_ms = CLUSTER_HEARTBEAT_MS;
     c->down_after = CLUSTER_DOWN_AFTER;
     c->max_migrations = MIGRATE_DEFAULT_OUT;
+    c->migrate_prealloc = true;
     if (parse_args(c, argc, argv) < 0)
         return 2;
     signal(SIGPIPE, SIG_IGN);
@@ -454,6 +468,7 @@ int main(int argc, char **argv)
     snprintf(vc.accel, sizeof(vc.accel), "%s", accel);
     vc.console_poll_ms = c->console_poll_ms;
     vc.start_timeout_ms = c->start_timeout_ms;
+    vc.incoming_prealloc = c->migrate_prealloc;
     vc.on_change = vm_changed;
     vc.change_data = &d;
     d.syncing = json_object();

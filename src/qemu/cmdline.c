@@ -254,6 +254,8 @@ int qemu_argv_build(const struct qemu_launch *l, char ***argv_out, struct ferr *
               vcpus);
     argv_addf(&b, "-m");
     argv_addf(&b, "%lluM", (unsigned long long)s->memory_mib);
+    if (l->prealloc)
+        argv_addf(&b, "-mem-prealloc");
     argv_addf(&b, "-nodefaults");
     argv_addf(&b, "-no-user-config");
     /* A guest power-off stops the VM instead of ending QEMU, so ferryd can drain the console

@@ -3,6 +3,7 @@
 #ifndef FERRY_QEMU_CMDLINE_H
 #define FERRY_QEMU_CMDLINE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "common/err.h"
@@ -16,6 +17,7 @@ struct qemu_launch {
     const char *const *taps;   /* spec->nnics tap names */
     const uint64_t *disk_bytes; /* spec->ndisks: virtual size of each fixed VHD (data before the footer) */
     const char *incoming;      /* NULL, or an -incoming argument ("defer") for migration */
+    bool prealloc;             /* -mem-prealloc: QEMU touches all guest RAM before it runs */
 };
 
 /*

@@ -245,6 +245,11 @@ static void test_incoming_and_minimal(void **state)
     f.spec.sockets = f.spec.cores = f.spec.threads = 1;
     char **argv = build_ok(&f);
     assert_string_equal(opt_val(argv, "-incoming", 0), "defer");
+    assert_int_equal(count_opt(argv, "-mem-prealloc"), 0);
+    qemu_argv_free(argv);
+    f.l.prealloc = true;
+    argv = build_ok(&f);
+    assert_int_equal(count_opt(argv, "-mem-prealloc"), 1);
     assert_int_equal(count_opt(argv, "-netdev"), 0);
     assert_int_equal(count_opt(argv, "-blockdev"), 2);
     assert_string_equal(opt_val(argv, "-smp", 0), "sockets=1,cores=1,threads=1,maxcpus=1");
