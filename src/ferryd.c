@@ -78,7 +78,8 @@ static void usage(FILE *f)
             "  --down-after N       missed heartbeats before a node is down, 3..10 (default 5)\n"
             "  --max-migrations N   concurrent outgoing live migrations, 1..16 (default 2)\n"
             "  --migrate-prealloc on|off  an incoming VM's QEMU touches all its memory before\n"
-            "                       the migration starts (default on)\n"
+            "                       the migration starts; helps where fresh host memory is\n"
+            "                       slow to touch, e.g. ferry on a VM (default on)\n"
             "  --log-level LEVEL    debug, info, warn, error (default info)\n"
             "  --version, --help\n");
 }

@@ -35,8 +35,8 @@ struct vm_config {
     char accel[8];              /* "kvm" or "tcg", already decided */
     unsigned console_poll_ms;   /* how often the console ring is drained */
     unsigned start_timeout_ms;  /* QEMU must answer QMP within this */
-    /* A migration destination's QEMU touches all guest memory before it listens (-mem-prealloc),
-     * so the incoming pages do not fault in the migration's path (docs/architecture.md). */
+    /* A migration destination's QEMU touches all guest memory before it listens (-mem-prealloc):
+     * the stream then refaults memory the host just used (docs/architecture.md). */
     bool incoming_prealloc;
     /* Called after any VM changed state (may be NULL); the cluster copy follows from it. */
     void (*on_change)(void *data);

@@ -4,10 +4,11 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import http.client
 import time
 
-from ferrytest import GUEST, pid_alive, run, wait_for
+from ferrytest import FERRYD, GUEST, pid_alive, run, wait_for
 
 
 def test_node_show_reports_accelerator(host):
@@ -27,6 +28,19 @@ def test_forced_tcg_is_shown(host):
     host.start_ferryd("--accel", "tcg")
     node = host.cli_json("node", "show")
     assert node["accel"] == "tcg" and node["accel_forced"] is True
+
+
+def test_ferryd_refuses_bad_options(tmp_path):
+    """A bad option value stops ferryd at once (exit 2) with a message naming the option and
+    what it takes; it creates neither its socket nor its state."""
+    for args, says in ((["--migrate-prealloc", "maybe"], "migrate_prealloc: expected on or off"),
+                       (["--max-migrations", "0"], "max_migrations: expected an integer"),
+                       (["--accel", "xen"], "accel: expected auto, kvm or tcg")):
+        state, sock = tmp_path / "state", tmp_path / "ferryd.sock"
+        p = subprocess.run([FERRYD, "--state-dir", str(state), "--socket", str(sock), *args],
+                           capture_output=True, text=True, timeout=10)
+        assert p.returncode == 2 and says in p.stderr, (args, p.returncode, p.stderr)
+        assert not state.exists() and not sock.exists(), args
 
 
 def test_lifecycle_probe_console_pause_stop_delete(host):

@@ -98,7 +98,12 @@ def test_migrate_under_probes_and_back(lab):
 
     fig, res = migrate_probed(lab, h1, h2, "mv1", ip, h3)
     assert_nothing_on(h1, "mv1", taps)
-    assert len(qemus_of("mv1")) == 1, "the VM must run in exactly one QEMU"
+    pids = qemus_of("mv1")
+    assert len(pids) == 1, "the VM must run in exactly one QEMU"
+    # ferryd --migrate-prealloc (default on): the destination QEMU touched the guest's memory
+    # before it listened.
+    with open(f"/proc/{pids[0]}/cmdline", "rb") as f:
+        assert b"-mem-prealloc" in f.read().split(b"\0"), "the destination did not preallocate"
     v2 = local_vm(h2, "mv1")
     assert v2 and v2["state"] == "running", v2
     assert os.path.exists(os.path.join(h2.state_dir, "vms", "mv1", "vm.json"))
