@@ -247,11 +247,20 @@ static int code_from_status(long status)
 int client_call(struct client *c, const char *method, const char *path, const json_t *body,
                 json_t **reply, struct ferr *e)
 {
+    long status;
+    return client_call_status(c, method, path, body, &status, reply, e);
+}
+
+int client_call_status(struct client *c, const char *method, const char *path,
+                       const json_t *body, long *status_out, json_t **reply, struct ferr *e)
+{
     long status = 0;
     json_t *j = NULL;
+    *status_out = 0;
     int rc = client_request(c, method, path, body, &status, &j, e);
     if (rc < 0)
         return rc;
+    *status_out = status;
     if (status >= 200 && status < 300) {
         if (!j) {
             *reply = json_object(); /* an empty answer is fine; garbage is not */

@@ -111,6 +111,9 @@ static bool ask_cancel(bool tty)
     return yes;
 }
 
+/* The child's exit code when ferryd gave no answer at all (connection refused or broken). */
+#define CHILD_NO_ANSWER 3
+
 /*
  * Runs the migration request in a child process (the request answers only when the
  * migration is over) and, meanwhile, polls its progress and handles Ctrl-C here. The child
@@ -135,7 +138,11 @@ static int migrate_watched(struct cli *cli, const char *name, const char *path, 
         signal(SIGINT, SIG_IGN); /* Ctrl-C is the parent's question */
         close(fds[0]);
         json_t *reply = NULL;
-        int rc = cli_call(cli, "POST", path, body, &reply);
+        long status = 0;
+        struct ferr e = {0};
+        int rc = EXIT_OK;
+        if (client_call_status(cli->client, "POST", path, body, &status, &reply, &e) < 0)
+            rc = status == 0 ? (cli_fail(&e), CHILD_NO_ANSWER) : cli_fail(&e);
         char *text = reply ? json_dumps(reply, JSON_COMPACT) : NULL;
         for (size_t off = 0, n = text ? strlen(text) : 0; off < n;) {
             ssize_t w = write(fds[1], text + off, n - off);
@@ -150,7 +157,7 @@ static int migrate_watched(struct cli *cli, const char *name, const char *path, 
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, &old);
     bool tty = cli->fmt != OUTPUT_JSON && isatty(STDOUT_FILENO);
-    bool show = cli->fmt != OUTPUT_JSON, drawn = false;
+    bool show = cli->fmt != OUTPUT_JSON, drawn = false, seen = false;
     uint64_t last_ms = 0, last_pass = 0;
     char *esc = client_escape(name), ppath[512];
     snprintf(ppath, sizeof(ppath), "/v1/vms/%s/migration", esc ? esc : name);
@@ -189,10 +196,13 @@ static int migrate_watched(struct cli *cli, const char *name, const char *path, 
         long status = 0;
         json_t *p = NULL;
         struct ferr e = {0};
-        if (show && client_request(cli->client, "GET", ppath, NULL, &status, &p, &e) == 0 &&
+        if (client_request(cli->client, "GET", ppath, NULL, &status, &p, &e) == 0 &&
             status == 200 && p) {
-            draw_progress(p, tty, &last_ms, &last_pass);
-            drawn = true;
+            seen = true;
+            if (show) {
+                draw_progress(p, tty, &last_ms, &last_pass);
+                drawn = true;
+            }
         }
         json_decref(p);
     }
@@ -205,6 +215,14 @@ static int migrate_watched(struct cli *cli, const char *name, const char *path, 
     sigaction(SIGINT, &old, NULL);
     if (WIFEXITED(st))
         rc = WEXITSTATUS(st);
+    if (rc == CHILD_NO_ANSWER) {
+        rc = EXIT_FAIL;
+        if (seen) /* ferryd went away while it migrated */
+            fprintf(stderr,
+                    "ferry: %s may still be migrating: QEMU goes on without ferryd, and ferryd "
+                    "takes the migration over when it is back (ferry vm migrations %s)\n",
+                    name, name);
+    }
     if (rc == EXIT_OK) {
         json_t *r = answer ? json_loads(answer, 0, NULL) : NULL;
         if (r)
