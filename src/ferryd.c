@@ -358,11 +358,20 @@ static void sync_one(struct vm *vm, void *data)
     json_decref(cmd);
 }
 
+static void recover_one(struct vm *vm, void *data)
+{
+    struct ferryd *d = data;
+    migrate_recover(d->api.migrator, vm);
+}
+
 static void sync_tick(uv_timer_t *t)
 {
     struct ferryd *d = t->data;
-    if (d->cluster && cluster_active(d->cluster) && d->vms)
+    if (d->cluster && cluster_active(d->cluster) && d->vms) {
         vmset_foreach(d->vms, sync_one, d);
+        /* A migration this node's previous ferryd left under way (migrate.c's journal). */
+        vmset_foreach(d->vms, recover_one, d);
+    }
 }
 
 static void vm_changed(void *data)
@@ -495,7 +504,6 @@ int main(int argc, char **argv)
         .version = FERRY_VERSION,
         .start_mono_ms = now_mono_ms(),
         .loop = d.loop,
-        .max_migrations = c->max_migrations,
     };
     if (http_server_new(d.loop, api_handle, &d.api, &d.http, &e) < 0) {
         log_error("%s", e.msg);
@@ -558,6 +566,11 @@ int main(int argc, char **argv)
         goto err_after_http;
     }
     d.api.cluster = d.cluster;
+    struct migrator_env menv = {d.loop, d.vms, d.events, d.cluster, c->name, c->max_migrations};
+    if (migrator_new(&menv, &d.api.migrator, &e) < 0) {
+        log_error("%s", e.msg); /* only out of memory: exit without a tidy close */
+        return 1;
+    }
     uv_timer_start(&d.sync, sync_tick, 2000, 2000);
     http_server_set_authorizer(d.http, cluster_authorize, d.cluster);
     uv_signal_init(d.loop, &d.sigterm);

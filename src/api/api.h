@@ -30,8 +30,7 @@ struct api_ctx {
     uint64_t start_mono_ms;
     uv_loop_t *loop;
     struct cluster *cluster;
-    struct migrator *migrator; /* made by the first migration request (routes.c) */
-    unsigned max_migrations;   /* concurrent outgoing migrations (ferryd --max-migrations) */
+    struct migrator *migrator; /* made by ferryd at start (it also recovers migrations) */
 };
 
 /* The http_handler of ferryd: routes every request (data is a struct api_ctx). */

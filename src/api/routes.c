@@ -947,18 +947,13 @@ static void h_int_remove(struct api_ctx *ctx, struct http_req *req, const struct
 
 /* ---- live migration (src/migrate/) ---- */
 
-/* The migrator, made on first use; NULL after answering req (if any) with the error. */
+/* The migrator (ferryd makes it at start); NULL after answering req (if any) with the error. */
 static struct migrator *migrator(struct api_ctx *ctx, struct http_req *req)
 {
-    if (ctx->migrator)
-        return ctx->migrator;
-    struct migrator_env env = {ctx->loop,    ctx->vms,       ctx->events,
-                               ctx->cluster, ctx->node_name, ctx->max_migrations};
-    struct ferr e = {0};
-    if (migrator_new(&env, &ctx->migrator, &e) < 0) {
-        if (req)
-            http_reply_error(req, &e);
-        return NULL;
+    if (!ctx->migrator && req) {
+        struct ferr e = {0};
+        ferr_set(&e, FERR_STATE, "live migration is not set up on this node yet; try again");
+        http_reply_error(req, &e);
     }
     return ctx->migrator;
 }

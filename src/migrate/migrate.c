@@ -39,6 +39,8 @@ struct mig {
     void *data;
     bool prepared, started, cancelled, finished, query_busy;
     bool postcopy; /* migrate-start-postcopy sent: the VM's state may be split */
+    bool recovering; /* taken over after a ferryd restart from the journal (migrate_recover) */
+    bool vm_gone;    /* the source definition was deleted: g->vm is freed */
     struct mig_policy policy;
     unsigned completed_polls;
     uint64_t t0_ms;
@@ -137,6 +139,39 @@ static void cluster_event(struct migrator *m, const char *vm, const char *type, 
     json_decref(cmd);
 }
 
+/* ---- the journal: what a restarted ferryd needs to finish a migration ----
+ * STATE/vms/NAME/migration.json exists from before the destination is asked to prepare until
+ * the migration is over: {"to": NODE, "budget_ms": N, "postcopy": BOOL}. QEMU migrates on
+ * when ferryd dies; the journal tells the next ferryd whose migration it was (migrate_recover). */
+
+static int journal_path(const struct vm *vm, char *out, size_t size)
+{
+    return fmt_path(out, size, "%s/migration.json", vm->dir);
+}
+
+static int journal_write(const struct mig *g, struct ferr *e)
+{
+    char path[1300];
+    if (journal_path(g->vm, path, sizeof(path)) < 0)
+        return ferr_set(e, FERR_INVALID, "migration journal: path too long");
+    json_t *j = json_pack("{s:s, s:I, s:b}", "to", g->to, "budget_ms",
+                          (json_int_t)g->policy.budget_ms, "postcopy", g->postcopy);
+    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (!text)
+        return ferr_set(e, -ENOMEM, "migration journal: out of memory");
+    int rc = file_write_atomic(path, text, strlen(text), e);
+    free(text);
+    return rc;
+}
+
+static void journal_remove(const struct vm *vm)
+{
+    char path[1300];
+    if (journal_path(vm, path, sizeof(path)) == 0 && unlink(path) < 0 && errno != ENOENT)
+        log_warn("migrate %s: unlink %s: %s", vm_name(vm), path, strerror(errno));
+}
+
 /* QEMU's downtime-limit for this migration (policy.c). */
 static uint64_t limit_ms(const struct mig *g)
 {
@@ -203,6 +238,8 @@ static void unlist(struct mig *g)
 static void finish(struct mig *g)
 {
     g->finished = true;
+    if (!g->vm_gone)
+        journal_remove(g->vm);
     unlist(g);
     destwatch_stop(g->watch);
     g->watch = NULL;
@@ -294,6 +331,7 @@ static void source_removed(struct vmset *set, struct vm *vm, int status, const s
     struct mig *g = data;
     if (status < 0)
         log_warn("migrate %s: removing the source definition: %s", g->name, e->msg);
+    g->vm_gone = vm == NULL;
     char msg[400];
     snprintf(msg, sizeof(msg),
              "to %s: %s, total %lld ms, downtime %lld ms, setup %lld ms, %lld bytes, "
@@ -341,6 +379,18 @@ static void owner_switched(int status, json_t *body, const struct ferr *e, void 
     /* the reference of this call passes to the quit/delete chain */
 }
 
+/* The cluster database (this node's copy) names node as the owner of the VM called name. */
+static bool owner_is(struct migrator *m, const char *name, const char *node)
+{
+    json_t *rec = NULL;
+    if (cdb_vm_get(cluster_db(m->env.cluster), name, &rec, NULL) < 0)
+        return false;
+    const char *owner = json_string_value(json_object_get(rec, "owner"));
+    bool yes = owner && strcmp(owner, node) == 0;
+    json_decref(rec);
+    return yes;
+}
+
 static json_int_t jint(const json_t *o, const char *k)
 {
     json_t *v = json_object_get(o, k);
@@ -356,10 +406,14 @@ static void completed(struct mig *g, json_t *r)
     g->bytes = jint(ram, "transferred");
     g->passes = jint(ram, "dirty-sync-count");
     uv_timer_stop(&g->timer);
+    g->refs++;
+    if (owner_is(g->m, g->name, g->to)) { /* switched before a ferryd restart */
+        owner_switched(200, NULL, NULL, g);
+        return;
+    }
     struct ferr e = {0};
     json_t *cmd = json_pack("{s:i, s:s, s:s, s:s, s:s}", "v", 1, "op", "vm_owner", "name", g->name,
                             "owner", g->to, "expect_owner", g->m->env.node_name);
-    g->refs++;
     if (!cmd || cluster_write(g->m->env.cluster, cmd, owner_switched, g, &e) < 0)
         owner_switched(0, NULL, &e, g);
     json_decref(cmd);
@@ -395,8 +449,16 @@ static void on_query(struct qmp_conn *c, int status, json_t *r, const char *err,
         goto out;
     }
     const char *st = json_string_value(json_object_get(r, "status"));
-    if (!st)
+    /* Taken over after a restart, QEMU may say no migration ever left it: ferryd died
+     * between prepare and "migrate". A QEMU that came here by migration says "completed"
+     * then, about its incoming one, with no "ram" figures: that is not ours either. */
+    bool none = !st || strcmp(st, "none") == 0 ||
+                (g->recovering && strcmp(st, "completed") == 0 && !json_object_get(r, "ram"));
+    if (none) {
+        if (g->recovering)
+            fail(g, FERR_STATE, "ferryd restarted before QEMU started the migration");
         goto out;
+    }
     json_decref(g->last);
     g->last = json_incref(r);
     json_t *ram = json_object_get(r, "ram");
@@ -429,6 +491,9 @@ static void on_query(struct qmp_conn *c, int status, json_t *r, const char *err,
             char why[200];
             mig_policy_reason(&o, why, sizeof(why));
             g->postcopy = true;
+            struct ferr je = {0};
+            if (journal_write(g, &je) < 0) /* a restarted ferryd then assumes pre-copy */
+                log_warn("migrate %s: %s", g->name, je.msg);
             log_info("migrate %s: pre-copy does not converge (%s); post-copy", g->name, why);
             events_add(g->m->env.events, g->name, "vm.migrating",
                        "to %s: pre-copy does not converge (%s); switching to post-copy", g->to,
@@ -668,6 +733,13 @@ int migrate_start(struct migrator *m, struct vm *vm, const char *to, uint64_t bu
     g->cb = cb;
     g->data = data;
     g->t0_ms = now_mono_ms();
+    rc = journal_write(g, e);
+    if (rc < 0) {
+        ferr_prefix(e, "migrate %s", name);
+        free(text);
+        free(g);
+        return rc;
+    }
     g->refs = 3; /* the list, the timer, the prepare call */
     uv_timer_init(m->env.loop, &g->timer);
     g->timer.data = g;
@@ -720,6 +792,109 @@ int migrate_cancel(struct migrator *m, const char *name, struct ferr *e)
         fail(g, FERR_STATE, "cancelled by request");
     }
     return 0;
+}
+
+/* ---- source: a migration the previous ferryd left behind ---- */
+
+static void recovered(int status, json_t *body, const struct ferr *e, void *data)
+{
+    (void)status;
+    (void)data;
+    json_decref(body); /* nobody asked: the events and the record say what happened */
+    (void)e;
+}
+
+static void leftover_removed(struct vmset *set, struct vm *vm, int status, const struct ferr *e,
+                             void *data)
+{
+    if (status < 0)
+        log_warn("migrate: removing the source definition: %s", e->msg);
+}
+
+/* The VM's QEMU is gone (stopped or failed here) and a journal names a destination. */
+static void recover_without_qemu(struct migrator *m, struct vm *vm, const char *to)
+{
+    const char *name = vm_name(vm);
+    struct ferr e = {0};
+    if (owner_is(m, name, to)) {
+        /* The hand-over was complete but for removing the source's definition. */
+        log_info("migrate %s: %s owns it; removing what is left here", name, to);
+        events_add(m->env.events, name, "vm.migrated", "to %s: finished after a ferryd restart",
+                   to);
+        if (vmset_delete(m->env.vms, vm, true, leftover_removed, NULL, &e) < 0)
+            log_warn("migrate %s: removing the source definition: %s", name, e.msg);
+        return;
+    }
+    /* QEMU exited during the migration while no ferryd watched: whether the destination got
+     * the whole VM cannot be told from here. Say so; do not guess either way. */
+    log_warn("migrate %s: QEMU exited during the migration to %s while ferryd was down; "
+             "check the VM on %s (ferry vm show %s)", name, to, to, name);
+    events_add(m->env.events, name, "vm.migrate_unknown",
+               "QEMU exited during the migration to %s while ferryd was down; check %s there",
+               to, name);
+    journal_remove(vm);
+}
+
+void migrate_recover(struct migrator *m, struct vm *vm)
+{
+    char path[1300];
+    const char *name = vm_name(vm);
+    if (!m || journal_path(vm, path, sizeof(path)) < 0 || access(path, F_OK) != 0 ||
+        find_mig(m, name))
+        return;
+    enum vm_state st = vm_state(vm);
+    if (st == VM_STARTING || st == VM_STOPPING || st == VM_INCOMING || !m->env.cluster ||
+        !cluster_active(m->env.cluster) || !cluster_quorum(m->env.cluster))
+        return; /* the next tick */
+    char *text = NULL;
+    json_t *j = NULL;
+    if (file_read_all(path, 4096, &text, NULL, NULL) == 0)
+        j = json_loads(text, 0, NULL);
+    free(text);
+    const char *to = json_string_value(json_object_get(j, "to"));
+    json_t *budget = json_object_get(j, "budget_ms");
+    json_t *pc = json_object_get(j, "postcopy");
+    if (!to || !name_valid(to, 63) || !json_is_integer(budget) ||
+        json_integer_value(budget) <= 0 || !json_is_boolean(pc)) {
+        log_warn("migrate %s: %s is not a migration journal; removed", name, path);
+        json_decref(j);
+        journal_remove(vm);
+        return;
+    }
+    if (st != VM_RUNNING && st != VM_PAUSED) {
+        recover_without_qemu(m, vm, to);
+        json_decref(j);
+        return;
+    }
+    struct mig *g = calloc(1, sizeof(*g));
+    if (!g) {
+        json_decref(j);
+        return;
+    }
+    g->m = m;
+    g->vm = vm;
+    snprintf(g->name, sizeof(g->name), "%s", name);
+    snprintf(g->to, sizeof(g->to), "%s", to);
+    g->postcopy = json_is_true(pc);
+    g->policy = (struct mig_policy){.budget_ms = (uint64_t)json_integer_value(budget),
+                                    .postcopy = true};
+    json_decref(j);
+    g->bandwidth = MAX_BANDWIDTH;
+    g->cb = recovered;
+    g->t0_ms = now_mono_ms();
+    g->prepared = g->started = g->recovering = true;
+    g->refs = 2; /* the list, the timer */
+    uv_timer_init(m->env.loop, &g->timer);
+    g->timer.data = g;
+    g->next = m->migs;
+    m->migs = g;
+    vm__set_migrating(vm, on_vm_event, g);
+    g->watch = destwatch_start(m->env.loop, m->env.cluster, g->to, g->name, dest_lost, g);
+    log_info("migrate %s: ferryd restarted during the migration to %s (%s); taking it over",
+             name, g->to, strategy(g));
+    events_add(m->env.events, name, "vm.migrating",
+               "to %s: ferryd restarted during the migration; taking it over", g->to);
+    uv_timer_start(&g->timer, poll_timer, 0, POLL_MS);
 }
 
 json_t *migrate_progress(struct migrator *m, const char *name)

@@ -50,6 +50,14 @@ int migrate_start(struct migrator *m, struct vm *vm, const char *to, uint64_t bu
  * cancel. FERR_NOTFOUND/FERR_STATE when none runs; FERR_STATE once post-copy has started. */
 int migrate_cancel(struct migrator *m, const char *name, struct ferr *e);
 
+/* Source, after a ferryd restart: if the VM's journal says a migration was under way, take it
+ * over from what QEMU says (query-migrate): drive it on if it runs, hand the VM over if it
+ * completed (owner switch, source QEMU quit, definition removed), undo it if it failed or
+ * never started (destination aborted, the VM continues here). Does nothing without a
+ * journal, while this node has no quorum, or while the VM is being re-attached; call it
+ * again later (ferryd does, every 2 s). */
+void migrate_recover(struct migrator *m, struct vm *vm);
+
 /* Source: the live figures of the migration of the VM named name (docs/api.md, GET
  * /v1/vms/{name}/migration) from QEMU's last query-migrate (polled every 50 ms), as new
  * JSON the caller owns; NULL when no migration of it runs here (m may be NULL). */
