@@ -18,6 +18,7 @@
 #include "common/util.h"
 #include "host/host.h"
 #include "migrate/migrate.h"
+#include "qemu/machines.h"
 #include "vm/events.h"
 #include "vm/vm.h"
 
@@ -50,6 +51,7 @@ struct ferryd {
     struct api_ctx api;
     struct events *events;
     struct vmset *vms;
+    struct qemu_machines machines;
     struct http_server *http;
     struct cluster *cluster;
     uv_signal_t sigterm, sigint;
@@ -479,6 +481,10 @@ int main(int argc, char **argv)
     vc.console_poll_ms = c->console_poll_ms;
     vc.start_timeout_ms = c->start_timeout_ms;
     vc.incoming_prealloc = c->migrate_prealloc;
+    if (qemu_machines_probe(c->qemu, &d.machines, &e) < 0)
+        log_warn("%s; machine types are not checked or pinned", e.msg);
+    else
+        vc.machines = &d.machines;
     vc.on_change = vm_changed;
     vc.change_data = &d;
     d.syncing = json_object();

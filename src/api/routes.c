@@ -471,6 +471,11 @@ static void create_here(struct api_ctx *ctx, struct http_req *req, json_t *spec)
     struct vm_op *op = vm_op_new(ctx, req, json_string_value(json_object_get(spec, "name")));
     if (!op)
         return;
+    /* Pin the machine type where the VM is made: "pc" names another machine after a QEMU
+     * upgrade, and a migration needs the same machine on both ends. */
+    const char *machine = vmset_default_machine(ctx->vms);
+    if (!json_object_get(spec, "machine") && machine)
+        json_object_set_new(spec, "machine", json_string(machine));
     if (vmset_create(ctx->vms, spec, reply_created, op, &e) < 0) {
         free(op);
         http_reply_error(req, &e);

@@ -75,6 +75,8 @@ static const char create_help[] =
     "  --sockets S --cores C --threads T\n"
     "                           CPU topology (each defaults to 1)\n"
     "  --memory MIB             memory in MiB (or 512M, 2G)\n"
+    "  --machine TYPE           QEMU machine type (default: the versioned type \"pc\" stands\n"
+    "                           for on the host that makes it, e.g. pc-i440fx-7.2)\n"
     "  --disk PATH[,size=MIB][,ro]\n"
     "                           a VHD disk; with size=, a fixed VHD that does not exist yet\n"
     "                           is created; ro attaches it read-only (repeatable)\n"
@@ -106,7 +108,7 @@ struct create_args {
     json_t *disks;  /* array or NULL */
     json_t *nics;   /* array or NULL */
     json_t *labels; /* object or NULL */
-    const char *kernel, *initrd, *cmdline;
+    const char *kernel, *initrd, *cmdline, *machine;
     bool appliance;
     const char *guest_ip, *guest_gw, *workload;
     const char *node;
@@ -300,6 +302,10 @@ static int spec_build(const struct create_args *a, json_t **out)
                                       (json_int_t)(a->threads ? a->threads : 1)));
     if (a->has_memory)
         json_object_set_new(spec, "memory_mib", json_integer((json_int_t)a->memory));
+    if (a->machine && json_object_set_new(spec, "machine", json_string(a->machine)) < 0) {
+        json_decref(spec);
+        return cli_usage("vm create", "--machine: a QEMU machine type like pc-i440fx-7.2");
+    }
     if (a->disks)
         json_object_set(spec, "disks", a->disks);
     if (a->nics)
@@ -406,6 +412,7 @@ static int vm_create(struct cli *cli, int argc, char **argv)
         O_LABEL,
         O_START,
         O_NODE,
+        O_MACHINE,
     };
     static const struct option opts[] = {
         {"cpus", required_argument, NULL, O_CPUS},
@@ -427,6 +434,7 @@ static int vm_create(struct cli *cli, int argc, char **argv)
         {"label", required_argument, NULL, O_LABEL},
         {"start", no_argument, NULL, O_START},
         {"node", required_argument, NULL, O_NODE},
+        {"machine", required_argument, NULL, O_MACHINE},
         {"file", required_argument, NULL, 'f'},
         CLI_COMMON_LONGOPTS,
         {NULL, 0, NULL, 0},
@@ -451,6 +459,9 @@ static int vm_create(struct cli *cli, int argc, char **argv)
             goto out;
         case 'f':
             a.file = optarg;
+            break;
+        case O_MACHINE:
+            a.machine = optarg; /* checked by ferryd against its QEMU */
             break;
         case O_CPUS:
             num = &a.cpus, flag = &a.has_cpus;
@@ -743,6 +754,7 @@ static void show_vm(const json_t *vm)
               (unsigned long long)co, co == 1 ? "" : "s", (unsigned long long)th,
               th == 1 ? "" : "s");
     output_kv(stdout, "memory", "%s", output_bytes(vm_memory_mib(vm) << 20, buf, sizeof(buf)));
+    output_kv(stdout, "machine", "%s", (s = cli_jstr(spec, "machine")) ? s : "pc (not pinned)");
     output_kv(stdout, "created", "%s", output_time(cli_jnum(vm, "created_ms"), buf, sizeof(buf)));
     if (vm_is_up(vm))
         output_kv(stdout, "started", "%s (up %s)",

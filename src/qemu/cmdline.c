@@ -247,7 +247,7 @@ int qemu_argv_build(const struct qemu_launch *l, char ***argv_out, struct ferr *
     argv_addf(&b, "-name");
     argv_addf(&b, "guest=%s,debug-threads=on", esc_buf);
     argv_addf(&b, "-machine");
-    argv_addf(&b, "pc,accel=%s", l->accel);
+    argv_addf(&b, "%s,accel=%s", s->machine[0] ? s->machine : "pc", l->accel);
     argv_add2(&b, "-cpu", kvm ? "host" : "max");
     argv_addf(&b, "-smp");
     argv_addf(&b, "sockets=%u,cores=%u,threads=%u,maxcpus=%u", s->sockets, s->cores, s->threads,

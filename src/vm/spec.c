@@ -248,7 +248,7 @@ static bool label_key_valid(const char *s)
 
 static const char *const top_fields[] = {"name",  "cpu",  "memory_mib",         "disks",
                                          "nics",  "boot", "blackout_budget_ms", "priority",
-                                         "labels", NULL};
+                                         "labels", "machine", NULL};
 static const char *const cpu_fields[] = {"sockets", "cores", "threads", NULL};
 static const char *const disk_fields[] = {"path", "size_mib", "readonly", NULL};
 static const char *const nic_fields[] = {"bridge", "mac", NULL};
@@ -541,6 +541,24 @@ int vm_spec_from_json(const json_t *j, const struct vm_spec_env *env, struct vm_
                         quote(json_string_value(v), q, sizeof(q)), VM_NAME_MAX);
     strcpy(out->name, json_string_value(v));
 
+    if ((v = member(j, "machine"))) {
+        const char *mt = json_string_value(v);
+        size_t n = mt ? strlen(mt) : 0;
+        bool ok = mt && n > 0 && n <= VM_MACHINE_MAX && n == json_string_length(v);
+        for (size_t i = 0; ok && i < n; i++)
+            ok = (mt[i] >= 'a' && mt[i] <= 'z') || (mt[i] >= 'A' && mt[i] <= 'Z') ||
+                 (mt[i] >= '0' && mt[i] <= '9') || mt[i] == '.' || mt[i] == '-' || mt[i] == '_';
+        if (!ok)
+            return ferr_set(e, FERR_INVALID, "machine: expected a QEMU machine type (1-%d of "
+                            "a-z A-Z 0-9 . - _, e.g. pc-i440fx-7.2), not %s", VM_MACHINE_MAX,
+                            mt ? quote(mt, q, sizeof(q)) : type_name(v));
+        if (env && env->machine_known && !env->machine_known(mt, env->data))
+            return ferr_set(e, FERR_INVALID, "machine: this host's QEMU has no machine type %s "
+                            "(qemu-system-x86_64 -machine help lists them)",
+                            quote(mt, q, sizeof(q)));
+        strcpy(out->machine, mt);
+    }
+
     if ((rc = parse_cpu(member(j, "cpu"), out, e)) < 0)
         return rc;
 
@@ -607,6 +625,8 @@ json_t *vm_spec_to_json(const struct vm_spec *s)
         return NULL;
     }
     set(j, "name", json_string(s->name), &ok);
+    if (s->machine[0])
+        set(j, "machine", json_string(s->machine), &ok);
     if (cpu) {
         set(cpu, "sockets", json_integer(s->sockets), &ok);
         set(cpu, "cores", json_integer(s->cores), &ok);

@@ -43,8 +43,14 @@ struct vm_label {
     char value[256];
 };
 
+#define VM_MACHINE_MAX 63
+
 struct vm_spec {
     char name[VM_NAME_MAX + 1];
+    /* QEMU machine type, versioned ("pc-i440fx-7.2"): both ends of a migration must build the
+     * same machine, and an alias like "pc" means another machine after a QEMU upgrade. ""
+     * (specs from before it was pinned) runs as "pc". */
+    char machine[VM_MACHINE_MAX + 1];
     unsigned sockets, cores, threads; /* vCPUs = sockets * cores * threads */
     uint64_t memory_mib;
     unsigned ndisks;
@@ -71,6 +77,7 @@ struct vm_spec_env {
     bool (*bridge_exists)(const char *name, void *data);
     bool (*dir_exists)(const char *path, void *data);
     bool (*file_exists)(const char *path, void *data);
+    bool (*machine_known)(const char *machine, void *data); /* this host's QEMU has it */
     void *data;
 };
 

@@ -26,6 +26,7 @@ const char *vm_state_name(enum vm_state s);
 
 struct vm;
 struct vmset;
+struct qemu_machines;
 
 struct vm_config {
     char state_dir[1024]; /* specs and console logs: STATE/vms/NAME/ */
@@ -38,6 +39,9 @@ struct vm_config {
     /* A migration destination's QEMU touches all guest memory before it listens (-mem-prealloc):
      * the stream then refaults memory the host just used (docs/architecture.md). */
     bool incoming_prealloc;
+    /* This host's QEMU machine types (borrowed; outlives the set): specs are checked against
+     * them, and new VMs get the one "pc" stands for. NULL: not checked, not pinned. */
+    const struct qemu_machines *machines;
     /* Called after any VM changed state (may be NULL); the cluster copy follows from it. */
     void (*on_change)(void *data);
     void *change_data;
@@ -54,6 +58,9 @@ int vmset_open(uv_loop_t *loop, const struct vm_config *cfg, struct events *ev,
                struct vmset **out, struct ferr *e);
 /* Detaches from all VMs (QEMUs keep running), then frees everything; cb runs when done. */
 void vmset_close(struct vmset *set, void (*cb)(void *data), void *data);
+
+/* The versioned machine type a new VM gets ("pc-i440fx-7.2"), or NULL if unknown. */
+const char *vmset_default_machine(const struct vmset *set);
 
 /* Host memory in MiB used by spec validation (0 = unchecked). */
 void vmset_set_host_memory(struct vmset *set, uint64_t mib);

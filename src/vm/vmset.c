@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "net/tap.h"
+#include "qemu/machines.h"
 #include "storage/vhd.h"
 
 #define SPEC_FILE_MAX (256 * 1024)
@@ -92,9 +93,25 @@ static bool hook_file(const char *path, void *data)
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
+static bool hook_machine(const char *machine, void *data)
+{
+    const struct vmset *set = data;
+    return qemu_machines_has(set->cfg.machines, machine);
+}
+
+const char *vmset_default_machine(const struct vmset *set)
+{
+    const struct qemu_machines *m = set->cfg.machines;
+    return m && m->pc[0] ? m->pc : NULL;
+}
+
 static void spec_env(const struct vmset *set, struct vm_spec_env *env)
 {
     memset(env, 0, sizeof(*env));
+    if (set->cfg.machines) {
+        env->machine_known = hook_machine;
+        env->data = (void *)set;
+    }
     env->host_memory_mib = set->host_memory_mib;
     env->bridge_exists = hook_bridge;
     env->dir_exists = hook_dir;

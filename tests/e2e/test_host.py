@@ -2,6 +2,7 @@
 """End to end on one host: the real ferry CLI against a real ferryd running real TCG guests."""
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -49,6 +50,14 @@ def test_lifecycle_probe_console_pause_stop_delete(host):
     assert vm["state"] == "running"
     assert vm["pid"] > 0 and pid_alive(vm["pid"])
     host.wait_guest(ip)
+    # The machine type is pinned at create: the versioned type "pc" stands for on this host,
+    # so a later QEMU upgrade or a migration builds the same machine.
+    helptext = run(["qemu-system-x86_64", "-machine", "help"]).stdout
+    pc = re.search(r"^pc\s.*\(alias of (\S+)\)", helptext, re.M).group(1)
+    assert vm["spec"]["machine"] == pc, vm["spec"]
+    with open(f"/proc/{vm['pid']}/cmdline", "rb") as f:
+        assert f"{pc},accel=".encode() in f.read(), "QEMU runs another machine type"
+    assert re.search(rf"^machine:\s+{re.escape(pc)}$", host.cli("vm", "show", "web1").stdout, re.M)
 
     listing = host.cli_json("vm", "list")
     assert [v["name"] for v in listing["vms"]] == ["web1"]
@@ -202,6 +211,8 @@ def test_bad_input_changes_nothing(host):
     bad({**good, "disks": [{"path": "/nonexistent-dir/x.vhd", "size_mib": 10}]}, 400, ["disks[0].path"])
     bad({**good, "nics": [{"bridge": "nosuchbr"}]}, 400, ["nics[0].bridge", "nosuchbr"])
     bad({**good, "frobnicate": 1}, 400, ["frobnicate"])
+    bad({**good, "machine": "pc-i440fx-1.0x"}, 400, ["machine", "no machine type", "-machine help"])
+    bad({**good, "machine": "pc,accel=kvm"}, 400, ["machine: expected a QEMU machine type"])
     bad({**good, "memory_mib": "128"}, 400, ["memory_mib"])
     bad("{not json", 400, ["JSON"])
     bad("[1,2]", 400, ["object"])

@@ -91,7 +91,8 @@ def migrate_probed(lab, src, dst, name, ip, viewer):
 
 def test_migrate_under_probes_and_back(lab):
     h1, h2, h3 = lab.hosts
-    ip = create_vm(lab, h1, "mv1", 1)
+    # An older machine type than this QEMU's default: the destination must build that one.
+    ip = create_vm(lab, h1, "mv1", 1, extra=("--machine", "pc-i440fx-7.1"))
     taps = local_vm(h1, "mv1")["taps"]
     before = lab.client_exec(["ferry-probe", "udp", ip, "--interval-ms", "5", "--duration-s", "1",
                               "--json"]).stdout
@@ -103,7 +104,9 @@ def test_migrate_under_probes_and_back(lab):
     # ferryd --migrate-prealloc (default on): the destination QEMU touched the guest's memory
     # before it listened.
     with open(f"/proc/{pids[0]}/cmdline", "rb") as f:
-        assert b"-mem-prealloc" in f.read().split(b"\0"), "the destination did not preallocate"
+        args = f.read().split(b"\0")
+    assert b"-mem-prealloc" in args, "the destination did not preallocate"
+    assert b"pc-i440fx-7.1,accel=tcg" in args, f"the destination built another machine: {args}"
     v2 = local_vm(h2, "mv1")
     assert v2 and v2["state"] == "running", v2
     assert os.path.exists(os.path.join(h2.state_dir, "vms", "mv1", "vm.json"))

@@ -166,6 +166,12 @@ static void test_kvm_vs_tcg(void **state)
     assert_string_equal(opt_val(argv, "-machine", 0), "pc,accel=tcg");
     assert_string_equal(opt_val(argv, "-cpu", 0), "max");
     qemu_argv_free(argv);
+
+    /* A pinned machine type replaces "pc" (which only old specs lack). */
+    snprintf(f.spec.machine, sizeof(f.spec.machine), "pc-i440fx-6.2");
+    argv = build_ok(&f);
+    assert_string_equal(opt_val(argv, "-machine", 0), "pc-i440fx-6.2,accel=tcg");
+    qemu_argv_free(argv);
 }
 
 static void test_comma_escaping(void **state)

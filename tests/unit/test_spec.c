@@ -41,11 +41,18 @@ static bool fake_file(const char *path, void *data)
     (void)data;
     return in_list(path, l);
 }
+static bool fake_machine(const char *machine, void *data)
+{
+    static const char *const l[] = {"pc", "pc-i440fx-7.2", "pc-i440fx-6.2", "q35", NULL};
+    (void)data;
+    return in_list(machine, l);
+}
 static const struct vm_spec_env env = {
     .host_memory_mib = 24000,
     .bridge_exists = fake_bridge,
     .dir_exists = fake_dir,
     .file_exists = fake_file,
+    .machine_known = fake_machine,
 };
 
 /* Tests write JSON with single quotes; this turns them into double quotes and parses. */
@@ -110,8 +117,15 @@ static const struct bad bad_cases[] = {
     {"[]", "spec: expected a JSON object at the top level, not an array"},
     {"'web'", "spec: expected a JSON object at the top level, not a string"},
     {"{" BASE "," DISK ",'foo':1}", "unknown field \"foo\" (accepted: name, cpu, memory_mib, disks, "
-                                    "nics, boot, blackout_budget_ms, priority, labels)"},
+                                    "nics, boot, blackout_budget_ms, priority, labels, machine)"},
     {"{" BASE "," DISK ",'Name':'x'}", "unknown field \"Name\""},
+    /* machine */
+    {"{" BASE "," DISK ",'machine':'pc-i440fx-9.9'}",
+     "machine: this host's QEMU has no machine type \"pc-i440fx-9.9\""},
+    {"{" BASE "," DISK ",'machine':'pc,accel=kvm'}", "machine: expected a QEMU machine type"},
+    {"{" BASE "," DISK ",'machine':''}", "machine: expected a QEMU machine type"},
+    {"{" BASE "," DISK ",'machine':7}", "machine: expected a QEMU machine type (1-63 of a-z A-Z "
+                                        "0-9 . - _, e.g. pc-i440fx-7.2), not an integer"},
     /* name */
     {"{'memory_mib':512," DISK "}", "name: missing"},
     {"{'name':5,'memory_mib':512," DISK "}", "name: expected a string, not an integer"},
@@ -387,6 +401,7 @@ static void test_defaults(void **state)
     assert_false(s.disks[0].readonly);
     assert_int_equal(s.nnics, 0);
     assert_string_equal(s.boot.kernel, "");
+    assert_string_equal(s.machine, ""); /* not pinned here: the API pins it at create */
     assert_int_equal(s.blackout_budget_ms, VM_DEFAULT_BUDGET_MS);
     assert_int_equal(s.priority, VM_DEFAULT_PRIORITY);
     assert_int_equal(s.nlabels, 0);
@@ -591,7 +606,7 @@ static void test_round_trip_full(void **state)
                "'nics':[{'bridge':'br0'},{'bridge':'br1','mac':'02:00:00:AA:BB:CC'}],"
                "'boot':{'kernel':'/boot/vmlinuz','initrd':'/boot/initrd.img',"
                "'cmdline':'console=ttyS0 root=/dev/vda rw \\\"quoted\\\" ü'},"
-               "'blackout_budget_ms':150,'priority':900,"
+               "'blackout_budget_ms':150,'priority':900,'machine':'pc-i440fx-6.2',"
                "'labels':{'tier':'db','team.io/owner':'ops','note':'hello, world'}}");
 }
 
