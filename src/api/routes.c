@@ -1220,6 +1220,19 @@ static void h_migration_measure(struct api_ctx *ctx, struct http_req *req,
     json_decref(cmd);
 }
 
+static void h_int_migrate_console(struct api_ctx *ctx, struct http_req *req,
+                                  const struct route_match *m)
+{
+    struct migrator *mg;
+    if (!from_peer(req) || !(mg = migrator(ctx, req)))
+        return;
+    json_t *b = body_object(req, false);
+    if (!b)
+        return;
+    migrate_on_console(mg, b, reply_cluster, req);
+    json_decref(b);
+}
+
 static void h_int_migrate(struct api_ctx *ctx, struct http_req *req, bool prepare)
 {
     struct migrator *mg;
@@ -1334,6 +1347,7 @@ static const struct route routes[] = {
     {"POST", "/v1/internal/remove", (void *)h_int_remove},
     {"POST", "/v1/internal/migrate/prepare", (void *)h_int_migrate_prepare},
     {"POST", "/v1/internal/migrate/abort", (void *)h_int_migrate_abort},
+    {"POST", "/v1/internal/migrate/console", (void *)h_int_migrate_console},
     {"GET", "/v1/node", (void *)h_node},
     {"GET", "/v1/vms", (void *)h_vms_list},
     {"POST", "/v1/vms", (void *)h_vm_create},

@@ -24,6 +24,7 @@
 #define POLL_MS 50                  /* query-migrate while QEMU migrates */
 #define MAX_BANDWIDTH (10ULL << 30) /* bytes/s: "unlimited" for a LAN */
 #define COMPLETED_REPOLLS 40        /* QEMU 7.2 may say completed before its figures */
+#define CONSOLE_CARRY (64 * 1024)   /* console history sent to the destination */
 /* The convergence policy (downtime-limit, when to escalate to post-copy) is in policy.c. */
 
 struct mig {
@@ -592,6 +593,49 @@ static int qmp_step(struct mig *g, const char *cmd, json_t *args, vm__qmp_cb cb)
     return 0;
 }
 
+static void console_sent(int status, json_t *body, const struct ferr *e, void *data)
+{
+    char *name = data;
+    json_decref(body);
+    if (e) /* an older destination has no such call: its console starts empty */
+        log_info("migrate %s: console history not carried over: %s", name, e->msg);
+    free(name);
+}
+
+/* Sends the tail of the console to the destination, so its history follows the VM. Best
+ * effort and in parallel with the copy, which takes far longer than this one call. */
+static void send_console(struct mig *g)
+{
+    char *data = NULL;
+    size_t len = 0;
+    uint64_t from, start, end;
+    if (vm_console_read(g->vm, 0, 0, &data, &len, &from, &start, &end) == 0)
+        free(data);
+    data = NULL;
+    if (end == 0 ||
+        vm_console_read(g->vm, end > CONSOLE_CARRY ? end - CONSOLE_CARRY : 0, CONSOLE_CARRY,
+                        &data, &len, &from, &start, &end) < 0)
+        return;
+    size_t skip = 0; /* a cut UTF-8 sequence at the start */
+    while (skip < len && ((unsigned char)data[skip] & 0xC0) == 0x80)
+        skip++;
+    json_t *body = json_pack("{s:s, s:s, s:s%}", "name", g->name, "from", g->m->env.node_name,
+                             "data", data + skip, len - skip);
+    free(data);
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    char *name = strdup(g->name);
+    struct ferr e = {0};
+    if (text && name &&
+        cluster_forward(g->m->env.cluster, g->to, "POST", "/v1/internal/migrate/console", text,
+                        console_sent, name, &e) == 0)
+        name = NULL;
+    else
+        log_info("migrate %s: console history not sent: %s", g->name, text ? e.msg : "no text");
+    free(name);
+    free(text);
+}
+
 /* The destination listens: set QEMU's migration policy, then start. QMP answers in order, so
  * the three commands go out at once. */
 static void prepared(int status, json_t *body, const struct ferr *e, void *data)
@@ -632,6 +676,7 @@ static void prepared(int status, json_t *body, const struct ferr *e, void *data)
     } else if (qmp_step(g, "migrate-set-parameters", params, on_setup) < 0) {
         json_decref(mig);
     } else if (qmp_step(g, "migrate", mig, on_migrate) == 0) {
+        send_console(g);
         log_info("migrate %s: to %s at %s, downtime-limit %llu ms (budget %llu ms)", g->name, g->to,
                  g->uri, (unsigned long long)limit_ms(g), (unsigned long long)g->policy.budget_ms);
     }
@@ -1079,6 +1124,35 @@ void migrate_on_prepare(struct migrator *m, const json_t *body, migrate_cb cb, v
         cb(0, NULL, &e, data);
         free(p);
     }
+}
+
+void migrate_on_console(struct migrator *m, const json_t *body, migrate_cb cb, void *data)
+{
+    const char *name = json_string_value(json_object_get(body, "name"));
+    const char *from = json_string_value(json_object_get(body, "from"));
+    json_t *text = json_object_get(body, "data");
+    if (!name || !from || !name_valid(from, 63) || !json_is_string(text) ||
+        json_string_length(text) > 4 * CONSOLE_CARRY || json_object_size(body) != 3) {
+        reply_err(cb, data, FERR_INVALID,
+                  "body: expected {\"name\": NAME, \"from\": NODE, \"data\": TEXT (at most "
+                  "%d bytes)}",
+                  4 * CONSOLE_CARRY);
+        return;
+    }
+    struct vm *vm = vmset_find(m->env.vms, name);
+    if (!vm || vm_state(vm) != VM_INCOMING) {
+        reply_err(cb, data, FERR_STATE, "%s is not waiting here for a migration", name);
+        return;
+    }
+    size_t len = json_string_length(text);
+    char mark[200];
+    int n = snprintf(mark, sizeof(mark),
+                     "%s[ferry] the console above is %s's; the VM is live-migrating to %s\r\n",
+                     len && json_string_value(text)[len - 1] != '\n' ? "\r\n" : "", from,
+                     m->env.node_name);
+    vm__console_append(vm, json_string_value(text), len);
+    vm__console_append(vm, mark, (size_t)n);
+    cb(200, json_pack("{s:I}", "appended", (json_int_t)len), NULL, data);
 }
 
 struct abort_ctx {

@@ -50,6 +50,12 @@ int migrate_start(struct migrator *m, struct vm *vm, const char *to, uint64_t bu
  * cancel. FERR_NOTFOUND/FERR_STATE when none runs; FERR_STATE once post-copy has started. */
 int migrate_cancel(struct migrator *m, const char *name, struct ferr *e);
 
+/* Destination: POST /v1/internal/migrate/console {"name", "from": NODE, "data": TEXT}: the
+ * tail of the source's console, added to the incoming VM's console history (before anything
+ * it prints here) with a line that says where it came from. FERR_STATE unless the VM waits
+ * here as a migration's destination. */
+void migrate_on_console(struct migrator *m, const json_t *body, migrate_cb cb, void *data);
+
 /* Source, after a ferryd restart: if the VM's journal says a migration was under way, take it
  * over from what QEMU says (query-migrate): drive it on if it runs, hand the VM over if it
  * completed (owner switch, source QEMU quit, definition removed), undo it if it failed or

@@ -1068,6 +1068,11 @@ int vm_console_read(const struct vm *vm, uint64_t offset, size_t max, char **out
 
 /* ---- live migration hooks (src/migrate/) ---- */
 
+void vm__console_append(struct vm *vm, const char *data, size_t len)
+{
+    console_append(vm->console, data, len);
+}
+
 int vm__start_incoming(struct vm *vm, const char *uri, vm_done_cb cb, void *data,
                        struct ferr *e)
 {

@@ -112,6 +112,8 @@ int vm__qmp_execute(struct vm *vm, const char *cmd, json_t *args, vm__qmp_cb cb,
 void vm__set_migrating(struct vm *vm,
                        void (*fn)(struct vm *vm, const char *event, json_t *data, void *d),
                        void *d);
+/* Destination: adds text to the console history (the source's, sent before the switchover). */
+void vm__console_append(struct vm *vm, const char *data, size_t len);
 /* Source after a completed migration: QMP quit (SIGKILL after 5 s); cb once QEMU is gone and
  * the VM is stopped. */
 int vm__quit(struct vm *vm, vm_done_cb cb, void *data, struct ferr *e);

@@ -120,6 +120,13 @@ def test_migrate_under_probes_and_back(lab):
     h3.cli("vm", "stop", "mv1", "--timeout", "30")
     con = h3.cli("vm", "console", "mv1").stdout
     assert "powering off" in con, f"host2's console of mv1 did not continue: {con[-500:]!r}"
+    # The history came along: the boot on host1, then where each migration happened.
+    assert "Linux version" in con and "ferry-guest: ready" in con, con[:500]
+    marks = [line for line in con.splitlines() if line.startswith("[ferry] the console above")]
+    assert marks == ["[ferry] the console above is host1's; the VM is live-migrating to host2",
+                     "[ferry] the console above is host2's; the VM is live-migrating to host1",
+                     "[ferry] the console above is host1's; the VM is live-migrating to host2"], \
+        marks
     h3.cli("vm", "delete", "mv1")
     assert json.loads(before.strip().splitlines()[-1])["received"] > 0
 
