@@ -211,39 +211,6 @@ out:
     return rc;
 }
 
-static const struct {
-    const char *name;
-    int code;
-} codes[] = {
-    {"invalid", FERR_INVALID}, {"not_found", FERR_NOTFOUND}, {"exists", FERR_EXISTS},
-    {"bad_state", FERR_STATE}, {"protocol", FERR_PROTO},     {"qemu", FERR_QEMU},
-    {"limit", FERR_LIMIT},     {"internal", FERR_INTERNAL},  {"unavailable", FERR_UNAVAIL},
-    {"timeout", FERR_TIMEOUT}, {"unauthorized", FERR_AUTH},
-};
-
-static int code_from_status(long status)
-{
-    switch (status) {
-    case 400:
-        return FERR_INVALID;
-    case 401:
-        return FERR_AUTH;
-    case 404:
-        return FERR_NOTFOUND;
-    case 409:
-        return FERR_STATE;
-    case 413:
-    case 422:
-        return FERR_LIMIT;
-    case 503:
-        return FERR_UNAVAIL;
-    case 504:
-        return FERR_TIMEOUT;
-    default:
-        return FERR_INTERNAL;
-    }
-}
-
 int client_call(struct client *c, const char *method, const char *path, const json_t *body,
                 json_t **reply, struct ferr *e)
 {
@@ -271,11 +238,9 @@ int client_call_status(struct client *c, const char *method, const char *path,
     }
     json_t *err = json_object_get(j, "error");
     const char *msg = json_string_value(json_object_get(err, "message"));
-    const char *name = json_string_value(json_object_get(err, "code"));
-    int code = code_from_status(status);
-    for (size_t i = 0; name && i < sizeof(codes) / sizeof(codes[0]); i++)
-        if (strcmp(codes[i].name, name) == 0)
-            code = codes[i].code;
+    int code = ferr_from_name(json_string_value(json_object_get(err, "code")));
+    if (!code)
+        code = ferr_from_http_status((int)status);
     if (msg)
         ferr_set(e, code, "%s", msg);
     else

@@ -399,7 +399,12 @@ static void forwarded_write(int status, json_t *body, const char *raw, size_t le
         answer_when_applied(c, (uint64_t)json_integer_value(idx), cb, cbdata);
         return;
     }
-    cb(status, json_incref(body), NULL, cbdata);
+    /* The leader refused it: an error like a local refusal, never a status to misread (a
+     * refused compare-and-set taken for success would hand a VM to two owners). */
+    struct ferr fe = {0};
+    if (reply_failed(status, body, NULL, &fe) == 0)
+        ferr_set(&fe, FERR_PROTO, "cluster: the leader answered %d without an index", status);
+    cb(0, NULL, &fe, cbdata);
 }
 
 static const char *leader_api(struct cluster *c, uint64_t *leader_id)

@@ -56,6 +56,31 @@ const char *ferr_name(int code)
     }
 }
 
+int ferr_from_name(const char *name)
+{
+    for (size_t i = 0; name && i < sizeof(table) / sizeof(table[0]); i++)
+        if (strcmp(table[i].name, name) == 0)
+            return table[i].code;
+    return 0;
+}
+
+int ferr_from_http_status(int status)
+{
+    switch (status) {
+    case 400: return FERR_INVALID;
+    case 401: return FERR_AUTH;
+    case 404: return FERR_NOTFOUND;
+    case 405: return FERR_METHOD;
+    case 409: return FERR_STATE;
+    case 413: return FERR_TOOBIG;
+    case 422: return FERR_LIMIT;
+    case 502: return FERR_PROTO;
+    case 503: return FERR_UNAVAIL;
+    case 504: return FERR_TIMEOUT;
+    default: return FERR_INTERNAL;
+    }
+}
+
 const char *ferr_str(int code)
 {
     int i = find(code);

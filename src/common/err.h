@@ -40,6 +40,10 @@ const char *ferr_name(int code);
 const char *ferr_str(int code);
 /* HTTP status that fits a code (400, 404, 409, 500, 503, ...). */
 int ferr_http_status(int code);
+/* The other way, for answers from a ferryd: the code a name like "not_found" stands for (0 if
+ * none), and the code that fits an HTTP status (FERR_INTERNAL if none fits better). */
+int ferr_from_name(const char *name);
+int ferr_from_http_status(int status);
 
 /* Sets code and message (printf-style); returns code so callers can `return ferr_set(...)`.
  * A NULL e is allowed and ignored. */

@@ -59,13 +59,17 @@ static void declare_lost(struct destwatch *w, const char *fmt, ...)
         cb(why, w->data);
 }
 
-static void pinged(int status, json_t *body, const struct ferr *e, void *data)
+static void pinged(int status, json_t *body, const struct ferr *answer, void *data)
 {
     struct destwatch *w = data;
+    struct ferr ae = {0};
+    const struct ferr *e = reply_failed(status, body, answer, &ae) < 0 ? &ae : NULL;
     w->in_flight = false;
     if (!w->stopped && w->lost) {
         const char *st = json_string_value(json_object_get(body, "state"));
-        if (e) {
+        if (e && (e->code == FERR_UNAVAIL || e->code == FERR_TIMEOUT)) {
+            snprintf(w->last_err, sizeof(w->last_err), "%.199s", e->msg); /* silence counts */
+        } else if (e) {
             snprintf(w->last_err, sizeof(w->last_err), "%.199s", e->msg);
             if (e->code == FERR_NOTFOUND)
                 declare_lost(w, "%s no longer holds the incoming %s", w->to, w->name);
@@ -153,9 +157,11 @@ static void abort_tick(uv_timer_t *t)
     abort_send(t->data);
 }
 
-static void abort_answered(int status, json_t *body, const struct ferr *e, void *data)
+static void abort_answered(int status, json_t *body, const struct ferr *answer, void *data)
 {
     struct abort_try *a = data;
+    struct ferr ae = {0};
+    const struct ferr *e = reply_failed(status, body, answer, &ae) < 0 ? &ae : NULL;
     json_decref(body);
     /* Unreachable or timed out: try again. Any answer of the destination's is final (a
      * refusal means it owns the VM: then there is nothing to throw away). */
