@@ -974,31 +974,31 @@ static void h_vm_migrate(struct api_ctx *ctx, struct http_req *req, const struct
         return;
     const char *key;
     json_t *val;
-    const char *to = NULL;
-    uint64_t budget = 0, bandwidth = 0;
+    struct migrate_opts o = {0};
     json_object_foreach(b, key, val)
     {
+        json_int_t n = json_is_integer(val) ? json_integer_value(val) : 0;
         if (strcmp(key, "to") == 0 && json_is_string(val) &&
             name_valid(json_string_value(val), 63)) {
-            to = json_string_value(val);
-        } else if (strcmp(key, "budget_ms") == 0 && json_is_integer(val) &&
-                   json_integer_value(val) >= 1 && json_integer_value(val) <= 60000) {
-            budget = (uint64_t)json_integer_value(val);
-        } else if (strcmp(key, "max_bandwidth_mib") == 0 && json_is_integer(val) &&
-                   json_integer_value(val) >= 1 && json_integer_value(val) <= 1048576) {
-            bandwidth = (uint64_t)json_integer_value(val);
+            o.to = json_string_value(val);
+        } else if (strcmp(key, "budget_ms") == 0 && n >= 1 && n <= 60000) {
+            o.budget_ms = (uint64_t)n;
+        } else if (strcmp(key, "max_bandwidth_mib") == 0 && n >= 1 && n <= 1048576) {
+            o.bandwidth_mib = (uint64_t)n;
+        } else if (strcmp(key, "max_postcopy_bandwidth_mib") == 0 && n >= 1 && n <= 1048576) {
+            o.postcopy_bandwidth_mib = (uint64_t)n;
         } else {
             req_err(req, FERR_INVALID,
-                    "body: accepted: {\"to\": \"NODE\" (optional), "
-                    "\"budget_ms\": 1..60000, \"max_bandwidth_mib\": 1..1048576 (optional)}; bad "
-                    "\"%.60s\"",
+                    "body: accepted: {\"to\": \"NODE\", \"budget_ms\": 1..60000, "
+                    "\"max_bandwidth_mib\": 1..1048576, \"max_postcopy_bandwidth_mib\": "
+                    "1..1048576} (each optional); bad \"%.60s\"",
                     key);
             json_decref(b);
             return;
         }
     }
     struct ferr e = {0};
-    if (migrate_start(mg, vm, to, budget, bandwidth, reply_cluster, req, &e) < 0)
+    if (migrate_start(mg, vm, &o, reply_cluster, req, &e) < 0)
         http_reply_error(req, &e);
     json_decref(b);
 }
@@ -1220,8 +1220,9 @@ static void h_migration_measure(struct api_ctx *ctx, struct http_req *req,
     json_decref(cmd);
 }
 
-static void h_int_migrate_console(struct api_ctx *ctx, struct http_req *req,
-                                  const struct route_match *m)
+/* A peer's call into the migrator: fn(migrator, body, answer). */
+static void int_migrate_call(struct api_ctx *ctx, struct http_req *req,
+                             void (*fn)(struct migrator *, const json_t *, migrate_cb, void *))
 {
     struct migrator *mg;
     if (!from_peer(req) || !(mg = migrator(ctx, req)))
@@ -1229,35 +1230,32 @@ static void h_int_migrate_console(struct api_ctx *ctx, struct http_req *req,
     json_t *b = body_object(req, false);
     if (!b)
         return;
-    migrate_on_console(mg, b, reply_cluster, req);
+    fn(mg, b, reply_cluster, req);
     json_decref(b);
 }
 
-static void h_int_migrate(struct api_ctx *ctx, struct http_req *req, bool prepare)
+static void h_int_migrate_console(struct api_ctx *ctx, struct http_req *req,
+                                  const struct route_match *m)
 {
-    struct migrator *mg;
-    if (!from_peer(req) || !(mg = migrator(ctx, req)))
-        return;
-    json_t *b = body_object(req, false);
-    if (!b)
-        return;
-    if (prepare)
-        migrate_on_prepare(mg, b, reply_cluster, req);
-    else
-        migrate_on_abort(mg, b, reply_cluster, req);
-    json_decref(b);
+    int_migrate_call(ctx, req, migrate_on_console);
+}
+
+static void h_int_migrate_recover(struct api_ctx *ctx, struct http_req *req,
+                                  const struct route_match *m)
+{
+    int_migrate_call(ctx, req, migrate_on_recover);
 }
 
 static void h_int_migrate_prepare(struct api_ctx *ctx, struct http_req *req,
                                   const struct route_match *m)
 {
-    h_int_migrate(ctx, req, true);
+    int_migrate_call(ctx, req, migrate_on_prepare);
 }
 
 static void h_int_migrate_abort(struct api_ctx *ctx, struct http_req *req,
                                 const struct route_match *m)
 {
-    h_int_migrate(ctx, req, false);
+    int_migrate_call(ctx, req, migrate_on_abort);
 }
 
 /* ---- node drain and resume (src/migrate/drain.c) ---- */
@@ -1348,6 +1346,7 @@ static const struct route routes[] = {
     {"POST", "/v1/internal/migrate/prepare", (void *)h_int_migrate_prepare},
     {"POST", "/v1/internal/migrate/abort", (void *)h_int_migrate_abort},
     {"POST", "/v1/internal/migrate/console", (void *)h_int_migrate_console},
+    {"POST", "/v1/internal/migrate/recover", (void *)h_int_migrate_recover},
     {"GET", "/v1/node", (void *)h_node},
     {"GET", "/v1/vms", (void *)h_vms_list},
     {"POST", "/v1/vms", (void *)h_vm_create},

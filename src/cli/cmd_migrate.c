@@ -17,6 +17,7 @@
 
 static const char migrate_help[] =
     "Usage: ferry vm migrate NAME [--to NODE] [--budget-ms N] [--bandwidth-mib N]\n"
+    "                             [--postcopy-bandwidth-mib N]\n"
     "       ferry vm migrate --cancel NAME\n"
     "\n"
     "Live-migrates a running VM to another node (pre-copy; post-copy when the guest dirties\n"
@@ -30,6 +31,9 @@ static const char migrate_help[] =
     "  --budget-ms N   blackout budget (default: the VM's spec); QEMU's downtime-limit is\n"
     "                  a third of it, at least 100 ms (or the budget if smaller)\n"
     "  --bandwidth-mib N  cap the migration at N MiB/s (default: unlimited)\n"
+    "  --postcopy-bandwidth-mib N\n"
+    "                  cap post-copy's background copy at N MiB/s (default: unlimited;\n"
+    "                  pages the guest waits for are slowed by it too)\n"
     "  --cancel        cancel the migration of NAME under way\n"
     "  -o json         print the answer as JSON\n";
 
@@ -238,15 +242,17 @@ static int migrate_watched(struct cli *cli, const char *name, const char *path, 
 
 int cmd_vm_migrate(struct cli *cli, int argc, char **argv)
 {
-    enum { O_TO = 256, O_BUDGET, O_CANCEL, O_BW };
+    enum { O_TO = 256, O_BUDGET, O_CANCEL, O_BW, O_PCBW };
     static const struct option opts[] = {{"to", required_argument, NULL, O_TO},
                                          {"budget-ms", required_argument, NULL, O_BUDGET},
                                          {"cancel", no_argument, NULL, O_CANCEL},
                                          {"bandwidth-mib", required_argument, NULL, O_BW},
+                                         {"postcopy-bandwidth-mib", required_argument, NULL,
+                                          O_PCBW},
                                          CLI_COMMON_LONGOPTS,
                                          {NULL, 0, NULL, 0}};
     const char *cmd = "vm migrate", *to = NULL;
-    uint64_t budget = 0, bw = 0;
+    uint64_t budget = 0, bw = 0, pcbw = 0;
     bool cancel = false, first = true;
     int c;
     while ((c = cli_getopt(cli, cmd, argc, argv, CLI_COMMON_SHORTOPTS, opts, &first)) != -1) {
@@ -266,6 +272,12 @@ int cmd_vm_migrate(struct cli *cli, int argc, char **argv)
                 return cli_usage(cmd, "--bandwidth-mib: '%s' is not a number in 1..1048576",
                                  optarg);
             break;
+        case O_PCBW:
+            if (cli_parse_u64(optarg, 1, 1048576, &pcbw) < 0)
+                return cli_usage(cmd,
+                                 "--postcopy-bandwidth-mib: '%s' is not a number in 1..1048576",
+                                 optarg);
+            break;
         case O_CANCEL:
             cancel = true;
             break;
@@ -277,8 +289,8 @@ int cmd_vm_migrate(struct cli *cli, int argc, char **argv)
     int urc = cli_one_operand(cmd, argc, argv, "a VM NAME", &name);
     if (urc != EXIT_OK)
         return urc;
-    if (cancel && (to || budget || bw))
-        return cli_usage(cmd, "--cancel takes no --to, --budget-ms or --bandwidth-mib");
+    if (cancel && (to || budget || bw || pcbw))
+        return cli_usage(cmd, "--cancel takes no --to, --budget-ms or bandwidth options");
     char *esc = client_escape(name);
     char path[512];
     if (!esc || snprintf(path, sizeof(path), "/v1/vms/%s/migrate%s", esc,
@@ -294,6 +306,8 @@ int cmd_vm_migrate(struct cli *cli, int argc, char **argv)
         json_object_set_new(body, "budget_ms", json_integer((json_int_t)budget));
     if (bw)
         json_object_set_new(body, "max_bandwidth_mib", json_integer((json_int_t)bw));
+    if (pcbw)
+        json_object_set_new(body, "max_postcopy_bandwidth_mib", json_integer((json_int_t)pcbw));
     if (!cancel) {
         int rc = migrate_watched(cli, name, path, body);
         json_decref(body);

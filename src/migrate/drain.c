@@ -262,7 +262,8 @@ static void pump(struct drain *d)
         it->outcome = "migrating";
         d->running++;
         if (pick(d, vm, it->to, &e) < 0 ||
-            migrate_start(d->env.migrator, vm, it->to, 0, 0, migrated, call, &e) < 0) {
+            migrate_start(d->env.migrator, vm, &(struct migrate_opts){.to = it->to}, migrated, call,
+                          &e) < 0) {
             d->running--;
             free(call);
             if (strstr(e.msg, "outgoing live migration")) {

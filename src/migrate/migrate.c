@@ -25,6 +25,7 @@
 #define MAX_BANDWIDTH (10ULL << 30) /* bytes/s: "unlimited" for a LAN */
 #define COMPLETED_REPOLLS 40        /* QEMU 7.2 may say completed before its figures */
 #define CONSOLE_CARRY (64 * 1024)   /* console history sent to the destination */
+#define RECOVER_RETRY_MS 1000       /* a broken post-copy: ask the destination this often */
 /* The convergence policy (downtime-limit, when to escalate to post-copy) is in policy.c. */
 
 struct mig {
@@ -35,13 +36,20 @@ struct mig {
     char name[VM_NAME_MAX + 1];
     char to[64];
     char uri[160];
-    uint64_t bandwidth; /* bytes/s, QEMU's max-bandwidth */
+    uint64_t bandwidth;    /* bytes/s, QEMU's max-bandwidth */
+    uint64_t pc_bandwidth; /* bytes/s, QEMU's max-postcopy-bandwidth (0: unlimited) */
     migrate_cb cb;
     void *data;
     bool prepared, started, cancelled, finished, query_busy;
     bool postcopy; /* migrate-start-postcopy sent: the VM's state may be split */
     bool recovering; /* taken over after a ferryd restart from the journal (migrate_recover) */
     bool vm_gone;    /* the source definition was deleted: g->vm is freed */
+    /* Post-copy whose stream broke (QEMU's postcopy-paused): resumed with QEMU's postcopy
+     * recovery once the destination answers again (try_recover). */
+    bool pc_paused, recover_busy;
+    bool dest_has_none;    /* the destination said it has no copy: boot it again here */
+    unsigned recoveries;   /* post-copy resumed after a break */
+    uint64_t recover_ms;   /* last recovery attempt (monotonic) */
     struct mig_policy policy;
     unsigned completed_polls;
     uint64_t t0_ms;
@@ -193,13 +201,15 @@ static json_t *figures(const struct mig *g, enum migrate_outcome o, const char *
     json_int_t total = done ? g->total_ms : (json_int_t)(now_mono_ms() - g->t0_ms);
     char err[400];
     snprintf(err, sizeof(err), "%s", error ? error : "");
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:o, s:I, s:I, s:I, s:I, s:I, s:n, s:o}", "vm",
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:o, s:I, s:I, s:I, s:I, s:I, s:n, s:o, s:I}",
+                     "vm",
                      g->name, "from", g->m->env.node_name, "to", g->to, "status",
                      migrate_outcome_name(o), "strategy", strategy(g), "total_ms", total,
                      "downtime_ms", done ? json_integer(g->downtime_ms) : json_null(), "setup_ms",
                      g->setup_ms, "bytes", g->bytes, "passes", g->passes, "budget_ms",
                      (json_int_t)g->policy.budget_ms, "downtime_limit_ms", (json_int_t)limit_ms(g),
-                     "client_gap_ms", "error", error ? json_string(err) : json_null());
+                     "client_gap_ms", "error", error ? json_string(err) : json_null(),
+                     "postcopy_recoveries", (json_int_t)g->recoveries);
 }
 
 /*
@@ -274,6 +284,58 @@ static void after_status(struct qmp_conn *c, int status, json_t *r, const char *
     mig_unref(g);
 }
 
+/* Boots a VM again once its killed QEMU is fully cleaned up (vm_start refuses until then). */
+struct reboot {
+    uv_timer_t timer;
+    struct vmset *vms;
+    char name[VM_NAME_MAX + 1];
+    unsigned tries;
+};
+
+static void reboot_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void rebooted(struct vmset *set, struct vm *vm, int status, const struct ferr *e,
+                     void *data)
+{
+    if (status < 0)
+        log_warn("migrate: boot after the lost post-copy: %s", e->msg);
+}
+
+static void reboot_tick(uv_timer_t *t)
+{
+    struct reboot *r = t->data;
+    struct vm *vm = vmset_find(r->vms, r->name);
+    struct ferr e = {0};
+    if (vm && vm_start(vm, rebooted, NULL, &e) < 0 && e.code == FERR_STATE && ++r->tries < 50) {
+        uv_timer_start(&r->timer, reboot_tick, 100, 0); /* still cleaning up */
+        return;
+    }
+    if (!vm || e.code)
+        log_warn("migrate %s: boot after the lost post-copy: %s", r->name,
+                 vm ? e.msg : "the VM is gone");
+    else
+        log_info("migrate %s: booting it again from its disks", r->name);
+    uv_close((uv_handle_t *)&r->timer, reboot_closed);
+}
+
+static void reboot_after_lost(struct vmset *set, struct vm *vm, int status, const struct ferr *e,
+                              void *data)
+{
+    struct reboot *r = calloc(1, sizeof(*r));
+    if (!r || !vm) {
+        free(r);
+        return;
+    }
+    r->vms = set;
+    snprintf(r->name, sizeof(r->name), "%s", vm_name(vm));
+    uv_timer_init(set->loop, &r->timer);
+    r->timer.data = r;
+    uv_timer_start(&r->timer, reboot_tick, 0, 0);
+}
+
 /* Failure before completion: the VM keeps running here, the destination is cleaned up. */
 static void fail(struct mig *g, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -288,18 +350,19 @@ static void fail(struct mig *g, int code, const char *fmt, ...)
     char why[300];
     vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
-    /* After migrate-start-postcopy the guest may already run on the destination with part of
-     * its memory still on the source: neither copy is whole, and no copy may run on. Say so;
-     * the VM is stopped here (its disks are as the destination left them) and must boot
-     * again. (QEMU's postcopy recovery, migrate-recover, would be the way to save it.) */
+    /* After migrate-start-postcopy the guest runs on the destination with part of its memory
+     * still here: neither copy is whole. A broken stream is resumed (try_recover); this is
+     * reached only when the destination has no copy left (its QEMU died) or QEMU failed
+     * outright. Then the newest whole state is the disks: the VM boots again here. */
     int n = g->postcopy
                 ? snprintf(e.msg, sizeof(e.msg),
                            "migrate %.64s to %.63s: %s, after the post-copy switchover: the "
-                           "VM's memory was split between %.63s and %.63s and neither copy "
-                           "is complete; %.64s is stopped on %.63s (start it again: ferry vm "
-                           "start %.64s)",
+                           "VM's memory was split between %.63s and %.63s and no whole copy "
+                           "is left; %.64s %s on %.63s from its disks (its memory state is "
+                           "lost)",
                            g->name, g->to, why, g->m->env.node_name, g->to, g->name,
-                           g->m->env.node_name, g->name)
+                           g->dest_has_none ? "boots again" : "is stopped; start it again",
+                           g->m->env.node_name)
                 : snprintf(e.msg, sizeof(e.msg),
                            "migrate %.64s to %.63s: %s; %.64s keeps running on %.63s", g->name,
                            g->to, why, g->name, g->m->env.node_name);
@@ -311,7 +374,8 @@ static void fail(struct mig *g, int code, const char *fmt, ...)
         destwatch_abort(g->m->env.loop, g->m->env.cluster, g->to, g->name);
     struct ferr qe = {0};
     if (g->postcopy) {
-        if (vm_kill(g->vm, NULL, NULL, &qe) < 0)
+        /* Only when the destination said it has no copy may one run here again. */
+        if (vm_kill(g->vm, g->dest_has_none ? reboot_after_lost : NULL, NULL, &qe) < 0)
             log_warn("migrate %s: kill after the failed post-copy: %s", g->name, qe.msg);
     } else {
         g->refs++;
@@ -424,6 +488,74 @@ static void poll_timer(uv_timer_t *t);
 static int qmp_step(struct mig *g, const char *cmd, json_t *args, vm__qmp_cb cb);
 static void on_setup(struct qmp_conn *c, int status, json_t *r, const char *err, void *d);
 
+/* ---- source: resuming a broken post-copy (QEMU's postcopy recovery) ---- */
+
+static void dest_lost(const char *why, void *data);
+
+static void after_resume(struct qmp_conn *c, int status, json_t *r, const char *err, void *d)
+{
+    struct mig *g = d;
+    g->recover_busy = false;
+    if (status < 0 && status != -ECANCELED && !g->finished)
+        log_warn("migrate %s: migrate resume: %s", g->name, err ? err : ferr_str(status));
+    mig_unref(g);
+}
+
+static void recover_answer(int status, json_t *body, const struct ferr *answer, void *data)
+{
+    struct mig *g = data;
+    struct ferr ae = {0};
+    const struct ferr *e = reply_failed(status, body, answer, &ae) < 0 ? &ae : NULL;
+    const char *uri = e ? NULL : json_string_value(json_object_get(body, "uri"));
+    g->recover_busy = false;
+    if (g->finished) {
+        /* over meanwhile */
+    } else if (e && e->code == FERR_NOTFOUND) {
+        g->dest_has_none = true;
+        fail(g, FERR_UNAVAIL, "%s has no copy of the VM any more (%.200s)", g->to, e->msg);
+    } else if (e || !uri) {
+        log_info("migrate %s: post-copy not resumed yet: %s", g->name,
+                 e ? e->msg : "the answer has no uri");
+    } else {
+        /* The destination listens again: QEMU continues where the stream broke. */
+        json_t *args = json_pack("{s:s, s:b}", "uri", uri, "resume", 1);
+        struct ferr qe = {0};
+        g->refs++;
+        g->recover_busy = true;
+        if (vm__qmp_execute(g->vm, "migrate", args, after_resume, g, &qe) < 0) {
+            g->refs--;
+            g->recover_busy = false;
+            log_warn("migrate %s: migrate resume: %s", g->name, qe.msg);
+        } else {
+            log_info("migrate %s: resuming post-copy to %s at %s", g->name, g->to, uri);
+        }
+    }
+    json_decref(body);
+    mig_unref(g);
+}
+
+/* Asks the destination to listen again for the broken post-copy (at most every second). */
+static void try_recover(struct mig *g)
+{
+    uint64_t now = now_mono_ms();
+    if (g->recover_busy || now - g->recover_ms < RECOVER_RETRY_MS)
+        return;
+    g->recover_ms = now;
+    json_t *body = json_pack("{s:s}", "name", g->name);
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    struct ferr e = {0};
+    g->recover_busy = true;
+    g->refs++;
+    if (!text || cluster_forward(g->m->env.cluster, g->to, "POST", "/v1/internal/migrate/recover",
+                                 text, recover_answer, g, &e) < 0) {
+        g->recover_busy = false;
+        g->refs--;
+        log_warn("migrate %s: post-copy recovery: %s", g->name, text ? e.msg : "out of memory");
+    }
+    free(text);
+}
+
 /* query-migrate's figures as the policy wants them. */
 static struct mig_observation observe(const struct mig *g, const json_t *r)
 {
@@ -484,8 +616,24 @@ static void on_query(struct qmp_conn *c, int status, json_t *r, const char *err,
              g->lost[0]     ? g->lost
              : g->cancelled ? "cancelled by request"
                             : "QEMU cancelled it");
-    } else if (strcmp(st, "postcopy-paused") == 0 || strcmp(st, "postcopy-recover") == 0) {
-        fail(g, FERR_QEMU, "QEMU: post-copy is %s (the link to %s broke)", st, g->to);
+    } else if (strcmp(st, "postcopy-paused") == 0) {
+        if (!g->pc_paused) {
+            g->pc_paused = true;
+            log_warn("migrate %s: the post-copy stream to %s broke; resuming it once %s answers",
+                     g->name, g->to, g->to);
+            events_add(g->m->env.events, g->name, "vm.migrating",
+                       "to %s: the post-copy stream broke; resuming it once %s answers", g->to,
+                       g->to);
+        }
+        try_recover(g);
+    } else if (strcmp(st, "postcopy-active") == 0 && g->pc_paused) {
+        g->pc_paused = false;
+        g->recoveries++;
+        /* Watch the destination afresh: the old watch reported its loss once and stopped. */
+        destwatch_stop(g->watch);
+        g->watch = destwatch_start(g->m->env.loop, g->m->env.cluster, g->to, g->name, dest_lost, g);
+        log_info("migrate %s: post-copy to %s resumed", g->name, g->to);
+        events_add(g->m->env.events, g->name, "vm.migrating", "to %s: post-copy resumed", g->to);
     } else if (strcmp(st, "active") == 0 && !g->postcopy) {
         struct mig_observation o = observe(g, r);
         if (mig_policy_step(&g->policy, &o) == MIG_POSTCOPY) {
@@ -543,8 +691,17 @@ static void after_cancel(struct qmp_conn *c, int status, json_t *r, const char *
 static void dest_lost(const char *why, void *data)
 {
     struct mig *g = data;
-    if (g->finished || g->lost[0] || g->postcopy)
+    if (g->finished || g->lost[0])
         return;
+    if (g->postcopy) {
+        /* Post-copy cannot go back; break the stream now (QEMU would wait for TCP to give
+         * up, minutes) and resume it once the destination answers (try_recover). */
+        log_warn("migrate %s: %s; pausing the post-copy", g->name, why);
+        struct ferr qe = {0};
+        if (vm__qmp_execute(g->vm, "migrate-pause", NULL, NULL, NULL, &qe) < 0)
+            log_warn("migrate %s: migrate-pause: %s", g->name, qe.msg);
+        return;
+    }
     snprintf(g->lost, sizeof(g->lost), "%s", why);
     log_warn("migrate %s: %s; cancelling", g->name, why);
     struct ferr qe = {0};
@@ -593,12 +750,13 @@ static int qmp_step(struct mig *g, const char *cmd, json_t *args, vm__qmp_cb cb)
     return 0;
 }
 
-static void console_sent(int status, json_t *body, const struct ferr *e, void *data)
+static void console_sent(int status, json_t *body, const struct ferr *answer, void *data)
 {
     char *name = data;
+    struct ferr e = {0};
+    if (reply_failed(status, body, answer, &e) < 0) /* an older destination has no such call */
+        log_info("migrate %s: console history not carried over: %s", name, e.msg);
     json_decref(body);
-    if (e) /* an older destination has no such call: its console starts empty */
-        log_info("migrate %s: console history not carried over: %s", name, e->msg);
     free(name);
 }
 
@@ -638,14 +796,16 @@ static void send_console(struct mig *g)
 
 /* The destination listens: set QEMU's migration policy, then start. QMP answers in order, so
  * the three commands go out at once. */
-static void prepared(int status, json_t *body, const struct ferr *e, void *data)
+static void prepared(int status, json_t *body, const struct ferr *answer, void *data)
 {
     struct mig *g = data;
-    const char *uri = json_string_value(json_object_get(body, "uri"));
-    if (!e && uri)
+    struct ferr ae = {0};
+    const struct ferr *e = reply_failed(status, body, answer, &ae) < 0 ? &ae : NULL;
+    const char *uri = e ? NULL : json_string_value(json_object_get(body, "uri"));
+    if (uri) {
         g->prepared = true;
-    if (uri)
         snprintf(g->uri, sizeof(g->uri), "%s", uri);
+    }
     json_decref(body);
     if (g->finished)
         goto out;
@@ -667,8 +827,9 @@ static void prepared(int status, json_t *body, const struct ferr *e, void *data)
     }
     json_t *caps = json_pack("{s:[{s:s, s:b}, {s:s, s:b}]}", "capabilities", "capability", "events",
                              "state", 1, "capability", "postcopy-ram", "state", 1);
-    json_t *params = json_pack("{s:I, s:I}", "downtime-limit", (json_int_t)limit_ms(g),
-                               "max-bandwidth", (json_int_t)g->bandwidth);
+    json_t *params = json_pack("{s:I, s:I, s:I}", "downtime-limit", (json_int_t)limit_ms(g),
+                               "max-bandwidth", (json_int_t)g->bandwidth,
+                               "max-postcopy-bandwidth", (json_int_t)g->pc_bandwidth);
     json_t *mig = json_pack("{s:s}", "uri", g->uri);
     if (qmp_step(g, "migrate-set-capabilities", caps, on_setup) < 0) {
         json_decref(params);
@@ -708,9 +869,11 @@ static int pick_destination(struct migrator *m, struct vm *vm, const char *to, c
     return rc;
 }
 
-int migrate_start(struct migrator *m, struct vm *vm, const char *to, uint64_t budget_ms,
-                  uint64_t bandwidth_mib, migrate_cb cb, void *data, struct ferr *e)
+int migrate_start(struct migrator *m, struct vm *vm, const struct migrate_opts *o, migrate_cb cb,
+                  void *data, struct ferr *e)
 {
+    const char *to = o->to;
+    uint64_t budget_ms = o->budget_ms;
     const char *name = vm_name(vm);
     struct mig *busy = find_mig(m, name);
     if (busy || vm->migrating_out)
@@ -734,7 +897,7 @@ int migrate_start(struct migrator *m, struct vm *vm, const char *to, uint64_t bu
                         vm_state_name(vm_state(vm)));
     }
     unsigned max = m->env.max_out ? m->env.max_out : MIGRATE_DEFAULT_OUT, running = 0;
-    for (struct mig *o = m->migs; o; o = o->next)
+    for (struct mig *x = m->migs; x; x = x->next)
         running++;
     if (running >= max)
         return ferr_set(e, FERR_STATE,
@@ -774,7 +937,8 @@ int migrate_start(struct migrator *m, struct vm *vm, const char *to, uint64_t bu
     g->vm = vm;
     snprintf(g->name, sizeof(g->name), "%s", name);
     g->policy = (struct mig_policy){.budget_ms = budget_ms, .postcopy = true};
-    g->bandwidth = bandwidth_mib ? bandwidth_mib << 20 : MAX_BANDWIDTH;
+    g->bandwidth = o->bandwidth_mib ? o->bandwidth_mib << 20 : MAX_BANDWIDTH;
+    g->pc_bandwidth = o->postcopy_bandwidth_mib << 20; /* QEMU: 0 is unlimited */
     g->cb = cb;
     g->data = data;
     g->t0_ms = now_mono_ms();
@@ -1153,6 +1317,104 @@ void migrate_on_console(struct migrator *m, const json_t *body, migrate_cb cb, v
     vm__console_append(vm, json_string_value(text), len);
     vm__console_append(vm, mark, (size_t)n);
     cb(200, json_pack("{s:I}", "appended", (json_int_t)len), NULL, data);
+}
+
+/* ---- destination: resuming a broken post-copy ---- */
+
+struct recover_ctx {
+    struct migrator *m;
+    migrate_cb cb;
+    void *data;
+    char name[VM_NAME_MAX + 1];
+    char uri[160];
+};
+
+static void recover_listening(struct qmp_conn *c, int status, json_t *r, const char *err, void *d)
+{
+    struct recover_ctx *x = d;
+    if (status < 0)
+        reply_err(x->cb, x->data, FERR_QEMU, "migrate-recover %s: %.300s", x->uri,
+                  err ? err : ferr_str(status));
+    else
+        x->cb(200, json_pack("{s:s, s:s}", "uri", x->uri, "node", x->m->env.node_name), NULL,
+              x->data);
+    free(x);
+}
+
+static void recover_paused(struct qmp_conn *c, int status, json_t *r, const char *err, void *d)
+{
+    struct recover_ctx *x = d;
+    reply_err(x->cb, x->data, FERR_STATE,
+              "%s: the post-copy stream was still up here; it is broken now, ask again", x->name);
+    free(x);
+}
+
+static void recover_status(struct qmp_conn *c, int status, json_t *r, const char *err, void *d)
+{
+    struct recover_ctx *x = d;
+    const char *st = status == 0 ? json_string_value(json_object_get(r, "status")) : NULL;
+    struct vm *vm = vmset_find(x->m->env.vms, x->name);
+    struct ferr e = {0};
+    char ip[64];
+    int port = 0;
+    if (!vm || !st) {
+        reply_err(x->cb, x->data, FERR_NOTFOUND, "%s: its QEMU is gone here", x->name);
+    } else if (strcmp(st, "postcopy-active") == 0) {
+        /* The source saw the stream break, this side not yet (TCP still waits): break it. */
+        if (vm__qmp_execute(vm, "migrate-pause", NULL, recover_paused, x, &e) == 0)
+            return;
+        reply_err(x->cb, x->data, FERR_QEMU, "%s", e.msg);
+    } else if (strcmp(st, "postcopy-recover") == 0 && vm->incoming_uri[0]) {
+        /* Listening from an earlier call whose answer was lost. */
+        x->cb(200, json_pack("{s:s, s:s}", "uri", vm->incoming_uri, "node", x->m->env.node_name),
+              NULL, x->data);
+    } else if (strcmp(st, "postcopy-paused") != 0) {
+        reply_err(x->cb, x->data, FERR_STATE, "%s: its incoming migration is %s here", x->name,
+                  st);
+    } else if (mgmt_ip(x->m, ip, &e) < 0 || free_port(ip, &port, &e) < 0) {
+        reply_err(x->cb, x->data, e.code, "%s", e.msg);
+    } else {
+        snprintf(x->uri, sizeof(x->uri), "tcp:%s:%d", ip, port);
+        snprintf(vm->incoming_uri, sizeof(vm->incoming_uri), "%.127s", x->uri);
+        log_info("migrate %s: post-copy broke; listening again at %s", x->name, x->uri);
+        events_add(x->m->env.events, x->name, "vm.migrating",
+                   "the post-copy stream broke; listening again at %s", x->uri);
+        if (vm__qmp_execute(vm, "migrate-recover", json_pack("{s:s}", "uri", x->uri),
+                            recover_listening, x, &e) == 0)
+            return;
+        reply_err(x->cb, x->data, FERR_QEMU, "%s", e.msg);
+    }
+    free(x);
+}
+
+void migrate_on_recover(struct migrator *m, const json_t *body, migrate_cb cb, void *data)
+{
+    const char *name = json_string_value(json_object_get(body, "name"));
+    if (!name || json_object_size(body) != 1) {
+        reply_err(cb, data, FERR_INVALID, "body: expected {\"name\": NAME}");
+        return;
+    }
+    struct vm *vm = vmset_find(m->env.vms, name);
+    if (!vm || (vm_state(vm) != VM_RUNNING && vm_state(vm) != VM_PAUSED)) {
+        reply_err(cb, data, FERR_NOTFOUND, "%s is not running here", name);
+        return;
+    }
+    if (owned_here(m, name, cb, data))
+        return;
+    struct recover_ctx *x = calloc(1, sizeof(*x));
+    if (!x) {
+        reply_err(cb, data, -ENOMEM, "out of memory");
+        return;
+    }
+    x->m = m;
+    x->cb = cb;
+    x->data = data;
+    snprintf(x->name, sizeof(x->name), "%s", name);
+    struct ferr e = {0};
+    if (vm__qmp_execute(vm, "query-migrate", NULL, recover_status, x, &e) < 0) {
+        free(x);
+        reply_err(cb, data, FERR_NOTFOUND, "%s: %s", name, e.msg);
+    }
 }
 
 struct abort_ctx {

@@ -36,16 +36,23 @@ typedef reply_cb migrate_cb;
 /* env copied. */
 int migrator_new(const struct migrator_env *env, struct migrator **out, struct ferr *e);
 
+struct migrate_opts {
+    const char *to;                  /* NULL: the cluster picks */
+    uint64_t budget_ms;              /* 0: the spec's blackout budget */
+    uint64_t bandwidth_mib;          /* pre-copy, MiB/s; 0: unlimited */
+    uint64_t postcopy_bandwidth_mib; /* post-copy's background stream, MiB/s; 0: unlimited */
+};
+
 /*
- * Source: live-migrates vm (which must be running here) to node `to` (NULL: the up node with
- * the most free memory other than this one) with downtime-limit budget_ms (0: the spec's
- * blackout budget). Synchronous refusals (state, no cluster, no destination; FERR_STATE when
- * env.max_out migrations already leave this node: no queue, the caller retries) return
- * negative with e set and change nothing. Otherwise cb answers once the migration completed (body:
- * the figures) or failed (the VM keeps running here, the destination is cleaned up).
+ * Source: live-migrates vm (which must be running here) to node o->to (NULL: the up node
+ * with the most free memory other than this one) within the blackout budget o->budget_ms.
+ * Synchronous refusals (state, no cluster, no destination; FERR_STATE when env.max_out
+ * migrations already leave this node: no queue, the caller retries) return negative with e
+ * set and change nothing. Otherwise cb answers once the migration completed (body: the
+ * figures) or failed (the VM keeps running here, the destination is cleaned up).
  */
-int migrate_start(struct migrator *m, struct vm *vm, const char *to, uint64_t budget_ms,
-                  uint64_t bandwidth_mib, migrate_cb cb, void *data, struct ferr *e);
+int migrate_start(struct migrator *m, struct vm *vm, const struct migrate_opts *o, migrate_cb cb,
+                  void *data, struct ferr *e);
 /* Source: cancels the migration of the VM named name; its migrate_start answer reports the
  * cancel. FERR_NOTFOUND/FERR_STATE when none runs; FERR_STATE once post-copy has started. */
 int migrate_cancel(struct migrator *m, const char *name, struct ferr *e);
@@ -55,6 +62,13 @@ int migrate_cancel(struct migrator *m, const char *name, struct ferr *e);
  * it prints here) with a line that says where it came from. FERR_STATE unless the VM waits
  * here as a migration's destination. */
 void migrate_on_console(struct migrator *m, const json_t *body, migrate_cb cb, void *data);
+
+/* Destination: POST /v1/internal/migrate/recover {"name"}: the post-copy stream of the VM
+ * broke; break it here too if this side has not noticed, then make QEMU listen again
+ * (migrate-recover) and answer {"uri", "node"} for the source's "migrate resume". FERR_NOTFOUND
+ * when no copy of the VM runs here (the source then boots it again from its disks);
+ * FERR_STATE when the caller should ask again a moment later. */
+void migrate_on_recover(struct migrator *m, const json_t *body, migrate_cb cb, void *data);
 
 /* Source, after a ferryd restart: if the VM's journal says a migration was under way, take it
  * over from what QEMU says (query-migrate): drive it on if it runs, hand the VM over if it

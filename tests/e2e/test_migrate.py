@@ -403,14 +403,18 @@ def test_ctrl_c_asks_then_cancels(lab):
 
 def test_postcopy_failure_is_reported_honestly(lab):
     """A cancel is refused once post-copy runs. The destination's QEMU killed while post-copy
-    runs: the VM's memory is split, so no side can go on; the error says so, the VM is stopped on the source (not running stale
-    memory), nothing is left on the destination, and the record says failed / post-copy."""
+    runs: the VM's memory was split and the destination's part is gone, so no copy can go on.
+    The error says so; the VM boots again on the source from its disks (the newest whole state
+    left), it runs there in one QEMU and answers, nothing is left on the destination, and the
+    record says failed / post-copy."""
     h1, h2, h3 = lab.hosts
-    create_vm(lab, h1, "mv5", 8, workload="probe,dirtier",
-              extra=("--cmdline", "ferry.dirty_mb=64 ferry.dirty_rate=0"))
+    ip = create_vm(lab, h1, "mv5", 8, workload="probe,dirtier",
+                   extra=("--cmdline", "ferry.dirty_mb=64 ferry.dirty_rate=0"))
     taps = local_vm(h1, "mv5")["taps"]
+    old_pid = local_vm(h1, "mv5")["pid"]
     p = subprocess.Popen([lab.bins["ferry"], "--socket", h1.sock, "vm", "migrate", "mv5",
-                          "--to", "host2", "--bandwidth-mib", "8"], env=lab.env(h1),
+                          "--to", "host2", "--bandwidth-mib", "8", "--postcopy-bandwidth-mib",
+                          "4"], env=lab.env(h1),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         def in_postcopy():
@@ -427,10 +431,14 @@ def test_postcopy_failure_is_reported_honestly(lab):
             p.kill()
             p.wait()
     print(f"\npost-copy failure: {err.strip()}")
-    assert p.returncode != 0 and "split" in err and "stopped on host1" in err, (out, err)
-    wait_for(lambda: (local_vm(h1, "mv5") or {}).get("state") in ("stopped", "failed"), 10,
-             "mv5 to be stopped on host1")
-    assert not qemus_of("mv5")
+    assert p.returncode != 0 and "split" in err and "boots again on host1" in err, (out, err)
+    v = wait_for(lambda: (lambda v: v if v and v["state"] == "running" and
+                          v["pid"] != old_pid else None)(local_vm(h1, "mv5")), 30,
+                 "mv5 to boot again on host1")
+    assert qemus_of("mv5") == [v["pid"]]
+    assert vm_on(h3, "mv5")["owner"] == "host1"
+    lab.client_exec(["ferry-probe", "wait", ip], timeout=90)  # a fresh boot
+    wait_answering(lab, ip, 1)
     assert_nothing_on(h2, "mv5", taps)
     rec = h3.cli_json("vm", "migrations", "mv5")["migrations"][0]
     assert rec["status"] == "failed" and rec["strategy"] == "post-copy" and \

@@ -203,6 +203,56 @@ def test_destination_link_cut(lab):
     h1.cli("vm", "delete", "--force", "fl1")
 
 
+def test_postcopy_link_cut_resumes(lab):
+    """The link to the destination breaks during post-copy, when neither host holds the whole
+    VM. The source breaks the stream as soon as the destination stops answering (QEMU alone
+    would wait minutes for TCP), and resumes it with QEMU's post-copy recovery once the link is
+    back: the migration completes, the VM runs on the destination with its memory whole (it
+    answers, its console is clean), and the record counts the recovery."""
+    h1, h2, h3 = lab.hosts
+    ip = create_vm(lab, h1, "fp1", 6, workload="probe,dirtier", memory=256,
+                   extra=("--cmdline", "ferry.dirty_mb=64 ferry.dirty_rate=0"))
+    taps = local_vm(h1, "fp1")["taps"]
+    wait_answering(lab, ip, 3)
+    p = subprocess.Popen([lab.bins["ferry"], "--socket", h1.sock, "vm", "migrate", "fp1",
+                          "--to", "host2", "--bandwidth-mib", "16", "--postcopy-bandwidth-mib",
+                          "4"], env=lab.env(h1),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def progress():
+        st, body = h1.api("GET", "/v1/vms/fp1/migration")
+        return body if st == 200 else {}
+    try:
+        wait_for(lambda: p.poll() is not None or progress().get("strategy") == "post-copy", 90,
+                 "post-copy to start")
+        assert p.poll() is None, f"the migration ended before post-copy: {p.communicate()}"
+        time.sleep(0.5)
+        lab.link_down(h2)
+        try:
+            wait_for(lambda: progress().get("status") == "postcopy-paused", 30,
+                     "the source to break the post-copy stream")
+            time.sleep(2)
+        finally:
+            lab.link_up(h2)
+        rc, out, err = finish(p, timeout=180)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    print(f"\npost-copy link cut: rc {rc}: {out.strip()[-600:]} {err.strip()[-300:]}")
+    assert rc == 0, (out, err, logs(lab))
+    rec = wait_for(lambda: newest_migration(h3, "fp1"), 30, "the migration's record")
+    assert (rec["status"], rec["strategy"]) == ("completed", "post-copy"), rec
+    assert rec["postcopy_recoveries"] >= 1, rec
+    wait_for(lambda: (lambda v: v and v["owner"] == "host2" and v["state"] == "running")(
+        vm_on(h3, "fp1")), 30, "host3 to list fp1 as running on host2")
+    assert_nothing_on(h1, "fp1", taps, timeout=30)
+    assert qemus_of("fp1") == [local_vm(h2, "fp1")["pid"]]
+    wait_answering(lab, ip)
+    assert_guest_sane(h3, "fp1")
+    h3.cli("vm", "delete", "--force", "fp1")
+
+
 def test_recorder_acks_survive_migrations(lab):
     h1, h2, h3 = lab.hosts
     disk = f"{lab.csv}/fr1.vhd"
