@@ -485,6 +485,59 @@ static void completed(struct mig *g, json_t *r)
 }
 
 static void poll_timer(uv_timer_t *t);
+
+/* After a ferryd restart QEMU's "completed" may be an older migration's (one whose owner
+ * change the database refused, say): only a destination that runs the VM proves it is ours. */
+struct confirm {
+    struct mig *g;
+    json_t *r; /* QEMU's answer */
+};
+
+static void confirmed(int status, json_t *body, const struct ferr *answer, void *data)
+{
+    struct confirm *c = data;
+    struct mig *g = c->g;
+    struct ferr ae = {0};
+    bool failed = reply_failed(status, body, answer, &ae) < 0;
+    const char *st = failed ? NULL : json_string_value(json_object_get(body, "state"));
+    if (g->finished) {
+        /* over meanwhile */
+    } else if (st && strcmp(st, "running") == 0) {
+        completed(g, c->r);
+    } else if (failed && (ae.code == FERR_UNAVAIL || ae.code == FERR_TIMEOUT)) {
+        uv_timer_start(&g->timer, poll_timer, 1000, POLL_MS); /* ask again */
+    } else {
+        fail(g, FERR_STATE, "ferryd restarted before QEMU started the migration (%s: %s)", g->to,
+             st ? st : ae.msg);
+    }
+    json_decref(body);
+    json_decref(c->r);
+    free(c);
+    mig_unref(g);
+}
+
+static void confirm_completed(struct mig *g, json_t *r)
+{
+    char path[128 + VM_NAME_MAX];
+    snprintf(path, sizeof(path), "/v1/vms/%s", g->name);
+    struct confirm *c = calloc(1, sizeof(*c));
+    struct ferr e = {0};
+    uv_timer_stop(&g->timer);
+    if (!c) {
+        fail(g, -ENOMEM, "out of memory");
+        return;
+    }
+    c->g = g;
+    c->r = json_incref(r);
+    g->refs++;
+    if (cluster_forward(g->m->env.cluster, g->to, "GET", path, NULL, confirmed, c, &e) < 0) {
+        json_decref(c->r);
+        free(c);
+        g->refs--;
+        uv_timer_start(&g->timer, poll_timer, 1000, POLL_MS);
+    }
+}
+
 static int qmp_step(struct mig *g, const char *cmd, json_t *args, vm__qmp_cb cb);
 static void on_setup(struct qmp_conn *c, int status, json_t *r, const char *err, void *d);
 
@@ -607,7 +660,10 @@ static void on_query(struct qmp_conn *c, int status, json_t *r, const char *err,
             uv_timer_start(&g->timer, poll_timer, 5, POLL_MS);
             goto out;
         }
-        completed(g, r);
+        if (g->recovering)
+            confirm_completed(g, r);
+        else
+            completed(g, r);
     } else if (strcmp(st, "failed") == 0) {
         const char *desc = json_string_value(json_object_get(r, "error-desc"));
         fail(g, FERR_QEMU, "QEMU: migration failed: %.300s", desc ? desc : "no reason given");
@@ -1007,10 +1063,7 @@ int migrate_cancel(struct migrator *m, const char *name, struct ferr *e)
 
 static void recovered(int status, json_t *body, const struct ferr *e, void *data)
 {
-    (void)status;
-    (void)data;
-    json_decref(body); /* nobody asked: the events and the record say what happened */
-    (void)e;
+    json_decref(body); /* nobody waits for this answer: the events and the record tell */
 }
 
 static void leftover_removed(struct vmset *set, struct vm *vm, int status, const struct ferr *e,

@@ -308,7 +308,7 @@ def test_postcopy_when_precopy_cannot_converge(lab):
     assert res["tcp_survived"], res
     assert res["lost"] < 0.05 * res["sent"], res
     # Measured here since the destination preallocates: 68-107 ms on a quiet host (13 runs),
-    # 124-236 ms with a busy loop on one of the two CPUs (3 runs). It was 77-375 ms before.
+    # 124-236 ms with two busy loops on the two CPUs (3 runs). It was 77-375 ms before.
     assert res["longest_gap_ms"] < BUDGET_MS, f"post-copy gap over the budget: {res}"
     wait_for(lambda: (lambda v: v and v.get("owner") == "host2" and v.get("state") == "running")(
         vm_on(h3, "mv3")), 10, "host3 to list mv3 as running on host2")
