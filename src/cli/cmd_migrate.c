@@ -56,6 +56,9 @@ static int print_figures(struct cli *cli, const json_t *r)
     output_kv(stdout, "bytes", "%llu (%.1f MiB)", (unsigned long long)cli_jnum(r, "bytes"),
               (double)cli_jnum(r, "bytes") / (1024.0 * 1024.0));
     output_kv(stdout, "passes", "%llu", (unsigned long long)cli_jnum(r, "passes"));
+    if (cli_jnum(r, "postcopy_recoveries"))
+        output_kv(stdout, "recoveries", "%llu (the post-copy stream broke and was resumed)",
+                  (unsigned long long)cli_jnum(r, "postcopy_recoveries"));
     return EXIT_OK;
 }
 

@@ -9,6 +9,7 @@ cancel). Then the recorder workload: every record the guest acknowledged while i
 three times back and forth is on its disk after it stopped."""
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -241,6 +242,7 @@ def test_postcopy_link_cut_resumes(lab):
             p.wait()
     print(f"\npost-copy link cut: rc {rc}: {out.strip()[-600:]} {err.strip()[-300:]}")
     assert rc == 0, (out, err, logs(lab))
+    assert re.search(r"^recoveries:\s+[1-9]", out, re.M), out  # the summary says so too
     rec = wait_for(lambda: newest_migration(h3, "fp1"), 30, "the migration's record")
     assert (rec["status"], rec["strategy"]) == ("completed", "post-copy"), rec
     assert rec["postcopy_recoveries"] >= 1, rec
