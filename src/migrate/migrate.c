@@ -561,11 +561,16 @@ static void recover_answer(int status, json_t *body, const struct ferr *answer, 
     const struct ferr *e = reply_failed(status, body, answer, &ae) < 0 ? &ae : NULL;
     const char *uri = e ? NULL : json_string_value(json_object_get(body, "uri"));
     g->recover_busy = false;
+    json_t *copy = e ? NULL : json_object_get(body, "copy");
     if (g->finished) {
         /* over meanwhile */
-    } else if (e && e->code == FERR_NOTFOUND) {
+    } else if (json_is_false(copy)) {
+        /* Said in so many words: an error (even a 404 from a ferryd without this call) only
+         * means "not now", or a second copy could boot next to a live one. */
         g->dest_has_none = true;
-        fail(g, FERR_UNAVAIL, "%s has no copy of the VM any more (%.200s)", g->to, e->msg);
+        fail(g, FERR_UNAVAIL, "%s has no copy of the VM any more (%.200s)", g->to,
+             json_string_value(json_object_get(body, "why")) ? json_string_value(
+                 json_object_get(body, "why")) : "no reason given");
     } else if (e || !uri) {
         log_info("migrate %s: post-copy not resumed yet: %s", g->name,
                  e ? e->msg : "the answer has no uri");
@@ -1374,6 +1379,14 @@ void migrate_on_console(struct migrator *m, const json_t *body, migrate_cb cb, v
 
 /* ---- destination: resuming a broken post-copy ---- */
 
+/* The answer that lets the source boot the VM again: no copy of it runs here. */
+static json_t *no_copy(const char *name, const char *why)
+{
+    char text[200];
+    snprintf(text, sizeof(text), "%.63s is not running here: %.100s", name, why);
+    return json_pack("{s:b, s:s}", "copy", 0, "why", text);
+}
+
 struct recover_ctx {
     struct migrator *m;
     migrate_cb cb;
@@ -1410,8 +1423,11 @@ static void recover_status(struct qmp_conn *c, int status, json_t *r, const char
     struct ferr e = {0};
     char ip[64];
     int port = 0;
-    if (!vm || !st) {
-        reply_err(x->cb, x->data, FERR_NOTFOUND, "%s: its QEMU is gone here", x->name);
+    if (!vm || (vm_state(vm) != VM_RUNNING && vm_state(vm) != VM_PAUSED)) {
+        x->cb(200, no_copy(x->name, "its QEMU is gone"), NULL, x->data);
+    } else if (!st) {
+        reply_err(x->cb, x->data, FERR_STATE, "%s: query-migrate: %.200s; ask again", x->name,
+                  err ? err : ferr_str(status));
     } else if (strcmp(st, "postcopy-active") == 0) {
         /* The source saw the stream break, this side not yet (TCP still waits): break it. */
         if (vm__qmp_execute(vm, "migrate-pause", NULL, recover_paused, x, &e) == 0)
@@ -1447,13 +1463,13 @@ void migrate_on_recover(struct migrator *m, const json_t *body, migrate_cb cb, v
         reply_err(cb, data, FERR_INVALID, "body: expected {\"name\": NAME}");
         return;
     }
-    struct vm *vm = vmset_find(m->env.vms, name);
-    if (!vm || (vm_state(vm) != VM_RUNNING && vm_state(vm) != VM_PAUSED)) {
-        reply_err(cb, data, FERR_NOTFOUND, "%s is not running here", name);
-        return;
-    }
     if (owned_here(m, name, cb, data))
         return;
+    struct vm *vm = vmset_find(m->env.vms, name);
+    if (!vm || (vm_state(vm) != VM_RUNNING && vm_state(vm) != VM_PAUSED)) {
+        cb(200, no_copy(name, vm ? vm_state_name(vm_state(vm)) : "no such VM here"), NULL, data);
+        return;
+    }
     struct recover_ctx *x = calloc(1, sizeof(*x));
     if (!x) {
         reply_err(cb, data, -ENOMEM, "out of memory");
@@ -1466,7 +1482,7 @@ void migrate_on_recover(struct migrator *m, const json_t *body, migrate_cb cb, v
     struct ferr e = {0};
     if (vm__qmp_execute(vm, "query-migrate", NULL, recover_status, x, &e) < 0) {
         free(x);
-        reply_err(cb, data, FERR_NOTFOUND, "%s: %s", name, e.msg);
+        reply_err(cb, data, FERR_STATE, "%s: %s; ask again", name, e.msg);
     }
 }
 

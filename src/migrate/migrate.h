@@ -65,9 +65,9 @@ void migrate_on_console(struct migrator *m, const json_t *body, migrate_cb cb, v
 
 /* Destination: POST /v1/internal/migrate/recover {"name"}: the post-copy stream of the VM
  * broke; break it here too if this side has not noticed, then make QEMU listen again
- * (migrate-recover) and answer {"uri", "node"} for the source's "migrate resume". FERR_NOTFOUND
- * when no copy of the VM runs here (the source then boots it again from its disks);
- * FERR_STATE when the caller should ask again a moment later. */
+ * (migrate-recover) and answer {"uri", "node"} for the source's "migrate resume". {"copy":
+ * false, "why"} when no copy of the VM runs here (the source then boots it again from its
+ * disks; only this answer allows that); FERR_STATE when the caller should ask again. */
 void migrate_on_recover(struct migrator *m, const json_t *body, migrate_cb cb, void *data);
 
 /* Source, after a ferryd restart: if the VM's journal says a migration was under way, take it
