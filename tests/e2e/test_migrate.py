@@ -307,7 +307,7 @@ def test_postcopy_when_precopy_cannot_converge(lab):
     assert fig["status"] == "completed" and fig["strategy"] == "post-copy", fig
     assert res["tcp_survived"], res
     assert res["lost"] < 0.05 * res["sent"], res
-    # Measured here since the destination preallocates: 68-107 ms on a quiet host (13 runs),
+    # Measured here since the destination preallocates: 68-107 ms on a quiet host (7 runs),
     # 124-236 ms with two busy loops on the two CPUs (3 runs). It was 77-375 ms before.
     assert res["longest_gap_ms"] < BUDGET_MS, f"post-copy gap over the budget: {res}"
     wait_for(lambda: (lambda v: v and v.get("owner") == "host2" and v.get("state") == "running")(
