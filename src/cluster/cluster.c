@@ -1453,8 +1453,38 @@ int cluster_status(struct cluster *c, json_t **out, struct ferr *e)
 
 /* ---- forwarding to a node ---- */
 
+static int forward(struct cluster *c, const char *node, const char *method, const char *path,
+                   const char *body, peer_cb relay_cb, cluster_reply_cb cb, void *data,
+                   struct ferr *e);
+
 int cluster_forward(struct cluster *c, const char *node, const char *method, const char *path,
                     const char *body, cluster_reply_cb cb, void *data, struct ferr *e)
+{
+    return forward(c, node, method, path, body, relay, cb, data, e);
+}
+
+/* relay, with an error answer turned into e. */
+static void relay_checked(int status, json_t *body, const char *raw, size_t len,
+                          const struct ferr *e, void *data)
+{
+    struct pending *p = data;
+    struct ferr fe = {0};
+    if (reply_failed(status, body, e, &fe) < 0)
+        p->cb(0, NULL, &fe, p->data);
+    else
+        p->cb(status, json_incref(body), NULL, p->data);
+    free(p);
+}
+
+int cluster_call(struct cluster *c, const char *node, const char *method, const char *path,
+                 const char *body, cluster_reply_cb cb, void *data, struct ferr *e)
+{
+    return forward(c, node, method, path, body, relay_checked, cb, data, e);
+}
+
+static int forward(struct cluster *c, const char *node, const char *method, const char *path,
+                   const char *body, peer_cb relay_cb, cluster_reply_cb cb, void *data,
+                   struct ferr *e)
 {
     json_t *n = NULL;
     if (!c->active || !c->db)
@@ -1469,7 +1499,7 @@ int cluster_forward(struct cluster *c, const char *node, const char *method, con
         return ferr_set(e, -ENOMEM, "out of memory");
     p->cb = cb;
     p->data = data;
-    int rc = peer_request(c->loop, api, c->secret, method, path, body, 120000, relay, p, e);
+    int rc = peer_request(c->loop, api, c->secret, method, path, body, 120000, relay_cb, p, e);
     if (rc < 0)
         free(p);
     return rc;

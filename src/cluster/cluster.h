@@ -85,8 +85,13 @@ void cluster_on_remove(struct cluster *c, const json_t *body, cluster_reply_cb c
 int cluster_write(struct cluster *c, const json_t *cmd, cluster_reply_cb cb, void *data,
                   struct ferr *e);
 
-/* Sends an API request to another node with the cluster secret and relays its answer. */
+/* Sends an API request to another node with the cluster secret and relays its answer as it
+ * came (status and body, also for an error: for passing it on to a client). */
 int cluster_forward(struct cluster *c, const char *node, const char *method, const char *path,
                     const char *body, cluster_reply_cb cb, void *data, struct ferr *e);
+/* The same for a node's own calls to another: an answer outside 2xx reaches cb as an error
+ * (its code and message from the answer's body, common/reply.h), so cb checks e alone. */
+int cluster_call(struct cluster *c, const char *node, const char *method, const char *path,
+                 const char *body, cluster_reply_cb cb, void *data, struct ferr *e);
 
 #endif

@@ -59,17 +59,13 @@ static void declare_lost(struct destwatch *w, const char *fmt, ...)
         cb(why, w->data);
 }
 
-static void pinged(int status, json_t *body, const struct ferr *answer, void *data)
+static void pinged(int status, json_t *body, const struct ferr *e, void *data)
 {
     struct destwatch *w = data;
-    struct ferr ae = {0};
-    const struct ferr *e = reply_failed(status, body, answer, &ae) < 0 ? &ae : NULL;
     w->in_flight = false;
     if (!w->stopped && w->lost) {
         const char *st = json_string_value(json_object_get(body, "state"));
-        if (e && (e->code == FERR_UNAVAIL || e->code == FERR_TIMEOUT)) {
-            snprintf(w->last_err, sizeof(w->last_err), "%.199s", e->msg); /* silence counts */
-        } else if (e) {
+        if (e) { /* unreachable or refusing: the silence counts, unless the VM is gone */
             snprintf(w->last_err, sizeof(w->last_err), "%.199s", e->msg);
             if (e->code == FERR_NOTFOUND)
                 declare_lost(w, "%s no longer holds the incoming %s", w->to, w->name);
@@ -99,7 +95,7 @@ static void tick(uv_timer_t *t)
     struct ferr e = {0};
     w->refs++;
     w->in_flight = true;
-    if (cluster_forward(w->c, w->to, "GET", path, NULL, pinged, w, &e) < 0) {
+    if (cluster_call(w->c, w->to, "GET", path, NULL, pinged, w, &e) < 0) {
         w->in_flight = false;
         w->refs--;
         snprintf(w->last_err, sizeof(w->last_err), "%.199s", e.msg);
@@ -157,11 +153,9 @@ static void abort_tick(uv_timer_t *t)
     abort_send(t->data);
 }
 
-static void abort_answered(int status, json_t *body, const struct ferr *answer, void *data)
+static void abort_answered(int status, json_t *body, const struct ferr *e, void *data)
 {
     struct abort_try *a = data;
-    struct ferr ae = {0};
-    const struct ferr *e = reply_failed(status, body, answer, &ae) < 0 ? &ae : NULL;
     json_decref(body);
     /* Unreachable or timed out: try again. Any answer of the destination's is final (a
      * refusal means it owns the VM: then there is nothing to throw away). */
@@ -194,7 +188,7 @@ static void abort_send(struct abort_try *a)
         abort_answered(0, NULL, &e, a);
         return;
     }
-    if (cluster_forward(a->c, a->to, "POST", "/v1/internal/migrate/abort", text, abort_answered,
+    if (cluster_call(a->c, a->to, "POST", "/v1/internal/migrate/abort", text, abort_answered,
                         a, &e) < 0)
         abort_answered(0, NULL, &e, a);
     free(text);

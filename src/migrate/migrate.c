@@ -493,22 +493,20 @@ struct confirm {
     json_t *r; /* QEMU's answer */
 };
 
-static void confirmed(int status, json_t *body, const struct ferr *answer, void *data)
+static void confirmed(int status, json_t *body, const struct ferr *e, void *data)
 {
     struct confirm *c = data;
     struct mig *g = c->g;
-    struct ferr ae = {0};
-    bool failed = reply_failed(status, body, answer, &ae) < 0;
-    const char *st = failed ? NULL : json_string_value(json_object_get(body, "state"));
+    const char *st = json_string_value(json_object_get(body, "state"));
     if (g->finished) {
         /* over meanwhile */
     } else if (st && strcmp(st, "running") == 0) {
         completed(g, c->r);
-    } else if (failed && (ae.code == FERR_UNAVAIL || ae.code == FERR_TIMEOUT)) {
+    } else if (e && (e->code == FERR_UNAVAIL || e->code == FERR_TIMEOUT)) {
         uv_timer_start(&g->timer, poll_timer, 1000, POLL_MS); /* ask again */
     } else {
         fail(g, FERR_STATE, "ferryd restarted before QEMU started the migration (%s: %s)", g->to,
-             st ? st : ae.msg);
+             st ? st : e ? e->msg : "no state");
     }
     json_decref(body);
     json_decref(c->r);
@@ -530,7 +528,7 @@ static void confirm_completed(struct mig *g, json_t *r)
     c->g = g;
     c->r = json_incref(r);
     g->refs++;
-    if (cluster_forward(g->m->env.cluster, g->to, "GET", path, NULL, confirmed, c, &e) < 0) {
+    if (cluster_call(g->m->env.cluster, g->to, "GET", path, NULL, confirmed, c, &e) < 0) {
         json_decref(c->r);
         free(c);
         g->refs--;
@@ -554,14 +552,12 @@ static void after_resume(struct qmp_conn *c, int status, json_t *r, const char *
     mig_unref(g);
 }
 
-static void recover_answer(int status, json_t *body, const struct ferr *answer, void *data)
+static void recover_answer(int status, json_t *body, const struct ferr *e, void *data)
 {
     struct mig *g = data;
-    struct ferr ae = {0};
-    const struct ferr *e = reply_failed(status, body, answer, &ae) < 0 ? &ae : NULL;
-    const char *uri = e ? NULL : json_string_value(json_object_get(body, "uri"));
+    const char *uri = json_string_value(json_object_get(body, "uri"));
+    json_t *copy = json_object_get(body, "copy");
     g->recover_busy = false;
-    json_t *copy = e ? NULL : json_object_get(body, "copy");
     if (g->finished) {
         /* over meanwhile */
     } else if (json_is_false(copy)) {
@@ -605,7 +601,7 @@ static void try_recover(struct mig *g)
     struct ferr e = {0};
     g->recover_busy = true;
     g->refs++;
-    if (!text || cluster_forward(g->m->env.cluster, g->to, "POST", "/v1/internal/migrate/recover",
+    if (!text || cluster_call(g->m->env.cluster, g->to, "POST", "/v1/internal/migrate/recover",
                                  text, recover_answer, g, &e) < 0) {
         g->recover_busy = false;
         g->refs--;
@@ -811,12 +807,11 @@ static int qmp_step(struct mig *g, const char *cmd, json_t *args, vm__qmp_cb cb)
     return 0;
 }
 
-static void console_sent(int status, json_t *body, const struct ferr *answer, void *data)
+static void console_sent(int status, json_t *body, const struct ferr *e, void *data)
 {
     char *name = data;
-    struct ferr e = {0};
-    if (reply_failed(status, body, answer, &e) < 0) /* an older destination has no such call */
-        log_info("migrate %s: console history not carried over: %s", name, e.msg);
+    if (e) /* an older destination has no such call: its history starts empty */
+        log_info("migrate %s: console history not carried over: %s", name, e->msg);
     json_decref(body);
     free(name);
 }
@@ -846,7 +841,7 @@ static void send_console(struct mig *g)
     char *name = strdup(g->name);
     struct ferr e = {0};
     if (text && name &&
-        cluster_forward(g->m->env.cluster, g->to, "POST", "/v1/internal/migrate/console", text,
+        cluster_call(g->m->env.cluster, g->to, "POST", "/v1/internal/migrate/console", text,
                         console_sent, name, &e) == 0)
         name = NULL;
     else
@@ -857,12 +852,10 @@ static void send_console(struct mig *g)
 
 /* The destination listens: set QEMU's migration policy, then start. QMP answers in order, so
  * the three commands go out at once. */
-static void prepared(int status, json_t *body, const struct ferr *answer, void *data)
+static void prepared(int status, json_t *body, const struct ferr *e, void *data)
 {
     struct mig *g = data;
-    struct ferr ae = {0};
-    const struct ferr *e = reply_failed(status, body, answer, &ae) < 0 ? &ae : NULL;
-    const char *uri = e ? NULL : json_string_value(json_object_get(body, "uri"));
+    const char *uri = json_string_value(json_object_get(body, "uri"));
     if (uri) {
         g->prepared = true;
         snprintf(g->uri, sizeof(g->uri), "%s", uri);
@@ -1016,7 +1009,7 @@ int migrate_start(struct migrator *m, struct vm *vm, const struct migrate_opts *
     g->next = m->migs;
     m->migs = g;
     vm__set_migrating(vm, on_vm_event, g);
-    rc = cluster_forward(m->env.cluster, g->to, "POST", "/v1/internal/migrate/prepare", text,
+    rc = cluster_call(m->env.cluster, g->to, "POST", "/v1/internal/migrate/prepare", text,
                          prepared, g, e);
     free(text);
     if (rc < 0) {
