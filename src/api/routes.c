@@ -654,20 +654,14 @@ static void h_vm_console(struct api_ctx *ctx, struct http_req *req, const struct
     struct vm *vm = find_vm(ctx, req, m);
     if (!vm)
         return;
-    uint64_t max = CONSOLE_DEFAULT_READ, offset = UINT64_MAX;
+    uint64_t max = CONSOLE_DEFAULT_READ, offset = VM_CONSOLE_TAIL; /* default: the last max */
     if (!query_u64(req, "max", CONSOLE_MAX_READ, &max) ||
         !query_u64(req, "offset", UINT64_MAX - 1, &offset))
         return;
     char *data;
     size_t len;
     uint64_t from, start, end;
-    /* Without an offset: the last max bytes. */
-    int rc = vm_console_read(vm, 0, 0, &data, &len, &from, &start, &end);
-    if (rc == 0)
-        free(data);
-    if (offset == UINT64_MAX)
-        offset = end > max ? end - max : 0;
-    rc = vm_console_read(vm, offset, (size_t)max, &data, &len, &from, &start, &end);
+    int rc = vm_console_read(vm, offset, (size_t)max, &data, &len, &from, &start, &end);
     if (rc < 0) {
         req_err(req, rc, "console: out of memory");
         return;

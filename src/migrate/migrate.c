@@ -823,13 +823,13 @@ static void send_console(struct mig *g)
     char *data = NULL;
     size_t len = 0;
     uint64_t from, start, end;
-    if (vm_console_read(g->vm, 0, 0, &data, &len, &from, &start, &end) == 0)
-        free(data);
-    data = NULL;
-    if (end == 0 ||
-        vm_console_read(g->vm, end > CONSOLE_CARRY ? end - CONSOLE_CARRY : 0, CONSOLE_CARRY,
-                        &data, &len, &from, &start, &end) < 0)
+    if (vm_console_read(g->vm, VM_CONSOLE_TAIL, CONSOLE_CARRY, &data, &len, &from, &start,
+                        &end) < 0)
         return;
+    if (len == 0) {
+        free(data);
+        return;
+    }
     size_t skip = 0; /* a cut UTF-8 sequence at the start */
     while (skip < len && ((unsigned char)data[skip] & 0xC0) == 0x80)
         skip++;

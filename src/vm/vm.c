@@ -1063,6 +1063,8 @@ int vm_console_read(const struct vm *vm, uint64_t offset, size_t max, char **out
 {
     *start = console_start(vm->console);
     *end = console_end(vm->console);
+    if (offset == VM_CONSOLE_TAIL)
+        offset = *end > max ? *end - max : 0;
     return console_read(vm->console, offset, max, out, len, from);
 }
 

@@ -96,7 +96,8 @@ enum vm_state vm_state(const struct vm *vm);
 const struct vm_spec *vm_spec(const struct vm *vm);
 /* The API's VM object (docs/api.md); caller owns the reference. */
 json_t *vm_to_json(const struct vm *vm);
-/* Console bytes from offset; see console_read. */
+/* Console bytes from offset (VM_CONSOLE_TAIL: the last max bytes); see console_read. */
+#define VM_CONSOLE_TAIL UINT64_MAX
 int vm_console_read(const struct vm *vm, uint64_t offset, size_t max, char **out, size_t *len,
                     uint64_t *from, uint64_t *start, uint64_t *end);
 
