@@ -43,7 +43,7 @@ struct mig {
     bool prepared, started, cancelled, finished, query_busy;
     bool postcopy; /* migrate-start-postcopy sent: the VM's state may be split */
     bool recovering; /* taken over after a ferryd restart from the journal (migrate_recover) */
-    bool vm_gone;    /* the source definition was deleted: g->vm is freed */
+    bool vm_gone;    /* the source definition's delete ran: g->vm may be freed */
     /* Post-copy whose stream broke (QEMU's postcopy-paused): resumed with QEMU's postcopy
      * recovery once the destination answers again (try_recover). */
     bool pc_paused, recover_busy;
@@ -396,7 +396,7 @@ static void source_removed(struct vmset *set, struct vm *vm, int status, const s
     struct mig *g = data;
     if (status < 0)
         log_warn("migrate %s: removing the source definition: %s", g->name, e->msg);
-    g->vm_gone = vm == NULL;
+    g->vm_gone = true; /* removed, or not: either way g->vm is not to be touched again */
     char msg[400];
     snprintf(msg, sizeof(msg),
              "to %s: %s, total %lld ms, downtime %lld ms, setup %lld ms, %lld bytes, "
@@ -1139,8 +1139,7 @@ void migrate_recover(struct migrator *m, struct vm *vm)
     g->policy = (struct mig_policy){.budget_ms = (uint64_t)json_integer_value(budget),
                                     .postcopy = true};
     json_decref(j);
-    g->bandwidth = MAX_BANDWIDTH;
-    g->cb = recovered;
+    g->cb = recovered; /* QEMU keeps the parameters it was given; nothing is set again */
     g->t0_ms = now_mono_ms();
     g->prepared = g->started = g->recovering = true;
     g->refs = 2; /* the list, the timer */
