@@ -48,6 +48,19 @@ static void print_result(const json_t *r)
            (unsigned long long)cli_jnum(r, "stayed"), (unsigned long long)cli_jnum(r, "total_ms"));
 }
 
+/* The one NODE operand of cmd, checked, and the API path of its action. */
+static int node_action(const char *cmd, int argc, char **argv, const char *action,
+                       const char **node, char *path, size_t size)
+{
+    int urc = cli_one_operand(cmd, argc, argv, "a NODE", node);
+    if (urc != EXIT_OK)
+        return urc;
+    if (!name_valid(*node, 63))
+        return cli_usage(cmd, "'%s' is not a node name", *node);
+    snprintf(path, size, "/v1/nodes/%s/%s", *node, action);
+    return EXIT_OK;
+}
+
 int cmd_node_drain(struct cli *cli, int argc, char **argv)
 {
     enum { O_PARALLEL = 256 };
@@ -71,13 +84,10 @@ int cmd_node_drain(struct cli *cli, int argc, char **argv)
         }
     }
     const char *node;
-    int urc = cli_one_operand(cmd, argc, argv, "a NODE", &node);
+    char path[128];
+    int urc = node_action(cmd, argc, argv, "drain", &node, path, sizeof(path));
     if (urc != EXIT_OK)
         return urc;
-    if (!name_valid(node, 63))
-        return cli_usage(cmd, "'%s' is not a node name", node);
-    char path[128];
-    snprintf(path, sizeof(path), "/v1/nodes/%s/drain", node);
     json_t *body = json_pack("{s:I}", "parallel", (json_int_t)parallel), *reply;
     if (cli->fmt != OUTPUT_JSON) {
         printf("draining %s, %llu at a time...\n", node, (unsigned long long)parallel);
@@ -115,13 +125,10 @@ int cmd_node_resume(struct cli *cli, int argc, char **argv)
         return EXIT_USAGE;
     }
     const char *node;
-    int urc = cli_one_operand(cmd, argc, argv, "a NODE", &node);
+    char path[128];
+    int urc = node_action(cmd, argc, argv, "resume", &node, path, sizeof(path));
     if (urc != EXIT_OK)
         return urc;
-    if (!name_valid(node, 63))
-        return cli_usage(cmd, "'%s' is not a node name", node);
-    char path[128];
-    snprintf(path, sizeof(path), "/v1/nodes/%s/resume", node);
     json_t *reply;
     int rc = cli_call(cli, "POST", path, NULL, &reply);
     if (rc != EXIT_OK)
