@@ -76,6 +76,60 @@ class LabError(Exception):
     """A failure with a message that says what, where, and what to do."""
 
 
+# ---- probing a guest from the client namespace -------------------------------------------------
+
+class LabProbe:
+    """ferry-probe udp every PROBE_INTERVAL_MS from the lab's client namespace (and, with
+    tcp_port, one TCP echo connection held open), for measuring what a client of the VM sees
+    of a migration. Starts PROBE_LEAD_S before the caller goes on; stop() ends it
+    PROBE_LEAD_S after the guest answers again (at most PROBE_ANSWER_S), so a gap longer than
+    the lead is measured whole. The one probe runner of the lab, the tests and the benchmarks."""
+
+    def __init__(self, lab, ip, tcp_port=None):
+        self.lab, self.ip = lab, ip
+        argv = ["ferry-probe", "udp", ip, "--interval-ms", str(PROBE_INTERVAL_MS), "--json"]
+        if tcp_port:
+            argv += ["--tcp-port", str(tcp_port)]
+        self.p = lab.client_popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True)
+        time.sleep(PROBE_LEAD_S)
+        if self.p.poll() is not None:
+            err = self.p.stderr.read().strip()[-300:]
+            raise LabError(f"ferry-probe udp {ip} ended at once: {err}")
+
+    def stop(self):
+        """ferry-probe's report plus "answering" (the guest answers again, its last reply
+        under 100 ms old) and "client_gap_ms" (the longest gap between replies, or the time
+        since the last reply when the guest never answered again). LabError when there is no
+        report."""
+        time.sleep(PROBE_LEAD_S)
+        w = self.lab.client_exec(["ferry-probe", "wait", self.ip, "--timeout-s",
+                                  str(PROBE_ANSWER_S)], check=False, timeout=PROBE_ANSWER_S + 20)
+        if w.returncode == 0:
+            time.sleep(PROBE_LEAD_S)
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGINT)
+        try:
+            out, err = self.p.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise LabError(f"ferry-probe udp {self.ip} did not stop on SIGINT") from None
+        try:
+            res = json.loads(out.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            raise LabError(f"ferry-probe udp {self.ip}: no report: {err.strip()[-300:]}") \
+                from None
+        res["answering"] = w.returncode == 0 and (res.get("last_reply_age_ms") or 0) < 100
+        if res.get("longest_gap_ms") is not None:
+            res["client_gap_ms"] = max(res["longest_gap_ms"], res.get("last_reply_age_ms") or 0)
+        return res
+
+    def kill(self):
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait()
+
+
 # ---- finding our binaries --------------------------------------------------------------------
 
 def find_binaries():
@@ -1008,14 +1062,8 @@ class Lab:
                            "appliance VM); `ferry vm migrate` migrates without measuring")
         before = [r["id"] for r in h.cli_json("vm", "migrations", name)["migrations"]]
         say(f"probing {ip} every {PROBE_INTERVAL_MS} ms from the client namespace")
-        probe = self.client_popen(["ferry-probe", "udp", ip, "--interval-ms",
-                                   str(PROBE_INTERVAL_MS), "--json"],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        probe = LabProbe(self, ip)
         try:
-            time.sleep(PROBE_LEAD_S)
-            if probe.poll() is not None:
-                raise LabError(f"ferry-probe udp {ip} ended at once: "
-                               f"{probe.stderr.read().strip()[-300:]}")
             say(f"migrating {name} from {vm.get('owner') or h.name}"
                 f"{' to ' + to if to else ''}")
             argv = ["-o", "json", "vm", "migrate", name]
@@ -1027,38 +1075,16 @@ class Lab:
             figures = json.loads(m.stdout) if m.returncode == 0 and m.stdout.strip() else None
             error = None if figures else ((m.stderr or m.stdout).strip() or
                                           f"ferry vm migrate: exit {m.returncode}")
-            res = self._probe_stop(probe, ip)
+            res = probe.stop()
         finally:
-            if probe.poll() is None:
-                probe.kill()
-                probe.wait()
+            probe.kill()
         if not res.get("received"):
             raise LabError(f"ferry-probe got no reply from {ip} at all: {res}"
                            + (f"; the migration: {error}" if error else ""))
-        gap = max(res["longest_gap_ms"], res.get("last_reply_age_ms") or 0)
+        gap = res["client_gap_ms"]
         rec = self._measure(h, name, before, gap)
         return {"vm": name, "ip": ip, "ok": figures is not None, "error": error,
                 "figures": figures, "probe": res, "client_gap_ms": gap, "migration": rec}
-
-    def _probe_stop(self, probe, ip):
-        """Ends ferry-probe PROBE_LEAD_S after the guest answers again (at most
-        PROBE_ANSWER_S), so a gap longer than the lead is measured whole; its report."""
-        w = self.client_exec(["ferry-probe", "wait", ip, "--timeout-s", str(PROBE_ANSWER_S)],
-                             check=False, timeout=PROBE_ANSWER_S + 20)
-        if w.returncode == 0:
-            time.sleep(PROBE_LEAD_S)
-        if probe.poll() is None:
-            probe.send_signal(signal.SIGINT)
-        try:
-            out, err = probe.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            raise LabError(f"ferry-probe udp {ip} did not stop on SIGINT") from None
-        try:
-            res = json.loads(out.strip().splitlines()[-1])
-        except (ValueError, IndexError):
-            raise LabError(f"ferry-probe udp {ip}: no report: {err.strip()[-300:]}") from None
-        res["answering"] = w.returncode == 0
-        return res
 
     def _measure(self, h, name, before, gap):
         """Records gap on the migration of name that h's database gained since `before` (ids

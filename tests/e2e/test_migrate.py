@@ -18,6 +18,7 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "lab"))
 
+from ferrylab import LabProbe  # noqa: E402
 from ferrytest import wait_for  # noqa: E402
 from labvm import (assert_guest_sane, assert_nothing_on, create_vm, lab_session,  # noqa: E402
                    local_vm, logs, metrics, missing, qemus_of, vm_on, wait_answering)
@@ -34,40 +35,23 @@ def lab():
     yield from lab_session(NAME, SUBNET)
 
 
-class Probe:
-    """ferry-probe udp in the client namespace, every ms, with a TCP echo connection."""
-
-    def __init__(self, lab, ip):
-        self.p = lab.client_popen(["ferry-probe", "udp", ip, "--interval-ms", "1",
-                                   "--tcp-port", "7001", "--json"],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-    def stop(self):
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGINT)
-        out, err = self.p.communicate(timeout=10)
-        assert self.p.returncode == 0, f"ferry-probe failed: {err}"
-        return json.loads(out.strip().splitlines()[-1])
-
-    def kill(self):
-        if self.p.poll() is None:
-            self.p.kill()
-            self.p.wait()
+def probe(lab, ip):
+    """The lab's probe runner, every ms, with a TCP echo connection."""
+    return LabProbe(lab, ip, tcp_port=7001)
 
 
 def migrate_probed(lab, src, dst, name, ip, viewer):
     """Migrates name src -> dst under probes; returns (figures, probe result)."""
-    probe = Probe(lab, ip)
+    p = probe(lab, ip)
     try:
-        wait_answering(lab, ip, 1)
         r = src.cli("-o", "json", "vm", "migrate", name, "--to", dst.name, timeout=120,
                     check=False)
         assert r.returncode == 0, f"migrate {name} {src.name}->{dst.name}: {r.stderr}\n{logs(lab)}"
         fig = json.loads(r.stdout)
-        wait_answering(lab, ip, 1)
-        res = probe.stop()
+        res = p.stop()
     finally:
-        probe.kill()
+        p.kill()
+    assert res["answering"], f"{ip} does not answer after the migration: {res}"
     assert fig["status"] == "completed" and fig["strategy"] == "pre-copy", fig
     assert fig["to"] == dst.name and fig["from"] == src.name, fig
     assert fig["total_ms"] > 0 and fig["downtime_ms"] > 0 and fig["bytes"] > 0 and \
@@ -284,20 +268,19 @@ def test_postcopy_when_precopy_cannot_converge(lab):
     # The dirtier's first pass touches 64 MB: the guest answers late meanwhile (no migration
     # yet); probe once it runs steadily.
     wait_answering(lab, ip, 3)
-    probe = Probe(lab, ip)
     t0 = time.monotonic()
+    p = probe(lab, ip)
     try:
-        wait_answering(lab, ip, 1)
         t1 = time.monotonic()
         r = h1.cli("-o", "json", "vm", "migrate", "mv3", "--to", "host2", "--bandwidth-mib",
                    "32", timeout=180, check=False)
         t2 = time.monotonic()
         assert r.returncode == 0, f"migrate mv3: {r.stderr}\n{logs(lab)}"
         fig = json.loads(r.stdout)
-        wait_answering(lab, ip, 1)
-        res = probe.stop()
+        res = p.stop()
     finally:
-        probe.kill()
+        p.kill()
+    assert res["answering"], f"{ip} does not answer after the migration: {res}"
     print(f"\nmv3 post-copy host1->host2: client-observed gap {res['longest_gap_ms']} ms, "
           f"QEMU downtime {fig['downtime_ms']} ms, total {fig['total_ms']} ms, "
           f"{fig['bytes']} bytes, {fig['passes']} passes, lost {res['lost']}/{res['sent']}, "
