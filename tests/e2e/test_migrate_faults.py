@@ -250,8 +250,11 @@ def test_postcopy_link_cut_resumes(lab):
         vm_on(h3, "fp1")), 30, "host3 to list fp1 as running on host2")
     assert_nothing_on(h1, "fp1", taps, timeout=30)
     assert qemus_of("fp1") == [local_vm(h2, "fp1")["pid"]]
-    wait_answering(lab, ip)
     assert_guest_sane(h3, "fp1")
+    w = lab.client_exec(["ferry-probe", "wait", ip, "--timeout-s", "20"], check=False, timeout=40)
+    assert w.returncode == 0, (f"{ip} does not answer after the recovered post-copy; its "
+                               f"console: {h3.cli('vm', 'console', 'fp1').stdout[-1500:]}")
+    wait_answering(lab, ip)
     h3.cli("vm", "delete", "--force", "fp1")
 
 
