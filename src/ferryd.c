@@ -62,28 +62,30 @@ struct ferryd {
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: ferryd [options]\n"
-            "  --config FILE        JSON config: an object of strings, its keys the long options\n"
-            "                       below with _ for - (e.g. {\"max_migrations\": \"4\"})\n"
-            "  --state-dir DIR      VM definitions, consoles, events (default /var/lib/ferry)\n"
-            "  --run-dir DIR        per-VM runtime files: QMP sockets, pid files (default /run/ferry/vms)\n"
-            "  --socket PATH        API unix socket (default /run/ferry/ferryd.sock)\n"
-            "  --listen ADDR:PORT   also serve the API on TCP (needs a bearer token)\n"
-            "  --token-file FILE    token for TCP clients (created if missing)\n"
-            "  --accel auto|kvm|tcg accelerator (default auto: kvm if the CPU has vmx/svm)\n"
-            "  --qemu PATH          QEMU binary (default qemu-system-x86_64)\n"
-            "  --qemu-img PATH      qemu-img binary (default qemu-img)\n"
-            "  --name NAME          node name (default: the hostname)\n"
-            "  --raft-port PORT     cluster Raft port on the --listen address (default: its port + 1)\n"
-            "  --heartbeat-ms MS    node heartbeat interval, 250..2000 (default 1000)\n"
-            "  --down-after N       missed heartbeats before a node is down, 3..10 (default 5)\n"
-            "  --max-migrations N   concurrent outgoing live migrations, 1..16 (default 2)\n"
-            "  --migrate-prealloc on|off  an incoming VM's QEMU touches all its memory before\n"
-            "                       the migration starts; helps where fresh host memory is\n"
-            "                       slow to touch, e.g. ferry on a VM (default on)\n"
-            "  --log-level LEVEL    debug, info, warn, error (default info)\n"
-            "  --version, --help\n");
+    fprintf(
+        f,
+        "usage: ferryd [options]\n"
+        "  --config FILE        JSON config: an object of strings, its keys the long options\n"
+        "                       below with _ for - (e.g. {\"max_migrations\": \"4\"})\n"
+        "  --state-dir DIR      VM definitions, consoles, events (default /var/lib/ferry)\n"
+        "  --run-dir DIR        per-VM runtime files: QMP sockets, pid files (default "
+        "/run/ferry/vms)\n"
+        "  --socket PATH        API unix socket (default /run/ferry/ferryd.sock)\n"
+        "  --listen ADDR:PORT   also serve the API on TCP (needs a bearer token)\n"
+        "  --token-file FILE    token for TCP clients (created if missing)\n"
+        "  --accel auto|kvm|tcg accelerator (default auto: kvm if the CPU has vmx/svm)\n"
+        "  --qemu PATH          QEMU binary (default qemu-system-x86_64)\n"
+        "  --qemu-img PATH      qemu-img binary (default qemu-img)\n"
+        "  --name NAME          node name (default: the hostname)\n"
+        "  --raft-port PORT     cluster Raft port on the --listen address (default: its port + 1)\n"
+        "  --heartbeat-ms MS    node heartbeat interval, 250..2000 (default 1000)\n"
+        "  --down-after N       missed heartbeats before a node is down, 3..10 (default 5)\n"
+        "  --max-migrations N   concurrent outgoing live migrations, 1..16 (default 2)\n"
+        "  --migrate-prealloc on|off  an incoming VM's QEMU touches all its memory before\n"
+        "                       the migration starts; helps where fresh host memory is\n"
+        "                       slow to touch, e.g. ferry on a VM (default on)\n"
+        "  --log-level LEVEL    debug, info, warn, error (default info)\n"
+        "  --version, --help\n");
 }
 
 static int copy_opt(char *dst, size_t size, const char *what, const char *val)
@@ -186,7 +188,8 @@ static int load_config_file(struct ferryd_config *c, const char *path)
     }
     const char *key;
     json_t *val;
-    json_object_foreach(j, key, val) {
+    json_object_foreach(j, key, val)
+    {
         if (!json_is_string(val)) {
             fprintf(stderr, "ferryd: config %s: %s: expected a string\n", path, key);
             json_decref(j);
@@ -204,23 +207,32 @@ static int load_config_file(struct ferryd_config *c, const char *path)
 static int parse_args(struct ferryd_config *c, int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"config", required_argument, 0, 'c'},     {"state-dir", required_argument, 0, 's'},
-        {"run-dir", required_argument, 0, 'r'},    {"socket", required_argument, 0, 'S'},
-        {"listen", required_argument, 0, 'l'},     {"token-file", required_argument, 0, 't'},
-        {"accel", required_argument, 0, 'a'},      {"qemu", required_argument, 0, 'q'},
-        {"qemu-img", required_argument, 0, 'i'},   {"name", required_argument, 0, 'n'},
-        {"log-level", required_argument, 0, 'L'},  {"help", no_argument, 0, 'h'},
-        {"raft-port", required_argument, 0, 'R'},  {"heartbeat-ms", required_argument, 0, 'H'},
-        {"down-after", required_argument, 0, 'D'}, {"max-migrations", required_argument, 0, 'M'},
+        {"config", required_argument, 0, 'c'},
+        {"state-dir", required_argument, 0, 's'},
+        {"run-dir", required_argument, 0, 'r'},
+        {"socket", required_argument, 0, 'S'},
+        {"listen", required_argument, 0, 'l'},
+        {"token-file", required_argument, 0, 't'},
+        {"accel", required_argument, 0, 'a'},
+        {"qemu", required_argument, 0, 'q'},
+        {"qemu-img", required_argument, 0, 'i'},
+        {"name", required_argument, 0, 'n'},
+        {"log-level", required_argument, 0, 'L'},
+        {"help", no_argument, 0, 'h'},
+        {"raft-port", required_argument, 0, 'R'},
+        {"heartbeat-ms", required_argument, 0, 'H'},
+        {"down-after", required_argument, 0, 'D'},
+        {"max-migrations", required_argument, 0, 'M'},
         {"migrate-prealloc", required_argument, 0, 'P'},
-        {"version", no_argument, 0, 'V'},          {0, 0, 0, 0},
+        {"version", no_argument, 0, 'V'},
+        {0, 0, 0, 0},
     };
     static const char *keys[128] = {
-        ['s'] = "state_dir", ['r'] = "run_dir", ['S'] = "socket",   ['l'] = "listen",
-        ['t'] = "token_file", ['a'] = "accel",  ['q'] = "qemu",     ['i'] = "qemu_img",
-        ['n'] = "name",       ['L'] = "log_level", ['R'] = "raft_port",
-        ['H'] = "heartbeat_ms", ['D'] = "down_after", ['M'] = "max_migrations",
-        ['P'] = "migrate_prealloc",
+        ['s'] = "state_dir",  ['r'] = "run_dir",        ['S'] = "socket",
+        ['l'] = "listen",     ['t'] = "token_file",     ['a'] = "accel",
+        ['q'] = "qemu",       ['i'] = "qemu_img",       ['n'] = "name",
+        ['L'] = "log_level",  ['R'] = "raft_port",      ['H'] = "heartbeat_ms",
+        ['D'] = "down_after", ['M'] = "max_migrations", ['P'] = "migrate_prealloc",
     };
     /* The config file first, so flags override it. */
     for (int i = 1; i < argc - 1; i++)
@@ -391,10 +403,10 @@ static void self_info(json_t *info, void *data)
     if (host_info_read(&h, NULL) < 0)
         h = d->api.host;
     uint64_t used = vmset_allocated_mib(d->vms);
-    json_object_set_new(info, "memory",
-                        json_pack("{s:I, s:I}", "total_mib", (json_int_t)h.mem_total_mib,
-                                  "free_mib",
-                                  (json_int_t)(h.mem_total_mib > used ? h.mem_total_mib - used : 0)));
+    json_object_set_new(
+        info, "memory",
+        json_pack("{s:I, s:I}", "total_mib", (json_int_t)h.mem_total_mib, "free_mib",
+                  (json_int_t)(h.mem_total_mib > used ? h.mem_total_mib - used : 0)));
     json_object_set_new(info, "vms", json_integer(vmset_count(d->vms)));
     json_object_set_new(info, "accel", json_string(d->api.accel));
 }
@@ -558,7 +570,8 @@ int main(int argc, char **argv)
         }
         unsigned rport = c->raft_port ? c->raft_port : (unsigned)port + 1;
         if (rport > 65535 || rport == (unsigned)port) {
-            log_error("raft_port: %u is not usable next to the API port %d; give --raft-port", rport, port);
+            log_error("raft_port: %u is not usable next to the API port %d; give --raft-port",
+                      rport, port);
             goto err_after_http;
         }
         if (fmt_path(cc.api_addr, sizeof(cc.api_addr), "%s:%d", addr, port) < 0 ||
@@ -584,9 +597,8 @@ int main(int argc, char **argv)
     d.sigterm.data = d.sigint.data = &d;
     uv_signal_start(&d.sigterm, on_signal, SIGTERM);
     uv_signal_start(&d.sigint, on_signal, SIGINT);
-    log_info("ferryd %s node %s: accel %s (%s), %u VMs, api %s%s%s", FERRY_VERSION, c->name,
-             accel, why, vmset_count(d.vms), c->socket, c->listen[0] ? " and tcp " : "",
-             c->listen);
+    log_info("ferryd %s node %s: accel %s (%s), %u VMs, api %s%s%s", FERRY_VERSION, c->name, accel,
+             why, vmset_count(d.vms), c->socket, c->listen[0] ? " and tcp " : "", c->listen);
     events_add(d.events, NULL, "daemon.started", "ferryd %s, accel %s", FERRY_VERSION, accel);
     uv_run(d.loop, UV_RUN_DEFAULT);
     events_close(d.events);

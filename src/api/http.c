@@ -77,9 +77,9 @@ struct http_req {
     bool suspended;
     bool too_large;
     bool unauthorized;
-    bool remote; /* came on the TCP listener */
+    bool remote;   /* came on the TCP listener */
     int principal; /* what the authorizer said (HTTP_PRINCIPAL_*) */
-    bool queued; /* MHD has the answer */
+    bool queued;   /* MHD has the answer */
     char *method;
     char *path;
     char *body;
@@ -257,8 +257,8 @@ static bool token_equal(const char *got, const char *want)
     return diff == 0;
 }
 
-static bool req_authorized(const struct listener *l, struct MHD_Connection *conn,
-                           const char *url, int *principal)
+static bool req_authorized(const struct listener *l, struct MHD_Connection *conn, const char *url,
+                           int *principal)
 {
     *principal = HTTP_PRINCIPAL_LOCAL;
     if (!l->token)

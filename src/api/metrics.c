@@ -55,7 +55,18 @@ struct pass {
     int what;
 };
 
-enum { M_STATE, M_MEM, M_VCPU, M_CPU, M_DISK_RB, M_DISK_WB, M_DISK_RO, M_DISK_WO, M_NET_RX, M_NET_TX };
+enum {
+    M_STATE,
+    M_MEM,
+    M_VCPU,
+    M_CPU,
+    M_DISK_RB,
+    M_DISK_WB,
+    M_DISK_RO,
+    M_DISK_WO,
+    M_NET_RX,
+    M_NET_TX
+};
 
 static const char *states[] = {"stopped", "starting", "running", "paused", "stopping", "failed"};
 
@@ -91,10 +102,9 @@ static void one_vm(struct vm *vm, void *data)
     case M_DISK_RO:
     case M_DISK_WO:
         for (unsigned i = 0; i < st.ndisks; i++) {
-            static const char *names[] = {"ferry_vm_disk_read_bytes_total",
-                                          "ferry_vm_disk_write_bytes_total",
-                                          "ferry_vm_disk_read_ops_total",
-                                          "ferry_vm_disk_write_ops_total"};
+            static const char *names[] = {
+                "ferry_vm_disk_read_bytes_total", "ferry_vm_disk_write_bytes_total",
+                "ferry_vm_disk_read_ops_total", "ferry_vm_disk_write_ops_total"};
             uint64_t v = p->what == M_DISK_RB   ? st.disks[i].rd_bytes
                          : p->what == M_DISK_WB ? st.disks[i].wr_bytes
                          : p->what == M_DISK_RO ? st.disks[i].rd_ops

@@ -413,8 +413,8 @@ static void h_vms_list(struct api_ctx *ctx, struct http_req *req, const struct r
     }
     free(items);
     /* How old this node's copy of the cluster database may be (-1: no leader known). */
-    http_reply_json(req, 200,
-                    json_pack("{s:o, s:I}", "vms", arr, "stale_ms", cluster_stale_ms(ctx->cluster)));
+    http_reply_json(
+        req, 200, json_pack("{s:o, s:I}", "vms", arr, "stale_ms", cluster_stale_ms(ctx->cluster)));
 }
 
 /* The owner created the VM and its record committed; answer once this node has applied the

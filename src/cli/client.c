@@ -218,8 +218,8 @@ int client_call(struct client *c, const char *method, const char *path, const js
     return client_call_status(c, method, path, body, &status, reply, e);
 }
 
-int client_call_status(struct client *c, const char *method, const char *path,
-                       const json_t *body, long *status_out, json_t **reply, struct ferr *e)
+int client_call_status(struct client *c, const char *method, const char *path, const json_t *body,
+                       long *status_out, json_t **reply, struct ferr *e)
 {
     long status = 0;
     json_t *j = NULL;

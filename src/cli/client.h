@@ -42,8 +42,8 @@ int client_call(struct client *c, const char *method, const char *path, const js
                 json_t **reply, struct ferr *e);
 /* client_call that also says the HTTP status; 0 when no answer came (ferryd unreachable, or
  * the connection broke before the answer). */
-int client_call_status(struct client *c, const char *method, const char *path,
-                       const json_t *body, long *status, json_t **reply, struct ferr *e);
+int client_call_status(struct client *c, const char *method, const char *path, const json_t *body,
+                       long *status, json_t **reply, struct ferr *e);
 
 /* Percent-encodes s for use as one path segment or query value. Caller frees; NULL on ENOMEM. */
 char *client_escape(const char *s);

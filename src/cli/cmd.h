@@ -34,10 +34,10 @@ int cmd_events(struct cli *cli, int argc, char **argv);
 int cmd_disk(struct cli *cli, int argc, char **argv);
 int cmd_lab(struct cli *cli, int argc, char **argv); /* execs lab/ferry-lab */
 int cmd_cluster(struct cli *cli, int argc, char **argv);
-int cmd_node_drain(struct cli *cli, int argc, char **argv);  /* cmd_drain.c */
-int cmd_node_resume(struct cli *cli, int argc, char **argv); /* cmd_drain.c */
-int cmd_vm_migrate(struct cli *cli, int argc, char **argv); /* cmd_migrate.c */
-int cmd_vm_migrations(struct cli *cli, int argc, char **argv); /* cmd_migrate.c */
+int cmd_node_drain(struct cli *cli, int argc, char **argv);           /* cmd_drain.c */
+int cmd_node_resume(struct cli *cli, int argc, char **argv);          /* cmd_drain.c */
+int cmd_vm_migrate(struct cli *cli, int argc, char **argv);           /* cmd_migrate.c */
+int cmd_vm_migrations(struct cli *cli, int argc, char **argv);        /* cmd_migrate.c */
 int cmd_vm_measure_migration(struct cli *cli, int argc, char **argv); /* cmd_migrate.c */
 
 /* Runs the entry of table named argv[0]; "help"/--help/no name print the table under title

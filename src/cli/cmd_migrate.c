@@ -246,14 +246,14 @@ static int migrate_watched(struct cli *cli, const char *name, const char *path, 
 int cmd_vm_migrate(struct cli *cli, int argc, char **argv)
 {
     enum { O_TO = 256, O_BUDGET, O_CANCEL, O_BW, O_PCBW };
-    static const struct option opts[] = {{"to", required_argument, NULL, O_TO},
-                                         {"budget-ms", required_argument, NULL, O_BUDGET},
-                                         {"cancel", no_argument, NULL, O_CANCEL},
-                                         {"bandwidth-mib", required_argument, NULL, O_BW},
-                                         {"postcopy-bandwidth-mib", required_argument, NULL,
-                                          O_PCBW},
-                                         CLI_COMMON_LONGOPTS,
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        {"to", required_argument, NULL, O_TO},
+        {"budget-ms", required_argument, NULL, O_BUDGET},
+        {"cancel", no_argument, NULL, O_CANCEL},
+        {"bandwidth-mib", required_argument, NULL, O_BW},
+        {"postcopy-bandwidth-mib", required_argument, NULL, O_PCBW},
+        CLI_COMMON_LONGOPTS,
+        {NULL, 0, NULL, 0}};
     const char *cmd = "vm migrate", *to = NULL;
     uint64_t budget = 0, bw = 0, pcbw = 0;
     bool cancel = false, first = true;
@@ -277,9 +277,8 @@ int cmd_vm_migrate(struct cli *cli, int argc, char **argv)
             break;
         case O_PCBW:
             if (cli_parse_u64(optarg, 1, 1048576, &pcbw) < 0)
-                return cli_usage(cmd,
-                                 "--postcopy-bandwidth-mib: '%s' is not a number in 1..1048576",
-                                 optarg);
+                return cli_usage(
+                    cmd, "--postcopy-bandwidth-mib: '%s' is not a number in 1..1048576", optarg);
             break;
         case O_CANCEL:
             cancel = true;

@@ -671,8 +671,8 @@ static char *vm_uptime(const json_t *vm, char *buf, size_t size)
 static int vm_list(struct cli *cli, int argc, char **argv)
 {
     static const struct option opts[] = {CLI_COMMON_LONGOPTS, {NULL, 0, NULL, 0}};
-    static const char *const headers[] = {"NAME", "STATE", "NODE",   "VCPUS",
-                                          "MEMORY", "ACCEL", "PID", "UPTIME"};
+    static const char *const headers[] = {"NAME",   "STATE", "NODE", "VCPUS",
+                                          "MEMORY", "ACCEL", "PID",  "UPTIME"};
     bool first = true;
     int c;
     while ((c = cli_getopt(cli, "vm list", argc, argv, CLI_COMMON_SHORTOPTS, opts, &first)) != -1) {

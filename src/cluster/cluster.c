@@ -140,10 +140,10 @@ static int save_state(struct cluster *c, struct ferr *e)
     char p[1200];
     if (path_of(c, "cluster.json", p, sizeof(p)) < 0)
         return ferr_set(e, FERR_INVALID, "cluster: state dir path too long");
-    json_t *o = json_pack("{s:i, s:s, s:s, s:I, s:s, s:s, s:s, s:s}", "format", 1,
-                          "cluster_id", c->cluster_id, "name", c->name, "node_id",
-                          (json_int_t)c->node_id, "secret", c->secret, "token", c->token,
-                          "raft_addr", c->cfg.raft_addr, "api_addr", c->cfg.api_addr);
+    json_t *o = json_pack("{s:i, s:s, s:s, s:I, s:s, s:s, s:s, s:s}", "format", 1, "cluster_id",
+                          c->cluster_id, "name", c->name, "node_id", (json_int_t)c->node_id,
+                          "secret", c->secret, "token", c->token, "raft_addr", c->cfg.raft_addr,
+                          "api_addr", c->cfg.api_addr);
     char *text = o ? json_dumps(o, JSON_INDENT(2)) : NULL;
     json_decref(o);
     if (!text)
@@ -187,8 +187,8 @@ static int load_state(struct cluster *c, struct ferr *e)
     const char *secret = json_string_value(json_object_get(o, "secret"));
     const char *token = json_string_value(json_object_get(o, "token"));
     json_int_t nid = json_integer_value(json_object_get(o, "node_id"));
-    if (!o || json_integer_value(json_object_get(o, "format")) != 1 || !id || !name ||
-        !secret || !token || nid <= 0 || strlen(id) >= sizeof(c->cluster_id) ||
+    if (!o || json_integer_value(json_object_get(o, "format")) != 1 || !id || !name || !secret ||
+        !token || nid <= 0 || strlen(id) >= sizeof(c->cluster_id) ||
         strlen(name) >= sizeof(c->name) || strlen(secret) >= sizeof(c->secret) ||
         strlen(token) >= sizeof(c->token)) {
         json_decref(o);
@@ -348,8 +348,7 @@ static void write_wait_tick(uv_timer_t *t)
 }
 
 /* Answers once this node applied index (read-your-writes on followers). */
-static void answer_when_applied(struct cluster *c, uint64_t index, cluster_reply_cb cb,
-                                void *data)
+static void answer_when_applied(struct cluster *c, uint64_t index, cluster_reply_cb cb, void *data)
 {
     if (c->db && cdb_applied_index(c->db) >= index) {
         reply(cb, data, 200, json_pack("{s:I}", "index", (json_int_t)index));
@@ -486,9 +485,9 @@ static void add_event(struct cluster *c, const char *type, const char *vm, const
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     write_bg(c,
-             json_pack("{s:i, s:s, s:I, s:s, s:s, s:s, s:s}", "v", 1, "op", "event_add",
-                       "time_ms", (json_int_t)now_wall_ms(), "type", type, "node",
-                       c->cfg.node_name, "vm", vm ? vm : "", "message", msg),
+             json_pack("{s:i, s:s, s:I, s:s, s:s, s:s, s:s}", "v", 1, "op", "event_add", "time_ms",
+                       (json_int_t)now_wall_ms(), "type", type, "node", c->cfg.node_name, "vm",
+                       vm ? vm : "", "message", msg),
              "event");
 }
 
@@ -499,11 +498,11 @@ static json_t *self_upsert(struct cluster *c, const char *role)
     json_t *info = json_object();
     if (c->cfg.self_info)
         c->cfg.self_info(info, c->cfg.self_data);
-    json_t *cmd = json_pack("{s:i, s:s, s:I, s:s, s:s, s:s, s:s, s:s, s:I, s:i}", "v", 1, "op",
-                            "node_upsert", "id", (json_int_t)c->node_id, "name",
-                            c->cfg.node_name, "api_addr", c->cfg.api_addr, "raft_addr",
-                            c->cfg.raft_addr, "role", role, "state", "up", "last_heartbeat_ms",
-                            (json_int_t)now_wall_ms(), "cmd_version", CDB_CMD_VERSION);
+    json_t *cmd =
+        json_pack("{s:i, s:s, s:I, s:s, s:s, s:s, s:s, s:s, s:I, s:i}", "v", 1, "op", "node_upsert",
+                  "id", (json_int_t)c->node_id, "name", c->cfg.node_name, "api_addr",
+                  c->cfg.api_addr, "raft_addr", c->cfg.raft_addr, "role", role, "state", "up",
+                  "last_heartbeat_ms", (json_int_t)now_wall_ms(), "cmd_version", CDB_CMD_VERSION);
     json_t *mem = json_object_get(info, "memory");
     if (cmd && json_is_object(mem))
         json_object_set(cmd, "memory", mem);
@@ -529,9 +528,9 @@ static void init_wrote_self(int status, json_t *body, const struct ferr *e, void
     events_add(c->events, NULL, "cluster.init", "cluster %s (%s) created", c->cluster_id, c->name);
     add_event(c, "cluster.init", NULL, "cluster %s created on %s", c->name, c->cfg.node_name);
     finish_op(c, 201,
-              json_pack("{s:s, s:s, s:I, s:s, s:s}", "cluster_id", c->cluster_id, "name",
-                        c->name, "node_id", (json_int_t)c->node_id, "token", c->token,
-                        "api_addr", c->cfg.api_addr),
+              json_pack("{s:s, s:s, s:I, s:s, s:s}", "cluster_id", c->cluster_id, "name", c->name,
+                        "node_id", (json_int_t)c->node_id, "token", c->token, "api_addr",
+                        c->cfg.api_addr),
               NULL);
 }
 
@@ -553,9 +552,9 @@ static void init_wrote_meta(int status, json_t *body, const struct ferr *e, void
 static void write_self_voter(struct cluster *c)
 {
     struct ferr e = {0};
-    json_t *cmd = json_pack("{s:i, s:s, s:s, s:s, s:I}", "v", 1, "op", "cluster_meta", "id",
-                            c->cluster_id, "name", c->name, "created_ms",
-                            (json_int_t)now_wall_ms());
+    json_t *cmd =
+        json_pack("{s:i, s:s, s:s, s:s, s:I}", "v", 1, "op", "cluster_meta", "id", c->cluster_id,
+                  "name", c->name, "created_ms", (json_int_t)now_wall_ms());
     if (cluster_write(c, cmd, init_wrote_meta, c, &e) < 0)
         init_wrote_meta(0, NULL, &e, c);
     json_decref(cmd);
@@ -674,8 +673,8 @@ static void join_retry(uv_timer_t *t)
     join_send(t->data);
 }
 
-static void join_reply(int status, json_t *body, const char *raw, size_t len,
-                       const struct ferr *e, void *data)
+static void join_reply(int status, json_t *body, const char *raw, size_t len, const struct ferr *e,
+                       void *data)
 {
     struct cluster *c = data;
     if (e) {
@@ -688,7 +687,8 @@ static void join_reply(int status, json_t *body, const char *raw, size_t len,
         return;
     }
     if (status != 200) {
-        const char *m = json_string_value(json_object_get(json_object_get(body, "error"), "message"));
+        const char *m =
+            json_string_value(json_object_get(json_object_get(body, "error"), "message"));
         int code = status == 401 ? FERR_AUTH : status == 409 ? FERR_EXISTS : FERR_UNAVAIL;
         char msg[FERR_MSG_MAX];
         snprintf(msg, sizeof(msg), "%s answered %d: %.300s", c->join_addr, status,
@@ -742,9 +742,9 @@ int cluster_join(struct cluster *c, const char *addr, const char *token, cluster
     if (!token || !token[0] || strlen(token) >= sizeof(c->join_token))
         return ferr_set(e, FERR_INVALID, "token: expected the token printed by cluster init");
     c->node_id = rand_id();
-    json_t *body = json_pack("{s:I, s:s, s:s, s:s}", "id", (json_int_t)c->node_id, "name",
-                             c->cfg.node_name, "api_addr", c->cfg.api_addr, "raft_addr",
-                             c->cfg.raft_addr);
+    json_t *body =
+        json_pack("{s:I, s:s, s:s, s:s}", "id", (json_int_t)c->node_id, "name", c->cfg.node_name,
+                  "api_addr", c->cfg.api_addr, "raft_addr", c->cfg.raft_addr);
     /* What node lists show about this node until its first heartbeat arrives. */
     json_t *info = json_object();
     if (c->cfg.self_info && info)
@@ -815,7 +815,8 @@ static void to_leader(struct cluster *c, const char *path, const json_t *body, c
     }
     p->cb = cb;
     p->data = data;
-    if (peer_request(c->loop, api, bearer, "POST", path, text, WRITE_TIMEOUT_MS, relay, p, &e) < 0) {
+    if (peer_request(c->loop, api, bearer, "POST", path, text, WRITE_TIMEOUT_MS, relay, p, &e) <
+        0) {
         free(p);
         cb(0, NULL, &e, data);
     }
@@ -886,7 +887,8 @@ static void admit_written(int status, json_t *body, const struct ferr *e, void *
     json_t *nodes = cdb_nodes(c->db);
     a->cb(200,
           json_pack("{s:s, s:s, s:s, s:s, s:o}", "cluster_id", c->cluster_id, "name", c->name,
-                    "secret", c->secret, "token", c->token, "members", nodes ? nodes : json_array()),
+                    "secret", c->secret, "token", c->token, "members",
+                    nodes ? nodes : json_array()),
           NULL, a->data);
     /* Promote once the new node runs and caught up (raftnode_assign waits for that). */
     uv_timer_init(c->loop, &a->timer);
@@ -911,8 +913,7 @@ static void admit_added(struct raftnode *rn, int status, const char *msg, void *
     struct ferr e = {0};
     json_t *cmd = a->record;
     a->record = NULL;
-    add_event(c, "node.joined", NULL, "%s joined",
-              json_string_value(json_object_get(cmd, "name")));
+    add_event(c, "node.joined", NULL, "%s joined", json_string_value(json_object_get(cmd, "name")));
     if (cluster_write(c, cmd, admit_written, a, &e) < 0)
         admit_written(0, NULL, &e, a);
     json_decref(cmd);
@@ -929,8 +930,8 @@ void cluster_on_join(struct cluster *c, const json_t *body, cluster_reply_cb cb,
     const char *api = json_string_value(json_object_get(body, "api_addr"));
     const char *raft = json_string_value(json_object_get(body, "raft_addr"));
     if (!json_is_integer(jid) || json_integer_value(jid) < 1 ||
-        (uint64_t)json_integer_value(jid) > CDB_ID_MAX || !name_valid(name, 63) || !api ||
-        !raft || strlen(api) > 60 || strlen(raft) > 60) {
+        (uint64_t)json_integer_value(jid) > CDB_ID_MAX || !name_valid(name, 63) || !api || !raft ||
+        strlen(api) > 60 || strlen(raft) > 60) {
         reply_err(cb, data, FERR_INVALID, "join: expected id, name, api_addr and raft_addr");
         return;
     }
@@ -960,17 +961,17 @@ void cluster_on_join(struct cluster *c, const json_t *body, cluster_reply_cb cb,
     /* Raft first (a spare gets no votes and no entries), then the record that announces the
      * newcomer's name and API address; only then the answer that hands it the secret. */
     struct ferr e = {0};
-    a->record = json_pack("{s:i, s:s, s:I, s:s, s:s, s:s, s:s, s:s}", "v", 1, "op",
-                            "node_upsert", "id", (json_int_t)id, "name", name, "api_addr", api,
-                            "raft_addr", raft, "role", "spare", "state", "up");
+    a->record = json_pack("{s:i, s:s, s:I, s:s, s:s, s:s, s:s, s:s}", "v", 1, "op", "node_upsert",
+                          "id", (json_int_t)id, "name", name, "api_addr", api, "raft_addr", raft,
+                          "role", "spare", "state", "up");
     json_t *mem = json_object_get(body, "memory");
     json_t *accel = json_object_get(body, "accel");
-    if (a->record && json_is_object(mem) &&
-        json_is_integer(json_object_get(mem, "total_mib")) &&
+    if (a->record && json_is_object(mem) && json_is_integer(json_object_get(mem, "total_mib")) &&
         json_is_integer(json_object_get(mem, "free_mib")) && json_object_size(mem) == 2)
         json_object_set(a->record, "memory", mem);
     if (a->record && json_is_string(accel) &&
-        (strcmp(json_string_value(accel), "kvm") == 0 || strcmp(json_string_value(accel), "tcg") == 0))
+        (strcmp(json_string_value(accel), "kvm") == 0 ||
+         strcmp(json_string_value(accel), "tcg") == 0))
         json_object_set(a->record, "accel", accel);
     int rc = a->record ? raftnode_add(c->rn, id, raft, admit_added, a, &e)
                        : ferr_set(&e, -ENOMEM, "out of memory");
@@ -1011,7 +1012,8 @@ static void removed_raft(struct raftnode *rn, int status, const char *msg, void 
         return;
     }
     struct ferr e = {0};
-    json_t *cmd = json_pack("{s:i, s:s, s:I}", "v", 1, "op", "node_remove", "id", (json_int_t)r->id);
+    json_t *cmd =
+        json_pack("{s:i, s:s, s:I}", "v", 1, "op", "node_remove", "id", (json_int_t)r->id);
     if (cluster_write(c, cmd, removed_written, r, &e) < 0)
         removed_written(0, NULL, &e, r);
     json_decref(cmd);
@@ -1203,7 +1205,8 @@ static void check_health(struct cluster *c, json_t *nodes)
     uint64_t limit = (uint64_t)c->cfg.heartbeat_ms * c->cfg.down_after;
     size_t i;
     json_t *n;
-    json_array_foreach(nodes, i, n) {
+    json_array_foreach(nodes, i, n)
+    {
         uint64_t id = (uint64_t)json_integer_value(json_object_get(n, "id"));
         const char *state = json_string_value(json_object_get(n, "state"));
         const char *name = json_string_value(json_object_get(n, "name"));
@@ -1228,7 +1231,8 @@ static void check_health(struct cluster *c, json_t *nodes)
         bool silent = now - base > limit;
         if (silent && !down) {
             char why[64];
-            snprintf(why, sizeof(why), "no heartbeat for %llu ms", (unsigned long long)(now - base));
+            snprintf(why, sizeof(why), "no heartbeat for %llu ms",
+                     (unsigned long long)(now - base));
             propose_state(c, p, n, name, "down", why);
         } else if (!silent && down && p->last_heard) {
             propose_state(c, p, n, name, "up", "heartbeats again");
@@ -1286,7 +1290,8 @@ static void hb_tick(uv_timer_t *t)
     json_t *nodes = cdb_nodes(c->db);
     size_t i;
     json_t *n;
-    json_array_foreach(nodes, i, n) {
+    json_array_foreach(nodes, i, n)
+    {
         uint64_t id = (uint64_t)json_integer_value(json_object_get(n, "id"));
         const char *api = json_string_value(json_object_get(n, "api_addr"));
         if (id == c->node_id || !api || !api[0] || !text)
@@ -1341,17 +1346,17 @@ static json_t *node_view(struct cluster *c, const json_t *n, uint64_t leader)
     const char *accel = json_string_value(json_object_get(info, "accel"));
     if (!accel)
         accel = json_string_value(json_object_get(n, "accel"));
-    json_t *o = json_pack(
-        "{s:I, s:s, s:s, s:s, s:b, s:s, s:i, s:{s:I, s:I, s:I}, s:s, s:O, s:s, s:s}", "id",
-        (json_int_t)id, "name", json_string_value(json_object_get(n, "name")), "state",
-        json_string_value(json_object_get(n, "state")), "admin",
-        json_string_value(json_object_get(n, "admin")), "leader", id == leader, "role",
-        json_string_value(json_object_get(n, "role")), "vms",
-        (int)json_integer_value(json_object_get(info, "vms")), "memory", "total_mib", total,
-        "used_mib", total - freem, "free_mib", freem, "accel", accel ? accel : "",
-        "last_heartbeat_ms", last_contact >= 0 ? json_integer(last_contact) : json_null(),
-        "api_addr", json_string_value(json_object_get(n, "api_addr")), "raft_addr",
-        json_string_value(json_object_get(n, "raft_addr")));
+    json_t *o =
+        json_pack("{s:I, s:s, s:s, s:s, s:b, s:s, s:i, s:{s:I, s:I, s:I}, s:s, s:O, s:s, s:s}",
+                  "id", (json_int_t)id, "name", json_string_value(json_object_get(n, "name")),
+                  "state", json_string_value(json_object_get(n, "state")), "admin",
+                  json_string_value(json_object_get(n, "admin")), "leader", id == leader, "role",
+                  json_string_value(json_object_get(n, "role")), "vms",
+                  (int)json_integer_value(json_object_get(info, "vms")), "memory", "total_mib",
+                  total, "used_mib", total - freem, "free_mib", freem, "accel", accel ? accel : "",
+                  "last_heartbeat_ms", last_contact >= 0 ? json_integer(last_contact) : json_null(),
+                  "api_addr", json_string_value(json_object_get(n, "api_addr")), "raft_addr",
+                  json_string_value(json_object_get(n, "raft_addr")));
     json_decref(info);
     return o;
 }
@@ -1380,7 +1385,8 @@ json_t *cluster_nodes(struct cluster *c)
         json_t *nodes = cdb_nodes(c->db);
         size_t i;
         json_t *n;
-        json_array_foreach(nodes, i, n) {
+        json_array_foreach(nodes, i, n)
+        {
             json_t *v = node_view(c, n, ri.leader_id);
             if (v)
                 json_array_append_new(arr, v);
@@ -1394,7 +1400,8 @@ json_t *cluster_nodes(struct cluster *c)
 int cluster_status(struct cluster *c, json_t **out, struct ferr *e)
 {
     if (!c->active || !c->rn)
-        return ferr_set(e, FERR_STATE, "not in a cluster (ferry cluster init, or ferry cluster join)");
+        return ferr_set(e, FERR_STATE,
+                        "not in a cluster (ferry cluster init, or ferry cluster join)");
     struct raftnode_info ri;
     raftnode_info(c->rn, &ri);
     json_t *members = json_array();
@@ -1402,7 +1409,8 @@ int cluster_status(struct cluster *c, json_t **out, struct ferr *e)
     size_t i, voters = 0;
     json_t *m;
     json_t *leader = json_null();
-    json_array_foreach(raft_members, i, m) {
+    json_array_foreach(raft_members, i, m)
+    {
         uint64_t id = (uint64_t)json_integer_value(json_object_get(m, "id"));
         const char *role = json_string_value(json_object_get(m, "role"));
         if (role && strcmp(role, "voter") == 0)
@@ -1420,18 +1428,19 @@ int cluster_status(struct cluster *c, json_t **out, struct ferr *e)
         const char *name = n ? json_string_value(json_object_get(n, "name")) : NULL;
         json_array_append_new(
             members,
-            json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:o}", "id", (json_int_t)id,
-                      "name", name ? name : "?", "api_addr",
+            json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:o}", "id", (json_int_t)id, "name",
+                      name ? name : "?", "api_addr",
                       n ? json_string_value(json_object_get(n, "api_addr")) : "", "raft_addr",
                       json_string_value(json_object_get(m, "address")), "role", role ? role : "?",
                       "state", n ? json_string_value(json_object_get(n, "state")) : "joining",
                       "admin", n ? json_string_value(json_object_get(n, "admin")) : "active",
-                      "leader", id == ri.leader_id,
-                      "last_contact_ms", contact >= 0 ? json_integer(contact) : json_null()));
+                      "leader", id == ri.leader_id, "last_contact_ms",
+                      contact >= 0 ? json_integer(contact) : json_null()));
         if (id == ri.leader_id) {
             json_decref(leader);
-            leader = json_pack("{s:I, s:s, s:s}", "id", (json_int_t)id, "name", name ? name : "?",
-                               "api_addr", n ? json_string_value(json_object_get(n, "api_addr")) : "");
+            leader =
+                json_pack("{s:I, s:s, s:s}", "id", (json_int_t)id, "name", name ? name : "?",
+                          "api_addr", n ? json_string_value(json_object_get(n, "api_addr")) : "");
         }
         json_decref(n);
     }
@@ -1444,10 +1453,9 @@ int cluster_status(struct cluster *c, json_t **out, struct ferr *e)
         "node_name", c->cfg.node_name, "state", raftnode_state_name(ri.state), "term",
         (json_int_t)ri.term, "commit_index", (json_int_t)ri.commit_index, "last_applied",
         (json_int_t)ri.last_applied, "leader", leader, "quorum", quorum, "voters", (int)voters,
-        "stale_ms", stale_of(&ri),
-        "timeouts", "election_ms", RAFTNODE_ELECTION_TIMEOUT_MS, "heartbeat_ms",
-        RAFTNODE_HEARTBEAT_TIMEOUT_MS, "node_heartbeat_ms", (int)c->cfg.heartbeat_ms,
-        "node_down_after", (int)c->cfg.down_after, "members", members);
+        "stale_ms", stale_of(&ri), "timeouts", "election_ms", RAFTNODE_ELECTION_TIMEOUT_MS,
+        "heartbeat_ms", RAFTNODE_HEARTBEAT_TIMEOUT_MS, "node_heartbeat_ms",
+        (int)c->cfg.heartbeat_ms, "node_down_after", (int)c->cfg.down_after, "members", members);
     return *out ? 0 : ferr_set(e, -ENOMEM, "out of memory");
 }
 
@@ -1525,9 +1533,8 @@ bool cluster_quorum(const struct cluster *c)
         return false;
     struct raftnode_info ri;
     raftnode_info(c->rn, &ri);
-    return ri.state == RAFTNODE_LEADER ||
-           (ri.leader_id && ri.leader_contact_ms != UINT64_MAX &&
-            ri.leader_contact_ms < 2 * RAFTNODE_ELECTION_TIMEOUT_MS);
+    return ri.state == RAFTNODE_LEADER || (ri.leader_id && ri.leader_contact_ms != UINT64_MAX &&
+                                           ri.leader_contact_ms < 2 * RAFTNODE_ELECTION_TIMEOUT_MS);
 }
 
 int cluster_remove(struct cluster *c, const char *node, cluster_reply_cb cb, void *data,
@@ -1571,13 +1578,14 @@ int cluster_open(uv_loop_t *loop, const struct cluster_config *cfg, struct event
     c->loop = loop;
     c->cfg = *cfg;
     c->events = ev;
-    if (c->cfg.heartbeat_ms < CLUSTER_HEARTBEAT_MIN_MS || c->cfg.heartbeat_ms > CLUSTER_HEARTBEAT_MAX_MS ||
+    if (c->cfg.heartbeat_ms < CLUSTER_HEARTBEAT_MIN_MS ||
+        c->cfg.heartbeat_ms > CLUSTER_HEARTBEAT_MAX_MS ||
         c->cfg.down_after < CLUSTER_DOWN_AFTER_MIN || c->cfg.down_after > CLUSTER_DOWN_AFTER_MAX) {
         free(c);
         return ferr_set(e, FERR_INVALID,
                         "cluster: heartbeat must be %d..%d ms and down-after %d..%d beats",
-                        CLUSTER_HEARTBEAT_MIN_MS, CLUSTER_HEARTBEAT_MAX_MS,
-                        CLUSTER_DOWN_AFTER_MIN, CLUSTER_DOWN_AFTER_MAX);
+                        CLUSTER_HEARTBEAT_MIN_MS, CLUSTER_HEARTBEAT_MAX_MS, CLUSTER_DOWN_AFTER_MIN,
+                        CLUSTER_DOWN_AFTER_MAX);
     }
     int rc = load_state(c, e);
     if (rc < 0) {

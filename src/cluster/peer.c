@@ -98,8 +98,8 @@ static void global_init(void)
 }
 
 int peer_request(uv_loop_t *loop, const char *addr, const char *token, const char *method,
-                 const char *path, const char *body, unsigned timeout_ms, peer_cb cb,
-                 void *data, struct ferr *e)
+                 const char *path, const char *body, unsigned timeout_ms, peer_cb cb, void *data,
+                 struct ferr *e)
 {
     static uv_once_t once = UV_ONCE_INIT;
     uv_once(&once, global_init);

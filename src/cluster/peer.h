@@ -23,7 +23,7 @@ typedef void (*peer_cb)(int status, json_t *reply, const char *raw, size_t raw_l
  * whole request. Returns 0, or -ENOMEM/FERR_INVALID without calling cb.
  */
 int peer_request(uv_loop_t *loop, const char *addr, const char *token, const char *method,
-                 const char *path, const char *body, unsigned timeout_ms, peer_cb cb,
-                 void *data, struct ferr *e);
+                 const char *path, const char *body, unsigned timeout_ms, peer_cb cb, void *data,
+                 struct ferr *e);
 
 #endif

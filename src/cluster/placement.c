@@ -13,11 +13,13 @@ int placement_pick(const json_t *nodes, uint64_t memory_mib, const char *want, c
     json_int_t best_free = -1, largest = 0;
     size_t i;
     json_t *n;
-    json_array_foreach(nodes, i, n) {
+    json_array_foreach(nodes, i, n)
+    {
         const char *name = json_string_value(json_object_get(n, "name"));
         const char *state = json_string_value(json_object_get(n, "state"));
         const char *admin = json_string_value(json_object_get(n, "admin"));
-        json_int_t freem = json_integer_value(json_object_get(json_object_get(n, "memory"), "free_mib"));
+        json_int_t freem =
+            json_integer_value(json_object_get(json_object_get(n, "memory"), "free_mib"));
         if (!name)
             continue;
         bool up = state && strcmp(state, "up") == 0;
@@ -28,15 +30,17 @@ int placement_pick(const json_t *nodes, uint64_t memory_mib, const char *want, c
             if (!up)
                 return ferr_set(e, FERR_STATE, "node %s is %s%s%s; it takes no new VMs", name,
                                 state ? state : "in no known state", active ? "" : " and ",
-                                active ? "" : admin ? admin : "in no known admin state");
+                                active  ? ""
+                                : admin ? admin
+                                        : "in no known admin state");
             if (!active)
                 return ferr_set(e, FERR_STATE,
                                 "node %s is %s; it takes no new VMs until it is resumed "
                                 "(ferry node resume %s)",
                                 name, admin ? admin : "in no known admin state", name);
             if ((uint64_t)(freem < 0 ? 0 : freem) < memory_mib)
-                return ferr_set(e, FERR_LIMIT, "node %s has %lld MiB free; the VM needs %llu",
-                                name, (long long)freem, (unsigned long long)memory_mib);
+                return ferr_set(e, FERR_LIMIT, "node %s has %lld MiB free; the VM needs %llu", name,
+                                (long long)freem, (unsigned long long)memory_mib);
             snprintf(out, 64, "%s", name);
             return 0;
         }

@@ -41,18 +41,30 @@ const char *ferr_name(int code)
     if (i >= 0)
         return table[i].name;
     switch (-code) {
-    case ENOENT: return "ENOENT";
-    case EEXIST: return "EEXIST";
-    case ENOMEM: return "ENOMEM";
-    case EACCES: return "EACCES";
-    case EPERM: return "EPERM";
-    case EINVAL: return "EINVAL";
-    case EIO: return "EIO";
-    case ENOSPC: return "ENOSPC";
-    case EBUSY: return "EBUSY";
-    case ECONNREFUSED: return "ECONNREFUSED";
-    case ETIMEDOUT: return "ETIMEDOUT";
-    default: return "error";
+    case ENOENT:
+        return "ENOENT";
+    case EEXIST:
+        return "EEXIST";
+    case ENOMEM:
+        return "ENOMEM";
+    case EACCES:
+        return "EACCES";
+    case EPERM:
+        return "EPERM";
+    case EINVAL:
+        return "EINVAL";
+    case EIO:
+        return "EIO";
+    case ENOSPC:
+        return "ENOSPC";
+    case EBUSY:
+        return "EBUSY";
+    case ECONNREFUSED:
+        return "ECONNREFUSED";
+    case ETIMEDOUT:
+        return "ETIMEDOUT";
+    default:
+        return "error";
     }
 }
 
@@ -67,17 +79,28 @@ int ferr_from_name(const char *name)
 int ferr_from_http_status(int status)
 {
     switch (status) {
-    case 400: return FERR_INVALID;
-    case 401: return FERR_AUTH;
-    case 404: return FERR_NOTFOUND;
-    case 405: return FERR_METHOD;
-    case 409: return FERR_STATE;
-    case 413: return FERR_TOOBIG;
-    case 422: return FERR_LIMIT;
-    case 502: return FERR_PROTO;
-    case 503: return FERR_UNAVAIL;
-    case 504: return FERR_TIMEOUT;
-    default: return FERR_INTERNAL;
+    case 400:
+        return FERR_INVALID;
+    case 401:
+        return FERR_AUTH;
+    case 404:
+        return FERR_NOTFOUND;
+    case 405:
+        return FERR_METHOD;
+    case 409:
+        return FERR_STATE;
+    case 413:
+        return FERR_TOOBIG;
+    case 422:
+        return FERR_LIMIT;
+    case 502:
+        return FERR_PROTO;
+    case 503:
+        return FERR_UNAVAIL;
+    case 504:
+        return FERR_TIMEOUT;
+    default:
+        return FERR_INTERNAL;
     }
 }
 
@@ -97,13 +120,19 @@ int ferr_http_status(int code)
     if (i >= 0)
         return table[i].http;
     switch (-code) {
-    case ENOENT: return 404;
-    case EEXIST: return 409;
-    case EINVAL: return 400;
+    case ENOENT:
+        return 404;
+    case EEXIST:
+        return 409;
+    case EINVAL:
+        return 400;
     case EACCES:
-    case EPERM: return 403;
-    case EBUSY: return 409;
-    default: return 500;
+    case EPERM:
+        return 403;
+    case EBUSY:
+        return 409;
+    default:
+        return 500;
     }
 }
 

@@ -143,4 +143,3 @@ bool run_ok(const struct run *r)
 {
     return WIFEXITED(r->status) && WEXITSTATUS(r->status) == 0;
 }
-

@@ -13,8 +13,8 @@
 
 /* Output of one run. */
 struct run {
-    int status;       /* as from waitpid */
-    char *out;        /* stdout, NUL-terminated; owned by the struct */
+    int status; /* as from waitpid */
+    char *out;  /* stdout, NUL-terminated; owned by the struct */
     size_t out_len;
     char err[RUN_STDERR_MAX]; /* stderr, trimmed, NUL-terminated */
     size_t err_len;

@@ -203,7 +203,8 @@ int host_accel_pick(const struct host_info *h, const char *forced, const char **
             *why = "cpu has no vmx/svm: /dev/kvm would be nested emulation, slower than tcg";
         } else if (h->hw_virt) {
             *accel = "tcg";
-            *why = "cpu has vmx/svm but /dev/kvm does not open read-write (kvm module, permissions)";
+            *why =
+                "cpu has vmx/svm but /dev/kvm does not open read-write (kvm module, permissions)";
         } else {
             *accel = "tcg";
             *why = "cpu has no vmx/svm and /dev/kvm does not open";

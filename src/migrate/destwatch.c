@@ -162,8 +162,8 @@ static void abort_answered(int status, json_t *body, const struct ferr *e, void 
     if (e && (e->code == FERR_UNAVAIL || e->code == FERR_TIMEOUT) &&
         now_mono_ms() < a->deadline_ms) {
         if (a->tries == 1)
-            log_info("migrate %s: %s cannot be reached to clean up (%s); retrying", a->name,
-                     a->to, e->msg);
+            log_info("migrate %s: %s cannot be reached to clean up (%s); retrying", a->name, a->to,
+                     e->msg);
         uv_timer_start(&a->timer, abort_tick, DESTWATCH_ABORT_RETRY_MS, 0);
         return;
     }
@@ -188,8 +188,8 @@ static void abort_send(struct abort_try *a)
         abort_answered(0, NULL, &e, a);
         return;
     }
-    if (cluster_call(a->c, a->to, "POST", "/v1/internal/migrate/abort", text, abort_answered,
-                        a, &e) < 0)
+    if (cluster_call(a->c, a->to, "POST", "/v1/internal/migrate/abort", text, abort_answered, a,
+                     &e) < 0)
         abort_answered(0, NULL, &e, a);
     free(text);
 }

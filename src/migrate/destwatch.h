@@ -9,8 +9,8 @@
 struct cluster;
 struct destwatch;
 
-#define DESTWATCH_PING_MS 500   /* GET /v1/vms/NAME on the destination this often */
-#define DESTWATCH_LOST_MS 3000  /* no good answer for this long: the destination is lost */
+#define DESTWATCH_PING_MS 500  /* GET /v1/vms/NAME on the destination this often */
+#define DESTWATCH_LOST_MS 3000 /* no good answer for this long: the destination is lost */
 #define DESTWATCH_ABORT_RETRY_MS 2000
 #define DESTWATCH_ABORT_MAX_MS (10 * 60 * 1000)
 

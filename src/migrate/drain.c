@@ -31,7 +31,7 @@ struct drain {
     unsigned parallel, running, failed, migrated, stayed;
     size_t n, next;
     struct drain_item *items;
-    json_t *node;     /* the node's record when the drain started, owned */
+    json_t *node; /* the node's record when the drain started, owned */
     uint64_t t0_ms;
     bool finishing;
     uv_timer_t timer; /* the next pump: after a migration's answer, or while the host is busy */
@@ -71,8 +71,8 @@ static json_t *node_admin_cmd(struct cluster *c, const json_t *rec, const char *
 
 /* The node's record from this node's copy of the cluster database (*rec: new, the caller's),
  * refused while the node is down. */
-static int node_lookup(const struct cluster *c, const char *node, const char *what,
-                       json_t **rec, struct ferr *e)
+static int node_lookup(const struct cluster *c, const char *node, const char *what, json_t **rec,
+                       struct ferr *e)
 {
     if (cdb_node_find(cluster_db(c), node, rec, e) < 0)
         return ferr_set(e, FERR_NOTFOUND, "no node named %s in the cluster (ferry node list)",
@@ -110,10 +110,10 @@ static json_t *result(struct drain *d, const char *admin)
         }
         json_array_append_new(vms, o);
     }
-    return json_pack("{s:s, s:s, s:i, s:I, s:i, s:i, s:i, s:o}", "node", d->env.node_name,
-                     "admin", admin, "parallel", (int)d->parallel, "total_ms",
-                     (json_int_t)(now_mono_ms() - d->t0_ms), "migrated", (int)d->migrated,
-                     "failed", (int)d->failed, "stayed", (int)d->stayed, "vms", vms);
+    return json_pack("{s:s, s:s, s:i, s:I, s:i, s:i, s:i, s:o}", "node", d->env.node_name, "admin",
+                     admin, "parallel", (int)d->parallel, "total_ms",
+                     (json_int_t)(now_mono_ms() - d->t0_ms), "migrated", (int)d->migrated, "failed",
+                     (int)d->failed, "stayed", (int)d->stayed, "vms", vms);
 }
 
 static void marked_paused(int status, json_t *body, const struct ferr *e, void *data)
@@ -169,7 +169,8 @@ static int pick(struct drain *d, struct vm *vm, char out[64], struct ferr *e)
     json_t *others = json_array();
     size_t i;
     json_t *n;
-    json_array_foreach(json_object_get(nodes, "nodes"), i, n) {
+    json_array_foreach(json_object_get(nodes, "nodes"), i, n)
+    {
         const char *name = json_string_value(json_object_get(n, "name"));
         json_t *mem = json_object_get(n, "memory");
         if (!name || strcmp(name, d->env.node_name) == 0)
@@ -237,16 +238,20 @@ static void pump(struct drain *d)
         struct ferr e = {0};
         if (!vm) {
             it->outcome = "failed";
-            snprintf(it->msg, sizeof(it->msg), "the cluster database says %s owns %s, but it "
-                     "has no such VM", d->env.node_name, it->name);
+            snprintf(it->msg, sizeof(it->msg),
+                     "the cluster database says %s owns %s, but it "
+                     "has no such VM",
+                     d->env.node_name, it->name);
             d->failed++;
             continue;
         }
         enum vm_state st = vm_state(vm);
         if (st == VM_STOPPED || st == VM_FAILED) {
             it->outcome = "stayed";
-            snprintf(it->msg, sizeof(it->msg), "%s: stays here; start it after ferry node "
-                     "resume, or delete it", vm_state_name(st));
+            snprintf(it->msg, sizeof(it->msg),
+                     "%s: stays here; start it after ferry node "
+                     "resume, or delete it",
+                     vm_state_name(st));
             d->stayed++;
             continue;
         }
@@ -314,14 +319,15 @@ static void marked_draining(int status, json_t *body, const struct ferr *e, void
     }
     size_t i;
     json_t *rec;
-    json_array_foreach(recs, i, rec) {
+    json_array_foreach(recs, i, rec)
+    {
         snprintf(d->items[i].name, sizeof(d->items[i].name), "%s",
                  json_string_value(json_object_get(rec, "name")) ?: "");
         d->items[i].outcome = "pending";
     }
     json_decref(recs);
-    events_add(d->env.events, NULL, "node.draining", "%s: %zu VMs, %u at a time",
-               d->env.node_name, d->n, d->parallel);
+    events_add(d->env.events, NULL, "node.draining", "%s: %zu VMs, %u at a time", d->env.node_name,
+               d->n, d->parallel);
     log_info("drain %s: %zu VMs, %u at a time", d->env.node_name, d->n, d->parallel);
     pump(d);
 }
@@ -333,8 +339,9 @@ int drain_start(const struct drain_env *env, unsigned parallel, migrate_cb cb, v
         return ferr_set(e, FERR_STATE,
                         "drain: this host is not in a cluster: there is nowhere to move its VMs");
     if (!cluster_quorum(env->cluster))
-        return ferr_set(e, FERR_UNAVAIL, "drain: no quorum: the node state cannot be recorded; "
-                                         "try again when the cluster has a leader");
+        return ferr_set(e, FERR_UNAVAIL,
+                        "drain: no quorum: the node state cannot be recorded; "
+                        "try again when the cluster has a leader");
     if (running_drain)
         return ferr_set(e, FERR_STATE, "drain: %s is being drained already; wait for it",
                         env->node_name);
@@ -369,8 +376,7 @@ int drain_start(const struct drain_env *env, unsigned parallel, migrate_cb cb, v
     return 0;
 }
 
-int drain_check_node(const struct cluster *c, const char *node, const char *what,
-                     struct ferr *e)
+int drain_check_node(const struct cluster *c, const char *node, const char *what, struct ferr *e)
 {
     json_t *rec = NULL;
     if (!c || !cluster_active(c))
@@ -406,8 +412,8 @@ int drain_resume(const struct drain_env *env, const char *node, migrate_cb cb, v
     if (!env->cluster || !cluster_active(env->cluster))
         return ferr_set(e, FERR_STATE, "resume: this host is not in a cluster");
     if (running_drain && strcmp(node, env->node_name) == 0)
-        return ferr_set(e, FERR_STATE,
-                        "resume: %s is being drained; wait until the drain answers", node);
+        return ferr_set(e, FERR_STATE, "resume: %s is being drained; wait until the drain answers",
+                        node);
     json_t *rec;
     int rc = node_lookup(env->cluster, node, "resume", &rec, e);
     if (rc < 0)

@@ -42,8 +42,7 @@ int drain_start(const struct drain_env *env, unsigned parallel, migrate_cb cb, v
  * database, so a request for a node that is down is refused here rather than forwarded to
  * it: FERR_NOTFOUND (no such node) or FERR_STATE (it is down), with what ("drain",
  * "resume") leading the message; 0 otherwise, and outside a cluster. */
-int drain_check_node(const struct cluster *c, const char *node, const char *what,
-                     struct ferr *e);
+int drain_check_node(const struct cluster *c, const char *node, const char *what, struct ferr *e);
 
 /* Sets the admin state of node (any member but a down one) to "active" again; cb gets
  * {"node", "admin": "active"}. Refused while this process drains it. */

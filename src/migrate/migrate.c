@@ -41,15 +41,15 @@ struct mig {
     migrate_cb cb;
     void *data;
     bool prepared, started, cancelled, finished, query_busy;
-    bool postcopy; /* migrate-start-postcopy sent: the VM's state may be split */
+    bool postcopy;   /* migrate-start-postcopy sent: the VM's state may be split */
     bool recovering; /* taken over after a ferryd restart from the journal (migrate_recover) */
     bool vm_gone;    /* the source definition's delete ran: g->vm may be freed */
     /* Post-copy whose stream broke (QEMU's postcopy-paused): resumed with QEMU's postcopy
      * recovery once the destination answers again (try_recover). */
     bool pc_paused, recover_busy;
-    bool dest_has_none;    /* the destination said it has no copy: boot it again here */
-    unsigned recoveries;   /* post-copy resumed after a break */
-    uint64_t recover_ms;   /* last recovery attempt (monotonic) */
+    bool dest_has_none;  /* the destination said it has no copy: boot it again here */
+    unsigned recoveries; /* post-copy resumed after a break */
+    uint64_t recover_ms; /* last recovery attempt (monotonic) */
     struct mig_policy policy;
     unsigned completed_polls;
     uint64_t t0_ms;
@@ -202,8 +202,7 @@ static json_t *figures(const struct mig *g, enum migrate_outcome o, const char *
     char err[400];
     snprintf(err, sizeof(err), "%s", error ? error : "");
     return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:o, s:I, s:I, s:I, s:I, s:I, s:n, s:o, s:I}",
-                     "vm",
-                     g->name, "from", g->m->env.node_name, "to", g->to, "status",
+                     "vm", g->name, "from", g->m->env.node_name, "to", g->to, "status",
                      migrate_outcome_name(o), "strategy", strategy(g), "total_ms", total,
                      "downtime_ms", done ? json_integer(g->downtime_ms) : json_null(), "setup_ms",
                      g->setup_ms, "bytes", g->bytes, "passes", g->passes, "budget_ms",
@@ -297,8 +296,7 @@ static void reboot_closed(uv_handle_t *h)
     free(h->data);
 }
 
-static void rebooted(struct vmset *set, struct vm *vm, int status, const struct ferr *e,
-                     void *data)
+static void rebooted(struct vmset *set, struct vm *vm, int status, const struct ferr *e, void *data)
 {
     if (status < 0)
         log_warn("migrate: boot after the lost post-copy: %s", e->msg);
@@ -506,7 +504,9 @@ static void confirmed(int status, json_t *body, const struct ferr *e, void *data
         uv_timer_start(&g->timer, poll_timer, 1000, POLL_MS); /* ask again */
     } else {
         fail(g, FERR_STATE, "ferryd restarted before QEMU started the migration (%s: %s)", g->to,
-             st ? st : e ? e->msg : "no state");
+             st  ? st
+             : e ? e->msg
+                 : "no state");
     }
     json_decref(body);
     json_decref(c->r);
@@ -565,8 +565,9 @@ static void recover_answer(int status, json_t *body, const struct ferr *e, void 
          * means "not now", or a second copy could boot next to a live one. */
         g->dest_has_none = true;
         fail(g, FERR_UNAVAIL, "%s has no copy of the VM any more (%.200s)", g->to,
-             json_string_value(json_object_get(body, "why")) ? json_string_value(
-                 json_object_get(body, "why")) : "no reason given");
+             json_string_value(json_object_get(body, "why"))
+                 ? json_string_value(json_object_get(body, "why"))
+                 : "no reason given");
     } else if (e || !uri) {
         log_info("migrate %s: post-copy not resumed yet: %s", g->name,
                  e ? e->msg : "the answer has no uri");
@@ -602,7 +603,7 @@ static void try_recover(struct mig *g)
     g->recover_busy = true;
     g->refs++;
     if (!text || cluster_call(g->m->env.cluster, g->to, "POST", "/v1/internal/migrate/recover",
-                                 text, recover_answer, g, &e) < 0) {
+                              text, recover_answer, g, &e) < 0) {
         g->recover_busy = false;
         g->refs--;
         log_warn("migrate %s: post-copy recovery: %s", g->name, text ? e.msg : "out of memory");
@@ -823,8 +824,8 @@ static void send_console(struct mig *g)
     char *data = NULL;
     size_t len = 0;
     uint64_t from, start, end;
-    if (vm_console_read(g->vm, VM_CONSOLE_TAIL, CONSOLE_CARRY, &data, &len, &from, &start,
-                        &end) < 0)
+    if (vm_console_read(g->vm, VM_CONSOLE_TAIL, CONSOLE_CARRY, &data, &len, &from, &start, &end) <
+        0)
         return;
     if (len == 0) {
         free(data);
@@ -842,7 +843,7 @@ static void send_console(struct mig *g)
     struct ferr e = {0};
     if (text && name &&
         cluster_call(g->m->env.cluster, g->to, "POST", "/v1/internal/migrate/console", text,
-                        console_sent, name, &e) == 0)
+                     console_sent, name, &e) == 0)
         name = NULL;
     else
         log_info("migrate %s: console history not sent: %s", g->name, text ? e.msg : "no text");
@@ -881,9 +882,9 @@ static void prepared(int status, json_t *body, const struct ferr *e, void *data)
     }
     json_t *caps = json_pack("{s:[{s:s, s:b}, {s:s, s:b}]}", "capabilities", "capability", "events",
                              "state", 1, "capability", "postcopy-ram", "state", 1);
-    json_t *params = json_pack("{s:I, s:I, s:I}", "downtime-limit", (json_int_t)limit_ms(g),
-                               "max-bandwidth", (json_int_t)g->bandwidth,
-                               "max-postcopy-bandwidth", (json_int_t)g->pc_bandwidth);
+    json_t *params =
+        json_pack("{s:I, s:I, s:I}", "downtime-limit", (json_int_t)limit_ms(g), "max-bandwidth",
+                  (json_int_t)g->bandwidth, "max-postcopy-bandwidth", (json_int_t)g->pc_bandwidth);
     json_t *mig = json_pack("{s:s}", "uri", g->uri);
     if (qmp_step(g, "migrate-set-capabilities", caps, on_setup) < 0) {
         json_decref(params);
@@ -1009,8 +1010,8 @@ int migrate_start(struct migrator *m, struct vm *vm, const struct migrate_opts *
     g->next = m->migs;
     m->migs = g;
     vm__set_migrating(vm, on_vm_event, g);
-    rc = cluster_call(m->env.cluster, g->to, "POST", "/v1/internal/migrate/prepare", text,
-                         prepared, g, e);
+    rc = cluster_call(m->env.cluster, g->to, "POST", "/v1/internal/migrate/prepare", text, prepared,
+                      g, e);
     free(text);
     if (rc < 0) {
         ferr_prefix(e, "migrate %s: prepare on %s", name, g->to);
@@ -1088,10 +1089,11 @@ static void recover_without_qemu(struct migrator *m, struct vm *vm, const char *
     /* QEMU exited during the migration while no ferryd watched: whether the destination got
      * the whole VM cannot be told from here. Say so; do not guess either way. */
     log_warn("migrate %s: QEMU exited during the migration to %s while ferryd was down; "
-             "check the VM on %s (ferry vm show %s)", name, to, to, name);
+             "check the VM on %s (ferry vm show %s)",
+             name, to, to, name);
     events_add(m->env.events, name, "vm.migrate_unknown",
-               "QEMU exited during the migration to %s while ferryd was down; check %s there",
-               to, name);
+               "QEMU exited during the migration to %s while ferryd was down; check %s there", to,
+               name);
     journal_remove(vm);
 }
 
@@ -1114,8 +1116,8 @@ void migrate_recover(struct migrator *m, struct vm *vm)
     const char *to = json_string_value(json_object_get(j, "to"));
     json_t *budget = json_object_get(j, "budget_ms");
     json_t *pc = json_object_get(j, "postcopy");
-    if (!to || !name_valid(to, 63) || !json_is_integer(budget) ||
-        json_integer_value(budget) <= 0 || !json_is_boolean(pc)) {
+    if (!to || !name_valid(to, 63) || !json_is_integer(budget) || json_integer_value(budget) <= 0 ||
+        !json_is_boolean(pc)) {
         log_warn("migrate %s: %s is not a migration journal; removed", name, path);
         json_decref(j);
         journal_remove(vm);
@@ -1136,8 +1138,8 @@ void migrate_recover(struct migrator *m, struct vm *vm)
     snprintf(g->name, sizeof(g->name), "%s", name);
     snprintf(g->to, sizeof(g->to), "%s", to);
     g->postcopy = json_is_true(pc);
-    g->policy = (struct mig_policy){.budget_ms = (uint64_t)json_integer_value(budget),
-                                    .postcopy = true};
+    g->policy =
+        (struct mig_policy){.budget_ms = (uint64_t)json_integer_value(budget), .postcopy = true};
     json_decref(j);
     g->cb = recovered; /* QEMU keeps the parameters it was given; nothing is set again */
     g->t0_ms = now_mono_ms();
@@ -1149,8 +1151,8 @@ void migrate_recover(struct migrator *m, struct vm *vm)
     m->migs = g;
     vm__set_migrating(vm, on_vm_event, g);
     g->watch = destwatch_start(m->env.loop, m->env.cluster, g->to, g->name, dest_lost, g);
-    log_info("migrate %s: ferryd restarted during the migration to %s (%s); taking it over",
-             name, g->to, strategy(g));
+    log_info("migrate %s: ferryd restarted during the migration to %s (%s); taking it over", name,
+             g->to, strategy(g));
     events_add(m->env.events, name, "vm.migrating",
                "to %s: ferryd restarted during the migration; taking it over", g->to);
     uv_timer_start(&g->timer, poll_timer, 0, POLL_MS);
@@ -1430,8 +1432,7 @@ static void recover_status(struct qmp_conn *c, int status, json_t *r, const char
         x->cb(200, json_pack("{s:s, s:s}", "uri", vm->incoming_uri, "node", x->m->env.node_name),
               NULL, x->data);
     } else if (strcmp(st, "postcopy-paused") != 0) {
-        reply_err(x->cb, x->data, FERR_STATE, "%s: its incoming migration is %s here", x->name,
-                  st);
+        reply_err(x->cb, x->data, FERR_STATE, "%s: its incoming migration is %s here", x->name, st);
     } else if (mgmt_ip(x->m, ip, &e) < 0 || free_port(ip, &port, &e) < 0) {
         reply_err(x->cb, x->data, e.code, "%s", e.msg);
     } else {

@@ -87,7 +87,10 @@ json_t *migrate_progress(struct migrator *m, const char *name);
  * The histograms count completed migrations only (a failed one has no blackout); their
  * buckets are MIGRATE_HIST_BOUNDS (seconds, upper bounds), not cumulative, the last one
  * being +Inf. */
-#define MIGRATE_HIST_BOUNDS {0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 5, 10, 30, 60}
+#define MIGRATE_HIST_BOUNDS                                                                        \
+    {                                                                                              \
+        0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 5, 10, 30, 60                                 \
+    }
 #define MIGRATE_HIST_N 13
 enum migrate_outcome { MIGRATE_COMPLETED, MIGRATE_FAILED, MIGRATE_CANCELLED, MIGRATE_OUTCOMES };
 struct migrate_hist {

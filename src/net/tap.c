@@ -20,19 +20,30 @@
 static int errno_of(int nlrc)
 {
     switch (nlrc < 0 ? -nlrc : nlrc) {
-    case NLE_NOMEM: return -ENOMEM;
-    case NLE_EXIST: return -EEXIST;
-    case NLE_INVAL: return -EINVAL;
-    case NLE_RANGE: return -ERANGE;
-    case NLE_OPNOTSUPP: return -EOPNOTSUPP;
+    case NLE_NOMEM:
+        return -ENOMEM;
+    case NLE_EXIST:
+        return -EEXIST;
+    case NLE_INVAL:
+        return -EINVAL;
+    case NLE_RANGE:
+        return -ERANGE;
+    case NLE_OPNOTSUPP:
+        return -EOPNOTSUPP;
     case NLE_OBJ_NOTFOUND:
-    case NLE_NODEV: return -ENODEV;
-    case NLE_BUSY: return -EBUSY;
+    case NLE_NODEV:
+        return -ENODEV;
+    case NLE_BUSY:
+        return -EBUSY;
     case NLE_NOACCESS:
-    case NLE_PERM: return -EPERM;
-    case NLE_AGAIN: return -EAGAIN;
-    case NLE_INTR: return -EINTR;
-    default: return -EIO;
+    case NLE_PERM:
+        return -EPERM;
+    case NLE_AGAIN:
+        return -EAGAIN;
+    case NLE_INTR:
+        return -EINTR;
+    default:
+        return -EIO;
     }
 }
 
@@ -47,8 +58,9 @@ static int check_ifname(const char *what, const char *name, struct ferr *e)
              c == '_' || c == '.' || c == '-';
     }
     if (!ok)
-        return ferr_set(e, FERR_INVALID, "%s name \"%.32s\" is invalid: use 1-%d of A-Z a-z 0-9 _ . -",
-                        what, name ? name : "", IFNAMSIZ - 1);
+        return ferr_set(e, FERR_INVALID,
+                        "%s name \"%.32s\" is invalid: use 1-%d of A-Z a-z 0-9 _ . -", what,
+                        name ? name : "", IFNAMSIZ - 1);
     return 0;
 }
 

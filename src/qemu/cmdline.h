@@ -11,13 +11,14 @@
 
 struct qemu_launch {
     const struct vm_spec *spec;
-    const char *qemu_binary;   /* e.g. "qemu-system-x86_64" */
-    const char *accel;         /* "kvm" or "tcg" */
-    const char *run_dir;       /* holds qmp.sock and qemu.pid */
-    const char *const *taps;   /* spec->nnics tap names */
-    const uint64_t *disk_bytes; /* spec->ndisks: virtual size of each fixed VHD (data before the footer) */
-    const char *incoming;      /* NULL, or an -incoming argument ("defer") for migration */
-    bool prealloc;             /* -mem-prealloc: QEMU touches all guest RAM before it runs */
+    const char *qemu_binary; /* e.g. "qemu-system-x86_64" */
+    const char *accel;       /* "kvm" or "tcg" */
+    const char *run_dir;     /* holds qmp.sock and qemu.pid */
+    const char *const *taps; /* spec->nnics tap names */
+    const uint64_t
+        *disk_bytes; /* spec->ndisks: virtual size of each fixed VHD (data before the footer) */
+    const char *incoming; /* NULL, or an -incoming argument ("defer") for migration */
+    bool prealloc;        /* -mem-prealloc: QEMU touches all guest RAM before it runs */
 };
 
 /*

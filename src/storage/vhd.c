@@ -62,8 +62,16 @@ int vhd_create_fixed(const char *qemu_img, const char *path, uint64_t size_mib, 
 
     char size_arg[32];
     snprintf(size_arg, sizeof(size_arg), "%lluM", (unsigned long long)size_mib);
-    char *argv[] = {(char *)(qemu_img ? qemu_img : "qemu-img"), "create", "-q", "-f", "vpc",
-                    "-o", "subformat=fixed,force_size=on", (char *)path, size_arg, NULL};
+    char *argv[] = {(char *)(qemu_img ? qemu_img : "qemu-img"),
+                    "create",
+                    "-q",
+                    "-f",
+                    "vpc",
+                    "-o",
+                    "subformat=fixed,force_size=on",
+                    (char *)path,
+                    size_arg,
+                    NULL};
     struct run r;
     if ((rc = run(argv, &r, e)) < 0) {
         ferr_prefix(e, "vhd: create %s", path);
@@ -84,8 +92,8 @@ int vhd_create_fixed(const char *qemu_img, const char *path, uint64_t size_mib, 
         goto err_after_claim;
     }
     if ((uint64_t)st.st_size != want) {
-        rc = ferr_set(e, FERR_QEMU, "vhd: qemu-img created %s with %lld bytes, expected %llu",
-                      path, (long long)st.st_size, (unsigned long long)want);
+        rc = ferr_set(e, FERR_QEMU, "vhd: qemu-img created %s with %lld bytes, expected %llu", path,
+                      (long long)st.st_size, (unsigned long long)want);
         goto err_after_claim;
     }
     return 0;
@@ -124,10 +132,17 @@ int vhd_footer_parse(const uint8_t footer[VHD_FOOTER_SIZE], char subformat[16],
     uint32_t type = be32(footer + DISK_TYPE);
     const char *name;
     switch (type) {
-    case 2: name = "fixed"; break;
-    case 3: name = "dynamic"; break;
-    case 4: name = "differencing"; break;
-    default: return ferr_set(e, FERR_INVALID, "VHD footer has unknown disk type %u", type);
+    case 2:
+        name = "fixed";
+        break;
+    case 3:
+        name = "dynamic";
+        break;
+    case 4:
+        name = "differencing";
+        break;
+    default:
+        return ferr_set(e, FERR_INVALID, "VHD footer has unknown disk type %u", type);
     }
     snprintf(subformat, 16, "%s", name);
     if (current_size)
@@ -164,7 +179,8 @@ int vhd_info_parse(const char *json_text, struct vhd_info *out, struct ferr *e)
     }
     json_t *fmt = json_object_get(root, "format");
     if (!json_is_string(fmt) || json_string_length(fmt) >= sizeof(out->format)) {
-        rc = ferr_set(e, FERR_PROTO, "qemu-img info: \"format\" is missing or not a format "
+        rc = ferr_set(e, FERR_PROTO,
+                      "qemu-img info: \"format\" is missing or not a format "
                       "name");
         goto out;
     }
@@ -186,8 +202,8 @@ int vhd_info_parse(const char *json_text, struct vhd_info *out, struct ferr *e)
     json_t *sub = json_object_get(json_object_get(json_object_get(root, "format-specific"), "data"),
                                   "subformat");
     const char *s = json_string_value(sub);
-    if (s && (strcmp(s, "fixed") == 0 || strcmp(s, "dynamic") == 0 ||
-              strcmp(s, "differencing") == 0))
+    if (s &&
+        (strcmp(s, "fixed") == 0 || strcmp(s, "dynamic") == 0 || strcmp(s, "differencing") == 0))
         strcpy(out->subformat, s);
     rc = 0;
 out:
@@ -216,8 +232,10 @@ static int read_footer(const char *path, uint8_t footer[VHD_FOOTER_SIZE], uint64
         goto out;
     }
     if (st.st_size < VHD_FOOTER_SIZE) {
-        rc = ferr_set(e, FERR_INVALID, "vhd: %s is not a VHD file (%lld bytes, shorter than a "
-                      "footer)", path, (long long)st.st_size);
+        rc = ferr_set(e, FERR_INVALID,
+                      "vhd: %s is not a VHD file (%lld bytes, shorter than a "
+                      "footer)",
+                      path, (long long)st.st_size);
         goto out;
     }
     ssize_t n = pread(fd, footer, VHD_FOOTER_SIZE, st.st_size - VHD_FOOTER_SIZE);
@@ -251,8 +269,14 @@ int vhd_info_read(const char *qemu_img, const char *path, struct vhd_info *out, 
 
     /* -f vpc: probing alone calls a fixed VHD "raw" (it has no header, only the footer).
      * -U: the disk may be open in a running QEMU; info only reads. */
-    char *argv[] = {(char *)(qemu_img ? qemu_img : "qemu-img"), "info", "-U", "-f", "vpc",
-                    "--output=json", (char *)path, NULL};
+    char *argv[] = {(char *)(qemu_img ? qemu_img : "qemu-img"),
+                    "info",
+                    "-U",
+                    "-f",
+                    "vpc",
+                    "--output=json",
+                    (char *)path,
+                    NULL};
     struct run r;
     if ((rc = run(argv, &r, e)) < 0) {
         ferr_prefix(e, "vhd: info %s", path);
@@ -282,9 +306,11 @@ int vhd_info_read(const char *qemu_img, const char *path, struct vhd_info *out, 
     /* A fixed VHD is its data followed by the footer; that layout is what lets ferry attach it
      * as raw with the same size the vpc driver shows. */
     if (strcmp(info.subformat, "fixed") == 0 && file_size != info.virtual_size + VHD_FOOTER_SIZE)
-        return ferr_set(e, FERR_INVALID, "vhd: %s: fixed VHD of %llu bytes should be its virtual "
-                        "size %llu plus a %d-byte footer", path, (unsigned long long)file_size,
-                        (unsigned long long)info.virtual_size, VHD_FOOTER_SIZE);
+        return ferr_set(e, FERR_INVALID,
+                        "vhd: %s: fixed VHD of %llu bytes should be its virtual "
+                        "size %llu plus a %d-byte footer",
+                        path, (unsigned long long)file_size, (unsigned long long)info.virtual_size,
+                        VHD_FOOTER_SIZE);
     *out = info;
     return 0;
 }

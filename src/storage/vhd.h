@@ -11,8 +11,8 @@
 #define VHD_MAX_SIZE_MIB (2040ull * 1024) /* VHD's own limit is about 2040 GiB */
 
 struct vhd_info {
-    char format[16];      /* "vpc" */
-    char subformat[16];   /* "fixed", "dynamic", "differencing" or "" if unknown */
+    char format[16];       /* "vpc" */
+    char subformat[16];    /* "fixed", "dynamic", "differencing" or "" if unknown */
     uint64_t virtual_size; /* bytes the guest sees */
     uint64_t actual_size;  /* bytes allocated on the host */
     uint64_t file_size;    /* length of the file */

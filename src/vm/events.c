@@ -109,9 +109,9 @@ void events_add(struct events *ev, const char *vm, const char *type, const char 
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    json_t *o = json_pack("{s:I, s:I, s:s, s:s, s:s}", "id", (json_int_t)ev->next_id++,
-                          "time_ms", (json_int_t)now_wall_ms(), "vm", vm ? vm : "", "type",
-                          type, "message", msg);
+    json_t *o =
+        json_pack("{s:I, s:I, s:s, s:s, s:s}", "id", (json_int_t)ev->next_id++, "time_ms",
+                  (json_int_t)now_wall_ms(), "vm", vm ? vm : "", "type", type, "message", msg);
     if (!o)
         return;
     log_info("event %s%s%s: %s", type, vm && *vm ? " " : "", vm ? vm : "", msg);

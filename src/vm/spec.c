@@ -53,14 +53,21 @@ static const char *quote(const char *s, char *buf, size_t size)
 static const char *type_name(const json_t *v)
 {
     switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a fractional number";
+    case JSON_OBJECT:
+        return "an object";
+    case JSON_ARRAY:
+        return "an array";
+    case JSON_STRING:
+        return "a string";
+    case JSON_INTEGER:
+        return "an integer";
+    case JSON_REAL:
+        return "a fractional number";
     case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    case JSON_NULL: return "null";
+    case JSON_FALSE:
+        return "a boolean";
+    case JSON_NULL:
+        return "null";
     }
     return "something else";
 }
@@ -86,8 +93,8 @@ static int check_fields(const json_t *obj, const char *where, const char *const 
         if (where)
             return ferr_set(e, FERR_INVALID, "%s: unknown field %s (accepted: %s)", where,
                             quote(key, q, sizeof(q)), list);
-        return ferr_set(e, FERR_INVALID, "unknown field %s (accepted: %s)", quote(key, q, sizeof(q)),
-                        list);
+        return ferr_set(e, FERR_INVALID, "unknown field %s (accepted: %s)",
+                        quote(key, q, sizeof(q)), list);
     }
     return 0;
 }
@@ -112,8 +119,9 @@ static int get_uint(const json_t *v, const char *field, uint64_t lo, uint64_t hi
     if (rc < 0)
         return rc;
     if (n < 0 || (uint64_t)n < lo || (uint64_t)n > hi)
-        return ferr_set(e, FERR_INVALID, "%s: %" JSON_INTEGER_FORMAT " is out of range %" PRIu64
-                        "..%" PRIu64, field, n, lo, hi);
+        return ferr_set(e, FERR_INVALID,
+                        "%s: %" JSON_INTEGER_FORMAT " is out of range %" PRIu64 "..%" PRIu64, field,
+                        n, lo, hi);
     *out = (uint64_t)n;
     return 0;
 }
@@ -173,9 +181,8 @@ static int check_abs_path(const char *p, const char *field, struct ferr *e)
             c++;
         size_t n = strcspn(c, "/");
         if ((n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' && c[1] == '.'))
-            return ferr_set(e, FERR_INVALID,
-                            "%s: %s must not contain \".\" or \"..\" components", field,
-                            quote(p, q, sizeof(q)));
+            return ferr_set(e, FERR_INVALID, "%s: %s must not contain \".\" or \"..\" components",
+                            field, quote(p, q, sizeof(q)));
         c += n;
     }
     if (p[strlen(p) - 1] == '/')
@@ -206,9 +213,10 @@ static int check_mac(char *mac, const char *field, struct ferr *e)
                         "%s: %s is not a MAC address: use six hex pairs like 52:54:00:12:34:56",
                         field, quote(mac, q, sizeof(q)));
     if (b[0] & 1)
-        return ferr_set(e, FERR_INVALID,
-                        "%s: %s is a multicast address: a NIC needs a unicast one (first byte even)",
-                        field, quote(mac, q, sizeof(q)));
+        return ferr_set(
+            e, FERR_INVALID,
+            "%s: %s is a multicast address: a NIC needs a unicast one (first byte even)", field,
+            quote(mac, q, sizeof(q)));
     if (!(b[0] | b[1] | b[2] | b[3] | b[4] | b[5]))
         return ferr_set(e, FERR_INVALID, "%s: 00:00:00:00:00:00 is not a usable address", field);
     for (char *c = mac; *c; c++)
@@ -246,9 +254,9 @@ static bool label_key_valid(const char *s)
     return true;
 }
 
-static const char *const top_fields[] = {"name",  "cpu",  "memory_mib",         "disks",
-                                         "nics",  "boot", "blackout_budget_ms", "priority",
-                                         "labels", "machine", NULL};
+static const char *const top_fields[] = {
+    "name",     "cpu",    "memory_mib", "disks", "nics", "boot", "blackout_budget_ms",
+    "priority", "labels", "machine",    NULL};
 static const char *const cpu_fields[] = {"sockets", "cores", "threads", NULL};
 static const char *const disk_fields[] = {"path", "size_mib", "readonly", NULL};
 static const char *const nic_fields[] = {"bridge", "mac", NULL};
@@ -267,8 +275,10 @@ static int parse_cpu(const json_t *cpu, struct vm_spec *s, struct ferr *e)
     if (!cpu)
         return 0;
     if (!json_is_object(cpu))
-        return ferr_set(e, FERR_INVALID, "cpu: expected an object like {\"sockets\": 1, "
-                        "\"cores\": 2, \"threads\": 1}, not %s", type_name(cpu));
+        return ferr_set(e, FERR_INVALID,
+                        "cpu: expected an object like {\"sockets\": 1, "
+                        "\"cores\": 2, \"threads\": 1}, not %s",
+                        type_name(cpu));
     int rc = check_fields(cpu, "cpu", cpu_fields, e);
     json_t *v;
     if (rc == 0 && (v = member(cpu, "sockets")))
@@ -278,9 +288,10 @@ static int parse_cpu(const json_t *cpu, struct vm_spec *s, struct ferr *e)
     if (rc == 0 && (v = member(cpu, "threads")))
         rc = get_unsigned(v, "cpu.threads", 1, VM_MAX_THREADS, &s->threads, e);
     if (rc == 0 && vm_spec_vcpus(s) > VM_MAX_VCPUS)
-        rc = ferr_set(e, FERR_INVALID,
-                      "cpu: %u sockets x %u cores x %u threads = %u vCPUs exceeds the maximum of %u",
-                      s->sockets, s->cores, s->threads, vm_spec_vcpus(s), VM_MAX_VCPUS);
+        rc =
+            ferr_set(e, FERR_INVALID,
+                     "cpu: %u sockets x %u cores x %u threads = %u vCPUs exceeds the maximum of %u",
+                     s->sockets, s->cores, s->threads, vm_spec_vcpus(s), VM_MAX_VCPUS);
     return rc;
 }
 
@@ -291,8 +302,10 @@ static int parse_disk(const json_t *d, unsigned i, const struct vm_spec_env *env
     struct vm_disk *disk = &s->disks[i];
     snprintf(where, sizeof(where), "disks[%u]", i);
     if (!json_is_object(d))
-        return ferr_set(e, FERR_INVALID, "%s: expected an object like {\"path\": \"/csv/vm.vhd\"}, "
-                        "not %s", where, type_name(d));
+        return ferr_set(e, FERR_INVALID,
+                        "%s: expected an object like {\"path\": \"/csv/vm.vhd\"}, "
+                        "not %s",
+                        where, type_name(d));
     int rc = check_fields(d, where, disk_fields, e);
     if (rc < 0)
         return rc;
@@ -323,8 +336,10 @@ static int parse_disk(const json_t *d, unsigned i, const struct vm_spec_env *env
         disk->readonly = json_is_true(v);
     }
     if (disk->readonly && disk->size_mib)
-        return ferr_set(e, FERR_INVALID, "%s.size_mib: a readonly disk cannot be created (it would "
-                        "stay empty); drop size_mib or readonly", where);
+        return ferr_set(e, FERR_INVALID,
+                        "%s.size_mib: a readonly disk cannot be created (it would "
+                        "stay empty); drop size_mib or readonly",
+                        where);
 
     /* Host checks last, so that format errors are reported even where the hooks are absent. */
     snprintf(field, sizeof(field), "%s.path", where);
@@ -372,8 +387,9 @@ static int parse_nic(const json_t *n, unsigned i, const struct vm_spec_env *env,
     struct vm_nic *nic = &s->nics[i];
     snprintf(where, sizeof(where), "nics[%u]", i);
     if (!json_is_object(n))
-        return ferr_set(e, FERR_INVALID, "%s: expected an object like {\"bridge\": \"br0\"}, not %s",
-                        where, type_name(n));
+        return ferr_set(e, FERR_INVALID,
+                        "%s: expected an object like {\"bridge\": \"br0\"}, not %s", where,
+                        type_name(n));
     int rc = check_fields(n, where, nic_fields, e);
     if (rc < 0)
         return rc;
@@ -384,7 +400,8 @@ static int parse_nic(const json_t *n, unsigned i, const struct vm_spec_env *env,
         return ferr_set(e, FERR_INVALID, "%s: missing (the host bridge the NIC joins)", field);
     if (!json_is_string(v))
         return ferr_set(e, FERR_INVALID, "%s: expected a string, not %s", field, type_name(v));
-    if (!ifname_valid(json_string_value(v)) || strlen(json_string_value(v)) != json_string_length(v))
+    if (!ifname_valid(json_string_value(v)) ||
+        strlen(json_string_value(v)) != json_string_length(v))
         return ferr_set(e, FERR_INVALID, "%s: %s is invalid: use 1-%d of A-Z a-z 0-9 _ . -", field,
                         quote(json_string_value(v), q, sizeof(q)), VM_BRIDGE_MAX);
     strcpy(nic->bridge, json_string_value(v));
@@ -392,8 +409,10 @@ static int parse_nic(const json_t *n, unsigned i, const struct vm_spec_env *env,
     snprintf(field, sizeof(field), "%s.mac", where);
     if ((v = member(n, "mac"))) {
         if (!json_is_string(v))
-            return ferr_set(e, FERR_INVALID, "%s: expected a string like \"52:54:00:12:34:56\", "
-                            "not %s", field, type_name(v));
+            return ferr_set(e, FERR_INVALID,
+                            "%s: expected a string like \"52:54:00:12:34:56\", "
+                            "not %s",
+                            field, type_name(v));
         const char *m = json_string_value(v);
         if (strlen(m) != 17 || json_string_length(v) != 17)
             return ferr_set(e, FERR_INVALID,
@@ -454,8 +473,10 @@ static int parse_boot(const json_t *boot, const struct vm_spec_env *env, struct 
     if (!boot)
         return 0;
     if (!json_is_object(boot))
-        return ferr_set(e, FERR_INVALID, "boot: expected an object like {\"kernel\": "
-                        "\"/csv/vmlinuz\"}, not %s", type_name(boot));
+        return ferr_set(e, FERR_INVALID,
+                        "boot: expected an object like {\"kernel\": "
+                        "\"/csv/vmlinuz\"}, not %s",
+                        type_name(boot));
     int rc = check_fields(boot, "boot", boot_fields, e);
     if (rc < 0)
         return rc;
@@ -475,7 +496,8 @@ static int parse_boot(const json_t *boot, const struct vm_spec_env *env, struct 
         if ((rc = get_string(cmdline, "boot.cmdline", VM_CMDLINE_MAX - 1, s->boot.cmdline, e)) < 0)
             return rc;
         if (has_control_chars(s->boot.cmdline))
-            return ferr_set(e, FERR_INVALID, "boot.cmdline: must not contain control characters "
+            return ferr_set(e, FERR_INVALID,
+                            "boot.cmdline: must not contain control characters "
                             "(newlines, tabs)");
     }
     return 0;
@@ -488,8 +510,10 @@ static int parse_labels(const json_t *labels, struct vm_spec *s, struct ferr *e)
     if (!labels)
         return 0;
     if (!json_is_object(labels))
-        return ferr_set(e, FERR_INVALID, "labels: expected an object of strings like "
-                        "{\"tier\": \"web\"}, not %s", type_name(labels));
+        return ferr_set(e, FERR_INVALID,
+                        "labels: expected an object of strings like "
+                        "{\"tier\": \"web\"}, not %s",
+                        type_name(labels));
     if (json_object_size(labels) > VM_MAX_LABELS)
         return ferr_set(e, FERR_INVALID, "labels: %zu labels exceed the maximum of %d",
                         json_object_size(labels), VM_MAX_LABELS);
@@ -530,13 +554,14 @@ int vm_spec_from_json(const json_t *j, const struct vm_spec_env *env, struct vm_
     /* The name comes first: generated MACs depend on it. */
     json_t *v = member(j, "name");
     if (!v)
-        return ferr_set(e, FERR_INVALID, "name: missing (1-%d of a-z 0-9 -, starting with a letter)",
-                        VM_NAME_MAX);
+        return ferr_set(e, FERR_INVALID,
+                        "name: missing (1-%d of a-z 0-9 -, starting with a letter)", VM_NAME_MAX);
     if (!json_is_string(v))
         return ferr_set(e, FERR_INVALID, "name: expected a string, not %s", type_name(v));
     if (!name_valid(json_string_value(v), VM_NAME_MAX) ||
         strlen(json_string_value(v)) != json_string_length(v))
-        return ferr_set(e, FERR_INVALID, "name: %s is invalid: use 1-%d of a-z 0-9 -, starting "
+        return ferr_set(e, FERR_INVALID,
+                        "name: %s is invalid: use 1-%d of a-z 0-9 -, starting "
                         "with a letter and not ending with -",
                         quote(json_string_value(v), q, sizeof(q)), VM_NAME_MAX);
     strcpy(out->name, json_string_value(v));
@@ -549,11 +574,13 @@ int vm_spec_from_json(const json_t *j, const struct vm_spec_env *env, struct vm_
             ok = (mt[i] >= 'a' && mt[i] <= 'z') || (mt[i] >= 'A' && mt[i] <= 'Z') ||
                  (mt[i] >= '0' && mt[i] <= '9') || mt[i] == '.' || mt[i] == '-' || mt[i] == '_';
         if (!ok)
-            return ferr_set(e, FERR_INVALID, "machine: expected a QEMU machine type (1-%d of "
-                            "a-z A-Z 0-9 . - _, e.g. pc-i440fx-7.2), not %s", VM_MACHINE_MAX,
-                            mt ? quote(mt, q, sizeof(q)) : type_name(v));
+            return ferr_set(e, FERR_INVALID,
+                            "machine: expected a QEMU machine type (1-%d of "
+                            "a-z A-Z 0-9 . - _, e.g. pc-i440fx-7.2), not %s",
+                            VM_MACHINE_MAX, mt ? quote(mt, q, sizeof(q)) : type_name(v));
         if (env && env->machine_known && !env->machine_known(mt, env->data))
-            return ferr_set(e, FERR_INVALID, "machine: this host's QEMU has no machine type %s "
+            return ferr_set(e, FERR_INVALID,
+                            "machine: this host's QEMU has no machine type %s "
                             "(qemu-system-x86_64 -machine help lists them)",
                             quote(mt, q, sizeof(q)));
         strcpy(out->machine, mt);
@@ -563,7 +590,8 @@ int vm_spec_from_json(const json_t *j, const struct vm_spec_env *env, struct vm_
         return rc;
 
     if (!(v = member(j, "memory_mib")))
-        return ferr_set(e, FERR_INVALID, "memory_mib: missing (the VM's memory in MiB, at least %d)",
+        return ferr_set(e, FERR_INVALID,
+                        "memory_mib: missing (the VM's memory in MiB, at least %d)",
                         VM_MIN_MEMORY_MIB);
     /* The range shown is the one that applies here: up to the host's memory when it is known. */
     uint64_t host = env ? env->host_memory_mib : 0;
@@ -572,11 +600,13 @@ int vm_spec_from_json(const json_t *j, const struct vm_spec_env *env, struct vm_
     if ((rc = get_integer(v, "memory_mib", &mem, e)) < 0)
         return rc;
     if (host && mem > 0 && (uint64_t)mem > host && mem >= VM_MIN_MEMORY_MIB)
-        return ferr_set(e, FERR_INVALID, "memory_mib: %" JSON_INTEGER_FORMAT " exceeds the host's %"
-                        PRIu64 " MiB", mem, host);
+        return ferr_set(e, FERR_INVALID,
+                        "memory_mib: %" JSON_INTEGER_FORMAT " exceeds the host's %" PRIu64 " MiB",
+                        mem, host);
     if (mem < VM_MIN_MEMORY_MIB || (uint64_t)mem > max)
-        return ferr_set(e, FERR_INVALID, "memory_mib: %" JSON_INTEGER_FORMAT " is out of range %d..%"
-                        PRIu64, mem, VM_MIN_MEMORY_MIB, max);
+        return ferr_set(e, FERR_INVALID,
+                        "memory_mib: %" JSON_INTEGER_FORMAT " is out of range %d..%" PRIu64, mem,
+                        VM_MIN_MEMORY_MIB, max);
     out->memory_mib = (uint64_t)mem;
 
     if ((rc = parse_disks(member(j, "disks"), env, out, e)) < 0 ||
@@ -584,7 +614,8 @@ int vm_spec_from_json(const json_t *j, const struct vm_spec_env *env, struct vm_
         (rc = parse_boot(member(j, "boot"), env, out, e)) < 0)
         return rc;
     if (!out->boot.kernel[0] && out->ndisks == 0)
-        return ferr_set(e, FERR_INVALID, "disks: at least one disk is needed to boot from when "
+        return ferr_set(e, FERR_INVALID,
+                        "disks: at least one disk is needed to boot from when "
                         "boot.kernel is not set");
 
     out->blackout_budget_ms = VM_DEFAULT_BUDGET_MS;

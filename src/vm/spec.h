@@ -29,7 +29,8 @@
 
 struct vm_disk {
     char path[VM_PATH_MAX]; /* absolute path of a VHD file */
-    uint64_t size_mib;      /* if the file does not exist yet: create a fixed VHD this big; 0 = must exist */
+    uint64_t
+        size_mib; /* if the file does not exist yet: create a fixed VHD this big; 0 = must exist */
     bool readonly;
 };
 

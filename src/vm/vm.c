@@ -27,8 +27,8 @@
 #define QMP_RETRY_MS 20
 #define QMP_LOST_GRACE_MS 500
 
-static const char *state_names[] = {"stopped", "starting", "running", "paused",
-                                    "stopping", "failed",  "incoming"};
+static const char *state_names[] = {"stopped",  "starting", "running", "paused",
+                                    "stopping", "failed",   "incoming"};
 
 const char *vm_state_name(enum vm_state s)
 {
@@ -271,8 +271,8 @@ static void finish_shutdown(struct vm *vm)
 {
     if (!vm->qmp || !vm->qmp_ready)
         return;
-    json_t *args = json_pack("{s:s, s:i, s:s}", "device", "console", "size", CONSOLE_CHUNK,
-                             "format", "utf8");
+    json_t *args =
+        json_pack("{s:s, s:i, s:s}", "device", "console", "size", CONSOLE_CHUNK, "format", "utf8");
     qmp_conn_execute(vm->qmp, "ringbuf-read", args, on_ringbuf, vm);
     vm->console_busy = true;
     qmp_conn_execute(vm->qmp, "quit", NULL, NULL, NULL);
@@ -369,18 +369,17 @@ static void on_status(struct qmp_conn *c, int status, json_t *result, const char
     set_state(vm, paused ? VM_PAUSED : VM_RUNNING);
     vm->reason[0] = '\0';
     if (was_attaching)
-        events_add(vm->set->events, vm->spec.name, "vm.attached",
-                   "re-attached to QEMU pid %d (%s)", vm->pid, st ? st : "?");
+        events_add(vm->set->events, vm->spec.name, "vm.attached", "re-attached to QEMU pid %d (%s)",
+                   vm->pid, st ? st : "?");
     else
-        events_add(vm->set->events, vm->spec.name, "vm.started", "QEMU pid %d, accel %s",
-                   vm->pid, vm->set->cfg.accel);
+        events_add(vm->set->events, vm->spec.name, "vm.started", "QEMU pid %d, accel %s", vm->pid,
+                   vm->set->cfg.accel);
     uv_timer_stop(&vm->timer);
     uv_timer_start(&vm->poll, drain_console_timer, 0, vm->set->cfg.console_poll_ms);
     vm__notify(vm, 0, NULL);
 }
 
-static void on_migrate_incoming(struct qmp_conn *c, int status, json_t *r, const char *err,
-                                void *d)
+static void on_migrate_incoming(struct qmp_conn *c, int status, json_t *r, const char *err, void *d)
 {
     if (status == -ECANCELED)
         return;
@@ -398,8 +397,7 @@ static void on_migrate_incoming(struct qmp_conn *c, int status, json_t *r, const
     vm__notify(vm, 0, NULL);
 }
 
-static void on_incoming_caps(struct qmp_conn *c, int status, json_t *r, const char *err,
-                             void *d)
+static void on_incoming_caps(struct qmp_conn *c, int status, json_t *r, const char *err, void *d)
 {
     struct vm *vm = d;
     if (status < 0 && status != -ECANCELED)
@@ -414,15 +412,15 @@ static void incoming_ready(struct vm *vm)
 {
     set_state(vm, VM_INCOMING);
     vm->reason[0] = '\0';
-    events_add(vm->set->events, vm->spec.name, "vm.incoming", "QEMU pid %d waits for %s",
-               vm->pid, vm->incoming_uri);
+    events_add(vm->set->events, vm->spec.name, "vm.incoming", "QEMU pid %d waits for %s", vm->pid,
+               vm->incoming_uri);
     uv_timer_stop(&vm->timer);
     uv_timer_start(&vm->poll, drain_console_timer, 0, vm->set->cfg.console_poll_ms);
     if (vm->incoming_postcopy)
-        qmp_conn_execute(vm->qmp, "migrate-set-capabilities",
-                         json_pack("{s:[{s:s, s:b}]}", "capabilities", "capability",
-                                   "postcopy-ram", "state", 1),
-                         on_incoming_caps, vm);
+        qmp_conn_execute(
+            vm->qmp, "migrate-set-capabilities",
+            json_pack("{s:[{s:s, s:b}]}", "capabilities", "capability", "postcopy-ram", "state", 1),
+            on_incoming_caps, vm);
     json_t *args = json_pack("{s:s}", "uri", vm->incoming_uri);
     qmp_conn_execute(vm->qmp, "migrate-incoming", args, on_migrate_incoming, vm);
 }
@@ -472,8 +470,7 @@ static uint64_t jint(const json_t *o, const char *k)
     return json_is_integer(v) && json_integer_value(v) > 0 ? (uint64_t)json_integer_value(v) : 0;
 }
 
-static void on_blockstats(struct qmp_conn *c, int status, json_t *result, const char *err,
-                          void *d)
+static void on_blockstats(struct qmp_conn *c, int status, json_t *result, const char *err, void *d)
 {
     if (status == -ECANCELED)
         return;
@@ -482,7 +479,8 @@ static void on_blockstats(struct qmp_conn *c, int status, json_t *result, const 
         return;
     size_t i;
     json_t *dev;
-    json_array_foreach(result, i, dev) {
+    json_array_foreach(result, i, dev)
+    {
         const char *node = json_string_value(json_object_get(dev, "node-name"));
         const char *qdev = json_string_value(json_object_get(dev, "qdev"));
         json_t *st = json_object_get(dev, "stats");
@@ -660,10 +658,9 @@ static void start_after_work(uv_work_t *req, int status)
     if (sw->status < 0)
         goto fail;
     if (sw->host.mem_avail_mib && vm->spec.memory_mib > sw->host.mem_avail_mib) {
-        ferr_set(e, FERR_LIMIT,
-                 "memory_mib: %llu MiB wanted but the host has only %llu MiB available",
-                 (unsigned long long)vm->spec.memory_mib,
-                 (unsigned long long)sw->host.mem_avail_mib);
+        ferr_set(
+            e, FERR_LIMIT, "memory_mib: %llu MiB wanted but the host has only %llu MiB available",
+            (unsigned long long)vm->spec.memory_mib, (unsigned long long)sw->host.mem_avail_mib);
         goto fail;
     }
     memcpy(vm->disk_bytes, sw->bytes, sizeof(vm->disk_bytes));
@@ -693,8 +690,7 @@ fail:
 int vm_start(struct vm *vm, vm_done_cb cb, void *data, struct ferr *e)
 {
     if (vm->state == VM_RUNNING || vm->state == VM_PAUSED)
-        return ferr_set(e, FERR_STATE, "%s is already %s", vm->spec.name,
-                        vm_state_name(vm->state));
+        return ferr_set(e, FERR_STATE, "%s is already %s", vm->spec.name, vm_state_name(vm->state));
     if (vm->state != VM_STOPPED && vm->state != VM_FAILED)
         return ferr_set(e, FERR_STATE, "%s is %s; wait until it settles", vm->spec.name,
                         vm_state_name(vm->state));
@@ -823,8 +819,7 @@ static int pause_resume(struct vm *vm, bool pause, vm_done_cb cb, void *data, st
     enum vm_state need = pause ? VM_RUNNING : VM_PAUSED;
     if (vm->state != need || !vm->qmp_ready)
         return ferr_set(e, FERR_STATE, "%s is %s; %s needs it %s", vm->spec.name,
-                        vm_state_name(vm->state), pause ? "pause" : "resume",
-                        vm_state_name(need));
+                        vm_state_name(vm->state), pause ? "pause" : "resume", vm_state_name(need));
     struct pr_ctx *pc = malloc(sizeof(*pc));
     if (!pc)
         return ferr_set(e, -ENOMEM, "out of memory");
@@ -1048,13 +1043,12 @@ json_t *vm_to_json(const struct vm *vm)
         tap_name_for(vm->spec.name, i, t);
         json_array_append_new(taps, json_string(t));
     }
-    return json_pack("{s:s, s:s, s:s, s:o, s:i, s:s, s:i, s:I, s:I, s:I, s:o, s:f}",
-                     "name", vm->spec.name, "state", vm_state_name(vm->state), "reason",
-                     vm->reason, "spec", vm_spec_to_json(&vm->spec), "pid", has_qemu(vm) ? vm->pid : 0,
-                     "accel", vm->set->cfg.accel, "vcpus", (int)vm_spec_vcpus(&vm->spec),
-                     "memory_mib", (json_int_t)vm->spec.memory_mib, "created_ms",
-                     (json_int_t)vm->created_ms, "started_ms",
-                     (json_int_t)(has_qemu(vm) ? vm->started_ms : 0), "taps", taps,
+    return json_pack("{s:s, s:s, s:s, s:o, s:i, s:s, s:i, s:I, s:I, s:I, s:o, s:f}", "name",
+                     vm->spec.name, "state", vm_state_name(vm->state), "reason", vm->reason, "spec",
+                     vm_spec_to_json(&vm->spec), "pid", has_qemu(vm) ? vm->pid : 0, "accel",
+                     vm->set->cfg.accel, "vcpus", (int)vm_spec_vcpus(&vm->spec), "memory_mib",
+                     (json_int_t)vm->spec.memory_mib, "created_ms", (json_int_t)vm->created_ms,
+                     "started_ms", (json_int_t)(has_qemu(vm) ? vm->started_ms : 0), "taps", taps,
                      "qemu_cpu_s", proc_cpu_seconds(has_qemu(vm) ? vm->pid : 0));
 }
 
@@ -1075,8 +1069,7 @@ void vm__console_append(struct vm *vm, const char *data, size_t len)
     console_append(vm->console, data, len);
 }
 
-int vm__start_incoming(struct vm *vm, const char *uri, vm_done_cb cb, void *data,
-                       struct ferr *e)
+int vm__start_incoming(struct vm *vm, const char *uri, vm_done_cb cb, void *data, struct ferr *e)
 {
     if (snprintf(vm->incoming_uri, sizeof(vm->incoming_uri), "%s", uri) >=
         (int)sizeof(vm->incoming_uri))
@@ -1102,8 +1095,7 @@ int vm__qmp_execute(struct vm *vm, const char *cmd, json_t *args, vm__qmp_cb cb,
 }
 
 void vm__set_migrating(struct vm *vm,
-                       void (*fn)(struct vm *vm, const char *event, json_t *data, void *d),
-                       void *d)
+                       void (*fn)(struct vm *vm, const char *event, json_t *data, void *d), void *d)
 {
     vm->mig_event = fn;
     vm->mig_data = d;

@@ -20,8 +20,15 @@
  *   any state with a QEMU --QEMU dies / QMP breaks--> failed (reason kept) --start--> starting
  *   (migration destination) starting --QMP ready, migrate-incoming--> incoming --RESUME--> running
  */
-enum vm_state { VM_STOPPED, VM_STARTING, VM_RUNNING, VM_PAUSED, VM_STOPPING, VM_FAILED,
-                VM_INCOMING };
+enum vm_state {
+    VM_STOPPED,
+    VM_STARTING,
+    VM_RUNNING,
+    VM_PAUSED,
+    VM_STOPPING,
+    VM_FAILED,
+    VM_INCOMING
+};
 const char *vm_state_name(enum vm_state s);
 
 struct vm;
@@ -33,9 +40,9 @@ struct vm_config {
     char run_dir[512];    /* per-VM runtime files: RUN/NAME/{qmp.sock,qemu.pid,qemu.log} */
     char qemu_binary[256];
     char qemu_img[256];
-    char accel[8];              /* "kvm" or "tcg", already decided */
-    unsigned console_poll_ms;   /* how often the console ring is drained */
-    unsigned start_timeout_ms;  /* QEMU must answer QMP within this */
+    char accel[8];             /* "kvm" or "tcg", already decided */
+    unsigned console_poll_ms;  /* how often the console ring is drained */
+    unsigned start_timeout_ms; /* QEMU must answer QMP within this */
     /* A migration destination's QEMU touches all guest memory before it listens (-mem-prealloc):
      * the stream then refaults memory the host just used (docs/architecture.md). */
     bool incoming_prealloc;
@@ -54,8 +61,8 @@ typedef void (*vm_done_cb)(struct vmset *set, struct vm *vm, int status, const s
 
 /* Loads every VM under cfg->state_dir and re-attaches to QEMUs that still run (their pid
  * files and QMP sockets), so a ferryd restart never stops a VM. cfg is copied. */
-int vmset_open(uv_loop_t *loop, const struct vm_config *cfg, struct events *ev,
-               struct vmset **out, struct ferr *e);
+int vmset_open(uv_loop_t *loop, const struct vm_config *cfg, struct events *ev, struct vmset **out,
+               struct ferr *e);
 /* Detaches from all VMs (QEMUs keep running), then frees everything; cb runs when done. */
 void vmset_close(struct vmset *set, void (*cb)(void *data), void *data);
 

@@ -52,20 +52,20 @@ struct vm {
     bool guest_shutdown; /* QEMU said SHUTDOWN (guest powered off or ACPI) */
     bool attaching;      /* re-attaching after a ferryd restart */
     bool deleting;
-    bool fail_pending;   /* QMP broke: failed once QEMU is gone */
+    bool fail_pending; /* QMP broke: failed once QEMU is gone */
     bool killed_after_timeout;
     char qmp_lost[FERR_MSG_MAX];
-    bool releasing;      /* vm__release called: free after the last handle closed */
-    unsigned closing;    /* uv handles still closing */
+    bool releasing;   /* vm__release called: free after the last handle closed */
+    unsigned closing; /* uv handles still closing */
     void (*on_freed)(struct vmset *set);
 
     struct vm_stats stats;
 
     /* Live migration (src/migrate/): see the vm__ functions at the end. */
-    bool incoming;            /* destination: QEMU runs with -incoming defer */
-    char incoming_uri[128];   /* what migrate-incoming listens on */
-    bool incoming_postcopy;   /* destination: enable postcopy-ram before migrate-incoming */
-    bool migrating_out;       /* source: a migration is under way; its STOP is not a pause */
+    bool incoming;          /* destination: QEMU runs with -incoming defer */
+    char incoming_uri[128]; /* what migrate-incoming listens on */
+    bool incoming_postcopy; /* destination: enable postcopy-ram before migrate-incoming */
+    bool migrating_out;     /* source: a migration is under way; its STOP is not a pause */
     void (*mig_event)(struct vm *vm, const char *event, json_t *data, void *d);
     void *mig_data;
 };
@@ -80,7 +80,7 @@ struct vmset {
     struct pending_name {
         char name[VM_NAME_MAX + 1];
         struct pending_name *next;
-    } *pending;
+    } * pending;
     void (*close_cb)(void *data);
     void *close_data;
     unsigned live; /* VMs not yet freed during close */
@@ -102,8 +102,7 @@ typedef void (*vm__qmp_cb)(struct qmp_conn *c, int status, json_t *result, const
 /* Destination: starts the stopped VM's QEMU with "-incoming defer", then QMP migrate-incoming
  * uri; cb runs once QEMU listens (VM_INCOMING) or failed. The VM becomes running when QEMU
  * says RESUME after the migration. Same refusals as vm_start. */
-int vm__start_incoming(struct vm *vm, const char *uri, vm_done_cb cb, void *data,
-                       struct ferr *e);
+int vm__start_incoming(struct vm *vm, const char *uri, vm_done_cb cb, void *data, struct ferr *e);
 /* Sends a QMP command to the VM's QEMU (args stolen). FERR_STATE without a ready QMP link. */
 int vm__qmp_execute(struct vm *vm, const char *cmd, json_t *args, vm__qmp_cb cb, void *data,
                     struct ferr *e);

@@ -184,8 +184,8 @@ static int load_vm(struct vmset *set, const char *name, struct ferr *e)
     return 0;
 }
 
-int vmset_open(uv_loop_t *loop, const struct vm_config *cfg, struct events *ev,
-               struct vmset **out, struct ferr *e)
+int vmset_open(uv_loop_t *loop, const struct vm_config *cfg, struct events *ev, struct vmset **out,
+               struct ferr *e)
 {
     struct vmset *set = calloc(1, sizeof(*set));
     if (!set)
@@ -299,9 +299,9 @@ static void create_work(uv_work_t *req)
             continue;
         }
         if (d->size_mib == 0) {
-            cw->status = ferr_set(&cw->e, FERR_INVALID,
-                                  "disks[%u].path: %.300s does not exist; give size_mib to create it",
-                                  i, d->path);
+            cw->status = ferr_set(
+                &cw->e, FERR_INVALID,
+                "disks[%u].path: %.300s does not exist; give size_mib to create it", i, d->path);
             goto undo;
         }
         cw->status = vhd_create_fixed(img, d->path, d->size_mib, &cw->e);
@@ -347,8 +347,8 @@ static void create_after(uv_work_t *req, int status)
         goto fail_undo;
     insert_sorted(set, vm);
     events_add(set->events, vm->spec.name, "vm.created", "%u vCPU, %llu MiB, %u disk(s), %u NIC(s)",
-               vm_spec_vcpus(&vm->spec), (unsigned long long)vm->spec.memory_mib,
-               vm->spec.ndisks, vm->spec.nnics);
+               vm_spec_vcpus(&vm->spec), (unsigned long long)vm->spec.memory_mib, vm->spec.ndisks,
+               vm->spec.nnics);
     cw->cb(set, vm, 0, NULL, cw->data);
     free(cw);
     return;
@@ -448,7 +448,8 @@ int vmset_delete(struct vmset *set, struct vm *vm, bool force, vm_done_cb cb, vo
                  struct ferr *e)
 {
     if (vm->migrating_out)
-        return ferr_set(e, FERR_STATE, "%s is migrating; cancel it first (ferry vm migrate --cancel %s)",
+        return ferr_set(e, FERR_STATE,
+                        "%s is migrating; cancel it first (ferry vm migrate --cancel %s)",
                         vm->spec.name, vm->spec.name);
     if (vm->state != VM_STOPPED && vm->state != VM_FAILED) {
         if (!force)

@@ -736,14 +736,17 @@ static void test_snapshot_refusals(void **state)
 #define SNAPSHOT_V1                                                                                \
     "{'format':1,'index':12,'next_event_id':1,'meta':{'id':'c-1','name':'lab','created_ms':5},"    \
     "'nodes':[" V1_NODE(1, "up", "") "," V1_NODE(2, "paused", "drained") "," V1_NODE(              \
-        3, "down", "no heartbeat for 5012 ms (was paused)") "," V1_NODE(4, "down",                 \
-                                                                        "no heartbeat for 6000 "   \
-                                                                        "ms") "," V1_NODE(5,       \
-                                                                                          "draini" \
-                                                                                          "ng",    \
-                                                                                          "drain " \
-                                                                                          "reques" \
-                                                                                          "ted") "],'vms':[],'events':[]}"
+        3, "down",                                                                                 \
+        "no heartbeat for 5012 ms (was paused)") "," V1_NODE(4, "down",                            \
+                                                             "no heartbeat for 6000 "              \
+                                                             "ms") "," V1_NODE(5,                  \
+                                                                               "draini"            \
+                                                                               "ng",               \
+                                                                               "drain "            \
+                                                                               "reques"            \
+                                                                               "ted") "],'vms':[]" \
+                                                                                      ",'events':" \
+                                                                                      "[]}"
 #define V1_NODE(id, state, reason)                                                                 \
     "{'id':" #id ",'name':'n" #id "','api_addr':'10.0.0." #id ":7000','raft_addr':'10.0.0." #id    \
     ":7001','role':'voter','state':'" state "','state_reason':'" reason "',"                       \
@@ -1222,14 +1225,21 @@ static void test_determinism(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_apply_sequence),    cmocka_unit_test(test_bad_commands),
-        cmocka_unit_test(test_bad_bytes),         cmocka_unit_test(test_snapshot_round_trip),
-        cmocka_unit_test(test_snapshot_refusals), cmocka_unit_test(test_padding),
-        cmocka_unit_test(test_events_ring),       cmocka_unit_test(test_alloc_failures),
-        cmocka_unit_test(test_determinism),       cmocka_unit_test(test_health_and_admin),
-        cmocka_unit_test(test_v1_node_states),    cmocka_unit_test(test_node_cmd_versions),
+        cmocka_unit_test(test_apply_sequence),
+        cmocka_unit_test(test_bad_commands),
+        cmocka_unit_test(test_bad_bytes),
+        cmocka_unit_test(test_snapshot_round_trip),
+        cmocka_unit_test(test_snapshot_refusals),
+        cmocka_unit_test(test_padding),
+        cmocka_unit_test(test_events_ring),
+        cmocka_unit_test(test_alloc_failures),
+        cmocka_unit_test(test_determinism),
+        cmocka_unit_test(test_health_and_admin),
+        cmocka_unit_test(test_v1_node_states),
+        cmocka_unit_test(test_node_cmd_versions),
         cmocka_unit_test(test_snapshot_format_1),
-        cmocka_unit_test(test_migration_measure), cmocka_unit_test(test_migration_measure_replay),
+        cmocka_unit_test(test_migration_measure),
+        cmocka_unit_test(test_migration_measure_replay),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -36,8 +36,17 @@ static const char cpuinfo_this_host[] =
     "fpu_exception\t: yes\n"
     "cpuid level\t: 28\n"
     "wp\t\t: yes\n"
-    "flags\t\t: fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush mmx fxsr sse sse2 ht syscall nx mmxext fxsr_opt pdpe1gb rdtscp lm constant_tsc rep_good nopl xtopology nonstop_tsc cpuid extd_apicid tsc_known_freq pni pclmulqdq ssse3 fma cx16 pcid sse4_1 sse4_2 x2apic movbe popcnt tsc_deadline_timer aes xsave avx f16c rdrand hypervisor lahf_lm cmp_legacy cr8_legacy abm sse4a misalignsse 3dnowprefetch osvw topoext vmmcall fsgsbase tsc_adjust bmi1 avx2 smep bmi2 erms invpcid avx512f avx512dq adx smap avx512ifma clflushopt clwb avx512cd sha_ni avx512bw avx512vl xsaveopt xsavec xgetbv1 xsaves avx_vnni avx512_bf16 clzero xsaveerptr arat avx512vbmi umip avx512_vbmi2 gfni vaes vpclmulqdq avx512_vnni avx512_bitalg avx512_vpopcntdq rdpid fsrm avx512_vp2intersect\n"
-    "bugs\t\t: sysret_ss_attrs null_seg spectre_v1 spectre_v2 spec_store_bypass srso spectre_v2_user\n"
+    "flags\t\t: fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush "
+    "mmx fxsr sse sse2 ht syscall nx mmxext fxsr_opt pdpe1gb rdtscp lm constant_tsc rep_good nopl "
+    "xtopology nonstop_tsc cpuid extd_apicid tsc_known_freq pni pclmulqdq ssse3 fma cx16 pcid "
+    "sse4_1 sse4_2 x2apic movbe popcnt tsc_deadline_timer aes xsave avx f16c rdrand hypervisor "
+    "lahf_lm cmp_legacy cr8_legacy abm sse4a misalignsse 3dnowprefetch osvw topoext vmmcall "
+    "fsgsbase tsc_adjust bmi1 avx2 smep bmi2 erms invpcid avx512f avx512dq adx smap avx512ifma "
+    "clflushopt clwb avx512cd sha_ni avx512bw avx512vl xsaveopt xsavec xgetbv1 xsaves avx_vnni "
+    "avx512_bf16 clzero xsaveerptr arat avx512vbmi umip avx512_vbmi2 gfni vaes vpclmulqdq "
+    "avx512_vnni avx512_bitalg avx512_vpopcntdq rdpid fsrm avx512_vp2intersect\n"
+    "bugs\t\t: sysret_ss_attrs null_seg spectre_v1 spectre_v2 spec_store_bypass srso "
+    "spectre_v2_user\n"
     "bogomips\t: 5192.19\n"
     "TLB size\t: 192 4K pages\n"
     "clflush size\t: 64\n"
@@ -64,16 +73,24 @@ static const char cpuinfo_this_host[] =
     "fpu_exception\t: yes\n"
     "cpuid level\t: 28\n"
     "wp\t\t: yes\n"
-    "flags\t\t: fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush mmx fxsr sse sse2 ht syscall nx mmxext fxsr_opt pdpe1gb rdtscp lm constant_tsc rep_good nopl xtopology nonstop_tsc cpuid extd_apicid tsc_known_freq pni pclmulqdq ssse3 fma cx16 pcid sse4_1 sse4_2 x2apic movbe popcnt tsc_deadline_timer aes xsave avx f16c rdrand hypervisor lahf_lm cmp_legacy cr8_legacy abm sse4a misalignsse 3dnowprefetch osvw topoext vmmcall fsgsbase tsc_adjust bmi1 avx2 smep bmi2 erms invpcid avx512f avx512dq adx smap avx512ifma clflushopt clwb avx512cd sha_ni avx512bw avx512vl xsaveopt xsavec xgetbv1 xsaves avx_vnni avx512_bf16 clzero xsaveerptr arat avx512vbmi umip avx512_vbmi2 gfni vaes vpclmulqdq avx512_vnni avx512_bitalg avx512_vpopcntdq rdpid fsrm avx512_vp2intersect\n"
-    "bugs\t\t: sysret_ss_attrs null_seg spectre_v1 spectre_v2 spec_store_bypass srso spectre_v2_user\n"
+    "flags\t\t: fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush "
+    "mmx fxsr sse sse2 ht syscall nx mmxext fxsr_opt pdpe1gb rdtscp lm constant_tsc rep_good nopl "
+    "xtopology nonstop_tsc cpuid extd_apicid tsc_known_freq pni pclmulqdq ssse3 fma cx16 pcid "
+    "sse4_1 sse4_2 x2apic movbe popcnt tsc_deadline_timer aes xsave avx f16c rdrand hypervisor "
+    "lahf_lm cmp_legacy cr8_legacy abm sse4a misalignsse 3dnowprefetch osvw topoext vmmcall "
+    "fsgsbase tsc_adjust bmi1 avx2 smep bmi2 erms invpcid avx512f avx512dq adx smap avx512ifma "
+    "clflushopt clwb avx512cd sha_ni avx512bw avx512vl xsaveopt xsavec xgetbv1 xsaves avx_vnni "
+    "avx512_bf16 clzero xsaveerptr arat avx512vbmi umip avx512_vbmi2 gfni vaes vpclmulqdq "
+    "avx512_vnni avx512_bitalg avx512_vpopcntdq rdpid fsrm avx512_vp2intersect\n"
+    "bugs\t\t: sysret_ss_attrs null_seg spectre_v1 spectre_v2 spec_store_bypass srso "
+    "spectre_v2_user\n"
     "bogomips\t: 5192.19\n"
     "TLB size\t: 192 4K pages\n"
     "clflush size\t: 64\n"
     "cache_alignment\t: 64\n"
     "address sizes\t: 48 bits physical, 48 bits virtual\n"
     "power management:\n"
-    "\n"
-    ;
+    "\n";
 
 /* One processor block of a two-socket Intel Xeon host with VT-x; the physical id varies. */
 #define XEON_CPU(n, pkg, core)                                                                     \
@@ -97,18 +114,20 @@ static const char cpuinfo_this_host[] =
     "cpuid level\t: 20\n"                                                                          \
     "wp\t\t: yes\n"                                                                                \
     "flags\t\t: fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush "  \
-    "dts acpi mmx fxsr sse sse2 ss ht tm pbe syscall nx pdpe1gb rdtscp lm constant_tsc arch_perfmon " \
+    "dts acpi mmx fxsr sse sse2 ss ht tm pbe syscall nx pdpe1gb rdtscp lm constant_tsc "           \
+    "arch_perfmon "                                                                                \
     "pebs bts rep_good nopl xtopology nonstop_tsc cpuid aperfmperf pni pclmulqdq dtes64 monitor "  \
-    "ds_cpl vmx smx est tm2 ssse3 sdbg fma cx16 xtpr pdcm pcid dca sse4_1 sse4_2 x2apic movbe "     \
+    "ds_cpl vmx smx est tm2 ssse3 sdbg fma cx16 xtpr pdcm pcid dca sse4_1 sse4_2 x2apic movbe "    \
     "popcnt tsc_deadline_timer aes xsave avx f16c rdrand lahf_lm abm 3dnowprefetch cpuid_fault "   \
     "epb cat_l3 cdp_l3 invpcid_single pti intel_ppin ssbd ibrs ibpb stibp tpr_shadow vnmi "        \
     "flexpriority ept vpid ept_ad fsgsbase tsc_adjust bmi1 hle avx2 smep bmi2 erms invpcid rtm "   \
-    "cqm rdt_a rdseed adx smap intel_pt xsaveopt cqm_llc cqm_occup_llc cqm_mbm_total "            \
+    "cqm rdt_a rdseed adx smap intel_pt xsaveopt cqm_llc cqm_occup_llc cqm_mbm_total "             \
     "cqm_mbm_local dtherm ida arat pln pts md_clear flush_l1d\n"                                   \
     "vmx flags\t: vnmi preemption_timer posted_intr invvpid ept_x_only ept_ad ept_1gb "            \
     "flexpriority apicv tsc_offset vtpr mtf vapic ept vpid unrestricted_guest vapic_reg vid ple "  \
     "shadow_vmcs pml\n"                                                                            \
-    "bugs\t\t: cpu_meltdown spectre_v1 spectre_v2 spec_store_bypass l1tf mds swapgs taa itlb_multihit " \
+    "bugs\t\t: cpu_meltdown spectre_v1 spectre_v2 spec_store_bypass l1tf mds swapgs taa "          \
+    "itlb_multihit "                                                                               \
     "mmio_stale_data\n"                                                                            \
     "bogomips\t: 4800.16\n"                                                                        \
     "clflush size\t: 64\n"                                                                         \
@@ -131,7 +150,8 @@ static const char cpuinfo_ryzen[] =
     "siblings\t: 2\n"
     "core id\t\t: 0\n"
     "cpu cores\t: 1\n"
-    "flags\t\t: fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush mmx "
+    "flags\t\t: fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush "
+    "mmx "
     "fxsr sse sse2 ht syscall nx mmxext fxsr_opt pdpe1gb rdtscp lm constant_tsc rep_good nopl "
     "nonstop_tsc cpuid extd_apicid aperfmperf rapl pni pclmulqdq monitor ssse3 fma cx16 sse4_1 "
     "sse4_2 movbe popcnt aes xsave avx f16c rdrand lahf_lm cmp_legacy svm\n"
@@ -155,17 +175,16 @@ static const char cpuinfo_substrings[] =
     "\n";
 
 /* An arm64 host: no "physical id", no "model name", no vmx/svm. */
-static const char cpuinfo_arm[] =
-    "processor\t: 0\n"
-    "BogoMIPS\t: 50.00\n"
-    "Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 cpuid\n"
-    "CPU implementer\t: 0x41\n"
-    "CPU part\t: 0xd0c\n"
-    "\n"
-    "processor\t: 1\n"
-    "BogoMIPS\t: 50.00\n"
-    "Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 cpuid\n"
-    "\n";
+static const char cpuinfo_arm[] = "processor\t: 0\n"
+                                  "BogoMIPS\t: 50.00\n"
+                                  "Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 cpuid\n"
+                                  "CPU implementer\t: 0x41\n"
+                                  "CPU part\t: 0xd0c\n"
+                                  "\n"
+                                  "processor\t: 1\n"
+                                  "BogoMIPS\t: 50.00\n"
+                                  "Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 cpuid\n"
+                                  "\n";
 
 static void test_cpuinfo_xeon_vmx(void **state)
 {
@@ -230,15 +249,14 @@ static void test_cpuinfo_arm_and_empty(void **state)
     assert_int_equal(h.sockets, 1);
 }
 
-static const char meminfo_this_host[] =
-    "MemTotal:       24684092 kB\n"
-    "MemFree:        24081828 kB\n"
-    "MemAvailable:   24163620 kB\n"
-    "Buffers:            6832 kB\n"
-    "Cached:           237160 kB\n"
-    "SwapCached:            0 kB\n"
-    "HugePages_Total:       0\n"
-    "Hugepagesize:       2048 kB\n";
+static const char meminfo_this_host[] = "MemTotal:       24684092 kB\n"
+                                        "MemFree:        24081828 kB\n"
+                                        "MemAvailable:   24163620 kB\n"
+                                        "Buffers:            6832 kB\n"
+                                        "Cached:           237160 kB\n"
+                                        "SwapCached:            0 kB\n"
+                                        "HugePages_Total:       0\n"
+                                        "Hugepagesize:       2048 kB\n";
 
 static void test_meminfo(void **state)
 {
@@ -267,7 +285,8 @@ static void test_meminfo_bad(void **state)
     assert_int_equal(host_parse_meminfo("MemTotal: lots kB\n", &h), FERR_INVALID);
     assert_int_equal(host_parse_meminfo("MemTotal: -5 kB\n", &h), FERR_INVALID);
     assert_int_equal(host_parse_meminfo("MemTotal: 1024 MB\n", &h), FERR_INVALID);
-    assert_int_equal(host_parse_meminfo("MemTotal: 99999999999999999999999 kB\n", &h), FERR_INVALID);
+    assert_int_equal(host_parse_meminfo("MemTotal: 99999999999999999999999 kB\n", &h),
+                     FERR_INVALID);
 }
 
 static void pick(bool hw_virt, bool kvm_usable, const char *forced, int want_rc,

@@ -14,13 +14,13 @@
 /* Health (state) and admin state apart: only h1 and h2 are up and active. */
 static json_t *nodes(void)
 {
-    return json_pack("[" NODE "," NODE "," NODE "," NODE "," NODE "," NODE "]",
-                     "name", "h1", "state", "up", "admin", "active", "memory", "free_mib", 1000,
-                     "name", "h2", "state", "up", "admin", "active", "memory", "free_mib", 4000,
-                     "name", "h3", "state", "down", "admin", "active", "memory", "free_mib", 9000,
-                     "name", "h4", "state", "up", "admin", "paused", "memory", "free_mib", 8000,
-                     "name", "h5", "state", "up", "admin", "draining", "memory", "free_mib", 7000,
-                     "name", "h6", "state", "down", "admin", "paused", "memory", "free_mib", 9500);
+    return json_pack("[" NODE "," NODE "," NODE "," NODE "," NODE "," NODE "]", "name", "h1",
+                     "state", "up", "admin", "active", "memory", "free_mib", 1000, "name", "h2",
+                     "state", "up", "admin", "active", "memory", "free_mib", 4000, "name", "h3",
+                     "state", "down", "admin", "active", "memory", "free_mib", 9000, "name", "h4",
+                     "state", "up", "admin", "paused", "memory", "free_mib", 8000, "name", "h5",
+                     "state", "up", "admin", "draining", "memory", "free_mib", 7000, "name", "h6",
+                     "state", "down", "admin", "paused", "memory", "free_mib", 9500);
 }
 
 static void most_free_up_node_wins(void **state)
@@ -68,8 +68,8 @@ static void asked_node(void **state)
 /* A node without an admin state (a record from elsewhere) is never chosen. */
 static void no_admin_state(void **state)
 {
-    json_t *n = json_pack("[{s:s, s:s, s:{s:i}}]", "name", "h1", "state", "up", "memory",
-                          "free_mib", 1000);
+    json_t *n =
+        json_pack("[{s:s, s:s, s:{s:i}}]", "name", "h1", "state", "up", "memory", "free_mib", 1000);
     char out[64];
     struct ferr e = {0};
     assert_int_equal(placement_pick(n, 1, NULL, out, &e), FERR_LIMIT);

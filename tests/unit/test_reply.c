@@ -60,10 +60,9 @@ static void test_error_answers(void **state)
 static void test_code_table_both_ways(void **state)
 {
     (void)state;
-    static const int codes[] = {FERR_INVALID, FERR_NOTFOUND, FERR_EXISTS, FERR_STATE,
-                                FERR_PROTO,   FERR_QEMU,     FERR_LIMIT,  FERR_INTERNAL,
-                                FERR_UNAVAIL, FERR_TIMEOUT,  FERR_AUTH,   FERR_METHOD,
-                                FERR_TOOBIG};
+    static const int codes[] = {
+        FERR_INVALID,  FERR_NOTFOUND, FERR_EXISTS,  FERR_STATE, FERR_PROTO,  FERR_QEMU,  FERR_LIMIT,
+        FERR_INTERNAL, FERR_UNAVAIL,  FERR_TIMEOUT, FERR_AUTH,  FERR_METHOD, FERR_TOOBIG};
     for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
         assert_int_equal(ferr_from_name(ferr_name(codes[i])), codes[i]);
     assert_int_equal(ferr_from_name("nonsense"), 0);

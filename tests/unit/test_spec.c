@@ -36,8 +36,9 @@ static bool fake_dir(const char *path, void *data)
 }
 static bool fake_file(const char *path, void *data)
 {
-    static const char *const l[] = {"/csv/a.vhd", "/csv/b.vhd", "/csv/sub/c.vhd", "/boot/vmlinuz",
-                                    "/boot/initrd.img", "/root.vhd", NULL};
+    static const char *const l[] = {
+        "/csv/a.vhd", "/csv/b.vhd", "/csv/sub/c.vhd", "/boot/vmlinuz", "/boot/initrd.img",
+        "/root.vhd",  NULL};
     (void)data;
     return in_list(path, l);
 }
@@ -116,8 +117,9 @@ static const struct bad bad_cases[] = {
     /* top level */
     {"[]", "spec: expected a JSON object at the top level, not an array"},
     {"'web'", "spec: expected a JSON object at the top level, not a string"},
-    {"{" BASE "," DISK ",'foo':1}", "unknown field \"foo\" (accepted: name, cpu, memory_mib, disks, "
-                                    "nics, boot, blackout_budget_ms, priority, labels, machine)"},
+    {"{" BASE "," DISK ",'foo':1}",
+     "unknown field \"foo\" (accepted: name, cpu, memory_mib, disks, "
+     "nics, boot, blackout_budget_ms, priority, labels, machine)"},
     {"{" BASE "," DISK ",'Name':'x'}", "unknown field \"Name\""},
     /* machine */
     {"{" BASE "," DISK ",'machine':'pc-i440fx-9.9'}",
@@ -142,10 +144,12 @@ static const struct bad bad_cases[] = {
     {"{'name':'we\\nb','memory_mib':512," DISK "}", "name: \"we\\x0ab\" is invalid"},
     /* memory */
     {"{'name':'web-1'," DISK "}", "memory_mib: missing"},
-    {"{'name':'web-1','memory_mib':'512'," DISK "}", "memory_mib: expected an integer, not a string"},
+    {"{'name':'web-1','memory_mib':'512'," DISK "}",
+     "memory_mib: expected an integer, not a string"},
     {"{'name':'web-1','memory_mib':512.5," DISK "}",
      "memory_mib: expected an integer, not a fractional number"},
-    {"{'name':'web-1','memory_mib':true," DISK "}", "memory_mib: expected an integer, not a boolean"},
+    {"{'name':'web-1','memory_mib':true," DISK "}",
+     "memory_mib: expected an integer, not a boolean"},
     {"{'name':'web-1','memory_mib':-1," DISK "}", "memory_mib: -1 is out of range 32..24000"},
     {"{'name':'web-1','memory_mib':16," DISK "}", "memory_mib: 16 is out of range 32..24000"},
     {"{'name':'web-1','memory_mib':999999," DISK "}",
@@ -173,8 +177,9 @@ static const struct bad bad_cases[] = {
      "disks[0].path: \"/csv/../etc/x.vhd\" must not contain \".\" or \"..\" components"},
     {"{" BASE ",'disks':[{'path':'/csv/./a.vhd'}]}", "disks[0].path: \"/csv/./a.vhd\" must not"},
     {"{" BASE ",'disks':[{'path':'/csv/'}]}", "disks[0].path: \"/csv/\" names a directory"},
-    {"{" BASE ",'disks':[{'path':'/csv/a\\tb.vhd'}]}", "disks[0].path: \"/csv/a\\x09b.vhd\" contains "
-                                                      "control characters"},
+    {"{" BASE ",'disks':[{'path':'/csv/a\\tb.vhd'}]}",
+     "disks[0].path: \"/csv/a\\x09b.vhd\" contains "
+     "control characters"},
     {"{" BASE ",'disks':[{'path':'/csv/a.vhd'},{'path':'/nope/b.vhd','size_mib':10}]}",
      "disks[1].path: directory /nope does not exist"},
     {"{" BASE ",'disks':[{'path':'/csv/new.vhd'}]}",
@@ -185,7 +190,8 @@ static const struct bad bad_cases[] = {
      "disks[0].size_mib: 0 is out of range 1..2088960"},
     {"{" BASE ",'disks':[{'path':'/csv/n.vhd','size_mib':2088961}]}",
      "disks[0].size_mib: 2088961 is out of range 1..2088960"},
-    {"{" BASE ",'disks':[{'path':'/csv/n.vhd','size_mib':-10}]}", "disks[0].size_mib: -10 is out of"},
+    {"{" BASE ",'disks':[{'path':'/csv/n.vhd','size_mib':-10}]}",
+     "disks[0].size_mib: -10 is out of"},
     {"{" BASE ",'disks':[{'path':'/csv/n.vhd','size_mib':'10'}]}",
      "disks[0].size_mib: expected an integer, not a string"},
     {"{" BASE ",'disks':[{'path':'/csv/a.vhd','readonly':'yes'}]}",
@@ -200,7 +206,8 @@ static const struct bad bad_cases[] = {
      "{'path':'/csv/d3.vhd','size_mib':1},{'path':'/csv/d4.vhd','size_mib':1},"
      "{'path':'/csv/d5.vhd','size_mib':1},{'path':'/csv/d6.vhd','size_mib':1}]}",
      "disks: 9 disks exceed the maximum of 8"},
-    {"{" BASE ",'disks':[{'path':'/csv/a\\u0000.vhd'}]}", "disks[0].path: contains a NUL character"},
+    {"{" BASE ",'disks':[{'path':'/csv/a\\u0000.vhd'}]}",
+     "disks[0].path: contains a NUL character"},
     /* nics */
     {"{" BASE "," DISK ",'nics':'br0'}", "nics: expected an array of NIC objects, not a string"},
     {"{" BASE "," DISK ",'nics':[5]}", "nics[0]: expected an object"},
@@ -238,8 +245,9 @@ static const struct bad bad_cases[] = {
     /* boot */
     {"{" BASE ",'boot':'/boot/vmlinuz'}", "boot: expected an object"},
     {"{" BASE ",'boot':{'kernel':'vmlinuz'}}", "boot.kernel: \"vmlinuz\" is not an absolute path"},
-    {"{" BASE ",'boot':{'kernel':'/boot/../boot/vmlinuz'}}", "boot.kernel: \"/boot/../boot/vmlinuz\""
-                                                            " must not contain"},
+    {"{" BASE ",'boot':{'kernel':'/boot/../boot/vmlinuz'}}",
+     "boot.kernel: \"/boot/../boot/vmlinuz\""
+     " must not contain"},
     {"{" BASE ",'boot':{'kernel':'/boot/nope'}}", "boot.kernel: file /boot/nope does not exist"},
     {"{" BASE ",'boot':{'kernel':7}}", "boot.kernel: expected a string, not an integer"},
     {"{" BASE ",'boot':{'kernel':'/boot/vmlinuz','initrd':'/boot/nope.img'}}",
@@ -259,7 +267,8 @@ static const struct bad bad_cases[] = {
     {"{" BASE "}", "disks: at least one disk is needed to boot from when boot.kernel is not set"},
     {"{" BASE ",'boot':{}}", "disks: at least one disk is needed"},
     /* budget and priority */
-    {"{" BASE "," DISK ",'blackout_budget_ms':5}", "blackout_budget_ms: 5 is out of range 10..60000"},
+    {"{" BASE "," DISK ",'blackout_budget_ms':5}",
+     "blackout_budget_ms: 5 is out of range 10..60000"},
     {"{" BASE "," DISK ",'blackout_budget_ms':60001}",
      "blackout_budget_ms: 60001 is out of range 10..60000"},
     {"{" BASE "," DISK ",'blackout_budget_ms':'300'}",
@@ -267,7 +276,8 @@ static const struct bad bad_cases[] = {
     {"{" BASE "," DISK ",'blackout_budget_ms':-300}", "blackout_budget_ms: -300 is out of range"},
     {"{" BASE "," DISK ",'priority':1001}", "priority: 1001 is out of range 0..1000"},
     {"{" BASE "," DISK ",'priority':-1}", "priority: -1 is out of range 0..1000"},
-    {"{" BASE "," DISK ",'priority':1.5}", "priority: expected an integer, not a fractional number"},
+    {"{" BASE "," DISK ",'priority':1.5}",
+     "priority: expected an integer, not a fractional number"},
     {"{" BASE "," DISK ",'priority':{}}", "priority: expected an integer, not an object"},
     /* labels */
     {"{" BASE "," DISK ",'labels':['a']}", "labels: expected an object of strings"},
@@ -460,7 +470,8 @@ static void test_no_env_skips_host_checks(void **state)
                         NULL, &s, &e);
     assert_int_equal(rc, 0);
     struct vm_spec_env none = {0};
-    rc = parse_text("{'name':'a','memory_mib':100000,'disks':[{'path':'/x/y.vhd'}]}", &none, &s, &e);
+    rc =
+        parse_text("{'name':'a','memory_mib':100000,'disks':[{'path':'/x/y.vhd'}]}", &none, &s, &e);
     assert_int_equal(rc, 0);
     rc = parse_text("{'name':'a','memory_mib':16777217,'disks':[{'path':'/x/y.vhd'}]}", &none, &s,
                     &e);
@@ -655,15 +666,17 @@ int main(void)
         cmocka_unit_test(test_round_trip_full),
         cmocka_unit_test(test_to_json_shape),
     };
-    enum { NBAD = sizeof(bad_cases) / sizeof(bad_cases[0]), NFIXED = sizeof(fixed) / sizeof(fixed[0]) };
+    enum {
+        NBAD = sizeof(bad_cases) / sizeof(bad_cases[0]),
+        NFIXED = sizeof(fixed) / sizeof(fixed[0])
+    };
     /* One named test per bad input, so a failure report says which input broke. */
     static struct CMUnitTest tests[NBAD + NFIXED];
     static char names[NBAD][48];
     for (size_t i = 0; i < NBAD; i++) {
         snprintf(names[i], sizeof(names[i]), "bad_%02zu: %.30s", i, bad_cases[i].want);
-        tests[i] = (struct CMUnitTest){.name = names[i],
-                                       .test_func = test_bad,
-                                       .initial_state = (void *)&bad_cases[i]};
+        tests[i] = (struct CMUnitTest){
+            .name = names[i], .test_func = test_bad, .initial_state = (void *)&bad_cases[i]};
     }
     for (size_t i = 0; i < NFIXED; i++)
         tests[NBAD + i] = fixed[i];

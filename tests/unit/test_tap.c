@@ -35,7 +35,7 @@
 #define CHECK(cond)                                                                                \
     do {                                                                                           \
         if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);              \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
             _exit(1);                                                                              \
         }                                                                                          \
     } while (0)
@@ -44,7 +44,7 @@
         struct ferr ce_ = {0};                                                                     \
         int crc_ = (call);                                                                         \
         if (crc_ != 0) {                                                                           \
-            fprintf(stderr, "%s:%d: %s returned %d: %s\n", __FILE__, __LINE__, #call, crc_,       \
+            fprintf(stderr, "%s:%d: %s returned %d: %s\n", __FILE__, __LINE__, #call, crc_,        \
                     ce_.msg);                                                                      \
             _exit(1);                                                                              \
         }                                                                                          \
@@ -125,8 +125,8 @@ static void body_bridge_exists(void)
     make_bridge("fybr0", 1500);
     struct ferr e = {0};
     CHECK(bridge_exists("fybr0", &e) == 1);
-    CHECK(bridge_exists("lo", &e) == 0);     /* exists, but is no bridge */
-    CHECK(bridge_exists("fybr9", &e) == 0);  /* does not exist */
+    CHECK(bridge_exists("lo", &e) == 0);    /* exists, but is no bridge */
+    CHECK(bridge_exists("fybr9", &e) == 0); /* does not exist */
     CHECK(bridge_exists("bad name", &e) == FERR_INVALID);
     CHECK(bridge_exists("", &e) == FERR_INVALID);
 }
@@ -296,10 +296,8 @@ static void test_bad_names_without_root(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_tap_name_for),
-        cmocka_unit_test(test_bad_names_without_root),
-        cmocka_unit_test(test_bridge_exists),
-        cmocka_unit_test(test_tap_lifecycle),
+        cmocka_unit_test(test_tap_name_for),  cmocka_unit_test(test_bad_names_without_root),
+        cmocka_unit_test(test_bridge_exists), cmocka_unit_test(test_tap_lifecycle),
         cmocka_unit_test(test_tap_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

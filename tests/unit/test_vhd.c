@@ -245,7 +245,8 @@ static void test_footer_bad(void **state)
     }
 }
 
-/* ---- real qemu-img runs in a temporary directory ---------------------------------------------- */
+/* ---- real qemu-img runs in a temporary directory ----------------------------------------------
+ */
 
 struct tmp {
     char dir[64];
