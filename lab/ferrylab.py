@@ -76,6 +76,27 @@ class LabError(Exception):
     """A failure with a message that says what, where, and what to do."""
 
 
+# What a guest prints when its memory or CPU state went wrong: a migration that lost writes
+# shows these, often while the guest still answers for a while. The appliance kernel has
+# CONFIG_PREEMPT_RCU (stalls say rcu_preempt), its memory verifier prints "memverify: BAD".
+GUEST_TROUBLE = re.compile(
+    r"BUG: |Oops|Kernel panic|general protection fault|kernel BUG at|invalid opcode|"
+    r"is not a head!|WARNING: CPU|rcu_\w+ (?:self-)?detected stall|detected stalls on CPUs|"
+    r"soft lockup|hard LOCKUP|blocked for more than|segfault at|double fault|"
+    r"list_(?:add|del) corruption|Bad page|page allocation failure|stack-protector|"
+    r"memverify: BAD")
+
+
+def guest_trouble(console):
+    """The first line of console that shows guest trouble (GUEST_TROUBLE), or None."""
+    m = GUEST_TROUBLE.search(console or "")
+    if not m:
+        return None
+    start = console.rfind("\n", 0, m.start()) + 1
+    end = console.find("\n", m.end())
+    return console[start:end if end >= 0 else len(console)].strip()
+
+
 # ---- probing a guest from the client namespace -------------------------------------------------
 
 class LabProbe:
@@ -128,6 +149,23 @@ class LabProbe:
         if self.p.poll() is None:
             self.p.kill()
             self.p.wait()
+
+
+def memverify(lab, ip, scans=2, boot_id=None, timeout_s=60):
+    """Asks the guest's memory verifier (ferry-probe memverify from the client namespace) and
+    returns its report: "clean" is true only when SCANS whole scans completed, no page ever
+    lost a write and the verifier is the one of boot_id (when given). LabError when
+    ferry-probe gave no report."""
+    argv = ["ferry-probe", "memverify", ip, "--json", "--scans", str(scans), "--timeout-s",
+            str(timeout_s)]
+    if boot_id:
+        argv += ["--boot-id", boot_id]
+    r = lab.client_exec(argv, check=False, timeout=timeout_s + 20)
+    try:
+        return json.loads(r.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise LabError(f"ferry-probe memverify {ip}: no report (exit {r.returncode}): "
+                       f"{r.stderr.strip()[-300:]}") from None
 
 
 # ---- finding our binaries --------------------------------------------------------------------

@@ -11,6 +11,7 @@
  *   7000/udp  probe-responder: every datagram is echoed back unchanged to its sender.
  *   7001/tcp  probe-responder: byte-for-byte echo, any number of connections.
  *   7002/tcp  recorder: one line "ACK <seq>\n" per record, after the write returned.
+ *   7003/udp  memverify: answers a struct memverify_query with a struct memverify_status.
  *
  * UDP probe (ferry-probe's format; the responder does not look inside): struct probe_pkt,
  * all fields big-endian.
@@ -46,6 +47,69 @@ struct probe_pkt {
     uint64_t send_ns; /* sender's CLOCK_MONOTONIC at send time */
 };
 _Static_assert(sizeof(struct probe_pkt) == 24, "probe_pkt must have no padding");
+
+/*
+ * Memory verifier (memverify): a working set of 4096-byte pages, each a record of
+ * 512 little-endian u64 words in the guest's own byte order:
+ *   w[0] MEMV_MAGIC   w[1] page index   w[2] generation (1, 2, ... per rewrite)
+ *   w[3] checksum of w[4..511] (memv_sum)   w[4..511] memv_word(page, generation, k)
+ * Every rewrite writes every word of the page. A page read back is
+ *   ok       exactly the last generation written,
+ *   stale    a whole, self-consistent older generation (a write lost: the copy missed it),
+ *   ahead    a whole, self-consistent newer generation than the verifier's own table says
+ *            (the table's write was lost instead),
+ *   torn     header of one generation, words of another (part of a rewrite lost),
+ *   garbage  no magic or the wrong page index (the page is someone else's, or zero).
+ * Query and status datagrams are big-endian, all fields u64 after the two u32s.
+ */
+#define FERRY_MEMVERIFY_PORT 7003
+#define MEMV_MAGIC 0x31305645564d5946ull /* "FYMVEV01" little-endian */
+#define MEMV_WORDS 512
+#define MEMV_QUERY_MAGIC 0x46594d51u  /* "FYMQ" */
+#define MEMV_STATUS_MAGIC 0x46594d53u /* "FYMS" */
+#define MEMV_STATUS_VERSION 1
+
+struct memverify_query {
+    uint32_t magic; /* MEMV_QUERY_MAGIC */
+    uint32_t flags; /* 0 */
+    uint64_t seq;   /* echoed in the status */
+};
+_Static_assert(sizeof(struct memverify_query) == 16, "memverify_query must have no padding");
+
+struct memverify_status {
+    uint32_t magic;   /* MEMV_STATUS_MAGIC */
+    uint32_t version; /* MEMV_STATUS_VERSION */
+    uint64_t seq;     /* the query's */
+    uint64_t boot_id; /* random per verifier start: a new one means the guest restarted */
+    uint64_t uptime_ms;
+    uint64_t pages;         /* size of the working set */
+    uint64_t write_rate_mb; /* MB/s, 0 = as fast as it can */
+    uint64_t writes;        /* pages rewritten so far */
+    uint64_t scans;         /* complete verification scans of the whole working set */
+    uint64_t checked;       /* pages verified so far */
+    uint64_t bad;           /* pages found wrong (each counted once, then rewritten) */
+    uint64_t stale, ahead, torn, garbage;
+    uint64_t first_bad_page; /* valid when bad > 0 */
+    uint64_t first_bad_scan; /* the scan (0-based) that found it */
+    uint64_t last_bad_scan;
+};
+_Static_assert(sizeof(struct memverify_status) == 136, "memverify_status must have no padding");
+
+/* The payload word k of a page's generation: differs per page, per generation and per word. */
+static inline uint64_t memv_word(uint64_t page, uint64_t gen, unsigned k)
+{
+    uint64_t x = (page << 24 ^ gen) * 0x9E3779B97F4A7C15ull;
+    return x ^ (uint64_t)k * 0xD6E8FEB86659FD93ull;
+}
+
+/* Checksum of a page's payload (w[4..511]). */
+static inline uint64_t memv_sum(const volatile uint64_t *w)
+{
+    uint64_t s = 0;
+    for (unsigned k = 4; k < MEMV_WORDS; k++)
+        s = (s ^ w[k]) * 0x100000001B3ull;
+    return s;
+}
 
 #define RECORD_SIZE 4096
 #define RECORD_MAGIC "FYREC001"

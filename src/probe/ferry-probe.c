@@ -20,6 +20,8 @@ static const struct command commands[] = {
     {"recorder", "collect the disk recorder's acks", cmd_recorder, cmd_recorder_help},
     {"verify-disk", "check recorder records in a disk image", cmd_verify_disk,
      cmd_verify_disk_help},
+    {"memverify", "ask the guest's memory verifier whether memory lost writes", cmd_memverify,
+     cmd_memverify_help},
 };
 
 static void main_help(FILE *f)

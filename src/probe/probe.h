@@ -80,5 +80,7 @@ int cmd_recorder(int argc, char **argv);
 void cmd_recorder_help(FILE *f);
 int cmd_verify_disk(int argc, char **argv);
 void cmd_verify_disk_help(FILE *f);
+int cmd_memverify(int argc, char **argv);
+void cmd_memverify_help(FILE *f);
 
 #endif

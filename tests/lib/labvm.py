@@ -3,7 +3,6 @@
 cleans up after itself, appliance VMs, where a VM lives (state dir, tap, QEMU), probes."""
 import json
 import os
-import re
 
 import ferrylab
 from ferrylab import Lab
@@ -138,18 +137,12 @@ def wait_answering(lab, ip, seconds=3):
     return res
 
 
-# What a guest kernel prints when its memory or CPU state went wrong (a migration that lost
-# pages shows these, often while the guest still answers for a moment).
-GUEST_TROUBLE = re.compile(r"BUG: |Oops|Kernel panic|general protection fault|"
-                           r"is not a head!|WARNING: CPU|rcu_sched self-detected stall|"
-                           r"soft lockup")
-
-
 def assert_guest_sane(viewer, name):
-    """The VM's console (as its owner has it, read through viewer) shows no kernel trouble."""
+    """The VM's console (as its owner has it, read through viewer) shows no guest trouble
+    (ferrylab.GUEST_TROUBLE: kernel BUGs, oopses, stalls, the memory verifier's bad pages)."""
     con = viewer.cli("vm", "console", name).stdout
-    m = GUEST_TROUBLE.search(con)
-    assert not m, f"{name}'s guest kernel is in trouble ({m.group(0)!r}):\n{con[-2000:]}"
+    bad = ferrylab.guest_trouble(con)
+    assert not bad, f"{name}'s guest is in trouble ({bad!r}):\n{con[-2000:]}"
 
 
 def metrics(host):
