@@ -19,6 +19,7 @@
 #include "host/host.h"
 #include "migrate/migrate.h"
 #include "qemu/machines.h"
+#include "qemu/version.h"
 #include "vm/events.h"
 #include "vm/vm.h"
 
@@ -43,6 +44,7 @@ struct ferryd_config {
     unsigned down_after;
     unsigned max_migrations;
     bool migrate_prealloc;
+    bool unsafe_tcg_migration;
 };
 
 struct ferryd {
@@ -52,6 +54,8 @@ struct ferryd {
     struct events *events;
     struct vmset *vms;
     struct qemu_machines machines;
+    struct qemu_version qemu;
+    char migrate_unsafe[FERR_MSG_MAX]; /* why migrating from here would corrupt guests */
     struct http_server *http;
     struct cluster *cluster;
     uv_signal_t sigterm, sigint;
@@ -84,6 +88,9 @@ static void usage(FILE *f)
         "  --migrate-prealloc on|off  an incoming VM's QEMU touches all its memory before\n"
         "                       the migration starts; helps where fresh host memory is\n"
         "                       slow to touch, e.g. ferry on a VM (default on)\n"
+        "  --unsafe-tcg-migration on|off  allow live migration under TCG with a QEMU older\n"
+        "                       than 9.0, which loses guest writes (for measuring that\n"
+        "                       bug only; default off: such migrations are refused)\n"
         "  --log-level LEVEL    debug, info, warn, error (default info)\n"
         "  --version, --help\n");
 }
@@ -160,6 +167,14 @@ static int apply_opt(struct ferryd_config *c, const char *key, const char *val)
         c->migrate_prealloc = strcmp(val, "on") == 0;
         return 0;
     }
+    if (strcmp(key, "unsafe_tcg_migration") == 0) {
+        if (!val || (strcmp(val, "on") && strcmp(val, "off"))) {
+            fprintf(stderr, "ferryd: unsafe_tcg_migration: expected on or off\n");
+            return -1;
+        }
+        c->unsafe_tcg_migration = strcmp(val, "on") == 0;
+        return 0;
+    }
     if (strcmp(key, "log_level") == 0) {
         enum log_level l;
         if (!val || log_level_parse(val, &l) < 0) {
@@ -224,15 +239,27 @@ static int parse_args(struct ferryd_config *c, int argc, char **argv)
         {"down-after", required_argument, 0, 'D'},
         {"max-migrations", required_argument, 0, 'M'},
         {"migrate-prealloc", required_argument, 0, 'P'},
+        {"unsafe-tcg-migration", required_argument, 0, 'U'},
         {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0},
     };
     static const char *keys[128] = {
-        ['s'] = "state_dir",  ['r'] = "run_dir",        ['S'] = "socket",
-        ['l'] = "listen",     ['t'] = "token_file",     ['a'] = "accel",
-        ['q'] = "qemu",       ['i'] = "qemu_img",       ['n'] = "name",
-        ['L'] = "log_level",  ['R'] = "raft_port",      ['H'] = "heartbeat_ms",
-        ['D'] = "down_after", ['M'] = "max_migrations", ['P'] = "migrate_prealloc",
+        ['s'] = "state_dir",
+        ['r'] = "run_dir",
+        ['S'] = "socket",
+        ['l'] = "listen",
+        ['t'] = "token_file",
+        ['a'] = "accel",
+        ['q'] = "qemu",
+        ['i'] = "qemu_img",
+        ['n'] = "name",
+        ['L'] = "log_level",
+        ['R'] = "raft_port",
+        ['H'] = "heartbeat_ms",
+        ['D'] = "down_after",
+        ['M'] = "max_migrations",
+        ['P'] = "migrate_prealloc",
+        ['U'] = "unsafe_tcg_migration",
     };
     /* The config file first, so flags override it. */
     for (int i = 1; i < argc - 1; i++)
@@ -409,6 +436,8 @@ static void self_info(json_t *info, void *data)
                   (json_int_t)(h.mem_total_mib > used ? h.mem_total_mib - used : 0)));
     json_object_set_new(info, "vms", json_integer(vmset_count(d->vms)));
     json_object_set_new(info, "accel", json_string(d->api.accel));
+    if (d->qemu.text[0])
+        json_object_set_new(info, "qemu", json_string(d->qemu.text));
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -497,6 +526,33 @@ int main(int argc, char **argv)
         log_warn("%s; machine types are not checked or pinned", e.msg);
     else
         vc.machines = &d.machines;
+    if (qemu_version_probe(c->qemu, &d.qemu, &e) < 0) {
+        log_warn("%s; the QEMU version is not known", e.msg);
+        if (strcmp(accel, "tcg") == 0 && !c->unsafe_tcg_migration)
+            snprintf(d.migrate_unsafe, sizeof(d.migrate_unsafe),
+                     "this host's QEMU version is unknown (%s --version failed), and QEMU "
+                     "before %u.%u loses guest writes in a TCG live migration",
+                     c->qemu, QEMU_TCG_MIGRATION_MAJOR, QEMU_TCG_MIGRATION_MINOR);
+    } else {
+        log_info("qemu: %s %s", c->qemu, d.qemu.text);
+        if (strcmp(accel, "tcg") == 0 && !qemu_version_tcg_migration_safe(&d.qemu)) {
+            if (c->unsafe_tcg_migration)
+                log_warn("qemu: QEMU %s loses guest writes in a TCG live migration (fixed in "
+                         "%u.%u); migrating anyway (--unsafe-tcg-migration on): guests may "
+                         "be corrupted",
+                         d.qemu.text, QEMU_TCG_MIGRATION_MAJOR, QEMU_TCG_MIGRATION_MINOR);
+            else
+                snprintf(d.migrate_unsafe, sizeof(d.migrate_unsafe),
+                         "this host runs QEMU %u.%u.%u under TCG, whose live migration loses "
+                         "guest writes (fixed in QEMU %u.%u); install QEMU %u.%u or newer "
+                         "(scripts/install-deps takes it from bookworm-backports)",
+                         d.qemu.major, d.qemu.minor, d.qemu.micro, QEMU_TCG_MIGRATION_MAJOR,
+                         QEMU_TCG_MIGRATION_MINOR, QEMU_TCG_MIGRATION_MAJOR,
+                         QEMU_TCG_MIGRATION_MINOR);
+        }
+    }
+    if (d.migrate_unsafe[0])
+        log_warn("migrate: outgoing live migrations are refused: %s", d.migrate_unsafe);
     vc.on_change = vm_changed;
     vc.change_data = &d;
     d.syncing = json_object();
@@ -516,6 +572,8 @@ int main(int argc, char **argv)
         .accel = accel,
         .accel_reason = why,
         .accel_forced = forced != NULL,
+        .qemu_version = d.qemu.text[0] ? d.qemu.text : NULL,
+        .migrate_unsafe = d.migrate_unsafe[0] ? d.migrate_unsafe : NULL,
         .state_dir = c->state_dir,
         .api_socket = c->socket,
         .qemu_img = c->qemu_img,
@@ -585,7 +643,13 @@ int main(int argc, char **argv)
         goto err_after_http;
     }
     d.api.cluster = d.cluster;
-    struct migrator_env menv = {d.loop, d.vms, d.events, d.cluster, c->name, c->max_migrations};
+    struct migrator_env menv = {d.loop,
+                                d.vms,
+                                d.events,
+                                d.cluster,
+                                c->name,
+                                c->max_migrations,
+                                d.migrate_unsafe[0] ? d.migrate_unsafe : NULL};
     if (migrator_new(&menv, &d.api.migrator, &e) < 0) {
         log_error("%s", e.msg); /* only out of memory: exit without a tidy close */
         return 1;

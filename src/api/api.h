@@ -23,6 +23,8 @@ struct api_ctx {
     const char *accel;
     const char *accel_reason;
     bool accel_forced;
+    const char *qemu_version;   /* "10.0.2 (Debian ...)"; NULL if unknown */
+    const char *migrate_unsafe; /* why outgoing live migrations are refused; NULL: they are not */
     const char *state_dir;
     const char *api_socket;
     const char *qemu_img;

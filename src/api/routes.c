@@ -298,8 +298,14 @@ static void h_node(struct api_ctx *ctx, struct http_req *req, const struct route
         cdb_node_find(cluster_db(ctx->cluster), ctx->node_name, &rec, NULL);
     const char *health = json_string_value(json_object_get(rec, "state"));
     const char *admin = json_string_value(json_object_get(rec, "admin"));
-    if (o && (json_object_set_new(o, "state", json_string(health ? health : "up")) < 0 ||
-              json_object_set_new(o, "admin", json_string(admin ? admin : "active")) < 0)) {
+    if (o &&
+        (json_object_set_new(o, "state", json_string(health ? health : "up")) < 0 ||
+         json_object_set_new(o, "admin", json_string(admin ? admin : "active")) < 0 ||
+         json_object_set_new(
+             o, "qemu", ctx->qemu_version ? json_string(ctx->qemu_version) : json_null()) < 0 ||
+         json_object_set_new(o, "migration_refused",
+                             ctx->migrate_unsafe ? json_string(ctx->migrate_unsafe) : json_null()) <
+             0)) {
         json_decref(o);
         o = NULL;
     }

@@ -29,6 +29,9 @@ static void show_node(const json_t *n)
     bool forced = json_is_true(json_object_get(n, "accel_forced"));
     output_kv(stdout, "accelerator", "%s (%s%s%s)", (s = cli_jstr(n, "accel")) ? s : "-",
               forced ? "forced" : "auto", reason && reason[0] ? ": " : "", reason ? reason : "");
+    output_kv(stdout, "qemu", "%s", (s = cli_jstr(n, "qemu")) ? s : "unknown");
+    if ((s = cli_jstr(n, "migration_refused")))
+        output_kv(stdout, "live migration", "refused: %s", s);
     output_kv(stdout, "hw virt", "%s",
               json_is_true(json_object_get(n, "hw_virt")) ? "yes (cpu has vmx or svm)" : "no");
     output_kv(stdout, "kvm usable", "%s",

@@ -935,6 +935,9 @@ int migrate_start(struct migrator *m, struct vm *vm, const struct migrate_opts *
         return ferr_set(e, FERR_STATE,
                         "%s is already migrating to %s (ferry vm migrate --cancel %s)", name,
                         busy ? busy->to : "another node", name);
+    if (m->env.unsafe)
+        return ferr_set(e, FERR_STATE, "%s cannot be live-migrated from %s: %s", name,
+                        m->env.node_name, m->env.unsafe);
     switch (vm_state(vm)) {
     case VM_RUNNING:
         break;

@@ -25,6 +25,9 @@ struct migrator_env {
     struct cluster *cluster;
     const char *node_name; /* borrowed; outlives the migrator */
     unsigned max_out;      /* concurrent outgoing migrations, 1..MIGRATE_MAX_OUT (0: default) */
+    const char *unsafe;    /* borrowed; non-NULL: why a migration from here would corrupt the
+                            * guest (e.g. this QEMU's TCG dirty tracking); every migrate_start
+                            * is refused with it */
 };
 
 #define MIGRATE_DEFAULT_OUT 2

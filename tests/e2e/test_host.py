@@ -31,12 +31,56 @@ def test_forced_tcg_is_shown(host):
     assert node["accel"] == "tcg" and node["accel_forced"] is True
 
 
+def test_qemu_version_shown_and_tcg_migration_with_old_qemu_refused(host, tmp_path):
+    """ferryd reads its QEMU's version at start and shows it. Under TCG a QEMU older than 9.0
+    loses guest writes in a live migration (src/qemu/version.h): such a host refuses to
+    migrate any VM away, says why in `node show` and in the refusal, unless told
+    --unsafe-tcg-migration on (for measuring that bug)."""
+    node = host.cli_json("node", "show")
+    real = run(["qemu-system-x86_64", "--version"]).stdout.splitlines()[0]
+    assert real.startswith("QEMU emulator version ") and node["qemu"] in real, (node, real)
+    assert f"qemu:" in host.cli("node", "show").stdout
+    if node["accel"] != "tcg":
+        return  # the refusal is about TCG; KVM tracks dirty pages in the kernel
+    assert node["migration_refused"] is None, node  # install-deps pins QEMU 10.0
+    # A QEMU that says it is Debian 12's 7.2 (and is the real one otherwise).
+    old = tmp_path / "qemu-7.2"
+    old.write_text("#!/bin/sh\n"
+                   "if [ \"$1\" = --version ]; then\n"
+                   "  echo 'QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)'\n"
+                   "  exit 0\nfi\n"
+                   "exec qemu-system-x86_64 \"$@\"\n")
+    old.chmod(0o755)
+    host.kill_ferryd(signal.SIGTERM)
+    host.start_ferryd("--accel", "tcg", "--qemu", str(old))
+    node = host.cli_json("node", "show")
+    assert node["qemu"] == "7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)", node
+    why = node["migration_refused"]
+    assert why and "QEMU 7.2.22 under TCG" in why and "loses guest writes" in why and \
+        "install-deps" in why, node
+    assert "live migration:" in host.cli("node", "show").stdout
+    host.cli("vm", "create", "old1", "--memory", "64", "--appliance")
+    r = host.cli("vm", "migrate", "old1", "--to", "host9", check=False)
+    assert r.returncode != 0 and "cannot be live-migrated from host1" in r.stderr and \
+        "QEMU 7.2.22" in r.stderr, r.stderr
+    assert "outgoing live migrations are refused" in host.log_text()
+    host.kill_ferryd(signal.SIGTERM)
+    host.start_ferryd("--accel", "tcg", "--qemu", str(old), "--unsafe-tcg-migration", "on")
+    assert host.cli_json("node", "show")["migration_refused"] is None
+    assert "migrating anyway (--unsafe-tcg-migration on)" in host.log_text()
+    r = host.cli("vm", "migrate", "old1", "--to", "host9", check=False)
+    assert r.returncode != 0 and "QEMU 7.2.22" not in r.stderr, r.stderr  # refused for
+    host.cli("vm", "delete", "old1")                                       # other reasons
+
+
 def test_ferryd_refuses_bad_options(tmp_path):
     """A bad option value stops ferryd at once (exit 2) with a message naming the option and
     what it takes; it creates neither its socket nor its state."""
     for args, says in ((["--migrate-prealloc", "maybe"], "migrate_prealloc: expected on or off"),
                        (["--max-migrations", "0"], "max_migrations: expected an integer"),
-                       (["--accel", "xen"], "accel: expected auto, kvm or tcg")):
+                       (["--accel", "xen"], "accel: expected auto, kvm or tcg"),
+                       (["--unsafe-tcg-migration", "yes"],
+                        "unsafe_tcg_migration: expected on or off")):
         state, sock = tmp_path / "state", tmp_path / "ferryd.sock"
         p = subprocess.run([FERRYD, "--state-dir", str(state), "--socket", str(sock), *args],
                            capture_output=True, text=True, timeout=10)
