@@ -613,9 +613,11 @@ class Lab:
 
     @classmethod
     def up(cls, name=DEFAULT_NAME, hosts=3, dir=None, subnet=DEFAULT_SUBNET, accel="auto",
-           progress=None, cluster=True):
+           progress=None, cluster=True, qemu=None, ferryd_args=()):
         """Builds a lab of hosts simulated hosts and returns it, ferryds answering and, with
-        cluster, formed into one cluster (form_cluster). On any failure (also Ctrl-C)
+        cluster, formed into one cluster (form_cluster). qemu: the QEMU binary every ferryd
+        runs (ferryd --qemu; default ferryd's own); ferryd_args: more ferryd options for
+        every host (benchmarks use them to measure settings ferryd refuses by default). On any failure (also Ctrl-C)
         everything made so far is removed and LabError raised. progress(msg) is called with
         a line per step if given."""
         say = progress or (lambda msg: None)
@@ -630,6 +632,11 @@ class Lab:
             raise LabError(f"--hosts {hosts}: a lab has 1..{MAX_HOSTS} hosts")
         if accel not in ("auto", "kvm", "tcg"):
             raise LabError(f"--accel {accel!r}: expected auto, kvm or tcg")
+        if qemu is not None:
+            found = shutil.which(qemu)
+            if not found:
+                raise LabError(f"--qemu {qemu}: no such program (give a QEMU binary's path)")
+            qemu = os.path.abspath(found)
         prefix = parse_subnet(subnet)
         dir = os.path.abspath(dir or cls.default_dir(name)).rstrip("/")
         if len(dir) > DIR_MAX:
@@ -660,7 +667,8 @@ class Lab:
         state = {
             "version": STATE_VERSION, "name": name, "dir": dir, "phase": "building",
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "subnet": subnet, "prefix": prefix,
-            "accel": accel, "binaries": bins, "made_dir": made_dir, "made_root": made_root,
+            "accel": accel, "qemu": qemu, "ferryd_args": list(ferryd_args), "binaries": bins,
+            "made_dir": made_dir, "made_root": made_root,
             "token_file": os.path.join(dir, "token"), "csv": os.path.join(dir, "csv"),
             "namespaces": [], "veths": [],
             "seg": {"ns": f"{name}-seg"},
@@ -779,7 +787,9 @@ class Lab:
                 "--listen", f"{h.ip}:{API_PORT}", "--token-file", self.token_file]
         if self.state["accel"] != "auto":
             argv += ["--accel", self.state["accel"]]
-        return argv
+        if self.state.get("qemu"):
+            argv += ["--qemu", self.state["qemu"]]
+        return argv + list(self.state.get("ferryd_args") or [])
 
     def _spawn_ferryd(self, h, say, env=None):
         """Starts h's ferryd detached in its namespace and records its pid. env: extra
@@ -1084,8 +1094,10 @@ class Lab:
         reply when the guest never answered again. Returns {"vm", "ip", "ok" (the migration
         completed), "error" (migrate's message or None), "figures" (migrate's answer or None),
         "probe" (ferry-probe's report), "client_gap_ms", "migration" (the record after the
-        measurement, or None when none was found)}. Raises LabError when nothing could be
-        measured (the guest does not answer probes, ferry-probe failed)."""
+        measurement, or None when none was found), "memverify" (when the guest runs the memory
+        verifier: its report after two whole scans on the new host, else None)}. Raises
+        LabError when nothing could be measured (the guest does not answer probes, ferry-probe
+        failed)."""
         say = say or (lambda msg: None)
         vm, h = self.find_vm(name)
         ip = ip or self.vm_guest_ip(vm)
@@ -1121,8 +1133,20 @@ class Lab:
                            + (f"; the migration: {error}" if error else ""))
         gap = res["client_gap_ms"]
         rec = self._measure(h, name, before, gap)
+        mv = None
+        if self.vm_runs_memverify(vm):
+            say(f"asking {ip}'s memory verifier for two whole scans")
+            mv = memverify(self, ip)
         return {"vm": name, "ip": ip, "ok": figures is not None, "error": error,
-                "figures": figures, "probe": res, "client_gap_ms": gap, "migration": rec}
+                "figures": figures, "probe": res, "client_gap_ms": gap, "migration": rec,
+                "memverify": mv}
+
+    @staticmethod
+    def vm_runs_memverify(vm):
+        """The appliance runs the memory verifier (ferry.workload= names memverify)."""
+        cmdline = ((vm.get("spec") or {}).get("boot") or {}).get("cmdline") or ""
+        m = re.search(r"(?:^|\s)ferry\.workload=(\S+)", cmdline)
+        return bool(m) and "memverify" in m.group(1).split(",")
 
     def _measure(self, h, name, before, gap):
         """Records gap on the migration of name that h's database gained since `before` (ids
