@@ -56,6 +56,9 @@ def test_lab_migrate_records_client_gap(lab):
           f"lost {pr['lost']}")
     assert res["ok"] and fig["status"] == "completed" and fig["to"] == "host2", res
     assert pr["interval_ms"] == 1 and pr["received"] > 1000 and pr["answering"], pr
+    # The guest's memory verifier was asked on the new host: two whole scans, no lost write.
+    mv = res["memverify"]
+    assert mv and mv["clean"] and mv["scans_waited"] >= 2 and mv["bad"] == 0, mv
     gap = res["client_gap_ms"]
     assert 0 < gap < GAP_MAX_MS, res
     assert rec["client_gap_ms"] == pytest.approx(gap, abs=0.05), rec
@@ -94,6 +97,7 @@ def test_lab_migrate_prints_summary(lab):
     assert newest["from"] == "host2" and newest["client_gap_source"] == "lab-probe", newest
     assert 0 < newest["client_gap_ms"] < GAP_MAX_MS, newest
     assert f"recorded    migration {newest['id']}" in r.stdout, r.stdout
+    assert "memory      the guest's verifier: clean (0 bad pages" in r.stdout, r.stdout
 
 
 def test_lab_migrate_refusals(lab):

@@ -18,7 +18,7 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "lab"))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 
-from labvm import (assert_guest_sane, assert_nothing_on, create_vm, lab_session,  # noqa: E402
+from labvm import (assert_guest_whole, assert_nothing_on, create_vm, lab_session,  # noqa: E402
                    local_vm, logs, missing, qemus_of, vm_on, wait_answering)
 from ferrytest import wait_for  # noqa: E402
 
@@ -84,7 +84,7 @@ def test_drain_and_resume(lab):
         assert v and v["state"] == "running", v
         assert len(qemus_of(n)) == 1, f"{n} must run in exactly one QEMU"
         wait_answering(lab, ips[n], 1)
-        assert_guest_sane(h1, n)
+        assert_guest_whole(lab, h1, n, ips[n])
         assert_nothing_on(h1, n, taps[n])
     assert vm_on(h2, "dstop")["owner"] == "host1"
 
@@ -138,7 +138,7 @@ def test_drain_with_a_vm_that_cannot_move(lab):
     (exit 1) and the node stays draining; once the VM runs again a second drain finishes."""
     h1, h2, h3 = lab.hosts
     ip1 = create_vm(lab, h2, "dp1", 5, memory=128)
-    create_vm(lab, h2, "dp2", 6, memory=128)
+    ip2 = create_vm(lab, h2, "dp2", 6, memory=128)
     h2.cli("vm", "pause", "dp2")
     r = h1.cli("-o", "json", "node", "drain", "host2", timeout=300, check=False)
     assert r.returncode == 1 and "stays draining" in r.stderr, (r.stdout, r.stderr)
@@ -151,6 +151,7 @@ def test_drain_with_a_vm_that_cannot_move(lab):
     assert v and v["state"] == "paused", v
     assert node_state(h3, "host2") == ("up", "draining")
     wait_answering(lab, ip1, 1)
+    assert_guest_whole(lab, h3, "dp1", ip1)
     r = h3.cli("vm", "create", "dp3", "--node", "host2", "--memory", "32", "--appliance",
                check=False)
     assert r.returncode != 0 and "draining" in r.stderr, r.stderr
@@ -161,6 +162,7 @@ def test_drain_with_a_vm_that_cannot_move(lab):
     assert r.returncode == 0, (r.stdout, r.stderr)
     res = json.loads(r.stdout)
     assert res["admin"] == "paused" and res["migrated"] == 1, res
+    assert_guest_whole(lab, h3, "dp2", ip2)
     wait_for(lambda: node_state(h1, "host2") == ("up", "paused"), 10, "host2 paused")
     h2.cli("node", "resume", "host2")
     wait_for(lambda: node_state(h1, "host2") == ("up", "active"), 10, "host2 active")

@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "lab"))
 
 from ferrylab import LabProbe  # noqa: E402
 from ferrytest import wait_for  # noqa: E402
-from labvm import (assert_guest_sane, assert_nothing_on, create_vm, lab_session,  # noqa: E402
+from labvm import (assert_guest_sane, assert_guest_whole, assert_nothing_on, create_vm, lab_session,  # noqa: E402
                    local_vm, logs, metrics, missing, qemus_of, vm_on, wait_answering)
 
 NAME = f"m{os.getpid()}"
@@ -67,7 +67,7 @@ def migrate_probed(lab, src, dst, name, ip, viewer):
         v = vm_on(viewer, name)
         return v and v.get("owner") == dst.name and v.get("state") == "running" and v
     wait_for(owner_seen, 10, f"{viewer.name} to list {name} as running on {dst.name}")
-    assert_guest_sane(viewer, name)
+    assert_guest_whole(lab, viewer, name, ip)
     return fig, res
 
 
@@ -264,7 +264,7 @@ def test_postcopy_when_precopy_cannot_converge(lab):
     h1, h2, h3 = lab.hosts
     done = metrics(h1)['ferry_migrations_total{status="completed"}']
     ip = create_vm(lab, h1, "mv3", 3, workload="probe,dirtier",
-                   extra=("--cmdline", "ferry.dirty_mb=64 ferry.dirty_rate=0"))
+                   cmdline="ferry.dirty_mb=64 ferry.dirty_rate=0")
     # The dirtier's first pass touches 64 MB: the guest answers late meanwhile (no migration
     # yet); probe once it runs steadily.
     wait_answering(lab, ip, 3)
@@ -296,7 +296,7 @@ def test_postcopy_when_precopy_cannot_converge(lab):
     wait_for(lambda: (lambda v: v and v.get("owner") == "host2" and v.get("state") == "running")(
         vm_on(h3, "mv3")), 10, "host3 to list mv3 as running on host2")
     assert len(qemus_of("mv3")) == 1
-    assert_guest_sane(h3, "mv3")
+    assert_guest_whole(lab, h3, "mv3", ip)
     rec = h3.cli_json("vm", "migrations", "mv3")["migrations"][0]
     assert rec["status"] == "completed" and rec["strategy"] == "post-copy", rec
     assert metrics(h1)['ferry_migrations_total{status="completed"}'] == done + 1
@@ -390,7 +390,7 @@ def test_postcopy_failure_is_reported_honestly(lab):
     record says failed / post-copy."""
     h1, h2, h3 = lab.hosts
     ip = create_vm(lab, h1, "mv5", 8, workload="probe,dirtier",
-                   extra=("--cmdline", "ferry.dirty_mb=64 ferry.dirty_rate=0"))
+                   cmdline="ferry.dirty_mb=64 ferry.dirty_rate=0")
     taps = local_vm(h1, "mv5")["taps"]
     old_pid = local_vm(h1, "mv5")["pid"]
     p = subprocess.Popen([lab.bins["ferry"], "--socket", h1.sock, "vm", "migrate", "mv5",

@@ -19,7 +19,7 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "lab"))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 
-from labvm import (assert_guest_sane, assert_nothing_on, create_vm, lab_session,  # noqa: E402
+from labvm import (assert_guest_sane, assert_guest_whole, assert_nothing_on, create_vm, lab_session,  # noqa: E402
                    local_vm, logs, missing, qemus_of, qemus_under, vm_on, wait_answering)
 from ferrytest import wait_for  # noqa: E402
 
@@ -126,7 +126,7 @@ def test_source_ferryd_restarts_after_qemu_completed(lab):
     assert_nothing_on(h1, "fs1", taps, timeout=30)
     assert qemus_of("fs1") == [local_vm(h2, "fs1")["pid"]]
     wait_answering(lab, ip)
-    assert_guest_sane(h3, "fs1")
+    assert_guest_whole(lab, h3, "fs1", ip)
     rec = newest_migration(h3, "fs1")
     assert (rec["status"], rec["from"], rec["to"]) == ("completed", "host1", "host2"), rec
     assert rec["downtime_ms"] is not None and rec["bytes"] > 0, rec
@@ -152,7 +152,7 @@ def test_source_ferryd_restarts_then_cancel(lab):
              "the cancel to be recorded")
     assert_nothing_on(h2, "fs2", taps, timeout=30)
     assert_on_source(lab, h1, "fs2", ip)
-    assert_guest_sane(h3, "fs2")
+    assert_guest_whole(lab, h3, "fs2", ip)
     h1.cli("vm", "delete", "--force", "fs2")
 
 
@@ -212,7 +212,7 @@ def test_postcopy_link_cut_resumes(lab):
     answers, its console is clean), and the record counts the recovery."""
     h1, h2, h3 = lab.hosts
     ip = create_vm(lab, h1, "fp1", 6, workload="probe,dirtier", memory=256,
-                   extra=("--cmdline", "ferry.dirty_mb=64 ferry.dirty_rate=0"))
+                   cmdline="ferry.dirty_mb=64 ferry.dirty_rate=0")
     taps = local_vm(h1, "fp1")["taps"]
     wait_answering(lab, ip, 3)
     p = subprocess.Popen([lab.bins["ferry"], "--socket", h1.sock, "vm", "migrate", "fp1",
@@ -255,6 +255,7 @@ def test_postcopy_link_cut_resumes(lab):
     assert w.returncode == 0, (f"{ip} does not answer after the recovered post-copy; its "
                                f"console: {h3.cli('vm', 'console', 'fp1').stdout[-1500:]}")
     wait_answering(lab, ip)
+    assert_guest_whole(lab, h3, "fp1", ip)
     h3.cli("vm", "delete", "--force", "fp1")
 
 
@@ -275,7 +276,7 @@ def test_recorder_acks_survive_migrations(lab):
             print(f"\nfr1 {src.name}->{dst.name}: downtime {fig['downtime_ms']} ms, "
                   f"total {fig['total_ms']} ms")
             time.sleep(2)
-            assert_guest_sane(h3, "fr1")
+            assert_guest_whole(lab, h3, "fr1", ip)
         out, err = rec.communicate(timeout=90)
     finally:
         if rec.poll() is None:

@@ -79,15 +79,26 @@ def logs(lab):
     return "\n".join(f"--- {h.name} ({h.log}):\n{h.log_tail(2500)}" for h in lab.hosts)
 
 
-def create_vm(lab, host, name, k, workload="probe", memory=256, disk=None, extra=()):
-    """An appliance VM on host with guest IP number k, started, answering probes; extra: more
-    `vm create` arguments."""
+# The memory verifier every test guest runs beside its workload: 16 MB rewritten at 4 MB/s and
+# checked once a second, so a migration that loses a write is seen (assert_guest_whole).
+VERIFY = "ferry.verify_mb=16 ferry.verify_rate=4"
+_boot_ids = {}  # (lab dir, ip) -> the verifier's boot id when the VM was created
+
+
+def create_vm(lab, host, name, k, workload="probe", memory=256, disk=None, extra=(), cmdline=""):
+    """An appliance VM on host with guest IP number k, started, answering probes, its memory
+    verifier answering too (it is added to workload); cmdline: more kernel parameters; extra:
+    more `vm create` arguments."""
     ip = lab.guest_ip(k)
     disk = disk or f"{lab.csv}/{name}.vhd"
     host.cli("vm", "create", name, "--node", host.name, "--memory", str(memory), "--appliance",
-             "--workload", workload, "--guest-ip", f"{ip}/24", "--nic", "br0", "--disk",
-             f"{disk},size=64", *extra, "--start")
+             "--workload", f"{workload},memverify", "--cmdline", f"{cmdline} {VERIFY}".strip(),
+             "--guest-ip", f"{ip}/24", "--nic", "br0", "--disk", f"{disk},size=64", *extra,
+             "--start")
     lab.client_exec(["ferry-probe", "wait", ip], timeout=90)
+    rep = ferrylab.memverify(lab, ip, scans=0, timeout_s=60)
+    assert rep["answered"], f"{name}'s memory verifier does not answer: {rep}"
+    _boot_ids[(lab.dir, ip)] = rep["boot_id"]
     return ip
 
 
@@ -143,6 +154,17 @@ def assert_guest_sane(viewer, name):
     con = viewer.cli("vm", "console", name).stdout
     bad = ferrylab.guest_trouble(con)
     assert not bad, f"{name}'s guest is in trouble ({bad!r}):\n{con[-2000:]}"
+
+
+def assert_guest_whole(lab, viewer, name, ip):
+    """After a migration: the memory verifier of the guest at ip (made by create_vm) finished
+    two whole scans on the new host without finding a lost write, and it is the same verifier
+    (the guest did not reboot); and the console shows no trouble."""
+    boot = _boot_ids.get((lab.dir, ip))
+    assert boot, f"{ip} was not made by create_vm: no boot id of its verifier"
+    rep = ferrylab.memverify(lab, ip, scans=2, boot_id=boot, timeout_s=60)
+    assert rep["clean"], f"{name}'s memory is not whole after the migration: {rep}"
+    assert_guest_sane(viewer, name)
 
 
 def metrics(host):
