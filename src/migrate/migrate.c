@@ -19,7 +19,7 @@
 #include "common/util.h"
 #include "migrate/destwatch.h"
 #include "migrate/policy.h"
-#include "vm/vm_internal.h"
+#include "vm/vm.h"
 
 #define POLL_MS 50                  /* query-migrate while QEMU migrates */
 #define MAX_BANDWIDTH (10ULL << 30) /* bytes/s: "unlimited" for a LAN */
@@ -155,7 +155,7 @@ static void cluster_event(struct migrator *m, const char *vm, const char *type, 
 
 static int journal_path(const struct vm *vm, char *out, size_t size)
 {
-    return fmt_path(out, size, "%s/migration.json", vm->dir);
+    return fmt_path(out, size, "%s/migration.json", vm_state_dir(vm));
 }
 
 static int journal_write(const struct mig *g, struct ferr *e)
@@ -273,7 +273,7 @@ static void after_status(struct qmp_conn *c, int status, json_t *r, const char *
     if (st && strcmp(st, "running") != 0 && strcmp(st, "shutdown") != 0) {
         struct ferr e = {0};
         g->refs++;
-        if (vm__qmp_execute(g->vm, "cont", NULL, after_cont, g, &e) < 0) {
+        if (vm_qmp(g->vm, "cont", NULL, after_cont, g, &e) < 0) {
             g->refs--;
             log_warn("migrate %s: %s", g->name, e.msg);
         } else {
@@ -319,9 +319,11 @@ static void reboot_tick(uv_timer_t *t)
     uv_close((uv_handle_t *)&r->timer, reboot_closed);
 }
 
+/* data: the migrator. */
 static void reboot_after_lost(struct vmset *set, struct vm *vm, int status, const struct ferr *e,
                               void *data)
 {
+    struct migrator *m = data;
     struct reboot *r = calloc(1, sizeof(*r));
     if (!r || !vm) {
         free(r);
@@ -329,7 +331,7 @@ static void reboot_after_lost(struct vmset *set, struct vm *vm, int status, cons
     }
     r->vms = set;
     snprintf(r->name, sizeof(r->name), "%s", vm_name(vm));
-    uv_timer_init(set->loop, &r->timer);
+    uv_timer_init(m->env.loop, &r->timer);
     r->timer.data = r;
     uv_timer_start(&r->timer, reboot_tick, 0, 0);
 }
@@ -367,17 +369,17 @@ static void fail(struct mig *g, int code, const char *fmt, ...)
     if (n < 0)
         e.msg[0] = '\0';
     uv_timer_stop(&g->timer);
-    vm__set_migrating(g->vm, NULL, NULL);
+    vm_set_migrating(g->vm, NULL, NULL);
     if (g->prepared) /* retried while the destination cannot be reached (destwatch.c) */
         destwatch_abort(g->m->env.loop, g->m->env.cluster, g->to, g->name);
     struct ferr qe = {0};
     if (g->postcopy) {
         /* Only when the destination said it has no copy may one run here again. */
-        if (vm_kill(g->vm, g->dest_has_none ? reboot_after_lost : NULL, NULL, &qe) < 0)
+        if (vm_kill(g->vm, g->dest_has_none ? reboot_after_lost : NULL, g->m, &qe) < 0)
             log_warn("migrate %s: kill after the failed post-copy: %s", g->name, qe.msg);
     } else {
         g->refs++;
-        if (vm__qmp_execute(g->vm, "query-status", NULL, after_status, g, &qe) < 0)
+        if (vm_qmp(g->vm, "query-status", NULL, after_status, g, &qe) < 0)
             g->refs--;
     }
     log_warn("%s", e.msg);
@@ -435,10 +437,10 @@ static void owner_switched(int status, json_t *body, const struct ferr *e, void 
         mig_unref(g);
         return;
     }
-    vm__set_migrating(g->vm, NULL, NULL);
+    vm_set_migrating(g->vm, NULL, NULL);
     struct ferr qe = {0};
-    if (vm__quit(g->vm, source_quit, g, &qe) < 0)
-        source_quit(g->vm->set, g->vm, 0, NULL, g);
+    if (vm_quit(g->vm, source_quit, g, &qe) < 0)
+        source_quit(vm_vmset(g->vm), g->vm, 0, NULL, g);
     /* the reference of this call passes to the quit/delete chain */
 }
 
@@ -536,7 +538,7 @@ static void confirm_completed(struct mig *g, json_t *r)
     }
 }
 
-static int qmp_step(struct mig *g, const char *cmd, json_t *args, vm__qmp_cb cb);
+static int qmp_step(struct mig *g, const char *cmd, json_t *args, vm_qmp_cb cb);
 static void on_setup(struct qmp_conn *c, int status, json_t *r, const char *err, void *d);
 
 /* ---- source: resuming a broken post-copy (QEMU's postcopy recovery) ---- */
@@ -577,7 +579,7 @@ static void recover_answer(int status, json_t *body, const struct ferr *e, void 
         struct ferr qe = {0};
         g->refs++;
         g->recover_busy = true;
-        if (vm__qmp_execute(g->vm, "migrate", args, after_resume, g, &qe) < 0) {
+        if (vm_qmp(g->vm, "migrate", args, after_resume, g, &qe) < 0) {
             g->refs--;
             g->recover_busy = false;
             log_warn("migrate %s: migrate resume: %s", g->name, qe.msg);
@@ -719,7 +721,7 @@ static void poll_now(struct mig *g)
     struct ferr e = {0};
     g->refs++;
     g->query_busy = true;
-    if (vm__qmp_execute(g->vm, "query-migrate", NULL, on_query, g, &e) < 0) {
+    if (vm_qmp(g->vm, "query-migrate", NULL, on_query, g, &e) < 0) {
         g->query_busy = false;
         g->refs--;
         fail(g, FERR_QEMU, "%s", e.msg);
@@ -756,7 +758,7 @@ static void dest_lost(const char *why, void *data)
          * up, minutes) and resume it once the destination answers (try_recover). */
         log_warn("migrate %s: %s; pausing the post-copy", g->name, why);
         struct ferr qe = {0};
-        if (vm__qmp_execute(g->vm, "migrate-pause", NULL, NULL, NULL, &qe) < 0)
+        if (vm_qmp(g->vm, "migrate-pause", NULL, NULL, NULL, &qe) < 0)
             log_warn("migrate %s: migrate-pause: %s", g->name, qe.msg);
         return;
     }
@@ -764,7 +766,7 @@ static void dest_lost(const char *why, void *data)
     log_warn("migrate %s: %s; cancelling", g->name, why);
     struct ferr qe = {0};
     g->refs++;
-    if (vm__qmp_execute(g->vm, "migrate_cancel", NULL, after_cancel, g, &qe) < 0) {
+    if (vm_qmp(g->vm, "migrate_cancel", NULL, after_cancel, g, &qe) < 0) {
         g->refs--;
         fail(g, FERR_UNAVAIL, "%s", g->lost);
     }
@@ -796,11 +798,11 @@ static void on_setup(struct qmp_conn *c, int status, json_t *r, const char *err,
     mig_unref(g);
 }
 
-static int qmp_step(struct mig *g, const char *cmd, json_t *args, vm__qmp_cb cb)
+static int qmp_step(struct mig *g, const char *cmd, json_t *args, vm_qmp_cb cb)
 {
     struct ferr e = {0};
     g->refs++;
-    if (vm__qmp_execute(g->vm, cmd, args, cb, g, &e) < 0) {
+    if (vm_qmp(g->vm, cmd, args, cb, g, &e) < 0) {
         g->refs--;
         fail(g, FERR_QEMU, "%s: %s", cmd, e.msg);
         return -1;
@@ -931,7 +933,7 @@ int migrate_start(struct migrator *m, struct vm *vm, const struct migrate_opts *
     uint64_t budget_ms = o->budget_ms;
     const char *name = vm_name(vm);
     struct mig *busy = find_mig(m, name);
-    if (busy || vm->migrating_out)
+    if (busy || vm_migrating(vm))
         return ferr_set(e, FERR_STATE,
                         "%s is already migrating to %s (ferry vm migrate --cancel %s)", name,
                         busy ? busy->to : "another node", name);
@@ -1012,13 +1014,13 @@ int migrate_start(struct migrator *m, struct vm *vm, const struct migrate_opts *
     g->timer.data = g;
     g->next = m->migs;
     m->migs = g;
-    vm__set_migrating(vm, on_vm_event, g);
+    vm_set_migrating(vm, on_vm_event, g);
     rc = cluster_call(m->env.cluster, g->to, "POST", "/v1/internal/migrate/prepare", text, prepared,
                       g, e);
     free(text);
     if (rc < 0) {
         ferr_prefix(e, "migrate %s: prepare on %s", name, g->to);
-        vm__set_migrating(vm, NULL, NULL);
+        vm_set_migrating(vm, NULL, NULL);
         g->refs--; /* no prepare call */
         finish(g);
         return rc;
@@ -1054,7 +1056,7 @@ int migrate_cancel(struct migrator *m, const char *name, struct ferr *e)
         return 0; /* prepared() sees the flag */
     struct ferr qe = {0};
     g->refs++;
-    if (vm__qmp_execute(g->vm, "migrate_cancel", NULL, after_cancel, g, &qe) < 0) {
+    if (vm_qmp(g->vm, "migrate_cancel", NULL, after_cancel, g, &qe) < 0) {
         g->refs--;
         fail(g, FERR_STATE, "cancelled by request");
     }
@@ -1152,7 +1154,7 @@ void migrate_recover(struct migrator *m, struct vm *vm)
     g->timer.data = g;
     g->next = m->migs;
     m->migs = g;
-    vm__set_migrating(vm, on_vm_event, g);
+    vm_set_migrating(vm, on_vm_event, g);
     g->watch = destwatch_start(m->env.loop, m->env.cluster, g->to, g->name, dest_lost, g);
     log_info("migrate %s: ferryd restarted during the migration to %s (%s); taking it over", name,
              g->to, strategy(g));
@@ -1287,8 +1289,7 @@ static void prep_created(struct vmset *set, struct vm *vm, int status, const str
         return;
     }
     snprintf(p->uri, sizeof(p->uri), "tcp:%s:%d", ip, port);
-    vm->incoming_postcopy = p->postcopy;
-    if (vm__start_incoming(vm, p->uri, prep_started, p, &p->e) < 0)
+    if (vm_start_incoming(vm, p->uri, p->postcopy, prep_started, p, &p->e) < 0)
         prep_fail(p);
 }
 
@@ -1369,8 +1370,8 @@ void migrate_on_console(struct migrator *m, const json_t *body, migrate_cb cb, v
                      "%s[ferry] the console above is %s's; the VM is live-migrating to %s\r\n",
                      len && json_string_value(text)[len - 1] != '\n' ? "\r\n" : "", from,
                      m->env.node_name);
-    vm__console_append(vm, json_string_value(text), len);
-    vm__console_append(vm, mark, (size_t)n);
+    vm_console_append(vm, json_string_value(text), len);
+    vm_console_append(vm, mark, (size_t)n);
     cb(200, json_pack("{s:I}", "appended", (json_int_t)len), NULL, data);
 }
 
@@ -1427,12 +1428,12 @@ static void recover_status(struct qmp_conn *c, int status, json_t *r, const char
                   err ? err : ferr_str(status));
     } else if (strcmp(st, "postcopy-active") == 0) {
         /* The source saw the stream break, this side not yet (TCP still waits): break it. */
-        if (vm__qmp_execute(vm, "migrate-pause", NULL, recover_paused, x, &e) == 0)
+        if (vm_qmp(vm, "migrate-pause", NULL, recover_paused, x, &e) == 0)
             return;
         reply_err(x->cb, x->data, FERR_QEMU, "%s", e.msg);
-    } else if (strcmp(st, "postcopy-recover") == 0 && vm->incoming_uri[0]) {
+    } else if (strcmp(st, "postcopy-recover") == 0 && vm_incoming_uri(vm)[0]) {
         /* Listening from an earlier call whose answer was lost. */
-        x->cb(200, json_pack("{s:s, s:s}", "uri", vm->incoming_uri, "node", x->m->env.node_name),
+        x->cb(200, json_pack("{s:s, s:s}", "uri", vm_incoming_uri(vm), "node", x->m->env.node_name),
               NULL, x->data);
     } else if (strcmp(st, "postcopy-paused") != 0) {
         reply_err(x->cb, x->data, FERR_STATE, "%s: its incoming migration is %s here", x->name, st);
@@ -1440,12 +1441,12 @@ static void recover_status(struct qmp_conn *c, int status, json_t *r, const char
         reply_err(x->cb, x->data, e.code, "%s", e.msg);
     } else {
         snprintf(x->uri, sizeof(x->uri), "tcp:%s:%d", ip, port);
-        snprintf(vm->incoming_uri, sizeof(vm->incoming_uri), "%.127s", x->uri);
+        vm_set_incoming_uri(vm, x->uri); /* x->uri is "tcp:IP:PORT": it fits */
         log_info("migrate %s: post-copy broke; listening again at %s", x->name, x->uri);
         events_add(x->m->env.events, x->name, "vm.migrating",
                    "the post-copy stream broke; listening again at %s", x->uri);
-        if (vm__qmp_execute(vm, "migrate-recover", json_pack("{s:s}", "uri", x->uri),
-                            recover_listening, x, &e) == 0)
+        if (vm_qmp(vm, "migrate-recover", json_pack("{s:s}", "uri", x->uri), recover_listening, x,
+                   &e) == 0)
             return;
         reply_err(x->cb, x->data, FERR_QEMU, "%s", e.msg);
     }
@@ -1476,7 +1477,7 @@ void migrate_on_recover(struct migrator *m, const json_t *body, migrate_cb cb, v
     x->data = data;
     snprintf(x->name, sizeof(x->name), "%s", name);
     struct ferr e = {0};
-    if (vm__qmp_execute(vm, "query-migrate", NULL, recover_status, x, &e) < 0) {
+    if (vm_qmp(vm, "query-migrate", NULL, recover_status, x, &e) < 0) {
         free(x);
         reply_err(cb, data, FERR_STATE, "%s: %s; ask again", name, e.msg);
     }

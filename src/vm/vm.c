@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* One VM on this host: start QEMU, watch it through QMP and a pidfd, stop, pause, console. */
+/* One VM on this host: its state machine over a QEMU process (qemu/process.c) and its QMP
+ * connection: start, stop, pause, console. */
 #include "vm/vm_internal.h"
 
 #include <errno.h>
@@ -9,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -17,6 +17,7 @@
 #include "host/host.h"
 #include "net/tap.h"
 #include "qemu/cmdline.h"
+#include "qemu/process.h"
 #include "qemu/qmp.h"
 #include "storage/vhd.h"
 
@@ -117,30 +118,15 @@ static void cleanup_runtime(struct vm *vm)
     vm->pid = 0;
 }
 
-/* The last non-empty line QEMU wrote to its log: usually the reason it failed. */
-static void qemu_log_tail(const struct vm *vm, char *out, size_t size)
-{
-    char p[700], *text = NULL;
-    size_t len = 0;
-    out[0] = '\0';
-    snprintf(p, sizeof(p), "%s/qemu.log", vm->run);
-    if (file_read_all(p, 1 << 20, &text, &len, NULL) < 0)
-        return;
-    while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
-        text[--len] = '\0';
-    char *line = strrchr(text, '\n');
-    snprintf(out, size, "%s", line ? line + 1 : text);
-    free(text);
-}
-
 static void drain_console(struct vm *vm);
 static void drain_console_timer(uv_timer_t *t);
 static void incoming_ready(struct vm *vm);
 static void on_ringbuf(struct qmp_conn *c, int status, json_t *result, const char *err, void *d);
 static void handle_closed(uv_handle_t *h);
 
-/* QEMU is gone (pidfd readable and, for our child, reaped). Settle the state. */
-static void qemu_gone(struct vm *vm)
+/* QEMU is gone (how: what qemu/process.c knows of its end, NULL if it never ran). Settle the
+ * state. */
+static void qemu_gone(struct vm *vm, const struct qemu_exit *how)
 {
     if (vm->qmp) {
         qmp_conn_close(vm->qmp);
@@ -151,8 +137,9 @@ static void qemu_gone(struct vm *vm)
     uv_timer_stop(&vm->poll);
     enum vm_state was = vm->state;
     struct ferr e = {0};
-    char tail[300];
-    qemu_log_tail(vm, tail, sizeof(tail));
+    char tail[300], logp[700];
+    snprintf(logp, sizeof(logp), "%s/qemu.log", vm->run);
+    qemu_log_tail(logp, tail, sizeof(tail));
     if (vm->fail_pending) {
         set_state(vm, VM_FAILED);
     } else if (vm->stop_requested || vm->guest_shutdown) {
@@ -163,12 +150,12 @@ static void qemu_gone(struct vm *vm)
                                           : "guest powered off");
     } else {
         set_state(vm, VM_FAILED);
-        if (vm->proc_exited && vm->term_signal)
+        if (how && how->reaped && how->signal)
             snprintf(vm->reason, sizeof(vm->reason), "QEMU was killed by signal %d%s%s",
-                     vm->term_signal, tail[0] ? ": " : "", tail);
-        else if (vm->proc_exited)
+                     how->signal, tail[0] ? ": " : "", tail);
+        else if (how && how->reaped)
             snprintf(vm->reason, sizeof(vm->reason), "QEMU exited with status %lld%s%s",
-                     (long long)vm->exit_status, tail[0] ? ": " : "", tail);
+                     (long long)how->status, tail[0] ? ": " : "", tail);
         else
             snprintf(vm->reason, sizeof(vm->reason), "QEMU exited unexpectedly%s%s",
                      tail[0] ? ": " : "", tail);
@@ -190,58 +177,11 @@ static void qemu_gone(struct vm *vm)
     }
 }
 
-static void pidfd_closed(uv_handle_t *h)
+static void on_qemu_exit(struct qemu_proc *p, const struct qemu_exit *how, void *data)
 {
-    struct vm *vm = h->data;
-    close(vm->pidfd);
-    vm->pidfd = -1;
-    handle_closed(h);
-}
-
-static void stop_pidfd(struct vm *vm)
-{
-    if (!vm->pidfd_active)
-        return;
-    vm->pidfd_active = false;
-    vm->closing++;
-    uv_close((uv_handle_t *)&vm->pidfd_poll, pidfd_closed);
-}
-
-static void on_proc_exit(uv_process_t *p, int64_t status, int sig)
-{
-    struct vm *vm = p->data;
-    vm->proc_exited = true;
-    vm->exit_status = status;
-    vm->term_signal = sig;
-    vm->proc_active = false;
-    vm->closing++;
-    uv_close((uv_handle_t *)p, handle_closed);
-    /* If the pidfd already fired it waited for us; otherwise it fires next. */
-    if (!vm->pidfd_active)
-        qemu_gone(vm);
-}
-
-static void on_pidfd(uv_poll_t *h, int status, int events)
-{
-    struct vm *vm = h->data;
-    stop_pidfd(vm);
-    /* Our own child is reaped by libuv; wait for its exit status to explain the failure. */
-    if (vm->proc_active)
-        return;
-    qemu_gone(vm);
-}
-
-static int watch_pid(struct vm *vm, struct ferr *e)
-{
-    int fd = (int)syscall(SYS_pidfd_open, vm->pid, 0);
-    if (fd < 0)
-        return ferr_set(e, -errno, "pidfd_open %d: %s", vm->pid, strerror(errno));
-    vm->pidfd = fd;
-    uv_poll_init(vm->set->loop, &vm->pidfd_poll, fd);
-    vm->pidfd_poll.data = vm;
-    uv_poll_start(&vm->pidfd_poll, UV_READABLE, on_pidfd);
-    vm->pidfd_active = true;
-    return 0;
+    struct vm *vm = data;
+    vm->qemu = NULL;
+    qemu_gone(vm, how);
 }
 
 /* QMP broke while QEMU still runs: we cannot manage it any more, so it must not keep running
@@ -250,10 +190,10 @@ static void fail_and_kill(struct vm *vm, const char *why)
 {
     snprintf(vm->reason, sizeof(vm->reason), "%s", why);
     vm->fail_pending = true;
-    if (vm->pid > 0 && (vm->pidfd_active || vm->proc_active))
-        kill(vm->pid, SIGKILL);
+    if (vm->qemu)
+        qemu_proc_signal(vm->qemu, SIGKILL);
     else
-        qemu_gone(vm);
+        qemu_gone(vm, NULL);
 }
 
 /* ---- QMP ---- */
@@ -578,18 +518,41 @@ static void start_work(uv_work_t *req)
     sw->status = host_info_read(&sw->host, &sw->e);
 }
 
+_Static_assert(VM_MAX_DISKS <= QEMU_MAX_DISKS && VM_MAX_NICS <= QEMU_MAX_NICS &&
+                   VM_PATH_MAX <= QEMU_PATH_MAX && VM_CMDLINE_MAX <= QEMU_APPEND_MAX &&
+                   VM_NAME_MAX <= QEMU_NAME_MAX && VM_MACHINE_MAX <= QEMU_NAME_MAX &&
+                   VM_MAX_VCPUS <= QEMU_MAX_VCPUS && VM_MIN_MEMORY_MIB >= QEMU_MIN_MEMORY_MIB,
+               "every VM spec must fit the QEMU command line builder");
+
 static int spawn_qemu(struct vm *vm, struct ferr *e)
 {
-    const char *taps[VM_MAX_NICS];
-    for (unsigned i = 0; i < vm->spec.nnics; i++)
-        taps[i] = vm->taps[i];
+    const struct vm_spec *s = &vm->spec;
+    struct qemu_disk disks[VM_MAX_DISKS];
+    struct qemu_nic nics[VM_MAX_NICS];
+    for (unsigned i = 0; i < s->ndisks; i++)
+        disks[i] = (struct qemu_disk){s->disks[i].path, vm->disk_bytes[i], s->disks[i].readonly};
+    for (unsigned i = 0; i < s->nnics; i++)
+        nics[i] = (struct qemu_nic){vm->taps[i], s->nics[i].mac};
+    struct qemu_machine m = {
+        .name = s->name,
+        .type = s->machine,
+        .sockets = s->sockets,
+        .cores = s->cores,
+        .threads = s->threads,
+        .memory_mib = s->memory_mib,
+        .ndisks = s->ndisks,
+        .disks = disks,
+        .nnics = s->nnics,
+        .nics = nics,
+        .kernel = s->boot.kernel,
+        .initrd = s->boot.initrd,
+        .append = s->boot.cmdline,
+    };
     struct qemu_launch l = {
-        .spec = &vm->spec,
+        .m = &m,
         .qemu_binary = vm->set->cfg.qemu_binary,
         .accel = vm->set->cfg.accel,
         .run_dir = vm->run,
-        .taps = taps,
-        .disk_bytes = vm->disk_bytes,
         .incoming = vm->incoming ? "defer" : NULL,
         .prealloc = vm->incoming && vm->set->cfg.incoming_prealloc,
     };
@@ -599,44 +562,11 @@ static int spawn_qemu(struct vm *vm, struct ferr *e)
         return rc;
     char logp[700];
     snprintf(logp, sizeof(logp), "%s/qemu.log", vm->run);
-    int logfd = open(logp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (logfd < 0) {
-        rc = ferr_set(e, -errno, "open %s: %s", logp, strerror(errno));
-        goto out;
+    rc = qemu_proc_spawn(vm->set->loop, argv, logp, on_qemu_exit, vm, &vm->qemu, e);
+    if (rc == 0) {
+        vm->pid = qemu_proc_pid(vm->qemu);
+        log_info("vm %s: QEMU pid %d started", vm->spec.name, vm->pid);
     }
-    uv_stdio_container_t stdio[3] = {
-        {.flags = UV_IGNORE},
-        {.flags = UV_INHERIT_FD, .data.fd = logfd},
-        {.flags = UV_INHERIT_FD, .data.fd = logfd},
-    };
-    uv_process_options_t opt = {
-        .file = argv[0],
-        .args = argv,
-        .exit_cb = on_proc_exit,
-        .flags = UV_PROCESS_DETACHED, /* own session: QEMU outlives a ferryd restart */
-        .stdio_count = 3,
-        .stdio = stdio,
-    };
-    vm->proc.data = vm;
-    vm->proc_exited = false;
-    vm->term_signal = 0;
-    vm->exit_status = 0;
-    rc = uv_spawn(vm->set->loop, &vm->proc, &opt);
-    close(logfd);
-    if (rc < 0) {
-        ferr_set(e, rc, "spawn %s: %s", argv[0], uv_strerror(rc));
-        /* uv_spawn initialised the handle even on failure: it must be closed. */
-        vm->closing++;
-        uv_close((uv_handle_t *)&vm->proc, handle_closed);
-        goto out;
-    }
-    vm->proc_active = true;
-    vm->pid = vm->proc.pid;
-    log_info("vm %s: QEMU pid %d started", vm->spec.name, vm->pid);
-    if (watch_pid(vm, e) < 0)
-        log_warn("vm %s: %s; relying on the exit status alone", vm->spec.name, e->msg);
-    rc = 0;
-out:
     qemu_argv_free(argv);
     return rc;
 }
@@ -717,6 +647,14 @@ int vm_start(struct vm *vm, vm_done_cb cb, void *data, struct ferr *e)
 
 /* ---- stop, kill, pause, resume ---- */
 
+/* SIGKILL to the VM's QEMU, if one is watched (never to a pid that may have been recycled);
+ * qemu_gone() follows when it is gone. */
+static void kill_qemu(struct vm *vm)
+{
+    if (vm->qemu)
+        qemu_proc_signal(vm->qemu, SIGKILL);
+}
+
 static void stop_deadline(uv_timer_t *t)
 {
     struct vm *vm = t->data;
@@ -725,7 +663,7 @@ static void stop_deadline(uv_timer_t *t)
     log_info("vm %s: no power-off within the timeout; killing QEMU", vm->spec.name);
     events_add(vm->set->events, vm->spec.name, "vm.killed", "guest did not power off in time");
     vm->killed_after_timeout = true;
-    kill(vm->pid, SIGKILL);
+    kill_qemu(vm);
 }
 
 static void on_powerdown(struct qmp_conn *c, int status, json_t *r, const char *err, void *d)
@@ -735,7 +673,7 @@ static void on_powerdown(struct qmp_conn *c, int status, json_t *r, const char *
     struct vm *vm = d;
     if (status < 0 && vm->pid > 0 && vm->state == VM_STOPPING) {
         log_warn("vm %s: system_powerdown failed (%s); killing QEMU", vm->spec.name, err);
-        kill(vm->pid, SIGKILL);
+        kill_qemu(vm);
     }
 }
 
@@ -755,7 +693,7 @@ int vm_stop(struct vm *vm, unsigned timeout_s, vm_done_cb cb, void *data, struct
     vm->stop_requested = true;
     if (was == VM_PAUSED || !vm->qmp_ready) {
         /* A paused guest cannot react to the power button. */
-        kill(vm->pid, SIGKILL);
+        kill_qemu(vm);
         return 0;
     }
     qmp_conn_execute(vm->qmp, "system_powerdown", NULL, on_powerdown, vm);
@@ -781,7 +719,7 @@ int vm_kill(struct vm *vm, vm_done_cb cb, void *data, struct ferr *e)
     int rc = begin_end(vm, cb, data, e);
     if (rc < 0)
         return rc;
-    kill(vm->pid, SIGKILL);
+    kill_qemu(vm);
     return 0;
 }
 
@@ -851,37 +789,13 @@ int vm_resume(struct vm *vm, vm_done_cb cb, void *data, struct ferr *e)
 
 /* ---- attach after a ferryd restart ---- */
 
-/* True if pid is a live (not zombie) process whose command line names this VM. */
-static bool pid_is_our_qemu(int pid, const char *name)
-{
-    char p[64], *text = NULL;
-    size_t len = 0;
-    snprintf(p, sizeof(p), "/proc/%d/stat", pid);
-    if (file_read_all(p, 4096, &text, &len, NULL) < 0)
-        return false;
-    char *rp = strrchr(text, ')');
-    bool alive = rp && rp[1] == ' ' && rp[2] != 'Z' && rp[2] != 'X';
-    free(text);
-    if (!alive)
-        return false;
-    snprintf(p, sizeof(p), "/proc/%d/cmdline", pid);
-    if (file_read_all(p, 1 << 20, &text, &len, NULL) < 0)
-        return false;
-    char want[VM_NAME_MAX + 16];
-    snprintf(want, sizeof(want), "guest=%s,", name);
-    bool ok = false;
-    for (size_t i = 0; i < len; i += strlen(text + i) + 1)
-        if (strncmp(text + i, want, strlen(want)) == 0)
-            ok = true;
-    free(text);
-    return ok;
-}
-
 void vm__attach(struct vm *vm)
 {
-    char p[700], *text = NULL;
+    char p[700];
+    struct ferr e = {0};
     snprintf(p, sizeof(p), "%s/qemu.pid", vm->run);
-    if (file_read_all(p, 64, &text, NULL, NULL) < 0) {
+    int rc = qemu_proc_adopt(vm->set->loop, p, vm->spec.name, on_qemu_exit, vm, &vm->qemu, &e);
+    if (rc == FERR_NOTFOUND) {
         /* Not running. A QEMU that exited while ferryd was down unlinked its pid file itself
          * (an incoming QEMU whose migration failed, say), but the taps ferryd made for it
          * stay behind: remove them (deleting an absent tap is no error). */
@@ -893,23 +807,18 @@ void vm__attach(struct vm *vm)
         }
         return;
     }
-    int pid = atoi(text);
-    free(text);
     for (unsigned i = 0; i < vm->spec.nnics; i++)
         tap_name_for(vm->spec.name, i, vm->taps[i]);
-    if (pid <= 0 || !pid_is_our_qemu(pid, vm->spec.name)) {
+    if (rc < 0) {
         cleanup_runtime(vm);
         snprintf(vm->reason, sizeof(vm->reason), "QEMU exited while ferryd was not running");
         set_state(vm, VM_FAILED);
         events_add(vm->set->events, vm->spec.name, "vm.failed", "%s", vm->reason);
         return;
     }
-    vm->pid = pid;
-    struct ferr e = {0};
+    vm->pid = qemu_proc_pid(vm->qemu);
     set_state(vm, VM_STARTING);
     vm->attaching = true;
-    if (watch_pid(vm, &e) < 0)
-        log_warn("vm %s: %s", vm->spec.name, e.msg);
     vm->deadline_ms = now_mono_ms() + start_limit_ms(vm);
     uv_timer_start(&vm->poll, start_timeout, start_limit_ms(vm), 0);
     connect_qmp(vm);
@@ -926,7 +835,6 @@ int vm__new(struct vmset *set, const struct vm_spec *spec, uint64_t created_ms, 
     vm->set = set;
     vm->spec = *spec;
     vm->created_ms = created_ms;
-    vm->pidfd = -1;
     if (fmt_path(vm->dir, sizeof(vm->dir), "%s/vms/%s", set->cfg.state_dir, spec->name) < 0 ||
         fmt_path(vm->run, sizeof(vm->run), "%s/%s", set->cfg.run_dir, spec->name) < 0) {
         free(vm);
@@ -982,16 +890,10 @@ void vm__release(struct vm *vm, void (*on_freed)(struct vmset *set))
     }
     vm->on_freed = on_freed;
     vm->releasing = true;
-    if (vm->proc_active) {
-        /* Forget our child; it runs on as its own session and is re-attached later. */
-        vm->proc_active = false;
-        vm->closing++;
-        uv_close((uv_handle_t *)&vm->proc, handle_closed);
-    }
-    if (vm->pidfd_active) {
-        vm->pidfd_active = false;
-        vm->closing++;
-        uv_close((uv_handle_t *)&vm->pidfd_poll, pidfd_closed);
+    if (vm->qemu) {
+        /* QEMU runs on as its own session and is adopted again later. */
+        qemu_proc_release(vm->qemu);
+        vm->qemu = NULL;
     }
     vm->closing += 2;
     uv_close((uv_handle_t *)&vm->timer, handle_closed);
@@ -1062,27 +964,41 @@ int vm_console_read(const struct vm *vm, uint64_t offset, size_t max, char **out
     return console_read(vm->console, offset, max, out, len, from);
 }
 
-/* ---- live migration hooks (src/migrate/) ---- */
+/* ---- live migration: the VM's side (src/migrate/ drives it) ---- */
 
-void vm__console_append(struct vm *vm, const char *data, size_t len)
+void vm_console_append(struct vm *vm, const char *data, size_t len)
 {
     console_append(vm->console, data, len);
 }
 
-int vm__start_incoming(struct vm *vm, const char *uri, vm_done_cb cb, void *data, struct ferr *e)
+int vm_start_incoming(struct vm *vm, const char *uri, bool postcopy, vm_done_cb cb, void *data,
+                      struct ferr *e)
 {
     if (snprintf(vm->incoming_uri, sizeof(vm->incoming_uri), "%s", uri) >=
         (int)sizeof(vm->incoming_uri))
         return ferr_set(e, FERR_INVALID, "incoming uri too long");
     vm->incoming = true;
+    vm->incoming_postcopy = postcopy;
     int rc = vm_start(vm, cb, data, e);
     if (rc < 0)
         vm->incoming = false;
     return rc;
 }
 
-int vm__qmp_execute(struct vm *vm, const char *cmd, json_t *args, vm__qmp_cb cb, void *data,
-                    struct ferr *e)
+const char *vm_incoming_uri(const struct vm *vm)
+{
+    return vm->incoming_uri;
+}
+
+int vm_set_incoming_uri(struct vm *vm, const char *uri)
+{
+    if (strlen(uri) >= sizeof(vm->incoming_uri))
+        return FERR_INVALID;
+    snprintf(vm->incoming_uri, sizeof(vm->incoming_uri), "%s", uri);
+    return 0;
+}
+
+int vm_qmp(struct vm *vm, const char *cmd, json_t *args, vm_qmp_cb cb, void *data, struct ferr *e)
 {
     if (!vm->qmp || !vm->qmp_ready) {
         json_decref(args);
@@ -1094,22 +1010,36 @@ int vm__qmp_execute(struct vm *vm, const char *cmd, json_t *args, vm__qmp_cb cb,
     return 0;
 }
 
-void vm__set_migrating(struct vm *vm,
-                       void (*fn)(struct vm *vm, const char *event, json_t *data, void *d), void *d)
+void vm_set_migrating(struct vm *vm, vm_event_fn fn, void *d)
 {
     vm->mig_event = fn;
     vm->mig_data = d;
     vm->migrating_out = fn != NULL;
 }
 
-int vm__quit(struct vm *vm, vm_done_cb cb, void *data, struct ferr *e)
+bool vm_migrating(const struct vm *vm)
+{
+    return vm->migrating_out;
+}
+
+int vm_quit(struct vm *vm, vm_done_cb cb, void *data, struct ferr *e)
 {
     int rc = begin_end(vm, cb, data, e);
     if (rc < 0)
         return rc;
     if (!vm->qmp_ready || qmp_conn_execute(vm->qmp, "quit", NULL, NULL, NULL) < 0)
-        kill(vm->pid, SIGKILL);
+        kill_qemu(vm);
     else
         uv_timer_start(&vm->timer, stop_deadline, 5000, 0);
     return 0;
+}
+
+const char *vm_state_dir(const struct vm *vm)
+{
+    return vm->dir;
+}
+
+struct vmset *vm_vmset(const struct vm *vm)
+{
+    return vm->set;
 }

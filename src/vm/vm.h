@@ -124,4 +124,46 @@ struct vm_stats {
 /* Latest counters (disk counters are refreshed from QMP query-blockstats in the background). */
 void vm_stats_get(const struct vm *vm, struct vm_stats *out);
 
+/* Where the VM's definition, console log and other files live (STATE/vms/NAME). */
+const char *vm_state_dir(const struct vm *vm);
+/* The set the VM belongs to. */
+struct vmset *vm_vmset(const struct vm *vm);
+
+/*
+ * ---- Live migration: the VM's side of it ----
+ * src/migrate/ drives a migration; these are the only hooks it has into a VM.
+ */
+struct qmp_conn;
+/* A QMP answer (qemu/qmp.h's qmp_reply_cb): status 0 with result, or negative with errmsg;
+ * -ECANCELED when the connection closed first. */
+typedef void (*vm_qmp_cb)(struct qmp_conn *c, int status, json_t *result, const char *errmsg,
+                          void *data);
+/* Sees every QMP event of the VM's QEMU while a migration watches it. */
+typedef void (*vm_event_fn)(struct vm *vm, const char *event, json_t *data, void *d);
+
+/* Destination: starts the stopped VM's QEMU with "-incoming defer" (preallocating its memory
+ * when the set's incoming_prealloc says so), enables postcopy-ram when postcopy, then QMP
+ * migrate-incoming uri; cb runs once QEMU listens (VM_INCOMING) or failed. The VM becomes
+ * running when QEMU says RESUME after the migration. Same refusals as vm_start; FERR_INVALID
+ * for a uri too long. */
+int vm_start_incoming(struct vm *vm, const char *uri, bool postcopy, vm_done_cb cb, void *data,
+                      struct ferr *e);
+/* Destination: where QEMU listens for the stream ("" before vm_start_incoming); after a
+ * post-copy recovery (migrate-recover) the caller records the new address with
+ * vm_set_incoming_uri (FERR_INVALID if too long). */
+const char *vm_incoming_uri(const struct vm *vm);
+int vm_set_incoming_uri(struct vm *vm, const char *uri);
+/* Sends a QMP command to the VM's QEMU (args stolen, also on failure). FERR_STATE without a
+ * ready QMP connection. */
+int vm_qmp(struct vm *vm, const char *cmd, json_t *args, vm_qmp_cb cb, void *data, struct ferr *e);
+/* Source: marks the VM as migrating out (fn != NULL, which then sees every QMP event) or not.
+ * While set, QEMU's STOP (the switchover) does not make the VM "paused". */
+void vm_set_migrating(struct vm *vm, vm_event_fn fn, void *d);
+bool vm_migrating(const struct vm *vm);
+/* Destination: adds text to the console history (the source's, sent before the switchover). */
+void vm_console_append(struct vm *vm, const char *data, size_t len);
+/* Source after a completed migration: QMP quit (SIGKILL after 5 s); cb once QEMU is gone and
+ * the VM is stopped. FERR_STATE without a QEMU. */
+int vm_quit(struct vm *vm, vm_done_cb cb, void *data, struct ferr *e);
+
 #endif

@@ -7,6 +7,7 @@
 #include "vm/vm.h"
 
 struct qmp_conn;
+struct qemu_proc;
 
 struct vm_waiter {
     vm_done_cb cb;
@@ -28,14 +29,7 @@ struct vm {
     char taps[VM_MAX_NICS][16];
     uint64_t disk_bytes[VM_MAX_DISKS];
 
-    uv_process_t proc; /* only while we are QEMU's parent */
-    bool proc_active;
-    bool proc_exited;
-    int64_t exit_status;
-    int term_signal;
-    int pidfd;
-    uv_poll_t pidfd_poll;
-    bool pidfd_active;
+    struct qemu_proc *qemu; /* while a QEMU runs (or is adopted) for the VM */
 
     struct qmp_conn *qmp;
     bool qmp_ready;
@@ -66,7 +60,7 @@ struct vm {
     char incoming_uri[128]; /* what migrate-incoming listens on */
     bool incoming_postcopy; /* destination: enable postcopy-ram before migrate-incoming */
     bool migrating_out;     /* source: a migration is under way; its STOP is not a pause */
-    void (*mig_event)(struct vm *vm, const char *event, json_t *data, void *d);
+    vm_event_fn mig_event;
     void *mig_data;
 };
 
@@ -94,27 +88,5 @@ void vm__attach(struct vm *vm);
 /* Stops watching QEMU (it keeps running) and frees the VM once its handles closed. */
 void vm__release(struct vm *vm, void (*on_freed)(struct vmset *set));
 void vm__notify(struct vm *vm, int status, const struct ferr *e);
-
-/* ---- live migration (for src/migrate/ only) ---- */
-struct qmp_conn;
-typedef void (*vm__qmp_cb)(struct qmp_conn *c, int status, json_t *result, const char *errmsg,
-                           void *data);
-/* Destination: starts the stopped VM's QEMU with "-incoming defer", then QMP migrate-incoming
- * uri; cb runs once QEMU listens (VM_INCOMING) or failed. The VM becomes running when QEMU
- * says RESUME after the migration. Same refusals as vm_start. */
-int vm__start_incoming(struct vm *vm, const char *uri, vm_done_cb cb, void *data, struct ferr *e);
-/* Sends a QMP command to the VM's QEMU (args stolen). FERR_STATE without a ready QMP link. */
-int vm__qmp_execute(struct vm *vm, const char *cmd, json_t *args, vm__qmp_cb cb, void *data,
-                    struct ferr *e);
-/* Source: marks the VM as migrating out (fn != NULL) or not; fn sees every QMP event. While
- * set, QEMU's STOP (the switchover) does not make the VM "paused". */
-void vm__set_migrating(struct vm *vm,
-                       void (*fn)(struct vm *vm, const char *event, json_t *data, void *d),
-                       void *d);
-/* Destination: adds text to the console history (the source's, sent before the switchover). */
-void vm__console_append(struct vm *vm, const char *data, size_t len);
-/* Source after a completed migration: QMP quit (SIGKILL after 5 s); cb once QEMU is gone and
- * the VM is stopped. */
-int vm__quit(struct vm *vm, vm_done_cb cb, void *data, struct ferr *e);
 
 #endif

@@ -1,0 +1,246 @@
+/* SPDX-License-Identifier: MIT */
+/* A QEMU process under supervision: spawn, adopt, pidfd watch, signal, log tail. */
+#include "qemu/process.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/util.h"
+
+struct qemu_proc {
+    uv_loop_t *loop;
+    int pid;
+    qemu_proc_exit_cb cb;
+    void *data;
+    uv_process_t child; /* only while we are QEMU's parent */
+    bool child_active;
+    int pidfd;
+    uv_poll_t pidfd_poll;
+    bool pidfd_active;
+    struct qemu_exit how;
+    bool done;        /* cb ran or release was asked: free once closed */
+    unsigned closing; /* handles still closing */
+};
+
+static void maybe_free(struct qemu_proc *p)
+{
+    if (p->done && p->closing == 0 && !p->child_active && !p->pidfd_active)
+        free(p);
+}
+
+static void handle_closed(uv_handle_t *h)
+{
+    struct qemu_proc *p = h->data;
+    p->closing--;
+    maybe_free(p);
+}
+
+static void pidfd_closed(uv_handle_t *h)
+{
+    struct qemu_proc *p = h->data;
+    close(p->pidfd);
+    p->pidfd = -1;
+    handle_closed(h);
+}
+
+static void stop_pidfd(struct qemu_proc *p)
+{
+    if (!p->pidfd_active)
+        return;
+    p->pidfd_active = false;
+    p->closing++;
+    uv_close((uv_handle_t *)&p->pidfd_poll, pidfd_closed);
+}
+
+/* QEMU is gone: the pidfd fired and, for our child, libuv reaped it. */
+static void gone(struct qemu_proc *p)
+{
+    p->done = true;
+    p->cb(p, &p->how, p->data);
+    maybe_free(p);
+}
+
+static void on_child_exit(uv_process_t *h, int64_t status, int sig)
+{
+    struct qemu_proc *p = h->data;
+    p->how.reaped = true;
+    p->how.status = status;
+    p->how.signal = sig;
+    p->child_active = false;
+    p->closing++;
+    uv_close((uv_handle_t *)h, handle_closed);
+    /* If the pidfd already fired it waited for us; otherwise it fires next. */
+    if (!p->pidfd_active && !p->done)
+        gone(p);
+}
+
+static void on_pidfd(uv_poll_t *h, int status, int events)
+{
+    struct qemu_proc *p = h->data;
+    stop_pidfd(p);
+    /* Our own child is reaped by libuv; wait for its exit status to explain the end. */
+    if (p->child_active || p->done)
+        return;
+    gone(p);
+}
+
+static int watch_pid(struct qemu_proc *p, struct ferr *e)
+{
+    int fd = (int)syscall(SYS_pidfd_open, p->pid, 0);
+    if (fd < 0)
+        return ferr_set(e, -errno, "pidfd_open %d: %s", p->pid, strerror(errno));
+    p->pidfd = fd;
+    uv_poll_init(p->loop, &p->pidfd_poll, fd);
+    p->pidfd_poll.data = p;
+    uv_poll_start(&p->pidfd_poll, UV_READABLE, on_pidfd);
+    p->pidfd_active = true;
+    return 0;
+}
+
+static struct qemu_proc *proc_new(uv_loop_t *loop, qemu_proc_exit_cb cb, void *data)
+{
+    struct qemu_proc *p = calloc(1, sizeof(*p));
+    if (!p)
+        return NULL;
+    p->loop = loop;
+    p->cb = cb;
+    p->data = data;
+    p->pidfd = -1;
+    p->child.data = p;
+    return p;
+}
+
+int qemu_proc_spawn(uv_loop_t *loop, char *const *argv, const char *log_path, qemu_proc_exit_cb cb,
+                    void *data, struct qemu_proc **out, struct ferr *e)
+{
+    struct qemu_proc *p = proc_new(loop, cb, data);
+    if (!p)
+        return ferr_set(e, -ENOMEM, "spawn %s: out of memory", argv[0]);
+    int logfd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (logfd < 0) {
+        int rc = ferr_set(e, -errno, "open %s: %s", log_path, strerror(errno));
+        free(p);
+        return rc;
+    }
+    uv_stdio_container_t stdio[3] = {
+        {.flags = UV_IGNORE},
+        {.flags = UV_INHERIT_FD, .data.fd = logfd},
+        {.flags = UV_INHERIT_FD, .data.fd = logfd},
+    };
+    uv_process_options_t opt = {
+        .file = argv[0],
+        .args = (char **)argv,
+        .exit_cb = on_child_exit,
+        .flags = UV_PROCESS_DETACHED, /* own session: QEMU outlives a ferryd restart */
+        .stdio_count = 3,
+        .stdio = stdio,
+    };
+    int rc = uv_spawn(loop, &p->child, &opt);
+    close(logfd);
+    if (rc < 0) {
+        ferr_set(e, rc, "spawn %s: %s", argv[0], uv_strerror(rc));
+        /* uv_spawn initialised the handle even on failure: it must be closed. */
+        p->done = true;
+        p->closing++;
+        uv_close((uv_handle_t *)&p->child, handle_closed);
+        return rc;
+    }
+    p->child_active = true;
+    p->pid = p->child.pid;
+    struct ferr we = {0};
+    if (watch_pid(p, &we) < 0)
+        log_warn("qemu pid %d: %s; relying on the exit status alone", p->pid, we.msg);
+    *out = p;
+    return 0;
+}
+
+bool qemu_pid_is_guest(int pid, const char *guest)
+{
+    char path[64], *text = NULL;
+    size_t len = 0;
+    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    if (file_read_all(path, 4096, &text, &len, NULL) < 0)
+        return false;
+    char *rp = strrchr(text, ')');
+    bool alive = rp && rp[1] == ' ' && rp[2] != 'Z' && rp[2] != 'X';
+    free(text);
+    if (!alive)
+        return false;
+    snprintf(path, sizeof(path), "/proc/%d/cmdline", pid);
+    if (file_read_all(path, 1 << 20, &text, &len, NULL) < 0)
+        return false;
+    char want[128];
+    snprintf(want, sizeof(want), "guest=%s,", guest);
+    bool ok = false;
+    for (size_t i = 0; i < len; i += strlen(text + i) + 1)
+        if (strncmp(text + i, want, strlen(want)) == 0)
+            ok = true;
+    free(text);
+    return ok;
+}
+
+int qemu_proc_adopt(uv_loop_t *loop, const char *pid_path, const char *guest, qemu_proc_exit_cb cb,
+                    void *data, struct qemu_proc **out, struct ferr *e)
+{
+    char *text = NULL;
+    if (file_read_all(pid_path, 64, &text, NULL, NULL) < 0)
+        return ferr_set(e, FERR_NOTFOUND, "%s: no pid file", pid_path);
+    int pid = atoi(text);
+    free(text);
+    if (pid <= 0 || !qemu_pid_is_guest(pid, guest))
+        return ferr_set(e, FERR_STATE, "%s: pid %d is not %s's QEMU (any more)", pid_path, pid,
+                        guest);
+    struct qemu_proc *p = proc_new(loop, cb, data);
+    if (!p)
+        return ferr_set(e, -ENOMEM, "adopt pid %d: out of memory", pid);
+    p->pid = pid;
+    struct ferr we = {0};
+    if (watch_pid(p, &we) < 0)
+        log_warn("qemu pid %d: %s", pid, we.msg);
+    *out = p;
+    return 0;
+}
+
+int qemu_proc_pid(const struct qemu_proc *p)
+{
+    return p->pid;
+}
+
+void qemu_proc_signal(struct qemu_proc *p, int sig)
+{
+    if (p->pid > 0 && !p->done)
+        kill(p->pid, sig);
+}
+
+void qemu_proc_release(struct qemu_proc *p)
+{
+    p->done = true;
+    if (p->child_active) {
+        /* Forget our child; it runs on as its own session and is adopted again later. */
+        p->child_active = false;
+        p->closing++;
+        uv_close((uv_handle_t *)&p->child, handle_closed);
+    }
+    stop_pidfd(p);
+    maybe_free(p);
+}
+
+void qemu_log_tail(const char *log_path, char *out, size_t size)
+{
+    char *text = NULL;
+    size_t len = 0;
+    out[0] = '\0';
+    if (file_read_all(log_path, 1 << 20, &text, &len, NULL) < 0)
+        return;
+    while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
+        text[--len] = '\0';
+    char *line = strrchr(text, '\n');
+    snprintf(out, size, "%s", line ? line + 1 : text);
+    free(text);
+}
