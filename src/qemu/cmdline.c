@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Builds the QEMU 7.2 x86_64 argv of a VM from its spec; pure, no I/O. */
+/* Builds the QEMU x86_64 argv of a VM from a machine description; pure, no I/O. */
 #include "qemu/cmdline.h"
 
 #include <errno.h>
@@ -12,8 +12,8 @@
 
 /* Ring buffer behind the serial console, read with QMP ringbuf-read. */
 #define CONSOLE_RINGBUF_BYTES 1048576
-/* Longest escaped option value: every byte of a VM_PATH_MAX path doubled. */
-#define ESC_MAX (2 * VM_PATH_MAX + 1)
+/* Longest escaped option value: every byte of a QEMU_PATH_MAX path doubled. */
+#define ESC_MAX (2 * QEMU_PATH_MAX + 1)
 #define TAP_NAME_MAX 15 /* IFNAMSIZ - 1 */
 
 /* A growing NULL-terminated argv; after the first allocation failure every add is a no-op
@@ -102,9 +102,15 @@ static bool has_serial_console(const char *cmdline)
     return false;
 }
 
-static bool str_bounded(const char *s, size_t size)
+/* s is set and shorter than max. */
+static bool str_fits(const char *s, size_t max)
 {
-    return memchr(s, '\0', size) != NULL;
+    return s && strnlen(s, max) < max;
+}
+
+static bool empty(const char *s)
+{
+    return !s || s[0] == '\0';
 }
 
 static int check_mac(const char *mac)
@@ -123,9 +129,9 @@ static int check_mac(const char *mac)
 /* Everything that can be wrong with a launch, checked before anything is allocated. */
 static int validate(const struct qemu_launch *l, struct ferr *e)
 {
-    if (!l || !l->spec)
-        return ferr_set(e, FERR_INVALID, "qemu cmdline: missing launch description or VM spec");
-    const struct vm_spec *s = l->spec;
+    if (!l || !l->m)
+        return ferr_set(e, FERR_INVALID, "qemu cmdline: missing launch or machine description");
+    const struct qemu_machine *m = l->m;
     if (!l->qemu_binary || l->qemu_binary[0] == '\0')
         return ferr_set(e, FERR_INVALID, "qemu cmdline: missing QEMU binary");
     if (!l->accel)
@@ -145,73 +151,75 @@ static int validate(const struct qemu_launch *l, struct ferr *e)
     if (l->incoming && l->incoming[0] == '\0')
         return ferr_set(e, FERR_INVALID, "qemu cmdline: empty -incoming argument");
 
-    if (!str_bounded(s->name, sizeof(s->name)) || s->name[0] == '\0')
+    if (!str_fits(m->name, QEMU_NAME_MAX + 1) || m->name[0] == '\0')
         return ferr_set(e, FERR_INVALID, "qemu cmdline: VM name is empty or too long");
-    if (s->sockets == 0 || s->cores == 0 || s->threads == 0)
+    if (m->type && !str_fits(m->type, QEMU_NAME_MAX + 1))
+        return ferr_set(e, FERR_INVALID, "qemu cmdline: %s: machine type too long", m->name);
+    if (m->sockets == 0 || m->cores == 0 || m->threads == 0)
         return ferr_set(e, FERR_INVALID,
-                        "qemu cmdline: %s: sockets, cores and threads must be >= 1", s->name);
-    unsigned long long vcpus = (unsigned long long)s->sockets * s->cores * s->threads;
-    if (vcpus > VM_MAX_VCPUS)
-        return ferr_set(e, FERR_INVALID, "qemu cmdline: %s: %llu vCPUs is more than %d", s->name,
-                        vcpus, VM_MAX_VCPUS);
-    if (s->memory_mib < VM_MIN_MEMORY_MIB)
+                        "qemu cmdline: %s: sockets, cores and threads must be >= 1", m->name);
+    unsigned long long vcpus = (unsigned long long)m->sockets * m->cores * m->threads;
+    if (vcpus > QEMU_MAX_VCPUS)
+        return ferr_set(e, FERR_INVALID, "qemu cmdline: %s: %llu vCPUs is more than %d", m->name,
+                        vcpus, QEMU_MAX_VCPUS);
+    if (m->memory_mib < QEMU_MIN_MEMORY_MIB)
         return ferr_set(e, FERR_INVALID, "qemu cmdline: %s: memory %llu MiB is below %d MiB",
-                        s->name, (unsigned long long)s->memory_mib, VM_MIN_MEMORY_MIB);
+                        m->name, (unsigned long long)m->memory_mib, QEMU_MIN_MEMORY_MIB);
 
-    if (s->ndisks > VM_MAX_DISKS)
-        return ferr_set(e, FERR_INVALID, "qemu cmdline: %s: %u disks is more than %d", s->name,
-                        s->ndisks, VM_MAX_DISKS);
-    if (s->ndisks > 0 && !l->disk_bytes)
-        return ferr_set(e, FERR_INVALID, "qemu cmdline: %s: missing disk sizes", s->name);
-    for (unsigned i = 0; i < s->ndisks; i++) {
-        const struct vm_disk *d = &s->disks[i];
-        if (!str_bounded(d->path, sizeof(d->path)))
-            return ferr_set(e, FERR_INVALID, "qemu cmdline: %s: disks[%u]: path too long", s->name,
+    if (m->ndisks > QEMU_MAX_DISKS)
+        return ferr_set(e, FERR_INVALID, "qemu cmdline: %s: %u disks is more than %d", m->name,
+                        m->ndisks, QEMU_MAX_DISKS);
+    if (m->ndisks > 0 && !m->disks)
+        return ferr_set(e, FERR_INVALID, "qemu cmdline: %s: missing disks", m->name);
+    for (unsigned i = 0; i < m->ndisks; i++) {
+        const struct qemu_disk *d = &m->disks[i];
+        if (!str_fits(d->path, QEMU_PATH_MAX))
+            return ferr_set(e, FERR_INVALID, "qemu cmdline: %s: disks[%u]: path too long", m->name,
                             i);
         if (d->path[0] != '/')
             return ferr_set(e, FERR_INVALID,
-                            "qemu cmdline: %s: disks[%u]: path \"%s\" is not absolute", s->name, i,
+                            "qemu cmdline: %s: disks[%u]: path \"%s\" is not absolute", m->name, i,
                             d->path);
-        if (l->disk_bytes[i] == 0 || l->disk_bytes[i] % 512 != 0)
+        if (d->bytes == 0 || d->bytes % 512 != 0)
             return ferr_set(
                 e, FERR_INVALID,
-                "qemu cmdline: %s: disks[%u]: size %llu is not a positive multiple of 512", s->name,
-                i, (unsigned long long)l->disk_bytes[i]);
+                "qemu cmdline: %s: disks[%u]: size %llu is not a positive multiple of 512", m->name,
+                i, (unsigned long long)d->bytes);
     }
 
-    if (s->nnics > VM_MAX_NICS)
-        return ferr_set(e, FERR_INVALID, "qemu cmdline: %s: %u NICs is more than %d", s->name,
-                        s->nnics, VM_MAX_NICS);
-    if (s->nnics > 0 && !l->taps)
-        return ferr_set(e, FERR_INVALID, "qemu cmdline: %s: missing tap names", s->name);
-    for (unsigned i = 0; i < s->nnics; i++) {
-        const char *tap = l->taps[i];
-        if (!tap || tap[0] == '\0' || strlen(tap) > TAP_NAME_MAX)
+    if (m->nnics > QEMU_MAX_NICS)
+        return ferr_set(e, FERR_INVALID, "qemu cmdline: %s: %u NICs is more than %d", m->name,
+                        m->nnics, QEMU_MAX_NICS);
+    if (m->nnics > 0 && !m->nics)
+        return ferr_set(e, FERR_INVALID, "qemu cmdline: %s: missing NICs", m->name);
+    for (unsigned i = 0; i < m->nnics; i++) {
+        const char *tap = m->nics[i].tap;
+        if (empty(tap) || strlen(tap) > TAP_NAME_MAX)
             return ferr_set(e, FERR_INVALID,
-                            "qemu cmdline: %s: nics[%u]: missing or too long tap name", s->name, i);
-        if (check_mac(s->nics[i].mac) < 0)
-            return ferr_set(e, FERR_INVALID, "qemu cmdline: %s: nics[%u]: bad MAC address", s->name,
+                            "qemu cmdline: %s: nics[%u]: missing or too long tap name", m->name, i);
+        if (!m->nics[i].mac || check_mac(m->nics[i].mac) < 0)
+            return ferr_set(e, FERR_INVALID, "qemu cmdline: %s: nics[%u]: bad MAC address", m->name,
                             i);
     }
 
-    if (!str_bounded(s->boot.kernel, sizeof(s->boot.kernel)) ||
-        !str_bounded(s->boot.initrd, sizeof(s->boot.initrd)) ||
-        !str_bounded(s->boot.cmdline, sizeof(s->boot.cmdline)))
+    if ((m->kernel && !str_fits(m->kernel, QEMU_PATH_MAX)) ||
+        (m->initrd && !str_fits(m->initrd, QEMU_PATH_MAX)) ||
+        (m->append && !str_fits(m->append, QEMU_APPEND_MAX)))
         return ferr_set(e, FERR_INVALID, "qemu cmdline: %s: boot: path or cmdline too long",
-                        s->name);
-    if (s->boot.kernel[0] == '\0') {
-        if (s->boot.initrd[0] != '\0' || s->boot.cmdline[0] != '\0')
+                        m->name);
+    if (empty(m->kernel)) {
+        if (!empty(m->initrd) || !empty(m->append))
             return ferr_set(e, FERR_INVALID,
                             "qemu cmdline: %s: boot.initrd and boot.cmdline need boot.kernel",
-                            s->name);
-        if (s->ndisks == 0)
+                            m->name);
+        if (m->ndisks == 0)
             return ferr_set(e, FERR_INVALID,
-                            "qemu cmdline: %s: nothing to boot: no kernel and no disk", s->name);
+                            "qemu cmdline: %s: nothing to boot: no kernel and no disk", m->name);
     }
     return 0;
 }
 
-static void add_disk(struct argv_builder *b, unsigned i, const struct vm_disk *d, uint64_t bytes,
+static void add_disk(struct argv_builder *b, unsigned i, const struct qemu_disk *d,
                      const char *path_esc)
 {
     const char *ro = d->readonly ? ",read-only=on" : "";
@@ -222,7 +230,7 @@ static void add_disk(struct argv_builder *b, unsigned i, const struct vm_disk *d
     /* raw limited to the data before the VHD footer: the footer is never read or written. */
     argv_addf(b, "-blockdev");
     argv_addf(b, "driver=raw,file=disk%u-file,node-name=disk%u,size=%llu%s", i, i,
-              (unsigned long long)bytes, ro);
+              (unsigned long long)d->bytes, ro);
     argv_addf(b, "-device");
     argv_addf(b, "virtio-blk-pci,drive=disk%u,id=disk%u-dev", i, i);
 }
@@ -235,25 +243,25 @@ int qemu_argv_build(const struct qemu_launch *l, char ***argv_out, struct ferr *
     if (rc < 0)
         return rc;
 
-    const struct vm_spec *s = l->spec;
+    const struct qemu_machine *m = l->m;
     struct argv_builder b = {0};
     char esc_buf[ESC_MAX];
-    unsigned vcpus = s->sockets * s->cores * s->threads;
+    unsigned vcpus = m->sockets * m->cores * m->threads;
     bool kvm = strcmp(l->accel, "kvm") == 0;
 
     argv_addf(&b, "%s", l->qemu_binary);
-    if (opt_escape(esc_buf, sizeof(esc_buf), s->name) < 0)
+    if (opt_escape(esc_buf, sizeof(esc_buf), m->name) < 0)
         goto err_too_long;
     argv_addf(&b, "-name");
     argv_addf(&b, "guest=%s,debug-threads=on", esc_buf);
     argv_addf(&b, "-machine");
-    argv_addf(&b, "%s,accel=%s", s->machine[0] ? s->machine : "pc", l->accel);
+    argv_addf(&b, "%s,accel=%s", empty(m->type) ? "pc" : m->type, l->accel);
     argv_add2(&b, "-cpu", kvm ? "host" : "max");
     argv_addf(&b, "-smp");
-    argv_addf(&b, "sockets=%u,cores=%u,threads=%u,maxcpus=%u", s->sockets, s->cores, s->threads,
+    argv_addf(&b, "sockets=%u,cores=%u,threads=%u,maxcpus=%u", m->sockets, m->cores, m->threads,
               vcpus);
     argv_addf(&b, "-m");
-    argv_addf(&b, "%lluM", (unsigned long long)s->memory_mib);
+    argv_addf(&b, "%lluM", (unsigned long long)m->memory_mib);
     if (l->prealloc)
         argv_addf(&b, "-mem-prealloc");
     argv_addf(&b, "-nodefaults");
@@ -274,29 +282,29 @@ int qemu_argv_build(const struct qemu_launch *l, char ***argv_out, struct ferr *
     argv_addf(&b, "-pidfile");
     argv_addf(&b, "%s/qemu.pid", l->run_dir);
 
-    for (unsigned i = 0; i < s->ndisks; i++) {
-        if (opt_escape(esc_buf, sizeof(esc_buf), s->disks[i].path) < 0)
+    for (unsigned i = 0; i < m->ndisks; i++) {
+        if (opt_escape(esc_buf, sizeof(esc_buf), m->disks[i].path) < 0)
             goto err_too_long;
-        add_disk(&b, i, &s->disks[i], l->disk_bytes[i], esc_buf);
+        add_disk(&b, i, &m->disks[i], esc_buf);
     }
-    for (unsigned i = 0; i < s->nnics; i++) {
-        if (opt_escape(esc_buf, sizeof(esc_buf), l->taps[i]) < 0)
+    for (unsigned i = 0; i < m->nnics; i++) {
+        if (opt_escape(esc_buf, sizeof(esc_buf), m->nics[i].tap) < 0)
             goto err_too_long;
         argv_addf(&b, "-netdev");
         argv_addf(&b, "tap,id=net%u,ifname=%s,script=no,downscript=no,vhost=off", i, esc_buf);
         argv_addf(&b, "-device");
-        argv_addf(&b, "virtio-net-pci,netdev=net%u,mac=%s,id=net%u-dev", i, s->nics[i].mac, i);
+        argv_addf(&b, "virtio-net-pci,netdev=net%u,mac=%s,id=net%u-dev", i, m->nics[i].mac, i);
     }
 
-    if (s->boot.kernel[0] != '\0') {
-        argv_add2(&b, "-kernel", s->boot.kernel);
-        if (s->boot.initrd[0] != '\0')
-            argv_add2(&b, "-initrd", s->boot.initrd);
+    if (!empty(m->kernel)) {
+        argv_add2(&b, "-kernel", m->kernel);
+        if (!empty(m->initrd))
+            argv_add2(&b, "-initrd", m->initrd);
         argv_addf(&b, "-append");
-        if (has_serial_console(s->boot.cmdline))
-            argv_addf(&b, "%s", s->boot.cmdline);
-        else if (s->boot.cmdline[0] != '\0')
-            argv_addf(&b, "console=ttyS0 %s", s->boot.cmdline);
+        if (!empty(m->append) && has_serial_console(m->append))
+            argv_addf(&b, "%s", m->append);
+        else if (!empty(m->append))
+            argv_addf(&b, "console=ttyS0 %s", m->append);
         else
             argv_addf(&b, "console=ttyS0");
     } else {
@@ -307,12 +315,12 @@ int qemu_argv_build(const struct qemu_launch *l, char ***argv_out, struct ferr *
 
     if (b.oom) {
         qemu_argv_free(b.v);
-        return ferr_set(e, -ENOMEM, "qemu cmdline: %s: out of memory", s->name);
+        return ferr_set(e, -ENOMEM, "qemu cmdline: %s: out of memory", m->name);
     }
     *argv_out = b.v;
     return 0;
 
 err_too_long:
     qemu_argv_free(b.v);
-    return ferr_set(e, FERR_INVALID, "qemu cmdline: %s: a path is too long once escaped", s->name);
+    return ferr_set(e, FERR_INVALID, "qemu cmdline: %s: a path is too long once escaped", m->name);
 }

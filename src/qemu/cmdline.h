@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Builds the QEMU command line of a VM from its spec and where it runs on this host. */
+/* Builds the QEMU command line of a VM from a machine description of its own (the qemu layer
+ * knows nothing of ferry's VM specs) and where it runs on this host. */
 #ifndef FERRY_QEMU_CMDLINE_H
 #define FERRY_QEMU_CMDLINE_H
 
@@ -7,18 +8,48 @@
 #include <stdint.h>
 
 #include "common/err.h"
-#include "vm/spec.h"
+
+#define QEMU_NAME_MAX 63
+#define QEMU_PATH_MAX 1024 /* disk, kernel and initrd paths */
+#define QEMU_APPEND_MAX 2048
+#define QEMU_MAX_DISKS 8
+#define QEMU_MAX_NICS 8
+#define QEMU_MAX_VCPUS 256
+#define QEMU_MIN_MEMORY_MIB 32
+
+struct qemu_disk {
+    const char *path; /* absolute path of a fixed VHD */
+    uint64_t bytes;   /* its virtual size: the data before the footer, a multiple of 512 */
+    bool readonly;
+};
+
+struct qemu_nic {
+    const char *tap; /* an existing tap device QEMU opens by name */
+    const char *mac; /* "52:54:00:xx:xx:xx" */
+};
+
+/* What the guest sees. Strings are borrowed; "" and NULL mean "none" where optional. */
+struct qemu_machine {
+    const char *name; /* the guest's name, for -name guest=NAME (how a QEMU is found again) */
+    const char *type; /* machine type, e.g. "pc-i440fx-10.0"; "" or NULL: "pc" */
+    unsigned sockets, cores, threads;
+    uint64_t memory_mib;
+    unsigned ndisks;
+    const struct qemu_disk *disks;
+    unsigned nnics;
+    const struct qemu_nic *nics;
+    const char *kernel; /* "" or NULL: boot from the first disk */
+    const char *initrd; /* needs kernel */
+    const char *append; /* kernel command line; needs kernel */
+};
 
 struct qemu_launch {
-    const struct vm_spec *spec;
+    const struct qemu_machine *m;
     const char *qemu_binary; /* e.g. "qemu-system-x86_64" */
     const char *accel;       /* "kvm" or "tcg" */
     const char *run_dir;     /* holds qmp.sock and qemu.pid */
-    const char *const *taps; /* spec->nnics tap names */
-    const uint64_t
-        *disk_bytes; /* spec->ndisks: virtual size of each fixed VHD (data before the footer) */
-    const char *incoming; /* NULL, or an -incoming argument ("defer") for migration */
-    bool prealloc;        /* -mem-prealloc: QEMU touches all guest RAM before it runs */
+    const char *incoming;    /* NULL, or an -incoming argument ("defer") for migration */
+    bool prealloc;           /* -mem-prealloc: QEMU touches all guest RAM before it runs */
 };
 
 /*
@@ -28,6 +59,7 @@ struct qemu_launch {
  * disk migrates. The console is a QEMU ring buffer chardev "console" (read with ringbuf-read)
  * so it survives a ferryd restart. QMP at run_dir/qmp.sock, pid file run_dir/qemu.pid.
  * -no-shutdown: a guest power-off leaves QEMU in "shutdown" state until told to quit.
+ * FERR_INVALID (nothing allocated) for a description QEMU would refuse or misread.
  */
 int qemu_argv_build(const struct qemu_launch *l, char ***argv_out, struct ferr *e);
 void qemu_argv_free(char **argv);

@@ -13,40 +13,47 @@
 
 #include "qemu/cmdline.h"
 
+/* A machine description whose strings live in the fixture, so tests can change them. */
 struct fixture {
-    struct vm_spec spec;
-    const char *taps[VM_MAX_NICS];
-    uint64_t disk_bytes[VM_MAX_DISKS];
+    char name[QEMU_NAME_MAX + 8], type[QEMU_NAME_MAX + 8];
+    char paths[2][QEMU_PATH_MAX + 8];
+    char mac[24];
+    char kernel[QEMU_PATH_MAX + 8], initrd[QEMU_PATH_MAX + 8], append[QEMU_APPEND_MAX + 8];
+    struct qemu_disk disks[2];
+    struct qemu_nic nics[1];
+    struct qemu_machine m;
     struct qemu_launch l;
 };
 
 static void fixture_init(struct fixture *f)
 {
     memset(f, 0, sizeof(*f));
-    struct vm_spec *s = &f->spec;
-    snprintf(s->name, sizeof(s->name), "web1");
-    s->sockets = 2;
-    s->cores = 2;
-    s->threads = 1;
-    s->memory_mib = 512;
-    s->ndisks = 2;
-    snprintf(s->disks[0].path, sizeof(s->disks[0].path), "/csv/vol1/web1.vhd");
-    snprintf(s->disks[1].path, sizeof(s->disks[1].path), "/csv/vol1/data.vhd");
-    s->disks[1].readonly = true;
-    s->nnics = 1;
-    snprintf(s->nics[0].mac, sizeof(s->nics[0].mac), "52:54:00:12:34:56");
-    snprintf(s->nics[0].bridge, sizeof(s->nics[0].bridge), "br0");
-    s->blackout_budget_ms = VM_DEFAULT_BUDGET_MS;
-    s->priority = VM_DEFAULT_PRIORITY;
-    f->taps[0] = "fy-web1-0";
-    f->disk_bytes[0] = 64ull << 20;
-    f->disk_bytes[1] = 1ull << 30;
-    f->l.spec = s;
+    snprintf(f->name, sizeof(f->name), "web1");
+    snprintf(f->paths[0], sizeof(f->paths[0]), "/csv/vol1/web1.vhd");
+    snprintf(f->paths[1], sizeof(f->paths[1]), "/csv/vol1/data.vhd");
+    snprintf(f->mac, sizeof(f->mac), "52:54:00:12:34:56");
+    f->disks[0] = (struct qemu_disk){f->paths[0], 64ull << 20, false};
+    f->disks[1] = (struct qemu_disk){f->paths[1], 1ull << 30, true};
+    f->nics[0] = (struct qemu_nic){"fy-web1-0", f->mac};
+    f->m = (struct qemu_machine){
+        .name = f->name,
+        .type = f->type,
+        .sockets = 2,
+        .cores = 2,
+        .threads = 1,
+        .memory_mib = 512,
+        .ndisks = 2,
+        .disks = f->disks,
+        .nnics = 1,
+        .nics = f->nics,
+        .kernel = f->kernel,
+        .initrd = f->initrd,
+        .append = f->append,
+    };
+    f->l.m = &f->m;
     f->l.qemu_binary = "qemu-system-x86_64";
     f->l.accel = "tcg";
     f->l.run_dir = "/run/ferry/vms/web1";
-    f->l.taps = f->taps;
-    f->l.disk_bytes = f->disk_bytes;
 }
 
 static int count_opt(char **argv, const char *opt)
@@ -168,7 +175,7 @@ static void test_kvm_vs_tcg(void **state)
     qemu_argv_free(argv);
 
     /* A pinned machine type replaces "pc" (which only old specs lack). */
-    snprintf(f.spec.machine, sizeof(f.spec.machine), "pc-i440fx-6.2");
+    snprintf(f.type, sizeof(f.type), "pc-i440fx-6.2");
     argv = build_ok(&f);
     assert_string_equal(opt_val(argv, "-machine", 0), "pc-i440fx-6.2,accel=tcg");
     qemu_argv_free(argv);
@@ -179,11 +186,11 @@ static void test_comma_escaping(void **state)
     (void)state;
     struct fixture f;
     fixture_init(&f);
-    snprintf(f.spec.disks[0].path, sizeof(f.spec.disks[0].path), "/csv/a,b/x,,y.vhd");
+    snprintf(f.paths[0], sizeof(f.paths[0]), "/csv/a,b/x,,y.vhd");
     f.l.run_dir = "/run/fer,ry";
-    f.taps[0] = "tap,0";
-    snprintf(f.spec.boot.kernel, sizeof(f.spec.boot.kernel), "/boot/vmlinuz,1");
-    snprintf(f.spec.boot.cmdline, sizeof(f.spec.boot.cmdline), "console=ttyS0,115200 quiet");
+    f.nics[0].tap = "tap,0";
+    snprintf(f.kernel, sizeof(f.kernel), "/boot/vmlinuz,1");
+    snprintf(f.append, sizeof(f.append), "console=ttyS0,115200 quiet");
     char **argv = build_ok(&f);
     assert_string_equal(opt_val(argv, "-blockdev", 0),
                         "driver=file,filename=/csv/a,,b/x,,,,y.vhd,node-name=disk0-file,"
@@ -203,9 +210,9 @@ static void test_kernel_boot(void **state)
     (void)state;
     struct fixture f;
     fixture_init(&f);
-    snprintf(f.spec.boot.kernel, sizeof(f.spec.boot.kernel), "/img/vmlinuz");
-    snprintf(f.spec.boot.initrd, sizeof(f.spec.boot.initrd), "/img/initrd.gz");
-    snprintf(f.spec.boot.cmdline, sizeof(f.spec.boot.cmdline), "root=/dev/vda quiet");
+    snprintf(f.kernel, sizeof(f.kernel), "/img/vmlinuz");
+    snprintf(f.initrd, sizeof(f.initrd), "/img/initrd.gz");
+    snprintf(f.append, sizeof(f.append), "root=/dev/vda quiet");
     char **argv = build_ok(&f);
     assert_string_equal(opt_val(argv, "-kernel", 0), "/img/vmlinuz");
     assert_string_equal(opt_val(argv, "-initrd", 0), "/img/initrd.gz");
@@ -214,26 +221,26 @@ static void test_kernel_boot(void **state)
     qemu_argv_free(argv);
 
     /* Present already: kept as is. "console=ttyS01" or "xconsole=ttyS0" do not count. */
-    snprintf(f.spec.boot.cmdline, sizeof(f.spec.boot.cmdline), "quiet console=ttyS0");
+    snprintf(f.append, sizeof(f.append), "quiet console=ttyS0");
     argv = build_ok(&f);
     assert_string_equal(opt_val(argv, "-append", 0), "quiet console=ttyS0");
     qemu_argv_free(argv);
-    snprintf(f.spec.boot.cmdline, sizeof(f.spec.boot.cmdline), "console=ttyS01 xconsole=ttyS0");
+    snprintf(f.append, sizeof(f.append), "console=ttyS01 xconsole=ttyS0");
     argv = build_ok(&f);
     assert_string_equal(opt_val(argv, "-append", 0), "console=ttyS0 console=ttyS01 xconsole=ttyS0");
     qemu_argv_free(argv);
 
     /* No initrd, empty cmdline. */
-    f.spec.boot.initrd[0] = '\0';
-    f.spec.boot.cmdline[0] = '\0';
+    f.initrd[0] = '\0';
+    f.append[0] = '\0';
     argv = build_ok(&f);
     assert_null(opt_val(argv, "-initrd", 0));
     assert_string_equal(opt_val(argv, "-append", 0), "console=ttyS0");
     qemu_argv_free(argv);
 
     /* A kernel boot needs no disk. */
-    f.spec.ndisks = 0;
-    f.l.disk_bytes = NULL;
+    f.m.ndisks = 0;
+    f.m.disks = NULL;
     argv = build_ok(&f);
     assert_int_equal(count_opt(argv, "-blockdev"), 0);
     qemu_argv_free(argv);
@@ -245,10 +252,10 @@ static void test_incoming_and_minimal(void **state)
     struct fixture f;
     fixture_init(&f);
     f.l.incoming = "defer";
-    f.spec.nnics = 0;
-    f.l.taps = NULL;
-    f.spec.ndisks = 1;
-    f.spec.sockets = f.spec.cores = f.spec.threads = 1;
+    f.m.nnics = 0;
+    f.m.nics = NULL;
+    f.m.ndisks = 1;
+    f.m.sockets = f.m.cores = f.m.threads = 1;
     char **argv = build_ok(&f);
     assert_string_equal(opt_val(argv, "-incoming", 0), "defer");
     assert_int_equal(count_opt(argv, "-mem-prealloc"), 0);
@@ -288,8 +295,8 @@ static void test_bad_inputs(void **state)
     assert_int_equal(qemu_argv_build(&f.l, NULL, &e), FERR_INVALID);
 
     fixture_init(&f);
-    f.l.spec = NULL;
-    EXPECT_INVALID(&f, "spec");
+    f.l.m = NULL;
+    EXPECT_INVALID(&f, "machine description");
     fixture_init(&f);
     f.l.accel = NULL;
     EXPECT_INVALID(&f, "accelerator");
@@ -319,59 +326,59 @@ static void test_bad_inputs(void **state)
     qemu_argv_free(argv);
 
     fixture_init(&f);
-    f.l.taps = NULL;
+    f.m.nics = NULL;
+    EXPECT_INVALID(&f, "missing NICs");
+    fixture_init(&f);
+    f.nics[0].tap = "";
     EXPECT_INVALID(&f, "tap");
     fixture_init(&f);
-    f.taps[0] = "";
+    f.nics[0].tap = "a-very-long-tap-name";
     EXPECT_INVALID(&f, "tap");
     fixture_init(&f);
-    f.taps[0] = "a-very-long-tap-name";
-    EXPECT_INVALID(&f, "tap");
-    fixture_init(&f);
-    snprintf(f.spec.nics[0].mac, sizeof(f.spec.nics[0].mac), "52:54:00:12:34");
+    snprintf(f.mac, sizeof(f.mac), "52:54:00:12:34");
     EXPECT_INVALID(&f, "MAC");
 
     fixture_init(&f);
-    f.l.disk_bytes = NULL;
-    EXPECT_INVALID(&f, "disk sizes");
+    f.m.disks = NULL;
+    EXPECT_INVALID(&f, "missing disks");
     fixture_init(&f);
-    f.disk_bytes[1] = 0;
+    f.disks[1].bytes = 0;
     EXPECT_INVALID(&f, "disks[1]");
     fixture_init(&f);
-    f.disk_bytes[0] = 1000;
+    f.disks[0].bytes = 1000;
     EXPECT_INVALID(&f, "multiple of 512");
     fixture_init(&f);
-    snprintf(f.spec.disks[0].path, sizeof(f.spec.disks[0].path), "rel.vhd");
+    snprintf(f.paths[0], sizeof(f.paths[0]), "rel.vhd");
     EXPECT_INVALID(&f, "not absolute");
     fixture_init(&f);
-    memset(f.spec.disks[0].path, 'p', sizeof(f.spec.disks[0].path)); /* no NUL */
-    f.spec.disks[0].path[0] = '/';
+    memset(f.paths[0], 'p', sizeof(f.paths[0]) - 1); /* no NUL within QEMU_PATH_MAX */
+    f.paths[0][0] = '/';
     EXPECT_INVALID(&f, "path too long");
 
     fixture_init(&f);
-    f.spec.ndisks = 0;
-    f.l.disk_bytes = NULL;
+    f.m.ndisks = 0;
+    f.m.disks = NULL;
     EXPECT_INVALID(&f, "nothing to boot");
     fixture_init(&f);
-    snprintf(f.spec.boot.initrd, sizeof(f.spec.boot.initrd), "/img/initrd");
+    snprintf(f.initrd, sizeof(f.initrd), "/img/initrd");
     EXPECT_INVALID(&f, "need boot.kernel");
 
     fixture_init(&f);
-    f.spec.cores = 0;
+    f.m.cores = 0;
     EXPECT_INVALID(&f, ">= 1");
     fixture_init(&f);
-    f.spec.sockets = 8;
-    f.spec.cores = 64;
-    f.spec.threads = 2;
+    f.m.sockets = 8;
+    f.m.cores = 64;
+    f.m.threads = 2;
     EXPECT_INVALID(&f, "vCPUs");
     fixture_init(&f);
-    f.spec.memory_mib = 16;
+    f.m.memory_mib = 16;
     EXPECT_INVALID(&f, "memory");
     fixture_init(&f);
-    f.spec.name[0] = '\0';
+    f.name[0] = '\0';
     EXPECT_INVALID(&f, "name");
     fixture_init(&f);
-    f.spec.ndisks = VM_MAX_DISKS + 1;
+    f.m.ndisks = QEMU_MAX_DISKS + 1;
     EXPECT_INVALID(&f, "disks");
     fixture_init(&f);
     f.l.incoming = "";
