@@ -20,7 +20,7 @@
 #include "migrate/migrate.h"
 #include "qemu/machines.h"
 #include "qemu/version.h"
-#include "vm/events.h"
+#include "host/events.h"
 #include "vm/vm.h"
 
 #ifndef FERRY_VERSION

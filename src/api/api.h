@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 #include "host/host.h"
-#include "vm/events.h"
+#include "host/events.h"
 #include "vm/vm.h"
 
 struct http_req;

@@ -12,7 +12,7 @@
 #include "cluster/cdb.h"
 #include "common/err.h"
 #include "common/reply.h"
-#include "vm/events.h"
+#include "host/events.h"
 
 #define CLUSTER_HEARTBEAT_MS 1000
 #define CLUSTER_HEARTBEAT_MIN_MS 250

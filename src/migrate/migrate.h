@@ -12,7 +12,7 @@
 
 #include "common/err.h"
 #include "common/reply.h"
-#include "vm/events.h"
+#include "host/events.h"
 #include "vm/vm.h"
 
 struct cluster;

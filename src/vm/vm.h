@@ -10,7 +10,7 @@
 #include <uv.h>
 
 #include "common/err.h"
-#include "vm/events.h"
+#include "host/events.h"
 #include "vm/spec.h"
 
 /*

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Recent events of this host (VM lifecycle, failures), kept in memory and appended to a file. */
-#ifndef FERRY_VM_EVENTS_H
-#define FERRY_VM_EVENTS_H
+#ifndef FERRY_HOST_EVENTS_H
+#define FERRY_HOST_EVENTS_H
 
 #include <jansson.h>
 #include <stdint.h>

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Recent events of this host, kept in memory and appended to a JSON-lines file. */
-#include "vm/events.h"
+#include "host/events.h"
 
 #include <errno.h>
 #include <stdarg.h>
