@@ -2,6 +2,7 @@
 /* What every ferry command shares: usage errors, option parsing, API calls, follow loops,
  * JSON getters, dispatch tables. */
 #include <getopt.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -10,6 +11,9 @@
 #include <time.h>
 
 #include "cli/cmd.h"
+
+/* cli_stale_note warns on stderr when a read's answer may be older than this. */
+#define STALE_WARN_MS 2000
 
 int cli_usage(const char *cmd, const char *fmt, ...)
 {
@@ -142,6 +146,38 @@ uint64_t cli_jnum(const json_t *o, const char *key)
     if (json_is_real(v))
         return json_real_value(v) > 0 ? (uint64_t)json_real_value(v) : 0;
     return 0;
+}
+
+char *cli_ago(const json_t *v, char *buf, size_t size)
+{
+    if (!json_is_integer(v) || json_integer_value(v) < 0) {
+        snprintf(buf, size, "-");
+        return buf;
+    }
+    uint64_t ms = (uint64_t)json_integer_value(v);
+    if (ms < 10000) {
+        snprintf(buf, size, "%" PRIu64 ".%" PRIu64 "s ago", ms / 1000, ms % 1000 / 100);
+    } else {
+        char d[32];
+        snprintf(buf, size, "%s ago", output_duration(ms / 1000, d, sizeof(d)));
+    }
+    return buf;
+}
+
+void cli_stale_note(const json_t *reply)
+{
+    json_t *v = json_object_get(reply, "stale_ms");
+    if (!json_is_integer(v))
+        return;
+    uint64_t stale = cli_jnum(reply, "stale_ms");
+    if (json_integer_value(v) < 0)
+        fprintf(stderr, "ferry: note: this node has no contact with a cluster leader; what it "
+                        "shows may be out of date\n");
+    else if (stale > STALE_WARN_MS)
+        fprintf(stderr,
+                "ferry: note: this node last heard from the cluster leader %" PRIu64
+                " ms ago; what it shows may be that old\n",
+                stale);
 }
 
 int cli_dispatch(struct cli *cli, const char *title, const struct cli_cmd *table, size_t n,

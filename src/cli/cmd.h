@@ -85,10 +85,10 @@ bool cli_follow_sleep(unsigned ms);
 bool cli_interrupted(void);
 
 /* An age in ms (a JSON integer, like "last_contact_ms") as "0.4s ago", "5m03s ago"; "-" when v
- * is null, negative or not an integer. Returns buf. (cmd_cluster.c) */
+ * is null, negative or not an integer. Returns buf. */
 char *cli_ago(const json_t *v, char *buf, size_t size);
 /* Prints a note to stderr when a read's "stale_ms" says the answer may be old (over 2 s, or -1:
- * no leader known). (cmd_cluster.c) */
+ * no leader known). */
 void cli_stale_note(const json_t *reply);
 
 /* Small JSON getters that tolerate missing fields. */

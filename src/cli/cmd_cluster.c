@@ -11,8 +11,6 @@
 #include "common/util.h"
 
 #define JOIN_TOKEN_MAX 1024
-/* node list warns on stderr when its answer may be older than this. */
-#define STALE_WARN_MS 2000
 
 static int nomem(void)
 {
@@ -33,22 +31,6 @@ static int no_args(const char *cmd, int argc, char **argv)
     if (optind < argc)
         return cli_usage(cmd, "unexpected argument '%s'", argv[optind]);
     return EXIT_OK;
-}
-
-char *cli_ago(const json_t *v, char *buf, size_t size)
-{
-    if (!json_is_integer(v) || json_integer_value(v) < 0) {
-        snprintf(buf, size, "-");
-        return buf;
-    }
-    uint64_t ms = (uint64_t)json_integer_value(v);
-    if (ms < 10000) {
-        snprintf(buf, size, "%" PRIu64 ".%" PRIu64 "s ago", ms / 1000, ms % 1000 / 100);
-    } else {
-        char d[32];
-        snprintf(buf, size, "%s ago", output_duration(ms / 1000, d, sizeof(d)));
-    }
-    return buf;
 }
 
 /*
@@ -411,20 +393,4 @@ static const struct cli_cmd cluster_cmds[] = {
 int cmd_cluster(struct cli *cli, int argc, char **argv)
 {
     return cli_dispatch(cli, "cluster", cluster_cmds, ARRAY_SIZE(cluster_cmds), argc - 1, argv + 1);
-}
-
-void cli_stale_note(const json_t *reply)
-{
-    json_t *v = json_object_get(reply, "stale_ms");
-    if (!json_is_integer(v))
-        return;
-    uint64_t stale = cli_jnum(reply, "stale_ms");
-    if (json_integer_value(v) < 0)
-        fprintf(stderr, "ferry: note: this node has no contact with a cluster leader; what it "
-                        "shows may be out of date\n");
-    else if (stale > STALE_WARN_MS)
-        fprintf(stderr,
-                "ferry: note: this node last heard from the cluster leader %" PRIu64
-                " ms ago; what it shows may be that old\n",
-                stale);
 }
