@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* What every ferry command shares: usage errors, option parsing, API calls, follow loops,
  * JSON getters, dispatch tables. */
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -40,6 +41,13 @@ int cli_fail(const struct ferr *e)
 {
     fprintf(stderr, "ferry: %s\n", e->msg[0] ? e->msg : ferr_str(e->code));
     return EXIT_FAIL;
+}
+
+int cli_nomem(void)
+{
+    struct ferr e;
+    ferr_set(&e, -ENOMEM, "out of memory");
+    return cli_fail(&e);
 }
 
 /* True if arg is "--NAME=..." for a NAME of longopts. */

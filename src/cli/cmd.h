@@ -72,6 +72,8 @@ int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(print
 int cli_one_operand(const char *cmd, int argc, char **argv, const char *what, const char **out);
 /* Prints "ferry: MESSAGE" to stderr; returns EXIT_FAIL. */
 int cli_fail(const struct ferr *e);
+/* Prints "ferry: out of memory" to stderr; returns EXIT_FAIL. */
+int cli_nomem(void);
 
 /* client_call on cli's client; on error prints "ferry: MESSAGE" and returns EXIT_FAIL with
  * *reply NULL. On success *reply (caller owns) is set and EXIT_OK returned. */

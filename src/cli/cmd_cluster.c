@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* ferry cluster: init, join, leave and status of the cluster this host's ferryd belongs to. */
 #include <arpa/inet.h>
-#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,13 +10,6 @@
 #include "common/util.h"
 
 #define JOIN_TOKEN_MAX 1024
-
-static int nomem(void)
-{
-    struct ferr e;
-    ferr_set(&e, -ENOMEM, "out of memory");
-    return cli_fail(&e);
-}
 
 /* s, or dflt when s is NULL or empty. */
 static const char *str_or(const char *s, const char *dflt)
@@ -114,7 +106,7 @@ static int cluster_init(struct cli *cli, int argc, char **argv)
     json_t *body = json_object();
     if (!body || (name && json_object_set_new(body, "name", json_string(name)) < 0)) {
         json_decref(body);
-        return nomem();
+        return cli_nomem();
     }
     json_t *r;
     int rc = cli_call(cli, "POST", "/v1/cluster/init", body, &r);
@@ -189,7 +181,7 @@ static int cluster_join(struct cli *cli, int argc, char **argv)
 
     json_t *body = json_pack("{s:s, s:s}", "address", addr, "token", token);
     if (!body)
-        return nomem();
+        return cli_nomem();
     json_t *r;
     int rc = cli_call(cli, "POST", "/v1/cluster/join", body, &r);
     json_decref(body);
@@ -323,7 +315,7 @@ static int print_members(const json_t *s)
                                           "ADMIN", "LEADER", "LAST-CONTACT", "API"};
     struct output_table *t = output_table_new(ARRAY_SIZE(headers), headers);
     if (!t)
-        return nomem();
+        return cli_nomem();
     size_t i;
     json_t *m;
     json_array_foreach(json_object_get(s, "members"), i, m)
@@ -340,7 +332,7 @@ static int print_members(const json_t *s)
                                cli_jstr(m, "api_addr")};
         if (output_table_add(t, cells) < 0) {
             output_table_free(t);
-            return nomem();
+            return cli_nomem();
         }
     }
     output_table_print(t, stdout);

@@ -32,13 +32,6 @@ static char *vm_path(const char *name, const char *suffix)
     return p;
 }
 
-static int nomem(void)
-{
-    struct ferr e;
-    ferr_set(&e, -ENOMEM, "out of memory");
-    return cli_fail(&e);
-}
-
 /* Prints "NAME: STATE" (with the reason of a failed VM); EXIT_FAIL if the VM failed. */
 static int print_state(struct cli *cli, const json_t *vm)
 {
@@ -280,7 +273,7 @@ static int spec_build(const struct create_args *a, json_t **out)
     json_t *spec = a->file ? spec_load(a->file, why, sizeof(why)) : json_object();
     if (!spec) {
         if (!why[0])
-            return nomem();
+            return cli_nomem();
         fprintf(stderr, "ferry: %s\n", why);
         return EXIT_FAIL;
     }
@@ -337,7 +330,7 @@ static int spec_build(const struct create_args *a, json_t **out)
         if (!m) {
             json_decref(boot);
             json_decref(spec);
-            return nomem();
+            return cli_nomem();
         }
         fputs(base ? base : "", m);
         const char *keys[] = {"ferry.ip", "ferry.gw", "ferry.workload"};
@@ -493,13 +486,13 @@ static int vm_create(struct cli *cli, int argc, char **argv)
             why[0] = '\0';
             if ((c == O_DISK ? parse_disk : parse_nic)(optarg, &item, why, sizeof(why)) < 0) {
                 if (!why[0])
-                    rc = nomem();
+                    rc = cli_nomem();
                 else
                     cli_usage(cmd, "%s", why);
                 goto out;
             }
             if (push(c == O_DISK ? &a.disks : &a.nics, item) < 0) {
-                rc = nomem();
+                rc = cli_nomem();
                 goto out;
             }
             break;
@@ -547,7 +540,7 @@ static int vm_create(struct cli *cli, int argc, char **argv)
             if ((!a.labels && !(a.labels = json_object())) ||
                 json_object_setn_new(a.labels, optarg, (size_t)(eq - optarg), json_string(eq + 1)) <
                     0) {
-                rc = nomem();
+                rc = cli_nomem();
                 goto out;
             }
             break;
@@ -617,7 +610,7 @@ static int vm_create(struct cli *cli, int argc, char **argv)
         printf("%s: created on %s\n", name, owner ? owner : "this node");
     path = vm_path(name, "/start");
     if (!path) {
-        rc = nomem();
+        rc = cli_nomem();
         goto out;
     }
     json_decref(vm);
@@ -699,7 +692,7 @@ static int vm_list(struct cli *cli, int argc, char **argv)
     struct output_table *t = output_table_new(8, headers);
     if (!t) {
         json_decref(reply);
-        return nomem();
+        return cli_nomem();
     }
     size_t i;
     json_t *vm;
@@ -722,7 +715,7 @@ static int vm_list(struct cli *cli, int argc, char **argv)
         if (output_table_add(t, cells) < 0) {
             output_table_free(t);
             json_decref(reply);
-            return nomem();
+            return cli_nomem();
         }
     }
     output_table_print(t, stdout);
@@ -840,7 +833,7 @@ static int vm_show(struct cli *cli, int argc, char **argv)
     char *path = vm_path(name, "");
     json_t *vm;
     if (!path)
-        return nomem();
+        return cli_nomem();
     rc = cli_call(cli, "GET", path, NULL, &vm);
     free(path);
     if (rc != EXIT_OK)
@@ -907,7 +900,7 @@ static int vm_action(struct cli *cli, int argc, char **argv, const char *action,
     if (!path || (has_timeout && !body)) {
         free(path);
         json_decref(body);
-        return nomem();
+        return cli_nomem();
     }
     rc = cli_call(cli, is_delete ? "DELETE" : "POST", path, body, &reply);
     free(path);
@@ -991,7 +984,7 @@ static int console_get(struct cli *cli, const char *name, int64_t offset, uint64
                  (unsigned long long)max);
     char *path = vm_path(name, suffix);
     if (!path)
-        return nomem();
+        return cli_nomem();
     int rc = cli_call(cli, "GET", path, NULL, reply);
     free(path);
     return rc;
