@@ -30,6 +30,7 @@ struct cli_cmd {
 };
 
 int cmd_vm(struct cli *cli, int argc, char **argv);
+int cmd_vm_create(struct cli *cli, int argc, char **argv); /* cmd_vm_create.c */
 int cmd_node(struct cli *cli, int argc, char **argv);
 int cmd_events(struct cli *cli, int argc, char **argv);
 int cmd_disk(struct cli *cli, int argc, char **argv);
