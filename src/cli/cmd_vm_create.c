@@ -15,8 +15,6 @@
 
 #define GUEST_DIR_DEFAULT "/usr/local/share/ferry/guest"
 
-/* ---- vm create --------------------------------------------------------------------------- */
-
 static const char create_help[] =
     "Usage: ferry vm create NAME [OPTIONS]\n"
     "\n"
@@ -52,6 +50,10 @@ static const char create_help[] =
     "\n"
     "Relative paths are made absolute here. Limits are checked by ferryd.\n";
 
+#define CREATE_CMD "vm create" /* for usage errors */
+
+/* What the options and the NAME operand of vm create say; the JSON is owned
+ * (create_args_free). */
 struct create_args {
     const char *name;
     const char *file;
@@ -65,6 +67,63 @@ struct create_args {
     const char *guest_ip, *guest_gw, *workload;
     const char *node;
     bool start;
+};
+
+static void create_args_free(struct create_args *a)
+{
+    json_decref(a->disks);
+    json_decref(a->nics);
+    json_decref(a->labels);
+}
+
+/* The options without a short form; their values are above any character's. */
+enum {
+    O_CPUS = 256,
+    O_SOCKETS,
+    O_CORES,
+    O_THREADS,
+    O_MEMORY,
+    O_DISK,
+    O_NIC,
+    O_KERNEL,
+    O_INITRD,
+    O_CMDLINE,
+    O_APPLIANCE,
+    O_GUEST_IP,
+    O_GUEST_GW,
+    O_WORKLOAD,
+    O_BUDGET,
+    O_PRIORITY,
+    O_LABEL,
+    O_START,
+    O_NODE,
+    O_MACHINE,
+};
+
+static const struct option create_opts[] = {
+    {"cpus", required_argument, NULL, O_CPUS},
+    {"sockets", required_argument, NULL, O_SOCKETS},
+    {"cores", required_argument, NULL, O_CORES},
+    {"threads", required_argument, NULL, O_THREADS},
+    {"memory", required_argument, NULL, O_MEMORY},
+    {"disk", required_argument, NULL, O_DISK},
+    {"nic", required_argument, NULL, O_NIC},
+    {"kernel", required_argument, NULL, O_KERNEL},
+    {"initrd", required_argument, NULL, O_INITRD},
+    {"cmdline", required_argument, NULL, O_CMDLINE},
+    {"appliance", no_argument, NULL, O_APPLIANCE},
+    {"guest-ip", required_argument, NULL, O_GUEST_IP},
+    {"guest-gw", required_argument, NULL, O_GUEST_GW},
+    {"workload", required_argument, NULL, O_WORKLOAD},
+    {"budget-ms", required_argument, NULL, O_BUDGET},
+    {"priority", required_argument, NULL, O_PRIORITY},
+    {"label", required_argument, NULL, O_LABEL},
+    {"start", no_argument, NULL, O_START},
+    {"node", required_argument, NULL, O_NODE},
+    {"machine", required_argument, NULL, O_MACHINE},
+    {"file", required_argument, NULL, 'f'},
+    CLI_COMMON_LONGOPTS,
+    {NULL, 0, NULL, 0},
 };
 
 static int parse_disk(const char *arg, json_t **out, char *why, size_t whylen)
@@ -224,24 +283,173 @@ static json_t *spec_load(const char *file, char *why, size_t whylen)
     return j;
 }
 
-/* Builds the spec from the file and the options. Returns EXIT_OK with *out, or an exit code
- * after printing why. */
-static int spec_build(const struct create_args *a, json_t **out)
+/* ---- step 1: the options ----------------------------------------------------------------- */
+
+/* The long name of option c, for messages. */
+static const char *option_name(int c)
 {
-    char why[PATH_MAX + 256] = "";
-    json_t *spec = a->file ? spec_load(a->file, why, sizeof(why)) : json_object();
-    if (!spec) {
-        if (!why[0])
-            return cli_nomem();
-        fprintf(stderr, "ferry: %s\n", why);
-        return EXIT_FAIL;
+    const char *oname = "?";
+    for (const struct option *o = create_opts; o->name; o++)
+        if (o->val == c)
+            oname = o->name;
+    return oname;
+}
+
+/* Parses a --disk (c is O_DISK) or a --nic and appends it to a's disks or nics. Returns
+ * EXIT_OK, or an exit code after printing why. */
+static int create_device(struct create_args *a, int c, const char *arg)
+{
+    char why[512] = "";
+    json_t *item;
+    if ((c == O_DISK ? parse_disk : parse_nic)(arg, &item, why, sizeof(why)) < 0)
+        return why[0] ? cli_usage(CREATE_CMD, "%s", why) : cli_nomem();
+    if (push(c == O_DISK ? &a->disks : &a->nics, item) < 0)
+        return cli_nomem();
+    return EXIT_OK;
+}
+
+/* Takes in option c with its value arg: any option of vm create but -h and bad ones
+ * (create_parse) and -o (cli_getopt). Returns EXIT_OK, or an exit code after printing why. */
+static int create_option(struct create_args *a, int c, const char *arg)
+{
+    uint64_t *num = NULL;
+    bool *flag = NULL;
+    switch (c) {
+    case 'f':
+        a->file = arg;
+        break;
+    case O_MACHINE:
+        a->machine = arg; /* checked by ferryd against its QEMU */
+        break;
+    case O_CPUS:
+        num = &a->cpus, flag = &a->has_cpus;
+        break;
+    case O_SOCKETS:
+        num = &a->sockets, flag = &a->has_topology;
+        break;
+    case O_CORES:
+        num = &a->cores, flag = &a->has_topology;
+        break;
+    case O_THREADS:
+        num = &a->threads, flag = &a->has_topology;
+        break;
+    case O_BUDGET:
+        num = &a->budget, flag = &a->has_budget;
+        break;
+    case O_PRIORITY:
+        num = &a->priority, flag = &a->has_priority;
+        break;
+    case O_MEMORY:
+        if (cli_parse_size_mib(arg, &a->memory) < 0 || a->memory > INT64_MAX)
+            return cli_usage(CREATE_CMD, "--memory: '%s' is not a size in MiB like 512, 512M or 2G",
+                             arg);
+        a->has_memory = true;
+        break;
+    case O_DISK:
+    case O_NIC:
+        return create_device(a, c, arg);
+    case O_KERNEL:
+        a->kernel = arg;
+        break;
+    case O_INITRD:
+        a->initrd = arg;
+        break;
+    case O_CMDLINE:
+        a->cmdline = arg;
+        break;
+    case O_APPLIANCE:
+        a->appliance = true;
+        break;
+    case O_GUEST_IP:
+        if (!ipv4_prefix_valid(arg))
+            return cli_usage(CREATE_CMD, "--guest-ip: '%s' is not A.B.C.D/NN", arg);
+        a->guest_ip = arg;
+        break;
+    case O_GUEST_GW: {
+        struct in_addr ia;
+        if (inet_pton(AF_INET, arg, &ia) != 1)
+            return cli_usage(CREATE_CMD, "--guest-gw: '%s' is not an IPv4 address", arg);
+        a->guest_gw = arg;
+        break;
     }
+    case O_WORKLOAD:
+        if (!arg[0] || has_space(arg))
+            return cli_usage(CREATE_CMD, "--workload: '%s' must be one word, e.g. probe,dirty",
+                             arg);
+        a->workload = arg;
+        break;
+    case O_LABEL: {
+        const char *eq = strchr(arg, '=');
+        if (!eq || eq == arg)
+            return cli_usage(CREATE_CMD, "--label: '%s' is not KEY=VALUE", arg);
+        if ((!a->labels && !(a->labels = json_object())) ||
+            json_object_setn_new(a->labels, arg, (size_t)(eq - arg), json_string(eq + 1)) < 0)
+            return cli_nomem();
+        break;
+    }
+    case O_START:
+        a->start = true;
+        break;
+    case O_NODE:
+        if (!name_valid(arg, 63))
+            return cli_usage(CREATE_CMD, "--node: '%s' is not a node name", arg);
+        a->node = arg;
+        break;
+    default:
+        return cli_usage(CREATE_CMD, "unhandled option");
+    }
+    if (num) {
+        if (cli_parse_u64(arg, 0, UINT32_MAX, num) < 0)
+            return cli_usage(CREATE_CMD, "--%s: '%s' is not a number", option_name(c), arg);
+        *flag = true;
+    }
+    return EXIT_OK;
+}
+
+/*
+ * Parses the options and the NAME operand of vm create into *a, which may hold JSON
+ * afterwards, also on failure (create_args_free). Returns EXIT_OK, or an exit code after
+ * printing why; with --help, prints the help, sets *help and returns EXIT_OK.
+ */
+static int create_parse(struct cli *cli, int argc, char **argv, struct create_args *a, bool *help)
+{
+    bool first = true;
+    int c;
+    while ((c = cli_getopt(cli, CREATE_CMD, argc, argv, CLI_COMMON_SHORTOPTS "f:", create_opts,
+                           &first)) != -1) {
+        if (c == 'h') {
+            fputs(create_help, stdout);
+            *help = true;
+            return EXIT_OK;
+        }
+        if (c == CLI_OPT_BAD)
+            return EXIT_USAGE;
+        int rc = create_option(a, c, optarg);
+        if (rc != EXIT_OK)
+            return rc;
+    }
+    if (optind < argc)
+        a->name = argv[optind++];
+    if (optind < argc)
+        return cli_usage(CREATE_CMD, "unexpected argument '%s'", argv[optind]);
+    if (a->has_cpus && a->has_topology)
+        return cli_usage(CREATE_CMD, "use either --cpus or --sockets/--cores/--threads");
+    if (a->appliance && (a->kernel || a->initrd))
+        return cli_usage(CREATE_CMD, "--appliance brings its own kernel and initrd");
+    return EXIT_OK;
+}
+
+/* ---- step 2: the spec -------------------------------------------------------------------- */
+
+/* Sets the name, CPUs, memory, machine type, disks and NICs of the options on spec. Returns
+ * EXIT_OK or a usage error: no name in the options or the file, or a --machine that is not
+ * UTF-8 (JSON refuses it). */
+static int spec_set_hardware(const struct create_args *a, json_t *spec)
+{
     if (a->name)
         json_object_set_new(spec, "name", json_string(a->name));
-    if (!cli_jstr(spec, "name")) {
-        json_decref(spec);
-        return cli_usage("vm create", "a VM NAME is needed");
-    }
+    if (!cli_jstr(spec, "name"))
+        return cli_usage(CREATE_CMD, "a VM NAME is needed");
     if (a->has_cpus)
         json_object_set_new(spec, "cpu",
                             json_pack("{s:I,s:I,s:I}", "sockets", (json_int_t)1, "cores",
@@ -254,16 +462,45 @@ static int spec_build(const struct create_args *a, json_t **out)
                                       (json_int_t)(a->threads ? a->threads : 1)));
     if (a->has_memory)
         json_object_set_new(spec, "memory_mib", json_integer((json_int_t)a->memory));
-    if (a->machine && json_object_set_new(spec, "machine", json_string(a->machine)) < 0) {
-        json_decref(spec);
-        return cli_usage("vm create", "--machine: a QEMU machine type like pc-i440fx-7.2");
-    }
+    if (a->machine && json_object_set_new(spec, "machine", json_string(a->machine)) < 0)
+        return cli_usage(CREATE_CMD, "--machine: a QEMU machine type like pc-i440fx-7.2");
     if (a->disks)
         json_object_set(spec, "disks", a->disks);
     if (a->nics)
         json_object_set(spec, "nics", a->nics);
+    return EXIT_OK;
+}
 
-    /* Boot: options override the file's fields; ferry.* parameters are appended. */
+/* Writes base (may be NULL) and the ferry.ip=, ferry.gw=, ferry.workload= parameters of the
+ * options into *out (caller frees; may be NULL if the stream ran out of memory). Returns 0 or
+ * -ENOMEM when no stream could be opened. */
+static int boot_cmdline(const struct create_args *a, const char *base, char **out)
+{
+    char *cl = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&cl, &len);
+    if (!m)
+        return -ENOMEM;
+    fputs(base ? base : "", m);
+    const char *keys[] = {"ferry.ip", "ferry.gw", "ferry.workload"};
+    const char *vals[] = {a->guest_ip, a->guest_gw, a->workload};
+    for (size_t i = 0; i < 3; i++) {
+        if (!vals[i])
+            continue;
+        if (ftell(m) > 0)
+            fputc(' ', m);
+        fprintf(m, "%s=%s", keys[i], vals[i]);
+    }
+    fclose(m);
+    *out = cl;
+    return 0;
+}
+
+/* Sets spec's boot: the options override the fields of the file's boot (the appliance's
+ * kernel and initrd first, then --kernel, --initrd, --cmdline); the ferry.* parameters are
+ * appended to the command line. Returns EXIT_OK, or an exit code after printing why. */
+static int spec_set_boot(const struct create_args *a, json_t *spec)
+{
     json_t *boot = json_object_get(spec, "boot");
     boot = json_is_object(boot) ? json_deep_copy(boot) : json_object();
     char kernel[PATH_MAX], initrd[PATH_MAX];
@@ -271,7 +508,6 @@ static int spec_build(const struct create_args *a, json_t **out)
         int rc = appliance_find(kernel, initrd, sizeof(kernel));
         if (rc != EXIT_OK) {
             json_decref(boot);
-            json_decref(spec);
             return rc;
         }
         json_object_set_new(boot, "kernel", json_string(kernel));
@@ -282,33 +518,24 @@ static int spec_build(const struct create_args *a, json_t **out)
     if (a->initrd)
         json_object_set_new(boot, "initrd", json_string(a->initrd));
     if (a->cmdline || a->guest_ip || a->guest_gw || a->workload) {
-        const char *base = a->cmdline ? a->cmdline : cli_jstr(boot, "cmdline");
         char *cl = NULL;
-        size_t len = 0;
-        FILE *m = open_memstream(&cl, &len);
-        if (!m) {
+        if (boot_cmdline(a, a->cmdline ? a->cmdline : cli_jstr(boot, "cmdline"), &cl) < 0) {
             json_decref(boot);
-            json_decref(spec);
             return cli_nomem();
         }
-        fputs(base ? base : "", m);
-        const char *keys[] = {"ferry.ip", "ferry.gw", "ferry.workload"};
-        const char *vals[] = {a->guest_ip, a->guest_gw, a->workload};
-        for (size_t i = 0; i < 3; i++) {
-            if (!vals[i])
-                continue;
-            if (ftell(m) > 0)
-                fputc(' ', m);
-            fprintf(m, "%s=%s", keys[i], vals[i]);
-        }
-        fclose(m);
         json_object_set_new(boot, "cmdline", json_string(cl));
         free(cl);
     }
     if (json_object_size(boot) > 0)
         json_object_set(spec, "boot", boot);
     json_decref(boot);
+    return EXIT_OK;
+}
 
+/* Sets the blackout budget, the failover priority and the labels of the options on spec (the
+ * labels are merged into the file's). */
+static void spec_set_policy(const struct create_args *a, json_t *spec)
+{
     if (a->has_budget)
         json_object_set_new(spec, "blackout_budget_ms", json_integer((json_int_t)a->budget));
     if (a->has_priority)
@@ -320,8 +547,13 @@ static int spec_build(const struct create_args *a, json_t **out)
         else
             json_object_set(spec, "labels", a->labels);
     }
+}
 
-    /* Relative paths mean "from here", wherever they came from. */
+/* Relative paths mean "from here", wherever they came from: makes the disks' paths and the
+ * boot kernel and initrd of spec absolute. Returns EXIT_OK or a usage error. */
+static int spec_absolutize(json_t *spec)
+{
+    char why[PATH_MAX + 256] = "";
     int bad = 0;
     json_t *disks = json_object_get(spec, "disks"), *d;
     size_t i;
@@ -329,260 +561,113 @@ static int spec_build(const struct create_args *a, json_t **out)
     {
         bad |= absolutize(d, "path", "--disk", why, sizeof(why));
     }
-    boot = json_object_get(spec, "boot");
+    json_t *boot = json_object_get(spec, "boot");
     if (json_is_object(boot)) {
         bad |= absolutize(boot, "kernel", "--kernel", why, sizeof(why));
         bad |= absolutize(boot, "initrd", "--initrd", why, sizeof(why));
     }
-    if (bad) {
+    if (bad)
+        return cli_usage(CREATE_CMD, "%s", why);
+    return EXIT_OK;
+}
+
+/* Builds the spec from the file and the options. Returns EXIT_OK with *out (caller owns), or
+ * an exit code after printing why. */
+static int spec_build(const struct create_args *a, json_t **out)
+{
+    char why[PATH_MAX + 256] = "";
+    json_t *spec = a->file ? spec_load(a->file, why, sizeof(why)) : json_object();
+    if (!spec) {
+        if (!why[0])
+            return cli_nomem();
+        fprintf(stderr, "ferry: %s\n", why);
+        return EXIT_FAIL;
+    }
+    int rc = spec_set_hardware(a, spec);
+    if (rc == EXIT_OK)
+        rc = spec_set_boot(a, spec);
+    if (rc == EXIT_OK) {
+        spec_set_policy(a, spec);
+        rc = spec_absolutize(spec);
+    }
+    if (rc != EXIT_OK) {
         json_decref(spec);
-        return cli_usage("vm create", "%s", why);
+        return rc;
     }
     *out = spec;
     return EXIT_OK;
 }
 
-int cmd_vm_create(struct cli *cli, int argc, char **argv)
+/* ---- steps 3 and 4: ferryd creates it, and starts it with --start ------------------------- */
+
+/* POSTs spec to /v1/vms (?node= with --node). Returns EXIT_OK with ferryd's answer in *vm
+ * (caller owns), or EXIT_FAIL after printing why. */
+static int create_call(struct cli *cli, const struct create_args *a, const json_t *spec,
+                       json_t **vm)
 {
-    enum {
-        O_CPUS = 256,
-        O_SOCKETS,
-        O_CORES,
-        O_THREADS,
-        O_MEMORY,
-        O_DISK,
-        O_NIC,
-        O_KERNEL,
-        O_INITRD,
-        O_CMDLINE,
-        O_APPLIANCE,
-        O_GUEST_IP,
-        O_GUEST_GW,
-        O_WORKLOAD,
-        O_BUDGET,
-        O_PRIORITY,
-        O_LABEL,
-        O_START,
-        O_NODE,
-        O_MACHINE,
-    };
-    static const struct option opts[] = {
-        {"cpus", required_argument, NULL, O_CPUS},
-        {"sockets", required_argument, NULL, O_SOCKETS},
-        {"cores", required_argument, NULL, O_CORES},
-        {"threads", required_argument, NULL, O_THREADS},
-        {"memory", required_argument, NULL, O_MEMORY},
-        {"disk", required_argument, NULL, O_DISK},
-        {"nic", required_argument, NULL, O_NIC},
-        {"kernel", required_argument, NULL, O_KERNEL},
-        {"initrd", required_argument, NULL, O_INITRD},
-        {"cmdline", required_argument, NULL, O_CMDLINE},
-        {"appliance", no_argument, NULL, O_APPLIANCE},
-        {"guest-ip", required_argument, NULL, O_GUEST_IP},
-        {"guest-gw", required_argument, NULL, O_GUEST_GW},
-        {"workload", required_argument, NULL, O_WORKLOAD},
-        {"budget-ms", required_argument, NULL, O_BUDGET},
-        {"priority", required_argument, NULL, O_PRIORITY},
-        {"label", required_argument, NULL, O_LABEL},
-        {"start", no_argument, NULL, O_START},
-        {"node", required_argument, NULL, O_NODE},
-        {"machine", required_argument, NULL, O_MACHINE},
-        {"file", required_argument, NULL, 'f'},
-        CLI_COMMON_LONGOPTS,
-        {NULL, 0, NULL, 0},
-    };
-    const char *cmd = "vm create";
-    struct create_args a = {0};
-    char why[512];
-    json_t *spec = NULL, *vm = NULL, *item = NULL;
-    char *path = NULL;
-    bool first = true;
-    int c, rc = EXIT_USAGE;
-
-    while ((c = cli_getopt(cli, cmd, argc, argv, CLI_COMMON_SHORTOPTS "f:", opts, &first)) != -1) {
-        uint64_t *num = NULL, max = UINT32_MAX;
-        bool *flag = NULL;
-        switch (c) {
-        case 'h':
-            fputs(create_help, stdout);
-            rc = EXIT_OK;
-            goto out;
-        case CLI_OPT_BAD:
-            goto out;
-        case 'f':
-            a.file = optarg;
-            break;
-        case O_MACHINE:
-            a.machine = optarg; /* checked by ferryd against its QEMU */
-            break;
-        case O_CPUS:
-            num = &a.cpus, flag = &a.has_cpus;
-            break;
-        case O_SOCKETS:
-            num = &a.sockets, flag = &a.has_topology;
-            break;
-        case O_CORES:
-            num = &a.cores, flag = &a.has_topology;
-            break;
-        case O_THREADS:
-            num = &a.threads, flag = &a.has_topology;
-            break;
-        case O_BUDGET:
-            num = &a.budget, flag = &a.has_budget;
-            break;
-        case O_PRIORITY:
-            num = &a.priority, flag = &a.has_priority;
-            break;
-        case O_MEMORY:
-            if (cli_parse_size_mib(optarg, &a.memory) < 0 || a.memory > INT64_MAX) {
-                cli_usage(cmd, "--memory: '%s' is not a size in MiB like 512, 512M or 2G", optarg);
-                goto out;
-            }
-            a.has_memory = true;
-            break;
-        case O_DISK:
-        case O_NIC:
-            why[0] = '\0';
-            if ((c == O_DISK ? parse_disk : parse_nic)(optarg, &item, why, sizeof(why)) < 0) {
-                if (!why[0])
-                    rc = cli_nomem();
-                else
-                    cli_usage(cmd, "%s", why);
-                goto out;
-            }
-            if (push(c == O_DISK ? &a.disks : &a.nics, item) < 0) {
-                rc = cli_nomem();
-                goto out;
-            }
-            break;
-        case O_KERNEL:
-            a.kernel = optarg;
-            break;
-        case O_INITRD:
-            a.initrd = optarg;
-            break;
-        case O_CMDLINE:
-            a.cmdline = optarg;
-            break;
-        case O_APPLIANCE:
-            a.appliance = true;
-            break;
-        case O_GUEST_IP:
-            if (!ipv4_prefix_valid(optarg)) {
-                cli_usage(cmd, "--guest-ip: '%s' is not A.B.C.D/NN", optarg);
-                goto out;
-            }
-            a.guest_ip = optarg;
-            break;
-        case O_GUEST_GW: {
-            struct in_addr ia;
-            if (inet_pton(AF_INET, optarg, &ia) != 1) {
-                cli_usage(cmd, "--guest-gw: '%s' is not an IPv4 address", optarg);
-                goto out;
-            }
-            a.guest_gw = optarg;
-            break;
-        }
-        case O_WORKLOAD:
-            if (!optarg[0] || has_space(optarg)) {
-                cli_usage(cmd, "--workload: '%s' must be one word, e.g. probe,dirty", optarg);
-                goto out;
-            }
-            a.workload = optarg;
-            break;
-        case O_LABEL: {
-            const char *eq = strchr(optarg, '=');
-            if (!eq || eq == optarg) {
-                cli_usage(cmd, "--label: '%s' is not KEY=VALUE", optarg);
-                goto out;
-            }
-            if ((!a.labels && !(a.labels = json_object())) ||
-                json_object_setn_new(a.labels, optarg, (size_t)(eq - optarg), json_string(eq + 1)) <
-                    0) {
-                rc = cli_nomem();
-                goto out;
-            }
-            break;
-        }
-        case O_START:
-            a.start = true;
-            break;
-        case O_NODE:
-            if (!name_valid(optarg, 63)) {
-                cli_usage(cmd, "--node: '%s' is not a node name", optarg);
-                goto out;
-            }
-            a.node = optarg;
-            break;
-        default:
-            cli_usage(cmd, "unhandled option");
-            goto out;
-        }
-        if (num) {
-            const char *oname = "?";
-            for (const struct option *o = opts; o->name; o++)
-                if (o->val == c)
-                    oname = o->name;
-            if (cli_parse_u64(optarg, 0, max, num) < 0) {
-                cli_usage(cmd, "--%s: '%s' is not a number", oname, optarg);
-                goto out;
-            }
-            *flag = true;
-        }
-    }
-    if (optind < argc)
-        a.name = argv[optind++];
-    if (optind < argc) {
-        cli_usage(cmd, "unexpected argument '%s'", argv[optind]);
-        goto out;
-    }
-    if (a.has_cpus && a.has_topology) {
-        cli_usage(cmd, "use either --cpus or --sockets/--cores/--threads");
-        goto out;
-    }
-    if (a.appliance && (a.kernel || a.initrd)) {
-        cli_usage(cmd, "--appliance brings its own kernel and initrd");
-        goto out;
-    }
-
-    rc = spec_build(&a, &spec);
-    if (rc != EXIT_OK)
-        goto out;
-    char create_path[128];
-    if (a.node)
-        snprintf(create_path, sizeof(create_path), "/v1/vms?node=%.64s", a.node);
+    char path[128];
+    if (a->node)
+        snprintf(path, sizeof(path), "/v1/vms?node=%.64s", a->node);
     else
-        snprintf(create_path, sizeof(create_path), "/v1/vms");
-    rc = cli_call(cli, "POST", create_path, spec, &vm);
-    if (rc != EXIT_OK)
-        goto out;
+        snprintf(path, sizeof(path), "/v1/vms");
+    return cli_call(cli, "POST", path, spec, vm);
+}
+
+/* Starts VM name and prints its state. Returns EXIT_OK, or EXIT_FAIL when it could not be
+ * started or failed. */
+static int create_start(struct cli *cli, const char *name)
+{
+    char *path = cmd_vm__path(name, "/start");
+    if (!path)
+        return cli_nomem();
+    json_t *vm;
+    int rc = cli_call(cli, "POST", path, NULL, &vm);
+    free(path);
+    if (rc == EXIT_OK)
+        rc = cmd_vm__print_state(cli, vm);
+    json_decref(vm);
+    return rc;
+}
+
+/* Prints the VM that ferryd created (vm, its answer; borrowed), then starts it with --start.
+ * Returns an exit code. */
+static int create_report(struct cli *cli, const struct create_args *a, const json_t *spec,
+                         const json_t *vm)
+{
     const char *owner = cli_jstr(vm, "owner");
     const char *name = cli_jstr(vm, "name") ? cli_jstr(vm, "name") : cli_jstr(spec, "name");
-    if (!a.start) {
+    if (!a->start) {
         if (cli->fmt == OUTPUT_JSON)
             output_json(stdout, vm);
         else
             printf("%s: created on %s\n", name, owner ? owner : "this node");
-        goto out;
+        return EXIT_OK;
     }
-    if (cli->fmt != OUTPUT_JSON)
+    if (cli->fmt != OUTPUT_JSON) /* -o json prints the started VM only */
         printf("%s: created on %s\n", name, owner ? owner : "this node");
-    path = cmd_vm__path(name, "/start");
-    if (!path) {
-        rc = cli_nomem();
-        goto out;
-    }
-    json_decref(vm);
-    rc = cli_call(cli, "POST", path, NULL, &vm);
-    if (rc == EXIT_OK)
-        rc = cmd_vm__print_state(cli, vm);
+    return create_start(cli, name);
+}
 
-out:
-    free(path);
+int cmd_vm_create(struct cli *cli, int argc, char **argv)
+{
+    struct create_args a = {0};
+    json_t *spec = NULL, *vm = NULL;
+    bool help = false;
+
+    int rc = create_parse(cli, argc, argv, &a, &help);
+    if (rc != EXIT_OK || help)
+        goto after_parse;
+    rc = spec_build(&a, &spec);
+    if (rc != EXIT_OK)
+        goto after_parse;
+    rc = create_call(cli, &a, spec, &vm);
+    if (rc != EXIT_OK)
+        goto after_spec;
+    rc = create_report(cli, &a, spec, vm);
     json_decref(vm);
+after_spec:
     json_decref(spec);
-    json_decref(a.disks);
-    json_decref(a.nics);
-    json_decref(a.labels);
+after_parse:
+    create_args_free(&a);
     return rc;
 }
