@@ -10,7 +10,7 @@
 
 #include "cli/client.h"
 #include "cli/output.h"
-#include "cli/parse.h" /* cli_parse_u64, cli_parse_size_mib, cli_abspath */
+#include "cli/parse.h" /* cli_parse_u64, cli_parse_size_mib, cli_abspath, ... */
 
 /* Exit codes of every command. */
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };

@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: MIT */
 /* ferry cluster: init, join, leave and status of the cluster this host's ferryd belongs to. */
-#include <arpa/inet.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,44 +22,6 @@ static int no_args(const char *cmd, int argc, char **argv)
     if (optind < argc)
         return cli_usage(cmd, "unexpected argument '%s'", argv[optind]);
     return EXIT_OK;
-}
-
-/*
- * Checks that s is an API address "A.B.C.D:PORT" or "[V6]:PORT" (what the join API takes).
- * Returns 0 or -1 with why set.
- */
-static int check_address(const char *s, char *why, size_t whylen)
-{
-    char host[INET6_ADDRSTRLEN + 2];
-    const char *colon = strrchr(s, ':');
-    if (!colon || colon == s) {
-        snprintf(why, whylen, "'%s' is not an API address IP:PORT (like 10.77.0.11:7443)", s);
-        return -1;
-    }
-    size_t hl = (size_t)(colon - s);
-    uint64_t port;
-    if (hl >= sizeof(host) || cli_parse_u64(colon + 1, 1, 65535, &port) < 0) {
-        snprintf(why, whylen, "'%s': expected IP:PORT with a port in 1..65535", s);
-        return -1;
-    }
-    memcpy(host, s, hl);
-    host[hl] = '\0';
-    unsigned char bin[16];
-    bool ok;
-    if (host[0] == '[') {
-        ok = hl > 2 && host[hl - 1] == ']';
-        if (ok) {
-            host[hl - 1] = '\0';
-            ok = inet_pton(AF_INET6, host + 1, bin) == 1;
-        }
-    } else {
-        ok = inet_pton(AF_INET, host, bin) == 1;
-    }
-    if (!ok) {
-        snprintf(why, whylen, "'%s': '%.*s' is not an IPv4 address (or [IPv6])", s, (int)hl, s);
-        return -1;
-    }
-    return 0;
 }
 
 /* ---- cluster init ------------------------------------------------------------------------ */
@@ -172,7 +133,7 @@ static int cluster_join(struct cli *cli, int argc, char **argv)
     if (urc != EXIT_OK)
         return urc;
     char why[256];
-    if (check_address(addr, why, sizeof(why)) < 0)
+    if (cli_check_address(addr, why, sizeof(why)) < 0)
         return cli_usage(cmd, "%s", why);
     if (!token)
         return cli_usage(cmd, "--token TOKEN is needed (`ferry cluster init` printed it)");

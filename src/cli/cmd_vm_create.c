@@ -126,70 +126,6 @@ static const struct option create_opts[] = {
     {NULL, 0, NULL, 0},
 };
 
-static int parse_disk(const char *arg, json_t **out, char *why, size_t whylen)
-{
-    char *copy = strdup(arg), *save = NULL;
-    if (!copy)
-        return -ENOMEM;
-    int rc = -1;
-    char *path = strtok_r(copy, ",", &save);
-    json_t *d = json_object();
-    if (!d)
-        goto out;
-    if (!path || !*path || arg[0] == ',') {
-        snprintf(why, whylen, "--disk '%s': a PATH is needed", arg);
-        goto out;
-    }
-    json_object_set_new(d, "path", json_string(path));
-    for (char *opt; (opt = strtok_r(NULL, ",", &save));) {
-        uint64_t mib;
-        if (strncmp(opt, "size=", 5) == 0) {
-            if (cli_parse_size_mib(opt + 5, &mib) < 0 || mib > INT64_MAX) {
-                snprintf(why, whylen, "--disk: size '%s' is not a size like 1024, 512M or 2G",
-                         opt + 5);
-                goto out;
-            }
-            json_object_set_new(d, "size_mib", json_integer((json_int_t)mib));
-        } else if (strcmp(opt, "ro") == 0 || strcmp(opt, "readonly") == 0) {
-            json_object_set_new(d, "readonly", json_true());
-        } else {
-            snprintf(why, whylen, "--disk: unknown option '%s' (size=MIB or ro)", opt);
-            goto out;
-        }
-    }
-    *out = d;
-    d = NULL;
-    rc = 0;
-out:
-    json_decref(d);
-    free(copy);
-    return rc;
-}
-
-static int parse_nic(const char *arg, json_t **out, char *why, size_t whylen)
-{
-    const char *comma = strchr(arg, ',');
-    size_t blen = comma ? (size_t)(comma - arg) : strlen(arg);
-    if (blen == 0) {
-        snprintf(why, whylen, "--nic '%s': a BRIDGE is needed", arg);
-        return -1;
-    }
-    json_t *n = json_object();
-    if (!n)
-        return -ENOMEM;
-    json_object_set_new(n, "bridge", json_stringn(arg, blen));
-    if (comma) {
-        if (strncmp(comma + 1, "mac=", 4) != 0 || !comma[5] || strchr(comma + 5, ',')) {
-            snprintf(why, whylen, "--nic '%s': expected BRIDGE[,mac=MAC]", arg);
-            json_decref(n);
-            return -1;
-        }
-        json_object_set_new(n, "mac", json_string(comma + 5));
-    }
-    *out = n;
-    return 0;
-}
-
 /* Appends j to the array *arr, creating it first. Takes j. */
 static int push(json_t **arr, json_t *j)
 {
@@ -198,19 +134,6 @@ static int push(json_t **arr, json_t *j)
         return -ENOMEM;
     }
     return json_array_append_new(*arr, j) == 0 ? 0 : -ENOMEM;
-}
-
-static bool ipv4_prefix_valid(const char *s)
-{
-    char addr[INET_ADDRSTRLEN];
-    struct in_addr a;
-    uint64_t bits;
-    const char *slash = strchr(s, '/');
-    if (!slash || (size_t)(slash - s) >= sizeof(addr))
-        return false;
-    memcpy(addr, s, (size_t)(slash - s));
-    addr[slash - s] = '\0';
-    return inet_pton(AF_INET, addr, &a) == 1 && cli_parse_u64(slash + 1, 0, 32, &bits) == 0;
 }
 
 static bool has_space(const char *s)
@@ -301,7 +224,7 @@ static int create_device(struct create_args *a, int c, const char *arg)
 {
     char why[512] = "";
     json_t *item;
-    if ((c == O_DISK ? parse_disk : parse_nic)(arg, &item, why, sizeof(why)) < 0)
+    if ((c == O_DISK ? cli_parse_disk : cli_parse_nic)(arg, &item, why, sizeof(why)) < 0)
         return why[0] ? cli_usage(CREATE_CMD, "%s", why) : cli_nomem();
     if (push(c == O_DISK ? &a->disks : &a->nics, item) < 0)
         return cli_nomem();
@@ -361,7 +284,7 @@ static int create_option(struct create_args *a, int c, const char *arg)
         a->appliance = true;
         break;
     case O_GUEST_IP:
-        if (!ipv4_prefix_valid(arg))
+        if (!cli_ipv4_prefix_valid(arg))
             return cli_usage(CREATE_CMD, "--guest-ip: '%s' is not A.B.C.D/NN", arg);
         a->guest_ip = arg;
         break;

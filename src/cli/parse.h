@@ -4,6 +4,8 @@
 #ifndef FERRY_CLI_PARSE_H
 #define FERRY_CLI_PARSE_H
 
+#include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -20,5 +22,26 @@ int cli_parse_size_mib(const char *s, uint64_t *mib);
  * directory is unknown, path as it is. Absolute paths are copied as they are. Returns 0 or
  * -ENAMETOOLONG (out may then hold a truncated path). */
 int cli_abspath(const char *path, char *out, size_t size);
+
+/*
+ * Parses the value of --disk, "PATH[,size=SIZE][,ro|,readonly]" (SIZE as cli_parse_size_mib
+ * takes it, at most INT64_MAX MiB), into a new object {"path", "size_mib", "readonly"} with only
+ * the fields given. Returns 0 with *out (caller owns); -1 with a message in why (whylen bytes)
+ * when arg is bad (no PATH, a bad size, an unknown option); -ENOMEM (why untouched).
+ */
+int cli_parse_disk(const char *arg, json_t **out, char *why, size_t whylen);
+/*
+ * Parses the value of --nic, "BRIDGE[,mac=MAC]", into a new object {"bridge", "mac"} (MAC is
+ * not checked here: ferryd does). Returns 0 with *out (caller owns); -1 with a message in why
+ * (whylen bytes) when arg is bad; -ENOMEM (why untouched).
+ */
+int cli_parse_nic(const char *arg, json_t **out, char *why, size_t whylen);
+/* True if s is an IPv4 address with a prefix length, "A.B.C.D/NN" with NN in 0..32. */
+bool cli_ipv4_prefix_valid(const char *s);
+/*
+ * Checks that s is an API address "A.B.C.D:PORT" or "[V6]:PORT" (what the join API takes),
+ * with PORT in 1..65535. Returns 0, or -1 with a message in why (whylen bytes).
+ */
+int cli_check_address(const char *s, char *why, size_t whylen);
 
 #endif
