@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* The CLI's argument parsers: numbers, sizes, absolute paths; they print nothing, need no ferryd.
- */
+/* The CLI's argument parsers: numbers, sizes, paths, disks, NICs, addresses; they print nothing. */
 #include "cli/parse.h"
 
 #include <arpa/inet.h>

@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* The CLI's argument parsers: numbers, sizes, absolute paths; they print nothing, need no ferryd.
- */
+/* The CLI's argument parsers: numbers, sizes, paths, disks, NICs, addresses; they print nothing. */
 #ifndef FERRY_CLI_PARSE_H
 #define FERRY_CLI_PARSE_H
 
@@ -26,14 +25,17 @@ int cli_abspath(const char *path, char *out, size_t size);
 /*
  * Parses the value of --disk, "PATH[,size=SIZE][,ro|,readonly]" (SIZE as cli_parse_size_mib
  * takes it, at most INT64_MAX MiB), into a new object {"path", "size_mib", "readonly"} with only
- * the fields given. Returns 0 with *out (caller owns); -1 with a message in why (whylen bytes)
- * when arg is bad (no PATH, a bad size, an unknown option); -ENOMEM (why untouched).
+ * the fields given (a PATH that JSON refuses, not UTF-8, is left out: ferryd then refuses the
+ * disk). Returns 0 with *out (caller owns); -1 with a message in why (whylen bytes) when arg is
+ * bad (no PATH, a bad size, an unknown option); -ENOMEM (why untouched). *out is set only on
+ * success.
  */
 int cli_parse_disk(const char *arg, json_t **out, char *why, size_t whylen);
 /*
  * Parses the value of --nic, "BRIDGE[,mac=MAC]", into a new object {"bridge", "mac"} (MAC is
  * not checked here: ferryd does). Returns 0 with *out (caller owns); -1 with a message in why
- * (whylen bytes) when arg is bad; -ENOMEM (why untouched).
+ * (whylen bytes) when arg is bad (no BRIDGE, anything but one non-empty mac=); -ENOMEM (why
+ * untouched). *out is set only on success.
  */
 int cli_parse_nic(const char *arg, json_t **out, char *why, size_t whylen);
 /* True if s is an IPv4 address with a prefix length, "A.B.C.D/NN" with NN in 0..32. */
