@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* What every ferry command shares: usage errors, option parsing, API calls, follow loops,
- * JSON getters, dispatch tables. */
+/* What every ferry command shares: usage errors, getopt, API calls, -f loops, JSON, dispatch. */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
