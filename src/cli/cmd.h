@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* What the ferry subcommands share: their context, their entry points, option helpers. */
+/* What the ferry subcommands share: their context, their entry points, the helpers of cli.c. */
 #ifndef FERRY_CLI_CMD_H
 #define FERRY_CLI_CMD_H
 
@@ -10,6 +10,7 @@
 
 #include "cli/client.h"
 #include "cli/output.h"
+#include "cli/parse.h" /* cli_parse_u64, cli_parse_size_mib, cli_abspath, ... */
 
 /* Exit codes of every command. */
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
@@ -29,6 +30,7 @@ struct cli_cmd {
 };
 
 int cmd_vm(struct cli *cli, int argc, char **argv);
+int cmd_vm_create(struct cli *cli, int argc, char **argv); /* cmd_vm_create.c */
 int cmd_node(struct cli *cli, int argc, char **argv);
 int cmd_events(struct cli *cli, int argc, char **argv);
 int cmd_disk(struct cli *cli, int argc, char **argv);
@@ -71,14 +73,8 @@ int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(print
 int cli_one_operand(const char *cmd, int argc, char **argv, const char *what, const char **out);
 /* Prints "ferry: MESSAGE" to stderr; returns EXIT_FAIL. */
 int cli_fail(const struct ferr *e);
-
-/* Parses a decimal number in [min, max]; returns 0 or -1. */
-int cli_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
-/* Parses a size in MiB: "512", "512M", "512MiB", "2G", "2GiB", "1T"; returns 0 or -1. */
-int cli_parse_size_mib(const char *s, uint64_t *mib);
-/* Makes path absolute: the realpath of its directory plus its last component (which may not
- * exist yet). Returns 0 or -ENAMETOOLONG. */
-int cli_abspath(const char *path, char *out, size_t size);
+/* Prints "ferry: out of memory" to stderr; returns EXIT_FAIL. */
+int cli_nomem(void);
 
 /* client_call on cli's client; on error prints "ferry: MESSAGE" and returns EXIT_FAIL with
  * *reply NULL. On success *reply (caller owns) is set and EXIT_OK returned. */
@@ -92,10 +88,10 @@ bool cli_follow_sleep(unsigned ms);
 bool cli_interrupted(void);
 
 /* An age in ms (a JSON integer, like "last_contact_ms") as "0.4s ago", "5m03s ago"; "-" when v
- * is null, negative or not an integer. Returns buf. (cmd_cluster.c) */
+ * is null, negative or not an integer. Returns buf. */
 char *cli_ago(const json_t *v, char *buf, size_t size);
 /* Prints a note to stderr when a read's "stale_ms" says the answer may be old (over 2 s, or -1:
- * no leader known). (cmd_cluster.c) */
+ * no leader known). */
 void cli_stale_note(const json_t *reply);
 
 /* Small JSON getters that tolerate missing fields. */

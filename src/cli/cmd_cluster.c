@@ -1,7 +1,5 @@
 /* SPDX-License-Identifier: MIT */
 /* ferry cluster: init, join, leave and status of the cluster this host's ferryd belongs to. */
-#include <arpa/inet.h>
-#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,15 +9,6 @@
 #include "common/util.h"
 
 #define JOIN_TOKEN_MAX 1024
-/* node list warns on stderr when its answer may be older than this. */
-#define STALE_WARN_MS 2000
-
-static int nomem(void)
-{
-    struct ferr e;
-    ferr_set(&e, -ENOMEM, "out of memory");
-    return cli_fail(&e);
-}
 
 /* s, or dflt when s is NULL or empty. */
 static const char *str_or(const char *s, const char *dflt)
@@ -33,60 +22,6 @@ static int no_args(const char *cmd, int argc, char **argv)
     if (optind < argc)
         return cli_usage(cmd, "unexpected argument '%s'", argv[optind]);
     return EXIT_OK;
-}
-
-char *cli_ago(const json_t *v, char *buf, size_t size)
-{
-    if (!json_is_integer(v) || json_integer_value(v) < 0) {
-        snprintf(buf, size, "-");
-        return buf;
-    }
-    uint64_t ms = (uint64_t)json_integer_value(v);
-    if (ms < 10000) {
-        snprintf(buf, size, "%" PRIu64 ".%" PRIu64 "s ago", ms / 1000, ms % 1000 / 100);
-    } else {
-        char d[32];
-        snprintf(buf, size, "%s ago", output_duration(ms / 1000, d, sizeof(d)));
-    }
-    return buf;
-}
-
-/*
- * Checks that s is an API address "A.B.C.D:PORT" or "[V6]:PORT" (what the join API takes).
- * Returns 0 or -1 with why set.
- */
-static int check_address(const char *s, char *why, size_t whylen)
-{
-    char host[INET6_ADDRSTRLEN + 2];
-    const char *colon = strrchr(s, ':');
-    if (!colon || colon == s) {
-        snprintf(why, whylen, "'%s' is not an API address IP:PORT (like 10.77.0.11:7443)", s);
-        return -1;
-    }
-    size_t hl = (size_t)(colon - s);
-    uint64_t port;
-    if (hl >= sizeof(host) || cli_parse_u64(colon + 1, 1, 65535, &port) < 0) {
-        snprintf(why, whylen, "'%s': expected IP:PORT with a port in 1..65535", s);
-        return -1;
-    }
-    memcpy(host, s, hl);
-    host[hl] = '\0';
-    unsigned char bin[16];
-    bool ok;
-    if (host[0] == '[') {
-        ok = hl > 2 && host[hl - 1] == ']';
-        if (ok) {
-            host[hl - 1] = '\0';
-            ok = inet_pton(AF_INET6, host + 1, bin) == 1;
-        }
-    } else {
-        ok = inet_pton(AF_INET, host, bin) == 1;
-    }
-    if (!ok) {
-        snprintf(why, whylen, "'%s': '%.*s' is not an IPv4 address (or [IPv6])", s, (int)hl, s);
-        return -1;
-    }
-    return 0;
 }
 
 /* ---- cluster init ------------------------------------------------------------------------ */
@@ -132,7 +67,7 @@ static int cluster_init(struct cli *cli, int argc, char **argv)
     json_t *body = json_object();
     if (!body || (name && json_object_set_new(body, "name", json_string(name)) < 0)) {
         json_decref(body);
-        return nomem();
+        return cli_nomem();
     }
     json_t *r;
     int rc = cli_call(cli, "POST", "/v1/cluster/init", body, &r);
@@ -198,7 +133,7 @@ static int cluster_join(struct cli *cli, int argc, char **argv)
     if (urc != EXIT_OK)
         return urc;
     char why[256];
-    if (check_address(addr, why, sizeof(why)) < 0)
+    if (cli_check_address(addr, why, sizeof(why)) < 0)
         return cli_usage(cmd, "%s", why);
     if (!token)
         return cli_usage(cmd, "--token TOKEN is needed (`ferry cluster init` printed it)");
@@ -207,7 +142,7 @@ static int cluster_join(struct cli *cli, int argc, char **argv)
 
     json_t *body = json_pack("{s:s, s:s}", "address", addr, "token", token);
     if (!body)
-        return nomem();
+        return cli_nomem();
     json_t *r;
     int rc = cli_call(cli, "POST", "/v1/cluster/join", body, &r);
     json_decref(body);
@@ -341,7 +276,7 @@ static int print_members(const json_t *s)
                                           "ADMIN", "LEADER", "LAST-CONTACT", "API"};
     struct output_table *t = output_table_new(ARRAY_SIZE(headers), headers);
     if (!t)
-        return nomem();
+        return cli_nomem();
     size_t i;
     json_t *m;
     json_array_foreach(json_object_get(s, "members"), i, m)
@@ -358,7 +293,7 @@ static int print_members(const json_t *s)
                                cli_jstr(m, "api_addr")};
         if (output_table_add(t, cells) < 0) {
             output_table_free(t);
-            return nomem();
+            return cli_nomem();
         }
     }
     output_table_print(t, stdout);
@@ -411,20 +346,4 @@ static const struct cli_cmd cluster_cmds[] = {
 int cmd_cluster(struct cli *cli, int argc, char **argv)
 {
     return cli_dispatch(cli, "cluster", cluster_cmds, ARRAY_SIZE(cluster_cmds), argc - 1, argv + 1);
-}
-
-void cli_stale_note(const json_t *reply)
-{
-    json_t *v = json_object_get(reply, "stale_ms");
-    if (!json_is_integer(v))
-        return;
-    uint64_t stale = cli_jnum(reply, "stale_ms");
-    if (json_integer_value(v) < 0)
-        fprintf(stderr, "ferry: note: this node has no contact with a cluster leader; what it "
-                        "shows may be out of date\n");
-    else if (stale > STALE_WARN_MS)
-        fprintf(stderr,
-                "ferry: note: this node last heard from the cluster leader %" PRIu64
-                " ms ago; what it shows may be that old\n",
-                stale);
 }

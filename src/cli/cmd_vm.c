@@ -1,25 +1,20 @@
 /* SPDX-License-Identifier: MIT */
-/* ferry vm: create, list, show, start, stop, kill, pause, resume, delete, console. */
-#include <arpa/inet.h>
-#include <ctype.h>
-#include <errno.h>
-#include <limits.h>
+/* ferry vm: the subcommand table, list, show, start/stop/kill, pause/resume, delete, console. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cli/cmd.h"
+#include "cli/cmd_vm.h"
 #include "common/util.h"
 
-#define GUEST_DIR_DEFAULT "/usr/local/share/ferry/guest"
 #define CONSOLE_POLL_MS 200
 #define CONSOLE_CHUNK 65536
 
 /* ---- small helpers ----------------------------------------------------------------------- */
 
-/* "/v1/vms/NAME" + suffix, with NAME escaped. Caller frees; NULL on ENOMEM. */
-static char *vm_path(const char *name, const char *suffix)
+char *cmd_vm__path(const char *name, const char *suffix)
 {
     char *esc = client_escape(name);
     if (!esc)
@@ -32,15 +27,7 @@ static char *vm_path(const char *name, const char *suffix)
     return p;
 }
 
-static int nomem(void)
-{
-    struct ferr e;
-    ferr_set(&e, -ENOMEM, "out of memory");
-    return cli_fail(&e);
-}
-
-/* Prints "NAME: STATE" (with the reason of a failed VM); EXIT_FAIL if the VM failed. */
-static int print_state(struct cli *cli, const json_t *vm)
+int cmd_vm__print_state(struct cli *cli, const json_t *vm)
 {
     if (cli->fmt == OUTPUT_JSON) {
         output_json(stdout, vm);
@@ -61,578 +48,6 @@ static int print_state(struct cli *cli, const json_t *vm)
 static int one_name(const char *cmd, int argc, char **argv, const char **name)
 {
     return cli_one_operand(cmd, argc, argv, "a VM NAME", name);
-}
-
-/* ---- vm create --------------------------------------------------------------------------- */
-
-static const char create_help[] =
-    "Usage: ferry vm create NAME [OPTIONS]\n"
-    "\n"
-    "Defines a VM on this host (and starts it with --start).\n"
-    "\n"
-    "Options:\n"
-    "  --cpus N                 N vCPUs: 1 socket with N cores\n"
-    "  --sockets S --cores C --threads T\n"
-    "                           CPU topology (each defaults to 1)\n"
-    "  --memory MIB             memory in MiB (or 512M, 2G)\n"
-    "  --machine TYPE           QEMU machine type (default: the versioned type \"pc\" stands\n"
-    "                           for on the host that makes it, e.g. pc-i440fx-7.2)\n"
-    "  --disk PATH[,size=MIB][,ro]\n"
-    "                           a VHD disk; with size=, a fixed VHD that does not exist yet\n"
-    "                           is created; ro attaches it read-only (repeatable)\n"
-    "  --nic BRIDGE[,mac=MAC]   a NIC on a host bridge (repeatable)\n"
-    "  --kernel PATH            boot this kernel directly (else the first disk boots)\n"
-    "  --initrd PATH            with --kernel: its initrd\n"
-    "  --cmdline STR            with --kernel: its command line\n"
-    "  --appliance              boot ferry's guest appliance ($FERRY_GUEST_DIR, default\n"
-    "                           " GUEST_DIR_DEFAULT ")\n"
-    "  --guest-ip A.B.C.D/NN    the appliance's address (ferry.ip=)\n"
-    "  --guest-gw IP            the appliance's gateway (ferry.gw=)\n"
-    "  --workload LIST          what the appliance runs (ferry.workload=)\n"
-    "  --budget-ms N            live migration blackout budget in ms\n"
-    "  --priority N             failover priority, 0..1000, higher first\n"
-    "  --label K=V              a label (repeatable)\n"
-    "  --node NODE              in a cluster: the node that runs it (default: the up node\n"
-    "                           with the most free memory)\n"
-    "  --start                  start the VM once it is created\n"
-    "  -f, --file SPEC.json     start from a spec file ('-' for stdin); options override it\n"
-    "  -o, --output table|json  output format\n"
-    "\n"
-    "Relative paths are made absolute here. Limits are checked by ferryd.\n";
-
-struct create_args {
-    const char *name;
-    const char *file;
-    uint64_t cpus, sockets, cores, threads, memory, budget, priority;
-    bool has_cpus, has_topology, has_memory, has_budget, has_priority;
-    json_t *disks;  /* array or NULL */
-    json_t *nics;   /* array or NULL */
-    json_t *labels; /* object or NULL */
-    const char *kernel, *initrd, *cmdline, *machine;
-    bool appliance;
-    const char *guest_ip, *guest_gw, *workload;
-    const char *node;
-    bool start;
-};
-
-static int parse_disk(const char *arg, json_t **out, char *why, size_t whylen)
-{
-    char *copy = strdup(arg), *save = NULL;
-    if (!copy)
-        return -ENOMEM;
-    int rc = -1;
-    char *path = strtok_r(copy, ",", &save);
-    json_t *d = json_object();
-    if (!d)
-        goto out;
-    if (!path || !*path || arg[0] == ',') {
-        snprintf(why, whylen, "--disk '%s': a PATH is needed", arg);
-        goto out;
-    }
-    json_object_set_new(d, "path", json_string(path));
-    for (char *opt; (opt = strtok_r(NULL, ",", &save));) {
-        uint64_t mib;
-        if (strncmp(opt, "size=", 5) == 0) {
-            if (cli_parse_size_mib(opt + 5, &mib) < 0 || mib > INT64_MAX) {
-                snprintf(why, whylen, "--disk: size '%s' is not a size like 1024, 512M or 2G",
-                         opt + 5);
-                goto out;
-            }
-            json_object_set_new(d, "size_mib", json_integer((json_int_t)mib));
-        } else if (strcmp(opt, "ro") == 0 || strcmp(opt, "readonly") == 0) {
-            json_object_set_new(d, "readonly", json_true());
-        } else {
-            snprintf(why, whylen, "--disk: unknown option '%s' (size=MIB or ro)", opt);
-            goto out;
-        }
-    }
-    *out = d;
-    d = NULL;
-    rc = 0;
-out:
-    json_decref(d);
-    free(copy);
-    return rc;
-}
-
-static int parse_nic(const char *arg, json_t **out, char *why, size_t whylen)
-{
-    const char *comma = strchr(arg, ',');
-    size_t blen = comma ? (size_t)(comma - arg) : strlen(arg);
-    if (blen == 0) {
-        snprintf(why, whylen, "--nic '%s': a BRIDGE is needed", arg);
-        return -1;
-    }
-    json_t *n = json_object();
-    if (!n)
-        return -ENOMEM;
-    json_object_set_new(n, "bridge", json_stringn(arg, blen));
-    if (comma) {
-        if (strncmp(comma + 1, "mac=", 4) != 0 || !comma[5] || strchr(comma + 5, ',')) {
-            snprintf(why, whylen, "--nic '%s': expected BRIDGE[,mac=MAC]", arg);
-            json_decref(n);
-            return -1;
-        }
-        json_object_set_new(n, "mac", json_string(comma + 5));
-    }
-    *out = n;
-    return 0;
-}
-
-/* Appends j to the array *arr, creating it first. Takes j. */
-static int push(json_t **arr, json_t *j)
-{
-    if (!*arr && !(*arr = json_array())) {
-        json_decref(j);
-        return -ENOMEM;
-    }
-    return json_array_append_new(*arr, j) == 0 ? 0 : -ENOMEM;
-}
-
-static bool ipv4_prefix_valid(const char *s)
-{
-    char addr[INET_ADDRSTRLEN];
-    struct in_addr a;
-    uint64_t bits;
-    const char *slash = strchr(s, '/');
-    if (!slash || (size_t)(slash - s) >= sizeof(addr))
-        return false;
-    memcpy(addr, s, (size_t)(slash - s));
-    addr[slash - s] = '\0';
-    return inet_pton(AF_INET, addr, &a) == 1 && cli_parse_u64(slash + 1, 0, 32, &bits) == 0;
-}
-
-static bool has_space(const char *s)
-{
-    for (; *s; s++)
-        if (isspace((unsigned char)*s))
-            return true;
-    return false;
-}
-
-/* Replaces the string at key of o by its absolute form. Returns 0 or a usage message. */
-static int absolutize(json_t *o, const char *key, const char *what, char *why, size_t whylen)
-{
-    const char *p = cli_jstr(o, key);
-    char abs[PATH_MAX];
-    if (!p || !p[0] || p[0] == '/')
-        return 0;
-    if (cli_abspath(p, abs, sizeof(abs)) < 0) {
-        snprintf(why, whylen, "%s '%s': path is too long", what, p);
-        return -1;
-    }
-    json_object_set_new(o, key, json_string(abs));
-    return 0;
-}
-
-/* Finds the guest appliance; on failure prints why and returns EXIT_FAIL. */
-static int appliance_find(char *kernel, char *initrd, size_t size)
-{
-    const char *dir = getenv("FERRY_GUEST_DIR");
-    char abs[PATH_MAX];
-    if (!dir || !dir[0])
-        dir = GUEST_DIR_DEFAULT;
-    if (cli_abspath(dir, abs, sizeof(abs)) < 0 || fmt_path(kernel, size, "%s/vmlinuz", abs) < 0 ||
-        fmt_path(initrd, size, "%s/initrd.img", abs) < 0) {
-        fprintf(stderr, "ferry: guest appliance directory '%s': path is too long\n", dir);
-        return EXIT_FAIL;
-    }
-    const char *paths[] = {kernel, initrd};
-    for (size_t i = 0; i < 2; i++) {
-        if (access(paths[i], R_OK) < 0) {
-            fprintf(stderr,
-                    "ferry: guest appliance: %s: %s\n"
-                    "Build it with guest/build-appliance --out DIR (and install it "
-                    "in " GUEST_DIR_DEFAULT "),\nor point FERRY_GUEST_DIR at the directory that "
-                    "holds vmlinuz and initrd.img.\n",
-                    paths[i], strerror(errno));
-            return EXIT_FAIL;
-        }
-    }
-    return EXIT_OK;
-}
-
-static json_t *spec_load(const char *file, char *why, size_t whylen)
-{
-    json_error_t je;
-    bool in = strcmp(file, "-") == 0;
-    json_t *j = in ? json_loadf(stdin, 0, &je) : json_load_file(file, 0, &je);
-    if (!j) {
-        if (je.line > 0)
-            snprintf(why, whylen, "%s:%d: %s", in ? "<stdin>" : file, je.line, je.text);
-        else
-            snprintf(why, whylen, "%s", je.text);
-        return NULL;
-    }
-    if (!json_is_object(j)) {
-        snprintf(why, whylen, "%s: a spec is a JSON object", in ? "<stdin>" : file);
-        json_decref(j);
-        return NULL;
-    }
-    return j;
-}
-
-/* Builds the spec from the file and the options. Returns EXIT_OK with *out, or an exit code
- * after printing why. */
-static int spec_build(const struct create_args *a, json_t **out)
-{
-    char why[PATH_MAX + 256] = "";
-    json_t *spec = a->file ? spec_load(a->file, why, sizeof(why)) : json_object();
-    if (!spec) {
-        if (!why[0])
-            return nomem();
-        fprintf(stderr, "ferry: %s\n", why);
-        return EXIT_FAIL;
-    }
-    if (a->name)
-        json_object_set_new(spec, "name", json_string(a->name));
-    if (!cli_jstr(spec, "name")) {
-        json_decref(spec);
-        return cli_usage("vm create", "a VM NAME is needed");
-    }
-    if (a->has_cpus)
-        json_object_set_new(spec, "cpu",
-                            json_pack("{s:I,s:I,s:I}", "sockets", (json_int_t)1, "cores",
-                                      (json_int_t)a->cpus, "threads", (json_int_t)1));
-    else if (a->has_topology)
-        json_object_set_new(spec, "cpu",
-                            json_pack("{s:I,s:I,s:I}", "sockets",
-                                      (json_int_t)(a->sockets ? a->sockets : 1), "cores",
-                                      (json_int_t)(a->cores ? a->cores : 1), "threads",
-                                      (json_int_t)(a->threads ? a->threads : 1)));
-    if (a->has_memory)
-        json_object_set_new(spec, "memory_mib", json_integer((json_int_t)a->memory));
-    if (a->machine && json_object_set_new(spec, "machine", json_string(a->machine)) < 0) {
-        json_decref(spec);
-        return cli_usage("vm create", "--machine: a QEMU machine type like pc-i440fx-7.2");
-    }
-    if (a->disks)
-        json_object_set(spec, "disks", a->disks);
-    if (a->nics)
-        json_object_set(spec, "nics", a->nics);
-
-    /* Boot: options override the file's fields; ferry.* parameters are appended. */
-    json_t *boot = json_object_get(spec, "boot");
-    boot = json_is_object(boot) ? json_deep_copy(boot) : json_object();
-    char kernel[PATH_MAX], initrd[PATH_MAX];
-    if (a->appliance) {
-        int rc = appliance_find(kernel, initrd, sizeof(kernel));
-        if (rc != EXIT_OK) {
-            json_decref(boot);
-            json_decref(spec);
-            return rc;
-        }
-        json_object_set_new(boot, "kernel", json_string(kernel));
-        json_object_set_new(boot, "initrd", json_string(initrd));
-    }
-    if (a->kernel)
-        json_object_set_new(boot, "kernel", json_string(a->kernel));
-    if (a->initrd)
-        json_object_set_new(boot, "initrd", json_string(a->initrd));
-    if (a->cmdline || a->guest_ip || a->guest_gw || a->workload) {
-        const char *base = a->cmdline ? a->cmdline : cli_jstr(boot, "cmdline");
-        char *cl = NULL;
-        size_t len = 0;
-        FILE *m = open_memstream(&cl, &len);
-        if (!m) {
-            json_decref(boot);
-            json_decref(spec);
-            return nomem();
-        }
-        fputs(base ? base : "", m);
-        const char *keys[] = {"ferry.ip", "ferry.gw", "ferry.workload"};
-        const char *vals[] = {a->guest_ip, a->guest_gw, a->workload};
-        for (size_t i = 0; i < 3; i++) {
-            if (!vals[i])
-                continue;
-            if (ftell(m) > 0)
-                fputc(' ', m);
-            fprintf(m, "%s=%s", keys[i], vals[i]);
-        }
-        fclose(m);
-        json_object_set_new(boot, "cmdline", json_string(cl));
-        free(cl);
-    }
-    if (json_object_size(boot) > 0)
-        json_object_set(spec, "boot", boot);
-    json_decref(boot);
-
-    if (a->has_budget)
-        json_object_set_new(spec, "blackout_budget_ms", json_integer((json_int_t)a->budget));
-    if (a->has_priority)
-        json_object_set_new(spec, "priority", json_integer((json_int_t)a->priority));
-    if (a->labels) {
-        json_t *labels = json_object_get(spec, "labels");
-        if (json_is_object(labels))
-            json_object_update(labels, a->labels);
-        else
-            json_object_set(spec, "labels", a->labels);
-    }
-
-    /* Relative paths mean "from here", wherever they came from. */
-    int bad = 0;
-    json_t *disks = json_object_get(spec, "disks"), *d;
-    size_t i;
-    json_array_foreach(disks, i, d)
-    {
-        bad |= absolutize(d, "path", "--disk", why, sizeof(why));
-    }
-    boot = json_object_get(spec, "boot");
-    if (json_is_object(boot)) {
-        bad |= absolutize(boot, "kernel", "--kernel", why, sizeof(why));
-        bad |= absolutize(boot, "initrd", "--initrd", why, sizeof(why));
-    }
-    if (bad) {
-        json_decref(spec);
-        return cli_usage("vm create", "%s", why);
-    }
-    *out = spec;
-    return EXIT_OK;
-}
-
-static int vm_create(struct cli *cli, int argc, char **argv)
-{
-    enum {
-        O_CPUS = 256,
-        O_SOCKETS,
-        O_CORES,
-        O_THREADS,
-        O_MEMORY,
-        O_DISK,
-        O_NIC,
-        O_KERNEL,
-        O_INITRD,
-        O_CMDLINE,
-        O_APPLIANCE,
-        O_GUEST_IP,
-        O_GUEST_GW,
-        O_WORKLOAD,
-        O_BUDGET,
-        O_PRIORITY,
-        O_LABEL,
-        O_START,
-        O_NODE,
-        O_MACHINE,
-    };
-    static const struct option opts[] = {
-        {"cpus", required_argument, NULL, O_CPUS},
-        {"sockets", required_argument, NULL, O_SOCKETS},
-        {"cores", required_argument, NULL, O_CORES},
-        {"threads", required_argument, NULL, O_THREADS},
-        {"memory", required_argument, NULL, O_MEMORY},
-        {"disk", required_argument, NULL, O_DISK},
-        {"nic", required_argument, NULL, O_NIC},
-        {"kernel", required_argument, NULL, O_KERNEL},
-        {"initrd", required_argument, NULL, O_INITRD},
-        {"cmdline", required_argument, NULL, O_CMDLINE},
-        {"appliance", no_argument, NULL, O_APPLIANCE},
-        {"guest-ip", required_argument, NULL, O_GUEST_IP},
-        {"guest-gw", required_argument, NULL, O_GUEST_GW},
-        {"workload", required_argument, NULL, O_WORKLOAD},
-        {"budget-ms", required_argument, NULL, O_BUDGET},
-        {"priority", required_argument, NULL, O_PRIORITY},
-        {"label", required_argument, NULL, O_LABEL},
-        {"start", no_argument, NULL, O_START},
-        {"node", required_argument, NULL, O_NODE},
-        {"machine", required_argument, NULL, O_MACHINE},
-        {"file", required_argument, NULL, 'f'},
-        CLI_COMMON_LONGOPTS,
-        {NULL, 0, NULL, 0},
-    };
-    const char *cmd = "vm create";
-    struct create_args a = {0};
-    char why[512];
-    json_t *spec = NULL, *vm = NULL, *item = NULL;
-    char *path = NULL;
-    bool first = true;
-    int c, rc = EXIT_USAGE;
-
-    while ((c = cli_getopt(cli, cmd, argc, argv, CLI_COMMON_SHORTOPTS "f:", opts, &first)) != -1) {
-        uint64_t *num = NULL, max = UINT32_MAX;
-        bool *flag = NULL;
-        switch (c) {
-        case 'h':
-            fputs(create_help, stdout);
-            rc = EXIT_OK;
-            goto out;
-        case CLI_OPT_BAD:
-            goto out;
-        case 'f':
-            a.file = optarg;
-            break;
-        case O_MACHINE:
-            a.machine = optarg; /* checked by ferryd against its QEMU */
-            break;
-        case O_CPUS:
-            num = &a.cpus, flag = &a.has_cpus;
-            break;
-        case O_SOCKETS:
-            num = &a.sockets, flag = &a.has_topology;
-            break;
-        case O_CORES:
-            num = &a.cores, flag = &a.has_topology;
-            break;
-        case O_THREADS:
-            num = &a.threads, flag = &a.has_topology;
-            break;
-        case O_BUDGET:
-            num = &a.budget, flag = &a.has_budget;
-            break;
-        case O_PRIORITY:
-            num = &a.priority, flag = &a.has_priority;
-            break;
-        case O_MEMORY:
-            if (cli_parse_size_mib(optarg, &a.memory) < 0 || a.memory > INT64_MAX) {
-                cli_usage(cmd, "--memory: '%s' is not a size in MiB like 512, 512M or 2G", optarg);
-                goto out;
-            }
-            a.has_memory = true;
-            break;
-        case O_DISK:
-        case O_NIC:
-            why[0] = '\0';
-            if ((c == O_DISK ? parse_disk : parse_nic)(optarg, &item, why, sizeof(why)) < 0) {
-                if (!why[0])
-                    rc = nomem();
-                else
-                    cli_usage(cmd, "%s", why);
-                goto out;
-            }
-            if (push(c == O_DISK ? &a.disks : &a.nics, item) < 0) {
-                rc = nomem();
-                goto out;
-            }
-            break;
-        case O_KERNEL:
-            a.kernel = optarg;
-            break;
-        case O_INITRD:
-            a.initrd = optarg;
-            break;
-        case O_CMDLINE:
-            a.cmdline = optarg;
-            break;
-        case O_APPLIANCE:
-            a.appliance = true;
-            break;
-        case O_GUEST_IP:
-            if (!ipv4_prefix_valid(optarg)) {
-                cli_usage(cmd, "--guest-ip: '%s' is not A.B.C.D/NN", optarg);
-                goto out;
-            }
-            a.guest_ip = optarg;
-            break;
-        case O_GUEST_GW: {
-            struct in_addr ia;
-            if (inet_pton(AF_INET, optarg, &ia) != 1) {
-                cli_usage(cmd, "--guest-gw: '%s' is not an IPv4 address", optarg);
-                goto out;
-            }
-            a.guest_gw = optarg;
-            break;
-        }
-        case O_WORKLOAD:
-            if (!optarg[0] || has_space(optarg)) {
-                cli_usage(cmd, "--workload: '%s' must be one word, e.g. probe,dirty", optarg);
-                goto out;
-            }
-            a.workload = optarg;
-            break;
-        case O_LABEL: {
-            const char *eq = strchr(optarg, '=');
-            if (!eq || eq == optarg) {
-                cli_usage(cmd, "--label: '%s' is not KEY=VALUE", optarg);
-                goto out;
-            }
-            if ((!a.labels && !(a.labels = json_object())) ||
-                json_object_setn_new(a.labels, optarg, (size_t)(eq - optarg), json_string(eq + 1)) <
-                    0) {
-                rc = nomem();
-                goto out;
-            }
-            break;
-        }
-        case O_START:
-            a.start = true;
-            break;
-        case O_NODE:
-            if (!name_valid(optarg, 63)) {
-                cli_usage(cmd, "--node: '%s' is not a node name", optarg);
-                goto out;
-            }
-            a.node = optarg;
-            break;
-        default:
-            cli_usage(cmd, "unhandled option");
-            goto out;
-        }
-        if (num) {
-            const char *oname = "?";
-            for (const struct option *o = opts; o->name; o++)
-                if (o->val == c)
-                    oname = o->name;
-            if (cli_parse_u64(optarg, 0, max, num) < 0) {
-                cli_usage(cmd, "--%s: '%s' is not a number", oname, optarg);
-                goto out;
-            }
-            *flag = true;
-        }
-    }
-    if (optind < argc)
-        a.name = argv[optind++];
-    if (optind < argc) {
-        cli_usage(cmd, "unexpected argument '%s'", argv[optind]);
-        goto out;
-    }
-    if (a.has_cpus && a.has_topology) {
-        cli_usage(cmd, "use either --cpus or --sockets/--cores/--threads");
-        goto out;
-    }
-    if (a.appliance && (a.kernel || a.initrd)) {
-        cli_usage(cmd, "--appliance brings its own kernel and initrd");
-        goto out;
-    }
-
-    rc = spec_build(&a, &spec);
-    if (rc != EXIT_OK)
-        goto out;
-    char create_path[128];
-    if (a.node)
-        snprintf(create_path, sizeof(create_path), "/v1/vms?node=%.64s", a.node);
-    else
-        snprintf(create_path, sizeof(create_path), "/v1/vms");
-    rc = cli_call(cli, "POST", create_path, spec, &vm);
-    if (rc != EXIT_OK)
-        goto out;
-    const char *owner = cli_jstr(vm, "owner");
-    const char *name = cli_jstr(vm, "name") ? cli_jstr(vm, "name") : cli_jstr(spec, "name");
-    if (!a.start) {
-        if (cli->fmt == OUTPUT_JSON)
-            output_json(stdout, vm);
-        else
-            printf("%s: created on %s\n", name, owner ? owner : "this node");
-        goto out;
-    }
-    if (cli->fmt != OUTPUT_JSON)
-        printf("%s: created on %s\n", name, owner ? owner : "this node");
-    path = vm_path(name, "/start");
-    if (!path) {
-        rc = nomem();
-        goto out;
-    }
-    json_decref(vm);
-    rc = cli_call(cli, "POST", path, NULL, &vm);
-    if (rc == EXIT_OK)
-        rc = print_state(cli, vm);
-
-out:
-    free(path);
-    json_decref(vm);
-    json_decref(spec);
-    json_decref(a.disks);
-    json_decref(a.nics);
-    json_decref(a.labels);
-    return rc;
 }
 
 /* ---- vm list / show ---------------------------------------------------------------------- */
@@ -699,7 +114,7 @@ static int vm_list(struct cli *cli, int argc, char **argv)
     struct output_table *t = output_table_new(8, headers);
     if (!t) {
         json_decref(reply);
-        return nomem();
+        return cli_nomem();
     }
     size_t i;
     json_t *vm;
@@ -722,7 +137,7 @@ static int vm_list(struct cli *cli, int argc, char **argv)
         if (output_table_add(t, cells) < 0) {
             output_table_free(t);
             json_decref(reply);
-            return nomem();
+            return cli_nomem();
         }
     }
     output_table_print(t, stdout);
@@ -837,10 +252,10 @@ static int vm_show(struct cli *cli, int argc, char **argv)
     int rc = one_name("vm show", argc, argv, &name);
     if (rc != EXIT_OK)
         return rc;
-    char *path = vm_path(name, "");
+    char *path = cmd_vm__path(name, "");
     json_t *vm;
     if (!path)
-        return nomem();
+        return cli_nomem();
     rc = cli_call(cli, "GET", path, NULL, &vm);
     free(path);
     if (rc != EXIT_OK)
@@ -901,13 +316,13 @@ static int vm_action(struct cli *cli, int argc, char **argv, const char *action,
         snprintf(suffix, sizeof(suffix), "%s", force ? "?force=1" : "");
     else
         snprintf(suffix, sizeof(suffix), "/%s", action);
-    char *path = vm_path(name, suffix);
+    char *path = cmd_vm__path(name, suffix);
     json_t *body = has_timeout ? json_pack("{s:I}", "timeout_s", (json_int_t)timeout) : NULL;
     json_t *reply = NULL;
     if (!path || (has_timeout && !body)) {
         free(path);
         json_decref(body);
-        return nomem();
+        return cli_nomem();
     }
     rc = cli_call(cli, is_delete ? "DELETE" : "POST", path, body, &reply);
     free(path);
@@ -920,7 +335,7 @@ static int vm_action(struct cli *cli, int argc, char **argv, const char *action,
         else
             printf("%s: deleted\n", cli_jstr(reply, "deleted") ? cli_jstr(reply, "deleted") : name);
     } else {
-        rc = print_state(cli, reply);
+        rc = cmd_vm__print_state(cli, reply);
     }
     json_decref(reply);
     return rc;
@@ -989,9 +404,9 @@ static int console_get(struct cli *cli, const char *name, int64_t offset, uint64
     else
         snprintf(suffix, sizeof(suffix), "/console?offset=%lld&max=%llu", (long long)offset,
                  (unsigned long long)max);
-    char *path = vm_path(name, suffix);
+    char *path = cmd_vm__path(name, suffix);
     if (!path)
-        return nomem();
+        return cli_nomem();
     int rc = cli_call(cli, "GET", path, NULL, reply);
     free(path);
     return rc;
@@ -1088,7 +503,7 @@ static int vm_console(struct cli *cli, int argc, char **argv)
 /* ---- dispatch ---------------------------------------------------------------------------- */
 
 static const struct cli_cmd vm_cmds[] = {
-    {"create", vm_create, "define a VM (and start it with --start)"},
+    {"create", cmd_vm_create, "define a VM (and start it with --start)"},
     {"list", vm_list, "list the VMs of this host"},
     {"show", vm_show, "show a VM: state, spec, disks, NICs"},
     {"start", vm_start, "start a VM"},

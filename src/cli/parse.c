@@ -1,0 +1,198 @@
+/* SPDX-License-Identifier: MIT */
+/* The CLI's argument parsers: numbers, sizes, paths, disks, NICs, addresses; they print nothing. */
+#include "cli/parse.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+int cli_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+    if (!s || !*s || *s == '-' || *s == '+' || *s == ' ')
+        return -1;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int cli_parse_size_mib(const char *s, uint64_t *mib)
+{
+    static const struct {
+        const char *suffix;
+        uint64_t mult;
+    } units[] = {
+        {"", 1},      {"m", 1},      {"mb", 1},          {"mib", 1},          {"g", 1024},
+        {"gb", 1024}, {"gib", 1024}, {"t", 1024 * 1024}, {"tb", 1024 * 1024}, {"tib", 1024 * 1024},
+    };
+    if (!s || !(*s >= '0' && *s <= '9'))
+        return -1;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno)
+        return -1;
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        if (strcasecmp(end, units[i].suffix) != 0)
+            continue;
+        if (v > UINT64_MAX / units[i].mult)
+            return -1;
+        *mib = v * units[i].mult;
+        return 0;
+    }
+    return -1;
+}
+
+int cli_abspath(const char *path, char *out, size_t size)
+{
+    char dir[PATH_MAX], resolved[PATH_MAX], cwd[PATH_MAX];
+    if (path[0] == '/') {
+        if (strlen(path) >= size)
+            return -ENAMETOOLONG;
+        strcpy(out, path);
+        return 0;
+    }
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    if (slash) {
+        if ((size_t)(slash - path) >= sizeof(dir))
+            return -ENAMETOOLONG;
+        memcpy(dir, path, (size_t)(slash - path));
+        dir[slash - path] = '\0';
+    } else {
+        strcpy(dir, ".");
+    }
+    int n;
+    if (realpath(dir, resolved)) {
+        if (base[0] == '\0' || strcmp(base, ".") == 0)
+            n = snprintf(out, size, "%s", resolved);
+        else
+            n = snprintf(out, size, "%s%s%s", resolved, strcmp(resolved, "/") ? "/" : "", base);
+    } else if (getcwd(cwd, sizeof(cwd))) {
+        n = snprintf(out, size, "%s/%s", cwd, path); /* the daemon will say what is missing */
+    } else {
+        n = snprintf(out, size, "%s", path);
+    }
+    return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
+}
+
+int cli_parse_disk(const char *arg, json_t **out, char *why, size_t whylen)
+{
+    char *copy = strdup(arg), *save = NULL;
+    if (!copy)
+        return -ENOMEM;
+    int rc = -1;
+    char *path = strtok_r(copy, ",", &save);
+    json_t *d = json_object();
+    if (!d) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    if (!path || !*path || arg[0] == ',') {
+        snprintf(why, whylen, "--disk '%s': a PATH is needed", arg);
+        goto out;
+    }
+    json_object_set_new(d, "path", json_string(path));
+    for (char *opt; (opt = strtok_r(NULL, ",", &save));) {
+        uint64_t mib;
+        if (strncmp(opt, "size=", 5) == 0) {
+            if (cli_parse_size_mib(opt + 5, &mib) < 0 || mib > INT64_MAX) {
+                snprintf(why, whylen, "--disk: size '%s' is not a size like 1024, 512M or 2G",
+                         opt + 5);
+                goto out;
+            }
+            json_object_set_new(d, "size_mib", json_integer((json_int_t)mib));
+        } else if (strcmp(opt, "ro") == 0 || strcmp(opt, "readonly") == 0) {
+            json_object_set_new(d, "readonly", json_true());
+        } else {
+            snprintf(why, whylen, "--disk: unknown option '%s' (size=MIB or ro)", opt);
+            goto out;
+        }
+    }
+    *out = d;
+    d = NULL;
+    rc = 0;
+out:
+    json_decref(d);
+    free(copy);
+    return rc;
+}
+
+int cli_parse_nic(const char *arg, json_t **out, char *why, size_t whylen)
+{
+    const char *comma = strchr(arg, ',');
+    size_t blen = comma ? (size_t)(comma - arg) : strlen(arg);
+    if (blen == 0) {
+        snprintf(why, whylen, "--nic '%s': a BRIDGE is needed", arg);
+        return -1;
+    }
+    json_t *n = json_object();
+    if (!n)
+        return -ENOMEM;
+    json_object_set_new(n, "bridge", json_stringn(arg, blen));
+    if (comma) {
+        if (strncmp(comma + 1, "mac=", 4) != 0 || !comma[5] || strchr(comma + 5, ',')) {
+            snprintf(why, whylen, "--nic '%s': expected BRIDGE[,mac=MAC]", arg);
+            json_decref(n);
+            return -1;
+        }
+        json_object_set_new(n, "mac", json_string(comma + 5));
+    }
+    *out = n;
+    return 0;
+}
+
+bool cli_ipv4_prefix_valid(const char *s)
+{
+    char addr[INET_ADDRSTRLEN];
+    struct in_addr a;
+    uint64_t bits;
+    const char *slash = strchr(s, '/');
+    if (!slash || (size_t)(slash - s) >= sizeof(addr))
+        return false;
+    memcpy(addr, s, (size_t)(slash - s));
+    addr[slash - s] = '\0';
+    return inet_pton(AF_INET, addr, &a) == 1 && cli_parse_u64(slash + 1, 0, 32, &bits) == 0;
+}
+
+int cli_check_address(const char *s, char *why, size_t whylen)
+{
+    char host[INET6_ADDRSTRLEN + 2];
+    const char *colon = strrchr(s, ':');
+    if (!colon || colon == s) {
+        snprintf(why, whylen, "'%s' is not an API address IP:PORT (like 10.77.0.11:7443)", s);
+        return -1;
+    }
+    size_t hl = (size_t)(colon - s);
+    uint64_t port;
+    if (hl >= sizeof(host) || cli_parse_u64(colon + 1, 1, 65535, &port) < 0) {
+        snprintf(why, whylen, "'%s': expected IP:PORT with a port in 1..65535", s);
+        return -1;
+    }
+    memcpy(host, s, hl);
+    host[hl] = '\0';
+    unsigned char bin[16];
+    bool ok;
+    if (host[0] == '[') {
+        ok = hl > 2 && host[hl - 1] == ']';
+        if (ok) {
+            host[hl - 1] = '\0';
+            ok = inet_pton(AF_INET6, host + 1, bin) == 1;
+        }
+    } else {
+        ok = inet_pton(AF_INET, host, bin) == 1;
+    }
+    if (!ok) {
+        snprintf(why, whylen, "'%s': '%.*s' is not an IPv4 address (or [IPv6])", s, (int)hl, s);
+        return -1;
+    }
+    return 0;
+}
