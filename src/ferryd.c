@@ -390,8 +390,7 @@ static void sync_one(struct vm *vm, void *data)
     snprintf(w->name, sizeof(w->name), "%s", name);
     char why[256];
     snprintf(why, sizeof(why), "%s", vm_reason(vm));
-    json_t *cmd = json_pack("{s:i, s:s, s:s, s:s, s:s}", "v", 1, "op", "vm_state", "name", name,
-                            "state", vm_state_name(vm_state(vm)), "reason", why);
+    json_t *cmd = cdb_cmd_vm_state(name, vm_state_name(vm_state(vm)), why);
     struct ferr e = {0};
     json_object_set_new(d->syncing, name, json_true());
     if (!cmd || cluster_write(d->cluster, cmd, sync_done, w, &e) < 0)

@@ -231,9 +231,8 @@ static void reply_created(struct vmset *set, struct vm *vm, int status, const st
         return;
     }
     struct ferr e2 = {0};
-    json_t *cmd = json_pack("{s:i, s:s, s:s, s:o, s:s, s:s}", "v", 1, "op", "vm_put", "name",
-                            vm_name(vm), "spec", vm_spec_to_json(vm_spec(vm)), "owner",
-                            op->ctx->node_name, "state", vm_state_name(vm_state(vm)));
+    json_t *cmd = cdb_cmd_vm_put(vm_name(vm), vm_spec_to_json(vm_spec(vm)), op->ctx->node_name,
+                                 vm_state_name(vm_state(vm)));
     if (cluster_write(op->ctx->cluster, cmd, published, op, &e2) < 0)
         published(0, NULL, &e2, op);
     json_decref(cmd);
@@ -263,7 +262,7 @@ static void reply_deleted(struct vmset *set, struct vm *vm, int status, const st
         return;
     }
     struct ferr e2 = {0};
-    json_t *cmd = json_pack("{s:i, s:s, s:s}", "v", 1, "op", "vm_remove", "name", op->name);
+    json_t *cmd = cdb_cmd_vm_remove(op->name);
     if (cluster_write(op->ctx->cluster, cmd, unpublished, op, &e2) < 0)
         unpublished(0, NULL, &e2, op);
     json_decref(cmd);
@@ -1200,8 +1199,7 @@ static void h_migration_measure(struct api_ctx *ctx, struct http_req *req,
         json_decref(b);
         return;
     }
-    json_t *cmd = json_pack("{s:i, s:s, s:I, s:O, s:s, s:b}", "v", 1, "op", "migration_measure",
-                            "id", id, "client_gap_ms", gap, "source", source, "replace", force);
+    json_t *cmd = cdb_cmd_migration_measure((uint64_t)id, gap, source, force);
     json_decref(b);
     struct measure_op *op = calloc(1, sizeof(*op));
     struct ferr e = {0};

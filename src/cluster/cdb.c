@@ -14,7 +14,7 @@
 #include "common/util.h"
 
 #define NAME_MAX_LEN 63
-#define REASON_MAX 256
+#define REASON_MAX CDB_REASON_MAX
 #define MESSAGE_MAX 1024
 #define STATE_TOKEN_MAX 32
 #define TYPE_TOKEN_MAX 64
@@ -1638,33 +1638,6 @@ int cdb_cmd_version_min(const struct cdb *db)
         any = true;
     }
     return min;
-}
-
-json_t *cdb_node_cmd(int version, const json_t *rec, const char *state, const char *admin,
-                     const char *reason, uint64_t time_ms)
-{
-    json_int_t id = int_of(rec, "id");
-    if (!reason)
-        reason = "";
-    if (version >= 2)
-        return json_pack("{si ss sI ss ss sI}", "v", 2, "op", state ? "node_state" : "node_admin",
-                         "id", id, state ? "state" : "admin", state ? state : admin, "reason",
-                         reason, "time_ms", (json_int_t)time_ms);
-    /* Version 1: one word for both, the admin state of a down node in its reason. */
-    const char *health = state ? state : str_of(rec, "state");
-    const char *adm = admin ? admin : str_of(rec, "admin");
-    bool active = !*adm || strcmp(adm, "active") == 0;
-    char why[REASON_MAX + 1];
-    if (strcmp(health, "down") == 0 && !active) {
-        char marker[32];
-        snprintf(marker, sizeof(marker), " (was %s)", adm);
-        snprintf(why, sizeof(why), "%.*s%s", (int)(REASON_MAX - strlen(marker)), reason, marker);
-    } else {
-        snprintf(why, sizeof(why), "%s", reason);
-    }
-    const char *word = strcmp(health, "down") == 0 ? "down" : active ? "up" : adm;
-    return json_pack("{si ss sI ss ss sI}", "v", 1, "op", "node_state", "id", id, "state", word,
-                     "reason", why, "time_ms", (json_int_t)time_ms);
 }
 
 /* ---- queries ---- */

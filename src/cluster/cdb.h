@@ -5,6 +5,7 @@
 #define FERRY_CLUSTER_CDB_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -87,6 +88,79 @@
 #define CDB_SNAPSHOT_MAX (256u * 1024 * 1024) /* largest snapshot restored */
 #define CDB_ID_MAX ((1ULL << 53) - 1)         /* largest node id */
 #define CDB_CLIENT_GAP_MAX_MS 3600000         /* largest client gap recorded (an hour) */
+#define CDB_REASON_MAX 256 /* longest reason of a node's health or admin state, in bytes */
+
+/*
+ * Building commands: the one place that writes the JSON of every op above, so that a caller
+ * names what it wants and never packs the envelope by hand. Each builder returns a new
+ * command the caller owns (json_decref), or NULL when out of memory (or when a string is not
+ * UTF-8, which jansson cannot store). Nothing is checked here: cdb_cmd_check() checks the
+ * values when the command is written (cdb_cmd_encode, raftnode_apply), as for any command.
+ * A NULL for a required string leaves its field out, so that check refuses the command and
+ * names the field; a NULL optional string or object leaves its field out, which means "the
+ * default" or "keep", as the op says. Strings and objects passed in are copied.
+ *
+ * Every op but node_state and node_admin is the same in command versions 1 and 2 and is
+ * written as version 1, which nodes of both versions apply; cdb_node_cmd() writes the
+ * version that cdb_cmd_version_min() allows. The JSON (key order included) is the one the
+ * call sites packed by hand before these existed, byte for byte, so older nodes read it.
+ */
+
+/* vm_put: name, spec (stolen, also on failure; NULL gives NULL), owner and state (NULL: left
+ * out: kept, or "" and "stopped" for a new VM). */
+json_t *cdb_cmd_vm_put(const char *name, json_t *spec, const char *owner, const char *state);
+/* vm_owner: name, owner; expect_owner NULL leaves the compare-and-set out. */
+json_t *cdb_cmd_vm_owner(const char *name, const char *owner, const char *expect_owner);
+/* vm_state: name, state; reason NULL leaves it out (""). */
+json_t *cdb_cmd_vm_state(const char *name, const char *state, const char *reason);
+/* vm_remove: name. */
+json_t *cdb_cmd_vm_remove(const char *name);
+/* event_add at time_ms (wall clock) of type; node, vm and message NULL leave them out (""). A
+ * time above 2^53 - 1 gives a command that cdb_cmd_check() refuses. */
+json_t *cdb_cmd_event_add(uint64_t time_ms, const char *type, const char *node, const char *vm,
+                          const char *message);
+/* migration_measure of migration id: client_gap_ms is a JSON number (borrowed, copied: an
+ * integer stays an integer on the wire; NULL leaves it out); source; replace is always
+ * written, true or false. */
+json_t *cdb_cmd_migration_measure(uint64_t id, const json_t *client_gap_ms, const char *source,
+                                  bool replace);
+
+/* The fields of a node_upsert. A NULL pointer or a zero number leaves its field out: the
+ * record keeps what it has (or, for a new node, gets the default). */
+struct cdb_node_fields {
+    uint64_t id;      /* required: 1..CDB_ID_MAX, the node's Raft id */
+    const char *name; /* name, api_addr, raft_addr: required for a new node */
+    const char *api_addr;
+    const char *raft_addr;
+    const char *role;           /* "voter"|"standby"|"spare" */
+    const char *state;          /* "up"|"down" */
+    uint64_t last_heartbeat_ms; /* wall clock */
+    int cmd_version;            /* the newest command version the node applies */
+    const json_t *memory;       /* {"total_mib", "free_mib"}, copied */
+    const char *accel;          /* ""|"kvm"|"tcg" */
+};
+/* node_upsert of f (borrowed), its fields in the order the struct lists them. */
+json_t *cdb_cmd_node_upsert(const struct cdb_node_fields *f);
+/* node_remove: id. */
+json_t *cdb_cmd_node_remove(uint64_t id);
+/* cluster_meta: the cluster's id, name and creation time (wall clock). */
+json_t *cdb_cmd_cluster_meta(const char *id, const char *name, uint64_t created_ms);
+
+/* The op of a command ("vm_put", ...), NULL when it has none. cmd borrowed; the string
+ * lives as long as cmd. */
+const char *cdb_cmd_op(const json_t *cmd);
+
+/*
+ * Builds the command that sets the health (state "up"|"down", admin NULL) or the admin state
+ * (admin "active"|"draining"|"paused", state NULL) of the node whose record is rec, in command
+ * version `version` (cdb_cmd_version_min()): node_state or node_admin from version 2 on; for
+ * version 1 a node_state whose one word carries what rec says of the other half (and a down
+ * node's admin state in its reason), so nodes of both versions reach the same state. reason
+ * may be NULL (""). Returns a new command the caller owns, NULL when out of memory; its
+ * values are checked when it is written. rec borrowed.
+ */
+json_t *cdb_node_cmd(int version, const json_t *rec, const char *state, const char *admin,
+                     const char *reason, uint64_t time_ms);
 
 struct cdb;
 
@@ -162,18 +236,6 @@ uint64_t cdb_applied_wall_ms(const struct cdb *db);
 /* The lowest cmd_version of all nodes (CDB_CMD_VERSION when there are none): the newest
  * command version the leader may propose. */
 int cdb_cmd_version_min(const struct cdb *db);
-
-/*
- * Builds the command that sets the health (state "up"|"down", admin NULL) or the admin state
- * (admin "active"|"draining"|"paused", state NULL) of the node whose record is rec, in command
- * version `version` (cdb_cmd_version_min()): node_state or node_admin from version 2 on; for
- * version 1 a node_state whose one word carries what rec says of the other half (and a down
- * node's admin state in its reason), so nodes of both versions reach the same state. reason
- * may be NULL (""). Returns a new command the caller owns, NULL when out of memory; its
- * values are checked when it is written. rec borrowed.
- */
-json_t *cdb_node_cmd(int version, const json_t *rec, const char *state, const char *admin,
-                     const char *reason, uint64_t time_ms);
 
 /*
  * Queries. Each returns new JSON that the caller owns (json_decref), deep copies that later

@@ -236,7 +236,7 @@ static void on_apply_cb(struct raftnode *rn, uint64_t index, const json_t *cmd, 
     struct cluster *c = data;
     if (status != 0 || !cmd)
         return;
-    const char *op = json_string_value(json_object_get(cmd, "op"));
+    const char *op = cdb_cmd_op(cmd);
     if (op && strcmp(op, "node_remove") == 0 &&
         (uint64_t)json_integer_value(json_object_get(cmd, "id")) == c->node_id)
         log_info("cluster: this node was removed from the cluster");
@@ -474,21 +474,20 @@ static void write_bg(struct cluster *c, json_t *cmd, const char *what)
     json_decref(cmd);
 }
 
-static void add_event(struct cluster *c, const char *type, const char *vm, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static void add_event(struct cluster *c, const char *type, const char *vm, const char *fmt, ...)
+void cluster_event_add(struct cluster *c, const char *type, const char *vm, const char *fmt, ...)
 {
-    char msg[512];
+    char *msg = NULL;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    int n = vasprintf(&msg, fmt, ap);
     va_end(ap);
-    write_bg(c,
-             json_pack("{s:i, s:s, s:I, s:s, s:s, s:s, s:s}", "v", 1, "op", "event_add", "time_ms",
-                       (json_int_t)now_wall_ms(), "type", type, "node", c->cfg.node_name, "vm",
-                       vm ? vm : "", "message", msg),
+    if (n < 0) {
+        log_warn("cluster: event: out of memory");
+        return;
+    }
+    write_bg(c, cdb_cmd_event_add(now_wall_ms(), type, c->cfg.node_name, vm ? vm : "", msg),
              "event");
+    free(msg);
 }
 
 /* ---- init ---- */
@@ -498,17 +497,18 @@ static json_t *self_upsert(struct cluster *c, const char *role)
     json_t *info = json_object();
     if (c->cfg.self_info)
         c->cfg.self_info(info, c->cfg.self_data);
-    json_t *cmd =
-        json_pack("{s:i, s:s, s:I, s:s, s:s, s:s, s:s, s:s, s:I, s:i}", "v", 1, "op", "node_upsert",
-                  "id", (json_int_t)c->node_id, "name", c->cfg.node_name, "api_addr",
-                  c->cfg.api_addr, "raft_addr", c->cfg.raft_addr, "role", role, "state", "up",
-                  "last_heartbeat_ms", (json_int_t)now_wall_ms(), "cmd_version", CDB_CMD_VERSION);
     json_t *mem = json_object_get(info, "memory");
-    if (cmd && json_is_object(mem))
-        json_object_set(cmd, "memory", mem);
-    const char *accel = json_string_value(json_object_get(info, "accel"));
-    if (cmd && accel)
-        json_object_set_new(cmd, "accel", json_string(accel));
+    struct cdb_node_fields f = {.id = c->node_id,
+                                .name = c->cfg.node_name,
+                                .api_addr = c->cfg.api_addr,
+                                .raft_addr = c->cfg.raft_addr,
+                                .role = role,
+                                .state = "up",
+                                .last_heartbeat_ms = now_wall_ms(),
+                                .cmd_version = CDB_CMD_VERSION,
+                                .memory = json_is_object(mem) ? mem : NULL,
+                                .accel = json_string_value(json_object_get(info, "accel"))};
+    json_t *cmd = cdb_cmd_node_upsert(&f);
     json_decref(info);
     return cmd;
 }
@@ -526,7 +526,8 @@ static void init_wrote_self(int status, json_t *body, const struct ferr *e, void
         return;
     }
     events_add(c->events, NULL, "cluster.init", "cluster %s (%s) created", c->cluster_id, c->name);
-    add_event(c, "cluster.init", NULL, "cluster %s created on %s", c->name, c->cfg.node_name);
+    cluster_event_add(c, "cluster.init", NULL, "cluster %s created on %s", c->name,
+                      c->cfg.node_name);
     finish_op(c, 201,
               json_pack("{s:s, s:s, s:I, s:s, s:s}", "cluster_id", c->cluster_id, "name", c->name,
                         "node_id", (json_int_t)c->node_id, "token", c->token, "api_addr",
@@ -552,9 +553,7 @@ static void init_wrote_meta(int status, json_t *body, const struct ferr *e, void
 static void write_self_voter(struct cluster *c)
 {
     struct ferr e = {0};
-    json_t *cmd =
-        json_pack("{s:i, s:s, s:s, s:s, s:I}", "v", 1, "op", "cluster_meta", "id", c->cluster_id,
-                  "name", c->name, "created_ms", (json_int_t)now_wall_ms());
+    json_t *cmd = cdb_cmd_cluster_meta(c->cluster_id, c->name, now_wall_ms());
     if (cluster_write(c, cmd, init_wrote_meta, c, &e) < 0)
         init_wrote_meta(0, NULL, &e, c);
     json_decref(cmd);
@@ -839,8 +838,7 @@ static void promoted(struct raftnode *rn, int status, const char *msg, void *dat
             /* another membership change is running: retry */
         } else {
             write_bg(c,
-                     json_pack("{s:i, s:s, s:I, s:s}", "v", 1, "op", "node_upsert", "id",
-                               (json_int_t)a->id, "role", "voter"),
+                     cdb_cmd_node_upsert(&(struct cdb_node_fields){.id = a->id, .role = "voter"}),
                      "promote");
             log_info("cluster: node %llu is a voter now", (unsigned long long)a->id);
             uv_close((uv_handle_t *)&a->timer, admit_closed);
@@ -913,7 +911,8 @@ static void admit_added(struct raftnode *rn, int status, const char *msg, void *
     struct ferr e = {0};
     json_t *cmd = a->record;
     a->record = NULL;
-    add_event(c, "node.joined", NULL, "%s joined", json_string_value(json_object_get(cmd, "name")));
+    cluster_event_add(c, "node.joined", NULL, "%s joined",
+                      json_string_value(json_object_get(cmd, "name")));
     if (cluster_write(c, cmd, admit_written, a, &e) < 0)
         admit_written(0, NULL, &e, a);
     json_decref(cmd);
@@ -961,18 +960,16 @@ void cluster_on_join(struct cluster *c, const json_t *body, cluster_reply_cb cb,
     /* Raft first (a spare gets no votes and no entries), then the record that announces the
      * newcomer's name and API address; only then the answer that hands it the secret. */
     struct ferr e = {0};
-    a->record = json_pack("{s:i, s:s, s:I, s:s, s:s, s:s, s:s, s:s}", "v", 1, "op", "node_upsert",
-                          "id", (json_int_t)id, "name", name, "api_addr", api, "raft_addr", raft,
-                          "role", "spare", "state", "up");
     json_t *mem = json_object_get(body, "memory");
-    json_t *accel = json_object_get(body, "accel");
-    if (a->record && json_is_object(mem) && json_is_integer(json_object_get(mem, "total_mib")) &&
+    const char *accel = json_string_value(json_object_get(body, "accel"));
+    struct cdb_node_fields f = {
+        .id = id, .name = name, .api_addr = api, .raft_addr = raft, .role = "spare", .state = "up"};
+    if (json_is_object(mem) && json_is_integer(json_object_get(mem, "total_mib")) &&
         json_is_integer(json_object_get(mem, "free_mib")) && json_object_size(mem) == 2)
-        json_object_set(a->record, "memory", mem);
-    if (a->record && json_is_string(accel) &&
-        (strcmp(json_string_value(accel), "kvm") == 0 ||
-         strcmp(json_string_value(accel), "tcg") == 0))
-        json_object_set(a->record, "accel", accel);
+        f.memory = mem;
+    if (accel && (strcmp(accel, "kvm") == 0 || strcmp(accel, "tcg") == 0))
+        f.accel = accel;
+    a->record = cdb_cmd_node_upsert(&f);
     int rc = a->record ? raftnode_add(c->rn, id, raft, admit_added, a, &e)
                        : ferr_set(&e, -ENOMEM, "out of memory");
     if (rc < 0) {
@@ -1012,8 +1009,7 @@ static void removed_raft(struct raftnode *rn, int status, const char *msg, void 
         return;
     }
     struct ferr e = {0};
-    json_t *cmd =
-        json_pack("{s:i, s:s, s:I}", "v", 1, "op", "node_remove", "id", (json_int_t)r->id);
+    json_t *cmd = cdb_cmd_node_remove(r->id);
     if (cluster_write(c, cmd, removed_written, r, &e) < 0)
         removed_written(0, NULL, &e, r);
     json_decref(cmd);
@@ -1186,8 +1182,8 @@ static void propose_state(struct cluster *c, struct peer_state *p, const json_t 
     p->proposed_at = now_mono_ms();
     write_bg(c, cdb_node_cmd(cdb_cmd_version_min(c->db), n, state, NULL, reason, now_wall_ms()),
              "node state");
-    add_event(c, strcmp(state, "down") == 0 ? "node.down" : "node.up", NULL, "%s: %s", name,
-              reason);
+    cluster_event_add(c, strcmp(state, "down") == 0 ? "node.down" : "node.up", NULL, "%s: %s", name,
+                      reason);
     events_add(c->events, NULL, strcmp(state, "down") == 0 ? "node.down" : "node.up", "%s: %s",
                name, reason);
 }
@@ -1268,8 +1264,8 @@ static void announce_version(struct cluster *c)
         return;
     c->announced_at = now;
     write_bg(c,
-             json_pack("{s:i, s:s, s:I, s:i}", "v", 1, "op", "node_upsert", "id",
-                       (json_int_t)c->node_id, "cmd_version", CDB_CMD_VERSION),
+             cdb_cmd_node_upsert(
+                 &(struct cdb_node_fields){.id = c->node_id, .cmd_version = CDB_CMD_VERSION}),
              "command version");
 }
 

@@ -85,6 +85,13 @@ void cluster_on_remove(struct cluster *c, const json_t *body, cluster_reply_cb c
 int cluster_write(struct cluster *c, const json_t *cmd, cluster_reply_cb cb, void *data,
                   struct ferr *e);
 
+/* Adds a cluster event (event_add) from this node at the wall clock's time, best effort: it
+ * is written with cluster_write and a failure is only logged. type is a token such as
+ * "node.joined"; vm a VM's name or NULL (none); the message is printf-style (cdb refuses one
+ * over 1024 bytes, which is logged). */
+void cluster_event_add(struct cluster *c, const char *type, const char *vm, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /* Sends an API request to another node with the cluster secret and relays its answer as it
  * came (status and body, also for an error: for passing it on to a client). */
 int cluster_forward(struct cluster *c, const char *node, const char *method, const char *path,

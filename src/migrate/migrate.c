@@ -129,25 +129,6 @@ static void timer_closed(uv_handle_t *h)
     mig_unref(h->data);
 }
 
-static void ignore_reply(int status, json_t *body, const struct ferr *e, void *data)
-{
-    json_decref(body);
-    if (e)
-        log_warn("migrate: %s", e->msg);
-}
-
-/* A cluster event (migration history); best effort. */
-static void cluster_event(struct migrator *m, const char *vm, const char *type, const char *msg)
-{
-    struct ferr e = {0};
-    json_t *cmd = json_pack("{s:i, s:s, s:I, s:s, s:s, s:s, s:s}", "v", 1, "op", "event_add",
-                            "time_ms", (json_int_t)now_wall_ms(), "type", type, "node",
-                            m->env.node_name, "vm", vm, "message", msg);
-    if (cmd && cluster_write(m->env.cluster, cmd, ignore_reply, NULL, &e) < 0)
-        log_warn("migrate %s: event not recorded: %s", vm, e.msg);
-    json_decref(cmd);
-}
-
 /* ---- the journal: what a restarted ferryd needs to finish a migration ----
  * STATE/vms/NAME/migration.json exists from before the destination is asked to prepare until
  * the migration is over: {"to": NODE, "budget_ms": N, "postcopy": BOOL}. QEMU migrates on
@@ -226,7 +207,7 @@ static void record(struct mig *g, enum migrate_outcome o, const char *error)
     }
     char *text = r ? json_dumps(r, JSON_COMPACT) : NULL;
     if (text)
-        cluster_event(g->m, g->name, "vm.migration", text);
+        cluster_event_add(g->m->env.cluster, "vm.migration", g->name, "%s", text);
     else
         log_warn("migrate %s: no record: out of memory", g->name);
     free(text);
@@ -477,8 +458,7 @@ static void completed(struct mig *g, json_t *r)
         return;
     }
     struct ferr e = {0};
-    json_t *cmd = json_pack("{s:i, s:s, s:s, s:s, s:s}", "v", 1, "op", "vm_owner", "name", g->name,
-                            "owner", g->to, "expect_owner", g->m->env.node_name);
+    json_t *cmd = cdb_cmd_vm_owner(g->name, g->to, g->m->env.node_name);
     if (!cmd || cluster_write(g->m->env.cluster, cmd, owner_switched, g, &e) < 0)
         owner_switched(0, NULL, &e, g);
     json_decref(cmd);
