@@ -428,28 +428,23 @@ struct created_wait {
     struct vm_op *op;
     json_t *body;
     int status;
-    uint64_t deadline;
-    uv_timer_t timer;
 };
 
-static void created_wait_closed(uv_handle_t *h)
+static bool created_applied(const struct cdb *db, void *data)
 {
-    free(h->data);
+    struct created_wait *w = data;
+    json_t *rec = NULL;
+    bool have = db && cdb_vm_get(db, w->op->name, &rec, NULL) == 0;
+    json_decref(rec);
+    return have;
 }
 
-static void created_wait_tick(uv_timer_t *t)
+static void created_waited(int status, void *data)
 {
-    struct created_wait *w = t->data;
-    json_t *rec = NULL;
-    bool have = cluster_active(w->op->ctx->cluster) &&
-                cdb_vm_get(cluster_db(w->op->ctx->cluster), w->op->name, &rec, NULL) == 0;
-    json_decref(rec);
-    if (!have && now_mono_ms() < w->deadline)
-        return;
-    uv_timer_stop(t);
+    struct created_wait *w = data;
     http_reply_json(w->op->req, (unsigned)w->status, w->body);
     free(w->op);
-    uv_close((uv_handle_t *)t, created_wait_closed);
+    free(w);
 }
 
 static void created_elsewhere(int status, json_t *body, const struct ferr *e, void *data)
@@ -464,10 +459,8 @@ static void created_elsewhere(int status, json_t *body, const struct ferr *e, vo
     w->op = op;
     w->body = body;
     w->status = status;
-    w->deadline = now_mono_ms() + 3000;
-    uv_timer_init(op->ctx->loop, &w->timer);
-    w->timer.data = w;
-    uv_timer_start(&w->timer, created_wait_tick, 0, 10);
+    if (cluster_wait_until(op->ctx->cluster, created_applied, 3000, created_waited, w, NULL) < 0)
+        created_waited(status, w);
 }
 
 static void create_here(struct api_ctx *ctx, struct http_req *req, json_t *spec)

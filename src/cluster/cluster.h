@@ -85,6 +85,20 @@ void cluster_on_remove(struct cluster *c, const json_t *body, cluster_reply_cb c
 int cluster_write(struct cluster *c, const json_t *cmd, cluster_reply_cb cb, void *data,
                   struct ferr *e);
 
+/*
+ * Waiting until this node's copy of the database shows something, e.g. a write that another
+ * node made (read-your-writes). pred (data passed on) says whether db shows it; db is NULL
+ * while this node runs no cluster member. It is asked on the loop pass after this call (never
+ * inside it) and then after every entry this node applies, until it holds or timeout_ms
+ * passed. cb then runs once with 0 (pred held), FERR_TIMEOUT, or -ECANCELED (cluster_close;
+ * cb must not wait again then). Returns 0, or -ENOMEM or -ECANCELED (closing) with e set and
+ * no callback. data is the caller's; it must live until cb.
+ */
+typedef bool (*cluster_wait_pred)(const struct cdb *db, void *data);
+typedef void (*cluster_wait_cb)(int status, void *data);
+int cluster_wait_until(struct cluster *c, cluster_wait_pred pred, unsigned timeout_ms,
+                       cluster_wait_cb cb, void *data, struct ferr *e);
+
 /* Adds a cluster event (event_add) from this node at the wall clock's time, best effort: it
  * is written with cluster_write and a failure is only logged. type is a token such as
  * "node.joined"; vm a VM's name or NULL (none); the message is printf-style (cdb refuses one

@@ -1,0 +1,196 @@
+/* SPDX-License-Identifier: MIT */
+/* Heartbeats between the nodes, what this node heard from whom, and the leader's health tick
+ * that marks nodes down and up. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster/cluster_internal.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#define PROPOSE_RETRY_MS 3000
+#define HEALTH_CHECK_MS 100
+
+/* ---- what this node heard from the others ---- */
+
+struct peer_state *cluster__peer(struct cluster *c, uint64_t id)
+{
+    for (unsigned i = 0; i < c->npeers; i++)
+        if (c->peers[i].id == id)
+            return &c->peers[i];
+    if (c->npeers == MAX_PEERS)
+        return NULL;
+    struct peer_state *p = &c->peers[c->npeers++];
+    memset(p, 0, sizeof(*p));
+    p->id = id;
+    p->first_seen = now_mono_ms();
+    return p;
+}
+
+void cluster__peers_clear(struct cluster *c)
+{
+    for (unsigned i = 0; i < c->npeers; i++)
+        json_decref(c->peers[i].info);
+    c->npeers = 0;
+}
+
+/* ---- node health, judged by the leader ---- */
+
+/* Writes node n's health; its admin state is not health's business (cdb_node_cmd keeps it
+ * when the cluster still speaks command version 1). */
+static void propose_state(struct cluster *c, struct peer_state *p, const json_t *n,
+                          const char *name, const char *state, const char *reason)
+{
+    snprintf(p->proposed, sizeof(p->proposed), "%s", state);
+    p->proposed_at = now_mono_ms();
+    cluster__write_bg(
+        c, cdb_node_cmd(cdb_cmd_version_min(c->db), n, state, NULL, reason, now_wall_ms()),
+        "node state");
+    cluster_event_add(c, strcmp(state, "down") == 0 ? "node.down" : "node.up", NULL, "%s: %s", name,
+                      reason);
+    events_add(c->events, NULL, strcmp(state, "down") == 0 ? "node.down" : "node.up", "%s: %s",
+               name, reason);
+}
+
+/*
+ * The leader's judgement of every node, itself included. A node is down once nothing was
+ * heard from it for down_after heartbeat periods, counted from its last heartbeat, or, if none
+ * came yet, from when this leader first knew of it or took office, whichever is later. All on
+ * the monotonic clock. A write in flight is not repeated until it shows in the database or a
+ * few seconds passed.
+ */
+static void check_health(struct cluster *c, json_t *nodes)
+{
+    uint64_t now = now_mono_ms();
+    uint64_t limit = (uint64_t)c->cfg.heartbeat_ms * c->cfg.down_after;
+    size_t i;
+    json_t *n;
+    json_array_foreach(nodes, i, n)
+    {
+        uint64_t id = (uint64_t)json_integer_value(json_object_get(n, "id"));
+        const char *state = json_string_value(json_object_get(n, "state"));
+        const char *name = json_string_value(json_object_get(n, "name"));
+        struct peer_state *p = cluster__peer(c, id);
+        if (!p || !state || !name)
+            continue;
+        if (p->proposed[0]) {
+            bool landed = strcmp(p->proposed, state) == 0;
+            if (!landed && now - p->proposed_at < PROPOSE_RETRY_MS)
+                continue;
+            p->proposed[0] = '\0';
+        }
+        bool down = strcmp(state, "down") == 0;
+        if (id == c->node_id) {
+            if (down)
+                propose_state(c, p, n, name, "up", "it leads the cluster");
+            continue;
+        }
+        uint64_t base = p->last_heard;
+        if (!base)
+            base = p->first_seen > c->leader_since ? p->first_seen : c->leader_since;
+        bool silent = now - base > limit;
+        if (silent && !down) {
+            char why[64];
+            snprintf(why, sizeof(why), "no heartbeat for %llu ms",
+                     (unsigned long long)(now - base));
+            propose_state(c, p, n, name, "down", why);
+        } else if (!silent && down && p->last_heard) {
+            propose_state(c, p, n, name, "up", "heartbeats again");
+        }
+    }
+}
+
+static void health_tick(uv_timer_t *t)
+{
+    struct cluster *c = t->data;
+    if (!c->active || !c->rn || !c->db || !raftnode_is_leader(c->rn))
+        return;
+    json_t *nodes = cdb_nodes(c->db);
+    check_health(c, nodes);
+    json_decref(nodes);
+}
+
+/* ---- heartbeats ---- */
+
+static void hb_sent(int status, json_t *body, const char *raw, size_t len, const struct ferr *e,
+                    void *data)
+{
+    (void)status;
+    (void)body;
+}
+
+/*
+ * Writes this node's cmd_version (the command version it applies) when its record says
+ * another: after it joined (the leader wrote its record) or ferry was upgraded or downgraded
+ * here. The leader proposes the lowest version of all nodes (cdb_cmd_version_min), so a
+ * newer version is used only once every node applies it.
+ */
+static void announce_version(struct cluster *c)
+{
+    json_t *n = NULL;
+    if (!cluster_quorum(c) || cdb_node_get(c->db, c->node_id, &n, NULL) < 0)
+        return;
+    json_int_t v = json_integer_value(json_object_get(n, "cmd_version"));
+    json_decref(n);
+    uint64_t now = now_mono_ms();
+    if (v == CDB_CMD_VERSION || (c->announced_at && now - c->announced_at < PROPOSE_RETRY_MS))
+        return;
+    c->announced_at = now;
+    cluster__write_bg(c,
+                      cdb_cmd_node_upsert(&(struct cdb_node_fields){
+                          .id = c->node_id, .cmd_version = CDB_CMD_VERSION}),
+                      "command version");
+}
+
+static void hb_tick(uv_timer_t *t)
+{
+    struct cluster *c = t->data;
+    if (!c->active || !c->rn || !c->db)
+        return;
+    announce_version(c);
+    json_t *info = json_object();
+    if (c->cfg.self_info)
+        c->cfg.self_info(info, c->cfg.self_data);
+    json_object_set_new(info, "id", json_integer((json_int_t)c->node_id));
+    json_object_set_new(info, "name", json_string(c->cfg.node_name));
+    json_object_set_new(info, "time_ms", json_integer((json_int_t)now_wall_ms()));
+    char *text = json_dumps(info, JSON_COMPACT);
+    json_decref(info);
+    json_t *nodes = cdb_nodes(c->db);
+    size_t i;
+    json_t *n;
+    json_array_foreach(nodes, i, n)
+    {
+        uint64_t id = (uint64_t)json_integer_value(json_object_get(n, "id"));
+        const char *api = json_string_value(json_object_get(n, "api_addr"));
+        if (id == c->node_id || !api || !api[0] || !text)
+            continue;
+        peer_request(c->loop, api, c->secret, "POST", "/v1/internal/heartbeat", text,
+                     c->cfg.heartbeat_ms, hb_sent, NULL, NULL);
+    }
+    free(text);
+    json_decref(nodes);
+}
+
+void cluster_on_heartbeat(struct cluster *c, const json_t *body, cluster_reply_cb cb, void *data)
+{
+    json_t *jid = json_object_get(body, "id");
+    if (!json_is_integer(jid) || json_integer_value(jid) < 1) {
+        reply_err(cb, data, FERR_INVALID, "heartbeat: expected an id");
+        return;
+    }
+    struct peer_state *p = cluster__peer(c, (uint64_t)json_integer_value(jid));
+    if (p) {
+        p->last_heard = now_mono_ms();
+        json_decref(p->info);
+        p->info = json_deep_copy(body);
+    }
+    cb(200, json_pack("{s:b}", "ok", 1), NULL, data);
+}
+
+void cluster__heartbeat_start(struct cluster *c)
+{
+    uv_timer_start(&c->hb, hb_tick, c->cfg.heartbeat_ms, c->cfg.heartbeat_ms);
+    uv_timer_start(&c->health, health_tick, HEALTH_CHECK_MS, HEALTH_CHECK_MS);
+}
