@@ -129,7 +129,7 @@ static json_t *node_view(struct cluster *c, const json_t *n, uint64_t leader)
             c->cfg.self_info(info, c->cfg.self_data);
         last_contact = 0;
     } else {
-        struct peer_state *p = cluster__peer(c, id);
+        struct health_peer *p = cluster__peer(c, id);
         if (p && p->info)
             info = json_incref(p->info);
         if (p && p->last_heard)
@@ -218,7 +218,7 @@ int cluster_status(struct cluster *c, json_t **out, struct ferr *e)
         if (id == c->node_id) {
             contact = 0;
         } else {
-            struct peer_state *p = cluster__peer(c, id);
+            struct health_peer *p = cluster__peer(c, id);
             if (p && p->last_heard)
                 contact = (json_int_t)(now_mono_ms() - p->last_heard);
         }

@@ -10,6 +10,7 @@
 
 #include "cluster/cdb.h"
 #include "cluster/cluster.h"
+#include "cluster/health.h"
 #include "cluster/peer.h"
 #include "cluster/raftnode.h"
 #include "common/err.h"
@@ -23,20 +24,11 @@
  *   write.c       writes (on the leader, or forwarded to it), waits for this node to apply
  *                 something (cluster_wait_until), events
  *   heartbeat.c   heartbeats to and from the other nodes and, on the leader, the health tick
+ *                 that writes what health_judge() (health.c, pure) proposes
  * Everything runs on the loop's thread.
  */
 
-#define MAX_PEERS 64
 #define WRITE_TIMEOUT_MS 5000 /* a write forwarded to the leader, and the wait for its apply */
-
-struct peer_state {
-    uint64_t id;
-    uint64_t first_seen; /* monotonic ms this node first knew of it */
-    uint64_t last_heard; /* monotonic ms; 0 = never */
-    json_t *info;        /* last heartbeat body */
-    char proposed[16];   /* a health write ("up"|"down") in flight ("" = none) */
-    uint64_t proposed_at;
-};
 
 /* The caller of an operation that answers later. */
 struct pending {
@@ -69,8 +61,7 @@ struct cluster {
     uv_timer_t op_timer;
     uv_timer_t wake;                /* runs the waiters after an apply or at a deadline */
     struct cluster_waiter *waiters; /* cluster_wait_until's, oldest first */
-    struct peer_state peers[MAX_PEERS];
-    unsigned npeers;
+    struct health_table peers;      /* what was heard from whom, health writes in flight */
     /* join retries */
     char join_addr[64];
     char join_body[1024];
@@ -126,7 +117,7 @@ void cluster__waiters_cancel(struct cluster *c);
 /* Starts sending heartbeats and, while this node leads, judging the nodes' health. */
 void cluster__heartbeat_start(struct cluster *c);
 /* What this node knows of node id, added (first seen now) if new; NULL when the table is full. */
-struct peer_state *cluster__peer(struct cluster *c, uint64_t id);
+struct health_peer *cluster__peer(struct cluster *c, uint64_t id);
 /* Forgets every peer. */
 void cluster__peers_clear(struct cluster *c);
 

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Heartbeats between the nodes, what this node heard from whom, and the leader's health tick
- * that marks nodes down and up. */
+ * that writes what health_judge() (health.h) proposes. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,96 +9,36 @@
 #include "common/log.h"
 #include "common/util.h"
 
-#define PROPOSE_RETRY_MS 3000
-#define HEALTH_CHECK_MS 100
+#define HEALTH_CHECK_MS 100    /* how often the leader judges the nodes */
+#define ANNOUNCE_RETRY_MS 3000 /* a cmd_version write not seen in the record is made again */
 
 /* ---- what this node heard from the others ---- */
 
-struct peer_state *cluster__peer(struct cluster *c, uint64_t id)
+struct health_peer *cluster__peer(struct cluster *c, uint64_t id)
 {
-    for (unsigned i = 0; i < c->npeers; i++)
-        if (c->peers[i].id == id)
-            return &c->peers[i];
-    if (c->npeers == MAX_PEERS)
-        return NULL;
-    struct peer_state *p = &c->peers[c->npeers++];
-    memset(p, 0, sizeof(*p));
-    p->id = id;
-    p->first_seen = now_mono_ms();
-    return p;
+    return health_peer(&c->peers, id, now_mono_ms());
 }
 
 void cluster__peers_clear(struct cluster *c)
 {
-    for (unsigned i = 0; i < c->npeers; i++)
-        json_decref(c->peers[i].info);
-    c->npeers = 0;
+    for (size_t i = 0; i < c->peers.n; i++)
+        json_decref(c->peers.peer[i].info);
+    c->peers.n = 0;
 }
 
 /* ---- node health, judged by the leader ---- */
 
-/* Writes node n's health; its admin state is not health's business (cdb_node_cmd keeps it
- * when the cluster still speaks command version 1). */
-static void propose_state(struct cluster *c, struct peer_state *p, const json_t *n,
-                          const char *name, const char *state, const char *reason)
+/* Writes the health proposed for a node; its admin state is not health's business
+ * (cdb_node_cmd keeps it when the cluster still speaks command version 1). */
+static void propose_state(struct cluster *c, const struct health_proposal *p)
 {
-    snprintf(p->proposed, sizeof(p->proposed), "%s", state);
-    p->proposed_at = now_mono_ms();
+    const char *type = strcmp(p->state, "down") == 0 ? "node.down" : "node.up";
     cluster__write_bg(
-        c, cdb_node_cmd(cdb_cmd_version_min(c->db), n, state, NULL, reason, now_wall_ms()),
+        c,
+        cdb_node_cmd(cdb_cmd_version_min(c->db), p->node, p->state, NULL, p->reason, now_wall_ms()),
         "node state");
-    cluster_event_add(c, strcmp(state, "down") == 0 ? "node.down" : "node.up", NULL, "%s: %s", name,
-                      reason);
-    events_add(c->events, NULL, strcmp(state, "down") == 0 ? "node.down" : "node.up", "%s: %s",
-               name, reason);
-}
-
-/*
- * The leader's judgement of every node, itself included. A node is down once nothing was
- * heard from it for down_after heartbeat periods, counted from its last heartbeat, or, if none
- * came yet, from when this leader first knew of it or took office, whichever is later. All on
- * the monotonic clock. A write in flight is not repeated until it shows in the database or a
- * few seconds passed.
- */
-static void check_health(struct cluster *c, json_t *nodes)
-{
-    uint64_t now = now_mono_ms();
-    uint64_t limit = (uint64_t)c->cfg.heartbeat_ms * c->cfg.down_after;
-    size_t i;
-    json_t *n;
-    json_array_foreach(nodes, i, n)
-    {
-        uint64_t id = (uint64_t)json_integer_value(json_object_get(n, "id"));
-        const char *state = json_string_value(json_object_get(n, "state"));
-        const char *name = json_string_value(json_object_get(n, "name"));
-        struct peer_state *p = cluster__peer(c, id);
-        if (!p || !state || !name)
-            continue;
-        if (p->proposed[0]) {
-            bool landed = strcmp(p->proposed, state) == 0;
-            if (!landed && now - p->proposed_at < PROPOSE_RETRY_MS)
-                continue;
-            p->proposed[0] = '\0';
-        }
-        bool down = strcmp(state, "down") == 0;
-        if (id == c->node_id) {
-            if (down)
-                propose_state(c, p, n, name, "up", "it leads the cluster");
-            continue;
-        }
-        uint64_t base = p->last_heard;
-        if (!base)
-            base = p->first_seen > c->leader_since ? p->first_seen : c->leader_since;
-        bool silent = now - base > limit;
-        if (silent && !down) {
-            char why[64];
-            snprintf(why, sizeof(why), "no heartbeat for %llu ms",
-                     (unsigned long long)(now - base));
-            propose_state(c, p, n, name, "down", why);
-        } else if (!silent && down && p->last_heard) {
-            propose_state(c, p, n, name, "up", "heartbeats again");
-        }
-    }
+    cluster_event_add(c, type, NULL, "%s: %s", p->name, p->reason);
+    events_add(c->events, NULL, type, "%s: %s", p->name, p->reason);
 }
 
 static void health_tick(uv_timer_t *t)
@@ -107,7 +47,15 @@ static void health_tick(uv_timer_t *t)
     if (!c->active || !c->rn || !c->db || !raftnode_is_leader(c->rn))
         return;
     json_t *nodes = cdb_nodes(c->db);
-    check_health(c, nodes);
+    struct health_params hp = {.self_id = c->node_id,
+                               .leader_since = c->leader_since,
+                               .now = now_mono_ms(),
+                               .heartbeat_ms = c->cfg.heartbeat_ms,
+                               .down_after = c->cfg.down_after};
+    struct health_proposal props[HEALTH_PEERS_MAX];
+    size_t n = health_judge(&c->peers, nodes, &hp, props, HEALTH_PEERS_MAX);
+    for (size_t i = 0; i < n; i++)
+        propose_state(c, &props[i]);
     json_decref(nodes);
 }
 
@@ -134,7 +82,7 @@ static void announce_version(struct cluster *c)
     json_int_t v = json_integer_value(json_object_get(n, "cmd_version"));
     json_decref(n);
     uint64_t now = now_mono_ms();
-    if (v == CDB_CMD_VERSION || (c->announced_at && now - c->announced_at < PROPOSE_RETRY_MS))
+    if (v == CDB_CMD_VERSION || (c->announced_at && now - c->announced_at < ANNOUNCE_RETRY_MS))
         return;
     c->announced_at = now;
     cluster__write_bg(c,
@@ -180,7 +128,7 @@ void cluster_on_heartbeat(struct cluster *c, const json_t *body, cluster_reply_c
         reply_err(cb, data, FERR_INVALID, "heartbeat: expected an id");
         return;
     }
-    struct peer_state *p = cluster__peer(c, (uint64_t)json_integer_value(jid));
+    struct health_peer *p = cluster__peer(c, (uint64_t)json_integer_value(jid));
     if (p) {
         p->last_heard = now_mono_ms();
         json_decref(p->info);
