@@ -654,7 +654,7 @@ int main(int argc, char **argv)
         return 1;
     }
     uv_timer_start(&d.sync, sync_tick, 2000, 2000);
-    http_server_set_authorizer(d.http, cluster_authorize, d.cluster);
+    http_server_set_authorizer(d.http, api_authorize, d.cluster);
     uv_signal_init(d.loop, &d.sigterm);
     uv_signal_init(d.loop, &d.sigint);
     d.sigterm.data = d.sigint.data = &d;

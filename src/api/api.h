@@ -38,6 +38,10 @@ struct api_ctx {
 /* The http_handler of ferryd: routes every request (data is a struct api_ctx). */
 void api_handle(struct http_req *req, void *data);
 
+/* The http_authorizer of the TCP listener (data is the struct cluster): the cluster secret
+ * makes a peer, the join token a joiner on /v1/internal/join only; anything else is refused. */
+int api_authorize(const char *path, const char *bearer, void *data);
+
 /* Renders the Prometheus text exposition (format 0.0.4) into a new buffer the caller frees. */
 int metrics_render(struct api_ctx *ctx, char **out, size_t *len);
 

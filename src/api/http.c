@@ -247,16 +247,6 @@ static int body_append(struct http_req *r, const char *data, size_t len)
     return 0;
 }
 
-/* Compares in time that depends only on the length of want, not on where the bytes differ. */
-static bool token_equal(const char *got, const char *want)
-{
-    size_t glen = strlen(got), wlen = strlen(want);
-    unsigned char diff = glen != wlen;
-    for (size_t i = 0; i < wlen; i++)
-        diff |= (unsigned char)(want[i] ^ (i < glen ? got[i] : 0));
-    return diff == 0;
-}
-
 static bool req_authorized(const struct listener *l, struct MHD_Connection *conn, const char *url,
                            int *principal)
 {
@@ -269,7 +259,7 @@ static bool req_authorized(const struct listener *l, struct MHD_Connection *conn
     auth += 7;
     while (*auth == ' ')
         auth++;
-    if (token_equal(auth, l->token)) {
+    if (secret_equal(auth, l->token)) {
         *principal = HTTP_PRINCIPAL_CLIENT;
         return true;
     }
@@ -278,11 +268,6 @@ static bool req_authorized(const struct listener *l, struct MHD_Connection *conn
         return *principal != HTTP_PRINCIPAL_NONE;
     }
     return false;
-}
-
-bool http_token_equal(const char *got, const char *want)
-{
-    return token_equal(got, want);
 }
 
 void http_server_set_authorizer(struct http_server *s, http_authorizer fn, void *data)

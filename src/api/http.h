@@ -61,8 +61,6 @@ int http_req_principal(const struct http_req *r);
  * HTTP_PRINCIPAL_* (NONE refuses with 401). path is the raw request path. */
 typedef int (*http_authorizer)(const char *path, const char *bearer, void *data);
 void http_server_set_authorizer(struct http_server *s, http_authorizer fn, void *data);
-/* Constant-time string comparison for secrets. */
-bool http_token_equal(const char *got, const char *want);
 
 /* Answers with JSON; body is stolen. Frees the request afterwards. */
 void http_reply_json(struct http_req *r, unsigned status, json_t *body);

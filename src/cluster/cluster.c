@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/http.h"
 #include "cluster/cluster_internal.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -323,16 +322,14 @@ static int forward(struct cluster *c, const char *node, const char *method, cons
 
 /* ---- auth, open, close ---- */
 
-int cluster_authorize(const char *path, const char *bearer, void *data)
+bool cluster_secret_matches(const struct cluster *c, const char *bearer)
 {
-    struct cluster *c = data;
-    if (!c->active)
-        return HTTP_PRINCIPAL_NONE;
-    if (c->secret[0] && http_token_equal(bearer, c->secret))
-        return HTTP_PRINCIPAL_PEER;
-    if (c->token[0] && strcmp(path, "/v1/internal/join") == 0 && http_token_equal(bearer, c->token))
-        return HTTP_PRINCIPAL_JOINER;
-    return HTTP_PRINCIPAL_NONE;
+    return c->active && c->secret[0] && secret_equal(bearer, c->secret);
+}
+
+bool cluster_join_token_matches(const struct cluster *c, const char *bearer)
+{
+    return c->active && c->token[0] && secret_equal(bearer, c->token);
 }
 
 bool cluster_quorum(const struct cluster *c)

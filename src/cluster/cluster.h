@@ -52,9 +52,11 @@ const struct cdb *cluster_db(const struct cluster *c);
 /* This node's name as the cluster knows it. */
 const char *cluster_self(const struct cluster *c);
 
-/* The http_authorizer for the TCP listener: the cluster secret makes a peer, the join token
- * a joiner (on /v1/internal/join only). */
-int cluster_authorize(const char *path, const char *bearer, void *cluster);
+/* Whether bearer (may be NULL) is this cluster's secret, which every member holds, or its join
+ * token (ferry cluster init prints it); false outside a cluster. Compared in constant time.
+ * The API's authorizer (api_authorize) asks these. */
+bool cluster_secret_matches(const struct cluster *c, const char *bearer);
+bool cluster_join_token_matches(const struct cluster *c, const char *bearer);
 
 /* User operations (docs/api.md, Cluster). Synchronous refusals return negative with e set;
  * otherwise cb answers later. */

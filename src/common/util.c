@@ -27,6 +27,17 @@ uint64_t now_wall_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+bool secret_equal(const char *got, const char *want)
+{
+    if (!got)
+        return false;
+    size_t glen = strlen(got), wlen = strlen(want);
+    unsigned char diff = glen != wlen;
+    for (size_t i = 0; i < wlen; i++)
+        diff |= (unsigned char)(want[i] ^ (i < glen ? got[i] : 0));
+    return diff == 0;
+}
+
 int mkdir_p(const char *path, unsigned mode, struct ferr *e)
 {
     char buf[4096];

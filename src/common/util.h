@@ -26,6 +26,10 @@ int file_write_atomic(const char *path, const void *data, size_t len, struct fer
 /* Removes a directory tree (rm -rf semantics, no symlink following). */
 int rm_rf(const char *path);
 
+/* Whether got equals want, compared in a time that depends only on the length of want, not
+ * on where the bytes differ: for secrets and tokens. NULL for got is never equal. */
+bool secret_equal(const char *got, const char *want);
+
 /* The value of a hex digit (0-9, a-f, A-F), or -1. */
 int hex_value(char c);
 

@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/api.h"
+#include "api/http.h"
 #include "cluster/cdb.h"
 #include "cluster/cluster.h"
 #include "common/util.h"
@@ -121,6 +123,27 @@ static json_t *event_of(const char *type)
 
 /* ---- fixture: "ferry cluster init" on a fresh state dir ---- */
 
+/* Opens node n1 on state_dir (a member if it holds cluster.json, else not). */
+static struct cluster *open_node(const char *state_dir)
+{
+    struct ferr e;
+    struct cluster *c = NULL;
+    struct cluster_config cfg = {.heartbeat_ms = CLUSTER_HEARTBEAT_MS,
+                                 .down_after = CLUSTER_DOWN_AFTER};
+    snprintf(cfg.state_dir, sizeof(cfg.state_dir), "%s", state_dir);
+    snprintf(cfg.node_name, sizeof(cfg.node_name), "n1");
+    snprintf(cfg.api_addr, sizeof(cfg.api_addr), "127.0.0.1:%d", unused_port());
+    snprintf(cfg.raft_addr, sizeof(cfg.raft_addr), "127.0.0.1:%d", unused_port());
+    if (cluster_open(&loop, &cfg, events, &c, &e) < 0)
+        fail_msg("cluster_open: %s", e.msg);
+    return c;
+}
+
+static void closed(void *data)
+{
+    *(bool *)data = true;
+}
+
 static int group_setup(void **state)
 {
     (void)state;
@@ -132,14 +155,7 @@ static int group_setup(void **state)
     assert_non_null(mkdtemp(dir));
     snprintf(path, sizeof(path), "%s/events.log", dir);
     assert_int_equal(events_open(path, 100, &events, &e), 0);
-    struct cluster_config cfg = {.heartbeat_ms = CLUSTER_HEARTBEAT_MS,
-                                 .down_after = CLUSTER_DOWN_AFTER};
-    snprintf(cfg.state_dir, sizeof(cfg.state_dir), "%s", dir);
-    snprintf(cfg.node_name, sizeof(cfg.node_name), "n1");
-    snprintf(cfg.api_addr, sizeof(cfg.api_addr), "127.0.0.1:%d", unused_port());
-    snprintf(cfg.raft_addr, sizeof(cfg.raft_addr), "127.0.0.1:%d", unused_port());
-    if (cluster_open(&loop, &cfg, events, &cl, &e) < 0)
-        fail_msg("cluster_open: %s", e.msg);
+    cl = open_node(dir);
     struct answer a = {0};
     if (cluster_init(cl, "lab", answered, &a, &e) < 0)
         fail_msg("cluster_init: %s", e.msg);
@@ -149,11 +165,6 @@ static int group_setup(void **state)
     json_decref(a.body);
     assert_true(cluster_active(cl));
     return 0;
-}
-
-static void closed(void *data)
-{
-    *(bool *)data = true;
 }
 
 static int group_teardown(void **state)
@@ -236,6 +247,53 @@ static void test_event_add(void **state)
     assert_null(event_of("test.big"));
 }
 
+/* The secret (which every member holds) makes a peer anywhere, the join token a joiner on the
+ * join path only; both are whole-string matches. Both are in cluster.json. */
+static void test_authorize(void **state)
+{
+    (void)state;
+    char path[128], *text = NULL;
+    struct ferr e;
+    snprintf(path, sizeof(path), "%s/cluster.json", dir);
+    assert_int_equal(file_read_all(path, 65536, &text, NULL, &e), 0);
+    json_t *saved = json_loads(text, 0, NULL);
+    free(text);
+    const char *secret = json_string_value(json_object_get(saved, "secret"));
+    const char *token = json_string_value(json_object_get(saved, "token"));
+    assert_non_null(secret);
+    assert_non_null(token);
+    assert_true(cluster_secret_matches(cl, secret));
+    assert_false(cluster_secret_matches(cl, token));
+    assert_true(cluster_join_token_matches(cl, token));
+    assert_false(cluster_join_token_matches(cl, secret));
+    char longer[128];
+    snprintf(longer, sizeof(longer), "%sx", secret);
+    assert_false(cluster_secret_matches(cl, longer));
+    longer[strlen(secret) - 1] = '\0'; /* one short */
+    assert_false(cluster_secret_matches(cl, longer));
+    assert_false(cluster_secret_matches(cl, ""));
+    assert_false(cluster_secret_matches(cl, NULL));
+
+    assert_int_equal(api_authorize("/v1/vms", secret, cl), HTTP_PRINCIPAL_PEER);
+    assert_int_equal(api_authorize("/v1/internal/join", secret, cl), HTTP_PRINCIPAL_PEER);
+    assert_int_equal(api_authorize("/v1/internal/join", token, cl), HTTP_PRINCIPAL_JOINER);
+    assert_int_equal(api_authorize("/v1/internal/apply", token, cl), HTTP_PRINCIPAL_NONE);
+    assert_int_equal(api_authorize("/v1/internal/join", "nope", cl), HTTP_PRINCIPAL_NONE);
+    json_decref(saved);
+
+    /* Outside a cluster nothing matches, not even an empty secret. */
+    snprintf(path, sizeof(path), "%s/outside", dir);
+    assert_int_equal(mkdir_p(path, 0700, &e), 0);
+    struct cluster *outside = open_node(path);
+    bool done = false;
+    assert_false(cluster_active(outside));
+    assert_false(cluster_secret_matches(outside, ""));
+    assert_false(cluster_join_token_matches(outside, ""));
+    assert_int_equal(api_authorize("/v1/internal/join", "", outside), HTTP_PRINCIPAL_NONE);
+    cluster_close(outside, closed, &done);
+    assert_true(run_until(&done, 5000));
+}
+
 /* Closing answers every wait at once with -ECANCELED; no new wait is taken. */
 static void test_close_cancels_waits(void **state)
 {
@@ -257,9 +315,8 @@ static void test_close_cancels_waits(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_apply_wakes_wait),
-        cmocka_unit_test(test_wait_times_out),
-        cmocka_unit_test(test_event_add),
+        cmocka_unit_test(test_apply_wakes_wait),    cmocka_unit_test(test_wait_times_out),
+        cmocka_unit_test(test_event_add),           cmocka_unit_test(test_authorize),
         cmocka_unit_test(test_close_cancels_waits),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
