@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Who a TCP request comes from when its bearer token is not the API's own: a cluster member or a
- * node that joins. */
+/* The TCP listener's authorizer: a cluster member's secret, or a joiner's token (api_authorize). */
 #include <string.h>
 
 #include "api/api.h"

@@ -1,7 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* This node in a ferry cluster: open and close, its Raft member, status and node views, and
- * requests to other nodes. Membership, writes and heartbeats live beside it
- * (cluster_internal.h says which file owns what). */
+/* This node in a ferry cluster: open and close, its Raft member, status, views, peer calls. */
 #include "cluster/cluster.h"
 
 #include <errno.h>

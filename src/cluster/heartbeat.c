@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Heartbeats between the nodes, what this node heard from whom, and the leader's health tick
- * that writes what health_judge() (health.h) proposes. */
+/* Heartbeats between nodes, and the leader's health tick that writes health_judge()'s advice. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

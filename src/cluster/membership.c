@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* This node's membership: cluster.json, init, join (as the newcomer and as the member that
- * admits it), promotion to voter, leave and remove. */
+/* This node's membership: cluster.json, init, join (both sides), promotion, leave, remove. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>

@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Writes to the cluster database: on the leader, or forwarded to it; answered once this node
- * applied them. Also the one wait for "this node applied it" (cluster_wait_until). */
+/* Writes to the cluster database (on the leader or forwarded to it) and waits for applies. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
