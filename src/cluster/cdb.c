@@ -428,10 +428,27 @@ static int node_record_from_v1(const json_t *n, json_t **out, struct ferr *e)
     return 0;
 }
 
+/* A VM's runtime facts (version 3): what its owner runs it with. Every field optional. */
+static int runtime_check(const json_t *rt, struct ferr *e)
+{
+    static const char *const fields[] = {"accel", "pid", "started_ms", NULL};
+    const char *s;
+    json_int_t i;
+    int rc;
+    if (!json_is_object(rt))
+        return ferr_set(e, FERR_INVALID, "expected an object, not %s", type_name(rt));
+    if ((rc = check_fields(rt, fields, e)) < 0 ||
+        (rc = get_str(rt, "accel", false, form_accel, &s, e)) < 0 ||
+        (rc = get_int(rt, "pid", false, 1, CDB_PID_MAX, &i, NULL, e)) < 0 ||
+        (rc = get_int(rt, "started_ms", false, 0, TIME_MAX, &i, NULL, e)) < 0)
+        return rc;
+    return 0;
+}
+
 static int vm_record_check(const json_t *v, struct ferr *e)
 {
-    static const char *const fields[] = {"name",   "spec",       "owner", "state",
-                                         "reason", "generation", NULL};
+    static const char *const fields[] = {"name",   "spec",       "owner",   "state",
+                                         "reason", "generation", "runtime", NULL};
     const char *name, *s;
     json_int_t i;
     int rc;
@@ -444,6 +461,9 @@ static int vm_record_check(const json_t *v, struct ferr *e)
         (rc = get_str(v, "reason", true, form_reason, &s, e)) < 0 ||
         (rc = get_int(v, "generation", true, 1, TIME_MAX, &i, NULL, e)) < 0)
         return rc;
+    json_t *rt = json_object_get(v, "runtime");
+    if (rt && (rc = runtime_check(rt, e)) < 0)
+        return ferr_prefix(e, "runtime");
     json_t *spec = json_object_get(v, "spec");
     if (!spec)
         return ferr_set(e, FERR_INVALID, "spec: missing");
@@ -911,6 +931,7 @@ static int vm_owner_apply(struct cdb *db, const json_t *c, struct ferr *e)
 }
 
 static const char *const vm_state_fields[] = {"name", "state", "reason", NULL};
+static const char *const vm_state_fields_v3[] = {"name", "state", "reason", "runtime", NULL};
 
 static int vm_state_check(const json_t *c, struct ferr *e)
 {
@@ -923,15 +944,30 @@ static int vm_state_check(const json_t *c, struct ferr *e)
     return 0;
 }
 
+static int vm_state_check_v3(const json_t *c, struct ferr *e)
+{
+    int rc = vm_state_check(c, e);
+    json_t *rt = json_object_get(c, "runtime");
+    if (rc == 0 && rt && (rc = runtime_check(rt, e)) < 0)
+        ferr_prefix(e, "runtime");
+    return rc;
+}
+
 static int vm_state_apply(struct cdb *db, const json_t *c, struct ferr *e)
 {
     json_t *rec;
     const char *reason = json_string_value(json_object_get(c, "reason"));
+    json_t *rt = json_object_get(c, "runtime");
+    bool v3 = int_of(c, "v") >= 3;
     int rc = vm_edit(db, c, &rec, e);
     if (rc < 0)
         return rc;
+    /* From version 3 the owner says what runs (runtime) with every state; without it nothing
+     * runs. Older versions never carry it and leave it as it was. */
     if (copy_field(rec, c, "state") < 0 ||
-        json_object_set_new(rec, "reason", json_string(reason ? reason : "")) < 0) {
+        json_object_set_new(rec, "reason", json_string(reason ? reason : "")) < 0 ||
+        (rt && json_object_set_new(rec, "runtime", json_deep_copy(rt)) < 0) ||
+        (!rt && v3 && json_object_get(rec, "runtime") && json_object_del(rec, "runtime") < 0)) {
         json_decref(rec);
         return ferr_set(e, -ENOMEM, "out of memory");
     }
@@ -1135,18 +1171,19 @@ static int meta_apply(struct cdb *db, const json_t *c, struct ferr *e)
 /* An op whose form changed has one entry per range of versions. */
 static const struct op ops[] = {
     {"node_upsert", 1, 1, node_upsert_fields, node_upsert_check_v1, node_upsert_apply_v1},
-    {"node_upsert", 2, 2, node_upsert_fields, node_upsert_check, node_upsert_apply},
-    {"node_remove", 1, 2, id_fields, id_check, node_remove_apply},
+    {"node_upsert", 2, 3, node_upsert_fields, node_upsert_check, node_upsert_apply},
+    {"node_remove", 1, 3, id_fields, id_check, node_remove_apply},
     {"node_state", 1, 1, node_state_fields, node_state_check_v1, node_state_apply_v1},
-    {"node_state", 2, 2, node_state_fields, node_state_check, node_state_apply},
-    {"node_admin", 2, 2, node_admin_fields, node_admin_check, node_state_apply},
-    {"vm_put", 1, 2, vm_put_fields, vm_put_check, vm_put_apply},
-    {"vm_owner", 1, 2, vm_owner_fields, vm_owner_check, vm_owner_apply},
+    {"node_state", 2, 3, node_state_fields, node_state_check, node_state_apply},
+    {"node_admin", 2, 3, node_admin_fields, node_admin_check, node_state_apply},
+    {"vm_put", 1, 3, vm_put_fields, vm_put_check, vm_put_apply},
+    {"vm_owner", 1, 3, vm_owner_fields, vm_owner_check, vm_owner_apply},
     {"vm_state", 1, 2, vm_state_fields, vm_state_check, vm_state_apply},
-    {"vm_remove", 1, 2, name_fields, name_check, vm_remove_apply},
-    {"event_add", 1, 2, event_add_fields, event_add_check, event_add_apply},
-    {"cluster_meta", 1, 2, meta_fields, meta_check, meta_apply},
-    {"migration_measure", 1, 2, migration_measure_fields, migration_measure_check,
+    {"vm_state", 3, 3, vm_state_fields_v3, vm_state_check_v3, vm_state_apply},
+    {"vm_remove", 1, 3, name_fields, name_check, vm_remove_apply},
+    {"event_add", 1, 3, event_add_fields, event_add_check, event_add_apply},
+    {"cluster_meta", 1, 3, meta_fields, meta_check, meta_apply},
+    {"migration_measure", 1, 3, migration_measure_fields, migration_measure_check,
      migration_measure_apply},
 };
 

@@ -19,7 +19,7 @@
  * Every node rejects a bad command the same way and the rejection changes nothing but the
  * applied index. Nothing here knows about Raft; raftnode.c glues the two.
  *
- * Commands (version 2; version 1 is still applied, see below). Every command is {"v": 2,
+ * Commands (version 3; versions 1 and 2 are still applied, see below). Every command is {"v": 3,
  * "op": OP, ...fields}; unknown fields, unknown ops and other versions are rejected. A node
  * has two independent states: its health, "state" ("up"|"down", set by the leader's health
  * check), and its admin state, "admin" ("active"|"draining"|"paused", set by drain and
@@ -44,7 +44,10 @@
  *                token of 1-32 [a-z0-9_.-]; default: kept, or "stopped"); reason (optional).
  *   vm_owner     name, owner; expect_owner (optional: the command fails with FERR_STATE
  *                unless the current owner is this, which makes moves compare-and-set).
- *   vm_state     name, state; reason (optional, default "").
+ *   vm_state     name, state; reason (optional, default ""); runtime (version 3, optional:
+ *                what the owner runs the VM with, {"accel": "kvm"|"tcg", "pid": 1..CDB_PID_MAX,
+ *                "started_ms"}, each optional; a version 3 vm_state without it says nothing
+ *                runs and removes it from the record; older versions leave it as it is).
  *   vm_remove    name.
  *   event_add    time_ms, type (a token of 1-64 [a-z0-9_.-], e.g. "vm.failover"); node, vm
  *                (names or "", optional); message (optional, at most 1024 bytes). The event
@@ -63,8 +66,9 @@
  *   node  {"id", "name", "api_addr", "raft_addr", "role", "state", "state_reason",
  *          "state_changed_ms", "admin", "admin_reason", "admin_changed_ms", "memory":
  *          {"total_mib", "free_mib"}, "vm_count", "accel", "last_heartbeat_ms", "cmd_version"}
- *   vm    {"name", "spec", "owner", "state", "reason", "generation"} (generation counts the
- *          changes of the record, starting at 1)
+ *   vm    {"name", "spec", "owner", "state", "reason", "generation", "runtime" (only while
+ *          the owner says something runs)} (generation counts the changes of the record,
+ *          starting at 1)
  *   event {"id", "time_ms", "type", "node", "vm", "message"}
  *   meta  {"id", "name", "created_ms"} or {} before the first cluster_meta
  *
@@ -75,11 +79,16 @@
  * node_upsert; there is no node_admin. Snapshot format 1 has node records without the admin
  * fields and that state; they are read the same way (a down node that does not say is active).
  *
+ * Version 2 differs from version 3 only in vm_state, which has no runtime in version 2.
+ *
  * Upgrades: a node rejects a command version it does not know, so a cluster stays
- * consistent only if the leader never proposes a version above cdb_cmd_version_min().
+ * consistent only if the leader never proposes a version above cdb_cmd_version_min(). A
+ * record with a runtime (written only once every node applied version 3) is refused by a
+ * snapshot reader of version 2: downgrading a node below version 3 after that needs a fresh
+ * join.
  */
 
-#define CDB_CMD_VERSION 2            /* version of the commands this code writes and applies */
+#define CDB_CMD_VERSION 3            /* version of the commands this code writes and applies */
 #define CDB_CMD_VERSION_OLDEST 1     /* oldest command version this code still applies */
 #define CDB_SNAPSHOT_FORMAT 2        /* format of the snapshots this code writes */
 #define CDB_SNAPSHOT_FORMAT_OLDEST 1 /* oldest snapshot format this code still reads */
@@ -88,6 +97,7 @@
 #define CDB_SNAPSHOT_MAX (256u * 1024 * 1024) /* largest snapshot restored */
 #define CDB_ID_MAX ((1ULL << 53) - 1)         /* largest node id */
 #define CDB_CLIENT_GAP_MAX_MS 3600000         /* largest client gap recorded (an hour) */
+#define CDB_PID_MAX 4194304                   /* Linux's PID_MAX_LIMIT */
 #define CDB_REASON_MAX 256 /* longest reason of a node's health or admin state, in bytes */
 
 /*
@@ -113,6 +123,17 @@ json_t *cdb_cmd_vm_put(const char *name, json_t *spec, const char *owner, const 
 json_t *cdb_cmd_vm_owner(const char *name, const char *owner, const char *expect_owner);
 /* vm_state: name, state; reason NULL leaves it out (""). */
 json_t *cdb_cmd_vm_state(const char *name, const char *state, const char *reason);
+/* What a VM's owner runs it with, for vm_state from command version 3 on. */
+struct cdb_vm_runtime {
+    const char *accel;   /* "kvm"|"tcg", NULL: left out */
+    int pid;             /* 0: left out */
+    uint64_t started_ms; /* wall clock; 0: left out */
+};
+/* vm_state in command version `version` (cdb_cmd_version_min()): from version 3 on with rt
+ * (NULL: nothing runs); below it, cdb_cmd_vm_state's version 1 command without the runtime,
+ * which every node applies. */
+json_t *cdb_cmd_vm_state_at(int version, const char *name, const char *state, const char *reason,
+                            const struct cdb_vm_runtime *rt);
 /* vm_remove: name. */
 json_t *cdb_cmd_vm_remove(const char *name);
 /* event_add at time_ms (wall clock) of type; node, vm and message NULL leave them out (""). A

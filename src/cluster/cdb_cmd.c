@@ -72,6 +72,25 @@ json_t *cdb_cmd_vm_state(const char *name, const char *state, const char *reason
     return vm_cmd("vm_state", name, "state", state, "reason", reason);
 }
 
+json_t *cdb_cmd_vm_state_at(int version, const char *name, const char *state, const char *reason,
+                            const struct cdb_vm_runtime *rt)
+{
+    if (version < 3)
+        return cdb_cmd_vm_state(name, state, reason);
+    json_t *cmd = with_str(cmd_new(3, "vm_state"), "name", name);
+    cmd = with_str(cmd, "state", state);
+    cmd = with_str(cmd, "reason", reason);
+    if (!cmd || !rt)
+        return cmd;
+    json_t *r = json_object();
+    r = with_str(r, "accel", rt->accel);
+    if (rt->pid > 0)
+        r = with_int(r, "pid", (uint64_t)rt->pid);
+    if (rt->started_ms)
+        r = with_int(r, "started_ms", rt->started_ms);
+    return with(cmd, "runtime", r);
+}
+
 json_t *cdb_cmd_vm_remove(const char *name)
 {
     return with_str(cmd_new(CMD_V1, "vm_remove"), "name", name);

@@ -356,6 +356,68 @@ static void test_node_cmd_versions(void **state)
     cdb_free(v2);
 }
 
+/* Version 3: the owner publishes what runs with the state; a version 3 vm_state without it
+ * clears it, an older one leaves it; a snapshot keeps it; a version 2 vm_state cannot carry
+ * it. */
+static void test_vm_runtime(void **state)
+{
+    (void)state;
+    struct cdb *db = populated();
+    json_t *v = NULL;
+    struct ferr e;
+    ok(db, "{'v':3,'op':'vm_state','name':'web1','state':'running','reason':'',"
+           "'runtime':{'accel':'tcg','pid':4242,'started_ms':1700000000000}}");
+    assert_int_equal(cdb_vm_get(db, "web1", &v, &e), 0);
+    json_t *rt = json_object_get(v, "runtime");
+    assert_string_equal(json_string_value(json_object_get(rt, "accel")), "tcg");
+    assert_int_equal(json_integer_value(json_object_get(rt, "pid")), 4242);
+    assert_int_equal(json_integer_value(json_object_get(rt, "started_ms")), 1700000000000);
+    json_decref(v);
+    /* older commands leave it as it is */
+    ok(db, "{'v':1,'op':'vm_state','name':'web1','state':'paused'}");
+    assert_int_equal(cdb_vm_get(db, "web1", &v, &e), 0);
+    assert_non_null(json_object_get(v, "runtime"));
+    assert_string_equal(json_string_value(json_object_get(v, "state")), "paused");
+    json_decref(v);
+    /* it survives a snapshot and its restore */
+    char *snap = NULL;
+    size_t len = 0;
+    assert_int_equal(cdb_snapshot(db, &snap, &len, &e), 0);
+    struct cdb *db2 = cdb_new();
+    assert_int_equal(cdb_restore(db2, snap, len, 5, &e), 0);
+    free(snap);
+    assert_int_equal(cdb_vm_get(db2, "web1", &v, &e), 0);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(v, "runtime"), "pid")),
+                     4242);
+    json_decref(v);
+    cdb_free(db2);
+    /* a version 3 vm_state without it: nothing runs */
+    ok(db, "{'v':3,'op':'vm_state','name':'web1','state':'stopped','reason':'by request'}");
+    assert_int_equal(cdb_vm_get(db, "web1", &v, &e), 0);
+    assert_null(json_object_get(v, "runtime"));
+    json_decref(v);
+    /* the builder writes version 1 below version 3, the runtime from 3 on */
+    struct cdb_vm_runtime r = {.accel = "kvm", .pid = 7, .started_ms = 9};
+    json_t *c2 = cdb_cmd_vm_state_at(2, "web1", "running", "", &r);
+    assert_int_equal(json_integer_value(json_object_get(c2, "v")), 1);
+    assert_null(json_object_get(c2, "runtime"));
+    assert_int_equal(cdb_cmd_check(c2, &e), 0);
+    json_t *c3 = cdb_cmd_vm_state_at(3, "web1", "running", "", &r);
+    char *t = json_dumps(c3, JSON_COMPACT);
+    assert_string_equal(t, "{\"v\":3,\"op\":\"vm_state\",\"name\":\"web1\",\"state\":"
+                           "\"running\",\"reason\":\"\",\"runtime\":{\"accel\":\"kvm\","
+                           "\"pid\":7,\"started_ms\":9}}");
+    free(t);
+    assert_int_equal(cdb_cmd_check(c3, &e), 0);
+    json_t *c4 = cdb_cmd_vm_state_at(3, "web1", "stopped", NULL, NULL);
+    assert_null(json_object_get(c4, "runtime"));
+    assert_int_equal(cdb_cmd_check(c4, &e), 0);
+    json_decref(c2);
+    json_decref(c3);
+    json_decref(c4);
+    cdb_free(db);
+}
+
 /* Every kind of bad command: the right code, a message naming the problem, no change. */
 static void test_bad_commands(void **state)
 {
@@ -367,8 +429,21 @@ static void test_bad_commands(void **state)
     } cases[] = {
         {"{'op':'vm_remove','name':'web1'}", FERR_INVALID, "v (the command version) is missing"},
         {"{'v':'1','op':'vm_remove','name':'web1'}", FERR_INVALID, "v: expected an integer"},
-        {"{'v':3,'op':'vm_remove','name':'web1'}", FERR_INVALID,
-         "command version 3 is not supported (this node applies versions 1 to 2): upgrade"},
+        {"{'v':4,'op':'vm_remove','name':'web1'}", FERR_INVALID,
+         "command version 4 is not supported (this node applies versions 1 to 3): upgrade"},
+        /* vm_state's runtime is new in version 3 and checked like every field */
+        {"{'v':2,'op':'vm_state','name':'web1','state':'running','runtime':{}}", FERR_INVALID,
+         "vm_state: unknown field \"runtime\""},
+        {"{'v':3,'op':'vm_state','name':'web1','state':'running','runtime':[]}", FERR_INVALID,
+         "vm_state: runtime: expected an object"},
+        {"{'v':3,'op':'vm_state','name':'web1','state':'running','runtime':{'pid':0}}",
+         FERR_INVALID, "vm_state: runtime: pid"},
+        {"{'v':3,'op':'vm_state','name':'web1','state':'running','runtime':{'pid':4194305}}",
+         FERR_INVALID, "vm_state: runtime: pid"},
+        {"{'v':3,'op':'vm_state','name':'web1','state':'running','runtime':{'accel':'xen'}}",
+         FERR_INVALID, "vm_state: runtime: accel"},
+        {"{'v':3,'op':'vm_state','name':'web1','state':'running','runtime':{'cpu':1}}",
+         FERR_INVALID, "vm_state: runtime: unknown field \"cpu\""},
         {"{'v':0,'op':'vm_remove','name':'web1'}", FERR_INVALID, "command version 0 is not"},
         {"{'v':1,'name':'web1'}", FERR_INVALID, "op is missing"},
         {"{'v':1,'op':7}", FERR_INVALID, "op: expected a string"},
@@ -1240,6 +1315,7 @@ int main(void)
         cmocka_unit_test(test_snapshot_format_1),
         cmocka_unit_test(test_migration_measure),
         cmocka_unit_test(test_migration_measure_replay),
+        cmocka_unit_test(test_vm_runtime),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
