@@ -24,6 +24,7 @@ struct qemu_proc {
     uv_poll_t pidfd_poll;
     bool pidfd_active;
     struct qemu_exit how;
+    uint64_t started_ms;
     bool done;        /* cb ran or release was asked: free once closed */
     unsigned closing; /* handles still closing */
 };
@@ -153,6 +154,7 @@ int qemu_proc_spawn(uv_loop_t *loop, char *const *argv, const char *log_path, qe
     }
     p->child_active = true;
     p->pid = p->child.pid;
+    p->started_ms = now_wall_ms();
     struct ferr we = {0};
     if (watch_pid(p, &we) < 0)
         log_warn("qemu pid %d: %s; relying on the exit status alone", p->pid, we.msg);
@@ -185,6 +187,36 @@ bool qemu_pid_is_guest(int pid, const char *guest)
     return ok;
 }
 
+/* When process pid started (wall clock, ms) as /proc says: its start time in clock ticks since
+ * boot (/proc/PID/stat field 22) after the boot time (/proc/stat btime); 0 if unknown. */
+static uint64_t proc_started_ms(int pid)
+{
+    char path[64], *text = NULL;
+    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    if (file_read_all(path, 4096, &text, NULL, NULL) < 0)
+        return 0;
+    unsigned long long ticks = 0;
+    char *p = strrchr(text, ')'); /* the command name may hold spaces and ')' */
+    int field = 2;
+    for (; p && *p && field < 22; p++)
+        if (*p == ' ')
+            field++;
+    if (!p || sscanf(p, "%llu", &ticks) != 1)
+        ticks = 0;
+    free(text);
+    if (file_read_all("/proc/stat", 1 << 16, &text, NULL, NULL) < 0)
+        return 0;
+    unsigned long long btime = 0;
+    char *b = strstr(text, "\nbtime ");
+    if (b)
+        sscanf(b + 7, "%llu", &btime);
+    free(text);
+    long hz = sysconf(_SC_CLK_TCK);
+    if (!btime || !ticks || hz <= 0)
+        return 0;
+    return btime * 1000ull + ticks * 1000ull / (unsigned long long)hz;
+}
+
 int qemu_proc_adopt(uv_loop_t *loop, const char *pid_path, const char *guest, qemu_proc_exit_cb cb,
                     void *data, struct qemu_proc **out, struct ferr *e)
 {
@@ -200,6 +232,7 @@ int qemu_proc_adopt(uv_loop_t *loop, const char *pid_path, const char *guest, qe
     if (!p)
         return ferr_set(e, -ENOMEM, "adopt pid %d: out of memory", pid);
     p->pid = pid;
+    p->started_ms = proc_started_ms(pid);
     struct ferr we = {0};
     if (watch_pid(p, &we) < 0)
         log_warn("qemu pid %d: %s", pid, we.msg);
@@ -210,6 +243,11 @@ int qemu_proc_adopt(uv_loop_t *loop, const char *pid_path, const char *guest, qe
 int qemu_proc_pid(const struct qemu_proc *p)
 {
     return p->pid;
+}
+
+uint64_t qemu_proc_started_ms(const struct qemu_proc *p)
+{
+    return p->started_ms;
 }
 
 void qemu_proc_signal(struct qemu_proc *p, int sig)

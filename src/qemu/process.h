@@ -45,6 +45,9 @@ int qemu_proc_adopt(uv_loop_t *loop, const char *pid_path, const char *guest, qe
                     void *data, struct qemu_proc **out, struct ferr *e);
 
 int qemu_proc_pid(const struct qemu_proc *p);
+/* When QEMU started (wall clock, ms): when we spawned it, or for an adopted one when the
+ * kernel says the process started; 0 if unknown. */
+uint64_t qemu_proc_started_ms(const struct qemu_proc *p);
 /* Sends sig to QEMU (SIGKILL to end it now); cb follows once it is gone. */
 void qemu_proc_signal(struct qemu_proc *p, int sig);
 /* Stops watching; QEMU keeps running (a later qemu_proc_adopt finds it again) and cb is never

@@ -606,7 +606,7 @@ static void start_after_work(uv_work_t *req, int status)
     if (spawn_qemu(vm, e) < 0)
         goto fail;
     vm->deadline_ms = now_mono_ms() + start_limit_ms(vm);
-    vm->started_ms = now_wall_ms();
+    vm->started_ms = qemu_proc_started_ms(vm->qemu);
     uv_timer_start(&vm->poll, start_timeout, start_limit_ms(vm), 0);
     uv_timer_start(&vm->timer, connect_qmp_timer, QMP_RETRY_MS, 0);
     free(sw);
@@ -817,6 +817,7 @@ void vm__attach(struct vm *vm)
         return;
     }
     vm->pid = qemu_proc_pid(vm->qemu);
+    vm->started_ms = qemu_proc_started_ms(vm->qemu);
     set_state(vm, VM_STARTING);
     vm->attaching = true;
     vm->deadline_ms = now_mono_ms() + start_limit_ms(vm);
@@ -1032,6 +1033,21 @@ int vm_quit(struct vm *vm, vm_done_cb cb, void *data, struct ferr *e)
     else
         uv_timer_start(&vm->timer, stop_deadline, 5000, 0);
     return 0;
+}
+
+int vm_pid(const struct vm *vm)
+{
+    return has_qemu(vm) ? vm->pid : 0;
+}
+
+uint64_t vm_started_ms(const struct vm *vm)
+{
+    return has_qemu(vm) ? vm->started_ms : 0;
+}
+
+const char *vm_accel(const struct vm *vm)
+{
+    return vm->set->cfg.accel;
 }
 
 const char *vm_state_dir(const struct vm *vm)

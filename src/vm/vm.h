@@ -124,6 +124,11 @@ struct vm_stats {
 /* Latest counters (disk counters are refreshed from QMP query-blockstats in the background). */
 void vm_stats_get(const struct vm *vm, struct vm_stats *out);
 
+/* What runs: the QEMU's pid and when it started (wall clock ms), 0 while no QEMU runs; the
+ * accelerator this host gives its VMs. */
+int vm_pid(const struct vm *vm);
+uint64_t vm_started_ms(const struct vm *vm);
+const char *vm_accel(const struct vm *vm);
 /* Where the VM's definition, console log and other files live (STATE/vms/NAME). */
 const char *vm_state_dir(const struct vm *vm);
 /* The set the VM belongs to. */
