@@ -17,6 +17,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "host/host.h"
+#include "fleet/fleet.h"
 #include "migrate/migrate.h"
 #include "qemu/machines.h"
 #include "qemu/version.h"
@@ -60,7 +61,6 @@ struct ferryd {
     struct cluster *cluster;
     uv_signal_t sigterm, sigint;
     uv_timer_t sync; /* pushes local VM states into the cluster database */
-    json_t *syncing; /* names whose vm_state write is in flight */
     int exit_code;
 };
 
@@ -327,8 +327,8 @@ static void on_closed_all(void *data)
 {
     struct ferryd *d = data;
     uv_close((uv_handle_t *)&d->sync, NULL);
-    json_decref(d->syncing);
-    d->syncing = NULL;
+    fleet_free(d->api.fleet);
+    d->api.fleet = NULL;
     uv_close((uv_handle_t *)&d->sigterm, NULL);
     uv_close((uv_handle_t *)&d->sigint, NULL);
 }
@@ -348,55 +348,7 @@ static void http_closed(void *data)
     cluster_close(d->cluster, cluster_closed, d);
 }
 
-/* ---- the cluster's copy of our VMs' states ---- */
-
-struct sync_write {
-    struct ferryd *d;
-    char name[VM_NAME_MAX + 1];
-};
-
-static void sync_done(int status, json_t *body, const struct ferr *e, void *data)
-{
-    struct sync_write *w = data;
-    json_decref(body);
-    if (e)
-        log_debug("vm %s: state not yet in the cluster database: %s", w->name, e->msg);
-    if (w->d->syncing)
-        json_object_del(w->d->syncing, w->name);
-    free(w);
-}
-
-static void sync_one(struct vm *vm, void *data)
-{
-    struct ferryd *d = data;
-    const char *name = vm_name(vm);
-    json_t *rec = NULL;
-    if (json_object_get(d->syncing, name) ||
-        cdb_vm_get(cluster_db(d->cluster), name, &rec, NULL) < 0)
-        return;
-    const char *owner = json_string_value(json_object_get(rec, "owner"));
-    const char *state = json_string_value(json_object_get(rec, "state"));
-    const char *reason = json_string_value(json_object_get(rec, "reason"));
-    bool mine = owner && strcmp(owner, d->cfg.name) == 0;
-    bool same = state && strcmp(state, vm_state_name(vm_state(vm))) == 0 && reason &&
-                strcmp(reason, vm_reason(vm)) == 0;
-    json_decref(rec);
-    if (!mine || same)
-        return;
-    struct sync_write *w = calloc(1, sizeof(*w));
-    if (!w)
-        return;
-    w->d = d;
-    snprintf(w->name, sizeof(w->name), "%s", name);
-    char why[256];
-    snprintf(why, sizeof(why), "%s", vm_reason(vm));
-    json_t *cmd = cdb_cmd_vm_state(name, vm_state_name(vm_state(vm)), why);
-    struct ferr e = {0};
-    json_object_set_new(d->syncing, name, json_true());
-    if (!cmd || cluster_write(d->cluster, cmd, sync_done, w, &e) < 0)
-        sync_done(0, NULL, &e, w);
-    json_decref(cmd);
-}
+/* ---- the cluster's copy of our VMs' states (src/fleet/), migrations left behind ---- */
 
 static void recover_one(struct vm *vm, void *data)
 {
@@ -407,8 +359,8 @@ static void recover_one(struct vm *vm, void *data)
 static void sync_tick(uv_timer_t *t)
 {
     struct ferryd *d = t->data;
-    if (d->cluster && cluster_active(d->cluster) && d->vms) {
-        vmset_foreach(d->vms, sync_one, d);
+    if (d->cluster && cluster_active(d->cluster) && d->vms && d->api.fleet) {
+        fleet_reconcile(d->api.fleet);
         /* A migration this node's previous ferryd left under way (migrate.c's journal). */
         vmset_foreach(d->vms, recover_one, d);
     }
@@ -554,7 +506,6 @@ int main(int argc, char **argv)
         log_warn("migrate: outgoing live migrations are refused: %s", d.migrate_unsafe);
     vc.on_change = vm_changed;
     vc.change_data = &d;
-    d.syncing = json_object();
     uv_timer_init(d.loop, &d.sync);
     d.sync.data = &d;
     if (vmset_open(d.loop, &vc, d.events, &d.vms, &e) < 0) {
@@ -642,13 +593,14 @@ int main(int argc, char **argv)
         goto err_after_http;
     }
     d.api.cluster = d.cluster;
-    struct migrator_env menv = {d.loop,
-                                d.vms,
-                                d.events,
-                                d.cluster,
-                                c->name,
-                                c->max_migrations,
-                                d.migrate_unsafe[0] ? d.migrate_unsafe : NULL};
+    struct fleet_env fenv = {d.loop, d.vms, d.cluster, d.events, c->name, accel};
+    if (fleet_new(&fenv, &d.api.fleet, &e) < 0) {
+        log_error("%s", e.msg); /* only out of memory: exit without a tidy close */
+        return 1;
+    }
+    struct migrator_env menv = {
+        d.loop,      d.vms,   d.events,          d.cluster,
+        d.api.fleet, c->name, c->max_migrations, d.migrate_unsafe[0] ? d.migrate_unsafe : NULL};
     if (migrator_new(&menv, &d.api.migrator, &e) < 0) {
         log_error("%s", e.msg); /* only out of memory: exit without a tidy close */
         return 1;

@@ -13,6 +13,7 @@
 
 struct http_req;
 struct cluster;
+struct fleet;
 
 /* What the handlers may use; owned by the daemon, outlives the HTTP server. */
 struct api_ctx {
@@ -33,6 +34,7 @@ struct api_ctx {
     uv_loop_t *loop;
     struct cluster *cluster;
     struct migrator *migrator; /* made by ferryd at start (it also recovers migrations) */
+    struct fleet *fleet;       /* the cluster's VMs (src/fleet/) */
 };
 
 /* The http_handler of ferryd: routes every request (data is a struct api_ctx). */

@@ -12,9 +12,9 @@
 #include "api/http.h"
 #include "api/router.h"
 #include "cluster/cluster.h"
-#include "cluster/placement.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "fleet/fleet.h"
 #include "migrate/drain.h"
 #include "migrate/migrate.h"
 #include "storage/vhd.h"
@@ -112,15 +112,10 @@ static int forward_path(struct http_req *req, char *out, size_t size)
  */
 static bool forward_to_owner(struct api_ctx *ctx, struct http_req *req, const char *name)
 {
-    if (!cluster_active(ctx->cluster) || http_req_principal(req) == HTTP_PRINCIPAL_PEER)
-        return false;
-    json_t *rec = NULL;
-    if (cdb_vm_get(cluster_db(ctx->cluster), name, &rec, NULL) < 0)
-        return false;
     char owner[64];
-    snprintf(owner, sizeof(owner), "%s", json_string_value(json_object_get(rec, "owner")));
-    json_decref(rec);
-    if (!owner[0] || strcmp(owner, cluster_self(ctx->cluster)) == 0)
+    if (http_req_principal(req) == HTTP_PRINCIPAL_PEER ||
+        fleet_owner_of(ctx->fleet, name, owner) < 0 || !owner[0] ||
+        strcmp(owner, ctx->node_name) == 0)
         return false;
     char path[1024];
     struct ferr e = {0};
@@ -136,24 +131,35 @@ static bool forward_to_owner(struct api_ctx *ctx, struct http_req *req, const ch
     return true;
 }
 
+/* The record of a VM of another node whose node is down (fleet.h: its state is "unknown"), as
+ * new JSON, or NULL. */
+static json_t *unknown_vm(struct api_ctx *ctx, const char *name)
+{
+    json_t *rec = fleet_vm_record_json(ctx->fleet, name);
+    const char *st = json_string_value(json_object_get(rec, "state"));
+    if (st && strcmp(st, "unknown") == 0)
+        return rec;
+    json_decref(rec);
+    return NULL;
+}
+
 static struct vm *find_vm(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
 {
     const char *name = route_param(m, "name");
     struct vm *vm = name ? vmset_find(ctx->vms, name) : NULL;
+    json_t *unknown = !vm && name ? unknown_vm(ctx, name) : NULL;
+    if (unknown) {
+        /* Its owner cannot be asked, and nobody else may act for it (failover decides). */
+        req_err(req, FERR_UNAVAIL, "%s: %s", name,
+                json_string_value(json_object_get(unknown, "reason")));
+        json_decref(unknown);
+        return NULL;
+    }
     if (!vm && name && forward_to_owner(ctx, req, name))
         return NULL;
     if (!vm)
         req_err(req, FERR_NOTFOUND, "no VM named %s (ferry vm list shows them)", name ? name : "?");
     return vm;
-}
-
-/* The API's VM object, with the node that owns it. */
-static json_t *vm_json(struct api_ctx *ctx, struct vm *vm)
-{
-    json_t *o = vm_to_json(vm);
-    if (o)
-        json_object_set_new(o, "owner", json_string(ctx->node_name));
-    return o;
 }
 
 /* Completion of an async VM operation: answer the request that waited for it. */
@@ -185,87 +191,8 @@ static void reply_vm_done(struct vmset *set, struct vm *vm, int status, const st
     if (status < 0)
         http_reply_error(op->req, e);
     else
-        http_reply_json(op->req, 200, vm_json(op->ctx, vm));
+        http_reply_json(op->req, 200, fleet_vm_json(op->ctx->fleet, vm));
     free(op);
-}
-
-static void removed_after_failed_publish(struct vmset *set, struct vm *vm, int status,
-                                         const struct ferr *e, void *data)
-{
-    (void)data;
-}
-
-/* The cluster database took (or refused) the new VM's record. */
-static void published(int status, json_t *body, const struct ferr *e, void *data)
-{
-    struct vm_op *op = data;
-    json_decref(body);
-    struct vm *vm = vmset_find(op->ctx->vms, op->name);
-    if (e) {
-        /* Nothing half-written: without its record the VM is removed here too. */
-        struct ferr e2 = *e, e3 = {0};
-        ferr_prefix(&e2, "create %s: the cluster database refused it", op->name);
-        if (vm)
-            vmset_delete(op->ctx->vms, vm, true, removed_after_failed_publish, NULL, &e3);
-        http_reply_error(op->req, &e2);
-    } else if (!vm) {
-        req_err(op->req, FERR_INTERNAL, "create %s: the VM vanished", op->name);
-    } else {
-        http_reply_json(op->req, 201, vm_json(op->ctx, vm));
-    }
-    free(op);
-}
-
-static void reply_created(struct vmset *set, struct vm *vm, int status, const struct ferr *e,
-                          void *data)
-{
-    struct vm_op *op = data;
-    if (status < 0) {
-        http_reply_error(op->req, e);
-        free(op);
-        return;
-    }
-    if (!cluster_active(op->ctx->cluster)) {
-        http_reply_json(op->req, 201, vm_json(op->ctx, vm));
-        free(op);
-        return;
-    }
-    struct ferr e2 = {0};
-    json_t *cmd = cdb_cmd_vm_put(vm_name(vm), vm_spec_to_json(vm_spec(vm)), op->ctx->node_name,
-                                 vm_state_name(vm_state(vm)));
-    if (cluster_write(op->ctx->cluster, cmd, published, op, &e2) < 0)
-        published(0, NULL, &e2, op);
-    json_decref(cmd);
-}
-
-static void unpublished(int status, json_t *body, const struct ferr *e, void *data)
-{
-    struct vm_op *op = data;
-    json_decref(body);
-    if (e)
-        log_warn("delete %s: the cluster database still lists it: %s", op->name, e->msg);
-    http_reply_json(op->req, 200, json_pack("{s:b}", "deleted", 1));
-    free(op);
-}
-
-static void reply_deleted(struct vmset *set, struct vm *vm, int status, const struct ferr *e,
-                          void *data)
-{
-    struct vm_op *op = data;
-    if (status < 0) {
-        http_reply_error(op->req, e);
-        free(op);
-        return;
-    }
-    if (!cluster_active(op->ctx->cluster)) {
-        unpublished(200, NULL, NULL, op);
-        return;
-    }
-    struct ferr e2 = {0};
-    json_t *cmd = cdb_cmd_vm_remove(op->name);
-    if (cluster_write(op->ctx->cluster, cmd, unpublished, op, &e2) < 0)
-        unpublished(0, NULL, &e2, op);
-    json_decref(cmd);
 }
 
 static void count_running(struct vm *vm, void *data);
@@ -330,154 +257,15 @@ static void self_node(struct api_ctx *ctx, json_t *arr)
 
 /* ---- VMs ---- */
 
-static void add_vm(struct vm *vm, void *data)
-{
-    json_array_append_new(data, vm_to_json(vm));
-}
-
 static void count_running(struct vm *vm, void *data)
 {
     if (vm_state(vm) == VM_RUNNING)
         (*(int *)data)++;
 }
 
-/* A VM of another node, as the cluster database knows it. */
-static json_t *remote_vm_json(const json_t *rec)
-{
-    json_t *spec = json_object_get(rec, "spec");
-    json_t *cpu = json_object_get(spec, "cpu");
-    json_int_t s = json_integer_value(json_object_get(cpu, "sockets"));
-    json_int_t c = json_integer_value(json_object_get(cpu, "cores"));
-    json_int_t t = json_integer_value(json_object_get(cpu, "threads"));
-    return json_pack("{s:O, s:O, s:O, s:O, s:O, s:i, s:I, s:s, s:i}", "name",
-                     json_object_get(rec, "name"), "state", json_object_get(rec, "state"), "reason",
-                     json_object_get(rec, "reason"), "owner", json_object_get(rec, "owner"), "spec",
-                     spec, "vcpus", (int)((s ? s : 1) * (c ? c : 1) * (t ? t : 1)), "memory_mib",
-                     json_integer_value(json_object_get(spec, "memory_mib")), "accel", "", "pid",
-                     0);
-}
-
-struct list_ctx {
-    struct api_ctx *ctx;
-    json_t *arr;
-    json_t *known; /* names in the cluster database */
-};
-
-static void add_local_unlisted(struct vm *vm, void *data)
-{
-    struct list_ctx *l = data;
-    if (!json_object_get(l->known, vm_name(vm)))
-        json_array_append_new(l->arr, vm_json(l->ctx, vm));
-}
-
-static int by_name(const void *a, const void *b)
-{
-    return strcmp(json_string_value(json_object_get(*(json_t *const *)a, "name")),
-                  json_string_value(json_object_get(*(json_t *const *)b, "name")));
-}
-
 static void h_vms_list(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
 {
-    json_t *arr = json_array();
-    if (!cluster_active(ctx->cluster)) {
-        vmset_foreach(ctx->vms, add_vm, arr);
-        http_reply_json(req, 200, json_pack("{s:o}", "vms", arr));
-        return;
-    }
-    /* Every VM of the cluster: ours with their live state, the others as the database says. */
-    struct list_ctx l = {ctx, arr, json_object()};
-    json_t *recs = cdb_vms(cluster_db(ctx->cluster), NULL);
-    size_t i;
-    json_t *rec;
-    json_array_foreach(recs, i, rec)
-    {
-        const char *name = json_string_value(json_object_get(rec, "name"));
-        json_object_set_new(l.known, name, json_true());
-        struct vm *vm = vmset_find(ctx->vms, name);
-        if (vm && vm_state(vm) == VM_INCOMING)
-            vm = NULL; /* a migration's destination copy: the owner's view counts */
-        json_array_append_new(arr, vm ? vm_json(ctx, vm) : remote_vm_json(rec));
-    }
-    vmset_foreach(ctx->vms, add_local_unlisted, &l);
-    json_decref(recs);
-    json_decref(l.known);
-    /* Sorted by name, as on a single host. */
-    size_t n = json_array_size(arr);
-    json_t **items = calloc(n ? n : 1, sizeof(*items));
-    json_t *sorted = json_array();
-    if (items && sorted) {
-        for (i = 0; i < n; i++)
-            items[i] = json_array_get(arr, i);
-        qsort(items, n, sizeof(*items), by_name);
-        for (i = 0; i < n; i++)
-            json_array_append(sorted, items[i]);
-        json_decref(arr);
-        arr = sorted;
-    } else {
-        json_decref(sorted);
-    }
-    free(items);
-    /* How old this node's copy of the cluster database may be (-1: no leader known). */
-    http_reply_json(
-        req, 200, json_pack("{s:o, s:I}", "vms", arr, "stale_ms", cluster_stale_ms(ctx->cluster)));
-}
-
-/* The owner created the VM and its record committed; answer once this node has applied the
- * record too, so the caller's next request here (start, show) finds it. */
-struct created_wait {
-    struct vm_op *op;
-    json_t *body;
-    int status;
-};
-
-static bool created_applied(const struct cdb *db, void *data)
-{
-    struct created_wait *w = data;
-    json_t *rec = NULL;
-    bool have = db && cdb_vm_get(db, w->op->name, &rec, NULL) == 0;
-    json_decref(rec);
-    return have;
-}
-
-static void created_waited(int status, void *data)
-{
-    struct created_wait *w = data;
-    http_reply_json(w->op->req, (unsigned)w->status, w->body);
-    free(w->op);
-    free(w);
-}
-
-static void created_elsewhere(int status, json_t *body, const struct ferr *e, void *data)
-{
-    struct vm_op *op = data;
-    struct created_wait *w = NULL;
-    if (e || status != 201 || !(w = calloc(1, sizeof(*w)))) {
-        reply_cluster(status, body, e, op->req);
-        free(op);
-        return;
-    }
-    w->op = op;
-    w->body = body;
-    w->status = status;
-    if (cluster_wait_until(op->ctx->cluster, created_applied, 3000, created_waited, w, NULL) < 0)
-        created_waited(status, w);
-}
-
-static void create_here(struct api_ctx *ctx, struct http_req *req, json_t *spec)
-{
-    struct ferr e = {0};
-    struct vm_op *op = vm_op_new(ctx, req, json_string_value(json_object_get(spec, "name")));
-    if (!op)
-        return;
-    /* Pin the machine type where the VM is made: "pc" names another machine after a QEMU
-     * upgrade, and a migration needs the same machine on both ends. */
-    const char *machine = vmset_default_machine(ctx->vms);
-    if (!json_object_get(spec, "machine") && machine)
-        json_object_set_new(spec, "machine", json_string(machine));
-    if (vmset_create(ctx->vms, spec, reply_created, op, &e) < 0) {
-        free(op);
-        http_reply_error(req, &e);
-    }
+    http_reply_json(req, 200, fleet_list(ctx->fleet));
 }
 
 static void h_vm_create(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
@@ -485,79 +273,24 @@ static void h_vm_create(struct api_ctx *ctx, struct http_req *req, const struct 
     json_t *spec = body_object(req, false);
     if (!spec)
         return;
-    const char *want = http_req_query(req, "node");
-    if (!cluster_active(ctx->cluster)) {
-        if (want && strcmp(want, ctx->node_name) != 0)
-            req_err(req, FERR_STATE,
-                    "node: this host is not in a cluster; it can only place "
-                    "VMs on itself (%s)",
-                    ctx->node_name);
-        else
-            create_here(ctx, req, spec);
-        json_decref(spec);
-        return;
-    }
-    if (!cluster_quorum(ctx->cluster)) {
-        req_err(req, FERR_UNAVAIL,
-                "no quorum: this node cannot reach the cluster's leader, so nothing can be "
-                "created now; try again when it can (ferry cluster status)");
-        json_decref(spec);
-        return;
-    }
-    /* Check the spec before choosing a node (the owner checks it against its host again). */
-    struct vm_spec *parsed = calloc(1, sizeof(*parsed));
-    struct vm_spec_env env = {0};
     struct ferr e = {0};
-    char node[64];
-    if (!parsed) {
-        req_err(req, -ENOMEM, "out of memory");
-        goto out;
-    }
-    if (vm_spec_from_json(spec, &env, parsed, &e) < 0) {
-        ferr_prefix(&e, "spec");
+    if (fleet_create(ctx->fleet, spec, http_req_query(req, "node"),
+                     http_req_principal(req) == HTTP_PRINCIPAL_PEER, reply_cluster, req, &e) < 0)
         http_reply_error(req, &e);
-        goto out;
-    }
-    json_t *rec = NULL;
-    if (cdb_vm_get(cluster_db(ctx->cluster), parsed->name, &rec, NULL) == 0) {
-        req_err(req, FERR_EXISTS, "a VM named %s already exists (on %s)", parsed->name,
-                json_string_value(json_object_get(rec, "owner")));
-        json_decref(rec);
-        goto out;
-    }
-    json_t *nodes = cluster_nodes(ctx->cluster);
-    int rc = placement_pick(json_object_get(nodes, "nodes"), parsed->memory_mib, want, node, &e);
-    json_decref(nodes);
-    if (rc < 0) {
-        http_reply_error(req, &e);
-        goto out;
-    }
-    if (strcmp(node, ctx->node_name) == 0) {
-        create_here(ctx, req, spec);
-    } else if (http_req_principal(req) == HTTP_PRINCIPAL_PEER) {
-        req_err(req, FERR_STATE, "placement changed while the request was forwarded; retry");
-    } else {
-        char path[128];
-        size_t len;
-        const char *body = http_req_body(req, &len);
-        snprintf(path, sizeof(path), "/v1/vms?node=%s", node);
-        struct vm_op *op = vm_op_new(ctx, req, parsed->name);
-        if (op && cluster_forward(ctx->cluster, node, "POST", path, body, created_elsewhere, op,
-                                  &e) < 0) {
-            free(op);
-            http_reply_error(req, &e);
-        }
-    }
-out:
-    free(parsed);
     json_decref(spec);
 }
 
 static void h_vm_get(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
 {
+    const char *name = route_param(m, "name");
+    json_t *unknown = name && !vmset_find(ctx->vms, name) ? unknown_vm(ctx, name) : NULL;
+    if (unknown) { /* what the database last heard, marked unknown */
+        http_reply_json(req, 200, unknown);
+        return;
+    }
     struct vm *vm = find_vm(ctx, req, m);
     if (vm)
-        http_reply_json(req, 200, vm_json(ctx, vm));
+        http_reply_json(req, 200, fleet_vm_json(ctx->fleet, vm));
 }
 
 static void h_vm_delete(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
@@ -573,11 +306,8 @@ static void h_vm_delete(struct api_ctx *ctx, struct http_req *req, const struct 
     }
     bool f = force && (strcmp(force, "1") == 0 || strcmp(force, "true") == 0);
     struct ferr e = {0};
-    struct vm_op *op = vm_op_new(ctx, req, vm_name(vm));
-    if (op && vmset_delete(ctx->vms, vm, f, reply_deleted, op, &e) < 0) {
-        free(op);
+    if (fleet_delete(ctx->fleet, vm, f, reply_cluster, req, &e) < 0)
         http_reply_error(req, &e);
-    }
 }
 
 static void h_vm_action(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
@@ -1299,7 +1029,8 @@ static void h_node_drain(struct api_ctx *ctx, struct http_req *req, const struct
     }
     struct migrator *mg = migrator(ctx, req);
     struct ferr e = {0};
-    struct drain_env env = {ctx->loop, ctx->vms, ctx->events, ctx->cluster, mg, ctx->node_name};
+    struct drain_env env = {ctx->loop,  ctx->vms, ctx->events,   ctx->cluster,
+                            ctx->fleet, mg,       ctx->node_name};
     if (mg &&
         drain_start(&env, par ? (unsigned)json_integer_value(par) : 0, reply_cluster, req, &e) < 0)
         http_reply_error(req, &e);
@@ -1316,7 +1047,8 @@ static void h_node_resume(struct api_ctx *ctx, struct http_req *req, const struc
     }
     if (forward_to_node(ctx, req, node))
         return;
-    struct drain_env env = {ctx->loop, ctx->vms, ctx->events, ctx->cluster, NULL, ctx->node_name};
+    struct drain_env env = {ctx->loop,  ctx->vms, ctx->events,   ctx->cluster,
+                            ctx->fleet, NULL,     ctx->node_name};
     if (drain_resume(&env, node, reply_cluster, req, &e) < 0)
         http_reply_error(req, &e);
 }

@@ -10,9 +10,9 @@
 #include <string.h>
 
 #include "cluster/cluster.h"
-#include "cluster/placement.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "fleet/fleet.h"
 
 #define DRAIN_BUSY_RETRY_MS 500
 
@@ -165,27 +165,8 @@ static void finish(struct drain *d)
  */
 static int pick(struct drain *d, struct vm *vm, char out[64], struct ferr *e)
 {
-    json_t *nodes = cluster_nodes(d->env.cluster);
-    json_t *others = json_array();
-    size_t i;
-    json_t *n;
-    json_array_foreach(json_object_get(nodes, "nodes"), i, n)
-    {
-        const char *name = json_string_value(json_object_get(n, "name"));
-        json_t *mem = json_object_get(n, "memory");
-        if (!name || strcmp(name, d->env.node_name) == 0)
-            continue;
-        json_int_t freem = json_integer_value(json_object_get(mem, "free_mib")) -
-                           json_integer_value(json_object_get(d->sent, name));
-        json_t *copy = json_deep_copy(n);
-        if (copy && json_is_object(json_object_get(copy, "memory")))
-            json_object_set_new(json_object_get(copy, "memory"), "free_mib",
-                                json_integer(freem > 0 ? freem : 0));
-        json_array_append_new(others, copy);
-    }
-    int rc = placement_pick(others, vm_spec(vm)->memory_mib, NULL, out, e);
-    json_decref(others);
-    json_decref(nodes);
+    int rc =
+        fleet_place(d->env.fleet, vm_spec(vm)->memory_mib, NULL, d->env.node_name, d->sent, out, e);
     if (rc < 0)
         ferr_prefix(e, "no destination");
     return rc;

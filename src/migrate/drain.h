@@ -13,11 +13,14 @@
 #define DRAIN_PARALLEL_DEFAULT 2
 #define DRAIN_PARALLEL_MAX 16
 
+struct fleet;
+
 struct drain_env {
     uv_loop_t *loop;
     struct vmset *vms;
     struct events *events;
     struct cluster *cluster;
+    struct fleet *fleet;
     struct migrator *migrator;
     const char *node_name; /* borrowed; outlives the drain */
 };

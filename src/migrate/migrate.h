@@ -16,6 +16,7 @@
 #include "vm/vm.h"
 
 struct cluster;
+struct fleet;
 struct migrator;
 
 struct migrator_env {
@@ -23,6 +24,7 @@ struct migrator_env {
     struct vmset *vms;
     struct events *events;
     struct cluster *cluster;
+    struct fleet *fleet;   /* who owns the VMs, where they go, the hand-over (src/fleet/) */
     const char *node_name; /* borrowed; outlives the migrator */
     unsigned max_out;      /* concurrent outgoing migrations, 1..MIGRATE_MAX_OUT (0: default) */
     const char *unsafe;    /* borrowed; non-NULL: why a migration from here would corrupt the

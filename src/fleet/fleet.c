@@ -1,0 +1,585 @@
+/* SPDX-License-Identifier: MIT */
+/* The cluster's VMs: ownership, placement, create and delete cluster-wide, reconciliation. */
+#include "fleet/fleet.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cluster/cluster.h"
+#include "cluster/placement.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "vm/spec.h"
+
+#define CREATED_WAIT_MS 3000 /* until this node applied a VM another node created */
+
+struct fleet {
+    struct fleet_env env;
+    json_t *syncing; /* names whose record write is in flight (reconciliation) */
+};
+
+int fleet_new(const struct fleet_env *env, struct fleet **out, struct ferr *e)
+{
+    struct fleet *f = calloc(1, sizeof(*f));
+    if (!f || !(f->syncing = json_object())) {
+        free(f);
+        return ferr_set(e, -ENOMEM, "fleet: out of memory");
+    }
+    f->env = *env;
+    *out = f;
+    return 0;
+}
+
+void fleet_free(struct fleet *f)
+{
+    if (!f)
+        return;
+    json_decref(f->syncing);
+    free(f);
+}
+
+bool fleet_clustered(const struct fleet *f)
+{
+    return f->env.cluster && cluster_active(f->env.cluster);
+}
+
+/* The database's record of VM name (new JSON), or NULL. */
+static json_t *record_of(const struct fleet *f, const char *name)
+{
+    json_t *rec = NULL;
+    if (!fleet_clustered(f) || cdb_vm_get(cluster_db(f->env.cluster), name, &rec, NULL) < 0)
+        return NULL;
+    return rec;
+}
+
+int fleet_owner_of(const struct fleet *f, const char *name, char out[64])
+{
+    json_t *rec = record_of(f, name);
+    const char *owner = json_string_value(json_object_get(rec, "owner"));
+    int rc = owner ? 0 : FERR_NOTFOUND;
+    if (owner)
+        snprintf(out, 64, "%s", owner);
+    json_decref(rec);
+    return rc;
+}
+
+/* ---- views ---- */
+
+json_t *fleet_vm_json(const struct fleet *f, struct vm *vm)
+{
+    json_t *o = vm_to_json(vm);
+    if (o)
+        json_object_set_new(o, "owner", json_string(f->env.node_name));
+    return o;
+}
+
+/* Why a record's owner cannot vouch for it: its node is down (says since when and why), or
+ * NULL when it is up. */
+static void owner_down(const struct fleet *f, const char *owner, char *why, size_t size)
+{
+    json_t *n = NULL;
+    why[0] = '\0';
+    if (!owner || !owner[0] || cdb_node_find(cluster_db(f->env.cluster), owner, &n, NULL) < 0)
+        return;
+    const char *state = json_string_value(json_object_get(n, "state"));
+    if (state && strcmp(state, "down") == 0) {
+        const char *r = json_string_value(json_object_get(n, "state_reason"));
+        time_t since = (time_t)(json_integer_value(json_object_get(n, "state_changed_ms")) / 1000);
+        struct tm tm;
+        char when[32] = "?";
+        if (gmtime_r(&since, &tm))
+            strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm);
+        snprintf(why, size,
+                 "%s is down since %s%s%s; what runs there cannot be known until it "
+                 "answers",
+                 owner, when, r && r[0] ? " (" : "", r && r[0] ? r : "");
+        if (r && r[0])
+            snprintf(why + strlen(why), size - strlen(why), ")");
+    }
+    json_decref(n);
+}
+
+/* A VM of another node as the database knows it. */
+static json_t *remote_json(const struct fleet *f, const json_t *rec)
+{
+    json_t *spec = json_object_get(rec, "spec");
+    json_t *cpu = json_object_get(spec, "cpu");
+    json_int_t s = json_integer_value(json_object_get(cpu, "sockets"));
+    json_int_t c = json_integer_value(json_object_get(cpu, "cores"));
+    json_int_t t = json_integer_value(json_object_get(cpu, "threads"));
+    json_t *rt = json_object_get(rec, "runtime");
+    const char *accel = json_string_value(json_object_get(rt, "accel"));
+    json_t *o =
+        json_pack("{s:O, s:O, s:O, s:O, s:O, s:i, s:I, s:s, s:I, s:I}", "name",
+                  json_object_get(rec, "name"), "state", json_object_get(rec, "state"), "reason",
+                  json_object_get(rec, "reason"), "owner", json_object_get(rec, "owner"), "spec",
+                  spec, "vcpus", (int)((s ? s : 1) * (c ? c : 1) * (t ? t : 1)), "memory_mib",
+                  json_integer_value(json_object_get(spec, "memory_mib")), "accel",
+                  accel ? accel : "", "pid", json_integer_value(json_object_get(rt, "pid")),
+                  "started_ms", json_integer_value(json_object_get(rt, "started_ms")));
+    char why[400];
+    owner_down(f, json_string_value(json_object_get(rec, "owner")), why, sizeof(why));
+    if (o && why[0]) {
+        /* What the owner said last cannot be confirmed: unknown until it answers again. */
+        json_object_set(o, "last_state", json_object_get(rec, "state"));
+        json_object_set_new(o, "state", json_string("unknown"));
+        json_object_set_new(o, "reason", json_string(why));
+    }
+    return o;
+}
+
+json_t *fleet_vm_record_json(const struct fleet *f, const char *name)
+{
+    json_t *rec = record_of(f, name);
+    json_t *o = rec ? remote_json(f, rec) : NULL;
+    json_decref(rec);
+    return o;
+}
+
+struct list_ctx {
+    const struct fleet *f;
+    json_t *arr;
+    json_t *known; /* names in the cluster database */
+};
+
+static void add_local(struct vm *vm, void *data)
+{
+    struct list_ctx *l = data;
+    if (!l->known || !json_object_get(l->known, vm_name(vm)))
+        json_array_append_new(l->arr, fleet_vm_json(l->f, vm));
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(json_string_value(json_object_get(*(json_t *const *)a, "name")),
+                  json_string_value(json_object_get(*(json_t *const *)b, "name")));
+}
+
+/* arr sorted by "name" (a new array; arr is released). */
+static json_t *sorted(json_t *arr)
+{
+    size_t n = json_array_size(arr);
+    json_t **items = calloc(n ? n : 1, sizeof(*items));
+    json_t *out = json_array();
+    if (!items || !out) {
+        free(items);
+        json_decref(out);
+        return arr;
+    }
+    for (size_t i = 0; i < n; i++)
+        items[i] = json_array_get(arr, i);
+    qsort(items, n, sizeof(*items), by_name);
+    for (size_t i = 0; i < n; i++)
+        json_array_append(out, items[i]);
+    free(items);
+    json_decref(arr);
+    return out;
+}
+
+json_t *fleet_list(const struct fleet *f)
+{
+    struct list_ctx l = {f, json_array(), NULL};
+    if (!fleet_clustered(f)) {
+        vmset_foreach(f->env.vms, add_local, &l);
+        return json_pack("{s:o, s:i}", "vms", sorted(l.arr), "stale_ms", 0);
+    }
+    /* Every VM of the cluster: ours with their live state, the others as the database says. */
+    l.known = json_object();
+    json_t *recs = cdb_vms(cluster_db(f->env.cluster), NULL);
+    size_t i;
+    json_t *rec;
+    json_array_foreach(recs, i, rec)
+    {
+        const char *name = json_string_value(json_object_get(rec, "name"));
+        json_object_set_new(l.known, name, json_true());
+        struct vm *vm = vmset_find(f->env.vms, name);
+        if (vm && vm_state(vm) == VM_INCOMING)
+            vm = NULL; /* a migration's destination copy: the owner's view counts */
+        json_array_append_new(l.arr, vm ? fleet_vm_json(f, vm) : remote_json(f, rec));
+    }
+    vmset_foreach(f->env.vms, add_local, &l);
+    json_decref(recs);
+    json_decref(l.known);
+    /* How old this node's copy of the cluster database may be (-1: no leader known). */
+    return json_pack("{s:o, s:I}", "vms", sorted(l.arr), "stale_ms",
+                     cluster_stale_ms(f->env.cluster));
+}
+
+/* ---- placement ---- */
+
+int fleet_place(struct fleet *f, uint64_t memory_mib, const char *want, const char *exclude,
+                const json_t *pending, char out[64], struct ferr *e)
+{
+    if (!fleet_clustered(f)) {
+        if (want && strcmp(want, f->env.node_name) != 0)
+            return ferr_set(e, FERR_STATE,
+                            "node: this host is not in a cluster; it can only place VMs on "
+                            "itself (%s)",
+                            f->env.node_name);
+        snprintf(out, 64, "%s", f->env.node_name);
+        return 0;
+    }
+    json_t *nodes = cluster_nodes(f->env.cluster);
+    json_t *cands = json_array();
+    size_t i;
+    json_t *n;
+    json_array_foreach(json_object_get(nodes, "nodes"), i, n)
+    {
+        const char *name = json_string_value(json_object_get(n, "name"));
+        if (!name || (exclude && strcmp(name, exclude) == 0))
+            continue;
+        json_t *copy = json_deep_copy(n);
+        json_t *mem = json_object_get(copy, "memory");
+        json_int_t on_way = json_integer_value(json_object_get(pending, name));
+        if (on_way > 0 && json_is_object(mem)) {
+            json_int_t free_mib = json_integer_value(json_object_get(mem, "free_mib")) - on_way;
+            json_object_set_new(mem, "free_mib", json_integer(free_mib > 0 ? free_mib : 0));
+        }
+        json_array_append_new(cands, copy);
+    }
+    int rc = placement_pick(cands, memory_mib, want, out, e);
+    json_decref(cands);
+    json_decref(nodes);
+    return rc;
+}
+
+/* ---- create ---- */
+
+/* A create or delete in flight. */
+struct op {
+    struct fleet *f;
+    fleet_cb cb;
+    void *data;
+    char name[VM_NAME_MAX + 1];
+    json_t *body;
+    int status;
+};
+
+static struct op *op_new(struct fleet *f, const char *name, fleet_cb cb, void *data, struct ferr *e)
+{
+    struct op *op = calloc(1, sizeof(*op));
+    if (!op) {
+        ferr_set(e, -ENOMEM, "out of memory");
+        return NULL;
+    }
+    *op = (struct op){.f = f, .cb = cb, .data = data};
+    snprintf(op->name, sizeof(op->name), "%s", name ? name : "");
+    return op;
+}
+
+/* Answers and frees op; body stolen. */
+static void op_done(struct op *op, int status, json_t *body, const struct ferr *e)
+{
+    op->cb(status, body, e, op->data);
+    free(op);
+}
+
+struct undo {
+    struct op *op;
+    struct ferr why; /* the database's refusal */
+};
+
+static void undone(struct vmset *set, struct vm *vm, int status, const struct ferr *e, void *data)
+{
+    struct undo *u = data;
+    if (status < 0) {
+        struct ferr both;
+        ferr_set(&both, u->why.code,
+                 "%s; and removing the VM here failed too: %s (ferry vm delete "
+                 "--force %s)",
+                 u->why.msg, e->msg, u->op->name);
+        log_warn("%s", both.msg);
+        op_done(u->op, 0, NULL, &both);
+    } else {
+        op_done(u->op, 0, NULL, &u->why);
+    }
+    free(u);
+}
+
+/* The cluster database took (or refused) the new VM's record. */
+static void published(int status, json_t *body, const struct ferr *e, void *data)
+{
+    struct op *op = data;
+    json_decref(body);
+    struct vm *vm = vmset_find(op->f->env.vms, op->name);
+    if (!e) {
+        if (vm)
+            op_done(op, 201, fleet_vm_json(op->f, vm), NULL);
+        else
+            op_done(op, 0, NULL,
+                    &(struct ferr){FERR_INTERNAL, "create: the VM vanished before it was listed"});
+        return;
+    }
+    /* Nothing half-written: without its record the VM is removed here too. */
+    struct undo *u = calloc(1, sizeof(*u));
+    struct ferr e2 = {0};
+    if (!u) {
+        op_done(op, 0, NULL, e);
+        return;
+    }
+    u->op = op;
+    u->why = *e;
+    ferr_prefix(&u->why, "create %s: the cluster database refused it", op->name);
+    if (!vm || vmset_delete(op->f->env.vms, vm, true, undone, u, &e2) < 0)
+        undone(op->f->env.vms, vm, vm ? e2.code : 0, &e2, u);
+}
+
+static void made_here(struct vmset *set, struct vm *vm, int status, const struct ferr *e,
+                      void *data)
+{
+    struct op *op = data;
+    if (status < 0) {
+        op_done(op, 0, NULL, e);
+        return;
+    }
+    if (!fleet_clustered(op->f)) {
+        op_done(op, 201, fleet_vm_json(op->f, vm), NULL);
+        return;
+    }
+    struct ferr e2 = {0};
+    json_t *cmd = cdb_cmd_vm_put(vm_name(vm), vm_spec_to_json(vm_spec(vm)), op->f->env.node_name,
+                                 vm_state_name(vm_state(vm)));
+    if (!cmd)
+        published(0, NULL, &(struct ferr){-ENOMEM, "out of memory"}, op);
+    else if (cluster_write(op->f->env.cluster, cmd, published, op, &e2) < 0)
+        published(0, NULL, &e2, op);
+    json_decref(cmd);
+}
+
+static int create_here(struct fleet *f, const json_t *spec, fleet_cb cb, void *data, struct ferr *e)
+{
+    json_t *s = json_deep_copy(spec);
+    struct op *op =
+        s ? op_new(f, json_string_value(json_object_get(spec, "name")), cb, data, e) : NULL;
+    if (!op) {
+        json_decref(s);
+        return s ? e->code : ferr_set(e, -ENOMEM, "out of memory");
+    }
+    /* Pin the machine type where the VM is made: "pc" names another machine after a QEMU
+     * upgrade, and a migration needs the same machine on both ends. */
+    const char *machine = vmset_default_machine(f->env.vms);
+    if (!json_object_get(s, "machine") && machine)
+        json_object_set_new(s, "machine", json_string(machine));
+    int rc = vmset_create(f->env.vms, s, made_here, op, e);
+    json_decref(s);
+    if (rc < 0)
+        free(op);
+    return rc;
+}
+
+static bool record_applied(const struct cdb *db, void *data)
+{
+    struct op *op = data;
+    json_t *rec = NULL;
+    bool have = db && cdb_vm_get(db, op->name, &rec, NULL) == 0;
+    json_decref(rec);
+    return have;
+}
+
+static void record_waited(int status, void *data)
+{
+    struct op *op = data;
+    op_done(op, op->status, op->body, NULL);
+}
+
+/* The owner created the VM and its record committed; answer once this node has applied the
+ * record too, so the caller's next request here (start, show) finds it. */
+static void made_elsewhere(int status, json_t *body, const struct ferr *e, void *data)
+{
+    struct op *op = data;
+    if (e || status != 201) {
+        op_done(op, status, body, e);
+        return;
+    }
+    op->body = body;
+    op->status = status;
+    if (cluster_wait_until(op->f->env.cluster, record_applied, CREATED_WAIT_MS, record_waited, op,
+                           NULL) < 0)
+        record_waited(0, op);
+}
+
+int fleet_create(struct fleet *f, const json_t *spec, const char *want, bool forwarded, fleet_cb cb,
+                 void *data, struct ferr *e)
+{
+    if (!fleet_clustered(f)) {
+        char node[64];
+        int rc = fleet_place(f, 0, want, NULL, NULL, node, e);
+        return rc < 0 ? rc : create_here(f, spec, cb, data, e);
+    }
+    if (!cluster_quorum(f->env.cluster))
+        return ferr_set(e, FERR_UNAVAIL,
+                        "no quorum: this node cannot reach the cluster's leader, so nothing can "
+                        "be created now; try again when it can (ferry cluster status)");
+    /* Check the spec before choosing a node (the owner checks it against its host again). */
+    struct vm_spec *parsed = calloc(1, sizeof(*parsed));
+    struct vm_spec_env env = {0};
+    char node[64];
+    int rc;
+    if (!parsed)
+        return ferr_set(e, -ENOMEM, "out of memory");
+    if ((rc = vm_spec_from_json(spec, &env, parsed, e)) < 0) {
+        ferr_prefix(e, "spec");
+        goto out;
+    }
+    json_t *rec = record_of(f, parsed->name);
+    if (rec) {
+        rc = ferr_set(e, FERR_EXISTS, "a VM named %s already exists (on %s)", parsed->name,
+                      json_string_value(json_object_get(rec, "owner")));
+        json_decref(rec);
+        goto out;
+    }
+    if ((rc = fleet_place(f, parsed->memory_mib, want, NULL, NULL, node, e)) < 0)
+        goto out;
+    if (strcmp(node, f->env.node_name) == 0) {
+        rc = create_here(f, spec, cb, data, e);
+    } else if (forwarded) {
+        rc = ferr_set(e, FERR_STATE, "placement changed while the request was forwarded; retry");
+    } else {
+        char path[128];
+        char *body = json_dumps(spec, JSON_COMPACT);
+        struct op *op = body ? op_new(f, parsed->name, cb, data, e) : NULL;
+        snprintf(path, sizeof(path), "/v1/vms?node=%s", node);
+        if (!op) {
+            rc = body ? e->code : ferr_set(e, -ENOMEM, "out of memory");
+        } else {
+            rc = cluster_forward(f->env.cluster, node, "POST", path, body, made_elsewhere, op, e);
+            if (rc < 0)
+                free(op);
+        }
+        free(body);
+    }
+out:
+    free(parsed);
+    return rc;
+}
+
+/* ---- delete ---- */
+
+static void unpublished(int status, json_t *body, const struct ferr *e, void *data)
+{
+    struct op *op = data;
+    json_decref(body);
+    if (e)
+        log_warn("delete %s: the cluster database still lists it: %s", op->name, e->msg);
+    op_done(op, 200, json_pack("{s:b}", "deleted", 1), NULL);
+}
+
+static void deleted(struct vmset *set, struct vm *vm, int status, const struct ferr *e, void *data)
+{
+    struct op *op = data;
+    if (status < 0) {
+        op_done(op, 0, NULL, e);
+        return;
+    }
+    if (!fleet_clustered(op->f)) {
+        unpublished(200, NULL, NULL, op);
+        return;
+    }
+    struct ferr e2 = {0};
+    json_t *cmd = cdb_cmd_vm_remove(op->name);
+    if (!cmd)
+        unpublished(0, NULL, &(struct ferr){-ENOMEM, "out of memory"}, op);
+    else if (cluster_write(op->f->env.cluster, cmd, unpublished, op, &e2) < 0)
+        unpublished(0, NULL, &e2, op);
+    json_decref(cmd);
+}
+
+int fleet_delete(struct fleet *f, struct vm *vm, bool force, fleet_cb cb, void *data,
+                 struct ferr *e)
+{
+    struct op *op = op_new(f, vm_name(vm), cb, data, e);
+    if (!op)
+        return e->code;
+    int rc = vmset_delete(f->env.vms, vm, force, deleted, op, e);
+    if (rc < 0)
+        free(op);
+    return rc;
+}
+
+/* ---- the hand-over of a migration ---- */
+
+int fleet_hand_over(struct fleet *f, const char *name, const char *to, fleet_cb cb, void *data,
+                    struct ferr *e)
+{
+    if (!fleet_clustered(f))
+        return ferr_set(e, FERR_STATE, "not in a cluster: %s cannot change its owner", name);
+    json_t *cmd = cdb_cmd_vm_owner(name, to, f->env.node_name);
+    if (!cmd)
+        return ferr_set(e, -ENOMEM, "out of memory");
+    int rc = cluster_write(f->env.cluster, cmd, cb, data, e);
+    json_decref(cmd);
+    return rc;
+}
+
+/* ---- reconciliation: the records of this node's VMs follow what runs here ---- */
+
+struct sync_write {
+    struct fleet *f;
+    char name[VM_NAME_MAX + 1];
+};
+
+static void synced(int status, json_t *body, const struct ferr *e, void *data)
+{
+    struct sync_write *w = data;
+    json_decref(body);
+    if (e)
+        log_debug("vm %s: state not yet in the cluster database: %s", w->name, e->msg);
+    json_object_del(w->f->syncing, w->name);
+    free(w);
+}
+
+/* The record's runtime says what rt says (both may be absent). */
+static bool same_runtime(const json_t *rec_rt, const struct cdb_vm_runtime *rt)
+{
+    if (!rt)
+        return !rec_rt;
+    const char *accel = json_string_value(json_object_get(rec_rt, "accel"));
+    return rec_rt && accel && rt->accel && strcmp(accel, rt->accel) == 0 &&
+           json_integer_value(json_object_get(rec_rt, "pid")) == rt->pid &&
+           (uint64_t)json_integer_value(json_object_get(rec_rt, "started_ms")) == rt->started_ms;
+}
+
+static void sync_one(struct vm *vm, void *data)
+{
+    struct fleet *f = data;
+    const char *name = vm_name(vm);
+    const struct cdb *db = cluster_db(f->env.cluster);
+    json_t *rec = NULL;
+    if (json_object_get(f->syncing, name) || cdb_vm_get(db, name, &rec, NULL) < 0)
+        return;
+    int version = cdb_cmd_version_min(db);
+    const char *owner = json_string_value(json_object_get(rec, "owner"));
+    const char *state = json_string_value(json_object_get(rec, "state"));
+    const char *reason = json_string_value(json_object_get(rec, "reason"));
+    struct cdb_vm_runtime run = {vm_accel(vm), vm_pid(vm), vm_started_ms(vm)};
+    const struct cdb_vm_runtime *rt = run.pid > 0 ? &run : NULL;
+    bool mine = owner && strcmp(owner, f->env.node_name) == 0;
+    bool same = state && strcmp(state, vm_state_name(vm_state(vm))) == 0 && reason &&
+                strcmp(reason, vm_reason(vm)) == 0 &&
+                (version < 3 || same_runtime(json_object_get(rec, "runtime"), rt));
+    json_decref(rec);
+    if (!mine || same)
+        return;
+    struct sync_write *w = calloc(1, sizeof(*w));
+    if (!w)
+        return;
+    w->f = f;
+    snprintf(w->name, sizeof(w->name), "%s", name);
+    char why[CDB_REASON_MAX];
+    snprintf(why, sizeof(why), "%s", vm_reason(vm));
+    json_t *cmd = cdb_cmd_vm_state_at(version, name, vm_state_name(vm_state(vm)), why, rt);
+    struct ferr e = {0};
+    json_object_set_new(f->syncing, name, json_true());
+    if (!cmd || cluster_write(f->env.cluster, cmd, synced, w, &e) < 0)
+        synced(0, NULL, &e, w);
+    json_decref(cmd);
+}
+
+void fleet_reconcile(struct fleet *f)
+{
+    if (fleet_clustered(f))
+        vmset_foreach(f->env.vms, sync_one, f);
+}

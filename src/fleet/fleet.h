@@ -1,0 +1,102 @@
+/* SPDX-License-Identifier: MIT */
+/* The cluster's VMs: which node owns each, where a new one goes, creating and deleting them
+ * cluster-wide, and keeping the cluster database's record of this node's VMs true. */
+#ifndef FERRY_FLEET_FLEET_H
+#define FERRY_FLEET_FLEET_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "common/err.h"
+#include "common/reply.h"
+#include "host/events.h"
+#include "vm/vm.h"
+
+/*
+ * Every decision about the cluster's VMs is made here, from the cluster database's typed
+ * records (cluster/cdb.h), and recorded there: who owns a VM (fleet_owner_of), where a VM goes
+ * (fleet_place), creating one (checked, placed, made by its owner, then published; undone when
+ * the record is refused), deleting one, the hand-over at the end of a migration
+ * (fleet_hand_over, a compare-and-set of the owner), and keeping the records of this node's
+ * VMs in step with what runs here (fleet_reconcile). Outside a cluster the node is alone and
+ * owns every VM it has.
+ *
+ * A VM whose owner is down is "unknown" (the record's state is what the owner said last, which
+ * nobody can confirm), with the reason and since when, until its node answers again.
+ * Failover will decide here what happens to it.
+ */
+struct fleet;
+struct cluster;
+
+struct fleet_env {
+    uv_loop_t *loop;
+    struct vmset *vms;
+    struct cluster *cluster; /* may run no cluster (a standalone node) */
+    struct events *events;
+    const char *node_name; /* borrowed; outlives the fleet */
+    const char *accel;     /* this node's accelerator, published with running VMs */
+};
+
+/* Answer of a fleet operation (common/reply.h): status and body, or e. */
+typedef reply_cb fleet_cb;
+
+/* env copied. Only -ENOMEM. */
+int fleet_new(const struct fleet_env *env, struct fleet **out, struct ferr *e);
+/* Frees f; answers still pending are dropped (call it when the loop no longer runs them). */
+void fleet_free(struct fleet *f);
+
+/* This node is a member of a cluster (else it is alone and owns its VMs). */
+bool fleet_clustered(const struct fleet *f);
+
+/* The node that owns VM name as this node's copy of the database says: 0 and out filled;
+ * FERR_NOTFOUND when the database has no such VM or there is no cluster. */
+int fleet_owner_of(const struct fleet *f, const char *name, char out[64]);
+
+/* The API's object of a VM of this node (docs/api.md), with "owner"; new JSON. */
+json_t *fleet_vm_json(const struct fleet *f, struct vm *vm);
+/* The API's object of a VM that runs elsewhere, as the database knows it (with "unknown" as
+ * its state when its owner is down); new JSON, NULL when there is no record of it. */
+json_t *fleet_vm_record_json(const struct fleet *f, const char *name);
+/* Every VM of the cluster (or of this node, alone), sorted by name: {"vms": [...],
+ * "stale_ms"}; new JSON. */
+json_t *fleet_list(const struct fleet *f);
+
+/*
+ * Creates the VM spec describes (borrowed): alone, here; in a cluster the spec is checked,
+ * refused if the name is taken, placed (want: the node asked for, or NULL), made by its owner
+ * (a request forwarded there unless it is this node; forwarded: the request came from another
+ * node, which placed it here) and published; a record the database refuses makes the owner
+ * delete the VM again, and the answer says so, also when that undo failed. cb gets 201 and the
+ * VM's object once this node's copy of the database shows it too. Synchronous refusals (no
+ * quorum, bad spec, taken name, no room) return negative with e set.
+ */
+int fleet_create(struct fleet *f, const json_t *spec, const char *want, bool forwarded, fleet_cb cb,
+                 void *data, struct ferr *e);
+/* Deletes vm (of this node; force: kill it first) and its record. cb gets 200 {"deleted":
+ * true}; a record the database keeps is only logged (the VM is gone). */
+int fleet_delete(struct fleet *f, struct vm *vm, bool force, fleet_cb cb, void *data,
+                 struct ferr *e);
+
+/*
+ * Where a VM of memory_mib goes: want if it can take it, else the up, active node with the
+ * most free memory (cluster/placement.h), never exclude (NULL: none). pending (NULL, or an
+ * object node name -> MiB) is memory already on its way to a node that its heartbeats do not
+ * report yet (a drain sending VMs one after another). Writes the node's name to out. Alone:
+ * this node. Errors as placement_pick; FERR_STATE outside a cluster when want is another node.
+ */
+int fleet_place(struct fleet *f, uint64_t memory_mib, const char *want, const char *exclude,
+                const json_t *pending, char out[64], struct ferr *e);
+
+/* The end of a migration: the owner of VM name becomes `to`, if it still is this node
+ * (compare-and-set, so two hand-overs cannot both win). cb gets 200, or e (FERR_STATE when
+ * another node owns it now). Synchronous refusals return negative. */
+int fleet_hand_over(struct fleet *f, const char *name, const char *to, fleet_cb cb, void *data,
+                    struct ferr *e);
+
+/* Writes the state (and what runs) of every VM this node owns whose record says otherwise;
+ * one write per VM in flight at a time. ferryd calls it after every VM change and every 2 s. */
+void fleet_reconcile(struct fleet *f);
+
+#endif
