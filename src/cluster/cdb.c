@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/jsonfield.h"
 #include "common/jsontext.h"
 #include "common/util.h"
 
@@ -39,44 +40,6 @@ struct cdb {
 };
 
 /* ---- small helpers ---- */
-
-static const char *type_name(const json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_OBJECT:
-        return "an object";
-    case JSON_ARRAY:
-        return "an array";
-    case JSON_STRING:
-        return "a string";
-    case JSON_INTEGER:
-        return "an integer";
-    case JSON_REAL:
-        return "a number with a fraction";
-    case JSON_TRUE:
-    case JSON_FALSE:
-        return "a boolean";
-    case JSON_NULL:
-        return "null";
-    }
-    return "something else";
-}
-
-/* Renders s quoted for a message, cut short and with control characters as '?'. */
-static const char *quote(const char *s, char *buf, size_t size)
-{
-    size_t n = 0;
-    buf[n++] = '"';
-    for (; *s && n + 5 < size; s++)
-        buf[n++] = (unsigned char)*s < 0x20 ? '?' : *s;
-    if (*s) {
-        memcpy(buf + n, "...", 3);
-        n += 3;
-    }
-    buf[n++] = '"';
-    buf[n] = '\0';
-    return buf;
-}
 
 static bool in_list(const char *s, const char *const *list)
 {
@@ -232,14 +195,10 @@ static const char *form_message(const char *s)
 /* Checks that obj holds only the fields in allowed (a NULL-terminated list). */
 static int check_fields(const json_t *obj, const char *const *allowed, struct ferr *e)
 {
-    const char *key;
-    json_t *v;
     char q[80];
-    json_object_foreach((json_t *)obj, key, v)
-    {
-        if (!in_list(key, allowed))
-            return ferr_set(e, FERR_INVALID, "unknown field %s", quote(key, q, sizeof(q)));
-    }
+    const char *key = jfield_unknown(obj, allowed);
+    if (key)
+        return ferr_set(e, FERR_INVALID, "unknown field %s", jfield_quote(key, q, sizeof(q)));
     return 0;
 }
 
@@ -249,21 +208,17 @@ static int get_str(const json_t *obj, const char *key, bool required, str_form f
 {
     char q[80];
     json_t *v = json_object_get(obj, key);
+    const char *s;
     *out = NULL;
-    if (!v) {
-        if (required)
-            return ferr_set(e, FERR_INVALID, "%s: missing", key);
-        return 0;
-    }
-    if (!json_is_string(v))
-        return ferr_set(e, FERR_INVALID, "%s: expected a string, not %s", key, type_name(v));
-    const char *s = json_string_value(v);
-    if (strlen(s) != json_string_length(v))
-        return ferr_set(e, FERR_INVALID, "%s: must not contain NUL characters", key);
+    if (!v)
+        return required ? ferr_set(e, FERR_INVALID, "%s: missing", key) : 0;
+    int rc = jfield_str(v, key, &s, e);
+    if (rc < 0)
+        return rc;
     const char *hint = form ? form(s) : NULL;
     if (hint)
-        return ferr_set(e, FERR_INVALID, "%s: %s is invalid: %s", key, quote(s, q, sizeof(q)),
-                        hint);
+        return ferr_set(e, FERR_INVALID, "%s: %s is invalid: %s", key,
+                        jfield_quote(s, q, sizeof(q)), hint);
     *out = s;
     return 0;
 }
@@ -275,21 +230,9 @@ static int get_int(const json_t *obj, const char *key, bool required, json_int_t
     json_t *v = json_object_get(obj, key);
     if (present)
         *present = v != NULL;
-    if (!v) {
-        if (required)
-            return ferr_set(e, FERR_INVALID, "%s: missing", key);
-        return 0;
-    }
-    if (!json_is_integer(v))
-        return ferr_set(e, FERR_INVALID, "%s: expected an integer, not %s", key, type_name(v));
-    json_int_t i = json_integer_value(v);
-    if (i < min || i > max)
-        return ferr_set(e, FERR_INVALID,
-                        "%s: %" JSON_INTEGER_FORMAT " is out of range %" JSON_INTEGER_FORMAT
-                        "..%" JSON_INTEGER_FORMAT,
-                        key, i, min, max);
-    *out = i;
-    return 0;
+    if (!v)
+        return required ? ferr_set(e, FERR_INVALID, "%s: missing", key) : 0;
+    return jfield_int(v, key, min, max, out, e);
 }
 
 static int get_id(const json_t *obj, const char *key, uint64_t *out, struct ferr *e)
@@ -307,7 +250,7 @@ static int check_memory(const json_t *m, struct ferr *e)
     json_int_t total = 0, freem = 0;
     int rc;
     if (!json_is_object(m))
-        return ferr_set(e, FERR_INVALID, "memory: expected an object, not %s", type_name(m));
+        return ferr_set(e, FERR_INVALID, "memory: expected an object, not %s", jfield_type(m));
     if ((rc = check_fields(m, fields, e)) < 0 ||
         (rc = get_int(m, "total_mib", true, 0, MIB_MAX, &total, NULL, e)) < 0 ||
         (rc = get_int(m, "free_mib", true, 0, MIB_MAX, &freem, NULL, e)) < 0)
@@ -346,7 +289,7 @@ static int node_record_check(const json_t *n, struct ferr *e)
     uint64_t id;
     int rc;
     if (!json_is_object(n))
-        return ferr_set(e, FERR_INVALID, "expected an object, not %s", type_name(n));
+        return ferr_set(e, FERR_INVALID, "expected an object, not %s", jfield_type(n));
     if ((rc = check_fields(n, fields, e)) < 0 || (rc = get_id(n, "id", &id, e)) < 0 ||
         (rc = get_str(n, "name", true, form_name, &s, e)) < 0 ||
         (rc = get_str(n, "api_addr", true, form_addr, &s, e)) < 0 ||
@@ -406,7 +349,7 @@ static int node_record_from_v1(const json_t *n, json_t **out, struct ferr *e)
     const char *state, *reason, *health, *admin;
     int rc;
     if (!json_is_object(n))
-        return ferr_set(e, FERR_INVALID, "expected an object, not %s", type_name(n));
+        return ferr_set(e, FERR_INVALID, "expected an object, not %s", jfield_type(n));
     for (size_t i = 0; added[i]; i++)
         if (json_object_get(n, added[i]))
             return ferr_set(e, FERR_INVALID, "unknown field \"%s\" (format 1 has none)", added[i]);
@@ -436,7 +379,7 @@ static int runtime_check(const json_t *rt, struct ferr *e)
     json_int_t i;
     int rc;
     if (!json_is_object(rt))
-        return ferr_set(e, FERR_INVALID, "expected an object, not %s", type_name(rt));
+        return ferr_set(e, FERR_INVALID, "expected an object, not %s", jfield_type(rt));
     if ((rc = check_fields(rt, fields, e)) < 0 ||
         (rc = get_str(rt, "accel", false, form_accel, &s, e)) < 0 ||
         (rc = get_int(rt, "pid", false, 1, CDB_PID_MAX, &i, NULL, e)) < 0 ||
@@ -453,7 +396,7 @@ static int vm_record_check(const json_t *v, struct ferr *e)
     json_int_t i;
     int rc;
     if (!json_is_object(v))
-        return ferr_set(e, FERR_INVALID, "expected an object, not %s", type_name(v));
+        return ferr_set(e, FERR_INVALID, "expected an object, not %s", jfield_type(v));
     if ((rc = check_fields(v, fields, e)) < 0 ||
         (rc = get_str(v, "name", true, form_name, &name, e)) < 0 ||
         (rc = get_str(v, "owner", true, form_name_or_empty, &s, e)) < 0 ||
@@ -468,7 +411,7 @@ static int vm_record_check(const json_t *v, struct ferr *e)
     if (!spec)
         return ferr_set(e, FERR_INVALID, "spec: missing");
     if (!json_is_object(spec))
-        return ferr_set(e, FERR_INVALID, "spec: expected an object, not %s", type_name(spec));
+        return ferr_set(e, FERR_INVALID, "spec: expected an object, not %s", jfield_type(spec));
     json_t *sn = json_object_get(spec, "name");
     if (sn && !(json_is_string(sn) && strcmp(json_string_value(sn), name) == 0))
         return ferr_set(e, FERR_INVALID, "spec: name must be the VM's name \"%s\"", name);
@@ -483,7 +426,7 @@ static int event_record_check(const json_t *ev, struct ferr *e)
     uint64_t id;
     int rc;
     if (!json_is_object(ev))
-        return ferr_set(e, FERR_INVALID, "expected an object, not %s", type_name(ev));
+        return ferr_set(e, FERR_INVALID, "expected an object, not %s", jfield_type(ev));
     if ((rc = check_fields(ev, fields, e)) < 0 || (rc = get_id(ev, "id", &id, e)) < 0 ||
         (rc = get_int(ev, "time_ms", true, 0, TIME_MAX, &i, NULL, e)) < 0 ||
         (rc = get_str(ev, "type", true, form_type_token, &s, e)) < 0 ||
@@ -501,7 +444,7 @@ static int meta_record_check(const json_t *m, struct ferr *e)
     json_int_t i;
     int rc;
     if (!json_is_object(m))
-        return ferr_set(e, FERR_INVALID, "expected an object, not %s", type_name(m));
+        return ferr_set(e, FERR_INVALID, "expected an object, not %s", jfield_type(m));
     if (json_object_size(m) == 0)
         return 0;
     if ((rc = check_fields(m, fields, e)) < 0 ||
@@ -848,7 +791,7 @@ static int vm_put_check(const json_t *c, struct ferr *e)
     if (!spec)
         return ferr_set(e, FERR_INVALID, "spec: missing");
     if (!json_is_object(spec))
-        return ferr_set(e, FERR_INVALID, "spec: expected an object, not %s", type_name(spec));
+        return ferr_set(e, FERR_INVALID, "spec: expected an object, not %s", jfield_type(spec));
     json_t *sn = json_object_get(spec, "name");
     if (sn && !(json_is_string(sn) && strcmp(json_string_value(sn), name) == 0))
         return ferr_set(e, FERR_INVALID, "spec: name must be the VM's name \"%s\"", name);
@@ -1046,14 +989,14 @@ static int migration_measure_check(const json_t *c, struct ferr *e)
         return ferr_set(e, FERR_INVALID, "client_gap_ms: missing");
     if (!json_is_number(gap))
         return ferr_set(e, FERR_INVALID, "client_gap_ms: expected a number, not %s",
-                        type_name(gap));
+                        jfield_type(gap));
     double ms = json_number_value(gap);
     if (!(ms >= 0 && ms <= CDB_CLIENT_GAP_MAX_MS))
         return ferr_set(e, FERR_INVALID, "client_gap_ms: %g is out of range 0..%d", ms,
                         CDB_CLIENT_GAP_MAX_MS);
     json_t *r = json_object_get(c, "replace");
     if (r && !json_is_boolean(r))
-        return ferr_set(e, FERR_INVALID, "replace: expected a boolean, not %s", type_name(r));
+        return ferr_set(e, FERR_INVALID, "replace: expected a boolean, not %s", jfield_type(r));
     return 0;
 }
 
@@ -1193,12 +1136,12 @@ static int cmd_check(const json_t *cmd, const struct op **out, struct ferr *e)
     char q[80];
     if (!json_is_object(cmd))
         return ferr_set(e, FERR_INVALID, "command: expected an object, not %s",
-                        cmd ? type_name(cmd) : "nothing");
+                        cmd ? jfield_type(cmd) : "nothing");
     json_t *v = json_object_get(cmd, "v");
     if (!v)
         return ferr_set(e, FERR_INVALID, "command: v (the command version) is missing");
     if (!json_is_integer(v))
-        return ferr_set(e, FERR_INVALID, "command: v: expected an integer, not %s", type_name(v));
+        return ferr_set(e, FERR_INVALID, "command: v: expected an integer, not %s", jfield_type(v));
     json_int_t ver = json_integer_value(v);
     if (ver < CDB_CMD_VERSION_OLDEST || ver > CDB_CMD_VERSION)
         return ferr_set(e, FERR_INVALID,
@@ -1210,7 +1153,7 @@ static int cmd_check(const json_t *cmd, const struct op **out, struct ferr *e)
     if (!o)
         return ferr_set(e, FERR_INVALID, "command: op is missing");
     if (!json_is_string(o))
-        return ferr_set(e, FERR_INVALID, "command: op: expected a string, not %s", type_name(o));
+        return ferr_set(e, FERR_INVALID, "command: op: expected a string, not %s", jfield_type(o));
     const struct op *op = NULL, *named = NULL;
     for (size_t i = 0; i < ARRAY_SIZE(ops); i++) {
         if (strcmp(ops[i].name, json_string_value(o)) != 0 ||
@@ -1222,7 +1165,7 @@ static int cmd_check(const json_t *cmd, const struct op **out, struct ferr *e)
     }
     if (!named)
         return ferr_set(e, FERR_INVALID, "command: unknown op %s",
-                        quote(json_string_value(o), q, sizeof(q)));
+                        jfield_quote(json_string_value(o), q, sizeof(q)));
     if (!op)
         return ferr_set(e, FERR_INVALID,
                         "command: op %s is not in command version %" JSON_INTEGER_FORMAT
@@ -1233,7 +1176,7 @@ static int cmd_check(const json_t *cmd, const struct op **out, struct ferr *e)
     json_object_foreach((json_t *)cmd, key, val)
     {
         if (strcmp(key, "v") != 0 && strcmp(key, "op") != 0 && !in_list(key, op->fields)) {
-            ferr_set(e, FERR_INVALID, "unknown field %s", quote(key, q, sizeof(q)));
+            ferr_set(e, FERR_INVALID, "unknown field %s", jfield_quote(key, q, sizeof(q)));
             return ferr_prefix(e, "%s", op->name);
         }
     }
@@ -1503,7 +1446,7 @@ int cdb_node_find(const struct cdb *db, const char *name, json_t **out, struct f
     json_t *n = name ? node_by_name(db, name) : NULL;
     if (!n)
         return ferr_set(e, FERR_NOTFOUND, "cdb: no node named %s",
-                        quote(name ? name : "", q, sizeof(q)));
+                        jfield_quote(name ? name : "", q, sizeof(q)));
     json_t *c = json_deep_copy(n);
     if (!c)
         return ferr_set(e, -ENOMEM, "cdb: out of memory");
@@ -1527,7 +1470,7 @@ int cdb_vm_get(const struct cdb *db, const char *name, json_t **out, struct ferr
     json_t *v = name ? json_object_get(db->vms, name) : NULL;
     if (!v)
         return ferr_set(e, FERR_NOTFOUND, "cdb: no VM named %s",
-                        quote(name ? name : "", q, sizeof(q)));
+                        jfield_quote(name ? name : "", q, sizeof(q)));
     json_t *c = json_deep_copy(v);
     if (!c)
         return ferr_set(e, -ENOMEM, "cdb: out of memory");

@@ -3,10 +3,12 @@
 #include "vm/spec.h"
 
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/jsonfield.h"
 #include "common/util.h"
 #include "storage/vhd.h"
 
@@ -21,109 +23,30 @@ _Static_assert(LABEL_VALUE_MAX < sizeof(((struct vm_label *)0)->value), "label v
 /* Field paths in messages are at most this long ("disks[7].size_mib", "labels.<63 chars>"). */
 #define FIELD_MAX 96
 
-/*
- * Writes s into buf as a double-quoted string for a message: control characters, quotes and
- * backslashes are escaped and long strings are cut with "..." so that one bad field cannot
- * flood the message or the terminal.
- */
-static const char *quote(const char *s, char *buf, size_t size)
-{
-    size_t n = 0, limit = size - 10; /* room for one escape, "...", '"' and NUL */
-    buf[n++] = '"';
-    for (; *s && n < limit; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') {
-            buf[n++] = '\\';
-            buf[n++] = (char)c;
-        } else if (c < 0x20 || c == 0x7f) {
-            n += (size_t)snprintf(buf + n, size - n, "\\x%02x", c);
-        } else {
-            buf[n++] = (char)c;
-        }
-    }
-    if (*s) {
-        memcpy(buf + n, "...", 3);
-        n += 3;
-    }
-    buf[n++] = '"';
-    buf[n] = '\0';
-    return buf;
-}
-
-static const char *type_name(const json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_OBJECT:
-        return "an object";
-    case JSON_ARRAY:
-        return "an array";
-    case JSON_STRING:
-        return "a string";
-    case JSON_INTEGER:
-        return "an integer";
-    case JSON_REAL:
-        return "a fractional number";
-    case JSON_TRUE:
-    case JSON_FALSE:
-        return "a boolean";
-    case JSON_NULL:
-        return "null";
-    }
-    return "something else";
-}
-
 /* Refuses members of obj that are not in the NULL-terminated list accepted. */
 static int check_fields(const json_t *obj, const char *where, const char *const *accepted,
                         struct ferr *e)
 {
-    const char *key;
-    json_t *v;
-    json_object_foreach((json_t *)obj, key, v)
-    {
-        bool ok = false;
-        for (size_t i = 0; accepted[i]; i++)
-            if (strcmp(key, accepted[i]) == 0)
-                ok = true;
-        if (ok)
-            continue;
-        char list[256] = "", q[80];
-        size_t n = 0;
-        for (size_t i = 0; accepted[i]; i++)
-            n += (size_t)snprintf(list + n, sizeof(list) - n, "%s%s", i ? ", " : "", accepted[i]);
-        if (where)
-            return ferr_set(e, FERR_INVALID, "%s: unknown field %s (accepted: %s)", where,
-                            quote(key, q, sizeof(q)), list);
-        return ferr_set(e, FERR_INVALID, "unknown field %s (accepted: %s)",
-                        quote(key, q, sizeof(q)), list);
-    }
-    return 0;
+    const char *key = jfield_unknown(obj, accepted);
+    if (!key)
+        return 0;
+    char list[256] = "", q[80];
+    size_t n = 0;
+    for (size_t i = 0; accepted[i]; i++)
+        n += (size_t)snprintf(list + n, sizeof(list) - n, "%s%s", i ? ", " : "", accepted[i]);
+    return ferr_set(e, FERR_INVALID, "%s%sunknown field %s (accepted: %s)", where ? where : "",
+                    where ? ": " : "", jfield_quote(key, q, sizeof(q)), list);
 }
 
-/* Reads an integer field; numbers written as strings or with a fraction are refused. */
-static int get_integer(const json_t *v, const char *field, json_int_t *out, struct ferr *e)
-{
-    if (json_is_string(v))
-        return ferr_set(e, FERR_INVALID, "%s: expected an integer, not a string", field);
-    if (!json_is_integer(v))
-        return ferr_set(e, FERR_INVALID, "%s: expected an integer, not %s", field, type_name(v));
-    *out = json_integer_value(v);
-    return 0;
-}
-
-/* Reads an integer field into *out if it is in lo..hi. */
+/* Reads an integer field into *out if it is in lo..hi (hi at most INT64_MAX). */
 static int get_uint(const json_t *v, const char *field, uint64_t lo, uint64_t hi, uint64_t *out,
                     struct ferr *e)
 {
     json_int_t n = 0;
-    int rc = get_integer(v, field, &n, e);
-    if (rc < 0)
-        return rc;
-    if (n < 0 || (uint64_t)n < lo || (uint64_t)n > hi)
-        return ferr_set(e, FERR_INVALID,
-                        "%s: %" JSON_INTEGER_FORMAT " is out of range %" PRIu64 "..%" PRIu64, field,
-                        n, lo, hi);
-    *out = (uint64_t)n;
-    return 0;
+    int rc = jfield_int(v, field, (json_int_t)lo, (json_int_t)hi, &n, e);
+    if (rc == 0)
+        *out = (uint64_t)n;
+    return rc;
 }
 
 static int get_unsigned(const json_t *v, const char *field, unsigned lo, unsigned hi, unsigned *out,
@@ -142,12 +65,11 @@ static int get_unsigned(const json_t *v, const char *field, unsigned lo, unsigne
  */
 static int get_string(const json_t *v, const char *field, size_t max, char *out, struct ferr *e)
 {
-    if (!json_is_string(v))
-        return ferr_set(e, FERR_INVALID, "%s: expected a string, not %s", field, type_name(v));
-    const char *s = json_string_value(v);
-    size_t len = json_string_length(v);
-    if (strlen(s) != len)
-        return ferr_set(e, FERR_INVALID, "%s: contains a NUL character", field);
+    const char *s;
+    int rc = jfield_str(v, field, &s, e);
+    if (rc < 0)
+        return rc;
+    size_t len = strlen(s);
     if (len > max)
         return ferr_set(e, FERR_INVALID, "%s: %zu characters exceed the maximum of %zu", field, len,
                         max);
@@ -172,22 +94,22 @@ static int check_abs_path(const char *p, const char *field, struct ferr *e)
     char q[80];
     if (p[0] != '/')
         return ferr_set(e, FERR_INVALID, "%s: %s is not an absolute path (it must start with /)",
-                        field, quote(p, q, sizeof(q)));
+                        field, jfield_quote(p, q, sizeof(q)));
     if (has_control_chars(p))
         return ferr_set(e, FERR_INVALID, "%s: %s contains control characters", field,
-                        quote(p, q, sizeof(q)));
+                        jfield_quote(p, q, sizeof(q)));
     for (const char *c = p; *c;) {
         while (*c == '/')
             c++;
         size_t n = strcspn(c, "/");
         if ((n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' && c[1] == '.'))
             return ferr_set(e, FERR_INVALID, "%s: %s must not contain \".\" or \"..\" components",
-                            field, quote(p, q, sizeof(q)));
+                            field, jfield_quote(p, q, sizeof(q)));
         c += n;
     }
     if (p[strlen(p) - 1] == '/')
         return ferr_set(e, FERR_INVALID, "%s: %s names a directory, not a file", field,
-                        quote(p, q, sizeof(q)));
+                        jfield_quote(p, q, sizeof(q)));
     return 0;
 }
 
@@ -211,12 +133,12 @@ static int check_mac(char *mac, const char *field, struct ferr *e)
     if (!ok)
         return ferr_set(e, FERR_INVALID,
                         "%s: %s is not a MAC address: use six hex pairs like 52:54:00:12:34:56",
-                        field, quote(mac, q, sizeof(q)));
+                        field, jfield_quote(mac, q, sizeof(q)));
     if (b[0] & 1)
         return ferr_set(
             e, FERR_INVALID,
             "%s: %s is a multicast address: a NIC needs a unicast one (first byte even)", field,
-            quote(mac, q, sizeof(q)));
+            jfield_quote(mac, q, sizeof(q)));
     if (!(b[0] | b[1] | b[2] | b[3] | b[4] | b[5]))
         return ferr_set(e, FERR_INVALID, "%s: 00:00:00:00:00:00 is not a usable address", field);
     for (char *c = mac; *c; c++)
@@ -278,7 +200,7 @@ static int parse_cpu(const json_t *cpu, struct vm_spec *s, struct ferr *e)
         return ferr_set(e, FERR_INVALID,
                         "cpu: expected an object like {\"sockets\": 1, "
                         "\"cores\": 2, \"threads\": 1}, not %s",
-                        type_name(cpu));
+                        jfield_type(cpu));
     int rc = check_fields(cpu, "cpu", cpu_fields, e);
     json_t *v;
     if (rc == 0 && (v = member(cpu, "sockets")))
@@ -305,7 +227,7 @@ static int parse_disk(const json_t *d, unsigned i, const struct vm_spec_env *env
         return ferr_set(e, FERR_INVALID,
                         "%s: expected an object like {\"path\": \"/csv/vm.vhd\"}, "
                         "not %s",
-                        where, type_name(d));
+                        where, jfield_type(d));
     int rc = check_fields(d, where, disk_fields, e);
     if (rc < 0)
         return rc;
@@ -320,7 +242,7 @@ static int parse_disk(const json_t *d, unsigned i, const struct vm_spec_env *env
     for (unsigned k = 0; k < i; k++)
         if (strcmp(s->disks[k].path, disk->path) == 0)
             return ferr_set(e, FERR_INVALID, "%s: %s is already used by disks[%u]", field,
-                            quote(disk->path, q, sizeof(q)), k);
+                            jfield_quote(disk->path, q, sizeof(q)), k);
 
     disk->size_mib = 0;
     if ((v = member(d, "size_mib"))) {
@@ -332,7 +254,7 @@ static int parse_disk(const json_t *d, unsigned i, const struct vm_spec_env *env
     if ((v = member(d, "readonly"))) {
         if (!json_is_boolean(v))
             return ferr_set(e, FERR_INVALID, "%s.readonly: expected true or false, not %s", where,
-                            type_name(v));
+                            jfield_type(v));
         disk->readonly = json_is_true(v);
     }
     if (disk->readonly && disk->size_mib)
@@ -367,7 +289,7 @@ static int parse_disks(const json_t *disks, const struct vm_spec_env *env, struc
         return 0;
     if (!json_is_array(disks))
         return ferr_set(e, FERR_INVALID, "disks: expected an array of disk objects, not %s",
-                        type_name(disks));
+                        jfield_type(disks));
     if (json_array_size(disks) > VM_MAX_DISKS)
         return ferr_set(e, FERR_INVALID, "disks: %zu disks exceed the maximum of %d",
                         json_array_size(disks), VM_MAX_DISKS);
@@ -389,7 +311,7 @@ static int parse_nic(const json_t *n, unsigned i, const struct vm_spec_env *env,
     if (!json_is_object(n))
         return ferr_set(e, FERR_INVALID,
                         "%s: expected an object like {\"bridge\": \"br0\"}, not %s", where,
-                        type_name(n));
+                        jfield_type(n));
     int rc = check_fields(n, where, nic_fields, e);
     if (rc < 0)
         return rc;
@@ -399,11 +321,11 @@ static int parse_nic(const json_t *n, unsigned i, const struct vm_spec_env *env,
     if (!v)
         return ferr_set(e, FERR_INVALID, "%s: missing (the host bridge the NIC joins)", field);
     if (!json_is_string(v))
-        return ferr_set(e, FERR_INVALID, "%s: expected a string, not %s", field, type_name(v));
+        return ferr_set(e, FERR_INVALID, "%s: expected a string, not %s", field, jfield_type(v));
     if (!ifname_valid(json_string_value(v)) ||
         strlen(json_string_value(v)) != json_string_length(v))
         return ferr_set(e, FERR_INVALID, "%s: %s is invalid: use 1-%d of A-Z a-z 0-9 _ . -", field,
-                        quote(json_string_value(v), q, sizeof(q)), VM_BRIDGE_MAX);
+                        jfield_quote(json_string_value(v), q, sizeof(q)), VM_BRIDGE_MAX);
     strcpy(nic->bridge, json_string_value(v));
 
     snprintf(field, sizeof(field), "%s.mac", where);
@@ -412,12 +334,12 @@ static int parse_nic(const json_t *n, unsigned i, const struct vm_spec_env *env,
             return ferr_set(e, FERR_INVALID,
                             "%s: expected a string like \"52:54:00:12:34:56\", "
                             "not %s",
-                            field, type_name(v));
+                            field, jfield_type(v));
         const char *m = json_string_value(v);
         if (strlen(m) != 17 || json_string_length(v) != 17)
             return ferr_set(e, FERR_INVALID,
                             "%s: %s is not a MAC address: use six hex pairs like 52:54:00:12:34:56",
-                            field, quote(m, q, sizeof(q)));
+                            field, jfield_quote(m, q, sizeof(q)));
         strcpy(nic->mac, m);
         if ((rc = check_mac(nic->mac, field, e)) < 0)
             return rc;
@@ -442,7 +364,7 @@ static int parse_nics(const json_t *nics, const struct vm_spec_env *env, struct 
         return 0;
     if (!json_is_array(nics))
         return ferr_set(e, FERR_INVALID, "nics: expected an array of NIC objects, not %s",
-                        type_name(nics));
+                        jfield_type(nics));
     if (json_array_size(nics) > VM_MAX_NICS)
         return ferr_set(e, FERR_INVALID, "nics: %zu NICs exceed the maximum of %d",
                         json_array_size(nics), VM_MAX_NICS);
@@ -476,7 +398,7 @@ static int parse_boot(const json_t *boot, const struct vm_spec_env *env, struct 
         return ferr_set(e, FERR_INVALID,
                         "boot: expected an object like {\"kernel\": "
                         "\"/csv/vmlinuz\"}, not %s",
-                        type_name(boot));
+                        jfield_type(boot));
     int rc = check_fields(boot, "boot", boot_fields, e);
     if (rc < 0)
         return rc;
@@ -513,7 +435,7 @@ static int parse_labels(const json_t *labels, struct vm_spec *s, struct ferr *e)
         return ferr_set(e, FERR_INVALID,
                         "labels: expected an object of strings like "
                         "{\"tier\": \"web\"}, not %s",
-                        type_name(labels));
+                        jfield_type(labels));
     if (json_object_size(labels) > VM_MAX_LABELS)
         return ferr_set(e, FERR_INVALID, "labels: %zu labels exceed the maximum of %d",
                         json_object_size(labels), VM_MAX_LABELS);
@@ -526,7 +448,7 @@ static int parse_labels(const json_t *labels, struct vm_spec *s, struct ferr *e)
             return ferr_set(e, FERR_INVALID,
                             "labels: key %s is invalid: use 1-%d of a-z A-Z 0-9 . _ - /, "
                             "starting with a letter or digit",
-                            quote(key, q, sizeof(q)), LABEL_KEY_MAX);
+                            jfield_quote(key, q, sizeof(q)), LABEL_KEY_MAX);
         snprintf(field, sizeof(field), "labels.%s", key);
         int rc = get_string(v, field, LABEL_VALUE_MAX, l->value, e);
         if (rc < 0)
@@ -546,7 +468,7 @@ int vm_spec_from_json(const json_t *j, const struct vm_spec_env *env, struct vm_
     int rc;
     if (!json_is_object(j))
         return ferr_set(e, FERR_INVALID, "spec: expected a JSON object at the top level, not %s",
-                        j ? type_name(j) : "nothing");
+                        j ? jfield_type(j) : "nothing");
     memset(out, 0, sizeof(*out));
     if ((rc = check_fields(j, NULL, top_fields, e)) < 0)
         return rc;
@@ -557,13 +479,13 @@ int vm_spec_from_json(const json_t *j, const struct vm_spec_env *env, struct vm_
         return ferr_set(e, FERR_INVALID,
                         "name: missing (1-%d of a-z 0-9 -, starting with a letter)", VM_NAME_MAX);
     if (!json_is_string(v))
-        return ferr_set(e, FERR_INVALID, "name: expected a string, not %s", type_name(v));
+        return ferr_set(e, FERR_INVALID, "name: expected a string, not %s", jfield_type(v));
     if (!name_valid(json_string_value(v), VM_NAME_MAX) ||
         strlen(json_string_value(v)) != json_string_length(v))
         return ferr_set(e, FERR_INVALID,
                         "name: %s is invalid: use 1-%d of a-z 0-9 -, starting "
                         "with a letter and not ending with -",
-                        quote(json_string_value(v), q, sizeof(q)), VM_NAME_MAX);
+                        jfield_quote(json_string_value(v), q, sizeof(q)), VM_NAME_MAX);
     strcpy(out->name, json_string_value(v));
 
     if ((v = member(j, "machine"))) {
@@ -577,12 +499,12 @@ int vm_spec_from_json(const json_t *j, const struct vm_spec_env *env, struct vm_
             return ferr_set(e, FERR_INVALID,
                             "machine: expected a QEMU machine type (1-%d of "
                             "a-z A-Z 0-9 . - _, e.g. pc-i440fx-7.2), not %s",
-                            VM_MACHINE_MAX, mt ? quote(mt, q, sizeof(q)) : type_name(v));
+                            VM_MACHINE_MAX, mt ? jfield_quote(mt, q, sizeof(q)) : jfield_type(v));
         if (env && env->machine_known && !env->machine_known(mt, env->data))
             return ferr_set(e, FERR_INVALID,
                             "machine: this host's QEMU has no machine type %s "
                             "(qemu-system-x86_64 -machine help lists them)",
-                            quote(mt, q, sizeof(q)));
+                            jfield_quote(mt, q, sizeof(q)));
         strcpy(out->machine, mt);
     }
 
@@ -597,7 +519,7 @@ int vm_spec_from_json(const json_t *j, const struct vm_spec_env *env, struct vm_
     uint64_t host = env ? env->host_memory_mib : 0;
     uint64_t max = host && host < MEMORY_MAX_MIB ? host : MEMORY_MAX_MIB;
     json_int_t mem = 0;
-    if ((rc = get_integer(v, "memory_mib", &mem, e)) < 0)
+    if ((rc = jfield_int(v, "memory_mib", LLONG_MIN, LLONG_MAX, &mem, e)) < 0)
         return rc;
     if (host && mem > 0 && (uint64_t)mem > host && mem >= VM_MIN_MEMORY_MIB)
         return ferr_set(e, FERR_INVALID,
