@@ -30,6 +30,9 @@ uint64_t now_wall_ms(void)
 int mkdir_p(const char *path, unsigned mode, struct ferr *e)
 {
     char buf[4096];
+    struct stat st;
+    if (path[0] == '\0') /* the loop below starts after the first character */
+        return ferr_set(e, FERR_INVALID, "mkdir: empty path");
     if (strlen(path) >= sizeof(buf))
         return ferr_set(e, -ENAMETOOLONG, "mkdir %s: path too long", path);
     strcpy(buf, path);
@@ -41,8 +44,13 @@ int mkdir_p(const char *path, unsigned mode, struct ferr *e)
             return ferr_set(e, -errno, "mkdir %s: %s", buf, strerror(errno));
         *p = '/';
     }
-    if (mkdir(buf, mode) < 0 && errno != EEXIST)
-        return ferr_set(e, -errno, "mkdir %s: %s", buf, strerror(errno));
+    if (mkdir(buf, mode) < 0) {
+        if (errno != EEXIST)
+            return ferr_set(e, -errno, "mkdir %s: %s", buf, strerror(errno));
+        /* EEXIST also comes for a file or a dangling symlink, which are no directory. */
+        if (stat(buf, &st) < 0 || !S_ISDIR(st.st_mode))
+            return ferr_set(e, -ENOTDIR, "mkdir %s: exists and is not a directory", buf);
+    }
     return 0;
 }
 

@@ -16,7 +16,9 @@ uint64_t now_mono_ms(void);
 /* Wall clock milliseconds since the epoch, for records shown to users. */
 uint64_t now_wall_ms(void);
 
-/* Creates dir and its parents with mode; existing dirs are fine. */
+/* Creates dir and its parents with mode; existing dirs (and symlinks to dirs) are fine.
+ * Returns 0, FERR_INVALID for "", -ENAMETOOLONG, -ENOTDIR when path or a parent exists and is
+ * not a directory, or mkdir's -errno; e gets a message. */
 int mkdir_p(const char *path, unsigned mode, struct ferr *e);
 /* Reads a whole file (at most max bytes) into a new NUL-terminated buffer that the
  * caller frees. On failure *out is untouched. */
