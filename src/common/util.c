@@ -67,7 +67,8 @@ int file_read_all(const char *path, size_t max, char **out, size_t *len, struct 
     }
     for (;;) {
         if (n + 1 >= cap) {
-            if (cap > max) {
+            /* A full buffer is no file over max: the file may end right here. */
+            if (n > max) {
                 free(buf);
                 close(fd);
                 return ferr_set(e, -EFBIG, "read %s: larger than %zu bytes", path, max);

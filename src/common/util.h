@@ -21,7 +21,8 @@ uint64_t now_wall_ms(void);
  * not a directory, or mkdir's -errno; e gets a message. */
 int mkdir_p(const char *path, unsigned mode, struct ferr *e);
 /* Reads a whole file (at most max bytes) into a new NUL-terminated buffer that the
- * caller frees. On failure *out is untouched. */
+ * caller frees; len (may be NULL) gets the byte count. Returns 0, -EFBIG for a file over max
+ * bytes, or open's or read's -errno; on failure *out is untouched. */
 int file_read_all(const char *path, size_t max, char **out, size_t *len, struct ferr *e);
 /* Writes data to path atomically (temp file, fsync, rename). */
 int file_write_atomic(const char *path, const void *data, size_t len, struct ferr *e);
