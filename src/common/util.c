@@ -187,6 +187,44 @@ bool name_valid(const char *s, size_t max)
     return s[n - 1] != '-';
 }
 
+size_t utf8_valid_len(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < len) {
+        unsigned char c = p[i];
+        size_t n;
+        unsigned char lo = 0x80, hi = 0xbf; /* the range of the second byte (Unicode table 3-7) */
+        if (c < 0x80) {
+            i++;
+            continue;
+        } else if (c >= 0xc2 && c <= 0xdf) {
+            n = 2;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            n = 3;
+            if (c == 0xe0)
+                lo = 0xa0; /* overlong below U+0800 */
+            else if (c == 0xed)
+                hi = 0x9f; /* surrogates U+D800..U+DFFF */
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            n = 4;
+            if (c == 0xf0)
+                lo = 0x90; /* overlong below U+10000 */
+            else if (c == 0xf4)
+                hi = 0x8f; /* above U+10FFFF */
+        } else {
+            return i; /* a continuation byte, an overlong lead (c0, c1) or f5..ff */
+        }
+        if (len - i < n || p[i + 1] < lo || p[i + 1] > hi)
+            return i;
+        for (size_t k = 2; k < n; k++)
+            if (p[i + k] < 0x80 || p[i + k] > 0xbf)
+                return i;
+        i += n;
+    }
+    return len;
+}
+
 int fmt_path(char *buf, size_t size, const char *fmt, ...)
 {
     va_list ap;

@@ -36,6 +36,11 @@ int hex_value(char c);
  * a letter, not ending with '-'. Returns true if valid. */
 bool name_valid(const char *s, size_t max);
 
+/* The length of the longest prefix of s[0..len) that is well-formed UTF-8 (RFC 3629, what
+ * JSON and jansson take: no overlong forms, no surrogates, nothing above U+10FFFF); len when
+ * all of it is. */
+size_t utf8_valid_len(const char *s, size_t len);
+
 /* Safe bounded formatting that fails instead of truncating: returns 0 or -ENAMETOOLONG. */
 int fmt_path(char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 

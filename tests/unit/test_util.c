@@ -19,6 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "common/util.h"
 
 /* ---- a scratch directory per test, removed in the teardown ------------------------------- */
@@ -226,6 +228,85 @@ static void test_hex_value(void **state)
     assert_int_equal(hex_value('@'), -1);
     assert_int_equal(hex_value('\0'), -1);
     assert_int_equal(hex_value((char)0xff), -1);
+}
+
+/* ---- utf8_valid_len ---------------------------------------------------------------------- */
+
+static size_t u8(const char *s)
+{
+    return utf8_valid_len(s, strlen(s));
+}
+
+static void test_utf8_by_hand(void **state)
+{
+    (void)state;
+    assert_int_equal(u8(""), 0);
+    assert_int_equal(u8("plain ascii\t\n"), 13);
+    assert_int_equal(u8("caf\xc3\xa9"), 5);         /* é */
+    assert_int_equal(u8("\xe2\x82\xac"), 3);        /* € */
+    assert_int_equal(u8("\xf0\x9f\x98\x80 ok"), 7); /* U+1F600 */
+    assert_int_equal(u8("\xed\x9f\xbf"), 3);        /* U+D7FF, just below the surrogates */
+    assert_int_equal(u8("\xee\x80\x80"), 3);        /* U+E000, just above them */
+    assert_int_equal(u8("\xf4\x8f\xbf\xbf"), 4);    /* U+10FFFF, the last code point */
+    assert_int_equal(u8("\xc2\x80"), 2);            /* U+0080, the first 2-byte one */
+    assert_int_equal(u8("\xe0\xa0\x80"), 3);        /* U+0800 */
+    assert_int_equal(u8("\xf0\x90\x80\x80"), 4);    /* U+10000 */
+    /* The valid prefix stops at the first bad byte. */
+    assert_int_equal(u8("ab\xff"
+                        "cd"),
+                     2);
+    assert_int_equal(u8("caf\xe9"), 3);              /* Latin-1 é */
+    assert_int_equal(u8("\x80"), 0);                 /* a lone continuation byte */
+    assert_int_equal(u8("a\xc3"), 1);                /* cut after the lead byte */
+    assert_int_equal(u8("a\xe2\x82"), 1);            /* cut inside € */
+    assert_int_equal(u8("\xc3\xa9\xf0\x9f\x98"), 2); /* cut inside an emoji */
+    assert_int_equal(u8("\xc0\xaf"), 0);             /* overlong '/' */
+    assert_int_equal(u8("\xc1\xbf"), 0);
+    assert_int_equal(u8("\xe0\x9f\xbf"), 0);     /* overlong U+07FF */
+    assert_int_equal(u8("\xf0\x8f\xbf\xbf"), 0); /* overlong U+FFFF */
+    assert_int_equal(u8("\xed\xa0\x80"), 0);     /* U+D800, a surrogate */
+    assert_int_equal(u8("\xed\xbf\xbf"), 0);     /* U+DFFF */
+    assert_int_equal(u8("\xf4\x90\x80\x80"), 0); /* U+110000 */
+    assert_int_equal(u8("\xf5\x80\x80\x80"), 0);
+    assert_int_equal(u8("\xc3\x41"), 0); /* a continuation that is not */
+    assert_int_equal(u8("\xe2\x82\x41"), 0);
+    assert_int_equal(u8("\xf0\x9f\x98\xc0"), 0);
+    /* len counts, not the NUL: a NUL is a valid character, bytes past len are not looked at. */
+    assert_int_equal(utf8_valid_len("a\0b", 3), 3);
+    assert_int_equal(utf8_valid_len("ab\xff", 2), 2);
+    assert_int_equal(utf8_valid_len("\xc3\xa9", 1), 0);
+}
+
+/* Agrees with jansson, which refuses strings that are not UTF-8: every 1- and 2-byte sequence
+ * and, for every lead byte, 3- and 4-byte ones built from the bytes at the edges of the
+ * ranges. */
+static void test_utf8_agrees_with_jansson(void **state)
+{
+    (void)state;
+    static const unsigned char edge[] = {0x00, 0x41, 0x7f, 0x80, 0x8f, 0x90, 0x9f,
+                                         0xa0, 0xbf, 0xc0, 0xc2, 0xf4, 0xff};
+    const size_t ne = sizeof(edge);
+    unsigned char b[4];
+    for (unsigned n = 1; n <= 4; n++) {
+        size_t combos = n == 1 ? 256 : n == 2 ? 65536 : n == 3 ? 256 * ne * ne : 256 * ne * ne * ne;
+        for (size_t k = 0; k < combos; k++) {
+            size_t r = k;
+            b[0] = (unsigned char)(r % 256), r /= 256;
+            for (unsigned i = 1; i < n; i++) {
+                if (n == 2)
+                    b[i] = (unsigned char)(r % 256), r /= 256;
+                else
+                    b[i] = edge[r % ne], r /= ne;
+            }
+            json_t *j = json_stringn((const char *)b, n);
+            bool want = j != NULL;
+            json_decref(j);
+            bool got = utf8_valid_len((const char *)b, n) == n;
+            if (got != want)
+                fail_msg("%u bytes %02x %02x %02x %02x: valid %d, jansson says %d", n, b[0],
+                         n > 1 ? b[1] : 0, n > 2 ? b[2] : 0, n > 3 ? b[3] : 0, got, want);
+        }
+    }
 }
 
 /* ---- clocks ------------------------------------------------------------------------------ */
@@ -546,6 +627,8 @@ int main(void)
         cmocka_unit_test(test_name_valid_rejects),
         cmocka_unit_test(test_fmt_path),
         cmocka_unit_test(test_hex_value),
+        cmocka_unit_test(test_utf8_by_hand),
+        cmocka_unit_test(test_utf8_agrees_with_jansson),
         cmocka_unit_test(test_clocks),
         cmocka_unit_test_setup_teardown(test_mkdir_p_nested, scratch_setup, scratch_teardown),
         cmocka_unit_test_setup_teardown(test_mkdir_p_file_in_the_way, scratch_setup,
