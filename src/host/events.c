@@ -39,8 +39,10 @@ static void ring_push(struct events *ev, json_t *o)
 
 int events_open(const char *path, unsigned keep, struct events **out, struct ferr *e)
 {
+    if (keep == 0) /* the ring's size is a divisor */
+        return ferr_set(e, FERR_INVALID, "events: keep must be at least 1");
     struct events *ev = calloc(1, sizeof(*ev));
-    if (!ev || keep == 0)
+    if (!ev)
         goto err_alloc;
     ev->ring = calloc(keep, sizeof(*ev->ring));
     if (!ev->ring)
