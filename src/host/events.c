@@ -115,6 +115,14 @@ static void append_file(struct events *ev, const char *line)
     ev->torn = failed;
 }
 
+/* Replaces each byte that is not part of well-formed UTF-8 by '?': JSON cannot carry it. */
+static void scrub_utf8(char *s)
+{
+    size_t len = strlen(s), i = 0;
+    while ((i += utf8_valid_len(s + i, len - i)) < len)
+        s[i++] = '?';
+}
+
 void events_add(struct events *ev, const char *vm, const char *type, const char *fmt, ...)
 {
     char msg[1024];
@@ -122,6 +130,9 @@ void events_add(struct events *ev, const char *vm, const char *type, const char 
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    /* Messages carry outside text (QEMU's stderr), and the cut above can split a character:
+     * json_pack would refuse the message and the event would be lost. */
+    scrub_utf8(msg);
     json_t *o =
         json_pack("{s:I, s:I, s:s, s:s, s:s}", "id", (json_int_t)ev->next_id++, "time_ms",
                   (json_int_t)now_wall_ms(), "vm", vm ? vm : "", "type", type, "message", msg);

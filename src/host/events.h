@@ -18,8 +18,9 @@ struct events;
 int events_open(const char *path, unsigned keep, struct events **out, struct ferr *e);
 void events_close(struct events *ev);
 
-/* Records an event; vm may be NULL or "". type like "vm.started". Never fails the caller:
- * a write error is logged. */
+/* Records an event; vm may be NULL or "". type like "vm.started". The message is cut at 1023
+ * bytes, and bytes that are not UTF-8 become '?'. Never fails the caller: a write error is
+ * logged. */
 void events_add(struct events *ev, const char *vm, const char *type, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
