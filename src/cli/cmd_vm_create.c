@@ -224,8 +224,9 @@ static int create_device(struct create_args *a, int c, const char *arg)
 {
     char why[512] = "";
     json_t *item;
-    if ((c == O_DISK ? cli_parse_disk : cli_parse_nic)(arg, &item, why, sizeof(why)) < 0)
-        return why[0] ? cli_usage(CREATE_CMD, "%s", why) : cli_nomem();
+    int rc = (c == O_DISK ? cli_parse_disk : cli_parse_nic)(arg, &item, why, sizeof(why));
+    if (rc < 0)
+        return rc == -ENOMEM ? cli_nomem() : cli_usage(CREATE_CMD, "%s", why);
     if (push(c == O_DISK ? &a->disks : &a->nics, item) < 0)
         return cli_nomem();
     return EXIT_OK;

@@ -11,15 +11,18 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "common/err.h"
+
 int cli_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 {
-    if (!s || !*s || *s == '-' || *s == '+' || *s == ' ')
-        return -1;
+    /* Only a digit may come first: strtoull would skip any whitespace and then take a sign. */
+    if (!s || !(*s >= '0' && *s <= '9'))
+        return FERR_INVALID;
     char *end;
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
     if (errno || *end || v < min || v > max)
-        return -1;
+        return FERR_INVALID;
     *out = v;
     return 0;
 }
@@ -34,21 +37,21 @@ int cli_parse_size_mib(const char *s, uint64_t *mib)
         {"gb", 1024}, {"gib", 1024}, {"t", 1024 * 1024}, {"tb", 1024 * 1024}, {"tib", 1024 * 1024},
     };
     if (!s || !(*s >= '0' && *s <= '9'))
-        return -1;
+        return FERR_INVALID;
     char *end;
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
     if (errno)
-        return -1;
+        return FERR_INVALID;
     for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
         if (strcasecmp(end, units[i].suffix) != 0)
             continue;
         if (v > UINT64_MAX / units[i].mult)
-            return -1;
+            return FERR_INVALID;
         *mib = v * units[i].mult;
         return 0;
     }
-    return -1;
+    return FERR_INVALID;
 }
 
 int cli_abspath(const char *path, char *out, size_t size)
@@ -89,7 +92,7 @@ int cli_parse_disk(const char *arg, json_t **out, char *why, size_t whylen)
     char *copy = strdup(arg), *save = NULL;
     if (!copy)
         return -ENOMEM;
-    int rc = -1;
+    int rc = FERR_INVALID;
     char *path = strtok_r(copy, ",", &save);
     json_t *d = json_object();
     if (!d) {
@@ -132,7 +135,7 @@ int cli_parse_nic(const char *arg, json_t **out, char *why, size_t whylen)
     size_t blen = comma ? (size_t)(comma - arg) : strlen(arg);
     if (blen == 0) {
         snprintf(why, whylen, "--nic '%s': a BRIDGE is needed", arg);
-        return -1;
+        return FERR_INVALID;
     }
     json_t *n = json_object();
     if (!n)
@@ -142,7 +145,7 @@ int cli_parse_nic(const char *arg, json_t **out, char *why, size_t whylen)
         if (strncmp(comma + 1, "mac=", 4) != 0 || !comma[5] || strchr(comma + 5, ',')) {
             snprintf(why, whylen, "--nic '%s': expected BRIDGE[,mac=MAC]", arg);
             json_decref(n);
-            return -1;
+            return FERR_INVALID;
         }
         json_object_set_new(n, "mac", json_string(comma + 5));
     }
@@ -169,13 +172,13 @@ int cli_check_address(const char *s, char *why, size_t whylen)
     const char *colon = strrchr(s, ':');
     if (!colon || colon == s) {
         snprintf(why, whylen, "'%s' is not an API address IP:PORT (like 10.77.0.11:7443)", s);
-        return -1;
+        return FERR_INVALID;
     }
     size_t hl = (size_t)(colon - s);
     uint64_t port;
     if (hl >= sizeof(host) || cli_parse_u64(colon + 1, 1, 65535, &port) < 0) {
         snprintf(why, whylen, "'%s': expected IP:PORT with a port in 1..65535", s);
-        return -1;
+        return FERR_INVALID;
     }
     memcpy(host, s, hl);
     host[hl] = '\0';
@@ -192,7 +195,7 @@ int cli_check_address(const char *s, char *why, size_t whylen)
     }
     if (!ok) {
         snprintf(why, whylen, "'%s': '%.*s' is not an IPv4 address (or [IPv6])", s, (int)hl, s);
-        return -1;
+        return FERR_INVALID;
     }
     return 0;
 }

@@ -31,11 +31,11 @@ static void u64_ok(const char *s, uint64_t min, uint64_t max, uint64_t want)
     assert_true(v == want);
 }
 
-/* Parses s in [min, max]; asserts -1 and an untouched output. */
+/* Parses s in [min, max]; asserts FERR_INVALID and an untouched output. */
 static void u64_bad(const char *s, uint64_t min, uint64_t max)
 {
     uint64_t v = UNTOUCHED;
-    assert_int_equal(cli_parse_u64(s, min, max, &v), -1);
+    assert_int_equal(cli_parse_u64(s, min, max, &v), FERR_INVALID);
     assert_true(v == UNTOUCHED);
 }
 
@@ -78,8 +78,17 @@ static void test_u64_rejects(void **state)
     u64_bad("+1", 0, 10);
     u64_bad("-0", 0, 10);
     u64_bad("+0", 0, 10);
-    /* A leading space, a trailing one, trailing garbage of any kind. */
+    /* Leading whitespace of any kind (strtoull would skip it), also before a sign. */
     u64_bad(" 1", 0, 10);
+    u64_bad("\t5", 0, 10);
+    u64_bad("\n5", 0, 10);
+    u64_bad("\v5", 0, 10);
+    u64_bad("\f5", 0, 10);
+    u64_bad("\r5", 0, 10);
+    u64_bad("  5", 0, 10);
+    u64_bad(" -1", 0, UINT64_MAX); /* strtoull takes it as 2^64-1 */
+    u64_bad("\t+1", 0, 10);
+    /* A trailing space, trailing garbage of any kind. */
     u64_bad("1 ", 0, 10);
     u64_bad("1x", 0, 10);
     u64_bad("1.0", 0, 10);
@@ -111,7 +120,7 @@ static void size_ok(const char *s, uint64_t want)
 static void size_bad(const char *s)
 {
     uint64_t v = UNTOUCHED;
-    assert_int_equal(cli_parse_size_mib(s, &v), -1);
+    assert_int_equal(cli_parse_size_mib(s, &v), FERR_INVALID);
     assert_true(v == UNTOUCHED);
 }
 
@@ -167,6 +176,8 @@ static void test_size_rejects(void **state)
     size_bad("-1");
     size_bad("+1");
     size_bad(" 1");
+    size_bad("\t1");
+    size_bad("\n1G");
     /* Fractions, spaces before or after the unit. */
     size_bad("1.5G");
     size_bad("1 G");
@@ -366,12 +377,12 @@ static void disk_ok(const char *arg, const char *want)
     assert_string_equal(why, "untouched");
 }
 
-/* Parses arg as a --disk; asserts -1, no object and this message. */
+/* Parses arg as a --disk; asserts FERR_INVALID, no object and this message. */
 static void disk_bad(const char *arg, const char *want_why)
 {
     char why[256] = "";
     json_t *d = NULL;
-    assert_int_equal(cli_parse_disk(arg, &d, why, sizeof(why)), -1);
+    assert_int_equal(cli_parse_disk(arg, &d, why, sizeof(why)), FERR_INVALID);
     assert_null(d);
     assert_string_equal(why, want_why);
 }
@@ -449,7 +460,7 @@ static void nic_bad(const char *arg, const char *want_why)
 {
     char why[256] = "";
     json_t *n = NULL;
-    assert_int_equal(cli_parse_nic(arg, &n, why, sizeof(why)), -1);
+    assert_int_equal(cli_parse_nic(arg, &n, why, sizeof(why)), FERR_INVALID);
     assert_null(n);
     assert_string_equal(why, want_why);
 }
@@ -519,7 +530,7 @@ static void addr_ok(const char *s)
 static void addr_bad(const char *s, const char *want_why)
 {
     char why[256] = "";
-    assert_int_equal(cli_check_address(s, why, sizeof(why)), -1);
+    assert_int_equal(cli_check_address(s, why, sizeof(why)), FERR_INVALID);
     assert_string_equal(why, want_why);
 }
 
