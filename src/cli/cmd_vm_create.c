@@ -144,17 +144,16 @@ static bool has_space(const char *s)
     return false;
 }
 
-/* Replaces the string at key of o by its absolute form. Returns 0 or a usage message. */
-static int absolutize(json_t *o, const char *key, const char *what, char *why, size_t whylen)
+/* Replaces the string at key of o by its absolute form. Returns 0, or a negative code with a
+ * message in e (FERR_INVALID, -ENAMETOOLONG: usage errors; others: failures). */
+static int absolutize(json_t *o, const char *key, const char *what, struct ferr *e)
 {
     const char *p = cli_jstr(o, key);
     char abs[PATH_MAX];
     if (!p || !p[0] || p[0] == '/')
         return 0;
-    if (cli_abspath(p, abs, sizeof(abs)) < 0) {
-        snprintf(why, whylen, "%s '%s': path is too long", what, p);
-        return -1;
-    }
+    if (cli_abspath(p, abs, sizeof(abs), e) < 0)
+        return ferr_prefix(e, "%s", what);
     json_object_set_new(o, key, json_string(abs));
     return 0;
 }
@@ -164,9 +163,14 @@ static int appliance_find(char *kernel, char *initrd, size_t size)
 {
     const char *dir = getenv("FERRY_GUEST_DIR");
     char abs[PATH_MAX];
+    struct ferr e = {0};
     if (!dir || !dir[0])
         dir = GUEST_DIR_DEFAULT;
-    if (cli_abspath(dir, abs, sizeof(abs)) < 0 || fmt_path(kernel, size, "%s/vmlinuz", abs) < 0 ||
+    if (cli_abspath(dir, abs, sizeof(abs), &e) < 0) {
+        fprintf(stderr, "ferry: guest appliance directory: %s\n", e.msg);
+        return EXIT_FAIL;
+    }
+    if (fmt_path(kernel, size, "%s/vmlinuz", abs) < 0 ||
         fmt_path(initrd, size, "%s/initrd.img", abs) < 0) {
         fprintf(stderr, "ferry: guest appliance directory '%s': path is too long\n", dir);
         return EXIT_FAIL;
@@ -477,22 +481,23 @@ static void spec_set_policy(const struct create_args *a, json_t *spec)
  * boot kernel and initrd of spec absolute. Returns EXIT_OK or a usage error. */
 static int spec_absolutize(json_t *spec)
 {
-    char why[PATH_MAX + 256] = "";
-    int bad = 0;
+    struct ferr e = {0};
     json_t *disks = json_object_get(spec, "disks"), *d;
     size_t i;
     json_array_foreach(disks, i, d)
     {
-        bad |= absolutize(d, "path", "--disk", why, sizeof(why));
+        if (absolutize(d, "path", "--disk", &e) < 0)
+            goto err;
     }
     json_t *boot = json_object_get(spec, "boot");
-    if (json_is_object(boot)) {
-        bad |= absolutize(boot, "kernel", "--kernel", why, sizeof(why));
-        bad |= absolutize(boot, "initrd", "--initrd", why, sizeof(why));
-    }
-    if (bad)
-        return cli_usage(CREATE_CMD, "%s", why);
+    if (json_is_object(boot) && (absolutize(boot, "kernel", "--kernel", &e) < 0 ||
+                                 absolutize(boot, "initrd", "--initrd", &e) < 0))
+        goto err;
     return EXIT_OK;
+err:
+    if (e.code == FERR_INVALID || e.code == -ENAMETOOLONG)
+        return cli_usage(CREATE_CMD, "%s", e.msg);
+    return cli_fail(&e);
 }
 
 /* Builds the spec from the file and the options. Returns EXIT_OK with *out (caller owns), or

@@ -54,12 +54,14 @@ int cli_parse_size_mib(const char *s, uint64_t *mib)
     return FERR_INVALID;
 }
 
-int cli_abspath(const char *path, char *out, size_t size)
+int cli_abspath(const char *path, char *out, size_t size, struct ferr *e)
 {
     char dir[PATH_MAX], resolved[PATH_MAX], cwd[PATH_MAX];
+    if (path[0] == '\0') /* not the current directory: "" is a missing argument */
+        return ferr_set(e, FERR_INVALID, "empty path");
     if (path[0] == '/') {
         if (strlen(path) >= size)
-            return -ENAMETOOLONG;
+            return ferr_set(e, -ENAMETOOLONG, "'%.80s': path is too long", path);
         strcpy(out, path);
         return 0;
     }
@@ -67,7 +69,7 @@ int cli_abspath(const char *path, char *out, size_t size)
     const char *base = slash ? slash + 1 : path;
     if (slash) {
         if ((size_t)(slash - path) >= sizeof(dir))
-            return -ENAMETOOLONG;
+            return ferr_set(e, -ENAMETOOLONG, "'%.80s': path is too long", path);
         memcpy(dir, path, (size_t)(slash - path));
         dir[slash - path] = '\0';
     } else {
@@ -82,9 +84,15 @@ int cli_abspath(const char *path, char *out, size_t size)
     } else if (getcwd(cwd, sizeof(cwd))) {
         n = snprintf(out, size, "%s/%s", cwd, path); /* the daemon will say what is missing */
     } else {
-        n = snprintf(out, size, "%s", path);
+        /* The current directory was removed, or is out of reach: a relative path would be
+         * taken from ferryd's directory instead. */
+        int err = errno;
+        return ferr_set(e, -err, "'%.80s': cannot tell the current directory: %s", path,
+                        strerror(err));
     }
-    return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
+    if (n < 0 || (size_t)n >= size)
+        return ferr_set(e, -ENAMETOOLONG, "'%.80s': path is too long", path);
+    return 0;
 }
 
 int cli_parse_disk(const char *arg, json_t **out, char *why, size_t whylen)

@@ -20,10 +20,12 @@ int cli_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 int cli_parse_size_mib(const char *s, uint64_t *mib);
 /* Makes path absolute into out (size bytes): the realpath of its directory plus its last
  * component (which may not exist yet); when the directory does not exist, the current
- * directory, '/' and path (the daemon will say what is missing); when even the current
- * directory is unknown, path as it is. Absolute paths are copied as they are. Returns 0 or
- * -ENAMETOOLONG (out may then hold a truncated path). */
-int cli_abspath(const char *path, char *out, size_t size);
+ * directory, '/' and path (the daemon will say what is missing). Absolute paths are copied as
+ * they are. Returns 0, or with a message in e (may be NULL; it shows at most 80 bytes of path):
+ * FERR_INVALID for "" ("empty path"), -ENAMETOOLONG (out may then hold a truncated path), or
+ * getcwd's -errno when the current directory is needed but cannot be told (removed, out of reach).
+ */
+int cli_abspath(const char *path, char *out, size_t size, struct ferr *e);
 
 /*
  * Parses the value of --disk, "PATH[,size=SIZE][,ro|,readonly]" (SIZE as cli_parse_size_mib

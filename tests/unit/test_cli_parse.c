@@ -244,7 +244,7 @@ static void abs_ok(const struct scratch *s, const char *path, const char *suffix
 {
     char out[PATH_MAX], want[PATH_MAX + 64];
     snprintf(want, sizeof(want), "%s%s", s->root, suffix);
-    assert_int_equal(cli_abspath(path, out, sizeof(out)), 0);
+    assert_int_equal(cli_abspath(path, out, sizeof(out), NULL), 0);
     assert_string_equal(out, want);
 }
 
@@ -253,13 +253,13 @@ static void test_abspath_absolute(void **state)
     (void)state;
     char out[PATH_MAX];
     /* Copied as they are: not resolved, not normalized, whether they exist or not. */
-    assert_int_equal(cli_abspath("/", out, sizeof(out)), 0);
+    assert_int_equal(cli_abspath("/", out, sizeof(out), NULL), 0);
     assert_string_equal(out, "/");
-    assert_int_equal(cli_abspath("/nonexistent/a.vhd", out, sizeof(out)), 0);
+    assert_int_equal(cli_abspath("/nonexistent/a.vhd", out, sizeof(out), NULL), 0);
     assert_string_equal(out, "/nonexistent/a.vhd");
-    assert_int_equal(cli_abspath("/a/../b/./c", out, sizeof(out)), 0);
+    assert_int_equal(cli_abspath("/a/../b/./c", out, sizeof(out), NULL), 0);
     assert_string_equal(out, "/a/../b/./c");
-    assert_int_equal(cli_abspath("//x/", out, sizeof(out)), 0);
+    assert_int_equal(cli_abspath("//x/", out, sizeof(out), NULL), 0);
     assert_string_equal(out, "//x/");
 }
 
@@ -291,7 +291,7 @@ static void test_abspath_parent(void **state)
     /* "../x" is the real parent of the scratch directory plus x. */
     assert_non_null(realpath("..", parent));
     snprintf(want, sizeof(want), "%s/x.vhd", strcmp(parent, "/") ? parent : "");
-    assert_int_equal(cli_abspath("../x.vhd", out, sizeof(out)), 0);
+    assert_int_equal(cli_abspath("../x.vhd", out, sizeof(out), NULL), 0);
     assert_string_equal(out, want);
 }
 
@@ -311,11 +311,11 @@ static void test_abspath_in_root(void **state)
     char out[PATH_MAX];
     /* In "/", no double slash. */
     assert_int_equal(chdir("/"), 0);
-    assert_int_equal(cli_abspath("x.vhd", out, sizeof(out)), 0);
+    assert_int_equal(cli_abspath("x.vhd", out, sizeof(out), NULL), 0);
     assert_string_equal(out, "/x.vhd");
-    assert_int_equal(cli_abspath(".", out, sizeof(out)), 0);
+    assert_int_equal(cli_abspath(".", out, sizeof(out), NULL), 0);
     assert_string_equal(out, "/");
-    assert_int_equal(cli_abspath("..", out, sizeof(out)), 0);
+    assert_int_equal(cli_abspath("..", out, sizeof(out), NULL), 0);
     assert_string_equal(out, "/..");
 }
 
@@ -324,32 +324,72 @@ static void test_abspath_too_long(void **state)
     const struct scratch *s = *state;
     char out[PATH_MAX];
     size_t rl = strlen(s->root);
+    struct ferr e = {0};
 
     /* An absolute path fits when its terminating NUL does. */
-    assert_int_equal(cli_abspath("/abcdef", out, 8), 0);
+    assert_int_equal(cli_abspath("/abcdef", out, 8, NULL), 0);
     assert_string_equal(out, "/abcdef");
-    assert_int_equal(cli_abspath("/abcdefg", out, 8), -ENAMETOOLONG);
+    assert_int_equal(cli_abspath("/abcdefg", out, 8, NULL), -ENAMETOOLONG);
 
     /* A resolved one too: ROOT "/a.vhd" needs rl + 7 bytes. */
-    assert_int_equal(cli_abspath("a.vhd", out, rl + 7), 0);
-    assert_int_equal(cli_abspath("a.vhd", out, rl + 6), -ENAMETOOLONG);
-    assert_int_equal(cli_abspath(".", out, rl + 1), 0);
-    assert_int_equal(cli_abspath(".", out, rl), -ENAMETOOLONG);
+    assert_int_equal(cli_abspath("a.vhd", out, rl + 7, NULL), 0);
+    assert_int_equal(cli_abspath("a.vhd", out, rl + 6, &e), -ENAMETOOLONG);
+    assert_int_equal(e.code, -ENAMETOOLONG);
+    assert_string_equal(e.msg, "'a.vhd': path is too long");
+    assert_int_equal(cli_abspath(".", out, rl + 1, NULL), 0);
+    assert_int_equal(cli_abspath(".", out, rl, NULL), -ENAMETOOLONG);
     /* And one in a missing directory. */
-    assert_int_equal(cli_abspath("missing/a", out, rl + 11), 0);
-    assert_int_equal(cli_abspath("missing/a", out, rl + 10), -ENAMETOOLONG);
+    assert_int_equal(cli_abspath("missing/a", out, rl + 11, NULL), 0);
+    assert_int_equal(cli_abspath("missing/a", out, rl + 10, NULL), -ENAMETOOLONG);
 
     /* A directory part of PATH_MAX bytes or more. */
     static char huge[PATH_MAX + 8];
     memset(huge, 'a', PATH_MAX);
     strcpy(huge + PATH_MAX, "/x");
-    assert_int_equal(cli_abspath(huge, out, sizeof(out)), -ENAMETOOLONG);
+    assert_int_equal(cli_abspath(huge, out, sizeof(out), &e), -ENAMETOOLONG);
+    /* The message shows 80 bytes of the path, so that the reason is not cut off. */
+    char want[128];
+    snprintf(want, sizeof(want), "'%.80s': path is too long", huge);
+    assert_string_equal(e.msg, want);
     /* A last component that makes the result too long. */
     huge[0] = '\0';
     strcpy(huge, "sub/");
     memset(huge + 4, 'b', PATH_MAX - 8);
     huge[PATH_MAX - 4] = '\0';
-    assert_int_equal(cli_abspath(huge, out, sizeof(out)), -ENAMETOOLONG);
+    assert_int_equal(cli_abspath(huge, out, sizeof(out), NULL), -ENAMETOOLONG);
+}
+
+/* "" is a missing argument, not the current directory. */
+static void test_abspath_empty(void **state)
+{
+    (void)state;
+    char out[PATH_MAX] = "untouched";
+    struct ferr e = {0};
+    assert_int_equal(cli_abspath("", out, sizeof(out), &e), FERR_INVALID);
+    assert_int_equal(e.code, FERR_INVALID);
+    assert_string_equal(e.msg, "empty path");
+    assert_string_equal(out, "untouched");
+    assert_int_equal(cli_abspath("", out, sizeof(out), NULL), FERR_INVALID);
+}
+
+/* A current directory that was removed cannot be told: a relative path is an error, not sent
+ * as it is (ferryd would take it from its own directory). Absolute paths still work. */
+static void test_abspath_no_cwd(void **state)
+{
+    const struct scratch *s = *state;
+    char out[PATH_MAX] = "untouched", gone[PATH_MAX + 8];
+    snprintf(gone, sizeof(gone), "%s/gone", s->root);
+    assert_int_equal(mkdir(gone, 0700), 0);
+    assert_int_equal(chdir(gone), 0);
+    assert_int_equal(rmdir(gone), 0);
+    struct ferr e = {0};
+    assert_int_equal(cli_abspath("a.vhd", out, sizeof(out), &e), -ENOENT);
+    assert_string_equal(e.msg, "'a.vhd': cannot tell the current directory: No such file or "
+                               "directory");
+    assert_int_equal(cli_abspath("missing/a.vhd", out, sizeof(out), &e), -ENOENT);
+    assert_int_equal(cli_abspath(".", out, sizeof(out), NULL), -ENOENT);
+    assert_int_equal(cli_abspath("/abs/a.vhd", out, sizeof(out), &e), 0);
+    assert_string_equal(out, "/abs/a.vhd");
 }
 
 /* ---- cli_parse_disk ---------------------------------------------------------------------- */
@@ -594,6 +634,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_abspath_missing_dir, abspath_setup, abspath_teardown),
         cmocka_unit_test_setup_teardown(test_abspath_in_root, abspath_setup, abspath_teardown),
         cmocka_unit_test_setup_teardown(test_abspath_too_long, abspath_setup, abspath_teardown),
+        cmocka_unit_test(test_abspath_empty),
+        cmocka_unit_test_setup_teardown(test_abspath_no_cwd, abspath_setup, abspath_teardown),
         cmocka_unit_test(test_disk_valid),
         cmocka_unit_test(test_disk_rejects),
         cmocka_unit_test(test_nic_valid),
