@@ -12,6 +12,13 @@
 #include <unistd.h>
 
 #include "common/err.h"
+#include "common/util.h"
+
+static bool is_utf8(const char *s)
+{
+    size_t n = strlen(s);
+    return utf8_valid_len(s, n) == n;
+}
 
 int cli_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 {
@@ -111,20 +118,32 @@ int cli_parse_disk(const char *arg, json_t **out, char *why, size_t whylen)
         snprintf(why, whylen, "--disk '%s': a PATH is needed", arg);
         goto out;
     }
-    json_object_set_new(d, "path", json_string(path));
+    if (!is_utf8(path)) {
+        snprintf(why, whylen, "--disk: the PATH is not valid UTF-8 (ferryd takes UTF-8 paths)");
+        goto out;
+    }
+    if (json_object_set_new(d, "path", json_string(path)) < 0) {
+        rc = -ENOMEM;
+        goto out;
+    }
     for (char *opt; (opt = strtok_r(NULL, ",", &save));) {
         uint64_t mib;
+        int set;
         if (strncmp(opt, "size=", 5) == 0) {
             if (cli_parse_size_mib(opt + 5, &mib) < 0 || mib > INT64_MAX) {
                 snprintf(why, whylen, "--disk: size '%s' is not a size like 1024, 512M or 2G",
                          opt + 5);
                 goto out;
             }
-            json_object_set_new(d, "size_mib", json_integer((json_int_t)mib));
+            set = json_object_set_new(d, "size_mib", json_integer((json_int_t)mib));
         } else if (strcmp(opt, "ro") == 0 || strcmp(opt, "readonly") == 0) {
-            json_object_set_new(d, "readonly", json_true());
+            set = json_object_set_new(d, "readonly", json_true());
         } else {
             snprintf(why, whylen, "--disk: unknown option '%s' (size=MIB or ro)", opt);
+            goto out;
+        }
+        if (set < 0) {
+            rc = -ENOMEM;
             goto out;
         }
     }
@@ -145,17 +164,24 @@ int cli_parse_nic(const char *arg, json_t **out, char *why, size_t whylen)
         snprintf(why, whylen, "--nic '%s': a BRIDGE is needed", arg);
         return FERR_INVALID;
     }
+    if (utf8_valid_len(arg, blen) != blen) {
+        snprintf(why, whylen, "--nic: the BRIDGE is not valid UTF-8 (it is a host bridge's name)");
+        return FERR_INVALID;
+    }
+    if (comma && (strncmp(comma + 1, "mac=", 4) != 0 || !comma[5] || strchr(comma + 5, ','))) {
+        snprintf(why, whylen, "--nic '%s': expected BRIDGE[,mac=MAC]", arg);
+        return FERR_INVALID;
+    }
+    if (comma && !is_utf8(comma + 5)) {
+        snprintf(why, whylen,
+                 "--nic: the MAC is not valid UTF-8 (a MAC is like 52:54:00:12:34:56)");
+        return FERR_INVALID;
+    }
     json_t *n = json_object();
-    if (!n)
+    if (!n || json_object_set_new(n, "bridge", json_stringn(arg, blen)) < 0 ||
+        (comma && json_object_set_new(n, "mac", json_string(comma + 5)) < 0)) {
+        json_decref(n);
         return -ENOMEM;
-    json_object_set_new(n, "bridge", json_stringn(arg, blen));
-    if (comma) {
-        if (strncmp(comma + 1, "mac=", 4) != 0 || !comma[5] || strchr(comma + 5, ',')) {
-            snprintf(why, whylen, "--nic '%s': expected BRIDGE[,mac=MAC]", arg);
-            json_decref(n);
-            return FERR_INVALID;
-        }
-        json_object_set_new(n, "mac", json_string(comma + 5));
     }
     *out = n;
     return 0;

@@ -30,17 +30,16 @@ int cli_abspath(const char *path, char *out, size_t size, struct ferr *e);
 /*
  * Parses the value of --disk, "PATH[,size=SIZE][,ro|,readonly]" (SIZE as cli_parse_size_mib
  * takes it, at most INT64_MAX MiB), into a new object {"path", "size_mib", "readonly"} with only
- * the fields given (a PATH that JSON refuses, not UTF-8, is left out: ferryd then refuses the
- * disk). Returns 0 with *out (caller owns); FERR_INVALID with a message in why (whylen bytes)
- * when arg is bad (no PATH, a bad size, an unknown option); -ENOMEM (why untouched). *out is set
- * only on success.
+ * the fields given. Returns 0 with *out (caller owns); FERR_INVALID with a message in why
+ * (whylen bytes) when arg is bad (no PATH, a PATH that is not UTF-8 and so cannot travel in
+ * JSON, a bad size, an unknown option); -ENOMEM (why untouched). *out is set only on success.
  */
 int cli_parse_disk(const char *arg, json_t **out, char *why, size_t whylen);
 /*
  * Parses the value of --nic, "BRIDGE[,mac=MAC]", into a new object {"bridge", "mac"} (MAC is
  * not checked here: ferryd does). Returns 0 with *out (caller owns); FERR_INVALID with a
- * message in why (whylen bytes) when arg is bad (no BRIDGE, anything but one non-empty mac=);
- * -ENOMEM (why untouched). *out is set only on success.
+ * message in why (whylen bytes) when arg is bad (no BRIDGE, anything but one non-empty mac=,
+ * a BRIDGE or MAC that is not UTF-8); -ENOMEM (why untouched). *out is set only on success.
  */
 int cli_parse_nic(const char *arg, json_t **out, char *why, size_t whylen);
 /* True if s is an IPv4 address with a prefix length, "A.B.C.D/NN" with NN in 0..32. */

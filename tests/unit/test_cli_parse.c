@@ -445,6 +445,8 @@ static void test_disk_valid(void **state)
             "{\"path\":\"a.vhd\",\"size_mib\":9223372036854775807}");
     disk_ok("a.vhd,size=9007199254740991G",
             "{\"path\":\"a.vhd\",\"size_mib\":9223372036854774784}");
+    /* UTF-8 beyond ASCII is a path like any other. */
+    disk_ok("caf\xc3\xa9.vhd,ro", "{\"path\":\"caf\xc3\xa9.vhd\",\"readonly\":true}");
 }
 
 static void test_disk_rejects(void **state)
@@ -470,6 +472,10 @@ static void test_disk_rejects(void **state)
     disk_bad("a.vhd,RO", "--disk: unknown option 'RO' (size=MIB or ro)");
     disk_bad("a.vhd,ro,rw", "--disk: unknown option 'rw' (size=MIB or ro)");
     disk_bad("a.vhd,SIZE=1", "--disk: unknown option 'SIZE=1' (size=MIB or ro)");
+    /* A PATH that JSON cannot carry is refused, not left out of the object. */
+    disk_bad("caf\xe9.vhd", "--disk: the PATH is not valid UTF-8 (ferryd takes UTF-8 paths)");
+    disk_bad("\xff,size=1G", "--disk: the PATH is not valid UTF-8 (ferryd takes UTF-8 paths)");
+    disk_bad("a\xc3.vhd,ro", "--disk: the PATH is not valid UTF-8 (ferryd takes UTF-8 paths)");
 }
 
 /* ---- cli_parse_nic ----------------------------------------------------------------------- */
@@ -525,6 +531,11 @@ static void test_nic_rejects(void **state)
     nic_bad("br0,MAC=x", "--nic 'br0,MAC=x': expected BRIDGE[,mac=MAC]");
     nic_bad("br0,mac=a,b", "--nic 'br0,mac=a,b': expected BRIDGE[,mac=MAC]");
     nic_bad("br0,mac=a,", "--nic 'br0,mac=a,': expected BRIDGE[,mac=MAC]");
+    /* A BRIDGE or MAC that JSON cannot carry is refused, not left out of the object. */
+    nic_bad("br\xff", "--nic: the BRIDGE is not valid UTF-8 (it is a host bridge's name)");
+    nic_bad("br\xff,foo", "--nic: the BRIDGE is not valid UTF-8 (it is a host bridge's name)");
+    nic_bad("br0,mac=52:54:00:12:34:5\xe9",
+            "--nic: the MAC is not valid UTF-8 (a MAC is like 52:54:00:12:34:56)");
 }
 
 /* ---- cli_ipv4_prefix_valid --------------------------------------------------------------- */
