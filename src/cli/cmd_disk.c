@@ -25,8 +25,8 @@ static void show_disk(const json_t *d)
 }
 
 /* The one PATH argument, made absolute into abs. Returns EXIT_OK, or an exit code after
- * printing why: a usage error for "" or a path too long, a failure when the current directory
- * cannot be told. */
+ * printing why: a usage error for "", a path too long or not UTF-8 (JSON carries UTF-8 only),
+ * a failure when the current directory cannot be told. */
 static int one_path(const char *cmd, int argc, char **argv, char *abs, size_t size)
 {
     const char *path;
@@ -39,6 +39,11 @@ static int one_path(const char *cmd, int argc, char **argv, char *abs, size_t si
             return cli_fail(&e);
         return cli_usage(cmd, "PATH: %s", e.msg);
     }
+    if (utf8_valid_len(path, strlen(path)) != strlen(path))
+        return cli_usage(cmd, "PATH: not valid UTF-8 (ferryd takes UTF-8 paths only)");
+    if (utf8_valid_len(abs, strlen(abs)) != strlen(abs))
+        return cli_usage(cmd, "PATH: made absolute, it is not valid UTF-8 (ferryd takes UTF-8 "
+                              "paths only)");
     return EXIT_OK;
 }
 
