@@ -376,6 +376,30 @@ static void test_file_rotation(void **state)
     ids_are(s->ev, 0, 100, want);
 }
 
+/* A torn last line leaves with the rotated file: the new file starts with the event, not with
+ * the newline that would have ended the torn line. */
+static void test_rotation_after_torn_line(void **state)
+{
+    struct scratch *s = *state;
+    int last = put_big_file(s->path, FILE_MAX + 1);
+    int fd = open(s->path, O_WRONLY | O_APPEND);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "{\"id\":", 6), 6);
+    close(fd);
+    reopen(s, 4);
+    add_n(s->ev, 1);
+    char *text = NULL;
+    size_t len = 0;
+    assert_int_equal(file_read_all(s->path, 1 << 20, &text, &len, NULL), 0);
+    char want[128];
+    snprintf(want, sizeof(want), "{\"id\":%d,", last + 1);
+    assert_memory_equal(text, want, strlen(want));
+    assert_non_null(memchr(text, '\n', len));
+    assert_true(strchr(text, '\n') == text + len - 1); /* one line */
+    free(text);
+    assert_int_equal(file_size(s->path1), (off_t)FILE_MAX + 1 + 6);
+}
+
 /* ---- messages ---------------------------------------------------------------------------- */
 
 /* A message that is not UTF-8 (or that the 1024-byte cut splits inside a character) is still
@@ -443,17 +467,12 @@ int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, scratch_setup, scratch_teardown)
     const struct CMUnitTest tests[] = {
-        T(test_first_events),
-        T(test_ring_bounds),
-        T(test_list_since_and_limit),
-        T(test_list_references),
-        T(test_reopen_continues_ids),
-        T(test_reopen_highest_id),
-        T(test_reopen_corrupt_lines),
-        T(test_reopen_torn_last_line),
-        T(test_file_rotation),
-        T(test_message_not_utf8),
-        T(test_no_file),
+        T(test_first_events),         T(test_ring_bounds),
+        T(test_list_since_and_limit), T(test_list_references),
+        T(test_reopen_continues_ids), T(test_reopen_highest_id),
+        T(test_reopen_corrupt_lines), T(test_reopen_torn_last_line),
+        T(test_file_rotation),        T(test_rotation_after_torn_line),
+        T(test_message_not_utf8),     T(test_no_file),
         T(test_open_refusals),
     };
 #undef T
