@@ -24,15 +24,26 @@ static void show_disk(const json_t *d)
               a);
 }
 
-/* The one PATH argument, made absolute into abs. */
+/* The one PATH argument, made absolute into abs. Returns EXIT_OK, or an exit code after
+ * printing why: a usage error for "", a path too long or not UTF-8 (JSON carries UTF-8 only),
+ * a failure when the current directory cannot be told. */
 static int one_path(const char *cmd, int argc, char **argv, char *abs, size_t size)
 {
     const char *path;
     int rc = cli_one_operand(cmd, argc, argv, "a PATH", &path);
     if (rc != EXIT_OK)
         return rc;
-    if (cli_abspath(path, abs, size) < 0)
-        return cli_usage(cmd, "'%s': path is too long", path);
+    struct ferr e = {0};
+    if (cli_abspath(path, abs, size, &e) < 0) {
+        if (e.code != FERR_INVALID && e.code != -ENAMETOOLONG)
+            return cli_fail(&e);
+        return cli_usage(cmd, "PATH: %s", e.msg);
+    }
+    if (utf8_valid_len(path, strlen(path)) != strlen(path))
+        return cli_usage(cmd, "PATH: not valid UTF-8 (ferryd takes UTF-8 paths only)");
+    if (utf8_valid_len(abs, strlen(abs)) != strlen(abs))
+        return cli_usage(cmd, "PATH: made absolute, it is not valid UTF-8 (ferryd takes UTF-8 "
+                              "paths only)");
     return EXIT_OK;
 }
 

@@ -12,6 +12,7 @@
 #include "cli/cmd.h"
 #include "cli/cmd_vm.h"
 #include "common/util.h"
+#include "vm/spec.h" /* VM_NAME_MAX */
 
 #define GUEST_DIR_DEFAULT "/usr/local/share/ferry/guest"
 
@@ -144,18 +145,30 @@ static bool has_space(const char *s)
     return false;
 }
 
-/* Replaces the string at key of o by its absolute form. Returns 0 or a usage message. */
-static int absolutize(json_t *o, const char *key, const char *what, char *why, size_t whylen)
+/* JSON carries UTF-8 only: a string that is not cannot be sent to ferryd. */
+static bool is_utf8(const char *s)
+{
+    size_t n = strlen(s);
+    return utf8_valid_len(s, n) == n;
+}
+
+/* Replaces the string at key of o by its absolute form. Returns 0, or a negative code with a
+ * message in e (FERR_INVALID, -ENAMETOOLONG: usage errors; others: failures). */
+static int absolutize(json_t *o, const char *key, const char *what, struct ferr *e)
 {
     const char *p = cli_jstr(o, key);
     char abs[PATH_MAX];
     if (!p || !p[0] || p[0] == '/')
         return 0;
-    if (cli_abspath(p, abs, sizeof(abs)) < 0) {
-        snprintf(why, whylen, "%s '%s': path is too long", what, p);
-        return -1;
-    }
-    json_object_set_new(o, key, json_string(abs));
+    if (cli_abspath(p, abs, sizeof(abs), e) < 0)
+        return ferr_prefix(e, "%s", what);
+    if (!is_utf8(abs)) /* the directory it was resolved in is not UTF-8 */
+        return ferr_set(e, FERR_INVALID,
+                        "%s '%s': made absolute, it is not valid UTF-8 (ferryd takes UTF-8 paths "
+                        "only)",
+                        what, p);
+    if (json_object_set_new(o, key, json_string(abs)) < 0)
+        return ferr_set(e, -ENOMEM, "out of memory");
     return 0;
 }
 
@@ -164,11 +177,21 @@ static int appliance_find(char *kernel, char *initrd, size_t size)
 {
     const char *dir = getenv("FERRY_GUEST_DIR");
     char abs[PATH_MAX];
+    struct ferr e = {0};
     if (!dir || !dir[0])
         dir = GUEST_DIR_DEFAULT;
-    if (cli_abspath(dir, abs, sizeof(abs)) < 0 || fmt_path(kernel, size, "%s/vmlinuz", abs) < 0 ||
+    if (cli_abspath(dir, abs, sizeof(abs), &e) < 0) {
+        fprintf(stderr, "ferry: guest appliance directory: %s\n", e.msg);
+        return EXIT_FAIL;
+    }
+    if (fmt_path(kernel, size, "%s/vmlinuz", abs) < 0 ||
         fmt_path(initrd, size, "%s/initrd.img", abs) < 0) {
         fprintf(stderr, "ferry: guest appliance directory '%s': path is too long\n", dir);
+        return EXIT_FAIL;
+    }
+    if (!is_utf8(abs)) {
+        fprintf(stderr, "ferry: guest appliance directory: not valid UTF-8 (ferryd takes UTF-8 "
+                        "paths only); set FERRY_GUEST_DIR to another one\n");
         return EXIT_FAIL;
     }
     const char *paths[] = {kernel, initrd};
@@ -224,25 +247,45 @@ static int create_device(struct create_args *a, int c, const char *arg)
 {
     char why[512] = "";
     json_t *item;
-    if ((c == O_DISK ? cli_parse_disk : cli_parse_nic)(arg, &item, why, sizeof(why)) < 0)
-        return why[0] ? cli_usage(CREATE_CMD, "%s", why) : cli_nomem();
+    int rc = (c == O_DISK ? cli_parse_disk : cli_parse_nic)(arg, &item, why, sizeof(why));
+    if (rc < 0)
+        return rc == -ENOMEM ? cli_nomem() : cli_usage(CREATE_CMD, "%s", why);
     if (push(c == O_DISK ? &a->disks : &a->nics, item) < 0)
         return cli_nomem();
     return EXIT_OK;
 }
 
+/* A usage error for option c when its value arg is "" (unless empty_ok) or not UTF-8, which
+ * JSON cannot carry; what says what the option takes. Returns EXIT_OK or EXIT_USAGE. */
+static int check_text(int c, const char *arg, bool empty_ok, const char *what)
+{
+    if (!arg[0] && !empty_ok)
+        return cli_usage(CREATE_CMD, "--%s: '' is not %s", option_name(c), what);
+    if (!is_utf8(arg))
+        return cli_usage(CREATE_CMD, "--%s: not valid UTF-8; expected %s", option_name(c), what);
+    return EXIT_OK;
+}
+
 /* Takes in option c with its value arg: any option of vm create but -h and bad ones
- * (create_parse) and -o (cli_getopt). Returns EXIT_OK, or an exit code after printing why. */
+ * (create_parse) and -o (cli_getopt). Every value that goes into the spec is refused here when
+ * JSON cannot carry it (not UTF-8) or when it is "" and "" means nothing, so that nothing is
+ * dropped on the way. Returns EXIT_OK, or an exit code after printing why. */
 static int create_option(struct create_args *a, int c, const char *arg)
 {
     uint64_t *num = NULL;
     bool *flag = NULL;
+    int rc;
     switch (c) {
     case 'f':
+        if (!arg[0]) /* a local file name, never sent: any bytes do, but "" names no file */
+            return cli_usage(CREATE_CMD, "--file: '' is not a spec FILE ('-' for stdin)");
         a->file = arg;
         break;
     case O_MACHINE:
-        a->machine = arg; /* checked by ferryd against its QEMU */
+        /* The type itself is checked by ferryd against its QEMU. */
+        if ((rc = check_text(c, arg, false, "a QEMU machine type like pc-i440fx-7.2")) != EXIT_OK)
+            return rc;
+        a->machine = arg;
         break;
     case O_CPUS:
         num = &a->cpus, flag = &a->has_cpus;
@@ -272,12 +315,19 @@ static int create_option(struct create_args *a, int c, const char *arg)
     case O_NIC:
         return create_device(a, c, arg);
     case O_KERNEL:
+        if ((rc = check_text(c, arg, false, "the PATH of a kernel")) != EXIT_OK)
+            return rc;
         a->kernel = arg;
         break;
     case O_INITRD:
+        if ((rc = check_text(c, arg, false, "the PATH of an initrd")) != EXIT_OK)
+            return rc;
         a->initrd = arg;
         break;
     case O_CMDLINE:
+        /* "" is a command line: it replaces the spec file's. */
+        if ((rc = check_text(c, arg, true, "a kernel command line")) != EXIT_OK)
+            return rc;
         a->cmdline = arg;
         break;
     case O_APPLIANCE:
@@ -299,12 +349,17 @@ static int create_option(struct create_args *a, int c, const char *arg)
         if (!arg[0] || has_space(arg))
             return cli_usage(CREATE_CMD, "--workload: '%s' must be one word, e.g. probe,dirty",
                              arg);
+        if ((rc = check_text(c, arg, false, "one word, e.g. probe,dirty")) != EXIT_OK)
+            return rc;
         a->workload = arg;
         break;
     case O_LABEL: {
         const char *eq = strchr(arg, '=');
         if (!eq || eq == arg)
             return cli_usage(CREATE_CMD, "--label: '%s' is not KEY=VALUE", arg);
+        /* KEY= (an empty VALUE) is a label too; bytes JSON cannot carry are not. */
+        if ((rc = check_text(c, arg, false, "KEY=VALUE")) != EXIT_OK)
+            return rc;
         if ((!a->labels && !(a->labels = json_object())) ||
             json_object_setn_new(a->labels, arg, (size_t)(eq - arg), json_string(eq + 1)) < 0)
             return cli_nomem();
@@ -355,6 +410,18 @@ static int create_parse(struct cli *cli, int argc, char **argv, struct create_ar
         a->name = argv[optind++];
     if (optind < argc)
         return cli_usage(CREATE_CMD, "unexpected argument '%s'", argv[optind]);
+    /* ferryd's rule (vm/spec.c), checked here so that "" or bytes JSON cannot carry do not turn
+     * into "a VM NAME is needed" or the file's name. */
+    if (a->name && !is_utf8(a->name))
+        return cli_usage(CREATE_CMD,
+                         "NAME: not valid UTF-8; expected a VM name: 1-%d of a-z 0-9 -, starting "
+                         "with a letter and not ending with -",
+                         VM_NAME_MAX);
+    if (a->name && !name_valid(a->name, VM_NAME_MAX))
+        return cli_usage(CREATE_CMD,
+                         "NAME '%s' is not a VM name: use 1-%d of a-z 0-9 -, starting with a "
+                         "letter and not ending with -",
+                         a->name, VM_NAME_MAX);
     if (a->has_cpus && a->has_topology)
         return cli_usage(CREATE_CMD, "use either --cpus or --sockets/--cores/--threads");
     if (a->appliance && (a->kernel || a->initrd))
@@ -365,12 +432,12 @@ static int create_parse(struct cli *cli, int argc, char **argv, struct create_ar
 /* ---- step 2: the spec -------------------------------------------------------------------- */
 
 /* Sets the name, CPUs, memory, machine type, disks and NICs of the options on spec. Returns
- * EXIT_OK or a usage error: no name in the options or the file, or a --machine that is not
- * UTF-8 (JSON refuses it). */
+ * EXIT_OK, a usage error when there is no name in the options or the file, or EXIT_FAIL when
+ * out of memory. */
 static int spec_set_hardware(const struct create_args *a, json_t *spec)
 {
-    if (a->name)
-        json_object_set_new(spec, "name", json_string(a->name));
+    if (a->name && json_object_set_new(spec, "name", json_string(a->name)) < 0)
+        return cli_nomem();
     if (!cli_jstr(spec, "name"))
         return cli_usage(CREATE_CMD, "a VM NAME is needed");
     if (a->has_cpus)
@@ -386,7 +453,7 @@ static int spec_set_hardware(const struct create_args *a, json_t *spec)
     if (a->has_memory)
         json_object_set_new(spec, "memory_mib", json_integer((json_int_t)a->memory));
     if (a->machine && json_object_set_new(spec, "machine", json_string(a->machine)) < 0)
-        return cli_usage(CREATE_CMD, "--machine: a QEMU machine type like pc-i440fx-7.2");
+        return cli_nomem();
     if (a->disks)
         json_object_set(spec, "disks", a->disks);
     if (a->nics)
@@ -476,22 +543,23 @@ static void spec_set_policy(const struct create_args *a, json_t *spec)
  * boot kernel and initrd of spec absolute. Returns EXIT_OK or a usage error. */
 static int spec_absolutize(json_t *spec)
 {
-    char why[PATH_MAX + 256] = "";
-    int bad = 0;
+    struct ferr e = {0};
     json_t *disks = json_object_get(spec, "disks"), *d;
     size_t i;
     json_array_foreach(disks, i, d)
     {
-        bad |= absolutize(d, "path", "--disk", why, sizeof(why));
+        if (absolutize(d, "path", "--disk", &e) < 0)
+            goto err;
     }
     json_t *boot = json_object_get(spec, "boot");
-    if (json_is_object(boot)) {
-        bad |= absolutize(boot, "kernel", "--kernel", why, sizeof(why));
-        bad |= absolutize(boot, "initrd", "--initrd", why, sizeof(why));
-    }
-    if (bad)
-        return cli_usage(CREATE_CMD, "%s", why);
+    if (json_is_object(boot) && (absolutize(boot, "kernel", "--kernel", &e) < 0 ||
+                                 absolutize(boot, "initrd", "--initrd", &e) < 0))
+        goto err;
     return EXIT_OK;
+err:
+    if (e.code == FERR_INVALID || e.code == -ENAMETOOLONG)
+        return cli_usage(CREATE_CMD, "%s", e.msg);
+    return cli_fail(&e);
 }
 
 /* Builds the spec from the file and the options. Returns EXIT_OK with *out (caller owns), or

@@ -11,15 +11,25 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "common/err.h"
+#include "common/util.h"
+
+static bool is_utf8(const char *s)
+{
+    size_t n = strlen(s);
+    return utf8_valid_len(s, n) == n;
+}
+
 int cli_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 {
-    if (!s || !*s || *s == '-' || *s == '+' || *s == ' ')
-        return -1;
+    /* Only a digit may come first: strtoull would skip any whitespace and then take a sign. */
+    if (!s || !(*s >= '0' && *s <= '9'))
+        return FERR_INVALID;
     char *end;
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
     if (errno || *end || v < min || v > max)
-        return -1;
+        return FERR_INVALID;
     *out = v;
     return 0;
 }
@@ -34,29 +44,31 @@ int cli_parse_size_mib(const char *s, uint64_t *mib)
         {"gb", 1024}, {"gib", 1024}, {"t", 1024 * 1024}, {"tb", 1024 * 1024}, {"tib", 1024 * 1024},
     };
     if (!s || !(*s >= '0' && *s <= '9'))
-        return -1;
+        return FERR_INVALID;
     char *end;
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
     if (errno)
-        return -1;
+        return FERR_INVALID;
     for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
         if (strcasecmp(end, units[i].suffix) != 0)
             continue;
         if (v > UINT64_MAX / units[i].mult)
-            return -1;
+            return FERR_INVALID;
         *mib = v * units[i].mult;
         return 0;
     }
-    return -1;
+    return FERR_INVALID;
 }
 
-int cli_abspath(const char *path, char *out, size_t size)
+int cli_abspath(const char *path, char *out, size_t size, struct ferr *e)
 {
     char dir[PATH_MAX], resolved[PATH_MAX], cwd[PATH_MAX];
+    if (path[0] == '\0') /* not the current directory: "" is a missing argument */
+        return ferr_set(e, FERR_INVALID, "empty path");
     if (path[0] == '/') {
         if (strlen(path) >= size)
-            return -ENAMETOOLONG;
+            return ferr_set(e, -ENAMETOOLONG, "'%.80s': path is too long", path);
         strcpy(out, path);
         return 0;
     }
@@ -64,7 +76,7 @@ int cli_abspath(const char *path, char *out, size_t size)
     const char *base = slash ? slash + 1 : path;
     if (slash) {
         if ((size_t)(slash - path) >= sizeof(dir))
-            return -ENAMETOOLONG;
+            return ferr_set(e, -ENAMETOOLONG, "'%.80s': path is too long", path);
         memcpy(dir, path, (size_t)(slash - path));
         dir[slash - path] = '\0';
     } else {
@@ -79,9 +91,15 @@ int cli_abspath(const char *path, char *out, size_t size)
     } else if (getcwd(cwd, sizeof(cwd))) {
         n = snprintf(out, size, "%s/%s", cwd, path); /* the daemon will say what is missing */
     } else {
-        n = snprintf(out, size, "%s", path);
+        /* The current directory was removed, or is out of reach: a relative path would be
+         * taken from ferryd's directory instead. */
+        int err = errno;
+        return ferr_set(e, -err, "'%.80s': cannot tell the current directory: %s", path,
+                        strerror(err));
     }
-    return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
+    if (n < 0 || (size_t)n >= size)
+        return ferr_set(e, -ENAMETOOLONG, "'%.80s': path is too long", path);
+    return 0;
 }
 
 int cli_parse_disk(const char *arg, json_t **out, char *why, size_t whylen)
@@ -89,7 +107,7 @@ int cli_parse_disk(const char *arg, json_t **out, char *why, size_t whylen)
     char *copy = strdup(arg), *save = NULL;
     if (!copy)
         return -ENOMEM;
-    int rc = -1;
+    int rc = FERR_INVALID;
     char *path = strtok_r(copy, ",", &save);
     json_t *d = json_object();
     if (!d) {
@@ -100,20 +118,32 @@ int cli_parse_disk(const char *arg, json_t **out, char *why, size_t whylen)
         snprintf(why, whylen, "--disk '%s': a PATH is needed", arg);
         goto out;
     }
-    json_object_set_new(d, "path", json_string(path));
+    if (!is_utf8(path)) {
+        snprintf(why, whylen, "--disk: the PATH is not valid UTF-8 (ferryd takes UTF-8 paths)");
+        goto out;
+    }
+    if (json_object_set_new(d, "path", json_string(path)) < 0) {
+        rc = -ENOMEM;
+        goto out;
+    }
     for (char *opt; (opt = strtok_r(NULL, ",", &save));) {
         uint64_t mib;
+        int set;
         if (strncmp(opt, "size=", 5) == 0) {
             if (cli_parse_size_mib(opt + 5, &mib) < 0 || mib > INT64_MAX) {
                 snprintf(why, whylen, "--disk: size '%s' is not a size like 1024, 512M or 2G",
                          opt + 5);
                 goto out;
             }
-            json_object_set_new(d, "size_mib", json_integer((json_int_t)mib));
+            set = json_object_set_new(d, "size_mib", json_integer((json_int_t)mib));
         } else if (strcmp(opt, "ro") == 0 || strcmp(opt, "readonly") == 0) {
-            json_object_set_new(d, "readonly", json_true());
+            set = json_object_set_new(d, "readonly", json_true());
         } else {
             snprintf(why, whylen, "--disk: unknown option '%s' (size=MIB or ro)", opt);
+            goto out;
+        }
+        if (set < 0) {
+            rc = -ENOMEM;
             goto out;
         }
     }
@@ -132,19 +162,26 @@ int cli_parse_nic(const char *arg, json_t **out, char *why, size_t whylen)
     size_t blen = comma ? (size_t)(comma - arg) : strlen(arg);
     if (blen == 0) {
         snprintf(why, whylen, "--nic '%s': a BRIDGE is needed", arg);
-        return -1;
+        return FERR_INVALID;
+    }
+    if (utf8_valid_len(arg, blen) != blen) {
+        snprintf(why, whylen, "--nic: the BRIDGE is not valid UTF-8 (it is a host bridge's name)");
+        return FERR_INVALID;
+    }
+    if (comma && (strncmp(comma + 1, "mac=", 4) != 0 || !comma[5] || strchr(comma + 5, ','))) {
+        snprintf(why, whylen, "--nic '%s': expected BRIDGE[,mac=MAC]", arg);
+        return FERR_INVALID;
+    }
+    if (comma && !is_utf8(comma + 5)) {
+        snprintf(why, whylen,
+                 "--nic: the MAC is not valid UTF-8 (a MAC is like 52:54:00:12:34:56)");
+        return FERR_INVALID;
     }
     json_t *n = json_object();
-    if (!n)
+    if (!n || json_object_set_new(n, "bridge", json_stringn(arg, blen)) < 0 ||
+        (comma && json_object_set_new(n, "mac", json_string(comma + 5)) < 0)) {
+        json_decref(n);
         return -ENOMEM;
-    json_object_set_new(n, "bridge", json_stringn(arg, blen));
-    if (comma) {
-        if (strncmp(comma + 1, "mac=", 4) != 0 || !comma[5] || strchr(comma + 5, ',')) {
-            snprintf(why, whylen, "--nic '%s': expected BRIDGE[,mac=MAC]", arg);
-            json_decref(n);
-            return -1;
-        }
-        json_object_set_new(n, "mac", json_string(comma + 5));
     }
     *out = n;
     return 0;
@@ -169,13 +206,13 @@ int cli_check_address(const char *s, char *why, size_t whylen)
     const char *colon = strrchr(s, ':');
     if (!colon || colon == s) {
         snprintf(why, whylen, "'%s' is not an API address IP:PORT (like 10.77.0.11:7443)", s);
-        return -1;
+        return FERR_INVALID;
     }
     size_t hl = (size_t)(colon - s);
     uint64_t port;
     if (hl >= sizeof(host) || cli_parse_u64(colon + 1, 1, 65535, &port) < 0) {
         snprintf(why, whylen, "'%s': expected IP:PORT with a port in 1..65535", s);
-        return -1;
+        return FERR_INVALID;
     }
     memcpy(host, s, hl);
     host[hl] = '\0';
@@ -192,7 +229,7 @@ int cli_check_address(const char *s, char *why, size_t whylen)
     }
     if (!ok) {
         snprintf(why, whylen, "'%s': '%.*s' is not an IPv4 address (or [IPv6])", s, (int)hl, s);
-        return -1;
+        return FERR_INVALID;
     }
     return 0;
 }

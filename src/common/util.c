@@ -41,6 +41,9 @@ bool secret_equal(const char *got, const char *want)
 int mkdir_p(const char *path, unsigned mode, struct ferr *e)
 {
     char buf[4096];
+    struct stat st;
+    if (path[0] == '\0') /* the loop below starts after the first character */
+        return ferr_set(e, FERR_INVALID, "mkdir: empty path");
     if (strlen(path) >= sizeof(buf))
         return ferr_set(e, -ENAMETOOLONG, "mkdir %s: path too long", path);
     strcpy(buf, path);
@@ -52,8 +55,13 @@ int mkdir_p(const char *path, unsigned mode, struct ferr *e)
             return ferr_set(e, -errno, "mkdir %s: %s", buf, strerror(errno));
         *p = '/';
     }
-    if (mkdir(buf, mode) < 0 && errno != EEXIST)
-        return ferr_set(e, -errno, "mkdir %s: %s", buf, strerror(errno));
+    if (mkdir(buf, mode) < 0) {
+        if (errno != EEXIST)
+            return ferr_set(e, -errno, "mkdir %s: %s", buf, strerror(errno));
+        /* EEXIST also comes for a file or a dangling symlink, which are no directory. */
+        if (stat(buf, &st) < 0 || !S_ISDIR(st.st_mode))
+            return ferr_set(e, -ENOTDIR, "mkdir %s: exists and is not a directory", buf);
+    }
     return 0;
 }
 
@@ -70,7 +78,8 @@ int file_read_all(const char *path, size_t max, char **out, size_t *len, struct 
     }
     for (;;) {
         if (n + 1 >= cap) {
-            if (cap > max) {
+            /* A full buffer is no file over max: the file may end right here. */
+            if (n > max) {
                 free(buf);
                 close(fd);
                 return ferr_set(e, -EFBIG, "read %s: larger than %zu bytes", path, max);
@@ -187,6 +196,44 @@ bool name_valid(const char *s, size_t max)
             return false;
     }
     return s[n - 1] != '-';
+}
+
+size_t utf8_valid_len(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < len) {
+        unsigned char c = p[i];
+        size_t n;
+        unsigned char lo = 0x80, hi = 0xbf; /* the range of the second byte (Unicode table 3-7) */
+        if (c < 0x80) {
+            i++;
+            continue;
+        } else if (c >= 0xc2 && c <= 0xdf) {
+            n = 2;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            n = 3;
+            if (c == 0xe0)
+                lo = 0xa0; /* overlong below U+0800 */
+            else if (c == 0xed)
+                hi = 0x9f; /* surrogates U+D800..U+DFFF */
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            n = 4;
+            if (c == 0xf0)
+                lo = 0x90; /* overlong below U+10000 */
+            else if (c == 0xf4)
+                hi = 0x8f; /* above U+10FFFF */
+        } else {
+            return i; /* a continuation byte, an overlong lead (c0, c1) or f5..ff */
+        }
+        if (len - i < n || p[i + 1] < lo || p[i + 1] > hi)
+            return i;
+        for (size_t k = 2; k < n; k++)
+            if (p[i + k] < 0x80 || p[i + k] > 0xbf)
+                return i;
+        i += n;
+    }
+    return len;
 }
 
 int fmt_path(char *buf, size_t size, const char *fmt, ...)

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,7 @@ struct events {
     unsigned head;  /* index of the oldest */
     uint64_t next_id;
     json_t **ring;
+    bool torn; /* the file may end inside a line: start the next one on a new line */
 };
 
 static void ring_push(struct events *ev, json_t *o)
@@ -37,8 +39,10 @@ static void ring_push(struct events *ev, json_t *o)
 
 int events_open(const char *path, unsigned keep, struct events **out, struct ferr *e)
 {
+    if (keep == 0) /* the ring's size is a divisor */
+        return ferr_set(e, FERR_INVALID, "events: keep must be at least 1");
     struct events *ev = calloc(1, sizeof(*ev));
-    if (!ev || keep == 0)
+    if (!ev)
         goto err_alloc;
     ev->ring = calloc(keep, sizeof(*ev->ring));
     if (!ev->ring)
@@ -54,6 +58,8 @@ int events_open(const char *path, unsigned keep, struct events **out, struct fer
     if (f) {
         char line[8192];
         while (fgets(line, sizeof(line), f)) {
+            size_t n = strlen(line);
+            ev->torn = n > 0 && line[n - 1] != '\n'; /* what counts is the file's last line */
             json_t *o = json_loads(line, 0, NULL);
             json_t *id = o ? json_object_get(o, "id") : NULL;
             if (!json_is_integer(id)) {
@@ -91,15 +97,30 @@ static void append_file(struct events *ev, const char *line)
     if (stat(ev->path, &st) == 0 && st.st_size > EVENTS_FILE_MAX) {
         char old[4200];
         snprintf(old, sizeof(old), "%s.1", ev->path);
-        rename(ev->path, old);
+        if (rename(ev->path, old) == 0)
+            ev->torn = false; /* a torn last line left with the old file */
     }
     FILE *f = fopen(ev->path, "a");
     if (!f) {
         log_warn("events: cannot append to %s: %s", ev->path, strerror(errno));
         return;
     }
-    fprintf(f, "%s\n", line);
-    fclose(f);
+    /* After a crash the file may end inside a line; glued to it, this event would be skipped
+     * on the next start and its id given out again. A failed write may leave a torn line too;
+     * an empty line in its place is harmless (skipped). */
+    bool failed = fprintf(f, "%s%s\n", ev->torn ? "\n" : "", line) < 0;
+    failed |= fclose(f) != 0;
+    if (failed)
+        log_warn("events: write %s: %s", ev->path, strerror(errno));
+    ev->torn = failed;
+}
+
+/* Replaces each byte that is not part of well-formed UTF-8 by '?': JSON cannot carry it. */
+static void scrub_utf8(char *s)
+{
+    size_t len = strlen(s), i = 0;
+    while ((i += utf8_valid_len(s + i, len - i)) < len)
+        s[i++] = '?';
 }
 
 void events_add(struct events *ev, const char *vm, const char *type, const char *fmt, ...)
@@ -109,6 +130,9 @@ void events_add(struct events *ev, const char *vm, const char *type, const char 
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    /* Messages carry outside text (QEMU's stderr), and the cut above can split a character:
+     * json_pack would refuse the message and the event would be lost. */
+    scrub_utf8(msg);
     json_t *o =
         json_pack("{s:I, s:I, s:s, s:s, s:s}", "id", (json_int_t)ev->next_id++, "time_ms",
                   (json_int_t)now_wall_ms(), "vm", vm ? vm : "", "type", type, "message", msg);

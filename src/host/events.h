@@ -10,17 +10,22 @@
 
 struct events;
 
-/* Opens the event log at path (created if missing); the last events of the file are loaded so
- * ids keep increasing across restarts. keep = how many events stay in memory. */
+/* Opens the event log at path (the first event creates the file); the last events of the file
+ * are loaded so ids keep increasing across restarts, and lines that are not events (a line torn
+ * by a crash) are skipped. keep = how many events stay in memory, at least 1. Returns 0 with
+ * *out (events_close frees it), or FERR_INVALID (keep 0), -ENAMETOOLONG or -ENOMEM with *out
+ * untouched. A file that cannot be read is not an error: the log starts empty, from id 1. */
 int events_open(const char *path, unsigned keep, struct events **out, struct ferr *e);
 void events_close(struct events *ev);
 
-/* Records an event; vm may be NULL or "". type like "vm.started". Never fails the caller:
- * a write error is logged. */
+/* Records an event; vm may be NULL or "". type like "vm.started". The message is cut at 1023
+ * bytes, and bytes that are not UTF-8 become '?'. Never fails the caller: a write error is
+ * logged. */
 void events_add(struct events *ev, const char *vm, const char *type, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-/* Events with id > since, oldest first, at most limit. Returns a new JSON array. */
+/* Events with id > since, oldest first, at most limit. Returns a new JSON array (caller owns;
+ * NULL if out of memory). */
 json_t *events_list(const struct events *ev, uint64_t since, unsigned limit);
 
 #endif

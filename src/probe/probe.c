@@ -64,7 +64,8 @@ int probe_usage_error(const char *cmd, const char *fmt, ...)
 int probe_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 {
     char *end;
-    if (!s || !*s || *s == '-' || *s == '+')
+    /* Only a digit may come first: strtoull would skip blanks and then take a sign. */
+    if (!s || !(*s >= '0' && *s <= '9'))
         return FERR_INVALID;
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);

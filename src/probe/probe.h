@@ -26,7 +26,8 @@ double probe_round1(double v);
 /* Prints "ferry-probe CMD: message" to stderr; returns EXIT_USAGE for
  * `return probe_usage_error()`. */
 int probe_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Parses a whole decimal unsigned number within [min, max]: 0 or FERR_INVALID. */
+/* Parses a whole decimal unsigned number within [min, max]: digits only, no sign or blank.
+ * Returns 0, or FERR_INVALID with *out untouched. */
 int probe_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 /* Parses an option value or prints why it is wrong. Returns 0 or EXIT_USAGE. */
 int probe_opt_u64(const char *cmd, const char *opt, const char *val, uint64_t min, uint64_t max,

@@ -38,12 +38,13 @@ static void ring_put(struct console *c, const char *data, size_t len)
 int console_open(const char *path, size_t ring_bytes, size_t file_max, struct console **out,
                  struct ferr *e)
 {
+    if (ring_bytes == 0) /* console_start and console_read divide by it */
+        return ferr_set(e, FERR_INVALID, "console: the ring must hold at least one byte");
     struct console *c = calloc(1, sizeof(*c));
     if (!c)
         return ferr_set(e, -ENOMEM, "console: out of memory");
     c->ring = malloc(ring_bytes);
-    if (!c->ring || ring_bytes == 0) {
-        free(c->ring);
+    if (!c->ring) {
         free(c);
         return ferr_set(e, -ENOMEM, "console: out of memory");
     }

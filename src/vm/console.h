@@ -11,21 +11,27 @@
 
 struct console;
 
-/* Opens the console of a VM whose log lives at path; the tail of an existing log is loaded.
- * ring_bytes: memory kept; file_max: size at which the file rotates. */
+/* Opens the console of a VM whose log lives at path; the tail of an existing log is loaded
+ * (offsets then start from the size of that file). ring_bytes: memory kept, at least 1;
+ * file_max: size the file may reach before it rotates. Returns 0 with *out (console_close
+ * frees it), or FERR_INVALID (ring_bytes 0), -ENAMETOOLONG or -ENOMEM with *out untouched. A
+ * log that cannot be read is not an error: the console starts empty. */
 int console_open(const char *path, size_t ring_bytes, size_t file_max, struct console **out,
                  struct ferr *e);
 void console_close(struct console *c);
 
-/* Appends output read from the VM. */
+/* Appends output read from the VM to the ring and to the file, which first rotates to
+ * PATH.1 when the append would take it over file_max (a single append longer than file_max is
+ * still written whole). A file error is logged, not returned: the ring keeps the bytes. */
 void console_append(struct console *c, const char *data, size_t len);
 
 /* Oldest offset still kept and the offset after the newest byte. */
 uint64_t console_start(const struct console *c);
 uint64_t console_end(const struct console *c);
 
-/* Copies up to max bytes from offset (clamped to what is kept) into a new buffer the caller
- * frees; *from gets the offset actually used, *len the byte count. */
+/* Copies up to max bytes from offset (clamped to what is kept) into a new NUL-terminated
+ * buffer the caller frees; *from gets the offset actually used, *len the byte count. Returns 0,
+ * or -ENOMEM with the outputs untouched. */
 int console_read(const struct console *c, uint64_t offset, size_t max, char **out, size_t *len,
                  uint64_t *from);
 

@@ -31,11 +31,11 @@ static void u64_ok(const char *s, uint64_t min, uint64_t max, uint64_t want)
     assert_true(v == want);
 }
 
-/* Parses s in [min, max]; asserts -1 and an untouched output. */
+/* Parses s in [min, max]; asserts FERR_INVALID and an untouched output. */
 static void u64_bad(const char *s, uint64_t min, uint64_t max)
 {
     uint64_t v = UNTOUCHED;
-    assert_int_equal(cli_parse_u64(s, min, max, &v), -1);
+    assert_int_equal(cli_parse_u64(s, min, max, &v), FERR_INVALID);
     assert_true(v == UNTOUCHED);
 }
 
@@ -78,8 +78,17 @@ static void test_u64_rejects(void **state)
     u64_bad("+1", 0, 10);
     u64_bad("-0", 0, 10);
     u64_bad("+0", 0, 10);
-    /* A leading space, a trailing one, trailing garbage of any kind. */
+    /* Leading whitespace of any kind (strtoull would skip it), also before a sign. */
     u64_bad(" 1", 0, 10);
+    u64_bad("\t5", 0, 10);
+    u64_bad("\n5", 0, 10);
+    u64_bad("\v5", 0, 10);
+    u64_bad("\f5", 0, 10);
+    u64_bad("\r5", 0, 10);
+    u64_bad("  5", 0, 10);
+    u64_bad(" -1", 0, UINT64_MAX); /* strtoull takes it as 2^64-1 */
+    u64_bad("\t+1", 0, 10);
+    /* A trailing space, trailing garbage of any kind. */
     u64_bad("1 ", 0, 10);
     u64_bad("1x", 0, 10);
     u64_bad("1.0", 0, 10);
@@ -111,7 +120,7 @@ static void size_ok(const char *s, uint64_t want)
 static void size_bad(const char *s)
 {
     uint64_t v = UNTOUCHED;
-    assert_int_equal(cli_parse_size_mib(s, &v), -1);
+    assert_int_equal(cli_parse_size_mib(s, &v), FERR_INVALID);
     assert_true(v == UNTOUCHED);
 }
 
@@ -167,6 +176,8 @@ static void test_size_rejects(void **state)
     size_bad("-1");
     size_bad("+1");
     size_bad(" 1");
+    size_bad("\t1");
+    size_bad("\n1G");
     /* Fractions, spaces before or after the unit. */
     size_bad("1.5G");
     size_bad("1 G");
@@ -233,7 +244,7 @@ static void abs_ok(const struct scratch *s, const char *path, const char *suffix
 {
     char out[PATH_MAX], want[PATH_MAX + 64];
     snprintf(want, sizeof(want), "%s%s", s->root, suffix);
-    assert_int_equal(cli_abspath(path, out, sizeof(out)), 0);
+    assert_int_equal(cli_abspath(path, out, sizeof(out), NULL), 0);
     assert_string_equal(out, want);
 }
 
@@ -242,13 +253,13 @@ static void test_abspath_absolute(void **state)
     (void)state;
     char out[PATH_MAX];
     /* Copied as they are: not resolved, not normalized, whether they exist or not. */
-    assert_int_equal(cli_abspath("/", out, sizeof(out)), 0);
+    assert_int_equal(cli_abspath("/", out, sizeof(out), NULL), 0);
     assert_string_equal(out, "/");
-    assert_int_equal(cli_abspath("/nonexistent/a.vhd", out, sizeof(out)), 0);
+    assert_int_equal(cli_abspath("/nonexistent/a.vhd", out, sizeof(out), NULL), 0);
     assert_string_equal(out, "/nonexistent/a.vhd");
-    assert_int_equal(cli_abspath("/a/../b/./c", out, sizeof(out)), 0);
+    assert_int_equal(cli_abspath("/a/../b/./c", out, sizeof(out), NULL), 0);
     assert_string_equal(out, "/a/../b/./c");
-    assert_int_equal(cli_abspath("//x/", out, sizeof(out)), 0);
+    assert_int_equal(cli_abspath("//x/", out, sizeof(out), NULL), 0);
     assert_string_equal(out, "//x/");
 }
 
@@ -280,7 +291,7 @@ static void test_abspath_parent(void **state)
     /* "../x" is the real parent of the scratch directory plus x. */
     assert_non_null(realpath("..", parent));
     snprintf(want, sizeof(want), "%s/x.vhd", strcmp(parent, "/") ? parent : "");
-    assert_int_equal(cli_abspath("../x.vhd", out, sizeof(out)), 0);
+    assert_int_equal(cli_abspath("../x.vhd", out, sizeof(out), NULL), 0);
     assert_string_equal(out, want);
 }
 
@@ -300,11 +311,11 @@ static void test_abspath_in_root(void **state)
     char out[PATH_MAX];
     /* In "/", no double slash. */
     assert_int_equal(chdir("/"), 0);
-    assert_int_equal(cli_abspath("x.vhd", out, sizeof(out)), 0);
+    assert_int_equal(cli_abspath("x.vhd", out, sizeof(out), NULL), 0);
     assert_string_equal(out, "/x.vhd");
-    assert_int_equal(cli_abspath(".", out, sizeof(out)), 0);
+    assert_int_equal(cli_abspath(".", out, sizeof(out), NULL), 0);
     assert_string_equal(out, "/");
-    assert_int_equal(cli_abspath("..", out, sizeof(out)), 0);
+    assert_int_equal(cli_abspath("..", out, sizeof(out), NULL), 0);
     assert_string_equal(out, "/..");
 }
 
@@ -313,32 +324,72 @@ static void test_abspath_too_long(void **state)
     const struct scratch *s = *state;
     char out[PATH_MAX];
     size_t rl = strlen(s->root);
+    struct ferr e = {0};
 
     /* An absolute path fits when its terminating NUL does. */
-    assert_int_equal(cli_abspath("/abcdef", out, 8), 0);
+    assert_int_equal(cli_abspath("/abcdef", out, 8, NULL), 0);
     assert_string_equal(out, "/abcdef");
-    assert_int_equal(cli_abspath("/abcdefg", out, 8), -ENAMETOOLONG);
+    assert_int_equal(cli_abspath("/abcdefg", out, 8, NULL), -ENAMETOOLONG);
 
     /* A resolved one too: ROOT "/a.vhd" needs rl + 7 bytes. */
-    assert_int_equal(cli_abspath("a.vhd", out, rl + 7), 0);
-    assert_int_equal(cli_abspath("a.vhd", out, rl + 6), -ENAMETOOLONG);
-    assert_int_equal(cli_abspath(".", out, rl + 1), 0);
-    assert_int_equal(cli_abspath(".", out, rl), -ENAMETOOLONG);
+    assert_int_equal(cli_abspath("a.vhd", out, rl + 7, NULL), 0);
+    assert_int_equal(cli_abspath("a.vhd", out, rl + 6, &e), -ENAMETOOLONG);
+    assert_int_equal(e.code, -ENAMETOOLONG);
+    assert_string_equal(e.msg, "'a.vhd': path is too long");
+    assert_int_equal(cli_abspath(".", out, rl + 1, NULL), 0);
+    assert_int_equal(cli_abspath(".", out, rl, NULL), -ENAMETOOLONG);
     /* And one in a missing directory. */
-    assert_int_equal(cli_abspath("missing/a", out, rl + 11), 0);
-    assert_int_equal(cli_abspath("missing/a", out, rl + 10), -ENAMETOOLONG);
+    assert_int_equal(cli_abspath("missing/a", out, rl + 11, NULL), 0);
+    assert_int_equal(cli_abspath("missing/a", out, rl + 10, NULL), -ENAMETOOLONG);
 
     /* A directory part of PATH_MAX bytes or more. */
     static char huge[PATH_MAX + 8];
     memset(huge, 'a', PATH_MAX);
     strcpy(huge + PATH_MAX, "/x");
-    assert_int_equal(cli_abspath(huge, out, sizeof(out)), -ENAMETOOLONG);
+    assert_int_equal(cli_abspath(huge, out, sizeof(out), &e), -ENAMETOOLONG);
+    /* The message shows 80 bytes of the path, so that the reason is not cut off. */
+    char want[128];
+    snprintf(want, sizeof(want), "'%.80s': path is too long", huge);
+    assert_string_equal(e.msg, want);
     /* A last component that makes the result too long. */
     huge[0] = '\0';
     strcpy(huge, "sub/");
     memset(huge + 4, 'b', PATH_MAX - 8);
     huge[PATH_MAX - 4] = '\0';
-    assert_int_equal(cli_abspath(huge, out, sizeof(out)), -ENAMETOOLONG);
+    assert_int_equal(cli_abspath(huge, out, sizeof(out), NULL), -ENAMETOOLONG);
+}
+
+/* "" is a missing argument, not the current directory. */
+static void test_abspath_empty(void **state)
+{
+    (void)state;
+    char out[PATH_MAX] = "untouched";
+    struct ferr e = {0};
+    assert_int_equal(cli_abspath("", out, sizeof(out), &e), FERR_INVALID);
+    assert_int_equal(e.code, FERR_INVALID);
+    assert_string_equal(e.msg, "empty path");
+    assert_string_equal(out, "untouched");
+    assert_int_equal(cli_abspath("", out, sizeof(out), NULL), FERR_INVALID);
+}
+
+/* A current directory that was removed cannot be told: a relative path is an error, not sent
+ * as it is (ferryd would take it from its own directory). Absolute paths still work. */
+static void test_abspath_no_cwd(void **state)
+{
+    const struct scratch *s = *state;
+    char out[PATH_MAX] = "untouched", gone[PATH_MAX + 8];
+    snprintf(gone, sizeof(gone), "%s/gone", s->root);
+    assert_int_equal(mkdir(gone, 0700), 0);
+    assert_int_equal(chdir(gone), 0);
+    assert_int_equal(rmdir(gone), 0);
+    struct ferr e = {0};
+    assert_int_equal(cli_abspath("a.vhd", out, sizeof(out), &e), -ENOENT);
+    assert_string_equal(e.msg, "'a.vhd': cannot tell the current directory: No such file or "
+                               "directory");
+    assert_int_equal(cli_abspath("missing/a.vhd", out, sizeof(out), &e), -ENOENT);
+    assert_int_equal(cli_abspath(".", out, sizeof(out), NULL), -ENOENT);
+    assert_int_equal(cli_abspath("/abs/a.vhd", out, sizeof(out), &e), 0);
+    assert_string_equal(out, "/abs/a.vhd");
 }
 
 /* ---- cli_parse_disk ---------------------------------------------------------------------- */
@@ -366,12 +417,12 @@ static void disk_ok(const char *arg, const char *want)
     assert_string_equal(why, "untouched");
 }
 
-/* Parses arg as a --disk; asserts -1, no object and this message. */
+/* Parses arg as a --disk; asserts FERR_INVALID, no object and this message. */
 static void disk_bad(const char *arg, const char *want_why)
 {
     char why[256] = "";
     json_t *d = NULL;
-    assert_int_equal(cli_parse_disk(arg, &d, why, sizeof(why)), -1);
+    assert_int_equal(cli_parse_disk(arg, &d, why, sizeof(why)), FERR_INVALID);
     assert_null(d);
     assert_string_equal(why, want_why);
 }
@@ -394,6 +445,8 @@ static void test_disk_valid(void **state)
             "{\"path\":\"a.vhd\",\"size_mib\":9223372036854775807}");
     disk_ok("a.vhd,size=9007199254740991G",
             "{\"path\":\"a.vhd\",\"size_mib\":9223372036854774784}");
+    /* UTF-8 beyond ASCII is a path like any other. */
+    disk_ok("caf\xc3\xa9.vhd,ro", "{\"path\":\"caf\xc3\xa9.vhd\",\"readonly\":true}");
 }
 
 static void test_disk_rejects(void **state)
@@ -419,6 +472,10 @@ static void test_disk_rejects(void **state)
     disk_bad("a.vhd,RO", "--disk: unknown option 'RO' (size=MIB or ro)");
     disk_bad("a.vhd,ro,rw", "--disk: unknown option 'rw' (size=MIB or ro)");
     disk_bad("a.vhd,SIZE=1", "--disk: unknown option 'SIZE=1' (size=MIB or ro)");
+    /* A PATH that JSON cannot carry is refused, not left out of the object. */
+    disk_bad("caf\xe9.vhd", "--disk: the PATH is not valid UTF-8 (ferryd takes UTF-8 paths)");
+    disk_bad("\xff,size=1G", "--disk: the PATH is not valid UTF-8 (ferryd takes UTF-8 paths)");
+    disk_bad("a\xc3.vhd,ro", "--disk: the PATH is not valid UTF-8 (ferryd takes UTF-8 paths)");
 }
 
 /* ---- cli_parse_nic ----------------------------------------------------------------------- */
@@ -449,7 +506,7 @@ static void nic_bad(const char *arg, const char *want_why)
 {
     char why[256] = "";
     json_t *n = NULL;
-    assert_int_equal(cli_parse_nic(arg, &n, why, sizeof(why)), -1);
+    assert_int_equal(cli_parse_nic(arg, &n, why, sizeof(why)), FERR_INVALID);
     assert_null(n);
     assert_string_equal(why, want_why);
 }
@@ -474,6 +531,11 @@ static void test_nic_rejects(void **state)
     nic_bad("br0,MAC=x", "--nic 'br0,MAC=x': expected BRIDGE[,mac=MAC]");
     nic_bad("br0,mac=a,b", "--nic 'br0,mac=a,b': expected BRIDGE[,mac=MAC]");
     nic_bad("br0,mac=a,", "--nic 'br0,mac=a,': expected BRIDGE[,mac=MAC]");
+    /* A BRIDGE or MAC that JSON cannot carry is refused, not left out of the object. */
+    nic_bad("br\xff", "--nic: the BRIDGE is not valid UTF-8 (it is a host bridge's name)");
+    nic_bad("br\xff,foo", "--nic: the BRIDGE is not valid UTF-8 (it is a host bridge's name)");
+    nic_bad("br0,mac=52:54:00:12:34:5\xe9",
+            "--nic: the MAC is not valid UTF-8 (a MAC is like 52:54:00:12:34:56)");
 }
 
 /* ---- cli_ipv4_prefix_valid --------------------------------------------------------------- */
@@ -519,7 +581,7 @@ static void addr_ok(const char *s)
 static void addr_bad(const char *s, const char *want_why)
 {
     char why[256] = "";
-    assert_int_equal(cli_check_address(s, why, sizeof(why)), -1);
+    assert_int_equal(cli_check_address(s, why, sizeof(why)), FERR_INVALID);
     assert_string_equal(why, want_why);
 }
 
@@ -583,6 +645,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_abspath_missing_dir, abspath_setup, abspath_teardown),
         cmocka_unit_test_setup_teardown(test_abspath_in_root, abspath_setup, abspath_teardown),
         cmocka_unit_test_setup_teardown(test_abspath_too_long, abspath_setup, abspath_teardown),
+        cmocka_unit_test(test_abspath_empty),
+        cmocka_unit_test_setup_teardown(test_abspath_no_cwd, abspath_setup, abspath_teardown),
         cmocka_unit_test(test_disk_valid),
         cmocka_unit_test(test_disk_rejects),
         cmocka_unit_test(test_nic_valid),
