@@ -62,6 +62,24 @@ static bool known_long(const struct option *longopts, const char *arg)
     return false;
 }
 
+int cli_common_options(struct cli *cli, const char *cmd, int argc, char **argv, const char *help,
+                       bool operands)
+{
+    static const struct option opts[] = {CLI_COMMON_LONGOPTS, {NULL, 0, NULL, 0}};
+    bool first = true;
+    int c;
+    while ((c = cli_getopt(cli, cmd, argc, argv, CLI_COMMON_SHORTOPTS, opts, &first)) != -1) {
+        if (c == 'h') {
+            fputs(help, stdout);
+            return EXIT_OK;
+        }
+        return EXIT_USAGE;
+    }
+    if (!operands && optind < argc)
+        return cli_usage(cmd, "unexpected argument '%s'", argv[optind]);
+    return CLI_GO;
+}
+
 int cli_getopt(struct cli *cli, const char *cmd, int argc, char **argv, const char *shortopts,
                const struct option *longopts, bool *first)
 {

@@ -63,6 +63,13 @@ int cli_dispatch(struct cli *cli, const char *title, const struct cli_cmd *table
  * or a bad -o prints a usage error for cmd ("ferry vm create") and returns CLI_OPT_BAD.
  * Handles -o/--output itself. The first call must come with *first set; it resets getopt.
  */
+/* What cli_common_options returns when the command goes on with its operands (at optind). */
+#define CLI_GO (-1)
+/* Parses the options of a command that takes only the common ones (-o, -h), and without
+ * operands when operands is false: CLI_GO, or EXIT_OK after printing help, or EXIT_USAGE
+ * after saying what is wrong. */
+int cli_common_options(struct cli *cli, const char *cmd, int argc, char **argv, const char *help,
+                       bool operands);
 int cli_getopt(struct cli *cli, const char *cmd, int argc, char **argv, const char *shortopts,
                const struct option *longopts, bool *first);
 

@@ -53,22 +53,14 @@ static void show_node(const json_t *n)
 
 static int node_show(struct cli *cli, int argc, char **argv)
 {
-    static const struct option opts[] = {CLI_COMMON_LONGOPTS, {NULL, 0, NULL, 0}};
-    bool first = true;
-    int c;
-    while ((c = cli_getopt(cli, "node show", argc, argv, CLI_COMMON_SHORTOPTS, opts, &first)) !=
-           -1) {
-        if (c == 'h') {
-            printf("Usage: ferry node show [-o table|json]\n\n"
-                   "Shows this host: its health (up, down) and admin state (active, draining,\n"
-                   "paused) in the cluster, CPUs, memory, VMs, and the accelerator VMs get (KVM\n"
-                   "or TCG), why, and whether it was forced.\n");
-            return EXIT_OK;
-        }
-        return EXIT_USAGE;
-    }
-    if (optind < argc)
-        return cli_usage("node show", "unexpected argument '%s'", argv[optind]);
+    static const char help[] =
+        "Usage: ferry node show [-o table|json]\n\n"
+        "Shows this host: its health (up, down) and admin state (active, draining,\n"
+        "paused) in the cluster, CPUs, memory, VMs, and the accelerator VMs get (KVM\n"
+        "or TCG), why, and whether it was forced.\n";
+    int go = cli_common_options(cli, "node show", argc, argv, help, false);
+    if (go != CLI_GO)
+        return go;
     json_t *node;
     int rc = cli_call(cli, "GET", "/v1/node", NULL, &node);
     if (rc != EXIT_OK)
@@ -122,24 +114,16 @@ static int print_nodes(const json_t *reply)
 
 static int node_list(struct cli *cli, int argc, char **argv)
 {
-    static const struct option opts[] = {CLI_COMMON_LONGOPTS, {NULL, 0, NULL, 0}};
-    bool first = true;
-    int c;
-    while ((c = cli_getopt(cli, "node list", argc, argv, CLI_COMMON_SHORTOPTS, opts, &first)) !=
-           -1) {
-        if (c == 'h') {
-            printf("Usage: ferry node list [-o table|json]\n\n"
-                   "Lists the nodes of the cluster as this node's copy of the cluster database\n"
-                   "has them: health (up, down), admin state (active, draining, paused: only\n"
-                   "an up, active node takes new VMs), the leader (*), Raft role, VM count,\n"
-                   "memory, accelerator and the last heartbeat. Outside a cluster: this node\n"
-                   "alone. Any node answers; a note on stderr says when its copy may be old.\n");
-            return EXIT_OK;
-        }
-        return EXIT_USAGE;
-    }
-    if (optind < argc)
-        return cli_usage("node list", "unexpected argument '%s'", argv[optind]);
+    static const char help[] =
+        "Usage: ferry node list [-o table|json]\n\n"
+        "Lists the nodes of the cluster as this node's copy of the cluster database\n"
+        "has them: health (up, down), admin state (active, draining, paused: only\n"
+        "an up, active node takes new VMs), the leader (*), Raft role, VM count,\n"
+        "memory, accelerator and the last heartbeat. Outside a cluster: this node\n"
+        "alone. Any node answers; a note on stderr says when its copy may be old.\n";
+    int go = cli_common_options(cli, "node list", argc, argv, help, false);
+    if (go != CLI_GO)
+        return go;
     json_t *reply;
     int rc = cli_call(cli, "GET", "/v1/nodes", NULL, &reply);
     if (rc != EXIT_OK)

@@ -85,21 +85,14 @@ static char *vm_uptime(const json_t *vm, char *buf, size_t size)
 
 static int vm_list(struct cli *cli, int argc, char **argv)
 {
-    static const struct option opts[] = {CLI_COMMON_LONGOPTS, {NULL, 0, NULL, 0}};
     static const char *const headers[] = {"NAME",   "STATE", "NODE", "VCPUS",
                                           "MEMORY", "ACCEL", "PID",  "UPTIME"};
-    bool first = true;
-    int c;
-    while ((c = cli_getopt(cli, "vm list", argc, argv, CLI_COMMON_SHORTOPTS, opts, &first)) != -1) {
-        if (c == 'h') {
-            printf("Usage: ferry vm list [-o table|json]\n\nLists the VMs of this host, or of the "
-                   "whole cluster with the node that runs each.\n");
-            return EXIT_OK;
-        }
-        return EXIT_USAGE;
-    }
-    if (optind < argc)
-        return cli_usage("vm list", "unexpected argument '%s'", argv[optind]);
+    static const char help[] =
+        "Usage: ferry vm list [-o table|json]\n\nLists the VMs of this host, or of the "
+        "whole cluster with the node that runs each.\n";
+    int go = cli_common_options(cli, "vm list", argc, argv, help, false);
+    if (go != CLI_GO)
+        return go;
 
     json_t *reply;
     int rc = cli_call(cli, "GET", "/v1/vms", NULL, &reply);
@@ -237,18 +230,12 @@ static void show_vm(const json_t *vm)
 
 static int vm_show(struct cli *cli, int argc, char **argv)
 {
-    static const struct option opts[] = {CLI_COMMON_LONGOPTS, {NULL, 0, NULL, 0}};
-    bool first = true;
-    int c;
     const char *name = NULL;
-    while ((c = cli_getopt(cli, "vm show", argc, argv, CLI_COMMON_SHORTOPTS, opts, &first)) != -1) {
-        if (c == 'h') {
-            printf("Usage: ferry vm show NAME [-o table|json]\n\n"
-                   "Shows a VM: its state, its spec, disks and NICs.\n");
-            return EXIT_OK;
-        }
-        return EXIT_USAGE;
-    }
+    static const char help[] = "Usage: ferry vm show NAME [-o table|json]\n\n"
+                               "Shows a VM: its state, its spec, disks and NICs.\n";
+    int go = cli_common_options(cli, "vm show", argc, argv, help, true);
+    if (go != CLI_GO)
+        return go;
     int rc = one_name("vm show", argc, argv, &name);
     if (rc != EXIT_OK)
         return rc;

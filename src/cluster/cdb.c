@@ -1239,21 +1239,35 @@ static bool parse_oom(const json_error_t *jerr, const void *text, size_t len)
     return json_error_code(jerr) == json_error_out_of_memory || jsontext_valid(text, len);
 }
 
-int cdb_cmd_decode(const void *buf, size_t len, json_t **out, struct ferr *e)
+/* buf (borrowed) without its padding, parsed as JSON: what ("command", "snapshot") of at most
+ * max bytes; verb names the operation in an out-of-memory message. On 0, *out is a new
+ * reference. FERR_TOOBIG, FERR_INVALID, or -ENOMEM only when jansson ran out of memory. */
+static int load_padded(const void *buf, size_t len, size_t max, const char *what, const char *verb,
+                       json_t **out, struct ferr *e)
 {
-    if (len > CDB_CMD_MAX)
-        return ferr_set(e, FERR_TOOBIG, "cdb: command of %zu bytes is over the limit of %d", len,
-                        CDB_CMD_MAX);
+    if (len > max)
+        return ferr_set(e, FERR_TOOBIG, "cdb: %s of %zu bytes is over the limit of %zu", what, len,
+                        max);
     size_t n = buf ? unpadded(buf, len) : 0;
     if (n == 0)
-        return ferr_set(e, FERR_INVALID, "cdb: command is empty");
+        return ferr_set(e, FERR_INVALID, "cdb: %s is empty", what);
     json_error_t jerr;
     json_t *j = json_loadb(buf, n, 0, &jerr);
     if (!j && parse_oom(&jerr, buf, n))
-        return ferr_set(e, -ENOMEM, "cdb: decode: out of memory");
+        return ferr_set(e, -ENOMEM, "cdb: %s: out of memory", verb);
     if (!j)
-        return ferr_set(e, FERR_INVALID, "cdb: command is not JSON: %s at byte %d", jerr.text,
+        return ferr_set(e, FERR_INVALID, "cdb: %s is not JSON: %s at byte %d", what, jerr.text,
                         jerr.position);
+    *out = j;
+    return 0;
+}
+
+int cdb_cmd_decode(const void *buf, size_t len, json_t **out, struct ferr *e)
+{
+    json_t *j = NULL;
+    int rc = load_padded(buf, len, CDB_CMD_MAX, "command", "decode", &j, e);
+    if (rc < 0)
+        return rc;
     if (!json_is_object(j)) {
         json_decref(j);
         return ferr_set(e, FERR_INVALID, "cdb: command is not a JSON object");
@@ -1620,19 +1634,10 @@ static int restore_into(struct cdb *db, const json_t *s, json_int_t format, stru
 int cdb_restore(struct cdb *db, const void *buf, size_t len, uint64_t now_ms, struct ferr *e)
 {
     struct ferr le;
-    if (len > CDB_SNAPSHOT_MAX)
-        return ferr_set(e, FERR_TOOBIG, "cdb: snapshot of %zu bytes is over the limit of %u", len,
-                        CDB_SNAPSHOT_MAX);
-    size_t n = buf ? unpadded(buf, len) : 0;
-    if (n == 0)
-        return ferr_set(e, FERR_INVALID, "cdb: snapshot is empty");
-    json_error_t jerr;
-    json_t *s = json_loadb(buf, n, 0, &jerr);
-    if (!s && parse_oom(&jerr, buf, n))
-        return ferr_set(e, -ENOMEM, "cdb: restore: out of memory");
-    if (!s)
-        return ferr_set(e, FERR_INVALID, "cdb: snapshot is not JSON: %s at byte %d", jerr.text,
-                        jerr.position);
+    json_t *s = NULL;
+    int lrc = load_padded(buf, len, CDB_SNAPSHOT_MAX, "snapshot", "restore", &s, e);
+    if (lrc < 0)
+        return lrc;
     json_t *f = json_is_object(s) ? json_object_get(s, "format") : NULL;
     if (!json_is_integer(f)) {
         json_decref(s);

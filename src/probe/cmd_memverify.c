@@ -39,6 +39,7 @@ struct mv_opts {
     const char *host;
     uint64_t port, scans, timeout_s, boot_id;
     bool have_boot_id, json;
+    struct sockaddr_in sa; /* host resolved */
 };
 
 static int parse_opts(int argc, char **argv, struct mv_opts *o)
@@ -78,20 +79,14 @@ static int parse_opts(int argc, char **argv, struct mv_opts *o)
             o->have_boot_id = true;
             break;
         }
-        case 'j':
-            o->json = true;
-            break;
-        case 'h':
-            cmd_memverify_help(stdout);
-            return -1;
-        default:
-            return probe_usage_error("memverify", "bad option");
+        default: {
+            int orc = probe_common_opt("memverify", c, &o->json, cmd_memverify_help);
+            if (orc != PROBE_OPT_CONTINUE)
+                return orc == EXIT_OK ? -1 : orc;
+        }
         }
     }
-    if (argc - optind != 1)
-        return probe_usage_error("memverify", "expected exactly one HOST");
-    o->host = argv[optind];
-    return 0;
+    return probe_host_operand("memverify", argc, argv, (uint16_t)o->port, &o->host, &o->sa);
 }
 
 static int send_query(int fd, uint64_t seq)
@@ -182,9 +177,7 @@ int cmd_memverify(int argc, char **argv)
     if (rc)
         return rc < 0 ? EXIT_OK : rc;
     struct ferr e = {0};
-    struct sockaddr_in sa;
-    if (probe_resolve_host(o.host, (uint16_t)o.port, &sa, &e) < 0)
-        return probe_usage_error("memverify", "%s", e.msg);
+    struct sockaddr_in sa = o.sa;
     int sfd = probe_stop_signal_fd(&e);
     if (sfd < 0) {
         fprintf(stderr, "ferry-probe memverify: %s\n", e.msg);

@@ -98,22 +98,16 @@ int cmd_recorder(int argc, char **argv)
             return EXIT_USAGE;
         if (c == 'c' && probe_opt_u64("recorder", "--count", optarg, 0, UINT32_MAX, &count))
             return EXIT_USAGE;
-        if (c == 'j')
-            json = true;
-        if (c == 'h') {
-            cmd_recorder_help(stdout);
-            return EXIT_OK;
-        }
-        if (c == '?')
-            return probe_usage_error("recorder", "bad option");
+        int orc = probe_common_opt("recorder", c, &json, cmd_recorder_help);
+        if (orc != PROBE_OPT_CONTINUE)
+            return orc;
     }
-    if (argc - optind != 1)
-        return probe_usage_error("recorder", "expected exactly one HOST");
-    const char *host = argv[optind];
-    struct ferr e = {0};
+    const char *host;
     struct sockaddr_in sa;
-    if (probe_resolve_host(host, (uint16_t)port, &sa, &e) < 0)
-        return probe_usage_error("recorder", "%s", e.msg);
+    int urc = probe_host_operand("recorder", argc, argv, (uint16_t)port, &host, &sa);
+    if (urc)
+        return urc;
+    struct ferr e = {0};
 
     struct ack_stats a = {0};
     bool lost = false, pending;

@@ -215,6 +215,7 @@ struct udp_opts {
     const char *host;
     uint64_t port, interval_ms, duration_s, tcp_port;
     bool json;
+    struct sockaddr_in sa; /* host resolved */
 };
 
 static void udp_report(const struct udp_opts *o, const struct udp_stats *u,
@@ -297,19 +298,11 @@ static int parse_udp_opts(int argc, char **argv, struct udp_opts *o)
             return EXIT_USAGE;
         if (c == 't' && probe_opt_u64("udp", "--tcp-port", optarg, 1, 65535, &o->tcp_port))
             return EXIT_USAGE;
-        if (c == 'j')
-            o->json = true;
-        if (c == 'h') {
-            cmd_udp_help(stdout);
-            return -1;
-        }
-        if (c == '?')
-            return probe_usage_error("udp", "bad option");
+        int orc = probe_common_opt("udp", c, &o->json, cmd_udp_help);
+        if (orc != PROBE_OPT_CONTINUE)
+            return orc == EXIT_OK ? -1 : orc;
     }
-    if (argc - optind != 1)
-        return probe_usage_error("udp", "expected exactly one HOST");
-    o->host = argv[optind];
-    return 0;
+    return probe_host_operand("udp", argc, argv, (uint16_t)o->port, &o->host, &o->sa);
 }
 
 enum { PFD_SIG, PFD_SEND, PFD_UDP, PFD_TICK, PFD_TCP, PFD_N };
@@ -321,9 +314,7 @@ int cmd_udp(int argc, char **argv)
     if (rc)
         return rc < 0 ? EXIT_OK : rc;
     struct ferr e = {0};
-    struct sockaddr_in sa;
-    if (probe_resolve_host(o.host, (uint16_t)o.port, &sa, &e) < 0)
-        return probe_usage_error("udp", "%s", e.msg);
+    struct sockaddr_in sa = o.sa;
 
     struct udp_stats u = {0};
     struct tcp_echo tcp = {.fd = -1}, *t = o.tcp_port ? &tcp : NULL;

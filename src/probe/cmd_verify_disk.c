@@ -137,18 +137,14 @@ int cmd_verify_disk(int argc, char **argv)
         }
         if (c == 'o' && probe_opt_u64("verify-disk", "--offset", optarg, 0, INT64_MAX, &offset))
             return EXIT_USAGE;
-        if (c == 'j')
-            json = true;
-        if (c == 'h') {
-            cmd_verify_disk_help(stdout);
-            return EXIT_OK;
-        }
-        if (c == '?')
-            return probe_usage_error("verify-disk", "bad option");
+        int orc = probe_common_opt("verify-disk", c, &json, cmd_verify_disk_help);
+        if (orc != PROBE_OPT_CONTINUE)
+            return orc;
     }
-    if (argc - optind != 1)
-        return probe_usage_error("verify-disk", "expected exactly one PATH");
-    const char *path = argv[optind];
+    const char *path;
+    int urc = probe_operand("verify-disk", argc, argv, "PATH", &path);
+    if (urc)
+        return urc;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return probe_usage_error("verify-disk", "open %s: %s", path, strerror(errno));

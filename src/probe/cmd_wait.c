@@ -53,22 +53,16 @@ int cmd_wait(int argc, char **argv)
             return EXIT_USAGE;
         if (c == 't' && probe_opt_u64("wait", "--timeout-s", optarg, 1, 86400, &timeout_s))
             return EXIT_USAGE;
-        if (c == 'j')
-            json = true;
-        if (c == 'h') {
-            cmd_wait_help(stdout);
-            return EXIT_OK;
-        }
-        if (c == '?')
-            return probe_usage_error("wait", "bad option");
+        int orc = probe_common_opt("wait", c, &json, cmd_wait_help);
+        if (orc != PROBE_OPT_CONTINUE)
+            return orc;
     }
-    if (argc - optind != 1)
-        return probe_usage_error("wait", "expected exactly one HOST");
-    const char *host = argv[optind];
-    struct ferr e = {0};
+    const char *host;
     struct sockaddr_in sa;
-    if (probe_resolve_host(host, (uint16_t)port, &sa, &e) < 0)
-        return probe_usage_error("wait", "%s", e.msg);
+    int urc = probe_host_operand("wait", argc, argv, (uint16_t)port, &host, &sa);
+    if (urc)
+        return urc;
+    struct ferr e = {0};
     int sfd = probe_stop_signal_fd(&e);
     if (sfd < 0) {
         fprintf(stderr, "ferry-probe wait: %s\n", e.msg);

@@ -85,6 +85,40 @@ int probe_opt_u64(const char *cmd, const char *opt, const char *val, uint64_t mi
                              opt, min, max, val);
 }
 
+int probe_common_opt(const char *cmd, int c, bool *json, void (*help)(FILE *f))
+{
+    switch (c) {
+    case 'j':
+        *json = true;
+        return PROBE_OPT_CONTINUE;
+    case 'h':
+        help(stdout);
+        return EXIT_OK;
+    case '?':
+        return probe_usage_error(cmd, "bad option");
+    default:
+        return PROBE_OPT_CONTINUE;
+    }
+}
+
+int probe_operand(const char *cmd, int argc, char **argv, const char *what, const char **out)
+{
+    if (argc - optind != 1)
+        return probe_usage_error(cmd, "expected exactly one %s", what);
+    *out = argv[optind];
+    return 0;
+}
+
+int probe_host_operand(const char *cmd, int argc, char **argv, uint16_t port, const char **host,
+                       struct sockaddr_in *sa)
+{
+    struct ferr e = {0};
+    int rc = probe_operand(cmd, argc, argv, "HOST", host);
+    if (rc == 0 && probe_resolve_host(*host, port, sa, &e) < 0)
+        rc = probe_usage_error(cmd, "%s", e.msg);
+    return rc;
+}
+
 /* Resolves an IPv4 host name or address into sa (port set by the caller). */
 int probe_resolve_host(const char *host, uint16_t port, struct sockaddr_in *sa, struct ferr *e)
 {

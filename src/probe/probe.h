@@ -33,6 +33,19 @@ int probe_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 int probe_opt_u64(const char *cmd, const char *opt, const char *val, uint64_t min, uint64_t max,
                   uint64_t *out);
 
+/* What probe_common_opt returns for an option it does not handle. */
+#define PROBE_OPT_CONTINUE (-1)
+/* The options every subcommand takes, in its getopt loop: c == 'j' (--json) sets *json, 'h'
+ * (--help) prints help and gives EXIT_OK, '?' gives EXIT_USAGE after saying so; anything
+ * else gives PROBE_OPT_CONTINUE (and so does 'j'). */
+int probe_common_opt(const char *cmd, int c, bool *json, void (*help)(FILE *f));
+/* The one operand after the options (getopt's optind), what it is named in the message: 0 and
+ * *out, or EXIT_USAGE after saying "expected exactly one WHAT". */
+int probe_operand(const char *cmd, int argc, char **argv, const char *what, const char **out);
+/* probe_operand for a HOST, resolved into sa with port: 0, or EXIT_USAGE after saying why. */
+int probe_host_operand(const char *cmd, int argc, char **argv, uint16_t port, const char **host,
+                       struct sockaddr_in *sa);
+
 /* Resolves an IPv4 host name or address into sa (port set by the caller). */
 int probe_resolve_host(const char *host, uint16_t port, struct sockaddr_in *sa, struct ferr *e);
 /* Blocks SIGINT and SIGTERM and returns a signalfd that reports them, so every loop can stop

@@ -281,23 +281,29 @@ static int parse_disk(const json_t *d, unsigned i, const struct vm_spec_env *env
     return 0;
 }
 
-static int parse_disks(const json_t *disks, const struct vm_spec_env *env, struct vm_spec *s,
-                       struct ferr *e)
+typedef int (*item_parser)(const json_t *item, unsigned i, const struct vm_spec_env *env,
+                           struct vm_spec *s, struct ferr *e);
+
+/* An optional array of at most max items ("disk objects"), each parsed by parse; *count
+ * counts the items parsed so far (an item's parser sees the ones before it). */
+static int parse_array(const json_t *arr, const char *field, const char *items, unsigned max,
+                       item_parser parse, const struct vm_spec_env *env, struct vm_spec *s,
+                       unsigned *count, struct ferr *e)
 {
-    s->ndisks = 0;
-    if (!disks)
+    *count = 0;
+    if (!arr)
         return 0;
-    if (!json_is_array(disks))
-        return ferr_set(e, FERR_INVALID, "disks: expected an array of disk objects, not %s",
-                        jfield_type(disks));
-    if (json_array_size(disks) > VM_MAX_DISKS)
-        return ferr_set(e, FERR_INVALID, "disks: %zu disks exceed the maximum of %d",
-                        json_array_size(disks), VM_MAX_DISKS);
-    for (size_t i = 0; i < json_array_size(disks); i++) {
-        int rc = parse_disk(json_array_get(disks, i), (unsigned)i, env, s, e);
+    if (!json_is_array(arr))
+        return ferr_set(e, FERR_INVALID, "%s: expected an array of %s objects, not %s", field,
+                        items, jfield_type(arr));
+    if (json_array_size(arr) > max)
+        return ferr_set(e, FERR_INVALID, "%s: %zu %ss exceed the maximum of %u", field,
+                        json_array_size(arr), items, max);
+    for (size_t i = 0; i < json_array_size(arr); i++) {
+        int rc = parse(json_array_get(arr, i), (unsigned)i, env, s, e);
         if (rc < 0)
             return rc;
-        s->ndisks++;
+        (*count)++;
     }
     return 0;
 }
@@ -353,27 +359,6 @@ static int parse_nic(const json_t *n, unsigned i, const struct vm_spec_env *env,
 
     if (env && env->bridge_exists && !env->bridge_exists(nic->bridge, env->data))
         return ferr_set(e, FERR_INVALID, "%s.bridge: bridge %s does not exist", where, nic->bridge);
-    return 0;
-}
-
-static int parse_nics(const json_t *nics, const struct vm_spec_env *env, struct vm_spec *s,
-                      struct ferr *e)
-{
-    s->nnics = 0;
-    if (!nics)
-        return 0;
-    if (!json_is_array(nics))
-        return ferr_set(e, FERR_INVALID, "nics: expected an array of NIC objects, not %s",
-                        jfield_type(nics));
-    if (json_array_size(nics) > VM_MAX_NICS)
-        return ferr_set(e, FERR_INVALID, "nics: %zu NICs exceed the maximum of %d",
-                        json_array_size(nics), VM_MAX_NICS);
-    for (size_t i = 0; i < json_array_size(nics); i++) {
-        int rc = parse_nic(json_array_get(nics, i), (unsigned)i, env, s, e);
-        if (rc < 0)
-            return rc;
-        s->nnics++;
-    }
     return 0;
 }
 
@@ -531,8 +516,10 @@ int vm_spec_from_json(const json_t *j, const struct vm_spec_env *env, struct vm_
                         VM_MIN_MEMORY_MIB, max);
     out->memory_mib = (uint64_t)mem;
 
-    if ((rc = parse_disks(member(j, "disks"), env, out, e)) < 0 ||
-        (rc = parse_nics(member(j, "nics"), env, out, e)) < 0 ||
+    if ((rc = parse_array(member(j, "disks"), "disks", "disk", VM_MAX_DISKS, parse_disk, env, out,
+                          &out->ndisks, e)) < 0 ||
+        (rc = parse_array(member(j, "nics"), "nics", "NIC", VM_MAX_NICS, parse_nic, env, out,
+                          &out->nnics, e)) < 0 ||
         (rc = parse_boot(member(j, "boot"), env, out, e)) < 0)
         return rc;
     if (!out->boot.kernel[0] && out->ndisks == 0)
