@@ -35,7 +35,8 @@ void cmd_recorder_help(FILE *f)
             "usage: ferry-probe recorder HOST [--port 7002] [--duration-s N] [--count N] [--json]\n"
             "Connects to the guest's recorder and collects its \"ACK <seq>\" lines until N\n"
             "seconds passed, N acks arrived, or SIGINT/SIGTERM (0 = no limit, the default).\n"
-            "Reports acked_max, acked_count and first_acked. Exit 0 when a limit or signal\n"
+            "Reports acked_max, acked_count, first_acked, the longest gap between acks and\n"
+            "last_ack_age_ms (how long before the end the last ack came). Exit 0 when a limit or signal\n"
             "ended the run, 1 when the connection failed or was lost, 2 on bad arguments.\n"
             "A refused connection is retried for up to 10 s (the recorder starts listening a\n"
             "moment after the guest answers probes); the duration counts from the connection.\n");
@@ -186,14 +187,16 @@ int cmd_recorder(int argc, char **argv)
         }
     }
 report:
+    uint64_t stop = probe_mono_ns();
     if (json) {
         json_t *j = json_pack(
-            "{s:s, s:I, s:I, s:I, s:o, s:I, s:f, s:f, s:b, s:o}", "host", host, "port",
+            "{s:s, s:I, s:I, s:I, s:o, s:I, s:f, s:o, s:f, s:b, s:o}", "host", host, "port",
             (json_int_t)port, "acked_count", (json_int_t)a.count, "acked_max", (json_int_t)a.max,
             "first_acked", a.count ? json_integer((json_int_t)a.first) : json_null(),
             "out_of_order", (json_int_t)a.out_of_order, "longest_gap_ms",
-            probe_round1(probe_ns_to_ms(a.gaps.longest)), "duration_s",
-            probe_round1(probe_ns_to_ms(probe_mono_ns() - start) / 1000.0), "connection_lost", lost,
+            probe_round1(probe_ns_to_ms(a.gaps.longest)), "last_ack_age_ms",
+            a.gaps.last ? json_real(probe_round1(probe_ns_to_ms(stop - a.gaps.last))) : json_null(),
+            "duration_s", probe_round1(probe_ns_to_ms(stop - start) / 1000.0), "connection_lost", lost,
             "error", e.code ? json_string(e.msg) : json_null());
         probe_print_json(j);
     } else {
