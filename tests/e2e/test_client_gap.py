@@ -21,7 +21,7 @@ SUBNET = "10.93.0.0/24"
 BUDGET_MS = 300
 # A plausible client gap on this loaded 2-CPU TCG lab: docs/architecture.md measured medians
 # of 64-132 ms and maxima up to 375 ms at a 300 ms budget; a few budgets is "sane".
-GAP_MAX_MS = 5 * BUDGET_MS
+GAP_MAX_MS = BUDGET_MS  # the promise: the client-observed gap stays within the budget
 
 pytestmark = pytest.mark.skipif(missing() is not None, reason=str(missing()))
 
@@ -41,15 +41,19 @@ def records(h, vm=None):
 
 
 
-state = {}
-
-
-def test_lab_migrate_records_client_gap(lab):
-    h1, h2, h3 = lab.hosts
-    create_vm(lab, h1, "cg1", 1)
+@pytest.fixture(scope="module")
+def first_migration(lab):
+    """VM cg1, created on host1 and moved to host2 by `ferry lab migrate -o json`: its
+    parsed answer. The tests below build on it, whichever of them runs first."""
+    create_vm(lab, lab.host(1), "cg1", 1)
     r = lab_cli("migrate", "cg1", "--to", "host2", "--budget-ms", str(BUDGET_MS), "-o", "json")
     assert r.returncode == 0, f"ferry lab migrate: {r.stderr}\n{r.stdout}\n{logs(lab)}"
-    res = json.loads(r.stdout)
+    return json.loads(r.stdout)
+
+
+def test_lab_migrate_records_client_gap(lab, first_migration):
+    h1, h2, h3 = lab.hosts
+    res = first_migration
     fig, rec, pr = res["figures"], res["migration"], res["probe"]
     print(f"\ncg1 host1->host2: client gap {res['client_gap_ms']} ms, QEMU downtime "
           f"{fig['downtime_ms']} ms, total {fig['total_ms']} ms; probes sent {pr['sent']}, "
@@ -82,10 +86,9 @@ def test_lab_migrate_records_client_gap(lab):
     m = metrics(h1)
     assert m["ferry_migration_client_gap_seconds_count"] == 1, m
     assert m["ferry_migration_client_gap_seconds_sum"] == pytest.approx(gap / 1000, abs=0.002)
-    state["id"], state["gap"] = rec["id"], rec["client_gap_ms"]
 
 
-def test_lab_migrate_prints_summary(lab):
+def test_lab_migrate_prints_summary(lab, first_migration):
     """The table output a user reads: the way back, host2 -> host1."""
     h1 = lab.host(1)
     r = lab_cli("migrate", "cg1", "--budget-ms", str(BUDGET_MS), "--to", "host1")
@@ -100,16 +103,16 @@ def test_lab_migrate_prints_summary(lab):
     assert "memory      the guest's verifier: clean (0 bad pages" in r.stdout, r.stdout
 
 
-def test_lab_migrate_refusals(lab):
+def test_lab_migrate_refusals(lab, first_migration):
     r = lab_cli("migrate", "nosuch")
     assert r.returncode == 1 and "no VM named nosuch" in r.stderr, r.stderr
     r = lab_cli("migrate", "cg1", "--budget-ms", "-3")
     assert r.returncode == 2, r.stderr
 
 
-def test_bad_measurements_change_nothing(lab):
+def test_bad_measurements_change_nothing(lab, first_migration):
     h1, h2, h3 = lab.hosts
-    mid = state["id"]
+    mid, gap = first_migration["migration"]["id"], first_migration["migration"]["client_gap_ms"]
     before = {h.name: records(h) for h in lab.hosts}
     # Through the CLI.
     r = h2.cli("vm", "measure-migration", "999999", "--client-gap-ms", "5", check=False)
@@ -139,7 +142,7 @@ def test_bad_measurements_change_nothing(lab):
     st, b = h1.api("POST", "/v1/migrations/x1/measurements", {"client_gap_ms": 5})
     assert st == 400, b
     st, b = h1.api("GET", f"/v1/migrations/{mid}")
-    assert st == 200 and b["client_gap_ms"] == state["gap"], b
+    assert st == 200 and b["client_gap_ms"] == gap, b
     # Nothing changed anywhere (every rejected write was applied, as a refusal, everywhere).
     leader = lab.leader()
     idx = leader.cli_json("cluster", "status")["commit_index"]
@@ -149,9 +152,9 @@ def test_bad_measurements_change_nothing(lab):
         assert records(h) == before[h.name], h.name
 
 
-def test_force_replaces(lab):
+def test_force_replaces(lab, first_migration):
     h2, h3 = lab.host(2), lab.host(3)
-    mid = state["id"]
+    mid = first_migration["migration"]["id"]
     r = h2.cli("-o", "json", "vm", "measure-migration", str(mid), "--client-gap-ms", "77.04",
                "--source", "manual", "--force")
     rec = json.loads(r.stdout)

@@ -25,7 +25,9 @@ NAME5 = f"c{os.getpid()}f"
 SUBNET5 = "10.82.0.0/24"
 NOWHERE = "10.81.0.99:7443"  # on the segment, but no host has that address
 POLL_S = 0.02
-ELECTION_MAX_MS = 5000  # generous for a loaded CI machine; the bench tracks the real median
+# docs/architecture.md: kill -> write median 856 ms, max 976 ms over 10 kills (bench/election,
+# whose own target for every round is 2000 ms: twice the measured max, for a loaded 2-CPU host).
+ELECTION_MAX_MS = 2000
 CATCH_UP_S = 20
 QUORUM_LOST_S = 5  # "within a few seconds"
 
@@ -129,6 +131,20 @@ def lab():
         lab_down(lab, NAME)
 
 
+@pytest.fixture
+def cluster(lab):
+    """The lab's three hosts as one cluster: formed by the first test below; formed (or
+    completed, when that test failed half-way) here when a test runs without it."""
+    if not lab.state.get("cluster"):
+        lab.form_cluster()
+    elif set(lab.state["cluster"]["members"]) != {h.name for h in lab.hosts}:
+        for h in lab.hosts:
+            if h.name not in lab.state["cluster"]["members"]:
+                lab.join_cluster(h)
+        lab.wait_cluster()
+    return lab
+
+
 def test_three_hosts_form_a_cluster_and_bad_joins_change_nothing(lab):
     h1, h2, h3 = lab.host(1), lab.host(2), lab.host(3)
 
@@ -213,7 +229,8 @@ def test_three_hosts_form_a_cluster_and_bad_joins_change_nothing(lab):
     assert lst["cluster"]["leader"] == leader.name and lst["cluster"]["agreed"]
 
 
-def test_node_list_from_any_node(lab):
+def test_node_list_from_any_node(cluster):
+    lab = cluster
     h3 = lab.host(3)
     leader = lab.leader()
     # Nodes heartbeat each other every node_heartbeat_ms; a node that joined a moment ago may
@@ -241,7 +258,8 @@ def test_node_list_from_any_node(lab):
     assert [n for n, cells in rows.items() if "*" in cells] == [leader.name], table
 
 
-def test_leader_killed_a_new_one_takes_writes_and_the_old_catches_up(lab):
+def test_leader_killed_a_new_one_takes_writes_and_the_old_catches_up(cluster):
+    lab = cluster
     writes = Writes(lab, "k")
     old = lab.leader()
     assert old is not None, logs(lab)
@@ -328,14 +346,16 @@ def cut_off(lab, victim, tag):
     lab.wait_cluster(timeout=CATCH_UP_S)
 
 
-def test_follower_cut_off_loses_quorum_and_catches_up(lab):
+def test_follower_cut_off_loses_quorum_and_catches_up(cluster):
+    lab = cluster
     lab.wait_cluster(timeout=CATCH_UP_S)
     leader = lab.leader()
     victim = lab.host(3) if leader.name != "host3" else lab.host(2)
     cut_off(lab, victim, "f")
 
 
-def test_leader_cut_off_steps_down_and_catches_up(lab):
+def test_leader_cut_off_steps_down_and_catches_up(cluster):
+    lab = cluster
     lab.wait_cluster(timeout=CATCH_UP_S)
     cut_off(lab, lab.leader(), "l")
 
@@ -343,11 +363,12 @@ def test_leader_cut_off_steps_down_and_catches_up(lab):
 FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 
 
-def test_restart_keeps_vms_running_and_a_wall_clock_jump_changes_nothing(lab, tmp_path):
+def test_restart_keeps_vms_running_and_a_wall_clock_jump_changes_nothing(cluster, tmp_path):
     """A follower's ferryd is killed while its VM runs: the VM never stops answering, and the
     restarted ferryd catches up and manages it again. That ferryd then sees its wall clock jump
     two hours ahead and one hour back (libfaketime; the monotonic clock is left alone): nobody
     marks it down, no election happens, writes through it still work."""
+    lab = cluster
     from ferrytest import GUEST, PROBE
     lab.wait_cluster(timeout=CATCH_UP_S)
     leader = lab.leader()
@@ -359,6 +380,8 @@ def test_restart_keeps_vms_running_and_a_wall_clock_jump_changes_nothing(lab, tm
          "--disk", f"{lab.csv}/clk1.vhd,size=32", "--start"], env=env)
     lab.client_exec([PROBE, "wait", ip, "--timeout-s", "90"], timeout=100)
     pid = f.cli_json("vm", "show", "clk1")["pid"]
+    jitter = json.loads(lab.client_exec([PROBE, "udp", ip, "--interval-ms", "2", "--duration-s",
+                                         "2", "--json"]).stdout.strip().splitlines()[-1])
     out = tmp_path / "probe.json"
     with open(out, "w") as o:
         prober = lab.client_popen([PROBE, "udp", ip, "--interval-ms", "2", "--json"], stdout=o)
@@ -377,15 +400,27 @@ def test_restart_keeps_vms_running_and_a_wall_clock_jump_changes_nothing(lab, tm
         prober.send_signal(signal.SIGINT)
         prober.wait(30)
     res = json.loads(out.read_text())
-    print(f"\n{f.name} ferryd killed and restarted: VM longest gap {res['longest_gap_ms']} ms, "
-          f"{res['lost']} of {res['sent']} probes lost")
-    assert res["received"] > 100 and res["longest_gap_ms"] < 1000, res
+    print(f"\n{f.name} ferryd killed and restarted: VM longest gap {res['longest_gap_ms']} ms "
+          f"(its own before: {jitter['longest_gap_ms']} ms), {res['lost']} of {res['sent']} probes "
+          "lost")
+    # ferryd is not in the VM's data path (test_host.py: restart_gap_limit_ms): loss under 1 %,
+    # answering at the end, no gap over twice the guest's own jitter (at least 150 ms).
+    assert res["received"] >= 0.99 * res["sent"] and res["last_reply_age_ms"] < 100, res
+    assert res["longest_gap_ms"] < max(150, 2 * jitter["longest_gap_ms"]), (res, jitter)
 
     term = status(lab, leader)["term"]
     limit_s = down_limit_ms(status(lab, leader)) / 1000
     writes = Writes(lab, "jump")
     for jump in ("+7200", "-3600"):
         clock.write_text(jump + "\n")
+        # The preload works: an event the node records now carries its jumped wall clock
+        # (without this, the test would pass without testing anything).
+        f.cli("vm", "pause", "clk1")
+        f.cli("vm", "resume", "clk1")
+        code, body = f.api("GET", "/v1/events?limit=1000")
+        assert code == 200, body
+        stamp = body["events"][-1]["time_ms"] / 1000
+        assert abs(stamp - time.time() - int(jump)) < 120, (jump, body["events"][-1])
         t0 = time.monotonic()
         while time.monotonic() - t0 < limit_s + 1:
             st = status(lab, leader)

@@ -158,10 +158,23 @@ def test_recorder_acknowledged_writes_are_on_disk(host):
     assert info["format"] == "vpc" and info["subformat"] == "fixed"
 
 
+# ferryd is not in a VM's data path: its restart must not widen the guest's gaps beyond the
+# guest's own jitter, measured in the same test just before (twice that as margin), and never
+# a limit below RESTART_GAP_FLOOR_MS (a TCG guest on 2 busy CPUs).
+RESTART_GAP_FLOOR_MS = 150
+
+
+def restart_gap_limit_ms(jitter):
+    """The limit for the longest gap while ferryd restarts, from a baseline probe report."""
+    return max(RESTART_GAP_FLOOR_MS, 2 * jitter["longest_gap_ms"])
+
+
 def test_ferryd_restart_keeps_vm_running(host):
     ip = host.create_appliance_vm("keep1", 3)
     host.wait_guest(ip)
     pid = host.vm("keep1")["pid"]
+    jitter = json.loads(host.probe("udp", ip, "--interval-ms", "1", "--duration-s", "2",
+                                   "--json").stdout)
     prober = host.probe_bg("udp", ip, "--interval-ms", "1", "--json")
     time.sleep(1)
     host.kill_ferryd(signal.SIGKILL)
@@ -172,8 +185,10 @@ def test_ferryd_restart_keeps_vm_running(host):
     assert host.vm("keep1")["pid"] == pid
     time.sleep(1)
     res = host.probe_result(prober)
-    assert res["received"] > 1000
-    assert res["longest_gap_ms"] < 500, res
+    print(f"\nferryd restart: longest gap {res['longest_gap_ms']} ms, the guest's own before: "
+          f"{jitter['longest_gap_ms']} ms")
+    assert res["received"] >= 0.99 * res["sent"] and res["last_reply_age_ms"] < 100, res
+    assert res["longest_gap_ms"] < restart_gap_limit_ms(jitter), (res, jitter)
     # Managed again: pause/resume and console work through the new ferryd.
     host.cli("vm", "pause", "keep1")
     host.cli("vm", "resume", "keep1")

@@ -10,6 +10,7 @@ three times back and forth is on its disk after it stopped."""
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -34,6 +35,14 @@ def lab():
     yield from lab_session(NAME, SUBNET)
 
 
+def wait_precopy(src, name, timeout=30):
+    """Pre-copy is under way: the source's progress says "active" with memory sent."""
+    def sending():
+        st, prog = src.api("GET", f"/v1/vms/{name}/migration")
+        return st == 200 and prog["status"] == "active" and prog["memory"]["transferred"] > 0
+    wait_for(sending, timeout, f"{name}'s pre-copy to {src.name}'s peer to get going")
+
+
 def start_slow_migration(lab, src, dst, name, mib=4):
     """`ferry vm migrate` capped at mib MiB/s (some seconds for an idle 128 MiB guest); returns
     the CLI process once the destination's QEMU listens and pre-copy runs."""
@@ -43,7 +52,7 @@ def start_slow_migration(lab, src, dst, name, mib=4):
     try:
         wait_for(lambda: (lambda v: v and v["state"] == "incoming")(local_vm(dst, name)), 30,
                  f"{name} to be incoming on {dst.name}")
-        time.sleep(1.0)  # pre-copy under way
+        wait_precopy(src, name)
         assert p.poll() is None, f"the migration ended early: {p.communicate()}"
     except BaseException:
         p.kill()
@@ -122,7 +131,8 @@ def test_source_ferryd_restarts_after_qemu_completed(lab):
     def handed_over():
         v = vm_on(h3, "fs1")
         return v and v["owner"] == "host2" and v["state"] == "running"
-    wait_for(handed_over, 30, "host3 to list fs1 as running on host2")
+    # The take-over within 2 s of the re-attach, the owner write, and host3 applying it.
+    wait_for(handed_over, 6, "host3 to list fs1 as running on host2")
     assert_nothing_on(h1, "fs1", taps, timeout=30)
     assert qemus_of("fs1") == [local_vm(h2, "fs1")["pid"]]
     wait_answering(lab, ip)
@@ -142,10 +152,13 @@ def test_source_ferryd_restarts_then_cancel(lab):
     taps = local_vm(h1, "fs2")["taps"]
     p = start_slow_migration(lab, h1, h2, "fs2", mib=2)
     lab.kill_ferryd(h1)
-    finish(p)
+    rc, out, err = finish(p)
+    assert rc == 1 and "fs2 may still be migrating" in err, (rc, out, err)
     lab.start_ferryd(h1)
+    # docs/architecture.md: the take-over comes within 2 s of the re-attach (the 2 s tick);
+    # start_ferryd returned once ferryd answers, re-attaching takes a moment: 2 s of margin.
     prog = wait_for(lambda: (lambda r: r[1] if r[0] == 200 else None)(
-        h1.api("GET", "/v1/vms/fs2/migration")), 15, "host1 to take the migration over")
+        h1.api("GET", "/v1/vms/fs2/migration")), 4, "host1 to take the migration over")
     assert prog["to"] == "host2" and prog["status"] == "active", prog
     h3.cli("vm", "migrate", "--cancel", "fs2")
     wait_for(lambda: (newest_migration(h3, "fs2") or {}).get("status") == "cancelled", 30,
@@ -230,7 +243,9 @@ def test_postcopy_link_cut_resumes(lab):
         time.sleep(0.5)
         lab.link_down(h2)
         try:
-            wait_for(lambda: progress().get("status") == "postcopy-paused", 30,
+            # destwatch: no answer for DESTWATCH_LOST_MS (3 s, pinged every 0.5 s), then the
+            # source pauses the stream; 2 s of margin for a loaded host and the poll.
+            wait_for(lambda: progress().get("status") == "postcopy-paused", 5,
                      "the source to break the post-copy stream")
             time.sleep(2)
         finally:
@@ -260,13 +275,18 @@ def test_postcopy_link_cut_resumes(lab):
 
 
 def test_recorder_acks_survive_migrations(lab):
+    """The guest's recorder acks writes to its CSV disk across three migrations: the one
+    connection keeps going (acks in order, none missing, still coming after the last
+    migration) and every acked record is on the disk afterwards."""
     h1, h2, h3 = lab.hosts
     disk = f"{lab.csv}/fr1.vhd"
     ip = create_vm(lab, h1, "fr1", 3, workload="probe,recorder", memory=128, disk=disk)
-    rec = lab.client_popen(["ferry-probe", "recorder", ip, "--duration-s", "40", "--json"],
+    # No duration: the recorder runs until told to stop after the last migration.
+    rec = lab.client_popen(["ferry-probe", "recorder", ip, "--json"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         time.sleep(2)
+        assert rec.poll() is None, f"the recorder ended early: {rec.communicate()}"
         path = [(h1, h2), (h2, h1), (h1, h2)]
         for src, dst in path:
             r = src.cli("-o", "json", "vm", "migrate", "fr1", "--to", dst.name, timeout=120,
@@ -275,9 +295,11 @@ def test_recorder_acks_survive_migrations(lab):
             fig = json.loads(r.stdout)
             print(f"\nfr1 {src.name}->{dst.name}: downtime {fig['downtime_ms']} ms, "
                   f"total {fig['total_ms']} ms")
-            time.sleep(2)
             assert_guest_whole(lab, h3, "fr1", ip)
-        out, err = rec.communicate(timeout=90)
+        time.sleep(2)
+        assert rec.poll() is None, f"the recorder ended during the migrations: {rec.communicate()}"
+        rec.send_signal(signal.SIGINT)
+        out, err = rec.communicate(timeout=30)
     finally:
         if rec.poll() is None:
             rec.kill()
@@ -286,7 +308,11 @@ def test_recorder_acks_survive_migrations(lab):
     res = json.loads(out.strip().splitlines()[-1])
     print(f"recorder: {res}")
     assert res["acked_count"] > 0 and res["out_of_order"] == 0, res
-    assert not res["connection_lost"], res
+    assert not res["connection_lost"] and res["error"] is None, res
+    # Every record from the first ack to the last was acked: none went missing in a switch-over.
+    assert res["acked_max"] == res["first_acked"] + res["acked_count"] - 1, res
+    # Acks still came in the 2 s after the last migration (one every 5 ms when writes flow).
+    assert res["last_ack_age_ms"] is not None and res["last_ack_age_ms"] < 1000, res
     h3.cli("vm", "stop", "fr1", "--timeout", "60")
     wait_for(lambda: vm_on(h3, "fr1")["state"] == "stopped", 30, "fr1 to be stopped")
     v = json.loads(lab.client_exec(["ferry-probe", "verify-disk", disk, "--acked",
