@@ -222,11 +222,14 @@ def test_records_and_metrics(lab):
     (newest first), and as /metrics of the source nodes counts them."""
     h1, h2, h3 = lab.hosts
     recs = {}
-    for h in lab.hosts:
-        recs[h.name] = h.cli_json("vm", "migrations")["migrations"]
-    assert recs["host1"] == recs["host2"] == recs["host3"] or \
-        wait_for(lambda: len(h3.cli_json("vm", "migrations")["migrations"]) ==
-                 len(recs["host1"]), 10, "host3 to catch up")
+
+    def agreed():
+        """Every node's list, read again each time, is the same (a follower may lag the
+        leader's newest record for a moment)."""
+        for h in lab.hosts:
+            recs[h.name] = h.cli_json("vm", "migrations")["migrations"]
+        return recs["host1"] == recs["host2"] == recs["host3"]
+    wait_for(agreed, 10, "every node to list the same migrations")
     mv1 = h3.cli_json("vm", "migrations", "mv1")["migrations"]
     assert [(r["from"], r["to"], r["status"]) for r in mv1] == [
         ("host1", "host2", "completed"), ("host2", "host1", "completed"),
