@@ -203,8 +203,8 @@ static void migrated(int status, json_t *body, const struct ferr *e, void *data)
         it->figures = body;
         d->migrated++;
     }
-    events_add(d->env.events, it->name, "node.drain_vm", "%s: %s%s%s", it->outcome,
-               it->to[0] ? "to " : "", it->to, it->msg[0] ? it->msg : "");
+    events_add(d->env.events, it->name, "node.drain_vm", "%s: %s%s%s%s", it->outcome,
+               it->to[0] ? "to " : "", it->to, it->to[0] && it->msg[0] ? ": " : "", it->msg);
     log_info("drain %s: %s %s %s", d->env.node_name, it->name, it->outcome, it->msg);
     /* Next loop pass: the migrator still counts the migration that answers now. */
     uv_timer_start(&d->timer, pump_tick, 0, 0);
