@@ -198,8 +198,9 @@ static void migrated(int status, json_t *body, const struct ferr *e, void *data)
         json_decref(body);
     } else {
         it->outcome = "migrated";
-        snprintf(it->to, sizeof(it->to), "%s",
-                 json_string_value(json_object_get(body, "to")) ?: it->to);
+        const char *to = json_string_value(json_object_get(body, "to"));
+        if (to) /* else it->to stays what was asked */
+            snprintf(it->to, sizeof(it->to), "%s", to);
         it->figures = body;
         d->migrated++;
     }
