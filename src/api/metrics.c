@@ -30,8 +30,6 @@ enum {
     M_NET_TX
 };
 
-static const char *states[] = {"stopped", "starting", "running", "paused", "stopping", "failed"};
-
 static void one_vm(struct vm *vm, void *data)
 {
     struct pass *p = data;
@@ -40,10 +38,10 @@ static void one_vm(struct vm *vm, void *data)
     struct vm_stats st;
     switch (p->what) {
     case M_STATE:
-        for (unsigned i = 0; i < ARRAY_SIZE(states); i++)
+        for (int s = 0; s < VM_STATES; s++)
             promtext_sample(o, "ferry_vm_state",
-                            (struct promtext_label[]){{"vm", n}, {"state", states[i]}}, 2, "%d",
-                            strcmp(vm_state_name(vm_state(vm)), states[i]) == 0);
+                            (struct promtext_label[]){{"vm", n}, {"state", vm_state_name(s)}}, 2,
+                            "%d", vm_state(vm) == (enum vm_state)s);
         return;
     case M_MEM:
         promtext_sample(o, "ferry_vm_memory_bytes", &(struct promtext_label){"vm", n}, 1, "%llu",

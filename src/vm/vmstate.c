@@ -9,7 +9,7 @@
 
 static const char *state_names[] = {"stopped",  "starting", "running", "paused",
                                     "stopping", "failed",   "incoming"};
-_Static_assert(ARRAY_SIZE(state_names) == VM_INCOMING + 1, "a name for every state");
+_Static_assert(ARRAY_SIZE(state_names) == VM_STATES, "a name for every state");
 
 const char *vm_state_name(enum vm_state s)
 {

@@ -13,7 +13,7 @@
 
 #include "vm/vmstate.h"
 
-#define NSTATES (VM_INCOMING + 1)
+#define NSTATES VM_STATES
 #define NACTIONS (VM_ACT_DELETE + 1)
 
 static const char *action_name(enum vm_action a)
