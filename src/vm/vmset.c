@@ -385,17 +385,19 @@ int vmset_create(struct vmset *set, const json_t *spec_json, vm_done_cb cb, void
     for (struct pending_name *p = set->pending; p; p = p->next)
         pending |= strcmp(p->name, name) == 0;
     if (vmset_find(set, name) || pending) {
-        free(cw);
-        return ferr_set(e, FERR_EXISTS, "a VM named %s already exists", name);
+        rc = ferr_set(e, FERR_EXISTS, "a VM named %s already exists", name);
+        free(cw); /* name is cw's: only now */
+        return rc;
     }
     char run[700];
     if (fmt_path(run, sizeof(run), "%s/%s/qmp.sock", set->cfg.run_dir, name) < 0 ||
         strlen(run) >= 108) {
+        rc = ferr_set(e, FERR_INVALID,
+                      "name: %s makes the QMP socket path %s/%s/qmp.sock longer than a unix "
+                      "socket allows (107); use a shorter name or run dir",
+                      name, set->cfg.run_dir, name);
         free(cw);
-        return ferr_set(e, FERR_INVALID,
-                        "name: %s makes the QMP socket path %s/%s/qmp.sock longer than a unix "
-                        "socket allows (107); use a shorter name or run dir",
-                        name, set->cfg.run_dir, name);
+        return rc;
     }
     struct pending_name *pn = calloc(1, sizeof(*pn));
     if (!pn) {
