@@ -2,56 +2,18 @@
 /* GET /metrics: the node and its VMs in Prometheus text exposition format 0.0.4. */
 #include "api/api.h"
 
-#include <stdarg.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/promtext.h"
 #include "common/util.h"
 #include "migrate/migrate.h"
 
-struct out {
-    char *buf;
-    size_t len, cap;
-    int failed;
-};
-
-static void put(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void put(struct out *o, const char *fmt, ...)
-{
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(o->buf + o->len, o->cap - o->len, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            o->failed = 1;
-            return;
-        }
-        if ((size_t)n < o->cap - o->len) {
-            o->len += (size_t)n;
-            return;
-        }
-        size_t ncap = o->cap * 2 + (size_t)n;
-        char *nb = realloc(o->buf, ncap);
-        if (!nb) {
-            o->failed = 1;
-            return;
-        }
-        o->buf = nb;
-        o->cap = ncap;
-    }
-}
-
-static void help(struct out *o, const char *name, const char *type, const char *text)
-{
-    put(o, "# HELP %s %s\n# TYPE %s %s\n", name, text, name, type);
-}
-
-/* VM names are [a-z0-9-] and tap/disk ids are ours, so label values need no escaping. */
+/* One family of per-VM metrics, for every VM. */
 struct pass {
-    struct out *o;
+    struct promtext *o;
     int what;
 };
 
@@ -68,26 +30,26 @@ enum {
     M_NET_TX
 };
 
-static const char *states[] = {"stopped", "starting", "running", "paused", "stopping", "failed"};
-
 static void one_vm(struct vm *vm, void *data)
 {
     struct pass *p = data;
-    struct out *o = p->o;
+    struct promtext *o = p->o;
     const char *n = vm_name(vm);
     struct vm_stats st;
     switch (p->what) {
     case M_STATE:
-        for (unsigned i = 0; i < ARRAY_SIZE(states); i++)
-            put(o, "ferry_vm_state{vm=\"%s\",state=\"%s\"} %d\n", n, states[i],
-                strcmp(vm_state_name(vm_state(vm)), states[i]) == 0);
+        for (int s = 0; s < VM_STATES; s++)
+            promtext_sample(o, "ferry_vm_state",
+                            (struct promtext_label[]){{"vm", n}, {"state", vm_state_name(s)}}, 2,
+                            "%d", vm_state(vm) == (enum vm_state)s);
         return;
     case M_MEM:
-        put(o, "ferry_vm_memory_bytes{vm=\"%s\"} %llu\n", n,
-            (unsigned long long)vm_spec(vm)->memory_mib * 1024 * 1024);
+        promtext_sample(o, "ferry_vm_memory_bytes", &(struct promtext_label){"vm", n}, 1, "%llu",
+                        (unsigned long long)vm_spec(vm)->memory_mib * 1024 * 1024);
         return;
     case M_VCPU:
-        put(o, "ferry_vm_vcpus{vm=\"%s\"} %u\n", n, vm_spec_vcpus(vm_spec(vm)));
+        promtext_sample(o, "ferry_vm_vcpus", &(struct promtext_label){"vm", n}, 1, "%u",
+                        vm_spec_vcpus(vm_spec(vm)));
         return;
     default:
         break;
@@ -95,7 +57,8 @@ static void one_vm(struct vm *vm, void *data)
     vm_stats_get(vm, &st);
     switch (p->what) {
     case M_CPU:
-        put(o, "ferry_vm_cpu_seconds_total{vm=\"%s\"} %.2f\n", n, st.cpu_seconds);
+        promtext_sample(o, "ferry_vm_cpu_seconds_total", &(struct promtext_label){"vm", n}, 1,
+                        "%.2f", st.cpu_seconds);
         return;
     case M_DISK_RB:
     case M_DISK_WB:
@@ -109,44 +72,44 @@ static void one_vm(struct vm *vm, void *data)
                          : p->what == M_DISK_WB ? st.disks[i].wr_bytes
                          : p->what == M_DISK_RO ? st.disks[i].rd_ops
                                                 : st.disks[i].wr_ops;
-            put(o, "%s{vm=\"%s\",disk=\"disk%u\"} %llu\n", names[p->what - M_DISK_RB], n, i,
-                (unsigned long long)v);
+            char disk[16];
+            snprintf(disk, sizeof(disk), "disk%u", i);
+            promtext_sample(o, names[p->what - M_DISK_RB],
+                            (struct promtext_label[]){{"vm", n}, {"disk", disk}}, 2, "%llu",
+                            (unsigned long long)v);
         }
         return;
     case M_NET_RX:
     case M_NET_TX:
         for (unsigned i = 0; i < st.nnics; i++)
-            put(o, "ferry_vm_net_%s_bytes_total{vm=\"%s\",nic=\"%s\"} %llu\n",
-                p->what == M_NET_RX ? "rx" : "tx", n, st.nics[i].tap,
+            promtext_sample(
+                o,
+                p->what == M_NET_RX ? "ferry_vm_net_rx_bytes_total" : "ferry_vm_net_tx_bytes_total",
+                (struct promtext_label[]){{"vm", n}, {"nic", st.nics[i].tap}}, 2, "%llu",
                 (unsigned long long)(p->what == M_NET_RX ? st.nics[i].rx_bytes
                                                          : st.nics[i].tx_bytes));
         return;
     }
 }
 
-static void histogram(struct out *o, const char *name, const char *text,
+static void histogram(struct promtext *o, const char *name, const char *text,
                       const struct migrate_hist *h)
 {
     static const double bounds[MIGRATE_HIST_N] = MIGRATE_HIST_BOUNDS;
-    help(o, name, "histogram", text);
-    uint64_t cum = 0;
-    for (unsigned i = 0; i < MIGRATE_HIST_N; i++) {
-        cum += h->buckets[i];
-        put(o, "%s_bucket{le=\"%g\"} %llu\n", name, bounds[i], (unsigned long long)cum);
-    }
-    put(o, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)h->count);
-    put(o, "%s_sum %.3f\n%s_count %llu\n", name, h->sum_s, name, (unsigned long long)h->count);
+    promtext_histogram(o, name, text, bounds, h->buckets, MIGRATE_HIST_N, h->count, h->sum_s);
 }
 
 /* Migrations this node ran as source (src/migrate/). */
-static void migrations(struct out *o, const struct api_ctx *ctx)
+static void migrations(struct promtext *o, const struct api_ctx *ctx)
 {
     struct migrate_stats st;
     migrator_stats(ctx->migrator, &st);
-    help(o, "ferry_migrations_total", "counter", "live migrations this node ran as source");
+    promtext_help(o, "ferry_migrations_total", "counter",
+                  "live migrations this node ran as source");
     for (unsigned i = 0; i < MIGRATE_OUTCOMES; i++)
-        put(o, "ferry_migrations_total{status=\"%s\"} %llu\n", migrate_outcome_name(i),
-            (unsigned long long)st.outcomes[i]);
+        promtext_sample(o, "ferry_migrations_total",
+                        &(struct promtext_label){"status", migrate_outcome_name(i)}, 1, "%llu",
+                        (unsigned long long)st.outcomes[i]);
     histogram(o, "ferry_migration_blackout_seconds",
               "QEMU's downtime of completed migrations this node ran as source", &st.blackout);
     histogram(o, "ferry_migration_total_seconds",
@@ -158,27 +121,28 @@ static void migrations(struct out *o, const struct api_ctx *ctx)
 
 int metrics_render(struct api_ctx *ctx, char **out_text, size_t *len)
 {
-    struct out o = {.buf = malloc(8192), .cap = 8192};
-    if (!o.buf)
+    struct promtext o;
+    if (promtext_init(&o) < 0)
         return -ENOMEM;
-    o.buf[0] = '\0';
     struct host_info h;
     if (host_info_read(&h, NULL) < 0)
         h = ctx->host;
-    help(&o, "ferry_up", "gauge", "1 while ferryd serves");
-    put(&o, "ferry_up{node=\"%s\",accel=\"%s\",version=\"%s\"} 1\n", ctx->node_name, ctx->accel,
-        ctx->version);
-    help(&o, "ferry_node_memory_total_bytes", "gauge", "host memory");
-    put(&o, "ferry_node_memory_total_bytes %llu\n",
-        (unsigned long long)h.mem_total_mib * 1024 * 1024);
-    help(&o, "ferry_node_memory_available_bytes", "gauge", "host memory available");
-    put(&o, "ferry_node_memory_available_bytes %llu\n",
-        (unsigned long long)h.mem_avail_mib * 1024 * 1024);
-    help(&o, "ferry_node_memory_allocated_bytes", "gauge", "memory of VMs that run here");
-    put(&o, "ferry_node_memory_allocated_bytes %llu\n",
-        (unsigned long long)vmset_allocated_mib(ctx->vms) * 1024 * 1024);
-    help(&o, "ferry_node_vms", "gauge", "VMs defined on this node");
-    put(&o, "ferry_node_vms %u\n", vmset_count(ctx->vms));
+    promtext_help(&o, "ferry_up", "gauge", "1 while ferryd serves");
+    promtext_sample(&o, "ferry_up",
+                    (struct promtext_label[]){
+                        {"node", ctx->node_name}, {"accel", ctx->accel}, {"version", ctx->version}},
+                    3, "1");
+    promtext_help(&o, "ferry_node_memory_total_bytes", "gauge", "host memory");
+    promtext_sample(&o, "ferry_node_memory_total_bytes", NULL, 0, "%llu",
+                    (unsigned long long)h.mem_total_mib * 1024 * 1024);
+    promtext_help(&o, "ferry_node_memory_available_bytes", "gauge", "host memory available");
+    promtext_sample(&o, "ferry_node_memory_available_bytes", NULL, 0, "%llu",
+                    (unsigned long long)h.mem_avail_mib * 1024 * 1024);
+    promtext_help(&o, "ferry_node_memory_allocated_bytes", "gauge", "memory of VMs that run here");
+    promtext_sample(&o, "ferry_node_memory_allocated_bytes", NULL, 0, "%llu",
+                    (unsigned long long)vmset_allocated_mib(ctx->vms) * 1024 * 1024);
+    promtext_help(&o, "ferry_node_vms", "gauge", "VMs defined on this node");
+    promtext_sample(&o, "ferry_node_vms", NULL, 0, "%u", vmset_count(ctx->vms));
 
     static const struct {
         int what;
@@ -196,16 +160,10 @@ int metrics_render(struct api_ctx *ctx, char **out_text, size_t *len)
         {M_NET_TX, "ferry_vm_net_tx_bytes_total", "counter", "bytes sent by the guest"},
     };
     for (unsigned i = 0; i < ARRAY_SIZE(fams); i++) {
-        help(&o, fams[i].name, fams[i].type, fams[i].help);
+        promtext_help(&o, fams[i].name, fams[i].type, fams[i].help);
         struct pass p = {&o, fams[i].what};
         vmset_foreach(ctx->vms, one_vm, &p);
     }
     migrations(&o, ctx);
-    if (o.failed) {
-        free(o.buf);
-        return -ENOMEM;
-    }
-    *out_text = o.buf;
-    *len = o.len;
-    return 0;
+    return promtext_take(&o, out_text, len);
 }

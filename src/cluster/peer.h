@@ -10,7 +10,8 @@
 
 /*
  * Result of peer_request. status: the HTTP status (200, 401, ...), or negative when no answer
- * came (FERR_UNAVAIL with e->msg "peer 10.0.0.2:7443: connection refused", FERR_TIMEOUT).
+ * came (FERR_UNAVAIL with e->msg "peer http://10.0.0.2:7443/v1/PATH: Couldn't connect to
+ * server", FERR_TIMEOUT; a reply over 8 MiB is FERR_UNAVAIL too).
  * reply: the parsed JSON body (borrowed for the call; NULL if none or not JSON). raw/raw_len:
  * the body as received (borrowed), so a forwarded request can be relayed unchanged.
  */

@@ -63,3 +63,28 @@ int placement_pick(const json_t *nodes, uint64_t memory_mib, const char *want, c
     snprintf(out, 64, "%s", json_string_value(json_object_get(best, "name")));
     return 0;
 }
+
+int placement_pick_pending(const json_t *nodes, uint64_t memory_mib, const char *want,
+                           const char *exclude, const json_t *pending, char out[64], struct ferr *e)
+{
+    json_t *cands = json_array();
+    size_t i;
+    json_t *n;
+    json_array_foreach(nodes, i, n)
+    {
+        const char *name = json_string_value(json_object_get(n, "name"));
+        if (!name || (exclude && strcmp(name, exclude) == 0))
+            continue;
+        json_t *copy = json_deep_copy(n);
+        json_t *mem = json_object_get(copy, "memory");
+        json_int_t on_way = json_integer_value(json_object_get(pending, name));
+        if (on_way > 0 && json_is_object(mem)) {
+            json_int_t free_mib = json_integer_value(json_object_get(mem, "free_mib")) - on_way;
+            json_object_set_new(mem, "free_mib", json_integer(free_mib > 0 ? free_mib : 0));
+        }
+        json_array_append_new(cands, copy);
+    }
+    int rc = placement_pick(cands, memory_mib, want, out, e);
+    json_decref(cands);
+    return rc;
+}

@@ -20,4 +20,15 @@
 int placement_pick(const json_t *nodes, uint64_t memory_mib, const char *want, char out[64],
                    struct ferr *e);
 
+/*
+ * placement_pick among nodes but exclude (NULL: none; the node a VM leaves), with the memory
+ * already on its way to a node taken off its free_mib: pending (NULL, or an object node name ->
+ * MiB) is what a caller sent there that the node's heartbeats do not report yet (a drain
+ * sending VMs one after another would otherwise send them all to the same node). nodes is
+ * borrowed and left as it is.
+ */
+int placement_pick_pending(const json_t *nodes, uint64_t memory_mib, const char *want,
+                           const char *exclude, const json_t *pending, char out[64],
+                           struct ferr *e);
+
 #endif

@@ -223,25 +223,8 @@ int fleet_place(struct fleet *f, uint64_t memory_mib, const char *want, const ch
         return 0;
     }
     json_t *nodes = cluster_nodes(f->env.cluster);
-    json_t *cands = json_array();
-    size_t i;
-    json_t *n;
-    json_array_foreach(json_object_get(nodes, "nodes"), i, n)
-    {
-        const char *name = json_string_value(json_object_get(n, "name"));
-        if (!name || (exclude && strcmp(name, exclude) == 0))
-            continue;
-        json_t *copy = json_deep_copy(n);
-        json_t *mem = json_object_get(copy, "memory");
-        json_int_t on_way = json_integer_value(json_object_get(pending, name));
-        if (on_way > 0 && json_is_object(mem)) {
-            json_int_t free_mib = json_integer_value(json_object_get(mem, "free_mib")) - on_way;
-            json_object_set_new(mem, "free_mib", json_integer(free_mib > 0 ? free_mib : 0));
-        }
-        json_array_append_new(cands, copy);
-    }
-    int rc = placement_pick(cands, memory_mib, want, out, e);
-    json_decref(cands);
+    int rc = placement_pick_pending(json_object_get(nodes, "nodes"), memory_mib, want, exclude,
+                                    pending, out, e);
     json_decref(nodes);
     return rc;
 }

@@ -6,7 +6,6 @@
 #include "migrate/destwatch.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -16,19 +15,17 @@
 #include "cluster/cluster.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "migrate/destjudge.h"
 #include "vm/vm.h"
 
 struct destwatch {
     struct cluster *c;
-    char to[64];
-    char name[VM_NAME_MAX + 1];
+    struct destjudge judge; /* the destination, the VM, and what their answers mean */
     destwatch_lost_cb lost;
     void *data;
     uv_timer_t timer;
     unsigned refs; /* the timer, a ping in flight */
-    bool stopped, in_flight;
-    uint64_t last_good_ms;
-    char last_err[200];
+    bool stopped;
 };
 
 static void watch_unref(struct destwatch *w)
@@ -42,16 +39,8 @@ static void watch_closed(uv_handle_t *h)
     watch_unref(h->data);
 }
 
-static void declare_lost(struct destwatch *w, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void declare_lost(struct destwatch *w, const char *fmt, ...)
+static void declare_lost(struct destwatch *w, const char *why)
 {
-    char why[400];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, sizeof(why), fmt, ap);
-    va_end(ap);
     destwatch_lost_cb cb = w->lost;
     w->lost = NULL; /* once */
     uv_timer_stop(&w->timer);
@@ -62,18 +51,11 @@ static void declare_lost(struct destwatch *w, const char *fmt, ...)
 static void pinged(int status, json_t *body, const struct ferr *e, void *data)
 {
     struct destwatch *w = data;
-    w->in_flight = false;
     if (!w->stopped && w->lost) {
+        char why[400];
         const char *st = json_string_value(json_object_get(body, "state"));
-        if (e) { /* unreachable or refusing: the silence counts, unless the VM is gone */
-            snprintf(w->last_err, sizeof(w->last_err), "%.199s", e->msg);
-            if (e->code == FERR_NOTFOUND)
-                declare_lost(w, "%s no longer holds the incoming %s", w->to, w->name);
-        } else if (st && (strcmp(st, "incoming") == 0 || strcmp(st, "running") == 0)) {
-            w->last_good_ms = now_mono_ms();
-        } else {
-            declare_lost(w, "the incoming %s on %s is %s", w->name, w->to, st ? st : "gone");
-        }
+        if (destjudge_answer(&w->judge, now_mono_ms(), e, st, why, sizeof(why)))
+            declare_lost(w, why);
     }
     json_decref(body);
     watch_unref(w);
@@ -82,23 +64,24 @@ static void pinged(int status, json_t *body, const struct ferr *e, void *data)
 static void tick(uv_timer_t *t)
 {
     struct destwatch *w = t->data;
-    uint64_t silent = now_mono_ms() - w->last_good_ms;
-    if (silent >= DESTWATCH_LOST_MS) {
-        declare_lost(w, "%s's ferryd has not answered for %llu ms%s%s", w->to,
-                     (unsigned long long)silent, w->last_err[0] ? ": " : "", w->last_err);
+    char why[400];
+    switch (destjudge_tick(&w->judge, now_mono_ms(), why, sizeof(why))) {
+    case DESTJUDGE_LOST:
+        declare_lost(w, why);
         return;
-    }
-    if (w->in_flight)
+    case DESTJUDGE_WAIT:
         return; /* a cut link: the request hangs; the silence counts */
+    case DESTJUDGE_PING:
+        break;
+    }
     char path[128 + VM_NAME_MAX];
-    snprintf(path, sizeof(path), "/v1/vms/%s", w->name);
+    snprintf(path, sizeof(path), "/v1/vms/%s", w->judge.name);
     struct ferr e = {0};
     w->refs++;
-    w->in_flight = true;
-    if (cluster_call(w->c, w->to, "GET", path, NULL, pinged, w, &e) < 0) {
-        w->in_flight = false;
+    destjudge_sent(&w->judge);
+    if (cluster_call(w->c, w->judge.to, "GET", path, NULL, pinged, w, &e) < 0) {
         w->refs--;
-        snprintf(w->last_err, sizeof(w->last_err), "%.199s", e.msg);
+        destjudge_not_sent(&w->judge, e.msg);
     }
 }
 
@@ -109,12 +92,10 @@ struct destwatch *destwatch_start(uv_loop_t *loop, struct cluster *c, const char
     if (!w)
         return NULL;
     w->c = c;
-    snprintf(w->to, sizeof(w->to), "%s", to);
-    snprintf(w->name, sizeof(w->name), "%s", name);
+    destjudge_init(&w->judge, to, name, now_mono_ms());
     w->lost = lost;
     w->data = data;
     w->refs = 1;
-    w->last_good_ms = now_mono_ms();
     uv_timer_init(loop, &w->timer);
     w->timer.data = w;
     uv_timer_start(&w->timer, tick, DESTWATCH_PING_MS, DESTWATCH_PING_MS);
@@ -157,10 +138,8 @@ static void abort_answered(int status, json_t *body, const struct ferr *e, void 
 {
     struct abort_try *a = data;
     json_decref(body);
-    /* Unreachable or timed out: try again. Any answer of the destination's is final (a
-     * refusal means it owns the VM: then there is nothing to throw away). */
-    if (e && (e->code == FERR_UNAVAIL || e->code == FERR_TIMEOUT) &&
-        now_mono_ms() < a->deadline_ms) {
+    /* Unreachable or timed out: try again (destjudge.h). */
+    if (destjudge_abort_again(e, now_mono_ms(), a->deadline_ms)) {
         if (a->tries == 1)
             log_info("migrate %s: %s cannot be reached to clean up (%s); retrying", a->name, a->to,
                      e->msg);

@@ -16,26 +16,16 @@
 
 #define DRAIN_BUSY_RETRY_MS 500
 
-struct drain_item {
-    char name[VM_NAME_MAX + 1];
-    const char *outcome; /* "pending", "migrating", "migrated", "failed", "stayed" */
-    char to[64];
-    char msg[FERR_MSG_MAX];
-    json_t *figures; /* the migration's answer, owned */
-};
-
 struct drain {
     struct drain_env env;
     migrate_cb cb;
     void *data;
-    unsigned parallel, running, failed, migrated, stayed;
-    size_t n, next;
-    struct drain_item *items;
-    json_t *node; /* the node's record when the drain started, owned */
+    unsigned parallel;      /* asked for (0: the default) */
+    struct drain_plan plan; /* which VMs, what became of them (drainplan.c) */
+    json_t *node;           /* the node's record when the drain started, owned */
     uint64_t t0_ms;
     bool finishing;
     uv_timer_t timer; /* the next pump: after a migration's answer, or while the host is busy */
-    json_t *sent;     /* node name -> MiB this drain moved there, owned */
 };
 
 /* The drain of this process, if one runs: a second one for the same node would only race the
@@ -45,10 +35,7 @@ static struct drain *running_drain;
 static void drain_closed(uv_handle_t *h)
 {
     struct drain *d = h->data;
-    for (size_t i = 0; i < d->n; i++)
-        json_decref(d->items[i].figures);
-    free(d->items);
-    json_decref(d->sent);
+    drain_plan_free(&d->plan);
     json_decref(d->node);
     free(d);
 }
@@ -96,24 +83,7 @@ static int node_lookup(const struct cluster *c, const char *node, const char *wh
 
 static json_t *result(struct drain *d, const char *admin)
 {
-    json_t *vms = json_array();
-    for (size_t i = 0; i < d->n; i++) {
-        struct drain_item *it = &d->items[i];
-        json_t *o = json_pack("{s:s, s:s, s:s, s:s}", "name", it->name, "outcome", it->outcome,
-                              "to", it->to, "message", it->msg);
-        json_t *f = it->figures;
-        if (o && f) {
-            const char *keys[] = {"total_ms", "downtime_ms", "bytes", "passes", "strategy"};
-            for (size_t k = 0; k < ARRAY_SIZE(keys); k++)
-                if (json_object_get(f, keys[k]))
-                    json_object_set(o, keys[k], json_object_get(f, keys[k]));
-        }
-        json_array_append_new(vms, o);
-    }
-    return json_pack("{s:s, s:s, s:i, s:I, s:i, s:i, s:i, s:o}", "node", d->env.node_name, "admin",
-                     admin, "parallel", (int)d->parallel, "total_ms",
-                     (json_int_t)(now_mono_ms() - d->t0_ms), "migrated", (int)d->migrated, "failed",
-                     (int)d->failed, "stayed", (int)d->stayed, "vms", vms);
+    return drain_plan_result(&d->plan, d->env.node_name, admin, now_mono_ms() - d->t0_ms);
 }
 
 static void marked_paused(int status, json_t *body, const struct ferr *e, void *data)
@@ -127,9 +97,9 @@ static void marked_paused(int status, json_t *body, const struct ferr *e, void *
         d->cb(0, NULL, &e2, d->data);
     } else {
         events_add(d->env.events, NULL, "node.drained", "%s paused: %u VMs migrated, %u stayed",
-                   d->env.node_name, d->migrated, d->stayed);
-        log_info("drain %s: done, paused (%u migrated, %u stayed)", d->env.node_name, d->migrated,
-                 d->stayed);
+                   d->env.node_name, d->plan.migrated, d->plan.stayed);
+        log_info("drain %s: done, paused (%u migrated, %u stayed)", d->env.node_name,
+                 d->plan.migrated, d->plan.stayed);
         d->cb(200, result(d, "paused"), NULL, d->data);
     }
     drain_free(d);
@@ -138,18 +108,19 @@ static void marked_paused(int status, json_t *body, const struct ferr *e, void *
 static void finish(struct drain *d)
 {
     d->finishing = true;
-    if (d->failed) {
+    const char *admin = drain_plan_admin(&d->plan);
+    if (strcmp(admin, "paused") != 0) {
         events_add(d->env.events, NULL, "node.drain_failed",
-                   "%s stays draining: %u of %zu VMs could not be migrated", d->env.node_name,
-                   d->failed, d->n);
-        log_warn("drain %s: %u VMs could not be migrated; the node stays draining",
-                 d->env.node_name, d->failed);
-        d->cb(200, result(d, "draining"), NULL, d->data);
+                   "%s stays %s: %u of %zu VMs could not be migrated", d->env.node_name, admin,
+                   d->plan.failed, d->plan.n);
+        log_warn("drain %s: %u VMs could not be migrated; the node stays %s", d->env.node_name,
+                 d->plan.failed, admin);
+        d->cb(200, result(d, admin), NULL, d->data);
         drain_free(d);
         return;
     }
     struct ferr e = {0};
-    json_t *cmd = node_admin_cmd(d->env.cluster, d->node, "paused", "drained");
+    json_t *cmd = node_admin_cmd(d->env.cluster, d->node, admin, "drained");
     if (!cmd || cluster_write(d->env.cluster, cmd, marked_paused, d, &e) < 0) {
         if (!cmd)
             ferr_set(&e, -ENOMEM, "out of memory");
@@ -165,8 +136,8 @@ static void finish(struct drain *d)
  */
 static int pick(struct drain *d, struct vm *vm, char out[64], struct ferr *e)
 {
-    int rc =
-        fleet_place(d->env.fleet, vm_spec(vm)->memory_mib, NULL, d->env.node_name, d->sent, out, e);
+    int rc = fleet_place(d->env.fleet, vm_spec(vm)->memory_mib, NULL, d->env.node_name,
+                         drain_plan_sent(&d->plan), out, e);
     if (rc < 0)
         ferr_prefix(e, "no destination");
     return rc;
@@ -190,88 +161,53 @@ static void migrated(int status, json_t *body, const struct ferr *e, void *data)
     struct drain *d = call->d;
     struct drain_item *it = call->it;
     free(call);
-    d->running--;
-    if (e) {
-        it->outcome = "failed";
-        snprintf(it->msg, sizeof(it->msg), "%s", e->msg);
-        d->failed++;
-        json_decref(body);
-    } else {
-        it->outcome = "migrated";
-        snprintf(it->to, sizeof(it->to), "%s",
-                 json_string_value(json_object_get(body, "to")) ?: it->to);
-        it->figures = body;
-        d->migrated++;
-    }
-    events_add(d->env.events, it->name, "node.drain_vm", "%s: %s%s%s", it->outcome,
-               it->to[0] ? "to " : "", it->to, it->msg[0] ? it->msg : "");
-    log_info("drain %s: %s %s %s", d->env.node_name, it->name, it->outcome, it->msg);
+    drain_plan_answered(&d->plan, it, e, body);
+    const char *outcome = drain_outcome_name(it->outcome);
+    events_add(d->env.events, it->name, "node.drain_vm", "%s: %s%s%s%s", outcome,
+               it->to[0] ? "to " : "", it->to, it->to[0] && it->msg[0] ? ": " : "", it->msg);
+    log_info("drain %s: %s %s %s", d->env.node_name, it->name, outcome, it->msg);
     /* Next loop pass: the migrator still counts the migration that answers now. */
     uv_timer_start(&d->timer, pump_tick, 0, 0);
 }
 
-/* Starts migrations until parallel run or none is left; finishes once all have answered. */
+/* Starts migrations until the plan says enough run or none is left; finishes once all have
+ * answered. */
 static void pump(struct drain *d)
 {
-    while (d->running < d->parallel && d->next < d->n) {
-        struct drain_item *it = &d->items[d->next++];
+    struct drain_item *it;
+    while ((it = drain_plan_next(&d->plan))) {
         struct vm *vm = vmset_find(d->env.vms, it->name);
-        struct ferr e = {0};
-        if (!vm) {
-            it->outcome = "failed";
-            snprintf(it->msg, sizeof(it->msg),
-                     "the cluster database says %s owns %s, but it "
-                     "has no such VM",
-                     d->env.node_name, it->name);
-            d->failed++;
+        if (drain_plan_judge(&d->plan, it, d->env.node_name, vm != NULL,
+                             vm ? vm_state(vm) : VM_STOPPED) == DRAIN_SETTLED)
             continue;
-        }
-        enum vm_state st = vm_state(vm);
-        if (st == VM_STOPPED || st == VM_FAILED) {
-            it->outcome = "stayed";
-            snprintf(it->msg, sizeof(it->msg),
-                     "%s: stays here; start it after ferry node "
-                     "resume, or delete it",
-                     vm_state_name(st));
-            d->stayed++;
-            continue;
-        }
         struct drain_call *call = calloc(1, sizeof(*call));
         if (!call) {
-            it->outcome = "failed";
-            snprintf(it->msg, sizeof(it->msg), "out of memory");
-            d->failed++;
+            drain_plan_fail(&d->plan, it, "out of memory");
             continue;
         }
         call->d = d;
         call->it = it;
-        it->outcome = "migrating";
-        d->running++;
+        struct ferr e = {0};
+        /* it->to: where it goes, also kept in the answer when migrate_start refuses */
         if (pick(d, vm, it->to, &e) < 0 ||
             migrate_start(d->env.migrator, vm, &(struct migrate_opts){.to = it->to}, migrated, call,
                           &e) < 0) {
-            d->running--;
             free(call);
-            if (strstr(e.msg, "outgoing live migration")) {
+            if (drain_plan_host_busy(&e)) {
                 /* The host runs its most migrations at once (ferryd --max-migrations, some
                  * perhaps not ours): this VM waits for a slot. */
-                it->outcome = "pending";
-                d->next--;
+                drain_plan_wait(&d->plan, it);
                 uv_timer_start(&d->timer, pump_tick, DRAIN_BUSY_RETRY_MS, 0);
                 break;
             }
-            it->outcome = "failed";
-            snprintf(it->msg, sizeof(it->msg), "%s", e.msg);
-            d->failed++;
+            drain_plan_fail(&d->plan, it, e.msg);
             events_add(d->env.events, it->name, "node.drain_vm", "failed: %s", e.msg);
             continue;
         }
-        json_object_set_new(d->sent, it->to,
-                            json_integer(json_integer_value(json_object_get(d->sent, it->to)) +
-                                         (json_int_t)vm_spec(vm)->memory_mib));
+        drain_plan_started(&d->plan, it, it->to, vm_spec(vm)->memory_mib);
         log_info("drain %s: migrating %s to %s", d->env.node_name, it->name, it->to);
     }
-    if (d->running == 0 && d->next == d->n && !d->finishing)
+    if (drain_plan_done(&d->plan) && !d->finishing)
         finish(d);
 }
 
@@ -288,28 +224,18 @@ static void marked_draining(int status, json_t *body, const struct ferr *e, void
     }
     /* The VMs this node owns now; the node takes no new ones from here on. */
     json_t *recs = cdb_vms(cluster_db(d->env.cluster), d->env.node_name);
-    d->n = json_array_size(recs);
-    d->items = calloc(d->n ? d->n : 1, sizeof(*d->items));
-    if (!d->items) {
-        json_decref(recs);
+    int rc = drain_plan_init(&d->plan, recs, d->parallel);
+    json_decref(recs);
+    if (rc < 0) {
         struct ferr e2 = {0};
         ferr_set(&e2, -ENOMEM, "drain %s: out of memory", d->env.node_name);
         d->cb(0, NULL, &e2, d->data);
         drain_free(d);
         return;
     }
-    size_t i;
-    json_t *rec;
-    json_array_foreach(recs, i, rec)
-    {
-        snprintf(d->items[i].name, sizeof(d->items[i].name), "%s",
-                 json_string_value(json_object_get(rec, "name")) ?: "");
-        d->items[i].outcome = "pending";
-    }
-    json_decref(recs);
     events_add(d->env.events, NULL, "node.draining", "%s: %zu VMs, %u at a time", d->env.node_name,
-               d->n, d->parallel);
-    log_info("drain %s: %zu VMs, %u at a time", d->env.node_name, d->n, d->parallel);
+               d->plan.n, d->plan.parallel);
+    log_info("drain %s: %zu VMs, %u at a time", d->env.node_name, d->plan.n, d->plan.parallel);
     pump(d);
 }
 
@@ -338,10 +264,9 @@ int drain_start(const struct drain_env *env, unsigned parallel, migrate_cb cb, v
     d->env = *env;
     d->cb = cb;
     d->data = data;
-    d->parallel = parallel ? parallel : DRAIN_PARALLEL_DEFAULT;
+    d->parallel = parallel;
     d->node = rec;
     d->t0_ms = now_mono_ms();
-    d->sent = json_object();
     uv_timer_init(env->loop, &d->timer);
     d->timer.data = d;
     json_t *cmd = node_admin_cmd(env->cluster, rec, "draining", "drain requested");

@@ -8,10 +8,8 @@
 #include <uv.h>
 
 #include "common/err.h"
+#include "migrate/drainplan.h"
 #include "migrate/migrate.h"
-
-#define DRAIN_PARALLEL_DEFAULT 2
-#define DRAIN_PARALLEL_MAX 16
 
 struct fleet;
 
@@ -32,11 +30,11 @@ struct drain_env {
  * stay here (their definition and disks live with their owner; they are listed as "stayed").
  * When every migration succeeded the node's admin state becomes "paused"; when one failed,
  * that VM keeps running here, the node stays "draining" and the answer says so ("failed" > 0).
- * Synchronous refusals (no cluster, no quorum, a drain already running, the node is down)
- * return negative with e set. Otherwise cb answers once, 200 with {"node", "admin",
- * "parallel", "total_ms", "migrated", "failed", "stayed", "vms": [{"name", "outcome", "to",
- * "message", ...}]}, or with e when the node could not be marked. env copied. One drain at a time
- * per process.
+ * The rules in full are drainplan.h's. Synchronous refusals (no cluster, no quorum, a drain
+ * already running, the node is down) return negative with e set. Otherwise cb answers once,
+ * 200 with {"node", "admin", "parallel", "total_ms", "migrated", "failed", "stayed", "vms":
+ * [{"name", "outcome", "to", "message", ...}]}, or with e when the node could not be marked.
+ * env copied. One drain at a time per process.
  */
 int drain_start(const struct drain_env *env, unsigned parallel, migrate_cb cb, void *data,
                 struct ferr *e);

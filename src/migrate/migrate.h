@@ -34,6 +34,9 @@ struct migrator_env {
 
 #define MIGRATE_DEFAULT_OUT 2
 #define MIGRATE_MAX_OUT 16
+/* Words in migrate_start's refusal when env.max_out migrations already leave this node: a
+ * caller that waits for a slot (node drain) tells that refusal from the others by them. */
+#define MIGRATE_BUSY_WORDS "outgoing live migration"
 
 /* Answer of a migration or of a destination call (common/reply.h). */
 typedef reply_cb migrate_cb;

@@ -598,7 +598,7 @@ int migrate_start(struct migrator *m, struct vm *vm, const struct migrate_opts *
         running++;
     if (running >= max)
         return ferr_set(e, FERR_STATE,
-                        "%s already runs %u outgoing live migration%s (at most %u at once: "
+                        "%s already runs %u " MIGRATE_BUSY_WORDS "%s (at most %u at once: "
                         "ferryd --max-migrations); migrate %s when one has finished",
                         m->env.node_name, running, running == 1 ? "" : "s", max, name);
     if (!m->env.cluster || !cluster_active(m->env.cluster))

@@ -20,6 +20,7 @@
 #include "qemu/process.h"
 #include "qemu/qmp.h"
 #include "storage/vhd.h"
+#include "vm/vmstate.h"
 
 #define CONSOLE_RING (256 * 1024)
 #define CONSOLE_FILE_MAX (1024 * 1024)
@@ -27,14 +28,6 @@
 #define STATS_EVERY_MS 2000
 #define QMP_RETRY_MS 20
 #define QMP_LOST_GRACE_MS 500
-
-static const char *state_names[] = {"stopped",  "starting", "running", "paused",
-                                    "stopping", "failed",   "incoming"};
-
-const char *vm_state_name(enum vm_state s)
-{
-    return (unsigned)s < ARRAY_SIZE(state_names) ? state_names[s] : "unknown";
-}
 
 const char *vm_reason(const struct vm *vm)
 {
@@ -58,8 +51,21 @@ const struct vm_spec *vm_spec(const struct vm *vm)
 
 static bool has_qemu(const struct vm *vm)
 {
-    return vm->state == VM_STARTING || vm->state == VM_RUNNING || vm->state == VM_PAUSED ||
-           vm->state == VM_STOPPING || vm->state == VM_INCOMING;
+    return vmstate_has_qemu(vm->state);
+}
+
+/* What the state machine (vmstate.c) needs to decide on action a. */
+static enum vmstate_do decide(const struct vm *vm, enum vm_action a, struct ferr *e)
+{
+    struct vmstate_facts f = {
+        .name = vm->spec.name,
+        .state = vm->state,
+        .qmp_ready = vm->qmp_ready,
+        .cleaning_up = vm->closing > 0,
+        .has_pid = vm->pid > 0,
+        .migrating_out = vm->migrating_out,
+    };
+    return vmstate_decide(a, &f, e);
 }
 
 /* ---- waiters: API requests waiting for the VM to settle ---- */
@@ -140,26 +146,17 @@ static void qemu_gone(struct vm *vm, const struct qemu_exit *how)
     char tail[300], logp[700];
     snprintf(logp, sizeof(logp), "%s/qemu.log", vm->run);
     qemu_log_tail(logp, tail, sizeof(tail));
-    if (vm->fail_pending) {
-        set_state(vm, VM_FAILED);
-    } else if (vm->stop_requested || vm->guest_shutdown) {
-        set_state(vm, VM_STOPPED);
-        snprintf(vm->reason, sizeof(vm->reason), "%s",
-                 vm->killed_after_timeout ? "killed: the guest did not power off in time"
-                 : vm->stop_requested     ? "stopped by request"
-                                          : "guest powered off");
-    } else {
-        set_state(vm, VM_FAILED);
-        if (how && how->reaped && how->signal)
-            snprintf(vm->reason, sizeof(vm->reason), "QEMU was killed by signal %d%s%s",
-                     how->signal, tail[0] ? ": " : "", tail);
-        else if (how && how->reaped)
-            snprintf(vm->reason, sizeof(vm->reason), "QEMU exited with status %lld%s%s",
-                     (long long)how->status, tail[0] ? ": " : "", tail);
-        else
-            snprintf(vm->reason, sizeof(vm->reason), "QEMU exited unexpectedly%s%s",
-                     tail[0] ? ": " : "", tail);
-    }
+    struct vmstate_end end = {
+        .was = was,
+        .fail_pending = vm->fail_pending,
+        .stop_requested = vm->stop_requested,
+        .guest_shutdown = vm->guest_shutdown,
+        .killed_after_timeout = vm->killed_after_timeout,
+        .how = how,
+        .log_tail = tail,
+    };
+    int status;
+    set_state(vm, vmstate_on_exit(&end, vm->reason, sizeof(vm->reason), &status));
     cleanup_runtime(vm);
     vm->incoming = false;
     vm->stop_requested = false;
@@ -170,7 +167,7 @@ static void qemu_gone(struct vm *vm, const struct qemu_exit *how)
     if (vm->state == VM_FAILED) {
         events_add(vm->set->events, vm->spec.name, "vm.failed", "%s", vm->reason);
         ferr_set(&e, FERR_QEMU, "%s: %s", vm->spec.name, vm->reason);
-        vm__notify(vm, was == VM_STOPPING ? 0 : FERR_QEMU, &e);
+        vm__notify(vm, status, &e);
     } else {
         events_add(vm->set->events, vm->spec.name, "vm.stopped", "%s", vm->reason);
         vm__notify(vm, 0, NULL);
@@ -224,28 +221,25 @@ static void on_qmp_event(struct qmp_conn *c, const char *event, json_t *data, ui
     struct vm *vm = user;
     if (vm->mig_event)
         vm->mig_event(vm, event, data, vm->mig_data);
-    if (strcmp(event, "RESUME") == 0 && vm->state == VM_INCOMING) {
-        /* Destination: the migration completed and QEMU started the guest. */
-        vm->incoming = false;
-        set_state(vm, VM_RUNNING);
-        events_add(vm->set->events, vm->spec.name, "vm.migrated_in", "running here now");
+    enum vm_state next = vmstate_on_event(vm->state, event, vm->migrating_out);
+    if (next != vm->state) {
+        if (vm->state == VM_INCOMING) {
+            /* Destination: the migration completed and QEMU started the guest. */
+            vm->incoming = false;
+            set_state(vm, next);
+            events_add(vm->set->events, vm->spec.name, "vm.migrated_in", "running here now");
+        } else if (next == VM_PAUSED) {
+            set_state(vm, next);
+            events_add(vm->set->events, vm->spec.name, "vm.paused", "QEMU stopped the vCPUs");
+        } else {
+            set_state(vm, next);
+            events_add(vm->set->events, vm->spec.name, "vm.resumed", "vCPUs running again");
+        }
         return;
     }
-    if (strcmp(event, "STOP") == 0 && vm->migrating_out)
-        return; /* the switchover of a live migration, not a pause */
     if (strcmp(event, "SHUTDOWN") == 0) {
         vm->guest_shutdown = true;
         finish_shutdown(vm);
-    } else if (strcmp(event, "STOP") == 0) {
-        if (vm->state == VM_RUNNING) {
-            set_state(vm, VM_PAUSED);
-            events_add(vm->set->events, vm->spec.name, "vm.paused", "QEMU stopped the vCPUs");
-        }
-    } else if (strcmp(event, "RESUME") == 0) {
-        if (vm->state == VM_PAUSED) {
-            set_state(vm, VM_RUNNING);
-            events_add(vm->set->events, vm->spec.name, "vm.resumed", "vCPUs running again");
-        }
     } else if (strcmp(event, "GUEST_PANICKED") == 0) {
         events_add(vm->set->events, vm->spec.name, "guest.panicked", "the guest kernel panicked");
     }
@@ -291,7 +285,8 @@ static void on_status(struct qmp_conn *c, int status, json_t *result, const char
         return;
     }
     const char *st = json_string_value(json_object_get(result, "status"));
-    if (st && strcmp(st, "shutdown") == 0) {
+    enum vm_state next = vmstate_on_status(st, vm->incoming, vm->attaching);
+    if (next == VM_STOPPING) {
         /* The guest powered off while nobody listened (a ferryd restart): finish it now. */
         vm->guest_shutdown = true;
         vm->attaching = false;
@@ -299,14 +294,13 @@ static void on_status(struct qmp_conn *c, int status, json_t *result, const char
         finish_shutdown(vm);
         return;
     }
-    if (vm->incoming && !vm->attaching) {
+    if (next == VM_INCOMING) {
         incoming_ready(vm);
         return;
     }
-    bool paused = st && (strcmp(st, "paused") == 0 || strcmp(st, "prelaunch") == 0);
     bool was_attaching = vm->attaching;
     vm->attaching = false;
-    set_state(vm, paused ? VM_PAUSED : VM_RUNNING);
+    set_state(vm, next);
     vm->reason[0] = '\0';
     if (was_attaching)
         events_add(vm->set->events, vm->spec.name, "vm.attached", "re-attached to QEMU pid %d (%s)",
@@ -619,13 +613,8 @@ fail:
 
 int vm_start(struct vm *vm, vm_done_cb cb, void *data, struct ferr *e)
 {
-    if (vm->state == VM_RUNNING || vm->state == VM_PAUSED)
-        return ferr_set(e, FERR_STATE, "%s is already %s", vm->spec.name, vm_state_name(vm->state));
-    if (vm->state != VM_STOPPED && vm->state != VM_FAILED)
-        return ferr_set(e, FERR_STATE, "%s is %s; wait until it settles", vm->spec.name,
-                        vm_state_name(vm->state));
-    if (vm->closing > 0)
-        return ferr_set(e, FERR_STATE, "%s is still cleaning up; try again", vm->spec.name);
+    if (decide(vm, VM_ACT_START, e) == VMSTATE_REFUSE)
+        return FERR_STATE;
     struct start_work *sw = calloc(1, sizeof(*sw));
     if (!sw)
         return ferr_set(e, -ENOMEM, "%s: out of memory", vm->spec.name);
@@ -679,20 +668,17 @@ static void on_powerdown(struct qmp_conn *c, int status, json_t *r, const char *
 
 int vm_stop(struct vm *vm, unsigned timeout_s, vm_done_cb cb, void *data, struct ferr *e)
 {
-    if (vm->state == VM_STOPPED || vm->state == VM_FAILED)
-        return ferr_set(e, FERR_STATE, "%s is not running", vm->spec.name);
-    if (vm->state == VM_STARTING)
-        return ferr_set(e, FERR_STATE, "%s is starting; wait, or use kill", vm->spec.name);
+    enum vmstate_do how = decide(vm, VM_ACT_STOP, e);
+    if (how == VMSTATE_REFUSE)
+        return FERR_STATE;
     int rc = add_waiter(vm, cb, data, e);
     if (rc < 0)
         return rc;
-    if (vm->state == VM_STOPPING)
+    if (how == VMSTATE_JOIN)
         return 0; /* joins the stop already under way */
-    enum vm_state was = vm->state;
     set_state(vm, VM_STOPPING);
     vm->stop_requested = true;
-    if (was == VM_PAUSED || !vm->qmp_ready) {
-        /* A paused guest cannot react to the power button. */
+    if (how == VMSTATE_KILL) {
         kill_qemu(vm);
         return 0;
     }
@@ -702,10 +688,10 @@ int vm_stop(struct vm *vm, unsigned timeout_s, vm_done_cb cb, void *data, struct
 }
 
 /* The start of kill and quit: a QEMU to end, cb waiting for it, the VM stopping. */
-static int begin_end(struct vm *vm, vm_done_cb cb, void *data, struct ferr *e)
+static int begin_end(struct vm *vm, enum vm_action a, vm_done_cb cb, void *data, struct ferr *e)
 {
-    if (!has_qemu(vm) || vm->pid <= 0)
-        return ferr_set(e, FERR_STATE, "%s is not running", vm->spec.name);
+    if (decide(vm, a, e) == VMSTATE_REFUSE)
+        return FERR_STATE;
     int rc = add_waiter(vm, cb, data, e);
     if (rc < 0)
         return rc;
@@ -716,7 +702,7 @@ static int begin_end(struct vm *vm, vm_done_cb cb, void *data, struct ferr *e)
 
 int vm_kill(struct vm *vm, vm_done_cb cb, void *data, struct ferr *e)
 {
-    int rc = begin_end(vm, cb, data, e);
+    int rc = begin_end(vm, VM_ACT_KILL, cb, data, e);
     if (rc < 0)
         return rc;
     kill_qemu(vm);
@@ -754,10 +740,8 @@ static void on_pause_reply(struct qmp_conn *c, int status, json_t *r, const char
 
 static int pause_resume(struct vm *vm, bool pause, vm_done_cb cb, void *data, struct ferr *e)
 {
-    enum vm_state need = pause ? VM_RUNNING : VM_PAUSED;
-    if (vm->state != need || !vm->qmp_ready)
-        return ferr_set(e, FERR_STATE, "%s is %s; %s needs it %s", vm->spec.name,
-                        vm_state_name(vm->state), pause ? "pause" : "resume", vm_state_name(need));
+    if (decide(vm, pause ? VM_ACT_PAUSE : VM_ACT_RESUME, e) == VMSTATE_REFUSE)
+        return FERR_STATE;
     struct pr_ctx *pc = malloc(sizeof(*pc));
     if (!pc)
         return ferr_set(e, -ENOMEM, "out of memory");
@@ -1025,7 +1009,7 @@ bool vm_migrating(const struct vm *vm)
 
 int vm_quit(struct vm *vm, vm_done_cb cb, void *data, struct ferr *e)
 {
-    int rc = begin_end(vm, cb, data, e);
+    int rc = begin_end(vm, VM_ACT_QUIT, cb, data, e);
     if (rc < 0)
         return rc;
     if (!vm->qmp_ready || qmp_conn_execute(vm->qmp, "quit", NULL, NULL, NULL) < 0)

@@ -29,6 +29,7 @@ enum vm_state {
     VM_FAILED,
     VM_INCOMING
 };
+#define VM_STATES (VM_INCOMING + 1) /* how many states there are */
 const char *vm_state_name(enum vm_state s);
 
 struct vm;

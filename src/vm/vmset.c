@@ -15,6 +15,7 @@
 #include "net/tap.h"
 #include "qemu/machines.h"
 #include "storage/vhd.h"
+#include "vm/vmstate.h"
 
 #define SPEC_FILE_MAX (256 * 1024)
 
@@ -63,8 +64,7 @@ uint64_t vmset_allocated_mib(const struct vmset *set)
 {
     uint64_t sum = 0;
     for (const struct vm *vm = set->vms; vm; vm = vm->next)
-        if (vm->state == VM_STARTING || vm->state == VM_RUNNING || vm->state == VM_PAUSED ||
-            vm->state == VM_STOPPING || vm->state == VM_INCOMING)
+        if (vmstate_has_qemu(vm->state))
             sum += vm->spec.memory_mib;
     return sum;
 }
@@ -385,17 +385,19 @@ int vmset_create(struct vmset *set, const json_t *spec_json, vm_done_cb cb, void
     for (struct pending_name *p = set->pending; p; p = p->next)
         pending |= strcmp(p->name, name) == 0;
     if (vmset_find(set, name) || pending) {
-        free(cw);
-        return ferr_set(e, FERR_EXISTS, "a VM named %s already exists", name);
+        rc = ferr_set(e, FERR_EXISTS, "a VM named %s already exists", name);
+        free(cw); /* name is cw's: only now */
+        return rc;
     }
     char run[700];
     if (fmt_path(run, sizeof(run), "%s/%s/qmp.sock", set->cfg.run_dir, name) < 0 ||
         strlen(run) >= 108) {
+        rc = ferr_set(e, FERR_INVALID,
+                      "name: %s makes the QMP socket path %s/%s/qmp.sock longer than a unix "
+                      "socket allows (107); use a shorter name or run dir",
+                      name, set->cfg.run_dir, name);
         free(cw);
-        return ferr_set(e, FERR_INVALID,
-                        "name: %s makes the QMP socket path %s/%s/qmp.sock longer than a unix "
-                        "socket allows (107); use a shorter name or run dir",
-                        name, set->cfg.run_dir, name);
+        return rc;
     }
     struct pending_name *pn = calloc(1, sizeof(*pn));
     if (!pn) {
@@ -447,17 +449,16 @@ static void delete_after_kill(struct vmset *set, struct vm *vm, int status, cons
 int vmset_delete(struct vmset *set, struct vm *vm, bool force, vm_done_cb cb, void *data,
                  struct ferr *e)
 {
-    if (vm->migrating_out)
-        return ferr_set(e, FERR_STATE,
-                        "%s is migrating; cancel it first (ferry vm migrate --cancel %s)",
-                        vm->spec.name, vm->spec.name);
-    if (vm->state != VM_STOPPED && vm->state != VM_FAILED) {
-        if (!force)
-            return ferr_set(e, FERR_STATE, "%s is %s; stop it first (or delete --force)",
-                            vm->spec.name, vm_state_name(vm->state));
-        if (vm->state == VM_STARTING)
-            return ferr_set(e, FERR_STATE, "%s is starting; wait, then delete --force",
-                            vm->spec.name);
+    struct vmstate_facts f = {
+        .name = vm->spec.name,
+        .state = vm->state,
+        .migrating_out = vm->migrating_out,
+        .force = force,
+    };
+    enum vmstate_do how = vmstate_decide(VM_ACT_DELETE, &f, e);
+    if (how == VMSTATE_REFUSE)
+        return FERR_STATE;
+    if (how == VMSTATE_KILL) {
         struct delete_ctx *dc = calloc(1, sizeof(*dc));
         if (!dc)
             return ferr_set(e, -ENOMEM, "out of memory");

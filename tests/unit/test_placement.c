@@ -3,6 +3,8 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -87,6 +89,51 @@ static void empty_cluster(void **state)
     json_decref(n);
 }
 
+/* The node a VM leaves is never its destination, even with the most free memory. */
+static void excluded_node(void **state)
+{
+    json_t *n = nodes();
+    char out[64];
+    struct ferr e = {0};
+    assert_int_equal(placement_pick_pending(n, 512, NULL, "h2", NULL, out, &e), 0);
+    assert_string_equal(out, "h1");
+    assert_int_equal(placement_pick_pending(n, 512, "h2", "h2", NULL, out, &e), FERR_NOTFOUND);
+    assert_int_equal(placement_pick_pending(n, 2000, NULL, "h2", NULL, out, &e), FERR_LIMIT);
+    assert_non_null(strstr(e.msg, "the most free is 1000 MiB"));
+    json_decref(n);
+}
+
+/* Memory on its way to a node counts as used: a burst spreads instead of piling up. */
+static void pending_memory_is_taken_off(void **state)
+{
+    json_t *n = nodes();
+    char before[2048];
+    char *text = json_dumps(n, JSON_SORT_KEYS);
+    snprintf(before, sizeof(before), "%s", text);
+    free(text);
+    char out[64];
+    struct ferr e = {0};
+    json_t *pending = json_pack("{s:i}", "h2", 3500); /* h2: 4000 - 3500 = 500 left */
+    assert_int_equal(placement_pick_pending(n, 400, NULL, NULL, pending, out, &e), 0);
+    assert_string_equal(out, "h1"); /* 1000 free beats 500 */
+    assert_int_equal(placement_pick_pending(n, 600, NULL, NULL, pending, out, &e), 0);
+    assert_string_equal(out, "h1");
+    assert_int_equal(placement_pick_pending(n, 1200, NULL, NULL, pending, out, &e), FERR_LIMIT);
+    /* asked for by name, the pending memory counts too */
+    assert_int_equal(placement_pick_pending(n, 600, "h2", NULL, pending, out, &e), FERR_LIMIT);
+    assert_string_equal(e.msg, "node h2 has 500 MiB free; the VM needs 600");
+    /* more on its way than free: nothing left, never negative */
+    json_object_set_new(pending, "h1", json_integer(5000));
+    assert_int_equal(placement_pick_pending(n, 1, "h1", NULL, pending, out, &e), FERR_LIMIT);
+    assert_string_equal(e.msg, "node h1 has 0 MiB free; the VM needs 1");
+    /* the caller's node list is left as it was */
+    text = json_dumps(n, JSON_SORT_KEYS);
+    assert_string_equal(text, before);
+    free(text);
+    json_decref(pending);
+    json_decref(n);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -95,6 +142,8 @@ int main(void)
         cmocka_unit_test(asked_node),
         cmocka_unit_test(no_admin_state),
         cmocka_unit_test(empty_cluster),
+        cmocka_unit_test(excluded_node),
+        cmocka_unit_test(pending_memory_is_taken_off),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
