@@ -52,8 +52,9 @@ static enum vmstate_do stop(const struct vmstate_facts *f, struct ferr *e)
     }
     if (f->state == VM_STOPPING)
         return VMSTATE_JOIN;
-    /* A paused guest cannot react to the power button. */
-    if (f->state == VM_PAUSED || !f->qmp_ready)
+    /* A paused guest cannot react to the power button; an incoming VM has no guest running
+     * yet (its state is still on its way), so there is nobody to press it for either. */
+    if (f->state == VM_PAUSED || f->state == VM_INCOMING || !f->qmp_ready)
         return VMSTATE_KILL;
     return VMSTATE_POWERDOWN;
 }
@@ -61,7 +62,12 @@ static enum vmstate_do stop(const struct vmstate_facts *f, struct ferr *e)
 static enum vmstate_do pause_resume(bool pause, const struct vmstate_facts *f, struct ferr *e)
 {
     enum vm_state need = pause ? VM_RUNNING : VM_PAUSED;
-    if (f->state != need || !f->qmp_ready) {
+    if (f->state == need && !f->qmp_ready) {
+        ferr_set(e, FERR_STATE,
+                 "%s: ferryd is not connected to its QEMU yet; try again in a moment", f->name);
+        return VMSTATE_REFUSE;
+    }
+    if (f->state != need) {
         ferr_set(e, FERR_STATE, "%s is %s; %s needs it %s", f->name, vm_state_name(f->state),
                  pause ? "pause" : "resume", vm_state_name(need));
         return VMSTATE_REFUSE;

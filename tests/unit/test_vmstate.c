@@ -79,7 +79,7 @@ static void test_every_action_in_every_state(void **state)
         [VM_PAUSED]   = {R,   VMSTATE_KILL, G, G, R, G,   R},
         [VM_STOPPING] = {R,   J,   G,   G,   R,    R,     R},
         [VM_FAILED]   = {G,   R,   R,   R,   R,    R,     G},
-        [VM_INCOMING] = {R,   P,   G,   G,   R,    R,     R},
+        [VM_INCOMING] = {R,   VMSTATE_KILL, G, G, R, R,   R},
     };
     /* clang-format on */
     for (int s = 0; s < NSTATES; s++) {
@@ -133,6 +133,9 @@ static void test_stop(void **state)
     f = facts(VM_PAUSED);
     assert_true(f.qmp_ready);
     assert_int_equal(decide(VM_ACT_STOP, &f, &e), VMSTATE_KILL);
+    /* an incoming VM has no guest running yet to press the power button for */
+    f = facts(VM_INCOMING);
+    assert_int_equal(decide(VM_ACT_STOP, &f, &e), VMSTATE_KILL);
     /* a second stop joins the first, even without QMP */
     f = facts(VM_STOPPING);
     f.qmp_ready = false;
@@ -167,10 +170,12 @@ static void test_pause_and_resume(void **state)
     f = facts(VM_INCOMING);
     decide(VM_ACT_PAUSE, &f, &e);
     assert_string_equal(e.msg, "vm1 is incoming; pause needs it running");
-    /* both go over QMP */
+    /* both go over QMP: without it the refusal says so, not that the state is wrong */
     f = facts(VM_RUNNING);
     f.qmp_ready = false;
     assert_int_equal(decide(VM_ACT_PAUSE, &f, &e), VMSTATE_REFUSE);
+    assert_string_equal(e.msg,
+                        "vm1: ferryd is not connected to its QEMU yet; try again in a moment");
     f = facts(VM_PAUSED);
     f.qmp_ready = false;
     assert_int_equal(decide(VM_ACT_RESUME, &f, &e), VMSTATE_REFUSE);
