@@ -166,6 +166,7 @@ static void qemu_gone(struct vm *vm, const struct qemu_exit *how)
     vm->guest_shutdown = false;
     vm->fail_pending = false;
     vm->attaching = false;
+    vm->postmigrate = false;
     vm->killed_after_timeout = false;
     if (vm->state == VM_FAILED) {
         events_add(vm->set->events, vm->spec.name, "vm.failed", "%s", vm->reason);
@@ -242,7 +243,9 @@ static void on_qmp_event(struct qmp_conn *c, const char *event, json_t *data, ui
             events_add(vm->set->events, vm->spec.name, "vm.paused", "QEMU stopped the vCPUs");
         }
     } else if (strcmp(event, "RESUME") == 0) {
+        vm->postmigrate = false;
         if (vm->state == VM_PAUSED) {
+            vm->reason[0] = '\0';
             set_state(vm, VM_RUNNING);
             events_add(vm->set->events, vm->spec.name, "vm.resumed", "vCPUs running again");
         }
@@ -303,11 +306,20 @@ static void on_status(struct qmp_conn *c, int status, json_t *result, const char
         incoming_ready(vm);
         return;
     }
-    bool paused = st && (strcmp(st, "paused") == 0 || strcmp(st, "prelaunch") == 0);
+    /* A QEMU re-attached in "postmigrate" (QEMU's RunState: its migration completed while no
+     * ferryd watched) has its vCPUs stopped and its state in another QEMU: it must not be
+     * listed as running next to the copy that runs there, nor be resumed here. */
+    bool postmigrate = vm->attaching && st && strcmp(st, "postmigrate") == 0;
+    bool paused = st && (strcmp(st, "paused") == 0 || strcmp(st, "prelaunch") == 0 || postmigrate);
     bool was_attaching = vm->attaching;
     vm->attaching = false;
+    vm->postmigrate = postmigrate;
     set_state(vm, paused ? VM_PAUSED : VM_RUNNING);
-    vm->reason[0] = '\0';
+    if (postmigrate)
+        snprintf(vm->reason, sizeof(vm->reason),
+                 "QEMU is postmigrate: a live migration moved the VM's state to another host");
+    else
+        vm->reason[0] = '\0';
     if (was_attaching)
         events_add(vm->set->events, vm->spec.name, "vm.attached", "re-attached to QEMU pid %d (%s)",
                    vm->pid, st ? st : "?");
@@ -758,6 +770,11 @@ static int pause_resume(struct vm *vm, bool pause, vm_done_cb cb, void *data, st
     if (vm->state != need || !vm->qmp_ready)
         return ferr_set(e, FERR_STATE, "%s is %s; %s needs it %s", vm->spec.name,
                         vm_state_name(vm->state), pause ? "pause" : "resume", vm_state_name(need));
+    if (!pause && vm->postmigrate)
+        return ferr_set(e, FERR_STATE,
+                        "%s: its QEMU here handed the VM to another host by a live migration "
+                        "(QEMU is postmigrate); resuming it here could run it twice",
+                        vm->spec.name);
     struct pr_ctx *pc = malloc(sizeof(*pc));
     if (!pc)
         return ferr_set(e, -ENOMEM, "out of memory");
