@@ -789,7 +789,7 @@ class Lab:
             argv += ["--accel", self.state["accel"]]
         if self.state.get("qemu"):
             argv += ["--qemu", self.state["qemu"]]
-        return argv + list(self.state.get("ferryd_args") or [])
+        return argv + list(self.state.get("ferryd_args") or []) + list(h.rec.get("args") or [])
 
     def _spawn_ferryd(self, h, say, env=None):
         """Starts h's ferryd detached in its namespace and records its pid. env: extra
@@ -1198,11 +1198,18 @@ class Lab:
         self._save()
         return t
 
-    def start_ferryd(self, h, timeout=FERRYD_READY_S, say=lambda msg: None, env=None):
+    def start_ferryd(self, h, timeout=FERRYD_READY_S, say=lambda msg: None, env=None,
+                     args=None):
         """Starts host h's ferryd again, with the arguments `up` gave it, and waits until it
-        answers on its unix socket. LabError if one still runs or it does not come up."""
+        answers on its unix socket. args: more ferryd options for this host alone (tests give
+        one host another --qemu, say); they stay for later restarts until args=[] is given.
+        LabError if one still runs or it does not come up."""
         if self._is_our_ferryd(h.rec):
             raise LabError(f"{h.name}: ferryd pid {h.pid} still runs")
+        if args is not None:
+            h.rec["args"] = [str(a) for a in args]
+            if not h.rec["args"]:
+                del h.rec["args"]
         self._spawn_ferryd(h, say, env)
         self._wait_ferryd(h, time.monotonic() + timeout)
 

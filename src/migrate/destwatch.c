@@ -120,6 +120,8 @@ struct abort_try {
     uint64_t deadline_ms;
     unsigned tries;
     uv_timer_t timer;
+    destwatch_abort_cb done;
+    void *data;
 };
 
 static void abort_closed(uv_handle_t *h)
@@ -150,6 +152,8 @@ static void abort_answered(int status, json_t *body, const struct ferr *e, void 
         log_warn("migrate %s: clean-up on %s: %s", a->name, a->to, e->msg);
     else if (a->tries > 1)
         log_info("migrate %s: %s cleaned up after %u tries", a->name, a->to, a->tries);
+    if (a->done)
+        a->done(e ? (e->code ? e->code : FERR_INTERNAL) : 0, e, a->data);
     uv_close((uv_handle_t *)&a->timer, abort_closed);
 }
 
@@ -173,13 +177,18 @@ static void abort_send(struct abort_try *a)
     free(text);
 }
 
-void destwatch_abort(uv_loop_t *loop, struct cluster *c, const char *to, const char *name)
+void destwatch_abort(uv_loop_t *loop, struct cluster *c, const char *to, const char *name,
+                     destwatch_abort_cb done, void *data)
 {
     struct abort_try *a = calloc(1, sizeof(*a));
     if (!a) {
         log_warn("migrate %s: clean-up on %s: out of memory", name, to);
+        if (done)
+            done(-ENOMEM, &(struct ferr){-ENOMEM, "out of memory"}, data);
         return;
     }
+    a->done = done;
+    a->data = data;
     a->c = c;
     snprintf(a->to, sizeof(a->to), "%s", to);
     snprintf(a->name, sizeof(a->name), "%s", name);

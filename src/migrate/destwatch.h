@@ -6,6 +6,8 @@
 
 #include <uv.h>
 
+#include "common/err.h"
+
 struct cluster;
 struct destwatch;
 
@@ -26,10 +28,16 @@ struct destwatch *destwatch_start(uv_loop_t *loop, struct cluster *c, const char
  * NULL is fine. */
 void destwatch_stop(struct destwatch *w);
 
+/* How an abort ended: 0 when the destination answered that it holds no copy (any more), else
+ * its refusal or the last error (a refusal means it owns the VM); e is NULL on success and
+ * borrowed for the call. */
+typedef void (*destwatch_abort_cb)(int status, const struct ferr *e, void *data);
+
 /* Asks node `to` to throw its incoming copy of `name` away (POST /v1/internal/migrate/abort),
  * and keeps asking every DESTWATCH_ABORT_RETRY_MS while it cannot be reached (a killed
- * ferryd, a cut link), for at most DESTWATCH_ABORT_MAX_MS. Fire and forget: the retries
- * do not keep the loop alive. */
-void destwatch_abort(uv_loop_t *loop, struct cluster *c, const char *to, const char *name);
+ * ferryd, a cut link), for at most DESTWATCH_ABORT_MAX_MS; then calls done (may be NULL)
+ * once. The retries do not keep the loop alive. */
+void destwatch_abort(uv_loop_t *loop, struct cluster *c, const char *to, const char *name,
+                     destwatch_abort_cb done, void *data);
 
 #endif

@@ -34,6 +34,7 @@ struct mig {
     void *data;
     bool prepared, started, cancelled, finished, query_busy;
     bool postcopy;   /* migrate-start-postcopy sent: the VM's state may be split */
+    bool completed;  /* QEMU said completed: the destination's QEMU runs the guest */
     bool recovering; /* taken over after a ferryd restart from the journal (migrate_recover) */
     bool vm_gone;    /* the source definition's delete ran: g->vm may be freed */
     /* Post-copy whose stream broke (QEMU's postcopy-paused): resumed with QEMU's postcopy

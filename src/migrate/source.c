@@ -40,30 +40,75 @@ static void finish(struct mig *g)
     migrate__unref(g); /* the list's reference */
 }
 
+/*
+ * Continuing the VM here after a failed migration. QEMU stops the guest for the switchover,
+ * and a failure after that leaves it stopped ("postmigrate"): cont re-activates its disks and
+ * runs it again.
+ */
+struct cont_ctx {
+    struct migrator *m;
+    char name[VM_NAME_MAX + 1];
+};
+
 static void after_cont(struct qmp_conn *c, int status, json_t *r, const char *err, void *d)
 {
-    struct mig *g = d;
+    struct cont_ctx *x = d;
     if (status < 0 && status != -ECANCELED)
-        log_warn("migrate %s: cont after the failure: %s", g->name, err ? err : ferr_str(status));
-    migrate__unref(g);
+        log_warn("migrate %s: cont after the failure: %s", x->name, err ? err : ferr_str(status));
+    free(x);
 }
 
 static void after_status(struct qmp_conn *c, int status, json_t *r, const char *err, void *d)
 {
-    struct mig *g = d;
+    struct cont_ctx *x = d;
     const char *st = status == 0 ? json_string_value(json_object_get(r, "status")) : NULL;
-    /* QEMU stops the guest for the switchover; a failure after that leaves it paused. */
-    if (st && strcmp(st, "running") != 0 && strcmp(st, "shutdown") != 0) {
-        struct ferr e = {0};
-        g->refs++;
-        if (vm_qmp(g->vm, "cont", NULL, after_cont, g, &e) < 0) {
-            g->refs--;
-            log_warn("migrate %s: %s", g->name, e.msg);
-        } else {
-            log_info("migrate %s: QEMU was %s after the failure; cont", g->name, st);
+    struct vm *vm = st ? vmset_find(x->m->env.vms, x->name) : NULL;
+    struct ferr e = {0};
+    if (vm && strcmp(st, "running") != 0 && strcmp(st, "shutdown") != 0) {
+        if (vm_qmp(vm, "cont", NULL, after_cont, x, &e) == 0) {
+            log_info("migrate %s: QEMU was %s after the failure; cont", x->name, st);
+            return;
         }
+        log_warn("migrate %s: %s", x->name, e.msg);
     }
-    migrate__unref(g);
+    free(x);
+}
+
+/* Runs the VM called name here again if the failed migration left its QEMU stopped. */
+static void continue_here(struct migrator *m, const char *name)
+{
+    struct cont_ctx *x = calloc(1, sizeof(*x));
+    struct vm *vm = vmset_find(m->env.vms, name);
+    struct ferr e = {0};
+    if (!x || !vm) {
+        free(x);
+        return;
+    }
+    x->m = m;
+    snprintf(x->name, sizeof(x->name), "%s", name);
+    if (vm_qmp(vm, "query-status", NULL, after_status, x, &e) < 0) {
+        log_warn("migrate %s: %s", name, e.msg);
+        free(x);
+    }
+}
+
+/* The destination's answer to the abort of a migration whose QEMU had completed. */
+static void aborted_after_completed(int status, const struct ferr *e, void *data)
+{
+    struct cont_ctx *x = data;
+    if (status == 0) {
+        continue_here(x->m, x->name);
+    } else {
+        /* Its copy may run there: a second one must not run here too. */
+        log_warn("migrate %s: not continued here: its destination did not confirm that its "
+                 "copy is gone: %s",
+                 x->name, e->msg);
+        events_add(x->m->env.events, x->name, "vm.migrate_unknown",
+                   "stays stopped here: its destination did not confirm that its copy is gone "
+                   "(%s); it may run there",
+                   e->msg);
+    }
+    free(x);
 }
 
 /* Boots a VM again once its killed QEMU is fully cleaned up (vm_start refuses until then). */
@@ -153,17 +198,27 @@ void migrate__fail(struct mig *g, int code, const char *fmt, ...)
         e.msg[0] = '\0';
     uv_timer_stop(&g->timer);
     vm_set_migrating(g->vm, NULL, NULL);
-    if (g->prepared) /* retried while the destination cannot be reached (destwatch.c) */
-        destwatch_abort(g->m->env.loop, g->m->env.cluster, g->to, g->name);
     struct ferr qe = {0};
+    struct cont_ctx *x = NULL;
+    if (!g->postcopy && g->completed && g->prepared) {
+        /* The destination's QEMU started the guest by itself and holds the disks: the VM
+         * may run here again only once that copy is gone (cont would also find the disks
+         * locked until then). */
+        x = calloc(1, sizeof(*x));
+        if (x) {
+            x->m = g->m;
+            snprintf(x->name, sizeof(x->name), "%s", g->name);
+        }
+    }
+    if (g->prepared) /* retried while the destination cannot be reached (destwatch.c) */
+        destwatch_abort(g->m->env.loop, g->m->env.cluster, g->to, g->name,
+                        x ? aborted_after_completed : NULL, x);
     if (g->postcopy) {
         /* Only when the destination said it has no copy may one run here again. */
         if (vm_kill(g->vm, g->dest_has_none ? reboot_after_lost : NULL, g->m, &qe) < 0)
             log_warn("migrate %s: kill after the failed post-copy: %s", g->name, qe.msg);
-    } else {
-        g->refs++;
-        if (vm_qmp(g->vm, "query-status", NULL, after_status, g, &qe) < 0)
-            g->refs--;
+    } else if (!g->completed || !g->prepared) {
+        continue_here(g->m, g->name);
     }
     log_warn("%s", e.msg);
     events_add(g->m->env.events, g->name,
@@ -248,6 +303,7 @@ void migrate__completed(struct mig *g, json_t *r)
     g->setup_ms = migrate__jint(r, "setup-time");
     g->bytes = migrate__jint(ram, "transferred");
     g->passes = migrate__jint(ram, "dirty-sync-count");
+    g->completed = true;
     uv_timer_stop(&g->timer);
     g->refs++;
     if (migrate__owner_is(g->m, g->name, g->to)) { /* switched before a ferryd restart */

@@ -64,6 +64,7 @@ static enum vmstate_do decide(const struct vm *vm, enum vm_action a, struct ferr
         .cleaning_up = vm->closing > 0,
         .has_pid = vm->pid > 0,
         .migrating_out = vm->migrating_out,
+        .postmigrate = vm->postmigrate,
     };
     return vmstate_decide(a, &f, e);
 }
@@ -163,6 +164,7 @@ static void qemu_gone(struct vm *vm, const struct qemu_exit *how)
     vm->guest_shutdown = false;
     vm->fail_pending = false;
     vm->attaching = false;
+    vm->postmigrate = false;
     vm->killed_after_timeout = false;
     if (vm->state == VM_FAILED) {
         events_add(vm->set->events, vm->spec.name, "vm.failed", "%s", vm->reason);
@@ -221,6 +223,8 @@ static void on_qmp_event(struct qmp_conn *c, const char *event, json_t *data, ui
     struct vm *vm = user;
     if (vm->mig_event)
         vm->mig_event(vm, event, data, vm->mig_data);
+    if (strcmp(event, "RESUME") == 0)
+        vm->postmigrate = false; /* someone ran it after all: it is this QEMU's state again */
     enum vm_state next = vmstate_on_event(vm->state, event, vm->migrating_out);
     if (next != vm->state) {
         if (vm->state == VM_INCOMING) {
@@ -232,6 +236,7 @@ static void on_qmp_event(struct qmp_conn *c, const char *event, json_t *data, ui
             set_state(vm, next);
             events_add(vm->set->events, vm->spec.name, "vm.paused", "QEMU stopped the vCPUs");
         } else {
+            vm->reason[0] = '\0';
             set_state(vm, next);
             events_add(vm->set->events, vm->spec.name, "vm.resumed", "vCPUs running again");
         }
@@ -298,10 +303,18 @@ static void on_status(struct qmp_conn *c, int status, json_t *result, const char
         incoming_ready(vm);
         return;
     }
+    /* A QEMU re-attached in "postmigrate" (its migration completed while no ferryd watched)
+     * has its vCPUs stopped and its state in another QEMU: listed paused (vmstate), never
+     * resumed here. */
     bool was_attaching = vm->attaching;
     vm->attaching = false;
+    vm->postmigrate = st && strcmp(st, "postmigrate") == 0;
     set_state(vm, next);
-    vm->reason[0] = '\0';
+    if (vm->postmigrate)
+        snprintf(vm->reason, sizeof(vm->reason),
+                 "QEMU is postmigrate: a live migration moved the VM's state to another host");
+    else
+        vm->reason[0] = '\0';
     if (was_attaching)
         events_add(vm->set->events, vm->spec.name, "vm.attached", "re-attached to QEMU pid %d (%s)",
                    vm->pid, st ? st : "?");

@@ -45,6 +45,7 @@ struct vm {
     bool stop_requested; /* stop/kill asked: an exit is expected */
     bool guest_shutdown; /* QEMU said SHUTDOWN (guest powered off or ACPI) */
     bool attaching;      /* re-attaching after a ferryd restart */
+    bool postmigrate;    /* re-attached to a QEMU whose state went to another by a migration */
     bool deleting;
     bool fail_pending; /* QMP broke: failed once QEMU is gone */
     bool killed_after_timeout;

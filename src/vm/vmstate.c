@@ -67,6 +67,13 @@ static enum vmstate_do pause_resume(bool pause, const struct vmstate_facts *f, s
                  "%s: ferryd is not connected to its QEMU yet; try again in a moment", f->name);
         return VMSTATE_REFUSE;
     }
+    if (!pause && f->state == need && f->postmigrate) {
+        ferr_set(e, FERR_STATE,
+                 "%s: its QEMU here handed the VM to another host by a live migration (QEMU is "
+                 "postmigrate); resuming it here could run it twice",
+                 f->name);
+        return VMSTATE_REFUSE;
+    }
     if (f->state != need) {
         ferr_set(e, FERR_STATE, "%s is %s; %s needs it %s", f->name, vm_state_name(f->state),
                  pause ? "pause" : "resume", vm_state_name(need));
@@ -135,7 +142,8 @@ enum vm_state vmstate_on_status(const char *status, bool incoming, bool attachin
         return VM_STOPPING;
     if (incoming && !attaching)
         return VM_INCOMING;
-    if (status && (strcmp(status, "paused") == 0 || strcmp(status, "prelaunch") == 0))
+    if (status && (strcmp(status, "paused") == 0 || strcmp(status, "prelaunch") == 0 ||
+                   strcmp(status, "postmigrate") == 0))
         return VM_PAUSED;
     return VM_RUNNING;
 }

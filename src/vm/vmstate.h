@@ -35,6 +35,7 @@ struct vmstate_facts {
     bool has_pid;       /* the QEMU's pid is known */
     bool migrating_out; /* a live migration from here runs */
     bool force;         /* delete --force */
+    bool postmigrate;   /* QEMU is "postmigrate": a migration moved its state to another */
 };
 
 enum vmstate_do {
@@ -67,7 +68,8 @@ enum vm_state vmstate_on_event(enum vm_state s, const char *event, bool migratin
 /* The state a QEMU that just answered query-status puts the VM in (status: its RunState, NULL
  * if none): stopping when the guest powered off meanwhile ("shutdown": vm.c ends QEMU),
  * incoming for a migration's destination that was just started (incoming and not attaching),
- * paused for "paused" and "prelaunch", running otherwise. */
+ * paused for "paused", "prelaunch" and "postmigrate" (a migration completed while no ferryd
+ * watched: the vCPUs are stopped and the VM runs elsewhere), running otherwise. */
 enum vm_state vmstate_on_status(const char *status, bool incoming, bool attaching);
 
 /* How a VM's QEMU ended. */

@@ -179,6 +179,12 @@ static void test_pause_and_resume(void **state)
     f = facts(VM_PAUSED);
     f.qmp_ready = false;
     assert_int_equal(decide(VM_ACT_RESUME, &f, &e), VMSTATE_REFUSE);
+    /* a QEMU whose state went to another host by a migration is never resumed here */
+    f = facts(VM_PAUSED);
+    f.postmigrate = true;
+    assert_int_equal(decide(VM_ACT_RESUME, &f, &e), VMSTATE_REFUSE);
+    assert_non_null(strstr(e.msg, "could run it twice"));
+    assert_int_equal(decide(VM_ACT_STOP, &f, &e), VMSTATE_KILL);
 }
 
 static void test_delete(void **state)
@@ -254,6 +260,8 @@ static void test_qemu_status_after_connecting(void **state)
     assert_int_equal(vmstate_on_status("shutdown", true, false), VM_STOPPING);
     /* a migration's destination waits for the stream */
     assert_int_equal(vmstate_on_status("inmigrate", true, false), VM_INCOMING);
+    /* a migration completed while no ferryd watched: vCPUs stopped, the VM runs elsewhere */
+    assert_int_equal(vmstate_on_status("postmigrate", false, true), VM_PAUSED);
     assert_int_equal(vmstate_on_status("inmigrate", true, true), VM_RUNNING);
     assert_int_equal(vmstate_on_status(NULL, false, false), VM_RUNNING);
 }

@@ -1,0 +1,234 @@
+# SPDX-License-Identifier: MIT
+"""What docs/architecture.md ("A VM's QEMU", "Live migration") promises about one VM's QEMU, on a
+3-host lab:
+
+- QMP that breaks while QEMU runs gets the VM killed and marked failed with the reason (the
+  test breaks the QMP connection itself: it takes a copy of QEMU's end of it with
+  pidfd_getfd(2) and shuts the socket down; QEMU runs on, unmanageable);
+- `ferry vm stop --timeout N` falls back to killing QEMU when the guest ignores the ACPI power
+  button (the appliance's kernel started with rdinit=/bin/sleep: no init script, no acpid,
+  no button driver);
+- a destination whose QEMU lacks the VM's machine type refuses the prepare, naming the type
+  (host2's ferryd runs a --qemu wrapper whose `-machine help` leaves pc-i440fx-9.0 out): the
+  VM keeps running on the source, and migrates to a host that has the type;
+- `ferryd --migrate-prealloc off`: the destination's incoming QEMU has no -mem-prealloc (and
+  with the default it has)."""
+import ctypes
+import os
+import re
+import signal
+import socket
+import sys
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "lab"))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+
+from labvm import (assert_guest_whole, assert_nothing_on, create_vm, lab_session,  # noqa: E402
+                   local_vm, missing, qemus_of, qemus_under, tap_exists, vm_on)
+from ferrytest import pid_alive, wait_for  # noqa: E402
+from promises import (assert_runs_only_on, events, finish, heal, last_event_id,  # noqa: E402
+                      migrate_bg, newest_migration, stop)
+
+NAME = f"pv{os.getpid()}"
+SUBNET = "10.74.0.0/24"
+MISSING_TYPE = "pc-i440fx-9.0"
+SYS_pidfd_getfd = 438
+
+pytestmark = pytest.mark.skipif(missing() is not None, reason=str(missing()))
+
+
+@pytest.fixture(scope="module")
+def lab():
+    yield from lab_session(NAME, SUBNET)
+
+
+@pytest.fixture(autouse=True)
+def healed(lab):
+    """Every test starts from a whole lab, also after one that failed half-way."""
+    yield
+    heal(lab)
+
+
+# ---- QMP that breaks ----------------------------------------------------------------------
+
+def qmp_connection_fd(pid):
+    """The fd of QEMU pid that is its end of a connection on its QMP socket (qmp.sock)."""
+    conns = set()
+    with open(f"/proc/{pid}/net/unix") as f:  # the sockets of QEMU's network namespace
+        for line in f.read().splitlines()[1:]:
+            cols = line.split()
+            # Num RefCount Protocol Flags Type St Inode Path; St 03 is connected
+            if len(cols) >= 8 and cols[7].endswith("/qmp.sock") and cols[5] == "03":
+                conns.add(cols[6])
+    fds = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        m = re.fullmatch(r"socket:\[(\d+)\]", target)
+        if m and m.group(1) in conns:
+            fds.append(int(fd))
+    assert len(fds) == 1, f"QEMU {pid}: QMP connections {fds} (sockets {conns})"
+    return fds[0]
+
+
+def break_qmp(pid):
+    """Shuts down QEMU pid's end of its QMP connection (a copy of the fd taken with
+    pidfd_getfd; the shutdown acts on the socket both share), leaving QEMU running."""
+    fd = qmp_connection_fd(pid)
+    pidfd = os.pidfd_open(pid)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        mine = libc.syscall(SYS_pidfd_getfd, pidfd, fd, 0)
+        if mine < 0:
+            raise OSError(ctypes.get_errno(), f"pidfd_getfd({pid}, {fd})")
+    finally:
+        os.close(pidfd)
+    s = socket.socket(fileno=mine)
+    try:
+        s.shutdown(socket.SHUT_RDWR)
+    finally:
+        s.close()
+
+
+def test_qmp_that_breaks_while_qemu_runs_fails_the_vm(lab):
+    h1 = lab.host(1)
+    create_vm(lab, h1, "qb1", 1, memory=128)
+    v = local_vm(h1, "qb1")
+    pid, taps = v["pid"], v["taps"]
+    since = last_event_id(h1)
+    break_qmp(pid)
+    assert pid_alive(pid), "QEMU must still run when its QMP connection broke"
+    wait_for(lambda: local_vm(h1, "qb1")["state"] == "failed", 15, "qb1 to be failed")
+    v = local_vm(h1, "qb1")
+    print(f"\nqb1's QMP connection shut down: {v['reason']}")
+    assert "lost QMP connection" in v["reason"] and v["pid"] == 0, v
+    wait_for(lambda: not pid_alive(pid), 10, "qb1's QEMU to be killed")
+    assert qemus_of("qb1") == []
+    failed = events(h1, "vm.failed", "qb1", since=since)
+    assert failed and "lost QMP connection" in failed[-1]["message"], failed
+    wait_for(lambda: not any(tap_exists(h1, t) for t in taps), 10, "qb1's tap to be gone")
+    h1.cli("vm", "delete", "qb1")
+
+
+# ---- a guest that ignores the power button ------------------------------------------------
+
+def test_stop_falls_back_to_kill_when_the_guest_ignores_the_power_button(lab):
+    h2 = lab.host(2)
+    h2.cli("vm", "create", "sb1", "--node", "host2", "--memory", "128", "--appliance",
+           "--cmdline", "rdinit=/bin/sleep 100000", "--start")
+    pid = local_vm(h2, "sb1")["pid"]
+    wait_for(lambda: "Run /bin/sleep as init process" in h2.cli("vm", "console", "sb1").stdout,
+             60, "the guest's kernel to start /bin/sleep as init")
+    since = last_event_id(h2)
+    timeout_s = 3
+    t0 = time.monotonic()
+    r = h2.cli("vm", "stop", "sb1", "--timeout", str(timeout_s), check=False, timeout=60)
+    took = time.monotonic() - t0
+    v = local_vm(h2, "sb1")
+    print(f"\nsb1 stopped after {took:.1f} s: exit {r.returncode}: {v['state']}: {v['reason']}")
+    assert r.returncode == 0, r.stderr
+    assert took >= timeout_s, f"stopped after {took:.1f} s, before its {timeout_s} s timeout"
+    assert v["state"] == "stopped", v
+    assert v["reason"] == "killed: the guest did not power off in time", v
+    assert not pid_alive(pid) and qemus_of("sb1") == []
+    killed = events(h2, "vm.killed", "sb1", since=since)
+    assert killed and "did not power off in time" in killed[-1]["message"], killed
+    h2.cli("vm", "delete", "sb1")
+
+
+# ---- a destination without the machine type -----------------------------------------------
+
+def qemu_without(lab, machine):
+    """A --qemu wrapper (in the lab's directory) whose `-machine help` leaves machine out; it
+    runs the real QEMU otherwise."""
+    path = os.path.join(lab.dir, f"qemu-without-{machine}")
+    with open(path, "w") as f:
+        f.write("#!/bin/sh\n"
+                "if [ \"$1\" = -machine ] && [ \"$2\" = help ]; then\n"
+                "  qemu-system-x86_64 -machine help | grep -v '^" + re.escape(machine) + " '\n"
+                "  exit 0\n"
+                "fi\n"
+                "exec qemu-system-x86_64 \"$@\"\n")
+    os.chmod(path, 0o755)
+    return path
+
+
+def test_destination_without_the_machine_type_refuses_the_prepare(lab):
+    h1, h2, h3 = lab.hosts
+    wrapper = qemu_without(lab, MISSING_TYPE)
+    lab.kill_ferryd(h2, signal.SIGTERM)
+    lab.start_ferryd(h2, args=["--qemu", wrapper])
+    try:
+        lab.wait_cluster()
+        ip = create_vm(lab, h1, "mt1", 2, memory=128, extra=("--machine", MISSING_TYPE))
+        v = local_vm(h1, "mt1")
+        pid, taps = v["pid"], v["taps"]
+        assert v["spec"]["machine"] == MISSING_TYPE, v["spec"]
+        r = h1.cli("vm", "migrate", "mt1", "--to", "host2", check=False, timeout=120)
+        print(f"\nmt1 ({MISSING_TYPE}) to host2: exit {r.returncode}: {r.stderr.strip()}")
+        assert r.returncode != 0 and MISSING_TYPE in r.stderr and "host2" in r.stderr, r
+        assert "mt1 keeps running on host1" in r.stderr, r.stderr
+        assert_runs_only_on(lab, h1, "mt1", ip, pid=pid)
+        assert_nothing_on(h2, "mt1", taps)
+        rec = wait_for(lambda: newest_migration(h3, "mt1"), 30, "mt1's migration record")
+        assert rec["status"] == "failed" and MISSING_TYPE in (rec["error"] or ""), rec
+        # A host that has the type takes it, the same machine.
+        h1.cli("vm", "migrate", "mt1", "--to", "host3", timeout=120)
+        v3 = wait_for(lambda: local_vm(h3, "mt1"), 30, "mt1 on host3")
+        with open(f"/proc/{v3['pid']}/cmdline", "rb") as f:
+            assert f"{MISSING_TYPE},".encode() in f.read(), "host3 runs another machine type"
+        assert_guest_whole(lab, h3, "mt1", ip)
+        h3.cli("vm", "delete", "--force", "mt1")
+    finally:
+        lab.kill_ferryd(h2, signal.SIGTERM)
+        lab.start_ferryd(h2, args=[])
+        lab.wait_cluster()
+
+
+# ---- --migrate-prealloc off -----------------------------------------------------------------
+
+def incoming_cmdline(lab, src, dst, name):
+    """Migrates name from src to dst and returns the argv of dst's incoming QEMU, read from
+    /proc while it waits for the stream."""
+    p = migrate_bg(lab, src, dst, name, mib=32)
+    try:
+        pid = wait_for(lambda: p.poll() is not None or qemus_under(dst, name), 60,
+                       f"{dst.name}'s incoming QEMU")
+        assert p.poll() is None, f"the migration ended early: {p.communicate()}"
+        with open(f"/proc/{pid[0]}/cmdline", "rb") as f:
+            argv = [a.decode() for a in f.read().split(b"\0") if a]
+        rc, out, err = finish(p)
+        assert rc == 0, (out, err)
+    finally:
+        stop(p)
+    assert "-incoming" in argv, argv
+    return argv
+
+
+def test_migrate_prealloc_off_gives_the_incoming_qemu_no_prealloc(lab):
+    h1, h2, h3 = lab.hosts
+    lab.kill_ferryd(h3, signal.SIGTERM)
+    lab.start_ferryd(h3, args=["--migrate-prealloc", "off"])
+    try:
+        lab.wait_cluster()
+        ip = create_vm(lab, h1, "pa1", 3, memory=128)
+        argv = incoming_cmdline(lab, h1, h3, "pa1")
+        print(f"\nincoming QEMU on host3 (--migrate-prealloc off): -mem-prealloc "
+              f"{'present' if '-mem-prealloc' in argv else 'absent'}")
+        assert "-mem-prealloc" not in argv, argv
+        assert_guest_whole(lab, h3, "pa1", ip)
+        # The default (on), host1 taking it back: preallocated.
+        argv = incoming_cmdline(lab, h3, h1, "pa1")
+        assert "-mem-prealloc" in argv, argv
+        assert_guest_whole(lab, h1, "pa1", ip)
+        assert vm_on(h2, "pa1")["owner"] == "host1"
+        h1.cli("vm", "delete", "--force", "pa1")
+    finally:
+        lab.kill_ferryd(h3, signal.SIGTERM)
+        lab.start_ferryd(h3, args=[])
+        lab.wait_cluster()
