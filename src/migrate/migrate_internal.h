@@ -14,6 +14,7 @@
 #include "vm/vm.h"
 
 #define POLL_MS 50                  /* query-migrate while QEMU migrates */
+#define HANDOVER_RETRY_MS 500       /* the owner write again, after no quorum or a timeout */
 #define MAX_BANDWIDTH (10ULL << 30) /* bytes/s: "unlimited" for a LAN */
 #define COMPLETED_REPOLLS 40        /* QEMU 7.2 may say completed before its figures */
 #define CONSOLE_CARRY (64 * 1024)   /* console history sent to the destination */
@@ -40,9 +41,10 @@ struct mig {
     /* Post-copy whose stream broke (QEMU's postcopy-paused): resumed with QEMU's postcopy
      * recovery once the destination answers again (try_recover). */
     bool pc_paused, recover_busy;
-    bool dest_has_none;  /* the destination said it has no copy: boot it again here */
-    unsigned recoveries; /* post-copy resumed after a break */
-    uint64_t recover_ms; /* last recovery attempt (monotonic) */
+    bool handover_waiting; /* the owner write could not be made yet: asked again */
+    bool dest_has_none;    /* the destination said it has no copy: boot it again here */
+    unsigned recoveries;   /* post-copy resumed after a break */
+    uint64_t recover_ms;   /* last recovery attempt (monotonic) */
     struct mig_policy policy;
     unsigned completed_polls;
     uint64_t t0_ms;

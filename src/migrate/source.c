@@ -259,7 +259,43 @@ static void source_quit(struct vmset *set, struct vm *vm, int status, const stru
         source_removed(set, vm, vm ? e2.code : 0, &e2, g);
 }
 
-/* The cluster database took the new owner: the source QEMU and definition go (disks stay). */
+static void owner_switched(int status, json_t *body, const struct ferr *e, void *data);
+
+/* Asks the cluster database to make the destination the owner, unless this node's copy of it
+ * says so already (a write that timed out may have been made). */
+static void hand_over(struct mig *g)
+{
+    if (migrate__owner_is(g->m, g->name, g->to)) {
+        owner_switched(200, NULL, NULL, g);
+        return;
+    }
+    struct ferr e = {0};
+    if (fleet_hand_over(g->m->env.fleet, g->name, g->to, owner_switched, g, &e) < 0)
+        owner_switched(0, NULL, &e, g);
+}
+
+static void hand_over_tick(uv_timer_t *t)
+{
+    hand_over(t->data);
+}
+
+/* A refusal that asking again cannot change: the database applied the compare-and-set and
+ * names another owner, or has no such VM. No quorum, a timeout or a lost leader may all
+ * change. */
+static bool refused_for_good(const struct ferr *e)
+{
+    return e->code == FERR_STATE || e->code == FERR_NOTFOUND || e->code == FERR_INVALID;
+}
+
+/* The cluster database took the new owner: the source QEMU and definition go (disks stay).
+ *
+ * Once QEMU said completed, the destination's QEMU runs the guest (it starts by itself) and
+ * the source's holds the state of the switch-over, stopped. Going back to the source would
+ * undo what the guest did on the destination since: acknowledged disk writes, packets sent,
+ * and after a post-copy even the memory (the source's copy is not whole). So a write that
+ * could not be made (no quorum, a timeout) is asked again every HANDOVER_RETRY_MS for as long
+ * as it takes, while the VM runs on the destination and the source QEMU stays stopped; only a
+ * refusal for good (the database names another owner) fails the migration. */
 static void owner_switched(int status, json_t *body, const struct ferr *e, void *data)
 {
     struct mig *g = data;
@@ -268,13 +304,31 @@ static void owner_switched(int status, json_t *body, const struct ferr *e, void 
         migrate__unref(g);
         return;
     }
+    if (e && !refused_for_good(e)) {
+        if (!g->handover_waiting) {
+            g->handover_waiting = true;
+            log_warn("migrate %s: QEMU completed and %s runs on %s, but the cluster database "
+                     "cannot record its new owner yet (%s); asking again every %d ms",
+                     g->name, g->name, g->to, e->msg, HANDOVER_RETRY_MS);
+            events_add(g->m->env.events, g->name, "vm.migrate_handover_waiting",
+                       "QEMU completed and the VM runs on %s; the cluster database cannot "
+                       "record its new owner yet (%s): asking again until it does; the source "
+                       "QEMU stays stopped",
+                       g->to, e->msg);
+        }
+        uv_timer_start(&g->timer, hand_over_tick, HANDOVER_RETRY_MS, 0);
+        return; /* the reference passes to the next try */
+    }
     if (e) {
-        /* The destination has the newest state but no record says so: it must not run. The
-         * abort kills it there; the source QEMU can continue (cont re-activates its disks). */
+        /* The database names another owner: the destination's copy must not run. The abort
+         * kills it there; after a pre-copy the source QEMU continues once that copy is gone
+         * (migrate__fail). */
         migrate__fail(g, e->code, "the cluster database refused the owner change: %.200s", e->msg);
         migrate__unref(g);
         return;
     }
+    if (g->handover_waiting)
+        log_info("migrate %s: the cluster database names %s as the owner now", g->name, g->to);
     vm_set_migrating(g->vm, NULL, NULL);
     struct ferr qe = {0};
     if (vm_quit(g->vm, source_quit, g, &qe) < 0)
@@ -306,13 +360,7 @@ void migrate__completed(struct mig *g, json_t *r)
     g->completed = true;
     uv_timer_stop(&g->timer);
     g->refs++;
-    if (migrate__owner_is(g->m, g->name, g->to)) { /* switched before a ferryd restart */
-        owner_switched(200, NULL, NULL, g);
-        return;
-    }
-    struct ferr e = {0};
-    if (fleet_hand_over(g->m->env.fleet, g->name, g->to, owner_switched, g, &e) < 0)
-        owner_switched(0, NULL, &e, g);
+    hand_over(g); /* owner already switched before a ferryd restart: hand_over sees it */
 }
 
 /* After a ferryd restart QEMU's "completed" may be an older migration's (one whose owner
@@ -361,6 +409,8 @@ static void on_query(struct qmp_conn *c, int status, json_t *r, const char *err,
         g->setup_ms = migrate__jint(r, "setup-time");
     }
     if (strcmp(st, "completed") == 0) {
+        if (g->completed)
+            goto out; /* the hand-over is under way (a poll after a cancel or a lost watch) */
         /* QEMU 7.2 can answer completed with total-time and downtime still 0. */
         if ((migrate__jint(r, "total-time") == 0 || migrate__jint(r, "downtime") == 0) &&
             ++g->completed_polls < COMPLETED_REPOLLS) {
@@ -456,12 +506,17 @@ void migrate__dest_lost(const char *why, void *data)
     struct mig *g = data;
     if (g->finished || g->lost[0])
         return;
+    if (g->completed) {
+        /* The destination runs the VM; going back is no longer an option (owner_switched). */
+        log_warn("migrate %s: %s, after QEMU completed; the hand-over goes on", g->name, why);
+        return;
+    }
     if (g->postcopy) {
         /* Post-copy cannot go back; break the stream now (QEMU would wait for TCP to give
          * up, minutes) and resume it once the destination answers (try_recover). */
         log_warn("migrate %s: %s; pausing the post-copy", g->name, why);
         struct ferr qe = {0};
-        if (vm_qmp(g->vm, "migrate-pause", NULL, NULL, NULL, &qe) < 0)
+        if (vm_qmp_oob(g->vm, "migrate-pause", NULL, NULL, NULL, &qe) < 0)
             log_warn("migrate %s: migrate-pause: %s", g->name, qe.msg);
         return;
     }
@@ -743,6 +798,12 @@ int migrate_cancel(struct migrator *m, const char *name, struct ferr *e)
         return ferr_set(e, FERR_STATE,
                         "%s: the migration to %s is in post-copy: the VM already runs there "
                         "and a cancel now would leave no complete copy; it ends shortly",
+                        name, g->to);
+    if (g->completed)
+        return ferr_set(e, FERR_STATE,
+                        "%s: QEMU completed the migration and the VM runs on %s; what is left "
+                        "is recording its new owner in the cluster database, which a cancel "
+                        "cannot undo",
                         name, g->to);
     g->cancelled = true;
     if (!g->started)
