@@ -257,7 +257,7 @@ static void recover_status(struct qmp_conn *c, int status, json_t *r, const char
                   err ? err : ferr_str(status));
     } else if (strcmp(st, "postcopy-active") == 0) {
         /* The source saw the stream break, this side not yet (TCP still waits): break it. */
-        if (vm_qmp(vm, "migrate-pause", NULL, recover_paused, x, &e) == 0)
+        if (vm_qmp_oob(vm, "migrate-pause", NULL, recover_paused, x, &e) == 0)
             return;
         reply_err(x->cb, x->data, FERR_QEMU, "%s", e.msg);
     } else if (strcmp(st, "postcopy-recover") == 0 && vm_incoming_uri(vm)[0]) {
@@ -274,8 +274,8 @@ static void recover_status(struct qmp_conn *c, int status, json_t *r, const char
         log_info("migrate %s: post-copy broke; listening again at %s", x->name, x->uri);
         events_add(x->m->env.events, x->name, "vm.migrating",
                    "the post-copy stream broke; listening again at %s", x->uri);
-        if (vm_qmp(vm, "migrate-recover", json_pack("{s:s}", "uri", x->uri), recover_listening, x,
-                   &e) == 0)
+        if (vm_qmp_oob(vm, "migrate-recover", json_pack("{s:s}", "uri", x->uri), recover_listening,
+                       x, &e) == 0)
             return;
         reply_err(x->cb, x->data, FERR_QEMU, "%s", e.msg);
     }

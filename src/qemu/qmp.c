@@ -257,6 +257,7 @@ struct qmp_conn {
     bool user_closed; /* qmp_conn_close() called: on_closed must not be called */
     long long next_id;
     long long caps_id;
+    bool oob;                    /* out-of-band execution asked for (and on once negotiated) */
     struct qmp_cmd *head, *tail; /* commands in id order */
     char rbuf[64 * 1024];
 };
@@ -342,8 +343,9 @@ static int conn_write(struct qmp_conn *c, char *line)
     return rc;
 }
 
-/* Serializes {"execute": cmd, "arguments": args, "id": id} + "\r\n". args is stolen. */
-static char *serialize(const char *cmd, json_t *args, long long id)
+/* Serializes {"execute": cmd, "arguments": args, "id": id} + "\r\n" ("exec-oob" with oob).
+ * args is stolen. */
+static char *serialize_as(const char *cmd, json_t *args, long long id, bool oob)
 {
     json_t *j = json_object();
     if (!j) {
@@ -351,7 +353,7 @@ static char *serialize(const char *cmd, json_t *args, long long id)
         return NULL;
     }
     char *s = NULL;
-    if (json_object_set_new(j, "execute", json_string(cmd)) < 0 ||
+    if (json_object_set_new(j, oob ? "exec-oob" : "execute", json_string(cmd)) < 0 ||
         (args && json_object_set_new(j, "arguments", args) < 0) ||
         json_object_set_new(j, "id", json_integer(id)) < 0) {
         args = NULL; /* set_new consumed it either way */
@@ -372,6 +374,11 @@ static char *serialize(const char *cmd, json_t *args, long long id)
 out:
     json_decref(j);
     return s;
+}
+
+static char *serialize(const char *cmd, json_t *args, long long id)
+{
+    return serialize_as(cmd, args, id, false);
 }
 
 /* Writes every queued command in id order; returns 0 or fails the connection. */
@@ -449,7 +456,22 @@ static void handle_greeting(struct qmp_conn *c, const json_t *msg)
         conn_fail(c, FERR_PROTO, "garbage from QEMU: unexpected second greeting \"%s\"", ex);
         return;
     }
-    char *line = serialize("qmp_capabilities", NULL, c->caps_id);
+    /* Out-of-band execution, when this monitor offers it (a socket chardev does): lets
+     * migrate-pause and migrate-recover through while the main loop is stuck, e.g. a vCPU
+     * of a broken post-copy waiting for a page with the main lock held. Replies are matched
+     * by id, so their order does not matter here. */
+    const json_t *caps = json_object_get(json_object_get(msg, "QMP"), "capabilities");
+    size_t i;
+    const json_t *cap;
+    bool oob = false;
+    json_array_foreach(caps, i, cap)
+    {
+        if (json_is_string(cap) && strcmp(json_string_value(cap), "oob") == 0)
+            oob = true;
+    }
+    char *line = serialize("qmp_capabilities", oob ? json_pack("{s:[s]}", "enable", "oob") : NULL,
+                           c->caps_id);
+    c->oob = oob;
     if (!line) {
         conn_fail(c, -ENOMEM, "out of memory sending qmp_capabilities");
         return;
@@ -627,7 +649,27 @@ err_oom:
     return ferr_set(e, -ENOMEM, "qmp: %s: out of memory", path);
 }
 
+static int execute(struct qmp_conn *c, const char *cmd, json_t *args, qmp_reply_cb cb, void *data,
+                   bool oob);
+
 int qmp_conn_execute(struct qmp_conn *c, const char *cmd, json_t *args, qmp_reply_cb cb, void *data)
+{
+    return execute(c, cmd, args, cb, data, false);
+}
+
+int qmp_conn_execute_oob(struct qmp_conn *c, const char *cmd, json_t *args, qmp_reply_cb cb,
+                         void *data)
+{
+    return execute(c, cmd, args, cb, data, c && c->oob && c->state == ST_READY);
+}
+
+bool qmp_conn_oob(const struct qmp_conn *c)
+{
+    return c && c->oob && c->state == ST_READY;
+}
+
+static int execute(struct qmp_conn *c, const char *cmd, json_t *args, qmp_reply_cb cb, void *data,
+                   bool oob)
 {
     if (!c || !cmd || cmd[0] == '\0') {
         json_decref(args);
@@ -645,7 +687,7 @@ int qmp_conn_execute(struct qmp_conn *c, const char *cmd, json_t *args, qmp_repl
     q->id = c->next_id++;
     q->cb = cb;
     q->data = data;
-    q->line = serialize(cmd, args, q->id);
+    q->line = serialize_as(cmd, args, q->id, oob);
     if (!q->line) {
         free(q);
         return -ENOMEM;

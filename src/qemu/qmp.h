@@ -5,6 +5,7 @@
 #define FERRY_QEMU_QMP_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <uv.h>
 
@@ -54,6 +55,17 @@ int qmp_conn_open(uv_loop_t *loop, const char *path, const struct qmp_callbacks 
  */
 int qmp_conn_execute(struct qmp_conn *c, const char *cmd, json_t *args, qmp_reply_cb cb,
                      void *data);
+
+/*
+ * As qmp_conn_execute, out of band ({"exec-oob": ...}) when QEMU's monitor offered "oob" and
+ * it was enabled at negotiation: QEMU runs it at once in the monitor's thread, even while its
+ * main loop is stuck (only commands marked allow-oob: migrate-pause, migrate-recover). In band
+ * otherwise (a monitor without it, or before on_ready). Its reply may overtake others'.
+ */
+int qmp_conn_execute_oob(struct qmp_conn *c, const char *cmd, json_t *args, qmp_reply_cb cb,
+                         void *data);
+/* Whether out-of-band execution is on for this connection. */
+bool qmp_conn_oob(const struct qmp_conn *c);
 
 /* Closes the connection: pending callbacks get -ECANCELED, on_closed is not called, memory
  * is freed on a later loop pass. Safe to call from inside any callback of this connection. */

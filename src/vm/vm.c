@@ -376,6 +376,8 @@ static void on_qmp_ready(struct qmp_conn *c, void *user)
 {
     struct vm *vm = user;
     vm->qmp_ready = true;
+    /* A new connection: requests of the last one were cancelled without their answers. */
+    vm->console_busy = vm->stats_busy = false;
     qmp_conn_execute(c, "query-status", NULL, on_status, vm);
 }
 
@@ -422,6 +424,7 @@ static void on_blockstats(struct qmp_conn *c, int status, json_t *result, const 
     if (status == -ECANCELED)
         return;
     struct vm *vm = d;
+    vm->stats_busy = false;
     if (status < 0 || !json_is_array(result))
         return;
     size_t i;
@@ -458,9 +461,13 @@ static void drain_console(struct vm *vm)
             vm->console_busy = true;
     }
     uint64_t now = now_mono_ms();
-    if (now - vm->last_stats_ms >= STATS_EVERY_MS) {
+    /* One at a time: while QEMU's main loop is stuck (a post-copy waiting for pages) queued
+     * requests would fill its monitor's queue (8), which then stops reading, out-of-band
+     * commands too. */
+    if (now - vm->last_stats_ms >= STATS_EVERY_MS && !vm->stats_busy) {
         vm->last_stats_ms = now;
-        qmp_conn_execute(vm->qmp, "query-blockstats", NULL, on_blockstats, vm);
+        if (qmp_conn_execute(vm->qmp, "query-blockstats", NULL, on_blockstats, vm) == 0)
+            vm->stats_busy = true;
     }
 }
 
@@ -996,16 +1003,29 @@ int vm_set_incoming_uri(struct vm *vm, const char *uri)
     return 0;
 }
 
-int vm_qmp(struct vm *vm, const char *cmd, json_t *args, vm_qmp_cb cb, void *data, struct ferr *e)
+static int qmp_call(struct vm *vm, const char *cmd, json_t *args, vm_qmp_cb cb, void *data,
+                    bool oob, struct ferr *e)
 {
     if (!vm->qmp || !vm->qmp_ready) {
         json_decref(args);
         return ferr_set(e, FERR_STATE, "%s: no QMP connection to its QEMU", vm->spec.name);
     }
-    int rc = qmp_conn_execute(vm->qmp, cmd, args, cb, data);
+    int rc = oob ? qmp_conn_execute_oob(vm->qmp, cmd, args, cb, data)
+                 : qmp_conn_execute(vm->qmp, cmd, args, cb, data);
     if (rc < 0)
         return ferr_set(e, rc, "%s: QMP is closing", vm->spec.name);
     return 0;
+}
+
+int vm_qmp(struct vm *vm, const char *cmd, json_t *args, vm_qmp_cb cb, void *data, struct ferr *e)
+{
+    return qmp_call(vm, cmd, args, cb, data, false, e);
+}
+
+int vm_qmp_oob(struct vm *vm, const char *cmd, json_t *args, vm_qmp_cb cb, void *data,
+               struct ferr *e)
+{
+    return qmp_call(vm, cmd, args, cb, data, true, e);
 }
 
 void vm_set_migrating(struct vm *vm, vm_event_fn fn, void *d)

@@ -162,6 +162,11 @@ int vm_set_incoming_uri(struct vm *vm, const char *uri);
 /* Sends a QMP command to the VM's QEMU (args stolen, also on failure). FERR_STATE without a
  * ready QMP connection. */
 int vm_qmp(struct vm *vm, const char *cmd, json_t *args, vm_qmp_cb cb, void *data, struct ferr *e);
+/* As vm_qmp, out of band where QEMU's monitor allows it (qmp_conn_execute_oob): for
+ * migrate-pause and migrate-recover, which must get through while QEMU's main loop is stuck
+ * on a broken post-copy. */
+int vm_qmp_oob(struct vm *vm, const char *cmd, json_t *args, vm_qmp_cb cb, void *data,
+               struct ferr *e);
 /* Source: marks the VM as migrating out (fn != NULL, which then sees every QMP event) or not.
  * While set, QEMU's STOP (the switchover) does not make the VM "paused". */
 void vm_set_migrating(struct vm *vm, vm_event_fn fn, void *d);

@@ -38,6 +38,7 @@ struct vm {
     uint64_t deadline_ms;
     uint64_t last_stats_ms;
     bool console_busy;
+    bool stats_busy; /* a query-blockstats is on its way */
 
     struct console *console;
     struct vm_waiter *waiters;

@@ -258,6 +258,10 @@ static void test_classify(void **state)
     "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 2, \"major\": 7}, "              \
     "\"package\": \"\"}, \"capabilities\": [\"oob\"]}}\r\n"
 
+#define GREETING_NO_OOB                                                                            \
+    "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 2, \"major\": 7}, "              \
+    "\"package\": \"\"}, \"capabilities\": []}}\r\n"
+
 enum caps_mode { CAPS_OK, CAPS_ERROR, CAPS_HANGUP };
 
 struct reply {
@@ -280,7 +284,9 @@ struct fx {
     struct qmp_parser *srv_parser;
     const char *greeting; /* sent on accept; NULL = GREETING */
     enum caps_mode caps;
-    char seen[512]; /* "execute" names received, comma-separated */
+    char seen[512];     /* "execute" names received, comma-separated ("oob:" + "exec-oob" ones) */
+    bool oob_enabled;   /* qmp_capabilities asked for {"enable": ["oob"]} */
+    long long stuck_id; /* a "stuck" command's id, answered after the next out-of-band one */
     long long seen_ids[32];
     int nseen;
     char split_rest[128];
@@ -399,17 +405,36 @@ static int srv_on_msg(json_t *msg, void *data)
 {
     struct fx *f = data;
     const char *cmd = json_string_value(json_object_get(msg, "execute"));
+    const char *oob = json_string_value(json_object_get(msg, "exec-oob"));
     json_t *jid = json_object_get(msg, "id");
-    assert_non_null(cmd);
+    assert_true((cmd != NULL) != (oob != NULL));
     assert_true(json_is_integer(jid));
     long long id = json_integer_value(jid);
     if (f->nseen < 32)
         f->seen_ids[f->nseen] = id;
     f->nseen++;
+    if (oob) {
+        /* Run at once, as QEMU's monitor thread does; then the in-band one it overtook. */
+        strncat(f->seen, "oob:", sizeof(f->seen) - strlen(f->seen) - 2);
+        strncat(f->seen, oob, sizeof(f->seen) - strlen(f->seen) - 2);
+        strcat(f->seen, ",");
+        srv_sendf(f, "{\"return\": {}, \"id\": %lld}\r\n", id);
+        if (f->stuck_id) {
+            srv_sendf(f, "{\"return\": {\"stuck\": true}, \"id\": %lld}\r\n", f->stuck_id);
+            f->stuck_id = 0;
+        }
+        return 0;
+    }
     strncat(f->seen, cmd, sizeof(f->seen) - strlen(f->seen) - 2);
     strcat(f->seen, ",");
 
-    if (strcmp(cmd, "qmp_capabilities") == 0) {
+    if (strcmp(cmd, "stuck") == 0) {
+        f->stuck_id = id; /* the main loop is stuck: no answer yet */
+    } else if (strcmp(cmd, "qmp_capabilities") == 0) {
+        json_t *en = json_object_get(json_object_get(msg, "arguments"), "enable");
+        f->oob_enabled = json_is_array(en) && json_array_size(en) == 1 &&
+                         json_is_string(json_array_get(en, 0)) &&
+                         strcmp(json_string_value(json_array_get(en, 0)), "oob") == 0;
         if (f->caps == CAPS_OK)
             srv_sendf(f, "{\"return\": {}, \"id\": %lld}\r\n", id);
         else if (f->caps == CAPS_ERROR)
@@ -773,6 +798,45 @@ static void test_client_normal(void **state)
     assert_int_equal(qmp_conn_execute(f->conn, "", json_object(), NULL, NULL), FERR_INVALID);
 }
 
+static void test_client_out_of_band(void **state)
+{
+    struct fx *f = *state;
+    fx_listen(f);
+    fx_open(f);
+    run_until(f, is_ready);
+    /* The greeting offered "oob": it was enabled. */
+    assert_true(f->oob_enabled);
+    assert_true(qmp_conn_oob(f->conn));
+    /* An in-band command the "main loop" sits on, then an out-of-band one: its answer comes
+     * first and each goes to its own callback. */
+    exec_ok(f, "stuck", NULL, 1);
+    assert_int_equal(qmp_conn_execute_oob(f->conn, "migrate-pause", NULL, cl_reply, tag(f, 2)), 0);
+    run_until(f, replies_2);
+    assert_string_equal(f->seen, "qmp_capabilities,stuck,oob:migrate-pause,");
+    assert_int_equal(f->nreplies, 2);
+    assert_int_equal(f->replies[0].tag, 2);
+    assert_string_equal(f->replies[0].text, "{}");
+    assert_int_equal(f->replies[1].tag, 1);
+    assert_string_equal(f->replies[1].text, "{\"stuck\":true}");
+    assert_int_equal(f->closed, 0);
+}
+
+static void test_client_without_out_of_band(void **state)
+{
+    struct fx *f = *state;
+    f->greeting = GREETING_NO_OOB;
+    fx_listen(f);
+    fx_open(f);
+    run_until(f, is_ready);
+    assert_false(f->oob_enabled);
+    assert_false(qmp_conn_oob(f->conn));
+    /* Asked out of band, sent in band: the monitor has nothing else. */
+    assert_int_equal(qmp_conn_execute_oob(f->conn, "query-status", NULL, cl_reply, tag(f, 1)), 0);
+    run_until(f, replies_1);
+    assert_string_equal(f->seen, "qmp_capabilities,query-status,");
+    assert_int_equal(f->replies[0].status, 0);
+}
+
 static void test_client_events(void **state)
 {
     struct fx *f = *state;
@@ -1109,6 +1173,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_client_close_in_event, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_client_close_in_closed, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_client_close_in_failed_reply, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_client_out_of_band, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_client_without_out_of_band, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_client_close_while_connecting, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_client_connect_missing, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_client_connect_refused, fx_setup, fx_teardown),
