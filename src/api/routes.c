@@ -423,7 +423,7 @@ static void disk_work(uv_work_t *req)
 {
     struct disk_work *dw = req->data;
     if (dw->create) {
-        dw->status = vhd_create_fixed(dw->qemu_img, dw->path, dw->size_mib, &dw->e);
+        dw->status = vhd_create(dw->qemu_img, dw->path, "fixed", dw->size_mib, &dw->e);
         if (dw->status < 0)
             return;
     }

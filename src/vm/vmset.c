@@ -304,7 +304,7 @@ static void create_work(uv_work_t *req)
                 "disks[%u].path: %.300s does not exist; give size_mib to create it", i, d->path);
             goto undo;
         }
-        cw->status = vhd_create_fixed(img, d->path, d->size_mib, &cw->e);
+        cw->status = vhd_create(img, d->path, "fixed", d->size_mib, &cw->e);
         if (cw->status < 0) {
             ferr_prefix(&cw->e, "disks[%u]", i);
             goto undo;
