@@ -142,10 +142,12 @@ static int check_footer(struct check *c, const uint8_t foot[VHD_FOOTER_SIZE], ui
                             "but its copy at the start is there: the file was cut short or "
                             "overwritten at its end; " RESTORE,
                             n);
-        return ferr_set(c->e, FERR_INVALID,
-                        "vhd: %s is not a VHD file (no \"conectix\" footer at its end); convert "
-                        "an image of another format with ferry disk convert",
-                        n);
+        return ferr_set(
+            c->e, FERR_INVALID,
+            "vhd: %s is not a VHD file (no \"conectix\" footer at its end): an image of "
+            "another format, or a VHD that lost its end; convert the former with ferry "
+            "disk convert, restore the latter from a backup",
+            n);
     }
     uint32_t stored = be32(foot + F_CHECKSUM), want = checksum(foot, VHD_FOOTER_SIZE, F_CHECKSUM);
     if (stored != want)

@@ -291,13 +291,15 @@ static void test_wrong_cookie(void **state)
     memcpy(footer(&m), "conectiX", 8);
     refoot(&m);
     expect_refusal(&m, FERR_INVALID,
-                   "vhd: %s is not a VHD file (no \"conectix\" footer at its end); convert an "
-                   "image of another format with ferry disk convert");
+                   "vhd: %s is not a VHD file (no \"conectix\" footer at its end): an image of "
+                   "another format, or a VHD that lost its end; convert the former with ferry "
+                   "disk convert, restore the latter from a backup");
     /* A file of zeros, as short as a footer. */
     m = (struct img){.b = calloc(1, 512), .len = 512};
     expect_refusal(&m, FERR_INVALID,
-                   "vhd: %s is not a VHD file (no \"conectix\" footer at its end); convert an "
-                   "image of another format with ferry disk convert");
+                   "vhd: %s is not a VHD file (no \"conectix\" footer at its end): an image of "
+                   "another format, or a VHD that lost its end; convert the former with ferry "
+                   "disk convert, restore the latter from a backup");
 }
 
 static void test_truncated_dynamic(void **state)
