@@ -76,15 +76,15 @@ int vhd_check_file(const char *path, struct vhd_layout *out, struct ferr *e)
     struct stat st;
     if (fstat(fd, &st) < 0) {
         rc = ferr_set(e, -errno, "vhd: stat %s: %s", path, strerror(errno));
-        goto out;
+        goto after_open;
     }
     if (!S_ISREG(st.st_mode)) {
         rc = ferr_set(e, FERR_INVALID, "vhd: %s is not a regular file", path);
-        goto out;
+        goto after_open;
     }
     struct file_reader r = {fd};
     rc = vhd_check(path, (uint64_t)st.st_size, file_read, &r, out, e);
-out:
+after_open:
     close(fd);
     return rc;
 }
@@ -246,14 +246,14 @@ int vhd_source_parse(const char *json_text, const char *src, int explicit, char 
     json_t *vs = json_object_get(root, "virtual-size");
     if (!json_is_object(root) || !fmt || !json_is_integer(vs) || json_integer_value(vs) < 0) {
         rc = ferr_set(e, FERR_PROTO, "qemu-img info: \"format\" or \"virtual-size\" missing");
-        goto out;
+        goto after_parse;
     }
     if (!source_format_ok(fmt)) {
         rc = ferr_set(e, FERR_INVALID,
                       "vhd: convert %s: it is a %.40s image; ferry converts " VHD_SOURCE_FORMATS
                       " images (convert it to one of them with qemu-img first)",
                       src, fmt);
-        goto out;
+        goto after_parse;
     }
     const char *other = explicit ? NULL : other_file(root, src);
     if (other) {
@@ -263,7 +263,7 @@ int vhd_source_parse(const char *json_text, const char *src, int explicit, char 
                       "another file, so ferry does not guess: if it is a %s image, name its "
                       "format (--from %s); if it is a raw image, --from raw",
                       src, fmt, other, fmt, fmt);
-        goto out;
+        goto after_parse;
     }
     uint64_t size = (uint64_t)json_integer_value(vs);
     if (size == 0 || size % 512 != 0) {
@@ -272,19 +272,19 @@ int vhd_source_parse(const char *json_text, const char *src, int explicit, char 
                       "of 512, and a VHD holds whole 512-byte sectors: grow it to one first "
                       "(qemu-img resize)",
                       src, (unsigned long long)size);
-        goto out;
+        goto after_parse;
     }
     if (size > VHD_MAX_SIZE) {
         rc = ferr_set(e, FERR_INVALID,
                       "vhd: convert %s: its virtual size of %llu bytes is over VHD's limit of "
                       "2040 GiB (%llu bytes): keep the data on smaller disks",
                       src, (unsigned long long)size, (unsigned long long)VHD_MAX_SIZE);
-        goto out;
+        goto after_parse;
     }
     snprintf(format, 16, "%s", fmt);
     *virtual_size = size;
     rc = 0;
-out:
+after_parse:
     json_decref(root);
     return rc;
 }

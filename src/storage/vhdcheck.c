@@ -207,7 +207,7 @@ static int check_blocks(struct check *c, uint64_t header_at, uint64_t bat_at, ui
         uint32_t k = entries - first < BAT_CHUNK ? entries - first : BAT_CHUNK;
         if ((rc = get(c, bat_at + (uint64_t)first * 4, raw, (size_t)k * 4,
                       "block allocation table")) < 0)
-            goto done;
+            goto after_scan;
         for (uint32_t j = 0; j < k; j++) {
             uint32_t sector = be32(raw + 4 * j), i = first + j;
             if (sector == BAT_UNUSED)
@@ -221,7 +221,7 @@ static int check_blocks(struct check *c, uint64_t header_at, uint64_t bat_at, ui
                               "damaged; " RESTORE,
                               n, i, (unsigned long long)span, (unsigned long long)at,
                               (unsigned long long)data_end);
-                goto done;
+                goto after_scan;
             }
             const char *hit = overlaps(at, span, 0, VHD_FOOTER_SIZE) ? "footer copy"
                               : overlaps(at, span, header_at, VHD_HEADER_SIZE)
@@ -233,7 +233,7 @@ static int check_blocks(struct check *c, uint64_t header_at, uint64_t bat_at, ui
                               "vhd: %s: block %u at byte %llu overlaps the %s: the block "
                               "allocation table is damaged; " RESTORE,
                               n, i, (unsigned long long)at, hit);
-                goto done;
+                goto after_scan;
             }
             if (!used) {
                 /* At most as many as the table has entries: 16 MiB for 2040 GiB of 512 KiB
@@ -241,7 +241,7 @@ static int check_blocks(struct check *c, uint64_t header_at, uint64_t bat_at, ui
                 used = malloc((size_t)entries * sizeof(*used));
                 if (!used) {
                     rc = ferr_set(c->e, -ENOMEM, "vhd: %s: out of memory", n);
-                    goto done;
+                    goto after_scan;
                 }
             }
             used[nused++] = (uint64_t)sector << 32 | i;
@@ -257,11 +257,11 @@ static int check_blocks(struct check *c, uint64_t header_at, uint64_t bat_at, ui
                           "each): the block allocation table is damaged; " RESTORE,
                           n, (uint32_t)used[k - 1], (uint32_t)used[k], (unsigned long long)a,
                           (unsigned long long)b, (unsigned long long)span);
-            goto done;
+            goto after_scan;
         }
     }
     *used_out = nused;
-done:
+after_scan:
     free(used);
     return rc;
 }
