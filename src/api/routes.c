@@ -407,13 +407,20 @@ static void h_vm_console(struct api_ctx *ctx, struct http_req *req, const struct
 
 /* ---- disks ---- */
 
+/* Disk work blocks (qemu-img, reading the metadata of a file on a shared volume): it runs in
+ * the libuv thread pool and answers from disk_after. */
+enum disk_op { DISK_INFO, DISK_CREATE, DISK_CONVERT };
+
 struct disk_work {
     uv_work_t req;
     struct http_req *http;
+    enum disk_op op;
     char qemu_img[256];
-    char path[VM_PATH_MAX];
+    char path[VM_PATH_MAX]; /* the disk described: created, converted into, or asked about */
+    char src[VM_PATH_MAX];  /* convert: the image read */
+    char src_format[16];    /* convert: "" to detect */
+    char type[16];          /* create, convert: "fixed" or "dynamic" */
     uint64_t size_mib;
-    bool create;
     struct vhd_info info;
     int status;
     struct ferr e;
@@ -422,11 +429,13 @@ struct disk_work {
 static void disk_work(uv_work_t *req)
 {
     struct disk_work *dw = req->data;
-    if (dw->create) {
-        dw->status = vhd_create_fixed(dw->qemu_img, dw->path, dw->size_mib, &dw->e);
-        if (dw->status < 0)
-            return;
-    }
+    if (dw->op == DISK_CREATE)
+        dw->status = vhd_create(dw->qemu_img, dw->path, dw->type, dw->size_mib, &dw->e);
+    else if (dw->op == DISK_CONVERT)
+        dw->status = vhd_convert(dw->qemu_img, dw->src, dw->src_format[0] ? dw->src_format : NULL,
+                                 dw->path, dw->type, &dw->e);
+    if (dw->status < 0)
+        return;
     dw->status = vhd_info_read(dw->qemu_img, dw->path, &dw->info, &dw->e);
 }
 
@@ -436,7 +445,7 @@ static void disk_after(uv_work_t *req, int status)
     if (dw->status < 0) {
         http_reply_error(dw->http, &dw->e);
     } else {
-        http_reply_json(dw->http, dw->create ? 201 : 200,
+        http_reply_json(dw->http, dw->op == DISK_INFO ? 200 : 201,
                         json_pack("{s:s, s:s, s:s, s:I, s:I, s:I}", "path", dw->path, "format",
                                   dw->info.format, "subformat", dw->info.subformat, "virtual_size",
                                   (json_int_t)dw->info.virtual_size, "actual_size",
@@ -457,21 +466,43 @@ static bool check_abs_path(struct http_req *req, const char *field, const char *
     return true;
 }
 
-static void start_disk_work(struct api_ctx *ctx, struct http_req *req, const char *path,
-                            uint64_t size_mib, bool create)
+/* A new disk_work for req (NULL after answering it with an error); the caller fills it in and
+ * passes it to start_disk_work. */
+static struct disk_work *new_disk_work(struct api_ctx *ctx, struct http_req *req, enum disk_op op,
+                                       const char *path)
 {
     struct disk_work *dw = calloc(1, sizeof(*dw));
     if (!dw) {
         req_err(req, -ENOMEM, "out of memory");
-        return;
+        return NULL;
     }
     dw->http = req;
+    dw->op = op;
     snprintf(dw->qemu_img, sizeof(dw->qemu_img), "%s", ctx->qemu_img);
     snprintf(dw->path, sizeof(dw->path), "%s", path);
-    dw->size_mib = size_mib;
-    dw->create = create;
     dw->req.data = dw;
+    return dw;
+}
+
+static void start_disk_work(struct api_ctx *ctx, struct disk_work *dw)
+{
     uv_queue_work(ctx->loop, &dw->req, disk_work, disk_after);
+}
+
+/* "type": "fixed" or "dynamic" (absent: dflt, or an error when dflt is NULL). */
+static const char *disk_type(struct http_req *req, const json_t *body, const char *dflt)
+{
+    json_t *type = json_object_get(body, "type");
+    if (!type && dflt)
+        return dflt;
+    const char *t = json_string_value(type);
+    if (!t || (strcmp(t, "fixed") != 0 && strcmp(t, "dynamic") != 0)) {
+        req_err(req, FERR_INVALID,
+                "type: expected \"fixed\" or \"dynamic\" (a fixed VHD live-migrates, a dynamic "
+                "one grows as it is written but does not)");
+        return NULL;
+    }
+    return t;
 }
 
 static void h_disk_create(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
@@ -482,7 +513,7 @@ static void h_disk_create(struct api_ctx *ctx, struct http_req *req, const struc
         return;
     const char *path = json_string_value(json_object_get(b, "path"));
     json_t *size = json_object_get(b, "size_mib");
-    json_t *type = json_object_get(b, "type");
+    const char *type;
     if (!check_abs_path(req, "path", path))
         goto out;
     if (!json_is_integer(size) || json_integer_value(size) < 1 ||
@@ -491,12 +522,43 @@ static void h_disk_create(struct api_ctx *ctx, struct http_req *req, const struc
                 (unsigned long long)VHD_MAX_SIZE_MIB);
         goto out;
     }
-    if (type && !(json_is_string(type) && strcmp(json_string_value(type), "fixed") == 0)) {
-        req_err(req, FERR_INVALID,
-                "type: only \"fixed\" VHDs for now (dynamic ones come with shared volumes)");
+    if (!(type = disk_type(req, b, "fixed")))
+        goto out;
+    struct disk_work *dw = new_disk_work(ctx, req, DISK_CREATE, path);
+    if (!dw)
+        goto out;
+    dw->size_mib = (uint64_t)json_integer_value(size);
+    snprintf(dw->type, sizeof(dw->type), "%s", type);
+    start_disk_work(ctx, dw);
+out:
+    json_decref(b);
+}
+
+static void h_disk_convert(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
+{
+    static const char *const keys[] = {"src", "dst", "type", "src_format", NULL};
+    json_t *b = body_keys(req, false, keys, "body: accepted: src, dst, type, src_format");
+    if (!b)
+        return;
+    const char *src = json_string_value(json_object_get(b, "src"));
+    const char *dst = json_string_value(json_object_get(b, "dst"));
+    json_t *fmt = json_object_get(b, "src_format");
+    const char *type;
+    if (!check_abs_path(req, "src", src) || !check_abs_path(req, "dst", dst))
+        goto out;
+    if (!(type = disk_type(req, b, NULL)))
+        goto out;
+    if (fmt && (!json_is_string(fmt) || json_string_length(fmt) >= 16)) {
+        req_err(req, FERR_INVALID, "src_format: expected one of " VHD_SOURCE_FORMATS);
         goto out;
     }
-    start_disk_work(ctx, req, path, (uint64_t)json_integer_value(size), true);
+    struct disk_work *dw = new_disk_work(ctx, req, DISK_CONVERT, dst);
+    if (!dw)
+        goto out;
+    snprintf(dw->src, sizeof(dw->src), "%s", src);
+    snprintf(dw->src_format, sizeof(dw->src_format), "%s", fmt ? json_string_value(fmt) : "");
+    snprintf(dw->type, sizeof(dw->type), "%s", type);
+    start_disk_work(ctx, dw);
 out:
     json_decref(b);
 }
@@ -511,7 +573,9 @@ static void h_disk_info(struct api_ctx *ctx, struct http_req *req, const struct 
         req_err(req, FERR_NOTFOUND, "path: %.400s: %s", path, strerror(errno));
         return;
     }
-    start_disk_work(ctx, req, path, 0, false);
+    struct disk_work *dw = new_disk_work(ctx, req, DISK_INFO, path);
+    if (dw)
+        start_disk_work(ctx, dw);
 }
 
 /* ---- events and metrics ---- */
@@ -1084,6 +1148,7 @@ static const struct route routes[] = {
     {"GET", "/v1/vms/{name}/migration", (void *)h_vm_migration},
     {"POST", "/v1/vms/{name}/{action}", (void *)h_vm_action},
     {"POST", "/v1/disks", (void *)h_disk_create},
+    {"POST", "/v1/disks/convert", (void *)h_disk_convert},
     {"GET", "/v1/disks/info", (void *)h_disk_info},
     {"GET", "/v1/events", (void *)h_events},
     {"GET", "/metrics", (void *)h_metrics},

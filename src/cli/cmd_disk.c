@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* ferry disk: create fixed VHD files and show what a disk file is. */
+/* ferry disk: create fixed or dynamic VHD files, convert disk images to VHD, and show what a
+ * disk file is. */
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -24,48 +25,90 @@ static void show_disk(const json_t *d)
               a);
 }
 
-/* The one PATH argument, made absolute into abs. Returns EXIT_OK, or an exit code after
- * printing why: a usage error for "", a path too long or not UTF-8 (JSON carries UTF-8 only),
- * a failure when the current directory cannot be told. */
+/* path made absolute into abs (size bytes) for the operand what ("PATH", "SRC"). Returns
+ * EXIT_OK, or an exit code after printing why: a usage error for "", a path too long or not
+ * UTF-8 (JSON carries UTF-8 only), a failure when the current directory cannot be told. */
+static int abs_operand(const char *cmd, const char *what, const char *path, char *abs, size_t size)
+{
+    struct ferr e = {0};
+    if (cli_abspath(path, abs, size, &e) < 0) {
+        if (e.code != FERR_INVALID && e.code != -ENAMETOOLONG)
+            return cli_fail(&e);
+        return cli_usage(cmd, "%s: %s", what, e.msg);
+    }
+    if (utf8_valid_len(path, strlen(path)) != strlen(path))
+        return cli_usage(cmd, "%s: not valid UTF-8 (ferryd takes UTF-8 paths only)", what);
+    if (utf8_valid_len(abs, strlen(abs)) != strlen(abs))
+        return cli_usage(cmd,
+                         "%s: made absolute, it is not valid UTF-8 (ferryd takes UTF-8 "
+                         "paths only)",
+                         what);
+    return EXIT_OK;
+}
+
+/* The one PATH argument, made absolute into abs (see abs_operand). */
 static int one_path(const char *cmd, int argc, char **argv, char *abs, size_t size)
 {
     const char *path;
     int rc = cli_one_operand(cmd, argc, argv, "a PATH", &path);
     if (rc != EXIT_OK)
         return rc;
-    struct ferr e = {0};
-    if (cli_abspath(path, abs, size, &e) < 0) {
-        if (e.code != FERR_INVALID && e.code != -ENAMETOOLONG)
-            return cli_fail(&e);
-        return cli_usage(cmd, "PATH: %s", e.msg);
-    }
-    if (utf8_valid_len(path, strlen(path)) != strlen(path))
-        return cli_usage(cmd, "PATH: not valid UTF-8 (ferryd takes UTF-8 paths only)");
-    if (utf8_valid_len(abs, strlen(abs)) != strlen(abs))
-        return cli_usage(cmd, "PATH: made absolute, it is not valid UTF-8 (ferryd takes UTF-8 "
-                              "paths only)");
+    return abs_operand(cmd, "PATH", path, abs, size);
+}
+
+/* --type's value into *type: "fixed" or "dynamic". */
+static int parse_type(const char *cmd, const char *arg, const char **type)
+{
+    if (strcmp(arg, "fixed") != 0 && strcmp(arg, "dynamic") != 0)
+        return cli_usage(cmd, "--type: '%s' is neither fixed nor dynamic", arg);
+    *type = arg;
     return EXIT_OK;
+}
+
+/* Prints what ferryd made of a new disk (or its JSON). */
+static void show_made(struct cli *cli, const json_t *reply, const char *verb)
+{
+    if (cli->fmt == OUTPUT_JSON) {
+        output_json(stdout, reply);
+        return;
+    }
+    char buf[32];
+    const char *path = cli_jstr(reply, "path"), *sub = cli_jstr(reply, "subformat");
+    printf("%s: %s a %s VHD of %s\n", path ? path : "-", verb, sub && sub[0] ? sub : "",
+           output_bytes(cli_jnum(reply, "virtual_size"), buf, sizeof(buf)));
 }
 
 static int disk_create(struct cli *cli, int argc, char **argv)
 {
     static const struct option opts[] = {
         {"size", required_argument, NULL, 's'},
+        {"type", required_argument, NULL, 't'},
         CLI_COMMON_LONGOPTS,
         {NULL, 0, NULL, 0},
     };
-    const char *cmd = "disk create";
+    const char *cmd = "disk create", *type = "fixed";
     uint64_t mib = 0;
     bool has_size = false, first = true;
     char abs[PATH_MAX];
     int c;
-    while ((c = cli_getopt(cli, cmd, argc, argv, CLI_COMMON_SHORTOPTS "s:", opts, &first)) != -1) {
+    int rc;
+    while ((c = cli_getopt(cli, cmd, argc, argv, CLI_COMMON_SHORTOPTS "s:t:", opts, &first)) !=
+           -1) {
         switch (c) {
         case 'h':
-            printf("Usage: ferry disk create PATH --size SIZE\n\n"
-                   "Creates a fixed VHD of SIZE (in MiB, or 512M, 2G, 1T) at PATH. The\n"
-                   "directory must exist and the file must not.\n");
+            printf("Usage: ferry disk create PATH --size SIZE [--type fixed|dynamic]\n\n"
+                   "Creates a VHD of SIZE (in MiB, or 512M, 2G, 1T; at most 2040G) at PATH.\n"
+                   "The directory must exist and the file must not.\n\n"
+                   "  -s, --size SIZE    the disk's size\n"
+                   "  -t, --type TYPE    fixed (default): all of SIZE up front (sparse where the\n"
+                   "                     file system allows); VMs live-migrate with it.\n"
+                   "                     dynamic: grows as the guest writes; QEMU cannot\n"
+                   "                     live-migrate a VM that uses one\n");
             return EXIT_OK;
+        case 't':
+            if ((rc = parse_type(cmd, optarg, &type)) != EXIT_OK)
+                return rc;
+            break;
         case 's':
             if (cli_parse_size_mib(optarg, &mib) < 0 || mib > INT64_MAX)
                 return cli_usage(cmd, "--size: '%s' is not a size like 1024, 512M or 2G", optarg);
@@ -75,14 +118,14 @@ static int disk_create(struct cli *cli, int argc, char **argv)
             return EXIT_USAGE;
         }
     }
-    int rc = one_path(cmd, argc, argv, abs, sizeof(abs));
+    rc = one_path(cmd, argc, argv, abs, sizeof(abs));
     if (rc != EXIT_OK)
         return rc;
     if (!has_size)
         return cli_usage(cmd, "--size SIZE is needed");
 
     json_t *body =
-        json_pack("{s:s,s:I,s:s}", "path", abs, "size_mib", (json_int_t)mib, "type", "fixed");
+        json_pack("{s:s,s:I,s:s}", "path", abs, "size_mib", (json_int_t)mib, "type", type);
     json_t *reply;
     if (!body) {
         struct ferr e;
@@ -93,12 +136,71 @@ static int disk_create(struct cli *cli, int argc, char **argv)
     json_decref(body);
     if (rc != EXIT_OK)
         return rc;
-    if (cli->fmt == OUTPUT_JSON) {
-        output_json(stdout, reply);
-    } else {
-        char buf[32];
-        printf("%s: created a fixed VHD of %s\n", abs, output_bytes(mib << 20, buf, sizeof(buf)));
+    show_made(cli, reply, "created");
+    json_decref(reply);
+    return EXIT_OK;
+}
+
+static int disk_convert(struct cli *cli, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"type", required_argument, NULL, 't'},
+        {"from", required_argument, NULL, 'f'},
+        CLI_COMMON_LONGOPTS,
+        {NULL, 0, NULL, 0},
+    };
+    const char *cmd = "disk convert", *type = NULL, *from = NULL;
+    char src[PATH_MAX], dst[PATH_MAX];
+    bool first = true;
+    int c, rc;
+    while ((c = cli_getopt(cli, cmd, argc, argv, CLI_COMMON_SHORTOPTS "t:f:", opts, &first)) !=
+           -1) {
+        switch (c) {
+        case 'h':
+            printf("Usage: ferry disk convert SRC DST --type fixed|dynamic [--from FORMAT]\n\n"
+                   "Copies the disk image SRC into a new VHD DST of the same size. SRC may be\n"
+                   "raw, qcow2, vmdk, vhdx or vpc (a fixed or dynamic VHD; a differencing VHD\n"
+                   "is refused). DST's directory must exist and DST must not; DST appears\n"
+                   "only once it is whole and checked. SRC must not be in use by a running VM.\n"
+                   "ferryd runs qemu-img convert, which may take a while for a large image.\n\n"
+                   "  -t, --type TYPE    fixed: VMs live-migrate with it; dynamic: grows as\n"
+                   "                     the guest writes, but QEMU cannot live-migrate it\n"
+                   "  -f, --from FORMAT  SRC's format, when detecting it is not enough: an\n"
+                   "                     image that names other files (a backing file, VMDK\n"
+                   "                     extents) is converted only when its format is named\n");
+            return EXIT_OK;
+        case 't':
+            if ((rc = parse_type(cmd, optarg, &type)) != EXIT_OK)
+                return rc;
+            break;
+        case 'f':
+            from = optarg;
+            break;
+        default:
+            return EXIT_USAGE;
+        }
     }
+    if (argc - optind < 2)
+        return cli_usage(cmd, "%s is needed", optind < argc ? "a DST" : "SRC and DST are");
+    if (argc - optind > 2)
+        return cli_usage(cmd, "unexpected argument '%s'", argv[optind + 2]);
+    if (!type)
+        return cli_usage(cmd, "--type fixed|dynamic is needed");
+    if ((rc = abs_operand(cmd, "SRC", argv[optind], src, sizeof(src))) != EXIT_OK ||
+        (rc = abs_operand(cmd, "DST", argv[optind + 1], dst, sizeof(dst))) != EXIT_OK)
+        return rc;
+
+    json_t *body = json_pack("{s:s,s:s,s:s}", "src", src, "dst", dst, "type", type);
+    if (!body || (from && json_object_set_new(body, "src_format", json_string(from)) < 0)) {
+        json_decref(body);
+        return cli_nomem();
+    }
+    json_t *reply;
+    rc = cli_call(cli, "POST", "/v1/disks/convert", body, &reply);
+    json_decref(body);
+    if (rc != EXIT_OK)
+        return rc;
+    show_made(cli, reply, "converted into");
     json_decref(reply);
     return EXIT_OK;
 }
@@ -145,7 +247,8 @@ static int disk_info(struct cli *cli, int argc, char **argv)
 }
 
 static const struct cli_cmd disk_cmds[] = {
-    {"create", disk_create, "create a fixed VHD file"},
+    {"create", disk_create, "create a fixed or dynamic VHD file"},
+    {"convert", disk_convert, "convert a disk image (raw, qcow2, vmdk, vhdx, VHD) into a VHD"},
     {"info", disk_info, "show a disk file's format and sizes"},
 };
 

@@ -704,6 +704,15 @@ int migrate_start(struct migrator *m, struct vm *vm, const struct migrate_opts *
         return ferr_set(e, FERR_STATE, "%s is %s; wait until it runs", name,
                         vm_state_name(vm_state(vm)));
     }
+    /* QEMU would refuse "migrate" itself, but only after the destination started a QEMU for
+     * it: refuse before anything is asked of anyone. */
+    char why[VM_PATH_MAX + 160];
+    if (!vm_can_migrate(vm, why, sizeof(why)))
+        return ferr_set(e, FERR_STATE,
+                        "%s cannot be live-migrated: %s; a fixed VHD migrates: stop %s, convert "
+                        "the disk (ferry disk convert PATH NEW --type fixed) and create the VM "
+                        "again on the new file (ferry vm delete keeps its disks)",
+                        name, why, name);
     unsigned max = m->env.max_out ? m->env.max_out : MIGRATE_DEFAULT_OUT, running = 0;
     for (struct mig *x = m->migs; x; x = x->next)
         running++;

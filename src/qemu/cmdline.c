@@ -180,6 +180,9 @@ static int validate(const struct qemu_launch *l, struct ferr *e)
             return ferr_set(e, FERR_INVALID,
                             "qemu cmdline: %s: disks[%u]: path \"%s\" is not absolute", m->name, i,
                             d->path);
+        if (d->format != QEMU_DISK_FIXED_VHD && d->format != QEMU_DISK_VPC)
+            return ferr_set(e, FERR_INVALID, "qemu cmdline: %s: disks[%u]: unknown format %d",
+                            m->name, i, (int)d->format);
         if (d->bytes == 0 || d->bytes % 512 != 0)
             return ferr_set(
                 e, FERR_INVALID,
@@ -227,10 +230,12 @@ static void add_disk(struct argv_builder *b, unsigned i, const struct qemu_disk 
     argv_addf(b,
               "driver=file,filename=%s,node-name=disk%u-file,cache.direct=off,cache.no-flush=off%s",
               path_esc, i, ro);
-    /* raw limited to the data before the VHD footer: the footer is never read or written. */
     argv_addf(b, "-blockdev");
-    argv_addf(b, "driver=raw,file=disk%u-file,node-name=disk%u,size=%llu%s", i, i,
-              (unsigned long long)d->bytes, ro);
+    if (d->format == QEMU_DISK_VPC)
+        argv_addf(b, "driver=vpc,file=disk%u-file,node-name=disk%u%s", i, i, ro);
+    else /* raw limited to the data before the VHD footer: the footer is never read or written */
+        argv_addf(b, "driver=raw,file=disk%u-file,node-name=disk%u,size=%llu%s", i, i,
+                  (unsigned long long)d->bytes, ro);
     argv_addf(b, "-device");
     argv_addf(b, "virtio-blk-pci,drive=disk%u,id=disk%u-dev", i, i);
 }

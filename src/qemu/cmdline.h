@@ -17,10 +17,20 @@
 #define QEMU_MAX_VCPUS 256
 #define QEMU_MIN_MEMORY_MIB 32
 
+/* How QEMU reads a disk file (ferry's storage module decides; DESIGN.md "Cluster shared
+ * volumes"). */
+enum qemu_disk_format {
+    QEMU_DISK_FIXED_VHD, /* "raw" limited to its virtual size: the footer is never touched, and
+                          * the disk migrates */
+    QEMU_DISK_VPC,       /* QEMU's "vpc" driver (a dynamic VHD), which blocks live migration */
+};
+
 struct qemu_disk {
-    const char *path; /* absolute path of a fixed VHD */
-    uint64_t bytes;   /* its virtual size: the data before the footer, a multiple of 512 */
+    const char *path; /* absolute path of a VHD */
+    uint64_t bytes;   /* its virtual size (the data before a fixed VHD's footer), a multiple of
+                       * 512; only the raw attachment passes it to QEMU */
     bool readonly;
+    enum qemu_disk_format format;
 };
 
 struct qemu_nic {
@@ -56,10 +66,11 @@ struct qemu_launch {
  * Returns a new NULL-terminated argv (caller frees with qemu_argv_free). Devices get stable
  * ids (disk0, net0, ...) so both sides of a migration build the same machine. Fixed VHDs are
  * attached as "raw" limited to their virtual size, so the footer is never touched and the
- * disk migrates. The console is a QEMU ring buffer chardev "console" (read with ringbuf-read)
- * so it survives a ferryd restart. QMP at run_dir/qmp.sock, pid file run_dir/qemu.pid.
- * -no-shutdown: a guest power-off leaves QEMU in "shutdown" state until told to quit.
- * FERR_INVALID (nothing allocated) for a description QEMU would refuse or misread.
+ * disk migrates; dynamic VHDs with QEMU's "vpc" driver, which does not. The console is a QEMU ring
+ * buffer chardev "console" (read with ringbuf-read) so it survives a ferryd restart. QMP at
+ * run_dir/qmp.sock, pid file run_dir/qemu.pid. -no-shutdown: a guest power-off leaves QEMU in
+ * "shutdown" state until told to quit. FERR_INVALID (nothing allocated) for a description QEMU
+ * would refuse or misread.
  */
 int qemu_argv_build(const struct qemu_launch *l, char ***argv_out, struct ferr *e);
 void qemu_argv_free(char **argv);

@@ -162,29 +162,34 @@ int qemu_proc_spawn(uv_loop_t *loop, char *const *argv, const char *log_path, qe
     return 0;
 }
 
-bool qemu_pid_is_guest(int pid, const char *guest)
+bool qemu_pid_has_arg(int pid, const char *prefix)
 {
     char path[64], *text = NULL;
     size_t len = 0;
+    snprintf(path, sizeof(path), "/proc/%d/cmdline", pid);
+    if (file_read_all(path, 1 << 20, &text, &len, NULL) < 0)
+        return false;
+    bool ok = false;
+    for (size_t i = 0; i < len && !ok; i += strlen(text + i) + 1)
+        ok = strncmp(text + i, prefix, strlen(prefix)) == 0;
+    free(text);
+    return ok;
+}
+
+bool qemu_pid_is_guest(int pid, const char *guest)
+{
+    char path[64], *text = NULL;
     snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-    if (file_read_all(path, 4096, &text, &len, NULL) < 0)
+    if (file_read_all(path, 4096, &text, NULL, NULL) < 0)
         return false;
     char *rp = strrchr(text, ')');
     bool alive = rp && rp[1] == ' ' && rp[2] != 'Z' && rp[2] != 'X';
     free(text);
     if (!alive)
         return false;
-    snprintf(path, sizeof(path), "/proc/%d/cmdline", pid);
-    if (file_read_all(path, 1 << 20, &text, &len, NULL) < 0)
-        return false;
     char want[128];
     snprintf(want, sizeof(want), "guest=%s,", guest);
-    bool ok = false;
-    for (size_t i = 0; i < len; i += strlen(text + i) + 1)
-        if (strncmp(text + i, want, strlen(want)) == 0)
-            ok = true;
-    free(text);
-    return ok;
+    return qemu_pid_has_arg(pid, want);
 }
 
 /* When process pid started (wall clock, ms) as /proc says: its start time in clock ticks since

@@ -60,5 +60,7 @@ void qemu_log_tail(const char *log_path, char *out, size_t size);
 /* pid is a live (not zombie) process whose command line has an argument starting with
  * "guest=NAME," (how ferry names a VM's QEMU). */
 bool qemu_pid_is_guest(int pid, const char *guest);
+/* pid's command line has an argument that starts with prefix (false if it cannot be read). */
+bool qemu_pid_has_arg(int pid, const char *prefix);
 
 #endif

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* VHD files through qemu-img (run without a shell) plus our own reading of the VHD footer. */
+/* VHD files on disk: checked with vhd_check through pread, created, converted and described with
+ * qemu-img (run without a shell). */
 #include "storage/vhd.h"
 
 #include <errno.h>
@@ -28,16 +29,71 @@ static int check_path(const char *path, struct ferr *e)
     return 0;
 }
 
-int vhd_create_fixed(const char *qemu_img, const char *path, uint64_t size_mib, struct ferr *e)
+static bool subformat_ok(const char *subformat)
+{
+    return subformat && (strcmp(subformat, "fixed") == 0 || strcmp(subformat, "dynamic") == 0);
+}
+
+static const char *qemu_img_or_default(const char *qemu_img)
+{
+    return qemu_img ? qemu_img : "qemu-img";
+}
+
+/* ---- checking a file ---- */
+
+struct file_reader {
+    int fd;
+};
+
+static int file_read(void *ctx, uint64_t offset, void *buf, size_t len, struct ferr *e)
+{
+    struct file_reader *r = ctx;
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = pread(r->fd, (char *)buf + done, len - done, (off_t)(offset + done));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return ferr_set(e, -errno, "%s", strerror(errno));
+        if (n == 0)
+            return ferr_set(e, -EIO, "short read (the file shrank?)");
+        done += (size_t)n;
+    }
+    return 0;
+}
+
+int vhd_check_file(const char *path, struct vhd_layout *out, struct ferr *e)
 {
     int rc;
     if ((rc = check_path(path, e)) < 0)
         return rc;
-    if (size_mib < 1 || size_mib > VHD_MAX_SIZE_MIB)
-        return ferr_set(e, FERR_INVALID, "vhd: size %llu MiB is out of range 1..%llu",
-                        (unsigned long long)size_mib, (unsigned long long)VHD_MAX_SIZE_MIB);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return ferr_set(e, -ENOENT, "vhd: %s does not exist", path);
+        return ferr_set(e, -errno, "vhd: open %s: %s", path, strerror(errno));
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        rc = ferr_set(e, -errno, "vhd: stat %s: %s", path, strerror(errno));
+        goto after_open;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        rc = ferr_set(e, FERR_INVALID, "vhd: %s is not a regular file", path);
+        goto after_open;
+    }
+    struct file_reader r = {fd};
+    rc = vhd_check(path, (uint64_t)st.st_size, file_read, &r, out, e);
+after_open:
+    close(fd);
+    return rc;
+}
 
-    char dir[PATH_MAX];
+/* ---- creating ---- */
+
+/* The directory of path exists (FERR_INVALID otherwise, naming it); dir gets its name. */
+static int check_dir(const char *path, char dir[PATH_MAX], struct ferr *e)
+{
     strcpy(dir, path);
     char *slash = strrchr(dir, '/');
     slash[slash == dir ? 1 : 0] = '\0';
@@ -49,6 +105,45 @@ int vhd_create_fixed(const char *qemu_img, const char *path, uint64_t size_mib, 
     }
     if (!S_ISDIR(st.st_mode))
         return ferr_set(e, FERR_INVALID, "vhd: %s is not a directory", dir);
+    return 0;
+}
+
+/* After qemu-img made path: it passes vhd_check and has the size asked for. */
+static int check_made(const char *path, uint64_t size, struct ferr *e)
+{
+    struct vhd_layout l;
+    int rc = vhd_check_file(path, &l, e);
+    if (rc == FERR_INVALID) {
+        /* Not the file's fault: qemu-img wrote it just now. */
+        if (e)
+            e->code = FERR_QEMU;
+        ferr_prefix(e, "vhd: qemu-img made %s, but it fails ferry's check", path);
+        return FERR_QEMU;
+    }
+    if (rc < 0)
+        return rc;
+    if (l.current_size != size)
+        return ferr_set(e, FERR_QEMU,
+                        "vhd: qemu-img made %s with a disk size of %llu bytes, expected %llu", path,
+                        (unsigned long long)l.current_size, (unsigned long long)size);
+    return 0;
+}
+
+int vhd_create(const char *qemu_img, const char *path, const char *subformat, uint64_t size_mib,
+               struct ferr *e)
+{
+    int rc;
+    if ((rc = check_path(path, e)) < 0)
+        return rc;
+    if (!subformat_ok(subformat))
+        return ferr_set(e, FERR_INVALID, "vhd: type %s is neither fixed nor dynamic",
+                        subformat ? subformat : "(null)");
+    if (size_mib < 1 || size_mib > VHD_MAX_SIZE_MIB)
+        return ferr_set(e, FERR_INVALID, "vhd: size %llu MiB is out of range 1..%llu",
+                        (unsigned long long)size_mib, (unsigned long long)VHD_MAX_SIZE_MIB);
+    char dir[PATH_MAX];
+    if ((rc = check_dir(path, dir, e)) < 0)
+        return rc;
 
     /* Claim the name with O_EXCL before qemu-img runs: qemu-img would silently overwrite a
      * file that appeared between a check and its start. */
@@ -60,15 +155,16 @@ int vhd_create_fixed(const char *qemu_img, const char *path, uint64_t size_mib, 
     }
     close(fd);
 
-    char size_arg[32];
+    char size_arg[32], opts[64];
     snprintf(size_arg, sizeof(size_arg), "%lluM", (unsigned long long)size_mib);
-    char *argv[] = {(char *)(qemu_img ? qemu_img : "qemu-img"),
+    snprintf(opts, sizeof(opts), "subformat=%s,force_size=on", subformat);
+    char *argv[] = {(char *)qemu_img_or_default(qemu_img),
                     "create",
                     "-q",
                     "-f",
                     "vpc",
                     "-o",
-                    "subformat=fixed,force_size=on",
+                    opts,
                     (char *)path,
                     size_arg,
                     NULL};
@@ -86,16 +182,19 @@ int vhd_create_fixed(const char *qemu_img, const char *path, uint64_t size_mib, 
     }
     run_free(&r);
 
-    uint64_t want = size_mib * MIB + VHD_FOOTER_SIZE;
+    struct stat st;
     if (stat(path, &st) < 0) {
         rc = ferr_set(e, -errno, "vhd: stat %s after qemu-img create: %s", path, strerror(errno));
         goto err_after_claim;
     }
-    if ((uint64_t)st.st_size != want) {
+    uint64_t want = size_mib * MIB + VHD_FOOTER_SIZE;
+    if (strcmp(subformat, "fixed") == 0 && (uint64_t)st.st_size != want) {
         rc = ferr_set(e, FERR_QEMU, "vhd: qemu-img created %s with %lld bytes, expected %llu", path,
                       (long long)st.st_size, (unsigned long long)want);
         goto err_after_claim;
     }
+    if ((rc = check_made(path, size_mib * MIB, e)) < 0)
+        goto err_after_claim;
     return 0;
 
 err_after_claim:
@@ -103,52 +202,248 @@ err_after_claim:
     return rc;
 }
 
-static uint32_t be32(const uint8_t *p)
+/* ---- converting ---- */
+
+static bool source_format_ok(const char *f)
 {
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+    static const char *const ok[] = {"raw", "qcow2", "vmdk", "vhdx", "vpc"};
+    for (size_t i = 0; f && i < sizeof(ok) / sizeof(ok[0]); i++)
+        if (strcmp(f, ok[i]) == 0)
+            return true;
+    return false;
 }
 
-static uint64_t be64(const uint8_t *p)
+/* The other file a detected image refers to (it must not be read unasked), or NULL. */
+static const char *other_file(const json_t *root, const char *src)
 {
-    return (uint64_t)be32(p) << 32 | be32(p + 4);
-}
-
-int vhd_footer_parse(const uint8_t footer[VHD_FOOTER_SIZE], char subformat[16],
-                     uint64_t *current_size, struct ferr *e)
-{
-    /* Offsets from the VHD specification's "Hard Disk Footer Format". */
-    enum { COOKIE = 0, CURRENT_SIZE = 48, DISK_TYPE = 60, CHECKSUM = 64 };
-    if (memcmp(footer + COOKIE, "conectix", 8) != 0)
-        return ferr_set(e, FERR_INVALID, "no VHD footer (cookie \"conectix\" missing)");
-    /* The checksum is the one's complement of the byte sum with the checksum field left out. */
-    uint32_t sum = 0;
-    for (size_t i = 0; i < VHD_FOOTER_SIZE; i++)
-        if (i < CHECKSUM || i >= CHECKSUM + 4)
-            sum += footer[i];
-    uint32_t stored = be32(footer + CHECKSUM);
-    if (stored != ~sum)
-        return ferr_set(e, FERR_INVALID, "VHD footer checksum is 0x%08x, expected 0x%08x", stored,
-                        ~sum);
-    uint32_t type = be32(footer + DISK_TYPE);
-    const char *name;
-    switch (type) {
-    case 2:
-        name = "fixed";
-        break;
-    case 3:
-        name = "dynamic";
-        break;
-    case 4:
-        name = "differencing";
-        break;
-    default:
-        return ferr_set(e, FERR_INVALID, "VHD footer has unknown disk type %u", type);
+    const char *s = json_string_value(json_object_get(root, "backing-filename"));
+    if (s)
+        return s;
+    const json_t *data = json_object_get(json_object_get(root, "format-specific"), "data");
+    if ((s = json_string_value(json_object_get(data, "data-file"))))
+        return s;
+    size_t i;
+    json_t *x;
+    json_array_foreach(json_object_get(data, "extents"), i, x)
+    {
+        s = json_string_value(json_object_get(x, "filename"));
+        if (s && strcmp(s, src) != 0)
+            return s;
     }
-    snprintf(subformat, 16, "%s", name);
-    if (current_size)
-        *current_size = be64(footer + CURRENT_SIZE);
-    return 0;
+    return NULL;
 }
+
+int vhd_source_parse(const char *json_text, const char *src, int explicit, char format[16],
+                     uint64_t *virtual_size, struct ferr *e)
+{
+    json_error_t jerr;
+    json_t *root = json_loads(json_text, 0, &jerr);
+    int rc;
+    if (!root)
+        return ferr_set(e, FERR_PROTO, "qemu-img info: bad JSON: %s (line %d)", jerr.text,
+                        jerr.line);
+    const char *fmt = json_string_value(json_object_get(root, "format"));
+    json_t *vs = json_object_get(root, "virtual-size");
+    if (!json_is_object(root) || !fmt || !json_is_integer(vs) || json_integer_value(vs) < 0) {
+        rc = ferr_set(e, FERR_PROTO, "qemu-img info: \"format\" or \"virtual-size\" missing");
+        goto after_parse;
+    }
+    if (!source_format_ok(fmt)) {
+        rc = ferr_set(e, FERR_INVALID,
+                      "vhd: convert %s: it is a %.40s image; ferry converts " VHD_SOURCE_FORMATS
+                      " images (convert it to one of them with qemu-img first)",
+                      src, fmt);
+        goto after_parse;
+    }
+    const char *other = explicit ? NULL : other_file(root, src);
+    if (other) {
+        rc = ferr_set(e, FERR_INVALID,
+                      "vhd: convert %s: qemu-img takes it for a %s image that refers to %.300s; "
+                      "a raw image whose first bytes look like that would make qemu-img read "
+                      "another file, so ferry does not guess: if it is a %s image, name its "
+                      "format (--from %s); if it is a raw image, --from raw",
+                      src, fmt, other, fmt, fmt);
+        goto after_parse;
+    }
+    uint64_t size = (uint64_t)json_integer_value(vs);
+    if (size == 0 || size % 512 != 0) {
+        rc = ferr_set(e, FERR_INVALID,
+                      "vhd: convert %s: its virtual size of %llu bytes is not a positive multiple "
+                      "of 512, and a VHD holds whole 512-byte sectors: grow it to one first "
+                      "(qemu-img resize)",
+                      src, (unsigned long long)size);
+        goto after_parse;
+    }
+    if (size > VHD_MAX_SIZE) {
+        rc = ferr_set(e, FERR_INVALID,
+                      "vhd: convert %s: its virtual size of %llu bytes is over VHD's limit of "
+                      "2040 GiB (%llu bytes): keep the data on smaller disks",
+                      src, (unsigned long long)size, (unsigned long long)VHD_MAX_SIZE);
+        goto after_parse;
+    }
+    snprintf(format, 16, "%s", fmt);
+    *virtual_size = size;
+    rc = 0;
+after_parse:
+    json_decref(root);
+    return rc;
+}
+
+/* The file ends in a VHD footer cookie: qemu-img's probe calls a fixed VHD "raw" (it has no
+ * header), and converting it as raw would carry the footer into the data. */
+static bool ends_in_vhd_footer(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    struct stat st;
+    char cookie[8];
+    bool yes = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= VHD_FOOTER_SIZE &&
+               pread(fd, cookie, 8, st.st_size - VHD_FOOTER_SIZE) == 8 &&
+               memcmp(cookie, "conectix", 8) == 0;
+    close(fd);
+    return yes;
+}
+
+/* qemu-img info on the source: its format and virtual size, or a refusal. */
+static int probe_source(const char *qemu_img, const char *src, const char *src_format,
+                        char format[16], uint64_t *size, struct ferr *e)
+{
+    char *argv[8];
+    int n = 0;
+    argv[n++] = (char *)qemu_img_or_default(qemu_img);
+    argv[n++] = "info";
+    argv[n++] = "-U"; /* only reads; a VM that uses it makes the conversion itself fail */
+    argv[n++] = "--output=json";
+    if (src_format) {
+        argv[n++] = "-f";
+        argv[n++] = (char *)src_format;
+    }
+    argv[n++] = (char *)src;
+    argv[n] = NULL;
+    struct run r;
+    int rc = run(argv, &r, e);
+    if (rc < 0) {
+        ferr_prefix(e, "vhd: convert %s", src);
+        return rc;
+    }
+    char buf[64];
+    if (!run_ok(&r))
+        rc = ferr_set(e, FERR_INVALID, "vhd: convert %s: qemu-img cannot read it%s%s: %s", src,
+                      src_format ? " as " : "", src_format ? src_format : "",
+                      run_why(&r, buf, sizeof(buf)));
+    else
+        rc = vhd_source_parse(r.out, src, src_format != NULL, format, size, e);
+    run_free(&r);
+    return rc;
+}
+
+int vhd_convert(const char *qemu_img, const char *src, const char *src_format, const char *dst,
+                const char *subformat, struct ferr *e)
+{
+    int rc;
+    if ((rc = check_path(src, e)) < 0 || (rc = check_path(dst, e)) < 0)
+        return rc;
+    if (!subformat_ok(subformat))
+        return ferr_set(e, FERR_INVALID, "vhd: type %s is neither fixed nor dynamic",
+                        subformat ? subformat : "(null)");
+    if (src_format && !source_format_ok(src_format))
+        return ferr_set(e, FERR_INVALID, "vhd: source format %.40s is none of " VHD_SOURCE_FORMATS,
+                        src_format);
+    struct stat st;
+    if (stat(src, &st) < 0) {
+        if (errno == ENOENT)
+            return ferr_set(e, -ENOENT, "vhd: convert: %s does not exist", src);
+        return ferr_set(e, -errno, "vhd: convert: stat %s: %s", src, strerror(errno));
+    }
+    if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
+        return ferr_set(e, FERR_INVALID, "vhd: convert: %s is neither a file nor a block device",
+                        src);
+    char dir[PATH_MAX];
+    if ((rc = check_dir(dst, dir, e)) < 0)
+        return rc;
+    if (lstat(dst, &st) == 0)
+        return ferr_set(e, FERR_EXISTS,
+                        "vhd: convert: %s already exists; ferry never overwrites a disk: pick "
+                        "another name, or remove it first",
+                        dst);
+
+    if (!src_format && ends_in_vhd_footer(src))
+        src_format = "vpc";
+    /* QEMU's vpc driver would read a differencing VHD without its parent: vhd_check refuses
+     * it, and a damaged VHD, before qemu-img reads anything. */
+    if (src_format && strcmp(src_format, "vpc") == 0 && (rc = vhd_check_file(src, NULL, e)) < 0)
+        return rc;
+    char format[16];
+    uint64_t size = 0;
+    if ((rc = probe_source(qemu_img, src, src_format, format, &size, e)) < 0)
+        return rc;
+
+    /* The copy grows under a name of its own and becomes dst by link(), which never replaces
+     * a file: dst is whole or absent, also if ferryd dies meanwhile. */
+    char tmp[PATH_MAX];
+    const char *base = strrchr(dst, '/') + 1;
+    if (snprintf(tmp, sizeof(tmp), "%s/.%s.ferry-XXXXXX", strcmp(dir, "/") ? dir : "", base) >=
+        (int)sizeof(tmp))
+        return ferr_set(e, FERR_INVALID, "vhd: convert: %s: path too long", dst);
+    int fd = mkstemp(tmp);
+    if (fd < 0)
+        return ferr_set(e, -errno, "vhd: convert: create a file in %s: %s", dir, strerror(errno));
+    close(fd);
+
+    char opts[64];
+    snprintf(opts, sizeof(opts), "subformat=%s,force_size=on", subformat);
+    char *argv[] = {(char *)qemu_img_or_default(qemu_img),
+                    "convert",
+                    "-q",
+                    "-f",
+                    format,
+                    "-O",
+                    "vpc",
+                    "-o",
+                    opts,
+                    (char *)src,
+                    tmp,
+                    NULL};
+    struct run r;
+    if ((rc = run(argv, &r, e)) < 0) {
+        ferr_prefix(e, "vhd: convert %s", src);
+        goto err_after_tmp;
+    }
+    char buf[64];
+    if (!run_ok(&r)) {
+        if (strstr(r.err, "lock"))
+            rc = ferr_set(e, FERR_STATE,
+                          "vhd: convert %s: it is in use (by a running VM?); stop what uses it "
+                          "first (qemu-img: %s)",
+                          src, r.err);
+        else
+            rc = ferr_set(e, FERR_QEMU, "vhd: qemu-img convert %s failed: %s", src,
+                          run_why(&r, buf, sizeof(buf)));
+        run_free(&r);
+        goto err_after_tmp;
+    }
+    run_free(&r);
+    if ((rc = check_made(tmp, size, e)) < 0)
+        goto err_after_tmp;
+    if (link(tmp, dst) < 0) {
+        if (errno == EEXIST)
+            rc = ferr_set(e, FERR_EXISTS,
+                          "vhd: convert: %s appeared while %s was converted; it is left as it is",
+                          dst, src);
+        else
+            rc = ferr_set(e, -errno, "vhd: convert: link %s to %s: %s", tmp, dst, strerror(errno));
+        goto err_after_tmp;
+    }
+    unlink(tmp);
+    return 0;
+
+err_after_tmp:
+    unlink(tmp);
+    return rc;
+}
+
+/* ---- describing ---- */
 
 static int get_size(const json_t *root, const char *key, bool required, uint64_t *out,
                     struct ferr *e)
@@ -211,65 +506,21 @@ out:
     return rc;
 }
 
-/* Reads the footer and the length of path; FERR_INVALID if it is no VHD. */
-static int read_footer(const char *path, uint8_t footer[VHD_FOOTER_SIZE], uint64_t *file_size,
-                       struct ferr *e)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ENOENT)
-            return ferr_set(e, -ENOENT, "vhd: %s does not exist", path);
-        return ferr_set(e, -errno, "vhd: open %s: %s", path, strerror(errno));
-    }
-    int rc = 0;
-    struct stat st;
-    if (fstat(fd, &st) < 0) {
-        rc = ferr_set(e, -errno, "vhd: stat %s: %s", path, strerror(errno));
-        goto out;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        rc = ferr_set(e, FERR_INVALID, "vhd: %s is not a regular file", path);
-        goto out;
-    }
-    if (st.st_size < VHD_FOOTER_SIZE) {
-        rc = ferr_set(e, FERR_INVALID,
-                      "vhd: %s is not a VHD file (%lld bytes, shorter than a "
-                      "footer)",
-                      path, (long long)st.st_size);
-        goto out;
-    }
-    ssize_t n = pread(fd, footer, VHD_FOOTER_SIZE, st.st_size - VHD_FOOTER_SIZE);
-    if (n != VHD_FOOTER_SIZE) {
-        rc = ferr_set(e, n < 0 ? -errno : -EIO, "vhd: read the footer of %s: %s", path,
-                      n < 0 ? strerror(errno) : "short read");
-        goto out;
-    }
-    *file_size = (uint64_t)st.st_size;
-out:
-    close(fd);
-    return rc;
-}
-
 int vhd_info_read(const char *qemu_img, const char *path, struct vhd_info *out, struct ferr *e)
 {
-    int rc;
-    if ((rc = check_path(path, e)) < 0)
+    /* Our own look at the whole metadata first: it refuses files that are no VHD, damaged ones
+     * and differencing ones without running anything, and before QEMU ever opens them. */
+    struct vhd_layout l;
+    int rc = vhd_check_file(path, &l, e);
+    if (rc < 0)
         return rc;
-
-    /* Our own look at the footer first: it refuses non-VHD files without running anything. */
-    uint8_t footer[VHD_FOOTER_SIZE];
-    uint64_t file_size = 0;
-    char footer_type[16];
-    if ((rc = read_footer(path, footer, &file_size, e)) < 0)
-        return rc;
-    if ((rc = vhd_footer_parse(footer, footer_type, NULL, e)) < 0) {
-        ferr_prefix(e, "vhd: %s is not a VHD file", path);
-        return rc;
-    }
+    struct stat st;
+    if (stat(path, &st) < 0)
+        return ferr_set(e, -errno, "vhd: stat %s: %s", path, strerror(errno));
 
     /* -f vpc: probing alone calls a fixed VHD "raw" (it has no header, only the footer).
      * -U: the disk may be open in a running QEMU; info only reads. */
-    char *argv[] = {(char *)(qemu_img ? qemu_img : "qemu-img"),
+    char *argv[] = {(char *)qemu_img_or_default(qemu_img),
                     "info",
                     "-U",
                     "-f",
@@ -299,18 +550,22 @@ int vhd_info_read(const char *qemu_img, const char *path, struct vhd_info *out, 
         ferr_prefix(e, "vhd: %s", path);
         return rc;
     }
-    if (!info.subformat[0])
-        strcpy(info.subformat, footer_type);
-    info.file_size = file_size;
+    /* The footer is what the vpc driver goes by; qemu-img may say nothing of it. */
+    strcpy(info.subformat, l.subformat);
+    info.file_size = (uint64_t)st.st_size;
 
     /* A fixed VHD is its data followed by the footer; that layout is what lets ferry attach it
-     * as raw with the same size the vpc driver shows. */
-    if (strcmp(info.subformat, "fixed") == 0 && file_size != info.virtual_size + VHD_FOOTER_SIZE)
+     * as raw with the same size the vpc driver shows. vhd_check saw the footer's size; QEMU
+     * may go by the disk geometry instead (creator "vpc " or "qemu"). */
+    if (strcmp(info.subformat, "fixed") == 0 &&
+        info.file_size != info.virtual_size + VHD_FOOTER_SIZE)
         return ferr_set(e, FERR_INVALID,
-                        "vhd: %s: fixed VHD of %llu bytes should be its virtual "
-                        "size %llu plus a %d-byte footer",
-                        path, (unsigned long long)file_size, (unsigned long long)info.virtual_size,
-                        VHD_FOOTER_SIZE);
+                        "vhd: %s: QEMU sizes this fixed VHD at %llu bytes by its disk geometry, "
+                        "but the file is %llu bytes, not that plus a 512-byte footer: ferry "
+                        "cannot attach it as raw; convert it (ferry disk convert %s NEW --type "
+                        "fixed)",
+                        path, (unsigned long long)info.virtual_size,
+                        (unsigned long long)info.file_size, path);
     *out = info;
     return 0;
 }

@@ -503,12 +503,15 @@ struct start_work {
     struct vm_spec spec;
     char qemu_img[256];
     uint64_t bytes[VM_MAX_DISKS];
+    bool vpc[VM_MAX_DISKS];
     struct host_info host;
     int status;
     struct ferr e;
 };
 
-/* Thread pool: qemu-img info on every disk, and host memory. Touches only sw. */
+/* Thread pool: every disk's metadata checked (vhd_info_read: a damaged, differencing or foreign
+ * file never reaches QEMU), and host memory. Touches only sw. A fixed VHD is attached as raw,
+ * a dynamic one with QEMU's vpc driver. */
 static void start_work(uv_work_t *req)
 {
     struct start_work *sw = req->data;
@@ -519,15 +522,8 @@ static void start_work(uv_work_t *req)
             ferr_prefix(&sw->e, "disks[%u]", i);
             return;
         }
-        if (strcmp(info.subformat, "fixed") != 0) {
-            sw->status = ferr_set(&sw->e, FERR_INVALID,
-                                  "disks[%u]: %.300s is a %s VHD; only fixed VHDs can be attached "
-                                  "now (convert: qemu-img convert -O vpc -o subformat=fixed)",
-                                  i, sw->spec.disks[i].path,
-                                  info.subformat[0] ? info.subformat : "non-fixed");
-            return;
-        }
         sw->bytes[i] = info.virtual_size;
+        sw->vpc[i] = strcmp(info.subformat, "dynamic") == 0;
     }
     sw->status = host_info_read(&sw->host, &sw->e);
 }
@@ -544,7 +540,8 @@ static int spawn_qemu(struct vm *vm, struct ferr *e)
     struct qemu_disk disks[VM_MAX_DISKS];
     struct qemu_nic nics[VM_MAX_NICS];
     for (unsigned i = 0; i < s->ndisks; i++)
-        disks[i] = (struct qemu_disk){s->disks[i].path, vm->disk_bytes[i], s->disks[i].readonly};
+        disks[i] = (struct qemu_disk){s->disks[i].path, vm->disk_bytes[i], s->disks[i].readonly,
+                                      vm->disk_vpc[i] ? QEMU_DISK_VPC : QEMU_DISK_FIXED_VHD};
     for (unsigned i = 0; i < s->nnics; i++)
         nics[i] = (struct qemu_nic){vm->taps[i], s->nics[i].mac};
     struct qemu_machine m = {
@@ -608,6 +605,7 @@ static void start_after_work(uv_work_t *req, int status)
         goto fail;
     }
     memcpy(vm->disk_bytes, sw->bytes, sizeof(vm->disk_bytes));
+    memcpy(vm->disk_vpc, sw->vpc, sizeof(vm->disk_vpc));
     if (mkdir_p(vm->run, 0700, e) < 0)
         goto fail;
     for (unsigned i = 0; i < vm->spec.nnics; i++) {
@@ -822,6 +820,12 @@ void vm__attach(struct vm *vm)
     }
     vm->pid = qemu_proc_pid(vm->qemu);
     vm->started_ms = qemu_proc_started_ms(vm->qemu);
+    /* How its disks were attached is on QEMU's command line (qemu/cmdline.c's node names). */
+    for (unsigned i = 0; i < vm->spec.ndisks; i++) {
+        char arg[64];
+        snprintf(arg, sizeof(arg), "driver=vpc,file=disk%u-file,", i);
+        vm->disk_vpc[i] = qemu_pid_has_arg(vm->pid, arg);
+    }
     set_state(vm, VM_STARTING);
     vm->attaching = true;
     vm->deadline_ms = now_mono_ms() + start_limit_ms(vm);
@@ -1033,6 +1037,19 @@ void vm_set_migrating(struct vm *vm, vm_event_fn fn, void *d)
     vm->mig_event = fn;
     vm->mig_data = d;
     vm->migrating_out = fn != NULL;
+}
+
+bool vm_can_migrate(const struct vm *vm, char *why, size_t size)
+{
+    for (unsigned i = 0; i < vm->spec.ndisks; i++)
+        if (vm->disk_vpc[i]) {
+            snprintf(why, size,
+                     "disks[%u] (%s) is a dynamic VHD, attached with QEMU's vpc driver, which "
+                     "does not support live migration",
+                     i, vm->spec.disks[i].path);
+            return false;
+        }
+    return true;
 }
 
 bool vm_migrating(const struct vm *vm)

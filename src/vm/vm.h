@@ -167,6 +167,10 @@ int vm_qmp(struct vm *vm, const char *cmd, json_t *args, vm_qmp_cb cb, void *dat
  * on a broken post-copy. */
 int vm_qmp_oob(struct vm *vm, const char *cmd, json_t *args, vm_qmp_cb cb, void *data,
                struct ferr *e);
+/* Source: whether the VM's QEMU can be live-migrated as it runs: false, with the reason in why
+ * ("disks[1] (/csv/d.vhd) is a dynamic VHD, ..."), while a disk is attached with QEMU's vpc
+ * driver, which refuses live migration. */
+bool vm_can_migrate(const struct vm *vm, char *why, size_t size);
 /* Source: marks the VM as migrating out (fn != NULL, which then sees every QMP event) or not.
  * While set, QEMU's STOP (the switchover) does not make the VM "paused". */
 void vm_set_migrating(struct vm *vm, vm_event_fn fn, void *d);

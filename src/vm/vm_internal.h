@@ -28,6 +28,7 @@ struct vm {
     int pid;
     char taps[VM_MAX_NICS][16];
     uint64_t disk_bytes[VM_MAX_DISKS];
+    bool disk_vpc[VM_MAX_DISKS]; /* attached with QEMU's vpc driver (a dynamic VHD) */
 
     struct qemu_proc *qemu; /* while a QEMU runs (or is adopted) for the VM */
 

@@ -274,7 +274,8 @@ struct create_work {
     void *data;
 };
 
-/* Thread pool: check existing disks, create missing fixed VHDs; undo on failure. */
+/* Thread pool: check existing disks (fixed or dynamic VHDs), create missing fixed VHDs; undo
+ * on failure. */
 static void create_work(uv_work_t *req)
 {
     struct create_work *cw = req->data;
@@ -283,17 +284,12 @@ static void create_work(uv_work_t *req)
         const struct vm_disk *d = &cw->spec.disks[i];
         struct stat st;
         if (stat(d->path, &st) == 0) {
+            /* A fixed or a dynamic VHD whose metadata passes vhd_check: anything else (a damaged
+             * or differencing VHD, another format) is refused with what to do about it. */
             struct vhd_info info;
             cw->status = vhd_info_read(img, d->path, &info, &cw->e);
             if (cw->status < 0) {
                 ferr_prefix(&cw->e, "disks[%u].path", i);
-                goto undo;
-            }
-            if (strcmp(info.subformat, "fixed") != 0) {
-                cw->status = ferr_set(&cw->e, FERR_INVALID,
-                                      "disks[%u].path: %.300s is a %s VHD; ferry attaches fixed "
-                                      "VHDs (convert: qemu-img convert -O vpc -o subformat=fixed)",
-                                      i, d->path, info.subformat[0] ? info.subformat : "non-fixed");
                 goto undo;
             }
             continue;
@@ -304,7 +300,7 @@ static void create_work(uv_work_t *req)
                 "disks[%u].path: %.300s does not exist; give size_mib to create it", i, d->path);
             goto undo;
         }
-        cw->status = vhd_create_fixed(img, d->path, d->size_mib, &cw->e);
+        cw->status = vhd_create(img, d->path, "fixed", d->size_mib, &cw->e);
         if (cw->status < 0) {
             ferr_prefix(&cw->e, "disks[%u]", i);
             goto undo;

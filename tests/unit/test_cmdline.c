@@ -32,8 +32,8 @@ static void fixture_init(struct fixture *f)
     snprintf(f->paths[0], sizeof(f->paths[0]), "/csv/vol1/web1.vhd");
     snprintf(f->paths[1], sizeof(f->paths[1]), "/csv/vol1/data.vhd");
     snprintf(f->mac, sizeof(f->mac), "52:54:00:12:34:56");
-    f->disks[0] = (struct qemu_disk){f->paths[0], 64ull << 20, false};
-    f->disks[1] = (struct qemu_disk){f->paths[1], 1ull << 30, true};
+    f->disks[0] = (struct qemu_disk){f->paths[0], 64ull << 20, false, QEMU_DISK_FIXED_VHD};
+    f->disks[1] = (struct qemu_disk){f->paths[1], 1ull << 30, true, QEMU_DISK_FIXED_VHD};
     f->nics[0] = (struct qemu_nic){"fy-web1-0", f->mac};
     f->m = (struct qemu_machine){
         .name = f->name,
@@ -153,6 +153,27 @@ static void test_typical(void **state)
     while (argv[n])
         n++;
     assert_true(n > 30);
+    qemu_argv_free(argv);
+}
+
+/* A dynamic VHD goes through QEMU's vpc driver, which sizes the disk itself. */
+static void test_vpc_disk(void **state)
+{
+    (void)state;
+    struct fixture f;
+    fixture_init(&f);
+    f.disks[0].format = QEMU_DISK_VPC;
+    f.disks[1].format = QEMU_DISK_VPC;
+    char **argv = build_ok(&f);
+    assert_int_equal(count_opt(argv, "-blockdev"), 4);
+    assert_string_equal(opt_val(argv, "-blockdev", 0),
+                        "driver=file,filename=/csv/vol1/web1.vhd,node-name=disk0-file,"
+                        "cache.direct=off,cache.no-flush=off");
+    assert_string_equal(opt_val(argv, "-blockdev", 1),
+                        "driver=vpc,file=disk0-file,node-name=disk0");
+    assert_string_equal(opt_val(argv, "-blockdev", 3),
+                        "driver=vpc,file=disk1-file,node-name=disk1,read-only=on");
+    assert_string_equal(opt_val(argv, "-device", 1), "virtio-blk-pci,drive=disk1,id=disk1-dev");
     qemu_argv_free(argv);
 }
 
@@ -348,6 +369,9 @@ static void test_bad_inputs(void **state)
     f.disks[0].bytes = 1000;
     EXPECT_INVALID(&f, "multiple of 512");
     fixture_init(&f);
+    f.disks[1].format = (enum qemu_disk_format)7;
+    EXPECT_INVALID(&f, "disks[1]: unknown format 7");
+    fixture_init(&f);
     snprintf(f.paths[0], sizeof(f.paths[0]), "rel.vhd");
     EXPECT_INVALID(&f, "not absolute");
     fixture_init(&f);
@@ -390,11 +414,9 @@ static void test_bad_inputs(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_typical),
-        cmocka_unit_test(test_kvm_vs_tcg),
-        cmocka_unit_test(test_comma_escaping),
-        cmocka_unit_test(test_kernel_boot),
-        cmocka_unit_test(test_incoming_and_minimal),
+        cmocka_unit_test(test_typical),     cmocka_unit_test(test_vpc_disk),
+        cmocka_unit_test(test_kvm_vs_tcg),  cmocka_unit_test(test_comma_escaping),
+        cmocka_unit_test(test_kernel_boot), cmocka_unit_test(test_incoming_and_minimal),
         cmocka_unit_test(test_bad_inputs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Unit tests of VHD files: qemu-img info parsing, footer parsing, and real qemu-img runs. */
+/* Unit tests of VHD files: qemu-img info parsing, footer parsing, and real qemu-img runs: VHDs
+ * created, converted from other formats and checked on disk. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,7 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/util.h"
@@ -291,7 +294,7 @@ static void test_create_and_info(void **state)
     char p[256];
     path_in(t, "disk.vhd", p);
     struct ferr e = {0};
-    int rc = vhd_create_fixed(NULL, p, 10, &e);
+    int rc = vhd_create(NULL, p, "fixed", 10, &e);
     if (rc != 0)
         fail_msg("create: %s", e.msg);
     struct stat st;
@@ -334,7 +337,7 @@ static void test_create_missing_dir(void **state)
     char p[256];
     path_in(t, "nope/disk.vhd", p);
     struct ferr e = {0};
-    assert_int_equal(vhd_create_fixed(NULL, p, 10, &e), FERR_INVALID);
+    assert_int_equal(vhd_create(NULL, p, "fixed", 10, &e), FERR_INVALID);
     assert_non_null(strstr(e.msg, "directory"));
     assert_non_null(strstr(e.msg, "does not exist"));
     assert_false(exists(p));
@@ -348,7 +351,7 @@ static void test_create_dir_is_a_file(void **state)
     assert_int_equal(file_write_atomic(f, "x", 1, NULL), 0);
     path_in(t, "plain/disk.vhd", p);
     struct ferr e = {0};
-    assert_int_equal(vhd_create_fixed(NULL, p, 10, &e), FERR_INVALID);
+    assert_int_equal(vhd_create(NULL, p, "fixed", 10, &e), FERR_INVALID);
     assert_non_null(strstr(e.msg, "plain"));
 }
 
@@ -359,7 +362,7 @@ static void test_create_existing_file(void **state)
     path_in(t, "taken.vhd", p);
     assert_int_equal(file_write_atomic(p, "precious", 8, NULL), 0);
     struct ferr e = {0};
-    assert_int_equal(vhd_create_fixed(NULL, p, 10, &e), FERR_EXISTS);
+    assert_int_equal(vhd_create(NULL, p, "fixed", 10, &e), FERR_EXISTS);
     assert_non_null(strstr(e.msg, "already exists"));
     /* The file that was there is untouched. */
     struct stat st;
@@ -373,12 +376,12 @@ static void test_create_bad_args(void **state)
     char p[256];
     path_in(t, "x.vhd", p);
     struct ferr e = {0};
-    assert_int_equal(vhd_create_fixed(NULL, p, 0, &e), FERR_INVALID);
+    assert_int_equal(vhd_create(NULL, p, "fixed", 0, &e), FERR_INVALID);
     assert_non_null(strstr(e.msg, "size 0 MiB is out of range 1..2088960"));
-    assert_int_equal(vhd_create_fixed(NULL, p, VHD_MAX_SIZE_MIB + 1, &e), FERR_INVALID);
-    assert_int_equal(vhd_create_fixed(NULL, "rel/x.vhd", 1, &e), FERR_INVALID);
+    assert_int_equal(vhd_create(NULL, p, "fixed", VHD_MAX_SIZE_MIB + 1, &e), FERR_INVALID);
+    assert_int_equal(vhd_create(NULL, "rel/x.vhd", "fixed", 1, &e), FERR_INVALID);
     assert_non_null(strstr(e.msg, "not an absolute path"));
-    assert_int_equal(vhd_create_fixed(NULL, NULL, 1, &e), FERR_INVALID);
+    assert_int_equal(vhd_create(NULL, NULL, "fixed", 1, &e), FERR_INVALID);
     assert_false(exists(p));
 }
 
@@ -388,7 +391,7 @@ static void test_create_qemu_img_missing(void **state)
     char p[256];
     path_in(t, "x.vhd", p);
     struct ferr e = {0};
-    assert_int_equal(vhd_create_fixed("ferry-no-such-qemu-img", p, 1, &e), -ENOENT);
+    assert_int_equal(vhd_create("ferry-no-such-qemu-img", p, "fixed", 1, &e), -ENOENT);
     assert_non_null(strstr(e.msg, "not found"));
     assert_false(exists(p)); /* the claimed name is given back */
 }
@@ -400,11 +403,11 @@ static void test_create_qemu_img_fails(void **state)
     path_in(t, "x.vhd", p);
     struct ferr e = {0};
     /* "false" runs and fails like a broken qemu-img would. */
-    assert_int_equal(vhd_create_fixed("false", p, 1, &e), FERR_QEMU);
+    assert_int_equal(vhd_create("false", p, "fixed", 1, &e), FERR_QEMU);
     assert_non_null(strstr(e.msg, "exit status 1"));
     assert_false(exists(p));
     /* "true" claims success but writes nothing: the size check catches it. */
-    assert_int_equal(vhd_create_fixed("true", p, 1, &e), FERR_QEMU);
+    assert_int_equal(vhd_create("true", p, "fixed", 1, &e), FERR_QEMU);
     assert_non_null(strstr(e.msg, "expected 1049088"));
     assert_false(exists(p));
 }
@@ -447,7 +450,7 @@ static void test_info_fixed_with_wrong_length(void **state)
     char p[256];
     path_in(t, "grown.vhd", p);
     struct ferr e = {0};
-    assert_int_equal(vhd_create_fixed(NULL, p, 1, &e), 0);
+    assert_int_equal(vhd_create(NULL, p, "fixed", 1, &e), 0);
     /* Data appended before the footer's copy: the file is no longer data + footer. */
     uint8_t foot[VHD_FOOTER_SIZE];
     int fd = open(p, O_RDWR);
@@ -459,6 +462,367 @@ static void test_info_fixed_with_wrong_length(void **state)
     int rc = vhd_info_read(NULL, p, &i, &e);
     assert_int_equal(rc, FERR_INVALID);
     assert_non_null(strstr(e.msg, "plus a 512-byte footer"));
+}
+
+/* Runs a shell command made like printf; the test fails unless it exits 0. */
+static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void sh(const char *fmt, ...)
+{
+    char cmd[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    va_end(ap);
+    int rc = system(cmd);
+    if (rc != 0)
+        fail_msg("%s: status %d", cmd, rc);
+}
+
+/* Sets the disk type in a VHD's footer (and its copy at offset 0, if any), checksums right. */
+static void set_disk_type(const char *path, uint8_t type)
+{
+    int fd = open(path, O_RDWR);
+    assert_true(fd >= 0);
+    off_t end = lseek(fd, 0, SEEK_END);
+    uint8_t f[VHD_FOOTER_SIZE];
+    assert_int_equal(pread(fd, f, sizeof(f), end - VHD_FOOTER_SIZE), VHD_FOOTER_SIZE);
+    f[63] = type;
+    fix_checksum(f);
+    assert_int_equal(pwrite(fd, f, sizeof(f), end - VHD_FOOTER_SIZE), VHD_FOOTER_SIZE);
+    uint8_t head[8];
+    assert_int_equal(pread(fd, head, sizeof(head), 0), 8);
+    if (memcmp(head, "conectix", 8) == 0)
+        assert_int_equal(pwrite(fd, f, sizeof(f), 0), VHD_FOOTER_SIZE);
+    close(fd);
+}
+
+/* No file of dir's but name (and "." and ".."): nothing half made was left behind. */
+static void only_file(const struct tmp *t, const char *name)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "test \"$(ls -A %s)\" = \"%s\"", t->dir, name);
+    if (system(cmd) != 0) {
+        snprintf(cmd, sizeof(cmd), "ls -la %s >&2", t->dir);
+        (void)system(cmd);
+        fail_msg("%s holds more than %s", t->dir, name);
+    }
+}
+
+static void test_create_dynamic(void **state)
+{
+    struct tmp *t = *state;
+    char p[256];
+    path_in(t, "dyn.vhd", p);
+    struct ferr e = {0};
+    int rc = vhd_create(NULL, p, "dynamic", 64, &e);
+    if (rc != 0)
+        fail_msg("create: %s", e.msg);
+    struct vhd_layout l;
+    rc = vhd_check_file(p, &l, &e);
+    if (rc != 0)
+        fail_msg("check: %s", e.msg);
+    assert_string_equal(l.subformat, "dynamic");
+    assert_int_equal(l.current_size, 64 * MIB);
+    assert_int_equal(l.block_size, 2 * MIB); /* what qemu-img writes */
+    assert_int_equal(l.max_table_entries, 32);
+    assert_int_equal(l.used_blocks, 0);
+    struct vhd_info i;
+    rc = vhd_info_read(NULL, p, &i, &e);
+    if (rc != 0)
+        fail_msg("info: %s", e.msg);
+    assert_string_equal(i.subformat, "dynamic");
+    assert_int_equal(i.virtual_size, 64 * MIB);
+    assert_true(i.file_size < MIB);
+
+    assert_int_equal(vhd_create(NULL, p, "dynamic", 64, &e), FERR_EXISTS);
+    path_in(t, "x.vhd", p);
+    assert_int_equal(vhd_create(NULL, p, "differencing", 64, &e), FERR_INVALID);
+    assert_string_equal(e.msg, "vhd: type differencing is neither fixed nor dynamic");
+    assert_int_equal(vhd_create(NULL, p, NULL, 64, &e), FERR_INVALID);
+    /* "true" claims success but writes nothing: the check of the new file catches it. */
+    assert_int_equal(vhd_create("true", p, "dynamic", 1, &e), FERR_QEMU);
+    assert_non_null(strstr(e.msg, "fails ferry's check"));
+    only_file(t, "dyn.vhd");
+}
+
+/* A VHD with data: a raw image with a few written MiB converted, then read from disk. */
+static void test_dynamic_with_data(void **state)
+{
+    struct tmp *t = *state;
+    char raw[256], p[256];
+    path_in(t, "src.img", raw);
+    path_in(t, "dyn.vhd", p);
+    sh("qemu-img create -q -f raw %s 64M && printf hello | dd of=%s bs=1 seek=5000000 "
+       "conv=notrunc status=none && printf world | dd of=%s bs=1M seek=40 conv=notrunc "
+       "status=none",
+       raw, raw, raw);
+    struct ferr e = {0};
+    int rc = vhd_convert(NULL, raw, NULL, p, "dynamic", &e);
+    if (rc != 0)
+        fail_msg("convert: %s", e.msg);
+    struct vhd_layout l;
+    assert_int_equal(vhd_check_file(p, &l, &e), 0);
+    assert_string_equal(l.subformat, "dynamic");
+    assert_int_equal(l.current_size, 64 * MIB);
+    assert_int_equal(l.used_blocks, 2);
+    sh("qemu-img compare -q -f raw -F vpc %s %s", raw, p);
+    struct vhd_info i;
+    assert_int_equal(vhd_info_read(NULL, p, &i, &e), 0);
+    assert_string_equal(i.subformat, "dynamic");
+
+    /* Cut it short, the way a copy that stopped early leaves it: refused before qemu-img. */
+    struct stat st;
+    assert_int_equal(stat(p, &st), 0);
+    assert_int_equal(truncate(p, st.st_size - (off_t)MIB), 0);
+    assert_int_equal(vhd_info_read(NULL, p, &i, &e), FERR_INVALID);
+    char want[512];
+    snprintf(want, sizeof(want),
+             "vhd: %s: the footer at the end of the file is missing or damaged, but its copy at "
+             "the start is there: the file was cut short or overwritten at its end; restore it "
+             "from a backup",
+             p);
+    assert_string_equal(e.msg, want);
+}
+
+static void test_info_differencing(void **state)
+{
+    struct tmp *t = *state;
+    char p[256];
+    path_in(t, "diff.vhd", p);
+    struct ferr e = {0};
+    assert_int_equal(vhd_create(NULL, p, "dynamic", 8, &e), 0);
+    set_disk_type(p, 4);
+    struct vhd_info i;
+    assert_int_equal(vhd_info_read(NULL, p, &i, &e), FERR_INVALID);
+    assert_non_null(strstr(e.msg, p));
+    assert_non_null(strstr(e.msg, "differencing VHDs are not supported: QEMU's vpc driver "
+                                  "ignores the parent and would read its sectors as zeros; "
+                                  "convert it to a fixed or dynamic VHD first"));
+}
+
+/* ---- conversion ------------------------------------------------------------------------------ */
+
+static void test_convert_formats(void **state)
+{
+    struct tmp *t = *state;
+    char src[256], dst[256], back[256];
+    struct ferr e = {0};
+    struct vhd_layout l;
+    static const char *const fmts[] = {"qcow2", "vmdk", "vhdx", "raw"};
+    for (size_t k = 0; k < sizeof(fmts) / sizeof(fmts[0]); k++) {
+        char name[32];
+        snprintf(name, sizeof(name), "src.%s", fmts[k]);
+        path_in(t, name, src);
+        path_in(t, "data.raw", back);
+        sh("qemu-img create -q -f raw %s 12M && printf ferry | dd of=%s bs=1M seek=3 "
+           "conv=notrunc status=none && qemu-img convert -f raw -O %s %s %s && rm %s",
+           back, back, fmts[k], back, src, back);
+        for (int fixed = 0; fixed < 2; fixed++) {
+            snprintf(name, sizeof(name), "%s-%s.vhd", fmts[k], fixed ? "fixed" : "dynamic");
+            path_in(t, name, dst);
+            int rc = vhd_convert(NULL, src, NULL, dst, fixed ? "fixed" : "dynamic", &e);
+            if (rc != 0)
+                fail_msg("convert %s: %s", fmts[k], e.msg);
+            assert_int_equal(vhd_check_file(dst, &l, &e), 0);
+            assert_string_equal(l.subformat, fixed ? "fixed" : "dynamic");
+            assert_int_equal(l.current_size, 12 * MIB);
+            sh("qemu-img compare -q -f %s -F vpc %s %s", fmts[k], src, dst);
+            sh("rm %s", dst);
+        }
+        sh("rm %s", src);
+    }
+}
+
+static void test_convert_vhd(void **state)
+{
+    struct tmp *t = *state;
+    char fixed[256], dyn[256], again[256];
+    path_in(t, "a.vhd", fixed);
+    path_in(t, "b.vhd", dyn);
+    path_in(t, "c.vhd", again);
+    struct ferr e = {0};
+    assert_int_equal(vhd_create(NULL, fixed, "fixed", 4, &e), 0);
+    /* A fixed VHD probes as raw: converted as raw, its footer would become data. */
+    assert_int_equal(vhd_convert(NULL, fixed, NULL, dyn, "dynamic", &e), 0);
+    struct vhd_layout l;
+    assert_int_equal(vhd_check_file(dyn, &l, &e), 0);
+    assert_int_equal(l.current_size, 4 * MIB);
+    assert_int_equal(vhd_convert(NULL, dyn, NULL, again, "fixed", &e), 0);
+    assert_int_equal(vhd_check_file(again, &l, &e), 0);
+    assert_string_equal(l.subformat, "fixed");
+    assert_int_equal(l.current_size, 4 * MIB);
+
+    /* A differencing VHD would be read without its parent: refused. */
+    set_disk_type(dyn, 4);
+    sh("rm %s", again);
+    assert_int_equal(vhd_convert(NULL, dyn, NULL, again, "fixed", &e), FERR_INVALID);
+    assert_non_null(strstr(e.msg, "differencing VHDs are not supported"));
+    assert_int_equal(vhd_convert(NULL, dyn, "vpc", again, "fixed", &e), FERR_INVALID);
+    assert_non_null(strstr(e.msg, "differencing VHDs are not supported"));
+    assert_false(exists(again));
+}
+
+static void test_convert_refusals(void **state)
+{
+    struct tmp *t = *state;
+    char src[256], dst[256], other[256];
+    path_in(t, "src.img", src);
+    path_in(t, "dst.vhd", dst);
+    struct ferr e = {0};
+    sh("qemu-img create -q -f raw %s 1M", src);
+
+    /* An existing destination is refused and left as it was. */
+    assert_int_equal(file_write_atomic(dst, "precious", 8, NULL), 0);
+    assert_int_equal(vhd_convert(NULL, src, NULL, dst, "dynamic", &e), FERR_EXISTS);
+    char want[1024];
+    snprintf(want, sizeof(want),
+             "vhd: convert: %s already exists; ferry never overwrites a disk: pick another name, "
+             "or remove it first",
+             dst);
+    assert_string_equal(e.msg, want);
+    struct stat st;
+    assert_int_equal(stat(dst, &st), 0);
+    assert_int_equal(st.st_size, 8);
+    sh("rm %s", dst);
+
+    /* A failing qemu-img leaves nothing behind, the temporary file included. */
+    assert_int_equal(vhd_convert("false", src, "raw", dst, "dynamic", &e), FERR_INVALID);
+    assert_non_null(strstr(e.msg, "qemu-img cannot read it as raw"));
+    only_file(t, "src.img");
+
+    path_in(t, "nope.img", other);
+    assert_int_equal(vhd_convert(NULL, other, NULL, dst, "dynamic", &e), -ENOENT);
+    snprintf(want, sizeof(want), "vhd: convert: %s does not exist", other);
+    assert_string_equal(e.msg, want);
+    assert_int_equal(vhd_convert(NULL, t->dir, NULL, dst, "dynamic", &e), FERR_INVALID);
+    assert_non_null(strstr(e.msg, "neither a file nor a block device"));
+    path_in(t, "nodir/x.vhd", other);
+    assert_int_equal(vhd_convert(NULL, src, NULL, other, "dynamic", &e), FERR_INVALID);
+    assert_non_null(strstr(e.msg, "does not exist"));
+    assert_int_equal(vhd_convert(NULL, src, NULL, dst, "sparse", &e), FERR_INVALID);
+    assert_int_equal(vhd_convert(NULL, src, "iso", dst, "fixed", &e), FERR_INVALID);
+    assert_string_equal(e.msg, "vhd: source format iso is none of raw, qcow2, vmdk, vhdx, vpc");
+    assert_int_equal(vhd_convert(NULL, "rel.img", NULL, dst, "fixed", &e), FERR_INVALID);
+
+    /* A raw file that ends inside a sector: QEMU rounds it up to whole sectors, zeros added. */
+    path_in(t, "odd.img", other);
+    sh("head -c 1000 /dev/zero > %s", other);
+    assert_int_equal(vhd_convert(NULL, other, NULL, dst, "fixed", &e), 0);
+    struct vhd_layout l;
+    assert_int_equal(vhd_check_file(dst, &l, &e), 0);
+    assert_int_equal(l.current_size, 1024);
+    sh("rm %s", dst);
+    sh("rm %s", other);
+
+    /* A qcow2 image with a backing file is taken as such only when named so. */
+    char base[256];
+    path_in(t, "base.qcow2", base);
+    path_in(t, "top.qcow2", other);
+    sh("qemu-img create -q -f qcow2 %s 2M && qemu-img create -q -f qcow2 -b %s -F qcow2 %s", base,
+       base, other);
+    assert_int_equal(vhd_convert(NULL, other, NULL, dst, "dynamic", &e), FERR_INVALID);
+    snprintf(want, sizeof(want),
+             "vhd: convert %s: qemu-img takes it for a qcow2 image that refers to %s; a raw image "
+             "whose first bytes look like that would make qemu-img read another file, so ferry "
+             "does not guess: if it is a qcow2 image, name its format (--from qcow2); if it is a "
+             "raw image, --from raw",
+             other, base);
+    assert_string_equal(e.msg, want);
+    assert_int_equal(vhd_convert(NULL, other, "qcow2", dst, "dynamic", &e), 0);
+    assert_true(exists(dst));
+    sh("rm %s %s %s", dst, other, base);
+    only_file(t, "src.img");
+}
+
+static void test_convert_in_use(void **state)
+{
+    struct tmp *t = *state;
+    char src[256], dst[256];
+    path_in(t, "busy.qcow2", src);
+    path_in(t, "dst.vhd", dst);
+    sh("qemu-img create -q -f qcow2 %s 1M", src);
+    /* qemu-io holds the image open for writing (QEMU's lock) while it sleeps. */
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "exec qemu-io -f qcow2 -c 'sleep 3000' %s", src);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    /* Wait (with a deadline) until the lock is taken: info without -U fails then. */
+    char probe[512];
+    snprintf(probe, sizeof(probe), "qemu-img info %s >/dev/null 2>&1", src);
+    int i;
+    for (i = 0; i < 100 && system(probe) == 0; i++)
+        usleep(20000);
+    struct ferr e = {0};
+    int rc = i < 100 ? vhd_convert(NULL, src, NULL, dst, "dynamic", &e) : 1;
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    if (i == 100)
+        skip(); /* no qemu-io, or it took no lock */
+    assert_int_equal(rc, FERR_STATE);
+    assert_non_null(strstr(e.msg, "it is in use (by a running VM?); stop what uses it first"));
+    only_file(t, "busy.qcow2");
+}
+
+/* ---- qemu-img info of a conversion source (pure) --------------------------------------------- */
+
+static void test_source_parse(void **state)
+{
+    (void)state;
+    char f[16];
+    uint64_t size = 0;
+    struct ferr e = {0};
+    assert_int_equal(vhd_source_parse(info_qcow2, "/x/q.qcow2", 0, f, &size, &e), 0);
+    assert_string_equal(f, "qcow2");
+    assert_int_equal(size, MIB);
+    assert_int_equal(vhd_source_parse(info_fixed_probed, "/x/f.vhd", 0, f, &size, &e), 0);
+    assert_string_equal(f, "raw");
+
+    /* A VMDK whose one extent is itself is fine; one naming another file is not, unless the
+     * format was named. */
+    static const char vmdk_self[] = "{\"format\": \"vmdk\", \"virtual-size\": 1048576, "
+                                    "\"format-specific\": {\"type\": \"vmdk\", \"data\": "
+                                    "{\"extents\": [{\"filename\": \"/x/a.vmdk\"}]}}}";
+    assert_int_equal(vhd_source_parse(vmdk_self, "/x/a.vmdk", 0, f, &size, &e), 0);
+    assert_int_equal(vhd_source_parse(vmdk_self, "/x/b.vmdk", 0, f, &size, &e), FERR_INVALID);
+    assert_non_null(strstr(e.msg, "refers to /x/a.vmdk"));
+    assert_int_equal(vhd_source_parse(vmdk_self, "/x/b.vmdk", 1, f, &size, &e), 0);
+    static const char data_file[] = "{\"format\": \"qcow2\", \"virtual-size\": 512, "
+                                    "\"format-specific\": {\"type\": \"qcow2\", \"data\": "
+                                    "{\"data-file\": \"/etc/shadow\"}}}";
+    assert_int_equal(vhd_source_parse(data_file, "/x/q", 0, f, &size, &e), FERR_INVALID);
+    assert_non_null(strstr(e.msg, "refers to /etc/shadow"));
+
+    assert_int_equal(
+        vhd_source_parse("{\"format\": \"luks\", \"virtual-size\": 512}", "/x/l", 1, f, &size, &e),
+        FERR_INVALID);
+    assert_string_equal(e.msg, "vhd: convert /x/l: it is a luks image; ferry converts raw, qcow2, "
+                               "vmdk, vhdx, vpc images (convert it to one of them with qemu-img "
+                               "first)");
+    char big[128];
+    snprintf(big, sizeof(big), "{\"format\": \"raw\", \"virtual-size\": %llu}",
+             (unsigned long long)VHD_MAX_SIZE + 512);
+    assert_int_equal(vhd_source_parse(big, "/x/r", 1, f, &size, &e), FERR_INVALID);
+    assert_non_null(strstr(e.msg, "over VHD's limit of 2040 GiB"));
+    snprintf(big, sizeof(big), "{\"format\": \"raw\", \"virtual-size\": %llu}",
+             (unsigned long long)VHD_MAX_SIZE);
+    assert_int_equal(vhd_source_parse(big, "/x/r", 1, f, &size, &e), 0);
+    assert_int_equal(
+        vhd_source_parse("{\"format\": \"raw\", \"virtual-size\": 0}", "/x/r", 1, f, &size, &e),
+        FERR_INVALID);
+    assert_int_equal(vhd_source_parse("{\"format\": \"qcow2\", \"virtual-size\": 1000}", "/x/r", 1,
+                                      f, &size, &e),
+                     FERR_INVALID);
+    assert_string_equal(e.msg, "vhd: convert /x/r: its virtual size of 1000 bytes is not a "
+                               "positive multiple of 512, and a VHD holds whole 512-byte sectors: "
+                               "grow it to one first (qemu-img resize)");
+    assert_int_equal(vhd_source_parse("{\"format\": \"raw\"}", "/x/r", 1, f, &size, &e),
+                     FERR_PROTO);
+    assert_int_equal(vhd_source_parse("[1", "/x/r", 1, f, &size, &e), FERR_PROTO);
+    assert_int_equal(vhd_source_parse("[1]", "/x/r", 1, f, &size, &e), FERR_PROTO);
 }
 
 int main(void)
@@ -482,6 +846,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_create_qemu_img_fails, setup_tmp, teardown_tmp),
         cmocka_unit_test_setup_teardown(test_info_not_vhd, setup_tmp, teardown_tmp),
         cmocka_unit_test_setup_teardown(test_info_fixed_with_wrong_length, setup_tmp, teardown_tmp),
+        cmocka_unit_test_setup_teardown(test_create_dynamic, setup_tmp, teardown_tmp),
+        cmocka_unit_test_setup_teardown(test_dynamic_with_data, setup_tmp, teardown_tmp),
+        cmocka_unit_test_setup_teardown(test_info_differencing, setup_tmp, teardown_tmp),
+        cmocka_unit_test_setup_teardown(test_convert_formats, setup_tmp, teardown_tmp),
+        cmocka_unit_test_setup_teardown(test_convert_vhd, setup_tmp, teardown_tmp),
+        cmocka_unit_test_setup_teardown(test_convert_refusals, setup_tmp, teardown_tmp),
+        cmocka_unit_test_setup_teardown(test_convert_in_use, setup_tmp, teardown_tmp),
+        cmocka_unit_test(test_source_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
