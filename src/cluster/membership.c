@@ -582,12 +582,17 @@ void cluster_on_join(struct cluster *c, const json_t *body, cluster_reply_cb cb,
     }
 }
 
-static int owned_vms(struct cluster *c, uint64_t id)
+/* How many VMs node id owns; its name into name (its id in digits if it has no record). */
+static int owned_vms(struct cluster *c, uint64_t id, char *name, size_t size)
 {
     json_t *n = NULL;
+    snprintf(name, size, "%llu", (unsigned long long)id);
     if (!c->db || cdb_node_get(c->db, id, &n, NULL) < 0)
         return 0;
-    json_t *vms = cdb_vms(c->db, json_string_value(json_object_get(n, "name")));
+    const char *nm = json_string_value(json_object_get(n, "name"));
+    if (nm)
+        snprintf(name, size, "%s", nm);
+    json_t *vms = cdb_vms(c->db, nm);
     int count = (int)json_array_size(vms);
     json_decref(vms);
     json_decref(n);
@@ -642,9 +647,13 @@ void cluster_on_remove(struct cluster *c, const json_t *body, cluster_reply_cb c
         return;
     }
     uint64_t id = (uint64_t)json_integer_value(jid);
-    if (owned_vms(c, id) > 0) {
-        reply_err(cb, data, FERR_STATE, "node %llu still owns VMs; move or delete them first",
-                  (unsigned long long)id);
+    char name[64];
+    int owned = owned_vms(c, id, name, sizeof(name));
+    if (owned > 0) {
+        reply_err(cb, data, FERR_STATE,
+                  "node %s still owns %d VM(s); migrate them away (ferry node drain %s) or "
+                  "delete them first",
+                  name, owned, name);
         return;
     }
     struct remove_ctx *r = calloc(1, sizeof(*r));
@@ -717,9 +726,13 @@ int cluster_leave(struct cluster *c, cluster_reply_cb cb, void *data, struct fer
         return ferr_set(e, FERR_STATE, "not in a cluster");
     if (c->busy)
         return ferr_set(e, FERR_STATE, "another cluster operation is under way; try again");
-    if (owned_vms(c, c->node_id) > 0)
+    char name[64];
+    int owned = owned_vms(c, c->node_id, name, sizeof(name));
+    if (owned > 0)
         return ferr_set(e, FERR_STATE,
-                        "cluster leave: this node owns VMs; move or delete them first");
+                        "cluster leave: this node (%s) owns %d VM(s); migrate them away (ferry "
+                        "node drain %s) or delete them first",
+                        name, owned, name);
     c->busy = true;
     c->op.cb = cb;
     c->op.data = data;

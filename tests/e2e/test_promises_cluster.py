@@ -217,16 +217,16 @@ def test_leave_and_remove_refused_while_the_node_owns_vms(lab):
     before = sorted((m["name"], m["role"]) for m in status(lab, h1)["members"])
     r = h3.cli("cluster", "leave", check=False)
     print(f"\ncluster leave on host3: {r.returncode}: {r.stderr.strip()}")
-    assert r.returncode != 0 and "owns VMs" in r.stderr, r
+    assert r.returncode != 0 and "this node (host3) owns 1 VM(s)" in r.stderr, r
     r = h1.cli("cluster", "remove", "host3", check=False)
     print(f"cluster remove host3: {r.returncode}: {r.stderr.strip()}")
-    assert r.returncode != 0 and "owns VMs" in r.stderr, r
+    assert r.returncode != 0 and "node host3 still owns 1 VM(s)" in r.stderr, r
     # Also when it is down (the usual reason to remove a node).
     lab.kill_ferryd(h3, signal.SIGKILL)
     try:
         wait_for(lambda: states(status(lab, h1))["host3"] == "down", 30, "host3 to be down")
         r = h1.cli("cluster", "remove", "host3", check=False)
-        assert r.returncode != 0 and "owns VMs" in r.stderr, r
+        assert r.returncode != 0 and "node host3 still owns 1 VM(s)" in r.stderr, r
     finally:
         restore(lab, h3)
     # Nothing changed: the same members, the VM runs on host3.
