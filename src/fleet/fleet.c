@@ -306,7 +306,7 @@ static void published(int status, json_t *body, const struct ferr *e, void *data
     u->op = op;
     u->why = *e;
     ferr_prefix(&u->why, "create %s: the cluster database refused it", op->name);
-    if (!vm || vmset_delete(op->f->env.vms, vm, true, undone, u, &e2) < 0)
+    if (!vm || vmset_undo_create(op->f->env.vms, vm, undone, u, &e2) < 0)
         undone(op->f->env.vms, vm, vm ? e2.code : 0, &e2, u);
 }
 

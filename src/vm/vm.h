@@ -88,6 +88,10 @@ int vmset_create(struct vmset *set, const json_t *spec_json, vm_done_cb cb, void
 /* Deletes a stopped or failed VM (force: kill it first). Disk files are kept. */
 int vmset_delete(struct vmset *set, struct vm *vm, bool force, vm_done_cb cb, void *data,
                  struct ferr *e);
+/* Undoes vmset_create of vm (the create's record was refused elsewhere, say): deletes it as
+ * vmset_delete --force does, and removes the disk files that create made (not the ones it
+ * found). */
+int vmset_undo_create(struct vmset *set, struct vm *vm, vm_done_cb cb, void *data, struct ferr *e);
 
 /* Lifecycle operations. Each validates the state synchronously (FERR_STATE with a message
  * that says what to do) and otherwise returns 0 and calls cb once the VM settled. */

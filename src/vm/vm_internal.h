@@ -19,8 +19,9 @@ struct vm {
     struct vmset *set;
     struct vm *next; /* in set->vms, sorted by name */
     struct vm_spec spec;
-    char dir[1200]; /* STATE/vms/NAME */
-    char run[600];  /* RUN/NAME */
+    char dir[1200];               /* STATE/vms/NAME */
+    char run[600];                /* RUN/NAME */
+    bool made_disk[VM_MAX_DISKS]; /* created by its vmset_create (this ferryd's memory only) */
     enum vm_state state;
     char reason[FERR_MSG_MAX];
     uint64_t created_ms;

@@ -341,6 +341,7 @@ static void create_after(uv_work_t *req, int status)
     cw->status = vm__new(set, &cw->spec, now, &vm, &cw->e);
     if (cw->status < 0)
         goto fail_undo;
+    memcpy(vm->made_disk, cw->created, sizeof(vm->made_disk));
     insert_sorted(set, vm);
     events_add(set->events, vm->spec.name, "vm.created", "%u vCPU, %llu MiB, %u disk(s), %u NIC(s)",
                vm_spec_vcpus(&vm->spec), (unsigned long long)vm->spec.memory_mib, vm->spec.ndisks,
@@ -440,6 +441,41 @@ static void delete_after_kill(struct vmset *set, struct vm *vm, int status, cons
     int rc = vm ? remove_vm(set, vm, &e2) : 0;
     dc->cb(set, NULL, rc, rc < 0 ? &e2 : NULL, dc->data);
     free(dc);
+}
+
+/* ---- undoing a create ---- */
+
+struct undo_ctx {
+    char made[VM_MAX_DISKS][VM_PATH_MAX]; /* the disk files its create made ("" for others) */
+    vm_done_cb cb;
+    void *data;
+};
+
+static void undo_deleted(struct vmset *set, struct vm *vm, int status, const struct ferr *e,
+                         void *data)
+{
+    struct undo_ctx *u = data;
+    for (unsigned i = 0; status == 0 && i < VM_MAX_DISKS; i++)
+        if (u->made[i][0] && unlink(u->made[i]) < 0 && errno != ENOENT)
+            log_warn("undo create: removing %s: %s", u->made[i], strerror(errno));
+    u->cb(set, vm, status, e, u->data);
+    free(u);
+}
+
+int vmset_undo_create(struct vmset *set, struct vm *vm, vm_done_cb cb, void *data, struct ferr *e)
+{
+    struct undo_ctx *u = calloc(1, sizeof(*u));
+    if (!u)
+        return ferr_set(e, -ENOMEM, "out of memory");
+    for (unsigned i = 0; i < vm->spec.ndisks && i < VM_MAX_DISKS; i++)
+        if (vm->made_disk[i])
+            snprintf(u->made[i], sizeof(u->made[i]), "%s", vm->spec.disks[i].path);
+    u->cb = cb;
+    u->data = data;
+    int rc = vmset_delete(set, vm, true, undo_deleted, u, e);
+    if (rc < 0)
+        free(u);
+    return rc;
 }
 
 int vmset_delete(struct vmset *set, struct vm *vm, bool force, vm_done_cb cb, void *data,

@@ -195,12 +195,12 @@ def test_create_whose_record_cannot_be_written_is_undone(lab):
         f"the create never went past the quorum check, or was not refused: {attempts}")
     assert r.returncode != 0 and "cw1" in r.stderr, r
     lab.wait_cluster()
-    # Nothing of it: no definition on the node, no record anywhere, no QEMU.
+    # Nothing of it: no definition on the node, no record anywhere, no QEMU, no disk file.
     assert not os.path.exists(os.path.join(victim.state_dir, "vms", "cw1"))
     for h in lab.hosts:
         assert vm_on(h, "cw1") is None, (h.name, vm_on(h, "cw1"))
     assert qemus_of("cw1") == []
-    print(f"the disk the create made is {'kept' if os.path.exists(disk) else 'gone'}")
+    assert not os.path.exists(disk), f"the disk the refused create made is still there: {disk}"
     # The name is free: the same create works now.
     victim.cli("vm", "create", "cw1", "--node", victim.name, "--memory", "64", "--appliance",
                "--disk", f"{disk},size=16")
