@@ -222,62 +222,50 @@ struct recover_ctx {
     char uri[160];
 };
 
-static void recover_listening(struct qmp_conn *c, int status, json_t *r, const char *err, void *d)
-{
-    struct recover_ctx *x = d;
-    if (status < 0)
-        reply_err(x->cb, x->data, FERR_QEMU, "migrate-recover %s: %.300s", x->uri,
-                  err ? err : ferr_str(status));
-    else
-        x->cb(200, json_pack("{s:s, s:s}", "uri", x->uri, "node", x->m->env.node_name), NULL,
-              x->data);
-    free(x);
-}
-
+/*
+ * Everything here goes out of band (vm_qmp_oob): a broken post-copy can leave the destination's
+ * QEMU with a vCPU waiting for a page while it holds the big lock, and then no in-band command
+ * ever runs (not even query-migrate). migrate-recover issued out of band also listens in the
+ * monitor's own thread, so the source's connection is taken without the main loop. So there is
+ * no asking first: migrate-recover is tried, and when QEMU says the post-copy is not paused
+ * here, migrate-pause breaks this side (it was still postcopy-active, or recovering for an
+ * earlier call) and the source asks again.
+ */
 static void recover_paused(struct qmp_conn *c, int status, json_t *r, const char *err, void *d)
 {
     struct recover_ctx *x = d;
-    reply_err(x->cb, x->data, FERR_STATE,
-              "%s: the post-copy stream was still up here; it is broken now, ask again", x->name);
+    if (status < 0)
+        reply_err(x->cb, x->data, FERR_STATE,
+                  "%s: its incoming migration is not in post-copy here (%.200s)", x->name,
+                  err ? err : ferr_str(status));
+    else
+        reply_err(x->cb, x->data, FERR_STATE,
+                  "%s: the post-copy stream was still up here; it is broken now, ask again",
+                  x->name);
     free(x);
 }
 
-static void recover_status(struct qmp_conn *c, int status, json_t *r, const char *err, void *d)
+static void recover_listening(struct qmp_conn *c, int status, json_t *r, const char *err, void *d)
 {
     struct recover_ctx *x = d;
-    const char *st = status == 0 ? json_string_value(json_object_get(r, "status")) : NULL;
     struct vm *vm = vmset_find(x->m->env.vms, x->name);
     struct ferr e = {0};
-    char ip[64];
-    int port = 0;
-    if (!vm || (vm_state(vm) != VM_RUNNING && vm_state(vm) != VM_PAUSED)) {
+    if (!vm) {
         x->cb(200, no_copy(x->name, "its QEMU is gone"), NULL, x->data);
-    } else if (!st) {
-        reply_err(x->cb, x->data, FERR_STATE, "%s: query-migrate: %.200s; ask again", x->name,
-                  err ? err : ferr_str(status));
-    } else if (strcmp(st, "postcopy-active") == 0) {
-        /* The source saw the stream break, this side not yet (TCP still waits): break it. */
-        if (vm_qmp_oob(vm, "migrate-pause", NULL, recover_paused, x, &e) == 0)
-            return;
-        reply_err(x->cb, x->data, FERR_QEMU, "%s", e.msg);
-    } else if (strcmp(st, "postcopy-recover") == 0 && vm_incoming_uri(vm)[0]) {
-        /* Listening from an earlier call whose answer was lost. */
-        x->cb(200, json_pack("{s:s, s:s}", "uri", vm_incoming_uri(vm), "node", x->m->env.node_name),
-              NULL, x->data);
-    } else if (strcmp(st, "postcopy-paused") != 0) {
-        reply_err(x->cb, x->data, FERR_STATE, "%s: its incoming migration is %s here", x->name, st);
-    } else if (mgmt_ip(x->m, ip, &e) < 0 || free_port(ip, &port, &e) < 0) {
-        reply_err(x->cb, x->data, e.code, "%s", e.msg);
-    } else {
-        snprintf(x->uri, sizeof(x->uri), "tcp:%s:%d", ip, port);
+    } else if (status == 0) {
         vm_set_incoming_uri(vm, x->uri); /* x->uri is "tcp:IP:PORT": it fits */
         log_info("migrate %s: post-copy broke; listening again at %s", x->name, x->uri);
         events_add(x->m->env.events, x->name, "vm.migrating",
                    "the post-copy stream broke; listening again at %s", x->uri);
-        if (vm_qmp_oob(vm, "migrate-recover", json_pack("{s:s}", "uri", x->uri), recover_listening,
-                       x, &e) == 0)
+        x->cb(200, json_pack("{s:s, s:s}", "uri", x->uri, "node", x->m->env.node_name), NULL,
+              x->data);
+    } else if (err && strstr(err, "when postcopy is paused")) {
+        if (vm_qmp_oob(vm, "migrate-pause", NULL, recover_paused, x, &e) == 0)
             return;
         reply_err(x->cb, x->data, FERR_QEMU, "%s", e.msg);
+    } else {
+        reply_err(x->cb, x->data, FERR_QEMU, "migrate-recover %s: %.300s", x->uri,
+                  err ? err : ferr_str(status));
     }
     free(x);
 }
@@ -306,7 +294,16 @@ void migrate_on_recover(struct migrator *m, const json_t *body, migrate_cb cb, v
     x->data = data;
     snprintf(x->name, sizeof(x->name), "%s", name);
     struct ferr e = {0};
-    if (vm_qmp(vm, "query-migrate", NULL, recover_status, x, &e) < 0) {
+    char ip[64];
+    int port = 0;
+    if (mgmt_ip(m, ip, &e) < 0 || free_port(ip, &port, &e) < 0) {
+        free(x);
+        reply_err(cb, data, e.code, "%s", e.msg);
+        return;
+    }
+    snprintf(x->uri, sizeof(x->uri), "tcp:%s:%d", ip, port);
+    if (vm_qmp_oob(vm, "migrate-recover", json_pack("{s:s}", "uri", x->uri), recover_listening, x,
+                   &e) < 0) {
         free(x);
         reply_err(cb, data, FERR_STATE, "%s: %s; ask again", name, e.msg);
     }

@@ -801,18 +801,18 @@ int migrate_cancel(struct migrator *m, const char *name, struct ferr *e)
     struct mig *g = migrate__find(m, name);
     if (!g)
         return ferr_set(e, FERR_STATE, "%s is not migrating", name);
+    if (g->completed)
+        return ferr_set(e, FERR_STATE,
+                        "%s: QEMU completed the migration and the VM runs on %s; what is left "
+                        "is recording its new owner in the cluster database, which a cancel "
+                        "cannot undo",
+                        name, g->to);
     /* After migrate-start-postcopy the guest may run on the destination already, with part of
      * its memory still here: a cancel would leave no complete copy anywhere. */
     if (g->postcopy)
         return ferr_set(e, FERR_STATE,
                         "%s: the migration to %s is in post-copy: the VM already runs there "
                         "and a cancel now would leave no complete copy; it ends shortly",
-                        name, g->to);
-    if (g->completed)
-        return ferr_set(e, FERR_STATE,
-                        "%s: QEMU completed the migration and the VM runs on %s; what is left "
-                        "is recording its new owner in the cluster database, which a cancel "
-                        "cannot undo",
                         name, g->to);
     g->cancelled = true;
     if (!g->started)

@@ -17,18 +17,13 @@ stall): what a 20 s post-copy partition means for any guest, not a lost write. T
 are expected (and printed); anything else on the console fails the test, and the memory
 verifier must find every page whole.
 
-Whether the post-copy resumes is a matter of luck today (about half of the runs here). The
-destination's QEMU may be stuck: its vCPU faulted on a missing page while delivering an
-interrupt, which TCG does holding QEMU's big lock, so the main loop cannot run any in-band QMP
-command (gdb: main thread in bql_lock, "CPU 0/TCG" in handle_userfault under
-do_interrupt_all). The destination ferryd's /v1/internal/migrate/recover starts with
-query-migrate and sends migrate-pause and migrate-recover in-band, so the call hangs until the
-source's request times out after 2 minutes, and again, for ever: the post-copy never resumes.
-QEMU marks migrate-pause and migrate-recover allow-oob for exactly this; ferry's QMP client
-does not use out-of-band execution (and its in-band console and blockstats polls would fill
-QEMU's queue of 8, which suspends the monitor, OOB included). That case raises
-PostcopyNotResumed, an expected failure (xfail, not strict: it depends on where the vCPU
-stopped); every other assertion fails the test."""
+The post-copy must resume even when the destination's QEMU is stuck: its vCPU may fault on
+a missing page while delivering an interrupt, which TCG does holding QEMU's big lock, so the
+main loop runs no in-band QMP command (gdb: main thread in bql_lock, "CPU 0/TCG" in
+handle_userfault under do_interrupt_all). That happened in about half the runs while ferry
+resumed with in-band QMP (query-migrate, migrate-pause, migrate-recover): the recovery hung
+for ever. ferry now sends migrate-recover and migrate-pause out of band (QEMU marks them
+allow-oob for this) and asks nothing in band first."""
 import os
 import re
 import sys
@@ -87,10 +82,6 @@ def qemu_threads(pid):
     return out
 
 
-@pytest.mark.xfail(raises=PostcopyNotResumed, strict=False,
-                   reason="defect (intermittent): the destination's QEMU can hold its big lock "
-                   "in a vCPU waiting for a post-copy page, and ferry resumes a broken "
-                   "post-copy with in-band QMP only (no exec-oob), so the recovery hangs")
 def test_long_postcopy_partition_boots_no_second_copy_and_resumes(lab):
     h1, h2, h3 = lab.hosts
     ip = create_vm(lab, h1, "pc1", 1, workload="probe,dirtier", memory=256,
