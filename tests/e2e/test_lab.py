@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "lab"))
 import ferrylab  # noqa: E402
 from labvm import assert_lab_gone, lab_down  # noqa: E402
 from ferrylab import Lab, LabError  # noqa: E402
-from ferrytest import BUILD, FERRY, PROBE, pid_alive, run, wait_for  # noqa: E402
+from ferrytest import BUILD, FERRY, PROBE, pid_alive, run  # noqa: E402
 
 GUEST_DIR = os.environ.get("FERRY_GUEST_DIR", os.path.join(BUILD, "guest"))
 NAME = f"t{os.getpid()}"

@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "lab"))
 
 from ferrylab import LabProbe  # noqa: E402
 from ferrytest import wait_for  # noqa: E402
-from labvm import (assert_guest_sane, assert_guest_whole, assert_runs_once, assert_nothing_on, create_vm, lab_session,  # noqa: E402
+from labvm import (assert_guest_whole, assert_nothing_on, assert_runs_once, create_vm, lab_session,  # noqa: E402
                    local_vm, logs, metrics, missing, qemus_of, vm_on, wait_answering)
 
 NAME = f"m{os.getpid()}"
