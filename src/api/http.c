@@ -801,6 +801,16 @@ const char *http_req_query(const struct http_req *r, const char *key)
     return NULL;
 }
 
+size_t http_req_nquery(const struct http_req *r)
+{
+    return r->nquery;
+}
+
+const char *http_req_query_key(const struct http_req *r, size_t i)
+{
+    return i < r->nquery ? r->query[i].key : NULL;
+}
+
 const char *http_req_header(const struct http_req *r, const char *name)
 {
     for (size_t i = 0; i < r->nheaders; i++)

@@ -39,6 +39,9 @@ const char *http_req_method(const struct http_req *r); /* "GET", ... */
 const char *http_req_path(const struct http_req *r);   /* "/v1/vms/a", no query string */
 /* Query argument value or NULL. */
 const char *http_req_query(const struct http_req *r, const char *key);
+/* How many query arguments the request has, and the (decoded) name of the i-th. */
+size_t http_req_nquery(const struct http_req *r);
+const char *http_req_query_key(const struct http_req *r, size_t i);
 /* Request header value or NULL (case-insensitive name). */
 const char *http_req_header(const struct http_req *r, const char *name);
 /* Body bytes (NUL-terminated for convenience) and length; "" when there is none. */

@@ -4,6 +4,7 @@
 
 #include <assert.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "common/util.h"
@@ -123,6 +124,60 @@ int router_match(const struct route *routes, size_t n, const char *method, const
         return ROUTER_OK;
     }
     return path_known ? ROUTER_BAD_METHOD : ROUTER_NOT_FOUND;
+}
+
+/* True if name is one of the space-separated words of list. */
+static bool word_in(const char *list, const char *name)
+{
+    size_t len = strlen(name);
+    for (const char *p = list; p && *p;) {
+        while (*p == ' ')
+            p++;
+        size_t w = strcspn(p, " ");
+        if (w == len && w > 0 && strncmp(p, name, len) == 0)
+            return true;
+        p += w;
+    }
+    return false;
+}
+
+int router_check_query(const struct route *r, const char *const *keys, size_t n, char *why,
+                       size_t why_size)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *bad = NULL;
+        if (!word_in(r->query, keys[i]))
+            bad = "unknown query argument";
+        for (size_t j = 0; !bad && j < i; j++)
+            if (strcmp(keys[j], keys[i]) == 0)
+                bad = "query argument given twice:";
+        if (!bad)
+            continue;
+        int k = snprintf(why, why_size, "%s \"%.40s\" for %s %s (", bad, keys[i], r->method,
+                         r->pattern);
+        if (k < 0 || (size_t)k >= why_size)
+            return -1;
+        size_t off = (size_t)k;
+        if (!r->query || !*r->query) {
+            snprintf(why + off, why_size - off, "it takes none)");
+            return -1;
+        }
+        const char *sep = "it takes: ";
+        for (const char *p = r->query; *p && off < why_size;) {
+            while (*p == ' ')
+                p++;
+            size_t w = strcspn(p, " ");
+            if (w) {
+                off += (size_t)snprintf(why + off, why_size - off, "%s%.*s", sep, (int)w, p);
+                sep = ", ";
+            }
+            p += w;
+        }
+        if (off < why_size)
+            snprintf(why + off, why_size - off, ")");
+        return -1;
+    }
+    return 0;
 }
 
 const char *route_param(const struct route_match *m, const char *name)

@@ -12,6 +12,7 @@ struct route {
     const char *method;  /* "GET", "POST", "DELETE", ... */
     const char *pattern; /* "/v1/vms/{name}/start" */
     void *handler;       /* opaque to the router */
+    const char *query;   /* the query argument names it takes, space-separated; NULL: none */
 };
 
 struct route_match {
@@ -32,6 +33,14 @@ enum { ROUTER_OK = 0, ROUTER_NOT_FOUND = 1, ROUTER_BAD_METHOD = 2, ROUTER_BAD_PA
  */
 int router_match(const struct route *routes, size_t n, const char *method, const char *path,
                  struct route_match *m);
+/*
+ * Checks the query argument names of a request (keys[0..n-1], in the order given) against what
+ * route r takes: returns 0, or -1 with why filled ("unknown query argument \"x\" ... (it takes:
+ * offset, max)") for a name it does not take or one given twice. A typo must not silently
+ * turn into the default.
+ */
+int router_check_query(const struct route *r, const char *const *keys, size_t n, char *why,
+                       size_t why_size);
 /* Value of a named parameter in m, or NULL. */
 const char *route_param(const struct route_match *m, const char *name);
 

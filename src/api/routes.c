@@ -1118,40 +1118,40 @@ static void h_node_resume(struct api_ctx *ctx, struct http_req *req, const struc
 }
 
 static const struct route routes[] = {
-    {"POST", "/v1/cluster/init", (void *)h_cluster_init},
-    {"POST", "/v1/cluster/join", (void *)h_cluster_join},
-    {"POST", "/v1/cluster/leave", (void *)h_cluster_leave},
-    {"POST", "/v1/cluster/remove", (void *)h_cluster_remove},
-    {"GET", "/v1/cluster/status", (void *)h_cluster_status},
-    {"GET", "/v1/nodes", (void *)h_nodes},
-    {"POST", "/v1/nodes/{name}/drain", (void *)h_node_drain},
-    {"POST", "/v1/nodes/{name}/resume", (void *)h_node_resume},
-    {"POST", "/v1/internal/join", (void *)h_int_join},
-    {"POST", "/v1/internal/heartbeat", (void *)h_int_heartbeat},
-    {"POST", "/v1/internal/apply", (void *)h_int_apply},
-    {"POST", "/v1/internal/remove", (void *)h_int_remove},
-    {"POST", "/v1/internal/migrate/prepare", (void *)h_int_migrate_prepare},
-    {"POST", "/v1/internal/migrate/abort", (void *)h_int_migrate_abort},
-    {"POST", "/v1/internal/migrate/console", (void *)h_int_migrate_console},
-    {"POST", "/v1/internal/migrate/recover", (void *)h_int_migrate_recover},
-    {"GET", "/v1/node", (void *)h_node},
-    {"GET", "/v1/vms", (void *)h_vms_list},
-    {"POST", "/v1/vms", (void *)h_vm_create},
-    {"GET", "/v1/vms/{name}", (void *)h_vm_get},
-    {"DELETE", "/v1/vms/{name}", (void *)h_vm_delete},
-    {"GET", "/v1/vms/{name}/console", (void *)h_vm_console},
-    {"POST", "/v1/vms/{name}/migrate", (void *)h_vm_migrate},
-    {"POST", "/v1/vms/{name}/migrate/cancel", (void *)h_vm_migrate_cancel},
-    {"GET", "/v1/migrations", (void *)h_migrations},
-    {"GET", "/v1/migrations/{id}", (void *)h_migration_get},
-    {"POST", "/v1/migrations/{id}/measurements", (void *)h_migration_measure},
-    {"GET", "/v1/vms/{name}/migration", (void *)h_vm_migration},
-    {"POST", "/v1/vms/{name}/{action}", (void *)h_vm_action},
-    {"POST", "/v1/disks", (void *)h_disk_create},
-    {"POST", "/v1/disks/convert", (void *)h_disk_convert},
-    {"GET", "/v1/disks/info", (void *)h_disk_info},
-    {"GET", "/v1/events", (void *)h_events},
-    {"GET", "/metrics", (void *)h_metrics},
+    {"POST", "/v1/cluster/init", (void *)h_cluster_init, NULL},
+    {"POST", "/v1/cluster/join", (void *)h_cluster_join, NULL},
+    {"POST", "/v1/cluster/leave", (void *)h_cluster_leave, NULL},
+    {"POST", "/v1/cluster/remove", (void *)h_cluster_remove, NULL},
+    {"GET", "/v1/cluster/status", (void *)h_cluster_status, NULL},
+    {"GET", "/v1/nodes", (void *)h_nodes, NULL},
+    {"POST", "/v1/nodes/{name}/drain", (void *)h_node_drain, NULL},
+    {"POST", "/v1/nodes/{name}/resume", (void *)h_node_resume, NULL},
+    {"POST", "/v1/internal/join", (void *)h_int_join, NULL},
+    {"POST", "/v1/internal/heartbeat", (void *)h_int_heartbeat, NULL},
+    {"POST", "/v1/internal/apply", (void *)h_int_apply, NULL},
+    {"POST", "/v1/internal/remove", (void *)h_int_remove, NULL},
+    {"POST", "/v1/internal/migrate/prepare", (void *)h_int_migrate_prepare, NULL},
+    {"POST", "/v1/internal/migrate/abort", (void *)h_int_migrate_abort, NULL},
+    {"POST", "/v1/internal/migrate/console", (void *)h_int_migrate_console, NULL},
+    {"POST", "/v1/internal/migrate/recover", (void *)h_int_migrate_recover, NULL},
+    {"GET", "/v1/node", (void *)h_node, NULL},
+    {"GET", "/v1/vms", (void *)h_vms_list, NULL},
+    {"POST", "/v1/vms", (void *)h_vm_create, "node"},
+    {"GET", "/v1/vms/{name}", (void *)h_vm_get, NULL},
+    {"DELETE", "/v1/vms/{name}", (void *)h_vm_delete, "force"},
+    {"GET", "/v1/vms/{name}/console", (void *)h_vm_console, "offset max"},
+    {"POST", "/v1/vms/{name}/migrate", (void *)h_vm_migrate, NULL},
+    {"POST", "/v1/vms/{name}/migrate/cancel", (void *)h_vm_migrate_cancel, NULL},
+    {"GET", "/v1/migrations", (void *)h_migrations, "vm"},
+    {"GET", "/v1/migrations/{id}", (void *)h_migration_get, NULL},
+    {"POST", "/v1/migrations/{id}/measurements", (void *)h_migration_measure, NULL},
+    {"GET", "/v1/vms/{name}/migration", (void *)h_vm_migration, NULL},
+    {"POST", "/v1/vms/{name}/{action}", (void *)h_vm_action, NULL},
+    {"POST", "/v1/disks", (void *)h_disk_create, NULL},
+    {"POST", "/v1/disks/convert", (void *)h_disk_convert, NULL},
+    {"GET", "/v1/disks/info", (void *)h_disk_info, "path"},
+    {"GET", "/v1/events", (void *)h_events, "since limit"},
+    {"GET", "/metrics", (void *)h_metrics, NULL},
 };
 
 void api_handle(struct http_req *req, void *data)
@@ -1162,9 +1162,24 @@ void api_handle(struct http_req *req, void *data)
     int rc = router_match(routes, ARRAY_SIZE(routes), method, path, &m);
     log_debug("api: %s %s", method, path);
     switch (rc) {
-    case ROUTER_OK:
+    case ROUTER_OK: {
+        const char *keys[16];
+        size_t n = http_req_nquery(req);
+        if (n > ARRAY_SIZE(keys)) {
+            req_err(req, FERR_INVALID, "%zu query arguments; no route takes more than %zu", n,
+                    ARRAY_SIZE(keys));
+            return;
+        }
+        for (size_t i = 0; i < n; i++)
+            keys[i] = http_req_query_key(req, i);
+        char why[256];
+        if (router_check_query(m.route, keys, n, why, sizeof(why)) < 0) {
+            req_err(req, FERR_INVALID, "%s", why);
+            return;
+        }
         ((handler_fn)m.route->handler)(ctx, req, &m);
         return;
+    }
     case ROUTER_BAD_METHOD:
         req_err(req, FERR_METHOD, "%s is not allowed on %.200s", method, path);
         return;

@@ -15,15 +15,15 @@
 static int h_list, h_create, h_get, h_delete, h_start, h_info, h_console, h_root;
 
 static const struct route routes[] = {
-    {"GET", "/", &h_root},
-    {"GET", "/v1/vms", &h_list},
-    {"POST", "/v1/vms", &h_create},
-    {"GET", "/v1/vms/{name}", &h_get},
-    {"DELETE", "/v1/vms/{name}", &h_delete},
-    {"POST", "/v1/vms/{name}/start", &h_start},
-    {"GET", "/v1/vms/{name}/console", &h_console},
-    {"GET", "/v1/disks/info", &h_info},
-    {"GET", "/v1/a/{x}/b/{y}", &h_info},
+    {"GET", "/", &h_root, NULL},
+    {"GET", "/v1/vms", &h_list, NULL},
+    {"POST", "/v1/vms", &h_create, NULL},
+    {"GET", "/v1/vms/{name}", &h_get, NULL},
+    {"DELETE", "/v1/vms/{name}", &h_delete, NULL},
+    {"POST", "/v1/vms/{name}/start", &h_start, NULL},
+    {"GET", "/v1/vms/{name}/console", &h_console, "offset max"},
+    {"GET", "/v1/disks/info", &h_info, NULL},
+    {"GET", "/v1/a/{x}/b/{y}", &h_info, NULL},
 };
 
 static int match(const char *method, const char *path, struct route_match *m)
@@ -164,8 +164,8 @@ static void test_segment_limits(void **state)
 static void test_first_route_wins(void **state)
 {
     static const struct route r[] = {
-        {"GET", "/v1/disks/info", &h_info},
-        {"GET", "/v1/disks/{path}", &h_get},
+        {"GET", "/v1/disks/info", &h_info, NULL},
+        {"GET", "/v1/disks/{path}", &h_get, NULL},
     };
     struct route_match m;
     assert_int_equal(router_match(r, ARRAY_SIZE(r), "GET", "/v1/disks/info", &m), ROUTER_OK);
@@ -173,6 +173,40 @@ static void test_first_route_wins(void **state)
     assert_int_equal(router_match(r, ARRAY_SIZE(r), "GET", "/v1/disks/x", &m), ROUTER_OK);
     assert_ptr_equal(m.route->handler, &h_get);
     assert_int_equal(router_match(r, 0, "GET", "/v1/disks/x", &m), ROUTER_NOT_FOUND);
+}
+
+static void test_query_names(void **state)
+{
+    (void)state;
+    struct route_match m;
+    char why[256];
+    assert_int_equal(match("GET", "/v1/vms/a/console", &m), ROUTER_OK);
+    const char *ok[] = {"max", "offset"};
+    assert_int_equal(router_check_query(m.route, ok, 2, why, sizeof(why)), 0);
+    assert_int_equal(router_check_query(m.route, NULL, 0, why, sizeof(why)), 0);
+    const char *typo[] = {"offset", "ofset"};
+    assert_int_equal(router_check_query(m.route, typo, 2, why, sizeof(why)), -1);
+    assert_string_equal(why, "unknown query argument \"ofset\" for GET /v1/vms/{name}/console "
+                             "(it takes: offset, max)");
+    const char *twice[] = {"max", "offset", "max"};
+    assert_int_equal(router_check_query(m.route, twice, 3, why, sizeof(why)), -1);
+    assert_non_null(strstr(why, "given twice: \"max\""));
+    /* A prefix or a longer name of a taken one is not taken. */
+    const char *prefix[] = {"off"};
+    assert_int_equal(router_check_query(m.route, prefix, 1, why, sizeof(why)), -1);
+    const char *longer[] = {"maxx"};
+    assert_int_equal(router_check_query(m.route, longer, 1, why, sizeof(why)), -1);
+    const char *empty[] = {""};
+    assert_int_equal(router_check_query(m.route, empty, 1, why, sizeof(why)), -1);
+    /* A route that takes none says so. */
+    assert_int_equal(match("GET", "/v1/vms", &m), ROUTER_OK);
+    const char *any[] = {"offset"};
+    assert_int_equal(router_check_query(m.route, any, 1, why, sizeof(why)), -1);
+    assert_string_equal(why, "unknown query argument \"offset\" for GET /v1/vms (it takes none)");
+    /* A short buffer still ends in a NUL. */
+    char tiny[12];
+    assert_int_equal(router_check_query(m.route, any, 1, tiny, sizeof(tiny)), -1);
+    assert_int_equal(strlen(tiny), sizeof(tiny) - 1);
 }
 
 int main(void)
@@ -186,6 +220,7 @@ int main(void)
         cmocka_unit_test(test_empty_segments_and_trailing_slash),
         cmocka_unit_test(test_segment_limits),
         cmocka_unit_test(test_first_route_wins),
+        cmocka_unit_test(test_query_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
