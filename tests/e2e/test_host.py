@@ -39,7 +39,7 @@ def test_qemu_version_shown_and_tcg_migration_with_old_qemu_refused(host, tmp_pa
     node = host.cli_json("node", "show")
     real = run(["qemu-system-x86_64", "--version"]).stdout.splitlines()[0]
     assert real.startswith("QEMU emulator version ") and node["qemu"] in real, (node, real)
-    assert f"qemu:" in host.cli("node", "show").stdout
+    assert "qemu:" in host.cli("node", "show").stdout
     if node["accel"] != "tcg":
         return  # the refusal is about TCG; KVM tracks dirty pages in the kernel
     assert node["migration_refused"] is None, node  # install-deps pins QEMU 10.0
@@ -110,6 +110,26 @@ def test_lifecycle_probe_console_pause_stop_delete(host):
     wait_for(lambda: "ferry-guest: ready" in host.console("web1"), 30, "guest ready on console")
     console = host.console("web1")
     assert "Linux version" in console
+    # The console's byte offsets through the API: a small read from 0, the rest from where it
+    # ended, and together they are the start of the whole console (which only grows).
+    st, a = host.api_get("/v1/vms/web1/console?offset=0&max=100")
+    assert st == 200 and a["start"] == 0 and a["from"] == 0, a
+    n = len(a["data"].encode())
+    assert 0 < n <= 100 and a["offset"] == n, a
+    st, b = host.api_get(f"/v1/vms/web1/console?offset={n}&max=1048576")
+    assert st == 200 and b["from"] == n and b["offset"] == n + len(b["data"].encode()), b
+    st, whole = host.api_get("/v1/vms/web1/console?offset=0&max=1048576")
+    assert st == 200 and whole["data"].startswith(a["data"] + b["data"]), (a, b)
+    # Past the end: nothing, and where the end is; the default is the tail.
+    st, c = host.api_get(f"/v1/vms/web1/console?offset={whole['offset'] + 10**6}")
+    assert st == 200 and c["data"] == "" and c["from"] == c["offset"], c
+    assert whole["offset"] <= c["offset"] < whole["offset"] + 10**6, (whole["offset"], c)
+    st, tail = host.api_get("/v1/vms/web1/console?max=64")
+    assert st == 200 and 0 < len(tail["data"].encode()) <= 64, tail
+    for bad in ("offset=-1", "max=0x10", "max=2000000", "offset=abc", "ofset=0", "max=1&max=2"):
+        st, err = host.api_get(f"/v1/vms/web1/console?{bad}")
+        assert st == 400 and err["error"]["message"], (bad, st, err)
+    assert "it takes: offset, max" in err["error"]["message"], err  # a typo names the right ones
 
     # Pause: the guest stops answering; resume: it answers again.
     host.cli("vm", "pause", "web1")

@@ -174,6 +174,24 @@ class Host:
     def console(self, name):
         return self.cli("vm", "console", name).stdout
 
+    def api_get(self, path, timeout=10):
+        """GET path from ferryd's API on its unix socket: (status, parsed JSON body)."""
+        import http.client
+        import socket
+
+        class Conn(http.client.HTTPConnection):
+            def connect(conn):
+                conn.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                conn.sock.settimeout(timeout)
+                conn.sock.connect(self.sock)
+        c = Conn("localhost", timeout=timeout)
+        try:
+            c.request("GET", path)
+            r = c.getresponse()
+            return r.status, json.loads(r.read() or b"null")
+        finally:
+            c.close()
+
     # ---- cleanup ----
     def qemu_pids(self):
         pids = []
