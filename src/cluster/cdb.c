@@ -185,6 +185,11 @@ static const char *form_source(const char *s)
     return token(s, STATE_TOKEN_MAX, "use 1-32 of a-z 0-9 _ . -");
 }
 
+static const char *form_uid(const char *s)
+{
+    return token(s, TYPE_TOKEN_MAX, "use 1-64 of a-z 0-9 _ . -");
+}
+
 static const char *form_message(const char *s)
 {
     return strlen(s) <= MESSAGE_MAX ? NULL : "at most 1024 bytes";
@@ -420,7 +425,8 @@ static int vm_record_check(const json_t *v, struct ferr *e)
 
 static int event_record_check(const json_t *ev, struct ferr *e)
 {
-    static const char *const fields[] = {"id", "time_ms", "type", "node", "vm", "message", NULL};
+    static const char *const fields[] = {"id",   "time_ms", "type", "node",
+                                         "vm",   "message", "uid",  NULL};
     const char *s;
     json_int_t i;
     uint64_t id;
@@ -432,7 +438,8 @@ static int event_record_check(const json_t *ev, struct ferr *e)
         (rc = get_str(ev, "type", true, form_type_token, &s, e)) < 0 ||
         (rc = get_str(ev, "node", true, form_name_or_empty, &s, e)) < 0 ||
         (rc = get_str(ev, "vm", true, form_name_or_empty, &s, e)) < 0 ||
-        (rc = get_str(ev, "message", true, form_message, &s, e)) < 0)
+        (rc = get_str(ev, "message", true, form_message, &s, e)) < 0 ||
+        (rc = get_str(ev, "uid", false, form_uid, &s, e)) < 0)
         return rc;
     return 0;
 }
@@ -934,6 +941,8 @@ static int vm_remove_apply(struct cdb *db, const json_t *c, struct ferr *e)
 }
 
 static const char *const event_add_fields[] = {"time_ms", "type", "node", "vm", "message", NULL};
+static const char *const event_add_fields_v4[] = {"time_ms", "type",    "node", "vm",
+                                                  "message", "uid",     NULL};
 
 static int event_add_check(const json_t *c, struct ferr *e)
 {
@@ -944,21 +953,42 @@ static int event_add_check(const json_t *c, struct ferr *e)
         (rc = get_str(c, "type", true, form_type_token, &s, e)) < 0 ||
         (rc = get_str(c, "node", false, form_name_or_empty, &s, e)) < 0 ||
         (rc = get_str(c, "vm", false, form_name_or_empty, &s, e)) < 0 ||
-        (rc = get_str(c, "message", false, form_message, &s, e)) < 0)
+        (rc = get_str(c, "message", false, form_message, &s, e)) < 0 ||
+        (rc = get_str(c, "uid", false, form_uid, &s, e)) < 0)
         return rc;
     return 0;
 }
 
+/* True if a kept event has this uid: the writer sent the same event again (its first try
+ * was applied, but the answer was lost). */
+static bool event_uid_kept(const struct cdb *db, const char *uid)
+{
+    size_t i;
+    json_t *ev;
+    json_array_foreach(db->events, i, ev)
+    {
+        const char *u = json_string_value(json_object_get(ev, "uid"));
+        if (u && strcmp(u, uid) == 0)
+            return true;
+    }
+    return false;
+}
+
 static int event_add_apply(struct cdb *db, const json_t *c, struct ferr *e)
 {
+    const char *uid = json_string_value(json_object_get(c, "uid"));
+    if (uid && event_uid_kept(db, uid))
+        return 0; /* applied as nothing: the same event again */
     if (db->next_event_id > CDB_ID_MAX)
         return ferr_set(e, FERR_LIMIT, "event ids are exhausted");
     json_t *ev =
         json_pack("{sI sI ss ss ss ss}", "id", (json_int_t)db->next_event_id, "time_ms",
                   int_of(c, "time_ms"), "type", str_of(c, "type"), "node", str_of(c, "node"), "vm",
                   str_of(c, "vm"), "message", str_of(c, "message"));
-    if (!ev)
+    if (!ev || (uid && json_object_set_new(ev, "uid", json_string(uid)) < 0)) {
+        json_decref(ev);
         return ferr_set(e, -ENOMEM, "out of memory");
+    }
     if (json_array_append_new(db->events, ev) < 0)
         return ferr_set(e, -ENOMEM, "out of memory");
     while (json_array_size(db->events) > CDB_EVENTS_MAX)
@@ -1114,19 +1144,20 @@ static int meta_apply(struct cdb *db, const json_t *c, struct ferr *e)
 /* An op whose form changed has one entry per range of versions. */
 static const struct op ops[] = {
     {"node_upsert", 1, 1, node_upsert_fields, node_upsert_check_v1, node_upsert_apply_v1},
-    {"node_upsert", 2, 3, node_upsert_fields, node_upsert_check, node_upsert_apply},
-    {"node_remove", 1, 3, id_fields, id_check, node_remove_apply},
+    {"node_upsert", 2, 4, node_upsert_fields, node_upsert_check, node_upsert_apply},
+    {"node_remove", 1, 4, id_fields, id_check, node_remove_apply},
     {"node_state", 1, 1, node_state_fields, node_state_check_v1, node_state_apply_v1},
-    {"node_state", 2, 3, node_state_fields, node_state_check, node_state_apply},
-    {"node_admin", 2, 3, node_admin_fields, node_admin_check, node_state_apply},
-    {"vm_put", 1, 3, vm_put_fields, vm_put_check, vm_put_apply},
-    {"vm_owner", 1, 3, vm_owner_fields, vm_owner_check, vm_owner_apply},
+    {"node_state", 2, 4, node_state_fields, node_state_check, node_state_apply},
+    {"node_admin", 2, 4, node_admin_fields, node_admin_check, node_state_apply},
+    {"vm_put", 1, 4, vm_put_fields, vm_put_check, vm_put_apply},
+    {"vm_owner", 1, 4, vm_owner_fields, vm_owner_check, vm_owner_apply},
     {"vm_state", 1, 2, vm_state_fields, vm_state_check, vm_state_apply},
-    {"vm_state", 3, 3, vm_state_fields_v3, vm_state_check_v3, vm_state_apply},
-    {"vm_remove", 1, 3, name_fields, name_check, vm_remove_apply},
+    {"vm_state", 3, 4, vm_state_fields_v3, vm_state_check_v3, vm_state_apply},
+    {"vm_remove", 1, 4, name_fields, name_check, vm_remove_apply},
     {"event_add", 1, 3, event_add_fields, event_add_check, event_add_apply},
-    {"cluster_meta", 1, 3, meta_fields, meta_check, meta_apply},
-    {"migration_measure", 1, 3, migration_measure_fields, migration_measure_check,
+    {"event_add", 4, 4, event_add_fields_v4, event_add_check, event_add_apply},
+    {"cluster_meta", 1, 4, meta_fields, meta_check, meta_apply},
+    {"migration_measure", 1, 4, migration_measure_fields, migration_measure_check,
      migration_measure_apply},
 };
 

@@ -19,7 +19,7 @@
  * Every node rejects a bad command the same way and the rejection changes nothing but the
  * applied index. Nothing here knows about Raft; raftnode.c glues the two.
  *
- * Commands (version 3; versions 1 and 2 are still applied, see below). Every command is {"v": 3,
+ * Commands (version 4; versions 1 to 3 are still applied, see below). Every command is {"v": 4,
  * "op": OP, ...fields}; unknown fields, unknown ops and other versions are rejected. A node
  * has two independent states: its health, "state" ("up"|"down", set by the leader's health
  * check), and its admin state, "admin" ("active"|"draining"|"paused", set by drain and
@@ -51,7 +51,10 @@
  *   vm_remove    name.
  *   event_add    time_ms, type (a token of 1-64 [a-z0-9_.-], e.g. "vm.failover"); node, vm
  *                (names or "", optional); message (optional, at most 1024 bytes). The event
- *                gets the next id; only the last CDB_EVENTS_MAX events are kept.
+ *                gets the next id; only the last CDB_EVENTS_MAX events are kept. uid
+ *                (version 4, optional: 1-64 of [a-z0-9_.-], unique per event): an event_add
+ *                whose uid a kept event has is applied as nothing, so a writer may send an
+ *                event again when it cannot know whether the first try was applied.
  *   cluster_meta id (1-64 of [A-Za-z0-9-]; once set it never changes), name, created_ms.
  *   migration_measure  id (of a "vm.migration" event: a migration's record), client_gap_ms
  *                (a number 0..CDB_CLIENT_GAP_MAX_MS: the longest gap a client of the VM saw,
@@ -80,15 +83,16 @@
  * fields and that state; they are read the same way (a down node that does not say is active).
  *
  * Version 2 differs from version 3 only in vm_state, which has no runtime in version 2.
+ * Version 4 differs from version 3 only in event_add, which may carry a uid in version 4.
  *
  * Upgrades: a node rejects a command version it does not know, so a cluster stays
  * consistent only if the leader never proposes a version above cdb_cmd_version_min(). A
  * record with a runtime (written only once every node applied version 3) is refused by a
  * snapshot reader of version 2: downgrading a node below version 3 after that needs a fresh
- * join.
+ * join. The same holds for an event with a uid (version 4) and a snapshot reader of version 3.
  */
 
-#define CDB_CMD_VERSION 3            /* version of the commands this code writes and applies */
+#define CDB_CMD_VERSION 4            /* version of the commands this code writes and applies */
 #define CDB_CMD_VERSION_OLDEST 1     /* oldest command version this code still applies */
 #define CDB_SNAPSHOT_FORMAT 2        /* format of the snapshots this code writes */
 #define CDB_SNAPSHOT_FORMAT_OLDEST 1 /* oldest snapshot format this code still reads */
@@ -140,6 +144,9 @@ json_t *cdb_cmd_vm_remove(const char *name);
  * time above 2^53 - 1 gives a command that cdb_cmd_check() refuses. */
 json_t *cdb_cmd_event_add(uint64_t time_ms, const char *type, const char *node, const char *vm,
                           const char *message);
+/* The same in command version 4 with a uid (NULL: none; then it is version 1's). */
+json_t *cdb_cmd_event_add_uid(uint64_t time_ms, const char *type, const char *node,
+                              const char *vm, const char *message, const char *uid);
 /* migration_measure of migration id: client_gap_ms is a JSON number (borrowed, copied: an
  * integer stays an integer on the wire; NULL leaves it out); source; replace is always
  * written, true or false. */

@@ -106,6 +106,16 @@ json_t *cdb_cmd_event_add(uint64_t time_ms, const char *type, const char *node, 
     return with_str(cmd, "message", message);
 }
 
+json_t *cdb_cmd_event_add_uid(uint64_t time_ms, const char *type, const char *node,
+                              const char *vm, const char *message, const char *uid)
+{
+    json_t *cmd = cdb_cmd_event_add(time_ms, type, node, vm, message);
+    if (!uid)
+        return cmd;
+    cmd = with(cmd, "v", json_integer(4));
+    return with_str(cmd, "uid", uid);
+}
+
 json_t *cdb_cmd_migration_measure(uint64_t id, const json_t *client_gap_ms, const char *source,
                                   bool replace)
 {

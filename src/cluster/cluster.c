@@ -444,6 +444,7 @@ void cluster_close(struct cluster *c, void (*cb)(void *data), void *data)
         cluster__finish_op(c, 0, NULL, &e);
     }
     cluster__waiters_cancel(c);
+    cluster__events_close(c);
     uv_timer_stop(&c->hb);
     uv_timer_stop(&c->health);
     if (c->rn) {

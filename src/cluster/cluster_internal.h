@@ -37,6 +37,7 @@ struct pending {
 };
 
 struct cluster_waiter; /* write.c */
+struct event_queue;    /* write.c: cluster events not written yet */
 
 struct cluster {
     uv_loop_t *loop;
@@ -61,6 +62,7 @@ struct cluster {
     uv_timer_t op_timer;
     uv_timer_t wake;                /* runs the waiters after an apply or at a deadline */
     struct cluster_waiter *waiters; /* cluster_wait_until's, oldest first */
+    struct event_queue *evq;        /* cluster_event_add's, until the database has them */
     struct health_table peers;      /* what was heard from whom, health writes in flight */
     /* join retries */
     char join_addr[64];
@@ -102,6 +104,12 @@ void cluster__write_first_records(struct cluster *c);
 /* Fire-and-forget write of cmd (stolen; NULL is ignored); failures are logged as "cluster:
  * what: ...". what must be a static string. */
 void cluster__write_bg(struct cluster *c, json_t *cmd, const char *what);
+/* Sends the cluster events that wait (a write that failed is asked again from here, on every
+ * heartbeat tick). */
+void cluster__events_pump(struct cluster *c);
+/* The cluster closes: the events that wait are dropped (logged); one in flight frees the
+ * queue when its answer comes. */
+void cluster__events_close(struct cluster *c);
 /* Sends body (borrowed) to the leader's path with bearer and relays its answer to cb. */
 void cluster__to_leader(struct cluster *c, const char *path, const json_t *body, const char *bearer,
                         cluster_reply_cb cb, void *data);

@@ -96,6 +96,7 @@ static void hb_tick(uv_timer_t *t)
     if (!c->active || !c->rn || !c->db)
         return;
     announce_version(c);
+    cluster__events_pump(c);
     json_t *info = json_object();
     if (c->cfg.self_info)
         c->cfg.self_info(info, c->cfg.self_data);

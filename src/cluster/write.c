@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Writes to the cluster database (on the leader or forwarded to it) and waits for applies. */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -273,6 +274,123 @@ void cluster__write_bg(struct cluster *c, json_t *cmd, const char *what)
     json_decref(cmd);
 }
 
+/*
+ * Cluster events (a migration's record above all) must not be lost to a moment without
+ * quorum: they wait in a queue, oldest first, and are written one at a time. A write that
+ * fails for a reason that may pass (no leader, a timeout, a lost leadership) is asked again
+ * on every heartbeat tick. Each event carries a uid (command version 4), so a try that was
+ * applied although its answer was lost is applied as nothing the second time: the record is
+ * written once. In a cluster with a node older than version 4 events carry no uid and are
+ * tried once, as before. The queue is bounded (EVQ_MAX, the oldest go first) and an event
+ * that could not be written for EVQ_MAX_AGE_MS is dropped; both are logged with the event.
+ */
+#define EVQ_MAX 1000
+#define EVQ_MAX_AGE_MS (60 * 60 * 1000)
+
+struct event_queue {
+    struct cluster *c; /* NULL once the cluster closed; the answer in flight frees the queue */
+    json_t *cmds;      /* event_add commands, oldest first */
+    json_t *queued_ms; /* when each was queued (monotonic ms), same order */
+    bool inflight;
+    bool failing; /* the last try failed: said once per outage */
+    uint64_t boot_ms, seq;
+};
+
+static void evq_drop(struct event_queue *q, size_t i, const char *why)
+{
+    json_t *cmd = json_array_get(q->cmds, i);
+    log_warn("cluster: event %s (%s) dropped: %s", json_string_value(json_object_get(cmd, "type")),
+             json_string_value(json_object_get(cmd, "message")), why);
+    json_array_remove(q->cmds, i);
+    json_array_remove(q->queued_ms, i);
+}
+
+/* The answer to the head's write: true if the head is done with (written, or dropped), false
+ * if it waits for the next tick. */
+static bool evq_settle(struct event_queue *q, const struct ferr *e)
+{
+    json_t *cmd = json_array_get(q->cmds, 0);
+    if (!e) {
+        json_array_remove(q->cmds, 0);
+        json_array_remove(q->queued_ms, 0);
+        if (q->failing)
+            log_info("cluster: events are written again (%zu more wait)",
+                     json_array_size(q->cmds));
+        q->failing = false;
+        return true;
+    }
+    bool for_good = e->code == FERR_INVALID || e->code == FERR_LIMIT || !q->c ||
+                    !cluster_active(q->c);
+    if (for_good || !json_object_get(cmd, "uid")) {
+        evq_drop(q, 0, e->msg);
+        return true;
+    }
+    uint64_t queued = (uint64_t)json_integer_value(json_array_get(q->queued_ms, 0));
+    if (now_mono_ms() - queued > EVQ_MAX_AGE_MS) {
+        evq_drop(q, 0, "it could not be written for an hour");
+        return true;
+    }
+    if (!q->failing)
+        log_warn("cluster: cannot write events yet (%s); %zu wait and are asked again every "
+                 "heartbeat",
+                 e->msg, json_array_size(q->cmds));
+    q->failing = true;
+    return false;
+}
+
+static void evq_pump(struct event_queue *q);
+
+static void evq_written(int status, json_t *body, const struct ferr *e, void *data)
+{
+    struct event_queue *q = data;
+    json_decref(body);
+    q->inflight = false;
+    if (!q->c) {
+        json_decref(q->cmds);
+        json_decref(q->queued_ms);
+        free(q);
+        return;
+    }
+    if (evq_settle(q, e))
+        evq_pump(q);
+}
+
+static void evq_pump(struct event_queue *q)
+{
+    while (q->c && !q->c->closing && !q->inflight && json_array_size(q->cmds) > 0) {
+        struct ferr e = {0};
+        q->inflight = true;
+        if (cluster_write(q->c, json_array_get(q->cmds, 0), evq_written, q, &e) == 0)
+            return;
+        q->inflight = false;
+        if (!evq_settle(q, &e))
+            return;
+    }
+}
+
+void cluster__events_pump(struct cluster *c)
+{
+    if (c->evq)
+        evq_pump(c->evq);
+}
+
+void cluster__events_close(struct cluster *c)
+{
+    struct event_queue *q = c->evq;
+    if (!q)
+        return;
+    c->evq = NULL;
+    q->c = NULL;
+    if (json_array_size(q->cmds) > (q->inflight ? 1u : 0u))
+        log_warn("cluster: %zu events were not written before ferryd stopped",
+                 json_array_size(q->cmds) - (q->inflight ? 1u : 0u));
+    if (q->inflight)
+        return;
+    json_decref(q->cmds);
+    json_decref(q->queued_ms);
+    free(q);
+}
+
 void cluster_event_add(struct cluster *c, const char *type, const char *vm, const char *fmt, ...)
 {
     char *msg = NULL;
@@ -284,9 +402,49 @@ void cluster_event_add(struct cluster *c, const char *type, const char *vm, cons
         log_warn("cluster: event: out of memory");
         return;
     }
-    cluster__write_bg(
-        c, cdb_cmd_event_add(now_wall_ms(), type, c->cfg.node_name, vm ? vm : "", msg), "event");
+    if (!cluster_active(c) || c->closing) {
+        log_warn("cluster: event %s (%s) not written: not in a cluster", type, msg);
+        free(msg);
+        return;
+    }
+    if (!c->evq) {
+        c->evq = calloc(1, sizeof(*c->evq));
+        if (c->evq) {
+            c->evq->c = c;
+            c->evq->cmds = json_array();
+            c->evq->queued_ms = json_array();
+            c->evq->boot_ms = now_wall_ms();
+        }
+        if (!c->evq || !c->evq->cmds || !c->evq->queued_ms) {
+            if (c->evq) {
+                json_decref(c->evq->cmds);
+                json_decref(c->evq->queued_ms);
+            }
+            free(c->evq);
+            c->evq = NULL;
+            log_warn("cluster: event %s (%s) not written: out of memory", type, msg);
+            free(msg);
+            return;
+        }
+    }
+    struct event_queue *q = c->evq;
+    char uid[64];
+    snprintf(uid, sizeof(uid), "%" PRIx64 "-%" PRIx64 "-%" PRIx64, c->node_id, q->boot_ms,
+             ++q->seq);
+    bool with_uid = c->db && cdb_cmd_version_min(c->db) >= 4;
+    json_t *cmd = cdb_cmd_event_add_uid(now_wall_ms(), type, c->cfg.node_name, vm ? vm : "",
+                                        msg, with_uid ? uid : NULL);
     free(msg);
+    if (!cmd || json_array_append_new(q->cmds, cmd) < 0 ||
+        json_array_append_new(q->queued_ms, json_integer((json_int_t)now_mono_ms())) < 0) {
+        log_warn("cluster: event %s not written: out of memory", type);
+        if (json_array_size(q->cmds) > json_array_size(q->queued_ms))
+            json_array_remove(q->cmds, json_array_size(q->cmds) - 1);
+        return;
+    }
+    while (json_array_size(q->cmds) > EVQ_MAX) /* the oldest not in flight goes */
+        evq_drop(q, q->inflight ? 1 : 0, "too many events wait for the cluster database");
+    evq_pump(q);
 }
 
 void cluster__to_leader(struct cluster *c, const char *path, const json_t *body, const char *bearer,

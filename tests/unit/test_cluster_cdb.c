@@ -429,8 +429,8 @@ static void test_bad_commands(void **state)
     } cases[] = {
         {"{'op':'vm_remove','name':'web1'}", FERR_INVALID, "v (the command version) is missing"},
         {"{'v':'1','op':'vm_remove','name':'web1'}", FERR_INVALID, "v: expected an integer"},
-        {"{'v':4,'op':'vm_remove','name':'web1'}", FERR_INVALID,
-         "command version 4 is not supported (this node applies versions 1 to 3): upgrade"},
+        {"{'v':5,'op':'vm_remove','name':'web1'}", FERR_INVALID,
+         "command version 5 is not supported (this node applies versions 1 to 4): upgrade"},
         /* vm_state's runtime is new in version 3 and checked like every field */
         {"{'v':2,'op':'vm_state','name':'web1','state':'running','runtime':{}}", FERR_INVALID,
          "vm_state: unknown field \"runtime\""},
@@ -1297,6 +1297,60 @@ static void test_determinism(void **state)
     cdb_free(b);
 }
 
+/* Version 4's event uid: the same event sent twice (its first answer lost) is kept once. */
+static void test_event_uid(void **state)
+{
+    (void)state;
+    struct cdb *db = cdb_new();
+    ok(db, "{'v':4,'op':'event_add','time_ms':5,'type':'vm.migration','vm':'web1',"
+           "'message':'one','uid':'2-19a-1'}");
+    ok(db, "{'v':4,'op':'event_add','time_ms':5,'type':'vm.migration','vm':'web1',"
+           "'message':'one','uid':'2-19a-1'}");
+    ok(db, "{'v':4,'op':'event_add','time_ms':6,'type':'vm.migration','vm':'web1',"
+           "'message':'two','uid':'2-19a-2'}");
+    ok(db, "{'v':4,'op':'event_add','time_ms':7,'type':'node.down','message':'no uid'}");
+    ok(db, "{'v':3,'op':'event_add','time_ms':8,'type':'node.down','message':'no uid'}");
+    json_t *evs = cdb_events(db, 0, 0);
+    assert_int_equal(json_array_size(evs), 4);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(evs, 0), "message")),
+                        "one");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(evs, 0), "uid")),
+                        "2-19a-1");
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(evs, 1), "id")), 2);
+    assert_null(json_object_get(json_array_get(evs, 2), "uid"));
+    json_decref(evs);
+    /* before version 4 there is no uid; a uid is a token */
+    refused(db, "{'v':3,'op':'event_add','time_ms':5,'type':'x','uid':'a'}", FERR_INVALID,
+            "unknown field \"uid\"");
+    refused(db, "{'v':4,'op':'event_add','time_ms':5,'type':'x','uid':'A b'}", FERR_INVALID,
+            "uid");
+    refused(db, "{'v':4,'op':'event_add','time_ms':5,'type':'x','uid':''}", FERR_INVALID, "uid");
+    /* the uids survive a snapshot: a replica restored from it skips the same event again */
+    char *snap = NULL;
+    size_t len = 0;
+    struct ferr e;
+    assert_int_equal(cdb_snapshot(db, &snap, &len, &e), 0);
+    struct cdb *db2 = cdb_new();
+    assert_int_equal(cdb_restore(db2, snap, len, cdb_applied_index(db), &e), 0);
+    free(snap);
+    ok(db2, "{'v':4,'op':'event_add','time_ms':6,'type':'vm.migration','vm':'web1',"
+            "'message':'two','uid':'2-19a-2'}");
+    evs = cdb_events(db2, 0, 0);
+    assert_int_equal(json_array_size(evs), 4);
+    json_decref(evs);
+    /* the builder writes version 4 only with a uid */
+    json_t *cmd = cdb_cmd_event_add_uid(9, "vm.migration", "n1", "web1", "m", "1-2-3");
+    assert_int_equal(json_integer_value(json_object_get(cmd, "v")), 4);
+    assert_string_equal(json_string_value(json_object_get(cmd, "uid")), "1-2-3");
+    json_decref(cmd);
+    cmd = cdb_cmd_event_add_uid(9, "vm.migration", "n1", "web1", "m", NULL);
+    assert_int_equal(json_integer_value(json_object_get(cmd, "v")), 1);
+    assert_null(json_object_get(cmd, "uid"));
+    json_decref(cmd);
+    cdb_free(db2);
+    cdb_free(db);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1316,6 +1370,7 @@ int main(void)
         cmocka_unit_test(test_migration_measure),
         cmocka_unit_test(test_migration_measure_replay),
         cmocka_unit_test(test_vm_runtime),
+        cmocka_unit_test(test_event_uid),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
