@@ -138,6 +138,40 @@ def test_owner_change_without_quorum_waits_then_completes(lab):
     h3.cli("vm", "delete", "--force", "ho1")
 
 
+def test_record_made_without_quorum_is_written_once_the_quorum_is_back(lab):
+    """A migration's record is a cluster event: one made while there is no quorum (here a
+    migration cancelled then) waits on its node and is written when the quorum is back, once,
+    although every try while the quorum was gone failed (docs/architecture.md, "Cluster
+    events")."""
+    h1, h2, h3, h4 = lab.hosts
+    lab.wait_cluster()
+    ip = create_vm(lab, h1, "ho2", 2, memory=128)
+    pid = local_vm(h1, "ho2")["pid"]
+    p = migrate_bg(lab, h1, h2, "ho2", mib=4)  # 128 MiB at 4 MiB/s: half a minute of copy
+    try:
+        wait_incoming(p, h2, "ho2")
+        with Frozen(lab):
+            assert progress(h1, "ho2").get("status") == "active", progress(h1, "ho2")
+            h1.cli("vm", "migrate", "--cancel", "ho2")
+            rc, out, err = finish(p, timeout=60)
+            assert rc != 0 and "cancel" in (out + err), (rc, out, err)
+            # The VM goes on where it was; the record waits, on host1, for the quorum.
+            wait_for(lambda: not local_vm(h2, "ho2"), 30, "the destination's copy to go")
+            assert (local_vm(h1, "ho2") or {}).get("pid") == pid, local_vm(h1, "ho2")
+            time.sleep(HOLD_S)  # several failed tries (one per heartbeat, 1000 ms)
+            assert newest_migration(h1, "ho2") is None, newest_migration(h1, "ho2")
+    finally:
+        stop(p)
+    rec = wait_for(lambda: newest_migration(h3, "ho2"), 30, "the record after the quorum is back")
+    assert rec["status"] == "cancelled" and rec["from"] == "host1" and rec["to"] == "host2", rec
+    time.sleep(3)  # a try that was applied but never answered would show up as a second record
+    for h in lab.hosts:
+        recs = h.cli_json("vm", "migrations", "ho2")["migrations"]
+        assert [r["id"] for r in recs] == [rec["id"]], (h.name, recs)
+    assert_runs_only_on(lab, h1, "ho2", ip, pid=pid)
+    h3.cli("vm", "delete", "--force", "ho2")
+
+
 def test_owner_change_without_quorum_after_postcopy_keeps_the_whole_copy(lab):
     """The same after a post-copy: the source's memory is no whole copy any more (the guest
     ran on the destination), the destination's is. The VM goes on running there, in one
