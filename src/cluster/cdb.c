@@ -33,6 +33,7 @@ struct cdb {
     json_t *meta;           /* object: {} or {"id", "name", "created_ms"} */
     json_t *nodes;          /* object: decimal id -> node record */
     json_t *vms;            /* object: name -> vm record */
+    json_t *csvs;           /* object: name -> cluster shared volume record */
     json_t *events;         /* array of event records, oldest first, ids increasing */
     uint64_t next_event_id; /* id the next event gets */
     uint64_t applied_index;
@@ -186,6 +187,33 @@ static const char *form_source(const char *s)
 }
 
 static const char *form_uid(const char *s)
+{
+    return token(s, TYPE_TOKEN_MAX, "use 1-64 of a-z 0-9 _ . -");
+}
+
+/* An absolute, normalized directory path: no "." or ".." segment, no "//", no trailing "/",
+ * not "/" itself, printable ASCII without quotes or backslashes. */
+static const char *form_volume_path(const char *s)
+{
+    const char *hint = "use an absolute path like /srv/csv1 (no . or .. segments, no trailing /, "
+                       "not /, at most 400 bytes)";
+    size_t n = strlen(s);
+    if (n < 2 || n > CDB_CSV_PATH_MAX || s[0] != '/' || s[n - 1] == '/')
+        return hint;
+    for (const char *p = s; *p; p++) {
+        if (*p < 0x21 || *p > 0x7e || *p == '"' || *p == '\\' || *p == '\'')
+            return hint;
+        if (*p == '/') {
+            const char *seg = p + 1;
+            size_t len = strcspn(seg, "/");
+            if (len == 0 || (len == 1 && seg[0] == '.') || (len == 2 && seg[0] == '.' && seg[1] == '.'))
+                return hint;
+        }
+    }
+    return NULL;
+}
+
+static const char *form_volume_id(const char *s)
 {
     return token(s, TYPE_TOKEN_MAX, "use 1-64 of a-z 0-9 _ . -");
 }
@@ -444,6 +472,35 @@ static int event_record_check(const json_t *ev, struct ferr *e)
     return 0;
 }
 
+static int csv_record_check(const json_t *v, struct ferr *e)
+{
+    static const char *const fields[] = {"name",       "path",  "id",
+                                         "coordinator", "epoch", "created_ms",
+                                         "coordinator_since_ms", NULL};
+    const char *s;
+    json_int_t i;
+    int rc;
+    if (!json_is_object(v))
+        return ferr_set(e, FERR_INVALID, "expected an object, not %s", jfield_type(v));
+    if ((rc = check_fields(v, fields, e)) < 0 ||
+        (rc = get_str(v, "name", true, form_name, &s, e)) < 0 ||
+        (rc = get_str(v, "path", true, form_volume_path, &s, e)) < 0 ||
+        (rc = get_str(v, "id", true, form_volume_id, &s, e)) < 0 ||
+        (rc = get_str(v, "coordinator", true, form_name, &s, e)) < 0 ||
+        (rc = get_int(v, "epoch", true, 1, TIME_MAX, &i, NULL, e)) < 0 ||
+        (rc = get_int(v, "created_ms", true, 0, TIME_MAX, &i, NULL, e)) < 0 ||
+        (rc = get_int(v, "coordinator_since_ms", true, 0, TIME_MAX, &i, NULL, e)) < 0)
+        return rc;
+    return 0;
+}
+
+/* True if path is dir or inside it. */
+static bool path_under(const char *path, const char *dir)
+{
+    size_t n = strlen(dir);
+    return strncmp(path, dir, n) == 0 && (path[n] == '\0' || path[n] == '/');
+}
+
 static int meta_record_check(const json_t *m, struct ferr *e)
 {
     static const char *const fields[] = {"id", "name", "created_ms", NULL};
@@ -695,6 +752,16 @@ static int node_remove_apply(struct cdb *db, const json_t *c, struct ferr *e)
                         "node %" PRIu64 " (%s) still owns %zu VM(s): move or "
                         "remove them first",
                         id, str_of(n, "name"), owned);
+    const char *vol;
+    json_t *v;
+    json_object_foreach(db->csvs, vol, v)
+    {
+        if (strcmp(str_of(v, "coordinator"), str_of(n, "name")) == 0)
+            return ferr_set(e, FERR_STATE,
+                            "node %" PRIu64 " (%s) coordinates volume \"%s\": move it first "
+                            "(ferry csv move-coordinator %s --to NODE)",
+                            id, str_of(n, "name"), vol, vol);
+    }
     id_key(id, key);
     json_object_del(db->nodes, key);
     return 0;
@@ -998,6 +1065,144 @@ static int event_add_apply(struct cdb *db, const json_t *c, struct ferr *e)
 }
 
 /*
+ * Cluster shared volumes. csv_put adds one (epoch 1) or moves its coordinator (a higher
+ * epoch; path and id never change); expect_epoch makes it compare-and-set. csv_remove is
+ * refused while a VM's spec names a file on the volume.
+ */
+static const char *const csv_put_fields[] = {"name",  "path",    "id",           "coordinator",
+                                             "epoch", "time_ms", "expect_epoch", NULL};
+
+static int csv_put_check(const json_t *c, struct ferr *e)
+{
+    const char *s;
+    json_int_t i;
+    int rc;
+    if ((rc = get_str(c, "name", true, form_name, &s, e)) < 0 ||
+        (rc = get_str(c, "path", true, form_volume_path, &s, e)) < 0 ||
+        (rc = get_str(c, "id", true, form_volume_id, &s, e)) < 0 ||
+        (rc = get_str(c, "coordinator", true, form_name, &s, e)) < 0 ||
+        (rc = get_int(c, "epoch", true, 1, TIME_MAX, &i, NULL, e)) < 0 ||
+        (rc = get_int(c, "time_ms", true, 0, TIME_MAX, &i, NULL, e)) < 0 ||
+        (rc = get_int(c, "expect_epoch", false, 0, TIME_MAX, &i, NULL, e)) < 0)
+        return rc;
+    return 0;
+}
+
+static int csv_put_apply(struct cdb *db, const json_t *c, struct ferr *e)
+{
+    const char *name = str_of(c, "name"), *path = str_of(c, "path"), *id = str_of(c, "id");
+    const char *coord = str_of(c, "coordinator");
+    json_int_t epoch = int_of(c, "epoch");
+    json_t *expect = json_object_get(c, "expect_epoch");
+    json_t *old = json_object_get(db->csvs, name);
+    if (!node_by_name(db, coord))
+        return ferr_set(e, FERR_NOTFOUND, "coordinator: no node named \"%s\"", coord);
+    json_int_t cur = old ? int_of(old, "epoch") : 0;
+    if (expect && json_integer_value(expect) != cur)
+        return ferr_set(e, FERR_STATE,
+                        "volume \"%s\" is at epoch %" JSON_INTEGER_FORMAT
+                        ", not %" JSON_INTEGER_FORMAT,
+                        name, cur, json_integer_value(expect));
+    json_t *rec;
+    if (old) {
+        if (strcmp(path, str_of(old, "path")) != 0 || strcmp(id, str_of(old, "id")) != 0)
+            return ferr_set(e, FERR_INVALID,
+                            "volume \"%s\" is %s (id %s): its path and id never change", name,
+                            str_of(old, "path"), str_of(old, "id"));
+        if (epoch <= cur)
+            return ferr_set(e, FERR_STATE,
+                            "volume \"%s\": epoch %" JSON_INTEGER_FORMAT
+                            " is not above %" JSON_INTEGER_FORMAT,
+                            name, epoch, cur);
+        rec = json_deep_copy(old);
+    } else {
+        if (epoch != 1)
+            return ferr_set(e, FERR_INVALID, "a new volume starts at epoch 1");
+        const char *k;
+        json_t *v;
+        json_object_foreach(db->csvs, k, v)
+        {
+            if (path_under(path, str_of(v, "path")) || path_under(str_of(v, "path"), path))
+                return ferr_set(e, FERR_EXISTS, "path %s overlaps volume \"%s\" (%s)", path, k,
+                                str_of(v, "path"));
+            if (strcmp(id, str_of(v, "id")) == 0)
+                return ferr_set(e, FERR_EXISTS, "volume id %s is volume \"%s\"'s", id, k);
+        }
+        rec = json_pack("{ss ss ss sI}", "name", name, "path", path, "id", id, "created_ms",
+                        int_of(c, "time_ms"));
+    }
+    if (!rec || json_object_set_new(rec, "coordinator", json_string(coord)) < 0 ||
+        json_object_set_new(rec, "epoch", json_integer(epoch)) < 0 ||
+        json_object_set_new(rec, "coordinator_since_ms", json_integer(int_of(c, "time_ms"))) < 0) {
+        json_decref(rec);
+        return ferr_set(e, -ENOMEM, "out of memory");
+    }
+    return store(db->csvs, name, rec, csv_record_check, e);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The names of the VMs whose spec names a file under dir (disks, kernel, initrd), sorted;
+ * new JSON (NULL without memory). */
+static json_t *vms_using(const struct cdb *db, const char *dir)
+{
+    size_t n = 0, cap = json_object_size(db->vms);
+    const char **found = calloc(cap ? cap : 1, sizeof(*found));
+    if (!found)
+        return NULL;
+    const char *name;
+    json_t *vm;
+    json_object_foreach(db->vms, name, vm)
+    {
+        json_t *spec = json_object_get(vm, "spec"), *boot = json_object_get(spec, "boot");
+        bool uses = path_under(str_of(boot, "kernel"), dir) ||
+                    path_under(str_of(boot, "initrd"), dir);
+        size_t i;
+        json_t *d;
+        json_array_foreach(json_object_get(spec, "disks"), i, d)
+        uses = uses || path_under(str_of(d, "path"), dir);
+        if (uses && n < cap)
+            found[n++] = name;
+    }
+    qsort(found, n, sizeof(*found), cmp_str);
+    json_t *names = json_array();
+    for (size_t i = 0; names && i < n; i++)
+        if (json_array_append_new(names, json_string(found[i])) < 0) {
+            json_decref(names);
+            names = NULL;
+        }
+    free(found);
+    return names;
+}
+
+static int csv_remove_apply(struct cdb *db, const json_t *c, struct ferr *e)
+{
+    const char *name = str_of(c, "name");
+    json_t *old = json_object_get(db->csvs, name);
+    if (!old)
+        return ferr_set(e, FERR_NOTFOUND, "no volume named \"%s\"", name);
+    json_t *users = vms_using(db, str_of(old, "path"));
+    if (!users)
+        return ferr_set(e, -ENOMEM, "out of memory");
+    size_t n = json_array_size(users);
+    char list[200] = "";
+    for (size_t i = 0, off = 0; i < n && off < sizeof(list); i++)
+        off += (size_t)snprintf(list + off, sizeof(list) - off, "%s%s", i ? ", " : "",
+                                json_string_value(json_array_get(users, i)));
+    json_decref(users);
+    if (n)
+        return ferr_set(e, FERR_STATE,
+                        "volume \"%s\" is in use by %zu VM%s (%s): delete them or move their "
+                        "disks first",
+                        name, n, n == 1 ? "" : "s", list);
+    json_object_del(db->csvs, name);
+    return 0;
+}
+
+/*
  * migration_measure: a figure measured outside ferryd (by a client of the VM) joins the
  * migration's record, the "vm.migration" event of GET /v1/migrations. The record stays an
  * event (same id, same time), its message gains "client_gap_ms" and "client_gap_source".
@@ -1157,6 +1362,8 @@ static const struct op ops[] = {
     {"event_add", 1, 3, event_add_fields, event_add_check, event_add_apply},
     {"event_add", 4, 4, event_add_fields_v4, event_add_check, event_add_apply},
     {"cluster_meta", 1, 4, meta_fields, meta_check, meta_apply},
+    {"csv_put", 4, 4, csv_put_fields, csv_put_check, csv_put_apply},
+    {"csv_remove", 4, 4, name_fields, name_check, csv_remove_apply},
     {"migration_measure", 1, 4, migration_measure_fields, migration_measure_check,
      migration_measure_apply},
 };
@@ -1370,9 +1577,10 @@ struct cdb *cdb_new(void)
     db->meta = json_object();
     db->nodes = json_object();
     db->vms = json_object();
+    db->csvs = json_object();
     db->events = json_array();
     db->next_event_id = 1;
-    if (!db->meta || !db->nodes || !db->vms || !db->events) {
+    if (!db->meta || !db->nodes || !db->vms || !db->csvs || !db->events) {
         cdb_free(db);
         return NULL;
     }
@@ -1386,6 +1594,7 @@ void cdb_free(struct cdb *db)
     json_decref(db->meta);
     json_decref(db->nodes);
     json_decref(db->vms);
+    json_decref(db->csvs);
     json_decref(db->events);
     free(db);
 }
@@ -1395,6 +1604,7 @@ void cdb_clear(struct cdb *db)
     json_object_clear(db->meta);
     json_object_clear(db->nodes);
     json_object_clear(db->vms);
+    json_object_clear(db->csvs);
     json_array_clear(db->events);
     db->next_event_id = 1;
     db->applied_index = 0;
@@ -1523,6 +1733,29 @@ int cdb_vm_get(const struct cdb *db, const char *name, json_t **out, struct ferr
     return 0;
 }
 
+json_t *cdb_csvs(const struct cdb *db)
+{
+    return sorted_copy(db->csvs, cmp_name, NULL, NULL);
+}
+
+json_t *cdb_csv_vms(const struct cdb *db, const char *name)
+{
+    json_t *v = json_object_get(db->csvs, name);
+    return v ? vms_using(db, str_of(v, "path")) : json_array();
+}
+
+int cdb_csv_get(const struct cdb *db, const char *name, json_t **out, struct ferr *e)
+{
+    char q[80];
+    json_t *v = name ? json_object_get(db->csvs, name) : NULL;
+    if (!v)
+        return ferr_set(e, FERR_NOTFOUND, "no cluster shared volume named %s (ferry csv list)",
+                        jfield_quote(name ? name : "", q, sizeof(q)));
+    if (!(*out = json_deep_copy(v)))
+        return ferr_set(e, -ENOMEM, "cdb: out of memory");
+    return 0;
+}
+
 json_t *cdb_events(const struct cdb *db, uint64_t since, size_t limit)
 {
     json_t *arr = json_array();
@@ -1555,8 +1788,9 @@ int cdb_snapshot(const struct cdb *db, char **out, size_t *len, struct ferr *e)
 {
     json_t *nodes = cdb_nodes(db);
     json_t *vms = cdb_vms(db, NULL);
+    json_t *csvs = cdb_csvs(db);
     json_t *snap = NULL;
-    if (nodes && vms)
+    if (nodes && vms && csvs)
         snap =
             json_pack("{si sI sI sO so so sO}", "format", CDB_SNAPSHOT_FORMAT, "index",
                       (json_int_t)db->applied_index, "next_event_id", (json_int_t)db->next_event_id,
@@ -1565,6 +1799,13 @@ int cdb_snapshot(const struct cdb *db, char **out, size_t *len, struct ferr *e)
         json_decref(nodes);
         json_decref(vms);
     }
+    /* Volumes only when there are some: a reader of command version 3 knows no "csvs", and
+     * there are none until every node applies version 4. */
+    if (snap && json_array_size(csvs) > 0 && json_object_set(snap, "csvs", csvs) < 0) {
+        json_decref(snap);
+        snap = NULL;
+    }
+    json_decref(csvs);
     char *text = snap ? json_dumps(snap, JSON_COMPACT) : NULL;
     json_decref(snap);
     if (!text)
@@ -1578,8 +1819,9 @@ int cdb_snapshot(const struct cdb *db, char **out, size_t *len, struct ferr *e)
  * record; node records of format 1 are converted first (node_record_from_v1). */
 static int restore_into(struct cdb *db, const json_t *s, json_int_t format, struct ferr *e)
 {
-    static const char *const fields[] = {"format", "index", "next_event_id", "meta",
-                                         "nodes",  "vms",   "events",        NULL};
+    static const char *const fields[] = {"format", "index",  "next_event_id", "meta",
+                                         "nodes",  "vms",    "events",        "csvs",
+                                         NULL};
     json_int_t index = 0, next = 0;
     size_t i;
     json_t *v;
@@ -1639,6 +1881,22 @@ static int restore_into(struct cdb *db, const json_t *s, json_int_t format, stru
         if (*owner && !node_by_name(db, owner))
             return ferr_set(e, FERR_INVALID, "vms[%zu]: owner \"%s\" is not a node", i, owner);
         if (json_object_set_new(db->vms, name, json_deep_copy(v)) < 0)
+            return ferr_set(e, -ENOMEM, "out of memory");
+    }
+    json_t *csvs = json_object_get(s, "csvs");
+    if (csvs && !json_is_array(csvs))
+        return ferr_set(e, FERR_INVALID, "csvs must be an array");
+    json_array_foreach(csvs, i, v)
+    {
+        if ((rc = csv_record_check(v, e)) < 0)
+            return ferr_prefix(e, "csvs[%zu]", i);
+        const char *name = str_of(v, "name"), *coord = str_of(v, "coordinator");
+        if (json_object_get(db->csvs, name))
+            return ferr_set(e, FERR_INVALID, "csvs[%zu]: name \"%s\" appears twice", i, name);
+        if (!node_by_name(db, coord))
+            return ferr_set(e, FERR_INVALID, "csvs[%zu]: coordinator \"%s\" is not a node", i,
+                            coord);
+        if (json_object_set_new(db->csvs, name, json_deep_copy(v)) < 0)
             return ferr_set(e, -ENOMEM, "out of memory");
     }
     if (json_array_size(events) > CDB_EVENTS_MAX)

@@ -34,7 +34,7 @@
  *                vm_count; accel ""|"kvm"|"tcg"; last_heartbeat_ms; cmd_version (the newest
  *                command version the node understands, default 1). Creates the node or
  *                replaces the fields given. A node's name never changes; names are unique.
- *   node_remove  id. Refused (FERR_STATE) while the node owns VMs.
+ *   node_remove  id. Refused (FERR_STATE) while the node owns VMs or coordinates a volume.
  *   node_state   id, state ("up"|"down"), time_ms; reason (optional, default ""). Sets the
  *                health only.
  *   node_admin   id, admin ("active"|"draining"|"paused"), time_ms; reason (optional,
@@ -56,6 +56,15 @@
  *                whose uid a kept event has is applied as nothing, so a writer may send an
  *                event again when it cannot know whether the first try was applied.
  *   cluster_meta id (1-64 of [A-Za-z0-9-]; once set it never changes), name, created_ms.
+ *   csv_put      (version 4) name, path (absolute, normalized, at most CDB_CSV_PATH_MAX), id
+ *                (1-64 of [a-z0-9_.-]: what the volume's id file says), coordinator (a
+ *                node), epoch, time_ms; expect_epoch (optional: FERR_STATE unless the
+ *                volume's epoch is this, 0 for "no such volume"). Adds a volume at epoch 1
+ *                (FERR_EXISTS when its path is, contains or is inside another volume's, or
+ *                its id is another's) or moves its coordinator to a higher epoch (its path
+ *                and id never change).
+ *   csv_remove   (version 4) name; FERR_STATE while a VM's spec names a file on the volume
+ *                (a disk, the kernel or the initrd), naming the VMs.
  *   migration_measure  id (of a "vm.migration" event: a migration's record), client_gap_ms
  *                (a number 0..CDB_CLIENT_GAP_MAX_MS: the longest gap a client of the VM saw,
  *                stored to 0.1 ms), source (a token of 1-32 [a-z0-9_.-] saying how it was
@@ -69,6 +78,7 @@
  *   node  {"id", "name", "api_addr", "raft_addr", "role", "state", "state_reason",
  *          "state_changed_ms", "admin", "admin_reason", "admin_changed_ms", "memory":
  *          {"total_mib", "free_mib"}, "vm_count", "accel", "last_heartbeat_ms", "cmd_version"}
+ *   csv   {"name", "path", "id", "coordinator", "epoch", "created_ms", "coordinator_since_ms"}
  *   vm    {"name", "spec", "owner", "state", "reason", "generation", "runtime" (only while
  *          the owner says something runs)} (generation counts the changes of the record,
  *          starting at 1)
@@ -83,7 +93,8 @@
  * fields and that state; they are read the same way (a down node that does not say is active).
  *
  * Version 2 differs from version 3 only in vm_state, which has no runtime in version 2.
- * Version 4 differs from version 3 only in event_add, which may carry a uid in version 4.
+ * Version 4 adds csv_put and csv_remove, and a uid to event_add. Snapshots carry "csvs" only
+ * when there are volumes (format 2 otherwise unchanged).
  *
  * Upgrades: a node rejects a command version it does not know, so a cluster stays
  * consistent only if the leader never proposes a version above cdb_cmd_version_min(). A
@@ -101,6 +112,7 @@
 #define CDB_SNAPSHOT_MAX (256u * 1024 * 1024) /* largest snapshot restored */
 #define CDB_ID_MAX ((1ULL << 53) - 1)         /* largest node id */
 #define CDB_CLIENT_GAP_MAX_MS 3600000         /* largest client gap recorded (an hour) */
+#define CDB_CSV_PATH_MAX 400                  /* longest volume path */
 #define CDB_PID_MAX 4194304                   /* Linux's PID_MAX_LIMIT */
 #define CDB_REASON_MAX 256 /* longest reason of a node's health or admin state, in bytes */
 
@@ -147,6 +159,11 @@ json_t *cdb_cmd_event_add(uint64_t time_ms, const char *type, const char *node, 
 /* The same in command version 4 with a uid (NULL: none; then it is version 1's). */
 json_t *cdb_cmd_event_add_uid(uint64_t time_ms, const char *type, const char *node,
                               const char *vm, const char *message, const char *uid);
+/* csv_put (command version 4); expect_epoch < 0 leaves it out. */
+json_t *cdb_cmd_csv_put(const char *name, const char *path, const char *id, const char *coordinator,
+                        uint64_t epoch, uint64_t time_ms, int64_t expect_epoch);
+/* csv_remove (command version 4). */
+json_t *cdb_cmd_csv_remove(const char *name);
 /* migration_measure of migration id: client_gap_ms is a JSON number (borrowed, copied: an
  * integer stays an integer on the wire; NULL leaves it out); source; replace is always
  * written, true or false. */
@@ -280,6 +297,11 @@ json_t *cdb_vms(const struct cdb *db, const char *owner);
 int cdb_vm_get(const struct cdb *db, const char *name, json_t **out, struct ferr *e);
 /* Events with id > since, oldest first, at most limit of them (0: no limit). */
 json_t *cdb_events(const struct cdb *db, uint64_t since, size_t limit);
+/* Cluster shared volume records, sorted by name; one by name (FERR_NOTFOUND). */
+json_t *cdb_csvs(const struct cdb *db);
+int cdb_csv_get(const struct cdb *db, const char *name, json_t **out, struct ferr *e);
+/* The names of the VMs whose spec names a file on volume name (sorted; [] for no volume). */
+json_t *cdb_csv_vms(const struct cdb *db, const char *name);
 /* The cluster's identity, {} until set. */
 json_t *cdb_meta(const struct cdb *db);
 

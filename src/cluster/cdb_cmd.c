@@ -191,3 +191,20 @@ json_t *cdb_node_cmd(int version, const json_t *rec, const char *state, const ch
     return json_pack("{si ss sI ss ss sI}", "v", 1, "op", "node_state", "id", id, "state", word,
                      "reason", why, "time_ms", (json_int_t)time_ms);
 }
+
+json_t *cdb_cmd_csv_put(const char *name, const char *path, const char *id, const char *coordinator,
+                        uint64_t epoch, uint64_t time_ms, int64_t expect_epoch)
+{
+    json_t *cmd = with_str(cmd_new(4, "csv_put"), "name", name);
+    cmd = with_str(cmd, "path", path);
+    cmd = with_str(cmd, "id", id);
+    cmd = with_str(cmd, "coordinator", coordinator);
+    cmd = with_int(cmd, "epoch", epoch);
+    cmd = with_int(cmd, "time_ms", time_ms);
+    return expect_epoch >= 0 ? with_int(cmd, "expect_epoch", (uint64_t)expect_epoch) : cmd;
+}
+
+json_t *cdb_cmd_csv_remove(const char *name)
+{
+    return with_str(cmd_new(4, "csv_remove"), "name", name);
+}

@@ -1351,6 +1351,111 @@ static void test_event_uid(void **state)
     cdb_free(db);
 }
 
+/* Version 4's cluster shared volumes: add, compare-and-set coordinator moves, what is
+ * refused, removal while VMs use them, node removal while coordinating, snapshots. */
+static void test_csv_volumes(void **state)
+{
+    (void)state;
+    struct cdb *db = populated();
+    struct ferr e;
+#define CSV1 "{'v':4,'op':'csv_put','name':'csv1','path':'/srv/csv1','id':'a1b2','coordinator':'n1'," \
+             "'epoch':1,'time_ms':100,'expect_epoch':0}"
+    ok(db, CSV1);
+    json_t *v = NULL;
+    assert_int_equal(cdb_csv_get(db, "csv1", &v, &e), 0);
+    assert_string_equal(json_string_value(json_object_get(v, "coordinator")), "n1");
+    assert_int_equal(json_integer_value(json_object_get(v, "epoch")), 1);
+    assert_int_equal(json_integer_value(json_object_get(v, "created_ms")), 100);
+    json_decref(v);
+    /* added twice: the compare-and-set says so; overlapping paths and a reused id too */
+    refused(db, CSV1, FERR_STATE, "is at epoch 1, not 0");
+    refused(db, "{'v':4,'op':'csv_put','name':'csv2','path':'/srv/csv1/sub','id':'c3','coordinator':"
+                "'n1','epoch':1,'time_ms':1}", FERR_EXISTS, "overlaps volume \"csv1\"");
+    refused(db, "{'v':4,'op':'csv_put','name':'csv2','path':'/srv','id':'c3','coordinator':'n1',"
+                "'epoch':1,'time_ms':1}", FERR_EXISTS, "overlaps");
+    refused(db, "{'v':4,'op':'csv_put','name':'csv2','path':'/srv/csv2','id':'a1b2','coordinator':"
+                "'n1','epoch':1,'time_ms':1}", FERR_EXISTS, "is volume \"csv1\"'s");
+    ok(db, "{'v':4,'op':'csv_put','name':'csv2','path':'/srv/csv10','id':'c3','coordinator':'n2',"
+           "'epoch':1,'time_ms':1}"); /* a prefix that is not a parent does not overlap */
+    /* bad paths, ids, coordinators, epochs */
+    const char *bad_paths[] = {"srv/x", "/", "/srv/", "/srv//x", "/srv/./x", "/srv/../x",
+                               "/srv/a b", "/srv/a\\\\b"};
+    for (size_t i = 0; i < sizeof(bad_paths) / sizeof(bad_paths[0]); i++) {
+        char cmd[300];
+        snprintf(cmd, sizeof(cmd), "{'v':4,'op':'csv_put','name':'x','path':'%s','id':'q',"
+                 "'coordinator':'n1','epoch':1,'time_ms':1}", bad_paths[i]);
+        refused(db, cmd, FERR_INVALID, "path");
+    }
+    refused(db, "{'v':4,'op':'csv_put','name':'x','path':'/x','id':'Q!','coordinator':'n1',"
+                "'epoch':1,'time_ms':1}", FERR_INVALID, "id");
+    refused(db, "{'v':4,'op':'csv_put','name':'x','path':'/x','id':'q','coordinator':'n9',"
+                "'epoch':1,'time_ms':1}", FERR_NOTFOUND, "no node named \"n9\"");
+    refused(db, "{'v':4,'op':'csv_put','name':'x','path':'/x','id':'q','coordinator':'n1',"
+                "'epoch':2,'time_ms':1}", FERR_INVALID, "starts at epoch 1");
+    refused(db, "{'v':3,'op':'csv_put','name':'x','path':'/x','id':'q','coordinator':'n1',"
+                "'epoch':1,'time_ms':1}", FERR_INVALID, "new in version 4");
+    /* a coordinator move: compare-and-set on the epoch, which only grows */
+    ok(db, "{'v':4,'op':'csv_put','name':'csv1','path':'/srv/csv1','id':'a1b2','coordinator':'n2',"
+           "'epoch':2,'time_ms':200,'expect_epoch':1}");
+    refused(db, "{'v':4,'op':'csv_put','name':'csv1','path':'/srv/csv1','id':'a1b2','coordinator':"
+                "'n1','epoch':3,'time_ms':300,'expect_epoch':1}", FERR_STATE, "at epoch 2, not 1");
+    refused(db, "{'v':4,'op':'csv_put','name':'csv1','path':'/srv/csv1','id':'a1b2','coordinator':"
+                "'n1','epoch':2,'time_ms':300}", FERR_STATE, "not above 2");
+    refused(db, "{'v':4,'op':'csv_put','name':'csv1','path':'/srv/other','id':'a1b2','coordinator':"
+                "'n1','epoch':3,'time_ms':300}", FERR_INVALID, "never change");
+    assert_int_equal(cdb_csv_get(db, "csv1", &v, &e), 0);
+    assert_string_equal(json_string_value(json_object_get(v, "coordinator")), "n2");
+    assert_int_equal(json_integer_value(json_object_get(v, "coordinator_since_ms")), 200);
+    assert_int_equal(json_integer_value(json_object_get(v, "created_ms")), 100);
+    json_decref(v);
+    /* n2 coordinates: it cannot leave the cluster until the volumes move */
+    refused(db, "{'v':1,'op':'node_remove','id':2}", FERR_STATE, "coordinates volume");
+    /* a VM with a disk on the volume keeps it; without, it goes */
+    ok(db, "{'v':1,'op':'vm_put','name':'db1','spec':{'name':'db1','disks':[{'path':"
+           "'/srv/csv1/db1.vhd'}]},'owner':'n1'}");
+    ok(db, "{'v':1,'op':'vm_put','name':'k1','spec':{'name':'k1','boot':{'kernel':"
+           "'/srv/csv1/vmlinuz'}},'owner':'n1'}");
+    refused(db, "{'v':4,'op':'csv_remove','name':'csv1'}", FERR_STATE,
+            "in use by 2 VMs (db1, k1)");
+    /* the snapshot keeps the volumes */
+    char *snap = NULL;
+    size_t len = 0;
+    assert_int_equal(cdb_snapshot(db, &snap, &len, &e), 0);
+    struct cdb *copy = cdb_new();
+    assert_int_equal(cdb_restore(copy, snap, len, 1, &e), 0);
+    free(snap);
+    json_t *a = cdb_csvs(db), *b = cdb_csvs(copy);
+    assert_int_equal(json_array_size(a), 2);
+    assert_true(json_equal(a, b));
+    json_decref(a);
+    json_decref(b);
+    cdb_free(copy);
+    ok(db, "{'v':1,'op':'vm_remove','name':'db1'}");
+    ok(db, "{'v':1,'op':'vm_remove','name':'k1'}");
+    ok(db, "{'v':4,'op':'csv_remove','name':'csv1'}");
+    refused(db, "{'v':4,'op':'csv_remove','name':'csv1'}", FERR_NOTFOUND, "no volume");
+    assert_int_equal(cdb_csv_get(db, "csv1", &v, &e), FERR_NOTFOUND);
+    ok(db, "{'v':4,'op':'csv_remove','name':'csv2'}");
+    ok(db, "{'v':1,'op':'node_remove','id':2}");
+    /* no volumes: the snapshot has no "csvs" (a version 3 reader reads it) */
+    assert_int_equal(cdb_snapshot(db, &snap, &len, &e), 0);
+    assert_null(strstr(snap, "csvs"));
+    free(snap);
+    /* the builders */
+    json_t *cmd = cdb_cmd_csv_put("v1", "/a", "id1", "n1", 1, 5, 0);
+    assert_int_equal(cdb_cmd_check(cmd, &e), 0);
+    assert_int_equal(json_integer_value(json_object_get(cmd, "expect_epoch")), 0);
+    json_decref(cmd);
+    cmd = cdb_cmd_csv_put("v1", "/a", "id1", "n1", 2, 5, -1);
+    assert_null(json_object_get(cmd, "expect_epoch"));
+    json_decref(cmd);
+    cmd = cdb_cmd_csv_remove("v1");
+    assert_int_equal(cdb_cmd_check(cmd, &e), 0);
+    json_decref(cmd);
+    cdb_free(db);
+#undef CSV1
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1371,6 +1476,7 @@ int main(void)
         cmocka_unit_test(test_migration_measure_replay),
         cmocka_unit_test(test_vm_runtime),
         cmocka_unit_test(test_event_uid),
+        cmocka_unit_test(test_csv_volumes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
