@@ -267,13 +267,13 @@ void cluster__relay(int status, json_t *body, const char *raw, size_t len, const
 /* ---- forwarding to a node ---- */
 
 static int forward(struct cluster *c, const char *node, const char *method, const char *path,
-                   const char *body, peer_cb relay_cb, cluster_reply_cb cb, void *data,
-                   struct ferr *e);
+                   const char *body, unsigned timeout_ms, peer_cb relay_cb, cluster_reply_cb cb,
+                   void *data, struct ferr *e);
 
 int cluster_forward(struct cluster *c, const char *node, const char *method, const char *path,
                     const char *body, cluster_reply_cb cb, void *data, struct ferr *e)
 {
-    return forward(c, node, method, path, body, cluster__relay, cb, data, e);
+    return forward(c, node, method, path, body, 120000, cluster__relay, cb, data, e);
 }
 
 /* cluster__relay, with an error answer turned into e. */
@@ -292,12 +292,19 @@ static void relay_checked(int status, json_t *body, const char *raw, size_t len,
 int cluster_call(struct cluster *c, const char *node, const char *method, const char *path,
                  const char *body, cluster_reply_cb cb, void *data, struct ferr *e)
 {
-    return forward(c, node, method, path, body, relay_checked, cb, data, e);
+    return forward(c, node, method, path, body, 120000, relay_checked, cb, data, e);
+}
+
+int cluster_call_within(struct cluster *c, const char *node, const char *method, const char *path,
+                        const char *body, unsigned timeout_ms, cluster_reply_cb cb, void *data,
+                        struct ferr *e)
+{
+    return forward(c, node, method, path, body, timeout_ms, relay_checked, cb, data, e);
 }
 
 static int forward(struct cluster *c, const char *node, const char *method, const char *path,
-                   const char *body, peer_cb relay_cb, cluster_reply_cb cb, void *data,
-                   struct ferr *e)
+                   const char *body, unsigned timeout_ms, peer_cb relay_cb, cluster_reply_cb cb,
+                   void *data, struct ferr *e)
 {
     json_t *n = NULL;
     if (!c->active || !c->db)
@@ -312,7 +319,7 @@ static int forward(struct cluster *c, const char *node, const char *method, cons
         return ferr_set(e, -ENOMEM, "out of memory");
     p->cb = cb;
     p->data = data;
-    int rc = peer_request(c->loop, api, c->secret, method, path, body, 120000, relay_cb, p, e);
+    int rc = peer_request(c->loop, api, c->secret, method, path, body, timeout_ms, relay_cb, p, e);
     if (rc < 0)
         free(p);
     return rc;
@@ -338,6 +345,11 @@ bool cluster_quorum(const struct cluster *c)
     raftnode_info(c->rn, &ri);
     return ri.state == RAFTNODE_LEADER || (ri.leader_id && ri.leader_contact_ms != UINT64_MAX &&
                                            ri.leader_contact_ms < 2 * RAFTNODE_ELECTION_TIMEOUT_MS);
+}
+
+bool cluster_leading(const struct cluster *c)
+{
+    return c->active && c->rn && raftnode_is_leader(c->rn);
 }
 
 bool cluster_active(const struct cluster *c)

@@ -46,6 +46,8 @@ int cluster_open(uv_loop_t *loop, const struct cluster_config *cfg, struct event
 void cluster_close(struct cluster *c, void (*cb)(void *data), void *data);
 
 bool cluster_active(const struct cluster *c);
+/* True while this node is the Raft leader (it makes the cluster-wide decisions). */
+bool cluster_leading(const struct cluster *c);
 /* True when this node knows a leader it heard from recently (or leads): writes can commit. */
 bool cluster_quorum(const struct cluster *c);
 const struct cdb *cluster_db(const struct cluster *c);
@@ -101,8 +103,9 @@ typedef void (*cluster_wait_cb)(int status, void *data);
 int cluster_wait_until(struct cluster *c, cluster_wait_pred pred, unsigned timeout_ms,
                        cluster_wait_cb cb, void *data, struct ferr *e);
 
-/* Adds a cluster event (event_add) from this node at the wall clock's time, best effort: it
- * is written with cluster_write and a failure is only logged. type is a token such as
+/* Adds a cluster event (event_add) from this node at the wall clock's time. It waits on
+ * this node until the database has it (asked again on every heartbeat while there is no
+ * quorum, written once: write.c, "Cluster events"); only what cdb refuses is dropped, logged. type is a token such as
  * "node.joined"; vm a VM's name or NULL (none); the message is printf-style (cdb refuses one
  * over 1024 bytes, which is logged). */
 void cluster_event_add(struct cluster *c, const char *type, const char *vm, const char *fmt, ...)
@@ -116,5 +119,9 @@ int cluster_forward(struct cluster *c, const char *node, const char *method, con
  * (its code and message from the answer's body, common/reply.h), so cb checks e alone. */
 int cluster_call(struct cluster *c, const char *node, const char *method, const char *path,
                  const char *body, cluster_reply_cb cb, void *data, struct ferr *e);
+/* cluster_call with a timeout of its own (cluster_call waits up to 120 s). */
+int cluster_call_within(struct cluster *c, const char *node, const char *method, const char *path,
+                        const char *body, unsigned timeout_ms, cluster_reply_cb cb, void *data,
+                        struct ferr *e);
 
 #endif

@@ -384,8 +384,9 @@ int cluster_join(struct cluster *c, const char *addr, const char *token, cluster
         return ferr_set(e, FERR_INVALID, "token: expected the token printed by cluster init");
     c->node_id = rand_id();
     json_t *body =
-        json_pack("{s:I, s:s, s:s, s:s}", "id", (json_int_t)c->node_id, "name", c->cfg.node_name,
-                  "api_addr", c->cfg.api_addr, "raft_addr", c->cfg.raft_addr);
+        json_pack("{s:I, s:s, s:s, s:s, s:i}", "id", (json_int_t)c->node_id, "name",
+                  c->cfg.node_name, "api_addr", c->cfg.api_addr, "raft_addr", c->cfg.raft_addr,
+                  "cmd_version", CDB_CMD_VERSION);
     /* What node lists show about this node until its first heartbeat arrives. */
     json_t *info = json_object();
     if (c->cfg.self_info && info)
@@ -572,6 +573,12 @@ void cluster_on_join(struct cluster *c, const json_t *body, cluster_reply_cb cb,
         f.memory = mem;
     if (accel && (strcmp(accel, "kvm") == 0 || strcmp(accel, "tcg") == 0))
         f.accel = accel;
+    /* The command version the newcomer applies (older ones do not say; they announce it
+     * with their first heartbeats): in its record from the start, so a cluster just formed
+     * uses the newest version all its nodes know at once. */
+    json_t *cv = json_object_get(body, "cmd_version");
+    if (json_is_integer(cv) && json_integer_value(cv) >= 1 && json_integer_value(cv) <= 1000)
+        f.cmd_version = (int)json_integer_value(cv);
     a->record = cdb_cmd_node_upsert(&f);
     int rc = a->record ? raftnode_add(c->rn, id, raft, admit_added, a, &e)
                        : ferr_set(&e, -ENOMEM, "out of memory");
