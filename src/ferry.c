@@ -22,6 +22,7 @@ static const struct cli_cmd commands[] = {
     {"node", cmd_node, "show this host, list the cluster's nodes"},
     {"cluster", cmd_cluster, "init, join, leave a cluster; its status"},
     {"disk", cmd_disk, "create, convert and inspect VHD disk files"},
+    {"csv", cmd_csv, "cluster shared volumes: add, list, show, remove, move-coordinator"},
     {"events", cmd_events, "show (and follow) the event log"},
     {"lab", cmd_lab, "N simulated hosts on this machine: up, status, exec, down"},
     {"version", cmd_version, "print the version of ferry"},

@@ -18,6 +18,7 @@
 #include "common/util.h"
 #include "host/host.h"
 #include "fleet/fleet.h"
+#include "fleet/volumes.h"
 #include "migrate/migrate.h"
 #include "qemu/machines.h"
 #include "qemu/version.h"
@@ -329,6 +330,8 @@ static void on_closed_all(void *data)
     uv_close((uv_handle_t *)&d->sync, NULL);
     fleet_free(d->api.fleet);
     d->api.fleet = NULL;
+    volumes_free(d->api.volumes);
+    d->api.volumes = NULL;
     uv_close((uv_handle_t *)&d->sigterm, NULL);
     uv_close((uv_handle_t *)&d->sigint, NULL);
 }
@@ -361,6 +364,7 @@ static void sync_tick(uv_timer_t *t)
     struct ferryd *d = t->data;
     if (d->cluster && cluster_active(d->cluster) && d->vms && d->api.fleet) {
         fleet_reconcile(d->api.fleet);
+        volumes_tick(d->api.volumes);
         /* A migration this node's previous ferryd left under way (migrate.c's journal). */
         vmset_foreach(d->vms, recover_one, d);
     }
@@ -595,6 +599,11 @@ int main(int argc, char **argv)
     d.api.cluster = d.cluster;
     struct fleet_env fenv = {d.loop, d.vms, d.cluster, d.events, c->name, accel};
     if (fleet_new(&fenv, &d.api.fleet, &e) < 0) {
+        log_error("%s", e.msg); /* only out of memory: exit without a tidy close */
+        return 1;
+    }
+    struct volumes_env venv = {d.loop, d.cluster, d.events, c->name};
+    if (volumes_new(&venv, &d.api.volumes, &e) < 0) {
         log_error("%s", e.msg); /* only out of memory: exit without a tidy close */
         return 1;
     }

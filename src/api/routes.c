@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "fleet/fleet.h"
+#include "fleet/volumes.h"
 #include "migrate/drain.h"
 #include "migrate/migrate.h"
 #include "storage/vhd.h"
@@ -1117,6 +1118,70 @@ static void h_node_resume(struct api_ctx *ctx, struct http_req *req, const struc
         http_reply_error(req, &e);
 }
 
+/* ---- cluster shared volumes (src/fleet/volumes.c) ---- */
+
+static void h_csvs_list(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
+{
+    http_reply_json(req, 200, volumes_list(ctx->volumes));
+}
+
+static void h_csv_add(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
+{
+    static const char *const keys[] = {"name", "path", NULL};
+    json_t *b = body_keys(req, false, keys, "body: accepted: {\"name\": NAME, \"path\": \"/abs\"}");
+    if (!b)
+        return;
+    const char *name = json_string_value(json_object_get(b, "name"));
+    const char *path = json_string_value(json_object_get(b, "path"));
+    struct ferr e = {0};
+    if (!name || !path)
+        req_err(req, FERR_INVALID, "body: name and path (strings) are both required");
+    else if (volumes_add(ctx->volumes, name, path, reply_cluster, req, &e) < 0)
+        http_reply_error(req, &e);
+    json_decref(b);
+}
+
+static void h_csv_get(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
+{
+    struct ferr e = {0};
+    if (volumes_show(ctx->volumes, route_param(m, "name"), reply_cluster, req, &e) < 0)
+        http_reply_error(req, &e);
+}
+
+static void h_csv_remove(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
+{
+    struct ferr e = {0};
+    if (volumes_remove(ctx->volumes, route_param(m, "name"), reply_cluster, req, &e) < 0)
+        http_reply_error(req, &e);
+}
+
+static void h_csv_move(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
+{
+    static const char *const keys[] = {"to", NULL};
+    json_t *b = body_keys(req, false, keys, "body: accepted: {\"to\": NODE}");
+    if (!b)
+        return;
+    const char *to = json_string_value(json_object_get(b, "to"));
+    struct ferr e = {0};
+    if (!to)
+        req_err(req, FERR_INVALID, "body: to (a node's name) is required");
+    else if (volumes_move_coordinator(ctx->volumes, route_param(m, "name"), to, reply_cluster, req,
+                                      &e) < 0)
+        http_reply_error(req, &e);
+    json_decref(b);
+}
+
+static void h_int_csv_probe(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
+{
+    if (!from_peer(req))
+        return;
+    json_t *b = body_object(req, false);
+    if (!b)
+        return;
+    volumes_on_probe(ctx->volumes, b, reply_cluster, req);
+    json_decref(b);
+}
+
 static const struct route routes[] = {
     {"POST", "/v1/cluster/init", (void *)h_cluster_init, NULL},
     {"POST", "/v1/cluster/join", (void *)h_cluster_join, NULL},
@@ -1152,6 +1217,12 @@ static const struct route routes[] = {
     {"GET", "/v1/disks/info", (void *)h_disk_info, "path"},
     {"GET", "/v1/events", (void *)h_events, "since limit"},
     {"GET", "/metrics", (void *)h_metrics, NULL},
+    {"GET", "/v1/csvs", (void *)h_csvs_list, NULL},
+    {"POST", "/v1/csvs", (void *)h_csv_add, NULL},
+    {"GET", "/v1/csvs/{name}", (void *)h_csv_get, NULL},
+    {"DELETE", "/v1/csvs/{name}", (void *)h_csv_remove, NULL},
+    {"POST", "/v1/csvs/{name}/move-coordinator", (void *)h_csv_move, NULL},
+    {"POST", "/v1/internal/csv/probe", (void *)h_int_csv_probe, NULL},
 };
 
 void api_handle(struct http_req *req, void *data)

@@ -34,6 +34,7 @@ int cmd_vm_create(struct cli *cli, int argc, char **argv); /* cmd_vm_create.c */
 int cmd_node(struct cli *cli, int argc, char **argv);
 int cmd_events(struct cli *cli, int argc, char **argv);
 int cmd_disk(struct cli *cli, int argc, char **argv);
+int cmd_csv(struct cli *cli, int argc, char **argv); /* cmd_csv.c */
 int cmd_lab(struct cli *cli, int argc, char **argv); /* execs lab/ferry-lab */
 int cmd_cluster(struct cli *cli, int argc, char **argv);
 int cmd_node_drain(struct cli *cli, int argc, char **argv);           /* cmd_drain.c */

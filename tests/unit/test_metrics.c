@@ -81,6 +81,18 @@ const char *migrate_outcome_name(enum migrate_outcome o)
     return names[o];
 }
 
+/* The volumes this node sees: one reached directly, one not. */
+json_t *volumes_local_view(struct volumes *v)
+{
+    (void)v;
+    return json_pack("[{ss ss ss sI ss sI sI}, {ss ss ss sI ss sI sI}]", "name", "csv1", "path",
+                     "/srv/csv1", "coordinator", "host1", "epoch", (json_int_t)3, "access",
+                     "direct", "size_bytes", (json_int_t)1000000, "free_bytes", (json_int_t)400,
+                     "name", "csv2", "path", "/srv/csv2", "coordinator", "host2", "epoch",
+                     (json_int_t)1, "access", "none", "size_bytes", (json_int_t)0, "free_bytes",
+                     (json_int_t)0);
+}
+
 /* ---- the node ---- */
 
 #define NVMS 6
@@ -351,6 +363,22 @@ static void test_migrations(void **state)
     assert_int_equal(value_of(t, "ferry_migration_client_gap_seconds_count"), 0);
 }
 
+static void test_volumes(void **state)
+{
+    struct node *n = *state;
+    const char *t = render(n);
+    check_format(t);
+    assert_int_equal(
+        value_of(t, "ferry_csv_info{csv=\"csv1\",path=\"/srv/csv1\",coordinator=\"host1\"}"), 1);
+    assert_int_equal(value_of(t, "ferry_csv_epoch{csv=\"csv1\"}"), 3);
+    assert_int_equal(value_of(t, "ferry_csv_access{csv=\"csv1\",access=\"direct\"}"), 1);
+    assert_int_equal(value_of(t, "ferry_csv_access{csv=\"csv1\",access=\"none\"}"), 0);
+    assert_int_equal(value_of(t, "ferry_csv_access{csv=\"csv2\",access=\"none\"}"), 1);
+    assert_int_equal(value_of(t, "ferry_csv_access{csv=\"csv2\",access=\"direct\"}"), 0);
+    assert_int_equal(value_of(t, "ferry_csv_size_bytes{csv=\"csv1\"}"), 1000000);
+    assert_int_equal(value_of(t, "ferry_csv_free_bytes{csv=\"csv1\"}"), 400);
+}
+
 static void test_label_values_are_escaped_on_the_page(void **state)
 {
     struct node *n = *state;
@@ -371,6 +399,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_one_state_per_vm, node_setup, node_teardown),
         cmocka_unit_test_setup_teardown(test_vm_figures, node_setup, node_teardown),
         cmocka_unit_test_setup_teardown(test_migrations, node_setup, node_teardown),
+        cmocka_unit_test_setup_teardown(test_volumes, node_setup, node_teardown),
         cmocka_unit_test_setup_teardown(test_label_values_are_escaped_on_the_page, node_setup,
                                         node_teardown),
     };

@@ -1,0 +1,1071 @@
+/* SPDX-License-Identifier: MIT */
+/* The cluster's shared volumes (volumes.h). The file work (id files, probes, listings) runs in
+ * libuv's thread pool: a volume on a hung NFS server must not stop the loop. */
+#include "fleet/volumes.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster/cdb.h"
+#include "cluster/cluster.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "host/events.h"
+#include "storage/volume.h"
+
+#define PROBE_TIMEOUT_MS 5000 /* a node that does not answer a probe in time fails an add */
+
+struct volumes {
+    struct volumes_env env;
+    unsigned refs;
+    json_t *views;   /* volume id -> {"access", "why", "since_ms", "size_bytes", "free_bytes"} */
+    bool refreshing; /* a refresh of the views runs in the pool */
+    bool moving;     /* the leader moves a coordinator */
+};
+
+static struct volumes *vref(struct volumes *v)
+{
+    v->refs++;
+    return v;
+}
+
+static void vunref(struct volumes *v)
+{
+    if (--v->refs > 0)
+        return;
+    json_decref(v->views);
+    free(v);
+}
+
+int volumes_new(const struct volumes_env *env, struct volumes **out, struct ferr *e)
+{
+    struct volumes *v = calloc(1, sizeof(*v));
+    if (!v || !(v->views = json_object())) {
+        free(v);
+        return ferr_set(e, -ENOMEM, "volumes: out of memory");
+    }
+    v->env = *env;
+    v->refs = 1;
+    *out = v;
+    return 0;
+}
+
+void volumes_free(struct volumes *v)
+{
+    if (v)
+        vunref(v);
+}
+
+static const struct cdb *db_of(const struct volumes *v)
+{
+    return cluster_db(v->env.cluster);
+}
+
+static void answer_error(reply_cb cb, void *data, int code, const char *msg)
+{
+    struct ferr e;
+    ferr_set(&e, code, "%s", msg);
+    cb(0, NULL, &e, data);
+}
+
+static const char *sget(const json_t *o, const char *k)
+{
+    const char *s = json_string_value(json_object_get(o, k));
+    return s ? s : "";
+}
+
+static int cmp_node_name(const void *a, const void *b)
+{
+    return strcmp(sget(*(json_t *const *)a, "name"), sget(*(json_t *const *)b, "name"));
+}
+
+/* The cluster's node records sorted by name (placement picks the same way). New JSON. */
+static json_t *nodes_by_name(struct volumes *v)
+{
+    json_t *nodes = cdb_nodes(db_of(v));
+    size_t n = json_array_size(nodes);
+    json_t **items = calloc(n ? n : 1, sizeof(*items));
+    json_t *out = json_array();
+    if (!items || !out) {
+        free(items);
+        json_decref(out);
+        return nodes;
+    }
+    for (size_t i = 0; i < n; i++)
+        items[i] = json_array_get(nodes, i);
+    qsort(items, n, sizeof(*items), cmp_node_name);
+    for (size_t i = 0; i < n; i++)
+        json_array_append(out, items[i]);
+    free(items);
+    json_decref(nodes);
+    return out;
+}
+
+/* ---- work in the thread pool ---- */
+
+typedef json_t *(*job_fn)(json_t *arg);
+typedef void (*job_done)(struct volumes *v, json_t *result, void *data);
+
+struct job {
+    uv_work_t w;
+    struct volumes *v;
+    job_fn fn;
+    json_t *arg, *result;
+    job_done done;
+    void *data;
+};
+
+static void job_work(uv_work_t *w)
+{
+    struct job *j = w->data;
+    j->result = j->fn(j->arg);
+}
+
+static void job_after(uv_work_t *w, int status)
+{
+    struct job *j = w->data;
+    json_t *r = j->result ? j->result : json_pack("{s{si ss}}", "error", "code", -ENOMEM,
+                                                  "message", "out of memory");
+    j->done(j->v, r, j->data);
+    json_decref(r);
+    json_decref(j->arg);
+    vunref(j->v);
+    free(j);
+}
+
+/* Runs fn(arg) in the pool (arg stolen), then done(result) on the loop. */
+static int job_start(struct volumes *v, job_fn fn, json_t *arg, job_done done, void *data,
+                     struct ferr *e)
+{
+    struct job *j = calloc(1, sizeof(*j));
+    if (!j || !arg) {
+        free(j);
+        json_decref(arg);
+        return ferr_set(e, -ENOMEM, "volumes: out of memory");
+    }
+    j->w.data = j;
+    j->v = vref(v);
+    j->fn = fn;
+    j->arg = arg;
+    j->done = done;
+    j->data = data;
+    int rc = uv_queue_work(v->env.loop, &j->w, job_work, job_after);
+    if (rc < 0) {
+        vunref(v);
+        json_decref(arg);
+        free(j);
+        return ferr_set(e, -EIO, "volumes: thread pool: %s", uv_strerror(rc));
+    }
+    return 0;
+}
+
+static json_t *error_result(const struct ferr *e)
+{
+    return json_pack("{s{si ss}}", "error", "code", e->code, "message", e->msg);
+}
+
+/* The error of a pool result as e: true if there is one. */
+static bool result_failed(const json_t *r, struct ferr *e)
+{
+    json_t *err = json_object_get(r, "error");
+    if (!err)
+        return false;
+    ferr_set(e, (int)json_integer_value(json_object_get(err, "code")), "%s",
+             json_string_value(json_object_get(err, "message")));
+    return true;
+}
+
+static json_t *fn_claim(json_t *a)
+{
+    char id[VOLUME_ID_MAX];
+    struct ferr e = {0};
+    if (volume_claim(sget(a, "path"), sget(a, "cluster"), sget(a, "name"), id, &e) < 0)
+        return error_result(&e);
+    return json_pack("{ss}", "id", id);
+}
+
+static json_t *fn_release(json_t *a)
+{
+    struct ferr e = {0};
+    if (volume_release(sget(a, "path"), sget(a, "id"), &e) < 0)
+        return error_result(&e);
+    return json_object();
+}
+
+static json_t *fn_probe(json_t *a)
+{
+    return volume_probe(sget(a, "path"), sget(a, "id"));
+}
+
+/* [{"path", "id"}...] -> [probe...] in the same order. */
+static json_t *fn_probe_all(json_t *a)
+{
+    json_t *out = json_array();
+    size_t i;
+    json_t *x;
+    json_array_foreach(a, i, x)
+    json_array_append_new(out, volume_probe(sget(x, "path"), sget(x, "id")));
+    return out;
+}
+
+/* {"path", "id"} -> {"probe", "vhds"}. */
+static json_t *fn_show_local(json_t *a)
+{
+    json_t *p = volume_probe(sget(a, "path"), sget(a, "id"));
+    bool direct = strcmp(sget(p, "access"), "direct") == 0;
+    return json_pack("{so so}", "probe", p, "vhds",
+                     direct ? volume_vhds(sget(a, "path")) : json_array());
+}
+
+/* ---- this node's view of each volume ---- */
+
+/* Records what this node saw of volume id now (since_ms kept while the access is the same);
+ * returns the view with since_ms, borrowed. */
+static json_t *view_note(struct volumes *v, const char *id, const char *name, const json_t *probe)
+{
+    json_t *old = json_object_get(v->views, id);
+    const char *access = sget(probe, "access");
+    json_int_t since = (json_int_t)now_wall_ms();
+    if (old && strcmp(sget(old, "access"), access) == 0)
+        since = json_integer_value(json_object_get(old, "since_ms"));
+    else if (old || strcmp(access, "direct") != 0) {
+        /* a change, or a first look that finds no access: worth a line */
+        if (strcmp(access, "direct") == 0)
+            log_info("csv %s: direct access here", name);
+        else
+            log_warn("csv %s: no access here: %s", name, sget(probe, "why"));
+        events_add(v->env.events, NULL, "csv.access", "volume %s: %s here%s%s", name, access,
+                   *sget(probe, "why") ? ": " : "", sget(probe, "why"));
+    }
+    json_t *n = json_deep_copy(probe);
+    if (!n)
+        return old;
+    json_object_set_new(n, "since_ms", json_integer(since));
+    json_object_set_new(v->views, id, n);
+    return n;
+}
+
+struct refresh {
+    json_t *names; /* [name...] in the order probed */
+    json_t *ids;
+};
+
+static void refreshed(struct volumes *v, json_t *r, void *data)
+{
+    struct refresh *rf = data;
+    v->refreshing = false;
+    json_t *keep = json_object();
+    size_t i;
+    json_t *p;
+    json_array_foreach(r, i, p)
+    {
+        const char *id = json_string_value(json_array_get(rf->ids, i));
+        const char *name = json_string_value(json_array_get(rf->names, i));
+        if (id && name && keep)
+            json_object_set(keep, id, view_note(v, id, name, p));
+    }
+    /* volumes that are gone take their views with them */
+    if (keep) {
+        json_decref(v->views);
+        v->views = keep;
+    }
+    json_decref(rf->names);
+    json_decref(rf->ids);
+    free(rf);
+}
+
+static void refresh_views(struct volumes *v)
+{
+    if (v->refreshing)
+        return;
+    json_t *csvs = cdb_csvs(db_of(v));
+    struct refresh *rf = calloc(1, sizeof(*rf));
+    json_t *arg = json_array();
+    if (!csvs || !rf || !arg || !(rf->names = json_array()) || !(rf->ids = json_array())) {
+        json_decref(csvs);
+        json_decref(arg);
+        if (rf) {
+            json_decref(rf->names);
+            free(rf);
+        }
+        return;
+    }
+    size_t i;
+    json_t *c;
+    json_array_foreach(csvs, i, c)
+    {
+        json_array_append_new(arg, json_pack("{ss ss}", "path", sget(c, "path"), "id", sget(c, "id")));
+        json_array_append_new(rf->names, json_string(sget(c, "name")));
+        json_array_append_new(rf->ids, json_string(sget(c, "id")));
+    }
+    json_decref(csvs);
+    struct ferr e;
+    v->refreshing = true;
+    if (job_start(v, fn_probe_all, arg, refreshed, rf, &e) < 0) {
+        v->refreshing = false;
+        json_decref(rf->names);
+        json_decref(rf->ids);
+        free(rf);
+    }
+}
+
+/* ---- one operation: probes of several nodes, then a write ---- */
+
+struct op {
+    struct volumes *v;
+    reply_cb cb;
+    void *data;
+    char name[64], path[CDB_CSV_PATH_MAX + 1], id[VOLUME_ID_MAX], to[64], from[64];
+    json_int_t epoch;
+    unsigned waiting; /* probes not answered yet */
+    bool failed;
+    struct ferr err; /* the first failure */
+    json_t *nodes;   /* show: each node's answer; move: the candidates (auto) */
+    json_t *vhds;
+    bool automatic; /* the leader's move, nobody waits for the answer */
+    char why[128];  /* the leader's move: why the old coordinator must go */
+};
+
+static struct op *op_new(struct volumes *v, reply_cb cb, void *data)
+{
+    struct op *o = calloc(1, sizeof(*o));
+    if (!o)
+        return NULL;
+    o->v = vref(v);
+    o->cb = cb;
+    o->data = data;
+    return o;
+}
+
+static void op_free(struct op *o)
+{
+    json_decref(o->nodes);
+    json_decref(o->vhds);
+    vunref(o->v);
+    free(o);
+}
+
+static void op_fail(struct op *o, const struct ferr *e)
+{
+    if (o->failed)
+        return;
+    o->failed = true;
+    o->err = *e;
+}
+
+/* Answers the caller with o's failure and frees o. */
+static void op_answer_failure(struct op *o)
+{
+    if (o->cb)
+        o->cb(0, NULL, &o->err, o->data);
+    op_free(o);
+}
+
+/* The volume's record with what the API adds: the VMs using it and this node's view. New. */
+static json_t *record_json(struct volumes *v, const json_t *rec)
+{
+    json_t *r = json_deep_copy(rec);
+    if (!r)
+        return NULL;
+    json_object_set_new(r, "vms", cdb_csv_vms(db_of(v), sget(rec, "name")));
+    json_t *view = json_object_get(v->views, sget(rec, "id"));
+    json_object_set_new(r, "here", view ? json_deep_copy(view) : json_null());
+    json_object_set_new(r, "size_bytes", json_integer(view ? json_integer_value(json_object_get(
+                                                                 view, "size_bytes"))
+                                                           : 0));
+    json_object_set_new(r, "free_bytes", json_integer(view ? json_integer_value(json_object_get(
+                                                                 view, "free_bytes"))
+                                                           : 0));
+    return r;
+}
+
+/* Answers status with the volume's record as this node's database has it now. */
+static void op_answer_record(struct op *o, int status)
+{
+    json_t *rec = NULL;
+    struct ferr e = {0};
+    if (cdb_csv_get(db_of(o->v), o->name, &rec, &e) < 0) {
+        op_fail(o, &e);
+        op_answer_failure(o);
+        return;
+    }
+    json_t *body = record_json(o->v, rec);
+    json_decref(rec);
+    if (o->cb)
+        o->cb(status, body, NULL, o->data);
+    else
+        json_decref(body);
+    op_free(o);
+}
+
+/* Asks node (this one too) what it sees at o->path for o->id; done gets the probe (or an
+ * error answer) with the node's name in "node". */
+typedef void (*probe_done)(struct op *o, const char *node, const json_t *probe,
+                           const struct ferr *e);
+
+struct probe_call {
+    struct op *o;
+    probe_done done;
+    char node[64];
+};
+
+static void probe_answered(int status, json_t *body, const struct ferr *e, void *data)
+{
+    struct probe_call *pc = data;
+    pc->done(pc->o, pc->node, body, e);
+    json_decref(body);
+    free(pc);
+}
+
+static void probe_local_done(struct volumes *v, json_t *r, void *data)
+{
+    struct probe_call *pc = data;
+    json_t *view = view_note(v, pc->o->id, pc->o->name, r);
+    pc->done(pc->o, pc->node, view ? view : r, NULL);
+    free(pc);
+}
+
+static int probe_node(struct op *o, const char *node, probe_done done, struct ferr *e)
+{
+    struct probe_call *pc = calloc(1, sizeof(*pc));
+    if (!pc)
+        return ferr_set(e, -ENOMEM, "out of memory");
+    pc->o = o;
+    pc->done = done;
+    snprintf(pc->node, sizeof(pc->node), "%s", node);
+    json_t *arg = json_pack("{ss ss ss}", "path", o->path, "id", o->id, "name", o->name);
+    int rc;
+    if (strcmp(node, o->v->env.node_name) == 0) {
+        rc = job_start(o->v, fn_probe, arg, probe_local_done, pc, e);
+    } else {
+        char *text = arg ? json_dumps(arg, JSON_COMPACT) : NULL;
+        json_decref(arg);
+        rc = text ? cluster_call_within(o->v->env.cluster, node, "POST", "/v1/internal/csv/probe",
+                                        text, PROBE_TIMEOUT_MS, probe_answered, pc, e)
+                  : ferr_set(e, -ENOMEM, "out of memory");
+        free(text);
+    }
+    if (rc < 0)
+        free(pc);
+    return rc;
+}
+
+/* The names of the nodes whose health is up, self first. New JSON. */
+static json_t *up_nodes(struct volumes *v)
+{
+    json_t *out = json_array(), *nodes = nodes_by_name(v);
+    json_array_append_new(out, json_string(v->env.node_name));
+    size_t i;
+    json_t *n;
+    json_array_foreach(nodes, i, n)
+    {
+        if (strcmp(sget(n, "state"), "up") == 0 && strcmp(sget(n, "name"), v->env.node_name) != 0)
+            json_array_append_new(out, json_string(sget(n, "name")));
+    }
+    json_decref(nodes);
+    return out;
+}
+
+/* ---- add ---- */
+
+static void add_released(struct volumes *v, json_t *r, void *data)
+{
+    struct op *o = data;
+    struct ferr e;
+    if (result_failed(r, &e))
+        log_warn("csv %s: the id file written at %s could not be removed again: %s", o->name,
+                 o->path, e.msg);
+    op_answer_failure(o);
+}
+
+/* The add failed after the id file was written: it goes again, then the caller hears why. */
+static void add_undo(struct op *o)
+{
+    struct ferr e;
+    json_t *arg = json_pack("{ss ss}", "path", o->path, "id", o->id);
+    if (job_start(o->v, fn_release, arg, add_released, o, &e) < 0)
+        op_answer_failure(o);
+}
+
+static void add_written(int status, json_t *body, const struct ferr *e, void *data)
+{
+    struct op *o = data;
+    json_decref(body);
+    if (e) {
+        op_fail(o, e);
+        add_undo(o);
+        return;
+    }
+    log_info("csv %s: added at %s (id %s), coordinator %s", o->name, o->path, o->id,
+             o->v->env.node_name);
+    cluster_event_add(o->v->env.cluster, "csv.added", NULL,
+                      "volume %s added at %s by %s, its coordinator", o->name, o->path,
+                      o->v->env.node_name);
+    op_answer_record(o, 201);
+}
+
+static void add_step(struct op *o);
+
+static void add_probed(struct op *o, const char *node, const json_t *probe, const struct ferr *e)
+{
+    struct ferr fe;
+    if (e) {
+        ferr_set(&fe, FERR_UNAVAIL,
+                 "could not ask %s whether it sees the volume (%s): every up node must, try "
+                 "again when it answers",
+                 node, e->msg);
+        op_fail(o, &fe);
+    } else if (strcmp(sget(probe, "access"), "direct") != 0) {
+        ferr_set(&fe, FERR_INVALID,
+                 "%s does not see this volume at %s: %s. Mount the same shared directory at "
+                 "the same path on every node",
+                 node, o->path, sget(probe, "why"));
+        op_fail(o, &fe);
+    }
+    add_step(o);
+}
+
+/* One probe less to wait for; after the last, the record is written (or the add undone). */
+static void add_step(struct op *o)
+{
+    if (--o->waiting > 0)
+        return;
+    if (o->failed) {
+        add_undo(o);
+        return;
+    }
+    json_t *cmd = cdb_cmd_csv_put(o->name, o->path, o->id, o->v->env.node_name, 1, now_wall_ms(), 0);
+    struct ferr we = {0};
+    int rc = cmd ? cluster_write(o->v->env.cluster, cmd, add_written, o, &we)
+                 : ferr_set(&we, -ENOMEM, "out of memory");
+    json_decref(cmd);
+    if (rc < 0) {
+        op_fail(o, &we);
+        add_undo(o);
+    }
+}
+
+static void add_claimed(struct volumes *v, json_t *r, void *data)
+{
+    struct op *o = data;
+    struct ferr e = {0};
+    if (result_failed(r, &e)) {
+        op_fail(o, &e);
+        op_answer_failure(o);
+        return;
+    }
+    snprintf(o->id, sizeof(o->id), "%s", sget(r, "id"));
+    /* Every up node, this one too, reads the id back through its own mount. */
+    json_t *nodes = up_nodes(v);
+    size_t n = json_array_size(nodes);
+    o->waiting = (unsigned)n + 1; /* + 1: held until every probe is sent */
+    for (size_t i = 0; i < n; i++) {
+        const char *node = json_string_value(json_array_get(nodes, i));
+        if (probe_node(o, node, add_probed, &e) < 0) {
+            o->waiting--;
+            op_fail(o, &e);
+        }
+    }
+    json_decref(nodes);
+    add_step(o);
+}
+
+/* Refuses what csv_put would refuse before anything is written on the volume. */
+static int check_new(struct volumes *v, const char *name, const char *path, struct ferr *e)
+{
+    json_t *cmd = cdb_cmd_csv_put(name, path, "x", v->env.node_name, 1, now_wall_ms(), 0);
+    int rc = cmd ? cdb_cmd_check(cmd, e) : ferr_set(e, -ENOMEM, "out of memory");
+    json_decref(cmd);
+    static const char prefix[] = "cdb: csv_put: ";
+    if (rc < 0 && strncmp(e->msg, prefix, sizeof(prefix) - 1) == 0)
+        memmove(e->msg, e->msg + sizeof(prefix) - 1, strlen(e->msg) - sizeof(prefix) + 2);
+    if (rc < 0)
+        return rc;
+    json_t *csvs = cdb_csvs(db_of(v));
+    size_t i;
+    json_t *c;
+    json_array_foreach(csvs, i, c)
+    {
+        const char *p = sget(c, "path");
+        size_t lp = strlen(p), ln = strlen(path);
+        if (strcmp(sget(c, "name"), name) == 0)
+            rc = ferr_set(e, FERR_EXISTS, "volume \"%s\" exists already (at %s)", name, p);
+        else if ((strncmp(path, p, lp) == 0 && (path[lp] == '\0' || path[lp] == '/')) ||
+                 (strncmp(p, path, ln) == 0 && p[ln] == '/'))
+            rc = ferr_set(e, FERR_EXISTS, "%s overlaps volume \"%s\" (%s)", path, sget(c, "name"),
+                          p);
+        if (rc < 0)
+            break;
+    }
+    json_decref(csvs);
+    return rc;
+}
+
+static int need_cluster(struct volumes *v, struct ferr *e)
+{
+    if (!cluster_active(v->env.cluster))
+        return ferr_set(e, FERR_STATE,
+                        "cluster shared volumes belong to a cluster: run ferry cluster init (or "
+                        "join) first");
+    if (!cluster_quorum(v->env.cluster))
+        return ferr_set(e, FERR_UNAVAIL,
+                        "cluster: no quorum: volumes cannot change until the cluster elects a "
+                        "leader");
+    if (cdb_cmd_version_min(db_of(v)) >= 4)
+        return 0;
+    json_t *nodes = nodes_by_name(v);
+    char old[200] = "";
+    size_t i, off = 0;
+    json_t *n;
+    json_array_foreach(nodes, i, n)
+    {
+        if (json_integer_value(json_object_get(n, "cmd_version")) < 4 && off < sizeof(old))
+            off += (size_t)snprintf(old + off, sizeof(old) - off, "%s%s", off ? ", " : "",
+                                    sget(n, "name"));
+    }
+    json_decref(nodes);
+    return ferr_set(e, FERR_STATE,
+                    "%s %s not said yet that %s cluster shared volumes (command version 4): "
+                    "upgrade ferry there, or if it just joined, try again in a few seconds",
+                    old[0] ? old : "a node", strchr(old, ',') ? "have" : "has",
+                    strchr(old, ',') ? "they apply" : "it applies");
+}
+
+int volumes_add(struct volumes *v, const char *name, const char *path, reply_cb cb, void *data,
+                struct ferr *e)
+{
+    int rc;
+    if ((rc = need_cluster(v, e)) < 0 || (rc = check_new(v, name, path, e)) < 0)
+        return rc;
+    json_t *meta = cdb_meta(db_of(v));
+    json_t *arg = json_pack("{ss ss ss}", "path", path, "cluster", sget(meta, "id"), "name", name);
+    json_decref(meta);
+    struct op *o = op_new(v, cb, data);
+    if (!o) {
+        json_decref(arg);
+        return ferr_set(e, -ENOMEM, "out of memory");
+    }
+    snprintf(o->name, sizeof(o->name), "%s", name);
+    snprintf(o->path, sizeof(o->path), "%s", path);
+    if ((rc = job_start(v, fn_claim, arg, add_claimed, o, e)) < 0)
+        op_free(o);
+    return rc;
+}
+
+/* ---- remove ---- */
+
+static void remove_released(struct volumes *v, json_t *r, void *data)
+{
+    struct op *o = data;
+    struct ferr e;
+    if (result_failed(r, &e))
+        log_warn("csv %s: removed, but its id file at %s stays: %s", o->name, o->path, e.msg);
+    if (o->cb)
+        o->cb(200, json_pack("{sb ss}", "removed", 1, "name", o->name), NULL, o->data);
+    op_free(o);
+}
+
+static void remove_written(int status, json_t *body, const struct ferr *e, void *data)
+{
+    struct op *o = data;
+    json_decref(body);
+    if (e) {
+        op_fail(o, e);
+        op_answer_failure(o);
+        return;
+    }
+    cluster_event_add(o->v->env.cluster, "csv.removed", NULL, "volume %s at %s removed", o->name,
+                      o->path);
+    struct ferr je;
+    json_t *arg = json_pack("{ss ss}", "path", o->path, "id", o->id);
+    if (job_start(o->v, fn_release, arg, remove_released, o, &je) < 0)
+        remove_released(o->v, NULL, o);
+}
+
+int volumes_remove(struct volumes *v, const char *name, reply_cb cb, void *data, struct ferr *e)
+{
+    int rc;
+    json_t *rec = NULL;
+    if ((rc = need_cluster(v, e)) < 0 || (rc = cdb_csv_get(db_of(v), name, &rec, e)) < 0)
+        return rc;
+    json_t *users = cdb_csv_vms(db_of(v), name);
+    if (json_array_size(users) > 0) {
+        char list[200] = "";
+        for (size_t i = 0, off = 0; i < json_array_size(users) && off < sizeof(list); i++)
+            off += (size_t)snprintf(list + off, sizeof(list) - off, "%s%s", i ? ", " : "",
+                                    json_string_value(json_array_get(users, i)));
+        rc = ferr_set(e, FERR_STATE,
+                      "volume %s is in use by %zu VM%s (%s): delete them or move their disks "
+                      "first",
+                      name, json_array_size(users), json_array_size(users) == 1 ? "" : "s", list);
+    }
+    json_decref(users);
+    struct op *o = rc < 0 ? NULL : op_new(v, cb, data);
+    if (rc == 0 && !o)
+        rc = ferr_set(e, -ENOMEM, "out of memory");
+    if (rc < 0) {
+        json_decref(rec);
+        return rc;
+    }
+    snprintf(o->name, sizeof(o->name), "%s", name);
+    snprintf(o->path, sizeof(o->path), "%s", sget(rec, "path"));
+    snprintf(o->id, sizeof(o->id), "%s", sget(rec, "id"));
+    json_decref(rec);
+    json_t *cmd = cdb_cmd_csv_remove(name);
+    rc = cmd ? cluster_write(v->env.cluster, cmd, remove_written, o, e)
+             : ferr_set(e, -ENOMEM, "out of memory");
+    json_decref(cmd);
+    if (rc < 0)
+        op_free(o);
+    return rc;
+}
+
+/* ---- the coordinator ---- */
+
+static void move_try_next(struct op *o);
+
+static void move_written(int status, json_t *body, const struct ferr *e, void *data)
+{
+    struct op *o = data;
+    json_decref(body);
+    if (o->automatic)
+        o->v->moving = false;
+    if (e) {
+        if (o->automatic)
+            log_warn("csv %s: coordinator not moved to %s: %s", o->name, o->to, e->msg);
+        op_fail(o, e);
+        op_answer_failure(o);
+        return;
+    }
+    log_info("csv %s: coordinator %s -> %s (epoch %lld)%s%s", o->name, o->from, o->to,
+             (long long)o->epoch + 1, o->why[0] ? ": " : "", o->why);
+    cluster_event_add(o->v->env.cluster, "csv.coordinator_moved", NULL,
+                      "volume %s: coordinator %s -> %s, epoch %lld%s%s", o->name, o->from, o->to,
+                      (long long)o->epoch + 1, o->why[0] ? " (" : "", o->why[0] ? o->why : "");
+    op_answer_record(o, 200);
+}
+
+static void move_probed(struct op *o, const char *node, const json_t *probe, const struct ferr *e)
+{
+    struct ferr fe;
+    if (e || strcmp(sget(probe, "access"), "direct") != 0) {
+        ferr_set(&fe, e ? FERR_UNAVAIL : FERR_STATE,
+                 "%s cannot coordinate volume %s: %s", node, o->name,
+                 e ? e->msg : sget(probe, "why"));
+        if (o->automatic) {
+            log_warn("csv %s: %s", o->name, fe.msg);
+            move_try_next(o);
+            return;
+        }
+        op_fail(o, &fe);
+        op_answer_failure(o);
+        return;
+    }
+    json_t *cmd = cdb_cmd_csv_put(o->name, o->path, o->id, o->to, (uint64_t)o->epoch + 1,
+                                  now_wall_ms(), o->epoch);
+    struct ferr we = {0};
+    int rc = cmd ? cluster_write(o->v->env.cluster, cmd, move_written, o, &we)
+                 : ferr_set(&we, -ENOMEM, "out of memory");
+    json_decref(cmd);
+    if (rc < 0)
+        move_written(0, NULL, &we, o);
+}
+
+/* The leader's move: the next candidate, or give up until the next tick. */
+static void move_try_next(struct op *o)
+{
+    struct ferr e;
+    while (json_array_size(o->nodes) > 0) {
+        snprintf(o->to, sizeof(o->to), "%s", json_string_value(json_array_get(o->nodes, 0)));
+        json_array_remove(o->nodes, 0);
+        if (probe_node(o, o->to, move_probed, &e) == 0)
+            return;
+    }
+    log_warn("csv %s: its coordinator %s %s, and no other node can take the volume now", o->name,
+             o->from, o->why);
+    o->v->moving = false;
+    op_free(o);
+}
+
+/* Whether node (a record) can coordinate: up and active. */
+static bool can_coordinate(const json_t *n)
+{
+    return strcmp(sget(n, "state"), "up") == 0 && strcmp(sget(n, "admin"), "active") == 0;
+}
+
+static struct op *move_op(struct volumes *v, const json_t *rec, reply_cb cb, void *data)
+{
+    struct op *o = op_new(v, cb, data);
+    if (!o)
+        return NULL;
+    snprintf(o->name, sizeof(o->name), "%s", sget(rec, "name"));
+    snprintf(o->path, sizeof(o->path), "%s", sget(rec, "path"));
+    snprintf(o->id, sizeof(o->id), "%s", sget(rec, "id"));
+    snprintf(o->from, sizeof(o->from), "%s", sget(rec, "coordinator"));
+    o->epoch = json_integer_value(json_object_get(rec, "epoch"));
+    return o;
+}
+
+int volumes_move_coordinator(struct volumes *v, const char *name, const char *to, reply_cb cb,
+                             void *data, struct ferr *e)
+{
+    int rc;
+    json_t *rec = NULL, *node = NULL;
+    if ((rc = need_cluster(v, e)) < 0 || (rc = cdb_csv_get(db_of(v), name, &rec, e)) < 0)
+        return rc;
+    if (cdb_node_find(db_of(v), to, &node, e) < 0)
+        rc = ferr_set(e, FERR_NOTFOUND, "--to: no node named \"%s\" (ferry node list)", to);
+    else if (strcmp(sget(rec, "coordinator"), to) == 0)
+        rc = ferr_set(e, FERR_STATE, "%s coordinates volume %s already (epoch %lld)", to, name,
+                      (long long)json_integer_value(json_object_get(rec, "epoch")));
+    else if (!can_coordinate(node))
+        rc = ferr_set(e, FERR_STATE, "%s is %s and %s: a coordinator must be up and active", to,
+                      sget(node, "state"), sget(node, "admin"));
+    json_decref(node);
+    struct op *o = rc < 0 ? NULL : move_op(v, rec, cb, data);
+    json_decref(rec);
+    if (rc < 0)
+        return rc;
+    if (!o)
+        return ferr_set(e, -ENOMEM, "out of memory");
+    snprintf(o->to, sizeof(o->to), "%s", to);
+    if ((rc = probe_node(o, to, move_probed, e)) < 0)
+        op_free(o);
+    return rc;
+}
+
+/* The leader: a volume whose coordinator is down, draining or paused gets another, the first
+ * up and active node by name that sees it. One move at a time. */
+static void move_off_unfit(struct volumes *v)
+{
+    if (v->moving || !cluster_leading(v->env.cluster) || !cluster_quorum(v->env.cluster))
+        return;
+    json_t *csvs = cdb_csvs(db_of(v)), *nodes = nodes_by_name(v);
+    size_t i, k;
+    json_t *c, *n;
+    json_array_foreach(csvs, i, c)
+    {
+        const char *coord = sget(c, "coordinator");
+        json_t *cn = NULL;
+        json_array_foreach(nodes, k, n)
+        {
+            if (strcmp(sget(n, "name"), coord) == 0)
+                cn = n;
+        }
+        if (cn && can_coordinate(cn))
+            continue;
+        struct op *o = move_op(v, c, NULL, NULL);
+        if (!o || !(o->nodes = json_array())) {
+            if (o)
+                op_free(o);
+            break;
+        }
+        o->automatic = true;
+        snprintf(o->why, sizeof(o->why), "is %s",
+                 !cn ? "no member any more"
+                 : strcmp(sget(cn, "state"), "up") != 0 ? "down"
+                                                         : sget(cn, "admin"));
+        json_array_foreach(nodes, k, n)
+        {
+            if (can_coordinate(n) && strcmp(sget(n, "name"), coord) != 0)
+                json_array_append_new(o->nodes, json_string(sget(n, "name")));
+        }
+        v->moving = true;
+        move_try_next(o);
+        break;
+    }
+    json_decref(csvs);
+    json_decref(nodes);
+}
+
+void volumes_tick(struct volumes *v)
+{
+    if (!cluster_active(v->env.cluster))
+        return;
+    refresh_views(v);
+    move_off_unfit(v);
+}
+
+/* ---- views: list, show, probe, metrics ---- */
+
+json_t *volumes_list(struct volumes *v)
+{
+    json_t *out = json_array();
+    if (cluster_active(v->env.cluster)) {
+        json_t *csvs = cdb_csvs(db_of(v));
+        size_t i;
+        json_t *c;
+        json_array_foreach(csvs, i, c)
+        json_array_append_new(out, record_json(v, c));
+        json_decref(csvs);
+    }
+    return json_pack("{so}", "csvs", out);
+}
+
+static void show_done(struct op *o)
+{
+    json_t *rec = NULL;
+    struct ferr e;
+    if (cdb_csv_get(db_of(o->v), o->name, &rec, &e) < 0) {
+        op_fail(o, &e);
+        op_answer_failure(o);
+        return;
+    }
+    json_t *body = record_json(o->v, rec);
+    json_decref(rec);
+    /* every node of the cluster: the answers, and the down ones as unknown */
+    json_t *nodes = nodes_by_name(o->v), *rows = json_array();
+    size_t i;
+    json_t *n;
+    json_array_foreach(nodes, i, n)
+    {
+        const char *name = sget(n, "name");
+        json_t *a = json_object_get(o->nodes, name);
+        json_t *row = a ? json_deep_copy(a)
+                        : json_pack("{ss ss sn}", "access", "unknown", "why",
+                                    "the node is down: nobody can ask it", "since_ms");
+        json_object_set_new(row, "node", json_string(name));
+        json_object_set_new(row, "health", json_string(sget(n, "state")));
+        json_object_set_new(row, "coordinator",
+                            json_boolean(strcmp(name, sget(body, "coordinator")) == 0));
+        json_object_set_new(row, "lease_age_ms", json_null());
+        json_array_append_new(rows, row);
+    }
+    json_decref(nodes);
+    json_object_set_new(body, "nodes", rows);
+    json_object_set_new(body, "vhds", o->vhds ? json_incref(o->vhds) : json_array());
+    o->cb(200, body, NULL, o->data);
+    op_free(o);
+}
+
+static void show_step(struct op *o)
+{
+    if (--o->waiting == 0)
+        show_done(o);
+}
+
+static void show_probed(struct op *o, const char *node, const json_t *probe, const struct ferr *e)
+{
+    json_t *row = e ? json_pack("{ss ss sn}", "access", "unknown", "why", e->msg, "since_ms")
+                    : json_deep_copy(probe);
+    if (row)
+        json_object_set_new(o->nodes, node, row);
+    show_step(o);
+}
+
+static void show_local(struct volumes *v, json_t *r, void *data)
+{
+    struct op *o = data;
+    json_t *view = view_note(v, o->id, o->name, json_object_get(r, "probe"));
+    o->vhds = json_incref(json_object_get(r, "vhds"));
+    show_probed(o, v->env.node_name, view ? view : json_object_get(r, "probe"), NULL);
+}
+
+int volumes_show(struct volumes *v, const char *name, reply_cb cb, void *data, struct ferr *e)
+{
+    int rc;
+    json_t *rec = NULL;
+    if (!cluster_active(v->env.cluster))
+        return ferr_set(e, FERR_NOTFOUND, "no cluster shared volume named \"%s\" (not in a "
+                                          "cluster)",
+                        name);
+    if ((rc = cdb_csv_get(db_of(v), name, &rec, e)) < 0)
+        return rc;
+    struct op *o = op_new(v, cb, data);
+    if (!o || !(o->nodes = json_object())) {
+        json_decref(rec);
+        if (o)
+            op_free(o);
+        return ferr_set(e, -ENOMEM, "out of memory");
+    }
+    snprintf(o->name, sizeof(o->name), "%s", name);
+    snprintf(o->path, sizeof(o->path), "%s", sget(rec, "path"));
+    snprintf(o->id, sizeof(o->id), "%s", sget(rec, "id"));
+    json_decref(rec);
+    json_t *nodes = up_nodes(v);
+    size_t n = json_array_size(nodes);
+    o->waiting = (unsigned)n + 1; /* + 1: held until every probe is sent */
+    json_t *arg = json_pack("{ss ss}", "path", o->path, "id", o->id);
+    if ((rc = job_start(v, fn_show_local, arg, show_local, o, e)) < 0) {
+        json_decref(nodes);
+        op_free(o);
+        return rc;
+    }
+    for (size_t i = 1; i < n; i++) { /* [0] is this node */
+        struct ferr pe;
+        const char *node = json_string_value(json_array_get(nodes, i));
+        if (probe_node(o, node, show_probed, &pe) < 0)
+            show_probed(o, node, NULL, &pe);
+    }
+    json_decref(nodes);
+    show_step(o); /* the + 1 of the loop above */
+    return 0;
+}
+
+struct probe_req {
+    reply_cb cb;
+    void *data;
+    char id[VOLUME_ID_MAX];
+    char name[64];
+};
+
+static void probe_req_done(struct volumes *v, json_t *r, void *data)
+{
+    struct probe_req *pr = data;
+    json_t *view = view_note(v, pr->id, pr->name, r);
+    pr->cb(200, json_deep_copy(view ? view : r), NULL, pr->data);
+    free(pr);
+}
+
+void volumes_on_probe(struct volumes *v, const json_t *body, reply_cb cb, void *data)
+{
+    const char *path = json_string_value(json_object_get(body, "path"));
+    const char *id = json_string_value(json_object_get(body, "id"));
+    const char *name = json_string_value(json_object_get(body, "name"));
+    if (!path || path[0] != '/' || strlen(path) > CDB_CSV_PATH_MAX || !id || !*id ||
+        strlen(id) >= VOLUME_ID_MAX || !name || !name_valid(name, 63)) {
+        answer_error(cb, data, FERR_INVALID,
+                     "csv probe: expected {\"path\": \"/abs\", \"id\": \"...\", \"name\": \"...\"}");
+        return;
+    }
+    struct probe_req *pr = calloc(1, sizeof(*pr));
+    struct ferr e;
+    if (!pr) {
+        answer_error(cb, data, -ENOMEM, "out of memory");
+        return;
+    }
+    pr->cb = cb;
+    pr->data = data;
+    snprintf(pr->id, sizeof(pr->id), "%s", id);
+    snprintf(pr->name, sizeof(pr->name), "%s", name);
+    json_t *arg = json_pack("{ss ss}", "path", path, "id", id);
+    if (job_start(v, fn_probe, arg, probe_req_done, pr, &e) < 0) {
+        free(pr);
+        cb(0, NULL, &e, data);
+    }
+}
+
+json_t *volumes_local_view(struct volumes *v)
+{
+    json_t *out = json_array();
+    if (!cluster_active(v->env.cluster))
+        return out;
+    json_t *csvs = cdb_csvs(db_of(v));
+    size_t i;
+    json_t *c;
+    json_array_foreach(csvs, i, c)
+    {
+        json_t *view = json_object_get(v->views, sget(c, "id"));
+        json_array_append_new(
+            out, json_pack("{ss ss ss sI ss sI sI}", "name", sget(c, "name"), "path",
+                           sget(c, "path"), "coordinator", sget(c, "coordinator"), "epoch",
+                           json_integer_value(json_object_get(c, "epoch")), "access",
+                           view ? sget(view, "access") : "unknown", "size_bytes",
+                           json_integer_value(json_object_get(view, "size_bytes")), "free_bytes",
+                           json_integer_value(json_object_get(view, "free_bytes"))));
+    }
+    json_decref(csvs);
+    return out;
+}

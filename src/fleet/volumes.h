@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: MIT */
+/* The cluster's shared volumes (CSV): adding one once every up node proved it sees the same
+ * directory, removing it, its coordinator (moved by hand, and by the leader off a node that is
+ * down, draining or paused), and what each node sees of it. */
+#ifndef FERRY_FLEET_VOLUMES_H
+#define FERRY_FLEET_VOLUMES_H
+
+#include <jansson.h>
+#include <uv.h>
+
+#include "common/err.h"
+#include "common/reply.h"
+
+struct volumes;
+struct cluster;
+struct events;
+
+struct volumes_env {
+    uv_loop_t *loop;
+    struct cluster *cluster;
+    struct events *events;
+    const char *node_name; /* borrowed; outlives the volumes */
+};
+
+/* env copied. Only -ENOMEM. */
+int volumes_new(const struct volumes_env *env, struct volumes **out, struct ferr *e);
+/* Frees v once no operation of it is under way any more (they hold a reference). */
+void volumes_free(struct volumes *v);
+
+/*
+ * The operations (docs/api.md, Cluster shared volumes). Synchronous refusals return negative
+ * with e set; otherwise cb answers later, once this node's copy of the database shows the
+ * change. Nothing is left half-done: a volume that is not added leaves no id file behind.
+ */
+int volumes_add(struct volumes *v, const char *name, const char *path, reply_cb cb, void *data,
+                struct ferr *e);
+int volumes_remove(struct volumes *v, const char *name, reply_cb cb, void *data, struct ferr *e);
+int volumes_move_coordinator(struct volumes *v, const char *name, const char *to, reply_cb cb,
+                             void *data, struct ferr *e);
+/* {"csvs": [...]}: the records with the VMs using each and this node's view; new JSON. */
+json_t *volumes_list(struct volumes *v);
+/* One volume with every node's access (asked now), its VHD files and the VMs using them. */
+int volumes_show(struct volumes *v, const char *name, reply_cb cb, void *data, struct ferr *e);
+/* POST /v1/internal/csv/probe {"path", "id"} from another node: what this node sees now. */
+void volumes_on_probe(struct volumes *v, const json_t *body, reply_cb cb, void *data);
+/* Every 2 s from ferryd: refreshes this node's view of every volume; on the leader, moves a
+ * coordinator off a node that is down, draining or paused. */
+void volumes_tick(struct volumes *v);
+/* This node's view for /metrics: [{"name", "path", "coordinator", "epoch", "access",
+ * "size_bytes", "free_bytes"}]; new JSON. */
+json_t *volumes_local_view(struct volumes *v);
+
+#endif

@@ -1,0 +1,223 @@
+# SPDX-License-Identifier: MIT
+"""Cluster shared volumes (src/fleet/volumes.c, docs/api.md "Cluster shared volumes") on a
+3-host lab: a volume is added only once every up node read its id back through its own mount;
+every node lists it and says how it reaches it; bad input is refused and changes nothing; a
+node that sees another directory at the path refuses the add and shows up as `none` later; the
+coordinator moves by hand (a new epoch, compare-and-set) and by itself off a drained node; a
+volume a VM uses cannot be removed.
+
+"Another directory at the same path" is real here: every lab ferryd runs in a mount namespace
+of its own (`ip netns exec` makes one), so a bind mount made inside host N's namespace (nsenter
+into its ferryd) changes what host N alone sees at that path, like a node whose NFS mount is
+missing or points elsewhere."""
+import json
+import os
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "lab"))
+
+from labvm import create_vm, lab_session, metrics, missing  # noqa: E402
+from ferrytest import wait_for  # noqa: E402
+
+NAME = f"cv{os.getpid()}"
+SUBNET = "10.79.0.0/24"
+VIEW_S = 10  # each node looks at every volume every 2 s (ferryd's sync tick); margin for load
+
+pytestmark = pytest.mark.skipif(missing() is not None, reason=str(missing()))
+
+
+@pytest.fixture(scope="module")
+def lab():
+    yield from lab_session(NAME, SUBNET)
+
+
+def vol_dir(lab, leaf):
+    d = os.path.join(os.path.dirname(lab.csv), leaf)
+    os.makedirs(d, exist_ok=True)
+    return d
+
+
+def id_file(path):
+    return os.path.join(path, ".ferry-csv", "volume.json")
+
+
+def csvs(h):
+    return {c["name"]: c for c in h.cli_json("csv", "list")["csvs"]}
+
+
+def refused(h, *args, says):
+    r = h.cli("csv", *args, check=False)
+    assert r.returncode != 0 and says in r.stderr, (args, r.returncode, r.stdout, r.stderr)
+    return r.stderr
+
+
+@contextmanager
+def sees_elsewhere(h, path, other):
+    """While the with block runs, host h (its ferryd's mount namespace) sees directory other
+    at path."""
+    ns = ["nsenter", "-t", str(h.pid), "-m"]
+    subprocess.run(ns + ["mount", "--bind", other, path], check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(ns + ["umount", path], check=True)
+
+
+@pytest.fixture
+def csv1(lab):
+    """Volume csv1 on the lab's shared directory, added on host1; removed afterwards."""
+    h1 = lab.hosts[0]
+    h1.cli("csv", "add", "csv1", lab.csv)
+    yield lab.csv
+    for h in lab.hosts:
+        h.cli("node", "resume", h.name, check=False)
+    h1.cli("csv", "remove", "csv1", check=False)
+
+
+def test_add_proves_every_node_sees_it_and_every_node_lists_it(lab, csv1):
+    h1, h2, h3 = lab.hosts
+    ident = json.load(open(id_file(csv1)))
+    assert len(ident["id"]) == 32 and ident["name"] == "csv1", ident
+    for h in lab.hosts:
+        # every node's copy of the database has it, and each says it reaches it directly
+        c = wait_for(lambda: (lambda c: c if c and (c.get("here") or {}).get("access") ==
+                              "direct" else None)(csvs(h).get("csv1")), VIEW_S,
+                     f"{h.name} to list csv1 with direct access")
+        assert c["path"] == csv1 and c["id"] == ident["id"], c
+        assert c["coordinator"] == "host1" and c["epoch"] == 1, c
+        assert c["size_bytes"] > 0 and 0 < c["free_bytes"] <= c["size_bytes"], c
+        assert c["vms"] == [], c
+        m = wait_for(lambda: (lambda m: m if m.get(
+            'ferry_csv_access{csv="csv1",access="direct"}') == 1 else None)(metrics(h)),
+            VIEW_S, f"{h.name}'s /metrics to say direct")
+        assert m['ferry_csv_epoch{csv="csv1"}'] == 1, m
+        assert m[f'ferry_csv_info{{csv="csv1",path="{csv1}",coordinator="host1"}}'] == 1, m
+    show = h3.cli_json("csv", "show", "csv1")
+    rows = {r["node"]: r for r in show["nodes"]}
+    assert sorted(rows) == ["host1", "host2", "host3"], rows
+    for r in rows.values():
+        assert r["access"] == "direct" and r["why"] == "" and r["since_ms"] > 0, r
+        assert r["coordinator"] == (r["node"] == "host1") and r["health"] == "up", r
+    # the table says the same
+    out = h2.cli("csv", "show", "csv1").stdout
+    assert "host1 *" in out and "coordinator:  host1 (epoch 1" in out, out
+
+
+def test_bad_input_is_refused_and_changes_nothing(lab, csv1):
+    h1 = lab.hosts[0]
+    before = csvs(h1)
+    plain = os.path.join(vol_dir(lab, "bad"), "file")
+    open(plain, "w").close()
+    link = os.path.join(os.path.dirname(lab.csv), "csv-link")
+    if not os.path.islink(link):
+        os.symlink(vol_dir(lab, "bad"), link)
+    fresh = vol_dir(lab, "fresh")
+    refused(h1, "add", "v2", "relative/dir", says="is relative")
+    refused(h1, "add", "v2", os.path.join(fresh, "missing"), says="No such file")
+    refused(h1, "add", "v2", plain, says="not a directory")
+    refused(h1, "add", "v2", fresh + "/", says="no trailing /")
+    refused(h1, "add", "v2", fresh + "/./x", says="no . or ..")
+    refused(h1, "add", "v2", link, says="without symlinks")
+    refused(h1, "add", "Bad_Name", fresh, says="name")
+    refused(h1, "add", "csv1", fresh, says='volume "csv1" exists already')
+    refused(h1, "add", "v2", csv1, says='overlaps volume "csv1"')
+    refused(h1, "add", "v2", os.path.join(csv1, ".ferry-csv"), says='overlaps volume "csv1"')
+    refused(h1, "add", "v2", os.path.dirname(csv1), says='overlaps volume "csv1"')
+    refused(h1, "show", "nosuch", says='no cluster shared volume named "nosuch"')
+    refused(h1, "remove", "nosuch", says='no cluster shared volume named "nosuch"')
+    refused(h1, "move-coordinator", "csv1", "--to", "nosuch", says='no node named "nosuch"')
+    refused(h1, "add", "v2", says="expected a volume NAME and a PATH")
+    st, body = h1.api("POST", "/v1/csvs", {"name": "v2", "path": fresh, "extra": 1})
+    assert st == 400 and "unknown field \"extra\"" in body["error"]["message"], body
+    st, body = h1.api("POST", "/v1/csvs", {"name": "v2", "path": 5})
+    assert st == 400 and "path" in body["error"]["message"], body
+    st, body = h1.api("POST", "/v1/internal/csv/probe", {"path": fresh, "id": "x", "name": "v"})
+    assert st == 403 or st == 401, (st, body)  # only cluster members ask that
+    for h in lab.hosts:
+        assert csvs(h).keys() == before.keys(), h.name
+    assert not os.path.exists(os.path.join(fresh, ".ferry-csv")), "a refused add left files"
+
+
+def test_a_node_that_sees_another_directory_refuses_the_add(lab):
+    h1, h2, h3 = lab.hosts
+    vol, other = vol_dir(lab, "vol2"), vol_dir(lab, "other2")
+    with sees_elsewhere(h2, vol, other):
+        err = refused(h1, "add", "vol2", vol, says=f"host2 does not see this volume at {vol}")
+        assert "is it mounted here?" in err and "same path on every node" in err, err
+    assert not os.path.exists(os.path.join(vol, ".ferry-csv")), "the refused add left its id"
+    assert not os.path.exists(os.path.join(other, ".ferry-csv"))
+    for h in lab.hosts:
+        assert "vol2" not in csvs(h), h.name
+    # with host2 seeing the same directory again it is added, and removed again
+    h1.cli("csv", "add", "vol2", vol)
+    h2.cli("csv", "remove", "vol2")
+    assert not os.path.exists(id_file(vol))
+
+
+def test_a_node_that_loses_the_path_shows_none_and_why(lab, csv1):
+    h1, h2, h3 = lab.hosts
+    other = vol_dir(lab, "other3")
+    with sees_elsewhere(h3, csv1, other):
+        def row():
+            r = {r["node"]: r for r in h1.cli_json("csv", "show", "csv1")["nodes"]}["host3"]
+            return r if r["access"] == "none" else None
+        r = wait_for(row, VIEW_S, "host3 to show no access")
+        assert "is it mounted here?" in r["why"], r
+        wait_for(lambda: metrics(h3).get('ferry_csv_access{csv="csv1",access="none"}') == 1,
+                 VIEW_S, "host3's /metrics to say none")
+        assert (csvs(h3)["csv1"]["here"] or {}).get("access") == "none"
+        # the others still reach it
+        assert (csvs(h2)["csv1"]["here"] or {}).get("access") == "direct"
+    wait_for(lambda: (csvs(h3)["csv1"]["here"] or {}).get("access") == "direct", VIEW_S,
+             "host3 to reach csv1 again")
+
+
+def test_coordinator_moves_by_hand_and_off_a_drained_node(lab, csv1):
+    h1, h2, h3 = lab.hosts
+    out = h3.cli("csv", "move-coordinator", "csv1", "--to", "host2").stdout
+    assert "coordinator host2 (epoch 2)" in out, out
+    for h in lab.hosts:
+        wait_for(lambda: (lambda c: c["coordinator"] == "host2" and c["epoch"] == 2)(
+            csvs(h)["csv1"]), 10, f"{h.name} to name host2 coordinator at epoch 2")
+    refused(h1, "move-coordinator", "csv1", "--to", "host2", says="coordinates volume csv1 "
+            "already (epoch 2)")
+    # a paused node cannot coordinate
+    h1.cli("node", "drain", "host3")
+    refused(h1, "move-coordinator", "csv1", "--to", "host3", says="must be up and active")
+    h1.cli("node", "resume", "host3")
+    # a node that does not see the volume cannot either, and nothing changes
+    with sees_elsewhere(h3, csv1, vol_dir(lab, "other4")):
+        refused(h1, "move-coordinator", "csv1", "--to", "host3", says="host3 cannot coordinate")
+    assert csvs(h1)["csv1"]["epoch"] == 2
+    # the coordinator's node is drained: the leader hands the volume to the first up, active
+    # node by name that sees it
+    h1.cli("node", "drain", "host2")
+    c = wait_for(lambda: (lambda c: c if c["coordinator"] != "host2" else None)(
+        csvs(h3)["csv1"]), 15, "the leader to move csv1's coordinator off host2")
+    assert c["coordinator"] == "host1" and c["epoch"] == 3, c
+    h1.cli("node", "resume", "host2")
+    assert csvs(h2)["csv1"]["coordinator"] == "host1"  # it does not move back by itself
+
+
+def test_remove_is_refused_while_a_vm_uses_the_volume(lab, csv1):
+    h1, h2, h3 = lab.hosts
+    create_vm(lab, h2, "cvm1", 1, memory=128, disk=os.path.join(csv1, "cvm1.vhd"))
+    c = wait_for(lambda: (lambda c: c if c["vms"] == ["cvm1"] else None)(csvs(h3)["csv1"]), 10,
+                 "csv1 to list cvm1")
+    files = [v["file"] for v in h1.cli_json("csv", "show", "csv1")["vhds"]]
+    assert "cvm1.vhd" in files, files
+    refused(h3, "remove", "csv1", says="in use by 1 VM (cvm1)")
+    assert os.path.exists(id_file(csv1)) and "csv1" in csvs(h1)
+    h2.cli("vm", "delete", "--force", "cvm1")
+    h3.cli("csv", "remove", "csv1")
+    assert not os.path.exists(id_file(csv1)), "remove left the id file"
+    assert os.path.exists(os.path.join(csv1, "cvm1.vhd")), "remove must keep the VMs' files"
+    for h in lab.hosts:
+        wait_for(lambda: "csv1" not in csvs(h), 10, f"{h.name} to forget csv1")
+        assert 'ferry_csv_epoch{csv="csv1"}' not in metrics(h)
+    os.unlink(os.path.join(csv1, "cvm1.vhd"))
