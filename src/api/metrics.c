@@ -130,27 +130,32 @@ static void volumes(struct promtext *o, const struct api_ctx *ctx)
     promtext_help(o, "ferry_csv_info", "gauge",
                   "1 per cluster shared volume, with its path and coordinator");
     json_array_foreach(view, i, c)
-    promtext_sample(o, "ferry_csv_info",
-                    (struct promtext_label[]){
-                        {"csv", json_string_value(json_object_get(c, "name"))},
-                        {"path", json_string_value(json_object_get(c, "path"))},
-                        {"coordinator", json_string_value(json_object_get(c, "coordinator"))}},
-                    3, "1");
+    {
+        promtext_sample(o, "ferry_csv_info",
+                        (struct promtext_label[]){
+                            {"csv", json_string_value(json_object_get(c, "name"))},
+                            {"path", json_string_value(json_object_get(c, "path"))},
+                            {"coordinator", json_string_value(json_object_get(c, "coordinator"))}},
+                        3, "1");
+    }
     promtext_help(o, "ferry_csv_epoch", "gauge", "the volume's coordinator epoch");
     json_array_foreach(view, i, c)
-    promtext_sample(o, "ferry_csv_epoch",
-                    &(struct promtext_label){"csv", json_string_value(json_object_get(c, "name"))},
-                    1, "%lld", (long long)json_integer_value(json_object_get(c, "epoch")));
+    {
+        promtext_sample(
+            o, "ferry_csv_epoch",
+            &(struct promtext_label){"csv", json_string_value(json_object_get(c, "name"))}, 1,
+            "%lld", (long long)json_integer_value(json_object_get(c, "epoch")));
+    }
     promtext_help(o, "ferry_csv_access", "gauge", "1 for how this node reaches the volume");
     json_array_foreach(view, i, c)
     {
         const char *a = json_string_value(json_object_get(c, "access"));
         for (size_t k = 0; k < ARRAY_SIZE(accesses); k++)
-            promtext_sample(o, "ferry_csv_access",
-                            (struct promtext_label[]){
-                                {"csv", json_string_value(json_object_get(c, "name"))},
-                                {"access", accesses[k]}},
-                            2, "%d", a && strcmp(a, accesses[k]) == 0);
+            promtext_sample(
+                o, "ferry_csv_access",
+                (struct promtext_label[]){{"csv", json_string_value(json_object_get(c, "name"))},
+                                          {"access", accesses[k]}},
+                2, "%d", a && strcmp(a, accesses[k]) == 0);
     }
     static const char *const sizes[][2] = {{"size_bytes", "ferry_csv_size_bytes"},
                                            {"free_bytes", "ferry_csv_free_bytes"}};
@@ -159,10 +164,12 @@ static void volumes(struct promtext *o, const struct api_ctx *ctx)
                       k == 0 ? "the volume's size as this node sees it"
                              : "space on the volume free for ferry, as this node sees it");
         json_array_foreach(view, i, c)
-        promtext_sample(o, sizes[k][1],
-                        &(struct promtext_label){"csv",
-                                                 json_string_value(json_object_get(c, "name"))},
-                        1, "%lld", (long long)json_integer_value(json_object_get(c, sizes[k][0])));
+        {
+            promtext_sample(
+                o, sizes[k][1],
+                &(struct promtext_label){"csv", json_string_value(json_object_get(c, "name"))}, 1,
+                "%lld", (long long)json_integer_value(json_object_get(c, sizes[k][0])));
+        }
     }
     json_decref(view);
 }

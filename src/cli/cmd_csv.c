@@ -45,8 +45,8 @@ static const char *names(const json_t *arr, char *buf, size_t size)
 
 static int print_list(const json_t *reply)
 {
-    static const char *const headers[] = {"NAME", "PATH",  "COORDINATOR", "EPOCH",
-                                          "SIZE", "FREE",  "HERE",        "VMS"};
+    static const char *const headers[] = {"NAME", "PATH", "COORDINATOR", "EPOCH",
+                                          "SIZE", "FREE", "HERE",        "VMS"};
     struct output_table *t = output_table_new(ARRAY_SIZE(headers), headers);
     if (!t)
         return EXIT_FAIL;
@@ -124,14 +124,14 @@ static int print_show(const json_t *c)
         snprintf(node, sizeof(node), "%s%s", or_dash(cli_jstr(n, "node")),
                  json_is_true(json_object_get(n, "coordinator")) ? " *" : "");
         json_t *s = json_object_get(n, "since_ms");
-        const char *cells[] = {node,
-                               or_dash(cli_jstr(n, "health")),
-                               or_dash(cli_jstr(n, "access")),
-                               json_is_integer(s) ? output_time((uint64_t)json_integer_value(s),
-                                                                since, sizeof(since))
-                                                  : "-",
-                               "-", /* leases come with failover */
-                               or_dash(cli_jstr(n, "why"))};
+        const char *cells[] = {
+            node,
+            or_dash(cli_jstr(n, "health")),
+            or_dash(cli_jstr(n, "access")),
+            json_is_integer(s) ? output_time((uint64_t)json_integer_value(s), since, sizeof(since))
+                               : "-",
+            "-", /* leases come with failover */
+            or_dash(cli_jstr(n, "why"))};
         if (output_table_add(t, cells) < 0) {
             output_table_free(t);
             return EXIT_FAIL;

@@ -206,7 +206,8 @@ static const char *form_volume_path(const char *s)
         if (*p == '/') {
             const char *seg = p + 1;
             size_t len = strcspn(seg, "/");
-            if (len == 0 || (len == 1 && seg[0] == '.') || (len == 2 && seg[0] == '.' && seg[1] == '.'))
+            if (len == 0 || (len == 1 && seg[0] == '.') ||
+                (len == 2 && seg[0] == '.' && seg[1] == '.'))
                 return hint;
         }
     }
@@ -453,8 +454,8 @@ static int vm_record_check(const json_t *v, struct ferr *e)
 
 static int event_record_check(const json_t *ev, struct ferr *e)
 {
-    static const char *const fields[] = {"id",   "time_ms", "type", "node",
-                                         "vm",   "message", "uid",  NULL};
+    static const char *const fields[] = {"id", "time_ms", "type", "node",
+                                         "vm", "message", "uid",  NULL};
     const char *s;
     json_int_t i;
     uint64_t id;
@@ -474,9 +475,8 @@ static int event_record_check(const json_t *ev, struct ferr *e)
 
 static int csv_record_check(const json_t *v, struct ferr *e)
 {
-    static const char *const fields[] = {"name",       "path",  "id",
-                                         "coordinator", "epoch", "created_ms",
-                                         "coordinator_since_ms", NULL};
+    static const char *const fields[] = {
+        "name", "path", "id", "coordinator", "epoch", "created_ms", "coordinator_since_ms", NULL};
     const char *s;
     json_int_t i;
     int rc;
@@ -1008,8 +1008,8 @@ static int vm_remove_apply(struct cdb *db, const json_t *c, struct ferr *e)
 }
 
 static const char *const event_add_fields[] = {"time_ms", "type", "node", "vm", "message", NULL};
-static const char *const event_add_fields_v4[] = {"time_ms", "type",    "node", "vm",
-                                                  "message", "uid",     NULL};
+static const char *const event_add_fields_v4[] = {"time_ms", "type", "node", "vm",
+                                                  "message", "uid",  NULL};
 
 static int event_add_check(const json_t *c, struct ferr *e)
 {
@@ -1158,12 +1158,14 @@ static json_t *vms_using(const struct cdb *db, const char *dir)
     json_object_foreach(db->vms, name, vm)
     {
         json_t *spec = json_object_get(vm, "spec"), *boot = json_object_get(spec, "boot");
-        bool uses = path_under(str_of(boot, "kernel"), dir) ||
-                    path_under(str_of(boot, "initrd"), dir);
+        bool uses =
+            path_under(str_of(boot, "kernel"), dir) || path_under(str_of(boot, "initrd"), dir);
         size_t i;
         json_t *d;
         json_array_foreach(json_object_get(spec, "disks"), i, d)
-        uses = uses || path_under(str_of(d, "path"), dir);
+        {
+            uses = uses || path_under(str_of(d, "path"), dir);
+        }
         if (uses && n < cap)
             found[n++] = name;
     }
@@ -1819,9 +1821,8 @@ int cdb_snapshot(const struct cdb *db, char **out, size_t *len, struct ferr *e)
  * record; node records of format 1 are converted first (node_record_from_v1). */
 static int restore_into(struct cdb *db, const json_t *s, json_int_t format, struct ferr *e)
 {
-    static const char *const fields[] = {"format", "index",  "next_event_id", "meta",
-                                         "nodes",  "vms",    "events",        "csvs",
-                                         NULL};
+    static const char *const fields[] = {"format", "index",  "next_event_id", "meta", "nodes",
+                                         "vms",    "events", "csvs",          NULL};
     json_int_t index = 0, next = 0;
     size_t i;
     json_t *v;

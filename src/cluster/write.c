@@ -314,13 +314,12 @@ static bool evq_settle(struct event_queue *q, const struct ferr *e)
         json_array_remove(q->cmds, 0);
         json_array_remove(q->queued_ms, 0);
         if (q->failing)
-            log_info("cluster: events are written again (%zu more wait)",
-                     json_array_size(q->cmds));
+            log_info("cluster: events are written again (%zu more wait)", json_array_size(q->cmds));
         q->failing = false;
         return true;
     }
-    bool for_good = e->code == FERR_INVALID || e->code == FERR_LIMIT || !q->c ||
-                    !cluster_active(q->c);
+    bool for_good =
+        e->code == FERR_INVALID || e->code == FERR_LIMIT || !q->c || !cluster_active(q->c);
     if (for_good || !json_object_get(cmd, "uid")) {
         evq_drop(q, 0, e->msg);
         return true;
@@ -432,8 +431,8 @@ void cluster_event_add(struct cluster *c, const char *type, const char *vm, cons
     snprintf(uid, sizeof(uid), "%" PRIx64 "-%" PRIx64 "-%" PRIx64, c->node_id, q->boot_ms,
              ++q->seq);
     bool with_uid = c->db && cdb_cmd_version_min(c->db) >= 4;
-    json_t *cmd = cdb_cmd_event_add_uid(now_wall_ms(), type, c->cfg.node_name, vm ? vm : "",
-                                        msg, with_uid ? uid : NULL);
+    json_t *cmd = cdb_cmd_event_add_uid(now_wall_ms(), type, c->cfg.node_name, vm ? vm : "", msg,
+                                        with_uid ? uid : NULL);
     free(msg);
     if (!cmd || json_array_append_new(q->cmds, cmd) < 0 ||
         json_array_append_new(q->queued_ms, json_integer((json_int_t)now_mono_ms())) < 0) {

@@ -126,8 +126,9 @@ static void job_work(uv_work_t *w)
 static void job_after(uv_work_t *w, int status)
 {
     struct job *j = w->data;
-    json_t *r = j->result ? j->result : json_pack("{s{si ss}}", "error", "code", -ENOMEM,
-                                                  "message", "out of memory");
+    json_t *r = j->result
+                    ? j->result
+                    : json_pack("{s{si ss}}", "error", "code", -ENOMEM, "message", "out of memory");
     j->done(j->v, r, j->data);
     json_decref(r);
     json_decref(j->arg);
@@ -206,7 +207,9 @@ static json_t *fn_probe_all(json_t *a)
     size_t i;
     json_t *x;
     json_array_foreach(a, i, x)
-    json_array_append_new(out, volume_probe(sget(x, "path"), sget(x, "id")));
+    {
+        json_array_append_new(out, volume_probe(sget(x, "path"), sget(x, "id")));
+    }
     return out;
 }
 
@@ -296,7 +299,8 @@ static void refresh_views(struct volumes *v)
     json_t *c;
     json_array_foreach(csvs, i, c)
     {
-        json_array_append_new(arg, json_pack("{ss ss}", "path", sget(c, "path"), "id", sget(c, "id")));
+        json_array_append_new(arg,
+                              json_pack("{ss ss}", "path", sget(c, "path"), "id", sget(c, "id")));
         json_array_append_new(rf->names, json_string(sget(c, "name")));
         json_array_append_new(rf->ids, json_string(sget(c, "id")));
     }
@@ -372,12 +376,12 @@ static json_t *record_json(struct volumes *v, const json_t *rec)
     json_object_set_new(r, "vms", cdb_csv_vms(db_of(v), sget(rec, "name")));
     json_t *view = json_object_get(v->views, sget(rec, "id"));
     json_object_set_new(r, "here", view ? json_deep_copy(view) : json_null());
-    json_object_set_new(r, "size_bytes", json_integer(view ? json_integer_value(json_object_get(
-                                                                 view, "size_bytes"))
-                                                           : 0));
-    json_object_set_new(r, "free_bytes", json_integer(view ? json_integer_value(json_object_get(
-                                                                 view, "free_bytes"))
-                                                           : 0));
+    json_object_set_new(
+        r, "size_bytes",
+        json_integer(view ? json_integer_value(json_object_get(view, "size_bytes")) : 0));
+    json_object_set_new(
+        r, "free_bytes",
+        json_integer(view ? json_integer_value(json_object_get(view, "free_bytes")) : 0));
     return r;
 }
 
@@ -536,7 +540,8 @@ static void add_step(struct op *o)
         add_undo(o);
         return;
     }
-    json_t *cmd = cdb_cmd_csv_put(o->name, o->path, o->id, o->v->env.node_name, 1, now_wall_ms(), 0);
+    json_t *cmd =
+        cdb_cmd_csv_put(o->name, o->path, o->id, o->v->env.node_name, 1, now_wall_ms(), 0);
     struct ferr we = {0};
     int rc = cmd ? cluster_write(o->v->env.cluster, cmd, add_written, o, &we)
                  : ferr_set(&we, -ENOMEM, "out of memory");
@@ -751,9 +756,8 @@ static void move_probed(struct op *o, const char *node, const json_t *probe, con
 {
     struct ferr fe;
     if (e || strcmp(sget(probe, "access"), "direct") != 0) {
-        ferr_set(&fe, e ? FERR_UNAVAIL : FERR_STATE,
-                 "%s cannot coordinate volume %s: %s", node, o->name,
-                 e ? e->msg : sget(probe, "why"));
+        ferr_set(&fe, e ? FERR_UNAVAIL : FERR_STATE, "%s cannot coordinate volume %s: %s", node,
+                 o->name, e ? e->msg : sget(probe, "why"));
         if (o->automatic) {
             log_warn("csv %s: %s", o->name, fe.msg);
             move_try_next(o);
@@ -864,9 +868,9 @@ static void move_off_unfit(struct volumes *v)
         }
         o->automatic = true;
         snprintf(o->why, sizeof(o->why), "is %s",
-                 !cn ? "no member any more"
+                 !cn                                    ? "no member any more"
                  : strcmp(sget(cn, "state"), "up") != 0 ? "down"
-                                                         : sget(cn, "admin"));
+                                                        : sget(cn, "admin"));
         json_array_foreach(nodes, k, n)
         {
             if (can_coordinate(n) && strcmp(sget(n, "name"), coord) != 0)
@@ -898,7 +902,9 @@ json_t *volumes_list(struct volumes *v)
         size_t i;
         json_t *c;
         json_array_foreach(csvs, i, c)
-        json_array_append_new(out, record_json(v, c));
+        {
+            json_array_append_new(out, record_json(v, c));
+        }
         json_decref(csvs);
     }
     return json_pack("{so}", "csvs", out);
@@ -968,8 +974,9 @@ int volumes_show(struct volumes *v, const char *name, reply_cb cb, void *data, s
     int rc;
     json_t *rec = NULL;
     if (!cluster_active(v->env.cluster))
-        return ferr_set(e, FERR_NOTFOUND, "no cluster shared volume named \"%s\" (not in a "
-                                          "cluster)",
+        return ferr_set(e, FERR_NOTFOUND,
+                        "no cluster shared volume named \"%s\" (not in a "
+                        "cluster)",
                         name);
     if ((rc = cdb_csv_get(db_of(v), name, &rec, e)) < 0)
         return rc;
@@ -1026,8 +1033,9 @@ void volumes_on_probe(struct volumes *v, const json_t *body, reply_cb cb, void *
     const char *name = json_string_value(json_object_get(body, "name"));
     if (!path || path[0] != '/' || strlen(path) > CDB_CSV_PATH_MAX || !id || !*id ||
         strlen(id) >= VOLUME_ID_MAX || !name || !name_valid(name, 63)) {
-        answer_error(cb, data, FERR_INVALID,
-                     "csv probe: expected {\"path\": \"/abs\", \"id\": \"...\", \"name\": \"...\"}");
+        answer_error(
+            cb, data, FERR_INVALID,
+            "csv probe: expected {\"path\": \"/abs\", \"id\": \"...\", \"name\": \"...\"}");
         return;
     }
     struct probe_req *pr = calloc(1, sizeof(*pr));

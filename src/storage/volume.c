@@ -204,8 +204,8 @@ int volume_release(const char *dir, const char *id, struct ferr *e)
 static json_t *probe_answer(const char *access, const char *why, unsigned long long size,
                             unsigned long long avail)
 {
-    return json_pack("{ss ss sI sI}", "access", access, "why", why, "size_bytes",
-                     (json_int_t)size, "free_bytes", (json_int_t)avail);
+    return json_pack("{ss ss sI sI}", "access", access, "why", why, "size_bytes", (json_int_t)size,
+                     "free_bytes", (json_int_t)avail);
 }
 
 json_t *volume_probe(const char *dir, const char *want_id)

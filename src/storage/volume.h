@@ -10,7 +10,7 @@
 
 #include "common/err.h"
 
-#define VOLUME_DIR ".ferry-csv"                /* ferry's own directory on a volume */
+#define VOLUME_DIR ".ferry-csv"                 /* ferry's own directory on a volume */
 #define VOLUME_ID_FILE ".ferry-csv/volume.json" /* {"id", "cluster", "name"} */
 #define VOLUME_ID_MAX 65
 

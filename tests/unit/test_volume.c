@@ -152,12 +152,16 @@ static void test_id_parse(void **state)
     (void)state;
     char id[VOLUME_ID_MAX], cluster[64], name[64];
     struct ferr e;
-    assert_int_equal(volume_id_parse("{\"id\":\"ab\",\"cluster\":\"c\",\"name\":\"n\"}", id, cluster,
-                                     name, &e), 0);
+    assert_int_equal(
+        volume_id_parse("{\"id\":\"ab\",\"cluster\":\"c\",\"name\":\"n\"}", id, cluster, name, &e),
+        0);
     assert_string_equal(id, "ab");
     assert_string_equal(cluster, "c");
     assert_string_equal(name, "n");
-    const char *bad[] = {"", "[]", "{\"id\":\"ab\"}", "{\"id\":1,\"cluster\":\"c\",\"name\":\"n\"}",
+    const char *bad[] = {"",
+                         "[]",
+                         "{\"id\":\"ab\"}",
+                         "{\"id\":1,\"cluster\":\"c\",\"name\":\"n\"}",
                          "{\"id\":\"\",\"cluster\":\"c\",\"name\":\"n\"}",
                          "{\"id\":\"a\",\"id\":\"b\",\"cluster\":\"c\",\"name\":\"n\"}"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
