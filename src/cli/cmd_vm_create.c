@@ -30,7 +30,8 @@ static const char create_help[] =
     "                           for on the host that makes it, e.g. pc-i440fx-7.2)\n"
     "  --disk PATH[,size=MIB][,ro]\n"
     "                           a VHD disk; with size=, a fixed VHD that does not exist yet\n"
-    "                           is created; ro attaches it read-only (repeatable)\n"
+    "                           is created; ro attaches it read-only (repeatable). PATH may\n"
+    "                           be csv:VOLUME/FILE: FILE on a cluster shared volume\n"
     "  --nic BRIDGE[,mac=MAC]   a NIC on a host bridge (repeatable)\n"
     "  --kernel PATH            boot this kernel directly (else the first disk boots)\n"
     "  --initrd PATH            with --kernel: its initrd\n"
@@ -562,9 +563,57 @@ err:
     return cli_fail(&e);
 }
 
+/* A disk at csv:VOLUME/FILE is FILE in the volume's directory (asked of ferryd): the VM's
+ * disk is then on a cluster shared volume, which every node reaches at the same path. */
+static int spec_resolve_csv(struct cli *cli, json_t *spec)
+{
+    json_t *disks = json_object_get(spec, "disks"), *d;
+    size_t i;
+    json_array_foreach(disks, i, d)
+    {
+        const char *p = json_string_value(json_object_get(d, "path"));
+        if (!p || strncmp(p, "csv:", 4) != 0)
+            continue;
+        const char *slash = strchr(p + 4, '/');
+        const char *file = slash ? slash + 1 : "";
+        if (!slash || slash == p + 4 || !*file || strchr(file, '/') || strcmp(file, ".") == 0 ||
+            strcmp(file, "..") == 0 || file[0] == '.')
+            return cli_usage(CREATE_CMD,
+                             "--disk '%s': expected csv:VOLUME/FILE, FILE a plain file name "
+                             "like web1.vhd (not starting with .)",
+                             p);
+        char name[64];
+        if ((size_t)(slash - (p + 4)) >= sizeof(name))
+            return cli_usage(CREATE_CMD, "--disk '%s': the volume name is too long", p);
+        memcpy(name, p + 4, (size_t)(slash - (p + 4)));
+        name[slash - (p + 4)] = '\0';
+        char *esc = client_escape(name), *url = NULL;
+        if (!esc || asprintf(&url, "/v1/csvs/%s", esc) < 0) {
+            free(esc);
+            return cli_nomem();
+        }
+        free(esc);
+        json_t *vol;
+        int rc = cli_call(cli, "GET", url, NULL, &vol);
+        free(url);
+        if (rc != EXIT_OK)
+            return rc;
+        char *full = NULL;
+        if (asprintf(&full, "%s/%s", cli_jstr(vol, "path") ? cli_jstr(vol, "path") : "", file) <
+            0) {
+            json_decref(vol);
+            return cli_nomem();
+        }
+        json_decref(vol);
+        json_object_set_new(d, "path", json_string(full));
+        free(full);
+    }
+    return EXIT_OK;
+}
+
 /* Builds the spec from the file and the options. Returns EXIT_OK with *out (caller owns), or
  * an exit code after printing why. */
-static int spec_build(const struct create_args *a, json_t **out)
+static int spec_build(struct cli *cli, const struct create_args *a, json_t **out)
 {
     char why[PATH_MAX + 256] = "";
     json_t *spec = a->file ? spec_load(a->file, why, sizeof(why)) : json_object();
@@ -579,8 +628,10 @@ static int spec_build(const struct create_args *a, json_t **out)
         rc = spec_set_boot(a, spec);
     if (rc == EXIT_OK) {
         spec_set_policy(a, spec);
-        rc = spec_absolutize(spec);
+        rc = spec_resolve_csv(cli, spec);
     }
+    if (rc == EXIT_OK)
+        rc = spec_absolutize(spec);
     if (rc != EXIT_OK) {
         json_decref(spec);
         return rc;
@@ -648,7 +699,7 @@ int cmd_vm_create(struct cli *cli, int argc, char **argv)
     int rc = create_parse(cli, argc, argv, &a, &help);
     if (rc != EXIT_OK || help)
         goto after_parse;
-    rc = spec_build(&a, &spec);
+    rc = spec_build(cli, &a, &spec);
     if (rc != EXIT_OK)
         goto after_parse;
     rc = create_call(cli, &a, spec, &vm);

@@ -132,6 +132,14 @@ def test_bad_input_is_refused_and_changes_nothing(lab, csv1):
     refused(h1, "remove", "nosuch", says='no cluster shared volume named "nosuch"')
     refused(h1, "move-coordinator", "csv1", "--to", "nosuch", says='no node named "nosuch"')
     refused(h1, "add", "v2", says="expected a volume NAME and a PATH")
+    for disk, says in (("csv:nosuch/a.vhd", 'no cluster shared volume named "nosuch"'),
+                       ("csv:csv1/../a.vhd", "expected csv:VOLUME/FILE"),
+                       ("csv:csv1/", "expected csv:VOLUME/FILE"),
+                       ("csv:/a.vhd", "expected csv:VOLUME/FILE"),
+                       ("csv:csv1/.ferry-csv", "not starting with .")):
+        r = h1.cli("vm", "create", "bad1", "--memory", "128", "--disk", disk, check=False)
+        assert r.returncode != 0 and says in r.stderr, (disk, r.stderr)
+    assert "bad1" not in {v["name"] for v in h1.cli_json("vm", "list")["vms"]}
     st, body = h1.api("POST", "/v1/csvs", {"name": "v2", "path": fresh, "extra": 1})
     assert st == 400 and "unknown field \"extra\"" in body["error"]["message"], body
     st, body = h1.api("POST", "/v1/csvs", {"name": "v2", "path": 5})
@@ -206,7 +214,10 @@ def test_coordinator_moves_by_hand_and_off_a_drained_node(lab, csv1):
 
 def test_remove_is_refused_while_a_vm_uses_the_volume(lab, csv1):
     h1, h2, h3 = lab.hosts
-    create_vm(lab, h2, "cvm1", 1, memory=128, disk=os.path.join(csv1, "cvm1.vhd"))
+    # a disk named by volume and file: csv:VOLUME/FILE is FILE in the volume's directory
+    create_vm(lab, h2, "cvm1", 1, memory=128, disk="csv:csv1/cvm1.vhd")
+    assert h1.cli_json("vm", "show", "cvm1")["spec"]["disks"][0]["path"] == \
+        os.path.join(csv1, "cvm1.vhd")
     c = wait_for(lambda: (lambda c: c if c["vms"] == ["cvm1"] else None)(csvs(h3)["csv1"]), 10,
                  "csv1 to list cvm1")
     files = [v["file"] for v in h1.cli_json("csv", "show", "csv1")["vhds"]]
