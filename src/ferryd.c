@@ -19,6 +19,7 @@
 #include "host/host.h"
 #include "fleet/fleet.h"
 #include "fleet/volumes.h"
+#include "storage/lease.h"
 #include "migrate/migrate.h"
 #include "qemu/machines.h"
 #include "qemu/version.h"
@@ -45,6 +46,8 @@ struct ferryd_config {
     unsigned heartbeat_ms;
     unsigned down_after;
     unsigned max_migrations;
+    unsigned lease_ms;
+    unsigned lease_expiry_ms;
     bool migrate_prealloc;
     bool unsafe_tcg_migration;
 };
@@ -86,6 +89,10 @@ static void usage(FILE *f)
         "  --heartbeat-ms MS    node heartbeat interval, 250..2000 (default 1000)\n"
         "  --down-after N       missed heartbeats before a node is down, 3..10 (default 5)\n"
         "  --max-migrations N   concurrent outgoing live migrations, 1..16 (default 2)\n"
+        "  --lease-ms MS        renew this node's lease on each shared volume this often,\n"
+        "                       100..10000 (default 1000)\n"
+        "  --lease-expiry-ms MS a lease whose counter did not move this long is stale, at\n"
+        "                       least 3 renewals (default 5000)\n"
         "  --migrate-prealloc on|off  an incoming VM's QEMU touches all its memory before\n"
         "                       the migration starts; helps where fresh host memory is\n"
         "                       slow to touch, e.g. ferry on a VM (default on)\n"
@@ -147,6 +154,16 @@ static int apply_opt(struct ferryd_config *c, const char *key, const char *val)
             return -1;
         }
         *(port ? &c->raft_port : hb ? &c->heartbeat_ms : &c->down_after) = (unsigned)v;
+        return 0;
+    }
+    if (strcmp(key, "lease_ms") == 0 || strcmp(key, "lease_expiry_ms") == 0) {
+        char *end;
+        unsigned long v = val ? strtoul(val, &end, 10) : 0;
+        if (!val || !*val || *end || v < 1 || v > LEASE_EXPIRY_MS_MAX) {
+            fprintf(stderr, "ferryd: %s: expected an integer in milliseconds\n", key);
+            return -1;
+        }
+        *(strcmp(key, "lease_ms") == 0 ? &c->lease_ms : &c->lease_expiry_ms) = (unsigned)v;
         return 0;
     }
     if (strcmp(key, "max_migrations") == 0) {
@@ -239,6 +256,8 @@ static int parse_args(struct ferryd_config *c, int argc, char **argv)
         {"heartbeat-ms", required_argument, 0, 'H'},
         {"down-after", required_argument, 0, 'D'},
         {"max-migrations", required_argument, 0, 'M'},
+        {"lease-ms", required_argument, 0, 'e'},
+        {"lease-expiry-ms", required_argument, 0, 'E'},
         {"migrate-prealloc", required_argument, 0, 'P'},
         {"unsafe-tcg-migration", required_argument, 0, 'U'},
         {"version", no_argument, 0, 'V'},
@@ -259,6 +278,8 @@ static int parse_args(struct ferryd_config *c, int argc, char **argv)
         ['H'] = "heartbeat_ms",
         ['D'] = "down_after",
         ['M'] = "max_migrations",
+        ['e'] = "lease_ms",
+        ['E'] = "lease_expiry_ms",
         ['P'] = "migrate_prealloc",
         ['U'] = "unsafe_tcg_migration",
     };
@@ -287,6 +308,11 @@ static int parse_args(struct ferryd_config *c, int argc, char **argv)
     }
     if (optind < argc) {
         fprintf(stderr, "ferryd: unexpected argument \"%s\" (see --help)\n", argv[optind]);
+        return -1;
+    }
+    struct ferr le;
+    if (lease_config_check(c->lease_ms, c->lease_expiry_ms, &le) < 0) {
+        fprintf(stderr, "ferryd: %s\n", le.msg);
         return -1;
     }
     return 0;
@@ -420,6 +446,8 @@ int main(int argc, char **argv)
     c->heartbeat_ms = CLUSTER_HEARTBEAT_MS;
     c->down_after = CLUSTER_DOWN_AFTER;
     c->max_migrations = MIGRATE_DEFAULT_OUT;
+    c->lease_ms = LEASE_MS_DEFAULT;
+    c->lease_expiry_ms = LEASE_EXPIRY_MS_DEFAULT;
     c->migrate_prealloc = true;
     if (parse_args(c, argc, argv) < 0)
         return 2;
@@ -602,7 +630,8 @@ int main(int argc, char **argv)
         log_error("%s", e.msg); /* only out of memory: exit without a tidy close */
         return 1;
     }
-    struct volumes_env venv = {d.loop, d.cluster, d.events, c->name};
+    struct volumes_env venv = {d.loop,  d.cluster,   d.events,
+                               c->name, c->lease_ms, c->lease_expiry_ms};
     if (volumes_new(&venv, &d.api.volumes, &e) < 0) {
         log_error("%s", e.msg); /* only out of memory: exit without a tidy close */
         return 1;

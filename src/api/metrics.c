@@ -171,6 +171,21 @@ static void volumes(struct promtext *o, const struct api_ctx *ctx)
                 "%lld", (long long)json_integer_value(json_object_get(c, sizes[k][0])));
         }
     }
+    promtext_help(o, "ferry_csv_lease_age_seconds", "gauge",
+                  "how long ago each node's lease on the volume last moved, as this node read it");
+    json_array_foreach(view, i, c)
+    {
+        const char *node;
+        json_t *age;
+        json_object_foreach(json_object_get(c, "leases"), node, age)
+        {
+            promtext_sample(
+                o, "ferry_csv_lease_age_seconds",
+                (struct promtext_label[]){{"csv", json_string_value(json_object_get(c, "name"))},
+                                          {"node", node}},
+                2, "%.3f", (double)json_integer_value(age) / 1000.0);
+        }
+    }
     json_decref(view);
 }
 

@@ -112,7 +112,7 @@ static int print_show(const json_t *c)
               output_bytes(cli_jnum(c, "free_bytes"), b, sizeof(b)));
     output_kv(stdout, "vms", "%s", names(json_object_get(c, "vms"), vms, sizeof(vms)));
     printf("\n");
-    static const char *const headers[] = {"NODE", "HEALTH", "ACCESS", "SINCE", "LEASE-AGE", "WHY"};
+    static const char *const headers[] = {"NODE", "HEALTH", "ACCESS", "SINCE", "LEASE", "WHY"};
     struct output_table *t = output_table_new(ARRAY_SIZE(headers), headers);
     if (!t)
         return EXIT_FAIL;
@@ -120,17 +120,23 @@ static int print_show(const json_t *c)
     json_t *n;
     json_array_foreach(json_object_get(c, "nodes"), i, n)
     {
-        char node[80], since[32];
+        char node[80], since[32], ago[48], lease[80];
         snprintf(node, sizeof(node), "%s%s", or_dash(cli_jstr(n, "node")),
                  json_is_true(json_object_get(n, "coordinator")) ? " *" : "");
         json_t *s = json_object_get(n, "since_ms");
+        const char *ls = cli_jstr(n, "lease");
+        if (ls && strcmp(ls, "none") != 0)
+            snprintf(lease, sizeof(lease), "%s (%s)", ls,
+                     cli_ago(json_object_get(n, "lease_age_ms"), ago, sizeof(ago)));
+        else
+            snprintf(lease, sizeof(lease), "-");
         const char *cells[] = {
             node,
             or_dash(cli_jstr(n, "health")),
             or_dash(cli_jstr(n, "access")),
             json_is_integer(s) ? output_time((uint64_t)json_integer_value(s), since, sizeof(since))
                                : "-",
-            "-", /* leases come with failover */
+            lease,
             or_dash(cli_jstr(n, "why"))};
         if (output_table_add(t, cells) < 0) {
             output_table_free(t);
@@ -166,7 +172,9 @@ static int csv_show(struct cli *cli, int argc, char **argv)
         "Usage: ferry csv show NAME [-o table|json]\n\n"
         "Shows a shared volume: path, id, coordinator (*) and epoch, size, the VMs\n"
         "using it, how every node reaches it now (asked as you run this: direct, none\n"
-        "with why, unknown for a node that is down) and since when, and its VHD files.\n";
+        "with why, unknown for a node that is down) and since when, each node's lease\n"
+        "as this node reads it (fresh, or stale when its counter did not move for\n"
+        "ferryd's --lease-expiry-ms, with how long ago it last moved), and its VHD files.\n";
     const char *cmd = "csv show", *name;
     int go = cli_common_options(cli, cmd, argc, argv, help, true);
     if (go != CLI_GO)

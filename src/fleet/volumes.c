@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "host/events.h"
+#include "storage/lease.h"
 #include "storage/volume.h"
 
 #define PROBE_TIMEOUT_MS 5000 /* a node that does not answer a probe in time fails an add */
@@ -23,6 +24,13 @@ struct volumes {
     json_t *views;   /* volume id -> {"access", "why", "since_ms", "size_bytes", "free_bytes"} */
     bool refreshing; /* a refresh of the views runs in the pool */
     bool moving;     /* the leader moves a coordinator */
+    /* leases (storage/lease.h): this node's renewals, and what it read of everyone's */
+    uv_timer_t lease_timer;
+    bool timer_on;
+    bool leasing;         /* a renewal runs in the pool */
+    bool lease_failing;   /* this node's last renewal failed somewhere: said once */
+    uint64_t lease_count; /* the counter this node writes */
+    json_t *leases;       /* volume id -> {node -> {"counter", "changed_ms"}} */
 };
 
 static struct volumes *vref(struct volumes *v)
@@ -36,26 +44,49 @@ static void vunref(struct volumes *v)
     if (--v->refs > 0)
         return;
     json_decref(v->views);
+    json_decref(v->leases);
     free(v);
 }
+
+static void lease_tick(uv_timer_t *t);
 
 int volumes_new(const struct volumes_env *env, struct volumes **out, struct ferr *e)
 {
     struct volumes *v = calloc(1, sizeof(*v));
-    if (!v || !(v->views = json_object())) {
+    if (!v || !(v->views = json_object()) || !(v->leases = json_object())) {
+        if (v)
+            json_decref(v->views);
         free(v);
         return ferr_set(e, -ENOMEM, "volumes: out of memory");
     }
     v->env = *env;
     v->refs = 1;
+    if (env->lease_ms) {
+        uv_timer_init(env->loop, &v->lease_timer);
+        v->lease_timer.data = v;
+        v->timer_on = true;
+        v->refs++; /* the timer's, dropped when it is closed */
+        uv_timer_start(&v->lease_timer, lease_tick, env->lease_ms, env->lease_ms);
+    }
     *out = v;
     return 0;
 }
 
+static void timer_closed(uv_handle_t *h)
+{
+    vunref(h->data);
+}
+
 void volumes_free(struct volumes *v)
 {
-    if (v)
-        vunref(v);
+    if (!v)
+        return;
+    if (v->timer_on) {
+        v->timer_on = false;
+        uv_timer_stop(&v->lease_timer);
+        uv_close((uv_handle_t *)&v->lease_timer, timer_closed);
+    }
+    vunref(v);
 }
 
 static const struct cdb *db_of(const struct volumes *v)
@@ -269,10 +300,18 @@ static void refreshed(struct volumes *v, json_t *r, void *data)
         if (id && name && keep)
             json_object_set(keep, id, view_note(v, id, name, p));
     }
-    /* volumes that are gone take their views with them */
+    /* volumes that are gone take their views and leases with them */
     if (keep) {
         json_decref(v->views);
         v->views = keep;
+        const char *id;
+        void *tmp;
+        json_t *x;
+        json_object_foreach_safe(v->leases, tmp, id, x)
+        {
+            if (!json_object_get(keep, id))
+                json_object_del(v->leases, id);
+        }
     }
     json_decref(rf->names);
     json_decref(rf->ids);
@@ -313,6 +352,115 @@ static void refresh_views(struct volumes *v)
         json_decref(rf->ids);
         free(rf);
     }
+}
+
+/* ---- leases ---- */
+
+/* {"node", "counter", "vols": [{"id", "path"}]} -> [{"id", "error", "direct", "slots"}]. */
+static json_t *fn_lease(json_t *a)
+{
+    json_t *out = json_array();
+    const char *node = sget(a, "node");
+    uint64_t counter = (uint64_t)json_integer_value(json_object_get(a, "counter"));
+    size_t i;
+    json_t *x;
+    json_array_foreach(json_object_get(a, "vols"), i, x)
+    {
+        struct ferr e = {0};
+        bool direct = false;
+        int rc = lease_write(sget(x, "path"), node, counter, &direct, &e);
+        json_array_append_new(out, json_pack("{ss ss sb so}", "id", sget(x, "id"), "error",
+                                             rc < 0 ? e.msg : "", "direct", direct, "slots",
+                                             lease_read_all(sget(x, "path"))));
+    }
+    return out;
+}
+
+static void leased(struct volumes *v, json_t *r, void *data)
+{
+    v->leasing = false;
+    uint64_t now = now_mono_ms();
+    bool failing = false;
+    size_t i;
+    json_t *x;
+    json_array_foreach(r, i, x)
+    {
+        const char *id = sget(x, "id");
+        if (*sget(x, "error")) {
+            failing = true;
+            if (!v->lease_failing)
+                log_warn("csv: this node's lease on volume %s could not be renewed: %s", id,
+                         sget(x, "error"));
+        }
+        json_t *seen = json_object_get(v->leases, id);
+        if (!seen) {
+            seen = json_object();
+            json_object_set_new(v->leases, id, seen);
+        }
+        const char *node;
+        json_t *c;
+        json_object_foreach(json_object_get(x, "slots"), node, c)
+        {
+            json_t *o = json_object_get(seen, node);
+            struct lease_seen ls = {0};
+            if (o) {
+                ls.known = true;
+                ls.counter = (uint64_t)json_integer_value(json_object_get(o, "counter"));
+                ls.changed_ms = (uint64_t)json_integer_value(json_object_get(o, "changed_ms"));
+            }
+            lease_observe(&ls, (uint64_t)json_integer_value(c), now);
+            json_object_set_new(seen, node,
+                                json_pack("{sI sI}", "counter", (json_int_t)ls.counter,
+                                          "changed_ms", (json_int_t)ls.changed_ms));
+        }
+    }
+    if (v->lease_failing && !failing)
+        log_info("csv: this node's leases are renewed again");
+    v->lease_failing = failing;
+}
+
+static void lease_tick(uv_timer_t *t)
+{
+    struct volumes *v = t->data;
+    if (v->leasing || !cluster_active(v->env.cluster))
+        return;
+    json_t *csvs = cdb_csvs(db_of(v)), *vols = json_array();
+    size_t i;
+    json_t *c;
+    json_array_foreach(csvs, i, c)
+    {
+        json_array_append_new(vols,
+                              json_pack("{ss ss}", "id", sget(c, "id"), "path", sget(c, "path")));
+    }
+    json_decref(csvs);
+    if (json_array_size(vols) == 0) {
+        json_decref(vols);
+        return;
+    }
+    json_t *arg = json_pack("{ss sI so}", "node", v->env.node_name, "counter",
+                            (json_int_t)++v->lease_count, "vols", vols);
+    struct ferr e;
+    v->leasing = true;
+    if (job_start(v, fn_lease, arg, leased, NULL, &e) < 0)
+        v->leasing = false;
+}
+
+/* What this node read of node's lease on volume id: its age, and whether it is stale; false
+ * when it never read one. */
+static bool lease_of(struct volumes *v, const char *id, const char *node, uint64_t *age,
+                     bool *stale)
+{
+    json_t *o = json_object_get(json_object_get(v->leases, id), node);
+    if (!o)
+        return false;
+    struct lease_seen ls = {.known = true,
+                            .counter = (uint64_t)json_integer_value(json_object_get(o, "counter")),
+                            .changed_ms =
+                                (uint64_t)json_integer_value(json_object_get(o, "changed_ms"))};
+    uint64_t now = now_mono_ms();
+    *age = lease_age_ms(&ls, now);
+    *stale = lease_stale(&ls, now, v->env.lease_expiry_ms);
+    return true;
 }
 
 /* ---- one operation: probes of several nodes, then a write ---- */
@@ -936,7 +1084,11 @@ static void show_done(struct op *o)
         json_object_set_new(row, "health", json_string(sget(n, "state")));
         json_object_set_new(row, "coordinator",
                             json_boolean(strcmp(name, sget(body, "coordinator")) == 0));
-        json_object_set_new(row, "lease_age_ms", json_null());
+        uint64_t age = 0;
+        bool stale = false, seen = lease_of(o->v, sget(body, "id"), name, &age, &stale);
+        json_object_set_new(row, "lease_age_ms",
+                            seen ? json_integer((json_int_t)age) : json_null());
+        json_object_set_new(row, "lease", json_string(!seen ? "none" : stale ? "stale" : "fresh"));
         json_array_append_new(rows, row);
     }
     json_decref(nodes);
@@ -1066,13 +1218,24 @@ json_t *volumes_local_view(struct volumes *v)
     json_array_foreach(csvs, i, c)
     {
         json_t *view = json_object_get(v->views, sget(c, "id"));
+        json_t *ages = json_object();
+        const char *node;
+        json_t *x;
+        json_object_foreach(json_object_get(v->leases, sget(c, "id")), node, x)
+        {
+            uint64_t age = 0;
+            bool stale;
+            if (lease_of(v, sget(c, "id"), node, &age, &stale))
+                json_object_set_new(ages, node, json_integer((json_int_t)age));
+        }
         json_array_append_new(
-            out, json_pack("{ss ss ss sI ss sI sI}", "name", sget(c, "name"), "path",
-                           sget(c, "path"), "coordinator", sget(c, "coordinator"), "epoch",
-                           json_integer_value(json_object_get(c, "epoch")), "access",
-                           view ? sget(view, "access") : "unknown", "size_bytes",
-                           json_integer_value(json_object_get(view, "size_bytes")), "free_bytes",
-                           json_integer_value(json_object_get(view, "free_bytes"))));
+            out,
+            json_pack("{ss ss ss sI ss sI sI so}", "name", sget(c, "name"), "path", sget(c, "path"),
+                      "coordinator", sget(c, "coordinator"), "epoch",
+                      json_integer_value(json_object_get(c, "epoch")), "access",
+                      view ? sget(view, "access") : "unknown", "size_bytes",
+                      json_integer_value(json_object_get(view, "size_bytes")), "free_bytes",
+                      json_integer_value(json_object_get(view, "free_bytes")), "leases", ages));
     }
     json_decref(csvs);
     return out;

@@ -20,6 +20,8 @@ struct volumes_env {
     struct cluster *cluster;
     struct events *events;
     const char *node_name; /* borrowed; outlives the volumes */
+    unsigned lease_ms;        /* renew this node's lease on each volume this often; 0: never */
+    unsigned lease_expiry_ms; /* a lease whose counter did not move this long is stale */
 };
 
 /* env copied. Only -ENOMEM. */
@@ -47,7 +49,7 @@ void volumes_on_probe(struct volumes *v, const json_t *body, reply_cb cb, void *
  * coordinator off a node that is down, draining or paused. */
 void volumes_tick(struct volumes *v);
 /* This node's view for /metrics: [{"name", "path", "coordinator", "epoch", "access",
- * "size_bytes", "free_bytes"}]; new JSON. */
+ * "size_bytes", "free_bytes", "leases": {"NODE": age_ms}}]; new JSON. */
 json_t *volumes_local_view(struct volumes *v);
 
 #endif

@@ -14,6 +14,8 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "storage/lease.h"
+
 #define ID_FILE_MAX 4096
 
 static int copy_str(const json_t *o, const char *key, char *out, size_t size, struct ferr *e)
@@ -197,7 +199,8 @@ int volume_release(const char *dir, const char *id, struct ferr *e)
         return -ENAMETOOLONG;
     if (unlink(path) < 0 && errno != ENOENT)
         return ferr_set(e, -errno, "%s: %s", path, strerror(errno));
-    rmdir(vdir); /* only when empty */
+    lease_remove_all(dir); /* after the id: lease writers stop once it is gone */
+    rmdir(vdir);           /* only when empty */
     return 0;
 }
 

@@ -12,6 +12,7 @@ into its ferryd) changes what host N alone sees at that path, like a node whose 
 missing or points elsewhere."""
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -183,6 +184,44 @@ def test_a_node_that_loses_the_path_shows_none_and_why(lab, csv1):
         assert (csvs(h2)["csv1"]["here"] or {}).get("access") == "direct"
     wait_for(lambda: (csvs(h3)["csv1"]["here"] or {}).get("access") == "direct", VIEW_S,
              "host3 to reach csv1 again")
+
+
+def lease_row(viewer, node):
+    return {r["node"]: r for r in viewer.cli_json("csv", "show", "csv1")["nodes"]}[node]
+
+
+def test_leases_tell_an_isolated_node_from_a_dead_one(lab, csv1):
+    """Every node renews its lease on the volume every second (ferryd's --lease-ms); host1
+    reads them. A node cut off the network still renews (isolated: its health goes down, its
+    lease stays fresh); a frozen one does not (its lease goes stale after --lease-expiry-ms,
+    5 s, on host1's own clock)."""
+    h1, h2, h3 = lab.hosts
+    expiry_ms = 5000
+    for n in ("host1", "host2", "host3"):
+        wait_for(lambda: lease_row(h1, n)["lease"] == "fresh", VIEW_S, f"{n}'s lease to be read")
+    lab.link_down(h3)
+    try:
+        r = wait_for(lambda: (lambda r: r if r["health"] == "down" else None)(
+            lease_row(h1, "host3")), 20, "host1 to see host3 down on the network")
+        assert r["lease"] == "fresh" and r["lease_age_ms"] < 3000, r  # isolated, not dead
+    finally:
+        lab.link_up(h3)
+    lab.wait_cluster()
+    t0 = time.monotonic()
+    lab.kill_ferryd(h3, signal.SIGSTOP)
+    try:
+        r = wait_for(lambda: (lambda r: r if r["lease"] == "stale" else None)(
+            lease_row(h1, "host3")), 20, "host3's lease to go stale")
+        held = time.monotonic() - t0
+        assert r["lease_age_ms"] > expiry_ms and held * 1000 > expiry_ms - 1000, (r, held)
+        m = metrics(h1)
+        assert m['ferry_csv_lease_age_seconds{csv="csv1",node="host3"}'] > expiry_ms / 1000, m
+        assert lease_row(h1, "host2")["lease"] == "fresh"
+    finally:
+        lab.kill_ferryd(h3, signal.SIGCONT)
+    lab.wait_cluster()
+    wait_for(lambda: lease_row(h1, "host3")["lease"] == "fresh", VIEW_S,
+             "host3's lease to be fresh again")
 
 
 def test_coordinator_moves_by_hand_and_off_a_drained_node(lab, csv1):

@@ -85,12 +85,13 @@ const char *migrate_outcome_name(enum migrate_outcome o)
 json_t *volumes_local_view(struct volumes *v)
 {
     (void)v;
-    return json_pack("[{ss ss ss sI ss sI sI}, {ss ss ss sI ss sI sI}]", "name", "csv1", "path",
-                     "/srv/csv1", "coordinator", "host1", "epoch", (json_int_t)3, "access",
-                     "direct", "size_bytes", (json_int_t)1000000, "free_bytes", (json_int_t)400,
+    return json_pack("[{ss ss ss sI ss sI sI s{sI sI}}, {ss ss ss sI ss sI sI s{}}]", "name",
+                     "csv1", "path", "/srv/csv1", "coordinator", "host1", "epoch", (json_int_t)3,
+                     "access", "direct", "size_bytes", (json_int_t)1000000, "free_bytes",
+                     (json_int_t)400, "leases", "host1", (json_int_t)250, "host2", (json_int_t)7500,
                      "name", "csv2", "path", "/srv/csv2", "coordinator", "host2", "epoch",
                      (json_int_t)1, "access", "none", "size_bytes", (json_int_t)0, "free_bytes",
-                     (json_int_t)0);
+                     (json_int_t)0, "leases");
 }
 
 /* ---- the node ---- */
@@ -377,6 +378,8 @@ static void test_volumes(void **state)
     assert_int_equal(value_of(t, "ferry_csv_access{csv=\"csv2\",access=\"direct\"}"), 0);
     assert_int_equal(value_of(t, "ferry_csv_size_bytes{csv=\"csv1\"}"), 1000000);
     assert_int_equal(value_of(t, "ferry_csv_free_bytes{csv=\"csv1\"}"), 400);
+    assert_true(value_of(t, "ferry_csv_lease_age_seconds{csv=\"csv1\",node=\"host1\"}") == 0.25);
+    assert_true(value_of(t, "ferry_csv_lease_age_seconds{csv=\"csv1\",node=\"host2\"}") == 7.5);
 }
 
 static void test_label_values_are_escaped_on_the_page(void **state)
