@@ -427,6 +427,7 @@ static void on_signal(uv_signal_t *s, int signum)
     log_info("signal %d: shutting down; VMs keep running", signum);
     uv_signal_stop(&d->sigterm);
     uv_signal_stop(&d->sigint);
+    volumes_stop(d->api.volumes); /* before the cluster closes: it must not be touched after */
     if (d->http)
         http_server_close(d->http, http_closed, d);
 }

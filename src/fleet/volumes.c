@@ -24,6 +24,7 @@ struct volumes {
     json_t *views;   /* volume id -> {"access", "why", "since_ms", "size_bytes", "free_bytes"} */
     bool refreshing; /* a refresh of the views runs in the pool */
     bool moving;     /* the leader moves a coordinator */
+    bool stopped;    /* ferryd shuts down: the cluster is not to be touched any more */
     /* leases (storage/lease.h): this node's renewals, and what it read of everyone's */
     uv_timer_t lease_timer;
     bool timer_on;
@@ -77,16 +78,26 @@ static void timer_closed(uv_handle_t *h)
     vunref(h->data);
 }
 
+void volumes_stop(struct volumes *v);
+
 void volumes_free(struct volumes *v)
 {
     if (!v)
         return;
+    volumes_stop(v);
+    vunref(v);
+}
+
+void volumes_stop(struct volumes *v)
+{
+    if (!v)
+        return;
+    v->stopped = true;
     if (v->timer_on) {
         v->timer_on = false;
         uv_timer_stop(&v->lease_timer);
         uv_close((uv_handle_t *)&v->lease_timer, timer_closed);
     }
-    vunref(v);
 }
 
 static const struct cdb *db_of(const struct volumes *v)
@@ -515,6 +526,23 @@ static void op_answer_failure(struct op *o)
     op_free(o);
 }
 
+/* ferryd shuts down (volumes_stop): the operation ends here, its caller hears so, and the
+ * cluster is not touched any more. True if it ended. */
+static bool op_gone(struct op *o)
+{
+    if (!o->v->stopped)
+        return false;
+    if (o->automatic)
+        o->v->moving = false;
+    if (!o->failed) {
+        struct ferr e;
+        ferr_set(&e, -ECANCELED, "ferryd is shutting down: see ferry csv list for what was done");
+        op_fail(o, &e);
+    }
+    op_answer_failure(o);
+    return true;
+}
+
 /* The volume's record with what the API adds: the VMs using it and this node's view. New. */
 static json_t *record_json(struct volumes *v, const json_t *rec)
 {
@@ -641,15 +669,50 @@ static void add_undo(struct op *o)
         op_answer_failure(o);
 }
 
+/* The record of an add whose write may have been applied although it failed (a timeout, a
+ * leader lost on the way): the database shows it, with this add's id. */
+static bool add_recorded(const struct cdb *db, void *data)
+{
+    struct op *o = data;
+    json_t *rec = NULL;
+    bool yes =
+        db && cdb_csv_get(db, o->name, &rec, NULL) == 0 && strcmp(sget(rec, "id"), o->id) == 0;
+    json_decref(rec);
+    return yes;
+}
+
+static void add_written(int status, json_t *body, const struct ferr *e, void *data);
+
+static void add_checked(int status, void *data)
+{
+    struct op *o = data;
+    if (status == 0 && !o->v->stopped) {
+        log_info("csv %s: the write's answer was lost, but the database has it", o->name);
+        o->failed = false;
+        add_written(201, NULL, NULL, o);
+        return;
+    }
+    add_undo(o);
+}
+
 static void add_written(int status, json_t *body, const struct ferr *e, void *data)
 {
     struct op *o = data;
     json_decref(body);
     if (e) {
         op_fail(o, e);
-        add_undo(o);
+        /* A refusal is final; anything else may still have been applied: look before the id
+         * file goes (a record without its id file would show the volume as none everywhere). */
+        bool final = e->code == FERR_INVALID || e->code == FERR_EXISTS || e->code == FERR_STATE ||
+                     e->code == FERR_NOTFOUND;
+        struct ferr we;
+        if (final || o->v->stopped ||
+            cluster_wait_until(o->v->env.cluster, add_recorded, 5000, add_checked, o, &we) < 0)
+            add_undo(o);
         return;
     }
+    if (op_gone(o))
+        return;
     log_info("csv %s: added at %s (id %s), coordinator %s", o->name, o->path, o->id,
              o->v->env.node_name);
     cluster_event_add(o->v->env.cluster, "csv.added", NULL,
@@ -684,6 +747,11 @@ static void add_step(struct op *o)
 {
     if (--o->waiting > 0)
         return;
+    if (o->v->stopped && !o->failed) {
+        struct ferr e;
+        ferr_set(&e, -ECANCELED, "ferryd is shutting down: nothing was added");
+        op_fail(o, &e);
+    }
     if (o->failed) {
         add_undo(o);
         return;
@@ -704,6 +772,13 @@ static void add_claimed(struct volumes *v, json_t *r, void *data)
 {
     struct op *o = data;
     struct ferr e = {0};
+    if (v->stopped && !result_failed(r, &e)) {
+        snprintf(o->id, sizeof(o->id), "%s", sget(r, "id"));
+        ferr_set(&e, -ECANCELED, "ferryd is shutting down");
+        op_fail(o, &e);
+        add_undo(o);
+        return;
+    }
     if (result_failed(r, &e)) {
         op_fail(o, &e);
         op_answer_failure(o);
@@ -829,8 +904,9 @@ static void remove_written(int status, json_t *body, const struct ferr *e, void 
         op_answer_failure(o);
         return;
     }
-    cluster_event_add(o->v->env.cluster, "csv.removed", NULL, "volume %s at %s removed", o->name,
-                      o->path);
+    if (!o->v->stopped)
+        cluster_event_add(o->v->env.cluster, "csv.removed", NULL, "volume %s at %s removed",
+                          o->name, o->path);
     struct ferr je;
     json_t *arg = json_pack("{ss ss}", "path", o->path, "id", o->id);
     if (job_start(o->v, fn_release, arg, remove_released, o, &je) < 0)
@@ -892,6 +968,8 @@ static void move_written(int status, json_t *body, const struct ferr *e, void *d
         op_answer_failure(o);
         return;
     }
+    if (op_gone(o))
+        return;
     log_info("csv %s: coordinator %s -> %s (epoch %lld)%s%s", o->name, o->from, o->to,
              (long long)o->epoch + 1, o->why[0] ? ": " : "", o->why);
     cluster_event_add(o->v->env.cluster, "csv.coordinator_moved", NULL,
@@ -903,6 +981,8 @@ static void move_written(int status, json_t *body, const struct ferr *e, void *d
 static void move_probed(struct op *o, const char *node, const json_t *probe, const struct ferr *e)
 {
     struct ferr fe;
+    if (op_gone(o))
+        return;
     if (e || strcmp(sget(probe, "access"), "direct") != 0) {
         ferr_set(&fe, e ? FERR_UNAVAIL : FERR_STATE, "%s cannot coordinate volume %s: %s", node,
                  o->name, e ? e->msg : sget(probe, "why"));
@@ -1034,7 +1114,7 @@ static void move_off_unfit(struct volumes *v)
 
 void volumes_tick(struct volumes *v)
 {
-    if (!cluster_active(v->env.cluster))
+    if (v->stopped || !cluster_active(v->env.cluster))
         return;
     refresh_views(v);
     move_off_unfit(v);
@@ -1062,6 +1142,8 @@ static void show_done(struct op *o)
 {
     json_t *rec = NULL;
     struct ferr e;
+    if (op_gone(o))
+        return;
     if (cdb_csv_get(db_of(o->v), o->name, &rec, &e) < 0) {
         op_fail(o, &e);
         op_answer_failure(o);

@@ -26,6 +26,9 @@ struct volumes_env {
 
 /* env copied. Only -ENOMEM. */
 int volumes_new(const struct volumes_env *env, struct volumes **out, struct ferr *e);
+/* ferryd shuts down, before the cluster closes: nothing of v touches the cluster any more,
+ * the lease timer stops, and operations under way end with -ECANCELED. */
+void volumes_stop(struct volumes *v);
 /* Frees v once no operation of it is under way any more (they hold a reference). */
 void volumes_free(struct volumes *v);
 
