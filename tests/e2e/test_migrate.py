@@ -218,32 +218,44 @@ def test_destination_qemu_killed_and_cancel(lab):
 
 
 def test_records_and_metrics(lab):
-    """The migrations of the tests above, as every node reads them from the cluster database
-    (newest first), and as /metrics of the source nodes counts them."""
+    """A VM's migrations of its own (two completed, one cancelled, one failed), as every node
+    reads them from the cluster database (newest first), and as /metrics of the source nodes
+    counts them (the increase over the counts before, so earlier tests do not matter)."""
     h1, h2, h3 = lab.hosts
+    hists = ("ferry_migration_blackout_seconds", "ferry_migration_total_seconds")
+    before = [metrics(h) for h in lab.hosts]
+    ip = create_vm(lab, h1, "mr1", 9, memory=128)
+    h1.cli("vm", "migrate", "mr1", "--to", "host2")
+    h2.cli("vm", "migrate", "mr1", "--to", "host1")
+    p, inc = start_long_migration(lab, h1, h3, "mr1")
+    h1.cli("vm", "migrate", "--cancel", "mr1")
+    assert p.wait(60) != 0
+    p, inc = start_long_migration(lab, h1, h2, "mr1")
+    os.kill(inc["pid"], signal.SIGKILL)  # the destination's QEMU dies: the migration fails
+    assert p.wait(60) != 0
+    wait_answering(lab, ip)
     recs = {}
 
     def agreed():
         """Every node's list, read again each time, is the same (a follower may lag the
-        leader's newest record for a moment)."""
+        leader's newest record for a moment) and has mr1's four."""
         for h in lab.hosts:
             recs[h.name] = h.cli_json("vm", "migrations")["migrations"]
-        return recs["host1"] == recs["host2"] == recs["host3"]
-    wait_for(agreed, 10, "every node to list the same migrations")
-    mv1 = h3.cli_json("vm", "migrations", "mv1")["migrations"]
-    assert [(r["from"], r["to"], r["status"]) for r in mv1] == [
-        ("host1", "host2", "completed"), ("host2", "host1", "completed"),
-        ("host1", "host2", "completed")], mv1
-    for r in mv1:
+        return recs["host1"] == recs["host2"] == recs["host3"] and \
+            len([r for r in recs["host1"] if r["vm"] == "mr1"]) == 4
+    wait_for(agreed, 10, "every node to list the same migrations, mr1's four among them")
+    mr1 = h3.cli_json("vm", "migrations", "mr1")["migrations"]
+    assert mr1 == [r for r in recs["host2"] if r["vm"] == "mr1"], (mr1, recs["host2"])
+    assert [(r["from"], r["to"], r["status"]) for r in mr1] == [
+        ("host1", "host2", "failed"), ("host1", "host3", "cancelled"),
+        ("host2", "host1", "completed"), ("host1", "host2", "completed")], mr1
+    assert mr1[0]["id"] > mr1[1]["id"] > mr1[2]["id"] > mr1[3]["id"], mr1
+    for r in mr1[2:]:
         assert r["strategy"] == "pre-copy" and r["error"] is None and r["client_gap_ms"] is None
         assert r["total_ms"] > 0 and r["downtime_ms"] > 0 and r["bytes"] > 0 and \
             r["passes"] >= 1 and r["budget_ms"] == BUDGET_MS and r["setup_ms"] >= 0, r
-    assert mv1[0]["id"] > mv1[1]["id"] > mv1[2]["id"]
-    mv2 = h2.cli_json("vm", "migrations", "mv2")["migrations"]
-    assert [(r["from"], r["to"], r["status"]) for r in mv2] == [
-        ("host1", "host3", "cancelled"), ("host1", "host2", "failed")], mv2
-    assert "cancelled by request" in mv2[0]["error"] and mv2[0]["downtime_ms"] is None, mv2
-    assert mv2[1]["error"] and mv2[1]["total_ms"] > 0, mv2
+    assert "cancelled by request" in mr1[1]["error"] and mr1[1]["downtime_ms"] is None, mr1
+    assert mr1[0]["error"] and mr1[0]["total_ms"] > 0 and mr1[0]["downtime_ms"] is None, mr1
     table = h1.cli("vm", "migrations").stdout
     print("\n" + table)
     assert table.splitlines()[0].split() == ["ID", "WHEN", "VM", "FROM", "TO", "STATUS",
@@ -251,21 +263,27 @@ def test_records_and_metrics(lab):
                                              "BYTES", "PASSES"], table
     assert len(table.splitlines()) == 1 + len(recs["host1"])
 
-    m1, m2, m3 = (metrics(h) for h in lab.hosts)
-    for m, done, failed, cancelled in ((m1, 2, 1, 1), (m2, 1, 0, 0), (m3, 0, 0, 0)):
-        assert m['ferry_migrations_total{status="completed"}'] == done, m
-        assert m['ferry_migrations_total{status="failed"}'] == failed, m
-        assert m['ferry_migrations_total{status="cancelled"}'] == cancelled, m
-        for hist in ("ferry_migration_blackout_seconds", "ferry_migration_total_seconds"):
-            assert m[f"{hist}_count"] == done and m[f'{hist}_bucket{{le="+Inf"}}'] == done, m
+    after = [metrics(h) for h in lab.hosts]
+
+    def grew(i, series):
+        return after[i].get(series, 0) - before[i].get(series, 0)
+    for i, (done, failed, cancelled) in enumerate(((1, 1, 1), (1, 0, 0), (0, 0, 0))):
+        name = lab.hosts[i].name
+        assert grew(i, 'ferry_migrations_total{status="completed"}') == done, (name, after[i])
+        assert grew(i, 'ferry_migrations_total{status="failed"}') == failed, (name, after[i])
+        assert grew(i, 'ferry_migrations_total{status="cancelled"}') == cancelled, name
+        for hist in hists:
+            assert grew(i, f"{hist}_count") == done, (name, hist, after[i])
+            assert after[i][f'{hist}_bucket{{le="+Inf"}}'] == after[i][f"{hist}_count"]
             bounds = ["0.01", "0.025", "0.05", "0.1", "0.2", "0.3", "0.5", "1", "2", "5", "10",
                       "30", "60"]
-            counts = [m[f'{hist}_bucket{{le="{b}"}}'] for b in bounds]
-            assert counts == sorted(counts) and counts[-1] <= done, (hist, counts)
-    # Host1's completed migrations: QEMU downtime under the budget, so within le="0.3".
-    assert m1['ferry_migration_blackout_seconds_bucket{le="0.3"}'] == 2, m1
-    total_ms = sum(r["total_ms"] for r in mv1 if r["from"] == "host1")
-    assert abs(m1["ferry_migration_total_seconds_sum"] - total_ms / 1000) < 0.01, m1
+            counts = [after[i][f'{hist}_bucket{{le="{b}"}}'] for b in bounds]
+            assert counts == sorted(counts) and counts[-1] <= after[i][f"{hist}_count"], counts
+    # host1's completed migration: QEMU's downtime under the budget, so within le="0.3", and
+    # its total time added to the sum.
+    assert grew(0, 'ferry_migration_blackout_seconds_bucket{le="0.3"}') == 1, after[0]
+    assert abs(grew(0, "ferry_migration_total_seconds_sum") - mr1[3]["total_ms"] / 1000) < 0.01
+    h1.cli("vm", "delete", "--force", "mr1")
 
 
 def test_postcopy_when_precopy_cannot_converge(lab):
