@@ -146,7 +146,7 @@ static int print_show(const json_t *c)
     output_table_print(t, stdout);
     output_table_free(t);
     printf("\n");
-    static const char *const vh[] = {"VHD", "SIZE"};
+    static const char *const vh[] = {"VHD", "SIZE", "VM"};
     t = output_table_new(ARRAY_SIZE(vh), vh);
     if (!t)
         return EXIT_FAIL;
@@ -155,7 +155,8 @@ static int print_show(const json_t *c)
     {
         char size[32];
         const char *cells[] = {or_dash(cli_jstr(v, "file")),
-                               output_bytes(cli_jnum(v, "size_bytes"), size, sizeof(size))};
+                               output_bytes(cli_jnum(v, "size_bytes"), size, sizeof(size)),
+                               or_dash(cli_jstr(v, "vm"))};
         if (output_table_add(t, cells) < 0) {
             output_table_free(t);
             return EXIT_FAIL;

@@ -1175,7 +1175,26 @@ static void show_done(struct op *o)
     }
     json_decref(nodes);
     json_object_set_new(body, "nodes", rows);
-    json_object_set_new(body, "vhds", o->vhds ? json_incref(o->vhds) : json_array());
+    /* each VHD with the VM whose spec names it (null: none) */
+    json_t *vms = cdb_vms(db_of(o->v), NULL), *vhds = json_array(), *f, *vm, *d;
+    size_t k, m;
+    json_array_foreach(o->vhds, i, f)
+    {
+        json_t *row = json_deep_copy(f);
+        const char *user = NULL;
+        json_array_foreach(vms, k, vm)
+        {
+            json_array_foreach(json_object_get(json_object_get(vm, "spec"), "disks"), m, d)
+            {
+                if (strcmp(sget(d, "path"), sget(f, "path")) == 0)
+                    user = sget(vm, "name");
+            }
+        }
+        json_object_set_new(row, "vm", user ? json_string(user) : json_null());
+        json_array_append_new(vhds, row);
+    }
+    json_decref(vms);
+    json_object_set_new(body, "vhds", vhds);
     o->cb(200, body, NULL, o->data);
     op_free(o);
 }

@@ -259,8 +259,8 @@ def test_remove_is_refused_while_a_vm_uses_the_volume(lab, csv1):
         os.path.join(csv1, "cvm1.vhd")
     c = wait_for(lambda: (lambda c: c if c["vms"] == ["cvm1"] else None)(csvs(h3)["csv1"]), 10,
                  "csv1 to list cvm1")
-    files = [v["file"] for v in h1.cli_json("csv", "show", "csv1")["vhds"]]
-    assert "cvm1.vhd" in files, files
+    files = {v["file"]: v["vm"] for v in h1.cli_json("csv", "show", "csv1")["vhds"]}
+    assert files.get("cvm1.vhd") == "cvm1", files
     refused(h3, "remove", "csv1", says="in use by 1 VM (cvm1)")
     assert os.path.exists(id_file(csv1)) and "csv1" in csvs(h1)
     h2.cli("vm", "delete", "--force", "cvm1")
