@@ -533,7 +533,11 @@ static int on_message(json_t *msg, void *data)
     long long id = -1;
     enum qmp_msg_kind kind = qmp_msg_classify(msg, &id);
 
-    if (c->state == ST_GREETING && kind != QMP_MSG_GREETING) {
+    /* An event may come before the greeting: seen once with QEMU 10, whose monitor runs in
+     * an I/O thread and can write an event the main thread emits to a client it accepted
+     * before it sent that client the greeting. It is a real event: pass it on. Anything else
+     * before the greeting is not QMP. */
+    if (c->state == ST_GREETING && kind != QMP_MSG_GREETING && kind != QMP_MSG_EVENT) {
         excerpt_json(msg, ex, sizeof(ex));
         conn_fail(c, FERR_PROTO, "garbage from QEMU: expected the QMP greeting, got \"%s\"", ex);
         return 1;

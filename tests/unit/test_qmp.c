@@ -978,6 +978,28 @@ static void test_client_no_greeting(void **state)
     assert_string_equal(f->seen, "");
 }
 
+/* An event before the greeting (QEMU 10 did that once): passed on, and the connection goes
+ * on to ready as usual. */
+static void test_client_event_before_greeting(void **state)
+{
+    struct fx *f = *state;
+    static char greet[1024];
+    snprintf(greet, sizeof(greet), "%s%s",
+             "{\"timestamp\": {\"seconds\": 1, \"microseconds\": 2}, \"event\": "
+             "\"NIC_RX_FILTER_CHANGED\", \"data\": {\"path\": \"/machine\"}}\r\n",
+             GREETING);
+    f->greeting = greet;
+    fx_listen(f);
+    fx_open(f);
+    run_until(f, is_ready);
+    assert_int_equal(f->ready, 1);
+    assert_int_equal(f->closed, 0);
+    assert_int_equal(f->nevents, 1);
+    assert_string_equal(f->events[0], "NIC_RX_FILTER_CHANGED");
+    exec_ok(f, "query-status", NULL, 1);
+    assert_int_equal(f->closed, 0);
+}
+
 static bool peer_gone(struct fx *f)
 {
     return !f->peer_open;
@@ -1168,6 +1190,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_client_eof_during_negotiation, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_client_caps_refused, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_client_no_greeting, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_client_event_before_greeting, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_client_close_in_reply, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_client_close_in_ready, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_client_close_in_event, fx_setup, fx_teardown),
