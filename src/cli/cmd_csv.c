@@ -21,6 +21,18 @@ static char *csv_path(const char *name, const char *suffix)
     return out;
 }
 
+/* method on /v1/csvs/NAME + suffix with body (may be NULL): cli_call's exit code and reply. */
+static int csv_call(struct cli *cli, const char *method, const char *name, const char *suffix,
+                    const json_t *body, json_t **reply)
+{
+    char *path = csv_path(name, suffix);
+    if (!path)
+        return cli_nomem();
+    int rc = cli_call(cli, method, path, body, reply);
+    free(path);
+    return rc;
+}
+
 static const char *or_dash(const char *s)
 {
     return s && s[0] ? s : "-";
@@ -182,12 +194,8 @@ static int csv_show(struct cli *cli, int argc, char **argv)
         return go;
     if (cli_one_operand(cmd, argc, argv, "a volume NAME", &name) != EXIT_OK)
         return EXIT_USAGE;
-    char *path = csv_path(name, "");
-    if (!path)
-        return cli_nomem();
     json_t *reply;
-    int rc = cli_call(cli, "GET", path, NULL, &reply);
-    free(path);
+    int rc = csv_call(cli, "GET", name, "", NULL, &reply);
     if (rc != EXIT_OK)
         return rc;
     if (cli->fmt == OUTPUT_JSON)
@@ -249,12 +257,8 @@ static int csv_remove(struct cli *cli, int argc, char **argv)
         return go;
     if (cli_one_operand(cmd, argc, argv, "a volume NAME", &name) != EXIT_OK)
         return EXIT_USAGE;
-    char *path = csv_path(name, "");
-    if (!path)
-        return cli_nomem();
     json_t *reply;
-    int rc = cli_call(cli, "DELETE", path, NULL, &reply);
-    free(path);
+    int rc = csv_call(cli, "DELETE", name, "", NULL, &reply);
     if (rc != EXIT_OK)
         return rc;
     if (cli->fmt == OUTPUT_JSON)
@@ -294,15 +298,10 @@ static int csv_move(struct cli *cli, int argc, char **argv)
         return EXIT_USAGE;
     if (!to)
         return cli_usage(cmd, "--to NODE is required");
-    char *path = csv_path(name, "/move-coordinator");
     json_t *body = json_pack("{ss}", "to", to), *reply;
-    if (!path || !body) {
-        free(path);
-        json_decref(body);
+    if (!body)
         return cli_nomem();
-    }
-    int rc = cli_call(cli, "POST", path, body, &reply);
-    free(path);
+    int rc = csv_call(cli, "POST", name, "/move-coordinator", body, &reply);
     json_decref(body);
     if (rc != EXIT_OK)
         return rc;

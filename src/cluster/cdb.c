@@ -1685,6 +1685,11 @@ json_t *cdb_nodes(const struct cdb *db)
     return sorted_copy(db->nodes, cmp_id, NULL, NULL);
 }
 
+json_t *cdb_nodes_by_name(const struct cdb *db)
+{
+    return sorted_copy(db->nodes, cmp_name, NULL, NULL);
+}
+
 int cdb_node_get(const struct cdb *db, uint64_t id, json_t **out, struct ferr *e)
 {
     json_t *n = node_by_id(db, id);

@@ -288,6 +288,8 @@ int cdb_cmd_version_min(const struct cdb *db);
  */
 /* All nodes, as an array sorted by id. */
 json_t *cdb_nodes(const struct cdb *db);
+/* The same sorted by name. */
+json_t *cdb_nodes_by_name(const struct cdb *db);
 /* One node by id or by name; FERR_NOTFOUND when absent (-ENOMEM). *out untouched on error. */
 int cdb_node_get(const struct cdb *db, uint64_t id, json_t **out, struct ferr *e);
 int cdb_node_find(const struct cdb *db, const char *name, json_t **out, struct ferr *e);

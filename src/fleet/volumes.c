@@ -118,31 +118,10 @@ static const char *sget(const json_t *o, const char *k)
     return s ? s : "";
 }
 
-static int cmp_node_name(const void *a, const void *b)
-{
-    return strcmp(sget(*(json_t *const *)a, "name"), sget(*(json_t *const *)b, "name"));
-}
-
 /* The cluster's node records sorted by name (placement picks the same way). New JSON. */
 static json_t *nodes_by_name(struct volumes *v)
 {
-    json_t *nodes = cdb_nodes(db_of(v));
-    size_t n = json_array_size(nodes);
-    json_t **items = calloc(n ? n : 1, sizeof(*items));
-    json_t *out = json_array();
-    if (!items || !out) {
-        free(items);
-        json_decref(out);
-        return nodes;
-    }
-    for (size_t i = 0; i < n; i++)
-        items[i] = json_array_get(nodes, i);
-    qsort(items, n, sizeof(*items), cmp_node_name);
-    for (size_t i = 0; i < n; i++)
-        json_array_append(out, items[i]);
-    free(items);
-    json_decref(nodes);
-    return out;
+    return cdb_nodes_by_name(db_of(v));
 }
 
 /* ---- work in the thread pool ---- */
