@@ -1322,8 +1322,7 @@ static void test_event_uid(void **state)
     /* before version 4 there is no uid; a uid is a token */
     refused(db, "{'v':3,'op':'event_add','time_ms':5,'type':'x','uid':'a'}", FERR_INVALID,
             "unknown field \"uid\"");
-    refused(db, "{'v':4,'op':'event_add','time_ms':5,'type':'x','uid':'A b'}", FERR_INVALID,
-            "uid");
+    refused(db, "{'v':4,'op':'event_add','time_ms':5,'type':'x','uid':'A b'}", FERR_INVALID, "uid");
     refused(db, "{'v':4,'op':'event_add','time_ms':5,'type':'x','uid':''}", FERR_INVALID, "uid");
     /* the uids survive a snapshot: a replica restored from it skips the same event again */
     char *snap = NULL;
@@ -1358,8 +1357,9 @@ static void test_csv_volumes(void **state)
     (void)state;
     struct cdb *db = populated();
     struct ferr e;
-#define CSV1 "{'v':4,'op':'csv_put','name':'csv1','path':'/srv/csv1','id':'a1b2','coordinator':'n1'," \
-             "'epoch':1,'time_ms':100,'expect_epoch':0}"
+#define CSV1                                                                                       \
+    "{'v':4,'op':'csv_put','name':'csv1','path':'/srv/csv1','id':'a1b2','coordinator':'n1',"       \
+    "'epoch':1,'time_ms':100,'expect_epoch':0}"
     ok(db, CSV1);
     json_t *v = NULL;
     assert_int_equal(cdb_csv_get(db, "csv1", &v, &e), 0);
@@ -1369,40 +1369,62 @@ static void test_csv_volumes(void **state)
     json_decref(v);
     /* added twice: the compare-and-set says so; overlapping paths and a reused id too */
     refused(db, CSV1, FERR_STATE, "is at epoch 1, not 0");
-    refused(db, "{'v':4,'op':'csv_put','name':'csv2','path':'/srv/csv1/sub','id':'c3','coordinator':"
-                "'n1','epoch':1,'time_ms':1}", FERR_EXISTS, "overlaps volume \"csv1\"");
-    refused(db, "{'v':4,'op':'csv_put','name':'csv2','path':'/srv','id':'c3','coordinator':'n1',"
-                "'epoch':1,'time_ms':1}", FERR_EXISTS, "overlaps");
-    refused(db, "{'v':4,'op':'csv_put','name':'csv2','path':'/srv/csv2','id':'a1b2','coordinator':"
-                "'n1','epoch':1,'time_ms':1}", FERR_EXISTS, "is volume \"csv1\"'s");
+    refused(db,
+            "{'v':4,'op':'csv_put','name':'csv2','path':'/srv/csv1/sub','id':'c3','coordinator':"
+            "'n1','epoch':1,'time_ms':1}",
+            FERR_EXISTS, "overlaps volume \"csv1\"");
+    refused(db,
+            "{'v':4,'op':'csv_put','name':'csv2','path':'/srv','id':'c3','coordinator':'n1',"
+            "'epoch':1,'time_ms':1}",
+            FERR_EXISTS, "overlaps");
+    refused(db,
+            "{'v':4,'op':'csv_put','name':'csv2','path':'/srv/csv2','id':'a1b2','coordinator':"
+            "'n1','epoch':1,'time_ms':1}",
+            FERR_EXISTS, "is volume \"csv1\"'s");
     ok(db, "{'v':4,'op':'csv_put','name':'csv2','path':'/srv/csv10','id':'c3','coordinator':'n2',"
            "'epoch':1,'time_ms':1}"); /* a prefix that is not a parent does not overlap */
     /* bad paths, ids, coordinators, epochs */
-    const char *bad_paths[] = {"srv/x", "/", "/srv/", "/srv//x", "/srv/./x", "/srv/../x",
-                               "/srv/a b", "/srv/a\\\\b"};
+    const char *bad_paths[] = {"srv/x",    "/",         "/srv/",    "/srv//x",
+                               "/srv/./x", "/srv/../x", "/srv/a b", "/srv/a\\\\b"};
     for (size_t i = 0; i < sizeof(bad_paths) / sizeof(bad_paths[0]); i++) {
         char cmd[300];
-        snprintf(cmd, sizeof(cmd), "{'v':4,'op':'csv_put','name':'x','path':'%s','id':'q',"
-                 "'coordinator':'n1','epoch':1,'time_ms':1}", bad_paths[i]);
+        snprintf(cmd, sizeof(cmd),
+                 "{'v':4,'op':'csv_put','name':'x','path':'%s','id':'q',"
+                 "'coordinator':'n1','epoch':1,'time_ms':1}",
+                 bad_paths[i]);
         refused(db, cmd, FERR_INVALID, "path");
     }
-    refused(db, "{'v':4,'op':'csv_put','name':'x','path':'/x','id':'Q!','coordinator':'n1',"
-                "'epoch':1,'time_ms':1}", FERR_INVALID, "id");
-    refused(db, "{'v':4,'op':'csv_put','name':'x','path':'/x','id':'q','coordinator':'n9',"
-                "'epoch':1,'time_ms':1}", FERR_NOTFOUND, "no node named \"n9\"");
-    refused(db, "{'v':4,'op':'csv_put','name':'x','path':'/x','id':'q','coordinator':'n1',"
-                "'epoch':2,'time_ms':1}", FERR_INVALID, "starts at epoch 1");
-    refused(db, "{'v':3,'op':'csv_put','name':'x','path':'/x','id':'q','coordinator':'n1',"
-                "'epoch':1,'time_ms':1}", FERR_INVALID, "new in version 4");
+    refused(db,
+            "{'v':4,'op':'csv_put','name':'x','path':'/x','id':'Q!','coordinator':'n1',"
+            "'epoch':1,'time_ms':1}",
+            FERR_INVALID, "id");
+    refused(db,
+            "{'v':4,'op':'csv_put','name':'x','path':'/x','id':'q','coordinator':'n9',"
+            "'epoch':1,'time_ms':1}",
+            FERR_NOTFOUND, "no node named \"n9\"");
+    refused(db,
+            "{'v':4,'op':'csv_put','name':'x','path':'/x','id':'q','coordinator':'n1',"
+            "'epoch':2,'time_ms':1}",
+            FERR_INVALID, "starts at epoch 1");
+    refused(db,
+            "{'v':3,'op':'csv_put','name':'x','path':'/x','id':'q','coordinator':'n1',"
+            "'epoch':1,'time_ms':1}",
+            FERR_INVALID, "new in version 4");
     /* a coordinator move: compare-and-set on the epoch, which only grows */
     ok(db, "{'v':4,'op':'csv_put','name':'csv1','path':'/srv/csv1','id':'a1b2','coordinator':'n2',"
            "'epoch':2,'time_ms':200,'expect_epoch':1}");
-    refused(db, "{'v':4,'op':'csv_put','name':'csv1','path':'/srv/csv1','id':'a1b2','coordinator':"
-                "'n1','epoch':3,'time_ms':300,'expect_epoch':1}", FERR_STATE, "at epoch 2, not 1");
-    refused(db, "{'v':4,'op':'csv_put','name':'csv1','path':'/srv/csv1','id':'a1b2','coordinator':"
-                "'n1','epoch':2,'time_ms':300}", FERR_STATE, "not above 2");
-    refused(db, "{'v':4,'op':'csv_put','name':'csv1','path':'/srv/other','id':'a1b2','coordinator':"
-                "'n1','epoch':3,'time_ms':300}", FERR_INVALID, "never change");
+    refused(db,
+            "{'v':4,'op':'csv_put','name':'csv1','path':'/srv/csv1','id':'a1b2','coordinator':"
+            "'n1','epoch':3,'time_ms':300,'expect_epoch':1}",
+            FERR_STATE, "at epoch 2, not 1");
+    refused(db,
+            "{'v':4,'op':'csv_put','name':'csv1','path':'/srv/csv1','id':'a1b2','coordinator':"
+            "'n1','epoch':2,'time_ms':300}",
+            FERR_STATE, "not above 2");
+    refused(db,
+            "{'v':4,'op':'csv_put','name':'csv1','path':'/srv/other','id':'a1b2','coordinator':"
+            "'n1','epoch':3,'time_ms':300}",
+            FERR_INVALID, "never change");
     assert_int_equal(cdb_csv_get(db, "csv1", &v, &e), 0);
     assert_string_equal(json_string_value(json_object_get(v, "coordinator")), "n2");
     assert_int_equal(json_integer_value(json_object_get(v, "coordinator_since_ms")), 200);
@@ -1415,8 +1437,7 @@ static void test_csv_volumes(void **state)
            "'/srv/csv1/db1.vhd'}]},'owner':'n1'}");
     ok(db, "{'v':1,'op':'vm_put','name':'k1','spec':{'name':'k1','boot':{'kernel':"
            "'/srv/csv1/vmlinuz'}},'owner':'n1'}");
-    refused(db, "{'v':4,'op':'csv_remove','name':'csv1'}", FERR_STATE,
-            "in use by 2 VMs (db1, k1)");
+    refused(db, "{'v':4,'op':'csv_remove','name':'csv1'}", FERR_STATE, "in use by 2 VMs (db1, k1)");
     /* the snapshot keeps the volumes */
     char *snap = NULL;
     size_t len = 0;
