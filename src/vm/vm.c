@@ -1041,6 +1041,11 @@ void vm_set_migrating(struct vm *vm, vm_event_fn fn, void *d)
 
 bool vm_can_migrate(const struct vm *vm, char *why, size_t size)
 {
+    if (vm->storage_moving) {
+        snprintf(why, size, "a storage move of disks[%d] is under way (ferry vm storage-move)",
+                 vm->storage_moving - 1);
+        return false;
+    }
     for (unsigned i = 0; i < vm->spec.ndisks; i++)
         if (vm->disk_vpc[i]) {
             snprintf(why, size,
@@ -1050,6 +1055,24 @@ bool vm_can_migrate(const struct vm *vm, char *why, size_t size)
             return false;
         }
     return true;
+}
+
+bool vm_storage_move_mark(struct vm *vm, int disk)
+{
+    if (disk >= 0 && vm->storage_moving)
+        return false;
+    vm->storage_moving = disk >= 0 ? disk + 1 : 0;
+    return true;
+}
+
+int vm_storage_moving(const struct vm *vm)
+{
+    return vm->storage_moving - 1;
+}
+
+bool vm_disk_fixed(const struct vm *vm, unsigned i)
+{
+    return i < vm->spec.ndisks && !vm->disk_vpc[i];
 }
 
 bool vm_migrating(const struct vm *vm)

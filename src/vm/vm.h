@@ -181,6 +181,20 @@ void vm_set_migrating(struct vm *vm, vm_event_fn fn, void *d);
 bool vm_migrating(const struct vm *vm);
 /* Destination: adds text to the console history (the source's, sent before the switchover). */
 void vm_console_append(struct vm *vm, const char *data, size_t len);
+/*
+ * ---- Storage moves: the VM's side (src/fleet/storagemove.c) ----
+ */
+/* Marks disk (>= 0) as moving, or none (-1); false when another move runs. While one runs the
+ * VM is not live-migrated (vm_can_migrate says why). */
+bool vm_storage_move_mark(struct vm *vm, int disk);
+/* The disk whose move runs, or -1. */
+int vm_storage_moving(const struct vm *vm);
+/* Disk i is a fixed VHD, attached as raw over the file (not with QEMU's vpc driver). */
+bool vm_disk_fixed(const struct vm *vm, unsigned i);
+/* After the pivot: disk i's spec path is path, saved (STATE/vms/NAME/vm.json); nothing
+ * changes when saving fails. */
+int vm_set_disk_path(struct vm *vm, unsigned i, const char *path, struct ferr *e);
+
 /* Source after a completed migration: QMP quit (SIGKILL after 5 s); cb once QEMU is gone and
  * the VM is stopped. FERR_STATE without a QEMU. */
 int vm_quit(struct vm *vm, vm_done_cb cb, void *data, struct ferr *e);

@@ -64,6 +64,7 @@ struct vm {
     char incoming_uri[128]; /* what migrate-incoming listens on */
     bool incoming_postcopy; /* destination: enable postcopy-ram before migrate-incoming */
     bool migrating_out;     /* source: a migration is under way; its STOP is not a pause */
+    int storage_moving;     /* 1 + the disk whose storage move runs; 0: none */
     vm_event_fn mig_event;
     void *mig_data;
 };

@@ -141,6 +141,23 @@ static int save_vm(const struct vmset *set, const struct vm_spec *spec, uint64_t
     return rc;
 }
 
+int vm_set_disk_path(struct vm *vm, unsigned i, const char *path, struct ferr *e)
+{
+    if (i >= vm->spec.ndisks)
+        return ferr_set(e, FERR_INVALID, "disks[%u]: the VM has %u disks", i, vm->spec.ndisks);
+    if (strlen(path) >= sizeof(vm->spec.disks[i].path))
+        return ferr_set(e, FERR_INVALID, "disks[%u]: path too long", i);
+    struct vm_spec spec = vm->spec;
+    snprintf(spec.disks[i].path, sizeof(spec.disks[i].path), "%s", path);
+    spec.disks[i].size_mib = 0; /* it exists now */
+    int rc = save_vm(vm->set, &spec, vm->created_ms, e);
+    if (rc < 0)
+        return rc;
+    vm->spec = spec;
+    vm->made_disk[i] = false;
+    return 0;
+}
+
 static int load_vm(struct vmset *set, const char *name, struct ferr *e)
 {
     char path[1300], *text = NULL;
