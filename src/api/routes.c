@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "fleet/fleet.h"
+#include "fleet/storagemove.h"
 #include "fleet/volumes.h"
 #include "migrate/drain.h"
 #include "migrate/migrate.h"
@@ -1182,6 +1183,67 @@ static void h_int_csv_probe(struct api_ctx *ctx, struct http_req *req, const str
     json_decref(b);
 }
 
+/* ---- storage moves (src/fleet/storagemove.c) ---- */
+
+static void h_vm_storage_move(struct api_ctx *ctx, struct http_req *req,
+                              const struct route_match *m)
+{
+    static const char *const keys[] = {"disk", "to", "speed_mib", NULL};
+    struct vm *vm = find_vm(ctx, req, m);
+    if (!vm)
+        return;
+    json_t *b = body_keys(req, false, keys,
+                          "body: accepted: {\"disk\": N, \"to\": \"/abs/new.vhd\", "
+                          "\"speed_mib\": N}");
+    if (!b)
+        return;
+    json_t *disk = json_object_get(b, "disk"), *speed = json_object_get(b, "speed_mib");
+    const char *to = json_string_value(json_object_get(b, "to"));
+    struct ferr e = {0};
+    if (disk && (!json_is_integer(disk) || json_integer_value(disk) < 0 ||
+                 json_integer_value(disk) >= VM_MAX_DISKS))
+        req_err(req, FERR_INVALID, "disk: expected an integer in 0..%d", VM_MAX_DISKS - 1);
+    else if (speed && (!json_is_integer(speed) || json_integer_value(speed) < 1 ||
+                       json_integer_value(speed) > 100000))
+        req_err(req, FERR_INVALID, "speed_mib: expected an integer in 1..100000 (MiB/s)");
+    else if (!to)
+        req_err(req, FERR_INVALID, "to: the new file's absolute path is required");
+    else {
+        struct storage_move_env env = {ctx->loop, ctx->fleet, ctx->qemu_img};
+        if (storage_move_start(&env, vm, disk ? (unsigned)json_integer_value(disk) : 0, to,
+                               speed ? (unsigned)json_integer_value(speed) : 0, reply_cluster, req,
+                               &e) < 0)
+            http_reply_error(req, &e);
+    }
+    json_decref(b);
+}
+
+static void h_vm_storage_move_cancel(struct api_ctx *ctx, struct http_req *req,
+                                     const struct route_match *m)
+{
+    struct vm *vm = find_vm(ctx, req, m);
+    struct ferr e = {0};
+    if (!vm)
+        return;
+    if (storage_move_cancel(vm_name(vm), &e) < 0)
+        http_reply_error(req, &e);
+    else
+        http_reply_json(req, 200, json_pack("{s:s, s:b}", "vm", vm_name(vm), "cancelling", 1));
+}
+
+static void h_vm_storage_move_get(struct api_ctx *ctx, struct http_req *req,
+                                  const struct route_match *m)
+{
+    struct vm *vm = find_vm(ctx, req, m);
+    if (!vm)
+        return;
+    json_t *p = storage_move_progress(vm_name(vm));
+    if (p)
+        http_reply_json(req, 200, p);
+    else
+        req_err(req, FERR_NOTFOUND, "%s: no storage move is under way", vm_name(vm));
+}
+
 static const struct route routes[] = {
     {"POST", "/v1/cluster/init", (void *)h_cluster_init, NULL},
     {"POST", "/v1/cluster/join", (void *)h_cluster_join, NULL},
@@ -1211,6 +1273,9 @@ static const struct route routes[] = {
     {"GET", "/v1/migrations/{id}", (void *)h_migration_get, NULL},
     {"POST", "/v1/migrations/{id}/measurements", (void *)h_migration_measure, NULL},
     {"GET", "/v1/vms/{name}/migration", (void *)h_vm_migration, NULL},
+    {"POST", "/v1/vms/{name}/storage-move", (void *)h_vm_storage_move, NULL},
+    {"POST", "/v1/vms/{name}/storage-move/cancel", (void *)h_vm_storage_move_cancel, NULL},
+    {"GET", "/v1/vms/{name}/storage-move", (void *)h_vm_storage_move_get, NULL},
     {"POST", "/v1/vms/{name}/{action}", (void *)h_vm_action, NULL},
     {"POST", "/v1/disks", (void *)h_disk_create, NULL},
     {"POST", "/v1/disks/convert", (void *)h_disk_convert, NULL},

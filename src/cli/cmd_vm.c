@@ -502,6 +502,7 @@ static const struct cli_cmd vm_cmds[] = {
     {"console", vm_console, "print (and follow) a VM's serial console"},
     {"migrate", cmd_vm_migrate, "live-migrate a running VM to another node"},
     {"migrations", cmd_vm_migrations, "history of live migrations (cluster database)"},
+    {"storage-move", cmd_vm_storage_move, "move a VM's disk (onto a shared volume) as it runs"},
     {"measure-migration", cmd_vm_measure_migration, "record a client-observed gap on a migration"},
 };
 

@@ -482,6 +482,23 @@ int fleet_delete(struct fleet *f, struct vm *vm, bool force, fleet_cb cb, void *
     return rc;
 }
 
+/* ---- a changed spec (a disk moved) ---- */
+
+int fleet_publish_spec(struct fleet *f, struct vm *vm, fleet_cb cb, void *data, struct ferr *e)
+{
+    if (!fleet_clustered(f)) {
+        cb(200, NULL, NULL, data);
+        return 0;
+    }
+    json_t *cmd = cdb_cmd_vm_put(vm_name(vm), vm_spec_to_json(vm_spec(vm)), f->env.node_name,
+                                 vm_state_name(vm_state(vm)));
+    if (!cmd)
+        return ferr_set(e, -ENOMEM, "out of memory");
+    int rc = cluster_write(f->env.cluster, cmd, cb, data, e);
+    json_decref(cmd);
+    return rc;
+}
+
 /* ---- the hand-over of a migration ---- */
 
 int fleet_hand_over(struct fleet *f, const char *name, const char *to, fleet_cb cb, void *data,

@@ -74,6 +74,9 @@ json_t *fleet_list(const struct fleet *f);
  */
 int fleet_create(struct fleet *f, const json_t *spec, const char *want, bool forwarded, fleet_cb cb,
                  void *data, struct ferr *e);
+/* Writes vm's spec (changed here, e.g. a disk moved) into its record; cb gets 200 once this
+ * node's copy of the database has it (at once outside a cluster). */
+int fleet_publish_spec(struct fleet *f, struct vm *vm, fleet_cb cb, void *data, struct ferr *e);
 /* Deletes vm (of this node; force: kill it first) and its record. cb gets 200 {"deleted":
  * true}; a record the database keeps is only logged (the VM is gone). */
 int fleet_delete(struct fleet *f, struct vm *vm, bool force, fleet_cb cb, void *data,
