@@ -22,7 +22,8 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "lab"))
 
-from labvm import create_vm, lab_session, metrics, missing  # noqa: E402
+from labvm import (assert_guest_whole, create_vm, lab_session, local_vm, metrics,  # noqa: E402
+                   missing, vm_on, wait_answering)
 from ferrytest import wait_for  # noqa: E402
 
 NAME = f"cv{os.getpid()}"
@@ -271,3 +272,122 @@ def test_remove_is_refused_while_a_vm_uses_the_volume(lab, csv1):
         wait_for(lambda: "csv1" not in csvs(h), 10, f"{h.name} to forget csv1")
         assert 'ferry_csv_epoch{csv="csv1"}' not in metrics(h)
     os.unlink(os.path.join(csv1, "cvm1.vhd"))
+
+
+def disk_fds(pid):
+    """The .vhd files QEMU pid has open."""
+    out = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            t = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if t.endswith(".vhd"):
+            out.add(t)
+    return out
+
+
+def test_storage_move_onto_the_volume_while_the_guest_writes(lab, csv1):
+    """A running VM's disk moves from a host-local file onto the volume (QEMU's mirror in
+    write-blocking mode, then the switch) while the guest's recorder writes and acks: the
+    one connection keeps going, every acked record is in the new file, the spec and every
+    node's record name the new file, QEMU has only it open, and the VM then live-migrates
+    (its disk is now on the volume every node sees)."""
+    h1, h2, h3 = lab.hosts
+    local = vol_dir(lab, "local1")
+    old, new = os.path.join(local, "smv1.vhd"), os.path.join(csv1, "smv1.vhd")
+    ip = create_vm(lab, h1, "smv1", 3, workload="probe,recorder", memory=128, disk=old)
+    rec = lab.client_popen(["ferry-probe", "recorder", ip, "--json"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(2)
+        assert rec.poll() is None, f"the recorder ended early: {rec.communicate()}"
+        out = h1.cli("vm", "storage-move", "smv1", "--to", "csv:csv1").stdout
+        assert f"is {new} now" in out, out
+        pid = local_vm(h1, "smv1")["pid"]
+        assert disk_fds(pid) == {new}, disk_fds(pid)
+        for h in lab.hosts:
+            wait_for(lambda: vm_on(h, "smv1")["spec"]["disks"][0]["path"] == new, 10,
+                     f"{h.name}'s record to name {new}")
+        assert os.path.exists(old), "the old file is kept"
+        time.sleep(1)
+        h3.cli("vm", "migrate", "smv1", "--to", "host2")
+        assert_guest_whole(lab, h3, "smv1", ip)
+        time.sleep(2)
+        assert rec.poll() is None, f"the recorder ended: {rec.communicate()}"
+        rec.send_signal(signal.SIGINT)
+        rout, rerr = rec.communicate(timeout=30)
+    finally:
+        if rec.poll() is None:
+            rec.kill()
+            rec.wait()
+    res = json.loads(rout.strip().splitlines()[-1])
+    print(f"recorder: {res}")
+    assert res["acked_count"] > 0 and res["out_of_order"] == 0, res
+    assert not res["connection_lost"] and res["error"] is None, res
+    assert res["acked_max"] == res["first_acked"] + res["acked_count"] - 1, res
+    assert res["last_ack_age_ms"] is not None and res["last_ack_age_ms"] < 1000, res
+    h2.cli("vm", "stop", "smv1", "--timeout", "60")
+    v = json.loads(lab.client_exec(["ferry-probe", "verify-disk", new, "--acked",
+                                    str(res["acked_max"]), "--json"], check=False).stdout)
+    print(f"verify-disk: {v}")
+    assert v["acked_ok"] and v["first_bad"] is None and v["max_seq"] >= res["acked_max"], v
+    files = {f["file"]: f["vm"] for f in h1.cli_json("csv", "show", "csv1")["vhds"]}
+    assert files.get("smv1.vhd") == "smv1", files
+    # A stopped VM's disk moves with qemu-img: back to a local file, and it boots from there.
+    back = os.path.join(local, "smv1-back.vhd")
+    h1.cli("vm", "storage-move", "smv1", "--to", back)
+    assert vm_on(h2, "smv1")["spec"]["disks"][0]["path"] == back
+    h2.cli("vm", "start", "smv1")
+    wait_answering(lab, ip)
+    assert disk_fds(local_vm(h2, "smv1")["pid"]) == {back}
+    h2.cli("vm", "delete", "--force", "smv1")
+    for f in (old, back, new):
+        os.unlink(f)
+
+
+def test_storage_move_refusals_and_cancel_leave_the_vm_on_its_disk(lab, csv1):
+    h1, h2, h3 = lab.hosts
+    local = vol_dir(lab, "local2")
+    old = os.path.join(local, "smv2.vhd")
+    ip = create_vm(lab, h1, "smv2", 2, memory=128, disk=old)
+    pid = local_vm(h1, "smv2")["pid"]
+    taken = os.path.join(csv1, "taken.vhd")
+    open(taken, "w").close()
+    for args, says in ((("--to", taken), "exists: give a new file"),
+                       (("--to", "rel/x.vhd"), "give an absolute path"),
+                       (("--to", "csv:nosuch"), 'no cluster shared volume named "nosuch"'),
+                       (("--to", "csv:csv1/../x.vhd"), "plain file name"),
+                       (("--to", old), f"disks[0] is {old} already"),
+                       (("--disk", "3", "--to", "csv:csv1/x.vhd"), "smv2 has 1 disk"),
+                       (("--status",), "no storage move is under way"),
+                       (("--cancel",), "no storage move of smv2 is under way")):
+        r = h1.cli("vm", "storage-move", "smv2", *args, check=False)
+        assert r.returncode != 0 and says in r.stderr, (args, r.stderr)
+    os.unlink(taken)
+    assert not os.path.exists(os.path.join(csv1, "x.vhd"))
+    # A slow move, cancelled from another node while it copies: the VM stays on its disk and
+    # the new file goes.
+    new = os.path.join(csv1, "smv2.vhd")
+    p = subprocess.Popen([lab.bins["ferry"], "--socket", h1.sock, "vm", "storage-move", "smv2",
+                          "--to", "csv:csv1", "--speed-mib", "1"], env=lab.env(h1),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: "copying" in h3.cli("vm", "storage-move", "smv2", "--status",
+                                             check=False).stdout, 30, "the copy to run")
+        r = h1.cli("vm", "migrate", "smv2", "--to", "host2", check=False)
+        assert r.returncode != 0 and "storage move of disks[0] is under way" in r.stderr, r.stderr
+        h3.cli("vm", "storage-move", "smv2", "--cancel")
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode != 0 and "cancelled by request" in err, (out, err)
+    assert not os.path.exists(new), "the cancelled move left its file"
+    v = local_vm(h1, "smv2")
+    assert v["pid"] == pid and v["state"] == "running", v
+    assert v["spec"]["disks"][0]["path"] == old and disk_fds(pid) == {old}, disk_fds(pid)
+    wait_answering(lab, ip)
+    h1.cli("vm", "delete", "--force", "smv2")
+    os.unlink(old)
