@@ -119,18 +119,18 @@ static void fail(struct sm *m, int code, const char *fmt, ...)
 
 static void undo(struct sm *m);
 
-/* Records the first failure and starts the undo. */
+/* Records the first failure and starts the undo (once: a second failure is the undo's). */
 static void fail(struct sm *m, int code, const char *fmt, ...)
 {
-    if (!m->failed) {
-        va_list ap;
-        va_start(ap, fmt);
-        char msg[FERR_MSG_MAX];
-        vsnprintf(msg, sizeof(msg), fmt, ap);
-        va_end(ap);
-        ferr_set(&m->err, code, "%s", msg);
-        m->failed = true;
-    }
+    if (m->failed)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    char msg[FERR_MSG_MAX];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    ferr_set(&m->err, code, "%s", msg);
+    m->failed = true;
     undo(m);
 }
 
@@ -140,7 +140,9 @@ static int qmp(struct sm *m, const char *cmd, json_t *args, vm_qmp_cb cb)
     struct ferr e = {0};
     if (!vm) {
         json_decref(args);
-        return ferr_set(&m->err, FERR_STATE, "the VM went away");
+        if (!m->failed)
+            ferr_set(&m->err, FERR_STATE, "the VM went away");
+        return FERR_STATE;
     }
     int rc = vm_qmp(vm, cmd, args, cb, m, &e);
     if (rc < 0 && !m->failed)
