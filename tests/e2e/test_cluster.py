@@ -239,6 +239,10 @@ def test_node_list_from_any_node(cluster):
     wait_for(lambda: all(n["last_heartbeat_ms"] is not None
                          for n in h3.cli_json("node", "list")["nodes"]),
              3 * hb / 1000, "host3 to have heard from every node", interval=POLL_S)
+    # A node joins as a spare and is promoted to voter once it caught up with the log: right
+    # after the lab formed (this test alone) that may still be under way.
+    wait_for(lambda: all(n["role"] == "voter" for n in h3.cli_json("node", "list")["nodes"]),
+             10, "every node to be a voter", interval=POLL_S)
     reply = h3.cli_json("node", "list")
     nodes = {n["name"]: n for n in reply["nodes"]}
     assert sorted(nodes) == ["host1", "host2", "host3"]
