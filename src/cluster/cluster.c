@@ -428,7 +428,12 @@ static void handle_closed(uv_handle_t *h)
     cluster__peers_clear(c);
     void (*cb)(void *) = c->close_cb;
     void *data = c->close_data;
-    free(c);
+    /* A write forwarded to the leader still owes an answer: its callback comes from the
+     * thread pool later and reads c (write.c, forwarded_write), so c stays until then. */
+    if (c->forwards > 0)
+        c->closed = true;
+    else
+        free(c);
     if (cb)
         cb(data);
 }

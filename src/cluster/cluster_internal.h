@@ -70,6 +70,8 @@ struct cluster {
     char join_token[100];
     unsigned join_tries;
     bool closing;
+    unsigned forwards; /* writes forwarded to the leader whose answer has not come */
+    bool closed;       /* closed, kept only until the last forwarded write's answer came */
     void (*close_cb)(void *);
     void *close_data;
     unsigned close_pending;

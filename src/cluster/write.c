@@ -192,6 +192,14 @@ static void forwarded_write(int status, json_t *body, const char *raw, size_t le
     cluster_reply_cb cb = w->cb;
     void *cbdata = w->data;
     free(w);
+    c->forwards--;
+    if (c->closing) { /* ferryd stops: nothing more is waited for */
+        bool last = c->closed && c->forwards == 0;
+        reply_err(cb, cbdata, -ECANCELED, "cluster: ferryd is shutting down");
+        if (last)
+            free(c);
+        return;
+    }
     if (e) {
         reply_err(cb, cbdata, FERR_UNAVAIL, "cluster: no quorum: the leader is unreachable (%s)",
                   e->msg);
@@ -256,6 +264,8 @@ int cluster_write(struct cluster *c, const json_t *cmd, cluster_reply_cb cb, voi
     free(text);
     if (rc < 0)
         free(w);
+    else
+        c->forwards++;
     return rc;
 }
 
