@@ -235,7 +235,9 @@ static void test_a_peer_that_does_not_answer_times_out(void **state)
     assert_non_null(f->hung);
     assert_int_equal(f->got.status, FERR_TIMEOUT);
     assert_int_equal(f->got.e.code, FERR_TIMEOUT);
-    assert_true(f->got.ms >= 300);
+    /* libcurl measures the 300 ms on its own clock in whole ms and may end a few ms before
+     * ours says 300 (seen once in CI): a margin of 10 ms, far below the 300 it proves. */
+    assert_true(f->got.ms >= 290);
     assert_true(f->got.ms < 3000);
     http_reply_json(f->hung, 200, json_object()); /* too late: nobody listens */
 }
