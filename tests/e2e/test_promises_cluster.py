@@ -201,7 +201,10 @@ def test_create_whose_record_cannot_be_written_is_undone(lab):
         assert vm_on(h, "cw1") is None, (h.name, vm_on(h, "cw1"))
     assert qemus_of("cw1") == []
     assert not os.path.exists(disk), f"the disk the refused create made is still there: {disk}"
-    # The name is free: the same create works now.
+    # The name is free: the same create works now (once the leader heard the node again: a
+    # node marked down takes no new VMs).
+    wait_for(lambda: {n["name"]: n["state"] for n in victim.cli_json("node", "list")["nodes"]}
+             .get(victim.name) == "up", 15, f"{victim.name} to be up again")
     victim.cli("vm", "create", "cw1", "--node", victim.name, "--memory", "64", "--appliance",
                "--disk", f"{disk},size=16")
     for h in others:
