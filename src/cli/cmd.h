@@ -35,6 +35,11 @@ int cmd_node(struct cli *cli, int argc, char **argv);
 int cmd_events(struct cli *cli, int argc, char **argv);
 int cmd_disk(struct cli *cli, int argc, char **argv);
 int cmd_csv(struct cli *cli, int argc, char **argv); /* cmd_csv.c */
+/* A file on a cluster shared volume, ref "csv:VOLUME/FILE" (or "csv:VOLUME" with dflt as the
+ * FILE), as its absolute path (the volume's path asked of ferryd) in out. Usage errors name cmd
+ * and what ("--disk"). EXIT_OK, EXIT_USAGE or EXIT_FAIL. */
+int cli_csv_file(struct cli *cli, const char *cmd, const char *what, const char *ref,
+                 const char *dflt, char *out, size_t size);
 int cmd_lab(struct cli *cli, int argc, char **argv); /* execs lab/ferry-lab */
 int cmd_cluster(struct cli *cli, int argc, char **argv);
 int cmd_node_drain(struct cli *cli, int argc, char **argv);           /* cmd_drain.c */

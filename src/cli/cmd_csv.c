@@ -33,6 +33,33 @@ static int csv_call(struct cli *cli, const char *method, const char *name, const
     return rc;
 }
 
+int cli_csv_file(struct cli *cli, const char *cmd, const char *what, const char *ref,
+                 const char *dflt, char *out, size_t size)
+{
+    const char *vol = ref + 4, *slash = strchr(vol, '/');
+    const char *file = slash ? slash + 1 : dflt ? dflt : "";
+    size_t vlen = slash ? (size_t)(slash - vol) : strlen(vol);
+    char name[64];
+    if (strncmp(ref, "csv:", 4) != 0 || vlen == 0 || vlen >= sizeof(name) || !*file ||
+        strchr(file, '/') || file[0] == '.')
+        return cli_usage(cmd,
+                         "%s '%s': expected csv:VOLUME/FILE, FILE a plain file name like "
+                         "web1.vhd (not starting with .)",
+                         what, ref);
+    memcpy(name, vol, vlen);
+    name[vlen] = '\0';
+    json_t *v;
+    int rc = csv_call(cli, "GET", name, "", NULL, &v);
+    if (rc != EXIT_OK)
+        return rc;
+    const char *dir = cli_jstr(v, "path");
+    int n = snprintf(out, size, "%s/%s", dir ? dir : "", file);
+    json_decref(v);
+    if (n < 0 || (size_t)n >= size)
+        return cli_usage(cmd, "%s '%s': the path is too long", what, ref);
+    return EXIT_OK;
+}
+
 static const char *or_dash(const char *s)
 {
     return s && s[0] ? s : "-";

@@ -2,7 +2,6 @@
 /* ferry vm storage-move: a VM's disk onto another file, a cluster shared volume above all,
  * while it runs. */
 #include <inttypes.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,34 +30,20 @@ static const char help[] =
     "  --status          show the move under way\n"
     "  --cancel          cancel the move under way\n";
 
-/* The new file's path: PATH as given, or csv:VOLUME[/FILE] resolved through ferryd. */
+/* The new file's path: PATH as given, or csv:VOLUME[/FILE] (FILE by default the disk's current
+ * file name, asked of ferryd). */
 static int target_path(struct cli *cli, const char *vm, unsigned disk, const char *to, char *out,
                        size_t size)
 {
+    const char *cmd = "vm storage-move";
     if (strncmp(to, "csv:", 4) != 0) {
         if (to[0] != '/')
-            return cli_usage("vm storage-move",
-                             "--to '%s': give an absolute path or "
-                             "csv:VOLUME[/FILE]",
-                             to);
+            return cli_usage(cmd, "--to '%s': give an absolute path or csv:VOLUME[/FILE]", to);
         snprintf(out, size, "%s", to);
         return EXIT_OK;
     }
-    char volume[64], file[256] = "";
-    const char *slash = strchr(to + 4, '/');
-    size_t vlen = slash ? (size_t)(slash - (to + 4)) : strlen(to + 4);
-    if (vlen == 0 || vlen >= sizeof(volume))
-        return cli_usage("vm storage-move", "--to '%s': expected csv:VOLUME[/FILE]", to);
-    memcpy(volume, to + 4, vlen);
-    volume[vlen] = '\0';
-    if (slash) {
-        const char *f = slash + 1;
-        if (!*f || strchr(f, '/') || f[0] == '.' || strlen(f) >= sizeof(file))
-            return cli_usage("vm storage-move",
-                             "--to '%s': FILE must be a plain file name like web1.vhd", to);
-        snprintf(file, sizeof(file), "%s", f);
-    } else {
-        /* the disk's current file name */
+    char file[256] = "";
+    if (!strchr(to + 4, '/')) { /* the disk's current file name */
         char *path = cmd_vm__path(vm, "");
         json_t *v;
         if (!path)
@@ -69,29 +54,14 @@ static int target_path(struct cli *cli, const char *vm, unsigned disk, const cha
             return rc;
         const char *cur = json_string_value(json_object_get(
             json_array_get(json_object_get(json_object_get(v, "spec"), "disks"), disk), "path"));
-        if (!cur) {
-            json_decref(v);
-            return cli_usage("vm storage-move", "%s has no disk %u", vm, disk);
-        }
-        char copy[1024];
-        snprintf(copy, sizeof(copy), "%s", cur);
-        snprintf(file, sizeof(file), "%s", basename(copy));
+        const char *base = cur ? strrchr(cur, '/') : NULL;
+        if (base)
+            snprintf(file, sizeof(file), "%s", base + 1);
         json_decref(v);
+        if (!base)
+            return cli_usage(cmd, "%s has no disk %u", vm, disk);
     }
-    char *esc = client_escape(volume), *url = NULL;
-    if (!esc || asprintf(&url, "/v1/csvs/%s", esc) < 0) {
-        free(esc);
-        return cli_nomem();
-    }
-    free(esc);
-    json_t *vol;
-    int rc = cli_call(cli, "GET", url, NULL, &vol);
-    free(url);
-    if (rc != EXIT_OK)
-        return rc;
-    snprintf(out, size, "%s/%s", cli_jstr(vol, "path") ? cli_jstr(vol, "path") : "", file);
-    json_decref(vol);
-    return EXIT_OK;
+    return cli_csv_file(cli, cmd, "--to", to, file, out, size);
 }
 
 int cmd_vm_storage_move(struct cli *cli, int argc, char **argv)

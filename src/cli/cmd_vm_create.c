@@ -574,39 +574,11 @@ static int spec_resolve_csv(struct cli *cli, json_t *spec)
         const char *p = json_string_value(json_object_get(d, "path"));
         if (!p || strncmp(p, "csv:", 4) != 0)
             continue;
-        const char *slash = strchr(p + 4, '/');
-        const char *file = slash ? slash + 1 : "";
-        if (!slash || slash == p + 4 || !*file || strchr(file, '/') || strcmp(file, ".") == 0 ||
-            strcmp(file, "..") == 0 || file[0] == '.')
-            return cli_usage(CREATE_CMD,
-                             "--disk '%s': expected csv:VOLUME/FILE, FILE a plain file name "
-                             "like web1.vhd (not starting with .)",
-                             p);
-        char name[64];
-        if ((size_t)(slash - (p + 4)) >= sizeof(name))
-            return cli_usage(CREATE_CMD, "--disk '%s': the volume name is too long", p);
-        memcpy(name, p + 4, (size_t)(slash - (p + 4)));
-        name[slash - (p + 4)] = '\0';
-        char *esc = client_escape(name), *url = NULL;
-        if (!esc || asprintf(&url, "/v1/csvs/%s", esc) < 0) {
-            free(esc);
-            return cli_nomem();
-        }
-        free(esc);
-        json_t *vol;
-        int rc = cli_call(cli, "GET", url, NULL, &vol);
-        free(url);
+        char full[VM_PATH_MAX];
+        int rc = cli_csv_file(cli, CREATE_CMD, "--disk", p, NULL, full, sizeof(full));
         if (rc != EXIT_OK)
             return rc;
-        char *full = NULL;
-        if (asprintf(&full, "%s/%s", cli_jstr(vol, "path") ? cli_jstr(vol, "path") : "", file) <
-            0) {
-            json_decref(vol);
-            return cli_nomem();
-        }
-        json_decref(vol);
         json_object_set_new(d, "path", json_string(full));
-        free(full);
     }
     return EXIT_OK;
 }

@@ -1064,6 +1064,19 @@ static int event_add_apply(struct cdb *db, const json_t *c, struct ferr *e)
     return 0;
 }
 
+int cdb_csv_path_free(const struct cdb *db, const char *path, struct ferr *e)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach(db->csvs, k, v)
+    {
+        if (path_under(path, str_of(v, "path")) || path_under(str_of(v, "path"), path))
+            return ferr_set(e, FERR_EXISTS, "path %s overlaps volume \"%s\" (%s)", path, k,
+                            str_of(v, "path"));
+    }
+    return 0;
+}
+
 /*
  * Cluster shared volumes. csv_put adds one (epoch 1) or moves its coordinator (a higher
  * epoch; path and id never change); expect_epoch makes it compare-and-set. csv_remove is
@@ -1118,13 +1131,13 @@ static int csv_put_apply(struct cdb *db, const json_t *c, struct ferr *e)
     } else {
         if (epoch != 1)
             return ferr_set(e, FERR_INVALID, "a new volume starts at epoch 1");
+        int rc = cdb_csv_path_free(db, path, e);
+        if (rc < 0)
+            return rc;
         const char *k;
         json_t *v;
         json_object_foreach(db->csvs, k, v)
         {
-            if (path_under(path, str_of(v, "path")) || path_under(str_of(v, "path"), path))
-                return ferr_set(e, FERR_EXISTS, "path %s overlaps volume \"%s\" (%s)", path, k,
-                                str_of(v, "path"));
             if (strcmp(id, str_of(v, "id")) == 0)
                 return ferr_set(e, FERR_EXISTS, "volume id %s is volume \"%s\"'s", id, k);
         }

@@ -323,13 +323,8 @@ static void made_here(struct vmset *set, struct vm *vm, int status, const struct
         return;
     }
     struct ferr e2 = {0};
-    json_t *cmd = cdb_cmd_vm_put(vm_name(vm), vm_spec_to_json(vm_spec(vm)), op->f->env.node_name,
-                                 vm_state_name(vm_state(vm)));
-    if (!cmd)
-        published(0, NULL, &(struct ferr){-ENOMEM, "out of memory"}, op);
-    else if (cluster_write(op->f->env.cluster, cmd, published, op, &e2) < 0)
+    if (fleet_publish_spec(op->f, vm, published, op, &e2) < 0)
         published(0, NULL, &e2, op);
-    json_decref(cmd);
 }
 
 static int create_here(struct fleet *f, const json_t *spec, fleet_cb cb, void *data, struct ferr *e)

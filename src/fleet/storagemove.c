@@ -527,17 +527,24 @@ static void work_make(uv_work_t *w)
     m->work_rc = vhd_create(m->env.qemu_img, m->to, "fixed", info.virtual_size / MIB, &m->work_err);
 }
 
+/* The pool's file work failed (it leaves no file behind): the move ends with its error. */
+static bool work_failed(struct sm *m, int status)
+{
+    if (status >= 0 && m->work_rc >= 0)
+        return false;
+    if (status < 0)
+        ferr_set(&m->work_err, FERR_INTERNAL, "thread pool: %s", uv_strerror(status));
+    m->failed = true;
+    m->err = m->work_err;
+    finish(m, 0, NULL);
+    return true;
+}
+
 static void work_made(uv_work_t *w, int status)
 {
     struct sm *m = w->data;
-    if (status < 0 || m->work_rc < 0) {
-        if (status < 0)
-            ferr_set(&m->work_err, FERR_INTERNAL, "thread pool: %s", uv_strerror(status));
-        m->failed = true;
-        m->err = m->work_err;
-        finish(m, 0, NULL);
+    if (work_failed(m, status))
         return;
-    }
     m->file_made = true;
     m->total = m->size;
     if (m->cancelled) {
@@ -558,14 +565,8 @@ static void work_copy(uv_work_t *w)
 static void work_copied(uv_work_t *w, int status)
 {
     struct sm *m = w->data;
-    if (status < 0 || m->work_rc < 0) {
-        if (status < 0)
-            ferr_set(&m->work_err, FERR_INTERNAL, "thread pool: %s", uv_strerror(status));
-        m->failed = true;
-        m->err = m->work_err;
-        finish(m, 0, NULL);
+    if (work_failed(m, status))
         return;
-    }
     if (m->cancelled) { /* too late to stop qemu-img; the copy goes */
         m->file_made = true;
         m->failed = true;

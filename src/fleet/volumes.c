@@ -790,24 +790,14 @@ static int check_new(struct volumes *v, const char *name, const char *path, stru
         memmove(e->msg, e->msg + sizeof(prefix) - 1, strlen(e->msg) - sizeof(prefix) + 2);
     if (rc < 0)
         return rc;
-    json_t *csvs = cdb_csvs(db_of(v));
-    size_t i;
-    json_t *c;
-    json_array_foreach(csvs, i, c)
-    {
-        const char *p = sget(c, "path");
-        size_t lp = strlen(p), ln = strlen(path);
-        if (strcmp(sget(c, "name"), name) == 0)
-            rc = ferr_set(e, FERR_EXISTS, "volume \"%s\" exists already (at %s)", name, p);
-        else if ((strncmp(path, p, lp) == 0 && (path[lp] == '\0' || path[lp] == '/')) ||
-                 (strncmp(p, path, ln) == 0 && p[ln] == '/'))
-            rc = ferr_set(e, FERR_EXISTS, "%s overlaps volume \"%s\" (%s)", path, sget(c, "name"),
-                          p);
-        if (rc < 0)
-            break;
+    json_t *old = NULL;
+    if (cdb_csv_get(db_of(v), name, &old, NULL) == 0) {
+        rc = ferr_set(e, FERR_EXISTS, "volume \"%s\" exists already (at %s)", name,
+                      sget(old, "path"));
+        json_decref(old);
+        return rc;
     }
-    json_decref(csvs);
-    return rc;
+    return cdb_csv_path_free(db_of(v), path, e);
 }
 
 static int need_cluster(struct volumes *v, struct ferr *e)
