@@ -180,7 +180,12 @@ static int validate(const struct qemu_launch *l, struct ferr *e)
             return ferr_set(e, FERR_INVALID,
                             "qemu cmdline: %s: disks[%u]: path \"%s\" is not absolute", m->name, i,
                             d->path);
-        if (d->format != QEMU_DISK_FIXED_VHD && d->format != QEMU_DISK_VPC)
+        if (d->format == QEMU_DISK_NBD &&
+            (empty(d->export) || !str_fits(d->export, QEMU_PATH_MAX)))
+            return ferr_set(e, FERR_INVALID, "qemu cmdline: %s: disks[%u]: bad NBD export name",
+                            m->name, i);
+        if (d->format != QEMU_DISK_FIXED_VHD && d->format != QEMU_DISK_VPC &&
+            d->format != QEMU_DISK_NBD)
             return ferr_set(e, FERR_INVALID, "qemu cmdline: %s: disks[%u]: unknown format %d",
                             m->name, i, (int)d->format);
         if (d->bytes == 0 || d->bytes % 512 != 0)
@@ -227,6 +232,18 @@ static void add_disk(struct argv_builder *b, unsigned i, const struct qemu_disk 
 {
     const char *ro = d->readonly ? ",read-only=on" : "";
     argv_addf(b, "-blockdev");
+    if (d->format == QEMU_DISK_NBD) {
+        char exp_esc[2 * QEMU_PATH_MAX + 1];
+        if (opt_escape(exp_esc, sizeof(exp_esc), d->export) < 0)
+            exp_esc[0] = '\0'; /* cannot happen: checked to fit above */
+        argv_addf(b,
+                  "driver=nbd,server.type=unix,server.path=%s,export=%s,node-name=disk%u,"
+                  "reconnect-delay=%d%s",
+                  path_esc, exp_esc, i, QEMU_NBD_RECONNECT_S, ro);
+        argv_addf(b, "-device");
+        argv_addf(b, "virtio-blk-pci,drive=disk%u,id=disk%u-dev", i, i);
+        return;
+    }
     argv_addf(b,
               "driver=file,filename=%s,node-name=disk%u-file,cache.direct=off,cache.no-flush=off%s",
               path_esc, i, ro);

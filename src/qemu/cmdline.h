@@ -23,6 +23,9 @@ enum qemu_disk_format {
     QEMU_DISK_FIXED_VHD, /* "raw" limited to its virtual size: the footer is never touched, and
                           * the disk migrates */
     QEMU_DISK_VPC,       /* QEMU's "vpc" driver (a dynamic VHD), which blocks live migration */
+    QEMU_DISK_NBD,       /* redirected I/O: an NBD export (of a dynamic VHD that the volume's
+                          * coordinator opens) reached through a unix socket (path); the disk
+                          * migrates, and a lost connection is re-made (reconnect-delay) */
 };
 
 struct qemu_disk {
@@ -31,7 +34,12 @@ struct qemu_disk {
                        * 512; only the raw attachment passes it to QEMU */
     bool readonly;
     enum qemu_disk_format format;
+    const char *export; /* QEMU_DISK_NBD: the export's name */
 };
+
+/* How long QEMU holds a redirected disk's requests while its connection is re-made (a
+ * coordinator failing over, a ferryd restarting) before the guest sees an error. */
+#define QEMU_NBD_RECONNECT_S 120
 
 struct qemu_nic {
     const char *tap; /* an existing tap device QEMU opens by name */

@@ -32,8 +32,8 @@ static void fixture_init(struct fixture *f)
     snprintf(f->paths[0], sizeof(f->paths[0]), "/csv/vol1/web1.vhd");
     snprintf(f->paths[1], sizeof(f->paths[1]), "/csv/vol1/data.vhd");
     snprintf(f->mac, sizeof(f->mac), "52:54:00:12:34:56");
-    f->disks[0] = (struct qemu_disk){f->paths[0], 64ull << 20, false, QEMU_DISK_FIXED_VHD};
-    f->disks[1] = (struct qemu_disk){f->paths[1], 1ull << 30, true, QEMU_DISK_FIXED_VHD};
+    f->disks[0] = (struct qemu_disk){f->paths[0], 64ull << 20, false, QEMU_DISK_FIXED_VHD, NULL};
+    f->disks[1] = (struct qemu_disk){f->paths[1], 1ull << 30, true, QEMU_DISK_FIXED_VHD, NULL};
     f->nics[0] = (struct qemu_nic){"fy-web1-0", f->mac};
     f->m = (struct qemu_machine){
         .name = f->name,
@@ -175,6 +175,31 @@ static void test_vpc_disk(void **state)
                         "driver=vpc,file=disk1-file,node-name=disk1,read-only=on");
     assert_string_equal(opt_val(argv, "-device", 1), "virtio-blk-pci,drive=disk1,id=disk1-dev");
     qemu_argv_free(argv);
+}
+
+/* A redirected disk is an NBD client of the unix socket ferryd relays to the coordinator,
+ * holding requests while the connection is re-made; an export name with a comma is escaped,
+ * and one missing is refused. */
+static void test_nbd_disk(void **state)
+{
+    (void)state;
+    struct fixture f;
+    fixture_init(&f);
+    f.disks[0].format = QEMU_DISK_NBD;
+    f.disks[0].path = "/run/ferry/web1/disk0.nbd";
+    f.disks[0].export = "web,1.vhd";
+    char **argv = build_ok(&f);
+    assert_int_equal(count_opt(argv, "-blockdev"), 3);
+    assert_string_equal(opt_val(argv, "-blockdev", 0),
+                        "driver=nbd,server.type=unix,server.path=/run/ferry/web1/disk0.nbd,"
+                        "export=web,,1.vhd,node-name=disk0,reconnect-delay=120");
+    assert_string_equal(opt_val(argv, "-device", 0), "virtio-blk-pci,drive=disk0,id=disk0-dev");
+    qemu_argv_free(argv);
+
+    f.disks[0].export = NULL;
+    struct ferr e = {0};
+    assert_int_equal(qemu_argv_build(&f.l, &argv, &e), FERR_INVALID);
+    assert_non_null(strstr(e.msg, "disks[0]: bad NBD export name"));
 }
 
 static void test_kvm_vs_tcg(void **state)
@@ -415,6 +440,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_typical),     cmocka_unit_test(test_vpc_disk),
+        cmocka_unit_test(test_nbd_disk),
         cmocka_unit_test(test_kvm_vs_tcg),  cmocka_unit_test(test_comma_escaping),
         cmocka_unit_test(test_kernel_boot), cmocka_unit_test(test_incoming_and_minimal),
         cmocka_unit_test(test_bad_inputs),
