@@ -18,6 +18,7 @@
 #include "common/util.h"
 #include "host/host.h"
 #include "fleet/fleet.h"
+#include "fleet/redirect.h"
 #include "fleet/volumes.h"
 #include "storage/lease.h"
 #include "migrate/migrate.h"
@@ -48,6 +49,8 @@ struct ferryd_config {
     unsigned max_migrations;
     unsigned lease_ms;
     unsigned lease_expiry_ms;
+    unsigned nbd_port;
+    char qsd[256];
     bool migrate_prealloc;
     bool unsafe_tcg_migration;
 };
@@ -93,6 +96,10 @@ static void usage(FILE *f)
         "                       100..10000 (default 1000)\n"
         "  --lease-expiry-ms MS a lease whose counter did not move this long is stale, at\n"
         "                       least 3 renewals (default 5000)\n"
+        "  --nbd-port PORT      the storage daemon of the first shared volume this node\n"
+        "                       coordinates serves NBD on the --listen address and this\n"
+        "                       port, the next on PORT+1, ... (default 10809)\n"
+        "  --qemu-storage-daemon PATH  its binary (default qemu-storage-daemon)\n"
         "  --migrate-prealloc on|off  an incoming VM's QEMU touches all its memory before\n"
         "                       the migration starts; helps where fresh host memory is\n"
         "                       slow to touch, e.g. ferry on a VM (default on)\n"
@@ -142,6 +149,18 @@ static int apply_opt(struct ferryd_config *c, const char *key, const char *val)
             return -1;
         }
         return copy_opt(c->name, sizeof(c->name), "name", val);
+    }
+    if (strcmp(key, "qemu_storage_daemon") == 0)
+        return copy_opt(c->qsd, sizeof(c->qsd), "qemu_storage_daemon", val);
+    if (strcmp(key, "nbd_port") == 0) {
+        char *end;
+        unsigned long v = val ? strtoul(val, &end, 10) : 0;
+        if (!val || !*val || *end || v < 1 || v > 65535 - 63) {
+            fprintf(stderr, "ferryd: nbd_port: expected an integer in 1..%d\n", 65535 - 63);
+            return -1;
+        }
+        c->nbd_port = (unsigned)v;
+        return 0;
     }
     if (strcmp(key, "raft_port") == 0 || strcmp(key, "heartbeat_ms") == 0 ||
         strcmp(key, "down_after") == 0) {
@@ -260,6 +279,8 @@ static int parse_args(struct ferryd_config *c, int argc, char **argv)
         {"lease-expiry-ms", required_argument, 0, 'E'},
         {"migrate-prealloc", required_argument, 0, 'P'},
         {"unsafe-tcg-migration", required_argument, 0, 'U'},
+        {"nbd-port", required_argument, 0, 'N'},
+        {"qemu-storage-daemon", required_argument, 0, 'Q'},
         {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0},
     };
@@ -282,6 +303,8 @@ static int parse_args(struct ferryd_config *c, int argc, char **argv)
         ['E'] = "lease_expiry_ms",
         ['P'] = "migrate_prealloc",
         ['U'] = "unsafe_tcg_migration",
+        ['N'] = "nbd_port",
+        ['Q'] = "qemu_storage_daemon",
     };
     /* The config file first, so flags override it. */
     for (int i = 1; i < argc - 1; i++)
@@ -358,6 +381,8 @@ static void on_closed_all(void *data)
     d->api.fleet = NULL;
     volumes_free(d->api.volumes);
     d->api.volumes = NULL;
+    redirect_free(d->api.redirect);
+    d->api.redirect = NULL;
     uv_close((uv_handle_t *)&d->sigterm, NULL);
     uv_close((uv_handle_t *)&d->sigint, NULL);
 }
@@ -391,6 +416,7 @@ static void sync_tick(uv_timer_t *t)
     if (d->cluster && cluster_active(d->cluster) && d->vms && d->api.fleet) {
         fleet_reconcile(d->api.fleet);
         volumes_tick(d->api.volumes);
+        redirect_tick(d->api.redirect);
         /* A migration this node's previous ferryd left under way (migrate.c's journal). */
         vmset_foreach(d->vms, recover_one, d);
     }
@@ -428,6 +454,7 @@ static void on_signal(uv_signal_t *s, int signum)
     uv_signal_stop(&d->sigterm);
     uv_signal_stop(&d->sigint);
     volumes_stop(d->api.volumes); /* before the cluster closes: it must not be touched after */
+    redirect_stop(d->api.redirect);
     if (d->http)
         http_server_close(d->http, http_closed, d);
 }
@@ -449,6 +476,8 @@ int main(int argc, char **argv)
     c->max_migrations = MIGRATE_DEFAULT_OUT;
     c->lease_ms = LEASE_MS_DEFAULT;
     c->lease_expiry_ms = LEASE_EXPIRY_MS_DEFAULT;
+    c->nbd_port = 10809; /* NBD's registered port */
+    strcpy(c->qsd, "qemu-storage-daemon");
     c->migrate_prealloc = true;
     if (parse_args(c, argc, argv) < 0)
         return 2;
@@ -539,6 +568,25 @@ int main(int argc, char **argv)
         log_warn("migrate: outgoing live migrations are refused: %s", d.migrate_unsafe);
     vc.on_change = vm_changed;
     vc.change_data = &d;
+    /* Redirected disks (fleet/redirect.c) are served again for adopted VMs before the
+     * cluster is open: the relays ask it only when QEMU reconnects. */
+    char nbd_host[128] = "";
+    if (c->listen[0]) {
+        snprintf(nbd_host, sizeof(nbd_host), "%s", c->listen);
+        char *colon = strrchr(nbd_host, ':');
+        if (colon)
+            *colon = '\0';
+    }
+    struct redirect_env renv = {d.loop,  NULL,     c->name,    c->run_dir,
+                                c->qsd, nbd_host, c->nbd_port};
+    struct redirect *redirect = NULL;
+    if (redirect_new(&renv, &redirect, &e) < 0) {
+        log_error("%s", e.msg);
+        return 1;
+    }
+    vc.disk_redirect = redirect_disk;
+    vc.disk_unredirect = redirect_undisk;
+    vc.redirect_data = redirect;
     uv_timer_init(d.loop, &d.sync);
     d.sync.data = &d;
     if (vmset_open(d.loop, &vc, d.events, &d.vms, &e) < 0) {
@@ -626,13 +674,15 @@ int main(int argc, char **argv)
         goto err_after_http;
     }
     d.api.cluster = d.cluster;
+    d.api.redirect = redirect;
+    redirect_set_cluster(redirect, d.cluster);
     struct fleet_env fenv = {d.loop, d.vms, d.cluster, d.events, c->name, accel};
     if (fleet_new(&fenv, &d.api.fleet, &e) < 0) {
         log_error("%s", e.msg); /* only out of memory: exit without a tidy close */
         return 1;
     }
-    struct volumes_env venv = {d.loop,  d.cluster,   d.events,
-                               c->name, c->lease_ms, c->lease_expiry_ms};
+    struct volumes_env venv = {d.loop,  d.cluster,   d.events,           c->name,
+                               c->lease_ms, c->lease_expiry_ms, redirect};
     if (volumes_new(&venv, &d.api.volumes, &e) < 0) {
         log_error("%s", e.msg); /* only out of memory: exit without a tidy close */
         return 1;

@@ -36,6 +36,7 @@ struct api_ctx {
     struct migrator *migrator; /* made by ferryd at start (it also recovers migrations) */
     struct fleet *fleet;       /* the cluster's VMs (src/fleet/) */
     struct volumes *volumes;   /* the cluster's shared volumes (src/fleet/volumes.c) */
+    struct redirect *redirect; /* redirected I/O of dynamic VHDs on them (fleet/redirect.c) */
 };
 
 /* The http_handler of ferryd: routes every request (data is a struct api_ctx). */

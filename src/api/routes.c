@@ -16,6 +16,7 @@
 #include "common/util.h"
 #include "fleet/fleet.h"
 #include "fleet/storagemove.h"
+#include "fleet/redirect.h"
 #include "fleet/volumes.h"
 #include "migrate/drain.h"
 #include "migrate/migrate.h"
@@ -1183,6 +1184,29 @@ static void h_int_csv_probe(struct api_ctx *ctx, struct http_req *req, const str
     json_decref(b);
 }
 
+static void h_int_csv_export(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
+{
+    if (!from_peer(req))
+        return;
+    json_t *b = body_object(req, false);
+    if (!b)
+        return;
+    redirect_on_export(ctx->redirect, b, reply_cluster, req);
+    json_decref(b);
+}
+
+static void h_int_csv_release(struct api_ctx *ctx, struct http_req *req,
+                              const struct route_match *m)
+{
+    if (!from_peer(req))
+        return;
+    json_t *b = body_object(req, false);
+    if (!b)
+        return;
+    redirect_on_release(ctx->redirect, b, reply_cluster, req);
+    json_decref(b);
+}
+
 /* ---- storage moves (src/fleet/storagemove.c) ---- */
 
 static void h_vm_storage_move(struct api_ctx *ctx, struct http_req *req,
@@ -1288,6 +1312,8 @@ static const struct route routes[] = {
     {"DELETE", "/v1/csvs/{name}", (void *)h_csv_remove, NULL},
     {"POST", "/v1/csvs/{name}/move-coordinator", (void *)h_csv_move, NULL},
     {"POST", "/v1/internal/csv/probe", (void *)h_int_csv_probe, NULL},
+    {"POST", "/v1/internal/csv/export", (void *)h_int_csv_export, NULL},
+    {"POST", "/v1/internal/csv/release", (void *)h_int_csv_release, NULL},
 };
 
 void api_handle(struct http_req *req, void *data)

@@ -151,7 +151,8 @@ static int print_show(const json_t *c)
               output_bytes(cli_jnum(c, "free_bytes"), b, sizeof(b)));
     output_kv(stdout, "vms", "%s", names(json_object_get(c, "vms"), vms, sizeof(vms)));
     printf("\n");
-    static const char *const headers[] = {"NODE", "HEALTH", "ACCESS", "SINCE", "LEASE", "WHY"};
+    static const char *const headers[] = {"NODE",  "HEALTH",     "ACCESS", "SINCE",
+                                          "LEASE", "NBD SERVES", "RELAYS", "WHY"};
     struct output_table *t = output_table_new(ARRAY_SIZE(headers), headers);
     if (!t)
         return EXIT_FAIL;
@@ -159,7 +160,20 @@ static int print_show(const json_t *c)
     json_t *n;
     json_array_foreach(json_object_get(c, "nodes"), i, n)
     {
-        char node[80], since[32], ago[48], lease[80];
+        char node[80], since[32], ago[48], lease[80], serves[64] = "-", relays[64] = "-";
+        json_t *exps = json_object_get(n, "exports"), *rel = json_object_get(n, "relays");
+        if (json_array_size(exps) > 0)
+            snprintf(serves, sizeof(serves), "%zu disks (pid %" PRIu64 ")",
+                     json_array_size(exps), cli_jnum(json_array_get(exps, 0), "pid"));
+        if (json_array_size(rel) > 0) {
+            size_t k, up = 0;
+            json_t *x;
+            json_array_foreach(rel, k, x)
+            {
+                up += cli_jnum(x, "connected") > 0;
+            }
+            snprintf(relays, sizeof(relays), "%zu, %zu connected", json_array_size(rel), up);
+        }
         snprintf(node, sizeof(node), "%s%s", or_dash(cli_jstr(n, "node")),
                  json_is_true(json_object_get(n, "coordinator")) ? " *" : "");
         json_t *s = json_object_get(n, "since_ms");
@@ -176,6 +190,8 @@ static int print_show(const json_t *c)
             json_is_integer(s) ? output_time((uint64_t)json_integer_value(s), since, sizeof(since))
                                : "-",
             lease,
+            serves,
+            relays,
             or_dash(cli_jstr(n, "why"))};
         if (output_table_add(t, cells) < 0) {
             output_table_free(t);

@@ -10,6 +10,7 @@
 
 #include "cluster/cdb.h"
 #include "cluster/cluster.h"
+#include "fleet/redirect.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "host/events.h"
@@ -17,6 +18,7 @@
 #include "storage/volume.h"
 
 #define PROBE_TIMEOUT_MS 5000 /* a node that does not answer a probe in time fails an add */
+#define RELEASE_TIMEOUT_MS 8000 /* an old coordinator's daemon flushes and ends within this */
 
 struct volumes {
     struct volumes_env env;
@@ -947,6 +949,81 @@ static void move_written(int status, json_t *body, const struct ferr *e, void *d
     op_answer_record(o, 200);
 }
 
+/* The record names the new coordinator with the next epoch (CAS on the old one). */
+static void move_write(struct op *o)
+{
+    json_t *cmd = cdb_cmd_csv_put(o->name, o->path, o->id, o->to, (uint64_t)o->epoch + 1,
+                                  now_wall_ms(), o->epoch);
+    struct ferr we = {0};
+    int rc = cmd ? cluster_write(o->v->env.cluster, cmd, move_written, o, &we)
+                 : ferr_set(&we, -ENOMEM, "out of memory");
+    json_decref(cmd);
+    if (rc < 0)
+        move_written(0, NULL, &we, o);
+}
+
+/* The old coordinator gave the volume up (its storage daemon is gone: no two daemons ever
+ * open a VHD), or it did not answer and its lease on the volume is stale: it is dead or
+ * fenced itself. A live node with a fresh lease that does not answer keeps the volume. */
+static void move_released(int status, json_t *body, const struct ferr *e, void *data)
+{
+    (void)status;
+    struct op *o = data;
+    json_decref(body);
+    if (op_gone(o))
+        return;
+    if (e) {
+        uint64_t age = 0;
+        bool stale = false;
+        bool known = lease_of(o->v, o->id, o->from, &age, &stale);
+        if (known && !stale) {
+            struct ferr fe;
+            ferr_set(&fe, FERR_UNAVAIL,
+                     "volume %s: its coordinator %s did not give it up (%s) and its lease on the "
+                     "volume is fresh (%llu ms old, stale after %u ms): try again then",
+                     o->name, o->from, e->msg, (unsigned long long)age,
+                     o->v->env.lease_expiry_ms);
+            if (o->automatic) {
+                log_warn("csv %s", fe.msg);
+                o->v->moving = false;
+                op_free(o);
+                return;
+            }
+            op_fail(o, &fe);
+            op_answer_failure(o);
+            return;
+        }
+        log_info("csv %s: coordinator %s did not give the volume up (%s); its lease is %s: "
+                 "%s takes it",
+                 o->name, o->from, e->msg, known ? "stale" : "unknown", o->to);
+    }
+    move_write(o);
+}
+
+static void move_release_old(struct op *o)
+{
+    struct ferr e = {0};
+    int rc = 0;
+    if (strcmp(o->from, o->v->env.node_name) == 0) {
+        if (o->v->env.redirect) {
+            redirect_release(o->v->env.redirect, o->name, o->epoch, move_released, o);
+            return;
+        }
+    } else {
+        json_t *b = json_pack("{ss sI}", "volume", o->name, "epoch", o->epoch);
+        char *text = b ? json_dumps(b, JSON_COMPACT) : NULL;
+        json_decref(b);
+        rc = text ? cluster_call_within(o->v->env.cluster, o->from, "POST",
+                                        "/v1/internal/csv/release", text, RELEASE_TIMEOUT_MS,
+                                        move_released, o, &e)
+                  : ferr_set(&e, -ENOMEM, "out of memory");
+        free(text);
+        if (rc == 0)
+            return;
+    }
+    move_released(0, NULL, rc < 0 ? &e : NULL, o);
+}
+
 static void move_probed(struct op *o, const char *node, const json_t *probe, const struct ferr *e)
 {
     struct ferr fe;
@@ -964,14 +1041,7 @@ static void move_probed(struct op *o, const char *node, const json_t *probe, con
         op_answer_failure(o);
         return;
     }
-    json_t *cmd = cdb_cmd_csv_put(o->name, o->path, o->id, o->to, (uint64_t)o->epoch + 1,
-                                  now_wall_ms(), o->epoch);
-    struct ferr we = {0};
-    int rc = cmd ? cluster_write(o->v->env.cluster, cmd, move_written, o, &we)
-                 : ferr_set(&we, -ENOMEM, "out of memory");
-    json_decref(cmd);
-    if (rc < 0)
-        move_written(0, NULL, &we, o);
+    move_release_old(o);
 }
 
 /* The leader's move: the next candidate, or give up until the next tick. */
@@ -1183,12 +1253,39 @@ static void show_probed(struct op *o, const char *node, const json_t *probe, con
     show_step(o);
 }
 
+/* What this node does for volume name's redirected disks: its storage daemon's exports and
+ * its relays (fleet/redirect.c), added to a node's answer. */
+static void add_redirected(struct volumes *v, const char *name, json_t *answer)
+{
+    if (!v->env.redirect || !json_is_object(answer))
+        return;
+    json_t *all = redirect_view(v->env.redirect), *exps = json_array(), *relays = json_array();
+    size_t i;
+    json_t *x;
+    json_array_foreach(json_object_get(all, "exports"), i, x)
+    {
+        if (strcmp(sget(x, "volume"), name) == 0)
+            json_array_append(exps, x);
+    }
+    json_array_foreach(json_object_get(all, "relays"), i, x)
+    {
+        if (strcmp(sget(x, "volume"), name) == 0)
+            json_array_append(relays, x);
+    }
+    json_decref(all);
+    json_object_set_new(answer, "exports", exps);
+    json_object_set_new(answer, "relays", relays);
+}
+
 static void show_local(struct volumes *v, json_t *r, void *data)
 {
     struct op *o = data;
     json_t *view = view_note(v, o->id, o->name, json_object_get(r, "probe"));
+    json_t *row = json_deep_copy(view ? view : json_object_get(r, "probe"));
+    add_redirected(v, o->name, row);
     o->vhds = json_incref(json_object_get(r, "vhds"));
-    show_probed(o, v->env.node_name, view ? view : json_object_get(r, "probe"), NULL);
+    show_probed(o, v->env.node_name, row, NULL);
+    json_decref(row);
 }
 
 int volumes_show(struct volumes *v, const char *name, reply_cb cb, void *data, struct ferr *e)
@@ -1244,7 +1341,9 @@ static void probe_req_done(struct volumes *v, json_t *r, void *data)
 {
     struct probe_req *pr = data;
     json_t *view = view_note(v, pr->id, pr->name, r);
-    pr->cb(200, json_deep_copy(view ? view : r), NULL, pr->data);
+    json_t *answer = json_deep_copy(view ? view : r);
+    add_redirected(v, pr->name, answer);
+    pr->cb(200, answer, NULL, pr->data);
     free(pr);
 }
 

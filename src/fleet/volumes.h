@@ -13,6 +13,7 @@
 
 struct volumes;
 struct cluster;
+struct redirect;
 struct events;
 
 struct volumes_env {
@@ -22,6 +23,7 @@ struct volumes_env {
     const char *node_name; /* borrowed; outlives the volumes */
     unsigned lease_ms;        /* renew this node's lease on each volume this often; 0: never */
     unsigned lease_expiry_ms; /* a lease whose counter did not move this long is stale */
+    struct redirect *redirect; /* this node's storage daemons, released when a volume moves */
 };
 
 /* env copied. Only -ENOMEM. */

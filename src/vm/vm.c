@@ -111,9 +111,49 @@ static void set_state(struct vm *vm, enum vm_state s)
 
 /* ---- teardown after QEMU is gone ---- */
 
+/* The socket of disk i's relay (redirected I/O). */
+static void nbd_sock(const struct vm *vm, unsigned i, char *out, size_t size)
+{
+    snprintf(out, size, "%s/disk%u.nbd", vm->run, i);
+}
+
+static void unredirect_disks(struct vm *vm)
+{
+    for (unsigned i = 0; i < vm->spec.ndisks; i++)
+        if (vm->disk_nbd[i]) {
+            vm->disk_nbd[i] = false;
+            if (vm->set->cfg.disk_unredirect)
+                vm->set->cfg.disk_unredirect(vm->set->cfg.redirect_data, vm->spec.name, i);
+        }
+}
+
+/* Asks for a relay for each dynamic disk on a volume (vm_config.disk_redirect); on failure
+ * the relays made so far go. exports[i] gets the NBD export name of a redirected disk. */
+static int redirect_disks(struct vm *vm, const bool *want, bool adopted,
+                          char exports[][VM_PATH_MAX], struct ferr *e)
+{
+    const struct vm_config *cfg = &vm->set->cfg;
+    for (unsigned i = 0; i < vm->spec.ndisks; i++) {
+        if (!want[i] || !cfg->disk_redirect)
+            continue;
+        char sock[700];
+        nbd_sock(vm, i, sock, sizeof(sock));
+        int rc = cfg->disk_redirect(cfg->redirect_data, vm->spec.name, i, vm->spec.disks[i].path,
+                                    sock, adopted, exports[i], VM_PATH_MAX, e);
+        if (rc < 0) {
+            ferr_prefix(e, "disks[%u]", i);
+            unredirect_disks(vm);
+            return rc;
+        }
+        vm->disk_nbd[i] = rc > 0;
+    }
+    return 0;
+}
+
 static void cleanup_runtime(struct vm *vm)
 {
     struct ferr e = {0};
+    unredirect_disks(vm);
     for (unsigned i = 0; i < vm->spec.nnics; i++)
         if (vm->taps[i][0] && tap_delete(vm->taps[i], &e) < 0)
             log_warn("vm %s: %s", vm->spec.name, e.msg);
@@ -539,9 +579,20 @@ static int spawn_qemu(struct vm *vm, struct ferr *e)
     const struct vm_spec *s = &vm->spec;
     struct qemu_disk disks[VM_MAX_DISKS];
     struct qemu_nic nics[VM_MAX_NICS];
-    for (unsigned i = 0; i < s->ndisks; i++)
+    static char exports[VM_MAX_DISKS][VM_PATH_MAX]; /* loop thread only */
+    char socks[VM_MAX_DISKS][700];
+    if (redirect_disks(vm, vm->disk_vpc, false, exports, e) < 0)
+        return FERR_UNAVAIL;
+    for (unsigned i = 0; i < s->ndisks; i++) {
         disks[i] = (struct qemu_disk){s->disks[i].path, vm->disk_bytes[i], s->disks[i].readonly,
-                                      vm->disk_vpc[i] ? QEMU_DISK_VPC : QEMU_DISK_FIXED_VHD};
+                                      vm->disk_vpc[i] ? QEMU_DISK_VPC : QEMU_DISK_FIXED_VHD, NULL};
+        if (vm->disk_nbd[i]) {
+            nbd_sock(vm, i, socks[i], sizeof(socks[i]));
+            disks[i].path = socks[i];
+            disks[i].format = QEMU_DISK_NBD;
+            disks[i].export = exports[i];
+        }
+    }
     for (unsigned i = 0; i < s->nnics; i++)
         nics[i] = (struct qemu_nic){vm->taps[i], s->nics[i].mac};
     struct qemu_machine m = {
@@ -569,14 +620,18 @@ static int spawn_qemu(struct vm *vm, struct ferr *e)
     };
     char **argv = NULL;
     int rc = qemu_argv_build(&l, &argv, e);
-    if (rc < 0)
+    if (rc < 0) {
+        unredirect_disks(vm);
         return rc;
+    }
     char logp[700];
     snprintf(logp, sizeof(logp), "%s/qemu.log", vm->run);
     rc = qemu_proc_spawn(vm->set->loop, argv, logp, on_qemu_exit, vm, &vm->qemu, e);
     if (rc == 0) {
         vm->pid = qemu_proc_pid(vm->qemu);
         log_info("vm %s: QEMU pid %d started", vm->spec.name, vm->pid);
+    } else {
+        unredirect_disks(vm);
     }
     qemu_argv_free(argv);
     return rc;
@@ -821,11 +876,22 @@ void vm__attach(struct vm *vm)
     vm->pid = qemu_proc_pid(vm->qemu);
     vm->started_ms = qemu_proc_started_ms(vm->qemu);
     /* How its disks were attached is on QEMU's command line (qemu/cmdline.c's node names). */
+    bool nbd[VM_MAX_DISKS] = {false};
     for (unsigned i = 0; i < vm->spec.ndisks; i++) {
-        char arg[64];
+        char arg[800], sock[700];
         snprintf(arg, sizeof(arg), "driver=vpc,file=disk%u-file,", i);
         vm->disk_vpc[i] = qemu_pid_has_arg(vm->pid, arg);
+        nbd_sock(vm, i, sock, sizeof(sock));
+        snprintf(arg, sizeof(arg), "driver=nbd,server.type=unix,server.path=%s,", sock);
+        nbd[i] = qemu_pid_has_arg(vm->pid, arg);
+        vm->disk_vpc[i] |= nbd[i];
     }
+    /* Its redirected disks' relays died with the previous ferryd: QEMU's NBD client is
+     * re-making its connections to the same sockets. */
+    static char exports[VM_MAX_DISKS][VM_PATH_MAX]; /* loop thread only */
+    struct ferr re = {0};
+    if (redirect_disks(vm, nbd, true, exports, &re) < 0)
+        log_warn("vm %s: its redirected disks wait: %s", vm->spec.name, re.msg);
     set_state(vm, VM_STARTING);
     vm->attaching = true;
     vm->deadline_ms = now_mono_ms() + start_limit_ms(vm);
@@ -899,6 +965,7 @@ void vm__release(struct vm *vm, void (*on_freed)(struct vmset *set))
     }
     vm->on_freed = on_freed;
     vm->releasing = true;
+    unredirect_disks(vm); /* QEMU keeps running and reconnects to the next ferryd's relay */
     if (vm->qemu) {
         /* QEMU runs on as its own session and is adopted again later. */
         qemu_proc_release(vm->qemu);
@@ -1047,7 +1114,7 @@ bool vm_can_migrate(const struct vm *vm, char *why, size_t size)
         return false;
     }
     for (unsigned i = 0; i < vm->spec.ndisks; i++)
-        if (vm->disk_vpc[i]) {
+        if (vm->disk_vpc[i] && !vm->disk_nbd[i]) {
             snprintf(why, size,
                      "disks[%u] (%s) is a dynamic VHD, attached with QEMU's vpc driver, which "
                      "does not support live migration",
@@ -1073,6 +1140,11 @@ int vm_storage_moving(const struct vm *vm)
 bool vm_disk_fixed(const struct vm *vm, unsigned i)
 {
     return i < vm->spec.ndisks && !vm->disk_vpc[i];
+}
+
+bool vm_disk_redirected(const struct vm *vm, unsigned i)
+{
+    return i < vm->spec.ndisks && vm->disk_nbd[i];
 }
 
 bool vm_migrating(const struct vm *vm)

@@ -53,6 +53,18 @@ struct vm_config {
     /* Called after any VM changed state (may be NULL); the cluster copy follows from it. */
     void (*on_change)(void *data);
     void *change_data;
+    /* Redirected I/O (fleet/redirect.c; may be NULL): a dynamic VHD on a cluster shared volume
+     * is opened by the volume's coordinator, and the VM's QEMU reaches it over NBD through the
+     * unix socket sock on this host. Asked before QEMU starts for each dynamic disk: 1 with
+     * export set: attach QEMU to sock; 0: not on a volume (QEMU's vpc driver opens the file);
+     * negative with e set: the VM does not start. Asked too (adopted true) for each disk an
+     * adopted QEMU reaches through sock, which must be served again. */
+    int (*disk_redirect)(void *data, const char *vm, unsigned disk, const char *path,
+                         const char *sock, bool adopted, char *export, size_t export_size,
+                         struct ferr *e);
+    /* That QEMU is gone or not watched any more: the socket goes. */
+    void (*disk_unredirect)(void *data, const char *vm, unsigned disk);
+    void *redirect_data;
 };
 
 /* Result of an asynchronous operation. status 0 or negative with e filled. vm may be NULL
@@ -191,6 +203,8 @@ bool vm_storage_move_mark(struct vm *vm, int disk);
 int vm_storage_moving(const struct vm *vm);
 /* Disk i is a fixed VHD, attached as raw over the file (not with QEMU's vpc driver). */
 bool vm_disk_fixed(const struct vm *vm, unsigned i);
+/* Disk i is reached over NBD through the volume's coordinator (redirected I/O). */
+bool vm_disk_redirected(const struct vm *vm, unsigned i);
 /* After the pivot: disk i's spec path is path, saved (STATE/vms/NAME/vm.json); nothing
  * changes when saving fails. */
 int vm_set_disk_path(struct vm *vm, unsigned i, const char *path, struct ferr *e);

@@ -29,7 +29,8 @@ struct vm {
     int pid;
     char taps[VM_MAX_NICS][16];
     uint64_t disk_bytes[VM_MAX_DISKS];
-    bool disk_vpc[VM_MAX_DISKS]; /* attached with QEMU's vpc driver (a dynamic VHD) */
+    bool disk_vpc[VM_MAX_DISKS]; /* a dynamic VHD: QEMU's vpc driver opens it here or ... */
+    bool disk_nbd[VM_MAX_DISKS]; /* ... the volume's coordinator does (redirected, over NBD) */
 
     struct qemu_proc *qemu; /* while a QEMU runs (or is adopted) for the VM */
 

@@ -1,0 +1,680 @@
+/* SPDX-License-Identifier: MIT */
+/* Redirected I/O (redirect.h): relays on VM hosts, storage daemons on coordinators. */
+#include "fleet/redirect.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster/cdb.h"
+#include "cluster/cluster.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "storage/nbdrelay.h"
+#include "storage/storaged.h"
+
+#define RESOLVE_TIMEOUT_MS 3000 /* a coordinator asked for an export answers within this */
+#define RELEASED_MS 15000       /* a released volume is not served again at that epoch */
+#define MAX_DAEMONS 64          /* ports nbd_port .. nbd_port + 63 */
+
+struct relay_ent {
+    struct relay_ent *next;
+    struct redirect *r;
+    char vm[64];
+    unsigned disk;
+    char path[1024]; /* the disk's file */
+    char volume[64]; /* the volume and file inside it, found when last asked */
+    char file[1024];
+    struct nbd_relay *relay;
+    char coord[64]; /* the coordinator last asked (empty: none yet) */
+    long long epoch;
+};
+
+struct waiter {
+    struct waiter *next;
+    reply_cb cb;
+    void *data;
+};
+
+struct daemon_ent {
+    struct daemon_ent *next;
+    struct redirect *r;
+    char volume[64];
+    long long epoch;
+    unsigned port;
+    struct storaged *sd;
+    bool stopping;
+    struct waiter *waiters; /* answered once the daemon is gone */
+};
+
+struct redirect {
+    struct redirect_env env;
+    char node_name[64], run_dir[512], qsd[256], nbd_host[64];
+    unsigned refs;
+    bool stopped;
+    struct relay_ent *relays;
+    struct daemon_ent *daemons;
+    json_t *released; /* volume -> {"epoch", "until_ms"} */
+    json_t *asked;    /* file path -> when (monotonic ms) a client last asked for its export */
+};
+
+static struct redirect *rref(struct redirect *r)
+{
+    r->refs++;
+    return r;
+}
+
+static void runref(struct redirect *r)
+{
+    if (--r->refs > 0)
+        return;
+    json_decref(r->released);
+    json_decref(r->asked);
+    free(r);
+}
+
+int redirect_new(const struct redirect_env *env, struct redirect **out, struct ferr *e)
+{
+    struct redirect *r = calloc(1, sizeof(*r));
+    if (!r || !(r->released = json_object()) || !(r->asked = json_object())) {
+        if (r)
+            json_decref(r->released);
+        free(r);
+        return ferr_set(e, -ENOMEM, "out of memory");
+    }
+    r->env = *env;
+    snprintf(r->node_name, sizeof(r->node_name), "%s", env->node_name);
+    snprintf(r->run_dir, sizeof(r->run_dir), "%s", env->run_dir);
+    snprintf(r->qsd, sizeof(r->qsd), "%s", env->qsd_binary);
+    snprintf(r->nbd_host, sizeof(r->nbd_host), "%s", env->nbd_host ? env->nbd_host : "");
+    r->refs = 1;
+    *out = r;
+    return 0;
+}
+
+static const char *sget(const json_t *o, const char *k)
+{
+    const char *s = json_string_value(json_object_get(o, k));
+    return s ? s : "";
+}
+
+/* The volume record of name from this node's copy of the database; NULL if none. New JSON. */
+static bool active(const struct redirect *r)
+{
+    return r->env.cluster && cluster_active(r->env.cluster);
+}
+
+static json_t *volume_rec(struct redirect *r, const char *name)
+{
+    json_t *rec = NULL;
+    struct ferr e;
+    if (!active(r) || cdb_csv_get(cluster_db(r->env.cluster), name, &rec, &e) < 0)
+        return NULL;
+    return rec;
+}
+
+static void answer(reply_cb cb, void *data, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void answer(reply_cb cb, void *data, int code, const char *fmt, ...)
+{
+    struct ferr e = {.code = code};
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e.msg, sizeof(e.msg), fmt, ap);
+    va_end(ap);
+    cb(0, NULL, &e, data);
+}
+
+/* ---- the coordinator's side: daemons and exports ---- */
+
+static void daemon_gone(struct storaged *sd, const char *why, void *data)
+{
+    (void)sd;
+    (void)why;
+    struct daemon_ent *d = data;
+    struct redirect *r = d->r;
+    for (struct daemon_ent **p = &r->daemons; *p; p = &(*p)->next)
+        if (*p == d) {
+            *p = d->next;
+            break;
+        }
+    cluster_event_add(r->env.cluster, "csv.storage_daemon_lost", NULL,
+                      "volume %s: the storage daemon on %s ended (%s); it is started again when "
+                      "its clients reconnect",
+                      d->volume, r->node_name, why);
+    free(d);
+    runref(r);
+}
+
+static void daemon_stopped(void *data)
+{
+    struct daemon_ent *d = data;
+    struct redirect *r = d->r;
+    for (struct daemon_ent **p = &r->daemons; *p; p = &(*p)->next)
+        if (*p == d) {
+            *p = d->next;
+            break;
+        }
+    while (d->waiters) {
+        struct waiter *w = d->waiters;
+        d->waiters = w->next;
+        w->cb(200, json_pack("{ss sb}", "volume", d->volume, "released", 1), NULL, w->data);
+        free(w);
+    }
+    free(d);
+    runref(r);
+}
+
+static void daemon_stop(struct daemon_ent *d, const char *why)
+{
+    if (d->stopping)
+        return;
+    d->stopping = true;
+    log_info("volume %s: the storage daemon on this node ends: %s", d->volume, why);
+    storaged_stop(d->sd, daemon_stopped, d);
+}
+
+static struct daemon_ent *daemon_find(struct redirect *r, const char *volume)
+{
+    for (struct daemon_ent *d = r->daemons; d; d = d->next)
+        if (strcmp(d->volume, volume) == 0)
+            return d;
+    return NULL;
+}
+
+static int daemon_get(struct redirect *r, const char *volume, long long epoch,
+                      struct daemon_ent **out, struct ferr *e)
+{
+    struct daemon_ent *d = daemon_find(r, volume);
+    if (d && d->stopping)
+        return ferr_set(e, FERR_UNAVAIL,
+                        "volume %s: its storage daemon on %s is stopping; try again", volume,
+                        r->node_name);
+    if (d) {
+        *out = d;
+        return 0;
+    }
+    bool used[MAX_DAEMONS] = {false};
+    for (struct daemon_ent *x = r->daemons; x; x = x->next)
+        used[x->port - r->env.nbd_port] = true;
+    unsigned slot = 0;
+    while (slot < MAX_DAEMONS && used[slot])
+        slot++;
+    if (slot == MAX_DAEMONS)
+        return ferr_set(e, FERR_LIMIT, "%s coordinates %d volumes with redirected disks already",
+                        r->node_name, MAX_DAEMONS);
+    if (!(d = calloc(1, sizeof(*d))))
+        return ferr_set(e, -ENOMEM, "out of memory");
+    d->r = rref(r);
+    snprintf(d->volume, sizeof(d->volume), "%s", volume);
+    d->epoch = epoch;
+    d->port = r->env.nbd_port + slot;
+    char dir[700];
+    snprintf(dir, sizeof(dir), "%s/.csvd/%s", r->run_dir, volume);
+    struct storaged_cfg cfg = {.binary = r->qsd,
+                               .dir = dir,
+                               .host = r->nbd_host,
+                               .port = d->port,
+                               .label = volume,
+                               .on_gone = daemon_gone,
+                               .data = d};
+    int rc = storaged_start(r->env.loop, &cfg, &d->sd, e);
+    if (rc < 0) {
+        runref(r);
+        free(d);
+        return rc;
+    }
+    d->next = r->daemons;
+    r->daemons = d;
+    log_info("volume %s: storage daemon started for epoch %lld, NBD on %s:%u", volume, epoch,
+             r->nbd_host, d->port);
+    *out = d;
+    return 0;
+}
+
+/* A file name inside a volume: relative, no "." or ".." part, not the volume's own files. */
+static bool file_ok(const char *f)
+{
+    size_t n = strlen(f);
+    if (n == 0 || n >= 1024 || f[0] == '/' || strncmp(f, ".ferry-csv", 10) == 0)
+        return false;
+    for (const char *p = f; *p;) {
+        const char *slash = strchr(p, '/');
+        size_t len = slash ? (size_t)(slash - p) : strlen(p);
+        if (len == 0 || (len == 1 && p[0] == '.') || (len == 2 && p[0] == '.' && p[1] == '.'))
+            return false;
+        p += len + (slash ? 1 : 0);
+        if (slash && !*p)
+            return false;
+    }
+    return true;
+}
+
+struct serve {
+    struct redirect *r;
+    reply_cb cb;
+    void *data;
+    char volume[64], file[1024], vm[64], node[64];
+    unsigned port;
+    long long epoch;
+};
+
+static void served(int status, const struct ferr *e, void *data)
+{
+    struct serve *s = data;
+    if (status < 0) {
+        s->cb(0, NULL, e, s->data);
+    } else {
+        char addr[128];
+        snprintf(addr, sizeof(addr), "%s:%u", s->r->nbd_host, s->port);
+        s->cb(200,
+              json_pack("{ss ss sI ss}", "nbd", addr, "export", s->file, "epoch",
+                        (json_int_t)s->epoch, "coordinator", s->r->node_name),
+              NULL, s->data);
+    }
+    runref(s->r);
+    free(s);
+}
+
+static void serve(struct redirect *r, const char *volume, const char *file, const char *vm,
+                  const char *node, reply_cb cb, void *data)
+{
+    if (r->stopped) {
+        answer(cb, data, FERR_UNAVAIL, "%s is shutting down", r->node_name);
+        return;
+    }
+    if (!file_ok(file)) {
+        answer(cb, data, FERR_INVALID,
+               "file: \"%s\" is not a file name inside a volume (relative, no . or .. parts)",
+               file);
+        return;
+    }
+    json_t *rec = volume_rec(r, volume);
+    if (!rec) {
+        answer(cb, data, FERR_NOTFOUND, "no shared volume named \"%s\" (ferry csv list)", volume);
+        return;
+    }
+    const char *coord = sget(rec, "coordinator");
+    long long epoch = json_integer_value(json_object_get(rec, "epoch"));
+    json_t *rel = json_object_get(r->released, volume);
+    struct ferr e = {0};
+    int rc = 0;
+    if (strcmp(coord, r->node_name) != 0)
+        rc = ferr_set(&e, FERR_STATE, "%s does not coordinate volume %s: %s does (epoch %lld)",
+                      r->node_name, volume, coord, epoch);
+    else if (!r->nbd_host[0])
+        rc = ferr_set(&e, FERR_STATE, "%s has no address for NBD (ferryd --listen)", r->node_name);
+    else if (!cluster_quorum(r->env.cluster))
+        rc = ferr_set(&e, FERR_UNAVAIL,
+                      "%s has no quorum: it may not be the coordinator of volume %s any more",
+                      r->node_name, volume);
+    else if (rel && json_integer_value(json_object_get(rel, "epoch")) >= epoch &&
+             now_mono_ms() < (uint64_t)json_integer_value(json_object_get(rel, "until_ms")))
+        rc =
+            ferr_set(&e, FERR_STATE, "%s released volume %s (epoch %lld): it moves to another node",
+                     r->node_name, volume, epoch);
+    char path[2048];
+    snprintf(path, sizeof(path), "%s/%s", sget(rec, "path"), file);
+    json_decref(rec);
+    struct daemon_ent *d = NULL;
+    if (rc == 0)
+        rc = daemon_get(r, volume, epoch, &d, &e);
+    struct serve *s = rc < 0 ? NULL : calloc(1, sizeof(*s));
+    if (rc == 0 && !s)
+        rc = ferr_set(&e, -ENOMEM, "out of memory");
+    if (rc < 0) {
+        cb(0, NULL, &e, data);
+        return;
+    }
+    s->r = rref(r);
+    s->cb = cb;
+    s->data = data;
+    s->port = d->port;
+    s->epoch = epoch;
+    snprintf(s->volume, sizeof(s->volume), "%s", volume);
+    snprintf(s->file, sizeof(s->file), "%s", file);
+    snprintf(s->vm, sizeof(s->vm), "%s", vm);
+    snprintf(s->node, sizeof(s->node), "%s", node);
+    json_object_set_new(r->asked, path, json_integer((json_int_t)now_mono_ms()));
+    if ((rc = storaged_export(d->sd, file, path, served, s, &e)) < 0)
+        served(rc, &e, s);
+}
+
+void redirect_on_export(struct redirect *r, const json_t *body, reply_cb cb, void *data)
+{
+    const char *volume = json_string_value(json_object_get(body, "volume"));
+    const char *file = json_string_value(json_object_get(body, "file"));
+    const char *vm = json_string_value(json_object_get(body, "vm"));
+    const char *node = json_string_value(json_object_get(body, "node"));
+    if (!volume || !name_valid(volume, 63) || !file || !vm || !name_valid(vm, 63) || !node ||
+        !name_valid(node, 63)) {
+        answer(cb, data, FERR_INVALID,
+               "csv export: expected {\"volume\", \"file\", \"vm\", \"node\"} with valid names");
+        return;
+    }
+    serve(r, volume, file, vm, node, cb, data);
+}
+
+void redirect_release(struct redirect *r, const char *volume, long long epoch, reply_cb cb,
+                      void *data)
+{
+    json_object_set_new(r->released, volume,
+                        json_pack("{sI sI}", "epoch", (json_int_t)epoch, "until_ms",
+                                  (json_int_t)(now_mono_ms() + RELEASED_MS)));
+    struct daemon_ent *d = daemon_find(r, volume);
+    if (!d) {
+        cb(200, json_pack("{ss sb}", "volume", volume, "released", 1), NULL, data);
+        return;
+    }
+    struct waiter *w = calloc(1, sizeof(*w));
+    if (!w) {
+        answer(cb, data, -ENOMEM, "out of memory");
+        return;
+    }
+    w->cb = cb;
+    w->data = data;
+    w->next = d->waiters;
+    d->waiters = w;
+    daemon_stop(d, "the volume moves to another coordinator");
+}
+
+void redirect_on_release(struct redirect *r, const json_t *body, reply_cb cb, void *data)
+{
+    const char *volume = json_string_value(json_object_get(body, "volume"));
+    json_t *epoch = json_object_get(body, "epoch");
+    if (!volume || !name_valid(volume, 63) || !json_is_integer(epoch)) {
+        answer(cb, data, FERR_INVALID, "csv release: expected {\"volume\", \"epoch\": N}");
+        return;
+    }
+    redirect_release(r, volume, json_integer_value(epoch), cb, data);
+}
+
+/* ---- the VM host's side: relays ---- */
+
+struct resolve {
+    struct redirect *r;
+    void *token;
+};
+
+static void resolve_answered(int status, json_t *body, const struct ferr *e, void *data)
+{
+    (void)status;
+    struct resolve *rs = data;
+    const char *nbd = json_string_value(json_object_get(body, "nbd"));
+    if (e || !nbd)
+        nbd_relay_resolved(rs->token, NULL, e ? e->msg : "the coordinator named no NBD server");
+    else
+        nbd_relay_resolved(rs->token, nbd, NULL);
+    json_decref(body);
+    runref(rs->r);
+    free(rs);
+}
+
+/* The volume whose directory holds path, and the file's name inside it: its record (new
+ * JSON) or NULL. */
+static json_t *volume_of(struct redirect *r, const char *path, const char **file)
+{
+    if (!active(r))
+        return NULL;
+    json_t *csvs = cdb_csvs(cluster_db(r->env.cluster)), *found = NULL;
+    size_t i;
+    json_t *c;
+    json_array_foreach(csvs, i, c)
+    {
+        const char *vp = sget(c, "path");
+        size_t n = strlen(vp);
+        if (n && strncmp(path, vp, n) == 0 && path[n] == '/') {
+            found = json_incref(c);
+            *file = path + n + 1;
+        }
+    }
+    json_decref(csvs);
+    return found;
+}
+
+static void resolve_fn(void *data, void *token)
+{
+    struct relay_ent *ent = data;
+    struct redirect *r = ent->r;
+    const char *file = NULL;
+    json_t *rec = volume_of(r, ent->path, &file);
+    if (!rec) {
+        nbd_relay_resolved(token, NULL,
+                           active(r) ? "the disk is on no shared volume of the database"
+                                     : "this node is not in its cluster (yet)");
+        return;
+    }
+    snprintf(ent->volume, sizeof(ent->volume), "%s", sget(rec, "name"));
+    snprintf(ent->file, sizeof(ent->file), "%s", file);
+    snprintf(ent->coord, sizeof(ent->coord), "%s", sget(rec, "coordinator"));
+    ent->epoch = json_integer_value(json_object_get(rec, "epoch"));
+    json_decref(rec);
+    struct resolve *rs = calloc(1, sizeof(*rs));
+    if (!rs) {
+        nbd_relay_resolved(token, NULL, "out of memory");
+        return;
+    }
+    rs->r = rref(r);
+    rs->token = token;
+    if (strcmp(ent->coord, r->node_name) == 0) {
+        serve(r, ent->volume, ent->file, ent->vm, r->node_name, resolve_answered, rs);
+        return;
+    }
+    json_t *b = json_pack("{ss ss ss ss}", "volume", ent->volume, "file", ent->file, "vm", ent->vm,
+                          "node", r->node_name);
+    char *text = b ? json_dumps(b, JSON_COMPACT) : NULL;
+    json_decref(b);
+    struct ferr e = {0};
+    int rc =
+        text ? cluster_call_within(r->env.cluster, ent->coord, "POST", "/v1/internal/csv/export",
+                                   text, RESOLVE_TIMEOUT_MS, resolve_answered, rs, &e)
+             : ferr_set(&e, -ENOMEM, "out of memory");
+    free(text);
+    if (rc < 0)
+        resolve_answered(0, NULL, &e, rs);
+}
+
+int redirect_disk(void *data, const char *vm, unsigned disk, const char *path, const char *sock,
+                  bool adopted, char *export, size_t export_size, struct ferr *e)
+{
+    struct redirect *r = data;
+    if (r->stopped)
+        return 0;
+    const char *file = NULL;
+    json_t *rec = volume_of(r, path, &file);
+    const char *volume = rec ? sget(rec, "name") : NULL;
+    int rc = 0;
+    if (!volume && !adopted)
+        goto out;
+    if (volume && (strlen(file) >= export_size || !file_ok(file))) {
+        rc = ferr_set(e, FERR_INVALID, "%s is not a file name inside volume %s", path, volume);
+        goto out;
+    }
+    redirect_undisk(r, vm, disk); /* a relay left from a QEMU before this one */
+    struct relay_ent *ent = calloc(1, sizeof(*ent));
+    if (!ent) {
+        rc = ferr_set(e, -ENOMEM, "out of memory");
+        goto out;
+    }
+    ent->r = r;
+    snprintf(ent->vm, sizeof(ent->vm), "%s", vm);
+    ent->disk = disk;
+    snprintf(ent->path, sizeof(ent->path), "%s", path);
+    snprintf(ent->volume, sizeof(ent->volume), "%s", volume ? volume : "");
+    snprintf(ent->file, sizeof(ent->file), "%s", file ? file : "");
+    if ((rc = nbd_relay_open(r->env.loop, sock, resolve_fn, ent, &ent->relay, e)) < 0) {
+        free(ent);
+        goto out;
+    }
+    ent->next = r->relays;
+    r->relays = ent;
+    snprintf(export, export_size, "%s", file ? file : "");
+    log_info("vm %s: disks[%u] is redirected: volume %s's coordinator serves %s over NBD", vm, disk,
+             volume ? volume : "(known once the cluster is up)", path);
+    rc = 1;
+out:
+    json_decref(rec);
+    return rc;
+}
+
+void redirect_undisk(void *data, const char *vm, unsigned disk)
+{
+    struct redirect *r = data;
+    for (struct relay_ent **p = &r->relays; *p; p = &(*p)->next) {
+        struct relay_ent *ent = *p;
+        if (strcmp(ent->vm, vm) == 0 && ent->disk == disk) {
+            *p = ent->next;
+            nbd_relay_close(ent->relay);
+            free(ent);
+            return;
+        }
+    }
+}
+
+/* ---- upkeep ---- */
+
+#define UNUSED_MS 10000 /* an export no VM runs on and nobody asked for this long is closed */
+
+/* Whether a VM whose state has a QEMU (not stopped or failed) has path as a disk. */
+static bool path_in_use(const json_t *vms, const char *path)
+{
+    size_t i, k;
+    json_t *vm, *d;
+    json_array_foreach(vms, i, vm)
+    {
+        const char *st = sget(vm, "state");
+        if (strcmp(st, "stopped") == 0 || strcmp(st, "failed") == 0)
+            continue;
+        json_array_foreach(json_object_get(json_object_get(vm, "spec"), "disks"), k, d)
+        {
+            if (strcmp(sget(d, "path"), path) == 0)
+                return true;
+        }
+    }
+    return false;
+}
+
+static void unexported(int status, const struct ferr *e, void *data)
+{
+    (void)data;
+    if (status < 0)
+        log_warn("%s", e->msg);
+}
+
+/* The coordinator closes the exports no VM uses any more, so that the file is free for
+ * qemu-img (an offline move, a conversion) and its lock goes. */
+static void close_unused(struct redirect *r)
+{
+    json_t *vms = cdb_vms(cluster_db(r->env.cluster), NULL);
+    uint64_t now = now_mono_ms();
+    for (struct daemon_ent *d = r->daemons; d; d = d->next) {
+        if (d->stopping)
+            continue;
+        json_t *list = storaged_exports(d->sd);
+        size_t i;
+        json_t *x;
+        json_array_foreach(list, i, x)
+        {
+            const char *path = sget(x, "path");
+            json_t *asked = json_object_get(r->asked, path);
+            if (path_in_use(vms, path) ||
+                (asked && now - (uint64_t)json_integer_value(asked) < UNUSED_MS))
+                continue;
+            struct ferr e = {0};
+            json_object_del(r->asked, path);
+            if (storaged_unexport(d->sd, sget(x, "name"), unexported, NULL, &e) < 0)
+                log_warn("%s", e.msg);
+        }
+        json_decref(list);
+    }
+    json_decref(vms);
+}
+
+void redirect_set_cluster(struct redirect *r, struct cluster *c)
+{
+    r->env.cluster = c;
+}
+
+void redirect_tick(struct redirect *r)
+{
+    if (r->stopped || !active(r))
+        return;
+    for (struct daemon_ent *d = r->daemons, *next; d; d = next) {
+        next = d->next;
+        if (d->stopping)
+            continue;
+        json_t *rec = volume_rec(r, d->volume);
+        if (!rec)
+            daemon_stop(d, "the volume was removed");
+        else if (strcmp(sget(rec, "coordinator"), r->node_name) != 0)
+            daemon_stop(d, "another node coordinates the volume now");
+        else if (json_integer_value(json_object_get(rec, "epoch")) != d->epoch)
+            daemon_stop(d, "the volume's coordinator epoch changed");
+        json_decref(rec);
+    }
+    for (struct relay_ent *ent = r->relays; ent; ent = ent->next) {
+        if (!ent->coord[0] || !ent->volume[0])
+            continue;
+        json_t *rec = volume_rec(r, ent->volume);
+        if (rec && (strcmp(sget(rec, "coordinator"), ent->coord) != 0 ||
+                    json_integer_value(json_object_get(rec, "epoch")) != ent->epoch)) {
+            log_info("vm %s: disks[%u]: volume %s's coordinator is %s now: reconnecting", ent->vm,
+                     ent->disk, ent->volume, sget(rec, "coordinator"));
+            ent->coord[0] = '\0';
+            nbd_relay_reset(ent->relay);
+        }
+        json_decref(rec);
+    }
+    close_unused(r);
+    const char *k;
+    json_t *val, *tmp;
+    json_object_foreach_safe(r->released, tmp, k, val)
+    {
+        if (now_mono_ms() >= (uint64_t)json_integer_value(json_object_get(val, "until_ms")))
+            json_object_del(r->released, k);
+    }
+}
+
+json_t *redirect_view(struct redirect *r)
+{
+    json_t *exps = json_array(), *relays = json_array();
+    for (struct daemon_ent *d = r->daemons; d; d = d->next) {
+        json_t *list = storaged_exports(d->sd);
+        size_t i;
+        json_t *x;
+        json_array_foreach(list, i, x)
+        {
+            json_array_append_new(exps, json_pack("{ss sO sO si si}", "volume", d->volume, "name",
+                                                  json_object_get(x, "name"), "path",
+                                                  json_object_get(x, "path"), "port", d->port,
+                                                  "pid", storaged_pid(d->sd)));
+        }
+        json_decref(list);
+    }
+    for (struct relay_ent *ent = r->relays; ent; ent = ent->next)
+        json_array_append_new(relays, json_pack("{ss si ss ss si ss}", "vm", ent->vm, "disk",
+                                                ent->disk, "volume", ent->volume, "file", ent->file,
+                                                "connected", nbd_relay_connected(ent->relay), "why",
+                                                nbd_relay_why(ent->relay)));
+    return json_pack("{so so}", "exports", exps, "relays", relays);
+}
+
+void redirect_stop(struct redirect *r)
+{
+    r->stopped = true;
+    while (r->relays) {
+        struct relay_ent *ent = r->relays;
+        r->relays = ent->next;
+        nbd_relay_close(ent->relay);
+        free(ent);
+    }
+    for (struct daemon_ent *d = r->daemons; d; d = d->next)
+        daemon_stop(d, "ferryd stops");
+}
+
+void redirect_free(struct redirect *r)
+{
+    runref(r);
+}
