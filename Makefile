@@ -64,6 +64,10 @@ bench-election: build
 bench-migration: build
 	$(PYTHON) bench/migration
 
+.PHONY: bench-storage
+bench-storage: build
+	$(PYTHON) bench/storage
+
 .PHONY: bench-soak
 bench-soak: build
 	$(PYTHON) bench/migration-soak

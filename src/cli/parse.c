@@ -138,8 +138,11 @@ int cli_parse_disk(const char *arg, json_t **out, char *why, size_t whylen)
             set = json_object_set_new(d, "size_mib", json_integer((json_int_t)mib));
         } else if (strcmp(opt, "ro") == 0 || strcmp(opt, "readonly") == 0) {
             set = json_object_set_new(d, "readonly", json_true());
+        } else if (strcmp(opt, "type=fixed") == 0 || strcmp(opt, "type=dynamic") == 0) {
+            set = json_object_set_new(d, "type", json_string(opt + 5));
         } else {
-            snprintf(why, whylen, "--disk: unknown option '%s' (size=MIB or ro)", opt);
+            snprintf(why, whylen,
+                     "--disk: unknown option '%s' (size=MIB, type=fixed|dynamic or ro)", opt);
             goto out;
         }
         if (set < 0) {

@@ -180,7 +180,7 @@ static const char *const top_fields[] = {
     "name",     "cpu",    "memory_mib", "disks", "nics", "boot", "blackout_budget_ms",
     "priority", "labels", "machine",    NULL};
 static const char *const cpu_fields[] = {"sockets", "cores", "threads", NULL};
-static const char *const disk_fields[] = {"path", "size_mib", "readonly", NULL};
+static const char *const disk_fields[] = {"path", "size_mib", "type", "readonly", NULL};
 static const char *const nic_fields[] = {"bridge", "mac", NULL};
 static const char *const boot_fields[] = {"kernel", "initrd", "cmdline", NULL};
 
@@ -249,6 +249,19 @@ static int parse_disk(const json_t *d, unsigned i, const struct vm_spec_env *env
         snprintf(field, sizeof(field), "%s.size_mib", where);
         if ((rc = get_uint(v, field, 1, VHD_MAX_SIZE_MIB, &disk->size_mib, e)) < 0)
             return rc;
+    }
+    disk->dynamic = false;
+    if ((v = member(d, "type"))) {
+        const char *t = json_string_value(v);
+        if (!t || (strcmp(t, "fixed") != 0 && strcmp(t, "dynamic") != 0))
+            return ferr_set(e, FERR_INVALID, "%s.type: expected \"fixed\" or \"dynamic\"",
+                            where);
+        if (!disk->size_mib)
+            return ferr_set(e, FERR_INVALID,
+                            "%s.type: only for a disk to create (give size_mib), an existing "
+                            "file is used as it is",
+                            where);
+        disk->dynamic = strcmp(t, "dynamic") == 0;
     }
     disk->readonly = false;
     if ((v = member(d, "readonly"))) {
@@ -580,6 +593,8 @@ json_t *vm_spec_to_json(const struct vm_spec *s)
             set(d, "path", json_string(s->disks[i].path), &ok);
             if (s->disks[i].size_mib)
                 set(d, "size_mib", json_integer((json_int_t)s->disks[i].size_mib), &ok);
+            if (s->disks[i].dynamic)
+                set(d, "type", json_string("dynamic"), &ok);
             set(d, "readonly", json_boolean(s->disks[i].readonly), &ok);
         }
         append(disks, d, &ok);

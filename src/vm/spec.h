@@ -30,7 +30,8 @@
 struct vm_disk {
     char path[VM_PATH_MAX]; /* absolute path of a VHD file */
     uint64_t
-        size_mib; /* if the file does not exist yet: create a fixed VHD this big; 0 = must exist */
+        size_mib; /* if the file does not exist yet: create a VHD this big; 0 = must exist */
+    bool dynamic; /* ... a dynamic VHD rather than a fixed one */
     bool readonly;
 };
 

@@ -1116,8 +1116,10 @@ bool vm_can_migrate(const struct vm *vm, char *why, size_t size)
     for (unsigned i = 0; i < vm->spec.ndisks; i++)
         if (vm->disk_vpc[i] && !vm->disk_nbd[i]) {
             snprintf(why, size,
-                     "disks[%u] (%s) is a dynamic VHD, attached with QEMU's vpc driver, which "
-                     "does not support live migration",
+                     "disks[%u] (%s) is a dynamic VHD outside the shared volumes, opened by "
+                     "this QEMU's vpc driver, which does not support live migration; on a "
+                     "volume (csv:VOLUME/FILE) its coordinator serves it and it migrates, or "
+                     "make it fixed (ferry disk convert)",
                      i, vm->spec.disks[i].path);
             return false;
         }

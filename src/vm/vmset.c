@@ -291,7 +291,7 @@ struct create_work {
     void *data;
 };
 
-/* Thread pool: check existing disks (fixed or dynamic VHDs), create missing fixed VHDs; undo
+/* Thread pool: check existing disks (fixed or dynamic VHDs), create missing ones; undo
  * on failure. */
 static void create_work(uv_work_t *req)
 {
@@ -317,7 +317,8 @@ static void create_work(uv_work_t *req)
                 "disks[%u].path: %.300s does not exist; give size_mib to create it", i, d->path);
             goto undo;
         }
-        cw->status = vhd_create(img, d->path, "fixed", d->size_mib, &cw->e);
+        cw->status = vhd_create(img, d->path, d->dynamic ? "dynamic" : "fixed", d->size_mib,
+                                &cw->e);
         if (cw->status < 0) {
             ferr_prefix(&cw->e, "disks[%u]", i);
             goto undo;

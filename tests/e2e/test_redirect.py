@@ -128,8 +128,12 @@ def test_a_dynamic_vhd_on_a_volume_is_redirected_and_live_migrates(lab, csv1, tm
     migrates host2 -> host3 -> host1 (onto the coordinator itself) while the recorder writes,
     the guest stays whole, and every acknowledged record is in the file."""
     h1, h2, h3 = lab.hosts
-    path = dynamic_disk(lab, h2, "rdv1")
-    ip = create_vm(lab, h2, "rdv1", 3, workload="probe,recorder", memory=128, disk=path)
+    path = os.path.join(csv1, "rdv1.vhd")
+    # Made by `vm create` on the volume: a dynamic VHD (type=dynamic) of 64 MiB.
+    ip = create_vm(lab, h2, "rdv1", 3, workload="probe,recorder", memory=128,
+                   disk="csv:csv1/rdv1.vhd,type=dynamic")
+    info = h2.cli_json("disk", "info", path)
+    assert info.get("subformat") == "dynamic" and info["virtual_size"] >= 64 << 20, info
     pid = local_vm(h2, "rdv1")["pid"]
     assert open_files(pid) == set(), "the VM's QEMU must not open the VHD itself"
     qsd = daemon_pid(h1)
@@ -223,6 +227,12 @@ def test_the_coordinators_host_dies_and_the_guests_pause_and_resume(lab, csv1, t
             assert gap < 60000, (name, gap)
     finally:
         lab.start_ferryd(h1)
+        # Up again in every node's view (the leader would move a volume off a node it still
+        # counts down).
+        for h in lab.hosts:
+            wait_for(lambda: all(n["state"] == "up"
+                                 for n in h.cli_json("node", "list")["nodes"]), 30,
+                     f"{h.name} to see every node up")
 
 
 def test_the_storage_daemon_dies_and_comes_back(lab, csv1, tmp_path):
@@ -233,7 +243,9 @@ def test_the_storage_daemon_dies_and_comes_back(lab, csv1, tmp_path):
     coord = next(x for x in lab.hosts if x.name == coordinator(h1))
     writers = two_writers(lab, csv1, ["rds1", "rds2"])
     old = daemon_pid(coord)
-    assert old, (coord.name, h1.cli("csv", "show", "csv1").stdout, coord.log_tail(3000))
+    if not old:
+        print(h1.cli("csv", "show", "csv1").stdout, coord.log_tail(6000), lab.hosts[1].log_tail(3000))
+    assert old, f"{coord.name} runs no storage daemon"
     os.kill(old, signal.SIGKILL)
     wait_for(lambda: daemon_pid(coord) not in (None, old), 20, "a new storage daemon")
     new = daemon_pid(coord)
@@ -263,3 +275,23 @@ def test_moving_the_coordinator_by_hand_moves_the_daemon_under_running_guests(la
     time.sleep(3)
     gaps = finish_writers(lab, writers, tmp_path)
     print(f"coordinator moved {old.name} -> {to.name} by hand: longest write pauses {gaps} ms")
+
+
+def test_a_dynamic_vhd_outside_every_volume_is_opened_by_qemu_and_does_not_migrate(lab, csv1):
+    """Off the volumes nothing is redirected: the VM's own QEMU opens the dynamic VHD (QEMU's
+    vpc driver), and a live migration is refused with the reason and what to do; the VM
+    keeps running where it is."""
+    h2 = lab.hosts[1]
+    local = os.path.join(os.path.dirname(lab.csv), "local-rd")
+    os.makedirs(local, exist_ok=True)
+    path = os.path.join(local, "rdl1.vhd")
+    h2.cli("disk", "create", path, "--size", "64M", "--type", "dynamic")
+    create_vm(lab, h2, "rdl1", 20, memory=128, disk=path)
+    pid = local_vm(h2, "rdl1")["pid"]
+    assert open_files(pid) == {path}
+    r = h2.cli("vm", "migrate", "rdl1", "--to", "host3", check=False)
+    assert r.returncode != 0 and "dynamic VHD" in r.stderr and "vpc" in r.stderr, r.stderr
+    assert local_vm(h2, "rdl1")["state"] == "running"
+    assert local_vm(h2, "rdl1")["pid"] == pid
+    h2.cli("vm", "delete", "--force", "rdl1")
+    os.unlink(path)

@@ -440,6 +440,8 @@ static void test_disk_valid(void **state)
     /* Empty options are skipped; a repeated size: the last one counts. */
     disk_ok("a.vhd,,ro,", "{\"path\":\"a.vhd\",\"readonly\":true}");
     disk_ok("a.vhd,size=1G,size=2G", "{\"path\":\"a.vhd\",\"size_mib\":2048}");
+    disk_ok("a.vhd,size=1G,type=dynamic",
+            "{\"path\":\"a.vhd\",\"size_mib\":1024,\"type\":\"dynamic\"}");
     /* The largest size: INT64_MAX MiB, however it is written. */
     disk_ok("a.vhd,size=9223372036854775807",
             "{\"path\":\"a.vhd\",\"size_mib\":9223372036854775807}");
@@ -468,10 +470,12 @@ static void test_disk_rejects(void **state)
     disk_bad("a.vhd,size=9007199254740992G",
              "--disk: size '9007199254740992G' is not a size like 1024, 512M or 2G");
     /* Unknown options, also in another case, also after a good one. */
-    disk_bad("a.vhd,foo", "--disk: unknown option 'foo' (size=MIB or ro)");
-    disk_bad("a.vhd,RO", "--disk: unknown option 'RO' (size=MIB or ro)");
-    disk_bad("a.vhd,ro,rw", "--disk: unknown option 'rw' (size=MIB or ro)");
-    disk_bad("a.vhd,SIZE=1", "--disk: unknown option 'SIZE=1' (size=MIB or ro)");
+    disk_bad("a.vhd,foo", "--disk: unknown option 'foo' (size=MIB, type=fixed|dynamic or ro)");
+    disk_bad("a.vhd,RO", "--disk: unknown option 'RO' (size=MIB, type=fixed|dynamic or ro)");
+    disk_bad("a.vhd,ro,rw", "--disk: unknown option 'rw' (size=MIB, type=fixed|dynamic or ro)");
+    disk_bad("a.vhd,type=sparse",
+             "--disk: unknown option 'type=sparse' (size=MIB, type=fixed|dynamic or ro)");
+    disk_bad("a.vhd,SIZE=1", "--disk: unknown option 'SIZE=1' (size=MIB, type=fixed|dynamic or ro)");
     /* A PATH that JSON cannot carry is refused, not left out of the object. */
     disk_bad("caf\xe9.vhd", "--disk: the PATH is not valid UTF-8 (ferryd takes UTF-8 paths)");
     disk_bad("\xff,size=1G", "--disk: the PATH is not valid UTF-8 (ferryd takes UTF-8 paths)");

@@ -200,7 +200,13 @@ static const struct bad bad_cases[] = {
     {"{" BASE ",'disks':[{'path':'/csv/n.vhd','readonly':true,'size_mib':10}]}",
      "disks[0].size_mib: a readonly disk cannot be created"},
     {"{" BASE ",'disks':[{'path':'/csv/a.vhd','format':'qcow2'}]}",
-     "disks[0]: unknown field \"format\" (accepted: path, size_mib, readonly)"},
+     "disks[0]: unknown field \"format\" (accepted: path, size_mib, type, readonly)"},
+    {"{" BASE ",'disks':[{'path':'/csv/n.vhd','size_mib':10,'type':'sparse'}]}",
+     "disks[0].type: expected \"fixed\" or \"dynamic\""},
+    {"{" BASE ",'disks':[{'path':'/csv/n.vhd','size_mib':10,'type':7}]}",
+     "disks[0].type: expected \"fixed\" or \"dynamic\""},
+    {"{" BASE ",'disks':[{'path':'/csv/a.vhd','type':'dynamic'}]}",
+     "disks[0].type: only for a disk to create (give size_mib)"},
     {"{" BASE ",'disks':[{'path':'/csv/a.vhd'},{'path':'/csv/b.vhd'},{'path':'/csv/sub/c.vhd'},"
      "{'path':'/csv/d1.vhd','size_mib':1},{'path':'/csv/d2.vhd','size_mib':1},"
      "{'path':'/csv/d3.vhd','size_mib':1},{'path':'/csv/d4.vhd','size_mib':1},"
@@ -605,6 +611,7 @@ static void test_round_trip_minimal(void **state)
     (void)state;
     round_trip("{" BASE "," DISK "}");
     round_trip("{" BASE ",'boot':{'kernel':'/boot/vmlinuz'}}");
+    round_trip("{" BASE ",'disks':[{'path':'/csv/d.vhd','size_mib':10,'type':'dynamic'}]}");
 }
 
 static void test_round_trip_full(void **state)
