@@ -17,7 +17,7 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "lab"))
 
 from labvm import (assert_guest_whole, create_vm, lab_session, local_vm, missing,  # noqa: E402
-                   vm_on)
+                   vm_on, wait_answering)
 from ferrytest import wait_for  # noqa: E402
 
 NAME = f"rd{os.getpid()}"
@@ -27,7 +27,21 @@ pytestmark = pytest.mark.skipif(missing() is not None, reason=str(missing()))
 
 
 @pytest.fixture(scope="module")
-def lab():
+def small():
+    """A 40 MiB tmpfs mounted before the lab's ferryds start (each runs in a mount namespace
+    of its own, copied from this one when it starts): a volume that fills up."""
+    d = f"/run/ferry-small-{os.getpid()}"
+    os.makedirs(d)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40M,mode=0700", "tmpfs", d], check=True)
+    try:
+        yield d
+    finally:
+        subprocess.run(["umount", "-l", d], check=False)
+        os.rmdir(d)
+
+
+@pytest.fixture(scope="module")
+def lab(small):
     yield from lab_session(NAME, SUBNET)
 
 
@@ -295,3 +309,60 @@ def test_a_dynamic_vhd_outside_every_volume_is_opened_by_qemu_and_does_not_migra
     assert local_vm(h2, "rdl1")["pid"] == pid
     h2.cli("vm", "delete", "--force", "rdl1")
     os.unlink(path)
+
+
+def test_a_full_volume_refuses_new_disks_and_moves_and_leaves_nothing(lab, csv1, small):
+    """Volume small has 40 MiB: a fixed VHD of 64 MiB does not fit. `vm create` onto it is
+    refused naming the shortage (a fixed VHD reserves its space when it is made, so a guest
+    never meets a full volume later) and defines nothing; a running VM's storage move onto it
+    fails the same way before any copy, and the VM runs on, on its old disk. No file is left
+    on the volume."""
+    h1, h2 = lab.hosts[:2]
+    h1.cli("csv", "add", "small", small)
+    try:
+        r = h2.cli("vm", "create", "rdf1", "--node", "host2", "--memory", "128", "--appliance",
+                   "--disk", "csv:small/big.vhd,size=64", check=False)
+        assert r.returncode != 0 and "no room for a fixed VHD of 64 MiB" in r.stderr, r.stderr
+        assert vm_on(h2, "rdf1") is None
+        assert os.listdir(small) == [".ferry-csv"], os.listdir(small)
+        ip = create_vm(lab, h2, "rdf2", 21, memory=128)
+        old = os.path.join(csv1, "rdf2.vhd")
+        pid = local_vm(h2, "rdf2")["pid"]
+        r = h2.cli("vm", "storage-move", "rdf2", "--to", "csv:small", check=False)
+        assert r.returncode != 0 and "no room for a fixed VHD of 64 MiB" in r.stderr, r.stderr
+        assert os.listdir(small) == [".ferry-csv"], os.listdir(small)
+        vm = local_vm(h2, "rdf2")
+        assert vm["state"] == "running" and vm["pid"] == pid, vm
+        assert vm["spec"]["disks"][0]["path"] == old, vm["spec"]
+        assert open_files(pid) == {old}
+        wait_answering(lab, ip)
+        h2.cli("vm", "delete", "--force", "rdf2")
+    finally:
+        h1.cli("csv", "remove", "small", check=False)
+
+
+def test_a_ferryd_restart_on_the_vms_host_keeps_its_redirected_disk(lab, csv1, tmp_path):
+    """host2's ferryd is killed and started again while its VM writes to a redirected disk:
+    the QEMU runs on (adopted), its NBD client reconnects to the relay the new ferryd opens
+    at the same socket, and the writes go on with nothing lost."""
+    h2 = lab.hosts[1]
+    writers = two_writers(lab, csv1, ["rdr1", "rdr2"])
+    pid = local_vm(h2, "rdr1")["pid"]
+    lab.kill_ferryd(h2)
+    time.sleep(2)
+    lab.start_ferryd(h2)
+    wait_for(lambda: (local_vm(h2, "rdr1") or {}).get("state") == "running", 30,
+             "rdr1 adopted as running")
+    assert local_vm(h2, "rdr1")["pid"] == pid
+
+    def relays():
+        # A restarted ferryd's database catches up from the leader: not at once.
+        r = h2.cli("-o", "json", "csv", "show", "csv1", check=False)
+        if r.returncode != 0:
+            return None
+        row = next(x for x in json.loads(r.stdout)["nodes"] if x["node"] == "host2")
+        return [(x["vm"], x["connected"]) for x in row.get("relays", [])]
+    wait_for(lambda: relays() == [("rdr1", 1)], 30, "host2's relay for rdr1 connected again")
+    time.sleep(3)
+    gaps = finish_writers(lab, writers, tmp_path)
+    print(f"ferryd restarted on host2: longest write pauses {gaps} ms")
