@@ -73,6 +73,15 @@ err_nomem:
     return ferr_set(e, -ENOMEM, "client: out of memory");
 }
 
+void client_forget_connections(struct client *c)
+{
+    CURL *fresh = curl_easy_init();
+    if (!fresh)
+        return; /* keep the old handle: requests still work, only not across a fork */
+    curl_easy_cleanup(c->curl);
+    c->curl = fresh;
+}
+
 void client_free(struct client *c)
 {
     if (!c)

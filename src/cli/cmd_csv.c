@@ -163,8 +163,9 @@ static int print_show(const json_t *c)
         char node[80], since[32], ago[48], lease[80], serves[64] = "-", relays[64] = "-";
         json_t *exps = json_object_get(n, "exports"), *rel = json_object_get(n, "relays");
         if (json_array_size(exps) > 0)
-            snprintf(serves, sizeof(serves), "%zu disks (pid %" PRIu64 ")",
-                     json_array_size(exps), cli_jnum(json_array_get(exps, 0), "pid"));
+            snprintf(serves, sizeof(serves), "%zu disk%s (pid %" PRIu64 ")", json_array_size(exps),
+                     json_array_size(exps) == 1 ? "" : "s",
+                     cli_jnum(json_array_get(exps, 0), "pid"));
         if (json_array_size(rel) > 0) {
             size_t k, up = 0;
             json_t *x;

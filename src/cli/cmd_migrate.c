@@ -4,15 +4,12 @@
  * ferry vm measure-migration: add a client-observed gap to a migration's record. */
 #include <errno.h>
 #include <math.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "cli/cmd.h"
+#include "cli/watch.h"
 #include "common/util.h"
 
 static const char migrate_help[] =
@@ -62,15 +59,6 @@ static int print_figures(struct cli *cli, const json_t *r)
     return EXIT_OK;
 }
 
-#define PROGRESS_POLL_MS 200
-
-static volatile sig_atomic_t got_sigint;
-
-static void on_sigint(int sig)
-{
-    got_sigint = 1;
-}
-
 /* One progress line from GET /v1/vms/NAME/migration: a bar redrawn in place on a terminal,
  * else a plain line at most every second (and when the pass changes). */
 static void draw_progress(const json_t *p, bool tty, uint64_t *last_ms, uint64_t *last_pass)
@@ -104,142 +92,29 @@ static void draw_progress(const json_t *p, bool tty, uint64_t *last_ms, uint64_t
     fflush(stdout);
 }
 
-/* Ctrl-C: asks on the terminal; true when the answer is yes. */
-static bool ask_cancel(bool tty)
-{
-    FILE *in = fopen("/dev/tty", "r");
-    if (!in)
-        return false;
-    fprintf(stderr, "%scancel the migration? [y/N] ", tty ? "\n" : "");
-    fflush(stderr);
-    char line[16] = "";
-    bool yes = fgets(line, sizeof(line), in) && (line[0] == 'y' || line[0] == 'Y');
-    fclose(in);
-    return yes;
-}
-
-/* The child's exit code when ferryd gave no answer at all (connection refused or broken). */
-#define CHILD_NO_ANSWER 3
-
-/*
- * Runs the migration request in a child process (the request answers only when the
- * migration is over) and, meanwhile, polls its progress and handles Ctrl-C here. The child
- * prints the error itself and hands the answer over a pipe; its exit code is ours.
- */
 static int migrate_watched(struct cli *cli, const char *name, const char *path, const json_t *body)
 {
-    int fds[2];
-    if (pipe(fds) < 0) {
-        fprintf(stderr, "ferry: pipe: %s\n", strerror(errno));
-        return EXIT_FAIL;
-    }
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0) {
-        fprintf(stderr, "ferry: fork: %s\n", strerror(errno));
-        close(fds[0]);
-        close(fds[1]);
-        return EXIT_FAIL;
-    }
-    if (pid == 0) {
-        signal(SIGINT, SIG_IGN); /* Ctrl-C is the parent's question */
-        close(fds[0]);
-        json_t *reply = NULL;
-        long status = 0;
-        struct ferr e = {0};
-        int rc = EXIT_OK;
-        if (client_call_status(cli->client, "POST", path, body, &status, &reply, &e) < 0)
-            rc = status == 0 ? (cli_fail(&e), CHILD_NO_ANSWER) : cli_fail(&e);
-        char *text = reply ? json_dumps(reply, JSON_COMPACT) : NULL;
-        for (size_t off = 0, n = text ? strlen(text) : 0; off < n;) {
-            ssize_t w = write(fds[1], text + off, n - off);
-            if (w <= 0)
-                break;
-            off += (size_t)w;
-        }
-        _exit(rc);
-    }
-    close(fds[1]);
-    struct sigaction sa = {.sa_handler = on_sigint}, old;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old);
-    bool tty = cli->fmt != OUTPUT_JSON && isatty(STDOUT_FILENO);
-    bool show = cli->fmt != OUTPUT_JSON, drawn = false, seen = false;
-    uint64_t last_ms = 0, last_pass = 0;
-    char *esc = client_escape(name), ppath[512];
+    char *esc = client_escape(name), ppath[512], cpath[512], note[512];
     snprintf(ppath, sizeof(ppath), "/v1/vms/%s/migration", esc ? esc : name);
-    char cpath[512];
     snprintf(cpath, sizeof(cpath), "/v1/vms/%s/migrate/cancel", esc ? esc : name);
     free(esc);
-    char *answer = NULL;
-    size_t len = 0;
-    for (;;) {
-        struct pollfd pfd = {.fd = fds[0], .events = POLLIN};
-        int n = poll(&pfd, 1, PROGRESS_POLL_MS);
-        if (n > 0) {
-            char buf[4096];
-            ssize_t r = read(fds[0], buf, sizeof(buf));
-            if (r <= 0)
-                break; /* the answer is complete */
-            char *na = realloc(answer, len + (size_t)r + 1);
-            if (!na)
-                break;
-            answer = na;
-            memcpy(answer + len, buf, (size_t)r);
-            len += (size_t)r;
-            answer[len] = '\0';
-            continue;
-        }
-        if (got_sigint) {
-            got_sigint = 0;
-            if (ask_cancel(tty)) {
-                json_t *reply = NULL;
-                if (cli_call(cli, "POST", cpath, NULL, &reply) == EXIT_OK)
-                    fprintf(stderr, "%s: cancelling the migration\n", name);
-                json_decref(reply);
-            }
-            continue;
-        }
-        long status = 0;
-        json_t *p = NULL;
-        struct ferr e = {0};
-        if (client_request(cli->client, "GET", ppath, NULL, &status, &p, &e) == 0 &&
-            status == 200 && p) {
-            seen = true;
-            if (show) {
-                draw_progress(p, tty, &last_ms, &last_pass);
-                drawn = true;
-            }
-        }
-        json_decref(p);
-    }
-    close(fds[0]);
-    if (tty && drawn)
-        putchar('\n');
-    int st = 0, rc = EXIT_FAIL;
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-        ;
-    sigaction(SIGINT, &old, NULL);
-    if (WIFEXITED(st))
-        rc = WEXITSTATUS(st);
-    if (rc == CHILD_NO_ANSWER) {
-        rc = EXIT_FAIL;
-        if (seen) /* ferryd went away while it migrated */
-            fprintf(stderr,
-                    "ferry: %s may still be migrating: QEMU goes on without ferryd, and ferryd "
-                    "takes the migration over when it is back (ferry vm migrations %s)\n",
-                    name, name);
-    }
-    if (rc == EXIT_OK) {
-        json_t *r = answer ? json_loads(answer, 0, NULL) : NULL;
-        if (r)
-            rc = print_figures(cli, r);
-        else
-            rc = cli_fail(
-                &(struct ferr){.code = FERR_PROTO, .msg = "the migration's answer was lost"});
-        json_decref(r);
-    }
-    free(answer);
+    snprintf(note, sizeof(note),
+             "%s may still be migrating: QEMU goes on without ferryd, and ferryd takes the "
+             "migration over when it is back (ferry vm migrations %s)",
+             name, name);
+    struct cli_watch w = {.name = name,
+                          .what = "migration",
+                          .path = path,
+                          .body = body,
+                          .progress_path = ppath,
+                          .cancel_path = cpath,
+                          .draw = draw_progress,
+                          .lost_note = note};
+    json_t *r = NULL;
+    int rc = cli_watched_call(cli, &w, &r);
+    if (rc == EXIT_OK)
+        rc = print_figures(cli, r);
+    json_decref(r);
     return rc;
 }
 

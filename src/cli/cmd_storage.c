@@ -8,6 +8,7 @@
 
 #include "cli/cmd.h"
 #include "cli/cmd_vm.h"
+#include "cli/watch.h"
 #include "common/util.h"
 
 static const char help[] =
@@ -20,8 +21,9 @@ static const char help[] =
     "converges, then switches the VM to the new file; the spec and the cluster record change\n"
     "only after that. A stopped VM's disk is copied with qemu-img. Any failure, or --cancel\n"
     "before the switch, leaves the VM on its old disk and removes the new file. The old file\n"
-    "is kept. This waits until the move is done; --status (from another shell) shows how far\n"
-    "it is.\n"
+    "is kept. This waits until the move is done, showing its progress (a bar on a terminal,\n"
+    "a line per second otherwise; nothing with -o json); Ctrl-C asks whether to cancel it.\n"
+    "--status (from another shell) shows how far it is.\n"
     "\n"
     "Options:\n"
     "  --to PATH|csv:VOLUME[/FILE]  the new file (it must not exist)\n"
@@ -62,6 +64,28 @@ static int target_path(struct cli *cli, const char *vm, unsigned disk, const cha
             return cli_usage(cmd, "%s has no disk %u", vm, disk);
     }
     return cli_csv_file(cli, cmd, "--to", to, file, out, size);
+}
+
+/* One progress line from GET /v1/vms/NAME/storage-move: a bar redrawn in place on a
+ * terminal, else a plain line at most every second (and when the phase changes). */
+static void draw_move(const json_t *p, bool tty, uint64_t *last_ms, uint64_t *last_mark)
+{
+    uint64_t done = cli_jnum(p, "done_bytes"), total = cli_jnum(p, "total_bytes");
+    const char *phase = cli_jstr(p, "phase") ? cli_jstr(p, "phase") : "?";
+    uint64_t now = now_mono_ms(), mark = (uint64_t)(unsigned char)phase[0];
+    if (!tty && now - *last_ms < 1000 && mark == *last_mark)
+        return;
+    *last_ms = now;
+    *last_mark = mark;
+    unsigned pct = total ? (unsigned)((done < total ? done : total) * 100 / total) : 0;
+    char bar[21], s_done[32], s_total[32];
+    for (unsigned i = 0; i < 20; i++)
+        bar[i] = i < pct / 5 ? '#' : '-';
+    bar[20] = '\0';
+    printf("%s[%s] %3u%% %s, %s of %s%s", tty ? "\r" : "", bar, pct, phase,
+           output_bytes(done, s_done, sizeof(s_done)),
+           output_bytes(total, s_total, sizeof(s_total)), tty ? "\033[K" : "\n");
+    fflush(stdout);
 }
 
 int cmd_vm_storage_move(struct cli *cli, int argc, char **argv)
@@ -143,17 +167,28 @@ int cmd_vm_storage_move(struct cli *cli, int argc, char **argv)
     if (speed)
         json_object_set_new(body, "speed_mib", json_integer((json_int_t)speed));
     if (cli->fmt != OUTPUT_JSON) {
-        printf("%s: moving disks[%" PRIu64 "] to %s (ferry vm storage-move %s --status)...\n", name,
-               disk, target, name);
+        printf("%s: moving disks[%" PRIu64 "] to %s\n", name, disk, target);
         fflush(stdout);
     }
     char *path = cmd_vm__path(name, "/storage-move");
-    if (!path) {
+    char *cpath = cmd_vm__path(name, "/storage-move/cancel");
+    if (!path || !cpath) {
+        free(path);
+        free(cpath);
         json_decref(body);
         return cli_nomem();
     }
-    rc = cli_call(cli, "POST", path, body, &reply);
+    struct cli_watch w = {.name = name,
+                          .what = "storage move",
+                          .path = path,
+                          .body = body,
+                          .progress_path = path,
+                          .cancel_path = cpath,
+                          .draw = draw_move,
+                          .lost_note = ""};
+    rc = cli_watched_call(cli, &w, &reply);
     free(path);
+    free(cpath);
     json_decref(body);
     if (rc != EXIT_OK)
         return rc;

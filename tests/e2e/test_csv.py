@@ -12,6 +12,7 @@ into its ferryd) changes what host N alone sees at that path, like a node whose 
 missing or points elsewhere."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -302,8 +303,11 @@ def test_storage_move_onto_the_volume_while_the_guest_writes(lab, csv1):
     try:
         time.sleep(2)
         assert rec.poll() is None, f"the recorder ended early: {rec.communicate()}"
-        out = h1.cli("vm", "storage-move", "smv1", "--to", "csv:csv1").stdout
+        # Capped at 32 MiB/s, the 64 MiB copy takes 2 s: the CLI draws its progress meanwhile
+        # (a line per second, not a terminal here).
+        out = h1.cli("vm", "storage-move", "smv1", "--to", "csv:csv1", "--speed-mib", "32").stdout
         assert f"is {new} now" in out, out
+        assert re.search(r"\[[#-]{20}\] +\d+% copying, [\d.]+ \w+ of [\d.]+ MiB", out), out
         pid = local_vm(h1, "smv1")["pid"]
         assert disk_fds(pid) == {new}, disk_fds(pid)
         for h in lab.hosts:

@@ -156,7 +156,7 @@ def test_a_dynamic_vhd_on_a_volume_is_redirected_and_live_migrates(lab, csv1, tm
     rows = {r["node"]: r for r in h3.cli_json("csv", "show", "csv1")["nodes"]}
     assert [(x["name"], x["pid"]) for x in rows["host1"]["exports"]] == [("rdv1.vhd", qsd)], rows
     assert [(x["vm"], x["connected"]) for x in rows["host2"]["relays"]] == [("rdv1", 1)], rows
-    assert h3.cli("csv", "show", "csv1").stdout.count("1 disks (pid") == 1
+    assert h3.cli("csv", "show", "csv1").stdout.count("1 disk (pid") == 1
     rec = start_recorder(lab, ip)
     try:
         time.sleep(2)
