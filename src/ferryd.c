@@ -422,6 +422,82 @@ static void sync_tick(uv_timer_t *t)
     }
 }
 
+/* ---- a volume lost on this node (fleet/volumes.c): its direct-I/O VMs move away ---- */
+
+struct evac_scan {
+    struct ferryd *d;
+    const char *volume, *path, *to;
+    unsigned n;
+};
+
+/* vm runs here, is not migrating, and opens a file under path itself (not redirected). */
+static bool uses_directly(struct vm *vm, const char *path)
+{
+    if (vm_state(vm) != VM_RUNNING || vm_migrating(vm))
+        return false;
+    const struct vm_spec *s = vm_spec(vm);
+    size_t n = strlen(path);
+    for (unsigned i = 0; i < s->ndisks; i++)
+        if (strncmp(s->disks[i].path, path, n) == 0 && s->disks[i].path[n] == '/' &&
+            !vm_disk_redirected(vm, i))
+            return true;
+    return false;
+}
+
+static void count_direct(struct vm *vm, void *data)
+{
+    struct evac_scan *s = data;
+    s->n += uses_directly(vm, s->path);
+}
+
+static unsigned direct_users(void *data, const char *path)
+{
+    struct ferryd *d = data;
+    struct evac_scan s = {.d = d, .path = path};
+    vmset_foreach(d->vms, count_direct, &s);
+    return s.n;
+}
+
+static void evacuated(int status, json_t *body, const struct ferr *e, void *data)
+{
+    (void)status;
+    char *name = data;
+    if (e)
+        log_warn("vm %s: not moved off its lost volume: %s (tried again on the next look)", name,
+                 e->msg);
+    else
+        log_info("vm %s: moved off its lost volume", name);
+    json_decref(body);
+    free(name);
+}
+
+static void evacuate_one(struct vm *vm, void *data)
+{
+    struct evac_scan *s = data;
+    if (!uses_directly(vm, s->path))
+        return;
+    char *name = strdup(vm_name(vm));
+    struct ferr e = {0};
+    if (!name)
+        return;
+    events_add(s->d->events, vm_name(vm), "vm.evacuate",
+               "volume %s is lost on this node: moving live to %s", s->volume, s->to);
+    if (migrate_start(s->d->api.migrator, vm, &(struct migrate_opts){.to = s->to}, evacuated, name,
+                      &e) < 0) {
+        log_warn("vm %s: not moved off its lost volume: %s", name, e.msg);
+        free(name);
+    }
+}
+
+static void evacuate(void *data, const char *volume, const char *path, const char *to)
+{
+    struct ferryd *d = data;
+    if (!d->api.migrator)
+        return;
+    struct evac_scan s = {.d = d, .volume = volume, .path = path, .to = to};
+    vmset_foreach(d->vms, evacuate_one, &s);
+}
+
 static void vm_changed(void *data)
 {
     struct ferryd *d = data;
@@ -577,8 +653,7 @@ int main(int argc, char **argv)
         if (colon)
             *colon = '\0';
     }
-    struct redirect_env renv = {d.loop,  NULL,     c->name,    c->run_dir,
-                                c->qsd, nbd_host, c->nbd_port};
+    struct redirect_env renv = {d.loop, NULL, c->name, c->run_dir, c->qsd, nbd_host, c->nbd_port};
     struct redirect *redirect = NULL;
     if (redirect_new(&renv, &redirect, &e) < 0) {
         log_error("%s", e.msg);
@@ -681,8 +756,9 @@ int main(int argc, char **argv)
         log_error("%s", e.msg); /* only out of memory: exit without a tidy close */
         return 1;
     }
-    struct volumes_env venv = {d.loop,  d.cluster,   d.events,           c->name,
-                               c->lease_ms, c->lease_expiry_ms, redirect};
+    struct volumes_env venv = {
+        d.loop,   d.cluster,    d.events, c->name, c->lease_ms, c->lease_expiry_ms,
+        redirect, direct_users, evacuate, &d};
     if (volumes_new(&venv, &d.api.volumes, &e) < 0) {
         log_error("%s", e.msg); /* only out of memory: exit without a tidy close */
         return 1;

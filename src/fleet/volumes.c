@@ -17,8 +17,9 @@
 #include "storage/lease.h"
 #include "storage/volume.h"
 
-#define PROBE_TIMEOUT_MS 5000 /* a node that does not answer a probe in time fails an add */
+#define PROBE_TIMEOUT_MS 5000   /* a node that does not answer a probe in time fails an add */
 #define RELEASE_TIMEOUT_MS 8000 /* an old coordinator's daemon flushes and ends within this */
+#define EVACUATE_AFTER_MS 6000  /* a volume lost this long: its direct-I/O VMs move away */
 
 struct volumes {
     struct volumes_env env;
@@ -26,6 +27,7 @@ struct volumes {
     json_t *views;   /* volume id -> {"access", "why", "since_ms", "size_bytes", "free_bytes"} */
     bool refreshing; /* a refresh of the views runs in the pool */
     bool moving;     /* the leader moves a coordinator */
+    bool evacuating; /* looking for a node to move this node's VMs to (a volume lost here) */
     bool stopped;    /* ferryd shuts down: the cluster is not to be touched any more */
     /* leases (storage/lease.h): this node's renewals, and what it read of everyone's */
     uv_timer_t lease_timer;
@@ -278,6 +280,8 @@ struct refresh {
     json_t *ids;
 };
 
+static void evacuate_check(struct volumes *v);
+
 static void refreshed(struct volumes *v, json_t *r, void *data)
 {
     struct refresh *rf = data;
@@ -308,6 +312,8 @@ static void refreshed(struct volumes *v, json_t *r, void *data)
     json_decref(rf->names);
     json_decref(rf->ids);
     free(rf);
+    if (!v->stopped)
+        evacuate_check(v);
 }
 
 static void refresh_views(struct volumes *v)
@@ -981,8 +987,7 @@ static void move_released(int status, json_t *body, const struct ferr *e, void *
             ferr_set(&fe, FERR_UNAVAIL,
                      "volume %s: its coordinator %s did not give it up (%s) and its lease on the "
                      "volume is fresh (%llu ms old, stale after %u ms): try again then",
-                     o->name, o->from, e->msg, (unsigned long long)age,
-                     o->v->env.lease_expiry_ms);
+                     o->name, o->from, e->msg, (unsigned long long)age, o->v->env.lease_expiry_ms);
             if (o->automatic) {
                 log_warn("csv %s", fe.msg);
                 o->v->moving = false;
@@ -1157,6 +1162,87 @@ void volumes_tick(struct volumes *v)
         return;
     refresh_views(v);
     move_off_unfit(v);
+}
+
+/* ---- a volume lost here: its direct-I/O VMs move live to a node that has it ---- */
+
+static void evac_try_next(struct op *o);
+
+static void evac_probed(struct op *o, const char *node, const json_t *probe, const struct ferr *e)
+{
+    if (op_gone(o))
+        return;
+    if (e || strcmp(sget(probe, "access"), "direct") != 0) {
+        log_warn("csv %s: %s cannot take this node's VMs: %s", o->name, node,
+                 e ? e->msg : sget(probe, "why"));
+        evac_try_next(o);
+        return;
+    }
+    log_warn("csv %s: lost here for %d s: moving the VMs that open it directly to %s", o->name,
+             EVACUATE_AFTER_MS / 1000, node);
+    events_add(o->v->env.events, NULL, "csv.evacuate",
+               "volume %s is lost here: its VMs with direct I/O move live to %s", o->name, node);
+    o->v->env.evacuate(o->v->env.evacuate_data, o->name, o->path, node);
+    o->v->evacuating = false;
+    op_free(o);
+}
+
+static void evac_try_next(struct op *o)
+{
+    struct ferr e;
+    while (json_array_size(o->nodes) > 0) {
+        snprintf(o->to, sizeof(o->to), "%s", json_string_value(json_array_get(o->nodes, 0)));
+        json_array_remove(o->nodes, 0);
+        if (probe_node(o, o->to, evac_probed, &e) == 0)
+            return;
+    }
+    log_warn("csv %s: lost here, and no other node sees it now: the VMs stay", o->name);
+    o->v->evacuating = false;
+    op_free(o);
+}
+
+/* After each look (every 2 s): the first volume this node has not reached for
+ * EVACUATE_AFTER_MS while some of its running VMs open files on it directly gets a target,
+ * the first other up node by name that sees it now, and those VMs move there live. They are
+ * never stopped: where no node sees the volume, they stay (their QEMU may still have the
+ * files open). Asked again on later looks while any remain. */
+static void evacuate_check(struct volumes *v)
+{
+    if (v->evacuating || !v->env.evacuate || !v->env.direct_users ||
+        !cluster_active(v->env.cluster) || !cluster_quorum(v->env.cluster))
+        return;
+    json_t *csvs = cdb_csvs(db_of(v));
+    size_t i;
+    json_t *c;
+    uint64_t now = now_wall_ms();
+    json_array_foreach(csvs, i, c)
+    {
+        json_t *view = json_object_get(v->views, sget(c, "id"));
+        uint64_t since = (uint64_t)json_integer_value(json_object_get(view, "since_ms"));
+        if (!view || strcmp(sget(view, "access"), "none") != 0 || now < since ||
+            now - since < EVACUATE_AFTER_MS ||
+            v->env.direct_users(v->env.evacuate_data, sget(c, "path")) == 0)
+            continue;
+        struct op *o = move_op(v, c, NULL, NULL);
+        if (!o || !(o->nodes = json_array())) {
+            if (o)
+                op_free(o);
+            break;
+        }
+        o->automatic = true;
+        json_t *nodes = nodes_by_name(v), *n;
+        size_t k;
+        json_array_foreach(nodes, k, n)
+        {
+            if (strcmp(sget(n, "name"), v->env.node_name) != 0 && can_coordinate(n))
+                json_array_append_new(o->nodes, json_string(sget(n, "name")));
+        }
+        json_decref(nodes);
+        v->evacuating = true;
+        evac_try_next(o);
+        break;
+    }
+    json_decref(csvs);
 }
 
 /* ---- views: list, show, probe, metrics ---- */

@@ -20,10 +20,16 @@ struct volumes_env {
     uv_loop_t *loop;
     struct cluster *cluster;
     struct events *events;
-    const char *node_name; /* borrowed; outlives the volumes */
-    unsigned lease_ms;        /* renew this node's lease on each volume this often; 0: never */
-    unsigned lease_expiry_ms; /* a lease whose counter did not move this long is stale */
+    const char *node_name;     /* borrowed; outlives the volumes */
+    unsigned lease_ms;         /* renew this node's lease on each volume this often; 0: never */
+    unsigned lease_expiry_ms;  /* a lease whose counter did not move this long is stale */
     struct redirect *redirect; /* this node's storage daemons, released when a volume moves */
+    /* A volume this node has lost (access none for a while; may be NULL): how many of its
+     * running VMs open a file under path themselves (direct I/O), and moving them live to
+     * node `to`, which was just seen to have direct access. Redirected disks need no move. */
+    unsigned (*direct_users)(void *data, const char *path);
+    void (*evacuate)(void *data, const char *volume, const char *path, const char *to);
+    void *evacuate_data;
 };
 
 /* env copied. Only -ENOMEM. */

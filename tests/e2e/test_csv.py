@@ -188,6 +188,28 @@ def test_a_node_that_loses_the_path_shows_none_and_why(lab, csv1):
              "host3 to reach csv1 again")
 
 
+def test_a_node_that_loses_the_volume_moves_its_vms_off_live(lab, csv1):
+    """host2 stops seeing csv1 (another directory mounted over the path in its namespace)
+    while it runs a VM whose fixed VHD is on csv1: after 6 s without access, host2 asks the
+    other nodes which sees the volume and live-migrates the VM there. The guest stays whole
+    and was never stopped; host2 says why (vm.evacuate). (In the lab QEMU keeps the file it
+    had open, so the move is what shows; on a real lost mount its I/O would hang meanwhile.)"""
+    h1, h2, h3 = lab.hosts
+    ip = create_vm(lab, h2, "evc1", 30, memory=128)
+    other = vol_dir(lab, "elsewhere-evc")
+    with sees_elsewhere(h2, csv1, other):
+        t0 = time.monotonic()
+        wait_for(lambda: vm_on(h1, "evc1")["owner"] != "host2", 60, "evc1 to move off host2")
+        print(f"evc1 moved to {vm_on(h1, 'evc1')['owner']} {time.monotonic() - t0:.1f} s after "
+              f"host2 lost csv1")
+    assert vm_on(h1, "evc1")["owner"] == "host1"  # the first other node by name that sees it
+    assert_guest_whole(lab, h1, "evc1", ip)
+    events = [e for e in h2.cli_json("events")["events"] if e["type"] == "vm.evacuate"]
+    assert events and "volume csv1 is lost on this node: moving live to host1" in \
+        events[-1]["message"], events
+    h1.cli("vm", "delete", "--force", "evc1")
+
+
 def lease_row(viewer, node):
     return {r["node"]: r for r in viewer.cli_json("csv", "show", "csv1")["nodes"]}[node]
 
