@@ -59,37 +59,26 @@ static int print_figures(struct cli *cli, const json_t *r)
     return EXIT_OK;
 }
 
-/* One progress line from GET /v1/vms/NAME/migration: a bar redrawn in place on a terminal,
- * else a plain line at most every second (and when the pass changes). */
-static void draw_progress(const json_t *p, bool tty, uint64_t *last_ms, uint64_t *last_pass)
+/* A progress object of GET /v1/vms/NAME/migration, for cli_watched_call. */
+static void describe(const json_t *p, unsigned *pct, uint64_t *pass, char *text, size_t size)
 {
     const json_t *mem = json_object_get(p, "memory");
     uint64_t sent = cli_jnum(mem, "transferred"), left = cli_jnum(mem, "remaining"),
-             total = cli_jnum(mem, "total"), pass = cli_jnum(p, "pass"),
-             elapsed = cli_jnum(p, "elapsed_ms"), now = now_mono_ms();
-    if (!tty && now - *last_ms < 1000 && pass == *last_pass)
-        return;
-    *last_ms = now;
-    *last_pass = pass;
-    unsigned pct = total ? (unsigned)((total - (left < total ? left : total)) * 100 / total) : 0;
-    char bar[21], s_sent[32], s_left[32], s_dirty[32];
-    for (unsigned i = 0; i < 20; i++)
-        bar[i] = i < pct / 5 ? '#' : '-';
-    bar[20] = '\0';
+             total = cli_jnum(mem, "total");
+    *pass = cli_jnum(p, "pass");
+    *pct = total ? (unsigned)((total - (left < total ? left : total)) * 100 / total) : 0;
+    char s_sent[32], s_left[32], s_dirty[32], s_exp[32] = "-";
     output_bytes(sent, s_sent, sizeof(s_sent));
     output_bytes(left, s_left, sizeof(s_left));
     output_bytes(cli_jnum(p, "dirty_rate_bytes_per_s"), s_dirty, sizeof(s_dirty));
     json_t *exp = json_object_get(p, "expected_downtime_ms");
-    char s_exp[32] = "-";
     if (json_is_integer(exp))
         snprintf(s_exp, sizeof(s_exp), "%lld ms", (long long)json_integer_value(exp));
-    printf("%s[%s] %3u%% %s pass %llu, sent %s, left %s, dirty %s/s, %.0f Mbps, "
-           "expected blackout %s, %.1fs%s",
-           tty ? "\r" : "", bar, pct, cli_jstr(p, "status") ? cli_jstr(p, "status") : "?",
-           (unsigned long long)pass, s_sent, s_left, s_dirty,
-           json_number_value(json_object_get(p, "throughput_mbps")), s_exp, elapsed / 1000.0,
-           tty ? "\033[K" : "\n");
-    fflush(stdout);
+    snprintf(text, size,
+             "%s pass %llu, sent %s, left %s, dirty %s/s, %.0f Mbps, expected blackout %s, %.1fs",
+             cli_jstr(p, "status") ? cli_jstr(p, "status") : "?", (unsigned long long)*pass, s_sent,
+             s_left, s_dirty, json_number_value(json_object_get(p, "throughput_mbps")), s_exp,
+             cli_jnum(p, "elapsed_ms") / 1000.0);
 }
 
 static int migrate_watched(struct cli *cli, const char *name, const char *path, const json_t *body)
@@ -108,7 +97,7 @@ static int migrate_watched(struct cli *cli, const char *name, const char *path, 
                           .body = body,
                           .progress_path = ppath,
                           .cancel_path = cpath,
-                          .draw = draw_progress,
+                          .describe = describe,
                           .lost_note = note};
     json_t *r = NULL;
     int rc = cli_watched_call(cli, &w, &r);

@@ -66,26 +66,16 @@ static int target_path(struct cli *cli, const char *vm, unsigned disk, const cha
     return cli_csv_file(cli, cmd, "--to", to, file, out, size);
 }
 
-/* One progress line from GET /v1/vms/NAME/storage-move: a bar redrawn in place on a
- * terminal, else a plain line at most every second (and when the phase changes). */
-static void draw_move(const json_t *p, bool tty, uint64_t *last_ms, uint64_t *last_mark)
+/* A progress object of GET /v1/vms/NAME/storage-move, for cli_watched_call. */
+static void describe(const json_t *p, unsigned *pct, uint64_t *mark, char *text, size_t size)
 {
     uint64_t done = cli_jnum(p, "done_bytes"), total = cli_jnum(p, "total_bytes");
     const char *phase = cli_jstr(p, "phase") ? cli_jstr(p, "phase") : "?";
-    uint64_t now = now_mono_ms(), mark = (uint64_t)(unsigned char)phase[0];
-    if (!tty && now - *last_ms < 1000 && mark == *last_mark)
-        return;
-    *last_ms = now;
-    *last_mark = mark;
-    unsigned pct = total ? (unsigned)((done < total ? done : total) * 100 / total) : 0;
-    char bar[21], s_done[32], s_total[32];
-    for (unsigned i = 0; i < 20; i++)
-        bar[i] = i < pct / 5 ? '#' : '-';
-    bar[20] = '\0';
-    printf("%s[%s] %3u%% %s, %s of %s%s", tty ? "\r" : "", bar, pct, phase,
-           output_bytes(done, s_done, sizeof(s_done)),
-           output_bytes(total, s_total, sizeof(s_total)), tty ? "\033[K" : "\n");
-    fflush(stdout);
+    *mark = (unsigned char)phase[0];
+    *pct = total ? (unsigned)((done < total ? done : total) * 100 / total) : 0;
+    char s_done[32], s_total[32];
+    snprintf(text, size, "%s, %s of %s", phase, output_bytes(done, s_done, sizeof(s_done)),
+             output_bytes(total, s_total, sizeof(s_total)));
 }
 
 int cmd_vm_storage_move(struct cli *cli, int argc, char **argv)
@@ -184,7 +174,7 @@ int cmd_vm_storage_move(struct cli *cli, int argc, char **argv)
                           .body = body,
                           .progress_path = path,
                           .cancel_path = cpath,
-                          .draw = draw_move,
+                          .describe = describe,
                           .lost_note = ""};
     rc = cli_watched_call(cli, &w, &reply);
     free(path);

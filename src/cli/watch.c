@@ -36,6 +36,26 @@ static bool ask_cancel(bool tty, const char *what)
     return yes;
 }
 
+/* One progress line: "[####----] 40% TEXT". */
+static void draw(const struct cli_watch *w, const json_t *p, bool tty, uint64_t *last_ms,
+                 uint64_t *last_mark)
+{
+    unsigned pct = 0;
+    uint64_t mark = 0, now = now_mono_ms();
+    char text[512] = "", bar[21];
+    w->describe(p, &pct, &mark, text, sizeof(text));
+    if (!tty && now - *last_ms < 1000 && mark == *last_mark)
+        return;
+    *last_ms = now;
+    *last_mark = mark;
+    pct = pct > 100 ? 100 : pct;
+    for (unsigned i = 0; i < 20; i++)
+        bar[i] = i < pct / 5 ? '#' : '-';
+    bar[20] = '\0';
+    printf("%s[%s] %3u%% %s%s", tty ? "\r" : "", bar, pct, text, tty ? "\033[K" : "\n");
+    fflush(stdout);
+}
+
 /* The child's exit code when ferryd gave no answer at all (connection refused or broken). */
 #define CHILD_NO_ANSWER 3
 
@@ -121,7 +141,7 @@ int cli_watched_call(struct cli *cli, const struct cli_watch *w, json_t **answer
             status == 200 && p) {
             seen = true;
             if (show) {
-                w->draw(p, tty, &last_ms, &last_mark);
+                draw(w, p, tty, &last_ms, &last_mark);
                 drawn = true;
             }
         }

@@ -17,9 +17,10 @@ struct cli_watch {
     const json_t *body;        /* its body */
     const char *progress_path; /* GET: a progress object while it runs */
     const char *cancel_path;   /* POST: cancel it */
-    /* Draws one progress line (tty: a bar redrawn in place; else a plain line, at most
-     * every second: draw decides with *last_ms and *last_mark, its own to keep). */
-    void (*draw)(const json_t *p, bool tty, uint64_t *last_ms, uint64_t *last_mark);
+    /* Reads a progress object: *pct (0..100), *mark (a pass, a phase: a plain line is
+     * printed at once when it changes) and the words after the bar into text. The line is a
+     * bar redrawn in place on a terminal, else a plain line at most every second. */
+    void (*describe)(const json_t *p, unsigned *pct, uint64_t *mark, char *text, size_t size);
     /* Said when ferryd went away during the request after progress was seen ("" none). */
     const char *lost_note;
 };

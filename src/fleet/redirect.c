@@ -3,7 +3,6 @@
 #include "fleet/redirect.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,18 +112,6 @@ static json_t *volume_rec(struct redirect *r, const char *name)
     if (!active(r) || cdb_csv_get(cluster_db(r->env.cluster), name, &rec, &e) < 0)
         return NULL;
     return rec;
-}
-
-static void answer(reply_cb cb, void *data, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void answer(reply_cb cb, void *data, int code, const char *fmt, ...)
-{
-    struct ferr e = {.code = code};
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(e.msg, sizeof(e.msg), fmt, ap);
-    va_end(ap);
-    cb(0, NULL, &e, data);
 }
 
 /* ---- the coordinator's side: daemons and exports ---- */
@@ -282,18 +269,19 @@ static void serve(struct redirect *r, const char *volume, const char *file, cons
                   const char *node, reply_cb cb, void *data)
 {
     if (r->stopped) {
-        answer(cb, data, FERR_UNAVAIL, "%s is shutting down", r->node_name);
+        reply_err(cb, data, FERR_UNAVAIL, "%s is shutting down", r->node_name);
         return;
     }
     if (!file_ok(file)) {
-        answer(cb, data, FERR_INVALID,
-               "file: \"%s\" is not a file name inside a volume (relative, no . or .. parts)",
-               file);
+        reply_err(cb, data, FERR_INVALID,
+                  "file: \"%s\" is not a file name inside a volume (relative, no . or .. parts)",
+                  file);
         return;
     }
     json_t *rec = volume_rec(r, volume);
     if (!rec) {
-        answer(cb, data, FERR_NOTFOUND, "no shared volume named \"%s\" (ferry csv list)", volume);
+        reply_err(cb, data, FERR_NOTFOUND, "no shared volume named \"%s\" (ferry csv list)",
+                  volume);
         return;
     }
     const char *coord = sget(rec, "coordinator");
@@ -350,8 +338,8 @@ void redirect_on_export(struct redirect *r, const json_t *body, reply_cb cb, voi
     const char *node = json_string_value(json_object_get(body, "node"));
     if (!volume || !name_valid(volume, 63) || !file || !vm || !name_valid(vm, 63) || !node ||
         !name_valid(node, 63)) {
-        answer(cb, data, FERR_INVALID,
-               "csv export: expected {\"volume\", \"file\", \"vm\", \"node\"} with valid names");
+        reply_err(cb, data, FERR_INVALID,
+                  "csv export: expected {\"volume\", \"file\", \"vm\", \"node\"} with valid names");
         return;
     }
     serve(r, volume, file, vm, node, cb, data);
@@ -370,7 +358,7 @@ void redirect_release(struct redirect *r, const char *volume, long long epoch, r
     }
     struct waiter *w = calloc(1, sizeof(*w));
     if (!w) {
-        answer(cb, data, -ENOMEM, "out of memory");
+        reply_err(cb, data, -ENOMEM, "out of memory");
         return;
     }
     w->cb = cb;
@@ -385,7 +373,7 @@ void redirect_on_release(struct redirect *r, const json_t *body, reply_cb cb, vo
     const char *volume = json_string_value(json_object_get(body, "volume"));
     json_t *epoch = json_object_get(body, "epoch");
     if (!volume || !name_valid(volume, 63) || !json_is_integer(epoch)) {
-        answer(cb, data, FERR_INVALID, "csv release: expected {\"volume\", \"epoch\": N}");
+        reply_err(cb, data, FERR_INVALID, "csv release: expected {\"volume\", \"epoch\": N}");
         return;
     }
     redirect_release(r, volume, json_integer_value(epoch), cb, data);

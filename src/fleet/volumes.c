@@ -1049,16 +1049,24 @@ static void move_probed(struct op *o, const char *node, const json_t *probe, con
     move_release_old(o);
 }
 
-/* The leader's move: the next candidate, or give up until the next tick. */
-static void move_try_next(struct op *o)
+/* Probes the next candidate of o->nodes (into o->to) with done; false when none is left. */
+static bool probe_next(struct op *o, probe_done done)
 {
     struct ferr e;
     while (json_array_size(o->nodes) > 0) {
         snprintf(o->to, sizeof(o->to), "%s", json_string_value(json_array_get(o->nodes, 0)));
         json_array_remove(o->nodes, 0);
-        if (probe_node(o, o->to, move_probed, &e) == 0)
-            return;
+        if (probe_node(o, o->to, done, &e) == 0)
+            return true;
     }
+    return false;
+}
+
+/* The leader's move: the next candidate, or give up until the next tick. */
+static void move_try_next(struct op *o)
+{
+    if (probe_next(o, move_probed))
+        return;
     log_warn("csv %s: its coordinator %s %s, and no other node can take the volume now", o->name,
              o->from, o->why);
     o->v->moving = false;
@@ -1189,13 +1197,8 @@ static void evac_probed(struct op *o, const char *node, const json_t *probe, con
 
 static void evac_try_next(struct op *o)
 {
-    struct ferr e;
-    while (json_array_size(o->nodes) > 0) {
-        snprintf(o->to, sizeof(o->to), "%s", json_string_value(json_array_get(o->nodes, 0)));
-        json_array_remove(o->nodes, 0);
-        if (probe_node(o, o->to, evac_probed, &e) == 0)
-            return;
-    }
+    if (probe_next(o, evac_probed))
+        return;
     log_warn("csv %s: lost here, and no other node sees it now: the VMs stay", o->name);
     o->v->evacuating = false;
     op_free(o);

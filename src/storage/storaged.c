@@ -17,6 +17,7 @@
 #define QMP_RETRY_MS 50
 #define READY_WITHIN_MS 10000 /* the daemon's QMP answers within this, or it is ended */
 #define KILL_AFTER_MS 5000    /* SIGTERM, then SIGKILL */
+#define OP_LIMIT_MS 15000     /* an export or unexport longer than this: the daemon is hung */
 
 struct req {
     struct req *next;
@@ -47,6 +48,7 @@ struct storaged {
     uint64_t started_ms;
     uv_timer_t timer; /* QMP connect retries, then the SIGKILL deadline */
     uv_timer_t retry; /* an unexport's blockdev-del, tried again while the export closes */
+    uv_timer_t watch; /* the request under way must end within OP_LIMIT_MS */
     struct req *queue, *current;
     struct exp *exps;
     unsigned next_n;
@@ -76,9 +78,10 @@ static void timer_closed(uv_handle_t *h)
 
 static void close_timers(struct storaged *s)
 {
-    s->closing = 2;
+    s->closing = 3;
     uv_close((uv_handle_t *)&s->timer, timer_closed);
     uv_close((uv_handle_t *)&s->retry, timer_closed);
+    uv_close((uv_handle_t *)&s->watch, timer_closed);
 }
 
 static void fail_queue(struct storaged *s, const struct ferr *e)
@@ -156,6 +159,7 @@ static void step_done(struct storaged *s, int status, const char *msg)
 {
     struct req *r = s->current;
     s->current = NULL;
+    uv_timer_stop(&s->watch);
     if (!r)
         return;
     struct ferr e = {0};
@@ -290,6 +294,13 @@ static void export_deleted(struct qmp_conn *c, int status, json_t *result, const
     del_node(s);
 }
 
+static void hung(uv_timer_t *t)
+{
+    struct storaged *s = t->data;
+    if (s->current)
+        end_daemon(s, "its QMP did not answer an export request in 15 s"); /* fails the queue */
+}
+
 static void run_queue(struct storaged *s)
 {
     while (s->ready && !s->current && s->queue) {
@@ -304,6 +315,7 @@ static void run_queue(struct storaged *s)
                 continue;
             }
             s->current = r;
+            uv_timer_start(&s->watch, hung, OP_LIMIT_MS, 0);
             char id[32];
             snprintf(id, sizeof(id), "e%u", x->n);
             if (qmp_conn_execute(s->qmp, "block-export-del",
@@ -325,6 +337,7 @@ static void run_queue(struct storaged *s)
             continue;
         }
         s->current = r;
+        uv_timer_start(&s->watch, hung, OP_LIMIT_MS, 0);
         char node[32];
         snprintf(node, sizeof(node), "n%u", s->next_n++);
         /* The file's page cache and flushes as QEMU's default (writeback, flush honoured):
@@ -434,7 +447,8 @@ int storaged_start(uv_loop_t *loop, const struct storaged_cfg *cfg, struct stora
                     "--nbd-server", nbd,         "--pidfile", pidf,        NULL};
     uv_timer_init(loop, &s->timer);
     uv_timer_init(loop, &s->retry);
-    s->timer.data = s->retry.data = s;
+    uv_timer_init(loop, &s->watch);
+    s->timer.data = s->retry.data = s->watch.data = s;
     int rc = qemu_proc_spawn(loop, argv, logp, proc_exited, s, &s->proc, e);
     if (rc < 0) {
         s->gone = true;
@@ -500,6 +514,7 @@ void storaged_stop(struct storaged *s, void (*done)(void *data), void *data)
     }
     uv_timer_stop(&s->timer);
     uv_timer_stop(&s->retry);
+    uv_timer_stop(&s->watch);
     end_daemon(s, NULL);
 }
 
