@@ -443,8 +443,13 @@ int storaged_start(uv_loop_t *loop, const struct storaged_cfg *cfg, struct stora
     snprintf(nbd, sizeof(nbd), "addr.type=inet,addr.host=%s,addr.port=%u", s->host, s->port);
     snprintf(pidf, sizeof(pidf), "%s/qsd.pid", s->dir);
     snprintf(logp, sizeof(logp), "%s/qsd.log", s->dir);
-    char *argv[] = {s->binary,      "--chardev", chardev,     "--monitor", "chardev=ferry-qmp",
-                    "--nbd-server", nbd,         "--pidfile", pidf,        NULL};
+    /* The daemon dies with this ferryd (setpriv --pdeathsig, util-linux): a coordinator
+     * whose ferryd crashed stops renewing its lease, another node takes the volume once the
+     * lease is stale, and no daemon of the old one may still hold the files then (two daemons
+     * caching one VHD's metadata would corrupt it; the image lock would block the new one). */
+    char *argv[] = {
+        "setpriv",           "--pdeathsig",  "KILL", s->binary,   "--chardev", chardev, "--monitor",
+        "chardev=ferry-qmp", "--nbd-server", nbd,    "--pidfile", pidf,        NULL};
     uv_timer_init(loop, &s->timer);
     uv_timer_init(loop, &s->retry);
     uv_timer_init(loop, &s->watch);

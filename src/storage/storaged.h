@@ -29,7 +29,7 @@ struct storaged_cfg {
 typedef void (*storaged_cb)(int status, const struct ferr *e, void *data);
 
 /* Spawns the daemon (a stale one of a previous ferryd in dir is ended first); exports wait
- * until its QMP answers. cfg's strings are copied. */
+ * until its QMP answers. It gets SIGKILL if this process dies. cfg's strings are copied. */
 int storaged_start(uv_loop_t *loop, const struct storaged_cfg *cfg, struct storaged **out,
                    struct ferr *e);
 /* Exports the VHD at path (QEMU's vpc driver) as name, writable; done when an NBD client can
