@@ -178,6 +178,13 @@ void migrate__fail(struct mig *g, int code, const char *fmt, ...)
     char why[300];
     vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
+    /* A cancel makes the destination fail too, and that may be seen first: the user who
+     * cancelled is told so either way. */
+    if (g->cancelled && !strstr(why, "cancel")) {
+        char was[sizeof(why)];
+        snprintf(was, sizeof(was), "%s", why);
+        snprintf(why, sizeof(why), "cancelled by request (%.250s)", was);
+    }
     /* After migrate-start-postcopy the guest runs on the destination with part of its memory
      * still here: neither copy is whole. A broken stream is resumed (try_recover); this is
      * reached only when the destination has no copy left (its QEMU died) or QEMU failed
