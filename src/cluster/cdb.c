@@ -297,12 +297,6 @@ static int check_memory(const json_t *m, struct ferr *e)
     return 0;
 }
 
-static const char *str_of(const json_t *obj, const char *key)
-{
-    const char *s = json_string_value(json_object_get(obj, key));
-    return s ? s : "";
-}
-
 static json_int_t int_of(const json_t *obj, const char *key)
 {
     return json_integer_value(json_object_get(obj, key));
@@ -539,7 +533,7 @@ static json_t *node_by_name(const struct cdb *db, const char *name)
     json_t *n;
     json_object_foreach(db->nodes, key, n)
     {
-        if (strcmp(str_of(n, "name"), name) == 0)
+        if (strcmp(jfield_text(n, "name"), name) == 0)
             return n;
     }
     return NULL;
@@ -552,7 +546,7 @@ static size_t vms_owned_by(const struct cdb *db, const char *node)
     size_t count = 0;
     json_object_foreach(db->vms, key, v)
     {
-        if (strcmp(str_of(v, "owner"), node) == 0)
+        if (strcmp(jfield_text(v, "owner"), node) == 0)
             count++;
     }
     return count;
@@ -627,7 +621,7 @@ static int set_admin(json_t *rec, const char *admin, const char *reason, json_in
 /* Whether admin is a change of rec's admin state (NULL: none). */
 static bool admin_changes(const json_t *rec, const char *admin)
 {
-    return admin && strcmp(admin, str_of(rec, "admin")) != 0;
+    return admin && strcmp(admin, jfield_text(rec, "admin")) != 0;
 }
 
 /* Sets key of rec to a copy of the command's field, if the command has it. */
@@ -669,11 +663,11 @@ static int upsert_apply(struct cdb *db, const json_t *c, bool v1, struct ferr *e
     json_t *rec;
 
     if (old) {
-        if (name && strcmp(name, str_of(old, "name")) != 0)
+        if (name && strcmp(name, jfield_text(old, "name")) != 0)
             return ferr_set(e, FERR_INVALID,
                             "node %" PRIu64 " is named \"%s\": a node's name "
                             "never changes",
-                            id, str_of(old, "name"));
+                            id, jfield_text(old, "name"));
         rec = json_deep_copy(old);
     } else {
         if (!name)
@@ -746,21 +740,21 @@ static int node_remove_apply(struct cdb *db, const json_t *c, struct ferr *e)
     json_t *n = node_by_id(db, id);
     if (!n)
         return ferr_set(e, FERR_NOTFOUND, "no node %" PRIu64, id);
-    size_t owned = vms_owned_by(db, str_of(n, "name"));
+    size_t owned = vms_owned_by(db, jfield_text(n, "name"));
     if (owned)
         return ferr_set(e, FERR_STATE,
                         "node %" PRIu64 " (%s) still owns %zu VM(s): move or "
                         "remove them first",
-                        id, str_of(n, "name"), owned);
+                        id, jfield_text(n, "name"), owned);
     const char *vol;
     json_t *v;
     json_object_foreach(db->csvs, vol, v)
     {
-        if (strcmp(str_of(v, "coordinator"), str_of(n, "name")) == 0)
+        if (strcmp(jfield_text(v, "coordinator"), jfield_text(n, "name")) == 0)
             return ferr_set(e, FERR_STATE,
                             "node %" PRIu64 " (%s) coordinates volume \"%s\": move it first "
                             "(ferry csv move-coordinator %s --to NODE)",
-                            id, str_of(n, "name"), vol, vol);
+                            id, jfield_text(n, "name"), vol, vol);
     }
     id_key(id, key);
     json_object_del(db->nodes, key);
@@ -881,7 +875,7 @@ static int owner_exists(const struct cdb *db, const char *owner, struct ferr *e)
 
 static int vm_put_apply(struct cdb *db, const json_t *c, struct ferr *e)
 {
-    const char *name = str_of(c, "name");
+    const char *name = jfield_text(c, "name");
     json_t *old = json_object_get(db->vms, name);
     int rc = owner_exists(db, json_string_value(json_object_get(c, "owner")), e);
     if (rc < 0)
@@ -917,7 +911,7 @@ static int vm_owner_check(const json_t *c, struct ferr *e)
 /* Copies the VM record named by the command, bumps its generation; FERR_NOTFOUND. */
 static int vm_edit(struct cdb *db, const json_t *c, json_t **out, struct ferr *e)
 {
-    const char *name = str_of(c, "name");
+    const char *name = jfield_text(c, "name");
     json_t *old = json_object_get(db->vms, name);
     if (!old)
         return ferr_set(e, FERR_NOTFOUND, "no VM named \"%s\"", name);
@@ -928,17 +922,18 @@ static int vm_edit(struct cdb *db, const json_t *c, json_t **out, struct ferr *e
 
 static int vm_owner_apply(struct cdb *db, const json_t *c, struct ferr *e)
 {
-    const char *name = str_of(c, "name");
+    const char *name = jfield_text(c, "name");
     const char *expect = json_string_value(json_object_get(c, "expect_owner"));
     json_t *old = json_object_get(db->vms, name);
     json_t *rec;
     int rc;
     if (!old)
         return ferr_set(e, FERR_NOTFOUND, "no VM named \"%s\"", name);
-    if (expect && strcmp(expect, str_of(old, "owner")) != 0)
+    if (expect && strcmp(expect, jfield_text(old, "owner")) != 0)
         return ferr_set(e, FERR_STATE, "VM \"%s\" is owned by \"%s\", not \"%s\"", name,
-                        str_of(old, "owner"), expect);
-    if ((rc = owner_exists(db, str_of(c, "owner"), e)) < 0 || (rc = vm_edit(db, c, &rec, e)) < 0)
+                        jfield_text(old, "owner"), expect);
+    if ((rc = owner_exists(db, jfield_text(c, "owner"), e)) < 0 ||
+        (rc = vm_edit(db, c, &rec, e)) < 0)
         return rc;
     if (copy_field(rec, c, "owner") < 0) {
         json_decref(rec);
@@ -988,7 +983,7 @@ static int vm_state_apply(struct cdb *db, const json_t *c, struct ferr *e)
         json_decref(rec);
         return ferr_set(e, -ENOMEM, "out of memory");
     }
-    return store(db->vms, str_of(c, "name"), rec, vm_record_check, e);
+    return store(db->vms, jfield_text(c, "name"), rec, vm_record_check, e);
 }
 
 static const char *const name_fields[] = {"name", NULL};
@@ -1001,7 +996,7 @@ static int name_check(const json_t *c, struct ferr *e)
 
 static int vm_remove_apply(struct cdb *db, const json_t *c, struct ferr *e)
 {
-    const char *name = str_of(c, "name");
+    const char *name = jfield_text(c, "name");
     if (json_object_del(db->vms, name) < 0)
         return ferr_set(e, FERR_NOTFOUND, "no VM named \"%s\"", name);
     return 0;
@@ -1048,10 +1043,10 @@ static int event_add_apply(struct cdb *db, const json_t *c, struct ferr *e)
         return 0; /* applied as nothing: the same event again */
     if (db->next_event_id > CDB_ID_MAX)
         return ferr_set(e, FERR_LIMIT, "event ids are exhausted");
-    json_t *ev =
-        json_pack("{sI sI ss ss ss ss}", "id", (json_int_t)db->next_event_id, "time_ms",
-                  int_of(c, "time_ms"), "type", str_of(c, "type"), "node", str_of(c, "node"), "vm",
-                  str_of(c, "vm"), "message", str_of(c, "message"));
+    json_t *ev = json_pack("{sI sI ss ss ss ss}", "id", (json_int_t)db->next_event_id, "time_ms",
+                           int_of(c, "time_ms"), "type", jfield_text(c, "type"), "node",
+                           jfield_text(c, "node"), "vm", jfield_text(c, "vm"), "message",
+                           jfield_text(c, "message"));
     if (!ev || (uid && json_object_set_new(ev, "uid", json_string(uid)) < 0)) {
         json_decref(ev);
         return ferr_set(e, -ENOMEM, "out of memory");
@@ -1070,9 +1065,9 @@ int cdb_csv_path_free(const struct cdb *db, const char *path, struct ferr *e)
     json_t *v;
     json_object_foreach(db->csvs, k, v)
     {
-        if (path_under(path, str_of(v, "path")) || path_under(str_of(v, "path"), path))
+        if (path_under(path, jfield_text(v, "path")) || path_under(jfield_text(v, "path"), path))
             return ferr_set(e, FERR_EXISTS, "path %s overlaps volume \"%s\" (%s)", path, k,
-                            str_of(v, "path"));
+                            jfield_text(v, "path"));
     }
     return 0;
 }
@@ -1103,8 +1098,9 @@ static int csv_put_check(const json_t *c, struct ferr *e)
 
 static int csv_put_apply(struct cdb *db, const json_t *c, struct ferr *e)
 {
-    const char *name = str_of(c, "name"), *path = str_of(c, "path"), *id = str_of(c, "id");
-    const char *coord = str_of(c, "coordinator");
+    const char *name = jfield_text(c, "name"), *path = jfield_text(c, "path"),
+               *id = jfield_text(c, "id");
+    const char *coord = jfield_text(c, "coordinator");
     json_int_t epoch = int_of(c, "epoch");
     json_t *expect = json_object_get(c, "expect_epoch");
     json_t *old = json_object_get(db->csvs, name);
@@ -1118,10 +1114,10 @@ static int csv_put_apply(struct cdb *db, const json_t *c, struct ferr *e)
                         name, cur, json_integer_value(expect));
     json_t *rec;
     if (old) {
-        if (strcmp(path, str_of(old, "path")) != 0 || strcmp(id, str_of(old, "id")) != 0)
+        if (strcmp(path, jfield_text(old, "path")) != 0 || strcmp(id, jfield_text(old, "id")) != 0)
             return ferr_set(e, FERR_INVALID,
                             "volume \"%s\" is %s (id %s): its path and id never change", name,
-                            str_of(old, "path"), str_of(old, "id"));
+                            jfield_text(old, "path"), jfield_text(old, "id"));
         if (epoch <= cur)
             return ferr_set(e, FERR_STATE,
                             "volume \"%s\": epoch %" JSON_INTEGER_FORMAT
@@ -1138,7 +1134,7 @@ static int csv_put_apply(struct cdb *db, const json_t *c, struct ferr *e)
         json_t *v;
         json_object_foreach(db->csvs, k, v)
         {
-            if (strcmp(id, str_of(v, "id")) == 0)
+            if (strcmp(id, jfield_text(v, "id")) == 0)
                 return ferr_set(e, FERR_EXISTS, "volume id %s is volume \"%s\"'s", id, k);
         }
         rec = json_pack("{ss ss ss sI}", "name", name, "path", path, "id", id, "created_ms",
@@ -1171,13 +1167,13 @@ static json_t *vms_using(const struct cdb *db, const char *dir)
     json_object_foreach(db->vms, name, vm)
     {
         json_t *spec = json_object_get(vm, "spec"), *boot = json_object_get(spec, "boot");
-        bool uses =
-            path_under(str_of(boot, "kernel"), dir) || path_under(str_of(boot, "initrd"), dir);
+        bool uses = path_under(jfield_text(boot, "kernel"), dir) ||
+                    path_under(jfield_text(boot, "initrd"), dir);
         size_t i;
         json_t *d;
         json_array_foreach(json_object_get(spec, "disks"), i, d)
         {
-            uses = uses || path_under(str_of(d, "path"), dir);
+            uses = uses || path_under(jfield_text(d, "path"), dir);
         }
         if (uses && n < cap)
             found[n++] = name;
@@ -1195,11 +1191,11 @@ static json_t *vms_using(const struct cdb *db, const char *dir)
 
 static int csv_remove_apply(struct cdb *db, const json_t *c, struct ferr *e)
 {
-    const char *name = str_of(c, "name");
+    const char *name = jfield_text(c, "name");
     json_t *old = json_object_get(db->csvs, name);
     if (!old)
         return ferr_set(e, FERR_NOTFOUND, "no volume named \"%s\"", name);
-    json_t *users = vms_using(db, str_of(old, "path"));
+    json_t *users = vms_using(db, jfield_text(old, "path"));
     if (!users)
         return ferr_set(e, -ENOMEM, "out of memory");
     size_t n = json_array_size(users);
@@ -1274,12 +1270,12 @@ static int migration_measure_apply(struct cdb *db, const json_t *c, struct ferr 
 {
     json_int_t id = int_of(c, "id");
     json_t *ev = event_by_id(db, id);
-    if (!ev || strcmp(str_of(ev, "type"), "vm.migration") != 0)
+    if (!ev || strcmp(jfield_text(ev, "type"), "vm.migration") != 0)
         return ferr_set(e, FERR_NOTFOUND,
                         "no migration %" JSON_INTEGER_FORMAT
                         " (ferry vm migrations lists them; only the last %d events are kept)",
                         id, CDB_EVENTS_MAX);
-    const char *msg = str_of(ev, "message");
+    const char *msg = jfield_text(ev, "message");
     json_error_t jerr;
     json_t *rec = json_loads(msg, 0, &jerr);
     /* Out of memory must not pass for an unreadable record: this node alone would refuse. */
@@ -1308,7 +1304,7 @@ static int migration_measure_apply(struct cdb *db, const json_t *c, struct ferr 
     double ms = (double)(int64_t)(raw * 10.0 + 0.5) / 10.0;
     char *text = NULL;
     if (json_object_set_new(rec, "client_gap_ms", json_real(ms)) == 0 &&
-        json_object_set_new(rec, "client_gap_source", json_string(str_of(c, "source"))) == 0)
+        json_object_set_new(rec, "client_gap_source", json_string(jfield_text(c, "source"))) == 0)
         text = json_dumps(rec, JSON_COMPACT | JSON_REAL_PRECISION(12));
     json_decref(rec);
     if (!text)
@@ -1344,15 +1340,15 @@ static int meta_check(const json_t *c, struct ferr *e)
 static int meta_apply(struct cdb *db, const json_t *c, struct ferr *e)
 {
     if (json_object_size(db->meta) > 0) {
-        if (strcmp(str_of(db->meta, "id"), str_of(c, "id")) != 0)
+        if (strcmp(jfield_text(db->meta, "id"), jfield_text(c, "id")) != 0)
             return ferr_set(e, FERR_STATE, "this cluster's id is \"%s\"; it never changes",
-                            str_of(db->meta, "id"));
+                            jfield_text(db->meta, "id"));
         if (int_of(db->meta, "created_ms") != int_of(c, "created_ms"))
             return ferr_set(e, FERR_STATE,
                             "created_ms is %" JSON_INTEGER_FORMAT "; it never changes",
                             int_of(db->meta, "created_ms"));
     }
-    json_t *m = json_pack("{ss ss sI}", "id", str_of(c, "id"), "name", str_of(c, "name"),
+    json_t *m = json_pack("{ss ss sI}", "id", jfield_text(c, "id"), "name", jfield_text(c, "name"),
                           "created_ms", int_of(c, "created_ms"));
     if (!m)
         return ferr_set(e, -ENOMEM, "out of memory");
@@ -1662,7 +1658,8 @@ static int cmp_id(const void *a, const void *b)
 
 static int cmp_name(const void *a, const void *b)
 {
-    return strcmp(str_of(*(json_t *const *)a, "name"), str_of(*(json_t *const *)b, "name"));
+    return strcmp(jfield_text(*(json_t *const *)a, "name"),
+                  jfield_text(*(json_t *const *)b, "name"));
 }
 
 /* Deep copies of the values of obj passing keep (NULL: all), sorted by cmp, as an array. */
@@ -1731,7 +1728,7 @@ int cdb_node_find(const struct cdb *db, const char *name, json_t **out, struct f
 
 static bool owned_by(const json_t *vm, const void *owner)
 {
-    return strcmp(str_of(vm, "owner"), owner) == 0;
+    return strcmp(jfield_text(vm, "owner"), owner) == 0;
 }
 
 json_t *cdb_vms(const struct cdb *db, const char *owner)
@@ -1761,7 +1758,7 @@ json_t *cdb_csvs(const struct cdb *db)
 json_t *cdb_csv_vms(const struct cdb *db, const char *name)
 {
     json_t *v = json_object_get(db->csvs, name);
-    return v ? vms_using(db, str_of(v, "path")) : json_array();
+    return v ? vms_using(db, jfield_text(v, "path")) : json_array();
 }
 
 int cdb_csv_get(const struct cdb *db, const char *name, json_t **out, struct ferr *e)
@@ -1877,7 +1874,7 @@ static int restore_into(struct cdb *db, const json_t *s, json_int_t format, stru
             json_decref(rec);
             return ferr_prefix(e, "nodes[%zu]", i);
         }
-        const char *name = str_of(rec, "name");
+        const char *name = jfield_text(rec, "name");
         id_key((uint64_t)int_of(rec, "id"), key);
         if (json_object_get(db->nodes, key))
             rc = ferr_set(e, FERR_INVALID, "nodes[%zu]: id %s appears twice", i, key);
@@ -1894,7 +1891,7 @@ static int restore_into(struct cdb *db, const json_t *s, json_int_t format, stru
     {
         if ((rc = vm_record_check(v, e)) < 0)
             return ferr_prefix(e, "vms[%zu]", i);
-        const char *name = str_of(v, "name"), *owner = str_of(v, "owner");
+        const char *name = jfield_text(v, "name"), *owner = jfield_text(v, "owner");
         if (json_object_get(db->vms, name))
             return ferr_set(e, FERR_INVALID, "vms[%zu]: name \"%s\" appears twice", i, name);
         if (*owner && !node_by_name(db, owner))
@@ -1909,7 +1906,7 @@ static int restore_into(struct cdb *db, const json_t *s, json_int_t format, stru
     {
         if ((rc = csv_record_check(v, e)) < 0)
             return ferr_prefix(e, "csvs[%zu]", i);
-        const char *name = str_of(v, "name"), *coord = str_of(v, "coordinator");
+        const char *name = jfield_text(v, "name"), *coord = jfield_text(v, "coordinator");
         if (json_object_get(db->csvs, name))
             return ferr_set(e, FERR_INVALID, "csvs[%zu]: name \"%s\" appears twice", i, name);
         if (!node_by_name(db, coord))

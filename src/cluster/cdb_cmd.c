@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/jsonfield.h"
+
 /* The version of every op that versions 1 and 2 share: nodes of both apply it. */
 #define CMD_V1 1
 
@@ -158,12 +160,6 @@ const char *cdb_cmd_op(const json_t *cmd)
     return json_string_value(json_object_get(cmd, "op"));
 }
 
-static const char *str_of(const json_t *obj, const char *key)
-{
-    const char *s = json_string_value(json_object_get(obj, key));
-    return s ? s : "";
-}
-
 json_t *cdb_node_cmd(int version, const json_t *rec, const char *state, const char *admin,
                      const char *reason, uint64_t time_ms)
 {
@@ -175,8 +171,8 @@ json_t *cdb_node_cmd(int version, const json_t *rec, const char *state, const ch
                          "id", id, state ? "state" : "admin", state ? state : admin, "reason",
                          reason, "time_ms", (json_int_t)time_ms);
     /* Version 1: one word for both, the admin state of a down node in its reason. */
-    const char *health = state ? state : str_of(rec, "state");
-    const char *adm = admin ? admin : str_of(rec, "admin");
+    const char *health = state ? state : jfield_text(rec, "state");
+    const char *adm = admin ? admin : jfield_text(rec, "admin");
     bool active = !*adm || strcmp(adm, "active") == 0;
     char why[CDB_REASON_MAX + 1];
     if (strcmp(health, "down") == 0 && !active) {

@@ -51,6 +51,12 @@ const char *jfield_quote(const char *s, char *buf, size_t size)
     return buf;
 }
 
+const char *jfield_text(const json_t *obj, const char *key)
+{
+    const char *s = json_string_value(json_object_get(obj, key));
+    return s ? s : "";
+}
+
 const char *jfield_unknown(const json_t *obj, const char *const *accepted)
 {
     const char *key;

@@ -19,6 +19,10 @@ const char *jfield_type(const json_t *v);
  * terminal. Returns buf. */
 const char *jfield_quote(const char *s, char *buf, size_t size);
 
+/* obj's member key as a string: "" when it is missing or not a string (for records this
+ * program wrote itself, whose fields are known to be there). */
+const char *jfield_text(const json_t *obj, const char *key);
+
 /* The first member of obj whose name is not in the NULL-terminated list accepted, or NULL. */
 const char *jfield_unknown(const json_t *obj, const char *const *accepted);
 

@@ -9,6 +9,7 @@
 
 #include "cluster/cdb.h"
 #include "cluster/cluster.h"
+#include "common/jsonfield.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "storage/nbdrelay.h"
@@ -91,12 +92,6 @@ int redirect_new(const struct redirect_env *env, struct redirect **out, struct f
     r->refs = 1;
     *out = r;
     return 0;
-}
-
-static const char *sget(const json_t *o, const char *k)
-{
-    const char *s = json_string_value(json_object_get(o, k));
-    return s ? s : "";
 }
 
 /* The volume record of name from this node's copy of the database; NULL if none. New JSON. */
@@ -284,7 +279,7 @@ static void serve(struct redirect *r, const char *volume, const char *file, cons
                   volume);
         return;
     }
-    const char *coord = sget(rec, "coordinator");
+    const char *coord = jfield_text(rec, "coordinator");
     long long epoch = json_integer_value(json_object_get(rec, "epoch"));
     json_t *rel = json_object_get(r->released, volume);
     struct ferr e = {0};
@@ -304,7 +299,7 @@ static void serve(struct redirect *r, const char *volume, const char *file, cons
             ferr_set(&e, FERR_STATE, "%s released volume %s (epoch %lld): it moves to another node",
                      r->node_name, volume, epoch);
     char path[2048];
-    snprintf(path, sizeof(path), "%s/%s", sget(rec, "path"), file);
+    snprintf(path, sizeof(path), "%s/%s", jfield_text(rec, "path"), file);
     json_decref(rec);
     struct daemon_ent *d = NULL;
     if (rc == 0)
@@ -411,7 +406,7 @@ static json_t *volume_of(struct redirect *r, const char *path, const char **file
     json_t *c;
     json_array_foreach(csvs, i, c)
     {
-        const char *vp = sget(c, "path");
+        const char *vp = jfield_text(c, "path");
         size_t n = strlen(vp);
         if (n && strncmp(path, vp, n) == 0 && path[n] == '/') {
             found = json_incref(c);
@@ -434,9 +429,9 @@ static void resolve_fn(void *data, void *token)
                                      : "this node is not in its cluster (yet)");
         return;
     }
-    snprintf(ent->volume, sizeof(ent->volume), "%s", sget(rec, "name"));
+    snprintf(ent->volume, sizeof(ent->volume), "%s", jfield_text(rec, "name"));
     snprintf(ent->file, sizeof(ent->file), "%s", file);
-    snprintf(ent->coord, sizeof(ent->coord), "%s", sget(rec, "coordinator"));
+    snprintf(ent->coord, sizeof(ent->coord), "%s", jfield_text(rec, "coordinator"));
     ent->epoch = json_integer_value(json_object_get(rec, "epoch"));
     json_decref(rec);
     struct resolve *rs = calloc(1, sizeof(*rs));
@@ -472,7 +467,7 @@ int redirect_disk(void *data, const char *vm, unsigned disk, const char *path, c
         return 0;
     const char *file = NULL;
     json_t *rec = volume_of(r, path, &file);
-    const char *volume = rec ? sget(rec, "name") : NULL;
+    const char *volume = rec ? jfield_text(rec, "name") : NULL;
     int rc = 0;
     if (!volume && !adopted)
         goto out;
@@ -532,12 +527,12 @@ static bool path_in_use(const json_t *vms, const char *path)
     json_t *vm, *d;
     json_array_foreach(vms, i, vm)
     {
-        const char *st = sget(vm, "state");
+        const char *st = jfield_text(vm, "state");
         if (strcmp(st, "stopped") == 0 || strcmp(st, "failed") == 0)
             continue;
         json_array_foreach(json_object_get(json_object_get(vm, "spec"), "disks"), k, d)
         {
-            if (strcmp(sget(d, "path"), path) == 0)
+            if (strcmp(jfield_text(d, "path"), path) == 0)
                 return true;
         }
     }
@@ -565,14 +560,14 @@ static void close_unused(struct redirect *r)
         json_t *x;
         json_array_foreach(list, i, x)
         {
-            const char *path = sget(x, "path");
+            const char *path = jfield_text(x, "path");
             json_t *asked = json_object_get(r->asked, path);
             if (path_in_use(vms, path) ||
                 (asked && now - (uint64_t)json_integer_value(asked) < UNUSED_MS))
                 continue;
             struct ferr e = {0};
             json_object_del(r->asked, path);
-            if (storaged_unexport(d->sd, sget(x, "name"), unexported, NULL, &e) < 0)
+            if (storaged_unexport(d->sd, jfield_text(x, "name"), unexported, NULL, &e) < 0)
                 log_warn("%s", e.msg);
         }
         json_decref(list);
@@ -596,7 +591,7 @@ void redirect_tick(struct redirect *r)
         json_t *rec = volume_rec(r, d->volume);
         if (!rec)
             daemon_stop(d, "the volume was removed");
-        else if (strcmp(sget(rec, "coordinator"), r->node_name) != 0)
+        else if (strcmp(jfield_text(rec, "coordinator"), r->node_name) != 0)
             daemon_stop(d, "another node coordinates the volume now");
         else if (json_integer_value(json_object_get(rec, "epoch")) != d->epoch)
             daemon_stop(d, "the volume's coordinator epoch changed");
@@ -606,10 +601,10 @@ void redirect_tick(struct redirect *r)
         if (!ent->coord[0] || !ent->volume[0])
             continue;
         json_t *rec = volume_rec(r, ent->volume);
-        if (rec && (strcmp(sget(rec, "coordinator"), ent->coord) != 0 ||
+        if (rec && (strcmp(jfield_text(rec, "coordinator"), ent->coord) != 0 ||
                     json_integer_value(json_object_get(rec, "epoch")) != ent->epoch)) {
             log_info("vm %s: disks[%u]: volume %s's coordinator is %s now: reconnecting", ent->vm,
-                     ent->disk, ent->volume, sget(rec, "coordinator"));
+                     ent->disk, ent->volume, jfield_text(rec, "coordinator"));
             ent->coord[0] = '\0';
             nbd_relay_reset(ent->relay);
         }

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "common/jsonfield.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "fleet/fleet.h"
@@ -54,12 +55,6 @@ struct sm {
 };
 
 static struct sm *moves;
-
-static const char *jstr(const json_t *o, const char *k)
-{
-    const char *s = json_string_value(json_object_get(o, k));
-    return s ? s : "";
-}
 
 static struct sm *find(const char *name)
 {
@@ -199,9 +194,9 @@ static void undo_jobs(struct qmp_conn *c, int status, json_t *r, const char *err
     json_t *j;
     json_array_foreach(r, i, j)
     {
-        if (strcmp(jstr(j, "id"), m->job) != 0)
+        if (strcmp(jfield_text(j, "id"), m->job) != 0)
             continue;
-        const char *st = jstr(j, "status");
+        const char *st = jfield_text(j, "status");
         if (strcmp(st, "concluded") == 0) {
             qmp(m, "job-dismiss", json_pack("{ss}", "id", m->job), NULL);
             m->job_started = false;
@@ -331,9 +326,9 @@ static void jobs_seen(struct qmp_conn *c, int status, json_t *r, const char *err
     json_t *j;
     json_array_foreach(r, i, j)
     {
-        if (strcmp(jstr(j, "id"), m->job) != 0)
+        if (strcmp(jfield_text(j, "id"), m->job) != 0)
             continue;
-        const char *st = jstr(j, "status");
+        const char *st = jfield_text(j, "status");
         m->done = (uint64_t)json_integer_value(json_object_get(j, "current-progress"));
         m->total = (uint64_t)json_integer_value(json_object_get(j, "total-progress"));
         if (strcmp(st, "concluded") == 0) {

@@ -11,6 +11,7 @@
 #include "cluster/cdb.h"
 #include "cluster/cluster.h"
 #include "fleet/redirect.h"
+#include "common/jsonfield.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "host/events.h"
@@ -116,12 +117,6 @@ static void answer_error(reply_cb cb, void *data, int code, const char *msg)
     cb(0, NULL, &e, data);
 }
 
-static const char *sget(const json_t *o, const char *k)
-{
-    const char *s = json_string_value(json_object_get(o, k));
-    return s ? s : "";
-}
-
 /* The cluster's node records sorted by name (placement picks the same way). New JSON. */
 static json_t *nodes_by_name(struct volumes *v)
 {
@@ -207,7 +202,8 @@ static json_t *fn_claim(json_t *a)
 {
     char id[VOLUME_ID_MAX];
     struct ferr e = {0};
-    if (volume_claim(sget(a, "path"), sget(a, "cluster"), sget(a, "name"), id, &e) < 0)
+    if (volume_claim(jfield_text(a, "path"), jfield_text(a, "cluster"), jfield_text(a, "name"), id,
+                     &e) < 0)
         return error_result(&e);
     return json_pack("{ss}", "id", id);
 }
@@ -215,14 +211,14 @@ static json_t *fn_claim(json_t *a)
 static json_t *fn_release(json_t *a)
 {
     struct ferr e = {0};
-    if (volume_release(sget(a, "path"), sget(a, "id"), &e) < 0)
+    if (volume_release(jfield_text(a, "path"), jfield_text(a, "id"), &e) < 0)
         return error_result(&e);
     return json_object();
 }
 
 static json_t *fn_probe(json_t *a)
 {
-    return volume_probe(sget(a, "path"), sget(a, "id"));
+    return volume_probe(jfield_text(a, "path"), jfield_text(a, "id"));
 }
 
 /* [{"path", "id"}...] -> [probe...] in the same order. */
@@ -233,7 +229,7 @@ static json_t *fn_probe_all(json_t *a)
     json_t *x;
     json_array_foreach(a, i, x)
     {
-        json_array_append_new(out, volume_probe(sget(x, "path"), sget(x, "id")));
+        json_array_append_new(out, volume_probe(jfield_text(x, "path"), jfield_text(x, "id")));
     }
     return out;
 }
@@ -241,10 +237,10 @@ static json_t *fn_probe_all(json_t *a)
 /* {"path", "id"} -> {"probe", "vhds"}. */
 static json_t *fn_show_local(json_t *a)
 {
-    json_t *p = volume_probe(sget(a, "path"), sget(a, "id"));
-    bool direct = strcmp(sget(p, "access"), "direct") == 0;
+    json_t *p = volume_probe(jfield_text(a, "path"), jfield_text(a, "id"));
+    bool direct = strcmp(jfield_text(p, "access"), "direct") == 0;
     return json_pack("{so so}", "probe", p, "vhds",
-                     direct ? volume_vhds(sget(a, "path")) : json_array());
+                     direct ? volume_vhds(jfield_text(a, "path")) : json_array());
 }
 
 /* ---- this node's view of each volume ---- */
@@ -254,18 +250,18 @@ static json_t *fn_show_local(json_t *a)
 static json_t *view_note(struct volumes *v, const char *id, const char *name, const json_t *probe)
 {
     json_t *old = json_object_get(v->views, id);
-    const char *access = sget(probe, "access");
+    const char *access = jfield_text(probe, "access");
     json_int_t since = (json_int_t)now_wall_ms();
-    if (old && strcmp(sget(old, "access"), access) == 0)
+    if (old && strcmp(jfield_text(old, "access"), access) == 0)
         since = json_integer_value(json_object_get(old, "since_ms"));
     else if (old || strcmp(access, "direct") != 0) {
         /* a change, or a first look that finds no access: worth a line */
         if (strcmp(access, "direct") == 0)
             log_info("csv %s: direct access here", name);
         else
-            log_warn("csv %s: no access here: %s", name, sget(probe, "why"));
+            log_warn("csv %s: no access here: %s", name, jfield_text(probe, "why"));
         events_add(v->env.events, NULL, "csv.access", "volume %s: %s here%s%s", name, access,
-                   *sget(probe, "why") ? ": " : "", sget(probe, "why"));
+                   *jfield_text(probe, "why") ? ": " : "", jfield_text(probe, "why"));
     }
     json_t *n = json_deep_copy(probe);
     if (!n)
@@ -336,10 +332,10 @@ static void refresh_views(struct volumes *v)
     json_t *c;
     json_array_foreach(csvs, i, c)
     {
-        json_array_append_new(arg,
-                              json_pack("{ss ss}", "path", sget(c, "path"), "id", sget(c, "id")));
-        json_array_append_new(rf->names, json_string(sget(c, "name")));
-        json_array_append_new(rf->ids, json_string(sget(c, "id")));
+        json_array_append_new(
+            arg, json_pack("{ss ss}", "path", jfield_text(c, "path"), "id", jfield_text(c, "id")));
+        json_array_append_new(rf->names, json_string(jfield_text(c, "name")));
+        json_array_append_new(rf->ids, json_string(jfield_text(c, "id")));
     }
     json_decref(csvs);
     struct ferr e;
@@ -358,7 +354,7 @@ static void refresh_views(struct volumes *v)
 static json_t *fn_lease(json_t *a)
 {
     json_t *out = json_array();
-    const char *node = sget(a, "node");
+    const char *node = jfield_text(a, "node");
     uint64_t counter = (uint64_t)json_integer_value(json_object_get(a, "counter"));
     size_t i;
     json_t *x;
@@ -366,10 +362,10 @@ static json_t *fn_lease(json_t *a)
     {
         struct ferr e = {0};
         bool direct = false;
-        int rc = lease_write(sget(x, "path"), node, counter, &direct, &e);
-        json_array_append_new(out, json_pack("{ss ss sb so}", "id", sget(x, "id"), "error",
+        int rc = lease_write(jfield_text(x, "path"), node, counter, &direct, &e);
+        json_array_append_new(out, json_pack("{ss ss sb so}", "id", jfield_text(x, "id"), "error",
                                              rc < 0 ? e.msg : "", "direct", direct, "slots",
-                                             lease_read_all(sget(x, "path"))));
+                                             lease_read_all(jfield_text(x, "path"))));
     }
     return out;
 }
@@ -383,12 +379,12 @@ static void leased(struct volumes *v, json_t *r, void *data)
     json_t *x;
     json_array_foreach(r, i, x)
     {
-        const char *id = sget(x, "id");
-        if (*sget(x, "error")) {
+        const char *id = jfield_text(x, "id");
+        if (*jfield_text(x, "error")) {
             failing = true;
             if (!v->lease_failing)
                 log_warn("csv: this node's lease on volume %s could not be renewed: %s", id,
-                         sget(x, "error"));
+                         jfield_text(x, "error"));
         }
         json_t *seen = json_object_get(v->leases, id);
         if (!seen) {
@@ -427,8 +423,8 @@ static void lease_tick(uv_timer_t *t)
     json_t *c;
     json_array_foreach(csvs, i, c)
     {
-        json_array_append_new(vols,
-                              json_pack("{ss ss}", "id", sget(c, "id"), "path", sget(c, "path")));
+        json_array_append_new(
+            vols, json_pack("{ss ss}", "id", jfield_text(c, "id"), "path", jfield_text(c, "path")));
     }
     json_decref(csvs);
     if (json_array_size(vols) == 0) {
@@ -536,8 +532,8 @@ static json_t *record_json(struct volumes *v, const json_t *rec)
     json_t *r = json_deep_copy(rec);
     if (!r)
         return NULL;
-    json_object_set_new(r, "vms", cdb_csv_vms(db_of(v), sget(rec, "name")));
-    json_t *view = json_object_get(v->views, sget(rec, "id"));
+    json_object_set_new(r, "vms", cdb_csv_vms(db_of(v), jfield_text(rec, "name")));
+    json_t *view = json_object_get(v->views, jfield_text(rec, "id"));
     json_object_set_new(r, "here", view ? json_deep_copy(view) : json_null());
     json_object_set_new(
         r, "size_bytes",
@@ -628,8 +624,9 @@ static json_t *up_nodes(struct volumes *v)
     json_t *n;
     json_array_foreach(nodes, i, n)
     {
-        if (strcmp(sget(n, "state"), "up") == 0 && strcmp(sget(n, "name"), v->env.node_name) != 0)
-            json_array_append_new(out, json_string(sget(n, "name")));
+        if (strcmp(jfield_text(n, "state"), "up") == 0 &&
+            strcmp(jfield_text(n, "name"), v->env.node_name) != 0)
+            json_array_append_new(out, json_string(jfield_text(n, "name")));
     }
     json_decref(nodes);
     return out;
@@ -662,8 +659,8 @@ static bool add_recorded(const struct cdb *db, void *data)
 {
     struct op *o = data;
     json_t *rec = NULL;
-    bool yes =
-        db && cdb_csv_get(db, o->name, &rec, NULL) == 0 && strcmp(sget(rec, "id"), o->id) == 0;
+    bool yes = db && cdb_csv_get(db, o->name, &rec, NULL) == 0 &&
+               strcmp(jfield_text(rec, "id"), o->id) == 0;
     json_decref(rec);
     return yes;
 }
@@ -719,11 +716,11 @@ static void add_probed(struct op *o, const char *node, const json_t *probe, cons
                  "again when it answers",
                  node, e->msg);
         op_fail(o, &fe);
-    } else if (strcmp(sget(probe, "access"), "direct") != 0) {
+    } else if (strcmp(jfield_text(probe, "access"), "direct") != 0) {
         ferr_set(&fe, FERR_INVALID,
                  "%s does not see this volume at %s: %s. Mount the same shared directory at "
                  "the same path on every node",
-                 node, o->path, sget(probe, "why"));
+                 node, o->path, jfield_text(probe, "why"));
         op_fail(o, &fe);
     }
     add_step(o);
@@ -760,7 +757,7 @@ static void add_claimed(struct volumes *v, json_t *r, void *data)
     struct op *o = data;
     struct ferr e = {0};
     if (v->stopped && !result_failed(r, &e)) {
-        snprintf(o->id, sizeof(o->id), "%s", sget(r, "id"));
+        snprintf(o->id, sizeof(o->id), "%s", jfield_text(r, "id"));
         ferr_set(&e, -ECANCELED, "ferryd is shutting down");
         op_fail(o, &e);
         add_undo(o);
@@ -771,7 +768,7 @@ static void add_claimed(struct volumes *v, json_t *r, void *data)
         op_answer_failure(o);
         return;
     }
-    snprintf(o->id, sizeof(o->id), "%s", sget(r, "id"));
+    snprintf(o->id, sizeof(o->id), "%s", jfield_text(r, "id"));
     /* Every up node, this one too, reads the id back through its own mount. */
     json_t *nodes = up_nodes(v);
     size_t n = json_array_size(nodes);
@@ -801,7 +798,7 @@ static int check_new(struct volumes *v, const char *name, const char *path, stru
     json_t *old = NULL;
     if (cdb_csv_get(db_of(v), name, &old, NULL) == 0) {
         rc = ferr_set(e, FERR_EXISTS, "volume \"%s\" exists already (at %s)", name,
-                      sget(old, "path"));
+                      jfield_text(old, "path"));
         json_decref(old);
         return rc;
     }
@@ -828,7 +825,7 @@ static int need_cluster(struct volumes *v, struct ferr *e)
     {
         if (json_integer_value(json_object_get(n, "cmd_version")) < 4 && off < sizeof(old))
             off += (size_t)snprintf(old + off, sizeof(old) - off, "%s%s", off ? ", " : "",
-                                    sget(n, "name"));
+                                    jfield_text(n, "name"));
     }
     json_decref(nodes);
     return ferr_set(e, FERR_STATE,
@@ -845,7 +842,8 @@ int volumes_add(struct volumes *v, const char *name, const char *path, reply_cb 
     if ((rc = need_cluster(v, e)) < 0 || (rc = check_new(v, name, path, e)) < 0)
         return rc;
     json_t *meta = cdb_meta(db_of(v));
-    json_t *arg = json_pack("{ss ss ss}", "path", path, "cluster", sget(meta, "id"), "name", name);
+    json_t *arg =
+        json_pack("{ss ss ss}", "path", path, "cluster", jfield_text(meta, "id"), "name", name);
     json_decref(meta);
     struct op *o = op_new(v, cb, data);
     if (!o) {
@@ -916,8 +914,8 @@ int volumes_remove(struct volumes *v, const char *name, reply_cb cb, void *data,
         return rc;
     }
     snprintf(o->name, sizeof(o->name), "%s", name);
-    snprintf(o->path, sizeof(o->path), "%s", sget(rec, "path"));
-    snprintf(o->id, sizeof(o->id), "%s", sget(rec, "id"));
+    snprintf(o->path, sizeof(o->path), "%s", jfield_text(rec, "path"));
+    snprintf(o->id, sizeof(o->id), "%s", jfield_text(rec, "id"));
     json_decref(rec);
     json_t *cmd = cdb_cmd_csv_remove(name);
     rc = cmd ? cluster_write(v->env.cluster, cmd, remove_written, o, e)
@@ -1034,9 +1032,9 @@ static void move_probed(struct op *o, const char *node, const json_t *probe, con
     struct ferr fe;
     if (op_gone(o))
         return;
-    if (e || strcmp(sget(probe, "access"), "direct") != 0) {
+    if (e || strcmp(jfield_text(probe, "access"), "direct") != 0) {
         ferr_set(&fe, e ? FERR_UNAVAIL : FERR_STATE, "%s cannot coordinate volume %s: %s", node,
-                 o->name, e ? e->msg : sget(probe, "why"));
+                 o->name, e ? e->msg : jfield_text(probe, "why"));
         if (o->automatic) {
             log_warn("csv %s: %s", o->name, fe.msg);
             move_try_next(o);
@@ -1076,7 +1074,8 @@ static void move_try_next(struct op *o)
 /* Whether node (a record) can coordinate: up and active. */
 static bool can_coordinate(const json_t *n)
 {
-    return strcmp(sget(n, "state"), "up") == 0 && strcmp(sget(n, "admin"), "active") == 0;
+    return strcmp(jfield_text(n, "state"), "up") == 0 &&
+           strcmp(jfield_text(n, "admin"), "active") == 0;
 }
 
 static struct op *move_op(struct volumes *v, const json_t *rec, reply_cb cb, void *data)
@@ -1084,10 +1083,10 @@ static struct op *move_op(struct volumes *v, const json_t *rec, reply_cb cb, voi
     struct op *o = op_new(v, cb, data);
     if (!o)
         return NULL;
-    snprintf(o->name, sizeof(o->name), "%s", sget(rec, "name"));
-    snprintf(o->path, sizeof(o->path), "%s", sget(rec, "path"));
-    snprintf(o->id, sizeof(o->id), "%s", sget(rec, "id"));
-    snprintf(o->from, sizeof(o->from), "%s", sget(rec, "coordinator"));
+    snprintf(o->name, sizeof(o->name), "%s", jfield_text(rec, "name"));
+    snprintf(o->path, sizeof(o->path), "%s", jfield_text(rec, "path"));
+    snprintf(o->id, sizeof(o->id), "%s", jfield_text(rec, "id"));
+    snprintf(o->from, sizeof(o->from), "%s", jfield_text(rec, "coordinator"));
     o->epoch = json_integer_value(json_object_get(rec, "epoch"));
     return o;
 }
@@ -1101,12 +1100,12 @@ int volumes_move_coordinator(struct volumes *v, const char *name, const char *to
         return rc;
     if (cdb_node_find(db_of(v), to, &node, e) < 0)
         rc = ferr_set(e, FERR_NOTFOUND, "--to: no node named \"%s\" (ferry node list)", to);
-    else if (strcmp(sget(rec, "coordinator"), to) == 0)
+    else if (strcmp(jfield_text(rec, "coordinator"), to) == 0)
         rc = ferr_set(e, FERR_STATE, "%s coordinates volume %s already (epoch %lld)", to, name,
                       (long long)json_integer_value(json_object_get(rec, "epoch")));
     else if (!can_coordinate(node))
         rc = ferr_set(e, FERR_STATE, "%s is %s and %s: a coordinator must be up and active", to,
-                      sget(node, "state"), sget(node, "admin"));
+                      jfield_text(node, "state"), jfield_text(node, "admin"));
     json_decref(node);
     struct op *o = rc < 0 ? NULL : move_op(v, rec, cb, data);
     json_decref(rec);
@@ -1131,11 +1130,11 @@ static void move_off_unfit(struct volumes *v)
     json_t *c, *n;
     json_array_foreach(csvs, i, c)
     {
-        const char *coord = sget(c, "coordinator");
+        const char *coord = jfield_text(c, "coordinator");
         json_t *cn = NULL;
         json_array_foreach(nodes, k, n)
         {
-            if (strcmp(sget(n, "name"), coord) == 0)
+            if (strcmp(jfield_text(n, "name"), coord) == 0)
                 cn = n;
         }
         if (cn && can_coordinate(cn))
@@ -1148,13 +1147,13 @@ static void move_off_unfit(struct volumes *v)
         }
         o->automatic = true;
         snprintf(o->why, sizeof(o->why), "is %s",
-                 !cn                                    ? "no member any more"
-                 : strcmp(sget(cn, "state"), "up") != 0 ? "down"
-                                                        : sget(cn, "admin"));
+                 !cn                                           ? "no member any more"
+                 : strcmp(jfield_text(cn, "state"), "up") != 0 ? "down"
+                                                               : jfield_text(cn, "admin"));
         json_array_foreach(nodes, k, n)
         {
-            if (can_coordinate(n) && strcmp(sget(n, "name"), coord) != 0)
-                json_array_append_new(o->nodes, json_string(sget(n, "name")));
+            if (can_coordinate(n) && strcmp(jfield_text(n, "name"), coord) != 0)
+                json_array_append_new(o->nodes, json_string(jfield_text(n, "name")));
         }
         v->moving = true;
         move_try_next(o);
@@ -1180,9 +1179,9 @@ static void evac_probed(struct op *o, const char *node, const json_t *probe, con
 {
     if (op_gone(o))
         return;
-    if (e || strcmp(sget(probe, "access"), "direct") != 0) {
+    if (e || strcmp(jfield_text(probe, "access"), "direct") != 0) {
         log_warn("csv %s: %s cannot take this node's VMs: %s", o->name, node,
-                 e ? e->msg : sget(probe, "why"));
+                 e ? e->msg : jfield_text(probe, "why"));
         evac_try_next(o);
         return;
     }
@@ -1220,11 +1219,11 @@ static void evacuate_check(struct volumes *v)
     uint64_t now = now_wall_ms();
     json_array_foreach(csvs, i, c)
     {
-        json_t *view = json_object_get(v->views, sget(c, "id"));
+        json_t *view = json_object_get(v->views, jfield_text(c, "id"));
         uint64_t since = (uint64_t)json_integer_value(json_object_get(view, "since_ms"));
-        if (!view || strcmp(sget(view, "access"), "none") != 0 || now < since ||
+        if (!view || strcmp(jfield_text(view, "access"), "none") != 0 || now < since ||
             now - since < EVACUATE_AFTER_MS ||
-            v->env.direct_users(v->env.evacuate_data, sget(c, "path")) == 0)
+            v->env.direct_users(v->env.evacuate_data, jfield_text(c, "path")) == 0)
             continue;
         struct op *o = move_op(v, c, NULL, NULL);
         if (!o || !(o->nodes = json_array())) {
@@ -1237,8 +1236,8 @@ static void evacuate_check(struct volumes *v)
         size_t k;
         json_array_foreach(nodes, k, n)
         {
-            if (strcmp(sget(n, "name"), v->env.node_name) != 0 && can_coordinate(n))
-                json_array_append_new(o->nodes, json_string(sget(n, "name")));
+            if (strcmp(jfield_text(n, "name"), v->env.node_name) != 0 && can_coordinate(n))
+                json_array_append_new(o->nodes, json_string(jfield_text(n, "name")));
         }
         json_decref(nodes);
         v->evacuating = true;
@@ -1285,17 +1284,17 @@ static void show_done(struct op *o)
     json_t *n;
     json_array_foreach(nodes, i, n)
     {
-        const char *name = sget(n, "name");
+        const char *name = jfield_text(n, "name");
         json_t *a = json_object_get(o->nodes, name);
         json_t *row = a ? json_deep_copy(a)
                         : json_pack("{ss ss sn}", "access", "unknown", "why",
                                     "the node is down: nobody can ask it", "since_ms");
         json_object_set_new(row, "node", json_string(name));
-        json_object_set_new(row, "health", json_string(sget(n, "state")));
+        json_object_set_new(row, "health", json_string(jfield_text(n, "state")));
         json_object_set_new(row, "coordinator",
-                            json_boolean(strcmp(name, sget(body, "coordinator")) == 0));
+                            json_boolean(strcmp(name, jfield_text(body, "coordinator")) == 0));
         uint64_t age = 0;
-        bool stale = false, seen = lease_of(o->v, sget(body, "id"), name, &age, &stale);
+        bool stale = false, seen = lease_of(o->v, jfield_text(body, "id"), name, &age, &stale);
         json_object_set_new(row, "lease_age_ms",
                             seen ? json_integer((json_int_t)age) : json_null());
         json_object_set_new(row, "lease", json_string(!seen ? "none" : stale ? "stale" : "fresh"));
@@ -1314,8 +1313,8 @@ static void show_done(struct op *o)
         {
             json_array_foreach(json_object_get(json_object_get(vm, "spec"), "disks"), m, d)
             {
-                if (strcmp(sget(d, "path"), sget(f, "path")) == 0)
-                    user = sget(vm, "name");
+                if (strcmp(jfield_text(d, "path"), jfield_text(f, "path")) == 0)
+                    user = jfield_text(vm, "name");
             }
         }
         json_object_set_new(row, "vm", user ? json_string(user) : json_null());
@@ -1353,12 +1352,12 @@ static void add_redirected(struct volumes *v, const char *name, json_t *answer)
     json_t *x;
     json_array_foreach(json_object_get(all, "exports"), i, x)
     {
-        if (strcmp(sget(x, "volume"), name) == 0)
+        if (strcmp(jfield_text(x, "volume"), name) == 0)
             json_array_append(exps, x);
     }
     json_array_foreach(json_object_get(all, "relays"), i, x)
     {
-        if (strcmp(sget(x, "volume"), name) == 0)
+        if (strcmp(jfield_text(x, "volume"), name) == 0)
             json_array_append(relays, x);
     }
     json_decref(all);
@@ -1396,8 +1395,8 @@ int volumes_show(struct volumes *v, const char *name, reply_cb cb, void *data, s
         return ferr_set(e, -ENOMEM, "out of memory");
     }
     snprintf(o->name, sizeof(o->name), "%s", name);
-    snprintf(o->path, sizeof(o->path), "%s", sget(rec, "path"));
-    snprintf(o->id, sizeof(o->id), "%s", sget(rec, "id"));
+    snprintf(o->path, sizeof(o->path), "%s", jfield_text(rec, "path"));
+    snprintf(o->id, sizeof(o->id), "%s", jfield_text(rec, "id"));
     json_decref(rec);
     json_t *nodes = up_nodes(v);
     size_t n = json_array_size(nodes);
@@ -1475,23 +1474,23 @@ json_t *volumes_local_view(struct volumes *v)
     json_t *c;
     json_array_foreach(csvs, i, c)
     {
-        json_t *view = json_object_get(v->views, sget(c, "id"));
+        json_t *view = json_object_get(v->views, jfield_text(c, "id"));
         json_t *ages = json_object();
         const char *node;
         json_t *x;
-        json_object_foreach(json_object_get(v->leases, sget(c, "id")), node, x)
+        json_object_foreach(json_object_get(v->leases, jfield_text(c, "id")), node, x)
         {
             uint64_t age = 0;
             bool stale;
-            if (lease_of(v, sget(c, "id"), node, &age, &stale))
+            if (lease_of(v, jfield_text(c, "id"), node, &age, &stale))
                 json_object_set_new(ages, node, json_integer((json_int_t)age));
         }
         json_array_append_new(
             out,
-            json_pack("{ss ss ss sI ss sI sI so}", "name", sget(c, "name"), "path", sget(c, "path"),
-                      "coordinator", sget(c, "coordinator"), "epoch",
+            json_pack("{ss ss ss sI ss sI sI so}", "name", jfield_text(c, "name"), "path",
+                      jfield_text(c, "path"), "coordinator", jfield_text(c, "coordinator"), "epoch",
                       json_integer_value(json_object_get(c, "epoch")), "access",
-                      view ? sget(view, "access") : "unknown", "size_bytes",
+                      view ? jfield_text(view, "access") : "unknown", "size_bytes",
                       json_integer_value(json_object_get(view, "size_bytes")), "free_bytes",
                       json_integer_value(json_object_get(view, "free_bytes")), "leases", ages));
     }
