@@ -436,10 +436,8 @@ static bool uses_directly(struct vm *vm, const char *path)
     if (vm_state(vm) != VM_RUNNING || vm_migrating(vm))
         return false;
     const struct vm_spec *s = vm_spec(vm);
-    size_t n = strlen(path);
     for (unsigned i = 0; i < s->ndisks; i++)
-        if (strncmp(s->disks[i].path, path, n) == 0 && s->disks[i].path[n] == '/' &&
-            !vm_disk_redirected(vm, i))
+        if (path_under(s->disks[i].path, path) && !vm_disk_redirected(vm, i))
             return true;
     return false;
 }

@@ -488,13 +488,6 @@ static int csv_record_check(const json_t *v, struct ferr *e)
     return 0;
 }
 
-/* True if path is dir or inside it. */
-static bool path_under(const char *path, const char *dir)
-{
-    size_t n = strlen(dir);
-    return strncmp(path, dir, n) == 0 && (path[n] == '\0' || path[n] == '/');
-}
-
 static int meta_record_check(const json_t *m, struct ferr *e)
 {
     static const char *const fields[] = {"id", "name", "created_ms", NULL};
@@ -1753,6 +1746,19 @@ int cdb_vm_get(const struct cdb *db, const char *name, json_t **out, struct ferr
 json_t *cdb_csvs(const struct cdb *db)
 {
     return sorted_copy(db->csvs, cmp_name, NULL, NULL);
+}
+
+json_t *cdb_csv_holding(const struct cdb *db, const char *path)
+{
+    const char *name;
+    json_t *v;
+    json_object_foreach(db->csvs, name, v)
+    {
+        const char *dir = jfield_text(v, "path");
+        if (*dir && strcmp(path, dir) != 0 && path_under(path, dir))
+            return json_deep_copy(v);
+    }
+    return NULL;
 }
 
 json_t *cdb_csv_vms(const struct cdb *db, const char *name)

@@ -302,6 +302,8 @@ json_t *cdb_events(const struct cdb *db, uint64_t since, size_t limit);
 /* Cluster shared volume records, sorted by name; one by name (FERR_NOTFOUND). */
 json_t *cdb_csvs(const struct cdb *db);
 int cdb_csv_get(const struct cdb *db, const char *name, json_t **out, struct ferr *e);
+/* The volume whose directory holds the file path (a copy), or NULL: volumes never nest. */
+json_t *cdb_csv_holding(const struct cdb *db, const char *path);
 /* 0 when no volume's path is, contains or is inside path; else FERR_EXISTS naming it (what
  * csv_put refuses for a new volume). */
 int cdb_csv_path_free(const struct cdb *db, const char *path, struct ferr *e);

@@ -38,6 +38,12 @@ bool secret_equal(const char *got, const char *want)
     return diff == 0;
 }
 
+bool path_under(const char *path, const char *dir)
+{
+    size_t n = strlen(dir);
+    return strncmp(path, dir, n) == 0 && (path[n] == '\0' || path[n] == '/');
+}
+
 int mkdir_p(const char *path, unsigned mode, struct ferr *e)
 {
     char buf[4096];

@@ -20,6 +20,8 @@ uint64_t now_wall_ms(void);
  * Returns 0, FERR_INVALID for "", -ENAMETOOLONG, -ENOTDIR when path or a parent exists and is
  * not a directory, or mkdir's -errno; e gets a message. */
 int mkdir_p(const char *path, unsigned mode, struct ferr *e);
+/* True if path is dir or inside it (by name: no symlinks resolved). */
+bool path_under(const char *path, const char *dir);
 /* Reads a whole file (at most max bytes) into a new NUL-terminated buffer that the
  * caller frees; len (may be NULL) gets the byte count. Returns 0, -EFBIG for a file over max
  * bytes, or open's or read's -errno; on failure *out is untouched. */

@@ -399,22 +399,10 @@ static void resolve_answered(int status, json_t *body, const struct ferr *e, voi
  * JSON) or NULL. */
 static json_t *volume_of(struct redirect *r, const char *path, const char **file)
 {
-    if (!active(r))
-        return NULL;
-    json_t *csvs = cdb_csvs(cluster_db(r->env.cluster)), *found = NULL;
-    size_t i;
-    json_t *c;
-    json_array_foreach(csvs, i, c)
-    {
-        const char *vp = jfield_text(c, "path");
-        size_t n = strlen(vp);
-        if (n && strncmp(path, vp, n) == 0 && path[n] == '/') {
-            found = json_incref(c);
-            *file = path + n + 1;
-        }
-    }
-    json_decref(csvs);
-    return found;
+    json_t *rec = active(r) ? cdb_csv_holding(cluster_db(r->env.cluster), path) : NULL;
+    if (rec)
+        *file = path + strlen(jfield_text(rec, "path")) + 1;
+    return rec;
 }
 
 static void resolve_fn(void *data, void *token)

@@ -1383,6 +1383,20 @@ static void test_csv_volumes(void **state)
             FERR_EXISTS, "is volume \"csv1\"'s");
     ok(db, "{'v':4,'op':'csv_put','name':'csv2','path':'/srv/csv10','id':'c3','coordinator':'n2',"
            "'epoch':1,'time_ms':1}"); /* a prefix that is not a parent does not overlap */
+    /* which volume holds a file: by whole path components, never the volume itself */
+    const char *holds[][2] = {{"/srv/csv1/web1.vhd", "csv1"},
+                              {"/srv/csv10/a/b.vhd", "csv2"},
+                              {"/srv/csv1", NULL},
+                              {"/srv/csv100/x.vhd", NULL},
+                              {"/elsewhere/x.vhd", NULL}};
+    for (size_t i = 0; i < sizeof(holds) / sizeof(holds[0]); i++) {
+        json_t *h = cdb_csv_holding(db, holds[i][0]);
+        if (holds[i][1])
+            assert_string_equal(json_string_value(json_object_get(h, "name")), holds[i][1]);
+        else
+            assert_null(h);
+        json_decref(h);
+    }
     /* bad paths, ids, coordinators, epochs */
     const char *bad_paths[] = {"srv/x",    "/",         "/srv/",    "/srv//x",
                                "/srv/./x", "/srv/../x", "/srv/a b", "/srv/a\\\\b"};
