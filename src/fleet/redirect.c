@@ -94,12 +94,12 @@ int redirect_new(const struct redirect_env *env, struct redirect **out, struct f
     return 0;
 }
 
-/* The volume record of name from this node's copy of the database; NULL if none. New JSON. */
 static bool active(const struct redirect *r)
 {
     return r->env.cluster && cluster_active(r->env.cluster);
 }
 
+/* The volume record of name from this node's copy of the database; NULL if none. New JSON. */
 static json_t *volume_rec(struct redirect *r, const char *name)
 {
     json_t *rec = NULL;
@@ -111,17 +111,21 @@ static json_t *volume_rec(struct redirect *r, const char *name)
 
 /* ---- the coordinator's side: daemons and exports ---- */
 
+static void daemon_unlink(struct daemon_ent *d)
+{
+    for (struct daemon_ent **p = &d->r->daemons; *p; p = &(*p)->next)
+        if (*p == d) {
+            *p = d->next;
+            return;
+        }
+}
+
 static void daemon_gone(struct storaged *sd, const char *why, void *data)
 {
     (void)sd;
-    (void)why;
     struct daemon_ent *d = data;
     struct redirect *r = d->r;
-    for (struct daemon_ent **p = &r->daemons; *p; p = &(*p)->next)
-        if (*p == d) {
-            *p = d->next;
-            break;
-        }
+    daemon_unlink(d);
     cluster_event_add(r->env.cluster, "csv.storage_daemon_lost", NULL,
                       "volume %s: the storage daemon on %s ended (%s); it is started again when "
                       "its clients reconnect",
@@ -134,11 +138,7 @@ static void daemon_stopped(void *data)
 {
     struct daemon_ent *d = data;
     struct redirect *r = d->r;
-    for (struct daemon_ent **p = &r->daemons; *p; p = &(*p)->next)
-        if (*p == d) {
-            *p = d->next;
-            break;
-        }
+    daemon_unlink(d);
     while (d->waiters) {
         struct waiter *w = d->waiters;
         d->waiters = w->next;
@@ -238,7 +238,7 @@ struct serve {
     struct redirect *r;
     reply_cb cb;
     void *data;
-    char volume[64], file[1024], vm[64], node[64];
+    char file[1024], path[2048];
     unsigned port;
     long long epoch;
 };
@@ -249,6 +249,8 @@ static void served(int status, const struct ferr *e, void *data)
     if (status < 0) {
         s->cb(0, NULL, e, s->data);
     } else {
+        /* asked now: the export stays while a client may still come (close_unused) */
+        json_object_set_new(s->r->asked, s->path, json_integer((json_int_t)now_mono_ms()));
         char addr[128];
         snprintf(addr, sizeof(addr), "%s:%u", s->r->nbd_host, s->port);
         s->cb(200,
@@ -260,8 +262,7 @@ static void served(int status, const struct ferr *e, void *data)
     free(s);
 }
 
-static void serve(struct redirect *r, const char *volume, const char *file, const char *vm,
-                  const char *node, reply_cb cb, void *data)
+static void serve(struct redirect *r, const char *volume, const char *file, reply_cb cb, void *data)
 {
     if (r->stopped) {
         reply_err(cb, data, FERR_UNAVAIL, "%s is shutting down", r->node_name);
@@ -298,9 +299,6 @@ static void serve(struct redirect *r, const char *volume, const char *file, cons
         rc =
             ferr_set(&e, FERR_STATE, "%s released volume %s (epoch %lld): it moves to another node",
                      r->node_name, volume, epoch);
-    char path[2048];
-    snprintf(path, sizeof(path), "%s/%s", jfield_text(rec, "path"), file);
-    json_decref(rec);
     struct daemon_ent *d = NULL;
     if (rc == 0)
         rc = daemon_get(r, volume, epoch, &d, &e);
@@ -308,6 +306,7 @@ static void serve(struct redirect *r, const char *volume, const char *file, cons
     if (rc == 0 && !s)
         rc = ferr_set(&e, -ENOMEM, "out of memory");
     if (rc < 0) {
+        json_decref(rec);
         cb(0, NULL, &e, data);
         return;
     }
@@ -316,12 +315,10 @@ static void serve(struct redirect *r, const char *volume, const char *file, cons
     s->data = data;
     s->port = d->port;
     s->epoch = epoch;
-    snprintf(s->volume, sizeof(s->volume), "%s", volume);
     snprintf(s->file, sizeof(s->file), "%s", file);
-    snprintf(s->vm, sizeof(s->vm), "%s", vm);
-    snprintf(s->node, sizeof(s->node), "%s", node);
-    json_object_set_new(r->asked, path, json_integer((json_int_t)now_mono_ms()));
-    if ((rc = storaged_export(d->sd, file, path, served, s, &e)) < 0)
+    snprintf(s->path, sizeof(s->path), "%s/%s", jfield_text(rec, "path"), file);
+    json_decref(rec);
+    if ((rc = storaged_export(d->sd, s->file, s->path, served, s, &e)) < 0)
         served(rc, &e, s);
 }
 
@@ -337,7 +334,8 @@ void redirect_on_export(struct redirect *r, const json_t *body, reply_cb cb, voi
                   "csv export: expected {\"volume\", \"file\", \"vm\", \"node\"} with valid names");
         return;
     }
-    serve(r, volume, file, vm, node, cb, data);
+    log_debug("csv %s: %s on %s asks for %s", volume, vm, node, file);
+    serve(r, volume, file, cb, data);
 }
 
 void redirect_release(struct redirect *r, const char *volume, long long epoch, reply_cb cb,
@@ -430,7 +428,7 @@ static void resolve_fn(void *data, void *token)
     rs->r = rref(r);
     rs->token = token;
     if (strcmp(ent->coord, r->node_name) == 0) {
-        serve(r, ent->volume, ent->file, ent->vm, r->node_name, resolve_answered, rs);
+        serve(r, ent->volume, ent->file, resolve_answered, rs);
         return;
     }
     json_t *b = json_pack("{ss ss ss ss}", "volume", ent->volume, "file", ent->file, "vm", ent->vm,
@@ -538,6 +536,8 @@ static void unexported(int status, const struct ferr *e, void *data)
  * qemu-img (an offline move, a conversion) and its lock goes. */
 static void close_unused(struct redirect *r)
 {
+    if (!r->daemons)
+        return; /* nothing to close: no copy of every VM record */
     json_t *vms = cdb_vms(cluster_db(r->env.cluster), NULL);
     uint64_t now = now_mono_ms();
     for (struct daemon_ent *d = r->daemons; d; d = d->next) {
@@ -641,8 +641,10 @@ void redirect_stop(struct redirect *r)
         nbd_relay_close(ent->relay);
         free(ent);
     }
-    for (struct daemon_ent *d = r->daemons; d; d = d->next)
+    for (struct daemon_ent *d = r->daemons, *next; d; d = next) {
+        next = d->next;
         daemon_stop(d, "ferryd stops");
+    }
 }
 
 void redirect_free(struct redirect *r)

@@ -118,8 +118,7 @@ static void proc_exited(struct qemu_proc *p, const struct qemu_exit *how, void *
         snprintf(why, sizeof(why), "qemu-storage-daemon ended by signal %d%s%s", how->signal,
                  tail[0] ? ": " : "", tail);
     else
-        snprintf(why, sizeof(why), "qemu-storage-daemon exited%s%s", tail[0] ? ": " : "",
-                 tail[0] ? tail : "");
+        snprintf(why, sizeof(why), "qemu-storage-daemon exited%s%s", tail[0] ? ": " : "", tail);
     struct ferr e;
     ferr_set(&e, FERR_UNAVAIL, "volume %s: %s", s->label, why);
     fail_queue(s, &e);
@@ -173,12 +172,15 @@ static void step_done(struct storaged *s, int status, const char *msg)
 static void export_added(struct qmp_conn *c, int status, json_t *result, const char *err,
                          void *data)
 {
-    (void)c;
     (void)result;
     struct storaged *s = data;
     struct req *r = s->current;
     if (status < 0 || !r) {
-        /* the node stays: the next attempt adds it under a new name */
+        /* The node goes again: it holds the file's lock, and the next attempt adds a new
+         * node for the same file. */
+        char node[32];
+        snprintf(node, sizeof(node), "n%u", s->next_n - 1);
+        qmp_conn_execute(c, "blockdev-del", json_pack("{ss}", "node-name", node), NULL, NULL);
         step_done(s, status < 0 ? status : FERR_INTERNAL, err ? err : "no request");
         return;
     }
