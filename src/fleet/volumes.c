@@ -1119,6 +1119,28 @@ int volumes_move_coordinator(struct volumes *v, const char *name, const char *to
     return rc;
 }
 
+/* This node's own automatic operation on volume rec: no caller waits for it, and its
+ * candidates are the up, active nodes of nodes (by name) but skip. NULL: out of memory. */
+static struct op *auto_op(struct volumes *v, const json_t *rec, const json_t *nodes,
+                          const char *skip)
+{
+    struct op *o = move_op(v, rec, NULL, NULL);
+    if (!o || !(o->nodes = json_array())) {
+        if (o)
+            op_free(o);
+        return NULL;
+    }
+    o->automatic = true;
+    size_t k;
+    json_t *n;
+    json_array_foreach(nodes, k, n)
+    {
+        if (can_coordinate(n) && strcmp(jfield_text(n, "name"), skip) != 0)
+            json_array_append_new(o->nodes, json_string(jfield_text(n, "name")));
+    }
+    return o;
+}
+
 /* The leader: a volume whose coordinator is down, draining or paused gets another, the first
  * up and active node by name that sees it. One move at a time. */
 static void move_off_unfit(struct volumes *v)
@@ -1139,22 +1161,13 @@ static void move_off_unfit(struct volumes *v)
         }
         if (cn && can_coordinate(cn))
             continue;
-        struct op *o = move_op(v, c, NULL, NULL);
-        if (!o || !(o->nodes = json_array())) {
-            if (o)
-                op_free(o);
+        struct op *o = auto_op(v, c, nodes, coord);
+        if (!o)
             break;
-        }
-        o->automatic = true;
         snprintf(o->why, sizeof(o->why), "is %s",
                  !cn                                           ? "no member any more"
                  : strcmp(jfield_text(cn, "state"), "up") != 0 ? "down"
                                                                : jfield_text(cn, "admin"));
-        json_array_foreach(nodes, k, n)
-        {
-            if (can_coordinate(n) && strcmp(jfield_text(n, "name"), coord) != 0)
-                json_array_append_new(o->nodes, json_string(jfield_text(n, "name")));
-        }
         v->moving = true;
         move_try_next(o);
         break;
@@ -1225,21 +1238,11 @@ static void evacuate_check(struct volumes *v)
             now - since < EVACUATE_AFTER_MS ||
             v->env.direct_users(v->env.evacuate_data, jfield_text(c, "path")) == 0)
             continue;
-        struct op *o = move_op(v, c, NULL, NULL);
-        if (!o || !(o->nodes = json_array())) {
-            if (o)
-                op_free(o);
-            break;
-        }
-        o->automatic = true;
-        json_t *nodes = nodes_by_name(v), *n;
-        size_t k;
-        json_array_foreach(nodes, k, n)
-        {
-            if (strcmp(jfield_text(n, "name"), v->env.node_name) != 0 && can_coordinate(n))
-                json_array_append_new(o->nodes, json_string(jfield_text(n, "name")));
-        }
+        json_t *nodes = nodes_by_name(v);
+        struct op *o = auto_op(v, c, nodes, v->env.node_name);
         json_decref(nodes);
+        if (!o)
+            break;
         v->evacuating = true;
         evac_try_next(o);
         break;
