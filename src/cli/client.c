@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define REPLY_MAX (64u * 1024 * 1024) /* far above any answer ferryd gives */
 #define CONNECT_TIMEOUT_S 10L
@@ -18,6 +19,7 @@ struct client {
     char *url;         /* base URL without a trailing '/' */
     char *auth;        /* "Authorization: Bearer TOKEN" or NULL */
     char *where;       /* for messages */
+    pid_t pid;         /* the process whose connections curl keeps (see request) */
 };
 
 struct buf {
@@ -63,6 +65,7 @@ int client_new(const struct client_opts *o, struct client **out, struct ferr *e)
             goto err_nomem;
     }
     c->curl = curl_easy_init();
+    c->pid = getpid();
     if (!c->curl)
         goto err_nomem;
     *out = c;
@@ -71,15 +74,6 @@ int client_new(const struct client_opts *o, struct client **out, struct ferr *e)
 err_nomem:
     client_free(c);
     return ferr_set(e, -ENOMEM, "client: out of memory");
-}
-
-void client_forget_connections(struct client *c)
-{
-    CURL *fresh = curl_easy_init();
-    if (!fresh)
-        return; /* keep the old handle: requests still work, only not across a fork */
-    curl_easy_cleanup(c->curl);
-    c->curl = fresh;
 }
 
 void client_free(struct client *c)
@@ -172,6 +166,19 @@ int client_request(struct client *c, const char *method, const char *path, const
         goto out;
     }
 
+    /* After a fork, parent and child must not share a kept connection: their requests and
+     * answers would cross. The new process starts its own handle (the old one's socket is
+     * left to the process that made it). */
+    if (c->pid != getpid()) {
+        CURL *fresh = curl_easy_init();
+        if (!fresh) {
+            rc = ferr_set(e, -ENOMEM, "client: out of memory");
+            goto out;
+        }
+        c->curl = fresh; /* the inherited handle is not cleaned up here: its connection is
+                          * the parent's */
+        c->pid = getpid();
+    }
     CURL *h = c->curl;
     curl_easy_reset(h); /* keeps the connection cache */
     if (c->socket_path)

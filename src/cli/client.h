@@ -20,9 +20,6 @@ struct client_opts {
 /* Makes a client; nothing is connected yet. Strings in o are copied. */
 int client_new(const struct client_opts *o, struct client **out, struct ferr *e);
 void client_free(struct client *c);
-/* Drops the connections kept for reuse: after fork(), parent and child must not share one
- * (their requests and answers would cross). Later requests connect anew. */
-void client_forget_connections(struct client *c);
 
 /* "/run/ferry/ferryd.sock" or "http://host:port": where this client talks to, for messages. */
 const char *client_where(const struct client *c);

@@ -98,7 +98,6 @@ int cli_watched_call(struct cli *cli, const struct cli_watch *w, json_t **answer
         _exit(rc);
     }
     close(fds[1]);
-    client_forget_connections(cli->client); /* the child's request has the kept one */
     struct sigaction sa = {.sa_handler = on_sigint}, old;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, &old);
