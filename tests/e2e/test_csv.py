@@ -24,7 +24,7 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "lab"))
 
 from labvm import (assert_guest_whole, create_vm, lab_session, local_vm, metrics,  # noqa: E402
-                   missing, vm_on, wait_answering)
+                   missing, shared_volume, vm_on, wait_answering)
 from ferrytest import wait_for  # noqa: E402
 
 NAME = f"cv{os.getpid()}"
@@ -73,13 +73,7 @@ def sees_elsewhere(h, path, other):
 
 @pytest.fixture
 def csv1(lab):
-    """Volume csv1 on the lab's shared directory, added on host1; removed afterwards."""
-    h1 = lab.hosts[0]
-    h1.cli("csv", "add", "csv1", lab.csv)
-    yield lab.csv
-    for h in lab.hosts:
-        h.cli("node", "resume", h.name, check=False)
-    h1.cli("csv", "remove", "csv1", check=False)
+    yield from shared_volume(lab)
 
 
 def test_add_proves_every_node_sees_it_and_every_node_lists_it(lab, csv1):
@@ -281,7 +275,7 @@ def test_remove_is_refused_while_a_vm_uses_the_volume(lab, csv1):
     create_vm(lab, h2, "cvm1", 1, memory=128, disk="csv:csv1/cvm1.vhd")
     assert h1.cli_json("vm", "show", "cvm1")["spec"]["disks"][0]["path"] == \
         os.path.join(csv1, "cvm1.vhd")
-    c = wait_for(lambda: (lambda c: c if c["vms"] == ["cvm1"] else None)(csvs(h3)["csv1"]), 10,
+    wait_for(lambda: (lambda c: c if c["vms"] == ["cvm1"] else None)(csvs(h3)["csv1"]), 10,
                  "csv1 to list cvm1")
     files = {v["file"]: v["vm"] for v in h1.cli_json("csv", "show", "csv1")["vhds"]}
     assert files.get("cvm1.vhd") == "cvm1", files

@@ -17,7 +17,7 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "lab"))
 
 from labvm import (assert_guest_whole, create_vm, lab_session, local_vm, missing,  # noqa: E402
-                   vm_on, wait_answering)
+                   shared_volume, vm_on, wait_answering)
 from ferrytest import wait_for  # noqa: E402
 
 NAME = f"rd{os.getpid()}"
@@ -47,26 +47,8 @@ def lab(small):
 
 @pytest.fixture
 def csv1(lab):
-    """Volume csv1 on the lab's shared directory, added on host1 (its coordinator)."""
-    h1 = lab.hosts[0]
-    h1.cli("csv", "add", "csv1", lab.csv)
-    yield lab.csv
-    for h in lab.hosts:
-        h.cli("node", "resume", h.name, check=False)
-    h2 = lab.hosts[1]  # up in every test (host1 is restarted by one)
-    for v in h2.cli_json("vm", "list")["vms"]:
-        wait_for(lambda: h2.cli("vm", "delete", "--force", v["name"], check=False).returncode
-                 == 0 or vm_on(h2, v["name"]) is None, 60, f"vm delete {v['name']}")
-    last = []
-
-    def removed():
-        r = h2.cli("csv", "remove", "csv1", check=False)
-        last[:] = [r.stderr]
-        return r.returncode == 0 or "no cluster shared volume" in r.stderr
-    try:
-        wait_for(removed, 60, "csv remove csv1")
-    except AssertionError:
-        raise AssertionError(f"csv remove csv1: {last}")
+    # torn down through host2, up in every test (one restarts host1)
+    yield from shared_volume(lab, via=1)
 
 
 def dynamic_disk(lab, h, name):

@@ -187,6 +187,31 @@ def assert_guest_whole(lab, viewer, name, ip, allow=None):
     assert_guest_sane(viewer, name, allow)
 
 
+def shared_volume(lab, name="csv1", via=1):
+    """Generator for a test fixture: volume name on the lab's shared directory, added on host1
+    (its coordinator). Afterwards, through host number via (one the test leaves up): every node
+    resumed, the VMs left deleted, the volume removed (a removal that keeps failing fails
+    the test: something still uses the volume)."""
+    lab.hosts[0].cli("csv", "add", name, lab.csv)
+    yield lab.csv
+    h = lab.hosts[via]
+    for x in lab.hosts:
+        x.cli("node", "resume", x.name, check=False)
+    for v in h.cli_json("vm", "list")["vms"]:
+        wait_for(lambda: h.cli("vm", "delete", "--force", v["name"], check=False).returncode
+                 == 0 or vm_on(h, v["name"]) is None, 60, f"vm delete {v['name']}")
+    last = []
+
+    def removed():
+        r = h.cli("csv", "remove", name, check=False)
+        last[:] = [r.stderr.strip()]
+        return r.returncode == 0 or "no cluster shared volume" in r.stderr
+    try:
+        wait_for(removed, 60, f"csv remove {name}")
+    except AssertionError:
+        raise AssertionError(f"csv remove {name}: {last}") from None
+
+
 def metrics(host):
     """host's /metrics as {series (name and labels as printed): value}."""
     conn = ferrylab._UnixHTTPConnection(host.sock, 10)
