@@ -341,12 +341,6 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
 
     struct verifier v = {.pages = mb * PAGES_PER_MB, .hot = hot};
-    v.fd = bind_udp(FERRY_MEMVERIFY_PORT);
-    if (v.fd < 0) {
-        fprintf(stderr, "ferry-guest: memverify: udp port %d: %s\n", FERRY_MEMVERIFY_PORT,
-                strerror(errno));
-        return 1;
-    }
     void *set = mmap(NULL, mb * MB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     v.gens = calloc(v.pages, sizeof(*v.gens));
     if (set == MAP_FAILED || !v.gens) {
@@ -370,6 +364,14 @@ int main(int argc, char **argv)
     printf("ferry-guest: memverify %lu MB write %lu MB/s scan %lu MB/s hot %lu pages\n", mb, wrate,
            srate, hot);
     fflush(stdout);
+    /* The port last: the appliance's init waits for it before it says "ready", so "ready"
+     * means the working set is written and this line is on the console before it. */
+    v.fd = bind_udp(FERRY_MEMVERIFY_PORT);
+    if (v.fd < 0) {
+        fprintf(stderr, "ferry-guest: memverify: udp port %d: %s\n", FERRY_MEMVERIFY_PORT,
+                strerror(errno));
+        return 1;
+    }
     int rc = run(&v);
     munmap(set, mb * MB);
     free(v.gens);
