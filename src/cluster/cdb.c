@@ -418,8 +418,8 @@ static int runtime_check(const json_t *rt, struct ferr *e)
 
 static int vm_record_check(const json_t *v, struct ferr *e)
 {
-    static const char *const fields[] = {"name",   "spec",       "owner",   "state",
-                                         "reason", "generation", "runtime", NULL};
+    static const char *const fields[] = {"name",       "spec",    "owner", "state", "reason",
+                                         "generation", "runtime", "epoch", NULL};
     const char *name, *s;
     json_int_t i;
     int rc;
@@ -430,7 +430,8 @@ static int vm_record_check(const json_t *v, struct ferr *e)
         (rc = get_str(v, "owner", true, form_name_or_empty, &s, e)) < 0 ||
         (rc = get_str(v, "state", true, form_state_token, &s, e)) < 0 ||
         (rc = get_str(v, "reason", true, form_reason, &s, e)) < 0 ||
-        (rc = get_int(v, "generation", true, 1, TIME_MAX, &i, NULL, e)) < 0)
+        (rc = get_int(v, "generation", true, 1, TIME_MAX, &i, NULL, e)) < 0 ||
+        (rc = get_int(v, "epoch", false, 1, TIME_MAX, &i, NULL, e)) < 0)
         return rc;
     json_t *rt = json_object_get(v, "runtime");
     if (rt && (rc = runtime_check(rt, e)) < 0)
@@ -979,6 +980,55 @@ static int vm_state_apply(struct cdb *db, const json_t *c, struct ferr *e)
     return store(db->vms, jfield_text(c, "name"), rec, vm_record_check, e);
 }
 
+/*
+ * vm_epoch (version 5): the VM's writer epoch, a fencing token for its disks. It only rises;
+ * expect_epoch makes it compare-and-set. A record has "epoch" only once it is above 0, so
+ * the records of clusters that never used it stay as version 4 wrote them.
+ */
+static const char *const vm_epoch_fields[] = {"name", "epoch", "expect_epoch", NULL};
+
+static int vm_epoch_check(const json_t *c, struct ferr *e)
+{
+    const char *s;
+    json_int_t i;
+    int rc;
+    if ((rc = get_str(c, "name", true, form_name, &s, e)) < 0 ||
+        (rc = get_int(c, "epoch", true, 1, TIME_MAX, &i, NULL, e)) < 0 ||
+        (rc = get_int(c, "expect_epoch", false, 0, TIME_MAX, &i, NULL, e)) < 0)
+        return rc;
+    return 0;
+}
+
+static int vm_epoch_apply(struct cdb *db, const json_t *c, struct ferr *e)
+{
+    const char *name = jfield_text(c, "name");
+    json_int_t epoch = int_of(c, "epoch");
+    json_t *expect = json_object_get(c, "expect_epoch");
+    json_t *old = json_object_get(db->vms, name);
+    json_t *rec;
+    if (!old)
+        return ferr_set(e, FERR_NOTFOUND, "no VM named \"%s\"", name);
+    json_int_t cur = int_of(old, "epoch"); /* 0 when the record has none */
+    if (expect && json_integer_value(expect) != cur)
+        return ferr_set(e, FERR_STATE,
+                        "VM \"%s\" is at epoch %" JSON_INTEGER_FORMAT ", not %" JSON_INTEGER_FORMAT,
+                        name, cur, json_integer_value(expect));
+    if (epoch <= cur)
+        return ferr_set(
+            e, FERR_STATE,
+            "a VM's writer epoch only rises: VM \"%s\" is at epoch %" JSON_INTEGER_FORMAT
+            ", and %" JSON_INTEGER_FORMAT " is not above it",
+            name, cur, epoch);
+    int rc = vm_edit(db, c, &rec, e);
+    if (rc < 0)
+        return rc;
+    if (json_object_set_new(rec, "epoch", json_integer(epoch)) < 0) {
+        json_decref(rec);
+        return ferr_set(e, -ENOMEM, "out of memory");
+    }
+    return store(db->vms, name, rec, vm_record_check, e);
+}
+
 static const char *const name_fields[] = {"name", NULL};
 
 static int name_check(const json_t *c, struct ferr *e)
@@ -1353,22 +1403,23 @@ static int meta_apply(struct cdb *db, const json_t *c, struct ferr *e)
 /* An op whose form changed has one entry per range of versions. */
 static const struct op ops[] = {
     {"node_upsert", 1, 1, node_upsert_fields, node_upsert_check_v1, node_upsert_apply_v1},
-    {"node_upsert", 2, 4, node_upsert_fields, node_upsert_check, node_upsert_apply},
-    {"node_remove", 1, 4, id_fields, id_check, node_remove_apply},
+    {"node_upsert", 2, 5, node_upsert_fields, node_upsert_check, node_upsert_apply},
+    {"node_remove", 1, 5, id_fields, id_check, node_remove_apply},
     {"node_state", 1, 1, node_state_fields, node_state_check_v1, node_state_apply_v1},
-    {"node_state", 2, 4, node_state_fields, node_state_check, node_state_apply},
-    {"node_admin", 2, 4, node_admin_fields, node_admin_check, node_state_apply},
-    {"vm_put", 1, 4, vm_put_fields, vm_put_check, vm_put_apply},
-    {"vm_owner", 1, 4, vm_owner_fields, vm_owner_check, vm_owner_apply},
+    {"node_state", 2, 5, node_state_fields, node_state_check, node_state_apply},
+    {"node_admin", 2, 5, node_admin_fields, node_admin_check, node_state_apply},
+    {"vm_put", 1, 5, vm_put_fields, vm_put_check, vm_put_apply},
+    {"vm_owner", 1, 5, vm_owner_fields, vm_owner_check, vm_owner_apply},
     {"vm_state", 1, 2, vm_state_fields, vm_state_check, vm_state_apply},
-    {"vm_state", 3, 4, vm_state_fields_v3, vm_state_check_v3, vm_state_apply},
-    {"vm_remove", 1, 4, name_fields, name_check, vm_remove_apply},
+    {"vm_state", 3, 5, vm_state_fields_v3, vm_state_check_v3, vm_state_apply},
+    {"vm_epoch", 5, 5, vm_epoch_fields, vm_epoch_check, vm_epoch_apply},
+    {"vm_remove", 1, 5, name_fields, name_check, vm_remove_apply},
     {"event_add", 1, 3, event_add_fields, event_add_check, event_add_apply},
-    {"event_add", 4, 4, event_add_fields_v4, event_add_check, event_add_apply},
-    {"cluster_meta", 1, 4, meta_fields, meta_check, meta_apply},
-    {"csv_put", 4, 4, csv_put_fields, csv_put_check, csv_put_apply},
-    {"csv_remove", 4, 4, name_fields, name_check, csv_remove_apply},
-    {"migration_measure", 1, 4, migration_measure_fields, migration_measure_check,
+    {"event_add", 4, 5, event_add_fields_v4, event_add_check, event_add_apply},
+    {"cluster_meta", 1, 5, meta_fields, meta_check, meta_apply},
+    {"csv_put", 4, 5, csv_put_fields, csv_put_check, csv_put_apply},
+    {"csv_remove", 4, 5, name_fields, name_check, csv_remove_apply},
+    {"migration_measure", 1, 5, migration_measure_fields, migration_measure_check,
      migration_measure_apply},
 };
 
@@ -1741,6 +1792,12 @@ int cdb_vm_get(const struct cdb *db, const char *name, json_t **out, struct ferr
         return ferr_set(e, -ENOMEM, "cdb: out of memory");
     *out = c;
     return 0;
+}
+
+uint64_t cdb_vm_epoch(const struct cdb *db, const char *name)
+{
+    json_t *v = name ? json_object_get(db->vms, name) : NULL;
+    return (uint64_t)int_of(v, "epoch"); /* 0 without the VM or its epoch */
 }
 
 json_t *cdb_csvs(const struct cdb *db)

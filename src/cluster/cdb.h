@@ -19,7 +19,7 @@
  * Every node rejects a bad command the same way and the rejection changes nothing but the
  * applied index. Nothing here knows about Raft; raftnode.c glues the two.
  *
- * Commands (version 4; versions 1 to 3 are still applied, see below). Every command is {"v": 4,
+ * Commands (version 5; versions 1 to 4 are still applied, see below). Every command is {"v": 5,
  * "op": OP, ...fields}; unknown fields, unknown ops and other versions are rejected. A node
  * has two independent states: its health, "state" ("up"|"down", set by the leader's health
  * check), and its admin state, "admin" ("active"|"draining"|"paused", set by drain and
@@ -48,6 +48,11 @@
  *                what the owner runs the VM with, {"accel": "kvm"|"tcg", "pid": 1..CDB_PID_MAX,
  *                "started_ms"}, each optional; a version 3 vm_state without it says nothing
  *                runs and removes it from the record; older versions leave it as it is).
+ *   vm_epoch     (version 5) name, epoch (1..2^53-1: the VM's writer epoch, a fencing token for
+ *                its disks); expect_epoch (optional: FERR_STATE unless the VM's epoch is this, 0
+ *                for a VM that has none). Sets the record's "epoch"; FERR_STATE when epoch is
+ *                not above the current one (it only rises). No other op changes it: vm_put,
+ *                vm_owner and vm_state keep it.
  *   vm_remove    name.
  *   event_add    time_ms, type (a token of 1-64 [a-z0-9_.-], e.g. "vm.failover"); node, vm
  *                (names or "", optional); message (optional, at most 1024 bytes). The event
@@ -80,8 +85,8 @@
  *          {"total_mib", "free_mib"}, "vm_count", "accel", "last_heartbeat_ms", "cmd_version"}
  *   csv   {"name", "path", "id", "coordinator", "epoch", "created_ms", "coordinator_since_ms"}
  *   vm    {"name", "spec", "owner", "state", "reason", "generation", "runtime" (only while
- *          the owner says something runs)} (generation counts the changes of the record,
- *          starting at 1)
+ *          the owner says something runs), "epoch" (only once above 0; none means 0)}
+ *          (generation counts the changes of the record, starting at 1)
  *   event {"id", "time_ms", "type", "node", "vm", "message"}
  *   meta  {"id", "name", "created_ms"} or {} before the first cluster_meta
  *
@@ -95,15 +100,19 @@
  * Version 2 differs from version 3 only in vm_state, which has no runtime in version 2.
  * Version 4 adds csv_put and csv_remove, and a uid to event_add. Snapshots carry "csvs" only
  * when there are volumes (format 2 otherwise unchanged).
+ * Version 5 adds vm_epoch. A VM record carries "epoch" only once a vm_epoch set it, so the
+ * snapshots of a cluster that never used version 5 are the bytes version 4 writes.
  *
  * Upgrades: a node rejects a command version it does not know, so a cluster stays
  * consistent only if the leader never proposes a version above cdb_cmd_version_min(). A
  * record with a runtime (written only once every node applied version 3) is refused by a
  * snapshot reader of version 2: downgrading a node below version 3 after that needs a fresh
- * join. The same holds for an event with a uid (version 4) and a snapshot reader of version 3.
+ * join. The same holds for an event with a uid (version 4) and a snapshot reader of version 3,
+ * and for a VM record with an epoch (version 5) and a snapshot reader of version 4: it knows
+ * no "epoch" field and refuses the record as it refuses any unknown field.
  */
 
-#define CDB_CMD_VERSION 4            /* version of the commands this code writes and applies */
+#define CDB_CMD_VERSION 5            /* version of the commands this code writes and applies */
 #define CDB_CMD_VERSION_OLDEST 1     /* oldest command version this code still applies */
 #define CDB_SNAPSHOT_FORMAT 2        /* format of the snapshots this code writes */
 #define CDB_SNAPSHOT_FORMAT_OLDEST 1 /* oldest snapshot format this code still reads */
@@ -164,6 +173,8 @@ json_t *cdb_cmd_csv_put(const char *name, const char *path, const char *id, cons
                         uint64_t epoch, uint64_t time_ms, int64_t expect_epoch);
 /* csv_remove (command version 4). */
 json_t *cdb_cmd_csv_remove(const char *name);
+/* vm_epoch (command version 5): name, epoch; expect_epoch < 0 leaves it out. */
+json_t *cdb_cmd_vm_epoch(const char *name, uint64_t epoch, long long expect_epoch);
 /* migration_measure of migration id: client_gap_ms is a JSON number (borrowed, copied: an
  * integer stays an integer on the wire; NULL leaves it out); source; replace is always
  * written, true or false. */
@@ -297,6 +308,8 @@ int cdb_node_find(const struct cdb *db, const char *name, json_t **out, struct f
 json_t *cdb_vms(const struct cdb *db, const char *owner);
 /* One VM; FERR_NOTFOUND when absent (-ENOMEM). */
 int cdb_vm_get(const struct cdb *db, const char *name, json_t **out, struct ferr *e);
+/* A VM's writer epoch (vm_epoch); 0 when it has none or there is no such VM (or name is NULL). */
+uint64_t cdb_vm_epoch(const struct cdb *db, const char *name);
 /* Events with id > since, oldest first, at most limit of them (0: no limit). */
 json_t *cdb_events(const struct cdb *db, uint64_t since, size_t limit);
 /* Cluster shared volume records, sorted by name; one by name (FERR_NOTFOUND). */

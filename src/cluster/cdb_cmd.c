@@ -204,3 +204,10 @@ json_t *cdb_cmd_csv_remove(const char *name)
 {
     return with_str(cmd_new(4, "csv_remove"), "name", name);
 }
+
+json_t *cdb_cmd_vm_epoch(const char *name, uint64_t epoch, long long expect_epoch)
+{
+    json_t *cmd = with_str(cmd_new(5, "vm_epoch"), "name", name);
+    cmd = with_int(cmd, "epoch", epoch);
+    return expect_epoch >= 0 ? with_int(cmd, "expect_epoch", (uint64_t)expect_epoch) : cmd;
+}

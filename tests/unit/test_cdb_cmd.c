@@ -202,6 +202,21 @@ static void test_wire_format(void **state)
                         "name", "lab", "created_ms", (json_int_t)1700000000000),
               "{\"v\":1,\"op\":\"cluster_meta\",\"id\":\"0123abcd\",\"name\":\"lab\","
               "\"created_ms\":1700000000000}");
+    /* A VM's writer epoch (version 5), with and without the compare-and-set. */
+    same_wire(cdb_cmd_vm_epoch("web1", 3, 2),
+              json_pack("{s:i, s:s, s:s, s:I, s:I}", "v", 5, "op", "vm_epoch", "name", "web1",
+                        "epoch", (json_int_t)3, "expect_epoch", (json_int_t)2),
+              "{\"v\":5,\"op\":\"vm_epoch\",\"name\":\"web1\",\"epoch\":3,"
+              "\"expect_epoch\":2}");
+    same_wire(cdb_cmd_vm_epoch("web1", 1, 0),
+              json_pack("{s:i, s:s, s:s, s:I, s:I}", "v", 5, "op", "vm_epoch", "name", "web1",
+                        "epoch", (json_int_t)1, "expect_epoch", (json_int_t)0),
+              "{\"v\":5,\"op\":\"vm_epoch\",\"name\":\"web1\",\"epoch\":1,"
+              "\"expect_epoch\":0}");
+    same_wire(cdb_cmd_vm_epoch("web1", CDB_ID_MAX, -1),
+              json_pack("{s:i, s:s, s:s, s:I}", "v", 5, "op", "vm_epoch", "name", "web1", "epoch",
+                        (json_int_t)CDB_ID_MAX),
+              "{\"v\":5,\"op\":\"vm_epoch\",\"name\":\"web1\",\"epoch\":9007199254740991}");
     json_decref(mem);
 }
 
@@ -285,6 +300,20 @@ static void test_effects(void **state)
     assert_string_equal(field(rec, "reason"), "");
     json_decref(rec);
 
+    /* A VM's writer epoch: set, compare-and-set, only rising; a state change keeps it. */
+    assert_int_equal(cdb_vm_epoch(db, "web1"), 0);
+    apply_ok(db, cdb_cmd_vm_epoch("web1", 1, 0));
+    apply_ok(db, cdb_cmd_vm_epoch("web1", 4, -1));
+    assert_int_equal(apply(db, cdb_cmd_vm_epoch("web1", 5, 1), &e), FERR_STATE);
+    assert_int_equal(apply(db, cdb_cmd_vm_epoch("web1", 4, 4), &e), FERR_STATE);
+    assert_int_equal(apply(db, cdb_cmd_vm_epoch("web9", 5, -1), &e), FERR_NOTFOUND);
+    apply_ok(db, cdb_cmd_vm_state("web1", "running", NULL));
+    assert_int_equal(cdb_vm_get(db, "web1", &rec, &e), 0);
+    assert_int_equal(number(rec, "epoch"), 4);
+    json_decref(rec);
+    assert_int_equal(cdb_vm_epoch(db, "web1"), 4);
+    assert_int_equal(cdb_vm_epoch(db, "web2"), 0);
+
     /* Events, with and without the optional fields. */
     apply_ok(db, cdb_cmd_event_add(7, "vm.started", "n1", "web1", "started"));
     apply_ok(db, cdb_cmd_event_add(8, "cluster.note", NULL, NULL, NULL));
@@ -351,6 +380,11 @@ static void test_optional_fields_absent(void **state)
     cmd = cdb_cmd_event_add(1, "x", NULL, NULL, NULL);
     assert_int_equal(json_object_size(cmd), 4); /* v, op, time_ms, type */
     json_decref(cmd);
+    cmd = cdb_cmd_vm_epoch("web1", 2, -1);
+    assert_null(json_object_get(cmd, "expect_epoch"));
+    assert_int_equal(json_object_size(cmd), 4); /* v, op, name, epoch */
+    assert_string_equal(cdb_cmd_op(cmd), "vm_epoch");
+    json_decref(cmd);
     cmd = cdb_cmd_node_upsert(&(struct cdb_node_fields){.id = 3});
     assert_int_equal(json_object_size(cmd), 3);
     assert_string_equal(cdb_cmd_op(cmd), "node_upsert");
@@ -371,12 +405,18 @@ static void test_bad_input(void **state)
     refused(cdb_cmd_vm_state("web1", NULL, "x"), "state: missing");
     refused(cdb_cmd_event_add(1, NULL, "n1", "", "m"), "type: missing");
     refused(cdb_cmd_cluster_meta(NULL, "lab", 1), "id: missing");
+    refused(cdb_cmd_vm_epoch(NULL, 1, -1), "vm_epoch: name: missing");
     refused(cdb_cmd_migration_measure(1, NULL, "manual", false), "client_gap_ms: missing");
     /* Out of range values are written as given and refused by the check. */
     refused(cdb_cmd_node_remove(0), "out of range");
     refused(cdb_cmd_node_upsert(&(struct cdb_node_fields){.id = CDB_ID_MAX + 1}), "out of range");
     refused(cdb_cmd_event_add(CDB_ID_MAX + 1, "x", NULL, NULL, NULL), "out of range");
     refused(cdb_cmd_event_add(UINT64_MAX, "x", NULL, NULL, NULL), "out of range");
+    refused(cdb_cmd_vm_epoch("web1", 0, -1), "vm_epoch: epoch: 0 is out of range");
+    refused(cdb_cmd_vm_epoch("web1", CDB_ID_MAX + 1, -1),
+            "epoch: 9007199254740992 is out of range");
+    refused(cdb_cmd_vm_epoch("web1", UINT64_MAX, -1), "epoch: -1 is out of range");
+    refused(cdb_cmd_vm_epoch("web1", 2, (long long)CDB_ID_MAX + 1), "expect_epoch");
     refused(cdb_cmd_migration_measure(1, gap, "manual", false), "client_gap_ms");
     refused(cdb_cmd_vm_put("Web1", spec_of("web1"), NULL, NULL), "name");
     refused(cdb_cmd_node_upsert(&(struct cdb_node_fields){.id = 1, .role = "boss"}), "role");
@@ -427,6 +467,9 @@ static json_t *build(int which, long limit)
     case 6:
         cmd = cdb_cmd_cluster_meta("c-1", "lab", 1);
         break;
+    case 7:
+        cmd = cdb_cmd_vm_epoch("web1", 3, 2);
+        break;
     default:
         cmd = cdb_cmd_node_remove(1);
         break;
@@ -442,7 +485,7 @@ static void test_out_of_memory(void **state)
 {
     (void)state;
     json_set_alloc_funcs(limited_malloc, free);
-    for (int which = 0; which < 8; which++) {
+    for (int which = 0; which < 9; which++) {
         json_t *full = build(which, -1);
         assert_non_null(full);
         long limit = 0;

@@ -429,8 +429,8 @@ static void test_bad_commands(void **state)
     } cases[] = {
         {"{'op':'vm_remove','name':'web1'}", FERR_INVALID, "v (the command version) is missing"},
         {"{'v':'1','op':'vm_remove','name':'web1'}", FERR_INVALID, "v: expected an integer"},
-        {"{'v':5,'op':'vm_remove','name':'web1'}", FERR_INVALID,
-         "command version 5 is not supported (this node applies versions 1 to 4): upgrade"},
+        {"{'v':6,'op':'vm_remove','name':'web1'}", FERR_INVALID,
+         "command version 6 is not supported (this node applies versions 1 to 5): upgrade"},
         /* vm_state's runtime is new in version 3 and checked like every field */
         {"{'v':2,'op':'vm_state','name':'web1','state':'running','runtime':{}}", FERR_INVALID,
          "vm_state: unknown field \"runtime\""},
@@ -1236,6 +1236,7 @@ static void test_alloc_failures(void **state)
         "{'v':1,'op':'vm_put','name':'a','spec':{'k':[1,2,{'z':null}]},'owner':'n1'}",
         "{'v':1,'op':'vm_owner','name':'a','owner':''}",
         "{'v':1,'op':'vm_state','name':'a','state':'running'}",
+        "{'v':5,'op':'vm_epoch','name':'a','epoch':3,'expect_epoch':0}",
         "{'v':1,'op':'event_add','time_ms':1,'type':'x','message':'hello'}",
         "{'v':1,'op':'event_add','time_ms':2,'type':'vm.migration','message':'{\\'status\\':"
         "\\'completed\\',\\'client_gap_ms\\':null}'}",
@@ -1491,6 +1492,180 @@ static void test_csv_volumes(void **state)
 #undef CSV1
 }
 
+/* The record of VM name (caller decrefs). */
+static json_t *vm_rec(const struct cdb *db, const char *name)
+{
+    struct ferr e;
+    json_t *v = NULL;
+    if (cdb_vm_get(db, name, &v, &e) != 0)
+        fail_msg("%s", e.msg);
+    return v;
+}
+
+/* Version 5's writer epoch of a VM: it only rises, compare-and-set, other ops keep it. */
+static void test_vm_epoch(void **state)
+{
+    (void)state;
+    struct cdb *db = populated();
+    /* none yet: no field, epoch 0; no VM: 0 too */
+    json_t *v = vm_rec(db, "web1");
+    assert_null(json_object_get(v, "epoch"));
+    json_decref(v);
+    assert_int_equal(cdb_vm_epoch(db, "web1"), 0);
+    assert_int_equal(cdb_vm_epoch(db, "web9"), 0);
+    assert_int_equal(cdb_vm_epoch(db, NULL), 0);
+
+    ok(db, "{'v':5,'op':'vm_epoch','name':'web1','epoch':1,'expect_epoch':0}");
+    v = vm_rec(db, "web1");
+    assert_int_equal(json_integer_value(json_object_get(v, "epoch")), 1);
+    assert_int_equal(json_integer_value(json_object_get(v, "generation")), 2);
+    json_decref(v);
+    assert_int_equal(cdb_vm_epoch(db, "web1"), 1);
+    ok(db, "{'v':5,'op':'vm_epoch','name':'web1','epoch':5}"); /* any higher one */
+    assert_int_equal(cdb_vm_epoch(db, "web1"), 5);
+
+    /* the other ops on the VM keep it */
+    ok(db, "{'v':1,'op':'vm_put','name':'web1','spec':{'name':'web1','memory_mib':512},"
+           "'owner':'n2','state':'stopped','reason':'resized'}");
+    assert_int_equal(cdb_vm_epoch(db, "web1"), 5);
+    ok(db, "{'v':5,'op':'vm_put','name':'web1','spec':{'memory_mib':1024}}");
+    assert_int_equal(cdb_vm_epoch(db, "web1"), 5);
+    ok(db, "{'v':1,'op':'vm_owner','name':'web1','owner':'n1','expect_owner':'n2'}");
+    assert_int_equal(cdb_vm_epoch(db, "web1"), 5);
+    ok(db, "{'v':1,'op':'vm_state','name':'web1','state':'running'}");
+    ok(db, "{'v':5,'op':'vm_state','name':'web1','state':'running','runtime':{'pid':9}}");
+    ok(db, "{'v':5,'op':'vm_state','name':'web1','state':'stopped'}");
+    v = vm_rec(db, "web1");
+    assert_int_equal(json_integer_value(json_object_get(v, "epoch")), 5);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(v, "spec"), "memory_mib")),
+                     1024);
+    json_decref(v);
+
+    /* refused: lower or equal, a compare-and-set that does not hold, no VM, other versions */
+    refused(db, "{'v':5,'op':'vm_epoch','name':'web1','epoch':5}", FERR_STATE,
+            "vm_epoch: a VM's writer epoch only rises: VM \"web1\" is at epoch 5, and 5 is "
+            "not above it");
+    refused(db, "{'v':5,'op':'vm_epoch','name':'web1','epoch':4}", FERR_STATE, "only rises");
+    refused(db, "{'v':5,'op':'vm_epoch','name':'web1','epoch':6,'expect_epoch':4}", FERR_STATE,
+            "VM \"web1\" is at epoch 5, not 4");
+    refused(db, "{'v':5,'op':'vm_epoch','name':'web1','epoch':6,'expect_epoch':0}", FERR_STATE,
+            "is at epoch 5, not 0");
+    refused(db, "{'v':5,'op':'vm_epoch','name':'web9','epoch':6}", FERR_NOTFOUND,
+            "no VM named \"web9\"");
+    refused(db, "{'v':4,'op':'vm_epoch','name':'web1','epoch':6}", FERR_INVALID,
+            "op vm_epoch is not in command version 4 (it is new in version 5)");
+    refused(db, "{'v':1,'op':'vm_epoch','name':'web1','epoch':6}", FERR_INVALID,
+            "new in version 5");
+    /* bad fields, each named with what is expected */
+    static const struct {
+        const char *cmd, *msg;
+    } bad[] = {
+        {"{'v':5,'op':'vm_epoch','epoch':6}", "vm_epoch: name: missing"},
+        {"{'v':5,'op':'vm_epoch','name':'Web1','epoch':6}", "vm_epoch: name: \"Web1\" is invalid"},
+        {"{'v':5,'op':'vm_epoch','name':7,'epoch':6}", "name: expected a string"},
+        {"{'v':5,'op':'vm_epoch','name':'web1'}", "vm_epoch: epoch: missing"},
+        {"{'v':5,'op':'vm_epoch','name':'web1','epoch':0}", "epoch: 0 is out of range"},
+        {"{'v':5,'op':'vm_epoch','name':'web1','epoch':-1}", "epoch: -1 is out of range"},
+        {"{'v':5,'op':'vm_epoch','name':'web1','epoch':9007199254740992}", "out of range"},
+        {"{'v':5,'op':'vm_epoch','name':'web1','epoch':'6'}",
+         "epoch: expected an integer, not a string"},
+        {"{'v':5,'op':'vm_epoch','name':'web1','epoch':6.5}", "epoch: expected an integer"},
+        {"{'v':5,'op':'vm_epoch','name':'web1','epoch':6,'expect_epoch':-1}",
+         "expect_epoch: -1 is out of range"},
+        {"{'v':5,'op':'vm_epoch','name':'web1','epoch':6,'expect_epoch':null}",
+         "expect_epoch: expected an integer"},
+        {"{'v':5,'op':'vm_epoch','name':'web1','epoch':6,'owner':'n1'}",
+         "vm_epoch: unknown field \"owner\""},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        refused(db, bad[i].cmd, FERR_INVALID, bad[i].msg);
+    /* the largest epoch there is */
+    ok(db, "{'v':5,'op':'vm_epoch','name':'web1','epoch':9007199254740991,'expect_epoch':5}");
+    assert_int_equal(cdb_vm_epoch(db, "web1"), CDB_ID_MAX);
+    refused(db, "{'v':5,'op':'vm_epoch','name':'web1','epoch':9007199254740991}", FERR_STATE,
+            "only rises");
+
+    /* a removed VM has no epoch; a new one by that name starts without one */
+    ok(db, "{'v':1,'op':'vm_put','name':'tmp','spec':{}}");
+    ok(db, "{'v':5,'op':'vm_epoch','name':'tmp','epoch':2}");
+    ok(db, "{'v':1,'op':'vm_remove','name':'tmp'}");
+    assert_int_equal(cdb_vm_epoch(db, "tmp"), 0);
+    ok(db, "{'v':1,'op':'vm_put','name':'tmp','spec':{}}");
+    assert_int_equal(cdb_vm_epoch(db, "tmp"), 0);
+    cdb_free(db);
+}
+
+/* Snapshots carry a VM's epoch, check it like every field, and have none without one. */
+static void test_vm_epoch_snapshot(void **state)
+{
+    (void)state;
+    struct ferr e;
+    struct cdb *db = populated();
+    char *snap = NULL;
+    size_t len = 0;
+    /* never used: no "epoch" in the snapshot (a version 4 reader reads it), and a record
+     * without one reads as epoch 0 */
+    assert_int_equal(cdb_snapshot(db, &snap, &len, &e), 0);
+    assert_null(strstr(snap, "epoch"));
+    struct cdb *copy = cdb_new();
+    assert_int_equal(cdb_restore(copy, snap, len, 1, &e), 0);
+    free(snap);
+    assert_int_equal(cdb_vm_epoch(copy, "web1"), 0);
+    ok(copy, "{'v':5,'op':'vm_epoch','name':'web1','epoch':1,'expect_epoch':0}");
+    cdb_free(copy);
+
+    /* a round trip keeps it, byte for byte, and the copy goes on from it */
+    ok(db, "{'v':5,'op':'vm_epoch','name':'web1','epoch':7}");
+    ok(db, "{'v':1,'op':'vm_put','name':'web2','spec':{}}");
+    assert_int_equal(cdb_snapshot(db, &snap, &len, &e), 0);
+    assert_non_null(strstr(snap, "\"epoch\":7"));
+    copy = cdb_new();
+    if (cdb_restore(copy, snap, len, 1, &e) != 0)
+        fail_msg("%s", e.msg);
+    assert_int_equal(cdb_vm_epoch(copy, "web1"), 7);
+    assert_int_equal(cdb_vm_epoch(copy, "web2"), 0);
+    char *a = state_text(db), *b = state_text(copy);
+    assert_string_equal(a, b);
+    free(a);
+    free(b);
+    char *snap2;
+    size_t len2;
+    assert_int_equal(cdb_snapshot(copy, &snap2, &len2, &e), 0);
+    assert_int_equal(len, len2);
+    assert_memory_equal(snap, snap2, len);
+    free(snap2);
+    refused(copy, "{'v':5,'op':'vm_epoch','name':'web1','epoch':7}", FERR_STATE, "only rises");
+    ok(copy, "{'v':5,'op':'vm_epoch','name':'web1','epoch':8,'expect_epoch':7}");
+
+    /* a bad epoch in a record is refused like any bad field; nothing changes */
+    static const struct {
+        const char *to, *msg;
+    } edits[] = {
+        {"\"epoch\":0", "vms[0]: epoch: 0 is out of range"},
+        {"\"epoch\":-7", "vms[0]: epoch: -7 is out of range"},
+        {"\"epoch\":\"7\"", "vms[0]: epoch: expected an integer, not a string"},
+        {"\"epoch\":7.0", "vms[0]: epoch: expected an integer"},
+        {"\"epoch\":9007199254740992", "vms[0]: epoch: 9007199254740992 is out of range"},
+    };
+    char *before = state_text(copy);
+    uint64_t index = cdb_applied_index(copy);
+    for (size_t i = 0; i < sizeof(edits) / sizeof(edits[0]); i++) {
+        char *bad = replace(snap, "\"epoch\":7", edits[i].to);
+        int rc = cdb_restore(copy, bad, strlen(bad), 1, &e);
+        if (rc != FERR_INVALID || !strstr(e.msg, edits[i].msg))
+            fail_msg("edit %zu: got %d \"%s\", want \"...%s...\"", i, rc, e.msg, edits[i].msg);
+        free(bad);
+        char *after = state_text(copy);
+        assert_string_equal(after, before);
+        assert_int_equal(cdb_applied_index(copy), index);
+        free(after);
+    }
+    free(before);
+    free(snap);
+    cdb_free(copy);
+    cdb_free(db);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1512,6 +1687,8 @@ int main(void)
         cmocka_unit_test(test_vm_runtime),
         cmocka_unit_test(test_event_uid),
         cmocka_unit_test(test_csv_volumes),
+        cmocka_unit_test(test_vm_epoch),
+        cmocka_unit_test(test_vm_epoch_snapshot),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
