@@ -349,7 +349,7 @@ static void h_vm_action(struct api_ctx *ctx, struct http_req *req, const struct 
     if (strcmp(action, "stop") == 0)
         rc = vm_stop(vm, (unsigned)timeout, reply_vm_done, op, &e);
     else if (strcmp(action, "start") == 0)
-        rc = vm_start(vm, reply_vm_done, op, &e);
+        rc = fleet_start(ctx->fleet, vm, reply_vm_done, op, &e);
     else if (strcmp(action, "kill") == 0)
         rc = vm_kill(vm, reply_vm_done, op, &e);
     else if (strcmp(action, "pause") == 0)
@@ -1150,6 +1150,13 @@ static void h_csv_get(struct api_ctx *ctx, struct http_req *req, const struct ro
         http_reply_error(req, &e);
 }
 
+static void h_csv_audit(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
+{
+    struct ferr e = {0};
+    if (volumes_audit(ctx->volumes, route_param(m, "name"), reply_cluster, req, &e) < 0)
+        http_reply_error(req, &e);
+}
+
 static void h_csv_remove(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
 {
     struct ferr e = {0};
@@ -1309,6 +1316,7 @@ static const struct route routes[] = {
     {"GET", "/v1/csvs", (void *)h_csvs_list, NULL},
     {"POST", "/v1/csvs", (void *)h_csv_add, NULL},
     {"GET", "/v1/csvs/{name}", (void *)h_csv_get, NULL},
+    {"GET", "/v1/csvs/{name}/audit", (void *)h_csv_audit, NULL},
     {"DELETE", "/v1/csvs/{name}", (void *)h_csv_remove, NULL},
     {"POST", "/v1/csvs/{name}/move-coordinator", (void *)h_csv_move, NULL},
     {"POST", "/v1/internal/csv/probe", (void *)h_int_csv_probe, NULL},

@@ -250,6 +250,91 @@ static int csv_show(struct cli *cli, int argc, char **argv)
     return rc;
 }
 
+#define AUDIT_SHOWN 50 /* the newest records a table shows (-o json has every one read) */
+
+static int print_audit(const json_t *a)
+{
+    json_t *recs = json_object_get(a, "records");
+    size_t n = json_array_size(recs), from = n > AUDIT_SHOWN ? n - AUDIT_SHOWN : 0;
+    static const char *const headers[] = {"TIME",  "OP",   "FILE",        "VM",
+                                          "EPOCH", "NODE", "COORDINATOR", "WHY"};
+    struct output_table *t = output_table_new(ARRAY_SIZE(headers), headers);
+    if (!t)
+        return EXIT_FAIL;
+    for (size_t i = from; i < n; i++) {
+        json_t *r = json_array_get(recs, i);
+        char when[32], epoch[24], coord[96];
+        snprintf(epoch, sizeof(epoch), "%" PRIu64, cli_jnum(r, "epoch"));
+        snprintf(coord, sizeof(coord), "%s (%" PRIu64 ")", or_dash(cli_jstr(r, "coordinator")),
+                 cli_jnum(r, "coord_epoch"));
+        const char *cells[] = {output_time(cli_jnum(r, "time_ms"), when, sizeof(when)),
+                               or_dash(cli_jstr(r, "op")),
+                               or_dash(cli_jstr(r, "file")),
+                               or_dash(cli_jstr(r, "vm")),
+                               epoch,
+                               or_dash(cli_jstr(r, "node")),
+                               coord,
+                               or_dash(cli_jstr(r, "why"))};
+        if (output_table_add(t, cells) < 0) {
+            output_table_free(t);
+            return EXIT_FAIL;
+        }
+    }
+    if (from > 0)
+        printf("(the newest %d of %zu records; -o json shows them all)\n", AUDIT_SHOWN, n);
+    output_table_print(t, stdout);
+    output_table_free(t);
+    if (cli_jnum(a, "unreadable_lines") > 0)
+        printf("\n%" PRIu64 " line(s) of the audit are not records (torn or foreign)\n",
+               cli_jnum(a, "unreadable_lines"));
+    json_t *viol = json_object_get(a, "violations");
+    if (json_array_size(viol) == 0) {
+        printf("\nwriters: at most one per disk at every moment (%zu records)\n", n);
+        return EXIT_OK;
+    }
+    size_t i;
+    json_t *v;
+    json_array_foreach(viol, i, v)
+    {
+        char when[32];
+        json_t *w = json_object_get(v, "writer"), *o = json_object_get(v, "other");
+        printf("TWO WRITERS on %s at %s: %s (epoch %" PRIu64 ") opened while %s (epoch %" PRIu64
+               ") could still write\n",
+               or_dash(cli_jstr(v, "file")),
+               output_time(cli_jnum(v, "time_ms"), when, sizeof(when)), or_dash(cli_jstr(w, "vm")),
+               cli_jnum(w, "epoch"), or_dash(cli_jstr(o, "vm")), cli_jnum(o, "epoch"));
+    }
+    return EXIT_FAIL;
+}
+
+static int csv_audit(struct cli *cli, int argc, char **argv)
+{
+    static const char help[] =
+        "Usage: ferry csv audit NAME [-o table|json]\n\n"
+        "Shows the writers' audit of a shared volume: every time its coordinator opened a\n"
+        "redirected disk to a writer (a VM at a writer epoch, on a node) and closed it, from\n"
+        "the audit file on the volume itself (the newest 4 MiB of it), and checks that at\n"
+        "most one writer could write each disk at every moment. Exits 1 when it finds two.\n";
+    const char *cmd = "csv audit", *name;
+    int go = cli_common_options(cli, cmd, argc, argv, help, true);
+    if (go != CLI_GO)
+        return go;
+    if (cli_one_operand(cmd, argc, argv, "a volume NAME", &name) != EXIT_OK)
+        return EXIT_USAGE;
+    json_t *reply;
+    int rc = csv_call(cli, "GET", name, "/audit", NULL, &reply);
+    if (rc != EXIT_OK)
+        return rc;
+    if (cli->fmt == OUTPUT_JSON) {
+        output_json(stdout, reply);
+        rc = json_is_true(json_object_get(reply, "writers_ok")) ? EXIT_OK : EXIT_FAIL;
+    } else {
+        rc = print_audit(reply);
+    }
+    json_decref(reply);
+    return rc;
+}
+
 /* ---- add, remove, move-coordinator ------------------------------------------------------ */
 
 static int csv_add(struct cli *cli, int argc, char **argv)
@@ -362,6 +447,7 @@ static const struct cli_cmd csv_cmds[] = {
     {"add", csv_add, "add a shared directory every node mounts as a volume"},
     {"list", csv_list, "list the volumes: path, coordinator, space, VMs"},
     {"show", csv_show, "show a volume and how every node reaches it"},
+    {"audit", csv_audit, "show who could write each redirected disk, and check it was one"},
     {"remove", csv_remove, "remove a volume no VM uses"},
     {"move-coordinator", csv_move, "make another node the volume's coordinator"},
 };

@@ -154,6 +154,10 @@ static void show_vm(const json_t *vm)
         output_kv(stdout, "pid", "%llu", (unsigned long long)cli_jnum(vm, "pid"));
     if ((s = cli_jstr(vm, "accel")) && s[0])
         output_kv(stdout, "accel", "%s", s);
+    if (cli_jnum(vm, "writer_epoch"))
+        output_kv(stdout, "writer epoch",
+                  "%llu (its disks on shared volumes answer this start only)",
+                  (unsigned long long)cli_jnum(vm, "writer_epoch"));
     uint64_t so = cli_jnum(cpu, "sockets"), co = cli_jnum(cpu, "cores"),
              th = cli_jnum(cpu, "threads");
     so = so ? so : 1, co = co ? co : 1, th = th ? th : 1;

@@ -73,6 +73,10 @@ json_t *fleet_vm_json(const struct fleet *f, struct vm *vm)
     json_t *o = vm_to_json(vm);
     if (o)
         json_object_set_new(o, "owner", json_string(f->env.node_name));
+    if (o && fleet_clustered(f))
+        json_object_set_new(
+            o, "writer_epoch",
+            json_integer((json_int_t)cdb_vm_epoch(cluster_db(f->env.cluster), vm_spec(vm)->name)));
     return o;
 }
 
@@ -120,6 +124,9 @@ static json_t *remote_json(const struct fleet *f, const json_t *rec)
                   json_integer_value(json_object_get(spec, "memory_mib")), "accel",
                   accel ? accel : "", "pid", json_integer_value(json_object_get(rt, "pid")),
                   "started_ms", json_integer_value(json_object_get(rt, "started_ms")));
+    if (o)
+        json_object_set_new(o, "writer_epoch",
+                            json_integer(json_integer_value(json_object_get(rec, "epoch"))));
     char why[400];
     owner_down(f, json_string_value(json_object_get(rec, "owner")), why, sizeof(why));
     if (o && why[0]) {
@@ -506,6 +513,109 @@ int fleet_hand_over(struct fleet *f, const char *name, const char *to, fleet_cb 
         return ferr_set(e, -ENOMEM, "out of memory");
     int rc = cluster_write(f->env.cluster, cmd, cb, data, e);
     json_decref(cmd);
+    return rc;
+}
+
+/* ---- a cold start: a new writer epoch ---- */
+
+#define EPOCH_WAIT_MS 3000 /* until this node applied the VM's new writer epoch */
+
+struct start {
+    struct fleet *f;
+    char name[VM_NAME_MAX + 1];
+    uint64_t epoch;
+    vm_done_cb cb;
+    void *data;
+};
+
+static void start_end(struct start *st, int status, const struct ferr *e)
+{
+    struct vm *vm = vmset_find(st->f->env.vms, st->name);
+    struct ferr e2 = {0};
+    if (status == 0 && !vm)
+        status = ferr_set(&e2, FERR_NOTFOUND, "%s was deleted while it started", st->name);
+    if (status == 0 && vm_start(vm, st->cb, st->data, &e2) < 0)
+        status = e2.code;
+    if (status < 0)
+        st->cb(st->f->env.vms, vm, status, e ? e : &e2, st->data);
+    free(st);
+}
+
+static bool epoch_applied(const struct cdb *db, void *data)
+{
+    struct start *st = data;
+    return db && cdb_vm_epoch(db, st->name) >= st->epoch;
+}
+
+static void epoch_waited(int status, void *data)
+{
+    struct start *st = data;
+    struct ferr e = {0};
+    if (status < 0)
+        ferr_set(&e, FERR_TIMEOUT,
+                 "start %s: this node did not apply its new writer epoch %llu in %d ms; try "
+                 "again",
+                 st->name, (unsigned long long)st->epoch, EPOCH_WAIT_MS);
+    start_end(st, status < 0 ? e.code : 0, status < 0 ? &e : NULL);
+}
+
+static void epoch_written(int status, json_t *body, const struct ferr *e, void *data)
+{
+    (void)status;
+    json_decref(body);
+    struct start *st = data;
+    if (e) {
+        struct ferr e2 = *e;
+        ferr_prefix(&e2, "start %s: its new writer epoch", st->name);
+        start_end(st, e2.code, &e2);
+        return;
+    }
+    log_info("vm %s: writer epoch %llu", st->name, (unsigned long long)st->epoch);
+    if (cluster_wait_until(st->f->env.cluster, epoch_applied, EPOCH_WAIT_MS, epoch_waited, st,
+                           NULL) < 0)
+        epoch_waited(0, st);
+}
+
+/* Whether a disk (or the kernel or initrd) of spec is on a shared volume of the database. */
+static bool on_volume(const struct fleet *f, const struct vm_spec *s)
+{
+    const struct cdb *db = cluster_db(f->env.cluster);
+    for (unsigned i = 0; i < s->ndisks; i++) {
+        json_t *rec = cdb_csv_holding(db, s->disks[i].path);
+        json_decref(rec);
+        if (rec)
+            return true;
+    }
+    return false;
+}
+
+int fleet_start(struct fleet *f, struct vm *vm, vm_done_cb cb, void *data, struct ferr *e)
+{
+    const struct vm_spec *s = vm_spec(vm);
+    if (!fleet_clustered(f) || !on_volume(f, s) ||
+        cdb_cmd_version_min(cluster_db(f->env.cluster)) < 5)
+        return vm_start(vm, cb, data, e);
+    int rc = vm_may_start(vm, e);
+    if (rc < 0)
+        return rc;
+    if (!cluster_quorum(f->env.cluster))
+        return ferr_set(e, FERR_UNAVAIL,
+                        "%s: its disks are on cluster shared volumes, and a start takes a new "
+                        "writer epoch, which needs the cluster's quorum (ferry cluster status)",
+                        s->name);
+    struct start *st = calloc(1, sizeof(*st));
+    if (!st)
+        return ferr_set(e, -ENOMEM, "out of memory");
+    *st = (struct start){.f = f, .cb = cb, .data = data};
+    snprintf(st->name, sizeof(st->name), "%s", s->name);
+    uint64_t cur = cdb_vm_epoch(cluster_db(f->env.cluster), s->name);
+    st->epoch = cur + 1;
+    json_t *cmd = cdb_cmd_vm_epoch(s->name, st->epoch, (long long)cur);
+    rc = cmd ? cluster_write(f->env.cluster, cmd, epoch_written, st, e)
+             : ferr_set(e, -ENOMEM, "out of memory");
+    json_decref(cmd);
+    if (rc < 0)
+        free(st);
     return rc;
 }
 

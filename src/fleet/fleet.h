@@ -98,6 +98,15 @@ int fleet_place(struct fleet *f, uint64_t memory_mib, const char *want, const ch
 int fleet_hand_over(struct fleet *f, const char *name, const char *to, fleet_cb cb, void *data,
                     struct ferr *e);
 
+/*
+ * Starts vm (of this node) from its disks. A VM with a disk on a cluster shared volume gets a
+ * new writer epoch first (docs/architecture.md, "Writer epochs"): a compare-and-set in the
+ * database, applied here before QEMU starts, so that the volume's coordinator serves its
+ * redirected disks to this QEMU only and refuses any older one still somewhere. That needs
+ * the cluster's quorum: without it such a start is refused. cb as vm_start's.
+ */
+int fleet_start(struct fleet *f, struct vm *vm, vm_done_cb cb, void *data, struct ferr *e);
+
 /* Writes the state (and what runs) of every VM this node owns whose record says otherwise;
  * one write per VM in flight at a time. ferryd calls it after every VM change and every 2 s. */
 void fleet_reconcile(struct fleet *f);

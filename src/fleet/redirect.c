@@ -12,6 +12,7 @@
 #include "common/jsonfield.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "storage/audit.h"
 #include "storage/nbdrelay.h"
 #include "storage/storaged.h"
 
@@ -30,6 +31,8 @@ struct relay_ent {
     struct nbd_relay *relay;
     char coord[64]; /* the coordinator last asked (empty: none yet) */
     long long epoch;
+    uint64_t writer;   /* the VM's writer epoch its QEMU started with */
+    bool writer_known; /* false: an adopted QEMU's, read once the cluster is up */
 };
 
 struct waiter {
@@ -42,7 +45,9 @@ struct daemon_ent {
     struct daemon_ent *next;
     struct redirect *r;
     char volume[64];
+    char dir[CDB_CSV_PATH_MAX + 1]; /* the volume's path: its audit */
     long long epoch;
+    json_t *writers; /* export name -> {"file", "vm", "epoch", "nodes"}: what the audit opened */
     unsigned port;
     struct storaged *sd;
     bool stopping;
@@ -120,17 +125,60 @@ static void daemon_unlink(struct daemon_ent *d)
         }
 }
 
+/* The audit of d's volume gets rec (borrowed) with the coordinator's fields. */
+static void audit_add(struct daemon_ent *d, json_t *rec)
+{
+    struct ferr e = {0};
+    json_object_set_new(rec, "coordinator", json_string(d->r->node_name));
+    json_object_set_new(rec, "coord_epoch", json_integer(d->epoch));
+    if (audit_append(d->dir, rec, &e) < 0)
+        log_warn("volume %s: %s", d->volume, e.msg);
+}
+
+/* The export name's writer can write no more: its audit record closes. */
+static void writer_closed(struct daemon_ent *d, const char *name, const char *why)
+{
+    json_t *w = json_object_get(d->writers, name);
+    if (!w)
+        return;
+    json_t *rec =
+        json_pack("{ss sO sO sO ss}", "op", "close", "file", json_object_get(w, "file"), "vm",
+                  json_object_get(w, "vm"), "epoch", json_object_get(w, "epoch"), "why", why);
+    if (rec)
+        audit_add(d, rec);
+    json_decref(rec);
+    json_object_del(d->writers, name);
+}
+
+/* Every export of d ended with its daemon. */
+static void writers_closed(struct daemon_ent *d, const char *why)
+{
+    const char *name;
+    json_t *w, *tmp;
+    json_object_foreach_safe(d->writers, tmp, name, w)
+    {
+        writer_closed(d, name, why);
+    }
+}
+
+static void daemon_free(struct daemon_ent *d)
+{
+    json_decref(d->writers);
+    free(d);
+}
+
 static void daemon_gone(struct storaged *sd, const char *why, void *data)
 {
     (void)sd;
     struct daemon_ent *d = data;
     struct redirect *r = d->r;
     daemon_unlink(d);
+    writers_closed(d, "the storage daemon ended");
     cluster_event_add(r->env.cluster, "csv.storage_daemon_lost", NULL,
                       "volume %s: the storage daemon on %s ended (%s); it is started again when "
                       "its clients reconnect",
                       d->volume, r->node_name, why);
-    free(d);
+    daemon_free(d);
     runref(r);
 }
 
@@ -139,13 +187,14 @@ static void daemon_stopped(void *data)
     struct daemon_ent *d = data;
     struct redirect *r = d->r;
     daemon_unlink(d);
+    writers_closed(d, "the storage daemon ended");
     while (d->waiters) {
         struct waiter *w = d->waiters;
         d->waiters = w->next;
         w->cb(200, json_pack("{ss sb}", "volume", d->volume, "released", 1), NULL, w->data);
         free(w);
     }
-    free(d);
+    daemon_free(d);
     runref(r);
 }
 
@@ -166,7 +215,7 @@ static struct daemon_ent *daemon_find(struct redirect *r, const char *volume)
     return NULL;
 }
 
-static int daemon_get(struct redirect *r, const char *volume, long long epoch,
+static int daemon_get(struct redirect *r, const char *volume, const char *vol_dir, long long epoch,
                       struct daemon_ent **out, struct ferr *e)
 {
     struct daemon_ent *d = daemon_find(r, volume);
@@ -187,10 +236,13 @@ static int daemon_get(struct redirect *r, const char *volume, long long epoch,
     if (slot == MAX_DAEMONS)
         return ferr_set(e, FERR_LIMIT, "%s coordinates %d volumes with redirected disks already",
                         r->node_name, MAX_DAEMONS);
-    if (!(d = calloc(1, sizeof(*d))))
+    if (!(d = calloc(1, sizeof(*d))) || !(d->writers = json_object())) {
+        free(d);
         return ferr_set(e, -ENOMEM, "out of memory");
+    }
     d->r = rref(r);
     snprintf(d->volume, sizeof(d->volume), "%s", volume);
+    snprintf(d->dir, sizeof(d->dir), "%s", vol_dir);
     d->epoch = epoch;
     d->port = r->env.nbd_port + slot;
     char dir[700];
@@ -205,7 +257,7 @@ static int daemon_get(struct redirect *r, const char *volume, long long epoch,
     int rc = storaged_start(r->env.loop, &cfg, &d->sd, e);
     if (rc < 0) {
         runref(r);
-        free(d);
+        daemon_free(d);
         return rc;
     }
     d->next = r->daemons;
@@ -238,31 +290,201 @@ struct serve {
     struct redirect *r;
     reply_cb cb;
     void *data;
-    char file[1024], path[2048];
+    char volume[64], vm[64], node[64];
+    char file[1024], path[2048], name[1200];
     unsigned port;
     long long epoch;
+    uint64_t writer;
 };
+
+/* The export name of vm's disk file at writer epoch writer: the epoch is in the name, so a
+ * QEMU of an older epoch asks for a name nobody serves any more. Epoch 0 (a cluster that
+ * does not run command version 5 everywhere yet) is the file's name alone. */
+static int export_name(const char *file, const char *vm, uint64_t writer, char *out, size_t size)
+{
+    int n = writer ? snprintf(out, size, "%s@%s.%llu", file, vm, (unsigned long long)writer)
+                   : snprintf(out, size, "%s", file);
+    return n < 0 || (size_t)n >= size ? FERR_INVALID : 0;
+}
 
 static void served(int status, const struct ferr *e, void *data)
 {
     struct serve *s = data;
-    if (status < 0) {
+    struct daemon_ent *d = daemon_find(s->r, s->volume);
+    if (status >= 0 && (!d || d->stopping || d->epoch != s->epoch)) {
+        struct ferr e2;
+        ferr_set(&e2, FERR_UNAVAIL, "volume %s: its storage daemon on %s ended; try again",
+                 s->volume, s->r->node_name);
+        s->cb(0, NULL, &e2, s->data);
+    } else if (status < 0) {
         s->cb(0, NULL, e, s->data);
     } else {
         /* asked now: the export stays while a client may still come (close_unused) */
         json_object_set_new(s->r->asked, s->path, json_integer((json_int_t)now_mono_ms()));
+        json_t *w = json_object_get(d->writers, s->name);
+        if (!w) {
+            w = json_pack("{ss ss sI s[]}", "file", s->file, "vm", s->vm, "epoch",
+                          (json_int_t)s->writer, "nodes");
+            json_object_set_new(d->writers, s->name, w);
+        }
+        json_t *nodes = json_object_get(w, "nodes");
+        bool known = false;
+        size_t i;
+        json_t *x;
+        json_array_foreach(nodes, i, x) known |= strcmp(json_string_value(x), s->node) == 0;
+        if (nodes && !known) {
+            json_array_append_new(nodes, json_string(s->node));
+            json_t *rec = json_pack("{ss ss ss sI ss}", "op", "open", "file", s->file, "vm", s->vm,
+                                    "epoch", (json_int_t)s->writer, "node", s->node);
+            if (rec)
+                audit_add(d, rec);
+            json_decref(rec);
+        }
         char addr[128];
         snprintf(addr, sizeof(addr), "%s:%u", s->r->nbd_host, s->port);
         s->cb(200,
-              json_pack("{ss ss sI ss}", "nbd", addr, "export", s->file, "epoch",
-                        (json_int_t)s->epoch, "coordinator", s->r->node_name),
+              json_pack("{ss ss sI sI ss}", "nbd", addr, "export", s->name, "epoch",
+                        (json_int_t)s->epoch, "writer_epoch", (json_int_t)s->writer, "coordinator",
+                        s->r->node_name),
               NULL, s->data);
     }
     runref(s->r);
     free(s);
 }
 
-static void serve(struct redirect *r, const char *volume, const char *file, reply_cb cb, void *data)
+struct fence {
+    struct redirect *r;
+    char volume[64], name[1200];
+    long long epoch;
+    char why[160];
+};
+
+static void fenced(int status, const struct ferr *e, void *data)
+{
+    struct fence *f = data;
+    struct daemon_ent *d = daemon_find(f->r, f->volume);
+    if (status < 0)
+        log_warn("volume %s: the export %s did not close: %s", f->volume, f->name, e->msg);
+    else if (d && d->epoch == f->epoch)
+        writer_closed(d, f->name, f->why);
+    runref(f->r);
+    free(f);
+}
+
+/* Ends d's export name (its clients' connections drop); the audit closes it once it is gone. */
+static int close_export(struct daemon_ent *d, const char *name, const char *why, struct ferr *e)
+{
+    struct fence *f = calloc(1, sizeof(*f));
+    if (!f)
+        return ferr_set(e, -ENOMEM, "out of memory");
+    f->r = rref(d->r);
+    f->epoch = d->epoch;
+    snprintf(f->volume, sizeof(f->volume), "%s", d->volume);
+    snprintf(f->name, sizeof(f->name), "%s", name);
+    snprintf(f->why, sizeof(f->why), "%s", why);
+    int rc = storaged_unexport(d->sd, name, fenced, f, e);
+    if (rc < 0) {
+        runref(f->r);
+        free(f);
+    }
+    return rc;
+}
+
+/* The VM's record says it has path as a disk and is at writer epoch *writer (0 with the
+ * error otherwise). */
+static int writer_of(struct redirect *r, const char *vm, const char *path, uint64_t *writer,
+                     struct ferr *e)
+{
+    json_t *rec = NULL;
+    if (cdb_vm_get(cluster_db(r->env.cluster), vm, &rec, NULL) < 0)
+        return ferr_set(e, FERR_UNAVAIL, "%s has no record of VM %s (yet); try again", r->node_name,
+                        vm);
+    bool has = false;
+    size_t i;
+    json_t *d;
+    json_array_foreach(json_object_get(json_object_get(rec, "spec"), "disks"), i, d)
+    {
+        has |= strcmp(jfield_text(d, "path"), path) == 0;
+    }
+    *writer = (uint64_t)json_integer_value(json_object_get(rec, "epoch"));
+    json_decref(rec);
+    if (!has)
+        return ferr_set(e, FERR_STATE, "VM %s has no disk %s", vm, path);
+    return 0;
+}
+
+/* The exports of d other than name of the file at path: another VM's refuses this one; an
+ * older writer epoch of the same VM is closed first (its QEMU is fenced off the disk). */
+static int fence_others(struct daemon_ent *d, const struct serve *s, struct ferr *e)
+{
+    json_t *list = storaged_exports(d->sd);
+    size_t i;
+    json_t *x;
+    int rc = 0;
+    json_array_foreach(list, i, x)
+    {
+        const char *name = jfield_text(x, "name");
+        if (strcmp(jfield_text(x, "path"), s->path) != 0 || strcmp(name, s->name) == 0)
+            continue;
+        json_t *w = json_object_get(d->writers, name);
+        const char *other = w ? jfield_text(w, "vm") : "";
+        uint64_t other_epoch = (uint64_t)json_integer_value(json_object_get(w, "epoch"));
+        if (w && strcmp(other, s->vm) != 0) {
+            rc = ferr_set(e, FERR_STATE, "%s is VM %s's disk (writer epoch %llu) now, not %s's",
+                          s->file, other, (unsigned long long)other_epoch, s->vm);
+            break;
+        }
+        char why[160];
+        snprintf(why, sizeof(why), "fenced: %s started at writer epoch %llu", s->vm,
+                 (unsigned long long)s->writer);
+        log_info("volume %s: %s closes for %s's writer epoch %llu", d->volume, name, s->vm,
+                 (unsigned long long)s->writer);
+        if ((rc = close_export(d, name, why, e)) < 0)
+            break;
+    }
+    json_decref(list);
+    return rc;
+}
+
+/* Whether this node may serve s now: it coordinates the volume (at epoch, with quorum, not
+ * released: rel), and s's VM has the disk at s's writer epoch. */
+static int may_serve(struct redirect *r, const struct serve *s, const char *coord, long long epoch,
+                     const json_t *rel, struct ferr *e)
+{
+    uint64_t now_writer = 0;
+    int rc;
+    if (strcmp(coord, r->node_name) != 0)
+        return ferr_set(e, FERR_STATE, "%s does not coordinate volume %s: %s does (epoch %lld)",
+                        r->node_name, s->volume, coord, epoch);
+    if (!r->nbd_host[0])
+        return ferr_set(e, FERR_STATE, "%s has no address for NBD (ferryd --listen)", r->node_name);
+    if (!cluster_quorum(r->env.cluster))
+        return ferr_set(e, FERR_UNAVAIL,
+                        "%s has no quorum: it may not be the coordinator of volume %s any more",
+                        r->node_name, s->volume);
+    if (rel && json_integer_value(json_object_get(rel, "epoch")) >= epoch &&
+        now_mono_ms() < (uint64_t)json_integer_value(json_object_get(rel, "until_ms")))
+        return ferr_set(e, FERR_STATE,
+                        "%s released volume %s (epoch %lld): it moves to another node",
+                        r->node_name, s->volume, epoch);
+    if ((rc = writer_of(r, s->vm, s->path, &now_writer, e)) < 0)
+        return rc;
+    if (s->writer < now_writer)
+        return ferr_set(e, FERR_STATE,
+                        "fenced: VM %s's writer epoch is %llu, this QEMU's %llu is older (it "
+                        "started before the VM was started again elsewhere)",
+                        s->vm, (unsigned long long)now_writer, (unsigned long long)s->writer);
+    if (s->writer > now_writer)
+        return ferr_set(e, FERR_UNAVAIL,
+                        "%s has not applied VM %s's writer epoch %llu yet (it has %llu); try "
+                        "again",
+                        r->node_name, s->vm, (unsigned long long)s->writer,
+                        (unsigned long long)now_writer);
+    return 0;
+}
+
+static void serve(struct redirect *r, const char *volume, const char *file, const char *vm,
+                  const char *node, uint64_t writer, reply_cb cb, void *data)
 {
     if (r->stopped) {
         reply_err(cb, data, FERR_UNAVAIL, "%s is shutting down", r->node_name);
@@ -282,31 +504,30 @@ static void serve(struct redirect *r, const char *volume, const char *file, repl
     }
     const char *coord = jfield_text(rec, "coordinator");
     long long epoch = json_integer_value(json_object_get(rec, "epoch"));
-    json_t *rel = json_object_get(r->released, volume);
+    struct serve *s = calloc(1, sizeof(*s));
     struct ferr e = {0};
-    int rc = 0;
-    if (strcmp(coord, r->node_name) != 0)
-        rc = ferr_set(&e, FERR_STATE, "%s does not coordinate volume %s: %s does (epoch %lld)",
-                      r->node_name, volume, coord, epoch);
-    else if (!r->nbd_host[0])
-        rc = ferr_set(&e, FERR_STATE, "%s has no address for NBD (ferryd --listen)", r->node_name);
-    else if (!cluster_quorum(r->env.cluster))
-        rc = ferr_set(&e, FERR_UNAVAIL,
-                      "%s has no quorum: it may not be the coordinator of volume %s any more",
-                      r->node_name, volume);
-    else if (rel && json_integer_value(json_object_get(rel, "epoch")) >= epoch &&
-             now_mono_ms() < (uint64_t)json_integer_value(json_object_get(rel, "until_ms")))
-        rc =
-            ferr_set(&e, FERR_STATE, "%s released volume %s (epoch %lld): it moves to another node",
-                     r->node_name, volume, epoch);
+    int rc = s ? 0 : ferr_set(&e, -ENOMEM, "out of memory");
+    if (rc == 0) {
+        snprintf(s->volume, sizeof(s->volume), "%s", volume);
+        snprintf(s->vm, sizeof(s->vm), "%s", vm);
+        snprintf(s->node, sizeof(s->node), "%s", node);
+        snprintf(s->file, sizeof(s->file), "%s", file);
+        snprintf(s->path, sizeof(s->path), "%s/%s", jfield_text(rec, "path"), file);
+        s->writer = writer;
+        s->epoch = epoch;
+        if (export_name(file, vm, writer, s->name, sizeof(s->name)) < 0)
+            rc = ferr_set(&e, FERR_INVALID, "file: too long for an export name");
+    }
+    if (rc == 0)
+        rc = may_serve(r, s, coord, epoch, json_object_get(r->released, volume), &e);
     struct daemon_ent *d = NULL;
     if (rc == 0)
-        rc = daemon_get(r, volume, epoch, &d, &e);
-    struct serve *s = rc < 0 ? NULL : calloc(1, sizeof(*s));
-    if (rc == 0 && !s)
-        rc = ferr_set(&e, -ENOMEM, "out of memory");
+        rc = daemon_get(r, volume, jfield_text(rec, "path"), epoch, &d, &e);
+    json_decref(rec);
+    if (rc == 0)
+        rc = fence_others(d, s, &e);
     if (rc < 0) {
-        json_decref(rec);
+        free(s);
         cb(0, NULL, &e, data);
         return;
     }
@@ -314,11 +535,7 @@ static void serve(struct redirect *r, const char *volume, const char *file, repl
     s->cb = cb;
     s->data = data;
     s->port = d->port;
-    s->epoch = epoch;
-    snprintf(s->file, sizeof(s->file), "%s", file);
-    snprintf(s->path, sizeof(s->path), "%s/%s", jfield_text(rec, "path"), file);
-    json_decref(rec);
-    if ((rc = storaged_export(d->sd, s->file, s->path, served, s, &e)) < 0)
+    if ((rc = storaged_export(d->sd, s->name, s->path, served, s, &e)) < 0)
         served(rc, &e, s);
 }
 
@@ -328,14 +545,17 @@ void redirect_on_export(struct redirect *r, const json_t *body, reply_cb cb, voi
     const char *file = json_string_value(json_object_get(body, "file"));
     const char *vm = json_string_value(json_object_get(body, "vm"));
     const char *node = json_string_value(json_object_get(body, "node"));
+    json_t *writer = json_object_get(body, "writer_epoch"); /* absent from older nodes: 0 */
     if (!volume || !name_valid(volume, 63) || !file || !vm || !name_valid(vm, 63) || !node ||
-        !name_valid(node, 63)) {
+        !name_valid(node, 63) ||
+        (writer && (!json_is_integer(writer) || json_integer_value(writer) < 0))) {
         reply_err(cb, data, FERR_INVALID,
-                  "csv export: expected {\"volume\", \"file\", \"vm\", \"node\"} with valid names");
+                  "csv export: expected {\"volume\", \"file\", \"vm\", \"node\", "
+                  "\"writer_epoch\": N >= 0} with valid names");
         return;
     }
     log_debug("csv %s: %s on %s asks for %s", volume, vm, node, file);
-    serve(r, volume, file, cb, data);
+    serve(r, volume, file, vm, node, (uint64_t)json_integer_value(writer), cb, data);
 }
 
 void redirect_release(struct redirect *r, const char *volume, long long epoch, reply_cb cb,
@@ -417,6 +637,10 @@ static void resolve_fn(void *data, void *token)
     }
     snprintf(ent->volume, sizeof(ent->volume), "%s", jfield_text(rec, "name"));
     snprintf(ent->file, sizeof(ent->file), "%s", file);
+    if (!ent->writer_known) { /* its QEMU's export name has it; a newer one is refused there */
+        ent->writer = cdb_vm_epoch(cluster_db(r->env.cluster), ent->vm);
+        ent->writer_known = true;
+    }
     snprintf(ent->coord, sizeof(ent->coord), "%s", jfield_text(rec, "coordinator"));
     ent->epoch = json_integer_value(json_object_get(rec, "epoch"));
     json_decref(rec);
@@ -428,11 +652,11 @@ static void resolve_fn(void *data, void *token)
     rs->r = rref(r);
     rs->token = token;
     if (strcmp(ent->coord, r->node_name) == 0) {
-        serve(r, ent->volume, ent->file, resolve_answered, rs);
+        serve(r, ent->volume, ent->file, ent->vm, r->node_name, ent->writer, resolve_answered, rs);
         return;
     }
-    json_t *b = json_pack("{ss ss ss ss}", "volume", ent->volume, "file", ent->file, "vm", ent->vm,
-                          "node", r->node_name);
+    json_t *b = json_pack("{ss ss ss ss sI}", "volume", ent->volume, "file", ent->file, "vm",
+                          ent->vm, "node", r->node_name, "writer_epoch", (json_int_t)ent->writer);
     char *text = b ? json_dumps(b, JSON_COMPACT) : NULL;
     json_decref(b);
     struct ferr e = {0};
@@ -473,15 +697,26 @@ int redirect_disk(void *data, const char *vm, unsigned disk, const char *path, c
     snprintf(ent->path, sizeof(ent->path), "%s", path);
     snprintf(ent->volume, sizeof(ent->volume), "%s", volume ? volume : "");
     snprintf(ent->file, sizeof(ent->file), "%s", file ? file : "");
+    /* The writer epoch the VM starts with (fleet_start raised it and this node applied it);
+     * an adopted QEMU's is the one it started with unless the VM started again since, and
+     * then the coordinator refuses it either way. */
+    ent->writer = active(r) ? cdb_vm_epoch(cluster_db(r->env.cluster), vm) : 0;
+    ent->writer_known = active(r);
     if ((rc = nbd_relay_open(r->env.loop, sock, resolve_fn, ent, &ent->relay, e)) < 0) {
         free(ent);
         goto out;
     }
     ent->next = r->relays;
     r->relays = ent;
-    snprintf(export, export_size, "%s", file ? file : "");
-    log_info("vm %s: disks[%u] is redirected: volume %s's coordinator serves %s over NBD", vm, disk,
-             volume ? volume : "(known once the cluster is up)", path);
+    if (file && export_name(file, vm, ent->writer, export, export_size) < 0) {
+        redirect_undisk(r, vm, disk);
+        rc = ferr_set(e, FERR_INVALID, "%s: too long for an NBD export name", path);
+        goto out;
+    }
+    log_info("vm %s: disks[%u] is redirected: volume %s's coordinator serves %s over NBD (writer "
+             "epoch %llu)",
+             vm, disk, volume ? volume : "(known once the cluster is up)", path,
+             (unsigned long long)ent->writer);
     rc = 1;
 out:
     json_decref(rec);
@@ -525,13 +760,6 @@ static bool path_in_use(const json_t *vms, const char *path)
     return false;
 }
 
-static void unexported(int status, const struct ferr *e, void *data)
-{
-    (void)data;
-    if (status < 0)
-        log_warn("%s", e->msg);
-}
-
 /* The coordinator closes the exports no VM uses any more, so that the file is free for
  * qemu-img (an offline move, a conversion) and its lock goes. */
 static void close_unused(struct redirect *r)
@@ -555,7 +783,7 @@ static void close_unused(struct redirect *r)
                 continue;
             struct ferr e = {0};
             json_object_del(r->asked, path);
-            if (storaged_unexport(d->sd, jfield_text(x, "name"), unexported, NULL, &e) < 0)
+            if (close_export(d, jfield_text(x, "name"), "no VM uses it", &e) < 0)
                 log_warn("%s", e.msg);
         }
         json_decref(list);

@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "host/events.h"
+#include "storage/audit.h"
 #include "storage/lease.h"
 #include "storage/volume.h"
 
@@ -1419,6 +1420,65 @@ int volumes_show(struct volumes *v, const char *name, reply_cb cb, void *data, s
     json_decref(nodes);
     show_step(o); /* the + 1 of the loop above */
     return 0;
+}
+
+/* The pool's side of volumes_audit: arg {"path", "name"}. */
+static json_t *fn_audit(json_t *arg)
+{
+    struct ferr e = {0};
+    unsigned bad = 0;
+    json_t *recs = audit_read(jfield_text(arg, "path"), &bad, &e);
+    if (!recs)
+        return error_result(&e);
+    json_t *out = audit_check(recs);
+    if (!out) {
+        json_decref(recs);
+        return NULL;
+    }
+    json_object_set_new(out, "volume", json_string(jfield_text(arg, "name")));
+    json_object_set_new(out, "records", recs);
+    json_object_set_new(out, "unreadable_lines", json_integer(bad));
+    return out;
+}
+
+struct audit_req {
+    reply_cb cb;
+    void *data;
+};
+
+static void audit_done(struct volumes *v, json_t *r, void *data)
+{
+    (void)v;
+    struct audit_req *a = data;
+    struct ferr e;
+    if (result_failed(r, &e))
+        a->cb(0, NULL, &e, a->data);
+    else
+        a->cb(200, json_incref(r), NULL, a->data);
+    free(a);
+}
+
+int volumes_audit(struct volumes *v, const char *name, reply_cb cb, void *data, struct ferr *e)
+{
+    json_t *rec = NULL;
+    int rc;
+    if (!cluster_active(v->env.cluster))
+        return ferr_set(e, FERR_NOTFOUND,
+                        "no cluster shared volume named \"%s\" (not in a cluster)", name);
+    if ((rc = cdb_csv_get(db_of(v), name, &rec, e)) < 0)
+        return rc;
+    struct audit_req *a = calloc(1, sizeof(*a));
+    json_t *arg = json_pack("{ss ss}", "path", jfield_text(rec, "path"), "name", name);
+    json_decref(rec);
+    if (!a) {
+        json_decref(arg);
+        return ferr_set(e, -ENOMEM, "out of memory");
+    }
+    a->cb = cb;
+    a->data = data;
+    if ((rc = job_start(v, fn_audit, arg, audit_done, a, e)) < 0)
+        free(a);
+    return rc;
 }
 
 struct probe_req {

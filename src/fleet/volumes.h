@@ -52,6 +52,11 @@ int volumes_move_coordinator(struct volumes *v, const char *name, const char *to
                              void *data, struct ferr *e);
 /* {"csvs": [...]}: the records with the VMs using each and this node's view; new JSON. */
 json_t *volumes_list(struct volumes *v);
+/* GET /v1/csvs/NAME/audit: the volume's writers' audit (storage/audit.h), read from the
+ * volume by this node: audit_check's verdict with "volume", "records" (oldest first) and
+ * "unreadable_lines". */
+int volumes_audit(struct volumes *v, const char *name, reply_cb cb, void *data, struct ferr *e);
+
 /* One volume with every node's access (asked now), its VHD files and the VMs using them. */
 int volumes_show(struct volumes *v, const char *name, reply_cb cb, void *data, struct ferr *e);
 /* POST /v1/internal/csv/probe {"path", "id"} from another node: what this node sees now. */

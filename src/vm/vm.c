@@ -684,6 +684,11 @@ fail:
     free(sw);
 }
 
+int vm_may_start(const struct vm *vm, struct ferr *e)
+{
+    return decide(vm, VM_ACT_START, e) == VMSTATE_REFUSE ? FERR_STATE : 0;
+}
+
 int vm_start(struct vm *vm, vm_done_cb cb, void *data, struct ferr *e)
 {
     if (decide(vm, VM_ACT_START, e) == VMSTATE_REFUSE)

@@ -108,6 +108,8 @@ int vmset_undo_create(struct vmset *set, struct vm *vm, vm_done_cb cb, void *dat
 /* Lifecycle operations. Each validates the state synchronously (FERR_STATE with a message
  * that says what to do) and otherwise returns 0 and calls cb once the VM settled. */
 int vm_start(struct vm *vm, vm_done_cb cb, void *data, struct ferr *e);
+/* 0 when vm_start would start vm now, else FERR_STATE with e set why not. */
+int vm_may_start(const struct vm *vm, struct ferr *e);
 int vm_stop(struct vm *vm, unsigned timeout_s, vm_done_cb cb, void *data, struct ferr *e);
 int vm_kill(struct vm *vm, vm_done_cb cb, void *data, struct ferr *e);
 int vm_pause(struct vm *vm, vm_done_cb cb, void *data, struct ferr *e);

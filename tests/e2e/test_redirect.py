@@ -136,7 +136,11 @@ def test_a_dynamic_vhd_on_a_volume_is_redirected_and_live_migrates(lab, csv1, tm
     assert qsd and open_files(qsd) == {path}, (qsd, qsd and open_files(qsd))
     assert daemon_pid(h2) is None and daemon_pid(h3) is None
     rows = {r["node"]: r for r in h3.cli_json("csv", "show", "csv1")["nodes"]}
-    assert [(x["name"], x["pid"]) for x in rows["host1"]["exports"]] == [("rdv1.vhd", qsd)], rows
+    epoch = vm_on(h3, "rdv1")["writer_epoch"]
+    assert epoch >= 1
+    # exported under the VM's writer epoch: a QEMU of an older start asks for another name
+    assert [(x["name"], x["pid"]) for x in rows["host1"]["exports"]] == \
+        [(f"rdv1.vhd@rdv1.{epoch}", qsd)], rows
     assert [(x["vm"], x["connected"]) for x in rows["host2"]["relays"]] == [("rdv1", 1)], rows
     assert h3.cli("csv", "show", "csv1").stdout.count("1 disk (pid") == 1
     rec = start_recorder(lab, ip)
@@ -223,6 +227,14 @@ def test_the_coordinators_host_dies_and_the_guests_pause_and_resume(lab, csv1, t
               f"longest write pauses: {gaps} ms")
         for name, gap in gaps.items():
             assert gap < 60000, (name, gap)
+        # The audit (on the volume, written by host1 and then by the new coordinator): each
+        # disk had one writer, served first under the old coordinator epoch, then the new.
+        audit = h2.cli_json("csv", "audit", "csv1")
+        assert audit["writers_ok"], audit["violations"]
+        for name, *_ in writers:
+            opens = [(r["coordinator"], r["coord_epoch"]) for r in audit["records"]
+                     if r.get("vm") == name and r["op"] == "open"]
+            assert opens[0] == ("host1", epoch) and opens[-1] == (new.name, epoch + 1), opens
     finally:
         lab.start_ferryd(h1)
         # Up again in every node's view (the leader would move a volume off a node it still
@@ -231,6 +243,50 @@ def test_the_coordinators_host_dies_and_the_guests_pause_and_resume(lab, csv1, t
             wait_for(lambda: all(n["state"] == "up"
                                  for n in h.cli_json("node", "list")["nodes"]), 30,
                      f"{h.name} to see every node up")
+
+
+def test_a_start_takes_a_new_writer_epoch_and_an_older_qemu_is_refused(lab, csv1):
+    """Each start of a VM with a disk on a shared volume raises its writer epoch in the
+    database, and the coordinator exports the disk under that epoch only: a client of the
+    older epoch (qemu-img on host3 asking for the old export, as a QEMU left behind on a
+    cut-off host would on reconnecting) is refused, the current one is served, and the
+    volume's audit shows one writer after the other, never two."""
+    h1, h2, h3 = lab.hosts
+    ip = create_vm(lab, h2, "rde1", 20, memory=128, disk="csv:csv1/rde1.vhd,type=dynamic")
+
+    def exports():
+        rows = {r["node"]: r for r in h3.cli_json("csv", "show", "csv1")["nodes"]}
+        return rows["host1"]["exports"]
+
+    e1 = vm_on(h3, "rde1")["writer_epoch"]
+    assert e1 >= 1
+    assert "writer epoch" in h2.cli("vm", "show", "rde1").stdout
+    port = exports()[0]["port"]
+    h2.cli("vm", "stop", "rde1", "--timeout", "60")
+    h2.cli("vm", "start", "rde1")
+    wait_answering(lab, ip)
+    e2 = vm_on(h3, "rde1")["writer_epoch"]
+    assert e2 == e1 + 1
+    assert [x["name"] for x in exports()] == [f"rde1.vhd@rde1.{e2}"]
+
+    def nbd_info(epoch):
+        return h3.exec(["qemu-img", "info", "--output=json", "--image-opts",
+                        f"driver=nbd,server.type=inet,server.host={h1.ip},server.port={port},"
+                        f"export=rde1.vhd@rde1.{epoch}"], check=False)
+
+    old = nbd_info(e1)
+    assert old.returncode != 0 and "export" in old.stderr.lower(), (old.stdout, old.stderr)
+    cur = nbd_info(e2)
+    assert cur.returncode == 0 and json.loads(cur.stdout)["virtual-size"] >= 64 << 20, cur.stderr
+    audit = h3.cli_json("csv", "audit", "csv1")
+    assert audit["writers_ok"], audit["violations"]
+    mine = [(r["op"], r["epoch"], r.get("node", "")) for r in audit["records"]
+            if r.get("vm") == "rde1"]
+    assert [m[:2] for m in mine] == [("open", e1), ("close", e1), ("open", e2)], mine
+    assert mine[0][2] == "host2" and mine[2][2] == "host2", mine
+    table = h3.cli("csv", "audit", "csv1").stdout
+    assert "at most one per disk at every moment" in table and "rde1" in table, table
+    h2.cli("vm", "delete", "--force", "rde1")
 
 
 def test_the_storage_daemon_dies_and_comes_back(lab, csv1, tmp_path):
@@ -250,7 +306,8 @@ def test_the_storage_daemon_dies_and_comes_back(lab, csv1, tmp_path):
     wait_for(lambda: len(open_files(new)) == 2, 20, "both disks exported again")
     rows = {r["node"]: r for r in h1.cli_json("csv", "show", "csv1")["nodes"]}
     assert {x["pid"] for x in rows[coord.name]["exports"]} == {new}, rows[coord.name]
-    assert sorted(x["name"] for x in rows[coord.name]["exports"]) == ["rds1.vhd", "rds2.vhd"]
+    assert sorted(x["name"].split("@")[0] for x in rows[coord.name]["exports"]) == \
+        ["rds1.vhd", "rds2.vhd"]
     time.sleep(3)
     gaps = finish_writers(lab, writers, tmp_path)
     print(f"storage daemon killed on {coord.name}: longest write pauses {gaps} ms")
