@@ -227,6 +227,168 @@ err_after_claim:
     return rc;
 }
 
+/* ---- growing and deleting ---- */
+
+/* QEMU's image locks (block/file-posix.c) are OFD locks, one byte per permission: from 100 the
+ * permissions a user holds, from 200 those it does not share (bit 1 is write, bit 3 resize).
+ * ferry takes shared locks on "write and resize not shared", so no QEMU can open the file for
+ * writing while it works (qemu-img reading it still can), then asks whether anybody else holds
+ * any of the bytes: a QEMU that has the file open. */
+static int lock_out_writers(int fd, const char *path, struct ferr *e)
+{
+    static const off_t unshared[] = {201, 203};
+    for (size_t i = 0; i < sizeof(unshared) / sizeof(unshared[0]); i++) {
+        struct flock fl = {
+            .l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = unshared[i], .l_len = 1};
+        if (fcntl(fd, F_OFD_SETLK, &fl) < 0 && errno != EAGAIN && errno != EACCES)
+            return ferr_set(e, -errno, "vhd: lock %s: %s", path, strerror(errno));
+    }
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 100, .l_len = 200};
+    if (fcntl(fd, F_OFD_GETLK, &fl) < 0)
+        return ferr_set(e, -errno, "vhd: lock %s: %s", path, strerror(errno));
+    if (fl.l_type != F_UNLCK)
+        return ferr_set(e, FERR_STATE,
+                        "vhd: %s is in use by a QEMU (it holds the image's lock): stop the VM "
+                        "using it first",
+                        path);
+    return 0;
+}
+
+static int grow_fixed(int fd, const char *path, uint64_t old, uint64_t want, struct ferr *e)
+{
+    uint8_t foot[VHD_FOOTER_SIZE], zero[VHD_FOOTER_SIZE] = {0};
+    if (pread(fd, foot, sizeof(foot), (off_t)old) != (ssize_t)sizeof(foot))
+        return ferr_set(e, -EIO, "vhd: read the footer of %s: %s", path, strerror(errno));
+    int rc = vhd_footer_resize(foot, want, e);
+    if (rc < 0)
+        return rc;
+    if (fallocate(fd, 0, 0, (off_t)(want + VHD_FOOTER_SIZE)) < 0) {
+        int err = errno;
+        if (err == EOPNOTSUPP || err == ENOSYS) {
+            if (ftruncate(fd, (off_t)(want + VHD_FOOTER_SIZE)) < 0)
+                return ferr_set(e, -errno, "vhd: extend %s: %s", path, strerror(errno));
+        } else {
+            /* back to its size: the old footer was not touched */
+            (void)!ftruncate(fd, (off_t)(old + VHD_FOOTER_SIZE));
+            if (err == ENOSPC || err == EDQUOT)
+                return ferr_set(e, FERR_LIMIT,
+                                "vhd: %s: no room to grow it to %llu MiB (%s); free space "
+                                "there first",
+                                path, (unsigned long long)(want / MIB), strerror(err));
+            return ferr_set(e, -err, "vhd: extend %s: %s", path, strerror(err));
+        }
+    }
+    /* the new footer first: until the old one is zeroed the file is a valid VHD of the new
+     * size whose new part holds the old footer's bytes */
+    if (pwrite(fd, foot, sizeof(foot), (off_t)want) != (ssize_t)sizeof(foot) || fdatasync(fd) < 0 ||
+        pwrite(fd, zero, sizeof(zero), (off_t)old) != (ssize_t)sizeof(zero) || fdatasync(fd) < 0)
+        return ferr_set(e, -EIO, "vhd: write %s: %s", path, strerror(errno));
+    return 0;
+}
+
+static int grow_dynamic(const char *qemu_img, const char *path, uint64_t size_mib, struct ferr *e)
+{
+    char dir[PATH_MAX], tmp[PATH_MAX];
+    int rc = check_dir(path, dir, e);
+    if (rc < 0)
+        return rc;
+    const char *base = strrchr(path, '/') + 1;
+    if (snprintf(tmp, sizeof(tmp), "%s/.%s.ferry-XXXXXX", strcmp(dir, "/") ? dir : "", base) >=
+        (int)sizeof(tmp))
+        return ferr_set(e, FERR_INVALID, "vhd: grow: %s: path too long", path);
+    int fd = mkstemp(tmp);
+    if (fd < 0)
+        return ferr_set(e, -errno, "vhd: grow: create a file in %s: %s", dir, strerror(errno));
+    close(fd);
+    char size_arg[32];
+    snprintf(size_arg, sizeof(size_arg), "%lluM", (unsigned long long)size_mib);
+    const char *img = qemu_img_or_default(qemu_img);
+    char *create[] = {
+        (char *)img, "create", "-q", "-f", "vpc", "-o", "subformat=dynamic,force_size=on",
+        tmp,         size_arg, NULL};
+    /* the copy is zero where nothing was written, so only the blocks the guest wrote are
+     * copied */
+    char *copy[] = {(char *)img, "convert",    "-q", "-n", "--target-is-zero", "-f", "vpc", "-O",
+                    "vpc",       (char *)path, tmp,  NULL};
+    char *const *steps[] = {create, copy};
+    for (size_t i = 0; i < 2; i++) {
+        struct run r;
+        char buf[64];
+        if ((rc = run((char **)steps[i], &r, e)) < 0) {
+            ferr_prefix(e, "vhd: grow %s", path);
+            goto fail;
+        }
+        if (!run_ok(&r)) {
+            rc = ferr_set(e, FERR_QEMU, "vhd: grow %s: qemu-img %s failed: %s", path, steps[i][1],
+                          run_why(&r, buf, sizeof(buf)));
+            run_free(&r);
+            goto fail;
+        }
+        run_free(&r);
+    }
+    if ((rc = check_made(tmp, size_mib * MIB, e)) < 0)
+        goto fail;
+    if ((fd = open(tmp, O_RDONLY | O_CLOEXEC)) < 0 || fsync(fd) < 0) {
+        rc = ferr_set(e, -errno, "vhd: grow: sync %s: %s", tmp, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        goto fail;
+    }
+    close(fd);
+    if (rename(tmp, path) < 0) {
+        rc = ferr_set(e, -errno, "vhd: grow: rename %s to %s: %s", tmp, path, strerror(errno));
+        goto fail;
+    }
+    if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+    return 0;
+fail:
+    unlink(tmp);
+    return rc;
+}
+
+int vhd_grow(const char *qemu_img, const char *path, uint64_t size_mib, struct ferr *e)
+{
+    struct vhd_layout lay;
+    int rc;
+    if ((rc = check_path(path, e)) < 0 || (rc = vhd_check_file(path, &lay, e)) < 0)
+        return rc;
+    if (size_mib < 1 || size_mib > VHD_MAX_SIZE_MIB)
+        return ferr_set(e, FERR_INVALID, "vhd: size %llu MiB is out of range 1..%llu",
+                        (unsigned long long)size_mib, (unsigned long long)VHD_MAX_SIZE_MIB);
+    if (size_mib * MIB <= lay.current_size)
+        return ferr_set(e, FERR_INVALID,
+                        "vhd: %s is %llu MiB already: a disk only grows (asked %llu MiB)", path,
+                        (unsigned long long)(lay.current_size / MIB), (unsigned long long)size_mib);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return ferr_set(e, -errno, "vhd: open %s: %s", path, strerror(errno));
+    if ((rc = lock_out_writers(fd, path, e)) == 0)
+        rc = strcmp(lay.subformat, "fixed") == 0
+                 ? grow_fixed(fd, path, lay.current_size, size_mib * MIB, e)
+                 : grow_dynamic(qemu_img, path, size_mib, e);
+    close(fd);
+    if (rc == 0)
+        rc = vhd_check_file(path, NULL, e);
+    return rc;
+}
+
+int vhd_delete(const char *path, struct ferr *e)
+{
+    int rc;
+    if ((rc = check_path(path, e)) < 0 || (rc = vhd_check_file(path, NULL, e)) < 0)
+        return rc;
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return ferr_set(e, -errno, "vhd: open %s: %s", path, strerror(errno));
+    if ((rc = lock_out_writers(fd, path, e)) == 0 && unlink(path) < 0)
+        rc = ferr_set(e, -errno, "vhd: delete %s: %s", path, strerror(errno));
+    close(fd);
+    return rc;
+}
+
 /* ---- converting ---- */
 
 static bool source_format_ok(const char *f)

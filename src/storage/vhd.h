@@ -25,6 +25,12 @@
 int vhd_footer_parse(const uint8_t footer[VHD_FOOTER_SIZE], char subformat[16],
                      uint64_t *current_size, struct ferr *e);
 
+/* A footer for the same disk grown (or shrunk) to new_size bytes: the current size, the CHS
+ * geometry (the specification's algorithm; QEMU reads the size of images ferry and Hyper-V
+ * make from the current size) and the checksum are rewritten. Pure. FERR_INVALID for a
+ * footer that does not parse or a size that is not a multiple of 512 up to VHD_MAX_SIZE. */
+int vhd_footer_resize(uint8_t footer[VHD_FOOTER_SIZE], uint64_t new_size, struct ferr *e);
+
 /* Reads exactly len bytes at offset of the file being checked into buf: 0, or a negative code
  * with e set. vhd_check only asks for bytes inside the file_size it was given. */
 typedef int (*vhd_read_fn)(void *ctx, uint64_t offset, void *buf, size_t len, struct ferr *e);
@@ -79,6 +85,22 @@ int vhd_check_file(const char *path, struct vhd_layout *out, struct ferr *e);
  * qemu_img is the binary to run ("qemu-img" if NULL). */
 int vhd_create(const char *qemu_img, const char *path, const char *subformat, uint64_t size_mib,
                struct ferr *e);
+
+/*
+ * Grows the VHD at path to size_mib MiB, keeping its type and every byte the guest had. A
+ * fixed VHD grows in place: the file is extended (reserved with fallocate: no room is
+ * FERR_LIMIT), the new footer written at the new end and synced before the old one is zeroed
+ * (a crash between the two leaves a valid VHD of the new size). A dynamic one is copied with
+ * qemu-img into a new dynamic VHD of the new size beside it, which replaces it by rename
+ * (qemu-img cannot resize a VHD). The file is checked with vhd_check first; a size not above
+ * the current one is FERR_INVALID; a file a QEMU holds (its image lock) is FERR_STATE, and
+ * ferry holds that lock itself while it works so no QEMU opens it meanwhile. Blocks.
+ */
+int vhd_grow(const char *qemu_img, const char *path, uint64_t size_mib, struct ferr *e);
+
+/* Deletes the VHD at path: it must pass vhd_check (ferry deletes nothing but VHDs) and no
+ * QEMU may hold it (FERR_STATE). */
+int vhd_delete(const char *path, struct ferr *e);
 
 /* Formats vhd_convert reads, and how it names them (qemu-img's names). */
 #define VHD_SOURCE_FORMATS "raw, qcow2, vmdk, vhdx, vpc"

@@ -18,6 +18,7 @@ enum {
     F_VERSION = 12,     /* file format version: major in the high 16 bits, 0x00010000 */
     F_DATA_OFFSET = 16, /* dynamic: absolute byte offset of the dynamic disk header */
     F_CURRENT_SIZE = 48,
+    F_GEOMETRY = 56, /* cylinders (2 bytes), heads, sectors per track */
     F_DISK_TYPE = 60,
     F_CHECKSUM = 64, /* one's complement of the byte sum, this field left out */
 };
@@ -90,6 +91,59 @@ int vhd_footer_parse(const uint8_t footer[VHD_FOOTER_SIZE], char subformat[16],
     snprintf(subformat, 16, "%s", name);
     if (current_size)
         *current_size = be64(footer + F_CURRENT_SIZE);
+    return 0;
+}
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8),
+    p[3] = (uint8_t)v;
+}
+
+/* The CHS geometry of a disk of size bytes, after the VHD specification's appendix. */
+static void geometry(uint64_t size, uint16_t *cyl, uint8_t *heads, uint8_t *spt)
+{
+    uint64_t total = size / SECTOR, cth;
+    unsigned h, s;
+    if (total > 65535ull * 16 * 255)
+        total = 65535ull * 16 * 255;
+    if (total >= 65535ull * 16 * 63) {
+        s = 255, h = 16, cth = total / s;
+    } else {
+        s = 17, cth = total / s;
+        h = (unsigned)((cth + 1023) / 1024);
+        if (h < 4)
+            h = 4;
+        if (cth >= h * 1024ull || h > 16)
+            s = 31, h = 16, cth = total / s;
+        if (cth >= h * 1024ull)
+            s = 63, h = 16, cth = total / s;
+    }
+    *cyl = (uint16_t)(cth / h), *heads = (uint8_t)h, *spt = (uint8_t)s;
+}
+
+int vhd_footer_resize(uint8_t footer[VHD_FOOTER_SIZE], uint64_t new_size, struct ferr *e)
+{
+    char sub[16];
+    uint64_t cur;
+    int rc = vhd_footer_parse(footer, sub, &cur, e);
+    if (rc < 0)
+        return rc;
+    if (new_size % SECTOR || new_size > VHD_MAX_SIZE)
+        return ferr_set(e, FERR_INVALID, "VHD size %llu is not a multiple of 512 up to %llu",
+                        (unsigned long long)new_size, (unsigned long long)VHD_MAX_SIZE);
+    put_be32(footer + F_CURRENT_SIZE, (uint32_t)(new_size >> 32));
+    put_be32(footer + F_CURRENT_SIZE + 4, (uint32_t)new_size);
+    /* 65535/16/255 is QEMU's mark for "the size is the current size" (force_size): kept */
+    static const uint8_t max_chs[4] = {0xff, 0xff, 16, 255};
+    if (memcmp(footer + F_GEOMETRY, max_chs, 4) != 0) {
+        uint16_t cyl;
+        uint8_t heads, spt;
+        geometry(new_size, &cyl, &heads, &spt);
+        footer[F_GEOMETRY] = (uint8_t)(cyl >> 8), footer[F_GEOMETRY + 1] = (uint8_t)cyl;
+        footer[F_GEOMETRY + 2] = heads, footer[F_GEOMETRY + 3] = spt;
+    }
+    put_be32(footer + F_CHECKSUM, checksum(footer, VHD_FOOTER_SIZE, F_CHECKSUM));
     return 0;
 }
 

@@ -769,6 +769,128 @@ static void test_convert_in_use(void **state)
     only_file(t, "busy.qcow2");
 }
 
+/* ---- growing and deleting ---------------------------------------------------------------- */
+
+static void read_footer(const char *path, uint8_t f[VHD_FOOTER_SIZE])
+{
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(pread(fd, f, VHD_FOOTER_SIZE, st.st_size - VHD_FOOTER_SIZE), VHD_FOOTER_SIZE);
+    close(fd);
+}
+
+static void test_footer_resize(void **state)
+{
+    struct tmp *t = *state;
+    char small[256], big[256];
+    path_in(t, "small.vhd", small);
+    path_in(t, "big.vhd", big);
+    sh("qemu-img create -q -f vpc -o subformat=fixed,force_size=on %s 64M && qemu-img create -q "
+       "-f vpc -o subformat=fixed,force_size=on %s 3000M",
+       small, big);
+    uint8_t f[VHD_FOOTER_SIZE], want[VHD_FOOTER_SIZE];
+    read_footer(small, f);
+    read_footer(big, want);
+    struct ferr e = {0};
+    assert_int_equal(vhd_footer_resize(f, 3000 * MIB, &e), 0);
+    char sub[16];
+    uint64_t size = 0;
+    assert_int_equal(vhd_footer_parse(f, sub, &size, &e), 0); /* its checksum is right */
+    assert_string_equal(sub, "fixed");
+    assert_int_equal(size, 3000 * MIB);
+    assert_memory_equal(f + 56, want + 56, 4); /* the geometry QEMU computes too */
+    assert_int_equal(vhd_footer_resize(f, 3000 * MIB + 1, &e), FERR_INVALID);
+    /* images whose size is their CHS geometry's (made without force_size, as Virtual PC
+     * did): the geometry is computed as the specification says, as QEMU does */
+    sh("rm %s %s && qemu-img create -q -f vpc -o subformat=fixed %s 64M && qemu-img create -q "
+       "-f vpc -o subformat=fixed %s 3000M",
+       small, big, small, big);
+    read_footer(small, f);
+    read_footer(big, want);
+    assert_int_equal(vhd_footer_parse(want, sub, &size, &e), 0);
+    assert_int_equal(vhd_footer_resize(f, size, &e), 0);
+    assert_memory_equal(f + 56, want + 56, 4);
+    f[0] = 'X';
+    assert_int_equal(vhd_footer_resize(f, 128 * MIB, &e), FERR_INVALID);
+}
+
+static void test_grow(void **state)
+{
+    struct tmp *t = *state;
+    char raw[256], fixed[256], dyn[256];
+    path_in(t, "src.img", raw);
+    path_in(t, "fixed.vhd", fixed);
+    path_in(t, "dyn.vhd", dyn);
+    sh("qemu-img create -q -f raw %s 64M && printf hello | dd of=%s bs=1 seek=5000000 "
+       "conv=notrunc status=none && printf world | dd of=%s bs=1 seek=67108859 conv=notrunc "
+       "status=none",
+       raw, raw, raw);
+    struct ferr e = {0};
+    assert_int_equal(vhd_convert(NULL, raw, "raw", fixed, "fixed", &e), 0);
+    assert_int_equal(vhd_convert(NULL, raw, "raw", dyn, "dynamic", &e), 0);
+    const char *both[] = {fixed, dyn};
+    for (int i = 0; i < 2; i++) {
+        int rc = vhd_grow(NULL, both[i], 96, &e);
+        if (rc != 0)
+            fail_msg("grow %s: %s", both[i], e.msg);
+        struct vhd_info info;
+        assert_int_equal(vhd_info_read(NULL, both[i], &info, &e), 0);
+        assert_int_equal(info.virtual_size, 96 * MIB);
+        assert_string_equal(info.subformat, i == 0 ? "fixed" : "dynamic");
+        /* every byte the guest had, and zeros after them (the old footer is gone) */
+        sh("qemu-img compare -q -f raw -F vpc %s %s", raw, both[i]);
+        assert_int_equal(vhd_grow(NULL, both[i], 96, &e), FERR_INVALID);
+        assert_non_null(strstr(e.msg, "is 96 MiB already: a disk only grows"));
+        assert_int_equal(vhd_grow(NULL, both[i], 0, &e), FERR_INVALID);
+    }
+    struct vhd_layout l;
+    assert_int_equal(vhd_check_file(dyn, &l, &e), 0);
+    assert_int_equal(l.used_blocks, 2);        /* the copy kept it sparse */
+    sh("! ls -A %s | grep -q ferry-", t->dir); /* no temporary copy left */
+    /* not a VHD: neither grown nor deleted */
+    assert_int_equal(vhd_grow(NULL, raw, 128, &e), FERR_INVALID);
+    assert_int_equal(vhd_delete(raw, &e), FERR_INVALID);
+    assert_int_equal(access(raw, F_OK), 0);
+    assert_int_equal(vhd_delete(fixed, &e), 0);
+    assert_int_equal(access(fixed, F_OK), -1);
+}
+
+static void test_grow_and_delete_in_use(void **state)
+{
+    struct tmp *t = *state;
+    char p[256];
+    path_in(t, "busy.vhd", p);
+    sh("qemu-img create -q -f vpc -o subformat=fixed,force_size=on %s 8M", p);
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "exec qemu-io -f vpc -c 'sleep 3000' %s", p);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    char probe[512];
+    snprintf(probe, sizeof(probe), "qemu-img info %s >/dev/null 2>&1", p);
+    int i;
+    for (i = 0; i < 100 && system(probe) == 0; i++)
+        usleep(20000);
+    struct ferr e = {0}, e2 = {0};
+    int grow = i < 100 ? vhd_grow(NULL, p, 16, &e) : 1;
+    int del = i < 100 ? vhd_delete(p, &e2) : 1;
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    if (i == 100)
+        skip(); /* no qemu-io, or it took no lock */
+    assert_int_equal(grow, FERR_STATE);
+    assert_non_null(strstr(e.msg, "is in use by a QEMU"));
+    assert_int_equal(del, FERR_STATE);
+    struct vhd_info info;
+    assert_int_equal(vhd_info_read(NULL, p, &info, &e), 0);
+    assert_int_equal(info.virtual_size, 8 * MIB); /* untouched */
+}
+
 /* ---- qemu-img info of a conversion source (pure) --------------------------------------------- */
 
 static void test_source_parse(void **state)
@@ -854,6 +976,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_convert_formats, setup_tmp, teardown_tmp),
         cmocka_unit_test_setup_teardown(test_convert_vhd, setup_tmp, teardown_tmp),
         cmocka_unit_test_setup_teardown(test_convert_refusals, setup_tmp, teardown_tmp),
+        cmocka_unit_test_setup_teardown(test_footer_resize, setup_tmp, teardown_tmp),
+        cmocka_unit_test_setup_teardown(test_grow, setup_tmp, teardown_tmp),
+        cmocka_unit_test_setup_teardown(test_grow_and_delete_in_use, setup_tmp, teardown_tmp),
         cmocka_unit_test_setup_teardown(test_convert_in_use, setup_tmp, teardown_tmp),
         cmocka_unit_test(test_source_parse),
     };
