@@ -19,6 +19,7 @@
 #include "host/host.h"
 #include "fleet/fleet.h"
 #include "fleet/redirect.h"
+#include "fleet/storagemove.h"
 #include "fleet/volumes.h"
 #include "storage/lease.h"
 #include "migrate/migrate.h"
@@ -410,6 +411,14 @@ static void recover_one(struct vm *vm, void *data)
     migrate_recover(d->api.migrator, vm);
 }
 
+/* A storage move this node's previous ferryd left in a QEMU (fleet/storagemove.h). */
+static void recover_move(struct vm *vm, void *data)
+{
+    struct ferryd *d = data;
+    struct storage_move_env env = {d->api.loop, d->api.fleet, d->api.qemu_img};
+    storage_move_recover(&env, vm);
+}
+
 static void sync_tick(uv_timer_t *t)
 {
     struct ferryd *d = t->data;
@@ -420,6 +429,10 @@ static void sync_tick(uv_timer_t *t)
         /* A migration this node's previous ferryd left under way (migrate.c's journal). */
         vmset_foreach(d->vms, recover_one, d);
     }
+    /* in a cluster once it is up: a finished move writes the VM's record */
+    if (d->vms && d->api.fleet &&
+        (!d->cluster || !cluster_active(d->cluster) || cluster_quorum(d->cluster)))
+        vmset_foreach(d->vms, recover_move, d);
 }
 
 /* ---- a volume lost on this node (fleet/volumes.c): its direct-I/O VMs move away ---- */

@@ -10,6 +10,7 @@
 
 #include "cluster/cluster.h"
 #include "cluster/placement.h"
+#include "common/jsonfield.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "vm/spec.h"
@@ -662,6 +663,31 @@ static void sync_one(struct vm *vm, void *data)
     struct cdb_vm_runtime run = {vm_accel(vm), vm_pid(vm), vm_started_ms(vm)};
     const struct cdb_vm_runtime *rt = run.pid > 0 ? &run : NULL;
     bool mine = owner && strcmp(owner, f->env.node_name) == 0;
+    /* a disk moved here whose record could not be written then (fleet_publish_spec) */
+    const struct vm_spec *spec = vm_spec(vm);
+    json_t *disks = json_object_get(json_object_get(rec, "spec"), "disks");
+    bool moved = json_array_size(disks) == spec->ndisks;
+    for (unsigned i = 0; moved && i < spec->ndisks; i++)
+        moved = strcmp(jfield_text(json_array_get(disks, i), "path"), spec->disks[i].path) == 0;
+    moved = !moved;
+    if (mine && moved) {
+        json_decref(rec);
+        struct ferr e = {0};
+        json_object_set_new(f->syncing, name, json_true());
+        struct sync_write *w = calloc(1, sizeof(*w));
+        if (!w) {
+            json_object_del(f->syncing, name);
+            return;
+        }
+        w->f = f;
+        snprintf(w->name, sizeof(w->name), "%s", name);
+        json_t *cmd = cdb_cmd_vm_put(name, vm_spec_to_json(spec), NULL, NULL);
+        log_info("vm %s: its record's disks are not its spec's: written again", name);
+        if (!cmd || cluster_write(f->env.cluster, cmd, synced, w, &e) < 0)
+            synced(0, NULL, &e, w);
+        json_decref(cmd);
+        return;
+    }
     bool same = state && strcmp(state, vm_state_name(vm_state(vm))) == 0 && reason &&
                 strcmp(reason, vm_reason(vm)) == 0 &&
                 (version < 3 || same_runtime(json_object_get(rec, "runtime"), rt));

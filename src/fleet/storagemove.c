@@ -12,6 +12,7 @@
  */
 #include "fleet/storagemove.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -672,4 +673,234 @@ json_t *storage_move_progress(const char *vm_name)
     return json_pack("{sI ss ss ss sI sI}", "disk", (json_int_t)m->disk, "from", m->from, "to",
                      m->to, "phase", m->phase, "done_bytes", (json_int_t)m->done, "total_bytes",
                      (json_int_t)m->total);
+}
+
+/* ---- a move a previous ferryd left in a QEMU ---- */
+
+static json_t *recovered_pids; /* VM name -> the pid of the QEMU looked at (once each) */
+
+static void recovered(int status, json_t *body, const struct ferr *e, void *data)
+{
+    (void)status;
+    (void)data;
+    json_decref(body);
+    if (e)
+        log_warn("storage move left by the previous ferryd: %s", e->msg);
+}
+
+/* The filename of node name in query-named-block-nodes' answer, or NULL. */
+static const char *node_file(const json_t *nodes, const char *name)
+{
+    size_t i;
+    json_t *n;
+    json_array_foreach(nodes, i, n)
+    {
+        if (strcmp(jfield_text(n, "node-name"), name) == 0)
+            return json_string_value(json_object_get(n, "file"));
+    }
+    return NULL;
+}
+
+/* Whether name is one of disk i's nodes, "diskI" (0 in *num) or "diskI-mN" (N: the
+ * monotonic ms its move started, so a later move's nodes have a higher N), not a "-file"
+ * child. */
+static bool disk_node(const char *name, unsigned i, unsigned long long *num)
+{
+    char pre[32];
+    int n = snprintf(pre, sizeof(pre), "disk%u", i);
+    if (strncmp(name, pre, (size_t)n) != 0 || strstr(name, "-file"))
+        return false;
+    *num = 0;
+    if (name[n] == '\0')
+        return true;
+    char *end;
+    if (strncmp(name + n, "-m", 2) != 0 || !isdigit((unsigned char)name[n + 2]))
+        return false;
+    *num = strtoull(name + n + 2, &end, 10);
+    return *end == '\0';
+}
+
+struct recover {
+    struct storage_move_env env;
+    struct vmset *set;
+    struct vm *vm;
+    char name[80];
+    int pid;
+    json_t *nodes; /* query-named-block-nodes */
+};
+
+static void recover_free(struct recover *rc)
+{
+    json_decref(rc->nodes);
+    free(rc);
+}
+
+static struct sm *recovery_sm(struct recover *rc, struct vm *vm, unsigned disk)
+{
+    struct sm *m = calloc(1, sizeof(*m));
+    if (!m)
+        return NULL;
+    m->env = rc->env;
+    m->set = rc->set;
+    m->vm = vm;
+    snprintf(m->name, sizeof(m->name), "%s", rc->name);
+    m->disk = disk;
+    snprintf(m->from, sizeof(m->from), "%s", vm_spec(vm)->disks[disk].path);
+    snprintf(m->job, sizeof(m->job), "move-disk%u", disk);
+    m->live = true;
+    m->cb = recovered;
+    m->data = rc->env.fleet;
+    uv_timer_init(rc->env.loop, &m->poll);
+    m->poll.data = m;
+    m->work.data = m;
+    m->next = moves;
+    moves = m;
+    vm_storage_move_mark(vm, (int)disk);
+    return m;
+}
+
+/* query-block's answer: for each disk, either the switch was made (the device is on a
+ * "-m" node over another file than the spec's: the old nodes go and the spec follows), or
+ * "-m" nodes beside the device's are an unfinished copy (the job is cancelled, the nodes and
+ * the new file go). One disk per pass; the next tick looks again. */
+static void recover_blocks(struct qmp_conn *c, int status, json_t *r, const char *err, void *d)
+{
+    (void)c;
+    struct recover *rc = d;
+    struct vm *vm = vmset_find(rc->set, rc->name);
+    if (status < 0 || vm != rc->vm || vm_pid(vm) != rc->pid || find(rc->name) ||
+        vm_storage_moving(vm) >= 0 || vm_migrating(vm)) {
+        json_object_del(recovered_pids, rc->name); /* asked again */
+        recover_free(rc);
+        return;
+    }
+    const struct vm_spec *spec = vm_spec(vm);
+    for (unsigned i = 0; i < spec->ndisks; i++) {
+        const char *root = NULL, *root_file = NULL;
+        size_t k;
+        json_t *b;
+        json_array_foreach(r, k, b)
+        {
+            json_t *ins = json_object_get(b, "inserted");
+            if (is_disk(b, i) && ins)
+                root = json_string_value(json_object_get(ins, "node-name"));
+        }
+        if (!root || strlen(root) > 40)
+            continue;
+        /* the file under the root, as its protocol node names it (the root's own "file" is
+         * a json: description when it has options, as a fixed VHD's raw node has) */
+        char child[64];
+        snprintf(child, sizeof(child), "%s-file", root);
+        root_file = node_file(rc->nodes, child);
+        unsigned long long root_num, num;
+        if (!disk_node(root, i, &root_num))
+            continue;
+        /* newer: a copy's target beside the device; older: the device's before a switch */
+        const char *newer = NULL, *older = NULL;
+        json_t *n;
+        json_array_foreach(rc->nodes, k, n)
+        {
+            const char *name = jfield_text(n, "node-name");
+            if (disk_node(name, i, &num) && num > root_num)
+                newer = name;
+            else if (disk_node(name, i, &num) && num < root_num)
+                older = name;
+        }
+        bool switched = root_num > 0 && root_file && strcmp(root_file, spec->disks[i].path) != 0 &&
+                        strlen(root_file) < sizeof(((struct sm *)0)->to);
+        if (!switched && !newer)
+            continue;
+        struct sm *m = recovery_sm(rc, vm, i);
+        if (!m)
+            break;
+        if (switched) {
+            /* the copy finished and the device switched; the spec was not written */
+            log_warn("vm %s: its previous ferryd ended after disks[%u] switched to %s: the "
+                     "move is finished now",
+                     rc->name, i, root_file);
+            snprintf(m->to, sizeof(m->to), "%s", root_file);
+            m->phase = "cleanup";
+            qmp(m, "job-dismiss", json_pack("{ss}", "id", m->job), NULL); /* concluded */
+            if (older && strlen(older) < sizeof(m->root) - 6) {
+                snprintf(m->root, sizeof(m->root), "%s", older);
+                snprintf(m->file, sizeof(m->file), "%s-file", older);
+                if (qmp(m, "blockdev-del", json_pack("{ss}", "node-name", m->root), old_deleted) ==
+                    0)
+                    break;
+            }
+            adopt_new_path(m);
+            break;
+        }
+        const char *to = NULL;
+        if (strlen(newer) < sizeof(m->nroot) - 6) {
+            snprintf(m->nroot, sizeof(m->nroot), "%s", newer);
+            snprintf(m->nfile, sizeof(m->nfile), "%s-file", newer);
+            to = node_file(rc->nodes, m->nfile);
+        }
+        for (unsigned j = 0; to && j < spec->ndisks; j++)
+            if (strcmp(to, spec->disks[j].path) == 0)
+                to = NULL; /* never a file the VM has as a disk */
+        /* the copy did not finish: undone as a failed move is (job, nodes, new file) */
+        snprintf(m->to, sizeof(m->to), "%s", to ? to : "");
+        log_warn("vm %s: its previous ferryd ended while disks[%u] was copied to %s: the "
+                 "move is undone",
+                 rc->name, i, m->to[0] ? m->to : "(a file QEMU does not name)");
+        m->job_started = m->nodes_added = m->file_added = true;
+        m->file_made = m->to[0] != '\0';
+        m->phase = "undoing";
+        ferr_set(&m->err, FERR_STATE,
+                 "vm %s: disks[%u]: the move to %s was undone after a ferryd restart", rc->name, i,
+                 m->to);
+        m->failed = true;
+        undo(m);
+        break;
+    }
+    recover_free(rc);
+}
+
+static void recover_nodes(struct qmp_conn *c, int status, json_t *r, const char *err, void *d)
+{
+    (void)c;
+    struct recover *rc = d;
+    struct vm *vm = vmset_find(rc->set, rc->name);
+    struct ferr e = {0};
+    if (status < 0 || vm != rc->vm) {
+        json_object_del(recovered_pids, rc->name);
+        recover_free(rc);
+        return;
+    }
+    rc->nodes = json_incref(r);
+    if (vm_qmp(vm, "query-block", NULL, recover_blocks, rc, &e) < 0) {
+        json_object_del(recovered_pids, rc->name);
+        recover_free(rc);
+    }
+}
+
+void storage_move_recover(const struct storage_move_env *env, struct vm *vm)
+{
+    enum vm_state st = vm_state(vm);
+    int pid = vm_pid(vm);
+    const char *name = vm_name(vm);
+    if ((st != VM_RUNNING && st != VM_PAUSED) || pid <= 0 || find(name) || vm_migrating(vm) ||
+        vm_storage_moving(vm) >= 0)
+        return;
+    if (!recovered_pids && !(recovered_pids = json_object()))
+        return;
+    if (json_integer_value(json_object_get(recovered_pids, name)) == pid)
+        return; /* this QEMU was looked at */
+    struct recover *rc = calloc(1, sizeof(*rc));
+    if (!rc)
+        return;
+    rc->env = *env;
+    rc->set = vm_vmset(vm);
+    rc->vm = vm;
+    rc->pid = pid;
+    snprintf(rc->name, sizeof(rc->name), "%s", name);
+    struct ferr e = {0};
+    json_object_set_new(recovered_pids, name, json_integer(pid));
+    if (vm_qmp(vm, "query-named-block-nodes", json_pack("{sb}", "flat", 1), recover_nodes, rc, &e) <
+        0) {
+        json_object_del(recovered_pids, name); /* QMP not ready yet: the next tick */
+        recover_free(rc);
+    }
 }

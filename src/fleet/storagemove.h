@@ -37,4 +37,13 @@ int storage_move_cancel(const char *vm_name, struct ferr *e);
  * NULL when none. */
 json_t *storage_move_progress(const char *vm_name);
 
+/*
+ * A move the previous ferryd left in vm's QEMU (it ended mid-move): asked once per QEMU
+ * (ferryd's 2 s tick calls it for every VM). A copy that did not finish is undone as a failed
+ * move is (the job cancelled, the new nodes and the new file gone: the VM stays on its disk);
+ * a switch that happened but did not reach the spec is finished (the old nodes go, the spec
+ * and the cluster record name the new file). Logged either way.
+ */
+void storage_move_recover(const struct storage_move_env *env, struct vm *vm);
+
 #endif
