@@ -11,7 +11,9 @@
 
 #include "api/http.h"
 #include "api/router.h"
+#include "cluster/cdb.h"
 #include "cluster/cluster.h"
+#include "common/jsonfield.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "fleet/fleet.h"
@@ -412,7 +414,7 @@ static void h_vm_console(struct api_ctx *ctx, struct http_req *req, const struct
 
 /* Disk work blocks (qemu-img, reading the metadata of a file on a shared volume): it runs in
  * the libuv thread pool and answers from disk_after. */
-enum disk_op { DISK_INFO, DISK_CREATE, DISK_CONVERT };
+enum disk_op { DISK_INFO, DISK_CREATE, DISK_CONVERT, DISK_GROW, DISK_DELETE };
 
 struct disk_work {
     uv_work_t req;
@@ -427,13 +429,21 @@ struct disk_work {
     struct vhd_info info;
     int status;
     struct ferr e;
+    char node[64]; /* who did it (a volume's disks: its coordinator) */
+    uv_loop_t *loop;
 };
 
 static void disk_work(uv_work_t *req)
 {
     struct disk_work *dw = req->data;
+    if (dw->op == DISK_DELETE) {
+        dw->status = vhd_delete(dw->path, &dw->e);
+        return;
+    }
     if (dw->op == DISK_CREATE)
         dw->status = vhd_create(dw->qemu_img, dw->path, dw->type, dw->size_mib, &dw->e);
+    else if (dw->op == DISK_GROW)
+        dw->status = vhd_grow(dw->qemu_img, dw->path, dw->size_mib, &dw->e);
     else if (dw->op == DISK_CONVERT)
         dw->status = vhd_convert(dw->qemu_img, dw->src, dw->src_format[0] ? dw->src_format : NULL,
                                  dw->path, dw->type, &dw->e);
@@ -447,13 +457,17 @@ static void disk_after(uv_work_t *req, int status)
     struct disk_work *dw = req->data;
     if (dw->status < 0) {
         http_reply_error(dw->http, &dw->e);
+    } else if (dw->op == DISK_DELETE) {
+        http_reply_json(
+            dw->http, 200,
+            json_pack("{s:s, s:b, s:s}", "path", dw->path, "deleted", 1, "node", dw->node));
     } else {
-        http_reply_json(dw->http, dw->op == DISK_INFO ? 200 : 201,
-                        json_pack("{s:s, s:s, s:s, s:I, s:I, s:I}", "path", dw->path, "format",
+        http_reply_json(dw->http, dw->op == DISK_CREATE || dw->op == DISK_CONVERT ? 201 : 200,
+                        json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:s}", "path", dw->path, "format",
                                   dw->info.format, "subformat", dw->info.subformat, "virtual_size",
                                   (json_int_t)dw->info.virtual_size, "actual_size",
                                   (json_int_t)dw->info.actual_size, "file_size",
-                                  (json_int_t)dw->info.file_size));
+                                  (json_int_t)dw->info.file_size, "node", dw->node));
     }
     free(dw);
 }
@@ -481,6 +495,7 @@ static struct disk_work *new_disk_work(struct api_ctx *ctx, struct http_req *req
     }
     dw->http = req;
     dw->op = op;
+    snprintf(dw->node, sizeof(dw->node), "%s", ctx->node_name);
     snprintf(dw->qemu_img, sizeof(dw->qemu_img), "%s", ctx->qemu_img);
     snprintf(dw->path, sizeof(dw->path), "%s", path);
     dw->req.data = dw;
@@ -501,11 +516,74 @@ static const char *disk_type(struct http_req *req, const json_t *body, const cha
     const char *t = json_string_value(type);
     if (!t || (strcmp(t, "fixed") != 0 && strcmp(t, "dynamic") != 0)) {
         req_err(req, FERR_INVALID,
-                "type: expected \"fixed\" or \"dynamic\" (a fixed VHD live-migrates, a dynamic "
-                "one grows as it is written but does not)");
+                "type: expected \"fixed\" or \"dynamic\" (a fixed VHD is the fast path; a "
+                "dynamic one grows as it is written and live-migrates when it is on a shared "
+                "volume)");
         return NULL;
     }
     return t;
+}
+
+/*
+ * A VHD on a cluster shared volume is created, grown and deleted by the volume's coordinator
+ * (docs/architecture.md, "Cluster shared volumes"): the request goes there unless this node
+ * is it. Returns true if the request was answered or handed on.
+ */
+static bool forward_to_coordinator(struct api_ctx *ctx, struct http_req *req, const char *path)
+{
+    if (!cluster_active(ctx->cluster))
+        return false;
+    json_t *vol = cdb_csv_holding(cluster_db(ctx->cluster), path);
+    if (!vol)
+        return false;
+    char coord[64], name[64];
+    snprintf(coord, sizeof(coord), "%s", jfield_text(vol, "coordinator"));
+    snprintf(name, sizeof(name), "%s", jfield_text(vol, "name"));
+    json_decref(vol);
+    if (strcmp(coord, ctx->node_name) == 0)
+        return false;
+    if (http_req_principal(req) == HTTP_PRINCIPAL_PEER) {
+        req_err(req, FERR_STATE, "%s does not coordinate volume %s any more: %s does; try again",
+                ctx->node_name, name, coord);
+        return true;
+    }
+    size_t len;
+    const char *body = http_req_body(req, &len);
+    char fwd[1200];
+    struct ferr e = {0};
+    if (forward_path(req, fwd, sizeof(fwd)) < 0)
+        req_err(req, FERR_INVALID, "query: a value has characters that cannot be forwarded");
+    else if (cluster_forward(ctx->cluster, coord, http_req_method(req), fwd, len ? body : NULL,
+                             reply_cluster, req, &e) < 0)
+        http_reply_error(req, &e);
+    return true;
+}
+
+/* The VMs whose spec names path as a disk, and whether one of them has a QEMU (any state but
+ * stopped and failed): "web1 (running), db1 (stopped)" into out. */
+static bool disk_users(struct api_ctx *ctx, const char *path, char *out, size_t size)
+{
+    json_t *list = fleet_list(ctx->fleet);
+    size_t i, k, n = 0;
+    json_t *vm, *d;
+    bool live = false;
+    out[0] = '\0';
+    json_array_foreach(json_object_get(list, "vms"), i, vm)
+    {
+        json_array_foreach(json_object_get(json_object_get(vm, "spec"), "disks"), k, d)
+        {
+            if (strcmp(jfield_text(d, "path"), path) != 0)
+                continue;
+            const char *st = jfield_text(vm, "state");
+            live |= strcmp(st, "stopped") != 0 && strcmp(st, "failed") != 0;
+            size_t used = strlen(out);
+            if (used < size)
+                snprintf(out + used, size - used, "%s%s (disks[%zu], %s)", n++ ? ", " : "",
+                         jfield_text(vm, "name"), k, st);
+        }
+    }
+    json_decref(list);
+    return live;
 }
 
 static void h_disk_create(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
@@ -526,6 +604,8 @@ static void h_disk_create(struct api_ctx *ctx, struct http_req *req, const struc
         goto out;
     }
     if (!(type = disk_type(req, b, "fixed")))
+        goto out;
+    if (forward_to_coordinator(ctx, req, path))
         goto out;
     struct disk_work *dw = new_disk_work(ctx, req, DISK_CREATE, path);
     if (!dw)
@@ -562,6 +642,90 @@ static void h_disk_convert(struct api_ctx *ctx, struct http_req *req, const stru
     snprintf(dw->src_format, sizeof(dw->src_format), "%s", fmt ? json_string_value(fmt) : "");
     snprintf(dw->type, sizeof(dw->type), "%s", type);
     start_disk_work(ctx, dw);
+out:
+    json_decref(b);
+}
+
+/* The coordinator's storage daemon let the file go (redirect_free_file): the work starts. */
+static void disk_freed(int status, json_t *body, const struct ferr *e, void *data)
+{
+    struct disk_work *dw = data;
+    json_decref(body);
+    if (e) {
+        http_reply_error(dw->http, e);
+        free(dw);
+        return;
+    }
+    uv_queue_work(dw->loop, &dw->req, disk_work, disk_after);
+}
+
+/* Grow and delete: the storage daemon of this node (a coordinator) closes its export of the
+ * file first, if it kept one for a stopped VM. */
+static void start_disk_change(struct api_ctx *ctx, struct disk_work *dw)
+{
+    dw->loop = ctx->loop;
+    if (ctx->redirect)
+        redirect_free_file(ctx->redirect, dw->path, disk_freed, dw);
+    else
+        disk_freed(200, NULL, NULL, dw);
+}
+
+static void h_disk_grow(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
+{
+    static const char *const keys[] = {"path", "size_mib", NULL};
+    json_t *b = body_keys(req, false, keys, "body: accepted: path, size_mib");
+    if (!b)
+        return;
+    const char *path = json_string_value(json_object_get(b, "path"));
+    json_t *size = json_object_get(b, "size_mib");
+    char users[512];
+    if (!check_abs_path(req, "path", path))
+        goto out;
+    if (!json_is_integer(size) || json_integer_value(size) < 1 ||
+        (uint64_t)json_integer_value(size) > VHD_MAX_SIZE_MIB) {
+        req_err(req, FERR_INVALID, "size_mib: expected an integer in 1..%llu (the new size)",
+                (unsigned long long)VHD_MAX_SIZE_MIB);
+        goto out;
+    }
+    if (disk_users(ctx, path, users, sizeof(users))) {
+        req_err(req, FERR_STATE,
+                "%s is a disk of %s: stop the VM first (it sees the new size "
+                "when it starts)",
+                path, users);
+        goto out;
+    }
+    if (forward_to_coordinator(ctx, req, path))
+        goto out;
+    struct disk_work *dw = new_disk_work(ctx, req, DISK_GROW, path);
+    if (!dw)
+        goto out;
+    dw->size_mib = (uint64_t)json_integer_value(size);
+    start_disk_change(ctx, dw);
+out:
+    json_decref(b);
+}
+
+static void h_disk_delete(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
+{
+    static const char *const keys[] = {"path", NULL};
+    json_t *b = body_keys(req, false, keys, "body: accepted: path");
+    if (!b)
+        return;
+    const char *path = json_string_value(json_object_get(b, "path"));
+    char users[512];
+    if (!check_abs_path(req, "path", path))
+        goto out;
+    disk_users(ctx, path, users, sizeof(users));
+    if (users[0]) {
+        req_err(req, FERR_STATE, "%s is a disk of %s: delete the VM or move its disk first", path,
+                users);
+        goto out;
+    }
+    if (forward_to_coordinator(ctx, req, path))
+        goto out;
+    struct disk_work *dw = new_disk_work(ctx, req, DISK_DELETE, path);
+    if (dw)
+        start_disk_change(ctx, dw);
 out:
     json_decref(b);
 }
@@ -1310,6 +1474,8 @@ static const struct route routes[] = {
     {"POST", "/v1/vms/{name}/{action}", (void *)h_vm_action, NULL},
     {"POST", "/v1/disks", (void *)h_disk_create, NULL},
     {"POST", "/v1/disks/convert", (void *)h_disk_convert, NULL},
+    {"POST", "/v1/disks/grow", (void *)h_disk_grow, NULL},
+    {"POST", "/v1/disks/delete", (void *)h_disk_delete, NULL},
     {"GET", "/v1/disks/info", (void *)h_disk_info, "path"},
     {"GET", "/v1/events", (void *)h_events, "since limit"},
     {"GET", "/metrics", (void *)h_metrics, NULL},

@@ -47,12 +47,14 @@ static int abs_operand(const char *cmd, const char *what, const char *path, char
 }
 
 /* The one PATH argument, made absolute into abs (see abs_operand). */
-static int one_path(const char *cmd, int argc, char **argv, char *abs, size_t size)
+static int one_path(struct cli *cli, const char *cmd, int argc, char **argv, char *abs, size_t size)
 {
     const char *path;
-    int rc = cli_one_operand(cmd, argc, argv, "a PATH", &path);
+    int rc = cli_one_operand(cmd, argc, argv, "a PATH or csv:VOLUME/FILE", &path);
     if (rc != EXIT_OK)
         return rc;
+    if (strncmp(path, "csv:", 4) == 0)
+        return cli_csv_file(cli, cmd, "PATH", path, NULL, abs, size);
     return abs_operand(cmd, "PATH", path, abs, size);
 }
 
@@ -102,8 +104,10 @@ static int disk_create(struct cli *cli, int argc, char **argv)
                    "  -s, --size SIZE    the disk's size\n"
                    "  -t, --type TYPE    fixed (default): all of SIZE up front (sparse where the\n"
                    "                     file system allows); VMs live-migrate with it.\n"
-                   "                     dynamic: grows as the guest writes; QEMU cannot\n"
-                   "                     live-migrate a VM that uses one\n");
+                   "                     dynamic: grows as the guest writes; on a shared\n"
+                   "                     volume its VMs live-migrate (its coordinator serves\n"
+                   "                     it), elsewhere they cannot\n\n"
+                   "PATH may be csv:VOLUME/FILE: the volume's coordinator creates it.\n");
             return EXIT_OK;
         case 't':
             if ((rc = parse_type(cmd, optarg, &type)) != EXIT_OK)
@@ -118,7 +122,7 @@ static int disk_create(struct cli *cli, int argc, char **argv)
             return EXIT_USAGE;
         }
     }
-    rc = one_path(cmd, argc, argv, abs, sizeof(abs));
+    rc = one_path(cli, cmd, argc, argv, abs, sizeof(abs));
     if (rc != EXIT_OK)
         return rc;
     if (!has_size)
@@ -220,7 +224,7 @@ static int disk_info(struct cli *cli, int argc, char **argv)
         }
         return EXIT_USAGE;
     }
-    int rc = one_path(cmd, argc, argv, abs, sizeof(abs));
+    int rc = one_path(cli, cmd, argc, argv, abs, sizeof(abs));
     if (rc != EXIT_OK)
         return rc;
     char *esc = client_escape(abs);
@@ -246,10 +250,91 @@ static int disk_info(struct cli *cli, int argc, char **argv)
     return EXIT_OK;
 }
 
+static int disk_grow(struct cli *cli, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"size", required_argument, NULL, 's'},
+        CLI_COMMON_LONGOPTS,
+        {NULL, 0, NULL, 0},
+    };
+    const char *cmd = "disk grow";
+    uint64_t mib = 0;
+    bool has_size = false, first = true;
+    char abs[PATH_MAX];
+    int c, rc;
+    while ((c = cli_getopt(cli, cmd, argc, argv, CLI_COMMON_SHORTOPTS "s:", opts, &first)) != -1) {
+        switch (c) {
+        case 'h':
+            printf("Usage: ferry disk grow PATH|csv:VOLUME/FILE --size SIZE\n\n"
+                   "Grows a VHD to SIZE (in MiB, or 512M, 2G, 1T; at most 2040G), keeping its\n"
+                   "type and every byte the guest wrote. No running VM may use it: stop it\n"
+                   "first (it sees the new size when it starts; grow the partition and file\n"
+                   "system inside the guest then). A fixed VHD grows in place; a dynamic one\n"
+                   "is copied into a bigger one that replaces it. On a shared volume the\n"
+                   "volume's coordinator does it.\n\n"
+                   "  -s, --size SIZE    the new size, more than the current one\n");
+            return EXIT_OK;
+        case 's':
+            if (cli_parse_size_mib(optarg, &mib) < 0 || mib > INT64_MAX)
+                return cli_usage(cmd, "--size: '%s' is not a size like 1024, 512M or 2G", optarg);
+            has_size = true;
+            break;
+        default:
+            return EXIT_USAGE;
+        }
+    }
+    if ((rc = one_path(cli, cmd, argc, argv, abs, sizeof(abs))) != EXIT_OK)
+        return rc;
+    if (!has_size)
+        return cli_usage(cmd, "--size SIZE is needed (the new size)");
+    json_t *body = json_pack("{s:s,s:I}", "path", abs, "size_mib", (json_int_t)mib), *reply;
+    if (!body)
+        return cli_nomem();
+    rc = cli_call(cli, "POST", "/v1/disks/grow", body, &reply);
+    json_decref(body);
+    if (rc != EXIT_OK)
+        return rc;
+    show_made(cli, reply, "grown into");
+    json_decref(reply);
+    return EXIT_OK;
+}
+
+static int disk_delete(struct cli *cli, int argc, char **argv)
+{
+    static const char help[] =
+        "Usage: ferry disk delete PATH|csv:VOLUME/FILE\n\n"
+        "Deletes a VHD file that no VM names as a disk (ferry checks the cluster's VMs, and\n"
+        "that no QEMU holds the file). It must be a valid VHD: ferry deletes nothing else.\n"
+        "On a shared volume the volume's coordinator does it.\n";
+    const char *cmd = "disk delete";
+    char abs[PATH_MAX];
+    int go = cli_common_options(cli, cmd, argc, argv, help, true);
+    if (go != CLI_GO)
+        return go;
+    int rc = one_path(cli, cmd, argc, argv, abs, sizeof(abs));
+    if (rc != EXIT_OK)
+        return rc;
+    json_t *body = json_pack("{s:s}", "path", abs), *reply;
+    if (!body)
+        return cli_nomem();
+    rc = cli_call(cli, "POST", "/v1/disks/delete", body, &reply);
+    json_decref(body);
+    if (rc != EXIT_OK)
+        return rc;
+    if (cli->fmt == OUTPUT_JSON)
+        output_json(stdout, reply);
+    else
+        printf("%s: deleted\n", abs);
+    json_decref(reply);
+    return EXIT_OK;
+}
+
 static const struct cli_cmd disk_cmds[] = {
     {"create", disk_create, "create a fixed or dynamic VHD file"},
     {"convert", disk_convert, "convert a disk image (raw, qcow2, vmdk, vhdx, VHD) into a VHD"},
     {"info", disk_info, "show a disk file's format and sizes"},
+    {"grow", disk_grow, "grow a VHD no running VM uses"},
+    {"delete", disk_delete, "delete a VHD no VM uses"},
 };
 
 int cmd_disk(struct cli *cli, int argc, char **argv)

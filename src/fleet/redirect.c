@@ -357,6 +357,7 @@ struct fence {
     char volume[64], name[1200];
     long long epoch;
     char why[160];
+    struct waiter *then; /* answered once the export is gone (may be NULL) */
 };
 
 static void fenced(int status, const struct ferr *e, void *data)
@@ -367,16 +368,36 @@ static void fenced(int status, const struct ferr *e, void *data)
         log_warn("volume %s: the export %s did not close: %s", f->volume, f->name, e->msg);
     else if (d && d->epoch == f->epoch)
         writer_closed(d, f->name, f->why);
+    if (f->then) {
+        if (status < 0)
+            f->then->cb(0, NULL, e, f->then->data);
+        else
+            f->then->cb(200, json_pack("{sb}", "closed", 1), NULL, f->then->data);
+        free(f->then);
+    }
     runref(f->r);
     free(f);
 }
 
+static int close_export_then(struct daemon_ent *d, const char *name, const char *why,
+                             struct waiter *then, struct ferr *e);
+
 /* Ends d's export name (its clients' connections drop); the audit closes it once it is gone. */
 static int close_export(struct daemon_ent *d, const char *name, const char *why, struct ferr *e)
 {
+    return close_export_then(d, name, why, NULL, e);
+}
+
+/* close_export, then answers then (stolen, may be NULL) once the export is gone. */
+static int close_export_then(struct daemon_ent *d, const char *name, const char *why,
+                             struct waiter *then, struct ferr *e)
+{
     struct fence *f = calloc(1, sizeof(*f));
-    if (!f)
+    if (!f) {
+        free(then);
         return ferr_set(e, -ENOMEM, "out of memory");
+    }
+    f->then = then;
     f->r = rref(d->r);
     f->epoch = d->epoch;
     snprintf(f->volume, sizeof(f->volume), "%s", d->volume);
@@ -385,6 +406,7 @@ static int close_export(struct daemon_ent *d, const char *name, const char *why,
     int rc = storaged_unexport(d->sd, name, fenced, f, e);
     if (rc < 0) {
         runref(f->r);
+        free(f->then);
         free(f);
     }
     return rc;
@@ -789,6 +811,38 @@ static void close_unused(struct redirect *r)
         json_decref(list);
     }
     json_decref(vms);
+}
+
+void redirect_free_file(struct redirect *r, const char *path, reply_cb cb, void *data)
+{
+    for (struct daemon_ent *d = r->daemons; d; d = d->next) {
+        if (d->stopping)
+            continue;
+        json_t *list = storaged_exports(d->sd);
+        size_t i;
+        json_t *x;
+        json_array_foreach(list, i, x)
+        {
+            if (strcmp(jfield_text(x, "path"), path) != 0)
+                continue;
+            struct waiter *w = calloc(1, sizeof(*w));
+            struct ferr e = {0};
+            int rc = w ? 0 : ferr_set(&e, -ENOMEM, "out of memory");
+            if (w) {
+                w->cb = cb;
+                w->data = data;
+                json_object_del(r->asked, path);
+                rc = close_export_then(d, jfield_text(x, "name"),
+                                       "the file is changed (grown or deleted)", w, &e);
+            }
+            json_decref(list);
+            if (rc < 0)
+                cb(0, NULL, &e, data);
+            return; /* one export per file */
+        }
+        json_decref(list);
+    }
+    cb(200, json_pack("{sb}", "closed", 0), NULL, data);
 }
 
 void redirect_set_cluster(struct redirect *r, struct cluster *c)

@@ -52,6 +52,10 @@ void redirect_release(struct redirect *r, const char *volume, long long epoch, r
 /* Every 2 s: daemons of volumes this node does not coordinate any more end; relays whose
  * volume changed coordinator drop their connections (QEMU reconnects to the new one). */
 void redirect_tick(struct redirect *r);
+/* Closes this node's export of the file at path, if its storage daemon has one (a stopped
+ * VM's disk is kept open for 10 s), so the file can be grown or deleted; cb gets 200 once it
+ * is gone (at once when there is none), or the error. The caller checked no VM uses it. */
+void redirect_free_file(struct redirect *r, const char *path, reply_cb cb, void *data);
 /* {"exports": [{"volume", "name", "path", "port", "pid"}], "relays": [{"vm", "disk",
  * "volume", "file", "connected", "why"}]} for volume views and /metrics; new JSON. */
 json_t *redirect_view(struct redirect *r);

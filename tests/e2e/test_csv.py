@@ -14,6 +14,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -410,4 +411,156 @@ def test_storage_move_refusals_and_cancel_leave_the_vm_on_its_disk(lab, csv1):
     assert v["spec"]["disks"][0]["path"] == old and disk_fds(pid) == {old}, disk_fds(pid)
     wait_answering(lab, ip)
     h1.cli("vm", "delete", "--force", "smv2")
+    os.unlink(old)
+
+
+def test_the_coordinator_creates_grows_and_deletes_the_volumes_vhds(lab, csv1):
+    """A VHD on a volume is created, grown and deleted by the volume's coordinator, whichever
+    node is asked; growing keeps the guest's data and is refused while a VM runs on the disk;
+    deleting is refused while a VM names the disk, and for a file that is no VHD."""
+    h1, h2, h3 = lab.hosts
+    assert h3.cli_json("csv", "show", "csv1")["coordinator"] == "host1"
+    path = os.path.join(csv1, "meta1.vhd")
+    made = h3.cli_json("disk", "create", "csv:csv1/meta1.vhd", "--size", "32M", "--type",
+                       "dynamic")
+    assert made["node"] == "host1" and made["virtual_size"] == 32 << 20, made
+    ip = create_vm(lab, h2, "mvm1", 6, memory=128, workload="probe,recorder", disk=path)
+    rec = lab.client_popen(["ferry-probe", "recorder", ip, "--json"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    time.sleep(2)
+    rec.send_signal(signal.SIGINT)
+    res = json.loads(rec.communicate(timeout=60)[0].strip().splitlines()[-1])
+    assert res["acked_count"] > 0, res
+    for args, says in ((("grow", path, "--size", "64M"), "stop the VM first"),
+                       (("delete", path), "delete the VM or move its disk first")):
+        r = h3.cli("disk", *args, check=False)
+        assert r.returncode != 0 and says in r.stderr and "mvm1" in r.stderr, (args, r.stderr)
+    h2.cli("vm", "stop", "mvm1", "--timeout", "60")
+    wait_for(lambda: vm_on(h3, "mvm1")["state"] == "stopped", 10, "host3 to see mvm1 stopped")
+    # at once: the coordinator's storage daemon lets the stopped VM's disk go first
+    grown = h3.cli_json("disk", "grow", "csv:csv1/meta1.vhd", "--size", "64M")
+    assert grown["node"] == "host1" and grown["virtual_size"] == 64 << 20, grown
+    assert grown["subformat"] == "dynamic"
+    r = h2.cli("disk", "grow", path, "--size", "48M", check=False)
+    assert r.returncode != 0 and "is 64 MiB already: a disk only grows" in r.stderr, r.stderr
+    # the guest's records are all still there (read from the grown file)
+    raw = os.path.join(os.path.dirname(csv1), "meta1.raw")
+    subprocess.run(["qemu-img", "convert", "-f", "vpc", "-O", "raw", path, raw], check=True)
+    try:
+        v = json.loads(lab.client_exec(["ferry-probe", "verify-disk", raw, "--acked",
+                                        str(res["acked_max"]), "--json"], check=False).stdout)
+        assert v["acked_ok"] and v["first_bad"] is None, v
+    finally:
+        os.unlink(raw)
+    h2.cli("vm", "start", "mvm1")
+    wait_answering(lab, ip)
+    h2.cli("vm", "delete", "--force", "mvm1")
+    gone = h2.cli_json("disk", "delete", "csv:csv1/meta1.vhd")
+    assert gone["node"] == "host1" and gone["deleted"], gone
+    assert not os.path.exists(path)
+    notes = os.path.join(csv1, "notes.vhd")
+    with open(notes, "w") as f:
+        f.write("not a disk\n" * 200)
+    r = h3.cli("disk", "delete", notes, check=False)
+    assert r.returncode != 0 and "is not a VHD file" in r.stderr, r.stderr
+    assert os.path.exists(notes)
+    os.unlink(notes)
+
+
+class Qmp:
+    """A VM's QMP monitor, spoken to directly while no ferryd holds it."""
+
+    def __init__(self, path):
+        self.s = socket.socket(socket.AF_UNIX)
+        self.s.settimeout(30)
+        self.s.connect(path)
+        self.f = self.s.makefile("rw")
+        json.loads(self.f.readline())  # the greeting
+        self.cmd("qmp_capabilities")
+
+    def cmd(self, name, **args):
+        self.f.write(json.dumps({"execute": name, "arguments": args}) + "\n")
+        self.f.flush()
+        while True:
+            m = json.loads(self.f.readline())
+            if "return" in m:
+                return m["return"]
+            if "error" in m:
+                raise AssertionError(f"{name}: {m['error']}")
+
+    def close(self):
+        self.f.close()  # the socket's fd closes once its file is closed too
+        self.s.close()
+
+
+def test_a_ferryd_restart_mid_storage_move_leaves_no_half_move(lab, csv1):
+    """ferryd dies while a running VM's disk is copied: the next ferryd finds the copy in the
+    VM's QEMU and undoes it (the VM stays on its old disk, the half copy goes). It dies again
+    mid-copy, and this time the switch happens while no ferryd runs (made here through the
+    VM's monitor): the next ferryd finishes the move (the spec and the cluster record name the
+    new file, the old disk is let go). The guest answers throughout."""
+    h1, h2, _ = lab.hosts
+    old = os.path.join(vol_dir(lab, "local3"), "smv3.vhd")
+    ip = create_vm(lab, h1, "smv3", 5, memory=128, disk=old)
+    pid = local_vm(h1, "smv3")["pid"]
+    new = os.path.join(csv1, "smv3.vhd")
+    sock = os.path.join(h1.run_dir, "smv3", "qmp.sock")
+
+    def move_and_kill():
+        p = subprocess.Popen([lab.bins["ferry"], "--socket", h1.sock, "vm", "storage-move",
+                              "smv3", "--to", "csv:csv1", "--speed-mib", "1"], env=lab.env(h1),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            wait_for(lambda: "copying" in h1.cli("vm", "storage-move", "smv3", "--status",
+                                                 check=False).stdout, 30, "the copy to run")
+            lab.kill_ferryd(h1)
+            p.communicate(timeout=30)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        assert os.path.exists(new) and disk_fds(pid) == {old, new}, disk_fds(pid)
+
+    try:
+        move_and_kill()
+        lab.start_ferryd(h1)
+        wait_for(lambda: not os.path.exists(new), 30, "the next ferryd to remove the half copy")
+        wait_for(lambda: disk_fds(pid) == {old}, 10, "QEMU to let the half copy go")
+        v = local_vm(h1, "smv3")
+        assert v["pid"] == pid and v["state"] == "running", v
+        assert v["spec"]["disks"][0]["path"] == old
+        assert "no storage move" in h1.cli("vm", "storage-move", "smv3", "--status",
+                                           check=False).stderr
+        wait_answering(lab, ip)
+
+        move_and_kill()
+        q = Qmp(sock)
+        try:
+            q.cmd("block-job-set-speed", device="move-disk0", speed=0)
+            wait_for(lambda: [j["status"] for j in q.cmd("query-jobs")] == ["ready"], 60,
+                     "the copy to catch up")
+            q.cmd("job-complete", id="move-disk0")
+            wait_for(lambda: [j["status"] for j in q.cmd("query-jobs")] == ["concluded"], 30,
+                     "the switch")
+        finally:
+            q.close()
+    finally:
+        if not h1.ferryd_alive():
+            lab.start_ferryd(h1)
+    try:
+        wait_for(lambda: local_vm(h1, "smv3")["spec"]["disks"][0]["path"] == new, 30,
+                 "the next ferryd to finish the move in the spec")
+    except AssertionError:
+        print(h1.log_tail(6000))
+        raise
+    try:
+        wait_for(lambda: vm_on(h2, "smv3")["spec"]["disks"][0]["path"] == new, 10,
+                 "the cluster record to name the new file")
+    except AssertionError:
+        print(h1.log_tail(3000))
+        raise
+    wait_for(lambda: disk_fds(pid) == {new}, 10, "QEMU to let the old disk go")
+    assert local_vm(h1, "smv3")["pid"] == pid
+    wait_answering(lab, ip)
+    h1.cli("vm", "delete", "--force", "smv3")
     os.unlink(old)
