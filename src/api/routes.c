@@ -431,6 +431,7 @@ struct disk_work {
     struct ferr e;
     char node[64]; /* who did it (a volume's disks: its coordinator) */
     uv_loop_t *loop;
+    struct events *events;
 };
 
 static void disk_work(uv_work_t *req)
@@ -455,6 +456,12 @@ static void disk_work(uv_work_t *req)
 static void disk_after(uv_work_t *req, int status)
 {
     struct disk_work *dw = req->data;
+    if (dw->status >= 0 && dw->op == DISK_DELETE)
+        events_add(dw->events, NULL, "disk.deleted", "%s", dw->path);
+    else if (dw->status >= 0 && (dw->op == DISK_CREATE || dw->op == DISK_GROW))
+        events_add(dw->events, NULL, dw->op == DISK_CREATE ? "disk.created" : "disk.grown",
+                   "%s: a %s VHD of %llu MiB", dw->path, dw->info.subformat,
+                   (unsigned long long)(dw->info.virtual_size >> 20));
     if (dw->status < 0) {
         http_reply_error(dw->http, &dw->e);
     } else if (dw->op == DISK_DELETE) {
@@ -496,6 +503,7 @@ static struct disk_work *new_disk_work(struct api_ctx *ctx, struct http_req *req
     dw->http = req;
     dw->op = op;
     snprintf(dw->node, sizeof(dw->node), "%s", ctx->node_name);
+    dw->events = ctx->events;
     snprintf(dw->qemu_img, sizeof(dw->qemu_img), "%s", ctx->qemu_img);
     snprintf(dw->path, sizeof(dw->path), "%s", path);
     dw->req.data = dw;

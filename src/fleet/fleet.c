@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "cluster/cluster.h"
@@ -247,6 +248,7 @@ struct op {
     char name[VM_NAME_MAX + 1];
     json_t *body;
     int status;
+    json_t *made; /* create: disks volume coordinators made for it ([{"node", "path"}]) */
 };
 
 static struct op *op_new(struct fleet *f, const char *name, fleet_cb cb, void *data, struct ferr *e)
@@ -318,14 +320,20 @@ static void published(int status, json_t *body, const struct ferr *e, void *data
         undone(op->f->env.vms, vm, vm ? e2.code : 0, &e2, u);
 }
 
+static void undo_remote(struct fleet *f, json_t *made);
+
 static void made_here(struct vmset *set, struct vm *vm, int status, const struct ferr *e,
                       void *data)
 {
     struct op *op = data;
     if (status < 0) {
+        undo_remote(op->f, op->made);
+        op->made = NULL;
         op_done(op, 0, NULL, e);
         return;
     }
+    json_decref(op->made);
+    op->made = NULL;
     if (!fleet_clustered(op->f)) {
         op_done(op, 201, fleet_vm_json(op->f, vm), NULL);
         return;
@@ -333,6 +341,136 @@ static void made_here(struct vmset *set, struct vm *vm, int status, const struct
     struct ferr e2 = {0};
     if (fleet_publish_spec(op->f, vm, published, op, &e2) < 0)
         published(0, NULL, &e2, op);
+}
+
+/* ---- the disks a new VM makes on shared volumes: their coordinators make them ---- */
+
+struct remote_disks {
+    struct fleet *f;
+    json_t *spec;  /* the spec being created (owned) */
+    json_t *todo;  /* [{"node", "path", "size_mib", "type"}] still to make */
+    json_t *made;  /* [{"node", "path"}] made, deleted again if the VM is not made */
+    struct op *op; /* answered at the end */
+};
+
+static void remote_disks_free(struct remote_disks *rd)
+{
+    json_decref(rd->spec);
+    json_decref(rd->todo);
+    json_decref(rd->made);
+    free(rd);
+}
+
+static void undo_deleted(int status, json_t *body, const struct ferr *e, void *data)
+{
+    (void)status;
+    json_decref(body);
+    char *path = data;
+    if (e)
+        log_warn("a disk made for a VM that was not created stays: %s: %s", path, e->msg);
+    free(path);
+}
+
+/* The disks made on volumes go again (the VM was not made). made is stolen. */
+static void undo_remote(struct fleet *f, json_t *made)
+{
+    size_t i;
+    json_t *x;
+    json_array_foreach(made, i, x)
+    {
+        json_t *b = json_pack("{sO}", "path", json_object_get(x, "path"));
+        char *text = b ? json_dumps(b, JSON_COMPACT) : NULL;
+        char *path = strdup(jfield_text(x, "path"));
+        struct ferr e = {0};
+        json_decref(b);
+        if (!text || !path ||
+            cluster_call(f->env.cluster, jfield_text(x, "node"), "POST", "/v1/disks/delete", text,
+                         undo_deleted, path, &e) < 0) {
+            log_warn("a disk made for a VM that was not created stays: %s", jfield_text(x, "path"));
+            free(path);
+        }
+        free(text);
+    }
+    json_decref(made);
+}
+
+static void remote_next(struct remote_disks *rd);
+
+static void remote_made(int status, json_t *body, const struct ferr *e, void *data)
+{
+    (void)status;
+    json_decref(body);
+    struct remote_disks *rd = data;
+    json_t *x = json_array_get(rd->todo, 0);
+    if (e) {
+        struct ferr e2 = *e;
+        ferr_prefix(&e2, "%s (made by volume coordinator %s)", jfield_text(x, "path"),
+                    jfield_text(x, "node"));
+        undo_remote(rd->f, json_incref(rd->made));
+        op_done(rd->op, 0, NULL, &e2);
+        remote_disks_free(rd);
+        return;
+    }
+    json_array_append_new(rd->made, json_pack("{sO sO}", "node", json_object_get(x, "node"), "path",
+                                              json_object_get(x, "path")));
+    json_array_remove(rd->todo, 0);
+    remote_next(rd);
+}
+
+static void remote_next(struct remote_disks *rd)
+{
+    struct ferr e = {0};
+    json_t *x = json_array_get(rd->todo, 0);
+    int rc;
+    if (!x) { /* every one made: the VM is made here on them */
+        struct op *op = rd->op;
+        op->made = json_incref(rd->made);
+        if ((rc = vmset_create(rd->f->env.vms, rd->spec, made_here, op, &e)) < 0) {
+            undo_remote(rd->f, op->made);
+            op->made = NULL;
+            op_done(op, 0, NULL, &e);
+        }
+        remote_disks_free(rd);
+        return;
+    }
+    json_t *b = json_pack("{sO sO sO}", "path", json_object_get(x, "path"), "size_mib",
+                          json_object_get(x, "size_mib"), "type", json_object_get(x, "type"));
+    char *text = b ? json_dumps(b, JSON_COMPACT) : NULL;
+    json_decref(b);
+    rc = text ? cluster_call(rd->f->env.cluster, jfield_text(x, "node"), "POST", "/v1/disks", text,
+                             remote_made, rd, &e)
+              : ferr_set(&e, -ENOMEM, "out of memory");
+    free(text);
+    if (rc < 0)
+        remote_made(0, NULL, &e, rd);
+}
+
+/* The disks of spec to be made (size_mib given, no file yet) on a volume another node
+ * coordinates: [{"node", "path", "size_mib", "type"}]; new JSON. */
+static json_t *remote_disks_of(const struct fleet *f, const json_t *spec)
+{
+    json_t *out = json_array();
+    if (!fleet_clustered(f))
+        return out;
+    size_t i;
+    json_t *d;
+    json_array_foreach(json_object_get(spec, "disks"), i, d)
+    {
+        const char *path = jfield_text(d, "path");
+        struct stat st;
+        if (!json_is_integer(json_object_get(d, "size_mib")) || stat(path, &st) == 0)
+            continue;
+        json_t *vol = cdb_csv_holding(cluster_db(f->env.cluster), path);
+        const char *coord = vol ? jfield_text(vol, "coordinator") : "";
+        if (vol && strcmp(coord, f->env.node_name) != 0)
+            json_array_append_new(
+                out,
+                json_pack("{ss ss sO ss}", "node", coord, "path", path, "size_mib",
+                          json_object_get(d, "size_mib"), "type",
+                          strcmp(jfield_text(d, "type"), "dynamic") == 0 ? "dynamic" : "fixed"));
+        json_decref(vol);
+    }
+    return out;
 }
 
 static int create_here(struct fleet *f, const json_t *spec, fleet_cb cb, void *data, struct ferr *e)
@@ -349,6 +487,22 @@ static int create_here(struct fleet *f, const json_t *spec, fleet_cb cb, void *d
     const char *machine = vmset_default_machine(f->env.vms);
     if (!json_object_get(s, "machine") && machine)
         json_object_set_new(s, "machine", json_string(machine));
+    json_t *todo = remote_disks_of(f, s);
+    if (json_array_size(todo) > 0) {
+        /* a new disk on a volume is made by its coordinator, then the VM here on it */
+        struct remote_disks *rd = calloc(1, sizeof(*rd));
+        if (!rd || !(rd->made = json_array())) {
+            free(rd);
+            json_decref(todo);
+            json_decref(s);
+            free(op);
+            return ferr_set(e, -ENOMEM, "out of memory");
+        }
+        *rd = (struct remote_disks){.f = f, .spec = s, .todo = todo, .made = rd->made, .op = op};
+        remote_next(rd);
+        return 0;
+    }
+    json_decref(todo);
     int rc = vmset_create(f->env.vms, s, made_here, op, e);
     json_decref(s);
     if (rc < 0)

@@ -19,6 +19,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "lab"))
 from labvm import (assert_guest_whole, create_vm, lab_session, local_vm, missing,  # noqa: E402
                    shared_volume, vm_on, wait_answering)
 from ferrytest import wait_for  # noqa: E402
+from promises import events  # noqa: E402
 
 NAME = f"rd{os.getpid()}"
 SUBNET = "10.81.0.0/24"
@@ -130,6 +131,9 @@ def test_a_dynamic_vhd_on_a_volume_is_redirected_and_live_migrates(lab, csv1, tm
                    disk="csv:csv1/rdv1.vhd,type=dynamic")
     info = h2.cli_json("disk", "info", path)
     assert info.get("subformat") == "dynamic" and info["virtual_size"] >= 64 << 20, info
+    # made by the volume's coordinator (host1), not by the VM's owner
+    assert [e for e in events(h1, type="disk.created") if e["message"].startswith(path + ":")]
+    assert not [e for e in events(h2, type="disk.created") if path in e["message"]]
     pid = local_vm(h2, "rdv1")["pid"]
     assert open_files(pid) == set(), "the VM's QEMU must not open the VHD itself"
     qsd = daemon_pid(h1)
