@@ -178,7 +178,7 @@ static bool label_key_valid(const char *s)
 
 static const char *const top_fields[] = {
     "name",     "cpu",    "memory_mib", "disks", "nics", "boot", "blackout_budget_ms",
-    "priority", "labels", "machine",    NULL};
+    "priority", "labels", "machine",    "ha",    NULL};
 static const char *const cpu_fields[] = {"sockets", "cores", "threads", NULL};
 static const char *const disk_fields[] = {"path", "size_mib", "type", "readonly", NULL};
 static const char *const nic_fields[] = {"bridge", "mac", NULL};
@@ -189,6 +189,154 @@ static json_t *member(const json_t *obj, const char *key)
 {
     json_t *v = json_object_get(obj, key);
     return json_is_null(v) ? NULL : v;
+}
+
+static const char *const ha_fields[] = {"priority",
+                                        "preferred",
+                                        "possible",
+                                        "anti_affinity",
+                                        "anti_affinity_strict",
+                                        "restart_max",
+                                        "restart_period_s",
+                                        "failback",
+                                        NULL};
+
+/* A list of node names (at most VM_HA_MAX_NODES, no repeats). */
+static int ha_nodes(const json_t *v, const char *field, char out[][64], unsigned *n, struct ferr *e)
+{
+    *n = 0;
+    if (!v)
+        return 0;
+    if (!json_is_array(v) || json_array_size(v) > VM_HA_MAX_NODES)
+        return ferr_set(e, FERR_INVALID, "ha.%s: expected a list of at most %d node names", field,
+                        VM_HA_MAX_NODES);
+    size_t i;
+    json_t *x;
+    json_array_foreach(v, i, x)
+    {
+        const char *s = json_string_value(x);
+        char q[80];
+        if (!s || !name_valid(s, 63) || strlen(s) != json_string_length(x))
+            return ferr_set(e, FERR_INVALID, "ha.%s[%zu]: %s is not a node name", field, i,
+                            s ? jfield_quote(s, q, sizeof(q)) : jfield_type(x));
+        for (unsigned k = 0; k < *n; k++)
+            if (strcmp(out[k], s) == 0)
+                return ferr_set(e, FERR_INVALID, "ha.%s: %s is named twice", field, s);
+        snprintf(out[(*n)++], 64, "%s", s);
+    }
+    return 0;
+}
+
+/* "never", "immediate" or a window "HH-HH" of two different hours 0..23 (it may wrap
+ * midnight: 22-06). */
+static bool failback_ok(const char *s)
+{
+    if (strcmp(s, "never") == 0 || strcmp(s, "immediate") == 0)
+        return true;
+    size_t n = strlen(s);
+    const char *dash = strchr(s, '-');
+    if (n < 3 || n > 5 || !dash || dash == s || dash - s > 2 || !dash[1] || strlen(dash + 1) > 2)
+        return false;
+    for (const char *p = s; *p; p++)
+        if (p != dash && (*p < '0' || *p > '9'))
+            return false;
+    unsigned a = (unsigned)atoi(s), b = (unsigned)atoi(dash + 1);
+    return a <= 23 && b <= 23 && a != b;
+}
+
+int vm_ha_from_json(const json_t *j, struct vm_ha *out, struct ferr *e)
+{
+    memset(out, 0, sizeof(*out));
+    if (!j || json_is_null(j))
+        return 0;
+    int rc;
+    char q[80];
+    if (!json_is_object(j))
+        return ferr_set(e, FERR_INVALID, "ha: expected an object, not %s", jfield_type(j));
+    if ((rc = check_fields(j, "ha", ha_fields, e)) < 0)
+        return rc;
+    out->enabled = true;
+    snprintf(out->priority, sizeof(out->priority), "medium");
+    json_t *v;
+    if ((v = member(j, "priority"))) {
+        const char *p = json_string_value(v);
+        if (!p ||
+            (strcmp(p, "high") && strcmp(p, "medium") && strcmp(p, "low") && strcmp(p, "none")))
+            return ferr_set(e, FERR_INVALID,
+                            "ha.priority: expected high, medium, low or none (never started by "
+                            "HA), not %s",
+                            p ? jfield_quote(p, q, sizeof(q)) : jfield_type(v));
+        snprintf(out->priority, sizeof(out->priority), "%s", p);
+    }
+    if ((rc = ha_nodes(member(j, "preferred"), "preferred", out->preferred, &out->npreferred, e)) <
+            0 ||
+        (rc = ha_nodes(member(j, "possible"), "possible", out->possible, &out->npossible, e)) < 0)
+        return rc;
+    for (unsigned i = 0; out->npossible && i < out->npreferred; i++) {
+        bool in = false;
+        for (unsigned k = 0; k < out->npossible; k++)
+            in |= strcmp(out->preferred[i], out->possible[k]) == 0;
+        if (!in)
+            return ferr_set(e, FERR_INVALID,
+                            "ha.preferred: %s is not one of ha.possible: a preferred node must "
+                            "be a possible one",
+                            out->preferred[i]);
+    }
+    if ((v = member(j, "anti_affinity")) && json_string_length(v) > 0) {
+        const char *c = json_string_value(v);
+        if (!c || !name_valid(c, 63) || strlen(c) != json_string_length(v))
+            return ferr_set(e, FERR_INVALID,
+                            "ha.anti_affinity: expected a class name (1-63 of a-z 0-9 -, "
+                            "starting with a letter), not %s",
+                            c ? jfield_quote(c, q, sizeof(q)) : jfield_type(v));
+        snprintf(out->anti_affinity, sizeof(out->anti_affinity), "%s", c);
+    } else if (v && !json_is_string(v)) {
+        return ferr_set(e, FERR_INVALID, "ha.anti_affinity: expected a class name, not %s",
+                        jfield_type(v));
+    }
+    if ((v = member(j, "anti_affinity_strict"))) {
+        if (!json_is_boolean(v))
+            return ferr_set(e, FERR_INVALID, "ha.anti_affinity_strict: expected true or false");
+        out->anti_affinity_strict = json_is_true(v);
+    }
+    out->restart_max = VM_HA_DEFAULT_RESTART_MAX;
+    out->restart_period_s = VM_HA_DEFAULT_PERIOD_S;
+    if (((v = member(j, "restart_max")) &&
+         (rc = get_unsigned(v, "ha.restart_max", 0, VM_HA_MAX_RESTART_MAX, &out->restart_max, e)) <
+             0) ||
+        ((v = member(j, "restart_period_s")) &&
+         (rc = get_unsigned(v, "ha.restart_period_s", 1, VM_HA_MAX_PERIOD_S, &out->restart_period_s,
+                            e)) < 0))
+        return rc;
+    snprintf(out->failback, sizeof(out->failback), "never");
+    if ((v = member(j, "failback"))) {
+        const char *f = json_string_value(v);
+        if (!f || !failback_ok(f))
+            return ferr_set(e, FERR_INVALID,
+                            "ha.failback: expected never, immediate or a window of hours HH-HH "
+                            "(0..23, two different hours; 22-06 wraps midnight), not %s",
+                            f ? jfield_quote(f, q, sizeof(q)) : jfield_type(v));
+        snprintf(out->failback, sizeof(out->failback), "%s", f);
+    }
+    return 0;
+}
+
+json_t *vm_ha_to_json(const struct vm_ha *ha)
+{
+    json_t *pref = json_array(), *poss = json_array();
+    for (unsigned i = 0; pref && i < ha->npreferred; i++)
+        json_array_append_new(pref, json_string(ha->preferred[i]));
+    for (unsigned i = 0; poss && i < ha->npossible; i++)
+        json_array_append_new(poss, json_string(ha->possible[i]));
+    if (!pref || !poss) {
+        json_decref(pref);
+        json_decref(poss);
+        return NULL;
+    }
+    return json_pack("{ss so so ss sb si si ss}", "priority", ha->priority, "preferred", pref,
+                     "possible", poss, "anti_affinity", ha->anti_affinity, "anti_affinity_strict",
+                     ha->anti_affinity_strict, "restart_max", (int)ha->restart_max,
+                     "restart_period_s", (int)ha->restart_period_s, "failback", ha->failback);
 }
 
 static int parse_cpu(const json_t *cpu, struct vm_spec *s, struct ferr *e)
@@ -549,6 +697,8 @@ int vm_spec_from_json(const json_t *j, const struct vm_spec_env *env, struct vm_
     if ((v = member(j, "priority")) &&
         (rc = get_unsigned(v, "priority", 0, VM_MAX_PRIORITY, &out->priority, e)) < 0)
         return rc;
+    if ((rc = vm_ha_from_json(member(j, "ha"), &out->ha, e)) < 0)
+        return rc;
     return parse_labels(member(j, "labels"), out, e);
 }
 
@@ -625,6 +775,8 @@ json_t *vm_spec_to_json(const struct vm_spec *s)
     for (unsigned i = 0; labels && i < s->nlabels; i++)
         set(labels, s->labels[i].key, json_string(s->labels[i].value), &ok);
     set(j, "labels", labels, &ok);
+    if (s->ha.enabled)
+        set(j, "ha", vm_ha_to_json(&s->ha), &ok);
     if (!ok) {
         json_decref(j);
         return NULL;

@@ -46,6 +46,26 @@ struct vm_label {
 };
 
 #define VM_MACHINE_MAX 63
+#define VM_HA_MAX_NODES 16
+#define VM_HA_DEFAULT_RESTART_MAX 3
+#define VM_HA_MAX_RESTART_MAX 100
+#define VM_HA_DEFAULT_PERIOD_S 900
+#define VM_HA_MAX_PERIOD_S 86400
+
+/* High availability (docs/architecture.md, "High availability"): present in a spec ("ha")
+ * when enabled. */
+struct vm_ha {
+    bool enabled;
+    char priority[8]; /* "high", "medium" (default), "low", "none" (never started by HA) */
+    unsigned npreferred, npossible;
+    char preferred[VM_HA_MAX_NODES][64]; /* node names, most preferred first */
+    char possible[VM_HA_MAX_NODES][64];  /* empty: every node */
+    char anti_affinity[64];              /* a class name, "" for none */
+    bool anti_affinity_strict;
+    unsigned restart_max;      /* restarts on its own node within restart_period_s ... */
+    unsigned restart_period_s; /* ... before it is left failed */
+    char failback[16];         /* "never" (default), "immediate", or a window "HH-HH" */
+};
 
 struct vm_spec {
     char name[VM_NAME_MAX + 1];
@@ -68,6 +88,7 @@ struct vm_spec {
     unsigned priority; /* 0..1000, higher is more important */
     unsigned nlabels;
     struct vm_label labels[VM_MAX_LABELS];
+    struct vm_ha ha;
 };
 
 /*
@@ -92,6 +113,11 @@ struct vm_spec_env {
 int vm_spec_from_json(const json_t *j, const struct vm_spec_env *env, struct vm_spec *out,
                       struct ferr *e);
 
+/* Parses the "ha" member of a spec (j borrowed; NULL or JSON null: HA disabled) into *out,
+ * with the same checks and messages as vm_spec_from_json ("ha.failback: ..."). */
+int vm_ha_from_json(const json_t *j, struct vm_ha *out, struct ferr *e);
+/* The "ha" member for ha (enabled); new JSON, NULL without memory. */
+json_t *vm_ha_to_json(const struct vm_ha *ha);
 /* Returns a new JSON object (caller owns the reference) that vm_spec_from_json parses back
  * to an equal spec. NULL only on allocation failure. */
 json_t *vm_spec_to_json(const struct vm_spec *s);

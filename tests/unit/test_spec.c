@@ -119,8 +119,29 @@ static const struct bad bad_cases[] = {
     {"'web'", "spec: expected a JSON object at the top level, not a string"},
     {"{" BASE "," DISK ",'foo':1}",
      "unknown field \"foo\" (accepted: name, cpu, memory_mib, disks, "
-     "nics, boot, blackout_budget_ms, priority, labels, machine)"},
+     "nics, boot, blackout_budget_ms, priority, labels, machine, ha)"},
     {"{" BASE "," DISK ",'Name':'x'}", "unknown field \"Name\""},
+    /* ha */
+    {"{" BASE "," DISK ",'ha':true}", "ha: expected an object, not a boolean"},
+    {"{" BASE "," DISK ",'ha':{'prio':'high'}}", "ha: unknown field \"prio\""},
+    {"{" BASE "," DISK ",'ha':{'priority':'urgent'}}",
+     "ha.priority: expected high, medium, low or none (never started by HA), not \"urgent\""},
+    {"{" BASE "," DISK ",'ha':{'failback':'25-3'}}",
+     "ha.failback: expected never, immediate or a window of hours HH-HH"},
+    {"{" BASE "," DISK ",'ha':{'failback':'3-3'}}", "ha.failback:"},
+    {"{" BASE "," DISK ",'ha':{'failback':'-3'}}", "ha.failback:"},
+    {"{" BASE "," DISK ",'ha':{'failback':'1-2x'}}", "ha.failback:"},
+    {"{" BASE "," DISK ",'ha':{'restart_max':-1}}", "ha.restart_max"},
+    {"{" BASE "," DISK ",'ha':{'restart_max':101}}", "ha.restart_max"},
+    {"{" BASE "," DISK ",'ha':{'restart_period_s':0}}", "ha.restart_period_s"},
+    {"{" BASE "," DISK ",'ha':{'preferred':['host2','Host3']}}",
+     "ha.preferred[1]: \"Host3\" is not a node name"},
+    {"{" BASE "," DISK ",'ha':{'preferred':['host2','host2']}}",
+     "ha.preferred: host2 is named twice"},
+    {"{" BASE "," DISK ",'ha':{'preferred':['host2'],'possible':['host3']}}",
+     "ha.preferred: host2 is not one of ha.possible"},
+    {"{" BASE "," DISK ",'ha':{'anti_affinity':'Web Tier'}}", "ha.anti_affinity:"},
+    {"{" BASE "," DISK ",'ha':{'anti_affinity_strict':1}}", "ha.anti_affinity_strict"},
     /* machine */
     {"{" BASE "," DISK ",'machine':'pc-i440fx-9.9'}",
      "machine: this host's QEMU has no machine type \"pc-i440fx-9.9\""},
@@ -578,6 +599,8 @@ static void assert_spec_equal(const struct vm_spec *a, const struct vm_spec *b)
     assert_string_equal(a->boot.cmdline, b->boot.cmdline);
     assert_int_equal(a->blackout_budget_ms, b->blackout_budget_ms);
     assert_int_equal(a->priority, b->priority);
+    assert_int_equal(a->ha.enabled, b->ha.enabled);
+    assert_memory_equal(&a->ha, &b->ha, sizeof(a->ha));
     assert_int_equal(a->nlabels, b->nlabels);
     for (unsigned i = 0; i < a->nlabels; i++) {
         assert_string_equal(a->labels[i].key, b->labels[i].key);
@@ -612,6 +635,31 @@ static void test_round_trip_minimal(void **state)
     round_trip("{" BASE "," DISK "}");
     round_trip("{" BASE ",'boot':{'kernel':'/boot/vmlinuz'}}");
     round_trip("{" BASE ",'disks':[{'path':'/csv/d.vhd','size_mib':10,'type':'dynamic'}]}");
+}
+
+static void test_ha(void **state)
+{
+    (void)state;
+    struct vm_spec *s = calloc(1, sizeof(*s));
+    assert_non_null(s);
+    expect_ok("{" BASE "," DISK "}", s);
+    assert_false(s->ha.enabled);
+    expect_ok("{" BASE "," DISK ",'ha':{}}", s);
+    assert_true(s->ha.enabled);
+    assert_string_equal(s->ha.priority, "medium");
+    assert_int_equal(s->ha.restart_max, VM_HA_DEFAULT_RESTART_MAX);
+    assert_int_equal(s->ha.restart_period_s, VM_HA_DEFAULT_PERIOD_S);
+    assert_string_equal(s->ha.failback, "never");
+    expect_ok("{" BASE "," DISK ",'ha':{'failback':'22-06','priority':'none','restart_max':0}}", s);
+    assert_string_equal(s->ha.failback, "22-06");
+    assert_string_equal(s->ha.priority, "none");
+    assert_int_equal(s->ha.restart_max, 0);
+    free(s);
+    round_trip("{" BASE "," DISK ",'ha':{}}");
+    round_trip("{" BASE "," DISK ",'ha':{'priority':'high','preferred':['host2','host3'],"
+               "'possible':['host3','host2','host1'],'anti_affinity':'web',"
+               "'anti_affinity_strict':true,'restart_max':5,'restart_period_s':60,"
+               "'failback':'immediate'}}");
 }
 
 static void test_round_trip_full(void **state)
@@ -670,6 +718,7 @@ int main(void)
         cmocka_unit_test(test_gen_mac_is_valid_and_spread),
         cmocka_unit_test(test_labels_kept_in_order),
         cmocka_unit_test(test_round_trip_minimal),
+        cmocka_unit_test(test_ha),
         cmocka_unit_test(test_round_trip_full),
         cmocka_unit_test(test_to_json_shape),
     };
