@@ -1388,6 +1388,27 @@ static void h_int_csv_release(struct api_ctx *ctx, struct http_req *req,
 
 /* ---- storage moves (src/fleet/storagemove.c) ---- */
 
+static void h_vm_ha(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
+{
+    static const char *const keys[] = {"ha", NULL};
+    struct vm *vm = find_vm(ctx, req, m);
+    if (!vm)
+        return;
+    json_t *b = body_keys(req, false, keys,
+                          "body: accepted: {\"ha\": {settings} to enable or change, or null to "
+                          "disable}");
+    if (!b)
+        return;
+    struct ferr e = {0};
+    if (!json_object_get(b, "ha"))
+        req_err(req, FERR_INVALID,
+                "ha: required: the settings (an object, {} for the defaults) "
+                "or null to disable");
+    else if (fleet_set_ha(ctx->fleet, vm, json_object_get(b, "ha"), reply_cluster, req, &e) < 0)
+        http_reply_error(req, &e);
+    json_decref(b);
+}
+
 static void h_vm_storage_move(struct api_ctx *ctx, struct http_req *req,
                               const struct route_match *m)
 {
@@ -1476,6 +1497,7 @@ static const struct route routes[] = {
     {"GET", "/v1/migrations/{id}", (void *)h_migration_get, NULL},
     {"POST", "/v1/migrations/{id}/measurements", (void *)h_migration_measure, NULL},
     {"GET", "/v1/vms/{name}/migration", (void *)h_vm_migration, NULL},
+    {"POST", "/v1/vms/{name}/ha", (void *)h_vm_ha, NULL},
     {"POST", "/v1/vms/{name}/storage-move", (void *)h_vm_storage_move, NULL},
     {"POST", "/v1/vms/{name}/storage-move/cancel", (void *)h_vm_storage_move_cancel, NULL},
     {"GET", "/v1/vms/{name}/storage-move", (void *)h_vm_storage_move_get, NULL},

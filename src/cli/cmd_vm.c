@@ -154,6 +154,15 @@ static void show_vm(const json_t *vm)
         output_kv(stdout, "pid", "%llu", (unsigned long long)cli_jnum(vm, "pid"));
     if ((s = cli_jstr(vm, "accel")) && s[0])
         output_kv(stdout, "accel", "%s", s);
+    const json_t *ha = json_object_get(vm, "ha");
+    if ((s = cli_jstr(ha, "state")) && strcmp(s, "disabled") != 0) {
+        const char *why = cli_jstr(ha, "why");
+        output_kv(stdout, "ha", "%s (priority %s, %llu restart%s in its period)%s%s", s,
+                  cli_jstr(ha, "priority") ? cli_jstr(ha, "priority") : "?",
+                  (unsigned long long)cli_jnum(ha, "restarts"),
+                  cli_jnum(ha, "restarts") == 1 ? "" : "s", why && why[0] ? ": " : "",
+                  why ? why : "");
+    }
     if (cli_jnum(vm, "writer_epoch"))
         output_kv(stdout, "writer epoch",
                   "%llu (its disks on shared volumes answer this start only)",
@@ -507,6 +516,7 @@ static const struct cli_cmd vm_cmds[] = {
     {"migrate", cmd_vm_migrate, "live-migrate a running VM to another node"},
     {"migrations", cmd_vm_migrations, "history of live migrations (cluster database)"},
     {"storage-move", cmd_vm_storage_move, "move a VM's disk (onto a shared volume) as it runs"},
+    {"ha", cmd_vm_ha, "high availability: ha enable|disable NAME"},
     {"measure-migration", cmd_vm_measure_migration, "record a client-observed gap on a migration"},
 };
 

@@ -49,6 +49,9 @@ static const char create_help[] =
     "  --node NODE              in a cluster: the node that runs it (default: the up node\n"
     "                           with the most free memory)\n"
     "  --start                  start the VM once it is created\n"
+    "  --ha                     highly available (every disk on a shared volume; the\n"
+    "                           options of ferry vm ha enable, with --ha-priority for\n"
+    "                           its --priority, imply it)\n"
     "  -f, --file SPEC.json     start from a spec file ('-' for stdin); options override it\n"
     "  -o, --output table|json  output format\n"
     "\n"
@@ -71,6 +74,7 @@ struct create_args {
     const char *guest_ip, *guest_gw, *workload;
     const char *node;
     bool start;
+    json_t *ha; /* HA settings (--ha and the --ha-... options), or NULL */
 };
 
 static void create_args_free(struct create_args *a)
@@ -78,6 +82,7 @@ static void create_args_free(struct create_args *a)
     json_decref(a->disks);
     json_decref(a->nics);
     json_decref(a->labels);
+    json_decref(a->ha);
 }
 
 /* The options without a short form; their values are above any character's. */
@@ -102,6 +107,7 @@ enum {
     O_START,
     O_NODE,
     O_MACHINE,
+    O_HA,
 };
 
 static const struct option create_opts[] = {
@@ -125,6 +131,9 @@ static const struct option create_opts[] = {
     {"start", no_argument, NULL, O_START},
     {"node", required_argument, NULL, O_NODE},
     {"machine", required_argument, NULL, O_MACHINE},
+    {"ha", no_argument, NULL, O_HA},
+    {"ha-priority", required_argument, NULL, CLI_HA_PRIORITY},
+    CLI_HA_LONGOPTS,
     {"file", required_argument, NULL, 'f'},
     CLI_COMMON_LONGOPTS,
     {NULL, 0, NULL, 0},
@@ -371,6 +380,20 @@ static int create_option(struct create_args *a, int c, const char *arg)
     case O_START:
         a->start = true;
         break;
+    case O_HA:
+    case CLI_HA_PRIORITY:
+    case CLI_HA_PREFERRED:
+    case CLI_HA_POSSIBLE:
+    case CLI_HA_ANTI:
+    case CLI_HA_ANTI_STRICT:
+    case CLI_HA_RESTART_MAX:
+    case CLI_HA_PERIOD:
+    case CLI_HA_FAILBACK:
+        if (!a->ha && !(a->ha = json_object()))
+            return cli_nomem();
+        if (c != O_HA)
+            return cli_ha_option(CREATE_CMD, c, arg, a->ha);
+        break;
     case O_NODE:
         if (!name_valid(arg, 63))
             return cli_usage(CREATE_CMD, "--node: '%s' is not a node name", arg);
@@ -533,6 +556,8 @@ static void spec_set_policy(const struct create_args *a, json_t *spec)
         json_object_set_new(spec, "blackout_budget_ms", json_integer((json_int_t)a->budget));
     if (a->has_priority)
         json_object_set_new(spec, "priority", json_integer((json_int_t)a->priority));
+    if (a->ha)
+        json_object_set(spec, "ha", a->ha);
     if (a->labels) {
         json_t *labels = json_object_get(spec, "labels");
         if (json_is_object(labels))

@@ -21,12 +21,17 @@
 struct fleet {
     struct fleet_env env;
     json_t *syncing; /* names whose record write is in flight (reconciliation) */
+    /* HA VMs of this node: name -> {"restarts": [monotonic ms], "due_ms", "pending", "error",
+     * "why"} (high availability's restarts on this node, ha_one) */
+    json_t *ha;
 };
 
 int fleet_new(const struct fleet_env *env, struct fleet **out, struct ferr *e)
 {
     struct fleet *f = calloc(1, sizeof(*f));
-    if (!f || !(f->syncing = json_object())) {
+    if (!f || !(f->syncing = json_object()) || !(f->ha = json_object())) {
+        if (f)
+            json_decref(f->syncing);
         free(f);
         return ferr_set(e, -ENOMEM, "fleet: out of memory");
     }
@@ -40,6 +45,7 @@ void fleet_free(struct fleet *f)
     if (!f)
         return;
     json_decref(f->syncing);
+    json_decref(f->ha);
     free(f);
 }
 
@@ -70,9 +76,13 @@ int fleet_owner_of(const struct fleet *f, const char *name, char out[64])
 
 /* ---- views ---- */
 
+static json_t *ha_view(const struct fleet *f, struct vm *vm);
+
 json_t *fleet_vm_json(const struct fleet *f, struct vm *vm)
 {
     json_t *o = vm_to_json(vm);
+    if (o)
+        json_object_set_new(o, "ha", ha_view(f, vm));
     if (o)
         json_object_set_new(o, "owner", json_string(f->env.node_name));
     if (o && fleet_clustered(f))
@@ -129,6 +139,13 @@ static json_t *remote_json(const struct fleet *f, const json_t *rec)
     if (o)
         json_object_set_new(o, "writer_epoch",
                             json_integer(json_integer_value(json_object_get(rec, "epoch"))));
+    /* HA's live state (restarts, why) is its owner's; the record says whether it is on */
+    json_t *ha = json_object_get(spec, "ha");
+    if (o)
+        json_object_set_new(
+            o, "ha",
+            ha ? json_pack("{ss ss}", "state", "enabled", "priority", jfield_text(ha, "priority"))
+               : json_pack("{ss}", "state", "disabled"));
     char why[400];
     owner_down(f, json_string_value(json_object_get(rec, "owner")), why, sizeof(why));
     if (o && why[0]) {
@@ -546,6 +563,11 @@ int fleet_create(struct fleet *f, const json_t *spec, const char *want, bool for
 {
     if (!fleet_clustered(f)) {
         char node[64];
+        json_t *ha = json_object_get(spec, "ha");
+        if (ha && !json_is_null(ha))
+            return ferr_set(e, FERR_STATE,
+                            "ha: this node is not in a cluster: high availability restarts a VM "
+                            "on another node, and there is none (ferry cluster init)");
         int rc = fleet_place(f, 0, want, NULL, NULL, node, e);
         return rc < 0 ? rc : create_here(f, spec, cb, data, e);
     }
@@ -564,6 +586,8 @@ int fleet_create(struct fleet *f, const json_t *spec, const char *want, bool for
         ferr_prefix(e, "spec");
         goto out;
     }
+    if ((rc = fleet_ha_check(f, parsed, e)) < 0)
+        goto out;
     json_t *rec = record_of(f, parsed->name);
     if (rec) {
         rc = ferr_set(e, FERR_EXISTS, "a VM named %s already exists (on %s)", parsed->name,
@@ -671,6 +695,103 @@ int fleet_hand_over(struct fleet *f, const char *name, const char *to, fleet_cb 
     return rc;
 }
 
+/* ---- high availability settings ---- */
+
+int fleet_ha_check(const struct fleet *f, const struct vm_spec *spec, struct ferr *e)
+{
+    if (!spec->ha.enabled)
+        return 0;
+    if (!fleet_clustered(f))
+        return ferr_set(e, FERR_STATE,
+                        "ha: %s is not in a cluster: high availability restarts a VM on another "
+                        "node, and there is none (ferry cluster init)",
+                        spec->name);
+    const struct cdb *db = cluster_db(f->env.cluster);
+    for (unsigned i = 0; i < spec->ndisks; i++) {
+        json_t *vol = cdb_csv_holding(db, spec->disks[i].path);
+        json_decref(vol);
+        if (!vol)
+            return ferr_set(e, FERR_INVALID,
+                            "ha: disks[%u] (%s) is on no cluster shared volume, so no other node "
+                            "could run the VM: move it onto one first (ferry vm storage-move %s "
+                            "--disk %u --to csv:VOLUME)",
+                            i, spec->disks[i].path, spec->name, i);
+    }
+    int rc = 0;
+    for (unsigned i = 0; rc == 0 && i < spec->ha.npreferred + spec->ha.npossible; i++) {
+        bool pref = i < spec->ha.npreferred;
+        const char *n = pref ? spec->ha.preferred[i] : spec->ha.possible[i - spec->ha.npreferred];
+        json_t *node = NULL;
+        struct ferr ignored;
+        if (cdb_node_find(db, n, &node, &ignored) < 0)
+            rc = ferr_set(e, FERR_INVALID,
+                          "ha.%s: no node named %s in the cluster (ferry node list)",
+                          pref ? "preferred" : "possible", n);
+        json_decref(node);
+    }
+    return rc;
+}
+
+struct ha_set {
+    struct fleet *f;
+    fleet_cb cb;
+    void *data;
+    char name[VM_NAME_MAX + 1];
+};
+
+static void ha_published(int status, json_t *body, const struct ferr *e, void *data)
+{
+    struct ha_set *h = data;
+    json_decref(body);
+    struct vm *vm = vmset_find(h->f->env.vms, h->name);
+    if (e) {
+        struct ferr e2 = *e;
+        ferr_prefix(&e2,
+                    "%s: its HA settings are saved here but not in the cluster's record "
+                    "yet (written again with its next change)",
+                    h->name);
+        h->cb(0, NULL, &e2, h->data);
+    } else {
+        h->cb(200, vm ? fleet_vm_json(h->f, vm) : json_object(), NULL, h->data);
+    }
+    free(h);
+}
+
+int fleet_set_ha(struct fleet *f, struct vm *vm, const json_t *ha_json, fleet_cb cb, void *data,
+                 struct ferr *e)
+{
+    struct vm_spec *spec = malloc(sizeof(*spec));
+    if (!spec)
+        return ferr_set(e, -ENOMEM, "out of memory");
+    *spec = *vm_spec(vm);
+    int rc = vm_ha_from_json(ha_json, &spec->ha, e);
+    if (rc == 0)
+        rc = fleet_ha_check(f, spec, e);
+    struct ha_set *h = rc == 0 ? calloc(1, sizeof(*h)) : NULL;
+    if (rc == 0 && !h)
+        rc = ferr_set(e, -ENOMEM, "out of memory");
+    if (rc == 0)
+        rc = vm_set_ha(vm, &spec->ha, e);
+    if (rc == 0)
+        events_add(f->env.events, spec->name, spec->ha.enabled ? "vm.ha_enabled" : "vm.ha_disabled",
+                   "%s", spec->ha.enabled ? spec->ha.priority : "");
+    free(spec);
+    if (rc < 0) {
+        free(h);
+        return rc;
+    }
+    *h = (struct ha_set){.f = f, .cb = cb, .data = data};
+    snprintf(h->name, sizeof(h->name), "%s", vm_name(vm));
+    if (!fleet_clustered(f)) {
+        ha_published(200, NULL, NULL, h);
+        return 0;
+    }
+    struct ferr e2 = {0};
+    if (fleet_publish_spec(f, vm, ha_published, h, &e2) < 0)
+        ha_published(0, NULL, &e2, h);
+    return 0;
+}
+
 /* ---- a cold start: a new writer epoch ---- */
 
 #define EPOCH_WAIT_MS 3000 /* until this node applied the VM's new writer epoch */
@@ -744,9 +865,21 @@ static bool on_volume(const struct fleet *f, const struct vm_spec *s)
     return false;
 }
 
+static int fleet_start_as(struct fleet *f, struct vm *vm, bool by_user, vm_done_cb cb, void *data,
+                          struct ferr *e);
+
 int fleet_start(struct fleet *f, struct vm *vm, vm_done_cb cb, void *data, struct ferr *e)
 {
+    return fleet_start_as(f, vm, true, cb, data, e);
+}
+
+static int fleet_start_as(struct fleet *f, struct vm *vm, bool by_user, vm_done_cb cb, void *data,
+                          struct ferr *e)
+{
     const struct vm_spec *s = vm_spec(vm);
+    struct ferr ignored;
+    if (by_user && vm_may_start(vm, &ignored) == 0)
+        json_object_del(f->ha, s->name); /* a start by hand: HA's count begins again */
     if (!fleet_clustered(f) || !on_volume(f, s) ||
         cdb_cmd_version_min(cluster_db(f->env.cluster)) < 5)
         return vm_start(vm, cb, data, e);
@@ -824,6 +957,11 @@ static void sync_one(struct vm *vm, void *data)
     for (unsigned i = 0; moved && i < spec->ndisks; i++)
         moved = strcmp(jfield_text(json_array_get(disks, i), "path"), spec->disks[i].path) == 0;
     moved = !moved;
+    /* or HA settings changed here whose record could not be written then */
+    json_t *ha = spec->ha.enabled ? vm_ha_to_json(&spec->ha) : NULL;
+    moved |= !json_equal(ha, json_object_get(json_object_get(rec, "spec"), "ha")) &&
+             (ha || json_object_get(json_object_get(rec, "spec"), "ha"));
+    json_decref(ha);
     if (mine && moved) {
         json_decref(rec);
         struct ferr e = {0};
@@ -836,7 +974,8 @@ static void sync_one(struct vm *vm, void *data)
         w->f = f;
         snprintf(w->name, sizeof(w->name), "%s", name);
         json_t *cmd = cdb_cmd_vm_put(name, vm_spec_to_json(spec), NULL, NULL);
-        log_info("vm %s: its record's disks are not its spec's: written again", name);
+        log_info("vm %s: its record's disks or HA settings are not its spec's: written again",
+                 name);
         if (!cmd || cluster_write(f->env.cluster, cmd, synced, w, &e) < 0)
             synced(0, NULL, &e, w);
         json_decref(cmd);
@@ -863,8 +1002,133 @@ static void sync_one(struct vm *vm, void *data)
     json_decref(cmd);
 }
 
+/* ---- high availability on this node: a QEMU that died is started again ---- */
+
+#define HA_FIRST_DELAY_MS 1000 /* the first restart; each next one waits twice as long ... */
+#define HA_MAX_DELAY_MS 30000  /* ... up to this */
+
+static json_t *ha_entry(struct fleet *f, const char *name)
+{
+    json_t *h = json_object_get(f->ha, name);
+    if (!h) {
+        h = json_pack("{s[] sI sb ss ss}", "restarts", "due_ms", (json_int_t)0, "pending", 0,
+                      "error", "", "why", "");
+        json_object_set_new(f->ha, name, h);
+    }
+    return h;
+}
+
+/* The HA state of vm (Proxmox's words): {"state": "disabled" | "started" | "stopped" |
+ * "recovery" | "error", "why", "restarts" (in the current period)}; new JSON. */
+static json_t *ha_view(const struct fleet *f, struct vm *vm)
+{
+    const struct vm_spec *s = vm_spec(vm);
+    if (!s->ha.enabled)
+        return json_pack("{ss ss si}", "state", "disabled", "why", "", "restarts", 0);
+    json_t *h = json_object_get(f->ha, s->name);
+    enum vm_state st = vm_state(vm);
+    const char *err = jfield_text(h, "error"), *why = jfield_text(h, "why"), *state;
+    if (st == VM_FAILED)
+        state = err[0] ? "error" : "recovery";
+    else if (st == VM_STOPPED)
+        state = "stopped";
+    else
+        state = "started";
+    return json_pack("{ss ss si ss}", "state", state, "why", st == VM_FAILED && err[0] ? err : why,
+                     "restarts", (int)json_array_size(json_object_get(h, "restarts")), "priority",
+                     s->ha.priority);
+}
+
+struct ha_restart {
+    struct fleet *f;
+    char name[VM_NAME_MAX + 1];
+};
+
+static void ha_restarted(struct vmset *set, struct vm *vm, int status, const struct ferr *e,
+                         void *data)
+{
+    (void)set;
+    struct ha_restart *r = data;
+    json_t *h = json_object_get(r->f->ha, r->name);
+    if (h) {
+        json_object_set_new(h, "pending", json_false());
+        if (status < 0)
+            json_object_set_new(h, "why", json_string(e->msg));
+    }
+    if (status < 0)
+        log_warn("vm %s: HA restart failed: %s", r->name, e->msg);
+    free(r);
+}
+
+static void ha_one(struct vm *vm, void *data)
+{
+    struct fleet *f = data;
+    const struct vm_spec *s = vm_spec(vm);
+    if (!s->ha.enabled) {
+        json_object_del(f->ha, s->name);
+        return;
+    }
+    json_t *h = ha_entry(f, s->name);
+    if (!h || vm_state(vm) != VM_FAILED || json_is_true(json_object_get(h, "pending")) ||
+        jfield_text(h, "error")[0])
+        return;
+    char owner[64];
+    if (fleet_owner_of(f, s->name, owner) == 0 && strcmp(owner, f->env.node_name) != 0)
+        return; /* the cluster gave it to another node: never started here */
+    uint64_t now = now_mono_ms();
+    json_t *list = json_object_get(h, "restarts");
+    for (size_t i = json_array_size(list); i-- > 0;)
+        if (now - (uint64_t)json_integer_value(json_array_get(list, i)) >
+            (uint64_t)s->ha.restart_period_s * 1000)
+            json_array_remove(list, i);
+    size_t n = json_array_size(list);
+    char msg[600];
+    if (strcmp(s->ha.priority, "none") == 0 || n >= s->ha.restart_max) {
+        if (strcmp(s->ha.priority, "none") == 0)
+            snprintf(msg, sizeof(msg), "HA priority none: never started by HA; left failed: %s",
+                     vm_reason(vm));
+        else
+            snprintf(msg, sizeof(msg),
+                     "HA restarted it %zu time%s in %u s (ha.restart_max %u); left failed: %s", n,
+                     n == 1 ? "" : "s", s->ha.restart_period_s, s->ha.restart_max, vm_reason(vm));
+        json_object_set_new(h, "error", json_string(msg));
+        events_add(f->env.events, s->name, "vm.ha_error", "%s", msg);
+        return;
+    }
+    uint64_t due = (uint64_t)json_integer_value(json_object_get(h, "due_ms"));
+    if (!due) { /* just failed: the restart waits a little, longer each time */
+        uint64_t delay = HA_FIRST_DELAY_MS << (n < 5 ? n : 5);
+        json_object_set_new(
+            h, "due_ms",
+            json_integer((json_int_t)(now + (delay < HA_MAX_DELAY_MS ? delay : HA_MAX_DELAY_MS))));
+        return;
+    }
+    if (now < due)
+        return;
+    struct ha_restart *r = calloc(1, sizeof(*r));
+    if (!r)
+        return;
+    r->f = f;
+    snprintf(r->name, sizeof(r->name), "%s", s->name);
+    snprintf(msg, sizeof(msg), "its QEMU ended (%s); HA starts it again here (%zu of %u in %u s)",
+             vm_reason(vm), n + 1, s->ha.restart_max, s->ha.restart_period_s);
+    struct ferr e = {0};
+    if (fleet_start_as(f, vm, false, ha_restarted, r, &e) < 0) {
+        /* e.g. no quorum for its new writer epoch: tried again on the next tick */
+        json_object_set_new(h, "why", json_string(e.msg));
+        free(r);
+        return;
+    }
+    json_array_append_new(list, json_integer((json_int_t)now));
+    json_object_set_new(h, "pending", json_true());
+    json_object_set_new(h, "due_ms", json_integer(0));
+    json_object_set_new(h, "why", json_string(msg));
+    events_add(f->env.events, s->name, "vm.ha_restart", "%s", msg);
+}
+
 void fleet_reconcile(struct fleet *f)
 {
+    vmset_foreach(f->env.vms, ha_one, f);
     if (fleet_clustered(f))
         vmset_foreach(f->env.vms, sync_one, f);
 }

@@ -107,6 +107,15 @@ int fleet_hand_over(struct fleet *f, const char *name, const char *to, fleet_cb 
  */
 int fleet_start(struct fleet *f, struct vm *vm, vm_done_cb cb, void *data, struct ferr *e);
 
+/* Whether spec may be highly available here: a cluster, every disk on a cluster shared volume
+ * (else the message names `ferry vm storage-move`), every preferred and possible node a
+ * member. 0 or FERR_INVALID / FERR_STATE with e set. */
+int fleet_ha_check(const struct fleet *f, const struct vm_spec *spec, struct ferr *e);
+/* Sets vm's HA settings (ha_json: the spec's "ha" object, or NULL/null to disable), checked
+ * with fleet_ha_check, saved and published. cb gets 200 and the VM's object. */
+int fleet_set_ha(struct fleet *f, struct vm *vm, const json_t *ha_json, fleet_cb cb, void *data,
+                 struct ferr *e);
+
 /* Writes the state (and what runs) of every VM this node owns whose record says otherwise;
  * one write per VM in flight at a time. ferryd calls it after every VM change and every 2 s. */
 void fleet_reconcile(struct fleet *f);

@@ -210,6 +210,8 @@ bool vm_disk_redirected(const struct vm *vm, unsigned i);
 /* After the pivot: disk i's spec path is path, saved (STATE/vms/NAME/vm.json); nothing
  * changes when saving fails. */
 int vm_set_disk_path(struct vm *vm, unsigned i, const char *path, struct ferr *e);
+/* The VM's HA settings (spec.ha) become ha, saved in its vm.json first. */
+int vm_set_ha(struct vm *vm, const struct vm_ha *ha, struct ferr *e);
 
 /* Source after a completed migration: QMP quit (SIGKILL after 5 s); cb once QEMU is gone and
  * the VM is stopped. FERR_STATE without a QEMU. */

@@ -158,6 +158,17 @@ int vm_set_disk_path(struct vm *vm, unsigned i, const char *path, struct ferr *e
     return 0;
 }
 
+int vm_set_ha(struct vm *vm, const struct vm_ha *ha, struct ferr *e)
+{
+    struct vm_spec spec = vm->spec;
+    spec.ha = *ha;
+    int rc = save_vm(vm->set, &spec, vm->created_ms, e);
+    if (rc < 0)
+        return rc;
+    vm->spec = spec;
+    return 0;
+}
+
 static int load_vm(struct vmset *set, const char *name, struct ferr *e)
 {
     char path[1300], *text = NULL;
