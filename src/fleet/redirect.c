@@ -63,6 +63,8 @@ struct redirect {
     struct daemon_ent *daemons;
     json_t *released; /* volume -> {"epoch", "until_ms"} */
     json_t *asked;    /* file path -> when (monotonic ms) a client last asked for its export */
+    json_t *audit_q;  /* [{"dir", "rec"}]: audit records to write, oldest first (audit_next) */
+    bool audit_busy;  /* the head is being written in the thread pool */
 };
 
 static struct redirect *rref(struct redirect *r)
@@ -77,15 +79,19 @@ static void runref(struct redirect *r)
         return;
     json_decref(r->released);
     json_decref(r->asked);
+    json_decref(r->audit_q);
     free(r);
 }
 
 int redirect_new(const struct redirect_env *env, struct redirect **out, struct ferr *e)
 {
     struct redirect *r = calloc(1, sizeof(*r));
-    if (!r || !(r->released = json_object()) || !(r->asked = json_object())) {
-        if (r)
+    if (!r || !(r->released = json_object()) || !(r->asked = json_object()) ||
+        !(r->audit_q = json_array())) {
+        if (r) {
             json_decref(r->released);
+            json_decref(r->asked);
+        }
         free(r);
         return ferr_set(e, -ENOMEM, "out of memory");
     }
@@ -125,14 +131,73 @@ static void daemon_unlink(struct daemon_ent *d)
         }
 }
 
-/* The audit of d's volume gets rec (borrowed) with the coordinator's fields. */
+/* Audit records are written in the thread pool (a volume on a hung file server must not stop
+ * the loop), one at a time, so the file keeps their order. */
+struct audit_job {
+    uv_work_t w;
+    struct redirect *r;
+    const json_t *item; /* the queue's head, read only by the worker */
+    int rc;
+    struct ferr e;
+};
+
+static void audit_work(uv_work_t *w)
+{
+    struct audit_job *j = w->data;
+    j->rc = audit_append(jfield_text(j->item, "dir"), json_object_get(j->item, "rec"), &j->e);
+}
+
+static void audit_next(struct redirect *r);
+
+static void audit_done(uv_work_t *w, int status)
+{
+    (void)status;
+    struct audit_job *j = w->data;
+    struct redirect *r = j->r;
+    if (j->rc < 0)
+        log_warn("%s", j->e.msg);
+    json_array_remove(r->audit_q, 0);
+    r->audit_busy = false;
+    free(j);
+    audit_next(r);
+    runref(r);
+}
+
+static void audit_next(struct redirect *r)
+{
+    if (r->audit_busy || json_array_size(r->audit_q) == 0)
+        return;
+    struct audit_job *j = calloc(1, sizeof(*j));
+    if (!j) {
+        log_warn("audit: out of memory: a record is lost");
+        json_array_remove(r->audit_q, 0);
+        return;
+    }
+    j->w.data = j;
+    j->r = rref(r);
+    j->item = json_array_get(r->audit_q, 0);
+    r->audit_busy = true;
+    if (uv_queue_work(r->env.loop, &j->w, audit_work, audit_done) < 0) {
+        r->audit_busy = false;
+        json_array_remove(r->audit_q, 0);
+        runref(r);
+        free(j);
+        log_warn("audit: the thread pool refused a record: it is lost");
+    }
+}
+
+/* The audit of d's volume gets rec (borrowed) with the coordinator's fields and the time. */
 static void audit_add(struct daemon_ent *d, json_t *rec)
 {
-    struct ferr e = {0};
     json_object_set_new(rec, "coordinator", json_string(d->r->node_name));
     json_object_set_new(rec, "coord_epoch", json_integer(d->epoch));
-    if (audit_append(d->dir, rec, &e) < 0)
-        log_warn("volume %s: %s", d->volume, e.msg);
+    json_object_set_new(rec, "time_ms", json_integer((json_int_t)now_wall_ms()));
+    json_t *item = json_pack("{ss sO}", "dir", d->dir, "rec", rec);
+    if (!item || json_array_append_new(d->r->audit_q, item) < 0) {
+        log_warn("volume %s: audit: out of memory: a record is lost", d->volume);
+        return;
+    }
+    audit_next(d->r);
 }
 
 /* The export name's writer can write no more: its audit record closes. */

@@ -16,7 +16,8 @@
 int audit_append(const char *dir, const json_t *rec, struct ferr *e)
 {
     json_t *r = json_deep_copy(rec);
-    if (!r || json_object_set_new(r, "time_ms", json_integer((json_int_t)now_wall_ms())) < 0) {
+    if (!r || (!json_object_get(r, "time_ms") &&
+               json_object_set_new(r, "time_ms", json_integer((json_int_t)now_wall_ms())) < 0)) {
         json_decref(r);
         return ferr_set(e, -ENOMEM, "out of memory");
     }

@@ -17,7 +17,8 @@
 #define AUDIT_READ_MAX (4u * 1024 * 1024) /* the newest bytes of the file read back */
 
 /*
- * Appends rec (borrowed; "time_ms", the wall clock, is added) to the audit of the volume at
+ * Appends rec (borrowed; "time_ms", the wall clock, is added unless rec has it) to the audit
+ * of the volume at
  * dir with one O_APPEND write. Records: {"op": "open"|"close", "file" (inside the volume),
  * "vm", "epoch" (the VM's writer epoch), "node" (open: the node the writer runs on),
  * "coordinator", "coord_epoch" (the volume's coordinator epoch), "why" (close)}. Blocking
