@@ -1295,6 +1295,24 @@ static void show_done(struct op *o)
                                     "the node is down: nobody can ask it", "since_ms");
         json_object_set_new(row, "node", json_string(name));
         json_object_set_new(row, "health", json_string(jfield_text(n, "state")));
+        /* no path of its own, but its VMs' redirected disks reach the coordinator: that is
+         * Hyper-V's "redirected access" */
+        size_t k, up = 0;
+        json_t *x;
+        json_array_foreach(json_object_get(row, "relays"), k, x)
+        {
+            up += json_integer_value(json_object_get(x, "connected")) > 0;
+        }
+        if (strcmp(jfield_text(row, "access"), "none") == 0 && up > 0) {
+            char why[700];
+            snprintf(why, sizeof(why),
+                     "its own path: %s; %zu redirected disk%s reach%s the volume through %s",
+                     jfield_text(row, "why"), up, up == 1 ? "" : "s", up == 1 ? "es" : "",
+                     jfield_text(body, "coordinator"));
+            json_object_set_new(row, "own_access", json_string("none"));
+            json_object_set_new(row, "access", json_string("redirected"));
+            json_object_set_new(row, "why", json_string(why));
+        }
         json_object_set_new(row, "coordinator",
                             json_boolean(strcmp(name, jfield_text(body, "coordinator")) == 0));
         uint64_t age = 0;

@@ -183,6 +183,26 @@ def test_a_node_that_loses_the_path_shows_none_and_why(lab, csv1):
              "host3 to reach csv1 again")
 
 
+def test_a_node_without_its_path_reaches_redirected_disks_through_the_coordinator(lab, csv1):
+    """host3 loses its own path to csv1 while it runs a VM on a dynamic VHD there: that disk
+    goes through the coordinator (redirected I/O) anyway, so the VM stays on host3 and keeps
+    answering, and csv show says host3's access is redirected, and why."""
+    h1, h2, h3 = lab.hosts
+    ip = create_vm(lab, h3, "rdx1", 33, memory=128, disk="csv:csv1/rdx1.vhd,type=dynamic")
+    other = vol_dir(lab, "other-rdx")
+    with sees_elsewhere(h3, csv1, other):
+        def row():
+            r = {r["node"]: r for r in h1.cli_json("csv", "show", "csv1")["nodes"]}["host3"]
+            return r if r["access"] == "redirected" else None
+        r = wait_for(row, VIEW_S, "host3's access to show redirected")
+        assert r["own_access"] == "none" and "reaches the volume through host1" in r["why"], r
+        assert "is it mounted here?" in r["why"], r
+        time.sleep(8)  # longer than the 6 s after which a node moves its direct-I/O VMs off
+        assert vm_on(h1, "rdx1")["owner"] == "host3"
+        wait_answering(lab, ip)
+        assert "redirected" in h1.cli("csv", "show", "csv1").stdout
+    h3.cli("vm", "delete", "--force", "rdx1")
+
 def test_a_node_that_loses_the_volume_moves_its_vms_off_live(lab, csv1):
     """host2 stops seeing csv1 (another directory mounted over the path in its namespace)
     while it runs a VM whose fixed VHD is on csv1: after 6 s without access, host2 asks the
