@@ -736,6 +736,47 @@ static void test_convert_refusals(void **state)
     only_file(t, "src.img");
 }
 
+/* Whether process pid has path open. */
+static bool has_open(pid_t pid, const char *path)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof(cmd), "ls -l /proc/%d/fd 2>/dev/null | grep -q -- '-> %s$'", (int)pid,
+             path);
+    return system(cmd) == 0;
+}
+
+/* Starts qemu-io holding path (format fmt) open for writing (QEMU's image lock, taken as it
+ * opens) while it sleeps 10 s, and waits (with a deadline) until it has the file open. The
+ * pid, or skips the test when there is no qemu-io. */
+static pid_t hold_open(const char *path, const char *fmt)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "exec qemu-io -f %s -c 'sleep 10000' %s", fmt, path);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 100; i++) {
+        if (has_open(pid, path)) {
+            usleep(100000); /* its lock comes with the open; a margin for the next steps */
+            return pid;
+        }
+        usleep(20000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    skip();
+    return -1;
+}
+
+static void release(pid_t pid)
+{
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+}
+
 static void test_convert_in_use(void **state)
 {
     struct tmp *t = *state;
@@ -743,27 +784,10 @@ static void test_convert_in_use(void **state)
     path_in(t, "busy.qcow2", src);
     path_in(t, "dst.vhd", dst);
     sh("qemu-img create -q -f qcow2 %s 1M", src);
-    /* qemu-io holds the image open for writing (QEMU's lock) while it sleeps. */
-    char cmd[512];
-    snprintf(cmd, sizeof(cmd), "exec qemu-io -f qcow2 -c 'sleep 3000' %s", src);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
-    /* Wait (with a deadline) until the lock is taken: info without -U fails then. */
-    char probe[512];
-    snprintf(probe, sizeof(probe), "qemu-img info %s >/dev/null 2>&1", src);
-    int i;
-    for (i = 0; i < 100 && system(probe) == 0; i++)
-        usleep(20000);
+    pid_t pid = hold_open(src, "qcow2");
     struct ferr e = {0};
-    int rc = i < 100 ? vhd_convert(NULL, src, NULL, dst, "dynamic", &e) : 1;
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    if (i == 100)
-        skip(); /* no qemu-io, or it took no lock */
+    int rc = pid > 0 ? vhd_convert(NULL, src, NULL, dst, "dynamic", &e) : 1;
+    release(pid);
     assert_int_equal(rc, FERR_STATE);
     assert_non_null(strstr(e.msg, "it is in use (by a running VM?); stop what uses it first"));
     only_file(t, "busy.qcow2");
@@ -863,26 +887,11 @@ static void test_grow_and_delete_in_use(void **state)
     char p[256];
     path_in(t, "busy.vhd", p);
     sh("qemu-img create -q -f vpc -o subformat=fixed,force_size=on %s 8M", p);
-    char cmd[512];
-    snprintf(cmd, sizeof(cmd), "exec qemu-io -f vpc -c 'sleep 3000' %s", p);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
-    char probe[512];
-    snprintf(probe, sizeof(probe), "qemu-img info %s >/dev/null 2>&1", p);
-    int i;
-    for (i = 0; i < 100 && system(probe) == 0; i++)
-        usleep(20000);
+    pid_t pid = hold_open(p, "vpc");
     struct ferr e = {0}, e2 = {0};
-    int grow = i < 100 ? vhd_grow(NULL, p, 16, &e) : 1;
-    int del = i < 100 ? vhd_delete(p, &e2) : 1;
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    if (i == 100)
-        skip(); /* no qemu-io, or it took no lock */
+    int grow = vhd_grow(NULL, p, 16, &e);
+    int del = vhd_delete(p, &e2);
+    release(pid);
     assert_int_equal(grow, FERR_STATE);
     assert_non_null(strstr(e.msg, "is in use by a QEMU"));
     assert_int_equal(del, FERR_STATE);
