@@ -228,8 +228,10 @@ static int csv_show(struct cli *cli, int argc, char **argv)
     static const char help[] =
         "Usage: ferry csv show NAME [-o table|json]\n\n"
         "Shows a shared volume: path, id, coordinator (*) and epoch, size, the VMs\n"
-        "using it, how every node reaches it now (asked as you run this: direct, none\n"
-        "with why, unknown for a node that is down) and since when, each node's lease\n"
+        "using it, how every node reaches it now (asked as you run this: direct,\n"
+        "redirected through the coordinator for a node without its own path whose VMs'\n"
+        "redirected disks are connected, none with why, unknown for a node that is\n"
+        "down) and since when, each node's lease\n"
         "as this node reads it (fresh, or stale when its counter did not move for\n"
         "ferryd's --lease-expiry-ms, with how long ago it last moved), and its VHD files.\n";
     const char *cmd = "csv show", *name;

@@ -80,6 +80,21 @@ static void show_made(struct cli *cli, const json_t *reply, const char *verb)
            output_bytes(cli_jnum(reply, "virtual_size"), buf, sizeof(buf)));
 }
 
+/* POSTs body (stolen; NULL: out of memory) to path and shows the disk made ("VERB a ... VHD"). */
+static int post_disk(struct cli *cli, const char *path, json_t *body, const char *verb)
+{
+    if (!body)
+        return cli_nomem();
+    json_t *reply;
+    int rc = cli_call(cli, "POST", path, body, &reply);
+    json_decref(body);
+    if (rc != EXIT_OK)
+        return rc;
+    show_made(cli, reply, verb);
+    json_decref(reply);
+    return EXIT_OK;
+}
+
 static int disk_create(struct cli *cli, int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -128,21 +143,10 @@ static int disk_create(struct cli *cli, int argc, char **argv)
     if (!has_size)
         return cli_usage(cmd, "--size SIZE is needed");
 
-    json_t *body =
-        json_pack("{s:s,s:I,s:s}", "path", abs, "size_mib", (json_int_t)mib, "type", type);
-    json_t *reply;
-    if (!body) {
-        struct ferr e;
-        ferr_set(&e, -ENOMEM, "out of memory");
-        return cli_fail(&e);
-    }
-    rc = cli_call(cli, "POST", "/v1/disks", body, &reply);
-    json_decref(body);
-    if (rc != EXIT_OK)
-        return rc;
-    show_made(cli, reply, "created");
-    json_decref(reply);
-    return EXIT_OK;
+    return post_disk(
+        cli, "/v1/disks",
+        json_pack("{s:s,s:I,s:s}", "path", abs, "size_mib", (json_int_t)mib, "type", type),
+        "created");
 }
 
 static int disk_convert(struct cli *cli, int argc, char **argv)
@@ -195,18 +199,11 @@ static int disk_convert(struct cli *cli, int argc, char **argv)
         return rc;
 
     json_t *body = json_pack("{s:s,s:s,s:s}", "src", src, "dst", dst, "type", type);
-    if (!body || (from && json_object_set_new(body, "src_format", json_string(from)) < 0)) {
+    if (body && from && json_object_set_new(body, "src_format", json_string(from)) < 0) {
         json_decref(body);
-        return cli_nomem();
+        body = NULL;
     }
-    json_t *reply;
-    rc = cli_call(cli, "POST", "/v1/disks/convert", body, &reply);
-    json_decref(body);
-    if (rc != EXIT_OK)
-        return rc;
-    show_made(cli, reply, "converted into");
-    json_decref(reply);
-    return EXIT_OK;
+    return post_disk(cli, "/v1/disks/convert", body, "converted into");
 }
 
 static int disk_info(struct cli *cli, int argc, char **argv)
@@ -287,16 +284,9 @@ static int disk_grow(struct cli *cli, int argc, char **argv)
         return rc;
     if (!has_size)
         return cli_usage(cmd, "--size SIZE is needed (the new size)");
-    json_t *body = json_pack("{s:s,s:I}", "path", abs, "size_mib", (json_int_t)mib), *reply;
-    if (!body)
-        return cli_nomem();
-    rc = cli_call(cli, "POST", "/v1/disks/grow", body, &reply);
-    json_decref(body);
-    if (rc != EXIT_OK)
-        return rc;
-    show_made(cli, reply, "grown into");
-    json_decref(reply);
-    return EXIT_OK;
+    return post_disk(cli, "/v1/disks/grow",
+                     json_pack("{s:s,s:I}", "path", abs, "size_mib", (json_int_t)mib),
+                     "grown into");
 }
 
 static int disk_delete(struct cli *cli, int argc, char **argv)

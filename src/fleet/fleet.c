@@ -697,6 +697,25 @@ int fleet_hand_over(struct fleet *f, const char *name, const char *to, fleet_cb 
 
 /* ---- high availability settings ---- */
 
+/* How many disks of s are on shared volumes of the database; *first_off: the first that is
+ * not (s->ndisks when every one is). */
+static unsigned disks_on_volumes(const struct fleet *f, const struct vm_spec *s,
+                                 unsigned *first_off)
+{
+    const struct cdb *db = cluster_db(f->env.cluster);
+    unsigned on = 0;
+    *first_off = s->ndisks;
+    for (unsigned i = 0; i < s->ndisks; i++) {
+        json_t *rec = cdb_csv_holding(db, s->disks[i].path);
+        json_decref(rec);
+        if (rec)
+            on++;
+        else if (*first_off == s->ndisks)
+            *first_off = i;
+    }
+    return on;
+}
+
 int fleet_ha_check(const struct fleet *f, const struct vm_spec *spec, struct ferr *e)
 {
     if (!spec->ha.enabled)
@@ -707,18 +726,16 @@ int fleet_ha_check(const struct fleet *f, const struct vm_spec *spec, struct fer
                         "node, and there is none (ferry cluster init)",
                         spec->name);
     const struct cdb *db = cluster_db(f->env.cluster);
-    for (unsigned i = 0; i < spec->ndisks; i++) {
-        json_t *vol = cdb_csv_holding(db, spec->disks[i].path);
-        json_decref(vol);
-        if (!vol)
-            return ferr_set(e, FERR_INVALID,
-                            "ha: disks[%u] (%s) is on no cluster shared volume, so no other node "
-                            "could run the VM: move it onto one first (ferry vm storage-move %s "
-                            "--disk %u --to csv:VOLUME)",
-                            i, spec->disks[i].path, spec->name, i);
-    }
+    unsigned i;
+    disks_on_volumes(f, spec, &i);
+    if (i < spec->ndisks)
+        return ferr_set(e, FERR_INVALID,
+                        "ha: disks[%u] (%s) is on no cluster shared volume, so no other node "
+                        "could run the VM: move it onto one first (ferry vm storage-move %s "
+                        "--disk %u --to csv:VOLUME)",
+                        i, spec->disks[i].path, spec->name, i);
     int rc = 0;
-    for (unsigned i = 0; rc == 0 && i < spec->ha.npreferred + spec->ha.npossible; i++) {
+    for (i = 0; rc == 0 && i < spec->ha.npreferred + spec->ha.npossible; i++) {
         bool pref = i < spec->ha.npreferred;
         const char *n = pref ? spec->ha.preferred[i] : spec->ha.possible[i - spec->ha.npreferred];
         json_t *node = NULL;
@@ -852,19 +869,6 @@ static void epoch_written(int status, json_t *body, const struct ferr *e, void *
         epoch_waited(0, st);
 }
 
-/* Whether a disk (or the kernel or initrd) of spec is on a shared volume of the database. */
-static bool on_volume(const struct fleet *f, const struct vm_spec *s)
-{
-    const struct cdb *db = cluster_db(f->env.cluster);
-    for (unsigned i = 0; i < s->ndisks; i++) {
-        json_t *rec = cdb_csv_holding(db, s->disks[i].path);
-        json_decref(rec);
-        if (rec)
-            return true;
-    }
-    return false;
-}
-
 static int fleet_start_as(struct fleet *f, struct vm *vm, bool by_user, vm_done_cb cb, void *data,
                           struct ferr *e);
 
@@ -880,7 +884,8 @@ static int fleet_start_as(struct fleet *f, struct vm *vm, bool by_user, vm_done_
     struct ferr ignored;
     if (by_user && vm_may_start(vm, &ignored) == 0)
         json_object_del(f->ha, s->name); /* a start by hand: HA's count begins again */
-    if (!fleet_clustered(f) || !on_volume(f, s) ||
+    unsigned off;
+    if (!fleet_clustered(f) || disks_on_volumes(f, s, &off) == 0 ||
         cdb_cmd_version_min(cluster_db(f->env.cluster)) < 5)
         return vm_start(vm, cb, data, e);
     int rc = vm_may_start(vm, e);

@@ -749,7 +749,6 @@ static struct sm *recovery_sm(struct recover *rc, struct vm *vm, unsigned disk)
     snprintf(m->job, sizeof(m->job), "move-disk%u", disk);
     m->live = true;
     m->cb = recovered;
-    m->data = rc->env.fleet;
     uv_timer_init(rc->env.loop, &m->poll);
     m->poll.data = m;
     m->work.data = m;
