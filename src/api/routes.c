@@ -115,6 +115,20 @@ static int forward_path(struct http_req *req, char *out, size_t size)
  * answer comes back unchanged. Requests that other nodes forwarded are never forwarded again.
  * Returns true if the request was handed on (and will be answered).
  */
+/* Hands req on to node unchanged (method, path, query, body); its answer comes back. */
+static void forward_as_is(struct api_ctx *ctx, struct http_req *req, const char *node)
+{
+    char path[1200];
+    struct ferr e = {0};
+    size_t len;
+    const char *body = http_req_body(req, &len);
+    if (forward_path(req, path, sizeof(path)) < 0)
+        req_err(req, FERR_INVALID, "query: a value has characters that cannot be forwarded");
+    else if (cluster_forward(ctx->cluster, node, http_req_method(req), path, len ? body : NULL,
+                             reply_cluster, req, &e) < 0)
+        http_reply_error(req, &e);
+}
+
 static bool forward_to_owner(struct api_ctx *ctx, struct http_req *req, const char *name)
 {
     char owner[64];
@@ -122,17 +136,7 @@ static bool forward_to_owner(struct api_ctx *ctx, struct http_req *req, const ch
         fleet_owner_of(ctx->fleet, name, owner) < 0 || !owner[0] ||
         strcmp(owner, ctx->node_name) == 0)
         return false;
-    char path[1024];
-    struct ferr e = {0};
-    size_t len;
-    const char *body = http_req_body(req, &len);
-    if (forward_path(req, path, sizeof(path)) < 0) {
-        req_err(req, FERR_INVALID, "query: a value has characters that cannot be forwarded");
-        return true;
-    }
-    if (cluster_forward(ctx->cluster, owner, http_req_method(req), path, len ? body : NULL,
-                        reply_cluster, req, &e) < 0)
-        http_reply_error(req, &e);
+    forward_as_is(ctx, req, owner);
     return true;
 }
 
@@ -504,15 +508,16 @@ static struct disk_work *new_disk_work(struct api_ctx *ctx, struct http_req *req
     dw->op = op;
     snprintf(dw->node, sizeof(dw->node), "%s", ctx->node_name);
     dw->events = ctx->events;
+    dw->loop = ctx->loop;
     snprintf(dw->qemu_img, sizeof(dw->qemu_img), "%s", ctx->qemu_img);
     snprintf(dw->path, sizeof(dw->path), "%s", path);
     dw->req.data = dw;
     return dw;
 }
 
-static void start_disk_work(struct api_ctx *ctx, struct disk_work *dw)
+static void start_disk_work(struct disk_work *dw)
 {
-    uv_queue_work(ctx->loop, &dw->req, disk_work, disk_after);
+    uv_queue_work(dw->loop, &dw->req, disk_work, disk_after);
 }
 
 /* "type": "fixed" or "dynamic" (absent: dflt, or an error when dflt is NULL). */
@@ -550,20 +555,11 @@ static bool forward_to_coordinator(struct api_ctx *ctx, struct http_req *req, co
     json_decref(vol);
     if (strcmp(coord, ctx->node_name) == 0)
         return false;
-    if (http_req_principal(req) == HTTP_PRINCIPAL_PEER) {
+    if (http_req_principal(req) == HTTP_PRINCIPAL_PEER)
         req_err(req, FERR_STATE, "%s does not coordinate volume %s any more: %s does; try again",
                 ctx->node_name, name, coord);
-        return true;
-    }
-    size_t len;
-    const char *body = http_req_body(req, &len);
-    char fwd[1200];
-    struct ferr e = {0};
-    if (forward_path(req, fwd, sizeof(fwd)) < 0)
-        req_err(req, FERR_INVALID, "query: a value has characters that cannot be forwarded");
-    else if (cluster_forward(ctx->cluster, coord, http_req_method(req), fwd, len ? body : NULL,
-                             reply_cluster, req, &e) < 0)
-        http_reply_error(req, &e);
+    else
+        forward_as_is(ctx, req, coord);
     return true;
 }
 
@@ -620,7 +616,7 @@ static void h_disk_create(struct api_ctx *ctx, struct http_req *req, const struc
         goto out;
     dw->size_mib = (uint64_t)json_integer_value(size);
     snprintf(dw->type, sizeof(dw->type), "%s", type);
-    start_disk_work(ctx, dw);
+    start_disk_work(dw);
 out:
     json_decref(b);
 }
@@ -649,7 +645,7 @@ static void h_disk_convert(struct api_ctx *ctx, struct http_req *req, const stru
     snprintf(dw->src, sizeof(dw->src), "%s", src);
     snprintf(dw->src_format, sizeof(dw->src_format), "%s", fmt ? json_string_value(fmt) : "");
     snprintf(dw->type, sizeof(dw->type), "%s", type);
-    start_disk_work(ctx, dw);
+    start_disk_work(dw);
 out:
     json_decref(b);
 }
@@ -664,14 +660,13 @@ static void disk_freed(int status, json_t *body, const struct ferr *e, void *dat
         free(dw);
         return;
     }
-    uv_queue_work(dw->loop, &dw->req, disk_work, disk_after);
+    start_disk_work(dw);
 }
 
 /* Grow and delete: the storage daemon of this node (a coordinator) closes its export of the
  * file first, if it kept one for a stopped VM. */
 static void start_disk_change(struct api_ctx *ctx, struct disk_work *dw)
 {
-    dw->loop = ctx->loop;
     if (ctx->redirect)
         redirect_free_file(ctx->redirect, dw->path, disk_freed, dw);
     else
@@ -750,7 +745,7 @@ static void h_disk_info(struct api_ctx *ctx, struct http_req *req, const struct 
     }
     struct disk_work *dw = new_disk_work(ctx, req, DISK_INFO, path);
     if (dw)
-        start_disk_work(ctx, dw);
+        start_disk_work(dw);
 }
 
 /* ---- events and metrics ---- */
