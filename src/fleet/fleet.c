@@ -940,6 +940,25 @@ static bool same_runtime(const json_t *rec_rt, const struct cdb_vm_runtime *rt)
            (uint64_t)json_integer_value(json_object_get(rec_rt, "started_ms")) == rt->started_ms;
 }
 
+/* Whether the owner changed spec after its record was written and the write of the change
+ * failed (fleet_publish_spec): a disk moved here, or its HA settings. */
+static bool spec_changed_here(const struct vm_spec *spec, const json_t *rec_spec)
+{
+    json_t *disks = json_object_get(rec_spec, "disks");
+    if (json_array_size(disks) != spec->ndisks)
+        return true;
+    for (unsigned i = 0; i < spec->ndisks; i++)
+        if (strcmp(jfield_text(json_array_get(disks, i), "path"), spec->disks[i].path) != 0)
+            return true;
+    json_t *rec_ha = json_object_get(rec_spec, "ha");
+    if (!spec->ha.enabled || !rec_ha)
+        return spec->ha.enabled != (rec_ha != NULL);
+    json_t *ha = vm_ha_to_json(&spec->ha);
+    bool differ = ha && !json_equal(ha, rec_ha);
+    json_decref(ha);
+    return differ;
+}
+
 static void sync_one(struct vm *vm, void *data)
 {
     struct fleet *f = data;
@@ -955,19 +974,8 @@ static void sync_one(struct vm *vm, void *data)
     struct cdb_vm_runtime run = {vm_accel(vm), vm_pid(vm), vm_started_ms(vm)};
     const struct cdb_vm_runtime *rt = run.pid > 0 ? &run : NULL;
     bool mine = owner && strcmp(owner, f->env.node_name) == 0;
-    /* a disk moved here whose record could not be written then (fleet_publish_spec) */
     const struct vm_spec *spec = vm_spec(vm);
-    json_t *disks = json_object_get(json_object_get(rec, "spec"), "disks");
-    bool moved = json_array_size(disks) == spec->ndisks;
-    for (unsigned i = 0; moved && i < spec->ndisks; i++)
-        moved = strcmp(jfield_text(json_array_get(disks, i), "path"), spec->disks[i].path) == 0;
-    moved = !moved;
-    /* or HA settings changed here whose record could not be written then */
-    json_t *ha = spec->ha.enabled ? vm_ha_to_json(&spec->ha) : NULL;
-    moved |= !json_equal(ha, json_object_get(json_object_get(rec, "spec"), "ha")) &&
-             (ha || json_object_get(json_object_get(rec, "spec"), "ha"));
-    json_decref(ha);
-    if (mine && moved) {
+    if (mine && spec_changed_here(spec, json_object_get(rec, "spec"))) {
         json_decref(rec);
         struct ferr e = {0};
         json_object_set_new(f->syncing, name, json_true());
