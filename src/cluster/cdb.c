@@ -416,10 +416,32 @@ static int runtime_check(const json_t *rt, struct ferr *e)
     return 0;
 }
 
+/* A VM's last failover (version 6): from which node to which, why, and its timeline (wall
+ * clock ms; 0 where unknown). */
+static int failover_check(const json_t *fo, struct ferr *e)
+{
+    static const char *const fields[] = {"from", "to", "why", "down_ms", "stale_ms", "decided_ms",
+                                         NULL};
+    const char *s;
+    json_int_t i;
+    int rc;
+    if (!json_is_object(fo))
+        return ferr_set(e, FERR_INVALID, "expected an object, not %s", jfield_type(fo));
+    if ((rc = check_fields(fo, fields, e)) < 0 ||
+        (rc = get_str(fo, "from", true, form_name, &s, e)) < 0 ||
+        (rc = get_str(fo, "to", true, form_name, &s, e)) < 0 ||
+        (rc = get_str(fo, "why", false, form_reason, &s, e)) < 0 ||
+        (rc = get_int(fo, "down_ms", false, 0, TIME_MAX, &i, NULL, e)) < 0 ||
+        (rc = get_int(fo, "stale_ms", false, 0, TIME_MAX, &i, NULL, e)) < 0 ||
+        (rc = get_int(fo, "decided_ms", false, 0, TIME_MAX, &i, NULL, e)) < 0)
+        return rc;
+    return 0;
+}
+
 static int vm_record_check(const json_t *v, struct ferr *e)
 {
-    static const char *const fields[] = {"name",       "spec",    "owner", "state", "reason",
-                                         "generation", "runtime", "epoch", NULL};
+    static const char *const fields[] = {"name",    "spec",  "owner",    "state", "reason",
+                                         "generation", "runtime", "epoch", "failover", NULL};
     const char *name, *s;
     json_int_t i;
     int rc;
@@ -436,6 +458,9 @@ static int vm_record_check(const json_t *v, struct ferr *e)
     json_t *rt = json_object_get(v, "runtime");
     if (rt && (rc = runtime_check(rt, e)) < 0)
         return ferr_prefix(e, "runtime");
+    json_t *fo = json_object_get(v, "failover");
+    if (fo && (rc = failover_check(fo, e)) < 0)
+        return ferr_prefix(e, "failover");
     json_t *spec = json_object_get(v, "spec");
     if (!spec)
         return ferr_set(e, FERR_INVALID, "spec: missing");
@@ -981,11 +1006,63 @@ static int vm_state_apply(struct cdb *db, const json_t *c, struct ferr *e)
 }
 
 /*
+ * vm_failover (version 6): the leader gives a VM of a dead node to another, in one step: the
+ * owner (compare-and-set on expect_owner, which is required), the state and reason the new
+ * owner finds it in ("recovering"), and the failover's record. Nothing runs there yet, so the
+ * runtime goes; the epoch stays (the new owner raises it when it starts the VM).
+ */
+static const char *const vm_failover_fields[] = {"name",   "owner",  "expect_owner",
+                                                 "state",  "reason", "failover", NULL};
+
+static int vm_failover_check(const json_t *c, struct ferr *e)
+{
+    const char *s;
+    int rc;
+    if ((rc = get_str(c, "name", true, form_name, &s, e)) < 0 ||
+        (rc = get_str(c, "owner", true, form_name, &s, e)) < 0 ||
+        (rc = get_str(c, "expect_owner", true, form_name, &s, e)) < 0 ||
+        (rc = get_str(c, "state", true, form_state_token, &s, e)) < 0 ||
+        (rc = get_str(c, "reason", false, form_reason, &s, e)) < 0)
+        return rc;
+    json_t *fo = json_object_get(c, "failover");
+    if (!fo)
+        return ferr_set(e, FERR_INVALID, "failover: missing");
+    if ((rc = failover_check(fo, e)) < 0)
+        return ferr_prefix(e, "failover");
+    return 0;
+}
+
+static int vm_failover_apply(struct cdb *db, const json_t *c, struct ferr *e)
+{
+    const char *name = jfield_text(c, "name"), *expect = jfield_text(c, "expect_owner");
+    json_t *old = json_object_get(db->vms, name);
+    json_t *rec;
+    int rc;
+    if (!old)
+        return ferr_set(e, FERR_NOTFOUND, "no VM named \"%s\"", name);
+    if (strcmp(expect, jfield_text(old, "owner")) != 0)
+        return ferr_set(e, FERR_STATE, "VM \"%s\" is owned by \"%s\", not \"%s\"", name,
+                        jfield_text(old, "owner"), expect);
+    if ((rc = owner_exists(db, jfield_text(c, "owner"), e)) < 0 ||
+        (rc = vm_edit(db, c, &rec, e)) < 0)
+        return rc;
+    if (copy_field(rec, c, "owner") < 0 || copy_field(rec, c, "state") < 0 ||
+        json_object_set_new(rec, "reason", json_string(jfield_text(c, "reason"))) < 0 ||
+        copy_field(rec, c, "failover") < 0 ||
+        (json_object_get(rec, "runtime") && json_object_del(rec, "runtime") < 0)) {
+        json_decref(rec);
+        return ferr_set(e, -ENOMEM, "out of memory");
+    }
+    return store(db->vms, name, rec, vm_record_check, e);
+}
+
+/*
  * vm_epoch (version 5): the VM's writer epoch, a fencing token for its disks. It only rises;
  * expect_epoch makes it compare-and-set. A record has "epoch" only once it is above 0, so
  * the records of clusters that never used it stay as version 4 wrote them.
  */
 static const char *const vm_epoch_fields[] = {"name", "epoch", "expect_epoch", NULL};
+static const char *const vm_epoch_fields_v6[] = {"name", "epoch", "expect_epoch", "owner", NULL};
 
 static int vm_epoch_check(const json_t *c, struct ferr *e)
 {
@@ -994,7 +1071,8 @@ static int vm_epoch_check(const json_t *c, struct ferr *e)
     int rc;
     if ((rc = get_str(c, "name", true, form_name, &s, e)) < 0 ||
         (rc = get_int(c, "epoch", true, 1, TIME_MAX, &i, NULL, e)) < 0 ||
-        (rc = get_int(c, "expect_epoch", false, 0, TIME_MAX, &i, NULL, e)) < 0)
+        (rc = get_int(c, "expect_epoch", false, 0, TIME_MAX, &i, NULL, e)) < 0 ||
+        (rc = get_str(c, "owner", false, form_name, &s, e)) < 0)
         return rc;
     return 0;
 }
@@ -1009,6 +1087,12 @@ static int vm_epoch_apply(struct cdb *db, const json_t *c, struct ferr *e)
     if (!old)
         return ferr_set(e, FERR_NOTFOUND, "no VM named \"%s\"", name);
     json_int_t cur = int_of(old, "epoch"); /* 0 when the record has none */
+    const char *owner = json_string_value(json_object_get(c, "owner"));
+    if (owner && strcmp(owner, jfield_text(old, "owner")) != 0)
+        return ferr_set(e, FERR_STATE,
+                        "VM \"%s\" is owned by \"%s\", not \"%s\": only its owner raises its "
+                        "writer epoch",
+                        name, jfield_text(old, "owner"), owner);
     if (expect && json_integer_value(expect) != cur)
         return ferr_set(e, FERR_STATE,
                         "VM \"%s\" is at epoch %" JSON_INTEGER_FORMAT ", not %" JSON_INTEGER_FORMAT,
@@ -1403,23 +1487,25 @@ static int meta_apply(struct cdb *db, const json_t *c, struct ferr *e)
 /* An op whose form changed has one entry per range of versions. */
 static const struct op ops[] = {
     {"node_upsert", 1, 1, node_upsert_fields, node_upsert_check_v1, node_upsert_apply_v1},
-    {"node_upsert", 2, 5, node_upsert_fields, node_upsert_check, node_upsert_apply},
-    {"node_remove", 1, 5, id_fields, id_check, node_remove_apply},
+    {"node_upsert", 2, 6, node_upsert_fields, node_upsert_check, node_upsert_apply},
+    {"node_remove", 1, 6, id_fields, id_check, node_remove_apply},
     {"node_state", 1, 1, node_state_fields, node_state_check_v1, node_state_apply_v1},
-    {"node_state", 2, 5, node_state_fields, node_state_check, node_state_apply},
-    {"node_admin", 2, 5, node_admin_fields, node_admin_check, node_state_apply},
-    {"vm_put", 1, 5, vm_put_fields, vm_put_check, vm_put_apply},
-    {"vm_owner", 1, 5, vm_owner_fields, vm_owner_check, vm_owner_apply},
+    {"node_state", 2, 6, node_state_fields, node_state_check, node_state_apply},
+    {"node_admin", 2, 6, node_admin_fields, node_admin_check, node_state_apply},
+    {"vm_put", 1, 6, vm_put_fields, vm_put_check, vm_put_apply},
+    {"vm_owner", 1, 6, vm_owner_fields, vm_owner_check, vm_owner_apply},
     {"vm_state", 1, 2, vm_state_fields, vm_state_check, vm_state_apply},
-    {"vm_state", 3, 5, vm_state_fields_v3, vm_state_check_v3, vm_state_apply},
+    {"vm_state", 3, 6, vm_state_fields_v3, vm_state_check_v3, vm_state_apply},
     {"vm_epoch", 5, 5, vm_epoch_fields, vm_epoch_check, vm_epoch_apply},
-    {"vm_remove", 1, 5, name_fields, name_check, vm_remove_apply},
+    {"vm_epoch", 6, 6, vm_epoch_fields_v6, vm_epoch_check, vm_epoch_apply},
+    {"vm_failover", 6, 6, vm_failover_fields, vm_failover_check, vm_failover_apply},
+    {"vm_remove", 1, 6, name_fields, name_check, vm_remove_apply},
     {"event_add", 1, 3, event_add_fields, event_add_check, event_add_apply},
-    {"event_add", 4, 5, event_add_fields_v4, event_add_check, event_add_apply},
-    {"cluster_meta", 1, 5, meta_fields, meta_check, meta_apply},
-    {"csv_put", 4, 5, csv_put_fields, csv_put_check, csv_put_apply},
-    {"csv_remove", 4, 5, name_fields, name_check, csv_remove_apply},
-    {"migration_measure", 1, 5, migration_measure_fields, migration_measure_check,
+    {"event_add", 4, 6, event_add_fields_v4, event_add_check, event_add_apply},
+    {"cluster_meta", 1, 6, meta_fields, meta_check, meta_apply},
+    {"csv_put", 4, 6, csv_put_fields, csv_put_check, csv_put_apply},
+    {"csv_remove", 4, 6, name_fields, name_check, csv_remove_apply},
+    {"migration_measure", 1, 6, migration_measure_fields, migration_measure_check,
      migration_measure_apply},
 };
 
@@ -1452,7 +1538,8 @@ static int cmd_check(const json_t *cmd, const struct op **out, struct ferr *e)
         if (strcmp(ops[i].name, json_string_value(o)) != 0 ||
             strlen(json_string_value(o)) != json_string_length(o))
             continue;
-        named = &ops[i];
+        if (!named)
+            named = &ops[i]; /* the first entry: the version the op is new in */
         if (ver >= ops[i].since && ver <= ops[i].until)
             op = &ops[i];
     }

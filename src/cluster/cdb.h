@@ -53,6 +53,14 @@
  *                for a VM that has none). Sets the record's "epoch"; FERR_STATE when epoch is
  *                not above the current one (it only rises). No other op changes it: vm_put,
  *                vm_owner and vm_state keep it.
+ *                Version 6 adds owner (optional): FERR_STATE unless the VM's owner is this
+ *                node, so only a VM's owner raises its epoch (a node cut off from the cluster
+ *                cannot start a VM the cluster gave to another while it was away).
+ *   vm_failover  (version 6) name, owner, expect_owner (required: compare-and-set), state,
+ *                reason (optional), failover {"from", "to", "why" (optional), "down_ms",
+ *                "stale_ms", "decided_ms" (wall clock ms, optional)}: the leader gives a VM of
+ *                a dead node to another in one step; sets owner, state, reason and the
+ *                record's "failover", removes the runtime; the epoch stays.
  *   vm_remove    name.
  *   event_add    time_ms, type (a token of 1-64 [a-z0-9_.-], e.g. "vm.failover"); node, vm
  *                (names or "", optional); message (optional, at most 1024 bytes). The event
@@ -85,7 +93,8 @@
  *          {"total_mib", "free_mib"}, "vm_count", "accel", "last_heartbeat_ms", "cmd_version"}
  *   csv   {"name", "path", "id", "coordinator", "epoch", "created_ms", "coordinator_since_ms"}
  *   vm    {"name", "spec", "owner", "state", "reason", "generation", "runtime" (only while
- *          the owner says something runs), "epoch" (only once above 0; none means 0)}
+ *          the owner says something runs), "epoch" (only once above 0; none means 0),
+ *          "failover" (its last failover, only once it had one)}
  *          (generation counts the changes of the record, starting at 1)
  *   event {"id", "time_ms", "type", "node", "vm", "message"}
  *   meta  {"id", "name", "created_ms"} or {} before the first cluster_meta
@@ -100,6 +109,8 @@
  * Version 2 differs from version 3 only in vm_state, which has no runtime in version 2.
  * Version 4 adds csv_put and csv_remove, and a uid to event_add. Snapshots carry "csvs" only
  * when there are volumes (format 2 otherwise unchanged).
+ * Version 6 adds vm_failover and vm_epoch's owner; a VM record carries "failover" only once
+ * a vm_failover wrote it (a snapshot reader of version 5 refuses such a record).
  * Version 5 adds vm_epoch. A VM record carries "epoch" only once a vm_epoch set it, so the
  * snapshots of a cluster that never used version 5 are the bytes version 4 writes.
  *
@@ -112,7 +123,7 @@
  * no "epoch" field and refuses the record as it refuses any unknown field.
  */
 
-#define CDB_CMD_VERSION 5            /* version of the commands this code writes and applies */
+#define CDB_CMD_VERSION 6            /* version of the commands this code writes and applies */
 #define CDB_CMD_VERSION_OLDEST 1     /* oldest command version this code still applies */
 #define CDB_SNAPSHOT_FORMAT 2        /* format of the snapshots this code writes */
 #define CDB_SNAPSHOT_FORMAT_OLDEST 1 /* oldest snapshot format this code still reads */
@@ -175,6 +186,17 @@ json_t *cdb_cmd_csv_put(const char *name, const char *path, const char *id, cons
 json_t *cdb_cmd_csv_remove(const char *name);
 /* vm_epoch (command version 5): name, epoch; expect_epoch < 0 leaves it out. */
 json_t *cdb_cmd_vm_epoch(const char *name, uint64_t epoch, long long expect_epoch);
+/* vm_epoch in command version 6 with owner: raised only if owner still owns the VM. */
+json_t *cdb_cmd_vm_epoch_owned(const char *name, uint64_t epoch, long long expect_epoch,
+                               const char *owner);
+/* The timeline of a failover (wall clock ms, 0: unknown). */
+struct cdb_failover {
+    const char *from, *to, *why;
+    uint64_t down_ms, stale_ms, decided_ms;
+};
+/* vm_failover (command version 6): name moves from fo->from to fo->to in state, with reason. */
+json_t *cdb_cmd_vm_failover(const char *name, const char *state, const char *reason,
+                            const struct cdb_failover *fo);
 /* migration_measure of migration id: client_gap_ms is a JSON number (borrowed, copied: an
  * integer stays an integer on the wire; NULL leaves it out); source; replace is always
  * written, true or false. */

@@ -211,3 +211,29 @@ json_t *cdb_cmd_vm_epoch(const char *name, uint64_t epoch, long long expect_epoc
     cmd = with_int(cmd, "epoch", epoch);
     return expect_epoch >= 0 ? with_int(cmd, "expect_epoch", (uint64_t)expect_epoch) : cmd;
 }
+
+json_t *cdb_cmd_vm_epoch_owned(const char *name, uint64_t epoch, long long expect_epoch,
+                               const char *owner)
+{
+    json_t *cmd = with_str(cmd_new(6, "vm_epoch"), "name", name);
+    cmd = with_int(cmd, "epoch", epoch);
+    if (expect_epoch >= 0)
+        cmd = with_int(cmd, "expect_epoch", (uint64_t)expect_epoch);
+    return with_str(cmd, "owner", owner);
+}
+
+json_t *cdb_cmd_vm_failover(const char *name, const char *state, const char *reason,
+                            const struct cdb_failover *fo)
+{
+    json_t *f = json_pack("{s:s?, s:s?}", "from", fo->from, "to", fo->to);
+    f = with_str(f, "why", fo->why ? fo->why : "");
+    f = with_int(f, "down_ms", fo->down_ms);
+    f = with_int(f, "stale_ms", fo->stale_ms);
+    f = with_int(f, "decided_ms", fo->decided_ms);
+    json_t *cmd = with_str(cmd_new(6, "vm_failover"), "name", name);
+    cmd = with_str(cmd, "owner", fo->to);
+    cmd = with_str(cmd, "expect_owner", fo->from);
+    cmd = with_str(cmd, "state", state);
+    cmd = with_str(cmd, "reason", reason ? reason : "");
+    return f ? with(cmd, "failover", f) : (json_decref(cmd), NULL);
+}

@@ -903,7 +903,11 @@ static int fleet_start_as(struct fleet *f, struct vm *vm, bool by_user, vm_done_
     snprintf(st->name, sizeof(st->name), "%s", s->name);
     uint64_t cur = cdb_vm_epoch(cluster_db(f->env.cluster), s->name);
     st->epoch = cur + 1;
-    json_t *cmd = cdb_cmd_vm_epoch(s->name, st->epoch, (long long)cur);
+    /* from version 6 on only while this node owns it: a node cut off while the cluster gave
+     * the VM to another cannot start it on a stale copy of the database */
+    json_t *cmd = cdb_cmd_version_min(cluster_db(f->env.cluster)) >= 6
+                      ? cdb_cmd_vm_epoch_owned(s->name, st->epoch, (long long)cur, f->env.node_name)
+                      : cdb_cmd_vm_epoch(s->name, st->epoch, (long long)cur);
     rc = cmd ? cluster_write(f->env.cluster, cmd, epoch_written, st, e)
              : ferr_set(e, -ENOMEM, "out of memory");
     json_decref(cmd);

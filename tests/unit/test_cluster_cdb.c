@@ -429,8 +429,8 @@ static void test_bad_commands(void **state)
     } cases[] = {
         {"{'op':'vm_remove','name':'web1'}", FERR_INVALID, "v (the command version) is missing"},
         {"{'v':'1','op':'vm_remove','name':'web1'}", FERR_INVALID, "v: expected an integer"},
-        {"{'v':6,'op':'vm_remove','name':'web1'}", FERR_INVALID,
-         "command version 6 is not supported (this node applies versions 1 to 5): upgrade"},
+        {"{'v':7,'op':'vm_remove','name':'web1'}", FERR_INVALID,
+         "command version 7 is not supported (this node applies versions 1 to 6): upgrade"},
         /* vm_state's runtime is new in version 3 and checked like every field */
         {"{'v':2,'op':'vm_state','name':'web1','state':'running','runtime':{}}", FERR_INVALID,
          "vm_state: unknown field \"runtime\""},
@@ -1595,6 +1595,90 @@ static void test_vm_epoch(void **state)
     cdb_free(db);
 }
 
+/* Version 6: a failover gives a VM to another node in one compare-and-set step, with its
+ * record; only a VM's owner raises its epoch. */
+static void test_vm_failover(void **state)
+{
+    (void)state;
+    struct cdb *db = populated();
+    ok(db, "{'v':5,'op':'vm_state','name':'web1','state':'running','runtime':{'pid':9}}");
+    ok(db, "{'v':5,'op':'vm_epoch','name':'web1','epoch':3}");
+    json_t *cmd = cdb_cmd_vm_failover(
+        "web1", "recovering", "n1 is down",
+        &(struct cdb_failover){.from = "n1", .to = "n2", .why = "no heartbeat for 5000 ms",
+                               .down_ms = 100, .stale_ms = 200, .decided_ms = 300});
+    assert_non_null(cmd);
+    struct ferr e;
+    assert_int_equal(cdb_apply_cmd(db, cdb_applied_index(db) + 1, cmd, 1, &e), 0);
+    json_decref(cmd);
+    json_t *v = vm_rec(db, "web1");
+    assert_string_equal(json_string_value(json_object_get(v, "owner")), "n2");
+    assert_string_equal(json_string_value(json_object_get(v, "state")), "recovering");
+    assert_string_equal(json_string_value(json_object_get(v, "reason")), "n1 is down");
+    assert_null(json_object_get(v, "runtime")); /* nothing runs on n2 yet */
+    assert_int_equal(json_integer_value(json_object_get(v, "epoch")), 3); /* kept */
+    json_t *fo = json_object_get(v, "failover");
+    assert_string_equal(json_string_value(json_object_get(fo, "from")), "n1");
+    assert_string_equal(json_string_value(json_object_get(fo, "to")), "n2");
+    assert_int_equal(json_integer_value(json_object_get(fo, "stale_ms")), 200);
+    json_decref(v);
+
+    /* a second failover from n1 (a leader that did not see the first) loses the race */
+    refused(db,
+            "{'v':6,'op':'vm_failover','name':'web1','owner':'n1','expect_owner':'n1',"
+            "'state':'recovering','failover':{'from':'n1','to':'n1'}}",
+            FERR_STATE, "VM \"web1\" is owned by \"n2\", not \"n1\"");
+    /* the old owner cannot raise the epoch any more; the new one can */
+    refused(db, "{'v':6,'op':'vm_epoch','name':'web1','epoch':4,'expect_epoch':3,'owner':'n1'}",
+            FERR_STATE, "owned by \"n2\", not \"n1\": only its owner raises its writer epoch");
+    ok(db, "{'v':6,'op':'vm_epoch','name':'web1','epoch':4,'expect_epoch':3,'owner':'n2'}");
+    assert_int_equal(cdb_vm_epoch(db, "web1"), 4);
+
+    /* the record survives a snapshot */
+    char *snap = NULL;
+    size_t len = 0;
+    assert_int_equal(cdb_snapshot(db, &snap, &len, &e), 0);
+    struct cdb *db2 = cdb_new();
+    assert_int_equal(cdb_restore(db2, snap, len, 5, &e), 0);
+    free(snap);
+    v = vm_rec(db2, "web1");
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(v, "failover"), "why")),
+        "no heartbeat for 5000 ms");
+    json_decref(v);
+    cdb_free(db2);
+
+    static const struct {
+        const char *cmd, *msg;
+        int code;
+    } bad[] = {
+        {"{'v':5,'op':'vm_failover','name':'web1','owner':'n1','expect_owner':'n2',"
+         "'state':'recovering','failover':{'from':'n2','to':'n1'}}",
+         "op vm_failover is not in command version 5 (it is new in version 6)", FERR_INVALID},
+        {"{'v':6,'op':'vm_failover','name':'web1','owner':'n1','state':'recovering',"
+         "'failover':{'from':'n2','to':'n1'}}",
+         "expect_owner: missing", FERR_INVALID},
+        {"{'v':6,'op':'vm_failover','name':'web1','owner':'n1','expect_owner':'n2',"
+         "'state':'recovering'}",
+         "failover: missing", FERR_INVALID},
+        {"{'v':6,'op':'vm_failover','name':'web1','owner':'n1','expect_owner':'n2',"
+         "'state':'recovering','failover':{'from':'n2'}}",
+         "failover: to: missing", FERR_INVALID},
+        {"{'v':6,'op':'vm_failover','name':'web1','owner':'n1','expect_owner':'n2',"
+         "'state':'recovering','failover':{'from':'n2','to':'n1','x':1}}",
+         "failover: unknown field \"x\"", FERR_INVALID},
+        {"{'v':6,'op':'vm_failover','name':'web1','owner':'n9','expect_owner':'n2',"
+         "'state':'recovering','failover':{'from':'n2','to':'n9'}}",
+         "n9", FERR_NOTFOUND},
+        {"{'v':6,'op':'vm_failover','name':'web9','owner':'n1','expect_owner':'n2',"
+         "'state':'recovering','failover':{'from':'n2','to':'n1'}}",
+         "no VM named \"web9\"", FERR_NOTFOUND},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        refused(db, bad[i].cmd, bad[i].code, bad[i].msg);
+    cdb_free(db);
+}
+
 /* Snapshots carry a VM's epoch, check it like every field, and have none without one. */
 static void test_vm_epoch_snapshot(void **state)
 {
@@ -1688,6 +1772,7 @@ int main(void)
         cmocka_unit_test(test_event_uid),
         cmocka_unit_test(test_csv_volumes),
         cmocka_unit_test(test_vm_epoch),
+        cmocka_unit_test(test_vm_failover),
         cmocka_unit_test(test_vm_epoch_snapshot),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
