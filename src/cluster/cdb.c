@@ -420,8 +420,8 @@ static int runtime_check(const json_t *rt, struct ferr *e)
  * clock ms; 0 where unknown). */
 static int failover_check(const json_t *fo, struct ferr *e)
 {
-    static const char *const fields[] = {"from", "to", "why", "down_ms", "stale_ms", "decided_ms",
-                                         NULL};
+    static const char *const fields[] = {"from",     "to",         "why", "down_ms",
+                                         "stale_ms", "decided_ms", NULL};
     const char *s;
     json_int_t i;
     int rc;
@@ -440,7 +440,7 @@ static int failover_check(const json_t *fo, struct ferr *e)
 
 static int vm_record_check(const json_t *v, struct ferr *e)
 {
-    static const char *const fields[] = {"name",    "spec",  "owner",    "state", "reason",
+    static const char *const fields[] = {"name",       "spec",    "owner", "state",    "reason",
                                          "generation", "runtime", "epoch", "failover", NULL};
     const char *name, *s;
     json_int_t i;
@@ -1011,8 +1011,8 @@ static int vm_state_apply(struct cdb *db, const json_t *c, struct ferr *e)
  * owner finds it in ("recovering"), and the failover's record. Nothing runs there yet, so the
  * runtime goes; the epoch stays (the new owner raises it when it starts the VM).
  */
-static const char *const vm_failover_fields[] = {"name",   "owner",  "expect_owner",
-                                                 "state",  "reason", "failover", NULL};
+static const char *const vm_failover_fields[] = {
+    "name", "owner", "expect_owner", "state", "reason", "failover", NULL};
 
 static int vm_failover_check(const json_t *c, struct ferr *e)
 {

@@ -157,7 +157,11 @@ class Guest:
         """ACPI power button, as ferry stops VMs; returns seconds until QEMU exited."""
         t0 = time.monotonic()
         self.qmp("system_powerdown")
-        self.proc.wait(timeout)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"QEMU still running {timeout} s after the ACPI power button; "
+                        f"console:\n{self.console()[-3000:]}")
         return time.monotonic() - t0
 
     def kill(self):

@@ -1603,10 +1603,13 @@ static void test_vm_failover(void **state)
     struct cdb *db = populated();
     ok(db, "{'v':5,'op':'vm_state','name':'web1','state':'running','runtime':{'pid':9}}");
     ok(db, "{'v':5,'op':'vm_epoch','name':'web1','epoch':3}");
-    json_t *cmd = cdb_cmd_vm_failover(
-        "web1", "recovering", "n1 is down",
-        &(struct cdb_failover){.from = "n1", .to = "n2", .why = "no heartbeat for 5000 ms",
-                               .down_ms = 100, .stale_ms = 200, .decided_ms = 300});
+    json_t *cmd = cdb_cmd_vm_failover("web1", "recovering", "n1 is down",
+                                      &(struct cdb_failover){.from = "n1",
+                                                             .to = "n2",
+                                                             .why = "no heartbeat for 5000 ms",
+                                                             .down_ms = 100,
+                                                             .stale_ms = 200,
+                                                             .decided_ms = 300});
     assert_non_null(cmd);
     struct ferr e;
     assert_int_equal(cdb_apply_cmd(db, cdb_applied_index(db) + 1, cmd, 1, &e), 0);
@@ -1642,9 +1645,8 @@ static void test_vm_failover(void **state)
     assert_int_equal(cdb_restore(db2, snap, len, 5, &e), 0);
     free(snap);
     v = vm_rec(db2, "web1");
-    assert_string_equal(
-        json_string_value(json_object_get(json_object_get(v, "failover"), "why")),
-        "no heartbeat for 5000 ms");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(v, "failover"), "why")),
+                        "no heartbeat for 5000 ms");
     json_decref(v);
     cdb_free(db2);
 
