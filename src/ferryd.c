@@ -17,6 +17,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "host/host.h"
+#include "fleet/failover.h"
 #include "fleet/fleet.h"
 #include "fleet/redirect.h"
 #include "fleet/storagemove.h"
@@ -50,6 +51,7 @@ struct ferryd_config {
     unsigned max_migrations;
     unsigned lease_ms;
     unsigned lease_expiry_ms;
+    unsigned fence_after_ms;
     unsigned nbd_port;
     char qsd[256];
     bool migrate_prealloc;
@@ -67,6 +69,8 @@ struct ferryd {
     char migrate_unsafe[FERR_MSG_MAX]; /* why migrating from here would corrupt guests */
     struct http_server *http;
     struct cluster *cluster;
+    struct failover *failover;
+    uv_timer_t fo_tick; /* failover: fleet_tick and, on the leader, failover_tick */
     uv_signal_t sigterm, sigint;
     uv_timer_t sync; /* pushes local VM states into the cluster database */
     int exit_code;
@@ -97,6 +101,8 @@ static void usage(FILE *f)
         "                       100..10000 (default 1000)\n"
         "  --lease-expiry-ms MS a lease whose counter did not move this long is stale, at\n"
         "                       least 3 renewals (default 5000)\n"
+        "  --fence-after-ms MS  without the cluster's quorum this long, kill this node's HA\n"
+        "                       VMs and stop renewing its leases, 1000..60000 (default 3000)\n"
         "  --nbd-port PORT      the storage daemon of the first shared volume this node\n"
         "                       coordinates serves NBD on the --listen address and this\n"
         "                       port, the next on PORT+1, ... (default 10809)\n"
@@ -184,6 +190,16 @@ static int apply_opt(struct ferryd_config *c, const char *key, const char *val)
             return -1;
         }
         *(strcmp(key, "lease_ms") == 0 ? &c->lease_ms : &c->lease_expiry_ms) = (unsigned)v;
+        return 0;
+    }
+    if (strcmp(key, "fence_after_ms") == 0) {
+        char *end;
+        unsigned long v = val ? strtoul(val, &end, 10) : 0;
+        if (!val || !*val || *end || v < 1000 || v > 60000) {
+            fprintf(stderr, "ferryd: fence_after_ms: expected an integer in 1000..60000\n");
+            return -1;
+        }
+        c->fence_after_ms = (unsigned)v;
         return 0;
     }
     if (strcmp(key, "max_migrations") == 0) {
@@ -278,6 +294,7 @@ static int parse_args(struct ferryd_config *c, int argc, char **argv)
         {"max-migrations", required_argument, 0, 'M'},
         {"lease-ms", required_argument, 0, 'e'},
         {"lease-expiry-ms", required_argument, 0, 'E'},
+        {"fence-after-ms", required_argument, 0, 'F'},
         {"migrate-prealloc", required_argument, 0, 'P'},
         {"unsafe-tcg-migration", required_argument, 0, 'U'},
         {"nbd-port", required_argument, 0, 'N'},
@@ -302,6 +319,7 @@ static int parse_args(struct ferryd_config *c, int argc, char **argv)
         ['M'] = "max_migrations",
         ['e'] = "lease_ms",
         ['E'] = "lease_expiry_ms",
+        ['F'] = "fence_after_ms",
         ['P'] = "migrate_prealloc",
         ['U'] = "unsafe_tcg_migration",
         ['N'] = "nbd_port",
@@ -378,6 +396,9 @@ static void on_closed_all(void *data)
 {
     struct ferryd *d = data;
     uv_close((uv_handle_t *)&d->sync, NULL);
+    uv_close((uv_handle_t *)&d->fo_tick, NULL);
+    failover_free(d->failover);
+    d->failover = NULL;
     fleet_free(d->api.fleet);
     d->api.fleet = NULL;
     volumes_free(d->api.volumes);
@@ -393,6 +414,7 @@ static void cluster_closed(void *data)
     struct ferryd *d = data;
     d->cluster = NULL;
     uv_timer_stop(&d->sync);
+    uv_timer_stop(&d->fo_tick);
     vmset_close(d->vms, on_closed_all, d);
 }
 
@@ -433,6 +455,25 @@ static void sync_tick(uv_timer_t *t)
     if (d->vms && d->api.fleet &&
         (!d->cluster || !cluster_active(d->cluster) || cluster_quorum(d->cluster)))
         vmset_foreach(d->vms, recover_move, d);
+}
+
+/* ---- failover (fleet/fleet.h, fleet/failover.h) ---- */
+
+static void fo_tick(uv_timer_t *t)
+{
+    struct ferryd *d = t->data;
+    if (!d->cluster || !cluster_active(d->cluster) || !d->api.fleet)
+        return;
+    fleet_tick(d->api.fleet);
+    failover_tick(d->failover);
+}
+
+/* The fence (fleet.h): this node's leases stop while it is fenced. */
+static void fence(void *data, bool on)
+{
+    struct ferryd *d = data;
+    if (d->api.volumes)
+        volumes_set_fenced(d->api.volumes, on);
 }
 
 /* ---- a volume lost on this node (fleet/volumes.c): its direct-I/O VMs move away ---- */
@@ -563,6 +604,7 @@ int main(int argc, char **argv)
     c->max_migrations = MIGRATE_DEFAULT_OUT;
     c->lease_ms = LEASE_MS_DEFAULT;
     c->lease_expiry_ms = LEASE_EXPIRY_MS_DEFAULT;
+    c->fence_after_ms = FENCE_AFTER_MS_DEFAULT;
     c->nbd_port = 10809; /* NBD's registered port */
     strcpy(c->qsd, "qemu-storage-daemon");
     c->migrate_prealloc = true;
@@ -675,6 +717,8 @@ int main(int argc, char **argv)
     vc.redirect_data = redirect;
     uv_timer_init(d.loop, &d.sync);
     d.sync.data = &d;
+    uv_timer_init(d.loop, &d.fo_tick);
+    d.fo_tick.data = &d;
     if (vmset_open(d.loop, &vc, d.events, &d.vms, &e) < 0) {
         log_error("%s", e.msg);
         goto err_after_events;
@@ -762,7 +806,8 @@ int main(int argc, char **argv)
     d.api.cluster = d.cluster;
     d.api.redirect = redirect;
     redirect_set_cluster(redirect, d.cluster);
-    struct fleet_env fenv = {d.loop, d.vms, d.cluster, d.events, c->name, accel};
+    struct fleet_env fenv = {d.loop,   d.vms, d.cluster, d.events, c->name,
+                             accel,    c->fence_after_ms, fence, &d};
     if (fleet_new(&fenv, &d.api.fleet, &e) < 0) {
         log_error("%s", e.msg); /* only out of memory: exit without a tidy close */
         return 1;
@@ -781,7 +826,13 @@ int main(int argc, char **argv)
         log_error("%s", e.msg); /* only out of memory: exit without a tidy close */
         return 1;
     }
+    struct failover_env foenv = {d.cluster, d.api.volumes, d.events, c->name};
+    if (failover_new(&foenv, &d.failover, &e) < 0) {
+        log_error("%s", e.msg); /* only out of memory: exit without a tidy close */
+        return 1;
+    }
     uv_timer_start(&d.sync, sync_tick, 2000, 2000);
+    uv_timer_start(&d.fo_tick, fo_tick, FLEET_TICK_MS, FLEET_TICK_MS);
     http_server_set_authorizer(d.http, api_authorize, d.cluster);
     uv_signal_init(d.loop, &d.sigterm);
     uv_signal_init(d.loop, &d.sigint);

@@ -24,14 +24,22 @@ struct fleet {
     /* HA VMs of this node: name -> {"restarts": [monotonic ms], "due_ms", "pending", "error",
      * "why"} (high availability's restarts on this node, ha_one) */
     json_t *ha;
+    /* failover on this node (fleet_tick) */
+    uint64_t quorum_seen; /* monotonic ms when the quorum was last there */
+    bool fenced;          /* no quorum for fence_after_ms: HA QEMUs killed, leases stopped */
+    uint64_t fenced_at;
+    json_t *adopting; /* VMs the leader gave to this node: name -> {"made", "pending"} */
 };
 
 int fleet_new(const struct fleet_env *env, struct fleet **out, struct ferr *e)
 {
     struct fleet *f = calloc(1, sizeof(*f));
-    if (!f || !(f->syncing = json_object()) || !(f->ha = json_object())) {
-        if (f)
+    if (!f || !(f->syncing = json_object()) || !(f->ha = json_object()) ||
+        !(f->adopting = json_object())) {
+        if (f) {
             json_decref(f->syncing);
+            json_decref(f->ha);
+        }
         free(f);
         return ferr_set(e, -ENOMEM, "fleet: out of memory");
     }
@@ -46,6 +54,7 @@ void fleet_free(struct fleet *f)
         return;
     json_decref(f->syncing);
     json_decref(f->ha);
+    json_decref(f->adopting);
     free(f);
 }
 
@@ -85,10 +94,16 @@ json_t *fleet_vm_json(const struct fleet *f, struct vm *vm)
         json_object_set_new(o, "ha", ha_view(f, vm));
     if (o)
         json_object_set_new(o, "owner", json_string(f->env.node_name));
-    if (o && fleet_clustered(f))
+    if (o && fleet_clustered(f)) {
         json_object_set_new(
             o, "writer_epoch",
             json_integer((json_int_t)cdb_vm_epoch(cluster_db(f->env.cluster), vm_spec(vm)->name)));
+        json_t *rec = record_of(f, vm_spec(vm)->name);
+        json_t *fo = json_object_get(rec, "failover");
+        if (fo)
+            json_object_set(o, "failover", fo);
+        json_decref(rec);
+    }
     return o;
 }
 
@@ -139,6 +154,8 @@ static json_t *remote_json(const struct fleet *f, const json_t *rec)
     if (o)
         json_object_set_new(o, "writer_epoch",
                             json_integer(json_integer_value(json_object_get(rec, "epoch"))));
+    if (o && json_object_get(rec, "failover"))
+        json_object_set(o, "failover", json_object_get(rec, "failover"));
     /* HA's live state (restarts, why) is its owner's; the record says whether it is on */
     json_t *ha = json_object_get(spec, "ha");
     if (o)
@@ -998,6 +1015,10 @@ static void sync_one(struct vm *vm, void *data)
         json_decref(cmd);
         return;
     }
+    if (mine && json_object_get(f->adopting, name) && vm_state(vm) == VM_STOPPED) {
+        json_decref(rec); /* adopted, not started yet: the record says "recovering" */
+        return;
+    }
     bool same = state && strcmp(state, vm_state_name(vm_state(vm))) == 0 && reason &&
                 strcmp(reason, vm_reason(vm)) == 0 &&
                 (version < 3 || same_runtime(json_object_get(rec, "runtime"), rt));
@@ -1045,7 +1066,9 @@ static json_t *ha_view(const struct fleet *f, struct vm *vm)
     json_t *h = json_object_get(f->ha, s->name);
     enum vm_state st = vm_state(vm);
     const char *err = jfield_text(h, "error"), *why = jfield_text(h, "why"), *state;
-    if (st == VM_FAILED)
+    if (f->fenced || json_is_true(json_object_get(h, "fenced")))
+        state = "fence";
+    else if (st == VM_FAILED)
         state = err[0] ? "error" : "recovery";
     else if (st == VM_STOPPED)
         state = "stopped";
@@ -1086,8 +1109,36 @@ static void ha_one(struct vm *vm, void *data)
         return;
     }
     json_t *h = ha_entry(f, s->name);
-    if (!h || vm_state(vm) != VM_FAILED || json_is_true(json_object_get(h, "pending")) ||
+    bool fenced = json_is_true(json_object_get(h, "fenced"));
+    if (!h || f->fenced || json_is_true(json_object_get(h, "pending")) ||
         jfield_text(h, "error")[0])
+        return;
+    if (fenced && vm_state(vm) == VM_STOPPED) {
+        /* the quorum is back and the cluster left it here (else fleet_tick removes it): it
+         * starts again now; only its owner can raise its epoch, so a stale copy of the
+         * database cannot start it twice */
+        char owner[64];
+        if (fleet_owner_of(f, s->name, owner) < 0 || strcmp(owner, f->env.node_name) != 0)
+            return;
+        struct ha_restart *r = calloc(1, sizeof(*r));
+        struct ferr e = {0};
+        if (!r)
+            return;
+        r->f = f;
+        snprintf(r->name, sizeof(r->name), "%s", s->name);
+        if (fleet_start_as(f, vm, false, ha_restarted, r, &e) < 0) {
+            json_object_set_new(h, "why", json_string(e.msg));
+            free(r);
+            return;
+        }
+        json_object_set_new(h, "fenced", json_false());
+        json_object_set_new(h, "pending", json_true());
+        json_object_set_new(h, "why", json_string("the quorum is back: started again"));
+        events_add(f->env.events, s->name, "vm.ha_restart",
+                   "the quorum is back and the cluster left it on this node: started again");
+        return;
+    }
+    if (vm_state(vm) != VM_FAILED)
         return;
     char owner[64];
     if (fleet_owner_of(f, s->name, owner) == 0 && strcmp(owner, f->env.node_name) != 0)
@@ -1148,4 +1199,298 @@ void fleet_reconcile(struct fleet *f)
     vmset_foreach(f->env.vms, ha_one, f);
     if (fleet_clustered(f))
         vmset_foreach(f->env.vms, sync_one, f);
+}
+
+/* ---- failover on this node: self-fencing, adoption, removal of what went elsewhere ---- */
+
+#define FENCE_KILL_LATE_MS 2000 /* a fenced QEMU still there after this: the fence failed */
+
+bool fleet_fenced(const struct fleet *f)
+{
+    return f->fenced;
+}
+
+struct fence_scan {
+    struct fleet *f;
+    unsigned killed, alive;
+    char late[VM_NAME_MAX + 1];
+};
+
+static void fence_killed(struct vmset *set, struct vm *vm, int status, const struct ferr *e,
+                         void *data)
+{
+    (void)set;
+    char *name = data;
+    if (status < 0)
+        log_error("vm %s: the fence could not kill its QEMU: %s", name, e->msg);
+    (void)vm;
+    free(name);
+}
+
+static void fence_one(struct vm *vm, void *data)
+{
+    struct fence_scan *fs = data;
+    const struct vm_spec *s = vm_spec(vm);
+    if (!s->ha.enabled || vm_pid(vm) <= 0 || vm_migrating(vm))
+        return;
+    json_t *h = ha_entry(fs->f, s->name);
+    if (h)
+        json_object_set_new(h, "fenced", json_true());
+    char *name = strdup(s->name);
+    struct ferr e = {0};
+    if (!name || vm_kill(vm, fence_killed, name, &e) < 0) {
+        if (name)
+            log_error("vm %s: the fence could not kill its QEMU: %s", s->name, e.msg);
+        free(name);
+        return;
+    }
+    fs->killed++;
+    events_add(fs->f->env.events, s->name, "vm.fenced",
+               "this node lost the cluster's quorum: its QEMU is killed so that another node "
+               "may start it");
+}
+
+static void fence_count(struct vm *vm, void *data)
+{
+    struct fence_scan *fs = data;
+    json_t *h = json_object_get(fs->f->ha, vm_name(vm));
+    if (vm_pid(vm) > 0 && json_is_true(json_object_get(h, "fenced"))) {
+        fs->alive++;
+        snprintf(fs->late, sizeof(fs->late), "%s", vm_name(vm));
+    }
+}
+
+bool fleet_fence_ok(const struct fleet *f, char *why, size_t size)
+{
+    if (!f->fenced || now_mono_ms() - f->fenced_at < FENCE_KILL_LATE_MS)
+        return true;
+    struct fence_scan fs = {.f = (struct fleet *)f};
+    vmset_foreach(f->env.vms, fence_count, &fs);
+    if (fs.alive == 0)
+        return true;
+    snprintf(why, size, "fenced %llu ms ago and the QEMU of %s (and %u more) still runs",
+             (unsigned long long)(now_mono_ms() - f->fenced_at), fs.late, fs.alive - 1);
+    return false;
+}
+
+static void fence_tick(struct fleet *f, uint64_t now)
+{
+    if (!f->env.fence_after_ms)
+        return;
+    if (cluster_quorum(f->env.cluster)) {
+        f->quorum_seen = now;
+        if (f->fenced) {
+            f->fenced = false;
+            if (f->env.fence)
+                f->env.fence(f->env.fence_data, false);
+            log_info("fence: the cluster's quorum is back: this node renews its leases again");
+            events_add(f->env.events, NULL, "node.unfenced",
+                       "%s: the cluster's quorum is back; leases renewed again", f->env.node_name);
+        }
+        return;
+    }
+    if (!f->quorum_seen)
+        f->quorum_seen = now; /* a whole period from the first look */
+    if (f->fenced || now - f->quorum_seen < f->env.fence_after_ms)
+        return;
+    /* leases first: from now on the cluster counts towards their expiry */
+    f->fenced = true;
+    f->fenced_at = now;
+    if (f->env.fence)
+        f->env.fence(f->env.fence_data, true);
+    struct fence_scan fs = {.f = f};
+    vmset_foreach(f->env.vms, fence_one, &fs);
+    log_warn("fence: no quorum for %llu ms (--fence-after-ms %u): this node stopped renewing "
+             "its leases and killed %u HA VM%s",
+             (unsigned long long)(now - f->quorum_seen), f->env.fence_after_ms, fs.killed,
+             fs.killed == 1 ? "" : "s");
+    events_add(f->env.events, NULL, "node.fenced",
+               "%s: no quorum for %llu ms: leases stopped, %u HA VM%s killed", f->env.node_name,
+               (unsigned long long)(now - f->quorum_seen), fs.killed, fs.killed == 1 ? "" : "s");
+}
+
+/* -- adoption: the leader gave a dead node's VM to this node -- */
+
+struct adopt {
+    struct fleet *f;
+    char name[VM_NAME_MAX + 1];
+    uint64_t t0;
+};
+
+static void adopt_end(struct adopt *a, const char *failed)
+{
+    json_t *x = json_object_get(a->f->adopting, a->name);
+    if (x)
+        json_object_set_new(x, "pending", json_false());
+    if (failed) {
+        log_warn("vm %s: failover: %s", a->name, failed);
+        events_add(a->f->env.events, a->name, "vm.failover_error", "%s", failed);
+    }
+    free(a);
+}
+
+static void adopt_started(struct vmset *set, struct vm *vm, int status, const struct ferr *e,
+                          void *data)
+{
+    (void)set;
+    (void)vm;
+    struct adopt *a = data;
+    if (status < 0) {
+        char msg[600];
+        snprintf(msg, sizeof(msg), "not started on %s: %s (tried again)", a->f->env.node_name,
+                 e->msg);
+        adopt_end(a, msg);
+        return;
+    }
+    json_object_del(a->f->adopting, a->name);
+    log_info("vm %s: failover: running on this node %llu ms after the cluster gave it here",
+             a->name, (unsigned long long)(now_mono_ms() - a->t0));
+    events_add(a->f->env.events, a->name, "vm.failover_started",
+               "running on %s %llu ms after the leader gave it here", a->f->env.node_name,
+               (unsigned long long)(now_mono_ms() - a->t0));
+    free(a);
+}
+
+static void adopt_start(struct adopt *a, struct vm *vm)
+{
+    struct ferr e = {0};
+    json_object_set_new(json_object_get(a->f->adopting, a->name), "pending", json_true());
+    if (fleet_start_as(a->f, vm, false, adopt_started, a, &e) < 0) {
+        char msg[600];
+        snprintf(msg, sizeof(msg), "not started on %s: %s (tried again)", a->f->env.node_name,
+                 e.msg);
+        adopt_end(a, msg);
+    }
+}
+
+static void adopt_made(struct vmset *set, struct vm *vm, int status, const struct ferr *e,
+                       void *data)
+{
+    (void)set;
+    struct adopt *a = data;
+    if (status < 0) {
+        char msg[600];
+        snprintf(msg, sizeof(msg), "not defined on %s: %s (tried again)", a->f->env.node_name,
+                 e->msg);
+        adopt_end(a, msg);
+        return;
+    }
+    json_object_set_new(json_object_get(a->f->adopting, a->name), "made", json_true());
+    adopt_start(a, vm);
+}
+
+static unsigned adopting_now(const struct fleet *f)
+{
+    unsigned n = 0;
+    const char *k;
+    json_t *x;
+    json_object_foreach(f->adopting, k, x) n += json_is_true(json_object_get(x, "pending"));
+    return n;
+}
+
+static void adopt_tick(struct fleet *f)
+{
+    const struct cdb *db = cluster_db(f->env.cluster);
+    if (!cluster_quorum(f->env.cluster) || f->fenced)
+        return;
+    json_t *vms = cdb_vms(db, f->env.node_name);
+    size_t i;
+    json_t *rec;
+    json_array_foreach(vms, i, rec)
+    {
+        const char *name = jfield_text(rec, "name");
+        if (strcmp(jfield_text(rec, "owner"), f->env.node_name) != 0 ||
+            strcmp(jfield_text(rec, "state"), "recovering") != 0)
+            continue;
+        json_t *x = json_object_get(f->adopting, name);
+        struct vm *vm = vmset_find(f->env.vms, name);
+        if (json_is_true(json_object_get(x, "pending")) || adopting_now(f) >= FLEET_ADOPT_MAX)
+            continue;
+        if (vm && (!x || vm_state(vm) != VM_STOPPED))
+            continue; /* here already (sync_one writes its state) */
+        struct adopt *a = calloc(1, sizeof(*a));
+        if (!a)
+            break;
+        *a = (struct adopt){.f = f, .t0 = now_mono_ms()};
+        snprintf(a->name, sizeof(a->name), "%s", name);
+        if (!x) {
+            x = json_pack("{sb sb}", "made", 0, "pending", 1);
+            json_object_set_new(f->adopting, name, x);
+            log_info("vm %s: failover: the cluster gave it to this node (%s)", name,
+                     jfield_text(rec, "reason"));
+        }
+        if (vm) {
+            adopt_start(a, vm);
+            continue;
+        }
+        struct ferr e = {0};
+        json_object_set_new(x, "pending", json_true());
+        if (vmset_create(f->env.vms, json_object_get(rec, "spec"), adopt_made, a, &e) < 0) {
+            char msg[600];
+            snprintf(msg, sizeof(msg), "not defined on %s: %s (tried again)", f->env.node_name,
+                     e.msg);
+            adopt_end(a, msg);
+        }
+    }
+    json_decref(vms);
+}
+
+/* -- a VM failed over away from this node while it was cut off: removed here -- */
+
+static void dropped(struct vmset *set, struct vm *vm, int status, const struct ferr *e, void *data)
+{
+    (void)set;
+    (void)vm;
+    char *name = data;
+    if (status < 0)
+        log_warn("vm %s: this node's stale copy not removed: %s (tried again)", name, e->msg);
+    free(name);
+}
+
+static void drop_one(struct vm *vm, void *data)
+{
+    struct fleet *f = data;
+    const char *name = vm_name(vm);
+    json_t *rec = record_of(f, name);
+    const char *owner = jfield_text(rec, "owner");
+    const char *from = jfield_text(json_object_get(rec, "failover"), "from");
+    enum vm_state st = vm_state(vm);
+    bool gone = rec && owner[0] && strcmp(owner, f->env.node_name) != 0 &&
+                strcmp(from, f->env.node_name) == 0 && !vm_migrating(vm) &&
+                st != VM_INCOMING && st != VM_STOPPING && !json_object_get(f->adopting, name);
+    if (!gone) {
+        json_decref(rec);
+        return;
+    }
+    char *n = strdup(name);
+    struct ferr e = {0};
+    if (!n) {
+        json_decref(rec);
+        return;
+    }
+    if (vm_pid(vm) > 0)
+        log_error("vm %s: its QEMU runs here, but the cluster failed it over to %s while this "
+                  "node was cut off: killed (the writer epoch already fences it)",
+                  name, owner);
+    events_add(f->env.events, name, "vm.failover_removed",
+               "failed over to %s while %s was cut off: this node's copy is removed (disks "
+               "kept)",
+               owner, f->env.node_name);
+    json_decref(rec);
+    json_object_del(f->ha, name);
+    if (vmset_delete(f->env.vms, vm, true, dropped, n, &e) < 0) {
+        log_warn("vm %s: this node's stale copy not removed: %s (tried again)", name, e.msg);
+        free(n);
+    }
+}
+
+void fleet_tick(struct fleet *f)
+{
+    if (!fleet_clustered(f))
+        return;
+    fence_tick(f, now_mono_ms());
+    if (!cluster_quorum(f->env.cluster))
+        return;
+    adopt_tick(f);
+    vmset_foreach(f->env.vms, drop_one, f);
 }

@@ -37,6 +37,13 @@ struct fleet_env {
     struct events *events;
     const char *node_name; /* borrowed; outlives the fleet */
     const char *accel;     /* this node's accelerator, published with running VMs */
+    /* Self-fencing (fleet_tick): after fence_after_ms without the cluster's quorum this node
+     * kills its HA VMs' QEMUs and stops renewing its volume leases (fence(data, true)), so
+     * that the cluster may start them elsewhere once those leases are stale; fence(data,
+     * false) when the quorum is back. 0: never fences (a standalone node). */
+    unsigned fence_after_ms;
+    void (*fence)(void *data, bool on);
+    void *fence_data;
 };
 
 /* Answer of a fleet operation (common/reply.h): status and body, or e. */
@@ -119,5 +126,26 @@ int fleet_set_ha(struct fleet *f, struct vm *vm, const json_t *ha_json, fleet_cb
 /* Writes the state (and what runs) of every VM this node owns whose record says otherwise;
  * one write per VM in flight at a time. ferryd calls it after every VM change and every 2 s. */
 void fleet_reconcile(struct fleet *f);
+
+/*
+ * Failover on this node, every FLEET_TICK_MS from ferryd (docs/failover.md):
+ *   - self-fencing: without quorum for fence_after_ms, the HA VMs' QEMUs are killed and the
+ *     leases stop (env.fence); with the quorum back they are renewed and HA VMs the cluster
+ *     left to this node start again;
+ *   - adoption: a VM whose record the leader gave to this node (state "recovering", vm_failover)
+ *     is defined here from its record and started (a new writer epoch fences any older writer),
+ *     at most FLEET_ADOPT_MAX at a time;
+ *   - a VM failed over away from this node while it was cut off is removed here (its QEMU
+ *     killed first if one still runs; disks kept).
+ */
+#define FLEET_TICK_MS 250
+#define FENCE_AFTER_MS_DEFAULT 3000
+#define FLEET_ADOPT_MAX 2
+void fleet_tick(struct fleet *f);
+/* Whether this node fenced itself and every HA QEMU it killed is gone; false with why while a
+ * fence kill is late (the watchdog's health: a host that cannot fence itself is reset). */
+bool fleet_fence_ok(const struct fleet *f, char *why, size_t size);
+/* Whether this node is fenced now (no quorum for fence_after_ms). */
+bool fleet_fenced(const struct fleet *f);
 
 #endif

@@ -36,6 +36,7 @@ struct volumes {
     bool timer_on;
     bool leasing;         /* a renewal runs in the pool */
     bool lease_failing;   /* this node's last renewal failed somewhere: said once */
+    bool fenced;          /* self-fenced (fleet.h): no renewals */
     uint64_t lease_count; /* the counter this node writes */
     json_t *leases;       /* volume id -> {node -> {"counter", "changed_ms"}} */
 };
@@ -417,7 +418,7 @@ static void leased(struct volumes *v, json_t *r, void *data)
 static void lease_tick(uv_timer_t *t)
 {
     struct volumes *v = t->data;
-    if (v->leasing || !cluster_active(v->env.cluster))
+    if (v->leasing || v->fenced || !cluster_active(v->env.cluster))
         return;
     json_t *csvs = cdb_csvs(db_of(v)), *vols = json_array();
     size_t i;
@@ -456,6 +457,51 @@ static bool lease_of(struct volumes *v, const char *id, const char *node, uint64
     *age = lease_age_ms(&ls, now);
     *stale = lease_stale(&ls, now, v->env.lease_expiry_ms);
     return true;
+}
+
+void volumes_set_fenced(struct volumes *v, bool on)
+{
+    v->fenced = on;
+}
+
+bool volumes_node_stale(struct volumes *v, const char *node, uint64_t *age_ms, char *why,
+                        size_t size)
+{
+    *age_ms = 0;
+    if (v->lease_failing) {
+        snprintf(why, size, "this node cannot renew its own leases, so it cannot judge %s's",
+                 node);
+        return false;
+    }
+    json_t *csvs = cdb_csvs(db_of(v));
+    bool stale = true, first = true;
+    size_t i;
+    json_t *c;
+    json_array_foreach(csvs, i, c)
+    {
+        const char *id = jfield_text(c, "id");
+        uint64_t age = 0;
+        bool st = true;
+        if (!json_object_get(v->leases, id)) {
+            snprintf(why, size, "this node has not read the leases of volume %s yet",
+                     jfield_text(c, "name"));
+            stale = false;
+            break;
+        }
+        if (!lease_of(v, id, node, &age, &st))
+            continue; /* never renewed there: it cannot write there either */
+        if (!st) {
+            snprintf(why, size, "its lease on volume %s moved %llu ms ago", jfield_text(c, "name"),
+                     (unsigned long long)age);
+            stale = false;
+            break;
+        }
+        if (first || age < *age_ms)
+            *age_ms = age;
+        first = false;
+    }
+    json_decref(csvs);
+    return stale;
 }
 
 /* ---- one operation: probes of several nodes, then a write ---- */

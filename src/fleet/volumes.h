@@ -6,6 +6,9 @@
 #define FERRY_FLEET_VOLUMES_H
 
 #include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 #include "common/err.h"
@@ -64,6 +67,17 @@ void volumes_on_probe(struct volumes *v, const json_t *body, reply_cb cb, void *
 /* Every 2 s from ferryd: refreshes this node's view of every volume; on the leader, moves a
  * coordinator off a node that is down, draining or paused. */
 void volumes_tick(struct volumes *v);
+/* Whether every lease of node is stale as this node reads them (the storage heartbeat: a
+ * node silent on the network but renewing is isolated, not dead). False with why while this
+ * node cannot judge (it fails to renew its own leases, or has not read a volume's leases
+ * yet) or one of node's leases is fresh. *age_ms: how long the youngest of node's leases has
+ * not moved (0 when none was ever seen). True, age 0, when there are no volumes. */
+bool volumes_node_stale(struct volumes *v, const char *node, uint64_t *age_ms, char *why,
+                        size_t size);
+/* Self-fencing (fleet.h): on stops this node's lease renewals (one under way still lands),
+ * off starts them again. */
+void volumes_set_fenced(struct volumes *v, bool on);
+
 /* This node's view for /metrics: [{"name", "path", "coordinator", "epoch", "access",
  * "size_bytes", "free_bytes", "leases": {"NODE": age_ms}}]; new JSON. */
 json_t *volumes_local_view(struct volumes *v);

@@ -1,0 +1,143 @@
+# SPDX-License-Identifier: MIT
+"""Failover (docs/failover.md): a dead host's HA VMs answer again on the others, once.
+
+A host is powered off (its ferryd and every process of its namespace SIGKILLed together) or cut
+off the network (its uplink down). The leader restarts its HA VMs elsewhere only once the host
+is both silent (heartbeats) and stale on storage (volume leases); a cut-off host fences itself
+first (kills its HA QEMUs, stops its leases). Each VM runs in exactly one QEMU afterwards, with
+a higher writer epoch, its failover recorded; the volume's audit never shows two writers; the
+old host, back, removes its stale copy instead of starting it."""
+import os
+import signal
+import sys
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "lab"))
+
+import ferrylab  # noqa: E402
+from labvm import (create_vm, lab_session, local_vm, missing, qemus_of,  # noqa: E402
+                   qemus_under, shared_volume, vm_on, wait_answering)
+from ferrytest import wait_for  # noqa: E402
+from promises import events  # noqa: E402
+
+NAME = f"fo{os.getpid()}"
+SUBNET = "10.87.0.0/24"
+
+pytestmark = pytest.mark.skipif(missing() is not None, reason=str(missing()))
+
+
+@pytest.fixture(scope="module")
+def lab():
+    yield from lab_session(NAME, SUBNET)
+
+
+@pytest.fixture
+def csv1(lab):
+    yield from shared_volume(lab, via=0)
+
+
+def power_off(lab, h):
+    """Host h loses power: its ferryd, then at once every other process of its namespace
+    (QEMUs, storage daemons), SIGKILLed. Returns time.monotonic() before."""
+    t = lab.kill_ferryd(h, signal.SIGKILL)
+    for pid in ferrylab._pids_in_netns(h.ns):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    wait_for(lambda: not ferrylab._pids_in_netns(h.ns), 10, f"{h.name}'s processes to be gone")
+    return t
+
+
+def running_elsewhere(viewer, name, not_on):
+    v = vm_on(viewer, name)
+    return v if v and v["owner"] != not_on and v["state"] == "running" else None
+
+
+def assert_once(name, viewer):
+    v = vm_on(viewer, name)
+    found = qemus_of(name)
+    assert len(found) == 1 and found == [v["pid"]], f"{name} must run in one QEMU: {found}, {v}"
+
+
+def audit_clean(h):
+    r = h.cli("csv", "audit", "csv1", check=False)
+    assert r.returncode == 0, f"the volume's audit shows two writers:\n{r.stdout}{r.stderr}"
+
+
+def test_power_loss_brings_ha_vms_back_elsewhere_once(lab, csv1):
+    h1, h2, h3 = lab.hosts
+    ip1 = create_vm(lab, h2, "fop1", 40, memory=128, disk="csv:csv1/fop1.vhd",
+                    extra=("--ha", "--ha-priority", "high"))
+    ip2 = create_vm(lab, h2, "fop2", 41, memory=128, disk="csv:csv1/fop2.vhd,type=dynamic",
+                    extra=("--ha", "--ha-priority", "low", "--preferred", "host3"))
+    create_vm(lab, h2, "fop3", 42, memory=128, disk="csv:csv1/fop3.vhd")  # no HA
+    epochs = {n: local_vm(h2, n)["writer_epoch"] for n in ("fop1", "fop2")}
+
+    t0 = power_off(lab, h2)
+    v1 = wait_for(lambda: running_elsewhere(h1, "fop1", "host2"), 90, "fop1 to run elsewhere")
+    wait_answering(lab, ip1)
+    t1 = time.monotonic() - t0
+    v2 = wait_for(lambda: running_elsewhere(h1, "fop2", "host2"), 60, "fop2 to run elsewhere")
+    wait_answering(lab, ip2)
+    print(f"power loss -> fop1 answering: {t1:.1f} s")
+    assert v2["owner"] == "host3", f"fop2 prefers host3: {v2['owner']}"
+    for v in (v1, v2):
+        fo = v.get("failover") or {}
+        assert fo.get("from") == "host2" and fo.get("to") == v["owner"], v
+        assert fo["down_ms"] <= fo["decided_ms"] and fo["stale_ms"] <= fo["decided_ms"], fo
+        assert v["writer_epoch"] > epochs[v["name"]], v
+        assert_once(v["name"], h1)
+    assert events(h1, type="vm.failover", vm="fop1")
+    shown = h3.cli("vm", "show", "fop1").stdout
+    assert "last failover" in shown and "from host2 to" in shown, shown
+    # without HA nothing moves it: its state is unknown while its host is dead
+    v3 = vm_on(h1, "fop3")
+    assert v3["owner"] == "host2" and v3["state"] == "unknown", v3
+    audit_clean(h1)
+
+    # host2 comes back: its copies of fop1 and fop2 are removed, not started; fop3 stays its own
+    lab.start_ferryd(h2)
+    for n in ("fop1", "fop2"):
+        wait_for(lambda: not os.path.exists(os.path.join(h2.state_dir, "vms", n)), 60,
+                 f"host2 to remove its stale copy of {n}")
+        assert not qemus_under(h2, n)
+        assert events(h2, type="vm.failover_removed", vm=n)
+    time.sleep(3)
+    for n in ("fop1", "fop2"):
+        assert_once(n, h1)
+    wait_answering(lab, ip1)
+    assert local_vm(h2, "fop3") is not None
+    audit_clean(h1)
+
+
+def test_cut_off_host_fences_itself_before_its_vm_runs_elsewhere(lab, csv1):
+    h1, h2, h3 = lab.hosts
+    ip = create_vm(lab, h3, "foi1", 43, memory=128, disk="csv:csv1/foi1.vhd",
+                   extra=("--ha", "--possible", "host1,host3"))
+    pid = local_vm(h3, "foi1")["pid"]
+    lab.link_down(h3)
+    try:
+        # host3 still runs ferryd: without the quorum it kills the HA QEMU itself
+        wait_for(lambda: not qemus_under(h3, "foi1"), 30, "host3 to fence foi1")
+        fenced = events(h3, type="vm.fenced", vm="foi1")
+        assert fenced, "no vm.fenced event on host3"
+        v = wait_for(lambda: running_elsewhere(h1, "foi1", "host3"), 90,
+                     "foi1 to run elsewhere")
+        assert v["owner"] == "host1", f"ha.possible is host1,host3: {v['owner']}"
+        assert v["started_ms"] > fenced[-1]["time_ms"], (v, fenced[-1])
+        assert pid not in qemus_of("foi1")
+        wait_answering(lab, ip)
+        assert_once("foi1", h1)
+        ha = local_vm(h3, "foi1")["ha"]
+        assert ha["state"] == "fence", ha
+    finally:
+        lab.link_up(h3)
+    wait_for(lambda: not os.path.exists(os.path.join(h3.state_dir, "vms", "foi1")), 60,
+             "host3 to remove its stale copy of foi1")
+    assert events(h3, type="node.unfenced")
+    time.sleep(3)
+    assert_once("foi1", h1)
+    audit_clean(h1)
