@@ -68,6 +68,10 @@ bench-migration: build
 bench-storage: build
 	$(PYTHON) bench/storage
 
+.PHONY: bench-failover
+bench-failover: build
+	$(PYTHON) bench/failover
+
 .PHONY: bench-soak
 bench-soak: build
 	$(PYTHON) bench/migration-soak

@@ -169,18 +169,21 @@ static void show_vm(const json_t *vm)
                   (unsigned long long)cli_jnum(vm, "writer_epoch"));
     const json_t *fo = json_object_get(vm, "failover");
     if (cli_jstr(fo, "from")) {
-        uint64_t down = cli_jnum(fo, "down_ms"), stale = cli_jnum(fo, "stale_ms"),
-                 decided = cli_jnum(fo, "decided_ms"), started = cli_jnum(vm, "started_ms");
+        uint64_t heard = cli_jnum(fo, "heard_ms"), down = cli_jnum(fo, "down_ms"),
+                 stale = cli_jnum(fo, "stale_ms"), decided = cli_jnum(fo, "decided_ms"),
+                 started = cli_jnum(vm, "started_ms");
         output_kv(stdout, "last failover", "from %s to %s at %s (%s)", cli_jstr(fo, "from"),
                   cli_jstr(fo, "to") ? cli_jstr(fo, "to") : "?",
                   output_time(decided, buf, sizeof(buf)),
                   cli_jstr(fo, "why") ? cli_jstr(fo, "why") : "");
         char run[64] = "";
         if (started > decided)
-            snprintf(run, sizeof(run), ", QEMU started +%lld ms", (long long)(started - down));
-        if (down && decided >= down)
-            output_kv(stdout, "  timeline", "node down +0 ms, leases stale +%lld ms, given +%lld ms%s",
-                      (long long)stale - (long long)down, (long long)(decided - down), run);
+            snprintf(run, sizeof(run), ", QEMU started +%lld ms", (long long)(started - heard));
+        if (heard && decided >= heard)
+            output_kv(stdout, "  timeline",
+                      "last heard +0 ms, down +%lld ms, leases stale +%lld ms, given +%lld ms%s",
+                      (long long)down - (long long)heard, (long long)stale - (long long)heard,
+                      (long long)(decided - heard), run);
     }
     uint64_t so = cli_jnum(cpu, "sockets"), co = cli_jnum(cpu, "cores"),
              th = cli_jnum(cpu, "threads");

@@ -420,8 +420,8 @@ static int runtime_check(const json_t *rt, struct ferr *e)
  * clock ms; 0 where unknown). */
 static int failover_check(const json_t *fo, struct ferr *e)
 {
-    static const char *const fields[] = {"from",     "to",         "why", "down_ms",
-                                         "stale_ms", "decided_ms", NULL};
+    static const char *const fields[] = {"from",    "to",       "why",        "heard_ms",
+                                         "down_ms", "stale_ms", "decided_ms", NULL};
     const char *s;
     json_int_t i;
     int rc;
@@ -431,6 +431,7 @@ static int failover_check(const json_t *fo, struct ferr *e)
         (rc = get_str(fo, "from", true, form_name, &s, e)) < 0 ||
         (rc = get_str(fo, "to", true, form_name, &s, e)) < 0 ||
         (rc = get_str(fo, "why", false, form_reason, &s, e)) < 0 ||
+        (rc = get_int(fo, "heard_ms", false, 0, TIME_MAX, &i, NULL, e)) < 0 ||
         (rc = get_int(fo, "down_ms", false, 0, TIME_MAX, &i, NULL, e)) < 0 ||
         (rc = get_int(fo, "stale_ms", false, 0, TIME_MAX, &i, NULL, e)) < 0 ||
         (rc = get_int(fo, "decided_ms", false, 0, TIME_MAX, &i, NULL, e)) < 0)

@@ -57,8 +57,8 @@
  *                node, so only a VM's owner raises its epoch (a node cut off from the cluster
  *                cannot start a VM the cluster gave to another while it was away).
  *   vm_failover  (version 6) name, owner, expect_owner (required: compare-and-set), state,
- *                reason (optional), failover {"from", "to", "why" (optional), "down_ms",
- *                "stale_ms", "decided_ms" (wall clock ms, optional)}: the leader gives a VM of
+ *                reason (optional), failover {"from", "to", "why" (optional), "heard_ms",
+ *                "down_ms", "stale_ms", "decided_ms" (wall clock ms, optional)}: the leader gives a VM of
  *                a dead node to another in one step; sets owner, state, reason and the
  *                record's "failover", removes the runtime; the epoch stays.
  *   vm_remove    name.
@@ -192,7 +192,7 @@ json_t *cdb_cmd_vm_epoch_owned(const char *name, uint64_t epoch, long long expec
 /* The timeline of a failover (wall clock ms, 0: unknown). */
 struct cdb_failover {
     const char *from, *to, *why;
-    uint64_t down_ms, stale_ms, decided_ms;
+    uint64_t heard_ms, down_ms, stale_ms, decided_ms;
 };
 /* vm_failover (command version 6): name moves from fo->from to fo->to in state, with reason. */
 json_t *cdb_cmd_vm_failover(const char *name, const char *state, const char *reason,

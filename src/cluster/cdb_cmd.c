@@ -227,6 +227,7 @@ json_t *cdb_cmd_vm_failover(const char *name, const char *state, const char *rea
 {
     json_t *f = json_pack("{s:s?, s:s?}", "from", fo->from, "to", fo->to);
     f = with_str(f, "why", fo->why ? fo->why : "");
+    f = with_int(f, "heard_ms", fo->heard_ms);
     f = with_int(f, "down_ms", fo->down_ms);
     f = with_int(f, "stale_ms", fo->stale_ms);
     f = with_int(f, "decided_ms", fo->decided_ms);

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,21 +17,32 @@
 #include "fleet/volumes.h"
 #include "host/events.h"
 
-#define PLAN_MAX 256 /* VMs placed per tick */
+#define PLAN_MAX 256                 /* VMs placed per tick */
+#define FAILBACK_SETTLE_MS 30000     /* a returning node is up this long before VMs go back */
+#define FAILBACK_RETRY_MS 60000      /* a failback that did not happen is tried again after */
+#define FLAP_DOWNS 3                 /* a node down this often ... */
+#define FLAP_WINDOW_MS (3600 * 1000) /* ... within this time is quarantined ... */
+#define FLAP_QUARANTINE_MS (3600 * 1000) /* ... for this long: nothing is placed on it */
 
 struct failover {
     struct failover_env env;
     json_t *inflight; /* VM name -> true while its vm_failover is being written */
     json_t *said;     /* what was said once: "isolated:NODE" / "wait:VM" -> the text */
+    json_t *downs;    /* node -> [state_changed_ms of each down seen], for flapping */
+    json_t *failback; /* VM -> monotonic ms of the failback asked for */
     bool old_cluster; /* a node does not apply command version 6 yet: said once */
 };
 
 int failover_new(const struct failover_env *env, struct failover **out, struct ferr *e)
 {
     struct failover *fo = calloc(1, sizeof(*fo));
-    if (!fo || !(fo->inflight = json_object()) || !(fo->said = json_object())) {
-        if (fo)
+    if (!fo || !(fo->inflight = json_object()) || !(fo->said = json_object()) ||
+        !(fo->downs = json_object()) || !(fo->failback = json_object())) {
+        if (fo) {
             json_decref(fo->inflight);
+            json_decref(fo->said);
+            json_decref(fo->downs);
+        }
         free(fo);
         return ferr_set(e, -ENOMEM, "failover: out of memory");
     }
@@ -45,6 +57,8 @@ void failover_free(struct failover *fo)
         return;
     json_decref(fo->inflight);
     json_decref(fo->said);
+    json_decref(fo->downs);
+    json_decref(fo->failback);
     free(fo);
 }
 
@@ -107,10 +121,15 @@ static json_t *dead_nodes(struct failover *fo, const json_t *nodes, json_t *info
         }
         json_object_del(fo->said, key);
         json_array_append_new(dead, json_string(name));
+        json_t *rec = NULL, *heard = json_object_get(n, "last_heartbeat_ms");
+        cdb_node_find(cluster_db(fo->env.cluster), name, &rec, NULL);
         json_object_set_new(
             info, name,
-            json_pack("{sI sI}", "down_ms", json_integer_value(json_object_get(n, "state_changed_ms")),
+            json_pack("{sI sI sI}", "heard_ms",
+                      json_is_integer(heard) ? (json_int_t)wall - json_integer_value(heard) : 0,
+                      "down_ms", json_integer_value(json_object_get(rec, "state_changed_ms")),
                       "stale_ms", (json_int_t)(wall - age)));
+        json_decref(rec);
     }
     return dead;
 }
@@ -161,6 +180,7 @@ static void give(struct failover *fo, const struct failplan_move *m, const json_
         .from = m->from,
         .to = m->to,
         .why = why,
+        .heard_ms = (uint64_t)json_integer_value(json_object_get(t, "heard_ms")),
         .down_ms = (uint64_t)json_integer_value(json_object_get(t, "down_ms")),
         .stale_ms = (uint64_t)json_integer_value(json_object_get(t, "stale_ms")),
         .decided_ms = now_wall_ms(),
@@ -179,6 +199,198 @@ static void give(struct failover *fo, const struct failplan_move *m, const json_
     json_decref(cmd);
 }
 
+/* -- guards: a node that keeps going down is kept out of placement for a while -- */
+
+/* Counts node's down episodes (keyed by when its record went down) and says whether it is
+ * quarantined: down FLAP_DOWNS times within FLAP_WINDOW_MS, the last of them less than
+ * FLAP_QUARANTINE_MS ago. What the leader saw itself: a new leader starts counting again. */
+static bool quarantined(struct failover *fo, const json_t *rec, uint64_t wall)
+{
+    const char *name = jfield_text(rec, "name");
+    json_t *list = json_object_get(fo->downs, name);
+    if (!list) {
+        list = json_array();
+        json_object_set_new(fo->downs, name, list);
+    }
+    json_int_t since = json_integer_value(json_object_get(rec, "state_changed_ms"));
+    if (strcmp(jfield_text(rec, "state"), "down") == 0 && since > 0) {
+        bool seen = false;
+        size_t i;
+        json_t *x;
+        json_array_foreach(list, i, x) seen |= json_integer_value(x) == since;
+        if (!seen)
+            json_array_append_new(list, json_integer(since));
+    }
+    for (size_t i = json_array_size(list); i-- > 0;)
+        if ((json_int_t)wall - json_integer_value(json_array_get(list, i)) >
+            FLAP_WINDOW_MS + FLAP_QUARANTINE_MS)
+            json_array_remove(list, i);
+    size_t n = json_array_size(list);
+    if (n < FLAP_DOWNS)
+        return false;
+    json_int_t first = json_integer_value(json_array_get(list, n - FLAP_DOWNS));
+    json_int_t last = json_integer_value(json_array_get(list, n - 1));
+    return last - first <= FLAP_WINDOW_MS && (json_int_t)wall - last < FLAP_QUARANTINE_MS;
+}
+
+/* The nodes as placement sees them: a copy of nodes where a quarantined node's admin state is
+ * "quarantined" (never chosen), said once. New JSON. */
+static json_t *placeable(struct failover *fo, const json_t *nodes)
+{
+    json_t *out = json_deep_copy(nodes);
+    uint64_t wall = now_wall_ms();
+    size_t i;
+    json_t *n;
+    json_array_foreach(out, i, n)
+    {
+        json_t *rec = NULL;
+        const char *name = jfield_text(n, "name");
+        char key[80];
+        snprintf(key, sizeof(key), "quarantine:%s", name);
+        if (cdb_node_find(cluster_db(fo->env.cluster), name, &rec, NULL) == 0 &&
+            quarantined(fo, rec, wall)) {
+            json_object_set_new(n, "admin", json_string("quarantined"));
+            char text[200];
+            snprintf(text, sizeof(text),
+                     "%s went down %d times within %d min: no VM is placed on it for %d min", name,
+                     FLAP_DOWNS, FLAP_WINDOW_MS / 60000, FLAP_QUARANTINE_MS / 60000);
+            if (say_once(fo, key, text))
+                events_add(fo->env.events, NULL, "node.quarantined", "%s", text);
+        } else {
+            json_object_del(fo->said, key);
+        }
+        json_decref(rec);
+    }
+    return out;
+}
+
+/* -- failback: a VM that failed over goes back to its most preferred node by live migration -- */
+
+/* Whether the hour now (local time) is in window "HH-HH" (may wrap midnight), "immediate" is
+ * always, anything else never. */
+static bool in_window(const char *w)
+{
+    if (strcmp(w, "immediate") == 0)
+        return true;
+    int a, b;
+    if (sscanf(w, "%d-%d", &a, &b) != 2)
+        return false;
+    time_t t = time(NULL);
+    struct tm tm;
+    if (!localtime_r(&t, &tm))
+        return false;
+    int h = tm.tm_hour;
+    return a < b ? h >= a && h < b : h >= a || h < b;
+}
+
+static const json_t *node_named(const json_t *nodes, const char *name)
+{
+    size_t i;
+    json_t *n;
+    json_array_foreach(nodes, i, n) if (strcmp(jfield_text(n, "name"), name) == 0) return n;
+    return NULL;
+}
+
+struct back {
+    struct failover *fo;
+    char vm[64], to[64];
+};
+
+static void went_back(int status, json_t *body, const struct ferr *e, void *data)
+{
+    (void)status;
+    json_decref(body);
+    struct back *b = data;
+    if (e)
+        log_warn("failback: %s did not move to %s: %s (tried again in %d s)", b->vm, b->to,
+                 e->msg, FAILBACK_RETRY_MS / 1000);
+    else
+        log_info("failback: %s is back on %s", b->vm, b->to);
+    free(b);
+}
+
+/* The first node of the VM's preferred list that is up and active for FAILBACK_SETTLE_MS,
+ * has room (free_mib) and is not its owner; "" if its owner comes first or none qualifies. */
+static void failback_target(const json_t *rec, const json_t *nodes, uint64_t wall, char out[64])
+{
+    out[0] = '\0';
+    json_t *spec = json_object_get(rec, "spec"), *ha = json_object_get(spec, "ha");
+    const char *owner = jfield_text(rec, "owner");
+    size_t i;
+    json_t *p;
+    json_array_foreach(json_object_get(ha, "preferred"), i, p)
+    {
+        const char *name = json_string_value(p);
+        if (!name || strcmp(name, owner) == 0)
+            return; /* it runs on a node it prefers at least as much */
+        const json_t *n = node_named(nodes, name);
+        json_int_t since = json_integer_value(json_object_get(n, "state_changed_ms"));
+        if (!n || strcmp(jfield_text(n, "state"), "up") != 0 ||
+            strcmp(jfield_text(n, "admin"), "active") != 0 ||
+            wall - (uint64_t)since < FAILBACK_SETTLE_MS ||
+            json_integer_value(json_object_get(json_object_get(n, "memory"), "free_mib")) <
+                json_integer_value(json_object_get(spec, "memory_mib")))
+            continue;
+        snprintf(out, 64, "%s", name);
+        return;
+    }
+}
+
+static void failback_tick(struct failover *fo, const json_t *nodes, const json_t *vms)
+{
+    uint64_t wall = now_wall_ms(), now = now_mono_ms();
+    size_t i;
+    json_t *rec;
+    json_array_foreach(vms, i, rec)
+    {
+        const char *name = jfield_text(rec, "name");
+        json_t *spec = json_object_get(rec, "spec"), *ha = json_object_get(spec, "ha");
+        json_t *fov = json_object_get(rec, "failover");
+        const char *fb = jfield_text(ha, "failback");
+        json_t *asked = json_object_get(fo->failback, name);
+        /* only a VM still where a failover put it, running, in its window */
+        if (!ha || !fov || !fb[0] || strcmp(fb, "never") == 0 ||
+            strcmp(jfield_text(rec, "state"), "running") != 0 ||
+            strcmp(jfield_text(rec, "owner"), jfield_text(fov, "to")) != 0 || !in_window(fb) ||
+            (asked && now - (uint64_t)json_integer_value(asked) < FAILBACK_RETRY_MS))
+            continue;
+        char to[64];
+        /* state_changed_ms is the record's, not placement's view: take it from the database */
+        json_t *copy = json_deep_copy(nodes);
+        size_t k;
+        json_t *n;
+        json_array_foreach(copy, k, n)
+        {
+            json_t *r = NULL;
+            if (cdb_node_find(cluster_db(fo->env.cluster), jfield_text(n, "name"), &r, NULL) == 0)
+                json_object_set(n, "state_changed_ms", json_object_get(r, "state_changed_ms"));
+            json_decref(r);
+        }
+        failback_target(rec, copy, wall, to);
+        json_decref(copy);
+        if (!to[0])
+            continue;
+        struct back *b = calloc(1, sizeof(*b));
+        if (!b)
+            return;
+        *b = (struct back){.fo = fo};
+        snprintf(b->vm, sizeof(b->vm), "%s", name);
+        snprintf(b->to, sizeof(b->to), "%s", to);
+        json_object_set_new(fo->failback, name, json_integer((json_int_t)now));
+        char path[128], body[128];
+        snprintf(path, sizeof(path), "/v1/vms/%s/migrate", name);
+        snprintf(body, sizeof(body), "{\"to\": \"%s\"}", to);
+        log_info("failback: %s goes back to %s (ha.failback %s), live", name, to, fb);
+        events_add(fo->env.events, name, "vm.failback",
+                   "%s is up again and preferred: the VM migrates back live from %s", to,
+                   jfield_text(rec, "owner"));
+        struct ferr e = {0};
+        if (cluster_call(fo->env.cluster, jfield_text(rec, "owner"), "POST", path, body, went_back,
+                         b, &e) < 0)
+            went_back(0, NULL, &e, b);
+    }
+}
+
 void failover_tick(struct failover *fo)
 {
     struct cluster *c = fo->env.cluster;
@@ -194,10 +406,11 @@ void failover_tick(struct failover *fo)
     }
     fo->old_cluster = false;
     json_t *all = cluster_nodes(c), *info = json_object();
-    const json_t *nodes = json_object_get(all, "nodes");
+    json_t *nodes = placeable(fo, json_object_get(all, "nodes"));
     json_t *dead = dead_nodes(fo, nodes, info);
+    json_t *vms = cdb_vms(db, NULL);
+    failback_tick(fo, nodes, vms);
     if (json_array_size(dead) > 0) {
-        json_t *vms = cdb_vms(db, NULL);
         struct failplan_move *moves = calloc(PLAN_MAX, sizeof(*moves));
         size_t n = moves ? failplan_make(dead, nodes, vms, moves, PLAN_MAX) : 0;
         for (size_t i = 0; i < n; i++) {
@@ -209,8 +422,9 @@ void failover_tick(struct failover *fo)
                 give(fo, &moves[i], info);
         }
         free(moves);
-        json_decref(vms);
     }
+    json_decref(vms);
+    json_decref(nodes);
     json_decref(dead);
     json_decref(info);
     json_decref(all);

@@ -11,6 +11,7 @@
 
 #include "cluster/cluster.h"
 #include "cluster/placement.h"
+#include "fleet/failplan.h"
 #include "common/jsonfield.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -1100,6 +1101,84 @@ static void ha_restarted(struct vmset *set, struct vm *vm, int status, const str
     free(r);
 }
 
+static void ha_moved(int status, json_t *body, const struct ferr *e, void *data)
+{
+    (void)status;
+    json_decref(body);
+    struct ha_restart *r = data;
+    json_t *h = json_object_get(r->f->ha, r->name);
+    if (h)
+        json_object_set_new(h, "pending", json_false());
+    if (e) {
+        log_warn("vm %s: HA could not give it to another node: %s", r->name, e->msg);
+        if (h)
+            json_object_set_new(h, "elsewhere_failed", json_string(e->msg));
+    }
+    free(r);
+}
+
+/* An HA VM that failed restart_max times here within its period goes to another node (once per
+ * period: a VM that fails everywhere is not passed around), as a failover from this node
+ * (vm_failover: the new owner defines and starts it, fleet_tick removes it here). True when
+ * that was asked for. */
+static bool ha_elsewhere(struct fleet *f, struct vm *vm, json_t *h, size_t n)
+{
+    const struct vm_spec *s = vm_spec(vm);
+    if (!fleet_clustered(f) || !cluster_quorum(f->env.cluster) ||
+        cdb_cmd_version_min(cluster_db(f->env.cluster)) < 6 ||
+        json_object_get(h, "elsewhere_failed"))
+        return false;
+    json_t *rec = record_of(f, s->name);
+    json_t *last = json_object_get(json_object_get(rec, "failover"), "decided_ms");
+    uint64_t wall = now_wall_ms();
+    if (!rec || (last && wall - (uint64_t)json_integer_value(last) <
+                             (uint64_t)s->ha.restart_period_s * 1000)) {
+        json_decref(rec);
+        return false;
+    }
+    json_t *all = cluster_nodes(f->env.cluster), *me = json_pack("[s]", f->env.node_name);
+    json_t *one = json_array();
+    json_object_set_new(rec, "state", json_string("failed"));
+    json_array_append(one, rec);
+    struct failplan_move m = {0};
+    size_t k = failplan_make(me, json_object_get(all, "nodes"), one, &m, 1);
+    json_decref(all);
+    json_decref(me);
+    json_decref(one);
+    json_decref(rec);
+    if (k == 0 || !m.to[0]) {
+        if (k == 1)
+            json_object_set_new(h, "elsewhere_failed", json_string(m.why));
+        return false;
+    }
+    struct ha_restart *r = calloc(1, sizeof(*r));
+    if (!r)
+        return false;
+    r->f = f;
+    snprintf(r->name, sizeof(r->name), "%s", s->name);
+    char why[256], reason[300];
+    snprintf(why, sizeof(why), "its QEMU failed %zu times on %s within %u s", n,
+             f->env.node_name, s->ha.restart_period_s);
+    snprintf(reason, sizeof(reason), "HA moves it from %s: %s starts it", f->env.node_name, m.to);
+    struct cdb_failover rec2 = {.from = f->env.node_name,
+                                .to = m.to,
+                                .why = why,
+                                .heard_ms = wall,
+                                .down_ms = wall,
+                                .stale_ms = wall,
+                                .decided_ms = wall};
+    json_t *cmd = cdb_cmd_vm_failover(s->name, "recovering", reason, &rec2);
+    struct ferr e = {0};
+    json_object_set_new(h, "pending", json_true());
+    json_object_set_new(h, "why", json_string(reason));
+    events_add(f->env.events, s->name, "vm.failover", "%s; %s", why, reason);
+    if (!cmd || cluster_write(f->env.cluster, cmd, ha_moved, r, &e) < 0)
+        ha_moved(0, NULL, e.msg[0] ? &e : &(struct ferr){.code = -ENOMEM, .msg = "out of memory"},
+                 r);
+    json_decref(cmd);
+    return true;
+}
+
 static void ha_one(struct vm *vm, void *data)
 {
     struct fleet *f = data;
@@ -1151,14 +1230,20 @@ static void ha_one(struct vm *vm, void *data)
             json_array_remove(list, i);
     size_t n = json_array_size(list);
     char msg[600];
+    if (strcmp(s->ha.priority, "none") != 0 && n >= s->ha.restart_max &&
+        ha_elsewhere(f, vm, h, n))
+        return;
     if (strcmp(s->ha.priority, "none") == 0 || n >= s->ha.restart_max) {
         if (strcmp(s->ha.priority, "none") == 0)
             snprintf(msg, sizeof(msg), "HA priority none: never started by HA; left failed: %s",
                      vm_reason(vm));
         else
             snprintf(msg, sizeof(msg),
-                     "HA restarted it %zu time%s in %u s (ha.restart_max %u); left failed: %s", n,
-                     n == 1 ? "" : "s", s->ha.restart_period_s, s->ha.restart_max, vm_reason(vm));
+                     "HA restarted it %zu time%s in %u s (ha.restart_max %u); left failed: %s%s%s",
+                     n, n == 1 ? "" : "s", s->ha.restart_period_s, s->ha.restart_max,
+                     vm_reason(vm),
+                     json_object_get(h, "elsewhere_failed") ? "; no other node takes it: " : "",
+                     jfield_text(h, "elsewhere_failed"));
         json_object_set_new(h, "error", json_string(msg));
         events_add(f->env.events, s->name, "vm.ha_error", "%s", msg);
         return;
@@ -1455,8 +1540,13 @@ static void drop_one(struct vm *vm, void *data)
     const char *owner = jfield_text(rec, "owner");
     const char *from = jfield_text(json_object_get(rec, "failover"), "from");
     enum vm_state st = vm_state(vm);
+    uint64_t decided = (uint64_t)json_integer_value(
+        json_object_get(json_object_get(rec, "failover"), "decided_ms"));
+    /* a QEMU that runs here is stale only if it started before the failover was decided: one
+     * that came later is a live migration arriving here (its owner changes at the hand-over) */
+    bool stale_qemu = vm_pid(vm) <= 0 || vm_started_ms(vm) < decided;
     bool gone = rec && owner[0] && strcmp(owner, f->env.node_name) != 0 &&
-                strcmp(from, f->env.node_name) == 0 && !vm_migrating(vm) &&
+                strcmp(from, f->env.node_name) == 0 && !vm_migrating(vm) && stale_qemu &&
                 st != VM_INCOMING && st != VM_STOPPING && !json_object_get(f->adopting, name);
     if (!gone) {
         json_decref(rec);

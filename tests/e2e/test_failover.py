@@ -70,7 +70,8 @@ def audit_clean(h):
 def test_power_loss_brings_ha_vms_back_elsewhere_once(lab, csv1):
     h1, h2, h3 = lab.hosts
     ip1 = create_vm(lab, h2, "fop1", 40, memory=128, disk="csv:csv1/fop1.vhd",
-                    extra=("--ha", "--ha-priority", "high"))
+                    extra=("--ha", "--ha-priority", "high", "--preferred", "host2,host1",
+                           "--failback", "immediate"))
     ip2 = create_vm(lab, h2, "fop2", 41, memory=128, disk="csv:csv1/fop2.vhd,type=dynamic",
                     extra=("--ha", "--ha-priority", "low", "--preferred", "host3"))
     create_vm(lab, h2, "fop3", 42, memory=128, disk="csv:csv1/fop3.vhd")  # no HA
@@ -83,6 +84,7 @@ def test_power_loss_brings_ha_vms_back_elsewhere_once(lab, csv1):
     v2 = wait_for(lambda: running_elsewhere(h1, "fop2", "host2"), 60, "fop2 to run elsewhere")
     wait_answering(lab, ip2)
     print(f"power loss -> fop1 answering: {t1:.1f} s")
+    assert v1["owner"] == "host1", f"fop1 prefers host2, then host1: {v1['owner']}"
     assert v2["owner"] == "host3", f"fop2 prefers host3: {v2['owner']}"
     for v in (v1, v2):
         fo = v.get("failover") or {}
@@ -111,6 +113,18 @@ def test_power_loss_brings_ha_vms_back_elsewhere_once(lab, csv1):
     wait_answering(lab, ip1)
     assert local_vm(h2, "fop3") is not None
     audit_clean(h1)
+
+    # failback: fop1 prefers host2; once host2 has been up for the settle time (30 s) it
+    # migrates back there live (a migration, not a restart: the guest does not reboot)
+    boot = ferrylab.memverify(lab, ip1, scans=0)["boot_id"]
+    v = wait_for(lambda: (lambda x: x if x and x["owner"] == "host2" and x["state"] == "running"
+                          else None)(vm_on(h1, "fop1")), 120, "fop1 to fail back to host2")
+    assert events(h1, type="vm.failback", vm="fop1") or events(h3, type="vm.failback", vm="fop1")
+    wait_answering(lab, ip1)
+    assert ferrylab.memverify(lab, ip1, scans=0)["boot_id"] == boot, "fop1 rebooted"
+    assert_once("fop1", h1)
+    time.sleep(3)
+    assert vm_on(h1, "fop1")["owner"] == "host2", "fop1 moved again after its failback"
 
 
 def test_cut_off_host_fences_itself_before_its_vm_runs_elsewhere(lab, csv1):
@@ -141,3 +155,25 @@ def test_cut_off_host_fences_itself_before_its_vm_runs_elsewhere(lab, csv1):
     time.sleep(3)
     assert_once("foi1", h1)
     audit_clean(h1)
+
+
+def test_a_vm_that_keeps_failing_on_its_node_moves_to_another(lab, csv1):
+    """--restart-max 1: the first crash is restarted on its node, the second sends it to
+    another node (a failover from its own, healthy node), where it runs once."""
+    h1, h2, h3 = lab.hosts
+    ip = create_vm(lab, h2, "fom1", 44, memory=128, disk="csv:csv1/fom1.vhd",
+                   extra=("--ha", "--restart-max", "1", "--restart-period", "600",
+                          "--preferred", "host3"))
+    pid = local_vm(h2, "fom1")["pid"]
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: (lambda x: x and x["state"] == "running" and x["pid"] not in (0, pid))(
+        local_vm(h2, "fom1")), 60, "HA to start fom1 again on host2")
+    os.kill(local_vm(h2, "fom1")["pid"], signal.SIGKILL)
+    v = wait_for(lambda: running_elsewhere(h1, "fom1", "host2"), 90, "fom1 to run on another node")
+    assert v["owner"] == "host3", v
+    fo = v["failover"]
+    assert fo["from"] == "host2" and "its QEMU failed 1 times on host2" in fo["why"], fo
+    wait_answering(lab, ip)
+    wait_for(lambda: not os.path.exists(os.path.join(h2.state_dir, "vms", "fom1")), 30,
+             "host2 to remove its copy of fom1")
+    assert_once("fom1", h1)

@@ -3,8 +3,8 @@
 availability"): the settings are checked (every disk on a shared volume, known nodes, valid
 values) and published; an HA VM whose QEMU dies is started again on its node, with a new writer
 epoch, up to --restart-max times in --restart-period, then left failed with the reason; a start
-by hand begins the count again; a VM without HA is not restarted. Failover to other nodes is
-not built yet."""
+by hand begins the count again; a VM without HA is not restarted. Failover to other nodes:
+test_failover.py."""
 import os
 import re
 import signal
@@ -81,12 +81,13 @@ def test_ha_settings_are_checked_published_and_shown(lab, csv1):
 def test_a_dead_qemu_is_started_again_then_left_failed(lab, csv1):
     """An HA VM's QEMU killed (a crash): HA starts it again on its node after a second or two,
     with a new writer epoch, twice (--restart-max 2); the third time it stays failed and says
-    why. A start by hand begins the count again; a kill by the user is a stop; with HA disabled
+    why (ha.possible names only its node, so no other node may take it). A start by hand begins
+the count again; a kill by the user is a stop; with HA disabled
     nothing restarts it."""
     h2 = lab.hosts[1]
     ip = create_vm(lab, h2, "hak1", 32, memory=128, disk="csv:csv1/hak1.vhd,type=dynamic",
                    extra=("--ha", "--ha-priority", "high", "--restart-max", "2",
-                          "--restart-period", "600"))
+                          "--restart-period", "600", "--possible", "host2"))
     v = local_vm(h2, "hak1")
     assert v["ha"]["state"] == "started" and v["ha"]["restarts"] == 0, v["ha"]
     epoch = v["writer_epoch"]
@@ -106,6 +107,8 @@ def test_a_dead_qemu_is_started_again_then_left_failed(lab, csv1):
     v = local_vm(h2, "hak1")
     assert v["state"] == "failed" and v["ha"]["state"] == "error", v
     assert "HA restarted it 2 times in 600 s (ha.restart_max 2); left failed" in v["ha"]["why"]
+    # ha.possible is host2 alone: no other node may take it
+    assert "no other node takes it: none of ha.possible (host2)" in v["ha"]["why"], v["ha"]
     assert re.search(r"ha: +error \(priority high", h2.cli("vm", "show", "hak1").stdout)
     assert events(h2, type="vm.ha_error", vm="hak1")
 
