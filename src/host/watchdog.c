@@ -151,20 +151,38 @@ static int device_arm(struct watchdog *w, unsigned timeout_ms, bool *is_watchdog
     return watchdog_feed(w, e);
 }
 
-int watchdog_open(const char *path, unsigned timeout_ms, struct watchdog **out, struct ferr *e)
+/* stat of path, refused unless a character device, a regular file or a FIFO. */
+static int stat_path(const char *path, struct stat *st, struct ferr *e)
 {
     if (!path || !path[0])
         return ferr_set(e, FERR_INVALID, "watchdog: no path; " WHAT_TO_GIVE);
     if (strlen(path) >= PATH_MAX)
         return ferr_set(e, -ENAMETOOLONG, "watchdog: path too long");
-    if (timeout_ms == 0)
-        return ferr_set(e, FERR_INVALID, "watchdog %s: a timeout of 0 ms", path);
-    struct stat st;
-    if (stat(path, &st) < 0) {
+    if (stat(path, st) < 0) {
         if (errno == ENOENT)
             return ferr_set(e, FERR_INVALID, "watchdog %s: no such file; " WHAT_TO_GIVE, path);
         return ferr_set(e, -errno, "watchdog %s: %s", path, strerror(errno));
     }
+    if (!S_ISCHR(st->st_mode) && !S_ISREG(st->st_mode) && !S_ISFIFO(st->st_mode))
+        return ferr_set(e, FERR_INVALID, "watchdog %s: is %s; " WHAT_TO_GIVE, path,
+                        kind_of(st->st_mode));
+    return 0;
+}
+
+int watchdog_check_path(const char *path, struct ferr *e)
+{
+    struct stat st;
+    return stat_path(path, &st, e);
+}
+
+int watchdog_open(const char *path, unsigned timeout_ms, struct watchdog **out, struct ferr *e)
+{
+    struct stat st;
+    int rc = stat_path(path, &st, e);
+    if (rc < 0)
+        return rc;
+    if (timeout_ms == 0)
+        return ferr_set(e, FERR_INVALID, "watchdog %s: a timeout of 0 ms", path);
     enum kind kind;
     int flags = O_CLOEXEC | O_NOCTTY;
     if (S_ISCHR(st.st_mode)) {
@@ -173,13 +191,11 @@ int watchdog_open(const char *path, unsigned timeout_ms, struct watchdog **out, 
     } else if (S_ISREG(st.st_mode)) {
         kind = KIND_FILE;
         flags |= O_WRONLY;
-    } else if (S_ISFIFO(st.st_mode)) {
+    } else {
         /* Read-write never waits for a reader; non-blocking never waits for room. */
         kind = KIND_FIFO;
         flags |= O_RDWR | O_NONBLOCK;
-    } else
-        return ferr_set(e, FERR_INVALID, "watchdog %s: is %s; " WHAT_TO_GIVE, path,
-                        kind_of(st.st_mode));
+    }
     struct watchdog *w = calloc(1, sizeof(*w));
     if (!w)
         return ferr_set(e, -ENOMEM, "watchdog: out of memory");
@@ -190,30 +206,33 @@ int watchdog_open(const char *path, unsigned timeout_ms, struct watchdog **out, 
     w->fd = open(path, flags);
     if (w->fd < 0) {
         int err = errno;
-        int rc = ferr_set(e, -err, "watchdog %s: %s%s", path, strerror(err),
-                          err == EBUSY ? " (another process holds it: only one may)" : "");
-        free(w);
-        return rc;
+        rc = ferr_set(e, -err, "watchdog %s: %s%s", path, strerror(err),
+                      err == EBUSY ? " (another process holds it: only one may)" : "");
+        goto err_after_alloc;
     }
     struct stat fst;
     if (fstat(w->fd, &fst) < 0 || (fst.st_mode & S_IFMT) != (st.st_mode & S_IFMT)) {
-        close(w->fd);
-        free(w);
-        return ferr_set(e, FERR_INVALID, "watchdog %s: replaced while it was opened", path);
+        rc = ferr_set(e, FERR_INVALID, "watchdog %s: replaced while it was opened", path);
+        goto err_after_open;
     }
     bool is_watchdog = false;
-    int rc = kind == KIND_DEVICE ? device_arm(w, timeout_ms, &is_watchdog, e)
-                                 : emulated_write(w, true, e);
+    rc = kind == KIND_DEVICE ? device_arm(w, timeout_ms, &is_watchdog, e)
+                             : emulated_write(w, true, e);
     if (rc < 0) {
-        if (is_watchdog)
+        if (is_watchdog) {
             magic_close(w->fd);
-        else
-            close(w->fd);
-        free(w);
-        return rc;
+            goto err_after_alloc;
+        }
+        goto err_after_open;
     }
     *out = w;
     return 0;
+
+err_after_open:
+    close(w->fd);
+err_after_alloc:
+    free(w);
+    return rc;
 }
 
 int watchdog_feed(struct watchdog *w, struct ferr *e)

@@ -34,6 +34,11 @@ int watchdog_timing_check(unsigned timeout_ms, unsigned lease_ms, unsigned lease
 
 struct watchdog;
 
+/* Whether path can be a watchdog (a character device, a regular file or a FIFO) without
+ * opening it, for a start-up check before anything runs: opening a device arms it. 0, or
+ * FERR_INVALID (or stat's -errno) saying what to give instead. watchdog_open checks it too. */
+int watchdog_check_path(const char *path, struct ferr *e);
+
 /*
  * Arms the watchdog at path, which fires timeout_ms (> 0) after the last feed:
  *   - a character device speaks the Linux watchdog API (<linux/watchdog.h>; softdog or a

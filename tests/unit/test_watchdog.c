@@ -158,6 +158,9 @@ static void test_refused_paths(void **state)
     assert_non_null(strstr(e.msg, "watchdog device"));
     assert_non_null(strstr(e.msg, "regular file"));
 
+    assert_int_equal(watchdog_check_path(dir, &e), FERR_INVALID);
+    assert_non_null(strstr(e.msg, "is a directory"));
+
     /* A missing path. */
     snprintf(path, sizeof(path), "%s/nonexistent", dir);
     assert_int_equal(watchdog_open(path, 3000, &w, &e), FERR_INVALID);
@@ -165,6 +168,8 @@ static void test_refused_paths(void **state)
     assert_non_null(strstr(e.msg, "/dev/watchdog"));
     assert_non_null(strstr(e.msg, "softdog"));
     assert_int_equal(access(path, F_OK), -1); /* not created */
+    assert_int_equal(watchdog_check_path(path, &e), FERR_INVALID);
+    assert_non_null(strstr(e.msg, "no such file"));
 
     /* A unix socket. */
     snprintf(path, sizeof(path), "%s/sock", dir);
@@ -187,6 +192,8 @@ static void test_refused_paths(void **state)
     assert_int_equal(watchdog_open("", 3000, &w, &e), FERR_INVALID);
     snprintf(path, sizeof(path), "%s/file", dir);
     close(open(path, O_CREAT | O_WRONLY, 0600));
+    assert_int_equal(watchdog_check_path(path, &e), 0);
+    assert_int_equal(watchdog_check_path("/dev/null", &e), 0); /* by its kind only */
     assert_int_equal(watchdog_open(path, 0, &w, &e), FERR_INVALID);
     assert_null(w);
     unlink(path);
