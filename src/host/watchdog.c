@@ -132,9 +132,9 @@ static int device_arm(struct watchdog *w, unsigned timeout_ms, bool *is_watchdog
     if (got > asked)
         return ferr_set(e, FERR_INVALID,
                         "watchdog %s: the device chose a timeout of %d s for the %d s asked (%u "
-                        "ms rounded up to whole seconds)%s%s; this device cannot fire that "
-                        "soon: give a longer --lease-expiry-ms and --watchdog-timeout-ms %d000 "
-                        "or more, or another watchdog",
+                        "ms rounded up to whole seconds)%s%s; it cannot fire sooner: give "
+                        "--watchdog-timeout-ms %d000 with a --lease-expiry-ms that fits it, or "
+                        "another watchdog",
                         w->path, got, asked, timeout_ms, set_err ? "; setting it failed: " : "",
                         set_err ? strerror(set_err) : "", got);
     w->timeout_ms = (unsigned)got * 1000;
