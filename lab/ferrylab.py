@@ -10,6 +10,7 @@ Layout (NAME is the lab's name, P the /24 prefix, 10.77.0 by default):
     netns NAME-client   veth eth0 (P.2/24), for probing VMs from outside any host
     DIR/                lab.json (everything made), token (0600), cluster-token (0600),
                         csv/ (shared volume), host<i>/{state,run,ferryd.sock,ferryd.log}
+                        and with --watchdog host<i>/{watchdog,watchdog.log,watchdog.err}
 
 The hosts then form one cluster (form_cluster): `ferry cluster init` on host1, `ferry cluster
 join P.11:7443 --token T` on the others. Tests break it on purpose with kill_ferryd (SIGKILL,
@@ -17,6 +18,13 @@ SIGSTOP), start_ferryd, link_down/link_up, and find the leader with leader().
 
 Every VM tap joins its host's br0, and every br0 is bridged onto the segment, so a VM keeps
 its address (P.<100+k>) on whichever host runs it: what live migration needs.
+
+With --watchdog (Lab.up(watchdog=True)) every host gets an emulated watchdog: its ferryd
+runs with --watchdog DIR/host<i>/watchdog, a regular file it rewrites on every feed, and one
+process per host in the root namespace (ferry-lab _watchdog, watchdog_emulate below) reads that
+file every 100 ms and "powers the host off" when the feeds stop: SIGKILL to every process in the
+host's namespace (its ferryd, QEMUs, storage daemons), as a reset would. watchdog_fired(h) says
+whether and when it did.
 
 lab.json is rewritten after each step (a namespace as soon as `ip netns add` made it, a
 ferryd's pid as soon as it is spawned), so `down` works from that file alone, also after a
@@ -59,6 +67,9 @@ CLUSTER_FORM_S = 60  # all hosts up voters agreeing on a leader; seconds normall
 STOP_GRACE_S = 10
 LINKS_READY_S = 10
 DIR_MAX = 64  # DIR/host8/run/VM/qmp.sock must fit in a unix socket path (108 bytes)
+
+WATCHDOG_POLL_S = 0.1  # the emulated watchdog looks at its host's file this often
+WATCHDOG_KILL_S = 5    # and kills the host's processes until none is left, at most this long
 
 PROBE_INTERVAL_MS = 1  # migrate_measured: a UDP probe every ms from the client namespace
 PROBE_LEAD_S = 1.0     # probing before the migration and after the guest answers again
@@ -310,6 +321,64 @@ def _pids_in_netns(ns):
     return found
 
 
+def _mono_ms():
+    """CLOCK_MONOTONIC in ms: the clock ferryd writes fed_ms with (time.monotonic() is the same
+    clock on Linux; this names it)."""
+    return int(time.clock_gettime(time.CLOCK_MONOTONIC) * 1000)
+
+
+def read_watchdog_file(path):
+    """The emulated watchdog's state as ferryd last wrote it ({"pid", "timeout_ms", "fed_ms",
+    "armed"}), or None when the file is missing, empty or not such a line yet. Only the first
+    line counts: a rewrite may briefly leave the tail of a longer old line behind it."""
+    try:
+        with open(path, "rb") as f:
+            line = f.read(4096).split(b"\n", 1)[0]
+        st = json.loads(line)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(st, dict) or not isinstance(st.get("armed"), bool) or \
+            not isinstance(st.get("fed_ms"), int) or not isinstance(st.get("timeout_ms"), int):
+        return None
+    return st
+
+
+def watchdog_emulate(path, ns, host, log, poll_s=WATCHDOG_POLL_S):
+    """The lab's emulated watchdog of one host (`ferry-lab _watchdog`, run in the root
+    namespace): every poll_s it reads path; while it says armed and fed_ms is older than
+    timeout_ms on CLOCK_MONOTONIC, it powers the host off: SIGKILL to every process in netns
+    ns until none is left, then one JSON line {"host", "fired_ms", "late_ms", "killed": [pids],
+    "fed_ms", "timeout_ms", "ferryd_pid"} appended to log, and returns 0. A file that is
+    missing or not armed is waited on. Returns 0 without firing when the namespace is gone
+    (the lab was removed)."""
+    ident = _netns_inode(ns)
+    while ident is not None and _netns_inode(ns) == ident:
+        st = read_watchdog_file(path)
+        now = _mono_ms()
+        if st and st["armed"] and now - st["fed_ms"] > st["timeout_ms"]:
+            killed, deadline = [], time.monotonic() + WATCHDOG_KILL_S
+            while time.monotonic() < deadline:
+                pids = _pids_in_netns(ns)
+                if not pids:
+                    break
+                for p in pids:
+                    try:
+                        os.kill(p, signal.SIGKILL)
+                        if p not in killed:
+                            killed.append(p)
+                    except ProcessLookupError:
+                        pass
+                time.sleep(0.01)
+            rec = {"host": host, "fired_ms": now, "late_ms": now - st["fed_ms"] - st["timeout_ms"],
+                   "killed": sorted(killed), "fed_ms": st["fed_ms"],
+                   "timeout_ms": st["timeout_ms"], "ferryd_pid": st.get("pid")}
+            with open(log, "a") as f:
+                f.write(json.dumps(rec) + "\n")
+            return 0
+        time.sleep(poll_s)
+    return 0
+
+
 def parse_subnet(text):
     """Validates a private IPv4 /24 ("10.78.0.0/24"); returns its first three octets "10.78.0"."""
     try:
@@ -434,6 +503,7 @@ class Lab:
         self.prefix = state.get("prefix", "")
         self._bins = state.get("binaries")
         self._children = {}  # pid -> Popen, only in the process that ran up()
+        self._watchdogs = {}  # pid -> Popen of emulated watchdogs this process started
 
     # -- reading --------------------------------------------------------------------------
 
@@ -563,7 +633,7 @@ class Lab:
                      "ferryd_pid": h.pid, "ferryd_alive": alive,
                      "ferryd_stopped": bool(h.rec.get("stopped")),
                      "link": h.rec.get("link", "up"), "accel": None, "vms": None,
-                     "cluster": None, "error": None}
+                     "cluster": None, "error": None, "watchdog": self.watchdog_status(h)}
             if alive and not h.rec.get("stopped"):
                 try:
                     entry["accel"] = h.cli_json("node", "show", timeout=10).get("accel")
@@ -587,7 +657,8 @@ class Lab:
             hosts.append(entry)
         healthy = self.state.get("phase") == "up" and all(
             h["ferryd_alive"] and not h["ferryd_stopped"] and h["ns_exists"] and
-            h["link"] == "up" and not h["error"] for h in hosts)
+            h["link"] == "up" and not h["error"] and
+            (h["watchdog"] is None or h["watchdog"]["alive"]) for h in hosts)
         cluster = None
         if cl:
             views = [h["cluster"] for h in hosts if h["cluster"]]
@@ -602,6 +673,7 @@ class Lab:
         return {"name": self.name, "dir": self.dir, "phase": self.state.get("phase"),
                 "healthy": healthy, "created": self.state.get("created"),
                 "subnet": self.state.get("subnet"), "accel": self.state.get("accel"),
+                "watchdog": bool(self.state.get("watchdog")),
                 "segment": {"ns": self.state["seg"]["ns"], "bridge": SEG_BRIDGE,
                             "ns_exists": _netns_exists(self.state["seg"]["ns"])},
                 "client": {"ns": self.client_ns, "ip": self.client_ip,
@@ -613,11 +685,13 @@ class Lab:
 
     @classmethod
     def up(cls, name=DEFAULT_NAME, hosts=3, dir=None, subnet=DEFAULT_SUBNET, accel="auto",
-           progress=None, cluster=True, qemu=None, ferryd_args=()):
+           progress=None, cluster=True, qemu=None, ferryd_args=(), watchdog=False):
         """Builds a lab of hosts simulated hosts and returns it, ferryds answering and, with
         cluster, formed into one cluster (form_cluster). qemu: the QEMU binary every ferryd
         runs (ferryd --qemu; default ferryd's own); ferryd_args: more ferryd options for
-        every host (benchmarks use them to measure settings ferryd refuses by default). On any failure (also Ctrl-C)
+        every host (benchmarks use them to measure settings ferryd refuses by default);
+        watchdog: every host gets an emulated watchdog that its ferryd feeds and that powers
+        the host off when the feeds stop (watchdog_emulate). On any failure (also Ctrl-C)
         everything made so far is removed and LabError raised. progress(msg) is called with
         a line per step if given."""
         say = progress or (lambda msg: None)
@@ -668,6 +742,7 @@ class Lab:
             "version": STATE_VERSION, "name": name, "dir": dir, "phase": "building",
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "subnet": subnet, "prefix": prefix,
             "accel": accel, "qemu": qemu, "ferryd_args": list(ferryd_args), "binaries": bins,
+            "watchdog": bool(watchdog),
             "made_dir": made_dir, "made_root": made_root,
             "token_file": os.path.join(dir, "token"), "csv": os.path.join(dir, "csv"),
             "namespaces": [], "veths": [],
@@ -760,6 +835,10 @@ class Lab:
                    "dir": hd, "state_dir": os.path.join(hd, "state"),
                    "run_dir": os.path.join(hd, "run"), "sock": os.path.join(hd, "ferryd.sock"),
                    "log": os.path.join(hd, "ferryd.log"), "pid": None}
+            if self.state.get("watchdog"):
+                rec["watchdog"] = {"file": os.path.join(hd, "watchdog"),
+                                   "log": os.path.join(hd, "watchdog.log"),
+                                   "err": os.path.join(hd, "watchdog.err"), "pid": None}
             self.state["hosts"].append(rec)
             say(f"host{i}: netns {ns}, bridge {HOST_BRIDGE} {rec['ip']}/24, uplink to "
                 f"{SEG_BRIDGE}")
@@ -789,11 +868,15 @@ class Lab:
             argv += ["--accel", self.state["accel"]]
         if self.state.get("qemu"):
             argv += ["--qemu", self.state["qemu"]]
+        if h.rec.get("watchdog"):
+            argv += ["--watchdog", h.rec["watchdog"]["file"]]
         return argv + list(self.state.get("ferryd_args") or []) + list(h.rec.get("args") or [])
 
     def _spawn_ferryd(self, h, say, env=None):
         """Starts h's ferryd detached in its namespace and records its pid. env: extra
         environment variables (tests use it to give ferryd a wall clock of its own)."""
+        if h.rec.get("watchdog"):
+            self._start_watchdog(h, say)
         with open(h.log, "ab") as log:
             # `ip netns exec` execs ferryd in place, so this pid is ferryd's. Its own
             # session: Ctrl-C on `ferry lab up` or the caller's exit does not reach it.
@@ -805,6 +888,69 @@ class Lab:
         h.rec.pop("stopped", None)
         self._save()
         say(f"{h.name}: ferryd pid {p.pid}, api {h.sock} and {h.url}, log {h.log}")
+
+    # -- the emulated watchdog (watchdog_emulate) ------------------------------------------
+
+    def _is_our_watchdog(self, h):
+        wd = h.rec.get("watchdog") or {}
+        argv = _cmdline(wd["pid"]) if wd.get("pid") else None
+        return bool(argv) and "_watchdog" in argv and wd["file"] in argv
+
+    def _start_watchdog(self, h, say):
+        """Makes sure host h's emulated watchdog watches: one that still runs is kept (a
+        ferryd started again within its timeout feeds it in time, as it would a device); one
+        that fired or is gone is replaced, after its file is emptied: the host was powered off,
+        and comes back with a watchdog nobody armed yet."""
+        if self._is_our_watchdog(h):
+            return
+        wd = h.rec["watchdog"]
+        open(wd["file"], "w").close()
+        argv = [sys.executable or "/usr/bin/python3", os.path.join(HERE, "ferry-lab"),
+                "_watchdog", "--file", wd["file"], "--netns", h.ns, "--host", h.name,
+                "--log", wd["log"]]
+        with open(wd["err"], "ab") as err:
+            # In the root namespace, in a session of its own like ferryd.
+            p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err,
+                                 start_new_session=True, close_fds=True)
+        self._watchdogs[p.pid] = p
+        wd["pid"] = p.pid
+        self._save()
+        say(f"{h.name}: emulated watchdog pid {p.pid} watches {wd['file']}")
+
+    def watchdog_fired(self, h):
+        """The last time host h's emulated watchdog powered it off: {"host", "fired_ms",
+        "late_ms", "killed": [pids], ...} (fired_ms on CLOCK_MONOTONIC), or None if it never
+        did (or the lab has no watchdogs)."""
+        wd = h.rec.get("watchdog")
+        if not wd:
+            return None
+        try:
+            with open(wd["log"]) as f:
+                lines = [ln for ln in f.read().splitlines() if ln.strip()]
+            return json.loads(lines[-1]) if lines else None
+        except (OSError, ValueError):
+            return None
+
+    def watchdog_status(self, h):
+        """Host h's emulated watchdog for status: None without one, else {"file", "pid",
+        "alive" (its process watches), "state": armed, disarmed, waiting (ferryd has not armed
+        it), fired or gone (no process, never fired), "fed_age_ms", "timeout_ms", "fired" (the
+        last fired record or None)}."""
+        wd = h.rec.get("watchdog")
+        if not wd:
+            return None
+        alive = self._is_our_watchdog(h)
+        st = read_watchdog_file(wd["file"])
+        fired = self.watchdog_fired(h)
+        if not alive:
+            state = "fired" if fired else "gone"
+        elif st is None:
+            state = "waiting"
+        else:
+            state = "armed" if st["armed"] else "disarmed"
+        return {"file": wd["file"], "pid": wd.get("pid"), "alive": alive, "state": state,
+                "fed_age_ms": _mono_ms() - st["fed_ms"] if st else None,
+                "timeout_ms": st["timeout_ms"] if st else None, "fired": fired}
 
     def _wait_ferryd(self, h, deadline):
         """Waits until h's ferryd answers `node show` on its unix socket."""
@@ -1279,6 +1425,14 @@ class Lab:
                 except subprocess.TimeoutExpired:
                     pass
         problems += [f"ferryd pid {p} does not die" for p in left]
+
+        # 1b. Emulated watchdogs: after the ferryds, which disarm theirs as they stop.
+        wds = [h.rec["watchdog"]["pid"] for h in self.hosts if self._is_our_watchdog(h)]
+        if wds:
+            say(f"stopping emulated watchdog {' '.join(map(str, wds))}")
+        problems += [f"watchdog pid {p} does not die" for p in _stop_pids(wds, 5)]
+        for p in self._watchdogs.values():
+            p.poll()
 
         # 2. QEMUs, found by their pid files and checked by their command line.
         qemus = []

@@ -27,6 +27,7 @@
 #include "qemu/machines.h"
 #include "qemu/version.h"
 #include "host/events.h"
+#include "host/watchdog.h"
 #include "vm/vm.h"
 
 #ifndef FERRY_VERSION
@@ -56,6 +57,18 @@ struct ferryd_config {
     char qsd[256];
     bool migrate_prealloc;
     bool unsafe_tcg_migration;
+    char watchdog[1024]; /* --watchdog: a watchdog device or the lab's emulated one; "" none */
+    unsigned watchdog_timeout_ms;
+    bool watchdog_timeout_given;
+};
+
+/* The watchdog backstop (host/watchdog.h): fed from the loop while watchdog_healthy says so. */
+struct ferryd_watchdog {
+    struct watchdog *dev; /* NULL when none is armed */
+    uv_timer_t timer;
+    uint64_t fed_ms; /* the last good feed, monotonic */
+    bool unfed;      /* the log was told it is not fed */
+    bool failed;     /* the log was told a feed failed */
 };
 
 struct ferryd {
@@ -73,6 +86,7 @@ struct ferryd {
     uv_timer_t fo_tick; /* failover: fleet_tick and, on the leader, failover_tick */
     uv_signal_t sigterm, sigint;
     uv_timer_t sync; /* pushes local VM states into the cluster database */
+    struct ferryd_watchdog wd;
     int exit_code;
 };
 
@@ -113,6 +127,14 @@ static void usage(FILE *f)
         "  --unsafe-tcg-migration on|off  allow live migration under TCG with a QEMU older\n"
         "                       than 9.0, which loses guest writes (for measuring that\n"
         "                       bug only; default off: such migrations are refused)\n"
+        "  --watchdog PATH      arm this watchdog and feed it while this node is healthy, so\n"
+        "                       a hung ferryd or host is reset: a watchdog device\n"
+        "                       (/dev/watchdog: hardware, or modprobe softdog), or in a lab\n"
+        "                       a regular file, the emulated watchdog (default: none)\n"
+        "  --watchdog-timeout-ms MS  it resets the host this long after the last feed,\n"
+        "                       500..60000 (default 3000); it must fire 1000 ms before\n"
+        "                       other nodes may call this node's leases stale:\n"
+        "                       MS + lease-ms + 1000 <= lease-expiry-ms\n"
         "  --log-level LEVEL    debug, info, warn, error (default info)\n"
         "  --version, --help\n");
 }
@@ -200,6 +222,20 @@ static int apply_opt(struct ferryd_config *c, const char *key, const char *val)
             return -1;
         }
         c->fence_after_ms = (unsigned)v;
+        return 0;
+    }
+    if (strcmp(key, "watchdog") == 0)
+        return copy_opt(c->watchdog, sizeof(c->watchdog), "watchdog", val);
+    if (strcmp(key, "watchdog_timeout_ms") == 0) {
+        char *end;
+        unsigned long v = val ? strtoul(val, &end, 10) : 0;
+        if (!val || !*val || *end || v < WATCHDOG_TIMEOUT_MS_MIN || v > WATCHDOG_TIMEOUT_MS_MAX) {
+            fprintf(stderr, "ferryd: watchdog_timeout_ms: expected an integer in %d..%d\n",
+                    WATCHDOG_TIMEOUT_MS_MIN, WATCHDOG_TIMEOUT_MS_MAX);
+            return -1;
+        }
+        c->watchdog_timeout_ms = (unsigned)v;
+        c->watchdog_timeout_given = true;
         return 0;
     }
     if (strcmp(key, "max_migrations") == 0) {
@@ -299,6 +335,8 @@ static int parse_args(struct ferryd_config *c, int argc, char **argv)
         {"unsafe-tcg-migration", required_argument, 0, 'U'},
         {"nbd-port", required_argument, 0, 'N'},
         {"qemu-storage-daemon", required_argument, 0, 'Q'},
+        {"watchdog", required_argument, 0, 'W'},
+        {"watchdog-timeout-ms", required_argument, 0, 'T'},
         {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0},
     };
@@ -324,6 +362,8 @@ static int parse_args(struct ferryd_config *c, int argc, char **argv)
         ['U'] = "unsafe_tcg_migration",
         ['N'] = "nbd_port",
         ['Q'] = "qemu_storage_daemon",
+        ['W'] = "watchdog",
+        ['T'] = "watchdog_timeout_ms",
     };
     /* The config file first, so flags override it. */
     for (int i = 1; i < argc - 1; i++)
@@ -354,6 +394,17 @@ static int parse_args(struct ferryd_config *c, int argc, char **argv)
     }
     struct ferr le;
     if (lease_config_check(c->lease_ms, c->lease_expiry_ms, &le) < 0) {
+        fprintf(stderr, "ferryd: %s\n", le.msg);
+        return -1;
+    }
+    /* A watchdog's path and timeline are checked before anything runs; it is opened (armed)
+     * only once the API is up. */
+    if ((c->watchdog[0] || c->watchdog_timeout_given) &&
+        watchdog_timing_check(c->watchdog_timeout_ms, c->lease_ms, c->lease_expiry_ms, &le) < 0) {
+        fprintf(stderr, "ferryd: %s\n", le.msg);
+        return -1;
+    }
+    if (c->watchdog[0] && watchdog_check_path(c->watchdog, &le) < 0) {
         fprintf(stderr, "ferryd: %s\n", le.msg);
         return -1;
     }
@@ -392,9 +443,98 @@ static int read_or_make_token(const char *path, char *out, size_t size, struct f
     return file_write_atomic(path, line, strlen(line), e);
 }
 
+/* ---- the watchdog backstop (host/watchdog.h) ---- */
+
+/* Whether this node may feed its watchdog now; when not, why gets the reason for the log.
+ * failover's fence state decides (fleet): a node that must fence itself stops feeding, and the
+ * watchdog resets it before other nodes may start its VMs. Called on every feed, also while a
+ * clean shutdown closes things (d->cluster may be NULL then). True for now. */
+static bool watchdog_healthy(struct ferryd *d, char *why, size_t size)
+{
+    (void)d;
+    (void)why;
+    (void)size;
+    return true;
+}
+
+static void feed_watchdog(uv_timer_t *t)
+{
+    struct ferryd *d = t->data;
+    struct ferryd_watchdog *wd = &d->wd;
+    uint64_t now = now_mono_ms(), fires = wd->fed_ms + watchdog_timeout_ms(wd->dev);
+    unsigned long long left = fires > now ? fires - now : 0;
+    char why[256] = "";
+    if (!watchdog_healthy(d, why, sizeof(why))) {
+        if (!wd->unfed)
+            log_warn("the watchdog is not fed: %s; the host will be reset in %llu ms", why, left);
+        wd->unfed = true;
+        return;
+    }
+    struct ferr e = {0};
+    if (watchdog_feed(wd->dev, &e) < 0) {
+        if (!wd->failed)
+            log_error("%s; the host will be reset in %llu ms unless a feed works", e.msg, left);
+        wd->failed = true;
+        return;
+    }
+    if (wd->unfed || wd->failed)
+        log_info("watchdog: fed again");
+    wd->unfed = wd->failed = false;
+    wd->fed_ms = now;
+}
+
+/* Opens (arms) the watchdog of --watchdog and feeds it from the loop every quarter of its
+ * timeout: a loop that hangs stops feeding, which is the point. */
+static int arm_watchdog(struct ferryd *d, struct ferr *e)
+{
+    struct ferryd_config *c = &d->cfg;
+    struct watchdog *w;
+    if (watchdog_open(c->watchdog, c->watchdog_timeout_ms, &w, e) < 0)
+        return e->code;
+    /* A device counts in whole seconds: check the timeline with what it took. */
+    unsigned ms = watchdog_timeout_ms(w);
+    if (watchdog_timing_check(ms, c->lease_ms, c->lease_expiry_ms, e) < 0) {
+        watchdog_disarm_close(w);
+        return ferr_prefix(e, "watchdog %s took %u ms", c->watchdog, ms);
+    }
+    d->wd = (struct ferryd_watchdog){.dev = w, .fed_ms = now_mono_ms()};
+    uv_timer_init(d->loop, &d->wd.timer);
+    d->wd.timer.data = d;
+    unsigned every = ms / 4 ? ms / 4 : 1;
+    uv_timer_start(&d->wd.timer, feed_watchdog, every, every);
+    log_info("watchdog: armed %s: resets this host %u ms after the last feed; fed every %u ms "
+             "while this node is healthy",
+             watchdog_describe(w), ms, every);
+    if (watchdog_caveat(w))
+        log_warn("watchdog %s: %s", c->watchdog, watchdog_caveat(w));
+    return 0;
+}
+
+/* The clean shutdown's last step: the magic close. Not while this node is unhealthy: it stopped
+ * feeding to be reset (its VMs keep running after ferryd), so it stays armed until it fires. */
+static void disarm_watchdog(struct ferryd *d)
+{
+    struct ferryd_watchdog *wd = &d->wd;
+    if (!wd->dev)
+        return;
+    uv_close((uv_handle_t *)&wd->timer, NULL);
+    char why[256] = "";
+    if (wd->unfed || !watchdog_healthy(d, why, sizeof(why))) {
+        uint64_t now = now_mono_ms(), fires = wd->fed_ms + watchdog_timeout_ms(wd->dev);
+        log_warn("watchdog: left armed at shutdown: this node is not healthy%s%s; the host will "
+                 "be reset in %llu ms",
+                 why[0] ? ": " : "", why, fires > now ? (unsigned long long)(fires - now) : 0);
+        return; /* the kernel closes it at exit without the magic 'V' */
+    }
+    log_info("watchdog: disarmed (%s): a clean shutdown", watchdog_describe(wd->dev));
+    watchdog_disarm_close(wd->dev);
+    wd->dev = NULL;
+}
+
 static void on_closed_all(void *data)
 {
     struct ferryd *d = data;
+    disarm_watchdog(d);
     uv_close((uv_handle_t *)&d->sync, NULL);
     uv_close((uv_handle_t *)&d->fo_tick, NULL);
     failover_free(d->failover);
@@ -608,6 +748,7 @@ int main(int argc, char **argv)
     c->nbd_port = 10809; /* NBD's registered port */
     strcpy(c->qsd, "qemu-storage-daemon");
     c->migrate_prealloc = true;
+    c->watchdog_timeout_ms = WATCHDOG_TIMEOUT_MS_DEFAULT;
     if (parse_args(c, argc, argv) < 0)
         return 2;
     signal(SIGPIPE, SIG_IGN);
@@ -842,11 +983,16 @@ int main(int argc, char **argv)
     log_info("ferryd %s node %s: accel %s (%s), %u VMs, api %s%s%s", FERRY_VERSION, c->name, accel,
              why, vmset_count(d.vms), c->socket, c->listen[0] ? " and tcp " : "", c->listen);
     events_add(d.events, NULL, "daemon.started", "ferryd %s, accel %s", FERRY_VERSION, accel);
+    if (c->watchdog[0] && arm_watchdog(&d, &e) < 0) {
+        log_error("%s; shutting down", e.msg);
+        d.exit_code = 1;
+        on_signal(&d.sigterm, SIGTERM); /* the tidy close of all that runs by now */
+    }
     uv_run(d.loop, UV_RUN_DEFAULT);
     events_close(d.events);
     uv_loop_close(d.loop);
     log_info("ferryd stopped");
-    return 0;
+    return d.exit_code;
 
 err_after_http:
     http_server_close(d.http, NULL, NULL);
