@@ -448,13 +448,12 @@ static int read_or_make_token(const char *path, char *out, size_t size, struct f
 /* Whether this node may feed its watchdog now; when not, why gets the reason for the log.
  * failover's fence state decides (fleet): a node that must fence itself stops feeding, and the
  * watchdog resets it before other nodes may start its VMs. Called on every feed, also while a
- * clean shutdown closes things (d->cluster may be NULL then). True for now. */
+ * clean shutdown closes things (d->cluster may be NULL then). */
 static bool watchdog_healthy(struct ferryd *d, char *why, size_t size)
 {
-    (void)d;
-    (void)why;
-    (void)size;
-    return true;
+    /* The loop runs (this is called from it); a node that fenced itself must have killed its
+     * HA QEMUs in time, or the host is reset before the cluster starts them elsewhere. */
+    return !d->api.fleet || fleet_fence_ok(d->api.fleet, why, size);
 }
 
 static void feed_watchdog(uv_timer_t *t)

@@ -6,7 +6,8 @@ off the network (its uplink down). The leader restarts its HA VMs elsewhere only
 is both silent (heartbeats) and stale on storage (volume leases); a cut-off host fences itself
 first (kills its HA QEMUs, stops its leases). Each VM runs in exactly one QEMU afterwards, with
 a higher writer epoch, its failover recorded; the volume's audit never shows two writers; the
-old host, back, removes its stale copy instead of starting it."""
+old host, back, removes its stale copy instead of starting it. The lab's hosts have emulated
+watchdogs: a frozen ferryd gets its host powered off before its VMs start elsewhere."""
 import os
 import signal
 import sys
@@ -30,7 +31,7 @@ pytestmark = pytest.mark.skipif(missing() is not None, reason=str(missing()))
 
 @pytest.fixture(scope="module")
 def lab():
-    yield from lab_session(NAME, SUBNET)
+    yield from lab_session(NAME, SUBNET, watchdog=True)
 
 
 @pytest.fixture
@@ -177,3 +178,29 @@ def test_a_vm_that_keeps_failing_on_its_node_moves_to_another(lab, csv1):
     wait_for(lambda: not os.path.exists(os.path.join(h2.state_dir, "vms", "fom1")), 30,
              "host2 to remove its copy of fom1")
     assert_once("fom1", h1)
+
+
+def test_frozen_ferryd_is_powered_off_by_its_watchdog_before_its_vm_runs_elsewhere(lab, csv1):
+    """SIGSTOP of host3's ferryd: its QEMU runs on, unfed, the lab's watchdog powers the host
+    off (kills every process of it) within its timeout, and only then, once host3's leases
+    are stale, does the VM start elsewhere. A cut-off host that fenced itself, by contrast,
+    keeps feeding it (the isolation test above ran in this lab without a reset)."""
+    h1, h2, h3 = lab.hosts
+    assert lab.watchdog_fired(h3) is None, "host3 was reset by its watchdog in an earlier test"
+    ip = create_vm(lab, h3, "fow1", 45, memory=128, disk="csv:csv1/fow1.vhd,type=dynamic",
+                   extra=("--ha",))
+    pid = local_vm(h3, "fow1")["pid"]
+    t0 = lab.kill_ferryd(h3, signal.SIGSTOP)
+    fired = wait_for(lambda: lab.watchdog_fired(h3), 15, "host3's watchdog to fire")
+    assert pid in fired["killed"], fired
+    assert time.monotonic() - t0 < 10
+    v = wait_for(lambda: running_elsewhere(h1, "fow1", "host3"), 90, "fow1 to run elsewhere")
+    assert pid not in qemus_of("fow1")
+    wait_answering(lab, ip)
+    assert_once("fow1", h1)
+    lab.start_ferryd(h3)
+    wait_for(lambda: not os.path.exists(os.path.join(h3.state_dir, "vms", "fow1")), 60,
+             "host3 to remove its stale copy of fow1")
+    assert_once("fow1", h1)
+    assert v["failover"]["from"] == "host3"
+    audit_clean(h1)

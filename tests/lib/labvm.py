@@ -63,13 +63,14 @@ def lab_down(lab, name, delete_vms=False):
         assert_lab_gone(name, dir)
 
 
-def lab_session(name, subnet, hosts=3):
+def lab_session(name, subnet, hosts=3, **up):
     """Generator for a module fixture: a formed lab, torn down (VMs deleted, then `down`)
-    and checked for leftovers afterwards, also when the test failed."""
+    and checked for leftovers afterwards, also when the test failed. up: more Lab.up
+    arguments (watchdog=True)."""
     os.environ.setdefault("FERRY_GUEST_DIR", GUEST)
     lab = None
     try:
-        lab = Lab.up(name, hosts=hosts, subnet=subnet)
+        lab = Lab.up(name, hosts=hosts, subnet=subnet, **up)
         yield lab
     finally:
         lab_down(lab, name, delete_vms=True)
