@@ -952,9 +952,19 @@ int main(int argc, char **argv)
         log_error("%s", e.msg); /* only out of memory: exit without a tidy close */
         return 1;
     }
-    struct volumes_env venv = {
-        d.loop,   d.cluster,    d.events, c->name, c->lease_ms, c->lease_expiry_ms,
-        redirect, direct_users, evacuate, &d};
+    char lease_file[1100];
+    snprintf(lease_file, sizeof(lease_file), "%s/lease-volumes.json", c->state_dir);
+    struct volumes_env venv = {.loop = d.loop,
+                               .cluster = d.cluster,
+                               .events = d.events,
+                               .node_name = c->name,
+                               .lease_ms = c->lease_ms,
+                               .lease_expiry_ms = c->lease_expiry_ms,
+                               .redirect = redirect,
+                               .lease_volumes_file = lease_file,
+                               .direct_users = direct_users,
+                               .evacuate = evacuate,
+                               .evacuate_data = &d};
     if (volumes_new(&venv, &d.api.volumes, &e) < 0) {
         log_error("%s", e.msg); /* only out of memory: exit without a tidy close */
         return 1;

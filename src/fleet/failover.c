@@ -115,7 +115,7 @@ static json_t *dead_nodes(struct failover *fo, const json_t *nodes, json_t *info
                      "%s is silent on the network but not stale on storage (%s): nothing moves "
                      "until it fenced itself and its leases expired",
                      name, why);
-            if (say_once(fo, key, text))
+            if (say_once(fo, key, "isolated")) /* once per silence, not per tick */
                 events_add(fo->env.events, NULL, "node.isolated", "%s", text);
             continue;
         }
@@ -254,7 +254,7 @@ static json_t *placeable(struct failover *fo, const json_t *nodes)
             snprintf(text, sizeof(text),
                      "%s went down %d times within %d min: no VM is placed on it for %d min", name,
                      FLAP_DOWNS, FLAP_WINDOW_MS / 60000, FLAP_QUARANTINE_MS / 60000);
-            if (say_once(fo, key, text))
+            if (say_once(fo, key, "isolated")) /* once per silence, not per tick */
                 events_add(fo->env.events, NULL, "node.quarantined", "%s", text);
         } else {
             json_object_del(fo->said, key);

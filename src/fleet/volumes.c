@@ -39,6 +39,7 @@ struct volumes {
     bool fenced;          /* self-fenced (fleet.h): no renewals */
     uint64_t lease_count; /* the counter this node writes */
     json_t *leases;       /* volume id -> {node -> {"counter", "changed_ms"}} */
+    json_t *lease_vols;   /* the volumes leased: id -> path (env.lease_volumes_file) */
 };
 
 static struct volumes *vref(struct volumes *v)
@@ -53,6 +54,7 @@ static void vunref(struct volumes *v)
         return;
     json_decref(v->views);
     json_decref(v->leases);
+    json_decref(v->lease_vols);
     free(v);
 }
 
@@ -69,6 +71,15 @@ int volumes_new(const struct volumes_env *env, struct volumes **out, struct ferr
     }
     v->env = *env;
     v->refs = 1;
+    json_t *known =
+        env->lease_volumes_file ? json_load_file(env->lease_volumes_file, 0, NULL) : NULL;
+    v->lease_vols = json_is_object(known) ? known : json_object();
+    if (!json_is_object(known))
+        json_decref(known);
+    if (!v->lease_vols) {
+        vunref(v);
+        return ferr_set(e, -ENOMEM, "volumes: out of memory");
+    }
     if (env->lease_ms) {
         uv_timer_init(env->loop, &v->lease_timer);
         v->lease_timer.data = v;
@@ -420,15 +431,32 @@ static void lease_tick(uv_timer_t *t)
     struct volumes *v = t->data;
     if (v->leasing || v->fenced || !cluster_active(v->env.cluster))
         return;
-    json_t *csvs = cdb_csvs(db_of(v)), *vols = json_array();
+    json_t *csvs = cdb_csvs(db_of(v)), *vols = json_array(), *now = json_object();
     size_t i;
     json_t *c;
     json_array_foreach(csvs, i, c)
-    {
-        json_array_append_new(
-            vols, json_pack("{ss ss}", "id", jfield_text(c, "id"), "path", jfield_text(c, "path")));
-    }
+        json_object_set_new(now, jfield_text(c, "id"), json_string(jfield_text(c, "path")));
     json_decref(csvs);
+    if (cluster_quorum(v->env.cluster)) {
+        /* the database is current: it says which volumes there are */
+        if (!json_equal(now, v->lease_vols)) {
+            json_decref(v->lease_vols);
+            v->lease_vols = json_incref(now);
+            char *text = json_dumps(now, JSON_COMPACT | JSON_SORT_KEYS);
+            struct ferr e;
+            if (v->env.lease_volumes_file && text &&
+                file_write_atomic(v->env.lease_volumes_file, text, strlen(text), &e) < 0)
+                log_warn("csv: the volumes leased are not remembered: %s", e.msg);
+            free(text);
+        }
+    } else {
+        /* maybe not: the ones leased before count too */
+        json_object_update_missing(now, v->lease_vols);
+    }
+    const char *id;
+    json_object_foreach(now, id, c)
+        json_array_append_new(vols, json_pack("{ss ss}", "id", id, "path", json_string_value(c)));
+    json_decref(now);
     if (json_array_size(vols) == 0) {
         json_decref(vols);
         return;

@@ -27,6 +27,11 @@ struct volumes_env {
     unsigned lease_ms;         /* renew this node's lease on each volume this often; 0: never */
     unsigned lease_expiry_ms;  /* a lease whose counter did not move this long is stale */
     struct redirect *redirect; /* this node's storage daemons, released when a volume moves */
+    /* Where the volumes this node renews leases on are remembered (NULL: nowhere): a node that
+     * restarts cut off from the cluster has a database that may lack the newest volumes
+     * (entries not known to be committed are not applied), and must renew its leases on them
+     * all the same until it fences itself. */
+    const char *lease_volumes_file;
     /* A volume this node has lost (access none for a while; may be NULL): how many of its
      * running VMs open a file under path themselves (direct I/O), and moving them live to
      * node `to`, which was just seen to have direct access. Redirected disks need no move. */

@@ -18,7 +18,7 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "lab"))
 
 import ferrylab  # noqa: E402
-from labvm import (create_vm, lab_session, local_vm, missing, qemus_of,  # noqa: E402
+from labvm import (create_vm, lab_session, local_vm, logs, missing, qemus_of,  # noqa: E402
                    qemus_under, shared_volume, vm_on, wait_answering)
 from ferrytest import wait_for  # noqa: E402
 from promises import events  # noqa: E402
@@ -204,3 +204,36 @@ def test_frozen_ferryd_is_powered_off_by_its_watchdog_before_its_vm_runs_elsewhe
     assert_once("fow1", h1)
     assert v["failover"]["from"] == "host3"
     audit_clean(h1)
+
+
+def test_a_silent_host_that_still_renews_its_leases_is_left_alone(lab, csv1):
+    """The storage heartbeat: host2 cut off the network but not from the volume, with a
+    fence delay longer than the test (--fence-after-ms 60000), keeps renewing its leases; the
+    leader calls it isolated and moves nothing, however long its heartbeats are missing.
+    Back on the network, its VM has run on there all along, in the same QEMU. Its ferryd was
+    restarted just before the cut: a node whose database may lack the newest volumes (nothing
+    after its last snapshot is applied until a leader says it is committed) still renews its
+    leases on every volume it leased before."""
+    h1, h2, h3 = lab.hosts
+    create_vm(lab, h2, "fos1", 46, memory=128, disk="csv:csv1/fos1.vhd", extra=("--ha",))
+    lab.kill_ferryd(h2, signal.SIGTERM)
+    lab.start_ferryd(h2, args=["--fence-after-ms", "60000"])
+    pid = local_vm(h2, "fos1")["pid"]
+    lab.link_down(h2)
+    try:
+        wait_for(lambda: vm_on(h1, "fos1")["state"] == "unknown", 30, "host2 to be down")
+        said = wait_for(lambda: events(h1, type="node.isolated") +
+                        events(h3, type="node.isolated"), 30, "the leader to call host2 isolated")
+        assert "host2 is silent on the network but not stale on storage" in said[-1]["message"]
+        time.sleep(10)  # twice the lease expiry after it went down
+        v = vm_on(h1, "fos1")
+        assert v["owner"] == "host2" and "failover" not in v, f"{v}\n{logs(lab)}"
+        assert qemus_of("fos1") == [pid]
+    finally:
+        lab.link_up(h2)
+        lab.kill_ferryd(h2, signal.SIGTERM)
+        lab.start_ferryd(h2, args=[])
+    wait_for(lambda: (local_vm(h2, "fos1") or {}).get("state") == "running", 30,
+             "host2 to run fos1 still")
+    assert local_vm(h2, "fos1")["pid"] == pid
+    assert_once("fos1", h1)
