@@ -83,10 +83,17 @@ static char *vm_uptime(const json_t *vm, char *buf, size_t size)
     return output_duration((now - started) / 1000, buf, size);
 }
 
+/* The HA state for vm list: "-" without HA. */
+static const char *ha_cell(const json_t *vm)
+{
+    const char *s = cli_jstr(json_object_get(vm, "ha"), "state");
+    return s && strcmp(s, "disabled") != 0 ? s : "-";
+}
+
 static int vm_list(struct cli *cli, int argc, char **argv)
 {
-    static const char *const headers[] = {"NAME",   "STATE", "NODE", "VCPUS",
-                                          "MEMORY", "ACCEL", "PID",  "UPTIME"};
+    static const char *const headers[] = {"NAME",  "STATE", "NODE",   "VCPUS", "MEMORY",
+                                          "ACCEL", "PID",   "UPTIME", "HA"};
     static const char help[] =
         "Usage: ferry vm list [-o table|json]\n\nLists the VMs of this host, or of the "
         "whole cluster with the node that runs each.\n";
@@ -104,7 +111,7 @@ static int vm_list(struct cli *cli, int argc, char **argv)
         json_decref(reply);
         return EXIT_OK;
     }
-    struct output_table *t = output_table_new(8, headers);
+    struct output_table *t = output_table_new(9, headers);
     if (!t) {
         json_decref(reply);
         return cli_nomem();
@@ -126,7 +133,8 @@ static int vm_list(struct cli *cli, int argc, char **argv)
                                mem,
                                accel && accel[0] && vm_is_up(vm) ? accel : NULL,
                                pid,
-                               vm_uptime(vm, up, sizeof(up))};
+                               vm_uptime(vm, up, sizeof(up)),
+                               ha_cell(vm)};
         if (output_table_add(t, cells) < 0) {
             output_table_free(t);
             json_decref(reply);
@@ -535,6 +543,7 @@ static const struct cli_cmd vm_cmds[] = {
     {"migrations", cmd_vm_migrations, "history of live migrations (cluster database)"},
     {"storage-move", cmd_vm_storage_move, "move a VM's disk (onto a shared volume) as it runs"},
     {"ha", cmd_vm_ha, "high availability: ha enable|disable NAME"},
+    {"failovers", cmd_vm_failovers, "the last failover of each VM and its timeline"},
     {"measure-migration", cmd_vm_measure_migration, "record a client-observed gap on a migration"},
 };
 

@@ -42,5 +42,7 @@ int cli_ha_option(const char *cmd, int c, const char *arg, json_t *ha);
 const char *cli_ha_options_help(void);
 /* ferry vm ha ... */
 int cmd_vm_ha(struct cli *cli, int argc, char **argv);
+/* ferry vm failovers: the last failover of each VM (cmd_vm_ha.c). */
+int cmd_vm_failovers(struct cli *cli, int argc, char **argv);
 
 #endif

@@ -173,3 +173,82 @@ int cmd_vm_ha(struct cli *cli, int argc, char **argv)
 {
     return cli_dispatch(cli, "vm ha", ha_cmds, ARRAY_SIZE(ha_cmds), argc - 1, argv + 1);
 }
+
+/* ---- vm failovers ------------------------------------------------------------------------ */
+
+/* "+N.Ns" of at after base, or "-" when either is unknown. */
+static const char *after(uint64_t base, uint64_t at, char *buf, size_t size)
+{
+    if (!base || !at || at < base)
+        return "-";
+    snprintf(buf, size, "+%.1fs", (double)(at - base) / 1000.0);
+    return buf;
+}
+
+int cmd_vm_failovers(struct cli *cli, int argc, char **argv)
+{
+    static const char *const headers[] = {"NAME",  "FROM",  "TO",    "DECIDED", "DOWN",
+                                          "STALE", "GIVEN", "START", "WHY"};
+    static const char help[] =
+        "Usage: ferry vm failovers [-o table|json]\n\n"
+        "The last failover of every VM that had one: from which node to which, when the\n"
+        "leader decided it, and its timeline from the dead node's last heartbeat heard: marked\n"
+        "down, its last lease renewal (stale from then on), given to the new node, QEMU\n"
+        "started there (START is blank once the VM was started again later).\n";
+    int go = cli_common_options(cli, "vm failovers", argc, argv, help, false);
+    if (go != CLI_GO)
+        return go;
+    json_t *reply;
+    int rc = cli_call(cli, "GET", "/v1/vms", NULL, &reply);
+    if (rc != EXIT_OK)
+        return rc;
+    json_t *out = json_array();
+    size_t i;
+    json_t *vm;
+    json_array_foreach(json_object_get(reply, "vms"), i, vm)
+    {
+        json_t *fo = json_object_get(vm, "failover");
+        if (fo)
+            json_array_append_new(out, json_pack("{sO sO sI}", "name", json_object_get(vm, "name"),
+                                                 "failover", fo, "started_ms",
+                                                 (json_int_t)cli_jnum(vm, "started_ms")));
+    }
+    json_decref(reply);
+    if (cli->fmt == OUTPUT_JSON) {
+        output_json(stdout, json_pack("{so}", "failovers", out));
+        return EXIT_OK;
+    }
+    struct output_table *t = output_table_new(9, headers);
+    if (!t) {
+        json_decref(out);
+        return cli_nomem();
+    }
+    json_t *x;
+    json_array_foreach(out, i, x)
+    {
+        json_t *fo = json_object_get(x, "failover");
+        uint64_t heard = cli_jnum(fo, "heard_ms"), decided = cli_jnum(fo, "decided_ms");
+        uint64_t started = cli_jnum(x, "started_ms");
+        char when[40], d[16], s[16], g[16], q[16];
+        const char *cells[] = {cli_jstr(x, "name"),
+                               cli_jstr(fo, "from"),
+                               cli_jstr(fo, "to"),
+                               output_time(decided, when, sizeof(when)),
+                               after(heard, cli_jnum(fo, "down_ms"), d, sizeof(d)),
+                               after(heard, cli_jnum(fo, "stale_ms"), s, sizeof(s)),
+                               after(heard, decided, g, sizeof(g)),
+                               started >= decided && started - decided < 600000
+                                   ? after(heard, started, q, sizeof(q))
+                                   : "-",
+                               cli_jstr(fo, "why")};
+        if (output_table_add(t, cells) < 0) {
+            output_table_free(t);
+            json_decref(out);
+            return cli_nomem();
+        }
+    }
+    output_table_print(t, stdout);
+    output_table_free(t);
+    json_decref(out);
+    return EXIT_OK;
+}

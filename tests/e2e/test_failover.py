@@ -96,6 +96,13 @@ def test_power_loss_brings_ha_vms_back_elsewhere_once(lab, csv1):
     assert events(h1, type="vm.failover", vm="fop1")
     shown = h3.cli("vm", "show", "fop1").stdout
     assert "last failover" in shown and "from host2 to" in shown, shown
+    rows = {line.split()[0]: line.split() for line in h3.cli("vm", "failovers").stdout.splitlines()}
+    assert rows["fop1"][1:3] == ["host2", "host1"] and rows["fop2"][1:3] == ["host2", "host3"], rows
+    fj = {x["name"]: x for x in h3.cli_json("vm", "failovers")["failovers"]}
+    assert set(fj) >= {"fop1", "fop2"} and "fop3" not in fj, fj
+    own = next(line.split() for line in h1.cli("vm", "list").stdout.splitlines()
+               if line.split()[:1] == ["fop1"])
+    assert own[-1] == "started", own  # the HA column, on its owner
     # without HA nothing moves it: its state is unknown while its host is dead
     v3 = vm_on(h1, "fop3")
     assert v3["owner"] == "host2" and v3["state"] == "unknown", v3
