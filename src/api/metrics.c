@@ -9,6 +9,7 @@
 
 #include "api/promtext.h"
 #include "common/util.h"
+#include "fleet/fleet.h"
 #include "fleet/volumes.h"
 #include "migrate/migrate.h"
 
@@ -118,6 +119,26 @@ static void migrations(struct promtext *o, const struct api_ctx *ctx)
     histogram(o, "ferry_migration_client_gap_seconds",
               "client-observed gaps recorded on migrations through this node's API",
               &st.client_gap);
+}
+
+/* Failover on this node (src/fleet/). */
+static void failovers(struct promtext *o, const struct api_ctx *ctx)
+{
+    if (!ctx->fleet)
+        return;
+    struct fleet_failover_stats st;
+    fleet_failover_stats(ctx->fleet, &st);
+    static const double bounds[FLEET_FAILOVER_HIST_N] = FLEET_FAILOVER_HIST_BOUNDS;
+    promtext_help(o, "ferry_node_fenced", "gauge",
+                  "1 while this node, without quorum, has fenced itself");
+    promtext_sample(o, "ferry_node_fenced", NULL, 0, "%d", fleet_fenced(ctx->fleet) ? 1 : 0);
+    promtext_help(o, "ferry_failovers_adopted_total", "counter",
+                  "VMs a failover gave this node that it started");
+    promtext_sample(o, "ferry_failovers_adopted_total", NULL, 0, "%llu",
+                    (unsigned long long)st.adopted);
+    promtext_histogram(o, "ferry_failover_seconds",
+                       "dead node's last heartbeat heard to the VM's QEMU started here", bounds,
+                       st.buckets, FLEET_FAILOVER_HIST_N, st.count, st.sum_s);
 }
 
 /* The cluster's shared volumes as this node sees them (src/fleet/volumes.c). */
@@ -235,6 +256,7 @@ int metrics_render(struct api_ctx *ctx, char **out_text, size_t *len)
         vmset_foreach(ctx->vms, one_vm, &p);
     }
     migrations(&o, ctx);
+    failovers(&o, ctx);
     volumes(&o, ctx);
     return promtext_take(&o, out_text, len);
 }

@@ -30,6 +30,7 @@ struct fleet {
     bool fenced;          /* no quorum for fence_after_ms: HA QEMUs killed, leases stopped */
     uint64_t fenced_at;
     json_t *adopting; /* VMs the leader gave to this node: name -> {"made", "pending"} */
+    struct fleet_failover_stats fo_stats;
 };
 
 int fleet_new(const struct fleet_env *env, struct fleet **out, struct ferr *e)
@@ -1418,7 +1419,6 @@ static void adopt_started(struct vmset *set, struct vm *vm, int status, const st
                           void *data)
 {
     (void)set;
-    (void)vm;
     struct adopt *a = data;
     if (status < 0) {
         char msg[600];
@@ -1428,6 +1428,23 @@ static void adopt_started(struct vmset *set, struct vm *vm, int status, const st
         return;
     }
     json_object_del(a->f->adopting, a->name);
+    json_t *rec = record_of(a->f, a->name);
+    uint64_t heard =
+        (uint64_t)json_integer_value(json_object_get(json_object_get(rec, "failover"), "heard_ms"));
+    json_decref(rec);
+    struct fleet_failover_stats *st = &a->f->fo_stats;
+    st->adopted++;
+    if (heard && vm_started_ms(vm) >= heard) {
+        static const double bounds[FLEET_FAILOVER_HIST_N] = FLEET_FAILOVER_HIST_BOUNDS;
+        double secs = (double)(vm_started_ms(vm) - heard) / 1000.0;
+        for (unsigned i = 0; i < FLEET_FAILOVER_HIST_N; i++)
+            if (secs <= bounds[i]) {
+                st->buckets[i]++;
+                break;
+            }
+        st->count++;
+        st->sum_s += secs;
+    }
     log_info("vm %s: failover: running on this node %llu ms after the cluster gave it here",
              a->name, (unsigned long long)(now_mono_ms() - a->t0));
     events_add(a->f->env.events, a->name, "vm.failover_started",
@@ -1583,4 +1600,9 @@ void fleet_tick(struct fleet *f)
         return;
     adopt_tick(f);
     vmset_foreach(f->env.vms, drop_one, f);
+}
+
+void fleet_failover_stats(const struct fleet *f, struct fleet_failover_stats *out)
+{
+    *out = f->fo_stats;
 }

@@ -148,4 +148,20 @@ bool fleet_fence_ok(const struct fleet *f, char *why, size_t size);
 /* Whether this node is fenced now (no quorum for fence_after_ms). */
 bool fleet_fenced(const struct fleet *f);
 
+/* Failovers that ended on this node since ferryd started: VMs a failover gave it that run
+ * here now, and the seconds from the dead node's last heartbeat heard (the record's
+ * heard_ms) to their QEMU's start, as a histogram. */
+#define FLEET_FAILOVER_HIST_N 9
+#define FLEET_FAILOVER_HIST_BOUNDS                                                                 \
+    {                                                                                              \
+        2, 4, 6, 8, 10, 15, 30, 60, 120                                                            \
+    }
+struct fleet_failover_stats {
+    uint64_t adopted;
+    uint64_t buckets[FLEET_FAILOVER_HIST_N]; /* per bound, not cumulative (promtext.h) */
+    uint64_t count;
+    double sum_s;
+};
+void fleet_failover_stats(const struct fleet *f, struct fleet_failover_stats *out);
+
 #endif

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "fleet/fleet.h"
 #include "migrate/migrate.h"
 
 /* ---- the fakes: a VM set and a migrator ---- */
@@ -33,6 +34,22 @@ struct vmset {
 struct migrator {
     struct migrate_stats stats;
 };
+
+/* The fleet's failover figures (fleet.h). */
+struct fleet {
+    struct fleet_failover_stats st;
+    bool fenced;
+};
+
+void fleet_failover_stats(const struct fleet *f, struct fleet_failover_stats *out)
+{
+    *out = f->st;
+}
+
+bool fleet_fenced(const struct fleet *f)
+{
+    return f->fenced;
+}
 
 const char *vm_name(const struct vm *vm)
 {
@@ -102,6 +119,7 @@ struct node {
     struct vm vms[NVMS];
     struct vmset set;
     struct migrator mig;
+    struct fleet fleet;
     struct api_ctx ctx;
     char *text;
 };
@@ -151,6 +169,14 @@ static int node_setup(void **state)
 
     n->ctx.vms = &n->set;
     n->ctx.migrator = &n->mig;
+    /* failovers that ended here: 3 s and 9 s, and one of 200 s (over the last bound) */
+    n->fleet.fenced = true;
+    n->fleet.st.adopted = 4;
+    n->fleet.st.buckets[1] = 1;
+    n->fleet.st.buckets[4] = 1;
+    n->fleet.st.count = 3;
+    n->fleet.st.sum_s = 212;
+    n->ctx.fleet = &n->fleet;
     n->ctx.node_name = "host1";
     n->ctx.accel = "tcg";
     n->ctx.version = "0.1.0";
@@ -338,6 +364,25 @@ static void test_vm_figures(void **state)
     assert_null(strstr(t, "net_rx_bytes_total{vm=\"web\""));
 }
 
+static void test_failovers(void **state)
+{
+    struct node *n = *state;
+    const char *t = render(n);
+    assert_int_equal(value_of(t, "ferry_node_fenced"), 1);
+    assert_int_equal(value_of(t, "ferry_failovers_adopted_total"), 4);
+    static const struct {
+        const char *le;
+        int cum;
+    } want[] = {{"2", 0}, {"4", 1}, {"8", 1}, {"10", 2}, {"120", 2}, {"+Inf", 3}};
+    char s[128];
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        snprintf(s, sizeof(s), "ferry_failover_seconds_bucket{le=\"%s\"}", want[i].le);
+        assert_int_equal(value_of(t, s), want[i].cum);
+    }
+    assert_int_equal(value_of(t, "ferry_failover_seconds_count"), 3);
+    assert_true(value_of(t, "ferry_failover_seconds_sum") == 212);
+}
+
 static void test_migrations(void **state)
 {
     struct node *n = *state;
@@ -402,6 +447,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_one_state_per_vm, node_setup, node_teardown),
         cmocka_unit_test_setup_teardown(test_vm_figures, node_setup, node_teardown),
         cmocka_unit_test_setup_teardown(test_migrations, node_setup, node_teardown),
+        cmocka_unit_test_setup_teardown(test_failovers, node_setup, node_teardown),
         cmocka_unit_test_setup_teardown(test_volumes, node_setup, node_teardown),
         cmocka_unit_test_setup_teardown(test_label_values_are_escaped_on_the_page, node_setup,
                                         node_teardown),
