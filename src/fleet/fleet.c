@@ -1317,8 +1317,8 @@ static void fence_one(struct vm *vm, void *data)
 {
     struct fence_scan *fs = data;
     const struct vm_spec *s = vm_spec(vm);
-    if (!s->ha.enabled || vm_pid(vm) <= 0 || vm_migrating(vm))
-        return;
+    if (!s->ha.enabled || vm_pid(vm) <= 0)
+        return; /* a migrating one too: its leases stop as well */
     json_t *h = ha_entry(fs->f, s->name);
     if (h)
         json_object_set_new(h, "fenced", json_true());
@@ -1495,6 +1495,19 @@ static void adopt_tick(struct fleet *f)
     const struct cdb *db = cluster_db(f->env.cluster);
     if (!cluster_quorum(f->env.cluster) || f->fenced)
         return;
+    /* what the cluster no longer asks of this node is forgotten (a start that failed is HA's
+     * restart policy's now) */
+    const char *k;
+    json_t *x0, *tmp;
+    json_object_foreach_safe(f->adopting, tmp, k, x0)
+    {
+        json_t *r = record_of(f, k);
+        if (!json_is_true(json_object_get(x0, "pending")) &&
+            (!r || strcmp(jfield_text(r, "owner"), f->env.node_name) != 0 ||
+             strcmp(jfield_text(r, "state"), "recovering") != 0))
+            json_object_del(f->adopting, k);
+        json_decref(r);
+    }
     json_t *vms = cdb_vms(db, f->env.node_name);
     size_t i;
     json_t *rec;

@@ -18,7 +18,7 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "lab"))
 
 import ferrylab  # noqa: E402
-from labvm import (create_vm, lab_session, local_vm, logs, missing, qemus_of,  # noqa: E402
+from labvm import (create_vm, lab_session, local_vm, logs, metrics, missing, qemus_of,  # noqa: E402
                    qemus_under, shared_volume, vm_on, wait_answering)
 from ferrytest import wait_for  # noqa: E402
 from promises import events  # noqa: E402
@@ -103,6 +103,9 @@ def test_power_loss_brings_ha_vms_back_elsewhere_once(lab, csv1):
     own = next(line.split() for line in h1.cli("vm", "list").stdout.splitlines()
                if line.split()[:1] == ["fop1"])
     assert own[-1] == "started", own  # the HA column, on its owner
+    m = metrics(h1)
+    assert m["ferry_failovers_adopted_total"] >= 1 and m["ferry_failover_seconds_count"] >= 1, m
+    assert m["ferry_node_fenced"] == 0
     # without HA nothing moves it: its state is unknown while its host is dead
     v3 = vm_on(h1, "fop3")
     assert v3["owner"] == "host2" and v3["state"] == "unknown", v3
@@ -155,6 +158,7 @@ def test_cut_off_host_fences_itself_before_its_vm_runs_elsewhere(lab, csv1):
         assert_once("foi1", h1)
         ha = local_vm(h3, "foi1")["ha"]
         assert ha["state"] == "fence", ha
+        assert metrics(h3)["ferry_node_fenced"] == 1
     finally:
         lab.link_up(h3)
     wait_for(lambda: not os.path.exists(os.path.join(h3.state_dir, "vms", "foi1")), 60,
