@@ -21,7 +21,7 @@ import ferrylab  # noqa: E402
 from labvm import (create_vm, lab_session, local_vm, logs, metrics, missing, qemus_of,  # noqa: E402
                    qemus_under, shared_volume, vm_on, wait_answering)
 from ferrytest import wait_for  # noqa: E402
-from promises import events  # noqa: E402
+from promises import events, last_event_id  # noqa: E402
 
 NAME = f"fo{os.getpid()}"
 SUBNET = "10.87.0.0/24"
@@ -230,11 +230,14 @@ def test_a_silent_host_that_still_renews_its_leases_is_left_alone(lab, csv1):
     lab.kill_ferryd(h2, signal.SIGTERM)
     lab.start_ferryd(h2, args=["--fence-after-ms", "60000"])
     pid = local_vm(h2, "fos1")["pid"]
+    since = {h.name: last_event_id(h) for h in (h1, h3)}
     lab.link_down(h2)
     try:
         wait_for(lambda: vm_on(h1, "fos1")["state"] == "unknown", 30, "host2 to be down")
-        said = wait_for(lambda: events(h1, type="node.isolated") +
-                        events(h3, type="node.isolated"), 30, "the leader to call host2 isolated")
+        said = wait_for(lambda: [e for h in (h1, h3)
+                                 for e in events(h, type="node.isolated", since=since[h.name])
+                                 if e["message"].startswith("host2 ")], 30,
+                        "the leader to call host2 isolated")
         assert "host2 is silent on the network but not stale on storage" in said[-1]["message"]
         time.sleep(10)  # twice the lease expiry after it went down
         v = vm_on(h1, "fos1")
