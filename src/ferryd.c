@@ -538,6 +538,8 @@ static void on_closed_all(void *data)
     uv_close((uv_handle_t *)&d->fo_tick, NULL);
     failover_free(d->failover);
     d->failover = NULL;
+    migrator_free(d->api.migrator);
+    d->api.migrator = NULL;
     fleet_free(d->api.fleet);
     d->api.fleet = NULL;
     volumes_free(d->api.volumes);

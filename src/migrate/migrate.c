@@ -19,6 +19,12 @@ int migrator_new(const struct migrator_env *env, struct migrator **out, struct f
     return 0;
 }
 
+void migrator_free(struct migrator *m)
+{
+    if (m && !m->migs)
+        free(m);
+}
+
 struct mig *migrate__find(struct migrator *m, const char *name)
 {
     for (struct mig *g = m->migs; g; g = g->next)

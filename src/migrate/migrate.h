@@ -43,6 +43,9 @@ typedef reply_cb migrate_cb;
 
 /* env copied. */
 int migrator_new(const struct migrator_env *env, struct migrator **out, struct ferr *e);
+/* Frees m when no migration of it is under way any more (ferryd's shutdown); one that still
+ * is holds m, and m is left to the process's end. */
+void migrator_free(struct migrator *m);
 
 struct migrate_opts {
     const char *to;                  /* NULL: the cluster picks */
