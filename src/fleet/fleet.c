@@ -170,6 +170,7 @@ static json_t *remote_json(const struct fleet *f, const json_t *rec)
     if (o && why[0]) {
         /* What the owner said last cannot be confirmed: unknown until it answers again. */
         json_object_set(o, "last_state", json_object_get(rec, "state"));
+        json_object_set(o, "last_reason", json_object_get(rec, "reason"));
         json_object_set_new(o, "state", json_string("unknown"));
         json_object_set_new(o, "reason", json_string(why));
     }

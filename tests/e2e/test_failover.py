@@ -76,6 +76,8 @@ def test_power_loss_brings_ha_vms_back_elsewhere_once(lab, csv1):
     ip2 = create_vm(lab, h2, "fop2", 41, memory=128, disk="csv:csv1/fop2.vhd,type=dynamic",
                     extra=("--ha", "--ha-priority", "low", "--preferred", "host3"))
     create_vm(lab, h2, "fop3", 42, memory=128, disk="csv:csv1/fop3.vhd")  # no HA
+    ip4 = create_vm(lab, h2, "fop4", 47, memory=128, disk="csv:csv1/fop4.vhd",
+                    extra=("--ha", "--possible", "host2"))  # may run nowhere else
     epochs = {n: local_vm(h2, n)["writer_epoch"] for n in ("fop1", "fop2")}
 
     t0 = power_off(lab, h2)
@@ -109,6 +111,11 @@ def test_power_loss_brings_ha_vms_back_elsewhere_once(lab, csv1):
     # without HA nothing moves it: its state is unknown while its host is dead
     v3 = vm_on(h1, "fop3")
     assert v3["owner"] == "host2" and v3["state"] == "unknown", v3
+    # what fits nowhere waits and says why (its node is dead, so the view says "unknown")
+    v4 = vm_on(h1, "fop4")
+    assert v4["owner"] == "host2" and v4["last_state"] == "recovering", v4
+    assert "failover from host2 waits: none of ha.possible (host2)" in v4["last_reason"], v4
+    assert events(h1, type="vm.failover_waiting", vm="fop4")
     audit_clean(h1)
 
     # host2 comes back: its copies of fop1 and fop2 are removed, not started; fop3 stays its own
@@ -123,6 +130,11 @@ def test_power_loss_brings_ha_vms_back_elsewhere_once(lab, csv1):
         assert_once(n, h1)
     wait_answering(lab, ip1)
     assert local_vm(h2, "fop3") is not None
+    # fop4 waited for host2, its one possible node: back there, HA starts it again
+    wait_for(lambda: (local_vm(h2, "fop4") or {}).get("state") == "running", 60,
+             "host2 to start fop4 again")
+    wait_answering(lab, ip4)
+    assert_once("fop4", h1)
     audit_clean(h1)
 
     # failback: fop1 prefers host2; once host2 has been up for the settle time (30 s) it
