@@ -1018,6 +1018,10 @@ static void sync_one(struct vm *vm, void *data)
         json_decref(cmd);
         return;
     }
+    if (json_is_true(json_object_get(json_object_get(f->ha, name), "moving"))) {
+        json_decref(rec); /* given to another node (ha_elsewhere): its record is theirs now */
+        return;
+    }
     if (mine && json_object_get(f->adopting, name) && vm_state(vm) == VM_STOPPED) {
         json_decref(rec); /* adopted, not started yet: the record says "recovering" */
         return;
@@ -1113,8 +1117,10 @@ static void ha_moved(int status, json_t *body, const struct ferr *e, void *data)
         json_object_set_new(h, "pending", json_false());
     if (e) {
         log_warn("vm %s: HA could not give it to another node: %s", r->name, e->msg);
-        if (h)
+        if (h) {
             json_object_set_new(h, "elsewhere_failed", json_string(e->msg));
+            json_object_del(h, "moving");
+        }
     }
     free(r);
 }
@@ -1130,6 +1136,9 @@ static bool ha_elsewhere(struct fleet *f, struct vm *vm, json_t *h, size_t n)
         cdb_cmd_version_min(cluster_db(f->env.cluster)) < 6 ||
         json_object_get(h, "elsewhere_failed"))
         return false;
+    if (json_object_get(f->syncing, s->name))
+        return true; /* not now: a write of its state in flight could land after the move's
+                      * and leave the new owner a record that is not "recovering" */
     json_t *rec = record_of(f, s->name);
     json_t *last = json_object_get(json_object_get(rec, "failover"), "decided_ms");
     uint64_t wall = now_wall_ms();
@@ -1172,6 +1181,7 @@ static bool ha_elsewhere(struct fleet *f, struct vm *vm, json_t *h, size_t n)
     json_t *cmd = cdb_cmd_vm_failover(s->name, "recovering", reason, &rec2);
     struct ferr e = {0};
     json_object_set_new(h, "pending", json_true());
+    json_object_set_new(h, "moving", json_true()); /* sync_one writes no state of it now */
     json_object_set_new(h, "why", json_string(reason));
     events_add(f->env.events, s->name, "vm.failover", "%s; %s", why, reason);
     if (!cmd || cluster_write(f->env.cluster, cmd, ha_moved, r, &e) < 0)

@@ -57,6 +57,16 @@ def running_elsewhere(viewer, name, not_on):
     return v if v and v["owner"] != not_on and v["state"] == "running" else None
 
 
+def wait_elsewhere(lab, viewer, name, not_on, timeout=90):
+    """VM name running on a node other than not_on, as viewer lists it; on a timeout the
+    failure carries the ferryds' logs."""
+    try:
+        return wait_for(lambda: running_elsewhere(viewer, name, not_on), timeout,
+                        f"{name} to run on a node other than {not_on}")
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n{logs(lab)}") from None
+
+
 def assert_once(name, viewer):
     v = vm_on(viewer, name)
     found = qemus_of(name)
@@ -81,10 +91,10 @@ def test_power_loss_brings_ha_vms_back_elsewhere_once(lab, csv1):
     epochs = {n: local_vm(h2, n)["writer_epoch"] for n in ("fop1", "fop2")}
 
     t0 = power_off(lab, h2)
-    v1 = wait_for(lambda: running_elsewhere(h1, "fop1", "host2"), 90, "fop1 to run elsewhere")
+    v1 = wait_elsewhere(lab, h1, "fop1", "host2", 90)
     wait_answering(lab, ip1)
     t1 = time.monotonic() - t0
-    v2 = wait_for(lambda: running_elsewhere(h1, "fop2", "host2"), 60, "fop2 to run elsewhere")
+    v2 = wait_elsewhere(lab, h1, "fop2", "host2", 60)
     wait_answering(lab, ip2)
     print(f"power loss -> fop1 answering: {t1:.1f} s")
     assert v1["owner"] == "host1", f"fop1 prefers host2, then host1: {v1['owner']}"
@@ -161,8 +171,7 @@ def test_cut_off_host_fences_itself_before_its_vm_runs_elsewhere(lab, csv1):
         wait_for(lambda: not qemus_under(h3, "foi1"), 30, "host3 to fence foi1")
         fenced = events(h3, type="vm.fenced", vm="foi1")
         assert fenced, "no vm.fenced event on host3"
-        v = wait_for(lambda: running_elsewhere(h1, "foi1", "host3"), 90,
-                     "foi1 to run elsewhere")
+        v = wait_elsewhere(lab, h1, "foi1", "host3", 90)
         assert v["owner"] == "host1", f"ha.possible is host1,host3: {v['owner']}"
         assert v["started_ms"] > fenced[-1]["time_ms"], (v, fenced[-1])
         assert pid not in qemus_of("foi1")
@@ -193,7 +202,7 @@ def test_a_vm_that_keeps_failing_on_its_node_moves_to_another(lab, csv1):
     wait_for(lambda: (lambda x: x and x["state"] == "running" and x["pid"] not in (0, pid))(
         local_vm(h2, "fom1")), 60, "HA to start fom1 again on host2")
     os.kill(local_vm(h2, "fom1")["pid"], signal.SIGKILL)
-    v = wait_for(lambda: running_elsewhere(h1, "fom1", "host2"), 90, "fom1 to run on another node")
+    v = wait_elsewhere(lab, h1, "fom1", "host2", 90)
     assert v["owner"] == "host3", v
     fo = v["failover"]
     assert fo["from"] == "host2" and "its QEMU failed 1 times on host2" in fo["why"], fo
@@ -217,7 +226,7 @@ def test_frozen_ferryd_is_powered_off_by_its_watchdog_before_its_vm_runs_elsewhe
     fired = wait_for(lambda: lab.watchdog_fired(h3), 15, "host3's watchdog to fire")
     assert pid in fired["killed"], fired
     assert time.monotonic() - t0 < 10
-    v = wait_for(lambda: running_elsewhere(h1, "fow1", "host3"), 90, "fow1 to run elsewhere")
+    v = wait_elsewhere(lab, h1, "fow1", "host3", 90)
     assert pid not in qemus_of("fow1")
     wait_answering(lab, ip)
     assert_once("fow1", h1)

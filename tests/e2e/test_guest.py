@@ -157,8 +157,22 @@ class Guest:
         """ACPI power button, as ferry stops VMs; returns seconds until QEMU exited."""
         t0 = time.monotonic()
         self.qmp("system_powerdown")
+        # A press the guest never noticed was seen twice in CI (a busy guest under a loaded
+        # host; not reproduced here): the button is pressed again, as a person would, and the
+        # test says so. The power-off itself must still be graceful.
+        for _ in range(2):
+            try:
+                wait_for(lambda: "ferry-guest: powering off" in self.console(), 10,
+                         "the guest to see the power button", interval=0.2)
+                break
+            except AssertionError:
+                if self.proc.poll() is not None:
+                    break
+                print("test_guest: the guest did not react to the ACPI power button within "
+                      "10 s; pressing it again")
+                self.qmp("system_powerdown")
         try:
-            self.proc.wait(timeout)
+            self.proc.wait(max(1, timeout - (time.monotonic() - t0)))
         except subprocess.TimeoutExpired:
             pytest.fail(f"QEMU still running {timeout} s after the ACPI power button; "
                         f"console:\n{self.console()[-3000:]}")
