@@ -615,6 +615,8 @@ static void fence(void *data, bool on)
     struct ferryd *d = data;
     if (d->api.volumes)
         volumes_set_fenced(d->api.volumes, on);
+    if (on && d->api.redirect)
+        redirect_fence(d->api.redirect);
 }
 
 /* ---- a volume lost on this node (fleet/volumes.c): its direct-I/O VMs move away ---- */

@@ -915,6 +915,16 @@ void redirect_set_cluster(struct redirect *r, struct cluster *c)
     r->env.cluster = c;
 }
 
+void redirect_fence(struct redirect *r)
+{
+    for (struct daemon_ent *d = r->daemons, *next; d; d = next) {
+        next = d->next;
+        if (!d->stopping)
+            daemon_stop(d, "this node fenced itself (no quorum): another node coordinates the "
+                           "volume once this node's lease expired");
+    }
+}
+
 void redirect_tick(struct redirect *r)
 {
     if (r->stopped || !active(r))

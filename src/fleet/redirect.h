@@ -49,6 +49,10 @@ void redirect_on_release(struct redirect *r, const json_t *body, reply_cb cb, vo
 /* The same for this node's own volume. */
 void redirect_release(struct redirect *r, const char *volume, long long epoch, reply_cb cb,
                       void *data);
+/* Self-fencing (fleet.h): a node without quorum may not coordinate any more (the cluster
+ * moves its volumes once its leases expire), so every storage daemon of it ends now, and its
+ * locks on the VHDs go with it; the new coordinator could not open them otherwise. */
+void redirect_fence(struct redirect *r);
 /* Every 2 s: daemons of volumes this node does not coordinate any more end; relays whose
  * volume changed coordinator drop their connections (QEMU reconnects to the new one). */
 void redirect_tick(struct redirect *r);
