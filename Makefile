@@ -72,6 +72,10 @@ bench-storage: build
 bench-failover: build
 	$(PYTHON) bench/failover
 
+.PHONY: bench-chaos
+bench-chaos: build
+	$(PYTHON) bench/chaos
+
 .PHONY: bench-soak
 bench-soak: build
 	$(PYTHON) bench/migration-soak
