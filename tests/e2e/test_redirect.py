@@ -285,6 +285,11 @@ def test_the_coordinators_host_cut_off_ends_its_storage_daemon_and_another_takes
             wait_for(lambda: all(n["state"] == "up"
                                  for n in h.cli_json("node", "list")["nodes"]), 30,
                      f"{h.name} to see every node up")
+        # A node cut off for a while may take ~15 s to hear from the new leader again (the
+        # raft transport's connection attempts made while cut off time out on TCP's own
+        # schedule); the next tests write through host1.
+        wait_for(lambda: h1.cli_json("cluster", "status").get("quorum"), 60,
+                 "host1 to have the quorum again")
 
 
 def test_a_start_takes_a_new_writer_epoch_and_an_older_qemu_is_refused(lab, csv1):
