@@ -587,6 +587,7 @@ static void sync_tick(uv_timer_t *t)
     struct ferryd *d = t->data;
     if (d->cluster && cluster_active(d->cluster) && d->vms && d->api.fleet) {
         fleet_reconcile(d->api.fleet);
+        failover_failback_tick(d->failover);
         volumes_tick(d->api.volumes);
         redirect_tick(d->api.redirect);
         /* A migration this node's previous ferryd left under way (migrate.c's journal). */

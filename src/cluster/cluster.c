@@ -141,9 +141,11 @@ static json_t *node_view(struct cluster *c, const json_t *n, uint64_t leader)
     if (!accel)
         accel = json_string_value(json_object_get(n, "accel"));
     json_t *o =
-        json_pack("{s:I, s:s, s:s, s:s, s:b, s:s, s:i, s:{s:I, s:I, s:I}, s:s, s:O, s:s, s:s}",
+        json_pack("{s:I, s:s, s:s, s:I, s:s, s:b, s:s, s:i, s:{s:I, s:I, s:I}, s:s, s:O, s:s, "
+                  "s:s}",
                   "id", (json_int_t)id, "name", json_string_value(json_object_get(n, "name")),
-                  "state", json_string_value(json_object_get(n, "state")), "admin",
+                  "state", json_string_value(json_object_get(n, "state")), "state_changed_ms",
+                  json_integer_value(json_object_get(n, "state_changed_ms")), "admin",
                   json_string_value(json_object_get(n, "admin")), "leader", id == leader, "role",
                   json_string_value(json_object_get(n, "role")), "vms",
                   (int)json_integer_value(json_object_get(info, "vms")), "memory", "total_mib",

@@ -121,15 +121,13 @@ static json_t *dead_nodes(struct failover *fo, const json_t *nodes, json_t *info
         }
         json_object_del(fo->said, key);
         json_array_append_new(dead, json_string(name));
-        json_t *rec = NULL, *heard = json_object_get(n, "last_heartbeat_ms");
-        cdb_node_find(cluster_db(fo->env.cluster), name, &rec, NULL);
+        json_t *heard = json_object_get(n, "last_heartbeat_ms");
         json_object_set_new(
             info, name,
             json_pack("{sI sI sI}", "heard_ms",
                       json_is_integer(heard) ? (json_int_t)wall - json_integer_value(heard) : 0,
-                      "down_ms", json_integer_value(json_object_get(rec, "state_changed_ms")),
+                      "down_ms", json_integer_value(json_object_get(n, "state_changed_ms")),
                       "stale_ms", (json_int_t)(wall - age)));
-        json_decref(rec);
     }
     return dead;
 }
@@ -204,16 +202,16 @@ static void give(struct failover *fo, const struct failplan_move *m, const json_
 /* Counts node's down episodes (keyed by when its record went down) and says whether it is
  * quarantined: down FLAP_DOWNS times within FLAP_WINDOW_MS, the last of them less than
  * FLAP_QUARANTINE_MS ago. What the leader saw itself: a new leader starts counting again. */
-static bool quarantined(struct failover *fo, const json_t *rec, uint64_t wall)
+static bool quarantined(struct failover *fo, const json_t *node, uint64_t wall)
 {
-    const char *name = jfield_text(rec, "name");
+    const char *name = jfield_text(node, "name");
     json_t *list = json_object_get(fo->downs, name);
     if (!list) {
         list = json_array();
         json_object_set_new(fo->downs, name, list);
     }
-    json_int_t since = json_integer_value(json_object_get(rec, "state_changed_ms"));
-    if (strcmp(jfield_text(rec, "state"), "down") == 0 && since > 0) {
+    json_int_t since = json_integer_value(json_object_get(node, "state_changed_ms"));
+    if (strcmp(jfield_text(node, "state"), "down") == 0 && since > 0) {
         bool seen = false;
         size_t i;
         json_t *x;
@@ -243,23 +241,20 @@ static json_t *placeable(struct failover *fo, const json_t *nodes)
     json_t *n;
     json_array_foreach(out, i, n)
     {
-        json_t *rec = NULL;
         const char *name = jfield_text(n, "name");
         char key[80];
         snprintf(key, sizeof(key), "quarantine:%s", name);
-        if (cdb_node_find(cluster_db(fo->env.cluster), name, &rec, NULL) == 0 &&
-            quarantined(fo, rec, wall)) {
+        if (quarantined(fo, n, wall)) {
             json_object_set_new(n, "admin", json_string("quarantined"));
             char text[200];
             snprintf(text, sizeof(text),
                      "%s went down %d times within %d min: no VM is placed on it for %d min", name,
                      FLAP_DOWNS, FLAP_WINDOW_MS / 60000, FLAP_QUARANTINE_MS / 60000);
-            if (say_once(fo, key, "isolated")) /* once per silence, not per tick */
+            if (say_once(fo, key, "quarantined"))
                 events_add(fo->env.events, NULL, "node.quarantined", "%s", text);
         } else {
             json_object_del(fo->said, key);
         }
-        json_decref(rec);
     }
     return out;
 }
@@ -327,7 +322,7 @@ static void failback_target(const json_t *rec, const json_t *nodes, uint64_t wal
         json_int_t since = json_integer_value(json_object_get(n, "state_changed_ms"));
         if (!n || strcmp(jfield_text(n, "state"), "up") != 0 ||
             strcmp(jfield_text(n, "admin"), "active") != 0 ||
-            wall - (uint64_t)since < FAILBACK_SETTLE_MS ||
+            (json_int_t)wall - since < FAILBACK_SETTLE_MS ||
             json_integer_value(json_object_get(json_object_get(n, "memory"), "free_mib")) <
                 json_integer_value(json_object_get(spec, "memory_mib")))
             continue;
@@ -336,7 +331,7 @@ static void failback_target(const json_t *rec, const json_t *nodes, uint64_t wal
     }
 }
 
-static void failback_tick(struct failover *fo, const json_t *nodes, const json_t *vms)
+static void failback(struct failover *fo, const json_t *nodes, const json_t *vms)
 {
     uint64_t wall = now_wall_ms(), now = now_mono_ms();
     size_t i;
@@ -355,19 +350,7 @@ static void failback_tick(struct failover *fo, const json_t *nodes, const json_t
             (asked && now - (uint64_t)json_integer_value(asked) < FAILBACK_RETRY_MS))
             continue;
         char to[64];
-        /* state_changed_ms is the record's, not placement's view: take it from the database */
-        json_t *copy = json_deep_copy(nodes);
-        size_t k;
-        json_t *n;
-        json_array_foreach(copy, k, n)
-        {
-            json_t *r = NULL;
-            if (cdb_node_find(cluster_db(fo->env.cluster), jfield_text(n, "name"), &r, NULL) == 0)
-                json_object_set(n, "state_changed_ms", json_object_get(r, "state_changed_ms"));
-            json_decref(r);
-        }
-        failback_target(rec, copy, wall, to);
-        json_decref(copy);
+        failback_target(rec, nodes, wall, to);
         if (!to[0])
             continue;
         struct back *b = calloc(1, sizeof(*b));
@@ -391,26 +374,29 @@ static void failback_tick(struct failover *fo, const json_t *nodes, const json_t
     }
 }
 
-void failover_tick(struct failover *fo)
+/* Whether this node acts: the leader with the quorum, once every node applies version 6. */
+static bool acting(struct failover *fo)
 {
     struct cluster *c = fo->env.cluster;
     if (!c || !cluster_leading(c) || !cluster_quorum(c) || !fo->env.volumes)
+        return false;
+    bool old = cdb_cmd_version_min(cluster_db(c)) < 6;
+    if (old && !fo->old_cluster)
+        log_warn("failover: a node does not apply command version 6 yet (upgrade it): "
+                 "dead nodes' VMs are not restarted elsewhere until then");
+    fo->old_cluster = old;
+    return !old;
+}
+
+void failover_tick(struct failover *fo)
+{
+    if (!acting(fo))
         return;
-    const struct cdb *db = cluster_db(c);
-    if (cdb_cmd_version_min(db) < 6) {
-        if (!fo->old_cluster)
-            log_warn("failover: a node does not apply command version 6 yet (upgrade it): "
-                     "dead nodes' VMs are not restarted elsewhere until then");
-        fo->old_cluster = true;
-        return;
-    }
-    fo->old_cluster = false;
-    json_t *all = cluster_nodes(c), *info = json_object();
+    json_t *all = cluster_nodes(fo->env.cluster), *info = json_object();
     json_t *nodes = placeable(fo, json_object_get(all, "nodes"));
     json_t *dead = dead_nodes(fo, nodes, info);
-    json_t *vms = cdb_vms(db, NULL);
-    failback_tick(fo, nodes, vms);
     if (json_array_size(dead) > 0) {
+        json_t *vms = cdb_vms(cluster_db(fo->env.cluster), NULL);
         struct failplan_move *moves = calloc(PLAN_MAX, sizeof(*moves));
         size_t n = moves ? failplan_make(dead, nodes, vms, moves, PLAN_MAX) : 0;
         for (size_t i = 0; i < n; i++) {
@@ -422,10 +408,23 @@ void failover_tick(struct failover *fo)
                 give(fo, &moves[i], info);
         }
         free(moves);
+        json_decref(vms);
     }
-    json_decref(vms);
     json_decref(nodes);
     json_decref(dead);
     json_decref(info);
+    json_decref(all);
+}
+
+void failover_failback_tick(struct failover *fo)
+{
+    if (!acting(fo))
+        return;
+    json_t *all = cluster_nodes(fo->env.cluster);
+    json_t *nodes = placeable(fo, json_object_get(all, "nodes"));
+    json_t *vms = cdb_vms(cluster_db(fo->env.cluster), NULL);
+    failback(fo, nodes, vms);
+    json_decref(vms);
+    json_decref(nodes);
     json_decref(all);
 }

@@ -38,5 +38,10 @@ void failover_free(struct failover *fo);
  * says it once.
  */
 void failover_tick(struct failover *fo);
+/* Every 2 s from ferryd, on the leader: a VM still on the node a failover gave it to goes
+ * back to its first preferred node by live migration (ha.failback), once that node has been
+ * up and active for FAILBACK_SETTLE_MS and has room; asked of its owner like `ferry vm
+ * migrate`, again after FAILBACK_RETRY_MS if it did not happen. */
+void failover_failback_tick(struct failover *fo);
 
 #endif
