@@ -1171,13 +1171,8 @@ static bool ha_elsewhere(struct fleet *f, struct vm *vm, json_t *h, size_t n)
     snprintf(why, sizeof(why), "its QEMU failed %zu times on %s within %u s", n,
              f->env.node_name, s->ha.restart_period_s);
     snprintf(reason, sizeof(reason), "HA moves it from %s: %s starts it", f->env.node_name, m.to);
-    struct cdb_failover rec2 = {.from = f->env.node_name,
-                                .to = m.to,
-                                .why = why,
-                                .heard_ms = wall,
-                                .down_ms = wall,
-                                .stale_ms = wall,
-                                .decided_ms = wall};
+    /* its node is alive: no heartbeat was missed, no lease went stale (0: none) */
+    struct cdb_failover rec2 = {.from = f->env.node_name, .to = m.to, .why = why, .decided_ms = wall};
     json_t *cmd = cdb_cmd_vm_failover(s->name, "recovering", reason, &rec2);
     struct ferr e = {0};
     json_object_set_new(h, "pending", json_true());
@@ -1188,6 +1183,27 @@ static bool ha_elsewhere(struct fleet *f, struct vm *vm, json_t *h, size_t n)
         ha_moved(0, NULL, e.msg[0] ? &e : &(struct ferr){.code = -ENOMEM, .msg = "out of memory"},
                  r);
     json_decref(cmd);
+    return true;
+}
+
+/* HA starts vm (h its entry) again here, saying why (event vm.ha_restart); false with the
+ * refusal in h's why when it cannot now. */
+static bool ha_start(struct fleet *f, struct vm *vm, json_t *h, const char *why)
+{
+    struct ha_restart *r = calloc(1, sizeof(*r));
+    struct ferr e = {0};
+    if (!r)
+        return false;
+    r->f = f;
+    snprintf(r->name, sizeof(r->name), "%s", vm_name(vm));
+    if (fleet_start_as(f, vm, false, ha_restarted, r, &e) < 0) {
+        json_object_set_new(h, "why", json_string(e.msg));
+        free(r);
+        return false;
+    }
+    json_object_set_new(h, "pending", json_true());
+    json_object_set_new(h, "why", json_string(why));
+    events_add(f->env.events, vm_name(vm), "vm.ha_restart", "%s", why);
     return true;
 }
 
@@ -1205,28 +1221,15 @@ static void ha_one(struct vm *vm, void *data)
         jfield_text(h, "error")[0])
         return;
     if (fenced && vm_state(vm) == VM_STOPPED) {
-        /* the quorum is back and the cluster left it here (else fleet_tick removes it): it
+        /* the quorum is back and the cluster left it here (else drop_one removes it): it
          * starts again now; only its owner can raise its epoch, so a stale copy of the
          * database cannot start it twice */
         char owner[64];
         if (fleet_owner_of(f, s->name, owner) < 0 || strcmp(owner, f->env.node_name) != 0)
             return;
-        struct ha_restart *r = calloc(1, sizeof(*r));
-        struct ferr e = {0};
-        if (!r)
-            return;
-        r->f = f;
-        snprintf(r->name, sizeof(r->name), "%s", s->name);
-        if (fleet_start_as(f, vm, false, ha_restarted, r, &e) < 0) {
-            json_object_set_new(h, "why", json_string(e.msg));
-            free(r);
-            return;
-        }
-        json_object_set_new(h, "fenced", json_false());
-        json_object_set_new(h, "pending", json_true());
-        json_object_set_new(h, "why", json_string("the quorum is back: started again"));
-        events_add(f->env.events, s->name, "vm.ha_restart",
-                   "the quorum is back and the cluster left it on this node: started again");
+        if (ha_start(f, vm, h,
+                     "the quorum is back and the cluster left it on this node: started again"))
+            json_object_set_new(h, "fenced", json_false());
         return;
     }
     if (vm_state(vm) != VM_FAILED)
@@ -1270,32 +1273,24 @@ static void ha_one(struct vm *vm, void *data)
     }
     if (now < due)
         return;
-    struct ha_restart *r = calloc(1, sizeof(*r));
-    if (!r)
-        return;
-    r->f = f;
-    snprintf(r->name, sizeof(r->name), "%s", s->name);
     snprintf(msg, sizeof(msg), "its QEMU ended (%s); HA starts it again here (%zu of %u in %u s)",
              vm_reason(vm), n + 1, s->ha.restart_max, s->ha.restart_period_s);
-    struct ferr e = {0};
-    if (fleet_start_as(f, vm, false, ha_restarted, r, &e) < 0) {
-        /* e.g. no quorum for its new writer epoch: tried again on the next tick */
-        json_object_set_new(h, "why", json_string(e.msg));
-        free(r);
-        return;
-    }
+    if (!ha_start(f, vm, h, msg))
+        return; /* e.g. no quorum for its new writer epoch: tried again on the next tick */
     json_array_append_new(list, json_integer((json_int_t)now));
-    json_object_set_new(h, "pending", json_true());
     json_object_set_new(h, "due_ms", json_integer(0));
-    json_object_set_new(h, "why", json_string(msg));
-    events_add(f->env.events, s->name, "vm.ha_restart", "%s", msg);
 }
+
+static void drop_one(struct vm *vm, void *data);
 
 void fleet_reconcile(struct fleet *f)
 {
     vmset_foreach(f->env.vms, ha_one, f);
-    if (fleet_clustered(f))
+    if (fleet_clustered(f)) {
         vmset_foreach(f->env.vms, sync_one, f);
+        if (cluster_quorum(f->env.cluster))
+            vmset_foreach(f->env.vms, drop_one, f);
+    }
 }
 
 /* ---- failover on this node: self-fencing, adoption, removal of what went elsewhere ---- */
@@ -1317,10 +1312,10 @@ static void fence_killed(struct vmset *set, struct vm *vm, int status, const str
                          void *data)
 {
     (void)set;
+    (void)vm;
     char *name = data;
     if (status < 0)
         log_error("vm %s: the fence could not kill its QEMU: %s", name, e->msg);
-    (void)vm;
     free(name);
 }
 
@@ -1623,7 +1618,6 @@ void fleet_tick(struct fleet *f)
     if (!cluster_quorum(f->env.cluster))
         return;
     adopt_tick(f);
-    vmset_foreach(f->env.vms, drop_one, f);
 }
 
 void fleet_failover_stats(const struct fleet *f, struct fleet_failover_stats *out)

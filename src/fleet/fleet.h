@@ -135,8 +135,8 @@ void fleet_reconcile(struct fleet *f);
  *   - adoption: a VM whose record the leader gave to this node (state "recovering", vm_failover)
  *     is defined here from its record and started (a new writer epoch fences any older writer),
  *     at most FLEET_ADOPT_MAX at a time;
- *   - a VM failed over away from this node while it was cut off is removed here (its QEMU
- *     killed first if one still runs; disks kept).
+ * and with fleet_reconcile: a VM failed over away from this node while it was cut off is
+ * removed here (its QEMU killed first if one started before the failover; disks kept).
  */
 #define FLEET_TICK_MS 250
 #define FENCE_AFTER_MS_DEFAULT 3000
