@@ -367,6 +367,14 @@ static void refresh_views(struct volumes *v)
 static json_t *fn_lease(json_t *a)
 {
     json_t *out = json_array();
+    const char *file = json_string_value(json_object_get(a, "remember_file"));
+    if (file) { /* the volumes leased, for a restart without quorum (volumes_env) */
+        char *text = json_dumps(json_object_get(a, "remember"), JSON_COMPACT | JSON_SORT_KEYS);
+        struct ferr e;
+        if (text && file_write_atomic(file, text, strlen(text), &e) < 0)
+            log_warn("csv: the volumes leased are not remembered: %s", e.msg);
+        free(text);
+    }
     const char *node = jfield_text(a, "node");
     uint64_t counter = (uint64_t)json_integer_value(json_object_get(a, "counter"));
     size_t i;
@@ -437,18 +445,12 @@ static void lease_tick(uv_timer_t *t)
     json_array_foreach(csvs, i, c)
         json_object_set_new(now, jfield_text(c, "id"), json_string(jfield_text(c, "path")));
     json_decref(csvs);
+    bool remember = false;
     if (cluster_quorum(v->env.cluster)) {
         /* the database is current: it says which volumes there are */
-        if (!json_equal(now, v->lease_vols)) {
-            json_decref(v->lease_vols);
-            v->lease_vols = json_incref(now);
-            char *text = json_dumps(now, JSON_COMPACT | JSON_SORT_KEYS);
-            struct ferr e;
-            if (v->env.lease_volumes_file && text &&
-                file_write_atomic(v->env.lease_volumes_file, text, strlen(text), &e) < 0)
-                log_warn("csv: the volumes leased are not remembered: %s", e.msg);
-            free(text);
-        }
+        remember = v->env.lease_volumes_file && !json_equal(now, v->lease_vols);
+        json_decref(v->lease_vols);
+        v->lease_vols = json_incref(now);
     } else {
         /* maybe not: the ones leased before count too */
         json_object_update_missing(now, v->lease_vols);
@@ -456,13 +458,17 @@ static void lease_tick(uv_timer_t *t)
     const char *id;
     json_object_foreach(now, id, c)
         json_array_append_new(vols, json_pack("{ss ss}", "id", id, "path", json_string_value(c)));
-    json_decref(now);
-    if (json_array_size(vols) == 0) {
-        json_decref(vols);
-        return;
-    }
     json_t *arg = json_pack("{ss sI so}", "node", v->env.node_name, "counter",
                             (json_int_t)++v->lease_count, "vols", vols);
+    if (arg && remember) {
+        json_object_set_new(arg, "remember_file", json_string(v->env.lease_volumes_file));
+        json_object_set(arg, "remember", now);
+    }
+    json_decref(now);
+    if (json_array_size(vols) == 0 && !remember) {
+        json_decref(arg);
+        return;
+    }
     struct ferr e;
     v->leasing = true;
     if (job_start(v, fn_lease, arg, leased, NULL, &e) < 0)
