@@ -343,6 +343,25 @@ def read_watchdog_file(path):
     return st
 
 
+def kill_netns(ns, timeout_s):
+    """SIGKILL to every process in network namespace ns (as `ip netns pids` finds them)
+    until none is left or timeout_s passed: a host's power loss. Returns the pids killed,
+    sorted."""
+    killed, deadline = set(), time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        pids = _pids_in_netns(ns)
+        if not pids:
+            break
+        for p in pids:
+            try:
+                os.kill(p, signal.SIGKILL)
+                killed.add(p)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.01)
+    return sorted(killed)
+
+
 def watchdog_emulate(path, ns, host, log, poll_s=WATCHDOG_POLL_S):
     """The lab's emulated watchdog of one host (`ferry-lab _watchdog`, run in the root
     namespace): every poll_s it reads path; while it says armed and fed_ms is older than
@@ -356,21 +375,9 @@ def watchdog_emulate(path, ns, host, log, poll_s=WATCHDOG_POLL_S):
         st = read_watchdog_file(path)
         now = _mono_ms()
         if st and st["armed"] and now - st["fed_ms"] > st["timeout_ms"]:
-            killed, deadline = [], time.monotonic() + WATCHDOG_KILL_S
-            while time.monotonic() < deadline:
-                pids = _pids_in_netns(ns)
-                if not pids:
-                    break
-                for p in pids:
-                    try:
-                        os.kill(p, signal.SIGKILL)
-                        if p not in killed:
-                            killed.append(p)
-                    except ProcessLookupError:
-                        pass
-                time.sleep(0.01)
+            killed = kill_netns(ns, WATCHDOG_KILL_S)
             rec = {"host": host, "fired_ms": now, "late_ms": now - st["fed_ms"] - st["timeout_ms"],
-                   "killed": sorted(killed), "fed_ms": st["fed_ms"],
+                   "killed": killed, "fed_ms": st["fed_ms"],
                    "timeout_ms": st["timeout_ms"], "ferryd_pid": st.get("pid")}
             with open(log, "a") as f:
                 f.write(json.dumps(rec) + "\n")
@@ -1358,6 +1365,18 @@ class Lab:
                 del h.rec["args"]
         self._spawn_ferryd(h, say, env)
         self._wait_ferryd(h, time.monotonic() + timeout)
+
+    def power_off(self, h):
+        """Host h loses power: its ferryd (if one of this lab runs) and then at once every
+        other process of its namespace (QEMUs, storage daemons) SIGKILLed. Returns
+        time.monotonic() taken just before. start_ferryd powers it on again."""
+        t = time.monotonic()
+        if self._is_our_ferryd(h.rec):
+            self.kill_ferryd(h, signal.SIGKILL)
+        left = kill_netns(h.ns, 10) and _pids_in_netns(h.ns)
+        if left:
+            raise LabError(f"{h.name}: pids {left} live on after SIGKILL")
+        return t
 
     def _uplink(self, h):
         return self.state["seg"]["ns"], f"h{h.index}"

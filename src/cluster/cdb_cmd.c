@@ -205,21 +205,26 @@ json_t *cdb_cmd_csv_remove(const char *name)
     return with_str(cmd_new(4, "csv_remove"), "name", name);
 }
 
+/* vm_epoch in version v, with owner (version 6) or without (NULL). */
+static json_t *vm_epoch_cmd(int v, const char *name, uint64_t epoch, long long expect_epoch,
+                            const char *owner)
+{
+    json_t *cmd = with_str(cmd_new(v, "vm_epoch"), "name", name);
+    cmd = with_int(cmd, "epoch", epoch);
+    if (expect_epoch >= 0)
+        cmd = with_int(cmd, "expect_epoch", (uint64_t)expect_epoch);
+    return with_str(cmd, "owner", owner);
+}
+
 json_t *cdb_cmd_vm_epoch(const char *name, uint64_t epoch, long long expect_epoch)
 {
-    json_t *cmd = with_str(cmd_new(5, "vm_epoch"), "name", name);
-    cmd = with_int(cmd, "epoch", epoch);
-    return expect_epoch >= 0 ? with_int(cmd, "expect_epoch", (uint64_t)expect_epoch) : cmd;
+    return vm_epoch_cmd(5, name, epoch, expect_epoch, NULL);
 }
 
 json_t *cdb_cmd_vm_epoch_owned(const char *name, uint64_t epoch, long long expect_epoch,
                                const char *owner)
 {
-    json_t *cmd = with_str(cmd_new(6, "vm_epoch"), "name", name);
-    cmd = with_int(cmd, "epoch", epoch);
-    if (expect_epoch >= 0)
-        cmd = with_int(cmd, "expect_epoch", (uint64_t)expect_epoch);
-    return with_str(cmd, "owner", owner);
+    return vm_epoch_cmd(6, name, epoch, expect_epoch, owner);
 }
 
 json_t *cdb_cmd_vm_failover(const char *name, const char *state, const char *reason,

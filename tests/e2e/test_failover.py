@@ -39,19 +39,6 @@ def csv1(lab):
     yield from shared_volume(lab, via=0)
 
 
-def power_off(lab, h):
-    """Host h loses power: its ferryd, then at once every other process of its namespace
-    (QEMUs, storage daemons), SIGKILLed. Returns time.monotonic() before."""
-    t = lab.kill_ferryd(h, signal.SIGKILL)
-    for pid in ferrylab._pids_in_netns(h.ns):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    wait_for(lambda: not ferrylab._pids_in_netns(h.ns), 10, f"{h.name}'s processes to be gone")
-    return t
-
-
 def running_elsewhere(viewer, name, not_on):
     v = vm_on(viewer, name)
     return v if v and v["owner"] != not_on and v["state"] == "running" else None
@@ -90,7 +77,7 @@ def test_power_loss_brings_ha_vms_back_elsewhere_once(lab, csv1):
                     extra=("--ha", "--possible", "host2"))  # may run nowhere else
     epochs = {n: local_vm(h2, n)["writer_epoch"] for n in ("fop1", "fop2")}
 
-    t0 = power_off(lab, h2)
+    t0 = lab.power_off(h2)
     v1 = wait_elsewhere(lab, h1, "fop1", "host2", 90)
     wait_answering(lab, ip1)
     t1 = time.monotonic() - t0

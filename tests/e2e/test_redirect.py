@@ -165,6 +165,14 @@ def test_a_dynamic_vhd_on_a_volume_is_redirected_and_live_migrates(lab, csv1, tm
     verify_acked(lab, h1, "rdv1", path, res, tmp_path)
 
 
+def every_node_up(lab):
+    """Every node sees every node up again (the leader would move a volume off a node it
+    still counts down)."""
+    for h in lab.hosts:
+        wait_for(lambda: all(n["state"] == "up" for n in h.cli_json("node", "list")["nodes"]),
+                 30, f"{h.name} to see every node up")
+
+
 def coordinator(h, volume="csv1"):
     return h.cli_json("csv", "show", volume)["coordinator"]
 
@@ -241,12 +249,7 @@ def test_the_coordinators_host_dies_and_the_guests_pause_and_resume(lab, csv1, t
             assert opens[0] == ("host1", epoch) and opens[-1] == (new.name, epoch + 1), opens
     finally:
         lab.start_ferryd(h1)
-        # Up again in every node's view (the leader would move a volume off a node it still
-        # counts down).
-        for h in lab.hosts:
-            wait_for(lambda: all(n["state"] == "up"
-                                 for n in h.cli_json("node", "list")["nodes"]), 30,
-                     f"{h.name} to see every node up")
+        every_node_up(lab)
 
 
 def test_the_coordinators_host_cut_off_ends_its_storage_daemon_and_another_takes_over(
@@ -281,10 +284,7 @@ def test_the_coordinators_host_cut_off_ends_its_storage_daemon_and_another_takes
         assert audit["writers_ok"], audit["violations"]
     finally:
         lab.link_up(h1)
-        for h in lab.hosts:
-            wait_for(lambda: all(n["state"] == "up"
-                                 for n in h.cli_json("node", "list")["nodes"]), 30,
-                     f"{h.name} to see every node up")
+        every_node_up(lab)
         # A node cut off for a while may take ~15 s to hear from the new leader again (the
         # raft transport's connection attempts made while cut off time out on TCP's own
         # schedule); the next tests write through host1.

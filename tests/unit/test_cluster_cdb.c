@@ -85,6 +85,20 @@ static struct cdb *populated(void)
     return db;
 }
 
+/* A new database restored from a snapshot of db (caller frees). */
+static struct cdb *restored(const struct cdb *db)
+{
+    char *snap = NULL;
+    size_t len = 0;
+    struct ferr e;
+    assert_int_equal(cdb_snapshot(db, &snap, &len, &e), 0);
+    struct cdb *copy = cdb_new();
+    assert_non_null(copy);
+    assert_int_equal(cdb_restore(copy, snap, len, 5, &e), 0);
+    free(snap);
+    return copy;
+}
+
 /* The replicated state without the applied index, as text (caller frees). */
 static char *state_text(const struct cdb *db)
 {
@@ -380,12 +394,7 @@ static void test_vm_runtime(void **state)
     assert_string_equal(json_string_value(json_object_get(v, "state")), "paused");
     json_decref(v);
     /* it survives a snapshot and its restore */
-    char *snap = NULL;
-    size_t len = 0;
-    assert_int_equal(cdb_snapshot(db, &snap, &len, &e), 0);
-    struct cdb *db2 = cdb_new();
-    assert_int_equal(cdb_restore(db2, snap, len, 5, &e), 0);
-    free(snap);
+    struct cdb *db2 = restored(db);
     assert_int_equal(cdb_vm_get(db2, "web1", &v, &e), 0);
     assert_int_equal(json_integer_value(json_object_get(json_object_get(v, "runtime"), "pid")),
                      4242);
@@ -1638,12 +1647,7 @@ static void test_vm_failover(void **state)
     assert_int_equal(cdb_vm_epoch(db, "web1"), 4);
 
     /* the record survives a snapshot */
-    char *snap = NULL;
-    size_t len = 0;
-    assert_int_equal(cdb_snapshot(db, &snap, &len, &e), 0);
-    struct cdb *db2 = cdb_new();
-    assert_int_equal(cdb_restore(db2, snap, len, 5, &e), 0);
-    free(snap);
+    struct cdb *db2 = restored(db);
     v = vm_rec(db2, "web1");
     assert_string_equal(json_string_value(json_object_get(json_object_get(v, "failover"), "why")),
                         "no heartbeat for 5000 ms");
