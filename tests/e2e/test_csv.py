@@ -165,14 +165,19 @@ def test_a_node_that_sees_another_directory_refuses_the_add(lab):
     assert not os.path.exists(id_file(vol))
 
 
+def access_shown(viewer, node, access):
+    """node's row of `csv show csv1` as viewer shows it, once it says access."""
+    def row():
+        r = {r["node"]: r for r in viewer.cli_json("csv", "show", "csv1")["nodes"]}[node]
+        return r if r["access"] == access else None
+    return wait_for(row, VIEW_S, f"{node}'s access to show {access}")
+
+
 def test_a_node_that_loses_the_path_shows_none_and_why(lab, csv1):
     h1, h2, h3 = lab.hosts
     other = vol_dir(lab, "other3")
     with sees_elsewhere(h3, csv1, other):
-        def row():
-            r = {r["node"]: r for r in h1.cli_json("csv", "show", "csv1")["nodes"]}["host3"]
-            return r if r["access"] == "none" else None
-        r = wait_for(row, VIEW_S, "host3 to show no access")
+        r = access_shown(h1, "host3", "none")
         assert "is it mounted here?" in r["why"], r
         wait_for(lambda: metrics(h3).get('ferry_csv_access{csv="csv1",access="none"}') == 1,
                  VIEW_S, "host3's /metrics to say none")
@@ -191,10 +196,7 @@ def test_a_node_without_its_path_reaches_redirected_disks_through_the_coordinato
     ip = create_vm(lab, h3, "rdx1", 33, memory=128, disk="csv:csv1/rdx1.vhd,type=dynamic")
     other = vol_dir(lab, "other-rdx")
     with sees_elsewhere(h3, csv1, other):
-        def row():
-            r = {r["node"]: r for r in h1.cli_json("csv", "show", "csv1")["nodes"]}["host3"]
-            return r if r["access"] == "redirected" else None
-        r = wait_for(row, VIEW_S, "host3's access to show redirected")
+        r = access_shown(h1, "host3", "redirected")
         assert r["own_access"] == "none" and "reaches the volume through host1" in r["why"], r
         assert "is it mounted here?" in r["why"], r
         time.sleep(8)  # longer than the 6 s after which a node moves its direct-I/O VMs off
