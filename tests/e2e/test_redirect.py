@@ -165,12 +165,14 @@ def test_a_dynamic_vhd_on_a_volume_is_redirected_and_live_migrates(lab, csv1, tm
     verify_acked(lab, h1, "rdv1", path, res, tmp_path)
 
 
-def another_coordinator(lab, writers, epoch):
-    """After host1, csv1's coordinator, was lost: host2 or host3 takes the volume at the next
-    coordinator epoch and runs its storage daemon, and 5 s later every recorder of writers
-    still runs. Returns the new coordinator's host."""
+def another_coordinator(lab, writers, epoch, t0):
+    """After host1, csv1's coordinator, was lost at t0 (time.monotonic()): host2 or host3
+    takes the volume at the next coordinator epoch and runs its storage daemon, and 5 s later
+    every recorder of writers still runs. Returns the new coordinator's host and the seconds
+    from t0 to the new coordinator."""
     h2 = lab.hosts[1]
     wait_for(lambda: coordinator(h2) in ("host2", "host3"), 40, "another coordinator")
+    took = time.monotonic() - t0
     show = h2.cli_json("csv", "show", "csv1")
     assert show["epoch"] == epoch + 1, show
     new = next(x for x in lab.hosts if x.name == show["coordinator"])
@@ -178,7 +180,7 @@ def another_coordinator(lab, writers, epoch):
     time.sleep(5)
     for name, h, ip, path, rec in writers:
         assert rec.poll() is None, f"{name}'s recorder ended: {rec.communicate()}"
-    return new
+    return new, took
 
 
 def every_node_up(lab):
@@ -240,8 +242,7 @@ def test_the_coordinators_host_dies_and_the_guests_pause_and_resume(lab, csv1, t
         # The storage daemon dies with its ferryd (no daemon of a dead coordinator may
         # hold the files when another node takes the volume).
         wait_for(lambda: daemon_pid(h1) is None, 5, "host1's storage daemon to die with ferryd")
-        new = another_coordinator(lab, writers, epoch)
-        took = time.monotonic() - t0
+        new, took = another_coordinator(lab, writers, epoch, t0)
         for name, h, ip, path, rec in writers:
             assert_guest_whole(lab, h, name, ip)
         gaps = finish_writers(lab, writers, tmp_path)
@@ -276,13 +277,14 @@ def test_the_coordinators_host_cut_off_ends_its_storage_daemon_and_another_takes
     epoch = h2.cli_json("csv", "show", "csv1")["epoch"]
     assert daemon_pid(h1)
     try:
+        t0 = time.monotonic()
         lab.link_down(h1)
         wait_for(lambda: daemon_pid(h1) is None, 20, "host1's storage daemon to end with its fence")
         assert lab._is_our_ferryd(h1.rec), "host1's ferryd died"
-        new = another_coordinator(lab, writers, epoch)
+        new, took = another_coordinator(lab, writers, epoch, t0)
         gaps = finish_writers(lab, writers, tmp_path)
-        print(f"coordinator host1 cut off: {new.name} took csv1; the guests' longest write "
-              f"pauses: {gaps} ms")
+        print(f"coordinator host1 cut off: {new.name} took csv1 after {took:.1f} s; the guests' "
+              f"longest write pauses: {gaps} ms")
         audit = h2.cli_json("csv", "audit", "csv1")
         assert audit["writers_ok"], audit["violations"]
     finally:
