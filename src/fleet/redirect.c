@@ -329,6 +329,14 @@ static int daemon_get(struct redirect *r, const char *volume, const char *vol_di
     r->daemons = d;
     log_info("volume %s: storage daemon started for epoch %lld, NBD on %s:%u", volume, epoch,
              r->nbd_host, d->port);
+    /* Found by the e2e test of a leader (and coordinator) that dies mid-failover: without it the
+     * audit counted an export of the dead daemon as open after the same coordinator restarted. */
+    json_t *rec = json_pack("{ss ss}", "op", "daemon", "why",
+                            "storage daemon started: the exports of this coordinator's earlier "
+                            "daemons ended with them");
+    if (rec)
+        audit_add(d, rec);
+    json_decref(rec);
     *out = d;
     return 0;
 }

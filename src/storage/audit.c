@@ -139,6 +139,17 @@ json_t *audit_check(const json_t *records)
         }
         const char *file = jfield_text(rec, "file");
         const char *op = jfield_text(rec, "op");
+        if (strcmp(op, "daemon") == 0) { /* a new daemon: this coordinator's older ones ended */
+            const char *f, *coord = jfield_text(rec, "coordinator");
+            json_t *l;
+            json_object_foreach(open, f, l)
+            {
+                for (size_t k = json_array_size(l); k-- > 0;)
+                    if (strcmp(jfield_text(json_array_get(l, k), "coordinator"), coord) == 0)
+                        json_array_remove(l, k);
+            }
+            continue;
+        }
         json_t *list = json_object_get(open, file);
         if (!list) {
             list = json_array();

@@ -21,7 +21,10 @@
  * of the volume at
  * dir with one O_APPEND write. Records: {"op": "open"|"close", "file" (inside the volume),
  * "vm", "epoch" (the VM's writer epoch), "node" (open: the node the writer runs on),
- * "coordinator", "coord_epoch" (the volume's coordinator epoch), "why" (close)}. Blocking
+ * "coordinator", "coord_epoch" (the volume's coordinator epoch), "why" (close)}, and
+ * {"op": "daemon", "coordinator", "coord_epoch", "why"} when a coordinator starts a storage
+ * daemon: the exports of its earlier daemons ended with them (a daemon dies with its ferryd,
+ * and a new one could not bind the port or lock the files while an old one lived). Blocking
  * file I/O (one short write).
  */
 int audit_append(const char *dir, const json_t *rec, struct ferr *e);
@@ -37,9 +40,10 @@ json_t *audit_read(const char *dir, unsigned *bad, struct ferr *e);
  * {"vm", "epoch", "nodes"}, "other": {"vm", "epoch", "nodes"}}], "open": [{"file", "vm",
  * "epoch", "nodes": [...], "coordinator", "since_ms"}]}. A writer is a VM at one writer epoch
  * (live migration moves it between nodes without a second writer: QEMU hands the disk over).
- * An export opened under an older coordinator epoch counts as closed once a record of a newer
- * one appears: the old coordinator's daemon ended (released, or died with its ferryd) before a
- * new coordinator took the volume. New JSON; NULL only without memory.
+ * An export counts as closed at its "close", at a "daemon" of its coordinator, and when it was
+ * opened under an older coordinator epoch once a record of a newer one appears: the old
+ * coordinator's daemon ended (released, or died with its ferryd) before a new coordinator took the
+ * volume. New JSON; NULL only without memory.
  */
 json_t *audit_check(const json_t *records);
 

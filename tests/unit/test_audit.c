@@ -98,6 +98,28 @@ static void test_files_are_separate_and_coordinators_move(void **state)
     assert_true(json_is_true(json_object_get(v, "writers_ok")));
     assert_int_equal(json_array_size(json_object_get(v, "open")), 1);
     json_decref(v);
+    /* the same coordinator restarted its daemon (its host lost power and came back within
+     * its lease): the old daemon's exports ended with it, another coordinator's did not */
+    json_t *other = rec("open", "b.vhd", "vm2", 1, "host3", 1, 12);
+    json_object_set_new(other, "coordinator", json_string("host9"));
+    v = check(json_pack("[o o o o o]", rec("open", "a.vhd", "vm1", 1, "host2", 1, 10), other,
+                        json_pack("{ss ss si si}", "op", "daemon", "coordinator", "host1",
+                                  "coord_epoch", 1, "time_ms", 15),
+                        rec("open", "a.vhd", "vm1", 2, "host3", 1, 20),
+                        rec("open", "b.vhd", "vm2", 2, "host2", 1, 25)));
+    json_t *bad = json_object_get(v, "violations");
+    assert_int_equal(json_array_size(bad), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(bad, 0), "file")),
+                        "b.vhd");
+    json_decref(v);
+    /* without it, the same history is a violation on a.vhd too */
+    other = rec("open", "b.vhd", "vm2", 1, "host3", 1, 12);
+    json_object_set_new(other, "coordinator", json_string("host9"));
+    v = check(json_pack("[o o o o]", rec("open", "a.vhd", "vm1", 1, "host2", 1, 10), other,
+                        rec("open", "a.vhd", "vm1", 2, "host3", 1, 20),
+                        rec("open", "b.vhd", "vm2", 2, "host2", 1, 25)));
+    assert_int_equal(json_array_size(json_object_get(v, "violations")), 2);
+    json_decref(v);
     /* records without the fields count as nothing open */
     v = check(json_pack("[{ss} {}]", "op", "something-else"));
     assert_true(json_is_true(json_object_get(v, "writers_ok")));
