@@ -19,6 +19,7 @@
 #include "host/host.h"
 #include "fleet/failover.h"
 #include "fleet/fleet.h"
+#include "fleet/timing.h"
 #include "fleet/redirect.h"
 #include "fleet/storagemove.h"
 #include "fleet/volumes.h"
@@ -87,6 +88,7 @@ struct ferryd {
     uv_signal_t sigterm, sigint;
     uv_timer_t sync; /* pushes local VM states into the cluster database */
     struct ferryd_watchdog wd;
+    struct timing_state timing; /* the cluster's timing profile as this node follows it */
     int exit_code;
 };
 
@@ -135,6 +137,10 @@ static void usage(FILE *f)
         "                       500..60000 (default 3000); it must fire 1000 ms before\n"
         "                       other nodes may call this node's leases stale:\n"
         "                       MS + lease-ms + 1000 <= lease-expiry-ms\n"
+        "  The timing options (--heartbeat-ms, --down-after, --lease-ms, --lease-expiry-ms,\n"
+        "  --fence-after-ms, --watchdog-timeout-ms) are this node's default profile; while the\n"
+        "  cluster's profile is fast (ferry cluster set --profile fast) every node uses the\n"
+        "  fast numbers instead (docs/failover.md, \"Profiles\").\n"
         "  --log-level LEVEL    debug, info, warn, error (default info)\n"
         "  --version, --help\n");
 }
@@ -601,11 +607,43 @@ static void sync_tick(uv_timer_t *t)
 
 /* ---- failover (fleet/fleet.h, fleet/failover.h) ---- */
 
+/* The timings of the cluster's profile (fleet/timing.h), given to everything that uses them. */
+static void apply_timing(struct ferryd *d)
+{
+    const struct timing_state *ts = &d->timing;
+    const struct timing_now *n = &ts->now;
+    cluster_set_timing(d->cluster, n->heartbeat_send_ms, n->heartbeat_ms, n->down_after);
+    volumes_set_timing(d->api.volumes, n->lease_ms, n->lease_expiry_ms);
+    fleet_set_fence_after(d->api.fleet, n->fence_after_ms);
+    char wd[80] = "";
+    if (d->wd.dev) {
+        struct ferr e = {0};
+        if (watchdog_set_timeout(d->wd.dev, n->watchdog_timeout_ms, &e) < 0)
+            log_error("timing: %s", e.msg);
+        unsigned ms = watchdog_timeout_ms(d->wd.dev), every = ms / 4 ? ms / 4 : 1;
+        uv_timer_start(&d->wd.timer, feed_watchdog, every, every);
+        snprintf(wd, sizeof(wd), ", watchdog %u ms", ms);
+    }
+    log_info("timing: profile %s%s: heartbeats every %u ms, down after %u x %u ms; leases every "
+             "%u ms, stale after %u ms; fence after %u ms%s",
+             ts->profile, ts->settling ? " (settling: the faster senders, the patient judges)" : "",
+             n->heartbeat_send_ms, n->down_after, n->heartbeat_ms, n->lease_ms, n->lease_expiry_ms,
+             n->fence_after_ms, wd);
+    if (!ts->settling)
+        events_add(d->events, NULL, "node.timing",
+                   "%s follows the %s profile: heartbeats every %u ms, down after %u ms; leases "
+                   "every %u ms, stale after %u ms; fence after %u ms%s",
+                   d->cfg.name, ts->profile, n->heartbeat_send_ms, n->heartbeat_ms * n->down_after,
+                   n->lease_ms, n->lease_expiry_ms, n->fence_after_ms, wd);
+}
+
 static void fo_tick(uv_timer_t *t)
 {
     struct ferryd *d = t->data;
     if (!d->cluster || !cluster_active(d->cluster) || !d->api.fleet)
         return;
+    if (timing_follow(&d->timing, cdb_profile(cluster_db(d->cluster)), now_mono_ms()))
+        apply_timing(d);
     fleet_tick(d->api.fleet);
     failover_tick(d->failover);
 }
@@ -950,6 +988,15 @@ int main(int argc, char **argv)
     }
     d.api.cluster = d.cluster;
     d.api.redirect = redirect;
+    timing_state_init(
+        &d.timing, &(struct timing){.heartbeat_ms = c->heartbeat_ms,
+                                    .down_after = c->down_after,
+                                    .lease_ms = c->lease_ms,
+                                    .lease_expiry_ms = c->lease_expiry_ms,
+                                    .fence_after_ms = c->fence_after_ms,
+                                    .watchdog_timeout_ms = d.wd.dev ? watchdog_timeout_ms(d.wd.dev)
+                                                                    : c->watchdog_timeout_ms});
+    d.api.timing = &d.timing;
     redirect_set_cluster(redirect, d.cluster);
     struct fleet_env fenv = {d.loop,   d.vms, d.cluster, d.events, c->name,
                              accel,    c->fence_after_ms, fence, &d};

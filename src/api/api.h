@@ -16,6 +16,8 @@ struct cluster;
 struct fleet;
 
 /* What the handlers may use; owned by the daemon, outlives the HTTP server. */
+struct timing_state;
+
 struct api_ctx {
     struct vmset *vms;
     struct events *events;
@@ -37,6 +39,7 @@ struct api_ctx {
     struct fleet *fleet;       /* the cluster's VMs (src/fleet/) */
     struct volumes *volumes;   /* the cluster's shared volumes (src/fleet/volumes.c) */
     struct redirect *redirect; /* redirected I/O of dynamic VHDs on them (fleet/redirect.c) */
+    const struct timing_state *timing; /* the timing profile this node follows (fleet/timing.h) */
 };
 
 /* The http_handler of ferryd: routes every request (data is a struct api_ctx). */

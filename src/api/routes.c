@@ -17,6 +17,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "fleet/fleet.h"
+#include "fleet/timing.h"
 #include "fleet/storagemove.h"
 #include "fleet/redirect.h"
 #include "fleet/volumes.h"
@@ -850,14 +851,157 @@ static void h_cluster_remove(struct api_ctx *ctx, struct http_req *req, const st
     json_decref(b);
 }
 
+/* The timings this node uses now (fleet/timing.h), and how late heartbeats came. */
+static json_t *timing_json(struct api_ctx *ctx)
+{
+    const struct timing_state *ts = ctx->timing;
+    if (!ts)
+        return json_null();
+    const struct timing_now *n = &ts->now;
+    char worst[64] = "";
+    uint64_t measured = 0;
+    json_int_t late = cluster_heartbeat_late(ctx->cluster, worst, sizeof(worst), &measured);
+    return json_pack("{s:s, s:b, s:i, s:i, s:i, s:i, s:i, s:i, s:o, s:s, s:I}", "profile",
+                     ts->profile, "settling", ts->settling, "heartbeat_ms", n->heartbeat_send_ms,
+                     "down_after_ms", n->heartbeat_ms * n->down_after, "lease_ms", n->lease_ms,
+                     "lease_expiry_ms", n->lease_expiry_ms, "fence_after_ms", n->fence_after_ms,
+                     "watchdog_timeout_ms", n->watchdog_timeout_ms, "heartbeat_late_ms",
+                     late >= 0 ? json_integer(late) : json_null(), "heartbeat_late_node", worst,
+                     "heartbeat_late_measured_ms", (json_int_t)measured);
+}
+
 static void h_cluster_status(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
 {
     struct ferr e = {0};
     json_t *o;
-    if (cluster_status(ctx->cluster, &o, &e) < 0)
+    if (cluster_status(ctx->cluster, &o, &e) < 0) {
         http_reply_error(req, &e);
-    else
-        http_reply_json(req, 200, o);
+        return;
+    }
+    const char *p = cluster_active(ctx->cluster) ? cdb_profile(cluster_db(ctx->cluster)) : "";
+    json_object_set_new(o, "profile", json_string(*p ? p : TIMING_PROFILE_DEFAULT));
+    json_object_set_new(o, "timing", timing_json(ctx));
+    http_reply_json(req, 200, o);
+}
+
+/* Whether the cluster can take profile: every node applies command version 7, and for the fast
+ * one every node is up and its heartbeats come on time (measured for a while). */
+static int profile_allowed(struct api_ctx *ctx, const char *profile, struct ferr *e)
+{
+    struct cluster *c = ctx->cluster;
+    if (!cluster_active(c))
+        return ferr_set(e, FERR_STATE,
+                        "this node is in no cluster: a timing profile is the "
+                        "cluster's (ferry cluster init or join first)");
+    const struct cdb *db = cluster_db(c);
+    if (cdb_cmd_version_min(db) < 7)
+        return ferr_set(e, FERR_STATE,
+                        "a node of the cluster runs a ferry that knows no timing profiles "
+                        "(command version %d < 7): upgrade every node first",
+                        cdb_cmd_version_min(db));
+    if (strcmp(profile, TIMING_PROFILE_FAST) != 0)
+        return 0;
+    json_t *nodes = cdb_nodes(db);
+    size_t i;
+    json_t *n;
+    const char *down = NULL;
+    json_array_foreach(nodes, i, n)
+    {
+        if (strcmp(jfield_text(n, "state"), "up") != 0) {
+            down = jfield_text(n, "name");
+            break;
+        }
+    }
+    if (down) {
+        ferr_set(e, FERR_STATE,
+                 "node %s is %s: the fast profile needs every node up, to measure how late "
+                 "its heartbeats come; bring it back or remove it first",
+                 down, jfield_text(n, "state"));
+        json_decref(nodes);
+        return FERR_STATE;
+    }
+    json_decref(nodes);
+    char worst[64] = "";
+    uint64_t measured = 0;
+    json_int_t late = cluster_heartbeat_late(c, worst, sizeof(worst), &measured);
+    if (measured < TIMING_JITTER_MEASURE_MS)
+        return ferr_set(e, FERR_STATE,
+                        "heartbeats have been measured for %llu ms only on this node; the fast "
+                        "profile needs %d ms of them: try again in %llu s",
+                        (unsigned long long)measured, TIMING_JITTER_MEASURE_MS,
+                        (unsigned long long)(TIMING_JITTER_MEASURE_MS - measured + 999) / 1000);
+    if (late > TIMING_FAST_JITTER_MAX_MS)
+        return ferr_set(e, FERR_LIMIT,
+                        "%s's heartbeats came up to %lld ms late in the last minutes (measured "
+                        "on %s); the fast profile calls a node down after %u missed %u ms "
+                        "heartbeats and needs them within %d ms: these nodes cannot keep up, "
+                        "stay on the default profile (or find what delays %s)",
+                        worst, (long long)late, ctx->node_name, timing_fast.down_after,
+                        timing_fast.heartbeat_ms, TIMING_FAST_JITTER_MAX_MS, worst);
+    return 0;
+}
+
+struct profile_set {
+    struct api_ctx *ctx;
+    struct http_req *req;
+    char profile[16];
+};
+
+static void profile_written(int status, json_t *body, const struct ferr *e, void *data)
+{
+    struct profile_set *ps = data;
+    json_decref(body);
+    if (e) {
+        http_reply_error(ps->req, e);
+        free(ps);
+        return;
+    }
+    cluster_event_add(ps->ctx->cluster, "cluster.profile", NULL,
+                      "the cluster's timing profile is now %s (asked on %s)", ps->profile,
+                      ps->ctx->node_name);
+    http_reply_json(ps->req, 200,
+                    json_pack("{s:s, s:b, s:i}", "profile", ps->profile, "changed", 1, "settle_ms",
+                              TIMING_SETTLE_MS));
+    free(ps);
+}
+
+static void h_cluster_profile(struct api_ctx *ctx, struct http_req *req,
+                              const struct route_match *m)
+{
+    static const char *const keys[] = {"profile", NULL};
+    json_t *b = body_keys(req, false, keys, "body: accepted: {\"profile\": \"default\"|\"fast\"}");
+    if (!b)
+        return;
+    const char *profile = json_string_value(json_object_get(b, "profile"));
+    struct ferr e = {0};
+    struct profile_set *ps = NULL;
+    json_t *cmd = NULL;
+    const char *now = cluster_active(ctx->cluster) ? cdb_profile(cluster_db(ctx->cluster)) : "";
+    if (timing_profile_check(profile, &e) < 0) {
+        http_reply_error(req, &e);
+    } else if (cluster_active(ctx->cluster) &&
+               strcmp(profile, *now ? now : TIMING_PROFILE_DEFAULT) == 0) {
+        /* asked again: nothing to check (a node just changed has not measured again yet) */
+        http_reply_json(
+            req, 200,
+            json_pack("{s:s, s:b, s:i}", "profile", profile, "changed", 0, "settle_ms", 0));
+    } else if (profile_allowed(ctx, profile, &e) < 0) {
+        http_reply_error(req, &e);
+    } else if (!(ps = calloc(1, sizeof(*ps))) ||
+               !(cmd = cdb_cmd_cluster_profile(profile, now_wall_ms()))) {
+        req_err(req, -ENOMEM, "out of memory");
+        free(ps);
+    } else {
+        ps->req = req;
+        snprintf(ps->profile, sizeof(ps->profile), "%s", profile);
+        ps->ctx = ctx;
+        if (cluster_write(ctx->cluster, cmd, profile_written, ps, &e) < 0) {
+            http_reply_error(req, &e);
+            free(ps);
+        }
+    }
+    json_decref(cmd);
+    json_decref(b);
 }
 
 static void self_node(struct api_ctx *ctx, json_t *arr);
@@ -1469,6 +1613,7 @@ static const struct route routes[] = {
     {"POST", "/v1/cluster/leave", (void *)h_cluster_leave, NULL},
     {"POST", "/v1/cluster/remove", (void *)h_cluster_remove, NULL},
     {"GET", "/v1/cluster/status", (void *)h_cluster_status, NULL},
+    {"POST", "/v1/cluster/profile", (void *)h_cluster_profile, NULL},
     {"GET", "/v1/nodes", (void *)h_nodes, NULL},
     {"POST", "/v1/nodes/{name}/drain", (void *)h_node_drain, NULL},
     {"POST", "/v1/nodes/{name}/resume", (void *)h_node_resume, NULL},

@@ -268,6 +268,26 @@ static void show_status(const json_t *s)
               " ms, down after %" PRIu64 " missed",
               cli_jnum(to, "election_ms"), cli_jnum(to, "heartbeat_ms"),
               cli_jnum(to, "node_heartbeat_ms"), cli_jnum(to, "node_down_after"));
+    const json_t *tm = json_object_get(s, "timing");
+    if (json_is_object(tm)) {
+        output_kv(stdout, "profile",
+                  "%s%s: heartbeats every %" PRIu64 " ms, down after %" PRIu64
+                  " ms; leases every %" PRIu64 " ms, stale after %" PRIu64
+                  " ms; fence after %" PRIu64 " ms",
+                  str_or(cli_jstr(s, "profile"), "?"),
+                  json_is_true(json_object_get(tm, "settling")) ? " (settling)" : "",
+                  cli_jnum(tm, "heartbeat_ms"), cli_jnum(tm, "down_after_ms"),
+                  cli_jnum(tm, "lease_ms"), cli_jnum(tm, "lease_expiry_ms"),
+                  cli_jnum(tm, "fence_after_ms"));
+        if (json_is_integer(json_object_get(tm, "heartbeat_late_ms")))
+            output_kv(stdout, "heartbeat jitter",
+                      "up to %" PRIu64 " ms late (%s), over the last %" PRIu64 " s",
+                      cli_jnum(tm, "heartbeat_late_ms"),
+                      str_or(cli_jstr(tm, "heartbeat_late_node"), "?"),
+                      cli_jnum(tm, "heartbeat_late_measured_ms") / 1000 > 120
+                          ? 120
+                          : cli_jnum(tm, "heartbeat_late_measured_ms") / 1000);
+    }
 }
 
 static int print_members(const json_t *s)
@@ -335,12 +355,67 @@ static int cluster_status(struct cli *cli, int argc, char **argv)
     return rc;
 }
 
+/* ---- cluster set ------------------------------------------------------------------------- */
+
+static int cluster_set(struct cli *cli, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"profile", required_argument, NULL, 'p'}, CLI_COMMON_LONGOPTS, {NULL, 0, NULL, 0}};
+    const char *cmd = "cluster set";
+    const char *profile = NULL;
+    bool first = true;
+    int c;
+    while ((c = cli_getopt(cli, cmd, argc, argv, CLI_COMMON_SHORTOPTS, opts, &first)) != -1) {
+        if (c == 'p') {
+            profile = optarg;
+            continue;
+        }
+        if (c == 'h') {
+            printf("Usage: ferry cluster set --profile default|fast [-o table|json]\n\n"
+                   "Sets the cluster's timing profile, which every node follows:\n"
+                   "  default  each node's own ferryd options (heartbeats every 1000 ms, down\n"
+                   "           after 5 missed; leases every 1000 ms, stale after 5000 ms; fence\n"
+                   "           after 3000 ms; watchdog 3000 ms unless changed)\n"
+                   "  fast     heartbeats every 250 ms, down after 4 missed; leases every\n"
+                   "           250 ms, stale after 2500 ms; fence after 2000 ms; watchdog\n"
+                   "           1000 ms: a dead host's VMs restart about 3 s sooner\n"
+                   "A change settles for 10 s (faster senders, patient judges). fast is refused\n"
+                   "while a node is not up or its heartbeats come more than 250 ms late\n"
+                   "(ferry cluster status shows the jitter).\n");
+            return EXIT_OK;
+        }
+        return EXIT_USAGE;
+    }
+    if (no_args(cmd, argc, argv) != EXIT_OK)
+        return EXIT_USAGE;
+    if (!profile)
+        return cli_usage(cmd, "nothing to set: give --profile default|fast");
+    if (strcmp(profile, "default") != 0 && strcmp(profile, "fast") != 0)
+        return cli_usage(cmd, "--profile: expected default or fast, not '%s'", profile);
+    json_t *body = json_pack("{s:s}", "profile", profile);
+    json_t *r;
+    int rc = body ? cli_call(cli, "POST", "/v1/cluster/profile", body, &r) : EXIT_FAIL;
+    json_decref(body);
+    if (rc != EXIT_OK)
+        return rc;
+    if (cli->fmt == OUTPUT_JSON)
+        output_json(stdout, r);
+    else if (json_is_true(json_object_get(r, "changed")))
+        printf("profile %s: every node follows it, settled in %" PRIu64 " s\n", profile,
+               cli_jnum(r, "settle_ms") / 1000);
+    else
+        printf("profile %s: already the cluster's\n", profile);
+    json_decref(r);
+    return EXIT_OK;
+}
+
 static const struct cli_cmd cluster_cmds[] = {
     {"init", cluster_init, "make this node a one-node cluster; prints the join token"},
     {"join", cluster_join, "join the cluster of the member at ADDRESS"},
     {"leave", cluster_leave, "take this node out of its cluster"},
     {"remove", cluster_remove, "remove another member (a dead host) from the cluster"},
     {"status", cluster_status, "members, leader, quorum, Raft term and indexes"},
+    {"set", cluster_set, "set the cluster's timing profile (--profile default|fast)"},
 };
 
 int cmd_cluster(struct cli *cli, int argc, char **argv)

@@ -13,6 +13,7 @@
 #include "common/jsonfield.h"
 #include "common/jsontext.h"
 #include "common/util.h"
+#include "fleet/timing.h"
 
 #define NAME_MAX_LEN 63
 #define REASON_MAX CDB_REASON_MAX
@@ -65,6 +66,11 @@ static const char *form_name(const char *s)
     return name_valid(s, NAME_MAX_LEN) ? NULL
                                        : "use 1-63 of a-z 0-9 -, starting with a letter and not "
                                          "ending with -";
+}
+
+static const char *form_profile(const char *s)
+{
+    return timing_profile_check(s, NULL) == 0 ? NULL : "use default or fast";
 }
 
 static const char *form_name_or_empty(const char *s)
@@ -517,7 +523,7 @@ static int csv_record_check(const json_t *v, struct ferr *e)
 
 static int meta_record_check(const json_t *m, struct ferr *e)
 {
-    static const char *const fields[] = {"id", "name", "created_ms", NULL};
+    static const char *const fields[] = {"id", "name", "created_ms", "profile", "profile_ms", NULL};
     const char *s;
     json_int_t i;
     int rc;
@@ -528,7 +534,9 @@ static int meta_record_check(const json_t *m, struct ferr *e)
     if ((rc = check_fields(m, fields, e)) < 0 ||
         (rc = get_str(m, "id", true, form_cluster_id, &s, e)) < 0 ||
         (rc = get_str(m, "name", true, form_name, &s, e)) < 0 ||
-        (rc = get_int(m, "created_ms", true, 0, TIME_MAX, &i, NULL, e)) < 0)
+        (rc = get_int(m, "created_ms", true, 0, TIME_MAX, &i, NULL, e)) < 0 ||
+        (rc = get_str(m, "profile", false, form_profile, &s, e)) < 0 ||
+        (rc = get_int(m, "profile_ms", false, 0, TIME_MAX, &i, NULL, e)) < 0)
         return rc;
     return 0;
 }
@@ -1480,33 +1488,67 @@ static int meta_apply(struct cdb *db, const json_t *c, struct ferr *e)
                           "created_ms", int_of(c, "created_ms"));
     if (!m)
         return ferr_set(e, -ENOMEM, "out of memory");
+    json_t *p = json_object_get(db->meta, "profile"), *pm = json_object_get(db->meta, "profile_ms");
+    if ((p && json_object_set(m, "profile", p) < 0) ||
+        (pm && json_object_set(m, "profile_ms", pm) < 0)) {
+        json_decref(m);
+        return ferr_set(e, -ENOMEM, "out of memory");
+    }
     json_decref(db->meta);
     db->meta = m;
+    return 0;
+}
+
+/*
+ * cluster_profile (version 7): the cluster's timing profile (fleet/timing.h), with the wall
+ * time it was set. Only in a cluster that has its meta (it formed).
+ */
+static const char *const profile_fields[] = {"profile", "time_ms", NULL};
+
+static int profile_check(const json_t *c, struct ferr *e)
+{
+    const char *s;
+    json_int_t i;
+    int rc;
+    if ((rc = get_str(c, "profile", true, form_profile, &s, e)) < 0 ||
+        (rc = get_int(c, "time_ms", true, 0, TIME_MAX, &i, NULL, e)) < 0)
+        return rc;
+    return 0;
+}
+
+static int profile_apply(struct cdb *db, const json_t *c, struct ferr *e)
+{
+    if (json_object_size(db->meta) == 0)
+        return ferr_set(e, FERR_STATE, "the cluster has no meta record yet");
+    if (json_object_set_new(db->meta, "profile", json_string(jfield_text(c, "profile"))) < 0 ||
+        json_object_set_new(db->meta, "profile_ms", json_integer(int_of(c, "time_ms"))) < 0)
+        return ferr_set(e, -ENOMEM, "out of memory");
     return 0;
 }
 
 /* An op whose form changed has one entry per range of versions. */
 static const struct op ops[] = {
     {"node_upsert", 1, 1, node_upsert_fields, node_upsert_check_v1, node_upsert_apply_v1},
-    {"node_upsert", 2, 6, node_upsert_fields, node_upsert_check, node_upsert_apply},
-    {"node_remove", 1, 6, id_fields, id_check, node_remove_apply},
+    {"node_upsert", 2, 7, node_upsert_fields, node_upsert_check, node_upsert_apply},
+    {"node_remove", 1, 7, id_fields, id_check, node_remove_apply},
     {"node_state", 1, 1, node_state_fields, node_state_check_v1, node_state_apply_v1},
-    {"node_state", 2, 6, node_state_fields, node_state_check, node_state_apply},
-    {"node_admin", 2, 6, node_admin_fields, node_admin_check, node_state_apply},
-    {"vm_put", 1, 6, vm_put_fields, vm_put_check, vm_put_apply},
-    {"vm_owner", 1, 6, vm_owner_fields, vm_owner_check, vm_owner_apply},
+    {"node_state", 2, 7, node_state_fields, node_state_check, node_state_apply},
+    {"node_admin", 2, 7, node_admin_fields, node_admin_check, node_state_apply},
+    {"vm_put", 1, 7, vm_put_fields, vm_put_check, vm_put_apply},
+    {"vm_owner", 1, 7, vm_owner_fields, vm_owner_check, vm_owner_apply},
     {"vm_state", 1, 2, vm_state_fields, vm_state_check, vm_state_apply},
-    {"vm_state", 3, 6, vm_state_fields_v3, vm_state_check_v3, vm_state_apply},
+    {"vm_state", 3, 7, vm_state_fields_v3, vm_state_check_v3, vm_state_apply},
     {"vm_epoch", 5, 5, vm_epoch_fields, vm_epoch_check, vm_epoch_apply},
-    {"vm_epoch", 6, 6, vm_epoch_fields_v6, vm_epoch_check, vm_epoch_apply},
-    {"vm_failover", 6, 6, vm_failover_fields, vm_failover_check, vm_failover_apply},
-    {"vm_remove", 1, 6, name_fields, name_check, vm_remove_apply},
+    {"vm_epoch", 6, 7, vm_epoch_fields_v6, vm_epoch_check, vm_epoch_apply},
+    {"vm_failover", 6, 7, vm_failover_fields, vm_failover_check, vm_failover_apply},
+    {"vm_remove", 1, 7, name_fields, name_check, vm_remove_apply},
     {"event_add", 1, 3, event_add_fields, event_add_check, event_add_apply},
-    {"event_add", 4, 6, event_add_fields_v4, event_add_check, event_add_apply},
-    {"cluster_meta", 1, 6, meta_fields, meta_check, meta_apply},
-    {"csv_put", 4, 6, csv_put_fields, csv_put_check, csv_put_apply},
-    {"csv_remove", 4, 6, name_fields, name_check, csv_remove_apply},
-    {"migration_measure", 1, 6, migration_measure_fields, migration_measure_check,
+    {"event_add", 4, 7, event_add_fields_v4, event_add_check, event_add_apply},
+    {"cluster_meta", 1, 7, meta_fields, meta_check, meta_apply},
+    {"cluster_profile", 7, 7, profile_fields, profile_check, profile_apply},
+    {"csv_put", 4, 7, csv_put_fields, csv_put_check, csv_put_apply},
+    {"csv_remove", 4, 7, name_fields, name_check, csv_remove_apply},
+    {"migration_measure", 1, 7, migration_measure_fields, migration_measure_check,
      migration_measure_apply},
 };
 
@@ -1948,6 +1990,12 @@ json_t *cdb_events(const struct cdb *db, uint64_t since, size_t limit)
 json_t *cdb_meta(const struct cdb *db)
 {
     return json_deep_copy(db->meta);
+}
+
+const char *cdb_profile(const struct cdb *db)
+{
+    const char *p = json_string_value(json_object_get(db->meta, "profile"));
+    return p ? p : "";
 }
 
 /* ---- snapshots ---- */

@@ -19,7 +19,7 @@
  * Every node rejects a bad command the same way and the rejection changes nothing but the
  * applied index. Nothing here knows about Raft; raftnode.c glues the two.
  *
- * Commands (version 5; versions 1 to 4 are still applied, see below). Every command is {"v": 5,
+ * Commands (version 7; versions 1 to 6 are still applied, see below). Every command is {"v": 7,
  * "op": OP, ...fields}; unknown fields, unknown ops and other versions are rejected. A node
  * has two independent states: its health, "state" ("up"|"down", set by the leader's health
  * check), and its admin state, "admin" ("active"|"draining"|"paused", set by drain and
@@ -58,10 +58,11 @@
  *                cannot start a VM the cluster gave to another while it was away).
  *   vm_failover  (version 6) name, owner, expect_owner (required: compare-and-set), state,
  *                reason (optional), failover {"from", "to", "why" (optional), "heard_ms",
- *                "down_ms", "stale_ms", "decided_ms" (wall clock ms, optional)}: the leader gives a VM of
- *                a dead node to another in one step; sets owner, state, reason and the
- *                record's "failover", removes the runtime; the epoch stays.
- *   vm_remove    name.
+ *                "down_ms", "stale_ms", "decided_ms" (wall clock ms, optional)}: the leader gives a
+ * VM of a dead node to another in one step; sets owner, state, reason and the record's "failover",
+ * removes the runtime; the epoch stays. vm_remove    name. cluster_profile (version 7) profile
+ * ("default"|"fast", fleet/timing.h), time_ms (wall clock): the cluster's timing profile, kept in
+ * the meta record as "profile" and "profile_ms"; FERR_STATE before the cluster has its meta.
  *   event_add    time_ms, type (a token of 1-64 [a-z0-9_.-], e.g. "vm.failover"); node, vm
  *                (names or "", optional); message (optional, at most 1024 bytes). The event
  *                gets the next id; only the last CDB_EVENTS_MAX events are kept. uid
@@ -111,6 +112,8 @@
  * when there are volumes (format 2 otherwise unchanged).
  * Version 6 adds vm_failover and vm_epoch's owner; a VM record carries "failover" only once
  * a vm_failover wrote it (a snapshot reader of version 5 refuses such a record).
+ * Version 7 adds cluster_profile; the meta record carries "profile" only once it was set (a
+ * snapshot reader of version 6 refuses such a record).
  * Version 5 adds vm_epoch. A VM record carries "epoch" only once a vm_epoch set it, so the
  * snapshots of a cluster that never used version 5 are the bytes version 4 writes.
  *
@@ -123,7 +126,7 @@
  * no "epoch" field and refuses the record as it refuses any unknown field.
  */
 
-#define CDB_CMD_VERSION 6            /* version of the commands this code writes and applies */
+#define CDB_CMD_VERSION 7            /* version of the commands this code writes and applies */
 #define CDB_CMD_VERSION_OLDEST 1     /* oldest command version this code still applies */
 #define CDB_SNAPSHOT_FORMAT 2        /* format of the snapshots this code writes */
 #define CDB_SNAPSHOT_FORMAT_OLDEST 1 /* oldest snapshot format this code still reads */
@@ -223,6 +226,8 @@ json_t *cdb_cmd_node_upsert(const struct cdb_node_fields *f);
 json_t *cdb_cmd_node_remove(uint64_t id);
 /* cluster_meta: the cluster's id, name and creation time (wall clock). */
 json_t *cdb_cmd_cluster_meta(const char *id, const char *name, uint64_t created_ms);
+/* cluster_profile (command version 7): profile, set at time_ms (wall clock). */
+json_t *cdb_cmd_cluster_profile(const char *profile, uint64_t time_ms);
 
 /* The op of a command ("vm_put", ...), NULL when it has none. cmd borrowed; the string
  * lives as long as cmd. */
@@ -346,5 +351,8 @@ int cdb_csv_path_free(const struct cdb *db, const char *path, struct ferr *e);
 json_t *cdb_csv_vms(const struct cdb *db, const char *name);
 /* The cluster's identity, {} until set. */
 json_t *cdb_meta(const struct cdb *db);
+/* The cluster's timing profile, "" when never set (the default); valid until the next apply
+ * or restore. */
+const char *cdb_profile(const struct cdb *db);
 
 #endif

@@ -155,6 +155,12 @@ json_t *cdb_cmd_cluster_meta(const char *id, const char *name, uint64_t created_
     return with_int(cmd, "created_ms", created_ms);
 }
 
+json_t *cdb_cmd_cluster_profile(const char *profile, uint64_t time_ms)
+{
+    return with_int(with_str(cmd_new(7, "cluster_profile"), "profile", profile), "time_ms",
+                    time_ms);
+}
+
 const char *cdb_cmd_op(const json_t *cmd)
 {
     return json_string_value(json_object_get(cmd, "op"));

@@ -153,6 +153,9 @@ static json_t *node_view(struct cluster *c, const json_t *n, uint64_t leader)
                   "last_heartbeat_ms", last_contact >= 0 ? json_integer(last_contact) : json_null(),
                   "api_addr", json_string_value(json_object_get(n, "api_addr")), "raft_addr",
                   json_string_value(json_object_get(n, "raft_addr")));
+    json_int_t late = cluster__late_ms(c, id);
+    if (o)
+        json_object_set_new(o, "heartbeat_late_ms", late >= 0 ? json_integer(late) : json_null());
     json_decref(info);
     return o;
 }

@@ -46,6 +46,19 @@ int cluster_open(uv_loop_t *loop, const struct cluster_config *cfg, struct event
 void cluster_close(struct cluster *c, void (*cb)(void *data), void *data);
 
 bool cluster_active(const struct cluster *c);
+
+/* The timings in use (fleet/timing.h): heartbeats go out every send_ms; the leader judges a
+ * node down after judge_ms x down_after of silence. Starts the measurement of heartbeat
+ * lateness afresh. */
+void cluster_set_timing(struct cluster *c, unsigned send_ms, unsigned judge_ms,
+                        unsigned down_after);
+/* How late heartbeats came, in ms after they were due, the most in the last 1-2 minutes: of
+ * every up node as this node heard them, and of this node's own ticks. The node is named in
+ * worst (its name, size bytes); *measured_ms tells how long the measurement has run. -1 when
+ * this node is in no cluster. A node never heard is not counted (it is down), nor a silence
+ * longer than the down time (an outage, not jitter). */
+json_int_t cluster_heartbeat_late(struct cluster *c, char *worst, size_t size,
+                                  uint64_t *measured_ms);
 /* True while this node is the Raft leader (it makes the cluster-wide decisions). */
 bool cluster_leading(const struct cluster *c);
 /* True when this node knows a leader it heard from recently (or leads): writes can commit. */

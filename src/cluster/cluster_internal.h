@@ -64,6 +64,10 @@ struct cluster {
     struct cluster_waiter *waiters; /* cluster_wait_until's, oldest first */
     struct event_queue *evq;        /* cluster_event_add's, until the database has them */
     struct health_table peers;      /* what was heard from whom, health writes in flight */
+    unsigned hb_send_ms;            /* heartbeats go out this often (cluster_set_timing) */
+    uint64_t hb_last;               /* monotonic ms of the last heartbeat tick */
+    uint64_t self_late[2], self_late_window; /* how late this node's own ticks came */
+    uint64_t late_since;                     /* monotonic ms when lateness began to be measured */
     /* join retries */
     char join_addr[64];
     char join_body[1024];
@@ -76,6 +80,11 @@ struct cluster {
     void *close_data;
     unsigned close_pending;
 };
+
+/* ---- heartbeat.c ---- */
+/* How late node id's heartbeats came (cluster_heartbeat_late), this node's own ticks for its
+ * own id; -1 when none was heard. */
+json_int_t cluster__late_ms(struct cluster *c, uint64_t id);
 
 /* ---- cluster.c ---- */
 

@@ -37,6 +37,10 @@ struct health_peer {
     char proposed[8];     /* the health proposed and not yet seen in the records, "" if none */
     uint64_t proposed_at; /* when */
     json_t *info; /* the caller's (heartbeat.c: the last heartbeat's body); never read here */
+    /* the caller's too (heartbeat.c): how late its heartbeats came, the most in this window
+     * and the one before (late[0], late[1]); never read here */
+    uint64_t late[2];
+    uint64_t late_window; /* when window late[0] began */
 };
 
 /* The nodes this node knows of; zero-initialised it is empty. Entries stay until the caller

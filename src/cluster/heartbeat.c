@@ -10,6 +10,90 @@
 
 #define HEALTH_CHECK_MS 100    /* how often the leader judges the nodes */
 #define ANNOUNCE_RETRY_MS 3000 /* a cmd_version write not seen in the record is made again */
+#define LATE_WINDOW_MS 60000   /* lateness is the most seen in this window and the one before */
+#define HB_TIMEOUT_MIN_MS 1000 /* a heartbeat request may take this long at least */
+
+/* ---- how late heartbeats come (cluster_heartbeat_late) ---- */
+
+static void late_note(uint64_t late[2], uint64_t *window, uint64_t now, uint64_t v)
+{
+    if (now - *window >= LATE_WINDOW_MS) {
+        late[1] = now - *window >= 2 * LATE_WINDOW_MS ? 0 : late[0];
+        late[0] = 0;
+        *window = now;
+    }
+    if (v > late[0])
+        late[0] = v;
+}
+
+static uint64_t late_of(const uint64_t late[2], uint64_t window, uint64_t now)
+{
+    if (now - window >= 2 * LATE_WINDOW_MS)
+        return 0;
+    if (now - window >= LATE_WINDOW_MS)
+        return late[0];
+    return late[0] > late[1] ? late[0] : late[1];
+}
+
+static void hb_tick(uv_timer_t *t);
+
+void cluster_set_timing(struct cluster *c, unsigned send_ms, unsigned judge_ms, unsigned down_after)
+{
+    uint64_t now = now_mono_ms();
+    bool restart = send_ms != c->hb_send_ms;
+    c->cfg.heartbeat_ms = judge_ms;
+    c->cfg.down_after = down_after;
+    c->hb_send_ms = send_ms;
+    c->late_since = c->self_late_window = now;
+    c->self_late[0] = c->self_late[1] = 0;
+    c->hb_last = 0;
+    for (size_t i = 0; i < c->peers.n; i++) {
+        c->peers.peer[i].late[0] = c->peers.peer[i].late[1] = 0;
+        c->peers.peer[i].late_window = now;
+    }
+    if (restart && uv_is_active((uv_handle_t *)&c->hb))
+        uv_timer_start(&c->hb, hb_tick, send_ms, send_ms);
+}
+
+json_int_t cluster__late_ms(struct cluster *c, uint64_t id)
+{
+    uint64_t now = now_mono_ms();
+    if (id == c->node_id)
+        return (json_int_t)late_of(c->self_late, c->self_late_window, now);
+    struct health_peer *p = cluster__peer(c, id);
+    return p && p->last_heard ? (json_int_t)late_of(p->late, p->late_window, now) : -1;
+}
+
+json_int_t cluster_heartbeat_late(struct cluster *c, char *worst, size_t size,
+                                  uint64_t *measured_ms)
+{
+    if (!c->active || !c->db)
+        return -1;
+    uint64_t now = now_mono_ms();
+    uint64_t most = late_of(c->self_late, c->self_late_window, now);
+    snprintf(worst, size, "%s", c->cfg.node_name);
+    *measured_ms = now - c->late_since;
+    json_t *nodes = cdb_nodes(c->db);
+    size_t i;
+    json_t *n;
+    json_array_foreach(nodes, i, n)
+    {
+        uint64_t id = (uint64_t)json_integer_value(json_object_get(n, "id"));
+        const char *state = json_string_value(json_object_get(n, "state"));
+        if (id == c->node_id || !state || strcmp(state, "up") != 0)
+            continue;
+        struct health_peer *p = cluster__peer(c, id);
+        if (!p || !p->last_heard)
+            continue;
+        uint64_t v = late_of(p->late, p->late_window, now);
+        if (v > most) {
+            most = v;
+            snprintf(worst, size, "%s", json_string_value(json_object_get(n, "name")));
+        }
+    }
+    json_decref(nodes);
+    return (json_int_t)most;
+}
 
 /* ---- what this node heard from the others ---- */
 
@@ -95,6 +179,10 @@ static void hb_tick(uv_timer_t *t)
     struct cluster *c = t->data;
     if (!c->active || !c->rn || !c->db)
         return;
+    uint64_t now = now_mono_ms();
+    if (c->hb_last && now - c->hb_last > c->hb_send_ms)
+        late_note(c->self_late, &c->self_late_window, now, now - c->hb_last - c->hb_send_ms);
+    c->hb_last = now;
     announce_version(c);
     cluster__events_pump(c);
     json_t *info = json_object();
@@ -115,7 +203,8 @@ static void hb_tick(uv_timer_t *t)
         if (id == c->node_id || !api || !api[0] || !text)
             continue;
         peer_request(c->loop, api, c->secret, "POST", "/v1/internal/heartbeat", text,
-                     c->cfg.heartbeat_ms, hb_sent, NULL, NULL);
+                     c->hb_send_ms > HB_TIMEOUT_MIN_MS ? c->hb_send_ms : HB_TIMEOUT_MIN_MS, hb_sent,
+                     NULL, NULL);
     }
     free(text);
     json_decref(nodes);
@@ -130,7 +219,13 @@ void cluster_on_heartbeat(struct cluster *c, const json_t *body, cluster_reply_c
     }
     struct health_peer *p = cluster__peer(c, (uint64_t)json_integer_value(jid));
     if (p) {
-        p->last_heard = now_mono_ms();
+        uint64_t now = now_mono_ms();
+        uint64_t gap = now - p->last_heard;
+        /* a gap past the down time is an outage (node.down says so), not jitter */
+        if (p->last_heard && p->last_heard >= c->late_since && gap > c->hb_send_ms &&
+            gap <= (uint64_t)c->cfg.heartbeat_ms * c->cfg.down_after)
+            late_note(p->late, &p->late_window, now, gap - c->hb_send_ms);
+        p->last_heard = now;
         json_decref(p->info);
         p->info = json_deep_copy(body);
     }
@@ -139,6 +234,9 @@ void cluster_on_heartbeat(struct cluster *c, const json_t *body, cluster_reply_c
 
 void cluster__heartbeat_start(struct cluster *c)
 {
-    uv_timer_start(&c->hb, hb_tick, c->cfg.heartbeat_ms, c->cfg.heartbeat_ms);
+    if (!c->hb_send_ms)
+        c->hb_send_ms = c->cfg.heartbeat_ms;
+    c->late_since = c->self_late_window = now_mono_ms();
+    uv_timer_start(&c->hb, hb_tick, c->hb_send_ms, c->hb_send_ms);
     uv_timer_start(&c->health, health_tick, HEALTH_CHECK_MS, HEALTH_CHECK_MS);
 }

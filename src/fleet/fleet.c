@@ -1295,11 +1295,15 @@ void fleet_reconcile(struct fleet *f)
 
 /* ---- failover on this node: self-fencing, adoption, removal of what went elsewhere ---- */
 
-#define FENCE_KILL_LATE_MS 2000 /* a fenced QEMU still there after this: the fence failed */
-
 bool fleet_fenced(const struct fleet *f)
 {
     return f->fenced;
+}
+
+void fleet_set_fence_after(struct fleet *f, unsigned ms)
+{
+    if (f->env.fence_after_ms)
+        f->env.fence_after_ms = ms;
 }
 
 struct fence_scan {
@@ -1354,7 +1358,10 @@ static void fence_count(struct vm *vm, void *data)
 
 bool fleet_fence_ok(const struct fleet *f, char *why, size_t size)
 {
-    if (!f->fenced || now_mono_ms() - f->fenced_at < FENCE_KILL_LATE_MS)
+    /* No grace: the leases stopped when the fence began, so the watchdog's whole timeout must
+     * count from there (watchdog.h): a SIGKILLed QEMU is gone in milliseconds, one that is not
+     * (stuck in the kernel on I/O) gets the host reset before the leases go stale. */
+    if (!f->fenced)
         return true;
     struct fence_scan fs = {.f = (struct fleet *)f};
     vmset_foreach(f->env.vms, fence_count, &fs);

@@ -139,7 +139,7 @@ void fleet_reconcile(struct fleet *f);
  * removed here (its QEMU killed first if one started before the failover; disks kept).
  */
 #define FLEET_TICK_MS 250
-#define FENCE_AFTER_MS_DEFAULT 3000
+#define FENCE_AFTER_MS_DEFAULT 3000 /* FENCE_AFTER_MS_MIN, _MAX: fleet/timing.h */
 #define FLEET_ADOPT_MAX 2
 void fleet_tick(struct fleet *f);
 /* Whether this node fenced itself and every HA QEMU it killed is gone; false with why while a
@@ -147,6 +147,8 @@ void fleet_tick(struct fleet *f);
 bool fleet_fence_ok(const struct fleet *f, char *why, size_t size);
 /* Whether this node is fenced now (no quorum for fence_after_ms). */
 bool fleet_fenced(const struct fleet *f);
+/* The fence delay in use (fleet/timing.h); ignored by a node that never fences (0). */
+void fleet_set_fence_after(struct fleet *f, unsigned ms);
 
 /* Failovers that ended on this node since ferryd started: VMs a failover gave it that run
  * here now, and the seconds from the dead node's last heartbeat heard (the record's

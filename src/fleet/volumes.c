@@ -493,6 +493,15 @@ static bool lease_of(struct volumes *v, const char *id, const char *node, uint64
     return true;
 }
 
+void volumes_set_timing(struct volumes *v, unsigned lease_ms, unsigned lease_expiry_ms)
+{
+    v->env.lease_expiry_ms = lease_expiry_ms;
+    if (!v->timer_on || lease_ms == v->env.lease_ms)
+        return;
+    v->env.lease_ms = lease_ms;
+    uv_timer_start(&v->lease_timer, lease_tick, lease_ms, lease_ms);
+}
+
 void volumes_set_fenced(struct volumes *v, bool on)
 {
     v->fenced = on;

@@ -79,6 +79,9 @@ void volumes_tick(struct volumes *v);
  * not moved (0 when none was ever seen). True, age 0, when there are no volumes. */
 bool volumes_node_stale(struct volumes *v, const char *node, uint64_t *age_ms, char *why,
                         size_t size);
+/* The timings in use (fleet/timing.h): renew every lease_ms (from now on; a node started
+ * without renewals keeps none), call a lease stale after lease_expiry_ms. */
+void volumes_set_timing(struct volumes *v, unsigned lease_ms, unsigned lease_expiry_ms);
 /* Self-fencing (fleet.h): on stops this node's lease renewals (one under way still lands),
  * off starts them again. */
 void volumes_set_fenced(struct volumes *v, bool on);

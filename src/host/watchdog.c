@@ -248,6 +248,30 @@ int watchdog_feed(struct watchdog *w, struct ferr *e)
     return ferr_set(e, -err, "watchdog %s: keepalive: %s", w->path, strerror(err));
 }
 
+int watchdog_set_timeout(struct watchdog *w, unsigned timeout_ms, struct ferr *e)
+{
+    if (timeout_ms < WATCHDOG_TIMEOUT_MS_MIN || timeout_ms > WATCHDOG_TIMEOUT_MS_MAX)
+        return ferr_set(e, FERR_INVALID, "watchdog timeout: expected %d..%d ms, not %u",
+                        WATCHDOG_TIMEOUT_MS_MIN, WATCHDOG_TIMEOUT_MS_MAX, timeout_ms);
+    if (w->kind != KIND_DEVICE) {
+        w->timeout_ms = timeout_ms;
+        return emulated_write(w, true, e); /* a feed: the new timeout counts from now */
+    }
+    int asked = (int)(((uint64_t)timeout_ms + 999) / 1000), secs = asked, got = 0;
+    int set_err = ioctl(w->fd, WDIOC_SETTIMEOUT, &secs) < 0 ? errno : 0;
+    if (ioctl(w->fd, WDIOC_GETTIMEOUT, &got) < 0 || got <= 0)
+        return ferr_set(e, -errno,
+                        "watchdog %s: cannot read the device's timeout after setting "
+                        "it to %d s; it keeps %u ms as far as ferryd knows",
+                        w->path, asked, w->timeout_ms);
+    w->timeout_ms = (unsigned)got * 1000;
+    if (got > asked)
+        return ferr_set(e, FERR_INVALID,
+                        "watchdog %s: the device chose %d s for the %d s asked%s%s", w->path, got,
+                        asked, set_err ? ": " : "", set_err ? strerror(set_err) : "");
+    return watchdog_feed(w, e);
+}
+
 void watchdog_disarm_close(struct watchdog *w)
 {
     if (!w)

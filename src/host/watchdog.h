@@ -63,6 +63,11 @@ int watchdog_open(const char *path, unsigned timeout_ms, struct watchdog **out, 
  * errno with a message naming the path; w stays armed either way. */
 int watchdog_feed(struct watchdog *w, struct ferr *e);
 
+/* Sets w's timeout (a timing profile changed, fleet/timing.h) and feeds it: a device's in whole
+ * seconds rounded up, read back (*w knows the one it has even when this fails). 0, or a
+ * negative code with a message. */
+int watchdog_set_timeout(struct watchdog *w, unsigned timeout_ms, struct ferr *e);
+
 /* Disarms and frees w (NULL is ignored): the magic close ('V', then close) of a device, or
  * {"armed": false, ...} in the emulated file. Clean shutdowns only. */
 void watchdog_disarm_close(struct watchdog *w);

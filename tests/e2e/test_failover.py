@@ -259,3 +259,138 @@ def test_a_silent_host_that_still_renews_its_leases_is_left_alone(lab, csv1):
              "host2 to run fos1 still")
     assert local_vm(h2, "fos1")["pid"] == pid
     assert_once("fos1", h1)
+
+
+def test_a_leader_that_dies_mid_failover_leaves_nothing_half_done(lab, csv1):
+    """host3 dies with two HA VMs; the moment the leader has given the first one away it dies
+    too (power loss), and comes back: whichever node leads next continues from the records in
+    the database. Each VM runs once, on a node its ha.possible allows, with one failover
+    record from host3; host3, back, removes its copies."""
+    leader = lab.leader()
+    victim = next(h for h in reversed(lab.hosts) if h.name != leader.name)
+    other = next(h for h in lab.hosts if h.name not in (leader.name, victim.name))
+    ipa = create_vm(lab, victim, "fol1", 48, memory=128, disk="csv:csv1/fol1.vhd",
+                    extra=("--ha", "--possible", f"{victim.name},{leader.name}"))
+    ipb = create_vm(lab, victim, "fol2", 49, memory=128, disk="csv:csv1/fol2.vhd,type=dynamic",
+                    extra=("--ha", "--possible", f"{victim.name},{other.name}"))
+    lab.power_off(victim)
+    try:
+        given = wait_for(lambda: [v for v in other.cli_json("vm", "list", timeout=10)["vms"]
+                                  if v["name"] in ("fol1", "fol2") and v.get("failover")], 60,
+                         "the leader to give a VM of the dead host away")
+        lab.power_off(leader)
+        print(f"leader {leader.name} powered off after it gave {[v['name'] for v in given]}")
+        time.sleep(2)
+        lab.start_ferryd(leader)
+        va = wait_elsewhere(lab, other, "fol1", victim.name, 120)
+        vb = wait_elsewhere(lab, other, "fol2", victim.name, 120)
+        assert va["owner"] == leader.name and vb["owner"] == other.name, (va, vb)
+        for v in (va, vb):
+            assert v["failover"]["from"] == victim.name, v
+            assert_once(v["name"], other)
+        wait_answering(lab, ipa)
+        wait_answering(lab, ipb)
+        fj = {x["name"]: x for x in other.cli_json("vm", "failovers")["failovers"]}
+        for n, to in (("fol1", leader.name), ("fol2", other.name)):
+            fo = fj[n]["failover"]
+            assert fo["from"] == victim.name and fo["to"] == to, fj[n]
+        audit_clean(other)
+    finally:
+        lab.start_ferryd(victim)
+    for n in ("fol1", "fol2"):
+        wait_for(lambda: not os.path.exists(os.path.join(victim.state_dir, "vms", n)), 60,
+                 f"{victim.name} to remove its stale copy of {n}")
+    time.sleep(3)
+    for n in ("fol1", "fol2"):
+        assert_once(n, other)
+
+
+def status(h):
+    return h.cli_json("cluster", "status")
+
+
+def test_the_fast_profile_is_followed_by_every_node_and_detects_a_dead_host_sooner(lab, csv1):
+    """`ferry cluster set --profile fast`: every node follows it (after its settle time the
+    heartbeats go every 250 ms, leases every 250 ms and stale after 2500 ms, the emulated
+    watchdogs time out after 1000 ms), and a power loss is judged on it: the leader marks the
+    host down about 1 s after its last heartbeat, not 5 s. Bad profiles are refused; a host
+    whose heartbeats come late gets the fast profile refused with the jitter measured; back
+    to the default, every number is the node's own again."""
+    h1, h2, h3 = lab.hosts
+    for h in lab.hosts:  # an earlier test may have brought a host back just now
+        wait_for(lambda: all(n["state"] == "up" for n in h.cli_json("node", "list")["nodes"]),
+                 60, f"{h.name} to see every node up")
+    bad = h1.cli("cluster", "set", "--profile", "turbo", check=False)
+    assert bad.returncode == 2 and "expected default or fast, not 'turbo'" in bad.stderr, bad
+    st, body = h1.api("POST", "/v1/cluster/profile", {"profile": "turbo"})
+    assert st == 400 and "expected default or fast" in body["error"]["message"], body
+    st, body = h1.api("POST", "/v1/cluster/profile", {"profile": "fast", "x": 1})
+    assert st == 400, body
+    assert status(h1)["profile"] == "default"
+    try:
+        out = wait_for(lambda: (lambda r: r if r.returncode == 0 or "try again" not in r.stderr
+                                else None)(h1.cli("cluster", "set", "--profile", "fast",
+                                                  check=False)), 30, "the jitter measured")
+        assert out.returncode == 0, f"fast refused:\n{out.stderr}\n{h1.cli('cluster', 'status').stdout}"
+        assert "profile fast" in out.stdout, out.stdout
+        for h in lab.hosts:
+            wait_for(lambda: (lambda s: s["profile"] == "fast" and s["timing"]["profile"] == "fast"
+                              and not s["timing"]["settling"]
+                              and s["timing"]["heartbeat_ms"] == 250)(status(h)), 30,
+                     f"{h.name} to follow the fast profile")
+            t = status(h)["timing"]
+            assert (t["down_after_ms"], t["lease_ms"], t["lease_expiry_ms"],
+                    t["fence_after_ms"], t["watchdog_timeout_ms"]) == (1000, 250, 2500, 2000,
+                                                                       1000), t
+            st = lab.watchdog_status(h)
+            assert st["state"] == "armed" and st["timeout_ms"] == 1000, st
+        assert events(h2, type="node.timing")
+        again = h2.cli("cluster", "set", "--profile", "fast")
+        assert "already the cluster's" in again.stdout, again.stdout
+        assert "fast" in h3.cli("cluster", "status").stdout
+
+        ip = create_vm(lab, h2, "fof1", 50, memory=128, disk="csv:csv1/fof1.vhd",
+                       extra=("--ha", "--possible", "host1,host2"))
+        lab.power_off(h2)
+        v = wait_elsewhere(lab, h1, "fof1", "host2", 60)
+        fo = v["failover"]
+        print(f"fast profile, power loss: down {fo['down_ms'] - fo['heard_ms']} ms, stale "
+              f"{fo['stale_ms'] - fo['heard_ms']} ms, given {fo['decided_ms'] - fo['heard_ms']} "
+              "ms after the last heartbeat heard")
+        # The default profile cannot do this: its down time alone is 5000 ms.
+        assert fo["down_ms"] - fo["heard_ms"] < 2500, fo
+        assert fo["decided_ms"] - fo["heard_ms"] < 4500, fo
+        wait_answering(lab, ip)
+        assert_once("fof1", h1)
+        lab.start_ferryd(h2)
+        wait_for(lambda: (lambda t: t["profile"] == "fast" and t["heartbeat_ms"] == 250)(
+            status(h2)["timing"]), 30, "host2, back, to follow the fast profile")
+        wait_for(lambda: not os.path.exists(os.path.join(h2.state_dir, "vms", "fof1")), 60,
+                 "host2 to remove its stale copy of fof1")
+        audit_clean(h1)
+    finally:
+        h1.cli("cluster", "set", "--profile", "default", check=False)
+    for h in lab.hosts:
+        wait_for(lambda: (lambda t: t["profile"] == "default" and not t["settling"])(
+            status(h)["timing"]), 30, f"{h.name} to follow the default profile")
+        t = status(h)["timing"]
+        assert (t["heartbeat_ms"], t["down_after_ms"], t["lease_expiry_ms"]) == (1000, 5000,
+                                                                                 5000), t
+        assert lab.watchdog_status(h)["timeout_ms"] == 3000
+
+    # A node whose heartbeats come late: host3's ferryd frozen for 1500 ms (harmless on the
+    # default profile: down after 5000 ms) delays a heartbeat by 500 ms or more, and fast is
+    # refused, naming it.
+    time.sleep(2)
+    lab.kill_ferryd(h3, signal.SIGSTOP)
+    time.sleep(1.5)
+    lab.kill_ferryd(h3, signal.SIGCONT)
+    r = wait_for(lambda: (lambda r: r if "try again" not in r.stderr else None)(
+        h1.cli("cluster", "set", "--profile", "fast", check=False)), 30, "the jitter measured")
+    if r.returncode == 0:
+        h1.cli("cluster", "set", "--profile", "default", check=False)
+    assert r.returncode != 0 and "host3's heartbeats came up to" in r.stderr, r
+    assert "cannot keep up" in r.stderr, r.stderr
+    assert status(h1)["profile"] == "default"
+    jit = status(h1)["timing"]
+    assert jit["heartbeat_late_node"] == "host3" and jit["heartbeat_late_ms"] >= 500, jit

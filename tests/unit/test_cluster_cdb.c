@@ -438,8 +438,8 @@ static void test_bad_commands(void **state)
     } cases[] = {
         {"{'op':'vm_remove','name':'web1'}", FERR_INVALID, "v (the command version) is missing"},
         {"{'v':'1','op':'vm_remove','name':'web1'}", FERR_INVALID, "v: expected an integer"},
-        {"{'v':7,'op':'vm_remove','name':'web1'}", FERR_INVALID,
-         "command version 7 is not supported (this node applies versions 1 to 6): upgrade"},
+        {"{'v':8,'op':'vm_remove','name':'web1'}", FERR_INVALID,
+         "command version 8 is not supported (this node applies versions 1 to 7): upgrade"},
         /* vm_state's runtime is new in version 3 and checked like every field */
         {"{'v':2,'op':'vm_state','name':'web1','state':'running','runtime':{}}", FERR_INVALID,
          "vm_state: unknown field \"runtime\""},
@@ -1756,6 +1756,48 @@ static void test_vm_epoch_snapshot(void **state)
     cdb_free(db);
 }
 
+/* cluster_profile (version 7): the meta record keeps it, a rename keeps it, a snapshot carries
+ * it; bad profiles and older versions are refused; an empty cluster has none to set. */
+static void test_cluster_profile(void **state)
+{
+    (void)state;
+    struct ferr e;
+    struct cdb *empty = cdb_new();
+    assert_string_equal(cdb_profile(empty), "");
+    refused(empty, "{'v':7,'op':'cluster_profile','profile':'fast','time_ms':9}", FERR_STATE,
+            "no meta record yet");
+    cdb_free(empty);
+    struct cdb *db = populated();
+    assert_string_equal(cdb_profile(db), "");
+    char *snap = NULL;
+    size_t len = 0;
+    assert_int_equal(cdb_snapshot(db, &snap, &len, &e), 0);
+    assert_null(strstr(snap, "profile")); /* never set: what version 6 writes */
+    free(snap);
+    refused(db, "{'v':6,'op':'cluster_profile','profile':'fast','time_ms':9}", FERR_INVALID,
+            "it is new in version 7");
+    refused(db, "{'v':7,'op':'cluster_profile','profile':'turbo','time_ms':9}", FERR_INVALID,
+            "use default or fast");
+    refused(db, "{'v':7,'op':'cluster_profile','profile':'fast'}", FERR_INVALID, "time_ms");
+    assert_string_equal(cdb_profile(db), "");
+    json_t *cmd = cdb_cmd_cluster_profile("fast", 9);
+    assert_int_equal(cdb_cmd_check(cmd, &e), 0);
+    json_decref(cmd);
+    ok(db, "{'v':7,'op':'cluster_profile','profile':'fast','time_ms':9}");
+    assert_string_equal(cdb_profile(db), "fast");
+    ok(db, "{'v':1,'op':'cluster_meta','id':'c-123','name':'renamed','created_ms':5}");
+    assert_string_equal(cdb_profile(db), "fast");
+    json_t *m = cdb_meta(db);
+    assert_int_equal(json_integer_value(json_object_get(m, "profile_ms")), 9);
+    json_decref(m);
+    struct cdb *copy = restored(db);
+    assert_string_equal(cdb_profile(copy), "fast");
+    ok(copy, "{'v':7,'op':'cluster_profile','profile':'default','time_ms':10}");
+    assert_string_equal(cdb_profile(copy), "default");
+    cdb_free(copy);
+    cdb_free(db);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1780,6 +1822,7 @@ int main(void)
         cmocka_unit_test(test_vm_epoch),
         cmocka_unit_test(test_vm_failover),
         cmocka_unit_test(test_vm_epoch_snapshot),
+        cmocka_unit_test(test_cluster_profile),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -103,6 +103,18 @@ static void test_emulated_file(void **state)
     assert_true(json_integer_value(json_object_get(j, "fed_ms")) >= fed0 + 20);
     json_decref(j);
 
+    /* A new timeout (a timing profile changed) is written with a feed; a bad one changes
+     * nothing. */
+    assert_int_equal(watchdog_set_timeout(w, 1000, &e), 0);
+    assert_int_equal(watchdog_timeout_ms(w), 1000);
+    j = read_line(path);
+    assert_int_equal(json_integer_value(json_object_get(j, "timeout_ms")), 1000);
+    assert_true(json_is_true(json_object_get(j, "armed")));
+    json_decref(j);
+    assert_int_equal(watchdog_set_timeout(w, 499, &e), FERR_INVALID);
+    assert_non_null(strstr(e.msg, "500..60000"));
+    assert_int_equal(watchdog_timeout_ms(w), 1000);
+
     /* The clean close says so. */
     watchdog_disarm_close(w);
     j = read_line(path);
