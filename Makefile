@@ -38,7 +38,7 @@ asan: deps $(ASAN_BUILD)/build.ninja
 
 e2e: build
 	FERRY_BUILD=$(abspath $(BUILD)) FERRY_GUEST_DIR=$(abspath $(APPLIANCE)) FERRY_NO_SKIP=1 \
-	  $(PYTHON) -m pytest -v -p no:cacheprovider tests/e2e $(PYTEST_ARGS)
+	  $(PYTHON) -m pytest -v -p no:cacheprovider --durations=25 tests/e2e $(PYTEST_ARGS)
 
 check: unit asan e2e
 
