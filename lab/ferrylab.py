@@ -1410,6 +1410,39 @@ class Lab:
         h.rec.pop("link", None)
         self._save()
 
+    def partition(self, side):
+        """Splits the hosts in two: the hosts of side (LabHosts or names) still reach each
+        other and the client, the others likewise, but no host reaches a host of the other
+        side. In each host's namespace a blackhole route per management address of the other
+        side (its packets are dropped: a new connection fails at once, an open one stalls
+        until TCP gives up). The VMs' bridged traffic is not touched. heal_partition() takes
+        it back. Returns time.monotonic() taken just before."""
+        names = {x if isinstance(x, str) else x.name for x in side}
+        hosts = self.hosts
+        unknown = names - {h.name for h in hosts}
+        if unknown:
+            raise LabError(f"lab {self.name}: no host {', '.join(sorted(unknown))}")
+        if not names or len(names) == len(hosts):
+            raise LabError("a partition needs hosts on both sides")
+        if any(h.rec.get("partition") for h in hosts):
+            raise LabError("the lab is partitioned already; heal_partition() first")
+        t = time.monotonic()
+        for h in hosts:
+            mine = h.name in names
+            h.rec["partition"] = [x.ip for x in hosts if (x.name in names) != mine]
+            self._save()
+            for ip in h.rec["partition"]:
+                self._ip(h.ns, "route", "add", "blackhole", f"{ip}/32")
+        return t
+
+    def heal_partition(self):
+        """Removes the routes of partition(): every host reaches every other again."""
+        for h in self.hosts:
+            for ip in h.rec.get("partition", []):
+                _run(["ip", "-n", h.ns, "route", "del", "blackhole", f"{ip}/32"], check=False)
+            h.rec.pop("partition", None)
+        self._save()
+
     # -- down -----------------------------------------------------------------------------
 
     def down(self, progress=None):
