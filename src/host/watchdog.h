@@ -63,7 +63,8 @@ int watchdog_open(const char *path, unsigned timeout_ms, struct watchdog **out, 
  * errno with a message naming the path; w stays armed either way. */
 int watchdog_feed(struct watchdog *w, struct ferr *e);
 
-/* Sets w's timeout (a timing profile changed, fleet/timing.h) and feeds it: a device's in whole
+/* Sets w's timeout (a timing profile changed, fleet/timing.h) and feeds it (so only while the
+ * holder would feed it anyway): a device's in whole
  * seconds rounded up, read back (*w knows the one it has even when this fails). 0, or a
  * negative code with a message. */
 int watchdog_set_timeout(struct watchdog *w, unsigned timeout_ms, struct ferr *e);
