@@ -642,11 +642,20 @@ static void apply_timing(struct ferryd *d)
                    n->lease_ms, n->lease_expiry_ms, n->fence_after_ms, wd);
 }
 
+static void net_poll(struct vm *vm, void *data)
+{
+    (void)data;
+    vm_net_poll(vm);
+}
+
 static void fo_tick(uv_timer_t *t)
 {
     struct ferryd *d = t->data;
-    if (!d->cluster || !cluster_active(d->cluster) || !d->api.fleet)
+    if (!d->cluster || !cluster_active(d->cluster) || !d->api.fleet) {
+        if (d->vms) /* in a cluster fleet_tick does it */
+            vmset_foreach(d->vms, net_poll, NULL);
         return;
+    }
     if (timing_follow(&d->timing, cdb_profile(cluster_db(d->cluster)), now_mono_ms()))
         apply_timing(d);
     fleet_tick(d->api.fleet);

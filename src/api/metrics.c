@@ -139,6 +139,10 @@ static void failovers(struct promtext *o, const struct api_ctx *ctx)
     promtext_histogram(o, "ferry_failover_seconds",
                        "dead node's last heartbeat heard to the VM's QEMU started here", bounds,
                        st.buckets, FLEET_FAILOVER_HIST_N, st.count, st.sum_s);
+    promtext_histogram(o, "ferry_failover_guest_net_seconds",
+                       "dead node's last heartbeat heard to the VM's guest sending its first "
+                       "packet here",
+                       bounds, st.net_buckets, FLEET_FAILOVER_HIST_N, st.net_count, st.net_sum_s);
 }
 
 /* The cluster's shared volumes as this node sees them (src/fleet/volumes.c). */

@@ -184,8 +184,12 @@ static void show_vm(const json_t *vm)
                   cli_jstr(fo, "to") ? cli_jstr(fo, "to") : "?",
                   output_time(decided, buf, sizeof(buf)),
                   cli_jstr(fo, "why") ? cli_jstr(fo, "why") : "");
-        char run[64] = "";
-        if (started > decided)
+        char run[96] = "";
+        uint64_t net = cli_jnum(vm, "net_ms");
+        if (started > decided && net >= started)
+            snprintf(run, sizeof(run), ", QEMU started +%lld ms, guest network up +%lld ms",
+                     (long long)(started - heard), (long long)(net - heard));
+        else if (started > decided)
             snprintf(run, sizeof(run), ", QEMU started +%lld ms", (long long)(started - heard));
         if (heard && decided >= heard)
             output_kv(stdout, "  timeline",

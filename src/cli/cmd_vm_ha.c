@@ -188,13 +188,14 @@ static const char *after(uint64_t base, uint64_t at, char *buf, size_t size)
 int cmd_vm_failovers(struct cli *cli, int argc, char **argv)
 {
     static const char *const headers[] = {"NAME",  "FROM",  "TO",    "DECIDED", "DOWN",
-                                          "STALE", "GIVEN", "START", "WHY"};
+                                          "STALE", "GIVEN", "START", "NET",     "WHY"};
     static const char help[] =
         "Usage: ferry vm failovers [-o table|json]\n\n"
         "The last failover of every VM that had one: from which node to which, when the\n"
         "leader decided it, and its timeline from the dead node's last heartbeat heard: marked\n"
         "down, its last lease renewal (stale from then on), given to the new node, QEMU\n"
-        "started there (START is blank once the VM was started again later).\n";
+        "started there, and the guest's first packet there (its network up: NET). START and\n"
+        "NET are blank once the VM was started again later.\n";
     int go = cli_common_options(cli, "vm failovers", argc, argv, help, false);
     if (go != CLI_GO)
         return go;
@@ -209,16 +210,17 @@ int cmd_vm_failovers(struct cli *cli, int argc, char **argv)
     {
         json_t *fo = json_object_get(vm, "failover");
         if (fo)
-            json_array_append_new(out, json_pack("{sO sO sI}", "name", json_object_get(vm, "name"),
-                                                 "failover", fo, "started_ms",
-                                                 (json_int_t)cli_jnum(vm, "started_ms")));
+            json_array_append_new(
+                out, json_pack("{sO sO sI sI}", "name", json_object_get(vm, "name"), "failover", fo,
+                               "started_ms", (json_int_t)cli_jnum(vm, "started_ms"), "net_ms",
+                               (json_int_t)cli_jnum(vm, "net_ms")));
     }
     json_decref(reply);
     if (cli->fmt == OUTPUT_JSON) {
         output_json(stdout, json_pack("{so}", "failovers", out));
         return EXIT_OK;
     }
-    struct output_table *t = output_table_new(9, headers);
+    struct output_table *t = output_table_new(10, headers);
     if (!t) {
         json_decref(out);
         return cli_nomem();
@@ -228,8 +230,9 @@ int cmd_vm_failovers(struct cli *cli, int argc, char **argv)
     {
         json_t *fo = json_object_get(x, "failover");
         uint64_t heard = cli_jnum(fo, "heard_ms"), decided = cli_jnum(fo, "decided_ms");
-        uint64_t started = cli_jnum(x, "started_ms");
-        char when[40], d[16], s[16], g[16], q[16];
+        uint64_t started = cli_jnum(x, "started_ms"), net = cli_jnum(x, "net_ms");
+        bool this_start = started >= decided && started - decided < 600000;
+        char when[40], d[16], s[16], g[16], q[16], nq[16];
         const char *cells[] = {cli_jstr(x, "name"),
                                cli_jstr(fo, "from"),
                                cli_jstr(fo, "to"),
@@ -237,9 +240,8 @@ int cmd_vm_failovers(struct cli *cli, int argc, char **argv)
                                after(heard, cli_jnum(fo, "down_ms"), d, sizeof(d)),
                                after(heard, cli_jnum(fo, "stale_ms"), s, sizeof(s)),
                                after(heard, decided, g, sizeof(g)),
-                               started >= decided && started - decided < 600000
-                                   ? after(heard, started, q, sizeof(q))
-                                   : "-",
+                               this_start ? after(heard, started, q, sizeof(q)) : "-",
+                               this_start ? after(heard, net, nq, sizeof(nq)) : "-",
                                cli_jstr(fo, "why")};
         if (output_table_add(t, cells) < 0) {
             output_table_free(t);

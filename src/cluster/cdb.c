@@ -405,19 +405,22 @@ static int node_record_from_v1(const json_t *n, json_t **out, struct ferr *e)
     return 0;
 }
 
-/* A VM's runtime facts (version 3): what its owner runs it with. Every field optional. */
-static int runtime_check(const json_t *rt, struct ferr *e)
+/* A VM's runtime facts (version 3): what its owner runs it with. Every field optional; net_ms
+ * (the guest's first packet) from version 7 (v7). */
+static int runtime_check(const json_t *rt, bool v7, struct ferr *e)
 {
-    static const char *const fields[] = {"accel", "pid", "started_ms", NULL};
+    static const char *const fields[] = {"accel", "pid", "started_ms", "net_ms", NULL};
+    static const char *const fields_v3[] = {"accel", "pid", "started_ms", NULL};
     const char *s;
     json_int_t i;
     int rc;
     if (!json_is_object(rt))
         return ferr_set(e, FERR_INVALID, "expected an object, not %s", jfield_type(rt));
-    if ((rc = check_fields(rt, fields, e)) < 0 ||
+    if ((rc = check_fields(rt, v7 ? fields : fields_v3, e)) < 0 ||
         (rc = get_str(rt, "accel", false, form_accel, &s, e)) < 0 ||
         (rc = get_int(rt, "pid", false, 1, CDB_PID_MAX, &i, NULL, e)) < 0 ||
-        (rc = get_int(rt, "started_ms", false, 0, TIME_MAX, &i, NULL, e)) < 0)
+        (rc = get_int(rt, "started_ms", false, 0, TIME_MAX, &i, NULL, e)) < 0 ||
+        (rc = get_int(rt, "net_ms", false, 0, TIME_MAX, &i, NULL, e)) < 0)
         return rc;
     return 0;
 }
@@ -463,7 +466,7 @@ static int vm_record_check(const json_t *v, struct ferr *e)
         (rc = get_int(v, "epoch", false, 1, TIME_MAX, &i, NULL, e)) < 0)
         return rc;
     json_t *rt = json_object_get(v, "runtime");
-    if (rt && (rc = runtime_check(rt, e)) < 0)
+    if (rt && (rc = runtime_check(rt, true, e)) < 0)
         return ferr_prefix(e, "runtime");
     json_t *fo = json_object_get(v, "failover");
     if (fo && (rc = failover_check(fo, e)) < 0)
@@ -988,7 +991,8 @@ static int vm_state_check_v3(const json_t *c, struct ferr *e)
 {
     int rc = vm_state_check(c, e);
     json_t *rt = json_object_get(c, "runtime");
-    if (rc == 0 && rt && (rc = runtime_check(rt, e)) < 0)
+    if (rc == 0 && rt &&
+        (rc = runtime_check(rt, json_integer_value(json_object_get(c, "v")) >= 7, e)) < 0)
         ferr_prefix(e, "runtime");
     return rc;
 }

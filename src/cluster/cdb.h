@@ -112,8 +112,9 @@
  * when there are volumes (format 2 otherwise unchanged).
  * Version 6 adds vm_failover and vm_epoch's owner; a VM record carries "failover" only once
  * a vm_failover wrote it (a snapshot reader of version 5 refuses such a record).
- * Version 7 adds cluster_profile; the meta record carries "profile" only once it was set (a
- * snapshot reader of version 6 refuses such a record).
+ * Version 7 adds cluster_profile, and net_ms to a vm_state's runtime; the meta record carries
+ * "profile" only once it was set, a runtime "net_ms" only once a version 7 vm_state wrote it
+ * (a snapshot reader of version 6 refuses such records).
  * Version 5 adds vm_epoch. A VM record carries "epoch" only once a vm_epoch set it, so the
  * snapshots of a cluster that never used version 5 are the bytes version 4 writes.
  *
@@ -167,6 +168,7 @@ struct cdb_vm_runtime {
     const char *accel;   /* "kvm"|"tcg", NULL: left out */
     int pid;             /* 0: left out */
     uint64_t started_ms; /* wall clock; 0: left out */
+    uint64_t net_ms;     /* wall clock, the guest's first packet; 0: left out (version 7) */
 };
 /* vm_state in command version `version` (cdb_cmd_version_min()): from version 3 on with rt
  * (NULL: nothing runs); below it, cdb_cmd_vm_state's version 1 command without the runtime,

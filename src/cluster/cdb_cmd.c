@@ -79,7 +79,8 @@ json_t *cdb_cmd_vm_state_at(int version, const char *name, const char *state, co
 {
     if (version < 3)
         return cdb_cmd_vm_state(name, state, reason);
-    json_t *cmd = with_str(cmd_new(3, "vm_state"), "name", name);
+    bool net = rt && rt->net_ms && version >= 7;
+    json_t *cmd = with_str(cmd_new(net ? 7 : 3, "vm_state"), "name", name);
     cmd = with_str(cmd, "state", state);
     cmd = with_str(cmd, "reason", reason);
     if (!cmd || !rt)
@@ -90,6 +91,8 @@ json_t *cdb_cmd_vm_state_at(int version, const char *name, const char *state, co
         r = with_int(r, "pid", (uint64_t)rt->pid);
     if (rt->started_ms)
         r = with_int(r, "started_ms", rt->started_ms);
+    if (net)
+        r = with_int(r, "net_ms", rt->net_ms);
     return with(cmd, "runtime", r);
 }
 

@@ -154,6 +154,9 @@ static json_t *remote_json(const struct fleet *f, const json_t *rec)
                   accel ? accel : "", "pid", json_integer_value(json_object_get(rt, "pid")),
                   "started_ms", json_integer_value(json_object_get(rt, "started_ms")));
     if (o)
+        json_object_set_new(o, "net_ms",
+                            json_integer(json_integer_value(json_object_get(rt, "net_ms"))));
+    if (o)
         json_object_set_new(o, "writer_epoch",
                             json_integer(json_integer_value(json_object_get(rec, "epoch"))));
     if (o && json_object_get(rec, "failover"))
@@ -961,7 +964,8 @@ static bool same_runtime(const json_t *rec_rt, const struct cdb_vm_runtime *rt)
     const char *accel = json_string_value(json_object_get(rec_rt, "accel"));
     return rec_rt && accel && rt->accel && strcmp(accel, rt->accel) == 0 &&
            json_integer_value(json_object_get(rec_rt, "pid")) == rt->pid &&
-           (uint64_t)json_integer_value(json_object_get(rec_rt, "started_ms")) == rt->started_ms;
+           (uint64_t)json_integer_value(json_object_get(rec_rt, "started_ms")) == rt->started_ms &&
+           (uint64_t)json_integer_value(json_object_get(rec_rt, "net_ms")) == rt->net_ms;
 }
 
 /* Whether the owner changed spec after its record was written and the write of the change
@@ -995,8 +999,16 @@ static void sync_one(struct vm *vm, void *data)
     const char *owner = json_string_value(json_object_get(rec, "owner"));
     const char *state = json_string_value(json_object_get(rec, "state"));
     const char *reason = json_string_value(json_object_get(rec, "reason"));
-    struct cdb_vm_runtime run = {vm_accel(vm), vm_pid(vm), vm_started_ms(vm)};
+    struct cdb_vm_runtime run = {vm_accel(vm), vm_pid(vm), vm_started_ms(vm), vm_net_ms(vm)};
     const struct cdb_vm_runtime *rt = run.pid > 0 ? &run : NULL;
+    /* A QEMU re-attached after a ferryd restart: when its guest's network came up is in the
+     * record, if the same QEMU's was. */
+    json_t *rec_rt = json_object_get(rec, "runtime");
+    if (rt && !run.net_ms && json_integer_value(json_object_get(rec_rt, "pid")) == run.pid &&
+        (uint64_t)json_integer_value(json_object_get(rec_rt, "started_ms")) == run.started_ms)
+        run.net_ms = (uint64_t)json_integer_value(json_object_get(rec_rt, "net_ms"));
+    if (version < 7)
+        run.net_ms = 0; /* not in the record: not compared */
     bool mine = owner && strcmp(owner, f->env.node_name) == 0;
     const struct vm_spec *spec = vm_spec(vm);
     if (mine && spec_changed_here(spec, json_object_get(rec, "spec"))) {
@@ -1428,6 +1440,20 @@ static void adopt_end(struct adopt *a, const char *failed)
     free(a);
 }
 
+/* One observation of ms in a failover histogram (fleet_failover_stats). */
+static void hist_add(uint64_t *buckets, uint64_t *count, double *sum_s, uint64_t ms)
+{
+    static const double bounds[FLEET_FAILOVER_HIST_N] = FLEET_FAILOVER_HIST_BOUNDS;
+    double secs = (double)ms / 1000.0;
+    for (unsigned i = 0; i < FLEET_FAILOVER_HIST_N; i++)
+        if (secs <= bounds[i]) {
+            buckets[i]++;
+            break;
+        }
+    (*count)++;
+    *sum_s += secs;
+}
+
 static void adopt_started(struct vmset *set, struct vm *vm, int status, const struct ferr *e,
                           void *data)
 {
@@ -1447,17 +1473,8 @@ static void adopt_started(struct vmset *set, struct vm *vm, int status, const st
     json_decref(rec);
     struct fleet_failover_stats *st = &a->f->fo_stats;
     st->adopted++;
-    if (heard && vm_started_ms(vm) >= heard) {
-        static const double bounds[FLEET_FAILOVER_HIST_N] = FLEET_FAILOVER_HIST_BOUNDS;
-        double secs = (double)(vm_started_ms(vm) - heard) / 1000.0;
-        for (unsigned i = 0; i < FLEET_FAILOVER_HIST_N; i++)
-            if (secs <= bounds[i]) {
-                st->buckets[i]++;
-                break;
-            }
-        st->count++;
-        st->sum_s += secs;
-    }
+    if (heard && vm_started_ms(vm) >= heard)
+        hist_add(st->buckets, &st->count, &st->sum_s, vm_started_ms(vm) - heard);
     log_info("vm %s: failover: running on this node %llu ms after the cluster gave it here",
              a->name, (unsigned long long)(now_mono_ms() - a->t0));
     events_add(a->f->env.events, a->name, "vm.failover_started",
@@ -1617,8 +1634,31 @@ static void drop_one(struct vm *vm, void *data)
     }
 }
 
+/* A VM's guest sent its first packet (vm_net_poll): the failover that brought it here ends. */
+static void net_one(struct vm *vm, void *data)
+{
+    struct fleet *f = data;
+    if (!vm_net_poll(vm))
+        return;
+    json_t *rec = record_of(f, vm_name(vm));
+    json_t *fo = json_object_get(rec, "failover");
+    uint64_t heard = (uint64_t)json_integer_value(json_object_get(fo, "heard_ms"));
+    uint64_t decided = (uint64_t)json_integer_value(json_object_get(fo, "decided_ms"));
+    const char *to = json_string_value(json_object_get(fo, "to"));
+    struct fleet_failover_stats *st = &f->fo_stats;
+    if (to && strcmp(to, f->env.node_name) == 0 && heard && vm_started_ms(vm) >= decided &&
+        vm_net_ms(vm) >= heard) {
+        hist_add(st->net_buckets, &st->net_count, &st->net_sum_s, vm_net_ms(vm) - heard);
+        log_info("vm %s: failover: the guest's network is up %llu ms after %s was last heard",
+                 vm_name(vm), (unsigned long long)(vm_net_ms(vm) - heard),
+                 json_string_value(json_object_get(fo, "from")));
+    }
+    json_decref(rec);
+}
+
 void fleet_tick(struct fleet *f)
 {
+    vmset_foreach(f->env.vms, net_one, f);
     if (!fleet_clustered(f))
         return;
     fence_tick(f, now_mono_ms());

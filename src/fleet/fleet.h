@@ -163,6 +163,10 @@ struct fleet_failover_stats {
     uint64_t buckets[FLEET_FAILOVER_HIST_N]; /* per bound, not cumulative (promtext.h) */
     uint64_t count;
     double sum_s;
+    /* the same from the last heartbeat heard to the guest's first packet here (vm_net_ms) */
+    uint64_t net_buckets[FLEET_FAILOVER_HIST_N];
+    uint64_t net_count;
+    double net_sum_s;
 };
 void fleet_failover_stats(const struct fleet *f, struct fleet_failover_stats *out);
 

@@ -147,6 +147,14 @@ void vm_stats_get(const struct vm *vm, struct vm_stats *out);
  * accelerator this host gives its VMs. */
 int vm_pid(const struct vm *vm);
 uint64_t vm_started_ms(const struct vm *vm);
+/* When the guest sent its first packet since its QEMU started (its network is up: the
+ * failover timeline's "guest answering"), wall clock ms; 0 not yet, never within
+ * VM_NET_WATCH_MS, no NIC, or unknown (a QEMU re-attached after a ferryd restart). */
+uint64_t vm_net_ms(const struct vm *vm);
+/* Looks at the first tap's counters while the first packet is awaited (call it often, e.g.
+ * every 250 ms: its time is when it is seen). True when it just came. */
+bool vm_net_poll(struct vm *vm);
+#define VM_NET_WATCH_MS 300000
 const char *vm_accel(const struct vm *vm);
 /* Where the VM's definition, console log and other files live (STATE/vms/NAME). */
 const char *vm_state_dir(const struct vm *vm);

@@ -26,6 +26,10 @@ struct vm {
     char reason[FERR_MSG_MAX];
     uint64_t created_ms;
     uint64_t started_ms;
+    /* the guest's first packet since this QEMU started (vm_net_poll): wall clock ms, 0 not yet
+     * or unknown; watched while net_watch, from the first tap's rx_packets above net_base */
+    uint64_t net_ms, net_base;
+    bool net_watch;
     int pid;
     char taps[VM_MAX_NICS][16];
     uint64_t disk_bytes[VM_MAX_DISKS];

@@ -93,8 +93,13 @@ def test_power_loss_brings_ha_vms_back_elsewhere_once(lab, csv1):
         assert v["writer_epoch"] > epochs[v["name"]], v
         assert_once(v["name"], h1)
     assert events(h1, type="vm.failover", vm="fop1")
+    # the timeline's last step: the guest's first packet on its new node (its network up)
+    v1 = wait_for(lambda: (lambda x: x if x["net_ms"] >= x["started_ms"] > 0 else None)(
+        vm_on(h1, "fop1")), 15, "fop1's guest network up in its record")
+    assert v1["started_ms"] >= v1["failover"]["decided_ms"], v1
     shown = h3.cli("vm", "show", "fop1").stdout
     assert "last failover" in shown and "from host2 to" in shown, shown
+    assert "guest network up +" in shown, shown
     rows = {line.split()[0]: line.split() for line in h3.cli("vm", "failovers").stdout.splitlines()}
     assert rows["fop1"][1:3] == ["host2", "host1"] and rows["fop2"][1:3] == ["host2", "host3"], rows
     fj = {x["name"]: x for x in h3.cli_json("vm", "failovers")["failovers"]}
@@ -104,6 +109,7 @@ def test_power_loss_brings_ha_vms_back_elsewhere_once(lab, csv1):
     assert own[-1] == "started", own  # the HA column, on its owner
     m = metrics(h1)
     assert m["ferry_failovers_adopted_total"] >= 1 and m["ferry_failover_seconds_count"] >= 1, m
+    assert m["ferry_failover_guest_net_seconds_count"] >= 1, m
     assert m["ferry_node_fenced"] == 0
     # without HA nothing moves it: its state is unknown while its host is dead
     v3 = vm_on(h1, "fop3")
@@ -362,6 +368,10 @@ def test_the_fast_profile_is_followed_by_every_node_and_detects_a_dead_host_soon
         assert fo["decided_ms"] - fo["heard_ms"] < 4500, fo
         wait_answering(lab, ip)
         assert_once("fof1", h1)
+        v = wait_for(lambda: (lambda x: x if x["net_ms"] >= x["started_ms"] > 0 else None)(
+            vm_on(h1, "fof1")), 15, "fof1's guest network up in its record")
+        print(f"fast profile: QEMU started {v['started_ms'] - fo['heard_ms']} ms, the guest's "
+              f"network up {v['net_ms'] - fo['heard_ms']} ms after the last heartbeat heard")
         lab.start_ferryd(h2)
         wait_for(lambda: (lambda t: t["profile"] == "fast" and t["heartbeat_ms"] == 250)(
             status(h2)["timing"]), 30, "host2, back, to follow the fast profile")

@@ -373,6 +373,8 @@ static void test_node_cmd_versions(void **state)
 /* Version 3: the owner publishes what runs with the state; a version 3 vm_state without it
  * clears it, an older one leaves it; a snapshot keeps it; a version 2 vm_state cannot carry
  * it. */
+static void refused(struct cdb *db, const char *text, int code, const char *want);
+
 static void test_vm_runtime(void **state)
 {
     (void)state;
@@ -424,6 +426,30 @@ static void test_vm_runtime(void **state)
     json_decref(c2);
     json_decref(c3);
     json_decref(c4);
+    /* net_ms (the guest's first packet) from version 7: the builder writes it only there */
+    r.net_ms = 12;
+    json_t *c6 = cdb_cmd_vm_state_at(6, "web1", "running", "", &r);
+    assert_int_equal(json_integer_value(json_object_get(c6, "v")), 3);
+    assert_null(json_object_get(json_object_get(c6, "runtime"), "net_ms"));
+    json_t *c7 = cdb_cmd_vm_state_at(7, "web1", "running", "", &r);
+    assert_int_equal(json_integer_value(json_object_get(c7, "v")), 7);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(c7, "runtime"), "net_ms")),
+                     12);
+    assert_int_equal(cdb_cmd_check(c7, &e), 0);
+    json_decref(c6);
+    json_decref(c7);
+    refused(db,
+            "{'v':6,'op':'vm_state','name':'web1','state':'running','reason':'',"
+            "'runtime':{'pid':7,'started_ms':9,'net_ms':12}}",
+            FERR_INVALID, "unknown field \"net_ms\"");
+    ok(db, "{'v':7,'op':'vm_state','name':'web1','state':'running','reason':'',"
+           "'runtime':{'pid':7,'started_ms':9,'net_ms':12}}");
+    db2 = restored(db);
+    assert_int_equal(cdb_vm_get(db2, "web1", &v, &e), 0);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(v, "runtime"), "net_ms")),
+                     12);
+    json_decref(v);
+    cdb_free(db2);
     cdb_free(db);
 }
 

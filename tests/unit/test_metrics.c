@@ -176,6 +176,9 @@ static int node_setup(void **state)
     n->fleet.st.buckets[4] = 1;
     n->fleet.st.count = 3;
     n->fleet.st.sum_s = 212;
+    n->fleet.st.net_buckets[2] = 2;
+    n->fleet.st.net_count = 2;
+    n->fleet.st.net_sum_s = 11.5;
     n->ctx.fleet = &n->fleet;
     n->ctx.node_name = "host1";
     n->ctx.accel = "tcg";
@@ -381,6 +384,10 @@ static void test_failovers(void **state)
     }
     assert_int_equal(value_of(t, "ferry_failover_seconds_count"), 3);
     assert_true(value_of(t, "ferry_failover_seconds_sum") == 212);
+    assert_int_equal(value_of(t, "ferry_failover_guest_net_seconds_bucket{le=\"4\"}"), 0);
+    assert_int_equal(value_of(t, "ferry_failover_guest_net_seconds_bucket{le=\"6\"}"), 2);
+    assert_int_equal(value_of(t, "ferry_failover_guest_net_seconds_count"), 2);
+    assert_true(value_of(t, "ferry_failover_guest_net_seconds_sum") == 11.5);
 }
 
 static void test_migrations(void **state)
