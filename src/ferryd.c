@@ -28,6 +28,7 @@
 #include "qemu/machines.h"
 #include "qemu/version.h"
 #include "host/events.h"
+#include "host/sdnotify.h"
 #include "host/watchdog.h"
 #include "vm/vm.h"
 
@@ -88,6 +89,7 @@ struct ferryd {
     uv_signal_t sigterm, sigint;
     uv_timer_t sync; /* pushes local VM states into the cluster database */
     struct ferryd_watchdog wd;
+    struct sdnotify *sd;        /* systemd's READY, STATUS, STOPPING and service watchdog */
     struct timing_state timing; /* the cluster's timing profile as this node follows it */
     int exit_code;
 };
@@ -540,6 +542,8 @@ static void on_closed_all(void *data)
 {
     struct ferryd *d = data;
     disarm_watchdog(d);
+    sdnotify_close(d->sd);
+    d->sd = NULL;
     uv_close((uv_handle_t *)&d->sync, NULL);
     uv_close((uv_handle_t *)&d->fo_tick, NULL);
     failover_free(d->failover);
@@ -761,6 +765,7 @@ static void on_signal(uv_signal_t *s, int signum)
 {
     struct ferryd *d = s->data;
     log_info("signal %d: shutting down; VMs keep running", signum);
+    sdnotify_stopping(d->sd, "stopping (signal %d): closing the API; VMs keep running", signum);
     uv_signal_stop(&d->sigterm);
     uv_signal_stop(&d->sigint);
     volumes_stop(d->api.volumes); /* before the cluster closes: it must not be touched after */
@@ -773,6 +778,7 @@ int main(int argc, char **argv)
 {
     struct ferryd d = {0};
     struct ferryd_config *c = &d.cfg;
+    log_detect_journal();
     strcpy(c->state_dir, "/var/lib/ferry");
     strcpy(c->run_dir, "/run/ferry/vms");
     strcpy(c->socket, "/run/ferry/ferryd.sock");
@@ -828,6 +834,11 @@ int main(int argc, char **argv)
     }
 
     d.loop = uv_default_loop();
+    if (sdnotify_new(d.loop, &d.sd, &e) < 0) {
+        log_error("%s", e.msg);
+        return 1;
+    }
+    sdnotify_status(d.sd, "starting: reading this node's VMs");
     if (mkdir_p(c->state_dir, 0700, &e) < 0) {
         log_error("state dir: %s", e.msg);
         return 1;
@@ -982,6 +993,7 @@ int main(int argc, char **argv)
             goto err_after_http;
         }
     }
+    sdnotify_status(d.sd, "starting: opening the cluster database");
     if (cluster_open(d.loop, &cc, d.events, &d.cluster, &e) < 0) {
         log_error("%s", e.msg);
         goto err_after_http;
@@ -1048,6 +1060,9 @@ int main(int argc, char **argv)
         log_error("%s; shutting down", e.msg);
         d.exit_code = 1;
         on_signal(&d.sigterm, SIGTERM); /* the tidy close of all that runs by now */
+    } else {
+        sdnotify_ready(d.sd, "node %s: accel %s, %u VMs, api %s%s%s", c->name, accel,
+                       vmset_count(d.vms), c->socket, c->listen[0] ? " and tcp " : "", c->listen);
     }
     uv_run(d.loop, UV_RUN_DEFAULT);
     events_close(d.events);
@@ -1059,6 +1074,7 @@ err_after_http:
     http_server_close(d.http, NULL, NULL);
 err_after_vms:
     vmset_close(d.vms, NULL, NULL);
+    sdnotify_close(d.sd);
     uv_run(d.loop, UV_RUN_DEFAULT);
 err_after_events:
     events_close(d.events);
