@@ -100,7 +100,8 @@ static void usage(FILE *f)
         f,
         "usage: ferryd [options]\n"
         "  --config FILE        JSON config: an object of strings, its keys the long options\n"
-        "                       below with _ for - (e.g. {\"max_migrations\": \"4\"})\n"
+        "                       below with _ for - (e.g. {\"max_migrations\": \"4\"}); keys\n"
+        "                       that start with # are comments; flags override it\n"
         "  --state-dir DIR      VM definitions, consoles, events (default /var/lib/ferry)\n"
         "  --run-dir DIR        per-VM runtime files: QMP sockets, pid files (default "
         "/run/ferry/vms)\n"
@@ -303,6 +304,8 @@ static int load_config_file(struct ferryd_config *c, const char *path)
     json_t *val;
     json_object_foreach(j, key, val)
     {
+        if (key[0] == '#')
+            continue; /* a comment: JSON has none, and /etc/ferry/ferryd.conf explains itself */
         if (!json_is_string(val)) {
             fprintf(stderr, "ferryd: config %s: %s: expected a string\n", path, key);
             json_decref(j);
