@@ -29,7 +29,7 @@ unit: build
 	FERRY_NO_SKIP=1 meson test -C $(BUILD) --suite unit --print-errorlogs
 
 $(ASAN_BUILD)/build.ninja:
-	meson setup $(ASAN_BUILD) -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug -Dguest=false
+	meson setup $(ASAN_BUILD) -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug -Dguest=false -Dman=disabled
 
 asan: deps $(ASAN_BUILD)/build.ninja
 	ninja -C $(ASAN_BUILD)

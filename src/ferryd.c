@@ -98,7 +98,9 @@ static void usage(FILE *f)
 {
     fprintf(
         f,
-        "usage: ferryd [options]\n"
+        "Usage: ferryd [OPTIONS]\n"
+        "ferryd runs this host's VMs on QEMU and serves ferry's API (systemd: ferryd.service).\n"
+        "\n"
         "  --config FILE        JSON config: an object of strings, its keys the long options\n"
         "                       below with _ for - (e.g. {\"max_migrations\": \"4\"}); keys\n"
         "                       that start with # are comments; flags override it\n"
@@ -140,12 +142,14 @@ static void usage(FILE *f)
         "                       500..60000 (default 3000); it must fire 1000 ms before\n"
         "                       other nodes may call this node's leases stale:\n"
         "                       MS + lease-ms + 1000 <= lease-expiry-ms\n"
-        "  The timing options (--heartbeat-ms, --down-after, --lease-ms, --lease-expiry-ms,\n"
-        "  --fence-after-ms, --watchdog-timeout-ms) are this node's default profile; while the\n"
-        "  cluster's profile is fast (ferry cluster set --profile fast) every node uses the\n"
-        "  fast numbers instead (docs/failover.md, \"Profiles\").\n"
         "  --log-level LEVEL    debug, info, warn, error (default info)\n"
-        "  --version, --help\n");
+        "  --version            print the version\n"
+        "  --help               print this help\n"
+        "\n"
+        "The timing options (--heartbeat-ms, --down-after, --lease-ms, --lease-expiry-ms,\n"
+        "--fence-after-ms, --watchdog-timeout-ms) are this node's default profile; while the\n"
+        "cluster's profile is fast (ferry cluster set --profile fast) every node uses the\n"
+        "fast numbers instead (docs/failover.md, \"Profiles\").\n");
 }
 
 static int copy_opt(char *dst, size_t size, const char *what, const char *val)
