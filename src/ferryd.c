@@ -28,6 +28,7 @@
 #include "qemu/machines.h"
 #include "qemu/version.h"
 #include "host/events.h"
+#include "host/sdnotify.h"
 #include "host/watchdog.h"
 #include "vm/vm.h"
 
@@ -88,6 +89,7 @@ struct ferryd {
     uv_signal_t sigterm, sigint;
     uv_timer_t sync; /* pushes local VM states into the cluster database */
     struct ferryd_watchdog wd;
+    struct sdnotify *sd;        /* systemd's READY, STATUS, STOPPING and service watchdog */
     struct timing_state timing; /* the cluster's timing profile as this node follows it */
     int exit_code;
 };
@@ -96,9 +98,12 @@ static void usage(FILE *f)
 {
     fprintf(
         f,
-        "usage: ferryd [options]\n"
+        "Usage: ferryd [OPTIONS]\n"
+        "ferryd runs this host's VMs on QEMU and serves ferry's API (systemd: ferryd.service).\n"
+        "\n"
         "  --config FILE        JSON config: an object of strings, its keys the long options\n"
-        "                       below with _ for - (e.g. {\"max_migrations\": \"4\"})\n"
+        "                       below with _ for - (e.g. {\"max_migrations\": \"4\"}); keys\n"
+        "                       that start with # are comments; flags override it\n"
         "  --state-dir DIR      VM definitions, consoles, events (default /var/lib/ferry)\n"
         "  --run-dir DIR        per-VM runtime files: QMP sockets, pid files (default "
         "/run/ferry/vms)\n"
@@ -137,12 +142,14 @@ static void usage(FILE *f)
         "                       500..60000 (default 3000); it must fire 1000 ms before\n"
         "                       other nodes may call this node's leases stale:\n"
         "                       MS + lease-ms + 1000 <= lease-expiry-ms\n"
-        "  The timing options (--heartbeat-ms, --down-after, --lease-ms, --lease-expiry-ms,\n"
-        "  --fence-after-ms, --watchdog-timeout-ms) are this node's default profile; while the\n"
-        "  cluster's profile is fast (ferry cluster set --profile fast) every node uses the\n"
-        "  fast numbers instead (docs/failover.md, \"Profiles\").\n"
         "  --log-level LEVEL    debug, info, warn, error (default info)\n"
-        "  --version, --help\n");
+        "  --version            print the version\n"
+        "  --help               print this help\n"
+        "\n"
+        "The timing options (--heartbeat-ms, --down-after, --lease-ms, --lease-expiry-ms,\n"
+        "--fence-after-ms, --watchdog-timeout-ms) are this node's default profile; while the\n"
+        "cluster's profile is fast (ferry cluster set --profile fast) every node uses the\n"
+        "fast numbers instead (docs/failover.md, \"Profiles\").\n");
 }
 
 static int copy_opt(char *dst, size_t size, const char *what, const char *val)
@@ -301,6 +308,8 @@ static int load_config_file(struct ferryd_config *c, const char *path)
     json_t *val;
     json_object_foreach(j, key, val)
     {
+        if (key[0] == '#')
+            continue; /* a comment: JSON has none, and /etc/ferry/ferryd.conf explains itself */
         if (!json_is_string(val)) {
             fprintf(stderr, "ferryd: config %s: %s: expected a string\n", path, key);
             json_decref(j);
@@ -540,6 +549,8 @@ static void on_closed_all(void *data)
 {
     struct ferryd *d = data;
     disarm_watchdog(d);
+    sdnotify_close(d->sd);
+    d->sd = NULL;
     uv_close((uv_handle_t *)&d->sync, NULL);
     uv_close((uv_handle_t *)&d->fo_tick, NULL);
     failover_free(d->failover);
@@ -775,6 +786,7 @@ static void on_signal(uv_signal_t *s, int signum)
 {
     struct ferryd *d = s->data;
     log_info("signal %d: shutting down; VMs keep running", signum);
+    sdnotify_stopping(d->sd, "stopping (signal %d): closing the API; VMs keep running", signum);
     uv_signal_stop(&d->sigterm);
     uv_signal_stop(&d->sigint);
     volumes_stop(d->api.volumes); /* before the cluster closes: it must not be touched after */
@@ -787,6 +799,7 @@ int main(int argc, char **argv)
 {
     struct ferryd d = {0};
     struct ferryd_config *c = &d.cfg;
+    log_detect_journal();
     strcpy(c->state_dir, "/var/lib/ferry");
     strcpy(c->run_dir, "/run/ferry/vms");
     strcpy(c->socket, "/run/ferry/ferryd.sock");
@@ -842,6 +855,11 @@ int main(int argc, char **argv)
     }
 
     d.loop = uv_default_loop();
+    if (sdnotify_new(d.loop, &d.sd, &e) < 0) {
+        log_error("%s", e.msg);
+        return 1;
+    }
+    sdnotify_status(d.sd, "starting: reading this node's VMs");
     if (mkdir_p(c->state_dir, 0700, &e) < 0) {
         log_error("state dir: %s", e.msg);
         return 1;
@@ -996,6 +1014,7 @@ int main(int argc, char **argv)
             goto err_after_http;
         }
     }
+    sdnotify_status(d.sd, "starting: opening the cluster database");
     if (cluster_open(d.loop, &cc, d.events, &d.cluster, &e) < 0) {
         log_error("%s", e.msg);
         goto err_after_http;
@@ -1062,6 +1081,9 @@ int main(int argc, char **argv)
         log_error("%s; shutting down", e.msg);
         d.exit_code = 1;
         on_signal(&d.sigterm, SIGTERM); /* the tidy close of all that runs by now */
+    } else {
+        sdnotify_ready(d.sd, "node %s: accel %s, %u VMs, api %s%s%s", c->name, accel,
+                       vmset_count(d.vms), c->socket, c->listen[0] ? " and tcp " : "", c->listen);
     }
     uv_run(d.loop, UV_RUN_DEFAULT);
     events_close(d.events);
@@ -1073,6 +1095,7 @@ err_after_http:
     http_server_close(d.http, NULL, NULL);
 err_after_vms:
     vmset_close(d.vms, NULL, NULL);
+    sdnotify_close(d.sd);
     uv_run(d.loop, UV_RUN_DEFAULT);
 err_after_events:
     events_close(d.events);

@@ -11,7 +11,7 @@
 #include "cli/cmd.h"
 
 #define LAB_PYTHON "/usr/bin/python3"
-#define LAB_SCRIPT_INSTALLED "/usr/local/share/ferry/lab/ferry-lab"
+#define LAB_SCRIPT_INSTALLED FERRY_DATADIR "/lab/ferry-lab"
 
 /* Writes dir(/proc/self/exe) + "/" + rel into out; returns 0, or -1 if it does not fit or the
  * executable's path is unknown. */

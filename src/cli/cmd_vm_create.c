@@ -14,7 +14,7 @@
 #include "common/util.h"
 #include "vm/spec.h" /* VM_NAME_MAX */
 
-#define GUEST_DIR_DEFAULT "/usr/local/share/ferry/guest"
+#define GUEST_DIR_DEFAULT FERRY_DATADIR "/guest"
 
 static const char create_help[] =
     "Usage: ferry vm create NAME [OPTIONS]\n"

@@ -30,7 +30,8 @@ static void main_help(FILE *f)
                "Host-side client of ferry's guest tools.\n\ncommands:\n");
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
         fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
-    fprintf(f, "\nRun 'ferry-probe COMMAND --help' for a command's options.\n");
+    fprintf(f, "\nRun 'ferry-probe COMMAND --help' for a command's options;\n"
+               "ferry-probe --version prints the version.\n");
 }
 
 int main(int argc, char **argv)
@@ -42,6 +43,10 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {
         main_help(stdout);
+        return EXIT_OK;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("ferry-probe %s\n", FERRY_VERSION);
         return EXIT_OK;
     }
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
