@@ -43,7 +43,7 @@ e2e: build
 	FERRY_BUILD=$(abspath $(BUILD)) FERRY_GUEST_DIR=$(abspath $(APPLIANCE)) FERRY_NO_SKIP=1 \
 	  $(PYTHON) -m pytest -v -p no:cacheprovider --durations=25 tests/e2e $(PYTEST_ARGS)
 
-check: unit asan e2e
+check: unit asan e2e deb
 
 demo: build
 	FERRY_BUILD=$(abspath $(BUILD)) FERRY_GUEST_DIR=$(abspath $(APPLIANCE)) bash scripts/demo
