@@ -11,7 +11,7 @@ PYTHON     ?= /usr/bin/python3
 APPLIANCE  := $(BUILD)/guest
 PYTEST_ARGS ?=
 
-.PHONY: all deps build appliance check unit asan e2e demo install clean deb
+.PHONY: all deps build appliance check unit asan e2e demo install clean deb promtool
 
 all: build
 
@@ -43,7 +43,7 @@ e2e: build
 	FERRY_BUILD=$(abspath $(BUILD)) FERRY_GUEST_DIR=$(abspath $(APPLIANCE)) FERRY_NO_SKIP=1 \
 	  $(PYTHON) -m pytest -v -p no:cacheprovider --durations=25 tests/e2e $(PYTEST_ARGS)
 
-check: unit asan e2e deb
+check: unit promtool asan e2e deb
 
 demo: build
 	FERRY_BUILD=$(abspath $(BUILD)) FERRY_GUEST_DIR=$(abspath $(APPLIANCE)) bash scripts/demo
@@ -55,6 +55,11 @@ install: build
 	install -d $(DESTDIR)$(PREFIX)/share/ferry/lab
 	install -m 0755 lab/ferry-lab $(DESTDIR)$(PREFIX)/share/ferry/lab/
 	install -m 0644 lab/ferrylab.py $(DESTDIR)$(PREFIX)/share/ferry/lab/
+
+# The alerting rules shipped in contrib/prometheus, checked and unit-tested by promtool.
+promtool: deps
+	promtool check rules contrib/prometheus/ferry.rules.yml
+	cd tests/prometheus && promtool test rules ferry.rules.test.yml
 
 # The Debian package (debian/), built from a copy of this tree (tracked and new files) so that
 # dpkg-buildpackage leaves its .deb, .changes and .buildinfo in $(DEB_DIR), not next to the tree;

@@ -8,7 +8,10 @@
 #include <string.h>
 
 #include "api/promtext.h"
+#include "cluster/cdb.h"
+#include "cluster/cluster.h"
 #include "common/util.h"
+#include "common/jsonfield.h"
 #include "fleet/fleet.h"
 #include "fleet/volumes.h"
 #include "migrate/migrate.h"
@@ -145,6 +148,90 @@ static void failovers(struct promtext *o, const struct api_ctx *ctx)
                        bounds, st.net_buckets, FLEET_FAILOVER_HIST_N, st.net_count, st.net_sum_s);
 }
 
+/* The cluster as this node sees it (Raft, node health), and on the leader the HA VMs of the
+ * whole cluster: one series each, so that an alert can name them (contrib/prometheus). */
+static void cluster_part(struct promtext *o, const struct api_ctx *ctx)
+{
+    struct cluster_metrics cm;
+    if (!ctx->cluster || cluster_metrics(ctx->cluster, &cm) < 0)
+        return;
+    static const struct {
+        const char *name, *type, *help;
+    } fam[] = {
+        {"ferry_cluster_has_leader", "gauge", "1 while this node knows a leader"},
+        {"ferry_cluster_is_leader", "gauge", "1 while this node leads"},
+        {"ferry_cluster_quorum", "gauge", "1 while this node hears a leader recently, or leads"},
+        {"ferry_cluster_members", "gauge", "members of the Raft configuration"},
+        {"ferry_cluster_voters", "gauge", "voting members"},
+        {"ferry_cluster_term", "gauge", "the Raft term"},
+        {"ferry_cluster_commit_index", "gauge", "the highest log entry known committed"},
+        {"ferry_cluster_leader_changes_total", "counter",
+         "changes of the leader this node knows, since ferryd started"},
+    };
+    unsigned long long v[] = {cm.has_leader,
+                              cm.leading,
+                              cm.quorum,
+                              cm.members,
+                              cm.voters,
+                              (unsigned long long)cm.term,
+                              (unsigned long long)cm.commit_index,
+                              (unsigned long long)cm.leader_changes};
+    for (size_t i = 0; i < ARRAY_SIZE(fam); i++) {
+        promtext_help(o, fam[i].name, fam[i].type, fam[i].help);
+        promtext_sample(o, fam[i].name, NULL, 0, "%llu", v[i]);
+    }
+    json_t *nodes = cluster_nodes(ctx->cluster);
+    json_t *list = json_object_get(nodes, "nodes"), *n;
+    size_t i;
+    promtext_help(o, "ferry_cluster_node_up", "gauge",
+                  "1 for each node the cluster's health check calls up, 0 down");
+    json_array_foreach(list, i, n)
+    {
+        promtext_sample(o, "ferry_cluster_node_up",
+                        &(struct promtext_label){"node", jfield_text(n, "name")}, 1, "%d",
+                        strcmp(jfield_text(n, "state"), "up") == 0);
+    }
+    promtext_help(o, "ferry_cluster_node_heartbeat_late_seconds", "gauge",
+                  "how late each node's heartbeats came, the most in the last 1-2 minutes, as "
+                  "this node heard them");
+    json_array_foreach(list, i, n)
+    {
+        json_t *late = json_object_get(n, "heartbeat_late_ms");
+        if (json_is_integer(late))
+            promtext_sample(o, "ferry_cluster_node_heartbeat_late_seconds",
+                            &(struct promtext_label){"node", jfield_text(n, "name")}, 1, "%.3f",
+                            (double)json_integer_value(late) / 1000.0);
+    }
+    json_t *up = json_object(); /* name -> true for up nodes */
+    json_array_foreach(list, i, n)
+    {
+        if (strcmp(jfield_text(n, "state"), "up") == 0)
+            json_object_set_new(up, jfield_text(n, "name"), json_true());
+    }
+    json_decref(nodes);
+    promtext_help(o, "ferry_cluster_ha_vm_running", "gauge",
+                  "on the leader only: 1 for each HA VM that runs on an up node, 0 for one that "
+                  "should and does not");
+    json_t *vms = cm.leading ? cdb_vms(cluster_db(ctx->cluster), NULL) : NULL;
+    json_t *r;
+    json_array_foreach(vms, i, r)
+    {
+        json_t *ha = json_object_get(json_object_get(r, "spec"), "ha");
+        const char *state = jfield_text(r, "state"), *owner = jfield_text(r, "owner");
+        if (!json_is_object(ha) || strcmp(jfield_text(ha, "priority"), "none") == 0)
+            continue;
+        bool wanted = strcmp(state, "stopped") != 0; /* a stopped HA VM was stopped on purpose */
+        if (!wanted)
+            continue;
+        promtext_sample(o, "ferry_cluster_ha_vm_running",
+                        (struct promtext_label[]){{"vm", jfield_text(r, "name")}, {"owner", owner}},
+                        2, "%d",
+                        strcmp(state, "running") == 0 && json_is_true(json_object_get(up, owner)));
+    }
+    json_decref(vms);
+    json_decref(up);
+}
+
 /* The cluster's shared volumes as this node sees them (src/fleet/volumes.c). */
 static void volumes(struct promtext *o, const struct api_ctx *ctx)
 {
@@ -261,6 +348,7 @@ int metrics_render(struct api_ctx *ctx, char **out_text, size_t *len)
     }
     migrations(&o, ctx);
     failovers(&o, ctx);
+    cluster_part(&o, ctx);
     volumes(&o, ctx);
     return promtext_take(&o, out_text, len);
 }

@@ -20,9 +20,51 @@ int cluster__path(const struct cluster *c, const char *leaf, char *out, size_t s
 
 /* ---- raft ---- */
 
+void cluster__note_leader(struct cluster *c)
+{
+    if (!c->rn)
+        return;
+    struct raftnode_info ri;
+    raftnode_info(c->rn, &ri);
+    if (ri.leader_id && ri.leader_id != c->seen_leader) {
+        if (c->seen_leader)
+            c->leader_changes++;
+        c->seen_leader = ri.leader_id;
+    }
+}
+
+int cluster_metrics(struct cluster *c, struct cluster_metrics *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!c->active || !c->rn)
+        return -1;
+    struct raftnode_info ri;
+    raftnode_info(c->rn, &ri);
+    cluster__note_leader(c);
+    json_t *members = raftnode_members(c->rn);
+    out->has_leader = ri.leader_id != 0;
+    out->leading = ri.state == RAFTNODE_LEADER;
+    out->quorum = cluster_quorum(c);
+    out->term = ri.term;
+    out->commit_index = ri.commit_index;
+    out->leader_changes = c->leader_changes;
+    size_t i;
+    json_t *m;
+    json_array_foreach(members, i, m)
+    {
+        const char *role = json_string_value(json_object_get(m, "role"));
+        out->members++;
+        if (role && strcmp(role, "voter") == 0)
+            out->voters++;
+    }
+    json_decref(members);
+    return 0;
+}
+
 static void on_state(struct raftnode *rn, const struct raftnode_info *info, void *data)
 {
     struct cluster *c = data;
+    cluster__note_leader(c);
     if (info->state == RAFTNODE_LEADER) {
         if (!c->leader_since) {
             c->leader_since = now_mono_ms();

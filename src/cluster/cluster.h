@@ -47,6 +47,16 @@ void cluster_close(struct cluster *c, void (*cb)(void *data), void *data);
 
 bool cluster_active(const struct cluster *c);
 
+/* This node's view of the cluster for /metrics. */
+struct cluster_metrics {
+    bool has_leader, leading, quorum;
+    unsigned members, voters;
+    uint64_t term, commit_index;
+    uint64_t leader_changes; /* changes of the known leader since ferryd started */
+};
+/* 0 with *out, or -1 (out zeroed) when this node is in no cluster. */
+int cluster_metrics(struct cluster *c, struct cluster_metrics *out);
+
 /* The timings in use (fleet/timing.h): heartbeats go out every send_ms; the leader judges a
  * node down after judge_ms x down_after of silence. Starts the measurement of heartbeat
  * lateness afresh. */

@@ -68,6 +68,8 @@ struct cluster {
     uint64_t hb_last;               /* monotonic ms of the last heartbeat tick */
     uint64_t self_late[2], self_late_window; /* how late this node's own ticks came */
     uint64_t late_since;                     /* monotonic ms when lateness began to be measured */
+    uint64_t seen_leader;    /* the leader this node knew last (cluster__note_leader) */
+    uint64_t leader_changes; /* how often that changed to another known leader */
     /* join retries */
     char join_addr[64];
     char join_body[1024];
@@ -87,6 +89,9 @@ struct cluster {
 json_int_t cluster__late_ms(struct cluster *c, uint64_t id);
 
 /* ---- cluster.c ---- */
+/* Counts a change of the known leader (for /metrics); called on state changes and
+ * heartbeat ticks. */
+void cluster__note_leader(struct cluster *c);
 
 /* STATE_DIR/leaf into out; 0 or -ENAMETOOLONG. */
 int cluster__path(const struct cluster *c, const char *leaf, char *out, size_t size);

@@ -183,6 +183,7 @@ static void hb_tick(uv_timer_t *t)
     if (c->hb_last && now - c->hb_last > c->hb_send_ms)
         late_note(c->self_late, &c->self_late_window, now, now - c->hb_last - c->hb_send_ms);
     c->hb_last = now;
+    cluster__note_leader(c);
     announce_version(c);
     cluster__events_pump(c);
     json_t *info = json_object();

@@ -15,6 +15,8 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "cluster/cdb.h"
+#include "cluster/cluster.h"
 #include "fleet/fleet.h"
 #include "migrate/migrate.h"
 
@@ -44,6 +46,33 @@ struct fleet {
 void fleet_failover_stats(const struct fleet *f, struct fleet_failover_stats *out)
 {
     *out = f->st;
+}
+
+/* No cluster here: cluster_part renders nothing. */
+int cluster_metrics(struct cluster *c, struct cluster_metrics *out)
+{
+    (void)c;
+    memset(out, 0, sizeof(*out));
+    return -1;
+}
+
+json_t *cluster_nodes(struct cluster *c)
+{
+    (void)c;
+    return NULL;
+}
+
+const struct cdb *cluster_db(const struct cluster *c)
+{
+    (void)c;
+    return NULL;
+}
+
+json_t *cdb_vms(const struct cdb *db, const char *owner)
+{
+    (void)db;
+    (void)owner;
+    return NULL;
 }
 
 bool fleet_fenced(const struct fleet *f)
