@@ -230,8 +230,9 @@ static int apply_opt(struct ferryd_config *c, const char *key, const char *val)
     if (strcmp(key, "fence_after_ms") == 0) {
         char *end;
         unsigned long v = val ? strtoul(val, &end, 10) : 0;
-        if (!val || !*val || *end || v < 1000 || v > 60000) {
-            fprintf(stderr, "ferryd: fence_after_ms: expected an integer in 1000..60000\n");
+        if (!val || !*val || *end || v < FENCE_AFTER_MS_MIN || v > FENCE_AFTER_MS_MAX) {
+            fprintf(stderr, "ferryd: fence_after_ms: expected an integer in %d..%d\n",
+                    FENCE_AFTER_MS_MIN, FENCE_AFTER_MS_MAX);
             return -1;
         }
         c->fence_after_ms = (unsigned)v;
@@ -324,6 +325,17 @@ static int load_config_file(struct ferryd_config *c, const char *path)
     return 0;
 }
 
+/* This node's own timings: the default profile (fleet/timing.h). */
+static struct timing base_timing(const struct ferryd_config *c)
+{
+    return (struct timing){.heartbeat_ms = c->heartbeat_ms,
+                           .down_after = c->down_after,
+                           .lease_ms = c->lease_ms,
+                           .lease_expiry_ms = c->lease_expiry_ms,
+                           .fence_after_ms = c->fence_after_ms,
+                           .watchdog_timeout_ms = c->watchdog_timeout_ms};
+}
+
 static int parse_args(struct ferryd_config *c, int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -407,15 +419,11 @@ static int parse_args(struct ferryd_config *c, int argc, char **argv)
         fprintf(stderr, "ferryd: unexpected argument \"%s\" (see --help)\n", argv[optind]);
         return -1;
     }
+    /* The timeline (fleet/timing.h), a watchdog's with it, is checked before anything runs;
+     * the watchdog is opened (armed) only once the API is up. */
     struct ferr le;
-    if (lease_config_check(c->lease_ms, c->lease_expiry_ms, &le) < 0) {
-        fprintf(stderr, "ferryd: %s\n", le.msg);
-        return -1;
-    }
-    /* A watchdog's path and timeline are checked before anything runs; it is opened (armed)
-     * only once the API is up. */
-    if ((c->watchdog[0] || c->watchdog_timeout_given) &&
-        watchdog_timing_check(c->watchdog_timeout_ms, c->lease_ms, c->lease_expiry_ms, &le) < 0) {
+    struct timing base = base_timing(c);
+    if (timing_check(&base, c->watchdog[0] || c->watchdog_timeout_given, &le) < 0) {
         fprintf(stderr, "ferryd: %s\n", le.msg);
         return -1;
     }
@@ -497,6 +505,14 @@ static void feed_watchdog(uv_timer_t *t)
     wd->fed_ms = now;
 }
 
+/* Feeds the armed watchdog every quarter of its timeout from now on; returns that interval. */
+static unsigned feed_every(struct ferryd *d)
+{
+    unsigned ms = watchdog_timeout_ms(d->wd.dev), every = ms / 4 ? ms / 4 : 1;
+    uv_timer_start(&d->wd.timer, feed_watchdog, every, every);
+    return every;
+}
+
 /* Opens (arms) the watchdog of --watchdog and feeds it from the loop every quarter of its
  * timeout: a loop that hangs stops feeding, which is the point. */
 static int arm_watchdog(struct ferryd *d, struct ferr *e)
@@ -514,8 +530,7 @@ static int arm_watchdog(struct ferryd *d, struct ferr *e)
     d->wd = (struct ferryd_watchdog){.dev = w, .fed_ms = now_mono_ms()};
     uv_timer_init(d->loop, &d->wd.timer);
     d->wd.timer.data = d;
-    unsigned every = ms / 4 ? ms / 4 : 1;
-    uv_timer_start(&d->wd.timer, feed_watchdog, every, every);
+    unsigned every = feed_every(d);
     log_info("watchdog: armed %s: resets this host %u ms after the last feed; fed every %u ms "
              "while this node is healthy",
              watchdog_describe(w), ms, every);
@@ -636,21 +651,20 @@ static void apply_timing(struct ferryd *d)
         struct ferr e = {0};
         if (watchdog_set_timeout(d->wd.dev, n->watchdog_timeout_ms, &e) < 0)
             log_error("timing: %s", e.msg);
-        unsigned ms = watchdog_timeout_ms(d->wd.dev), every = ms / 4 ? ms / 4 : 1;
-        uv_timer_start(&d->wd.timer, feed_watchdog, every, every);
-        snprintf(wd, sizeof(wd), ", watchdog %u ms", ms);
+        feed_every(d);
+        snprintf(wd, sizeof(wd), ", watchdog %u ms", watchdog_timeout_ms(d->wd.dev));
     }
-    log_info("timing: profile %s%s: heartbeats every %u ms, down after %u x %u ms; leases every "
-             "%u ms, stale after %u ms; fence after %u ms%s",
-             ts->profile, ts->settling ? " (settling: the faster senders, the patient judges)" : "",
-             n->heartbeat_send_ms, n->down_after, n->heartbeat_ms, n->lease_ms, n->lease_expiry_ms,
+    char text[300];
+    snprintf(text, sizeof(text),
+             "heartbeats every %u ms, down after %u ms; leases every %u ms, stale after %u ms; "
+             "fence after %u ms%s",
+             n->heartbeat_send_ms, n->heartbeat_ms * n->down_after, n->lease_ms, n->lease_expiry_ms,
              n->fence_after_ms, wd);
+    log_info("timing: profile %s%s: %s", ts->profile,
+             ts->settling ? " (settling: the faster senders, the patient judges)" : "", text);
     if (!ts->settling)
-        events_add(d->events, NULL, "node.timing",
-                   "%s follows the %s profile: heartbeats every %u ms, down after %u ms; leases "
-                   "every %u ms, stale after %u ms; fence after %u ms%s",
-                   d->cfg.name, ts->profile, n->heartbeat_send_ms, n->heartbeat_ms * n->down_after,
-                   n->lease_ms, n->lease_expiry_ms, n->fence_after_ms, wd);
+        events_add(d->events, NULL, "node.timing", "%s follows the %s profile: %s", d->cfg.name,
+                   ts->profile, text);
 }
 
 static void net_poll(struct vm *vm, void *data)
@@ -1021,14 +1035,8 @@ int main(int argc, char **argv)
     }
     d.api.cluster = d.cluster;
     d.api.redirect = redirect;
-    timing_state_init(
-        &d.timing, &(struct timing){.heartbeat_ms = c->heartbeat_ms,
-                                    .down_after = c->down_after,
-                                    .lease_ms = c->lease_ms,
-                                    .lease_expiry_ms = c->lease_expiry_ms,
-                                    .fence_after_ms = c->fence_after_ms,
-                                    .watchdog_timeout_ms = d.wd.dev ? watchdog_timeout_ms(d.wd.dev)
-                                                                    : c->watchdog_timeout_ms});
+    struct timing base = base_timing(c);
+    timing_state_init(&d.timing, &base);
     d.api.timing = &d.timing;
     redirect_set_cluster(redirect, d.cluster);
     struct fleet_env fenv = {d.loop,   d.vms, d.cluster, d.events, c->name,

@@ -141,11 +141,12 @@ static void failovers(struct promtext *o, const struct api_ctx *ctx)
                     (unsigned long long)st.adopted);
     promtext_histogram(o, "ferry_failover_seconds",
                        "dead node's last heartbeat heard to the VM's QEMU started here", bounds,
-                       st.buckets, FLEET_FAILOVER_HIST_N, st.count, st.sum_s);
+                       st.started.buckets, FLEET_FAILOVER_HIST_N, st.started.count,
+                       st.started.sum_s);
     promtext_histogram(o, "ferry_failover_guest_net_seconds",
                        "dead node's last heartbeat heard to the VM's guest sending its first "
                        "packet here",
-                       bounds, st.net_buckets, FLEET_FAILOVER_HIST_N, st.net_count, st.net_sum_s);
+                       bounds, st.net.buckets, FLEET_FAILOVER_HIST_N, st.net.count, st.net.sum_s);
 }
 
 /* The cluster as this node sees it (Raft, node health), and on the leader the HA VMs of the
@@ -185,11 +186,14 @@ static void cluster_part(struct promtext *o, const struct api_ctx *ctx)
     size_t i;
     promtext_help(o, "ferry_cluster_node_up", "gauge",
                   "1 for each node the cluster's health check calls up, 0 down");
+    json_t *up = json_object(); /* name -> true for up nodes, for the HA VMs below */
     json_array_foreach(list, i, n)
     {
+        bool is_up = strcmp(jfield_text(n, "state"), "up") == 0;
         promtext_sample(o, "ferry_cluster_node_up",
-                        &(struct promtext_label){"node", jfield_text(n, "name")}, 1, "%d",
-                        strcmp(jfield_text(n, "state"), "up") == 0);
+                        &(struct promtext_label){"node", jfield_text(n, "name")}, 1, "%d", is_up);
+        if (is_up)
+            json_object_set_new(up, jfield_text(n, "name"), json_true());
     }
     promtext_help(o, "ferry_cluster_node_heartbeat_late_seconds", "gauge",
                   "how late each node's heartbeats came, the most in the last 1-2 minutes, as "
@@ -202,12 +206,6 @@ static void cluster_part(struct promtext *o, const struct api_ctx *ctx)
                             &(struct promtext_label){"node", jfield_text(n, "name")}, 1, "%.3f",
                             (double)json_integer_value(late) / 1000.0);
     }
-    json_t *up = json_object(); /* name -> true for up nodes */
-    json_array_foreach(list, i, n)
-    {
-        if (strcmp(jfield_text(n, "state"), "up") == 0)
-            json_object_set_new(up, jfield_text(n, "name"), json_true());
-    }
     json_decref(nodes);
     promtext_help(o, "ferry_cluster_ha_vm_running", "gauge",
                   "on the leader only: 1 for each HA VM that runs on an up node, 0 for one that "
@@ -218,10 +216,9 @@ static void cluster_part(struct promtext *o, const struct api_ctx *ctx)
     {
         json_t *ha = json_object_get(json_object_get(r, "spec"), "ha");
         const char *state = jfield_text(r, "state"), *owner = jfield_text(r, "owner");
-        if (!json_is_object(ha) || strcmp(jfield_text(ha, "priority"), "none") == 0)
-            continue;
-        bool wanted = strcmp(state, "stopped") != 0; /* a stopped HA VM was stopped on purpose */
-        if (!wanted)
+        /* a stopped HA VM was stopped on purpose; priority none is never started by HA */
+        if (!json_is_object(ha) || strcmp(jfield_text(ha, "priority"), "none") == 0 ||
+            strcmp(state, "stopped") == 0)
             continue;
         promtext_sample(o, "ferry_cluster_ha_vm_running",
                         (struct promtext_label[]){{"vm", jfield_text(r, "name")}, {"owner", owner}},

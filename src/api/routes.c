@@ -878,8 +878,7 @@ static void h_cluster_status(struct api_ctx *ctx, struct http_req *req, const st
         http_reply_error(req, &e);
         return;
     }
-    const char *p = cluster_active(ctx->cluster) ? cdb_profile(cluster_db(ctx->cluster)) : "";
-    json_object_set_new(o, "profile", json_string(*p ? p : TIMING_PROFILE_DEFAULT));
+    json_object_set_new(o, "profile", json_string(cdb_profile(cluster_db(ctx->cluster))));
     json_object_set_new(o, "timing", timing_json(ctx));
     http_reply_json(req, 200, o);
 }
@@ -976,11 +975,10 @@ static void h_cluster_profile(struct api_ctx *ctx, struct http_req *req,
     struct ferr e = {0};
     struct profile_set *ps = NULL;
     json_t *cmd = NULL;
-    const char *now = cluster_active(ctx->cluster) ? cdb_profile(cluster_db(ctx->cluster)) : "";
     if (timing_profile_check(profile, &e) < 0) {
         http_reply_error(req, &e);
     } else if (cluster_active(ctx->cluster) &&
-               strcmp(profile, *now ? now : TIMING_PROFILE_DEFAULT) == 0) {
+               strcmp(profile, cdb_profile(cluster_db(ctx->cluster))) == 0) {
         /* asked again: nothing to check (a node just changed has not measured again yet) */
         http_reply_json(
             req, 200,

@@ -274,7 +274,7 @@ static void show_status(const json_t *s)
                   "%s%s: heartbeats every %" PRIu64 " ms, down after %" PRIu64
                   " ms; leases every %" PRIu64 " ms, stale after %" PRIu64
                   " ms; fence after %" PRIu64 " ms",
-                  str_or(cli_jstr(s, "profile"), "?"),
+                  str_or(cli_jstr(tm, "profile"), "?"),
                   json_is_true(json_object_get(tm, "settling")) ? " (settling)" : "",
                   cli_jnum(tm, "heartbeat_ms"), cli_jnum(tm, "down_after_ms"),
                   cli_jnum(tm, "lease_ms"), cli_jnum(tm, "lease_expiry_ms"),

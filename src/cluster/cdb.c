@@ -1999,7 +1999,7 @@ json_t *cdb_meta(const struct cdb *db)
 const char *cdb_profile(const struct cdb *db)
 {
     const char *p = json_string_value(json_object_get(db->meta, "profile"));
-    return p ? p : "";
+    return p ? p : TIMING_PROFILE_DEFAULT;
 }
 
 /* ---- snapshots ---- */

@@ -353,8 +353,8 @@ int cdb_csv_path_free(const struct cdb *db, const char *path, struct ferr *e);
 json_t *cdb_csv_vms(const struct cdb *db, const char *name);
 /* The cluster's identity, {} until set. */
 json_t *cdb_meta(const struct cdb *db);
-/* The cluster's timing profile, "" when never set (the default); valid until the next apply
- * or restore. */
+/* The cluster's timing profile, "default" when never set; valid until the next apply or
+ * restore. */
 const char *cdb_profile(const struct cdb *db);
 
 #endif

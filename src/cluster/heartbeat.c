@@ -69,10 +69,9 @@ json_int_t cluster_heartbeat_late(struct cluster *c, char *worst, size_t size,
 {
     if (!c->active || !c->db)
         return -1;
-    uint64_t now = now_mono_ms();
-    uint64_t most = late_of(c->self_late, c->self_late_window, now);
+    json_int_t most = cluster__late_ms(c, c->node_id);
     snprintf(worst, size, "%s", c->cfg.node_name);
-    *measured_ms = now - c->late_since;
+    *measured_ms = now_mono_ms() - c->late_since;
     json_t *nodes = cdb_nodes(c->db);
     size_t i;
     json_t *n;
@@ -82,17 +81,14 @@ json_int_t cluster_heartbeat_late(struct cluster *c, char *worst, size_t size,
         const char *state = json_string_value(json_object_get(n, "state"));
         if (id == c->node_id || !state || strcmp(state, "up") != 0)
             continue;
-        struct health_peer *p = cluster__peer(c, id);
-        if (!p || !p->last_heard)
-            continue;
-        uint64_t v = late_of(p->late, p->late_window, now);
+        json_int_t v = cluster__late_ms(c, id);
         if (v > most) {
             most = v;
             snprintf(worst, size, "%s", json_string_value(json_object_get(n, "name")));
         }
     }
     json_decref(nodes);
-    return (json_int_t)most;
+    return most;
 }
 
 /* ---- what this node heard from the others ---- */

@@ -1441,17 +1441,17 @@ static void adopt_end(struct adopt *a, const char *failed)
 }
 
 /* One observation of ms in a failover histogram (fleet_failover_stats). */
-static void hist_add(uint64_t *buckets, uint64_t *count, double *sum_s, uint64_t ms)
+static void hist_add(struct fleet_hist *h, uint64_t ms)
 {
     static const double bounds[FLEET_FAILOVER_HIST_N] = FLEET_FAILOVER_HIST_BOUNDS;
     double secs = (double)ms / 1000.0;
     for (unsigned i = 0; i < FLEET_FAILOVER_HIST_N; i++)
         if (secs <= bounds[i]) {
-            buckets[i]++;
+            h->buckets[i]++;
             break;
         }
-    (*count)++;
-    *sum_s += secs;
+    h->count++;
+    h->sum_s += secs;
 }
 
 static void adopt_started(struct vmset *set, struct vm *vm, int status, const struct ferr *e,
@@ -1474,7 +1474,7 @@ static void adopt_started(struct vmset *set, struct vm *vm, int status, const st
     struct fleet_failover_stats *st = &a->f->fo_stats;
     st->adopted++;
     if (heard && vm_started_ms(vm) >= heard)
-        hist_add(st->buckets, &st->count, &st->sum_s, vm_started_ms(vm) - heard);
+        hist_add(&st->started, vm_started_ms(vm) - heard);
     log_info("vm %s: failover: running on this node %llu ms after the cluster gave it here",
              a->name, (unsigned long long)(now_mono_ms() - a->t0));
     events_add(a->f->env.events, a->name, "vm.failover_started",
@@ -1648,7 +1648,7 @@ static void net_one(struct vm *vm, void *data)
     struct fleet_failover_stats *st = &f->fo_stats;
     if (to && strcmp(to, f->env.node_name) == 0 && heard && vm_started_ms(vm) >= decided &&
         vm_net_ms(vm) >= heard) {
-        hist_add(st->net_buckets, &st->net_count, &st->net_sum_s, vm_net_ms(vm) - heard);
+        hist_add(&st->net, vm_net_ms(vm) - heard);
         log_info("vm %s: failover: the guest's network is up %llu ms after %s was last heard",
                  vm_name(vm), (unsigned long long)(vm_net_ms(vm) - heard),
                  json_string_value(json_object_get(fo, "from")));

@@ -158,15 +158,15 @@ void fleet_set_fence_after(struct fleet *f, unsigned ms);
     {                                                                                              \
         2, 4, 6, 8, 10, 15, 30, 60, 120                                                            \
     }
-struct fleet_failover_stats {
-    uint64_t adopted;
+struct fleet_hist {
     uint64_t buckets[FLEET_FAILOVER_HIST_N]; /* per bound, not cumulative (promtext.h) */
     uint64_t count;
     double sum_s;
-    /* the same from the last heartbeat heard to the guest's first packet here (vm_net_ms) */
-    uint64_t net_buckets[FLEET_FAILOVER_HIST_N];
-    uint64_t net_count;
-    double net_sum_s;
+};
+struct fleet_failover_stats {
+    uint64_t adopted;
+    struct fleet_hist started; /* the dead node's last heartbeat heard -> QEMU started here */
+    struct fleet_hist net;     /* -> the guest's first packet here (vm_net_ms) */
 };
 void fleet_failover_stats(const struct fleet *f, struct fleet_failover_stats *out);
 

@@ -88,14 +88,6 @@ struct timing_now timing_now(const struct timing *old, const struct timing *new,
     };
 }
 
-bool timing_equal(const struct timing *a, const struct timing *b)
-{
-    return a->heartbeat_ms == b->heartbeat_ms && a->down_after == b->down_after &&
-           a->lease_ms == b->lease_ms && a->lease_expiry_ms == b->lease_expiry_ms &&
-           a->fence_after_ms == b->fence_after_ms &&
-           a->watchdog_timeout_ms == b->watchdog_timeout_ms;
-}
-
 void timing_state_init(struct timing_state *s, const struct timing *base)
 {
     *s = (struct timing_state){.base = *base, .old = *base, .target = *base};

@@ -98,7 +98,4 @@ void timing_state_init(struct timing_state *s, const struct timing *base);
  * ignored) at monotonic time now. True when s->now changed: the caller applies it. */
 bool timing_follow(struct timing_state *s, const char *profile, uint64_t now);
 
-/* Whether a and b are the same numbers. */
-bool timing_equal(const struct timing *a, const struct timing *b);
-
 #endif

@@ -105,18 +105,28 @@ static void magic_close(int fd)
 /* Sets the device's timeout and checks what it took. Opening the device armed it already (with
  * its own timeout), so the caller disarms it when this fails. *is_watchdog says whether the
  * device answered like one (only then may the caller write the magic 'V' to it). */
+/* Asks the device for timeout_ms in whole seconds (rounded up, at least 1: *asked) and reads
+ * back what it took (*got, 0 if unknown); the ioctls' errnos, 0 when they worked. Setting the
+ * timeout also pings the watchdog on most drivers. */
+static void device_timeout(struct watchdog *w, unsigned timeout_ms, int *asked, int *got,
+                           int *set_err, int *get_err)
+{
+    *asked = (int)(((uint64_t)timeout_ms + 999) / 1000);
+    if (*asked < 1)
+        *asked = 1;
+    int secs = *asked;
+    *set_err = ioctl(w->fd, WDIOC_SETTIMEOUT, &secs) < 0 ? errno : 0;
+    *got = 0;
+    *get_err = ioctl(w->fd, WDIOC_GETTIMEOUT, got) < 0 ? errno : 0;
+}
+
 static int device_arm(struct watchdog *w, unsigned timeout_ms, bool *is_watchdog, struct ferr *e)
 {
     struct watchdog_info info;
     memset(&info, 0, sizeof(info));
     bool have_info = ioctl(w->fd, WDIOC_GETSUPPORT, &info) == 0;
-    int asked = (int)(((uint64_t)timeout_ms + 999) / 1000);
-    if (asked < 1)
-        asked = 1;
-    int secs = asked;
-    int set_err = ioctl(w->fd, WDIOC_SETTIMEOUT, &secs) < 0 ? errno : 0;
-    int got = 0;
-    int get_err = ioctl(w->fd, WDIOC_GETTIMEOUT, &got) < 0 ? errno : 0;
+    int asked, got, set_err, get_err;
+    device_timeout(w, timeout_ms, &asked, &got, &set_err, &get_err);
     *is_watchdog = have_info || !set_err || !get_err;
     if (!*is_watchdog)
         return ferr_set(e, FERR_INVALID,
@@ -257,10 +267,10 @@ int watchdog_set_timeout(struct watchdog *w, unsigned timeout_ms, struct ferr *e
         w->timeout_ms = timeout_ms;
         return emulated_write(w, true, e); /* a feed: the new timeout counts from now */
     }
-    int asked = (int)(((uint64_t)timeout_ms + 999) / 1000), secs = asked, got = 0;
-    int set_err = ioctl(w->fd, WDIOC_SETTIMEOUT, &secs) < 0 ? errno : 0;
-    if (ioctl(w->fd, WDIOC_GETTIMEOUT, &got) < 0 || got <= 0)
-        return ferr_set(e, -errno,
+    int asked, got, set_err, get_err;
+    device_timeout(w, timeout_ms, &asked, &got, &set_err, &get_err);
+    if (get_err || got <= 0)
+        return ferr_set(e, get_err ? -get_err : FERR_INVALID,
                         "watchdog %s: cannot read the device's timeout after setting "
                         "it to %d s; it keeps %u ms as far as ferryd knows",
                         w->path, asked, w->timeout_ms);

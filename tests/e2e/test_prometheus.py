@@ -104,8 +104,8 @@ def test_every_node_scraped_and_its_metrics_valid(lab, prom):
 
 def test_node_down_fires_when_a_host_loses_power(lab, prom):
     h3 = lab.hosts[2]
-    wait_for(lambda: query(lab, 'up{job="ferry"}') and len(query(lab, 'up{job="ferry"}')) == 3,
-             60, "prometheus to scrape every node")
+    wait_for(lambda: len(query(lab, 'up{job="ferry"} == 1') or []) == 3, 60,
+             "prometheus to scrape every node")
     t0 = lab.power_off(h3)
     try:
         firing = wait_for(lambda: query(

@@ -1789,12 +1789,12 @@ static void test_cluster_profile(void **state)
     (void)state;
     struct ferr e;
     struct cdb *empty = cdb_new();
-    assert_string_equal(cdb_profile(empty), "");
+    assert_string_equal(cdb_profile(empty), "default");
     refused(empty, "{'v':7,'op':'cluster_profile','profile':'fast','time_ms':9}", FERR_STATE,
             "no meta record yet");
     cdb_free(empty);
     struct cdb *db = populated();
-    assert_string_equal(cdb_profile(db), "");
+    assert_string_equal(cdb_profile(db), "default");
     char *snap = NULL;
     size_t len = 0;
     assert_int_equal(cdb_snapshot(db, &snap, &len, &e), 0);
@@ -1805,7 +1805,7 @@ static void test_cluster_profile(void **state)
     refused(db, "{'v':7,'op':'cluster_profile','profile':'turbo','time_ms':9}", FERR_INVALID,
             "use default or fast");
     refused(db, "{'v':7,'op':'cluster_profile','profile':'fast'}", FERR_INVALID, "time_ms");
-    assert_string_equal(cdb_profile(db), "");
+    assert_string_equal(cdb_profile(db), "default");
     json_t *cmd = cdb_cmd_cluster_profile("fast", 9);
     assert_int_equal(cdb_cmd_check(cmd, &e), 0);
     json_decref(cmd);

@@ -201,13 +201,13 @@ static int node_setup(void **state)
     /* failovers that ended here: 3 s and 9 s, and one of 200 s (over the last bound) */
     n->fleet.fenced = true;
     n->fleet.st.adopted = 4;
-    n->fleet.st.buckets[1] = 1;
-    n->fleet.st.buckets[4] = 1;
-    n->fleet.st.count = 3;
-    n->fleet.st.sum_s = 212;
-    n->fleet.st.net_buckets[2] = 2;
-    n->fleet.st.net_count = 2;
-    n->fleet.st.net_sum_s = 11.5;
+    n->fleet.st.started.buckets[1] = 1;
+    n->fleet.st.started.buckets[4] = 1;
+    n->fleet.st.started.count = 3;
+    n->fleet.st.started.sum_s = 212;
+    n->fleet.st.net.buckets[2] = 2;
+    n->fleet.st.net.count = 2;
+    n->fleet.st.net.sum_s = 11.5;
     n->ctx.fleet = &n->fleet;
     n->ctx.node_name = "host1";
     n->ctx.accel = "tcg";
