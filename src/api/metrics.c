@@ -20,10 +20,14 @@
 struct pass {
     struct promtext *o;
     int what;
+    const struct api_ctx *ctx;
 };
 
 enum {
+    M_INFO,
     M_STATE,
+    M_MIG_ELAPSED,
+    M_MIG_REMAINING,
     M_MEM,
     M_VCPU,
     M_CPU,
@@ -42,6 +46,34 @@ static void one_vm(struct vm *vm, void *data)
     const char *n = vm_name(vm);
     struct vm_stats st;
     switch (p->what) {
+    case M_INFO: {
+        const struct vm_ha *ha = &vm_spec(vm)->ha;
+        promtext_sample(o, "ferry_vm_info",
+                        (struct promtext_label[]){{"vm", n},
+                                                  {"node", p->ctx->node_name},
+                                                  {"ha", ha->enabled ? ha->priority : "off"}},
+                        3, "1");
+        return;
+    }
+    case M_MIG_ELAPSED:
+    case M_MIG_REMAINING: {
+        json_t *g = migrate_progress(p->ctx->migrator, n);
+        if (!g)
+            return;
+        json_t *mem = json_object_get(g, "memory");
+        if (p->what == M_MIG_ELAPSED)
+            promtext_sample(o, "ferry_migration_elapsed_seconds",
+                            (struct promtext_label[]){{"vm", n}, {"to", jfield_text(g, "to")}}, 2,
+                            "%.3f",
+                            (double)json_integer_value(json_object_get(g, "elapsed_ms")) / 1e3);
+        else
+            promtext_sample(o, "ferry_migration_remaining_bytes",
+                            (struct promtext_label[]){{"vm", n}, {"to", jfield_text(g, "to")}}, 2,
+                            "%lld",
+                            (long long)json_integer_value(json_object_get(mem, "remaining")));
+        json_decref(g);
+        return;
+    }
     case M_STATE:
         for (int s = 0; s < VM_STATES; s++)
             promtext_sample(o, "ferry_vm_state",
@@ -327,6 +359,8 @@ int metrics_render(struct api_ctx *ctx, char **out_text, size_t *len)
         int what;
         const char *name, *type, *help;
     } fams[] = {
+        {M_INFO, "ferry_vm_info", "gauge",
+         "1 per VM defined on this node, with its node and HA priority (off: not HA)"},
         {M_STATE, "ferry_vm_state", "gauge", "1 for the state the VM is in"},
         {M_MEM, "ferry_vm_memory_bytes", "gauge", "guest memory"},
         {M_VCPU, "ferry_vm_vcpus", "gauge", "virtual CPUs"},
@@ -337,10 +371,15 @@ int metrics_render(struct api_ctx *ctx, char **out_text, size_t *len)
         {M_DISK_WO, "ferry_vm_disk_write_ops_total", "counter", "write requests"},
         {M_NET_RX, "ferry_vm_net_rx_bytes_total", "counter", "bytes received by the guest"},
         {M_NET_TX, "ferry_vm_net_tx_bytes_total", "counter", "bytes sent by the guest"},
+        {M_MIG_ELAPSED, "ferry_migration_elapsed_seconds", "gauge",
+         "for each live migration under way from this node: how long it has run"},
+        {M_MIG_REMAINING, "ferry_migration_remaining_bytes", "gauge",
+         "for each live migration under way from this node: guest memory still to send "
+         "(QEMU's last figure)"},
     };
     for (unsigned i = 0; i < ARRAY_SIZE(fams); i++) {
         promtext_help(&o, fams[i].name, fams[i].type, fams[i].help);
-        struct pass p = {&o, fams[i].what};
+        struct pass p = {&o, fams[i].what, ctx};
         vmset_foreach(ctx->vms, one_vm, &p);
     }
     migrations(&o, ctx);

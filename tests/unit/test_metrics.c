@@ -121,6 +121,16 @@ void migrator_stats(const struct migrator *m, struct migrate_stats *out)
     *out = m->stats;
 }
 
+/* One migration under way: db, to host2, 12.5 s in, 3 MiB still to send. */
+json_t *migrate_progress(struct migrator *m, const char *name)
+{
+    (void)m;
+    if (strcmp(name, "db") != 0)
+        return NULL;
+    return json_pack("{ss ss sI s{sI}}", "vm", "db", "to", "host2", "elapsed_ms", (json_int_t)12500,
+                     "memory", "remaining", (json_int_t)3145728);
+}
+
 const char *migrate_outcome_name(enum migrate_outcome o)
 {
     static const char *names[] = {"completed", "failed", "cancelled"};
@@ -168,6 +178,8 @@ static int node_setup(void **state)
 {
     struct node *n = calloc(1, sizeof(*n));
     vm_init(&n->vms[0], "db", VM_RUNNING, 2, 1024);
+    n->vms[0].spec.ha.enabled = true;
+    snprintf(n->vms[0].spec.ha.priority, sizeof(n->vms[0].spec.ha.priority), "high");
     n->vms[0].stats.cpu_seconds = 12.5;
     n->vms[0].stats.ndisks = 2;
     n->vms[0].stats.disks[0].rd_bytes = 100;
@@ -371,6 +383,9 @@ static void test_one_state_per_vm(void **state)
         assert_int_equal(value_of(t, own), 1);
         assert_int_equal(ones, 1);
     }
+    /* and one info series each: its node and HA priority */
+    assert_int_equal(value_of(t, "ferry_vm_info{vm=\"db\",node=\"host1\",ha=\"high\"}"), 1);
+    assert_int_equal(value_of(t, "ferry_vm_info{vm=\"web\",node=\"host1\",ha=\"off\"}"), 1);
 }
 
 static void test_vm_figures(void **state)
@@ -443,6 +458,11 @@ static void test_migrations(void **state)
     /* no migration yet: every bucket 0 */
     assert_int_equal(value_of(t, "ferry_migration_total_seconds_bucket{le=\"+Inf\"}"), 0);
     assert_int_equal(value_of(t, "ferry_migration_client_gap_seconds_count"), 0);
+    /* the one under way, and no series for the VMs that do not migrate */
+    assert_true(value_of(t, "ferry_migration_elapsed_seconds{vm=\"db\",to=\"host2\"}") == 12.5);
+    assert_int_equal(value_of(t, "ferry_migration_remaining_bytes{vm=\"db\",to=\"host2\"}"),
+                     3145728);
+    assert_null(strstr(t, "ferry_migration_elapsed_seconds{vm=\"web\""));
 }
 
 static void test_volumes(void **state)
