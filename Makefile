@@ -4,6 +4,8 @@
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 DEB_DIR    ?= build-deb
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
 # The unit tests are make check's; DEB_BUILD_OPTIONS= runs them in the package build too.
 DEB_BUILD_OPTIONS ?= nocheck
 PREFIX     ?= /usr/local
@@ -11,7 +13,7 @@ PYTHON     ?= /usr/bin/python3
 APPLIANCE  := $(BUILD)/guest
 PYTEST_ARGS ?=
 
-.PHONY: all deps build appliance check unit asan e2e demo install clean deb promtool
+.PHONY: all deps build appliance check unit asan e2e demo install clean deb promtool fuzz
 
 all: build
 
@@ -73,8 +75,27 @@ deb: deps
 	lintian --fail-on error,warning $(DEB_DIR)/*.changes
 	FERRY_DEB_DIR=$(abspath $(DEB_DIR)) $(PYTHON) -m pytest -v -p no:cacheprovider tests/pkg
 
+# Every libFuzzer target in fuzz/ for FUZZ_SECONDS each (clang, ASan+UBSan), starting from the
+# committed corpus; new interesting inputs go to $(FUZZ_BUILD)/corpus/NAME, crashes to
+# $(FUZZ_BUILD)/crash/NAME/ (fuzz/README.md says what to do with them). The committed corpus
+# is replayed by make check (the unit suite's fuzz_* tests) without clang.
+$(FUZZ_BUILD)/build.ninja:
+	@bash scripts/install-deps fuzz
+	CC=clang meson setup $(FUZZ_BUILD) -Dfuzzing=true -Dtests=false -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug -Dguest=false -Dman=disabled
+
+fuzz: $(FUZZ_BUILD)/build.ninja
+	ninja -C $(FUZZ_BUILD)
+	@set -e; for t in $$(ls fuzz/corpus); do \
+	  mkdir -p $(FUZZ_BUILD)/corpus/$$t $(FUZZ_BUILD)/crash/$$t; \
+	  echo "fuzz_$$t: $(FUZZ_SECONDS) s"; \
+	  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 $(FUZZ_BUILD)/fuzz/fuzz_$$t \
+	    -max_total_time=$(FUZZ_SECONDS) -max_len=70000 -print_final_stats=1 \
+	    -artifact_prefix=$(FUZZ_BUILD)/crash/$$t/ $(FUZZ_BUILD)/corpus/$$t fuzz/corpus/$$t \
+	    2>&1 | grep -E '^#[0-9]+.*DONE|^stat::number_of_executed_units|ERROR|SUMMARY|property failed'; \
+	done
+
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(DEB_DIR)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(DEB_DIR) $(FUZZ_BUILD)
 
 .PHONY: bench-election
 bench-election: build

@@ -186,7 +186,7 @@ int cmd_recorder(int argc, char **argv)
             break;
         }
     }
-report:
+report:; /* a label takes a statement, not a declaration (C11) */
     uint64_t stop = probe_mono_ns();
     if (json) {
         json_t *j = json_pack(
