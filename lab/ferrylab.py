@@ -52,7 +52,7 @@ import time
 DEFAULT_NAME = "lab"
 DEFAULT_SUBNET = "10.77.0.0/24"
 DEFAULT_ROOT = "/run/ferry-lab"
-MAX_HOSTS = 8
+MAX_HOSTS = 16
 API_PORT = 7443
 STATE_FILE = "lab.json"
 STATE_VERSION = 1
@@ -1036,8 +1036,8 @@ class Lab:
     def form_cluster(self, say=lambda msg: None, hosts=None):
         """Makes hosts (default: all) one cluster: `ferry cluster init` on the first (through
         its unix socket), `ferry cluster join FIRST-API-ADDR --token T` on each other one in
-        turn (each waited for until it is a voter, so one membership change runs at a time),
-        then waits until the first host sees every one of them as an up voter with a leader
+        turn (each waited for until it is a voter or standby, so one membership change runs at
+        a time), then waits until the first host sees every one of them up with a leader
         and every host agrees on that leader. Records the cluster in lab.json (the join token
         goes to DIR/cluster-token, 0600). Raises LabError saying which step failed and what
         the ferryds said; Lab.up then removes everything."""
@@ -1079,7 +1079,7 @@ class Lab:
         leader = self.wait_cluster(hosts, say=None)
         self.state["cluster"]["formed_s"] = round(time.monotonic() - t0, 3)
         self._save()
-        say(f"cluster {cid}: {len(hosts)} voter(s) up, leader {leader.name}, formed in "
+        say(f"cluster {cid}: {len(hosts)} member(s) up, leader {leader.name}, formed in "
             f"{self.state['cluster']['formed_s']:.1f} s")
 
     def join_cluster(self, h, say=lambda msg: None):
@@ -1118,9 +1118,9 @@ class Lab:
             return None, f"not JSON: {e}"
 
     def _converged(self, hosts):
-        """(leader name, None) when hosts[0] sees exactly hosts as up voters with a leader
-        among them and a quorum, and every host of hosts names the same leader; else (None,
-        why)."""
+        """(leader name, None) when hosts[0] sees exactly hosts as up members (voters, and
+        standbys past the cluster's --max-voters) with a leader among them and a quorum, and
+        every host of hosts names the same leader; else (None, why)."""
         names = sorted(h.name for h in hosts)
         st, err = self.cluster_status(hosts[0])
         if st is None:
@@ -1130,9 +1130,9 @@ class Lab:
         if got != names:
             return None, f"{hosts[0].name} sees members {got}, expected {names}"
         bad = [f"{m.get('name')} ({m.get('role')}, {m.get('state')})" for m in members
-               if m.get("role") != "voter" or m.get("state") != "up"]
+               if m.get("role") not in ("voter", "standby") or m.get("state") != "up"]
         if bad:
-            return None, f"{hosts[0].name}: not yet up voters: {', '.join(bad)}"
+            return None, f"{hosts[0].name}: not yet up voters or standbys: {', '.join(bad)}"
         leader = (st.get("leader") or {}).get("name")
         if not leader or not st.get("quorum"):
             return None, f"{hosts[0].name}: leader {leader}, quorum {st.get('quorum')}"
@@ -1165,7 +1165,7 @@ class Lab:
                     cl["leader"] = leader
                     self._save()
                 if say:
-                    say(f"cluster: {len(hosts)} up voter(s), leader {leader}")
+                    say(f"cluster: {len(hosts)} up member(s), leader {leader}")
                 return self.host(leader)
             if time.monotonic() >= deadline:
                 raise LabError(f"the cluster of {', '.join(h.name for h in hosts)} did not "

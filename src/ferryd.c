@@ -14,6 +14,7 @@
 #include "api/api.h"
 #include "api/http.h"
 #include "cluster/cluster.h"
+#include "cluster/roles.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "host/host.h"
@@ -51,6 +52,7 @@ struct ferryd_config {
     unsigned raft_port;
     unsigned heartbeat_ms;
     unsigned down_after;
+    unsigned max_voters;
     unsigned max_migrations;
     unsigned lease_ms;
     unsigned lease_expiry_ms;
@@ -117,6 +119,9 @@ static void usage(FILE *f)
         "  --raft-port PORT     cluster Raft port on the --listen address (default: its port + 1)\n"
         "  --heartbeat-ms MS    node heartbeat interval, 250..2000 (default 1000)\n"
         "  --down-after N       missed heartbeats before a node is down, 3..10 (default 5)\n"
+        "  --max-voters N       Raft voters the cluster keeps when this node leads: odd, 1..9\n"
+        "                       (default 5); the other nodes are standbys, one of which\n"
+        "                       replaces a voter that is down\n"
         "  --max-migrations N   concurrent outgoing live migrations, 1..16 (default 2)\n"
         "  --lease-ms MS        renew this node's lease on each shared volume this often,\n"
         "                       100..10000 (default 1000)\n"
@@ -215,6 +220,17 @@ static int apply_opt(struct ferryd_config *c, const char *key, const char *val)
             return -1;
         }
         *(port ? &c->raft_port : hb ? &c->heartbeat_ms : &c->down_after) = (unsigned)v;
+        return 0;
+    }
+    if (strcmp(key, "max_voters") == 0) {
+        char *end;
+        unsigned long v = val ? strtoul(val, &end, 10) : 0;
+        if (!val || !*val || *end || v > ROLES_MAX_VOTERS_LIMIT || !roles_max_ok((unsigned)v)) {
+            fprintf(stderr, "ferryd: max_voters: expected an odd number in 1..%d\n",
+                    ROLES_MAX_VOTERS_LIMIT);
+            return -1;
+        }
+        c->max_voters = (unsigned)v;
         return 0;
     }
     if (strcmp(key, "lease_ms") == 0 || strcmp(key, "lease_expiry_ms") == 0) {
@@ -364,6 +380,7 @@ static int parse_args(struct ferryd_config *c, int argc, char **argv)
         {"qemu-storage-daemon", required_argument, 0, 'Q'},
         {"watchdog", required_argument, 0, 'W'},
         {"watchdog-timeout-ms", required_argument, 0, 'T'},
+        {"max-voters", required_argument, 0, 'X'},
         {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0},
     };
@@ -391,6 +408,7 @@ static int parse_args(struct ferryd_config *c, int argc, char **argv)
         ['Q'] = "qemu_storage_daemon",
         ['W'] = "watchdog",
         ['T'] = "watchdog_timeout_ms",
+        ['X'] = "max_voters",
     };
     /* The config file first, so flags override it. */
     for (int i = 1; i < argc - 1; i++)
@@ -824,6 +842,7 @@ int main(int argc, char **argv)
     c->start_timeout_ms = 30000;
     c->heartbeat_ms = CLUSTER_HEARTBEAT_MS;
     c->down_after = CLUSTER_DOWN_AFTER;
+    c->max_voters = ROLES_MAX_VOTERS_DEFAULT;
     c->max_migrations = MIGRATE_DEFAULT_OUT;
     c->lease_ms = LEASE_MS_DEFAULT;
     c->lease_expiry_ms = LEASE_EXPIRY_MS_DEFAULT;
@@ -994,6 +1013,7 @@ int main(int argc, char **argv)
     snprintf(cc.node_name, sizeof(cc.node_name), "%s", c->name);
     cc.heartbeat_ms = c->heartbeat_ms;
     cc.down_after = c->down_after;
+    cc.max_voters = c->max_voters;
     cc.self_info = self_info;
     cc.self_data = &d;
     if (c->listen[0]) {

@@ -30,6 +30,7 @@ struct cluster_config {
     char raft_addr[64]; /* "IP:PORT" for Raft */
     unsigned heartbeat_ms;
     unsigned down_after;
+    unsigned max_voters; /* Raft voters kept while this node leads (cluster/roles.h); 0: 5 */
     /* Fills info (an object) with this node's "memory": {"total_mib", "free_mib"}, "vms" and
      * "accel" for heartbeats and node lists. */
     void (*self_info)(json_t *info, void *data);

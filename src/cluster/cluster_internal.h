@@ -11,6 +11,7 @@
 #include "cluster/cdb.h"
 #include "cluster/cluster.h"
 #include "cluster/health.h"
+#include "cluster/roles.h"
 #include "cluster/peer.h"
 #include "cluster/raftnode.h"
 #include "common/err.h"
@@ -53,6 +54,7 @@ struct cluster {
     struct cdb *db;
     struct raftnode *rn;
     uint64_t leader_since; /* monotonic ms when this node last became leader; 0 otherwise */
+    bool roles_busy;       /* the leader is changing a node's Raft role (heartbeat.c) */
     uint64_t announced_at; /* monotonic ms of the last write of this node's cmd_version */
     bool busy;             /* an init, join or leave is under way */
     struct pending op;     /* its caller */
@@ -120,6 +122,11 @@ void cluster__write_first_records(struct cluster *c);
 /* Fire-and-forget write of cmd (stolen; NULL is ignored); failures are logged as "cluster:
  * what: ...". what must be a static string. */
 void cluster__write_bg(struct cluster *c, json_t *cmd, const char *what);
+/* The Raft configuration's nodes with their roles, and whether the database calls each up;
+ * returns how many (at most max). */
+size_t cluster__roles_view(struct cluster *c, struct roles_node *out, size_t max);
+/* The voters this node keeps when it leads (cfg.max_voters, 0 meaning the default). */
+unsigned cluster__max_voters(const struct cluster *c);
 /* Sends the cluster events that wait (a write that failed is asked again from here, on every
  * heartbeat tick). */
 void cluster__events_pump(struct cluster *c);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cluster/cluster_internal.h"
+#include "common/jsonfield.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -120,6 +121,94 @@ static void propose_state(struct cluster *c, const struct health_proposal *p)
     events_add(c->events, NULL, type, "%s: %s", p->name, p->reason);
 }
 
+/* ---- Raft roles, kept by the leader (cluster/roles.h) ---- */
+
+unsigned cluster__max_voters(const struct cluster *c)
+{
+    return c->cfg.max_voters ? c->cfg.max_voters : ROLES_MAX_VOTERS_DEFAULT;
+}
+
+size_t cluster__roles_view(struct cluster *c, struct roles_node *out, size_t max)
+{
+    json_t *members = c->rn ? raftnode_members(c->rn) : NULL, *m;
+    size_t i, n = 0;
+    json_array_foreach(members, i, m)
+    {
+        if (n == max)
+            break;
+        enum raftnode_role r;
+        json_t *rec = NULL;
+        uint64_t id = (uint64_t)json_integer_value(json_object_get(m, "id"));
+        if (raftnode_role_parse(json_string_value(json_object_get(m, "role")), &r) < 0)
+            continue;
+        bool up = id == c->node_id;
+        if (!up && c->db && cdb_node_get(c->db, id, &rec, NULL) == 0)
+            up = strcmp(jfield_text(rec, "state"), "up") == 0;
+        json_decref(rec);
+        out[n++] = (struct roles_node){id,
+                                       r == RAFTNODE_VOTER     ? ROLES_VOTER
+                                       : r == RAFTNODE_STANDBY ? ROLES_STANDBY
+                                                               : ROLES_SPARE,
+                                       up};
+    }
+    json_decref(members);
+    return n;
+}
+
+struct role_change {
+    struct cluster *c;
+    uint64_t id;
+    bool to_voter;
+    const char *why;
+};
+
+static void role_changed(struct raftnode *rn, int status, const char *msg, void *data)
+{
+    struct role_change *rc = data;
+    struct cluster *c = rc->c;
+    (void)rn;
+    c->roles_busy = false;
+    char name[64];
+    json_t *rec = NULL;
+    snprintf(name, sizeof(name), "%llu", (unsigned long long)rc->id);
+    if (c->db && cdb_node_get(c->db, rc->id, &rec, NULL) == 0 && jfield_text(rec, "name")[0])
+        snprintf(name, sizeof(name), "%s", jfield_text(rec, "name"));
+    json_decref(rec);
+    const char *role = rc->to_voter ? "voter" : "standby";
+    if (status == 0) {
+        cluster__write_bg(
+            c, cdb_cmd_node_upsert(&(struct cdb_node_fields){.id = rc->id, .role = role}), "role");
+        log_info("cluster: %s is a %s now: %s", name, role, rc->why);
+        cluster_event_add(c, "node.role", NULL, "%s is a %s now: %s", name, role, rc->why);
+        events_add(c->events, NULL, "node.role", "%s is a %s now: %s", name, role, rc->why);
+    } else if (status != FERR_STATE) {
+        log_warn("cluster: %s stays as it is (not a %s): %s", name, role,
+                 msg ? msg : ferr_str(status));
+    }
+    free(rc);
+}
+
+/* One role change at a time, on the leader, when the view says one is due. */
+static void roles_tick(struct cluster *c)
+{
+    struct roles_node view[HEALTH_PEERS_MAX];
+    if (c->roles_busy)
+        return;
+    size_t n = cluster__roles_view(c, view, HEALTH_PEERS_MAX);
+    struct roles_change ch = roles_next(view, n, c->node_id, cluster__max_voters(c));
+    if (ch.act == ROLES_NONE)
+        return;
+    struct role_change *rc = malloc(sizeof(*rc));
+    if (!rc)
+        return;
+    *rc = (struct role_change){c, ch.id, ch.act == ROLES_PROMOTE, ch.why};
+    struct ferr e = {0};
+    c->roles_busy = true;
+    if (raftnode_assign(c->rn, ch.id, rc->to_voter ? RAFTNODE_VOTER : RAFTNODE_STANDBY,
+                        role_changed, rc, &e) < 0)
+        role_changed(c->rn, e.code, e.msg, rc);
+}
+
 static void health_tick(uv_timer_t *t)
 {
     struct cluster *c = t->data;
@@ -136,6 +225,7 @@ static void health_tick(uv_timer_t *t)
     for (size_t i = 0; i < n; i++)
         propose_state(c, &props[i]);
     json_decref(nodes);
+    roles_tick(c);
 }
 
 /* ---- heartbeats ---- */

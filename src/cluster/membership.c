@@ -423,6 +423,7 @@ struct admit {
     json_t *record; /* node_upsert of the newcomer, written once Raft knows it */
     uint64_t id;
     unsigned tries;
+    enum raftnode_role role; /* what it is being made: voter or standby */
     uv_timer_t timer;
 };
 
@@ -441,16 +442,17 @@ static void promoted(struct raftnode *rn, int status, const char *msg, void *dat
         if (status == FERR_STATE && !strstr(msg ? msg : "", "already")) {
             /* another membership change is running: retry */
         } else {
+            const char *role = raftnode_role_name(a->role);
             cluster__write_bg(
-                c, cdb_cmd_node_upsert(&(struct cdb_node_fields){.id = a->id, .role = "voter"}),
+                c, cdb_cmd_node_upsert(&(struct cdb_node_fields){.id = a->id, .role = role}),
                 "promote");
-            log_info("cluster: node %llu is a voter now", (unsigned long long)a->id);
+            log_info("cluster: node %llu is a %s now", (unsigned long long)a->id, role);
             uv_close((uv_handle_t *)&a->timer, admit_closed);
             return;
         }
     }
     if (status == -ECANCELED || ++a->tries >= PROMOTE_TRIES) {
-        log_warn("cluster: node %llu stays a non-voter: %s", (unsigned long long)a->id,
+        log_warn("cluster: node %llu stays a spare: %s", (unsigned long long)a->id,
                  msg ? msg : "gave up");
         uv_close((uv_handle_t *)&a->timer, admit_closed);
         return;
@@ -469,7 +471,12 @@ static void promote_try(uv_timer_t *t)
         uv_close((uv_handle_t *)&a->timer, admit_closed);
         return;
     }
-    if (raftnode_assign(c->rn, a->id, RAFTNODE_VOTER, promoted, a, &e) < 0)
+    /* a voter while the cluster has fewer than it keeps, a standby otherwise (roles.h) */
+    struct roles_node view[HEALTH_PEERS_MAX];
+    size_t n = cluster__roles_view(c, view, HEALTH_PEERS_MAX);
+    a->role = roles_for_newcomer(view, n, cluster__max_voters(c)) == ROLES_VOTER ? RAFTNODE_VOTER
+                                                                                 : RAFTNODE_STANDBY;
+    if (raftnode_assign(c->rn, a->id, a->role, promoted, a, &e) < 0)
         promoted(c->rn, e.code, e.msg, a);
 }
 

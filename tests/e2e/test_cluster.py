@@ -438,24 +438,35 @@ def test_restart_keeps_vms_running_and_a_wall_clock_jump_changes_nothing(cluster
     run([FERRY, "--socket", f.sock, "vm", "delete", "clk1", "--force"])
 
 
-# ---- the 5-host lab --------------------------------------------------------------------------
+# ---- the 7-host lab ---------------------------------------------------------------------------
 
-def test_five_hosts_a_frozen_ferryd_is_marked_down_in_time():
+def roles(st):
+    return {m["name"]: m["role"] for m in st["members"]}
+
+
+def test_seven_hosts_five_voters_a_frozen_voter_is_marked_down_in_time_and_replaced():
+    """Seven hosts: the cluster keeps five Raft voters (ferryd --max-voters, default 5), so
+    the 6th and 7th join as standbys. A voter's ferryd frozen (SIGSTOP) is marked down in
+    time; the leader then makes it a standby and an up standby a voter, so the cluster has
+    five up voters again; thawed, it stays a standby. Removed for good, the others go on."""
     lab = None
     try:
-        lab = Lab.up(NAME5, hosts=5, subnet=SUBNET5)  # formed by `up` itself
+        lab = Lab.up(NAME5, hosts=7, subnet=SUBNET5)  # formed by `up` itself
         leader = lab.wait_cluster()
-        assert len(status(lab, leader)["members"]) == 5
-        victim = next(h for h in reversed(lab.hosts) if h.name != leader.name)
-        to = status(lab, leader)["timeouts"]
-        limit = down_limit_ms(status(lab, leader))
+        st = status(lab, leader)
+        assert len(st["members"]) == 7 and st["voters"] == 5, st["members"]
+        assert roles(st)["host6"] == "standby" and roles(st)["host7"] == "standby", roles(st)
+        victim = next(h for h in reversed(lab.hosts)
+                      if h.name != leader.name and roles(st)[h.name] == "voter")
+        to = st["timeouts"]
+        limit = down_limit_ms(st)
         # Sooner than threshold - 1 missed heartbeats would be a false alarm.
         floor = to["node_heartbeat_ms"] * (to["node_down_after"] - 1)
         t0 = lab.kill_ferryd(victim, signal.SIGSTOP)
         wait_for(lambda: member(status(lab, leader), victim.name)["state"] == "down",
                  (limit + 3000) / 1000, f"{victim.name} to be marked down", interval=POLL_S)
         took = ms_since(t0)
-        print(f"\n5 hosts: {victim.name} stopped (SIGSTOP), marked down after {took} ms "
+        print(f"\n7 hosts: {victim.name} stopped (SIGSTOP), marked down after {took} ms "
               f"(expected {floor}..{limit} ms)")
         assert took <= limit, f"marked down after {took} ms, over {limit} ms"
         assert took >= floor, f"marked down after {took} ms: before {floor} ms, too soon"
@@ -467,10 +478,27 @@ def test_five_hosts_a_frozen_ferryd_is_marked_down_in_time():
         assert all(status(lab, h)["quorum"] for h in others)
         down = {n["name"]: n for n in leader.cli_json("node", "list")["nodes"]}[victim.name]
         assert down["state"] == "down" and down["admin"] == "active", down
+
+        def five_up_voters():
+            s2 = status(lab, leader)
+            voters = [m for m in s2["members"] if m["role"] == "voter"]
+            return (len(voters) == 5 and all(m["state"] == "up" for m in voters)
+                    and roles(s2)[victim.name] == "standby" and s2)
+        s2 = wait_for(five_up_voters, 10, "the leader to replace the dead voter with a standby",
+                      interval=POLL_S)
+        promoted = sorted(n for n, r in roles(s2).items() if r == "voter" and roles(st)[n] != "voter")
+        print(f"7 hosts: {victim.name} made a standby, {promoted} made a voter, "
+              f"{ms_since(t0)} ms after the freeze")
+        assert len(promoted) == 1 and promoted[0] in ("host6", "host7"), roles(s2)
+        said = [e["message"] for e in leader.cli_json("events")["events"]
+                if e["type"] == "node.role"]
+        assert any(m.startswith(f"{victim.name} is a standby now") for m in said), said
+        assert any(m.startswith(f"{promoted[0]} is a voter now") for m in said), said
         lab.kill_ferryd(victim, signal.SIGCONT)
         wait_for(lambda: member(status(lab, leader), victim.name)["state"] == "up", 15,
                  f"{victim.name} to be marked up again", interval=POLL_S)
         lab.wait_cluster()
+        assert roles(status(lab, leader))[victim.name] == "standby"
 
         # A host that died for good is removed by an operator from any other node.
         lab.kill_ferryd(victim, signal.SIGKILL)
@@ -481,7 +509,7 @@ def test_five_hosts_a_frozen_ferryd_is_marked_down_in_time():
         wait_for(lambda: all(victim.name not in [m["name"] for m in status(lab, h)["members"]]
                              for h in others), 10, f"{victim.name} gone from every member")
         st = status(lab, asker)
-        assert st["voters"] == 4 and st["quorum"], st
+        assert st["voters"] == 5 and st["quorum"] and len(st["members"]) == 6, st
         # Reads are local and may lag the leader by a moment (stale_ms says how much).
         wait_for(lambda: victim.name not in [n["name"] for n in
                                              asker.cli_json("node", "list")["nodes"]],

@@ -97,7 +97,7 @@ def test_up_refuses_an_existing_lab(lab):
 
 
 def test_bad_arguments_are_refused():
-    for args, what in ((["--hosts", "0"], "out of range 1..8"), (["--hosts", "9"], "1..8"),
+    for args, what in ((["--hosts", "0"], "out of range 1..16"), (["--hosts", "17"], "1..16"),
                        (["--hosts", "x"], "not a number"),
                        (["--subnet", "10.78.0.0/16"], "/24"),
                        (["--subnet", "8.8.8.0/24"], "private"),
