@@ -983,6 +983,11 @@ int main(int argc, char **argv)
     }
     if (d.migrate_unsafe[0])
         log_warn("migrate: outgoing live migrations are refused: %s", d.migrate_unsafe);
+    /* The web console types into the guest through QEMU 10.0's hub chardev. */
+    vc.console_input = d.qemu.major > 0 && qemu_version_at_least(&d.qemu, 10, 0);
+    if (!vc.console_input)
+        log_warn("console: QEMU before 10.0 (no hub chardev): VM consoles show output but take "
+                 "no input");
     vc.on_change = vm_changed;
     vc.change_data = &d;
     /* Redirected disks (fleet/redirect.c) are served again for adopted VMs before the

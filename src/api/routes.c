@@ -12,6 +12,7 @@
 #include "api/http.h"
 #include "api/router.h"
 #include "api/web.h"
+#include "api/wsconsole.h"
 #include "cluster/cdb.h"
 #include "cluster/cluster.h"
 #include "common/jsonfield.h"
@@ -405,6 +406,10 @@ static void h_vm_console(struct api_ctx *ctx, struct http_req *req, const struct
         req_err(req, rc, "console: out of memory");
         return;
     }
+    /* A read that ends inside a UTF-8 character stops before it (it comes whole next time). */
+    size_t whole = utf8_valid_len(data, len);
+    if (whole + 4 > len)
+        len = whole;
     json_t *o = json_pack("{s:I, s:I, s:I, s:s%}", "start", (json_int_t)start, "from",
                           (json_int_t)from, "offset", (json_int_t)(from + len), "data", data, len);
     free(data);
@@ -414,6 +419,35 @@ static void h_vm_console(struct api_ctx *ctx, struct http_req *req, const struct
         return;
     }
     http_reply_json(req, 200, o);
+}
+
+/* GET /v1/vms/{name}/console/ws: the console as a WebSocket (api/wsconsole.c). It is not
+ * forwarded: the node the browser talks to relays the VM's node itself. */
+static void h_vm_console_ws(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
+{
+    wsconsole_open(ctx, req, route_param(m, "name"));
+}
+
+/* POST /v1/vms/{name}/console/input {"data": "text"}: types into the serial console. */
+static void h_vm_console_input(struct api_ctx *ctx, struct http_req *req,
+                               const struct route_match *m)
+{
+    static const char *const keys[] = {"data", NULL};
+    static const char usage[] = "body: accepted: {\"data\": \"what to type (UTF-8 text)\"}";
+    json_t *b = body_keys(req, false, keys, usage);
+    if (!b)
+        return;
+    json_t *d = json_object_get(b, "data");
+    if (!json_is_string(d) || json_string_length(d) == 0 ||
+        json_string_length(d) > WSCONSOLE_INPUT_MAX) {
+        req_err(req, FERR_INVALID, "%s; data: a string of 1..%d bytes", usage, WSCONSOLE_INPUT_MAX);
+        json_decref(b);
+        return;
+    }
+    struct vm *vm = find_vm(ctx, req, m);
+    if (vm)
+        wsconsole_input_local(ctx, req, vm_name(vm), json_string_value(d), json_string_length(d));
+    json_decref(b);
 }
 
 /* ---- disks ---- */
@@ -1630,6 +1664,8 @@ static const struct route routes[] = {
     {"GET", "/v1/vms/{name}", (void *)h_vm_get, NULL},
     {"DELETE", "/v1/vms/{name}", (void *)h_vm_delete, "force"},
     {"GET", "/v1/vms/{name}/console", (void *)h_vm_console, "offset max"},
+    {"GET", "/v1/vms/{name}/console/ws", (void *)h_vm_console_ws, NULL},
+    {"POST", "/v1/vms/{name}/console/input", (void *)h_vm_console_input, NULL},
     {"POST", "/v1/vms/{name}/migrate", (void *)h_vm_migrate, NULL},
     {"POST", "/v1/vms/{name}/migrate/cancel", (void *)h_vm_migrate_cancel, NULL},
     {"GET", "/v1/migrations", (void *)h_migrations, "vm"},

@@ -175,3 +175,45 @@ def test_logout_ends_the_session(lab):
     assert "Max-Age=0" in r["headers"]["set-cookie"], r["headers"]
     after = call(lab, h, "GET", "/v1/nodes", headers=[c])
     assert after["status"] == 401 and "log in again" in after["json"]["error"]["message"], after
+
+
+def test_console_websocket_refused_without_a_session(lab, vm):
+    h = lab.hosts[0]
+    r = console(lab, h, vm, [f"Origin: {h.url}"], timeout=10)
+    assert r["status"] == 401 and not r["upgraded"], r
+    cookie, _, _ = login(lab, h)
+    r = console(lab, h, vm, [f"Cookie: {cookie}", "Origin: http://evil.example"], timeout=10)
+    assert r["status"] == 403 and not r["upgraded"], r
+    r = console(lab, h, "nosuchvm", [f"Cookie: {cookie}", f"Origin: {h.url}"], timeout=10)
+    assert r["status"] == 404 and not r["upgraded"], r
+
+
+@pytest.mark.parametrize("where", ["own node", "another node"])
+def test_console_websocket_types_into_the_guest(lab, vm, where):
+    """What is typed reaches the guest's shell and its answer comes back: on the VM's own node
+    (QEMU's console socket and ring) and on another (relayed over the peer API)."""
+    h = lab.hosts[0] if where == "own node" else lab.hosts[2]
+    cookie, _, _ = login(lab, h)
+    n = 6 if where == "own node" else 7
+    t0 = time.monotonic()
+    r = console(lab, h, vm, [f"Cookie: {cookie}", f"Origin: {h.url}"],
+                send=f"echo web-$(({n}*7))\r", expect=f"web-{n * 7}", fragment=True)
+    assert r["upgraded"] and r["accept_ok"], r
+    assert r["found"], f"no answer from the guest's shell on {h.name}: {r['output'][-1500:]!r}"
+    assert r["pong"], r  # a ping between two fragments of the typed message
+    assert r["close"] == 1000, r
+    # The first frames are the console's past (the guest's boot), not only what came later.
+    assert "ferry-guest" in r["output"] or "~ #" in r["output"], r["output"][:500]
+    print(f"console on {h.name} ({where}): answer after {time.monotonic() - t0:.1f} s")
+
+
+def test_console_input_endpoint_checks_its_body(lab, vm):
+    h = lab.hosts[1]
+    auth = [f"Authorization: Bearer {lab.token()}"]
+    for body in ({}, {"data": ""}, {"data": 5}, {"data": "x", "more": 1}, {"data": "x" * 20000}):
+        r = call(lab, h, "POST", f"/v1/vms/{vm}/console/input", headers=auth, body=body,
+                 origin=False)
+        assert r["status"] == 400, (body, r)
+    r = call(lab, h, "POST", "/v1/vms/nosuchvm/console/input", headers=auth,
+             body={"data": "x"}, origin=False)
+    assert r["status"] == 404, r
