@@ -653,6 +653,8 @@ static void http_closed(void *data)
     d->http = NULL;
     web_free(d->api.web);
     d->api.web = NULL;
+    free(d->api.alerts);
+    d->api.alerts = NULL;
     cluster_close(d->cluster, cluster_closed, d);
 }
 

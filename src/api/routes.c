@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "api/alerts.h"
 #include "api/http.h"
 #include "api/router.h"
 #include "api/web.h"
@@ -805,6 +806,41 @@ static void h_metrics(struct api_ctx *ctx, struct http_req *req, const struct ro
     }
     http_reply_data(req, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
     free(text);
+}
+
+/* GET /v1/alerts: what is wrong now, as this node knows it (api/alerts.h). */
+static void h_alerts(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
+{
+    if (!ctx->alerts && (ctx->alerts = malloc(sizeof(*ctx->alerts))))
+        alerts_init(ctx->alerts);
+    if (!ctx->alerts) {
+        req_err(req, -ENOMEM, "alerts: out of memory");
+        return;
+    }
+    struct cluster_metrics cm;
+    bool clustered = ctx->cluster && cluster_metrics(ctx->cluster, &cm) == 0;
+    json_t *nodes = clustered ? cluster_nodes(ctx->cluster) : NULL;
+    json_t *vms = fleet_list(ctx->fleet);
+    json_t *volumes = ctx->volumes ? volumes_local_view(ctx->volumes) : NULL;
+    struct alert_input in = {
+        .node = ctx->node_name,
+        .clustered = clustered,
+        .has_leader = clustered && cm.has_leader,
+        .quorum = clustered && cm.quorum,
+        .fenced = fleet_fenced(ctx->fleet),
+        .nodes = json_object_get(nodes, "nodes"),
+        .vms = json_object_get(vms, "vms"),
+        .volumes = volumes,
+    };
+    json_t *out = alerts_eval(ctx->alerts, &in, now_wall_ms() / 1000);
+    json_decref(nodes);
+    json_decref(vms);
+    json_decref(volumes);
+    if (!out) {
+        req_err(req, -ENOMEM, "alerts: out of memory");
+        return;
+    }
+    http_reply_json(req, 200, out);
 }
 
 /* ---- cluster ---- */
@@ -1684,6 +1720,7 @@ static const struct route routes[] = {
     {"GET", "/v1/disks/info", (void *)h_disk_info, "path"},
     {"GET", "/v1/events", (void *)h_events, "since limit"},
     {"GET", "/metrics", (void *)h_metrics, NULL},
+    {"GET", "/v1/alerts", (void *)h_alerts, NULL},
     {"GET", "/v1/csvs", (void *)h_csvs_list, NULL},
     {"POST", "/v1/csvs", (void *)h_csv_add, NULL},
     {"GET", "/v1/csvs/{name}", (void *)h_csv_get, NULL},

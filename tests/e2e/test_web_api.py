@@ -15,7 +15,7 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "lab"))
 
 from labvm import create_vm, lab_session, missing  # noqa: E402
-from ferrytest import wait_for  # noqa: E402,F401
+from ferrytest import wait_for  # noqa: E402
 
 NAME = f"wa{os.getpid()}"
 SUBNET = "10.105.0.0/24"
@@ -217,3 +217,46 @@ def test_console_input_endpoint_checks_its_body(lab, vm):
     r = call(lab, h, "POST", "/v1/vms/nosuchvm/console/input", headers=auth,
              body={"data": "x"}, origin=False)
     assert r["status"] == 404, r
+
+
+def test_restart_logs_out_and_sessions_expire(lab):
+    """A ferryd restart ends its sessions; a session over its --session-ttl is refused with a
+    message that says to log in again (host2 runs with a ttl of 2 s from here on)."""
+    h = lab.hosts[1]
+    cookie, _, _ = login(lab, h)
+    lab.kill_ferryd(h)
+    lab.start_ferryd(h, args=["--session-ttl", "2"])
+    r = call(lab, h, "GET", "/v1/nodes", headers=[f"Cookie: {cookie}"])
+    assert r["status"] == 401 and "restarted" in r["json"]["error"]["message"], r
+    cookie, _, r = login(lab, h)
+    assert abs(r["json"]["expires_at"] - (time.time() + 2)) < 30, r["json"]
+    assert call(lab, h, "GET", "/v1/session", headers=[f"Cookie: {cookie}"])["status"] == 200
+    time.sleep(2.2)
+    r = call(lab, h, "GET", "/v1/nodes", headers=[f"Cookie: {cookie}"])
+    assert r["status"] == 401, r
+    assert "expired" in r["json"]["error"]["message"], r
+    assert "log in again" in r["json"]["error"]["message"], r
+
+
+def alerts(lab, h, cookie):
+    r = call(lab, h, "GET", "/v1/alerts", headers=[f"Cookie: {cookie}"])
+    assert r["status"] == 200, r
+    return r["json"]["alerts"]
+
+
+def test_alerts_show_a_node_that_went_down(lab, vm):
+    h = lab.hosts[0]
+    cookie, _, _ = login(lab, h)
+    assert alerts(lab, h, cookie) == []  # a healthy cluster with a running VM
+    h3 = lab.hosts[2]
+    t0 = time.monotonic()
+    lab.kill_ferryd(h3)
+    down = wait_for(lambda: next((a for a in alerts(lab, h, cookie)
+                                  if a["name"] == "NodeDown" and a["subject"] == h3.name), None),
+                    30, f"NodeDown for {h3.name} in /v1/alerts")
+    print(f"NodeDown for {h3.name} {time.monotonic() - t0:.1f} s after its ferryd was killed")
+    assert down["severity"] == "critical" and down["state"] == "pending", down
+    assert abs(down["since"] - time.time()) < 30, down
+    assert h3.name in down["message"], down
+    others = [a for a in alerts(lab, h, cookie) if a["name"] != "NodeDown"]
+    assert others == [], others  # two of three still have quorum and a leader
