@@ -32,6 +32,9 @@
 #define REMOTE_TIMEOUT_MS 5000
 #define SESSION_CHECK_MS 2000 /* how often the login session is checked */
 #define INPUT_LINGER_MS 200   /* a one-shot input connection stays this long */
+#define PING_MS 30000         /* a quiet browser is pinged this often */
+#define DEAD_MS 75000         /* nothing heard this long (not even a pong): gone */
+#define STALL_MS 30000        /* a browser that reads nothing this long: gone */
 
 static unsigned nopen; /* console WebSockets of this process (bounded by WSCONSOLE_MAX) */
 
@@ -289,6 +292,9 @@ struct wscon {
     bool closed;          /* handles closing, the socket handed back */
     unsigned events;
     uint64_t session_ms;
+    uint64_t heard_ms;  /* the last frame from the browser */
+    uint64_t pinged_ms; /* the last ping sent */
+    uint64_t stall_ms;  /* since when output waits over OUT_MAX / 2; 0: it does not */
 };
 
 static void wscon_maybe_free(struct wscon *c)
@@ -655,6 +661,7 @@ static void wscon_read(struct wscon *c)
             break;
         }
         at += (size_t)used;
+        c->heard_ms = now_mono_ms();
         int rc = ws_reader_frame(&c->rd, &f);
         if (rc < 0) {
             wscon_close(c, (unsigned)-rc,
@@ -710,8 +717,27 @@ static void on_wscon_tick(uv_timer_t *t)
             return;
         }
     }
-    if (c->out_len > OUT_MAX / 2)
-        return; /* let the browser catch up first */
+    if (now - c->heard_ms >= DEAD_MS) { /* a browser answers pings by itself */
+        log_info("console %s: nothing heard from the browser for %d s; closing", c->vm,
+                 DEAD_MS / 1000);
+        wscon_shutdown(c);
+        return;
+    }
+    if (now - c->pinged_ms >= PING_MS && now - c->heard_ms >= PING_MS) {
+        c->pinged_ms = now;
+        wscon_queue(c, WS_PING, "ferry", 5);
+    }
+    if (c->out_len > OUT_MAX / 2) { /* let the browser catch up first */
+        if (!c->stall_ms)
+            c->stall_ms = now;
+        if (now - c->stall_ms >= STALL_MS) {
+            log_info("console %s: the browser read nothing for %d s; closing", c->vm,
+                     STALL_MS / 1000);
+            wscon_shutdown(c);
+        }
+        return;
+    }
+    c->stall_ms = 0;
     if (!locate(c)) {
         wscon_close(c, WS_CLOSE_GOING_AWAY, "the VM is gone");
         return;
@@ -720,6 +746,7 @@ static void on_wscon_tick(uv_timer_t *t)
         if (!c->reading)
             read_remote(c);
         uv_timer_set_repeat(&c->tick, REMOTE_MS);
+        wscon_flush(c);
         return;
     }
     uv_timer_set_repeat(&c->tick, LOCAL_MS);
@@ -763,7 +790,7 @@ static void on_upgraded(struct http_upgrade *u, int fd, const char *extra, size_
     uv_timer_init(c->ctx->loop, &c->tick);
     c->tick.data = c;
     c->handles = 2;
-    c->session_ms = now_mono_ms();
+    c->session_ms = c->heard_ms = c->pinged_ms = now_mono_ms();
     if (extra_len > sizeof(c->in))
         extra_len = sizeof(c->in);
     memcpy(c->in, extra, extra_len);

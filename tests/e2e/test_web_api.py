@@ -7,6 +7,8 @@ from another, and the alerts the dashboard shows."""
 import json
 import os
 import re
+import signal
+import subprocess
 import sys
 import time
 
@@ -219,12 +221,51 @@ def test_console_input_endpoint_checks_its_body(lab, vm):
     assert r["status"] == 404, r
 
 
-def test_restart_logs_out_and_sessions_expire(lab):
-    """A ferryd restart ends its sessions; a session over its --session-ttl is refused with a
-    message that says to log in again (host2 runs with a ttl of 2 s from here on)."""
+def open_console(lab, h, vm, cookie, timeout=20):
+    """A console WebSocket held open in the background: its process prints the result when the
+    server closes it (or at timeout)."""
+    return lab.client_popen(["/usr/bin/python3", WEBCLIENT, "console",
+                             h.url + f"/v1/vms/{vm}/console/ws", "-H", f"Cookie: {cookie}",
+                             "-H", f"Origin: {h.url}", "--timeout", str(timeout)],
+                            stdout=subprocess.PIPE, text=True)
+
+
+def test_console_closes_when_the_session_ends(lab, vm):
+    h = lab.hosts[0]
+    cookie, csrf, _ = login(lab, h)
+    p = open_console(lab, h, vm, cookie)
+    try:
+        time.sleep(1)
+        r = call(lab, h, "DELETE", "/v1/session",
+                 headers=[f"Cookie: {cookie}", f"X-CSRF-Token: {csrf}"])
+        assert r["status"] == 200, r
+        t0 = time.monotonic()
+        out = json.loads(p.communicate(timeout=30)[0])
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert out["upgraded"] and out["close"] == 1008, out
+    assert time.monotonic() - t0 < 10, "the console outlived its session"
+
+
+def test_restart_logs_out_and_sessions_expire(lab, vm):
+    """A ferryd restart (SIGTERM, with a console WebSocket open) ends its sessions; a session
+    over its --session-ttl is refused with a message that says to log in again (host2 runs with
+    a ttl of 2 s from here on)."""
     h = lab.hosts[1]
     cookie, _, _ = login(lab, h)
-    lab.kill_ferryd(h)
+    p = open_console(lab, h, vm, cookie)
+    try:
+        time.sleep(1)
+        assert p.poll() is None
+        lab.kill_ferryd(h, signal.SIGTERM)  # LabError if it hangs on the open WebSocket
+        out = json.loads(p.communicate(timeout=30)[0])
+        assert out["upgraded"], out
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
     lab.start_ferryd(h, args=["--session-ttl", "2"])
     r = call(lab, h, "GET", "/v1/nodes", headers=[f"Cookie: {cookie}"])
     assert r["status"] == 401 and "restarted" in r["json"]["error"]["message"], r
