@@ -13,6 +13,7 @@
 #include <uv.h>
 
 #include "api/api.h"
+#include "api/history.h"
 #include "api/http.h"
 #include "api/session.h"
 #include "api/web.h"
@@ -655,6 +656,8 @@ static void http_closed(void *data)
     d->api.web = NULL;
     free(d->api.alerts);
     d->api.alerts = NULL;
+    history_close(d->api.history);
+    d->api.history = NULL;
     cluster_close(d->cluster, cluster_closed, d);
 }
 
@@ -1019,6 +1022,11 @@ int main(int argc, char **argv)
         goto err_after_events;
     }
     vmset_set_host_memory(d.vms, h->mem_total_mib);
+    struct history *history = NULL;
+    if (history_new(d.loop, d.vms, &history, &e) < 0) {
+        log_error("%s", e.msg);
+        goto err_after_vms;
+    }
 
     d.api = (struct api_ctx){
         .vms = d.vms,
@@ -1036,6 +1044,7 @@ int main(int argc, char **argv)
         .version = FERRY_VERSION,
         .start_mono_ms = now_mono_ms(),
         .loop = d.loop,
+        .history = history,
     };
     if (http_server_new(d.loop, api_handle, &d.api, &d.http, &e) < 0) {
         log_error("%s", e.msg);
@@ -1175,6 +1184,7 @@ int main(int argc, char **argv)
 err_after_http:
     http_server_close(d.http, NULL, NULL);
 err_after_vms:
+    history_close(d.api.history);
     vmset_close(d.vms, NULL, NULL);
     sdnotify_close(d.sd);
     uv_run(d.loop, UV_RUN_DEFAULT);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "api/alerts.h"
+#include "api/history.h"
 #include "api/http.h"
 #include "api/router.h"
 #include "api/web.h"
@@ -97,7 +98,7 @@ static void reply_cluster(int status, json_t *body, const struct ferr *e, void *
 /* The query arguments worth passing on, re-encoded; values are checked by the owner. */
 static int forward_path(struct http_req *req, char *out, size_t size)
 {
-    static const char *keys[] = {"offset", "max", "force", "node"};
+    static const char *keys[] = {"offset", "max", "force", "node", "range"};
     int n = snprintf(out, size, "%s", http_req_path(req));
     char sep = '?';
     for (size_t i = 0; i < ARRAY_SIZE(keys) && n > 0 && (size_t)n < size; i++) {
@@ -449,6 +450,27 @@ static void h_vm_console_input(struct api_ctx *ctx, struct http_req *req,
     if (vm)
         wsconsole_input_local(ctx, req, vm_name(vm), json_string_value(d), json_string_length(d));
     json_decref(b);
+}
+
+/* GET /v1/vms/{name}/history?range=hour|day: the VM's resource history (forwarded to its
+ * node, which samples it). */
+static void h_vm_history(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
+{
+    const char *range = http_req_query(req, "range");
+    if (range && strcmp(range, "hour") != 0 && strcmp(range, "day") != 0) {
+        req_err(req, FERR_INVALID, "range: expected hour or day, got \"%.20s\"", range);
+        return;
+    }
+    struct vm *vm = find_vm(ctx, req, m);
+    if (!vm)
+        return;
+    json_t *j = history_json(ctx->history, vm_name(vm), range && strcmp(range, "day") == 0);
+    if (!j) {
+        req_err(req, -ENOMEM, "history: out of memory");
+        return;
+    }
+    json_object_set_new(j, "vm", json_string(vm_name(vm)));
+    http_reply_json(req, 200, j);
 }
 
 /* ---- disks ---- */
@@ -1702,6 +1724,7 @@ static const struct route routes[] = {
     {"GET", "/v1/vms/{name}/console", (void *)h_vm_console, "offset max"},
     {"GET", "/v1/vms/{name}/console/ws", (void *)h_vm_console_ws, NULL},
     {"POST", "/v1/vms/{name}/console/input", (void *)h_vm_console_input, NULL},
+    {"GET", "/v1/vms/{name}/history", (void *)h_vm_history, "range"},
     {"POST", "/v1/vms/{name}/migrate", (void *)h_vm_migrate, NULL},
     {"POST", "/v1/vms/{name}/migrate/cancel", (void *)h_vm_migrate_cancel, NULL},
     {"GET", "/v1/migrations", (void *)h_migrations, "vm"},

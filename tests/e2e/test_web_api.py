@@ -279,6 +279,29 @@ def test_restart_logs_out_and_sessions_expire(lab, vm):
     assert "log in again" in r["json"]["error"]["message"], r
 
 
+def test_vm_history_for_graphs(lab, vm):
+    """The VM's node samples it every 10 s; another node forwards the question."""
+    h = lab.hosts[2]  # host2 has a 2 s session ttl by now
+    cookie, _, _ = login(lab, h)
+    c = f"Cookie: {cookie}"
+
+    def points():
+        r = call(lab, h, "GET", f"/v1/vms/{vm}/history?range=hour", headers=[c])
+        assert r["status"] == 200, r
+        return r["json"]["points"]
+    pts = wait_for(points, 40, f"a point in {vm}'s history")
+    p = pts[-1]
+    assert abs(p["t"] - time.time()) < 60, p
+    assert 0 < p["cpu"] < 4, p  # a booted TCG guest with a shell and probes is not idle at 0
+    assert 64 << 20 < p["memory_bytes"] < 4 << 30, p  # QEMU's RSS for a 128 MiB guest
+    for k in ("disk_read_bps", "disk_write_bps", "net_rx_bps", "net_tx_bps"):
+        assert p[k] >= 0, p
+    day = call(lab, h, "GET", f"/v1/vms/{vm}/history?range=day", headers=[c])
+    assert day["status"] == 200 and day["json"]["step_s"] == 300, day
+    bad = call(lab, h, "GET", f"/v1/vms/{vm}/history?range=week", headers=[c])
+    assert bad["status"] == 400, bad
+
+
 def alerts(lab, h, cookie):
     r = call(lab, h, "GET", "/v1/alerts", headers=[f"Cookie: {cookie}"])
     assert r["status"] == 200, r
