@@ -705,6 +705,22 @@ int raftnode_apply(struct raftnode *rn, const json_t *cmd, raftnode_apply_cb cb,
     return 0;
 }
 
+static void barrier_done(struct raft_barrier *req, int status)
+{
+    (void)status;
+    free(req);
+}
+
+void raftnode_nudge(struct raftnode *rn)
+{
+    if (rn->in_fsm || rn->closing || !rn->started || state_of(rn) != RAFTNODE_LEADER ||
+        rn->raft.transfer)
+        return;
+    struct raft_barrier *b = calloc(1, sizeof(*b));
+    if (b && raft_barrier(&rn->raft, b, barrier_done) != 0)
+        free(b);
+}
+
 /* ---- membership ---- */
 
 static void change_done(struct raft_change *req, int status)

@@ -169,6 +169,15 @@ int raftnode_apply(struct raftnode *rn, const json_t *cmd, raftnode_apply_cb cb,
                    struct ferr *e);
 
 /*
+ * On the leader: appends a barrier entry at once, so every follower hears the current commit
+ * index now instead of with the next heartbeat (libraft sends those on its 50 ms tick, so a
+ * follower learnt of a commit 50-100 ms late). A node that forwarded a write to the leader
+ * waits until it applied that write itself; the leader nudges after such writes. Does nothing
+ * elsewhere or when out of memory.
+ */
+void raftnode_nudge(struct raftnode *rn);
+
+/*
  * Completion of the membership calls. status 0: done (for a transfer: the target leads).
  * FERR_UNAVAIL: leadership lost, the change may or may not have happened; FERR_TIMEOUT: a node
  * being promoted did not catch up with the log in time (it stays what it was), or a transfer

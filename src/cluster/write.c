@@ -485,6 +485,23 @@ void cluster__to_leader(struct cluster *c, const char *path, const json_t *body,
 
 /* ---- writes from other nodes ---- */
 
+struct nudge {
+    struct cluster *c;
+    cluster_reply_cb cb;
+    void *data;
+};
+
+/* The forwarded write is applied here: the sender waits until it applied it too (read your
+ * writes), so tell the followers the new commit index now (raftnode_nudge). */
+static void forwarded_applied(int status, json_t *body, const struct ferr *e, void *data)
+{
+    struct nudge *n = data;
+    if (!e && n->c->rn && !n->c->closing)
+        raftnode_nudge(n->c->rn);
+    n->cb(status, body, e, n->data);
+    free(n);
+}
+
 void cluster_on_apply(struct cluster *c, const json_t *body, cluster_reply_cb cb, void *data)
 {
     json_t *cmd = json_object_get(body, "cmd");
@@ -498,6 +515,14 @@ void cluster_on_apply(struct cluster *c, const json_t *body, cluster_reply_cb cb
         cluster__to_leader(c, "/v1/internal/apply", body, c->secret, cb, data);
         return;
     }
-    if (cluster_write(c, cmd, cb, data, &e) < 0)
+    struct nudge *n = malloc(sizeof(*n));
+    if (!n) {
+        reply_err(cb, data, -ENOMEM, "apply: out of memory");
+        return;
+    }
+    *n = (struct nudge){c, cb, data};
+    if (cluster_write(c, cmd, forwarded_applied, n, &e) < 0) {
+        free(n);
         cb(0, NULL, &e, data);
+    }
 }
