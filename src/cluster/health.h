@@ -41,6 +41,9 @@ struct health_peer {
      * and the one before (late[0], late[1]); never read here */
     uint64_t late[2];
     uint64_t late_window; /* when window late[0] began */
+    /* the caller's (heartbeat.c): on a follower, how late the leader said this node's
+     * heartbeats came; -1 or 0 when it said nothing */
+    long long late_said;
 };
 
 /* The nodes this node knows of; zero-initialised it is empty. Entries stay until the caller

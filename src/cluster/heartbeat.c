@@ -62,7 +62,12 @@ json_int_t cluster__late_ms(struct cluster *c, uint64_t id)
     if (id == c->node_id)
         return (json_int_t)late_of(c->self_late, c->self_late_window, now);
     struct health_peer *p = cluster__peer(c, id);
-    return p && p->last_heard ? (json_int_t)late_of(p->late, p->late_window, now) : -1;
+    if (!p || !p->last_heard)
+        return -1;
+    /* a follower hears only the leader: for the others it has the leader's word */
+    if (p->late_said > 0 && !(c->rn && raftnode_is_leader(c->rn)))
+        return (json_int_t)p->late_said;
+    return (json_int_t)late_of(p->late, p->late_window, now);
 }
 
 json_int_t cluster_heartbeat_late(struct cluster *c, char *worst, size_t size,
@@ -230,11 +235,78 @@ static void health_tick(uv_timer_t *t)
 
 /* ---- heartbeats ---- */
 
+/*
+ * Heartbeats go to the leader only (every node to every other made N x (N - 1) requests per
+ * interval: 240/s on 16 nodes); the leader answers each with its view of every node (how long
+ * ago it heard it, how late its heartbeats came, what it said), so every node still knows
+ * every node's last contact, memory and VMs, a leader elected next starts with fresh
+ * contacts, and the leader judges health from what it heard itself, as before. A node that
+ * knows no leader (an election) sends to every node.
+ */
 static void hb_sent(int status, json_t *body, const char *raw, size_t len, const struct ferr *e,
                     void *data)
 {
-    (void)status;
-    (void)body;
+    struct cluster *c = data;
+    (void)raw;
+    (void)len;
+    c->forwards--;
+    if (c->closing) { /* the view is not needed any more; the last answer frees c */
+        if (c->closed && c->forwards == 0)
+            free(c);
+        return;
+    }
+    json_t *view = e || status != 200 ? NULL : json_object_get(body, "view");
+    uint64_t now = now_mono_ms();
+    size_t i;
+    json_t *v;
+    json_array_foreach(view, i, v)
+    {
+        json_t *jid = json_object_get(v, "id"), *age = json_object_get(v, "age_ms");
+        json_t *info = json_object_get(v, "info");
+        if (!json_is_integer(jid) || json_integer_value(jid) < 1 ||
+            (uint64_t)json_integer_value(jid) == c->node_id || !json_is_integer(age) ||
+            json_integer_value(age) < 0 || (uint64_t)json_integer_value(age) >= now ||
+            !json_is_object(info))
+            continue;
+        struct health_peer *p = cluster__peer(c, (uint64_t)json_integer_value(jid));
+        uint64_t heard = now - (uint64_t)json_integer_value(age);
+        if (!p || heard <= p->last_heard)
+            continue;
+        p->last_heard = heard;
+        json_decref(p->info);
+        p->info = json_deep_copy(info);
+        json_t *late = json_object_get(v, "late_ms");
+        p->late_said = json_is_integer(late) ? (long long)json_integer_value(late) : -1;
+    }
+}
+
+/* The leader's view for a heartbeat's answer: every node it heard, and itself. */
+static json_t *leader_view(struct cluster *c)
+{
+    uint64_t now = now_mono_ms();
+    json_t *view = json_array(), *self = json_object();
+    if (!view || !self) {
+        json_decref(view);
+        json_decref(self);
+        return NULL;
+    }
+    if (c->cfg.self_info)
+        c->cfg.self_info(self, c->cfg.self_data);
+    json_object_set_new(self, "id", json_integer((json_int_t)c->node_id));
+    json_object_set_new(self, "name", json_string(c->cfg.node_name));
+    json_array_append_new(view, json_pack("{s:I, s:I, s:I, s:o}", "id", (json_int_t)c->node_id,
+                                          "age_ms", (json_int_t)0, "late_ms",
+                                          cluster__late_ms(c, c->node_id), "info", self));
+    for (size_t i = 0; i < c->peers.n; i++) {
+        const struct health_peer *p = &c->peers.peer[i];
+        if (!p->last_heard || !p->info)
+            continue;
+        json_array_append_new(
+            view, json_pack("{s:I, s:I, s:I, s:O}", "id", (json_int_t)p->id, "age_ms",
+                            (json_int_t)(now - p->last_heard), "late_ms",
+                            (json_int_t)late_of(p->late, p->late_window, now), "info", p->info));
+    }
+    return view;
 }
 
 /*
@@ -283,15 +355,18 @@ static void hb_tick(uv_timer_t *t)
     json_t *nodes = cdb_nodes(c->db);
     size_t i;
     json_t *n;
+    bool leading = raftnode_is_leader(c->rn);
+    uint64_t leader = leading ? c->node_id : raftnode_leader(c->rn, NULL);
     json_array_foreach(nodes, i, n)
     {
         uint64_t id = (uint64_t)json_integer_value(json_object_get(n, "id"));
         const char *api = json_string_value(json_object_get(n, "api_addr"));
-        if (id == c->node_id || !api || !api[0] || !text)
+        if (id == c->node_id || !api || !api[0] || !text || leading || (leader && id != leader))
             continue;
-        peer_request(c->loop, api, c->secret, "POST", "/v1/internal/heartbeat", text,
-                     c->hb_send_ms > HB_TIMEOUT_MIN_MS ? c->hb_send_ms : HB_TIMEOUT_MIN_MS, hb_sent,
-                     NULL, NULL);
+        if (peer_request(c->loop, api, c->secret, "POST", "/v1/internal/heartbeat", text,
+                         c->hb_send_ms > HB_TIMEOUT_MIN_MS ? c->hb_send_ms : HB_TIMEOUT_MIN_MS,
+                         hb_sent, c, NULL) == 0)
+            c->forwards++;
     }
     free(text);
     json_decref(nodes);
@@ -313,10 +388,13 @@ void cluster_on_heartbeat(struct cluster *c, const json_t *body, cluster_reply_c
             gap <= (uint64_t)c->cfg.heartbeat_ms * c->cfg.down_after)
             late_note(p->late, &p->late_window, now, gap - c->hb_send_ms);
         p->last_heard = now;
+        p->late_said = -1;
         json_decref(p->info);
         p->info = json_deep_copy(body);
     }
-    cb(200, json_pack("{s:b}", "ok", 1), NULL, data);
+    json_t *view = c->rn && raftnode_is_leader(c->rn) ? leader_view(c) : NULL;
+    cb(200, view ? json_pack("{s:b, s:o}", "ok", 1, "view", view) : json_pack("{s:b}", "ok", 1),
+       NULL, data);
 }
 
 void cluster__heartbeat_start(struct cluster *c)
