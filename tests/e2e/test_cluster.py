@@ -440,6 +440,10 @@ def test_restart_keeps_vms_running_and_a_wall_clock_jump_changes_nothing(cluster
 
 # ---- the 7-host lab ---------------------------------------------------------------------------
 
+def to_hb(st):
+    return st["timeouts"]["node_heartbeat_ms"]
+
+
 def roles(st):
     return {m["name"]: m["role"] for m in st["members"]}
 
@@ -456,6 +460,17 @@ def test_seven_hosts_five_voters_a_frozen_voter_is_marked_down_in_time_and_repla
         st = status(lab, leader)
         assert len(st["members"]) == 7 and st["voters"] == 5, st["members"]
         assert roles(st)["host6"] == "standby" and roles(st)["host7"] == "standby", roles(st)
+        # Heartbeats go to the leader only; its answers tell every node of every other one.
+        follower = next(h for h in reversed(lab.hosts) if h.name != leader.name)
+
+        def everyone_heard():
+            nodes = follower.cli_json("node", "list")["nodes"]
+            return len(nodes) == 7 and all(
+                n["last_heartbeat_ms"] is not None and n["last_heartbeat_ms"] < 3 * to_hb(st)
+                and n["memory"]["total_mib"] > 0 for n in nodes)
+        wait_for(everyone_heard, 3 * to_hb(st) / 1000,
+                 f"{follower.name} to know of every node through the leader",
+                 interval=POLL_S)
         victim = next(h for h in reversed(lab.hosts)
                       if h.name != leader.name and roles(st)[h.name] == "voter")
         to = st["timeouts"]
