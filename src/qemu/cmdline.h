@@ -14,7 +14,7 @@
 #define QEMU_APPEND_MAX 2048
 #define QEMU_MAX_DISKS 8
 #define QEMU_MAX_NICS 8
-#define QEMU_MAX_VCPUS 256
+#define QEMU_MAX_VCPUS 255 /* the pc (i440fx) machine: "The max CPUs supported by machine ... is 255" */
 #define QEMU_MIN_MEMORY_MIB 32
 
 /* How QEMU reads a disk file (ferry's storage module decides; DESIGN.md "Cluster shared

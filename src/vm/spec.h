@@ -18,7 +18,7 @@
 #define VM_MAX_SOCKETS 8
 #define VM_MAX_CORES 64
 #define VM_MAX_THREADS 2
-#define VM_MAX_VCPUS 256
+#define VM_MAX_VCPUS 255 /* QEMU's pc machine takes at most 255 (qemu/cmdline.h) */
 #define VM_MIN_MEMORY_MIB 32
 #define VM_BRIDGE_MAX 15 /* IFNAMSIZ - 1 */
 #define VM_DEFAULT_BUDGET_MS 300

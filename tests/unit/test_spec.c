@@ -187,7 +187,10 @@ static const struct bad bad_cases[] = {
     {"{" BASE "," DISK ",'cpu':{'numa':1}}",
      "cpu: unknown field \"numa\" (accepted: sockets, cores, threads)"},
     {"{" BASE "," DISK ",'cpu':{'sockets':8,'cores':64}}",
-     "cpu: 8 sockets x 64 cores x 1 threads = 512 vCPUs exceeds the maximum of 256"},
+     "cpu: 8 sockets x 64 cores x 1 threads = 512 vCPUs exceeds the maximum of 255"},
+    /* QEMU 10.0: "The max CPUs supported by machine 'pc-i440fx-10.0' is 255" */
+    {"{" BASE "," DISK ",'cpu':{'sockets':8,'cores':32}}",
+     "cpu: 8 sockets x 32 cores x 1 threads = 256 vCPUs exceeds the maximum of 255"},
     /* disks */
     {"{" BASE ",'disks':{}}", "disks: expected an array of disk objects, not an object"},
     {"{" BASE ",'disks':['/csv/a.vhd']}", "disks[0]: expected an object"},
@@ -472,12 +475,12 @@ static void test_limits_accepted(void **state)
 {
     (void)state;
     struct vm_spec s;
-    /* 8 x 32 x 1 = 256 vCPUs is exactly the maximum; the other bounds are inclusive too. */
-    expect_ok("{'name':'a','memory_mib':24000,'cpu':{'sockets':8,'cores':32,'threads':1},"
+    /* 5 x 51 x 1 = 255 vCPUs is exactly the maximum; the other bounds are inclusive too. */
+    expect_ok("{'name':'a','memory_mib':24000,'cpu':{'sockets':5,'cores':51,'threads':1},"
               "'disks':[{'path':'/csv/n.vhd','size_mib':2088960},{'path':'/root.vhd'}],"
               "'blackout_budget_ms':60000,'priority':0}",
               &s);
-    assert_int_equal(vm_spec_vcpus(&s), 256);
+    assert_int_equal(vm_spec_vcpus(&s), 255);
     assert_int_equal(s.disks[0].size_mib, VHD_MAX_SIZE_MIB);
     assert_int_equal(s.priority, 0);
     expect_ok("{'name':'a','memory_mib':32," DISK ",'cpu':{'sockets':1,'cores':64,'threads':2},"
