@@ -120,3 +120,7 @@ bench-chaos: build
 .PHONY: bench-soak
 bench-soak: build
 	$(PYTHON) bench/migration-soak
+
+.PHONY: bench-scale
+bench-scale: build
+	$(PYTHON) bench/scale
