@@ -1,0 +1,50 @@
+// SPDX-License-Identifier: MIT
+// Pieces several pages show: the task list, alerts, events.
+import { h, table, badge, progress, fmtTime, fmtAgo, fmtMs, vmHref } from "./dom.js";
+
+export function tasksTable(list, derived, attrs = { id: "tasks" }) {
+  const note = derived
+    ? h("p.note", "This ferryd has no task list (GET /v1/tasks); running migrations are shown.")
+    : null;
+  const rows = list.slice().sort((a, b) => (b.started || 0) - (a.started || 0));
+  return h("div", note, table([
+    { label: "Task", cell: (t) => `${t.kind || "task"} ${t.id ?? ""}`.trim() },
+    { label: "Target", cell: (t) => t.target && t.kind !== "drain" ? h("a", { href: vmHref(t.target) }, t.target) : (t.target || "–") },
+    { label: "Node", cell: (t) => t.node || "–" },
+    { label: "State", cell: (t) => badge(t.state) },
+    { label: "Progress", cell: (t) => t.state === "running" || t.percent !== undefined && t.percent !== null && !t.ended
+      ? progress(t.percent, `${t.phase ? t.phase + " " : ""}${t.percent ?? 0} %`)
+      : (t.phase || "–") },
+    { label: "Started", cell: (t) => fmtTime(t.started) },
+    { label: "Took", cell: (t) => t.ended && t.started ? fmtMs(t.ended - t.started) : "–" },
+    { label: "Result", cell: (t) => resultText(t.result) },
+  ], rows, { ...attrs, key: (t) => t.id }, "no tasks"));
+}
+
+function resultText(r) {
+  if (r === null || r === undefined) return "–";
+  if (typeof r === "string") return r;
+  if (r.error) return `error: ${r.error}`;
+  if (r.downtime_ms !== undefined) return `blackout ${fmtMs(r.downtime_ms)}, total ${fmtMs(r.total_ms)}`;
+  return JSON.stringify(r).slice(0, 120);
+}
+
+export function alertsList(list, derived) {
+  const note = derived ? h("p.note", "Derived in the browser (this ferryd has no GET /v1/alerts).") : null;
+  if (!list.length) return h("div#alerts", note, h("p.ok-line", "No alerts firing."));
+  return h("div#alerts", note, h("ul.alerts", list.map((a) =>
+    h(`li.alert.${a.severity === "critical" ? "bad" : "warn"}`, { "data-alert": a.name, "data-subject": a.subject },
+      badge(a.severity), " ", h("strong", a.name), " ", a.subject ? h("span.subject", a.subject) : null,
+      h("div.alert-msg", a.message || ""), a.since ? h("div.muted", `since ${fmtTime(a.since)}`) : null))));
+}
+
+export function eventsTable(list, attrs = { id: "events" }) {
+  return table([
+    { label: "Time", cell: (e) => fmtTime(e.time_ms) },
+    { label: "Type", cell: (e) => e.type },
+    { label: "VM", cell: (e) => e.vm ? h("a", { href: vmHref(e.vm) }, e.vm) : "–" },
+    { label: "Message", cell: (e) => e.message, class: "wrap" },
+  ], list, attrs, "no events yet");
+}
+
+export { fmtAgo };
