@@ -154,7 +154,11 @@ async function start() {
     $("menu-toggle").setAttribute("aria-expanded", String(open));
   });
   window.addEventListener("hashchange", route);
-  events.subscribe(() => refreshNow());
+  // Something changed: re-read the page soon (events can come in bursts: one re-read).
+  let soon = null;
+  events.subscribe(() => {
+    if (!soon) soon = setTimeout(() => { soon = null; refreshNow(); }, 300);
+  });
   try {
     if (await loadSession()) showApp();
     else showLogin("");

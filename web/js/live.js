@@ -15,7 +15,7 @@ const TYPES = ("cluster.init cluster.joined cluster.leader cluster.left cluster.
   "vm.fenced vm.ha_disabled vm.ha_enabled vm.ha_error vm.ha_restart vm.incoming vm.killed " +
   "vm.migrate_aborted vm.migrate_cancelled vm.migrate_failed vm.migrate_handover_waiting " +
   "vm.migrate_unknown vm.migrated vm.migrated_in vm.migrating vm.migration vm.paused vm.resumed " +
-  "vm.started vm.stopped task.created task.updated task.finished alert.firing alert.resolved").split(" ");
+  "vm.started vm.stopped task.created task.progress task.ended alert.firing alert.resolved").split(" ");
 
 const KEEP = 300;
 

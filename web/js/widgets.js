@@ -2,17 +2,19 @@
 // Pieces several pages show: the task list, alerts, events.
 import { h, table, badge, progress, fmtTime, fmtAgo, fmtMs, vmHref } from "./dom.js";
 
-export function tasksTable(list, derived, attrs = { id: "tasks" }) {
+export function tasksTable(list, derived, attrs = { id: "tasks" }, limit = 25) {
   const note = derived
     ? h("p.note", "This ferryd has no task list (GET /v1/tasks); running migrations are shown.")
     : null;
-  const rows = list.slice().sort((a, b) => (b.started || 0) - (a.started || 0));
+  // ferryd's records name the times start_ms / end_ms (0 while running).
+  const rows = list.map((t) => ({ ...t, started: t.started ?? t.start_ms, ended: t.ended ?? (t.end_ms || null) }))
+    .sort((a, b) => (b.started || 0) - (a.started || 0)).slice(0, limit);
   return h("div", note, table([
     { label: "Task", cell: (t) => `${t.kind || "task"} ${t.id ?? ""}`.trim() },
-    { label: "Target", cell: (t) => t.target && t.kind !== "drain" ? h("a", { href: vmHref(t.target) }, t.target) : (t.target || "–") },
+    { label: "Target", cell: (t) => t.target && /^(migrate|storage|failover|vm)/.test(t.kind || "") ? h("a", { href: vmHref(t.target) }, t.target) : (t.target || "–") },
     { label: "Node", cell: (t) => t.node || "–" },
     { label: "State", cell: (t) => badge(t.state) },
-    { label: "Progress", cell: (t) => t.state === "running" || t.percent !== undefined && t.percent !== null && !t.ended
+    { label: "Progress", cell: (t) => t.state === "running"
       ? progress(t.percent, `${t.phase ? t.phase + " " : ""}${t.percent ?? 0} %`)
       : (t.phase || "–") },
     { label: "Started", cell: (t) => fmtTime(t.started) },
@@ -39,6 +41,7 @@ export function alertsList(list, derived) {
 }
 
 export function eventsTable(list, attrs = { id: "events" }) {
+  list = list.filter((e) => e.type !== "task.progress"); // the task list shows those
   return table([
     { label: "Time", cell: (e) => fmtTime(e.time_ms) },
     { label: "Type", cell: (e) => e.type },

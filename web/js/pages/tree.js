@@ -10,6 +10,12 @@ export function mount(root) {
     "aria-label": "Search" });
   const out = h("div#tree");
   let last = null;
+  const closed = new Set(); // the branches the user folded, kept across redraws
+  const branch = (key, summary, ...children) => {
+    const d = h("details", { open: !closed.has(key), "data-branch": key }, h("summary", summary), ...children);
+    d.addEventListener("toggle", () => (d.open ? closed.delete(key) : closed.add(key)));
+    return d;
+  };
   search.addEventListener("input", () => last && draw(last));
   fill(root, h("h1", "Tree"), h("div.card", search, out));
 
@@ -21,26 +27,26 @@ export function mount(root) {
       const vmItems = own.filter((v) => hit(v.name) || hit(n.name)).map((v) =>
         h("li", { "data-vm": v.name }, h("a", { href: vmHref(v.name) }, v.name), " ", badge(v.state)));
       if (!hit(n.name) && !vmItems.length) return null;
-      return h("li", { "data-node": n.name }, h("details", { open: true },
-        h("summary", h("a", { href: nodeHref(n.name) }, n.name), " ", badge(n.state), " ", badge(n.admin)),
+      return h("li", { "data-node": n.name }, branch(`node:${n.name}`,
+        [h("a", { href: nodeHref(n.name) }, n.name), " ", badge(n.state), " ", badge(n.admin)],
         h("ul", vmItems.length ? vmItems : h("li.muted", "no VMs"))));
     }).filter(Boolean);
     const orphans = vms.filter((v) => v.owner && !nodes.some((n) => n.name === v.owner) && hit(v.name));
     const volItems = vols.map((c) => {
       const files = (details[c.name]?.vhds || []).filter((f) => hit(f.file) || hit(c.name) || (f.vm && hit(f.vm)));
       if (!hit(c.name) && !files.length) return null;
-      return h("li", { "data-csv": c.name }, h("details", { open: true },
-        h("summary", h("a", { href: csvHref(c.name) }, c.name), ` ${c.path} · coordinator ${c.coordinator}`),
+      return h("li", { "data-csv": c.name }, branch(`csv:${c.name}`,
+        [h("a", { href: csvHref(c.name) }, c.name), ` ${c.path} · coordinator ${c.coordinator}`],
         h("ul", files.length ? files.map((f) => h("li", f.file, ` ${fmtBytes(f.size_bytes)}`,
           f.vm ? [" · ", h("a", { href: vmHref(f.vm) }, f.vm)] : " · unused")) : h("li.muted", "no disks"))));
     }).filter(Boolean);
     const name = status ? `Cluster ${status.name || status.cluster_id}` : "This node";
-    fill(out, h("ul.tree", h("li", h("details", { open: true }, h("summary", h("strong", name)),
+    fill(out, h("ul.tree", h("li", branch("cluster", h("strong", name),
       h("ul",
-        h("li", h("details", { open: true }, h("summary", "Nodes"), h("ul", nodeItems.length ? nodeItems : h("li.muted", "nothing matches")))),
-        orphans.length ? h("li", h("details", { open: true }, h("summary", "VMs of unknown nodes"),
+        h("li", branch("nodes", "Nodes", h("ul", nodeItems.length ? nodeItems : h("li.muted", "nothing matches")))),
+        orphans.length ? h("li", branch("orphans", "VMs of unknown nodes",
           h("ul", orphans.map((v) => h("li", h("a", { href: vmHref(v.name) }, v.name)))))) : null,
-        h("li", h("details", { open: true }, h("summary", "Volumes"), h("ul", volItems.length ? volItems : h("li.muted", q ? "nothing matches" : "no volumes")))))))));
+        h("li", branch("volumes", "Volumes", h("ul", volItems.length ? volItems : h("li.muted", q ? "nothing matches" : "no volumes")))))))));
   }
 
   async function refresh() {
@@ -60,7 +66,6 @@ export function mount(root) {
       }
     }));
     last = { status, nodes: nl.nodes, vms: vl.vms, vols, details };
-    // Do not redraw under the user's hand while a <details> toggles: a redraw is cheap.
     draw(last);
   }
   return { refresh };
