@@ -342,6 +342,8 @@ def test_migrate_from_the_vm_page(lab, vms, url, browser):
                              drv.find_elements(By.CSS_SELECTOR, "#migrate-to option")), 15,
                  "host2 among the destinations")
         Select(drv.find_element(By.ID, "migrate-to")).select_by_value("host2")
+        # A cap of 16 MiB/s makes the copy take a few seconds: long enough to watch.
+        drv.find_element(By.ID, "migrate-bw").send_keys("16")
         drv.find_element(By.ID, "migrate-button").click()
         # The bar appears at once and fills from QEMU's figures while the copy runs.
         wait_for(lambda: drv.find_elements(By.CSS_SELECTOR, "#migrate-progress .progress"), 5,
@@ -349,16 +351,21 @@ def test_migrate_from_the_vm_page(lab, vms, url, browser):
         live = []
 
         def finished():
-            t = text(drv, "#migrate-progress")
-            if re.search(r"pass \d+ .* sent", t):
-                live.append(t)
+            try:
+                pct = drv.find_element(By.ID, "migrate-progress").get_attribute("data-percent")
+            except StaleElementReferenceException:
+                pct = None
+            if pct and 0 < int(pct) < 100:
+                live.append((int(pct), text(drv, "#migrate-progress")))
             return text(drv, "#migrate-result")
         wait_for(finished, 90, "the migration's result on the page", interval=0.1)
         result = text(drv, "#migrate-result")
         assert "Migrated to host2" in result, result
         blackout = text(drv, "#migrate-blackout")
         assert re.fullmatch(r"\d+(\.\d)? ms", blackout), f"blackout {blackout!r}: {result}"
-        print(f"progress seen live: {live[:1]} ({len(live)} updates); result: {result!r}")
+        print(f"progress seen live: {live[:1]}..{live[-1:]} ({len(live)} looks); result: {result!r}")
+        assert live, "the progress bar never showed a part of the copy done"
+        assert len({p for p, _ in live}) >= 2, f"the bar did not move: {live}"
         rec = h1.cli_json("vm", "migrations", VM)["migrations"][0]
         assert rec["to"] == "host2" and rec["status"] == "completed", rec
         assert blackout.startswith(str(round(rec["downtime_ms"]))) or \
@@ -430,3 +437,35 @@ def test_fits_a_phone(lab, url, browser):
             save_shot(drv, "phone-nodes")
         finally:
             drv.set_window_size(1280, 1000)
+
+
+def test_ha_and_storage_move_of_a_stopped_vm(lab, vms, url, browser):
+    drv = browser
+    h1 = lab.hosts[0]
+    with shot_on_failure(drv, "ha"):
+        go(drv, url, f"/vm/{OTHER}")
+        wait_text(drv, "#vm-ha", r"disabled", 15, f"{OTHER}'s HA shown off")
+        Select(drv.find_element(By.ID, "ha-priority")).select_by_value("low")
+        drv.find_element(By.ID, "ha-enable").click()
+        wait_for(lambda: (vm_on(h1, OTHER).get("ha") or {}).get("state") not in (None, "disabled"),
+                 15, f"{OTHER}'s HA on")
+        wait_text(drv, "#vm-ha", r"^(?!disabled)\w", 15, f"{OTHER}'s HA shown on")
+        drv.find_element(By.ID, "ha-disable").click()
+        wait_text(drv, "#vm-ha", r"disabled", 15, f"{OTHER}'s HA shown off again")
+        # A path that is not absolute is refused in the page, with what to give instead.
+        drv.find_element(By.ID, "move-to").send_keys("moved.vhd")
+        drv.find_element(By.ID, "move-button").click()
+        wait_text(drv, "#move-progress", r"absolute path", 5, "the refusal of a relative path")
+        box = drv.find_element(By.ID, "move-to")
+        box.clear()
+        new = f"{lab.csv}/{OTHER}-moved.vhd"
+        box.send_keys(new)
+        drv.find_element(By.ID, "move-button").click()
+        wait_text(drv, "#move-progress", r"now at", 60, "the storage move to finish")
+        wait_text(drv, "#vm-summary", re.escape(new), 15, "the new disk in the summary")
+        assert vm_on(h1, OTHER)["spec"]["disks"][0]["path"] == new
+        # The API's own refusal is shown as it says it: the file exists now.
+        drv.find_element(By.ID, "move-to").send_keys(new)
+        drv.find_element(By.ID, "move-button").click()
+        wait_text(drv, "#move-progress .error", r"\S", 30, "the API's refusal")
+        print(f"refusal shown: {text(drv, '#move-progress')!r}")

@@ -42,7 +42,7 @@ export function mount(root) {
       { label: "Node", cell: (n) => h("a", { href: nodeHref(n.name) }, n.name, n.leader ? " ★" : "") },
       { label: "State", cell: (n) => badge(n.state) },
       { label: "Admin", cell: (n) => badge(n.admin) },
-      { label: "CPU", cell: (n) => n.accel || "–" },
+      { label: "Accel", cell: (n) => n.accel || "–" },
       { label: "Memory", cell: (n) => n.memory ? `${fmtMib(n.memory.used_mib)} / ${fmtMib(n.memory.total_mib)}` : "–" },
       { label: "VMs", cell: (n) => `${n.vms ?? 0} (${running[n.name] || 0} running)` },
       { label: "Heartbeat", cell: (n) => n.state === "down" ? "missing" : `${fmtMs(n.last_heartbeat_ms)} ago` },

@@ -37,10 +37,13 @@ export function mount(root, [name], ctx) {
   const migrateBtn = h("button#migrate-button", { type: "submit" }, "Migrate");
   const migProgress = h("div#migrate-progress");
   const migResult = h("div#migrate-result");
-  const migForm = h("form.inline", h("label", { for: "migrate-to" }, "Live-migrate to"), target, migrateBtn);
+  const bandwidth = h("input#migrate-bw", { type: "number", min: 1, max: 1048576, step: 1,
+    placeholder: "MiB/s: no cap", "aria-label": "bandwidth cap in MiB/s (optional)" });
+  const migForm = h("form.inline", h("label", { for: "migrate-to" }, "Live-migrate to"), target,
+    bandwidth, migrateBtn);
   migForm.addEventListener("submit", (ev) => {
     ev.preventDefault();
-    migrate(target.value);
+    migrate(target.value, bandwidth.value.trim());
   });
 
   // Storage move.
@@ -109,14 +112,24 @@ export function mount(root, [name], ctx) {
     }
   }
 
-  async function migrate(to) {
+  async function migrate(to, bw) {
     if (!to) {
-      say(migResult, "Choose a destination node first.", new ApiError(0, "invalid", "no node chosen"));
+      say(migResult, "migrate", new ApiError(0, "invalid", "choose a destination node first"));
       return;
+    }
+    const body = { to };
+    if (bw) {
+      const n = Number(bw);
+      if (!Number.isInteger(n) || n < 1 || n > 1048576) {
+        say(migResult, "migrate", new ApiError(0, "invalid", `bandwidth: ${bw} is not a whole number of MiB/s in 1..1048576`));
+        return;
+      }
+      body.max_bandwidth_mib = n;
     }
     busy = "migrate";
     updateButtons();
     fill(migResult);
+    delete migProgress.dataset.percent;
     fill(migProgress, progress(0, "starting…"));
     let done = false;
     const poll = async () => {
@@ -126,6 +139,7 @@ export function mount(root, [name], ctx) {
           if (done) break;
           const mem = m.memory || {};
           const pct = mem.total ? (100 * (mem.total - mem.remaining)) / mem.total : 0;
+          migProgress.dataset.percent = String(Math.round(pct));
           fill(migProgress, progress(pct, `${m.status} · pass ${m.pass ?? "–"} · ${fmtBytes(mem.transferred)} sent, ` +
             `${fmtBytes(mem.remaining)} left · ${m.throughput_mbps ? Math.round(m.throughput_mbps) + " Mbit/s" : "–"}` +
             ` · ${fmtMs(m.elapsed_ms)}`));
@@ -138,7 +152,7 @@ export function mount(root, [name], ctx) {
     };
     poll();
     try {
-      const r = await post(`${base}/migrate`, { to });
+      const r = await post(`${base}/migrate`, body);
       done = true;
       fill(migProgress, progress(100, `${r.status} · ${r.from} → ${r.to}`));
       const rec = await findRecord(r);
