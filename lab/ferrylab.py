@@ -877,6 +877,10 @@ class Lab:
             argv += ["--qemu", self.state["qemu"]]
         if h.rec.get("watchdog"):
             argv += ["--watchdog", h.rec["watchdog"]["file"]]
+        # The dashboard's files: web/ of this tree (or of the installed package's share dir).
+        web = os.path.join(HERE, "..", "web")
+        if os.path.isdir(web):
+            argv += ["--web-dir", os.path.abspath(web)]
         return argv + list(self.state.get("ferryd_args") or []) + list(h.rec.get("args") or [])
 
     def _spawn_ferryd(self, h, say, env=None):

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,8 @@
 
 #include "api/api.h"
 #include "api/http.h"
+#include "api/session.h"
+#include "api/web.h"
 #include "cluster/cluster.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -42,6 +45,8 @@ struct ferryd_config {
     char socket[108];
     char listen[128];
     char token_file[1024];
+    char web_dir[1024]; /* the dashboard's files; "" until the default is found */
+    unsigned session_ttl_s;
     char accel[8];
     char qemu[256];
     char qemu_img[256];
@@ -110,6 +115,11 @@ static void usage(FILE *f)
         "  --socket PATH        API unix socket (default /run/ferry/ferryd.sock)\n"
         "  --listen ADDR:PORT   also serve the API on TCP (needs a bearer token)\n"
         "  --token-file FILE    token for TCP clients (created if missing)\n"
+        "  --web-dir DIR        the web dashboard's files, served on the --listen address\n"
+        "                       (default " FERRY_DATADIR "/web, or web/ of the source tree\n"
+        "                       when ferryd runs from its build tree)\n"
+        "  --session-ttl S      a dashboard login lasts S seconds at most (default 28800;\n"
+        "                       also ends after 30 min unused, and when ferryd restarts)\n"
         "  --accel auto|kvm|tcg accelerator (default auto: kvm if the CPU has vmx/svm)\n"
         "  --qemu PATH          QEMU binary (default qemu-system-x86_64)\n"
         "  --qemu-img PATH      qemu-img binary (default qemu-img)\n"
@@ -174,6 +184,19 @@ static int apply_opt(struct ferryd_config *c, const char *key, const char *val)
         return copy_opt(c->listen, sizeof(c->listen), "listen", val);
     if (strcmp(key, "token_file") == 0)
         return copy_opt(c->token_file, sizeof(c->token_file), "token_file", val);
+    if (strcmp(key, "web_dir") == 0)
+        return copy_opt(c->web_dir, sizeof(c->web_dir), "web_dir", val);
+    if (strcmp(key, "session_ttl") == 0) {
+        char *end;
+        unsigned long v = val ? strtoul(val, &end, 10) : 0;
+        if (!val || !*val || *end || v < SESSION_TTL_MIN_S || v > SESSION_TTL_MAX_S) {
+            fprintf(stderr, "ferryd: session_ttl: expected seconds in %d..%d\n", SESSION_TTL_MIN_S,
+                    SESSION_TTL_MAX_S);
+            return -1;
+        }
+        c->session_ttl_s = (unsigned)v;
+        return 0;
+    }
     if (strcmp(key, "accel") == 0) {
         if (!val || (strcmp(val, "auto") && strcmp(val, "kvm") && strcmp(val, "tcg"))) {
             fprintf(stderr, "ferryd: accel: expected auto, kvm or tcg\n");
@@ -365,6 +388,8 @@ static int parse_args(struct ferryd_config *c, int argc, char **argv)
         {"watchdog", required_argument, 0, 'W'},
         {"watchdog-timeout-ms", required_argument, 0, 'T'},
         {"version", no_argument, 0, 'V'},
+        {"web-dir", required_argument, 0, 'w'},
+        {"session-ttl", required_argument, 0, 'x'},
         {0, 0, 0, 0},
     };
     static const char *keys[128] = {
@@ -391,6 +416,8 @@ static int parse_args(struct ferryd_config *c, int argc, char **argv)
         ['Q'] = "qemu_storage_daemon",
         ['W'] = "watchdog",
         ['T'] = "watchdog_timeout_ms",
+        ['w'] = "web_dir",
+        ['x'] = "session_ttl",
     };
     /* The config file first, so flags override it. */
     for (int i = 1; i < argc - 1; i++)
@@ -464,6 +491,35 @@ static int read_or_make_token(const char *path, char *out, size_t size, struct f
     line[2 * sizeof(raw)] = '\n';
     line[2 * sizeof(raw) + 1] = '\0';
     return file_write_atomic(path, line, strlen(line), e);
+}
+
+/* Where the dashboard's files are when --web-dir does not say: web/ of the source tree when
+ * this ferryd runs from its build tree (BUILD/src/ferryd next to the tree's meson.build),
+ * else the installed ones. */
+static void default_web_dir(char *out, size_t size)
+{
+    char exe[PATH_MAX], probe[PATH_MAX + 32];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        for (int up = 0; up < 3; up++) { /* ferryd, src, BUILD: the tree is above BUILD */
+            char *slash = strrchr(exe, '/');
+            if (!slash)
+                break;
+            *slash = '\0';
+            if (up < 2)
+                continue;
+            snprintf(probe, sizeof(probe), "%s/meson.build", exe);
+            struct stat st;
+            if (access(probe, R_OK) == 0 &&
+                snprintf(probe, sizeof(probe), "%s/web", exe) < (int)sizeof(probe) &&
+                stat(probe, &st) == 0 && S_ISDIR(st.st_mode) && strlen(probe) < size) {
+                strcpy(out, probe);
+                return;
+            }
+        }
+    }
+    snprintf(out, size, "%s/web", FERRY_DATADIR);
 }
 
 /* ---- the watchdog backstop (host/watchdog.h) ---- */
@@ -595,6 +651,8 @@ static void http_closed(void *data)
 {
     struct ferryd *d = data;
     d->http = NULL;
+    web_free(d->api.web);
+    d->api.web = NULL;
     cluster_close(d->cluster, cluster_closed, d);
 }
 
@@ -832,6 +890,7 @@ int main(int argc, char **argv)
     strcpy(c->qsd, "qemu-storage-daemon");
     c->migrate_prealloc = true;
     c->watchdog_timeout_ms = WATCHDOG_TIMEOUT_MS_DEFAULT;
+    c->session_ttl_s = SESSION_TTL_DEFAULT_S;
     if (parse_args(c, argc, argv) < 0)
         return 2;
     signal(SIGPIPE, SIG_IGN);
@@ -1011,11 +1070,18 @@ int main(int argc, char **argv)
             log_error("token_file: path too long; give --token-file");
             goto err_after_http;
         }
+        if (!c->web_dir[0])
+            default_web_dir(c->web_dir, sizeof(c->web_dir));
+        struct web_config wc = {d.loop, token, c->web_dir, c->name, c->session_ttl_s};
         if (read_or_make_token(c->token_file, token, sizeof(token), &e) < 0 ||
+            web_new(&wc, &d.api.web, &e) < 0 ||
             http_server_listen_tcp(d.http, addr, port, token, &e) < 0) {
             log_error("%s", e.msg);
             goto err_after_http;
         }
+        http_server_set_gate(d.http, web_gate, d.api.web);
+        memset(token, 0, sizeof(token));
+        log_info("web: dashboard files from %s, sessions last %u s", c->web_dir, c->session_ttl_s);
         unsigned rport = c->raft_port ? c->raft_port : (unsigned)port + 1;
         if (rport > 65535 || rport == (unsigned)port) {
             log_error("raft_port: %u is not usable next to the API port %d; give --raft-port",

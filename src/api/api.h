@@ -14,6 +14,7 @@
 struct http_req;
 struct cluster;
 struct fleet;
+struct web;
 
 /* What the handlers may use; owned by the daemon, outlives the HTTP server. */
 struct timing_state;
@@ -40,6 +41,7 @@ struct api_ctx {
     struct volumes *volumes;   /* the cluster's shared volumes (src/fleet/volumes.c) */
     struct redirect *redirect; /* redirected I/O of dynamic VHDs on them (fleet/redirect.c) */
     const struct timing_state *timing; /* the timing profile this node follows (fleet/timing.h) */
+    struct web *web; /* the dashboard's files and sessions (api/web.h); NULL without --listen */
 };
 
 /* The http_handler of ferryd: routes every request (data is a struct api_ctx). */

@@ -51,6 +51,19 @@ struct http_server {
     void *close_data;
     http_authorizer authorize; /* NULL: the listener's token alone */
     void *authorize_data;
+    http_gate gate; /* NULL: a TCP request without a bearer token gets 401 */
+    void *gate_data;
+    struct http_upgrade *upgrades; /* connections handed over to their owners */
+};
+
+/* A connection switched to another protocol (http_reply_upgrade). */
+struct http_upgrade {
+    struct http_server *s; /* NULL once the server closed */
+    struct MHD_UpgradeResponseHandle *urh;
+    http_upgraded_cb cb;
+    void (*on_close)(void *data);
+    void *data;
+    struct http_upgrade *prev, *next;
 };
 
 struct kv {
@@ -77,6 +90,7 @@ struct http_req {
     bool suspended;
     bool too_large;
     bool unauthorized;
+    struct ferr refusal; /* why, when the gate refused (code 0: the plain 401) */
     bool remote;   /* came on the TCP listener */
     int principal; /* what the authorizer said (HTTP_PRINCIPAL_*) */
     bool queued;   /* MHD has the answer */
@@ -247,13 +261,52 @@ static int body_append(struct http_req *r, const char *data, size_t len)
     return 0;
 }
 
-static bool req_authorized(const struct listener *l, struct MHD_Connection *conn, const char *url,
-                           int *principal)
+/* True if the comma-separated header value list has token (case-insensitive). */
+static bool header_has_token(const char *list, const char *token)
 {
+    size_t n = strlen(token);
+    for (const char *p = list; p && *p;) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+            len--;
+        if (len == n && strncasecmp(p, token, n) == 0)
+            return true;
+        p = end;
+    }
+    return false;
+}
+
+/* Asks the gate about a TCP request without an Authorization header. */
+static bool req_gate(const struct listener *l, struct MHD_Connection *conn, const char *url,
+                     const char *method, struct http_req *r)
+{
+    struct http_gate_req q = {
+        .method = method,
+        .path = url,
+        .cookie = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Cookie"),
+        .csrf = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-CSRF-Token"),
+        .origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin"),
+        .host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host"),
+        .websocket = header_has_token(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Upgrade"),
+                                      "websocket"),
+    };
+    r->principal = l->s->gate(&q, &r->refusal, l->s->gate_data);
+    return r->principal != HTTP_PRINCIPAL_NONE;
+}
+
+static bool req_authorized(const struct listener *l, struct MHD_Connection *conn, const char *url,
+                           const char *method, struct http_req *r)
+{
+    int *principal = &r->principal;
     *principal = HTTP_PRINCIPAL_LOCAL;
     if (!l->token)
         return true;
     const char *auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+    if (!auth && l->s->gate)
+        return req_gate(l, conn, url, method, r);
     if (!auth || strncasecmp(auth, "Bearer ", 7) != 0)
         return false;
     auth += 7;
@@ -268,6 +321,12 @@ static bool req_authorized(const struct listener *l, struct MHD_Connection *conn
         return *principal != HTTP_PRINCIPAL_NONE;
     }
     return false;
+}
+
+void http_server_set_gate(struct http_server *s, http_gate fn, void *data)
+{
+    s->gate = fn;
+    s->gate_data = data;
 }
 
 void http_server_set_authorizer(struct http_server *s, http_authorizer fn, void *data)
@@ -292,6 +351,18 @@ static void server_kick(struct http_server *s)
         uv_timer_start(&s->kick, on_kick, 0, 0);
 }
 
+/* The headers every answer carries: the dashboard is served from the same listener as the API,
+ * and no answer of ours may be framed, sniffed or leak its URL elsewhere. */
+static void add_security_headers(struct MHD_Response *resp)
+{
+    static const char *const h[] = {
+        "Content-Security-Policy", HTTP_CSP,      "X-Content-Type-Options", "nosniff",
+        "Referrer-Policy",         "no-referrer", "X-Frame-Options",        "DENY",
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(h); i += 2)
+        MHD_add_response_header(resp, h[i], h[i + 1]);
+}
+
 /* Queues resp (a reference is taken over) on r's connection, or frees r if it has none. */
 static void req_send(struct http_req *r, unsigned status, struct MHD_Response *resp)
 {
@@ -310,6 +381,8 @@ static void req_send(struct http_req *r, unsigned status, struct MHD_Response *r
         req_free(r);
         return;
     }
+    if (resp)
+        add_security_headers(resp);
     if (resp && MHD_queue_response(r->conn, status, resp) == MHD_YES)
         r->queued = true;
     else
@@ -330,7 +403,8 @@ static struct MHD_Response *response_new(const char *content_type, const char *d
         MHD_create_response_from_buffer(len, (void *)data, MHD_RESPMEM_MUST_COPY);
     if (!resp)
         return NULL;
-    if (MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type) != MHD_YES) {
+    if (content_type &&
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type) != MHD_YES) {
         MHD_destroy_response(resp);
         return NULL;
     }
@@ -386,6 +460,106 @@ void http_reply_data(struct http_req *r, unsigned status, const char *content_ty
     req_send(r, status, resp);
 }
 
+static bool add_headers(struct MHD_Response *resp, const char *const *headers)
+{
+    for (size_t i = 0; headers && headers[i]; i += 2)
+        if (!headers[i + 1] || MHD_add_response_header(resp, headers[i], headers[i + 1]) != MHD_YES)
+            return false;
+    return true;
+}
+
+void http_reply_full(struct http_req *r, unsigned status, const char *content_type,
+                     const char *data, size_t len, const char *const *headers)
+{
+    struct MHD_Response *resp = response_new(content_type, data, len);
+    if (resp && !add_headers(resp, headers)) {
+        MHD_destroy_response(resp);
+        resp = NULL;
+    }
+    if (!resp) {
+        status = 500;
+        resp = error_response_new("internal", "http: out of memory");
+    }
+    req_send(r, status, resp);
+}
+
+/* ---- protocol switch (WebSocket) --------------------------------------------------------- */
+
+static void upgrade_unlink(struct http_upgrade *u)
+{
+    if (!u->s)
+        return;
+    if (u->prev)
+        u->prev->next = u->next;
+    else
+        u->s->upgrades = u->next;
+    if (u->next)
+        u->next->prev = u->prev;
+    u->prev = u->next = NULL;
+}
+
+/* MHD has sent the 101 and hands the socket over (in MHD_run, on the loop thread). */
+static void on_mhd_upgrade(void *cls, struct MHD_Connection *conn, void *con_cls,
+                           const char *extra_in, size_t extra_in_size, MHD_socket sock,
+                           struct MHD_UpgradeResponseHandle *urh)
+{
+    struct http_upgrade *u = cls;
+    u->urh = urh;
+    if (!u->s) { /* the server is closing: nobody wants it any more */
+        MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
+        free(u);
+        return;
+    }
+    u->cb(u, sock, extra_in, extra_in_size, u->data);
+}
+
+void http_reply_upgrade(struct http_req *r, const char *const *headers, http_upgraded_cb cb,
+                        void (*on_close)(void *data), void *data)
+{
+    struct http_upgrade *u = calloc(1, sizeof(*u));
+    struct MHD_Response *resp = u ? MHD_create_response_for_upgrade(on_mhd_upgrade, u) : NULL;
+    if (resp && (!add_headers(resp, headers) ||
+                 MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "Upgrade") != MHD_YES)) {
+        MHD_destroy_response(resp);
+        resp = NULL;
+    }
+    if (!resp || !r->s) {
+        free(u);
+        if (resp)
+            MHD_destroy_response(resp);
+        req_send(r, 500, error_response_new("internal", "http: cannot switch protocols"));
+        return;
+    }
+    u->s = r->s;
+    u->cb = cb;
+    u->on_close = on_close;
+    u->data = data;
+    u->next = r->s->upgrades;
+    if (u->next)
+        u->next->prev = u;
+    r->s->upgrades = u;
+    req_send(r, MHD_HTTP_SWITCHING_PROTOCOLS, resp);
+    if (!r->queued) { /* the callback will never run */
+        upgrade_unlink(u);
+        free(u);
+    }
+}
+
+void http_upgrade_close(struct http_upgrade *u)
+{
+    struct http_server *s = u->s;
+    upgrade_unlink(u);
+    if (u->urh)
+        MHD_upgrade_action(u->urh, MHD_UPGRADE_ACTION_CLOSE);
+    free(u);
+    server_kick(s); /* MHD cleans the connection up in its next run */
+}
+
+bool http_req_is_upgrade(const struct http_req *r)
+{
+    return header_has_token(http_req_header(r, "Upgrade"), "websocket");
+}
+
 void http_reply_error(struct http_req *r, const struct ferr *e)
 {
     json_t *j = json_pack("{s:{s:s,s:s}}", "error", "code", ferr_name(e->code), "message",
@@ -424,7 +598,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         if (!r)
             return MHD_NO;
         *con_cls = r;
-        r->unauthorized = !req_authorized(l, conn, url, &r->principal);
+        r->unauthorized = !req_authorized(l, conn, url, method, r);
         return MHD_YES;
     }
     if (*upload_size > 0) {
@@ -442,6 +616,11 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     if (r->state != REQ_READING)
         return MHD_NO; /* resumed without an answer queued: drop the connection */
 
+    if (r->unauthorized && r->refusal.code) {
+        req_send(r, (unsigned)ferr_http_status(r->refusal.code),
+                 error_response_new(ferr_name(r->refusal.code), r->refusal.msg));
+        return r->queued ? MHD_YES : MHD_NO;
+    }
     if (r->unauthorized) {
         struct MHD_Response *resp =
             error_response_new("unauthorized", "http: missing or wrong bearer token");
@@ -579,7 +758,8 @@ static int listener_start(struct http_server *s, int fd, bool ipv6, const char *
         rc = ferr_set(e, -ENOMEM, "http: listen %s: out of memory", what);
         goto err_after_alloc;
     }
-    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    unsigned flags =
+        MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG;
     if (ipv6)
         flags |= MHD_USE_IPv6;
     l->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_access, l, MHD_OPTION_LISTEN_SOCKET, fd,
@@ -767,6 +947,18 @@ void http_server_close(struct http_server *s, void (*cb)(void *data), void *data
     s->closing = true;
     s->close_cb = cb;
     s->close_data = data;
+    /* Upgraded connections first: their owners stop polling the sockets MHD will close. */
+    while (s->upgrades) {
+        struct http_upgrade *u = s->upgrades;
+        upgrade_unlink(u);
+        u->s = NULL;
+        if (u->on_close)
+            u->on_close(u->data);
+        if (u->urh) {
+            MHD_upgrade_action(u->urh, MHD_UPGRADE_ACTION_CLOSE);
+            free(u);
+        } /* else on_mhd_upgrade frees it, if MHD ever calls it */
+    }
     /* MHD is stopped from the last close callback, outside any MHD_run that may be on the
      * stack now (a handler may close the server). Closing the poll handle removes the epoll
      * fd from libuv's set before MHD closes it. */

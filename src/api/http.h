@@ -49,14 +49,16 @@ const char *http_req_body(const struct http_req *r, size_t *len);
 /* True if the request came on the TCP listener (a peer or a remote CLI), false for unix. */
 int http_req_is_remote(const struct http_req *r);
 
-/* Who sent a request: the unix socket (root on this host), a TCP client with the API token,
- * or whatever else an authorizer accepted (a cluster peer, a node that joins). */
+/* Who sent a request: the unix socket (root on this host), a TCP client with the API token
+ * (or a browser with a login session, src/api/web.h), or whatever else an authorizer accepted
+ * (a cluster peer, a node that joins), or what the gate let through without one. */
 enum {
     HTTP_PRINCIPAL_NONE = 0,
     HTTP_PRINCIPAL_LOCAL = 1,
     HTTP_PRINCIPAL_CLIENT = 2,
     HTTP_PRINCIPAL_PEER = 3,
     HTTP_PRINCIPAL_JOINER = 4,
+    HTTP_PRINCIPAL_PUBLIC = 5, /* nobody yet: the gate let it through (login, static files) */
 };
 int http_req_principal(const struct http_req *r);
 
@@ -65,11 +67,50 @@ int http_req_principal(const struct http_req *r);
 typedef int (*http_authorizer)(const char *path, const char *bearer, void *data);
 void http_server_set_authorizer(struct http_server *s, http_authorizer fn, void *data);
 
+/* What the gate sees of a TCP request that came without an Authorization header. */
+struct http_gate_req {
+    const char *method, *path;
+    const char *cookie, *csrf, *origin, *host; /* headers (X-CSRF-Token for csrf); NULL: absent */
+    bool websocket;                            /* "Upgrade: websocket" */
+    bool tls;                                  /* the listener speaks TLS */
+};
+/* Decides about such a request: returns an HTTP_PRINCIPAL_* or HTTP_PRINCIPAL_NONE with e set
+ * (FERR_AUTH answers 401, FERR_FORBIDDEN 403, with e's message). Without a gate these requests
+ * get 401. */
+typedef int (*http_gate)(const struct http_gate_req *q, struct ferr *e, void *data);
+void http_server_set_gate(struct http_server *s, http_gate fn, void *data);
+
+/* Every answer carries these (the dashboard's Content-Security-Policy and friends). */
+#define HTTP_CSP "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+
 /* Answers with JSON; body is stolen. Frees the request afterwards. */
 void http_reply_json(struct http_req *r, unsigned status, json_t *body);
 /* Answers with bytes (copied) and a content type. */
 void http_reply_data(struct http_req *r, unsigned status, const char *content_type,
                      const char *data, size_t len);
+/* Answers with bytes (copied; content_type NULL: none) and more headers: headers is a
+ * NULL-terminated list of name, value, name, value... (may be NULL). */
+void http_reply_full(struct http_req *r, unsigned status, const char *content_type,
+                     const char *data, size_t len, const char *const *headers);
+
+/*
+ * Switches the connection to another protocol (101 Switching Protocols with headers, as in
+ * http_reply_full). Once the 101 is sent, cb gets the connection's socket fd (non-blocking,
+ * still owned by the server), the bytes the client sent after the request (extra) and a handle.
+ * The owner then reads and writes fd itself and ends with http_upgrade_close. When the server
+ * closes first, on_close runs (from http_server_close): the owner must stop using fd and the
+ * handle, which the server then closes itself.
+ */
+struct http_upgrade;
+typedef void (*http_upgraded_cb)(struct http_upgrade *u, int fd, const char *extra,
+                                 size_t extra_len, void *data);
+void http_reply_upgrade(struct http_req *r, const char *const *headers, http_upgraded_cb cb,
+                        void (*on_close)(void *data), void *data);
+/* Closes the connection of u (fd must no longer be polled) and frees u. */
+void http_upgrade_close(struct http_upgrade *u);
+/* True if the request asks for a protocol switch to WebSocket ("Upgrade: websocket"). */
+bool http_req_is_upgrade(const struct http_req *r);
+
 /* Answers {"error": {"code": ferr_name(e->code), "message": e->msg}} with
  * ferr_http_status(e->code). */
 void http_reply_error(struct http_req *r, const struct ferr *e);

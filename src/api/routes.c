@@ -11,6 +11,7 @@
 
 #include "api/http.h"
 #include "api/router.h"
+#include "api/web.h"
 #include "cluster/cdb.h"
 #include "cluster/cluster.h"
 #include "common/jsonfield.h"
@@ -1663,8 +1664,14 @@ void api_handle(struct http_req *req, void *data)
     struct api_ctx *ctx = data;
     struct route_match m;
     const char *method = http_req_method(req), *path = http_req_path(req);
-    int rc = router_match(routes, ARRAY_SIZE(routes), method, path, &m);
     log_debug("api: %s %s", method, path);
+    if (ctx->web && web_handle(ctx->web, req)) /* the dashboard's files and login */
+        return;
+    if (http_req_principal(req) == HTTP_PRINCIPAL_PUBLIC) { /* the gate let only those in */
+        req_err(req, FERR_AUTH, "http: log in first");
+        return;
+    }
+    int rc = router_match(routes, ARRAY_SIZE(routes), method, path, &m);
     switch (rc) {
     case ROUTER_OK: {
         const char *keys[16];

@@ -25,6 +25,7 @@ static const struct {
     {FERR_AUTH, "unauthorized", "unauthorized", 401},
     {FERR_METHOD, "method_not_allowed", "method not allowed", 405},
     {FERR_TOOBIG, "too_large", "request body too large", 413},
+    {FERR_FORBIDDEN, "forbidden", "forbidden", 403},
 };
 
 static int find(int code)
@@ -83,6 +84,8 @@ int ferr_from_http_status(int status)
         return FERR_INVALID;
     case 401:
         return FERR_AUTH;
+    case 403:
+        return FERR_FORBIDDEN;
     case 404:
         return FERR_NOTFOUND;
     case 405:

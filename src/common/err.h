@@ -11,19 +11,20 @@
  * (-ENOENT, ...) or one of the project codes below, which live far above errno's range.
  */
 enum {
-    FERR_INVALID = -10001,  /* bad input: a field, argument or body failed validation */
-    FERR_NOTFOUND = -10002, /* no such object (VM, node, disk) */
-    FERR_EXISTS = -10003,   /* the object already exists */
-    FERR_STATE = -10004,    /* the object is in a state that forbids the operation */
-    FERR_PROTO = -10005,    /* a peer (QEMU, another ferryd) broke its protocol */
-    FERR_QEMU = -10006,     /* QEMU refused or failed */
-    FERR_LIMIT = -10007,    /* a host or configured limit would be exceeded */
-    FERR_INTERNAL = -10008, /* a bug or an impossible condition */
-    FERR_UNAVAIL = -10009,  /* a service (daemon, peer) is unreachable */
-    FERR_TIMEOUT = -10010,  /* a deadline passed */
-    FERR_AUTH = -10011,     /* missing or wrong credentials */
-    FERR_METHOD = -10012,   /* the HTTP method is not allowed on that path */
-    FERR_TOOBIG = -10013,   /* a request body over the limit */
+    FERR_INVALID = -10001,   /* bad input: a field, argument or body failed validation */
+    FERR_NOTFOUND = -10002,  /* no such object (VM, node, disk) */
+    FERR_EXISTS = -10003,    /* the object already exists */
+    FERR_STATE = -10004,     /* the object is in a state that forbids the operation */
+    FERR_PROTO = -10005,     /* a peer (QEMU, another ferryd) broke its protocol */
+    FERR_QEMU = -10006,      /* QEMU refused or failed */
+    FERR_LIMIT = -10007,     /* a host or configured limit would be exceeded */
+    FERR_INTERNAL = -10008,  /* a bug or an impossible condition */
+    FERR_UNAVAIL = -10009,   /* a service (daemon, peer) is unreachable */
+    FERR_TIMEOUT = -10010,   /* a deadline passed */
+    FERR_AUTH = -10011,      /* missing or wrong credentials */
+    FERR_METHOD = -10012,    /* the HTTP method is not allowed on that path */
+    FERR_TOOBIG = -10013,    /* a request body over the limit */
+    FERR_FORBIDDEN = -10014, /* authenticated, but this request is refused (CSRF, origin) */
 };
 
 #define FERR_MSG_MAX 512

@@ -46,6 +46,7 @@ def test_contents():
         "/usr/share/ferry/lab/ferrylab.py": "-rw-r--r--",
         "/usr/share/ferry/guest/vmlinuz": "-rw-r--r--",
         "/usr/share/ferry/guest/initrd.img": "-rw-r--r--",
+        "/usr/share/ferry/web/index.html": "-rw-r--r--",
         "/lib/systemd/system/ferryd.service": "-rw-r--r--",
         "/etc/ferry/ferryd.conf": "-rw-r--r--",
         "/usr/share/man/man1/ferry.1.gz": "-rw-r--r--",
