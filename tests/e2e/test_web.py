@@ -297,6 +297,18 @@ def test_session_end_brings_back_the_login(lab, url, browser):
         wait_text(drv, "#login-error", r"(?i)session", 15, "the login form saying the session ended")
         login(drv, url, lab.token())
         wait_for(lambda: node_rows(drv), 15, "the overview after logging in again")
+        # Log out: the form comes back and the cookie the browser still has is dead on ferryd.
+        cookies = drv.get_cookies()
+        drv.find_element(By.ID, "logout").click()
+        wait_text(drv, "#login-error", r"Logged out", 10, "the login form after logging out")
+        for c in cookies:
+            drv.add_cookie({k: c[k] for k in ("name", "value", "path") if k in c})
+        status = drv.execute_async_script(
+            "const done = arguments[0]; fetch('/v1/vms').then(r => done(r.status), e => done(String(e)));")
+        assert status == 401, f"GET /v1/vms with the logged-out cookie answered {status}"
+        drv.delete_all_cookies()
+        login(drv, url, lab.token())
+        wait_for(lambda: node_rows(drv), 15, "the overview after logging in again")
 
 
 def test_start_and_watch_state_live(lab, vms, url, browser):
