@@ -39,8 +39,10 @@ export function mount(root, [name], ctx) {
   const migResult = h("div#migrate-result");
   const bandwidth = h("input#migrate-bw", { type: "number", min: 1, max: 1048576, step: 1,
     placeholder: "MiB/s: no cap", "aria-label": "bandwidth cap in MiB/s (optional)" });
+  const migCancel = h("button#migrate-cancel.ghost", { type: "button", hidden: true,
+    onclick: () => cancel("migrate") }, "Cancel");
   const migForm = h("form.inline", h("label", { for: "migrate-to" }, "Live-migrate to"), target,
-    bandwidth, migrateBtn);
+    bandwidth, migrateBtn, migCancel);
   migForm.addEventListener("submit", (ev) => {
     ev.preventDefault();
     migrate(target.value, bandwidth.value.trim());
@@ -50,8 +52,10 @@ export function mount(root, [name], ctx) {
   const smDisk = h("select#move-disk", { "aria-label": "disk" });
   const smTo = h("input#move-to", { type: "text", placeholder: "/volume/new.vhd", "aria-label": "new file" });
   const smProgress = h("div#move-progress");
+  const smCancel = h("button#move-cancel.ghost", { type: "button", hidden: true,
+    onclick: () => cancel("storage-move") }, "Cancel");
   const smForm = h("form.inline", h("label", { for: "move-disk" }, "Move disk"), smDisk,
-    h("label", { for: "move-to" }, "to"), smTo, h("button#move-button", { type: "submit" }, "Move"));
+    h("label", { for: "move-to" }, "to"), smTo, h("button#move-button", { type: "submit" }, "Move"), smCancel);
   smForm.addEventListener("submit", (ev) => {
     ev.preventDefault();
     storageMove();
@@ -90,6 +94,17 @@ export function mount(root, [name], ctx) {
     h("section.card", h("h2", "Migrations"), history),
     h("section.card", h("h2", "Events"), evBox));
   cons.start();
+
+  // Asks ferryd to end the running migration or storage move; its own request then fails
+  // with "cancelled by request", which is shown where its result goes.
+  async function cancel(what) {
+    try {
+      await post(`${base}/${what}/cancel`, {});
+      ctx.toast(`${name}: cancelling the ${what}`);
+    } catch (e) {
+      ctx.toast(`cancel: ${e.message}`, "bad");
+    }
+  }
 
   function say(el, what, err) {
     fill(el, err ? errorBox(err, what) : h("div.ok-line", what));
@@ -233,7 +248,9 @@ export function mount(root, [name], ctx) {
     const st = vm ? vm.state : "";
     for (const [a, states] of Object.entries(ACTIONS)) buttons[a].disabled = !!busy || !states.includes(st);
     migrateBtn.disabled = !!busy || st !== "running";
-    smForm.querySelector("button").disabled = !!busy;
+    smForm.querySelector("#move-button").disabled = !!busy;
+    migCancel.hidden = busy !== "migrate";
+    smCancel.hidden = busy !== "storage-move";
   }
 
   function drawSummary() {
