@@ -13,6 +13,7 @@
 #include <uv.h>
 
 #include "api/api.h"
+#include "api/history.h"
 #include "api/http.h"
 #include "api/session.h"
 #include "api/web.h"
@@ -653,6 +654,10 @@ static void http_closed(void *data)
     d->http = NULL;
     web_free(d->api.web);
     d->api.web = NULL;
+    free(d->api.alerts);
+    d->api.alerts = NULL;
+    history_close(d->api.history);
+    d->api.history = NULL;
     cluster_close(d->cluster, cluster_closed, d);
 }
 
@@ -983,6 +988,11 @@ int main(int argc, char **argv)
     }
     if (d.migrate_unsafe[0])
         log_warn("migrate: outgoing live migrations are refused: %s", d.migrate_unsafe);
+    /* The web console types into the guest through QEMU 10.0's hub chardev. */
+    vc.console_input = d.qemu.major > 0 && qemu_version_at_least(&d.qemu, 10, 0);
+    if (!vc.console_input)
+        log_warn("console: QEMU before 10.0 (no hub chardev): VM consoles show output but take "
+                 "no input");
     vc.on_change = vm_changed;
     vc.change_data = &d;
     /* Redirected disks (fleet/redirect.c) are served again for adopted VMs before the
@@ -1012,6 +1022,11 @@ int main(int argc, char **argv)
         goto err_after_events;
     }
     vmset_set_host_memory(d.vms, h->mem_total_mib);
+    struct history *history = NULL;
+    if (history_new(d.loop, d.vms, &history, &e) < 0) {
+        log_error("%s", e.msg);
+        goto err_after_vms;
+    }
 
     d.api = (struct api_ctx){
         .vms = d.vms,
@@ -1029,6 +1044,7 @@ int main(int argc, char **argv)
         .version = FERRY_VERSION,
         .start_mono_ms = now_mono_ms(),
         .loop = d.loop,
+        .history = history,
     };
     if (http_server_new(d.loop, api_handle, &d.api, &d.http, &e) < 0) {
         log_error("%s", e.msg);
@@ -1168,6 +1184,7 @@ int main(int argc, char **argv)
 err_after_http:
     http_server_close(d.http, NULL, NULL);
 err_after_vms:
+    history_close(d.api.history);
     vmset_close(d.vms, NULL, NULL);
     sdnotify_close(d.sd);
     uv_run(d.loop, UV_RUN_DEFAULT);

@@ -15,6 +15,8 @@ struct http_req;
 struct cluster;
 struct fleet;
 struct web;
+struct alerts;
+struct history;
 
 /* What the handlers may use; owned by the daemon, outlives the HTTP server. */
 struct timing_state;
@@ -42,6 +44,8 @@ struct api_ctx {
     struct redirect *redirect; /* redirected I/O of dynamic VHDs on them (fleet/redirect.c) */
     const struct timing_state *timing; /* the timing profile this node follows (fleet/timing.h) */
     struct web *web; /* the dashboard's files and sessions (api/web.h); NULL without --listen */
+    struct alerts *alerts; /* since when each alert holds (api/alerts.h); made on first use */
+    struct history *history; /* this node's VMs' resource histories (api/history.h) */
 };
 
 /* The http_handler of ferryd: routes every request (data is a struct api_ctx). */

@@ -513,8 +513,8 @@ static void on_mhd_upgrade(void *cls, struct MHD_Connection *conn, void *con_cls
     u->cb(u, sock, extra_in, extra_in_size, u->data);
 }
 
-void http_reply_upgrade(struct http_req *r, const char *const *headers, http_upgraded_cb cb,
-                        void (*on_close)(void *data), void *data)
+int http_reply_upgrade(struct http_req *r, const char *const *headers, http_upgraded_cb cb,
+                       void (*on_close)(void *data), void *data)
 {
     struct http_upgrade *u = calloc(1, sizeof(*u));
     struct MHD_Response *resp = u ? MHD_create_response_for_upgrade(on_mhd_upgrade, u) : NULL;
@@ -528,7 +528,7 @@ void http_reply_upgrade(struct http_req *r, const char *const *headers, http_upg
         if (resp)
             MHD_destroy_response(resp);
         req_send(r, 500, error_response_new("internal", "http: cannot switch protocols"));
-        return;
+        return -ENOMEM;
     }
     u->s = r->s;
     u->cb = cb;
@@ -542,7 +542,9 @@ void http_reply_upgrade(struct http_req *r, const char *const *headers, http_upg
     if (!r->queued) { /* the callback will never run */
         upgrade_unlink(u);
         free(u);
+        return -EIO;
     }
+    return 0;
 }
 
 void http_upgrade_close(struct http_upgrade *u)

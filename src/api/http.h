@@ -104,8 +104,11 @@ void http_reply_full(struct http_req *r, unsigned status, const char *content_ty
 struct http_upgrade;
 typedef void (*http_upgraded_cb)(struct http_upgrade *u, int fd, const char *extra,
                                  size_t extra_len, void *data);
-void http_reply_upgrade(struct http_req *r, const char *const *headers, http_upgraded_cb cb,
-                        void (*on_close)(void *data), void *data);
+/* Returns 0 (the 101 is queued: cb runs once it is sent, or on_close when the server closes
+ * first), or a negative errno when the request was answered with an error instead (neither
+ * callback runs). */
+int http_reply_upgrade(struct http_req *r, const char *const *headers, http_upgraded_cb cb,
+                       void (*on_close)(void *data), void *data);
 /* Closes the connection of u (fd must no longer be polled) and frees u. */
 void http_upgrade_close(struct http_upgrade *u);
 /* True if the request asks for a protocol switch to WebSocket ("Upgrade: websocket"). */

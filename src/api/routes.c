@@ -9,9 +9,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "api/alerts.h"
+#include "api/history.h"
 #include "api/http.h"
 #include "api/router.h"
 #include "api/web.h"
+#include "api/wsconsole.h"
 #include "cluster/cdb.h"
 #include "cluster/cluster.h"
 #include "common/jsonfield.h"
@@ -95,7 +98,7 @@ static void reply_cluster(int status, json_t *body, const struct ferr *e, void *
 /* The query arguments worth passing on, re-encoded; values are checked by the owner. */
 static int forward_path(struct http_req *req, char *out, size_t size)
 {
-    static const char *keys[] = {"offset", "max", "force", "node"};
+    static const char *keys[] = {"offset", "max", "force", "node", "range"};
     int n = snprintf(out, size, "%s", http_req_path(req));
     char sep = '?';
     for (size_t i = 0; i < ARRAY_SIZE(keys) && n > 0 && (size_t)n < size; i++) {
@@ -405,6 +408,10 @@ static void h_vm_console(struct api_ctx *ctx, struct http_req *req, const struct
         req_err(req, rc, "console: out of memory");
         return;
     }
+    /* A read that ends inside a UTF-8 character stops before it (it comes whole next time). */
+    size_t whole = utf8_valid_len(data, len);
+    if (whole + 4 > len)
+        len = whole;
     json_t *o = json_pack("{s:I, s:I, s:I, s:s%}", "start", (json_int_t)start, "from",
                           (json_int_t)from, "offset", (json_int_t)(from + len), "data", data, len);
     free(data);
@@ -414,6 +421,56 @@ static void h_vm_console(struct api_ctx *ctx, struct http_req *req, const struct
         return;
     }
     http_reply_json(req, 200, o);
+}
+
+/* GET /v1/vms/{name}/console/ws: the console as a WebSocket (api/wsconsole.c). It is not
+ * forwarded: the node the browser talks to relays the VM's node itself. */
+static void h_vm_console_ws(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
+{
+    wsconsole_open(ctx, req, route_param(m, "name"));
+}
+
+/* POST /v1/vms/{name}/console/input {"data": "text"}: types into the serial console. */
+static void h_vm_console_input(struct api_ctx *ctx, struct http_req *req,
+                               const struct route_match *m)
+{
+    static const char *const keys[] = {"data", NULL};
+    static const char usage[] = "body: accepted: {\"data\": \"what to type (UTF-8 text)\"}";
+    json_t *b = body_keys(req, false, keys, usage);
+    if (!b)
+        return;
+    json_t *d = json_object_get(b, "data");
+    if (!json_is_string(d) || json_string_length(d) == 0 ||
+        json_string_length(d) > WSCONSOLE_INPUT_MAX) {
+        req_err(req, FERR_INVALID, "%s; data: a string of 1..%d bytes", usage, WSCONSOLE_INPUT_MAX);
+        json_decref(b);
+        return;
+    }
+    struct vm *vm = find_vm(ctx, req, m);
+    if (vm)
+        wsconsole_input_local(ctx, req, vm_name(vm), json_string_value(d), json_string_length(d));
+    json_decref(b);
+}
+
+/* GET /v1/vms/{name}/history?range=hour|day: the VM's resource history (forwarded to its
+ * node, which samples it). */
+static void h_vm_history(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
+{
+    const char *range = http_req_query(req, "range");
+    if (range && strcmp(range, "hour") != 0 && strcmp(range, "day") != 0) {
+        req_err(req, FERR_INVALID, "range: expected hour or day, got \"%.20s\"", range);
+        return;
+    }
+    struct vm *vm = find_vm(ctx, req, m);
+    if (!vm)
+        return;
+    json_t *j = history_json(ctx->history, vm_name(vm), range && strcmp(range, "day") == 0);
+    if (!j) {
+        req_err(req, -ENOMEM, "history: out of memory");
+        return;
+    }
+    json_object_set_new(j, "vm", json_string(vm_name(vm)));
+    http_reply_json(req, 200, j);
 }
 
 /* ---- disks ---- */
@@ -771,6 +828,41 @@ static void h_metrics(struct api_ctx *ctx, struct http_req *req, const struct ro
     }
     http_reply_data(req, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
     free(text);
+}
+
+/* GET /v1/alerts: what is wrong now, as this node knows it (api/alerts.h). */
+static void h_alerts(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
+{
+    if (!ctx->alerts && (ctx->alerts = malloc(sizeof(*ctx->alerts))))
+        alerts_init(ctx->alerts);
+    if (!ctx->alerts) {
+        req_err(req, -ENOMEM, "alerts: out of memory");
+        return;
+    }
+    struct cluster_metrics cm;
+    bool clustered = ctx->cluster && cluster_metrics(ctx->cluster, &cm) == 0;
+    json_t *nodes = clustered ? cluster_nodes(ctx->cluster) : NULL;
+    json_t *vms = fleet_list(ctx->fleet);
+    json_t *volumes = ctx->volumes ? volumes_local_view(ctx->volumes) : NULL;
+    struct alert_input in = {
+        .node = ctx->node_name,
+        .clustered = clustered,
+        .has_leader = clustered && cm.has_leader,
+        .quorum = clustered && cm.quorum,
+        .fenced = fleet_fenced(ctx->fleet),
+        .nodes = json_object_get(nodes, "nodes"),
+        .vms = json_object_get(vms, "vms"),
+        .volumes = volumes,
+    };
+    json_t *out = alerts_eval(ctx->alerts, &in, now_wall_ms() / 1000);
+    json_decref(nodes);
+    json_decref(vms);
+    json_decref(volumes);
+    if (!out) {
+        req_err(req, -ENOMEM, "alerts: out of memory");
+        return;
+    }
+    http_reply_json(req, 200, out);
 }
 
 /* ---- cluster ---- */
@@ -1630,6 +1722,9 @@ static const struct route routes[] = {
     {"GET", "/v1/vms/{name}", (void *)h_vm_get, NULL},
     {"DELETE", "/v1/vms/{name}", (void *)h_vm_delete, "force"},
     {"GET", "/v1/vms/{name}/console", (void *)h_vm_console, "offset max"},
+    {"GET", "/v1/vms/{name}/console/ws", (void *)h_vm_console_ws, NULL},
+    {"POST", "/v1/vms/{name}/console/input", (void *)h_vm_console_input, NULL},
+    {"GET", "/v1/vms/{name}/history", (void *)h_vm_history, "range"},
     {"POST", "/v1/vms/{name}/migrate", (void *)h_vm_migrate, NULL},
     {"POST", "/v1/vms/{name}/migrate/cancel", (void *)h_vm_migrate_cancel, NULL},
     {"GET", "/v1/migrations", (void *)h_migrations, "vm"},
@@ -1648,6 +1743,7 @@ static const struct route routes[] = {
     {"GET", "/v1/disks/info", (void *)h_disk_info, "path"},
     {"GET", "/v1/events", (void *)h_events, "since limit"},
     {"GET", "/metrics", (void *)h_metrics, NULL},
+    {"GET", "/v1/alerts", (void *)h_alerts, NULL},
     {"GET", "/v1/csvs", (void *)h_csvs_list, NULL},
     {"POST", "/v1/csvs", (void *)h_csv_add, NULL},
     {"GET", "/v1/csvs/{name}", (void *)h_csv_get, NULL},

@@ -295,9 +295,16 @@ int qemu_argv_build(const struct qemu_launch *l, char ***argv_out, struct ferr *
     argv_add2(&b, "-vga", "none");
     argv_addf(&b, "-chardev");
     argv_addf(&b, "ringbuf,id=console,size=%d", CONSOLE_RINGBUF_BYTES);
-    argv_add2(&b, "-serial", "chardev:console");
     if (opt_escape(esc_buf, sizeof(esc_buf), l->run_dir) < 0)
         goto err_too_long;
+    if (l->console_input) {
+        argv_addf(&b, "-chardev");
+        argv_addf(&b, "socket,id=console-in,path=%s/console.sock,server=on,wait=off", esc_buf);
+        argv_add2(&b, "-chardev", "hub,id=serial0,chardevs.0=console,chardevs.1=console-in");
+        argv_add2(&b, "-serial", "chardev:serial0");
+    } else {
+        argv_add2(&b, "-serial", "chardev:console");
+    }
     argv_addf(&b, "-qmp");
     argv_addf(&b, "unix:%s/qmp.sock,server=on,wait=off", esc_buf);
     /* -pidfile, -kernel, -initrd, -append and -incoming take their argument verbatim. */

@@ -68,6 +68,11 @@ struct qemu_launch {
     const char *run_dir;     /* holds qmp.sock and qemu.pid */
     const char *incoming;    /* NULL, or an -incoming argument ("defer") for migration */
     bool prealloc;           /* -mem-prealloc: QEMU touches all guest RAM before it runs */
+    /* The serial console also takes input (QEMU 10.0's hub chardev): a unix socket chardev
+     * "console-in" at run_dir/console.sock and the ring "console" joined by a hub "serial0"
+     * that the serial port uses. What the guest prints goes to both; what is written to the
+     * socket reaches the guest (QMP ringbuf-write only adds to the ring, never to the guest). */
+    bool console_input;
 };
 
 /*

@@ -617,6 +617,7 @@ static int spawn_qemu(struct vm *vm, struct ferr *e)
         .run_dir = vm->run,
         .incoming = vm->incoming ? "defer" : NULL,
         .prealloc = vm->incoming && vm->set->cfg.incoming_prealloc,
+        .console_input = vm->set->cfg.console_input,
     };
     char **argv = NULL;
     int rc = qemu_argv_build(&l, &argv, e);
@@ -1082,6 +1083,25 @@ int vm_console_read(const struct vm *vm, uint64_t offset, size_t max, char **out
 }
 
 /* ---- live migration: the VM's side (src/migrate/ drives it) ---- */
+
+int vm_console_input_path(const struct vm *vm, char *path, size_t size, struct ferr *e)
+{
+    struct stat st;
+    if (vm->state == VM_STOPPED || vm->state == VM_FAILED)
+        return ferr_set(e, FERR_STATE, "%s is %s: start it first (ferry vm start %s)",
+                        vm->spec.name, vm_state_name(vm->state), vm->spec.name);
+    if (fmt_path(path, size, "%s/console.sock", vm->run) < 0)
+        return ferr_set(e, -ENAMETOOLONG, "%s: console socket path too long", vm->spec.name);
+    if (stat(path, &st) < 0 || !S_ISSOCK(st.st_mode))
+        return ferr_set(e, FERR_STATE,
+                        "%s: its console takes no input (%s): its QEMU was started without an "
+                        "input socket (QEMU before 10.0 has no hub chardev, or an older ferryd "
+                        "started it; restart the VM)",
+                        vm->spec.name,
+                        vm->set->cfg.console_input ? "old QEMU process"
+                                                   : "this host's QEMU is too old");
+    return 0;
+}
 
 void vm_console_append(struct vm *vm, const char *data, size_t len)
 {

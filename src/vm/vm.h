@@ -47,6 +47,9 @@ struct vm_config {
     /* A migration destination's QEMU touches all guest memory before it listens (-mem-prealloc):
      * the stream then refaults memory the host just used (docs/architecture.md). */
     bool incoming_prealloc;
+    /* QEMU can join the console ring and an input socket (10.0's hub chardev): the serial
+     * console then takes input (vm_console_input_path). */
+    bool console_input;
     /* This host's QEMU machine types (borrowed; outlives the set): specs are checked against
      * them, and new VMs get the one "pc" stands for. NULL: not checked, not pinned. */
     const struct qemu_machines *machines;
@@ -126,6 +129,12 @@ json_t *vm_to_json(const struct vm *vm);
 #define VM_CONSOLE_TAIL UINT64_MAX
 int vm_console_read(const struct vm *vm, uint64_t offset, size_t max, char **out, size_t *len,
                     uint64_t *from, uint64_t *start, uint64_t *end);
+
+/* Where a running VM's serial console takes input: the unix socket of its QEMU (connect, write
+ * what is typed, read and drop what comes back). Returns 0 with path, or FERR_STATE (no QEMU, or
+ * one started without console input: this host's QEMU is older than 10.0, or the VM was started
+ * by an older ferryd: restart the VM) or -ENAMETOOLONG. */
+int vm_console_input_path(const struct vm *vm, char *path, size_t size, struct ferr *e);
 
 struct vm_stats {
     double cpu_seconds; /* QEMU process user+system time */

@@ -7,6 +7,8 @@ from another, and the alerts the dashboard shows."""
 import json
 import os
 import re
+import signal
+import subprocess
 import sys
 import time
 
@@ -15,7 +17,7 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "lab"))
 
 from labvm import create_vm, lab_session, missing  # noqa: E402
-from ferrytest import wait_for  # noqa: E402,F401
+from ferrytest import wait_for  # noqa: E402
 
 NAME = f"wa{os.getpid()}"
 SUBNET = "10.105.0.0/24"
@@ -175,3 +177,150 @@ def test_logout_ends_the_session(lab):
     assert "Max-Age=0" in r["headers"]["set-cookie"], r["headers"]
     after = call(lab, h, "GET", "/v1/nodes", headers=[c])
     assert after["status"] == 401 and "log in again" in after["json"]["error"]["message"], after
+
+
+def test_console_websocket_refused_without_a_session(lab, vm):
+    h = lab.hosts[0]
+    r = console(lab, h, vm, [f"Origin: {h.url}"], timeout=10)
+    assert r["status"] == 401 and not r["upgraded"], r
+    cookie, _, _ = login(lab, h)
+    r = console(lab, h, vm, [f"Cookie: {cookie}", "Origin: http://evil.example"], timeout=10)
+    assert r["status"] == 403 and not r["upgraded"], r
+    r = console(lab, h, "nosuchvm", [f"Cookie: {cookie}", f"Origin: {h.url}"], timeout=10)
+    assert r["status"] == 404 and not r["upgraded"], r
+
+
+@pytest.mark.parametrize("where", ["own node", "another node"])
+def test_console_websocket_types_into_the_guest(lab, vm, where):
+    """What is typed reaches the guest's shell and its answer comes back: on the VM's own node
+    (QEMU's console socket and ring) and on another (relayed over the peer API)."""
+    h = lab.hosts[0] if where == "own node" else lab.hosts[2]
+    cookie, _, _ = login(lab, h)
+    n = 6 if where == "own node" else 7
+    t0 = time.monotonic()
+    r = console(lab, h, vm, [f"Cookie: {cookie}", f"Origin: {h.url}"],
+                send=f"echo web-$(({n}*7))\r", expect=f"web-{n * 7}", fragment=True)
+    assert r["upgraded"] and r["accept_ok"], r
+    assert r["found"], f"no answer from the guest's shell on {h.name}: {r['output'][-1500:]!r}"
+    assert r["pong"], r  # a ping between two fragments of the typed message
+    assert r["close"] == 1000, r
+    # The first frames are the console's past (the guest's boot), not only what came later.
+    assert "ferry-guest" in r["output"] or "~ #" in r["output"], r["output"][:500]
+    print(f"console on {h.name} ({where}): answer after {time.monotonic() - t0:.1f} s")
+
+
+def test_console_input_endpoint_checks_its_body(lab, vm):
+    h = lab.hosts[1]
+    auth = [f"Authorization: Bearer {lab.token()}"]
+    for body in ({}, {"data": ""}, {"data": 5}, {"data": "x", "more": 1}, {"data": "x" * 20000}):
+        r = call(lab, h, "POST", f"/v1/vms/{vm}/console/input", headers=auth, body=body,
+                 origin=False)
+        assert r["status"] == 400, (body, r)
+    r = call(lab, h, "POST", "/v1/vms/nosuchvm/console/input", headers=auth,
+             body={"data": "x"}, origin=False)
+    assert r["status"] == 404, r
+
+
+def open_console(lab, h, vm, cookie, timeout=20):
+    """A console WebSocket held open in the background: its process prints the result when the
+    server closes it (or at timeout)."""
+    return lab.client_popen(["/usr/bin/python3", WEBCLIENT, "console",
+                             h.url + f"/v1/vms/{vm}/console/ws", "-H", f"Cookie: {cookie}",
+                             "-H", f"Origin: {h.url}", "--timeout", str(timeout)],
+                            stdout=subprocess.PIPE, text=True)
+
+
+def test_console_closes_when_the_session_ends(lab, vm):
+    h = lab.hosts[0]
+    cookie, csrf, _ = login(lab, h)
+    p = open_console(lab, h, vm, cookie)
+    try:
+        time.sleep(1)
+        r = call(lab, h, "DELETE", "/v1/session",
+                 headers=[f"Cookie: {cookie}", f"X-CSRF-Token: {csrf}"])
+        assert r["status"] == 200, r
+        t0 = time.monotonic()
+        out = json.loads(p.communicate(timeout=30)[0])
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert out["upgraded"] and out["close"] == 1008, out
+    assert time.monotonic() - t0 < 10, "the console outlived its session"
+
+
+def test_restart_logs_out_and_sessions_expire(lab, vm):
+    """A ferryd restart (SIGTERM, with a console WebSocket open) ends its sessions; a session
+    over its --session-ttl is refused with a message that says to log in again (host2 runs with
+    a ttl of 2 s from here on)."""
+    h = lab.hosts[1]
+    cookie, _, _ = login(lab, h)
+    p = open_console(lab, h, vm, cookie)
+    try:
+        time.sleep(1)
+        assert p.poll() is None
+        lab.kill_ferryd(h, signal.SIGTERM)  # LabError if it hangs on the open WebSocket
+        out = json.loads(p.communicate(timeout=30)[0])
+        assert out["upgraded"], out
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    lab.start_ferryd(h, args=["--session-ttl", "2"])
+    r = call(lab, h, "GET", "/v1/nodes", headers=[f"Cookie: {cookie}"])
+    assert r["status"] == 401 and "restarted" in r["json"]["error"]["message"], r
+    cookie, _, r = login(lab, h)
+    assert abs(r["json"]["expires_at"] - (time.time() + 2)) < 30, r["json"]
+    assert call(lab, h, "GET", "/v1/session", headers=[f"Cookie: {cookie}"])["status"] == 200
+    time.sleep(2.2)
+    r = call(lab, h, "GET", "/v1/nodes", headers=[f"Cookie: {cookie}"])
+    assert r["status"] == 401, r
+    assert "expired" in r["json"]["error"]["message"], r
+    assert "log in again" in r["json"]["error"]["message"], r
+
+
+def test_vm_history_for_graphs(lab, vm):
+    """The VM's node samples it every 10 s; another node forwards the question."""
+    h = lab.hosts[2]  # host2 has a 2 s session ttl by now
+    cookie, _, _ = login(lab, h)
+    c = f"Cookie: {cookie}"
+
+    def points():
+        r = call(lab, h, "GET", f"/v1/vms/{vm}/history?range=hour", headers=[c])
+        assert r["status"] == 200, r
+        return r["json"]["points"]
+    pts = wait_for(points, 40, f"a point in {vm}'s history")
+    p = pts[-1]
+    assert abs(p["t"] - time.time()) < 60, p
+    assert 0 < p["cpu"] < 4, p  # a booted TCG guest with a shell and probes is not idle at 0
+    assert 64 << 20 < p["memory_bytes"] < 4 << 30, p  # QEMU's RSS for a 128 MiB guest
+    for k in ("disk_read_bps", "disk_write_bps", "net_rx_bps", "net_tx_bps"):
+        assert p[k] >= 0, p
+    day = call(lab, h, "GET", f"/v1/vms/{vm}/history?range=day", headers=[c])
+    assert day["status"] == 200 and day["json"]["step_s"] == 300, day
+    bad = call(lab, h, "GET", f"/v1/vms/{vm}/history?range=week", headers=[c])
+    assert bad["status"] == 400, bad
+
+
+def alerts(lab, h, cookie):
+    r = call(lab, h, "GET", "/v1/alerts", headers=[f"Cookie: {cookie}"])
+    assert r["status"] == 200, r
+    return r["json"]["alerts"]
+
+
+def test_alerts_show_a_node_that_went_down(lab, vm):
+    h = lab.hosts[0]
+    cookie, _, _ = login(lab, h)
+    assert alerts(lab, h, cookie) == []  # a healthy cluster with a running VM
+    h3 = lab.hosts[2]
+    t0 = time.monotonic()
+    lab.kill_ferryd(h3)
+    down = wait_for(lambda: next((a for a in alerts(lab, h, cookie)
+                                  if a["name"] == "NodeDown" and a["subject"] == h3.name), None),
+                    30, f"NodeDown for {h3.name} in /v1/alerts")
+    print(f"NodeDown for {h3.name} {time.monotonic() - t0:.1f} s after its ferryd was killed")
+    assert down["severity"] == "critical" and down["state"] == "pending", down
+    assert abs(down["since"] - time.time()) < 30, down
+    assert h3.name in down["message"], down
+    others = [a for a in alerts(lab, h, cookie) if a["name"] != "NodeDown"]
+    assert others == [], others  # two of three still have quorum and a leader

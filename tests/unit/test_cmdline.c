@@ -119,6 +119,7 @@ static void test_typical(void **state)
     assert_string_equal(opt_val(argv, "-vga", 0), "none");
     assert_string_equal(opt_val(argv, "-chardev", 0), "ringbuf,id=console,size=1048576");
     assert_string_equal(opt_val(argv, "-serial", 0), "chardev:console");
+    assert_null(opt_val(argv, "-chardev", 1)); /* no console input without console_input */
     assert_string_equal(opt_val(argv, "-qmp", 0),
                         "unix:/run/ferry/vms/web1/qmp.sock,server=on,wait=off");
     assert_string_equal(opt_val(argv, "-pidfile", 0), "/run/ferry/vms/web1/qemu.pid");
@@ -157,6 +158,25 @@ static void test_typical(void **state)
 }
 
 /* A dynamic VHD goes through QEMU's vpc driver, which sizes the disk itself. */
+/* With console input, the serial port uses a hub of the ring and a unix socket (QEMU 10.0). */
+static void test_console_input(void **state)
+{
+    struct fixture f;
+    fixture_init(&f);
+    f.l.console_input = true;
+    char **argv = build_ok(&f);
+    assert_int_equal(count_opt(argv, "-chardev"), 3);
+    assert_string_equal(opt_val(argv, "-chardev", 0), "ringbuf,id=console,size=1048576");
+    assert_string_equal(opt_val(argv, "-chardev", 1),
+                        "socket,id=console-in,path=/run/ferry/vms/web1/console.sock,server=on,"
+                        "wait=off");
+    assert_string_equal(opt_val(argv, "-chardev", 2),
+                        "hub,id=serial0,chardevs.0=console,chardevs.1=console-in");
+    assert_string_equal(opt_val(argv, "-serial", 0), "chardev:serial0");
+    assert_int_equal(count_opt(argv, "-serial"), 1);
+    qemu_argv_free(argv);
+}
+
 static void test_vpc_disk(void **state)
 {
     (void)state;
@@ -439,8 +459,8 @@ static void test_bad_inputs(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_typical),     cmocka_unit_test(test_vpc_disk),
-        cmocka_unit_test(test_nbd_disk),
+        cmocka_unit_test(test_typical),     cmocka_unit_test(test_console_input),
+        cmocka_unit_test(test_vpc_disk),    cmocka_unit_test(test_nbd_disk),
         cmocka_unit_test(test_kvm_vs_tcg),  cmocka_unit_test(test_comma_escaping),
         cmocka_unit_test(test_kernel_boot), cmocka_unit_test(test_incoming_and_minimal),
         cmocka_unit_test(test_bad_inputs),

@@ -1,0 +1,105 @@
+/* SPDX-License-Identifier: MIT */
+/* Samples this node's VMs into their resource histories (history.h). */
+#include "api/history.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "vm/vm.h"
+#include "vm/vmhist.h"
+
+struct history {
+    uv_timer_t timer;
+    struct vmset *vms;
+    struct vmhist_set *set;
+};
+
+/* QEMU's resident memory in bytes (/proc/PID/statm, its second field in pages); 0 unknown. */
+static uint64_t rss_bytes(int pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/statm", pid);
+    FILE *f = fopen(path, "r");
+    unsigned long long size = 0, rss = 0;
+    if (!f)
+        return 0;
+    if (fscanf(f, "%llu %llu", &size, &rss) != 2)
+        rss = 0;
+    fclose(f);
+    return rss * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+static void sample_one(struct vm *vm, void *data)
+{
+    struct history *h = data;
+    struct vmhist *vh = vmhist_set_get(h->set, vm_name(vm), true);
+    if (!vh)
+        return;
+    enum vm_state st = vm_state(vm);
+    int pid = vm_pid(vm);
+    if ((st != VM_RUNNING && st != VM_PAUSED) || pid <= 0) {
+        vmhist_pause(vh);
+        return;
+    }
+    struct vm_stats s;
+    vm_stats_get(vm, &s);
+    struct vmhist_counters c = {.cpu_s = s.cpu_seconds, .memory_bytes = rss_bytes(pid)};
+    for (unsigned i = 0; i < s.ndisks; i++) {
+        c.disk_read_bytes += s.disks[i].rd_bytes;
+        c.disk_write_bytes += s.disks[i].wr_bytes;
+    }
+    for (unsigned i = 0; i < s.nnics; i++) {
+        c.net_rx_bytes += s.nics[i].rx_bytes;
+        c.net_tx_bytes += s.nics[i].tx_bytes;
+    }
+    vmhist_sample(vh, now_wall_ms() / 1000, &c);
+}
+
+static void on_sample(uv_timer_t *t)
+{
+    struct history *h = t->data;
+    vmhist_set_mark(h->set);
+    vmset_foreach(h->vms, sample_one, h);
+    vmhist_set_sweep(h->set); /* VMs that left this node take their history with them */
+}
+
+int history_new(uv_loop_t *loop, struct vmset *vms, struct history **out, struct ferr *e)
+{
+    struct history *h = calloc(1, sizeof(*h));
+    if (!h || vmhist_set_new(&h->set) < 0) {
+        free(h);
+        return ferr_set(e, -ENOMEM, "history: out of memory");
+    }
+    h->vms = vms;
+    uv_timer_init(loop, &h->timer);
+    h->timer.data = h;
+    uv_timer_start(&h->timer, on_sample, VMHIST_STEP_S * 1000, VMHIST_STEP_S * 1000);
+    *out = h;
+    return 0;
+}
+
+static void on_closed(uv_handle_t *t)
+{
+    struct history *h = t->data;
+    vmhist_set_free(h->set);
+    free(h);
+}
+
+void history_close(struct history *h)
+{
+    if (h)
+        uv_close((uv_handle_t *)&h->timer, on_closed);
+}
+
+json_t *history_json(struct history *h, const char *name, bool day)
+{
+    struct vmhist *vh = h ? vmhist_set_get(h->set, name, false) : NULL;
+    if (vh)
+        return vmhist_json(vh, day, now_wall_ms() / 1000);
+    struct vmhist empty;
+    vmhist_init(&empty);
+    return vmhist_json(&empty, day, now_wall_ms() / 1000);
+}
