@@ -207,10 +207,21 @@ def shot_on_failure(drv, what):
         raise AssertionError(f"{e}\n(screenshot and page text in {d})") from e
 
 
-def save_shot(drv, name):
-    if SHOTS:
-        os.makedirs(SHOTS, exist_ok=True)
+def save_shot(drv, name, height=None):
+    """With FERRY_WEB_SCREENSHOTS=DIR: the window as DIR/NAME.png (height: a taller window
+    for this one)."""
+    if not SHOTS:
+        return
+    os.makedirs(SHOTS, exist_ok=True)
+    if height:
+        size = drv.get_window_size()
+        drv.set_window_size(size["width"], height)
+        time.sleep(0.5)
+    try:
         drv.save_screenshot(os.path.join(SHOTS, f"{name}.png"))
+    finally:
+        if height:
+            drv.set_window_size(size["width"], size["height"])
 
 
 def text(drv, css):
@@ -231,6 +242,21 @@ def go(drv, url, route):
     drv.get(url + "#" + route)
     wait_for(lambda: drv.execute_script("return document.readyState") == "complete", 15,
              "the page to load")
+
+
+def click_node_button(drv, cls, node, what):
+    """Clicks the enabled button.CLS of node in the nodes table; the table is redrawn every
+    1.5 s, so a button found just before a redraw is found again."""
+    def attempt():
+        try:
+            for b in drv.find_elements(By.CSS_SELECTOR, f"button.{cls}"):
+                if b.get_attribute("data-node") == node and b.is_enabled():
+                    b.click()
+                    return True
+        except StaleElementReferenceException:
+            pass
+        return False
+    wait_for(attempt, 15, what, interval=0.1)
 
 
 def csp_violations(drv):
@@ -384,6 +410,7 @@ def test_migrate_from_the_vm_page(lab, vms, url, browser):
             abs(float(blackout.split()[0]) - rec["downtime_ms"]) < 1, (blackout, rec)
         wait_text(drv, "#vm-node", "host2", 15, f"{VM} shown on host2")
         assert vm_on(h1, VM)["owner"] == "host2"
+        save_shot(drv, "vm", height=1500)
         go(drv, url, "/migrations")
         wait_for(lambda: drv.find_elements(By.CSS_SELECTOR, "#blackout-chart svg circle.pt"), 15,
                  "the blackout chart's point")
@@ -396,20 +423,14 @@ def test_drain_and_resume_a_node(lab, vms, url, browser):
     h1 = lab.hosts[0]
     with shot_on_failure(drv, "drain"):
         go(drv, url, "/nodes")
-        btn = wait_for(lambda: [b for b in drv.find_elements(By.CSS_SELECTOR, "button.drain")
-                                if b.get_attribute("data-node") == "host2" and b.is_enabled()],
-                       15, "host2's Drain button")[0]
-        btn.click()
+        click_node_button(drv, "drain", "host2", "host2's Drain button")
         wait_text(drv, "#nodes-admin tr[data-key=host2]", r"paused", 90, "host2 paused")
         wait_text(drv, "#nodes-admin tr[data-key=host2]", r"1 migrated", 15,
                   "the drain's outcome")
         n2 = next(n for n in h1.cli_json("node", "list")["nodes"] if n["name"] == "host2")
         assert n2["admin"] == "paused", n2
         assert vm_on(h1, VM)["owner"] in ("host1", "host3")
-        btn = wait_for(lambda: [b for b in drv.find_elements(By.CSS_SELECTOR, "button.resume")
-                                if b.get_attribute("data-node") == "host2" and b.is_enabled()],
-                       15, "host2's Resume button")[0]
-        btn.click()
+        click_node_button(drv, "resume", "host2", "host2's Resume button")
         wait_text(drv, "#nodes-admin tr[data-key=host2]", r"active", 15, "host2 active again")
 
 
@@ -422,10 +443,14 @@ def test_alert_when_a_host_loses_power(lab, vms, url, browser):
         assert "NodeDown" not in text(drv, "#alerts-box")
         lab.power_off(h3)
         try:
-            wait_for(lambda: drv.find_elements(
-                By.CSS_SELECTOR, '#alerts li[data-alert="NodeDown"][data-subject="host3"]'), 40,
-                "a NodeDown alert for host3 on the overview")
+            sel = '#alerts li[data-alert="NodeDown"][data-subject="host3"]'
+            wait_for(lambda: drv.find_elements(By.CSS_SELECTOR, sel), 30,
+                     "a NodeDown alert for host3 on the overview")
             wait_text(drv, "#nodes-table tr[data-key=host3]", r"down", 10, "host3 shown down")
+            # ferryd holds NodeDown pending for 30 s (as ferry.rules.yml does), then it fires.
+            wait_for(lambda: drv.find_elements(By.CSS_SELECTOR, sel + '[data-alert-state="firing"]'),
+                     50, "the NodeDown alert for host3 to fire")
+            assert "NodeDown" in text(drv, "#alerts") and "host3" in text(drv, "#alerts")
             save_shot(drv, "overview-alert")
         finally:
             lab.start_ferryd(h3)

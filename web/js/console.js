@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: MIT
-// The VM's serial console: its history from GET /v1/vms/NAME/console, then live over the
-// WebSocket /v1/vms/NAME/console/ws (ferryd relays the frames to and from the QEMU serial
-// socket; the session cookie authenticates it). A line typed below is sent with a newline;
+// The VM's serial console over the WebSocket /v1/vms/NAME/console/ws (ferryd sends the last
+// 4 KiB kept, then the output as it comes, as text frames, and types what it receives into
+// the guest; the session cookie authenticates it). A line typed below is sent with a newline;
 // Ctrl-C and Ctrl-D buttons send those bytes. Without the WebSocket (an older ferryd, a
-// proxy that refuses upgrades) the output is polled and typing is off.
+// proxy that refuses upgrades) the output is polled from GET .../console and typing is off.
 import { get, enc } from "./api.js";
 import { h } from "./dom.js";
 
@@ -46,16 +46,8 @@ export class SerialConsole {
     if (atBottom) this.out.scrollTop = this.out.scrollHeight;
   }
 
-  async start() {
-    try {
-      const r = await get(`/v1/vms/${enc(this.vm)}/console?max=16384`);
-      this.offset = r.offset;
-      this.write(r.data || "");
-      this.out.scrollTop = this.out.scrollHeight;
-    } catch (e) {
-      this.write(`[console history: ${e.message}]\n`);
-    }
-    if (!this.closed) this.connect();
+  start() {
+    this.connect();
   }
 
   connect() {
@@ -72,6 +64,7 @@ export class SerialConsole {
     let opened = false;
     ws.addEventListener("open", () => {
       opened = true;
+      this.out.textContent = ""; // the socket starts with the newest output kept: no repeats
       this.status.textContent = "connected";
       this.status.className = "good-text";
       this.input.disabled = false;
@@ -86,6 +79,13 @@ export class SerialConsole {
         this.fallback("no console WebSocket here");
         return;
       }
+      if (ev.code === 1008 || ev.code === 1001) {
+        // The login ended, or the VM is gone: reconnecting would not help.
+        this.status.textContent = `closed: ${ev.reason || (ev.code === 1001 ? "the VM is gone" : "the session ended")}`;
+        this.status.className = "warn-text";
+        this.input.disabled = true;
+        return;
+      }
       this.status.textContent = `disconnected (${ev.reason || ev.code}); reconnecting…`;
       this.status.className = "warn-text";
       this.input.disabled = true;
@@ -93,7 +93,7 @@ export class SerialConsole {
     });
   }
 
-  // Read-only: the output polled every 1.5 s.
+  // Read-only: the output polled every 1.5 s (the first read: the newest 16 KiB).
   fallback(why) {
     this.status.textContent = `read-only: ${why}; output polled`;
     this.status.className = "warn-text";
@@ -101,7 +101,7 @@ export class SerialConsole {
     const poll = async () => {
       if (this.closed) return;
       try {
-        const q = this.offset === null ? "" : `?offset=${this.offset}`;
+        const q = this.offset === null ? "?max=16384" : `?offset=${this.offset}`;
         const r = await get(`/v1/vms/${enc(this.vm)}/console${q}`);
         if (this.offset !== null && r.start > this.offset) this.write("\n[… output lost …]\n");
         this.offset = r.offset;

@@ -31,13 +31,20 @@ function resultText(r) {
   return JSON.stringify(r).slice(0, 120);
 }
 
+// ferryd's alerts say since in unix seconds; the ones derived here in ms.
+const sinceMs = (t) => (t && t < 1e11 ? t * 1000 : t);
+
 export function alertsList(list, derived) {
   const note = derived ? h("p.note", "Derived in the browser (this ferryd has no GET /v1/alerts).") : null;
-  if (!list.length) return h("div#alerts", note, h("p.ok-line", "No alerts firing."));
-  return h("div#alerts", note, h("ul.alerts", list.map((a) =>
-    h(`li.alert.${a.severity === "critical" ? "bad" : "warn"}`, { "data-alert": a.name, "data-subject": a.subject },
+  if (!list.length) return h("div#alerts", note, h("p.ok-line", "No alerts."));
+  return h("div#alerts", note, h("ul.alerts", list.map((a) => {
+    const state = a.state || "firing";
+    return h(`li.alert.${a.severity === "critical" ? "bad" : "warn"}.${state}`,
+      { "data-alert": a.name, "data-subject": a.subject, "data-alert-state": state },
       badge(a.severity), " ", h("strong", a.name), " ", a.subject ? h("span.subject", a.subject) : null,
-      h("div.alert-msg", a.message || ""), a.since ? h("div.muted", `since ${fmtTime(a.since)}`) : null))));
+      " ", h("span.alert-state", state === "pending" ? "(pending: not yet held long enough to fire)" : ""),
+      h("div.alert-msg", a.message || ""), a.since ? h("div.muted", `since ${fmtTime(sinceMs(a.since))}`) : null);
+  })));
 }
 
 export function eventsTable(list, attrs = { id: "events" }) {
