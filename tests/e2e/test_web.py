@@ -366,6 +366,10 @@ def test_serial_console_answers(lab, vms, url, browser):
         # The tty echoes what was typed ("$((6*7))"); only the shell computes 42.
         wait_text(drv, "#console-out", r"ferry-42-answers", 20, "the shell's answer on the console")
         save_shot(drv, "vm-console")
+        # Its resource graphs fill from the node's samples (every 10 s; a line needs two).
+        wait_for(lambda: len(drv.find_elements(By.CSS_SELECTOR, "#vm-graphs svg path.line")) >= 4,
+                 45, "the CPU, memory, disk and network lines", interval=0.5)
+        assert re.search(r"\d+(\.\d)? MiB", text(drv, "#vm-graphs")), text(drv, "#vm-graphs")
         assert not csp_violations(drv), csp_violations(drv)
 
 
@@ -410,6 +414,10 @@ def test_migrate_from_the_vm_page(lab, vms, url, browser):
             abs(float(blackout.split()[0]) - rec["downtime_ms"]) < 1, (blackout, rec)
         wait_text(drv, "#vm-node", "host2", 15, f"{VM} shown on host2")
         assert vm_on(h1, VM)["owner"] == "host2"
+        # The console follows the VM to its new node and still answers there.
+        wait_text(drv, "#console-status", r"^connected", 20, "the console connected after the move")
+        drv.find_element(By.ID, "console-in").send_keys("echo moved-$((2+3))\n")
+        wait_text(drv, "#console-out", r"moved-5", 20, "the shell's answer from host2")
         save_shot(drv, "vm", height=1500)
         go(drv, url, "/migrations")
         wait_for(lambda: drv.find_elements(By.CSS_SELECTOR, "#blackout-chart svg circle.pt"), 15,

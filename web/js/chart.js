@@ -62,3 +62,53 @@ function niceMax(v) {
   for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= v) return m * p;
   return 10 * p;
 }
+
+/**
+ * A line chart: series [{name, class, values: [v|null, ...]}] over times ts (unix s, oldest
+ * first); fmt(v) labels the y axis. A null value breaks the line.
+ */
+export function lines(ts, series, { width = 360, height = 150, fmt = String, title = "" } = {}) {
+  const pad = { l: 58, r: 8, t: 26, b: 30 };
+  const svg = el("svg", { viewBox: `0 0 ${width} ${height}`, class: "chart small", role: "img",
+    "aria-label": title });
+  svg.append(el("text", { x: 4, y: 12, class: "chart-title" }, title));
+  const vals = series.flatMap((s) => s.values.filter((v) => v !== null && v !== undefined));
+  if (ts.length < 2 || !vals.length) {
+    svg.append(el("text", { x: width / 2, y: height / 2, "text-anchor": "middle", class: "chart-empty" },
+      "no samples yet (every 10 s)"));
+    return svg;
+  }
+  const t0 = ts[0];
+  const t1 = ts[ts.length - 1];
+  const vmax = niceMax(Math.max(...vals) || 1); // all zero: an axis up to 1
+  const x = (t) => pad.l + ((t - t0) / (t1 - t0 || 1)) * (width - pad.l - pad.r);
+  const y = (v) => height - pad.b - (v / vmax) * (height - pad.t - pad.b);
+  for (const frac of [0, 0.5, 1]) {
+    const v = vmax * frac;
+    svg.append(el("line", { x1: pad.l, x2: width - pad.r, y1: y(v), y2: y(v), class: "grid-line" }));
+    svg.append(el("text", { x: pad.l - 4, y: y(v) + 4, "text-anchor": "end", class: "axis" }, fmt(v)));
+  }
+  for (const frac of [0, 1]) {
+    const d = new Date((t0 + frac * (t1 - t0)) * 1000);
+    svg.append(el("text", { x: frac ? width - pad.r : pad.l, y: height - pad.b + 14,
+      "text-anchor": frac ? "end" : "start", class: "axis" },
+      `${String(d.getHours()).padStart(2, "0")}:${String(d.getMinutes()).padStart(2, "0")}`));
+  }
+  series.forEach((s, i) => {
+    let d = "";
+    let pen = "M";
+    s.values.forEach((v, k) => {
+      if (v === null || v === undefined) {
+        pen = "M";
+        return;
+      }
+      d += `${pen}${x(ts[k]).toFixed(1)},${y(v).toFixed(1)} `;
+      pen = "L";
+    });
+    if (d) svg.append(el("path", { d, class: `line ${s.class}` }));
+    const lx = pad.l + i * 110;
+    svg.append(el("line", { x1: lx, x2: lx + 14, y1: height - 6, y2: height - 6, class: `line ${s.class}` }));
+    svg.append(el("text", { x: lx + 18, y: height - 2, class: "axis" }, s.name));
+  });
+  return svg;
+}

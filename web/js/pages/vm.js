@@ -5,6 +5,7 @@
 import { get, post, enc, ApiError } from "../api.js";
 import { h, fill, badge, table, progress, errorBox, fmtMib, fmtMs, fmtBytes, fmtTime, nodeHref } from "../dom.js";
 import { SerialConsole } from "../console.js";
+import { lines } from "../chart.js";
 import { events } from "../live.js";
 import { tasks } from "../data.js";
 import { tasksTable, eventsTable } from "../widgets.js";
@@ -78,6 +79,19 @@ export function mount(root, [name], ctx) {
     setHa(s);
   });
 
+  // Resource graphs from GET .../history (sampled every 10 s on the VM's node): read every
+  // 10 s, not on every refresh.
+  let range = "hour";
+  let graphsAt = 0;
+  const graphs = h("div.graphs#vm-graphs");
+  const rangeBtns = ["hour", "day"].map((r) => h("button.ghost", { type: "button", "data-range": r,
+    class: r === range ? "current" : null, onclick: () => {
+      range = r;
+      for (const b of rangeBtns) b.classList.toggle("current", b.dataset.range === r);
+      graphsAt = 0;
+      drawGraphs();
+    } }, `last ${r}`));
+
   const cons = new SerialConsole(name);
   const history = h("div#vm-migrations");
   const evBox = h("div#vm-events");
@@ -90,6 +104,7 @@ export function mount(root, [name], ctx) {
       h("section.card", h("h2", "Actions"), h("div.buttons", Object.values(buttons)), actionMsg,
         migForm, migProgress, migResult, smForm, smProgress, haForm)),
     h("section.card", cons.el),
+    h("section.card", h("h2", "Resources", h("span.range", rangeBtns)), graphs),
     h("section.card", h("h2", "Tasks"), taskBox),
     h("section.card", h("h2", "Migrations"), history),
     h("section.card", h("h2", "Events"), evBox));
@@ -289,6 +304,31 @@ export function mount(root, [name], ctx) {
     if ([...target.options].some((o) => o.value === keep && !o.disabled)) target.value = keep;
   }
 
+  async function drawGraphs() {
+    if (Date.now() - graphsAt < 10000) return;
+    graphsAt = Date.now();
+    let r;
+    try {
+      r = await get(`${base}/history?range=${range}`);
+    } catch (e) {
+      fill(graphs, e.status === 404 && /route|no such/i.test(e.message) ? h("p.note", "This ferryd keeps no history.") : errorBox(e, "history"));
+      return;
+    }
+    const pts = r.points || [];
+    const ts = pts.map((p) => p.t);
+    const col = (k, f = (v) => v) => pts.map((p) => (p[k] === null || p[k] === undefined ? null : f(p[k])));
+    const rate = (v) => `${fmtBytes(v)}/s`;
+    fill(graphs,
+      lines(ts, [{ name: "CPU %", class: "s1", values: col("cpu", (v) => v * 100) }],
+        { title: "CPU (100 % = one host CPU)", fmt: (v) => `${Math.round(v)} %` }),
+      lines(ts, [{ name: "resident", class: "s1", values: col("memory_bytes") }],
+        { title: "Memory", fmt: fmtBytes }),
+      lines(ts, [{ name: "read", class: "s1", values: col("disk_read_bps") },
+        { name: "write", class: "s2", values: col("disk_write_bps") }], { title: "Disk", fmt: rate }),
+      lines(ts, [{ name: "rx", class: "s1", values: col("net_rx_bps") },
+        { name: "tx", class: "s2", values: col("net_tx_bps") }], { title: "Network", fmt: rate }));
+  }
+
   async function refresh() {
     try {
       vm = await get(base);
@@ -311,6 +351,7 @@ export function mount(root, [name], ctx) {
     fill(history, migrationsTable(ml.migrations.slice(0, 20), { id: "vm-migrations-table" }));
     fill(taskBox, tasksTable(tl.tasks.filter((t) => t.target === name), tl.derived, { id: "vm-tasks-table" }));
     fill(evBox, eventsTable(events.recent(name).slice(0, 30), { id: "vm-events-table" }));
+    drawGraphs();
   }
 
   return { refresh, dispose: () => cons.close() };
