@@ -44,7 +44,7 @@ struct api_ctx {
     struct redirect *redirect; /* redirected I/O of dynamic VHDs on them (fleet/redirect.c) */
     const struct timing_state *timing; /* the timing profile this node follows (fleet/timing.h) */
     struct web *web; /* the dashboard's files and sessions (api/web.h); NULL without --listen */
-    struct alerts *alerts; /* since when each alert holds (api/alerts.h); made on first use */
+    struct alerts *alerts;   /* since when each alert holds (api/alerts.h); made on first use */
     struct history *history; /* this node's VMs' resource histories (api/history.h) */
 };
 
