@@ -32,7 +32,8 @@ from ferrytest import wait_for  # noqa: E402
 
 try:
     from selenium import webdriver
-    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+    from selenium.common.exceptions import (NoSuchElementException,
+                                            StaleElementReferenceException, WebDriverException)
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
@@ -218,6 +219,7 @@ def save_shot(drv, name, height=None):
         drv.set_window_size(size["width"], height)
         time.sleep(0.5)
     try:
+        drv.execute_script("window.scrollTo(0, 0)")
         drv.save_screenshot(os.path.join(SHOTS, f"{name}.png"))
     finally:
         if height:
@@ -276,6 +278,15 @@ def login(drv, url, token):
     drv.find_element(By.ID, "login-button").click()
 
 
+def row_keys(drv, table):
+    """The data-key of every row of a table (empty while it is being redrawn)."""
+    try:
+        return {tr.get_attribute("data-key") for tr in
+                drv.find_elements(By.CSS_SELECTOR, f"{table} tbody tr[data-key]")}
+    except StaleElementReferenceException:
+        return set()
+
+
 def node_rows(drv):
     rows = {}
     for tr in drv.find_elements(By.CSS_SELECTOR, "#nodes-table tbody tr[data-key]"):
@@ -304,8 +315,7 @@ def test_login_wrong_token_nodes_and_vms(lab, vms, url, browser):
         assert "ok" in text(drv, "#quorum")
         save_shot(drv, "overview")
         go(drv, url, "/vms")
-        wait_for(lambda: {VM, OTHER} <= {tr.get_attribute("data-key") for tr in drv.find_elements(
-            By.CSS_SELECTOR, "#vms-table tbody tr[data-key]")}, 15, "both VMs in the list")
+        wait_for(lambda: {VM, OTHER} <= row_keys(drv, "#vms-table"), 15, "both VMs in the list")
         go(drv, url, "/tree")
         wait_text(drv, "#tree", OTHER, 15, "the tree to show the VMs")
         drv.find_element(By.ID, "tree-search").send_keys(VM)
@@ -380,10 +390,14 @@ def test_migrate_from_the_vm_page(lab, vms, url, browser):
         if f"/vm/{VM}" not in drv.current_url:
             go(drv, url, f"/vm/{VM}")
         wait_text(drv, "#vm-node", "host1", 15, f"{VM} on host1")
-        wait_for(lambda: any(o.get_attribute("value") == "host2" and o.is_enabled() for o in
-                             drv.find_elements(By.CSS_SELECTOR, "#migrate-to option")), 15,
-                 "host2 among the destinations")
-        Select(drv.find_element(By.ID, "migrate-to")).select_by_value("host2")
+        def choose():
+            try:
+                Select(drv.find_element(By.ID, "migrate-to")).select_by_value("host2")
+                return drv.find_element(By.ID, "migrate-to").get_attribute("value") == "host2"
+            except (StaleElementReferenceException, NoSuchElementException,
+                    NotImplementedError):  # not there yet, or disabled (not up and active)
+                return False
+        wait_for(choose, 15, "host2 chosen as the destination", interval=0.2)
         # A cap of 16 MiB/s makes the copy take a few seconds: long enough to watch.
         drv.find_element(By.ID, "migrate-bw").send_keys("16")
         drv.find_element(By.ID, "migrate-button").click()

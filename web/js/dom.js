@@ -55,7 +55,7 @@ export function fmtBytes(n) {
     v /= 1024;
     i++;
   }
-  return `${v.toFixed(i && v < 10 ? 1 : 0)} ${units[i]}`;
+  return `${v.toFixed((i || !Number.isInteger(v)) && Math.abs(v) < 10 ? 1 : 0)} ${units[i]}`;
 }
 
 export function fmtMib(n) {

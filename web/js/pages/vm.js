@@ -298,6 +298,11 @@ export function mount(root, [name], ctx) {
     if (document.activeElement === target || busy === "migrate") return;
     const keep = target.value;
     const usable = nodes.filter((n) => n.name !== vm.owner);
+    // Refilled only when a choice changes (not for every new free-memory figure), so the
+    // list stays put under the user's hand.
+    const sig = usable.map((n) => `${n.name}:${n.state}:${n.admin}`).join(",") + `|${vm.owner}`;
+    if (sig === target.dataset.sig) return;
+    target.dataset.sig = sig;
     fill(target, h("option", { value: "" }, "choose a node…"), usable.map((n) =>
       h("option", { value: n.name, disabled: n.state !== "up" || n.admin !== "active" },
         `${n.name}${n.state !== "up" ? " (down)" : n.admin !== "active" ? ` (${n.admin})` : ""} · ${fmtMib(n.memory?.free_mib)} free`)));
