@@ -1,6 +1,18 @@
 // SPDX-License-Identifier: MIT
 // Pieces several pages show: the task list, alerts, events.
 import { h, table, badge, progress, fmtTime, fmtAgo, fmtMs, vmHref } from "./dom.js";
+import { post, enc } from "./api.js";
+
+// POST /v1/tasks/ID/cancel from the task list; the button says how it went.
+async function cancelTask(btn, id) {
+  btn.disabled = true;
+  try {
+    await post(`/v1/tasks/${enc(id)}/cancel`, {});
+    btn.textContent = "cancelling…";
+  } catch (e) {
+    btn.replaceWith(h("span.error", `cancel: ${e.message}`));
+  }
+}
 
 export function tasksTable(list, derived, attrs = { id: "tasks" }, limit = 25) {
   const note = derived
@@ -19,7 +31,12 @@ export function tasksTable(list, derived, attrs = { id: "tasks" }, limit = 25) {
       : (t.phase || "–") },
     { label: "Started", cell: (t) => fmtTime(t.started) },
     { label: "Took", cell: (t) => t.ended && t.started ? fmtMs(t.ended - t.started) : "–" },
-    { label: "Result", cell: (t) => resultText(t.result) },
+    { label: "Result", cell: (t) => {
+      if (derived || t.state !== "running" || !/^(migrate|storage-move)$/.test(t.kind || "")) return resultText(t.result);
+      const b = h("button.ghost.task-cancel", { type: "button", "data-task": t.id }, "Cancel");
+      b.addEventListener("click", () => cancelTask(b, t.id));
+      return b;
+    } },
   ], rows, { ...attrs, key: (t) => t.id }, "no tasks"));
 }
 
