@@ -321,6 +321,11 @@ def test_login_wrong_token_nodes_and_vms(lab, vms, url, browser):
         drv.find_element(By.ID, "tree-search").send_keys(VM)
         wait_for(lambda: VM in text(drv, "#tree") and OTHER not in text(drv, "#tree"), 10,
                  "the search to keep only con1")
+        # The pages ran under ferryd's strict policy and never tripped it.
+        csp = drv.execute_async_script(
+            "const done = arguments[0]; fetch('/').then(r => "
+            "done(r.headers.get('Content-Security-Policy')), e => done(String(e)));")
+        assert csp and "default-src 'self'" in csp and "unsafe" not in csp, csp
         assert not csp_violations(drv), csp_violations(drv)
 
 
