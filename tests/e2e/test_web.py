@@ -533,3 +533,14 @@ def test_ha_and_storage_move_of_a_stopped_vm(lab, vms, url, browser):
         drv.find_element(By.ID, "move-button").click()
         wait_text(drv, "#move-progress .error", r"\S", 30, "the API's refusal")
         print(f"refusal shown: {text(drv, '#move-progress')!r}")
+        # The volume page: every node's access and lease, and the moved disk with its VM.
+        go(drv, url, "/volumes")
+        wait_text(drv, "#volumes-table", r"csv1", 15, "the volume in the list")
+        drv.find_element(By.LINK_TEXT, "csv1").click()
+        wait_for(lambda: row_keys(drv, "#volume-nodes") == {"host1", "host2", "host3"}, 15,
+                 "the volume's three nodes")
+        wait_for(lambda: text(drv, "#volume-nodes").count("fresh") == 3, 30,
+                 "three fresh leases")
+        wait_text(drv, "#volume-disks", rf"{OTHER}-moved\.vhd.*\n?.*{OTHER}", 15,
+                  "the moved disk with its VM")
+        wait_text(drv, "#volume-facts", r"host\d \(epoch \d+", 5, "the coordinator and epoch")
