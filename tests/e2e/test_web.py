@@ -409,7 +409,7 @@ def test_migrate_from_the_vm_page(lab, vms, url, browser):
         # The bar appears at once and fills from QEMU's figures while the copy runs.
         wait_for(lambda: drv.find_elements(By.CSS_SELECTOR, "#migrate-progress .progress"), 5,
                  "the progress bar")
-        live = []
+        live, task_seen = [], []
 
         def finished():
             try:
@@ -418,6 +418,8 @@ def test_migrate_from_the_vm_page(lab, vms, url, browser):
                 pct = None
             if pct and 0 < int(pct) < 100:
                 live.append((int(pct), text(drv, "#migrate-progress")))
+            if re.search(r"migrate.*\brunning\b", text(drv, "#vm-tasks-table")):
+                task_seen.append(text(drv, "#vm-tasks-table"))
             return text(drv, "#migrate-result")
         wait_for(finished, 90, "the migration's result on the page", interval=0.1)
         result = text(drv, "#migrate-result")
@@ -427,6 +429,7 @@ def test_migrate_from_the_vm_page(lab, vms, url, browser):
         print(f"progress seen live: {live[:1]}..{live[-1:]} ({len(live)} looks); result: {result!r}")
         assert live, "the progress bar never showed a part of the copy done"
         assert len({p for p, _ in live}) >= 2, f"the bar did not move: {live}"
+        assert task_seen, "the VM's task list never showed the migration running"
         rec = h1.cli_json("vm", "migrations", VM)["migrations"][0]
         assert rec["to"] == "host2" and rec["status"] == "completed", rec
         assert blackout.startswith(str(round(rec["downtime_ms"]))) or \
@@ -489,10 +492,12 @@ def test_fits_a_phone(lab, url, browser):
     with shot_on_failure(drv, "phone"):
         drv.set_window_size(390, 844)
         try:
-            for route in ("/", f"/vm/{VM}", "/nodes"):
+            for route, shot in (("/", "phone-overview"), (f"/vm/{VM}", "phone-vm"), ("/nodes", None)):
                 go(drv, url, route)
                 wait_for(lambda: drv.find_elements(By.CSS_SELECTOR, ".page .card"), 15, route)
                 time.sleep(0.5)
+                if shot:
+                    save_shot(drv, shot)
                 width = drv.execute_script("return document.documentElement.clientWidth")
                 scroll = drv.execute_script("return document.documentElement.scrollWidth")
                 assert scroll <= width + 1, f"{route} is {scroll} px wide on a {width} px screen"
