@@ -192,6 +192,18 @@ def browser(url):
             shutil.rmtree(profile, ignore_errors=True)
 
 
+@pytest.fixture
+def page(lab, url, browser):
+    """The browser, logged in (the tests share one; this lets any of them run alone)."""
+    go(browser, url, "/")
+    wait_for(lambda: browser.find_element(By.ID, "login").is_displayed() or
+             browser.find_element(By.ID, "app").is_displayed(), 15, "the login form or the app")
+    if not browser.find_element(By.ID, "app").is_displayed():
+        login(browser, url, lab.token())
+        wait_for(lambda: browser.find_element(By.ID, "app").is_displayed(), 15, "the dashboard")
+    return browser
+
+
 @contextlib.contextmanager
 def shot_on_failure(drv, what):
     """Saves a screenshot and the page's text when the block fails, and names them."""
@@ -329,8 +341,8 @@ def test_login_wrong_token_nodes_and_vms(lab, vms, url, browser):
         assert not csp_violations(drv), csp_violations(drv)
 
 
-def test_session_end_brings_back_the_login(lab, url, browser):
-    drv = browser
+def test_session_end_brings_back_the_login(lab, url, page):
+    drv = page
     with shot_on_failure(drv, "session"):
         go(drv, url, "/")
         wait_for(lambda: node_rows(drv), 15, "the overview")
@@ -352,8 +364,8 @@ def test_session_end_brings_back_the_login(lab, url, browser):
         wait_for(lambda: node_rows(drv), 15, "the overview after logging in again")
 
 
-def test_start_and_watch_state_live(lab, vms, url, browser):
-    drv = browser
+def test_start_and_watch_state_live(lab, vms, url, page):
+    drv = page
     h1 = lab.hosts[0]
     with shot_on_failure(drv, "start"):
         go(drv, url, f"/vm/{VM}")
@@ -369,8 +381,8 @@ def test_start_and_watch_state_live(lab, vms, url, browser):
         wait_text(drv, "#vm-state", r"running", 10, "the page to show it running again")
 
 
-def test_serial_console_answers(lab, vms, url, browser):
-    drv = browser
+def test_serial_console_answers(lab, vms, url, page):
+    drv = page
     with shot_on_failure(drv, "console"):
         if f"/vm/{VM}" not in drv.current_url:
             go(drv, url, f"/vm/{VM}")
@@ -388,8 +400,8 @@ def test_serial_console_answers(lab, vms, url, browser):
         assert not csp_violations(drv), csp_violations(drv)
 
 
-def test_migrate_from_the_vm_page(lab, vms, url, browser):
-    drv = browser
+def test_migrate_from_the_vm_page(lab, vms, url, page):
+    drv = page
     h1 = lab.hosts[0]
     with shot_on_failure(drv, "migrate"):
         if f"/vm/{VM}" not in drv.current_url:
@@ -448,8 +460,8 @@ def test_migrate_from_the_vm_page(lab, vms, url, browser):
         save_shot(drv, "migrations")
 
 
-def test_drain_and_resume_a_node(lab, vms, url, browser):
-    drv = browser
+def test_drain_and_resume_a_node(lab, vms, url, page):
+    drv = page
     h1 = lab.hosts[0]
     with shot_on_failure(drv, "drain"):
         go(drv, url, "/nodes")
@@ -464,8 +476,8 @@ def test_drain_and_resume_a_node(lab, vms, url, browser):
         wait_text(drv, "#nodes-admin tr[data-key=host2]", r"active", 15, "host2 active again")
 
 
-def test_alert_when_a_host_loses_power(lab, vms, url, browser):
-    drv = browser
+def test_alert_when_a_host_loses_power(lab, vms, url, page):
+    drv = page
     h3 = lab.hosts[2]
     with shot_on_failure(drv, "alert"):
         go(drv, url, "/")
@@ -487,8 +499,8 @@ def test_alert_when_a_host_loses_power(lab, vms, url, browser):
         wait_text(drv, "#nodes-table tr[data-key=host3]", r"\bup\b", 60, "host3 up again")
 
 
-def test_fits_a_phone(lab, url, browser):
-    drv = browser
+def test_fits_a_phone(lab, url, page):
+    drv = page
     with shot_on_failure(drv, "phone"):
         drv.set_window_size(390, 844)
         try:
@@ -508,8 +520,8 @@ def test_fits_a_phone(lab, url, browser):
             drv.set_window_size(1280, 1000)
 
 
-def test_ha_and_storage_move_of_a_stopped_vm(lab, vms, url, browser):
-    drv = browser
+def test_ha_and_storage_move_of_a_stopped_vm(lab, vms, url, page):
+    drv = page
     h1 = lab.hosts[0]
     with shot_on_failure(drv, "ha"):
         go(drv, url, f"/vm/{OTHER}")

@@ -3,6 +3,7 @@
 // resume, with the drain's progress (VMs left on the node) while it runs.
 import { get, post, enc } from "../api.js";
 import { h, fill, badge, table, progress, errorBox, fmtMib, fmtMs, fmtTime, vmHref } from "../dom.js";
+import { tasks } from "../data.js";
 
 const drains = new Map(); // node → {start, total, result, error}: survives page switches
 
@@ -36,14 +37,21 @@ export function mount(root, [only], ctx) {
     ctx.refreshNow();
   }
 
-  function drainCell(n, running) {
+  function drainCell(n, running, task) {
     const d = drains.get(n.name);
+    if (task) {
+      // ferryd's drain task (also one started elsewhere: the CLI, another browser).
+      const x = task.detail || {};
+      const moved = x.total !== undefined ? ` · ${x.moved ?? 0} of ${x.total} moved${x.failed ? `, ${x.failed} failed` : ""}` : "";
+      return progress(task.percent, `${task.phase || "draining"}${moved}`);
+    }
     if (d?.running) {
       const left = running;
       const pct = d.total ? (100 * (d.total - left)) / d.total : 50;
       return progress(pct, `draining: ${left} of ${d.total} VM(s) left · ${fmtMs(Date.now() - d.start)}`);
     }
     if (d?.error) return errorBox(d.error, "drain");
+    if (!d && n.admin === "draining") return h("div.muted", "a drain runs (started elsewhere), or one failed: drain again to retry");
     if (d?.result) {
       const r = d.result;
       return h("div.drain-result", `${r.admin}: ${r.migrated} migrated, ${r.failed} failed, ${r.stayed} stayed in ${fmtMs(r.total_ms)}`,
@@ -55,6 +63,9 @@ export function mount(root, [only], ctx) {
 
   async function refresh() {
     const [nl, vl] = await Promise.all([get("/v1/nodes"), get("/v1/vms")]);
+    const tl = await tasks(vl.vms);
+    const drainTask = {};
+    for (const t of tl.tasks) if (t.kind === "drain" && t.state === "running") drainTask[t.target] = t;
     const run = {};
     const list = {};
     for (const v of vl.vms) {
@@ -77,7 +88,7 @@ export function mount(root, [only], ctx) {
         h("button.ghost", { type: "button", class: "resume", "data-node": n.name,
           disabled: n.state !== "up" || n.admin === "active" || drains.get(n.name)?.running,
           onclick: () => resume(n.name) }, "Resume")) },
-      { label: "Drain", cell: (n) => drainCell(n, run[n.name] || 0), class: "wrap" },
+      { label: "Drain", cell: (n) => drainCell(n, run[n.name] || 0, drainTask[n.name]), class: "wrap" },
     ], rows, { id: "nodes-admin", key: (n) => n.name })));
   }
   return { refresh };
