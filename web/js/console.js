@@ -25,8 +25,7 @@ export class SerialConsole {
       h("button.ghost", { type: "button", title: "send Ctrl-D", onclick: () => this.send("\x04") }, "^D"));
     form.addEventListener("submit", (ev) => {
       ev.preventDefault();
-      this.send(this.input.value + "\n");
-      this.input.value = "";
+      if (this.send(this.input.value + "\n")) this.input.value = "";
     });
     this.el = h("div.console-box", h("div.console-head", h("strong", "Serial console"), " ", this.status), this.out, form);
     this.ws = null;
@@ -114,8 +113,14 @@ export class SerialConsole {
     poll();
   }
 
+  // Types text into the guest; false (and says so) while the socket is not open: what was
+  // typed stays in the input line to send again.
   send(text) {
-    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return false;
+    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) {
+      this.status.textContent = "not sent: the console is not connected";
+      this.status.className = "warn-text";
+      return false;
+    }
     this.ws.send(text);
     return true;
   }
