@@ -370,6 +370,8 @@ def test_start_and_watch_state_live(lab, vms, url, page):
     with shot_on_failure(drv, "start"):
         go(drv, url, f"/vm/{VM}")
         wait_text(drv, "#vm-state", r"stopped", 15, f"{VM} shown stopped")
+        spec = drv.find_element(By.ID, "vm-spec").get_attribute("textContent")
+        assert '"cmdline": "rdinit=/bin/sh"' in spec and '"memory_mib": 128' in spec, spec
         wait_for(lambda: drv.find_element(By.ID, "vm-start").is_enabled(), 10, "Start enabled")
         drv.find_element(By.ID, "vm-start").click()
         wait_text(drv, "#vm-state", r"running", 60, f"{VM} shown running")

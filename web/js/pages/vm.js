@@ -26,6 +26,8 @@ export function mount(root, [name], ctx) {
   let nodes = [];
   let busy = null; // the action running, e.g. "migrate"
   const summary = h("dl.facts#vm-summary");
+  const specText = h("pre#vm-spec.spec");
+  const specBox = h("details.spec-box", h("summary", "Spec (JSON)"), specText); // kept open across refreshes
   const actionMsg = h("div#action-msg");
   const buttons = {};
   for (const a of Object.keys(ACTIONS)) {
@@ -100,7 +102,7 @@ export function mount(root, [name], ctx) {
 
   fill(root, title,
     h("div.grid",
-      h("section.card", h("h2", "Summary"), summary),
+      h("section.card", h("h2", "Summary"), summary, specBox),
       h("section.card", h("h2", "Actions"), h("div.buttons", Object.values(buttons)), actionMsg,
         migForm, migProgress, migResult, smForm, smProgress, haForm)),
     h("section.card", cons.el),
@@ -289,6 +291,8 @@ export function mount(root, [name], ctx) {
       vm.failover ? [h("dt", "Last failover"), h("dd", `${vm.failover.from} → ${vm.failover.to}: ${vm.failover.why || ""}`,
         vm.failover.down_ms && vm.failover.decided_ms ? ` (decided ${fmtMs(vm.failover.decided_ms - vm.failover.down_ms)} after down)` : "")] : null);
     haState.replaceChildren(badge(ha.state || "disabled"));
+    const json = JSON.stringify(s, null, 2);
+    if (specText.textContent !== json) specText.textContent = json;
     if (document.activeElement !== smDisk && smDisk.options.length !== (s.disks || []).length) {
       fill(smDisk, (s.disks || []).map((d, i) => h("option", { value: i }, `${i}: ${d.path.split("/").pop()}`)));
     }
