@@ -1,17 +1,21 @@
 # SPDX-License-Identifier: MIT
 """The web dashboard (web/) in a real browser against a real 3-host lab: Debian's chromium,
 headless, driven by chromedriver through python3-selenium. A user logs in (a wrong token is
-refused, an ended session brings the login back), sees the nodes and the VMs, starts a VM
-and watches its state change live (also when another client pauses it), types a command
-into its serial console and reads the answer, live-migrates it from the VM page and sees
-the progress and the blackout, drains a node and resumes it, and sees an alert when a host
-loses power. The page never trips the Content-Security-Policy, and it fits a phone.
+refused; an ended session and a logout bring the login back, and a logged-out cookie is dead
+on ferryd), sees the nodes, the VMs and the tree, starts a VM and watches its state change
+live (also when another client pauses it), types a command into its serial console and reads
+the answer, sees its resource graphs fill, live-migrates it from the VM page and watches the
+progress bar move and the blackout afterwards (the console follows the VM), drains a node and
+resumes it, sees NodeDown appear and fire when a host loses power, turns HA on and off, moves
+a stopped VM's disk, and reads the volume's page. The pages never trip ferryd's
+Content-Security-Policy, and they fit a 390 px phone.
 
 The ferryds listen inside the lab's network namespaces; the browser runs in the root
-namespace and reaches host1 through a small TCP relay of this test whose connecting
-threads enter the lab's client namespace (setns). A failing test leaves a screenshot (its
-path is in the failure). FERRY_WEB_SCREENSHOTS=DIR saves the main pages there (how
-docs/screenshots/ was made)."""
+namespace and reaches host1 through a small TCP relay of this test whose connecting threads
+enter the lab's client namespace (setns). con1 boots into busybox sh on its serial console
+(rdinit=/bin/sh) so that a typed command answers. A failing test leaves a screenshot and the
+page's text (their directory is in the failure). FERRY_WEB_SCREENSHOTS=DIR saves the main
+pages there (docs/screenshots/ was made so)."""
 import contextlib
 import ctypes
 import os
