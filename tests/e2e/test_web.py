@@ -351,7 +351,8 @@ def test_session_end_brings_back_the_login(lab, url, page):
         go(drv, url, "/")
         wait_for(lambda: node_rows(drv), 15, "the overview")
         drv.delete_all_cookies()  # the HttpOnly session cookie: as if it expired
-        wait_text(drv, "#login-error", r"(?i)session", 15, "the login form saying the session ended")
+        wait_text(drv, "#login-error", r"(?i)session", 15,
+                  "the login form saying the session ended")
         login(drv, url, lab.token())
         wait_for(lambda: node_rows(drv), 15, "the overview after logging in again")
         # Log out: the form comes back and the cookie the browser still has is dead on ferryd.
@@ -361,7 +362,8 @@ def test_session_end_brings_back_the_login(lab, url, page):
         for c in cookies:
             drv.add_cookie({k: c[k] for k in ("name", "value", "path") if k in c})
         status = drv.execute_async_script(
-            "const done = arguments[0]; fetch('/v1/vms').then(r => done(r.status), e => done(String(e)));")
+            "const done = arguments[0];"
+            "fetch('/v1/vms').then(r => done(r.status), e => done(String(e)));")
         assert status == 401, f"GET /v1/vms with the logged-out cookie answered {status}"
         drv.delete_all_cookies()
         login(drv, url, lab.token())
@@ -444,7 +446,8 @@ def test_migrate_from_the_vm_page(lab, vms, url, page):
         assert "Migrated to host2" in result, result
         blackout = text(drv, "#migrate-blackout")
         assert re.fullmatch(r"\d+(\.\d)? ms", blackout), f"blackout {blackout!r}: {result}"
-        print(f"progress seen live: {live[:1]}..{live[-1:]} ({len(live)} looks); result: {result!r}")
+        print(f"progress seen live: {live[:1]}..{live[-1:]} ({len(live)} looks); "
+              f"result: {result!r}")
         assert live, "the progress bar never showed a part of the copy done"
         assert len({p for p, _ in live}) >= 2, f"the bar did not move: {live}"
         assert task_seen, "the VM's task list never showed the migration running"
@@ -458,7 +461,8 @@ def test_migrate_from_the_vm_page(lab, vms, url, page):
         # (The socket to host1 closes as the VM leaves it; the page reconnects in 2 s. A line
         # typed into a socket that is closing is lost, as in any terminal: type it again.)
         for attempt in range(4):
-            wait_text(drv, "#console-status", r"^connected", 20, "the console connected after the move")
+            wait_text(drv, "#console-status", r"^connected", 20,
+                      "the console connected after the move")
             drv.find_element(By.ID, "console-in").send_keys("echo moved-$((2+3))\n")
             try:
                 wait_text(drv, "#console-out", r"moved-5", 5, "the shell's answer from host2")
@@ -506,7 +510,8 @@ def test_alert_when_a_host_loses_power(lab, vms, url, page):
                      "a NodeDown alert for host3 on the overview")
             wait_text(drv, "#nodes-table tr[data-key=host3]", r"down", 10, "host3 shown down")
             # ferryd holds NodeDown pending for 30 s (as ferry.rules.yml does), then it fires.
-            wait_for(lambda: drv.find_elements(By.CSS_SELECTOR, sel + '[data-alert-state="firing"]'),
+            firing = sel + '[data-alert-state="firing"]'
+            wait_for(lambda: drv.find_elements(By.CSS_SELECTOR, firing),
                      50, "the NodeDown alert for host3 to fire")
             assert "NodeDown" in text(drv, "#alerts") and "host3" in text(drv, "#alerts")
             save_shot(drv, "overview-alert")
@@ -520,7 +525,8 @@ def test_fits_a_phone(lab, url, page):
     with shot_on_failure(drv, "phone"):
         drv.set_window_size(390, 844)
         try:
-            for route, shot in (("/", "phone-overview"), (f"/vm/{VM}", "phone-vm"), ("/nodes", None)):
+            pages = (("/", "phone-overview"), (f"/vm/{VM}", "phone-vm"), ("/nodes", None))
+            for route, shot in pages:
                 go(drv, url, route)
                 wait_for(lambda: drv.find_elements(By.CSS_SELECTOR, ".page .card"), 15, route)
                 time.sleep(0.5)
