@@ -14,6 +14,8 @@
 struct http_req;
 struct cluster;
 struct fleet;
+struct tasks;
+struct evstream;
 
 /* What the handlers may use; owned by the daemon, outlives the HTTP server. */
 struct timing_state;
@@ -40,6 +42,8 @@ struct api_ctx {
     struct volumes *volumes;   /* the cluster's shared volumes (src/fleet/volumes.c) */
     struct redirect *redirect; /* redirected I/O of dynamic VHDs on them (fleet/redirect.c) */
     const struct timing_state *timing; /* the timing profile this node follows (fleet/timing.h) */
+    struct tasks *tasks;               /* the cluster's tasks (fleet/tasks.h) */
+    struct evstream *evstream; /* GET /v1/events?follow=1 streams (api/tasks_api.c), lazily */
 };
 
 /* The http_handler of ferryd: routes every request (data is a struct api_ctx). */
