@@ -2,6 +2,9 @@
 /* Server-Sent Events framing (sse.h). */
 #include "api/sse.h"
 
+#include "common/err.h"
+
+#include <errno.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -74,5 +77,96 @@ int sse_last_id(const char *s, uint64_t *out)
     if (digits == 0 || *s)
         return -1;
     *out = v;
+    return 0;
+}
+
+void sse_reader_free(struct sse_reader *r)
+{
+    free(r->line);
+    free(r->data);
+    *r = (struct sse_reader){0};
+}
+
+static int grow(char **p, size_t *cap, size_t need)
+{
+    if (need <= *cap)
+        return 0;
+    size_t c = *cap ? *cap : 256;
+    while (c < need)
+        c *= 2;
+    char *np = realloc(*p, c);
+    if (!np)
+        return -ENOMEM;
+    *p = np;
+    *cap = c;
+    return 0;
+}
+
+/* One whole line (NUL-terminated in r->line). */
+static int line_done(struct sse_reader *r, sse_event_fn fn, void *arg)
+{
+    char *l = r->line ? r->line : "";
+    if (r->len == 0) {
+        if (r->dlen > 0) {
+            r->data[--r->dlen] = '\0'; /* the last data line's \n */
+            fn(r->id, r->type, r->data, arg);
+        }
+        r->dlen = 0;
+        r->type[0] = '\0';
+        return 0;
+    }
+    if (l[0] == ':')
+        return 0;
+    char *colon = strchr(l, ':');
+    const char *value = "";
+    if (colon) {
+        *colon = '\0';
+        value = colon[1] == ' ' ? colon + 2 : colon + 1;
+    }
+    if (strcmp(l, "data") == 0) {
+        size_t vl = strlen(value);
+        if (r->dlen + vl + 2 > SSE_LINE_MAX)
+            return FERR_TOOBIG;
+        if (grow(&r->data, &r->dcap, r->dlen + vl + 2) < 0)
+            return -ENOMEM;
+        memcpy(r->data + r->dlen, value, vl);
+        r->dlen += vl;
+        r->data[r->dlen++] = '\n';
+        r->data[r->dlen] = '\0';
+    } else if (strcmp(l, "event") == 0) {
+        snprintf(r->type, sizeof(r->type), "%s", value);
+    } else if (strcmp(l, "id") == 0) {
+        uint64_t id;
+        if (sse_last_id(value, &id) == 0)
+            r->id = id;
+    }
+    return 0;
+}
+
+int sse_reader_feed(struct sse_reader *r, const char *buf, size_t n, sse_event_fn fn, void *arg)
+{
+    for (size_t i = 0; i < n; i++) {
+        char ch = buf[i];
+        if (ch == '\n' && r->cr) {
+            r->cr = false;
+            continue;
+        }
+        r->cr = ch == '\r';
+        if (ch == '\n' || ch == '\r') {
+            if (grow(&r->line, &r->cap, r->len + 1) < 0)
+                return -ENOMEM;
+            r->line[r->len] = '\0';
+            int rc = line_done(r, fn, arg);
+            r->len = 0;
+            if (rc < 0)
+                return rc;
+            continue;
+        }
+        if (r->len + 2 > SSE_LINE_MAX)
+            return FERR_TOOBIG;
+        if (grow(&r->line, &r->cap, r->len + 2) < 0)
+            return -ENOMEM;
+        r->line[r->len++] = ch;
+    }
     return 0;
 }

@@ -4,12 +4,14 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
 
 #include "api/sse.h"
+#include "common/err.h"
 
 static void expect_event(uint64_t id, const char *type, const char *data, const char *want)
 {
@@ -63,12 +65,68 @@ static void test_last_id(void **state)
     assert_int_equal(sse_last_id(NULL, &v), -1);
 }
 
+struct got {
+    char text[1024];
+    int n;
+};
+
+static void on_ev(uint64_t id, const char *type, const char *data, void *arg)
+{
+    struct got *g = arg;
+    size_t l = strlen(g->text);
+    snprintf(g->text + l, sizeof(g->text) - l, "[%llu|%s|%s]", (unsigned long long)id, type, data);
+    g->n++;
+}
+
+/* Fed byte by byte and all at once, the same events come out. */
+static void read_all(const char *stream, const char *want, int n)
+{
+    for (int pass = 0; pass < 2; pass++) {
+        struct sse_reader r = {0};
+        struct got g = {{0}, 0};
+        if (pass == 0)
+            assert_int_equal(sse_reader_feed(&r, stream, strlen(stream), on_ev, &g), 0);
+        else
+            for (size_t i = 0; stream[i]; i++)
+                assert_int_equal(sse_reader_feed(&r, stream + i, 1, on_ev, &g), 0);
+        assert_string_equal(g.text, want);
+        assert_int_equal(g.n, n);
+        sse_reader_free(&r);
+    }
+}
+
+static void test_reader(void **state)
+{
+    read_all("id: 1\nevent: a\ndata: x\n\n: keepalive\n\nid: 2\ndata: y\ndata: z\n\n",
+             "[1|a|x][2||y\nz]", 2);
+    /* \r\n and \r end lines too; the id is kept for an event without one; an event without
+     * data is not dispatched; unknown fields are skipped; "data:x" needs no space. */
+    read_all("id: 5\r\nevent: b\r\ndata:x\r\r\nevent: c\rretry: 10\r\rdata: w\n\n", "[5|b|x][5||w]",
+             2);
+    /* An event whose blank line has not come yet is not handed out. */
+    read_all("id: 9\ndata: half\n", "", 0);
+    /* What sse_event writes, sse_reader reads back. */
+    size_t len;
+    char *s = sse_event(77, "task.ended", "{\"a\":1}\nsecond", &len);
+    read_all(s, "[77|task.ended|{\"a\":1}\nsecond]", 1);
+    free(s);
+    /* A line without end is refused past SSE_LINE_MAX. */
+    struct sse_reader r = {0};
+    char *big = malloc(SSE_LINE_MAX + 1);
+    memset(big, 'a', SSE_LINE_MAX + 1);
+    struct got g = {{0}, 0};
+    assert_int_equal(sse_reader_feed(&r, big, SSE_LINE_MAX + 1, on_ev, &g), FERR_TOOBIG);
+    sse_reader_free(&r);
+    free(big);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_event),
         cmocka_unit_test(test_comment),
         cmocka_unit_test(test_last_id),
+        cmocka_unit_test(test_reader),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
