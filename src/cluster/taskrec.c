@@ -211,6 +211,37 @@ json_t *taskrec_select(const json_t *recs, const struct taskrec_filter *f)
     return out;
 }
 
+bool taskrec_orphaned(const json_t *rec, const json_t *nodes, const char *self, bool held,
+                      bool leading, char *why, size_t size)
+{
+    const char *node = jfield_text(rec, "node");
+    if (taskrec_final(jfield_text(rec, "state")))
+        return false;
+    if (strcmp(node, self) == 0) {
+        if (held)
+            return false;
+        snprintf(why, size, "ferryd on %.63s restarted while the task ran", node);
+        return true;
+    }
+    if (!leading)
+        return false;
+    size_t i;
+    json_t *n;
+    json_array_foreach(nodes, i, n)
+    {
+        if (strcmp(jfield_text(n, "name"), node) != 0)
+            continue;
+        if (strcmp(jfield_text(n, "state"), "down") != 0)
+            return false;
+        const char *reason = jfield_text(n, "state_reason");
+        snprintf(why, size, "node %.63s went down while the task ran%s%.200s", node,
+                 *reason ? ": " : "", reason);
+        return true;
+    }
+    snprintf(why, size, "node %.63s left the cluster while the task ran", node);
+    return true;
+}
+
 const char *taskrec_migration_phase(const char *status)
 {
     if (!status)

@@ -7,6 +7,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "common/err.h"
@@ -50,6 +51,15 @@ bool taskrec_matches(const json_t *rec, const struct taskrec_filter *f);
 /* The records of recs (an array, borrowed) that pass f, newest start first (then id), at most
  * f->limit: a new array the caller owns (NULL when out of memory). */
 json_t *taskrec_select(const json_t *recs, const struct taskrec_filter *f);
+
+/*
+ * Whether a running task rec (borrowed) is left with nobody to end it, and why (into why):
+ * on its own node (self) when no operation of this process holds it (held false: a previous
+ * ferryd's), and on the leader (leading) when its node is down or no longer in nodes (the
+ * cluster's node records, borrowed). Ended tasks and the tasks of up nodes are not.
+ */
+bool taskrec_orphaned(const json_t *rec, const json_t *nodes, const char *self, bool held,
+                      bool leading, char *why, size_t size);
 
 /* The task phase of a migration whose QEMU status (MigrationStatus, qapi/migration.json) is
  * status ("preparing" before QEMU was asked): setup, data-transfer, switchover. */

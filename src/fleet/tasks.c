@@ -40,8 +40,8 @@ struct tasks {
     json_t *kept;    /* id -> ended record, when not replicated (standalone, older cluster) */
     json_t *closing; /* id -> true: a close of another node's task is being written */
     uint64_t seq;    /* ids given out */
-    uint64_t start_wall_ms;
     uv_timer_t timer;
+    bool closed; /* tasks_free: nothing is written any more */
 };
 
 static bool replicated(const struct tasks *t)
@@ -179,6 +179,8 @@ static int write_rec(struct tasks *t, const json_t *rec, bool close)
 /* Writes what changed: a new or ended task at once, progress at most every WRITE_EVERY_MS. */
 static void flush(struct tasks *t)
 {
+    if (t->closed)
+        return;
     uint64_t now = now_mono_ms();
     bool repl = replicated(t);
     for (struct task *k = t->list, *next; k; k = next) {
@@ -244,15 +246,6 @@ static void poll_progress(struct tasks *t)
     }
 }
 
-/* A node's name in the database's node list, and whether it is down; NULL: not a member. */
-static const json_t *node_rec(const json_t *nodes, const char *name)
-{
-    size_t i;
-    json_t *n;
-    json_array_foreach(nodes, i, n) if (strcmp(jfield_text(n, "name"), name) == 0) return n;
-    return NULL;
-}
-
 /*
  * Tasks that nobody will end: those of a node that is down or gone (closed by the leader),
  * and this node's tasks that no operation of this ferryd runs (a previous ferryd left them).
@@ -269,27 +262,13 @@ static void close_orphans(struct tasks *t)
     bool leading = cluster_leading(c);
     json_array_foreach(all, i, rec)
     {
-        const char *id = jfield_text(rec, "id"), *node = jfield_text(rec, "node");
-        if (taskrec_final(jfield_text(rec, "state")) || json_object_get(t->closing, id))
+        const char *id = jfield_text(rec, "id");
+        if (json_object_get(t->closing, id))
             continue;
         char why[300];
-        if (strcmp(node, t->env.node_name) == 0) {
-            if (find(t, id))
-                continue;
-            snprintf(why, sizeof(why), "ferryd on %.63s restarted while the task ran", node);
-        } else if (leading) {
-            const json_t *n = node_rec(nodes, node);
-            if (n && strcmp(jfield_text(n, "state"), "down") != 0)
-                continue;
-            if (n)
-                snprintf(why, sizeof(why), "node %.63s went down while the task ran%s%.200s", node,
-                         *jfield_text(n, "state_reason") ? ": " : "",
-                         jfield_text(n, "state_reason"));
-            else
-                snprintf(why, sizeof(why), "node %.63s left the cluster while the task ran", node);
-        } else {
+        if (!taskrec_orphaned(rec, nodes, t->env.node_name, find(t, id) != NULL, leading, why,
+                              sizeof(why)))
             continue;
-        }
         json_t *closed = json_deep_copy(rec);
         json_int_t end = (json_int_t)now_wall_ms();
         json_int_t start = json_integer_value(json_object_get(rec, "start_ms"));
@@ -327,7 +306,6 @@ int tasks_new(const struct tasks_env *env, struct tasks **out, struct ferr *e)
         return ferr_set(e, -ENOMEM, "tasks: out of memory");
     }
     t->env = *env;
-    t->start_wall_ms = now_wall_ms();
     uv_timer_init(env->loop, &t->timer);
     t->timer.data = t;
     uv_timer_start(&t->timer, on_tick, TICK_MS, TICK_MS);
@@ -337,23 +315,16 @@ int tasks_new(const struct tasks_env *env, struct tasks **out, struct ferr *e)
     return 0;
 }
 
-static void timer_closed(uv_handle_t *h)
-{
-    struct tasks *t = h->data;
-    while (t->list)
-        unlink_task(t, t->list);
-    json_decref(t->kept);
-    json_decref(t->closing);
-    free(t);
-}
-
 void tasks_free(struct tasks *t)
 {
-    if (!t)
+    if (!t || t->closed)
         return;
+    t->closed = true;
     if (t->env.cluster)
         cluster_set_task_fn(t->env.cluster, NULL, NULL);
-    uv_close((uv_handle_t *)&t->timer, timer_closed);
+    /* Only the timer goes: an operation that ends during the shutdown may still end its task
+     * (tasks_end then keeps it here), so the rest is left to the process's end. */
+    uv_close((uv_handle_t *)&t->timer, NULL);
 }
 
 int tasks_begin(struct tasks *t, const char *kind, const char *target, const char *user,

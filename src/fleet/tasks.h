@@ -34,7 +34,8 @@ struct tasks_env {
 
 /* env copied. Only -ENOMEM. The tasks listen to the cluster's task_put applies (events). */
 int tasks_new(const struct tasks_env *env, struct tasks **out, struct ferr *e);
-/* Stops the timer; records not written yet are lost (a restart closes them as failed). */
+/* Stops the timer and every write (ferryd's shutdown); records not written yet are lost (the
+ * next ferryd closes them as failed). t itself stays for operations that end meanwhile. */
 void tasks_free(struct tasks *t);
 
 /*

@@ -7,6 +7,7 @@ filters, unknown ids and cancels of ended tasks are refused with clear errors.""
 import http.client
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -92,6 +93,10 @@ def test_migration_task_everywhere_follow_and_event_stream(lab):
     stream = EventStream(h3)
     assert stream.resp.status == 200
     assert stream.resp.getheader("Content-Type") == "text/event-stream"
+    # The CLI's follow, on host2 (it reads the same stream).
+    cli_follow = subprocess.Popen([lab.bins["ferry"], "--socket", h2.sock, "-o", "json",
+                                   "events", "-f"], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
     try:
         mig = h1.popen([lab.bins["ferry"], "--socket", h1.sock, "-o", "json", "vm", "migrate",
                         "tv1", "--to", "host2", "--bandwidth-mib", "32"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -128,6 +133,9 @@ def test_migration_task_everywhere_follow_and_event_stream(lab):
                  "the task.ended event on host3's stream")
         evs = task_events(stream, tid)
         types = [t for _, t, _ in evs]
+        took = (evs[-1][2]["task"]["end_ms"] - evs[0][2]["task"]["start_ms"]) / 1000
+        print(f"\nmigration task {tid}: {took:.1f} s, {len(evs)} task_put writes: {types}; "
+              f"record {len(json.dumps(evs[-1][2]['task']))} bytes")
         assert types[0] == "task.created" and types[-1] == "task.ended", types
         assert "task.progress" in types, types
         phases = [d["task"]["phase"] for _, _, d in evs]
@@ -149,8 +157,19 @@ def test_migration_task_everywhere_follow_and_event_stream(lab):
                 [e for e in stream.events if e[0] > first], "the replay differs from the live"
         finally:
             again.close()
+        cli_follow.send_signal(signal.SIGINT)
+        out, err = cli_follow.communicate(timeout=10)
+        assert cli_follow.returncode == 0, err
+        seen = [json.loads(ln) for ln in out.splitlines()]
+        mine = [e["type"] for e in seen if e.get("task", {}).get("id") == tid]
+        assert mine[0] == "task.created" and mine[-1] == "task.ended", mine
+        ids = [e["id"] for e in seen]
+        assert ids == sorted(set(ids)), ids
     finally:
         stream.close()
+        if cli_follow.poll() is None:
+            cli_follow.kill()
+            cli_follow.wait()
     assert vm_on(h1, "tv1")["owner"] == "host2"
 
 
@@ -224,3 +243,43 @@ def test_drain_task_and_errors(lab):
     assert r.returncode == 1 and "no task nosuch-1" in r.stderr, r.stderr
     st, body = h1.api("GET", "/v1/events?follow=2")
     assert st == 400, body
+
+
+def test_restart_closes_the_task_it_left(lab):
+    """A ferryd killed in the middle of a migration leaves its task running in the database;
+    the ferryd started again closes it as failed, with the reason, on every node."""
+    h1 = lab.hosts[0]
+    wait_for(lambda: (vm_on(h1, "tv1") or {}).get("state") == "running", 30, "tv1 running")
+    src = lab.host(vm_on(h1, "tv1")["owner"])
+    dst = next(h for h in lab.hosts if h.name != src.name)
+    viewer = next(h for h in lab.hosts if h.name not in (src.name, dst.name))
+    mig = src.popen([lab.bins["ferry"], "--socket", src.sock, "vm", "migrate", "tv1", "--to",
+                     dst.name, "--bandwidth-mib", "2"], stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE, text=True)
+    try:
+        tid = wait_running_task(viewer, "migrate", "tv1")["id"]
+        lab.kill_ferryd(src)
+        lab.start_ferryd(src)
+        mig.communicate(timeout=30)
+        assert mig.returncode != 0  # its connection went with the old ferryd
+
+        def closed():
+            st, body = viewer.api("GET", f"/v1/tasks/{tid}")
+            return body if st == 200 and body["state"] != "running" else None
+        rec = wait_for(closed, 20, f"{viewer.name} to list {tid} closed")
+        assert rec["state"] == "failed", rec
+        assert rec["result"] == f"ferryd on {src.name} restarted while the task ran", rec
+        # The restarted node catches up with the log a moment later.
+        wait_for(lambda: src.api("GET", f"/v1/tasks/{tid}")[1]["state"] == "failed", 20,
+                 f"{src.name} to list {tid} failed")
+    finally:
+        if mig.poll() is None:
+            mig.kill()
+            mig.wait()
+    # The migration itself was taken over from its journal (restart.c); cancel it if it still
+    # runs. The VM runs, once, wherever it ended up.
+    src.cli("vm", "migrate", "--cancel", "tv1", check=False)
+    wait_for(lambda: src.api("GET", "/v1/vms/tv1/migration")[0] == 404, 60,
+             "the migration to end")
+    wait_for(lambda: (vm_on(viewer, "tv1") or {}).get("state") == "running", 30,
+             "tv1 running")

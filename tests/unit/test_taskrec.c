@@ -122,12 +122,42 @@ static void test_migration_phase_and_percent(void **state)
     assert_int_equal(taskrec_percent(UINT64_MAX / 2, 1), 99);
 }
 
+static void test_orphaned(void **state)
+{
+    char why[300];
+    json_t *nodes =
+        json_pack("[{s:s, s:s, s:s}, {s:s, s:s, s:s}]", "name", "n1", "state", "up", "state_reason",
+                  "", "name", "n2", "state", "down", "state_reason", "no heartbeat for 5 s");
+    json_t *mine = rec("n1-1", "running", 1000, 0), *ended = rec("n1-2", "done", 1000, 2000);
+    json_t *theirs = rec("n2-1", "running", 1000, 0), *gone = rec("n3-1", "running", 1000, 0);
+    json_object_set_new(theirs, "node", json_string("n2"));
+    json_object_set_new(gone, "node", json_string("n3"));
+    /* This node's own: closed only when no operation of this ferryd holds it. */
+    assert_false(taskrec_orphaned(mine, nodes, "n1", true, true, why, sizeof(why)));
+    assert_true(taskrec_orphaned(mine, nodes, "n1", false, false, why, sizeof(why)));
+    assert_string_equal(why, "ferryd on n1 restarted while the task ran");
+    assert_false(taskrec_orphaned(ended, nodes, "n1", false, true, why, sizeof(why)));
+    /* Another node's: only the leader closes it, and only when the node is down or gone. */
+    assert_false(taskrec_orphaned(theirs, nodes, "n1", false, false, why, sizeof(why)));
+    assert_true(taskrec_orphaned(theirs, nodes, "n1", false, true, why, sizeof(why)));
+    assert_string_equal(why, "node n2 went down while the task ran: no heartbeat for 5 s");
+    assert_false(taskrec_orphaned(mine, nodes, "n2", false, true, why, sizeof(why))); /* n1 up */
+    assert_true(taskrec_orphaned(gone, nodes, "n1", false, true, why, sizeof(why)));
+    assert_string_equal(why, "node n3 left the cluster while the task ran");
+    json_decref(nodes);
+    json_decref(mine);
+    json_decref(ended);
+    json_decref(theirs);
+    json_decref(gone);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_check),
         cmocka_unit_test(test_filter),
         cmocka_unit_test(test_migration_phase_and_percent),
+        cmocka_unit_test(test_orphaned),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
