@@ -8,6 +8,7 @@ import http.client
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -68,6 +69,15 @@ class EventStream:
             self.error = e
 
     def close(self):
+        # The reader thread holds the response's buffer while it waits: shutting the socket
+        # down wakes it (end of stream) and tells ferryd the client left.
+        sock = self.conn.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.thread.join(5)
         self.conn.close()
 
 
@@ -283,3 +293,41 @@ def test_restart_closes_the_task_it_left(lab):
              "the migration to end")
     wait_for(lambda: (vm_on(viewer, "tv1") or {}).get("state") == "running", 30,
              "tv1 running")
+
+
+def test_event_stream_on_tcp_and_its_limit(lab):
+    """The stream on the TCP listener takes the token like any request; a ferryd serves 64
+    streams at once, and a client that went away frees its place."""
+    h1, h2, _ = lab.hosts
+    curl = ["curl", "-sN", "--max-time", "2", f"{h1.url}/v1/events?follow=1&since=1"]
+    r = h1.exec(curl + ["-H", f"Authorization: Bearer {lab.token()}"], check=False)
+    assert r.returncode == 28, r  # still open when curl gave up
+    assert r.stdout.startswith("id: 2\nevent: "), r.stdout[:200]
+    r = h1.exec(curl + ["-o", "/dev/null", "-w", "%{http_code}"], check=False)
+    assert r.stdout == "401", r.stdout
+
+    streams = []
+    try:
+        for _ in range(64):
+            streams.append(EventStream(h2))
+            assert streams[-1].resp.status == 200
+        st, body = h2.api("GET", "/v1/events?follow=1")
+        assert st == 503 and "64 event streams are open" in body["error"]["message"], body
+        for s in streams:
+            s.close()
+        streams = []
+        # A closed client is noticed when the next event is written to it.
+        h2.cli("vm", "create", "tkev", "--node", "host2", "--memory", "32", "--appliance")
+        h2.cli("vm", "delete", "tkev")
+
+        def opens():
+            s = EventStream(h2)
+            if s.resp.status == 200:
+                streams.append(s)
+                return True
+            s.close()
+            return False
+        wait_for(opens, 20, "a stream to be served again", interval=0.5)
+    finally:
+        for s in streams:
+            s.close()
