@@ -28,7 +28,8 @@ const char *api_principal_name(const struct http_req *req);
  * makes the task (after the operation started: a refusal makes none); when the operation
  * answers, the task ends with it (done on 2xx, cancelled when the error says "cancel",
  * failed otherwise), a 2xx body gets "task", and req is answered. api_task_reply_drop frees a
- * wrapper whose operation refused to start. */
+ * wrapper whose operation refused to start. The operation must answer later, never inside
+ * its start call (tr would be gone before api_task_reply_begin). */
 struct api_task_reply;
 struct api_task_reply *api_task_reply_new(struct api_ctx *ctx, struct http_req *req);
 void api_task_reply_begin(struct api_task_reply *tr, const char *kind, const char *target,

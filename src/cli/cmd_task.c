@@ -41,9 +41,10 @@ static const char show_help[] =
 static const char cancel_help[] =
     "Usage: ferry task cancel ID\n"
     "\n"
-    "Cancels a running live migration or storage move, on whichever node it runs; the VM\n"
-    "keeps running where it was. A migration in post-copy, a drain (cancel its migrations,\n"
-    "then ferry node resume) and a failover cannot be cancelled.\n"
+    "Cancels a running task on whichever node it runs: a live migration or a storage move\n"
+    "(the VM keeps running where it was), a drain (no further VM is moved, those migrating\n"
+    "finish, the node stays draining: ferry node resume NODE). A migration in post-copy and\n"
+    "a failover cannot be cancelled.\n"
     "\n"
     "  -o json         print the API's JSON\n";
 
@@ -297,7 +298,7 @@ int cmd_task(struct cli *cli, int argc, char **argv)
     static const struct cli_cmd table[] = {
         {"list", task_list, "list the cluster's tasks"},
         {"show", task_show, "show a task, or follow it (-f) to its end"},
-        {"cancel", task_cancel, "cancel a running migration or storage move"},
+        {"cancel", task_cancel, "cancel a running migration, storage move or drain"},
     };
     return cli_dispatch(cli, "task", table, ARRAY_SIZE(table), argc - 1, argv + 1);
 }

@@ -26,6 +26,7 @@ struct drain {
     json_t *node;           /* the node's record when the drain started, owned */
     uint64_t t0_ms;
     bool finishing;
+    bool cancelled;   /* its task was cancelled: no further VM is moved */
     uv_timer_t timer; /* the next pump: after a migration's answer, or while the host is busy */
     migrate_cb ucb;   /* the caller's answer; cb is drain_answered */
     void *udata;
@@ -181,6 +182,10 @@ static void pump(struct drain *d)
 {
     struct drain_item *it;
     while ((it = drain_plan_next(&d->plan))) {
+        if (d->cancelled) {
+            drain_plan_fail(&d->plan, it, "not moved: the drain was cancelled");
+            continue;
+        }
         struct vm *vm = vmset_find(d->env.vms, it->name);
         if (drain_plan_judge(&d->plan, it, d->env.node_name, vm != NULL,
                              vm ? vm_state(vm) : VM_STOPPED) == DRAIN_SETTLED)
@@ -258,6 +263,20 @@ static json_t *task_progress(void *data)
                      (json_int_t)p->running);
 }
 
+/* Its task's cancel: no further VM is moved; the migrations under way finish (each is a task
+ * that can be cancelled on its own); the node stays draining. */
+static int task_cancel(void *data, struct ferr *e)
+{
+    struct drain *d = data;
+    if (d->finishing)
+        return ferr_set(e, FERR_STATE, "the drain of %s is finishing", d->env.node_name);
+    d->cancelled = true;
+    events_add(d->env.events, NULL, "node.drain_cancelled",
+               "%s: no further VM is moved; it stays draining (ferry node resume %s)",
+               d->env.node_name, d->env.node_name);
+    return 0;
+}
+
 /* Every answer of the drain passes here: its task ends with it. */
 static void drain_answered(int status, json_t *body, const struct ferr *e, void *data)
 {
@@ -273,8 +292,11 @@ static void drain_answered(int status, json_t *body, const struct ferr *e, void 
             snprintf(text, sizeof(text), "%u of %zu VMs moved, %u failed, %u stayed; %s is %s",
                      d->plan.migrated, d->plan.n, d->plan.failed, d->plan.stayed, d->env.node_name,
                      admin ? admin : "?");
-        tasks_end(d->env.tasks, d->task, ok ? "done" : "failed", text,
-                  json_incref(json_object_get(detail, "detail")));
+        tasks_end(d->env.tasks, d->task,
+                  ok             ? "done"
+                  : d->cancelled ? "cancelled"
+                                 : "failed",
+                  text, json_incref(json_object_get(detail, "detail")));
         json_decref(detail);
         if (body)
             json_object_set_new(body, "task", json_string(d->task));
@@ -326,11 +348,7 @@ int drain_start(const struct drain_env *env, unsigned parallel, migrate_cb cb, v
         return rc;
     }
     running_drain = d;
-    static const struct task_ops ops = {
-        .progress = task_progress,
-        .no_cancel = "a drain is not stopped half-way; cancel its migrations (ferry task list "
-                     "--kind migrate), then ferry node resume NODE",
-    };
+    static const struct task_ops ops = {.progress = task_progress, .cancel = task_cancel};
     struct ferr te = {0};
     if (env->tasks &&
         tasks_begin(env->tasks, "drain", env->node_name, d->user, &ops, d, d->task, &te) < 0) {

@@ -37,7 +37,8 @@ struct drain_env {
  * 200 with {"node", "admin", "parallel", "total_ms", "migrated", "failed", "stayed", "vms":
  * [{"name", "outcome", "to", "message", ...}], "task"}, or with e when the node could not be
  * marked. The drain is a task of kind "drain" (phase "moving", detail moved/failed/stayed of
- * total); it cannot be cancelled (its migrations can).
+ * total); cancelling it moves no further VM (those under way finish; each has a task of its
+ * own), they count as failed, and the node stays draining.
  * env copied. One drain at a time per process.
  */
 int drain_start(const struct drain_env *env, unsigned parallel, migrate_cb cb, void *data,
