@@ -331,3 +331,48 @@ def test_event_stream_on_tcp_and_its_limit(lab):
     finally:
         for s in streams:
             s.close()
+
+
+def test_leader_closes_the_tasks_of_a_node_that_went_down(lab):
+    """A node that goes silent (its ferryd frozen) is marked down; the leader closes its
+    running tasks as failed with the reason. Back again, the node cannot reopen them."""
+    h1 = lab.hosts[0]
+    wait_for(lambda: (vm_on(h1, "tv1") or {}).get("state") == "running", 30, "tv1 running")
+    src = lab.host(vm_on(h1, "tv1")["owner"])
+    dst = next(h for h in lab.hosts if h.name != src.name)
+    viewer = next(h for h in lab.hosts if h.name not in (src.name, dst.name))
+    mig = src.popen([lab.bins["ferry"], "--socket", src.sock, "vm", "migrate", "tv1", "--to",
+                     dst.name, "--bandwidth-mib", "2"], stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE, text=True)
+    frozen = False
+    try:
+        tid = wait_running_task(viewer, "migrate", "tv1")["id"]
+        lab.kill_ferryd(src, signal.SIGSTOP)
+        frozen = True
+
+        def closed():
+            st, body = viewer.api("GET", f"/v1/tasks/{tid}")
+            return body if st == 200 and body["state"] != "running" else None
+        rec = wait_for(closed, 40, f"{viewer.name} to close {tid}")
+        assert rec["state"] == "failed", rec
+        assert rec["result"].startswith(f"node {src.name} went down while the task ran"), rec
+        lab.kill_ferryd(src, signal.SIGCONT)
+        frozen = False
+        # Back, the node ends its migration (cancelled here); its task stays as the leader
+        # closed it.
+        wait_for(lambda: src.cli("vm", "migrate", "--cancel", "tv1", check=False).returncode == 0
+                 or src.api("GET", "/v1/vms/tv1/migration")[0] == 404, 30,
+                 "the migration to be cancelled")
+        mig.communicate(timeout=60)
+        wait_for(lambda: src.api("GET", "/v1/vms/tv1/migration")[0] == 404, 60,
+                 "the migration to end")
+        time.sleep(1.5)  # a write the node would make after its migration ended
+        for h in (viewer, src):
+            assert h.api("GET", f"/v1/tasks/{tid}")[1] == rec, h.name
+    finally:
+        if frozen:
+            lab.kill_ferryd(src, signal.SIGCONT)
+        if mig.poll() is None:
+            mig.kill()
+            mig.wait()
+    wait_for(lambda: (vm_on(viewer, "tv1") or {}).get("state") == "running", 60, "tv1 running")
