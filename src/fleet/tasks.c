@@ -136,8 +136,9 @@ static void written(int status, json_t *body, const struct ferr *e, void *data)
     if (!k)
         return;
     k->inflight = false;
-    if (e && e->code == FERR_STATE) {
-        /* The cluster closed it meanwhile (this node was taken for dead): it stays closed. */
+    if (e && (e->code == FERR_STATE || e->code == FERR_INVALID || e->code == FERR_TOOBIG)) {
+        /* The cluster closed it meanwhile (this node was taken for dead): it stays closed.
+         * (A record the database refuses is as final: writing it again changes nothing.) */
         log_warn("tasks: %s: %s", jfield_text(k->rec, "id"), e->msg);
         if (k->ended)
             unlink_task(t, k);
