@@ -23,6 +23,7 @@
 #include "common/util.h"
 #include "host/host.h"
 #include "fleet/failover.h"
+#include "fleet/tasks.h"
 #include "fleet/fleet.h"
 #include "fleet/timing.h"
 #include "fleet/redirect.h"
@@ -646,6 +647,8 @@ static void on_closed_all(void *data)
     failover_free(d->failover);
     d->failover = NULL;
     migrator_free(d->api.migrator);
+    tasks_free(d->api.tasks);
+    d->api.tasks = NULL;
     d->api.migrator = NULL;
     fleet_free(d->api.fleet);
     d->api.fleet = NULL;
@@ -1164,14 +1167,20 @@ int main(int argc, char **argv)
         log_error("%s", e.msg); /* only out of memory: exit without a tidy close */
         return 1;
     }
+    struct tasks_env tenv = {d.loop, d.cluster, d.events, c->name};
+    if (tasks_new(&tenv, &d.api.tasks, &e) < 0) {
+        log_error("%s", e.msg); /* only out of memory: exit without a tidy close */
+        return 1;
+    }
     struct migrator_env menv = {
         d.loop,      d.vms,   d.events,          d.cluster,
-        d.api.fleet, c->name, c->max_migrations, d.migrate_unsafe[0] ? d.migrate_unsafe : NULL};
+        d.api.fleet, c->name, c->max_migrations, d.migrate_unsafe[0] ? d.migrate_unsafe : NULL,
+        d.api.tasks};
     if (migrator_new(&menv, &d.api.migrator, &e) < 0) {
         log_error("%s", e.msg); /* only out of memory: exit without a tidy close */
         return 1;
     }
-    struct failover_env foenv = {d.cluster, d.api.volumes, d.events, c->name};
+    struct failover_env foenv = {d.cluster, d.api.volumes, d.events, c->name, d.api.tasks};
     if (failover_new(&foenv, &d.failover, &e) < 0) {
         log_error("%s", e.msg); /* only out of memory: exit without a tidy close */
         return 1;

@@ -17,6 +17,8 @@ struct fleet;
 struct web;
 struct alerts;
 struct history;
+struct tasks;
+struct evstream;
 
 /* What the handlers may use; owned by the daemon, outlives the HTTP server. */
 struct timing_state;
@@ -46,6 +48,8 @@ struct api_ctx {
     struct web *web; /* the dashboard's files and sessions (api/web.h); NULL without --listen */
     struct alerts *alerts;   /* since when each alert holds (api/alerts.h); made on first use */
     struct history *history; /* this node's VMs' resource histories (api/history.h) */
+    struct tasks *tasks;               /* the cluster's tasks (fleet/tasks.h) */
+    struct evstream *evstream; /* GET /v1/events?follow=1 streams (api/tasks_api.c), lazily */
 };
 
 /* The http_handler of ferryd: routes every request (data is a struct api_ctx). */

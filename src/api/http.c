@@ -44,6 +44,7 @@ struct http_server {
     void *data;
     struct listener *listeners;
     struct http_req *reqs; /* every request still tied to a connection */
+    struct http_stream *streams; /* every streamed answer MHD still holds */
     uv_timer_t kick;       /* runs every daemon soon, after a suspended request was answered */
     bool closing;
     unsigned nclosing; /* uv handles whose close callback is still due */
@@ -569,6 +570,134 @@ void http_reply_error(struct http_req *r, const struct ferr *e)
     http_reply_json(r, (unsigned)ferr_http_status(e->code), j);
 }
 
+/* ---- streamed answers (http_reply_stream) ------------------------------------------------ */
+
+struct http_stream {
+    struct http_server *s;
+    struct MHD_Connection *conn; /* NULL once MHD let the answer go */
+    char *buf;
+    size_t len, off, cap;
+    bool suspended, ended;
+    http_stream_closed closed;
+    void *data;
+    struct http_stream *prev, *next; /* in s->streams */
+};
+
+/* MHD asks for the next bytes; with nothing queued the connection sleeps until a write. */
+static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max)
+{
+    struct http_stream *st = cls;
+    (void)pos;
+    if (st->off < st->len) {
+        size_t n = st->len - st->off < max ? st->len - st->off : max;
+        memcpy(out, st->buf + st->off, n);
+        st->off += n;
+        if (st->off == st->len)
+            st->off = st->len = 0;
+        return (ssize_t)n;
+    }
+    if (st->ended)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    if (st->conn && !st->suspended) {
+        MHD_suspend_connection(st->conn);
+        st->suspended = true;
+    }
+    return 0;
+}
+
+/* MHD is done with the answer: the connection closed or the stream ended. */
+static void stream_free(void *cls)
+{
+    struct http_stream *st = cls;
+    st->conn = NULL;
+    if (st->s) {
+        if (st->prev)
+            st->prev->next = st->next;
+        else
+            st->s->streams = st->next;
+        if (st->next)
+            st->next->prev = st->prev;
+    }
+    if (st->closed)
+        st->closed(st, st->data);
+    free(st->buf);
+    free(st);
+}
+
+static void stream_wake(struct http_stream *st)
+{
+    if (st->conn && st->suspended) {
+        st->suspended = false;
+        MHD_resume_connection(st->conn);
+        server_kick(st->s);
+    }
+}
+
+int http_reply_stream(struct http_req *r, const char *content_type, http_stream_closed closed,
+                      void *data, struct http_stream **out)
+{
+    struct http_stream *st = calloc(1, sizeof(*st));
+    struct MHD_Response *resp = st ? MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024,
+                                                                       stream_read, st, stream_free)
+                                   : NULL;
+    if (!resp ||
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type) != MHD_YES ||
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache") != MHD_YES) {
+        if (resp)
+            MHD_destroy_response(resp); /* frees st through stream_free (closed not set yet) */
+        else
+            free(st);
+        req_send(r, 500, error_response_new("internal", "http: out of memory"));
+        return -ENOMEM;
+    }
+    st->conn = r->conn;
+    st->closed = closed;
+    st->data = data;
+    *out = st;
+    if (r->s) {
+        st->s = r->s;
+        st->next = r->s->streams;
+        if (st->next)
+            st->next->prev = st;
+        r->s->streams = st;
+    }
+    if (!r->conn) { /* the client is gone already */
+        st->closed = NULL;
+        req_send(r, 200, resp); /* frees r and, with resp, st */
+        return -ECONNRESET;
+    }
+    req_send(r, 200, resp);
+    return 0;
+}
+
+int http_stream_write(struct http_stream *st, const char *buf, size_t len)
+{
+    if (st->ended || !st->conn)
+        return 0;
+    if (st->len + len > HTTP_STREAM_MAX)
+        return -ENOBUFS;
+    if (st->len + len > st->cap) {
+        size_t cap = st->cap ? st->cap : 4096;
+        while (cap < st->len + len)
+            cap *= 2;
+        char *nb = realloc(st->buf, cap);
+        if (!nb)
+            return -ENOMEM;
+        st->buf = nb;
+        st->cap = cap;
+    }
+    memcpy(st->buf + st->len, buf, len);
+    st->len += len;
+    stream_wake(st);
+    return 0;
+}
+
+void http_stream_end(struct http_stream *st)
+{
+    st->ended = true;
+    stream_wake(st);
+}
+
 /* ---- MHD callbacks ----------------------------------------------------------------------- */
 
 static struct http_req *req_new(struct listener *l, struct MHD_Connection *conn)
@@ -912,6 +1041,12 @@ static void server_free(struct http_server *s)
             r->suspended = false;
             req_orphan(r);
         }
+    }
+    for (struct http_stream *st = s->streams; st; st = st->next) {
+        st->ended = true;
+        if (st->suspended && st->conn)
+            MHD_resume_connection(st->conn);
+        st->suspended = false;
     }
     for (struct listener *l = s->listeners, *next; l; l = next) {
         next = l->next;

@@ -118,4 +118,23 @@ bool http_req_is_upgrade(const struct http_req *r);
  * ferr_http_status(e->code). */
 void http_reply_error(struct http_req *r, const struct ferr *e);
 
+/*
+ * A streamed answer that stays open (text/event-stream): http_reply_stream answers r with 200,
+ * content_type and no length (chunked), and gives a stream that sends what is written to it.
+ * The connection is suspended while there is nothing to send and resumed by a write. closed
+ * runs once when the connection is gone (the client left, http_stream_end's end was sent, or
+ * the server closes), after which st is freed and must not be used. Returns 0, or -ENOMEM
+ * (then r was answered 500 and closed does not run).
+ */
+struct http_stream;
+typedef void (*http_stream_closed)(struct http_stream *st, void *data);
+int http_reply_stream(struct http_req *r, const char *content_type, http_stream_closed closed,
+                      void *data, struct http_stream **out);
+/* Queues len bytes (copied). -ENOMEM, or -ENOBUFS when over HTTP_STREAM_MAX bytes wait for a
+ * slow client (the caller then ends the stream). */
+#define HTTP_STREAM_MAX (1024 * 1024)
+int http_stream_write(struct http_stream *st, const char *buf, size_t len);
+/* Ends the stream once what is queued was sent; closed follows. */
+void http_stream_end(struct http_stream *st);
+
 #endif

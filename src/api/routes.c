@@ -13,6 +13,7 @@
 #include "api/history.h"
 #include "api/http.h"
 #include "api/router.h"
+#include "api/tasks_api.h"
 #include "api/web.h"
 #include "api/wsconsole.h"
 #include "cluster/cdb.h"
@@ -811,7 +812,13 @@ static void h_disk_info(struct api_ctx *ctx, struct http_req *req, const struct 
 
 static void h_events(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
 {
-    uint64_t since = 0, limit = 100;
+    uint64_t since = 0, limit = 100, follow = 0;
+    if (!query_u64(req, "follow", 1, &follow))
+        return;
+    if (follow) {
+        api_events_follow(ctx, req);
+        return;
+    }
     if (!query_u64(req, "since", UINT64_MAX - 1, &since) || !query_u64(req, "limit", 1000, &limit))
         return;
     http_reply_json(req, 200,
@@ -1165,7 +1172,7 @@ static void h_vm_migrate(struct api_ctx *ctx, struct http_req *req, const struct
         return;
     const char *key;
     json_t *val;
-    struct migrate_opts o = {0};
+    struct migrate_opts o = {.user = api_principal_name(req)};
     json_object_foreach(b, key, val)
     {
         json_int_t n = json_is_integer(val) ? json_integer_value(val) : 0;
@@ -1498,8 +1505,9 @@ static void h_node_drain(struct api_ctx *ctx, struct http_req *req, const struct
     }
     struct migrator *mg = migrator(ctx, req);
     struct ferr e = {0};
-    struct drain_env env = {ctx->loop,  ctx->vms, ctx->events,   ctx->cluster,
-                            ctx->fleet, mg,       ctx->node_name};
+    struct drain_env env = {ctx->loop,      ctx->vms,   ctx->events,
+                            ctx->cluster,   ctx->fleet, mg,
+                            ctx->node_name, ctx->tasks, api_principal_name(req)};
     if (mg &&
         drain_start(&env, par ? (unsigned)json_integer_value(par) : 0, reply_cluster, req, &e) < 0)
         http_reply_error(req, &e);
@@ -1516,8 +1524,8 @@ static void h_node_resume(struct api_ctx *ctx, struct http_req *req, const struc
     }
     if (forward_to_node(ctx, req, node))
         return;
-    struct drain_env env = {ctx->loop,  ctx->vms, ctx->events,   ctx->cluster,
-                            ctx->fleet, NULL,     ctx->node_name};
+    struct drain_env env = {ctx->loop, ctx->vms,       ctx->events, ctx->cluster, ctx->fleet,
+                            NULL,      ctx->node_name, NULL,        NULL};
     if (drain_resume(&env, node, reply_cluster, req, &e) < 0)
         http_reply_error(req, &e);
 }
@@ -1664,10 +1672,17 @@ static void h_vm_storage_move(struct api_ctx *ctx, struct http_req *req,
         req_err(req, FERR_INVALID, "to: the new file's absolute path is required");
     else {
         struct storage_move_env env = {ctx->loop, ctx->fleet, ctx->qemu_img};
-        if (storage_move_start(&env, vm, disk ? (unsigned)json_integer_value(disk) : 0, to,
-                               speed ? (unsigned)json_integer_value(speed) : 0, reply_cluster, req,
-                               &e) < 0)
+        struct api_task_reply *tr = api_task_reply_new(ctx, req);
+        if (!tr)
+            ferr_set(&e, -ENOMEM, "out of memory");
+        if (!tr || storage_move_start(&env, vm, disk ? (unsigned)json_integer_value(disk) : 0, to,
+                                      speed ? (unsigned)json_integer_value(speed) : 0,
+                                      api_task_reply_cb, tr, &e) < 0) {
+            api_task_reply_drop(tr);
             http_reply_error(req, &e);
+        } else {
+            api_storage_move_task(tr, vm_name(vm));
+        }
     }
     json_decref(b);
 }
@@ -1741,7 +1756,10 @@ static const struct route routes[] = {
     {"POST", "/v1/disks/grow", (void *)h_disk_grow, NULL},
     {"POST", "/v1/disks/delete", (void *)h_disk_delete, NULL},
     {"GET", "/v1/disks/info", (void *)h_disk_info, "path"},
-    {"GET", "/v1/events", (void *)h_events, "since limit"},
+    {"GET", "/v1/events", (void *)h_events, "since limit follow"},
+    {"GET", "/v1/tasks", (void *)api_tasks_list, "state kind target node limit"},
+    {"GET", "/v1/tasks/{id}", (void *)api_task_get, NULL},
+    {"POST", "/v1/tasks/{id}/cancel", (void *)api_task_cancel, NULL},
     {"GET", "/metrics", (void *)h_metrics, NULL},
     {"GET", "/v1/alerts", (void *)h_alerts, NULL},
     {"GET", "/v1/csvs", (void *)h_csvs_list, NULL},

@@ -2,6 +2,8 @@
 /* The CLI's HTTP client of ferryd: one libcurl handle, reused so requests share a connection. */
 #include "cli/client.h"
 
+#include "common/reply.h"
+
 #include <curl/curl.h>
 #include <errno.h>
 #include <stdbool.h>
@@ -284,4 +286,93 @@ char *client_escape(const char *s)
     }
     *w = '\0';
     return out;
+}
+
+struct stream {
+    struct client *c;
+    client_stream_fn fn;
+    void *arg;
+    bool (*stop)(void);
+    struct buf err; /* the body of an answer outside 2xx */
+    bool stopped;
+};
+
+static size_t on_stream(char *p, size_t size, size_t n, void *data)
+{
+    struct stream *st = data;
+    long status = 0;
+    curl_easy_getinfo(st->c->curl, CURLINFO_RESPONSE_CODE, &status);
+    if (status < 200 || status >= 300)
+        return on_data(p, size, n, &st->err);
+    st->fn(p, size * n, st->arg);
+    return size * n;
+}
+
+static int on_stream_tick(void *data, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+{
+    struct stream *st = data;
+    if (st->stop && st->stop()) {
+        st->stopped = true;
+        return 1; /* aborts the transfer */
+    }
+    return 0;
+}
+
+int client_stream(struct client *c, const char *path, const char *last_id, client_stream_fn fn,
+                  bool (*stop)(void), void *arg, struct ferr *e)
+{
+    struct stream st = {.c = c, .fn = fn, .arg = arg, .stop = stop};
+    struct curl_slist *hdrs = NULL;
+    char errbuf[CURL_ERROR_SIZE] = "", idh[80], *url = NULL;
+    int rc = 0;
+    const char *base = c->url ? c->url : "http://localhost";
+    size_t ulen = strlen(base) + strlen(path) + 1;
+    if (!(url = malloc(ulen)))
+        return ferr_set(e, -ENOMEM, "client: out of memory");
+    snprintf(url, ulen, "%s%s", base, path);
+    hdrs = curl_slist_append(hdrs, "Accept: text/event-stream");
+    if (hdrs && last_id) {
+        snprintf(idh, sizeof(idh), "Last-Event-ID: %.40s", last_id);
+        hdrs = curl_slist_append(hdrs, idh);
+    }
+    if (hdrs && c->auth)
+        hdrs = curl_slist_append(hdrs, c->auth);
+    if (!hdrs) {
+        free(url);
+        return ferr_set(e, -ENOMEM, "client: out of memory");
+    }
+    CURL *h = c->curl;
+    curl_easy_reset(h);
+    if (c->socket_path)
+        curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, c->socket_path);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, CONNECT_TIMEOUT_S);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_stream);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &st);
+    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_stream_tick);
+    curl_easy_setopt(h, CURLOPT_XFERINFODATA, &st);
+    /* The server sends a keepalive every 15 s: a minute without a byte is a dead peer. */
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 60L);
+    curl_easy_setopt(h, CURLOPT_USERAGENT, "ferry");
+    CURLcode cr = curl_easy_perform(h);
+    long status = 0;
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    if (st.stopped) {
+        rc = 0;
+    } else if (status && (status < 200 || status >= 300)) {
+        json_t *body = st.err.len ? json_loadb(st.err.p, st.err.len, 0, NULL) : NULL;
+        rc = reply_failed((int)status, body, NULL, e);
+        json_decref(body);
+    } else if (cr != CURLE_OK) {
+        rc = transport_error(c, cr, errbuf, e);
+    }
+    curl_slist_free_all(hdrs);
+    free(url);
+    free(st.err.p);
+    return rc;
 }

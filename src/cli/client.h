@@ -4,6 +4,7 @@
 #define FERRY_CLI_CLIENT_H
 
 #include <jansson.h>
+#include <stdbool.h>
 
 #include "common/err.h"
 
@@ -44,6 +45,17 @@ int client_call(struct client *c, const char *method, const char *path, const js
  * the connection broke before the answer). */
 int client_call_status(struct client *c, const char *method, const char *path, const json_t *body,
                        long *status, json_t **reply, struct ferr *e);
+
+/*
+ * GET path as a stream that stays open (text/event-stream): each piece of the body goes to
+ * fn as it arrives, with the request header "Last-Event-ID: last_id" when last_id is not
+ * NULL. stop (may be NULL) is asked about once a second and ends the stream when it says so.
+ * Returns 0 when the server ended the stream or stop said so, the API's error for an answer
+ * outside 2xx, or FERR_UNAVAIL when ferryd cannot be reached or the connection broke.
+ */
+typedef void (*client_stream_fn)(const char *p, size_t n, void *arg);
+int client_stream(struct client *c, const char *path, const char *last_id, client_stream_fn fn,
+                  bool (*stop)(void), void *arg, struct ferr *e);
 
 /* Percent-encodes s for use as one path segment or query value. Caller frees; NULL on ENOMEM. */
 char *client_escape(const char *s);

@@ -33,6 +33,7 @@ int cmd_vm(struct cli *cli, int argc, char **argv);
 int cmd_vm_create(struct cli *cli, int argc, char **argv); /* cmd_vm_create.c */
 int cmd_node(struct cli *cli, int argc, char **argv);
 int cmd_events(struct cli *cli, int argc, char **argv);
+int cmd_task(struct cli *cli, int argc, char **argv); /* cmd_task.c */
 int cmd_disk(struct cli *cli, int argc, char **argv);
 int cmd_csv(struct cli *cli, int argc, char **argv); /* cmd_csv.c */
 /* A file on a cluster shared volume, ref "csv:VOLUME/FILE" (or "csv:VOLUME" with dflt as the

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/sse.h"
 #include "cli/cmd.h"
 #include "common/util.h"
 
@@ -153,14 +154,18 @@ int cmd_node(struct cli *cli, int argc, char **argv)
 
 /* ---- events ------------------------------------------------------------------------------ */
 
-static const char events_help[] = "Usage: ferry events [--since ID] [-f]\n"
-                                  "\n"
-                                  "Prints the event log of this host, oldest first.\n"
-                                  "\n"
-                                  "Options:\n"
-                                  "  --since ID     only events after event ID\n"
-                                  "  -f, --follow   keep printing new events until Ctrl-C\n"
-                                  "  -o, --output table|json\n";
+static const char events_help[] =
+    "Usage: ferry events [--since ID] [-f]\n"
+    "\n"
+    "Prints the event log of this host, oldest first: VM lifecycle, migrations, the\n"
+    "cluster's tasks (task.created, task.progress, task.ended), ...\n"
+    "\n"
+    "Options:\n"
+    "  --since ID     only events after event ID\n"
+    "  -f, --follow   keep printing new events as they happen (ferryd's event stream)\n"
+    "                 until Ctrl-C; a dropped connection is made again, resuming after\n"
+    "                 the last event printed\n"
+    "  -o, --output table|json (json: one event per line)\n";
 
 #define EVENT_FMT "%-6s  %-19s  %-14s  %-16s  %s\n"
 
@@ -199,6 +204,59 @@ static int events_get(struct cli *cli, uint64_t since, bool has_since, json_t **
     else
         snprintf(path, sizeof(path), "/v1/events");
     return cli_call(cli, "GET", path, NULL, reply);
+}
+
+struct follow {
+    struct cli *cli;
+    struct sse_reader r;
+    uint64_t *last;
+    int bad; /* the stream broke the format: reconnect */
+};
+
+static void on_stream_event(uint64_t id, const char *type, const char *data, void *arg)
+{
+    struct follow *f = arg;
+    json_t *ev = json_loads(data, 0, NULL);
+    json_t *wrap = ev ? json_pack("{s:[o]}", "events", ev) : NULL;
+    if (wrap)
+        events_print(f->cli, wrap, f->last, true);
+    json_decref(wrap);
+}
+
+static void on_stream_bytes(const char *p, size_t n, void *arg)
+{
+    struct follow *f = arg;
+    if (!f->bad && sse_reader_feed(&f->r, p, n, on_stream_event, f) < 0)
+        f->bad = 1;
+}
+
+/* Follows GET /v1/events?follow=1 until Ctrl-C, reconnecting with the last id it printed when
+ * the connection drops. EXIT_USAGE when this ferryd has no event stream (an older one). */
+static int events_stream(struct cli *cli, uint64_t *last)
+{
+    bool said = false;
+    while (!cli_interrupted()) {
+        struct follow f = {.cli = cli, .last = last};
+        struct ferr e = {0};
+        char id[24];
+        snprintf(id, sizeof(id), "%" PRIu64, *last);
+        int rc = client_stream(cli->client, "/v1/events?follow=1", id, on_stream_bytes,
+                               cli_interrupted, &f, &e);
+        sse_reader_free(&f.r);
+        if (cli_interrupted())
+            break;
+        if (rc == FERR_INVALID && strstr(e.msg, "follow"))
+            return EXIT_USAGE;
+        if (rc < 0 && rc != FERR_UNAVAIL)
+            return cli_fail(&e);
+        if (!said) /* once per outage: ferryd may be restarting */
+            fprintf(stderr,
+                    "ferry: the event stream ended%s%s; reconnecting after event %" PRIu64 "\n",
+                    rc ? ": " : "", rc ? e.msg : "", *last);
+        said = rc != 0;
+        cli_follow_sleep(1000);
+    }
+    return EXIT_OK;
 }
 
 int cmd_events(struct cli *cli, int argc, char **argv)
@@ -251,6 +309,10 @@ int cmd_events(struct cli *cli, int argc, char **argv)
     if (!follow)
         return EXIT_OK;
     cli_follow_begin();
+    rc = events_stream(cli, &last);
+    if (rc != EXIT_USAGE)
+        return rc;
+    /* A ferryd without the event stream: ask every EVENTS_POLL_MS. */
     while (cli_follow_sleep(EVENTS_POLL_MS)) {
         rc = events_get(cli, last, last > 0 || has_since, &reply);
         if (rc != EXIT_OK)

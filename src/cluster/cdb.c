@@ -13,6 +13,7 @@
 #include "common/jsonfield.h"
 #include "common/jsontext.h"
 #include "common/util.h"
+#include "cluster/taskrec.h"
 #include "fleet/timing.h"
 
 #define NAME_MAX_LEN 63
@@ -36,6 +37,7 @@ struct cdb {
     json_t *vms;            /* object: name -> vm record */
     json_t *csvs;           /* object: name -> cluster shared volume record */
     json_t *events;         /* array of event records, oldest first, ids increasing */
+    json_t *tasks;          /* object: id -> task record (taskrec.h) */
     uint64_t next_event_id; /* id the next event gets */
     uint64_t applied_index;
     uint64_t applied_wall_ms;
@@ -1530,29 +1532,119 @@ static int profile_apply(struct cdb *db, const json_t *c, struct ferr *e)
     return 0;
 }
 
+/*
+ * task_put (version 8): a task's record (taskrec.h) as its node writes it: when it starts,
+ * its progress (at most about once a second, only when it changed), and when it ends. An
+ * ended task never changes again (FERR_STATE), so a node that comes back after the leader
+ * closed its tasks cannot reopen them. time_ms (the writer's wall clock) prunes: ended tasks
+ * older than CDB_TASKS_KEEP_MS go, and of the rest only the CDB_TASKS_MAX newest ended stay.
+ */
+static const char *const task_put_fields[] = {"task", "time_ms", NULL};
+
+static int task_put_check(const json_t *c, struct ferr *e)
+{
+    json_int_t i;
+    int rc;
+    if ((rc = get_int(c, "time_ms", true, 0, TIME_MAX, &i, NULL, e)) < 0)
+        return rc;
+    json_t *t = json_object_get(c, "task");
+    if (!t)
+        return ferr_set(e, FERR_INVALID, "task is missing");
+    if ((rc = taskrec_check(t, false, e)) < 0)
+        return ferr_prefix(e, "task");
+    return 0;
+}
+
+/* Drops ended tasks: older than CDB_TASKS_KEEP_MS at now_ms, then the oldest ended ones over
+ * CDB_TASKS_MAX. */
+static void tasks_prune(struct cdb *db, json_int_t now_ms)
+{
+    const char *id;
+    json_t *t, *tmp;
+    size_t ended = 0;
+    json_object_foreach_safe(db->tasks, tmp, id, t)
+    {
+        if (!taskrec_final(jfield_text(t, "state")))
+            continue;
+        if (int_of(t, "end_ms") + CDB_TASKS_KEEP_MS < now_ms)
+            json_object_del(db->tasks, id);
+        else
+            ended++;
+    }
+    while (ended > CDB_TASKS_MAX) {
+        const char *oldest = NULL;
+        json_int_t oldest_ms = 0;
+        json_object_foreach(db->tasks, id, t)
+        {
+            if (!taskrec_final(jfield_text(t, "state")))
+                continue;
+            json_int_t end = int_of(t, "end_ms");
+            if (!oldest || end < oldest_ms || (end == oldest_ms && strcmp(id, oldest) < 0)) {
+                oldest = id;
+                oldest_ms = end;
+            }
+        }
+        if (!oldest)
+            break;
+        json_object_del(db->tasks, oldest);
+        ended--;
+    }
+}
+
+static int task_put_apply(struct cdb *db, const json_t *c, struct ferr *e)
+{
+    const json_t *t = json_object_get(c, "task");
+    const char *id = jfield_text(t, "id");
+    json_t *old = json_object_get(db->tasks, id);
+    json_int_t gen = 1;
+    if (old) {
+        if (taskrec_final(jfield_text(old, "state")))
+            return ferr_set(e, FERR_STATE, "task %s has ended (%s); it does not change any more",
+                            id, jfield_text(old, "state"));
+        static const char *const fixed[] = {"kind", "target", "node", "user", NULL};
+        for (size_t i = 0; fixed[i]; i++)
+            if (strcmp(jfield_text(old, fixed[i]), jfield_text(t, fixed[i])) != 0)
+                return ferr_set(e, FERR_STATE, "task %s: its %s is \"%s\"; it never changes", id,
+                                fixed[i], jfield_text(old, fixed[i]));
+        if (int_of(old, "start_ms") != int_of(t, "start_ms"))
+            return ferr_set(e, FERR_STATE, "task %s: its start_ms never changes", id);
+        gen = int_of(old, "generation") + 1;
+    }
+    json_t *rec = json_deep_copy(t);
+    if (!rec || json_object_set_new(rec, "generation", json_integer(gen)) < 0 ||
+        json_object_set_new(db->tasks, id, rec) < 0) {
+        if (rec && !json_object_get(db->tasks, id))
+            json_decref(rec);
+        return ferr_set(e, -ENOMEM, "out of memory");
+    }
+    tasks_prune(db, int_of(c, "time_ms"));
+    return 0;
+}
+
 /* An op whose form changed has one entry per range of versions. */
 static const struct op ops[] = {
     {"node_upsert", 1, 1, node_upsert_fields, node_upsert_check_v1, node_upsert_apply_v1},
-    {"node_upsert", 2, 7, node_upsert_fields, node_upsert_check, node_upsert_apply},
-    {"node_remove", 1, 7, id_fields, id_check, node_remove_apply},
+    {"node_upsert", 2, 8, node_upsert_fields, node_upsert_check, node_upsert_apply},
+    {"node_remove", 1, 8, id_fields, id_check, node_remove_apply},
     {"node_state", 1, 1, node_state_fields, node_state_check_v1, node_state_apply_v1},
-    {"node_state", 2, 7, node_state_fields, node_state_check, node_state_apply},
-    {"node_admin", 2, 7, node_admin_fields, node_admin_check, node_state_apply},
-    {"vm_put", 1, 7, vm_put_fields, vm_put_check, vm_put_apply},
-    {"vm_owner", 1, 7, vm_owner_fields, vm_owner_check, vm_owner_apply},
+    {"node_state", 2, 8, node_state_fields, node_state_check, node_state_apply},
+    {"node_admin", 2, 8, node_admin_fields, node_admin_check, node_state_apply},
+    {"vm_put", 1, 8, vm_put_fields, vm_put_check, vm_put_apply},
+    {"vm_owner", 1, 8, vm_owner_fields, vm_owner_check, vm_owner_apply},
     {"vm_state", 1, 2, vm_state_fields, vm_state_check, vm_state_apply},
-    {"vm_state", 3, 7, vm_state_fields_v3, vm_state_check_v3, vm_state_apply},
+    {"vm_state", 3, 8, vm_state_fields_v3, vm_state_check_v3, vm_state_apply},
     {"vm_epoch", 5, 5, vm_epoch_fields, vm_epoch_check, vm_epoch_apply},
-    {"vm_epoch", 6, 7, vm_epoch_fields_v6, vm_epoch_check, vm_epoch_apply},
-    {"vm_failover", 6, 7, vm_failover_fields, vm_failover_check, vm_failover_apply},
-    {"vm_remove", 1, 7, name_fields, name_check, vm_remove_apply},
+    {"vm_epoch", 6, 8, vm_epoch_fields_v6, vm_epoch_check, vm_epoch_apply},
+    {"vm_failover", 6, 8, vm_failover_fields, vm_failover_check, vm_failover_apply},
+    {"vm_remove", 1, 8, name_fields, name_check, vm_remove_apply},
     {"event_add", 1, 3, event_add_fields, event_add_check, event_add_apply},
-    {"event_add", 4, 7, event_add_fields_v4, event_add_check, event_add_apply},
-    {"cluster_meta", 1, 7, meta_fields, meta_check, meta_apply},
-    {"cluster_profile", 7, 7, profile_fields, profile_check, profile_apply},
-    {"csv_put", 4, 7, csv_put_fields, csv_put_check, csv_put_apply},
-    {"csv_remove", 4, 7, name_fields, name_check, csv_remove_apply},
-    {"migration_measure", 1, 7, migration_measure_fields, migration_measure_check,
+    {"event_add", 4, 8, event_add_fields_v4, event_add_check, event_add_apply},
+    {"cluster_meta", 1, 8, meta_fields, meta_check, meta_apply},
+    {"cluster_profile", 7, 8, profile_fields, profile_check, profile_apply},
+    {"csv_put", 4, 8, csv_put_fields, csv_put_check, csv_put_apply},
+    {"csv_remove", 4, 8, name_fields, name_check, csv_remove_apply},
+    {"task_put", 8, 8, task_put_fields, task_put_check, task_put_apply},
+    {"migration_measure", 1, 8, migration_measure_fields, migration_measure_check,
      migration_measure_apply},
 };
 
@@ -1768,8 +1860,9 @@ struct cdb *cdb_new(void)
     db->vms = json_object();
     db->csvs = json_object();
     db->events = json_array();
+    db->tasks = json_object();
     db->next_event_id = 1;
-    if (!db->meta || !db->nodes || !db->vms || !db->csvs || !db->events) {
+    if (!db->meta || !db->nodes || !db->vms || !db->csvs || !db->events || !db->tasks) {
         cdb_free(db);
         return NULL;
     }
@@ -1785,6 +1878,7 @@ void cdb_free(struct cdb *db)
     json_decref(db->vms);
     json_decref(db->csvs);
     json_decref(db->events);
+    json_decref(db->tasks);
     free(db);
 }
 
@@ -1795,6 +1889,7 @@ void cdb_clear(struct cdb *db)
     json_object_clear(db->vms);
     json_object_clear(db->csvs);
     json_array_clear(db->events);
+    json_object_clear(db->tasks);
     db->next_event_id = 1;
     db->applied_index = 0;
     db->applied_wall_ms = 0;
@@ -1934,6 +2029,33 @@ uint64_t cdb_vm_epoch(const struct cdb *db, const char *name)
     return (uint64_t)int_of(v, "epoch"); /* 0 without the VM or its epoch */
 }
 
+json_t *cdb_tasks(const struct cdb *db)
+{
+    json_t *arr = json_array();
+    const char *id;
+    json_t *t;
+    json_object_foreach(db->tasks, id, t)
+    {
+        if (!arr || json_array_append_new(arr, json_deep_copy(t)) < 0) {
+            json_decref(arr);
+            return NULL;
+        }
+    }
+    return arr;
+}
+
+int cdb_task_get(const struct cdb *db, const char *id, json_t **out, struct ferr *e)
+{
+    json_t *t = id ? json_object_get(db->tasks, id) : NULL;
+    if (!t)
+        return ferr_set(e, FERR_NOTFOUND, "no task %s", id ? id : "");
+    json_t *c = json_deep_copy(t);
+    if (!c)
+        return ferr_set(e, -ENOMEM, "out of memory");
+    *out = c;
+    return 0;
+}
+
 json_t *cdb_csvs(const struct cdb *db)
 {
     return sorted_copy(db->csvs, cmp_name, NULL, NULL);
@@ -2026,6 +2148,14 @@ int cdb_snapshot(const struct cdb *db, char **out, size_t *len, struct ferr *e)
         snap = NULL;
     }
     json_decref(csvs);
+    /* Tasks likewise: there are none until every node applies version 8. */
+    json_t *tasks = snap ? cdb_tasks(db) : NULL;
+    if (snap &&
+        (!tasks || (json_array_size(tasks) > 0 && json_object_set(snap, "tasks", tasks) < 0))) {
+        json_decref(snap);
+        snap = NULL;
+    }
+    json_decref(tasks);
     char *text = snap ? json_dumps(snap, JSON_COMPACT) : NULL;
     json_decref(snap);
     if (!text)
@@ -2039,8 +2169,8 @@ int cdb_snapshot(const struct cdb *db, char **out, size_t *len, struct ferr *e)
  * record; node records of format 1 are converted first (node_record_from_v1). */
 static int restore_into(struct cdb *db, const json_t *s, json_int_t format, struct ferr *e)
 {
-    static const char *const fields[] = {"format", "index",  "next_event_id", "meta", "nodes",
-                                         "vms",    "events", "csvs",          NULL};
+    static const char *const fields[] = {"format", "index",  "next_event_id", "meta",  "nodes",
+                                         "vms",    "events", "csvs",          "tasks", NULL};
     json_int_t index = 0, next = 0;
     size_t i;
     json_t *v;
@@ -2116,6 +2246,19 @@ static int restore_into(struct cdb *db, const json_t *s, json_int_t format, stru
             return ferr_set(e, FERR_INVALID, "csvs[%zu]: coordinator \"%s\" is not a node", i,
                             coord);
         if (json_object_set_new(db->csvs, name, json_deep_copy(v)) < 0)
+            return ferr_set(e, -ENOMEM, "out of memory");
+    }
+    json_t *tasks = json_object_get(s, "tasks");
+    if (tasks && !json_is_array(tasks))
+        return ferr_set(e, FERR_INVALID, "tasks must be an array");
+    json_array_foreach(tasks, i, v)
+    {
+        if ((rc = taskrec_check(v, true, e)) < 0)
+            return ferr_prefix(e, "tasks[%zu]", i);
+        const char *id = jfield_text(v, "id");
+        if (json_object_get(db->tasks, id))
+            return ferr_set(e, FERR_INVALID, "tasks[%zu]: id \"%s\" appears twice", i, id);
+        if (json_object_set_new(db->tasks, id, json_deep_copy(v)) < 0)
             return ferr_set(e, -ENOMEM, "out of memory");
     }
     if (json_array_size(events) > CDB_EVENTS_MAX)

@@ -19,7 +19,7 @@
  * Every node rejects a bad command the same way and the rejection changes nothing but the
  * applied index. Nothing here knows about Raft; raftnode.c glues the two.
  *
- * Commands (version 7; versions 1 to 6 are still applied, see below). Every command is {"v": 7,
+ * Commands (version 8; versions 1 to 7 are still applied, see below). Every command is {"v": 8,
  * "op": OP, ...fields}; unknown fields, unknown ops and other versions are rejected. A node
  * has two independent states: its health, "state" ("up"|"down", set by the leader's health
  * check), and its admin state, "admin" ("active"|"draining"|"paused", set by drain and
@@ -69,6 +69,12 @@
  *                (version 4, optional: 1-64 of [a-z0-9_.-], unique per event): an event_add
  *                whose uid a kept event has is applied as nothing, so a writer may send an
  *                event again when it cannot know whether the first try was applied.
+ *   task_put     (version 8) task (a task record, cluster/taskrec.h, without "generation"),
+ *                time_ms (the writer's wall clock): adds the task or replaces its record
+ *                (generation +1); FERR_STATE when the task has ended already (an ended
+ *                task never changes) or when its kind, target, node, user or start_ms would
+ *                change. Ended tasks older than CDB_TASKS_KEEP_MS at time_ms are dropped,
+ *                then the oldest ended ones over CDB_TASKS_MAX.
  *   cluster_meta id (1-64 of [A-Za-z0-9-]; once set it never changes), name, created_ms.
  *   csv_put      (version 4) name, path (absolute, normalized, at most CDB_CSV_PATH_MAX), id
  *                (1-64 of [a-z0-9_.-]: what the volume's id file says), coordinator (a
@@ -115,6 +121,8 @@
  * Version 7 adds cluster_profile, and net_ms to a vm_state's runtime; the meta record carries
  * "profile" only once it was set, a runtime "net_ms" only once a version 7 vm_state wrote it
  * (a snapshot reader of version 6 refuses such records).
+ * Version 8 adds task_put; snapshots carry "tasks" only when there are some (a snapshot
+ * reader of version 7 refuses the field).
  * Version 5 adds vm_epoch. A VM record carries "epoch" only once a vm_epoch set it, so the
  * snapshots of a cluster that never used version 5 are the bytes version 4 writes.
  *
@@ -127,11 +135,13 @@
  * no "epoch" field and refuses the record as it refuses any unknown field.
  */
 
-#define CDB_CMD_VERSION 7            /* version of the commands this code writes and applies */
+#define CDB_CMD_VERSION 8            /* version of the commands this code writes and applies */
 #define CDB_CMD_VERSION_OLDEST 1     /* oldest command version this code still applies */
 #define CDB_SNAPSHOT_FORMAT 2        /* format of the snapshots this code writes */
 #define CDB_SNAPSHOT_FORMAT_OLDEST 1 /* oldest snapshot format this code still reads */
 #define CDB_EVENTS_MAX 1000          /* events kept */
+#define CDB_TASKS_MAX 500            /* ended tasks kept, the newest */
+#define CDB_TASKS_KEEP_MS (7LL * 24 * 3600 * 1000) /* ended tasks kept at most this long */
 #define CDB_CMD_MAX (1024 * 1024)    /* largest encoded command, padding included */
 #define CDB_SNAPSHOT_MAX (256u * 1024 * 1024) /* largest snapshot restored */
 #define CDB_ID_MAX ((1ULL << 53) - 1)         /* largest node id */
@@ -341,6 +351,12 @@ int cdb_vm_get(const struct cdb *db, const char *name, json_t **out, struct ferr
 uint64_t cdb_vm_epoch(const struct cdb *db, const char *name);
 /* Events with id > since, oldest first, at most limit of them (0: no limit). */
 json_t *cdb_events(const struct cdb *db, uint64_t since, size_t limit);
+/* Task records (cluster/taskrec.h) in no order (taskrec_select sorts); one by id
+ * (FERR_NOTFOUND). */
+json_t *cdb_tasks(const struct cdb *db);
+int cdb_task_get(const struct cdb *db, const char *id, json_t **out, struct ferr *e);
+/* task_put (command version 8) of rec (borrowed, copied) at time_ms (wall clock). */
+json_t *cdb_cmd_task_put(const json_t *rec, uint64_t time_ms);
 /* Cluster shared volume records, sorted by name; one by name (FERR_NOTFOUND). */
 json_t *cdb_csvs(const struct cdb *db);
 int cdb_csv_get(const struct cdb *db, const char *name, json_t **out, struct ferr *e);

@@ -252,3 +252,8 @@ json_t *cdb_cmd_vm_failover(const char *name, const char *state, const char *rea
     cmd = with_str(cmd, "reason", reason ? reason : "");
     return f ? with(cmd, "failover", f) : (json_decref(cmd), NULL);
 }
+
+json_t *cdb_cmd_task_put(const json_t *rec, uint64_t time_ms)
+{
+    return with_copy(with_int(cmd_new(8, "task_put"), "time_ms", time_ms), "task", rec);
+}

@@ -89,9 +89,23 @@ static void on_apply_cb(struct raftnode *rn, uint64_t index, const json_t *cmd, 
     if (status != 0 || !cmd)
         return;
     const char *op = cdb_cmd_op(cmd);
+    if (op && strcmp(op, "task_put") == 0 && c->task_fn) {
+        json_t *rec = NULL;
+        struct ferr e;
+        const char *id = json_string_value(json_object_get(json_object_get(cmd, "task"), "id"));
+        if (cdb_task_get(cluster_db(c), id, &rec, &e) == 0)
+            c->task_fn(rec, c->task_data);
+        json_decref(rec);
+    }
     if (op && strcmp(op, "node_remove") == 0 &&
         (uint64_t)json_integer_value(json_object_get(cmd, "id")) == c->node_id)
         log_info("cluster: this node was removed from the cluster");
+}
+
+void cluster_set_task_fn(struct cluster *c, cluster_task_fn fn, void *data)
+{
+    c->task_fn = fn;
+    c->task_data = data;
 }
 
 int cluster__start_raft(struct cluster *c, bool bootstrap, struct ferr *e)

@@ -135,6 +135,12 @@ int cluster_wait_until(struct cluster *c, cluster_wait_pred pred, unsigned timeo
 void cluster_event_add(struct cluster *c, const char *type, const char *vm, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* Called on every node, after it applied a task_put, with the task's new record (borrowed,
+ * valid during the call; cluster/taskrec.h). ferryd's tasks (fleet/tasks.c) turn it into the
+ * events task.created, task.progress and task.ended. */
+typedef void (*cluster_task_fn)(const json_t *rec, void *data);
+void cluster_set_task_fn(struct cluster *c, cluster_task_fn fn, void *data);
+
 /* Sends an API request to another node with the cluster secret and relays its answer as it
  * came (status and body, also for an error: for passing it on to a client). */
 int cluster_forward(struct cluster *c, const char *node, const char *method, const char *path,

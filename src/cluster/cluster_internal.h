@@ -44,6 +44,8 @@ struct cluster {
     uv_loop_t *loop;
     struct cluster_config cfg;
     struct events *events;
+    cluster_task_fn task_fn; /* told of every task record a task_put changed (tasks.c) */
+    void *task_data;
     /* membership, persisted in cluster.json */
     bool active;
     char cluster_id[40];

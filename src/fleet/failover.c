@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "fleet/failplan.h"
+#include "fleet/tasks.h"
 #include "fleet/volumes.h"
 #include "host/events.h"
 
@@ -75,6 +76,7 @@ static bool say_once(struct failover *fo, const char *key, const char *text)
 struct given {
     struct failover *fo;
     char vm[64], from[64], to[64];
+    char task[TASKREC_ID_MAX + 1]; /* "" for none */
 };
 
 static void given(int status, json_t *body, const struct ferr *e, void *data)
@@ -83,11 +85,20 @@ static void given(int status, json_t *body, const struct ferr *e, void *data)
     json_decref(body);
     struct given *g = data;
     json_object_del(g->fo->inflight, g->vm);
+    char text[400];
     if (e)
         log_warn("failover: %s not given to %s: %s (tried again)", g->vm, g->to, e->msg);
     else
         events_add(g->fo->env.events, g->vm, "vm.failover",
                    "%s is dead: the cluster gives the VM to %s, which starts it", g->from, g->to);
+    if (e)
+        snprintf(text, sizeof(text), "not given to %.63s: %.300s (tried again)", g->to, e->msg);
+    else
+        snprintf(text, sizeof(text), "%.63s is dead: %.63s was given to %.63s, which starts it",
+                 g->from, g->vm, g->to);
+    if (g->task[0])
+        tasks_end(g->fo->env.tasks, g->task, e ? "failed" : "done", text,
+                  json_pack("{s:s, s:s}", "from", g->from, "to", g->to));
     free(g);
 }
 
@@ -189,6 +200,14 @@ static void give(struct failover *fo, const struct failplan_move *m, const json_
     struct ferr e = {0};
     log_info("failover: %s: %s is dead; giving it to %s", m->vm, m->from, m->to);
     json_object_set_new(fo->inflight, m->vm, json_true());
+    static const struct task_ops ops = {
+        .no_cancel = "a failover cannot be cancelled: the VM's node is dead and the VM must run "
+                     "somewhere; migrate it afterwards to move it elsewhere",
+    };
+    struct ferr te = {0};
+    if (fo->env.tasks &&
+        tasks_begin(fo->env.tasks, "failover", m->vm, "ferryd", &ops, NULL, g->task, &te) < 0)
+        log_warn("failover: %s: no task: %s", m->vm, te.msg);
     if (!cmd || cluster_write(fo->env.cluster, cmd, given, g, &e) < 0) {
         if (!cmd)
             ferr_set(&e, -ENOMEM, "out of memory");

@@ -18,6 +18,7 @@ struct failover_env {
     struct volumes *volumes; /* the storage heartbeats (volumes_node_stale) */
     struct events *events;
     const char *node_name; /* borrowed; outlives the failover */
+    struct tasks *tasks;   /* each VM given to another node is a task "failover"; NULL: none */
 };
 
 struct failover;

@@ -23,6 +23,8 @@ struct events {
     uint64_t next_id;
     json_t **ring;
     bool torn; /* the file may end inside a line: start the next one on a new line */
+    events_listener listener;
+    void *listener_data;
 };
 
 static void ring_push(struct events *ev, json_t *o)
@@ -123,6 +125,19 @@ static void scrub_utf8(char *s)
         s[i++] = '?';
 }
 
+/* Appends o (taken over) to the file and the ring and tells the listener. */
+static void push(struct events *ev, json_t *o)
+{
+    char *line = json_dumps(o, JSON_COMPACT);
+    if (line) {
+        append_file(ev, line);
+        free(line);
+    }
+    ring_push(ev, o);
+    if (ev->listener)
+        ev->listener(o, ev->listener_data);
+}
+
 void events_add(struct events *ev, const char *vm, const char *type, const char *fmt, ...)
 {
     char msg[1024];
@@ -139,12 +154,43 @@ void events_add(struct events *ev, const char *vm, const char *type, const char 
     if (!o)
         return;
     log_info("event %s%s%s: %s", type, vm && *vm ? " " : "", vm ? vm : "", msg);
-    char *line = json_dumps(o, JSON_COMPACT);
-    if (line) {
-        append_file(ev, line);
-        free(line);
-    }
-    ring_push(ev, o);
+    push(ev, o);
+}
+
+void events_add_task(struct events *ev, const char *type, const json_t *task)
+{
+    const char *kind = json_string_value(json_object_get(task, "kind"));
+    const char *target = json_string_value(json_object_get(task, "target"));
+    const char *state = json_string_value(json_object_get(task, "state"));
+    const char *phase = json_string_value(json_object_get(task, "phase"));
+    const char *result = json_string_value(json_object_get(task, "result"));
+    char msg[1024];
+    snprintf(msg, sizeof(msg), "%s %s %s: %s%s%s %lld%%%s%s",
+             json_string_value(json_object_get(task, "id")) ?: "?", kind ?: "?", target ?: "?",
+             state ?: "?", phase && *phase ? " " : "", phase ?: "",
+             (long long)json_integer_value(json_object_get(task, "percent")),
+             result && *result ? ": " : "", result ?: "");
+    scrub_utf8(msg);
+    json_t *o = json_pack("{s:I, s:I, s:s, s:s, s:s, s:O}", "id", (json_int_t)ev->next_id++,
+                          "time_ms", (json_int_t)now_wall_ms(), "vm",
+                          kind && strcmp(kind, "drain") != 0 && target ? target : "", "type", type,
+                          "message", msg, "task", task);
+    if (!o)
+        return;
+    if (strcmp(type, "task.progress") != 0)
+        log_info("event %s: %s", type, msg);
+    push(ev, o);
+}
+
+void events_set_listener(struct events *ev, events_listener fn, void *data)
+{
+    ev->listener = fn;
+    ev->listener_data = data;
+}
+
+uint64_t events_last_id(const struct events *ev)
+{
+    return ev->next_id - 1;
 }
 
 json_t *events_list(const struct events *ev, uint64_t since, unsigned limit)

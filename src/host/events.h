@@ -24,6 +24,18 @@ void events_close(struct events *ev);
 void events_add(struct events *ev, const char *vm, const char *type, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* Records a task event (type "task.created", "task.progress" or "task.ended") whose "task"
+ * member is a copy of the task record (borrowed; cluster/taskrec.h) and whose message sums it
+ * up; vm is the task's target unless it is a drain (a node). Never fails the caller. */
+void events_add_task(struct events *ev, const char *type, const json_t *task);
+
+/* Called after every event is recorded, with the event (borrowed, valid during the call): the
+ * live stream of GET /v1/events?follow=1 (api/stream.c). One listener; NULL removes it. */
+typedef void (*events_listener)(const json_t *event, void *data);
+void events_set_listener(struct events *ev, events_listener fn, void *data);
+/* The id of the newest event recorded, 0 before the first. */
+uint64_t events_last_id(const struct events *ev);
+
 /* Events with id > since, oldest first, at most limit. Returns a new JSON array (caller owns;
  * NULL if out of memory). */
 json_t *events_list(const struct events *ev, uint64_t since, unsigned limit);

@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "fleet/fleet.h"
+#include "fleet/tasks.h"
 
 #define DRAIN_BUSY_RETRY_MS 500
 
@@ -25,7 +26,12 @@ struct drain {
     json_t *node;           /* the node's record when the drain started, owned */
     uint64_t t0_ms;
     bool finishing;
+    bool cancelled;   /* its task was cancelled: no further VM is moved */
     uv_timer_t timer; /* the next pump: after a migration's answer, or while the host is busy */
+    migrate_cb ucb;   /* the caller's answer; cb is drain_answered */
+    void *udata;
+    char user[33];
+    char task[TASKREC_ID_MAX + 1]; /* "" for none */
 };
 
 /* The drain of this process, if one runs: a second one for the same node would only race the
@@ -176,6 +182,10 @@ static void pump(struct drain *d)
 {
     struct drain_item *it;
     while ((it = drain_plan_next(&d->plan))) {
+        if (d->cancelled) {
+            drain_plan_fail(&d->plan, it, "not moved: the drain was cancelled");
+            continue;
+        }
         struct vm *vm = vmset_find(d->env.vms, it->name);
         if (drain_plan_judge(&d->plan, it, d->env.node_name, vm != NULL,
                              vm ? vm_state(vm) : VM_STOPPED) == DRAIN_SETTLED)
@@ -190,7 +200,8 @@ static void pump(struct drain *d)
         struct ferr e = {0};
         /* it->to: where it goes, also kept in the answer when migrate_start refuses */
         if (pick(d, vm, it->to, &e) < 0 ||
-            migrate_start(d->env.migrator, vm, &(struct migrate_opts){.to = it->to}, migrated, call,
+            migrate_start(d->env.migrator, vm,
+                          &(struct migrate_opts){.to = it->to, .user = d->user}, migrated, call,
                           &e) < 0) {
             free(call);
             if (drain_plan_host_busy(&e)) {
@@ -239,6 +250,60 @@ static void marked_draining(int status, json_t *body, const struct ferr *e, void
     pump(d);
 }
 
+/* The drain's task: how many VMs moved of how many. */
+static json_t *task_progress(void *data)
+{
+    struct drain *d = data;
+    const struct drain_plan *p = &d->plan;
+    size_t settled = p->migrated + p->failed + p->stayed;
+    return json_pack("{s:s, s:i, s:{s:I, s:I, s:I, s:I, s:I}}", "phase", p->n ? "moving" : "setup",
+                     "percent", p->n ? (int)(settled * 100 / p->n) : 0, "detail", "total",
+                     (json_int_t)p->n, "moved", (json_int_t)p->migrated, "failed",
+                     (json_int_t)p->failed, "stayed", (json_int_t)p->stayed, "running",
+                     (json_int_t)p->running);
+}
+
+/* Its task's cancel: no further VM is moved; the migrations under way finish (each is a task
+ * that can be cancelled on its own); the node stays draining. */
+static int task_cancel(void *data, struct ferr *e)
+{
+    struct drain *d = data;
+    if (d->finishing)
+        return ferr_set(e, FERR_STATE, "the drain of %s is finishing", d->env.node_name);
+    d->cancelled = true;
+    events_add(d->env.events, NULL, "node.drain_cancelled",
+               "%s: no further VM is moved; it stays draining (ferry node resume %s)",
+               d->env.node_name, d->env.node_name);
+    return 0;
+}
+
+/* Every answer of the drain passes here: its task ends with it. */
+static void drain_answered(int status, json_t *body, const struct ferr *e, void *data)
+{
+    struct drain *d = data;
+    if (d->task[0]) {
+        char text[TASKREC_RESULT_MAX + 1];
+        json_t *detail = task_progress(d);
+        const char *admin = json_string_value(json_object_get(body, "admin"));
+        bool ok = !e && admin && strcmp(admin, "paused") == 0;
+        if (e)
+            snprintf(text, sizeof(text), "%s", e->msg);
+        else
+            snprintf(text, sizeof(text), "%u of %zu VMs moved, %u failed, %u stayed; %s is %s",
+                     d->plan.migrated, d->plan.n, d->plan.failed, d->plan.stayed, d->env.node_name,
+                     admin ? admin : "?");
+        tasks_end(d->env.tasks, d->task,
+                  ok             ? "done"
+                  : d->cancelled ? "cancelled"
+                                 : "failed",
+                  text, json_incref(json_object_get(detail, "detail")));
+        json_decref(detail);
+        if (body)
+            json_object_set_new(body, "task", json_string(d->task));
+    }
+    d->ucb(status, body, e, d->udata);
+}
+
 int drain_start(const struct drain_env *env, unsigned parallel, migrate_cb cb, void *data,
                 struct ferr *e)
 {
@@ -262,8 +327,12 @@ int drain_start(const struct drain_env *env, unsigned parallel, migrate_cb cb, v
         return ferr_set(e, -ENOMEM, "drain: out of memory");
     }
     d->env = *env;
-    d->cb = cb;
-    d->data = data;
+    d->ucb = cb;
+    d->udata = data;
+    d->cb = drain_answered;
+    d->data = d;
+    snprintf(d->user, sizeof(d->user), "%s", env->user ? env->user : "ferryd");
+    d->env.user = d->user;
     d->parallel = parallel;
     d->node = rec;
     d->t0_ms = now_mono_ms();
@@ -279,6 +348,13 @@ int drain_start(const struct drain_env *env, unsigned parallel, migrate_cb cb, v
         return rc;
     }
     running_drain = d;
+    static const struct task_ops ops = {.progress = task_progress, .cancel = task_cancel};
+    struct ferr te = {0};
+    if (env->tasks &&
+        tasks_begin(env->tasks, "drain", env->node_name, d->user, &ops, d, d->task, &te) < 0) {
+        log_warn("drain %s: no task: %s", env->node_name, te.msg);
+        d->task[0] = '\0';
+    }
     return 0;
 }
 

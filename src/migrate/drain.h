@@ -21,6 +21,8 @@ struct drain_env {
     struct fleet *fleet;
     struct migrator *migrator;
     const char *node_name; /* borrowed; outlives the drain */
+    struct tasks *tasks;   /* the drain is a task (fleet/tasks.h); NULL: none */
+    const char *user;      /* who asked, for the task (NULL: "ferryd"); borrowed, copied */
 };
 
 /*
@@ -33,7 +35,10 @@ struct drain_env {
  * The rules in full are drainplan.h's. Synchronous refusals (no cluster, no quorum, a drain
  * already running, the node is down) return negative with e set. Otherwise cb answers once,
  * 200 with {"node", "admin", "parallel", "total_ms", "migrated", "failed", "stayed", "vms":
- * [{"name", "outcome", "to", "message", ...}]}, or with e when the node could not be marked.
+ * [{"name", "outcome", "to", "message", ...}], "task"}, or with e when the node could not be
+ * marked. The drain is a task of kind "drain" (phase "moving", detail moved/failed/stayed of
+ * total); cancelling it moves no further VM (those under way finish; each has a task of its
+ * own), they count as failed, and the node stays draining.
  * env copied. One drain at a time per process.
  */
 int drain_start(const struct drain_env *env, unsigned parallel, migrate_cb cb, void *data,

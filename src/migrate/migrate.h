@@ -30,6 +30,7 @@ struct migrator_env {
     const char *unsafe;    /* borrowed; non-NULL: why a migration from here would corrupt the
                             * guest (e.g. this QEMU's TCG dirty tracking); every migrate_start
                             * is refused with it */
+    struct tasks *tasks;   /* every migration from here is a task (fleet/tasks.h); NULL: none */
 };
 
 #define MIGRATE_DEFAULT_OUT 2
@@ -52,6 +53,7 @@ struct migrate_opts {
     uint64_t budget_ms;              /* 0: the spec's blackout budget */
     uint64_t bandwidth_mib;          /* pre-copy, MiB/s; 0: unlimited */
     uint64_t postcopy_bandwidth_mib; /* post-copy's background stream, MiB/s; 0: unlimited */
+    const char *user;                /* who asked, for its task (NULL: "ferryd") */
 };
 
 /*
@@ -59,8 +61,9 @@ struct migrate_opts {
  * with the most free memory other than this one) within the blackout budget o->budget_ms.
  * Synchronous refusals (state, no cluster, no destination; FERR_STATE when env.max_out
  * migrations already leave this node: no queue, the caller retries) return negative with e
- * set and change nothing. Otherwise cb answers once the migration completed (body: the
- * figures) or failed (the VM keeps running here, the destination is cleaned up).
+ * set and change nothing. Otherwise the migration is a task (its "task" id is in the figures)
+ * and cb answers once the migration completed (body: the figures) or failed (the VM keeps running
+ * here, the destination is cleaned up).
  */
 int migrate_start(struct migrator *m, struct vm *vm, const struct migrate_opts *o, migrate_cb cb,
                   void *data, struct ferr *e);

@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include "migrate/migrate.h"
+#include "cluster/taskrec.h"
 #include "migrate/policy.h"
 #include "vm/vm.h"
 
@@ -53,6 +54,7 @@ struct mig {
     json_t *last;            /* QEMU's last query-migrate answer (owned), for migrate_progress */
     struct destwatch *watch; /* destwatch.c: the destination's ferryd still answers */
     char lost[400];          /* why the destination was given up, "" while it answers */
+    char task[TASKREC_ID_MAX + 1]; /* its task (fleet/tasks.h), "" for none */
 };
 
 struct migrator {
@@ -80,6 +82,10 @@ uint64_t migrate__limit_ms(const struct mig *g);
 const char *migrate__strategy(const struct mig *g);
 json_t *migrate__figures(const struct mig *g, enum migrate_outcome o, const char *error);
 void migrate__record(struct mig *g, enum migrate_outcome o, const char *error);
+/* Its task: begun for user once the migration is under way, ended with the outcome (the
+ * error's text, or the figures' summary). */
+void migrate__task_begin(struct mig *g, const char *user);
+void migrate__task_end(struct mig *g, enum migrate_outcome o, const char *error);
 
 /* source.c: driving the source QEMU; the end of a migration */
 json_int_t migrate__jint(const json_t *o, const char *k);

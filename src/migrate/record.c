@@ -11,6 +11,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "migrate/migrate_internal.h"
+#include "fleet/tasks.h"
 
 void migrator_stats(const struct migrator *m, struct migrate_stats *out)
 {
@@ -90,4 +91,78 @@ void migrate__record(struct mig *g, enum migrate_outcome o, const char *error)
         log_warn("migrate %s: no record: out of memory", g->name);
     free(text);
     json_decref(r);
+}
+
+/* ---- the migration's task (fleet/tasks.h) ---- */
+
+static json_t *task_progress(void *data)
+{
+    struct mig *g = data;
+    json_t *p = migrate_progress(g->m, g->name);
+    if (!p)
+        return NULL;
+    json_t *mem = json_object_get(p, "memory");
+    uint64_t sent = (uint64_t)json_integer_value(json_object_get(mem, "transferred"));
+    uint64_t left = (uint64_t)json_integer_value(json_object_get(mem, "remaining"));
+    const char *st = json_string_value(json_object_get(p, "status"));
+    const char *phase = taskrec_migration_phase(st);
+    int pct = strcmp(phase, "setup") == 0 ? 0 : taskrec_percent(sent, left);
+    json_t *mbps = json_object_get(p, "throughput_mbps");
+    json_t *out =
+        json_pack("{s:s, s:i, s:{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:f, s:I, s:O}}", "phase",
+                  phase, "percent", pct, "detail", "to", g->to, "status", st ? st : "setup",
+                  "strategy", migrate__strategy(g), "transferred_bytes", (json_int_t)sent,
+                  "remaining_bytes", (json_int_t)left, "dirty_rate_bytes_per_s",
+                  json_integer_value(json_object_get(p, "dirty_rate_bytes_per_s")), "pass",
+                  json_integer_value(json_object_get(p, "pass")), "throughput_mbps",
+                  json_is_number(mbps) ? json_number_value(mbps) : 0.0, "elapsed_ms",
+                  json_integer_value(json_object_get(p, "elapsed_ms")), "expected_downtime_ms",
+                  json_object_get(p, "expected_downtime_ms") ?: json_null());
+    json_decref(p);
+    return out;
+}
+
+static int task_cancel(void *data, struct ferr *e)
+{
+    struct mig *g = data;
+    return migrate_cancel(g->m, g->name, e);
+}
+
+void migrate__task_begin(struct mig *g, const char *user)
+{
+    static const struct task_ops ops = {.progress = task_progress, .cancel = task_cancel};
+    struct ferr e = {0};
+    if (!g->m->env.tasks)
+        return;
+    if (tasks_begin(g->m->env.tasks, "migrate", g->name, user ? user : "ferryd", &ops, g, g->task,
+                    &e) < 0) {
+        log_warn("migrate %s: no task: %s", g->name, e.msg);
+        g->task[0] = '\0';
+    }
+}
+
+void migrate__task_end(struct mig *g, enum migrate_outcome o, const char *error)
+{
+    if (!g->task[0] || !g->m->env.tasks)
+        return;
+    char text[TASKREC_RESULT_MAX + 1];
+    bool done = o == MIGRATE_COMPLETED;
+    if (done)
+        snprintf(text, sizeof(text),
+                 "migrated to %s: blackout (downtime) %lld ms, total %lld ms, %s, %lld bytes",
+                 g->to, (long long)g->downtime_ms, (long long)g->total_ms, migrate__strategy(g),
+                 (long long)g->bytes);
+    else
+        snprintf(text, sizeof(text), "%s", error ? error : migrate_outcome_name(o));
+    json_t *d =
+        json_pack("{s:s, s:s, s:I, s:I, s:I, s:I}", "to", g->to, "strategy", migrate__strategy(g),
+                  "total_ms", done ? g->total_ms : (json_int_t)(now_mono_ms() - g->t0_ms), "bytes",
+                  g->bytes, "passes", g->passes, "budget_ms", (json_int_t)g->policy.budget_ms);
+    if (d && done)
+        json_object_set_new(d, "downtime_ms", json_integer(g->downtime_ms));
+    tasks_end(g->m->env.tasks, g->task,
+              done                     ? "done"
+              : o == MIGRATE_CANCELLED ? "cancelled"
+                                       : "failed",
+              text, d);
 }

@@ -231,6 +231,7 @@ void migrate__fail(struct mig *g, int code, const char *fmt, ...)
     events_add(g->m->env.events, g->name,
                g->cancelled ? "vm.migrate_cancelled" : "vm.migrate_failed", "%s", e.msg);
     migrate__record(g, g->cancelled ? MIGRATE_CANCELLED : MIGRATE_FAILED, e.msg);
+    migrate__task_end(g, g->cancelled ? MIGRATE_CANCELLED : MIGRATE_FAILED, e.msg);
     g->cb(0, NULL, &e, g->data);
     finish(g);
 }
@@ -252,7 +253,11 @@ static void source_removed(struct vmset *set, struct vm *vm, int status, const s
     events_add(g->m->env.events, g->name, "vm.migrated", "%s", msg);
     migrate__record(g, MIGRATE_COMPLETED, NULL);
     log_info("migrate %s %s", g->name, msg);
-    g->cb(200, migrate__figures(g, MIGRATE_COMPLETED, NULL), NULL, g->data);
+    migrate__task_end(g, MIGRATE_COMPLETED, NULL);
+    json_t *fig = migrate__figures(g, MIGRATE_COMPLETED, NULL);
+    if (fig && g->task[0])
+        json_object_set_new(fig, "task", json_string(g->task));
+    g->cb(200, fig, NULL, g->data);
     finish(g);
     migrate__unref(g); /* the quit/delete chain */
 }
@@ -791,6 +796,7 @@ int migrate_start(struct migrator *m, struct vm *vm, const struct migrate_opts *
     }
     events_add(m->env.events, name, "vm.migrating", "to %s, pre-copy, budget %llu ms", g->to,
                (unsigned long long)budget_ms);
+    migrate__task_begin(g, o->user);
     return 0;
 }
 

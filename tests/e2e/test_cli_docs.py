@@ -73,7 +73,7 @@ def test_commands_and_subcommands():
     assert "migrate" in sub and sub == help_commands("vm")
     assert complete("vm", "mi") == {"migrate", "migrations"}
     assert complete("vm", "ha", "") == {"enable", "disable"}
-    for cmd in ("node", "cluster", "disk", "csv"):
+    for cmd in ("node", "cluster", "disk", "csv", "task"):
         assert complete(cmd, "") == help_commands(cmd), cmd
 
 
@@ -83,6 +83,8 @@ def test_options_and_their_values():
     assert {"--to", "--budget-ms", "--cancel"} <= complete("vm", "migrate", "x", "--")
     assert complete("cluster", "set", "--profile", "") == {"default", "fast"}
     assert complete("disk", "create", "x.vhd", "--type", "") == {"fixed", "dynamic"}
+    assert {"--state", "--kind", "--target", "--limit"} <= complete("task", "list", "--")
+    assert {"--follow"} <= complete("task", "show", "x", "--")
     assert "/etc/hostname" in complete("disk", "info", "/etc/hostn")
     assert complete("vm", "create", "") == set()  # a new name: nothing to offer
 

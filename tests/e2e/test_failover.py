@@ -93,6 +93,11 @@ def test_power_loss_brings_ha_vms_back_elsewhere_once(lab, csv1):
         assert v["writer_epoch"] > epochs[v["name"]], v
         assert_once(v["name"], h1)
     assert events(h1, type="vm.failover", vm="fop1")
+    # each VM given to another node is a task of the leader's, listed on every node
+    fo_tasks = h3.cli_json("task", "list", "--kind", "failover", "--target", "fop1")["tasks"]
+    assert fo_tasks and fo_tasks[0]["state"] == "done", fo_tasks
+    assert fo_tasks[0]["detail"] == {"from": "host2", "to": "host1"}, fo_tasks
+    assert fo_tasks[0]["user"] == "ferryd" and "host2 is dead" in fo_tasks[0]["result"], fo_tasks
     # the timeline's last step: the guest's first packet on its new node (its network up)
     v1 = wait_for(lambda: (lambda x: x if x["net_ms"] >= x["started_ms"] > 0 else None)(
         vm_on(h1, "fop1")), 15, "fop1's guest network up in its record")
@@ -148,6 +153,10 @@ def test_power_loss_brings_ha_vms_back_elsewhere_once(lab, csv1):
     assert events(h1, type="vm.failback", vm="fop1") or events(h3, type="vm.failback", vm="fop1")
     wait_answering(lab, ip1)
     assert ferrylab.memverify(lab, ip1, scans=0)["boot_id"] == boot, "fop1 rebooted"
+    back = h3.cli_json("task", "list", "--kind", "migrate", "--target", "fop1")["tasks"][0]
+    # the failback: the leader asks fop1's owner over the API, so its user is "peer"
+    assert back["state"] == "done" and back["user"] == "peer", back
+    assert back["detail"]["to"] == "host2", back
     assert_once("fop1", h1)
     time.sleep(3)
     assert vm_on(h1, "fop1")["owner"] == "host2", "fop1 moved again after its failback"

@@ -464,8 +464,8 @@ static void test_bad_commands(void **state)
     } cases[] = {
         {"{'op':'vm_remove','name':'web1'}", FERR_INVALID, "v (the command version) is missing"},
         {"{'v':'1','op':'vm_remove','name':'web1'}", FERR_INVALID, "v: expected an integer"},
-        {"{'v':8,'op':'vm_remove','name':'web1'}", FERR_INVALID,
-         "command version 8 is not supported (this node applies versions 1 to 7): upgrade"},
+        {"{'v':9,'op':'vm_remove','name':'web1'}", FERR_INVALID,
+         "command version 9 is not supported (this node applies versions 1 to 8): upgrade"},
         /* vm_state's runtime is new in version 3 and checked like every field */
         {"{'v':2,'op':'vm_state','name':'web1','state':'running','runtime':{}}", FERR_INVALID,
          "vm_state: unknown field \"runtime\""},

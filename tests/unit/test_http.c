@@ -57,6 +57,12 @@ struct fx {
     void (*client)(struct fx *f);
     struct res res[MAX_RESULTS];
     int server_closed;
+    /* "/stream": a streamed answer (http_reply_stream) written on stream_timer */
+    struct http_stream *stream;
+    uv_timer_t stream_timer;
+    unsigned stream_ticks;
+    bool stream_ends;         /* "b" and the end after two ticks; else "tick" until it closes */
+    atomic_int stream_closed; /* how often the closed callback ran */
 };
 
 /* ---- server side (loop thread) ----------------------------------------------------------- */
@@ -75,6 +81,31 @@ static void reply_hung(uv_timer_t *t)
     http_reply_json(f->hung, 200, json_pack("{s:b}", "late", 1));
     f->hung = NULL;
     atomic_store(&f->hang_answered, 1);
+}
+
+static void stream_closed(struct http_stream *st, void *data)
+{
+    struct fx *f = data;
+    assert_ptr_equal(st, f->stream);
+    f->stream = NULL;
+    uv_timer_stop(&f->stream_timer);
+    atomic_fetch_add(&f->stream_closed, 1);
+}
+
+static void stream_tick(uv_timer_t *t)
+{
+    struct fx *f = t->data;
+    if (!f->stream)
+        return;
+    f->stream_ticks++;
+    if (!f->stream_ends) {
+        assert_int_equal(http_stream_write(f->stream, "tick\n", 5), 0);
+    } else if (f->stream_ticks == 1) {
+        assert_int_equal(http_stream_write(f->stream, "b\n", 2), 0);
+    } else {
+        http_stream_end(f->stream);
+        uv_timer_stop(t);
+    }
 }
 
 static void on_server_closed(void *data)
@@ -120,6 +151,15 @@ static void handler(struct http_req *r, void *data)
                         json_pack("{s:I,s:b}", "len", (json_int_t)len, "nul", body[len] == '\0'));
     } else if (strcmp(path, "/data") == 0) {
         http_reply_data(r, 200, "text/plain; version=0.0.4", "hi\n", 3);
+    } else if (strcmp(path, "/stream") == 0) {
+        f->stream_ends = http_req_query(r, "end") != NULL;
+        f->stream_ticks = 0;
+        assert_int_equal(http_reply_stream(r, "text/event-stream", stream_closed, f, &f->stream),
+                         0);
+        assert_int_equal(http_stream_write(f->stream, "a\n", 2), 0);
+        uv_timer_start(&f->stream_timer, stream_tick, 50, 50);
+        if (f->close_while_pending)
+            uv_timer_start(&f->close_timer, close_server, 100, 0);
     } else if (strcmp(path, "/delay") == 0) {
         f->delayed = r;
         uv_timer_start(&f->delay_timer, reply_delayed, 100, 0);
@@ -145,6 +185,7 @@ static void on_done(uv_async_t *a)
     uv_close((uv_handle_t *)&f->delay_timer, NULL);
     uv_close((uv_handle_t *)&f->hang_timer, NULL);
     uv_close((uv_handle_t *)&f->close_timer, NULL);
+    uv_close((uv_handle_t *)&f->stream_timer, NULL);
 }
 
 static int free_port(void)
@@ -178,7 +219,9 @@ static int setup(void **state)
     uv_timer_init(&f->loop, &f->delay_timer);
     uv_timer_init(&f->loop, &f->hang_timer);
     uv_timer_init(&f->loop, &f->close_timer);
+    uv_timer_init(&f->loop, &f->stream_timer);
     f->done.data = f->delay_timer.data = f->hang_timer.data = f->close_timer.data = f;
+    f->stream_timer.data = f;
     f->hang_ms = 500;
     *state = f;
     return 0;
@@ -544,6 +587,66 @@ static void test_close_with_pending(void **state)
     assert_int_equal(atomic_load(&f->hang_answered), 1);
 }
 
+static void client_stream(struct fx *f)
+{
+    req(f, NULL, UNIX, NULL, "GET", "/stream?end=1", NULL, 0, 5000, &f->res[0]);
+    req(f, NULL, TCP, "Bearer " TOKEN, "GET", "/stream?end=1", NULL, 0, 5000, &f->res[1]);
+}
+
+/* A streamed answer: what is written arrives as it is written; the end ends the answer and
+ * runs the closed callback once. */
+static void test_stream(void **state)
+{
+    struct fx *f = *state;
+    run(f, client_stream);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(f->res[i].rc, CURLE_OK);
+        assert_int_equal(f->res[i].status, 200);
+        assert_string_equal(f->res[i].ctype, "text/event-stream");
+        assert_string_equal(f->res[i].body, "a\nb\n");
+        assert_true(f->res[i].ms >= 90); /* "b" came on the first tick, the end on the second */
+    }
+    assert_int_equal(atomic_load(&f->stream_closed), 2);
+    assert_null(f->stream);
+}
+
+static void client_stream_leaves(struct fx *f)
+{
+    /* The client gives up while the stream goes on; the next write finds it gone. */
+    req(f, NULL, UNIX, NULL, "GET", "/stream", NULL, 0, 300, &f->res[0]);
+    wait_flag(&f->stream_closed, 5000);
+    req(f, NULL, UNIX, NULL, "GET", "/hello", NULL, 0, 0, &f->res[1]);
+}
+
+static void test_stream_client_leaves(void **state)
+{
+    struct fx *f = *state;
+    run(f, client_stream_leaves);
+    assert_int_equal(f->res[0].rc, CURLE_OPERATION_TIMEDOUT);
+    /* some ticks, however many fit in 300 ms */
+    assert_int_equal(strncmp(f->res[0].body, "a\ntick\n", 7), 0);
+    assert_int_equal(atomic_load(&f->stream_closed), 1);
+    assert_json_reply(&f->res[1], 200);
+}
+
+static void client_stream_server_closes(struct fx *f)
+{
+    req(f, NULL, UNIX, NULL, "GET", "/stream", NULL, 0, 5000, &f->res[0]);
+    wait_flag(&f->stream_closed, 5000);
+}
+
+/* The server closes while a stream is open (suspended between ticks): the client's answer
+ * ends, the closed callback runs, nothing is left on the loop. */
+static void test_stream_server_closes(void **state)
+{
+    struct fx *f = *state;
+    f->close_while_pending = true;
+    run(f, client_stream_server_closes);
+    assert_true(f->res[0].ms < 4000);
+    assert_int_equal(strncmp(f->res[0].body, "a\n", 2), 0);
+    assert_int_equal(atomic_load(&f->stream_closed), 1);
+}
+
 static void on_closed_flag(void *data)
 {
     *(int *)data = 1;
@@ -640,6 +743,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_keep_alive, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_disconnects, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_with_pending, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_client_leaves, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_server_closes, setup, teardown),
         cmocka_unit_test(test_listen_errors),
         cmocka_unit_test(test_close_empty),
     };
