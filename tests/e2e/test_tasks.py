@@ -346,7 +346,12 @@ def test_leader_closes_the_tasks_of_a_node_that_went_down(lab):
                     stderr=subprocess.PIPE, text=True)
     frozen = False
     try:
-        tid = wait_running_task(viewer, "migrate", "tv1")["id"]
+        try:
+            tid = wait_running_task(viewer, "migrate", "tv1")["id"]
+        except AssertionError as e:
+            out = mig.communicate(timeout=5) if mig.poll() is not None else ("", "(still running)")
+            raise AssertionError(f"{e}; ferry vm migrate: {out}; tasks on {viewer.name}: "
+                                 f"{viewer.api('GET', '/v1/tasks')[1]}") from None
         lab.kill_ferryd(src, signal.SIGSTOP)
         frozen = True
 
