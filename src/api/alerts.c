@@ -209,7 +209,8 @@ json_t *alerts_eval(struct alerts *a, const struct alert_input *in, uint64_t now
     }
     for (i = 0; i < n; i++)
         items[i] = json_incref(json_array_get(ev.out, i));
-    qsort(items, n, sizeof(*items), compare);
+    if (n > 1) /* qsort takes no NULL array, even of 0 items */
+        qsort(items, n, sizeof(*items), compare);
     json_array_clear(ev.out);
     for (i = 0; i < n; i++)
         json_array_append_new(ev.out, items[i]);

@@ -13,6 +13,7 @@
 #include "common/util.h"
 #include "common/jsonfield.h"
 #include "fleet/fleet.h"
+#include "fleet/tasks.h"
 #include "fleet/volumes.h"
 #include "migrate/migrate.h"
 
@@ -330,6 +331,26 @@ static void volumes(struct promtext *o, const struct api_ctx *ctx)
     json_decref(view);
 }
 
+/* The tasks running in the cluster (or on this host), by kind (src/fleet/tasks.c). */
+static void tasks_part(struct promtext *o, const struct api_ctx *ctx)
+{
+    static const char *const kinds[] = {"migrate", "drain", "storage-move", "failover", "import"};
+    if (!ctx->tasks)
+        return;
+    struct taskrec_filter f = {.state = "running"};
+    json_t *running = tasks_list(ctx->tasks, &f), *r;
+    size_t i;
+    promtext_help(o, "ferry_tasks_running", "gauge",
+                  "tasks running in the cluster as this node knows them, by kind");
+    for (size_t k = 0; k < ARRAY_SIZE(kinds); k++) {
+        unsigned n = 0;
+        json_array_foreach(running, i, r) n += strcmp(jfield_text(r, "kind"), kinds[k]) == 0;
+        promtext_sample(o, "ferry_tasks_running", &(struct promtext_label){"kind", kinds[k]}, 1,
+                        "%u", n);
+    }
+    json_decref(running);
+}
+
 int metrics_render(struct api_ctx *ctx, char **out_text, size_t *len)
 {
     struct promtext o;
@@ -386,5 +407,6 @@ int metrics_render(struct api_ctx *ctx, char **out_text, size_t *len)
     failovers(&o, ctx);
     cluster_part(&o, ctx);
     volumes(&o, ctx);
+    tasks_part(&o, ctx);
     return promtext_take(&o, out_text, len);
 }

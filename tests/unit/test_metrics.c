@@ -18,6 +18,7 @@
 #include "cluster/cdb.h"
 #include "cluster/cluster.h"
 #include "fleet/fleet.h"
+#include "fleet/tasks.h"
 #include "migrate/migrate.h"
 
 /* ---- the fakes: a VM set and a migrator ---- */
@@ -121,6 +122,18 @@ void migrator_stats(const struct migrator *m, struct migrate_stats *out)
     *out = m->stats;
 }
 
+/* The cluster's running tasks: two migrations and a drain. */
+struct tasks {
+    int unused;
+};
+
+json_t *tasks_list(struct tasks *t, const struct taskrec_filter *f)
+{
+    (void)t;
+    assert_string_equal(f->state, "running");
+    return json_pack("[{ss}, {ss}, {ss}]", "kind", "migrate", "kind", "drain", "kind", "migrate");
+}
+
 /* One migration under way: db, to host2, 12.5 s in, 3 MiB still to send. */
 json_t *migrate_progress(struct migrator *m, const char *name)
 {
@@ -210,6 +223,8 @@ static int node_setup(void **state)
 
     n->ctx.vms = &n->set;
     n->ctx.migrator = &n->mig;
+    static struct tasks tasks;
+    n->ctx.tasks = &tasks;
     /* failovers that ended here: 3 s and 9 s, and one of 200 s (over the last bound) */
     n->fleet.fenced = true;
     n->fleet.st.adopted = 4;
@@ -463,6 +478,9 @@ static void test_migrations(void **state)
     assert_int_equal(value_of(t, "ferry_migration_remaining_bytes{vm=\"db\",to=\"host2\"}"),
                      3145728);
     assert_null(strstr(t, "ferry_migration_elapsed_seconds{vm=\"web\""));
+    assert_int_equal(value_of(t, "ferry_tasks_running{kind=\"migrate\"}"), 2);
+    assert_int_equal(value_of(t, "ferry_tasks_running{kind=\"drain\"}"), 1);
+    assert_int_equal(value_of(t, "ferry_tasks_running{kind=\"failover\"}"), 0);
 }
 
 static void test_volumes(void **state)
