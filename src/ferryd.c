@@ -60,6 +60,7 @@ struct ferryd_config {
     unsigned heartbeat_ms;
     unsigned down_after;
     unsigned max_voters;
+    unsigned failback_settle_ms;
     unsigned max_migrations;
     unsigned lease_ms;
     unsigned lease_expiry_ms;
@@ -141,6 +142,9 @@ static void usage(FILE *f)
         "                       least 3 renewals (default 5000)\n"
         "  --fence-after-ms MS  without the cluster's quorum this long, kill this node's HA\n"
         "                       VMs and stop renewing its leases, 1000..60000 (default 3000)\n"
+        "  --failback-settle-ms MS\n"
+        "                       when this node leads: a VM's preferred node is up this long\n"
+        "                       before the VM fails back to it, 1000..3600000 (default 30000)\n"
         "  --nbd-port PORT      the storage daemon of the first shared volume this node\n"
         "                       coordinates serves NBD on the --listen address and this\n"
         "                       port, the next on PORT+1, ... (default 10809)\n"
@@ -245,6 +249,17 @@ static int apply_opt(struct ferryd_config *c, const char *key, const char *val)
             return -1;
         }
         *(port ? &c->raft_port : hb ? &c->heartbeat_ms : &c->down_after) = (unsigned)v;
+        return 0;
+    }
+    if (strcmp(key, "failback_settle_ms") == 0) {
+        char *end;
+        unsigned long v = val ? strtoul(val, &end, 10) : 0;
+        if (!val || !*val || *end || v < FAILBACK_SETTLE_MS_MIN || v > FAILBACK_SETTLE_MS_MAX) {
+            fprintf(stderr, "ferryd: failback_settle_ms: expected an integer in %d..%d\n",
+                    FAILBACK_SETTLE_MS_MIN, FAILBACK_SETTLE_MS_MAX);
+            return -1;
+        }
+        c->failback_settle_ms = (unsigned)v;
         return 0;
     }
     if (strcmp(key, "max_voters") == 0) {
@@ -406,6 +421,7 @@ static int parse_args(struct ferryd_config *c, int argc, char **argv)
         {"watchdog", required_argument, 0, 'W'},
         {"watchdog-timeout-ms", required_argument, 0, 'T'},
         {"max-voters", required_argument, 0, 'X'},
+        {"failback-settle-ms", required_argument, 0, 'B'},
         {"version", no_argument, 0, 'V'},
         {"web-dir", required_argument, 0, 'w'},
         {"session-ttl", required_argument, 0, 'x'},
@@ -436,6 +452,7 @@ static int parse_args(struct ferryd_config *c, int argc, char **argv)
         ['W'] = "watchdog",
         ['T'] = "watchdog_timeout_ms",
         ['X'] = "max_voters",
+        ['B'] = "failback_settle_ms",
         ['w'] = "web_dir",
         ['x'] = "session_ttl",
     };
@@ -909,6 +926,7 @@ int main(int argc, char **argv)
     c->heartbeat_ms = CLUSTER_HEARTBEAT_MS;
     c->down_after = CLUSTER_DOWN_AFTER;
     c->max_voters = ROLES_MAX_VOTERS_DEFAULT;
+    c->failback_settle_ms = FAILBACK_SETTLE_MS_DEFAULT;
     c->max_migrations = MIGRATE_DEFAULT_OUT;
     c->lease_ms = LEASE_MS_DEFAULT;
     c->lease_expiry_ms = LEASE_EXPIRY_MS_DEFAULT;
@@ -1180,7 +1198,8 @@ int main(int argc, char **argv)
         log_error("%s", e.msg); /* only out of memory: exit without a tidy close */
         return 1;
     }
-    struct failover_env foenv = {d.cluster, d.api.volumes, d.events, c->name, d.api.tasks};
+    struct failover_env foenv = {d.cluster, d.api.volumes, d.events,
+                                 c->name,   d.api.tasks,   c->failback_settle_ms};
     if (failover_new(&foenv, &d.failover, &e) < 0) {
         log_error("%s", e.msg); /* only out of memory: exit without a tidy close */
         return 1;

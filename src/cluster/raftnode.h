@@ -172,8 +172,9 @@ int raftnode_apply(struct raftnode *rn, const json_t *cmd, raftnode_apply_cb cb,
  * On the leader: appends a barrier entry at once, so every follower hears the current commit
  * index now instead of with the next heartbeat (libraft sends those on its 50 ms tick, so a
  * follower learnt of a commit 50-100 ms late). A node that forwarded a write to the leader
- * waits until it applied that write itself; the leader nudges after such writes. Does nothing
- * elsewhere or when out of memory.
+ * waits until it applied that write itself, and a user may read through another node what
+ * they wrote through one: the leader nudges after every write it applied (cluster/write.c).
+ * Does nothing elsewhere or when out of memory.
  */
 void raftnode_nudge(struct raftnode *rn);
 

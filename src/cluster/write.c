@@ -177,10 +177,15 @@ static void applied_local(struct raftnode *rn, int status, uint64_t index, const
                           void *data)
 {
     struct write_ctx *w = data;
-    if (status == 0)
+    if (status == 0) {
+        /* Every follower hears of the commit now, not with the next heartbeat (50-100 ms):
+         * the node that forwarded this write answers only once it applied it, and a user who
+         * wrote through one node and reads through another sees the write (raftnode_nudge). */
+        raftnode_nudge(rn);
         answer_index(w->cb, w->data, index);
-    else
+    } else {
         reply_err(w->cb, w->data, status, "cluster: %s", msg ? msg : ferr_str(status));
+    }
     free(w);
 }
 
@@ -485,23 +490,6 @@ void cluster__to_leader(struct cluster *c, const char *path, const json_t *body,
 
 /* ---- writes from other nodes ---- */
 
-struct nudge {
-    struct cluster *c;
-    cluster_reply_cb cb;
-    void *data;
-};
-
-/* The forwarded write is applied here: the sender waits until it applied it too (read your
- * writes), so tell the followers the new commit index now (raftnode_nudge). */
-static void forwarded_applied(int status, json_t *body, const struct ferr *e, void *data)
-{
-    struct nudge *n = data;
-    if (!e && n->c->rn && !n->c->closing)
-        raftnode_nudge(n->c->rn);
-    n->cb(status, body, e, n->data);
-    free(n);
-}
-
 void cluster_on_apply(struct cluster *c, const json_t *body, cluster_reply_cb cb, void *data)
 {
     json_t *cmd = json_object_get(body, "cmd");
@@ -515,14 +503,6 @@ void cluster_on_apply(struct cluster *c, const json_t *body, cluster_reply_cb cb
         cluster__to_leader(c, "/v1/internal/apply", body, c->secret, cb, data);
         return;
     }
-    struct nudge *n = malloc(sizeof(*n));
-    if (!n) {
-        reply_err(cb, data, -ENOMEM, "apply: out of memory");
-        return;
-    }
-    *n = (struct nudge){c, cb, data};
-    if (cluster_write(c, cmd, forwarded_applied, n, &e) < 0) {
-        free(n);
+    if (cluster_write(c, cmd, cb, data, &e) < 0)
         cb(0, NULL, &e, data);
-    }
 }

@@ -19,7 +19,6 @@
 #include "host/events.h"
 
 #define PLAN_MAX 256                 /* VMs placed per tick */
-#define FAILBACK_SETTLE_MS 30000     /* a returning node is up this long before VMs go back */
 #define FAILBACK_RETRY_MS 60000      /* a failback that did not happen is tried again after */
 #define FLAP_DOWNS 3                 /* a node down this often ... */
 #define FLAP_WINDOW_MS (3600 * 1000) /* ... within this time is quarantined ... */
@@ -323,9 +322,10 @@ static void went_back(int status, json_t *body, const struct ferr *e, void *data
     free(b);
 }
 
-/* The first node of the VM's preferred list that is up and active for FAILBACK_SETTLE_MS,
- * has room (free_mib) and is not its owner; "" if its owner comes first or none qualifies. */
-static void failback_target(const json_t *rec, const json_t *nodes, uint64_t wall, char out[64])
+/* The first node of the VM's preferred list that is up and active for settle_ms, has room
+ * (free_mib) and is not its owner; "" if its owner comes first or none qualifies. */
+static void failback_target(const json_t *rec, const json_t *nodes, uint64_t wall,
+                            unsigned settle_ms, char out[64])
 {
     out[0] = '\0';
     json_t *spec = json_object_get(rec, "spec"), *ha = json_object_get(spec, "ha");
@@ -341,7 +341,7 @@ static void failback_target(const json_t *rec, const json_t *nodes, uint64_t wal
         json_int_t since = json_integer_value(json_object_get(n, "state_changed_ms"));
         if (!n || strcmp(jfield_text(n, "state"), "up") != 0 ||
             strcmp(jfield_text(n, "admin"), "active") != 0 ||
-            (json_int_t)wall - since < FAILBACK_SETTLE_MS ||
+            (json_int_t)wall - since < (json_int_t)settle_ms ||
             json_integer_value(json_object_get(json_object_get(n, "memory"), "free_mib")) <
                 json_integer_value(json_object_get(spec, "memory_mib")))
             continue;
@@ -369,7 +369,10 @@ static void failback(struct failover *fo, const json_t *nodes, const json_t *vms
             (asked && now - (uint64_t)json_integer_value(asked) < FAILBACK_RETRY_MS))
             continue;
         char to[64];
-        failback_target(rec, nodes, wall, to);
+        failback_target(rec, nodes, wall,
+                        fo->env.failback_settle_ms ? fo->env.failback_settle_ms
+                                                   : FAILBACK_SETTLE_MS_DEFAULT,
+                        to);
         if (!to[0])
             continue;
         struct back *b = calloc(1, sizeof(*b));

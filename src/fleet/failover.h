@@ -19,7 +19,13 @@ struct failover_env {
     struct events *events;
     const char *node_name; /* borrowed; outlives the failover */
     struct tasks *tasks;   /* each VM given to another node is a task "failover"; NULL: none */
+    unsigned failback_settle_ms; /* a returning node is up this long before VMs go back;
+                                  * 0: FAILBACK_SETTLE_MS_DEFAULT */
 };
+
+#define FAILBACK_SETTLE_MS_DEFAULT 30000
+#define FAILBACK_SETTLE_MS_MIN 1000
+#define FAILBACK_SETTLE_MS_MAX 3600000
 
 struct failover;
 

@@ -31,7 +31,9 @@ pytestmark = pytest.mark.skipif(missing() is not None, reason=str(missing()))
 
 @pytest.fixture(scope="module")
 def lab():
-    yield from lab_session(NAME, SUBNET, watchdog=True)
+    # a failback waits 15 s for its node to settle (ferryd's default: 30 s)
+    yield from lab_session(NAME, SUBNET, watchdog=True,
+                           ferryd_args=("--failback-settle-ms", "15000"))
 
 
 @pytest.fixture
@@ -145,7 +147,7 @@ def test_power_loss_brings_ha_vms_back_elsewhere_once(lab, csv1):
     assert_once("fop4", h1)
     audit_clean(h1)
 
-    # failback: fop1 prefers host2; once host2 has been up for the settle time (30 s) it
+    # failback: fop1 prefers host2; once host2 has been up for the settle time (15 s here) it
     # migrates back there live (a migration, not a restart: the guest does not reboot)
     boot = ferrylab.memverify(lab, ip1, scans=0)["boot_id"]
     v = wait_for(lambda: (lambda x: x if x and x["owner"] == "host2" and x["state"] == "running"

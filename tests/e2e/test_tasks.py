@@ -263,6 +263,9 @@ def test_restart_closes_the_task_it_left(lab):
     src = lab.host(vm_on(h1, "tv1")["owner"])
     dst = next(h for h in lab.hosts if h.name != src.name)
     viewer = next(h for h in lab.hosts if h.name not in (src.name, dst.name))
+    # the migration an earlier test cancelled may still be ending
+    wait_for(lambda: src.api("GET", "/v1/vms/tv1/migration")[0] == 404, 60,
+             "no migration of tv1 under way")
     mig = src.popen([lab.bins["ferry"], "--socket", src.sock, "vm", "migrate", "tv1", "--to",
                      dst.name, "--bandwidth-mib", "2"], stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE, text=True)
