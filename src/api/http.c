@@ -262,24 +262,6 @@ static int body_append(struct http_req *r, const char *data, size_t len)
     return 0;
 }
 
-/* True if the comma-separated header value list has token (case-insensitive). */
-static bool header_has_token(const char *list, const char *token)
-{
-    size_t n = strlen(token);
-    for (const char *p = list; p && *p;) {
-        while (*p == ' ' || *p == '\t' || *p == ',')
-            p++;
-        const char *end = strchr(p, ',');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
-            len--;
-        if (len == n && strncasecmp(p, token, n) == 0)
-            return true;
-        p = end;
-    }
-    return false;
-}
-
 /* Asks the gate about a TCP request without an Authorization header. */
 static bool req_gate(const struct listener *l, struct MHD_Connection *conn, const char *url,
                      const char *method, struct http_req *r)
@@ -291,8 +273,8 @@ static bool req_gate(const struct listener *l, struct MHD_Connection *conn, cons
         .csrf = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-CSRF-Token"),
         .origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin"),
         .host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host"),
-        .websocket = header_has_token(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Upgrade"),
-                                      "websocket"),
+        .websocket = token_list_has(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Upgrade"),
+                                    "websocket"),
     };
     r->principal = l->s->gate(&q, &r->refusal, l->s->gate_data);
     return r->principal != HTTP_PRINCIPAL_NONE;
@@ -560,7 +542,7 @@ void http_upgrade_close(struct http_upgrade *u)
 
 bool http_req_is_upgrade(const struct http_req *r)
 {
-    return header_has_token(http_req_header(r, "Upgrade"), "websocket");
+    return token_list_has(http_req_header(r, "Upgrade"), "websocket");
 }
 
 void http_reply_error(struct http_req *r, const struct ferr *e)
@@ -568,6 +550,26 @@ void http_reply_error(struct http_req *r, const struct ferr *e)
     json_t *j = json_pack("{s:{s:s,s:s}}", "error", "code", ferr_name(e->code), "message",
                           e->msg[0] ? e->msg : ferr_str(e->code));
     http_reply_json(r, (unsigned)ferr_http_status(e->code), j);
+}
+
+void http_reply_errorf(struct http_req *r, int code, const char *fmt, ...)
+{
+    struct ferr e = {.code = code};
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e.msg, sizeof(e.msg), fmt, ap);
+    va_end(ap);
+    http_reply_error(r, &e);
+}
+
+void http_reply_answer(int status, json_t *body, const struct ferr *e, void *req)
+{
+    if (e) {
+        json_decref(body);
+        http_reply_error(req, e);
+        return;
+    }
+    http_reply_json(req, (unsigned)status, body ? body : json_object());
 }
 
 /* ---- streamed answers (http_reply_stream) ------------------------------------------------ */

@@ -117,6 +117,12 @@ bool http_req_is_upgrade(const struct http_req *r);
 /* Answers {"error": {"code": ferr_name(e->code), "message": e->msg}} with
  * ferr_http_status(e->code). */
 void http_reply_error(struct http_req *r, const struct ferr *e);
+/* The same for a code and a printf-style message. */
+void http_reply_errorf(struct http_req *r, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* A reply_cb (common/reply.h) whose data is the request: answers it with the body (stolen; {}
+ * when NULL) and status, or with e. For handlers that answer what a cluster call answered. */
+void http_reply_answer(int status, json_t *body, const struct ferr *e, void *req);
 
 /*
  * A streamed answer that stays open (text/event-stream): http_reply_stream answers r with 200,

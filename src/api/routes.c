@@ -35,19 +35,6 @@
 
 typedef void (*handler_fn)(struct api_ctx *ctx, struct http_req *req, const struct route_match *m);
 
-static void req_err(struct http_req *req, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void req_err(struct http_req *req, int code, const char *fmt, ...)
-{
-    struct ferr e = {.code = code};
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(e.msg, sizeof(e.msg), fmt, ap);
-    va_end(ap);
-    http_reply_error(req, &e);
-}
-
 /* Parses the body as a JSON object; an empty body gives an empty object when allowed. */
 static json_t *body_object(struct http_req *req, bool allow_empty)
 {
@@ -58,13 +45,13 @@ static json_t *body_object(struct http_req *req, bool allow_empty)
     json_error_t je;
     json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
     if (!j) {
-        req_err(req, FERR_INVALID, "body: invalid JSON at line %d column %d: %s", je.line,
-                je.column, je.text);
+        http_reply_errorf(req, FERR_INVALID, "body: invalid JSON at line %d column %d: %s", je.line,
+                          je.column, je.text);
         return NULL;
     }
     if (!json_is_object(j)) {
         json_decref(j);
-        req_err(req, FERR_INVALID, "body: expected a JSON object");
+        http_reply_errorf(req, FERR_INVALID, "body: expected a JSON object");
         return NULL;
     }
     return j;
@@ -86,15 +73,13 @@ static json_t *body_keys(struct http_req *req, bool allow_empty, const char *con
         while (*k && strcmp(*k, key) != 0)
             k++;
         if (!*k) {
-            req_err(req, FERR_INVALID, "%s; unknown field \"%.60s\"", usage, key);
+            http_reply_errorf(req, FERR_INVALID, "%s; unknown field \"%.60s\"", usage, key);
             json_decref(b);
             return NULL;
         }
     }
     return b;
 }
-
-static void reply_cluster(int status, json_t *body, const struct ferr *e, void *data);
 
 /* The query arguments worth passing on, re-encoded; values are checked by the owner. */
 static int forward_path(struct http_req *req, char *out, size_t size)
@@ -129,9 +114,10 @@ static void forward_as_is(struct api_ctx *ctx, struct http_req *req, const char 
     size_t len;
     const char *body = http_req_body(req, &len);
     if (forward_path(req, path, sizeof(path)) < 0)
-        req_err(req, FERR_INVALID, "query: a value has characters that cannot be forwarded");
+        http_reply_errorf(req, FERR_INVALID,
+                          "query: a value has characters that cannot be forwarded");
     else if (cluster_forward(ctx->cluster, node, http_req_method(req), path, len ? body : NULL,
-                             reply_cluster, req, &e) < 0)
+                             http_reply_answer, req, &e) < 0)
         http_reply_error(req, &e);
 }
 
@@ -165,15 +151,16 @@ static struct vm *find_vm(struct api_ctx *ctx, struct http_req *req, const struc
     json_t *unknown = !vm && name ? unknown_vm(ctx, name) : NULL;
     if (unknown) {
         /* Its owner cannot be asked, and nobody else may act for it (failover decides). */
-        req_err(req, FERR_UNAVAIL, "%s: %s", name,
-                json_string_value(json_object_get(unknown, "reason")));
+        http_reply_errorf(req, FERR_UNAVAIL, "%s: %s", name,
+                          json_string_value(json_object_get(unknown, "reason")));
         json_decref(unknown);
         return NULL;
     }
     if (!vm && name && forward_to_owner(ctx, req, name))
         return NULL;
     if (!vm)
-        req_err(req, FERR_NOTFOUND, "no VM named %s (ferry vm list shows them)", name ? name : "?");
+        http_reply_errorf(req, FERR_NOTFOUND, "no VM named %s (ferry vm list shows them)",
+                          name ? name : "?");
     return vm;
 }
 
@@ -190,7 +177,7 @@ static struct vm_op *vm_op_new(struct api_ctx *ctx, struct http_req *req, const 
 {
     struct vm_op *op = calloc(1, sizeof(*op));
     if (!op) {
-        req_err(req, -ENOMEM, "out of memory");
+        http_reply_errorf(req, -ENOMEM, "out of memory");
         return NULL;
     }
     op->ctx = ctx;
@@ -290,7 +277,8 @@ static void h_vm_create(struct api_ctx *ctx, struct http_req *req, const struct 
         return;
     struct ferr e = {0};
     if (fleet_create(ctx->fleet, spec, http_req_query(req, "node"),
-                     http_req_principal(req) == HTTP_PRINCIPAL_PEER, reply_cluster, req, &e) < 0)
+                     http_req_principal(req) == HTTP_PRINCIPAL_PEER, http_reply_answer, req,
+                     &e) < 0)
         http_reply_error(req, &e);
     json_decref(spec);
 }
@@ -316,12 +304,12 @@ static void h_vm_delete(struct api_ctx *ctx, struct http_req *req, const struct 
     const char *force = http_req_query(req, "force");
     if (force && strcmp(force, "1") != 0 && strcmp(force, "0") != 0 && strcmp(force, "true") != 0 &&
         strcmp(force, "false") != 0) {
-        req_err(req, FERR_INVALID, "force: expected 1 or 0, got %.40s", force);
+        http_reply_errorf(req, FERR_INVALID, "force: expected 1 or 0, got %.40s", force);
         return;
     }
     bool f = force && (strcmp(force, "1") == 0 || strcmp(force, "true") == 0);
     struct ferr e = {0};
-    if (fleet_delete(ctx->fleet, vm, f, reply_cluster, req, &e) < 0)
+    if (fleet_delete(ctx->fleet, vm, f, http_reply_answer, req, &e) < 0)
         http_reply_error(req, &e);
 }
 
@@ -342,7 +330,7 @@ static void h_vm_action(struct api_ctx *ctx, struct http_req *req, const struct 
         if (val && (!json_is_integer(val) || json_integer_value(val) < 1 ||
                     json_integer_value(val) > 3600)) {
             json_decref(body);
-            req_err(req, FERR_INVALID, "timeout_s: expected an integer in 1..3600");
+            http_reply_errorf(req, FERR_INVALID, "timeout_s: expected an integer in 1..3600");
             return;
         }
         if (val)
@@ -350,8 +338,8 @@ static void h_vm_action(struct api_ctx *ctx, struct http_req *req, const struct 
         json_decref(body);
     } else if (strcmp(action, "start") && strcmp(action, "kill") && strcmp(action, "pause") &&
                strcmp(action, "resume")) {
-        req_err(req, FERR_NOTFOUND, "no action %.40s (accepted: start, stop, kill, pause, resume)",
-                action);
+        http_reply_errorf(req, FERR_NOTFOUND,
+                          "no action %.40s (accepted: start, stop, kill, pause, resume)", action);
         return;
     }
     struct vm_op *op = vm_op_new(ctx, req, vm_name(vm));
@@ -384,8 +372,8 @@ static bool query_u64(struct http_req *req, const char *key, uint64_t max, uint6
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
     if (*s == '\0' || *s == '-' || *end != '\0' || errno || v > max) {
-        req_err(req, FERR_INVALID, "%s: expected an integer in 0..%llu, got \"%.40s\"", key,
-                (unsigned long long)max, s);
+        http_reply_errorf(req, FERR_INVALID, "%s: expected an integer in 0..%llu, got \"%.40s\"",
+                          key, (unsigned long long)max, s);
         return false;
     }
     *out = v;
@@ -406,7 +394,7 @@ static void h_vm_console(struct api_ctx *ctx, struct http_req *req, const struct
     uint64_t from, start, end;
     int rc = vm_console_read(vm, offset, (size_t)max, &data, &len, &from, &start, &end);
     if (rc < 0) {
-        req_err(req, rc, "console: out of memory");
+        http_reply_errorf(req, rc, "console: out of memory");
         return;
     }
     /* A read that ends inside a UTF-8 character stops before it (it comes whole next time). */
@@ -418,7 +406,7 @@ static void h_vm_console(struct api_ctx *ctx, struct http_req *req, const struct
     free(data);
     if (!o) {
         /* Console bytes that are not UTF-8 (jansson refuses them) are sent escaped. */
-        req_err(req, FERR_INTERNAL, "console: output is not valid UTF-8");
+        http_reply_errorf(req, FERR_INTERNAL, "console: output is not valid UTF-8");
         return;
     }
     http_reply_json(req, 200, o);
@@ -443,7 +431,8 @@ static void h_vm_console_input(struct api_ctx *ctx, struct http_req *req,
     json_t *d = json_object_get(b, "data");
     if (!json_is_string(d) || json_string_length(d) == 0 ||
         json_string_length(d) > WSCONSOLE_INPUT_MAX) {
-        req_err(req, FERR_INVALID, "%s; data: a string of 1..%d bytes", usage, WSCONSOLE_INPUT_MAX);
+        http_reply_errorf(req, FERR_INVALID, "%s; data: a string of 1..%d bytes", usage,
+                          WSCONSOLE_INPUT_MAX);
         json_decref(b);
         return;
     }
@@ -459,7 +448,7 @@ static void h_vm_history(struct api_ctx *ctx, struct http_req *req, const struct
 {
     const char *range = http_req_query(req, "range");
     if (range && strcmp(range, "hour") != 0 && strcmp(range, "day") != 0) {
-        req_err(req, FERR_INVALID, "range: expected hour or day, got \"%.20s\"", range);
+        http_reply_errorf(req, FERR_INVALID, "range: expected hour or day, got \"%.20s\"", range);
         return;
     }
     struct vm *vm = find_vm(ctx, req, m);
@@ -467,7 +456,7 @@ static void h_vm_history(struct api_ctx *ctx, struct http_req *req, const struct
         return;
     json_t *j = history_json(ctx->history, vm_name(vm), range && strcmp(range, "day") == 0);
     if (!j) {
-        req_err(req, -ENOMEM, "history: out of memory");
+        http_reply_errorf(req, -ENOMEM, "history: out of memory");
         return;
     }
     json_object_set_new(j, "vm", json_string(vm_name(vm)));
@@ -547,8 +536,9 @@ static bool check_abs_path(struct http_req *req, const char *field, const char *
 {
     if (!path || path[0] != '/' || strlen(path) >= VM_PATH_MAX || strstr(path, "/../") ||
         (strlen(path) >= 3 && strcmp(path + strlen(path) - 3, "/..") == 0)) {
-        req_err(req, FERR_INVALID, "%s: expected an absolute path without \"..\" (under %d chars)",
-                field, VM_PATH_MAX);
+        http_reply_errorf(req, FERR_INVALID,
+                          "%s: expected an absolute path without \"..\" (under %d chars)", field,
+                          VM_PATH_MAX);
         return false;
     }
     return true;
@@ -561,7 +551,7 @@ static struct disk_work *new_disk_work(struct api_ctx *ctx, struct http_req *req
 {
     struct disk_work *dw = calloc(1, sizeof(*dw));
     if (!dw) {
-        req_err(req, -ENOMEM, "out of memory");
+        http_reply_errorf(req, -ENOMEM, "out of memory");
         return NULL;
     }
     dw->http = req;
@@ -588,10 +578,11 @@ static const char *disk_type(struct http_req *req, const json_t *body, const cha
         return dflt;
     const char *t = json_string_value(type);
     if (!t || (strcmp(t, "fixed") != 0 && strcmp(t, "dynamic") != 0)) {
-        req_err(req, FERR_INVALID,
-                "type: expected \"fixed\" or \"dynamic\" (a fixed VHD is the fast path; a "
-                "dynamic one grows as it is written and live-migrates when it is on a shared "
-                "volume)");
+        http_reply_errorf(
+            req, FERR_INVALID,
+            "type: expected \"fixed\" or \"dynamic\" (a fixed VHD is the fast path; a "
+            "dynamic one grows as it is written and live-migrates when it is on a shared "
+            "volume)");
         return NULL;
     }
     return t;
@@ -616,8 +607,9 @@ static bool forward_to_coordinator(struct api_ctx *ctx, struct http_req *req, co
     if (strcmp(coord, ctx->node_name) == 0)
         return false;
     if (http_req_principal(req) == HTTP_PRINCIPAL_PEER)
-        req_err(req, FERR_STATE, "%s does not coordinate volume %s any more: %s does; try again",
-                ctx->node_name, name, coord);
+        http_reply_errorf(req, FERR_STATE,
+                          "%s does not coordinate volume %s any more: %s does; try again",
+                          ctx->node_name, name, coord);
     else
         forward_as_is(ctx, req, coord);
     return true;
@@ -663,8 +655,8 @@ static void h_disk_create(struct api_ctx *ctx, struct http_req *req, const struc
         goto out;
     if (!json_is_integer(size) || json_integer_value(size) < 1 ||
         (uint64_t)json_integer_value(size) > VHD_MAX_SIZE_MIB) {
-        req_err(req, FERR_INVALID, "size_mib: expected an integer in 1..%llu",
-                (unsigned long long)VHD_MAX_SIZE_MIB);
+        http_reply_errorf(req, FERR_INVALID, "size_mib: expected an integer in 1..%llu",
+                          (unsigned long long)VHD_MAX_SIZE_MIB);
         goto out;
     }
     if (!(type = disk_type(req, b, "fixed")))
@@ -696,7 +688,7 @@ static void h_disk_convert(struct api_ctx *ctx, struct http_req *req, const stru
     if (!(type = disk_type(req, b, NULL)))
         goto out;
     if (fmt && (!json_is_string(fmt) || json_string_length(fmt) >= 16)) {
-        req_err(req, FERR_INVALID, "src_format: expected one of " VHD_SOURCE_FORMATS);
+        http_reply_errorf(req, FERR_INVALID, "src_format: expected one of " VHD_SOURCE_FORMATS);
         goto out;
     }
     struct disk_work *dw = new_disk_work(ctx, req, DISK_CONVERT, dst);
@@ -746,15 +738,16 @@ static void h_disk_grow(struct api_ctx *ctx, struct http_req *req, const struct 
         goto out;
     if (!json_is_integer(size) || json_integer_value(size) < 1 ||
         (uint64_t)json_integer_value(size) > VHD_MAX_SIZE_MIB) {
-        req_err(req, FERR_INVALID, "size_mib: expected an integer in 1..%llu (the new size)",
-                (unsigned long long)VHD_MAX_SIZE_MIB);
+        http_reply_errorf(req, FERR_INVALID,
+                          "size_mib: expected an integer in 1..%llu (the new size)",
+                          (unsigned long long)VHD_MAX_SIZE_MIB);
         goto out;
     }
     if (disk_users(ctx, path, users, sizeof(users))) {
-        req_err(req, FERR_STATE,
-                "%s is a disk of %s: stop the VM first (it sees the new size "
-                "when it starts)",
-                path, users);
+        http_reply_errorf(req, FERR_STATE,
+                          "%s is a disk of %s: stop the VM first (it sees the new size "
+                          "when it starts)",
+                          path, users);
         goto out;
     }
     if (forward_to_coordinator(ctx, req, path))
@@ -780,8 +773,8 @@ static void h_disk_delete(struct api_ctx *ctx, struct http_req *req, const struc
         goto out;
     disk_users(ctx, path, users, sizeof(users));
     if (users[0]) {
-        req_err(req, FERR_STATE, "%s is a disk of %s: delete the VM or move its disk first", path,
-                users);
+        http_reply_errorf(req, FERR_STATE,
+                          "%s is a disk of %s: delete the VM or move its disk first", path, users);
         goto out;
     }
     if (forward_to_coordinator(ctx, req, path))
@@ -800,7 +793,7 @@ static void h_disk_info(struct api_ctx *ctx, struct http_req *req, const struct 
         return;
     struct stat st;
     if (stat(path, &st) < 0) {
-        req_err(req, FERR_NOTFOUND, "path: %.400s: %s", path, strerror(errno));
+        http_reply_errorf(req, FERR_NOTFOUND, "path: %.400s: %s", path, strerror(errno));
         return;
     }
     struct disk_work *dw = new_disk_work(ctx, req, DISK_INFO, path);
@@ -830,7 +823,7 @@ static void h_metrics(struct api_ctx *ctx, struct http_req *req, const struct ro
     char *text;
     size_t len;
     if (metrics_render(ctx, &text, &len) < 0) {
-        req_err(req, -ENOMEM, "metrics: out of memory");
+        http_reply_errorf(req, -ENOMEM, "metrics: out of memory");
         return;
     }
     http_reply_data(req, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
@@ -843,7 +836,7 @@ static void h_alerts(struct api_ctx *ctx, struct http_req *req, const struct rou
     if (!ctx->alerts && (ctx->alerts = malloc(sizeof(*ctx->alerts))))
         alerts_init(ctx->alerts);
     if (!ctx->alerts) {
-        req_err(req, -ENOMEM, "alerts: out of memory");
+        http_reply_errorf(req, -ENOMEM, "alerts: out of memory");
         return;
     }
     struct cluster_metrics cm;
@@ -866,7 +859,7 @@ static void h_alerts(struct api_ctx *ctx, struct http_req *req, const struct rou
     json_decref(vms);
     json_decref(volumes);
     if (!out) {
-        req_err(req, -ENOMEM, "alerts: out of memory");
+        http_reply_errorf(req, -ENOMEM, "alerts: out of memory");
         return;
     }
     http_reply_json(req, 200, out);
@@ -874,24 +867,13 @@ static void h_alerts(struct api_ctx *ctx, struct http_req *req, const struct rou
 
 /* ---- cluster ---- */
 
-static void reply_cluster(int status, json_t *body, const struct ferr *e, void *data)
-{
-    struct http_req *req = data;
-    if (e) {
-        json_decref(body);
-        http_reply_error(req, e);
-        return;
-    }
-    http_reply_json(req, (unsigned)status, body ? body : json_object());
-}
-
 /* Internal routes answer only other members of the cluster. */
 static bool from_peer(struct http_req *req)
 {
     int p = http_req_principal(req);
     if (p == HTTP_PRINCIPAL_PEER || p == HTTP_PRINCIPAL_JOINER)
         return true;
-    req_err(req, FERR_AUTH, "internal cluster API: only cluster members may call it");
+    http_reply_errorf(req, FERR_AUTH, "internal cluster API: only cluster members may call it");
     return false;
 }
 
@@ -905,8 +887,8 @@ static void h_cluster_init(struct api_ctx *ctx, struct http_req *req, const stru
     json_t *name = json_object_get(b, "name");
     struct ferr e = {0};
     if (name && !json_is_string(name))
-        req_err(req, FERR_INVALID, "%s; name is not a string", usage);
-    else if (cluster_init(ctx->cluster, json_string_value(name), reply_cluster, req, &e) < 0)
+        http_reply_errorf(req, FERR_INVALID, "%s; name is not a string", usage);
+    else if (cluster_init(ctx->cluster, json_string_value(name), http_reply_answer, req, &e) < 0)
         http_reply_error(req, &e);
     json_decref(b);
 }
@@ -921,9 +903,9 @@ static void h_cluster_join(struct api_ctx *ctx, struct http_req *req, const stru
     json_t *addr = json_object_get(b, "address"), *token = json_object_get(b, "token");
     struct ferr e = {0};
     if ((addr && !json_is_string(addr)) || (token && !json_is_string(token)))
-        req_err(req, FERR_INVALID, "%s; address and token are strings", usage);
+        http_reply_errorf(req, FERR_INVALID, "%s; address and token are strings", usage);
     else if (cluster_join(ctx->cluster, json_string_value(addr), json_string_value(token),
-                          reply_cluster, req, &e) < 0)
+                          http_reply_answer, req, &e) < 0)
         http_reply_error(req, &e);
     json_decref(b);
 }
@@ -931,7 +913,7 @@ static void h_cluster_join(struct api_ctx *ctx, struct http_req *req, const stru
 static void h_cluster_leave(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
 {
     struct ferr e = {0};
-    if (cluster_leave(ctx->cluster, reply_cluster, req, &e) < 0)
+    if (cluster_leave(ctx->cluster, http_reply_answer, req, &e) < 0)
         http_reply_error(req, &e);
 }
 
@@ -945,8 +927,8 @@ static void h_cluster_remove(struct api_ctx *ctx, struct http_req *req, const st
     const char *node = json_string_value(json_object_get(b, "node"));
     struct ferr e = {0};
     if (!node)
-        req_err(req, FERR_INVALID, "%s", usage);
-    else if (cluster_remove(ctx->cluster, node, reply_cluster, req, &e) < 0)
+        http_reply_errorf(req, FERR_INVALID, "%s", usage);
+    else if (cluster_remove(ctx->cluster, node, http_reply_answer, req, &e) < 0)
         http_reply_error(req, &e);
     json_decref(b);
 }
@@ -1087,7 +1069,7 @@ static void h_cluster_profile(struct api_ctx *ctx, struct http_req *req,
         http_reply_error(req, &e);
     } else if (!(ps = calloc(1, sizeof(*ps))) ||
                !(cmd = cdb_cmd_cluster_profile(profile, now_wall_ms()))) {
-        req_err(req, -ENOMEM, "out of memory");
+        http_reply_errorf(req, -ENOMEM, "out of memory");
         free(ps);
     } else {
         ps->req = req;
@@ -1124,7 +1106,7 @@ static void internal(struct api_ctx *ctx, struct http_req *req, internal_fn fn)
     json_t *b = body_object(req, false);
     if (!b)
         return;
-    fn(ctx->cluster, b, reply_cluster, req);
+    fn(ctx->cluster, b, http_reply_answer, req);
     json_decref(b);
 }
 
@@ -1186,17 +1168,17 @@ static void h_vm_migrate(struct api_ctx *ctx, struct http_req *req, const struct
         } else if (strcmp(key, "max_postcopy_bandwidth_mib") == 0 && n >= 1 && n <= 1048576) {
             o.postcopy_bandwidth_mib = (uint64_t)n;
         } else {
-            req_err(req, FERR_INVALID,
-                    "body: accepted: {\"to\": \"NODE\", \"budget_ms\": 1..60000, "
-                    "\"max_bandwidth_mib\": 1..1048576, \"max_postcopy_bandwidth_mib\": "
-                    "1..1048576} (each optional); bad \"%.60s\"",
-                    key);
+            http_reply_errorf(req, FERR_INVALID,
+                              "body: accepted: {\"to\": \"NODE\", \"budget_ms\": 1..60000, "
+                              "\"max_bandwidth_mib\": 1..1048576, \"max_postcopy_bandwidth_mib\": "
+                              "1..1048576} (each optional); bad \"%.60s\"",
+                              key);
             json_decref(b);
             return;
         }
     }
     struct ferr e = {0};
-    if (migrate_start(mg, vm, &o, reply_cluster, req, &e) < 0)
+    if (migrate_start(mg, vm, &o, http_reply_answer, req, &e) < 0)
         http_reply_error(req, &e);
     json_decref(b);
 }
@@ -1229,7 +1211,7 @@ static void h_vm_migration(struct api_ctx *ctx, struct http_req *req, const stru
     }
     if (vm_state(vm) == VM_INCOMING && forward_to_owner(ctx, req, vm_name(vm)))
         return;
-    req_err(req, FERR_NOTFOUND, "%s is not migrating", vm_name(vm));
+    http_reply_errorf(req, FERR_NOTFOUND, "%s is not migrating", vm_name(vm));
 }
 
 /* The API's migration record from a "vm.migration" cluster event (borrowed); NULL when the
@@ -1260,7 +1242,7 @@ static void h_migrations(struct api_ctx *ctx, struct http_req *req, const struct
 {
     const char *want = http_req_query(req, "vm");
     if (want && !name_valid(want, 63)) {
-        req_err(req, FERR_INVALID, "vm: \"%.70s\" is not a VM name", want);
+        http_reply_errorf(req, FERR_INVALID, "vm: \"%.70s\" is not a VM name", want);
         return;
     }
     json_t *list = json_array();
@@ -1286,9 +1268,10 @@ static bool migration_id(struct http_req *req, const struct route_match *m, json
     errno = 0;
     unsigned long long v = s ? strtoull(s, &end, 10) : 0;
     if (!s || *s < '0' || *s > '9' || *end != '\0' || errno || v < 1 || v > CDB_ID_MAX) {
-        req_err(req, FERR_INVALID,
-                "migration id: \"%.40s\" is not a number (ferry vm migrations shows the ids)",
-                s ? s : "");
+        http_reply_errorf(
+            req, FERR_INVALID,
+            "migration id: \"%.40s\" is not a number (ferry vm migrations shows the ids)",
+            s ? s : "");
         return false;
     }
     *out = (json_int_t)v;
@@ -1318,10 +1301,11 @@ static void h_migration_get(struct api_ctx *ctx, struct http_req *req, const str
     if (rec)
         http_reply_json(req, 200, rec);
     else
-        req_err(req, FERR_NOTFOUND,
-                "no migration %lld (ferry vm migrations lists them; only the last %d events "
-                "are kept)",
-                (long long)id, CDB_EVENTS_MAX);
+        http_reply_errorf(
+            req, FERR_NOTFOUND,
+            "no migration %lld (ferry vm migrations lists them; only the last %d events "
+            "are kept)",
+            (long long)id, CDB_EVENTS_MAX);
 }
 
 struct measure_op {
@@ -1337,16 +1321,17 @@ static void measured(int status, json_t *body, const struct ferr *e, void *data)
     struct measure_op *op = data;
     if (e || status != 200) {
         /* Refused here, or by the leader (its error answer is relayed as it came). */
-        reply_cluster(status, body, e, op->req);
+        http_reply_answer(status, body, e, op->req);
         free(op);
         return;
     }
     json_decref(body);
     json_t *rec = migration_find(op->ctx, op->id);
     if (!rec) {
-        req_err(op->req, FERR_NOTFOUND,
-                "migration %lld: measured, but its record has left the event window already",
-                (long long)op->id);
+        http_reply_errorf(
+            op->req, FERR_NOTFOUND,
+            "migration %lld: measured, but its record has left the event window already",
+            (long long)op->id);
     } else {
         struct migrator *mg = migrator(op->ctx, NULL);
         if (mg)
@@ -1386,15 +1371,16 @@ static void h_migration_measure(struct api_ctx *ctx, struct http_req *req,
         } else if (strcmp(key, "force") == 0 && json_is_boolean(val)) {
             force = json_is_true(val);
         } else {
-            req_err(req, FERR_INVALID, "%s; bad \"%.60s\"", usage, key);
+            http_reply_errorf(req, FERR_INVALID, "%s; bad \"%.60s\"", usage, key);
             json_decref(b);
             return;
         }
     }
     double ms = json_number_value(gap);
     if (!json_is_number(gap) || !(ms >= 0 && ms <= CDB_CLIENT_GAP_MAX_MS)) {
-        req_err(req, FERR_INVALID, "client_gap_ms: expected a number of milliseconds in 0..%d; %s",
-                CDB_CLIENT_GAP_MAX_MS, usage);
+        http_reply_errorf(req, FERR_INVALID,
+                          "client_gap_ms: expected a number of milliseconds in 0..%d; %s",
+                          CDB_CLIENT_GAP_MAX_MS, usage);
         json_decref(b);
         return;
     }
@@ -1405,7 +1391,7 @@ static void h_migration_measure(struct api_ctx *ctx, struct http_req *req,
     if (!cmd || !op) {
         json_decref(cmd);
         free(op);
-        req_err(req, -ENOMEM, "out of memory");
+        http_reply_errorf(req, -ENOMEM, "out of memory");
         return;
     }
     *op = (struct measure_op){ctx, req, id, ms};
@@ -1427,7 +1413,7 @@ static void int_migrate_call(struct api_ctx *ctx, struct http_req *req,
     json_t *b = body_object(req, false);
     if (!b)
         return;
-    fn(mg, b, reply_cluster, req);
+    fn(mg, b, http_reply_answer, req);
     json_decref(b);
 }
 
@@ -1462,21 +1448,23 @@ static void h_int_migrate_abort(struct api_ctx *ctx, struct http_req *req,
 static bool forward_to_node(struct api_ctx *ctx, struct http_req *req, const char *node)
 {
     if (!cluster_active(ctx->cluster)) {
-        req_err(req, FERR_STATE, "this host is not in a cluster: there is nowhere to move its VMs");
+        http_reply_errorf(req, FERR_STATE,
+                          "this host is not in a cluster: there is nowhere to move its VMs");
         return true;
     }
     if (strcmp(node, ctx->node_name) == 0)
         return false;
     if (http_req_principal(req) == HTTP_PRINCIPAL_PEER) {
-        req_err(req, FERR_STATE, "%s is not %s; the request was forwarded to the wrong node",
-                ctx->node_name, node);
+        http_reply_errorf(req, FERR_STATE,
+                          "%s is not %s; the request was forwarded to the wrong node",
+                          ctx->node_name, node);
         return true;
     }
     size_t len;
     const char *body = http_req_body(req, &len);
     struct ferr e = {0};
     if (cluster_forward(ctx->cluster, node, "POST", http_req_path(req), len ? body : NULL,
-                        reply_cluster, req, &e) < 0)
+                        http_reply_answer, req, &e) < 0)
         http_reply_error(req, &e);
     return true;
 }
@@ -1498,8 +1486,8 @@ static void h_node_drain(struct api_ctx *ctx, struct http_req *req, const struct
     if (json_object_size(b) > (par ? 1u : 0u) ||
         (par && (!json_is_integer(par) || json_integer_value(par) < 1 ||
                  json_integer_value(par) > DRAIN_PARALLEL_MAX))) {
-        req_err(req, FERR_INVALID, "body: accepted: {\"parallel\": 1..%d (optional)}",
-                DRAIN_PARALLEL_MAX);
+        http_reply_errorf(req, FERR_INVALID, "body: accepted: {\"parallel\": 1..%d (optional)}",
+                          DRAIN_PARALLEL_MAX);
         json_decref(b);
         return;
     }
@@ -1508,8 +1496,8 @@ static void h_node_drain(struct api_ctx *ctx, struct http_req *req, const struct
     struct drain_env env = {ctx->loop,      ctx->vms,   ctx->events,
                             ctx->cluster,   ctx->fleet, mg,
                             ctx->node_name, ctx->tasks, api_principal_name(req)};
-    if (mg &&
-        drain_start(&env, par ? (unsigned)json_integer_value(par) : 0, reply_cluster, req, &e) < 0)
+    if (mg && drain_start(&env, par ? (unsigned)json_integer_value(par) : 0, http_reply_answer, req,
+                          &e) < 0)
         http_reply_error(req, &e);
     json_decref(b);
 }
@@ -1526,7 +1514,7 @@ static void h_node_resume(struct api_ctx *ctx, struct http_req *req, const struc
         return;
     struct drain_env env = {ctx->loop, ctx->vms,       ctx->events, ctx->cluster, ctx->fleet,
                             NULL,      ctx->node_name, NULL,        NULL};
-    if (drain_resume(&env, node, reply_cluster, req, &e) < 0)
+    if (drain_resume(&env, node, http_reply_answer, req, &e) < 0)
         http_reply_error(req, &e);
 }
 
@@ -1547,8 +1535,8 @@ static void h_csv_add(struct api_ctx *ctx, struct http_req *req, const struct ro
     const char *path = json_string_value(json_object_get(b, "path"));
     struct ferr e = {0};
     if (!name || !path)
-        req_err(req, FERR_INVALID, "body: name and path (strings) are both required");
-    else if (volumes_add(ctx->volumes, name, path, reply_cluster, req, &e) < 0)
+        http_reply_errorf(req, FERR_INVALID, "body: name and path (strings) are both required");
+    else if (volumes_add(ctx->volumes, name, path, http_reply_answer, req, &e) < 0)
         http_reply_error(req, &e);
     json_decref(b);
 }
@@ -1556,21 +1544,21 @@ static void h_csv_add(struct api_ctx *ctx, struct http_req *req, const struct ro
 static void h_csv_get(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
 {
     struct ferr e = {0};
-    if (volumes_show(ctx->volumes, route_param(m, "name"), reply_cluster, req, &e) < 0)
+    if (volumes_show(ctx->volumes, route_param(m, "name"), http_reply_answer, req, &e) < 0)
         http_reply_error(req, &e);
 }
 
 static void h_csv_audit(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
 {
     struct ferr e = {0};
-    if (volumes_audit(ctx->volumes, route_param(m, "name"), reply_cluster, req, &e) < 0)
+    if (volumes_audit(ctx->volumes, route_param(m, "name"), http_reply_answer, req, &e) < 0)
         http_reply_error(req, &e);
 }
 
 static void h_csv_remove(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
 {
     struct ferr e = {0};
-    if (volumes_remove(ctx->volumes, route_param(m, "name"), reply_cluster, req, &e) < 0)
+    if (volumes_remove(ctx->volumes, route_param(m, "name"), http_reply_answer, req, &e) < 0)
         http_reply_error(req, &e);
 }
 
@@ -1583,9 +1571,9 @@ static void h_csv_move(struct api_ctx *ctx, struct http_req *req, const struct r
     const char *to = json_string_value(json_object_get(b, "to"));
     struct ferr e = {0};
     if (!to)
-        req_err(req, FERR_INVALID, "body: to (a node's name) is required");
-    else if (volumes_move_coordinator(ctx->volumes, route_param(m, "name"), to, reply_cluster, req,
-                                      &e) < 0)
+        http_reply_errorf(req, FERR_INVALID, "body: to (a node's name) is required");
+    else if (volumes_move_coordinator(ctx->volumes, route_param(m, "name"), to, http_reply_answer,
+                                      req, &e) < 0)
         http_reply_error(req, &e);
     json_decref(b);
 }
@@ -1597,7 +1585,7 @@ static void h_int_csv_probe(struct api_ctx *ctx, struct http_req *req, const str
     json_t *b = body_object(req, false);
     if (!b)
         return;
-    volumes_on_probe(ctx->volumes, b, reply_cluster, req);
+    volumes_on_probe(ctx->volumes, b, http_reply_answer, req);
     json_decref(b);
 }
 
@@ -1608,7 +1596,7 @@ static void h_int_csv_export(struct api_ctx *ctx, struct http_req *req, const st
     json_t *b = body_object(req, false);
     if (!b)
         return;
-    redirect_on_export(ctx->redirect, b, reply_cluster, req);
+    redirect_on_export(ctx->redirect, b, http_reply_answer, req);
     json_decref(b);
 }
 
@@ -1620,7 +1608,7 @@ static void h_int_csv_release(struct api_ctx *ctx, struct http_req *req,
     json_t *b = body_object(req, false);
     if (!b)
         return;
-    redirect_on_release(ctx->redirect, b, reply_cluster, req);
+    redirect_on_release(ctx->redirect, b, http_reply_answer, req);
     json_decref(b);
 }
 
@@ -1639,10 +1627,10 @@ static void h_vm_ha(struct api_ctx *ctx, struct http_req *req, const struct rout
         return;
     struct ferr e = {0};
     if (!json_object_get(b, "ha"))
-        req_err(req, FERR_INVALID,
-                "ha: required: the settings (an object, {} for the defaults) "
-                "or null to disable");
-    else if (fleet_set_ha(ctx->fleet, vm, json_object_get(b, "ha"), reply_cluster, req, &e) < 0)
+        http_reply_errorf(req, FERR_INVALID,
+                          "ha: required: the settings (an object, {} for the defaults) "
+                          "or null to disable");
+    else if (fleet_set_ha(ctx->fleet, vm, json_object_get(b, "ha"), http_reply_answer, req, &e) < 0)
         http_reply_error(req, &e);
     json_decref(b);
 }
@@ -1664,12 +1652,13 @@ static void h_vm_storage_move(struct api_ctx *ctx, struct http_req *req,
     struct ferr e = {0};
     if (disk && (!json_is_integer(disk) || json_integer_value(disk) < 0 ||
                  json_integer_value(disk) >= VM_MAX_DISKS))
-        req_err(req, FERR_INVALID, "disk: expected an integer in 0..%d", VM_MAX_DISKS - 1);
+        http_reply_errorf(req, FERR_INVALID, "disk: expected an integer in 0..%d",
+                          VM_MAX_DISKS - 1);
     else if (speed && (!json_is_integer(speed) || json_integer_value(speed) < 1 ||
                        json_integer_value(speed) > 100000))
-        req_err(req, FERR_INVALID, "speed_mib: expected an integer in 1..100000 (MiB/s)");
+        http_reply_errorf(req, FERR_INVALID, "speed_mib: expected an integer in 1..100000 (MiB/s)");
     else if (!to)
-        req_err(req, FERR_INVALID, "to: the new file's absolute path is required");
+        http_reply_errorf(req, FERR_INVALID, "to: the new file's absolute path is required");
     else {
         struct storage_move_env env = {ctx->loop, ctx->fleet, ctx->qemu_img};
         struct api_task_reply *tr = api_task_reply_new(ctx, req);
@@ -1710,7 +1699,7 @@ static void h_vm_storage_move_get(struct api_ctx *ctx, struct http_req *req,
     if (p)
         http_reply_json(req, 200, p);
     else
-        req_err(req, FERR_NOTFOUND, "%s: no storage move is under way", vm_name(vm));
+        http_reply_errorf(req, FERR_NOTFOUND, "%s: no storage move is under way", vm_name(vm));
 }
 
 static const struct route routes[] = {
@@ -1782,7 +1771,7 @@ void api_handle(struct http_req *req, void *data)
     if (ctx->web && web_handle(ctx->web, req)) /* the dashboard's files and login */
         return;
     if (http_req_principal(req) == HTTP_PRINCIPAL_PUBLIC) { /* the gate let only those in */
-        req_err(req, FERR_AUTH, "http: log in first");
+        http_reply_errorf(req, FERR_AUTH, "http: log in first");
         return;
     }
     int rc = router_match(routes, ARRAY_SIZE(routes), method, path, &m);
@@ -1791,28 +1780,29 @@ void api_handle(struct http_req *req, void *data)
         const char *keys[16];
         size_t n = http_req_nquery(req);
         if (n > ARRAY_SIZE(keys)) {
-            req_err(req, FERR_INVALID, "%zu query arguments; no route takes more than %zu", n,
-                    ARRAY_SIZE(keys));
+            http_reply_errorf(req, FERR_INVALID,
+                              "%zu query arguments; no route takes more than %zu", n,
+                              ARRAY_SIZE(keys));
             return;
         }
         for (size_t i = 0; i < n; i++)
             keys[i] = http_req_query_key(req, i);
         char why[256];
         if (router_check_query(m.route, keys, n, why, sizeof(why)) < 0) {
-            req_err(req, FERR_INVALID, "%s", why);
+            http_reply_errorf(req, FERR_INVALID, "%s", why);
             return;
         }
         ((handler_fn)m.route->handler)(ctx, req, &m);
         return;
     }
     case ROUTER_BAD_METHOD:
-        req_err(req, FERR_METHOD, "%s is not allowed on %.200s", method, path);
+        http_reply_errorf(req, FERR_METHOD, "%s is not allowed on %.200s", method, path);
         return;
     case ROUTER_BAD_PATH:
-        req_err(req, FERR_INVALID, "path %.200s is malformed", path);
+        http_reply_errorf(req, FERR_INVALID, "path %.200s is malformed", path);
         return;
     default:
-        req_err(req, FERR_NOTFOUND, "no route %s %.200s (see docs/api.md)", method, path);
+        http_reply_errorf(req, FERR_NOTFOUND, "no route %s %.200s (see docs/api.md)", method, path);
         return;
     }
 }

@@ -15,19 +15,6 @@
 #include "common/util.h"
 #include "fleet/storagemove.h"
 
-static void api_err(struct http_req *req, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void api_err(struct http_req *req, int code, const char *fmt, ...)
-{
-    struct ferr e = {.code = code};
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(e.msg, sizeof(e.msg), fmt, ap);
-    va_end(ap);
-    http_reply_error(req, &e);
-}
-
 const char *api_principal_name(const struct http_req *req)
 {
     switch (http_req_principal(req)) {
@@ -46,7 +33,7 @@ static bool no_tasks(struct api_ctx *ctx, struct http_req *req)
 {
     if (ctx->tasks)
         return false;
-    api_err(req, FERR_UNAVAIL, "tasks: not ready yet (ferryd is starting); try again");
+    http_reply_errorf(req, FERR_UNAVAIL, "tasks: not ready yet (ferryd is starting); try again");
     return true;
 }
 
@@ -66,8 +53,9 @@ void api_tasks_list(struct api_ctx *ctx, struct http_req *req, const struct rout
         char *end;
         long v = strtol(lim, &end, 10);
         if (!*lim || *end || v < 1 || v > TASKREC_LIMIT_MAX) {
-            api_err(req, FERR_INVALID, "limit: expected an integer in 1..%d, got \"%.40s\"",
-                    TASKREC_LIMIT_MAX, lim);
+            http_reply_errorf(req, FERR_INVALID,
+                              "limit: expected an integer in 1..%d, got \"%.40s\"",
+                              TASKREC_LIMIT_MAX, lim);
             return;
         }
         f.limit = (unsigned)v;
@@ -79,7 +67,7 @@ void api_tasks_list(struct api_ctx *ctx, struct http_req *req, const struct rout
     }
     json_t *list = tasks_list(ctx->tasks, &f);
     if (!list) {
-        api_err(req, -ENOMEM, "tasks: out of memory");
+        http_reply_errorf(req, -ENOMEM, "tasks: out of memory");
         return;
     }
     http_reply_json(req, 200, json_pack("{s:o}", "tasks", list));
@@ -97,17 +85,6 @@ void api_task_get(struct api_ctx *ctx, struct http_req *req, const struct route_
         http_reply_json(req, 200, t);
 }
 
-static void forwarded(int status, json_t *body, const struct ferr *e, void *data)
-{
-    struct http_req *req = data;
-    if (e) {
-        json_decref(body);
-        http_reply_error(req, e);
-        return;
-    }
-    http_reply_json(req, (unsigned)status, body ? body : json_object());
-}
-
 void api_task_cancel(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
 {
     if (no_tasks(ctx, req))
@@ -121,14 +98,16 @@ void api_task_cancel(struct api_ctx *ctx, struct http_req *req, const struct rou
     }
     const char *state = jfield_text(t, "state"), *node = jfield_text(t, "node");
     if (taskrec_final(state)) {
-        api_err(req, FERR_STATE, "task %.64s (%s %s) has ended (%s); there is nothing to cancel",
-                id, jfield_text(t, "kind"), jfield_text(t, "target"), state);
+        http_reply_errorf(req, FERR_STATE,
+                          "task %.64s (%s %s) has ended (%s); there is nothing to cancel", id,
+                          jfield_text(t, "kind"), jfield_text(t, "target"), state);
     } else if (strcmp(node, ctx->node_name) != 0) {
         /* It runs elsewhere: its node cancels it (once: a peer's request is not passed on). */
         if (http_req_principal(req) == HTTP_PRINCIPAL_PEER)
-            api_err(req, FERR_STATE, "task %.64s runs on %s, not on %s", id, node, ctx->node_name);
-        else if (cluster_forward(ctx->cluster, node, "POST", http_req_path(req), NULL, forwarded,
-                                 req, &e) < 0)
+            http_reply_errorf(req, FERR_STATE, "task %.64s runs on %s, not on %s", id, node,
+                              ctx->node_name);
+        else if (cluster_forward(ctx->cluster, node, "POST", http_req_path(req), NULL,
+                                 http_reply_answer, req, &e) < 0)
             http_reply_error(req, &e);
     } else if (tasks_cancel(ctx->tasks, id, &e) < 0) {
         http_reply_error(req, &e);
@@ -189,7 +168,7 @@ void api_task_reply_cb(int status, json_t *body, const struct ferr *e, void *dat
     }
     struct http_req *req = tr->req;
     free(tr);
-    forwarded(status, body, e, req);
+    http_reply_answer(status, body, e, req);
 }
 
 /* A storage move's task: its phase, and how much of the disk is copied. */
@@ -300,17 +279,18 @@ void api_events_follow(struct api_ctx *ctx, struct http_req *req)
     const char *last = http_req_header(req, "Last-Event-ID");
     const char *q = http_req_query(req, "since");
     if (last && sse_last_id(last, &since) < 0) {
-        api_err(req, FERR_INVALID, "Last-Event-ID: expected an event id, got \"%.40s\"", last);
+        http_reply_errorf(req, FERR_INVALID, "Last-Event-ID: expected an event id, got \"%.40s\"",
+                          last);
         return;
     }
     if (!last && q && sse_last_id(q, &since) < 0) {
-        api_err(req, FERR_INVALID, "since: expected an event id, got \"%.40s\"", q);
+        http_reply_errorf(req, FERR_INVALID, "since: expected an event id, got \"%.40s\"", q);
         return;
     }
     if (!ctx->evstream) {
         struct evstream *hub = calloc(1, sizeof(*hub));
         if (!hub) {
-            api_err(req, -ENOMEM, "events: out of memory");
+            http_reply_errorf(req, -ENOMEM, "events: out of memory");
             return;
         }
         hub->ctx = ctx;
@@ -321,10 +301,11 @@ void api_events_follow(struct api_ctx *ctx, struct http_req *req)
     }
     struct evstream *hub = ctx->evstream;
     if (hub->n >= API_STREAMS_MAX) {
-        api_err(req, FERR_UNAVAIL,
-                "events: %d event streams are open on %s, the most it serves; close one or "
-                "poll GET /v1/events?since=ID",
-                API_STREAMS_MAX, ctx->node_name);
+        http_reply_errorf(
+            req, FERR_UNAVAIL,
+            "events: %d event streams are open on %s, the most it serves; close one or "
+            "poll GET /v1/events?since=ID",
+            API_STREAMS_MAX, ctx->node_name);
         return;
     }
     struct evclient *c = calloc(1, sizeof(*c));
@@ -332,7 +313,7 @@ void api_events_follow(struct api_ctx *ctx, struct http_req *req)
     if (!c || !backlog) {
         free(c);
         json_decref(backlog);
-        api_err(req, -ENOMEM, "events: out of memory");
+        http_reply_errorf(req, -ENOMEM, "events: out of memory");
         return;
     }
     c->hub = hub;

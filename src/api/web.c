@@ -176,45 +176,33 @@ int web_gate(const struct http_gate_req *q, struct ferr *e, void *data)
 
 /* ---- static files ---- */
 
-static void req_err(struct http_req *req, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void req_err(struct http_req *req, int code, const char *fmt, ...)
-{
-    struct ferr e = {.code = code};
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(e.msg, sizeof(e.msg), fmt, ap);
-    va_end(ap);
-    http_reply_error(req, &e);
-}
-
 static void serve_static(struct web *w, struct http_req *req)
 {
     const char *path = http_req_path(req);
     char rel[WEBPATH_MAX + 1];
     if (!w->dir[0]) {
-        req_err(req, FERR_NOTFOUND, "no dashboard here: ferryd runs without --web-dir");
+        http_reply_errorf(req, FERR_NOTFOUND, "no dashboard here: ferryd runs without --web-dir");
         return;
     }
     if (webpath_resolve(path, rel, sizeof(rel)) < 0) {
-        req_err(req, FERR_NOTFOUND, "no file %.200s", path);
+        http_reply_errorf(req, FERR_NOTFOUND, "no file %.200s", path);
         return;
     }
     const char *type = webpath_content_type(rel);
     if (!type) {
-        req_err(req, FERR_NOTFOUND, "no file %.200s (not a type the dashboard serves)", path);
+        http_reply_errorf(req, FERR_NOTFOUND, "no file %.200s (not a type the dashboard serves)",
+                          path);
         return;
     }
     char full[PATH_MAX + WEBPATH_MAX + 2], real[PATH_MAX], realdir[PATH_MAX];
     snprintf(full, sizeof(full), "%s/%s", w->dir, rel);
     /* Symlinks inside the directory may point anywhere inside it, never out of it. */
     if (!realpath(w->dir, realdir)) {
-        req_err(req, FERR_NOTFOUND, "no dashboard here: %s: %s", w->dir, strerror(errno));
+        http_reply_errorf(req, FERR_NOTFOUND, "no dashboard here: %s: %s", w->dir, strerror(errno));
         return;
     }
     if (!realpath(full, real) || !path_under(real, realdir)) {
-        req_err(req, FERR_NOTFOUND, "no file %.200s", path);
+        http_reply_errorf(req, FERR_NOTFOUND, "no file %.200s", path);
         return;
     }
     int fd = open(real, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -222,7 +210,7 @@ static void serve_static(struct web *w, struct http_req *req)
     if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > STATIC_MAX) {
         if (fd >= 0)
             close(fd);
-        req_err(req, FERR_NOTFOUND, "no file %.200s", path);
+        http_reply_errorf(req, FERR_NOTFOUND, "no file %.200s", path);
         return;
     }
     char etag[64];
@@ -248,7 +236,7 @@ static void serve_static(struct web *w, struct http_req *req)
     }
     close(fd);
     if (!buf) {
-        req_err(req, FERR_INTERNAL, "cannot read %.200s", path);
+        http_reply_errorf(req, FERR_INTERNAL, "cannot read %.200s", path);
         return;
     }
     const char *h[] = {"ETag", etag, "Cache-Control", "no-cache", NULL};
@@ -279,7 +267,7 @@ static void reply_session(struct web *w, struct http_req *req, const struct sess
     char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     if (!text) {
-        req_err(req, -ENOMEM, "session: out of memory");
+        http_reply_errorf(req, -ENOMEM, "session: out of memory");
         return;
     }
     const char *h[] = {"Set-Cookie", cookie, "Cache-Control", "no-store", NULL};
@@ -303,21 +291,21 @@ static void login(struct web *w, struct http_req *req)
     if (!j || !json_is_object(j) || json_object_size(j) != 1 || !token ||
         strlen(token) > TOKEN_MAX) {
         json_decref(j);
-        req_err(req, FERR_INVALID, "%s", usage);
+        http_reply_errorf(req, FERR_INVALID, "%s", usage);
         return;
     }
     bool ok = secret_equal(token, w->token);
     json_decref(j);
     if (!ok) {
         if (w->ndelayed >= LOGIN_DELAYED_MAX) {
-            req_err(req, FERR_UNAVAIL,
-                    "session: too many failed logins at once; try again in "
-                    "a second");
+            http_reply_errorf(req, FERR_UNAVAIL,
+                              "session: too many failed logins at once; try again in "
+                              "a second");
             return;
         }
         struct login_delay *d = calloc(1, sizeof(*d));
         if (!d) {
-            req_err(req, -ENOMEM, "session: out of memory");
+            http_reply_errorf(req, -ENOMEM, "session: out of memory");
             return;
         }
         log_warn("session: a login with a wrong token");
@@ -335,7 +323,7 @@ static void login(struct web *w, struct http_req *req)
     }
     uint8_t random[2 * SESSION_ID_BYTES];
     if (getrandom(random, sizeof(random), 0) != (ssize_t)sizeof(random)) {
-        req_err(req, -EIO, "session: getrandom: %s", strerror(errno));
+        http_reply_errorf(req, -EIO, "session: getrandom: %s", strerror(errno));
         return;
     }
     const struct session *s =
@@ -356,14 +344,16 @@ static void handle_session(struct web *w, struct http_req *req)
         return;
     }
     if (strcmp(method, "GET") != 0 && strcmp(method, "DELETE") != 0) {
-        req_err(req, FERR_METHOD, "%s is not allowed on /v1/session (GET, POST, DELETE)", method);
+        http_reply_errorf(req, FERR_METHOD, "%s is not allowed on /v1/session (GET, POST, DELETE)",
+                          method);
         return;
     }
     char id[SESSION_HEX];
     const struct session *s;
     if (!web_req_session(req, id, sizeof(id)) ||
         session_lookup(&w->sessions, id, now_mono_ms(), &s) != 0) {
-        req_err(req, FERR_AUTH, "session: not logged in (no valid %s cookie)", SESSION_COOKIE);
+        http_reply_errorf(req, FERR_AUTH, "session: not logged in (no valid %s cookie)",
+                          SESSION_COOKIE);
         return;
     }
     if (strcmp(method, "GET") == 0) {
@@ -387,7 +377,8 @@ bool web_handle(struct web *w, struct http_req *req)
     if (!webpath_is_static(path))
         return false;
     if (!safe_method(method)) {
-        req_err(req, FERR_METHOD, "%s is not allowed on the dashboard's files (GET)", method);
+        http_reply_errorf(req, FERR_METHOD, "%s is not allowed on the dashboard's files (GET)",
+                          method);
         return true;
     }
     serve_static(w, req);

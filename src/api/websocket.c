@@ -13,24 +13,6 @@
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11" /* RFC 6455 1.3 */
 
-/* True if the comma-separated list has token (case-insensitive). */
-static bool list_has(const char *list, const char *token)
-{
-    size_t n = strlen(token);
-    for (const char *p = list; p && *p;) {
-        while (*p == ' ' || *p == '\t' || *p == ',')
-            p++;
-        const char *end = strchr(p, ',');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
-            len--;
-        if (len == n && strncasecmp(p, token, n) == 0)
-            return true;
-        p = end;
-    }
-    return false;
-}
-
 static int b64_value(char c)
 {
     if (c >= 'A' && c <= 'Z')
@@ -53,11 +35,11 @@ int ws_handshake_check(const char *method, const char *upgrade, const char *conn
         snprintf(why, why_size, "websocket: the opening handshake must be a GET");
         return -1;
     }
-    if (!list_has(upgrade, "websocket")) {
+    if (!token_list_has(upgrade, "websocket")) {
         snprintf(why, why_size, "websocket: expected the header \"Upgrade: websocket\"");
         return -1;
     }
-    if (!list_has(connection, "upgrade")) {
+    if (!token_list_has(connection, "upgrade")) {
         snprintf(why, why_size, "websocket: expected the header \"Connection: Upgrade\"");
         return -1;
     }

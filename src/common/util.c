@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -251,4 +252,21 @@ int fmt_path(char *buf, size_t size, const char *fmt, ...)
     if (n < 0 || (size_t)n >= size)
         return -ENAMETOOLONG;
     return 0;
+}
+
+bool token_list_has(const char *list, const char *token)
+{
+    size_t n = strlen(token);
+    for (const char *p = list; p && *p;) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+            len--;
+        if (len == n && strncasecmp(p, token, n) == 0)
+            return true;
+        p = end;
+    }
+    return false;
 }

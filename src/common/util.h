@@ -41,6 +41,9 @@ int hex_value(char c);
 /* A name of a VM, node, bridge-independent object: 1..max chars of [a-z0-9-], starting with
  * a letter, not ending with '-'. Returns true if valid. */
 bool name_valid(const char *s, size_t max);
+/* Whether a comma-separated header value list (an HTTP "Connection: keep-alive, Upgrade")
+ * has token, compared without case; list may be NULL. */
+bool token_list_has(const char *list, const char *token);
 
 /* The length of the longest prefix of s[0..len) that is well-formed UTF-8 (RFC 3629, what
  * JSON and jansson take: no overlong forms, no surrogates, nothing above U+10FFFF); len when
