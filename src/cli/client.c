@@ -138,6 +138,38 @@ static int transport_error(struct client *c, CURLcode rc, const char *errbuf, st
     return ferr_set(e, FERR_UNAVAIL, "talking to ferryd at %s: %s", c->where, why);
 }
 
+/*
+ * The handle for one request: c's, reset (its connection cache kept), with what every
+ * request sets (socket, URL, headers, timeouts, error buffer, where the body goes). After a
+ * fork, parent and child must not share a kept connection: their requests and answers would
+ * cross, so the new process starts its own handle (the inherited one's socket is left to the
+ * process that made it). NULL when out of memory.
+ */
+static CURL *easy_for(struct client *c, const char *url, struct curl_slist *hdrs, char *errbuf,
+                      curl_write_callback fn, void *data)
+{
+    if (c->pid != getpid()) {
+        CURL *fresh = curl_easy_init();
+        if (!fresh)
+            return NULL;
+        c->curl = fresh;
+        c->pid = getpid();
+    }
+    CURL *h = c->curl;
+    curl_easy_reset(h);
+    if (c->socket_path)
+        curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, c->socket_path);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, CONNECT_TIMEOUT_S);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, fn);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, data);
+    curl_easy_setopt(h, CURLOPT_USERAGENT, "ferry");
+    return h;
+}
+
 int client_request(struct client *c, const char *method, const char *path, const json_t *body,
                    long *status, json_t **reply, struct ferr *e)
 {
@@ -168,31 +200,11 @@ int client_request(struct client *c, const char *method, const char *path, const
         goto out;
     }
 
-    /* After a fork, parent and child must not share a kept connection: their requests and
-     * answers would cross. The new process starts its own handle (the old one's socket is
-     * left to the process that made it). */
-    if (c->pid != getpid()) {
-        CURL *fresh = curl_easy_init();
-        if (!fresh) {
-            rc = ferr_set(e, -ENOMEM, "client: out of memory");
-            goto out;
-        }
-        c->curl = fresh; /* the inherited handle is not cleaned up here: its connection is
-                          * the parent's */
-        c->pid = getpid();
+    CURL *h = easy_for(c, url, hdrs, errbuf, on_data, &b);
+    if (!h) {
+        rc = ferr_set(e, -ENOMEM, "client: out of memory");
+        goto out;
     }
-    CURL *h = c->curl;
-    curl_easy_reset(h); /* keeps the connection cache */
-    if (c->socket_path)
-        curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, c->socket_path);
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, CONNECT_TIMEOUT_S);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(h, CURLOPT_USERAGENT, "ferry");
     if (text) {
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, text);
         curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(text));
@@ -341,17 +353,12 @@ int client_stream(struct client *c, const char *path, const char *last_id, clien
         free(url);
         return ferr_set(e, -ENOMEM, "client: out of memory");
     }
-    CURL *h = c->curl;
-    curl_easy_reset(h);
-    if (c->socket_path)
-        curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, c->socket_path);
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, CONNECT_TIMEOUT_S);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_stream);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &st);
+    CURL *h = easy_for(c, url, hdrs, errbuf, on_stream, &st);
+    if (!h) {
+        free(url);
+        curl_slist_free_all(hdrs);
+        return ferr_set(e, -ENOMEM, "client: out of memory");
+    }
     curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_stream_tick);
     curl_easy_setopt(h, CURLOPT_XFERINFODATA, &st);

@@ -187,6 +187,17 @@ static void progress_line(const json_t *t, bool tty)
     fflush(stdout);
 }
 
+/* "/v1/tasks/ID" + suffix with ID escaped; -1 when out of memory. */
+static int task_path(const char *id, const char *suffix, char *path, size_t size)
+{
+    char *esc = client_escape(id);
+    if (!esc)
+        return -1;
+    snprintf(path, size, "/v1/tasks/%.200s%s", esc, suffix);
+    free(esc);
+    return 0;
+}
+
 static int task_show(struct cli *cli, int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -209,12 +220,9 @@ static int task_show(struct cli *cli, int argc, char **argv)
     int urc = cli_one_operand(cmd, argc, argv, "a task ID", &id);
     if (urc != EXIT_OK)
         return urc;
-    char *esc = client_escape(id);
     char path[256];
-    if (!esc)
+    if (task_path(id, "", path, sizeof(path)) < 0)
         return cli_nomem();
-    snprintf(path, sizeof(path), "/v1/tasks/%.200s", esc);
-    free(esc);
     json_t *t;
     int rc = cli_call(cli, "GET", path, NULL, &t);
     if (rc != EXIT_OK)
@@ -274,12 +282,9 @@ static int task_cancel(struct cli *cli, int argc, char **argv)
     urc = cli_one_operand(cmd, argc, argv, "a task ID", &id);
     if (urc != EXIT_OK)
         return urc;
-    char *esc = client_escape(id);
     char path[256];
-    if (!esc)
+    if (task_path(id, "/cancel", path, sizeof(path)) < 0)
         return cli_nomem();
-    snprintf(path, sizeof(path), "/v1/tasks/%.200s/cancel", esc);
-    free(esc);
     json_t *r;
     int rc = cli_call(cli, "POST", path, NULL, &r);
     if (rc != EXIT_OK)
