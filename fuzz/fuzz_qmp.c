@@ -10,11 +10,14 @@
 
 static int on_msg(json_t *msg, void *data)
 {
-    long long id;
+    long long id = 0;
     enum qmp_msg_kind k = qmp_msg_classify(msg, &id);
     FUZZ_ASSERT(k <= QMP_MSG_BAD);
-    if (k != QMP_MSG_RETURN && k != QMP_MSG_ERROR)
-        (void)id;
+    /* an answer's id is its integer "id", or -1 when it has none */
+    if (k == QMP_MSG_RETURN || k == QMP_MSG_ERROR) {
+        json_t *j = json_object_get(msg, "id");
+        FUZZ_ASSERT(id == (json_is_integer(j) ? (long long)json_integer_value(j) : -1));
+    }
     (*(size_t *)data)++;
     return 0;
 }

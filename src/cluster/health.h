@@ -42,7 +42,7 @@ struct health_peer {
     uint64_t late[2];
     uint64_t late_window; /* when window late[0] began */
     /* the caller's (heartbeat.c): on a follower, how late the leader said this node's
-     * heartbeats came; -1 or 0 when it said nothing */
+     * heartbeats came (0 until it says); -1 once this node heard it itself (an election) */
     long long late_said;
 };
 

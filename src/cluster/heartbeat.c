@@ -65,7 +65,7 @@ json_int_t cluster__late_ms(struct cluster *c, uint64_t id)
     if (!p || !p->last_heard)
         return -1;
     /* a follower hears only the leader: for the others it has the leader's word */
-    if (p->late_said > 0 && !(c->rn && raftnode_is_leader(c->rn)))
+    if (p->late_said >= 0 && !(c->rn && raftnode_is_leader(c->rn)))
         return (json_int_t)p->late_said;
     return (json_int_t)late_of(p->late, p->late_window, now);
 }
