@@ -80,7 +80,8 @@ struct cluster {
     char join_token[100];
     unsigned join_tries;
     bool closing;
-    unsigned forwards; /* writes forwarded to the leader whose answer has not come */
+    unsigned forwards; /* requests to the leader (forwarded writes, heartbeats) not answered yet:
+                        * their callbacks read c, so a closed c lives until the last */
     bool closed;       /* closed, kept only until the last forwarded write's answer came */
     void (*close_cb)(void *);
     void *close_data;
