@@ -106,19 +106,51 @@ static int forward_path(struct http_req *req, char *out, size_t size)
  * answer comes back unchanged. Requests that other nodes forwarded are never forwarded again.
  * Returns true if the request was handed on (and will be answered).
  */
-/* Hands req on to node unchanged (method, path, query, body); its answer comes back. */
-static void forward_as_is(struct api_ctx *ctx, struct http_req *req, const char *node)
+/* A forwarded request whose node did not answer: what it was for is said before the
+ * transport's error and what to do after it ("VM web1 is on host2, which does not answer:
+ * node host2 is down (for 7 s: ...)"). */
+struct forwarded {
+    struct http_req *req;
+    char what[256], then[256];
+};
+
+static void forwarded_answer(int status, json_t *body, const struct ferr *e, void *data)
+{
+    struct forwarded *f = data;
+    if (e && (e->code == FERR_UNAVAIL || e->code == FERR_TIMEOUT)) {
+        json_decref(body);
+        http_reply_errorf(f->req, e->code, "%s: %s%s", f->what, e->msg, f->then);
+    } else {
+        http_reply_answer(status, body, e, f->req);
+    }
+    free(f);
+}
+
+/* Hands req on to node unchanged (method, path, query, body); its answer comes back. If the
+ * node does not answer, the error says what (before the transport's error) and then (after). */
+static void forward_as_is(struct api_ctx *ctx, struct http_req *req, const char *node,
+                          const char *what, const char *then)
 {
     char path[1200];
     struct ferr e = {0};
     size_t len;
     const char *body = http_req_body(req, &len);
-    if (forward_path(req, path, sizeof(path)) < 0)
+    struct forwarded *f = calloc(1, sizeof(*f));
+    if (!f) {
+        http_reply_errorf(req, -ENOMEM, "out of memory");
+        return;
+    }
+    f->req = req;
+    snprintf(f->what, sizeof(f->what), "%s", what);
+    snprintf(f->then, sizeof(f->then), "%s", then);
+    if (forward_path(req, path, sizeof(path)) < 0) {
         http_reply_errorf(req, FERR_INVALID,
                           "query: a value has characters that cannot be forwarded");
-    else if (cluster_forward(ctx->cluster, node, http_req_method(req), path, len ? body : NULL,
-                             http_reply_answer, req, &e) < 0)
-        http_reply_error(req, &e);
+        free(f);
+    } else if (cluster_forward(ctx->cluster, node, http_req_method(req), path, len ? body : NULL,
+                               forwarded_answer, f, &e) < 0) {
+        forwarded_answer(0, NULL, &e, f);
+    }
 }
 
 static bool forward_to_owner(struct api_ctx *ctx, struct http_req *req, const char *name)
@@ -128,7 +160,9 @@ static bool forward_to_owner(struct api_ctx *ctx, struct http_req *req, const ch
         fleet_owner_of(ctx->fleet, name, owner) < 0 || !owner[0] ||
         strcmp(owner, ctx->node_name) == 0)
         return false;
-    forward_as_is(ctx, req, owner);
+    char what[256];
+    snprintf(what, sizeof(what), "VM %.64s is on %.64s, which does not answer", name, owner);
+    forward_as_is(ctx, req, owner, what, "");
     return true;
 }
 
@@ -610,8 +644,16 @@ static bool forward_to_coordinator(struct api_ctx *ctx, struct http_req *req, co
         http_reply_errorf(req, FERR_STATE,
                           "%s does not coordinate volume %s any more: %s does; try again",
                           ctx->node_name, name, coord);
-    else
-        forward_as_is(ctx, req, coord);
+    else {
+        char what[256], then[256];
+        snprintf(what, sizeof(what), "volume %.64s's coordinator %.64s does not answer", name,
+                 coord);
+        snprintf(then, sizeof(then),
+                 "; another node takes the volume once %.64s's lease on it expires: try again "
+                 "in a few seconds",
+                 coord);
+        forward_as_is(ctx, req, coord, what, then);
+    }
     return true;
 }
 

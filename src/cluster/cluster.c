@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cluster/cluster_internal.h"
+#include "common/jsonfield.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -374,6 +375,18 @@ static int forward(struct cluster *c, const char *node, const char *method, cons
         return ferr_set(e, FERR_NOTFOUND, "no node named %s in the cluster", node);
     char api[64];
     snprintf(api, sizeof(api), "%s", json_string_value(json_object_get(n, "api_addr")));
+    /* A node the cluster counts down does not answer: say so now rather than after a connect
+     * that may hang until the timeout (a node cut off the network drops every packet). */
+    if (strcmp(jfield_text(n, "state"), "down") == 0) {
+        json_int_t since = json_integer_value(json_object_get(n, "state_changed_ms"));
+        json_int_t ago = since > 0 ? ((json_int_t)now_wall_ms() - since) / 1000 : 0;
+        int rc =
+            ferr_set(e, FERR_UNAVAIL, "node %s is down (for %lld s%s%s)", node,
+                     (long long)(ago > 0 ? ago : 0), jfield_text(n, "state_reason")[0] ? ": " : "",
+                     jfield_text(n, "state_reason"));
+        json_decref(n);
+        return rc;
+    }
     json_decref(n);
     struct pending *p = malloc(sizeof(*p));
     if (!p)

@@ -62,7 +62,12 @@ static void work(uv_work_t *w)
         curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(r->body));
     }
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)r->timeout_ms);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)r->timeout_ms);
+    /* A peer on the same network connects in milliseconds; one that does not within
+     * PEER_CONNECT_TIMEOUT_MS is unreachable (cut off, powered off), and waiting for the whole
+     * request timeout would hold one of the thread pool's few workers that long. */
+    curl_easy_setopt(
+        c, CURLOPT_CONNECTTIMEOUT_MS,
+        (long)(r->timeout_ms < PEER_CONNECT_TIMEOUT_MS ? r->timeout_ms : PEER_CONNECT_TIMEOUT_MS));
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, r);

@@ -21,8 +21,10 @@ typedef void (*peer_cb)(int status, json_t *reply, const char *raw, size_t raw_l
 /*
  * Sends METHOD http://addr/path with "Authorization: Bearer token" and body (a JSON text,
  * copied; NULL for none). cb runs on the loop thread exactly once. timeout_ms bounds the
- * whole request. Returns 0, or -ENOMEM/FERR_INVALID without calling cb.
+ * whole request, PEER_CONNECT_TIMEOUT_MS (or timeout_ms if shorter) its connect. Returns 0,
+ * or -ENOMEM/FERR_INVALID without calling cb.
  */
+#define PEER_CONNECT_TIMEOUT_MS 3000u
 int peer_request(uv_loop_t *loop, const char *addr, const char *token, const char *method,
                  const char *path, const char *body, unsigned timeout_ms, peer_cb cb, void *data,
                  struct ferr *e);

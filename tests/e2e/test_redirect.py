@@ -242,6 +242,15 @@ def test_the_coordinators_host_dies_and_the_guests_pause_and_resume(lab, csv1, t
         # The storage daemon dies with its ferryd (no daemon of a dead coordinator may
         # hold the files when another node takes the volume).
         wait_for(lambda: daemon_pid(h1) is None, 5, "host1's storage daemon to die with ferryd")
+        # Meanwhile a disk of the volume cannot be made (only its coordinator makes them):
+        # refused at once, saying who does not answer and what to do, and nothing is made.
+        t1 = time.monotonic()
+        r = h2.cli("disk", "create", "csv:csv1/unreach.vhd", "--size", "16M", check=False)
+        assert r.returncode != 0, r.stdout
+        assert "volume csv1's coordinator host1 does not answer" in r.stderr, r.stderr
+        assert "try again in a few seconds" in r.stderr, r.stderr
+        assert time.monotonic() - t1 < 10, "a refusal that waited for a dead node"
+        assert not os.path.exists(os.path.join(csv1, "unreach.vhd"))
         new, took = another_coordinator(lab, writers, epoch, t0)
         for name, h, ip, path, rec in writers:
             assert_guest_whole(lab, h, name, ip)
