@@ -153,7 +153,8 @@ static int parse_kv(const char *name, const char *s, const char *end, unsigned l
     while (s < end && (*s == ' ' || *s == '\t'))
         s++;
     if (n == 0 || s == end || *s != '=')
-        return bad(e, name, line, "expected key=value or an extent (RW ...), found \"%.40s\"", s);
+        return bad(e, name, line, "expected key=value or an extent (RW ...), found \"%.*s\"",
+                   (int)(end - s > 40 ? 40 : end - s), s);
     s++;
     bool q;
     if (word(&s, end, v, vcap, &q) < 0)

@@ -571,7 +571,8 @@ int vmx_parse(const char *name, const char *text, size_t len, struct vmx *out, s
         s = nl ? nl + 1 : end;
         line++;
     }
-    qsort(p.ents, p.nents, sizeof p.ents[0], cmp_entry);
+    if (p.nents) /* qsort's array must not be NULL, even empty */
+        qsort(p.ents, p.nents, sizeof p.ents[0], cmp_entry);
     size_t w = 0;
     for (size_t i = 0; i < p.nents; i++) {
         if (w > 0 && strcmp(p.ents[w - 1].key, p.ents[i].key) == 0) {
