@@ -290,6 +290,7 @@ int vmdk_sparse_parse(const char *name, const uint8_t hdr[VMDK_SPARSE_HEADER_SIZ
     out->grain_sectors = le64(hdr + 20);
     out->desc_offset = le64(hdr + 28);
     out->desc_sectors = le64(hdr + 36);
+    out->overhead_sectors = le64(hdr + 64);
     uint16_t compress = (uint16_t)(hdr[77] | hdr[78] << 8);
     if (out->version < 1 || out->version > 3)
         return ferr_set(e, FERR_INVALID, "%s: sparse header version %u is not 1..3", name,

@@ -64,6 +64,7 @@ struct vmdk_sparse {
     uint64_t capacity_sectors;
     uint64_t grain_sectors;
     uint64_t desc_offset, desc_sectors; /* the embedded descriptor; 0, 0 when none */
+    uint64_t overhead_sectors;          /* metadata before the first grain */
     bool compressed;                    /* streamOptimized (deflate grains) */
 };
 
