@@ -158,6 +158,25 @@ static int run_convert(const char *qemu_img, const struct import_conv *c, const 
     return 0;
 }
 
+/* A fixed VHD owns its space from the start (docs/architecture.md, "VHD files"): what qemu-img
+ * left sparse is reserved, without a zero-writing fallback where the file system cannot. */
+static int reserve(const char *path, uint64_t bytes, struct ferr *e)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return ferr_set(e, -errno, "%s: %s", path, strerror(errno));
+    int rc = 0;
+    if (fallocate(fd, 0, 0, (off_t)bytes) < 0) {
+        if (errno == ENOSPC || errno == EDQUOT)
+            rc = ferr_set(e, FERR_LIMIT, "%s: no room for a fixed VHD of %llu MiB (%s)", path,
+                          (unsigned long long)(bytes >> 20), strerror(errno));
+        else if (errno != EOPNOTSUPP && errno != ENOSYS)
+            rc = ferr_set(e, -errno, "reserve %s: %s", path, strerror(errno));
+    }
+    close(fd);
+    return rc;
+}
+
 void import_convert_undo(const struct import_plan *plan)
 {
     for (unsigned i = 0; i < plan->nconv; i++)
@@ -188,6 +207,7 @@ int import_convert(const char *qemu_img, const struct import_plan *plan, struct 
         unsigned base = total ? (unsigned)(done * 1000 / total) : 0;
         unsigned weight = total ? (unsigned)(c->size_bytes * 1000 / total) : 1000;
         if ((rc = run_convert(qemu_img, c, tmp, p, base, weight, e)) == 0 &&
+            (c->dynamic || (rc = reserve(tmp, c->size_bytes, e)) == 0) &&
             (rc = vhd_check_file(tmp, NULL, e)) == 0) {
             if (link(tmp, c->dst) < 0)
                 rc = ferr_set(e, errno == EEXIST ? FERR_EXISTS : -errno,

@@ -20,11 +20,11 @@ struct import_progress {
  * Converts every disk of plan, in order: `qemu-img convert -p -O vpc -o
  * subformat=fixed|dynamic,force_size=on` from the VMDK (an OVA's member is read in place
  * through QEMU's raw driver with offset and size) into a hidden temporary file beside the
- * target, checked with vhd_check, then linked to the target name (never over an existing file).
- * Progress is qemu-img's own (-p), weighted by the disks' sizes. When p->cancel is set the
- * qemu-img running is ended. On any failure or cancel every file this call made (targets
- * already linked and the temporary one) is removed: nothing is left. Returns 0, -ECANCELED,
- * or a negative code with e naming the disk.
+ * target, a fixed one's space reserved (fallocate), checked with vhd_check, then linked to the
+ * target name (never over an existing file). Progress is qemu-img's own (-p), weighted by the
+ * disks' sizes. When p->cancel is set the qemu-img running is ended. On any failure or cancel every
+ * file this call made (targets already linked and the temporary one) is removed: nothing is left.
+ * Returns 0, -ECANCELED, or a negative code with e naming the disk.
  */
 int import_convert(const char *qemu_img, const struct import_plan *plan, struct import_progress *p,
                    struct ferr *e);
