@@ -609,7 +609,7 @@ def vmware_fixtures(root):
            'ethernet0.addressType = "generated"\n'
            'ethernet0.generatedAddress = "00:0c:29:aa:bb:%02x"\n')
     paths = {}
-    for k, sub in enumerate(("monolithicSparse", "twoGbMaxExtentSparse")):
+    for k, sub in enumerate(("monolithicSparse", "twoGbMaxExtentSparse", "monolithicFlat")):
         d = os.path.join(root, sub)
         os.makedirs(d, exist_ok=True)
         subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "vmdk", "-o",
@@ -655,6 +655,22 @@ def vmware_fixtures(root):
         subprocess.run(["tar", "--format=ustar", "-cf", name, "deb.ovf", "deb.mf",
                         "deb-disk1.vmdk"], cwd=d, check=True)
         return os.path.join(d, name)
+    # a snapshot: a child (parentFileNameHint) whose first 64 KiB the guest rewrote
+    sd = os.path.join(root, "snapshot")
+    os.makedirs(sd, exist_ok=True)
+    subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "vmdk", raw,
+                    os.path.join(sd, "deb.vmdk")], check=True)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "vmdk", "-b", "deb.vmdk", "-F", "vmdk",
+                    os.path.join(sd, "deb-000001.vmdk")], check=True)
+    subprocess.run(["qemu-io", "-c", "write -P 0x5a 0 64k", os.path.join(sd, "deb-000001.vmdk")],
+                   check=True, capture_output=True)
+    paths["snapshot"] = os.path.join(sd, "deb.vmx")
+    with open(paths["snapshot"], "w") as f:
+        f.write(vmx % ("snapshot", 128, "deb-000001.vmdk", 9))
+    paths["snapshot_raw"] = os.path.join(root, "snapshot.raw")
+    with open(raw, "rb") as f, open(paths["snapshot_raw"], "wb") as g:
+        f.seek(65536)
+        g.write(b"\x5a" * 65536 + f.read())
     paths["ova"] = pack("deb.ova")
     paths["ova_bad"] = pack("bad.ova", corrupt=True)
     paths["raw"] = raw
@@ -667,11 +683,12 @@ def vhds(csv):
 
 def test_import_vmware_vmx_and_ova_onto_the_volume(lab, csv1):
     """ferry vm import: --dry-run prints the plan and changes nothing; a .vmx with a
-    monolithicSparse disk, one with a twoGbMaxExtentSparse disk and an OVA (streamOptimized,
-    manifest checked, read in place) each become a defined VM whose VHD on the volume reads
-    back exactly as the raw disk they were made from, the MAC kept; bad input (a damaged OVA,
-    a name that exists, memory above the node, 9 sockets, an unmapped network) is refused with
-    nothing created; a cancel mid-conversion leaves no file."""
+    monolithicSparse disk, one with a twoGbMaxExtentSparse disk, one with a monolithicFlat disk,
+    one with a snapshot (flattened) and an OVA (streamOptimized, manifest checked, read in
+    place) each become a defined VM whose VHD on the volume reads back exactly as the raw disk
+    they were made from, the MAC kept; bad input (a damaged OVA, a name that exists, memory
+    above the node, 9 sockets, an unmapped network, a truncated extent, an extent outside the
+    folder) is refused with nothing created; a cancel mid-conversion leaves no file."""
     t0 = time.monotonic()
     h1, h2, _ = lab.hosts
     fx = vmware_fixtures(os.path.join(os.path.dirname(lab.csv), "vmware"))
@@ -694,7 +711,8 @@ def test_import_vmware_vmx_and_ova_onto_the_volume(lab, csv1):
         assert vhds(csv1) == before and vm_on(h1, plan["name"]) is None, "a dry run made something"
 
         for key, name, node in (("monolithicSparse", "imp-mono", h1), ("twoGbMaxExtentSparse",
-                                 "imp-2gb", h2), ("ova", "imp-ova", h2)):
+                                 "imp-2gb", h2), ("monolithicFlat", "imp-flat", h1),
+                                ("snapshot", "imp-snap", h1), ("ova", "imp-ova", h2)):
             t = time.monotonic()
             out = h1.cli_json("vm", "import", fx[key], "--name", name, "--node", node.name,
                               "--network", "br0")
@@ -703,8 +721,8 @@ def test_import_vmware_vmx_and_ova_onto_the_volume(lab, csv1):
             assert vm["name"] == name and vm["owner"] == node.name, vm
             vhd = os.path.join(csv1, f"{name}-disk0.vhd")
             assert vm["spec"]["disks"][0]["path"] == vhd, vm["spec"]
-            subprocess.run(["qemu-img", "compare", "-f", "vpc", "-F", "raw", vhd, fx["raw"]],
-                           check=True)
+            subprocess.run(["qemu-img", "compare", "-f", "vpc", "-F", "raw", vhd,
+                            fx["snapshot_raw" if key == "snapshot" else "raw"]], check=True)
             mac = "00:50:56:01:02:03" if key == "ova" else None
             if mac:
                 assert vm["spec"]["nics"][0]["mac"] == mac, vm["spec"]
@@ -728,6 +746,16 @@ def test_import_vmware_vmx_and_ova_onto_the_volume(lab, csv1):
             f.write(text.replace('numvcpus = "2"', 'numvcpus = "9"')
                     .replace('cpuid.coresPerSocket = "2"', 'cpuid.coresPerSocket = "1"'))
         refused([big, "--network", "br0"], "a ferry VM has at most 8 sockets")
+        # a truncated flat extent, and one outside the machine's folder
+        flat = os.path.join(os.path.dirname(fx["monolithicFlat"]), "deb-flat.vmdk")
+        os.truncate(flat, (8 << 20) - 512)
+        refused([fx["monolithicFlat"], "--name", "x2", "--network", "br0"],
+                "deb.vmdk:8: extent")
+        refused([fx["monolithicFlat"], "--name", "x2", "--network", "br0"], "it is truncated")
+        os.remove(flat)
+        os.symlink("/etc/hostname", flat)
+        refused([fx["monolithicFlat"], "--name", "x2", "--network", "br0"],
+                "outside the machine's folder")
         assert vhds(csv1) == sorted(before + [f"{n}-disk0.vhd" for n in made]), vhds(csv1)
 
         # cancel mid-conversion: 512 MiB of data (not zeros, which qemu-img skips) take a few
