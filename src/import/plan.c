@@ -159,7 +159,7 @@ void import_name_from(const char *display, char out[VM_NAME_MAX + 1])
     if (n && !(buf[0] >= 'a' && buf[0] <= 'z'))
         snprintf(out, VM_NAME_MAX + 1, "vm-%.*s", VM_NAME_MAX - 3, buf);
     else
-        snprintf(out, VM_NAME_MAX + 1, "%s", buf);
+        snprintf(out, VM_NAME_MAX + 1, "%.*s", VM_NAME_MAX, buf);
     n = strlen(out);
     while (n && out[n - 1] == '-')
         out[--n] = 0;

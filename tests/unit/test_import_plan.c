@@ -81,7 +81,9 @@ static void load_vmx(const char *text)
     assert_int_equal(vmx_parse("/imp/web.vmx", text, strlen(text), &v, &e), 0);
     assert_int_equal(import_source_from_vmx(&v, "/imp/web.vmx", &src, &e), 0);
     for (unsigned i = 0; i < src.ndisks; i++) {
-        snprintf(src.disks[i].path, sizeof src.disks[i].path, "/imp/%s", src.disks[i].file);
+        char path[sizeof src.disks[i].path];
+        snprintf(path, sizeof path, "/imp/%.900s", src.disks[i].file);
+        memcpy(src.disks[i].path, path, sizeof path);
         snprintf(src.disks[i].create_type, sizeof src.disks[i].create_type, "monolithicSparse");
         src.disks[i].virtual_bytes = i == 0 ? 10 * GIB : GIB;
         src.disks[i].file_bytes = i == 0 ? 2 * GIB : MIB;
