@@ -210,6 +210,11 @@ static int plan_cpu_memory(const struct import_source *src, const struct import_
                     "%s: %u vCPUs, but node %s has %u CPUs: give the VM fewer vCPUs in VMware "
                     "or import it on a bigger node (--node)",
                     src->file, src->vcpus, t->node ? t->node : "", t->host_cpus);
+    if (!t->host_cpus)
+        plan_note(p,
+                  "%u vCPUs not checked against node %s's CPUs (this node does not know how "
+                  "many it has)",
+                  src->vcpus, t->node ? t->node : "");
     if (src->memory_mib < VM_MIN_MEMORY_MIB)
         return fail(p, e, FERR_INVALID, "%s: memory of %llu MiB: a ferry VM has at least %d",
                     src->file, (unsigned long long)src->memory_mib, VM_MIN_MEMORY_MIB);

@@ -274,7 +274,9 @@ static void test_ovf_source(void **state)
     src.disks[0].ova_size = 2048;
     snprintf(src.disks[0].path, sizeof src.disks[0].path, "/imp/deb.ova");
     struct import_target t = target();
+    t.host_cpus = 0; /* another node: its CPUs are not known here */
     assert_int_equal(import_plan_make(&src, &t, &plan, &e), 0);
+    assert_true(has_note("2 vCPUs not checked against node host1's CPUs"));
     assert_string_equal(plan.name, "deb");
     assert_int_equal(plan.conv[0].ova_offset, 6144);
     assert_true(has_note("3 CD/DVD drive(s) skipped"));
