@@ -36,6 +36,7 @@
 #include "host/events.h"
 #include "host/sdnotify.h"
 #include "host/watchdog.h"
+#include "import/ovf.h"
 #include "vm/vm.h"
 
 #ifndef FERRY_VERSION
@@ -939,6 +940,7 @@ int main(int argc, char **argv)
     if (parse_args(c, argc, argv) < 0)
         return 2;
     signal(SIGPIPE, SIG_IGN);
+    ovf_init(); /* libxml2, before imports parse OVFs on the thread pool */
     /* Heartbeats and peer calls block pool threads for up to a heartbeat; keep room for
      * qemu-img work. Must be set before the loop's first queued work. */
     setenv("UV_THREADPOOL_SIZE", "16", 0);

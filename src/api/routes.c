@@ -13,6 +13,7 @@
 #include "api/history.h"
 #include "api/http.h"
 #include "api/router.h"
+#include "api/import_api.h"
 #include "api/tasks_api.h"
 #include "api/web.h"
 #include "api/wsconsole.h"
@@ -1765,6 +1766,8 @@ static const struct route routes[] = {
     {"GET", "/v1/node", (void *)h_node, NULL},
     {"GET", "/v1/vms", (void *)h_vms_list, NULL},
     {"POST", "/v1/vms", (void *)h_vm_create, "node"},
+    {"POST", "/v1/vms/import", (void *)api_vm_import, "node"},
+    {"POST", "/v1/vms/import/cancel", (void *)api_vm_import_cancel, "name"},
     {"GET", "/v1/vms/{name}", (void *)h_vm_get, NULL},
     {"DELETE", "/v1/vms/{name}", (void *)h_vm_delete, "force"},
     {"GET", "/v1/vms/{name}/console", (void *)h_vm_console, "offset max"},

@@ -48,6 +48,7 @@ int cmd_node_resume(struct cli *cli, int argc, char **argv);          /* cmd_dra
 int cmd_vm_migrate(struct cli *cli, int argc, char **argv);           /* cmd_migrate.c */
 int cmd_vm_migrations(struct cli *cli, int argc, char **argv);        /* cmd_migrate.c */
 int cmd_vm_storage_move(struct cli *cli, int argc, char **argv);      /* cmd_storage.c */
+int cmd_vm_import(struct cli *cli, int argc, char **argv);            /* cmd_vm_import.c */
 int cmd_vm_measure_migration(struct cli *cli, int argc, char **argv); /* cmd_migrate.c */
 
 /* Runs the entry of table named argv[0]; "help"/--help/no name print the table under title

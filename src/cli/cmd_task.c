@@ -21,7 +21,7 @@ static const char list_help[] =
     "7 days, the last 500).\n"
     "\n"
     "  --state S       running, done, failed or cancelled\n"
-    "  --kind K        migrate, drain, storage-move or failover\n"
+    "  --kind K        migrate, drain, storage-move, failover or import\n"
     "  --target NAME   the tasks of one VM (or of one node, for drains)\n"
     "  --limit N       at most N tasks, 1..500 (default 100)\n"
     "  -o json         print the API's JSON\n";

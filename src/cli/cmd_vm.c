@@ -534,6 +534,7 @@ static int vm_console(struct cli *cli, int argc, char **argv)
 
 static const struct cli_cmd vm_cmds[] = {
     {"create", cmd_vm_create, "define a VM (and start it with --start)"},
+    {"import", cmd_vm_import, "import a VMware machine (.vmx, .ovf, .ova) onto a volume"},
     {"list", vm_list, "list the VMs of this host"},
     {"show", vm_show, "show a VM: state, spec, disks, NICs"},
     {"start", vm_start, "start a VM"},

@@ -586,3 +586,220 @@ def test_a_ferryd_restart_mid_storage_move_leaves_no_half_move(lab, csv1):
     wait_answering(lab, ip)
     h1.cli("vm", "delete", "--force", "smv3")
     os.unlink(old)
+
+
+# ---- VMware import (src/import/, POST /v1/vms/import) ----------------------------------------
+
+def vmware_fixtures(root):
+    """A small VMware machine three ways, made from one raw disk with qemu-img: a .vmx with a
+    monolithicSparse disk, one with a twoGbMaxExtentSparse disk (a descriptor and an extent),
+    and an OVA (OVF + streamOptimized disk + SHA-256 manifest, packed by tar). The raw file is
+    what every imported VHD must read back as."""
+    os.makedirs(root, exist_ok=True)
+    raw = os.path.join(root, "src.raw")
+    with open(raw, "wb") as f:
+        for i in range(64):  # 8 MiB: a different block every 128 KiB
+            f.write(bytes([i]) * 4096 + os.urandom(4096) + b"\0" * (128 * 1024 - 8192))
+    vmx = ('.encoding = "UTF-8"\ndisplayName = "Deb |22Import|22 %s"\nguestOS = "debian11-64"\n'
+           'numvcpus = "2"\ncpuid.coresPerSocket = "2"\nmemsize = "%d"\nscsi0.present = "TRUE"\n'
+           'scsi0.virtualDev = "pvscsi"\nscsi0:0.present = "TRUE"\nscsi0:0.fileName = "%s"\n'
+           'ide1:0.present = "TRUE"\nide1:0.deviceType = "cdrom-image"\n'
+           'ide1:0.fileName = "d.iso"\nethernet0.present = "TRUE"\n'
+           'ethernet0.virtualDev = "vmxnet3"\nethernet0.networkName = "VM Network"\n'
+           'ethernet0.addressType = "generated"\n'
+           'ethernet0.generatedAddress = "00:0c:29:aa:bb:%02x"\n')
+    paths = {}
+    for k, sub in enumerate(("monolithicSparse", "twoGbMaxExtentSparse", "monolithicFlat")):
+        d = os.path.join(root, sub)
+        os.makedirs(d, exist_ok=True)
+        subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "vmdk", "-o",
+                        f"subformat={sub}", raw, os.path.join(d, "deb.vmdk")], check=True)
+        paths[sub] = os.path.join(d, "deb.vmx")
+        with open(paths[sub], "w") as f:
+            f.write(vmx % (sub, 128, "deb.vmdk", k))
+    d = os.path.join(root, "ova")
+    os.makedirs(d, exist_ok=True)
+    disk = os.path.join(d, "deb-disk1.vmdk")
+    subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "vmdk", "-o",
+                    "subformat=streamOptimized", raw, disk], check=True)
+    ovf = f"""<?xml version="1.0" encoding="UTF-8"?>
+<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1"
+ xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1" xmlns:vmw="http://www.vmware.com/schema/ovf"
+ xmlns:rasd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData">
+  <References><File ovf:href="deb-disk1.vmdk" ovf:id="file1" ovf:size="{os.path.getsize(disk)}"/></References>
+  <DiskSection><Info>disks</Info><Disk ovf:capacity="8" ovf:capacityAllocationUnits="byte * 2^20"
+   ovf:diskId="vmdisk1" ovf:fileRef="file1"
+   ovf:format="http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized"/></DiskSection>
+  <NetworkSection><Info>nets</Info><Network ovf:name="VM Network"/></NetworkSection>
+  <VirtualSystem ovf:id="deb-ova"><Info>vm</Info><Name>deb-ova</Name>
+    <VirtualHardwareSection><Info>hw</Info>
+      <Item><rasd:InstanceID>1</rasd:InstanceID><rasd:ResourceType>3</rasd:ResourceType><rasd:VirtualQuantity>1</rasd:VirtualQuantity></Item>
+      <Item><rasd:AllocationUnits>byte * 2^20</rasd:AllocationUnits><rasd:InstanceID>2</rasd:InstanceID><rasd:ResourceType>4</rasd:ResourceType><rasd:VirtualQuantity>128</rasd:VirtualQuantity></Item>
+      <Item><rasd:InstanceID>3</rasd:InstanceID><rasd:ResourceSubType>VirtualSCSI</rasd:ResourceSubType><rasd:ResourceType>6</rasd:ResourceType></Item>
+      <Item><rasd:HostResource>ovf:/disk/vmdisk1</rasd:HostResource><rasd:InstanceID>4</rasd:InstanceID><rasd:Parent>3</rasd:Parent><rasd:ResourceType>17</rasd:ResourceType></Item>
+      <Item><rasd:Address>00:50:56:01:02:03</rasd:Address><rasd:Connection>VM Network</rasd:Connection><rasd:InstanceID>5</rasd:InstanceID><rasd:ResourceSubType>VmxNet3</rasd:ResourceSubType><rasd:ResourceType>10</rasd:ResourceType></Item>
+    </VirtualHardwareSection></VirtualSystem></Envelope>
+"""
+    with open(os.path.join(d, "deb.ovf"), "w") as f:
+        f.write(ovf)
+
+    def pack(name, corrupt=False):
+        sums = subprocess.run(["sha256sum", "deb.ovf", "deb-disk1.vmdk"], cwd=d, check=True,
+                              capture_output=True, text=True).stdout.split("\n")
+        with open(os.path.join(d, "deb.mf"), "w") as f:
+            for line in filter(None, sums):
+                h, fn = line.split()
+                if corrupt and fn == "deb-disk1.vmdk":
+                    h = ("0" if h[0] != "0" else "1") + h[1:]
+                f.write(f"SHA256({fn})= {h}\n")
+        subprocess.run(["tar", "--format=ustar", "-cf", name, "deb.ovf", "deb.mf",
+                        "deb-disk1.vmdk"], cwd=d, check=True)
+        return os.path.join(d, name)
+    # a snapshot: a child (parentFileNameHint) whose first 64 KiB the guest rewrote
+    sd = os.path.join(root, "snapshot")
+    os.makedirs(sd, exist_ok=True)
+    subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "vmdk", raw,
+                    os.path.join(sd, "deb.vmdk")], check=True)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "vmdk", "-b", "deb.vmdk", "-F", "vmdk",
+                    os.path.join(sd, "deb-000001.vmdk")], check=True)
+    subprocess.run(["qemu-io", "-c", "write -P 0x5a 0 64k", os.path.join(sd, "deb-000001.vmdk")],
+                   check=True, capture_output=True)
+    paths["snapshot"] = os.path.join(sd, "deb.vmx")
+    with open(paths["snapshot"], "w") as f:
+        f.write(vmx % ("snapshot", 128, "deb-000001.vmdk", 9))
+    paths["snapshot_raw"] = os.path.join(root, "snapshot.raw")
+    with open(raw, "rb") as f, open(paths["snapshot_raw"], "wb") as g:
+        f.seek(65536)
+        g.write(b"\x5a" * 65536 + f.read())
+    paths["ova"] = pack("deb.ova")
+    paths["ova_bad"] = pack("bad.ova", corrupt=True)
+    paths["raw"] = raw
+    return paths
+
+
+def vhds(csv):
+    return sorted(f for f in os.listdir(csv) if f.endswith(".vhd") or ".ferry-import-" in f)
+
+
+def test_import_vmware_vmx_and_ova_onto_the_volume(lab, csv1):
+    """ferry vm import: --dry-run prints the plan and changes nothing; a .vmx with a
+    monolithicSparse disk, one with a twoGbMaxExtentSparse disk, one with a monolithicFlat disk,
+    one with a snapshot (flattened) and an OVA (streamOptimized, manifest checked, read in
+    place) each become a defined VM whose VHD on the volume reads back exactly as the raw disk
+    they were made from, the MAC kept; bad input (a damaged OVA, a name that exists, memory
+    above the node, 9 sockets, an unmapped network, a truncated extent, an extent outside the
+    folder) is refused with nothing created; a cancel mid-conversion leaves no file."""
+    t0 = time.monotonic()
+    h1, h2, _ = lab.hosts
+    fx = vmware_fixtures(os.path.join(os.path.dirname(lab.csv), "vmware"))
+    before = vhds(csv1)
+    made = []
+    try:
+        plan = h1.cli_json("vm", "import", fx["monolithicSparse"], "--dry-run",
+                           "--network", "VM Network=br0", "--to", "csv:csv1")
+        assert plan["name"] == "deb-import-monolithicsparse" and plan["dry_run"], plan
+        assert plan["spec"]["cpu"] == {"sockets": 1, "cores": 2, "threads": 1}, plan["spec"]
+        assert plan["spec"]["nics"] == [{"bridge": "br0", "mac": "00:0c:29:aa:bb:00"}], plan
+        d0 = plan["disks"][0]
+        assert d0["source_format"] == "monolithicSparse" and d0["size_bytes"] == 8 << 20, d0
+        assert d0["target_ref"] == "csv:csv1/deb-import-monolithicsparse-disk0.vhd", d0
+        notes = "\n".join(plan["notes"])
+        assert "mapped to virtio" in notes and "CD-ROM d.iso skipped" in notes, notes
+        table = h1.cli("vm", "import", fx["monolithicSparse"], "--dry-run", "--network",
+                       "br0").stdout
+        assert "note: devices are mapped to virtio" in table and "fixed VHD of 8 MiB" in table, table
+        assert vhds(csv1) == before and vm_on(h1, plan["name"]) is None, "a dry run made something"
+
+        for key, name, node in (("monolithicSparse", "imp-mono", h1), ("twoGbMaxExtentSparse",
+                                 "imp-2gb", h2), ("monolithicFlat", "imp-flat", h1),
+                                ("snapshot", "imp-snap", h1), ("ova", "imp-ova", h2)):
+            t = time.monotonic()
+            args = ("vm", "import", fx[key], "--name", name, "--node", node.name, "--network",
+                    "br0")
+            if key == "snapshot":  # the table a user reads: the plan, then the outcome
+                text = h1.cli(*args).stdout
+                made.append(name)
+                assert "1 snapshot(s) flattened" in text, text
+                m = re.search(r"imp-snap: imported and defined on host1 \(task (\S+)\)", text)
+                assert m, text
+                out = {"vm": vm_on(h1, name), "task": m.group(1)}
+            else:
+                out = h1.cli_json(*args)
+                made.append(name)
+            vm = out["vm"]
+            assert vm["name"] == name and vm["owner"] == node.name, vm
+            vhd = os.path.join(csv1, f"{name}-disk0.vhd")
+            assert vm["spec"]["disks"][0]["path"] == vhd, vm["spec"]
+            subprocess.run(["qemu-img", "compare", "-f", "vpc", "-F", "raw", vhd,
+                            fx["snapshot_raw" if key == "snapshot" else "raw"]], check=True)
+            mac = "00:50:56:01:02:03" if key == "ova" else None
+            if mac:
+                assert vm["spec"]["nics"][0]["mac"] == mac, vm["spec"]
+            task = h2.cli_json("task", "show", out["task"])
+            assert task["kind"] == "import" and task["state"] == "done", task
+            print(f"import {key}: {time.monotonic() - t:.1f} s")
+
+        def refused(args, says):
+            r = h1.cli("vm", "import", *args, check=False)
+            assert r.returncode != 0 and says in r.stderr, (args, r.stderr)
+        refused([fx["ova_bad"], "--network", "br0"], "deb.mf:2: SHA256 of deb-disk1.vmdk is")
+        refused([fx["ova"], "--name", "imp-ova", "--network", "br0"], "a VM named imp-ova exists")
+        refused([fx["ova"], "--name", "x1"], 'network "VM Network", which is mapped to no bridge')
+        with open(fx["monolithicSparse"]) as f:
+            text = f.read()
+        big = fx["monolithicSparse"].replace("deb.vmx", "big.vmx")
+        with open(big, "w") as f:
+            f.write(text.replace('memsize = "128"', 'memsize = "16777216"'))
+        refused([big, "--network", "br0"], "no up, active node has 16777216 MiB free")
+        with open(big, "w") as f:
+            f.write(text.replace('numvcpus = "2"', 'numvcpus = "9"')
+                    .replace('cpuid.coresPerSocket = "2"', 'cpuid.coresPerSocket = "1"'))
+        refused([big, "--network", "br0"], "a ferry VM has at most 8 sockets")
+        # a truncated flat extent, and one outside the machine's folder
+        flat = os.path.join(os.path.dirname(fx["monolithicFlat"]), "deb-flat.vmdk")
+        os.truncate(flat, (8 << 20) - 512)
+        refused([fx["monolithicFlat"], "--name", "x2", "--network", "br0"],
+                "deb.vmdk:8: extent")
+        refused([fx["monolithicFlat"], "--name", "x2", "--network", "br0"], "it is truncated")
+        os.remove(flat)
+        os.symlink("/etc/hostname", flat)
+        refused([fx["monolithicFlat"], "--name", "x2", "--network", "br0"],
+                "outside the machine's folder")
+        assert vhds(csv1) == sorted(before + [f"{n}-disk0.vhd" for n in made]), vhds(csv1)
+
+        # cancel mid-conversion: 1 GiB of data (not zeros, which qemu-img skips) in a flat
+        # extent takes seconds to convert; the cancel (what Ctrl-C in ferry vm import sends)
+        # is asked for as soon as the import's task exists
+        bigdir = os.path.join(os.path.dirname(lab.csv), "vmware", "bigdisk")
+        os.makedirs(bigdir, exist_ok=True)
+        block = os.urandom(1 << 20)
+        with open(os.path.join(bigdir, "deb-flat.vmdk"), "wb") as f:
+            for _ in range(1024):
+                f.write(block)
+        with open(os.path.join(bigdir, "deb.vmdk"), "w") as f:
+            f.write('createType="monolithicFlat"\nRW 2097152 FLAT "deb-flat.vmdk" 0\n')
+        with open(os.path.join(bigdir, "deb.vmx"), "w") as f:
+            f.write(text)
+        proc = subprocess.Popen([lab.bins["ferry"], "--socket", h1.sock, "vm", "import",
+                                 os.path.join(bigdir, "deb.vmx"), "--name", "imp-cancel",
+                                 "--network", "br0", "-o", "json"], env=lab.env(h1),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+        def cancelled():
+            assert proc.poll() is None, proc.communicate()
+            return h1.api("POST", "/v1/vms/import/cancel?name=imp-cancel")[0] == 200
+        wait_for(cancelled, 60, "the import to be cancelled")
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode != 0 and "cancel" in err, err
+        wait_for(lambda: vhds(csv1) == sorted(before + [f"{n}-disk0.vhd" for n in made]), 10,
+                 "the cancelled import's files to be gone")
+        assert vm_on(h1, "imp-cancel") is None
+        last = h1.cli_json("task", "list", "--kind", "import")["tasks"]
+        assert any(t["target"] == "imp-cancel" and t["state"] == "cancelled" for t in last), last
+    finally:
+        for n in made:
+            h1.cli("vm", "delete", "--force", n, check=False)
+        for f in vhds(csv1):
+            if f not in before:
+                os.remove(os.path.join(csv1, f))
+    print(f"import test: {time.monotonic() - t0:.1f} s")

@@ -23,7 +23,7 @@ export function tasksTable(list, derived, attrs = { id: "tasks" }, limit = 25) {
     .sort((a, b) => (b.started || 0) - (a.started || 0)).slice(0, limit);
   return h("div", note, table([
     { label: "Task", cell: (t) => `${t.kind || "task"} ${t.id ?? ""}`.trim() },
-    { label: "Target", cell: (t) => t.target && /^(migrate|storage|failover|vm)/.test(t.kind || "") ? h("a", { href: vmHref(t.target) }, t.target) : (t.target || "–") },
+    { label: "Target", cell: (t) => t.target && /^(migrate|storage|failover|vm|import)/.test(t.kind || "") ? h("a", { href: vmHref(t.target) }, t.target) : (t.target || "–") },
     { label: "Node", cell: (t) => t.node || "–" },
     { label: "State", cell: (t) => badge(t.state) },
     { label: "Progress", cell: (t) => t.state === "running"
@@ -32,7 +32,7 @@ export function tasksTable(list, derived, attrs = { id: "tasks" }, limit = 25) {
     { label: "Started", cell: (t) => fmtTime(t.started) },
     { label: "Took", cell: (t) => t.ended && t.started ? fmtMs(t.ended - t.started) : "–" },
     { label: "Result", cell: (t) => {
-      if (derived || t.state !== "running" || !/^(migrate|storage-move)$/.test(t.kind || "")) return resultText(t.result);
+      if (derived || t.state !== "running" || !/^(migrate|storage-move|import)$/.test(t.kind || "")) return resultText(t.result);
       const b = h("button.ghost.task-cancel", { type: "button", "data-task": t.id }, "Cancel");
       b.addEventListener("click", () => cancelTask(b, t.id));
       return b;
