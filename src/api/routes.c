@@ -16,6 +16,7 @@
 #include "api/tasks_api.h"
 #include "api/web.h"
 #include "api/wsconsole.h"
+#include "api/wsvnc.h"
 #include "cluster/cdb.h"
 #include "cluster/cluster.h"
 #include "common/jsonfield.h"
@@ -417,6 +418,11 @@ static void h_vm_console(struct api_ctx *ctx, struct http_req *req, const struct
 static void h_vm_console_ws(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
 {
     wsconsole_open(ctx, req, route_param(m, "name"));
+}
+
+static void h_vm_vnc_ws(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
+{
+    wsvnc_open(ctx, req, route_param(m, "name"));
 }
 
 /* POST /v1/vms/{name}/console/input {"data": "text"}: types into the serial console. */
@@ -1728,6 +1734,7 @@ static const struct route routes[] = {
     {"GET", "/v1/vms/{name}/console", (void *)h_vm_console, "offset max"},
     {"GET", "/v1/vms/{name}/console/ws", (void *)h_vm_console_ws, NULL},
     {"POST", "/v1/vms/{name}/console/input", (void *)h_vm_console_input, NULL},
+    {"GET", "/v1/vms/{name}/vnc/ws", (void *)h_vm_vnc_ws, NULL},
     {"GET", "/v1/vms/{name}/history", (void *)h_vm_history, "range"},
     {"POST", "/v1/vms/{name}/migrate", (void *)h_vm_migrate, NULL},
     {"POST", "/v1/vms/{name}/migrate/cancel", (void *)h_vm_migrate_cancel, NULL},

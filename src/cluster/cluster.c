@@ -386,6 +386,20 @@ static int forward(struct cluster *c, const char *node, const char *method, cons
     return rc;
 }
 
+int cluster_upgrade(struct cluster *c, const char *node, const char *path, unsigned timeout_ms,
+                    peer_upgrade_cb cb, void *data, struct ferr *e)
+{
+    json_t *n = NULL;
+    if (!c->active || !c->db)
+        return ferr_set(e, FERR_STATE, "not in a cluster");
+    if (cdb_node_find(c->db, node, &n, e) < 0)
+        return ferr_set(e, FERR_NOTFOUND, "no node named %s in the cluster", node);
+    char api[64];
+    snprintf(api, sizeof(api), "%s", json_string_value(json_object_get(n, "api_addr")));
+    json_decref(n);
+    return peer_upgrade(c->loop, api, c->secret, path, timeout_ms, cb, data, e);
+}
+
 /* ---- auth, open, close ---- */
 
 bool cluster_secret_matches(const struct cluster *c, const char *bearer)
