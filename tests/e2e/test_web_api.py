@@ -3,7 +3,8 @@
 and a WebSocket from the lab's client namespace, tests/lib/webclient.py): the static page with
 its security headers, login sessions (cookie flags, CSRF token, Origin, logout, expiry), the
 serial console over a WebSocket typed into the guest's shell on the VM's own node and relayed
-from another, and the alerts the dashboard shows."""
+from another, the screen's WebSocket speaking RFB (VNC) on both too, and the alerts the
+dashboard shows."""
 import json
 import os
 import re
@@ -36,8 +37,9 @@ def lab():
 
 @pytest.fixture(scope="module")
 def vm(lab):
-    """An appliance VM on host1 with a shell on its serial console."""
-    create_vm(lab, lab.hosts[0], VM, 20, workload="probe,shell", memory=128)
+    """An appliance VM on host1 with a shell on its serial console and a VGA screen."""
+    create_vm(lab, lab.hosts[0], VM, 20, workload="probe,shell", memory=128,
+              extra=("--display", "vga"))
     return VM
 
 
@@ -207,6 +209,47 @@ def test_console_websocket_types_into_the_guest(lab, vm, where):
     # The first frames are the console's past (the guest's boot), not only what came later.
     assert "ferry-guest" in r["output"] or "~ #" in r["output"], r["output"][:500]
     print(f"console on {h.name} ({where}): answer after {time.monotonic() - t0:.1f} s")
+
+
+def vnc(lab, host, vm, headers, timeout=30):
+    cmd = ["/usr/bin/python3", WEBCLIENT, "vnc", host.url + f"/v1/vms/{vm}/vnc/ws",
+           "--timeout", str(timeout)]
+    for h in headers:
+        cmd += ["-H", h]
+    return json.loads(lab.client_exec(cmd, timeout=timeout + 30).stdout)
+
+
+def test_screen_websocket_refused_without_a_session(lab, vm):
+    h = lab.hosts[0]
+    r = vnc(lab, h, vm, [f"Origin: {h.url}"], timeout=10)
+    assert r["status"] == 401 and not r["upgraded"], r
+    cookie, _, _ = login(lab, h)
+    r = vnc(lab, h, vm, [f"Cookie: {cookie}", "Origin: http://evil.example"], timeout=10)
+    assert r["status"] == 403 and not r["upgraded"], r
+    r = vnc(lab, h, "nosuchvm", [f"Cookie: {cookie}", f"Origin: {h.url}"], timeout=10)
+    assert r["status"] == 404 and not r["upgraded"], r
+    # Relayed: the VM's node is never reached without a session here.
+    r = vnc(lab, lab.hosts[1], vm, [f"Origin: {lab.hosts[1].url}"], timeout=10)
+    assert r["status"] == 401 and not r["upgraded"], r
+
+
+@pytest.mark.parametrize("where", ["own node", "another node"])
+def test_screen_websocket_speaks_rfb(lab, vm, where):
+    """noVNC's half of RFB over the screen's WebSocket reaches the VM's QEMU VNC server: on
+    its own node (the unix socket) and on another (relayed byte for byte); the first full
+    update has the guest's text screen, not one colour."""
+    h = lab.hosts[0] if where == "own node" else lab.hosts[1]
+    cookie, _, _ = login(lab, h)
+    t0 = time.monotonic()
+    r = vnc(lab, h, vm, [f"Cookie: {cookie}", f"Origin: {h.url}"])
+    assert r["upgraded"] and r["accept_ok"], r
+    assert r["version"] == "RFB 003.008\n" and r["security"] == [1], r
+    assert r["width"] >= 640 and r["height"] >= 350, r  # VGA text mode is 720x400
+    assert VM in r["name"], r  # "QEMU (webvm)"
+    assert r["pixels"] == r["width"] * r["height"] * 4, r
+    assert r["colours"] >= 2, f"the screen is one colour: {r}"
+    print(f"screen on {h.name} ({where}): {r['width']}x{r['height']}, {r['colours']} colours "
+          f"sampled, {time.monotonic() - t0:.1f} s")
 
 
 def test_console_input_endpoint_checks_its_body(lab, vm):
