@@ -212,6 +212,13 @@ static json_t *node_view(struct cluster *c, const json_t *n, uint64_t leader)
     json_int_t late = cluster__late_ms(c, id);
     if (o)
         json_object_set_new(o, "heartbeat_late_ms", late >= 0 ? json_integer(late) : json_null());
+    /* The node's CPUs, load and CPU use, and its host's memory, as it measured them (a node
+     * older than these sends none: absent here too). */
+    json_t *cpu = json_object_get(info, "cpu"), *hmem = json_object_get(info, "host_memory");
+    if (o && json_is_object(cpu))
+        json_object_set(o, "cpu", cpu);
+    if (o && json_is_object(hmem))
+        json_object_set(o, "host_memory", hmem);
     json_decref(info);
     return o;
 }

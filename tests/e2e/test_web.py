@@ -534,6 +534,33 @@ def test_screen_shows_the_guest(lab, vms, url, page):
         wait_text(drv, "#screen-status", r"^closed", 10, "the screen closed")
 
 
+def test_node_cpu_load_and_graphs(lab, url, page):
+    """Each node's CPUs, load and CPU use on the overview and the nodes page (as its ferryd
+    measured them; the lab's hosts share one machine), and host2's CPU and memory graphs on
+    its page (served by host2, forwarded by host1)."""
+    drv = page
+    cpu = r"^\d+ CPUs? · load \d+\.\d\d · \d+ % busy$"
+    with shot_on_failure(drv, "node-cpu"):
+        go(drv, url, "/")
+        wait_for(lambda: (lambda cells: len(cells) == 3 and all(re.match(cpu, c) for c in cells))(
+            [text_of(e) for e in drv.find_elements(By.CSS_SELECTOR, "#nodes-table td.node-cpu")]),
+            20, "CPUs, load and CPU use of the 3 nodes on the overview", interval=0.3)
+        go(drv, url, "/nodes/host2")
+        wait_text(drv, "#nodes-admin td.node-cpu", cpu, 15, "host2's CPU on its page")
+        wait_for(lambda: len(drv.find_elements(By.CSS_SELECTOR, "#node-graphs svg path.line")) >= 2,
+                 30, "host2's CPU and memory lines", interval=0.5)
+        assert re.search(r"\d+(\.\d)? [KMG]iB", text(drv, "#node-graphs")), text(drv, "#node-graphs")
+        assert not csp_violations(drv), csp_violations(drv)
+        save_shot(drv, "node")
+
+
+def text_of(el):
+    try:
+        return el.text
+    except StaleElementReferenceException:
+        return ""
+
+
 def test_drain_and_resume_a_node(lab, vms, url, page):
     drv = page
     h1 = lab.hosts[0]

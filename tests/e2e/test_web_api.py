@@ -351,6 +351,47 @@ def alerts(lab, h, cookie):
     return r["json"]["alerts"]
 
 
+def test_nodes_cpu_load_and_history(lab, vm):
+    """Every node's CPUs, load averages and CPU use in /v1/nodes (each measures its own and
+    sends them with its heartbeats), `ferry node list|show`, /metrics, and a node's CPU/memory
+    history served by that node through another."""
+    h1, h3 = lab.hosts[0], lab.hosts[2]
+
+    def all_busy():
+        st, body = h1.api("GET", "/v1/nodes")
+        nodes = body["nodes"] if st == 200 else []
+        ok = len(nodes) == 3 and all("busy_ratio" in (n.get("cpu") or {}) for n in nodes)
+        return nodes if ok else None
+    nodes = wait_for(all_busy, 20, "CPU use of every node in /v1/nodes", interval=0.5)
+    for n in nodes:
+        c = n["cpu"]
+        assert c["count"] >= 1 and 0 <= c["busy_ratio"] <= 1, n
+        assert all(c[k] >= 0 for k in ("load1", "load5", "load15")), n
+        assert 0 < n["host_memory"]["used_bytes"] < n["host_memory"]["total_bytes"], n
+    table = h1.cli("node", "list").stdout.splitlines()
+    head = table[0].split()
+    assert head[6:9] == ["CPUS", "LOAD1", "CPU%"], head
+    for line in table[1:]:  # (the LEADER cell is empty but for one: words do not line up)
+        assert re.search(r" \d+ +\d+ +\d+\.\d\d +\d+% +\d", line), line
+    assert re.search(r"load: +\d+\.\d\d \d+\.\d\d \d+\.\d\d \(1, 5, 15 min\)",
+                     h3.cli("node", "show").stdout)
+    auth = [f"Authorization: Bearer {lab.token()}"]
+    text = call(lab, h1, "GET", "/metrics", headers=auth)["body"]
+    for m in (r"ferry_node_cpus \d+", r"ferry_node_load1 \d+\.\d\d",
+              r'ferry_node_cpu_seconds_total\{mode="busy"\} \d+'):
+        assert re.search(m, text), m
+    # host3's history, asked of host1: host3 samples itself every 10 s.
+    r = wait_for(lambda: (lambda r: r if r["status"] == 200 and r["json"]["points"] else None)(
+        call(lab, h1, "GET", "/v1/nodes/host3/history?range=hour", headers=auth)), 25,
+        "a point of host3's history", interval=1)
+    assert r["json"]["node"] == "host3" and r["json"]["step_s"] == 10, r["json"]
+    p = r["json"]["points"][-1]
+    assert p["cpu"] >= 0 and p["memory_bytes"] > 0, p
+    assert call(lab, h1, "GET", "/v1/nodes/nosuch/history", headers=auth)["status"] == 404
+    assert call(lab, h1, "GET", "/v1/nodes/host1/history?range=week",
+                headers=auth)["status"] == 400
+
+
 def test_alerts_show_a_node_that_went_down(lab, vm):
     h = lab.hosts[0]
     cookie, _, _ = login(lab, h)
