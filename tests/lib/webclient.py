@@ -165,47 +165,82 @@ class RfbStream:
         return d
 
 
+def rfb_session(read, send):
+    """noVNC's half of RFB 3.8 (RFC 6143) up to one full framebuffer update in raw 32-bit
+    pixels: read(n) returns n bytes of the server's stream, send(b) sends bytes. Returns
+    {"version", "security", "width", "height", "name", "pixels", "colours", "sha256"}."""
+    out = {"version": read(12).decode("latin-1")}
+    send(b"RFB 003.008\n")
+    types = list(read(read(1)[0]))
+    out["security"] = types
+    if 1 not in types:
+        return out
+    send(b"\x01")
+    if struct.unpack("!I", read(4))[0] != 0:
+        out["security_failed"] = True
+        return out
+    send(b"\x01")  # ClientInit: shared
+    w, h = struct.unpack("!HH", read(4))
+    read(16)  # the server's pixel format
+    out.update({"width": w, "height": h,
+                "name": read(struct.unpack("!I", read(4))[0]).decode("utf-8", "replace")})
+    # 32-bit true colour, raw encoding only, then one full update.
+    pf = struct.pack("!BBBBHHHBBB3x", 32, 24, 0, 1, 255, 255, 255, 16, 8, 0)
+    send(b"\x00\x00\x00\x00" + pf)
+    send(struct.pack("!BxHi", 2, 1, 0))
+    send(struct.pack("!BBHHHH", 3, 0, 0, 0, w, h))
+    fb = bytearray(w * h * 4)
+    pixels, colours = 0, set()
+    while pixels < w * h * 4:
+        t = read(1)[0]
+        if t != 0:  # not a FramebufferUpdate: a bell (no payload) may come first
+            if t == 2:
+                continue
+            raise ValueError(f"RFB: unexpected message type {t}")
+        read(1)
+        for _ in range(struct.unpack("!H", read(2))[0]):
+            x, y, rw, rh, enc = struct.unpack("!HHHHi", read(12))
+            if enc != 0:
+                continue  # a pseudo-encoding carries no pixels
+            data = read(rw * rh * 4)
+            for row in range(rh):
+                at = ((y + row) * w + x) * 4
+                fb[at:at + rw * 4] = data[row * rw * 4:(row + 1) * rw * 4]
+            pixels += len(data)
+            colours.update(data[i:i + 3] for i in range(0, len(data), 4 * 97))
+    out.update({"pixels": pixels, "colours": len(colours),
+                "sha256": hashlib.sha256(bytes(fb)).hexdigest()})
+    return out
+
+
+def rfb_unix(path, timeout=20):
+    """rfb_session on a VNC server's unix socket (QEMU's -vnc unix:PATH)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.connect(path)
+    buf = bytearray()
+
+    def read(n):
+        while len(buf) < n:
+            d = s.recv(65536)
+            if not d:
+                raise ConnectionError(f"RFB: {path} closed")
+            buf.extend(d)
+        d = bytes(buf[:n])
+        del buf[:n]
+        return d
+    try:
+        return rfb_session(read, s.sendall)
+    finally:
+        s.close()
+
+
 def do_vnc(a):
     s, fr, out = ws_open(a)
     if not fr:
         return out
     rfb = RfbStream(fr, time.monotonic() + a.timeout)
-    out["version"] = rfb.read(12).decode("latin-1")
-    s.sendall(frame(0x2, b"RFB 003.008\n"))
-    types = list(rfb.read(rfb.read(1)[0]))
-    out["security"] = types
-    if 1 not in types:
-        return out
-    s.sendall(frame(0x2, b"\x01"))
-    if struct.unpack("!I", rfb.read(4))[0] != 0:
-        out["security_failed"] = True
-        return out
-    s.sendall(frame(0x2, b"\x01"))  # ClientInit: shared
-    w, h = struct.unpack("!HH", rfb.read(4))
-    rfb.read(16)  # the server's pixel format
-    out.update({"width": w, "height": h,
-                "name": rfb.read(struct.unpack("!I", rfb.read(4))[0]).decode("utf-8", "replace")})
-    # 32-bit true colour, raw encoding only, then one full update.
-    pf = struct.pack("!BBBBHHHBBB3x", 32, 24, 0, 1, 255, 255, 255, 16, 8, 0)
-    s.sendall(frame(0x2, b"\x00\x00\x00\x00" + pf))
-    s.sendall(frame(0x2, struct.pack("!BxHi", 2, 1, 0)))
-    s.sendall(frame(0x2, struct.pack("!BBHHHH", 3, 0, 0, 0, w, h)))
-    pixels, colours = 0, set()
-    while pixels < w * h * 4:
-        t = rfb.read(1)[0]
-        if t != 0:  # not a FramebufferUpdate: skip what QEMU may send first (bell, colours)
-            if t == 2:
-                continue
-            raise ValueError(f"RFB: unexpected message type {t}")
-        rfb.read(1)
-        for _ in range(struct.unpack("!H", rfb.read(2))[0]):
-            x, y, rw, rh, enc = struct.unpack("!HHHHi", rfb.read(12))
-            if enc != 0:
-                continue  # a pseudo-encoding carries no pixels
-            data = rfb.read(rw * rh * 4)
-            pixels += len(data)
-            colours.update(data[i:i + 3] for i in range(0, len(data), 4 * 97))
-    out.update({"pixels": pixels, "colours": len(colours)})
+    out.update(rfb_session(rfb.read, lambda b: s.sendall(frame(0x2, b))))
     s.sendall(frame(0x8, struct.pack("!H", 1000)))
     s.close()
     return out
