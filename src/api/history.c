@@ -28,13 +28,22 @@ struct history {
 static void sample_node(struct history *h)
 {
     struct host_load l;
-    struct host_info hi;
+    struct host_info hi = {0};
     struct ferr e = {0};
-    if (host_load_read(&l, &e) < 0 || host_info_read(&hi, &e) < 0) {
+    char *text = NULL;
+    int rc = host_load_read(&l, &e);
+    if (rc == 0 && (rc = file_read_all("/proc/meminfo", 1 << 20, &text, NULL, &e)) == 0) {
+        rc = host_parse_meminfo(text, &hi);
+        free(text);
+        if (rc < 0)
+            ferr_set(&e, rc, "/proc/meminfo has no readable MemTotal line");
+    }
+    if (rc < 0) {
         log_debug("history: %s", e.msg);
         return;
     }
-    h->now.cpus = hi.cpus;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN); /* /proc/cpuinfo is big on big hosts: not it */
+    h->now.cpus = cpus > 0 ? (unsigned)cpus : 1;
     memcpy(h->now.load, l.load, sizeof(l.load));
     h->now.busy_ratio = h->has_last ? host_busy_ratio(&h->last, &l) : -1;
     h->now.mem_used_bytes = (hi.mem_total_mib - hi.mem_avail_mib) << 20;

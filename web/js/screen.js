@@ -23,15 +23,14 @@ export class Screen {
     this.timer = null;
   }
 
-  // The spec has no display: say so instead of a button that cannot work.
-  available(yes) {
-    this.openBtn.disabled = !yes;
-    if (!yes && !this.want) {
-      this.status.textContent = "no display (the VM's spec says \"display\": \"none\")";
-      this.status.className = "muted";
-    } else if (yes && !this.want && !this.rfb) {
-      this.status.textContent = "closed";
-    }
+  // The spec has no display, or the VM does not run: say so instead of a button that cannot
+  // work (an open screen keeps reconnecting: the VM may be restarting or moving).
+  available(display, running) {
+    this.openBtn.disabled = !this.want && !(display && running);
+    if (this.want || this.rfb) return;
+    this.status.textContent = !display ? "no display (the VM's spec says \"display\": \"none\")"
+      : running ? "closed" : "closed (the VM does not run)";
+    this.status.className = "muted";
   }
 
   open() {

@@ -295,7 +295,7 @@ export function mount(root, [name], ctx) {
       vm.failover ? [h("dt", "Last failover"), h("dd", `${vm.failover.from} → ${vm.failover.to}: ${vm.failover.why || ""}`,
         vm.failover.down_ms && vm.failover.decided_ms ? ` (decided ${fmtMs(vm.failover.decided_ms - vm.failover.down_ms)} after down)` : "")] : null);
     haState.replaceChildren(badge(ha.state || "disabled"));
-    screen.available(s.display === "vga");
+    screen.available(s.display === "vga", vm.state === "running" || vm.state === "paused");
     if (screen.rfb) screen.showSize();
     const json = JSON.stringify(s, null, 2);
     if (specText.textContent !== json) specText.textContent = json;
