@@ -894,6 +894,7 @@ static void self_info(json_t *info, void *data)
                   (json_int_t)(h.mem_total_mib > used ? h.mem_total_mib - used : 0)));
     json_object_set_new(info, "vms", json_integer(vmset_count(d->vms)));
     json_object_set_new(info, "accel", json_string(d->api.accel));
+    history_node_info(d->api.history, info);
     if (d->qemu.text[0])
         json_object_set_new(info, "qemu", json_string(d->qemu.text));
 }

@@ -11,6 +11,7 @@
 #include "cluster/cdb.h"
 #include "cluster/cluster.h"
 #include "common/util.h"
+#include "host/host.h"
 #include "common/jsonfield.h"
 #include "fleet/fleet.h"
 #include "fleet/tasks.h"
@@ -373,6 +374,28 @@ int metrics_render(struct api_ctx *ctx, char **out_text, size_t *len)
     promtext_help(&o, "ferry_node_memory_allocated_bytes", "gauge", "memory of VMs that run here");
     promtext_sample(&o, "ferry_node_memory_allocated_bytes", NULL, 0, "%llu",
                     (unsigned long long)vmset_allocated_mib(ctx->vms) * 1024 * 1024);
+    promtext_help(&o, "ferry_node_cpus", "gauge", "online logical CPUs of this node");
+    promtext_sample(&o, "ferry_node_cpus", NULL, 0, "%u", h.cpus);
+    struct host_load hl;
+    if (host_load_read(&hl, NULL) == 0) {
+        static const char *const load[] = {"ferry_node_load1", "ferry_node_load5",
+                                           "ferry_node_load15"};
+        static const char *const help[] = {"load average over 1 minute",
+                                           "load average over 5 minutes",
+                                           "load average over 15 minutes"};
+        for (int i = 0; i < 3; i++) {
+            promtext_help(&o, load[i], "gauge", help[i]);
+            promtext_sample(&o, load[i], NULL, 0, "%.2f", hl.load[i]);
+        }
+        promtext_help(&o, "ferry_node_cpu_seconds_total", "counter",
+                      "CPU time of all CPUs since boot, busy (user, nice, system, irq, softirq, "
+                      "steal) or idle (idle, iowait)");
+        promtext_sample(&o, "ferry_node_cpu_seconds_total",
+                        (struct promtext_label[]){{"mode", "busy"}}, 1, "%.2f", hl.busy_s);
+        promtext_sample(&o, "ferry_node_cpu_seconds_total",
+                        (struct promtext_label[]){{"mode", "idle"}}, 1, "%.2f",
+                        hl.total_s - hl.busy_s);
+    }
     promtext_help(&o, "ferry_node_vms", "gauge", "VMs defined on this node");
     promtext_sample(&o, "ferry_node_vms", NULL, 0, "%u", vmset_count(ctx->vms));
 

@@ -17,6 +17,7 @@
 #include "api/tasks_api.h"
 #include "api/web.h"
 #include "api/wsconsole.h"
+#include "api/wsvnc.h"
 #include "cluster/cdb.h"
 #include "cluster/cluster.h"
 #include "common/jsonfield.h"
@@ -255,6 +256,8 @@ static void h_node(struct api_ctx *ctx, struct http_req *req, const struct route
         (json_int_t)vmset_allocated_mib(ctx->vms), "vms", (int)vmset_count(ctx->vms), "running",
         running, "state_dir", ctx->state_dir, "api_socket", ctx->api_socket ? ctx->api_socket : "",
         "uptime_s", (json_int_t)((now_mono_ms() - ctx->start_mono_ms) / 1000));
+    if (o)
+        history_node_info(ctx->history, o);
     /* Health and admin state as the cluster database has them; alone, a node is up, active. */
     json_t *rec = NULL;
     if (cluster_active(ctx->cluster))
@@ -282,14 +285,16 @@ static void self_node(struct api_ctx *ctx, json_t *arr)
     if (host_info_read(&h, NULL) < 0)
         h = ctx->host;
     uint64_t used = vmset_allocated_mib(ctx->vms);
-    json_array_append_new(
-        arr,
+    json_t *n =
         json_pack("{s:I, s:s, s:s, s:s, s:b, s:s, s:i, s:{s:I, s:I, s:I}, s:s, s:i, s:s}", "id",
                   (json_int_t)0, "name", ctx->node_name, "state", "up", "admin", "active", "leader",
                   0, "role", "standalone", "vms", (int)vmset_count(ctx->vms), "memory", "total_mib",
                   (json_int_t)h.mem_total_mib, "used_mib", (json_int_t)used, "free_mib",
                   (json_int_t)(h.mem_total_mib > used ? h.mem_total_mib - used : 0), "accel",
-                  ctx->accel, "last_heartbeat_ms", 0, "api_addr", ""));
+                  ctx->accel, "last_heartbeat_ms", 0, "api_addr", "");
+    if (n)
+        history_node_info(ctx->history, n);
+    json_array_append_new(arr, n);
 }
 
 /* ---- VMs ---- */
@@ -454,6 +459,11 @@ static void h_vm_console_ws(struct api_ctx *ctx, struct http_req *req, const str
     wsconsole_open(ctx, req, route_param(m, "name"));
 }
 
+static void h_vm_vnc_ws(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
+{
+    wsvnc_open(ctx, req, route_param(m, "name"));
+}
+
 /* POST /v1/vms/{name}/console/input {"data": "text"}: types into the serial console. */
 static void h_vm_console_input(struct api_ctx *ctx, struct http_req *req,
                                const struct route_match *m)
@@ -495,6 +505,45 @@ static void h_vm_history(struct api_ctx *ctx, struct http_req *req, const struct
         return;
     }
     json_object_set_new(j, "vm", json_string(vm_name(vm)));
+    http_reply_json(req, 200, j);
+}
+
+/* GET /v1/nodes/{name}/history?range=hour|day: a node's CPU use and memory (sampled by the
+ * node itself: forwarded there). */
+static void h_node_history(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
+{
+    const char *range = http_req_query(req, "range");
+    const char *node = route_param(m, "name");
+    if (range && strcmp(range, "hour") != 0 && strcmp(range, "day") != 0) {
+        http_reply_errorf(req, FERR_INVALID, "range: expected hour or day, got \"%.20s\"", range);
+        return;
+    }
+    if (strcmp(node, ctx->node_name) != 0) {
+        json_t *n = NULL;
+        struct ferr e = {0};
+        if (!cluster_active(ctx->cluster) ||
+            cdb_node_find(cluster_db(ctx->cluster), node, &n, &e) < 0) {
+            http_reply_errorf(req, FERR_NOTFOUND,
+                              "no node named %.64s (ferry node list shows them)", node);
+            return;
+        }
+        json_decref(n);
+        if (http_req_principal(req) == HTTP_PRINCIPAL_PEER) {
+            http_reply_errorf(req, FERR_STATE,
+                              "%s is not %s; the request was forwarded to the "
+                              "wrong node",
+                              ctx->node_name, node);
+            return;
+        }
+        forward_as_is(ctx, req, node);
+        return;
+    }
+    json_t *j = history_node_json(ctx->history, range && strcmp(range, "day") == 0);
+    if (!j) {
+        http_reply_errorf(req, -ENOMEM, "history: out of memory");
+        return;
+    }
+    json_object_set_new(j, "node", json_string(ctx->node_name));
     http_reply_json(req, 200, j);
 }
 
@@ -1754,6 +1803,7 @@ static const struct route routes[] = {
     {"POST", "/v1/cluster/profile", (void *)h_cluster_profile, NULL},
     {"GET", "/v1/nodes", (void *)h_nodes, NULL},
     {"POST", "/v1/nodes/{name}/drain", (void *)h_node_drain, NULL},
+    {"GET", "/v1/nodes/{name}/history", (void *)h_node_history, "range"},
     {"POST", "/v1/nodes/{name}/resume", (void *)h_node_resume, NULL},
     {"POST", "/v1/internal/join", (void *)h_int_join, NULL},
     {"POST", "/v1/internal/heartbeat", (void *)h_int_heartbeat, NULL},
@@ -1773,6 +1823,7 @@ static const struct route routes[] = {
     {"GET", "/v1/vms/{name}/console", (void *)h_vm_console, "offset max"},
     {"GET", "/v1/vms/{name}/console/ws", (void *)h_vm_console_ws, NULL},
     {"POST", "/v1/vms/{name}/console/input", (void *)h_vm_console_input, NULL},
+    {"GET", "/v1/vms/{name}/vnc/ws", (void *)h_vm_vnc_ws, NULL},
     {"GET", "/v1/vms/{name}/history", (void *)h_vm_history, "range"},
     {"POST", "/v1/vms/{name}/migrate", (void *)h_vm_migrate, NULL},
     {"POST", "/v1/vms/{name}/migrate/cancel", (void *)h_vm_migrate_cancel, NULL},

@@ -41,6 +41,18 @@ static void show_node(const json_t *n)
     output_kv(stdout, "cpus", "%" PRIu64 " in %" PRIu64 " socket%s", cli_jnum(n, "cpus"), sockets,
               sockets == 1 ? "" : "s");
     output_kv(stdout, "cpu model", "%s", (s = cli_jstr(n, "cpu_model")) ? s : "-");
+    const json_t *cpu = json_object_get(n, "cpu");
+    if (json_is_object(cpu)) {
+        json_t *busy = json_object_get(cpu, "busy_ratio");
+        char use[48] = "";
+        if (json_is_number(busy))
+            snprintf(use, sizeof(use), "; cpu use %.0f%% over the last 10 s",
+                     100 * json_number_value(busy));
+        output_kv(stdout, "load", "%.2f %.2f %.2f (1, 5, 15 min)%s",
+                  json_number_value(json_object_get(cpu, "load1")),
+                  json_number_value(json_object_get(cpu, "load5")),
+                  json_number_value(json_object_get(cpu, "load15")), use);
+    }
     output_kv(stdout, "memory", "%s total, %s available, %s allocated to VMs",
               output_bytes(cli_jnum(mem, "total_mib") << 20, a, sizeof(a)),
               output_bytes(cli_jnum(mem, "available_mib") << 20, b, sizeof(b)),
@@ -76,11 +88,26 @@ static int node_show(struct cli *cli, int argc, char **argv)
 
 /* ---- node list --------------------------------------------------------------------------- */
 
+/* A node's CPUs, 1-minute load and CPU use (the share of all its CPUs busy over the last 10 s)
+ * as table cells; "" where the node did not say (an older ferryd, its first 10 s). */
+static void node_cpu_cells(const json_t *cpu, char cpus[16], char load[24], char busy[16])
+{
+    cpus[0] = load[0] = busy[0] = '\0';
+    if (!json_is_object(cpu))
+        return;
+    snprintf(cpus, 16, "%" PRIu64, cli_jnum(cpu, "count"));
+    json_t *l = json_object_get(cpu, "load1"), *b = json_object_get(cpu, "busy_ratio");
+    if (json_is_number(l))
+        snprintf(load, 24, "%.2f", json_number_value(l));
+    if (json_is_number(b))
+        snprintf(busy, 16, "%.0f%%", 100 * json_number_value(b));
+}
+
 static int print_nodes(const json_t *reply)
 {
-    static const char *const headers[] = {"NAME",     "HEALTH", "ADMIN",         "LEADER",
-                                          "ROLE",     "VMS",    "MEM-TOTAL",     "MEM-USED",
-                                          "MEM-FREE", "ACCEL",  "LAST-HEARTBEAT"};
+    static const char *const headers[] = {
+        "NAME",  "HEALTH", "ADMIN",     "LEADER",   "ROLE",     "VMS",   "CPUS",
+        "LOAD1", "CPU%",   "MEM-TOTAL", "MEM-USED", "MEM-FREE", "ACCEL", "LAST-HEARTBEAT"};
     struct output_table *t = output_table_new(ARRAY_SIZE(headers), headers);
     if (!t)
         return EXIT_FAIL;
@@ -89,8 +116,9 @@ static int print_nodes(const json_t *reply)
     json_array_foreach(json_object_get(reply, "nodes"), i, n)
     {
         const json_t *mem = json_object_get(n, "memory");
-        char vms[24], total[32], used[32], freem[32], hb[48];
+        char vms[24], total[32], used[32], freem[32], hb[48], cpus[16], load[24], busy[16];
         snprintf(vms, sizeof(vms), "%" PRIu64, cli_jnum(n, "vms"));
+        node_cpu_cells(json_object_get(n, "cpu"), cpus, load, busy);
         const char *accel = cli_jstr(n, "accel");
         const char *cells[] = {cli_jstr(n, "name"),
                                cli_jstr(n, "state"),
@@ -98,6 +126,9 @@ static int print_nodes(const json_t *reply)
                                json_is_true(json_object_get(n, "leader")) ? "*" : "",
                                cli_jstr(n, "role"),
                                vms,
+                               cpus[0] ? cpus : NULL,
+                               load[0] ? load : NULL,
+                               busy[0] ? busy : NULL,
                                output_bytes(cli_jnum(mem, "total_mib") << 20, total, sizeof(total)),
                                output_bytes(cli_jnum(mem, "used_mib") << 20, used, sizeof(used)),
                                output_bytes(cli_jnum(mem, "free_mib") << 20, freem, sizeof(freem)),

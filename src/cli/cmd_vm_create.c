@@ -28,6 +28,8 @@ static const char create_help[] =
     "  --memory MIB             memory in MiB (or 512M, 2G)\n"
     "  --machine TYPE           QEMU machine type (default: the versioned type \"pc\" stands\n"
     "                           for on the host that makes it, e.g. pc-i440fx-7.2)\n"
+    "  --display vga|none       a VGA screen (the dashboard shows it through VNC) or none\n"
+    "                           (default)\n"
     "  --disk PATH[,size=MIB][,type=fixed|dynamic][,ro]\n"
     "                           a VHD disk; with size=, a VHD that does not exist yet, fixed\n"
     "                           (default) or dynamic (grows as written; on a shared volume\n"
@@ -69,7 +71,7 @@ struct create_args {
     json_t *disks;  /* array or NULL */
     json_t *nics;   /* array or NULL */
     json_t *labels; /* object or NULL */
-    const char *kernel, *initrd, *cmdline, *machine;
+    const char *kernel, *initrd, *cmdline, *machine, *display;
     bool appliance;
     const char *guest_ip, *guest_gw, *workload;
     const char *node;
@@ -108,6 +110,7 @@ enum {
     O_NODE,
     O_MACHINE,
     O_HA,
+    O_DISPLAY,
 };
 
 static const struct option create_opts[] = {
@@ -131,6 +134,7 @@ static const struct option create_opts[] = {
     {"start", no_argument, NULL, O_START},
     {"node", required_argument, NULL, O_NODE},
     {"machine", required_argument, NULL, O_MACHINE},
+    {"display", required_argument, NULL, O_DISPLAY},
     {"ha", no_argument, NULL, O_HA},
     {"ha-priority", required_argument, NULL, CLI_HA_PRIORITY},
     CLI_HA_LONGOPTS,
@@ -298,6 +302,11 @@ static int create_option(struct create_args *a, int c, const char *arg)
         if ((rc = check_text(c, arg, false, "a QEMU machine type like pc-i440fx-7.2")) != EXIT_OK)
             return rc;
         a->machine = arg;
+        break;
+    case O_DISPLAY:
+        if (strcmp(arg, "vga") != 0 && strcmp(arg, "none") != 0)
+            return cli_usage(CREATE_CMD, "--display: expected vga or none, not '%s'", arg);
+        a->display = arg;
         break;
     case O_CPUS:
         num = &a->cpus, flag = &a->has_cpus;
@@ -479,6 +488,8 @@ static int spec_set_hardware(const struct create_args *a, json_t *spec)
     if (a->has_memory)
         json_object_set_new(spec, "memory_mib", json_integer((json_int_t)a->memory));
     if (a->machine && json_object_set_new(spec, "machine", json_string(a->machine)) < 0)
+        return cli_nomem();
+    if (a->display && json_object_set_new(spec, "display", json_string(a->display)) < 0)
         return cli_nomem();
     if (a->disks)
         json_object_set(spec, "disks", a->disks);

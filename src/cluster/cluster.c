@@ -213,6 +213,13 @@ static json_t *node_view(struct cluster *c, const json_t *n, uint64_t leader)
     json_int_t late = cluster__late_ms(c, id);
     if (o)
         json_object_set_new(o, "heartbeat_late_ms", late >= 0 ? json_integer(late) : json_null());
+    /* The node's CPUs, load and CPU use, and its host's memory, as it measured them (a node
+     * older than these sends none: absent here too). */
+    json_t *cpu = json_object_get(info, "cpu"), *hmem = json_object_get(info, "host_memory");
+    if (o && json_is_object(cpu))
+        json_object_set(o, "cpu", cpu);
+    if (o && json_is_object(hmem))
+        json_object_set(o, "host_memory", hmem);
     json_decref(info);
     return o;
 }
@@ -397,6 +404,20 @@ static int forward(struct cluster *c, const char *node, const char *method, cons
     if (rc < 0)
         free(p);
     return rc;
+}
+
+int cluster_upgrade(struct cluster *c, const char *node, const char *path, unsigned timeout_ms,
+                    peer_upgrade_cb cb, void *data, struct ferr *e)
+{
+    json_t *n = NULL;
+    if (!c->active || !c->db)
+        return ferr_set(e, FERR_STATE, "not in a cluster");
+    if (cdb_node_find(c->db, node, &n, e) < 0)
+        return ferr_set(e, FERR_NOTFOUND, "no node named %s in the cluster", node);
+    char api[64];
+    snprintf(api, sizeof(api), "%s", json_string_value(json_object_get(n, "api_addr")));
+    json_decref(n);
+    return peer_upgrade(c->loop, api, c->secret, path, timeout_ms, cb, data, e);
 }
 
 /* ---- auth, open, close ---- */

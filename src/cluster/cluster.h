@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include "cluster/cdb.h"
+#include "cluster/peer.h"
 #include "common/err.h"
 #include "common/reply.h"
 #include "host/events.h"
@@ -149,6 +150,9 @@ int cluster_forward(struct cluster *c, const char *node, const char *method, con
  * (its code and message from the answer's body, common/reply.h), so cb checks e alone. */
 int cluster_call(struct cluster *c, const char *node, const char *method, const char *path,
                  const char *body, cluster_reply_cb cb, void *data, struct ferr *e);
+/* Opens a WebSocket to another node's GET path with the cluster secret (peer_upgrade). */
+int cluster_upgrade(struct cluster *c, const char *node, const char *path, unsigned timeout_ms,
+                    peer_upgrade_cb cb, void *data, struct ferr *e);
 /* cluster_call with a timeout of its own (cluster_call waits up to 120 s). */
 int cluster_call_within(struct cluster *c, const char *node, const char *method, const char *path,
                         const char *body, unsigned timeout_ms, cluster_reply_cb cb, void *data,

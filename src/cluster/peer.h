@@ -29,4 +29,24 @@ int peer_request(uv_loop_t *loop, const char *addr, const char *token, const cha
                  const char *path, const char *body, unsigned timeout_ms, peer_cb cb, void *data,
                  struct ferr *e);
 
+/*
+ * A connection to another ferryd switched to a WebSocket (a console relayed from the VM's
+ * node): GET path with "Upgrade: websocket" and the bearer token, in the thread pool, within
+ * timeout_ms. cb runs on the loop exactly once: with a stream (the caller's, closed with
+ * peer_stream_close) and the bytes that came after the 101 (extra, borrowed), or with NULL and
+ * e (no connection, or an answer other than 101: its status line is in the message). The
+ * stream is read and written with peer_stream_recv/send (which speak TLS when the connection
+ * does) when poll says its fd is ready.
+ */
+struct peer_stream;
+typedef void (*peer_upgrade_cb)(struct peer_stream *s, const char *extra, size_t extra_len,
+                                const struct ferr *e, void *data);
+int peer_upgrade(uv_loop_t *loop, const char *addr, const char *token, const char *path,
+                 unsigned timeout_ms, peer_upgrade_cb cb, void *data, struct ferr *e);
+int peer_stream_fd(const struct peer_stream *s);
+/* Bytes read or sent (0 from recv: the peer closed), -EAGAIN (not ready), -EIO. */
+long peer_stream_recv(struct peer_stream *s, void *buf, size_t len);
+long peer_stream_send(struct peer_stream *s, const void *buf, size_t len);
+void peer_stream_close(struct peer_stream *s);
+
 #endif

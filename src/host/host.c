@@ -191,6 +191,78 @@ int host_info_read(struct host_info *out, struct ferr *e)
     return 0;
 }
 
+int host_parse_loadavg(const char *text, double load[3])
+{
+    char *end;
+    const char *p = text;
+    for (int i = 0; i < 3; i++) {
+        while (*p == ' ')
+            p++;
+        if (*p < '0' || *p > '9')
+            return FERR_INVALID;
+        errno = 0;
+        load[i] = strtod(p, &end);
+        if (errno || end == p || (*end != ' ' && *end != '\n' && *end != '\0'))
+            return FERR_INVALID;
+        p = end;
+    }
+    return 0;
+}
+
+int host_parse_stat(const char *text, long hz, struct host_load *out)
+{
+    const char *p = text;
+    char line[512];
+    if (hz <= 0)
+        return FERR_INVALID;
+    while (next_line(&p, line, sizeof(line))) {
+        if (strncmp(line, "cpu ", 4) != 0)
+            continue;
+        /* user nice system idle iowait irq softirq steal (guest time is inside user/nice) */
+        unsigned long long v[8] = {0};
+        int n = sscanf(line + 4, "%llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
+                       &v[3], &v[4], &v[5], &v[6], &v[7]);
+        if (n < 4)
+            return FERR_INVALID;
+        double busy = (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]);
+        out->busy_s = busy / (double)hz;
+        out->total_s = (busy + (double)(v[3] + v[4])) / (double)hz;
+        return 0;
+    }
+    return FERR_INVALID;
+}
+
+int host_load_read(struct host_load *out, struct ferr *e)
+{
+    char *text = NULL;
+    int rc;
+    if ((rc = file_read_all("/proc/loadavg", PROC_MAX, &text, NULL, e)) < 0) {
+        ferr_prefix(e, "host");
+        return rc;
+    }
+    rc = host_parse_loadavg(text, out->load);
+    free(text);
+    if (rc < 0)
+        return ferr_set(e, rc, "host: /proc/loadavg is not three load averages");
+    if ((rc = file_read_all("/proc/stat", PROC_MAX, &text, NULL, e)) < 0) {
+        ferr_prefix(e, "host");
+        return rc;
+    }
+    rc = host_parse_stat(text, sysconf(_SC_CLK_TCK), out);
+    free(text);
+    if (rc < 0)
+        return ferr_set(e, rc, "host: /proc/stat has no readable cpu line");
+    return 0;
+}
+
+double host_busy_ratio(const struct host_load *before, const struct host_load *after)
+{
+    double total = after->total_s - before->total_s, busy = after->busy_s - before->busy_s;
+    if (total <= 0 || busy < 0)
+        return -1;
+    return busy > total ? 1.0 : busy / total;
+}
+
 int host_accel_pick(const struct host_info *h, const char *forced, const char **accel,
                     const char **why, struct ferr *e)
 {

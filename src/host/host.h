@@ -28,6 +28,25 @@ int host_parse_meminfo(const char *text, struct host_info *out);
 /* Reads /proc/cpuinfo, /proc/meminfo, hostname, and tries to open /dev/kvm. */
 int host_info_read(struct host_info *out, struct ferr *e);
 
+/* How busy this host is now: load averages (/proc/loadavg) and the CPU time all CPUs spent
+ * busy and in total since boot (/proc/stat's "cpu" line: busy is user, nice, system, irq,
+ * softirq and steal; total adds idle and iowait), for a rate between two reads. */
+struct host_load {
+    double load[3]; /* 1, 5 and 15 minutes */
+    double busy_s, total_s;
+};
+
+/* Parses /proc/loadavg text ("0.52 0.58 0.59 2/1011 12345"). Returns 0 or FERR_INVALID. */
+int host_parse_loadavg(const char *text, double load[3]);
+/* Parses /proc/stat text's aggregate "cpu" line with hz ticks a second into busy_s/total_s.
+ * Returns 0 or FERR_INVALID (no such line, fewer than the 4 fields every kernel has). */
+int host_parse_stat(const char *text, long hz, struct host_load *out);
+/* Reads both files. Returns 0, or an error naming the file. */
+int host_load_read(struct host_load *out, struct ferr *e);
+/* The share of CPU time spent busy between two reads, 0..1; -1 when it cannot be told (no
+ * time passed, or the counters went back). */
+double host_busy_ratio(const struct host_load *before, const struct host_load *after);
+
 /*
  * The accelerator to use: forced is NULL/"auto", "kvm" or "tcg". Auto picks "kvm" only when
  * the CPU has vmx/svm and /dev/kvm is usable (a nested, emulating /dev/kvm without those flags

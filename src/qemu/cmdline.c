@@ -88,14 +88,21 @@ static int opt_escape(char *dst, size_t size, const char *src)
     return 0;
 }
 
-/* True if the kernel command line has a console=ttyS0 parameter (console=ttyS0,115200 too). */
-static bool has_serial_console(const char *cmdline)
+/* True if the kernel command line has a console=KEY parameter (console=ttyS0,115200 too);
+ * key "tty" matches every tty console (tty0, tty1, ...) but not ttyS. */
+static bool has_console(const char *cmdline, const char *key)
 {
-    static const char key[] = "console=ttyS0";
-    const size_t klen = sizeof(key) - 1;
+    const size_t klen = strlen(key);
     for (const char *p = cmdline; (p = strstr(p, key)) != NULL; p += klen) {
         bool starts = p == cmdline || p[-1] == ' ' || p[-1] == '\t';
-        char end = p[klen];
+        const char *q = p + klen;
+        if (strcmp(key, "console=tty") == 0) {
+            if (*q < '0' || *q > '9')
+                continue;
+            while (*q >= '0' && *q <= '9')
+                q++;
+        }
+        char end = *q;
         if (starts && (end == '\0' || end == ' ' || end == '\t' || end == ','))
             return true;
     }
@@ -293,10 +300,15 @@ int qemu_argv_build(const struct qemu_launch *l, char ***argv_out, struct ferr *
     argv_addf(&b, "-no-shutdown");
     argv_add2(&b, "-display", "none");
     argv_add2(&b, "-vga", "none");
-    argv_addf(&b, "-chardev");
-    argv_addf(&b, "ringbuf,id=console,size=%d", CONSOLE_RINGBUF_BYTES);
     if (opt_escape(esc_buf, sizeof(esc_buf), l->run_dir) < 0)
         goto err_too_long;
+    if (m->vga) {
+        argv_add2(&b, "-device", "VGA,id=video0");
+        argv_addf(&b, "-vnc");
+        argv_addf(&b, "unix:%s/vnc.sock", esc_buf);
+    }
+    argv_addf(&b, "-chardev");
+    argv_addf(&b, "ringbuf,id=console,size=%d", CONSOLE_RINGBUF_BYTES);
     if (l->console_input) {
         argv_addf(&b, "-chardev");
         argv_addf(&b, "socket,id=console-in,path=%s/console.sock,server=on,wait=off", esc_buf);
@@ -330,12 +342,12 @@ int qemu_argv_build(const struct qemu_launch *l, char ***argv_out, struct ferr *
         if (!empty(m->initrd))
             argv_add2(&b, "-initrd", m->initrd);
         argv_addf(&b, "-append");
-        if (!empty(m->append) && has_serial_console(m->append))
-            argv_addf(&b, "%s", m->append);
-        else if (!empty(m->append))
-            argv_addf(&b, "console=ttyS0 %s", m->append);
+        const char *app = empty(m->append) ? "" : m->append;
+        const char *tty = m->vga && !has_console(app, "console=tty") ? "console=tty0 " : "";
+        if (has_console(app, "console=ttyS0"))
+            argv_addf(&b, "%s%s", tty, app);
         else
-            argv_addf(&b, "console=ttyS0");
+            argv_addf(&b, "%sconsole=ttyS0%s%s", tty, app[0] ? " " : "", app);
     } else {
         argv_add2(&b, "-boot", "c");
     }

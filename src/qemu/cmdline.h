@@ -59,6 +59,11 @@ struct qemu_machine {
     const char *kernel; /* "" or NULL: boot from the first disk */
     const char *initrd; /* needs kernel */
     const char *append; /* kernel command line; needs kernel */
+    /* A standard VGA adapter (-device VGA,id=video0) shown by a VNC server on the unix socket
+     * run_dir/vnc.sock (never a TCP port: ferryd relays it to the dashboard). With a kernel,
+     * console=tty0 is put before the serial console unless the command line names a tty
+     * console, so the screen shows the boot while /dev/console stays the serial port. */
+    bool vga;
 };
 
 struct qemu_launch {

@@ -177,8 +177,8 @@ static bool label_key_valid(const char *s)
 }
 
 static const char *const top_fields[] = {
-    "name",     "cpu",    "memory_mib", "disks", "nics", "boot", "blackout_budget_ms",
-    "priority", "labels", "machine",    "ha",    NULL};
+    "name",     "cpu",    "memory_mib", "disks", "nics",    "boot", "blackout_budget_ms",
+    "priority", "labels", "machine",    "ha",    "display", NULL};
 static const char *const cpu_fields[] = {"sockets", "cores", "threads", NULL};
 static const char *const disk_fields[] = {"path", "size_mib", "type", "readonly", NULL};
 static const char *const nic_fields[] = {"bridge", "mac", NULL};
@@ -654,6 +654,15 @@ int vm_spec_from_json(const json_t *j, const struct vm_spec_env *env, struct vm_
         strcpy(out->machine, mt);
     }
 
+    if ((v = member(j, "display"))) {
+        const char *d = json_string_value(v);
+        if (d && strcmp(d, "vga") == 0)
+            out->display = VM_DISPLAY_VGA;
+        else if (!d || strcmp(d, "none") != 0)
+            return ferr_set(e, FERR_INVALID, "display: expected \"vga\" or \"none\", not %s",
+                            d ? jfield_quote(d, q, sizeof(q)) : jfield_type(v));
+    }
+
     if ((rc = parse_cpu(member(j, "cpu"), out, e)) < 0)
         return rc;
 
@@ -730,6 +739,8 @@ json_t *vm_spec_to_json(const struct vm_spec *s)
     set(j, "name", json_string(s->name), &ok);
     if (s->machine[0])
         set(j, "machine", json_string(s->machine), &ok);
+    if (s->display == VM_DISPLAY_VGA) /* "none" is left out: older nodes still read the spec */
+        set(j, "display", json_string("vga"), &ok);
     if (cpu) {
         set(cpu, "sockets", json_integer(s->sockets), &ok);
         set(cpu, "cores", json_integer(s->cores), &ok);

@@ -89,7 +89,15 @@ struct vm_spec {
     unsigned nlabels;
     struct vm_label labels[VM_MAX_LABELS];
     struct vm_ha ha;
+    /* The guest's display adapter ("display"): VM_DISPLAY_NONE (absent from the JSON, the
+     * default, and every spec from before the field: those VMs keep their device set, so a
+     * running one still migrates to an upgraded node) or VM_DISPLAY_VGA (QEMU's standard VGA,
+     * shown in the dashboard through a VNC server on a unix socket). Part of the machine: both
+     * ends of a migration build it from the same spec. */
+    int display;
 };
+
+enum { VM_DISPLAY_NONE, VM_DISPLAY_VGA };
 
 /*
  * What validation may ask of the host. Each hook is optional (NULL skips that check);

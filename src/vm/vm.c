@@ -609,6 +609,7 @@ static int spawn_qemu(struct vm *vm, struct ferr *e)
         .kernel = s->boot.kernel,
         .initrd = s->boot.initrd,
         .append = s->boot.cmdline,
+        .vga = s->display == VM_DISPLAY_VGA,
     };
     struct qemu_launch l = {
         .m = &m,
@@ -1100,6 +1101,27 @@ int vm_console_input_path(const struct vm *vm, char *path, size_t size, struct f
                         vm->spec.name,
                         vm->set->cfg.console_input ? "old QEMU process"
                                                    : "this host's QEMU is too old");
+    return 0;
+}
+
+int vm_vnc_path(const struct vm *vm, char *path, size_t size, struct ferr *e)
+{
+    struct stat st;
+    if (vm->spec.display != VM_DISPLAY_VGA)
+        return ferr_set(e, FERR_STATE,
+                        "%s has no display (its spec says \"display\": \"none\"; create it "
+                        "with --display vga for a screen)",
+                        vm->spec.name);
+    if (vm->state == VM_STOPPED || vm->state == VM_FAILED)
+        return ferr_set(e, FERR_STATE, "%s is %s: start it first (ferry vm start %s)",
+                        vm->spec.name, vm_state_name(vm->state), vm->spec.name);
+    if (fmt_path(path, size, "%s/vnc.sock", vm->run) < 0)
+        return ferr_set(e, -ENAMETOOLONG, "%s: VNC socket path too long", vm->spec.name);
+    if (stat(path, &st) < 0 || !S_ISSOCK(st.st_mode))
+        return ferr_set(e, FERR_STATE,
+                        "%s: its QEMU has no VNC socket (it was started before the VM had a "
+                        "display: restart the VM)",
+                        vm->spec.name);
     return 0;
 }
 

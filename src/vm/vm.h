@@ -136,6 +136,11 @@ int vm_console_read(const struct vm *vm, uint64_t offset, size_t max, char **out
  * by an older ferryd: restart the VM) or -ENAMETOOLONG. */
 int vm_console_input_path(const struct vm *vm, char *path, size_t size, struct ferr *e);
 
+/* Where a running VM's screen is served: the unix socket of its QEMU's VNC server (RFB, no
+ * authentication: only ferryd reaches it). Returns 0 with path, or FERR_STATE (the spec has no
+ * display, the VM is not running, or its QEMU was started without one) or -ENAMETOOLONG. */
+int vm_vnc_path(const struct vm *vm, char *path, size_t size, struct ferr *e);
+
 struct vm_stats {
     double cpu_seconds; /* QEMU process user+system time */
     unsigned ndisks;

@@ -255,7 +255,7 @@ def test_node_list_from_any_node(cluster):
     assert [n for n in nodes if nodes[n]["leader"]] == [leader.name]
     table = h3.cli("node", "list").stdout.splitlines()
     assert table[0].split() == ["NAME", "HEALTH", "ADMIN", "LEADER", "ROLE", "VMS",
-                                "MEM-TOTAL", "MEM-USED", "MEM-FREE", "ACCEL", "LAST-HEARTBEAT"]
+                                "CPUS", "LOAD1", "CPU%", "MEM-TOTAL", "MEM-USED", "MEM-FREE", "ACCEL", "LAST-HEARTBEAT"]
     rows = {line.split()[0]: line.split() for line in table[1:]}
     assert sorted(rows) == ["host1", "host2", "host3"]
     assert all(cells[1:3] == ["up", "active"] for cells in rows.values()), table

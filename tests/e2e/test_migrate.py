@@ -20,6 +20,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "lab"))
 
 from ferrylab import LabProbe  # noqa: E402
 from ferrytest import wait_for  # noqa: E402
+from webclient import rfb_unix  # noqa: E402
 from labvm import (assert_guest_whole, assert_nothing_on, assert_runs_once, create_vm, lab_session,  # noqa: E402
                    local_vm, logs, metrics, missing, qemus_of, vm_on, wait_answering)
 
@@ -75,9 +76,16 @@ def migrate_probed(lab, src, dst, name, ip, viewer):
 
 def test_migrate_under_probes_and_back(lab):
     h1, h2, h3 = lab.hosts
-    # An older machine type than this QEMU's default: the destination must build that one.
-    ip = create_vm(lab, h1, "mv1", 1, extra=("--machine", "pc-i440fx-7.1"))
+    # An older machine type than this QEMU's default: the destination must build that one. A
+    # VGA display: the destination must have it too, and the screen's contents come along.
+    ip = create_vm(lab, h1, "mv1", 1, extra=("--machine", "pc-i440fx-7.1", "--display", "vga"))
     taps = local_vm(h1, "mv1")["taps"]
+    # The guest's text screen (its boot messages) once it stopped changing.
+    screen = wait_for(lambda: (lambda a, b: a if a["sha256"] == b["sha256"] else None)(
+        rfb_unix(os.path.join(h1.run_dir, "mv1", "vnc.sock")),
+        rfb_unix(os.path.join(h1.run_dir, "mv1", "vnc.sock"))), 30, "mv1's screen to settle",
+        interval=1)
+    assert screen["width"] >= 640 and screen["colours"] >= 2, screen
     before = lab.client_exec(["ferry-probe", "udp", ip, "--interval-ms", "5", "--duration-s", "1",
                               "--json"]).stdout
 
@@ -93,6 +101,11 @@ def test_migrate_under_probes_and_back(lab):
         args = f.read().split(b"\0")
     assert b"-mem-prealloc" in args, "the destination did not preallocate"
     assert b"pc-i440fx-7.1,accel=tcg" in args, f"the destination built another machine: {args}"
+    assert b"VGA,id=video0" in args, f"the destination has no VGA: {args}"
+    moved = rfb_unix(os.path.join(h2.run_dir, "mv1", "vnc.sock"))
+    assert (moved["width"], moved["height"], moved["sha256"]) == \
+        (screen["width"], screen["height"], screen["sha256"]), \
+        f"the screen on host2 is not the one on host1: {moved} vs {screen}"
     assert os.path.exists(os.path.join(h2.state_dir, "vms", "mv1", "vm.json"))
 
     fig, res = migrate_probed(lab, h2, h1, "mv1", ip, h3)

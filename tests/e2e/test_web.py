@@ -4,7 +4,7 @@ headless, driven by chromedriver through python3-selenium. A user logs in (a wro
 refused; an ended session and a logout bring the login back, and a logged-out cookie is dead
 on ferryd), sees the nodes, the VMs and the tree, starts a VM and watches its state change
 live (also when another client pauses it), types a command into its serial console and reads
-the answer, sees its resource graphs fill, live-migrates it from the VM page and watches the
+the answer, sees its resource graphs fill, opens its screen (noVNC) and sees the guest's, live-migrates it from the VM page and watches the
 progress bar move and the blackout afterwards (the console follows the VM), drains a node and
 resumes it, sees NodeDown appear (pending) when a host loses power, turns HA on and off, moves
 a stopped VM's disk, and reads the volume's page. The pages never trip ferryd's
@@ -151,11 +151,12 @@ def lab():
 @pytest.fixture(scope="module")
 def vms(lab):
     """Two stopped VMs with their disks on the shared volume: con1 on host1 boots straight
-    into busybox sh on its serial console (no network: it needs none here), idle1 on host2."""
+    into busybox sh on its serial console (no network: it needs none here) and has a VGA
+    screen (its boot messages: console=tty0), idle1 on host2."""
     h1, h2 = lab.hosts[0], lab.hosts[1]
     h1.cli("csv", "add", "csv1", lab.csv)
     h1.cli("vm", "create", VM, "--node", "host1", "--memory", "128", "--appliance", "--cmdline",
-           "rdinit=/bin/sh", "--disk", f"{lab.csv}/{VM}.vhd,size=16")
+           "rdinit=/bin/sh", "--disk", f"{lab.csv}/{VM}.vhd,size=16", "--display", "vga")
     h2.cli("vm", "create", OTHER, "--node", "host2", "--memory", "128", "--appliance",
            "--disk", f"{lab.csv}/{OTHER}.vhd,size=16")
     yield [VM, OTHER]
@@ -478,6 +479,86 @@ def test_migrate_from_the_vm_page(lab, vms, url, page):
                  "the blackout chart's point")
         wait_text(drv, "#migrations-table", r"host1 → host2", 10, "the migration in the table")
         save_shot(drv, "migrations")
+
+
+SCREEN_JS = """
+const c = document.querySelector('#screen canvas');
+if (!c || !c.width) return null;
+const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+const seen = new Set();
+for (let i = 0; i < d.length; i += 4 * 101) seen.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]);
+return [c.width, c.height, seen.size];
+"""
+
+
+def test_screen_shows_the_guest(lab, vms, url, page):
+    """The VM page's Screen (noVNC) connects through host1, which the browser talks to, to the
+    VGA of con1 (on host2 after the migration test: relayed), and its canvas has the guest's
+    framebuffer size and more than one colour (the kernel's boot messages)."""
+    drv = page
+    h1 = lab.hosts[0]
+    with shot_on_failure(drv, "screen"):
+        if vm_on(h1, VM)["state"] != "running":  # run alone
+            h1.cli("vm", "start", VM)
+        t0 = time.monotonic()
+        if f"/vm/{VM}" not in drv.current_url:
+            go(drv, url, f"/vm/{VM}")
+        wait_text(drv, "#vm-display", "vga", 15, "the display in the summary")
+        wait_for(lambda: drv.find_element(By.ID, "screen-open").is_enabled(), 15,
+                 "Open screen enabled")
+        drv.find_element(By.ID, "screen-open").click()
+        wait_text(drv, "#screen-status", r"^connected", 30, "noVNC connected to the guest's screen")
+
+        def shown():
+            # The guest switches video modes while it boots (the BIOS's, then text mode): the
+            # size in the status follows within a refresh (1.5 s).
+            m = re.match(r"connected (\d+)×(\d+)", text(drv, "#screen-status"))
+            px = drv.execute_script(SCREEN_JS)
+            if m and px and (int(m.group(1)), int(m.group(2))) == (px[0], px[1]) and px[2] >= 2:
+                return px
+            return None
+        w, hgt, colours = wait_for(shown, 30, "the guest's framebuffer, not one colour, on the "
+                                   "canvas and its size in the status", interval=0.5)
+        assert w >= 640 and hgt >= 350, (w, hgt)  # VGA text mode: 720x400
+        px = [w, hgt, colours]
+        print(f"screen: {w}x{hgt}, {px[2]} colours sampled, "
+              f"{time.monotonic() - t0:.1f} s from the page to the pixels")
+        assert not csp_violations(drv), csp_violations(drv)
+        if SHOTS:  # the Screen card itself: it is below the fold
+            time.sleep(2)  # the boot messages that were still coming
+            card = drv.find_element(By.ID, "vm-screen")
+            drv.execute_script("arguments[0].scrollIntoView()", card)
+            time.sleep(0.5)
+            card.screenshot(os.path.join(SHOTS, "vm-screen.png"))
+        drv.find_element(By.ID, "screen-open").click()
+        wait_text(drv, "#screen-status", r"^closed", 10, "the screen closed")
+
+
+def test_node_cpu_load_and_graphs(lab, url, page):
+    """Each node's CPUs, load and CPU use on the overview and the nodes page (as its ferryd
+    measured them; the lab's hosts share one machine), and host2's CPU and memory graphs on
+    its page (served by host2, forwarded by host1)."""
+    drv = page
+    cpu = r"^\d+ CPUs? · load \d+\.\d\d · \d+ % busy$"
+    with shot_on_failure(drv, "node-cpu"):
+        go(drv, url, "/")
+        wait_for(lambda: (lambda cells: len(cells) == 3 and all(re.match(cpu, c) for c in cells))(
+            [text_of(e) for e in drv.find_elements(By.CSS_SELECTOR, "#nodes-table td.node-cpu")]),
+            20, "CPUs, load and CPU use of the 3 nodes on the overview", interval=0.3)
+        go(drv, url, "/nodes/host2")
+        wait_text(drv, "#nodes-admin td.node-cpu", cpu, 15, "host2's CPU on its page")
+        wait_for(lambda: len(drv.find_elements(By.CSS_SELECTOR, "#node-graphs svg path.line")) >= 2,
+                 30, "host2's CPU and memory lines", interval=0.5)
+        assert re.search(r"\d+(\.\d)? [KMG]iB", text(drv, "#node-graphs")), text(drv, "#node-graphs")
+        assert not csp_violations(drv), csp_violations(drv)
+        save_shot(drv, "node")
+
+
+def text_of(el):
+    try:
+        return el.text
+    except StaleElementReferenceException:
+        return ""
 
 
 def test_drain_and_resume_a_node(lab, vms, url, page):

@@ -3,7 +3,8 @@
 and a WebSocket from the lab's client namespace, tests/lib/webclient.py): the static page with
 its security headers, login sessions (cookie flags, CSRF token, Origin, logout, expiry), the
 serial console over a WebSocket typed into the guest's shell on the VM's own node and relayed
-from another, and the alerts the dashboard shows."""
+from another, the screen's WebSocket speaking RFB (VNC) on both too, and the alerts the
+dashboard shows."""
 import json
 import os
 import re
@@ -36,8 +37,9 @@ def lab():
 
 @pytest.fixture(scope="module")
 def vm(lab):
-    """An appliance VM on host1 with a shell on its serial console."""
-    create_vm(lab, lab.hosts[0], VM, 20, workload="probe,shell", memory=128)
+    """An appliance VM on host1 with a shell on its serial console and a VGA screen."""
+    create_vm(lab, lab.hosts[0], VM, 20, workload="probe,shell", memory=128,
+              extra=("--display", "vga"))
     return VM
 
 
@@ -209,6 +211,47 @@ def test_console_websocket_types_into_the_guest(lab, vm, where):
     print(f"console on {h.name} ({where}): answer after {time.monotonic() - t0:.1f} s")
 
 
+def vnc(lab, host, vm, headers, timeout=30):
+    cmd = ["/usr/bin/python3", WEBCLIENT, "vnc", host.url + f"/v1/vms/{vm}/vnc/ws",
+           "--timeout", str(timeout)]
+    for h in headers:
+        cmd += ["-H", h]
+    return json.loads(lab.client_exec(cmd, timeout=timeout + 30).stdout)
+
+
+def test_screen_websocket_refused_without_a_session(lab, vm):
+    h = lab.hosts[0]
+    r = vnc(lab, h, vm, [f"Origin: {h.url}"], timeout=10)
+    assert r["status"] == 401 and not r["upgraded"], r
+    cookie, _, _ = login(lab, h)
+    r = vnc(lab, h, vm, [f"Cookie: {cookie}", "Origin: http://evil.example"], timeout=10)
+    assert r["status"] == 403 and not r["upgraded"], r
+    r = vnc(lab, h, "nosuchvm", [f"Cookie: {cookie}", f"Origin: {h.url}"], timeout=10)
+    assert r["status"] == 404 and not r["upgraded"], r
+    # Relayed: the VM's node is never reached without a session here.
+    r = vnc(lab, lab.hosts[1], vm, [f"Origin: {lab.hosts[1].url}"], timeout=10)
+    assert r["status"] == 401 and not r["upgraded"], r
+
+
+@pytest.mark.parametrize("where", ["own node", "another node"])
+def test_screen_websocket_speaks_rfb(lab, vm, where):
+    """noVNC's half of RFB over the screen's WebSocket reaches the VM's QEMU VNC server: on
+    its own node (the unix socket) and on another (relayed byte for byte); the first full
+    update has the guest's text screen, not one colour."""
+    h = lab.hosts[0] if where == "own node" else lab.hosts[1]
+    cookie, _, _ = login(lab, h)
+    t0 = time.monotonic()
+    r = vnc(lab, h, vm, [f"Cookie: {cookie}", f"Origin: {h.url}"])
+    assert r["upgraded"] and r["accept_ok"], r
+    assert r["version"] == "RFB 003.008\n" and r["security"] == [1], r
+    assert r["width"] >= 640 and r["height"] >= 350, r  # VGA text mode is 720x400
+    assert VM in r["name"], r  # "QEMU (webvm)"
+    assert r["pixels"] == r["width"] * r["height"] * 4, r
+    assert r["colours"] >= 2, f"the screen is one colour: {r}"
+    print(f"screen on {h.name} ({where}): {r['width']}x{r['height']}, {r['colours']} colours "
+          f"sampled, {time.monotonic() - t0:.1f} s")
+
+
 def test_console_input_endpoint_checks_its_body(lab, vm):
     h = lab.hosts[1]
     auth = [f"Authorization: Bearer {lab.token()}"]
@@ -306,6 +349,47 @@ def alerts(lab, h, cookie):
     r = call(lab, h, "GET", "/v1/alerts", headers=[f"Cookie: {cookie}"])
     assert r["status"] == 200, r
     return r["json"]["alerts"]
+
+
+def test_nodes_cpu_load_and_history(lab, vm):
+    """Every node's CPUs, load averages and CPU use in /v1/nodes (each measures its own and
+    sends them with its heartbeats), `ferry node list|show`, /metrics, and a node's CPU/memory
+    history served by that node through another."""
+    h1, h3 = lab.hosts[0], lab.hosts[2]
+
+    def all_busy():
+        st, body = h1.api("GET", "/v1/nodes")
+        nodes = body["nodes"] if st == 200 else []
+        ok = len(nodes) == 3 and all("busy_ratio" in (n.get("cpu") or {}) for n in nodes)
+        return nodes if ok else None
+    nodes = wait_for(all_busy, 20, "CPU use of every node in /v1/nodes", interval=0.5)
+    for n in nodes:
+        c = n["cpu"]
+        assert c["count"] >= 1 and 0 <= c["busy_ratio"] <= 1, n
+        assert all(c[k] >= 0 for k in ("load1", "load5", "load15")), n
+        assert 0 < n["host_memory"]["used_bytes"] < n["host_memory"]["total_bytes"], n
+    table = h1.cli("node", "list").stdout.splitlines()
+    head = table[0].split()
+    assert head[6:9] == ["CPUS", "LOAD1", "CPU%"], head
+    for line in table[1:]:  # (the LEADER cell is empty but for one: words do not line up)
+        assert re.search(r" \d+ +\d+ +\d+\.\d\d +\d+% +\d", line), line
+    assert re.search(r"load: +\d+\.\d\d \d+\.\d\d \d+\.\d\d \(1, 5, 15 min\)",
+                     h3.cli("node", "show").stdout)
+    auth = [f"Authorization: Bearer {lab.token()}"]
+    text = call(lab, h1, "GET", "/metrics", headers=auth)["body"]
+    for m in (r"ferry_node_cpus \d+", r"ferry_node_load1 \d+\.\d\d",
+              r'ferry_node_cpu_seconds_total\{mode="busy"\} \d+'):
+        assert re.search(m, text), m
+    # host3's history, asked of host1: host3 samples itself every 10 s.
+    r = wait_for(lambda: (lambda r: r if r["status"] == 200 and r["json"]["points"] else None)(
+        call(lab, h1, "GET", "/v1/nodes/host3/history?range=hour", headers=auth)), 25,
+        "a point of host3's history", interval=1)
+    assert r["json"]["node"] == "host3" and r["json"]["step_s"] == 10, r["json"]
+    p = r["json"]["points"][-1]
+    assert p["cpu"] >= 0 and p["memory_bytes"] > 0, p
+    assert call(lab, h1, "GET", "/v1/nodes/nosuch/history", headers=auth)["status"] == 404
+    assert call(lab, h1, "GET", "/v1/nodes/host1/history?range=week",
+                headers=auth)["status"] == 400
 
 
 def test_alerts_show_a_node_that_went_down(lab, vm):

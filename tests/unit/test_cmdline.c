@@ -177,6 +177,55 @@ static void test_console_input(void **state)
     qemu_argv_free(argv);
 }
 
+/* A VGA display: the device with a stable id, VNC only on a unix socket in the run directory,
+ * and console=tty0 before the serial console (which stays /dev/console, the last one). */
+static void test_vga_display(void **state)
+{
+    (void)state;
+    struct fixture f;
+    fixture_init(&f);
+    char **argv = build_ok(&f);
+    assert_false(has_arg(argv, "-vnc"));
+    assert_false(has_arg(argv, "VGA,id=video0"));
+    assert_string_equal(opt_val(argv, "-vga", 0), "none");
+    qemu_argv_free(argv);
+
+    f.m.vga = true;
+    argv = build_ok(&f);
+    assert_string_equal(opt_val(argv, "-vga", 0), "none");
+    assert_string_equal(opt_val(argv, "-display", 0), "none");
+    assert_int_equal(count_opt(argv, "-vnc"), 1);
+    assert_string_equal(opt_val(argv, "-vnc", 0), "unix:/run/ferry/vms/web1/vnc.sock");
+    assert_true(has_arg(argv, "VGA,id=video0"));
+    qemu_argv_free(argv);
+
+    snprintf(f.kernel, sizeof(f.kernel), "/img/vmlinuz");
+    snprintf(f.append, sizeof(f.append), "rdinit=/bin/sh");
+    argv = build_ok(&f);
+    assert_string_equal(opt_val(argv, "-append", 0), "console=tty0 console=ttyS0 rdinit=/bin/sh");
+    qemu_argv_free(argv);
+    f.append[0] = '\0';
+    argv = build_ok(&f);
+    assert_string_equal(opt_val(argv, "-append", 0), "console=tty0 console=ttyS0");
+    qemu_argv_free(argv);
+    /* A tty console named already (any number) is left alone; ttyS does not count. */
+    snprintf(f.append, sizeof(f.append), "console=ttyS0 console=tty1");
+    argv = build_ok(&f);
+    assert_string_equal(opt_val(argv, "-append", 0), "console=ttyS0 console=tty1");
+    qemu_argv_free(argv);
+    snprintf(f.append, sizeof(f.append), "console=ttyS0 xconsole=tty0 console=ttyX");
+    argv = build_ok(&f);
+    assert_string_equal(opt_val(argv, "-append", 0),
+                        "console=tty0 console=ttyS0 xconsole=tty0 console=ttyX");
+    qemu_argv_free(argv);
+
+    /* The run directory's commas are doubled like everywhere else. */
+    f.l.run_dir = "/run/a,b";
+    argv = build_ok(&f);
+    assert_string_equal(opt_val(argv, "-vnc", 0), "unix:/run/a,,b/vnc.sock");
+    qemu_argv_free(argv);
+}
+
 static void test_vpc_disk(void **state)
 {
     (void)state;
@@ -463,7 +512,7 @@ int main(void)
         cmocka_unit_test(test_vpc_disk),    cmocka_unit_test(test_nbd_disk),
         cmocka_unit_test(test_kvm_vs_tcg),  cmocka_unit_test(test_comma_escaping),
         cmocka_unit_test(test_kernel_boot), cmocka_unit_test(test_incoming_and_minimal),
-        cmocka_unit_test(test_bad_inputs),
+        cmocka_unit_test(test_bad_inputs),  cmocka_unit_test(test_vga_display),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

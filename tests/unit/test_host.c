@@ -307,6 +307,48 @@ static void pick(bool hw_virt, bool kvm_usable, const char *forced, int want_rc,
     }
 }
 
+static void test_loadavg(void **state)
+{
+    (void)state;
+    double l[3];
+    assert_int_equal(host_parse_loadavg("0.52 1.58 10.00 2/1011 12345\n", l), 0);
+    assert_true(l[0] == 0.52 && l[1] == 1.58 && l[2] == 10.0);
+    assert_int_equal(host_parse_loadavg("0 0 0 1/1 1\n", l), 0);
+    assert_int_equal(host_parse_loadavg("", l), FERR_INVALID);
+    assert_int_equal(host_parse_loadavg("0.52 1.58\n", l), FERR_INVALID);
+    assert_int_equal(host_parse_loadavg("0.52 -1 3\n", l), FERR_INVALID);
+    assert_int_equal(host_parse_loadavg("0.52x 1 3\n", l), FERR_INVALID);
+}
+
+/* The aggregate line only (cpu0... are per CPU); irq, softirq and steal are busy, iowait is
+ * idle; an old kernel's 4 fields are enough. */
+static void test_stat_and_busy_ratio(void **state)
+{
+    (void)state;
+    struct host_load a = {0}, b = {0};
+    const char *t1 = "cpu  100 20 30 800 50 5 5 10 0 0\ncpu0 50 10 15 400 25 2 2 5 0 0\n"
+                     "intr 1 2 3\n";
+    assert_int_equal(host_parse_stat(t1, 100, &a), 0);
+    assert_true(a.busy_s == 1.7 && a.total_s == 10.2);
+    const char *t2 = "cpu  300 20 30 1400 50 5 5 10 0 0\n";
+    assert_int_equal(host_parse_stat(t2, 100, &b), 0);
+    double r = host_busy_ratio(&a, &b);
+    assert_true(r > 0.249 && r < 0.251); /* 200 busy ticks of 800 */
+    assert_true(host_busy_ratio(&b, &a) == -1);
+    assert_true(host_busy_ratio(&a, &a) == -1);
+    assert_int_equal(host_parse_stat("cpu  1 2 3 4\n", 100, &a), 0);
+    assert_true(a.busy_s == 0.06 && a.total_s == 0.1);
+    assert_int_equal(host_parse_stat("cpu  1 2 3\n", 100, &a), FERR_INVALID);
+    assert_int_equal(host_parse_stat("cpu0 1 2 3 4\n", 100, &a), FERR_INVALID);
+    assert_int_equal(host_parse_stat("", 100, &a), FERR_INVALID);
+    assert_int_equal(host_parse_stat(t1, 0, &a), FERR_INVALID);
+    /* This host's files read. */
+    struct host_load now;
+    struct ferr e = {0};
+    assert_int_equal(host_load_read(&now, &e), 0);
+    assert_true(now.total_s > 0 && now.busy_s <= now.total_s && now.load[0] >= 0);
+}
+
 static void test_accel_auto(void **state)
 {
     (void)state;
@@ -377,6 +419,8 @@ int main(void)
         cmocka_unit_test(test_meminfo),
         cmocka_unit_test(test_meminfo_old_kernel_uses_memfree),
         cmocka_unit_test(test_meminfo_bad),
+        cmocka_unit_test(test_loadavg),
+        cmocka_unit_test(test_stat_and_busy_ratio),
         cmocka_unit_test(test_accel_auto),
         cmocka_unit_test(test_accel_forced),
         cmocka_unit_test(test_accel_messages),

@@ -119,7 +119,7 @@ static const struct bad bad_cases[] = {
     {"'web'", "spec: expected a JSON object at the top level, not a string"},
     {"{" BASE "," DISK ",'foo':1}",
      "unknown field \"foo\" (accepted: name, cpu, memory_mib, disks, "
-     "nics, boot, blackout_budget_ms, priority, labels, machine, ha)"},
+     "nics, boot, blackout_budget_ms, priority, labels, machine, ha, display)"},
     {"{" BASE "," DISK ",'Name':'x'}", "unknown field \"Name\""},
     /* ha */
     {"{" BASE "," DISK ",'ha':true}", "ha: expected an object, not a boolean"},
@@ -142,6 +142,9 @@ static const struct bad bad_cases[] = {
      "ha.preferred: host2 is not one of ha.possible"},
     {"{" BASE "," DISK ",'ha':{'anti_affinity':'Web Tier'}}", "ha.anti_affinity:"},
     {"{" BASE "," DISK ",'ha':{'anti_affinity_strict':1}}", "ha.anti_affinity_strict"},
+    /* display */
+    {"{" BASE "," DISK ",'display':'std'}", "display: expected \"vga\" or \"none\", not \"std\""},
+    {"{" BASE "," DISK ",'display':true}", "display: expected \"vga\" or \"none\", not a boolean"},
     /* machine */
     {"{" BASE "," DISK ",'machine':'pc-i440fx-9.9'}",
      "machine: this host's QEMU has no machine type \"pc-i440fx-9.9\""},
@@ -445,6 +448,28 @@ static void test_defaults(void **state)
     assert_int_equal(s.blackout_budget_ms, VM_DEFAULT_BUDGET_MS);
     assert_int_equal(s.priority, VM_DEFAULT_PRIORITY);
     assert_int_equal(s.nlabels, 0);
+    assert_int_equal(s.display, VM_DISPLAY_NONE);
+}
+
+static void round_trip(const char *text);
+
+/* "display": "none" is the default and is left out when printed (older nodes refuse fields
+ * they do not know); "vga" is printed and read back. */
+static void test_display(void **state)
+{
+    (void)state;
+    struct vm_spec s;
+    expect_ok("{" BASE "," DISK ",'display':'none'}", &s);
+    assert_int_equal(s.display, VM_DISPLAY_NONE);
+    json_t *j = vm_spec_to_json(&s);
+    assert_null(json_object_get(j, "display"));
+    json_decref(j);
+    expect_ok("{" BASE "," DISK ",'display':'vga'}", &s);
+    assert_int_equal(s.display, VM_DISPLAY_VGA);
+    j = vm_spec_to_json(&s);
+    assert_string_equal(json_string_value(json_object_get(j, "display")), "vga");
+    json_decref(j);
+    round_trip("{" BASE "," DISK ",'display':'vga'}");
 }
 
 static void test_kernel_boot_without_disks(void **state)
@@ -721,6 +746,7 @@ int main(void)
         cmocka_unit_test(test_gen_mac_is_valid_and_spread),
         cmocka_unit_test(test_labels_kept_in_order),
         cmocka_unit_test(test_round_trip_minimal),
+        cmocka_unit_test(test_display),
         cmocka_unit_test(test_ha),
         cmocka_unit_test(test_round_trip_full),
         cmocka_unit_test(test_to_json_shape),

@@ -117,6 +117,15 @@ export function table(cols, rows, attrs = {}, empty = "none") {
   return h("div.table-wrap", h("table", a, head, body));
 }
 
+/** A node's CPUs, 1-minute load and CPU use (the share of all its CPUs busy over the last
+ * 10 s) as its ferryd reports them; "–" from a node that reports none (an older ferryd). */
+export function fmtCpu(n) {
+  const c = n && n.cpu;
+  if (!c) return "–";
+  const busy = c.busy_ratio === undefined || c.busy_ratio === null ? "" : ` · ${Math.round(c.busy_ratio * 100)} % busy`;
+  return `${c.count} CPU${c.count === 1 ? "" : "s"} · load ${Number(c.load1).toFixed(2)}${busy}`;
+}
+
 /** A progress bar 0..100 (the width is set through the CSSOM, which the CSP allows). */
 export function progress(percent, label) {
   const bar = h("div.bar");

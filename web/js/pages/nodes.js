@@ -1,16 +1,50 @@
 // SPDX-License-Identifier: MIT
-// Nodes: each node's state and load, drain (live-migrates its VMs away, then pauses it) and
-// resume, with the drain's progress (VMs left on the node) while it runs.
+// Nodes: each node's state and load (CPUs, load average, CPU use, memory), drain (live-migrates
+// its VMs away, then pauses it) and resume, with the drain's progress (VMs left on the node)
+// while it runs. One node's page (#/nodes/NAME) adds graphs of its CPU use and memory over the
+// last hour or day (GET /v1/nodes/NAME/history, sampled every 10 s by the node itself).
 import { get, post, enc } from "../api.js";
-import { h, fill, badge, table, progress, errorBox, fmtMib, fmtMs, fmtTime, vmHref } from "../dom.js";
+import { h, fill, badge, table, progress, errorBox, fmtMib, fmtMs, fmtTime, fmtBytes, fmtCpu, vmHref } from "../dom.js";
 import { tasks } from "../data.js";
+import { lines } from "../chart.js";
 
 const drains = new Map(); // node → {start, total, result, error}: survives page switches
 
 export function mount(root, [only], ctx) {
   const out = h("div#nodes");
   const msg = h("div#node-msg");
-  fill(root, h("h1", only ? `Node ${only}` : "Nodes"), msg, out);
+  const graphs = h("div.graphs#node-graphs");
+  let range = "hour";
+  let graphsAt = 0;
+  const rangeBtns = ["hour", "day"].map((r) => h("button.ghost", { type: "button", "data-range": r,
+    class: r === range ? "current" : "", onclick: () => {
+      range = r;
+      graphsAt = 0;
+      for (const b of rangeBtns) b.classList.toggle("current", b.dataset.range === r);
+      drawGraphs();
+    } }, `last ${r}`));
+  fill(root, h("h1", only ? `Node ${only}` : "Nodes"), msg, out,
+    only ? h("section.card", h("h2", "Resources", h("span.range", rangeBtns)), graphs) : null);
+
+  async function drawGraphs() {
+    if (!only || Date.now() - graphsAt < 10000) return;
+    graphsAt = Date.now();
+    let r;
+    try {
+      r = await get(`/v1/nodes/${enc(only)}/history?range=${range}`);
+    } catch (e) {
+      fill(graphs, e.status === 404 && /route|no such path/i.test(e.message) ? h("p.note", "This node's ferryd keeps no history.") : errorBox(e, "history"));
+      return;
+    }
+    const pts = r.points || [];
+    const ts = pts.map((p) => p.t);
+    const col = (k, f = (v) => v) => pts.map((p) => (p[k] === null || p[k] === undefined ? null : f(p[k])));
+    fill(graphs,
+      lines(ts, [{ name: "CPU %", class: "s1", values: col("cpu", (v) => v * 100) }],
+        { title: "CPU (100 % = one CPU busy)", fmt: (v) => `${Math.round(v)} %` }),
+      lines(ts, [{ name: "used", class: "s1", values: col("memory_bytes") }],
+        { title: "Memory in use", fmt: fmtBytes }));
+  }
 
   async function drain(n, running) {
     if (drains.get(n)?.running) return;
@@ -77,6 +111,7 @@ export function mount(root, [only], ctx) {
       { label: "Node", cell: (n) => [n.name, n.leader ? " ★ leader" : ""] },
       { label: "State", cell: (n) => [badge(n.state), n.state_changed_ms ? h("div.muted", `since ${fmtTime(n.state_changed_ms)}`) : null] },
       { label: "Admin", cell: (n) => badge(n.admin) },
+      { label: "CPU", cell: (n) => fmtCpu(n), class: "node-cpu" },
       { label: "Memory", cell: (n) => n.memory ? `${fmtMib(n.memory.free_mib)} free of ${fmtMib(n.memory.total_mib)}` : "–" },
       { label: "VMs", cell: (n) => (list[n.name] || []).length ? (list[n.name] || []).map((v, i) =>
         [i ? ", " : "", h("a", { href: vmHref(v.name) }, v.name)]) : "none" },
@@ -90,6 +125,7 @@ export function mount(root, [only], ctx) {
           onclick: () => resume(n.name) }, "Resume")) },
       { label: "Drain", cell: (n) => drainCell(n, run[n.name] || 0, drainTask[n.name]), class: "wrap" },
     ], rows, { id: "nodes-admin", key: (n) => n.name })));
+    drawGraphs();
   }
   return { refresh };
 }

@@ -2,7 +2,7 @@
 // Overview: the cluster (quorum, leader, term), a row per node, firing alerts, the task list
 // and the newest events.
 import { get } from "../api.js";
-import { h, fill, badge, table, fmtMib, fmtMs, nodeHref } from "../dom.js";
+import { h, fill, badge, table, fmtMib, fmtMs, nodeHref, fmtCpu } from "../dom.js";
 import { alerts, tasks, leaseAges, csvs } from "../data.js";
 import { tasksTable, alertsList, eventsTable } from "../widgets.js";
 import { events } from "../live.js";
@@ -43,6 +43,7 @@ export function mount(root) {
       { label: "State", cell: (n) => badge(n.state) },
       { label: "Admin", cell: (n) => badge(n.admin) },
       { label: "Accel", cell: (n) => n.accel || "–" },
+      { label: "CPU", cell: (n) => fmtCpu(n), class: "node-cpu" },
       { label: "Memory", cell: (n) => n.memory ? `${fmtMib(n.memory.used_mib)} / ${fmtMib(n.memory.total_mib)}` : "–" },
       { label: "VMs", cell: (n) => `${n.vms ?? 0} (${running[n.name] || 0} running)` },
       { label: "Heartbeat", cell: (n) => n.state === "down" ? "missing" : `${fmtMs(n.last_heartbeat_ms)} ago` },

@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: MIT
 // One VM: summary, actions (start, stop, kill, pause, resume), live migration with a live
 // progress bar and the measured blackout afterwards, storage move, HA settings, the serial
-// console, its migrations, events and tasks.
+// console, its screen (noVNC), its migrations, events and tasks.
 import { get, post, enc, ApiError } from "../api.js";
 import { h, fill, badge, table, progress, errorBox, fmtMib, fmtMs, fmtBytes, fmtTime, nodeHref } from "../dom.js";
 import { SerialConsole } from "../console.js";
+import { Screen } from "../screen.js";
 import { lines } from "../chart.js";
 import { events } from "../live.js";
 import { tasks } from "../data.js";
@@ -95,6 +96,7 @@ export function mount(root, [name], ctx) {
     } }, `last ${r}`));
 
   const cons = new SerialConsole(name);
+  const screen = new Screen(name);
   const history = h("div#vm-migrations");
   const evBox = h("div#vm-events");
   const taskBox = h("div#vm-tasks");
@@ -106,6 +108,7 @@ export function mount(root, [name], ctx) {
       h("section.card", h("h2", "Actions"), h("div.buttons", Object.values(buttons)), actionMsg,
         migForm, migProgress, migResult, smForm, smProgress, haForm)),
     h("section.card", cons.el),
+    h("section.card#vm-screen", screen.el),
     h("section.card", h("h2", "Resources", h("span.range", rangeBtns)), graphs),
     h("section.card", h("h2", "Tasks"), taskBox),
     h("section.card", h("h2", "Migrations"), history),
@@ -283,6 +286,7 @@ export function mount(root, [name], ctx) {
       h("dt", "CPU"), h("dd", `${vm.vcpus ?? "–"} vCPU${s.cpu ? ` (${s.cpu.sockets}×${s.cpu.cores}×${s.cpu.threads})` : ""}, ${vm.accel || "–"}`),
       h("dt", "Memory"), h("dd", fmtMib(vm.memory_mib ?? s.memory_mib)),
       h("dt", "Machine"), h("dd", s.machine || "pc"),
+      h("dt", "Display"), h("dd#vm-display", s.display || "none"),
       h("dt", "Disks"), h("dd", (s.disks || []).map((d, i) => h("div", `${i}: ${d.path}${d.readonly ? " (read-only)" : ""}`))),
       h("dt", "NICs"), h("dd", (s.nics || []).map((n) => h("div", `${n.bridge} ${n.mac || ""}`))),
       h("dt", "Blackout budget"), h("dd", fmtMs(s.blackout_budget_ms)),
@@ -291,6 +295,8 @@ export function mount(root, [name], ctx) {
       vm.failover ? [h("dt", "Last failover"), h("dd", `${vm.failover.from} → ${vm.failover.to}: ${vm.failover.why || ""}`,
         vm.failover.down_ms && vm.failover.decided_ms ? ` (decided ${fmtMs(vm.failover.decided_ms - vm.failover.down_ms)} after down)` : "")] : null);
     haState.replaceChildren(badge(ha.state || "disabled"));
+    screen.available(s.display === "vga", vm.state === "running" || vm.state === "paused");
+    if (screen.rfb) screen.showSize();
     const json = JSON.stringify(s, null, 2);
     if (specText.textContent !== json) specText.textContent = json;
     if (document.activeElement !== smDisk && smDisk.options.length !== (s.disks || []).length) {
@@ -363,5 +369,5 @@ export function mount(root, [name], ctx) {
     drawGraphs();
   }
 
-  return { refresh, dispose: () => cons.close() };
+  return { refresh, dispose: () => { cons.close(); screen.close(); } };
 }
