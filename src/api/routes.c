@@ -535,7 +535,9 @@ static void h_node_history(struct api_ctx *ctx, struct http_req *req, const stru
                               ctx->node_name, node);
             return;
         }
-        forward_as_is(ctx, req, node);
+        char what[256];
+        snprintf(what, sizeof(what), "node %.64s, whose history this is, does not answer", node);
+        forward_as_is(ctx, req, node, what, "");
         return;
     }
     json_t *j = history_node_json(ctx->history, range && strcmp(range, "day") == 0);
