@@ -124,3 +124,13 @@ bench-soak: build
 .PHONY: bench-scale
 bench-scale: build
 	$(PYTHON) bench/scale
+
+# The real Debian 12 guest of the VMware imports (scripts/make-debian-guest, cached in
+# /var/cache/ferry/guests): built, checked as VMware ships it, booted from its own disk.
+.PHONY: guest-image bench-real-guest
+guest-image: build
+	@bash scripts/install-deps guest
+	scripts/make-debian-guest --probe-responder $(BUILD)/guest/probe-responder
+
+bench-real-guest: guest-image
+	$(PYTHON) bench/real-guest
