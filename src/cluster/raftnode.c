@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Raft glue: libraft 0.15 (raft_uv data dir + TCP) driving a struct cdb; the only raft.h user. */
+/* Raft glue: libraft 0.15 (raft_uv data dir + rafttcp) driving a struct cdb. */
 #include "cluster/raftnode.h"
 
 #include <errno.h>
@@ -15,6 +15,7 @@
 #include <raft.h>
 #include <raft/uv.h>
 
+#include "cluster/rafttcp.h"
 #include "common/util.h"
 
 /*
@@ -379,6 +380,8 @@ void raftnode_config_init(struct raftnode_config *c)
     c->snapshot_threshold = RAFTNODE_SNAPSHOT_THRESHOLD;
     c->snapshot_trailing = RAFTNODE_SNAPSHOT_TRAILING;
     c->connect_retry_ms = RAFTNODE_CONNECT_RETRY_MS;
+    c->connect_timeout_ms = RAFTNODE_CONNECT_TIMEOUT_MS;
+    c->send_timeout_ms = RAFTNODE_SEND_TIMEOUT_MS;
     c->install_snapshot_timeout_ms = RAFTNODE_INSTALL_SNAPSHOT_TIMEOUT_MS;
 }
 
@@ -480,18 +483,14 @@ int raftnode_new(uv_loop_t *loop, const struct raftnode_config *cfg, struct cdb 
     if ((rc = lock_dir(rn, e)) < 0)
         goto err_after_alloc;
 
-    rv = raft_uv_tcp_init(&rn->transport, loop);
-    if (rv != 0) {
-        rc = ferr_set(e, rv == RAFT_NOMEM ? -ENOMEM : FERR_INTERNAL, "raft: transport: %s",
-                      raft_strerror(rv));
+    struct rafttcp_config tc = {
+        .connect_timeout_ms =
+            cfg->connect_timeout_ms ? cfg->connect_timeout_ms : RAFTNODE_CONNECT_TIMEOUT_MS,
+        .send_timeout_ms = cfg->send_timeout_ms ? cfg->send_timeout_ms : RAFTNODE_SEND_TIMEOUT_MS,
+        .bind_address = cfg->bind_address,
+    };
+    if ((rc = rafttcp_init(&rn->transport, loop, &tc, e)) < 0)
         goto err_after_alloc;
-    }
-    if (cfg->bind_address &&
-        (rv = raft_uv_tcp_set_bind_address(&rn->transport, cfg->bind_address)) != 0) {
-        rc = ferr_set(e, FERR_INVALID, "raft: bind address %s: %s", cfg->bind_address,
-                      raft_strerror(rv));
-        goto err_after_transport;
-    }
     rv = raft_uv_init(&rn->io, loop, rn->data_dir, &rn->transport);
     if (rv != 0) {
         rc = ferr_set(e, rv == RAFT_NOMEM ? -ENOMEM : FERR_INVALID, "raft: data dir %s: %s (%s)",
@@ -538,7 +537,7 @@ int raftnode_new(uv_loop_t *loop, const struct raftnode_config *cfg, struct cdb 
 err_after_io:
     raft_uv_close(&rn->io);
 err_after_transport:
-    raft_uv_tcp_close(&rn->transport);
+    rafttcp_close(&rn->transport);
 err_after_alloc:
     if (rn->lock_fd >= 0)
         close(rn->lock_fd);
@@ -612,7 +611,7 @@ static void raft_closed(struct raft *r)
 {
     struct raftnode *rn = r->data;
     raft_uv_close(&rn->io);
-    raft_uv_tcp_close(&rn->transport);
+    rafttcp_close(&rn->transport);
     close_step(rn);
 }
 

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* One node of the cluster database's Raft group on a libuv loop: the only user of raft.h. */
+/* One node of the cluster database's Raft group on a libuv loop (raft.h stays behind it). */
 #ifndef FERRY_CLUSTER_RAFTNODE_H
 #define FERRY_CLUSTER_RAFTNODE_H
 
@@ -14,8 +14,9 @@
 
 /*
  * A raftnode replicates the commands of a struct cdb (cdb.h) with canonical raft 0.15 and its
- * libuv backend (data dir + TCP transport). Its maintained successor cowsql/raft has the same
- * API; raftnode.c is the one file to touch when switching.
+ * libuv backend (data dir) and ferry's TCP transport (rafttcp.h: libraft's wire protocol, with
+ * connects and unacknowledged sends that time out). Its maintained successor cowsql/raft has
+ * the same API; raftnode.c and rafttcp.c are the files to touch when switching.
  *
  * Life of a cluster, as the daemon drives it:
  *   - "cluster init" on the first host: raftnode_new + raftnode_start(bootstrap = true). The
@@ -55,6 +56,20 @@
 #define RAFTNODE_SNAPSHOT_THRESHOLD 1024
 #define RAFTNODE_SNAPSHOT_TRAILING 128
 #define RAFTNODE_CONNECT_RETRY_MS 200
+/* How long one connect to a peer may take before it is given up and retried (after the retry
+ * delay above) with a fresh SYN, and how long sent data may stay unacknowledged before the
+ * connection is dropped and made anew (TCP_USER_TIMEOUT). Without them (libraft's stock
+ * transport) a connection tried or in use while a peer was unreachable waited on TCP's
+ * exponential backoff: in the lab a node cut off for 8 s took writes again 5.5-6.2 s after its
+ * link was back, one cut off for 20 s 6.6-7.6 s; with them 0.4-1.9 s, whatever the cut's
+ * length (Raft alone needs at most connect timeout + retry delay + heartbeat, 0.75 s).
+ * A LAN answers a SYN in well under a millisecond and the kernel's own first SYN retry comes
+ * only after 1 s, so a connect still pending after an election timeout has lost its SYN, and
+ * a node that hears nothing for an election timeout campaigns anyway. Unacknowledged data for
+ * two election timeouts means three or more lost retransmissions in a row: the peer is gone,
+ * not slow (a peer whose loop stalls still has its kernel acknowledge). */
+#define RAFTNODE_CONNECT_TIMEOUT_MS 500
+#define RAFTNODE_SEND_TIMEOUT_MS 1000
 #define RAFTNODE_INSTALL_SNAPSHOT_TIMEOUT_MS 5000
 
 struct raftnode;
@@ -79,6 +94,8 @@ struct raftnode_config {
     unsigned snapshot_threshold;   /* take a snapshot every this many entries */
     unsigned snapshot_trailing;    /* entries kept after a snapshot, for slow followers */
     unsigned connect_retry_ms;     /* delay between reconnects to an unreachable peer */
+    unsigned connect_timeout_ms;   /* a connect not done by then is retried; 0: default */
+    unsigned send_timeout_ms;      /* data unacked that long: a new connection; 0: default */
     /* The leader re-sends a snapshot not acknowledged within this. libraft 0.15 drops an
      * InstallSnapshot that reaches a follower busy taking its own snapshot, without an answer,
      * so this bounds how long such a follower stays behind (libraft's default is 30 s).
@@ -121,12 +138,12 @@ struct raftnode_callbacks {
 
 /*
  * Creates a node on loop: checks cfg, creates the data dir, opens it (reading its metadata)
- * and sets up the TCP transport, but sends and listens to nothing yet. db is borrowed for
- * the node's whole life and must be empty (new from cdb_new); cfg strings are copied; cb
- * (may be NULL) is copied. On failure nothing is left to free. Errors: FERR_INVALID (cfg),
- * FERR_STATE (SIGPIPE not ignored, db not empty, the dir locked by another node - the lock is
- * D/ferry.lock, held until the close callback -, a damaged data dir: "raft: data dir D is
- * damaged (...)"), -errno or FERR_INTERNAL from libraft, with a message.
+ * and sets up the TCP transport (rafttcp.h), but sends and listens to nothing yet. db is borrowed
+ * for the node's whole life and must be empty (new from cdb_new); cfg strings are copied; cb (may
+ * be NULL) is copied. On failure nothing is left to free. Errors: FERR_INVALID (cfg), FERR_STATE
+ * (SIGPIPE not ignored, db not empty, the dir locked by another node - the lock is D/ferry.lock,
+ * held until the close callback -, a damaged data dir: "raft: data dir D is damaged (...)"), -errno
+ * or FERR_INTERNAL from libraft, with a message.
  */
 int raftnode_new(uv_loop_t *loop, const struct raftnode_config *cfg, struct cdb *db,
                  const struct raftnode_callbacks *cb, struct raftnode **out, struct ferr *e);
