@@ -32,6 +32,11 @@ int http_server_listen_unix(struct http_server *s, const char *path, unsigned mo
 /* Listens on TCP addr:port; every request must carry the bearer token (copied). */
 int http_server_listen_tcp(struct http_server *s, const char *addr, int port, const char *token,
                            struct ferr *e);
+/* The certificate and key (PEM, copied) the TCP listener presents: set before
+ * http_server_listen_tcp, it speaks TLS (HTTPS); set again later, new connections get the new
+ * ones. The unix socket stays plain. One server per process may have TLS. Returns 0, or
+ * FERR_INVALID (a certificate or key that does not parse) with the old ones kept. */
+int http_server_set_tls(struct http_server *s, const char *cert, const char *key, struct ferr *e);
 /* Stops listening, answers nothing more, frees everything; cb (may be NULL) runs when done. */
 void http_server_close(struct http_server *s, void (*cb)(void *data), void *data);
 

@@ -268,6 +268,10 @@ static void show_status(const json_t *s)
               " ms, down after %" PRIu64 " missed",
               cli_jnum(to, "election_ms"), cli_jnum(to, "heartbeat_ms"),
               cli_jnum(to, "node_heartbeat_ms"), cli_jnum(to, "node_down_after"));
+    const json_t *tls = json_object_get(s, "tls");
+    if (json_is_object(tls))
+        output_kv(stdout, "tls ca", "%s (SHA-256; what a join token pins)",
+                  cli_jstr(tls, "ca_fingerprint") ? cli_jstr(tls, "ca_fingerprint") : "-");
     const json_t *tm = json_object_get(s, "timing");
     if (json_is_object(tm)) {
         output_kv(stdout, "profile",
