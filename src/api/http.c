@@ -173,6 +173,7 @@ struct http_req {
     bool unauthorized;
     struct ferr refusal; /* why, when the gate refused (code 0: the plain 401) */
     bool remote;   /* came on the TCP listener */
+    bool tls;      /* over TLS */
     int principal; /* what the authorizer said (HTTP_PRINCIPAL_*) */
     bool queued;   /* MHD has the answer */
     char *method;
@@ -792,6 +793,7 @@ static struct http_req *req_new(struct listener *l, struct MHD_Connection *conn)
     r->conn = conn;
     r->state = REQ_READING;
     r->remote = l->token != NULL;
+    r->tls = l->tls;
     req_link(l->s, r);
     return r;
 }
@@ -1250,4 +1252,9 @@ const char *http_req_body(const struct http_req *r, size_t *len)
 int http_req_is_remote(const struct http_req *r)
 {
     return r->remote;
+}
+
+bool http_req_tls(const struct http_req *r)
+{
+    return r->tls;
 }

@@ -53,6 +53,8 @@ const char *http_req_header(const struct http_req *r, const char *name);
 const char *http_req_body(const struct http_req *r, size_t *len);
 /* True if the request came on the TCP listener (a peer or a remote CLI), false for unix. */
 int http_req_is_remote(const struct http_req *r);
+/* True if the request came over TLS (the TCP listener with a certificate). */
+bool http_req_tls(const struct http_req *r);
 
 /* Who sent a request: the unix socket (root on this host), a TCP client with the API token
  * (or a browser with a login session, src/api/web.h), or whatever else an authorizer accepted
