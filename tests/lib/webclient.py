@@ -9,6 +9,8 @@ run inside the lab's client namespace; prints one JSON object.
       opens the console WebSocket (RFC 6455 client: masked frames), types TEXT (in two
       fragments with a ping between them when --fragment), reads until EXPECT shows up:
       {"status", "headers", "upgraded", "accept_ok", "output", "found", "pong", "close"}
+  An https:// URL is verified against --ca FILE (default: $FERRY_CA, the lab's CA), as a
+  browser that trusts the cluster's CA would; never unverified.
 """
 import argparse
 import base64
@@ -17,6 +19,7 @@ import http.client
 import json
 import os
 import socket
+import ssl
 import struct
 import sys
 import time
@@ -33,9 +36,19 @@ def parse_headers(hs):
     return out
 
 
+def tls_context(a):
+    if not a.ca:
+        raise SystemExit("webclient: https needs --ca FILE or FERRY_CA")
+    return ssl.create_default_context(cafile=a.ca)
+
+
 def do_http(a):
     u = urllib.parse.urlsplit(a.url)
-    c = http.client.HTTPConnection(u.hostname, u.port, timeout=a.timeout)
+    if u.scheme == "https":
+        c = http.client.HTTPSConnection(u.hostname, u.port, timeout=a.timeout,
+                                        context=tls_context(a))
+    else:
+        c = http.client.HTTPConnection(u.hostname, u.port, timeout=a.timeout)
     path = u.path + (f"?{u.query}" if u.query else "")
     t0 = time.monotonic()
     c.putrequest(a.method, path, skip_accept_encoding=True)
@@ -111,6 +124,8 @@ class Frames:
 def do_console(a):
     u = urllib.parse.urlsplit(a.url)
     s = socket.create_connection((u.hostname, u.port), timeout=a.timeout)
+    if u.scheme in ("https", "wss"):
+        s = tls_context(a).wrap_socket(s, server_hostname=u.hostname)
     key = base64.b64encode(os.urandom(16)).decode()
     req = [f"GET {u.path} HTTP/1.1", f"Host: {u.hostname}:{u.port}", "Upgrade: websocket",
            "Connection: Upgrade", f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13"]
@@ -181,6 +196,7 @@ def main():
     p.add_argument("--expect")
     p.add_argument("--fragment", action="store_true")
     p.add_argument("--timeout", type=float, default=20)
+    p.add_argument("--ca", default=os.environ.get("FERRY_CA", ""))
     a = p.parse_args()
     if a.mode == "http":
         a.method, a.url = a.args
