@@ -87,6 +87,9 @@ static int cluster_init(struct cli *cli, int argc, char **argv)
     output_kv(stdout, "node id", "%" PRIu64, cli_jnum(r, "node_id"));
     output_kv(stdout, "api address", "%s", addr);
     output_kv(stdout, "join token", "%s", token);
+    if (cli_jstr(r, "ca_fingerprint"))
+        output_kv(stdout, "tls ca", "%s (SHA-256; the token pins it)",
+                  cli_jstr(r, "ca_fingerprint"));
     printf("\nTo add a host, run on it:\n  ferry cluster join %s --token %s\n", addr, token);
     json_decref(r);
     return EXIT_OK;

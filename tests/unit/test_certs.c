@@ -101,6 +101,42 @@ static void test_damaged_files_are_replaced(void **state)
     certs_free(c);
 }
 
+/* A certificate near its end (under CERTS_RENEW_DAYS left) or of another CA is issued anew at
+ * the next start, from the CA kept. */
+static void test_expiring_or_foreign_certificate_is_renewed(void **state)
+{
+    struct fixture *f = *state;
+    struct certs *c;
+    struct ferr e = {0};
+    assert_int_equal(certs_open(f->tls, "host1", ADDRS, 2, &c, &e), 0);
+    struct pki_pair ca = {strdup(certs_ca(c)), strdup(certs_ca_key(c))}, soon = {0}, foreign = {0},
+                    other = {0};
+    certs_free(c);
+    assert_int_equal(pki_node_issue(&ca, "host1", ADDRS, 2, CERTS_RENEW_DAYS - 1, &soon, &e), 0);
+    char p[160];
+    snprintf(p, sizeof(p), "%s/node.crt", f->tls);
+    assert_int_equal(file_write_atomic(p, soon.cert, strlen(soon.cert), &e), 0);
+    snprintf(p, sizeof(p), "%s/node.key", f->tls);
+    assert_int_equal(file_write_atomic(p, soon.key, strlen(soon.key), &e), 0);
+    assert_int_equal(certs_open(f->tls, "host1", ADDRS, 2, &c, &e), 0);
+    assert_string_equal(certs_ca(c), ca.cert);
+    assert_string_not_equal(certs_node_cert(c), soon.cert);
+    assert_true(certs_node_not_after(c) > time(NULL) + (time_t)CERTS_RENEW_DAYS * 86400);
+    certs_free(c);
+    /* one signed by another CA */
+    assert_int_equal(pki_ca_create("other", 30, &other, &e), 0);
+    assert_int_equal(pki_node_issue(&other, "host1", ADDRS, 2, 30, &foreign, &e), 0);
+    snprintf(p, sizeof(p), "%s/node.crt", f->tls);
+    assert_int_equal(file_write_atomic(p, foreign.cert, strlen(foreign.cert), &e), 0);
+    assert_int_equal(certs_open(f->tls, "host1", ADDRS, 2, &c, &e), 0);
+    assert_int_equal(pki_verify(ca.cert, certs_node_cert(c), "host1", &e), 0);
+    certs_free(c);
+    pki_pair_free(&ca);
+    pki_pair_free(&soon);
+    pki_pair_free(&foreign);
+    pki_pair_free(&other);
+}
+
 static void test_adopting_a_cluster_ca(void **state)
 {
     struct fixture *f = *state;
@@ -172,6 +208,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_made_once_and_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_files_are_replaced, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_expiring_or_foreign_certificate_is_renewed, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_adopting_a_cluster_ca, setup, teardown),
         cmocka_unit_test(test_join_tokens),
     };
