@@ -71,17 +71,20 @@ struct http_server {
 struct tls_cred {
     gnutls_pcert_st pcert;
     gnutls_privkey_t key;
+    struct tls_cred *older; /* replaced ones, kept until the server closes */
 };
 
 static struct tls_cred *tls_current;
 
 static void tls_cred_free(struct tls_cred *t)
 {
-    if (!t)
-        return;
-    gnutls_pcert_deinit(&t->pcert);
-    gnutls_privkey_deinit(t->key);
-    free(t);
+    while (t) {
+        struct tls_cred *older = t->older;
+        gnutls_pcert_deinit(&t->pcert);
+        gnutls_privkey_deinit(t->key);
+        free(t);
+        t = older;
+    }
 }
 
 static int tls_cred_new(const char *cert, const char *key, struct tls_cred **out, struct ferr *e)
@@ -130,9 +133,10 @@ int http_server_set_tls(struct http_server *s, const char *cert, const char *key
     int rc = tls_cred_new(cert, key, &t, e);
     if (rc < 0)
         return rc;
-    /* Handshakes under way took pointers into the old credentials only during the call
-     * (GnuTLS copies what it sends), so freeing them now is safe. */
-    tls_cred_free(s->tls);
+    /* A session that took the old ones may still point at them (GnuTLS does not copy what the
+     * callback returns): they stay until the server closes. A node changes them at init, join
+     * and leave only: a few hundred bytes each time. */
+    t->older = s->tls;
     s->tls = tls_current = t;
     return 0;
 }

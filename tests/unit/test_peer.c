@@ -207,6 +207,28 @@ static void test_only_the_cluster_ca_is_trusted(void **state)
     assert_string_equal(json_string_value(json_object_get(f->got.reply, "ca")), f->ca.cert);
 }
 
+/* A node that joins a cluster presents its new certificate on the next connection, without
+ * restarting its listener. */
+static void test_a_new_certificate_takes_effect_at_once(void **state)
+{
+    struct fx *f = *state;
+    struct pki_pair ca2 = {0}, node2 = {0};
+    struct ferr e = {0};
+    const char *addrs[] = {"127.0.0.1"};
+    assert_int_equal(pki_ca_create("cluster", 30, &ca2, &e), 0);
+    assert_int_equal(pki_node_issue(&ca2, "peer", addrs, 1, 30, &node2, &e), 0);
+    assert_int_equal(http_server_set_tls(f->srv, "garbage", node2.key, &e), FERR_INVALID);
+    request(f, f->addr, TOKEN, "GET", "/echo", NULL, 5000); /* the old one stays */
+    assert_int_equal(f->got.status, 200);
+    assert_int_equal(http_server_set_tls(f->srv, node2.cert, node2.key, &e), 0);
+    request(f, f->addr, TOKEN, "GET", "/echo", NULL, 5000);
+    assert_int_equal(f->got.status, FERR_UNAVAIL);
+    request_ca(f, f->addr, ca2.cert, TOKEN, "GET", "/echo", NULL, 5000);
+    assert_int_equal(f->got.status, 200);
+    pki_pair_free(&ca2);
+    pki_pair_free(&node2);
+}
+
 static void test_a_server_without_tls_is_refused(void **state)
 {
     struct fx *f = *state;
@@ -376,6 +398,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_a_body_that_is_not_json, setup, teardown),
         cmocka_unit_test_setup_teardown(test_only_the_cluster_ca_is_trusted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_server_without_tls_is_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_new_certificate_takes_effect_at_once, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_nobody_listening, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_peer_that_does_not_answer_times_out, setup,
                                         teardown),
