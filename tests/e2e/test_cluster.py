@@ -247,6 +247,7 @@ def test_three_hosts_form_a_cluster_and_bad_joins_change_nothing(lab):
     # The human table of cluster status.
     out = h2.cli("cluster", "status").stdout
     for word in ("quorum:", "yes (3 voters)", "term:", "commit index:", "timeouts:",
+                 f"tls ca:       {fp} (SHA-256",
                  "HEALTH", "ADMIN", "LAST-CONTACT", f"leader:       {leader.name}"):
         assert word in out, (word, out)
     # ferry lab status shows the cluster.
