@@ -133,19 +133,19 @@ int certs_open(const char *dir, const char *node, const char *const *addrs, size
     if (snprintf(c->dir, sizeof(c->dir), "%s", dir) >= (int)sizeof(c->dir) ||
         snprintf(c->node, sizeof(c->node), "%s", node) >= (int)sizeof(c->node)) {
         rc = ferr_set(e, FERR_INVALID, "tls: directory or node name too long");
-        goto err;
+        goto err_after_alloc;
     }
     for (size_t i = 0; i < naddrs; i++) {
         if (snprintf(c->addrs[i], sizeof(c->addrs[i]), "%s", addrs[i]) >=
             (int)sizeof(c->addrs[i])) {
             rc = ferr_set(e, FERR_INVALID, "tls: address %s too long", addrs[i]);
-            goto err;
+            goto err_after_alloc;
         }
     }
     c->naddrs = naddrs;
     if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
         rc = ferr_set(e, -errno, "tls: mkdir %s: %s", dir, strerror(errno));
-        goto err;
+        goto err_after_alloc;
     }
     struct pki_pair ca = {0}, mine = {0};
     bool new_ca = false;
@@ -181,7 +181,7 @@ int certs_open(const char *dir, const char *node, const char *const *addrs, size
 err_after_read:
     pki_pair_free(&ca);
     pki_pair_free(&mine);
-err:
+err_after_alloc:
     free(c);
     return rc;
 }
@@ -235,15 +235,12 @@ int certs_adopt(struct certs *c, const char *ca_cert, const char *ca_key, struct
     struct pki_pair ca = {ca_cert ? strdup(ca_cert) : NULL, ca_key ? strdup(ca_key) : NULL};
     struct pki_pair mine = {0};
     int rc;
-    if (!ca.cert || !ca.key) {
+    if (!ca.cert || !ca.key)
         rc = ca_cert && ca_key ? ferr_set(e, -ENOMEM, "tls: out of memory")
                                : ferr_set(e, FERR_INVALID, "tls: no CA given");
-        goto out;
-    }
-    if ((rc = issue(c, &ca, &mine, e)) < 0 || (rc = write_all(c, &ca, &mine, true, e)) < 0 ||
-        (rc = install(c, &ca, &mine, e)) < 0)
-        goto out;
-out:
+    else if ((rc = issue(c, &ca, &mine, e)) == 0 && (rc = write_all(c, &ca, &mine, true, e)) == 0)
+        rc = install(c, &ca, &mine, e);
+    /* install took the strings it keeps; what is left is freed */
     pki_pair_free(&ca);
     pki_pair_free(&mine);
     return rc;
