@@ -445,7 +445,13 @@ class LabHost:
 
     @property
     def url(self):
-        return f"http://{self.ip}:{API_PORT}"
+        return f"https://{self.ip}:{API_PORT}"
+
+    @property
+    def ca(self):
+        """The CA this host's ferryd trusts and whose certificate it presents on its TCP API
+        (its own before it is in a cluster, the cluster's after): what clients verify with."""
+        return os.path.join(self.state_dir, "tls", "ca.crt")
 
     def ferryd_alive(self):
         """True if the recorded ferryd pid is alive and still our ferryd."""
@@ -585,7 +591,8 @@ class Lab:
 
     def env(self, host=None):
         """The environment for commands in the lab: our binaries first on PATH, the lab token
-        in FERRY_TOKEN (for --url http://MGMT:7443), FERRY_SOCKET of host if given."""
+        in FERRY_TOKEN (for --url https://MGMT:7443), FERRY_SOCKET of host if given, and in
+        FERRY_CA the CA to verify ferryd's certificate with (host's, or the cluster's)."""
         env = dict(os.environ)
         env["PATH"] = os.pathsep.join(self.bins["bindirs"] + [env.get("PATH", "/usr/bin:/bin")])
         env["FERRY_LAB_NAME"] = self.name
@@ -596,9 +603,21 @@ class Lab:
             pass
         env.pop("FERRY_URL", None)
         env.pop("FERRY_SOCKET", None)
+        env["FERRY_CA"] = self.ca_file(host)
         if host is not None:
             env["FERRY_SOCKET"] = host.sock
         return env
+
+    def ca_file(self, host=None):
+        """The CA file to verify ferryds with: host's, or once there is a cluster its first
+        member's (every member has the cluster's), else the first host's."""
+        if host is not None:
+            return host.ca
+        members = (self.state.get("cluster") or {}).get("members") or []
+        try:
+            return self.host(members[0]).ca if members else self.hosts[0].ca
+        except (LabError, IndexError):
+            return ""
 
     def exec_target(self, which):
         """(namespace, env) for `ferry lab exec WHICH`: a host or "client"."""
@@ -1016,8 +1035,8 @@ class Lab:
         i's mgmt address, the segment and the token work, which joining needs)."""
         for k, h in enumerate(hosts):
             asker = hosts[(k + 1) % len(hosts)]
-            p = self._ns_run(asker.ns, [self.bins["ferry"], "--url", h.url, "-o", "json",
-                                        "node", "show"], self.env(), False, 15)
+            p = self._ns_run(asker.ns, [self.bins["ferry"], "--url", h.url, "--ca", h.ca,
+                                        "-o", "json", "node", "show"], self.env(), False, 15)
             if p.returncode != 0:
                 raise LabError(f"{h.name}: ferryd does not answer on {h.url} from "
                                f"{asker.name}: {(p.stderr or p.stdout).strip()}")

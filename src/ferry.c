@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cmd.h"
 
@@ -38,8 +39,10 @@ static void usage(FILE *f)
             "\n"
             "Global options:\n"
             "  --socket PATH    ferryd's unix socket (env FERRY_SOCKET, default %s)\n"
-            "  --url URL        a remote ferryd, http://HOST:PORT (env FERRY_URL)\n"
+            "  --url URL        a remote ferryd, https://HOST:PORT (env FERRY_URL)\n"
             "  --token TOKEN    bearer token for --url (env FERRY_TOKEN)\n"
+            "  --ca FILE        the cluster's CA certificate that --url's must chain to\n"
+            "                   (env FERRY_CA; a member's STATE_DIR/tls/ca.crt)\n"
             "  -o, --output F   'table' (default) or 'json' (the API's JSON)\n"
             "  -h, --help       show this help\n"
             "  --version        show the version\n"
@@ -61,11 +64,12 @@ static int main_usage(const char *fmt, const char *arg)
 
 int main(int argc, char **argv)
 {
-    enum { OPT_SOCKET = 256, OPT_URL, OPT_TOKEN, OPT_VERSION };
+    enum { OPT_SOCKET = 256, OPT_URL, OPT_TOKEN, OPT_CA, OPT_VERSION };
     static const struct option opts[] = {
         {"socket", required_argument, NULL, OPT_SOCKET},
         {"url", required_argument, NULL, OPT_URL},
         {"token", required_argument, NULL, OPT_TOKEN},
+        {"ca", required_argument, NULL, OPT_CA},
         {"version", no_argument, NULL, OPT_VERSION},
         CLI_COMMON_LONGOPTS,
         {NULL, 0, NULL, 0},
@@ -73,6 +77,7 @@ int main(int argc, char **argv)
     struct cli cli = {.fmt = OUTPUT_TABLE};
     struct client_opts co = {0};
     const char *sock_flag = NULL, *url_flag = NULL, *token = getenv("FERRY_TOKEN");
+    const char *ca = getenv("FERRY_CA");
     int c;
 
     opterr = 0;
@@ -86,6 +91,9 @@ int main(int argc, char **argv)
             break;
         case OPT_TOKEN:
             token = optarg;
+            break;
+        case OPT_CA:
+            ca = optarg;
             break;
         case OPT_VERSION:
             return cmd_version(&cli, 0, NULL);
@@ -123,8 +131,17 @@ int main(int argc, char **argv)
     else if (getenv("FERRY_SOCKET") && getenv("FERRY_SOCKET")[0])
         co.socket_path = getenv("FERRY_SOCKET");
     if (co.url) {
-        if (strncmp(co.url, "http://", 7) != 0 && strncmp(co.url, "https://", 8) != 0)
-            return main_usage("--url: '%s' is not http://HOST:PORT", co.url);
+        if (strncmp(co.url, "http://", 7) == 0)
+            return main_usage("--url: '%s': ferryd's TCP API speaks HTTPS only: "
+                              "https://HOST:PORT",
+                              co.url);
+        if (strncmp(co.url, "https://", 8) != 0)
+            return main_usage("--url: '%s' is not https://HOST:PORT", co.url);
+        if (ca && ca[0] && access(ca, R_OK) != 0)
+            return main_usage("--ca: cannot read '%s' (the cluster's CA certificate, a "
+                              "member's STATE_DIR/tls/ca.crt)",
+                              ca);
+        co.ca_file = ca && ca[0] ? ca : NULL;
         if (!token || !token[0])
             return main_usage("%s", "--url needs a token: --token TOKEN or FERRY_TOKEN");
         co.token = token;

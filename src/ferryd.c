@@ -2,6 +2,9 @@
 /* ferryd: the per-host daemon. One libuv loop runs the API, the VMs' QMP links and timers. */
 #include <errno.h>
 #include <fcntl.h>
+#include <ifaddrs.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
@@ -17,6 +20,7 @@
 #include "api/http.h"
 #include "api/session.h"
 #include "api/web.h"
+#include "cluster/certs.h"
 #include "cluster/cluster.h"
 #include "cluster/roles.h"
 #include "common/log.h"
@@ -94,6 +98,7 @@ struct ferryd {
     struct qemu_version qemu;
     char migrate_unsafe[FERR_MSG_MAX]; /* why migrating from here would corrupt guests */
     struct http_server *http;
+    struct certs *certs; /* the TCP API's TLS (STATE_DIR/tls); NULL without --listen */
     struct cluster *cluster;
     struct failover *failover;
     uv_timer_t fo_tick; /* failover: fleet_tick and, on the leader, failover_tick */
@@ -104,6 +109,73 @@ struct ferryd {
     struct timing_state timing; /* the cluster's timing profile as this node follows it */
     int exit_code;
 };
+
+/* ---- TLS on the TCP API (cluster/certs.h) ---- */
+
+/* The addresses this node's certificate names: the --listen address, or every address of
+ * this host when it listens on all of them (0.0.0.0, ::). */
+static size_t tls_addrs(const char *listen_ip, char out[][64], size_t max)
+{
+    if (strcmp(listen_ip, "0.0.0.0") != 0 && strcmp(listen_ip, "::") != 0) {
+        snprintf(out[0], 64, "%.63s", listen_ip);
+        return 1;
+    }
+    struct ifaddrs *ifa = NULL, *i;
+    size_t n = 0;
+    if (getifaddrs(&ifa) < 0)
+        return 0;
+    for (i = ifa; i && n < max; i = i->ifa_next) {
+        if (!i->ifa_addr)
+            continue;
+        int af = i->ifa_addr->sa_family;
+        const void *a = af == AF_INET ? (const void *)&((struct sockaddr_in *)i->ifa_addr)->sin_addr
+                        : af == AF_INET6
+                            ? (const void *)&((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr
+                            : NULL;
+        if (a && inet_ntop(af, a, out[n], 64) && !strchr(out[n], '%'))
+            n++;
+    }
+    freeifaddrs(ifa);
+    return n;
+}
+
+/* The cluster changed the CA (init, join, leave): the listener presents the new certificate. */
+static void tls_changed(void *data)
+{
+    struct ferryd *d = data;
+    struct ferr e = {0};
+    if (http_server_set_tls(d->http, certs_node_cert(d->certs), certs_node_key(d->certs), &e) < 0)
+        log_error("%s", e.msg);
+    else
+        log_info("tls: the TCP API presents certificate %s (CA %s)",
+                 certs_node_fingerprint(d->certs), certs_ca_fingerprint(d->certs));
+}
+
+static int tls_open(struct ferryd *d, const char *state_dir, const char *node,
+                    const char *listen_ip, struct ferr *e)
+{
+    char dir[1200], addrs[PKI_MAX_ADDRS][64];
+    const char *ap[PKI_MAX_ADDRS];
+    size_t n = tls_addrs(listen_ip, addrs, PKI_MAX_ADDRS);
+    for (size_t i = 0; i < n; i++)
+        ap[i] = addrs[i];
+    if (fmt_path(dir, sizeof(dir), "%s/tls", state_dir) < 0)
+        return ferr_set(e, FERR_INVALID, "tls: state dir path too long");
+    int rc = certs_open(dir, node, ap, n, &d->certs, e);
+    if (rc < 0)
+        return rc;
+    if ((rc = http_server_set_tls(d->http, certs_node_cert(d->certs), certs_node_key(d->certs),
+                                  e)) < 0)
+        return rc;
+    char until[32];
+    time_t end = certs_node_not_after(d->certs);
+    struct tm tm;
+    gmtime_r(&end, &tm);
+    strftime(until, sizeof(until), "%Y-%m-%d", &tm);
+    log_info("tls: certificate %s until %s, CA %s (%s/ca.crt)", certs_node_fingerprint(d->certs),
+             until, certs_ca_fingerprint(d->certs), dir);
+    return 0;
+}
 
 static void usage(FILE *f)
 {
@@ -119,7 +191,8 @@ static void usage(FILE *f)
         "  --run-dir DIR        per-VM runtime files: QMP sockets, pid files (default "
         "/run/ferry/vms)\n"
         "  --socket PATH        API unix socket (default /run/ferry/ferryd.sock)\n"
-        "  --listen ADDR:PORT   also serve the API on TCP (needs a bearer token)\n"
+        "  --listen ADDR:PORT   also serve the API on TCP, HTTPS only (needs a bearer token;\n"
+        "                       the CA and this node's certificate are in STATE_DIR/tls)\n"
         "  --token-file FILE    token for TCP clients (created if missing)\n"
         "  --web-dir DIR        the web dashboard's files, served on the --listen address\n"
         "                       (default " FERRY_DATADIR "/web, or web/ of the source tree\n"
@@ -1115,6 +1188,7 @@ int main(int argc, char **argv)
     cc.max_voters = c->max_voters;
     cc.self_info = self_info;
     cc.self_data = &d;
+    cc.certs = d.certs; /* NULL for now: set below with --listen */
     if (c->listen[0]) {
         char addr[128], token[128];
         snprintf(addr, sizeof(addr), "%s", c->listen);
@@ -1134,7 +1208,7 @@ int main(int argc, char **argv)
             default_web_dir(c->web_dir, sizeof(c->web_dir));
         struct web_config wc = {d.loop, token, c->web_dir, c->name, c->session_ttl_s};
         if (read_or_make_token(c->token_file, token, sizeof(token), &e) < 0 ||
-            web_new(&wc, &d.api.web, &e) < 0 ||
+            tls_open(&d, c->state_dir, c->name, addr, &e) < 0 || web_new(&wc, &d.api.web, &e) < 0 ||
             http_server_listen_tcp(d.http, addr, port, token, &e) < 0) {
             log_error("%s", e.msg);
             goto err_after_http;
@@ -1148,6 +1222,9 @@ int main(int argc, char **argv)
                       rport, port);
             goto err_after_http;
         }
+        cc.certs = d.certs;
+        cc.tls_changed = tls_changed;
+        cc.tls_data = &d;
         if (fmt_path(cc.api_addr, sizeof(cc.api_addr), "%s:%d", addr, port) < 0 ||
             fmt_path(cc.raft_addr, sizeof(cc.raft_addr), "%s:%u", addr, rport) < 0) {
             log_error("listen: address too long: %s", c->listen);
@@ -1228,6 +1305,7 @@ int main(int argc, char **argv)
     }
     uv_run(d.loop, UV_RUN_DEFAULT);
     events_close(d.events);
+    certs_free(d.certs);
     uv_loop_close(d.loop);
     log_info("ferryd stopped");
     return d.exit_code;
@@ -1239,6 +1317,7 @@ err_after_vms:
     vmset_close(d.vms, NULL, NULL);
     sdnotify_close(d.sd);
     uv_run(d.loop, UV_RUN_DEFAULT);
+    certs_free(d.certs);
 err_after_events:
     events_close(d.events);
     return 1;

@@ -4,6 +4,8 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <gnutls/abstract.h>
+#include <gnutls/gnutls.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -35,6 +37,7 @@ struct listener {
     uv_timer_t timer;
     char *token;     /* owned; NULL on the unix listener (no token needed) */
     char *unix_path; /* owned; socket file removed on close; NULL for TCP */
+    bool tls;        /* speaks TLS with the server's credentials (struct tls_cred) */
     struct listener *next;
 };
 
@@ -55,7 +58,88 @@ struct http_server {
     http_gate gate; /* NULL: a TCP request without a bearer token gets 401 */
     void *gate_data;
     struct http_upgrade *upgrades; /* connections handed over to their owners */
+    struct tls_cred *tls;          /* NULL: the TCP listener speaks plain HTTP */
 };
+
+/* ---- TLS: the certificate the TCP listener presents ----
+ *
+ * MHD asks for the certificate at each handshake (MHD_OPTION_HTTPS_CERT_CALLBACK), so a new
+ * one (a node that joined a cluster adopts its CA) takes effect on the next connection
+ * without restarting the listener. The callback has no closure of its own, so the
+ * credentials in use live in tls_current: one TLS listener per process (ferryd has one). MHD
+ * runs on the loop thread only, so swapping them needs no lock. */
+struct tls_cred {
+    gnutls_pcert_st pcert;
+    gnutls_privkey_t key;
+    struct tls_cred *older; /* replaced ones, kept until the server closes */
+};
+
+static struct tls_cred *tls_current;
+
+static void tls_cred_free(struct tls_cred *t)
+{
+    while (t) {
+        struct tls_cred *older = t->older;
+        gnutls_pcert_deinit(&t->pcert);
+        gnutls_privkey_deinit(t->key);
+        free(t);
+        t = older;
+    }
+}
+
+static int tls_cred_new(const char *cert, const char *key, struct tls_cred **out, struct ferr *e)
+{
+    struct tls_cred *t = calloc(1, sizeof(*t));
+    if (!t)
+        return ferr_set(e, -ENOMEM, "http: tls: out of memory");
+    gnutls_datum_t c = {(unsigned char *)cert, (unsigned)strlen(cert)};
+    gnutls_datum_t k = {(unsigned char *)key, (unsigned)strlen(key)};
+    int rc = gnutls_pcert_import_x509_raw(&t->pcert, &c, GNUTLS_X509_FMT_PEM, 0);
+    if (rc < 0) {
+        free(t);
+        return ferr_set(e, FERR_INVALID, "http: tls: the certificate: %s", gnutls_strerror(rc));
+    }
+    if ((rc = gnutls_privkey_init(&t->key)) < 0 ||
+        (rc = gnutls_privkey_import_x509_raw(t->key, &k, GNUTLS_X509_FMT_PEM, NULL, 0)) < 0) {
+        if (t->key)
+            gnutls_privkey_deinit(t->key);
+        gnutls_pcert_deinit(&t->pcert);
+        free(t);
+        return ferr_set(e, FERR_INVALID, "http: tls: the key: %s", gnutls_strerror(rc));
+    }
+    *out = t;
+    return 0;
+}
+
+static int tls_retrieve(gnutls_session_t session, const gnutls_datum_t *req_ca_rdn, int nreqs,
+                        const gnutls_pk_algorithm_t *pk_algos, int pk_algos_length,
+                        gnutls_pcert_st **pcert, unsigned int *pcert_length,
+                        gnutls_privkey_t *privkey)
+{
+    (void)session, (void)req_ca_rdn, (void)nreqs, (void)pk_algos, (void)pk_algos_length;
+    if (!tls_current)
+        return -1;
+    *pcert = &tls_current->pcert;
+    *pcert_length = 1;
+    *privkey = tls_current->key;
+    return 0;
+}
+
+int http_server_set_tls(struct http_server *s, const char *cert, const char *key, struct ferr *e)
+{
+    if (tls_current && tls_current != s->tls)
+        return ferr_set(e, FERR_STATE, "http: tls: another server of this process has it");
+    struct tls_cred *t = NULL;
+    int rc = tls_cred_new(cert, key, &t, e);
+    if (rc < 0)
+        return rc;
+    /* A session that took the old ones may still point at them (GnuTLS does not copy what the
+     * callback returns): they stay until the server closes. A node changes them at init, join
+     * and leave only: a few hundred bytes each time. */
+    t->older = s->tls;
+    s->tls = tls_current = t;
+    return 0;
+}
 
 /* A connection switched to another protocol (http_reply_upgrade). */
 struct http_upgrade {
@@ -93,6 +177,7 @@ struct http_req {
     bool unauthorized;
     struct ferr refusal; /* why, when the gate refused (code 0: the plain 401) */
     bool remote;   /* came on the TCP listener */
+    bool tls;      /* over TLS */
     int principal; /* what the authorizer said (HTTP_PRINCIPAL_*) */
     bool queued;   /* MHD has the answer */
     char *method;
@@ -275,6 +360,7 @@ static bool req_gate(const struct listener *l, struct MHD_Connection *conn, cons
         .host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host"),
         .websocket = token_list_has(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Upgrade"),
                                     "websocket"),
+        .tls = l->tls,
     };
     r->principal = l->s->gate(&q, &r->refusal, l->s->gate_data);
     return r->principal != HTTP_PRINCIPAL_NONE;
@@ -711,6 +797,7 @@ static struct http_req *req_new(struct listener *l, struct MHD_Connection *conn)
     r->conn = conn;
     r->state = REQ_READING;
     r->remote = l->token != NULL;
+    r->tls = l->tls;
     req_link(l->s, r);
     return r;
 }
@@ -895,11 +982,17 @@ static int listener_start(struct http_server *s, int fd, bool ipv6, const char *
         MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG;
     if (ipv6)
         flags |= MHD_USE_IPv6;
-    l->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_access, l, MHD_OPTION_LISTEN_SOCKET, fd,
-                              MHD_OPTION_NOTIFY_COMPLETED, on_completed, l,
-                              MHD_OPTION_UNESCAPE_CALLBACK, unescape_none, NULL,
-                              MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)IDLE_TIMEOUT_S,
-                              MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+    l->tls = token && s->tls;
+    if (l->tls)
+        flags |= MHD_USE_TLS;
+    /* The certificate callback goes last: it is ignored without MHD_USE_TLS but its option must
+     * then not be given at all. */
+    l->mhd = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_access, l, MHD_OPTION_LISTEN_SOCKET, fd,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, l, MHD_OPTION_UNESCAPE_CALLBACK, unescape_none,
+        NULL, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)IDLE_TIMEOUT_S, MHD_OPTION_EXTERNAL_LOGGER,
+        mhd_log, NULL, l->tls ? MHD_OPTION_HTTPS_CERT_CALLBACK : MHD_OPTION_END, tls_retrieve,
+        MHD_OPTION_END);
     if (!l->mhd) {
         close(fd);
         rc = ferr_set(e, FERR_INTERNAL, "http: listen %s: libmicrohttpd refused to start", what);
@@ -1067,6 +1160,9 @@ static void server_free(struct http_server *s)
     }
     void (*cb)(void *) = s->close_cb;
     void *data = s->close_data;
+    if (tls_current == s->tls)
+        tls_current = NULL;
+    tls_cred_free(s->tls);
     free(s);
     if (cb)
         cb(data);
@@ -1160,4 +1256,9 @@ const char *http_req_body(const struct http_req *r, size_t *len)
 int http_req_is_remote(const struct http_req *r)
 {
     return r->remote;
+}
+
+bool http_req_tls(const struct http_req *r)
+{
+    return r->tls;
 }

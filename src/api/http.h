@@ -32,6 +32,11 @@ int http_server_listen_unix(struct http_server *s, const char *path, unsigned mo
 /* Listens on TCP addr:port; every request must carry the bearer token (copied). */
 int http_server_listen_tcp(struct http_server *s, const char *addr, int port, const char *token,
                            struct ferr *e);
+/* The certificate and key (PEM, copied) the TCP listener presents: set before
+ * http_server_listen_tcp, it speaks TLS (HTTPS); set again later, new connections get the new
+ * ones. The unix socket stays plain. One server per process may have TLS. Returns 0, or
+ * FERR_INVALID (a certificate or key that does not parse) with the old ones kept. */
+int http_server_set_tls(struct http_server *s, const char *cert, const char *key, struct ferr *e);
 /* Stops listening, answers nothing more, frees everything; cb (may be NULL) runs when done. */
 void http_server_close(struct http_server *s, void (*cb)(void *data), void *data);
 
@@ -48,6 +53,8 @@ const char *http_req_header(const struct http_req *r, const char *name);
 const char *http_req_body(const struct http_req *r, size_t *len);
 /* True if the request came on the TCP listener (a peer or a remote CLI), false for unix. */
 int http_req_is_remote(const struct http_req *r);
+/* True if the request came over TLS (the TCP listener with a certificate). */
+bool http_req_tls(const struct http_req *r);
 
 /* Who sent a request: the unix socket (root on this host), a TCP client with the API token
  * (or a browser with a login session, src/api/web.h), or whatever else an authorizer accepted

@@ -264,8 +264,10 @@ static void h_node(struct api_ctx *ctx, struct http_req *req, const struct route
         cdb_node_find(cluster_db(ctx->cluster), ctx->node_name, &rec, NULL);
     const char *health = json_string_value(json_object_get(rec, "state"));
     const char *admin = json_string_value(json_object_get(rec, "admin"));
+    json_t *tls = cluster_tls_info(ctx->cluster);
     if (o &&
-        (json_object_set_new(o, "state", json_string(health ? health : "up")) < 0 ||
+        (json_object_set_new(o, "tls", tls ? tls : json_null()) < 0 ||
+         json_object_set_new(o, "state", json_string(health ? health : "up")) < 0 ||
          json_object_set_new(o, "admin", json_string(admin ? admin : "active")) < 0 ||
          json_object_set_new(
              o, "qemu", ctx->qemu_version ? json_string(ctx->qemu_version) : json_null()) < 0 ||
@@ -1059,6 +1061,22 @@ static void h_cluster_status(struct api_ctx *ctx, struct http_req *req, const st
     http_reply_json(req, 200, o);
 }
 
+/* The CA this node trusts, for anyone (a certificate is public): a node that joins fetches it
+ * and compares it with the fingerprint in its token; an operator gives it to curl or a
+ * browser. */
+static void h_cluster_ca(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
+{
+    const char *ca = cluster_ca(ctx->cluster);
+    json_t *tls = cluster_tls_info(ctx->cluster);
+    if (!ca || !tls) {
+        json_decref(tls);
+        http_reply_errorf(req, FERR_NOTFOUND, "this ferryd has no TCP API, hence no CA");
+        return;
+    }
+    json_object_set_new(tls, "ca", json_string(ca));
+    http_reply_json(req, 200, tls);
+}
+
 /* Whether the cluster can take profile: every node applies command version 7, and for the fast
  * one every node is up and its heartbeats come on time (measured for a while). */
 static int profile_allowed(struct api_ctx *ctx, const char *profile, struct ferr *e)
@@ -1802,6 +1820,7 @@ static const struct route routes[] = {
     {"POST", "/v1/cluster/leave", (void *)h_cluster_leave, NULL},
     {"POST", "/v1/cluster/remove", (void *)h_cluster_remove, NULL},
     {"GET", "/v1/cluster/status", (void *)h_cluster_status, NULL},
+    {"GET", "/v1/cluster/ca", (void *)h_cluster_ca, NULL},
     {"POST", "/v1/cluster/profile", (void *)h_cluster_profile, NULL},
     {"GET", "/v1/nodes", (void *)h_nodes, NULL},
     {"POST", "/v1/nodes/{name}/drain", (void *)h_node_drain, NULL},
@@ -1868,7 +1887,8 @@ void api_handle(struct http_req *req, void *data)
     log_debug("api: %s %s", method, path);
     if (ctx->web && web_handle(ctx->web, req)) /* the dashboard's files and login */
         return;
-    if (http_req_principal(req) == HTTP_PRINCIPAL_PUBLIC) { /* the gate let only those in */
+    if (http_req_principal(req) == HTTP_PRINCIPAL_PUBLIC && /* the gate let only those in */
+        !(strcmp(method, "GET") == 0 && strcmp(path, WEB_CA_PATH) == 0)) {
         http_reply_errorf(req, FERR_AUTH, "http: log in first");
         return;
     }

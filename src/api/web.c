@@ -127,7 +127,7 @@ int web_gate(const struct http_gate_req *q, struct ferr *e, void *data)
 {
     struct web *w = data;
     bool safe = safe_method(q->method);
-    if (safe && webpath_is_static(q->path))
+    if (safe && (webpath_is_static(q->path) || strcmp(q->path, WEB_CA_PATH) == 0))
         return HTTP_PRINCIPAL_PUBLIC;
     bool login = strcmp(q->path, "/v1/session") == 0 && strcmp(q->method, "POST") == 0;
     if ((!safe || q->websocket) && !session_origin_ok(q->origin, q->host, q->tls)) {
@@ -330,8 +330,8 @@ static void login(struct web *w, struct http_req *req)
         session_create(&w->sessions, random, now_mono_ms(), now_wall_ms() / 1000);
     memset(random, 0, sizeof(random));
     char cookie[256];
-    /* Secure when the listener speaks TLS (issue 13 item 4): it does not yet. */
-    session_set_cookie(cookie, sizeof(cookie), s->id, w->sessions.ttl_s, false);
+    /* Secure: the TCP listener speaks TLS (the browser sends it back over HTTPS only). */
+    session_set_cookie(cookie, sizeof(cookie), s->id, w->sessions.ttl_s, true);
     log_info("session: a browser logged in (%u sessions)", session_count(&w->sessions));
     reply_session(w, req, s, cookie);
 }

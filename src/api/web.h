@@ -32,6 +32,8 @@ const char *web_dir(const struct web *w);
  * public; anything else needs a valid session cookie, and a state-changing request (not GET or
  * HEAD) also X-CSRF-Token and an Origin (when sent) of this server; a WebSocket the Origin too. */
 int web_gate(const struct http_gate_req *q, struct ferr *e, void *data);
+/* The one API path the gate lets in for anyone: the cluster's CA certificate (public). */
+#define WEB_CA_PATH "/v1/cluster/ca"
 /* Answers the dashboard's own requests: GET/HEAD / and /ui/..., and /v1/session. Returns false
  * (and leaves req alone) for any other path. */
 bool web_handle(struct web *w, struct http_req *req);

@@ -554,7 +554,7 @@ void wsvnc_open(struct api_ctx *ctx, struct http_req *req, const char *name)
      * bearer's request with one is held to the same. */
     const char *origin = http_req_header(req, "Origin");
     if (http_req_is_remote(req) &&
-        !session_origin_ok(origin, http_req_header(req, "Host"), false)) {
+        !session_origin_ok(origin, http_req_header(req, "Host"), http_req_tls(req))) {
         http_reply_errorf(req, FERR_FORBIDDEN, "websocket: Origin %.100s is not this server's",
                           origin);
         return;

@@ -20,6 +20,7 @@ struct client {
     char *socket_path; /* NULL when url is set */
     char *url;         /* base URL without a trailing '/' */
     char *auth;        /* "Authorization: Bearer TOKEN" or NULL */
+    char *ca_file;     /* the CA to check url's certificate with, or NULL */
     char *where;       /* for messages */
     pid_t pid;         /* the process whose connections curl keeps (see request) */
 };
@@ -57,6 +58,8 @@ int client_new(const struct client_opts *o, struct client **out, struct ferr *e)
             if (c->auth)
                 snprintf(c->auth, n, "Authorization: Bearer %s", o->token);
         }
+        if (o->ca_file && !(c->ca_file = strdup(o->ca_file)))
+            goto err_nomem;
         if (!c->url || !c->where || (o->token && !c->auth))
             goto err_nomem;
     } else {
@@ -87,6 +90,7 @@ void client_free(struct client *c)
     free(c->socket_path);
     free(c->url);
     free(c->auth);
+    free(c->ca_file);
     free(c->where);
     free(c);
     if (--nclients == 0)
@@ -135,6 +139,20 @@ static int transport_error(struct client *c, CURLcode rc, const char *errbuf, st
         const char *hint = oserr == EACCES ? "(run as root?)" : "(is ferryd running?)";
         return ferr_set(e, FERR_UNAVAIL, "cannot reach ferryd at %s: %s %s", c->where, why, hint);
     }
+    if (rc == CURLE_PEER_FAILED_VERIFICATION)
+        return ferr_set(e, FERR_AUTH, "ferryd at %s: its certificate is not trusted: %s; %s",
+                        c->where, why,
+                        c->ca_file ? "is --ca the cluster's CA, and the URL's host an address "
+                                     "of that node?"
+                                   : "give the cluster's CA with --ca FILE or FERRY_CA (a "
+                                     "member's STATE_DIR/tls/ca.crt)");
+    if (rc == CURLE_SSL_CACERT_BADFILE)
+        return ferr_set(e, FERR_INVALID, "--ca %s: not a readable PEM certificate (%s)",
+                        c->ca_file ? c->ca_file : "?", why);
+    if (rc == CURLE_SSL_CONNECT_ERROR)
+        return ferr_set(e, FERR_UNAVAIL,
+                        "ferryd at %s: no TLS connection: %s (is it a ferryd's TCP API?)", c->where,
+                        why);
     return ferr_set(e, FERR_UNAVAIL, "talking to ferryd at %s: %s", c->where, why);
 }
 
@@ -161,6 +179,10 @@ static CURL *easy_for(struct client *c, const char *url, struct curl_slist *hdrs
         curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, c->socket_path);
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+    if (c->ca_file) {
+        curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
+        curl_easy_setopt(h, CURLOPT_CAPATH, NULL);
+    }
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, CONNECT_TIMEOUT_S);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);

@@ -14,15 +14,17 @@ struct client;
 
 struct client_opts {
     const char *socket_path; /* unix socket, used when url is NULL; NULL means the default */
-    const char *url;         /* "http://host:port" of a remote ferryd, or NULL */
+    const char *url;         /* "https://host:port" of a remote ferryd, or NULL */
     const char *token;       /* bearer token sent with url */
+    const char *ca_file;     /* PEM of the CA url's certificate must chain to; NULL: the
+                              * system's CAs (a ferry cluster's CA is not among them) */
 };
 
 /* Makes a client; nothing is connected yet. Strings in o are copied. */
 int client_new(const struct client_opts *o, struct client **out, struct ferr *e);
 void client_free(struct client *c);
 
-/* "/run/ferry/ferryd.sock" or "http://host:port": where this client talks to, for messages. */
+/* "/run/ferry/ferryd.sock" or "https://host:port": where this client talks to, for messages. */
 const char *client_where(const struct client *c);
 
 /*

@@ -87,6 +87,9 @@ static int cluster_init(struct cli *cli, int argc, char **argv)
     output_kv(stdout, "node id", "%" PRIu64, cli_jnum(r, "node_id"));
     output_kv(stdout, "api address", "%s", addr);
     output_kv(stdout, "join token", "%s", token);
+    if (cli_jstr(r, "ca_fingerprint"))
+        output_kv(stdout, "tls ca", "%s (SHA-256; the token pins it)",
+                  cli_jstr(r, "ca_fingerprint"));
     printf("\nTo add a host, run on it:\n  ferry cluster join %s --token %s\n", addr, token);
     json_decref(r);
     return EXIT_OK;
@@ -268,6 +271,10 @@ static void show_status(const json_t *s)
               " ms, down after %" PRIu64 " missed",
               cli_jnum(to, "election_ms"), cli_jnum(to, "heartbeat_ms"),
               cli_jnum(to, "node_heartbeat_ms"), cli_jnum(to, "node_down_after"));
+    const json_t *tls = json_object_get(s, "tls");
+    if (json_is_object(tls))
+        output_kv(stdout, "tls ca", "%s (SHA-256; what a join token pins)",
+                  cli_jstr(tls, "ca_fingerprint") ? cli_jstr(tls, "ca_fingerprint") : "-");
     const json_t *tm = json_object_get(s, "timing");
     if (json_is_object(tm)) {
         output_kv(stdout, "profile",

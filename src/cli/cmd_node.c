@@ -31,6 +31,13 @@ static void show_node(const json_t *n)
     output_kv(stdout, "accelerator", "%s (%s%s%s)", (s = cli_jstr(n, "accel")) ? s : "-",
               forced ? "forced" : "auto", reason && reason[0] ? ": " : "", reason ? reason : "");
     output_kv(stdout, "qemu", "%s", (s = cli_jstr(n, "qemu")) ? s : "unknown");
+    const json_t *tls = json_object_get(n, "tls");
+    if (json_is_object(tls)) {
+        output_kv(stdout, "tls ca", "%s", (s = cli_jstr(tls, "ca_fingerprint")) ? s : "-");
+        output_kv(stdout, "tls certificate", "%s until %s",
+                  (s = cli_jstr(tls, "node_fingerprint")) ? s : "-",
+                  cli_jstr(tls, "node_not_after") ? cli_jstr(tls, "node_not_after") : "?");
+    }
     if ((s = cli_jstr(n, "migration_refused")))
         output_kv(stdout, "live migration", "refused: %s", s);
     output_kv(stdout, "hw virt", "%s",

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cluster/cluster_internal.h"
 #include "common/jsonfield.h"
@@ -319,6 +320,11 @@ int cluster_status(struct cluster *c, json_t **out, struct ferr *e)
         "stale_ms", stale_of(&ri), "timeouts", "election_ms", RAFTNODE_ELECTION_TIMEOUT_MS,
         "heartbeat_ms", RAFTNODE_HEARTBEAT_TIMEOUT_MS, "node_heartbeat_ms",
         (int)c->cfg.heartbeat_ms, "node_down_after", (int)c->cfg.down_after, "members", members);
+    json_t *tls = cluster_tls_info(c);
+    if (*out && tls)
+        json_object_set_new(*out, "tls", tls);
+    else
+        json_decref(tls);
     return *out ? 0 : ferr_set(e, -ENOMEM, "out of memory");
 }
 
@@ -400,7 +406,8 @@ static int forward(struct cluster *c, const char *node, const char *method, cons
         return ferr_set(e, -ENOMEM, "out of memory");
     p->cb = cb;
     p->data = data;
-    int rc = peer_request(c->loop, api, c->secret, method, path, body, timeout_ms, relay_cb, p, e);
+    int rc = peer_request(c->loop, api, cluster__ca(c), c->secret, method, path, body, timeout_ms,
+                          relay_cb, p, e);
     if (rc < 0)
         free(p);
     return rc;
@@ -417,10 +424,34 @@ int cluster_upgrade(struct cluster *c, const char *node, const char *path, unsig
     char api[64];
     snprintf(api, sizeof(api), "%s", json_string_value(json_object_get(n, "api_addr")));
     json_decref(n);
-    return peer_upgrade(c->loop, api, c->secret, path, timeout_ms, cb, data, e);
+    return peer_upgrade(c->loop, api, cluster__ca(c), c->secret, path, timeout_ms, cb, data, e);
 }
 
 /* ---- auth, open, close ---- */
+
+const char *cluster__ca(const struct cluster *c)
+{
+    return c->cfg.certs ? certs_ca(c->cfg.certs) : NULL;
+}
+
+const char *cluster_ca(const struct cluster *c)
+{
+    return cluster__ca(c);
+}
+
+json_t *cluster_tls_info(const struct cluster *c)
+{
+    const struct certs *t = c->cfg.certs;
+    if (!t)
+        return NULL;
+    char until[32];
+    time_t end = certs_node_not_after(t);
+    struct tm tm;
+    gmtime_r(&end, &tm);
+    strftime(until, sizeof(until), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return json_pack("{s:s, s:s, s:s}", "ca_fingerprint", certs_ca_fingerprint(t),
+                     "node_fingerprint", certs_node_fingerprint(t), "node_not_after", until);
+}
 
 bool cluster_secret_matches(const struct cluster *c, const char *bearer)
 {
@@ -485,6 +516,7 @@ int cluster_open(uv_loop_t *loop, const struct cluster_config *cfg, struct event
         free(c);
         return rc;
     }
+    c->cluster_ca = c->active;
     if (c->active) {
         if (!c->cfg.api_addr[0]) {
             ferr_set(e, FERR_STATE,
@@ -521,6 +553,8 @@ static void handle_closed(uv_handle_t *h)
     if (--c->close_pending > 0)
         return;
     cluster__peers_clear(c);
+    free(c->join_ca);
+    c->join_ca = NULL;
     void (*cb)(void *) = c->close_cb;
     void *data = c->close_data;
     /* A write forwarded to the leader still owes an answer: its callback comes from the

@@ -23,6 +23,7 @@
 #define CLUSTER_DOWN_AFTER_MAX 10
 
 struct cluster;
+struct certs;
 
 struct cluster_config {
     char state_dir[1024]; /* cluster.json and raft/ live here */
@@ -36,6 +37,14 @@ struct cluster_config {
      * "accel" for heartbeats and node lists. */
     void (*self_info)(json_t *info, void *data);
     void *self_data;
+    /* This node's TLS material (cluster/certs.h; borrowed, outlives the cluster; NULL without
+     * a TCP API): peers are trusted when its CA signed their certificate; cluster init makes
+     * a new CA, a join adopts the cluster's, leaving makes the node its own again. tls_changed
+     * (may be NULL) is told after each such change, so the TCP listener presents the new
+     * certificate. */
+    struct certs *certs;
+    void (*tls_changed)(void *data);
+    void *tls_data;
 };
 
 /* Answer to an API call (common/reply.h). */
@@ -97,6 +106,11 @@ int cluster_remove(struct cluster *c, const char *node, cluster_reply_cb cb, voi
                    struct ferr *e);
 /* New JSON (caller owns); FERR_STATE when not in a cluster. */
 int cluster_status(struct cluster *c, json_t **out, struct ferr *e);
+/* This node's TLS: {"ca_fingerprint", "node_fingerprint", "node_not_after"}, new (caller
+ * owns), or NULL without certificates. */
+json_t *cluster_tls_info(const struct cluster *c);
+/* The CA this node trusts (PEM, borrowed until the next init/join/leave), or NULL. */
+const char *cluster_ca(const struct cluster *c);
 json_t *cluster_nodes(struct cluster *c);
 /* How old this node's copy of the cluster database may be: ms since the leader was last heard
  * (0 on the leader and outside a cluster), -1 when no leader is known. */

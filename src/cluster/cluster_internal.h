@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include "cluster/cdb.h"
+#include "cluster/certs.h"
 #include "cluster/cluster.h"
 #include "cluster/health.h"
 #include "cluster/roles.h"
@@ -77,7 +78,10 @@ struct cluster {
     /* join retries */
     char join_addr[64];
     char join_body[1024];
-    char join_token[100];
+    char join_token[100]; /* the secret part of the token (sent as the bearer) */
+    char join_pin[80];    /* the CA's SHA-256 in the token, hex */
+    char *join_ca;        /* the member's CA, once it matched join_pin (owned) */
+    bool cluster_ca;      /* certs hold a cluster's CA (not this node's own) */
     unsigned join_tries;
     bool closing;
     unsigned forwards; /* requests to the leader (forwarded writes, heartbeats) not answered yet:
@@ -94,6 +98,8 @@ struct cluster {
 json_int_t cluster__late_ms(struct cluster *c, uint64_t id);
 
 /* ---- cluster.c ---- */
+/* The CA peers must present certificates of (NULL: none, every peer request is refused). */
+const char *cluster__ca(const struct cluster *c);
 /* Counts a change of the known leader (for /metrics); called on state changes and
  * heartbeat ticks. */
 void cluster__note_leader(struct cluster *c);

@@ -363,7 +363,8 @@ static void hb_tick(uv_timer_t *t)
         const char *api = json_string_value(json_object_get(n, "api_addr"));
         if (id == c->node_id || !api || !api[0] || !text || leading || (leader && id != leader))
             continue;
-        if (peer_request(c->loop, api, c->secret, "POST", "/v1/internal/heartbeat", text,
+        if (peer_request(c->loop, api, cluster__ca(c), c->secret, "POST", "/v1/internal/heartbeat",
+                         text,
                          c->hb_send_ms > HB_TIMEOUT_MIN_MS ? c->hb_send_ms : HB_TIMEOUT_MIN_MS,
                          hb_sent, c, NULL) == 0)
             c->forwards++;

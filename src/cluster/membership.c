@@ -73,6 +73,36 @@ static int save_state(struct cluster *c, struct ferr *e)
     return rc;
 }
 
+static void tls_changed(struct cluster *c)
+{
+    if (c->cfg.tls_changed)
+        c->cfg.tls_changed(c->cfg.tls_data);
+}
+
+/* A node out of a cluster trusts a CA of its own again, so the old cluster's nodes (which
+ * all hold that cluster's CA key) cannot impersonate anyone to it. */
+static void tls_own_ca(struct cluster *c)
+{
+    struct ferr e = {0};
+    c->cluster_ca = false;
+    if (!c->cfg.certs)
+        return;
+    if (certs_new_ca(c->cfg.certs, c->cfg.node_name, &e) < 0) {
+        log_error("cluster: %s; this node keeps the cluster's CA until it restarts", e.msg);
+        return;
+    }
+    tls_changed(c);
+}
+
+/* The token a joiner gives: the secret and the pinned CA fingerprint, "SECRET.SHA256HEX". */
+static void join_token_text(const struct cluster *c, char *out, size_t size)
+{
+    char pin[CERTS_PIN_HEX + 1] = "";
+    if (c->cfg.certs)
+        certs_pin_hex(certs_ca_fingerprint(c->cfg.certs), pin);
+    snprintf(out, size, "%s.%s", c->token, pin);
+}
+
 /* Forgets membership: cluster.json goes now; the raft dir goes with cluster__stop_raft (or here
  * when no Raft member runs). */
 static void forget_state(struct cluster *c)
@@ -86,6 +116,8 @@ static void forget_state(struct cluster *c)
     c->cluster_id[0] = c->name[0] = c->secret[0] = c->token[0] = '\0';
     c->node_id = 0;
     cluster__peers_clear(c);
+    if (c->cluster_ca)
+        tls_own_ca(c);
 }
 
 int cluster__load_state(struct cluster *c, struct ferr *e)
@@ -163,11 +195,16 @@ static void init_wrote_self(int status, json_t *body, const struct ferr *e, void
     events_add(c->events, NULL, "cluster.init", "cluster %s (%s) created", c->cluster_id, c->name);
     cluster_event_add(c, "cluster.init", NULL, "cluster %s created on %s", c->name,
                       c->cfg.node_name);
-    cluster__finish_op(c, 201,
-                       json_pack("{s:s, s:s, s:I, s:s, s:s}", "cluster_id", c->cluster_id, "name",
-                                 c->name, "node_id", (json_int_t)c->node_id, "token", c->token,
-                                 "api_addr", c->cfg.api_addr),
-                       NULL);
+    char token[256];
+    join_token_text(c, token, sizeof(token));
+    json_t *answer =
+        json_pack("{s:s, s:s, s:I, s:s, s:s}", "cluster_id", c->cluster_id, "name", c->name,
+                  "node_id", (json_int_t)c->node_id, "token", token, "api_addr", c->cfg.api_addr);
+    json_t *tls = cluster_tls_info(c);
+    if (answer && tls)
+        json_object_set(answer, "ca_fingerprint", json_object_get(tls, "ca_fingerprint"));
+    json_decref(tls);
+    cluster__finish_op(c, 201, answer, NULL);
 }
 
 static void init_wrote_meta(int status, json_t *body, const struct ferr *e, void *data)
@@ -240,6 +277,17 @@ int cluster_init(struct cluster *c, const char *name, cluster_reply_cb cb, void 
     rand_hex(c->secret, 24);
     rand_hex(c->token, 24);
     c->node_id = rand_id();
+    /* The cluster's CA: every member gets it (with its key) when it joins and issues its own
+     * certificate with it, as Proxmox VE shares its cluster CA. */
+    if (c->cfg.certs) {
+        if ((rc = certs_new_ca(c->cfg.certs, c->name, e)) < 0) {
+            c->cluster_id[0] = c->name[0] = c->secret[0] = c->token[0] = '\0';
+            ferr_prefix(e, "cluster init");
+            return rc;
+        }
+        c->cluster_ca = true;
+        tls_changed(c);
+    }
     rc = save_state(c, e);
     if (rc < 0)
         goto err;
@@ -271,6 +319,8 @@ static void join_fail(struct cluster *c, int code, const char *msg)
 {
     struct ferr e;
     ferr_set(&e, code, "cluster join: %s", msg);
+    free(c->join_ca);
+    c->join_ca = NULL;
     cluster__stop_raft(c, true);
     forget_state(c);
     cluster__finish_op(c, 0, NULL, &e);
@@ -341,17 +391,35 @@ static void join_reply(int status, json_t *body, const char *raw, size_t len, co
     const char *name = json_string_value(json_object_get(body, "name"));
     const char *secret = json_string_value(json_object_get(body, "secret"));
     const char *token = json_string_value(json_object_get(body, "token"));
+    const char *ca_cert = json_string_value(json_object_get(body, "ca_cert"));
+    const char *ca_key = json_string_value(json_object_get(body, "ca_key"));
     if (!id || !name || !secret || !token || strlen(id) >= sizeof(c->cluster_id) ||
         strlen(name) >= sizeof(c->name) || strlen(secret) >= sizeof(c->secret) ||
         strlen(token) >= sizeof(c->token)) {
         join_fail(c, FERR_PROTO, "the member's answer lacks the cluster's identity");
         return;
     }
+    char fp[PKI_FINGERPRINT_SIZE];
+    struct ferr e2 = {0};
+    if (!ca_cert || !ca_key || pki_fingerprint(ca_cert, fp, &e2) < 0 ||
+        !certs_pin_matches(c->join_pin, fp)) {
+        join_fail(c, FERR_PROTO,
+                  "the member's answer lacks the cluster's CA, or it is not the CA the token "
+                  "pins (a ferryd older than this one cannot admit this node)");
+        return;
+    }
+    if (c->cfg.certs) {
+        if (certs_adopt(c->cfg.certs, ca_cert, ca_key, &e2) < 0) {
+            join_fail(c, e2.code, e2.msg);
+            return;
+        }
+        c->cluster_ca = true;
+        tls_changed(c);
+    }
     strcpy(c->cluster_id, id);
     strcpy(c->name, name);
     strcpy(c->secret, secret);
     strcpy(c->token, token);
-    struct ferr e2 = {0};
     if (save_state(c, &e2) < 0 || cluster__start_raft(c, false, &e2) < 0) {
         join_fail(c, e2.code, e2.msg);
         return;
@@ -364,9 +432,48 @@ static void join_reply(int status, json_t *body, const char *raw, size_t len, co
 static void join_send(struct cluster *c)
 {
     struct ferr e = {0};
-    if (peer_request(c->loop, c->join_addr, c->join_token, "POST", "/v1/internal/join",
+    if (peer_request(c->loop, c->join_addr, c->join_ca, c->join_token, "POST", "/v1/internal/join",
                      c->join_body, 5000, join_reply, c, &e) < 0)
         join_fail(c, e.code, e.msg);
+}
+
+/* The member's CA came (unverified: peer_fetch_ca). Only one whose SHA-256 is the token's pin
+ * is trusted, and only then does the token go out, over TLS checked against that CA. */
+static void join_ca_fetched(int status, json_t *body, const char *raw, size_t len,
+                            const struct ferr *e, void *data)
+{
+    struct cluster *c = data;
+    char msg[FERR_MSG_MAX], fp[PKI_FINGERPRINT_SIZE];
+    if (e) {
+        snprintf(msg, sizeof(msg), "fetching the cluster's CA: %.400s", e->msg);
+        join_fail(c, e->code, msg);
+        return;
+    }
+    const char *ca = json_string_value(json_object_get(body, "ca"));
+    struct ferr e2 = {0};
+    if (status != 200 || !ca || pki_fingerprint(ca, fp, &e2) < 0) {
+        snprintf(msg, sizeof(msg),
+                 "%s answered %d to GET /v1/cluster/ca without a CA certificate: is it a "
+                 "ferryd of this version?",
+                 c->join_addr, status);
+        join_fail(c, FERR_PROTO, msg);
+        return;
+    }
+    if (!certs_pin_matches(c->join_pin, fp)) {
+        snprintf(msg, sizeof(msg),
+                 "the CA of %s has the SHA-256 fingerprint %s, not the one the token pins: "
+                 "refused before the token was sent; check the address and the token (ferry "
+                 "cluster status on a member shows the CA's fingerprint)",
+                 c->join_addr, fp);
+        join_fail(c, FERR_AUTH, msg);
+        return;
+    }
+    free(c->join_ca);
+    if (!(c->join_ca = strdup(ca))) {
+        join_fail(c, -ENOMEM, "out of memory");
+        return;
+    }
+    join_send(c);
 }
 
 int cluster_join(struct cluster *c, const char *addr, const char *token, cluster_reply_cb cb,
@@ -380,8 +487,11 @@ int cluster_join(struct cluster *c, const char *addr, const char *token, cluster
         return rc;
     if (!addr || !strchr(addr, ':') || strlen(addr) >= sizeof(c->join_addr))
         return ferr_set(e, FERR_INVALID, "address: expected IP:PORT of a member's API");
-    if (!token || !token[0] || strlen(token) >= sizeof(c->join_token))
+    if (!token || !token[0])
         return ferr_set(e, FERR_INVALID, "token: expected the token printed by cluster init");
+    char secret[sizeof(c->join_token)], pin[CERTS_PIN_HEX + 1];
+    if ((rc = certs_token_split(token, secret, sizeof(secret), pin, e)) < 0)
+        return rc;
     c->node_id = rand_id();
     json_t *body =
         json_pack("{s:I, s:s, s:s, s:s, s:i}", "id", (json_int_t)c->node_id, "name",
@@ -405,12 +515,17 @@ int cluster_join(struct cluster *c, const char *addr, const char *token, cluster
     strcpy(c->join_body, text);
     free(text);
     strcpy(c->join_addr, addr);
-    strcpy(c->join_token, token);
+    strcpy(c->join_token, secret);
+    strcpy(c->join_pin, pin);
     c->join_tries = 0;
     c->busy = true;
     c->op.cb = cb;
     c->op.data = data;
-    join_send(c);
+    if ((rc = peer_fetch_ca(c->loop, c->join_addr, 5000, join_ca_fetched, c, e)) < 0) {
+        c->busy = false;
+        c->op.cb = NULL;
+        return rc;
+    }
     return 0;
 }
 
@@ -494,11 +609,15 @@ static void admit_written(int status, json_t *body, const struct ferr *e, void *
         return;
     }
     json_t *nodes = cdb_nodes(c->db);
-    a->cb(200,
-          json_pack("{s:s, s:s, s:s, s:s, s:o}", "cluster_id", c->cluster_id, "name", c->name,
-                    "secret", c->secret, "token", c->token, "members",
-                    nodes ? nodes : json_array()),
-          NULL, a->data);
+    json_t *answer =
+        json_pack("{s:s, s:s, s:s, s:s, s:o}", "cluster_id", c->cluster_id, "name", c->name,
+                  "secret", c->secret, "token", c->token, "members", nodes ? nodes : json_array());
+    /* The CA and its key go with the secret: the newcomer issues its own certificate. */
+    if (answer && c->cfg.certs) {
+        json_object_set_new(answer, "ca_cert", json_string(certs_ca(c->cfg.certs)));
+        json_object_set_new(answer, "ca_key", json_string(certs_ca_key(c->cfg.certs)));
+    }
+    a->cb(200, answer, NULL, a->data);
     /* Promote once the new node runs and caught up (raftnode_assign waits for that). */
     uv_timer_init(c->loop, &a->timer);
     a->timer.data = a;

@@ -18,6 +18,7 @@ struct peer_req {
     char auth[300];
     char method[8];
     char *body;
+    char *ca; /* PEM of the CA the peer's certificate must chain to; NULL: not checked */
     unsigned timeout_ms;
     peer_cb cb;
     void *data;
@@ -45,6 +46,23 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *userdata)
     return n;
 }
 
+/* The certificates c accepts: the cluster's CA alone (PEM), never the system's, and the peer's
+ * address must be in its certificate (every node's names its API address, cluster/certs.h);
+ * ca NULL (peer_fetch_ca only): none checked, the answer is checked against a pinned
+ * fingerprint instead. */
+static void trust(CURL *c, char *ca)
+{
+    if (ca) {
+        struct curl_blob blob = {ca, strlen(ca), CURL_BLOB_COPY};
+        curl_easy_setopt(c, CURLOPT_CAINFO, NULL);
+        curl_easy_setopt(c, CURLOPT_CAPATH, NULL);
+        curl_easy_setopt(c, CURLOPT_CAINFO_BLOB, &blob);
+    } else {
+        curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
+        curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
+    }
+}
+
 static void work(uv_work_t *w)
 {
     struct peer_req *r = w->data;
@@ -54,11 +72,13 @@ static void work(uv_work_t *w)
         return;
     }
     struct curl_slist *h = NULL;
-    h = curl_slist_append(h, r->auth);
+    if (r->auth[0])
+        h = curl_slist_append(h, r->auth);
     h = curl_slist_append(h, "Content-Type: application/json");
     h = curl_slist_append(h, "Expect:");
     curl_easy_setopt(c, CURLOPT_URL, r->url);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    trust(c, r->ca);
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, r->method);
     if (r->body) {
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, r->body);
@@ -96,6 +116,7 @@ static void after(uv_work_t *w, int status)
     json_decref(j);
     free(r->reply);
     free(r->body);
+    free(r->ca);
     free(r);
 }
 
@@ -105,9 +126,9 @@ static void global_init(void)
     curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
-int peer_request(uv_loop_t *loop, const char *addr, const char *token, const char *method,
-                 const char *path, const char *body, unsigned timeout_ms, peer_cb cb, void *data,
-                 struct ferr *e)
+static int request(uv_loop_t *loop, const char *addr, const char *ca, const char *token,
+                   const char *method, const char *path, const char *body, unsigned timeout_ms,
+                   peer_cb cb, void *data, struct ferr *e)
 {
     static uv_once_t once = UV_ONCE_INIT;
     uv_once(&once, global_init);
@@ -116,14 +137,15 @@ int peer_request(uv_loop_t *loop, const char *addr, const char *token, const cha
     struct peer_req *r = calloc(1, sizeof(*r));
     if (!r)
         return ferr_set(e, -ENOMEM, "peer: out of memory");
-    if (snprintf(r->url, sizeof(r->url), "http://%s%s", addr, path) >= (int)sizeof(r->url) ||
-        snprintf(r->auth, sizeof(r->auth), "Authorization: Bearer %s", token ? token : "") >=
-            (int)sizeof(r->auth)) {
+    if (snprintf(r->url, sizeof(r->url), "https://%s%s", addr, path) >= (int)sizeof(r->url) ||
+        (token && snprintf(r->auth, sizeof(r->auth), "Authorization: Bearer %s", token) >=
+                      (int)sizeof(r->auth))) {
         free(r);
         return ferr_set(e, FERR_INVALID, "peer: address, path or token too long");
     }
     strcpy(r->method, method);
-    if (body && !(r->body = strdup(body))) {
+    if ((body && !(r->body = strdup(body))) || (ca && !(r->ca = strdup(ca)))) {
+        free(r->body);
         free(r);
         return ferr_set(e, -ENOMEM, "peer: out of memory");
     }
@@ -133,6 +155,22 @@ int peer_request(uv_loop_t *loop, const char *addr, const char *token, const cha
     r->work.data = r;
     uv_queue_work(loop, &r->work, work, after);
     return 0;
+}
+
+int peer_request(uv_loop_t *loop, const char *addr, const char *ca, const char *token,
+                 const char *method, const char *path, const char *body, unsigned timeout_ms,
+                 peer_cb cb, void *data, struct ferr *e)
+{
+    if (!ca || !ca[0])
+        return ferr_set(e, FERR_INVALID, "peer %s: no CA to check its certificate with",
+                        addr ? addr : "?");
+    return request(loop, addr, ca, token, method, path, body, timeout_ms, cb, data, e);
+}
+
+int peer_fetch_ca(uv_loop_t *loop, const char *addr, unsigned timeout_ms, peer_cb cb, void *data,
+                  struct ferr *e)
+{
+    return request(loop, addr, NULL, NULL, "GET", "/v1/cluster/ca", NULL, timeout_ms, cb, data, e);
 }
 
 /* ---- a connection switched to another protocol (a relayed WebSocket) ---- */
@@ -147,6 +185,7 @@ struct peer_stream {
 struct upgrade_req {
     uv_work_t work;
     char url[512];
+    char *ca; /* PEM of the cluster's CA */
     char request[1024];
     unsigned timeout_ms;
     peer_upgrade_cb cb;
@@ -184,6 +223,7 @@ static void upgrade_work(uv_work_t *w)
         return;
     }
     curl_easy_setopt(c, CURLOPT_URL, r->url);
+    trust(c, r->ca);
     curl_easy_setopt(c, CURLOPT_CONNECT_ONLY, 1L);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)r->timeout_ms);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
@@ -262,21 +302,25 @@ static void upgrade_after(uv_work_t *w, int status)
         r->cb(NULL, NULL, 0, &r->e, r->data);
     else
         r->cb(r->s, r->extra, r->extra_len, NULL, r->data);
+    free(r->ca);
     free(r);
 }
 
-int peer_upgrade(uv_loop_t *loop, const char *addr, const char *token, const char *path,
-                 unsigned timeout_ms, peer_upgrade_cb cb, void *data, struct ferr *e)
+int peer_upgrade(uv_loop_t *loop, const char *addr, const char *ca, const char *token,
+                 const char *path, unsigned timeout_ms, peer_upgrade_cb cb, void *data,
+                 struct ferr *e)
 {
     static uv_once_t once = UV_ONCE_INIT;
     uv_once(&once, global_init);
     if (!addr || !addr[0] || !path || path[0] != '/')
         return ferr_set(e, FERR_INVALID, "peer: bad request arguments");
+    if (!ca || !ca[0])
+        return ferr_set(e, FERR_INVALID, "peer %s: no CA to check its certificate with", addr);
     struct upgrade_req *r = calloc(1, sizeof(*r));
     if (!r)
         return ferr_set(e, -ENOMEM, "peer: out of memory");
     /* The key only has to be the base64 of 16 bytes (RFC 6455 4.1); the peer is trusted. */
-    if (snprintf(r->url, sizeof(r->url), "http://%s", addr) >= (int)sizeof(r->url) ||
+    if (snprintf(r->url, sizeof(r->url), "https://%s", addr) >= (int)sizeof(r->url) ||
         snprintf(r->request, sizeof(r->request),
                  "GET %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n"
                  "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
@@ -284,6 +328,10 @@ int peer_upgrade(uv_loop_t *loop, const char *addr, const char *token, const cha
                  path, addr, token ? token : "") >= (int)sizeof(r->request)) {
         free(r);
         return ferr_set(e, FERR_INVALID, "peer: address, path or token too long");
+    }
+    if (!(r->ca = strdup(ca))) {
+        free(r);
+        return ferr_set(e, -ENOMEM, "peer: out of memory");
     }
     r->timeout_ms = timeout_ms;
     r->cb = cb;

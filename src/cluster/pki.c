@@ -15,7 +15,7 @@
 
 #include "common/util.h"
 
-#define NAME_MAX_LEN 64
+#define NAME_MAX_LEN PKI_NAME_MAX
 #define SKEW_S 3600 /* certificates start an hour back: the nodes' clocks are not in sync */
 
 void pki_pair_free(struct pki_pair *p)

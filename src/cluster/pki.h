@@ -11,6 +11,7 @@
 #include "common/err.h"
 
 #define PKI_MAX_ADDRS 8
+#define PKI_NAME_MAX 64         /* bytes of a cluster or node name */
 #define PKI_FINGERPRINT_SIZE 96 /* "AB:CD:...", 32 bytes */
 #define PKI_CA_DAYS 3650        /* ten years: a CA outlives its clusters' hardware */
 #define PKI_NODE_DAYS 825       /* what browsers accept for a server certificate */

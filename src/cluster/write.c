@@ -263,9 +263,10 @@ int cluster_write(struct cluster *c, const json_t *cmd, cluster_reply_cb cb, voi
     json_t *body = json_pack("{s:O}", "cmd", cmd);
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
-    int rc = text ? peer_request(c->loop, api, c->secret, "POST", "/v1/internal/apply", text,
-                                 WRITE_TIMEOUT_MS, forwarded_write, w, e)
-                  : ferr_set(e, -ENOMEM, "cluster: out of memory");
+    int rc = text
+                 ? peer_request(c->loop, api, cluster__ca(c), c->secret, "POST",
+                                "/v1/internal/apply", text, WRITE_TIMEOUT_MS, forwarded_write, w, e)
+                 : ferr_set(e, -ENOMEM, "cluster: out of memory");
     free(text);
     if (rc < 0)
         free(w);
@@ -480,8 +481,8 @@ void cluster__to_leader(struct cluster *c, const char *path, const json_t *body,
     }
     p->cb = cb;
     p->data = data;
-    if (peer_request(c->loop, api, bearer, "POST", path, text, WRITE_TIMEOUT_MS, cluster__relay, p,
-                     &e) < 0) {
+    if (peer_request(c->loop, api, cluster__ca(c), bearer, "POST", path, text, WRITE_TIMEOUT_MS,
+                     cluster__relay, p, &e) < 0) {
         free(p);
         cb(0, NULL, &e, data);
     }

@@ -170,20 +170,41 @@ def test_three_hosts_form_a_cluster_and_bad_joins_change_nothing(lab):
     names_before = sorted((m["name"], m["role"]) for m in before["members"])
     assert names_before == [("host1", "voter"), ("host2", "voter")]
 
-    # A wrong token: 401, from the CLI exit 1 with the daemon's message; nothing changes.
-    body = {"address": cl["api_addr"], "token": "0" * 32}
+    # The token pins the cluster's CA: "SECRET.SHA256", the fingerprint every member shows.
+    token = open(cl["token_file"]).read().strip()
+    secret, _, pin = token.partition(".")
+    fp = before["tls"]["ca_fingerprint"]
+    assert pin == fp.replace(":", "").lower() and len(pin) == 64, (token, fp)
+    assert status(lab, h2)["tls"]["ca_fingerprint"] == fp
+    alone_ca = h3.cli_json("node", "show")["tls"]["ca_fingerprint"]
+    assert alone_ca != fp  # host3 has a CA of its own until it joins
+    # A wrong secret with the right pin: 401, from the CLI exit 1 with the daemon's message.
+    body = {"address": cl["api_addr"], "token": "0" * 32 + "." + pin}
     code, reply = h3.api("POST", "/v1/cluster/join", body)
     assert code == 401, (code, reply)
-    r = h3.cli("cluster", "join", cl["api_addr"], "--token", "0" * 32, check=False)
+    r = h3.cli("cluster", "join", cl["api_addr"], "--token", "0" * 32 + "." + pin, check=False)
     assert r.returncode == 1 and r.stderr.startswith("ferry: ") and r.stdout == "", r
     print(f"\nwrong token: {r.stderr.strip()}")
+    # The right secret with another CA's pin (a man in the middle, a wrong address): refused
+    # before the secret goes out, saying which fingerprint it found.
+    wrong_pin = ("f" if pin[0] != "f" else "e") + pin[1:]
+    r = h3.cli("cluster", "join", cl["api_addr"], "--token", f"{secret}.{wrong_pin}",
+               check=False)
+    assert r.returncode == 1 and "not the one the token pins" in r.stderr and fp in r.stderr, r
+    print(f"wrong pin: {r.stderr.strip()}")
+    # A token without a pin (as before TLS): refused with what to use instead.
+    code, reply = h3.api("POST", "/v1/cluster/join", {"address": cl["api_addr"],
+                                                       "token": secret})
+    assert code == 400 and "no CA fingerprint" in reply["error"]["message"], (code, reply)
+    assert h3.cli_json("node", "show")["tls"]["ca_fingerprint"] == alone_ca
     # No such address: a clear error in bounded time; nothing changes.
     t0 = time.monotonic()
-    r = h3.cli("cluster", "join", NOWHERE, "--token", "0" * 32, check=False, timeout=60)
+    nopin = "0" * 32 + "." + "0" * 64
+    r = h3.cli("cluster", "join", NOWHERE, "--token", nopin, check=False, timeout=60)
     took = ms_since(t0)
     assert r.returncode == 1 and NOWHERE in r.stderr, r.stderr
     print(f"join to {NOWHERE}: exit {r.returncode} after {took} ms: {r.stderr.strip()}")
-    code, reply = h3.api("POST", "/v1/cluster/join", {"address": NOWHERE, "token": "x"},
+    code, reply = h3.api("POST", "/v1/cluster/join", {"address": NOWHERE, "token": nopin},
                          timeout=60)
     assert code == 503, (code, reply)
     # Usage errors never reach the daemon.
@@ -207,6 +228,7 @@ def test_three_hosts_form_a_cluster_and_bad_joins_change_nothing(lab):
     assert sorted((m["name"], m["role"]) for m in after["members"]) == names_before
     assert sorted(n["name"] for n in h1.cli_json("node", "list")["nodes"]) == ["host1", "host2"]
     assert after["cluster_id"] == before["cluster_id"]
+    assert h3.cli_json("node", "show")["tls"]["ca_fingerprint"] == alone_ca
 
     # host3 joins for real: three up voters that agree on the leader, on every node.
     lab.join_cluster(h3)
@@ -223,17 +245,69 @@ def test_three_hosts_form_a_cluster_and_bad_joins_change_nothing(lab):
         assert [m["name"] for m in st["members"] if m["leader"]] == [leader.name]
         assert st["timeouts"]["election_ms"] > st["timeouts"]["heartbeat_ms"] > 0
     assert ids == {lab.state["cluster"]["id"]}
+    # host3 now has the cluster's CA and a certificate of its own from it.
+    show3 = h3.cli_json("node", "show")["tls"]
+    assert show3["ca_fingerprint"] == fp, show3
+    assert show3["node_fingerprint"] != status(lab, h1)["tls"]["node_fingerprint"]
     with open(lab.path) as f:
         assert json.load(f)["cluster"]["id"] == lab.state["cluster"]["id"]
     # The human table of cluster status.
     out = h2.cli("cluster", "status").stdout
     for word in ("quorum:", "yes (3 voters)", "term:", "commit index:", "timeouts:",
+                 f"tls ca:       {fp} (SHA-256",
                  "HEALTH", "ADMIN", "LAST-CONTACT", f"leader:       {leader.name}"):
         assert word in out, (word, out)
     # ferry lab status shows the cluster.
     lst = json.loads(run_lab("status", "-o", "json"))
     assert lst["healthy"] and lst["cluster"]["id"] == lab.state["cluster"]["id"], lst
     assert lst["cluster"]["leader"] == leader.name and lst["cluster"]["agreed"]
+
+
+def test_tcp_api_speaks_only_verified_https(cluster):
+    """The TCP API as a remote user meets it: the CLI and curl with the cluster's CA work;
+    without it, or over plain HTTP, a clear refusal; the CA itself is public."""
+    lab = cluster
+    h1, h2 = lab.host(1), lab.host(2)
+    ca = lab.ca_file()
+    tok = ["-H", f"Authorization: Bearer {lab.token()}"]
+    r = lab.client_exec(["ferry", "--url", h1.url, "--ca", ca, "-o", "json", "node", "show"])
+    assert json.loads(r.stdout)["name"] == "host1"
+    # Without the CA: the system's CAs do not know it.
+    env = lab.env()
+    env.pop("FERRY_CA")
+    r = lab._ns_run(lab.client_ns, ["ferry", "--url", h2.url, "node", "show"], env, False, 30)
+    assert r.returncode == 1 and "certificate is not trusted" in r.stderr \
+        and "--ca FILE" in r.stderr, r.stderr
+    print(f"\nwithout the CA: {r.stderr.strip()}")
+    # Another CA (host's own CAs are gone: a CA of another cluster is just as foreign).
+    other = os.path.join(os.path.dirname(lab.path), "other-ca.crt")
+    run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-keyout", other + ".key", "-out", other, "-subj", "/CN=other", "-days", "1"])
+    r = lab._ns_run(lab.client_ns, ["ferry", "--url", h2.url, "--ca", other, "node", "show"],
+                    env, False, 30)
+    assert r.returncode == 1 and "certificate is not trusted" in r.stderr, r.stderr
+    # Plain HTTP: the CLI refuses the URL, the port answers no HTTP.
+    r = lab.client_exec(["ferry", "--url", h1.url.replace("https://", "http://"), "node", "show"],
+                        check=False)
+    assert r.returncode == 2 and "speaks HTTPS only" in r.stderr, r.stderr
+    r = lab.client_exec(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", *tok,
+                         h1.url.replace("https://", "http://") + "/v1/node"], check=False)
+    assert r.returncode != 0 and r.stdout == "000", r
+    # curl verifying against the CA; the CA without a token, with its fingerprint.
+    r = lab.client_exec(["curl", "-sf", "--cacert", ca, *tok, h2.url + "/v1/node"])
+    assert json.loads(r.stdout)["name"] == "host2"
+    r = lab.client_exec(["curl", "-sf", "--cacert", ca, h2.url + "/v1/cluster/ca"])
+    got = json.loads(r.stdout)
+    with open(ca) as f:
+        assert got["ca"] == f.read()
+    assert got["ca_fingerprint"] == status(lab, h1)["tls"]["ca_fingerprint"]
+    r = lab.client_exec(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", ca,
+                         h2.url + "/v1/node"], check=False)
+    assert r.stdout == "401", r  # everything else still needs the token
+    # The files: 0600 in the state dir.
+    for f in ("ca.crt", "ca.key", "node.crt", "node.key"):
+        st = os.stat(os.path.join(h2.state_dir, "tls", f))
+        assert st.st_mode & 0o777 == 0o600, (f, oct(st.st_mode))
 
 
 def test_node_list_from_any_node(cluster):

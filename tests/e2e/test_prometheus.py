@@ -46,9 +46,11 @@ def prom(lab):
 rule_files: ["{RULES}"]
 scrape_configs:
   - job_name: ferry
+    scheme: https
+    tls_config: {{ca_file: "{lab.ca_file()}"}}
     authorization: {{type: Bearer, credentials_file: "{lab.token_file}"}}
     static_configs:
-      - targets: {json.dumps([h.url.removeprefix("http://") for h in lab.hosts])}
+      - targets: {json.dumps([h.url.removeprefix("https://") for h in lab.hosts])}
 """)
     check = subprocess.run(["promtool", "check", "config", os.path.join(d, "prometheus.yml")],
                            capture_output=True, text=True)

@@ -302,7 +302,8 @@ def test_event_stream_on_tcp_and_its_limit(lab):
     """The stream on the TCP listener takes the token like any request; a ferryd serves 64
     streams at once, and a client that went away frees its place."""
     h1, h2, _ = lab.hosts
-    curl = ["curl", "-sN", "--max-time", "2", f"{h1.url}/v1/events?follow=1&since=1"]
+    curl = ["curl", "-sN", "--max-time", "2", "--cacert", h1.ca,
+            f"{h1.url}/v1/events?follow=1&since=1"]
     r = h1.exec(curl + ["-H", f"Authorization: Bearer {lab.token()}"], check=False)
     assert r.returncode == 28, r  # still open when curl gave up
     assert r.stdout.startswith("id: 2\nevent: "), r.stdout[:200]

@@ -74,7 +74,7 @@ def login(lab, host):
 
 def console(lab, host, vm, headers, send=None, expect=None, fragment=False, timeout=30):
     cmd = ["/usr/bin/python3", WEBCLIENT, "console",
-           host.url.replace("http://", "http://") + f"/v1/vms/{vm}/console/ws",
+           host.url + f"/v1/vms/{vm}/console/ws",
            "--timeout", str(timeout)]
     for h in headers:
         cmd += ["-H", h]
@@ -124,7 +124,8 @@ def test_login_wrong_token_then_right(lab):
     cookie, csrf, r = login(lab, h)
     flags = [f.strip() for f in r["headers"]["set-cookie"].split(";")]
     assert re.fullmatch(r"ferry_session=[0-9a-f]{64}", flags[0]), flags
-    assert "HttpOnly" in flags and "SameSite=Strict" in flags and "Path=/" in flags, flags
+    assert "HttpOnly" in flags and "SameSite=Strict" in flags and "Path=/" in flags \
+        and "Secure" in flags, flags
     assert re.fullmatch(r"[0-9a-f]{64}", csrf)
     assert r["json"]["node"] == h.name
     assert abs(r["json"]["expires_at"] - (time.time() + 8 * 3600)) < 120, r["json"]

@@ -15,6 +15,8 @@ run inside the lab's client namespace; prints one JSON object.
       update in raw encoding:
       {"status", "headers", "upgraded", "accept_ok", "version", "security", "width", "height",
        "name", "pixels", "colours"} (pixels: bytes of the update; colours: distinct ones seen)
+  An https:// URL is verified against --ca FILE (default: $FERRY_CA, the lab's CA), as a
+  browser that trusts the cluster's CA would; never unverified.
 """
 import argparse
 import base64
@@ -23,6 +25,7 @@ import http.client
 import json
 import os
 import socket
+import ssl
 import struct
 import sys
 import time
@@ -39,9 +42,19 @@ def parse_headers(hs):
     return out
 
 
+def tls_context(a):
+    if not a.ca:
+        raise SystemExit("webclient: https needs --ca FILE or FERRY_CA")
+    return ssl.create_default_context(cafile=a.ca)
+
+
 def do_http(a):
     u = urllib.parse.urlsplit(a.url)
-    c = http.client.HTTPConnection(u.hostname, u.port, timeout=a.timeout)
+    if u.scheme == "https":
+        c = http.client.HTTPSConnection(u.hostname, u.port, timeout=a.timeout,
+                                        context=tls_context(a))
+    else:
+        c = http.client.HTTPConnection(u.hostname, u.port, timeout=a.timeout)
     path = u.path + (f"?{u.query}" if u.query else "")
     t0 = time.monotonic()
     c.putrequest(a.method, path, skip_accept_encoding=True)
@@ -249,6 +262,8 @@ def do_vnc(a):
 def do_console(a):
     u = urllib.parse.urlsplit(a.url)
     s = socket.create_connection((u.hostname, u.port), timeout=a.timeout)
+    if u.scheme in ("https", "wss"):
+        s = tls_context(a).wrap_socket(s, server_hostname=u.hostname)
     key = base64.b64encode(os.urandom(16)).decode()
     req = [f"GET {u.path} HTTP/1.1", f"Host: {u.hostname}:{u.port}", "Upgrade: websocket",
            "Connection: Upgrade", f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13"]
@@ -319,6 +334,7 @@ def main():
     p.add_argument("--expect")
     p.add_argument("--fragment", action="store_true")
     p.add_argument("--timeout", type=float, default=20)
+    p.add_argument("--ca", default=os.environ.get("FERRY_CA", ""))
     a = p.parse_args()
     if a.mode == "http":
         a.method, a.url = a.args

@@ -15,6 +15,7 @@
 #include "api/api.h"
 #include "api/http.h"
 #include "cluster/cdb.h"
+#include "cluster/certs.h"
 #include "cluster/cluster.h"
 #include "common/util.h"
 #include "host/events.h"
@@ -294,6 +295,83 @@ static void test_authorize(void **state)
     assert_true(run_until(&done, 5000));
 }
 
+static unsigned tls_changes;
+
+static void count_tls_change(void *data)
+{
+    (void)data;
+    tls_changes++;
+}
+
+/* TLS through a node's life: its own CA before, a new cluster CA at init (the token pins it),
+ * its own again after it left; a join token without a pin is refused and changes nothing. */
+static void test_init_and_leave_change_the_ca(void **state)
+{
+    (void)state;
+    char path[160], fp0[PKI_FINGERPRINT_SIZE], fp1[PKI_FINGERPRINT_SIZE];
+    struct ferr e = {0};
+    snprintf(path, sizeof(path), "%s/tlsnode", dir);
+    assert_int_equal(mkdir_p(path, 0700, &e), 0);
+    char tlsdir[200];
+    snprintf(tlsdir, sizeof(tlsdir), "%s/tls", path);
+    const char *addrs[] = {"127.0.0.1"};
+    struct certs *certs;
+    assert_int_equal(certs_open(tlsdir, "n1", addrs, 1, &certs, &e), 0);
+    snprintf(fp0, sizeof(fp0), "%s", certs_ca_fingerprint(certs));
+
+    struct cluster *c = NULL;
+    struct cluster_config cfg = {.heartbeat_ms = CLUSTER_HEARTBEAT_MS,
+                                 .down_after = CLUSTER_DOWN_AFTER,
+                                 .certs = certs,
+                                 .tls_changed = count_tls_change};
+    snprintf(cfg.state_dir, sizeof(cfg.state_dir), "%s", path);
+    snprintf(cfg.node_name, sizeof(cfg.node_name), "n1");
+    snprintf(cfg.api_addr, sizeof(cfg.api_addr), "127.0.0.1:%d", unused_port());
+    snprintf(cfg.raft_addr, sizeof(cfg.raft_addr), "127.0.0.1:%d", unused_port());
+    assert_int_equal(cluster_open(&loop, &cfg, events, &c, &e), 0);
+    assert_string_equal(cluster_ca(c), certs_ca(certs));
+
+    /* a token without the CA's pin: refused at once, nothing changes */
+    assert_int_equal(cluster_join(c, "127.0.0.1:1", "00112233", answered, NULL, &e), FERR_INVALID);
+    assert_non_null(strstr(e.msg, "no CA fingerprint"));
+    assert_string_equal(certs_ca_fingerprint(certs), fp0);
+    assert_int_equal(tls_changes, 0);
+
+    struct answer a = {0};
+    assert_int_equal(cluster_init(c, "tlslab", answered, &a, &e), 0);
+    assert_true(run_until(&a.done, 10000));
+    assert_int_equal(a.status, 201);
+    snprintf(fp1, sizeof(fp1), "%s", certs_ca_fingerprint(certs));
+    assert_string_not_equal(fp1, fp0);
+    assert_int_equal(tls_changes, 1);
+    const char *token = json_string_value(json_object_get(a.body, "token"));
+    char secret[100], pin[CERTS_PIN_HEX + 1];
+    assert_int_equal(certs_token_split(token, secret, sizeof(secret), pin, &e), 0);
+    assert_true(certs_pin_matches(pin, fp1));
+    assert_true(cluster_join_token_matches(c, secret));
+    assert_false(cluster_join_token_matches(c, token)); /* the bearer is the secret alone */
+    assert_string_equal(json_string_value(json_object_get(a.body, "ca_fingerprint")), fp1);
+    json_decref(a.body);
+    json_t *tls = cluster_tls_info(c);
+    assert_string_equal(json_string_value(json_object_get(tls, "ca_fingerprint")), fp1);
+    json_decref(tls);
+
+    struct answer l = {0};
+    assert_int_equal(cluster_leave(c, answered, &l, &e), 0);
+    assert_true(run_until(&l.done, 10000));
+    assert_int_equal(l.status, 200);
+    json_decref(l.body);
+    assert_int_equal(tls_changes, 2);
+    assert_string_not_equal(certs_ca_fingerprint(certs), fp1);
+    assert_string_not_equal(certs_ca_fingerprint(certs), fp0);
+    assert_int_equal(pki_verify(certs_ca(certs), certs_node_cert(certs), "127.0.0.1", &e), 0);
+
+    bool done = false;
+    cluster_close(c, closed, &done);
+    assert_true(run_until(&done, 5000));
+    certs_free(certs);
+}
+
 /* Closing answers every wait at once with -ECANCELED; no new wait is taken. */
 static void test_close_cancels_waits(void **state)
 {
@@ -315,9 +393,12 @@ static void test_close_cancels_waits(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_apply_wakes_wait),    cmocka_unit_test(test_wait_times_out),
-        cmocka_unit_test(test_event_add),           cmocka_unit_test(test_authorize),
+        cmocka_unit_test(test_apply_wakes_wait),
+        cmocka_unit_test(test_wait_times_out),
+        cmocka_unit_test(test_event_add),
+        cmocka_unit_test(test_authorize),
         cmocka_unit_test(test_close_cancels_waits),
+        cmocka_unit_test(test_init_and_leave_change_the_ca),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

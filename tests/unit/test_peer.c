@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* Unit tests of src/cluster/peer.c: requests from one ferryd to another, against a real HTTP
- * server (api/http.c) on 127.0.0.1 on the same loop. What the caller gets for an answer, an
- * HTTP error, a body that is not JSON, a refused connection, a timeout, a body too big, and
+/* Unit tests of src/cluster/peer.c: requests from one ferryd to another, against a real HTTPS
+ * server (api/http.c with a certificate of cluster/pki.c) on 127.0.0.1 on the same loop. What
+ * the caller gets for an answer, an HTTP error, a body that is not JSON, a refused connection,
+ * a timeout, a body too big, a certificate of another CA or a server without TLS, and
  * arguments refused before anything is sent. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -21,6 +22,7 @@
 
 #include "api/http.h"
 #include "cluster/peer.h"
+#include "cluster/pki.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -45,6 +47,7 @@ struct fx {
     char addr[64];
     struct http_req *hung; /* a request the server holds without answering */
     char *big;
+    struct pki_pair ca, node;
     struct got got;
     uint64_t t0;
 };
@@ -80,11 +83,19 @@ static void handler(struct http_req *req, void *data)
         struct ferr e;
         ferr_set(&e, FERR_STATE, "vm1 is migrating");
         http_reply_error(req, &e);
+    } else if (strcmp(path, "/v1/cluster/ca") == 0) {
+        http_reply_json(req, 200, json_pack("{s:s}", "ca", f->ca.cert));
     } else if (strcmp(path, "/big") == 0) {
         http_reply_data(req, 200, "application/json", f->big, BIG);
     } else {
         f->hung = req;
     }
+}
+
+/* What a ferryd's dashboard gate lets in without a token: the CA (api/web.c). */
+static int gate(const struct http_gate_req *q, struct ferr *e, void *data)
+{
+    return strcmp(q->path, "/v1/cluster/ca") == 0 ? HTTP_PRINCIPAL_PUBLIC : HTTP_PRINCIPAL_NONE;
 }
 
 static int setup(void **state)
@@ -95,6 +106,11 @@ static int setup(void **state)
     log_threshold = LOG_LVL_ERROR;
     assert_int_equal(uv_loop_init(&f->loop), 0);
     assert_int_equal(http_server_new(&f->loop, handler, f, &f->srv, &e), 0);
+    const char *addrs[] = {"127.0.0.1"};
+    assert_int_equal(pki_ca_create("unit", 30, &f->ca, &e), 0);
+    assert_int_equal(pki_node_issue(&f->ca, "peer", addrs, 1, 30, &f->node, &e), 0);
+    assert_int_equal(http_server_set_tls(f->srv, f->node.cert, f->node.key, &e), 0);
+    http_server_set_gate(f->srv, gate, f);
     int port = free_port();
     if (http_server_listen_tcp(f->srv, "127.0.0.1", port, TOKEN, &e) < 0)
         fail_msg("%s", e.msg);
@@ -119,6 +135,8 @@ static int teardown(void **state)
     json_decref(f->got.reply);
     free(f->got.raw);
     free(f->big);
+    pki_pair_free(&f->ca);
+    pki_pair_free(&f->node);
     free(f);
     return 0;
 }
@@ -142,16 +160,92 @@ static void answered(int status, json_t *reply, const char *raw, size_t raw_len,
     uv_stop(&f->loop);
 }
 
-/* Sends a request to addr and runs the loop until it is answered. */
-static void request(struct fx *f, const char *addr, const char *token, const char *method,
-                    const char *path, const char *body, unsigned timeout_ms)
+/* Sends a request to addr, trusting ca, and runs the loop until it is answered. */
+static void request_ca(struct fx *f, const char *addr, const char *ca, const char *token,
+                       const char *method, const char *path, const char *body, unsigned timeout_ms)
 {
     struct ferr e = {0};
     f->t0 = now_mono_ms();
-    if (peer_request(&f->loop, addr, token, method, path, body, timeout_ms, answered, f, &e) < 0)
+    f->got.calls = 0;
+    if (peer_request(&f->loop, addr, ca, token, method, path, body, timeout_ms, answered, f, &e) <
+        0)
         fail_msg("peer_request: %s", e.msg);
     uv_run(&f->loop, UV_RUN_DEFAULT);
     assert_int_equal(f->got.calls, 1);
+}
+
+/* The same with the server's CA. */
+static void request(struct fx *f, const char *addr, const char *token, const char *method,
+                    const char *path, const char *body, unsigned timeout_ms)
+{
+    request_ca(f, addr, f->ca.cert, token, method, path, body, timeout_ms);
+}
+
+static void test_only_the_cluster_ca_is_trusted(void **state)
+{
+    struct fx *f = *state;
+    struct pki_pair other = {0};
+    struct ferr e = {0};
+    assert_int_equal(pki_ca_create("elsewhere", 30, &other, &e), 0);
+    request_ca(f, f->addr, other.cert, TOKEN, "GET", "/echo", NULL, 5000);
+    assert_int_equal(f->got.status, FERR_UNAVAIL);
+    assert_non_null(strstr(f->got.e.msg, "https://"));
+    /* curl's words for it, after where: "SSL peer certificate ... was not OK" */
+    assert_non_null(strstr(f->got.e.msg, "certificate"));
+    pki_pair_free(&other);
+    /* a certificate for another address (the server's names 127.0.0.1 only) */
+    char addr[64];
+    snprintf(addr, sizeof(addr), "localhost:%s", strrchr(f->addr, ':') + 1);
+    request(f, addr, TOKEN, "GET", "/echo", NULL, 5000);
+    assert_int_equal(f->got.status, FERR_UNAVAIL);
+    /* the CA itself comes without a check (the joiner compares it with its pin) */
+    struct ferr e2 = {0};
+    f->got.calls = 0;
+    assert_int_equal(peer_fetch_ca(&f->loop, f->addr, 5000, answered, f, &e2), 0);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_int_equal(f->got.status, 200);
+    assert_string_equal(json_string_value(json_object_get(f->got.reply, "ca")), f->ca.cert);
+}
+
+/* A node that joins a cluster presents its new certificate on the next connection, without
+ * restarting its listener. */
+static void test_a_new_certificate_takes_effect_at_once(void **state)
+{
+    struct fx *f = *state;
+    struct pki_pair ca2 = {0}, node2 = {0};
+    struct ferr e = {0};
+    const char *addrs[] = {"127.0.0.1"};
+    assert_int_equal(pki_ca_create("cluster", 30, &ca2, &e), 0);
+    assert_int_equal(pki_node_issue(&ca2, "peer", addrs, 1, 30, &node2, &e), 0);
+    assert_int_equal(http_server_set_tls(f->srv, "garbage", node2.key, &e), FERR_INVALID);
+    request(f, f->addr, TOKEN, "GET", "/echo", NULL, 5000); /* the old one stays */
+    assert_int_equal(f->got.status, 200);
+    assert_int_equal(http_server_set_tls(f->srv, node2.cert, node2.key, &e), 0);
+    request(f, f->addr, TOKEN, "GET", "/echo", NULL, 5000);
+    assert_int_equal(f->got.status, FERR_UNAVAIL);
+    request_ca(f, f->addr, ca2.cert, TOKEN, "GET", "/echo", NULL, 5000);
+    assert_int_equal(f->got.status, 200);
+    pki_pair_free(&ca2);
+    pki_pair_free(&node2);
+}
+
+static void test_a_server_without_tls_is_refused(void **state)
+{
+    struct fx *f = *state;
+    struct http_server *plain;
+    struct ferr e = {0};
+    assert_int_equal(http_server_new(&f->loop, handler, f, &plain, &e), 0);
+    int port = free_port();
+    assert_int_equal(http_server_listen_tcp(plain, "127.0.0.1", port, TOKEN, &e), 0);
+    char addr[64];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+    request(f, addr, TOKEN, "GET", "/echo", NULL, 5000);
+    assert_true(f->got.status < 0);
+    assert_true(f->got.has_e);
+    bool closed = false;
+    http_server_close(plain, server_closed, &closed);
+    while (!closed)
+        uv_run(&f->loop, UV_RUN_ONCE);
 }
 
 static void test_an_answer_is_parsed_and_relayed(void **state)
@@ -221,7 +315,7 @@ static void test_nobody_listening(void **state)
     assert_true(f->got.has_e);
     assert_int_equal(f->got.e.code, FERR_UNAVAIL);
     char want[128];
-    snprintf(want, sizeof(want), "peer http://%s/echo: ", addr); /* says where */
+    snprintf(want, sizeof(want), "peer https://%s/echo: ", addr); /* says where */
     assert_true(strncmp(f->got.e.msg, want, strlen(want)) == 0);
     assert_null(f->got.reply);
     assert_non_null(f->got.raw); /* "" rather than NULL */
@@ -280,11 +374,16 @@ static void test_bad_arguments_are_refused_before_sending(void **state)
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         ferr_clear(&e);
-        assert_int_equal(peer_request(&f->loop, bad[i].addr, bad[i].token, bad[i].method,
-                                      bad[i].path, NULL, 1000, must_not_run, f, &e),
+        assert_int_equal(peer_request(&f->loop, bad[i].addr, f->ca.cert, bad[i].token,
+                                      bad[i].method, bad[i].path, NULL, 1000, must_not_run, f, &e),
                          FERR_INVALID);
         assert_true(strncmp(e.msg, "peer: ", 6) == 0);
     }
+    /* no CA: nothing goes out unverified */
+    assert_int_equal(peer_request(&f->loop, f->addr, NULL, TOKEN, "GET", "/echo", NULL, 1000,
+                                  must_not_run, f, &e),
+                     FERR_INVALID);
+    assert_non_null(strstr(e.msg, "no CA"));
     uv_run(&f->loop, UV_RUN_NOWAIT);
     assert_int_equal(stray_calls, 0);
 }
@@ -297,6 +396,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_an_http_error_is_an_answer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_wrong_token_is_refused_by_the_peer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_body_that_is_not_json, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_only_the_cluster_ca_is_trusted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_server_without_tls_is_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_new_certificate_takes_effect_at_once, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_nobody_listening, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_peer_that_does_not_answer_times_out, setup,
                                         teardown),
