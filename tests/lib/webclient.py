@@ -132,6 +132,8 @@ def ws_open(a):
     accept_ok (and body when refused)."""
     u = urllib.parse.urlsplit(a.url)
     s = socket.create_connection((u.hostname, u.port), timeout=a.timeout)
+    if u.scheme in ("https", "wss"):
+        s = tls_context(a).wrap_socket(s, server_hostname=u.hostname)
     key = base64.b64encode(os.urandom(16)).decode()
     req = [f"GET {u.path} HTTP/1.1", f"Host: {u.hostname}:{u.port}", "Upgrade: websocket",
            "Connection: Upgrade", f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13"]
