@@ -54,6 +54,9 @@ struct migrate_opts {
     uint64_t bandwidth_mib;          /* pre-copy, MiB/s; 0: unlimited */
     uint64_t postcopy_bandwidth_mib; /* post-copy's background stream, MiB/s; 0: unlimited */
     const char *user;                /* who asked, for its task (NULL: "ferryd") */
+    /* A plain migration stream, unencrypted and unauthenticated (QEMU without TLS); false, the
+     * default for every caller (drain, failback, the API): TLS with a per-migration PSK. */
+    bool insecure;
 };
 
 /*
@@ -124,8 +127,10 @@ const char *migrate_outcome_name(enum migrate_outcome o);
  * (POST /v1/migrations/{id}/measurements), for the client_gap histogram. */
 void migrator_note_client_gap(struct migrator *m, double gap_ms);
 
-/* Destination: body {"name", "spec"} (borrowed). Creates the VM here and starts QEMU
- * listening; cb gets {"uri": "tcp:IP:PORT"}. */
+/* Destination: body {"name", "spec", "postcopy", "tls": {"user", "key"}} (borrowed; postcopy
+ * and tls optional). Creates the VM here and starts QEMU listening, for a TLS stream with
+ * that identity and key only when tls is given (vm_start_incoming); cb gets {"uri":
+ * "tcp:IP:PORT", "node", "tls": BOOL}. */
 void migrate_on_prepare(struct migrator *m, const json_t *body, migrate_cb cb, void *data);
 /* Destination: body {"name"}: kills the incoming QEMU and removes the VM (disk files kept).
  * Refused for a VM this node owns in the cluster database. */
