@@ -198,7 +198,8 @@ struct vm_mig_tls {
 bool vm_mig_tls_valid(const struct vm_mig_tls *t);
 /* Where the key file of a migration of vm is kept while QEMU needs it: RUN/NAME/mig-tls-in
  * (destination) or RUN/NAME/mig-tls-out (source), a 0700 directory holding keys.psk (0600,
- * "user:hexkey", QEMU's tls-creds-psk format). -ENAMETOOLONG if it does not fit. */
+ * "user:hexkey", QEMU's tls-creds-psk format) and, on the destination, dh-params.pem (RFC
+ * 7919's ffdhe2048). -ENAMETOOLONG if it does not fit. */
 int vm_mig_tls_dir(const struct vm *vm, bool incoming, char *out, size_t size);
 /* Writes t into vm_mig_tls_dir(vm, incoming); e says why not. */
 int vm_mig_tls_write(const struct vm *vm, bool incoming, const struct vm_mig_tls *t,

@@ -381,6 +381,8 @@ static void test_a_migration_key_file(void **state)
     snprintf(want, sizeof(want), "%s:%s\n", t.user, t.key);
     assert_string_equal(text, want);
     free(text);
+    /* the destination's DH parameters: QEMU would generate them otherwise (seconds) */
+    assert_true(exists("%s%s", dir, "/dh-params.pem"));
     vm_mig_tls_remove(vm, true);
     assert_false(exists("%s%s", dir, ""));
     vm_mig_tls_remove(vm, true); /* nothing there is fine */
