@@ -1168,7 +1168,7 @@ static void h_vm_migrate(struct api_ctx *ctx, struct http_req *req, const struct
         } else if (strcmp(key, "max_postcopy_bandwidth_mib") == 0 && n >= 1 && n <= 1048576) {
             o.postcopy_bandwidth_mib = (uint64_t)n;
         } else if (strcmp(key, "insecure_migration") == 0 && json_is_boolean(val)) {
-            o.insecure = json_is_true(val);
+            o.stream = json_is_true(val) ? MIGRATE_STREAM_PLAIN : MIGRATE_STREAM_TLS;
         } else {
             http_reply_errorf(req, FERR_INVALID,
                               "body: accepted: {\"to\": \"NODE\", \"budget_ms\": 1..60000, "

@@ -31,6 +31,7 @@ struct migrator_env {
                             * guest (e.g. this QEMU's TCG dirty tracking); every migrate_start
                             * is refused with it */
     struct tasks *tasks;   /* every migration from here is a task (fleet/tasks.h); NULL: none */
+    bool plain_default;    /* ferryd --migration-tls off: MIGRATE_STREAM_DEFAULT is plain */
 };
 
 #define MIGRATE_DEFAULT_OUT 2
@@ -54,9 +55,10 @@ struct migrate_opts {
     uint64_t bandwidth_mib;          /* pre-copy, MiB/s; 0: unlimited */
     uint64_t postcopy_bandwidth_mib; /* post-copy's background stream, MiB/s; 0: unlimited */
     const char *user;                /* who asked, for its task (NULL: "ferryd") */
-    /* A plain migration stream, unencrypted and unauthenticated (QEMU without TLS); false, the
-     * default for every caller (drain, failback, the API): TLS with a per-migration PSK. */
-    bool insecure;
+    /* The stream: QEMU's TLS with a per-migration PSK, or plain (unencrypted and
+     * unauthenticated); DEFAULT (0, what drains, failbacks and an API call that does not say
+     * use) is TLS unless env.plain_default. */
+    enum migrate_stream { MIGRATE_STREAM_DEFAULT, MIGRATE_STREAM_TLS, MIGRATE_STREAM_PLAIN } stream;
 };
 
 /*

@@ -853,7 +853,8 @@ int migrate_start(struct migrator *m, struct vm *vm, const struct migrate_opts *
         free(g);
         return rc;
     }
-    g->tls = !o->insecure;
+    g->tls = o->stream == MIGRATE_STREAM_TLS ||
+             (o->stream == MIGRATE_STREAM_DEFAULT && !m->env.plain_default);
     if (g->tls && (rc = new_tls_key(&g->tls_key, e)) < 0) {
         free(g);
         return rc;

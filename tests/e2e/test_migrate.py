@@ -548,7 +548,8 @@ def test_tls_stream_refuses_plain_and_opt_out(lab, tmp_path):
     encrypted; --insecure-migration sends the plain header and says so. A destination
     prepared for TLS (as the source's peer request makes it) refuses a plain QEMU's stream:
     its QEMU fails the handshake and loads nothing (it waits on for its TLS source), and its
-    key file goes with it when it is aborted."""
+    key file goes with it when it is aborted. ferryd --migration-tls off makes plain the
+    default of the node's migrations."""
     h1, h2, h3 = lab.hosts
     ip = create_vm(lab, h1, "mt1", 11, memory=128)
     fig, firsts = sniffed_migration(lab, h1, h2, "mt1")
@@ -617,4 +618,23 @@ def test_tls_stream_refuses_plain_and_opt_out(lab, tmp_path):
     assert not os.path.exists(kdir), "the key stayed after its QEMU was gone"
     wait_answering(lab, ip)
     assert vm_on(h2, "mt1")["owner"] == "host1"
+
+    # ferryd --migration-tls off: the default of the migrations that node starts is plain.
+    lab.kill_ferryd(h1, signal.SIGTERM)
+    try:
+        lab.start_ferryd(h1, args=["--migration-tls", "off"])
+        wait_for(lambda: (lambda v: v and v["state"] == "running")(local_vm(h1, "mt1")), 30,
+                 "host1's ferryd to re-attach mt1")
+
+        def migrated():
+            r = h1.cli("-o", "json", "vm", "migrate", "mt1", "--to", "host3", check=False)
+            return r if r.returncode == 0 or "no quorum" not in r.stderr else None
+        r = wait_for(migrated, 30, "host1 to migrate mt1 once it has the cluster's quorum again")
+        assert r.returncode == 0, r.stderr
+        fig = json.loads(r.stdout)
+        assert fig["encrypted"] is False, fig
+    finally:
+        lab.kill_ferryd(h1, signal.SIGTERM)
+        lab.start_ferryd(h1, args=[])
+    wait_answering(lab, ip)
     h1.cli("vm", "delete", "--force", "mt1")
