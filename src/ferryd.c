@@ -73,6 +73,7 @@ struct ferryd_config {
     unsigned nbd_port;
     char qsd[256];
     bool migrate_prealloc;
+    bool migration_tls;
     bool unsafe_tcg_migration;
     char watchdog[1024]; /* --watchdog: a watchdog device or the lab's emulated one; "" none */
     unsigned watchdog_timeout_ms;
@@ -226,6 +227,10 @@ static void usage(FILE *f)
         "  --migrate-prealloc on|off  an incoming VM's QEMU touches all its memory before\n"
         "                       the migration starts; helps where fresh host memory is\n"
         "                       slow to touch, e.g. ferry on a VM (default on)\n"
+        "  --migration-tls on|off  the default stream of the live migrations this node\n"
+        "                       starts (API calls without insecure_migration, drains,\n"
+        "                       failbacks): QEMU's TLS with a per-migration key, or off: a\n"
+        "                       plain stream, for a trusted migration network (default on)\n"
         "  --unsafe-tcg-migration on|off  allow live migration under TCG with a QEMU older\n"
         "                       than 9.0, which loses guest writes (for measuring that\n"
         "                       bug only; default off: such migrations are refused)\n"
@@ -401,6 +406,14 @@ static int apply_opt(struct ferryd_config *c, const char *key, const char *val)
         c->migrate_prealloc = strcmp(val, "on") == 0;
         return 0;
     }
+    if (strcmp(key, "migration_tls") == 0) {
+        if (!val || (strcmp(val, "on") && strcmp(val, "off"))) {
+            fprintf(stderr, "ferryd: migration_tls: expected on or off\n");
+            return -1;
+        }
+        c->migration_tls = strcmp(val, "on") == 0;
+        return 0;
+    }
     if (strcmp(key, "unsafe_tcg_migration") == 0) {
         if (!val || (strcmp(val, "on") && strcmp(val, "off"))) {
             fprintf(stderr, "ferryd: unsafe_tcg_migration: expected on or off\n");
@@ -489,6 +502,7 @@ static int parse_args(struct ferryd_config *c, int argc, char **argv)
         {"lease-expiry-ms", required_argument, 0, 'E'},
         {"fence-after-ms", required_argument, 0, 'F'},
         {"migrate-prealloc", required_argument, 0, 'P'},
+        {"migration-tls", required_argument, 0, 'm'},
         {"unsafe-tcg-migration", required_argument, 0, 'U'},
         {"nbd-port", required_argument, 0, 'N'},
         {"qemu-storage-daemon", required_argument, 0, 'Q'},
@@ -502,33 +516,20 @@ static int parse_args(struct ferryd_config *c, int argc, char **argv)
         {0, 0, 0, 0},
     };
     static const char *keys[128] = {
-        ['s'] = "state_dir",
-        ['r'] = "run_dir",
-        ['S'] = "socket",
-        ['l'] = "listen",
-        ['t'] = "token_file",
-        ['a'] = "accel",
-        ['q'] = "qemu",
-        ['i'] = "qemu_img",
-        ['n'] = "name",
-        ['L'] = "log_level",
-        ['R'] = "raft_port",
-        ['H'] = "heartbeat_ms",
-        ['D'] = "down_after",
-        ['M'] = "max_migrations",
-        ['e'] = "lease_ms",
-        ['E'] = "lease_expiry_ms",
-        ['F'] = "fence_after_ms",
-        ['P'] = "migrate_prealloc",
-        ['U'] = "unsafe_tcg_migration",
-        ['N'] = "nbd_port",
-        ['Q'] = "qemu_storage_daemon",
-        ['W'] = "watchdog",
-        ['T'] = "watchdog_timeout_ms",
-        ['X'] = "max_voters",
-        ['B'] = "failback_settle_ms",
-        ['w'] = "web_dir",
-        ['x'] = "session_ttl",
+        ['s'] = "state_dir",      ['r'] = "run_dir",
+        ['S'] = "socket",         ['l'] = "listen",
+        ['t'] = "token_file",     ['a'] = "accel",
+        ['q'] = "qemu",           ['i'] = "qemu_img",
+        ['n'] = "name",           ['L'] = "log_level",
+        ['R'] = "raft_port",      ['H'] = "heartbeat_ms",
+        ['D'] = "down_after",     ['M'] = "max_migrations",
+        ['e'] = "lease_ms",       ['E'] = "lease_expiry_ms",
+        ['F'] = "fence_after_ms", ['P'] = "migrate_prealloc",
+        ['m'] = "migration_tls",  ['U'] = "unsafe_tcg_migration",
+        ['N'] = "nbd_port",       ['Q'] = "qemu_storage_daemon",
+        ['W'] = "watchdog",       ['T'] = "watchdog_timeout_ms",
+        ['X'] = "max_voters",     ['B'] = "failback_settle_ms",
+        ['w'] = "web_dir",        ['x'] = "session_ttl",
     };
     /* The config file first, so flags override it. */
     for (int i = 1; i < argc - 1; i++)
@@ -1009,6 +1010,7 @@ int main(int argc, char **argv)
     c->nbd_port = 10809; /* NBD's registered port */
     strcpy(c->qsd, "qemu-storage-daemon");
     c->migrate_prealloc = true;
+    c->migration_tls = true;
     c->watchdog_timeout_ms = WATCHDOG_TIMEOUT_MS_DEFAULT;
     c->session_ttl_s = SESSION_TTL_DEFAULT_S;
     if (parse_args(c, argc, argv) < 0)
@@ -1270,10 +1272,16 @@ int main(int argc, char **argv)
         log_error("%s", e.msg); /* only out of memory: exit without a tidy close */
         return 1;
     }
-    struct migrator_env menv = {
-        d.loop,      d.vms,   d.events,          d.cluster,
-        d.api.fleet, c->name, c->max_migrations, d.migrate_unsafe[0] ? d.migrate_unsafe : NULL,
-        d.api.tasks};
+    struct migrator_env menv = {d.loop,
+                                d.vms,
+                                d.events,
+                                d.cluster,
+                                d.api.fleet,
+                                c->name,
+                                c->max_migrations,
+                                d.migrate_unsafe[0] ? d.migrate_unsafe : NULL,
+                                d.api.tasks,
+                                !c->migration_tls};
     if (migrator_new(&menv, &d.api.migrator, &e) < 0) {
         log_error("%s", e.msg); /* only out of memory: exit without a tidy close */
         return 1;

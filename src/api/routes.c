@@ -1279,11 +1279,14 @@ static void h_vm_migrate(struct api_ctx *ctx, struct http_req *req, const struct
             o.bandwidth_mib = (uint64_t)n;
         } else if (strcmp(key, "max_postcopy_bandwidth_mib") == 0 && n >= 1 && n <= 1048576) {
             o.postcopy_bandwidth_mib = (uint64_t)n;
+        } else if (strcmp(key, "insecure_migration") == 0 && json_is_boolean(val)) {
+            o.stream = json_is_true(val) ? MIGRATE_STREAM_PLAIN : MIGRATE_STREAM_TLS;
         } else {
             http_reply_errorf(req, FERR_INVALID,
                               "body: accepted: {\"to\": \"NODE\", \"budget_ms\": 1..60000, "
                               "\"max_bandwidth_mib\": 1..1048576, \"max_postcopy_bandwidth_mib\": "
-                              "1..1048576} (each optional); bad \"%.60s\"",
+                              "1..1048576, \"insecure_migration\": BOOL} (each optional); bad "
+                              "\"%.60s\"",
                               key);
             json_decref(b);
             return;

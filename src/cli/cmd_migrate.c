@@ -14,7 +14,7 @@
 
 static const char migrate_help[] =
     "Usage: ferry vm migrate NAME [--to NODE] [--budget-ms N] [--bandwidth-mib N]\n"
-    "                             [--postcopy-bandwidth-mib N]\n"
+    "                             [--postcopy-bandwidth-mib N] [--insecure-migration]\n"
     "       ferry vm migrate --cancel NAME\n"
     "\n"
     "Live-migrates a running VM to another node (pre-copy; post-copy when the guest dirties\n"
@@ -31,6 +31,10 @@ static const char migrate_help[] =
     "  --postcopy-bandwidth-mib N\n"
     "                  cap post-copy's background copy at N MiB/s (default: unlimited;\n"
     "                  pages the guest waits for are slowed by it too)\n"
+    "  --insecure-migration\n"
+    "                  send the VM's memory as a plain stream: unencrypted, and whoever\n"
+    "                  reaches the destination's port first can feed it (default: QEMU's\n"
+    "                  TLS with a key made for this one migration)\n"
     "  --cancel        cancel the migration of NAME under way\n"
     "  -o json         print the answer as JSON\n";
 
@@ -53,6 +57,10 @@ static int print_figures(struct cli *cli, const json_t *r)
     output_kv(stdout, "bytes", "%llu (%.1f MiB)", (unsigned long long)cli_jnum(r, "bytes"),
               (double)cli_jnum(r, "bytes") / (1024.0 * 1024.0));
     output_kv(stdout, "passes", "%llu", (unsigned long long)cli_jnum(r, "passes"));
+    output_kv(stdout, "stream", "%s",
+              json_is_true(json_object_get(r, "encrypted"))
+                  ? "TLS (per-migration key)"
+                  : "plain (unencrypted, unauthenticated)");
     if (cli_jnum(r, "postcopy_recoveries"))
         output_kv(stdout, "recoveries", "%llu (the post-copy stream broke and was resumed)",
                   (unsigned long long)cli_jnum(r, "postcopy_recoveries"));
@@ -109,18 +117,19 @@ static int migrate_watched(struct cli *cli, const char *name, const char *path, 
 
 int cmd_vm_migrate(struct cli *cli, int argc, char **argv)
 {
-    enum { O_TO = 256, O_BUDGET, O_CANCEL, O_BW, O_PCBW };
+    enum { O_TO = 256, O_BUDGET, O_CANCEL, O_BW, O_PCBW, O_INSECURE };
     static const struct option opts[] = {
         {"to", required_argument, NULL, O_TO},
         {"budget-ms", required_argument, NULL, O_BUDGET},
         {"cancel", no_argument, NULL, O_CANCEL},
         {"bandwidth-mib", required_argument, NULL, O_BW},
         {"postcopy-bandwidth-mib", required_argument, NULL, O_PCBW},
+        {"insecure-migration", no_argument, NULL, O_INSECURE},
         CLI_COMMON_LONGOPTS,
         {NULL, 0, NULL, 0}};
     const char *cmd = "vm migrate", *to = NULL;
     uint64_t budget = 0, bw = 0, pcbw = 0;
-    bool cancel = false, first = true;
+    bool cancel = false, insecure = false, first = true;
     int c;
     while ((c = cli_getopt(cli, cmd, argc, argv, CLI_COMMON_SHORTOPTS, opts, &first)) != -1) {
         switch (c) {
@@ -147,6 +156,9 @@ int cmd_vm_migrate(struct cli *cli, int argc, char **argv)
         case O_CANCEL:
             cancel = true;
             break;
+        case O_INSECURE:
+            insecure = true;
+            break;
         default:
             return EXIT_USAGE;
         }
@@ -155,8 +167,9 @@ int cmd_vm_migrate(struct cli *cli, int argc, char **argv)
     int urc = cli_one_operand(cmd, argc, argv, "a VM NAME", &name);
     if (urc != EXIT_OK)
         return urc;
-    if (cancel && (to || budget || bw || pcbw))
-        return cli_usage(cmd, "--cancel takes no --to, --budget-ms or bandwidth options");
+    if (cancel && (to || budget || bw || pcbw || insecure))
+        return cli_usage(cmd, "--cancel takes no --to, --budget-ms, bandwidth or "
+                              "--insecure-migration options");
     char *esc = client_escape(name);
     char path[512];
     if (!esc || snprintf(path, sizeof(path), "/v1/vms/%s/migrate%s", esc,
@@ -174,6 +187,8 @@ int cmd_vm_migrate(struct cli *cli, int argc, char **argv)
         json_object_set_new(body, "max_bandwidth_mib", json_integer((json_int_t)bw));
     if (pcbw)
         json_object_set_new(body, "max_postcopy_bandwidth_mib", json_integer((json_int_t)pcbw));
+    if (insecure)
+        json_object_set_new(body, "insecure_migration", json_true());
     if (!cancel) {
         int rc = migrate_watched(cli, name, path, body);
         json_decref(body);
@@ -198,7 +213,8 @@ static const char migrations_help[] =
     "Lists finished live migrations (completed, failed, cancelled), newest first, from the\n"
     "cluster database (its last 1000 events), of every VM or of NAME. DOWNTIME is QEMU's\n"
     "blackout; CLIENT GAP the longest gap a client of the VM saw, where it was measured\n"
-    "(ferry lab migrate; ferry vm measure-migration).\n";
+    "(ferry lab migrate; ferry vm measure-migration). STREAM: tls (encrypted and\n"
+    "authenticated, the default) or plain (--insecure-migration).\n";
 
 /* "12 ms", "64.1 ms" or "-" for a null/missing figure. */
 static const char *ms_cell(const json_t *r, const char *key, char *buf, size_t size)
@@ -213,12 +229,19 @@ static const char *ms_cell(const json_t *r, const char *key, char *buf, size_t s
     return buf;
 }
 
+/* "tls", "plain", or "-" for a record of a ferryd that did not say. */
+static const char *stream_cell(const json_t *r)
+{
+    json_t *v = json_object_get(r, "encrypted");
+    return json_is_boolean(v) ? (json_is_true(v) ? "tls" : "plain") : "-";
+}
+
 int cmd_vm_migrations(struct cli *cli, int argc, char **argv)
 {
     static const struct option opts[] = {CLI_COMMON_LONGOPTS, {NULL, 0, NULL, 0}};
-    static const char *const headers[] = {"ID",       "WHEN",       "VM",       "FROM",
-                                          "TO",       "STATUS",     "STRATEGY", "TOTAL",
-                                          "DOWNTIME", "CLIENT GAP", "BYTES",    "PASSES"};
+    static const char *const headers[] = {"ID",     "WHEN",     "VM",    "FROM",     "TO",
+                                          "STATUS", "STRATEGY", "TOTAL", "DOWNTIME", "CLIENT GAP",
+                                          "BYTES",  "PASSES",   "STREAM"};
     const char *cmd = "vm migrations";
     bool first = true;
     int c;
@@ -250,7 +273,7 @@ int cmd_vm_migrations(struct cli *cli, int argc, char **argv)
         json_decref(reply);
         return EXIT_OK;
     }
-    struct output_table *t = output_table_new(12, headers);
+    struct output_table *t = output_table_new(13, headers);
     size_t i;
     json_t *r;
     json_array_foreach(json_object_get(reply, "migrations"), i, r)
@@ -271,7 +294,8 @@ int cmd_vm_migrations(struct cli *cli, int argc, char **argv)
                                ms_cell(r, "downtime_ms", down, sizeof(down)),
                                ms_cell(r, "client_gap_ms", gap, sizeof(gap)),
                                bytes,
-                               passes};
+                               passes,
+                               stream_cell(r)};
         if (!t || output_table_add(t, cells) < 0) {
             output_table_free(t);
             json_decref(reply);

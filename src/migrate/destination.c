@@ -26,6 +26,8 @@ struct prep {
     char name[VM_NAME_MAX + 1];
     char uri[160];
     bool postcopy;
+    bool tls;
+    struct vm_mig_tls tls_key; /* wiped once written for QEMU */
     struct ferr e;
 };
 
@@ -98,7 +100,9 @@ static void prep_started(struct vmset *set, struct vm *vm, int status, const str
         return;
     }
     log_info("migrate %s: incoming at %s", p->name, p->uri);
-    p->cb(200, json_pack("{s:s, s:s}", "uri", p->uri, "node", p->m->env.node_name), NULL, p->data);
+    p->cb(200,
+          json_pack("{s:s, s:s, s:b}", "uri", p->uri, "node", p->m->env.node_name, "tls", p->tls),
+          NULL, p->data);
     free(p);
 }
 
@@ -108,6 +112,7 @@ static void prep_created(struct vmset *set, struct vm *vm, int status, const str
     struct prep *p = data;
     if (status < 0) {
         p->cb(0, NULL, e, p->data);
+        explicit_bzero(p, sizeof(*p));
         free(p);
         return;
     }
@@ -118,7 +123,10 @@ static void prep_created(struct vmset *set, struct vm *vm, int status, const str
         return;
     }
     snprintf(p->uri, sizeof(p->uri), "tcp:%s:%d", ip, port);
-    if (vm_start_incoming(vm, p->uri, p->postcopy, prep_started, p, &p->e) < 0)
+    int rc = vm_start_incoming(vm, p->uri, p->postcopy, p->tls ? &p->tls_key : NULL, prep_started,
+                               p, &p->e);
+    explicit_bzero(&p->tls_key.key, sizeof(p->tls_key.key));
+    if (rc < 0)
         prep_fail(p);
 }
 
@@ -144,21 +152,40 @@ void migrate_on_prepare(struct migrator *m, const json_t *body, migrate_cb cb, v
     json_t *spec = json_object_get(body, "spec");
     const char *sname = json_string_value(json_object_get(spec, "name"));
     json_t *pc = json_object_get(body, "postcopy");
+    json_t *tls = json_object_get(body, "tls");
+    struct vm_mig_tls key;
+    memset(&key, 0, sizeof(key));
+    const char *tuser = json_string_value(json_object_get(tls, "user"));
+    const char *tkey = json_string_value(json_object_get(tls, "key"));
+    if (tls && tuser && tkey) {
+        snprintf(key.user, sizeof(key.user), "%.*s", VM_MIG_TLS_USER_MAX, tuser);
+        snprintf(key.key, sizeof(key.key), "%.*s", VM_MIG_TLS_KEY_HEX, tkey);
+    }
     if (!name || !json_is_object(spec) || !sname || strcmp(name, sname) != 0 ||
-        (pc && !json_is_boolean(pc)) || json_object_size(body) != (pc ? 3 : 2)) {
+        (pc && !json_is_boolean(pc)) ||
+        (tls &&
+         (!json_is_object(tls) || json_object_size(tls) != 2 || !tuser || !tkey ||
+          strcmp(key.user, tuser) != 0 || strcmp(key.key, tkey) != 0 || !vm_mig_tls_valid(&key))) ||
+        json_object_size(body) != 2u + (pc != NULL) + (tls != NULL)) {
+        explicit_bzero(&key, sizeof(key));
         reply_err(cb, data, FERR_INVALID,
                   "body: expected {\"name\": NAME, \"spec\": {the VM's spec, same name}, "
-                  "\"postcopy\": BOOL (optional)}");
+                  "\"postcopy\": BOOL (optional), \"tls\": {\"user\": 1-%d of a-z 0-9 -, "
+                  "\"key\": %d lowercase hex digits} (optional: a plain stream without it)}",
+                  VM_MIG_TLS_USER_MAX, VM_MIG_TLS_KEY_HEX);
         return;
     }
     if (!m->env.cluster || !cluster_active(m->env.cluster)) {
         reply_err(cb, data, FERR_STATE, "prepare %s: this node is not in a cluster", name);
         return;
     }
-    if (owned_here(m, name, cb, data))
+    if (owned_here(m, name, cb, data)) {
+        explicit_bzero(&key, sizeof(key));
         return;
+    }
     struct prep *p = calloc(1, sizeof(*p));
     if (!p) {
+        explicit_bzero(&key, sizeof(key));
         reply_err(cb, data, -ENOMEM, "out of memory");
         return;
     }
@@ -166,11 +193,15 @@ void migrate_on_prepare(struct migrator *m, const json_t *body, migrate_cb cb, v
     p->cb = cb;
     p->data = data;
     p->postcopy = json_is_true(pc);
+    p->tls = tls != NULL;
+    p->tls_key = key;
+    explicit_bzero(&key, sizeof(key));
     snprintf(p->name, sizeof(p->name), "%s", name);
     struct ferr e = {0};
     if (vmset_create(m->env.vms, spec, prep_created, p, &e) < 0) {
         ferr_prefix(&e, "prepare %s on %s", name, m->env.node_name);
         cb(0, NULL, &e, data);
+        explicit_bzero(p, sizeof(*p));
         free(p);
     }
 }

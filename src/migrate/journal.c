@@ -14,8 +14,10 @@
 
 /* ---- the journal: what a restarted ferryd needs to finish a migration ----
  * STATE/vms/NAME/migration.json exists from before the destination is asked to prepare until
- * the migration is over: {"to": NODE, "budget_ms": N, "postcopy": BOOL}. QEMU migrates on
- * when ferryd dies; the journal tells the next ferryd whose migration it was (migrate_recover). */
+ * the migration is over: {"to": NODE, "budget_ms": N, "postcopy": BOOL, "tls": BOOL} (tls:
+ * whether the stream is encrypted, for the record; absent in a journal of an older ferryd). QEMU
+ * migrates on when ferryd dies; the journal tells the next ferryd whose migration it was
+ * (migrate_recover). */
 
 int migrate__journal_path(const struct vm *vm, char *out, size_t size)
 {
@@ -27,8 +29,8 @@ int migrate__journal_write(const struct mig *g, struct ferr *e)
     char path[1300];
     if (migrate__journal_path(g->vm, path, sizeof(path)) < 0)
         return ferr_set(e, FERR_INVALID, "migration journal: path too long");
-    json_t *j = json_pack("{s:s, s:I, s:b}", "to", g->to, "budget_ms",
-                          (json_int_t)g->policy.budget_ms, "postcopy", g->postcopy);
+    json_t *j = json_pack("{s:s, s:I, s:b, s:b}", "to", g->to, "budget_ms",
+                          (json_int_t)g->policy.budget_ms, "postcopy", g->postcopy, "tls", g->tls);
     char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     if (!text)

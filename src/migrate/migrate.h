@@ -31,6 +31,7 @@ struct migrator_env {
                             * guest (e.g. this QEMU's TCG dirty tracking); every migrate_start
                             * is refused with it */
     struct tasks *tasks;   /* every migration from here is a task (fleet/tasks.h); NULL: none */
+    bool plain_default;    /* ferryd --migration-tls off: MIGRATE_STREAM_DEFAULT is plain */
 };
 
 #define MIGRATE_DEFAULT_OUT 2
@@ -54,6 +55,10 @@ struct migrate_opts {
     uint64_t bandwidth_mib;          /* pre-copy, MiB/s; 0: unlimited */
     uint64_t postcopy_bandwidth_mib; /* post-copy's background stream, MiB/s; 0: unlimited */
     const char *user;                /* who asked, for its task (NULL: "ferryd") */
+    /* The stream: QEMU's TLS with a per-migration PSK, or plain (unencrypted and
+     * unauthenticated); DEFAULT (0, what drains, failbacks and an API call that does not say
+     * use) is TLS unless env.plain_default. */
+    enum migrate_stream { MIGRATE_STREAM_DEFAULT, MIGRATE_STREAM_TLS, MIGRATE_STREAM_PLAIN } stream;
 };
 
 /*
@@ -124,8 +129,10 @@ const char *migrate_outcome_name(enum migrate_outcome o);
  * (POST /v1/migrations/{id}/measurements), for the client_gap histogram. */
 void migrator_note_client_gap(struct migrator *m, double gap_ms);
 
-/* Destination: body {"name", "spec"} (borrowed). Creates the VM here and starts QEMU
- * listening; cb gets {"uri": "tcp:IP:PORT"}. */
+/* Destination: body {"name", "spec", "postcopy", "tls": {"user", "key"}} (borrowed; postcopy
+ * and tls optional). Creates the VM here and starts QEMU listening, for a TLS stream with
+ * that identity and key only when tls is given (vm_start_incoming); cb gets {"uri":
+ * "tcp:IP:PORT", "node", "tls": BOOL}. */
 void migrate_on_prepare(struct migrator *m, const json_t *body, migrate_cb cb, void *data);
 /* Destination: body {"name"}: kills the incoming QEMU and removes the VM (disk files kept).
  * Refused for a VM this node owns in the cluster database. */

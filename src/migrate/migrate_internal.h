@@ -44,6 +44,10 @@ struct mig {
     bool pc_paused, recover_busy;
     bool handover_waiting; /* the owner write could not be made yet: asked again */
     bool dest_has_none;    /* the destination said it has no copy: boot it again here */
+    /* The stream is encrypted and authenticated (QEMU's TLS with a per-migration PSK); the key
+     * is wiped once QEMU has loaded it (tls_key.key ""). */
+    bool tls;
+    struct vm_mig_tls tls_key;
     unsigned recoveries;   /* post-copy resumed after a break */
     uint64_t recover_ms;   /* last recovery attempt (monotonic) */
     struct mig_policy policy;

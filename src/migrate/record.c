@@ -62,13 +62,14 @@ json_t *migrate__figures(const struct mig *g, enum migrate_outcome o, const char
     char err[400];
     snprintf(err, sizeof(err), "%s", error ? error : "");
     return json_pack(
-        "{s:s, s:s, s:s, s:s, s:s, s:I, s:o, s:I, s:I, s:I, s:I, s:I, s:n, s:o, s:I}", "vm",
+        "{s:s, s:s, s:s, s:s, s:s, s:I, s:o, s:I, s:I, s:I, s:I, s:I, s:n, s:o, s:I, s:b}", "vm",
         g->name, "from", g->m->env.node_name, "to", g->to, "status", migrate_outcome_name(o),
         "strategy", migrate__strategy(g), "total_ms", total, "downtime_ms",
         done ? json_integer(g->downtime_ms) : json_null(), "setup_ms", g->setup_ms, "bytes",
         g->bytes, "passes", g->passes, "budget_ms", (json_int_t)g->policy.budget_ms,
         "downtime_limit_ms", (json_int_t)migrate__limit_ms(g), "client_gap_ms", "error",
-        error ? json_string(err) : json_null(), "postcopy_recoveries", (json_int_t)g->recoveries);
+        error ? json_string(err) : json_null(), "postcopy_recoveries", (json_int_t)g->recoveries,
+        "encrypted", g->tls);
 }
 
 /*
@@ -149,15 +150,15 @@ void migrate__task_end(struct mig *g, enum migrate_outcome o, const char *error)
     bool done = o == MIGRATE_COMPLETED;
     if (done)
         snprintf(text, sizeof(text),
-                 "migrated to %s: blackout (downtime) %lld ms, total %lld ms, %s, %lld bytes",
+                 "migrated to %s: blackout (downtime) %lld ms, total %lld ms, %s, %lld bytes, %s",
                  g->to, (long long)g->downtime_ms, (long long)g->total_ms, migrate__strategy(g),
-                 (long long)g->bytes);
+                 (long long)g->bytes, g->tls ? "TLS" : "plain stream");
     else
         snprintf(text, sizeof(text), "%s", error ? error : migrate_outcome_name(o));
-    json_t *d =
-        json_pack("{s:s, s:s, s:I, s:I, s:I, s:I}", "to", g->to, "strategy", migrate__strategy(g),
-                  "total_ms", done ? g->total_ms : (json_int_t)(now_mono_ms() - g->t0_ms), "bytes",
-                  g->bytes, "passes", g->passes, "budget_ms", (json_int_t)g->policy.budget_ms);
+    json_t *d = json_pack(
+        "{s:s, s:s, s:I, s:I, s:I, s:I, s:b}", "to", g->to, "strategy", migrate__strategy(g),
+        "total_ms", done ? g->total_ms : (json_int_t)(now_mono_ms() - g->t0_ms), "bytes", g->bytes,
+        "passes", g->passes, "budget_ms", (json_int_t)g->policy.budget_ms, "encrypted", g->tls);
     if (d && done)
         json_object_set_new(d, "downtime_ms", json_integer(g->downtime_ms));
     tasks_end(g->m->env.tasks, g->task,

@@ -163,6 +163,7 @@ void migrate_recover(struct migrator *m, struct vm *vm)
     snprintf(g->name, sizeof(g->name), "%s", name);
     snprintf(g->to, sizeof(g->to), "%s", to);
     g->postcopy = json_is_true(pc);
+    g->tls = json_is_true(json_object_get(j, "tls")); /* QEMU keeps its credential */
     g->policy =
         (struct mig_policy){.budget_ms = (uint64_t)json_integer_value(budget), .postcopy = true};
     json_decref(j);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "cluster/cluster.h"
 #include "common/log.h"
@@ -31,8 +32,11 @@ static void unlist(struct mig *g)
 static void finish(struct mig *g)
 {
     g->finished = true;
-    if (!g->vm_gone)
+    explicit_bzero(&g->tls_key, sizeof(g->tls_key));
+    if (!g->vm_gone) {
         migrate__journal_remove(g->vm);
+        vm_mig_tls_remove(g->vm, false);
+    }
     unlist(g);
     destwatch_stop(g->watch);
     g->watch = NULL;
@@ -624,12 +628,59 @@ static void send_console(struct mig *g)
     free(text);
 }
 
-/* The destination listens: set QEMU's migration policy, then start. QMP answers in order, so
- * the three commands go out at once. */
+/* The client credential is loaded (QEMU read the key file when it made the object): the
+ * file goes now; the key stays only in the two QEMUs and the destination's keys.psk. */
+static void on_tls_added(struct qmp_conn *c, int status, json_t *r, const char *err, void *d)
+{
+    struct mig *g = d;
+    if (!g->vm_gone)
+        vm_mig_tls_remove(g->vm, false);
+    if (!g->finished && status < 0)
+        migrate__fail(g, FERR_QEMU, "encrypted migration set-up, object-add: %.300s",
+                      err ? err : ferr_str(status));
+    migrate__unref(g);
+}
+
+/* An object of an earlier migration (this QEMU's own incoming one, or a failed outgoing one)
+ * may hold the id; none is fine. */
+static void on_tls_deleted(struct qmp_conn *c, int status, json_t *r, const char *err, void *d)
+{
+    migrate__unref(d);
+}
+
+/* Source of an encrypted migration: QEMU's client credential over this migration's key
+ * (tls-creds-psk endpoint=client with its identity, QEMU's docs/system/tls.rst); the migration
+ * parameters name it. -1 after failing g. */
+static int tls_client_setup(struct mig *g)
+{
+    char dir[700];
+    struct ferr e = {0};
+    if (vm_mig_tls_write(g->vm, false, &g->tls_key, &e) < 0 ||
+        vm_mig_tls_dir(g->vm, false, dir, sizeof(dir)) < 0) {
+        migrate__fail(g, e.code ? e.code : FERR_INVALID, "encrypted migration set-up: %s",
+                      e.code ? e.msg : "key path too long");
+        return -1;
+    }
+    json_t *add = json_pack("{s:s, s:s, s:s, s:s, s:s}", "qom-type", "tls-creds-psk", "id",
+                            VM_MIG_TLS_CREDS_ID, "endpoint", "client", "dir", dir, "username",
+                            g->tls_key.user);
+    explicit_bzero(g->tls_key.key, sizeof(g->tls_key.key)); /* on disk until QEMU read it */
+    if (migrate__qmp_step(g, "object-del", json_pack("{s:s}", "id", VM_MIG_TLS_CREDS_ID),
+                          on_tls_deleted) < 0) {
+        json_decref(add);
+        return -1;
+    }
+    return migrate__qmp_step(g, "object-add", add, on_tls_added);
+}
+
+/* The destination listens: set QEMU's migration policy (and its TLS credential), then start.
+ * QMP answers in order, so the commands go out at once; a TLS set-up that fails leaves
+ * tls-creds naming no client credential, and "migrate" then fails: never a plain stream. */
 static void prepared(int status, json_t *body, const struct ferr *e, void *data)
 {
     struct mig *g = data;
     const char *uri = json_string_value(json_object_get(body, "uri"));
+    bool tls_confirmed = json_is_true(json_object_get(body, "tls"));
     if (uri) {
         g->prepared = true;
         snprintf(g->uri, sizeof(g->uri), "%s", uri);
@@ -638,11 +689,24 @@ static void prepared(int status, json_t *body, const struct ferr *e, void *data)
     if (g->finished)
         goto out;
     if (e) {
-        migrate__fail(g, e->code, "prepare on %s: %.300s", g->to, e->msg);
+        /* A ferryd that predates encrypted migration refuses the body with the key (it checks
+         * every field): it never gets a plain stream instead (docs/architecture.md). */
+        migrate__fail(g, e->code, "prepare on %s: %.300s%s", g->to, e->msg,
+                      g->tls && e->code == FERR_INVALID && !strstr(e->msg, "\"tls\"")
+                          ? "; its ferryd may predate encrypted migration: upgrade it, or "
+                            "migrate with --insecure-migration"
+                          : "");
         goto out;
     }
     if (!uri) {
         migrate__fail(g, FERR_PROTO, "prepare on %s: the answer has no uri", g->to);
+        goto out;
+    }
+    if (g->tls && !tls_confirmed) {
+        migrate__fail(g, FERR_PROTO,
+                      "prepare on %s: its answer does not confirm an encrypted stream; upgrade "
+                      "its ferryd, or migrate with --insecure-migration",
+                      g->to);
         goto out;
     }
     if (g->cancelled) {
@@ -655,23 +719,58 @@ static void prepared(int status, json_t *body, const struct ferr *e, void *data)
     }
     json_t *caps = json_pack("{s:[{s:s, s:b}, {s:s, s:b}]}", "capabilities", "capability", "events",
                              "state", 1, "capability", "postcopy-ram", "state", 1);
-    json_t *params = json_pack(
-        "{s:I, s:I, s:I}", "downtime-limit", (json_int_t)migrate__limit_ms(g), "max-bandwidth",
-        (json_int_t)g->bandwidth, "max-postcopy-bandwidth", (json_int_t)g->pc_bandwidth);
+    /* tls-creds "" for a plain stream: this QEMU may keep those of an earlier migration. */
+    json_t *params =
+        json_pack("{s:I, s:I, s:I, s:s, s:s}", "downtime-limit", (json_int_t)migrate__limit_ms(g),
+                  "max-bandwidth", (json_int_t)g->bandwidth, "max-postcopy-bandwidth",
+                  (json_int_t)g->pc_bandwidth, "tls-creds", g->tls ? VM_MIG_TLS_CREDS_ID : "",
+                  "tls-authz", "");
     json_t *mig = json_pack("{s:s}", "uri", g->uri);
-    if (migrate__qmp_step(g, "migrate-set-capabilities", caps, migrate__on_setup) < 0) {
+    if (g->tls && tls_client_setup(g) < 0) {
+        json_decref(caps);
+        json_decref(params);
+        json_decref(mig);
+    } else if (migrate__qmp_step(g, "migrate-set-capabilities", caps, migrate__on_setup) < 0) {
         json_decref(params);
         json_decref(mig);
     } else if (migrate__qmp_step(g, "migrate-set-parameters", params, migrate__on_setup) < 0) {
         json_decref(mig);
     } else if (migrate__qmp_step(g, "migrate", mig, on_migrate) == 0) {
         send_console(g);
-        log_info("migrate %s: to %s at %s, downtime-limit %llu ms (budget %llu ms)", g->name, g->to,
-                 g->uri, (unsigned long long)migrate__limit_ms(g),
-                 (unsigned long long)g->policy.budget_ms);
+        log_info("migrate %s: to %s at %s (%s), downtime-limit %llu ms (budget %llu ms)", g->name,
+                 g->to, g->uri, g->tls ? "TLS" : "plain stream",
+                 (unsigned long long)migrate__limit_ms(g), (unsigned long long)g->policy.budget_ms);
     }
 out:
     migrate__unref(g);
+}
+
+/* A new identity and key for one migration's TLS (vm_mig_tls): random, from the kernel. */
+static int new_tls_key(struct vm_mig_tls *t, struct ferr *e)
+{
+    unsigned char rnd[8 + VM_MIG_TLS_KEY_HEX / 2];
+    static const char hex[] = "0123456789abcdef";
+    size_t got = 0;
+    while (got < sizeof(rnd)) {
+        ssize_t n = getrandom(rnd + got, sizeof(rnd) - got, 0);
+        if (n < 0 && errno != EINTR)
+            return ferr_set(e, -errno, "migration key: getrandom: %s", strerror(errno));
+        if (n > 0)
+            got += (size_t)n;
+    }
+    char *u = t->user + snprintf(t->user, sizeof(t->user), "ferry-mig-");
+    for (unsigned i = 0; i < 8; i++) {
+        *u++ = hex[rnd[i] >> 4];
+        *u++ = hex[rnd[i] & 15];
+    }
+    *u = '\0';
+    for (unsigned i = 0; i < VM_MIG_TLS_KEY_HEX / 2; i++) {
+        t->key[2 * i] = hex[rnd[8 + i] >> 4];
+        t->key[2 * i + 1] = hex[rnd[8 + i] & 15];
+    }
+    t->key[VM_MIG_TLS_KEY_HEX] = '\0';
+    explicit_bzero(rnd, sizeof(rnd));
+    return 0;
 }
 
 /* The destination: the named node, or the up node with the most free memory but this one. */
@@ -754,11 +853,21 @@ int migrate_start(struct migrator *m, struct vm *vm, const struct migrate_opts *
         free(g);
         return rc;
     }
+    g->tls = o->stream == MIGRATE_STREAM_TLS ||
+             (o->stream == MIGRATE_STREAM_DEFAULT && !m->env.plain_default);
+    if (g->tls && (rc = new_tls_key(&g->tls_key, e)) < 0) {
+        free(g);
+        return rc;
+    }
     json_t *body = json_pack("{s:s, s:o, s:b}", "name", name, "spec", vm_spec_to_json(vm_spec(vm)),
                              "postcopy", 1);
+    if (body && g->tls)
+        json_object_set_new(
+            body, "tls", json_pack("{s:s, s:s}", "user", g->tls_key.user, "key", g->tls_key.key));
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     if (!text) {
+        explicit_bzero(&g->tls_key, sizeof(g->tls_key));
         free(g);
         return ferr_set(e, -ENOMEM, "out of memory");
     }
@@ -774,7 +883,9 @@ int migrate_start(struct migrator *m, struct vm *vm, const struct migrate_opts *
     rc = migrate__journal_write(g, e);
     if (rc < 0) {
         ferr_prefix(e, "migrate %s", name);
+        explicit_bzero(text, strlen(text));
         free(text);
+        explicit_bzero(&g->tls_key, sizeof(g->tls_key));
         free(g);
         return rc;
     }
@@ -786,6 +897,7 @@ int migrate_start(struct migrator *m, struct vm *vm, const struct migrate_opts *
     vm_set_migrating(vm, migrate__on_vm_event, g);
     rc = cluster_call(m->env.cluster, g->to, "POST", "/v1/internal/migrate/prepare", text, prepared,
                       g, e);
+    explicit_bzero(text, strlen(text)); /* the key */
     free(text);
     if (rc < 0) {
         ferr_prefix(e, "migrate %s: prepare on %s", name, g->to);
@@ -794,8 +906,9 @@ int migrate_start(struct migrator *m, struct vm *vm, const struct migrate_opts *
         finish(g);
         return rc;
     }
-    events_add(m->env.events, name, "vm.migrating", "to %s, pre-copy, budget %llu ms", g->to,
-               (unsigned long long)budget_ms);
+    events_add(m->env.events, name, "vm.migrating", "to %s, pre-copy, budget %llu ms, %s", g->to,
+               (unsigned long long)budget_ms,
+               g->tls ? "TLS (per-migration key)" : "plain stream (--insecure-migration)");
     migrate__task_begin(g, o->user);
     return 0;
 }

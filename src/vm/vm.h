@@ -187,13 +187,42 @@ typedef void (*vm_qmp_cb)(struct qmp_conn *c, int status, json_t *result, const 
 /* Sees every QMP event of the VM's QEMU while a migration watches it. */
 typedef void (*vm_event_fn)(struct vm *vm, const char *event, json_t *data, void *d);
 
+/* An encrypted migration stream (QEMU's TLS with a pre-shared key, tls-creds-psk): the
+ * identity, 1..VM_MIG_TLS_USER_MAX of a-z 0-9 -, and the key, VM_MIG_TLS_KEY_HEX lowercase
+ * hex digits (32 random bytes), both made by the source for this one migration. */
+#define VM_MIG_TLS_USER_MAX 40
+#define VM_MIG_TLS_KEY_HEX 64
+/* The ids of the QEMU objects of an encrypted migration (either side). */
+#define VM_MIG_TLS_CREDS_ID "ferry-mig-tls"
+#define VM_MIG_TLS_AUTHZ_ID "ferry-mig-authz"
+struct vm_mig_tls {
+    char user[VM_MIG_TLS_USER_MAX + 1];
+    char key[VM_MIG_TLS_KEY_HEX + 1];
+};
+/* Whether t's identity and key have the forms above. */
+bool vm_mig_tls_valid(const struct vm_mig_tls *t);
+/* Where the key file of a migration of vm is kept while QEMU needs it: RUN/NAME/mig-tls-in
+ * (destination) or RUN/NAME/mig-tls-out (source), a 0700 directory holding keys.psk (0600,
+ * "user:hexkey", QEMU's tls-creds-psk format) and, on the destination, dh-params.pem (RFC
+ * 7919's ffdhe2048). -ENAMETOOLONG if it does not fit. */
+int vm_mig_tls_dir(const struct vm *vm, bool incoming, char *out, size_t size);
+/* Writes t into vm_mig_tls_dir(vm, incoming); e says why not. */
+int vm_mig_tls_write(const struct vm *vm, bool incoming, const struct vm_mig_tls *t,
+                     struct ferr *e);
+/* Removes that directory (nothing there is fine). */
+void vm_mig_tls_remove(const struct vm *vm, bool incoming);
+
 /* Destination: starts the stopped VM's QEMU with "-incoming defer" (preallocating its memory
  * when the set's incoming_prealloc says so), enables postcopy-ram when postcopy, then QMP
  * migrate-incoming uri; cb runs once QEMU listens (VM_INCOMING) or failed. The VM becomes
- * running when QEMU says RESUME after the migration. Same refusals as vm_start; FERR_INVALID
- * for a uri too long. */
-int vm_start_incoming(struct vm *vm, const char *uri, bool postcopy, vm_done_cb cb, void *data,
-                      struct ferr *e);
+ * running when QEMU says RESUME after the migration. tls (borrowed; NULL: a plain stream):
+ * QEMU accepts only a TLS stream from a client that has t's key and identity (tls-creds-psk
+ * endpoint=server, authz-simple, migrate-set-parameters tls-creds/tls-authz before it
+ * listens); the key file stays until QEMU says the incoming migration is over or QEMU exits
+ * (a post-copy recovery handshakes again). Same refusals as vm_start; FERR_INVALID for a uri
+ * too long or a tls that is not valid. */
+int vm_start_incoming(struct vm *vm, const char *uri, bool postcopy, const struct vm_mig_tls *tls,
+                      vm_done_cb cb, void *data, struct ferr *e);
 /* Destination: where QEMU listens for the stream ("" before vm_start_incoming); after a
  * post-copy recovery (migrate-recover) the caller records the new address with
  * vm_set_incoming_uri (FERR_INVALID if too long). */

@@ -68,6 +68,10 @@ struct vm {
     bool incoming;          /* destination: QEMU runs with -incoming defer */
     char incoming_uri[128]; /* what migrate-incoming listens on */
     bool incoming_postcopy; /* destination: enable postcopy-ram before migrate-incoming */
+    /* Destination of an encrypted migration: the per-migration PSK identity that QEMU's
+     * authz-simple admits ("" for a plain stream); its key is in RUN/NAME/mig-tls-in. */
+    char incoming_tls_user[VM_MIG_TLS_USER_MAX + 1];
+    bool incoming_tls_failed; /* an object-add of the TLS set-up failed: never listen */
     bool migrating_out;     /* source: a migration is under way; its STOP is not a pause */
     int storage_moving;     /* 1 + the disk whose storage move runs; 0: none */
     vm_event_fn mig_event;

@@ -79,6 +79,7 @@ def test_ferryd_refuses_bad_options(tmp_path):
     for args, says in ((["--migrate-prealloc", "maybe"], "migrate_prealloc: expected on or off"),
                        (["--max-migrations", "0"], "max_migrations: expected an integer"),
                        (["--accel", "xen"], "accel: expected auto, kvm or tcg"),
+                       (["--migration-tls", "yes"], "migration_tls: expected on or off"),
                        (["--unsafe-tcg-migration", "yes"],
                         "unsafe_tcg_migration: expected on or off")):
         state, sock = tmp_path / "state", tmp_path / "ferryd.sock"

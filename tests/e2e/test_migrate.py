@@ -273,7 +273,7 @@ def test_records_and_metrics(lab):
     print("\n" + table)
     assert table.splitlines()[0].split() == ["ID", "WHEN", "VM", "FROM", "TO", "STATUS",
                                              "STRATEGY", "TOTAL", "DOWNTIME", "CLIENT", "GAP",
-                                             "BYTES", "PASSES"], table
+                                             "BYTES", "PASSES", "STREAM"], table
     assert len(table.splitlines()) == 1 + len(recs["host1"])
 
     after = [metrics(h) for h in lab.hosts]
@@ -468,3 +468,186 @@ def test_postcopy_failure_is_reported_honestly(lab):
     assert rec["status"] == "failed" and rec["strategy"] == "post-copy" and \
         "split" in rec["error"], rec
     h1.cli("vm", "delete", "--force", "mv5")
+
+
+# ---- the stream: TLS with a per-migration key by default, a plain one on request ----------
+
+SNIFF = r"""
+import json, socket, struct, sys, time
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.ntohs(3))
+s.settimeout(0.2)
+seen, end = set(), time.monotonic() + float(sys.argv[1])
+print("ready", flush=True)
+while time.monotonic() < end:
+    try:
+        pkt = s.recv(65535)
+    except socket.timeout:
+        continue
+    if len(pkt) < 54 or pkt[12:14] != b"\x08\x00" or pkt[23] != 6:
+        continue
+    ip = pkt[14:]
+    tcp = ip[(ip[0] & 15) * 4:struct.unpack("!H", ip[2:4])[0]]
+    payload = tcp[(tcp[12] >> 4) * 4:]
+    key = (socket.inet_ntoa(ip[12:16]), socket.inet_ntoa(ip[16:20])) + struct.unpack("!HH", tcp[:4])
+    if payload and key not in seen:
+        seen.add(key)
+        print(json.dumps({"src": key[0], "dst": key[1], "sport": key[2], "dport": key[3],
+                          "first": payload[:8].hex()}), flush=True)
+"""
+
+
+def sniffed_migration(lab, src, dst, name, *extra):
+    """Migrates name src -> dst while dst's namespace is sniffed; returns (figures, the first
+    payload bytes of every TCP connection from src to a port of the kernel's ephemeral range
+    on dst, where the destination's QEMU listens; the answers of src's API, from its fixed
+    port, are not among them)."""
+    sn = dst.popen(["/usr/bin/python3", "-c", SNIFF, "120"], stdout=subprocess.PIPE,
+                   stderr=subprocess.PIPE, text=True)
+    try:
+        assert sn.stdout.readline().strip() == "ready", sn.stderr.read()
+        r = src.cli("-o", "json", "vm", "migrate", name, "--to", dst.name, *extra, timeout=120,
+                    check=False)
+        assert r.returncode == 0, f"migrate {name}: {r.stderr}\n{logs(lab)}"
+    finally:
+        sn.terminate()
+        out, _ = sn.communicate(timeout=10)
+    conns = [json.loads(ln) for ln in out.splitlines() if ln.startswith("{")]
+    firsts = [c["first"] for c in conns if c["src"] == src.ip and c["dst"] == dst.ip and
+              c["sport"] >= 32768 and c["dport"] >= 32768]
+    return json.loads(r.stdout), firsts
+
+
+def peer_post(lab, via, host, path, body):
+    """POST body to host's internal API from via's namespace, as a cluster member (the
+    cluster's secret from via's cluster.json): (status, JSON answer)."""
+    found = [os.path.join(d, "cluster.json") for d, _, fs in os.walk(via.state_dir)
+             if "cluster.json" in fs]
+    with open(found[0]) as f:
+        secret = json.load(f)["secret"]
+    code = ("import json, sys, urllib.request, urllib.error\n"
+            "rq = urllib.request.Request(sys.argv[1], data=sys.argv[2].encode(), method='POST',"
+            " headers={'Authorization': 'Bearer ' + sys.argv[3],"
+            " 'Content-Type': 'application/json'})\n"
+            "try:\n r = urllib.request.urlopen(rq, timeout=60); print(r.status, r.read().decode())\n"
+            "except urllib.error.HTTPError as e:\n print(e.code, e.read().decode())\n")
+    r = via.exec(["/usr/bin/python3", "-c", code, f"{host.url}{path}", json.dumps(body), secret])
+    st, _, text = r.stdout.strip().partition(" ")
+    return int(st), json.loads(text)
+
+
+def qmp_cmds(path, *cmds):
+    """Runs QMP commands on a monitor socket; returns the last answer."""
+    import socket as so
+    s = so.socket(so.AF_UNIX, so.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect(path)
+    f = s.makefile("rw")
+    f.readline()
+    ans = None
+    for cmd, args in (("qmp_capabilities", None),) + cmds:
+        f.write(json.dumps({"execute": cmd, **({"arguments": args} if args else {})}) + "\n")
+        f.flush()
+        while True:
+            ans = json.loads(f.readline())
+            if "return" in ans or "error" in ans:
+                break
+    s.close()
+    return ans
+
+
+def test_tls_stream_refuses_plain_and_opt_out(lab, tmp_path):
+    """ferry's default stream is TLS: the first bytes the source sends to the destination's
+    QEMU are a TLS handshake, never QEMU's plain "QEVM" header, and the record says
+    encrypted; --insecure-migration sends the plain header and says so. A destination
+    prepared for TLS (as the source's peer request makes it) refuses a plain QEMU's stream:
+    its QEMU fails the handshake and loads nothing (it waits on for its TLS source), and its
+    key file goes with it when it is aborted. ferryd --migration-tls off makes plain the
+    default of the node's migrations."""
+    h1, h2, h3 = lab.hosts
+    ip = create_vm(lab, h1, "mt1", 11, memory=128)
+    fig, firsts = sniffed_migration(lab, h1, h2, "mt1")
+    assert fig["encrypted"] is True, fig
+    assert firsts and all(f.startswith("1603") for f in firsts), firsts  # TLS handshake record
+    for h in (h1, h2):
+        for d in ("mig-tls-in", "mig-tls-out"):
+            assert not os.path.exists(os.path.join(h.run_dir, "mt1", d)), (h.name, d)
+    fig, firsts = sniffed_migration(lab, h2, h1, "mt1", "--insecure-migration")
+    assert fig["encrypted"] is False, fig
+    assert firsts and firsts[0].startswith(b"QEVM".hex()), firsts
+    wait_answering(lab, ip)
+    recs = h3.cli_json("vm", "migrations", "mt1")["migrations"]
+    assert [r["encrypted"] for r in recs[:2]] == [False, True], recs
+    table = h3.cli("vm", "migrations", "mt1").stdout
+    assert [ln.split()[-1] for ln in table.splitlines()[1:3]] == ["plain", "tls"], table
+
+    # A TLS destination, prepared by hand the way a source asks for it, and a plain stream.
+    key = os.urandom(32).hex()
+    with open(os.path.join(h1.state_dir, "vms", "mt1", "vm.json")) as f:
+        spec = json.load(f)["spec"]
+    st, ans = peer_post(lab, h1, h3, "/v1/internal/migrate/prepare",
+                        {"name": "mt1", "spec": spec, "postcopy": True,
+                         "tls": {"user": "ferry-mig-test", "key": key}})
+    assert st == 200 and ans["tls"] is True and ans["uri"].startswith("tcp:"), (st, ans)
+    kdir = os.path.join(h3.run_dir, "mt1", "mig-tls-in")
+    with open(os.path.join(kdir, "keys.psk")) as f:
+        assert f.read() == f"ferry-mig-test:{key}\n"
+    assert os.stat(kdir).st_mode & 0o777 == 0o700
+    assert os.stat(os.path.join(kdir, "keys.psk")).st_mode & 0o777 == 0o600
+    # Bad keys are refused before anything is made.
+    st, bad = peer_post(lab, h1, h2, "/v1/internal/migrate/prepare",
+                        {"name": "mt1", "spec": spec, "tls": {"user": "x", "key": "abc"}})
+    assert st == 400 and "64 lowercase hex" in bad["error"]["message"], (st, bad)
+    qsock = str(tmp_path / "plain.qmp")
+    plain = h1.popen([lab.bins.get("qemu", "qemu-system-x86_64"), "-machine", "pc,accel=tcg",
+                      "-m", "64", "-nodefaults", "-display", "none", "-S", "-qmp",
+                      f"unix:{qsock},server=on,wait=off"], stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: os.path.exists(qsock), 30, "the plain QEMU's monitor")
+        ans = qmp_cmds(qsock, ("migrate", {"uri": ans["uri"]}))
+        assert "return" in ans, ans
+        log = os.path.join(h3.run_dir, "mt1", "qemu.log")
+
+        def refused():
+            with open(log, errors="replace") as f:
+                text = f.read()
+            return "TLS handshake failed" in text and text
+        text = wait_for(refused, 60, "h3's QEMU to refuse the plain stream")
+        print(f"\nthe TLS destination's QEMU on a plain stream: {text.strip()[-200:]}")
+
+        def plain_failed():
+            r = qmp_cmds(qsock, ("query-migrate", None))["return"]
+            return r.get("status") == "failed" and r
+        print(f"the plain source: {wait_for(plain_failed, 30, 'the plain migration to fail')}")
+        # Nothing was loaded: QEMU 10 drops that connection and waits on, still for TLS only.
+        with open(os.path.join(h3.run_dir, "mt1", "qemu.pid")) as f:
+            os.kill(int(f.read()), 0)
+        assert os.path.exists(os.path.join(kdir, "keys.psk"))
+    finally:
+        plain.kill()
+        plain.wait()
+        peer_post(lab, h1, h3, "/v1/internal/migrate/abort", {"name": "mt1"})
+    assert not os.path.exists(os.path.join(h3.state_dir, "vms", "mt1"))
+    assert not os.path.exists(kdir), "the key stayed after its QEMU was gone"
+    wait_answering(lab, ip)
+    assert vm_on(h2, "mt1")["owner"] == "host1"
+
+    # ferryd --migration-tls off: the default of the migrations that node starts is plain.
+    lab.kill_ferryd(h1, signal.SIGTERM)
+    try:
+        lab.start_ferryd(h1, args=["--migration-tls", "off"])
+        wait_for(lambda: (lambda v: v and v["state"] == "running")(local_vm(h1, "mt1")), 30,
+                 "host1's ferryd to re-attach mt1")
+
+        def migrated():
+            r = h1.cli("-o", "json", "vm", "migrate", "mt1", "--to", "host3", check=False)
+            return r if r.returncode == 0 or "no quorum" not in r.stderr else None
+        r = wait_for(migrated, 30, "host1 to migrate mt1 once it has the cluster's quorum again")
+        assert r.returncode == 0, r.stderr
+        fig = json.loads(r.stdout)
+        assert fig["encrypted"] is False, fig
+    finally:
+        lab.kill_ferryd(h1, signal.SIGTERM)
+        lab.start_ferryd(h1, args=[])
+    wait_answering(lab, ip)
+    h1.cli("vm", "delete", "--force", "mt1")

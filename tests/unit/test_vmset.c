@@ -336,6 +336,58 @@ static void test_a_stopped_vm_refuses_what_needs_a_qemu(void **state)
     assert_int_equal(vm_state(vm), VM_STOPPED);
 }
 
+/* A migration's key: only well-formed identities and keys, written 0600 in a 0700 directory
+ * of the VM's run dir in QEMU's keys.psk format, removed again; a bad one writes nothing and
+ * vm_start_incoming refuses it before any QEMU. */
+static void test_a_migration_key_file(void **state)
+{
+    struct fx *f = *state;
+    struct vm *vm = create(f, "k");
+    struct vm_mig_tls t;
+    memset(&t, 0, sizeof(t));
+    snprintf(t.user, sizeof(t.user), "ferry-mig-0123abcd");
+    memset(t.key, 'a', VM_MIG_TLS_KEY_HEX);
+    assert_true(vm_mig_tls_valid(&t));
+    struct vm_mig_tls bad = t;
+    bad.key[3] = 'A'; /* lowercase only */
+    assert_false(vm_mig_tls_valid(&bad));
+    bad = t;
+    bad.key[VM_MIG_TLS_KEY_HEX - 1] = '\0';
+    assert_false(vm_mig_tls_valid(&bad));
+    bad = t;
+    bad.user[2] = ':'; /* would end the identity in keys.psk */
+    assert_false(vm_mig_tls_valid(&bad));
+    bad.user[0] = '\0';
+    assert_false(vm_mig_tls_valid(&bad));
+
+    struct ferr e = {0};
+    char dir[700], path[760];
+    assert_int_equal(vm_mig_tls_dir(vm, true, dir, sizeof(dir)), 0);
+    snprintf(path, sizeof(path), "%s/keys.psk", dir);
+    assert_int_equal(vm_mig_tls_write(vm, true, &bad, &e), FERR_INVALID);
+    assert_false(exists("%s%s", dir, ""));
+    assert_int_equal(vm_start_incoming(vm, "tcp:127.0.0.1:1", true, &bad, done, f, &e),
+                     FERR_INVALID);
+    assert_int_equal(vm_state(vm), VM_STOPPED);
+    assert_int_equal(vm_mig_tls_write(vm, true, &t, &e), 0);
+    struct stat st;
+    assert_int_equal(stat(dir, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0700);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    char *text = NULL;
+    assert_int_equal(file_read_all(path, 4096, &text, NULL, NULL), 0);
+    char want[200];
+    snprintf(want, sizeof(want), "%s:%s\n", t.user, t.key);
+    assert_string_equal(text, want);
+    free(text);
+    /* the destination's DH parameters: QEMU would generate them otherwise (seconds) */
+    assert_true(exists("%s%s", dir, "/dh-params.pem"));
+    vm_mig_tls_remove(vm, true);
+    assert_false(exists("%s%s", dir, ""));
+    vm_mig_tls_remove(vm, true); /* nothing there is fine */
+}
+
 static void test_vms_are_loaded_again(void **state)
 {
     struct fx *f = *state;
@@ -381,6 +433,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_a_stopped_vm_refuses_what_needs_a_qemu, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_a_migration_key_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_vms_are_loaded_again, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
