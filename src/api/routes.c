@@ -3,6 +3,7 @@
 #include "api/api.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -899,19 +900,208 @@ static void h_disk_info(struct api_ctx *ctx, struct http_req *req, const struct 
 
 /* ---- events and metrics ---- */
 
+/* The newest limit events of this node for vm (all when vm is NULL), oldest first, each with
+ * "node" set to this node's name (copies). */
+static json_t *events_of(struct api_ctx *ctx, const char *vm, unsigned limit)
+{
+    json_t *all = events_list(ctx->events, 0, UINT_MAX), *out = json_array();
+    size_t n = json_array_size(all), from = n;
+    unsigned got = 0;
+    while (from > 0 && got < limit) {
+        json_t *e = json_array_get(all, from - 1);
+        if (!vm || strcmp(jfield_text(e, "vm"), vm) == 0)
+            got++;
+        from--;
+    }
+    for (size_t i = from; out && i < n; i++) {
+        json_t *e = json_array_get(all, i);
+        if (vm && strcmp(jfield_text(e, "vm"), vm) != 0)
+            continue;
+        json_t *c = json_copy(e);
+        if (!c || json_object_set_new(c, "node", json_string(ctx->node_name)) < 0 ||
+            json_array_append_new(out, c) < 0) {
+            json_decref(c);
+            json_decref(out);
+            out = NULL;
+        }
+    }
+    json_decref(all);
+    return out;
+}
+
+/*
+ * GET /v1/events?scope=cluster: every up node's events (for vm, if given) merged by time, each
+ * naming its node, the newest limit; "nodes" says which node answered and why one did not.
+ * Event IDs are each node's own, so such a list neither resumes (since) nor follows.
+ */
+struct events_gather {
+    struct http_req *req;
+    json_t *events, *nodes;
+    unsigned waiting, limit;
+};
+
+struct events_ask {
+    struct events_gather *g;
+    char node[64];
+};
+
+static int by_time(const void *a, const void *b)
+{
+    json_int_t x = json_integer_value(json_object_get(*(json_t *const *)a, "time_ms"));
+    json_int_t y = json_integer_value(json_object_get(*(json_t *const *)b, "time_ms"));
+    if (x != y)
+        return x < y ? -1 : 1;
+    return strcmp(jfield_text(*(json_t *const *)a, "node"),
+                  jfield_text(*(json_t *const *)b, "node"));
+}
+
+static void gather_reply(struct events_gather *g)
+{
+    size_t n = json_array_size(g->events), i;
+    json_t **v = n ? malloc(n * sizeof(*v)) : NULL;
+    json_t *out = json_array();
+    if ((n && !v) || !out) {
+        http_reply_errorf(g->req, -ENOMEM, "events: out of memory");
+    } else {
+        for (i = 0; i < n; i++)
+            v[i] = json_array_get(g->events, i);
+        if (n)
+            qsort(v, n, sizeof(*v), by_time);
+        for (i = n > g->limit ? n - g->limit : 0; i < n; i++)
+            json_array_append(out, v[i]);
+        http_reply_json(g->req, 200, json_pack("{s:o, s:O}", "events", out, "nodes", g->nodes));
+        out = NULL;
+    }
+    json_decref(out);
+    free(v);
+    json_decref(g->events);
+    json_decref(g->nodes);
+    free(g);
+}
+
+static void gather_answer(int status, json_t *body, const struct ferr *e, void *data)
+{
+    struct events_ask *a = data;
+    struct events_gather *g = a->g;
+    if (e) {
+        json_object_set_new(g->nodes, a->node, json_string(e->msg));
+    } else {
+        size_t i;
+        json_t *ev;
+        json_array_foreach(json_object_get(body, "events"), i, ev)
+        {
+            if (json_is_object(ev) && json_is_integer(json_object_get(ev, "time_ms")) &&
+                json_object_set_new(ev, "node", json_string(a->node)) == 0)
+                json_array_append(g->events, ev);
+        }
+        json_object_set_new(g->nodes, a->node, json_string("ok"));
+    }
+    json_decref(body);
+    free(a);
+    if (--g->waiting == 0)
+        gather_reply(g);
+}
+
+static void events_cluster(struct api_ctx *ctx, struct http_req *req, const char *vm,
+                           unsigned limit)
+{
+    struct events_gather *g = calloc(1, sizeof(*g));
+    json_t *nodes = cluster_active(ctx->cluster) ? cluster_nodes(ctx->cluster) : NULL;
+    if (!g || !(g->events = events_of(ctx, vm, limit)) || !(g->nodes = json_object())) {
+        if (g) {
+            json_decref(g->events);
+            free(g);
+        }
+        json_decref(nodes);
+        http_reply_errorf(req, -ENOMEM, "events: out of memory");
+        return;
+    }
+    g->req = req;
+    g->limit = limit;
+    g->waiting = 1; /* this node's part, counted down last */
+    json_object_set_new(g->nodes, ctx->node_name, json_string("ok"));
+    char path[200];
+    if (vm)
+        snprintf(path, sizeof(path), "/v1/events?vm=%s&limit=%u", vm, limit);
+    else
+        snprintf(path, sizeof(path), "/v1/events?limit=%u", limit);
+    size_t i;
+    json_t *n;
+    json_array_foreach(json_object_get(nodes, "nodes"), i, n)
+    {
+        const char *name = jfield_text(n, "name");
+        if (!name[0] || strcmp(name, ctx->node_name) == 0)
+            continue;
+        if (strcmp(jfield_text(n, "state"), "up") != 0) {
+            json_object_set_new(g->nodes, name, json_string("down: not asked"));
+            continue;
+        }
+        struct events_ask *a = calloc(1, sizeof(*a));
+        struct ferr e = {0};
+        if (!a) {
+            json_object_set_new(g->nodes, name, json_string("out of memory"));
+            continue;
+        }
+        a->g = g;
+        snprintf(a->node, sizeof(a->node), "%s", name);
+        g->waiting++;
+        if (cluster_call_within(ctx->cluster, name, "GET", path, NULL, 3000, gather_answer, a, &e) <
+            0) {
+            g->waiting--;
+            json_object_set_new(g->nodes, name, json_string(e.msg));
+            free(a);
+        }
+    }
+    json_decref(nodes);
+    if (--g->waiting == 0)
+        gather_reply(g);
+}
+
 static void h_events(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
 {
     uint64_t since = 0, limit = 100, follow = 0;
+    const char *vm = http_req_query(req, "vm"), *scope = http_req_query(req, "scope");
     if (!query_u64(req, "follow", 1, &follow))
         return;
+    if (vm && !name_valid(vm, 63)) {
+        http_reply_errorf(req, FERR_INVALID, "vm: \"%.70s\" is not a VM name", vm);
+        return;
+    }
+    if (scope && strcmp(scope, "node") != 0 && strcmp(scope, "cluster") != 0) {
+        http_reply_errorf(req, FERR_INVALID, "scope: expected node or cluster, got \"%.40s\"",
+                          scope);
+        return;
+    }
+    bool cluster = scope && strcmp(scope, "cluster") == 0;
+    if (cluster && (follow || http_req_query(req, "since"))) {
+        http_reply_errorf(req, FERR_INVALID,
+                          "scope=cluster lists the newest events of every node; it neither "
+                          "follows nor resumes (event IDs are each node's own): leave out "
+                          "follow and since");
+        return;
+    }
     if (follow) {
+        if (vm) {
+            http_reply_errorf(req, FERR_INVALID,
+                              "vm: the event stream is every event of the node; leave vm out "
+                              "and filter the events' \"vm\"");
+            return;
+        }
         api_events_follow(ctx, req);
         return;
     }
     if (!query_u64(req, "since", UINT64_MAX - 1, &since) || !query_u64(req, "limit", 1000, &limit))
         return;
-    http_reply_json(req, 200,
-                    json_pack("{s:o}", "events", events_list(ctx->events, since, (unsigned)limit)));
+    if (cluster && http_req_principal(req) != HTTP_PRINCIPAL_PEER) {
+        events_cluster(ctx, req, vm, (unsigned)limit);
+        return;
+    }
+    json_t *list;
+    if (vm || cluster) /* a peer asked for its part of a cluster list */
+        list = events_of(ctx, vm, (unsigned)limit);
+    else
+        list = events_list(ctx->events, since, (unsigned)limit);
+    http_reply_json(req, 200, json_pack("{s:o}", "events", list ? list : json_array()));
 }
 
 static void h_metrics(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
@@ -1865,7 +2055,7 @@ static const struct route routes[] = {
     {"POST", "/v1/disks/grow", (void *)h_disk_grow, NULL},
     {"POST", "/v1/disks/delete", (void *)h_disk_delete, NULL},
     {"GET", "/v1/disks/info", (void *)h_disk_info, "path"},
-    {"GET", "/v1/events", (void *)h_events, "since limit follow"},
+    {"GET", "/v1/events", (void *)h_events, "since limit follow vm scope"},
     {"GET", "/v1/tasks", (void *)api_tasks_list, "state kind target node limit"},
     {"GET", "/v1/tasks/{id}", (void *)api_task_get, NULL},
     {"POST", "/v1/tasks/{id}/cancel", (void *)api_task_cancel, NULL},

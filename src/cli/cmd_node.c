@@ -193,29 +193,37 @@ int cmd_node(struct cli *cli, int argc, char **argv)
 /* ---- events ------------------------------------------------------------------------------ */
 
 static const char events_help[] =
-    "Usage: ferry events [--since ID] [-f]\n"
+    "Usage: ferry events [--since ID] [-f] [--vm NAME] [--cluster [--limit N]]\n"
     "\n"
     "Prints the event log of this host, oldest first: VM lifecycle, migrations, the\n"
     "cluster's tasks (task.created, task.progress, task.ended), ...\n"
     "\n"
     "Options:\n"
     "  --since ID     only events after event ID\n"
+    "  --vm NAME      only the events of VM NAME (the newest --limit of them)\n"
+    "  --cluster      the events of every up node merged by time, with a NODE column (a\n"
+    "                 VM's start, migration and failover are told by the nodes involved);\n"
+    "                 the nodes that did not answer are named on stderr. Not with --since\n"
+    "                 or -f: event IDs are each node's own\n"
+    "  --limit N      at most N events, the newest (1..1000; default 100)\n"
     "  -f, --follow   keep printing new events as they happen (ferryd's event stream)\n"
     "                 until Ctrl-C; a dropped connection is made again, resuming after\n"
     "                 the last event printed\n"
     "  -o, --output table|json (json: one event per line)\n";
 
 #define EVENT_FMT "%-6s  %-19s  %-14s  %-16s  %s\n"
+#define CLUSTER_EVENT_FMT "%-19s  %-10s  %-14s  %-16s  %s\n"
 
 /* Prints the events of reply newer than *last and moves *last on. */
-static void events_print(struct cli *cli, const json_t *reply, uint64_t *last, bool follow)
+static void events_print(struct cli *cli, const json_t *reply, uint64_t *last, bool follow,
+                         bool cluster)
 {
     size_t i;
     json_t *ev;
     json_array_foreach(json_object_get(reply, "events"), i, ev)
     {
         uint64_t id = cli_jnum(ev, "id");
-        if (id <= *last && *last)
+        if (!cluster && id <= *last && *last)
             continue;
         *last = id;
         if (cli->fmt == OUTPUT_JSON) {
@@ -225,10 +233,14 @@ static void events_print(struct cli *cli, const json_t *reply, uint64_t *last, b
         }
         char ids[24], when[32];
         const char *vm = cli_jstr(ev, "vm"), *type = cli_jstr(ev, "type"),
-                   *msg = cli_jstr(ev, "message");
+                   *msg = cli_jstr(ev, "message"), *node = cli_jstr(ev, "node");
         snprintf(ids, sizeof(ids), "%" PRIu64, id);
-        printf(EVENT_FMT, ids, output_time(cli_jnum(ev, "time_ms"), when, sizeof(when)),
-               vm && vm[0] ? vm : "-", type ? type : "-", msg ? msg : "");
+        output_time(cli_jnum(ev, "time_ms"), when, sizeof(when));
+        if (cluster)
+            printf(CLUSTER_EVENT_FMT, when, node ? node : "-", vm && vm[0] ? vm : "-",
+                   type ? type : "-", msg ? msg : "");
+        else
+            printf(EVENT_FMT, ids, when, vm && vm[0] ? vm : "-", type ? type : "-", msg ? msg : "");
     }
     if (follow)
         fflush(stdout);
@@ -244,6 +256,27 @@ static int events_get(struct cli *cli, uint64_t since, bool has_since, json_t **
     return cli_call(cli, "GET", path, NULL, reply);
 }
 
+/* --vm / --cluster: GET /v1/events?vm=NAME&scope=cluster&limit=N (vm NULL: every VM's). */
+static int events_get_filtered(struct cli *cli, const char *vm, bool cluster, unsigned limit,
+                               json_t **reply)
+{
+    char path[200];
+    snprintf(path, sizeof(path), "/v1/events?limit=%u%s%s%s", limit, vm ? "&vm=" : "", vm ? vm : "",
+             cluster ? "&scope=cluster" : "");
+    int rc = cli_call(cli, "GET", path, NULL, reply);
+    if (rc != EXIT_OK || !cluster)
+        return rc;
+    const char *node;
+    json_t *why;
+    json_object_foreach(json_object_get(*reply, "nodes"), node, why)
+    {
+        if (strcmp(json_string_value(why) ? json_string_value(why) : "", "ok") != 0)
+            fprintf(stderr, "ferry: events: %s's are missing: %s\n", node,
+                    json_string_value(why) ? json_string_value(why) : "?");
+    }
+    return rc;
+}
+
 struct follow {
     struct cli *cli;
     struct sse_reader r;
@@ -257,7 +290,7 @@ static void on_stream_event(uint64_t id, const char *type, const char *data, voi
     json_t *ev = json_loads(data, 0, NULL);
     json_t *wrap = ev ? json_pack("{s:[o]}", "events", ev) : NULL;
     if (wrap)
-        events_print(f->cli, wrap, f->last, true);
+        events_print(f->cli, wrap, f->last, true, false);
     json_decref(wrap);
 }
 
@@ -299,15 +332,19 @@ static int events_stream(struct cli *cli, uint64_t *last)
 
 int cmd_events(struct cli *cli, int argc, char **argv)
 {
-    enum { O_SINCE = 256 };
+    enum { O_SINCE = 256, O_VM, O_CLUSTER, O_LIMIT };
     static const struct option opts[] = {
         {"since", required_argument, NULL, O_SINCE},
+        {"vm", required_argument, NULL, O_VM},
+        {"cluster", no_argument, NULL, O_CLUSTER},
+        {"limit", required_argument, NULL, O_LIMIT},
         {"follow", no_argument, NULL, 'f'},
         CLI_COMMON_LONGOPTS,
         {NULL, 0, NULL, 0},
     };
-    uint64_t since = 0;
-    bool has_since = false, follow = false, first = true;
+    uint64_t since = 0, limit = 100;
+    bool has_since = false, follow = false, first = true, cluster = false, has_limit = false;
+    const char *vm = NULL;
     int c;
     while ((c = cli_getopt(cli, "events", argc, argv, CLI_COMMON_SHORTOPTS "f", opts, &first)) !=
            -1) {
@@ -323,14 +360,47 @@ int cmd_events(struct cli *cli, int argc, char **argv)
                 return cli_usage("events", "--since: '%s' is not an event ID", optarg);
             has_since = true;
             break;
+        case O_VM:
+            if (!name_valid(optarg, 63))
+                return cli_usage("events", "--vm: '%s' is not a VM name", optarg);
+            vm = optarg;
+            break;
+        case O_CLUSTER:
+            cluster = true;
+            break;
+        case O_LIMIT:
+            if (cli_parse_u64(optarg, 1, 1000, &limit) < 0)
+                return cli_usage("events", "--limit: '%s' is not a number in 1..1000", optarg);
+            has_limit = true;
+            break;
         default:
             return EXIT_USAGE;
         }
     }
     if (optind < argc)
         return cli_usage("events", "unexpected argument '%s'", argv[optind]);
+    if ((vm || cluster || has_limit) && (follow || has_since))
+        return cli_usage("events", "--vm, --cluster and --limit list the newest events; they "
+                                   "do not go with --since or -f");
 
     json_t *reply;
+    if (vm || cluster || has_limit) {
+        int rc = events_get_filtered(cli, vm, cluster, (unsigned)limit, &reply);
+        if (rc != EXIT_OK)
+            return rc;
+        if (cli->fmt == OUTPUT_JSON) {
+            output_json(stdout, reply);
+        } else {
+            uint64_t last = 0;
+            if (cluster)
+                printf(CLUSTER_EVENT_FMT, "TIME", "NODE", "VM", "TYPE", "MESSAGE");
+            else
+                printf(EVENT_FMT, "ID", "TIME", "VM", "TYPE", "MESSAGE");
+            events_print(cli, reply, &last, false, cluster);
+        }
+        json_decref(reply);
+        return EXIT_OK;
+    }
     int rc = events_get(cli, since, has_since, &reply);
     if (rc != EXIT_OK)
         return rc;
@@ -342,7 +412,7 @@ int cmd_events(struct cli *cli, int argc, char **argv)
     uint64_t last = since;
     if (cli->fmt != OUTPUT_JSON)
         printf(EVENT_FMT, "ID", "TIME", "VM", "TYPE", "MESSAGE");
-    events_print(cli, reply, &last, follow);
+    events_print(cli, reply, &last, follow, false);
     json_decref(reply);
     if (!follow)
         return EXIT_OK;
@@ -355,7 +425,7 @@ int cmd_events(struct cli *cli, int argc, char **argv)
         rc = events_get(cli, last, last > 0 || has_since, &reply);
         if (rc != EXIT_OK)
             return cli_interrupted() ? EXIT_OK : rc;
-        events_print(cli, reply, &last, true);
+        events_print(cli, reply, &last, true, false);
         json_decref(reply);
     }
     return EXIT_OK;

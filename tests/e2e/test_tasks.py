@@ -182,6 +182,29 @@ def test_migration_task_everywhere_follow_and_event_stream(lab):
             cli_follow.wait()
     assert vm_on(h1, "tv1")["owner"] == "host2"
 
+    # The VM's events as the cluster tells them, asked of host3 (which took no part): the
+    # source's and the destination's, merged by time, each naming its node.
+    st, body = h3.api("GET", "/v1/events?scope=cluster&vm=tv1&limit=200")
+    assert st == 200 and body["nodes"] == {"host1": "ok", "host2": "ok", "host3": "ok"}, body
+    evs = body["events"]
+    assert {e["node"] for e in evs} >= {"host1", "host2"}, evs
+    assert all(e["vm"] == "tv1" for e in evs), evs
+    assert [e["time_ms"] for e in evs] == sorted(e["time_ms"] for e in evs), evs
+    st, few = h3.api("GET", "/v1/events?scope=cluster&vm=tv1&limit=2")
+    assert st == 200 and few["events"] == evs[-2:], (few, evs[-2:])
+    out = h3.cli("events", "--cluster", "--vm", "tv1").stdout.splitlines()
+    assert out[0].split() == ["TIME", "NODE", "VM", "TYPE", "MESSAGE"], out[0]
+    assert {ln.split()[2] for ln in out[1:]} >= {"host1", "host2"}, out
+    for q, says in (("scope=cluster&follow=1", "neither follows nor resumes"),
+                    ("scope=cluster&since=3", "neither follows nor resumes"),
+                    ("scope=all", "expected node or cluster"),
+                    ("vm=Not_A_Name", "is not a VM name"),
+                    ("vm=tv1&follow=1", "the event stream is every event of the node")):
+        st, err = h3.api("GET", f"/v1/events?{q}")
+        assert st == 400 and says in err["error"]["message"], (q, st, err)
+    r = h3.cli("events", "--cluster", "-f", check=False)
+    assert r.returncode != 0 and "do not go with --since or -f" in r.stderr, r.stderr
+
 
 def test_cancel_migration_task(lab):
     h1, h2, h3 = lab.hosts

@@ -477,6 +477,10 @@ def test_migrate_from_the_vm_page(lab, vms, url, page):
             abs(float(blackout.split()[0]) - rec["downtime_ms"]) < 1, (blackout, rec)
         wait_text(drv, "#vm-node", "host2", 15, f"{VM} shown on host2")
         assert vm_on(h1, VM)["owner"] == "host2"
+        # The VM's events as every node told them (the page is served by host1): the
+        # source's and the destination's, each naming its node.
+        wait_for(lambda: {"host1", "host2"} <= set(drv.execute_script(EVENT_NODES_JS) or []), 20,
+                 "the VM's events from host1 and host2 on the page")
         # The console follows the VM to its new node and still answers there.
         # (The socket to host1 closes as the VM leaves it; the page reconnects in 2 s. A line
         # typed into a socket that is closing is lost, as in any terminal: type it again.)
@@ -499,6 +503,12 @@ def test_migrate_from_the_vm_page(lab, vms, url, page):
         wait_text(drv, "#migrations-table", r"host1 → host2", 10, "the migration in the table")
         save_shot(drv, "migrations")
 
+
+EVENT_NODES_JS = """
+const t = document.querySelector('#vm-events-table');
+if (!t || t.querySelector('thead th:nth-child(2)').textContent !== 'Node') return null;
+return [...t.querySelectorAll('tbody td[data-label="Node"]')].map((c) => c.textContent);
+"""
 
 SCREEN_JS = """
 const c = document.querySelector('#screen canvas');

@@ -66,12 +66,16 @@ export function alertsList(list, derived) {
 
 export function eventsTable(list, attrs = { id: "events" }) {
   list = list.filter((e) => e.type !== "task.progress"); // the task list shows those
-  return table([
-    { label: "Time", cell: (e) => fmtTime(e.time_ms) },
-    { label: "Type", cell: (e) => e.type },
-    { label: "VM", cell: (e) => e.vm ? h("a", { href: vmHref(e.vm) }, e.vm) : "–" },
-    { label: "Message", cell: (e) => e.message, class: "wrap" },
-  ], list, attrs, "no events yet");
+  const nodes = list.some((e) => e.node); // a cluster-wide list names each event's node
+  return table(
+      [
+          {label : "Time", cell : (e) => fmtTime(e.time_ms)},
+          ...(nodes ? [ {label : "Node", cell : (e) => e.node || "–"} ] : []),
+          {label : "Type", cell : (e) => e.type},
+          {label : "VM", cell : (e) => e.vm ? h("a", {href : vmHref(e.vm)}, e.vm) : "–"},
+          {label : "Message", cell : (e) => e.message, class : "wrap"},
+      ],
+      list, attrs, "no events yet");
 }
 
 export { fmtAgo };

@@ -344,6 +344,29 @@ export function mount(root, [name], ctx) {
         { name: "tx", class: "s2", values: col("net_tx_bps") }], { title: "Network", fmt: rate }));
   }
 
+  // The VM's events as every node told them (GET /v1/events?scope=cluster: its start on one
+  // node, its migration on two, its failover on another), read at most every 5 s, or sooner
+  // when this node saw a new event of the VM; until the first answer, this node's own.
+  let clusterEvents = null;
+  let eventsAt = 0;
+  let eventsSeen = -1;
+  async function drawEvents()
+  {
+      const local = events.recent(name);
+      const newest = local.length ? local[0].id : 0;
+      if (Date.now() - eventsAt > 5000 || newest !== eventsSeen) {
+          eventsAt = Date.now();
+          eventsSeen = newest;
+          try {
+              const r = await get(`/v1/events?scope=cluster&vm=${enc(name)}&limit=50`);
+              clusterEvents = r.events.slice().reverse();
+          } catch (e) {
+              clusterEvents = null; // an older ferryd: this node's own below
+          }
+      }
+      fill(evBox, eventsTable((clusterEvents || local).slice(0, 30), {id : "vm-events-table"}));
+  }
+
   async function refresh() {
     try {
       vm = await get(base);
@@ -365,7 +388,7 @@ export function mount(root, [name], ctx) {
     updateButtons();
     fill(history, migrationsTable(ml.migrations.slice(0, 20), { id: "vm-migrations-table" }));
     fill(taskBox, tasksTable(tl.tasks.filter((t) => t.target === name), tl.derived, { id: "vm-tasks-table" }));
-    fill(evBox, eventsTable(events.recent(name).slice(0, 30), { id: "vm-events-table" }));
+    await drawEvents();
     drawGraphs();
   }
 
