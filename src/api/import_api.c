@@ -35,7 +35,7 @@ struct import_job {
     uint64_t volume_free;
     char want[64]; /* ?node= */
     char node[64]; /* where it goes */
-    bool dry_run, dynamic;
+    bool dry_run, dynamic, keep_devices;
     unsigned nnet;
     struct import_netmap net[IMPORT_MAX_NETMAP];
     struct import_source src;
@@ -212,6 +212,7 @@ static void load_after(uv_work_t *w, int status)
         .volume_path = j->volume_path,
         .volume_free_bytes = j->volume_free,
         .dynamic = j->dynamic,
+        .keep_devices = j->keep_devices,
         .nnet = j->nnet,
         .node = j->node,
         .vm_exists = vm_exists,
@@ -308,8 +309,8 @@ static int pick_volume(struct api_ctx *ctx, const char *want, struct import_job 
 
 void api_vm_import(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
 {
-    static const char *const keys[] = {"path",      "name",    "volume", "networks",
-                                       "disk_type", "dry_run", NULL};
+    static const char *const keys[] = {"path",      "name",    "volume",       "networks",
+                                       "disk_type", "dry_run", "keep_devices", NULL};
     size_t len;
     const char *text = http_req_body(req, &len);
     json_error_t je;
@@ -328,10 +329,12 @@ void api_vm_import(struct api_ctx *ctx, struct http_req *req, const struct route
         while (*k && strcmp(*k, key) != 0)
             k++;
         if (!*k) {
-            ferr_set(&e, FERR_INVALID,
-                     "body: accepted: path, name, volume, networks, disk_type, dry_run; unknown "
-                     "field \"%.60s\"",
-                     key);
+            ferr_set(
+                &e, FERR_INVALID,
+                "body: accepted: path, name, volume, networks, disk_type, dry_run, keep_devices; "
+                "unknown "
+                "field \"%.60s\"",
+                key);
             goto err;
         }
     }
@@ -375,6 +378,12 @@ void api_vm_import(struct api_ctx *ctx, struct http_req *req, const struct route
         goto err;
     }
     j->dry_run = json_is_true(dry);
+    json_t *keep = json_object_get(b, "keep_devices");
+    if (keep && !json_is_boolean(keep)) {
+        ferr_set(&e, FERR_INVALID, "keep_devices: expected true or false");
+        goto err;
+    }
+    j->keep_devices = json_is_true(keep);
     if (node && strlen(node) >= sizeof j->want) {
         ferr_set(&e, FERR_INVALID, "node: too long");
         goto err;

@@ -254,9 +254,14 @@ static void show_vm(const json_t *vm)
         char key[32];
         snprintf(key, sizeof(key), "disk %zu", i);
         uint64_t size = cli_jnum(d, "size_mib");
-        output_kv(stdout, key, "%s (%s%s%s)", cli_jstr(d, "path") ? cli_jstr(d, "path") : "?",
-                  json_is_true(json_object_get(d, "readonly")) ? "read-only" : "read-write",
-                  size ? ", size " : "", size ? output_bytes(size << 20, buf, sizeof(buf)) : "");
+        const char *bus = cli_jstr(d, "bus") ? cli_jstr(d, "bus") : "virtio";
+        const char *ctl = cli_jstr(spec, "scsi_controller");
+        output_kv(stdout, key, "%s (%s, bus %s%s%s%s%s)",
+                  cli_jstr(d, "path") ? cli_jstr(d, "path") : "?",
+                  json_is_true(json_object_get(d, "readonly")) ? "read-only" : "read-write", bus,
+                  strcmp(bus, "scsi") == 0 ? " on " : "",
+                  strcmp(bus, "scsi") == 0 ? (ctl ? ctl : "pvscsi") : "", size ? ", size " : "",
+                  size ? output_bytes(size << 20, buf, sizeof(buf)) : "");
     }
     json_t *n, *taps = json_object_get(vm, "taps");
     json_array_foreach(json_object_get(spec, "nics"), i, n)
@@ -265,8 +270,9 @@ static void show_vm(const json_t *vm)
         const char *tap = json_string_value(json_array_get(taps, i));
         const char *mac = cli_jstr(n, "mac");
         snprintf(key, sizeof(key), "nic %zu", i);
-        output_kv(stdout, key, "bridge %s, mac %s, tap %s",
+        output_kv(stdout, key, "bridge %s, mac %s, model %s, tap %s",
                   cli_jstr(n, "bridge") ? cli_jstr(n, "bridge") : "?", mac && mac[0] ? mac : "-",
+                  cli_jstr(n, "model") ? cli_jstr(n, "model") : "virtio",
                   tap && tap[0] ? tap : "-");
     }
 }

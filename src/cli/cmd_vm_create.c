@@ -30,13 +30,20 @@ static const char create_help[] =
     "                           for on the host that makes it, e.g. pc-i440fx-7.2)\n"
     "  --display vga|none       a VGA screen (the dashboard shows it through VNC) or none\n"
     "                           (default)\n"
-    "  --disk PATH[,size=MIB][,type=fixed|dynamic][,ro]\n"
+    "  --disk PATH[,size=MIB][,type=fixed|dynamic][,bus=BUS][,ro]\n"
     "                           a VHD disk; with size=, a VHD that does not exist yet, fixed\n"
     "                           (default) or dynamic (grows as written; on a shared volume\n"
     "                           its coordinator serves it, redirected I/O)\n"
     "                           is created; ro attaches it read-only (repeatable). PATH may\n"
-    "                           be csv:VOLUME/FILE: FILE on a cluster shared volume\n"
-    "  --nic BRIDGE[,mac=MAC]   a NIC on a host bridge (repeatable)\n"
+    "                           be csv:VOLUME/FILE: FILE on a cluster shared volume. BUS:\n"
+    "                           virtio (default), scsi, sata or ide (at most 4, pc machine)\n"
+    "  --scsi-controller pvscsi|lsi\n"
+    "                           the controller of the scsi disks (default pvscsi; lsi is\n"
+    "                           QEMU's LSI 53C895A)\n"
+    "  --nic BRIDGE[,mac=MAC][,model=MODEL]\n"
+    "                           a NIC on a host bridge (repeatable); MODEL: virtio\n"
+    "                           (default), e1000 or vmxnet3, for guests without virtio\n"
+    "                           drivers\n"
     "  --kernel PATH            boot this kernel directly (else the first disk boots)\n"
     "  --initrd PATH            with --kernel: its initrd\n"
     "  --cmdline STR            with --kernel: its command line\n"
@@ -71,7 +78,7 @@ struct create_args {
     json_t *disks;  /* array or NULL */
     json_t *nics;   /* array or NULL */
     json_t *labels; /* object or NULL */
-    const char *kernel, *initrd, *cmdline, *machine, *display;
+    const char *kernel, *initrd, *cmdline, *machine, *display, *scsi_controller;
     bool appliance;
     const char *guest_ip, *guest_gw, *workload;
     const char *node;
@@ -111,6 +118,7 @@ enum {
     O_MACHINE,
     O_HA,
     O_DISPLAY,
+    O_SCSI_CONTROLLER,
 };
 
 static const struct option create_opts[] = {
@@ -135,6 +143,7 @@ static const struct option create_opts[] = {
     {"node", required_argument, NULL, O_NODE},
     {"machine", required_argument, NULL, O_MACHINE},
     {"display", required_argument, NULL, O_DISPLAY},
+    {"scsi-controller", required_argument, NULL, O_SCSI_CONTROLLER},
     {"ha", no_argument, NULL, O_HA},
     {"ha-priority", required_argument, NULL, CLI_HA_PRIORITY},
     CLI_HA_LONGOPTS,
@@ -307,6 +316,12 @@ static int create_option(struct create_args *a, int c, const char *arg)
         if (strcmp(arg, "vga") != 0 && strcmp(arg, "none") != 0)
             return cli_usage(CREATE_CMD, "--display: expected vga or none, not '%s'", arg);
         a->display = arg;
+        break;
+    case O_SCSI_CONTROLLER:
+        if (strcmp(arg, "pvscsi") != 0 && strcmp(arg, "lsi") != 0)
+            return cli_usage(CREATE_CMD, "--scsi-controller: expected pvscsi or lsi, not '%s'",
+                             arg);
+        a->scsi_controller = arg;
         break;
     case O_CPUS:
         num = &a->cpus, flag = &a->has_cpus;
@@ -490,6 +505,9 @@ static int spec_set_hardware(const struct create_args *a, json_t *spec)
     if (a->machine && json_object_set_new(spec, "machine", json_string(a->machine)) < 0)
         return cli_nomem();
     if (a->display && json_object_set_new(spec, "display", json_string(a->display)) < 0)
+        return cli_nomem();
+    if (a->scsi_controller &&
+        json_object_set_new(spec, "scsi_controller", json_string(a->scsi_controller)) < 0)
         return cli_nomem();
     if (a->disks)
         json_object_set(spec, "disks", a->disks);

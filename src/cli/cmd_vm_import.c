@@ -21,7 +21,8 @@ static const char help[] =
     "checks memory and CPUs against the node and the disks against the volume's free room, then\n"
     "converts every disk to a VHD on the volume (qemu-img, a progress bar; an import task that\n"
     "Ctrl-C or ferry task cancel cancels, leaving nothing behind) and defines the VM. Disks and\n"
-    "NICs become virtio devices. An OVF's manifest is checked before anything is converted.\n"
+    "NICs become virtio devices (VMware's own with --keep-devices). An OVF's manifest is checked\n"
+    "before anything is converted.\n"
     "\n"
     "Options:\n"
     "  --name NAME              the VM's name (default: made from the VMware name)\n"
@@ -31,6 +32,10 @@ static const char help[] =
     "  --network NET=BRIDGE     VMware network NET's NICs join host bridge BRIDGE; a plain\n"
     "                           BRIDGE takes every network not named (repeatable)\n"
     "  --disk-type fixed|dynamic  the VHDs made (default fixed: the fast path)\n"
+    "  --keep-devices           keep VMware's devices where QEMU emulates them (vmxnet3,\n"
+    "                           e1000; pvscsi, LSI as QEMU's lsi53c895a, SATA, IDE) so a\n"
+    "                           guest without virtio drivers boots unchanged (default:\n"
+    "                           virtio disks and NICs)\n"
     "  --dry-run                print the plan and stop: nothing is converted or defined\n"
     "  -o, --output table|json  output format\n";
 
@@ -94,7 +99,7 @@ static int add_network(json_t *nets, const char *arg)
 
 int cmd_vm_import(struct cli *cli, int argc, char **argv)
 {
-    enum { O_NAME = 256, O_TO, O_NODE, O_NET, O_TYPE, O_DRY };
+    enum { O_NAME = 256, O_TO, O_NODE, O_NET, O_TYPE, O_DRY, O_KEEP };
     static const struct option opts[] = {
         {"name", required_argument, NULL, O_NAME},
         {"to", required_argument, NULL, O_TO},
@@ -102,11 +107,12 @@ int cmd_vm_import(struct cli *cli, int argc, char **argv)
         {"network", required_argument, NULL, O_NET},
         {"disk-type", required_argument, NULL, O_TYPE},
         {"dry-run", no_argument, NULL, O_DRY},
+        {"keep-devices", no_argument, NULL, O_KEEP},
         CLI_COMMON_LONGOPTS,
         {NULL, 0, NULL, 0},
     };
     const char *name = NULL, *to = NULL, *node = NULL, *type = NULL, *operand;
-    bool dry = false, first = true;
+    bool dry = false, keep = false, first = true;
     json_t *nets = json_object();
     if (!nets)
         return cli_nomem();
@@ -142,6 +148,9 @@ int cmd_vm_import(struct cli *cli, int argc, char **argv)
         case O_DRY:
             dry = true;
             break;
+        case O_KEEP:
+            keep = true;
+            break;
         default:
             json_decref(nets);
             return EXIT_USAGE;
@@ -175,6 +184,8 @@ int cmd_vm_import(struct cli *cli, int argc, char **argv)
         json_object_set_new(body, "volume", json_string(volume));
     if (type)
         json_object_set_new(body, "disk_type", json_string(type));
+    if (keep)
+        json_object_set_new(body, "keep_devices", json_true());
     char api[200];
     if (node)
         snprintf(api, sizeof api, "/v1/vms/import?node=%.64s", node);

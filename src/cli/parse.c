@@ -140,9 +140,14 @@ int cli_parse_disk(const char *arg, json_t **out, char *why, size_t whylen)
             set = json_object_set_new(d, "readonly", json_true());
         } else if (strcmp(opt, "type=fixed") == 0 || strcmp(opt, "type=dynamic") == 0) {
             set = json_object_set_new(d, "type", json_string(opt + 5));
+        } else if (strcmp(opt, "bus=virtio") == 0 || strcmp(opt, "bus=scsi") == 0 ||
+                   strcmp(opt, "bus=sata") == 0 || strcmp(opt, "bus=ide") == 0) {
+            set = json_object_set_new(d, "bus", json_string(opt + 4));
         } else {
             snprintf(why, whylen,
-                     "--disk: unknown option '%s' (size=MIB, type=fixed|dynamic or ro)", opt);
+                     "--disk: unknown option '%s' (size=MIB, type=fixed|dynamic, "
+                     "bus=virtio|scsi|sata|ide or ro)",
+                     opt);
             goto out;
         }
         if (set < 0) {
@@ -159,6 +164,8 @@ out:
     return rc;
 }
 
+#define NIC_SYNTAX "expected BRIDGE[,mac=MAC][,model=virtio|e1000|vmxnet3]"
+
 int cli_parse_nic(const char *arg, json_t **out, char *why, size_t whylen)
 {
     const char *comma = strchr(arg, ',');
@@ -171,20 +178,43 @@ int cli_parse_nic(const char *arg, json_t **out, char *why, size_t whylen)
         snprintf(why, whylen, "--nic: the BRIDGE is not valid UTF-8 (it is a host bridge's name)");
         return FERR_INVALID;
     }
-    if (comma && (strncmp(comma + 1, "mac=", 4) != 0 || !comma[5] || strchr(comma + 5, ','))) {
-        snprintf(why, whylen, "--nic '%s': expected BRIDGE[,mac=MAC]", arg);
-        return FERR_INVALID;
-    }
-    if (comma && !is_utf8(comma + 5)) {
-        snprintf(why, whylen,
-                 "--nic: the MAC is not valid UTF-8 (a MAC is like 52:54:00:12:34:56)");
-        return FERR_INVALID;
-    }
     json_t *n = json_object();
-    if (!n || json_object_set_new(n, "bridge", json_stringn(arg, blen)) < 0 ||
-        (comma && json_object_set_new(n, "mac", json_string(comma + 5)) < 0)) {
+    if (!n || json_object_set_new(n, "bridge", json_stringn(arg, blen)) < 0) {
         json_decref(n);
         return -ENOMEM;
+    }
+    /* Options, each once: mac=MAC (ferryd checks it), model=NAME. */
+    for (const char *o = comma; o; o = strchr(o + 1, ',')) {
+        const char *v = o + 1, *next = strchr(v, ',');
+        size_t len = next ? (size_t)(next - v) : strlen(v);
+        const char *key = strncmp(v, "mac=", 4) == 0     ? "mac"
+                          : strncmp(v, "model=", 6) == 0 ? "model"
+                                                         : NULL;
+        size_t klen = key ? strlen(key) + 1 : 0;
+        if (!key || len == klen || json_object_get(n, key)) {
+            snprintf(why, whylen, "--nic '%s': " NIC_SYNTAX, arg);
+            json_decref(n);
+            return FERR_INVALID;
+        }
+        if (utf8_valid_len(v + klen, len - klen) != len - klen) {
+            snprintf(why, whylen, "--nic: the %s is not valid UTF-8 (%s)",
+                     key[1] == 'a' ? "MAC" : "model",
+                     key[1] == 'a' ? "a MAC is like 52:54:00:12:34:56"
+                                   : "virtio, e1000 or vmxnet3");
+            json_decref(n);
+            return FERR_INVALID;
+        }
+        if (json_object_set_new(n, key, json_stringn(v + klen, len - klen)) < 0) {
+            json_decref(n);
+            return -ENOMEM;
+        }
+    }
+    const char *model = json_string_value(json_object_get(n, "model"));
+    if (model && strcmp(model, "virtio") != 0 && strcmp(model, "e1000") != 0 &&
+        strcmp(model, "vmxnet3") != 0) {
+        snprintf(why, whylen, "--nic: model '%s' is not virtio, e1000 or vmxnet3", model);
+        json_decref(n);
+        return FERR_INVALID;
     }
     *out = n;
     return 0;

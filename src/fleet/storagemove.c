@@ -425,13 +425,18 @@ static void file_added(struct qmp_conn *c, int status, json_t *r, const char *er
     }
 }
 
-/* The qdev path of disk i's device, as query-block names it. */
+/* The qdev path of disk i's device, as query-block names it: ".../disk0-dev/virtio-backend"
+ * for virtio-blk, ".../disk0-dev" for a SCSI, SATA or IDE disk. */
 static bool is_disk(const json_t *b, unsigned i)
 {
     char want[32];
-    snprintf(want, sizeof(want), "/disk%u-dev/", i);
+    int n = snprintf(want, sizeof(want), "/disk%u-dev/", i);
     const char *q = json_string_value(json_object_get(b, "qdev"));
-    return q && strstr(q, want);
+    if (!q)
+        return false;
+    size_t len = strlen(q);
+    return strstr(q, want) ||
+           (len >= (size_t)n - 1 && strncmp(q + len - (size_t)(n - 1), want, (size_t)n - 1) == 0);
 }
 
 static void root_found(struct qmp_conn *c, int status, json_t *r, const char *err, void *d)

@@ -26,6 +26,7 @@ struct ctx {
     struct {
         char id[32];
         char kind[16];
+        char sub[32];
     } ctrl[32];
 };
 
@@ -420,6 +421,9 @@ static int parse_item(struct ctx *c, xmlNode *it)
             snprintf(c->ctrl[c->nctrl].id, sizeof c->ctrl[0].id, "%s", id);
             snprintf(c->ctrl[c->nctrl].kind, sizeof c->ctrl[0].kind, "%s",
                      controller_kind((unsigned)type, sub));
+            snprintf(c->ctrl[c->nctrl].sub, sizeof c->ctrl[0].sub, "%.31s", sub);
+            for (char *s = c->ctrl[c->nctrl].sub; *s; s++)
+                *s = (char)tolower((unsigned char)*s);
             c->nctrl++;
         }
         return 0;
@@ -462,8 +466,10 @@ static int parse_item(struct ctx *c, xmlNode *it)
                 return bad(c, it, "disk \"%s\" is attached twice", ref);
             d->attached = true;
             for (unsigned k = 0; k < c->nctrl; k++)
-                if (strcmp(c->ctrl[k].id, parent) == 0)
+                if (strcmp(c->ctrl[k].id, parent) == 0) {
                     memcpy(d->controller, c->ctrl[k].kind, sizeof d->controller);
+                    memcpy(d->controller_sub, c->ctrl[k].sub, sizeof d->controller_sub);
+                }
             c->out->attached[c->out->nattached++] = i;
             return 0;
         }

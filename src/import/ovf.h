@@ -32,6 +32,9 @@ struct ovf_disk {
     char format[160];        /* ovf:format URI, e.g. ...vmdk.html#streamOptimized */
     bool attached;           /* an Item of the hardware section names it */
     char controller[16];     /* of the Item that attaches it: "scsi", "ide", "sata", "nvme", "" */
+    char controller_sub[32]; /* that controller's rasd:ResourceSubType, lower case
+                              * ("lsilogic", "virtualscsi", "lsilogicsas", "vmware.sata.ahci"),
+                              * "" when absent */
 };
 
 struct ovf_nic {

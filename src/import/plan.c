@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "storage/vhd.h"
 
@@ -71,8 +72,11 @@ int import_source_from_vmx(const struct vmx *v, const char *file, struct import_
                             IMPORT_MAX_DISKS);
         struct import_src_disk *s = &out->disks[out->ndisks++];
         snprintf(s->label, sizeof s->label, "%s%u:%u", d->bus, d->ctrl, d->unit);
-        snprintf(s->device, sizeof s->device, "%s%u:%u (%s)", d->bus, d->ctrl, d->unit,
-                 d->device_type[0] ? d->device_type : "disk");
+        snprintf(s->device, sizeof s->device, "%s%u:%u (%s%s%s)", d->bus, d->ctrl, d->unit,
+                 d->device_type[0] ? d->device_type : "disk", d->controller_dev[0] ? ", " : "",
+                 d->controller_dev);
+        copy(s->bus, sizeof s->bus, d->bus);
+        copy(s->controller, sizeof s->controller, d->controller_dev);
         copy(s->file, sizeof s->file, d->file);
         s->line = d->line;
     }
@@ -119,8 +123,16 @@ int import_source_from_ovf(const struct ovf *o, const char *file, const char *ki
                             file, d->id);
         struct import_src_disk *s = &out->disks[out->ndisks++];
         copy(s->label, sizeof s->label, d->id);
-        snprintf(s->device, sizeof s->device, "%s controller",
-                 d->controller[0] ? d->controller : "unknown");
+        snprintf(s->device, sizeof s->device, "%s controller%s%s",
+                 d->controller[0] ? d->controller : "unknown", d->controller_sub[0] ? " " : "",
+                 d->controller_sub);
+        copy(s->bus, sizeof s->bus, d->controller);
+        /* OVF's names for VMware's SCSI controllers */
+        const char *sub = d->controller_sub;
+        copy(s->controller, sizeof s->controller,
+             strcmp(sub, "virtualscsi") == 0 || strcmp(sub, "pvscsi") == 0       ? "pvscsi"
+             : strcmp(sub, "lsilogicsas") == 0 || strcmp(sub, "lsisas1068") == 0 ? "lsisas1068"
+                                                                                 : sub);
         copy(s->file, sizeof s->file, o->files[d->file].href);
         /* the loader compares the capacity with the descriptor's */
         s->virtual_bytes = d->capacity_bytes;
@@ -227,9 +239,68 @@ static int plan_cpu_memory(const struct import_source *src, const struct import_
     return 0;
 }
 
+int import_map_disk(const struct import_src_disk *d, int *scsi, char *note, size_t size)
+{
+    const char *ctl = d->controller;
+    *scsi = VM_SCSI_PVSCSI;
+    if (strcmp(d->bus, "scsi") == 0 && strcmp(ctl, "pvscsi") == 0) {
+        snprintf(note, size, "disk %s (%s) -> scsi disk on pvscsi, the same device", d->label,
+                 d->device);
+        return VM_BUS_SCSI;
+    }
+    if (strcmp(d->bus, "scsi") == 0 &&
+        (strcmp(ctl, "lsilogic") == 0 || strcmp(ctl, "lsisas1068") == 0)) {
+        *scsi = VM_SCSI_LSI;
+        snprintf(note, size,
+                 "disk %s (%s) -> scsi disk on lsi: QEMU's LSI 53C895A, not VMware's LSI Logic "
+                 "%s: the chip differs, the guest needs its driver (Linux sym53c8xx; Windows has "
+                 "none built in: use virtio or pvscsi there)",
+                 d->label, d->device, strcmp(ctl, "lsilogic") == 0 ? "Parallel" : "SAS");
+        return VM_BUS_SCSI;
+    }
+    if (strcmp(d->bus, "sata") == 0) {
+        snprintf(note, size, "disk %s (%s) -> sata disk on an AHCI controller (ich9-ahci)",
+                 d->label, d->device);
+        return VM_BUS_SATA;
+    }
+    if (strcmp(d->bus, "ide") == 0) {
+        snprintf(note, size, "disk %s (%s) -> ide disk on the PIIX IDE controller", d->label,
+                 d->device);
+        return VM_BUS_IDE;
+    }
+    snprintf(note, size,
+             "disk %s (%s) -> virtio disk: ferry has no %s%s%s controller (the guest needs "
+             "virtio drivers)",
+             d->label, d->device, d->bus[0] ? d->bus : "such", ctl[0] ? " " : "", ctl);
+    return VM_BUS_VIRTIO;
+}
+
+int import_map_nic(const char *label, const char *model, char *note, size_t size)
+{
+    if (strcasecmp(model, "vmxnet3") == 0) {
+        snprintf(note, size, "%s (%s) -> vmxnet3 NIC, the same device", label, model);
+        return VM_NIC_VMXNET3;
+    }
+    if (strcasecmp(model, "e1000") == 0) {
+        snprintf(note, size, "%s (%s) -> e1000 NIC, the same device", label, model);
+        return VM_NIC_E1000;
+    }
+    if (strcasecmp(model, "e1000e") == 0) {
+        snprintf(note, size,
+                 "%s (%s) -> e1000 NIC: the e1000e (82574) became an e1000 (82540EM), whose "
+                 "driver every guest that has e1000e's has too",
+                 label, model);
+        return VM_NIC_E1000;
+    }
+    snprintf(note, size, "%s (%s) -> virtio NIC: ferry has no %s (the guest needs virtio drivers)",
+             label, model, model);
+    return VM_NIC_VIRTIO;
+}
+
 static int plan_disks(const struct import_source *src, const struct import_target *t,
                       struct import_plan *p, json_t *disks, struct ferr *e)
 {
+    bool scsi_set = false;
     if (src->ndisks == 0)
         return fail(p, e, FERR_INVALID,
                     "%s: the machine has no disk to import (CD-ROMs are skipped)", src->file);
@@ -270,8 +341,30 @@ static int plan_disks(const struct import_source *src, const struct import_targe
                         c->dst_ref, c->dst_ref);
         p->need_bytes += c->need_bytes;
         p->nconv++;
-        if (json_array_append_new(disks, json_pack("{s:s}", "path", c->dst)) < 0)
+        json_t *disk = json_pack("{s:s}", "path", c->dst);
+        if (!disk || json_array_append_new(disks, disk) < 0)
             return fail(p, e, -ENOMEM, "out of memory");
+        if (t->keep_devices) {
+            char note[IMPORT_NOTE_MAX];
+            int ctl, bus = import_map_disk(d, &ctl, note, sizeof note);
+            plan_note(p, "%s", note);
+            if (bus == VM_BUS_SCSI && !scsi_set) {
+                scsi_set = true; /* the first SCSI disk's controller is the VM's one */
+                if (json_object_set_new(p->spec, "scsi_controller",
+                                        json_string(vm_scsi_controller_name(ctl))) < 0)
+                    return fail(p, e, -ENOMEM, "out of memory");
+            } else if (bus == VM_BUS_SCSI &&
+                       strcmp(json_string_value(json_object_get(p->spec, "scsi_controller")),
+                              vm_scsi_controller_name(ctl)) != 0) {
+                plan_note(p,
+                          "disk %s: a ferry VM has one SCSI controller, %s, the first SCSI "
+                          "disk's: the guest sees this disk there",
+                          d->label, json_string_value(json_object_get(p->spec, "scsi_controller")));
+            }
+            if (bus != VM_BUS_VIRTIO &&
+                json_object_set_new(disk, "bus", json_string(vm_disk_bus_name(bus))) < 0)
+                return fail(p, e, -ENOMEM, "out of memory");
+        }
         if (d->chain)
             plan_note(p, "disk %s: %u snapshot(s) flattened into the current state", d->label,
                       d->chain);
@@ -304,8 +397,19 @@ static int plan_nics(const struct import_source *src, const struct import_target
         if (!nic || (n->mac[0] && json_object_set_new(nic, "mac", json_string(n->mac)) < 0) ||
             json_array_append_new(nics, nic) < 0)
             return fail(p, e, -ENOMEM, "out of memory");
-        plan_note(p, "%s (%s%s%s) on \"%s\" -> virtio NIC on bridge %s%s", n->label, n->model,
-                  n->mac[0] ? ", MAC " : "", n->mac, n->network, br,
+        int model = VM_NIC_VIRTIO;
+        if (t->keep_devices) {
+            char note[IMPORT_NOTE_MAX];
+            model = import_map_nic(n->label, n->model, note, sizeof note);
+            if (model != VM_NIC_VIRTIO &&
+                json_object_set_new(nic, "model", json_string(vm_nic_model_name(model))) < 0)
+                return fail(p, e, -ENOMEM, "out of memory");
+            if (model != VM_NIC_VMXNET3 &&
+                !(model == VM_NIC_E1000 && !strcasecmp(n->model, "e1000")))
+                plan_note(p, "%s", note); /* a change of device is worth its own line */
+        }
+        plan_note(p, "%s (%s%s%s) on \"%s\" -> %s NIC on bridge %s%s", n->label, n->model,
+                  n->mac[0] ? ", MAC " : "", n->mac, n->network, vm_nic_model_name(model), br,
                   n->mac[0] ? ", MAC kept" : ", MAC made by ferry");
     }
     return 0;
@@ -362,9 +466,11 @@ int import_plan_make(const struct import_source *src, const struct import_target
         snprintf(msg, sizeof msg, "%s", e->msg);
         return fail(p, e, rc, "the VM spec made from %s is refused: %s", src->file, msg);
     }
-    plan_note(p, "devices are mapped to virtio (disks virtio-blk, NICs virtio-net): the guest "
-                 "needs virtio drivers (every Linux has them; Windows needs the virtio-win "
-                 "drivers installed before the export)");
+    if (!t->keep_devices)
+        plan_note(p, "devices are mapped to virtio (disks virtio-blk, NICs virtio-net): the guest "
+                     "needs virtio drivers (every Linux has them; Windows needs the virtio-win "
+                     "drivers installed before the export); --keep-devices keeps VMware's "
+                     "vmxnet3, e1000, pvscsi, SATA and IDE devices");
     for (unsigned i = 0; i < src->nnotes; i++)
         plan_note(p, "%s", src->notes[i]);
     return 0;

@@ -25,6 +25,9 @@
 struct import_src_disk {
     char label[48];           /* "scsi0:0" (.vmx) or "vmdisk1" (OVF) */
     char device[64];          /* what it was attached to: "scsi0:0 (pvscsi)", "scsi controller" */
+    char bus[8];              /* its controller's kind: "scsi", "sata", "ide", "nvme", "" */
+    char controller[32];      /* a SCSI controller's model: "pvscsi", "lsilogic", "lsisas1068",
+                                 "buslogic", "" when the source does not say */
     char file[VMX_VALUE_MAX]; /* as the source names it: relative to its folder (or the OVA) */
     unsigned line;            /* .vmx line naming it, 0 for OVF */
     /* filled by the loader */
@@ -89,6 +92,8 @@ struct import_target {
     bool (*vm_exists)(const char *name, void *data);   /* NULL: not checked */
     bool (*file_exists)(const char *path, void *data); /* a target VHD exists already */
     const struct vm_spec_env *env; /* the spec's own checks (bridges, machine); may be NULL */
+    bool keep_devices; /* map VMware's devices to the ones QEMU emulates (import_map_disk,
+                        * import_map_nic) rather than to virtio */
     void *data;
 };
 
@@ -125,6 +130,16 @@ struct import_plan {
  */
 int import_plan_make(const struct import_source *src, const struct import_target *t,
                      struct import_plan *plan, struct ferr *e);
+/* --keep-devices: the disk bus (VM_BUS_*) a VMware disk keeps and, on scsi, its controller
+ * (*scsi: VM_SCSI_*); writes one line for the plan on what became of it (e.g. "scsi0:0 (pvscsi)
+ * -> scsi disk on pvscsi, the same device") into note. Disks on a controller QEMU does not
+ * emulate (BusLogic, NVMe, an unknown one) stay virtio, and the note says so. */
+int import_map_disk(const struct import_src_disk *d, int *scsi, char *note, size_t size);
+/* --keep-devices: the NIC model (VM_NIC_*) for VMware's virtualDev / OVF ResourceSubType model
+ * (any case); writes the plan's line for it into note (e1000e becomes e1000; vlance and others
+ * stay virtio). */
+int import_map_nic(const char *label, const char *model, char *note, size_t size);
+
 /* Frees what a plan owns. */
 void import_plan_clear(struct import_plan *plan);
 /* The plan as the API answers it: {"name", "source": {...}, "spec", "disks": [...], "notes":

@@ -374,6 +374,12 @@ static int add_disk(const struct parser *p, const struct entry *present, int b, 
     d->unit = unit;
     d->line = present->line;
     const struct entry *en;
+    snprintf(k, sizeof k, "%s%u.virtualdev", bus->name, ctrl);
+    if (strcmp(bus->name, "scsi") == 0 && (en = find(p, k)) &&
+        (rc = copy_str(p, en, d->controller_dev, sizeof d->controller_dev, e)) < 0)
+        return rc;
+    for (char *c = d->controller_dev; *c; c++)
+        *c = (char)tolower((unsigned char)*c);
     snprintf(k, sizeof k, "%s%u:%u.devicetype", bus->name, ctrl, unit);
     if ((en = find(p, k)) && (rc = copy_str(p, en, d->device_type, sizeof d->device_type, e)) < 0)
         return rc;
@@ -453,7 +459,7 @@ static int add_nic(const struct parser *p, const struct entry *present, unsigned
 static bool known_dev_field(const char *f, bool unit)
 {
     if (!unit)
-        return strcmp(f, "present") == 0;
+        return strcmp(f, "present") == 0 || strcmp(f, "virtualdev") == 0;
     return strcmp(f, "present") == 0 || strcmp(f, "filename") == 0 || strcmp(f, "devicetype") == 0;
 }
 

@@ -21,6 +21,8 @@ struct vmx_disk {
     char file[VMX_VALUE_MAX]; /* fileName as written: a path relative to the .vmx's folder or
                                  absolute */
     char device_type[32];     /* deviceType as written, "" when absent */
+    char controller_dev[32];  /* scsiN.virtualDev, lower case: "pvscsi", "lsilogic",
+                                 "lsisas1068", "buslogic"; "" when absent or not SCSI */
     bool cdrom;               /* a CD-ROM (deviceType cdrom-* or atapi-cdrom) */
     unsigned line;            /* line of its fileName (or present) key, for messages */
 };

@@ -178,6 +178,7 @@ static int validate(const struct qemu_launch *l, struct ferr *e)
                         m->ndisks, QEMU_MAX_DISKS);
     if (m->ndisks > 0 && !m->disks)
         return ferr_set(e, FERR_INVALID, "qemu cmdline: %s: missing disks", m->name);
+    unsigned nbus[4] = {0};
     for (unsigned i = 0; i < m->ndisks; i++) {
         const struct qemu_disk *d = &m->disks[i];
         if (!str_fits(d->path, QEMU_PATH_MAX))
@@ -195,12 +196,29 @@ static int validate(const struct qemu_launch *l, struct ferr *e)
             d->format != QEMU_DISK_NBD)
             return ferr_set(e, FERR_INVALID, "qemu cmdline: %s: disks[%u]: unknown format %d",
                             m->name, i, (int)d->format);
+        if (d->bus < QEMU_BUS_VIRTIO || d->bus > QEMU_BUS_IDE)
+            return ferr_set(e, FERR_INVALID, "qemu cmdline: %s: disks[%u]: unknown bus %d", m->name,
+                            i, (int)d->bus);
+        nbus[d->bus]++;
         if (d->bytes == 0 || d->bytes % 512 != 0)
             return ferr_set(
                 e, FERR_INVALID,
                 "qemu cmdline: %s: disks[%u]: size %llu is not a positive multiple of 512", m->name,
                 i, (unsigned long long)d->bytes);
     }
+
+    if (m->scsi != QEMU_SCSI_PVSCSI && m->scsi != QEMU_SCSI_LSI)
+        return ferr_set(e, FERR_INVALID, "qemu cmdline: %s: unknown SCSI controller %d", m->name,
+                        (int)m->scsi);
+    if (nbus[QEMU_BUS_IDE] > QEMU_MAX_IDE_DISKS || nbus[QEMU_BUS_SATA] > QEMU_MAX_SATA_DISKS ||
+        (m->scsi == QEMU_SCSI_LSI && nbus[QEMU_BUS_SCSI] > QEMU_MAX_LSI_DISKS))
+        return ferr_set(e, FERR_INVALID,
+                        "qemu cmdline: %s: more disks on one bus than its controller takes "
+                        "(ide %d, sata %d, lsi %d)",
+                        m->name, QEMU_MAX_IDE_DISKS, QEMU_MAX_SATA_DISKS, QEMU_MAX_LSI_DISKS);
+    if (nbus[QEMU_BUS_IDE] && m->type && strstr(m->type, "q35"))
+        return ferr_set(e, FERR_INVALID, "qemu cmdline: %s: machine %s has no IDE controller",
+                        m->name, m->type);
 
     if (m->nnics > QEMU_MAX_NICS)
         return ferr_set(e, FERR_INVALID, "qemu cmdline: %s: %u NICs is more than %d", m->name,
@@ -212,6 +230,9 @@ static int validate(const struct qemu_launch *l, struct ferr *e)
         if (empty(tap) || strlen(tap) > TAP_NAME_MAX)
             return ferr_set(e, FERR_INVALID,
                             "qemu cmdline: %s: nics[%u]: missing or too long tap name", m->name, i);
+        if (m->nics[i].model < QEMU_NIC_VIRTIO || m->nics[i].model > QEMU_NIC_VMXNET3)
+            return ferr_set(e, FERR_INVALID, "qemu cmdline: %s: nics[%u]: unknown model %d",
+                            m->name, i, (int)m->nics[i].model);
         if (!m->nics[i].mac || check_mac(m->nics[i].mac) < 0)
             return ferr_set(e, FERR_INVALID, "qemu cmdline: %s: nics[%u]: bad MAC address", m->name,
                             i);
@@ -234,8 +255,30 @@ static int validate(const struct qemu_launch *l, struct ferr *e)
     return 0;
 }
 
+/* The guest-visible device of disk i on block node "diskI"; rank is its place among the
+ * disks on its bus (SCSI id, AHCI port, IDE bus/unit). */
+static void add_disk_device(struct argv_builder *b, unsigned i, const struct qemu_disk *d,
+                            unsigned rank)
+{
+    argv_addf(b, "-device");
+    switch (d->bus) {
+    case QEMU_BUS_SCSI:
+        argv_addf(b, "scsi-hd,bus=scsi0.0,scsi-id=%u,lun=0,drive=disk%u,id=disk%u-dev", rank, i, i);
+        break;
+    case QEMU_BUS_SATA:
+        argv_addf(b, "ide-hd,bus=sata0.%u,drive=disk%u,id=disk%u-dev", rank, i, i);
+        break;
+    case QEMU_BUS_IDE:
+        argv_addf(b, "ide-hd,bus=ide.%u,unit=%u,drive=disk%u,id=disk%u-dev", rank / 2, rank % 2, i,
+                  i);
+        break;
+    default:
+        argv_addf(b, "virtio-blk-pci,drive=disk%u,id=disk%u-dev", i, i);
+    }
+}
+
 static void add_disk(struct argv_builder *b, unsigned i, const struct qemu_disk *d,
-                     const char *path_esc)
+                     const char *path_esc, unsigned rank)
 {
     const char *ro = d->readonly ? ",read-only=on" : "";
     argv_addf(b, "-blockdev");
@@ -247,8 +290,7 @@ static void add_disk(struct argv_builder *b, unsigned i, const struct qemu_disk 
                   "driver=nbd,server.type=unix,server.path=%s,export=%s,node-name=disk%u,"
                   "reconnect-delay=%d%s",
                   path_esc, exp_esc, i, QEMU_NBD_RECONNECT_S, ro);
-        argv_addf(b, "-device");
-        argv_addf(b, "virtio-blk-pci,drive=disk%u,id=disk%u-dev", i, i);
+        add_disk_device(b, i, d, rank);
         return;
     }
     argv_addf(b,
@@ -260,8 +302,7 @@ static void add_disk(struct argv_builder *b, unsigned i, const struct qemu_disk 
     else /* raw limited to the data before the VHD footer: the footer is never read or written */
         argv_addf(b, "driver=raw,file=disk%u-file,node-name=disk%u,size=%llu%s", i, i,
                   (unsigned long long)d->bytes, ro);
-    argv_addf(b, "-device");
-    argv_addf(b, "virtio-blk-pci,drive=disk%u,id=disk%u-dev", i, i);
+    add_disk_device(b, i, d, rank);
 }
 
 int qemu_argv_build(const struct qemu_launch *l, char ***argv_out, struct ferr *e)
@@ -323,10 +364,22 @@ int qemu_argv_build(const struct qemu_launch *l, char ***argv_out, struct ferr *
     argv_addf(&b, "-pidfile");
     argv_addf(&b, "%s/qemu.pid", l->run_dir);
 
+    /* Controllers first, with fixed ids, so the disks' devices can name their buses. */
+    unsigned rank[4] = {0};
+    bool scsi = false, sata = false;
+    for (unsigned i = 0; i < m->ndisks; i++) {
+        scsi = scsi || m->disks[i].bus == QEMU_BUS_SCSI;
+        sata = sata || m->disks[i].bus == QEMU_BUS_SATA;
+    }
+    if (scsi)
+        argv_add2(&b, "-device",
+                  m->scsi == QEMU_SCSI_LSI ? "lsi53c895a,id=scsi0" : "pvscsi,id=scsi0");
+    if (sata)
+        argv_add2(&b, "-device", "ich9-ahci,id=sata0");
     for (unsigned i = 0; i < m->ndisks; i++) {
         if (opt_escape(esc_buf, sizeof(esc_buf), m->disks[i].path) < 0)
             goto err_too_long;
-        add_disk(&b, i, &m->disks[i], esc_buf);
+        add_disk(&b, i, &m->disks[i], esc_buf, rank[m->disks[i].bus]++);
     }
     for (unsigned i = 0; i < m->nnics; i++) {
         if (opt_escape(esc_buf, sizeof(esc_buf), m->nics[i].tap) < 0)
@@ -334,7 +387,9 @@ int qemu_argv_build(const struct qemu_launch *l, char ***argv_out, struct ferr *
         argv_addf(&b, "-netdev");
         argv_addf(&b, "tap,id=net%u,ifname=%s,script=no,downscript=no,vhost=off", i, esc_buf);
         argv_addf(&b, "-device");
-        argv_addf(&b, "virtio-net-pci,netdev=net%u,mac=%s,id=net%u-dev", i, m->nics[i].mac, i);
+        static const char *const model[] = {"virtio-net-pci", "e1000", "vmxnet3"};
+        argv_addf(&b, "%s,netdev=net%u,mac=%s,id=net%u-dev", model[m->nics[i].model], i,
+                  m->nics[i].mac, i);
     }
 
     if (!empty(m->kernel)) {

@@ -28,6 +28,21 @@ enum qemu_disk_format {
                           * migrates, and a lost connection is re-made (reconnect-delay) */
 };
 
+/* The controller a disk's device sits on. The device is always id "diskN-dev" on block node
+ * "diskN", whatever the bus, so stats and storage moves find it the same way. */
+enum qemu_disk_bus {
+    QEMU_BUS_VIRTIO, /* virtio-blk-pci */
+    QEMU_BUS_SCSI,   /* scsi-hd on the machine's SCSI controller "scsi0" (qemu_machine.scsi) */
+    QEMU_BUS_SATA,   /* ide-hd on an ich9-ahci "sata0", port = its rank among the SATA disks */
+    QEMU_BUS_IDE,    /* ide-hd on the i440fx board's PIIX IDE: ide.0 unit 0, 1, ide.1 unit 0, 1 */
+};
+#define QEMU_MAX_IDE_DISKS 4
+#define QEMU_MAX_SATA_DISKS 6
+#define QEMU_MAX_LSI_DISKS 7
+
+enum qemu_scsi_controller { QEMU_SCSI_PVSCSI, QEMU_SCSI_LSI /* lsi53c895a */ };
+enum qemu_nic_model { QEMU_NIC_VIRTIO, QEMU_NIC_E1000, QEMU_NIC_VMXNET3 };
+
 struct qemu_disk {
     const char *path; /* absolute path of a VHD */
     uint64_t bytes;   /* its virtual size (the data before a fixed VHD's footer), a multiple of
@@ -35,6 +50,7 @@ struct qemu_disk {
     bool readonly;
     enum qemu_disk_format format;
     const char *export; /* QEMU_DISK_NBD: the export's name */
+    enum qemu_disk_bus bus;
 };
 
 /* How long QEMU holds a redirected disk's requests while its connection is re-made (a
@@ -44,6 +60,7 @@ struct qemu_disk {
 struct qemu_nic {
     const char *tap; /* an existing tap device QEMU opens by name */
     const char *mac; /* "52:54:00:xx:xx:xx" */
+    enum qemu_nic_model model;
 };
 
 /* What the guest sees. Strings are borrowed; "" and NULL mean "none" where optional. */
@@ -64,6 +81,9 @@ struct qemu_machine {
      * console=tty0 is put before the serial console unless the command line names a tty
      * console, so the screen shows the boot while /dev/console stays the serial port. */
     bool vga;
+    /* The SCSI controller "scsi0" (pvscsi or lsi53c895a), built only when a disk is on
+     * QEMU_BUS_SCSI; disk k of them is scsi-id k, lun 0. */
+    enum qemu_scsi_controller scsi;
 };
 
 struct qemu_launch {

@@ -176,12 +176,99 @@ static bool label_key_valid(const char *s)
     return true;
 }
 
-static const char *const top_fields[] = {
-    "name",     "cpu",    "memory_mib", "disks", "nics",    "boot", "blackout_budget_ms",
-    "priority", "labels", "machine",    "ha",    "display", NULL};
+static const char *const top_fields[] = {"name",
+                                         "cpu",
+                                         "memory_mib",
+                                         "disks",
+                                         "nics",
+                                         "boot",
+                                         "blackout_budget_ms",
+                                         "priority",
+                                         "labels",
+                                         "machine",
+                                         "ha",
+                                         "display",
+                                         "scsi_controller",
+                                         NULL};
 static const char *const cpu_fields[] = {"sockets", "cores", "threads", NULL};
-static const char *const disk_fields[] = {"path", "size_mib", "type", "readonly", NULL};
-static const char *const nic_fields[] = {"bridge", "mac", NULL};
+static const char *const disk_fields[] = {"path", "size_mib", "type", "readonly", "bus", NULL};
+static const char *const nic_fields[] = {"bridge", "mac", "model", NULL};
+
+static const char *const bus_names[] = {"virtio", "scsi", "sata", "ide", NULL};
+static const char *const model_names[] = {"virtio", "e1000", "vmxnet3", NULL};
+static const char *const scsi_names[] = {"pvscsi", "lsi", NULL};
+
+static const char *name_of(const char *const *names, int v)
+{
+    for (int i = 0; names[i]; i++)
+        if (i == v)
+            return names[i];
+    return "?";
+}
+
+static int parse_name(const char *const *names, const char *name)
+{
+    for (int i = 0; name && names[i]; i++)
+        if (strcmp(names[i], name) == 0)
+            return i;
+    return -1;
+}
+
+const char *vm_disk_bus_name(int bus)
+{
+    return name_of(bus_names, bus);
+}
+
+const char *vm_nic_model_name(int model)
+{
+    return name_of(model_names, model);
+}
+
+const char *vm_scsi_controller_name(int ctl)
+{
+    return name_of(scsi_names, ctl);
+}
+
+int vm_disk_bus_parse(const char *name)
+{
+    return parse_name(bus_names, name);
+}
+
+int vm_nic_model_parse(const char *name)
+{
+    return parse_name(model_names, name);
+}
+
+int vm_scsi_controller_parse(const char *name)
+{
+    return parse_name(scsi_names, name);
+}
+
+/* An optional string member that must be one of names; *out keeps its default when absent. */
+static int get_enum(const json_t *v, const char *field, const char *const *names, int *out,
+                    struct ferr *e)
+{
+    if (!v)
+        return 0;
+    char q[80];
+    int k = json_is_string(v) && strlen(json_string_value(v)) == json_string_length(v)
+                ? parse_name(names, json_string_value(v))
+                : -1;
+    if (k >= 0) {
+        *out = k;
+        return 0;
+    }
+    char list[96] = "";
+    for (int i = 0; names[i]; i++)
+        snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s\"%s\"",
+                 i == 0         ? ""
+                 : names[i + 1] ? ", "
+                                : " or ",
+                 names[i]);
+    return ferr_set(e, FERR_INVALID, "%s: expected %s, not %s", field, list,
+                    json_is_string(v) ? jfield_quote(json_string_value(v), q, sizeof(q))
+                                      : jfield_type(v));
+}
 static const char *const boot_fields[] = {"kernel", "initrd", "cmdline", NULL};
 
 /* A member that is missing or JSON null counts as absent. */
@@ -423,6 +510,10 @@ static int parse_disk(const json_t *d, unsigned i, const struct vm_spec_env *env
                         "%s.size_mib: a readonly disk cannot be created (it would "
                         "stay empty); drop size_mib or readonly",
                         where);
+    disk->bus = VM_BUS_VIRTIO;
+    snprintf(field, sizeof(field), "%s.bus", where);
+    if ((rc = get_enum(member(d, "bus"), field, bus_names, &disk->bus, e)) < 0)
+        return rc;
 
     /* Host checks last, so that format errors are reported even where the hooks are absent. */
     snprintf(field, sizeof(field), "%s.path", where);
@@ -513,6 +604,11 @@ static int parse_nic(const json_t *n, unsigned i, const struct vm_spec_env *env,
     } else {
         vm_spec_gen_mac(s->name, i, nic->mac);
     }
+    nic->model = VM_NIC_VIRTIO;
+    snprintf(field, sizeof(field), "%s.model", where);
+    if ((rc = get_enum(member(n, "model"), field, model_names, &nic->model, e)) < 0)
+        return rc;
+    snprintf(field, sizeof(field), "%s.mac", where);
     for (unsigned k = 0; k < i; k++)
         if (strcmp(s->nics[k].mac, nic->mac) == 0)
             return ferr_set(e, FERR_INVALID, "%s: %s is already used by nics[%u]", field, nic->mac,
@@ -607,6 +703,44 @@ static int parse_labels(const json_t *labels, struct vm_spec *s, struct ferr *e)
     return 0;
 }
 
+/* The disks' buses against what the machine has room for, and the SCSI controller. */
+static int check_buses(const json_t *j, struct vm_spec *out, struct ferr *e)
+{
+    unsigned n[4] = {0};
+    for (unsigned i = 0; i < out->ndisks; i++)
+        n[out->disks[i].bus]++;
+    json_t *v = member(j, "scsi_controller");
+    out->scsi_controller = VM_SCSI_PVSCSI;
+    if (v && n[VM_BUS_SCSI] == 0)
+        return ferr_set(e, FERR_INVALID,
+                        "scsi_controller: no disk is on bus \"scsi\" (drop scsi_controller or "
+                        "put a disk on it)");
+    int rc = get_enum(v, "scsi_controller", scsi_names, &out->scsi_controller, e);
+    if (rc < 0)
+        return rc;
+    if (out->scsi_controller == VM_SCSI_LSI && n[VM_BUS_SCSI] > VM_MAX_LSI_DISKS)
+        return ferr_set(e, FERR_INVALID,
+                        "disks: %u disks on bus \"scsi\" exceed the %d an lsi controller takes "
+                        "(use scsi_controller \"pvscsi\")",
+                        n[VM_BUS_SCSI], VM_MAX_LSI_DISKS);
+    if (n[VM_BUS_SATA] > VM_MAX_SATA_DISKS)
+        return ferr_set(e, FERR_INVALID,
+                        "disks: %u disks on bus \"sata\" exceed the %d ports of its AHCI "
+                        "controller",
+                        n[VM_BUS_SATA], VM_MAX_SATA_DISKS);
+    if (n[VM_BUS_IDE] > VM_MAX_IDE_DISKS)
+        return ferr_set(e, FERR_INVALID,
+                        "disks: %u disks on bus \"ide\" exceed the %d IDE units (2 buses x 2) "
+                        "(put the others on sata or scsi)",
+                        n[VM_BUS_IDE], VM_MAX_IDE_DISKS);
+    if (n[VM_BUS_IDE] && strstr(out->machine, "q35"))
+        return ferr_set(e, FERR_INVALID,
+                        "disks: bus \"ide\" needs an i440fx (pc) machine, %s has no IDE "
+                        "controller (use bus \"sata\")",
+                        out->machine);
+    return 0;
+}
+
 int vm_spec_from_json(const json_t *j, const struct vm_spec_env *env, struct vm_spec *out,
                       struct ferr *e)
 {
@@ -696,6 +830,8 @@ int vm_spec_from_json(const json_t *j, const struct vm_spec_env *env, struct vm_
         return ferr_set(e, FERR_INVALID,
                         "disks: at least one disk is needed to boot from when "
                         "boot.kernel is not set");
+    if ((rc = check_buses(j, out, e)) < 0)
+        return rc;
 
     out->blackout_budget_ms = VM_DEFAULT_BUDGET_MS;
     if ((v = member(j, "blackout_budget_ms")) &&
@@ -726,7 +862,7 @@ static void append(json_t *arr, json_t *v, bool *ok)
 
 json_t *vm_spec_to_json(const struct vm_spec *s)
 {
-    bool ok = true;
+    bool ok = true, scsi = false;
     json_t *j = json_object(), *cpu = json_object(), *disks = json_array(), *nics = json_array(),
            *labels = json_object();
     if (!j) {
@@ -757,15 +893,23 @@ json_t *vm_spec_to_json(const struct vm_spec *s)
             if (s->disks[i].dynamic)
                 set(d, "type", json_string("dynamic"), &ok);
             set(d, "readonly", json_boolean(s->disks[i].readonly), &ok);
+            if (s->disks[i].bus != VM_BUS_VIRTIO) /* left out: older nodes still read it */
+                set(d, "bus", json_string(vm_disk_bus_name(s->disks[i].bus)), &ok);
+            if (s->disks[i].bus == VM_BUS_SCSI)
+                scsi = true;
         }
         append(disks, d, &ok);
     }
     set(j, "disks", disks, &ok);
+    if (scsi)
+        set(j, "scsi_controller", json_string(vm_scsi_controller_name(s->scsi_controller)), &ok);
     for (unsigned i = 0; nics && i < s->nnics; i++) {
         json_t *n = json_object();
         if (n) {
             set(n, "bridge", json_string(s->nics[i].bridge), &ok);
             set(n, "mac", json_string(s->nics[i].mac), &ok);
+            if (s->nics[i].model != VM_NIC_VIRTIO)
+                set(n, "model", json_string(vm_nic_model_name(s->nics[i].model)), &ok);
         }
         append(nics, n, &ok);
     }

@@ -33,11 +33,30 @@ struct vm_disk {
         size_mib; /* if the file does not exist yet: create a VHD this big; 0 = must exist */
     bool dynamic; /* ... a dynamic VHD rather than a fixed one */
     bool readonly;
+    int bus; /* VM_BUS_*: the controller the guest sees it on ("bus"; virtio when absent) */
 };
+
+/* A disk's bus ("bus"): virtio-blk (the default, left out of the JSON so older specs print the
+ * same), a SCSI disk on the VM's SCSI controller (scsi_controller), a SATA disk on an AHCI
+ * controller, or an IDE disk on the i440fx board's PIIX IDE (2 buses x 2 units, no CD-ROM). */
+enum { VM_BUS_VIRTIO, VM_BUS_SCSI, VM_BUS_SATA, VM_BUS_IDE };
+#define VM_MAX_IDE_DISKS 4
+#define VM_MAX_SATA_DISKS 6 /* the ports of one ich9-ahci */
+#define VM_MAX_LSI_DISKS 7  /* lsi53c895a: SCSI ids 0-6 (7 is the controller) */
+
+/* The VM's SCSI controller ("scsi_controller", present only when a disk is on scsi): VMware's
+ * paravirtual SCSI (pvscsi, the default) or the LSI 53C895A (QEMU's only LSI: it stands in for
+ * VMware's LSI Logic SAS/Parallel, which QEMU does not emulate). */
+enum { VM_SCSI_PVSCSI, VM_SCSI_LSI };
+
+/* A NIC's model ("model"): virtio-net (default, left out of the JSON), Intel e1000 or VMware's
+ * vmxnet3: drivers a guest without virtio ones already has. */
+enum { VM_NIC_VIRTIO, VM_NIC_E1000, VM_NIC_VMXNET3 };
 
 struct vm_nic {
     char bridge[VM_BRIDGE_MAX + 1]; /* host bridge the tap joins */
     char mac[18];                   /* "52:54:00:xx:xx:xx", generated when absent */
+    int model;                      /* VM_NIC_* */
 };
 
 struct vm_label {
@@ -95,6 +114,7 @@ struct vm_spec {
      * shown in the dashboard through a VNC server on a unix socket). Part of the machine: both
      * ends of a migration build it from the same spec. */
     int display;
+    int scsi_controller; /* VM_SCSI_*: the controller of the disks on bus scsi */
 };
 
 enum { VM_DISPLAY_NONE, VM_DISPLAY_VGA };
@@ -129,6 +149,15 @@ json_t *vm_ha_to_json(const struct vm_ha *ha);
 /* Returns a new JSON object (caller owns the reference) that vm_spec_from_json parses back
  * to an equal spec. NULL only on allocation failure. */
 json_t *vm_spec_to_json(const struct vm_spec *s);
+
+/* The JSON names of the VM_BUS_*, VM_NIC_* and VM_SCSI_* values ("virtio", "scsi", ...). */
+const char *vm_disk_bus_name(int bus);
+const char *vm_nic_model_name(int model);
+const char *vm_scsi_controller_name(int ctl);
+/* The value named name, or -1: what the CLI and the importer parse. */
+int vm_disk_bus_parse(const char *name);
+int vm_nic_model_parse(const char *name);
+int vm_scsi_controller_parse(const char *name);
 
 /* vCPU count of a spec. */
 unsigned vm_spec_vcpus(const struct vm_spec *s);

@@ -675,6 +675,15 @@ _Static_assert(VM_MAX_DISKS <= QEMU_MAX_DISKS && VM_MAX_NICS <= QEMU_MAX_NICS &&
                    VM_NAME_MAX <= QEMU_NAME_MAX && VM_MACHINE_MAX <= QEMU_NAME_MAX &&
                    VM_MAX_VCPUS <= QEMU_MAX_VCPUS && VM_MIN_MEMORY_MIB >= QEMU_MIN_MEMORY_MIB,
                "every VM spec must fit the QEMU command line builder");
+_Static_assert((int)VM_BUS_VIRTIO == (int)QEMU_BUS_VIRTIO &&
+                   (int)VM_BUS_SCSI == (int)QEMU_BUS_SCSI &&
+                   (int)VM_BUS_SATA == (int)QEMU_BUS_SATA && (int)VM_BUS_IDE == (int)QEMU_BUS_IDE &&
+                   (int)VM_NIC_E1000 == (int)QEMU_NIC_E1000 &&
+                   (int)VM_NIC_VMXNET3 == (int)QEMU_NIC_VMXNET3 &&
+                   VM_MAX_IDE_DISKS == QEMU_MAX_IDE_DISKS &&
+                   VM_MAX_SATA_DISKS == QEMU_MAX_SATA_DISKS &&
+                   VM_MAX_LSI_DISKS == QEMU_MAX_LSI_DISKS,
+               "the spec's buses and models are the command line's");
 
 static int spawn_qemu(struct vm *vm, struct ferr *e)
 {
@@ -686,8 +695,12 @@ static int spawn_qemu(struct vm *vm, struct ferr *e)
     if (redirect_disks(vm, vm->disk_vpc, false, exports, e) < 0)
         return FERR_UNAVAIL;
     for (unsigned i = 0; i < s->ndisks; i++) {
-        disks[i] = (struct qemu_disk){s->disks[i].path, vm->disk_bytes[i], s->disks[i].readonly,
-                                      vm->disk_vpc[i] ? QEMU_DISK_VPC : QEMU_DISK_FIXED_VHD, NULL};
+        disks[i] = (struct qemu_disk){s->disks[i].path,
+                                      vm->disk_bytes[i],
+                                      s->disks[i].readonly,
+                                      vm->disk_vpc[i] ? QEMU_DISK_VPC : QEMU_DISK_FIXED_VHD,
+                                      NULL,
+                                      (enum qemu_disk_bus)s->disks[i].bus};
         if (vm->disk_nbd[i]) {
             nbd_sock(vm, i, socks[i], sizeof(socks[i]));
             disks[i].path = socks[i];
@@ -696,7 +709,8 @@ static int spawn_qemu(struct vm *vm, struct ferr *e)
         }
     }
     for (unsigned i = 0; i < s->nnics; i++)
-        nics[i] = (struct qemu_nic){vm->taps[i], s->nics[i].mac};
+        nics[i] =
+            (struct qemu_nic){vm->taps[i], s->nics[i].mac, (enum qemu_nic_model)s->nics[i].model};
     struct qemu_machine m = {
         .name = s->name,
         .type = s->machine,
@@ -712,6 +726,7 @@ static int spawn_qemu(struct vm *vm, struct ferr *e)
         .initrd = s->boot.initrd,
         .append = s->boot.cmdline,
         .vga = s->display == VM_DISPLAY_VGA,
+        .scsi = s->scsi_controller == VM_SCSI_LSI ? QEMU_SCSI_LSI : QEMU_SCSI_PVSCSI,
     };
     struct qemu_launch l = {
         .m = &m,

@@ -708,6 +708,15 @@ def test_import_vmware_vmx_and_ova_onto_the_volume(lab, csv1):
         table = h1.cli("vm", "import", fx["monolithicSparse"], "--dry-run", "--network",
                        "br0").stdout
         assert "note: devices are mapped to virtio" in table and "fixed VHD of 8 MiB" in table, table
+        # --keep-devices: the .vmx's pvscsi disk and vmxnet3 NIC stay what they are
+        kept = h1.cli_json("vm", "import", fx["monolithicSparse"], "--dry-run", "--keep-devices",
+                           "--network", "br0")
+        assert kept["spec"]["nics"][0]["model"] == "vmxnet3", kept["spec"]
+        assert kept["spec"]["disks"][0]["bus"] == "scsi", kept["spec"]
+        assert kept["spec"]["scsi_controller"] == "pvscsi", kept["spec"]
+        notes = "\n".join(kept["notes"])
+        assert "-> scsi disk on pvscsi, the same device" in notes and \
+            "-> vmxnet3 NIC on bridge br0" in notes and "mapped to virtio" not in notes, notes
         assert vhds(csv1) == before and vm_on(h1, plan["name"]) is None, "a dry run made something"
 
         for key, name, node in (("monolithicSparse", "imp-mono", h1), ("twoGbMaxExtentSparse",

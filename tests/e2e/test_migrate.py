@@ -651,3 +651,88 @@ def test_tls_stream_refuses_plain_and_opt_out(lab, tmp_path):
         lab.start_ferryd(h1, args=[])
     wait_answering(lab, ip)
     h1.cli("vm", "delete", "--force", "mt1")
+
+
+def qemu_args(host, name):
+    """The command line of name's QEMU on host, as a list of str."""
+    with open(f"/proc/{local_vm(host, name)['pid']}/cmdline", "rb") as f:
+        return [a.decode() for a in f.read().split(b"\0")]
+
+
+def test_vmware_devices_boot_record_and_migrate(lab):
+    """Devices a guest without virtio drivers has drivers for: an appliance VM with a vmxnet3
+    NIC and its disk on pvscsi, and one with its disk on IDE, boot, answer probes, their
+    recorders write to their disks (/dev/sda in the guest), and they live-migrate host1 ->
+    host2 within the budget under probes with every acknowledged write on the disk after they
+    stopped; the destination builds the same devices. e1000, lsi and SATA (AHCI) have no
+    driver in the appliance's kernel: a VM with them runs and migrates, checked on QEMU's side."""
+    h1, h2, h3 = lab.hosts
+    t0 = time.monotonic()
+    vms = [("dv1", 12, "br0,model=vmxnet3", ",bus=scsi", ["vmxnet3,netdev=net0",
+                                                       "pvscsi,id=scsi0", "scsi-hd,bus=scsi0.0"]),
+           ("dv2", 13, "br0", ",bus=ide", ["virtio-net-pci,netdev=net0",
+                                          "ide-hd,bus=ide.0,unit=0,drive=disk0,id=disk0-dev"])]
+    for name, k, nic, opts, devices in vms:
+        ip = create_vm(lab, h1, name, k, workload="probe,recorder", memory=128, nic=nic,
+                       disk_opts=opts)
+        disk = f"{lab.csv}/{name}.vhd"
+        con = h1.cli("vm", "console", name).stdout
+        assert "ferry-guest: recorder /dev/sda:" in con, \
+            f"{name}'s recorder is not on a SCSI/IDE disk: {con[-1500:]}"
+        show = h1.cli("vm", "show", name).stdout
+        assert f"bus {opts[5:]}" in show, f"vm show does not name the bus: {show}"
+        args = qemu_args(h1, name)
+        for d in devices:
+            assert any(a.startswith(d) for a in args), f"{name}: no {d} in {args}"
+        assert not any(a.startswith("virtio-blk-pci") for a in args), args
+        rec = lab.client_popen(["ferry-probe", "recorder", ip, "--json"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            time.sleep(1)
+            assert rec.poll() is None, f"the recorder ended early: {rec.communicate()}"
+            migrate_probed(lab, h1, h2, name, ip, h3)
+            dst = qemu_args(h2, name)
+            for d in devices:
+                assert any(a.startswith(d) for a in dst), f"{name} on host2: no {d} in {dst}"
+            time.sleep(1)
+            assert rec.poll() is None, f"the recorder ended: {rec.communicate()}"
+            rec.send_signal(signal.SIGINT)
+            out, err = rec.communicate(timeout=30)
+        finally:
+            if rec.poll() is None:
+                rec.kill()
+                rec.wait()
+        res = json.loads(out.strip().splitlines()[-1])
+        print(f"{name} recorder: {res}")
+        assert res["acked_count"] > 0 and res["out_of_order"] == 0, res
+        assert not res["connection_lost"] and res["error"] is None, res
+        assert res["acked_max"] == res["first_acked"] + res["acked_count"] - 1, res
+        h3.cli("vm", "stop", name, "--timeout", "60")
+        wait_for(lambda: vm_on(h3, name)["state"] == "stopped", 30, f"{name} to be stopped")
+        v = json.loads(lab.client_exec(["ferry-probe", "verify-disk", disk, "--acked",
+                                        str(res["acked_max"]), "--json"], check=False).stdout)
+        assert v["acked_ok"] and v["first_bad"] is None and v["max_seq"] >= res["acked_max"], v
+        h3.cli("vm", "delete", name)
+
+    # e1000, lsi53c895a and ich9-ahci: QEMU takes them, and both ends build them.
+    h1.cli("vm", "create", "dv3", "--node", h1.name, "--memory", "128", "--appliance",
+           "--nic", "br0,model=e1000", "--disk", f"{lab.csv}/dv3.vhd,size=16,bus=scsi",
+           "--disk", f"{lab.csv}/dv3b.vhd,size=16,bus=sata", "--scsi-controller", "lsi",
+           "--start")
+    wait_for(lambda: "ferry-guest: ready" in h1.cli("vm", "console", "dv3").stdout, 90,
+             "dv3's appliance to be up")
+    devices = ["e1000,netdev=net0", "lsi53c895a,id=scsi0", "ich9-ahci,id=sata0",
+               "scsi-hd,bus=scsi0.0,scsi-id=0", "ide-hd,bus=sata0.0,drive=disk1"]
+    args = qemu_args(h1, "dv3")
+    for d in devices:
+        assert any(a.startswith(d) for a in args), f"dv3: no {d} in {args}"
+    r = h1.cli("-o", "json", "vm", "migrate", "dv3", "--to", h2.name, timeout=120, check=False)
+    assert r.returncode == 0, f"migrate dv3: {r.stderr}\n{logs(lab)}"
+    assert json.loads(r.stdout)["status"] == "completed", r.stdout
+    v2 = local_vm(h2, "dv3")
+    assert v2 and v2["state"] == "running", v2
+    args = qemu_args(h2, "dv3")
+    for d in devices:
+        assert any(a.startswith(d) for a in args), f"dv3 on host2: no {d} in {args}"
+    h3.cli("vm", "delete", "--force", "dv3")
+    print(f"vmware devices: {time.monotonic() - t0:.1f} s")

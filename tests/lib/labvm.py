@@ -86,15 +86,16 @@ VERIFY = "ferry.verify_mb=16 ferry.verify_rate=4"
 _boot_ids = {}  # (lab dir, ip) -> the verifier's boot id when the VM was created
 
 
-def create_vm(lab, host, name, k, workload="probe", memory=256, disk=None, extra=(), cmdline=""):
+def create_vm(lab, host, name, k, workload="probe", memory=256, disk=None, extra=(), cmdline="",
+              nic="br0", disk_opts=""):
     """An appliance VM on host with guest IP number k, started, answering probes, its memory
     verifier answering too (it is added to workload); cmdline: more kernel parameters; extra:
-    more `vm create` arguments."""
+    more `vm create` arguments; nic: its --nic; disk_opts: more --disk options (",bus=scsi")."""
     ip = lab.guest_ip(k)
     disk = disk or f"{lab.csv}/{name}.vhd"
     host.cli("vm", "create", name, "--node", host.name, "--memory", str(memory), "--appliance",
              "--workload", f"{workload},memverify", "--cmdline", f"{cmdline} {VERIFY}".strip(),
-             "--guest-ip", f"{ip}/24", "--nic", "br0", "--disk", f"{disk},size=64", *extra,
+             "--guest-ip", f"{ip}/24", "--nic", nic, "--disk", f"{disk},size=64{disk_opts}", *extra,
              "--start")
     lab.client_exec(["ferry-probe", "wait", ip], timeout=90)
     rep = ferrylab.memverify(lab, ip, scans=0, timeout_s=60)

@@ -447,6 +447,9 @@ static void test_disk_valid(void **state)
             "{\"path\":\"a.vhd\",\"size_mib\":9223372036854775807}");
     disk_ok("a.vhd,size=9007199254740991G",
             "{\"path\":\"a.vhd\",\"size_mib\":9223372036854774784}");
+    disk_ok("a.vhd,bus=scsi", "{\"path\":\"a.vhd\",\"bus\":\"scsi\"}");
+    disk_ok("a.vhd,ro,bus=ide", "{\"path\":\"a.vhd\",\"readonly\":true,\"bus\":\"ide\"}");
+    disk_ok("a.vhd,bus=sata,bus=virtio", "{\"path\":\"a.vhd\",\"bus\":\"virtio\"}");
     /* UTF-8 beyond ASCII is a path like any other. */
     disk_ok("caf\xc3\xa9.vhd,ro", "{\"path\":\"caf\xc3\xa9.vhd\",\"readonly\":true}");
 }
@@ -470,12 +473,18 @@ static void test_disk_rejects(void **state)
     disk_bad("a.vhd,size=9007199254740992G",
              "--disk: size '9007199254740992G' is not a size like 1024, 512M or 2G");
     /* Unknown options, also in another case, also after a good one. */
-    disk_bad("a.vhd,foo", "--disk: unknown option 'foo' (size=MIB, type=fixed|dynamic or ro)");
-    disk_bad("a.vhd,RO", "--disk: unknown option 'RO' (size=MIB, type=fixed|dynamic or ro)");
-    disk_bad("a.vhd,ro,rw", "--disk: unknown option 'rw' (size=MIB, type=fixed|dynamic or ro)");
-    disk_bad("a.vhd,type=sparse",
-             "--disk: unknown option 'type=sparse' (size=MIB, type=fixed|dynamic or ro)");
-    disk_bad("a.vhd,SIZE=1", "--disk: unknown option 'SIZE=1' (size=MIB, type=fixed|dynamic or ro)");
+    disk_bad("a.vhd,foo", "--disk: unknown option 'foo' (size=MIB, type=fixed|dynamic, "
+                          "bus=virtio|scsi|sata|ide or ro)");
+    disk_bad("a.vhd,RO", "--disk: unknown option 'RO' (size=MIB, type=fixed|dynamic, "
+                         "bus=virtio|scsi|sata|ide or ro)");
+    disk_bad("a.vhd,ro,rw", "--disk: unknown option 'rw' (size=MIB, type=fixed|dynamic, "
+                            "bus=virtio|scsi|sata|ide or ro)");
+    disk_bad("a.vhd,type=sparse", "--disk: unknown option 'type=sparse' (size=MIB, "
+                                  "type=fixed|dynamic, bus=virtio|scsi|sata|ide or ro)");
+    disk_bad("a.vhd,bus=nvme", "--disk: unknown option 'bus=nvme' (size=MIB, type=fixed|dynamic, "
+                               "bus=virtio|scsi|sata|ide or ro)");
+    disk_bad("a.vhd,SIZE=1", "--disk: unknown option 'SIZE=1' (size=MIB, type=fixed|dynamic, "
+                             "bus=virtio|scsi|sata|ide or ro)");
     /* A PATH that JSON cannot carry is refused, not left out of the object. */
     disk_bad("caf\xe9.vhd", "--disk: the PATH is not valid UTF-8 (ferryd takes UTF-8 paths)");
     disk_bad("\xff,size=1G", "--disk: the PATH is not valid UTF-8 (ferryd takes UTF-8 paths)");
@@ -522,6 +531,11 @@ static void test_nic_valid(void **state)
     nic_ok("br0,mac=52:54:00:12:34:56", "{\"bridge\":\"br0\",\"mac\":\"52:54:00:12:34:56\"}");
     /* The MAC is ferryd's to check. */
     nic_ok("br0,mac=x", "{\"bridge\":\"br0\",\"mac\":\"x\"}");
+    nic_ok("br0,model=vmxnet3", "{\"bridge\":\"br0\",\"model\":\"vmxnet3\"}");
+    nic_ok("br0,model=e1000,mac=52:54:00:12:34:56",
+           "{\"bridge\":\"br0\",\"mac\":\"52:54:00:12:34:56\",\"model\":\"e1000\"}");
+    nic_ok("br0,mac=52:54:00:12:34:56,model=virtio",
+           "{\"bridge\":\"br0\",\"mac\":\"52:54:00:12:34:56\",\"model\":\"virtio\"}");
 }
 
 static void test_nic_rejects(void **state)
@@ -529,12 +543,22 @@ static void test_nic_rejects(void **state)
     (void)state;
     nic_bad("", "--nic '': a BRIDGE is needed");
     nic_bad(",mac=52:54:00:12:34:56", "--nic ',mac=52:54:00:12:34:56': a BRIDGE is needed");
-    nic_bad("br0,", "--nic 'br0,': expected BRIDGE[,mac=MAC]");
-    nic_bad("br0,mac=", "--nic 'br0,mac=': expected BRIDGE[,mac=MAC]");
-    nic_bad("br0,foo", "--nic 'br0,foo': expected BRIDGE[,mac=MAC]");
-    nic_bad("br0,MAC=x", "--nic 'br0,MAC=x': expected BRIDGE[,mac=MAC]");
-    nic_bad("br0,mac=a,b", "--nic 'br0,mac=a,b': expected BRIDGE[,mac=MAC]");
-    nic_bad("br0,mac=a,", "--nic 'br0,mac=a,': expected BRIDGE[,mac=MAC]");
+    nic_bad("br0,", "--nic 'br0,': expected BRIDGE[,mac=MAC][,model=virtio|e1000|vmxnet3]");
+    nic_bad("br0,mac=", "--nic 'br0,mac=': expected BRIDGE[,mac=MAC][,model=virtio|e1000|vmxnet3]");
+    nic_bad("br0,foo", "--nic 'br0,foo': expected BRIDGE[,mac=MAC][,model=virtio|e1000|vmxnet3]");
+    nic_bad("br0,MAC=x",
+            "--nic 'br0,MAC=x': expected BRIDGE[,mac=MAC][,model=virtio|e1000|vmxnet3]");
+    nic_bad("br0,mac=a,b",
+            "--nic 'br0,mac=a,b': expected BRIDGE[,mac=MAC][,model=virtio|e1000|vmxnet3]");
+    nic_bad("br0,mac=a,",
+            "--nic 'br0,mac=a,': expected BRIDGE[,mac=MAC][,model=virtio|e1000|vmxnet3]");
+    nic_bad("br0,model=",
+            "--nic 'br0,model=': expected BRIDGE[,mac=MAC][,model=virtio|e1000|vmxnet3]");
+    nic_bad("br0,model=e1000,model=e1000", "--nic 'br0,model=e1000,model=e1000': expected "
+                                           "BRIDGE[,mac=MAC][,model=virtio|e1000|vmxnet3]");
+    nic_bad("br0,mac=a,mac=b",
+            "--nic 'br0,mac=a,mac=b': expected BRIDGE[,mac=MAC][,model=virtio|e1000|vmxnet3]");
+    nic_bad("br0,model=e1000e", "--nic: model 'e1000e' is not virtio, e1000 or vmxnet3");
     /* A BRIDGE or MAC that JSON cannot carry is refused, not left out of the object. */
     nic_bad("br\xff", "--nic: the BRIDGE is not valid UTF-8 (it is a host bridge's name)");
     nic_bad("br\xff,foo", "--nic: the BRIDGE is not valid UTF-8 (it is a host bridge's name)");

@@ -32,9 +32,11 @@ static void fixture_init(struct fixture *f)
     snprintf(f->paths[0], sizeof(f->paths[0]), "/csv/vol1/web1.vhd");
     snprintf(f->paths[1], sizeof(f->paths[1]), "/csv/vol1/data.vhd");
     snprintf(f->mac, sizeof(f->mac), "52:54:00:12:34:56");
-    f->disks[0] = (struct qemu_disk){f->paths[0], 64ull << 20, false, QEMU_DISK_FIXED_VHD, NULL};
-    f->disks[1] = (struct qemu_disk){f->paths[1], 1ull << 30, true, QEMU_DISK_FIXED_VHD, NULL};
-    f->nics[0] = (struct qemu_nic){"fy-web1-0", f->mac};
+    f->disks[0] = (struct qemu_disk){f->paths[0],         64ull << 20, false,
+                                     QEMU_DISK_FIXED_VHD, NULL,        QEMU_BUS_VIRTIO};
+    f->disks[1] = (struct qemu_disk){f->paths[1],         1ull << 30, true,
+                                     QEMU_DISK_FIXED_VHD, NULL,       QEMU_BUS_VIRTIO};
+    f->nics[0] = (struct qemu_nic){"fy-web1-0", f->mac, QEMU_NIC_VIRTIO};
     f->m = (struct qemu_machine){
         .name = f->name,
         .type = f->type,
@@ -505,14 +507,106 @@ static void test_bad_inputs(void **state)
     qemu_argv_free(NULL);
 }
 
+/* Index of the argument equal to arg, or -1. */
+static int arg_index(char **argv, const char *arg)
+{
+    for (int i = 0; argv[i]; i++)
+        if (strcmp(argv[i], arg) == 0)
+            return i;
+    return -1;
+}
+
+static void test_buses_and_models(void **state)
+{
+    (void)state;
+    struct fixture f;
+    fixture_init(&f);
+    static const char *const paths[] = {"/c/a.vhd", "/c/b.vhd", "/c/c.vhd", "/c/d.vhd",
+                                        "/c/e.vhd", "/c/f.vhd", "/c/g.vhd", "/c/h.vhd"};
+    static const enum qemu_disk_bus bus[] = {QEMU_BUS_SCSI, QEMU_BUS_IDE,   QEMU_BUS_SATA,
+                                             QEMU_BUS_SCSI, QEMU_BUS_IDE,   QEMU_BUS_IDE,
+                                             QEMU_BUS_SATA, QEMU_BUS_VIRTIO};
+    struct qemu_disk d[8];
+    for (unsigned i = 0; i < 8; i++)
+        d[i] = (struct qemu_disk){paths[i], 1 << 20, false, QEMU_DISK_FIXED_VHD, NULL, bus[i]};
+    d[3].format = QEMU_DISK_NBD; /* a redirected disk keeps its bus */
+    d[3].export = "vol/d.vhd";
+    struct qemu_nic n[3] = {{"t0", "52:54:00:00:00:01", QEMU_NIC_VMXNET3},
+                            {"t1", "52:54:00:00:00:02", QEMU_NIC_E1000},
+                            {"t2", "52:54:00:00:00:03", QEMU_NIC_VIRTIO}};
+    f.m.disks = d;
+    f.m.ndisks = 8;
+    f.m.nics = n;
+    f.m.nnics = 3;
+    char **argv = build_ok(&f);
+    /* controllers once, before the disks that name their buses */
+    int pv = arg_index(argv, "pvscsi,id=scsi0"), ahci = arg_index(argv, "ich9-ahci,id=sata0");
+    assert_true(pv > 0 && ahci > 0);
+    assert_false(has_arg(argv, "lsi53c895a,id=scsi0"));
+    assert_true(pv <
+                arg_index(argv, "scsi-hd,bus=scsi0.0,scsi-id=0,lun=0,drive=disk0,id=disk0-dev"));
+    assert_true(has_arg(argv, "ide-hd,bus=ide.0,unit=0,drive=disk1,id=disk1-dev"));
+    assert_true(ahci < arg_index(argv, "ide-hd,bus=sata0.0,drive=disk2,id=disk2-dev"));
+    assert_true(has_arg(argv, "scsi-hd,bus=scsi0.0,scsi-id=1,lun=0,drive=disk3,id=disk3-dev"));
+    assert_true(has_arg(argv, "ide-hd,bus=ide.0,unit=1,drive=disk4,id=disk4-dev"));
+    assert_true(has_arg(argv, "ide-hd,bus=ide.1,unit=0,drive=disk5,id=disk5-dev"));
+    assert_true(has_arg(argv, "ide-hd,bus=sata0.1,drive=disk6,id=disk6-dev"));
+    assert_true(has_arg(argv, "virtio-blk-pci,drive=disk7,id=disk7-dev"));
+    assert_int_equal(count_opt(argv, "-device"), 2 + 8 + 3);
+    assert_true(has_arg(argv, "vmxnet3,netdev=net0,mac=52:54:00:00:00:01,id=net0-dev"));
+    assert_true(has_arg(argv, "e1000,netdev=net1,mac=52:54:00:00:00:02,id=net1-dev"));
+    assert_true(has_arg(argv, "virtio-net-pci,netdev=net2,mac=52:54:00:00:00:03,id=net2-dev"));
+    qemu_argv_free(argv);
+
+    f.m.scsi = QEMU_SCSI_LSI;
+    argv = build_ok(&f);
+    assert_true(has_arg(argv, "lsi53c895a,id=scsi0"));
+    assert_false(has_arg(argv, "pvscsi,id=scsi0"));
+    qemu_argv_free(argv);
+
+    /* no SCSI or SATA disk, no controller */
+    fixture_init(&f);
+    f.m.scsi = QEMU_SCSI_LSI;
+    argv = build_ok(&f);
+    assert_int_equal(arg_index(argv, "lsi53c895a,id=scsi0"), -1);
+    assert_int_equal(arg_index(argv, "ich9-ahci,id=sata0"), -1);
+    qemu_argv_free(argv);
+
+    /* more than a controller takes, an unknown value, IDE on q35 */
+    fixture_init(&f);
+    f.m.disks = d;
+    f.m.ndisks = 8;
+    d[2].bus = d[6].bus = QEMU_BUS_IDE; /* 5 IDE disks */
+    EXPECT_INVALID(&f, "more disks on one bus");
+    for (unsigned i = 0; i < 8; i++)
+        d[i].bus = QEMU_BUS_SCSI;
+    argv = build_ok(&f); /* 8 on pvscsi */
+    qemu_argv_free(argv);
+    f.m.scsi = QEMU_SCSI_LSI;
+    EXPECT_INVALID(&f, "lsi 7");
+    f.m.scsi = 7;
+    EXPECT_INVALID(&f, "unknown SCSI controller");
+    fixture_init(&f);
+    f.disks[1].bus = 9;
+    EXPECT_INVALID(&f, "unknown bus");
+    fixture_init(&f);
+    f.nics[0].model = 5;
+    EXPECT_INVALID(&f, "unknown model");
+    fixture_init(&f);
+    f.disks[1].bus = QEMU_BUS_IDE;
+    snprintf(f.type, sizeof(f.type), "pc-q35-7.2");
+    EXPECT_INVALID(&f, "no IDE controller");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_typical),     cmocka_unit_test(test_console_input),
-        cmocka_unit_test(test_vpc_disk),    cmocka_unit_test(test_nbd_disk),
-        cmocka_unit_test(test_kvm_vs_tcg),  cmocka_unit_test(test_comma_escaping),
-        cmocka_unit_test(test_kernel_boot), cmocka_unit_test(test_incoming_and_minimal),
-        cmocka_unit_test(test_bad_inputs),  cmocka_unit_test(test_vga_display),
+        cmocka_unit_test(test_typical),          cmocka_unit_test(test_console_input),
+        cmocka_unit_test(test_vpc_disk),         cmocka_unit_test(test_nbd_disk),
+        cmocka_unit_test(test_kvm_vs_tcg),       cmocka_unit_test(test_comma_escaping),
+        cmocka_unit_test(test_kernel_boot),      cmocka_unit_test(test_incoming_and_minimal),
+        cmocka_unit_test(test_bad_inputs),       cmocka_unit_test(test_vga_display),
+        cmocka_unit_test(test_buses_and_models),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -291,13 +291,143 @@ static void test_ovf_source(void **state)
     assert_non_null(strstr(e.msg, "disk blank has no file"));
 }
 
+static const char vmx_devices[] =
+    "displayName = \"legacy\"\nmemsize = \"512\"\n"
+    "scsi0.present = \"TRUE\"\nscsi0.virtualDev = \"pvscsi\"\n"
+    "scsi0:0.present = \"TRUE\"\nscsi0:0.fileName = \"a.vmdk\"\n"
+    "scsi1.present = \"TRUE\"\nscsi1.virtualDev = \"lsilogic\"\n"
+    "scsi1:0.present = \"TRUE\"\nscsi1:0.fileName = \"b.vmdk\"\n"
+    "sata0.present = \"TRUE\"\nsata0:0.present = \"TRUE\"\nsata0:0.fileName = \"c.vmdk\"\n"
+    "ide0:1.present = \"TRUE\"\nide0:1.fileName = \"d.vmdk\"\n"
+    "nvme0.present = \"TRUE\"\nnvme0:0.present = \"TRUE\"\nnvme0:0.fileName = \"e.vmdk\"\n"
+    "ethernet0.present = \"TRUE\"\nethernet0.virtualDev = \"vmxnet3\"\n"
+    "ethernet0.networkName = \"VM Network\"\n"
+    "ethernet1.present = \"TRUE\"\nethernet1.virtualDev = \"e1000e\"\n"
+    "ethernet1.networkName = \"VM Network\"\n"
+    "ethernet2.present = \"TRUE\"\nethernet2.virtualDev = \"E1000\"\n"
+    "ethernet2.networkName = \"VM Network\"\n"
+    "ethernet3.present = \"TRUE\"\nethernet3.networkName = \"VM Network\"\n";
+
+static const char *disk_bus(unsigned i)
+{
+    return json_string_value(
+        json_object_get(json_array_get(json_object_get(plan.spec, "disks"), i), "bus"));
+}
+
+static const char *nic_model(unsigned i)
+{
+    return json_string_value(
+        json_object_get(json_array_get(json_object_get(plan.spec, "nics"), i), "model"));
+}
+
+static void test_keep_devices(void **state)
+{
+    load_vmx(vmx_devices);
+    assert_int_equal(src.ndisks, 5);
+    assert_string_equal(src.disks[0].bus, "scsi");
+    assert_string_equal(src.disks[0].controller, "pvscsi");
+    assert_string_equal(src.disks[0].device, "scsi0:0 (disk, pvscsi)");
+    assert_string_equal(src.disks[1].controller, "lsilogic");
+    struct import_target t = target();
+    struct ferr e = {0};
+    /* without --keep-devices everything stays virtio */
+    if (import_plan_make(&src, &t, &plan, &e) != 0)
+        fail_msg("%s", e.msg);
+    for (unsigned i = 0; i < 5; i++)
+        assert_null(disk_bus(i));
+    for (unsigned i = 0; i < 4; i++)
+        assert_null(nic_model(i));
+    assert_null(json_object_get(plan.spec, "scsi_controller"));
+    assert_true(has_note("devices are mapped to virtio"));
+    assert_true(has_note("ethernet0 (vmxnet3) on \"VM Network\" -> virtio NIC"));
+    import_plan_clear(&plan);
+
+    t.keep_devices = true;
+    if (import_plan_make(&src, &t, &plan, &e) != 0)
+        fail_msg("%s", e.msg);
+    assert_string_equal(disk_bus(0), "scsi");
+    assert_string_equal(disk_bus(1), "scsi"); /* on the VM's one controller, the first's */
+    assert_string_equal(disk_bus(2), "sata");
+    assert_null(disk_bus(3)); /* NVMe (the .vmx's order: scsi, sata, nvme, ide): virtio */
+    assert_string_equal(disk_bus(4), "ide");
+    assert_string_equal(json_string_value(json_object_get(plan.spec, "scsi_controller")), "pvscsi");
+    assert_string_equal(nic_model(0), "vmxnet3");
+    assert_string_equal(nic_model(1), "e1000");
+    assert_string_equal(nic_model(2), "e1000");
+    assert_null(nic_model(3)); /* vlance: virtio */
+    assert_false(has_note("devices are mapped to virtio"));
+    assert_true(has_note("disk scsi0:0 (scsi0:0 (disk, pvscsi)) -> scsi disk on pvscsi, the same "
+                         "device"));
+    assert_true(has_note("the chip differs"));
+    assert_true(has_note("a ferry VM has one SCSI controller, pvscsi"));
+    assert_true(has_note("-> sata disk on an AHCI controller"));
+    assert_true(has_note("-> ide disk on the PIIX IDE controller"));
+    assert_true(has_note("-> virtio disk: ferry has no nvme controller"));
+    assert_true(has_note("ethernet0 (vmxnet3) on \"VM Network\" -> vmxnet3 NIC"));
+    assert_true(has_note("ethernet1 (e1000e) -> e1000 NIC: the e1000e (82574) became an e1000"));
+    assert_true(has_note("ethernet3 (vlance) -> virtio NIC: ferry has no vlance"));
+    /* the spec it made is one ferryd takes */
+    struct vm_spec *vs = malloc(sizeof *vs);
+    assert_non_null(vs);
+    assert_int_equal(vm_spec_from_json(plan.spec, NULL, vs, &e), 0);
+    assert_int_equal(vs->disks[4].bus, VM_BUS_IDE);
+    assert_int_equal(vs->nics[0].model, VM_NIC_VMXNET3);
+    free(vs);
+    import_plan_clear(&plan);
+
+    /* an LSI Logic first: the VM's controller is QEMU's lsi */
+    struct import_src_disk d = {.label = "scsi0:0",
+                                .device = "scsi0:0 (disk, lsisas1068)",
+                                .bus = "scsi",
+                                .controller = "lsisas1068"};
+    char note[IMPORT_NOTE_MAX];
+    int ctl;
+    assert_int_equal(import_map_disk(&d, &ctl, note, sizeof note), VM_BUS_SCSI);
+    assert_int_equal(ctl, VM_SCSI_LSI);
+    assert_non_null(strstr(note, "not VMware's LSI Logic SAS: the chip differs"));
+    snprintf(d.controller, sizeof d.controller, "buslogic");
+    assert_int_equal(import_map_disk(&d, &ctl, note, sizeof note), VM_BUS_VIRTIO);
+    assert_non_null(strstr(note, "ferry has no scsi buslogic controller"));
+    d.controller[0] = 0; /* a .vmx without scsi0.virtualDev */
+    assert_int_equal(import_map_disk(&d, &ctl, note, sizeof note), VM_BUS_VIRTIO);
+    assert_int_equal(import_map_nic("nic0", "VmxNet3", note, sizeof note), VM_NIC_VMXNET3);
+    assert_int_equal(import_map_nic("nic0", "E1000e", note, sizeof note), VM_NIC_E1000);
+    assert_int_equal(import_map_nic("nic0", "PCNet32", note, sizeof note), VM_NIC_VIRTIO);
+}
+
+static void test_ovf_controllers(void **state)
+{
+    static struct ovf o;
+    memset(&o, 0, sizeof o);
+    snprintf(o.name, sizeof o.name, "deb");
+    snprintf(o.firmware, sizeof o.firmware, "bios");
+    o.vcpus = 1;
+    o.cores_per_socket = 1;
+    o.memory_mib = 256;
+    o.nfiles = 1;
+    snprintf(o.files[0].href, sizeof o.files[0].href, "deb-disk1.vmdk");
+    o.ndisks = 1;
+    snprintf(o.disks[0].id, sizeof o.disks[0].id, "vmdisk1");
+    o.disks[0].capacity_bytes = 10 * MIB;
+    snprintf(o.disks[0].controller, sizeof o.disks[0].controller, "scsi");
+    snprintf(o.disks[0].controller_sub, sizeof o.disks[0].controller_sub, "virtualscsi");
+    o.nattached = 1;
+    struct ferr e = {0};
+    assert_int_equal(import_source_from_ovf(&o, "/imp/deb.ovf", "ovf", &src, &e), 0);
+    assert_string_equal(src.disks[0].bus, "scsi");
+    assert_string_equal(src.disks[0].controller, "pvscsi");
+    assert_string_equal(src.disks[0].device, "scsi controller virtualscsi");
+    snprintf(o.disks[0].controller_sub, sizeof o.disks[0].controller_sub, "lsilogicsas");
+    assert_int_equal(import_source_from_ovf(&o, "/imp/deb.ovf", "ovf", &src, &e), 0);
+    assert_string_equal(src.disks[0].controller, "lsisas1068");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_vmx_plan),
-        cmocka_unit_test(test_refusals),
-        cmocka_unit_test(test_names),
-        cmocka_unit_test(test_ovf_source),
+        cmocka_unit_test(test_vmx_plan),     cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_names),        cmocka_unit_test(test_ovf_source),
+        cmocka_unit_test(test_keep_devices), cmocka_unit_test(test_ovf_controllers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

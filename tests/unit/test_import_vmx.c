@@ -92,8 +92,12 @@ static void test_esxi(void **state)
     assert_string_equal(v.nics[0].mac, "00:50:56:ab:cd:01");
     assert_string_equal(v.nics[1].mac, "00:50:56:00:00:02"); /* static: address, not generated */
     assert_int_equal(v.nskipped, 1);                         /* ethernet2 */
-    /* config.version, virtualHW.version, scsi0.virtualDev, tools.syncTime */
-    assert_int_equal(v.nunknown, 4);
+    /* config.version, virtualHW.version, tools.syncTime; scsi0.virtualDev is used now */
+    assert_int_equal(v.nunknown, 3);
+    assert_string_equal(v.disks[0].controller_dev, "pvscsi");
+    assert_string_equal(v.disks[1].controller_dev, "pvscsi");
+    assert_string_equal(v.disks[2].controller_dev, ""); /* only SCSI controllers have a model */
+    assert_string_equal(v.disks[3].controller_dev, "");
     assert_int_equal(v.nduplicates, 0);
 }
 

@@ -119,7 +119,7 @@ static const struct bad bad_cases[] = {
     {"'web'", "spec: expected a JSON object at the top level, not a string"},
     {"{" BASE "," DISK ",'foo':1}",
      "unknown field \"foo\" (accepted: name, cpu, memory_mib, disks, "
-     "nics, boot, blackout_budget_ms, priority, labels, machine, ha, display)"},
+     "nics, boot, blackout_budget_ms, priority, labels, machine, ha, display, scsi_controller)"},
     {"{" BASE "," DISK ",'Name':'x'}", "unknown field \"Name\""},
     /* ha */
     {"{" BASE "," DISK ",'ha':true}", "ha: expected an object, not a boolean"},
@@ -227,7 +227,34 @@ static const struct bad bad_cases[] = {
     {"{" BASE ",'disks':[{'path':'/csv/n.vhd','readonly':true,'size_mib':10}]}",
      "disks[0].size_mib: a readonly disk cannot be created"},
     {"{" BASE ",'disks':[{'path':'/csv/a.vhd','format':'qcow2'}]}",
-     "disks[0]: unknown field \"format\" (accepted: path, size_mib, type, readonly)"},
+     "disks[0]: unknown field \"format\" (accepted: path, size_mib, type, readonly, bus)"},
+    /* buses and the SCSI controller */
+    {"{" BASE ",'disks':[{'path':'/csv/a.vhd','bus':'nvme'}]}",
+     "disks[0].bus: expected \"virtio\", \"scsi\", \"sata\" or \"ide\", not \"nvme\""},
+    {"{" BASE ",'disks':[{'path':'/csv/a.vhd','bus':2}]}",
+     "disks[0].bus: expected \"virtio\", \"scsi\", \"sata\" or \"ide\", not an integer"},
+    {"{" BASE "," DISK ",'scsi_controller':'lsi'}", "scsi_controller: no disk is on bus \"scsi\""},
+    {"{" BASE ",'disks':[{'path':'/csv/a.vhd','bus':'scsi'}],'scsi_controller':'buslogic'}",
+     "scsi_controller: expected \"pvscsi\" or \"lsi\", not \"buslogic\""},
+    {"{" BASE ",'disks':[{'path':'/csv/a.vhd','bus':'ide'},{'path':'/csv/b.vhd','bus':'ide'},"
+     "{'path':'/csv/sub/c.vhd','bus':'ide'},{'path':'/root.vhd','bus':'ide'},"
+     "{'path':'/csv/n.vhd','size_mib':1,'bus':'ide'}]}",
+     "disks: 5 disks on bus \"ide\" exceed the 4 IDE units"},
+    {"{" BASE ",'machine':'q35','disks':[{'path':'/csv/a.vhd','bus':'ide'}]}",
+     "disks: bus \"ide\" needs an i440fx (pc) machine"},
+    {"{" BASE ",'disks':[{'path':'/csv/a.vhd','bus':'sata'},{'path':'/csv/b.vhd','bus':'sata'},"
+     "{'path':'/csv/sub/c.vhd','bus':'sata'},{'path':'/root.vhd','bus':'sata'},"
+     "{'path':'/csv/n.vhd','size_mib':1,'bus':'sata'},{'path':'/csv/"
+     "m.vhd','size_mib':1,'bus':'sata'},"
+     "{'path':'/csv/o.vhd','size_mib':1,'bus':'sata'}]}",
+     "disks: 7 disks on bus \"sata\" exceed the 6 ports"},
+    {"{" BASE ",'scsi_controller':'lsi','disks':[{'path':'/csv/a.vhd','bus':'scsi'},"
+     "{'path':'/csv/b.vhd','bus':'scsi'},{'path':'/csv/sub/c.vhd','bus':'scsi'},"
+     "{'path':'/root.vhd','bus':'scsi'},{'path':'/csv/n.vhd','size_mib':1,'bus':'scsi'},"
+     "{'path':'/csv/m.vhd','size_mib':1,'bus':'scsi'},{'path':'/csv/"
+     "o.vhd','size_mib':1,'bus':'scsi'},"
+     "{'path':'/csv/p.vhd','size_mib':1,'bus':'scsi'}]}",
+     "disks: 8 disks on bus \"scsi\" exceed the 7 an lsi controller takes"},
     {"{" BASE ",'disks':[{'path':'/csv/n.vhd','size_mib':10,'type':'sparse'}]}",
      "disks[0].type: expected \"fixed\" or \"dynamic\""},
     {"{" BASE ",'disks':[{'path':'/csv/n.vhd','size_mib':10,'type':7}]}",
@@ -269,8 +296,12 @@ static const struct bad bad_cases[] = {
     {"{" BASE "," DISK ",'nics':[{'bridge':'br0','mac':'52:54:00:00:00:01'},"
      "{'bridge':'br1','mac':'52:54:00:00:00:01'}]}",
      "nics[1].mac: 52:54:00:00:00:01 is already used by nics[0]"},
-    {"{" BASE "," DISK ",'nics':[{'bridge':'br0','model':'e1000'}]}",
-     "nics[0]: unknown field \"model\" (accepted: bridge, mac)"},
+    {"{" BASE "," DISK ",'nics':[{'bridge':'br0','type':'e1000'}]}",
+     "nics[0]: unknown field \"type\" (accepted: bridge, mac, model)"},
+    {"{" BASE "," DISK ",'nics':[{'bridge':'br0','model':'e1000e'}]}",
+     "nics[0].model: expected \"virtio\", \"e1000\" or \"vmxnet3\", not \"e1000e\""},
+    {"{" BASE "," DISK ",'nics':[{'bridge':'br0','model':true}]}",
+     "nics[0].model: expected \"virtio\", \"e1000\" or \"vmxnet3\", not a boolean"},
     {"{" BASE "," DISK ",'nics':[{'bridge':'br0'},{'bridge':'br0'},{'bridge':'br0'},"
      "{'bridge':'br0'},{'bridge':'br0'},{'bridge':'br0'},{'bridge':'br0'},{'bridge':'br0'},"
      "{'bridge':'br0'}]}",
@@ -616,11 +647,14 @@ static void assert_spec_equal(const struct vm_spec *a, const struct vm_spec *b)
         assert_string_equal(a->disks[i].path, b->disks[i].path);
         assert_int_equal(a->disks[i].size_mib, b->disks[i].size_mib);
         assert_int_equal(a->disks[i].readonly, b->disks[i].readonly);
+        assert_int_equal(a->disks[i].bus, b->disks[i].bus);
     }
+    assert_int_equal(a->scsi_controller, b->scsi_controller);
     assert_int_equal(a->nnics, b->nnics);
     for (unsigned i = 0; i < a->nnics; i++) {
         assert_string_equal(a->nics[i].bridge, b->nics[i].bridge);
         assert_string_equal(a->nics[i].mac, b->nics[i].mac);
+        assert_int_equal(a->nics[i].model, b->nics[i].model);
     }
     assert_string_equal(a->boot.kernel, b->boot.kernel);
     assert_string_equal(a->boot.initrd, b->boot.initrd);
@@ -704,6 +738,58 @@ static void test_round_trip_full(void **state)
                "'labels':{'tier':'db','team.io/owner':'ops','note':'hello, world'}}");
 }
 
+static void test_buses_and_models(void **state)
+{
+    (void)state;
+    struct vm_spec *s = calloc(1, sizeof(*s));
+    assert_non_null(s);
+    /* the defaults are virtio and are left out of the JSON, so older specs print the same */
+    expect_ok("{" BASE "," DISK ",'nics':[{'bridge':'br0'}]}", s);
+    assert_int_equal(s->disks[0].bus, VM_BUS_VIRTIO);
+    assert_int_equal(s->nics[0].model, VM_NIC_VIRTIO);
+    json_t *j = vm_spec_to_json(s);
+    assert_null(json_object_get(json_array_get(json_object_get(j, "disks"), 0), "bus"));
+    assert_null(json_object_get(json_array_get(json_object_get(j, "nics"), 0), "model"));
+    assert_null(json_object_get(j, "scsi_controller"));
+    json_decref(j);
+    expect_ok("{" BASE ",'disks':[{'path':'/csv/a.vhd','bus':'virtio'}],"
+              "'nics':[{'bridge':'br0','model':'virtio'}]}",
+              s);
+    j = vm_spec_to_json(s);
+    assert_null(json_object_get(json_array_get(json_object_get(j, "disks"), 0), "bus"));
+    json_decref(j);
+    /* a disk on scsi gets the pvscsi controller, written out */
+    expect_ok("{" BASE ",'disks':[{'path':'/csv/a.vhd','bus':'scsi'},{'path':'/csv/b.vhd',"
+              "'bus':'ide'}],'nics':[{'bridge':'br0','model':'vmxnet3'},{'bridge':'br1',"
+              "'model':'e1000'}]}",
+              s);
+    assert_int_equal(s->disks[0].bus, VM_BUS_SCSI);
+    assert_int_equal(s->disks[1].bus, VM_BUS_IDE);
+    assert_int_equal(s->scsi_controller, VM_SCSI_PVSCSI);
+    assert_int_equal(s->nics[0].model, VM_NIC_VMXNET3);
+    assert_int_equal(s->nics[1].model, VM_NIC_E1000);
+    j = vm_spec_to_json(s);
+    assert_string_equal(json_string_value(json_object_get(j, "scsi_controller")), "pvscsi");
+    assert_string_equal(
+        json_string_value(json_object_get(json_array_get(json_object_get(j, "disks"), 1), "bus")),
+        "ide");
+    json_decref(j);
+    free(s);
+    round_trip("{" BASE ",'disks':[{'path':'/csv/a.vhd','bus':'scsi'},{'path':'/csv/b.vhd',"
+               "'bus':'sata'},{'path':'/root.vhd','bus':'ide'},{'path':'/csv/sub/c.vhd'}],"
+               "'scsi_controller':'lsi','nics':[{'bridge':'br0','model':'e1000'},"
+               "{'bridge':'br1','model':'vmxnet3'},{'bridge':'br1'}]}");
+    /* 4 IDE disks fit; 8 SCSI disks fit on pvscsi */
+    round_trip("{" BASE ",'disks':[{'path':'/csv/a.vhd','bus':'ide'},{'path':'/csv/b.vhd','bus':"
+               "'ide'},{'path':'/csv/sub/c.vhd','bus':'ide'},{'path':'/root.vhd','bus':'ide'}]}");
+    assert_string_equal(vm_disk_bus_name(VM_BUS_SATA), "sata");
+    assert_int_equal(vm_disk_bus_parse("ide"), VM_BUS_IDE);
+    assert_int_equal(vm_disk_bus_parse("nvme"), -1);
+    assert_int_equal(vm_nic_model_parse("vmxnet3"), VM_NIC_VMXNET3);
+    assert_int_equal(vm_scsi_controller_parse("lsi"), VM_SCSI_LSI);
+    assert_string_equal(vm_scsi_controller_name(VM_SCSI_PVSCSI), "pvscsi");
+}
+
 static void test_to_json_shape(void **state)
 {
     (void)state;
@@ -750,6 +836,7 @@ int main(void)
         cmocka_unit_test(test_ha),
         cmocka_unit_test(test_round_trip_full),
         cmocka_unit_test(test_to_json_shape),
+        cmocka_unit_test(test_buses_and_models),
     };
     enum {
         NBAD = sizeof(bad_cases) / sizeof(bad_cases[0]),
