@@ -182,6 +182,7 @@ int vmdk_desc_parse(const char *name, const char *text, size_t len, struct vmdk_
     char k[64], v[VMDK_PATH_MAX];
     const struct ctype *ct = NULL;
     unsigned ct_line = 0;
+    bool has_cid = false, has_parent_cid = false;
     for (; p < end; line++) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         const char *eol = nl ? nl : end, *s = p;
@@ -212,6 +213,7 @@ int vmdk_desc_parse(const char *name, const char *text, size_t len, struct vmdk_
             if (text_parse_u64(v, 16, &n) < 0 || n > 0xffffffffu)
                 return bad(e, name, line, "%s \"%.20s\" is not 8 hex digits", k, v);
             *(k[0] == 'C' ? &d->cid : &d->parent_cid) = (uint32_t)n;
+            *(k[0] == 'C' ? &has_cid : &has_parent_cid) = true;
         } else if (strcmp(k, "createType") == 0) {
             ct = NULL;
             for (size_t i = 0; i < sizeof ctypes / sizeof ctypes[0]; i++)
@@ -260,6 +262,14 @@ int vmdk_desc_parse(const char *name, const char *text, size_t len, struct vmdk_
     if (d->parent_cid == 0xffffffffu && d->parent_hint[0])
         return bad(e, name, d->parent_line,
                    "parentFileNameHint without a parentCID: set parentCID or remove the hint");
+    /* VMware writes both in every descriptor, and qemu-img (which converts the disk) refuses
+     * one without them ("Invalid argument"): refused here, where the message can say why. */
+    if (!has_cid || !has_parent_cid)
+        return ferr_set(e, FERR_INVALID,
+                        "%s: the descriptor has no %s line (every VMDK descriptor has CID and "
+                        "parentCID; add \"%s\")",
+                        name, has_cid ? "parentCID" : "CID",
+                        has_cid ? "parentCID=ffffffff" : "CID=fffffffe");
     return 0;
 }
 

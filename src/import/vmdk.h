@@ -52,8 +52,9 @@ struct vmdk_desc {
  * streamOptimized, seSparse. Each extent must match them (a SPARSE extent in a flat disk is
  * refused) and name a file that stays inside the descriptor's folder (text_path_inside: no
  * absolute path, no ".."). Refused: no extents, unknown extent types (VMFSRDM, VMFSRAW: raw
- * devices), NOACCESS extents, unknown access, a descriptor without createType, a version other
- * than 1..3. Unknown keys are ignored. Returns 0, or FERR_INVALID with "NAME:LINE: ..." in e.
+ * devices), NOACCESS extents, unknown access, a descriptor without createType, CID or
+ * parentCID, a version other than 1..3. Unknown keys are ignored. Returns 0, or FERR_INVALID with
+ * "NAME:LINE: ..." in e.
  */
 int vmdk_desc_parse(const char *name, const char *text, size_t len, struct vmdk_desc *out,
                     struct ferr *e);

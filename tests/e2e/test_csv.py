@@ -786,7 +786,8 @@ def test_import_vmware_vmx_and_ova_onto_the_volume(lab, csv1):
             for _ in range(1024):
                 f.write(block)
         with open(os.path.join(bigdir, "deb.vmdk"), "w") as f:
-            f.write('createType="monolithicFlat"\nRW 2097152 FLAT "deb-flat.vmdk" 0\n')
+            f.write('CID=fffffffe\nparentCID=ffffffff\ncreateType="monolithicFlat"\n'
+                    'RW 2097152 FLAT "deb-flat.vmdk" 0\n')
         with open(os.path.join(bigdir, "deb.vmx"), "w") as f:
             f.write(text)
         proc = subprocess.Popen([lab.bins["ferry"], "--socket", h1.sock, "vm", "import",

@@ -524,13 +524,16 @@ def peer_post(lab, via, host, path, body):
              if "cluster.json" in fs]
     with open(found[0]) as f:
         secret = json.load(f)["secret"]
-    code = ("import json, sys, urllib.request, urllib.error\n"
+    code = ("import json, ssl, sys, urllib.request, urllib.error\n"
             "rq = urllib.request.Request(sys.argv[1], data=sys.argv[2].encode(), method='POST',"
             " headers={'Authorization': 'Bearer ' + sys.argv[3],"
             " 'Content-Type': 'application/json'})\n"
-            "try:\n r = urllib.request.urlopen(rq, timeout=60); print(r.status, r.read().decode())\n"
+            "ctx = ssl.create_default_context(cafile=sys.argv[4])\n"
+            "try:\n r = urllib.request.urlopen(rq, timeout=60, context=ctx);"
+            " print(r.status, r.read().decode())\n"
             "except urllib.error.HTTPError as e:\n print(e.code, e.read().decode())\n")
-    r = via.exec(["/usr/bin/python3", "-c", code, f"{host.url}{path}", json.dumps(body), secret])
+    r = via.exec(["/usr/bin/python3", "-c", code, f"{host.url}{path}", json.dumps(body), secret,
+                  lab.ca_file()])
     st, _, text = r.stdout.strip().partition(" ")
     return int(st), json.loads(text)
 

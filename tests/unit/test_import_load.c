@@ -95,7 +95,8 @@ static void expect_error(const char *name, int code, const char *want)
 static void test_flat_and_chain(void **state)
 {
     put("deb.vmx", VMX_HEAD "scsi0:0.present = \"TRUE\"\nscsi0:0.fileName = \"deb-000001.vmdk\"\n");
-    put("deb.vmdk", "createType=\"monolithicFlat\"\nRW 2048 FLAT \"deb-flat.vmdk\" 0\n");
+    put("deb.vmdk", "CID=fffffffe\nparentCID=ffffffff\ncreateType=\"monolithicFlat\"\nRW 2048 FLAT "
+                    "\"deb-flat.vmdk\" 0\n");
     put_size("deb-flat.vmdk", 2048 * 512);
     put("deb-000001.vmdk",
         "CID=2\nparentCID=1\ncreateType=\"twoGbMaxExtentSparse\"\n"
@@ -113,18 +114,21 @@ static void test_flat_and_chain(void **state)
     assert_non_null(strstr(src.disks[0].path, "/deb-000001.vmdk"));
     /* both descriptors, the flat extent and the sparse one */
     assert_int_equal(src.disks[0].file_bytes,
-                     strlen("createType=\"monolithicFlat\"\nRW 2048 FLAT \"deb-flat.vmdk\" 0\n") +
+                     strlen("CID=fffffffe\nparentCID=ffffffff\ncreateType=\"monolithicFlat\"\nRW "
+                            "2048 FLAT \"deb-flat.vmdk\" 0\n") +
                          2048 * 512 + 65536 +
                          strlen("CID=2\nparentCID=1\ncreateType=\"twoGbMaxExtentSparse\"\n"
                                 "parentFileNameHint=\"deb.vmdk\"\nRW 2048 SPARSE "
                                 "\"deb-000001-s001.vmdk\"\n"));
     /* the parent's size disagrees */
-    put("deb.vmdk", "createType=\"monolithicFlat\"\nRW 1024 FLAT \"deb-flat.vmdk\" 0\n");
+    put("deb.vmdk", "CID=fffffffe\nparentCID=ffffffff\ncreateType=\"monolithicFlat\"\nRW 1024 FLAT "
+                    "\"deb-flat.vmdk\" 0\n");
     expect_error("deb.vmx", FERR_INVALID, "parent");
-    put("deb.vmdk", "createType=\"monolithicFlat\"\nRW 2048 FLAT \"deb-flat.vmdk\" 0\n");
+    put("deb.vmdk", "CID=fffffffe\nparentCID=ffffffff\ncreateType=\"monolithicFlat\"\nRW 2048 FLAT "
+                    "\"deb-flat.vmdk\" 0\n");
     /* a truncated flat extent */
     put_size("deb-flat.vmdk", 2047 * 512);
-    expect_error("deb.vmx", FERR_INVALID, "deb.vmdk:2: extent");
+    expect_error("deb.vmx", FERR_INVALID, "deb.vmdk:4: extent");
     expect_error("deb.vmx", FERR_INVALID,
                  "has 1048064 bytes, the descriptor says it holds 1048576: it is truncated");
     put_size("deb-flat.vmdk", 2048 * 512);
@@ -147,7 +151,8 @@ static void test_flat_and_chain(void **state)
 static void test_outside(void **state)
 {
     put("out.vmx", VMX_HEAD "scsi0:0.present = \"TRUE\"\nscsi0:0.fileName = \"link.vmdk\"\n");
-    put("link.vmdk", "createType=\"monolithicFlat\"\nRW 1 FLAT \"escape-flat.vmdk\" 0\n");
+    put("link.vmdk", "CID=fffffffe\nparentCID=ffffffff\ncreateType=\"monolithicFlat\"\nRW 1 FLAT "
+                     "\"escape-flat.vmdk\" 0\n");
     char p[512];
     snprintf(p, sizeof p, "%s/escape-flat.vmdk", dir);
     unlink(p);
@@ -183,7 +188,8 @@ static void test_outside(void **state)
 
 static void test_ovf_folder(void **state)
 {
-    const char desc[] = "createType=\"monolithicFlat\"\nRW 8 FLAT \"d-flat.vmdk\" 0\n";
+    const char desc[] = "CID=fffffffe\nparentCID=ffffffff\ncreateType=\"monolithicFlat\"\nRW 8 "
+                        "FLAT \"d-flat.vmdk\" 0\n";
     char size[16];
     snprintf(size, sizeof size, "%zu", strlen(desc));
     put("d.vmdk", desc);
@@ -204,8 +210,10 @@ static void test_ovf_folder(void **state)
     assert_true(noted);
     /* a manifest: the empty flat file's SHA-1 is da39a3..., the other is wrong */
     put_size("d-flat.vmdk", 0);
-    put("d.vmdk", "createType=\"monolithicFlat\"\nRW 8 ZERO\n");
-    snprintf(size, sizeof size, "%zu", strlen("createType=\"monolithicFlat\"\nRW 8 ZERO\n"));
+    put("d.vmdk", "CID=fffffffe\nparentCID=ffffffff\ncreateType=\"monolithicFlat\"\nRW 8 ZERO\n");
+    snprintf(
+        size, sizeof size, "%zu",
+        strlen("CID=fffffffe\nparentCID=ffffffff\ncreateType=\"monolithicFlat\"\nRW 8 ZERO\n"));
     snprintf(doc, sizeof doc, OVF_DOC("%s", "4096"), size);
     put("p.ovf", doc);
     put("p.mf", "SHA1(d-flat.vmdk)= da39a3ee5e6b4b0d3255bfef95601890afd80709\n");

@@ -69,20 +69,25 @@ static void test_two_gb(void **state)
 static void test_flat_vmfs_snapshot(void **state)
 {
     struct ferr e = {0};
-    assert_int_equal(parse("version=1\r\ncreateType=\"monolithicFlat\"\r\n"
-                           "RW 20480 FLAT \"x-flat.vmdk\" 0\r\nRDONLY 100 ZERO\r\n",
-                           &e),
-                     0);
+    assert_int_equal(
+        parse("version=1\r\nCID=fffffffe\r\nparentCID=ffffffff\r\ncreateType=\"monolithicFlat\"\r\n"
+              "RW 20480 FLAT \"x-flat.vmdk\" 0\r\nRDONLY 100 ZERO\r\n",
+              &e),
+        0);
     assert_false(d.sparse);
     assert_int_equal(d.nextents, 2);
     assert_true(d.extents[1].readonly);
     assert_int_equal(d.extents[1].type, VMDK_EXTENT_ZERO);
     assert_string_equal(d.extents[1].file, "");
-    assert_int_equal(parse("createType=\"vmfsThin\"\nRW 41943040 VMFS \"web-01-flat.vmdk\"\n", &e),
+    assert_int_equal(parse("CID=1\nparentCID=ffffffff\ncreateType=\"vmfsThin\"\nRW 41943040 VMFS "
+                           "\"web-01-flat.vmdk\"\n",
+                           &e),
                      0);
     assert_int_equal(d.extents[0].offset, 0);
-    assert_int_equal(
-        parse("createType=\"twoGbMaxExtentFlat\"\nRW 8 FLAT \"sub dir/a b.vmdk\" 16\n", &e), 0);
+    assert_int_equal(parse("CID=1\nparentCID=ffffffff\ncreateType=\"twoGbMaxExtentFlat\"\nRW 8 "
+                           "FLAT \"sub dir/a b.vmdk\" 16\n",
+                           &e),
+                     0);
     assert_int_equal(d.extents[0].offset, 16);
     assert_string_equal(d.extents[0].file, "sub dir/a b.vmdk");
     /* a snapshot: an ESXi delta with its parent */
@@ -95,7 +100,8 @@ static void test_flat_vmfs_snapshot(void **state)
     assert_string_equal(d.parent_hint, "web-01.vmdk");
     assert_int_equal(d.parent_line, 5);
     /* an embedded descriptor is followed by NUL padding */
-    const char emb[] = "createType=\"monolithicSparse\"\nRW 20480 SPARSE \"m.vmdk\"\n\0\0\0garbage";
+    const char emb[] = "CID=1\nparentCID=ffffffff\ncreateType=\"monolithicSparse\"\nRW 20480 "
+                       "SPARSE \"m.vmdk\"\n\0\0\0garbage";
     assert_int_equal(vmdk_desc_parse("m.vmdk", emb, sizeof emb, &d, &e), 0);
     assert_int_equal(d.nextents, 1);
 }
@@ -139,6 +145,10 @@ static void test_malformed(void **state)
     expect_error("createType=\"vmfsSparse\"\nparentCID=1\nparentFileNameHint=\"../p.vmdk\"\n",
                  "d.vmdk:3: parentFileNameHint \"../p.vmdk\" is outside the disk's folder");
     expect_error("createType=\"vmfs\"\nthis is no key\n", "d.vmdk:2: expected key=value");
+    expect_error("createType=\"monolithicFlat\"\nRW 10 FLAT \"x.vmdk\" 0\n",
+                 "d.vmdk: the descriptor has no CID line");
+    expect_error("CID=1\ncreateType=\"monolithicFlat\"\nRW 10 FLAT \"x.vmdk\" 0\n",
+                 "d.vmdk: the descriptor has no parentCID line");
     expect_error("createType=\"vmfs\" junk\n", "text after the value of createType");
     expect_error("createType=\"vmfs\nRW 1 VMFS \"a\"\n", "d.vmdk:1:");
     expect_error("\x01\x02\x03\n", "d.vmdk:1: a control character");
