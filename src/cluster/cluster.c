@@ -377,30 +377,36 @@ int cluster_call_within(struct cluster *c, const char *node, const char *method,
     return forward(c, node, method, path, body, timeout_ms, relay_checked, cb, data, e);
 }
 
-static int forward(struct cluster *c, const char *node, const char *method, const char *path,
-                   const char *body, unsigned timeout_ms, peer_cb relay_cb, cluster_reply_cb cb,
-                   void *data, struct ferr *e)
+/* The API address of node into api (size bytes), or an error: not in a cluster, no such node,
+ * or a node the cluster counts down (said at once rather than after a connect that may hang
+ * until the timeout: a node cut off the network drops every packet). */
+static int node_api(struct cluster *c, const char *node, char *api, size_t size, struct ferr *e)
 {
     json_t *n = NULL;
     if (!c->active || !c->db)
         return ferr_set(e, FERR_STATE, "not in a cluster");
     if (cdb_node_find(c->db, node, &n, e) < 0)
         return ferr_set(e, FERR_NOTFOUND, "no node named %s in the cluster", node);
-    char api[64];
-    snprintf(api, sizeof(api), "%s", json_string_value(json_object_get(n, "api_addr")));
-    /* A node the cluster counts down does not answer: say so now rather than after a connect
-     * that may hang until the timeout (a node cut off the network drops every packet). */
+    snprintf(api, size, "%s", jfield_text(n, "api_addr"));
+    int rc = 0;
     if (strcmp(jfield_text(n, "state"), "down") == 0) {
         json_int_t since = json_integer_value(json_object_get(n, "state_changed_ms"));
         json_int_t ago = since > 0 ? ((json_int_t)now_wall_ms() - since) / 1000 : 0;
-        int rc =
-            ferr_set(e, FERR_UNAVAIL, "node %s is down (for %lld s%s%s)", node,
-                     (long long)(ago > 0 ? ago : 0), jfield_text(n, "state_reason")[0] ? ": " : "",
-                     jfield_text(n, "state_reason"));
-        json_decref(n);
-        return rc;
+        rc = ferr_set(e, FERR_UNAVAIL, "node %s is down (for %lld s%s%s)", node,
+                      (long long)(ago > 0 ? ago : 0), jfield_text(n, "state_reason")[0] ? ": " : "",
+                      jfield_text(n, "state_reason"));
     }
     json_decref(n);
+    return rc;
+}
+
+static int forward(struct cluster *c, const char *node, const char *method, const char *path,
+                   const char *body, unsigned timeout_ms, peer_cb relay_cb, cluster_reply_cb cb,
+                   void *data, struct ferr *e)
+{
+    char api[64];
+    if (node_api(c, node, api, sizeof(api), e) < 0)
+        return e->code;
     struct pending *p = malloc(sizeof(*p));
     if (!p)
         return ferr_set(e, -ENOMEM, "out of memory");
@@ -416,14 +422,9 @@ static int forward(struct cluster *c, const char *node, const char *method, cons
 int cluster_upgrade(struct cluster *c, const char *node, const char *path, unsigned timeout_ms,
                     peer_upgrade_cb cb, void *data, struct ferr *e)
 {
-    json_t *n = NULL;
-    if (!c->active || !c->db)
-        return ferr_set(e, FERR_STATE, "not in a cluster");
-    if (cdb_node_find(c->db, node, &n, e) < 0)
-        return ferr_set(e, FERR_NOTFOUND, "no node named %s in the cluster", node);
     char api[64];
-    snprintf(api, sizeof(api), "%s", json_string_value(json_object_get(n, "api_addr")));
-    json_decref(n);
+    if (node_api(c, node, api, sizeof(api), e) < 0)
+        return e->code;
     return peer_upgrade(c->loop, api, cluster__ca(c), c->secret, path, timeout_ms, cb, data, e);
 }
 

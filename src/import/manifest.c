@@ -11,6 +11,7 @@
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
 
+#include "common/util.h"
 #include "import/text.h"
 
 static const struct {
@@ -69,7 +70,7 @@ static int parse_line(const char *name, const char *s, const char *end, unsigned
         return ferr_set(e, FERR_INVALID, "%s:%u: a %s digest has %u hex digits, this one %zu", name,
                         line, algos[a].name, 2 * algos[a].len, hlen);
     for (unsigned i = 0; i < algos[a].len; i++) {
-        int hi = text_hexval(h[2 * i]), lo = text_hexval(h[2 * i + 1]);
+        int hi = hex_value(h[2 * i]), lo = hex_value(h[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return ferr_set(e, FERR_INVALID, "%s:%u: the digest is not hexadecimal", name, line);
         en->digest[i] = (uint8_t)(hi << 4 | lo);

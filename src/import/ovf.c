@@ -12,6 +12,7 @@
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 
+#include "common/util.h"
 #include "import/text.h"
 
 #define OVF_NS1 "http://schemas.dmtf.org/ovf/envelope/1"
@@ -343,7 +344,7 @@ static bool mac_ok(const char *s)
     if (strlen(s) != 17)
         return false;
     for (int i = 0; i < 17; i++)
-        if (i % 3 == 2 ? s[i] != ':' && s[i] != '-' : text_hexval(s[i]) < 0)
+        if (i % 3 == 2 ? s[i] != ':' && s[i] != '-' : hex_value(s[i]) < 0)
             return false;
     return true;
 }

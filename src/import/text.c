@@ -4,16 +4,7 @@
 
 #include <string.h>
 
-int text_hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
+#include "common/util.h"
 
 bool text_utf8_valid(const char *str, size_t n)
 {
@@ -84,7 +75,7 @@ int text_parse_u64(const char *s, int base, uint64_t *out)
     if (!*s)
         return -1;
     for (; *s; s++) {
-        int d = text_hexval(*s);
+        int d = hex_value(*s);
         if (d < 0 || d >= base || v > (UINT64_MAX - (uint64_t)d) / (uint64_t)base)
             return -1;
         v = v * (uint64_t)base + (uint64_t)d;

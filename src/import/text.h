@@ -7,8 +7,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Value of a hex digit, -1 if c is none. */
-int text_hexval(char c);
 /* Whether s[0..n) is well-formed UTF-8 (no overlongs, no surrogates, at most U+10FFFF). */
 bool text_utf8_valid(const char *s, size_t n);
 /* Converts n bytes of ISO-8859-1 (or windows-1252 when cp1252) to UTF-8 into out, which holds

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/util.h"
 #include "import/text.h"
 
 struct entry {
@@ -92,8 +93,8 @@ static int parse_line(struct parser *p, const char *s, const char *end, unsigned
             if (*s == '"')
                 break;
             if (*s == '|') {
-                int hi = s + 1 < end ? text_hexval(s[1]) : -1;
-                int lo = s + 2 < end ? text_hexval(s[2]) : -1;
+                int hi = s + 1 < end ? hex_value(s[1]) : -1;
+                int lo = s + 2 < end ? hex_value(s[2]) : -1;
                 if (hi < 0 || lo < 0)
                     return bad(e, p->name, line,
                                "the value of %s has '|' not followed by two hex digits (VMware "
@@ -410,7 +411,7 @@ static bool mac_valid(const char *s)
     if (strlen(s) != 17)
         return false;
     for (int i = 0; i < 17; i++)
-        if (i % 3 == 2 ? s[i] != ':' && s[i] != '-' : text_hexval(s[i]) < 0)
+        if (i % 3 == 2 ? s[i] != ':' && s[i] != '-' : hex_value(s[i]) < 0)
             return false;
     return true;
 }
