@@ -72,7 +72,7 @@ int import_source_from_vmx(const struct vmx *v, const char *file, struct import_
                             IMPORT_MAX_DISKS);
         struct import_src_disk *s = &out->disks[out->ndisks++];
         snprintf(s->label, sizeof s->label, "%s%u:%u", d->bus, d->ctrl, d->unit);
-        snprintf(s->device, sizeof s->device, "%s%u:%u (%s%s%s)", d->bus, d->ctrl, d->unit,
+        snprintf(s->device, sizeof s->device, "%.8s%u:%u (%.24s%s%.24s)", d->bus, d->ctrl, d->unit,
                  d->device_type[0] ? d->device_type : "disk", d->controller_dev[0] ? ", " : "",
                  d->controller_dev);
         copy(s->bus, sizeof s->bus, d->bus);

@@ -24,7 +24,7 @@
  * loader fills the rest after reading the disk's files. */
 struct import_src_disk {
     char label[48];           /* "scsi0:0" (.vmx) or "vmdisk1" (OVF) */
-    char device[64];          /* what it was attached to: "scsi0:0 (pvscsi)", "scsi controller" */
+    char device[96];          /* what it was attached to: "scsi0:0 (pvscsi)", "scsi controller" */
     char bus[8];              /* its controller's kind: "scsi", "sata", "ide", "nvme", "" */
     char controller[32];      /* a SCSI controller's model: "pvscsi", "lsilogic", "lsisas1068",
                                  "buslogic", "" when the source does not say */
