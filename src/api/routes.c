@@ -1020,11 +1020,11 @@ static void events_cluster(struct api_ctx *ctx, struct http_req *req, const char
     g->limit = limit;
     g->waiting = 1; /* this node's part, counted down last */
     json_object_set_new(g->nodes, ctx->node_name, json_string("ok"));
+    /* scope=cluster from a peer is that node's own part: its newest limit (a plain list would
+     * be its oldest) */
     char path[200];
-    if (vm)
-        snprintf(path, sizeof(path), "/v1/events?vm=%s&limit=%u", vm, limit);
-    else
-        snprintf(path, sizeof(path), "/v1/events?limit=%u", limit);
+    snprintf(path, sizeof(path), "/v1/events?scope=cluster&limit=%u%s%s", limit, vm ? "&vm=" : "",
+             vm ? vm : "");
     size_t i;
     json_t *n;
     json_array_foreach(json_object_get(nodes, "nodes"), i, n)
@@ -1097,7 +1097,7 @@ static void h_events(struct api_ctx *ctx, struct http_req *req, const struct rou
         return;
     }
     json_t *list;
-    if (vm || cluster) /* a peer asked for its part of a cluster list */
+    if (vm || cluster) /* the newest of a VM's, or a peer's part of a cluster list */
         list = events_of(ctx, vm, (unsigned)limit);
     else
         list = events_list(ctx->events, since, (unsigned)limit);
