@@ -248,6 +248,10 @@ def test_leases_tell_an_isolated_node_from_a_dead_one(lab, csv1):
     finally:
         lab.link_up(h3)
     lab.wait_cluster()
+    # host3 fenced itself while it had no quorum (its renewals stop after --fence-after-ms)
+    # and renews again once it has: its lease is fresh before it is frozen
+    wait_for(lambda: lease_row(h1, "host3")["lease"] == "fresh", 3 * VIEW_S,
+             "host3's lease to be fresh after the cut")
     t0 = time.monotonic()
     lab.kill_ferryd(h3, signal.SIGSTOP)
     try:

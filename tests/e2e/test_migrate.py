@@ -679,9 +679,14 @@ def test_vmware_devices_boot_record_and_migrate(lab):
         ip = create_vm(lab, h1, name, k, workload="probe,recorder", memory=128, nic=nic,
                        disk_opts=opts)
         disk = f"{lab.csv}/{name}.vhd"
-        con = h1.cli("vm", "console", name).stdout
-        assert "ferry-guest: recorder /dev/sda:" in con, \
-            f"{name}'s recorder is not on a SCSI/IDE disk: {con[-1500:]}"
+        # the guest waits for its disk (a SCSI or IDE disk comes up later than virtio's)
+        # before its recorder starts: the probe may answer first
+        try:
+            wait_for(lambda: "ferry-guest: recorder /dev/sda:" in
+                     h1.cli("vm", "console", name).stdout, 30, f"{name}'s recorder on /dev/sda")
+        except AssertionError:
+            con = h1.cli("vm", "console", name).stdout
+            raise AssertionError(f"{name}'s recorder is not on a SCSI/IDE disk: {con[-1500:]}")
         show = h1.cli("vm", "show", name).stdout
         assert f"bus {opts[5:]}" in show, f"vm show does not name the bus: {show}"
         args = qemu_args(h1, name)
