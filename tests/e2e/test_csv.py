@@ -244,14 +244,17 @@ def test_leases_tell_an_isolated_node_from_a_dead_one(lab, csv1):
     try:
         r = wait_for(lambda: (lambda r: r if r["health"] == "down" else None)(
             lease_row(h1, "host3")), 20, "host1 to see host3 down on the network")
-        assert r["lease"] == "fresh" and r["lease_age_ms"] < 3000, r  # isolated, not dead
+        # isolated, not dead: still fresh when the network calls it down (host3 stops renewing
+        # once it has been without quorum for --fence-after-ms, 3 s, so the lease may be a
+        # little older than 3 s here, but not stale)
+        assert r["lease"] == "fresh" and r["lease_age_ms"] < expiry_ms, r
     finally:
         lab.link_up(h3)
     lab.wait_cluster()
     # host3 fenced itself while it had no quorum (its renewals stop after --fence-after-ms)
-    # and renews again once it has: its lease is fresh before it is frozen
-    wait_for(lambda: lease_row(h1, "host3")["lease"] == "fresh", 3 * VIEW_S,
-             "host3's lease to be fresh after the cut")
+    # and renews again once it has: it is renewing (not only fresh) before it is frozen
+    wait_for(lambda: lease_row(h1, "host3")["lease_age_ms"] < 2000, 3 * VIEW_S,
+             "host3 to renew its lease again after the cut")
     t0 = time.monotonic()
     lab.kill_ferryd(h3, signal.SIGSTOP)
     try:
