@@ -930,9 +930,10 @@ static json_t *events_of(struct api_ctx *ctx, const char *vm, unsigned limit)
 }
 
 /*
- * GET /v1/events?scope=cluster: every up node's events (for vm, if given) merged by time, each
- * naming its node, the newest limit; "nodes" says which node answered and why one did not.
- * Event IDs are each node's own, so such a list neither resumes (since) nor follows.
+ * GET /v1/events?scope=cluster: every up node's events (for vm, if given) merged by time (then
+ * node, then the node's event id: one order however qsort breaks ties), each naming its node, the
+ * newest limit; "nodes" says which node answered and why one did not. Event IDs are each node's
+ * own, so such a list neither resumes (since) nor follows.
  */
 struct events_gather {
     struct http_req *req;
@@ -951,8 +952,13 @@ static int by_time(const void *a, const void *b)
     json_int_t y = json_integer_value(json_object_get(*(json_t *const *)b, "time_ms"));
     if (x != y)
         return x < y ? -1 : 1;
-    return strcmp(jfield_text(*(json_t *const *)a, "node"),
-                  jfield_text(*(json_t *const *)b, "node"));
+    int c =
+        strcmp(jfield_text(*(json_t *const *)a, "node"), jfield_text(*(json_t *const *)b, "node"));
+    if (c)
+        return c;
+    x = json_integer_value(json_object_get(*(json_t *const *)a, "id"));
+    y = json_integer_value(json_object_get(*(json_t *const *)b, "id"));
+    return x < y ? -1 : x > y;
 }
 
 static void gather_reply(struct events_gather *g)

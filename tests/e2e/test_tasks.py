@@ -203,7 +203,7 @@ def test_migration_task_everywhere_follow_and_event_stream(lab):
             st, b = h.api("GET", "/v1/events?limit=1000")
             assert st == 200, b
             full += [dict(e, node=h.name) for e in b["events"]]
-        full.sort(key=lambda e: (e["time_ms"], e["node"]))
+        full.sort(key=lambda e: (e["time_ms"], e["node"], e["id"]))
         st, b = h3.api("GET", "/v1/events?scope=cluster&limit=3")
         assert st == 200, b
         seen[:] = [b["events"], full[-3:]]
