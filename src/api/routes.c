@@ -918,9 +918,11 @@ static json_t *events_of(struct api_ctx *ctx, const char *vm, unsigned limit)
         if (vm && strcmp(jfield_text(e, "vm"), vm) != 0)
             continue;
         json_t *c = json_copy(e);
-        if (!c || json_object_set_new(c, "node", json_string(ctx->node_name)) < 0 ||
-            json_array_append_new(out, c) < 0) {
+        if (!c || json_object_set_new(c, "node", json_string(ctx->node_name)) < 0) {
             json_decref(c);
+            c = NULL;
+        }
+        if (!c || json_array_append_new(out, c) < 0) { /* _new took c even when it failed */
             json_decref(out);
             out = NULL;
         }
