@@ -2,6 +2,7 @@
 /* The WebSocket protocol on the server's side (websocket.h), after RFC 6455. */
 #include "api/websocket.h"
 
+#include <errno.h>
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
 #include <stdio.h>
@@ -9,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/err.h"
 #include "common/util.h"
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11" /* RFC 6455 1.3 */
@@ -244,4 +246,141 @@ int ws_reader_frame(struct ws_reader *r, const struct ws_frame *f)
     if (r->kind == WS_TEXT && utf8_valid_len((const char *)r->msg, r->len) != r->len)
         return -WS_CLOSE_BAD_DATA;
     return WS_READ_MESSAGE;
+}
+
+/* ---- the server's end of one WebSocket ---- */
+
+int ws_conn_init(struct ws_conn *w, size_t frame_max, size_t msg_max, size_t out_max,
+                 uint64_t now_ms)
+{
+    memset(w, 0, sizeof(*w));
+    w->frame_max = frame_max;
+    w->out_max = out_max;
+    w->in_cap = frame_max + WS_HEADER_MAX;
+    if (!(w->in = malloc(w->in_cap)))
+        return -ENOMEM;
+    ws_reader_init(&w->rd, msg_max);
+    w->heard_ms = w->pinged_ms = now_ms;
+    return 0;
+}
+
+void ws_conn_free(struct ws_conn *w)
+{
+    ws_reader_free(&w->rd);
+    free(w->in);
+    free(w->out);
+    w->in = w->out = NULL;
+}
+
+int ws_conn_reserve(struct ws_conn *w, size_t len)
+{
+    if (w->out_len + len > w->out_max)
+        return FERR_LIMIT;
+    if (w->out_len + len > w->out_cap) {
+        size_t cap = w->out_cap ? w->out_cap : 8192;
+        while (cap < w->out_len + len)
+            cap *= 2;
+        uint8_t *o = realloc(w->out, cap);
+        if (!o)
+            return -ENOMEM;
+        w->out = o;
+        w->out_cap = cap;
+    }
+    return 0;
+}
+
+int ws_conn_queue(struct ws_conn *w, int opcode, const void *data, size_t len)
+{
+    if (w->closing)
+        return 0;
+    int rc = ws_conn_reserve(w, len + WS_HEADER_MAX);
+    if (rc < 0)
+        return rc;
+    w->out_len += ws_frame_header(w->out + w->out_len, true, opcode, len, NULL);
+    if (len)
+        memcpy(w->out + w->out_len, data, len);
+    w->out_len += len;
+    return 0;
+}
+
+void ws_conn_close(struct ws_conn *w, unsigned code, const char *reason)
+{
+    if (w->closing)
+        return;
+    uint8_t p[WS_CONTROL_MAX];
+    size_t n = strlen(reason);
+    if (n > sizeof(p) - 2)
+        n = sizeof(p) - 2;
+    p[0] = (uint8_t)(code >> 8);
+    p[1] = (uint8_t)code;
+    memcpy(p + 2, reason, n);
+    if (ws_conn_reserve(w, n + 2 + WS_HEADER_MAX) < 0)
+        w->out_len = 0;
+    ws_conn_queue(w, WS_CLOSE, p, n + 2);
+    w->closing = true;
+}
+
+void ws_conn_sent(struct ws_conn *w, size_t n)
+{
+    memmove(w->out, w->out + n, w->out_len - n);
+    w->out_len -= n;
+}
+
+int ws_conn_frames(struct ws_conn *w, uint64_t now_ms, bool (*more)(void *data),
+                   ws_message_fn on_message, void *data, const char **why)
+{
+    size_t at = 0;
+    int close = 0;
+    while (!close && !w->closing && (!more || more(data))) {
+        struct ws_frame f;
+        long used = ws_frame_parse(w->in + at, w->in_len - at, w->frame_max, true, &f);
+        if (used == 0)
+            break;
+        if (used < 0) {
+            close = (int)-used;
+            *why = used == -WS_CLOSE_TOO_BIG ? "frame too big" : "protocol error";
+            break;
+        }
+        at += (size_t)used;
+        w->heard_ms = now_ms;
+        int rc = ws_reader_frame(&w->rd, &f);
+        if (rc < 0) {
+            close = -rc;
+            *why = rc == -WS_CLOSE_TOO_BIG    ? "message too big"
+                   : rc == -WS_CLOSE_BAD_DATA ? "text that is not UTF-8"
+                                              : "protocol error";
+        } else if (rc == WS_READ_MESSAGE) {
+            close = on_message(data, w->rd.kind, w->rd.msg, w->rd.len, why);
+        } else if (rc == WS_READ_CONTROL && f.opcode == WS_PING) {
+            if (ws_conn_queue(w, WS_PONG, f.payload, f.len) < 0) {
+                close = WS_CLOSE_POLICY;
+                *why = "the browser does not read what it is sent";
+            }
+        } else if (rc == WS_READ_CONTROL && f.opcode == WS_CLOSE) {
+            /* Echo the code (RFC 6455 5.5.1), then end. */
+            unsigned code = f.len >= 2 ? (unsigned)f.payload[0] << 8 | f.payload[1] : 0;
+            if (code) {
+                close = (int)code;
+                *why = "";
+            } else {
+                ws_conn_queue(w, WS_CLOSE, NULL, 0);
+                w->closing = true;
+            }
+        }
+    }
+    memmove(w->in, w->in + at, w->in_len - at);
+    w->in_len -= at;
+    return close;
+}
+
+int ws_conn_keepalive(struct ws_conn *w, uint64_t now_ms, uint64_t ping_ms, uint64_t dead_ms)
+{
+    if (now_ms - w->heard_ms >= dead_ms)
+        return WS_KEEP_DEAD;
+    if (now_ms - w->pinged_ms >= ping_ms && now_ms - w->heard_ms >= ping_ms) {
+        w->pinged_ms = now_ms;
+        ws_conn_queue(w, WS_PING, "ferry", 5);
+        return WS_KEEP_PINGED;
+    }
+    return 0;
 }

@@ -94,4 +94,57 @@ void ws_reader_free(struct ws_reader *r);
  */
 int ws_reader_frame(struct ws_reader *r, const struct ws_frame *f);
 
+/*
+ * The server's end of one WebSocket (the console's, the screen's): frames queued for the
+ * browser and frames received from it, the close handshake and the keepalive, without the
+ * I/O. The caller sends out[0..out_len) and drops what went (ws_conn_sent), and receives into
+ * in[in_len..in_cap) before calling ws_conn_frames.
+ */
+struct ws_conn {
+    uint8_t *out;
+    size_t out_len, out_cap, out_max;
+    uint8_t *in; /* frame_max + WS_HEADER_MAX bytes: a whole frame fits */
+    size_t in_len, in_cap;
+    size_t frame_max;
+    struct ws_reader rd;
+    bool closing;       /* our close frame is queued (or the browser's echoed): nothing more */
+    uint64_t heard_ms;  /* the last frame from the browser */
+    uint64_t pinged_ms; /* the last ping sent */
+};
+
+/* frame_max: the biggest frame the browser may send; msg_max: the biggest message; out_max:
+ * bytes waiting for the browser. now_ms starts the keepalive. 0 or -ENOMEM. */
+int ws_conn_init(struct ws_conn *w, size_t frame_max, size_t msg_max, size_t out_max,
+                 uint64_t now_ms);
+void ws_conn_free(struct ws_conn *w);
+/* Room for len more bytes in out (a relay copies raw bytes there too): 0, FERR_LIMIT over
+ * out_max, -ENOMEM. */
+int ws_conn_reserve(struct ws_conn *w, size_t len);
+/* Queues a frame (fin, unmasked: a server never masks, RFC 6455 5.1); nothing once closing.
+ * 0, FERR_LIMIT (the browser does not keep up), -ENOMEM. */
+int ws_conn_queue(struct ws_conn *w, int opcode, const void *data, size_t len);
+/* Queues a close frame with code and reason (cut to fit a control frame); a backlog with no
+ * room left for it is dropped (the browser is not reading). Then closing. */
+void ws_conn_close(struct ws_conn *w, unsigned code, const char *reason);
+/* The first n bytes of out went to the browser. */
+void ws_conn_sent(struct ws_conn *w, size_t n);
+/* A whole message (kind WS_TEXT or WS_BINARY) for the caller: returns 0, or a close code
+ * with *why to end the connection with. */
+typedef int (*ws_message_fn)(void *data, int kind, const uint8_t *msg, size_t len,
+                             const char **why);
+/*
+ * Takes the whole frames received, while not closing and more(data) (NULL: always): a ping is
+ * answered, the browser's close is echoed (with its code: returned as a close request with
+ * why ""; without one: the empty close is queued and closing), a message goes to on_message.
+ * Returns 0, or a close code with *why: a frame or message that breaks the protocol, is too
+ * big, is text that is not UTF-8, a pong that does not fit, or on_message's.
+ */
+int ws_conn_frames(struct ws_conn *w, uint64_t now_ms, bool (*more)(void *data),
+                   ws_message_fn on_message, void *data, const char **why);
+
+enum { WS_KEEP_OK = 0, WS_KEEP_PINGED, WS_KEEP_DEAD };
+/* The keepalive at now_ms: WS_KEEP_DEAD when nothing was heard for dead_ms (a browser answers
+ * pings by itself), WS_KEEP_PINGED when a ping was queued (quiet for ping_ms), else OK. */
+int ws_conn_keepalive(struct ws_conn *w, uint64_t now_ms, uint64_t ping_ms, uint64_t dead_ms);
+
 #endif

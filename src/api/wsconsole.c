@@ -22,7 +22,6 @@
 #include "vm/vm.h"
 
 #define FRAME_MAX WSCONSOLE_INPUT_MAX      /* the biggest frame a browser may send */
-#define IN_BUF (FRAME_MAX + WS_HEADER_MAX) /* received bytes kept until a frame is whole */
 #define OUT_MAX (256 * 1024)               /* output waiting for a slow browser; more: close */
 #define TYPED_MAX (64 * 1024)              /* typed bytes waiting for the guest; more: close */
 #define TAIL_BYTES 4096                    /* what a new console shows of the past */
@@ -279,21 +278,14 @@ struct wscon {
     bool resync;               /* the next read only finds the end (after the VM moved) */
     bool started;              /* the first read (the tail) is done */
     uint64_t offset;
-    uint8_t in[IN_BUF];
-    size_t in_len;
-    struct ws_reader rd;
-    uint8_t *out;
-    size_t out_len, out_cap;
+    struct ws_conn ws; /* the frames both ways, closing, the keepalive */
     uint8_t *typed; /* for another node, not sent yet */
     size_t ntyped;
     struct conin *ci;     /* typing into the VM here */
     bool reading, typing; /* calls to another node in flight */
-    bool closing;         /* our close frame is queued: nothing more is sent or read */
     bool closed;          /* handles closing, the socket handed back */
     unsigned events;
     uint64_t session_ms;
-    uint64_t heard_ms;  /* the last frame from the browser */
-    uint64_t pinged_ms; /* the last ping sent */
     uint64_t stall_ms;  /* since when output waits over OUT_MAX / 2; 0: it does not */
 };
 
@@ -302,8 +294,7 @@ static void wscon_maybe_free(struct wscon *c)
     if (c->refs > 0 || c->handles > 0)
         return;
     conin_close(c->ci);
-    ws_reader_free(&c->rd);
-    free(c->out);
+    ws_conn_free(&c->ws);
     free(c->typed);
     free(c);
 }
@@ -342,47 +333,18 @@ static void wscon_shutdown(struct wscon *c)
 
 static void wscon_flush(struct wscon *c);
 
-/* Queues a frame (fin, unmasked: a server never masks, RFC 6455 5.1). */
 static int wscon_queue(struct wscon *c, int opcode, const void *data, size_t len)
 {
-    if (c->closing || c->closed)
-        return 0;
-    if (c->out_len + len + WS_HEADER_MAX > OUT_MAX)
-        return FERR_LIMIT;
-    if (c->out_len + len + WS_HEADER_MAX > c->out_cap) {
-        size_t cap = c->out_cap ? c->out_cap : 8192;
-        while (cap < c->out_len + len + WS_HEADER_MAX)
-            cap *= 2;
-        uint8_t *o = realloc(c->out, cap);
-        if (!o)
-            return -ENOMEM;
-        c->out = o;
-        c->out_cap = cap;
-    }
-    c->out_len += ws_frame_header(c->out + c->out_len, true, opcode, len, NULL);
-    if (len)
-        memcpy(c->out + c->out_len, data, len);
-    c->out_len += len;
-    return 0;
+    return c->closed ? 0 : ws_conn_queue(&c->ws, opcode, data, len);
 }
 
 /* Sends a close frame with code and reason, then ends once it is out. */
 static void wscon_close(struct wscon *c, unsigned code, const char *reason)
 {
-    if (c->closing || c->closed)
+    if (c->ws.closing || c->closed)
         return;
-    uint8_t p[WS_CONTROL_MAX];
-    size_t n = strlen(reason);
-    if (n > sizeof(p) - 2)
-        n = sizeof(p) - 2;
-    p[0] = (uint8_t)(code >> 8);
-    p[1] = (uint8_t)code;
-    memcpy(p + 2, reason, n);
-    if (c->out_len + n + 2 + WS_HEADER_MAX > OUT_MAX)
-        c->out_len = 0; /* the browser is not reading: drop its backlog */
-    wscon_queue(c, WS_CLOSE, p, n + 2);
-    c->closing = true;
-    log_info("console %s: websocket closed (%u %.*s)", c->vm, code, (int)n, reason);
+    ws_conn_close(&c->ws, code, reason);
+    log_info("console %s: websocket closed (%u %s)", c->vm, code, reason);
     wscon_flush(c);
 }
 
@@ -398,24 +360,23 @@ static void wscon_want(struct wscon *c, unsigned events)
 
 static void wscon_flush(struct wscon *c)
 {
-    while (c->out_len > 0 && !c->closed) {
-        ssize_t n = send(c->fd, c->out, c->out_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    while (c->ws.out_len > 0 && !c->closed) {
+        ssize_t n = send(c->fd, c->ws.out, c->ws.out_len, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             break;
         if (n <= 0) {
             wscon_shutdown(c);
             return;
         }
-        memmove(c->out, c->out + n, c->out_len - (size_t)n);
-        c->out_len -= (size_t)n;
+        ws_conn_sent(&c->ws, (size_t)n);
     }
     if (c->closed)
         return;
-    if (c->out_len == 0 && c->closing) {
+    if (c->ws.out_len == 0 && c->ws.closing) {
         wscon_shutdown(c);
         return;
     }
-    wscon_want(c, UV_READABLE | (c->out_len ? UV_WRITABLE : 0));
+    wscon_want(c, UV_READABLE | (c->ws.out_len ? UV_WRITABLE : 0));
 }
 
 /* Console output to the browser as text frames: whole UTF-8 characters only (a character cut
@@ -495,7 +456,7 @@ static void read_local(struct wscon *c, struct vm *vm)
     c->resync = false;
     c->offset = from;
     size_t used = 0;
-    while (used < len && !c->closing) {
+    while (used < len && !c->ws.closing) {
         size_t n = wscon_output(c, data + used, len - used);
         if (n == 0)
             break;
@@ -510,7 +471,7 @@ static void on_remote_read(int status, json_t *body, const struct ferr *e, void 
     struct wscon *c = data;
     c->reading = false;
     struct ferr err;
-    if (!c->closed && !c->closing) {
+    if (!c->closed && !c->ws.closing) {
         if (reply_failed(status, body, e, &err)) {
             log_debug("console %s: from %s: %s", c->vm, c->node, err.msg);
             if (err.code == FERR_NOTFOUND)
@@ -524,7 +485,7 @@ static void on_remote_read(int status, json_t *body, const struct ferr *e, void 
                 c->started = true;
                 c->resync = false;
                 c->offset = (uint64_t)json_integer_value(from);
-                while (used < len && !c->closing) {
+                while (used < len && !c->ws.closing) {
                     size_t n = wscon_output(c, text + used, len - used);
                     if (n == 0)
                         break;
@@ -639,56 +600,39 @@ static void wscon_typed(struct wscon *c, const uint8_t *data, size_t len)
 
 /* ---- the socket ---- */
 
+static bool wscon_open_still(void *data)
+{
+    return !((struct wscon *)data)->closed;
+}
+
+static int wscon_message(void *data, int kind, const uint8_t *msg, size_t len, const char **why)
+{
+    wscon_typed(data, msg, len);
+    return 0;
+}
+
+/* The frames received: typed into the guest, answered, or the end. */
+static void wscon_frames(struct wscon *c)
+{
+    const char *why = "";
+    int code = ws_conn_frames(&c->ws, now_mono_ms(), wscon_open_still, wscon_message, c, &why);
+    if (code)
+        wscon_close(c, (unsigned)code, why);
+    if (!c->closed)
+        wscon_flush(c);
+}
+
 static void wscon_read(struct wscon *c)
 {
-    ssize_t n = recv(c->fd, c->in + c->in_len, sizeof(c->in) - c->in_len, MSG_DONTWAIT);
+    ssize_t n = recv(c->fd, c->ws.in + c->ws.in_len, c->ws.in_cap - c->ws.in_len, MSG_DONTWAIT);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
         return;
     if (n <= 0) { /* the browser went away without a close frame */
         wscon_shutdown(c);
         return;
     }
-    c->in_len += (size_t)n;
-    size_t at = 0;
-    while (!c->closing && !c->closed) {
-        struct ws_frame f;
-        long used = ws_frame_parse(c->in + at, c->in_len - at, FRAME_MAX, true, &f);
-        if (used == 0)
-            break;
-        if (used < 0) {
-            wscon_close(c, (unsigned)-used,
-                        used == -WS_CLOSE_TOO_BIG ? "frame too big" : "protocol error");
-            break;
-        }
-        at += (size_t)used;
-        c->heard_ms = now_mono_ms();
-        int rc = ws_reader_frame(&c->rd, &f);
-        if (rc < 0) {
-            wscon_close(c, (unsigned)-rc,
-                        rc == -WS_CLOSE_TOO_BIG    ? "message too big"
-                        : rc == -WS_CLOSE_BAD_DATA ? "text that is not UTF-8"
-                                                   : "protocol error");
-        } else if (rc == WS_READ_MESSAGE) {
-            wscon_typed(c, c->rd.msg, c->rd.len);
-        } else if (rc == WS_READ_CONTROL && f.opcode == WS_PING) {
-            if (wscon_queue(c, WS_PONG, f.payload, f.len) < 0)
-                wscon_close(c, WS_CLOSE_POLICY, "the browser does not keep up with the console");
-        } else if (rc == WS_READ_CONTROL && f.opcode == WS_CLOSE) {
-            /* Echo the code (RFC 6455 5.5.1), then end. */
-            unsigned code = f.len >= 2 ? (unsigned)f.payload[0] << 8 | f.payload[1] : 0;
-            if (code) {
-                wscon_close(c, code, "");
-            } else {
-                wscon_queue(c, WS_CLOSE, NULL, 0);
-                c->closing = true;
-            }
-        }
-    }
-    if (c->closed)
-        return;
-    memmove(c->in, c->in + at, c->in_len - at);
-    c->in_len -= at;
-    wscon_flush(c);
+    c->ws.in_len += (size_t)n;
+    wscon_frames(c);
 }
 
 static void on_wscon_poll(uv_poll_t *p, int status, int events)
@@ -700,14 +644,14 @@ static void on_wscon_poll(uv_poll_t *p, int status, int events)
     }
     if ((events & UV_WRITABLE) && !c->closed)
         wscon_flush(c);
-    if ((events & UV_READABLE) && !c->closed && !c->closing)
+    if ((events & UV_READABLE) && !c->closed && !c->ws.closing)
         wscon_read(c);
 }
 
 static void on_wscon_tick(uv_timer_t *t)
 {
     struct wscon *c = t->data;
-    if (c->closed || c->closing)
+    if (c->closed || c->ws.closing)
         return;
     uint64_t now = now_mono_ms();
     if (c->session[0] && now - c->session_ms >= SESSION_CHECK_MS) {
@@ -717,17 +661,13 @@ static void on_wscon_tick(uv_timer_t *t)
             return;
         }
     }
-    if (now - c->heard_ms >= DEAD_MS) { /* a browser answers pings by itself */
+    if (ws_conn_keepalive(&c->ws, now, PING_MS, DEAD_MS) == WS_KEEP_DEAD) {
         log_info("console %s: nothing heard from the browser for %d s; closing", c->vm,
                  DEAD_MS / 1000);
         wscon_shutdown(c);
         return;
     }
-    if (now - c->pinged_ms >= PING_MS && now - c->heard_ms >= PING_MS) {
-        c->pinged_ms = now;
-        wscon_queue(c, WS_PING, "ferry", 5);
-    }
-    if (c->out_len > OUT_MAX / 2) { /* let the browser catch up first */
+    if (c->ws.out_len > OUT_MAX / 2) { /* let the browser catch up first */
         if (!c->stall_ms)
             c->stall_ms = now;
         if (now - c->stall_ms >= STALL_MS) {
@@ -763,12 +703,12 @@ static void on_server_close(void *data)
     c->up = NULL;
     if (c->fd < 0) { /* the 101 never went out */
         nopen--;
-        ws_reader_free(&c->rd);
+        ws_conn_free(&c->ws);
         free(c);
         return;
     }
     uv_poll_stop(&c->poll);
-    c->closing = true;
+    c->ws.closing = true;
     wscon_shutdown(c);
 }
 
@@ -782,7 +722,7 @@ static void on_upgraded(struct http_upgrade *u, int fd, const char *extra, size_
         http_upgrade_close(u);
         c->up = NULL;
         nopen--;
-        ws_reader_free(&c->rd);
+        ws_conn_free(&c->ws);
         free(c);
         return;
     }
@@ -790,17 +730,17 @@ static void on_upgraded(struct http_upgrade *u, int fd, const char *extra, size_
     uv_timer_init(c->ctx->loop, &c->tick);
     c->tick.data = c;
     c->handles = 2;
-    c->session_ms = c->heard_ms = c->pinged_ms = now_mono_ms();
-    if (extra_len > sizeof(c->in))
-        extra_len = sizeof(c->in);
-    memcpy(c->in, extra, extra_len);
-    c->in_len = extra_len;
+    c->session_ms = c->ws.heard_ms = c->ws.pinged_ms = now_mono_ms();
+    if (extra_len > c->ws.in_cap)
+        extra_len = c->ws.in_cap;
+    memcpy(c->ws.in, extra, extra_len);
+    c->ws.in_len = extra_len;
     log_info("console %s: websocket opened%s%s", c->vm, c->node[0] ? ", relayed from " : "",
              c->node);
     wscon_want(c, UV_READABLE);
     uv_timer_start(&c->tick, on_wscon_tick, 0, LOCAL_MS);
-    if (c->in_len)
-        wscon_read(c); /* frames sent right behind the handshake */
+    if (c->ws.in_len)
+        wscon_frames(c); /* frames sent right behind the handshake */
 }
 
 void wsconsole_open(struct api_ctx *ctx, struct http_req *req, const char *name)
@@ -850,12 +790,18 @@ void wsconsole_open(struct api_ctx *ctx, struct http_req *req, const char *name)
     }
     if (!http_req_header(req, "Authorization"))
         web_req_session(req, c->session, sizeof(c->session));
-    ws_reader_init(&c->rd, WSCONSOLE_INPUT_MAX);
+    if (ws_conn_init(&c->ws, FRAME_MAX, WSCONSOLE_INPUT_MAX, OUT_MAX, now_mono_ms()) < 0) {
+        ws_conn_free(&c->ws);
+        free(c);
+        ferr_set(&e, -ENOMEM, "console: out of memory");
+        http_reply_error(req, &e);
+        return;
+    }
     nopen++;
     const char *h[] = {"Upgrade", "websocket", "Sec-WebSocket-Accept", accept, NULL};
     if (http_reply_upgrade(req, h, on_upgraded, on_server_close, c) < 0) {
         nopen--;
-        ws_reader_free(&c->rd);
+        ws_conn_free(&c->ws);
         free(c);
     }
 }

@@ -22,7 +22,6 @@
 #include "vm/vm.h"
 
 #define FRAME_MAX 65536                    /* the biggest frame a browser may send */
-#define IN_BUF (FRAME_MAX + WS_HEADER_MAX) /* received bytes kept until a frame is whole */
 #define OUT_MAX (512 * 1024)               /* bytes waiting for the browser */
 #define TO_MAX (256 * 1024)                /* bytes waiting for the VNC server or the node */
 #define CHUNK 65536                        /* read from the VNC server at a time */
@@ -48,17 +47,12 @@ struct wsvnc {
     char vm[VM_NAME_MAX + 1];
     char session[SESSION_HEX]; /* the login session it was opened with; "" for a bearer */
     char node[64];             /* the VM's node when it is not this one */
-    uint8_t in[IN_BUF];        /* from the browser, not yet parsed (here) */
-    size_t in_len;
-    struct ws_reader rd;
-    uint8_t *out; /* to the browser */
-    size_t out_len, out_cap;
+    struct ws_conn ws;         /* to and from the browser (frames here; raw bytes when relayed) */
     uint8_t to[TO_MAX]; /* to the VNC server or the node */
     size_t to_len;
     bool other_eof; /* the VNC server or the node closed */
-    bool closing;   /* our close frame is queued (here) or the browser is being let go */
     bool closed;
-    uint64_t session_ms, heard_ms, pinged_ms;
+    uint64_t session_ms;
 };
 
 static bool relayed(const struct wsvnc *c)
@@ -71,8 +65,7 @@ static void wsvnc_free(struct wsvnc *c)
     if (c->vfd >= 0)
         close(c->vfd);
     peer_stream_close(c->ps);
-    ws_reader_free(&c->rd);
-    free(c->out);
+    ws_conn_free(&c->ws);
     free(c);
 }
 
@@ -100,59 +93,17 @@ static void wsvnc_shutdown(struct wsvnc *c)
     uv_close((uv_handle_t *)&c->tick, on_handle_closed);
 }
 
-/* Room for len more bytes to the browser. */
-static int out_reserve(struct wsvnc *c, size_t len)
-{
-    if (c->out_len + len > OUT_MAX)
-        return FERR_LIMIT;
-    if (c->out_len + len > c->out_cap) {
-        size_t cap = c->out_cap ? c->out_cap : 16384;
-        while (cap < c->out_len + len)
-            cap *= 2;
-        uint8_t *o = realloc(c->out, cap);
-        if (!o)
-            return -ENOMEM;
-        c->out = o;
-        c->out_cap = cap;
-    }
-    return 0;
-}
-
-/* Queues a frame to the browser (fin, unmasked: a server never masks, RFC 6455 5.1). */
-static int queue_frame(struct wsvnc *c, int opcode, const void *data, size_t len)
-{
-    if (c->closing || c->closed)
-        return 0;
-    int rc = out_reserve(c, len + WS_HEADER_MAX);
-    if (rc < 0)
-        return rc;
-    c->out_len += ws_frame_header(c->out + c->out_len, true, opcode, len, NULL);
-    memcpy(c->out + c->out_len, data, len);
-    c->out_len += len;
-    return 0;
-}
-
 static void wsvnc_update(struct wsvnc *c);
 
 /* Sends a close frame (here) and ends once it is out; a relay only lets the browser go. */
 static void wsvnc_close(struct wsvnc *c, unsigned code, const char *reason)
 {
-    if (c->closing || c->closed)
+    if (c->ws.closing || c->closed)
         return;
     log_info("screen %s: websocket closed (%u %s)", c->vm, code, reason);
-    if (!relayed(c)) {
-        uint8_t p[WS_CONTROL_MAX];
-        size_t n = strlen(reason);
-        if (n > sizeof(p) - 2)
-            n = sizeof(p) - 2;
-        p[0] = (uint8_t)(code >> 8);
-        p[1] = (uint8_t)code;
-        memcpy(p + 2, reason, n);
-        if (out_reserve(c, n + 2 + WS_HEADER_MAX) < 0)
-            c->out_len = 0; /* the browser is not reading: drop its backlog */
-        queue_frame(c, WS_CLOSE, p, n + 2);
-    }
-    c->closing = true;
+    if (!relayed(c))
+        ws_conn_close(&c->ws, code, reason);
+    c->ws.closing = true;
     wsvnc_update(c);
 }
 
@@ -184,8 +135,8 @@ static long other_send(struct wsvnc *c, const void *buf, size_t len)
 static void other_read(struct wsvnc *c)
 {
     uint8_t buf[CHUNK];
-    while (!c->closing && !c->closed && !c->other_eof &&
-           c->out_len + CHUNK + WS_HEADER_MAX <= OUT_MAX) {
+    while (!c->ws.closing && !c->closed && !c->other_eof &&
+           c->ws.out_len + CHUNK + WS_HEADER_MAX <= OUT_MAX) {
         long n = other_recv(c, buf, sizeof(buf));
         if (n == -EAGAIN)
             return;
@@ -199,13 +150,13 @@ static void other_read(struct wsvnc *c)
         }
         int rc;
         if (relayed(c)) {
-            rc = out_reserve(c, (size_t)n);
+            rc = ws_conn_reserve(&c->ws, (size_t)n);
             if (rc == 0) {
-                memcpy(c->out + c->out_len, buf, (size_t)n);
-                c->out_len += (size_t)n;
+                memcpy(c->ws.out + c->ws.out_len, buf, (size_t)n);
+                c->ws.out_len += (size_t)n;
             }
         } else {
-            rc = queue_frame(c, WS_BINARY, buf, (size_t)n);
+            rc = ws_conn_queue(&c->ws, WS_BINARY, buf, (size_t)n);
         }
         if (rc < 0) {
             wsvnc_close(c, WS_CLOSE_INTERNAL, "out of memory");
@@ -232,48 +183,31 @@ static void other_flush(struct wsvnc *c)
 
 /* ---- the browser ---- */
 
+static bool vnc_has_room(void *data)
+{
+    struct wsvnc *c = data;
+    return !c->closed && c->to_len + FRAME_MAX <= TO_MAX;
+}
+
+static int vnc_message(void *data, int kind, const uint8_t *msg, size_t len, const char **why)
+{
+    struct wsvnc *c = data;
+    if (c->to_len + len > TO_MAX) {
+        *why = "the screen does not keep up";
+        return WS_CLOSE_POLICY;
+    }
+    memcpy(c->to + c->to_len, msg, len);
+    c->to_len += len;
+    return 0;
+}
+
 /* Parses the browser's frames (here): messages go to the VNC server as they are. */
 static void browser_frames(struct wsvnc *c)
 {
-    size_t at = 0;
-    while (!c->closing && !c->closed && c->to_len + FRAME_MAX <= TO_MAX) {
-        struct ws_frame f;
-        long used = ws_frame_parse(c->in + at, c->in_len - at, FRAME_MAX, true, &f);
-        if (used == 0)
-            break;
-        if (used < 0) {
-            wsvnc_close(c, (unsigned)-used,
-                        used == -WS_CLOSE_TOO_BIG ? "frame too big" : "protocol error");
-            break;
-        }
-        at += (size_t)used;
-        c->heard_ms = now_mono_ms();
-        int rc = ws_reader_frame(&c->rd, &f);
-        if (rc < 0) {
-            wsvnc_close(c, (unsigned)-rc, "protocol error");
-        } else if (rc == WS_READ_MESSAGE) {
-            if (c->to_len + c->rd.len > TO_MAX) {
-                wsvnc_close(c, WS_CLOSE_POLICY, "the screen does not keep up");
-                break;
-            }
-            memcpy(c->to + c->to_len, c->rd.msg, c->rd.len);
-            c->to_len += c->rd.len;
-        } else if (rc == WS_READ_CONTROL && f.opcode == WS_PING) {
-            if (queue_frame(c, WS_PONG, f.payload, f.len) < 0)
-                wsvnc_close(c, WS_CLOSE_POLICY, "the browser does not keep up with the screen");
-        } else if (rc == WS_READ_CONTROL && f.opcode == WS_CLOSE) {
-            /* Echo the code (RFC 6455 5.5.1), then end. */
-            unsigned code = f.len >= 2 ? (unsigned)f.payload[0] << 8 | f.payload[1] : 0;
-            if (code) {
-                wsvnc_close(c, code, "");
-            } else {
-                queue_frame(c, WS_CLOSE, NULL, 0);
-                c->closing = true;
-            }
-        }
-    }
-    memmove(c->in, c->in + at, c->in_len - at);
-    c->in_len -= at;
+    const char *why = "";
+    int code = ws_conn_frames(&c->ws, now_mono_ms(), vnc_has_room, vnc_message, c, &why);
+    if (code)
+        wsvnc_close(c, (unsigned)code, why);
 }
 
 static void browser_read(struct wsvnc *c)
@@ -287,32 +221,31 @@ static void browser_read(struct wsvnc *c)
             return;
         }
         c->to_len += (size_t)n;
-        c->heard_ms = now_mono_ms();
+        c->ws.heard_ms = now_mono_ms();
         return;
     }
-    ssize_t n = recv(c->bfd, c->in + c->in_len, sizeof(c->in) - c->in_len, MSG_DONTWAIT);
+    ssize_t n = recv(c->bfd, c->ws.in + c->ws.in_len, c->ws.in_cap - c->ws.in_len, MSG_DONTWAIT);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
         return;
     if (n <= 0) { /* the browser went away without a close frame */
         wsvnc_shutdown(c);
         return;
     }
-    c->in_len += (size_t)n;
+    c->ws.in_len += (size_t)n;
     browser_frames(c);
 }
 
 static void browser_flush(struct wsvnc *c)
 {
-    while (c->out_len > 0 && !c->closed) {
-        ssize_t n = send(c->bfd, c->out, c->out_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    while (c->ws.out_len > 0 && !c->closed) {
+        ssize_t n = send(c->bfd, c->ws.out, c->ws.out_len, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             return;
         if (n <= 0) {
             wsvnc_shutdown(c);
             return;
         }
-        memmove(c->out, c->out + n, c->out_len - (size_t)n);
-        c->out_len -= (size_t)n;
+        ws_conn_sent(&c->ws, (size_t)n);
     }
 }
 
@@ -333,16 +266,16 @@ static void wsvnc_update(struct wsvnc *c)
     if (c->closed)
         return;
     /* Ends: our close frame is out; or the node closed and all it sent is out. */
-    if (c->out_len == 0 && (c->closing || (relayed(c) && c->other_eof))) {
+    if (c->ws.out_len == 0 && (c->ws.closing || (relayed(c) && c->other_eof))) {
         wsvnc_shutdown(c);
         return;
     }
     unsigned bev = 0, oev = 0;
-    if (!c->closing && c->to_len + (relayed(c) ? 1 : FRAME_MAX) <= TO_MAX)
+    if (!c->ws.closing && c->to_len + (relayed(c) ? 1 : FRAME_MAX) <= TO_MAX)
         bev |= UV_READABLE;
-    if (c->out_len)
+    if (c->ws.out_len)
         bev |= UV_WRITABLE;
-    if (!c->other_eof && !c->closing && c->out_len + CHUNK + WS_HEADER_MAX <= OUT_MAX)
+    if (!c->other_eof && !c->ws.closing && c->ws.out_len + CHUNK + WS_HEADER_MAX <= OUT_MAX)
         oev |= UV_READABLE;
     if (!c->other_eof && c->to_len)
         oev |= UV_WRITABLE;
@@ -369,9 +302,9 @@ static void on_bpoll(uv_poll_t *p, int status, int events)
         wsvnc_shutdown(c);
         return;
     }
-    if ((events & UV_READABLE) && !c->closing)
+    if ((events & UV_READABLE) && !c->ws.closing)
         browser_read(c);
-    if (!relayed(c) && c->in_len && !c->closed)
+    if (!relayed(c) && c->ws.in_len && !c->closed)
         browser_frames(c); /* frames left while the VNC server's queue was full */
     wsvnc_update(c);
 }
@@ -384,7 +317,7 @@ static void on_opoll(uv_poll_t *p, int status, int events)
         wsvnc_close(c, WS_CLOSE_GOING_AWAY, "the VM's screen closed (it stopped or moved)");
         return;
     }
-    if (!relayed(c) && c->in_len && !c->closed)
+    if (!relayed(c) && c->ws.in_len && !c->closed)
         browser_frames(c);
     wsvnc_update(c);
 }
@@ -392,7 +325,7 @@ static void on_opoll(uv_poll_t *p, int status, int events)
 static void on_tick(uv_timer_t *t)
 {
     struct wsvnc *c = t->data;
-    if (c->closed || c->closing)
+    if (c->closed || c->ws.closing)
         return;
     uint64_t now = now_mono_ms();
     if (c->session[0] && now - c->session_ms >= SESSION_CHECK_MS) {
@@ -409,15 +342,12 @@ static void on_tick(uv_timer_t *t)
     }
     if (relayed(c))
         return;                         /* the VM's node pings the browser through us */
-    if (now - c->heard_ms >= DEAD_MS) { /* a browser answers pings by itself */
+    int keep = ws_conn_keepalive(&c->ws, now, PING_MS, DEAD_MS);
+    if (keep == WS_KEEP_DEAD) {
         log_info("screen %s: nothing heard from the browser for %d s; closing", c->vm,
                  DEAD_MS / 1000);
         wsvnc_shutdown(c);
-        return;
-    }
-    if (now - c->pinged_ms >= PING_MS && now - c->heard_ms >= PING_MS) {
-        c->pinged_ms = now;
-        queue_frame(c, WS_PING, "ferry", 5);
+    } else if (keep == WS_KEEP_PINGED) {
         wsvnc_update(c);
     }
 }
@@ -440,7 +370,7 @@ static void on_server_close(void *data)
         return;
     }
     uv_poll_stop(&c->bpoll);
-    c->closing = true;
+    c->ws.closing = true;
     wsvnc_shutdown(c);
 }
 
@@ -469,16 +399,16 @@ static void on_upgraded(struct http_upgrade *u, int fd, const char *extra, size_
     uv_timer_init(c->ctx->loop, &c->tick);
     c->tick.data = c;
     c->handles = 3;
-    c->session_ms = c->heard_ms = c->pinged_ms = now_mono_ms();
-    size_t room = relayed(c) ? TO_MAX : sizeof(c->in);
+    c->session_ms = c->ws.heard_ms = c->ws.pinged_ms = now_mono_ms();
+    size_t room = relayed(c) ? TO_MAX : c->ws.in_cap;
     if (extra_len > room)
         extra_len = room;
     if (relayed(c)) {
         memcpy(c->to, extra, extra_len);
         c->to_len = extra_len;
     } else {
-        memcpy(c->in, extra, extra_len);
-        c->in_len = extra_len;
+        memcpy(c->ws.in, extra, extra_len);
+        c->ws.in_len = extra_len;
         browser_frames(c);
     }
     log_info("screen %s: websocket opened%s%s", c->vm, relayed(c) ? ", relayed from " : "",
@@ -513,9 +443,9 @@ static void on_node_upgraded(struct peer_stream *s, const char *extra, size_t ex
     }
     c->ps = s;
     /* What the node sent right behind its 101 is the browser's. */
-    if (extra_len && out_reserve(c, extra_len) == 0) {
-        memcpy(c->out, extra, extra_len);
-        c->out_len = extra_len;
+    if (extra_len && ws_conn_reserve(&c->ws, extra_len) == 0) {
+        memcpy(c->ws.out, extra, extra_len);
+        c->ws.out_len = extra_len;
     }
     answer_upgrade(c);
 }
@@ -573,7 +503,12 @@ void wsvnc_open(struct api_ctx *ctx, struct http_req *req, const char *name)
     c->req = req;
     c->bfd = c->vfd = -1;
     snprintf(c->vm, sizeof(c->vm), "%s", name);
-    ws_reader_init(&c->rd, FRAME_MAX);
+    if (ws_conn_init(&c->ws, FRAME_MAX, FRAME_MAX, OUT_MAX, now_mono_ms()) < 0) {
+        ws_conn_free(&c->ws);
+        free(c);
+        http_reply_errorf(req, -ENOMEM, "screen: out of memory");
+        return;
+    }
     if (!http_req_header(req, "Authorization"))
         web_req_session(req, c->session, sizeof(c->session));
     nopen++;

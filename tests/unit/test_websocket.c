@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "api/websocket.h"
+#include "common/err.h"
 
 static const uint8_t MASK[4] = {0x37, 0xfa, 0x21, 0x3d};
 
@@ -243,6 +244,128 @@ static void test_two_frames_in_one_buffer(void **state)
     assert_memory_equal(f.payload, "two", 3);
 }
 
+/* ---- the server's end (ws_conn) ---- */
+
+struct got {
+    char msg[64];
+    int kind, n;
+};
+
+static int on_msg(void *data, int kind, const uint8_t *msg, size_t len, const char **why)
+{
+    struct got *g = data;
+    g->n++;
+    g->kind = kind;
+    snprintf(g->msg, sizeof(g->msg), "%.*s", (int)len, (const char *)msg);
+    if (len == 4 && memcmp(msg, "quit", 4) == 0) {
+        *why = "asked to";
+        return WS_CLOSE_POLICY;
+    }
+    return 0;
+}
+
+/* Parses the server frame at out+*at (unmasked): its opcode and payload. */
+static int server_frame(const struct ws_conn *w, size_t *at, char *payload, size_t size)
+{
+    struct ws_frame f;
+    uint8_t buf[256];
+    size_t n = w->out_len - *at < sizeof(buf) ? w->out_len - *at : sizeof(buf);
+    memcpy(buf, w->out + *at, n);
+    long used = ws_frame_parse(buf, n, 125, false, &f);
+    assert_true(used > 0);
+    *at += (size_t)used;
+    snprintf(payload, size, "%.*s", (int)f.len, (const char *)f.payload);
+    return f.opcode;
+}
+
+static void test_conn_frames_pings_and_closes(void **state)
+{
+    struct ws_conn w;
+    struct got g = {0};
+    const char *why = "";
+    char p[128];
+    size_t at = 0;
+    assert_int_equal(ws_conn_init(&w, 64, 64, 4096, 1000), 0);
+    /* a message split over two reads, a ping, a fragment left for later */
+    uint8_t two[256];
+    size_t n = client_frame(two, true, WS_TEXT, "hello", 5);
+    n += client_frame(two + n, true, WS_PING, "p1", 2);
+    n += client_frame(two + n, false, WS_TEXT, "par", 3);
+    memcpy(w.in, two, 3);
+    w.in_len = 3;
+    assert_int_equal(ws_conn_frames(&w, 2000, NULL, on_msg, &g, &why), 0);
+    assert_int_equal(g.n, 0);
+    assert_int_equal(w.in_len, 3); /* kept until the frame is whole */
+    memcpy(w.in + 3, two + 3, n - 3);
+    w.in_len = n;
+    assert_int_equal(ws_conn_frames(&w, 2000, NULL, on_msg, &g, &why), 0);
+    assert_int_equal(g.n, 1);
+    assert_string_equal(g.msg, "hello");
+    assert_int_equal(g.kind, WS_TEXT);
+    assert_int_equal(w.in_len, 0); /* the first fragment waits in the reader */
+    assert_int_equal(w.heard_ms, 2000);
+    assert_int_equal(server_frame(&w, &at, p, sizeof p), WS_PONG);
+    assert_string_equal(p, "p1");
+    /* the message's callback ends it */
+    w.in_len = client_frame(w.in, true, WS_CONT, "t", 1);
+    assert_int_equal(ws_conn_frames(&w, 2000, NULL, on_msg, &g, &why), 0);
+    assert_string_equal(g.msg, "part");
+    w.in_len = client_frame(w.in, true, WS_TEXT, "quit", 4);
+    assert_int_equal(ws_conn_frames(&w, 2000, NULL, on_msg, &g, &why), WS_CLOSE_POLICY);
+    assert_string_equal(why, "asked to");
+    /* text that is not UTF-8 and an unmasked frame are refused, with what */
+    w.in_len = client_frame(w.in, true, WS_TEXT, "\xff", 1);
+    assert_int_equal(ws_conn_frames(&w, 2000, NULL, on_msg, &g, &why), WS_CLOSE_BAD_DATA);
+    assert_string_equal(why, "text that is not UTF-8");
+    w.in_len = ws_frame_header(w.in, true, WS_TEXT, 1, NULL) + 1;
+    assert_int_equal(ws_conn_frames(&w, 2000, NULL, on_msg, &g, &why), WS_CLOSE_PROTOCOL);
+    /* the browser's close with a code: asked back; without one: echoed, then closing */
+    w.in_len = client_frame(w.in, true, WS_CLOSE, "\x03\xe8", 2);
+    assert_int_equal(ws_conn_frames(&w, 2000, NULL, on_msg, &g, &why), 1000);
+    assert_false(w.closing);
+    w.in_len = client_frame(w.in, true, WS_CLOSE, "", 0);
+    assert_int_equal(ws_conn_frames(&w, 2000, NULL, on_msg, &g, &why), 0);
+    assert_true(w.closing);
+    assert_int_equal(server_frame(&w, &at, p, sizeof p), WS_CLOSE);
+    assert_int_equal(at, w.out_len);
+    /* nothing more once closing */
+    assert_int_equal(ws_conn_queue(&w, WS_TEXT, "x", 1), 0);
+    assert_int_equal(at, w.out_len);
+    ws_conn_free(&w);
+}
+
+static void test_conn_backlog_close_and_keepalive(void **state)
+{
+    struct ws_conn w;
+    char p[128], big[110];
+    size_t at = 0;
+    memset(big, 'x', sizeof big);
+    assert_int_equal(ws_conn_init(&w, 64, 64, 256, 0), 0);
+    assert_int_equal(ws_conn_queue(&w, WS_BINARY, big, sizeof big), 0);
+    assert_int_equal(ws_conn_queue(&w, WS_BINARY, big, sizeof big), 0);
+    assert_int_equal(ws_conn_queue(&w, WS_BINARY, big, sizeof big), FERR_LIMIT);
+    ws_conn_sent(&w, 10);
+    assert_int_equal(w.out_len, 2 * (sizeof big + 2) - 10);
+    /* a close that does not fit drops the backlog: the browser is not reading */
+    ws_conn_close(&w, WS_CLOSE_POLICY, "your session ended; log in again");
+    assert_true(w.closing);
+    assert_int_equal(server_frame(&w, &at, p, sizeof p), WS_CLOSE);
+    assert_string_equal(p + 2, "your session ended; log in again");
+    assert_int_equal(at, w.out_len);
+    ws_conn_free(&w);
+
+    assert_int_equal(ws_conn_init(&w, 64, 64, 4096, 0), 0);
+    assert_int_equal(ws_conn_keepalive(&w, 29999, 30000, 75000), WS_KEEP_OK);
+    assert_int_equal(ws_conn_keepalive(&w, 30000, 30000, 75000), WS_KEEP_PINGED);
+    at = 0;
+    assert_int_equal(server_frame(&w, &at, p, sizeof p), WS_PING);
+    assert_int_equal(ws_conn_keepalive(&w, 40000, 30000, 75000), WS_KEEP_OK); /* pinged */
+    w.heard_ms = 50000;                                                       /* the pong */
+    assert_int_equal(ws_conn_keepalive(&w, 70000, 30000, 75000), WS_KEEP_OK);
+    assert_int_equal(ws_conn_keepalive(&w, 125000, 30000, 75000), WS_KEEP_DEAD);
+    ws_conn_free(&w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -252,6 +375,8 @@ int main(void)
         cmocka_unit_test(test_malformed_frames),
         cmocka_unit_test(test_fragments_and_control_frames),
         cmocka_unit_test(test_two_frames_in_one_buffer),
+        cmocka_unit_test(test_conn_frames_pings_and_closes),
+        cmocka_unit_test(test_conn_backlog_close_and_keepalive),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
