@@ -9,14 +9,13 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 
 import pytest
 
-from ferrytest import BUILD, run, wait_for  # noqa: E402 (tests/lib, on the path by conftest)
+from ferrytest import BUILD, qmp_run, run, wait_for  # noqa: E402 (tests/lib, on the path by conftest)
 
 GUEST_DIR = os.environ.get("FERRY_GUEST_DIR", os.path.join(BUILD, "guest"))
 QEMU = shutil.which("qemu-system-x86_64") or "/usr/bin/qemu-system-x86_64"
@@ -136,22 +135,8 @@ class Guest:
         return time.monotonic() - self.started
 
     def qmp(self, command):
-        s = socket.socket(socket.AF_UNIX)
-        s.settimeout(10)
-        try:
-            s.connect(self.qmp_path)
-            f = s.makefile("rw")
-            f.readline()  # greeting
-            for cmd in ("qmp_capabilities", command):
-                f.write(json.dumps({"execute": cmd}) + "\n")
-                f.flush()
-                while True:
-                    reply = json.loads(f.readline())
-                    if "return" in reply or "error" in reply:
-                        break
-                assert "error" not in reply, f"QMP {cmd}: {reply}"
-        finally:
-            s.close()
+        reply = qmp_run(self.qmp_path, (command, None))[0]
+        assert "error" not in reply, f"QMP {command}: {reply}"
 
     def powerdown(self, timeout=60):
         """ACPI power button, as ferry stops VMs; returns seconds until QEMU exited."""

@@ -19,7 +19,7 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "lab"))
 
 from ferrylab import LabProbe  # noqa: E402
-from ferrytest import wait_for  # noqa: E402
+from ferrytest import qmp_run, wait_for  # noqa: E402
 from webclient import rfb_unix  # noqa: E402
 from labvm import (assert_guest_whole, assert_nothing_on, assert_runs_once, create_vm, lab_session,  # noqa: E402
                    local_vm, logs, metrics, missing, qemus_of, vm_on, wait_answering)
@@ -540,22 +540,7 @@ def peer_post(lab, via, host, path, body):
 
 def qmp_cmds(path, *cmds):
     """Runs QMP commands on a monitor socket; returns the last answer."""
-    import socket as so
-    s = so.socket(so.AF_UNIX, so.SOCK_STREAM)
-    s.settimeout(10)
-    s.connect(path)
-    f = s.makefile("rw")
-    f.readline()
-    ans = None
-    for cmd, args in (("qmp_capabilities", None),) + cmds:
-        f.write(json.dumps({"execute": cmd, **({"arguments": args} if args else {})}) + "\n")
-        f.flush()
-        while True:
-            ans = json.loads(f.readline())
-            if "return" in ans or "error" in ans:
-                break
-    s.close()
-    return ans
+    return qmp_run(path, *cmds)[-1]
 
 
 def test_tls_stream_refuses_plain_and_opt_out(lab, tmp_path):

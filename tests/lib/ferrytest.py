@@ -5,6 +5,7 @@ everything that was made, also when a test fails."""
 import json
 import os
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -33,6 +34,29 @@ def wait_for(cond, timeout, what, interval=0.05):
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def qmp_run(path, *cmds, timeout=10):
+    """Runs QMP commands, each (name, arguments or None), on the monitor socket at path after
+    qmp_capabilities; returns their answers (events in between are skipped)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect(path)
+        f = s.makefile("rw")
+        f.readline()  # the greeting
+        answers = []
+        for cmd, args in (("qmp_capabilities", None),) + cmds:
+            f.write(json.dumps({"execute": cmd, **({"arguments": args} if args else {})}) + "\n")
+            f.flush()
+            while True:
+                ans = json.loads(f.readline())
+                if "return" in ans or "error" in ans:
+                    break
+            answers.append(ans)
+        return answers[1:]
+    finally:
+        s.close()
 
 
 def pid_alive(pid):

@@ -6,11 +6,10 @@ QEMU (TCG) from its own disk with ferry's devices or VMware's, time it, power it
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 
-from ferrytest import BUILD, run, wait_for
+from ferrytest import BUILD, qmp_run, run, wait_for
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 MAKE_GUEST = os.path.join(ROOT, "scripts", "make-debian-guest")
@@ -143,22 +142,8 @@ class Qemu:
         return True
 
     def qmp(self, command):
-        s = socket.socket(socket.AF_UNIX)
-        s.settimeout(10)
-        try:
-            s.connect(self.qmp_path)
-            f = s.makefile("rw")
-            f.readline()
-            for cmd in ("qmp_capabilities", command):
-                f.write(json.dumps({"execute": cmd}) + "\n")
-                f.flush()
-                while True:
-                    reply = json.loads(f.readline())
-                    if "return" in reply or "error" in reply:
-                        break
-                assert "error" not in reply, f"QMP {cmd}: {reply}"
-        finally:
-            s.close()
+        reply = qmp_run(self.qmp_path, (command, None))[0]
+        assert "error" not in reply, f"QMP {command}: {reply}"
 
     def powerdown(self, timeout=120):
         """The ACPI power button (what `ferry vm stop` presses); returns the seconds until

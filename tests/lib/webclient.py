@@ -262,34 +262,10 @@ def do_vnc(a):
 
 
 def do_console(a):
-    u = urllib.parse.urlsplit(a.url)
-    s = socket.create_connection((u.hostname, u.port), timeout=a.timeout)
-    if u.scheme in ("https", "wss"):
-        s = tls_context(a).wrap_socket(s, server_hostname=u.hostname)
-    key = base64.b64encode(os.urandom(16)).decode()
-    req = [f"GET {u.path} HTTP/1.1", f"Host: {u.hostname}:{u.port}", "Upgrade: websocket",
-           "Connection: Upgrade", f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13"]
-    req += [f"{k}: {v}" for k, v in parse_headers(a.header)]
-    s.sendall(("\r\n".join(req) + "\r\n\r\n").encode())
-    buf = b""
-    deadline = time.monotonic() + a.timeout
-    while b"\r\n\r\n" not in buf and time.monotonic() < deadline:
-        d = s.recv(65536)
-        if not d:
-            break
-        buf += d
-    head, _, rest = buf.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1]) if lines and len(lines[0].split()) > 1 else 0
-    headers = [tuple(x.strip() for x in ln.split(":", 1)) for ln in lines[1:] if ":" in ln]
-    out = {"status": status, "headers": headers, "upgraded": status == 101}
-    if status != 101:
-        # The refusal's body (JSON error) follows its headers.
-        out["body"] = rest.decode("utf-8", "replace")
+    s, fr, out = ws_open(a)
+    if not fr:
         return out
-    want = base64.b64encode(hashlib.sha1((key + GUID).encode()).digest()).decode()
-    out["accept_ok"] = dict((k.lower(), v) for k, v in headers).get("sec-websocket-accept") == want
-    fr = Frames(s, rest)
+    deadline = time.monotonic() + a.timeout
     text, pong, close = "", False, None
     if a.send is not None:
         data = a.send.encode()
