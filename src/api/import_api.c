@@ -321,22 +321,13 @@ void api_vm_import(struct api_ctx *ctx, struct http_req *req, const struct route
         ferr_set(&e, FERR_INVALID, "body: expected a JSON object {\"path\": \"/abs/vm.vmx\", ...}");
         goto err;
     }
-    const char *key;
-    json_t *val;
-    json_object_foreach(b, key, val)
-    {
-        const char *const *k = keys;
-        while (*k && strcmp(*k, key) != 0)
-            k++;
-        if (!*k) {
-            ferr_set(
-                &e, FERR_INVALID,
-                "body: accepted: path, name, volume, networks, disk_type, dry_run, keep_devices; "
-                "unknown "
-                "field \"%.60s\"",
-                key);
-            goto err;
-        }
+    const char *unknown = jfield_unknown(b, keys);
+    if (unknown) {
+        ferr_set(&e, FERR_INVALID,
+                 "body: accepted: path, name, volume, networks, disk_type, dry_run, "
+                 "keep_devices; unknown field \"%.60s\"",
+                 unknown);
+        goto err;
     }
     if (!(j = calloc(1, sizeof *j))) {
         ferr_set(&e, -ENOMEM, "out of memory");

@@ -68,18 +68,11 @@ static json_t *body_keys(struct http_req *req, bool allow_empty, const char *con
     json_t *b = body_object(req, allow_empty);
     if (!b)
         return NULL;
-    const char *key;
-    json_t *val;
-    json_object_foreach(b, key, val)
-    {
-        const char *const *k = keys;
-        while (*k && strcmp(*k, key) != 0)
-            k++;
-        if (!*k) {
-            http_reply_errorf(req, FERR_INVALID, "%s; unknown field \"%.60s\"", usage, key);
-            json_decref(b);
-            return NULL;
-        }
+    const char *unknown = jfield_unknown(b, keys);
+    if (unknown) {
+        http_reply_errorf(req, FERR_INVALID, "%s; unknown field \"%.60s\"", usage, unknown);
+        json_decref(b);
+        return NULL;
     }
     return b;
 }

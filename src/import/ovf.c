@@ -339,16 +339,6 @@ static int parse_networks(struct ctx *c, xmlNode *sec)
     return 0;
 }
 
-static bool mac_ok(const char *s)
-{
-    if (strlen(s) != 17)
-        return false;
-    for (int i = 0; i < 17; i++)
-        if (i % 3 == 2 ? s[i] != ':' && s[i] != '-' : hex_value(s[i]) < 0)
-            return false;
-    return true;
-}
-
 /* The controller kind of a ResourceType 5/6/20 Item. */
 static const char *controller_kind(unsigned type, const char *subtype)
 {
@@ -436,7 +426,7 @@ static int parse_item(struct ctx *c, xmlNode *it)
         memcpy(nic->network, conn, sizeof nic->network);
         snprintf(nic->subtype, sizeof nic->subtype, "%.31s", sub);
         if (addr[0]) {
-            if (!mac_ok(addr))
+            if (!text_mac_valid(addr))
                 return bad(c, it, "Address \"%s\" is not a MAC address (xx:xx:xx:xx:xx:xx)", addr);
             for (int i = 0; i < 17; i++)
                 nic->mac[i] = i % 3 == 2 ? ':' : (char)tolower((unsigned char)addr[i]);

@@ -2,6 +2,8 @@
 /* Small text helpers shared by the import parsers (text.h). */
 #include "import/text.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "common/util.h"
@@ -99,4 +101,24 @@ bool text_path_inside(const char *path)
         seg = slash ? slash + 1 : NULL;
     }
     return true;
+}
+
+bool text_mac_valid(const char *s)
+{
+    if (strlen(s) != 17)
+        return false;
+    for (int i = 0; i < 17; i++)
+        if (i % 3 == 2 ? s[i] != ':' && s[i] != '-' : hex_value(s[i]) < 0)
+            return false;
+    return true;
+}
+
+int text_bad(struct ferr *e, const char *name, unsigned line, const char *fmt, ...)
+{
+    char what[FERR_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    return ferr_set(e, FERR_INVALID, "%s:%u: %s", name, line, what);
 }

@@ -7,6 +7,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/err.h"
+
+/* FERR_INVALID with "NAME:LINE: " and the printf-style message in e; returns the code. */
+int text_bad(struct ferr *e, const char *name, unsigned line, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 /* Whether s[0..n) is well-formed UTF-8 (no overlongs, no surrogates, at most U+10FFFF). */
 bool text_utf8_valid(const char *s, size_t n);
 /* Converts n bytes of ISO-8859-1 (or windows-1252 when cp1252) to UTF-8 into out, which holds
@@ -18,5 +23,7 @@ int text_parse_u64(const char *s, int base, uint64_t *out);
 /* Whether a relative path stays inside its folder: not empty, not absolute, no ".."
  * component, no backslash, no control character. */
 bool text_path_inside(const char *path);
+/* Whether s is a MAC address as VMware writes one: six hex pairs between ':' or '-'. */
+bool text_mac_valid(const char *s);
 
 #endif

@@ -9,18 +9,6 @@
 
 #include "import/text.h"
 
-static int bad(struct ferr *e, const char *name, unsigned line, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int bad(struct ferr *e, const char *name, unsigned line, const char *fmt, ...)
-{
-    char what[FERR_MSG_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(what, sizeof what, fmt, ap);
-    va_end(ap);
-    return ferr_set(e, FERR_INVALID, "%s:%u: %s", name, line, what);
-}
-
 /* The create types ferry reads: which extents each takes and how many. */
 static const struct ctype {
     const char *name;
@@ -87,7 +75,7 @@ static int parse_extent(const char *name, const char *s, const char *end, unsign
     char w[VMDK_PATH_MAX];
     bool q;
     if (d->nextents == VMDK_MAX_EXTENTS)
-        return bad(e, name, line, "more than %d extents", VMDK_MAX_EXTENTS);
+        return text_bad(e, name, line, "more than %d extents", VMDK_MAX_EXTENTS);
     struct vmdk_extent *x = &d->extents[d->nextents];
     memset(x, 0, sizeof *x);
     x->line = line;
@@ -97,43 +85,44 @@ static int parse_extent(const char *name, const char *s, const char *end, unsign
     else if (strcmp(w, "RDONLY") == 0)
         x->readonly = true;
     else if (strcmp(w, "NOACCESS") == 0)
-        return bad(e, name, line, "a NOACCESS extent: the disk is not readable as a whole");
+        return text_bad(e, name, line, "a NOACCESS extent: the disk is not readable as a whole");
     else
-        return bad(e, name, line, "extent access \"%.20s\" is none of RW, RDONLY", w);
+        return text_bad(e, name, line, "extent access \"%.20s\" is none of RW, RDONLY", w);
     if (word(&s, end, w, 32, &q) < 0 || text_parse_u64(w, 10, &x->sectors) < 0 || x->sectors == 0 ||
         x->sectors > (1ull << 40))
-        return bad(e, name, line, "extent size \"%.32s\" is not a number of sectors in 1..2^40", w);
+        return text_bad(e, name, line,
+                        "extent size \"%.32s\" is not a number of sectors in 1..2^40", w);
     if (word(&s, end, w, 32, &q) < 0 || !w[0])
-        return bad(e, name, line, "extent type missing");
+        return text_bad(e, name, line, "extent type missing");
     int t = -1;
     for (int i = 0; i < (int)(sizeof ext_names / sizeof ext_names[0]); i++)
         if (strcmp(w, ext_names[i]) == 0)
             t = i;
     if (t < 0)
-        return bad(e, name, line,
-                   "extent type \"%.20s\" cannot be imported (FLAT, SPARSE, ZERO, VMFS, "
-                   "VMFSSPARSE, SESPARSE can; raw device mappings cannot)",
-                   w);
+        return text_bad(e, name, line,
+                        "extent type \"%.20s\" cannot be imported (FLAT, SPARSE, ZERO, VMFS, "
+                        "VMFSSPARSE, SESPARSE can; raw device mappings cannot)",
+                        w);
     x->type = (enum vmdk_extent_type)t;
     if (x->type != VMDK_EXTENT_ZERO) {
         if (word(&s, end, x->file, sizeof x->file, &q) < 0 || !q)
-            return bad(e, name, line, "extent file name missing or not in double quotes");
+            return text_bad(e, name, line, "extent file name missing or not in double quotes");
         if (!text_path_inside(x->file))
-            return bad(e, name, line,
-                       "extent \"%.200s\" is outside the disk's folder (absolute, \"..\" or "
-                       "backslash): copy the files into one folder",
-                       x->file);
+            return text_bad(e, name, line,
+                            "extent \"%.200s\" is outside the disk's folder (absolute, \"..\" or "
+                            "backslash): copy the files into one folder",
+                            x->file);
     }
     if (x->type == VMDK_EXTENT_FLAT || x->type == VMDK_EXTENT_VMFS) {
         if (word(&s, end, w, 32, &q) < 0)
-            return bad(e, name, line, "bad extent offset");
+            return text_bad(e, name, line, "bad extent offset");
         if (w[0] && (text_parse_u64(w, 10, &x->offset) < 0 || x->offset > (1ull << 40)))
-            return bad(e, name, line, "extent offset \"%.32s\" is not a number of sectors", w);
+            return text_bad(e, name, line, "extent offset \"%.32s\" is not a number of sectors", w);
     }
     if (word(&s, end, w, 32, &q) < 0 || w[0])
-        return bad(e, name, line, "text after the extent");
+        return text_bad(e, name, line, "text after the extent");
     if (x->sectors > (1ull << 41) - d->capacity_sectors)
-        return bad(e, name, line, "the extents add up to more than 1 PiB");
+        return text_bad(e, name, line, "the extents add up to more than 1 PiB");
     d->capacity_sectors += x->sectors;
     d->nextents++;
     return 0;
@@ -146,23 +135,23 @@ static int parse_kv(const char *name, const char *s, const char *end, unsigned l
     size_t n = 0;
     while (s < end && (isalnum((unsigned char)*s) || *s == '.' || *s == '_')) {
         if (n + 1 >= kcap)
-            return bad(e, name, line, "key too long");
+            return text_bad(e, name, line, "key too long");
         k[n++] = *s++;
     }
     k[n] = 0;
     while (s < end && (*s == ' ' || *s == '\t'))
         s++;
     if (n == 0 || s == end || *s != '=')
-        return bad(e, name, line, "expected key=value or an extent (RW ...), found \"%.*s\"",
-                   (int)(end - s > 40 ? 40 : end - s), s);
+        return text_bad(e, name, line, "expected key=value or an extent (RW ...), found \"%.*s\"",
+                        (int)(end - s > 40 ? 40 : end - s), s);
     s++;
     bool q;
     if (word(&s, end, v, vcap, &q) < 0)
-        return bad(e, name, line, "the value of %s is too long or has no closing quote", k);
+        return text_bad(e, name, line, "the value of %s is too long or has no closing quote", k);
     while (s < end && (*s == ' ' || *s == '\t'))
         s++;
     if (s < end && *s != '#')
-        return bad(e, name, line, "text after the value of %s", k);
+        return text_bad(e, name, line, "text after the value of %s", k);
     return 0;
 }
 
@@ -195,7 +184,7 @@ int vmdk_desc_parse(const char *name, const char *text, size_t len, struct vmdk_
             continue;
         for (const char *c = s; c < eol; c++)
             if ((unsigned char)*c < 0x20 && *c != '\t')
-                return bad(e, name, line, "a control character: this is no VMDK descriptor");
+                return text_bad(e, name, line, "a control character: this is no VMDK descriptor");
         if ((eol - s > 3 && (memcmp(s, "RW ", 3) == 0 || memcmp(s, "RW\t", 3) == 0)) ||
             (eol - s > 7 && memcmp(s, "RDONLY", 6) == 0 && isspace((unsigned char)s[6])) ||
             (eol - s > 9 && memcmp(s, "NOACCESS", 8) == 0 && isspace((unsigned char)s[8]))) {
@@ -208,10 +197,10 @@ int vmdk_desc_parse(const char *name, const char *text, size_t len, struct vmdk_
         uint64_t n;
         if (strcmp(k, "version") == 0) {
             if (text_parse_u64(v, 10, &version) < 0 || version < 1 || version > 3)
-                return bad(e, name, line, "version \"%.20s\" is not 1, 2 or 3", v);
+                return text_bad(e, name, line, "version \"%.20s\" is not 1, 2 or 3", v);
         } else if (strcmp(k, "CID") == 0 || strcmp(k, "parentCID") == 0) {
             if (text_parse_u64(v, 16, &n) < 0 || n > 0xffffffffu)
-                return bad(e, name, line, "%s \"%.20s\" is not 8 hex digits", k, v);
+                return text_bad(e, name, line, "%s \"%.20s\" is not 8 hex digits", k, v);
             *(k[0] == 'C' ? &d->cid : &d->parent_cid) = (uint32_t)n;
             *(k[0] == 'C' ? &has_cid : &has_parent_cid) = true;
         } else if (strcmp(k, "createType") == 0) {
@@ -220,25 +209,25 @@ int vmdk_desc_parse(const char *name, const char *text, size_t len, struct vmdk_
                 if (strcmp(v, ctypes[i].name) == 0)
                     ct = &ctypes[i];
             if (!ct)
-                return bad(e, name, line,
-                           "createType \"%.40s\" cannot be imported (monolithicSparse, "
-                           "twoGbMaxExtentSparse, streamOptimized, monolithicFlat, "
-                           "twoGbMaxExtentFlat, vmfs, vmfsThin, vmfsSparse, seSparse can)",
-                           v);
+                return text_bad(e, name, line,
+                                "createType \"%.40s\" cannot be imported (monolithicSparse, "
+                                "twoGbMaxExtentSparse, streamOptimized, monolithicFlat, "
+                                "twoGbMaxExtentFlat, vmfs, vmfsThin, vmfsSparse, seSparse can)",
+                                v);
             snprintf(d->create_type, sizeof d->create_type, "%s", ct->name);
             d->sparse = ct->sparse;
             ct_line = line;
         } else if (strcmp(k, "parentFileNameHint") == 0) {
             if (!text_path_inside(v))
-                return bad(e, name, line,
-                           "parentFileNameHint \"%.200s\" is outside the disk's folder "
-                           "(absolute, \"..\" or backslash): copy the chain into one folder",
-                           v);
+                return text_bad(e, name, line,
+                                "parentFileNameHint \"%.200s\" is outside the disk's folder "
+                                "(absolute, \"..\" or backslash): copy the chain into one folder",
+                                v);
             snprintf(d->parent_hint, sizeof d->parent_hint, "%s", v);
             d->parent_line = line;
         } else if (strcmp(k, "ddb.adapterType") == 0) {
             if (strlen(v) >= sizeof d->adapter)
-                return bad(e, name, line, "ddb.adapterType \"%.40s\" is too long", v);
+                return text_bad(e, name, line, "ddb.adapterType \"%.40s\" is too long", v);
             strcpy(d->adapter, v);
         }
     }
@@ -247,12 +236,13 @@ int vmdk_desc_parse(const char *name, const char *text, size_t len, struct vmdk_
     if (d->nextents == 0)
         return ferr_set(e, FERR_INVALID, "%s: the descriptor lists no extents", name);
     if (ct->single && d->nextents != 1)
-        return bad(e, name, ct_line, "a %s disk has one extent, this one %u", ct->name,
-                   d->nextents);
+        return text_bad(e, name, ct_line, "a %s disk has one extent, this one %u", ct->name,
+                        d->nextents);
     for (unsigned i = 0; i < d->nextents; i++) {
         const struct vmdk_extent *x = &d->extents[i];
         if (x->type != ct->ext && x->type != VMDK_EXTENT_ZERO)
-            return bad(e, name, x->line, "a %s extent in a %s disk", ext_names[x->type], ct->name);
+            return text_bad(e, name, x->line, "a %s extent in a %s disk", ext_names[x->type],
+                            ct->name);
     }
     if (d->parent_cid != 0xffffffffu && !d->parent_hint[0])
         return ferr_set(e, FERR_INVALID,
@@ -260,8 +250,8 @@ int vmdk_desc_parse(const char *name, const char *text, size_t len, struct vmdk_
                         "missing",
                         name);
     if (d->parent_cid == 0xffffffffu && d->parent_hint[0])
-        return bad(e, name, d->parent_line,
-                   "parentFileNameHint without a parentCID: set parentCID or remove the hint");
+        return text_bad(e, name, d->parent_line,
+                        "parentFileNameHint without a parentCID: set parentCID or remove the hint");
     /* VMware writes both in every descriptor, and qemu-img (which converts the disk) refuses
      * one without them ("Invalid argument"): refused here, where the message can say why. */
     if (!has_cid || !has_parent_cid)

@@ -25,18 +25,6 @@ struct parser {
     size_t used, size;
 };
 
-static int bad(struct ferr *e, const char *name, unsigned line, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int bad(struct ferr *e, const char *name, unsigned line, const char *fmt, ...)
-{
-    char what[FERR_MSG_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(what, sizeof what, fmt, ap);
-    va_end(ap);
-    return ferr_set(e, FERR_INVALID, "%s:%u: %s", name, line, what);
-}
-
 static char *arena_take(struct parser *p, size_t n)
 {
     if (n > p->size - p->used)
@@ -66,14 +54,14 @@ static int parse_line(struct parser *p, const char *s, const char *end, unsigned
         s++;
     size_t klen = (size_t)(s - k);
     if (klen == 0)
-        return bad(e, p->name, line, "expected a key (letters, digits, . _ : -), found '%c'",
-                   isprint((unsigned char)*s) ? *s : '?');
+        return text_bad(e, p->name, line, "expected a key (letters, digits, . _ : -), found '%c'",
+                        isprint((unsigned char)*s) ? *s : '?');
     if (klen > 128)
-        return bad(e, p->name, line, "key longer than 128 characters");
+        return text_bad(e, p->name, line, "key longer than 128 characters");
     while (s < end && (*s == ' ' || *s == '\t'))
         s++;
     if (s == end || *s != '=')
-        return bad(e, p->name, line, "expected '=' after the key %.*s", (int)klen, k);
+        return text_bad(e, p->name, line, "expected '=' after the key %.*s", (int)klen, k);
     s++;
     while (s < end && (*s == ' ' || *s == '\t'))
         s++;
@@ -89,45 +77,47 @@ static int parse_line(struct parser *p, const char *s, const char *end, unsigned
         s++;
         for (;;) {
             if (s == end)
-                return bad(e, p->name, line, "the value of %s has no closing '\"'", key);
+                return text_bad(e, p->name, line, "the value of %s has no closing '\"'", key);
             if (*s == '"')
                 break;
             if (*s == '|') {
                 int hi = s + 1 < end ? hex_value(s[1]) : -1;
                 int lo = s + 2 < end ? hex_value(s[2]) : -1;
                 if (hi < 0 || lo < 0)
-                    return bad(e, p->name, line,
-                               "the value of %s has '|' not followed by two hex digits (VMware "
-                               "writes a '|' as |7C)",
-                               key);
+                    return text_bad(
+                        e, p->name, line,
+                        "the value of %s has '|' not followed by two hex digits (VMware "
+                        "writes a '|' as |7C)",
+                        key);
                 if (hi == 0 && lo == 0)
-                    return bad(e, p->name, line, "the value of %s contains |00 (a NUL byte)", key);
+                    return text_bad(e, p->name, line, "the value of %s contains |00 (a NUL byte)",
+                                    key);
                 val[n++] = (char)(hi << 4 | lo);
                 s += 3;
                 continue;
             }
             if (*s == 0)
-                return bad(e, p->name, line, "the value of %s contains a NUL byte", key);
+                return text_bad(e, p->name, line, "the value of %s contains a NUL byte", key);
             val[n++] = *s++;
         }
         s++;
         while (s < end && (*s == ' ' || *s == '\t'))
             s++;
         if (s < end && *s != '#')
-            return bad(e, p->name, line, "text after the closing quote of %s", key);
+            return text_bad(e, p->name, line, "text after the closing quote of %s", key);
     } else {
         while (s < end && *s != ' ' && *s != '\t' && *s != '#' && *s != '"') {
             if (*s == 0)
-                return bad(e, p->name, line, "the value of %s contains a NUL byte", key);
+                return text_bad(e, p->name, line, "the value of %s contains a NUL byte", key);
             val[n++] = *s++;
         }
         if (n == 0)
-            return bad(e, p->name, line, "%s has no value (write %s = \"\")", key, key);
+            return text_bad(e, p->name, line, "%s has no value (write %s = \"\")", key, key);
         while (s < end && (*s == ' ' || *s == '\t'))
             s++;
         if (s < end && *s != '#')
-            return bad(e, p->name, line,
-                       "the value of %s has a space or a quote: put it in double quotes", key);
+            return text_bad(e, p->name, line,
+                            "the value of %s has a space or a quote: put it in double quotes", key);
     }
     val[n] = 0;
     if (p->nents == p->cap) {
@@ -177,7 +167,7 @@ static int pick_charset(const struct parser *p, struct vmx *out, enum charset *c
     if (!en)
         return 0;
     if (strlen(en->val) >= sizeof out->encoding)
-        return bad(e, p->name, en->line, ".encoding \"%.40s\" is not a charset name", en->val);
+        return text_bad(e, p->name, en->line, ".encoding \"%.40s\" is not a charset name", en->val);
     strcpy(out->encoding, en->val);
     static const struct {
         const char *name;
@@ -192,10 +182,10 @@ static int pick_charset(const struct parser *p, struct vmx *out, enum charset *c
             *cs = names[i].cs;
             return 0;
         }
-    return bad(e, p->name, en->line,
-               ".encoding \"%s\" is not supported (UTF-8, windows-1252 and ISO-8859-1 are): "
-               "convert the file (iconv -f %s -t UTF-8) and write .encoding = \"UTF-8\"",
-               en->val, en->val);
+    return text_bad(e, p->name, en->line,
+                    ".encoding \"%s\" is not supported (UTF-8, windows-1252 and ISO-8859-1 are): "
+                    "convert the file (iconv -f %s -t UTF-8) and write .encoding = \"UTF-8\"",
+                    en->val, en->val);
 }
 
 /* Converts every value to UTF-8 in place or into the arena. */
@@ -212,11 +202,12 @@ static int convert_values(struct parser *p, enum charset cs, struct ferr *e)
         size_t n = strlen(en->val);
         if (cs == CS_UTF8 || cs == CS_ASCII) {
             if (!text_utf8_valid(en->val, n))
-                return bad(e, p->name, en->line, "the value of %s is not valid UTF-8", en->key);
+                return text_bad(e, p->name, en->line, "the value of %s is not valid UTF-8",
+                                en->key);
             for (size_t j = 0; cs == CS_ASCII && j < n; j++)
                 if ((unsigned char)en->val[j] >= 0x80)
-                    return bad(e, p->name, en->line,
-                               "the value of %s is not US-ASCII as .encoding says", en->key);
+                    return text_bad(e, p->name, en->line,
+                                    "the value of %s is not US-ASCII as .encoding says", en->key);
             continue;
         }
         char *u = arena_take(p, 3 * n + 1);
@@ -237,7 +228,7 @@ static int get_bool(const struct parser *p, const struct entry *en, bool *out, s
         if (strcasecmp(en->val, no[i]) == 0)
             return *out = false, 0;
     }
-    return bad(e, p->name, en->line, "%s: \"%.40s\" is not TRUE or FALSE", en->key, en->val);
+    return text_bad(e, p->name, en->line, "%s: \"%.40s\" is not TRUE or FALSE", en->key, en->val);
 }
 
 static bool is_true(const struct parser *p, const char *key, struct ferr *e, int *rc)
@@ -253,8 +244,8 @@ static int get_num(const struct parser *p, const struct entry *en, uint64_t lo, 
                    uint64_t *out, struct ferr *e)
 {
     if (text_parse_u64(en->val, 10, out) < 0 || *out < lo || *out > hi)
-        return bad(e, p->name, en->line, "%s: \"%.40s\" is not a number in %llu..%llu", en->key,
-                   en->val, (unsigned long long)lo, (unsigned long long)hi);
+        return text_bad(e, p->name, en->line, "%s: \"%.40s\" is not a number in %llu..%llu",
+                        en->key, en->val, (unsigned long long)lo, (unsigned long long)hi);
     return 0;
 }
 
@@ -263,7 +254,7 @@ static int copy_str(const struct parser *p, const struct entry *en, char *dst, s
 {
     size_t n = strlen(en->val);
     if (n >= cap)
-        return bad(e, p->name, en->line, "%s is longer than %zu bytes", en->key, cap - 1);
+        return text_bad(e, p->name, en->line, "%s is longer than %zu bytes", en->key, cap - 1);
     memcpy(dst, en->val, n + 1);
     return 0;
 }
@@ -352,11 +343,11 @@ static int add_disk(const struct parser *p, const struct entry *present, int b, 
     char k[64];
     int rc = 0;
     if (ctrl > bus->max_ctrl || unit > bus->max_unit)
-        return bad(e, p->name, present->line, "%s%u:%u: %s controllers are 0..%u, units 0..%u",
-                   bus->name, ctrl, unit, bus->name, bus->max_ctrl, bus->max_unit);
+        return text_bad(e, p->name, present->line, "%s%u:%u: %s controllers are 0..%u, units 0..%u",
+                        bus->name, ctrl, unit, bus->name, bus->max_ctrl, bus->max_unit);
     if (strcmp(bus->name, "scsi") == 0 && unit == 7)
-        return bad(e, p->name, present->line, "scsi%u:7: unit 7 is the SCSI controller's own",
-                   ctrl);
+        return text_bad(e, p->name, present->line, "scsi%u:7: unit 7 is the SCSI controller's own",
+                        ctrl);
     snprintf(k, sizeof k, "%s%u.present", bus->name, ctrl);
     /* the IDE controllers are part of the chipset: present unless a line says otherwise */
     bool ctrl_present = strcmp(bus->name, "ide") == 0 && !find(p, k) ? true : is_true(p, k, e, &rc);
@@ -367,7 +358,7 @@ static int add_disk(const struct parser *p, const struct entry *present, int b, 
         return rc; /* VMware ignores a device whose controller is absent */
     }
     if (out->ndisks == VMX_MAX_DISKS)
-        return bad(e, p->name, present->line, "more than %d disks", VMX_MAX_DISKS);
+        return text_bad(e, p->name, present->line, "more than %d disks", VMX_MAX_DISKS);
     struct vmx_disk *d = &out->disks[out->ndisks];
     memset(d, 0, sizeof *d);
     snprintf(d->bus, sizeof d->bus, "%s", bus->name);
@@ -394,34 +385,24 @@ static int add_disk(const struct parser *p, const struct entry *present, int b, 
         d->line = en->line;
     }
     if (!d->cdrom && !d->file[0])
-        return bad(e, p->name, present->line, "%s%u:%u is a present disk without a fileName",
-                   bus->name, ctrl, unit);
+        return text_bad(e, p->name, present->line, "%s%u:%u is a present disk without a fileName",
+                        bus->name, ctrl, unit);
     if (!d->cdrom && strcmp(d->device_type, "") != 0 && strcmp(d->device_type, "disk") != 0 &&
         strcmp(d->device_type, "scsi-harddisk") != 0 && strcmp(d->device_type, "ata-harddisk") != 0)
-        return bad(e, p->name, present->line,
-                   "%s%u:%u: deviceType \"%s\" is not a disk ferry can import (raw device "
-                   "mappings and passthrough are not)",
-                   bus->name, ctrl, unit, d->device_type);
+        return text_bad(e, p->name, present->line,
+                        "%s%u:%u: deviceType \"%s\" is not a disk ferry can import (raw device "
+                        "mappings and passthrough are not)",
+                        bus->name, ctrl, unit, d->device_type);
     out->ndisks++;
     return 0;
-}
-
-static bool mac_valid(const char *s)
-{
-    if (strlen(s) != 17)
-        return false;
-    for (int i = 0; i < 17; i++)
-        if (i % 3 == 2 ? s[i] != ':' && s[i] != '-' : hex_value(s[i]) < 0)
-            return false;
-    return true;
 }
 
 static int add_nic(const struct parser *p, const struct entry *present, unsigned idx,
                    struct vmx *out, struct ferr *e)
 {
     if (idx >= VMX_MAX_NICS)
-        return bad(e, p->name, present->line, "ethernet%u: VMware's NICs are ethernet0..%d", idx,
-                   VMX_MAX_NICS - 1);
+        return text_bad(e, p->name, present->line, "ethernet%u: VMware's NICs are ethernet0..%d",
+                        idx, VMX_MAX_NICS - 1);
     struct vmx_nic *n = &out->nics[out->nnics];
     memset(n, 0, sizeof *n);
     n->index = idx;
@@ -446,9 +427,10 @@ static int add_nic(const struct parser *p, const struct entry *present, unsigned
                                                     : "ethernet%u.generatedaddress",
              idx);
     if ((en = find(p, k))) {
-        if (!mac_valid(en->val))
-            return bad(e, p->name, en->line,
-                       "%s: \"%.40s\" is not a MAC address (xx:xx:xx:xx:xx:xx)", en->key, en->val);
+        if (!text_mac_valid(en->val))
+            return text_bad(e, p->name, en->line,
+                            "%s: \"%.40s\" is not a MAC address (xx:xx:xx:xx:xx:xx)", en->key,
+                            en->val);
         for (int i = 0; i < 17; i++)
             n->mac[i] = i % 3 == 2 ? ':' : (char)tolower((unsigned char)en->val[i]);
         n->mac[17] = 0;
@@ -501,9 +483,9 @@ static int interpret(const struct parser *p, struct vmx *out, struct ferr *e)
             return rc;
         out->cores_per_socket = (unsigned)v;
         if (out->numvcpus % out->cores_per_socket)
-            return bad(e, p->name, en->line,
-                       "numvcpus %u is not a multiple of cpuid.coresPerSocket %u", out->numvcpus,
-                       out->cores_per_socket);
+            return text_bad(e, p->name, en->line,
+                            "numvcpus %u is not a multiple of cpuid.coresPerSocket %u",
+                            out->numvcpus, out->cores_per_socket);
     }
     if ((en = find(p, "memsize"))) {
         if ((rc = get_num(p, en, 1, 16ull << 20, &v, e)) < 0) /* 16 TiB, vSphere 8's maximum */
@@ -512,8 +494,8 @@ static int interpret(const struct parser *p, struct vmx *out, struct ferr *e)
     }
     if ((en = find(p, "firmware"))) {
         if (strcasecmp(en->val, "bios") && strcasecmp(en->val, "efi"))
-            return bad(e, p->name, en->line, "firmware \"%.40s\" is neither \"bios\" nor \"efi\"",
-                       en->val);
+            return text_bad(e, p->name, en->line,
+                            "firmware \"%.40s\" is neither \"bios\" nor \"efi\"", en->val);
         out->firmware[0] = (char)tolower((unsigned char)en->val[0]);
         strcpy(out->firmware, strcasecmp(en->val, "efi") == 0 ? "efi" : "bios");
     }
