@@ -39,11 +39,21 @@ def prom(lab):
     """Prometheus in the lab's client namespace, scraping every node every second, with the
     shipped rules evaluated every second."""
     d = tempfile.mkdtemp(prefix="ferry-prom-")
+    # The shipped rules, but NodeDown fires after 3 s instead of its 30 s (the 30 s and every
+    # other rule's timing are checked by `make promtool`'s fixtures): 27 s less of CI.
+    with open(RULES) as f:
+        rules = f.read()
+    at = rules.index("- alert: NodeDown")
+    head, tail = rules[:at], rules[at:]
+    assert tail.count("for: 30s", 0, tail.index("- alert:", 2)) == 1, "NodeDown's for: changed"
+    rules = head + tail.replace("for: 30s", "for: 3s", 1)
+    with open(os.path.join(d, "ferry.rules.yml"), "w") as f:
+        f.write(rules)
     with open(os.path.join(d, "prometheus.yml"), "w") as f:
         f.write(f"""global:
   scrape_interval: 1s
   evaluation_interval: 1s
-rule_files: ["{RULES}"]
+rule_files: ["{d}/ferry.rules.yml"]
 scrape_configs:
   - job_name: ferry
     scheme: https
@@ -114,7 +124,7 @@ def test_node_down_fires_when_a_host_loses_power(lab, prom):
             lab, 'ALERTS{alertname="NodeDown",alertstate="firing",node="host3"}'), 90,
             "NodeDown to fire for host3")
         print(f"NodeDown firing {time.monotonic() - t0:.1f} s after the power loss "
-              "(down after 5 s, the rule's for: 30s)")
+              "(down after 5 s, the rule's for: 3s here)")
         assert firing[0]["metric"]["severity"] == "critical"
         unreachable = query(lab, 'up{job="ferry"} == 0')
         assert unreachable and len(unreachable) == 1, unreachable
