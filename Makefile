@@ -12,6 +12,10 @@ PREFIX     ?= /usr/local
 PYTHON     ?= /usr/bin/python3
 APPLIANCE  := $(BUILD)/guest
 PYTEST_ARGS ?=
+# e2e test files run in this many pytest-xdist workers, a file's tests in one worker (they share
+# its module-scoped lab): the tests mostly wait on guests, leases and timeouts (one worker used
+# about a quarter of one CPU), so two cut the wall time on two cores. E2E_JOBS=0 runs them serially.
+E2E_JOBS ?= 2
 
 .PHONY: all deps build appliance check unit asan e2e demo install clean deb promtool fuzz
 
@@ -43,7 +47,8 @@ asan: deps $(ASAN_BUILD)/build.ninja
 
 e2e: build
 	FERRY_BUILD=$(abspath $(BUILD)) FERRY_GUEST_DIR=$(abspath $(APPLIANCE)) FERRY_NO_SKIP=1 \
-	  $(PYTHON) -m pytest -v -p no:cacheprovider --durations=25 tests/e2e $(PYTEST_ARGS)
+	  $(PYTHON) -m pytest -v -p no:cacheprovider --durations=25 \
+	  $(if $(filter-out 0,$(E2E_JOBS)),-n $(E2E_JOBS) --dist loadfile) tests/e2e $(PYTEST_ARGS)
 
 check: unit promtool asan e2e deb
 

@@ -63,17 +63,24 @@ def lab_down(lab, name, delete_vms=False):
         assert_lab_gone(name, dir)
 
 
+_labs = set()  # names of the labs lab_session brought up in this process
+
+
 def lab_session(name, subnet, hosts=3, **up):
     """Generator for a module fixture: a formed lab, torn down (VMs deleted, then `down`)
     and checked for leftovers afterwards, also when the test failed. up: more Lab.up
     arguments (watchdog=True)."""
     os.environ.setdefault("FERRY_GUEST_DIR", GUEST)
     lab = None
+    _labs.add(name)
     try:
         lab = Lab.up(name, hosts=hosts, subnet=subnet, **up)
         yield lab
     finally:
-        lab_down(lab, name, delete_vms=True)
+        try:
+            lab_down(lab, name, delete_vms=True)
+        finally:
+            _labs.discard(name)
 
 
 def logs(lab):
@@ -122,8 +129,11 @@ def tap_exists(host, tap):
 
 
 def qemus_of(name):
-    """Live QEMUs of VM name, on any host."""
-    return [pid for pid, _ in processes_naming(f"guest={name},")]
+    """Live QEMUs of VM name, on any host of the labs this process brought up (under
+    `make check`'s parallel workers another file's lab may run a VM of the same name)."""
+    mine = [Lab.default_dir(n) + "/" for n in _labs]
+    return [pid for pid, cmd in processes_naming(f"guest={name},")
+            if not mine or any(d in cmd for d in mine)]
 
 
 def assert_runs_once(name, pid):
