@@ -46,6 +46,7 @@ asan: deps $(ASAN_BUILD)/build.ninja
 	  meson test -C $(ASAN_BUILD) --suite unit --print-errorlogs
 
 e2e: build
+	bash scripts/install-deps guest
 	FERRY_BUILD=$(abspath $(BUILD)) FERRY_GUEST_DIR=$(abspath $(APPLIANCE)) FERRY_NO_SKIP=1 \
 	  $(PYTHON) -m pytest -v -p no:cacheprovider --durations=25 \
 	  $(if $(filter-out 0,$(E2E_JOBS)),-n $(E2E_JOBS) --dist loadfile) tests/e2e $(PYTEST_ARGS)

@@ -20,7 +20,7 @@ from labvm import lab_session, metrics, missing  # noqa: E402
 from ferrytest import wait_for  # noqa: E402
 
 NAME = f"pm{os.getpid()}"
-SUBNET = "10.86.0.0/24"
+SUBNET = "10.112.0.0/24"
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 RULES = os.path.join(ROOT, "contrib", "prometheus", "ferry.rules.yml")
 PORT = 9391

@@ -22,7 +22,7 @@ from ferrytest import wait_for  # noqa: E402
 from promises import events  # noqa: E402
 
 NAME = f"rd{os.getpid()}"
-SUBNET = "10.81.0.0/24"
+SUBNET = "10.113.0.0/24"
 
 pytestmark = pytest.mark.skipif(missing() is not None, reason=str(missing()))
 
