@@ -445,6 +445,11 @@ def test_migrate_from_the_vm_page(lab, vms, url, page):
         wait_for(choose, 15, "host2 chosen as the destination", interval=0.2)
         # A cap of 16 MiB/s makes the copy take a few seconds: long enough to watch.
         drv.find_element(By.ID, "migrate-bw").send_keys("16")
+        # A line typed on host1 first: the console types into the VM's QEMU there (and that
+        # connection ends as the VM leaves).
+        wait_text(drv, "#console-status", r"^connected", 15, "the console WebSocket")
+        drv.find_element(By.ID, "console-in").send_keys("echo before-$((1+1))\n")
+        wait_text(drv, "#console-out", r"before-2", 20, "the shell's answer on host1")
         drv.execute_script(WATCH_CONSOLE_JS)
         drv.find_element(By.ID, "migrate-button").click()
         # The bar appears at once and fills from QEMU's figures while the copy runs.
