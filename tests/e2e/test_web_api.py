@@ -349,7 +349,8 @@ def test_vm_history_for_graphs(lab, vm):
 def test_vm_history_follows_a_migration_and_a_restart(lab, vm):
     """The VM's graphs keep their past: after a live migration its new node serves the old
     node's points followed by its own (it asked its peers for them), and after a ferryd
-    restart the node serves them again (from STATE_DIR/vm-history.json)."""
+    restart the node serves them again (from STATE_DIR/vm-history.json); a file cut short is
+    set aside and the graphs start afresh."""
     h1, h2 = lab.hosts[0], lab.hosts[1]
 
     def hist(h):
@@ -379,6 +380,17 @@ def test_vm_history_follows_a_migration_and_a_restart(lab, vm):
     after = hist(h2)  # at once: loaded, not sampled again
     assert set(ts) <= set(after), (ts, after)
     assert "VM histories loaded from" in h2.log_tail(20000), h2.log_tail(3000)
+    # A file cut short (a disk that filled up, say) is set aside with a log line; the
+    # graphs start afresh and ferryd runs on.
+    lab.kill_ferryd(h2, signal.SIGTERM)
+    path = os.path.join(h2.state_dir, "vm-history.json")
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) // 2)
+    lab.start_ferryd(h2)
+    assert hist(h2) == []
+    assert re.search(r"history: .*vm-history.json ignored, the graphs start afresh: not JSON",
+                     h2.log_tail(20000)), h2.log_tail(3000)
+    assert os.path.exists(path + ".bad")
 
 
 def alerts(lab, h, cookie):
