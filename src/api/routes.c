@@ -1740,10 +1740,16 @@ static void h_int_vm_history(struct api_ctx *ctx, struct http_req *req, const st
     struct ferr e = {0};
     if (!b)
         return;
-    if (history_for_peer(ctx->history, b, &out, &e) < 0)
+    char *text = NULL;
+    if (history_for_peer(ctx->history, b, &out, &e) < 0) {
         http_reply_error(req, &e);
-    else
-        http_reply_json(req, 200, out);
+    } else if (!(text = json_dumps(out, JSON_COMPACT | JSON_REAL_PRECISION(6)))) {
+        http_reply_errorf(req, -ENOMEM, "history: out of memory");
+    } else { /* 6 digits, not 17: the points were floats */
+        http_reply_data(req, 200, "application/json", text, strlen(text));
+    }
+    free(text);
+    json_decref(out);
     json_decref(b);
 }
 
