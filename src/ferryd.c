@@ -1141,7 +1141,7 @@ int main(int argc, char **argv)
     }
     vmset_set_host_memory(d.vms, h->mem_total_mib);
     struct history *history = NULL;
-    if (history_new(d.loop, d.vms, &history, &e) < 0) {
+    if (history_new(d.loop, d.vms, c->state_dir, &history, &e) < 0) {
         log_error("%s", e.msg);
         goto err_after_vms;
     }
@@ -1239,6 +1239,7 @@ int main(int argc, char **argv)
         goto err_after_http;
     }
     d.api.cluster = d.cluster;
+    history_set_cluster(d.api.history, d.cluster, c->name);
     d.api.redirect = redirect;
     struct timing base = base_timing(c);
     timing_state_init(&d.timing, &base);

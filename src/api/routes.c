@@ -1729,6 +1729,30 @@ static void h_int_migrate_console(struct api_ctx *ctx, struct http_req *req,
     int_migrate_call(ctx, req, migrate_on_console);
 }
 
+/* POST /v1/internal/vm-history {"names": [VM, ...]}: the histories this node has of those
+ * VMs, for the node they arrived at (api/history.h). */
+static void h_int_vm_history(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
+{
+    if (!from_peer(req))
+        return;
+    json_t *b = body_object(req, false);
+    json_t *out = NULL;
+    struct ferr e = {0};
+    if (!b)
+        return;
+    char *text = NULL;
+    if (history_for_peer(ctx->history, b, &out, &e) < 0) {
+        http_reply_error(req, &e);
+    } else if (!(text = json_dumps(out, JSON_COMPACT | JSON_REAL_PRECISION(6)))) {
+        http_reply_errorf(req, -ENOMEM, "history: out of memory");
+    } else { /* 6 digits, not 17: the points were floats */
+        http_reply_data(req, 200, "application/json", text, strlen(text));
+    }
+    free(text);
+    json_decref(out);
+    json_decref(b);
+}
+
 static void h_int_migrate_recover(struct api_ctx *ctx, struct http_req *req,
                                   const struct route_match *m)
 {
@@ -2027,6 +2051,7 @@ static const struct route routes[] = {
     {"POST", "/v1/internal/migrate/prepare", (void *)h_int_migrate_prepare, NULL},
     {"POST", "/v1/internal/migrate/abort", (void *)h_int_migrate_abort, NULL},
     {"POST", "/v1/internal/migrate/console", (void *)h_int_migrate_console, NULL},
+    {"POST", "/v1/internal/vm-history", (void *)h_int_vm_history, NULL},
     {"POST", "/v1/internal/migrate/recover", (void *)h_int_migrate_recover, NULL},
     {"GET", "/v1/node", (void *)h_node, NULL},
     {"GET", "/v1/vms", (void *)h_vms_list, NULL},

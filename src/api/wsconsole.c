@@ -502,13 +502,32 @@ static void on_remote_read(int status, json_t *body, const struct ferr *e, void 
 
 /* ---- input: the socket here, or the VM's node ---- */
 
+/* Whether the VM has left this node (migrated: the database names another owner, or it is
+ * no longer here). */
+static bool moved_away(struct wscon *c)
+{
+    char owner[64] = "";
+    if (!vmset_find(c->ctx->vms, c->vm))
+        return true;
+    return c->ctx->fleet && fleet_owner_of(c->ctx->fleet, c->vm, owner) == 0 && owner[0] &&
+           strcmp(owner, c->ctx->node_name) != 0;
+}
+
 static void on_local_typed(struct conin *ci, int status, const char *why, void *data)
 {
     struct wscon *c = data;
-    if (status < 0) {
-        log_info("console %s: %s", c->vm, why);
-        wscon_close(c, WS_CLOSE_INTERNAL, why);
+    if (status >= 0)
+        return;
+    if (moved_away(c)) {
+        /* Its QEMU here quit after a migration: the socket stays, and the next tick finds
+         * the VM on its new node (locate); what is typed from now on goes there. */
+        log_info("console %s: %s; the VM moved: typing follows it", c->vm, why);
+        conin_close(c->ci);
+        c->ci = NULL;
+        return;
     }
+    log_info("console %s: %s", c->vm, why);
+    wscon_close(c, WS_CLOSE_INTERNAL, why);
 }
 
 static void on_remote_typed(int status, json_t *body, const struct ferr *e, void *data);
@@ -546,7 +565,10 @@ static void on_remote_typed(int status, json_t *body, const struct ferr *e, void
     struct ferr err;
     if (reply_failed(status, body, e, &err) && !c->closed) {
         log_info("console %s: typing on %s: %s", c->vm, c->node, err.msg);
-        wscon_close(c, WS_CLOSE_INTERNAL, err.msg);
+        if (err.code == FERR_NOTFOUND) /* it moved on from there: find it again */
+            c->node[0] = '\0', c->resync = c->started;
+        else
+            wscon_close(c, WS_CLOSE_INTERNAL, err.msg);
     } else {
         type_remote(c); /* what was typed meanwhile */
     }

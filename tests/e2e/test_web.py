@@ -445,6 +445,12 @@ def test_migrate_from_the_vm_page(lab, vms, url, page):
         wait_for(choose, 15, "host2 chosen as the destination", interval=0.2)
         # A cap of 16 MiB/s makes the copy take a few seconds: long enough to watch.
         drv.find_element(By.ID, "migrate-bw").send_keys("16")
+        # A line typed on host1 first: the console types into the VM's QEMU there (and that
+        # connection ends as the VM leaves).
+        wait_text(drv, "#console-status", r"^connected", 15, "the console WebSocket")
+        drv.find_element(By.ID, "console-in").send_keys("echo before-$((1+1))\n")
+        wait_text(drv, "#console-out", r"before-2", 20, "the shell's answer on host1")
+        drv.execute_script(WATCH_CONSOLE_JS)
         drv.find_element(By.ID, "migrate-button").click()
         # The bar appears at once and fills from QEMU's figures while the copy runs.
         wait_for(lambda: drv.find_elements(By.CSS_SELECTOR, "#migrate-progress .progress"), 5,
@@ -481,21 +487,29 @@ def test_migrate_from_the_vm_page(lab, vms, url, page):
         # source's and the destination's, each naming its node.
         wait_for(lambda: {"host1", "host2"} <= set(drv.execute_script(EVENT_NODES_JS) or []), 20,
                  "the VM's events from host1 and host2 on the page")
-        # The console follows the VM to its new node and still answers there.
-        # (The socket to host1 closes as the VM leaves it; the page reconnects in 2 s. A line
-        # typed into a socket that is closing is lost, as in any terminal: type it again.)
-        for attempt in range(4):
-            wait_text(drv, "#console-status", r"^connected", 20,
-                      "the console connected after the move")
-            drv.find_element(By.ID, "console-in").send_keys("echo moved-$((2+3))\n")
+        # The console follows the VM to its new node at once, without a reload: the socket to
+        # host1 stays open as the VM leaves it (host1 relays the console from host2 now), and
+        # a line typed right after the move is answered within seconds.
+        status = text(drv, "#console-status")
+        assert status == "connected", f"the console after the move: {status!r}"
+        seen = drv.execute_script("return window.consoleStatuses")
+        assert seen == [], f"the console's socket closed during the move: {seen}"
+        t0 = time.monotonic()
+        for attempt in range(2):
+            # (Typing on another node goes through a one-shot connection to QEMU's console
+            # socket; output the guest prints as that connection closes can lose a few bytes
+            # (seen once in four runs): a second line then answers.)
+            drv.find_element(By.ID, "console-in").send_keys(f"echo moved-{attempt}-$((2+3))\n")
             try:
-                wait_text(drv, "#console-out", r"moved-5", 5, "the shell's answer from host2")
+                wait_text(drv, "#console-out", rf"moved-{attempt}-5", 3,
+                          "the shell's answer from host2")
                 break
             except AssertionError:
-                if attempt == 3:
+                if attempt == 1:
                     raise
-                print(f"console after the move: no answer yet ({text(drv, '#console-status')})")
-                drv.find_element(By.ID, "console-in").clear()
+                print("console after the move: the first answer was cut, typing again")
+        print(f"console after the move: answered in {time.monotonic() - t0:.1f} s")
+        assert text(drv, "#console-status") == "connected"
         save_shot(drv, "vm", height=1500)
         go(drv, url, "/migrations")
         wait_for(lambda: drv.find_elements(By.CSS_SELECTOR, "#blackout-chart svg circle.pt"), 15,
@@ -503,6 +517,15 @@ def test_migrate_from_the_vm_page(lab, vms, url, page):
         wait_text(drv, "#migrations-table", r"host1 → host2", 10, "the migration in the table")
         save_shot(drv, "migrations")
 
+
+# Records every change of the console's status line (a socket that closes says
+# "disconnected ...; reconnecting").
+WATCH_CONSOLE_JS = """
+window.consoleStatuses = [];
+const el = document.getElementById('console-status');
+new MutationObserver(() => window.consoleStatuses.push(el.textContent))
+  .observe(el, {childList: true, characterData: true, subtree: true});
+"""
 
 EVENT_NODES_JS = """
 const t = document.querySelector('#vm-events-table');

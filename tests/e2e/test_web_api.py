@@ -17,7 +17,7 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "lab"))
 
-from labvm import create_vm, lab_session, missing  # noqa: E402
+from labvm import create_vm, lab_session, missing, vm_on  # noqa: E402
 from ferrytest import wait_for  # noqa: E402
 
 NAME = f"wa{os.getpid()}"
@@ -344,6 +344,53 @@ def test_vm_history_for_graphs(lab, vm):
     assert day["status"] == 200 and day["json"]["step_s"] == 300, day
     bad = call(lab, h, "GET", f"/v1/vms/{vm}/history?range=week", headers=[c])
     assert bad["status"] == 400, bad
+
+
+def test_vm_history_follows_a_migration_and_a_restart(lab, vm):
+    """The VM's graphs keep their past: after a live migration its new node serves the old
+    node's points followed by its own (it asked its peers for them), and after a ferryd
+    restart the node serves them again (from STATE_DIR/vm-history.json); a file cut short is
+    set aside and the graphs start afresh."""
+    h1, h2 = lab.hosts[0], lab.hosts[1]
+
+    def hist(h):
+        st, body = h.api("GET", f"/v1/vms/{vm}/history?range=hour")
+        assert st == 200, body
+        return [p["t"] for p in body["points"]]
+    before = wait_for(lambda: (lambda ts: ts if len(ts) >= 3 else None)(hist(h1)), 40,
+                      f"3 points in {vm}'s history on host1", interval=1)
+    t0 = time.time()
+    h1.cli("vm", "migrate", vm, "--to", h2.name)
+    moved = time.time()
+    assert vm_on(h1, vm)["owner"] == h2.name
+
+    def merged():
+        ts = hist(h1)  # host1 forwards the question to host2, where the VM is
+        return ts if set(before) <= set(ts) and ts[-1] > moved else None
+    ts = wait_for(merged, 40, "host1's points and a new one of host2 in the VM's history",
+                  interval=1)
+    assert ts == sorted(ts) and len(ts) == len(set(ts)), ts
+    assert [t for t in ts if t <= t0] and [t for t in ts if t > moved], (ts, t0, moved)
+    assert re.search(rf"history: {vm}'s past \(\d+ points\) from {h1.name}",
+                     h2.log_tail(20000)), h2.log_tail(3000)
+    print(f"{len(before)} points before the migration, {len(ts)} after, "
+          f"{len([t for t in ts if t > moved])} of host2's own")
+    lab.kill_ferryd(h2, signal.SIGTERM)
+    lab.start_ferryd(h2)
+    after = hist(h2)  # at once: loaded, not sampled again
+    assert set(ts) <= set(after), (ts, after)
+    assert "VM histories loaded from" in h2.log_tail(20000), h2.log_tail(3000)
+    # A file cut short (a disk that filled up, say) is set aside with a log line; the
+    # graphs start afresh and ferryd runs on.
+    lab.kill_ferryd(h2, signal.SIGTERM)
+    path = os.path.join(h2.state_dir, "vm-history.json")
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) // 2)
+    lab.start_ferryd(h2)
+    assert hist(h2) == []
+    assert re.search(r"history: .*vm-history.json ignored, the graphs start afresh: not JSON",
+                     h2.log_tail(20000)), h2.log_tail(3000)
+    assert os.path.exists(path + ".bad")
 
 
 def alerts(lab, h, cookie):

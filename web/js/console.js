@@ -4,6 +4,7 @@
 // the guest; the session cookie authenticates it). A line typed below is sent with a newline;
 // Ctrl-C and Ctrl-D buttons send those bytes. Without the WebSocket (an older ferryd, a
 // proxy that refuses upgrades) the output is polled from GET .../console and typing is off.
+// When the VM moves to another node the socket stays: ferryd relays the console from there.
 import { get, enc } from "./api.js";
 import { h } from "./dom.js";
 
@@ -32,6 +33,8 @@ export class SerialConsole {
     this.offset = null;
     this.closed = false;
     this.timer = null;
+    this.polling = false;
+    this.loggedOut = false;
     this.decoder = new TextDecoder();
   }
 
@@ -79,6 +82,7 @@ export class SerialConsole {
         return;
       }
       if (ev.code === 1008 || ev.code === 1001) {
+        this.loggedOut = ev.code === 1008;
         // The login ended, or the VM is gone: reconnecting would not help.
         this.status.textContent = `closed: ${ev.reason || (ev.code === 1001 ? "the VM is gone" : "the session ended")}`;
         this.status.className = "warn-text";
@@ -94,6 +98,7 @@ export class SerialConsole {
 
   // Read-only: the output polled every 1.5 s (the first read: the newest 16 KiB).
   fallback(why) {
+    this.polling = true;
     this.status.textContent = `read-only: ${why}; output polled`;
     this.status.className = "warn-text";
     this.input.disabled = true;
@@ -123,6 +128,16 @@ export class SerialConsole {
     }
     this.ws.send(text);
     return true;
+  }
+
+  // The VM moved to another node (its migration ended, it failed over): ferryd relays the
+  // console from wherever the VM is, so an open socket goes on by itself; one that closed
+  // as the VM left reconnects now rather than after its 2 s pause.
+  follow() {
+    if (this.closed || this.ws || this.polling || this.loggedOut) return;
+    clearTimeout(this.timer);
+    this.timer = null;
+    this.connect();
   }
 
   close() {

@@ -367,9 +367,19 @@ export function mount(root, [name], ctx) {
       fill(evBox, eventsTable((clusterEvents || local).slice(0, 30), {id : "vm-events-table"}));
   }
 
+  // The console follows the VM when it moves: told by this node's events (the source's
+  // vm.migrated, the destination's vm.migrated_in, a failover) or by a new owner below.
+  const FOLLOW = new Set(["vm.migrated", "vm.migrated_in", "vm.failover", "vm.started"]);
+  const unfollow = events.subscribe((added) => {
+    if (added.some((ev) => ev.vm === name && FOLLOW.has(ev.type))) cons.follow();
+  });
+  let owner;
+
   async function refresh() {
     try {
       vm = await get(base);
+      if (owner !== undefined && vm.owner !== owner) cons.follow();
+      owner = vm.owner;
     } catch (e) {
       if (e.status === 404) {
         fill(summary, errorBox(e, "VM"));
@@ -392,5 +402,5 @@ export function mount(root, [name], ctx) {
     drawGraphs();
   }
 
-  return { refresh, dispose: () => { cons.close(); screen.close(); } };
+  return { refresh, dispose: () => { unfollow(); cons.close(); screen.close(); } };
 }
