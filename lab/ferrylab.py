@@ -1310,7 +1310,8 @@ class Lab:
         m = re.search(r"(?:^|\s)ferry\.ip=([0-9.]+)(?:/\d+)?(?:\s|$)", cmdline)
         return m.group(1) if m else None
 
-    def migrate_measured(self, name, to=None, budget_ms=None, ip=None, say=lambda msg: None):
+    def migrate_measured(self, name, to=None, budget_ms=None, ip=None, say=lambda msg: None,
+                         verify=True):
         """Live-migrates VM name (`ferry vm migrate` on its owner) while ferry-probe udp in the
         client namespace probes its guest every PROBE_INTERVAL_MS, then records the
         client-observed gap on the migration (`ferry vm measure-migration`, source
@@ -1319,7 +1320,8 @@ class Lab:
         completed), "error" (migrate's message or None), "figures" (migrate's answer or None),
         "probe" (ferry-probe's report), "client_gap_ms", "migration" (the record after the
         measurement, or None when none was found), "memverify" (when the guest runs the memory
-        verifier: its report after two whole scans on the new host, else None)}. Raises
+        verifier and verify is true: its report after two whole scans on the new host, else
+        None; a caller that checks the guest later anyway saves the scans)}. Raises
         LabError when nothing could be measured (the guest does not answer probes, ferry-probe
         failed)."""
         say = say or (lambda msg: None)
@@ -1358,7 +1360,7 @@ class Lab:
         gap = res["client_gap_ms"]
         rec = self._measure(h, name, before, gap)
         mv = None
-        if self.vm_runs_memverify(vm):
+        if verify and self.vm_runs_memverify(vm):
             say(f"asking {ip}'s memory verifier for two whole scans")
             mv = memverify(self, ip)
         return {"vm": name, "ip": ip, "ok": figures is not None, "error": error,
