@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 
 import prevrelease  # noqa: E402
 from ferrylab import LabProbe  # noqa: E402
-from ferrytest import BUILD, FERRY, FERRYD, run, wait_for  # noqa: E402
+from ferrytest import BUILD, FERRY, FERRYD, GUEST, run, wait_for  # noqa: E402
 from labvm import (assert_guest_whole, assert_runs_once, create_vm, lab_session, local_vm,  # noqa: E402
                    logs, missing, shared_volume, vm_on)
 
@@ -156,9 +156,11 @@ def migrate(lab, name, dst, what):
     assert r["ok"], f"{what}: migrating {name} {src} ({vs}) -> {dst.name} ({vd}) failed: " \
         f"{r['error']}\n{logs(lab)}"
     fig = r["figures"]
+    pr = r["probe"]
     say(f"{what}: {name} {src} ({vs}) -> {dst.name} ({vd}): client gap "
         f"{r['client_gap_ms']:.1f} ms, QEMU downtime {fig.get('downtime_ms')} ms, total "
-        f"{fig.get('total_ms')} ms")
+        f"{fig.get('total_ms')} ms, {fig.get('passes')} passes; the probe's own round trip "
+        f"{pr.get('rtt_avg_ms')} ms on average, {pr.get('timer_overruns')} timer overruns")
     assert fig["from"] == src and fig["to"] == dst.name, fig
     assert r["probe"]["answering"], f"{what}: {name} does not answer after the move: {r}"
     assert r["migration"], f"{what}: no record of the migration in the cluster database"
@@ -185,6 +187,8 @@ def upgrade(lab, h, build, version, by_cli=False):
     pids = running_pids(lab)
     assert not [n for n, pid in pids.items() if vm_on(h, n)["owner"] == h.name], \
         f"{h.name} still runs VMs after its drain: {pids}"
+    with open(h.ca, "rb") as f:
+        ca = f.read()
     if by_cli:
         out = lab_cli("restart", h.name, "--build", build).stdout
         assert f"version {version} (was {old})" in out, out
@@ -194,6 +198,15 @@ def upgrade(lab, h, build, version, by_cli=False):
         lab.start_ferryd(h, build=build)
     got = version_of(h)
     assert got == version, f"{h.name} runs {got} after the upgrade, expected {version}"
+    with open(h.ca, "rb") as f:
+        assert f.read() == ca, f"{h.name}'s cluster CA ({h.ca}) changed in the upgrade"
+    # Another host's CLI (its own version) reaches it over HTTPS: the cluster's CA, the token.
+    asker = next(x for x in lab.hosts if x.name != h.name)
+    r = asker.exec([asker.bins["ferry"], "--url", h.url, "--ca", asker.ca, "-o", "json", "node",
+                    "show"], check=False, timeout=30)
+    assert r.returncode == 0 and json.loads(r.stdout)["version"] == version, \
+        (f"{asker.name} ({version_of(asker)}) does not reach {h.name} ({version}) at {h.url} "
+         f"with the cluster's CA and the API token: {r.stderr}{r.stdout}")
     lab.wait_cluster(timeout=60)
     h.cli("node", "resume", h.name)
     for viewer in lab.hosts:
@@ -219,7 +232,14 @@ def test_rolling_upgrade_keeps_every_vm_running(lab, csv1, prev):
     with ThreadPoolExecutor(2) as pool:  # the two boots overlap
         fa = pool.submit(create_vm, lab, h1, "ua", 1, memory=128, extra=("--ha",))
         fb = pool.submit(create_vm, lab, h2, "ub", 2, memory=128)
-        ips = {"ua": fa.result(), "ub": fb.result()}
+        try:
+            ips = {"ua": fa.result(), "ub": fb.result()}
+        except Exception as e:  # noqa: BLE001 - said again with what it means here
+            raise AssertionError(
+                f"an appliance VM made by {old}'s CLI and ferryd with this tree's appliance "
+                f"({GUEST}) does not come up: {e}\nIf guest/ changed what it reads from the "
+                f"kernel command line since {old}, it must still take {old}'s, or this test "
+                f"must build {old}'s appliance too.\n{logs(lab)}") from None
     say("ua (HA) on host1 and ub on host2 answer")
     # A stopped VM the previous release defined on host1: the new ferryd must read it.
     st, body = lab.write_vm(h1, "us1", node="host1")
