@@ -113,13 +113,14 @@ def guest_trouble(console):
 class LabProbe:
     """ferry-probe udp every PROBE_INTERVAL_MS from the lab's client namespace (and, with
     tcp_port, one TCP echo connection held open), for measuring what a client of the VM sees
-    of a migration. Starts PROBE_LEAD_S before the caller goes on; stop() ends it
+    of a migration (interval_ms: another rate, for a probe that runs through many steps
+    beside the measured ones). Starts PROBE_LEAD_S before the caller goes on; stop() ends it
     PROBE_LEAD_S after the guest answers again (at most PROBE_ANSWER_S), so a gap longer than
     the lead is measured whole. The one probe runner of the lab, the tests and the benchmarks."""
 
-    def __init__(self, lab, ip, tcp_port=None):
+    def __init__(self, lab, ip, tcp_port=None, interval_ms=PROBE_INTERVAL_MS):
         self.lab, self.ip = lab, ip
-        argv = ["ferry-probe", "udp", ip, "--interval-ms", str(PROBE_INTERVAL_MS), "--json"]
+        argv = ["ferry-probe", "udp", ip, "--interval-ms", str(interval_ms), "--json"]
         if tcp_port:
             argv += ["--tcp-port", str(tcp_port)]
         self.p = lab.client_popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
