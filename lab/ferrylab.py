@@ -481,7 +481,8 @@ class LabHost:
 
     def cli(self, *args, check=True, timeout=120):
         """Runs this host's ferry (bins) --socket SOCK ARGS (from the root namespace: the unix
-        socket needs no network). Returns the CompletedProcess; check raises LabError on non-zero."""
+        socket needs no network). Returns the CompletedProcess; check raises LabError on
+        non-zero."""
         return _run([self.bins["ferry"], "--socket", self.sock, *args], check=check,
                     timeout=timeout, env=self.lab.env(self))
 

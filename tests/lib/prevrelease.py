@@ -149,7 +149,8 @@ def build(build_root, say=lambda msg: None):
         after = [os.stat(os.path.join(bld, t)).st_mtime_ns for t in TARGETS]
         compiled = compiled or before != after
     return {"version": version, "commit": commit, "build": bld,
-            "ferryd": os.path.join(bld, "src", "ferryd"), "ferry": os.path.join(bld, "src", "ferry"),
+            "ferryd": os.path.join(bld, "src", "ferryd"),
+            "ferry": os.path.join(bld, "src", "ferry"),
             "seconds": round(time.monotonic() - t0, 1), "cached": not compiled}
 
 
