@@ -113,13 +113,14 @@ def guest_trouble(console):
 class LabProbe:
     """ferry-probe udp every PROBE_INTERVAL_MS from the lab's client namespace (and, with
     tcp_port, one TCP echo connection held open), for measuring what a client of the VM sees
-    of a migration. Starts PROBE_LEAD_S before the caller goes on; stop() ends it
+    of a migration (interval_ms: another rate, for a probe that runs through many steps
+    beside the measured ones). Starts PROBE_LEAD_S before the caller goes on; stop() ends it
     PROBE_LEAD_S after the guest answers again (at most PROBE_ANSWER_S), so a gap longer than
     the lead is measured whole. The one probe runner of the lab, the tests and the benchmarks."""
 
-    def __init__(self, lab, ip, tcp_port=None):
+    def __init__(self, lab, ip, tcp_port=None, interval_ms=PROBE_INTERVAL_MS):
         self.lab, self.ip = lab, ip
-        argv = ["ferry-probe", "udp", ip, "--interval-ms", str(PROBE_INTERVAL_MS), "--json"]
+        argv = ["ferry-probe", "udp", ip, "--interval-ms", str(interval_ms), "--json"]
         if tcp_port:
             argv += ["--tcp-port", str(tcp_port)]
         self.p = lab.client_popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -180,6 +181,20 @@ def memverify(lab, ip, scans=2, boot_id=None, timeout_s=60):
 
 
 # ---- finding our binaries --------------------------------------------------------------------
+
+def build_binaries(build):
+    """{"ferry", "ferryd", "build"} of the ferry build directory build (its src/, or build
+    itself holding both programs): what a lab host runs instead of the lab's own binaries
+    (Lab.up(build=...), start_ferryd(build=...)), a previous release's say. Raises LabError
+    naming what is missing."""
+    for d in (os.path.join(build, "src"), build):
+        ferry, ferryd = os.path.join(d, "ferry"), os.path.join(d, "ferryd")
+        if os.access(ferry, os.X_OK) and os.access(ferryd, os.X_OK):
+            return {"ferry": os.path.realpath(ferry), "ferryd": os.path.realpath(ferryd),
+                    "build": os.path.realpath(build)}
+    raise LabError(f"--build {build}: no ferry and ferryd in {build}/src or {build}; give a "
+                   "ferry build directory (ninja -C DIR src/ferryd src/ferry)")
+
 
 def find_binaries():
     """Returns {"ferry", "ferryd", "probe", "bindirs"}: $FERRY_BUILD/src (or $FERRY_BUILD), else
@@ -444,6 +459,13 @@ class LabHost:
         return self.rec.get("pid")
 
     @property
+    def bins(self):
+        """The ferry and ferryd this host runs: another build's when it was given one
+        (Lab.up(build=...), start_ferryd(build=...)), else the lab's. Like a real host, its CLI
+        is the one of its ferryd's version."""
+        return self.rec.get("binaries") or self.lab.bins
+
+    @property
     def url(self):
         return f"https://{self.ip}:{API_PORT}"
 
@@ -458,9 +480,10 @@ class LabHost:
         return self.lab._is_our_ferryd(self.rec)
 
     def cli(self, *args, check=True, timeout=120):
-        """Runs build/src/ferry --socket SOCK ARGS (from the root namespace: the unix socket
-        needs no network). Returns the CompletedProcess; check raises LabError on non-zero."""
-        return _run([self.lab.bins["ferry"], "--socket", self.sock, *args], check=check,
+        """Runs this host's ferry (bins) --socket SOCK ARGS (from the root namespace: the unix
+        socket needs no network). Returns the CompletedProcess; check raises LabError on
+        non-zero."""
+        return _run([self.bins["ferry"], "--socket", self.sock, *args], check=check,
                     timeout=timeout, env=self.lab.env(self))
 
     def cli_json(self, *args, timeout=120):
@@ -541,6 +564,18 @@ class Lab:
             raise LabError(f"{path}: not a ferry lab state file of version {STATE_VERSION}")
         return cls(state, path)
 
+    def reload(self):
+        """Reads lab.json again, after another process (a `ferry lab` command) changed it. The
+        host records are updated in place, so LabHost objects taken before see the change."""
+        fresh = Lab.load(self.dir).state
+        recs = {r["name"]: r for r in self.state.get("hosts", [])}
+        for i, r in enumerate(fresh.get("hosts", [])):
+            if r["name"] in recs:
+                recs[r["name"]].clear()
+                recs[r["name"]].update(r)
+                fresh["hosts"][i] = recs[r["name"]]
+        self.state = fresh
+
     @property
     def bins(self):
         if not self._bins:
@@ -590,11 +625,15 @@ class Lab:
         return f"{self.prefix}.{100 + int(k)}"
 
     def env(self, host=None):
-        """The environment for commands in the lab: our binaries first on PATH, the lab token
+        """The environment for commands in the lab: our binaries first on PATH (host's ferry
+        before them when it runs another build), the lab token
         in FERRY_TOKEN (for --url https://MGMT:7443), FERRY_SOCKET of host if given, and in
         FERRY_CA the CA to verify ferryd's certificate with (host's, or the cluster's)."""
         env = dict(os.environ)
-        env["PATH"] = os.pathsep.join(self.bins["bindirs"] + [env.get("PATH", "/usr/bin:/bin")])
+        dirs = list(self.bins["bindirs"])
+        if host is not None and host.rec.get("binaries"):  # its ferry first; the lab's probe
+            dirs.insert(0, os.path.dirname(host.rec["binaries"]["ferry"]))
+        env["PATH"] = os.pathsep.join(dirs + [env.get("PATH", "/usr/bin:/bin")])
         env["FERRY_LAB_NAME"] = self.name
         env["FERRY_LAB_DIR"] = self.dir
         try:
@@ -658,11 +697,13 @@ class Lab:
                      "url": h.url, "socket": h.sock, "state_dir": h.state_dir, "log": h.log,
                      "ferryd_pid": h.pid, "ferryd_alive": alive,
                      "ferryd_stopped": bool(h.rec.get("stopped")),
-                     "link": h.rec.get("link", "up"), "accel": None, "vms": None,
+                     "link": h.rec.get("link", "up"), "accel": None, "version": None,
+                     "build": (h.rec.get("binaries") or {}).get("build"), "vms": None,
                      "cluster": None, "error": None, "watchdog": self.watchdog_status(h)}
             if alive and not h.rec.get("stopped"):
                 try:
-                    entry["accel"] = h.cli_json("node", "show", timeout=10).get("accel")
+                    me = h.cli_json("node", "show", timeout=10)
+                    entry["accel"], entry["version"] = me.get("accel"), me.get("version")
                     # In a cluster every node lists every VM: keep the ones this host runs.
                     entry["vms"] = [{"name": v.get("name"), "state": v.get("state"),
                                      "pid": v.get("pid")}
@@ -711,13 +752,16 @@ class Lab:
 
     @classmethod
     def up(cls, name=DEFAULT_NAME, hosts=3, dir=None, subnet=DEFAULT_SUBNET, accel="auto",
-           progress=None, cluster=True, qemu=None, ferryd_args=(), watchdog=False):
+           progress=None, cluster=True, qemu=None, ferryd_args=(), watchdog=False, build=None):
         """Builds a lab of hosts simulated hosts and returns it, ferryds answering and, with
         cluster, formed into one cluster (form_cluster). qemu: the QEMU binary every ferryd
         runs (ferryd --qemu; default ferryd's own); ferryd_args: more ferryd options for
         every host (benchmarks use them to measure settings ferryd refuses by default);
         watchdog: every host gets an emulated watchdog that its ferryd feeds and that powers
-        the host off when the feeds stop (watchdog_emulate). On any failure (also Ctrl-C)
+        the host off when the feeds stop (watchdog_emulate); build: a ferry build directory
+        whose ferryd and ferry every host runs instead of the lab's (a previous release, for a
+        rolling upgrade: start_ferryd(h, build=...) moves one host to another build; the lab's
+        own tools, ferry-probe and this script, stay). On any failure (also Ctrl-C)
         everything made so far is removed and LabError raised. progress(msg) is called with
         a line per step if given."""
         say = progress or (lambda msg: None)
@@ -743,6 +787,7 @@ class Lab:
             raise LabError(f"--dir {dir}: longer than {DIR_MAX} characters; unix socket paths "
                            "under it would not fit (pick a shorter one)")
         bins = find_binaries()
+        host_bins = build_binaries(build) if build else None
         if os.geteuid() != 0:
             raise LabError("the lab needs root (network namespaces, bridges, taps)")
         if shutil.which("ip") is None:
@@ -785,6 +830,11 @@ class Lab:
         try:
             lab._save()
             lab._build(hosts, say)
+            if host_bins:
+                for rec in lab.state["hosts"]:
+                    rec["binaries"] = dict(host_bins)
+                lab._save()
+                say(f"every host runs {host_bins['ferryd']} and {host_bins['ferry']}")
             lab._start_ferryds(say)
             lab._wait_links()
             if cluster:
@@ -887,7 +937,7 @@ class Lab:
 
     def _ferryd_argv(self, h):
         """The command line of host h's ferryd: the same at `up` and at every restart."""
-        argv = ["ip", "netns", "exec", h.ns, self.bins["ferryd"], "--name", h.name,
+        argv = ["ip", "netns", "exec", h.ns, h.bins["ferryd"], "--name", h.name,
                 "--state-dir", h.state_dir, "--run-dir", h.run_dir, "--socket", h.sock,
                 "--listen", f"{h.ip}:{API_PORT}", "--token-file", self.token_file]
         if self.state["accel"] != "auto":
@@ -1035,7 +1085,7 @@ class Lab:
         i's mgmt address, the segment and the token work, which joining needs)."""
         for k, h in enumerate(hosts):
             asker = hosts[(k + 1) % len(hosts)]
-            p = self._ns_run(asker.ns, [self.bins["ferry"], "--url", h.url, "--ca", h.ca,
+            p = self._ns_run(asker.ns, [asker.bins["ferry"], "--url", h.url, "--ca", h.ca,
                                         "-o", "json", "node", "show"], self.env(), False, 15)
             if p.returncode != 0:
                 raise LabError(f"{h.name}: ferryd does not answer on {h.url} from "
@@ -1262,7 +1312,8 @@ class Lab:
         m = re.search(r"(?:^|\s)ferry\.ip=([0-9.]+)(?:/\d+)?(?:\s|$)", cmdline)
         return m.group(1) if m else None
 
-    def migrate_measured(self, name, to=None, budget_ms=None, ip=None, say=lambda msg: None):
+    def migrate_measured(self, name, to=None, budget_ms=None, ip=None, say=lambda msg: None,
+                         verify=True):
         """Live-migrates VM name (`ferry vm migrate` on its owner) while ferry-probe udp in the
         client namespace probes its guest every PROBE_INTERVAL_MS, then records the
         client-observed gap on the migration (`ferry vm measure-migration`, source
@@ -1271,7 +1322,8 @@ class Lab:
         completed), "error" (migrate's message or None), "figures" (migrate's answer or None),
         "probe" (ferry-probe's report), "client_gap_ms", "migration" (the record after the
         measurement, or None when none was found), "memverify" (when the guest runs the memory
-        verifier: its report after two whole scans on the new host, else None)}. Raises
+        verifier and verify is true: its report after two whole scans on the new host, else
+        None; a caller that checks the guest later anyway saves the scans)}. Raises
         LabError when nothing could be measured (the guest does not answer probes, ferry-probe
         failed)."""
         say = say or (lambda msg: None)
@@ -1310,7 +1362,7 @@ class Lab:
         gap = res["client_gap_ms"]
         rec = self._measure(h, name, before, gap)
         mv = None
-        if self.vm_runs_memverify(vm):
+        if verify and self.vm_runs_memverify(vm):
             say(f"asking {ip}'s memory verifier for two whole scans")
             mv = memverify(self, ip)
         return {"vm": name, "ip": ip, "ok": figures is not None, "error": error,
@@ -1375,19 +1427,38 @@ class Lab:
         return t
 
     def start_ferryd(self, h, timeout=FERRYD_READY_S, say=lambda msg: None, env=None,
-                     args=None):
+                     args=None, build=None):
         """Starts host h's ferryd again, with the arguments `up` gave it, and waits until it
         answers on its unix socket. args: more ferryd options for this host alone (tests give
         one host another --qemu, say); they stay for later restarts until args=[] is given.
-        LabError if one still runs or it does not come up."""
+        build: a ferry build directory whose ferryd and ferry h runs from now on, on the same
+        state (the package upgrade of a rolling upgrade); the lab's own build directory puts
+        it back on the lab's binaries. LabError if one still runs, build has no binaries, or
+        it does not come up."""
         if self._is_our_ferryd(h.rec):
             raise LabError(f"{h.name}: ferryd pid {h.pid} still runs")
+        if build is not None:
+            b = build_binaries(build)
+            if b["ferryd"] == self.bins["ferryd"] and b["ferry"] == self.bins["ferry"]:
+                h.rec.pop("binaries", None)
+            else:
+                h.rec["binaries"] = b
+            self._save()
         if args is not None:
             h.rec["args"] = [str(a) for a in args]
             if not h.rec["args"]:
                 del h.rec["args"]
         self._spawn_ferryd(h, say, env)
         self._wait_ferryd(h, time.monotonic() + timeout)
+
+    def restart_ferryd(self, h, build=None, timeout=FERRYD_READY_S, say=lambda msg: None):
+        """Stops host h's ferryd as its service manager would (SIGTERM: it closes its API and
+        leaves its VMs running) and starts it again, from build's binaries when given (see
+        start_ferryd). Returns the new pid."""
+        if self._is_our_ferryd(h.rec):
+            self.kill_ferryd(h, signal.SIGTERM)
+        self.start_ferryd(h, timeout=timeout, say=say, build=build)
+        return h.pid
 
     def power_off(self, h):
         """Host h loses power: its ferryd (if one of this lab runs) and then at once every

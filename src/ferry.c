@@ -26,7 +26,7 @@ static const struct cli_cmd commands[] = {
     {"csv", cmd_csv, "cluster shared volumes: add, list, show, remove, move-coordinator"},
     {"events", cmd_events, "show (and follow) the event log"},
     {"task", cmd_task, "the cluster's long operations: list, show (follow), cancel"},
-    {"lab", cmd_lab, "N simulated hosts on this machine: up, status, exec, down"},
+    {"lab", cmd_lab, "N simulated hosts on this machine: up, status, exec, migrate, restart, down"},
     {"version", cmd_version, "print the version of ferry"},
 };
 

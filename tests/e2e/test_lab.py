@@ -103,9 +103,12 @@ def test_bad_arguments_are_refused():
                        (["--subnet", "8.8.8.0/24"], "private"),
                        (["--subnet", "10.78.0.5/24"], "host bits"),
                        (["--name", "bad name"], "letters"),
-                       (["--accel", "xen"], "invalid choice")):
+                       (["--accel", "xen"], "invalid choice"),
+                       (["--build", "/nonexistent"], "no ferry and ferryd in /nonexistent/src")):
         r = ferry_lab("up", "--name", f"{NAME}x", *args, check=False)
         assert r.returncode in (1, 2) and what in r.stderr, (args, r.stderr)
+    r = ferry_lab("restart", "host1", "--name", f"{NAME}x", check=False)
+    assert r.returncode == 1 and "no lab" in r.stderr, r.stderr
     assert not os.path.exists(Lab.default_dir(f"{NAME}x"))
     assert not ferrylab.stray_namespaces(f"{NAME}x")
 
