@@ -9,6 +9,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from ferrytest import Host  # noqa: E402
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "timing: asserts client-observed gaps against the blackout budget; make check "
+        "runs these files alone, after the others (which run two at a time)")
+
+
 @pytest.fixture
 def host():
     h = Host(1)

@@ -28,7 +28,10 @@ NAME = f"m{os.getpid()}"
 SUBNET = "10.83.0.0/24"
 BUDGET_MS = 300
 
-pytestmark = pytest.mark.skipif(missing() is not None, reason=str(missing()))
+# timing: held to the 300 ms budget as a client sees it, so make check runs this file alone
+# (after the others, which run two at a time).
+pytestmark = [pytest.mark.skipif(missing() is not None, reason=str(missing())),
+              pytest.mark.timing]
 
 
 @pytest.fixture(scope="module")

@@ -38,7 +38,10 @@ BUDGET_MS = 300  # ferry vm migrate's default blackout budget: what a client may
 DRAIN_S = 300
 WHOLE_PROBE_MS = 5  # the probes that run through the whole upgrade
 
-pytestmark = pytest.mark.skipif(missing() is not None, reason=str(missing()))
+# timing: held to the 300 ms budget as a client sees it, so make check runs this file alone
+# (after the others, which run two at a time).
+pytestmark = [pytest.mark.skipif(missing() is not None, reason=str(missing())),
+              pytest.mark.timing]
 T0 = time.monotonic()
 
 
