@@ -33,7 +33,7 @@ from labvm import (assert_guest_whole, assert_runs_once, create_vm, lab_session,
                    logs, missing, shared_volume, vm_on)
 
 NAME = f"up{os.getpid()}"
-SUBNET = "10.113.0.0/24"
+SUBNET = "10.115.0.0/24"
 BUDGET_MS = 300  # ferry vm migrate's default blackout budget: what a client may see of a move
 DRAIN_S = 300
 WHOLE_PROBE_MS = 5  # the probes that run through the whole upgrade
