@@ -1142,6 +1142,17 @@ int main(int argc, char **argv)
         goto err_after_events;
     }
     vc.qemu_sandbox = c->qemu_sandbox;
+    /* QEMU opens these itself, as its user (scripts/setup-qemu-user grants both). */
+    if (strcmp(accel, "kvm") == 0 && !qemu_user_may_rw(&vc.qemu_user, "/dev/kvm"))
+        log_warn("qemu: %s cannot open /dev/kvm: VMs will fail to start (put it in the "
+                 "device's group: adduser %s kvm)",
+                 vc.qemu_user.name, vc.qemu_user.name);
+    if (access("/dev/userfaultfd", F_OK) == 0 &&
+        !qemu_user_may_rw(&vc.qemu_user, "/dev/userfaultfd"))
+        log_warn("qemu: %s cannot open /dev/userfaultfd: post-copy migrations to this node "
+                 "fail unless vm.unprivileged_userfaultfd is 1 (/usr/share/ferry/"
+                 "setup-qemu-user, or scripts/setup-qemu-user, gives it the device)",
+                 vc.qemu_user.name);
     log_info("qemu: VMs run as %s%s, %s", vc.qemu_user.name,
              vc.qemu_user.drop ? "" : " (not dropped: qemu_user is root)",
              c->qemu_sandbox ? "sandboxed (seccomp)" : "without QEMU's sandbox (qemu_sandbox off)");

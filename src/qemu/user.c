@@ -75,16 +75,38 @@ int qemu_user_give(const struct qemu_user *u, const char *path, unsigned mode, s
     return rc;
 }
 
-/* Whether uid/groups may search a directory of status st. */
-static bool may_search(const struct qemu_user *u, const gid_t *groups, int ngroups,
-                       const struct stat *st)
+/* The permission bits (rwx, 0..7) that apply to the user on a file of status st. */
+static unsigned bits_for(const struct qemu_user *u, const gid_t *groups, int ngroups,
+                         const struct stat *st)
 {
     if (st->st_uid == u->uid)
-        return st->st_mode & S_IXUSR;
+        return (st->st_mode >> 6) & 7;
     for (int i = 0; i < ngroups; i++)
         if (groups[i] == st->st_gid)
-            return st->st_mode & S_IXGRP;
-    return st->st_mode & S_IXOTH;
+            return (st->st_mode >> 3) & 7;
+    return st->st_mode & 7;
+}
+
+static int user_groups(const struct qemu_user *u, gid_t *groups, int max)
+{
+    int n = max;
+    if (getgrouplist(u->name, u->gid, groups, &n) < 0) {
+        groups[0] = u->gid;
+        n = 1;
+    }
+    return n;
+}
+
+bool qemu_user_may_rw(const struct qemu_user *u, const char *path)
+{
+    if (!u || !u->drop)
+        return true;
+    struct stat st;
+    if (stat(path, &st) < 0)
+        return false;
+    gid_t groups[64];
+    int n = user_groups(u, groups, (int)ARRAY_SIZE(groups));
+    return (bits_for(u, groups, n, &st) & 6) == 6;
 }
 
 int qemu_user_check_reach(const struct qemu_user *u, const char *dir, struct ferr *e)
@@ -95,11 +117,7 @@ int qemu_user_check_reach(const struct qemu_user *u, const char *dir, struct fer
     if (!realpath(dir, path))
         return ferr_set(e, -errno, "%s: %s", dir, strerror(errno));
     gid_t groups[64];
-    int ngroups = (int)ARRAY_SIZE(groups);
-    if (getgrouplist(u->name, u->gid, groups, &ngroups) < 0) {
-        groups[0] = u->gid;
-        ngroups = 1;
-    }
+    int ngroups = user_groups(u, groups, (int)ARRAY_SIZE(groups));
     size_t len = strlen(path);
     for (size_t i = 1; i <= len; i++) {
         if (path[i] != '/' && path[i] != '\0')
@@ -111,7 +129,7 @@ int qemu_user_check_reach(const struct qemu_user *u, const char *dir, struct fer
             int rc = ferr_set(e, -errno, "%s: %s", path, strerror(errno));
             return rc;
         }
-        if (!may_search(u, groups, ngroups, &st))
+        if (!(bits_for(u, groups, ngroups, &st) & 1))
             return ferr_set(e, FERR_STATE,
                             "QEMU's user %s cannot pass %s (mode %04o, owner %u:%u) on the way "
                             "to %s: give others search permission (chmod o+x %s), or choose "

@@ -43,4 +43,9 @@ int qemu_user_give(const struct qemu_user *u, const char *path, unsigned mode, s
  * drop), else FERR_STATE naming the first directory it cannot pass and what to change. */
 int qemu_user_check_reach(const struct qemu_user *u, const char *dir, struct ferr *e);
 
+/* Whether the user may open the device or file at path for reading and writing, by its
+ * permission bits against the user's uid, gid and supplementary groups (ACLs are not read).
+ * True without drop. For warnings at start: /dev/kvm, /dev/userfaultfd. */
+bool qemu_user_may_rw(const struct qemu_user *u, const char *path);
+
 #endif

@@ -50,6 +50,7 @@ static void test_lookup(void **state)
     assert_false(u.drop); /* root: QEMU as ferryd, nothing given */
     assert_int_equal(qemu_user_give(&u, "/nonexistent", 0600, &e), 0);
     assert_int_equal(qemu_user_check_reach(&u, "/nonexistent", &e), 0);
+    assert_true(qemu_user_may_rw(&u, "/nonexistent"));
 
     assert_int_equal(qemu_user_lookup("no-such-user-ferry", &u, &e), FERR_NOTFOUND);
     assert_non_null(strstr(e.msg, "adduser --system"));
@@ -103,6 +104,21 @@ static void test_give(void **state)
     close(s);
 
     assert_int_equal(qemu_user_give(&u, "/nonexistent/x", 0600, &e), -ENOENT);
+
+    /* A device QEMU opens itself (/dev/kvm): through its group, or not at all. */
+    char dev[64];
+    snprintf(dev, sizeof(dev), "%s/kvm", dir);
+    fp = fopen(dev, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    assert_int_equal(chmod(dev, 0600), 0);
+    assert_false(qemu_user_may_rw(&u, dev));
+    assert_int_equal(chown(dev, 0, u.gid), 0);
+    assert_int_equal(chmod(dev, 0640), 0);
+    assert_false(qemu_user_may_rw(&u, dev)); /* read is not enough */
+    assert_int_equal(chmod(dev, 0660), 0);
+    assert_true(qemu_user_may_rw(&u, dev));
+    assert_false(qemu_user_may_rw(&u, "/nonexistent"));
     rm_rf(dir);
 }
 
