@@ -12,7 +12,9 @@
   (host2's ferryd runs a --qemu wrapper whose `-machine help` leaves pc-i440fx-9.0 out): the
   VM keeps running on the source, and migrates to a host that has the type;
 - `ferryd --migrate-prealloc off`: the destination's incoming QEMU has no -mem-prealloc (and
-  with the default it has);
+  with the default it has); that host also runs `--qemu-user root --qemu-sandbox off`, as a
+  release before the unprivileged QEMU did (root, no seccomp, the tap opened by name), and
+  VMs migrate both ways between such a QEMU and an unprivileged one;
 - QEMU never runs as root: a VM's QEMU runs as the ferry-qemu user with no capabilities,
   under QEMU's seccomp sandbox (Seccomp 2 in /proc/PID/status), its run dir its own (0700)
   inside RUN (root's, its group, 0710), its disk its own (0600); ferryd refuses a QEMU user
@@ -219,7 +221,8 @@ def incoming_cmdline(lab, src, dst, name):
 def test_migrate_prealloc_off_gives_the_incoming_qemu_no_prealloc(lab):
     h1, h2, h3 = lab.hosts
     lab.kill_ferryd(h3, signal.SIGTERM)
-    lab.start_ferryd(h3, args=["--migrate-prealloc", "off"])
+    lab.start_ferryd(h3, args=["--migrate-prealloc", "off", "--qemu-user", "root",
+                               "--qemu-sandbox", "off"])
     try:
         lab.wait_cluster()
         ip = create_vm(lab, h1, "pa1", 3, memory=128)
@@ -228,10 +231,19 @@ def test_migrate_prealloc_off_gives_the_incoming_qemu_no_prealloc(lab):
               f"{'present' if '-mem-prealloc' in argv else 'absent'}")
         assert "-mem-prealloc" not in argv, argv
         assert_guest_whole(lab, h3, "pa1", ip)
-        # The default (on), host1 taking it back: preallocated.
+        # host3's QEMU as before the hardening: root, no seccomp, its tap opened by name.
+        assert argv[0] != "setpriv" and "-sandbox" not in argv, argv
+        assert any(a.startswith("tap,id=net0,ifname=") for a in argv), argv
+        [pid] = qemus_under(h3, "pa1")
+        st = proc_status(pid)
+        assert st["Uid"].split()[0] == "0" and st["Seccomp"] == "0", st
+        # The default (on), host1 taking it back: preallocated, unprivileged, sandboxed.
         argv = incoming_cmdline(lab, h3, h1, "pa1")
         assert "-mem-prealloc" in argv, argv
         assert_guest_whole(lab, h1, "pa1", ip)
+        assert "-sandbox" in argv and any(a.startswith("tap,id=net0,fd=") for a in argv), argv
+        [pid] = qemus_under(h1, "pa1")
+        assert proc_status(pid)["Uid"].split()[0] == str(pwd.getpwnam("ferry-qemu").pw_uid)
         assert vm_on(h2, "pa1")["owner"] == "host1"
         h1.cli("vm", "delete", "--force", "pa1")
     finally:
