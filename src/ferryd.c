@@ -36,6 +36,7 @@
 #include "storage/lease.h"
 #include "migrate/migrate.h"
 #include "qemu/machines.h"
+#include "qemu/user.h"
 #include "qemu/version.h"
 #include "host/events.h"
 #include "host/sdnotify.h"
@@ -75,6 +76,8 @@ struct ferryd_config {
     bool migrate_prealloc;
     bool migration_tls;
     bool unsafe_tcg_migration;
+    char qemu_user[QEMU_USER_NAME_MAX + 1];
+    bool qemu_sandbox;
     char watchdog[1024]; /* --watchdog: a watchdog device or the lab's emulated one; "" none */
     unsigned watchdog_timeout_ms;
     bool watchdog_timeout_given;
@@ -203,6 +206,13 @@ static void usage(FILE *f)
         "  --accel auto|kvm|tcg accelerator (default auto: kvm if the CPU has vmx/svm)\n"
         "  --qemu PATH          QEMU binary (default qemu-system-x86_64)\n"
         "  --qemu-img PATH      qemu-img binary (default qemu-img)\n"
+        "  --qemu-user USER     the unprivileged user every VM's QEMU runs as, given its\n"
+        "                       run dir, disks and keys (default " QEMU_USER_DEFAULT "); root\n"
+        "                       runs QEMU as root, for setups where disks cannot be the\n"
+        "                       user's (a network volume that squashes root)\n"
+        "  --qemu-sandbox on|off  QEMU's seccomp filter: -sandbox on with obsolete,\n"
+        "                       elevateprivileges, spawn and resourcecontrol denied\n"
+        "                       (default on)\n"
         "  --name NAME          node name (default: the hostname)\n"
         "  --raft-port PORT     cluster Raft port on the --listen address (default: its port + 1)\n"
         "  --heartbeat-ms MS    node heartbeat interval, 250..2000 (default 1000)\n"
@@ -414,6 +424,16 @@ static int apply_opt(struct ferryd_config *c, const char *key, const char *val)
         c->migration_tls = strcmp(val, "on") == 0;
         return 0;
     }
+    if (strcmp(key, "qemu_user") == 0)
+        return copy_opt(c->qemu_user, sizeof(c->qemu_user), "qemu_user", val);
+    if (strcmp(key, "qemu_sandbox") == 0) {
+        if (!val || (strcmp(val, "on") && strcmp(val, "off"))) {
+            fprintf(stderr, "ferryd: qemu_sandbox: expected on or off\n");
+            return -1;
+        }
+        c->qemu_sandbox = strcmp(val, "on") == 0;
+        return 0;
+    }
     if (strcmp(key, "unsafe_tcg_migration") == 0) {
         if (!val || (strcmp(val, "on") && strcmp(val, "off"))) {
             fprintf(stderr, "ferryd: unsafe_tcg_migration: expected on or off\n");
@@ -513,6 +533,8 @@ static int parse_args(struct ferryd_config *c, int argc, char **argv)
         {"version", no_argument, 0, 'V'},
         {"web-dir", required_argument, 0, 'w'},
         {"session-ttl", required_argument, 0, 'x'},
+        {"qemu-user", required_argument, 0, 'u'},
+        {"qemu-sandbox", required_argument, 0, 'O'},
         {0, 0, 0, 0},
     };
     static const char *keys[128] = {
@@ -530,6 +552,7 @@ static int parse_args(struct ferryd_config *c, int argc, char **argv)
         ['W'] = "watchdog",       ['T'] = "watchdog_timeout_ms",
         ['X'] = "max_voters",     ['B'] = "failback_settle_ms",
         ['w'] = "web_dir",        ['x'] = "session_ttl",
+        ['u'] = "qemu_user",      ['O'] = "qemu_sandbox",
     };
     /* The config file first, so flags override it. */
     for (int i = 1; i < argc - 1; i++)
@@ -1011,6 +1034,8 @@ int main(int argc, char **argv)
     strcpy(c->qsd, "qemu-storage-daemon");
     c->migrate_prealloc = true;
     c->migration_tls = true;
+    strcpy(c->qemu_user, QEMU_USER_DEFAULT);
+    c->qemu_sandbox = true;
     c->watchdog_timeout_ms = WATCHDOG_TIMEOUT_MS_DEFAULT;
     c->session_ttl_s = SESSION_TTL_DEFAULT_S;
     if (parse_args(c, argc, argv) < 0)
@@ -1111,6 +1136,26 @@ int main(int argc, char **argv)
     if (!vc.console_input)
         log_warn("console: QEMU before 10.0 (no hub chardev): VM consoles show output but take "
                  "no input");
+    /* QEMU never runs as root unless told (docs/architecture.md, "A VM's QEMU"). */
+    if (qemu_user_lookup(c->qemu_user, &vc.qemu_user, &e) < 0) {
+        log_error("%s", e.msg);
+        goto err_after_events;
+    }
+    vc.qemu_sandbox = c->qemu_sandbox;
+    /* QEMU opens these itself, as its user (scripts/setup-qemu-user grants both). */
+    if (strcmp(accel, "kvm") == 0 && !qemu_user_may_rw(&vc.qemu_user, "/dev/kvm"))
+        log_warn("qemu: %s cannot open /dev/kvm: VMs will fail to start (put it in the "
+                 "device's group: adduser %s kvm)",
+                 vc.qemu_user.name, vc.qemu_user.name);
+    if (access("/dev/userfaultfd", F_OK) == 0 &&
+        !qemu_user_may_rw(&vc.qemu_user, "/dev/userfaultfd"))
+        log_warn("qemu: %s cannot open /dev/userfaultfd: post-copy migrations to this node "
+                 "fail unless vm.unprivileged_userfaultfd is 1 (/usr/share/ferry/"
+                 "setup-qemu-user, or scripts/setup-qemu-user, gives it the device)",
+                 vc.qemu_user.name);
+    log_info("qemu: VMs run as %s%s, %s", vc.qemu_user.name,
+             vc.qemu_user.drop ? "" : " (not dropped: qemu_user is root)",
+             c->qemu_sandbox ? "sandboxed (seccomp)" : "without QEMU's sandbox (qemu_sandbox off)");
     vc.on_change = vm_changed;
     vc.change_data = &d;
     /* Redirected disks (fleet/redirect.c) are served again for adopted VMs before the

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/jsonfield.h"
 #include "common/log.h"
@@ -38,6 +39,7 @@ struct sm {
     char name[80];
     unsigned disk;
     char from[1024], to[1024];
+    struct qemu_user user; /* the VM's QEMU's, which opens the new file (blockdev-add) */
     bool live;
     unsigned speed_mib;
     uint64_t size;
@@ -526,6 +528,9 @@ static void work_make(uv_work_t *w)
     }
     m->size = info.virtual_size;
     m->work_rc = vhd_create(m->env.qemu_img, m->to, "fixed", info.virtual_size / MIB, &m->work_err);
+    /* qemu-img made it as root; the running QEMU opens it as its user. */
+    if (m->work_rc == 0 && (m->work_rc = qemu_user_give(&m->user, m->to, 0600, &m->work_err)) < 0)
+        unlink(m->to);
 }
 
 /* The pool's file work failed (it leaves no file behind): the move ends with its error. */
@@ -626,6 +631,7 @@ int storage_move_start(const struct storage_move_env *env, struct vm *vm, unsign
     m->disk = disk;
     snprintf(m->from, sizeof(m->from), "%s", spec->disks[disk].path);
     snprintf(m->to, sizeof(m->to), "%s", to);
+    m->user = *vm_qemu_user(vm);
     m->live = live;
     m->speed_mib = speed_mib;
     snprintf(m->nroot, sizeof(m->nroot), "disk%u-m%llu", disk,

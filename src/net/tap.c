@@ -140,6 +140,27 @@ static int tun_make(const char *name, struct ferr *e)
     return rc;
 }
 
+int tap_open(const char *name, int *fd_out, struct ferr *e)
+{
+    int rc = check_ifname("tap", name, e);
+    if (rc < 0)
+        return rc;
+    int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return ferr_set(e, -errno, "open /dev/net/tun: %s", strerror(errno));
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof(ifr));
+    ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+    memcpy(ifr.ifr_name, name, strlen(name) + 1);
+    if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+        rc = ferr_set(e, -errno, "open tap %s: TUNSETIFF: %s", name, strerror(errno));
+        close(fd);
+        return rc;
+    }
+    *fd_out = fd;
+    return 0;
+}
+
 int tap_create(const char *name, const char *bridge, struct ferr *e)
 {
     int rc;

@@ -17,6 +17,12 @@ int bridge_exists(const char *name, struct ferr *e);
  * reused (ferryd restart). */
 int tap_create(const char *name, const char *bridge, struct ferr *e);
 
+/* Opens the existing tap name as QEMU would (IFF_TAP | IFF_NO_PI | IFF_VNET_HDR, so the guest
+ * sees the same virtio-net offloads as with a tap QEMU opened itself: a migration's two ends
+ * must agree on them) and returns the descriptor in *fd (O_CLOEXEC; the caller closes it once
+ * QEMU has its copy). A QEMU running as an unprivileged user gets its taps this way. */
+int tap_open(const char *name, int *fd, struct ferr *e);
+
 /* Deletes the tap; a missing tap is not an error. */
 int tap_delete(const char *name, struct ferr *e);
 

@@ -336,6 +336,9 @@ int qemu_argv_build(const struct qemu_launch *l, char ***argv_out, struct ferr *
         argv_addf(&b, "-mem-prealloc");
     argv_addf(&b, "-nodefaults");
     argv_addf(&b, "-no-user-config");
+    if (l->sandbox)
+        argv_add2(&b, "-sandbox",
+                  "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
     /* A guest power-off stops the VM instead of ending QEMU, so ferryd can drain the console
      * ring before it sends "quit" (libvirt does the same). */
     argv_addf(&b, "-no-shutdown");
@@ -385,7 +388,10 @@ int qemu_argv_build(const struct qemu_launch *l, char ***argv_out, struct ferr *
         if (opt_escape(esc_buf, sizeof(esc_buf), m->nics[i].tap) < 0)
             goto err_too_long;
         argv_addf(&b, "-netdev");
-        argv_addf(&b, "tap,id=net%u,ifname=%s,script=no,downscript=no,vhost=off", i, esc_buf);
+        if (m->nics[i].fd > 2) /* fd= takes no ifname, script or downscript */
+            argv_addf(&b, "tap,id=net%u,fd=%d,vhost=off", i, m->nics[i].fd);
+        else
+            argv_addf(&b, "tap,id=net%u,ifname=%s,script=no,downscript=no,vhost=off", i, esc_buf);
         argv_addf(&b, "-device");
         static const char *const model[] = {"virtio-net-pci", "e1000", "vmxnet3"};
         argv_addf(&b, "%s,netdev=net%u,mac=%s,id=net%u-dev", model[m->nics[i].model], i,

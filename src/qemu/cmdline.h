@@ -58,9 +58,11 @@ struct qemu_disk {
 #define QEMU_NBD_RECONNECT_S 120
 
 struct qemu_nic {
-    const char *tap; /* an existing tap device QEMU opens by name */
+    const char *tap; /* an existing tap device */
     const char *mac; /* "52:54:00:xx:xx:xx" */
     enum qemu_nic_model model;
+    int fd; /* > 2: QEMU finds the tap open as this descriptor (-netdev tap,fd=N: ferryd opened
+             * it, QEMU's user could not); otherwise QEMU opens tap by name */
 };
 
 /* What the guest sees. Strings are borrowed; "" and NULL mean "none" where optional. */
@@ -98,6 +100,10 @@ struct qemu_launch {
      * that the serial port uses. What the guest prints goes to both; what is written to the
      * socket reaches the guest (QMP ringbuf-write only adds to the ring, never to the guest). */
     bool console_input;
+    /* QEMU's seccomp filter, -sandbox on with obsolete, elevateprivileges, spawn and
+     * resourcecontrol denied: no old syscalls, no set*uid, no fork/exec, no scheduler or
+     * memory-policy changes (what libvirt uses). */
+    bool sandbox;
 };
 
 /*

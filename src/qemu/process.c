@@ -117,35 +117,75 @@ static struct qemu_proc *proc_new(uv_loop_t *loop, qemu_proc_exit_cb cb, void *d
     return p;
 }
 
-int qemu_proc_spawn(uv_loop_t *loop, char *const *argv, const char *log_path, qemu_proc_exit_cb cb,
-                    void *data, struct qemu_proc **out, struct ferr *e)
+/* setpriv(1)'s options before argv for u: its user, group and groups, and no way back to
+ * root's powers (capabilities gone from every set, no_new_privs). */
+#define SETPRIV_ARGS 9
+static void setpriv_args(const struct qemu_user *u, char uid[32], char gid[32],
+                         const char *out[SETPRIV_ARGS])
 {
-    struct qemu_proc *p = proc_new(loop, cb, data);
-    if (!p)
+    snprintf(uid, 32, "--reuid=%u", (unsigned)u->uid);
+    snprintf(gid, 32, "--regid=%u", (unsigned)u->gid);
+    const char *a[SETPRIV_ARGS] = {
+        "setpriv",        uid,  gid, "--init-groups", "--inh-caps=-all", "--bounding-set=-all",
+        "--no-new-privs", "--", NULL};
+    memcpy(out, a, sizeof(a));
+}
+
+int qemu_proc_spawn(uv_loop_t *loop, char *const *argv, const char *log_path,
+                    const struct qemu_spawn_opts *opts, qemu_proc_exit_cb cb, void *data,
+                    struct qemu_proc **out, struct ferr *e)
+{
+    const struct qemu_spawn_opts none = {0};
+    if (!opts)
+        opts = &none;
+    if (opts->nfds > QEMU_SPAWN_MAX_FDS)
+        return ferr_set(e, FERR_INVALID, "spawn %s: %u descriptors is more than %d", argv[0],
+                        opts->nfds, QEMU_SPAWN_MAX_FDS);
+    size_t argc = 0;
+    while (argv[argc])
+        argc++;
+    bool drop = opts->user && opts->user->drop;
+    const char *pre[SETPRIV_ARGS] = {NULL};
+    char uid[32], gid[32];
+    if (drop)
+        setpriv_args(opts->user, uid, gid, pre);
+    size_t npre = drop ? SETPRIV_ARGS - 1 : 0;
+    char **args = calloc(npre + argc + 1, sizeof(*args));
+    struct qemu_proc *p = args ? proc_new(loop, cb, data) : NULL;
+    if (!p) {
+        free(args);
         return ferr_set(e, -ENOMEM, "spawn %s: out of memory", argv[0]);
-    int logfd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    }
+    memcpy(args, pre, npre * sizeof(*args));
+    memcpy(args + npre, argv, argc * sizeof(*args));
+    /* The run dir is QEMU's user's: a name there may have been replaced by a symlink. */
+    int logfd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (logfd < 0) {
         int rc = ferr_set(e, -errno, "open %s: %s", log_path, strerror(errno));
+        free(args);
         free(p);
         return rc;
     }
-    uv_stdio_container_t stdio[3] = {
+    uv_stdio_container_t stdio[3 + QEMU_SPAWN_MAX_FDS] = {
         {.flags = UV_IGNORE},
         {.flags = UV_INHERIT_FD, .data.fd = logfd},
         {.flags = UV_INHERIT_FD, .data.fd = logfd},
     };
+    for (unsigned i = 0; i < opts->nfds; i++)
+        stdio[3 + i] = (uv_stdio_container_t){.flags = UV_INHERIT_FD, .data.fd = opts->fds[i]};
     uv_process_options_t opt = {
-        .file = argv[0],
-        .args = (char **)argv,
+        .file = args[0],
+        .args = args,
         .exit_cb = on_child_exit,
         .flags = UV_PROCESS_DETACHED, /* own session: QEMU outlives a ferryd restart */
-        .stdio_count = 3,
+        .stdio_count = 3 + (int)opts->nfds,
         .stdio = stdio,
     };
     int rc = uv_spawn(loop, &p->child, &opt);
     close(logfd);
+    free(args);
     if (rc < 0) {
-        ferr_set(e, rc, "spawn %s: %s", argv[0], uv_strerror(rc));
+        ferr_set(e, rc, "spawn %s: %s", opt.file, uv_strerror(rc));
         /* uv_spawn initialised the handle even on failure: it must be closed. */
         p->done = true;
         p->closing++;
@@ -276,10 +316,18 @@ void qemu_proc_release(struct qemu_proc *p)
 
 void qemu_log_tail(const char *log_path, char *out, size_t size)
 {
-    char *text = NULL;
+    char *text = NULL, proc[64];
     size_t len = 0;
     out[0] = '\0';
-    if (file_read_all(log_path, 1 << 20, &text, &len, NULL) < 0)
+    /* Not through a symlink: the run dir is QEMU's user's, and this line goes into the VM's
+     * failure reason. The file is read again through the descriptor's /proc link. */
+    int fd = open(log_path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+    int rc = file_read_all(proc, 1 << 20, &text, &len, NULL);
+    close(fd);
+    if (rc < 0)
         return;
     while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
         text[--len] = '\0';

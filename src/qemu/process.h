@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include "common/err.h"
+#include "qemu/user.h"
 
 /*
  * QEMU runs in a session of its own (UV_PROCESS_DETACHED) with stdout and stderr in a log
@@ -31,11 +32,26 @@ struct qemu_exit {
  * again (the callback may not release it either). */
 typedef void (*qemu_proc_exit_cb)(struct qemu_proc *p, const struct qemu_exit *how, void *data);
 
+#define QEMU_SPAWN_MAX_FDS 8
+
+/* How a QEMU starts beyond its argv; every field may be 0. */
+struct qemu_spawn_opts {
+    /* Run as this user (setpriv(1): its uid, gid and groups, no capabilities, no new
+     * privileges); NULL or one without drop: as ferryd. */
+    const struct qemu_user *user;
+    /* Descriptors QEMU finds open as 3, 4, ... (borrowed; the caller closes its own copies):
+     * taps ferryd opened, which QEMU's user could not open itself. */
+    const int *fds;
+    unsigned nfds;
+};
+
 /* Starts argv (argv[0] the binary; borrowed) detached, stdout and stderr appended to a new
- * log_path (truncated). On 0, *out watches it and cb reports its end; on failure nothing is
- * left running and *out is untouched. */
-int qemu_proc_spawn(uv_loop_t *loop, char *const *argv, const char *log_path, qemu_proc_exit_cb cb,
-                    void *data, struct qemu_proc **out, struct ferr *e);
+ * log_path (truncated; never through a symlink). opts may be NULL. On 0, *out watches it and
+ * cb reports its end (its pid is QEMU's: setpriv execs it); on failure nothing is left running
+ * and *out is untouched. */
+int qemu_proc_spawn(uv_loop_t *loop, char *const *argv, const char *log_path,
+                    const struct qemu_spawn_opts *opts, qemu_proc_exit_cb cb, void *data,
+                    struct qemu_proc **out, struct ferr *e);
 
 /* Adopts the QEMU whose pid pid_path holds, if it still runs and its command line names guest
  * (its -name guest=NAME, argument): a recycled pid is never adopted. FERR_NOTFOUND when there

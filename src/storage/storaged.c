@@ -456,7 +456,7 @@ int storaged_start(uv_loop_t *loop, const struct storaged_cfg *cfg, struct stora
     uv_timer_init(loop, &s->retry);
     uv_timer_init(loop, &s->watch);
     s->timer.data = s->retry.data = s->watch.data = s;
-    int rc = qemu_proc_spawn(loop, argv, logp, proc_exited, s, &s->proc, e);
+    int rc = qemu_proc_spawn(loop, argv, logp, NULL, proc_exited, s, &s->proc, e);
     if (rc < 0) {
         s->gone = true;
         close_timers(s);

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -146,8 +147,34 @@ static int redirect_disks(struct vm *vm, const bool *want, bool adopted,
             return rc;
         }
         vm->disk_nbd[i] = rc > 0;
+        /* ferryd's relay made the socket; QEMU, as its user, connects to it (and again at
+         * each reconnect). */
+        if (vm->disk_nbd[i] && (rc = qemu_user_give(&cfg->qemu_user, sock, 0600, e)) < 0) {
+            ferr_prefix(e, "disks[%u]", i);
+            unredirect_disks(vm);
+            return rc;
+        }
     }
     return 0;
+}
+
+/* RUN/NAME, QEMU's own directory: its sockets and pid file are made there by QEMU as its
+ * user. ferryd's files in it (qemu.log, the migration keys, the NBD sockets) are opened
+ * without following symlinks or given by descriptor (qemu_user_give). */
+static int run_dir_ready(const struct vm *vm, struct ferr *e)
+{
+    const struct qemu_user *u = &vm->set->cfg.qemu_user;
+    int rc = qemu_user_check_reach(u, vm->set->cfg.run_dir, e);
+    if (rc == 0)
+        rc = mkdir_p(vm->run, 0700, e);
+    if (rc == 0)
+        rc = qemu_user_give(u, vm->run, 0700, e);
+    return rc;
+}
+
+const struct qemu_user *vm_qemu_user(const struct vm *vm)
+{
+    return &vm->set->cfg.qemu_user;
 }
 
 static void cleanup_runtime(struct vm *vm)
@@ -644,6 +671,7 @@ struct start_work {
     struct vm *vm;
     struct vm_spec spec;
     char qemu_img[256];
+    struct qemu_user user;
     uint64_t bytes[VM_MAX_DISKS];
     bool vpc[VM_MAX_DISKS];
     struct host_info host;
@@ -666,6 +694,19 @@ static void start_work(uv_work_t *req)
         }
         sw->bytes[i] = info.virtual_size;
         sw->vpc[i] = strcmp(info.subformat, "dynamic") == 0;
+        /* QEMU opens it as its user. The name the spec gives may be a symlink (the admin's):
+         * the file it names is given. */
+        char real[PATH_MAX];
+        if (!realpath(sw->spec.disks[i].path, real)) {
+            sw->status = ferr_set(&sw->e, -errno, "disks[%u]: %s: %s", i, sw->spec.disks[i].path,
+                                  strerror(errno));
+            return;
+        }
+        sw->status = qemu_user_give(&sw->user, real, 0600, &sw->e);
+        if (sw->status < 0) {
+            ferr_prefix(&sw->e, "disks[%u]", i);
+            return;
+        }
     }
     sw->status = host_info_read(&sw->host, &sw->e);
 }
@@ -708,9 +749,25 @@ static int spawn_qemu(struct vm *vm, struct ferr *e)
             disks[i].export = exports[i];
         }
     }
-    for (unsigned i = 0; i < s->nnics; i++)
-        nics[i] =
-            (struct qemu_nic){vm->taps[i], s->nics[i].mac, (enum qemu_nic_model)s->nics[i].model};
+    /* A QEMU that is not root cannot open its taps: ferryd hands them over open, as 3, 4, ... */
+    const struct qemu_user *user = &vm->set->cfg.qemu_user;
+    int tapfd[VM_MAX_NICS];
+    unsigned ntapfd = 0;
+    for (unsigned i = 0; i < s->nnics; i++) {
+        nics[i] = (struct qemu_nic){.tap = vm->taps[i],
+                                    .mac = s->nics[i].mac,
+                                    .model = (enum qemu_nic_model)s->nics[i].model};
+        if (!user->drop)
+            continue;
+        if (tap_open(vm->taps[i], &tapfd[ntapfd], e) < 0) {
+            ferr_prefix(e, "nics[%u]", i);
+            for (unsigned k = 0; k < ntapfd; k++)
+                close(tapfd[k]);
+            unredirect_disks(vm);
+            return e->code;
+        }
+        nics[i].fd = 3 + (int)ntapfd++;
+    }
     struct qemu_machine m = {
         .name = s->name,
         .type = s->machine,
@@ -736,16 +793,22 @@ static int spawn_qemu(struct vm *vm, struct ferr *e)
         .incoming = vm->incoming ? "defer" : NULL,
         .prealloc = vm->incoming && vm->set->cfg.incoming_prealloc,
         .console_input = vm->set->cfg.console_input,
+        .sandbox = vm->set->cfg.qemu_sandbox,
     };
     char **argv = NULL;
     int rc = qemu_argv_build(&l, &argv, e);
     if (rc < 0) {
+        for (unsigned k = 0; k < ntapfd; k++)
+            close(tapfd[k]);
         unredirect_disks(vm);
         return rc;
     }
     char logp[700];
     snprintf(logp, sizeof(logp), "%s/qemu.log", vm->run);
-    rc = qemu_proc_spawn(vm->set->loop, argv, logp, on_qemu_exit, vm, &vm->qemu, e);
+    struct qemu_spawn_opts so = {.user = user, .fds = tapfd, .nfds = ntapfd};
+    rc = qemu_proc_spawn(vm->set->loop, argv, logp, &so, on_qemu_exit, vm, &vm->qemu, e);
+    for (unsigned k = 0; k < ntapfd; k++) /* QEMU has its copies */
+        close(tapfd[k]);
     if (rc == 0) {
         vm->pid = qemu_proc_pid(vm->qemu);
         log_info("vm %s: QEMU pid %d started", vm->spec.name, vm->pid);
@@ -790,7 +853,7 @@ static void start_after_work(uv_work_t *req, int status)
     }
     memcpy(vm->disk_bytes, sw->bytes, sizeof(vm->disk_bytes));
     memcpy(vm->disk_vpc, sw->vpc, sizeof(vm->disk_vpc));
-    if (mkdir_p(vm->run, 0700, e) < 0)
+    if (run_dir_ready(vm, e) < 0)
         goto fail;
     for (unsigned i = 0; i < vm->spec.nnics; i++) {
         tap_name_for(vm->spec.name, i, vm->taps[i]);
@@ -834,6 +897,7 @@ int vm_start(struct vm *vm, vm_done_cb cb, void *data, struct ferr *e)
     sw->vm = vm;
     sw->spec = vm->spec;
     snprintf(sw->qemu_img, sizeof(sw->qemu_img), "%s", vm->set->cfg.qemu_img);
+    sw->user = vm->set->cfg.qemu_user;
     sw->req.data = sw;
     set_state(vm, VM_STARTING);
     vm->reason[0] = '\0';
@@ -1289,7 +1353,9 @@ int vm_mig_tls_write(const struct vm *vm, bool incoming, const struct vm_mig_tls
     if (vm_mig_tls_dir(vm, incoming, dir, sizeof(dir)) < 0 ||
         fmt_path(path, sizeof(path), "%s/keys.psk", dir) < 0)
         return ferr_set(e, -ENAMETOOLONG, "migration key: path too long");
-    int rc = mkdir_p(dir, 0700, e);
+    int rc = run_dir_ready(vm, e);
+    if (rc == 0)
+        rc = mkdir_p(dir, 0700, e);
     if (rc < 0)
         return rc;
     int n = snprintf(line, sizeof(line), "%s:%s\n", t->user, t->key);
@@ -1301,6 +1367,14 @@ int vm_mig_tls_write(const struct vm *vm, bool incoming, const struct vm_mig_tls
         else
             rc = file_write_atomic(path, ffdhe2048_pem, sizeof(ffdhe2048_pem) - 1, e);
     }
+    /* QEMU reads them (tls-creds-psk, at object-add and at each handshake) as its user. */
+    const struct qemu_user *u = &vm->set->cfg.qemu_user;
+    static const char *const names[] = {"keys.psk", "dh-params.pem"};
+    for (unsigned i = 0; rc == 0 && i < (incoming ? 2u : 1u); i++)
+        if ((rc = fmt_path(path, sizeof(path), "%s/%s", dir, names[i])) == 0)
+            rc = qemu_user_give(u, path, 0600, e);
+    if (rc == 0)
+        rc = qemu_user_give(u, dir, 0700, e);
     if (rc < 0)
         rm_rf(dir);
     return rc;

@@ -11,6 +11,7 @@
 
 #include "common/err.h"
 #include "host/events.h"
+#include "qemu/user.h"
 #include "vm/spec.h"
 
 /*
@@ -50,6 +51,11 @@ struct vm_config {
     /* QEMU can join the console ring and an input socket (10.0's hub chardev): the serial
      * console then takes input (vm_console_input_path). */
     bool console_input;
+    /* The user QEMU runs as (qemu/user.h; without drop: ferryd's own, root) and QEMU's own
+     * seccomp filter (-sandbox): before a QEMU starts ferryd gives that user the VM's run dir
+     * RUN/NAME (0700), its disks, migration keys and NBD sockets, and opens its taps. */
+    struct qemu_user qemu_user;
+    bool qemu_sandbox;
     /* This host's QEMU machine types (borrowed; outlives the set): specs are checked against
      * them, and new VMs get the one "pc" stands for. NULL: not checked, not pinned. */
     const struct qemu_machines *machines;
@@ -231,6 +237,9 @@ int vm_set_incoming_uri(struct vm *vm, const char *uri);
 /* Sends a QMP command to the VM's QEMU (args stolen, also on failure). FERR_STATE without a
  * ready QMP connection. */
 int vm_qmp(struct vm *vm, const char *cmd, json_t *args, vm_qmp_cb cb, void *data, struct ferr *e);
+/* The user vm's QEMU runs as (vm_config.qemu_user): a file QEMU is to open later
+ * (blockdev-add) is given to it first (qemu_user_give). Borrowed from the set. */
+const struct qemu_user *vm_qemu_user(const struct vm *vm);
 /* As vm_qmp, out of band where QEMU's monitor allows it (qmp_conn_execute_oob): for
  * migrate-pause and migrate-recover, which must get through while QEMU's main loop is stuck
  * on a broken post-copy. */

@@ -230,9 +230,39 @@ int vmset_open(uv_loop_t *loop, const struct vm_config *cfg, struct events *ev, 
     rc = mkdir_p(dir, 0700, e);
     if (rc < 0)
         goto err_after_alloc;
+    /* A parent that ferryd makes (/run/ferry for the default RUN) is open to search, 0755,
+     * whatever ferryd's umask: QEMU's user must pass it. */
+    char parent[sizeof(cfg->run_dir)];
+    snprintf(parent, sizeof(parent), "%s", cfg->run_dir);
+    char *slash = strrchr(parent, '/');
+    struct stat st;
+    if (cfg->qemu_user.drop && slash && slash != parent) {
+        *slash = '\0';
+        if (stat(parent, &st) < 0 && errno == ENOENT) {
+            if ((rc = mkdir_p(parent, 0755, e)) < 0)
+                goto err_after_alloc;
+            if (chmod(parent, 0755) < 0) {
+                rc = ferr_set(e, -errno, "chmod %s: %s", parent, strerror(errno));
+                goto err_after_alloc;
+            }
+        }
+    }
     rc = mkdir_p(cfg->run_dir, 0700, e);
     if (rc < 0)
         goto err_after_alloc;
+    /* QEMU's user passes RUN (root's, its group, 0710: no listing) to its own RUN/NAME. */
+    if (cfg->qemu_user.drop) {
+        if (chown(cfg->run_dir, (uid_t)-1, cfg->qemu_user.gid) < 0 ||
+            chmod(cfg->run_dir, 0710) < 0) {
+            rc = ferr_set(e, -errno, "run dir %s: %s", cfg->run_dir, strerror(errno));
+            goto err_after_alloc;
+        }
+        /* Not fatal: a ferryd without VMs to start (a scratch one) runs; a VM's start
+         * checks again and fails with this message. */
+        struct ferr re = {0};
+        if (qemu_user_check_reach(&cfg->qemu_user, cfg->run_dir, &re) < 0)
+            log_warn("VMs cannot start: %s", re.msg);
+    }
     DIR *d = opendir(dir);
     if (!d) {
         rc = ferr_set(e, -errno, "opendir %s: %s", dir, strerror(errno));

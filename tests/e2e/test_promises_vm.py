@@ -12,9 +12,17 @@
   (host2's ferryd runs a --qemu wrapper whose `-machine help` leaves pc-i440fx-9.0 out): the
   VM keeps running on the source, and migrates to a host that has the type;
 - `ferryd --migrate-prealloc off`: the destination's incoming QEMU has no -mem-prealloc (and
-  with the default it has)."""
+  with the default it has); that host also runs `--qemu-user root --qemu-sandbox off`, as a
+  release before the unprivileged QEMU did (root, no seccomp, the tap opened by name), and
+  VMs migrate both ways between such a QEMU and an unprivileged one;
+- QEMU never runs as root: a VM's QEMU runs as the ferry-qemu user with no capabilities,
+  under QEMU's seccomp sandbox (Seccomp 2 in /proc/PID/status), its run dir its own (0700)
+  inside RUN (root's, its group, 0710), its disk its own (0600); ferryd refuses a QEMU user
+  the host does not have, saying how to make it."""
 import ctypes
+import grp
 import os
+import pwd
 import re
 import signal
 import socket
@@ -28,7 +36,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 
 from labvm import (assert_guest_whole, assert_nothing_on, create_vm, lab_session,  # noqa: E402
                    local_vm, missing, qemus_of, qemus_under, tap_exists, vm_on)
-from ferrytest import pid_alive, wait_for  # noqa: E402
+from ferrytest import FERRYD, pid_alive, wait_for  # noqa: E402
 from promises import (assert_runs_only_on, events, finish, heal, last_event_id,  # noqa: E402
                       migrate_bg, newest_migration, stop)
 
@@ -213,7 +221,8 @@ def incoming_cmdline(lab, src, dst, name):
 def test_migrate_prealloc_off_gives_the_incoming_qemu_no_prealloc(lab):
     h1, h2, h3 = lab.hosts
     lab.kill_ferryd(h3, signal.SIGTERM)
-    lab.start_ferryd(h3, args=["--migrate-prealloc", "off"])
+    lab.start_ferryd(h3, args=["--migrate-prealloc", "off", "--qemu-user", "root",
+                               "--qemu-sandbox", "off"])
     try:
         lab.wait_cluster()
         ip = create_vm(lab, h1, "pa1", 3, memory=128)
@@ -222,13 +231,83 @@ def test_migrate_prealloc_off_gives_the_incoming_qemu_no_prealloc(lab):
               f"{'present' if '-mem-prealloc' in argv else 'absent'}")
         assert "-mem-prealloc" not in argv, argv
         assert_guest_whole(lab, h3, "pa1", ip)
-        # The default (on), host1 taking it back: preallocated.
+        # host3's QEMU as before the hardening: root, no seccomp, its tap opened by name.
+        assert argv[0] != "setpriv" and "-sandbox" not in argv, argv
+        assert any(a.startswith("tap,id=net0,ifname=") for a in argv), argv
+        [pid] = qemus_under(h3, "pa1")
+        st = proc_status(pid)
+        assert st["Uid"].split()[0] == "0" and st["Seccomp"] == "0", st
+        # The default (on), host1 taking it back: preallocated, unprivileged, sandboxed.
         argv = incoming_cmdline(lab, h3, h1, "pa1")
         assert "-mem-prealloc" in argv, argv
         assert_guest_whole(lab, h1, "pa1", ip)
+        assert "-sandbox" in argv and any(a.startswith("tap,id=net0,fd=") for a in argv), argv
+        [pid] = qemus_under(h1, "pa1")
+        assert proc_status(pid)["Uid"].split()[0] == str(pwd.getpwnam("ferry-qemu").pw_uid)
         assert vm_on(h2, "pa1")["owner"] == "host1"
         h1.cli("vm", "delete", "--force", "pa1")
     finally:
         lab.kill_ferryd(h3, signal.SIGTERM)
         lab.start_ferryd(h3, args=[])
         lab.wait_cluster()
+
+
+# ---- QEMU never runs as root ---------------------------------------------------------------
+
+def proc_status(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return dict(line.split(":\t", 1) for line in f.read().splitlines() if ":\t" in line)
+
+
+def test_qemu_runs_unprivileged_and_sandboxed(lab):
+    h1 = lab.hosts[0]
+    user = pwd.getpwnam("ferry-qemu")
+    create_vm(lab, h1, "sb1", 5, memory=128)
+    [pid] = qemus_under(h1, "sb1")
+    st = proc_status(pid)
+    print(f"\nQEMU {pid}: Uid {st['Uid']} Gid {st['Gid']} Groups {st['Groups']!r} "
+          f"CapEff {st['CapEff']} CapBnd {st['CapBnd']} NoNewPrivs {st['NoNewPrivs']} "
+          f"Seccomp {st['Seccomp']}")
+    # real, effective, saved and filesystem ids: no way back to root
+    assert st["Uid"].split() == [str(user.pw_uid)] * 4, st["Uid"]
+    assert st["Gid"].split() == [str(user.pw_gid)] * 4, st["Gid"]
+    assert "0" not in st["Groups"].split(), st["Groups"]
+    # No capability at all: no CAP_DAC_OVERRIDE to open root's files, none to regain.
+    for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+        assert int(st[k], 16) == 0, f"{k} {st[k]}"
+    assert st["NoNewPrivs"] == "1"
+    assert st["Seccomp"] == "2", "QEMU's -sandbox filter is not in force"
+    with open(f"/proc/{pid}/cmdline") as f:
+        argv = f.read().split("\0")
+    assert argv[argv.index("-sandbox") + 1] == \
+        "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
+    assert any(a.startswith("tap,id=net0,fd=") for a in argv), argv  # handed over by ferryd
+
+    run = os.stat(h1.run_dir)
+    assert (run.st_uid, grp.getgrgid(run.st_gid).gr_name, oct(run.st_mode & 0o7777)) == \
+        (0, "ferry-qemu", "0o710")
+    vmrun = os.stat(os.path.join(h1.run_dir, "sb1"))
+    assert (vmrun.st_uid, oct(vmrun.st_mode & 0o7777)) == (user.pw_uid, "0o700")
+    for f in ("qmp.sock", "qemu.pid"):  # made by QEMU itself, as its user
+        assert os.stat(os.path.join(h1.run_dir, "sb1", f)).st_uid == user.pw_uid, f
+    log = os.stat(os.path.join(h1.run_dir, "sb1", "qemu.log"))  # ferryd's
+    assert (log.st_uid, oct(log.st_mode & 0o777)) == (0, "0o600")
+    disk = os.stat(f"{lab.csv}/sb1.vhd")
+    assert (disk.st_uid, oct(disk.st_mode & 0o777)) == (user.pw_uid, "0o600")
+    # It works as before: the console (QEMU's socket, ferryd's ring) and a stop.
+    wait_for(lambda: "Linux version" in h1.cli("vm", "console", "sb1").stdout, 30, "console output")
+    h1.cli("vm", "delete", "--force", "sb1")
+
+
+def test_ferryd_refuses_a_qemu_user_the_host_lacks(tmp_path):
+    import subprocess
+    r = subprocess.run([FERRYD, "--state-dir", str(tmp_path / "state"), "--run-dir",
+                        str(tmp_path / "run"), "--socket", str(tmp_path / "s.sock"),
+                        "--accel", "tcg", "--qemu-user", "no-such-user-ferry"],
+                       capture_output=True, text=True, timeout=30)
+    print(r.stderr.strip().splitlines()[-1])
+    assert r.returncode != 0
+    assert 'no user "no-such-user-ferry"' in r.stderr and "adduser --system" in r.stderr
+    r = subprocess.run([FERRYD, "--qemu-sandbox", "maybe"], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 2 and "qemu_sandbox: expected on or off" in r.stderr

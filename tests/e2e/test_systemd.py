@@ -194,6 +194,20 @@ def test_unit_file_settings():
     assert "RuntimeDirectory" not in s  # removed at stop, with the QEMUs' QMP sockets
     assert s["DevicePolicy"] == "closed"
     assert set(unit_values("DeviceAllow")) == {"char-misc rw", "char-watchdog rw"}
+    # ferryd keeps the capabilities it uses and no more: taps and bridges, files given to
+    # the QEMU user, QEMU started as that user (setpriv) and signalled. Never SYS_ADMIN
+    # (mounts, namespaces) or SYS_PTRACE, SYS_MODULE, SYS_RAWIO.
+    caps = set(" ".join(unit_values("CapabilityBoundingSet")).split())
+    assert caps == {"CAP_NET_ADMIN", "CAP_CHOWN", "CAP_FOWNER", "CAP_DAC_OVERRIDE",
+                    "CAP_DAC_READ_SEARCH", "CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP",
+                    "CAP_KILL", "CAP_NET_BIND_SERVICE"}, caps
+    assert s["NoNewPrivileges"] == "yes"  # setpriv only ever lowers privileges
+    denied = s["SystemCallFilter"]
+    assert denied.startswith("~"), denied  # a denylist: an allowlist would bind QEMU too
+    assert set(denied[1:].split()) >= {"@debug", "@module", "@mount", "@obsolete", "@raw-io",
+                                       "@reboot", "@swap", "@clock", "@cpu-emulation"}
+    assert s["SystemCallErrorNumber"] == "EPERM"
+    assert "User" not in s  # root: taps, bridges and giving files; QEMU is the one dropped
 
 
 @needs_build

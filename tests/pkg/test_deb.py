@@ -54,6 +54,7 @@ def test_contents():
         "/usr/share/man/man1/ferry-probe.1.gz": "-rw-r--r--",
         "/usr/share/bash-completion/completions/ferry": "-rw-r--r--",
         "/usr/share/doc/ferry/copyright": "-rw-r--r--",
+        "/usr/share/ferry/setup-qemu-user": "-rwxr-xr-x",
     }
     for path, mode in want.items():
         assert files.get(path) == mode, (path, files.get(path))
@@ -86,6 +87,12 @@ def test_control_fields_and_scripts(tmp_path):
     postinst = (ctl / "postinst").read_text()
     assert "deb-systemd-helper enable 'ferryd.service'" in postinst  # enabled on install
     assert "deb-systemd-invoke $_dh_action 'ferryd.service'" in postinst  # restart on upgrade
+    # QEMU never runs as root: the user it runs as is made on configure.
+    assert "/usr/share/ferry/setup-qemu-user ferry-qemu" in postinst
+    assert "adduser" in deps
+    udev = subprocess.run(f"dpkg-deb --fsys-tarfile {DEBS[0]} | tar -tf - | grep rules.d/",
+                          shell=True, capture_output=True, text=True).stdout
+    assert udev.strip().endswith("-ferry.rules"), udev
     postrm = (ctl / "postrm").read_text()
     assert "rm -rf /etc/ferry /run/ferry" in postrm and "deb-systemd-helper purge" in postrm
 

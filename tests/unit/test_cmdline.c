@@ -36,7 +36,7 @@ static void fixture_init(struct fixture *f)
                                      QEMU_DISK_FIXED_VHD, NULL,        QEMU_BUS_VIRTIO};
     f->disks[1] = (struct qemu_disk){f->paths[1],         1ull << 30, true,
                                      QEMU_DISK_FIXED_VHD, NULL,       QEMU_BUS_VIRTIO};
-    f->nics[0] = (struct qemu_nic){"fy-web1-0", f->mac, QEMU_NIC_VIRTIO};
+    f->nics[0] = (struct qemu_nic){"fy-web1-0", f->mac, QEMU_NIC_VIRTIO, 0};
     f->m = (struct qemu_machine){
         .name = f->name,
         .type = f->type,
@@ -161,6 +161,27 @@ static void test_typical(void **state)
 
 /* A dynamic VHD goes through QEMU's vpc driver, which sizes the disk itself. */
 /* With console input, the serial port uses a hub of the ring and a unix socket (QEMU 10.0). */
+/* ferryd's hardening: QEMU's seccomp filter, and a tap handed over as a descriptor. */
+static void test_sandbox_and_tap_fd(void **state)
+{
+    (void)state;
+    struct fixture f;
+    fixture_init(&f);
+    char **argv = build_ok(&f);
+    assert_null(opt_val(argv, "-sandbox", 0)); /* off unless asked */
+    qemu_argv_free(argv);
+
+    f.l.sandbox = true;
+    f.nics[0].fd = 3;
+    argv = build_ok(&f);
+    assert_string_equal(opt_val(argv, "-sandbox", 0),
+                        "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
+    assert_string_equal(opt_val(argv, "-netdev", 0), "tap,id=net0,fd=3,vhost=off");
+    assert_string_equal(opt_val(argv, "-device", 2),
+                        "virtio-net-pci,netdev=net0,mac=52:54:00:12:34:56,id=net0-dev");
+    qemu_argv_free(argv);
+}
+
 static void test_console_input(void **state)
 {
     struct fixture f;
@@ -531,9 +552,9 @@ static void test_buses_and_models(void **state)
         d[i] = (struct qemu_disk){paths[i], 1 << 20, false, QEMU_DISK_FIXED_VHD, NULL, bus[i]};
     d[3].format = QEMU_DISK_NBD; /* a redirected disk keeps its bus */
     d[3].export = "vol/d.vhd";
-    struct qemu_nic n[3] = {{"t0", "52:54:00:00:00:01", QEMU_NIC_VMXNET3},
-                            {"t1", "52:54:00:00:00:02", QEMU_NIC_E1000},
-                            {"t2", "52:54:00:00:00:03", QEMU_NIC_VIRTIO}};
+    struct qemu_nic n[3] = {{"t0", "52:54:00:00:00:01", QEMU_NIC_VMXNET3, 0},
+                            {"t1", "52:54:00:00:00:02", QEMU_NIC_E1000, 0},
+                            {"t2", "52:54:00:00:00:03", QEMU_NIC_VIRTIO, 0}};
     f.m.disks = d;
     f.m.ndisks = 8;
     f.m.nics = n;
@@ -606,7 +627,7 @@ int main(void)
         cmocka_unit_test(test_kvm_vs_tcg),       cmocka_unit_test(test_comma_escaping),
         cmocka_unit_test(test_kernel_boot),      cmocka_unit_test(test_incoming_and_minimal),
         cmocka_unit_test(test_bad_inputs),       cmocka_unit_test(test_vga_display),
-        cmocka_unit_test(test_buses_and_models),
+        cmocka_unit_test(test_buses_and_models), cmocka_unit_test(test_sandbox_and_tap_fd),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -191,6 +191,24 @@ static void body_tap_lifecycle(void)
     CHECK_OK(tap_create(name, "fybr1", &ce_));
     CHECK(facts(name).master == facts("fybr1").ifindex);
 
+    /* Opened for a QEMU that cannot open it itself: with the flags QEMU asks for (a
+     * virtio-net guest's offloads need IFF_VNET_HDR); while that QEMU holds it, nobody else
+     * attaches. */
+    int qfd = -1, other = -1;
+    CHECK_OK(tap_open(name, &qfd, &ce_));
+    struct ifreq got;
+    memset(&got, 0, sizeof(got));
+    CHECK(ioctl(qfd, TUNGETIFF, &got) == 0);
+    CHECK((got.ifr_flags & (IFF_TAP | IFF_NO_PI | IFF_VNET_HDR)) ==
+          (IFF_TAP | IFF_NO_PI | IFF_VNET_HDR));
+    CHECK(strcmp(got.ifr_name, name) == 0);
+    struct ferr oe = {0};
+    CHECK(tap_open(name, &other, &oe) == -EBUSY && other == -1);
+    CHECK(strstr(oe.msg, name) != NULL);
+    close(qfd);
+    CHECK(facts(name).found); /* persistent: closing QEMU's copy keeps it */
+    CHECK(tap_open("fy/x", &other, &oe) == FERR_INVALID);
+
     struct tap_stats s0, s1;
     CHECK_OK(tap_stats_read(name, &s0, &ce_));
     send_guest_frame(name);
