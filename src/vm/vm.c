@@ -20,6 +20,7 @@
 #include "qemu/process.h"
 #include "qemu/qmp.h"
 #include "storage/vhd.h"
+#include "vm/firmware.h"
 #include "vm/vmstate.h"
 
 #define CONSOLE_RING (256 * 1024)
@@ -647,6 +648,7 @@ struct start_work {
     uint64_t bytes[VM_MAX_DISKS];
     bool vpc[VM_MAX_DISKS];
     struct host_info host;
+    bool incoming, vars_made;
     int status;
     struct ferr e;
 };
@@ -666,6 +668,13 @@ static void start_work(uv_work_t *req)
         }
         sw->bytes[i] = info.virtual_size;
         sw->vpc[i] = strcmp(info.subformat, "dynamic") == 0;
+    }
+    if (sw->spec.firmware == VM_FIRMWARE_EFI) { /* OVMF here, the variable store made once */
+        char code[VM_PATH_MAX];
+        if ((sw->status = firmware_find(FIRMWARE_DIR, code, sizeof(code), &sw->e)) < 0 ||
+            (sw->status = firmware_vars_ready(FIRMWARE_DIR, sw->spec.efi_vars, !sw->incoming,
+                                              &sw->vars_made, &sw->e)) < 0)
+            return;
     }
     sw->status = host_info_read(&sw->host, &sw->e);
 }
@@ -727,6 +736,8 @@ static int spawn_qemu(struct vm *vm, struct ferr *e)
         .append = s->boot.cmdline,
         .vga = s->display == VM_DISPLAY_VGA,
         .scsi = s->scsi_controller == VM_SCSI_LSI ? QEMU_SCSI_LSI : QEMU_SCSI_PVSCSI,
+        .efi_code = s->firmware == VM_FIRMWARE_EFI ? FIRMWARE_DIR "/" FIRMWARE_CODE : NULL,
+        .efi_vars = s->firmware == VM_FIRMWARE_EFI ? s->efi_vars : NULL,
     };
     struct qemu_launch l = {
         .m = &m,
@@ -788,6 +799,9 @@ static void start_after_work(uv_work_t *req, int status)
             (unsigned long long)vm->spec.memory_mib, (unsigned long long)sw->host.mem_avail_mib);
         goto fail;
     }
+    if (sw->vars_made)
+        log_info("vm %s: EFI variable store %s made from %s/%s", vm->spec.name, vm->spec.efi_vars,
+                 FIRMWARE_DIR, FIRMWARE_VARS);
     memcpy(vm->disk_bytes, sw->bytes, sizeof(vm->disk_bytes));
     memcpy(vm->disk_vpc, sw->vpc, sizeof(vm->disk_vpc));
     if (mkdir_p(vm->run, 0700, e) < 0)
@@ -833,6 +847,7 @@ int vm_start(struct vm *vm, vm_done_cb cb, void *data, struct ferr *e)
     }
     sw->vm = vm;
     sw->spec = vm->spec;
+    sw->incoming = vm->incoming;
     snprintf(sw->qemu_img, sizeof(sw->qemu_img), "%s", vm->set->cfg.qemu_img);
     sw->req.data = sw;
     set_state(vm, VM_STARTING);
