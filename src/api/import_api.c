@@ -22,6 +22,7 @@
 #include "import/convert.h"
 #include "import/load.h"
 #include "import/plan.h"
+#include "vm/firmware.h"
 #include "vm/vm.h"
 
 struct import_job {
@@ -46,6 +47,8 @@ struct import_job {
     char qemu_img[VM_PATH_MAX];
     int status;
     struct ferr e;
+    int firmware_status; /* an EFI machine: OVMF looked for on this node */
+    struct ferr firmware_e;
 };
 
 static void job_free(struct import_job *j)
@@ -189,6 +192,9 @@ static void load_work(uv_work_t *w)
 {
     struct import_job *j = w->data;
     j->status = import_load(j->path, &j->src, &j->e);
+    char code[VM_PATH_MAX];
+    if (j->status == 0 && strcmp(j->src.firmware, "efi") == 0)
+        j->firmware_status = firmware_find(FIRMWARE_DIR, code, sizeof code, &j->firmware_e);
 }
 
 static void load_after(uv_work_t *w, int status)
@@ -204,6 +210,13 @@ static void load_after(uv_work_t *w, int status)
                     &e) < 0) {
         ferr_prefix(&e, "import: no node for %llu MiB", (unsigned long long)j->src.memory_mib);
         job_fail(j, &e);
+        return;
+    }
+    /* before anything is converted: the node it lands on must have OVMF (another node checks
+     * its own when the VM is defined there) */
+    if (j->firmware_status < 0 && strcmp(j->node, ctx->node_name) == 0) {
+        ferr_prefix(&j->firmware_e, "import: %s boots with EFI", j->src.file);
+        job_fail(j, &j->firmware_e);
         return;
     }
     struct import_target t = {

@@ -37,7 +37,6 @@ int firmware_find(const char *dir, char *code, size_t size, struct ferr *e);
  * size: another firmware's), -errno for I/O, with the path in the message. Blocking: call
  * it off the loop.
  */
-int firmware_vars_ready(const char *dir, const char *vars, bool create, bool *made,
-                        struct ferr *e);
+int firmware_vars_ready(const char *dir, const char *vars, bool create, bool *made, struct ferr *e);
 
 #endif
