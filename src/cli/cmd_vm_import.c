@@ -231,7 +231,10 @@ int cmd_vm_import(struct cli *cli, int argc, char **argv)
         snprintf(api, sizeof api, "/v1/vms/import?node=%.64s", node);
     else
         snprintf(api, sizeof api, "/v1/vms/import");
-    /* the plan first, always: it is printed before anything is converted */
+    /* the plan first, always: it is printed before anything is converted; an import's own
+     * request checks the manifest's digests, so its preview does not read the files twice */
+    if (!dry)
+        json_object_set_new(body, "check_manifest", json_false());
     json_t *plan = NULL, *reply = NULL;
     if ((rc = cli_call(cli, "POST", api, body, &plan)) != EXIT_OK)
         goto out;
@@ -248,6 +251,7 @@ int cmd_vm_import(struct cli *cli, int argc, char **argv)
     }
     const char *vm = cli_jstr(plan, "name");
     json_object_set_new(body, "dry_run", json_false());
+    json_object_del(body, "check_manifest");
     json_object_set_new(body, "name", json_string(vm));
     if (!node) { /* where the plan placed it */
         snprintf(api, sizeof api, "/v1/vms/import?node=%.64s", cli_jstr(plan, "node"));
