@@ -149,6 +149,14 @@ bench-soak: build
 bench-scale: build
 	$(PYTHON) bench/scale
 
+.PHONY: bench-import
+bench-import: build
+	$(PYTHON) bench/import
+
+.PHONY: bench-efi
+bench-efi: build
+	$(PYTHON) bench/efi
+
 # The real Debian 12 guest of the VMware imports (scripts/make-debian-guest, cached in
 # /var/cache/ferry/guests): built, checked as VMware ships it, booted from its own disk.
 .PHONY: guest-image bench-real-guest

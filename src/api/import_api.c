@@ -22,6 +22,7 @@
 #include "import/convert.h"
 #include "import/load.h"
 #include "import/plan.h"
+#include "vm/firmware.h"
 #include "vm/vm.h"
 
 struct import_job {
@@ -35,7 +36,7 @@ struct import_job {
     uint64_t volume_free;
     char want[64]; /* ?node= */
     char node[64]; /* where it goes */
-    bool dry_run, dynamic, keep_devices;
+    bool dry_run, dynamic, keep_devices, digests;
     unsigned nnet;
     struct import_netmap net[IMPORT_MAX_NETMAP];
     struct import_source src;
@@ -46,6 +47,8 @@ struct import_job {
     char qemu_img[VM_PATH_MAX];
     int status;
     struct ferr e;
+    int firmware_status; /* an EFI machine: OVMF looked for on this node */
+    struct ferr firmware_e;
 };
 
 static void job_free(struct import_job *j)
@@ -188,7 +191,10 @@ static void node_size(struct api_ctx *ctx, const char *node, uint64_t *mem, unsi
 static void load_work(uv_work_t *w)
 {
     struct import_job *j = w->data;
-    j->status = import_load(j->path, &j->src, &j->e);
+    j->status = import_load(j->path, j->digests, &j->src, &j->e);
+    char code[VM_PATH_MAX];
+    if (j->status == 0 && strcmp(j->src.firmware, "efi") == 0)
+        j->firmware_status = firmware_find(FIRMWARE_DIR, code, sizeof code, &j->firmware_e);
 }
 
 static void load_after(uv_work_t *w, int status)
@@ -204,6 +210,13 @@ static void load_after(uv_work_t *w, int status)
                     &e) < 0) {
         ferr_prefix(&e, "import: no node for %llu MiB", (unsigned long long)j->src.memory_mib);
         job_fail(j, &e);
+        return;
+    }
+    /* before anything is converted: the node it lands on must have OVMF (another node checks
+     * its own when the VM is defined there) */
+    if (j->firmware_status < 0 && strcmp(j->node, ctx->node_name) == 0) {
+        ferr_prefix(&j->firmware_e, "import: %s boots with EFI", j->src.file);
+        job_fail(j, &j->firmware_e);
         return;
     }
     struct import_target t = {
@@ -309,8 +322,9 @@ static int pick_volume(struct api_ctx *ctx, const char *want, struct import_job 
 
 void api_vm_import(struct api_ctx *ctx, struct http_req *req, const struct route_match *m)
 {
-    static const char *const keys[] = {"path",      "name",    "volume",       "networks",
-                                       "disk_type", "dry_run", "keep_devices", NULL};
+    static const char *const keys[] = {"path",         "name",           "volume",
+                                       "networks",     "disk_type",      "dry_run",
+                                       "keep_devices", "check_manifest", NULL};
     size_t len;
     const char *text = http_req_body(req, &len);
     json_error_t je;
@@ -325,7 +339,7 @@ void api_vm_import(struct api_ctx *ctx, struct http_req *req, const struct route
     if (unknown) {
         ferr_set(&e, FERR_INVALID,
                  "body: accepted: path, name, volume, networks, disk_type, dry_run, "
-                 "keep_devices; unknown field \"%.60s\"",
+                 "keep_devices, check_manifest; unknown field \"%.60s\"",
                  unknown);
         goto err;
     }
@@ -375,6 +389,15 @@ void api_vm_import(struct api_ctx *ctx, struct http_req *req, const struct route
         goto err;
     }
     j->keep_devices = json_is_true(keep);
+    /* a preview may skip the digests (the import itself checks them before converting) */
+    json_t *check = json_object_get(b, "check_manifest");
+    if (check && (!json_is_boolean(check) || (json_is_false(check) && !j->dry_run))) {
+        ferr_set(&e, FERR_INVALID,
+                 "check_manifest: false only with dry_run (an import checks the manifest's "
+                 "digests before it converts anything)");
+        goto err;
+    }
+    j->digests = !json_is_false(check);
     if (node && strlen(node) >= sizeof j->want) {
         ferr_set(&e, FERR_INVALID, "node: too long");
         goto err;

@@ -206,6 +206,10 @@ static void show_vm(const json_t *vm)
               th == 1 ? "" : "s");
     output_kv(stdout, "memory", "%s", output_bytes(vm_memory_mib(vm) << 20, buf, sizeof(buf)));
     output_kv(stdout, "machine", "%s", (s = cli_jstr(spec, "machine")) ? s : "pc (not pinned)");
+    if ((s = cli_jstr(spec, "efi_vars")))
+        output_kv(stdout, "firmware", "efi (OVMF; variables in %s)", s);
+    else
+        output_kv(stdout, "firmware", "bios");
     output_kv(stdout, "created", "%s", output_time(cli_jnum(vm, "created_ms"), buf, sizeof(buf)));
     if (vm_is_up(vm))
         output_kv(stdout, "started", "%s (up %s)",

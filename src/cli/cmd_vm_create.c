@@ -30,6 +30,9 @@ static const char create_help[] =
     "                           for on the host that makes it, e.g. pc-i440fx-7.2)\n"
     "  --display vga|none       a VGA screen (the dashboard shows it through VNC) or none\n"
     "                           (default)\n"
+    "  --firmware bios|efi      BIOS (default) or EFI (OVMF, Debian's ovmf package on every\n"
+    "                           node); an EFI VM keeps its variables in NAME-efivars.fd next\n"
+    "                           to its first disk (efi_vars in a spec file says elsewhere)\n"
     "  --disk PATH[,size=MIB][,type=fixed|dynamic][,bus=BUS][,ro]\n"
     "                           a VHD disk; with size=, a VHD that does not exist yet, fixed\n"
     "                           (default) or dynamic (grows as written; on a shared volume\n"
@@ -78,7 +81,7 @@ struct create_args {
     json_t *disks;  /* array or NULL */
     json_t *nics;   /* array or NULL */
     json_t *labels; /* object or NULL */
-    const char *kernel, *initrd, *cmdline, *machine, *display, *scsi_controller;
+    const char *kernel, *initrd, *cmdline, *machine, *display, *scsi_controller, *firmware;
     bool appliance;
     const char *guest_ip, *guest_gw, *workload;
     const char *node;
@@ -119,6 +122,7 @@ enum {
     O_HA,
     O_DISPLAY,
     O_SCSI_CONTROLLER,
+    O_FIRMWARE,
 };
 
 static const struct option create_opts[] = {
@@ -144,6 +148,7 @@ static const struct option create_opts[] = {
     {"machine", required_argument, NULL, O_MACHINE},
     {"display", required_argument, NULL, O_DISPLAY},
     {"scsi-controller", required_argument, NULL, O_SCSI_CONTROLLER},
+    {"firmware", required_argument, NULL, O_FIRMWARE},
     {"ha", no_argument, NULL, O_HA},
     {"ha-priority", required_argument, NULL, CLI_HA_PRIORITY},
     CLI_HA_LONGOPTS,
@@ -316,6 +321,11 @@ static int create_option(struct create_args *a, int c, const char *arg)
         if (strcmp(arg, "vga") != 0 && strcmp(arg, "none") != 0)
             return cli_usage(CREATE_CMD, "--display: expected vga or none, not '%s'", arg);
         a->display = arg;
+        break;
+    case O_FIRMWARE:
+        if (strcmp(arg, "bios") != 0 && strcmp(arg, "efi") != 0)
+            return cli_usage(CREATE_CMD, "--firmware: expected bios or efi, not '%s'", arg);
+        a->firmware = arg;
         break;
     case O_SCSI_CONTROLLER:
         if (strcmp(arg, "pvscsi") != 0 && strcmp(arg, "lsi") != 0)
@@ -509,6 +519,10 @@ static int spec_set_hardware(const struct create_args *a, json_t *spec)
     if (a->scsi_controller &&
         json_object_set_new(spec, "scsi_controller", json_string(a->scsi_controller)) < 0)
         return cli_nomem();
+    if (a->firmware && json_object_set_new(spec, "firmware", json_string(a->firmware)) < 0)
+        return cli_nomem();
+    if (a->firmware && strcmp(a->firmware, "bios") == 0) /* a spec file's store goes too */
+        json_object_del(spec, "efi_vars");
     if (a->disks)
         json_object_set(spec, "disks", a->disks);
     if (a->nics)

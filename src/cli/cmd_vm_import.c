@@ -22,7 +22,8 @@ static const char help[] =
     "converts every disk to a VHD on the volume (qemu-img, a progress bar; an import task that\n"
     "Ctrl-C or ferry task cancel cancels, leaving nothing behind) and defines the VM. Disks and\n"
     "NICs become virtio devices (VMware's own with --keep-devices). An OVF's manifest is checked\n"
-    "before anything is converted.\n"
+    "before anything is converted. A machine with EFI firmware becomes an EFI VM (OVMF, Debian's\n"
+    "ovmf package on the node that runs it).\n"
     "\n"
     "Options:\n"
     "  --name NAME              the VM's name (default: made from the VMware name)\n"
@@ -36,6 +37,7 @@ static const char help[] =
     "                           e1000; pvscsi, LSI as QEMU's lsi53c895a, SATA, IDE) so a\n"
     "                           guest without virtio drivers boots unchanged (default:\n"
     "                           virtio disks and NICs)\n"
+    "  --start                  start the VM once it is imported (like ferry vm start)\n"
     "  --dry-run                print the plan and stop: nothing is converted or defined\n"
     "  -o, --output table|json  output format\n";
 
@@ -97,9 +99,38 @@ static int add_network(json_t *nets, const char *arg)
     return EXIT_OK;
 }
 
+/* --start: POST /v1/vms/NAME/start once the import succeeded; -o json prints the import's
+ * answer with "vm" the started VM. The VM stays imported when its start fails (exit 1). */
+static int start_imported(struct cli *cli, const char *vm, json_t *reply)
+{
+    char *path = cmd_vm__path(vm, "/start");
+    if (!path)
+        return cli_nomem();
+    json_t *started = NULL;
+    int rc = cli_call(cli, "POST", path, NULL, &started);
+    free(path);
+    if (rc != EXIT_OK) {
+        fprintf(stderr,
+                "ferry: %s is imported but did not start; start it with ferry vm start %s\n", vm,
+                vm);
+        return rc;
+    }
+    const char *state = cli_jstr(started, "state");
+    if (state && strcmp(state, "failed") == 0)
+        rc = EXIT_FAIL;
+    if (cli->fmt == OUTPUT_JSON) {
+        json_object_set(reply, "vm", started);
+        output_json(stdout, reply);
+    } else {
+        cmd_vm__print_state(cli, started);
+    }
+    json_decref(started);
+    return rc;
+}
+
 int cmd_vm_import(struct cli *cli, int argc, char **argv)
 {
-    enum { O_NAME = 256, O_TO, O_NODE, O_NET, O_TYPE, O_DRY, O_KEEP };
+    enum { O_NAME = 256, O_TO, O_NODE, O_NET, O_TYPE, O_DRY, O_KEEP, O_START };
     static const struct option opts[] = {
         {"name", required_argument, NULL, O_NAME},
         {"to", required_argument, NULL, O_TO},
@@ -108,11 +139,12 @@ int cmd_vm_import(struct cli *cli, int argc, char **argv)
         {"disk-type", required_argument, NULL, O_TYPE},
         {"dry-run", no_argument, NULL, O_DRY},
         {"keep-devices", no_argument, NULL, O_KEEP},
+        {"start", no_argument, NULL, O_START},
         CLI_COMMON_LONGOPTS,
         {NULL, 0, NULL, 0},
     };
     const char *name = NULL, *to = NULL, *node = NULL, *type = NULL, *operand;
-    bool dry = false, keep = false, first = true;
+    bool dry = false, keep = false, start = false, first = true;
     json_t *nets = json_object();
     if (!nets)
         return cli_nomem();
@@ -151,6 +183,9 @@ int cmd_vm_import(struct cli *cli, int argc, char **argv)
         case O_KEEP:
             keep = true;
             break;
+        case O_START:
+            start = true;
+            break;
         default:
             json_decref(nets);
             return EXIT_USAGE;
@@ -159,6 +194,11 @@ int cmd_vm_import(struct cli *cli, int argc, char **argv)
     if (cli_one_operand(CMD, argc, argv, "a PATH.vmx, PATH.ovf or PATH.ova", &operand) != EXIT_OK) {
         json_decref(nets);
         return EXIT_USAGE;
+    }
+    if (dry && start) {
+        json_decref(nets);
+        return cli_usage(CMD, "--start: a dry run defines nothing to start (drop one of "
+                              "--start and --dry-run)");
     }
     char volume[64] = "";
     if (to) {
@@ -191,7 +231,10 @@ int cmd_vm_import(struct cli *cli, int argc, char **argv)
         snprintf(api, sizeof api, "/v1/vms/import?node=%.64s", node);
     else
         snprintf(api, sizeof api, "/v1/vms/import");
-    /* the plan first, always: it is printed before anything is converted */
+    /* the plan first, always: it is printed before anything is converted; an import's own
+     * request checks the manifest's digests, so its preview does not read the files twice */
+    if (!dry)
+        json_object_set_new(body, "check_manifest", json_false());
     json_t *plan = NULL, *reply = NULL;
     if ((rc = cli_call(cli, "POST", api, body, &plan)) != EXIT_OK)
         goto out;
@@ -208,6 +251,7 @@ int cmd_vm_import(struct cli *cli, int argc, char **argv)
     }
     const char *vm = cli_jstr(plan, "name");
     json_object_set_new(body, "dry_run", json_false());
+    json_object_del(body, "check_manifest");
     json_object_set_new(body, "name", json_string(vm));
     if (!node) { /* where the plan placed it */
         snprintf(api, sizeof api, "/v1/vms/import?node=%.64s", cli_jstr(plan, "node"));
@@ -226,11 +270,13 @@ int cmd_vm_import(struct cli *cli, int argc, char **argv)
                           .lost_note = ""};
     if ((rc = cli_watched_call(cli, &w, &reply)) != EXIT_OK)
         goto out;
-    if (cli->fmt == OUTPUT_JSON)
-        output_json(stdout, reply);
-    else
+    if (cli->fmt != OUTPUT_JSON)
         printf("%s: imported and defined on %s (task %s)\n", vm, cli_jstr(plan, "node"),
                cli_jstr(reply, "task"));
+    if (start)
+        rc = start_imported(cli, vm, reply);
+    else if (cli->fmt == OUTPUT_JSON)
+        output_json(stdout, reply);
 out:
     json_decref(plan);
     json_decref(reply);

@@ -757,6 +757,13 @@ int fleet_ha_check(const struct fleet *f, const struct vm_spec *spec, struct fer
                         "could run the VM: move it onto one first (ferry vm storage-move %s "
                         "--disk %u --to csv:VOLUME)",
                         i, spec->disks[i].path, spec->name, i);
+    json_t *vars = spec->firmware == VM_FIRMWARE_EFI ? cdb_csv_holding(db, spec->efi_vars) : NULL;
+    json_decref(vars);
+    if (spec->firmware == VM_FIRMWARE_EFI && !vars)
+        return ferr_set(e, FERR_INVALID,
+                        "ha: efi_vars (%s), the VM's EFI variables, is on no cluster shared "
+                        "volume, so no other node could boot it as it was: put it on one",
+                        spec->efi_vars);
     int rc = 0;
     for (i = 0; rc == 0 && i < spec->ha.npreferred + spec->ha.npossible; i++) {
         bool pref = i < spec->ha.npreferred;

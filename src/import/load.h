@@ -4,6 +4,8 @@
 #ifndef FERRY_IMPORT_LOAD_H
 #define FERRY_IMPORT_LOAD_H
 
+#include <stdbool.h>
+
 #include "common/err.h"
 #include "import/plan.h"
 
@@ -17,11 +19,12 @@
  * descriptor says (FLAT: offset + size; SPARSE: its header's metadata), a sparse extent's
  * capacity equal to its line in the descriptor, a parent as big as its child. An OVF's files
  * must match their ovf:size and their disks' capacity; the manifest beside it (NAME.mf, or
- * the OVA's .mf member) is checked entry by entry with its digests before this returns. An
+ * the OVA's .mf member) is checked entry by entry with its digests before this returns
+ * (digests false: parsed and its files found, but not read: a preview's plan, with a note). An
  * OVA is indexed in place (ova.h) and its disks, which must be single-file sparse VMDKs
  * (streamOptimized, monolithicSparse), are described by their offset in it.
  * Returns 0, or FERR_INVALID (naming the file and line, element or byte) / -errno with e.
  */
-int import_load(const char *path, struct import_source *out, struct ferr *e);
+int import_load(const char *path, bool digests, struct import_source *out, struct ferr *e);
 
 #endif

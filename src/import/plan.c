@@ -434,12 +434,6 @@ int import_plan_make(const struct import_source *src, const struct import_target
     if (t->vm_exists && t->vm_exists(p->name, t->data))
         return fail(p, e, FERR_EXISTS,
                     "a VM named %s exists already: import under another name (--name)", p->name);
-    if (strcmp(src->firmware, "efi") == 0)
-        return fail(p, e, FERR_INVALID,
-                    "%s: the machine boots with EFI firmware, ferry's VMs boot with BIOS: it "
-                    "would not start; switch it to BIOS in VMware (firmware = \"bios\", which "
-                    "needs an MBR boot disk) before importing",
-                    src->file);
     unsigned sockets = 0;
     if ((rc = plan_cpu_memory(src, t, p, &sockets, e)) < 0)
         return rc;
@@ -451,6 +445,17 @@ int import_plan_make(const struct import_source *src, const struct import_target
         return fail(p, e, -ENOMEM, "out of memory");
     if ((rc = plan_disks(src, t, p, disks, e)) < 0 || (rc = plan_nics(src, t, p, nics, e)) < 0)
         return rc;
+    if (strcmp(src->firmware, "efi") == 0) {
+        if (json_object_set_new(p->spec, "firmware", json_string("efi")) < 0)
+            return fail(p, e, -ENOMEM, "out of memory");
+        plan_note(p,
+                  "firmware efi -> EFI (OVMF, Debian's ovmf package on every node that runs it); "
+                  "VMware's EFI variables are not carried over: they start fresh in "
+                  "%s-efivars.fd next to its disks, so the guest boots its disk's removable-media "
+                  "loader \\EFI\\BOOT\\BOOTX64.EFI (a guest without one needs its boot entry "
+                  "made again: grub-install --removable before the export)",
+                  p->name);
+    }
     /* the spec's own checks; the disks are made later, so their files are not asked for */
     struct vm_spec_env env = {0};
     if (t->env)

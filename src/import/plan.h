@@ -124,9 +124,9 @@ struct import_plan {
  * valid VM name and no VM has; vCPUs, sockets (at most VM_MAX_SOCKETS) and memory against the
  * spec's limits and the node; at least one disk, at most VM_MAX_DISKS, each at most the VHD
  * limit; every NIC's network mapped to a bridge; the room on the volume; no target file that
- * exists; EFI firmware is refused (ferry's VMs boot with BIOS). Devices are mapped to virtio
- * (a note says so). On error FERR_INVALID (or FERR_EXISTS, FERR_LIMIT) with a message that says
- * what to do; *plan is then empty. On success the caller owns plan->spec.
+ * exists. EFI firmware makes an EFI VM (a note says its variables start fresh). Devices are
+ * mapped to virtio (a note says so). On error FERR_INVALID (or FERR_EXISTS, FERR_LIMIT) with a
+ * message that says what to do; *plan is then empty. On success the caller owns plan->spec.
  */
 int import_plan_make(const struct import_source *src, const struct import_target *t,
                      struct import_plan *plan, struct ferr *e);

@@ -238,6 +238,14 @@ static int validate(const struct qemu_launch *l, struct ferr *e)
                             i);
     }
 
+    if (empty(m->efi_code) != empty(m->efi_vars) ||
+        (!empty(m->efi_code) &&
+         (!str_fits(m->efi_code, QEMU_PATH_MAX) || !str_fits(m->efi_vars, QEMU_PATH_MAX) ||
+          m->efi_code[0] != '/' || m->efi_vars[0] != '/')))
+        return ferr_set(e, FERR_INVALID,
+                        "qemu cmdline: %s: EFI needs both the firmware and the variable store, "
+                        "as absolute paths",
+                        m->name);
     if ((m->kernel && !str_fits(m->kernel, QEMU_PATH_MAX)) ||
         (m->initrd && !str_fits(m->initrd, QEMU_PATH_MAX)) ||
         (m->append && !str_fits(m->append, QEMU_APPEND_MAX)))
@@ -305,6 +313,22 @@ static void add_disk(struct argv_builder *b, unsigned i, const struct qemu_disk 
     add_disk_device(b, i, d, rank);
 }
 
+/* The pflash chips' block nodes (-machine pflash0=efi-code,pflash1=efi-vars): the code
+ * read-only, the variable store written through like a disk. */
+static int add_efi(struct argv_builder *b, const struct qemu_machine *m, char *esc, size_t size)
+{
+    if (opt_escape(esc, size, m->efi_code) < 0)
+        return -1;
+    argv_addf(b, "-blockdev");
+    argv_addf(b, "driver=file,filename=%s,node-name=efi-code,read-only=on", esc);
+    if (opt_escape(esc, size, m->efi_vars) < 0)
+        return -1;
+    argv_addf(b, "-blockdev");
+    argv_addf(b, "driver=file,filename=%s,node-name=efi-vars,cache.direct=off,cache.no-flush=off",
+              esc);
+    return 0;
+}
+
 int qemu_argv_build(const struct qemu_launch *l, char ***argv_out, struct ferr *e)
 {
     if (!argv_out)
@@ -325,7 +349,10 @@ int qemu_argv_build(const struct qemu_launch *l, char ***argv_out, struct ferr *
     argv_addf(&b, "-name");
     argv_addf(&b, "guest=%s,debug-threads=on", esc_buf);
     argv_addf(&b, "-machine");
-    argv_addf(&b, "%s,accel=%s", empty(m->type) ? "pc" : m->type, l->accel);
+    argv_addf(&b, "%s,accel=%s%s", empty(m->type) ? "pc" : m->type, l->accel,
+              empty(m->efi_code) ? "" : ",pflash0=efi-code,pflash1=efi-vars");
+    if (!empty(m->efi_code) && add_efi(&b, m, esc_buf, sizeof(esc_buf)) < 0)
+        goto err_too_long;
     argv_add2(&b, "-cpu", kvm ? "host" : "max");
     argv_addf(&b, "-smp");
     argv_addf(&b, "sockets=%u,cores=%u,threads=%u,maxcpus=%u", m->sockets, m->cores, m->threads,

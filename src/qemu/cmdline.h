@@ -86,6 +86,13 @@ struct qemu_machine {
     /* The SCSI controller "scsi0" (pvscsi or lsi53c895a), built only when a disk is on
      * QEMU_BUS_SCSI; disk k of them is scsi-id k, lun 0. */
     enum qemu_scsi_controller scsi;
+    /* EFI firmware (OVMF) on the board's two pflash chips, instead of SeaBIOS: efi_code the
+     * firmware, read-only (block node "efi-code"), efi_vars the VM's own variable store,
+     * read-write ("efi-vars"). Both set or both NULL. Both chips are RAM blocks a live
+     * migration copies; the destination writes the copied store back to its file when it
+     * resumes (hw/block/pflash_cfi01.c, postload_update), so the file must be the same one
+     * both ends open, like a disk. */
+    const char *efi_code, *efi_vars;
 };
 
 struct qemu_launch {

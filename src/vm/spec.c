@@ -189,6 +189,8 @@ static const char *const top_fields[] = {"name",
                                          "ha",
                                          "display",
                                          "scsi_controller",
+                                         "firmware",
+                                         "efi_vars",
                                          NULL};
 static const char *const cpu_fields[] = {"sockets", "cores", "threads", NULL};
 static const char *const disk_fields[] = {"path", "size_mib", "type", "readonly", "bus", NULL};
@@ -197,6 +199,7 @@ static const char *const nic_fields[] = {"bridge", "mac", "model", NULL};
 static const char *const bus_names[] = {"virtio", "scsi", "sata", "ide", NULL};
 static const char *const model_names[] = {"virtio", "e1000", "vmxnet3", NULL};
 static const char *const scsi_names[] = {"pvscsi", "lsi", NULL};
+static const char *const firmware_names[] = {"bios", "efi", NULL};
 
 static const char *name_of(const char *const *names, int v)
 {
@@ -212,6 +215,16 @@ static int parse_name(const char *const *names, const char *name)
         if (strcmp(names[i], name) == 0)
             return i;
     return -1;
+}
+
+const char *vm_firmware_name(int firmware)
+{
+    return name_of(firmware_names, firmware);
+}
+
+int vm_firmware_parse(const char *name)
+{
+    return parse_name(firmware_names, name);
 }
 
 const char *vm_disk_bus_name(int bus)
@@ -741,6 +754,58 @@ static int check_buses(const json_t *j, struct vm_spec *out, struct ferr *e)
     return 0;
 }
 
+/* "firmware" and, for efi, "efi_vars": the variable store's file, by default NAME-efivars.fd
+ * next to the first disk (where every node that reaches the disk reaches it too). Needs the
+ * name and the disks parsed. */
+static int parse_firmware(const json_t *j, const struct vm_spec_env *env, struct vm_spec *out,
+                          struct ferr *e)
+{
+    char q[80];
+    json_t *v = member(j, "efi_vars");
+    int rc = get_enum(member(j, "firmware"), "firmware", firmware_names, &out->firmware, e);
+    if (rc < 0)
+        return rc;
+    if (out->firmware != VM_FIRMWARE_EFI) {
+        if (v)
+            return ferr_set(e, FERR_INVALID,
+                            "efi_vars: only for firmware \"efi\" (a BIOS VM has no EFI "
+                            "variables)");
+        return 0;
+    }
+    if (v) {
+        if ((rc = get_string(v, "efi_vars", VM_PATH_MAX - 1, out->efi_vars, e)) < 0 ||
+            (rc = check_abs_path(out->efi_vars, "efi_vars", e)) < 0)
+            return rc;
+    } else if (out->ndisks == 0) {
+        return ferr_set(e, FERR_INVALID,
+                        "efi_vars: missing: an EFI VM without disks needs a file for its EFI "
+                        "variables, on a volume every node reaches (give efi_vars)");
+    } else {
+        const char *d = out->disks[0].path, *slash = strrchr(d, '/');
+        int n = snprintf(out->efi_vars, sizeof(out->efi_vars), "%.*s/%s-efivars.fd",
+                         (int)(slash - d), d, out->name);
+        if (n < 0 || (size_t)n >= sizeof(out->efi_vars))
+            return ferr_set(e, FERR_INVALID,
+                            "efi_vars: %s-efivars.fd next to disks[0] makes a path longer than "
+                            "%d (give efi_vars)",
+                            out->name, VM_PATH_MAX - 1);
+    }
+    for (unsigned i = 0; i < out->ndisks; i++)
+        if (strcmp(out->disks[i].path, out->efi_vars) == 0)
+            return ferr_set(e, FERR_INVALID, "efi_vars: %s is disks[%u]'s file",
+                            jfield_quote(out->efi_vars, q, sizeof(q)), i);
+    if (out->boot.kernel[0] && strcmp(out->boot.kernel, out->efi_vars) == 0)
+        return ferr_set(e, FERR_INVALID, "efi_vars: %s is the boot kernel",
+                        jfield_quote(out->efi_vars, q, sizeof(q)));
+    char dir[VM_PATH_MAX];
+    strcpy(dir, out->efi_vars);
+    char *slash = strrchr(dir, '/');
+    slash[slash == dir ? 1 : 0] = '\0';
+    if (env && env->dir_exists && !env->dir_exists(dir, env->data))
+        return ferr_set(e, FERR_INVALID, "efi_vars: directory %s does not exist", dir);
+    return 0;
+}
+
 int vm_spec_from_json(const json_t *j, const struct vm_spec_env *env, struct vm_spec *out,
                       struct ferr *e)
 {
@@ -830,7 +895,7 @@ int vm_spec_from_json(const json_t *j, const struct vm_spec_env *env, struct vm_
         return ferr_set(e, FERR_INVALID,
                         "disks: at least one disk is needed to boot from when "
                         "boot.kernel is not set");
-    if ((rc = check_buses(j, out, e)) < 0)
+    if ((rc = check_buses(j, out, e)) < 0 || (rc = parse_firmware(j, env, out, e)) < 0)
         return rc;
 
     out->blackout_budget_ms = VM_DEFAULT_BUDGET_MS;
@@ -932,6 +997,10 @@ json_t *vm_spec_to_json(const struct vm_spec *s)
     set(j, "labels", labels, &ok);
     if (s->ha.enabled)
         set(j, "ha", vm_ha_to_json(&s->ha), &ok);
+    if (s->firmware == VM_FIRMWARE_EFI) { /* "bios" is left out: older nodes still read it */
+        set(j, "firmware", json_string("efi"), &ok);
+        set(j, "efi_vars", json_string(s->efi_vars), &ok);
+    }
     if (!ok) {
         json_decref(j);
         return NULL;

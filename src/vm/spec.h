@@ -115,7 +115,16 @@ struct vm_spec {
      * ends of a migration build it from the same spec. */
     int display;
     int scsi_controller; /* VM_SCSI_*: the controller of the disks on bus scsi */
+    /* The firmware ("firmware"): VM_FIRMWARE_BIOS (SeaBIOS; absent from the JSON, the default
+     * and every spec from before the field) or VM_FIRMWARE_EFI (OVMF, vm/firmware.h). An EFI
+     * VM keeps its variable store (boot entries) in its own file efi_vars ("efi_vars"; by
+     * default NAME-efivars.fd next to its first disk, so on the volume every node reaches for
+     * migration and failover); "" for BIOS. */
+    int firmware;
+    char efi_vars[VM_PATH_MAX];
 };
+
+enum { VM_FIRMWARE_BIOS, VM_FIRMWARE_EFI };
 
 enum { VM_DISPLAY_NONE, VM_DISPLAY_VGA };
 
@@ -150,6 +159,9 @@ json_t *vm_ha_to_json(const struct vm_ha *ha);
  * to an equal spec. NULL only on allocation failure. */
 json_t *vm_spec_to_json(const struct vm_spec *s);
 
+/* The JSON name of a VM_FIRMWARE_* value ("bios", "efi") and the value named name, or -1. */
+const char *vm_firmware_name(int firmware);
+int vm_firmware_parse(const char *name);
 /* The JSON names of the VM_BUS_*, VM_NIC_* and VM_SCSI_* values ("virtio", "scsi", ...). */
 const char *vm_disk_bus_name(int bus);
 const char *vm_nic_model_name(int model);

@@ -21,6 +21,7 @@
 #include "qemu/process.h"
 #include "qemu/qmp.h"
 #include "storage/vhd.h"
+#include "vm/firmware.h"
 #include "vm/vmstate.h"
 
 #define CONSOLE_RING (256 * 1024)
@@ -675,6 +676,7 @@ struct start_work {
     uint64_t bytes[VM_MAX_DISKS];
     bool vpc[VM_MAX_DISKS];
     struct host_info host;
+    bool incoming, vars_made;
     int status;
     struct ferr e;
 };
@@ -705,6 +707,24 @@ static void start_work(uv_work_t *req)
         sw->status = qemu_user_give(&sw->user, real, 0600, &sw->e);
         if (sw->status < 0) {
             ferr_prefix(&sw->e, "disks[%u]", i);
+            return;
+        }
+    }
+    if (sw->spec.firmware == VM_FIRMWARE_EFI) { /* OVMF here, the variable store made once */
+        char code[VM_PATH_MAX];
+        if ((sw->status = firmware_find(FIRMWARE_DIR, code, sizeof(code), &sw->e)) < 0 ||
+            (sw->status = firmware_vars_ready(FIRMWARE_DIR, sw->spec.efi_vars, !sw->incoming,
+                                              &sw->vars_made, &sw->e)) < 0)
+            return;
+        /* QEMU writes the variables as its user, like a disk */
+        char real[PATH_MAX];
+        if (!realpath(sw->spec.efi_vars, real)) {
+            sw->status = ferr_set(&sw->e, -errno, "efi_vars: %s: %s", sw->spec.efi_vars,
+                                  strerror(errno));
+            return;
+        }
+        if ((sw->status = qemu_user_give(&sw->user, real, 0600, &sw->e)) < 0) {
+            ferr_prefix(&sw->e, "efi_vars");
             return;
         }
     }
@@ -784,6 +804,8 @@ static int spawn_qemu(struct vm *vm, struct ferr *e)
         .append = s->boot.cmdline,
         .vga = s->display == VM_DISPLAY_VGA,
         .scsi = s->scsi_controller == VM_SCSI_LSI ? QEMU_SCSI_LSI : QEMU_SCSI_PVSCSI,
+        .efi_code = s->firmware == VM_FIRMWARE_EFI ? FIRMWARE_DIR "/" FIRMWARE_CODE : NULL,
+        .efi_vars = s->firmware == VM_FIRMWARE_EFI ? s->efi_vars : NULL,
     };
     struct qemu_launch l = {
         .m = &m,
@@ -851,6 +873,9 @@ static void start_after_work(uv_work_t *req, int status)
             (unsigned long long)vm->spec.memory_mib, (unsigned long long)sw->host.mem_avail_mib);
         goto fail;
     }
+    if (sw->vars_made)
+        log_info("vm %s: EFI variable store %s made from %s/%s", vm->spec.name, vm->spec.efi_vars,
+                 FIRMWARE_DIR, FIRMWARE_VARS);
     memcpy(vm->disk_bytes, sw->bytes, sizeof(vm->disk_bytes));
     memcpy(vm->disk_vpc, sw->vpc, sizeof(vm->disk_vpc));
     if (run_dir_ready(vm, e) < 0)
@@ -896,6 +921,7 @@ int vm_start(struct vm *vm, vm_done_cb cb, void *data, struct ferr *e)
     }
     sw->vm = vm;
     sw->spec = vm->spec;
+    sw->incoming = vm->incoming;
     snprintf(sw->qemu_img, sizeof(sw->qemu_img), "%s", vm->set->cfg.qemu_img);
     sw->user = vm->set->cfg.qemu_user;
     sw->req.data = sw;

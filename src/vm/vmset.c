@@ -15,6 +15,7 @@
 #include "net/tap.h"
 #include "qemu/machines.h"
 #include "storage/vhd.h"
+#include "vm/firmware.h"
 #include "vm/vmstate.h"
 
 #define SPEC_FILE_MAX (256 * 1024)
@@ -338,6 +339,10 @@ static void create_work(uv_work_t *req)
 {
     struct create_work *cw = req->data;
     const char *img = cw->set->cfg.qemu_img;
+    char code[VM_PATH_MAX];
+    if (cw->spec.firmware == VM_FIRMWARE_EFI &&
+        (cw->status = firmware_find(FIRMWARE_DIR, code, sizeof(code), &cw->e)) < 0)
+        return; /* its variable store is made by its first start */
     for (unsigned i = 0; i < cw->spec.ndisks; i++) {
         const struct vm_disk *d = &cw->spec.disks[i];
         struct stat st;

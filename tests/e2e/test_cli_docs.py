@@ -83,6 +83,8 @@ def test_options_and_their_values():
     assert {"--to", "--budget-ms", "--cancel"} <= complete("vm", "migrate", "x", "--")
     assert complete("cluster", "set", "--profile", "") == {"default", "fast"}
     assert complete("disk", "create", "x.vhd", "--type", "") == {"fixed", "dynamic"}
+    assert complete("vm", "create", "x", "--firmware", "") == {"bios", "efi"}
+    assert {"--start", "--dry-run", "--keep-devices"} <= complete("vm", "import", "x.vmx", "--")
     assert {"--state", "--kind", "--target", "--limit"} <= complete("task", "list", "--")
     assert {"--follow"} <= complete("task", "show", "x", "--")
     assert "/etc/hostname" in complete("disk", "info", "/etc/hostn")

@@ -5,6 +5,7 @@ values) and published; an HA VM whose QEMU dies is started again on its node, wi
 epoch, up to --restart-max times in --restart-period, then left failed with the reason; a start
 by hand begins the count again; a VM without HA is not restarted. Failover to other nodes:
 test_failover.py."""
+import json
 import os
 import re
 import signal
@@ -48,6 +49,16 @@ def test_ha_settings_are_checked_published_and_shown(lab, csv1):
                ",size=8", "--ha", check=False)
     assert r.returncode != 0 and "is on no cluster shared volume" in r.stderr, r.stderr
     assert not os.path.exists(os.path.join(local, "x.vhd"))
+    # an EFI VM's variable store counts like a disk: another node must find its boot entries
+    spec = os.path.join(local, "hal3.json")
+    with open(spec, "w") as f:
+        json.dump({"name": "hal3", "memory_mib": 64, "firmware": "efi",
+                   "efi_vars": os.path.join(local, "hal3-efivars.fd")}, f)
+    r = h2.cli("vm", "create", "hal3", "-f", spec, "--disk", f"{lab.csv}/hal3.vhd,size=8",
+               "--ha", check=False)
+    assert r.returncode != 0 and "ha: efi_vars (" in r.stderr and \
+        "is on no cluster shared volume" in r.stderr, r.stderr
+    assert not os.path.exists(os.path.join(lab.csv, "hal3.vhd"))
     h2.cli("vm", "delete", "--force", "hal1")
 
     create_vm(lab, h2, "hav1", 31, memory=128, disk="csv:csv1/hav1.vhd,type=dynamic")

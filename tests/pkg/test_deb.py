@@ -81,6 +81,8 @@ def test_control_fields_and_scripts(tmp_path):
               "libjansson4", "libmicrohttpd12", "libcurl4", "libraft2", "libnl-3-200",
               "libnl-route-3-200", "libsystemd0"):
         assert d in deps, (d, fields["Depends"])
+    # EFI VMs need OVMF; BIOS ones (the default) do not, so it is recommended, not required
+    assert fields.get("Recommends") == "ovmf", fields
     ctl = tmp_path / "control"
     run(["dpkg-deb", "-e", DEBS[0], str(ctl)])
     assert (ctl / "conffiles").read_text().split() == ["/etc/ferry/ferryd.conf"]

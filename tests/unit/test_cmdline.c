@@ -421,6 +421,36 @@ static void test_incoming_and_minimal(void **state)
         }                                                                                          \
     } while (0)
 
+/* EFI: OVMF's code read-only and the VM's variable store on the machine's two pflash chips;
+ * BIOS machines have neither (so their command line stays what older ferryds built). */
+static void test_efi(void **state)
+{
+    (void)state;
+    struct fixture f;
+    fixture_init(&f);
+    char **argv = build_ok(&f);
+    assert_string_equal(opt_val(argv, "-machine", 0), "pc,accel=tcg");
+    for (char **p = argv; *p; p++)
+        assert_null(strstr(*p, "efi"));
+    qemu_argv_free(argv);
+    snprintf(f.type, sizeof(f.type), "pc-i440fx-10.0");
+    f.m.efi_code = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+    f.m.efi_vars = "/csv/vol1/web1,efivars.fd";
+    argv = build_ok(&f);
+    assert_string_equal(opt_val(argv, "-machine", 0),
+                        "pc-i440fx-10.0,accel=tcg,pflash0=efi-code,pflash1=efi-vars");
+    assert_true(has_arg(argv, "driver=file,filename=/usr/share/OVMF/OVMF_CODE_4M.fd,"
+                              "node-name=efi-code,read-only=on"));
+    assert_true(has_arg(argv, "driver=file,filename=/csv/vol1/web1,,efivars.fd,node-name=efi-vars,"
+                              "cache.direct=off,cache.no-flush=off"));
+    assert_int_equal(count_opt(argv, "-blockdev"), 2 + 4); /* 2 disks: file + raw each */
+    qemu_argv_free(argv);
+    f.m.efi_vars = NULL;
+    EXPECT_INVALID(&f, "EFI needs both the firmware and the variable store");
+    f.m.efi_vars = "vars.fd";
+    EXPECT_INVALID(&f, "EFI needs both");
+}
+
 static void test_bad_inputs(void **state)
 {
     (void)state;
@@ -628,6 +658,7 @@ int main(void)
         cmocka_unit_test(test_kernel_boot),      cmocka_unit_test(test_incoming_and_minimal),
         cmocka_unit_test(test_bad_inputs),       cmocka_unit_test(test_vga_display),
         cmocka_unit_test(test_buses_and_models), cmocka_unit_test(test_sandbox_and_tap_fd),
+        cmocka_unit_test(test_efi),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -76,7 +76,7 @@ static int load(const char *name, struct ferr *e)
 {
     char p[512];
     snprintf(p, sizeof p, "%s/%s", dir, name);
-    return import_load(p, &src, e);
+    return import_load(p, true, &src, e);
 }
 
 static void expect_error(const char *name, int code, const char *want)
@@ -222,6 +222,15 @@ static void test_ovf_folder(void **state)
         "SHA1(d-flat.vmdk)= da39a3ee5e6b4b0d3255bfef95601890afd80709\n"
         "SHA256(d.vmdk)= 0000000000000000000000000000000000000000000000000000000000000000\n");
     expect_error("p.ovf", FERR_INVALID, "p.mf:2: SHA256 of d.vmdk is ");
+    /* a preview (the CLI's plan before an import, which checks them) reads no digest */
+    char path[512];
+    snprintf(path, sizeof path, "%s/p.ovf", dir);
+    assert_int_equal(import_load(path, false, &src, &e), 0);
+    noted = false;
+    for (unsigned i = 0; i < src.nnotes; i++)
+        noted |= strstr(src.notes[i], "the manifest's 2 digest(s) are checked when the import "
+                                      "runs") != NULL;
+    assert_true(noted);
     put("p.mf", "SHA1(gone.vmdk)= da39a3ee5e6b4b0d3255bfef95601890afd80709\n");
     expect_error("p.ovf", FERR_NOTFOUND, "gone.vmdk");
     put("p.mf", "");

@@ -165,6 +165,33 @@ static void test_vmx_plan(void **state)
     import_plan_clear(&plan);
 }
 
+/* VMware's firmware = "efi" makes an EFI VM whose variables are kept next to its disks. */
+static void test_efi(void **state)
+{
+    char text[sizeof vmx_text + 32];
+    snprintf(text, sizeof text, "%sfirmware = \"EFI\"\n", vmx_text);
+    load_vmx(text);
+    assert_string_equal(src.firmware, "efi");
+    struct import_target t = target();
+    struct ferr e = {0};
+    assert_int_equal(import_plan_make(&src, &t, &plan, &e), 0);
+    assert_string_equal(json_string_value(json_object_get(plan.spec, "firmware")), "efi");
+    assert_true(has_note("firmware efi -> EFI (OVMF, Debian's ovmf package"));
+    assert_true(has_note("web-01-prod-efivars.fd next to its disks"));
+    struct vm_spec *spec = malloc(sizeof *spec);
+    assert_non_null(spec);
+    assert_int_equal(vm_spec_from_json(plan.spec, NULL, spec, &e), 0);
+    assert_int_equal(spec->firmware, VM_FIRMWARE_EFI);
+    assert_string_equal(spec->efi_vars, "/srv/csv1/web-01-prod-efivars.fd");
+    free(spec);
+    import_plan_clear(&plan);
+    load_vmx(vmx_text); /* BIOS: no firmware in the spec, which older nodes read too */
+    assert_int_equal(import_plan_make(&src, &t, &plan, &e), 0);
+    assert_null(json_object_get(plan.spec, "firmware"));
+    assert_false(has_note("firmware"));
+    import_plan_clear(&plan);
+}
+
 static void test_refusals(void **state)
 {
     load_vmx(vmx_text);
@@ -208,11 +235,9 @@ static void test_refusals(void **state)
     t.host_cpus = 0;
     expect_error(&t, FERR_INVALID,
                  "9 vCPUs as 9 sockets of 1 cores: a ferry VM has at most 8 sockets");
-    /* no disks, EFI, too little memory, a name from nothing */
+    /* no disks, too little memory, a name from nothing */
     load_vmx("displayName = \"x\"\nmemsize = \"64\"\n");
     expect_error(&t, FERR_INVALID, "/imp/web.vmx: the machine has no disk to import");
-    load_vmx("displayName = \"x\"\nmemsize = \"64\"\nfirmware = \"efi\"\n");
-    expect_error(&t, FERR_INVALID, "boots with EFI firmware");
     load_vmx("displayName = \"x\"\nmemsize = \"16\"\n");
     expect_error(&t, FERR_INVALID, "memory of 16 MiB: a ferry VM has at least 32");
     load_vmx("displayName = \"!!!\"\nmemsize = \"64\"\n");
@@ -425,9 +450,10 @@ static void test_ovf_controllers(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_vmx_plan),     cmocka_unit_test(test_refusals),
-        cmocka_unit_test(test_names),        cmocka_unit_test(test_ovf_source),
-        cmocka_unit_test(test_keep_devices), cmocka_unit_test(test_ovf_controllers),
+        cmocka_unit_test(test_vmx_plan),        cmocka_unit_test(test_efi),
+        cmocka_unit_test(test_refusals),        cmocka_unit_test(test_names),
+        cmocka_unit_test(test_ovf_source),      cmocka_unit_test(test_keep_devices),
+        cmocka_unit_test(test_ovf_controllers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

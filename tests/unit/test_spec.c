@@ -119,7 +119,8 @@ static const struct bad bad_cases[] = {
     {"'web'", "spec: expected a JSON object at the top level, not a string"},
     {"{" BASE "," DISK ",'foo':1}",
      "unknown field \"foo\" (accepted: name, cpu, memory_mib, disks, "
-     "nics, boot, blackout_budget_ms, priority, labels, machine, ha, display, scsi_controller)"},
+     "nics, boot, blackout_budget_ms, priority, labels, machine, ha, display, scsi_controller, "
+     "firmware, efi_vars)"},
     {"{" BASE "," DISK ",'Name':'x'}", "unknown field \"Name\""},
     /* ha */
     {"{" BASE "," DISK ",'ha':true}", "ha: expected an object, not a boolean"},
@@ -145,6 +146,21 @@ static const struct bad bad_cases[] = {
     /* display */
     {"{" BASE "," DISK ",'display':'std'}", "display: expected \"vga\" or \"none\", not \"std\""},
     {"{" BASE "," DISK ",'display':true}", "display: expected \"vga\" or \"none\", not a boolean"},
+    /* firmware */
+    {"{" BASE "," DISK ",'firmware':'uefi'}",
+     "firmware: expected \"bios\" or \"efi\", not \"uefi\""},
+    {"{" BASE "," DISK ",'efi_vars':'/csv/v.fd'}", "efi_vars: only for firmware \"efi\""},
+    {"{" BASE "," DISK ",'firmware':'bios','efi_vars':'/csv/v.fd'}",
+     "efi_vars: only for firmware \"efi\""},
+    {"{" BASE ",'firmware':'efi','boot':{'kernel':'/boot/vmlinuz'}}",
+     "efi_vars: missing: an EFI VM without disks needs a file for its EFI variables"},
+    {"{" BASE "," DISK ",'firmware':'efi','efi_vars':'v.fd'}",
+     "efi_vars: \"v.fd\" is not an absolute path"},
+    {"{" BASE "," DISK ",'firmware':'efi','efi_vars':'/csv/a.vhd'}",
+     "efi_vars: \"/csv/a.vhd\" is disks[0]'s file"},
+    {"{" BASE "," DISK ",'firmware':'efi','efi_vars':'/nodir/v.fd'}",
+     "efi_vars: directory /nodir does not exist"},
+    {"{" BASE "," DISK ",'firmware':'efi','efi_vars':7}", "efi_vars: expected a string"},
     /* machine */
     {"{" BASE "," DISK ",'machine':'pc-i440fx-9.9'}",
      "machine: this host's QEMU has no machine type \"pc-i440fx-9.9\""},
@@ -503,6 +519,40 @@ static void test_display(void **state)
     round_trip("{" BASE "," DISK ",'display':'vga'}");
 }
 
+/* "firmware": "bios" is the default and left out when printed, like display; "efi" keeps its
+ * variable store next to the first disk unless efi_vars says where, and both are printed, so
+ * the store stays where it is when a disk moves. */
+static void test_firmware(void **state)
+{
+    (void)state;
+    struct vm_spec s;
+    expect_ok("{" BASE "," DISK ",'firmware':'bios'}", &s);
+    assert_int_equal(s.firmware, VM_FIRMWARE_BIOS);
+    assert_string_equal(s.efi_vars, "");
+    json_t *j = vm_spec_to_json(&s);
+    assert_null(json_object_get(j, "firmware"));
+    assert_null(json_object_get(j, "efi_vars"));
+    json_decref(j);
+    expect_ok("{" BASE ",'disks':[{'path':'/csv/sub/c.vhd'},{'path':'/csv/a.vhd'}],"
+              "'firmware':'efi'}",
+              &s);
+    assert_int_equal(s.firmware, VM_FIRMWARE_EFI);
+    assert_string_equal(s.efi_vars, "/csv/sub/web-1-efivars.fd");
+    j = vm_spec_to_json(&s);
+    assert_string_equal(json_string_value(json_object_get(j, "firmware")), "efi");
+    assert_string_equal(json_string_value(json_object_get(j, "efi_vars")),
+                        "/csv/sub/web-1-efivars.fd");
+    json_decref(j);
+    expect_ok(
+        "{" BASE ",'firmware':'efi','efi_vars':'/csv/w.fd','boot':{'kernel':'/boot/vmlinuz'}}", &s);
+    assert_string_equal(s.efi_vars, "/csv/w.fd");
+    round_trip("{" BASE "," DISK ",'firmware':'efi'}");
+    round_trip("{" BASE "," DISK ",'firmware':'efi','efi_vars':'/csv/sub/x.fd'}");
+    assert_string_equal(vm_firmware_name(VM_FIRMWARE_EFI), "efi");
+    assert_int_equal(vm_firmware_parse("bios"), VM_FIRMWARE_BIOS);
+    assert_int_equal(vm_firmware_parse("uefi"), -1);
+}
+
 static void test_kernel_boot_without_disks(void **state)
 {
     (void)state;
@@ -650,6 +700,8 @@ static void assert_spec_equal(const struct vm_spec *a, const struct vm_spec *b)
         assert_int_equal(a->disks[i].bus, b->disks[i].bus);
     }
     assert_int_equal(a->scsi_controller, b->scsi_controller);
+    assert_int_equal(a->firmware, b->firmware);
+    assert_string_equal(a->efi_vars, b->efi_vars);
     assert_int_equal(a->nnics, b->nnics);
     for (unsigned i = 0; i < a->nnics; i++) {
         assert_string_equal(a->nics[i].bridge, b->nics[i].bridge);
@@ -833,6 +885,7 @@ int main(void)
         cmocka_unit_test(test_labels_kept_in_order),
         cmocka_unit_test(test_round_trip_minimal),
         cmocka_unit_test(test_display),
+        cmocka_unit_test(test_firmware),
         cmocka_unit_test(test_ha),
         cmocka_unit_test(test_round_trip_full),
         cmocka_unit_test(test_to_json_shape),
