@@ -89,6 +89,7 @@ class Host:
     def __init__(self, index=1):
         self.index = index
         self.base = tempfile.mkdtemp(prefix="fy")  # short: unix socket paths are limited
+        os.chmod(self.base, 0o711)  # QEMU runs as ferry-qemu: it must pass on to RUN and disks
         self.ns = f"fye{os.getpid() % 100000}h{index}"
         self.subnet = f"10.88.{index}"
         self.state = os.path.join(self.base, "state")
