@@ -185,10 +185,19 @@ def another_coordinator(lab, writers, epoch, t0):
 
 def every_node_up(lab):
     """Every node sees every node up again (the leader would move a volume off a node it
-    still counts down)."""
+    still counts down), and reaches every other's API: the cluster's heartbeats may come back
+    a moment before a node's own requests to a peer do (CI saw host1's `csv add` fail to
+    connect to host2 right after host1's link came back)."""
     for h in lab.hosts:
         wait_for(lambda: all(n["state"] == "up" for n in h.cli_json("node", "list")["nodes"]),
                  30, f"{h.name} to see every node up")
+
+    def reaches_all(h):
+        st, b = h.api("GET", "/v1/events?scope=cluster&limit=1")
+        return st == 200 and len(b.get("nodes", {})) == len(lab.hosts) and \
+            all(v == "ok" for v in b["nodes"].values())
+    for h in lab.hosts:
+        wait_for(lambda: reaches_all(h), 30, f"{h.name} to reach every node's API")
 
 
 def coordinator(h, volume="csv1"):
