@@ -119,21 +119,34 @@ int bridge_exists(const char *name, struct ferr *e)
     return rc;
 }
 
-/* Makes a persistent tap with the TUN ioctls; the fd is closed again at once, QEMU opens the
- * device by name later. */
-static int tun_make(const char *name, struct ferr *e)
+/* A /dev/net/tun descriptor attached to tap name (made if there is none), in *fd. */
+static int tun_attach(const char *name, int *fd, struct ferr *e)
 {
-    int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
-    if (fd < 0)
+    *fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+    if (*fd < 0)
         return ferr_set(e, -errno, "open /dev/net/tun: %s", strerror(errno));
     struct ifreq ifr;
     memset(&ifr, 0, sizeof(ifr));
     ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
     memcpy(ifr.ifr_name, name, strlen(name) + 1);
-    int rc = 0;
-    if (ioctl(fd, TUNSETIFF, &ifr) < 0)
-        rc = ferr_set(e, -errno, "TUNSETIFF %s: %s", name, strerror(errno));
-    else if (ioctl(fd, TUNSETPERSIST, 1) < 0)
+    if (ioctl(*fd, TUNSETIFF, &ifr) < 0) {
+        int rc = ferr_set(e, -errno, "tap %s: TUNSETIFF: %s", name, strerror(errno));
+        close(*fd);
+        *fd = -1;
+        return rc;
+    }
+    return 0;
+}
+
+/* Makes a persistent tap with the TUN ioctls; the fd is closed again at once, QEMU gets the
+ * device later (tap_open). */
+static int tun_make(const char *name, struct ferr *e)
+{
+    int fd;
+    int rc = tun_attach(name, &fd, e);
+    if (rc < 0)
+        return rc;
+    if (ioctl(fd, TUNSETPERSIST, 1) < 0)
         rc = ferr_set(e, -errno, "TUNSETPERSIST %s: %s", name, strerror(errno));
     /* Without TUNSETPERSIST the device goes away with the fd, so nothing is left on failure. */
     close(fd);
@@ -145,18 +158,9 @@ int tap_open(const char *name, int *fd_out, struct ferr *e)
     int rc = check_ifname("tap", name, e);
     if (rc < 0)
         return rc;
-    int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
-    if (fd < 0)
-        return ferr_set(e, -errno, "open /dev/net/tun: %s", strerror(errno));
-    struct ifreq ifr;
-    memset(&ifr, 0, sizeof(ifr));
-    ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
-    memcpy(ifr.ifr_name, name, strlen(name) + 1);
-    if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
-        rc = ferr_set(e, -errno, "open tap %s: TUNSETIFF: %s", name, strerror(errno));
-        close(fd);
+    int fd;
+    if ((rc = tun_attach(name, &fd, e)) < 0)
         return rc;
-    }
     *fd_out = fd;
     return 0;
 }
