@@ -220,7 +220,7 @@ def test_one_place_only_between_restart_and_takeover(lab):
     src_pid = local_vm(h1, "rs5")["pid"]
     p = migrate_bg(lab, h1, h2, "rs5", mib=16)
     try:
-        wait_incoming(p, h2, "rs5")
+        wait_incoming(p, h2, "rs5", src=h1)
         lab.kill_ferryd(h1)
         rc, out, err = finish(p)
         assert rc != 0, (out, err)
@@ -277,7 +277,7 @@ def test_source_qemu_dead_mid_migration_is_unknown_and_nothing_boots(lab):
     since = last_event_id(h1)
     p = migrate_bg(lab, h1, h2, "rs6", mib=2)  # a minute or more: it never completes here
     try:
-        wait_incoming(p, h2, "rs6")
+        wait_incoming(p, h2, "rs6", src=h1)
         lab.kill_ferryd(h1)
         os.kill(src_pid, signal.SIGKILL)
         finish(p)

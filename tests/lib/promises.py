@@ -29,13 +29,24 @@ def migrate_bg(lab, src, dst, name, mib=None, pc_mib=None):
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
-def wait_incoming(p, dst, name, timeout=60):
-    """Waits until dst holds name's incoming QEMU while the migration p still runs; kills p
-    and raises when it does not come to that."""
+def _streaming(src, name):
+    st, b = src.api("GET", f"/v1/vms/{name}/migration")
+    return st == 200 and (b.get("memory") or {}).get("transferred", 0) > 0
+
+
+def wait_incoming(p, dst, name, timeout=60, src=None):
+    """Waits until dst holds name's incoming QEMU while the migration p still runs, and, with
+    src, until src's QEMU is sending (its ferryd gave QEMU the `migrate`: from then on the
+    QEMUs go on without the ferryds; before it, a killed source ferryd leaves the destination
+    waiting, which a loaded machine made tests meet). Kills p and raises when it does not
+    come to that."""
     try:
         wait_for(lambda: p.poll() is not None or
                  (lambda v: v and v["state"] == "incoming")(local_vm(dst, name)), timeout,
                  f"{name} to be incoming on {dst.name}")
+        if src is not None:
+            wait_for(lambda: p.poll() is not None or _streaming(src, name), timeout,
+                     f"{src.name}'s QEMU to send {name}")
         assert p.poll() is None, f"the migration ended early: {p.communicate()}"
     except BaseException:
         stop(p)
