@@ -684,6 +684,16 @@ struct start_work {
 /* Thread pool: every disk's metadata checked (vhd_info_read: a damaged, differencing or foreign
  * file never reaches QEMU), and host memory. Touches only sw. A fixed VHD is attached as raw,
  * a dynamic one with QEMU's vpc driver. */
+/* A file of the spec (a disk, the EFI variables) handed to QEMU's user, 0600. The name the
+ * spec gives may be a symlink (the admin's): the file it names is given. */
+static int give_file(const struct qemu_user *u, const char *path, struct ferr *e)
+{
+    char real[PATH_MAX];
+    if (!realpath(path, real))
+        return ferr_set(e, -errno, "%s: %s", path, strerror(errno));
+    return qemu_user_give(u, real, 0600, e);
+}
+
 static void start_work(uv_work_t *req)
 {
     struct start_work *sw = req->data;
@@ -696,16 +706,7 @@ static void start_work(uv_work_t *req)
         }
         sw->bytes[i] = info.virtual_size;
         sw->vpc[i] = strcmp(info.subformat, "dynamic") == 0;
-        /* QEMU opens it as its user. The name the spec gives may be a symlink (the admin's):
-         * the file it names is given. */
-        char real[PATH_MAX];
-        if (!realpath(sw->spec.disks[i].path, real)) {
-            sw->status = ferr_set(&sw->e, -errno, "disks[%u]: %s: %s", i, sw->spec.disks[i].path,
-                                  strerror(errno));
-            return;
-        }
-        sw->status = qemu_user_give(&sw->user, real, 0600, &sw->e);
-        if (sw->status < 0) {
+        if ((sw->status = give_file(&sw->user, sw->spec.disks[i].path, &sw->e)) < 0) {
             ferr_prefix(&sw->e, "disks[%u]", i);
             return;
         }
@@ -717,13 +718,7 @@ static void start_work(uv_work_t *req)
                                               &sw->vars_made, &sw->e)) < 0)
             return;
         /* QEMU writes the variables as its user, like a disk */
-        char real[PATH_MAX];
-        if (!realpath(sw->spec.efi_vars, real)) {
-            sw->status = ferr_set(&sw->e, -errno, "efi_vars: %s: %s", sw->spec.efi_vars,
-                                  strerror(errno));
-            return;
-        }
-        if ((sw->status = qemu_user_give(&sw->user, real, 0600, &sw->e)) < 0) {
+        if ((sw->status = give_file(&sw->user, sw->spec.efi_vars, &sw->e)) < 0) {
             ferr_prefix(&sw->e, "efi_vars");
             return;
         }
@@ -745,6 +740,12 @@ _Static_assert((int)VM_BUS_VIRTIO == (int)QEMU_BUS_VIRTIO &&
                    VM_MAX_SATA_DISKS == QEMU_MAX_SATA_DISKS &&
                    VM_MAX_LSI_DISKS == QEMU_MAX_LSI_DISKS,
                "the spec's buses and models are the command line's");
+
+static void close_fds(const int *fds, unsigned n)
+{
+    for (unsigned k = 0; k < n; k++)
+        close(fds[k]);
+}
 
 static int spawn_qemu(struct vm *vm, struct ferr *e)
 {
@@ -781,8 +782,7 @@ static int spawn_qemu(struct vm *vm, struct ferr *e)
             continue;
         if (tap_open(vm->taps[i], &tapfd[ntapfd], e) < 0) {
             ferr_prefix(e, "nics[%u]", i);
-            for (unsigned k = 0; k < ntapfd; k++)
-                close(tapfd[k]);
+            close_fds(tapfd, ntapfd);
             unredirect_disks(vm);
             return e->code;
         }
@@ -820,8 +820,7 @@ static int spawn_qemu(struct vm *vm, struct ferr *e)
     char **argv = NULL;
     int rc = qemu_argv_build(&l, &argv, e);
     if (rc < 0) {
-        for (unsigned k = 0; k < ntapfd; k++)
-            close(tapfd[k]);
+        close_fds(tapfd, ntapfd);
         unredirect_disks(vm);
         return rc;
     }
@@ -829,8 +828,7 @@ static int spawn_qemu(struct vm *vm, struct ferr *e)
     snprintf(logp, sizeof(logp), "%s/qemu.log", vm->run);
     struct qemu_spawn_opts so = {.user = user, .fds = tapfd, .nfds = ntapfd};
     rc = qemu_proc_spawn(vm->set->loop, argv, logp, &so, on_qemu_exit, vm, &vm->qemu, e);
-    for (unsigned k = 0; k < ntapfd; k++) /* QEMU has its copies */
-        close(tapfd[k]);
+    close_fds(tapfd, ntapfd); /* QEMU has its copies */
     if (rc == 0) {
         vm->pid = qemu_proc_pid(vm->qemu);
         log_info("vm %s: QEMU pid %d started", vm->spec.name, vm->pid);
