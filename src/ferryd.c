@@ -272,6 +272,16 @@ static int copy_opt(char *dst, size_t size, const char *what, const char *val)
     return 0;
 }
 
+static int on_off_opt(bool *dst, const char *what, const char *val)
+{
+    if (!val || (strcmp(val, "on") && strcmp(val, "off"))) {
+        fprintf(stderr, "ferryd: %s: expected on or off\n", what);
+        return -1;
+    }
+    *dst = strcmp(val, "on") == 0;
+    return 0;
+}
+
 static int apply_opt(struct ferryd_config *c, const char *key, const char *val)
 {
     if (strcmp(key, "state_dir") == 0)
@@ -408,40 +418,16 @@ static int apply_opt(struct ferryd_config *c, const char *key, const char *val)
         c->max_migrations = (unsigned)v;
         return 0;
     }
-    if (strcmp(key, "migrate_prealloc") == 0) {
-        if (!val || (strcmp(val, "on") && strcmp(val, "off"))) {
-            fprintf(stderr, "ferryd: migrate_prealloc: expected on or off\n");
-            return -1;
-        }
-        c->migrate_prealloc = strcmp(val, "on") == 0;
-        return 0;
-    }
-    if (strcmp(key, "migration_tls") == 0) {
-        if (!val || (strcmp(val, "on") && strcmp(val, "off"))) {
-            fprintf(stderr, "ferryd: migration_tls: expected on or off\n");
-            return -1;
-        }
-        c->migration_tls = strcmp(val, "on") == 0;
-        return 0;
-    }
+    if (strcmp(key, "migrate_prealloc") == 0)
+        return on_off_opt(&c->migrate_prealloc, "migrate_prealloc", val);
+    if (strcmp(key, "migration_tls") == 0)
+        return on_off_opt(&c->migration_tls, "migration_tls", val);
     if (strcmp(key, "qemu_user") == 0)
         return copy_opt(c->qemu_user, sizeof(c->qemu_user), "qemu_user", val);
-    if (strcmp(key, "qemu_sandbox") == 0) {
-        if (!val || (strcmp(val, "on") && strcmp(val, "off"))) {
-            fprintf(stderr, "ferryd: qemu_sandbox: expected on or off\n");
-            return -1;
-        }
-        c->qemu_sandbox = strcmp(val, "on") == 0;
-        return 0;
-    }
-    if (strcmp(key, "unsafe_tcg_migration") == 0) {
-        if (!val || (strcmp(val, "on") && strcmp(val, "off"))) {
-            fprintf(stderr, "ferryd: unsafe_tcg_migration: expected on or off\n");
-            return -1;
-        }
-        c->unsafe_tcg_migration = strcmp(val, "on") == 0;
-        return 0;
-    }
+    if (strcmp(key, "qemu_sandbox") == 0)
+        return on_off_opt(&c->qemu_sandbox, "qemu_sandbox", val);
+    if (strcmp(key, "unsafe_tcg_migration") == 0)
+        return on_off_opt(&c->unsafe_tcg_migration, "unsafe_tcg_migration", val);
     if (strcmp(key, "log_level") == 0) {
         enum log_level l;
         if (!val || log_level_parse(val, &l) < 0) {
