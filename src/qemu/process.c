@@ -118,16 +118,29 @@ static struct qemu_proc *proc_new(uv_loop_t *loop, qemu_proc_exit_cb cb, void *d
 }
 
 /* setpriv(1)'s options before argv for u: its user, group and groups, and no way back to
- * root's powers (capabilities gone from every set, no_new_privs). */
+ * root's powers (capabilities gone from every set, no_new_privs). The groups are given by
+ * number, not by --init-groups: a per-VM uid has no name in the user database. */
 #define SETPRIV_ARGS 9
-static void setpriv_args(const struct qemu_user *u, char uid[32], char gid[32],
+struct setpriv_buf {
+    char uid[32], gid[32];
+    char groups[16 + QEMU_USER_GROUPS_MAX * 11];
+};
+static void setpriv_args(const struct qemu_user *u, struct setpriv_buf *b,
                          const char *out[SETPRIV_ARGS])
 {
-    snprintf(uid, 32, "--reuid=%u", (unsigned)u->uid);
-    snprintf(gid, 32, "--regid=%u", (unsigned)u->gid);
+    snprintf(b->uid, sizeof(b->uid), "--reuid=%u", (unsigned)u->uid);
+    snprintf(b->gid, sizeof(b->gid), "--regid=%u", (unsigned)u->gid);
+    if (u->ngroups == 0) {
+        snprintf(b->groups, sizeof(b->groups), "--clear-groups");
+    } else {
+        size_t n = (size_t)snprintf(b->groups, sizeof(b->groups), "--groups=");
+        for (int i = 0; i < u->ngroups && n < sizeof(b->groups); i++)
+            n += (size_t)snprintf(b->groups + n, sizeof(b->groups) - n, "%s%u", i ? "," : "",
+                                  (unsigned)u->groups[i]);
+    }
     const char *a[SETPRIV_ARGS] = {
-        "setpriv",        uid,  gid, "--init-groups", "--inh-caps=-all", "--bounding-set=-all",
-        "--no-new-privs", "--", NULL};
+        "setpriv",        b->uid, b->gid, b->groups, "--inh-caps=-all", "--bounding-set=-all",
+        "--no-new-privs", "--",   NULL};
     memcpy(out, a, sizeof(a));
 }
 
@@ -146,9 +159,9 @@ int qemu_proc_spawn(uv_loop_t *loop, char *const *argv, const char *log_path,
         argc++;
     bool drop = opts->user && opts->user->drop;
     const char *pre[SETPRIV_ARGS] = {NULL};
-    char uid[32], gid[32];
+    struct setpriv_buf sb;
     if (drop)
-        setpriv_args(opts->user, uid, gid, pre);
+        setpriv_args(opts->user, &sb, pre);
     size_t npre = drop ? SETPRIV_ARGS - 1 : 0;
     char **args = calloc(npre + argc + 1, sizeof(*args));
     struct qemu_proc *p = args ? proc_new(loop, cb, data) : NULL;

@@ -38,6 +38,120 @@ int qemu_user_lookup(const char *name, struct qemu_user *u, struct ferr *e)
     u->uid = pw.pw_uid;
     u->gid = pw.pw_gid;
     u->drop = pw.pw_uid != 0;
+    int n = QEMU_USER_GROUPS_MAX;
+    if (getgrouplist(name, u->gid, u->groups, &n) < 0)
+        return ferr_set(e, FERR_INVALID,
+                        "qemu_user: %s is in more than %d groups; QEMU needs only its own "
+                        "(and kvm where /dev/kvm is used): remove the others",
+                        name, QEMU_USER_GROUPS_MAX);
+    u->ngroups = n;
+    return 0;
+}
+
+/* The largest FIRST..LAST: below systemd's foreign-image range (2147352576..2147418111). */
+#define QEMU_UIDS_MIN 65536u
+#define QEMU_UIDS_MAX 2147352575u
+
+static bool parse_id(const char *s, const char **end, uint32_t *out)
+{
+    uint64_t v = 0;
+    const char *p = s;
+    while (*p >= '0' && *p <= '9' && p - s < 10)
+        v = v * 10 + (uint64_t)(*p++ - '0');
+    if (p == s || (*p >= '0' && *p <= '9') || v > UINT32_MAX)
+        return false;
+    *end = p;
+    *out = (uint32_t)v;
+    return true;
+}
+
+int qemu_uids_parse(const char *s, uid_t *first, uint32_t *count, struct ferr *e)
+{
+    *first = 0;
+    *count = 0;
+    if (s && strcmp(s, "shared") == 0)
+        return 0;
+    const char *p = s ? s : "";
+    uint32_t a, b;
+    if (!parse_id(p, &p, &a) || *p++ != '-' || !parse_id(p, &p, &b) || *p || a > b ||
+        a < QEMU_UIDS_MIN || b > QEMU_UIDS_MAX)
+        return ferr_set(e, FERR_INVALID,
+                        "qemu_uids: expected FIRST-LAST, %u <= FIRST <= LAST <= %u (default "
+                        "%s, the same on every node), or shared (every VM's QEMU runs as "
+                        "qemu_user itself)",
+                        QEMU_UIDS_MIN, QEMU_UIDS_MAX, QEMU_UIDS_DEFAULT);
+    *first = (uid_t)a;
+    *count = b - a + 1;
+    return 0;
+}
+
+int qemu_user_set_vm_uids(struct qemu_user *u, uid_t first, uint32_t count, struct ferr *e)
+{
+    if (!u->drop)
+        return 0;
+    uint64_t last = (uint64_t)first + count; /* exclusive */
+    if (count && ((u->uid >= first && u->uid < last) || (u->gid >= first && u->gid < last)))
+        return ferr_set(e, FERR_INVALID,
+                        "qemu_uids: the range holds %s's own uid %u or gid %u; choose a range "
+                        "outside it",
+                        u->name, (unsigned)u->uid, (unsigned)u->gid);
+    u->vm_first = first;
+    u->vm_count = count;
+    return 0;
+}
+
+uid_t qemu_user_vm_uid(const struct qemu_user *tmpl, const char *vm)
+{
+    if (!tmpl->drop)
+        return 0;
+    if (!tmpl->vm_count)
+        return tmpl->uid;
+    /* FNV-1a, 64 bits: fixed for good, as every node and every version must agree. */
+    uint64_t h = 14695981039346656037ull;
+    for (const unsigned char *p = (const unsigned char *)vm; *p; p++)
+        h = (h ^ *p) * 1099511628211ull;
+    return (uid_t)(tmpl->vm_first + (uid_t)(h % tmpl->vm_count));
+}
+
+void qemu_user_for_vm(const struct qemu_user *tmpl, const char *vm, struct qemu_user *out)
+{
+    *out = *tmpl;
+    if (!tmpl->drop || !tmpl->vm_count)
+        return;
+    out->uid = out->gid = qemu_user_vm_uid(tmpl, vm);
+    snprintf(out->name, sizeof(out->name), "VM %.60s's QEMU user", vm);
+}
+
+int qemu_user_of_pid(int pid, struct qemu_user *out, struct ferr *e)
+{
+    *out = (struct qemu_user){0};
+    char path[64], line[1024];
+    snprintf(path, sizeof(path), "/proc/%d/status", pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return ferr_set(e, -errno, "%s: %s", path, strerror(errno));
+    bool uid = false, gid = false;
+    while (fgets(line, sizeof(line), f)) {
+        unsigned long v;
+        if (sscanf(line, "Uid: %lu", &v) == 1) {
+            out->uid = (uid_t)v;
+            uid = true;
+        } else if (sscanf(line, "Gid: %lu", &v) == 1) {
+            out->gid = (gid_t)v;
+            gid = true;
+        } else if (strncmp(line, "Groups:", 7) == 0) {
+            char *p = line + 7, *end;
+            while (out->ngroups < QEMU_USER_GROUPS_MAX && (v = strtoul(p, &end, 10), end != p)) {
+                out->groups[out->ngroups++] = (gid_t)v;
+                p = end;
+            }
+        }
+    }
+    fclose(f);
+    if (!uid || !gid)
+        return ferr_set(e, -EIO, "%s: no Uid or Gid line", path);
+    out->drop = out->uid != 0;
+    snprintf(out->name, sizeof(out->name), "QEMU pid %d's user", pid);
     return 0;
 }
 
@@ -76,25 +190,16 @@ int qemu_user_give(const struct qemu_user *u, const char *path, unsigned mode, s
 }
 
 /* The permission bits (rwx, 0..7) that apply to the user on a file of status st. */
-static unsigned bits_for(const struct qemu_user *u, const gid_t *groups, int ngroups,
-                         const struct stat *st)
+static unsigned bits_for(const struct qemu_user *u, const struct stat *st)
 {
     if (st->st_uid == u->uid)
         return (st->st_mode >> 6) & 7;
-    for (int i = 0; i < ngroups; i++)
-        if (groups[i] == st->st_gid)
+    if (st->st_gid == u->gid)
+        return (st->st_mode >> 3) & 7;
+    for (int i = 0; i < u->ngroups; i++)
+        if (u->groups[i] == st->st_gid)
             return (st->st_mode >> 3) & 7;
     return st->st_mode & 7;
-}
-
-static int user_groups(const struct qemu_user *u, gid_t *groups, int max)
-{
-    int n = max;
-    if (getgrouplist(u->name, u->gid, groups, &n) < 0) {
-        groups[0] = u->gid;
-        n = 1;
-    }
-    return n;
 }
 
 bool qemu_user_may_rw(const struct qemu_user *u, const char *path)
@@ -104,9 +209,7 @@ bool qemu_user_may_rw(const struct qemu_user *u, const char *path)
     struct stat st;
     if (stat(path, &st) < 0)
         return false;
-    gid_t groups[64];
-    int n = user_groups(u, groups, (int)ARRAY_SIZE(groups));
-    return (bits_for(u, groups, n, &st) & 6) == 6;
+    return (bits_for(u, &st) & 6) == 6;
 }
 
 int qemu_user_check_reach(const struct qemu_user *u, const char *dir, struct ferr *e)
@@ -116,8 +219,6 @@ int qemu_user_check_reach(const struct qemu_user *u, const char *dir, struct fer
     char path[PATH_MAX];
     if (!realpath(dir, path))
         return ferr_set(e, -errno, "%s: %s", dir, strerror(errno));
-    gid_t groups[64];
-    int ngroups = user_groups(u, groups, (int)ARRAY_SIZE(groups));
     size_t len = strlen(path);
     for (size_t i = 1; i <= len; i++) {
         if (path[i] != '/' && path[i] != '\0')
@@ -129,7 +230,7 @@ int qemu_user_check_reach(const struct qemu_user *u, const char *dir, struct fer
             int rc = ferr_set(e, -errno, "%s: %s", path, strerror(errno));
             return rc;
         }
-        if (!(bits_for(u, groups, ngroups, &st) & 1))
+        if (!(bits_for(u, &st) & 1))
             return ferr_set(e, FERR_STATE,
                             "QEMU's user %s cannot pass %s (mode %04o, owner %u:%u) on the way "
                             "to %s: give others search permission (chmod o+x %s), or choose "

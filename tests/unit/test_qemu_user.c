@@ -147,12 +147,84 @@ static void test_check_reach(void **state)
     rm_rf(dir);
 }
 
+static void test_vm_uids(void **state)
+{
+    (void)state;
+    uid_t first;
+    uint32_t count;
+    struct ferr e = {0};
+    assert_int_equal(qemu_uids_parse(QEMU_UIDS_DEFAULT, &first, &count, &e), 0);
+    assert_int_equal(first, 1879048192u);
+    assert_int_equal(count, 134217728u);
+    assert_int_equal(qemu_uids_parse("shared", &first, &count, &e), 0);
+    assert_int_equal(count, 0);
+    assert_int_equal(qemu_uids_parse("65536-65536", &first, &count, &e), 0);
+    assert_int_equal(count, 1);
+    const char *bad[] = {"",
+                         "1-2",
+                         "100000",
+                         "100000-",
+                         "-100000",
+                         "200000-100000",
+                         "100000-2147352576",
+                         "x-y",
+                         "100000-200000 ",
+                         "0100000-200000x",
+                         "99999999999-99999999999"};
+    for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+        assert_int_equal(qemu_uids_parse(bad[i], &first, &count, &e), FERR_INVALID);
+        assert_non_null(strstr(e.msg, "FIRST-LAST"));
+    }
+    assert_int_equal(qemu_uids_parse(NULL, &first, &count, &e), FERR_INVALID);
+
+    struct qemu_user t = nobody();
+    /* The template's own uid inside the range is refused: its files would be a VM's. */
+    assert_int_equal(qemu_user_set_vm_uids(&t, t.uid, 10, &e), FERR_INVALID);
+    assert_non_null(strstr(e.msg, "choose a range outside it"));
+    assert_int_equal(qemu_uids_parse(QEMU_UIDS_DEFAULT, &first, &count, &e), 0);
+    assert_int_equal(qemu_user_set_vm_uids(&t, first, count, &e), 0);
+    /* Fixed for good: every node and every release must give a VM the same uid. */
+    assert_int_equal(qemu_user_vm_uid(&t, "web1"), 1911177280u);
+    assert_int_equal(qemu_user_vm_uid(&t, "web2"), 1911178585u);
+    struct qemu_user v;
+    qemu_user_for_vm(&t, "web1", &v);
+    assert_true(v.drop);
+    assert_int_equal(v.uid, 1911177280u);
+    assert_int_equal(v.gid, 1911177280u);
+    /* It keeps the template's groups (its primary group passes RUN, kvm opens /dev/kvm). */
+    assert_int_equal(v.ngroups, t.ngroups);
+    assert_memory_equal(v.groups, t.groups, sizeof(gid_t) * (size_t)t.ngroups);
+    assert_non_null(strstr(v.name, "web1"));
+    /* Shared: the template itself; root: no drop at all. */
+    assert_int_equal(qemu_user_set_vm_uids(&t, 0, 0, &e), 0);
+    assert_int_equal(qemu_user_vm_uid(&t, "web1"), t.uid);
+    struct qemu_user r;
+    assert_int_equal(qemu_user_lookup("root", &r, &e), 0);
+    assert_int_equal(qemu_user_set_vm_uids(&r, first, count, &e), 0);
+    qemu_user_for_vm(&r, "web1", &v);
+    assert_false(v.drop);
+    assert_int_equal(qemu_user_vm_uid(&r, "web1"), 0);
+}
+
+static void test_of_pid(void **state)
+{
+    (void)state;
+    struct qemu_user u;
+    struct ferr e = {0};
+    assert_int_equal(qemu_user_of_pid(getpid(), &u, &e), 0);
+    assert_int_equal(u.uid, getuid());
+    assert_int_equal(u.gid, getgid());
+    assert_true(u.drop == (getuid() != 0));
+    assert_int_equal(u.ngroups, getgroups(0, NULL));
+    assert_int_equal(qemu_user_of_pid(0x7ffffff0, &u, &e), -ENOENT);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_lookup),
-        cmocka_unit_test(test_give),
-        cmocka_unit_test(test_check_reach),
+        cmocka_unit_test(test_lookup),      cmocka_unit_test(test_give),
+        cmocka_unit_test(test_check_reach), cmocka_unit_test(test_vm_uids),
+        cmocka_unit_test(test_of_pid),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
