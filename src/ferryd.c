@@ -77,6 +77,8 @@ struct ferryd_config {
     bool migration_tls;
     bool unsafe_tcg_migration;
     char qemu_user[QEMU_USER_NAME_MAX + 1];
+    uid_t qemu_uid_first; /* qemu_uids; count 0: shared */
+    uint32_t qemu_uid_count;
     bool qemu_sandbox;
     char watchdog[1024]; /* --watchdog: a watchdog device or the lab's emulated one; "" none */
     unsigned watchdog_timeout_ms;
@@ -210,6 +212,11 @@ static void usage(FILE *f)
         "                       run dir, disks and keys (default " QEMU_USER_DEFAULT "); root\n"
         "                       runs QEMU as root, for setups where disks cannot be the\n"
         "                       user's (a network volume that squashes root)\n"
+        "  --qemu-uids FIRST-LAST|shared  each VM's QEMU runs as its own uid (and gid),\n"
+        "                       a hash of the VM's name into FIRST..LAST, with --qemu-user's\n"
+        "                       groups, so that no VM's QEMU reaches another's files or\n"
+        "                       process; the same on every node (default " QEMU_UIDS_DEFAULT ");\n"
+        "                       shared runs every VM's QEMU as --qemu-user itself\n"
         "  --qemu-sandbox on|off  QEMU's seccomp filter: -sandbox on with obsolete,\n"
         "                       elevateprivileges, spawn and resourcecontrol denied\n"
         "                       (default on)\n"
@@ -424,6 +431,14 @@ static int apply_opt(struct ferryd_config *c, const char *key, const char *val)
         return on_off_opt(&c->migration_tls, "migration_tls", val);
     if (strcmp(key, "qemu_user") == 0)
         return copy_opt(c->qemu_user, sizeof(c->qemu_user), "qemu_user", val);
+    if (strcmp(key, "qemu_uids") == 0) {
+        struct ferr e = {0};
+        if (qemu_uids_parse(val, &c->qemu_uid_first, &c->qemu_uid_count, &e) < 0) {
+            fprintf(stderr, "ferryd: %s\n", e.msg);
+            return -1;
+        }
+        return 0;
+    }
     if (strcmp(key, "qemu_sandbox") == 0)
         return on_off_opt(&c->qemu_sandbox, "qemu_sandbox", val);
     if (strcmp(key, "unsafe_tcg_migration") == 0)
@@ -521,6 +536,7 @@ static int parse_args(struct ferryd_config *c, int argc, char **argv)
         {"session-ttl", required_argument, 0, 'x'},
         {"qemu-user", required_argument, 0, 'u'},
         {"qemu-sandbox", required_argument, 0, 'O'},
+        {"qemu-uids", required_argument, 0, 'g'},
         {0, 0, 0, 0},
     };
     static const char *keys[128] = {
@@ -539,6 +555,7 @@ static int parse_args(struct ferryd_config *c, int argc, char **argv)
         ['X'] = "max_voters",     ['B'] = "failback_settle_ms",
         ['w'] = "web_dir",        ['x'] = "session_ttl",
         ['u'] = "qemu_user",      ['O'] = "qemu_sandbox",
+        ['g'] = "qemu_uids",
     };
     /* The config file first, so flags override it. */
     for (int i = 1; i < argc - 1; i++)
@@ -1021,6 +1038,10 @@ int main(int argc, char **argv)
     c->migrate_prealloc = true;
     c->migration_tls = true;
     strcpy(c->qemu_user, QEMU_USER_DEFAULT);
+    {
+        struct ferr ue = {0};
+        qemu_uids_parse(QEMU_UIDS_DEFAULT, &c->qemu_uid_first, &c->qemu_uid_count, &ue);
+    }
     c->qemu_sandbox = true;
     c->watchdog_timeout_ms = WATCHDOG_TIMEOUT_MS_DEFAULT;
     c->session_ttl_s = SESSION_TTL_DEFAULT_S;
@@ -1123,7 +1144,8 @@ int main(int argc, char **argv)
         log_warn("console: QEMU before 10.0 (no hub chardev): VM consoles show output but take "
                  "no input");
     /* QEMU never runs as root unless told (docs/architecture.md, "A VM's QEMU"). */
-    if (qemu_user_lookup(c->qemu_user, &vc.qemu_user, &e) < 0) {
+    if (qemu_user_lookup(c->qemu_user, &vc.qemu_user, &e) < 0 ||
+        qemu_user_set_vm_uids(&vc.qemu_user, c->qemu_uid_first, c->qemu_uid_count, &e) < 0) {
         log_error("%s", e.msg);
         goto err_after_events;
     }
@@ -1139,7 +1161,12 @@ int main(int argc, char **argv)
                  "fail unless vm.unprivileged_userfaultfd is 1 (/usr/share/ferry/"
                  "setup-qemu-user, or scripts/setup-qemu-user, gives it the device)",
                  vc.qemu_user.name);
-    log_info("qemu: VMs run as %s%s, %s", vc.qemu_user.name,
+    char uids[96] = "";
+    if (vc.qemu_user.drop && vc.qemu_user.vm_count)
+        snprintf(uids, sizeof(uids), " with a uid of their own in %u-%u (qemu_uids)",
+                 (unsigned)vc.qemu_user.vm_first,
+                 (unsigned)(vc.qemu_user.vm_first + vc.qemu_user.vm_count - 1));
+    log_info("qemu: VMs run as %s%s%s, %s", vc.qemu_user.name, uids,
              vc.qemu_user.drop ? "" : " (not dropped: qemu_user is root)",
              c->qemu_sandbox ? "sandboxed (seccomp)" : "without QEMU's sandbox (qemu_sandbox off)");
     vc.on_change = vm_changed;

@@ -581,6 +581,39 @@ static void made_elsewhere(int status, json_t *body, const struct ferr *e, void 
         record_waited(0, op);
 }
 
+struct clash_ctx {
+    const struct fleet *f;
+    const char *name;
+    struct ferr *e;
+    int rc;
+};
+
+static void clash_local(struct vm *vm, void *data)
+{
+    struct clash_ctx *c = data;
+    if (c->rc == 0)
+        c->rc = vmset_uid_clash(c->f->env.vms, c->name, vm_spec(vm)->name, c->e);
+}
+
+/* A new VM's name must not give its QEMU another VM's uid (per-VM uids): any VM of the
+ * cluster, as its files on a shared volume are reached from every node. */
+static int uid_clash(const struct fleet *f, const char *name, struct ferr *e)
+{
+    struct clash_ctx c = {f, name, e, 0};
+    vmset_foreach(f->env.vms, clash_local, &c);
+    json_t *recs = fleet_clustered(f) ? cdb_vms(cluster_db(f->env.cluster), NULL) : NULL;
+    size_t i;
+    json_t *rec;
+    json_array_foreach(recs, i, rec)
+    {
+        const char *other = json_string_value(json_object_get(rec, "name"));
+        if (c.rc == 0 && other)
+            c.rc = vmset_uid_clash(f->env.vms, name, other, e);
+    }
+    json_decref(recs);
+    return c.rc;
+}
+
 int fleet_create(struct fleet *f, const json_t *spec, const char *want, bool forwarded, fleet_cb cb,
                  void *data, struct ferr *e)
 {
@@ -591,7 +624,10 @@ int fleet_create(struct fleet *f, const json_t *spec, const char *want, bool for
             return ferr_set(e, FERR_STATE,
                             "ha: this node is not in a cluster: high availability restarts a VM "
                             "on another node, and there is none (ferry cluster init)");
-        int rc = fleet_place(f, 0, want, NULL, NULL, node, e);
+        const char *name = json_string_value(json_object_get(spec, "name"));
+        int rc = name ? uid_clash(f, name, e) : 0;
+        if (rc == 0)
+            rc = fleet_place(f, 0, want, NULL, NULL, node, e);
         return rc < 0 ? rc : create_here(f, spec, cb, data, e);
     }
     if (!cluster_quorum(f->env.cluster))
@@ -618,6 +654,8 @@ int fleet_create(struct fleet *f, const json_t *spec, const char *want, bool for
         json_decref(rec);
         goto out;
     }
+    if ((rc = uid_clash(f, parsed->name, e)) < 0)
+        goto out;
     if ((rc = fleet_place(f, parsed->memory_mib, want, NULL, NULL, node, e)) < 0)
         goto out;
     if (strcmp(node, f->env.node_name) == 0) {

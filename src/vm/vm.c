@@ -150,7 +150,7 @@ static int redirect_disks(struct vm *vm, const bool *want, bool adopted,
         vm->disk_nbd[i] = rc > 0;
         /* ferryd's relay made the socket; QEMU, as its user, connects to it (and again at
          * each reconnect). */
-        if (vm->disk_nbd[i] && (rc = qemu_user_give(&cfg->qemu_user, sock, 0600, e)) < 0) {
+        if (vm->disk_nbd[i] && (rc = qemu_user_give(&vm->user, sock, 0600, e)) < 0) {
             ferr_prefix(e, "disks[%u]", i);
             unredirect_disks(vm);
             return rc;
@@ -164,7 +164,7 @@ static int redirect_disks(struct vm *vm, const bool *want, bool adopted,
  * without following symlinks or given by descriptor (qemu_user_give). */
 static int run_dir_ready(const struct vm *vm, struct ferr *e)
 {
-    const struct qemu_user *u = &vm->set->cfg.qemu_user;
+    const struct qemu_user *u = &vm->user;
     int rc = qemu_user_check_reach(u, vm->set->cfg.run_dir, e);
     if (rc == 0)
         rc = mkdir_p(vm->run, 0700, e);
@@ -175,12 +175,14 @@ static int run_dir_ready(const struct vm *vm, struct ferr *e)
 
 const struct qemu_user *vm_qemu_user(const struct vm *vm)
 {
-    return &vm->set->cfg.qemu_user;
+    return &vm->user;
 }
 
 static void cleanup_runtime(struct vm *vm)
 {
     struct ferr e = {0};
+    /* The next QEMU runs as the VM's own user, whatever an adopted one ran as. */
+    qemu_user_for_vm(&vm->set->cfg.qemu_user, vm->spec.name, &vm->user);
     unredirect_disks(vm);
     /* A migration's key is of no use without the QEMU that was to use it. */
     vm_mig_tls_remove(vm, true);
@@ -677,6 +679,7 @@ struct start_work {
     bool vpc[VM_MAX_DISKS];
     struct host_info host;
     bool incoming, vars_made;
+    bool may_redirect; /* vm_config.disk_redirect is set: a dynamic disk may be served over NBD */
     int status;
     struct ferr e;
 };
@@ -706,6 +709,10 @@ static void start_work(uv_work_t *req)
         }
         sw->bytes[i] = info.virtual_size;
         sw->vpc[i] = strcmp(info.subformat, "dynamic") == 0;
+        /* A dynamic disk that may be redirected is given in spawn_qemu, once that is known: a
+         * redirected one is the volume coordinator's storage daemon's alone. */
+        if (sw->vpc[i] && sw->may_redirect)
+            continue;
         if ((sw->status = give_file(&sw->user, sw->spec.disks[i].path, &sw->e)) < 0) {
             ferr_prefix(&sw->e, "disks[%u]", i);
             return;
@@ -768,10 +775,16 @@ static int spawn_qemu(struct vm *vm, struct ferr *e)
             disks[i].path = socks[i];
             disks[i].format = QEMU_DISK_NBD;
             disks[i].export = exports[i];
+        } else if (vm->disk_vpc[i] && vm->set->cfg.disk_redirect &&
+                   give_file(&vm->user, s->disks[i].path, e) < 0) {
+            /* not redirected after all (start_work left it): QEMU opens it itself */
+            ferr_prefix(e, "disks[%u]", i);
+            unredirect_disks(vm);
+            return e->code;
         }
     }
     /* A QEMU that is not root cannot open its taps: ferryd hands them over open, as 3, 4, ... */
-    const struct qemu_user *user = &vm->set->cfg.qemu_user;
+    const struct qemu_user *user = &vm->user;
     int tapfd[VM_MAX_NICS];
     unsigned ntapfd = 0;
     for (unsigned i = 0; i < s->nnics; i++) {
@@ -909,6 +922,11 @@ int vm_start(struct vm *vm, vm_done_cb cb, void *data, struct ferr *e)
 {
     if (decide(vm, VM_ACT_START, e) == VMSTATE_REFUSE)
         return FERR_STATE;
+    /* Two VMs whose names hash to one uid (made at once on two nodes, say) never run side by
+     * side here: each could reach the other's files and process. */
+    for (const struct vm *o = vm->set->vms; o; o = o->next)
+        if (o != vm && o->qemu && vmset_uid_clash(vm->set, vm->spec.name, o->spec.name, e) < 0)
+            return e->code;
     struct start_work *sw = calloc(1, sizeof(*sw));
     if (!sw)
         return ferr_set(e, -ENOMEM, "%s: out of memory", vm->spec.name);
@@ -921,7 +939,8 @@ int vm_start(struct vm *vm, vm_done_cb cb, void *data, struct ferr *e)
     sw->spec = vm->spec;
     sw->incoming = vm->incoming;
     snprintf(sw->qemu_img, sizeof(sw->qemu_img), "%s", vm->set->cfg.qemu_img);
-    sw->user = vm->set->cfg.qemu_user;
+    sw->user = vm->user;
+    sw->may_redirect = vm->set->cfg.disk_redirect != NULL;
     sw->req.data = sw;
     set_state(vm, VM_STARTING);
     vm->reason[0] = '\0';
@@ -1098,6 +1117,16 @@ void vm__attach(struct vm *vm)
     }
     vm->pid = qemu_proc_pid(vm->qemu);
     vm->started_ms = qemu_proc_started_ms(vm->qemu);
+    struct qemu_user running;
+    if (qemu_user_of_pid(vm->pid, &running, &e) == 0) {
+        if (running.uid != vm->user.uid)
+            log_info("vm %s: its QEMU (pid %d) runs as uid %u, not the VM's own %u: it keeps "
+                     "it until it stops or migrates",
+                     vm->spec.name, vm->pid, (unsigned)running.uid, (unsigned)vm->user.uid);
+        vm->user = running;
+    } else {
+        log_warn("vm %s: %s", vm->spec.name, e.msg);
+    }
     vm->net_ms = 0; /* long up, most likely; its owner's record may know when (fleet.c) */
     vm->net_watch = false;
     /* How its disks were attached is on QEMU's command line (qemu/cmdline.c's node names). */
@@ -1135,6 +1164,7 @@ int vm__new(struct vmset *set, const struct vm_spec *spec, uint64_t created_ms, 
     vm->set = set;
     vm->spec = *spec;
     vm->created_ms = created_ms;
+    qemu_user_for_vm(&set->cfg.qemu_user, spec->name, &vm->user);
     if (fmt_path(vm->dir, sizeof(vm->dir), "%s/vms/%s", set->cfg.state_dir, spec->name) < 0 ||
         fmt_path(vm->run, sizeof(vm->run), "%s/%s", set->cfg.run_dir, spec->name) < 0) {
         free(vm);
@@ -1392,7 +1422,7 @@ int vm_mig_tls_write(const struct vm *vm, bool incoming, const struct vm_mig_tls
             rc = file_write_atomic(path, ffdhe2048_pem, sizeof(ffdhe2048_pem) - 1, e);
     }
     /* QEMU reads them (tls-creds-psk, at object-add and at each handshake) as its user. */
-    const struct qemu_user *u = &vm->set->cfg.qemu_user;
+    const struct qemu_user *u = &vm->user;
     static const char *const names[] = {"keys.psk", "dh-params.pem"};
     for (unsigned i = 0; rc == 0 && i < (incoming ? 2u : 1u); i++)
         if ((rc = fmt_path(path, sizeof(path), "%s/%s", dir, names[i])) == 0)

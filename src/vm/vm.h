@@ -95,6 +95,10 @@ const char *vmset_default_machine(const struct vmset *set);
 void vmset_set_host_memory(struct vmset *set, uint64_t mib);
 
 struct vm *vmset_find(struct vmset *set, const char *name);
+/* FERR_EXISTS when VMs named name and other (different names) would run their QEMUs as the
+ * same uid under per-VM uids (qemu_uids: a hash of the name, rarely shared); e names the uid
+ * and asks for another name. 0 otherwise, and always with shared uids. */
+int vmset_uid_clash(const struct vmset *set, const char *name, const char *other, struct ferr *e);
 /* Calls fn for every VM in name order. */
 void vmset_foreach(struct vmset *set, void (*fn)(struct vm *vm, void *data), void *data);
 unsigned vmset_count(const struct vmset *set);

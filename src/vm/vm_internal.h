@@ -37,6 +37,10 @@ struct vm {
     bool disk_nbd[VM_MAX_DISKS]; /* ... the volume's coordinator does (redirected, over NBD) */
 
     struct qemu_proc *qemu; /* while a QEMU runs (or is adopted) for the VM */
+    /* The user its QEMU runs as: the VM's own (qemu_user_for_vm), or, for a QEMU adopted after
+     * a ferryd restart, whichever that QEMU runs as (an older ferryd's, another qemu_uids);
+     * back to the VM's own when that QEMU is gone. */
+    struct qemu_user user;
 
     struct qmp_conn *qmp;
     bool qmp_ready;

@@ -48,6 +48,20 @@ struct vm *vmset_find(struct vmset *set, const char *name)
     return NULL;
 }
 
+int vmset_uid_clash(const struct vmset *set, const char *name, const char *other, struct ferr *e)
+{
+    const struct qemu_user *u = &set->cfg.qemu_user;
+    if (!u->drop || !u->vm_count || strcmp(name, other) == 0)
+        return 0;
+    uid_t uid = qemu_user_vm_uid(u, name);
+    if (uid != qemu_user_vm_uid(u, other))
+        return 0;
+    return ferr_set(e, FERR_EXISTS,
+                    "name: %s would run its QEMU as uid %u, as VM %s does (per-VM uids are a "
+                    "hash of the name over qemu_uids): choose another name",
+                    name, (unsigned)uid, other);
+}
+
 void vmset_foreach(struct vmset *set, void (*fn)(struct vm *vm, void *data), void *data)
 {
     for (struct vm *vm = set->vms, *next; vm; vm = next) {

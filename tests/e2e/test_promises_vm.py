@@ -15,10 +15,13 @@
   with the default it has); that host also runs `--qemu-user root --qemu-sandbox off`, as a
   release before the unprivileged QEMU did (root, no seccomp, the tap opened by name), and
   VMs migrate both ways between such a QEMU and an unprivileged one;
-- QEMU never runs as root: a VM's QEMU runs as the ferry-qemu user with no capabilities,
-  under QEMU's seccomp sandbox (Seccomp 2 in /proc/PID/status), its run dir its own (0700)
-  inside RUN (root's, its group, 0710), its disk its own (0600); ferryd refuses a QEMU user
-  the host does not have, saying how to make it."""
+- QEMU never runs as root: a VM's QEMU runs as a uid of its own (--qemu-uids: a hash of
+  the VM's name, the same on every node) with ferry-qemu's groups, no capabilities, under
+  QEMU's seccomp sandbox (Seccomp 2 in /proc/PID/status), its run dir its own (0700) inside
+  RUN (root's, ferry-qemu's group, 0710), its disk its own (0600); one VM's uid can neither
+  open another VM's disk or run dir nor signal its QEMU; a migration keeps the uid; a name
+  that would share another VM's uid is refused; ferryd refuses a QEMU user the host does not
+  have, saying how to make it."""
 import ctypes
 import grp
 import os
@@ -243,7 +246,7 @@ def test_migrate_prealloc_off_gives_the_incoming_qemu_no_prealloc(lab):
         assert_guest_whole(lab, h1, "pa1", ip)
         assert "-sandbox" in argv and any(a.startswith("tap,id=net0,fd=") for a in argv), argv
         [pid] = qemus_under(h1, "pa1")
-        assert proc_status(pid)["Uid"].split()[0] == str(pwd.getpwnam("ferry-qemu").pw_uid)
+        assert proc_status(pid)["Uid"].split()[0] == str(vm_uid("pa1"))
         assert vm_on(h2, "pa1")["owner"] == "host1"
         h1.cli("vm", "delete", "--force", "pa1")
     finally:
@@ -259,19 +262,48 @@ def proc_status(pid):
         return dict(line.split(":\t", 1) for line in f.read().splitlines() if ":\t" in line)
 
 
+UIDS_FIRST, UIDS_LAST = 1879048192, 2013265919  # ferryd's default --qemu-uids
+
+
+def vm_uid(name):
+    """The uid ferryd's default --qemu-uids gives name's QEMU: FNV-1a 64 of the name, mod the
+    range (docs/architecture.md): written out here so that a change of it fails a test, as it
+    would change every VM's uid across a rolling upgrade."""
+    h = 14695981039346656037
+    for c in name.encode():
+        h = ((h ^ c) * 1099511628211) % 2**64
+    return UIDS_FIRST + h % (UIDS_LAST - UIDS_FIRST + 1)
+
+
+def as_uid(uid, groups, *argv):
+    """argv run as uid (and gid uid) with groups (a /proc status Groups value), as an escaped
+    QEMU of that uid would be."""
+    import subprocess
+    g = ",".join(groups.split())
+    return subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}",
+                           f"--groups={g}" if g else "--clear-groups", "--", *argv],
+                          capture_output=True, text=True, timeout=30)
+
+
 def test_qemu_runs_unprivileged_and_sandboxed(lab):
-    h1 = lab.hosts[0]
-    user = pwd.getpwnam("ferry-qemu")
+    h1, h2 = lab.hosts[0], lab.hosts[1]
+    tmpl = pwd.getpwnam("ferry-qemu")
     create_vm(lab, h1, "sb1", 5, memory=128)
+    create_vm(lab, h1, "sb2", 6, memory=128)
     [pid] = qemus_under(h1, "sb1")
+    [pid2] = qemus_under(h1, "sb2")
     st = proc_status(pid)
+    uid, uid2 = vm_uid("sb1"), vm_uid("sb2")
     print(f"\nQEMU {pid}: Uid {st['Uid']} Gid {st['Gid']} Groups {st['Groups']!r} "
           f"CapEff {st['CapEff']} CapBnd {st['CapBnd']} NoNewPrivs {st['NoNewPrivs']} "
-          f"Seccomp {st['Seccomp']}")
-    # real, effective, saved and filesystem ids: no way back to root
-    assert st["Uid"].split() == [str(user.pw_uid)] * 4, st["Uid"]
-    assert st["Gid"].split() == [str(user.pw_gid)] * 4, st["Gid"]
-    assert "0" not in st["Groups"].split(), st["Groups"]
+          f"Seccomp {st['Seccomp']}; sb2's QEMU {pid2}: Uid {proc_status(pid2)['Uid']}")
+    assert uid != uid2 and UIDS_FIRST <= min(uid, uid2) and max(uid, uid2) <= UIDS_LAST
+    # real, effective, saved and filesystem ids, each VM its own: no way back to root
+    assert st["Uid"].split() == [str(uid)] * 4, st["Uid"]
+    assert st["Gid"].split() == [str(uid)] * 4, st["Gid"]
+    assert proc_status(pid2)["Uid"].split() == [str(uid2)] * 4
+    # ferry-qemu's groups (its own passes RUN), never root's
+    assert str(tmpl.pw_gid) in st["Groups"].split() and "0" not in st["Groups"].split(), st
     # No capability at all: no CAP_DAC_OVERRIDE to open root's files, none to regain.
     for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
         assert int(st[k], 16) == 0, f"{k} {st[k]}"
@@ -286,17 +318,91 @@ def test_qemu_runs_unprivileged_and_sandboxed(lab):
     run = os.stat(h1.run_dir)
     assert (run.st_uid, grp.getgrgid(run.st_gid).gr_name, oct(run.st_mode & 0o7777)) == \
         (0, "ferry-qemu", "0o710")
-    vmrun = os.stat(os.path.join(h1.run_dir, "sb1"))
-    assert (vmrun.st_uid, oct(vmrun.st_mode & 0o7777)) == (user.pw_uid, "0o700")
-    for f in ("qmp.sock", "qemu.pid"):  # made by QEMU itself, as its user
-        assert os.stat(os.path.join(h1.run_dir, "sb1", f)).st_uid == user.pw_uid, f
+    for name, u in (("sb1", uid), ("sb2", uid2)):
+        vmrun = os.stat(os.path.join(h1.run_dir, name))
+        assert (vmrun.st_uid, oct(vmrun.st_mode & 0o7777)) == (u, "0o700")
+        for f in ("qmp.sock", "qemu.pid"):  # made by QEMU itself, as its user
+            assert os.stat(os.path.join(h1.run_dir, name, f)).st_uid == u, f
+        disk = os.stat(f"{lab.csv}/{name}.vhd")
+        assert (disk.st_uid, disk.st_gid, oct(disk.st_mode & 0o777)) == (u, u, "0o600")
     log = os.stat(os.path.join(h1.run_dir, "sb1", "qemu.log"))  # ferryd's
     assert (log.st_uid, oct(log.st_mode & 0o777)) == (0, "0o600")
-    disk = os.stat(f"{lab.csv}/sb1.vhd")
-    assert (disk.st_uid, oct(disk.st_mode & 0o777)) == (user.pw_uid, "0o600")
-    # It works as before: the console (QEMU's socket, ferryd's ring) and a stop.
+
+    # What an escaped sb1 QEMU (its uid) can do to sb2: nothing. Its own files it can open.
+    own = as_uid(uid, st["Groups"], "head", "-c", "512", f"{lab.csv}/sb1.vhd")
+    assert own.returncode == 0, own.stderr
+    for argv in (["head", "-c", "512", f"{lab.csv}/sb2.vhd"],
+                 ["ls", os.path.join(h1.run_dir, "sb2")],
+                 ["kill", "-0", str(pid2)]):
+        r = as_uid(uid, st["Groups"], *argv)
+        print(f"as sb1's uid: {' '.join(argv)}: rc {r.returncode} {r.stderr.strip()}")
+        assert r.returncode != 0 and ("denied" in r.stderr or "not permitted" in r.stderr), r
+    # ptrace-family access to sb2's memory, as process_vm_readv would need
+    r = as_uid(uid, st["Groups"], "head", "-c", "1", f"/proc/{pid2}/mem")
+    assert r.returncode != 0, r
+
+    # It works as before: the console (QEMU's socket, ferryd's ring).
     wait_for(lambda: "Linux version" in h1.cli("vm", "console", "sb1").stdout, 30, "console output")
-    h1.cli("vm", "delete", "--force", "sb1")
+    # A migration keeps the uid: host2's QEMU is sb1's uid, the disk's owner does not change.
+    h1.cli("vm", "migrate", "sb1", "--to", h2.name)
+    [pid] = qemus_under(h2, "sb1")
+    assert proc_status(pid)["Uid"].split() == [str(uid)] * 4
+    assert os.stat(f"{lab.csv}/sb1.vhd").st_uid == uid
+    assert_guest_whole(lab, h2, "sb1", lab.guest_ip(5))
+    for name in ("sb1", "sb2"):
+        h1.cli("vm", "delete", "--force", name)
+
+
+def test_a_qemu_of_another_uid_is_adopted_as_it_runs(lab):
+    """A QEMU started under --qemu-uids shared (as every VM's QEMU ran before per-VM uids) is
+    adopted by a ferryd with per-VM uids: it keeps running as it is, stays managed (console,
+    migration: its outgoing key is given to the uid it runs as), and the next QEMU of the VM
+    (the migration's destination) runs as the VM's own uid."""
+    h1, h2, h3 = lab.hosts
+    tmpl = pwd.getpwnam("ferry-qemu").pw_uid
+    lab.kill_ferryd(h3, signal.SIGTERM)
+    lab.start_ferryd(h3, args=["--qemu-uids", "shared"])
+    try:
+        lab.wait_cluster()
+        ip = create_vm(lab, h3, "ad1", 7, memory=128)
+        [pid] = qemus_under(h3, "ad1")
+        assert proc_status(pid)["Uid"].split()[0] == str(tmpl)
+        lab.kill_ferryd(h3, signal.SIGTERM)
+        lab.start_ferryd(h3, args=[])
+        lab.wait_cluster()
+        wait_for(lambda: (vm_on(h3, "ad1") or {}).get("state") == "running", 60,
+                 "ad1 running again after host3's ferryd restart")
+        assert qemus_under(h3, "ad1") == [pid]
+        wait_for(lambda: "Linux version" in h3.cli("vm", "console", "ad1").stdout, 30,
+                 "ad1's console")
+        h3.cli("vm", "migrate", "ad1", "--to", h1.name)
+        [pid] = qemus_under(h1, "ad1")
+        assert proc_status(pid)["Uid"].split()[0] == str(vm_uid("ad1"))
+        assert_guest_whole(lab, h1, "ad1", ip)
+        h1.cli("vm", "delete", "--force", "ad1")
+    finally:
+        lab.kill_ferryd(h3, signal.SIGTERM)
+        lab.start_ferryd(h3, args=[])
+        lab.wait_cluster()
+
+
+def test_a_name_that_shares_another_vms_uid_is_refused(lab):
+    """uc95189 and uc135472 hash to one uid (1998277213) in the default range. The second is
+    refused wherever it is asked for, before anything is made."""
+    h1, h2 = lab.hosts[0], lab.hosts[1]
+    assert vm_uid("uc95189") == vm_uid("uc135472") == 1998277213
+    h1.cli("vm", "create", "uc95189", "--node", h1.name, "--memory", "64", "--appliance",
+           "--disk", f"{lab.csv}/uc95189.vhd,size=8")
+    try:
+        r = h2.cli("vm", "create", "uc135472", "--node", h2.name, "--memory", "64",
+                   "--appliance", "--disk", f"{lab.csv}/uc135472.vhd,size=8", check=False)
+        print(f"\n{r.stderr.strip()}")
+        assert r.returncode != 0
+        assert "uc135472 would run its QEMU as uid 1998277213, as VM uc95189 does" in r.stderr
+        assert "choose another name" in r.stderr
+        assert vm_on(h1, "uc135472") is None and not os.path.exists(f"{lab.csv}/uc135472.vhd")
+    finally:
+        h1.cli("vm", "delete", "--force", "uc95189")
 
 
 def test_ferryd_refuses_a_qemu_user_the_host_lacks(tmp_path):
