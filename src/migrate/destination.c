@@ -355,11 +355,64 @@ static void aborted(struct vmset *set, struct vm *vm, int status, const struct f
     free(a);
 }
 
+static void abort_now(struct migrator *m, struct vm *vm, migrate_cb cb, void *data)
+{
+    struct abort_ctx *a = calloc(1, sizeof(*a));
+    if (!a) {
+        reply_err(cb, data, -ENOMEM, "out of memory");
+        return;
+    }
+    a->cb = cb;
+    a->data = data;
+    struct ferr e = {0};
+    events_add(m->env.events, vm_name(vm), "vm.migrate_aborted",
+               "the source gave up the migration");
+    if (vmset_delete(m->env.vms, vm, true, aborted, a, &e) < 0) {
+        free(a);
+        cb(0, NULL, &e, data);
+    }
+}
+
+struct unstarted_ctx {
+    struct migrator *m;
+    char name[VM_NAME_MAX + 1];
+    migrate_cb cb;
+    void *data;
+};
+
+/* The incoming QEMU's own word on what it received (query-migrate on the destination). */
+static void unstarted_queried(struct qmp_conn *c, int status, json_t *r, const char *err, void *d)
+{
+    (void)c;
+    struct unstarted_ctx *u = d;
+    struct vm *vm = vmset_find(u->m->env.vms, u->name);
+    const char *st = json_string_value(json_object_get(r, "status"));
+    if (!vm) {
+        u->cb(200, json_pack("{s:b}", "aborted", 0), NULL, u->data);
+    } else if (status < 0 || err) {
+        reply_err(u->cb, u->data, FERR_STATE,
+                  "%s: its incoming QEMU did not say what it received "
+                  "(%s): kept",
+                  u->name, err ? err : "no answer");
+    } else if (vm_state(vm) == VM_INCOMING &&
+               (!st || strcmp(st, "setup") == 0 || strcmp(st, "none") == 0)) {
+        abort_now(u->m, vm, u->cb, u->data);
+    } else {
+        reply_err(u->cb, u->data, FERR_STATE,
+                  "%s: its incoming QEMU has received state (migration %s, VM %s): kept, as it "
+                  "may be the only copy",
+                  u->name, st ? st : "?", vm_state_name(vm_state(vm)));
+    }
+    free(u);
+}
+
 void migrate_on_abort(struct migrator *m, const json_t *body, migrate_cb cb, void *data)
 {
     const char *name = json_string_value(json_object_get(body, "name"));
-    if (!name || json_object_size(body) != 1) {
-        reply_err(cb, data, FERR_INVALID, "body: expected {\"name\": NAME}");
+    json_t *only = json_object_get(body, "only_unstarted");
+    if (!name || (only && !json_is_boolean(only)) || json_object_size(body) != 1u + !!only) {
+        reply_err(cb, data, FERR_INVALID,
+                  "body: expected {\"name\": NAME, \"only_unstarted\": BOOL (optional)}");
         return;
     }
     struct vm *vm = vmset_find(m->env.vms, name);
@@ -369,17 +422,31 @@ void migrate_on_abort(struct migrator *m, const json_t *body, migrate_cb cb, voi
     }
     if (owned_here(m, name, cb, data))
         return;
-    struct abort_ctx *a = calloc(1, sizeof(*a));
-    if (!a) {
+    enum vm_state st = vm_state(vm);
+    if (!json_is_true(only) || st == VM_FAILED || st == VM_STOPPED) {
+        abort_now(m, vm, cb, data);
+        return;
+    }
+    if (st != VM_INCOMING) {
+        reply_err(cb, data, FERR_STATE, "%s is %s here, not waiting for a stream: kept", name,
+                  vm_state_name(st));
+        return;
+    }
+    struct unstarted_ctx *u = calloc(1, sizeof(*u));
+    struct ferr e = {0};
+    if (!u) {
         reply_err(cb, data, -ENOMEM, "out of memory");
         return;
     }
-    a->cb = cb;
-    a->data = data;
-    struct ferr e = {0};
-    events_add(m->env.events, name, "vm.migrate_aborted", "the source gave up the migration");
-    if (vmset_delete(m->env.vms, vm, true, aborted, a, &e) < 0) {
-        free(a);
-        cb(0, NULL, &e, data);
+    u->m = m;
+    snprintf(u->name, sizeof(u->name), "%s", name);
+    u->cb = cb;
+    u->data = data;
+    if (vm_qmp(vm, "query-migrate", NULL, unstarted_queried, u, &e) < 0) {
+        free(u);
+        reply_err(cb, data, FERR_STATE,
+                  "%s: its incoming QEMU cannot be asked (%s): kept; ask "
+                  "again",
+                  name, e.msg);
     }
 }

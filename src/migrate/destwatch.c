@@ -119,6 +119,7 @@ struct abort_try {
     char name[VM_NAME_MAX + 1];
     uint64_t deadline_ms;
     unsigned tries;
+    bool only_unstarted;
     uv_timer_t timer;
     destwatch_abort_cb done;
     void *data;
@@ -161,7 +162,9 @@ static void abort_send(struct abort_try *a)
 {
     struct ferr e = {0};
     char *text = NULL;
-    json_t *body = json_pack("{s:s}", "name", a->name);
+    /* The plain form as before: a destination of an older release refuses an unknown field. */
+    json_t *body = a->only_unstarted ? json_pack("{s:s, s:b}", "name", a->name, "only_unstarted", 1)
+                                     : json_pack("{s:s}", "name", a->name);
     if (body)
         text = json_dumps(body, JSON_COMPACT);
     json_decref(body);
@@ -178,7 +181,7 @@ static void abort_send(struct abort_try *a)
 }
 
 void destwatch_abort(uv_loop_t *loop, struct cluster *c, const char *to, const char *name,
-                     destwatch_abort_cb done, void *data)
+                     bool only_unstarted, destwatch_abort_cb done, void *data)
 {
     struct abort_try *a = calloc(1, sizeof(*a));
     if (!a) {
@@ -190,6 +193,7 @@ void destwatch_abort(uv_loop_t *loop, struct cluster *c, const char *to, const c
     a->done = done;
     a->data = data;
     a->c = c;
+    a->only_unstarted = only_unstarted;
     snprintf(a->to, sizeof(a->to), "%s", to);
     snprintf(a->name, sizeof(a->name), "%s", name);
     a->deadline_ms = now_mono_ms() + DESTWATCH_ABORT_MAX_MS;

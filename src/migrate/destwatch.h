@@ -4,6 +4,7 @@
 #ifndef FERRY_MIGRATE_DESTWATCH_H
 #define FERRY_MIGRATE_DESTWATCH_H
 
+#include <stdbool.h>
 #include <uv.h>
 
 #include "common/err.h"
@@ -36,8 +37,10 @@ typedef void (*destwatch_abort_cb)(int status, const struct ferr *e, void *data)
 /* Asks node `to` to throw its incoming copy of `name` away (POST /v1/internal/migrate/abort),
  * and keeps asking every DESTWATCH_ABORT_RETRY_MS while it cannot be reached (a killed
  * ferryd, a cut link), for at most DESTWATCH_ABORT_MAX_MS; then calls done (may be NULL)
- * once. The retries do not keep the loop alive. */
+ * once. The retries do not keep the loop alive. only_unstarted: only a copy that holds
+ * nothing of the guest (its QEMU never received a byte, or is gone); the destination refuses
+ * (FERR_STATE) to throw away any other, as it may be the only one. */
 void destwatch_abort(uv_loop_t *loop, struct cluster *c, const char *to, const char *name,
-                     destwatch_abort_cb done, void *data);
+                     bool only_unstarted, destwatch_abort_cb done, void *data);
 
 #endif

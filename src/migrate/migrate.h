@@ -134,8 +134,11 @@ void migrator_note_client_gap(struct migrator *m, double gap_ms);
  * that identity and key only when tls is given (vm_start_incoming); cb gets {"uri":
  * "tcp:IP:PORT", "node", "tls": BOOL}. */
 void migrate_on_prepare(struct migrator *m, const json_t *body, migrate_cb cb, void *data);
-/* Destination: body {"name"}: kills the incoming QEMU and removes the VM (disk files kept).
- * Refused for a VM this node owns in the cluster database. */
+/* Destination: body {"name", "only_unstarted" (optional bool)}: kills the incoming QEMU and
+ * removes the VM (disk files kept). Refused for a VM this node owns in the cluster database.
+ * only_unstarted: only a copy that holds nothing of the guest (a QEMU still listening,
+ * query-migrate "setup" or "none", or none at all: failed, stopped); any other is refused
+ * with FERR_STATE (it may be the only copy of the guest). */
 void migrate_on_abort(struct migrator *m, const json_t *body, migrate_cb cb, void *data);
 
 #endif

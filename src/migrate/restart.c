@@ -85,6 +85,28 @@ static void leftover_removed(struct vmset *set, struct vm *vm, int status, const
         log_warn("migrate: removing the source definition: %s", e->msg);
 }
 
+struct unknown_ctx {
+    struct migrator *m;
+    char name[VM_NAME_MAX + 1];
+    char to[64];
+};
+
+static void unknown_cleaned(int status, const struct ferr *e, void *data)
+{
+    struct unknown_ctx *u = data;
+    if (status == 0) {
+        log_info("migrate %s: %s holds no copy of it any more", u->name, u->to);
+        events_add(u->m->env.events, u->name, "vm.migrate_cleaned",
+                   "%s holds no copy any more (a copy that had received nothing of the VM is "
+                   "discarded)",
+                   u->to);
+    } else {
+        events_add(u->m->env.events, u->name, "vm.migrate_unknown", "%s keeps its copy: %s", u->to,
+                   e ? e->msg : "no answer");
+    }
+    free(u);
+}
+
 /* The VM's QEMU is gone (stopped or failed here) and a journal names a destination, which the
  * database names as the owner (dest_owns) or not (takeover.h). */
 static void recover_without_qemu(struct migrator *m, struct vm *vm, const char *to, bool dest_owns)
@@ -109,6 +131,16 @@ static void recover_without_qemu(struct migrator *m, struct vm *vm, const char *
                "QEMU exited during the migration to %s while ferryd was down; check %s there", to,
                name);
     migrate__journal_remove(vm);
+    /* But the destination can tell: a copy whose QEMU never received a byte (the source died
+     * before its QEMU connected) would wait for ever, paused, holding memory. Only such a
+     * copy (or one whose QEMU is gone) goes; one that received state stays (destination.c). */
+    struct unknown_ctx *u = calloc(1, sizeof(*u));
+    if (u) {
+        u->m = m;
+        snprintf(u->name, sizeof(u->name), "%s", name);
+        snprintf(u->to, sizeof(u->to), "%s", to);
+    }
+    destwatch_abort(m->env.loop, m->env.cluster, to, name, true, u ? unknown_cleaned : NULL, u);
 }
 
 void migrate_recover(struct migrator *m, struct vm *vm)

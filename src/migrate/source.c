@@ -222,7 +222,7 @@ void migrate__fail(struct mig *g, int code, const char *fmt, ...)
         }
     }
     if (g->prepared) /* retried while the destination cannot be reached (destwatch.c) */
-        destwatch_abort(g->m->env.loop, g->m->env.cluster, g->to, g->name,
+        destwatch_abort(g->m->env.loop, g->m->env.cluster, g->to, g->name, false,
                         x ? aborted_after_completed : NULL, x);
     if (g->postcopy) {
         /* Only when the destination said it has no copy may one run here again. */

@@ -12,7 +12,9 @@ stops and starts again, on a 3-host lab:
 - between a source ferryd restart and the take-over of the migration the previous ferryd left,
   the VM runs in one place only (sampled every 100 ms, from what each host's ferryd says);
 - a source QEMU that dies while its ferryd is down mid-migration, with the database not naming
-  the destination: the restarted ferryd says vm.migrate_unknown and boots nothing."""
+  the destination: the restarted ferryd says vm.migrate_unknown and boots nothing, and the
+  destination's copy, which holds nothing of the guest, goes (also one whose QEMU still waits
+  for a stream because the source died before its QEMU connected)."""
 import json
 import os
 import signal
@@ -290,25 +292,69 @@ def test_source_qemu_dead_mid_migration_is_unknown_and_nothing_boots(lab):
                        "host1 to report vm.migrate_unknown")
     print(f"\nrs6: {unknown[-1]['message']}")
     assert "host2" in unknown[-1]["message"], unknown
-    # Nothing boots, here or there, over the next ticks (ferryd's tick is 2 s). host2 may
-    # still hold its incoming copy: when the source died before its QEMU connected (CI, two
-    # test files at a time, got there), that QEMU waits, paused, for a stream that never
-    # comes (a leftover nobody removes yet: see below), but it never runs the guest.
+    # host2's copy goes: its QEMU either failed when the stream broke or, when the source died
+    # before its QEMU connected (CI, two test files at a time, got there), still waits for a
+    # stream that never comes; either way it holds nothing of the guest, and the restarted
+    # source has host2 discard it (vm.migrate_cleaned).
+    wait_for(lambda: events(h1, "vm.migrate_cleaned", "rs6", since=since), 60,
+             "host1 to report vm.migrate_cleaned")
+    wait_for(lambda: qemus_of("rs6") == [] and
+             not os.path.exists(os.path.join(h2.state_dir, "vms", "rs6")), 30,
+             "host2's copy of rs6 to go")
+    # Nothing boots, here or there, over the next ticks (ferryd's tick is 2 s).
     t0 = time.monotonic()
     while time.monotonic() - t0 < 6:
-        assert qemus_under(h1, "rs6") == [], f"a QEMU of rs6 runs on host1: {qemus_of('rs6')}"
-        left = qemus_of("rs6")
-        assert left == [] or (left == qemus_under(h2, "rs6") and
-                              state_of(h2, "rs6") == "incoming"), \
-            (left, local_vm(h2, "rs6"))
+        assert qemus_of("rs6") == [], f"a QEMU of rs6 runs: {qemus_of('rs6')}"
+        assert state_of(h2, "rs6") is None, local_vm(h2, "rs6")
         assert state_of(h1, "rs6") in ("failed", "stopped"), local_vm(h1, "rs6")
         time.sleep(0.2)
     w = lab.client_exec(["ferry-probe", "wait", ip, "--timeout-s", "2"], check=False, timeout=30)
     assert w.returncode != 0, f"rs6's guest answers somewhere: {w.stdout}"
     assert vm_on(h3, "rs6")["owner"] == "host1"
     assert not os.path.exists(os.path.join(h1.state_dir, "vms", "rs6", "migration.json"))
-    print(f"rs6 on host1: {local_vm(h1, 'rs6')}; on host2: {local_vm(h2, 'rs6')}")
+    print(f"rs6 on host1: {local_vm(h1, 'rs6')}")
     h1.cli("vm", "delete", "--force", "rs6")
-    # The incoming leftover's QEMU, if any (host2's failed copy goes with the lab).
-    for pid in qemus_under(h2, "rs6"):
-        os.kill(pid, signal.SIGKILL)
+
+
+def test_source_dead_before_its_qemu_connects_leaves_no_waiting_copy(lab):
+    """The source's ferryd and QEMU die after host2's incoming QEMU listens but before the
+    source QEMU connects (it is stopped, SIGSTOP, before the migration starts, so it never runs
+    the `migrate` its ferryd sends): host2's copy waits, paused, for a stream that never
+    comes. The restarted source has host2 discard that copy, which holds nothing of the guest
+    (only such a copy: destination.c asks its QEMU), and nothing boots anywhere."""
+    h1, h2, h3 = lab.hosts
+    ip = create_vm(lab, h1, "rs7", 7, memory=128)
+    src_pid = local_vm(h1, "rs7")["pid"]
+    since, since2 = last_event_id(h1), last_event_id(h2)
+    os.kill(src_pid, signal.SIGSTOP)
+    p = migrate_bg(lab, h1, h2, "rs7", mib=2)
+    try:
+        wait_incoming(p, h2, "rs7")
+        [dpid] = qemus_under(h2, "rs7")
+        lab.kill_ferryd(h1)
+        os.kill(src_pid, signal.SIGKILL)
+        finish(p)
+    finally:
+        stop(p)
+        if pid_alive(src_pid):
+            os.kill(src_pid, signal.SIGKILL)
+    wait_for(lambda: not pid_alive(src_pid), 10, "the source QEMU to die")
+    # The orphan this is about: host2's QEMU still listens, the VM "incoming" there.
+    time.sleep(2)
+    assert pid_alive(dpid) and state_of(h2, "rs7") == "incoming", local_vm(h2, "rs7")
+    t0 = time.monotonic()
+    lab.start_ferryd(h1)
+    cleaned = wait_for(lambda: events(h1, "vm.migrate_cleaned", "rs7", since=since), 60,
+                       "host1 to report vm.migrate_cleaned")
+    wait_for(lambda: not pid_alive(dpid) and
+             not os.path.exists(os.path.join(h2.state_dir, "vms", "rs7")), 30,
+             "host2's waiting copy of rs7 to go")
+    print(f"\nrs7: host2's waiting copy gone {time.monotonic() - t0:.1f} s after host1's ferryd "
+          f"started again: {cleaned[-1]['message']}")
+    assert events(h2, "vm.migrate_aborted", "rs7", since=since2), "host2 says nothing"
+    assert events(h1, "vm.migrate_unknown", "rs7", since=since)
+    assert qemus_of("rs7") == [] and state_of(h1, "rs7") in ("failed", "stopped")
+    assert vm_on(h3, "rs7")["owner"] == "host1"
+    w = lab.client_exec(["ferry-probe", "wait", ip, "--timeout-s", "2"], check=False, timeout=30)
+    assert w.returncode != 0, f"rs7's guest answers somewhere: {w.stdout}"
+    h1.cli("vm", "delete", "--force", "rs7")
