@@ -20,6 +20,7 @@
 #define VM_MAX_THREADS 2
 #define VM_MAX_VCPUS 255 /* QEMU's pc machine takes at most 255 (qemu/cmdline.h) */
 #define VM_MIN_MEMORY_MIB 32
+#define VM_EFI_MIN_MEMORY_MIB 256 /* firmware efi: OVMF's own floor and a kernel's (spec.c) */
 #define VM_BRIDGE_MAX 15 /* IFNAMSIZ - 1 */
 #define VM_DEFAULT_BUDGET_MS 300
 #define VM_MIN_BUDGET_MS 10

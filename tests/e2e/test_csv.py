@@ -765,8 +765,10 @@ def test_import_vmware_vmx_and_ova_onto_the_volume(lab, csv1):
         # VMware's firmware = "efi" makes an EFI VM; --start starts it once it is imported
         t = time.monotonic()
         efi = fx["monolithicSparse"].replace("deb.vmx", "efi.vmx")
-        with open(fx["monolithicSparse"]) as f, open(efi, "w") as g:
-            g.write(f.read() + 'firmware = "efi"\n')
+        with open(fx["monolithicSparse"]) as f:
+            small = f.read() + 'firmware = "efi"\n'
+        with open(efi, "w") as g:  # OVMF needs 256 MiB (the fixture's 128 is refused, below)
+            g.write(small.replace('memsize = "128"', 'memsize = "256"'))
         out = h1.cli_json("vm", "import", efi, "--name", "imp-efi", "--node", "host1",
                           "--network", "br0", "--start")
         made.append("imp-efi")
@@ -795,6 +797,11 @@ def test_import_vmware_vmx_and_ova_onto_the_volume(lab, csv1):
             r = h1.cli("vm", "import", *args, check=False)
             assert r.returncode != 0 and says in r.stderr, (args, r.stderr)
         refused([efi, "--start", "--dry-run"], "--start: a dry run defines nothing to start")
+        efi128 = efi.replace("efi.vmx", "efi128.vmx")
+        with open(efi128, "w") as g:
+            g.write(small)
+        refused([efi128, "--name", "imp-efi128", "--network", "br0"],
+                "memory_mib: 128 MiB is too little for EFI firmware")
         refused([fx["ova_bad"], "--network", "br0"], "deb.mf:2: SHA256 of deb-disk1.vmdk is")
         refused([fx["ova"], "--name", "imp-ova", "--network", "br0"], "a VM named imp-ova exists")
         refused([fx["ova"], "--name", "x1"], 'network "VM Network", which is mapped to no bridge')

@@ -52,7 +52,7 @@ def test_ha_settings_are_checked_published_and_shown(lab, csv1):
     # an EFI VM's variable store counts like a disk: another node must find its boot entries
     spec = os.path.join(local, "hal3.json")
     with open(spec, "w") as f:
-        json.dump({"name": "hal3", "memory_mib": 64, "firmware": "efi",
+        json.dump({"name": "hal3", "memory_mib": 256, "firmware": "efi",
                    "efi_vars": os.path.join(local, "hal3-efivars.fd")}, f)
     r = h2.cli("vm", "create", "hal3", "-f", spec, "--disk", f"{lab.csv}/hal3.vhd,size=8",
                "--ha", check=False)

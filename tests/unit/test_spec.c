@@ -161,6 +161,9 @@ static const struct bad bad_cases[] = {
     {"{" BASE "," DISK ",'firmware':'efi','efi_vars':'/nodir/v.fd'}",
      "efi_vars: directory /nodir does not exist"},
     {"{" BASE "," DISK ",'firmware':'efi','efi_vars':7}", "efi_vars: expected a string"},
+    {"{'name':'web-1','memory_mib':255," DISK ",'firmware':'efi'}",
+     "memory_mib: 255 MiB is too little for EFI firmware (OVMF crashes below about 160 MiB); "
+     "give at least 256, or firmware bios"},
     /* machine */
     {"{" BASE "," DISK ",'machine':'pc-i440fx-9.9'}",
      "machine: this host's QEMU has no machine type \"pc-i440fx-9.9\""},
