@@ -22,6 +22,7 @@
   open another VM's disk or run dir nor signal its QEMU; a migration keeps the uid; a name
   that would share another VM's uid is refused; ferryd refuses a QEMU user the host does not
   have, saying how to make it."""
+import contextlib
 import ctypes
 import grp
 import os
@@ -223,11 +224,8 @@ def incoming_cmdline(lab, src, dst, name):
 
 def test_migrate_prealloc_off_gives_the_incoming_qemu_no_prealloc(lab):
     h1, h2, h3 = lab.hosts
-    lab.kill_ferryd(h3, signal.SIGTERM)
-    lab.start_ferryd(h3, args=["--migrate-prealloc", "off", "--qemu-user", "root",
-                               "--qemu-sandbox", "off"])
-    try:
-        lab.wait_cluster()
+    with host3_with(lab, ["--migrate-prealloc", "off", "--qemu-user", "root",
+                          "--qemu-sandbox", "off"]):
         ip = create_vm(lab, h1, "pa1", 3, memory=128)
         argv = incoming_cmdline(lab, h1, h3, "pa1")
         print(f"\nincoming QEMU on host3 (--migrate-prealloc off): -mem-prealloc "
@@ -249,6 +247,17 @@ def test_migrate_prealloc_off_gives_the_incoming_qemu_no_prealloc(lab):
         assert proc_status(pid)["Uid"].split()[0] == str(vm_uid("pa1"))
         assert vm_on(h2, "pa1")["owner"] == "host1"
         h1.cli("vm", "delete", "--force", "pa1")
+
+
+@contextlib.contextmanager
+def host3_with(lab, args):
+    """host3's ferryd restarted with args for the block, and with the defaults after it."""
+    h3 = lab.hosts[2]
+    lab.kill_ferryd(h3, signal.SIGTERM)
+    lab.start_ferryd(h3, args=args)
+    try:
+        lab.wait_cluster()
+        yield h3
     finally:
         lab.kill_ferryd(h3, signal.SIGTERM)
         lab.start_ferryd(h3, args=[])
@@ -360,10 +369,7 @@ def test_a_qemu_of_another_uid_is_adopted_as_it_runs(lab):
     (the migration's destination) runs as the VM's own uid."""
     h1, h2, h3 = lab.hosts
     tmpl = pwd.getpwnam("ferry-qemu").pw_uid
-    lab.kill_ferryd(h3, signal.SIGTERM)
-    lab.start_ferryd(h3, args=["--qemu-uids", "shared"])
-    try:
-        lab.wait_cluster()
+    with host3_with(lab, ["--qemu-uids", "shared"]):
         ip = create_vm(lab, h3, "ad1", 7, memory=128)
         [pid] = qemus_under(h3, "ad1")
         assert proc_status(pid)["Uid"].split()[0] == str(tmpl)
@@ -380,10 +386,6 @@ def test_a_qemu_of_another_uid_is_adopted_as_it_runs(lab):
         assert proc_status(pid)["Uid"].split()[0] == str(vm_uid("ad1"))
         assert_guest_whole(lab, h1, "ad1", ip)
         h1.cli("vm", "delete", "--force", "ad1")
-    finally:
-        lab.kill_ferryd(h3, signal.SIGTERM)
-        lab.start_ferryd(h3, args=[])
-        lab.wait_cluster()
 
 
 def test_a_name_that_shares_another_vms_uid_is_refused(lab):
