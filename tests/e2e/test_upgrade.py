@@ -259,6 +259,14 @@ def test_rolling_upgrade_keeps_every_vm_running(lab, csv1, prev):
         us1 = local_vm(h1, "us1")
         assert us1 and us1["state"] == "stopped", \
             f"host1 ({new}) does not have the stopped VM us1 that {old} defined: {us1}"
+        # The admin has second thoughts: host1 goes back to the old package (the same
+        # procedure), reads what the new ferryd left in its state directory, and is upgraded
+        # again. host1 is empty (drained), so this moves no VM.
+        upgrade(lab, h1, prev["build"], old)
+        us1 = local_vm(h1, "us1")
+        assert us1 and us1["state"] == "stopped", \
+            f"host1, back on {old}, does not have the stopped VM us1 any more: {us1}"
+        upgrade(lab, h1, BUILD, new)
         # 1 new, 2 old. The database, with an old leader: a write from the new node.
         leader = lead_from(lab, {"host2", "host3"}, "an old leader")
         cross_write(lab, h1, leader, "new-via-old")
