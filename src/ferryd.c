@@ -1153,7 +1153,15 @@ int main(int argc, char **argv)
         if (colon)
             *colon = '\0';
     }
-    struct redirect_env renv = {d.loop, NULL, c->name, c->run_dir, c->qsd, nbd_host, c->nbd_port};
+    /* The coordinator's storage daemons run as QEMU's user too: they parse other nodes' NBD
+     * traffic. */
+    struct redirect_env renv = {.loop = d.loop,
+                                .node_name = c->name,
+                                .run_dir = c->run_dir,
+                                .qsd_binary = c->qsd,
+                                .nbd_host = nbd_host,
+                                .nbd_port = c->nbd_port,
+                                .qemu_user = &vc.qemu_user};
     struct redirect *redirect = NULL;
     if (redirect_new(&renv, &redirect, &e) < 0) {
         log_error("%s", e.msg);
