@@ -8,6 +8,7 @@ acknowledged write lost (the recorder's acks, checked against the disk afterward
 import json
 import os
 import pwd
+import shutil
 import signal
 import subprocess
 import sys
@@ -106,6 +107,24 @@ def assert_runs_as_qemu_user(pid):
     assert st["NoNewPrivs"] == "1"
 
 
+def stale_daemon(h, volume="csv1"):
+    """A storage daemon as a previous ferryd of host h would have left it (one whose
+    parent-death signal was lost), in its directory, as QEMU's user: the Popen. RUN/.csvd is
+    made 0711 root's, not as ferryd makes it."""
+    csvd = os.path.join(h.run_dir, ".csvd")
+    d = os.path.join(csvd, volume)
+    os.makedirs(d, exist_ok=True)
+    os.chmod(csvd, 0o711)
+    shutil.chown(d, "ferry-qemu", "ferry-qemu")
+    p = subprocess.Popen(["setpriv", "--reuid=ferry-qemu", "--regid=ferry-qemu", "--init-groups",
+                          "qemu-storage-daemon", "--chardev",
+                          f"socket,id=ferry-qmp,path={d}/qmp.sock,server=on,wait=off",
+                          "--monitor", "chardev=ferry-qmp", "--pidfile", f"{d}/qsd.pid"],
+                         start_new_session=True)
+    wait_for(lambda: daemon_pid(h, volume) == p.pid, 10, "the stale daemon's pid file")
+    return p
+
+
 def owner_mode(path):
     st = os.stat(path)
     return st.st_uid, st.st_gid, oct(st.st_mode & 0o7777)
@@ -152,9 +171,19 @@ def test_a_dynamic_vhd_on_a_volume_is_redirected_and_live_migrates(lab, csv1, tm
     the guest stays whole, and every acknowledged record is in the file."""
     h1, h2, h3 = lab.hosts
     path = os.path.join(csv1, "rdv1.vhd")
-    # Made by `vm create` on the volume: a dynamic VHD (type=dynamic) of 64 MiB.
-    ip = create_vm(lab, h2, "rdv1", 3, workload="probe,recorder", memory=128,
-                   disk="csv:csv1/rdv1.vhd,type=dynamic")
+    stale = stale_daemon(h1)
+    try:
+        # Made by `vm create` on the volume: a dynamic VHD (type=dynamic) of 64 MiB.
+        ip = create_vm(lab, h2, "rdv1", 3, workload="probe,recorder", memory=128,
+                       disk="csv:csv1/rdv1.vhd,type=dynamic")
+        # host1's daemon started for it and ended the stale one first (its file locks)
+        assert stale.wait(10) == -signal.SIGKILL
+        assert f"ending the storage daemon pid {stale.pid} a previous ferryd left" in \
+            h1.log_tail(100000)
+    finally:
+        if stale.poll() is None:
+            stale.kill()
+            stale.wait()
     info = h2.cli_json("disk", "info", path)
     assert info.get("subformat") == "dynamic" and info["virtual_size"] >= 64 << 20, info
     # made by the volume's coordinator (host1), not by the VM's owner
