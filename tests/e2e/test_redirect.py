@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "lab"))
 
 from labvm import (assert_guest_whole, create_vm, lab_session, local_vm, missing,  # noqa: E402
                    shared_volume, vm_on, wait_answering)
-from ferrytest import wait_for  # noqa: E402
+from ferrytest import FERRYD, wait_for  # noqa: E402
 from promises import events  # noqa: E402
 
 NAME = f"rd{os.getpid()}"
@@ -575,3 +575,21 @@ def test_a_ferryd_restart_on_the_vms_host_keeps_its_redirected_disk(lab, csv1, t
     time.sleep(3)
     gaps = finish_writers(lab, writers, tmp_path)
     print(f"ferryd restarted on host2: longest write pauses {gaps} ms")
+
+
+def test_ferryd_refuses_an_nbd_port_its_unprivileged_storage_daemon_cannot_listen_on(tmp_path):
+    """The storage daemon runs as QEMU's user, without CAP_NET_BIND_SERVICE: a node that may
+    coordinate (--listen) with an --nbd-port below the host's unprivileged ports is refused
+    at start, saying what to choose, rather than failing each daemon's start later."""
+    with open("/proc/sys/net/ipv4/ip_unprivileged_port_start") as f:
+        low = int(f.read())
+    assert low > 900, f"this host lets anyone bind port 900 (ip_unprivileged_port_start {low})"
+    r = subprocess.run([FERRYD, "--state-dir", str(tmp_path / "state"), "--run-dir",
+                        str(tmp_path / "run"), "--socket", str(tmp_path / "s.sock"), "--accel",
+                        "tcg", "--listen", "127.0.0.1:7391", "--nbd-port", "900"],
+                       capture_output=True, text=True, timeout=30)
+    print(r.stderr.strip().splitlines()[-1])
+    assert r.returncode != 0
+    assert f"nbd_port 900: a volume coordinator's qemu-storage-daemon runs as ferry-qemu, which " \
+        f"may not listen below port {low}" in r.stderr, r.stderr
+    assert f"choose nbd_port {low} or above, or qemu_user root" in r.stderr, r.stderr
