@@ -239,7 +239,8 @@ static void usage(FILE *f)
         "                       before the VM fails back to it, 1000..3600000 (default 30000)\n"
         "  --nbd-port PORT      the storage daemon of the first shared volume this node\n"
         "                       coordinates serves NBD on the --listen address and this\n"
-        "                       port, the next on PORT+1, ... (default 10809)\n"
+        "                       port, the next on PORT+1, ... (default 10809); it runs\n"
+        "                       as --qemu-user: below 1024 only with --qemu-user root\n"
         "  --qemu-storage-daemon PATH  its binary (default qemu-storage-daemon)\n"
         "  --migrate-prealloc on|off  an incoming VM's QEMU touches all its memory before\n"
         "                       the migration starts; helps where fresh host memory is\n"
@@ -1012,6 +1013,18 @@ static void on_signal(uv_signal_t *s, int signum)
         http_server_close(d->http, http_closed, d);
 }
 
+/* The lowest port a process without CAP_NET_BIND_SERVICE may bind in this network namespace
+ * (net.ipv4.ip_unprivileged_port_start; 1024 if it cannot be read). */
+static unsigned unprivileged_port_start(void)
+{
+    char *text = NULL;
+    unsigned low = 1024;
+    if (file_read_all("/proc/sys/net/ipv4/ip_unprivileged_port_start", 64, &text, NULL, NULL) == 0)
+        low = (unsigned)strtoul(text, NULL, 10);
+    free(text);
+    return low;
+}
+
 int main(int argc, char **argv)
 {
     struct ferryd d = {0};
@@ -1180,7 +1193,23 @@ int main(int argc, char **argv)
         if (colon)
             *colon = '\0';
     }
-    struct redirect_env renv = {d.loop, NULL, c->name, c->run_dir, c->qsd, nbd_host, c->nbd_port};
+    /* The coordinator's storage daemons run as QEMU's user too: they parse other nodes' NBD
+     * traffic. Without CAP_NET_BIND_SERVICE they cannot listen on a privileged port. */
+    unsigned low = unprivileged_port_start();
+    if (nbd_host[0] && vc.qemu_user.drop && c->nbd_port < low) {
+        log_error("nbd_port %u: a volume coordinator's qemu-storage-daemon runs as %s, which "
+                  "may not listen below port %u (net.ipv4.ip_unprivileged_port_start): choose "
+                  "nbd_port %u or above, or qemu_user root",
+                  c->nbd_port, vc.qemu_user.name, low, low);
+        goto err_after_events;
+    }
+    struct redirect_env renv = {.loop = d.loop,
+                                .node_name = c->name,
+                                .run_dir = c->run_dir,
+                                .qsd_binary = c->qsd,
+                                .nbd_host = nbd_host,
+                                .nbd_port = c->nbd_port,
+                                .qemu_user = &vc.qemu_user};
     struct redirect *redirect = NULL;
     if (redirect_new(&renv, &redirect, &e) < 0) {
         log_error("%s", e.msg);

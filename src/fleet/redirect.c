@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cluster/cdb.h"
 #include "cluster/cluster.h"
@@ -57,6 +59,7 @@ struct daemon_ent {
 struct redirect {
     struct redirect_env env;
     char node_name[64], run_dir[512], qsd[256], nbd_host[64];
+    struct qemu_user qemu_user; /* the daemons' */
     unsigned refs;
     bool stopped;
     struct relay_ent *relays;
@@ -100,6 +103,8 @@ int redirect_new(const struct redirect_env *env, struct redirect **out, struct f
     snprintf(r->run_dir, sizeof(r->run_dir), "%s", env->run_dir);
     snprintf(r->qsd, sizeof(r->qsd), "%s", env->qsd_binary);
     snprintf(r->nbd_host, sizeof(r->nbd_host), "%s", env->nbd_host ? env->nbd_host : "");
+    if (env->qemu_user)
+        r->qemu_user = *env->qemu_user;
     r->refs = 1;
     *out = r;
     return 0;
@@ -280,6 +285,18 @@ static struct daemon_ent *daemon_find(struct redirect *r, const char *volume)
     return NULL;
 }
 
+/* RUN/.csvd, the parent of the daemons' directories: root's, and passable by their user like
+ * RUN itself (its group, 0710: no listing), also when an older ferryd made it 0700. */
+static int csvd_ready(struct redirect *r, char *dir, size_t size, struct ferr *e)
+{
+    snprintf(dir, size, "%s/.csvd", r->run_dir);
+    int rc = mkdir_p(dir, 0700, e);
+    if (rc == 0 && r->qemu_user.drop &&
+        (chown(dir, (uid_t)-1, r->qemu_user.gid) < 0 || chmod(dir, 0710) < 0))
+        rc = ferr_set(e, -errno, "%s: %s", dir, strerror(errno));
+    return rc;
+}
+
 static int daemon_get(struct redirect *r, const char *volume, const char *vol_dir, long long epoch,
                       struct daemon_ent **out, struct ferr *e)
 {
@@ -301,6 +318,10 @@ static int daemon_get(struct redirect *r, const char *volume, const char *vol_di
     if (slot == MAX_DAEMONS)
         return ferr_set(e, FERR_LIMIT, "%s coordinates %d volumes with redirected disks already",
                         r->node_name, MAX_DAEMONS);
+    char dir[700];
+    int rc = csvd_ready(r, dir, sizeof(dir), e);
+    if (rc < 0)
+        return rc;
     if (!(d = calloc(1, sizeof(*d))) || !(d->writers = json_object())) {
         free(d);
         return ferr_set(e, -ENOMEM, "out of memory");
@@ -310,16 +331,17 @@ static int daemon_get(struct redirect *r, const char *volume, const char *vol_di
     snprintf(d->dir, sizeof(d->dir), "%s", vol_dir);
     d->epoch = epoch;
     d->port = r->env.nbd_port + slot;
-    char dir[700];
-    snprintf(dir, sizeof(dir), "%s/.csvd/%s", r->run_dir, volume);
+    size_t len = strlen(dir);
+    snprintf(dir + len, sizeof(dir) - len, "/%s", volume);
     struct storaged_cfg cfg = {.binary = r->qsd,
                                .dir = dir,
                                .host = r->nbd_host,
                                .port = d->port,
                                .label = volume,
+                               .user = &r->qemu_user,
                                .on_gone = daemon_gone,
                                .data = d};
-    int rc = storaged_start(r->env.loop, &cfg, &d->sd, e);
+    rc = storaged_start(r->env.loop, &cfg, &d->sd, e);
     if (rc < 0) {
         runref(r);
         daemon_free(d);

@@ -13,6 +13,7 @@
 
 #include "common/err.h"
 #include "common/reply.h"
+#include "qemu/user.h"
 
 struct redirect;
 struct cluster;
@@ -25,6 +26,8 @@ struct redirect_env {
     const char *qsd_binary;  /* qemu-storage-daemon */
     const char *nbd_host;    /* this node's address for NBD ("" : it cannot coordinate) */
     unsigned nbd_port;       /* the first volume's daemon listens here, the next on +1, ... */
+    /* The user the storage daemons run as (ferryd's qemu_user; copied; NULL: as ferryd). */
+    const struct qemu_user *qemu_user;
 };
 
 int redirect_new(const struct redirect_env *env, struct redirect **out, struct ferr *e);

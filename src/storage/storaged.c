@@ -3,10 +3,14 @@
 #include "storage/storaged.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -40,6 +44,7 @@ struct storaged {
     uv_loop_t *loop;
     char binary[256], dir[512], host[64], label[128];
     unsigned port;
+    struct qemu_user user;
     void (*on_gone)(struct storaged *s, const char *why, void *data);
     void *data;
     struct qemu_proc *proc;
@@ -50,6 +55,9 @@ struct storaged {
     uv_timer_t retry; /* an unexport's blockdev-del, tried again while the export closes */
     uv_timer_t watch; /* the request under way must end within OP_LIMIT_MS */
     struct req *queue, *current;
+    unsigned seq;      /* counts the requests that became current */
+    unsigned giving;   /* give jobs in the thread pool (s is freed only once they are back) */
+    unsigned give_seq; /* the request the last give job was for */
     struct exp *exps;
     unsigned next_n;
     void (*stop_done)(void *data);
@@ -59,7 +67,7 @@ struct storaged {
 
 static void maybe_free(struct storaged *s)
 {
-    if (!s->gone || s->closing > 0)
+    if (!s->gone || s->closing > 0 || s->giving > 0)
         return;
     while (s->exps) {
         struct exp *x = s->exps;
@@ -299,8 +307,107 @@ static void export_deleted(struct qmp_conn *c, int status, json_t *result, const
 static void hung(uv_timer_t *t)
 {
     struct storaged *s = t->data;
-    if (s->current)
+    if (!s->current)
+        return;
+    /* Its file's hand-over hangs, not the daemon: only this request fails (give_start). */
+    if (s->giving > 0 && s->give_seq == s->seq)
+        step_done(s, FERR_UNAVAIL,
+                  "giving the file to the storage daemon's user did not finish in 15 s: does "
+                  "the volume's file server answer?");
+    else
         end_daemon(s, "its QMP did not answer an export request in 15 s"); /* fails the queue */
+}
+
+/* The current request's file opened by the daemon (blockdev-add, then node_added exports it). */
+static void add_node(struct storaged *s)
+{
+    char node[32];
+    snprintf(node, sizeof(node), "n%u", s->next_n++);
+    /* The file's page cache and flushes as QEMU's default (writeback, flush honoured):
+     * a guest's flush reaches the disk through NBD_CMD_FLUSH. */
+    json_t *args = json_pack("{ss ss s{ss ss}}", "driver", "vpc", "node-name", node, "file",
+                             "driver", "file", "filename", s->current->path);
+    if (!s->qmp) {
+        json_decref(args);
+        step_done(s, FERR_UNAVAIL, "QMP connection closing");
+    } else if (qmp_conn_execute(s->qmp, "blockdev-add", args, node_added, s) < 0) {
+        step_done(s, FERR_UNAVAIL, "QMP connection closing");
+    }
+}
+
+/* An export's file handed to the daemon's user (0600) in the thread pool: chown and the
+ * reach check's stats may wait for a network volume's server. The job touches only itself. */
+struct give_job {
+    uv_work_t w;
+    struct storaged *s;
+    unsigned seq; /* the request it is for (s->seq then) */
+    struct qemu_user user;
+    char path[1024];
+    int rc;
+    struct ferr e;
+};
+
+static void give_work(uv_work_t *w)
+{
+    struct give_job *j = w->data;
+    /* The file a symlink names is what the daemon opens, so that is what it must own. */
+    char real[PATH_MAX], dir[PATH_MAX];
+    if (!realpath(j->path, real)) {
+        j->rc = ferr_set(&j->e, -errno, "%s: %s", j->path, strerror(errno));
+        return;
+    }
+    snprintf(dir, sizeof(dir), "%s", real);
+    if ((j->rc = qemu_user_check_reach(&j->user, dirname(dir), &j->e)) == 0)
+        j->rc = qemu_user_give(&j->user, real, 0600, &j->e);
+}
+
+static void give_done(uv_work_t *w, int status)
+{
+    struct give_job *j = w->data;
+    struct storaged *s = j->s;
+    s->giving--;
+    /* Still the request under way (not failed by hung or a stop meanwhile)? */
+    if (s->current && s->seq == j->seq && !s->gone && !s->stopping) {
+        if (status < 0) {
+            step_done(s, status, "the file's hand-over was cancelled");
+        } else if (j->rc < 0) {
+            step_done(s, j->rc, j->e.msg); /* names the user, the file and what to do */
+        } else {
+            add_node(s);
+        }
+    }
+    free(j);
+    maybe_free(s);
+}
+
+static void give_start(struct storaged *s)
+{
+    /* One hand-over at a time: one that hung (hung() failed its request) still holds a
+     * thread of the pool, and each retry of the clients would hold another. */
+    if (s->giving > 0) {
+        step_done(s, FERR_UNAVAIL,
+                  "an earlier file's hand-over to the storage daemon's user has not returned "
+                  "(does the volume's file server answer?); try again");
+        return;
+    }
+    struct give_job *j = calloc(1, sizeof(*j));
+    if (!j) {
+        step_done(s, -ENOMEM, "out of memory");
+        return;
+    }
+    j->w.data = j;
+    j->s = s;
+    j->seq = s->seq;
+    j->user = s->user;
+    snprintf(j->path, sizeof(j->path), "%s", s->current->path);
+    int rc = uv_queue_work(s->loop, &j->w, give_work, give_done);
+    if (rc < 0) {
+        free(j);
+        step_done(s, rc, "the thread pool refused the file's hand-over");
+        return;
+    }
+    s->giving++;
+    s->give_seq = s->seq;
 }
 
 static void run_queue(struct storaged *s)
@@ -317,6 +424,7 @@ static void run_queue(struct storaged *s)
                 continue;
             }
             s->current = r;
+            s->seq++;
             uv_timer_start(&s->watch, hung, OP_LIMIT_MS, 0);
             char id[32];
             snprintf(id, sizeof(id), "e%u", x->n);
@@ -339,15 +447,12 @@ static void run_queue(struct storaged *s)
             continue;
         }
         s->current = r;
+        s->seq++;
         uv_timer_start(&s->watch, hung, OP_LIMIT_MS, 0);
-        char node[32];
-        snprintf(node, sizeof(node), "n%u", s->next_n++);
-        /* The file's page cache and flushes as QEMU's default (writeback, flush honoured):
-         * a guest's flush reaches the disk through NBD_CMD_FLUSH. */
-        json_t *args = json_pack("{ss ss s{ss ss}}", "driver", "vpc", "node-name", node, "file",
-                                 "driver", "file", "filename", r->path);
-        if (qmp_conn_execute(s->qmp, "blockdev-add", args, node_added, s) < 0)
-            step_done(s, FERR_UNAVAIL, "QMP connection closing");
+        if (s->user.drop)
+            give_start(s); /* then add_node */
+        else
+            add_node(s);
     }
 }
 
@@ -403,16 +508,30 @@ static void connect_timer(uv_timer_t *t)
     connect_qmp(t->data);
 }
 
+/* The pid in the pid file at path, 0 if none. The directory is the daemon's user's: a
+ * symlink or a FIFO put at that name is neither followed nor waited on. */
+static int read_pid(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    char buf[32];
+    struct stat st;
+    ssize_t n = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? read(fd, buf, sizeof(buf) - 1) : -1;
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    return atoi(buf);
+}
+
 /* A daemon a previous ferryd left in dir (its pid file, and its command line names our QMP
  * socket) serves nobody now: it is ended so that its file locks go. */
 static void end_stale(const char *dir, const char *qmp_arg)
 {
-    char pidp[700], *text = NULL;
+    char pidp[700];
     snprintf(pidp, sizeof(pidp), "%s/qsd.pid", dir);
-    if (file_read_all(pidp, 64, &text, NULL, NULL) < 0)
-        return;
-    int pid = atoi(text);
-    free(text);
+    int pid = read_pid(pidp);
     if (pid > 1 && qemu_pid_has_arg(pid, qmp_arg)) {
         log_warn("ending the storage daemon pid %d a previous ferryd left in %s", pid, dir);
         kill(pid, SIGKILL);
@@ -425,8 +544,15 @@ static void end_stale(const char *dir, const char *qmp_arg)
 int storaged_start(uv_loop_t *loop, const struct storaged_cfg *cfg, struct storaged **out,
                    struct ferr *e)
 {
-    if (mkdir_p(cfg->dir, 0700, e) < 0)
-        return e->code;
+    /* dir is the daemon's user's (it makes qmp.sock and qsd.pid there itself); ferryd opens
+     * qsd.log and reads qsd.pid without following a symlink. */
+    const struct qemu_user as_ferryd = {0}, *u = cfg->user ? cfg->user : &as_ferryd;
+    int rc;
+    if ((rc = mkdir_p(cfg->dir, 0700, e)) < 0 || (rc = qemu_user_give(u, cfg->dir, 0700, e)) < 0 ||
+        (rc = qemu_user_check_reach(u, cfg->dir, e)) < 0) {
+        ferr_prefix(e, "volume %s: storage daemon", cfg->label);
+        return rc;
+    }
     struct storaged *s = calloc(1, sizeof(*s));
     if (!s)
         return ferr_set(e, -ENOMEM, "out of memory");
@@ -436,6 +562,7 @@ int storaged_start(uv_loop_t *loop, const struct storaged_cfg *cfg, struct stora
     snprintf(s->host, sizeof(s->host), "%s", cfg->host);
     snprintf(s->label, sizeof(s->label), "%s", cfg->label);
     s->port = cfg->port;
+    s->user = *u;
     s->on_gone = cfg->on_gone;
     s->data = cfg->data;
     char chardev[800], nbd[200], pidf[700], logp[700];
@@ -448,7 +575,10 @@ int storaged_start(uv_loop_t *loop, const struct storaged_cfg *cfg, struct stora
     /* The daemon dies with this ferryd (setpriv --pdeathsig, util-linux): a coordinator
      * whose ferryd crashed stops renewing its lease, another node takes the volume once the
      * lease is stale, and no daemon of the old one may still hold the files then (two daemons
-     * caching one VHD's metadata would corrupt it; the image lock would block the new one). */
+     * caching one VHD's metadata would corrupt it; the image lock would block the new one).
+     * This setpriv runs inside qemu_proc_spawn's, after the drop to the user: a change of
+     * credentials clears the parent-death signal (prctl(2)), so it must be set after. The
+     * kernel sends it to another uid only if the dying ferryd may signal it (CAP_KILL). */
     char *argv[] = {
         "setpriv",           "--pdeathsig",  "KILL", s->binary,   "--chardev", chardev, "--monitor",
         "chardev=ferry-qmp", "--nbd-server", nbd,    "--pidfile", pidf,        NULL};
@@ -456,7 +586,10 @@ int storaged_start(uv_loop_t *loop, const struct storaged_cfg *cfg, struct stora
     uv_timer_init(loop, &s->retry);
     uv_timer_init(loop, &s->watch);
     s->timer.data = s->retry.data = s->watch.data = s;
-    int rc = qemu_proc_spawn(loop, argv, logp, NULL, proc_exited, s, &s->proc, e);
+    /* As the user, with no capabilities and no new privileges (qemu_proc_spawn's setpriv).
+     * qemu-storage-daemon has no -sandbox option (QEMU 10.0), so no seccomp filter. */
+    const struct qemu_spawn_opts opts = {.user = &s->user};
+    rc = qemu_proc_spawn(loop, argv, logp, &opts, proc_exited, s, &s->proc, e);
     if (rc < 0) {
         s->gone = true;
         close_timers(s);

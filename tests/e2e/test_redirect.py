@@ -7,6 +7,8 @@ moves, or its storage daemon dies, the guests' I/O pauses and resumes with no er
 acknowledged write lost (the recorder's acks, checked against the disk afterwards)."""
 import json
 import os
+import pwd
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,7 +20,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "lab"))
 
 from labvm import (assert_guest_whole, create_vm, lab_session, local_vm, missing,  # noqa: E402
                    shared_volume, vm_on, wait_answering)
-from ferrytest import wait_for  # noqa: E402
+from ferrytest import FERRYD, wait_for  # noqa: E402
 from promises import events  # noqa: E402
 
 NAME = f"rd{os.getpid()}"
@@ -85,6 +87,49 @@ def daemon_pid(h, volume="csv1"):
     return pid if argv and argv[0].endswith(b"qemu-storage-daemon") else None
 
 
+def proc_status(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return dict(line.split(":\t", 1) for line in f.read().splitlines() if ":\t" in line)
+
+
+def assert_runs_as_qemu_user(pid):
+    """pid, a storage daemon, runs as ferry-qemu (real, effective, saved and filesystem ids)
+    with no capability and no way to gain one: it parses other hosts' NBD traffic."""
+    user = pwd.getpwnam("ferry-qemu")
+    st = proc_status(pid)
+    print(f"storage daemon {pid}: Uid {st['Uid']} Gid {st['Gid']} CapEff {st['CapEff']} "
+          f"CapPrm {st['CapPrm']} CapBnd {st['CapBnd']} NoNewPrivs {st['NoNewPrivs']}")
+    assert st["Uid"].split() == [str(user.pw_uid)] * 4, st["Uid"]
+    assert st["Gid"].split() == [str(user.pw_gid)] * 4, st["Gid"]
+    assert "0" not in st["Groups"].split(), st["Groups"]
+    for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+        assert int(st[k], 16) == 0, f"{k} {st[k]}"
+    assert st["NoNewPrivs"] == "1"
+
+
+def stale_daemon(h, volume="csv1"):
+    """A storage daemon as a previous ferryd of host h would have left it (one whose
+    parent-death signal was lost), in its directory, as QEMU's user: the Popen. RUN/.csvd is
+    made 0711 root's, not as ferryd makes it."""
+    csvd = os.path.join(h.run_dir, ".csvd")
+    d = os.path.join(csvd, volume)
+    os.makedirs(d, exist_ok=True)
+    os.chmod(csvd, 0o711)
+    shutil.chown(d, "ferry-qemu", "ferry-qemu")
+    p = subprocess.Popen(["setpriv", "--reuid=ferry-qemu", "--regid=ferry-qemu", "--init-groups",
+                          "qemu-storage-daemon", "--chardev",
+                          f"socket,id=ferry-qmp,path={d}/qmp.sock,server=on,wait=off",
+                          "--monitor", "chardev=ferry-qmp", "--pidfile", f"{d}/qsd.pid"],
+                         start_new_session=True)
+    wait_for(lambda: daemon_pid(h, volume) == p.pid, 10, "the stale daemon's pid file")
+    return p
+
+
+def owner_mode(path):
+    st = os.stat(path)
+    return st.st_uid, st.st_gid, oct(st.st_mode & 0o7777)
+
+
 def start_recorder(lab, ip):
     return lab.client_popen(["ferry-probe", "recorder", ip, "--json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -126,9 +171,19 @@ def test_a_dynamic_vhd_on_a_volume_is_redirected_and_live_migrates(lab, csv1, tm
     the guest stays whole, and every acknowledged record is in the file."""
     h1, h2, h3 = lab.hosts
     path = os.path.join(csv1, "rdv1.vhd")
-    # Made by `vm create` on the volume: a dynamic VHD (type=dynamic) of 64 MiB.
-    ip = create_vm(lab, h2, "rdv1", 3, workload="probe,recorder", memory=128,
-                   disk="csv:csv1/rdv1.vhd,type=dynamic")
+    stale = stale_daemon(h1)
+    try:
+        # Made by `vm create` on the volume: a dynamic VHD (type=dynamic) of 64 MiB.
+        ip = create_vm(lab, h2, "rdv1", 3, workload="probe,recorder", memory=128,
+                       disk="csv:csv1/rdv1.vhd,type=dynamic")
+        # host1's daemon started for it and ended the stale one first (its file locks)
+        assert stale.wait(10) == -signal.SIGKILL
+        assert f"ending the storage daemon pid {stale.pid} a previous ferryd left" in \
+            h1.log_tail(100000)
+    finally:
+        if stale.poll() is None:
+            stale.kill()
+            stale.wait()
     info = h2.cli_json("disk", "info", path)
     assert info.get("subformat") == "dynamic" and info["virtual_size"] >= 64 << 20, info
     # made by the volume's coordinator (host1), not by the VM's owner
@@ -139,6 +194,17 @@ def test_a_dynamic_vhd_on_a_volume_is_redirected_and_live_migrates(lab, csv1, tm
     qsd = daemon_pid(h1)
     assert qsd and open_files(qsd) == {path}, (qsd, qsd and open_files(qsd))
     assert daemon_pid(h2) is None and daemon_pid(h3) is None
+    # Not as root: as QEMU's user, whose files are its directory (RUN/.csvd/VOLUME, passable
+    # through RUN/.csvd like RUN) and the VHD; its log is ferryd's.
+    assert_runs_as_qemu_user(qsd)
+    user = pwd.getpwnam("ferry-qemu")
+    csvd = os.path.join(h1.run_dir, ".csvd")
+    assert owner_mode(csvd) == (0, user.pw_gid, "0o710")
+    assert owner_mode(os.path.join(csvd, "csv1"))[::2] == (user.pw_uid, "0o700")
+    for f in ("qmp.sock", "qsd.pid"):  # made by the daemon itself
+        assert os.stat(os.path.join(csvd, "csv1", f)).st_uid == user.pw_uid, f
+    assert owner_mode(os.path.join(csvd, "csv1", "qsd.log"))[::2] == (0, "0o600")
+    assert owner_mode(path) == (user.pw_uid, user.pw_gid, "0o600")
     rows = {r["node"]: r for r in h3.cli_json("csv", "show", "csv1")["nodes"]}
     epoch = vm_on(h3, "rdv1")["writer_epoch"]
     assert epoch >= 1
@@ -246,6 +312,8 @@ def test_the_coordinators_host_dies_and_the_guests_pause_and_resume(lab, csv1, t
     epoch = h2.cli_json("csv", "show", "csv1")["epoch"]
     qsd = daemon_pid(h1)
     assert qsd
+    # Unprivileged: its parent-death signal was set after the drop (a change of uid clears it)
+    assert_runs_as_qemu_user(qsd)
     try:
         t0 = lab.kill_ferryd(h1)
         # The storage daemon dies with its ferryd (no daemon of a dead coordinator may
@@ -366,7 +434,10 @@ def test_a_start_takes_a_new_writer_epoch_and_an_older_qemu_is_refused(lab, csv1
 def test_the_storage_daemon_dies_and_comes_back(lab, csv1, tmp_path):
     """The coordinator's storage daemon is killed while two guests write: the relays' clients
     reconnect, the coordinator starts a new daemon and the exports come back; the guests
-    never see an error and lose no acknowledged write."""
+    never see an error and lose no acknowledged write. Meanwhile both VHDs were made root's
+    again: the new daemon (QEMU's user) gets each file before it opens it; one that cannot be
+    given (a read-only mount on the coordinator) is not exported, its VM's host says why, and
+    it is once the mount goes."""
     h1 = lab.hosts[0]
     coord = next(x for x in lab.hosts if x.name == coordinator(h1))
     writers = two_writers(lab, csv1, ["rds1", "rds2"])
@@ -374,10 +445,33 @@ def test_the_storage_daemon_dies_and_comes_back(lab, csv1, tmp_path):
     if not old:
         print(h1.cli("csv", "show", "csv1").stdout, coord.log_tail(6000), lab.hosts[1].log_tail(3000))
     assert old, f"{coord.name} runs no storage daemon"
-    os.kill(old, signal.SIGKILL)
-    wait_for(lambda: daemon_pid(coord) not in (None, old), 20, "a new storage daemon")
-    new = daemon_pid(coord)
+    user = pwd.getpwnam("ferry-qemu")
+    (_, _, _, p1, _), (_, h3, _, p2, _) = writers
+    for p in (p1, p2):
+        os.chown(p, 0, 0)
+        os.chmod(p, 0o644)
+    ns = ["nsenter", "-t", str(coord.pid), "-m"]
+    subprocess.run(ns + ["mount", "--bind", "-o", "ro", p2, p2], check=True)
+
+    def why():
+        rows = {r["node"]: r for r in h3.cli_json("csv", "show", "csv1")["nodes"]}
+        return " ".join(x["why"] for x in rows["host3"]["relays"] if x["vm"] == "rds2")
+    try:
+        os.kill(old, signal.SIGKILL)
+        wait_for(lambda: daemon_pid(coord) not in (None, old), 20, "a new storage daemon")
+        new = daemon_pid(coord)
+        assert_runs_as_qemu_user(new)
+        wait_for(lambda: open_files(new) == {p1}, 20, "rds1's disk exported again")
+        assert owner_mode(p1) == (user.pw_uid, user.pw_gid, "0o600")
+        said = wait_for(lambda: (lambda w: w if "cannot export" in w else None)(why()), 20,
+                        "rds2's relay to say why", interval=0.5)
+        print(f"rds2's relay: {said}")
+        assert "ferry-qemu" in said and "Read-only file system" in said, said
+        assert open_files(new) == {p1} and owner_mode(p2) == (0, 0, "0o644")
+    finally:
+        subprocess.run(ns + ["umount", p2], check=True)
     wait_for(lambda: len(open_files(new)) == 2, 20, "both disks exported again")
+    assert owner_mode(p2) == (user.pw_uid, user.pw_gid, "0o600")
     rows = {r["node"]: r for r in h1.cli_json("csv", "show", "csv1")["nodes"]}
     assert {x["pid"] for x in rows[coord.name]["exports"]} == {new}, rows[coord.name]
     assert sorted(x["name"].split("@")[0] for x in rows[coord.name]["exports"]) == \
@@ -481,3 +575,21 @@ def test_a_ferryd_restart_on_the_vms_host_keeps_its_redirected_disk(lab, csv1, t
     time.sleep(3)
     gaps = finish_writers(lab, writers, tmp_path)
     print(f"ferryd restarted on host2: longest write pauses {gaps} ms")
+
+
+def test_ferryd_refuses_an_nbd_port_its_unprivileged_storage_daemon_cannot_listen_on(tmp_path):
+    """The storage daemon runs as QEMU's user, without CAP_NET_BIND_SERVICE: a node that may
+    coordinate (--listen) with an --nbd-port below the host's unprivileged ports is refused
+    at start, saying what to choose, rather than failing each daemon's start later."""
+    with open("/proc/sys/net/ipv4/ip_unprivileged_port_start") as f:
+        low = int(f.read())
+    assert low > 900, f"this host lets anyone bind port 900 (ip_unprivileged_port_start {low})"
+    r = subprocess.run([FERRYD, "--state-dir", str(tmp_path / "state"), "--run-dir",
+                        str(tmp_path / "run"), "--socket", str(tmp_path / "s.sock"), "--accel",
+                        "tcg", "--listen", "127.0.0.1:7391", "--nbd-port", "900"],
+                       capture_output=True, text=True, timeout=30)
+    print(r.stderr.strip().splitlines()[-1])
+    assert r.returncode != 0
+    assert f"nbd_port 900: a volume coordinator's qemu-storage-daemon runs as ferry-qemu, which " \
+        f"may not listen below port {low}" in r.stderr, r.stderr
+    assert f"choose nbd_port {low} or above, or qemu_user root" in r.stderr, r.stderr
