@@ -18,7 +18,8 @@ PYTEST_ARGS ?=
 # one after another.
 E2E_JOBS ?= 2
 
-.PHONY: all deps build appliance check unit asan e2e demo install clean deb promtool fuzz
+.PHONY: all deps build appliance check unit asan e2e demo install clean deb promtool fuzz \
+	check-systemd
 
 all: build
 
@@ -51,17 +52,18 @@ E2E_PYTEST = $(PYTHON) -m pytest -v -p no:cacheprovider --durations=25
 
 # With workers, two phases: every file but the `timing` ones (they hold client-observed gaps to
 # the 300 ms budget, which another worker's guests would eat into) E2E_JOBS at a time, while
-# the real Debian guest of tests/e2e/test_real_guest.py is built (or found cached) in the
-# background; then the timing files one after another, alone (also when the first phase
-# failed, so that one run shows every failure). Exit status 5 (nothing
-# collected, PYTEST_ARGS narrowed a phase to nothing) is not a failure.
+# the real Debian guest of tests/e2e/test_real_guest.py and its ferry-host variant (for
+# check-systemd) are built (or found cached) in the background; then the timing files one after
+# another, alone (also when the first phase failed, so that one run shows every failure). Exit
+# status 5 (nothing collected, PYTEST_ARGS narrowed a phase to nothing) is not a failure.
 e2e: build
 	bash scripts/install-deps guest
 ifeq ($(E2E_JOBS),0)
 	$(E2E_ENV) $(E2E_PYTEST) tests/e2e $(PYTEST_ARGS)
 else
-	scripts/make-debian-guest --probe-responder $(APPLIANCE)/probe-responder \
-	  >$(BUILD)/real-guest-build.log 2>&1 & guest=$$!; \
+	{ scripts/make-debian-guest --probe-responder $(APPLIANCE)/probe-responder && \
+	  scripts/make-debian-guest --probe-responder $(APPLIANCE)/probe-responder \
+	    --variant ferry-host; } >$(BUILD)/real-guest-build.log 2>&1 & guest=$$!; \
 	$(E2E_ENV) $(E2E_PYTEST) -n $(E2E_JOBS) --dist loadfile -m "not timing" tests/e2e \
 	  $(PYTEST_ARGS); rc1=$$?; \
 	wait $$guest || echo "make-debian-guest failed (see $(BUILD)/real-guest-build.log)"; \
@@ -69,7 +71,7 @@ else
 	{ [ $$rc1 = 0 ] || [ $$rc1 = 5 ]; } && { [ $$rc2 = 0 ] || [ $$rc2 = 5 ]; }
 endif
 
-check: unit promtool asan e2e deb
+check: unit promtool asan e2e deb check-systemd
 
 demo: build
 	FERRY_BUILD=$(abspath $(BUILD)) FERRY_GUEST_DIR=$(abspath $(APPLIANCE)) bash scripts/demo
@@ -98,6 +100,15 @@ deb: deps
 	cd $(DEB_DIR)/ferry && DEB_BUILD_OPTIONS="$(DEB_BUILD_OPTIONS)" dpkg-buildpackage -us -uc -b
 	lintian --fail-on error,warning $(DEB_DIR)/*.changes
 	FERRY_DEB_DIR=$(abspath $(DEB_DIR)) $(PYTHON) -m pytest -v -p no:cacheprovider tests/pkg
+
+# The package under a running systemd (tests/systemd): make deb's .deb installed offline in a
+# real Debian 12 guest (scripts/make-debian-guest --variant ferry-host: with the package's
+# dependencies; built or found cached) booted in QEMU, then ferryd.service enabled, killed,
+# hung, restarted with a VM running, and the package purged, checked over SSH.
+check-systemd: build deb
+	bash scripts/install-deps guest
+	FERRY_DEB_DIR=$(abspath $(DEB_DIR)) $(E2E_ENV) $(PYTHON) -m pytest -v -s -p no:cacheprovider \
+	  --durations=0 tests/systemd
 
 # Every libFuzzer target in fuzz/ for FUZZ_SECONDS each (clang, ASan+UBSan), starting from the
 # committed corpus; new interesting inputs go to $(FUZZ_BUILD)/corpus/NAME, crashes to

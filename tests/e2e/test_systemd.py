@@ -4,7 +4,8 @@ on a datagram socket of the test (what systemd gives a Type=notify service) send
 once its API answers, WATCHDOG=1 at half of WATCHDOG_USEC, STOPPING=1 on SIGTERM; under
 JOURNAL_STREAM its log lines carry syslog priorities; and contrib/systemd/ferryd.service has the
 settings a ferryd that must never take its VMs down with it needs (checked by
-systemd-analyze verify too)."""
+systemd-analyze verify too). Under a running systemd, in a Debian guest, the package and its
+unit are checked by tests/systemd/test_deb_systemd.py (make check-systemd)."""
 import configparser
 import json
 import os

@@ -21,8 +21,12 @@ BUILD_TIMEOUT = 900
 BOOT_TIMEOUT = 300  # TCG, a full systemd boot: 20 s on a quiet machine, 160 s seen under load 18
 
 
-def missing():
-    """Why the real guest cannot be used here, or None."""
+def variant_args(variant):
+    return ["--variant", variant] if variant else []
+
+
+def missing(variant=None):
+    """Why the real guest (or its variant, e.g. "ferry-host") cannot be used here, or None."""
     if os.geteuid() != 0:
         return "needs root (mmdebstrap, network namespaces, taps)"
     if not os.access(RESPONDER, os.X_OK):
@@ -31,10 +35,12 @@ def missing():
         return "qemu-system-x86_64 is not installed"
     if not os.access(BUSYBOX, os.X_OK):
         return f"{BUSYBOX} (busybox-static, for udhcpd) is not installed"
-    key = run([MAKE_GUEST, "--probe-responder", RESPONDER, "--print-key"], check=False)
+    key = run([MAKE_GUEST, "--probe-responder", RESPONDER, "--print-key", *variant_args(variant)],
+              check=False)
     if key.returncode != 0:
         return f"make-debian-guest: {key.stderr.strip()}"
-    cached = os.path.join(cache_dir(), f"debian12-{key.stdout.strip()}", "info.json")
+    prefix = f"debian12+{variant}" if variant else "debian12"
+    cached = os.path.join(cache_dir(), f"{prefix}-{key.stdout.strip()}", "info.json")
     if not os.path.exists(cached) and not shutil.which("mmdebstrap"):
         return "mmdebstrap is not installed: run scripts/install-deps guest"
     return None
@@ -44,11 +50,12 @@ def cache_dir():
     return os.environ.get("FERRY_GUEST_CACHE", "/var/cache/ferry/guests")
 
 
-def build():
+def build(variant=None):
     """The guest's directory (scripts/make-debian-guest's output) and its info.json, built
     first when the cache does not have it; the seconds it took are in info["took_s"]."""
     t0 = time.monotonic()
-    p = run([MAKE_GUEST, "--probe-responder", RESPONDER], timeout=BUILD_TIMEOUT)
+    p = run([MAKE_GUEST, "--probe-responder", RESPONDER, *variant_args(variant)],
+            timeout=BUILD_TIMEOUT)
     d = p.stdout.strip().splitlines()[-1]
     with open(os.path.join(d, "info.json")) as f:
         info = json.load(f)
@@ -98,20 +105,28 @@ def stop(proc, timeout=10):
 
 class Qemu:
     """The guest in QEMU (TCG) the way ferryd starts a VM without a kernel (-boot c, the disk a
-    fixed VHD's data as raw), in netns on tap; devices "virtio" (ferry's) or "vmware" (pvscsi +
-    vmxnet3, what the guest had under VMware). Console to a file, QMP on a socket."""
+    fixed VHD's data as raw, or a qcow2 overlay: disk_format="qcow2"), in netns on tap; devices
+    "virtio" (ferry's) or "vmware" (pvscsi + vmxnet3, what the guest had under VMware). Console
+    to a file, QMP on a socket."""
 
-    def __init__(self, netns, workdir, vhd, mac, tap="tap0", devices="virtio", memory=512):
+    def __init__(self, netns, workdir, vhd, mac, tap="tap0", devices="virtio", memory=512,
+                 cpus=1, disk_format="vhd"):
         self.console_path = os.path.join(workdir, "console.log")
         self.qmp_path = os.path.join(workdir, "qmp.sock")
         self.err_path = os.path.join(workdir, "qemu.err")
-        size = os.path.getsize(vhd) - 512  # the data before the VHD footer
+        if disk_format == "vhd":
+            size = os.path.getsize(vhd) - 512  # the data before the VHD footer
+            fmt = f"driver=raw,file=disk0-file,node-name=disk0,size={size}"
+        elif disk_format == "qcow2":
+            fmt = "driver=qcow2,file=disk0-file,node-name=disk0"
+        else:
+            raise ValueError(f"disk_format: {disk_format!r} is neither vhd nor qcow2")
         cmd = [QEMU, "-name", "guest=realguest", "-machine", "pc,accel=tcg", "-cpu", "max",
-               "-smp", "1", "-m", str(memory), "-nodefaults", "-no-user-config",
+               "-smp", str(cpus), "-m", str(memory), "-nodefaults", "-no-user-config",
                "-display", "none", "-vga", "none", "-serial", f"file:{self.console_path}",
                "-qmp", f"unix:{self.qmp_path},server=on,wait=off",
                "-blockdev", f"driver=file,filename={vhd},node-name=disk0-file",
-               "-blockdev", f"driver=raw,file=disk0-file,node-name=disk0,size={size}",
+               "-blockdev", fmt,
                "-netdev", f"tap,id=net0,ifname={tap},script=no,downscript=no,vhost=off"]
         if devices == "virtio":
             cmd += ["-device", "virtio-blk-pci,drive=disk0",
