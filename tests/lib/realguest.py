@@ -106,11 +106,11 @@ def stop(proc, timeout=10):
 class Qemu:
     """The guest in QEMU (TCG) the way ferryd starts a VM without a kernel (-boot c, the disk a
     fixed VHD's data as raw, or a qcow2 overlay: disk_format="qcow2"), in netns on tap; devices
-    "virtio" (ferry's) or "vmware" (pvscsi + vmxnet3, what the guest had under VMware). Console
-    to a file, QMP on a socket."""
+    "virtio" (ferry's) or "vmware" (pvscsi + vmxnet3, what the guest had under VMware); cpu:
+    QEMU's -cpu (TCG's "max" offers SVM). Console to a file, QMP on a socket."""
 
     def __init__(self, netns, workdir, vhd, mac, tap="tap0", devices="virtio", memory=512,
-                 cpus=1, disk_format="vhd"):
+                 cpus=1, disk_format="vhd", cpu="max"):
         self.console_path = os.path.join(workdir, "console.log")
         self.qmp_path = os.path.join(workdir, "qmp.sock")
         self.err_path = os.path.join(workdir, "qemu.err")
@@ -121,7 +121,7 @@ class Qemu:
             fmt = "driver=qcow2,file=disk0-file,node-name=disk0"
         else:
             raise ValueError(f"disk_format: {disk_format!r} is neither vhd nor qcow2")
-        cmd = [QEMU, "-name", "guest=realguest", "-machine", "pc,accel=tcg", "-cpu", "max",
+        cmd = [QEMU, "-name", "guest=realguest", "-machine", "pc,accel=tcg", "-cpu", cpu,
                "-smp", str(cpus), "-m", str(memory), "-nodefaults", "-no-user-config",
                "-display", "none", "-vga", "none", "-serial", f"file:{self.console_path}",
                "-qmp", f"unix:{self.qmp_path},server=on,wait=off",
