@@ -388,6 +388,32 @@ def test_a_qemu_of_another_uid_is_adopted_as_it_runs(lab):
         h1.cli("vm", "delete", "--force", "ad1")
 
 
+def test_two_qemus_of_one_uid_never_run_on_a_node(lab):
+    """Two VMs made under --qemu-uids shared (no clash to refuse then), and host3's ferryd
+    restarted with a range of one uid, to which every name maps: the first VM runs (its QEMU
+    adopted as it runs), the second's start is refused, naming the first, and nothing of it
+    runs. The start check is what stands when two clashing names were made at once on two
+    nodes."""
+    h3 = lab.hosts[2]
+    with host3_with(lab, ["--qemu-uids", "shared"]):
+        for name in ("cl1", "cl2"):
+            h3.cli("vm", "create", name, "--node", h3.name, "--memory", "64", "--appliance",
+                   "--disk", f"{lab.csv}/{name}.vhd,size=8")
+    with host3_with(lab, ["--qemu-uids", "70000-70000"]):
+        try:
+            h3.cli("vm", "start", "cl1")
+            [pid] = qemus_under(h3, "cl1")
+            assert proc_status(pid)["Uid"].split()[0] == "70000"
+            r = h3.cli("vm", "start", "cl2", check=False)
+            print(f"\n{r.stderr.strip()}")
+            assert r.returncode != 0 and \
+                "cl2 would run its QEMU as uid 70000, as VM cl1 does" in r.stderr, r.stderr
+            assert qemus_under(h3, "cl2") == [] and local_vm(h3, "cl2")["state"] == "stopped"
+        finally:
+            for name in ("cl1", "cl2"):
+                h3.cli("vm", "delete", "--force", name, check=False)
+
+
 def test_a_name_that_shares_another_vms_uid_is_refused(lab):
     """uc95189 and uc135472 hash to one uid (1998277213) in the default range. The second is
     refused wherever it is asked for, before anything is made."""
