@@ -189,6 +189,14 @@ int qemu_user_give(const struct qemu_user *u, const char *path, unsigned mode, s
     return rc;
 }
 
+int qemu_user_give_file(const struct qemu_user *u, const char *path, struct ferr *e)
+{
+    char real[PATH_MAX];
+    if (!realpath(path, real))
+        return ferr_set(e, -errno, "%s: %s", path, strerror(errno));
+    return qemu_user_give(u, real, 0600, e);
+}
+
 /* The permission bits (rwx, 0..7) that apply to the user on a file of status st. */
 static unsigned bits_for(const struct qemu_user *u, const struct stat *st)
 {

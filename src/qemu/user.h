@@ -76,6 +76,10 @@ int qemu_user_of_pid(int pid, struct qemu_user *out, struct ferr *e);
  * or a negative errno with a message that says what to do. */
 int qemu_user_give(const struct qemu_user *u, const char *path, unsigned mode, struct ferr *e);
 
+/* Gives the file that path names (a symlink resolved: what QEMU opens) to the user, 0600: a
+ * spec's disk, a volume's VHD. Same returns as qemu_user_give. */
+int qemu_user_give_file(const struct qemu_user *u, const char *path, struct ferr *e);
+
 /* Whether the user may search (x) every directory on the way to dir and dir itself, by the
  * permission bits of each against its uid, gid and supplementary groups. 0 if so (or without
  * drop), else FERR_STATE naming the first directory it cannot pass and what to change. */

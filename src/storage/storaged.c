@@ -350,15 +350,14 @@ struct give_job {
 static void give_work(uv_work_t *w)
 {
     struct give_job *j = w->data;
-    /* The file a symlink names is what the daemon opens, so that is what it must own. */
-    char real[PATH_MAX], dir[PATH_MAX];
-    if (!realpath(j->path, real)) {
+    /* The file a symlink names is what the daemon opens: its directory must be passable. */
+    char dir[PATH_MAX];
+    if (!realpath(j->path, dir)) {
         j->rc = ferr_set(&j->e, -errno, "%s: %s", j->path, strerror(errno));
         return;
     }
-    snprintf(dir, sizeof(dir), "%s", real);
     if ((j->rc = qemu_user_check_reach(&j->user, dirname(dir), &j->e)) == 0)
-        j->rc = qemu_user_give(&j->user, real, 0600, &j->e);
+        j->rc = qemu_user_give_file(&j->user, j->path, &j->e);
 }
 
 static void give_done(uv_work_t *w, int status)

@@ -687,16 +687,6 @@ struct start_work {
 /* Thread pool: every disk's metadata checked (vhd_info_read: a damaged, differencing or foreign
  * file never reaches QEMU), and host memory. Touches only sw. A fixed VHD is attached as raw,
  * a dynamic one with QEMU's vpc driver. */
-/* A file of the spec (a disk, the EFI variables) handed to QEMU's user, 0600. The name the
- * spec gives may be a symlink (the admin's): the file it names is given. */
-static int give_file(const struct qemu_user *u, const char *path, struct ferr *e)
-{
-    char real[PATH_MAX];
-    if (!realpath(path, real))
-        return ferr_set(e, -errno, "%s: %s", path, strerror(errno));
-    return qemu_user_give(u, real, 0600, e);
-}
-
 static void start_work(uv_work_t *req)
 {
     struct start_work *sw = req->data;
@@ -713,7 +703,7 @@ static void start_work(uv_work_t *req)
          * redirected one is the volume coordinator's storage daemon's alone. */
         if (sw->vpc[i] && sw->may_redirect)
             continue;
-        if ((sw->status = give_file(&sw->user, sw->spec.disks[i].path, &sw->e)) < 0) {
+        if ((sw->status = qemu_user_give_file(&sw->user, sw->spec.disks[i].path, &sw->e)) < 0) {
             ferr_prefix(&sw->e, "disks[%u]", i);
             return;
         }
@@ -725,7 +715,7 @@ static void start_work(uv_work_t *req)
                                               &sw->vars_made, &sw->e)) < 0)
             return;
         /* QEMU writes the variables as its user, like a disk */
-        if ((sw->status = give_file(&sw->user, sw->spec.efi_vars, &sw->e)) < 0) {
+        if ((sw->status = qemu_user_give_file(&sw->user, sw->spec.efi_vars, &sw->e)) < 0) {
             ferr_prefix(&sw->e, "efi_vars");
             return;
         }
@@ -776,7 +766,7 @@ static int spawn_qemu(struct vm *vm, struct ferr *e)
             disks[i].format = QEMU_DISK_NBD;
             disks[i].export = exports[i];
         } else if (vm->disk_vpc[i] && vm->set->cfg.disk_redirect &&
-                   give_file(&vm->user, s->disks[i].path, e) < 0) {
+                   qemu_user_give_file(&vm->user, s->disks[i].path, e) < 0) {
             /* not redirected after all (start_work left it): QEMU opens it itself */
             ferr_prefix(e, "disks[%u]", i);
             unredirect_disks(vm);
