@@ -596,12 +596,16 @@ static void clash_local(struct vm *vm, void *data)
 }
 
 /* A new VM's name must not give its QEMU another VM's uid (per-VM uids): any VM of the
- * cluster, as its files on a shared volume are reached from every node. */
+ * cluster (the database has them all, this node's too), as its files on a shared volume are
+ * reached from every node; a standalone node's own. */
 static int uid_clash(const struct fleet *f, const char *name, struct ferr *e)
 {
     struct clash_ctx c = {f, name, e, 0};
-    vmset_foreach(f->env.vms, clash_local, &c);
-    json_t *recs = fleet_clustered(f) ? cdb_vms(cluster_db(f->env.cluster), NULL) : NULL;
+    if (!fleet_clustered(f)) {
+        vmset_foreach(f->env.vms, clash_local, &c);
+        return c.rc;
+    }
+    json_t *recs = cdb_vms(cluster_db(f->env.cluster), NULL);
     size_t i;
     json_t *rec;
     json_array_foreach(recs, i, rec)

@@ -9,7 +9,7 @@ import subprocess
 import http.client
 import time
 
-from ferrytest import FERRYD, GUEST, pid_alive, run, wait_for
+from ferrytest import FERRYD, GUEST, Host, pid_alive, run, wait_for
 
 
 def test_node_show_reports_accelerator(host):
@@ -366,3 +366,23 @@ def test_bad_input_changes_nothing(host):
     p = host.cli("vm", "start", "ok1", check=False)
     assert p.returncode != 0 and "ok1.vhd" in p.stderr
     assert host.qemu_pids() == []
+
+
+def test_standalone_refuses_a_name_that_shares_a_uid():
+    """A standalone node (no cluster) with --qemu-uids of one uid: every name maps to it, so a
+    second VM is refused at create, naming the first, and nothing of it is made."""
+    h = Host(2)
+    try:
+        h.start_ferryd("--qemu-uids", "70000-70000")
+        h.cli("vm", "create", "u1", "--memory", "64", "--appliance", "--disk",
+              f"{h.disks}/u1.vhd,size=8")
+        r = h.cli("vm", "create", "u2", "--memory", "64", "--appliance", "--disk",
+                  f"{h.disks}/u2.vhd,size=8", check=False)
+        print(f"\n{r.stderr.strip()}")
+        assert r.returncode != 0 and "u2 would run its QEMU as uid 70000, as VM u1 does" in \
+            r.stderr, r.stderr
+        assert not os.path.exists(f"{h.disks}/u2.vhd")
+        assert [v["name"] for v in h.cli_json("vm", "list")["vms"]] == ["u1"]
+    finally:
+        leftovers = h.close()
+        assert not leftovers, f"processes left behind: {leftovers}"
